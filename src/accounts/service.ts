@@ -1,0 +1,106 @@
+import type { Config } from '../config/schema.ts';
+import { StoreConflictError, type Store, type User } from '../store/index.ts';
+import { normalizeEmail } from './email.ts';
+import { dummyHash, hashPassword, MAX_PASSWORD_CHARS, needsRehash, passwordProblem, verifyPassword } from './passwords.ts';
+import type { Throttle } from './throttle.ts';
+
+export type FieldErrors = Partial<Record<'email' | 'password' | 'name' | 'form', string>>;
+
+export type RegisterResult = { ok: true; user: User } | { ok: false; status: 400 | 403 | 409 | 429; errors: FieldErrors; retryAfterSeconds?: number };
+
+export type LoginResult =
+  | { ok: true; user: User; deviceCookie: string }
+  | { ok: false; status: 400 | 401 | 403 | 429; errors: FieldErrors; retryAfterSeconds?: number };
+
+/** One message for a wrong password and an unknown email: nothing tells them apart (ATTACKS 41). */
+export const BAD_CREDENTIALS = 'The email or password is not correct.';
+
+/**
+ * Local accounts: registration, password login and the operator's changes. Transport-free:
+ * the HTTP routes and the CLI both call in here.
+ */
+export class Accounts {
+  private readonly store: Store;
+  private readonly throttle: Throttle;
+  private readonly config: Config['accounts'];
+
+  constructor(store: Store, throttle: Throttle, config: Config['accounts']) {
+    this.store = store;
+    this.throttle = throttle;
+    this.config = config;
+  }
+
+  async register(input: { email?: string; password?: string; name?: string }, ip: string): Promise<RegisterResult> {
+    if (this.config.registration === 'closed') return { ok: false, status: 403, errors: { form: 'Registration is closed. Ask an administrator for an account.' } };
+    const errors: FieldErrors = {};
+    const email = normalizeEmail(input.email);
+    if (!email) errors.email = 'Enter an email address like name@example.com.';
+    else if (this.config.allowedDomains && !this.config.allowedDomains.some((d) => email.endsWith(`@${d.toLowerCase()}`))) {
+      errors.email = `Use an address at ${this.config.allowedDomains.join(' or ')}.`;
+    }
+    const password = input.password ?? '';
+    const problem = passwordProblem(password, { minLength: this.config.minPasswordLength, email });
+    if (problem) errors.password = problem;
+    const name = input.name?.trim() || null;
+    if (name && (name.length > 100 || /[\u0000-\u001f\u007f]/.test(name))) errors.name = 'Use at most 100 characters.';
+    if (Object.keys(errors).length) return { ok: false, status: 400, errors };
+
+    const verdict = await this.throttle.checkRegistration(ip);
+    if (!verdict.ok) return { ok: false, status: 429, errors: { form: 'Too many sign-ups from your network. Try again later.' }, retryAfterSeconds: verdict.retryAfterSeconds };
+
+    // Hash first, whether or not the address is taken, so both answers take as long.
+    const passwordHash = await hashPassword(password);
+    try {
+      const user = await this.store.users.create({ email: email!, passwordHash, name });
+      return { ok: true, user };
+    } catch (err) {
+      if (err instanceof StoreConflictError) {
+        return { ok: false, status: 409, errors: { email: 'This address cannot be used to register. If it is yours, sign in instead.' } };
+      }
+      throw err;
+    }
+  }
+
+  async login(input: { email?: string; password?: string }, ip: string, deviceCookie: string | null | undefined): Promise<LoginResult> {
+    const email = normalizeEmail(input.email);
+    const password = input.password ?? '';
+    if (!email || !password) {
+      const errors: FieldErrors = {};
+      if (!email) errors.email = 'Enter your email address.';
+      if (!password) errors.password = 'Enter your password.';
+      return { ok: false, status: 400, errors };
+    }
+    const nonce = this.throttle.deviceNonce(deviceCookie, email);
+    const verdict = await this.throttle.checkLogin(ip, email, nonce);
+    if (!verdict.ok) return { ok: false, status: 429, errors: { form: 'Too many failed attempts. Wait a few minutes and try again.' }, retryAfterSeconds: verdict.retryAfterSeconds };
+
+    const user = await this.store.users.getByEmail(email);
+    // Over-long input is wrong for every account alike: refused before any hashing.
+    const valid = password.length <= MAX_PASSWORD_CHARS * 4 && (await verifyPassword(password, user?.passwordHash ?? (await dummyHash())));
+    if (!user || !user.passwordHash || !valid) {
+      await this.throttle.loginFailed(ip, email, nonce);
+      return { ok: false, status: 401, errors: { form: BAD_CREDENTIALS } };
+    }
+    if (user.disabled) return { ok: false, status: 403, errors: { form: 'This account is disabled. Contact an administrator.' } };
+    await this.throttle.loginSucceeded(email, nonce);
+    if (needsRehash(user.passwordHash)) await this.store.users.update(user.id, { passwordHash: await hashPassword(password) });
+    return { ok: true, user, deviceCookie: this.throttle.newDeviceCookie(email) };
+  }
+
+  /** Operator or reset flow: sets a new password and ends every session of the user. */
+  async setPassword(userId: string, password: string, keepSessionHash?: string): Promise<{ ok: true } | { ok: false; error: string }> {
+    const user = await this.store.users.get(userId);
+    if (!user) return { ok: false, error: 'no such user' };
+    const problem = passwordProblem(password, { minLength: this.config.minPasswordLength, email: user.email });
+    if (problem) return { ok: false, error: problem };
+    await this.store.users.update(userId, { passwordHash: await hashPassword(password) });
+    await this.store.sessions.deleteByUser(userId, keepSessionHash);
+    return { ok: true };
+  }
+
+  async setDisabled(userId: string, disabled: boolean): Promise<User | undefined> {
+    const user = await this.store.users.update(userId, { disabled });
+    if (user && disabled) await this.store.sessions.deleteByUser(userId);
+    return user;
+  }
+}

@@ -1,0 +1,14 @@
+import type { Config } from '../config/schema.ts';
+import { MemoryCache } from './memory.ts';
+import { RedisCache } from './redis.ts';
+import type { Cache } from './types.ts';
+
+export type { Cache } from './types.ts';
+export { CacheUnavailableError } from './types.ts';
+
+export async function openCache(config: Config['cache'], options: { keyPrefix?: string } = {}): Promise<Cache> {
+  if (config.type === 'memory') return new MemoryCache();
+  const cache = new RedisCache(config.url, options.keyPrefix ?? config.keyPrefix);
+  await cache.connect();
+  return cache;
+}

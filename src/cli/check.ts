@@ -1,0 +1,89 @@
+import { ConfigError, loadConfig } from '../config/load.ts';
+import { lintConfig } from '../config/lint.ts';
+import type { Config } from '../config/schema.ts';
+import { normalizeTarget } from '../http/target.ts';
+import { matchRule } from '../policy/rules.ts';
+import { appFor, buildSites, hostKey } from '../server/sites.ts';
+import { err, out, UsageError } from './io.ts';
+
+/** `gatehouse check`: validate, warn, and optionally explain how a URL is decided. */
+export async function check(file: string, flags: { explain?: string; method?: string }): Promise<number> {
+  let config: Config;
+  try {
+    config = loadConfig(file);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      err(e.message);
+      return 2;
+    }
+    throw e;
+  }
+  const warnings = lintConfig(config);
+  for (const w of warnings) err(`warning: ${w.key}: ${w.message}`);
+  if (flags.explain) {
+    out(explain(config, flags.explain, (flags.method ?? 'GET').toUpperCase()));
+    return 0;
+  }
+  const sites = buildSites(config);
+  try {
+    out(`${file}: OK${warnings.length ? ` (${warnings.length} warning${warnings.length === 1 ? '' : 's'})` : ''}`);
+    for (const site of sites.values()) {
+      for (const app of site.apps) {
+        out(`  ${site.origin}${app.pathPrefix || '/'} → ${app.upstream.url.href}  app "${app.name}", ${app.rules.length} rule${app.rules.length === 1 ? '' : 's'}, default ${app.fallback.access}`);
+      }
+    }
+  } finally {
+    await Promise.all([...sites.values()].flatMap((s) => s.apps.map((a) => a.upstream.close())));
+  }
+  return 0;
+}
+
+export function explain(config: Config, url: string, method: string): string {
+  let u: URL;
+  try {
+    u = new URL(url, config.publicUrl);
+  } catch {
+    throw new UsageError(`"${url}" is not a URL`);
+  }
+  const sites = buildSites(config);
+  try {
+    const secure = new URL(config.publicUrl).protocol === 'https:';
+    const site = sites.get(hostKey(u.host, secure));
+    if (!site) return `${u.host}: no site answers for this host → 421 (configured: ${[...sites.keys()].join(', ')})`;
+    const rawPath = url.startsWith('/') ? url : url.slice(url.indexOf(u.host) + u.host.length) || '/';
+    const target = normalizeTarget(rawPath.split('#')[0]!);
+    if (!target.ok) return `${rawPath}: refused with 400 (${target.reason})`;
+    const lines = [`${method} ${site.origin}${target.path}${target.path !== rawPath.split('?')[0] ? `   (normalized from ${rawPath.split('?')[0]})` : ''}`];
+    if (target.path.toLowerCase().startsWith(config.authPrefix.toLowerCase())) return [...lines, `  Gatehouse's own route (${config.authPrefix}); never forwarded`].join('\n');
+    const app = appFor(site, target.path);
+    if (!app) return [...lines, '  no app serves this path → 404'].join('\n');
+    lines.push(`  app "${app.name}" → ${app.upstream.url.origin}${app.upstream.basePath}${target.path}`);
+    const rule = matchRule(app.rules, app.fallback, method, target.path);
+    app.rules.forEach((r) => {
+      const methodOk = !r.methods || r.methods.has(method);
+      const pathOk = r.regex.test(target.path);
+      const mark = r === rule ? '→' : ' ';
+      const why = !pathOk ? 'path does not match' : !methodOk ? `method ${method} not in [${[...r.methods!].join(', ')}]` : 'matches';
+      lines.push(`  ${mark} rule ${r.index}: ${r.path}${r.methods ? ` [${[...r.methods].join(',')}]` : ''} → ${r.access}: ${why}`);
+    });
+    if (rule === app.fallback) lines.push(`  → no rule matches; default: ${rule.access}`);
+    const decision =
+      rule.access === 'public'
+        ? 'public: forwarded without sign-in'
+        : rule.access === 'deny'
+          ? 'denied: 403 for everyone'
+          : `sign-in required${rule.allow ? `, then only ${describeAllow(rule.allow)}` : ''}`;
+    lines.push(`  decision: ${decision}`);
+    return lines.join('\n');
+  } finally {
+    void Promise.all([...sites.values()].flatMap((s) => s.apps.map((a) => a.upstream.close())));
+  }
+}
+
+function describeAllow(a: { emails: ReadonlySet<string>; domains: ReadonlySet<string>; groups: ReadonlySet<string> }): string {
+  const parts = [];
+  if (a.emails.size) parts.push(`emails ${[...a.emails].join(', ')}`);
+  if (a.domains.size) parts.push(`domains ${[...a.domains].join(', ')}`);
+  if (a.groups.size) parts.push(`groups ${[...a.groups].join(', ')}`);
+  return parts.join(' or ') || 'nobody';
+}

@@ -1,0 +1,53 @@
+import { stdin, stdout, stderr } from 'node:process';
+
+export class UsageError extends Error {}
+
+export const out = (s = '') => void stdout.write(s + '\n');
+export const err = (s = '') => void stderr.write(s + '\n');
+
+/** Reads a secret: hidden at a terminal, or the whole of stdin when piped. Never from argv. */
+export async function readSecret(prompt: string, confirm = false): Promise<string> {
+  if (!stdin.isTTY) {
+    const chunks: Buffer[] = [];
+    for await (const c of stdin) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  }
+  const ask = (q: string) =>
+    new Promise<string>((resolve, reject) => {
+      stderr.write(q);
+      stdin.setRawMode(true);
+      stdin.resume();
+      let value = '';
+      const onData = (buf: Buffer) => {
+        for (const ch of buf.toString('utf8')) {
+          if (ch === '\r' || ch === '\n') {
+            done();
+            stderr.write('\n');
+            return resolve(value);
+          }
+          if (ch === '\u0003') {
+            done();
+            return reject(new UsageError('cancelled'));
+          }
+          if (ch === '\u007f' || ch === '\b') value = [...value].slice(0, -1).join('');
+          else value += ch;
+        }
+      };
+      const done = () => {
+        stdin.off('data', onData);
+        stdin.setRawMode(false);
+        stdin.pause();
+      };
+      stdin.on('data', onData);
+    });
+  const first = await ask(prompt);
+  if (confirm && (await ask('Repeat: ')) !== first) throw new UsageError('the two entries differ');
+  return first;
+}
+
+export function table(rows: Record<string, unknown>[], columns: string[]): string {
+  const cells = rows.map((r) => columns.map((c) => String(r[c] ?? '')));
+  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));
+  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(columns.map((c) => c.toUpperCase())), ...cells.map(line)].join('\n');
+}

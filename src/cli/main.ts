@@ -1,0 +1,84 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { check } from './check.ts';
+import { operatorContext } from './context.ts';
+import { err, out, UsageError } from './io.ts';
+import { serve } from './serve.ts';
+import { sessions } from './sessions.ts';
+import { users } from './users.ts';
+
+const HELP = `gatehouse: an identity-aware reverse proxy
+
+Usage:
+  gatehouse serve [--config gatehouse.yaml]
+  gatehouse check [--config f] [--explain URL [--method M]]
+  gatehouse users add <email> [--name N] [--groups a,b]     (password from a prompt or stdin)
+  gatehouse users list [--json]
+  gatehouse users disable|enable <email>
+  gatehouse users set-password <email>
+  gatehouse users set-groups <email> <a,b>
+  gatehouse sessions list --user <email> [--json]
+  gatehouse sessions revoke [id] --user <email>
+
+The config file is --config, else $GATEHOUSE_CONFIG, else ./gatehouse.yaml.`;
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      explain: { type: 'string' },
+      method: { type: 'string' },
+      name: { type: 'string' },
+      groups: { type: 'string' },
+      user: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [command, ...rest] = positionals;
+  const file = values.config ?? process.env.GATEHOUSE_CONFIG ?? 'gatehouse.yaml';
+  if (values.help || !command) {
+    out(HELP);
+    return command || values.help ? 0 : 2;
+  }
+  switch (command) {
+    case 'serve':
+      return serve(file);
+    case 'check':
+      return check(file, values);
+    case 'users':
+    case 'sessions': {
+      const ctx = await operatorContext(file);
+      try {
+        return command === 'users' ? await users(ctx, rest, values) : await sessions(ctx, rest, values);
+      } finally {
+        await ctx.close();
+      }
+    }
+    default:
+      throw new UsageError(`unknown command "${command}"; see gatehouse --help`);
+  }
+}
+
+if (import.meta.main) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      if (code !== 0 || process.exitCode) process.exitCode = code;
+    },
+    (e: unknown) => {
+      if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+        err(`gatehouse: ${(e as Error).message}`);
+        process.exitCode = 2;
+      } else if ((e as Error).name === 'ConfigError') {
+        err((e as Error).message);
+        process.exitCode = 2;
+      } else {
+        err(`gatehouse: ${(e as Error).message}`);
+        process.exitCode = 1;
+      }
+    },
+  );
+}

@@ -1,0 +1,242 @@
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { parseDuration } from './duration.ts';
+
+/**
+ * The one definition of gatehouse.yaml. The JSON Schema under schema/ is generated from it
+ * (`npm run schema`), so editors and the validator never disagree.
+ */
+
+const duration = (def: string) =>
+  z
+    .union([z.string(), z.number()])
+    .default(def)
+    .transform((v, ctx) => {
+      const ms = parseDuration(v);
+      if (ms === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'expected a duration such as "30s", "15m", "12h" or "90d"' });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .meta({ description: 'Duration: "30s", "15m", "12h", "90d" or a number of seconds' });
+
+const httpUrl = (what: string) =>
+  z.string().superRefine((v, ctx) => {
+    let u: URL;
+    try {
+      u = new URL(v);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `${what} must be an absolute URL such as https://app.example.com` });
+      return;
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') ctx.addIssue({ code: 'custom', message: `${what} must use http or https` });
+    if (u.username || u.password) ctx.addIssue({ code: 'custom', message: `${what} must not contain credentials` });
+    if (u.search || u.hash) ctx.addIssue({ code: 'custom', message: `${what} must not have a query or fragment` });
+  });
+
+export const PROXY_PRESETS = ['loopback', 'private', 'linklocal'] as const;
+
+const cidr = z.string().superRefine((v, ctx) => {
+  if ((PROXY_PRESETS as readonly string[]).includes(v)) return;
+  const [addr, bits, extra] = v.split('/');
+  const family = isIP(addr ?? '');
+  const max = family === 4 ? 32 : 128;
+  const okBits = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= max);
+  if (!family || !okBits || extra !== undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not an IP address, a CIDR range (10.0.0.0/8) or one of ${PROXY_PRESETS.join(', ')}` });
+  }
+});
+
+const headerName = z.string().regex(/^[A-Za-z0-9-]+$/, 'a header name has only letters, digits and "-"');
+const forwardHeader = z.union([z.boolean(), headerName]);
+
+export const AllowSchema = z
+  .strictObject({
+    emails: z.array(z.string().min(3)).optional().meta({ description: 'Exact email addresses (case-insensitive)' }),
+    domains: z.array(z.string().regex(/^[A-Za-z0-9.-]+$/, 'a domain such as example.com')).optional().meta({ description: 'Email domains, exact match: example.com does not admit a.example.com' }),
+    groups: z.array(z.string().min(1)).optional().meta({ description: 'Any one of these groups' }),
+  })
+  .meta({ description: 'Admit a signed-in user who matches any of the lists' });
+
+export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+
+export const RouteSchema = z
+  .strictObject({
+    path: z
+      .string()
+      .regex(/^\/[A-Za-z0-9\-._~!$&'()+,=:@/*%]*$/, 'a route path starts with "/" and uses URL path characters, "*" and "**"')
+      .meta({ description: 'Glob on the normalized path: "*" matches within one segment, "**" across segments; "/admin/**" also matches "/admin"' }),
+    methods: z.array(z.enum(METHODS)).min(1).optional().meta({ description: 'Only these methods; HEAD is not implied by GET' }),
+    access: z.enum(['public', 'authenticated', 'deny']).default('authenticated'),
+    allow: AllowSchema.optional(),
+    unauthenticated: z.enum(['redirect', '401']).optional().meta({ description: 'What an anonymous request gets; default: browsers are redirected to login, other clients get 401' }),
+  })
+  .superRefine((r, ctx) => {
+    if (r.access !== 'authenticated' && r.allow) ctx.addIssue({ code: 'custom', path: ['allow'], message: `"allow" only applies to access: authenticated, not ${r.access}` });
+  });
+
+export const HeadersSchema = z
+  .strictObject({
+    email: forwardHeader.default(false).meta({ description: 'Send X-User-Email (true) or the email under this header name' }),
+    name: forwardHeader.default(false).meta({ description: 'Send X-User-Name (true) or under this header name' }),
+    groups: forwardHeader.default(false).meta({ description: 'Send X-User-Groups, comma-separated (true) or under this header name' }),
+  })
+  .prefault({});
+
+const appFields = {
+  name: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'an app name is lower-case letters, digits and "-"')
+    .meta({ description: 'Identifies the app: the assertion audience and the sessions it owns' }),
+  title: z.string().min(1).max(80).optional().meta({ description: 'Shown on the login pages; default: the name' }),
+  routes: z.array(RouteSchema).default([]).meta({ description: 'Rules in order; the first that matches decides' }),
+  defaultAccess: z.enum(['authenticated', 'deny']).default('authenticated').meta({ description: 'What applies where no route matches' }),
+  headers: HeadersSchema,
+  caseSensitivePaths: z
+    .boolean()
+    .default(false)
+    .meta({ description: 'Match route paths case-sensitively. Default false: /ADMIN meets the /admin rules, in case the app routes without regard to case' }),
+  preserveHost: z.boolean().default(false).meta({ description: 'Send the client\'s Host to the app instead of the upstream\'s' }),
+  timeouts: z
+    .strictObject({
+      connect: duration('5s'),
+      response: duration('60s').meta({ description: 'Until the app sends its response headers (504 after)' }),
+      idle: duration('5m').meta({ description: 'Longest pause inside a request or response body' }),
+    })
+    .prefault({}),
+};
+
+export const AppSchema = z.strictObject({
+  ...appFields,
+  host: z
+    .string()
+    .regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, 'a host name with an optional port, such as app.example.com')
+    .optional()
+    .meta({ description: 'Serve this app on its own host (its own origin, cookies and sessions); default: the publicUrl host' }),
+  pathPrefix: z
+    .string()
+    .regex(/^(\/[A-Za-z0-9\-._~]+)+$/, 'a path prefix such as /api (no trailing slash)')
+    .optional()
+    .meta({ description: 'Serve this app under a path prefix on its host' }),
+  upstream: httpUrl('upstream'),
+});
+
+const StoreSchema = z
+  .discriminatedUnion('type', [
+    z.strictObject({ type: z.literal('sqlite'), path: z.string().min(1).default('./data/gatehouse.db') }),
+    z.strictObject({
+      type: z.literal('postgres'),
+      url: z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// URL'),
+      poolSize: z.number().int().min(1).max(200).default(10),
+    }),
+  ])
+  .prefault({ type: 'sqlite' });
+
+const CacheSchema = z
+  .discriminatedUnion('type', [
+    z.strictObject({ type: z.literal('memory') }),
+    z.strictObject({
+      type: z.literal('redis'),
+      url: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL'),
+      keyPrefix: z.string().default('gatehouse:'),
+    }),
+  ])
+  .prefault({ type: 'memory' })
+  .meta({ description: 'Rate limits and short-lived shared state: memory for one node, redis for several' });
+
+const secretString = z.string().min(1);
+
+export const ConfigSchema = z
+  .strictObject({
+    $schema: z.string().optional(),
+    publicUrl: httpUrl('publicUrl').meta({ description: 'The URL users type; every redirect and cookie is built from it' }),
+    listen: z
+      .strictObject({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8080),
+        timeouts: z
+          .strictObject({
+            headers: duration('15s').meta({ description: 'A client must send its request headers within this' }),
+            request: duration('10m').meta({ description: 'A client must send its whole request (body included) within this' }),
+            idle: duration('2m').meta({ description: 'A connection with no traffic for this long is closed' }),
+            keepAlive: duration('5s'),
+            drain: duration('15s').meta({ description: 'On SIGTERM, in-flight requests get this long to finish' }),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    trustedProxies: z
+      .array(cidr)
+      .default([])
+      .meta({ description: 'Peers whose X-Forwarded-* headers are believed: IPs, CIDRs, or loopback / private / linklocal. Default: none' }),
+    authPrefix: z
+      .string()
+      .regex(/^(\/[A-Za-z0-9\-._~]+)+$/, 'a path such as /.auth (no trailing slash)')
+      .default('/.auth')
+      .meta({ description: 'Where Gatehouse\'s own routes live; never forwarded to an app' }),
+    store: StoreSchema,
+    cache: CacheSchema,
+    secrets: z
+      .strictObject({
+        key: secretString.optional().meta({ description: 'Master key, 32+ random bytes as base64 or hex (e.g. ${GATEHOUSE_KEY}); default: generated and kept in the store' }),
+        previousKeys: z.array(secretString).default([]).meta({ description: 'Older master keys still accepted for decryption while rotating' }),
+      })
+      .prefault({}),
+    upstream: httpUrl('upstream').optional().meta({ description: 'The one app behind Gatehouse (or use apps:)' }),
+    ...{ ...appFields, name: appFields.name.default('app') },
+    apps: z.array(AppSchema).min(1).optional().meta({ description: 'Several apps, routed by host and/or path prefix' }),
+    accounts: z
+      .strictObject({
+        registration: z.enum(['open', 'closed']).default('open').meta({ description: 'closed: only operators add users (gatehouse users add)' }),
+        allowedDomains: z.array(z.string().regex(/^[A-Za-z0-9.-]+$/)).optional().meta({ description: 'Only these email domains may register' }),
+        minPasswordLength: z.number().int().min(8).max(64).default(8),
+        rateLimits: z
+          .strictObject({
+            loginPerIp: z.number().int().min(1).default(30).meta({ description: 'Failed logins per client IP per 15 minutes' }),
+            loginPerAccount: z
+              .number()
+              .int()
+              .min(1)
+              .default(10)
+              .meta({ description: 'Failed logins per account per 15 minutes from browsers that never signed in to it; browsers that did keep their own allowance, so this cannot lock the owner out' }),
+            registerPerIp: z.number().int().min(1).default(20).meta({ description: 'Registrations per client IP per hour' }),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    sessions: z
+      .strictObject({
+        cookieName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('gatehouse').meta({ description: 'Prefixed with __Host- when publicUrl is https' }),
+        idleTimeout: duration('12h'),
+        absoluteTimeout: duration('7d'),
+      })
+      .prefault({}),
+    log: z
+      .strictObject({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      })
+      .prefault({}),
+  })
+  .superRefine((c, ctx) => {
+    if (!c.upstream && !c.apps) ctx.addIssue({ code: 'custom', path: ['upstream'], message: 'set upstream (one app) or apps (several)' });
+    if (c.upstream && c.apps) ctx.addIssue({ code: 'custom', path: ['apps'], message: 'set either upstream or apps, not both' });
+    if (c.sessions.idleTimeout > c.sessions.absoluteTimeout) {
+      ctx.addIssue({ code: 'custom', path: ['sessions', 'idleTimeout'], message: 'idleTimeout is longer than absoluteTimeout' });
+    }
+    const names = new Set<string>();
+    const places = new Set<string>();
+    c.apps?.forEach((app, i) => {
+      if (names.has(app.name)) ctx.addIssue({ code: 'custom', path: ['apps', i, 'name'], message: `another app is already named "${app.name}"` });
+      names.add(app.name);
+      const place = `${(app.host ?? '').toLowerCase()}${app.pathPrefix ?? ''}`;
+      if (places.has(place)) ctx.addIssue({ code: 'custom', path: ['apps', i], message: 'another app already has this host and pathPrefix' });
+      places.add(place);
+    });
+  });
+
+export type ConfigInput = z.input<typeof ConfigSchema>;
+export type Config = z.output<typeof ConfigSchema>;
+export type AppConfig = z.output<typeof AppSchema>;
+export type RouteConfig = z.output<typeof RouteSchema>;
+export type AllowConfig = z.output<typeof AllowSchema>;

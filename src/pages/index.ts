@@ -1,0 +1,4 @@
+export { html, raw, escapeHtml, SafeHtml } from './html.ts';
+export { layout } from './layout.ts';
+export { loginPage, registerPage, logoutPage, messagePage, type Errors } from './forms.ts';
+export { CSP, CSS } from './styles.ts';

@@ -1,0 +1,33 @@
+import { hash } from 'node:crypto';
+
+/** One small stylesheet, inlined and allowed by its hash in the CSP: no external resources. */
+export const CSS = `
+:root{color-scheme:light dark;--bg:#f5f6f8;--card:#fff;--text:#1b1f24;--muted:#5b6470;--line:#d4d9e0;--accent:#2557d6;--accent-text:#fff;--error:#b3261e;--error-bg:#fdecea;--ok-bg:#e8f3ec;--ok:#1e6b3a;--focus:#f5b400}
+@media (prefers-color-scheme:dark){:root{--bg:#121417;--card:#1c1f24;--text:#e8eaed;--muted:#a2a9b3;--line:#353a42;--accent:#7aa2ff;--accent-text:#0c1630;--error:#ff8a80;--error-bg:#3a1d1b;--ok-bg:#173222;--ok:#8fd6a5}}
+*{box-sizing:border-box}
+body{margin:0;min-height:100vh;display:flex;align-items:flex-start;justify-content:center;background:var(--bg);color:var(--text);font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+main{width:100%;max-width:26rem;margin:8vh 1rem 2rem;background:var(--card);border:1px solid var(--line);border-radius:12px;padding:2rem}
+.app{margin:0 0 .25rem;color:var(--muted);font-size:.9rem;letter-spacing:.02em}
+h1{margin:0 0 1.25rem;font-size:1.5rem;line-height:1.25}
+p{margin:.5rem 0}
+form{margin:0}
+.field{margin:0 0 1rem}
+label{display:block;font-weight:600;margin:0 0 .3rem}
+.hint{display:block;color:var(--muted);font-size:.875rem;margin:-.15rem 0 .35rem}
+input[type=email],input[type=password],input[type=text]{width:100%;padding:.65rem .75rem;font:inherit;color:inherit;background:transparent;border:1px solid var(--line);border-radius:8px}
+input[aria-invalid=true]{border-color:var(--error);border-width:2px}
+.error{color:var(--error);font-size:.9rem;margin:.35rem 0 0}
+.summary{background:var(--error-bg);color:var(--error);border-radius:8px;padding:.75rem 1rem;margin:0 0 1rem}
+.summary a{color:inherit}
+.notice{background:var(--ok-bg);color:var(--ok);border-radius:8px;padding:.75rem 1rem;margin:0 0 1rem}
+button,.button{display:inline-block;width:100%;padding:.7rem 1rem;font:inherit;font-weight:600;text-align:center;text-decoration:none;border:0;border-radius:8px;background:var(--accent);color:var(--accent-text);cursor:pointer}
+button.secondary,.button.secondary{background:transparent;color:var(--text);border:1px solid var(--line)}
+.alt{margin:1.25rem 0 0;text-align:center;color:var(--muted)}
+a{color:var(--accent)}
+:focus-visible{outline:3px solid var(--focus);outline-offset:2px}
+code{font-size:.9em;overflow-wrap:anywhere}
+`;
+
+export const CSS_HASH = `'sha256-${hash('sha256', CSS, 'base64')}'`;
+
+export const CSP = `default-src 'none'; style-src ${CSS_HASH}; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;

@@ -1,0 +1,100 @@
+import type { AllowConfig, RouteConfig } from '../config/schema.ts';
+
+/**
+ * Route rules, compiled once. Matching runs on the normalized path (http/target.ts), the
+ * same path the app receives; the query never takes part. First match wins.
+ */
+
+export type Access = 'public' | 'authenticated' | 'deny';
+
+export interface Rule {
+  /** Position in the config, for `gatehouse check --explain` and logs; -1 for the default. */
+  index: number;
+  path: string;
+  methods: ReadonlySet<string> | null;
+  access: Access;
+  allow: Allow | null;
+  unauthenticated: 'redirect' | '401' | null;
+  regex: RegExp;
+}
+
+export interface Allow {
+  emails: ReadonlySet<string>;
+  domains: ReadonlySet<string>;
+  groups: ReadonlySet<string>;
+}
+
+export interface Identity {
+  email: string;
+  emailVerified: boolean;
+  groups: readonly string[];
+}
+
+/** "*" is one segment's worth of characters, "**" any number of segments; "/x/**" matches "/x" too. */
+export function globToRegExp(glob: string, caseSensitive: boolean): RegExp {
+  let re = '^';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!;
+    if (c === '*') {
+      if (glob[i + 1] === '*') {
+        i++;
+        if (re.endsWith('/') && (i === glob.length - 1 || glob[i + 1] === '/')) {
+          // "/**" at a segment boundary: the segment and everything under it, or nothing.
+          re = re.slice(0, -1) + '(?:/.*)?';
+          if (glob[i + 1] === '/') {
+            re += '/';
+            i++;
+          }
+        } else re += '.*';
+      } else re += '[^/]*';
+    } else re += c.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+  }
+  return new RegExp(re + '$', caseSensitive ? '' : 'i');
+}
+
+function compileAllow(a: AllowConfig | undefined): Allow | null {
+  if (!a) return null;
+  return {
+    emails: new Set((a.emails ?? []).map((e) => e.toLowerCase())),
+    domains: new Set((a.domains ?? []).map((d) => d.toLowerCase())),
+    groups: new Set(a.groups ?? []),
+  };
+}
+
+export function compileRules(routes: readonly RouteConfig[], defaultAccess: 'authenticated' | 'deny', caseSensitive: boolean): { rules: Rule[]; fallback: Rule } {
+  const rules = routes.map<Rule>((r, index) => ({
+    index,
+    path: r.path,
+    methods: r.methods ? new Set(r.methods) : null,
+    access: r.access,
+    allow: compileAllow(r.allow),
+    unauthenticated: r.unauthenticated ?? null,
+    regex: globToRegExp(r.path, caseSensitive),
+  }));
+  const fallback: Rule = { index: -1, path: '/**', methods: null, access: defaultAccess, allow: null, unauthenticated: null, regex: /^/ };
+  return { rules, fallback };
+}
+
+export function matchRule(rules: readonly Rule[], fallback: Rule, method: string, path: string): Rule {
+  for (const rule of rules) {
+    if (rule.methods && !rule.methods.has(method)) continue;
+    if (rule.regex.test(path)) return rule;
+  }
+  return fallback;
+}
+
+/**
+ * Whether a signed-in identity passes a rule's allow-list. Email and domain entries only
+ * count for a verified email: an address someone merely typed at registration proves nothing.
+ */
+export function allows(allow: Allow | null, who: Identity): boolean {
+  if (!allow) return true;
+  if (who.emailVerified) {
+    const email = who.email.toLowerCase();
+    if (allow.emails.has(email)) return true;
+    const at = email.lastIndexOf('@');
+    if (at !== -1 && allow.domains.has(email.slice(at + 1))) return true;
+  }
+  for (const g of who.groups) if (allow.groups.has(g)) return true;
+  return false;
+}

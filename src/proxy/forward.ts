@@ -1,0 +1,93 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Pool } from 'undici';
+import { downstreamResponseHeaders } from './headers.ts';
+
+export interface UpstreamTimeouts {
+  connect: number;
+  response: number;
+  idle: number;
+}
+
+/** One app's upstream: a keep-alive connection pool, created once. */
+export class Upstream {
+  readonly url: URL;
+  readonly host: string;
+  /** Path of the upstream URL without its trailing slash, prepended to every request. */
+  readonly basePath: string;
+  readonly pool: Pool;
+  readonly timeouts: UpstreamTimeouts;
+
+  constructor(url: string, timeouts: UpstreamTimeouts) {
+    this.url = new URL(url);
+    this.host = this.url.host;
+    this.basePath = this.url.pathname.replace(/\/+$/, '');
+    this.timeouts = timeouts;
+    this.pool = new Pool(this.url.origin, {
+      connections: 512,
+      pipelining: 1,
+      keepAliveTimeout: 4_000,
+      keepAliveMaxTimeout: 60_000,
+      headersTimeout: timeouts.response,
+      bodyTimeout: timeouts.idle,
+      connect: { timeout: timeouts.connect },
+    });
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}
+
+export type ForwardOutcome = { status: number; error?: 'bad_gateway' | 'gateway_timeout'; cause?: string };
+
+function hasBody(req: IncomingMessage): boolean {
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  const cl = req.headers['content-length'];
+  return cl !== undefined && cl !== '0';
+}
+
+const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
+
+/**
+ * Streams the request to the app and the response back, both ways without buffering: a
+ * 1 GiB upload or download passes through in chunks, with backpressure. A request is sent
+ * once; undici never retries it. Resolves once the exchange is over. When the app fails
+ * before answering, nothing has been written and the caller renders 502/504; when it fails
+ * midway, the client connection is cut, so a truncated body is never passed off as whole.
+ */
+export function forward(req: IncomingMessage, res: ServerResponse, upstream: Upstream, path: string, headers: string[]): Promise<ForwardOutcome> {
+  const abort = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) abort.abort();
+  };
+  res.once('close', onClose);
+  return new Promise((resolve) => {
+    let status = 0;
+    upstream.pool.stream(
+      {
+        path: upstream.basePath + path,
+        method: req.method!,
+        headers,
+        body: hasBody(req) ? req : null,
+        signal: abort.signal,
+      },
+      ({ statusCode, headers: upstreamHeaders }) => {
+        status = statusCode;
+        res.writeHead(statusCode, downstreamResponseHeaders(upstreamHeaders as Record<string, string | string[]>));
+        return res;
+      },
+      (err) => {
+        res.off('close', onClose);
+        if (!err) return resolve({ status });
+        const code = (err as NodeJS.ErrnoException).code ?? err.name;
+        if (res.headersSent) {
+          res.destroy();
+          return resolve({ status, cause: code });
+        }
+        if (abort.signal.aborted) return resolve({ status: 499, cause: 'client closed' });
+        const timeout = TIMEOUTS.has(code);
+        resolve({ status: timeout ? 504 : 502, error: timeout ? 'gateway_timeout' : 'bad_gateway', cause: code });
+      },
+    );
+  });
+}

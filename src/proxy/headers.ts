@@ -1,0 +1,124 @@
+/**
+ * What crosses from client to app and back. Request headers are rebuilt from rawHeaders in
+ * one pass, in this order (ATTACKS 1-5):
+ *   1. hop-by-hop headers, and every header the client names in Connection, are dropped
+ *      (RFC 9110 §7.6.1) BEFORE anything is added, so a client cannot name ours away;
+ *   2. every header that claims identity or forwarding (X-User-*, X-Gatehouse-*,
+ *      X-Forwarded-*, Forwarded, X-Real-IP, X-Original-*, ...) is dropped, whatever its case
+ *      and with "_" read as "-", in every copy;
+ *   3. Gatehouse's own cookies are cut out of Cookie: the app never sees a session id;
+ *   4. Gatehouse adds its own forwarding and identity headers.
+ */
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'http2-settings',
+  'host',
+  'expect',
+]);
+
+const SPOOFABLE_EXACT = new Set(['forwarded', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'x-rewrite-url', 'x-request-id', 'x-cluster-client-ip', 'x-http-method-override', 'x-http-method', 'x-method-override']);
+const SPOOFABLE_PREFIXES = ['x-user-', 'x-gatehouse-', 'x-forwarded-', 'x-original-', 'x-auth-request-', 'remote-user', 'x-remote-'];
+
+/** True for a header name no client may send to the app, in any spelling. */
+export function isSpoofable(lowerName: string): boolean {
+  const name = lowerName.includes('_') ? lowerName.replaceAll('_', '-') : lowerName;
+  if (SPOOFABLE_EXACT.has(name)) return true;
+  for (const p of SPOOFABLE_PREFIXES) if (name.startsWith(p)) return true;
+  return false;
+}
+
+/** Names listed in Connection (lower-case), to be dropped with it. */
+export function connectionTokens(value: string | string[] | undefined): Set<string> | null {
+  if (!value) return null;
+  const set = new Set<string>();
+  for (const part of (Array.isArray(value) ? value.join(',') : value).split(',')) {
+    const t = part.trim().toLowerCase();
+    if (t) set.add(t);
+  }
+  return set;
+}
+
+/** Removes the named cookies from a Cookie header; returns null when nothing is left. */
+export function stripCookies(header: string, names: readonly string[]): string | null {
+  if (!names.some((n) => header.includes(n))) return header;
+  const kept: string[] = [];
+  for (const part of header.split(';')) {
+    const trimmed = part.trim();
+    if (!trimmed) continue;
+    const eq = trimmed.indexOf('=');
+    const name = eq === -1 ? trimmed : trimmed.slice(0, eq);
+    if (!names.includes(name)) kept.push(trimmed);
+  }
+  return kept.length ? kept.join('; ') : null;
+}
+
+export interface ForwardingInfo {
+  clientIp: string;
+  /** The X-Forwarded-For the app gets: the trusted chain plus the peer, or just the client. */
+  forwardedFor: string;
+  proto: 'http' | 'https';
+  host: string;
+  requestId: string;
+  /** Host header for the app. */
+  upstreamHost: string;
+  /** Gatehouse's cookie names, removed from Cookie. */
+  ownCookies: readonly string[];
+}
+
+/**
+ * Builds the flat [name, value, ...] list for the upstream request. `identity` is appended
+ * last, already in [name, value] pairs. `drop` names further headers to remove (lower-case),
+ * e.g. an Authorization that Gatehouse consumed.
+ */
+export function upstreamRequestHeaders(rawHeaders: readonly string[], connection: string | string[] | undefined, fwd: ForwardingInfo, identity: readonly string[], drop?: string): string[] {
+  const listed = connectionTokens(connection);
+  const out: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || (listed !== null && listed.has(lower)) || isSpoofable(lower) || lower === drop) continue;
+    if (lower === 'cookie') {
+      const value = stripCookies(rawHeaders[i + 1]!, fwd.ownCookies);
+      if (value !== null) out.push(name, value);
+      continue;
+    }
+    out.push(name, rawHeaders[i + 1]!);
+  }
+  out.push(
+    'host',
+    fwd.upstreamHost,
+    'x-forwarded-for',
+    fwd.forwardedFor,
+    'x-forwarded-proto',
+    fwd.proto,
+    'x-forwarded-host',
+    fwd.host,
+    'x-request-id',
+    fwd.requestId,
+  );
+  for (let i = 0; i < identity.length; i++) out.push(identity[i]!);
+  return out;
+}
+
+const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate']);
+
+/** The app's response headers without hop-by-hop ones (and those its Connection names). */
+export function downstreamResponseHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const listed = connectionTokens(headers.connection);
+  const out: Record<string, string | string[]> = {};
+  for (const key in headers) {
+    const v = headers[key];
+    if (v === undefined || RESPONSE_HOP_BY_HOP.has(key) || (listed !== null && listed.has(key))) continue;
+    out[key] = v;
+  }
+  return out;
+}

@@ -1,0 +1,84 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { Duplex } from 'node:stream';
+import type { Upstream } from './forward.ts';
+
+/** Writes a minimal HTTP/1.1 response on a raw socket and closes it. */
+export function rejectUpgrade(socket: Duplex, status: number, reason: string, body = ''): void {
+  if (!socket.writable) return void socket.destroy();
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n\r\n${body}`);
+}
+
+/**
+ * Tunnels an authorized WebSocket upgrade to the app. `headers` is the same rebuilt list a
+ * normal request gets (identity added, spoofed copies gone); only the upgrade pair is put
+ * back. The 101 is relayed only when the app itself switches protocols; any other answer
+ * is passed on and the connection closed. Resolves with the socket pair while it lives.
+ */
+export function tunnelWebSocket(
+  req: http.IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  upstream: Upstream,
+  path: string,
+  headers: string[],
+  track: (sockets: Duplex[]) => void,
+): Promise<number> {
+  return new Promise((resolve) => {
+    const proto = upstream.url.protocol === 'https:' ? https : http;
+    const outgoing = proto.request({
+      host: upstream.url.hostname,
+      port: upstream.url.port || (upstream.url.protocol === 'https:' ? 443 : 80),
+      method: 'GET',
+      path: upstream.basePath + path,
+      headers: [...headers, 'connection', 'Upgrade', 'upgrade', 'websocket'],
+      agent: false,
+      timeout: upstream.timeouts.response,
+    });
+    const fail = (status: number, reason: string) => {
+      rejectUpgrade(socket, status, reason, `${reason}\n`);
+      resolve(status);
+    };
+    outgoing.on('timeout', () => {
+      outgoing.destroy();
+      fail(504, 'Gateway Timeout');
+    });
+    outgoing.on('error', () => fail(502, 'Bad Gateway'));
+    outgoing.on('response', (upRes) => {
+      // The app declined the upgrade: relay its answer and close.
+      let text = `HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage}\r\n`;
+      for (let i = 0; i < upRes.rawHeaders.length; i += 2) {
+        const n = upRes.rawHeaders[i]!.toLowerCase();
+        if (n !== 'connection' && n !== 'transfer-encoding' && n !== 'keep-alive') text += `${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}\r\n`;
+      }
+      const chunks: Buffer[] = [];
+      upRes.on('data', (c: Buffer) => chunks.push(c));
+      upRes.on('end', () => {
+        const body = Buffer.concat(chunks);
+        socket.end(Buffer.concat([Buffer.from(`${text.replace(/content-length:[^\r]*\r\n/gi, '')}Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`), body]));
+        resolve(upRes.statusCode ?? 502);
+      });
+      upRes.on('error', () => fail(502, 'Bad Gateway'));
+    });
+    outgoing.on('upgrade', (upRes, upSocket, upHead) => {
+      let text = 'HTTP/1.1 101 Switching Protocols\r\n';
+      for (let i = 0; i < upRes.rawHeaders.length; i += 2) text += `${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}\r\n`;
+      socket.write(text + '\r\n');
+      if (upHead.length) socket.write(upHead);
+      if (head.length) upSocket.write(head);
+      upSocket.pipe(socket);
+      socket.pipe(upSocket);
+      const end = () => {
+        upSocket.destroy();
+        socket.destroy();
+      };
+      upSocket.on('error', end);
+      socket.on('error', end);
+      upSocket.on('close', end);
+      socket.on('close', end);
+      track([socket, upSocket]);
+      resolve(101);
+    });
+    outgoing.end();
+  });
+}

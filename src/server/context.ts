@@ -1,0 +1,43 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Accounts } from '../accounts/service.ts';
+import type { Throttle } from '../accounts/throttle.ts';
+import type { Cache } from '../cache/index.ts';
+import type { Config } from '../config/schema.ts';
+import type { TrustedProxies } from '../http/client-ip.ts';
+import type { Logger } from '../log/index.ts';
+import type { Sessions } from '../sessions/index.ts';
+import type { Store, User } from '../store/index.ts';
+import type { Secrets } from '../tokens/secrets.ts';
+import type { Site } from './sites.ts';
+
+/** Everything a request handler may use, built once at start-up. */
+export interface Services {
+  config: Config;
+  logger: Logger;
+  store: Store;
+  cache: Cache;
+  secrets: Secrets;
+  sessions: Sessions;
+  accounts: Accounts;
+  throttle: Throttle;
+  trusted: TrustedProxies;
+  prefix: string;
+}
+
+export interface RequestContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  site: Site;
+  /** Normalized path (http/target.ts) and the raw query string, "?" included or "". */
+  path: string;
+  query: string;
+  ip: string;
+  requestId: string;
+  /** Set once known, for the request log line. */
+  userId?: string;
+}
+
+/** The user as Gatehouse's JSON endpoints show it. Never the password hash. */
+export function publicUser(user: User): { id: string; email: string; emailVerified: boolean; name: string | null; groups: string[] } {
+  return { id: user.id, email: user.email, emailVerified: user.emailVerified, name: user.name, groups: user.groups };
+}

@@ -1,0 +1,408 @@
+import { randomUUID } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { Accounts } from '../accounts/service.ts';
+import { dummyHash, PasswordBusyError } from '../accounts/passwords.ts';
+import { Throttle } from '../accounts/throttle.ts';
+import { CacheUnavailableError, openCache, type Cache } from '../cache/index.ts';
+import type { Config } from '../config/schema.ts';
+import { TrustedProxies } from '../http/client-ip.ts';
+import { HttpError } from '../http/errors.ts';
+import { redirect, sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
+import { normalizeTarget } from '../http/target.ts';
+import { createLogger, type Logger } from '../log/index.ts';
+import { CSP, messagePage } from '../pages/index.ts';
+import { allows, matchRule, type Rule } from '../policy/rules.ts';
+import { forward } from '../proxy/forward.ts';
+import { upstreamRequestHeaders } from '../proxy/headers.ts';
+import { rejectUpgrade, tunnelWebSocket } from '../proxy/upgrade.ts';
+import { Sessions, type ActiveSession } from '../sessions/index.ts';
+import { openStore, StoreUnavailableError, type Store } from '../store/index.ts';
+import { loadSecrets, type Secrets } from '../tokens/secrets.ts';
+import { AuthRoutes } from './auth-routes.ts';
+import type { RequestContext, Services } from './context.ts';
+import { appFor, buildSites, type App, type Site } from './sites.ts';
+
+export interface GatehouseOptions {
+  logger?: Logger;
+  /** Use this store instead of opening the configured one (tests, embedding). */
+  store?: Store;
+  cache?: Cache;
+}
+
+const WS_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
+
+/**
+ * One Gatehouse node: an HTTP server that answers its own routes (authenticate), decides
+ * each request against the app's rules (authorize), and streams allowed requests to the app
+ * with identity headers (proxy).
+ */
+export class Gatehouse {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly store: Store;
+  readonly cache: Cache;
+  readonly secrets: Secrets;
+  readonly sessions: Sessions;
+  readonly accounts: Accounts;
+  readonly server: http.Server;
+  readonly sites: Map<string, Site>;
+  private readonly services: Services;
+  private readonly auth: AuthRoutes;
+  private readonly prefix: string;
+  private readonly prefixLower: string;
+  private readonly trusted: TrustedProxies;
+  /** Open WebSocket tunnels: client socket → app socket. */
+  private readonly tunnels = new Map<Duplex, Duplex>();
+  private readonly purgeTimer: NodeJS.Timeout;
+  private closing: Promise<void> | null = null;
+
+  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets) {
+    this.config = config;
+    this.logger = logger;
+    this.store = store;
+    this.cache = cache;
+    this.secrets = secrets;
+    this.prefix = config.authPrefix;
+    this.prefixLower = config.authPrefix.toLowerCase();
+    this.trusted = new TrustedProxies(config.trustedProxies);
+    this.sites = buildSites(config);
+    this.sessions = new Sessions(store, { idleMs: config.sessions.idleTimeout, absoluteMs: config.sessions.absoluteTimeout });
+    const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
+    this.accounts = new Accounts(store, throttle, config.accounts);
+    this.services = { config, logger, store, cache, secrets, sessions: this.sessions, accounts: this.accounts, throttle, trusted: this.trusted, prefix: this.prefix };
+    this.auth = new AuthRoutes(this.services);
+
+    const t = config.listen.timeouts;
+    this.server = http.createServer(
+      {
+        maxHeaderSize: 16 * 1024,
+        headersTimeout: t.headers,
+        requestTimeout: t.request,
+        keepAliveTimeout: t.keepAlive,
+        requireHostHeader: true,
+        // Only WebSocket upgrades are tunnelled; h2c and the rest are served as plain requests.
+        shouldUpgradeCallback: (req) => isWebSocketUpgrade(req),
+      },
+      (req, res) => void this.handle(req, res),
+    );
+    this.server.timeout = t.idle;
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.handleUpgrade(req, socket, head));
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      this.logger.debug({ event: 'client_error', code: err.code, status }, 'malformed request refused');
+      rejectUpgrade(socket, status, http.STATUS_CODES[status]!, `${http.STATUS_CODES[status]}\n`);
+    });
+    this.purgeTimer = setInterval(() => {
+      this.store.sessions.purgeExpired(Date.now(), config.sessions.idleTimeout).catch(() => {});
+    }, 10 * 60_000);
+    this.purgeTimer.unref();
+  }
+
+  static async create(config: Config, options: GatehouseOptions = {}): Promise<Gatehouse> {
+    const logger = options.logger ?? createLogger(config.log.level);
+    const store = options.store ?? (await openStore(config.store));
+    const cache = options.cache ?? (await openCache(config.cache).catch(async (err) => {
+      if (!options.store) await store.close();
+      throw err;
+    }));
+    const secrets = await loadSecrets(config.secrets, store.kv);
+    void dummyHash();
+    return new Gatehouse(config, logger, store, cache, secrets);
+  }
+
+  async listen(port = this.config.listen.port, host = this.config.listen.host): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    const address = this.server.address() as AddressInfo;
+    for (const site of this.sites.values()) {
+      this.logger.info(
+        { event: 'start', listen: `${address.address}:${address.port}`, site: site.origin, apps: site.apps.map((a) => ({ name: a.name, prefix: a.pathPrefix || '/', upstream: a.upstream.url.origin })), store: this.store.kind, cache: this.cache.kind },
+        `Gatehouse serving ${site.origin} → ${site.apps.map((a) => `${a.pathPrefix || '/'} ${a.upstream.url.origin}`).join(', ')}`,
+      );
+    }
+    return address;
+  }
+
+  // ---- request path -----------------------------------------------------------------
+
+  /** A trusted proxy's X-Request-Id is kept, so one id follows the request end to end. */
+  private requestId(req: IncomingMessage): string {
+    const given = req.headers['x-request-id'];
+    if (typeof given === 'string' && !this.trusted.empty && /^[A-Za-z0-9._:-]{1,128}$/.test(given) && this.trusted.has(req.socket.remoteAddress)) return given;
+    return randomUUID();
+  }
+
+  private siteFor(req: IncomingMessage): Site | undefined {
+    const host = req.headers.host;
+    return host ? this.sites.get(host.toLowerCase()) : undefined;
+  }
+
+  private isOwnPath(path: string): boolean {
+    const p = this.prefixLower;
+    if (path.length < p.length) return false;
+    const head = path.slice(0, p.length).toLowerCase();
+    return head === p && (path.length === p.length || path.charCodeAt(p.length) === 47);
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    const requestId = this.requestId(req);
+    if (this.closing) res.setHeader('connection', 'close');
+    let ctx: RequestContext | undefined;
+    let status = 0;
+    try {
+      const site = this.siteFor(req);
+      if (!site) {
+        status = 421;
+        return this.misdirected(req, res);
+      }
+      const target = normalizeTarget(req.url ?? '');
+      if (!target.ok) {
+        status = 400;
+        return this.error(req, res, site, 400, 'bad_request', 'This address is not valid.', target.reason);
+      }
+      ctx = { req, res, site, path: target.path, query: target.query, ip: this.trusted.clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for']), requestId };
+      if (this.isOwnPath(target.path)) {
+        await this.own(ctx);
+        status = res.statusCode;
+        return;
+      }
+      status = await this.proxy(ctx);
+    } catch (err) {
+      status = this.failure(req, res, ctx?.site, err);
+    } finally {
+      this.logger.info({ req: { id: requestId, method: req.method, path: ctx?.path ?? '(invalid)' }, status, ms: Math.round((performance.now() - started) * 10) / 10, user: ctx?.userId }, 'request');
+    }
+  }
+
+  private async own(ctx: RequestContext): Promise<void> {
+    const sub = ctx.path.slice(this.prefix.length) || '/';
+    if (sub === '/ready' && this.closing) return sendJson(ctx.res, 503, { status: 'shutting down' });
+    const match = this.auth.router.match(ctx.req.method ?? 'GET', sub);
+    if (!match) return this.error(ctx.req, ctx.res, ctx.site, 404, 'not_found', 'There is no page at this address.');
+    if ('allowed' in match) {
+      ctx.res.setHeader('allow', match.allowed.join(', '));
+      return this.error(ctx.req, ctx.res, ctx.site, 405, 'method_not_allowed', 'This method is not allowed here.');
+    }
+    await match.handler(ctx, match.params);
+  }
+
+  /** Decides and, when allowed, forwards. Returns the status the client got. */
+  private async proxy(ctx: RequestContext): Promise<number> {
+    const { req, res, site } = ctx;
+    const app = appFor(site, ctx.path);
+    if (!app) return this.error(req, res, site, 404, 'not_found', 'There is no app at this address.'), 404;
+    const rule = matchRule(app.rules, app.fallback, req.method ?? 'GET', ctx.path);
+    if (rule.access === 'deny') return this.error(req, res, site, 403, 'forbidden', 'Access to this page is not allowed.'), 403;
+
+    let active: ActiveSession | undefined;
+    let staleCookie = false;
+    const cookie = { name: site.cookies.session, secure: site.secure };
+    if (rule.access === 'authenticated') {
+      const found = await this.sessions.lookup(req, cookie, site.origin);
+      if (found.state === 'active') active = found.active;
+      else staleCookie = found.state === 'invalid';
+    } else if (req.headers.cookie?.includes(site.cookies.session)) {
+      // Public routes still tell the app who is signed in, but never fail on the store.
+      const found = await this.sessions.lookup(req, cookie, site.origin).catch(() => undefined);
+      if (found?.state === 'active') active = found.active;
+    }
+
+    if (rule.access === 'authenticated') {
+      if (!active) return this.unauthenticated(ctx, rule, staleCookie);
+      ctx.userId = active.user.id;
+      if (!allows(rule.allow, active.user)) return this.error(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.'), 403;
+    } else if (active) ctx.userId = active.user.id;
+
+    const headers = this.upstreamHeaders(ctx, app, active);
+    const outcome = await forward(req, res, app.upstream, ctx.path + ctx.query, headers);
+    if (outcome.error) {
+      this.logger.warn({ event: 'upstream_error', app: app.name, cause: outcome.cause, requestId: ctx.requestId }, 'upstream failed');
+      const message = outcome.error === 'gateway_timeout' ? 'The app took too long to answer.' : 'The app could not be reached.';
+      return this.error(req, res, site, outcome.status, outcome.error, message), outcome.status;
+    }
+    return outcome.status;
+  }
+
+  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | undefined): string[] {
+    const { req, site } = ctx;
+    const peer = req.socket.remoteAddress ?? '';
+    const xff = req.headers['x-forwarded-for'];
+    // The chain is passed on only when it came through a trusted proxy; otherwise the app
+    // learns the peer alone, whatever the client wrote.
+    const forwardedFor = xff && this.trusted.has(peer) ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${peer}` : ctx.ip;
+    const identity: string[] = [];
+    if (active) {
+      const u = active.user;
+      identity.push('X-User-Id', u.id);
+      if (app.headers.email) identity.push(app.headers.email, u.email);
+      if (app.headers.name && u.name) identity.push(app.headers.name, headerSafe(u.name));
+      if (app.headers.groups) identity.push(app.headers.groups, u.groups.map((g) => (/^[\x21-\x2b\x2d-\x7e]+$/.test(g) ? g : encodeURIComponent(g))).join(','));
+    }
+    return upstreamRequestHeaders(
+      req.rawHeaders,
+      req.headers.connection,
+      {
+        clientIp: ctx.ip,
+        forwardedFor,
+        proto: site.secure ? 'https' : 'http',
+        host: site.host,
+        requestId: ctx.requestId,
+        upstreamHost: app.preserveHost ? site.host : app.upstream.host,
+        ownCookies: site.ownCookies,
+      },
+      identity,
+    );
+  }
+
+  private unauthenticated(ctx: RequestContext, rule: Rule, staleCookie: boolean): number {
+    const { req, res, site } = ctx;
+    const mode = rule.unauthenticated ?? ((req.method === 'GET' || req.method === 'HEAD') && wantsHtml(req) ? 'redirect' : '401');
+    const cookies = staleCookie ? [this.sessions.clear({ name: site.cookies.session, secure: site.secure })] : undefined;
+    const login = `${site.origin}${this.prefix}/login?rd=${encodeURIComponent(ctx.path + ctx.query)}`;
+    if (mode === 'redirect') {
+      redirect(res, 302, login, cookies);
+      return 302;
+    }
+    sendJson(res, 401, { error: 'unauthenticated', message: 'Sign in to use this resource.', login }, { 'www-authenticate': `Bearer realm="${site.origin}"` }, cookies);
+    return 401;
+  }
+
+  // ---- errors -----------------------------------------------------------------------
+
+  private misdirected(req: IncomingMessage, res: ServerResponse): void {
+    const first = this.sites.values().next().value!;
+    const hint = `Gatehouse answers for ${[...this.sites.values()].map((s) => s.origin).join(', ')}. Open it at that address, or set publicUrl to the address users type. Behind a proxy, pass the original Host header along.`;
+    this.logger.warn({ event: 'unknown_host', host: req.headers.host }, 'request for a host that is not configured');
+    if (wantsHtml(req)) {
+      sendHtml(res, 421, messagePage({ appTitle: 'Gatehouse', heading: 'Wrong address', message: 'This server does not serve the address you used.', hint, link: { href: `${first.origin}/`, text: `Go to ${first.origin}` } }), { 'content-security-policy': CSP });
+    } else {
+      sendJson(res, 421, { error: 'misdirected_request', message: hint });
+    }
+  }
+
+  error(req: IncomingMessage, res: ServerResponse, site: Site | undefined, status: number, code: string, message: string, detail?: string): void {
+    if (res.headersSent) return void res.destroy();
+    if (wantsHtml(req)) {
+      const page = messagePage({ appTitle: site?.title ?? 'Gatehouse', heading: http.STATUS_CODES[status] ?? 'Error', message, hint: detail, link: site ? { href: `${site.origin}/`, text: 'Go to the start page' } : undefined });
+      sendHtml(res, status, page, { 'content-security-policy': CSP });
+    } else {
+      sendJson(res, status, { error: code, message, ...(detail ? { detail } : {}) });
+    }
+  }
+
+  private failure(req: IncomingMessage, res: ServerResponse, site: Site | undefined, err: unknown): number {
+    if (err instanceof HttpError) {
+      for (const [k, v] of Object.entries(err.headers ?? {})) if (!res.headersSent) res.setHeader(k, v);
+      this.error(req, res, site, err.status, err.code, err.message);
+      return err.status;
+    }
+    if (err instanceof StoreUnavailableError || err instanceof CacheUnavailableError || err instanceof PasswordBusyError) {
+      this.logger.error({ event: 'dependency_unavailable', err: { name: (err as Error).name, message: (err as Error).message } }, 'failing closed');
+      if (!res.headersSent) res.setHeader('retry-after', '5');
+      this.error(req, res, site, 503, 'unavailable', 'Sign-in is temporarily unavailable. Try again in a moment.');
+      return 503;
+    }
+    this.logger.error({ event: 'internal_error', err }, 'request failed');
+    this.error(req, res, site, 500, 'internal_error', 'Something went wrong on our side.');
+    return 500;
+  }
+
+  // ---- WebSocket upgrades -------------------------------------------------------------
+
+  private async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const started = performance.now();
+    const requestId = this.requestId(req);
+    let status = 0;
+    let userId: string | undefined;
+    socket.on('error', () => socket.destroy());
+    try {
+      const site = this.siteFor(req);
+      const target = normalizeTarget(req.url ?? '');
+      if (!site || !target.ok || this.closing) return rejectUpgrade(socket, (status = site && target.ok ? 503 : 400), site && target.ok ? 'Service Unavailable' : 'Bad Request');
+      if (this.isOwnPath(target.path)) return rejectUpgrade(socket, (status = 404), 'Not Found');
+      const app = appFor(site, target.path);
+      if (!app) return rejectUpgrade(socket, (status = 404), 'Not Found');
+      const rule = matchRule(app.rules, app.fallback, 'GET', target.path);
+      // Cross-site WebSocket hijacking: the browser sends cookies with a cross-origin upgrade.
+      const origin = req.headers.origin;
+      if (rule.access === 'deny' || (origin !== undefined && origin !== site.origin)) return rejectUpgrade(socket, (status = 403), 'Forbidden');
+      let active: ActiveSession | undefined;
+      if (rule.access === 'authenticated' || req.headers.cookie?.includes(site.cookies.session)) {
+        const found = await this.sessions.lookup(req, { name: site.cookies.session, secure: site.secure }, site.origin).catch((err) => {
+          if (rule.access === 'authenticated') throw err;
+          return undefined;
+        });
+        if (found?.state === 'active') active = found.active;
+      }
+      if (rule.access === 'authenticated') {
+        if (!active) return rejectUpgrade(socket, (status = 401), 'Unauthorized');
+        if (!allows(rule.allow, active.user)) return rejectUpgrade(socket, (status = 403), 'Forbidden');
+      }
+      userId = active?.user.id;
+      const ctx: RequestContext = { req, res: undefined as unknown as ServerResponse, site, path: target.path, query: target.query, ip: this.trusted.clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for']), requestId };
+      const headers = this.upstreamHeaders(ctx, app, active);
+      (socket as Socket).setTimeout?.(0);
+      status = await tunnelWebSocket(req, socket, head, app.upstream, target.path + target.query, headers, ([client, upstream]) => {
+        this.tunnels.set(client!, upstream!);
+        client!.once('close', () => this.tunnels.delete(client!));
+      });
+    } catch (err) {
+      const unavailable = err instanceof StoreUnavailableError || err instanceof CacheUnavailableError;
+      if (!unavailable) this.logger.error({ event: 'internal_error', err }, 'upgrade failed');
+      rejectUpgrade(socket, (status = unavailable ? 503 : 500), unavailable ? 'Service Unavailable' : 'Internal Server Error');
+    } finally {
+      this.logger.info({ req: { id: requestId, method: 'GET', path: req.url?.split('?')[0], upgrade: 'websocket' }, status, ms: Math.round((performance.now() - started) * 10) / 10, user: userId }, 'request');
+    }
+  }
+
+  // ---- shutdown -----------------------------------------------------------------------
+
+  /**
+   * Graceful stop: refuse new connections, let in-flight requests and WebSockets finish for
+   * up to listen.timeouts.drain, then close what is left and release the store and cache.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      clearInterval(this.purgeTimer);
+      const drained = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      this.server.closeIdleConnections();
+      const idleSweep = setInterval(() => this.server.closeIdleConnections(), 100);
+      let timer: NodeJS.Timeout | undefined;
+      const tunnelsDone = new Promise<void>((resolve) => {
+        const check = () => (this.tunnels.size === 0 ? resolve() : setTimeout(check, 50).unref());
+        check();
+      });
+      await Promise.race([Promise.all([drained, tunnelsDone]), new Promise<void>((resolve) => (timer = setTimeout(resolve, this.config.listen.timeouts.drain)))]);
+      clearTimeout(timer);
+      clearInterval(idleSweep);
+      for (const [client, upstream] of this.tunnels) {
+        if (client.writable) client.end(WS_CLOSE_GOING_AWAY);
+        upstream.destroy();
+      }
+      this.server.closeAllConnections();
+      await Promise.allSettled([...this.sites.values()].flatMap((s) => s.apps.map((a) => a.upstream.close())));
+      await Promise.allSettled([this.store.close(), this.cache.close()]);
+      await new Promise<void>((resolve) => this.logger.flush(() => resolve()));
+    })();
+    return this.closing;
+  }
+}
+
+function isWebSocketUpgrade(req: IncomingMessage): boolean {
+  const upgrade = req.headers.upgrade;
+  return typeof upgrade === 'string' && upgrade.toLowerCase() === 'websocket' && (req.method === 'GET');
+}
+
+/** Header values are Latin-1 on the wire: other text is sent percent-encoded (UTF-8). */
+function headerSafe(value: string): string {
+  return /^[\x20-\x7e]*$/.test(value) ? value : encodeURIComponent(value);
+}

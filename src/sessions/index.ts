@@ -1,0 +1,116 @@
+import { hash, randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { expireCookie, readCookie, serializeCookie } from '../http/cookies.ts';
+import type { Session, Store, User } from '../store/index.ts';
+
+/**
+ * Server-side sessions. The cookie holds 256 random bits; the store keeps only their
+ * SHA-256, so a copy of the database does not hand out logins. Every login gets a new id
+ * (no fixation), a session is valid only on the origin it was created on, and idle and
+ * absolute timeouts are checked here, on the server, on every request.
+ */
+
+export interface SessionCookie {
+  name: string;
+  secure: boolean;
+}
+
+export interface ActiveSession {
+  session: Session;
+  user: User;
+}
+
+export type Lookup = { state: 'none' } | { state: 'active'; active: ActiveSession } | { state: 'invalid' };
+
+const COOKIE_VALUE = /^[A-Za-z0-9_-]{43}$/;
+
+export const hashSessionId = (id: string): string => hash('sha256', id, 'base64url');
+
+export interface SessionOptions {
+  idleMs: number;
+  absoluteMs: number;
+}
+
+export class Sessions {
+  private readonly store: Store;
+  readonly idleMs: number;
+  readonly absoluteMs: number;
+  /** lastSeenAt is written at most this often per session: no disk write per request. */
+  private readonly touchEveryMs: number;
+
+  constructor(store: Store, options: SessionOptions) {
+    this.store = store;
+    this.idleMs = options.idleMs;
+    this.absoluteMs = options.absoluteMs;
+    this.touchEveryMs = Math.min(60_000, Math.floor(options.idleMs / 10));
+  }
+
+  /** The cookie value of the request, if there is exactly one well-formed copy. */
+  cookieValue(req: IncomingMessage, cookie: SessionCookie): string | undefined | null {
+    const value = readCookie(req.headers.cookie, cookie.name);
+    if (value === null) return null;
+    return value !== undefined && COOKIE_VALUE.test(value) ? value : value === undefined ? undefined : null;
+  }
+
+  /**
+   * Resolves the request's session for `site`. "invalid" means a cookie was sent but is of
+   * no use (unknown, expired, another site's, ambiguous): the caller may clear it.
+   * Throws when the store is unreachable, so protected routes fail closed.
+   */
+  async lookup(req: IncomingMessage, cookie: SessionCookie, site: string, now = Date.now()): Promise<Lookup> {
+    const value = this.cookieValue(req, cookie);
+    if (value === undefined) return { state: 'none' };
+    if (value === null) return { state: 'invalid' };
+    const found = await this.store.sessions.getWithUser(hashSessionId(value));
+    if (!found) return { state: 'invalid' };
+    const { session, user } = found;
+    if (session.site !== site || user.disabled) return { state: 'invalid' };
+    if (now >= session.expiresAt || now >= session.lastSeenAt + this.idleMs) {
+      this.store.sessions.delete(session.idHash).catch(() => {});
+      return { state: 'invalid' };
+    }
+    if (now - session.lastSeenAt >= this.touchEveryMs) {
+      session.lastSeenAt = now;
+      this.store.sessions.touch(session.idHash, now).catch(() => {});
+    }
+    return { state: 'active', active: found };
+  }
+
+  /**
+   * Starts a new session for a user who just proved who they are, ending the one the
+   * browser came with (if any). Returns the Set-Cookie value.
+   */
+  async create(
+    user: User,
+    site: string,
+    cookie: SessionCookie,
+    meta: { amr: string[]; ip: string | null; userAgent: string | null; previous?: string | null },
+  ): Promise<{ setCookie: string; idHash: string }> {
+    if (meta.previous) await this.store.sessions.delete(hashSessionId(meta.previous));
+    const id = randomBytes(32).toString('base64url');
+    const now = Date.now();
+    const idHash = hashSessionId(id);
+    await this.store.sessions.create({
+      idHash,
+      userId: user.id,
+      site,
+      createdAt: now,
+      lastSeenAt: now,
+      expiresAt: now + this.absoluteMs,
+      amr: meta.amr,
+      ip: meta.ip,
+      userAgent: meta.userAgent?.slice(0, 256) ?? null,
+    });
+    return { setCookie: serializeCookie(cookie.name, id, { secure: cookie.secure, maxAgeSeconds: this.absoluteMs / 1000 }), idHash };
+  }
+
+  async destroy(req: IncomingMessage, cookie: SessionCookie): Promise<string> {
+    const value = this.cookieValue(req, cookie);
+    if (value) await this.store.sessions.delete(hashSessionId(value));
+    return expireCookie(cookie.name, { secure: cookie.secure });
+  }
+
+  clear(cookie: SessionCookie): string {
+    return expireCookie(cookie.name, { secure: cookie.secure });
+  }
+}

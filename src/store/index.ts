@@ -1,0 +1,26 @@
+import type { Config } from '../config/schema.ts';
+import { migrate } from './migrations.ts';
+import { createPostgresDriver } from './postgres.ts';
+import { SqliteDriver } from './sqlite.ts';
+import { SqlStore } from './sql-store.ts';
+import type { Store } from './types.ts';
+
+export type { Store, User, Session, NewUser, UserPatch } from './types.ts';
+export { StoreConflictError, StoreUnavailableError } from './types.ts';
+
+/** Opens the configured store and brings its schema up to date. */
+export async function openStore(config: Config['store'], options: { schema?: string } = {}): Promise<Store> {
+  if (config.type === 'sqlite') {
+    const driver = new SqliteDriver(config.path);
+    await migrate(driver);
+    return new SqlStore(driver);
+  }
+  const driver = createPostgresDriver({ url: config.url, poolSize: config.poolSize, schema: options.schema });
+  try {
+    await driver.withLock(() => migrate(driver));
+  } catch (err) {
+    await driver.close().catch(() => {});
+    throw err;
+  }
+  return new SqlStore(driver);
+}

@@ -1,0 +1,64 @@
+import type { SqlDriver } from './driver.ts';
+
+/**
+ * Versioned schema changes, applied in order, each once, in a transaction. Append only:
+ * never edit a migration that has shipped. Portable DDL: TEXT, BIGINT, INTEGER booleans,
+ * JSON as TEXT, times as epoch milliseconds.
+ */
+export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
+  {
+    version: 1,
+    name: 'users, sessions, kv',
+    sql: [
+      `CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL,
+        email_verified INTEGER NOT NULL DEFAULT 0,
+        name TEXT,
+        groups_json TEXT NOT NULL DEFAULT '[]',
+        password_hash TEXT,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+      `CREATE UNIQUE INDEX users_email ON users (email)`,
+      `CREATE TABLE sessions (
+        id_hash TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        site TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        last_seen_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        amr_json TEXT NOT NULL DEFAULT '[]',
+        ip TEXT,
+        user_agent TEXT
+      )`,
+      `CREATE INDEX sessions_user ON sessions (user_id)`,
+      `CREATE INDEX sessions_expires ON sessions (expires_at)`,
+      `CREATE TABLE kv (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+    ],
+  },
+];
+
+export async function migrate(db: SqlDriver): Promise<number> {
+  await db.run(`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`);
+  let applied = 0;
+  for (const m of MIGRATIONS) {
+    const done = await db.transaction(async (tx) => {
+      // Taking the row first serialises nodes that start at the same time (PostgreSQL) and
+      // makes a second runner skip what the first applied.
+      const inserted = await tx.run(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?) ON CONFLICT (version) DO NOTHING`, [m.version, m.name, Date.now()]);
+      if (inserted === 0) return false;
+      for (const statement of m.sql) await tx.run(statement);
+      return true;
+    });
+    if (done) applied++;
+  }
+  return applied;
+}
+
+export const LATEST_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -1,0 +1,233 @@
+import { randomUUID } from 'node:crypto';
+import { isUniqueViolation, type SqlDriver } from './driver.ts';
+import { StoreConflictError, type KeyValueStore, type NewUser, type Session, type SessionStore, type Store, type User, type UserPatch, type UserStore } from './types.ts';
+
+interface UserRow {
+  id: string;
+  email: string;
+  email_verified: number;
+  name: string | null;
+  groups_json: string;
+  password_hash: string | null;
+  disabled: number;
+  created_at: number;
+  updated_at: number;
+}
+
+interface SessionRow {
+  id_hash: string;
+  user_id: string;
+  site: string;
+  created_at: number;
+  last_seen_at: number;
+  expires_at: number;
+  amr_json: string;
+  ip: string | null;
+  user_agent: string | null;
+}
+
+const toUser = (r: UserRow): User => ({
+  id: r.id,
+  email: r.email,
+  emailVerified: r.email_verified === 1,
+  name: r.name,
+  groups: JSON.parse(r.groups_json) as string[],
+  passwordHash: r.password_hash,
+  disabled: r.disabled === 1,
+  createdAt: Number(r.created_at),
+  updatedAt: Number(r.updated_at),
+});
+
+const toSession = (r: SessionRow): Session => ({
+  idHash: r.id_hash,
+  userId: r.user_id,
+  site: r.site,
+  createdAt: Number(r.created_at),
+  lastSeenAt: Number(r.last_seen_at),
+  expiresAt: Number(r.expires_at),
+  amr: JSON.parse(r.amr_json) as string[],
+  ip: r.ip,
+  userAgent: r.user_agent,
+});
+
+class SqlUsers implements UserStore {
+  private readonly db: SqlDriver;
+  constructor(db: SqlDriver) {
+    this.db = db;
+  }
+
+  async create(user: NewUser): Promise<User> {
+    const now = Date.now();
+    const row: UserRow = {
+      id: randomUUID(),
+      email: user.email,
+      email_verified: user.emailVerified ? 1 : 0,
+      name: user.name ?? null,
+      groups_json: JSON.stringify(user.groups ?? []),
+      password_hash: user.passwordHash ?? null,
+      disabled: 0,
+      created_at: now,
+      updated_at: now,
+    };
+    try {
+      await this.db.run(
+        `INSERT INTO users (id, email, email_verified, name, groups_json, password_hash, disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [row.id, row.email, row.email_verified, row.name, row.groups_json, row.password_hash, row.disabled, row.created_at, row.updated_at],
+      );
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new StoreConflictError('email already registered');
+      throw err;
+    }
+    return toUser(row);
+  }
+
+  async get(id: string): Promise<User | undefined> {
+    const r = await this.db.get<UserRow>(`SELECT * FROM users WHERE id = ?`, [id]);
+    return r && toUser(r);
+  }
+
+  async getByEmail(email: string): Promise<User | undefined> {
+    const r = await this.db.get<UserRow>(`SELECT * FROM users WHERE email = ?`, [email]);
+    return r && toUser(r);
+  }
+
+  async list({ limit = 100, offset = 0 } = {}): Promise<User[]> {
+    const rows = await this.db.all<UserRow>(`SELECT * FROM users ORDER BY created_at, id LIMIT ? OFFSET ?`, [limit, offset]);
+    return rows.map(toUser);
+  }
+
+  async update(id: string, patch: UserPatch): Promise<User | undefined> {
+    const sets: string[] = [];
+    const params: (string | number | null)[] = [];
+    const set = (column: string, value: string | number | null) => {
+      sets.push(`${column} = ?`);
+      params.push(value);
+    };
+    if (patch.name !== undefined) set('name', patch.name);
+    if (patch.groups !== undefined) set('groups_json', JSON.stringify(patch.groups));
+    if (patch.emailVerified !== undefined) set('email_verified', patch.emailVerified ? 1 : 0);
+    if (patch.passwordHash !== undefined) set('password_hash', patch.passwordHash);
+    if (patch.disabled !== undefined) set('disabled', patch.disabled ? 1 : 0);
+    set('updated_at', Date.now());
+    const r = await this.db.get<UserRow>(`UPDATE users SET ${sets.join(', ')} WHERE id = ? RETURNING *`, [...params, id]);
+    return r && toUser(r);
+  }
+
+  async count(): Promise<number> {
+    const r = await this.db.get<{ n: number }>(`SELECT COUNT(*) AS n FROM users`);
+    return Number(r?.n ?? 0);
+  }
+}
+
+class SqlSessions implements SessionStore {
+  private readonly db: SqlDriver;
+  constructor(db: SqlDriver) {
+    this.db = db;
+  }
+
+  async create(s: Session): Promise<void> {
+    await this.db.run(
+      `INSERT INTO sessions (id_hash, user_id, site, created_at, last_seen_at, expires_at, amr_json, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [s.idHash, s.userId, s.site, s.createdAt, s.lastSeenAt, s.expiresAt, JSON.stringify(s.amr), s.ip, s.userAgent],
+    );
+  }
+
+  async get(idHash: string): Promise<Session | undefined> {
+    const r = await this.db.get<SessionRow>(`SELECT * FROM sessions WHERE id_hash = ?`, [idHash]);
+    return r && toSession(r);
+  }
+
+  async getWithUser(idHash: string): Promise<{ session: Session; user: User } | undefined> {
+    const r = await this.db.get<SessionRow & { u_email: string; u_email_verified: number; u_name: string | null; u_groups_json: string; u_password_hash: string | null; u_disabled: number; u_created_at: number; u_updated_at: number }>(
+      `SELECT s.*, u.email AS u_email, u.email_verified AS u_email_verified, u.name AS u_name, u.groups_json AS u_groups_json, u.password_hash AS u_password_hash,
+              u.disabled AS u_disabled, u.created_at AS u_created_at, u.updated_at AS u_updated_at
+         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?`,
+      [idHash],
+    );
+    if (!r) return undefined;
+    return {
+      session: toSession(r),
+      user: toUser({
+        id: r.user_id,
+        email: r.u_email,
+        email_verified: r.u_email_verified,
+        name: r.u_name,
+        groups_json: r.u_groups_json,
+        password_hash: r.u_password_hash,
+        disabled: r.u_disabled,
+        created_at: r.u_created_at,
+        updated_at: r.u_updated_at,
+      }),
+    };
+  }
+
+  async touch(idHash: string, lastSeenAt: number): Promise<void> {
+    await this.db.run(`UPDATE sessions SET last_seen_at = ? WHERE id_hash = ? AND last_seen_at < ?`, [lastSeenAt, idHash, lastSeenAt]);
+  }
+
+  async delete(idHash: string): Promise<boolean> {
+    return (await this.db.run(`DELETE FROM sessions WHERE id_hash = ?`, [idHash])) > 0;
+  }
+
+  async deleteByUser(userId: string, exceptIdHash?: string): Promise<number> {
+    return this.db.run(`DELETE FROM sessions WHERE user_id = ? AND id_hash <> ?`, [userId, exceptIdHash ?? '']);
+  }
+
+  async listByUser(userId: string): Promise<Session[]> {
+    const rows = await this.db.all<SessionRow>(`SELECT * FROM sessions WHERE user_id = ? ORDER BY last_seen_at DESC`, [userId]);
+    return rows.map(toSession);
+  }
+
+  async purgeExpired(now: number, idleTimeoutMs: number): Promise<number> {
+    return this.db.run(`DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at <= ?`, [now, now - idleTimeoutMs]);
+  }
+}
+
+class SqlKeyValue implements KeyValueStore {
+  private readonly db: SqlDriver;
+  constructor(db: SqlDriver) {
+    this.db = db;
+  }
+
+  async get(name: string): Promise<string | undefined> {
+    return (await this.db.get<{ value: string }>(`SELECT value FROM kv WHERE name = ?`, [name]))?.value;
+  }
+
+  async putIfAbsent(name: string, value: string): Promise<string> {
+    await this.db.run(`INSERT INTO kv (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`, [name, value, Date.now()]);
+    return (await this.get(name))!;
+  }
+
+  async set(name: string, value: string): Promise<void> {
+    await this.db.run(`INSERT INTO kv (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`, [
+      name,
+      value,
+      Date.now(),
+    ]);
+  }
+}
+
+export class SqlStore implements Store {
+  readonly kind: 'sqlite' | 'postgres';
+  readonly users: UserStore;
+  readonly sessions: SessionStore;
+  readonly kv: KeyValueStore;
+
+  private readonly db: SqlDriver;
+
+  constructor(db: SqlDriver) {
+    this.db = db;
+    this.kind = db.dialect;
+    this.users = new SqlUsers(db);
+    this.sessions = new SqlSessions(db);
+    this.kv = new SqlKeyValue(db);
+  }
+
+  async ping(): Promise<void> {
+    await this.db.get(`SELECT 1 AS ok`);
+  }
+
+  close(): Promise<void> {
+    return this.db.close();
+  }
+}

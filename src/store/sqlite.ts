@@ -1,0 +1,81 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { SqlDriver, SqlValue } from './driver.ts';
+
+/**
+ * node:sqlite driver. Calls are synchronous underneath and take microseconds on indexed
+ * lookups, so they run inline; WAL lets the CLI and the server use the file at once.
+ * A transaction holds other callers back until it ends, so nothing interleaves into it.
+ */
+export class SqliteDriver implements SqlDriver {
+  readonly dialect = 'sqlite' as const;
+  private readonly db: DatabaseSync;
+  private readonly statements = new Map<string, StatementSync>();
+  private txDone: Promise<void> | null = null;
+
+  constructor(path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    this.db = new DatabaseSync(path);
+    this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;');
+  }
+
+  private statement(sql: string): StatementSync {
+    let s = this.statements.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+
+  private async idle(): Promise<void> {
+    while (this.txDone) await this.txDone;
+  }
+
+  async all<T>(sql: string, params: SqlValue[] = []): Promise<T[]> {
+    if (this.txDone) await this.idle();
+    return this.statement(sql).all(...params) as T[];
+  }
+
+  async get<T>(sql: string, params: SqlValue[] = []): Promise<T | undefined> {
+    if (this.txDone) await this.idle();
+    return this.statement(sql).get(...params) as T | undefined;
+  }
+
+  async run(sql: string, params: SqlValue[] = []): Promise<number> {
+    if (this.txDone) await this.idle();
+    return Number(this.statement(sql).run(...params).changes);
+  }
+
+  async transaction<T>(fn: (tx: SqlDriver) => Promise<T>): Promise<T> {
+    await this.idle();
+    let release!: () => void;
+    this.txDone = new Promise((resolve) => (release = resolve));
+    const tx: SqlDriver = {
+      dialect: 'sqlite',
+      all: async <R>(sql: string, params: SqlValue[] = []) => this.statement(sql).all(...params) as R[],
+      get: async <R>(sql: string, params: SqlValue[] = []) => this.statement(sql).get(...params) as R | undefined,
+      run: async (sql: string, params: SqlValue[] = []) => Number(this.statement(sql).run(...params).changes),
+      transaction: (inner) => inner(tx),
+      close: async () => {},
+    };
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      const result = await fn(tx);
+      this.db.exec('COMMIT');
+      return result;
+    } catch (err) {
+      if (this.db.isTransaction) this.db.exec('ROLLBACK');
+      throw err;
+    } finally {
+      this.txDone = null;
+      release();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.idle();
+    if (this.db.isOpen) this.db.close();
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * The storage contract. Every method is async and free of any one database's features,
+ * so the SQLite (embedded, default) and PostgreSQL (several nodes) implementations pass
+ * the same test suite (test/store/contract.ts). Times are epoch milliseconds.
+ */
+
+export interface User {
+  id: string;
+  email: string;
+  emailVerified: boolean;
+  name: string | null;
+  groups: string[];
+  passwordHash: string | null;
+  disabled: boolean;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface NewUser {
+  email: string;
+  emailVerified?: boolean;
+  name?: string | null;
+  groups?: string[];
+  passwordHash?: string | null;
+}
+
+export interface UserPatch {
+  name?: string | null;
+  groups?: string[];
+  emailVerified?: boolean;
+  passwordHash?: string | null;
+  disabled?: boolean;
+}
+
+export interface Session {
+  /** SHA-256 of the cookie value, base64url. The cookie value itself is never stored. */
+  idHash: string;
+  userId: string;
+  /** The origin the session was created on; it is valid nowhere else. */
+  site: string;
+  createdAt: number;
+  lastSeenAt: number;
+  /** Absolute expiry. Idle expiry is lastSeenAt + the configured idle timeout. */
+  expiresAt: number;
+  /** How the user authenticated, e.g. ["pwd"]. */
+  amr: string[];
+  ip: string | null;
+  userAgent: string | null;
+}
+
+export interface UserStore {
+  /** Throws StoreConflictError when the email is taken. */
+  create(user: NewUser): Promise<User>;
+  get(id: string): Promise<User | undefined>;
+  getByEmail(email: string): Promise<User | undefined>;
+  list(options?: { limit?: number; offset?: number }): Promise<User[]>;
+  update(id: string, patch: UserPatch): Promise<User | undefined>;
+  count(): Promise<number>;
+}
+
+export interface SessionStore {
+  create(session: Session): Promise<void>;
+  get(idHash: string): Promise<Session | undefined>;
+  /** The session and its user in one round trip: the per-request lookup. */
+  getWithUser(idHash: string): Promise<{ session: Session; user: User } | undefined>;
+  touch(idHash: string, lastSeenAt: number): Promise<void>;
+  delete(idHash: string): Promise<boolean>;
+  /** Ends every session of a user, except one (the caller's own) when given. Returns how many. */
+  deleteByUser(userId: string, exceptIdHash?: string): Promise<number>;
+  listByUser(userId: string): Promise<Session[]>;
+  /** Removes sessions whose absolute or idle expiry has passed. Returns how many. */
+  purgeExpired(now: number, idleTimeoutMs: number): Promise<number>;
+}
+
+/** Small named values: generated secrets and keys. Values are opaque strings. */
+export interface KeyValueStore {
+  get(name: string): Promise<string | undefined>;
+  /** Sets the value only when the name is unset; returns the value that is stored afterwards. */
+  putIfAbsent(name: string, value: string): Promise<string>;
+  set(name: string, value: string): Promise<void>;
+}
+
+export interface Store {
+  readonly kind: 'sqlite' | 'postgres';
+  readonly users: UserStore;
+  readonly sessions: SessionStore;
+  readonly kv: KeyValueStore;
+  /** Cheap round trip for readiness checks. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class StoreConflictError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreConflictError';
+  }
+}
+
+export class StoreUnavailableError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'StoreUnavailableError';
+  }
+}
