@@ -1,0 +1,84 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { ConfigSchema, type Config, type ConfigInput } from '../../src/config/schema.ts';
+import { createLogger } from '../../src/log/index.ts';
+import { Gatehouse } from '../../src/server/gatehouse.ts';
+import { startUpstream, type TestUpstream } from './upstream.ts';
+
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+export interface TestGatehouse {
+  url: string;
+  port: number;
+  gatehouse: Gatehouse;
+  config: Config;
+  upstream: TestUpstream;
+  /** Every log line Gatehouse wrote, parsed. */
+  logs: Record<string, unknown>[];
+  /** The raw log text, to search for leaked secrets. */
+  logText(): string;
+  dir: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A real Gatehouse on a loopback port in front of a real upstream, with its own SQLite file.
+ * `configure` gets the ports and returns config overrides (anything in gatehouse.yaml).
+ */
+export async function startGatehouse(
+  configure: (ctx: { port: number; upstream: string; dir: string }) => Partial<ConfigInput> = () => ({}),
+  options: { upstream?: TestUpstream; logLevel?: string } = {},
+): Promise<TestGatehouse> {
+  const upstream = options.upstream ?? (await startUpstream());
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-test-'));
+  const overrides = configure({ port, upstream: upstream.url, dir });
+  const input: ConfigInput = {
+    publicUrl: `http://127.0.0.1:${port}`,
+    listen: { host: '127.0.0.1', port },
+    store: { type: 'sqlite', path: join(dir, 'gatehouse.db') },
+    ...(overrides.apps ? {} : { upstream: upstream.url }),
+    ...overrides,
+  };
+  const config = ConfigSchema.parse(input);
+  const chunks: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      chunks.push(String(chunk));
+      cb();
+    },
+  });
+  const logger = createLogger(options.logLevel ?? 'debug', sink);
+  const gatehouse = await Gatehouse.create(config, { logger });
+  await gatehouse.listen(port, '127.0.0.1');
+  const logText = () => chunks.join('');
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    gatehouse,
+    config,
+    upstream,
+    get logs() {
+      return logText()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+    logText,
+    dir,
+    close: async () => {
+      await gatehouse.close();
+      if (!options.upstream) await upstream.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,90 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer } from 'ws';
+
+export interface SeenRequest {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  rawHeaders: string[];
+  bodyBytes: number;
+}
+
+/**
+ * A real upstream app on loopback that records what it receives. Paths:
+ *   /slow?ms=N        answers after N ms
+ *   /bytes?n=N        streams N bytes
+ *   /upload           counts the streamed request body
+ *   /status/N         answers with status N
+ *   /ws               WebSocket echo (also reports the upgrade request's headers)
+ *   anything else     JSON echo of method, url and headers
+ */
+export interface TestUpstream {
+  url: string;
+  port: number;
+  requests: SeenRequest[];
+  last(): SeenRequest;
+  server: http.Server;
+  close(): Promise<void>;
+}
+
+export async function startUpstream(): Promise<TestUpstream> {
+  const requests: SeenRequest[] = [];
+  const server = http.createServer((req, res) => {
+    const seen: SeenRequest = { method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes: 0 };
+    requests.push(seen);
+    req.on('data', (c: Buffer) => (seen.bodyBytes += c.length));
+    req.on('end', () => {
+      const u = new URL(req.url!, 'http://x');
+      if (u.pathname === '/slow') {
+        const t = setTimeout(() => res.end('slow'), Number(u.searchParams.get('ms') ?? 1000));
+        res.on('close', () => clearTimeout(t));
+        return;
+      }
+      if (u.pathname === '/bytes') {
+        let left = Number(u.searchParams.get('n') ?? 0);
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': left });
+        const chunk = Buffer.alloc(64 * 1024, 120);
+        const pump = () => {
+          while (left > 0) {
+            const n = Math.min(left, chunk.length);
+            left -= n;
+            if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void res.once('drain', pump);
+          }
+          res.end();
+        };
+        return pump();
+      }
+      if (u.pathname.startsWith('/status/')) {
+        res.writeHead(Number(u.pathname.slice(8)), { 'content-type': 'text/plain' });
+        return res.end('status');
+      }
+      const body = JSON.stringify({ method: req.method, url: req.url, headers: req.headers, bodyBytes: seen.bodyBytes });
+      res.writeHead(200, { 'content-type': 'application/json', 'set-cookie': 'app=1; Path=/', connection: 'keep-alive, x-app-private', 'x-app-private': 'hop', 'keep-alive': 'timeout=5' });
+      res.end(body);
+    });
+  });
+  const wss = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (req, socket, head) => {
+    requests.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes: 0 });
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.send(JSON.stringify({ hello: true, headers: req.headers }));
+      ws.on('message', (m) => ws.send(String(m)));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    requests,
+    server,
+    last: () => requests[requests.length - 1]!,
+    close: async () => {
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
