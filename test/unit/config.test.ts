@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, test } from 'node:test';
+import { configJsonSchema } from '../../src/config/json-schema.ts';
+import { lintConfig } from '../../src/config/lint.ts';
+import { ConfigError, parseConfig } from '../../src/config/load.ts';
+
+const base = 'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\n';
+
+function problems(text: string, env: Record<string, string> = {}) {
+  try {
+    parseConfig(text, 'g.yaml', env);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    return e.problems;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('config loading', () => {
+  test('a minimal config gets safe defaults', () => {
+    const c = parseConfig(base, 'g.yaml', {});
+    assert.equal(c.authPrefix, '/.auth');
+    assert.deepEqual(c.trustedProxies, []);
+    assert.deepEqual(c.store, { type: 'sqlite', path: './data/gatehouse.db' });
+    assert.equal(c.sessions.idleTimeout, 12 * 3600_000);
+    assert.equal(c.sessions.absoluteTimeout, 7 * 86_400_000);
+    assert.equal(c.listen.port, 8080);
+  });
+
+  test('${ENV} and ${ENV:-default} are substituted inside values, typed when whole', () => {
+    const c = parseConfig('publicUrl: ${URL}\nupstream: http://127.0.0.1:${PORT:-3000}\nlisten:\n  port: ${LPORT}\nsecrets:\n  key: "${KEY}"\n', 'g.yaml', {
+      URL: 'https://x.example.com',
+      LPORT: '9000',
+      KEY: '0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef',
+    });
+    assert.equal(c.publicUrl, 'https://x.example.com');
+    assert.equal(c.upstream, 'http://127.0.0.1:3000');
+    assert.equal(c.listen.port, 9000);
+    assert.equal(c.secrets.key?.length, 64);
+  });
+
+  test('a variable cannot inject YAML structure', () => {
+    const c = parseConfig('publicUrl: https://a.example.com\nupstream: http://127.0.0.1:1\ntitle: ${T}\n', 'g.yaml', { T: 'x\nauthPrefix: /evil' });
+    assert.equal(c.title, 'x\nauthPrefix: /evil');
+    assert.equal(c.authPrefix, '/.auth');
+  });
+
+  test('an unset variable names the key and the line', () => {
+    const [p] = problems('publicUrl: https://a.example.com\n\nupstream: ${UPSTREAM_URL}\n');
+    assert.equal(p!.key, 'upstream');
+    assert.equal(p!.line, 3);
+    assert.match(p!.message, /UPSTREAM_URL is not set/);
+  });
+
+  test('errors name key and line, with a suggestion for typos', () => {
+    const ps = problems(`${base}listen:\n  prot: 80\nsessions:\n  idleTimeout: soon\nroutes:\n  - path: admin\n`);
+    const byKey = Object.fromEntries(ps.map((p) => [p.key, p]));
+    assert.equal(byKey['listen.prot']?.line, 4);
+    assert.match(byKey['listen.prot']!.message, /did you mean "port"/);
+    assert.equal(byKey['sessions.idleTimeout']?.line, 6);
+    assert.match(byKey['sessions.idleTimeout']!.message, /duration/);
+    assert.equal(byKey['routes[0].path']?.line, 8);
+  });
+
+  test('contradictions are refused', () => {
+    assert.match(problems('publicUrl: https://a.example.com\n')[0]!.message, /upstream.*or apps/);
+    assert.match(problems(`${base}apps:\n  - name: a\n    upstream: http://127.0.0.1:1\n`)[0]!.message, /not both/);
+    assert.match(problems(`${base}routes:\n  - path: /x\n    access: public\n    allow: {groups: [a]}\n`)[0]!.message, /only applies/);
+    assert.match(problems(`publicUrl: ftp://a.example.com\nupstream: http://127.0.0.1:1\n`)[0]!.message, /http or https/);
+    assert.match(problems(`publicUrl: https://a.example.com\nupstream: http://u:p@127.0.0.1:1\n`)[0]!.message, /credentials/);
+    assert.match(problems(`${base}trustedProxies: [10.0.0.0/33]\n`)[0]!.message, /CIDR/);
+    const dupes = problems('publicUrl: https://a.example.com\napps:\n  - name: a\n    upstream: http://127.0.0.1:1\n  - name: a\n    host: b.example.com\n    upstream: http://127.0.0.1:2\n');
+    assert.match(dupes[0]!.message, /already named/);
+  });
+
+  test('YAML syntax errors and duplicate keys report a line', () => {
+    const [p] = problems('publicUrl: https://a.example.com\nupstream: [\n');
+    assert.ok(p!.line && p!.line >= 2);
+    const [d] = problems(`${base}upstream: http://127.0.0.1:2\n`);
+    assert.match(d!.message, /YAML/);
+  });
+
+  test('lint warns about mistakes that validate', () => {
+    const keys = (yaml: string) => lintConfig(parseConfig(yaml, 'g.yaml', {})).map((w) => w.key);
+    assert.ok(keys(base).includes('trustedProxies'));
+    assert.ok(keys(base).includes('secrets.key'));
+    assert.ok(keys('publicUrl: http://app.example.com\nupstream: http://127.0.0.1:1\n').includes('publicUrl'));
+    assert.ok(keys(`${base}trustedProxies: [0.0.0.0/0]\n`).includes('trustedProxies[0]'));
+    assert.ok(keys(`${base}routes:\n  - path: /a//b\n`).includes('routes[0].path'));
+    assert.ok(!keys('publicUrl: http://127.0.0.1:8080\nupstream: http://127.0.0.1:1\n').includes('publicUrl'));
+  });
+
+  test('the committed JSON Schema is generated from the zod schema (npm run schema)', () => {
+    const committed = readFileSync(new URL('../../schema/gatehouse.schema.json', import.meta.url), 'utf8');
+    assert.equal(committed, configJsonSchema(), 'schema/gatehouse.schema.json is stale: run npm run schema');
+  });
+});

@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { normalizeTarget, safeReturnPath } from '../../src/http/target.ts';
+
+const path = (raw: string) => {
+  const t = normalizeTarget(raw);
+  return t.ok ? t.path : `400: ${t.reason}`;
+};
+
+describe('request-target normalization', () => {
+  test('clean paths pass unchanged, query untouched', () => {
+    assert.equal(path('/'), '/');
+    assert.equal(path('/a/b.css'), '/a/b.css');
+    assert.equal(path('/a/b/'), '/a/b/');
+    const t = normalizeTarget('/x?q=/public/&a=%2e%2e');
+    assert.deepEqual(t, { ok: true, path: '/x', query: '?q=/public/&a=%2e%2e' });
+  });
+
+  test('dot-segments are resolved, never passed through (ATTACKS 14)', () => {
+    assert.equal(path('/public/../admin'), '/admin');
+    assert.equal(path('/public/%2e%2e/admin'), '/admin');
+    assert.equal(path('/public/%2E%2e/admin'), '/admin');
+    assert.equal(path('/public/./admin'), '/public/admin');
+    assert.equal(path('/admin/.'), '/admin/');
+    assert.equal(path('/admin/x/..'), '/admin/');
+    assert.match(path('/..'), /^400/);
+    assert.match(path('/../admin'), /^400/);
+  });
+
+  test('encoded slash, backslash, ";" and double encoding are refused (ATTACKS 14-16)', () => {
+    assert.match(path('/public/..%2fadmin'), /^400/);
+    assert.match(path('/public%2F..%2Fadmin'), /^400/);
+    assert.match(path('/%5cadmin'), /^400/);
+    assert.match(path('/public/%252e%252e/admin'), /^400/);
+    assert.match(path('/public/..;/admin'), /^400/);
+    assert.match(path('/admin;x=1'), /^400/);
+    assert.match(path('/admin%3bx=1'), /^400/);
+    assert.match(path('/a\\b'), /^400/);
+  });
+
+  test('"//" collapses so //admin and /admin decide alike (ATTACKS 15)', () => {
+    assert.equal(path('//admin'), '/admin');
+    assert.equal(path('/a//b///c'), '/a/b/c');
+    assert.equal(path('/admin//'), '/admin/');
+  });
+
+  test('control characters, spaces, fragments and malformed escapes are refused (ATTACKS 17-18)', () => {
+    for (const bad of ['/a%0ab', '/a%00', '/a%0d%0aSet-Cookie:x', '/a%7f', '/a#b', '/a%zz', '/a%', '/a%4', '/a b', '/a\tb', '/é']) {
+      assert.match(path(bad), /^400/, bad);
+    }
+    assert.equal(normalizeTarget('/a?x=1#frag').ok, false);
+    assert.equal(normalizeTarget('/a?x=\r\n').ok, false);
+  });
+
+  test('non-path targets are refused', () => {
+    for (const bad of ['', '*', 'http://evil.com/x', 'evil.com']) assert.equal(normalizeTarget(bad).ok, false, bad);
+  });
+
+  test('unreserved escapes are decoded, others kept with upper-case hex', () => {
+    assert.equal(path('/%61dmin'), '/admin');
+    assert.equal(path('/%7euser'), '/~user');
+    assert.equal(path('/caf%c3%a9'), '/caf%C3%A9');
+    assert.equal(path('/a%20b'), '/a%20b');
+  });
+
+  test('property: normalization is idempotent and the forwarded path decides like the raw one (ATTACKS 20)', () => {
+    const segment = fc.oneof(
+      fc.constantFrom('.', '..', '', 'admin', 'public', 'Admin', '%2e', '%2E%2e', '%61', '%2f', '%3b', ';', 'x%20y', '~', 'a.b', '%25', '%41dmin'),
+      fc.stringMatching(/^[A-Za-z0-9._~-]{1,6}$/),
+    );
+    fc.assert(
+      fc.property(fc.array(segment, { minLength: 1, maxLength: 8 }), fc.boolean(), (segments, trailing) => {
+        const raw = '/' + segments.join('/') + (trailing ? '/' : '');
+        const first = normalizeTarget(raw);
+        if (!first.ok) return true;
+        const again = normalizeTarget(first.path);
+        assert.ok(again.ok, `re-normalizing ${first.path} failed`);
+        assert.equal(again.path, first.path, `${raw} → ${first.path} → ${again.path}`);
+        // No dot-segment, "//" or decodable unreserved escape survives.
+        assert.doesNotMatch(first.path, /(^|\/)\.\.?(\/|$)|\/\/|%(2[eEdD]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])/);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('return targets (rd)', () => {
+  const origins = ['https://app.example.com'];
+  const ok = (v: string) => safeReturnPath(v, origins);
+
+  test('same-origin paths are kept', () => {
+    assert.equal(ok('/'), '/');
+    assert.equal(ok('/dashboard?tab=2#x'), '/dashboard?tab=2#x');
+    assert.equal(ok('/a/b/'), '/a/b/');
+    assert.equal(ok('https://app.example.com/x?y=1'), '/x?y=1');
+  });
+
+  test('protocol-relative and backslash tricks fall back (ATTACKS 8)', () => {
+    for (const v of ['//evil.com', '/\\evil.com', '\\\\evil.com', '\\/evil.com', '///evil.com', '/\\/evil.com']) assert.equal(ok(v), undefined, v);
+  });
+
+  test('whitespace and control tricks are rejected (ATTACKS 9)', () => {
+    for (const v of ['/\t/evil.com', '/%09/evil.com', '/ /evil.com', '/\r\\evil.com', '/./\\evil.com', '/%0d/evil.com', '/\u2000/evil.com', '/%E2%80%80/evil.com', ' /x', '/x\n']) {
+      assert.equal(ok(v), undefined, JSON.stringify(v));
+    }
+  });
+
+  test('schemes and encodings are rejected (ATTACKS 10)', () => {
+    for (const v of ['https:evil.com', 'http:/evil.com', 'javascript:alert(1)', 'JaVaScRiPt:alert(1)', 'data:text/html,x', '%2F%2Fevil.com', '/%2F/evil.com', '/%2f%2fevil.com', '/%5C/evil.com', '%5c%5cevil.com']) {
+      assert.equal(ok(v), undefined, v);
+    }
+  });
+
+  test('look-alike absolute URLs are rejected (ATTACKS 11)', () => {
+    for (const v of ['https://app.example.com.evil.com/', 'https://app.example.com@evil.com/', 'https://evil.com@app.example.com/', 'https://app.example.com:8443/', 'http://app.example.com/', 'https://evil.com/https://app.example.com/']) {
+      assert.equal(ok(v), undefined, v);
+    }
+  });
+
+  test('dot-segments resolve inside the origin', () => {
+    assert.equal(ok('/a/../b'), '/b');
+    assert.equal(ok('/../../etc'), '/etc');
+    assert.equal(ok('/.//evil.com'), undefined);
+  });
+
+  test('non-strings and huge values fall back', () => {
+    assert.equal(safeReturnPath(undefined, origins), undefined);
+    assert.equal(safeReturnPath(['/x'], origins), undefined);
+    assert.equal(ok('/' + 'a'.repeat(5000)), undefined);
+  });
+
+  test('property: whatever comes back is a same-origin path', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 40 }), fc.constantFrom('', '/', '//', '/\\', '\\', 'https://', 'https://app.example.com', '%2f', '/%2f'), (s, pre) => {
+        const result = ok(pre + s);
+        if (result === undefined) return true;
+        assert.ok(result.startsWith('/') && !result.startsWith('//') && !result.includes('\\'), result);
+        assert.equal(new URL(result, 'https://app.example.com').origin, 'https://app.example.com');
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
