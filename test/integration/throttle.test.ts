@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
+import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
+
+describe('brute-force throttling (ATTACKS 42)', () => {
+  let gh: TestGatehouse;
+  before(async () => {
+    gh = await startGatehouse(() => ({ accounts: { rateLimits: { loginPerIp: 8, loginPerAccount: 3, registerPerIp: 4 } } }));
+  });
+  after(() => gh.close());
+
+  const attempt = (c: Client, email: string, password = 'wrong password here', headers: Record<string, string> = {}) => c.postJson('/.auth/login', { email, password }, headers);
+
+  test("an attacker exhausts an account's allowance, but its owner's browser still gets in", async () => {
+    const email = uniqueEmail('victim');
+    const owner = new Client(gh.url);
+    await owner.postJson('/.auth/register', { email, password: PASSWORD });
+    // The owner's browser signed in once and holds a device cookie.
+    await owner.postJson('/.auth/login', { email, password: PASSWORD });
+    assert.ok(owner.jar.get('gatehouse-device'));
+
+    const attacker = new Client(gh.url);
+    for (let i = 0; i < 3; i++) assert.equal((await attempt(attacker, email)).status, 401);
+    const blocked = await attempt(attacker, email, PASSWORD);
+    assert.equal(blocked.status, 429, 'even the right password is refused to an untrusted browser now');
+    assert.ok(Number(blocked.headers['retry-after']) > 0);
+    assert.equal(blocked.json().error, 'too_many_attempts');
+
+    const ok = await attempt(owner, email, PASSWORD);
+    assert.equal(ok.status, 200, 'the lock-out cannot be used against the owner');
+  });
+
+  test('the lock-out answer is the same for unknown accounts (no enumeration)', async () => {
+    const attacker = new Client(gh.url);
+    const ghost = uniqueEmail('ghost');
+    for (let i = 0; i < 3; i++) assert.equal((await attempt(attacker, ghost)).status, 401);
+    const res = await attempt(attacker, ghost);
+    assert.equal(res.status, 429);
+  });
+
+  test('per-IP limit across accounts; spoofed X-Forwarded-For does not reset it', async () => {
+    const gh2 = await startGatehouse(() => ({ accounts: { rateLimits: { loginPerIp: 5, loginPerAccount: 100, registerPerIp: 100 } } }));
+    try {
+      const c = new Client(gh2.url);
+      for (let i = 0; i < 5; i++) assert.equal((await attempt(c, uniqueEmail('spray'), 'wrong password here', { 'x-forwarded-for': `203.0.113.${i}` })).status, 401);
+      const res = await attempt(c, uniqueEmail('spray'), 'wrong password here', { 'x-forwarded-for': '198.51.100.99' });
+      assert.equal(res.status, 429);
+    } finally {
+      await gh2.close();
+    }
+  });
+
+  test('behind a trusted proxy, limits follow the real client address', async () => {
+    const gh3 = await startGatehouse(() => ({ trustedProxies: ['loopback'], accounts: { rateLimits: { loginPerIp: 2, loginPerAccount: 100, registerPerIp: 100 } } }));
+    try {
+      const c = new Client(gh3.url);
+      for (let i = 0; i < 2; i++) await attempt(c, uniqueEmail('p'), 'wrong password here', { 'x-forwarded-for': '203.0.113.7' });
+      assert.equal((await attempt(c, uniqueEmail('p'), 'wrong password here', { 'x-forwarded-for': '203.0.113.7' })).status, 429);
+      assert.equal((await attempt(c, uniqueEmail('p'), 'wrong password here', { 'x-forwarded-for': '203.0.113.8' })).status, 401, 'another client behind the same proxy is not punished');
+    } finally {
+      await gh3.close();
+    }
+  });
+
+  test('a forged device cookie is worth nothing', async () => {
+    const gh4 = await startGatehouse(() => ({ accounts: { rateLimits: { loginPerIp: 100, loginPerAccount: 3, registerPerIp: 100 } } }));
+    try {
+      const email = uniqueEmail('forge');
+      await registerJson(new Client(gh4.url), email);
+      // A device cookie issued for another account does not transfer either.
+      const other = new Client(gh4.url);
+      const otherEmail = uniqueEmail('other');
+      await registerJson(other, otherEmail);
+      await other.postJson('/.auth/login', { email: otherEmail, password: PASSWORD });
+      for (const device of ['AAAAAAAAAAAAAAAAAAAAAA.forged', 'AAAAAAAAAAAAAAAAAAAAAA.forged', other.jar.get('gatehouse-device')!]) {
+        const attacker = new Client(gh4.url);
+        attacker.jar.set('gatehouse-device', device);
+        assert.equal((await attempt(attacker, email)).status, 401);
+      }
+      const attacker = new Client(gh4.url);
+      attacker.jar.set('gatehouse-device', other.jar.get('gatehouse-device')!);
+      assert.equal((await attempt(attacker, email, PASSWORD)).status, 429, 'all three failures counted against the untrusted allowance');
+    } finally {
+      await gh4.close();
+    }
+  });
+
+  test('registrations per IP are limited (ATTACKS 45)', async () => {
+    const c = new Client(gh.url);
+    let last = 0;
+    for (let i = 0; i < 5; i++) last = (await c.postJson('/.auth/register', { email: uniqueEmail('flood'), password: PASSWORD })).status;
+    assert.equal(last, 429);
+  });
+
+});
