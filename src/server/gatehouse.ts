@@ -81,6 +81,8 @@ export class Gatehouse {
         headersTimeout: t.headers,
         requestTimeout: t.request,
         keepAliveTimeout: t.keepAlive,
+        // How often the header and request deadlines are checked (Node's default is 30 s).
+        connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(t.headers / 4))),
         requireHostHeader: true,
         // Only WebSocket upgrades are tunnelled; h2c and the rest are served as plain requests.
         shouldUpgradeCallback: (req) => isWebSocketUpgrade(req),

@@ -1,0 +1,35 @@
+import net from 'node:net';
+
+/**
+ * Sends bytes exactly as given and collects the reply until the server closes the
+ * connection (or `waitMs` passes with nothing more). For requests an HTTP client library
+ * would refuse to send or would rewrite.
+ */
+export function rawRequest(port: number, text: string | Buffer, waitMs = 3000): Promise<{ text: string; status: number; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    let timer: NodeJS.Timeout;
+    const finish = (closed: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      const t = Buffer.concat(chunks).toString('latin1');
+      resolve({ text: t, status: Number(/^HTTP\/1\.1 (\d{3})/.exec(t)?.[1] ?? 0), closed });
+    };
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => finish(false), waitMs);
+    };
+    socket.on('data', (c) => {
+      chunks.push(c);
+      arm();
+    });
+    socket.on('end', () => finish(true));
+    socket.on('close', () => finish(true));
+    socket.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? finish(true) : reject(e)));
+    socket.on('connect', () => {
+      socket.write(text);
+      arm();
+    });
+  });
+}

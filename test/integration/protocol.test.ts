@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { Client, registerJson } from '../helpers/client.ts';
+import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
+import { rawRequest } from '../helpers/raw.ts';
+
+let gh: TestGatehouse;
+let cookie: string;
+
+before(async () => {
+  gh = await startGatehouse(() => ({ routes: [{ path: '/public/**', access: 'public' }], listen: { timeouts: { headers: '1s', request: '2s', idle: '2s' } } }));
+  const c = new Client(gh.url);
+  await registerJson(c);
+  cookie = c.cookieHeader()!;
+});
+after(() => gh.close());
+
+const host = () => `Host: 127.0.0.1:${gh.port}\r\n`;
+
+describe('request smuggling and malformed messages (ATTACKS 53-55)', () => {
+  test('Content-Length with Transfer-Encoding → 400 and close', async () => {
+    const r = await rawRequest(gh.port, `POST /public/x HTTP/1.1\r\n${host()}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\n${host()}\r\n`);
+    assert.equal(r.status, 400);
+    assert.ok(r.closed);
+    assert.doesNotMatch(r.text, /HTTP\/1\.1 200/);
+  });
+
+  test('"chunked, identity", obs-fold, bare CR, conflicting Content-Length → 400', async () => {
+    const cases = [
+      `POST /public/x HTTP/1.1\r\n${host()}Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n`,
+      `GET /public/x HTTP/1.1\r\n${host()}X-Folded: a\r\n b\r\n\r\n`,
+      `GET /public/x HTTP/1.1\r\n${host()}X-Bare: a\rb\r\n\r\n`,
+      `POST /public/x HTTP/1.1\r\n${host()}Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd`,
+      `GET /public/x HTTP/1.1\r\n${host()}Bad Header: x\r\n\r\n`,
+      `GET /public/x HTTP/1.1\r\n\r\n`,
+      `GET /public/\x00x HTTP/1.1\r\n${host()}\r\n`,
+      `GET http://evil.com/public/x HTTP/1.1\r\n${host()}Connection: close\r\n\r\n`,
+    ];
+    for (const c of cases) {
+      const r = await rawRequest(gh.port, c);
+      assert.equal(r.status, 400, JSON.stringify(c));
+    }
+  });
+
+  test('CR/LF smuggled into a header value through encoding never reaches the app (ATTACKS 54)', async () => {
+    const before = gh.upstream.requests.length;
+    const r = await rawRequest(gh.port, `GET /public/a%0d%0aX-Injected:%201 HTTP/1.1\r\n${host()}Connection: close\r\n\r\n`);
+    assert.equal(r.status, 400);
+    assert.equal(gh.upstream.requests.length, before);
+  });
+
+  test('over-long or too many headers → 431; big URLs → 414/431; the server lives on', async () => {
+    const long = await rawRequest(gh.port, `GET /public/x HTTP/1.1\r\n${host()}X-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+    assert.equal(long.status, 431);
+    const many = await rawRequest(gh.port, `GET /public/x HTTP/1.1\r\n${host()}${Array.from({ length: 3000 }, (_, i) => `X-H${i}: 1\r\n`).join('')}\r\n`);
+    assert.equal(many.status, 431);
+    const url = await rawRequest(gh.port, `GET /public/${'a'.repeat(20_000)} HTTP/1.1\r\n${host()}\r\n`);
+    assert.ok([414, 431].includes(url.status), String(url.status));
+    const cookieBomb = await rawRequest(gh.port, `GET /public/x HTTP/1.1\r\n${host()}Cookie: ${'c=1; '.repeat(4000)}\r\n\r\n`);
+    assert.equal(cookieBomb.status, 431);
+    assert.equal((await new Client(gh.url).get('/public/alive')).status, 200);
+  });
+});
+
+describe('slow clients are cut off (ATTACKS 56)', () => {
+  function waitClose(send: (s: net.Socket) => void): Promise<{ ms: number; text: string }> {
+    return new Promise((resolve) => {
+      const t = performance.now();
+      const s = net.connect(gh.port, '127.0.0.1', () => send(s));
+      let text = '';
+      s.on('data', (d) => (text += d.toString('latin1')));
+      s.on('close', () => resolve({ ms: performance.now() - t, text }));
+      s.on('error', () => {});
+    });
+  }
+
+  test('headers that never finish', async () => {
+    const r = await waitClose((s) => s.write(`GET /public/x HTTP/1.1\r\n${host()}X-Slow: `));
+    assert.ok(r.ms < 5000, `closed after ${r.ms.toFixed(0)} ms`);
+    assert.match(r.text, /^HTTP\/1\.1 408/);
+  });
+
+  test('a body that never finishes', async () => {
+    const r = await waitClose((s) => s.write(`POST /public/x HTTP/1.1\r\n${host()}Content-Type: text/plain\r\nContent-Length: 100000\r\n\r\nabc`));
+    assert.ok(r.ms < 8000, `closed after ${r.ms.toFixed(0)} ms`);
+  });
+
+  test('an idle connection', async () => {
+    const r = await waitClose(() => {});
+    assert.ok(r.ms < 8000, `closed after ${r.ms.toFixed(0)} ms`);
+  });
+});
+
+describe('resilience', () => {
+  test('a burst of garbage and aborted requests does not kill the process', async () => {
+    const junk = ['\x16\x03\x01\x02\x00\x01', 'GET / HTTP/9.9\r\n\r\n', 'HELLO\r\n\r\n', `POST /.auth/login HTTP/1.1\r\n${host()}Content-Type: application/json\r\nContent-Length: 10\r\n\r\n{`];
+    await Promise.all(junk.map((j) => rawRequest(gh.port, j, 300)));
+    await Promise.all(
+      Array.from({ length: 20 }, () =>
+        new Promise<void>((resolve) => {
+          const s = net.connect(gh.port, '127.0.0.1', () => {
+            s.write(`GET /slow?ms=200 HTTP/1.1\r\n${host()}Cookie: ${cookie}\r\n\r\n`);
+            setImmediate(() => s.destroy());
+          });
+          s.on('close', () => resolve());
+          s.on('error', () => resolve());
+        }),
+      ),
+    );
+    const res = await new Client(gh.url).get('/.auth/health');
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.json(), { status: 'ok' });
+  });
+});
