@@ -1,0 +1,24 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+
+const exec = promisify(execFile);
+const root = new URL('..', import.meta.url).pathname;
+
+test('the publishable build compiles and its CLI runs (npm run build)', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'gatehouse-dist-'));
+  try {
+    await exec(join(root, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.build.json', '--outDir', out], { cwd: root });
+    await exec(process.execPath, ['scripts/copy-assets.ts', out], { cwd: root });
+    const { stdout } = await exec(process.execPath, [join(out, 'cli/main.js'), 'check', '--config', 'demo/gatehouse.yaml'], { cwd: root });
+    assert.match(stdout, /demo\/gatehouse\.yaml: OK/);
+    const { stdout: help } = await exec(process.execPath, [join(out, 'cli/main.js'), '--help'], { cwd: root });
+    assert.match(help, /gatehouse serve/);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
