@@ -29,27 +29,29 @@ export class SqliteDriver implements SqlDriver {
     return s;
   }
 
-  private async idle(): Promise<void> {
-    while (this.txDone) await this.txDone;
-  }
+  // Every wait for the running transaction is written inline as `while (txDone) await txDone`,
+  // so the check and what follows it run in one synchronous step. Awaiting a helper instead
+  // adds a microtask hop after the check, in which a queued transaction can BEGIN: the query
+  // then lands inside someone else's transaction (and is lost with its rollback), or a second
+  // BEGIN fails with "cannot start a transaction within a transaction".
 
   async all<T>(sql: string, params: SqlValue[] = []): Promise<T[]> {
-    if (this.txDone) await this.idle();
+    while (this.txDone) await this.txDone;
     return this.statement(sql).all(...params) as T[];
   }
 
   async get<T>(sql: string, params: SqlValue[] = []): Promise<T | undefined> {
-    if (this.txDone) await this.idle();
+    while (this.txDone) await this.txDone;
     return this.statement(sql).get(...params) as T | undefined;
   }
 
   async run(sql: string, params: SqlValue[] = []): Promise<number> {
-    if (this.txDone) await this.idle();
+    while (this.txDone) await this.txDone;
     return Number(this.statement(sql).run(...params).changes);
   }
 
   async transaction<T>(fn: (tx: SqlDriver) => Promise<T>): Promise<T> {
-    await this.idle();
+    while (this.txDone) await this.txDone;
     let release!: () => void;
     this.txDone = new Promise((resolve) => (release = resolve));
     const tx: SqlDriver = {
@@ -75,7 +77,7 @@ export class SqliteDriver implements SqlDriver {
   }
 
   async close(): Promise<void> {
-    await this.idle();
+    while (this.txDone) await this.txDone;
     if (this.db.isOpen) this.db.close();
   }
 }
