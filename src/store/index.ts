@@ -17,7 +17,7 @@ export async function openStore(config: Config['store'], options: { schema?: str
   }
   const driver = createPostgresDriver({ url: config.url, poolSize: config.poolSize, schema: options.schema });
   try {
-    await driver.withLock(() => migrate(driver));
+    await driver.withLock((db) => migrate(db));
   } catch (err) {
     await driver.close().catch(() => {});
     throw err;

@@ -13,24 +13,51 @@ function numbered(sql: string): string {
   return sql.replace(/\?/g, () => `$${++n}`);
 }
 
-const UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', '57P01', '57P03', '53300', '08000', '08003', '08006']);
+/**
+ * Errors that mean "the database cannot serve us now", as opposed to a bad query: the server
+ * is down or unreachable, restarting, out of connections, or refuses our credentials or
+ * database name. They become StoreUnavailableError, so protected routes answer 503 (fail
+ * closed) and `gatehouse serve` names store.url at start.
+ */
+const UNAVAILABLE = new Set([
+  // Node socket and DNS errors
+  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE',
+  // SQLSTATE: admin shutdown, crash shutdown, cannot connect now, too many connections, connection exceptions
+  '57P01', '57P02', '57P03', '53300', '08000', '08001', '08003', '08004', '08006',
+  // SQLSTATE: invalid authorization / password, unknown database
+  '28000', '28P01', '3D000',
+]);
+const UNAVAILABLE_MESSAGE = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection is not queryable|connection is closed/i;
 
-function wrap(err: unknown): unknown {
-  const code = (err as { code?: string })?.code;
-  if ((code && UNAVAILABLE.has(code)) || /Connection terminated|timeout exceeded when trying to connect/i.test((err as Error)?.message ?? '')) {
-    return new StoreUnavailableError('PostgreSQL is unavailable', { cause: err });
+/** host:port/database, never the user or password. */
+export function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname || 'localhost'}:${u.port || 5432}${u.pathname && u.pathname !== '/' ? u.pathname : ''}`;
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
+function wrap(err: unknown, where: string): unknown {
+  if (err instanceof StoreUnavailableError) return err;
+  const e = err as { code?: string; message?: string; errors?: { code?: string }[] };
+  const code = e?.code ?? e?.errors?.[0]?.code;
+  if ((code && UNAVAILABLE.has(code)) || UNAVAILABLE_MESSAGE.test(e?.message ?? '')) {
+    const detail = (e?.message || code || 'unknown error').replace(/\s+/g, ' ');
+    return new StoreUnavailableError(`PostgreSQL at ${where} is unavailable: ${detail}`, { cause: err });
   }
   return err;
 }
 
 type Queryable = Pick<pg.Pool, 'query'> | pg.PoolClient;
 
-function driverOn(q: Queryable, transaction: SqlDriver['transaction'], close: () => Promise<void>): SqlDriver {
+function driverOn(q: Queryable, where: string, transaction: SqlDriver['transaction'], close: () => Promise<void>): SqlDriver {
   const query = async <T>(sql: string, params: SqlValue[]) => {
     try {
       return await q.query<T & pg.QueryResultRow>({ text: numbered(sql), values: params, types });
     } catch (err) {
-      throw wrap(err);
+      throw wrap(err, where);
     }
   };
   return {
@@ -43,6 +70,24 @@ function driverOn(q: Queryable, transaction: SqlDriver['transaction'], close: ()
   };
 }
 
+/** A driver on one checked-out client; its transactions run on that client. */
+function clientDriver(client: pg.PoolClient, where: string): SqlDriver {
+  return driverOn(client, where, (fn) => inTransaction(client, where, fn), async () => {});
+}
+
+async function inTransaction<T>(client: pg.PoolClient, where: string, fn: (tx: SqlDriver) => Promise<T>): Promise<T> {
+  const tx = driverOn(client, where, (inner) => inner(tx), async () => {});
+  try {
+    await client.query('BEGIN');
+    const result = await fn(tx);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw wrap(err, where);
+  }
+}
+
 export interface PostgresOptions {
   url: string;
   poolSize?: number;
@@ -50,7 +95,8 @@ export interface PostgresOptions {
   schema?: string;
 }
 
-export function createPostgresDriver(options: PostgresOptions): SqlDriver & { pool: pg.Pool; withLock<T>(fn: () => Promise<T>): Promise<T> } {
+export function createPostgresDriver(options: PostgresOptions): SqlDriver & { pool: pg.Pool; withLock<T>(fn: (db: SqlDriver) => Promise<T>): Promise<T> } {
+  const where = describeUrl(options.url);
   const pool = new pg.Pool({
     connectionString: options.url,
     max: options.poolSize ?? 10,
@@ -61,44 +107,48 @@ export function createPostgresDriver(options: PostgresOptions): SqlDriver & { po
   // An idle client that loses its server must not crash the process; the next query reports it.
   pool.on('error', () => {});
 
+  const connect = () => pool.connect().catch((err: unknown) => Promise.reject(wrap(err, where)));
+
   const transaction = async <T>(fn: (tx: SqlDriver) => Promise<T>): Promise<T> => {
-    let client: pg.PoolClient;
+    const client = await connect();
+    let broken: unknown;
     try {
-      client = await pool.connect();
+      return await inTransaction(client, where, fn);
     } catch (err) {
-      throw wrap(err);
-    }
-    const tx = driverOn(client, (inner) => inner(tx), async () => {});
-    try {
-      await client.query('BEGIN');
-      const result = await fn(tx);
-      await client.query('COMMIT');
-      return result;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw wrap(err);
+      broken = err instanceof StoreUnavailableError ? err : undefined;
+      throw err;
     } finally {
-      client.release();
+      // A client whose connection failed is discarded, not handed to the next caller.
+      client.release(broken as Error | undefined);
     }
   };
 
-  const driver = driverOn(pool, transaction, () => pool.end());
+  const driver = driverOn(pool, where, transaction, () => pool.end());
   return {
     ...driver,
     pool,
-    /** Serialises schema set-up across nodes starting at once. */
-    async withLock<T>(fn: () => Promise<T>): Promise<T> {
-      const client = await pool.connect().catch((err) => Promise.reject(wrap(err)));
+    /**
+     * Serialises schema set-up across nodes starting at once. fn gets a driver on the very
+     * connection that holds the lock, so set-up needs one connection whatever poolSize is.
+     */
+    async withLock<T>(fn: (db: SqlDriver) => Promise<T>): Promise<T> {
+      const client = await connect();
+      let broken: unknown;
       try {
-        if (options.schema) await client.query(`CREATE SCHEMA IF NOT EXISTS "${options.schema.replace(/"/g, '')}"`);
         await client.query('SELECT pg_advisory_lock(727274)');
         try {
-          return await fn();
+          // Inside the lock: concurrent CREATE SCHEMA IF NOT EXISTS can still collide.
+          if (options.schema) await client.query(`CREATE SCHEMA IF NOT EXISTS "${options.schema.replace(/"/g, '')}"`);
+          return await fn(clientDriver(client, where));
         } finally {
-          await client.query('SELECT pg_advisory_unlock(727274)');
+          await client.query('SELECT pg_advisory_unlock(727274)').catch(() => {});
         }
+      } catch (err) {
+        const wrapped = wrap(err, where);
+        broken = wrapped instanceof StoreUnavailableError ? wrapped : undefined;
+        throw wrapped;
       } finally {
-        client.release();
+        client.release(broken as Error | undefined);
       }
     },
   };
