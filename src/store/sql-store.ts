@@ -113,6 +113,11 @@ class SqlUsers implements UserStore {
     return r && toUser(r);
   }
 
+  async delete(id: string): Promise<boolean> {
+    // Sessions go with the user (ON DELETE CASCADE; SQLite enforces it with foreign_keys on).
+    return (await this.db.run(`DELETE FROM users WHERE id = ?`, [id])) > 0;
+  }
+
   async count(): Promise<number> {
     const r = await this.db.get<{ n: number }>(`SELECT COUNT(*) AS n FROM users`);
     return Number(r?.n ?? 0);

@@ -55,6 +55,8 @@ export interface UserStore {
   getByEmail(email: string): Promise<User | undefined>;
   list(options?: { limit?: number; offset?: number }): Promise<User[]>;
   update(id: string, patch: UserPatch): Promise<User | undefined>;
+  /** Removes the user and, with them, every session of theirs. Returns whether one existed. */
+  delete(id: string): Promise<boolean>;
   count(): Promise<number>;
 }
 
@@ -72,7 +74,10 @@ export interface SessionStore {
   purgeExpired(now: number, idleTimeoutMs: number): Promise<number>;
 }
 
-/** Small named values: generated secrets and keys. Values are opaque strings. */
+/**
+ * Small named values: generated secrets and keys. Values are opaque text, stored exactly;
+ * text, not bytes (PostgreSQL's TEXT holds no NUL character): encode binary as base64.
+ */
 export interface KeyValueStore {
   get(name: string): Promise<string | undefined>;
   /** Sets the value only when the name is unset; returns the value that is stored afterwards. */
