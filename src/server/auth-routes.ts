@@ -83,7 +83,8 @@ export class AuthRoutes {
   }
 
   private html(ctx: RequestContext, status: number, page: string, cookies: string[] = [], headers: Record<string, string> = {}): void {
-    sendHtml(ctx.res, status, page, { 'content-security-policy': CSP, ...headers }, cookies);
+    // The page's <meta name="referrer"> narrows this to no-referrer where it must (layout.ts).
+    sendHtml(ctx.res, status, page, { 'content-security-policy': CSP, 'referrer-policy': 'same-origin', ...headers }, cookies);
   }
 
   private fail(ctx: RequestContext, input: Input, status: number, code: string, errors: FieldErrors, render: () => string, retryAfter?: number): void {
@@ -204,7 +205,14 @@ export class AuthRoutes {
     this.html(
       ctx,
       200,
-      logoutPage({ appTitle: ctx.site.title, action: this.url(ctx, '/logout'), csrf: token, rd, email: current?.state === 'active' ? current.active.user.email : undefined }),
+      logoutPage({
+        appTitle: ctx.site.title,
+        action: this.url(ctx, '/logout'),
+        loginUrl: this.url(ctx, '/login', { rd }),
+        csrf: token,
+        rd,
+        email: current?.state === 'active' ? current.active.user.email : undefined,
+      }),
       cookies,
     );
   }
