@@ -13,31 +13,49 @@ interface FieldSpec {
   required?: boolean;
 }
 
-/** A labelled input whose error sits right under it and is announced with it. */
-function field(f: FieldSpec, errors: Errors, focus: boolean): SafeHtml {
+/** Id of the form-level error message in the summary (wrong password, throttled, ...). */
+const FORM_ERROR_ID = 'form-error';
+
+/**
+ * A labelled input whose error sits right under it and is announced with it. `alsoDescribedBy`
+ * ties a form-level error to the field that gets the focus, so a screen reader reads it there.
+ */
+function field(f: FieldSpec, errors: Errors, focus: boolean, alsoDescribedBy?: string): SafeHtml {
   const error = errors[f.name];
-  const describedBy = [f.hint ? `${f.name}-hint` : '', error ? `${f.name}-error` : ''].filter(Boolean).join(' ');
+  const describedBy = [f.hint ? `${f.name}-hint` : '', error ? `${f.name}-error` : '', alsoDescribedBy ?? ''].filter(Boolean).join(' ');
+  // Email addresses are not words: no spell-check squiggles, no capital first letter on phones.
+  const emailish = f.type === 'email' ? html` spellcheck="false" autocapitalize="none"` : '';
   return html`<div class="field">
 <label for="${f.name}">${f.label}</label>
 ${f.hint ? html`<span class="hint" id="${f.name}-hint">${f.hint}</span>` : ''}
-<input id="${f.name}" name="${f.name}" type="${f.type}" autocomplete="${f.autocomplete}"${f.required === false ? '' : html` required`}${f.value !== undefined ? html` value="${f.value}"` : ''}${describedBy ? html` aria-describedby="${describedBy}"` : ''}${error ? html` aria-invalid="true"` : ''}${focus ? html` autofocus` : ''}>
+<input id="${f.name}" name="${f.name}" type="${f.type}" autocomplete="${f.autocomplete}"${emailish}${f.required === false ? '' : html` required`}${f.value !== undefined ? html` value="${f.value}"` : ''}${describedBy ? html` aria-describedby="${describedBy}"` : ''}${error ? html` aria-invalid="true"` : ''}${focus ? html` autofocus` : ''}>
 ${error ? html`<p class="error" id="${f.name}-error">${error}</p>` : ''}
 </div>`;
 }
 
+/**
+ * The fields of a form. Focus goes to the first field with an error; with only a form-level
+ * error (a wrong password) to the password field, which then also "describes" that error.
+ */
 function fields(specs: FieldSpec[], errors: Errors): SafeHtml[] {
   const firstInvalid = specs.findIndex((f) => errors[f.name]);
-  const focusAt = firstInvalid === -1 && errors.form ? specs.findIndex((f) => f.type === 'password') : Math.max(firstInvalid, 0);
-  return specs.map((f, i) => field(f, errors, i === focusAt));
+  const formOnly = firstInvalid === -1 && Boolean(errors.form);
+  const focusAt = formOnly ? Math.max(specs.findIndex((f) => f.type === 'password'), 0) : Math.max(firstInvalid, 0);
+  return specs.map((f, i) => field(f, errors, i === focusAt, formOnly && i === focusAt ? FORM_ERROR_ID : undefined));
 }
 
+function hasErrors(errors: Errors): boolean {
+  return Object.values(errors).some(Boolean);
+}
+
+/** The error summary above the form, announced on arrival; each field error links to its field. */
 function summary(errors: Errors): SafeHtml | '' {
   const entries = Object.entries(errors).filter(([, v]) => v);
   if (!entries.length) return '';
-  return html`<div class="summary" role="alert"><p><strong>${entries.length === 1 && errors.form ? errors.form : 'Please check the form.'}</strong></p>${
-    entries.length > 1 || !errors.form
-      ? html`<ul>${entries.filter(([k]) => k !== 'form').map(([k, v]) => html`<li><a href="#${k}">${v}</a></li>`)}</ul>`
-      : ''
+  const fieldEntries = entries.filter(([k]) => k !== 'form');
+  const headline = errors.form ?? (fieldEntries.length === 1 ? 'There is a problem with the form.' : `There are ${fieldEntries.length} problems with the form.`);
+  return html`<div class="summary" role="alert"><p id="${FORM_ERROR_ID}"><strong>${headline}</strong></p>${
+    fieldEntries.length ? html`<ul>${fieldEntries.map(([k, v]) => html`<li><a href="#${k}">${v}</a></li>`)}</ul>` : ''
   }</div>`;
 }
 
@@ -49,11 +67,15 @@ export interface PageBase {
   rd?: string;
 }
 
-export function loginPage(o: PageBase & { action: string; registerUrl?: string; email?: string; errors?: Errors; notice?: string; extra?: SafeHtml }): string {
+export function loginPage(
+  o: PageBase & { action: string; registerUrl?: string; forgotUrl?: string; email?: string; errors?: Errors; notice?: string; extra?: SafeHtml },
+): string {
   const errors = o.errors ?? {};
   return layout({
     appTitle: o.appTitle,
     heading: 'Sign in',
+    error: hasErrors(errors),
+    referrerPolicy: 'same-origin',
     body: html`${o.notice ? html`<p class="notice" role="status">${o.notice}</p>` : ''}${summary(errors)}
 <form method="post" action="${o.action}" novalidate>
 ${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
@@ -64,6 +86,7 @@ ${fields(
   ],
   errors,
 )}
+${o.forgotUrl ? html`<p class="aside"><a href="${o.forgotUrl}">Forgot your password?</a></p>` : ''}
 <button type="submit">Sign in</button>
 </form>
 ${o.extra ?? ''}
@@ -76,12 +99,15 @@ export function registerPage(o: PageBase & { action: string; loginUrl: string; e
   return layout({
     appTitle: o.appTitle,
     heading: 'Create an account',
+    error: hasErrors(errors),
+    referrerPolicy: 'same-origin',
     body: html`${summary(errors)}
 <form method="post" action="${o.action}" novalidate>
 ${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
 ${fields(
   [
-    { name: 'email', label: 'Email', type: 'email', autocomplete: 'email', value: o.email ?? '' },
+    // "username": the address is what this account signs in with, so password managers save it.
+    { name: 'email', label: 'Email', type: 'email', autocomplete: 'username', value: o.email ?? '' },
     { name: 'name', label: 'Name', type: 'text', autocomplete: 'name', value: o.name ?? '', hint: 'Optional', required: false },
     {
       name: 'password',
@@ -99,14 +125,18 @@ ${fields(
   });
 }
 
-export function logoutPage(o: PageBase & { action: string; email?: string }): string {
+export function logoutPage(o: PageBase & { action: string; email?: string; loginUrl?: string }): string {
+  // Not signed in: signing in is what they most likely want; the form stays, and clears
+  // whatever this browser still holds.
   return layout({
     appTitle: o.appTitle,
     heading: 'Sign out',
-    body: html`${o.email ? html`<p>You are signed in as <strong>${o.email}</strong>.</p>` : html`<p>You are not signed in.</p>`}
+    referrerPolicy: 'same-origin',
+    body: html`${o.email ? html`<p>You are signed in as <strong class="who">${o.email}</strong>.</p>` : html`<p>You are not signed in.</p>`}
+${!o.email && o.loginUrl ? html`<p><a class="button" href="${o.loginUrl}">Sign in</a></p>` : ''}
 <form method="post" action="${o.action}">
 ${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
-<button type="submit" autofocus>Sign out</button>
+<button type="submit"${o.email ? html` autofocus` : html` class="secondary"`}>Sign out</button>
 </form>`,
   });
 }

@@ -2,30 +2,37 @@ import { hash } from 'node:crypto';
 
 /** One small stylesheet, inlined and allowed by its hash in the CSP: no external resources. */
 export const CSS = `
-:root{color-scheme:light dark;--bg:#f5f6f8;--card:#fff;--text:#1b1f24;--muted:#5b6470;--line:#d4d9e0;--accent:#2557d6;--accent-text:#fff;--error:#b3261e;--error-bg:#fdecea;--ok-bg:#e8f3ec;--ok:#1e6b3a;--focus:#f5b400}
-@media (prefers-color-scheme:dark){:root{--bg:#121417;--card:#1c1f24;--text:#e8eaed;--muted:#a2a9b3;--line:#353a42;--accent:#7aa2ff;--accent-text:#0c1630;--error:#ff8a80;--error-bg:#3a1d1b;--ok-bg:#173222;--ok:#8fd6a5}}
+:root{color-scheme:light dark;--bg:#f5f6f8;--card:#fff;--text:#1b1f24;--muted:#5b6470;--line:#d4d9e0;--field:#7c8591;--accent:#2557d6;--accent-hover:#1b45b0;--accent-text:#fff;--error:#b3261e;--error-bg:#fdecea;--ok-bg:#e8f3ec;--ok:#1e6b3a;--focus:#a34e00}
+@media (prefers-color-scheme:dark){:root{--bg:#121417;--card:#1c1f24;--text:#e8eaed;--muted:#a2a9b3;--line:#353a42;--field:#7d8590;--accent:#7aa2ff;--accent-hover:#a3c0ff;--accent-text:#0c1630;--error:#ff8a80;--error-bg:#3a1d1b;--ok-bg:#173222;--ok:#8fd6a5;--focus:#f5b400}}
 *{box-sizing:border-box}
 body{margin:0;min-height:100vh;display:flex;align-items:flex-start;justify-content:center;background:var(--bg);color:var(--text);font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
-main{width:100%;max-width:26rem;margin:8vh 1rem 2rem;background:var(--card);border:1px solid var(--line);border-radius:12px;padding:2rem}
-.app{margin:0 0 .25rem;color:var(--muted);font-size:.9rem;letter-spacing:.02em}
+main{width:100%;max-width:26rem;margin:max(1rem,8vh) 1rem 2rem;background:var(--card);border:1px solid var(--line);border-radius:12px;padding:clamp(1.25rem,6vw,2rem)}
+.app{margin:0 0 .25rem;color:var(--muted);font-size:.9rem;font-weight:600;letter-spacing:.02em;overflow-wrap:anywhere}
 h1{margin:0 0 1.25rem;font-size:1.5rem;line-height:1.25}
 p{margin:.5rem 0}
 form{margin:0}
 .field{margin:0 0 1rem}
 label{display:block;font-weight:600;margin:0 0 .3rem}
 .hint{display:block;color:var(--muted);font-size:.875rem;margin:-.15rem 0 .35rem}
-input[type=email],input[type=password],input[type=text]{width:100%;padding:.65rem .75rem;font:inherit;color:inherit;background:transparent;border:1px solid var(--line);border-radius:8px}
+input[type=email],input[type=password],input[type=text]{width:100%;padding:.65rem .75rem;font:inherit;color:inherit;background:transparent;border:1px solid var(--field);border-radius:8px}
 input[aria-invalid=true]{border-color:var(--error);border-width:2px}
-.error{color:var(--error);font-size:.9rem;margin:.35rem 0 0}
-.summary{background:var(--error-bg);color:var(--error);border-radius:8px;padding:.75rem 1rem;margin:0 0 1rem}
+.error{color:var(--error);font-size:.9rem;font-weight:600;margin:.35rem 0 0}
+.summary{background:var(--error-bg);color:var(--error);border:1px solid var(--error);border-radius:8px;padding:.75rem 1rem;margin:0 0 1.25rem}
+.summary p{margin:0}
+.summary ul{margin:.5rem 0 0;padding-left:1.25rem}
 .summary a{color:inherit}
-.notice{background:var(--ok-bg);color:var(--ok);border-radius:8px;padding:.75rem 1rem;margin:0 0 1rem}
-button,.button{display:inline-block;width:100%;padding:.7rem 1rem;font:inherit;font-weight:600;text-align:center;text-decoration:none;border:0;border-radius:8px;background:var(--accent);color:var(--accent-text);cursor:pointer}
-button.secondary,.button.secondary{background:transparent;color:var(--text);border:1px solid var(--line)}
+.notice{background:var(--ok-bg);color:var(--ok);border:1px solid var(--ok);border-radius:8px;padding:.75rem 1rem;margin:0 0 1.25rem}
+.aside{margin:-.25rem 0 1rem;font-size:.9rem}
+button,.button{display:inline-block;width:100%;padding:.7rem 1rem;font:inherit;font-weight:600;text-align:center;text-decoration:none;border:1px solid transparent;border-radius:8px;background:var(--accent);color:var(--accent-text);cursor:pointer}
+button:hover,.button:hover{background:var(--accent-hover)}
+button.secondary,.button.secondary{background:transparent;color:var(--text);border-color:var(--field)}
+button.secondary:hover,.button.secondary:hover{background:var(--bg)}
 .alt{margin:1.25rem 0 0;text-align:center;color:var(--muted)}
 a{color:var(--accent)}
+.who,code{overflow-wrap:anywhere}
 :focus-visible{outline:3px solid var(--focus);outline-offset:2px}
-code{font-size:.9em;overflow-wrap:anywhere}
+code{font-size:.9em}
+@media (max-width:30rem){body{background:var(--card)}main{margin:0;border:0;border-radius:0}}
 `;
 
 export const CSS_HASH = `'sha256-${hash('sha256', CSS, 'base64')}'`;
