@@ -1,0 +1,56 @@
+import { existsSync } from 'node:fs';
+import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from 'playwright-core';
+
+/**
+ * Debian's Chromium, driven by playwright-core. Never downloads a browser. Where Chromium is
+ * missing the browser tests are skipped with a loud message, except under CI=true, where a
+ * missing browser fails them.
+ */
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'];
+const inCI = () => ['true', '1'].includes((process.env.CI ?? '').toLowerCase());
+
+/** For `describe(name, { skip: browserSkip() }, ...)`: false when the tests must run. */
+export function browserSkip(): false | string {
+  if (existsSync(CHROMIUM_PATH) || inCI()) return false;
+  const reason = `Chromium not found at ${CHROMIUM_PATH}: browser tests SKIPPED. Install Debian's chromium package or set CHROMIUM_PATH (under CI=true this is a failure).`;
+  process.stderr.write(`\n${'!'.repeat(100)}\n!!! ${reason}\n${'!'.repeat(100)}\n\n`);
+  return reason;
+}
+
+export async function launchBrowser(): Promise<Browser> {
+  if (!existsSync(CHROMIUM_PATH)) {
+    throw new Error(`Chromium is required for the browser tests (CI=true) but ${CHROMIUM_PATH} does not exist. Install Debian's chromium package (see .ci/run).`);
+  }
+  return chromium.launch({ executablePath: CHROMIUM_PATH, args: ARGS });
+}
+
+/**
+ * A fresh browser profile that may talk to `origin` only: any request elsewhere (a
+ * third-party font, script, image) is recorded in `foreign` and aborted.
+ */
+export async function isolatedContext(browser: Browser, origin: string, options: BrowserContextOptions = {}): Promise<{ context: BrowserContext; page: Page; foreign: string[] }> {
+  const context = await browser.newContext(options);
+  const foreign: string[] = [];
+  await context.route('**/*', (route) => {
+    const url = route.request().url();
+    if (url.startsWith(`${origin}/`) || url.startsWith('data:')) return route.continue();
+    foreign.push(url);
+    return route.abort();
+  });
+  const page = await context.newPage();
+  return { context, page, foreign };
+}
+
+/** WCAG contrast ratio of two CSS colours as the browser computes them ("rgb(r, g, b)"). */
+export function contrast(a: string, b: string): number {
+  const lum = (c: string) => {
+    const [r, g, bl] = (c.match(/[\d.]+/g) ?? []).slice(0, 3).map((v) => {
+      const s = Number(v) / 255;
+      return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r! + 0.7152 * g! + 0.0722 * bl!;
+  };
+  const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+  return (hi! + 0.05) / (lo! + 0.05);
+}

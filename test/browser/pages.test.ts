@@ -1,0 +1,190 @@
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Browser, Page } from 'playwright-core';
+import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
+import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
+import { browserSkip, isolatedContext, launchBrowser } from './chromium.ts';
+import { audit, tabThrough } from './inspect.ts';
+
+/**
+ * Gatehouse's own pages as people see them: in light and dark colour schemes, on a desktop
+ * and at 320 CSS pixels (a small phone, or 400% zoom). Each page must have its language,
+ * one heading, the app's title, labelled fields with the right autocomplete, readable
+ * contrast, visible keyboard focus, no sideways scrolling, its stylesheet applied under the
+ * CSP, and no request to any other origin.
+ *
+ * GATEHOUSE_SCREENSHOTS=<dir> also saves a screenshot of every page in every variant.
+ */
+
+const TITLE = 'Acme Portal';
+const SHOTS = process.env.GATEHOUSE_SCREENSHOTS;
+
+let gh: TestGatehouse;
+let browser: Browser;
+let email: string;
+
+interface PageState {
+  name: string;
+  heading: string;
+  /** Brings a fresh page (own browser profile) to this state. */
+  open(page: Page): Promise<void>;
+  signedIn?: boolean;
+  autocomplete?: Record<string, string>;
+  /** Controls a keyboard user must reach, in order (a substring of the focus-stop description). */
+  tabOrder?: string[];
+}
+
+async function submit(page: Page, button: string): Promise<void> {
+  const answer = page.waitForResponse((r) => r.request().method() === 'POST');
+  await page.getByRole('button', { name: button }).click();
+  await answer;
+  await page.waitForLoadState();
+}
+
+const LOGIN_FIELDS = { email: 'username', password: 'current-password' };
+const REGISTER_FIELDS = { email: 'username', name: 'name', password: 'new-password' };
+
+const STATES: PageState[] = [
+  {
+    name: 'login',
+    heading: 'Sign in',
+    open: async (p) => void (await p.goto(`${gh.url}/reports?q=1`)),
+    autocomplete: LOGIN_FIELDS,
+    tabOrder: ['input#email', 'input#password', 'button "Sign in"', 'a "Create an account"'],
+  },
+  {
+    name: 'login-error',
+    heading: 'Sign in',
+    open: async (p) => {
+      await p.goto(`${gh.url}/.auth/login`);
+      await p.getByLabel('Email', { exact: true }).fill(email);
+      await p.getByLabel('Password', { exact: true }).fill('not the right password');
+      await submit(p, 'Sign in');
+    },
+    autocomplete: LOGIN_FIELDS,
+    tabOrder: ['input#email', 'input#password', 'button "Sign in"'],
+  },
+  {
+    name: 'register',
+    heading: 'Create an account',
+    open: async (p) => void (await p.goto(`${gh.url}/.auth/register?rd=%2Freports`)),
+    autocomplete: REGISTER_FIELDS,
+    tabOrder: ['input#email', 'input#name', 'input#password', 'button "Create account"', 'a "Sign in"'],
+  },
+  {
+    name: 'register-error',
+    heading: 'Create an account',
+    open: async (p) => {
+      await p.goto(`${gh.url}/.auth/register`);
+      await p.getByLabel('Email', { exact: true }).fill('not-an-email');
+      await p.getByLabel('Password', { exact: true }).fill('password');
+      await submit(p, 'Create account');
+    },
+    autocomplete: REGISTER_FIELDS,
+    tabOrder: ['a "Enter an email address', 'a "This password is too common', 'input#email', 'input#name', 'input#password', 'button "Create account"'],
+  },
+  {
+    name: 'logout',
+    heading: 'Sign out',
+    signedIn: true,
+    open: async (p) => void (await p.goto(`${gh.url}/.auth/logout`)),
+    tabOrder: ['button "Sign out"'],
+  },
+  {
+    name: 'signed-out',
+    heading: 'Sign in',
+    signedIn: true,
+    open: async (p) => {
+      await p.goto(`${gh.url}/.auth/logout`);
+      await submit(p, 'Sign out');
+    },
+    autocomplete: LOGIN_FIELDS,
+  },
+  {
+    name: 'logout-not-signed-in',
+    heading: 'Sign out',
+    open: async (p) => void (await p.goto(`${gh.url}/.auth/logout`)),
+    tabOrder: ['a "Sign in"', 'button "Sign out"'],
+  },
+  {
+    name: 'not-found',
+    heading: 'Not Found',
+    open: async (p) => void (await p.goto(`${gh.url}/.auth/no-such-page`)),
+    tabOrder: ['a "Go to the start page"'],
+  },
+];
+
+const VARIANTS = [
+  { colorScheme: 'light', viewport: { width: 1280, height: 800 } },
+  { colorScheme: 'dark', viewport: { width: 1280, height: 800 } },
+  { colorScheme: 'light', viewport: { width: 320, height: 640 } },
+  { colorScheme: 'dark', viewport: { width: 320, height: 640 } },
+] as const;
+
+describe("Gatehouse's pages in Chromium", { skip: browserSkip(), timeout: 300_000 }, () => {
+  before(async () => {
+    browser = await launchBrowser();
+    gh = await startGatehouse(() => ({ title: TITLE, accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000 } } }));
+    email = uniqueEmail('pages');
+    await registerJson(new Client(gh.url), email);
+    if (SHOTS) mkdirSync(SHOTS, { recursive: true });
+  });
+  after(async () => {
+    await browser?.close();
+    await gh?.close();
+  });
+
+  for (const state of STATES) {
+    test(state.name, async () => {
+      for (const variant of VARIANTS) {
+        const where = `${state.name}, ${variant.colorScheme}, ${variant.viewport.width}px`;
+        const { context, page, foreign } = await isolatedContext(browser, gh.url, variant);
+        const consoleErrors: string[] = [];
+        page.on('console', (m) => {
+          // A 4xx answer for the page itself (a wrong password is a 401) is not a page fault.
+          if (m.type() === 'error' && !/^Failed to load resource: the server responded with a status of 4\d\d/.test(m.text())) consoleErrors.push(m.text());
+        });
+        page.on('pageerror', (e) => consoleErrors.push(e.message));
+        try {
+          if (state.signedIn) {
+            const c = new Client(gh.url);
+            await c.postJson('/.auth/login', { email, password: PASSWORD });
+            await context.addCookies([{ name: 'gatehouse', value: c.jar.get('gatehouse')!, url: gh.url, httpOnly: true, sameSite: 'Lax' }]);
+          }
+          await state.open(page);
+          if (SHOTS) await page.screenshot({ path: join(SHOTS, `${state.name}-${variant.colorScheme}-${variant.viewport.width}.png`), fullPage: true });
+
+          const a = await audit(page);
+          assert.equal(a.lang, 'en', where);
+          assert.deepEqual(a.h1, [state.heading], `${where}: one h1`);
+          assert.match(a.title, new RegExp(`${state.heading} · ${TITLE}$`), `${where}: the title names the page and the app`);
+          assert.ok(await page.getByText(TITLE, { exact: true }).isVisible(), `${where}: the app's title is shown`);
+          assert.deepEqual(a.unlabelled, [], `${where}: every field has a label`);
+          if (state.autocomplete) assert.deepEqual(a.autocomplete, state.autocomplete, `${where}: autocomplete`);
+          assert.deepEqual(a.lowContrast, [], `${where}: text contrast`);
+          assert.deepEqual(a.faintFields, [], `${where}: field borders stand out`);
+          assert.equal(a.overflowX, false, `${where}: no sideways scrolling`);
+          assert.doesNotMatch(a.mainBackground, /^rgba\(0, 0, 0, 0\)$/, `${where}: the stylesheet applied (CSP hash matches)`);
+
+          const stops = await tabThrough(page);
+          for (const s of stops) assert.ok(s.ratio >= 3, `${where}: focus on ${s.element} is hard to see (${s.outline}, ${s.ratio.toFixed(2)}:1)`);
+          if (state.tabOrder) {
+            const names = stops.map((s) => s.element);
+            let at = -1;
+            for (const want of state.tabOrder) {
+              const i = names.findIndex((n, j) => j > at && n.includes(want));
+              assert.ok(i > at, `${where}: keyboard reaches ${want} in order; got ${names.join(' → ')}`);
+              at = i;
+            }
+          }
+          assert.deepEqual(consoleErrors, [], `${where}: no console errors (CSP violations show up here)`);
+          assert.deepEqual(foreign, [], `${where}: no third-party requests`);
+        } finally {
+          await context.close();
+        }
+      }
+    });
+  }
+});
