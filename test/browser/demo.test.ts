@@ -149,6 +149,18 @@ describe('the demo, started with npm start', { skip: browserSkip(), timeout: 180
     assert.deepEqual([res.json().userId, res.json().email], [null, null]);
   });
 
+  test('opened past Gatehouse, the app warns that nothing is protected there', async () => {
+    const appUrl = `http://127.0.0.1:${ports.app}`;
+    const { context, page } = await isolatedContext(browser, appUrl);
+    try {
+      await page.goto(`${appUrl}/`);
+      assert.equal(await page.getByRole('heading', { level: 2 }).first().textContent(), 'You reached the app directly, not through Gatehouse');
+      assert.equal(await page.getByRole('link', { name: url }).getAttribute('href'), `${url}/`);
+    } finally {
+      await context.close();
+    }
+  });
+
   test('the demo page reads well: light and dark, desktop and phone', async () => {
     if (SHOTS) mkdirSync(SHOTS, { recursive: true });
     const email = uniqueEmail('demo-look');

@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
+import { loginPage, logoutPage, registerPage } from '../../src/pages/index.ts';
 import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { browserSkip, isolatedContext, launchBrowser } from './chromium.ts';
@@ -187,4 +188,33 @@ describe("Gatehouse's pages in Chromium", { skip: browserSkip(), timeout: 300_00
       }
     });
   }
+});
+
+describe('escaping, as a browser parses it', { skip: browserSkip(), timeout: 60_000 }, () => {
+  let b: Browser;
+  before(async () => {
+    b = await launchBrowser();
+  });
+  after(() => b?.close());
+
+  test('titles, addresses, return targets and errors with markup in them stay text', async () => {
+    const evil = `"><img src=x onerror="document.title='owned'"><script>document.title='owned'</script>'`;
+    const pages = [
+      loginPage({ appTitle: evil, action: '/.auth/login', csrf: evil, rd: evil, email: evil, errors: { form: evil }, notice: evil, registerUrl: `/.auth/register?rd=${evil}` }),
+      registerPage({ appTitle: evil, action: '/.auth/register', loginUrl: evil, csrf: 't', rd: evil, email: evil, name: evil, errors: { email: evil, name: evil }, minPasswordLength: 8 }),
+      logoutPage({ appTitle: evil, action: '/.auth/logout', csrf: 't', rd: evil, email: evil }),
+    ];
+    const page = await b.newPage();
+    try {
+      for (const html of pages) {
+        await page.setContent(html);
+        assert.equal(await page.locator('img, script').count(), 0, 'no element came from the input');
+        assert.notEqual(await page.title(), 'owned');
+        assert.ok(await page.getByText(evil, { exact: true }).first().isVisible(), 'the text is shown as typed');
+        for (const input of await page.locator('input[type=hidden][name=rd], input#email').all()) assert.equal(await input.inputValue(), evil);
+      }
+    } finally {
+      await page.close();
+    }
+  });
 });
