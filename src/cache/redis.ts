@@ -3,22 +3,42 @@ import { CacheUnavailableError, type Cache } from './types.ts';
 
 const HIT = `local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return n`;
 
+/** redis://host:port/db, never the user or password. */
+export function describeRedisUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.hostname}:${u.port || 6379}${u.pathname && u.pathname !== '/' ? u.pathname : ''}`;
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
+/** How long one command may take before the caller is told Redis is unavailable (fail closed). */
+const COMMAND_TIMEOUT_MS = 2000;
+
 export class RedisCache implements Cache {
   readonly kind = 'redis' as const;
   readonly client: Redis;
   private readonly prefix: string;
+  private readonly where: string;
+  private lastError: Error | undefined;
 
   constructor(url: string, keyPrefix: string) {
     this.prefix = keyPrefix;
+    this.where = describeRedisUrl(url);
     // Fail fast while Redis is down (callers fail closed); reconnect in the background.
     this.client = new Redis(url, {
       lazyConnect: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
       connectTimeout: 2000,
+      // A Redis that accepts but never answers must not hang requests.
+      commandTimeout: COMMAND_TIMEOUT_MS,
       retryStrategy: (times) => Math.min(times * 200, 2000),
     });
-    this.client.on('error', () => {});
+    this.client.on('error', (err: Error) => {
+      this.lastError = err;
+    });
   }
 
   async connect(): Promise<void> {
@@ -26,7 +46,9 @@ export class RedisCache implements Cache {
       await this.client.connect();
     } catch (err) {
       this.client.disconnect();
-      throw new CacheUnavailableError(`cannot connect to Redis: ${(err as Error).message}`, { cause: err });
+      // ioredis rejects with a bare "Connection is closed."; the reason came as an 'error' event.
+      const reason = this.lastError ?? (err as Error);
+      throw new CacheUnavailableError(`cannot connect to Redis at ${this.where}: ${reason.message}`, { cause: reason });
     }
   }
 
@@ -34,7 +56,7 @@ export class RedisCache implements Cache {
     try {
       return await fn();
     } catch (err) {
-      throw new CacheUnavailableError('Redis is unavailable', { cause: err });
+      throw new CacheUnavailableError(`Redis at ${this.where} is unavailable: ${(err as Error).message}`, { cause: err });
     }
   }
 
