@@ -9,13 +9,13 @@ export type { Store, User, Session, NewUser, UserPatch } from './types.ts';
 export { StoreConflictError, StoreUnavailableError } from './types.ts';
 
 /** Opens the configured store and brings its schema up to date. */
-export async function openStore(config: Config['store'], options: { schema?: string } = {}): Promise<Store> {
+export async function openStore(config: Config['store'], options: { schema?: string; queryTimeoutMs?: number } = {}): Promise<Store> {
   if (config.type === 'sqlite') {
     const driver = new SqliteDriver(config.path);
     await migrate(driver);
     return new SqlStore(driver);
   }
-  const driver = createPostgresDriver({ url: config.url, poolSize: config.poolSize, schema: options.schema });
+  const driver = createPostgresDriver({ url: config.url, poolSize: config.poolSize, schema: options.schema, queryTimeoutMs: options.queryTimeoutMs });
   try {
     await driver.withLock((db) => migrate(db));
   } catch (err) {

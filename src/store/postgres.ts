@@ -27,7 +27,7 @@ const UNAVAILABLE = new Set([
   // SQLSTATE: invalid authorization / password, unknown database
   '28000', '28P01', '3D000',
 ]);
-const UNAVAILABLE_MESSAGE = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection is not queryable|connection is closed/i;
+const UNAVAILABLE_MESSAGE = /Query read timeout|Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection is not queryable|connection is closed/i;
 
 /** host:port/database, never the user or password. */
 export function describeUrl(url: string): string {
@@ -93,7 +93,14 @@ export interface PostgresOptions {
   poolSize?: number;
   /** Schema to use (created if missing); tests give each run its own. */
   schema?: string;
+  /**
+   * Longest wait for one query's answer. A server that hangs (or a network that drops
+   * packets) then fails requests closed instead of holding them open forever.
+   */
+  queryTimeoutMs?: number;
 }
+
+const QUERY_TIMEOUT_MS = 10_000;
 
 export function createPostgresDriver(options: PostgresOptions): SqlDriver & { pool: pg.Pool; withLock<T>(fn: (db: SqlDriver) => Promise<T>): Promise<T> } {
   const where = describeUrl(options.url);
@@ -102,6 +109,7 @@ export function createPostgresDriver(options: PostgresOptions): SqlDriver & { po
     max: options.poolSize ?? 10,
     connectionTimeoutMillis: 5000,
     idleTimeoutMillis: 30_000,
+    query_timeout: options.queryTimeoutMs ?? QUERY_TIMEOUT_MS,
     ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
   });
   // An idle client that loses its server must not crash the process; the next query reports it.

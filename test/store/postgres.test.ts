@@ -35,7 +35,8 @@ after(async () => {
   }
 });
 
-const open = (schema: string, over: { url?: string; poolSize?: number } = {}): Promise<Store> => openStore({ type: 'postgres', url: over.url ?? url, poolSize: over.poolSize ?? 4 }, { schema });
+const open = (schema: string, over: { url?: string; poolSize?: number; queryTimeoutMs?: number } = {}): Promise<Store> =>
+  openStore({ type: 'postgres', url: over.url ?? url, poolSize: over.poolSize ?? 4 }, { schema, queryTimeoutMs: over.queryTimeoutMs });
 
 describe('PostgreSQL', { skip: service.skip }, () => {
   storeContract('PostgreSQL', {
@@ -159,6 +160,34 @@ describe('PostgreSQL', { skip: service.skip }, () => {
         await eventually('the store answers again', async () => (await store.users.get(u.id))?.email === 'outage@example.com');
         assert.ok(await store.users.create({ email: 'after@example.com' }));
         assert.equal(await store.users.count(), 2, 'nothing half-written during the outage');
+      } finally {
+        await store.close();
+        await relay.close();
+      }
+    });
+
+    test('the server hanging (connections open, no answers): calls fail within the query timeout, then recover', async () => {
+      const relay = await Relay.start(service.host, service.port);
+      const store = await open(freshSchema(), { url: viaPort(url, relay.port), poolSize: 2, queryTimeoutMs: 1000 });
+      try {
+        const u = await store.users.create({ email: 'hang@example.com' });
+        await Promise.all([store.ping(), store.users.get(u.id)]); // two pooled connections, both idle now
+        relay.stall();
+        for (const [name, call] of [
+          ['sessions.getWithUser', () => store.sessions.getWithUser('x')],
+          ['users.get', () => store.users.get(u.id)],
+          ['ping', () => store.ping()],
+        ] as const) {
+          const started = Date.now();
+          const err = await call().then(
+            () => assert.fail(`${name} succeeded while the server hangs`),
+            (e: unknown) => e,
+          );
+          assert.ok(err instanceof StoreUnavailableError, `${name}: ${String(err)}`);
+          assert.ok(Date.now() - started < 7000, `${name} gave up after ${Date.now() - started} ms`);
+        }
+        await relay.restore();
+        await eventually('the store answers again', async () => (await store.users.get(u.id))?.email === 'hang@example.com');
       } finally {
         await store.close();
         await relay.close();
