@@ -54,8 +54,9 @@ export function startupHint(e: unknown, storeKey: string): string {
   const error = e as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
   const code = error.code ?? error.cause?.code;
   const message = error.message;
-  if (error.name === 'StoreUnavailableError' || code === 'ECONNREFUSED') return `the store is unreachable (${message}); check ${storeKey} and that the database is running`;
+  // The cache first: its error carries the socket error (ECONNREFUSED) as its cause too.
   if (error.name === 'CacheUnavailableError') return `${message}; check cache.url and that Redis is running`;
+  if (error.name === 'StoreUnavailableError' || code === 'ECONNREFUSED') return `the store is unreachable (${message}); check ${storeKey} and that the database is running`;
   if (code === 'ERR_SQLITE_ERROR' || /SQLITE/.test(String(code))) return `cannot open the SQLite store (${message}); check ${storeKey} and its directory's permissions`;
   return message;
 }

@@ -15,9 +15,24 @@ export class SqliteDriver implements SqlDriver {
   private txDone: Promise<void> | null = null;
 
   constructor(path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    this.db = new DatabaseSync(path);
-    this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;');
+    try {
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way of its directory' : code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? 'its directory cannot be created here' : (err as Error).message;
+      throw openError(path, `${why} (${code ?? 'error'})`, err);
+    }
+    try {
+      this.db = new DatabaseSync(path);
+    } catch (err) {
+      throw openError(path, (err as Error).message, err);
+    }
+    try {
+      this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;');
+    } catch (err) {
+      this.db.close();
+      throw openError(path, (err as Error).message, err);
+    }
   }
 
   private statement(sql: string): StatementSync {
@@ -80,4 +95,9 @@ export class SqliteDriver implements SqlDriver {
     while (this.txDone) await this.txDone;
     if (this.db.isOpen) this.db.close();
   }
+}
+
+/** Opening failed: says which file, and carries node:sqlite's code so callers can tell it apart. */
+function openError(path: string, reason: string, cause: unknown): Error {
+  return Object.assign(new Error(`${path}: ${reason}`, { cause }), { code: 'ERR_SQLITE_ERROR' });
 }

@@ -82,3 +82,37 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/**
+ * A PostgreSQL schema of this test run's own, created now, dropped by drop(). url() reaches
+ * it (directly, or through a relay's port) with search_path set in the URL, so it works in
+ * config files and child processes too.
+ */
+export async function pgSchema(tag: string): Promise<{ schema: string; url(port?: number): string; drop(): Promise<void> }> {
+  const { default: pg } = await import('pg');
+  const schema = `gh_test_${tag}_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  const admin = new pg.Client({ connectionString: PG_URL });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE SCHEMA "${schema}"`);
+  } finally {
+    await admin.end();
+  }
+  return {
+    schema,
+    url(port?: number) {
+      const u = new URL(port ? viaPort(PG_URL, port) : PG_URL);
+      u.searchParams.set('options', `-c search_path=${schema}`);
+      return u.toString();
+    },
+    async drop() {
+      const c = new pg.Client({ connectionString: PG_URL });
+      await c.connect();
+      try {
+        await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      } finally {
+        await c.end();
+      }
+    },
+  };
+}

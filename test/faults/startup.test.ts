@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { freePort } from '../helpers/gatehouse.ts';
+import { Relay } from './relay.ts';
+import { postgres, redis, viaPort } from './services.ts';
+
+/**
+ * A bad store or cache setting stops `gatehouse serve` at once, with a message that names the
+ * config key to fix, instead of a node that starts and then fails every request.
+ */
+const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+const dir = mkdtempSync(join(tmpdir(), 'gatehouse-startup-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const [pgService, redisService] = await Promise.all([postgres(), redis()]);
+
+function run(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    // A node that did start would serve forever: stop it, and the test fails on the exit code.
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, ms: Date.now() - started });
+    });
+  });
+}
+
+let files = 0;
+async function config(body: string): Promise<string> {
+  const port = await freePort();
+  const file = join(dir, `gatehouse-${files++}.yaml`);
+  writeFileSync(file, `publicUrl: http://127.0.0.1:${port}\nlisten:\n  host: 127.0.0.1\n  port: ${port}\nupstream: http://127.0.0.1:9\n${body}`);
+  return file;
+}
+
+/** The startup error, without the config warnings logged before it. */
+const startupError = (stderr: string) => stderr.split('\n').filter((l) => l.startsWith('gatehouse:')).join('\n');
+
+describe('gatehouse serve refuses to start on a bad store', () => {
+  test('SQLite path under a regular file: exits non-zero naming store.path and the file', async () => {
+    writeFileSync(join(dir, 'not-a-dir'), 'x');
+    const path = join(dir, 'not-a-dir', 'gatehouse.db');
+    const r = await run(['serve', '--config', await config(`store:\n  type: sqlite\n  path: ${path}\n`)]);
+    assert.notEqual(r.code, 0);
+    assert.equal(r.code, 1);
+    const msg = startupError(r.stderr);
+    assert.match(msg, /cannot start/);
+    assert.match(msg, /store\.path/);
+    assert.ok(msg.includes(path), `names the file: ${msg}`);
+  });
+
+  test('SQLite path that is a directory, or a file that is not a database: store.path named', async () => {
+    const notDb = join(dir, 'notes.txt');
+    writeFileSync(notDb, 'these are not the tables you are looking for\n'.repeat(200));
+    mkdirSync(join(dir, 'adir'), { recursive: true });
+    for (const path of [join(dir, 'adir'), notDb]) {
+      const r = await run(['serve', '--config', await config(`store:\n  type: sqlite\n  path: ${path}\n`)]);
+      assert.equal(r.code, 1, r.stderr);
+      const msg = startupError(r.stderr);
+      assert.match(msg, /store\.path/, msg);
+      assert.ok(msg.includes(path), `names the file: ${msg}`);
+    }
+  });
+
+  test('PostgreSQL not reachable: exits quickly, naming store.url and where, never the password', { skip: pgService.skip }, async () => {
+    const relay = await Relay.start(pgService.host, pgService.port);
+    await relay.cut(); // nothing listens on its port now
+    const url = new URL(viaPort(pgService.url, relay.port));
+    url.password = 'hunter2secret';
+    const r = await run(['serve', '--config', await config(`store:\n  type: postgres\n  url: ${url}\n`)]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.ok(r.ms < 10_000, `gave up after ${r.ms} ms`);
+    const msg = startupError(r.stderr);
+    assert.match(msg, /store\.url/);
+    assert.match(msg, new RegExp(`127\\.0\\.0\\.1:${relay.port}`));
+    assert.match(msg, /ECONNREFUSED/);
+    assert.doesNotMatch(r.stderr + r.stdout, /hunter2secret/);
+  });
+
+  test('PostgreSQL database that does not exist: store.url and the database named', { skip: pgService.skip }, async () => {
+    const url = new URL(pgService.url);
+    url.pathname = '/gatehouse_no_such_database';
+    const r = await run(['serve', '--config', await config(`store:\n  type: postgres\n  url: ${url}\n`)]);
+    assert.equal(r.code, 1, r.stderr);
+    const msg = startupError(r.stderr);
+    assert.match(msg, /store\.url/);
+    assert.match(msg, /gatehouse_no_such_database/);
+  });
+
+  test('Redis not reachable: cache.url named (not the store), never the password', { skip: redisService.skip }, async () => {
+    const relay = await Relay.start(redisService.host, redisService.port);
+    await relay.cut();
+    const url = new URL(viaPort(redisService.url, relay.port));
+    url.password = 'hunter2secret';
+    const r = await run(['serve', '--config', await config(`store:\n  type: sqlite\n  path: ${join(dir, 'redis-case.db')}\ncache:\n  type: redis\n  url: ${url}\n`)]);
+    assert.equal(r.code, 1, r.stderr);
+    const msg = startupError(r.stderr);
+    assert.match(msg, /cache\.url/);
+    assert.doesNotMatch(msg, /store\.(url|path)/, 'does not send the operator to the wrong key');
+    assert.match(msg, new RegExp(`redis://127\\.0\\.0\\.1:${relay.port}`));
+    assert.doesNotMatch(r.stderr + r.stdout, /hunter2secret/);
+  });
+});
+
+describe('gatehouse check names a typo in the store or cache section with its line', () => {
+  test('store.pth and cache.ulr: key and line for each, exit 2; serve refuses with the same', async () => {
+    const file = await config(`store:\n  type: sqlite\n  pth: ./data/gatehouse.db\ncache:\n  type: redis\n  ulr: redis://127.0.0.1:6379\n`);
+    // Lines: 1 publicUrl, 2-4 listen, 5 upstream, 6 store, 7 type, 8 pth, 9 cache, 10 type, 11 ulr
+    const r = await run(['check', '--config', file]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, new RegExp(`${file.replace(/[.]/g, '\\.')}:8\\s+store\\.pth: unknown key "pth"`));
+    assert.match(r.stderr, /:11\s+cache\.ulr: unknown key "ulr"/, r.stderr);
+    assert.match(r.stderr, /:10\s+cache\.url: is required/, 'and what is missing because of it');
+    const s = await run(['serve', '--config', file]);
+    assert.equal(s.code, 2);
+    assert.match(s.stderr, /refusing to start/);
+    assert.match(s.stderr, /:8\s+store\.pth/);
+  });
+
+  test('a store type that does not exist is named with its line', async () => {
+    const file = await config(`store:\n  type: mysql\n  url: mysql://x\n`);
+    const r = await run(['check', '--config', file]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /:7\s+store\.type/, r.stderr);
+  });
+});
