@@ -58,11 +58,11 @@ describe('gatehouse serve refuses to start on a bad store', () => {
     assert.ok(msg.includes(path), `names the file: ${msg}`);
   });
 
-  test('SQLite path that is a directory, or a file that is not a database: store.path named', async () => {
+  test('SQLite path nobody may write (even root: /proc), a directory, or a file that is not a database: store.path named', async () => {
     const notDb = join(dir, 'notes.txt');
     writeFileSync(notDb, 'these are not the tables you are looking for\n'.repeat(200));
     mkdirSync(join(dir, 'adir'), { recursive: true });
-    for (const path of [join(dir, 'adir'), notDb]) {
+    for (const path of ['/proc/gatehouse-test.db', join(dir, 'adir'), notDb]) {
       const r = await run(['serve', '--config', await config(`store:\n  type: sqlite\n  path: ${path}\n`)]);
       assert.equal(r.code, 1, r.stderr);
       const msg = startupError(r.stderr);

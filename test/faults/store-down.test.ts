@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Client, registerJson, uniqueEmail, PASSWORD } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
+import { rawRequest } from '../helpers/raw.ts';
 import { Relay } from './relay.ts';
 import { eventually, pgSchema, postgres } from './services.ts';
 
@@ -57,6 +58,13 @@ describe('store down (PostgreSQL through a relay)', { skip: service.skip }, () =
     assertFailsClosed(page, 'protected HTML page');
     assert.match(String(page.headers['content-type']), /text\/html/);
     assert.match(page.text, /temporarily unavailable/i);
+
+    // A WebSocket to a protected path is refused before the upgrade, the same way.
+    const ws = await rawRequest(
+      gh.port,
+      `GET /private/ws HTTP/1.1\r\nHost: 127.0.0.1:${gh.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: ${user.cookieHeader()}\r\n\r\n`,
+    );
+    assert.equal(ws.status, 503, ws.text.split('\r\n')[0]);
 
     // Signing in and registering need the store: 503 too.
     assertFailsClosed(await new Client(gh.url).postJson('/.auth/login', { email: uniqueEmail('x'), password: PASSWORD }), 'login');
