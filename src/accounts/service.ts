@@ -71,18 +71,17 @@ export class Accounts {
       return { ok: false, status: 400, errors };
     }
     const nonce = this.throttle.deviceNonce(deviceCookie, email);
-    const verdict = await this.throttle.checkLogin(ip, email, nonce);
+    const verdict = await this.throttle.attemptLogin(ip, email, nonce);
     if (!verdict.ok) return { ok: false, status: 429, errors: { form: 'Too many failed attempts. Wait a few minutes and try again.' }, retryAfterSeconds: verdict.retryAfterSeconds };
 
     const user = await this.store.users.getByEmail(email);
     // Over-long input is wrong for every account alike: refused before any hashing.
     const valid = password.length <= MAX_PASSWORD_CHARS * 4 && (await verifyPassword(password, user?.passwordHash ?? (await dummyHash())));
     if (!user || !user.passwordHash || !valid) {
-      await this.throttle.loginFailed(ip, email, nonce);
       return { ok: false, status: 401, errors: { form: BAD_CREDENTIALS } };
     }
     if (user.disabled) return { ok: false, status: 403, errors: { form: 'This account is disabled. Contact an administrator.' } };
-    await this.throttle.loginSucceeded(email, nonce);
+    await this.throttle.loginSucceeded(ip, email, nonce);
     if (needsRehash(user.passwordHash)) await this.store.users.update(user.id, { passwordHash: await hashPassword(password) });
     return { ok: true, user, deviceCookie: this.throttle.newDeviceCookie(email) };
   }

@@ -49,21 +49,22 @@ export class Throttle {
     return nonce ? `login:dev:${nonce}` : `login:acct:${this.accountKey(email)}`;
   }
 
-  async checkLogin(ip: string, email: string, nonce: string | undefined): Promise<Verdict> {
+  /**
+   * Counts this attempt before the password is checked, atomically, so parallel guesses
+   * cannot all slip under the limit; a successful attempt is refunded afterwards.
+   */
+  async attemptLogin(ip: string, email: string, nonce: string | undefined): Promise<Verdict> {
     const ipKey = `login:ip:${ip}`;
     const subject = this.subjectKey(email, nonce);
-    const [ipCount, subjectCount] = await Promise.all([this.cache.count(ipKey), this.cache.count(subject)]);
-    if (ipCount >= this.limits.loginPerIp) return { ok: false, retryAfterSeconds: Math.ceil((await this.cache.ttl(ipKey)) / 1000) || 1 };
-    if (subjectCount >= this.limits.loginPerAccount) return { ok: false, retryAfterSeconds: Math.ceil((await this.cache.ttl(subject)) / 1000) || 1 };
+    const [ipCount, subjectCount] = await Promise.all([this.cache.hit(ipKey, WINDOW_MS), this.cache.hit(subject, WINDOW_MS)]);
+    if (ipCount > this.limits.loginPerIp) return { ok: false, retryAfterSeconds: Math.ceil((await this.cache.ttl(ipKey)) / 1000) || 1 };
+    if (subjectCount > this.limits.loginPerAccount) return { ok: false, retryAfterSeconds: Math.ceil((await this.cache.ttl(subject)) / 1000) || 1 };
     return { ok: true };
   }
 
-  async loginFailed(ip: string, email: string, nonce: string | undefined): Promise<void> {
-    await Promise.all([this.cache.hit(`login:ip:${ip}`, WINDOW_MS), this.cache.hit(this.subjectKey(email, nonce), WINDOW_MS)]);
-  }
-
-  async loginSucceeded(email: string, nonce: string | undefined): Promise<void> {
-    if (nonce) await this.cache.reset(`login:dev:${nonce}`);
+  /** A correct password: the attempt does not count against the IP, and a device starts afresh. */
+  async loginSucceeded(ip: string, email: string, nonce: string | undefined): Promise<void> {
+    await Promise.all([this.cache.release(`login:ip:${ip}`), nonce ? this.cache.reset(`login:dev:${nonce}`) : this.cache.release(this.subjectKey(email, undefined))]);
   }
 
   async checkRegistration(ip: string): Promise<Verdict> {

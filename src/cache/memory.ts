@@ -36,6 +36,11 @@ export class MemoryCache implements Cache {
     return 1;
   }
 
+  async release(key: string): Promise<void> {
+    const e = this.live(key, Date.now());
+    if (e && e.n > 0) e.n--;
+  }
+
   async count(key: string): Promise<number> {
     return this.live(key, Date.now())?.n ?? 0;
   }

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { CacheUnavailableError, type Cache } from './types.ts';
 
+const RELEASE = `if redis.call('GET', KEYS[1]) and tonumber(redis.call('GET', KEYS[1])) > 0 then return redis.call('DECR', KEYS[1]) end return 0`;
 const HIT = `local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return n`;
 
 /** redis://host:port/db, never the user or password. */
@@ -62,6 +63,10 @@ export class RedisCache implements Cache {
 
   hit(key: string, windowMs: number): Promise<number> {
     return this.call(async () => Number(await this.client.eval(HIT, 1, this.prefix + key, String(windowMs))));
+  }
+
+  release(key: string): Promise<void> {
+    return this.call(async () => void (await this.client.eval(RELEASE, 1, this.prefix + key)));
   }
 
   count(key: string): Promise<number> {

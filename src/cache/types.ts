@@ -6,6 +6,8 @@ export interface Cache {
   readonly kind: 'memory' | 'redis';
   /** Adds one to a counter that lives windowMs from its first hit; returns the new count. */
   hit(key: string, windowMs: number): Promise<number>;
+  /** Takes one back from a live counter (never below zero, never extends it). */
+  release(key: string): Promise<void>;
   /** The current count (0 when absent or expired). */
   count(key: string): Promise<number>;
   /** Milliseconds until the counter expires (0 when absent). */

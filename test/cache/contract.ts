@@ -96,6 +96,23 @@ export function cacheContract(name: string, harness: CacheHarness): void {
       await cache.reset(key('never-set')); // no error
     }));
 
+    test('release takes one back (a refunded attempt), never below zero, and keeps the window', withCache(async (cache) => {
+      const k = key('release');
+      await cache.release(k);
+      assert.equal(await cache.count(k), 0, 'releasing nothing creates nothing');
+      assert.equal(await cache.ttl(k), 0);
+      await cache.hit(k, 60_000);
+      await cache.hit(k, 60_000);
+      const ttl = await cache.ttl(k);
+      await cache.release(k);
+      assert.equal(await cache.count(k), 1);
+      assert.ok((await cache.ttl(k)) <= ttl, 'the expiry is not pushed out');
+      await cache.release(k);
+      await cache.release(k);
+      assert.equal(await cache.count(k), 0);
+      assert.equal(await cache.hit(k, 60_000), 1);
+    }));
+
     test('ping answers while the cache is up', withCache(async (cache) => {
       await cache.ping();
     }));

@@ -94,3 +94,30 @@ describe('brute-force throttling (ATTACKS 42)', () => {
   });
 
 });
+
+describe('throttling under concurrency', () => {
+  test('parallel guesses cannot all slip under the limit', async () => {
+    const gh = await startGatehouse(() => ({ accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 3, registerPerIp: 100 } } }));
+    try {
+      const email = uniqueEmail('race');
+      await registerJson(new Client(gh.url), email);
+      const results = await Promise.all(Array.from({ length: 30 }, () => new Client(gh.url).postJson('/.auth/login', { email, password: 'wrong password here' })));
+      const statuses = results.map((r) => r.status);
+      assert.equal(statuses.filter((s) => s === 401).length, 3, `statuses: ${statuses.join(',')}`);
+      assert.equal(statuses.filter((s) => s === 429).length, 27);
+    } finally {
+      await gh.close();
+    }
+  });
+
+  test('successful sign-ins do not use up the allowance', async () => {
+    const gh = await startGatehouse(() => ({ accounts: { rateLimits: { loginPerIp: 3, loginPerAccount: 3, registerPerIp: 100 } } }));
+    try {
+      const email = uniqueEmail('ok');
+      await registerJson(new Client(gh.url), email);
+      for (let i = 0; i < 6; i++) assert.equal((await new Client(gh.url).postJson('/.auth/login', { email, password: PASSWORD })).status, 200, `sign-in ${i + 1}`);
+    } finally {
+      await gh.close();
+    }
+  });
+});
