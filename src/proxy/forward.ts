@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool } from 'undici';
 import { downstreamResponseHeaders } from './headers.ts';
@@ -46,6 +47,23 @@ function hasBody(req: IncomingMessage): boolean {
   return cl !== undefined && cl !== '0';
 }
 
+/**
+ * The abort signal handed to undici, which takes any EventEmitter that emits 'abort' (and
+ * has no `aborted` field). An AbortController with its EventTarget listeners cost about
+ * three times as much per request, for the same effect.
+ */
+class ClientGone extends EventEmitter {
+  gone = false;
+  /** What undici fails the request with (made only when it happens: an Error is not free). */
+  reason: Error | undefined;
+
+  fire(): void {
+    this.gone = true;
+    this.reason = new Error('client closed');
+    this.emit('abort');
+  }
+}
+
 const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
 
 /**
@@ -56,9 +74,9 @@ const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 
  * midway, the client connection is cut, so a truncated body is never passed off as whole.
  */
 export function forward(req: IncomingMessage, res: ServerResponse, upstream: Upstream, path: string, headers: string[]): Promise<ForwardOutcome> {
-  const abort = new AbortController();
+  const abort = new ClientGone();
   const onClose = () => {
-    if (!res.writableFinished) abort.abort();
+    if (!res.writableFinished) abort.fire();
   };
   res.once('close', onClose);
   return new Promise((resolve) => {
@@ -69,7 +87,7 @@ export function forward(req: IncomingMessage, res: ServerResponse, upstream: Ups
         method: req.method!,
         headers,
         body: hasBody(req) ? req : null,
-        signal: abort.signal,
+        signal: abort,
       },
       ({ statusCode, headers: upstreamHeaders }) => {
         status = statusCode;
@@ -84,7 +102,7 @@ export function forward(req: IncomingMessage, res: ServerResponse, upstream: Ups
           res.destroy();
           return resolve({ status, cause: code });
         }
-        if (abort.signal.aborted) return resolve({ status: 499, cause: 'client closed' });
+        if (abort.gone) return resolve({ status: 499, cause: 'client closed' });
         const timeout = TIMEOUTS.has(code);
         resolve({ status: timeout ? 504 : 502, error: timeout ? 'gateway_timeout' : 'bad_gateway', cause: code });
       },

@@ -36,13 +36,22 @@ export function isSpoofable(lowerName: string): boolean {
   return false;
 }
 
-/** Names listed in Connection (lower-case), to be dropped with it. */
-export function connectionTokens(value: string | string[] | undefined): Set<string> | null {
+let lastConnection = '';
+let lastTokens: ReadonlySet<string> = new Set();
+
+/** Names listed in Connection (lower-case), to be dropped with it. Callers only read the set. */
+export function connectionTokens(value: string | string[] | undefined): ReadonlySet<string> | null {
   if (!value) return null;
+  // An app answers with the same "Connection: keep-alive" every time: parse it once.
+  if (value === lastConnection) return lastTokens;
   const set = new Set<string>();
   for (const part of (Array.isArray(value) ? value.join(',') : value).split(',')) {
     const t = part.trim().toLowerCase();
     if (t) set.add(t);
+  }
+  if (typeof value === 'string' && value.length <= 64) {
+    lastConnection = value;
+    lastTokens = set;
   }
   return set;
 }
