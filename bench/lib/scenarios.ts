@@ -1,0 +1,70 @@
+/**
+ * What the bench measures, as data. To add a scenario (e.g. "assertion on/off"):
+ *   1. if it needs Gatehouse configured differently, add a GatehouseVariant: run.ts starts one
+ *      Gatehouse process per variant, all on the Gatehouse core, each with its own store;
+ *   2. add a Scenario that names the variant (or 'direct'), a path and whether it is signed in;
+ *   3. add the ratios and latency targets that compare it with the others.
+ * The table, the JSON summary and the target checks pick them up from here.
+ */
+
+export interface GatehouseVariant {
+  id: string;
+  /** Merged over the base config (see run.ts, gatehouseConfig): anything gatehouse.yaml takes. */
+  config: Record<string, unknown>;
+}
+
+export interface Scenario {
+  id: string;
+  label: string;
+  /**
+   * 'direct' = straight to the app; 'floor' = through bench/floor-proxy.ts (the bare Node
+   * proxy); otherwise the id of a GatehouseVariant.
+   */
+  via: 'direct' | 'floor' | string;
+  /** Public paths are under /open/ (rule access: public); everything else needs a session. */
+  path: string;
+  /** Sends a valid session cookie (made by registering through POST /.auth/register). */
+  signedIn: boolean;
+  /** Run only when asked for (--floor, or named in --only). */
+  optional?: boolean;
+}
+
+export interface RatioTarget {
+  num: string;
+  den: string;
+  label: string;
+  /** Saturation requests/s of num divided by den must be at least this. */
+  min?: number;
+}
+
+export interface LatencyTarget {
+  scenario: string;
+  baseline: string;
+  /** p99 at the fixed rate may exceed the baseline's by at most this. */
+  maxExtraMs: number;
+}
+
+export const VARIANTS: GatehouseVariant[] = [{ id: 'gatehouse', config: {} }];
+
+export const SCENARIOS: Scenario[] = [
+  { id: 'a', label: 'direct to the app', via: 'direct', path: '/open/item', signedIn: false },
+  { id: 'b', label: 'Gatehouse, public route', via: 'gatehouse', path: '/open/item', signedIn: false },
+  { id: 'c', label: 'Gatehouse, valid session', via: 'gatehouse', path: '/home/item', signedIn: true },
+  { id: 'z', label: 'bare Node proxy (floor)', via: 'floor', path: '/open/item', signedIn: false, optional: true },
+];
+
+export const RATIOS: RatioTarget[] = [
+  { num: 'b', den: 'a', label: 'public route / direct' },
+  { num: 'c', den: 'a', label: 'session / direct', min: 0.4 },
+  { num: 'c', den: 'b', label: 'session / public route', min: 0.9 },
+  { num: 'z', den: 'a', label: 'bare Node proxy / direct (floor)' },
+  { num: 'c', den: 'z', label: 'session / bare Node proxy' },
+];
+
+export const LATENCY_TARGETS: LatencyTarget[] = [
+  { scenario: 'b', baseline: 'a', maxExtraMs: 2 },
+  { scenario: 'c', baseline: 'a', maxExtraMs: 2 },
+];
+
+/** For the report: what others measured the same way (from the issue). */
+export const REFERENCES = 'reference: nginx without auth ≈ 0.45× direct; Apache + mod_auth_openidc with a valid session ≈ 0.1× direct';
