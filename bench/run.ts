@@ -361,7 +361,7 @@ async function main(): Promise<void> {
   if (layoutNote) notes.push(layoutNote);
   if (o.tool === 'autocannon' && o.modes.includes('saturation')) {
     notes.push(
-      `saturation load from autocannon: wrk is not installed (apt-get install -y wrk on Debian/Ubuntu, brew install wrk on macOS). autocannon costs more CPU per request on the load generator's core${layout.cpus.loadgen !== null && layout.cpus.loadgen === layout.cpus.upstream ? ', which it shares with the app here: the direct figure (a) is held down and the ratios look better than with wrk' : ''}.`,
+      `saturation load from autocannon${hasCommand('wrk') ? ' (--tool autocannon)' : ': wrk is not installed (apt-get install -y wrk on Debian/Ubuntu, brew install wrk on macOS)'}. autocannon costs more CPU per request on the load generator's core${layout.cpus.loadgen !== null && layout.cpus.loadgen === layout.cpus.upstream ? ', which it shares with the app here: the direct figure (a) is held down and the ratios look better than with wrk' : ''}.`,
     );
   }
   const tmp = mkdtempSync(join(tmpdir(), 'gatehouse-bench-'));
