@@ -176,10 +176,22 @@ export function storeContract(name: string, harness: StoreHarness): void {
         const u = await store.users.create({ email: email(), groups: ['staff'] });
         const s = session(u.id);
         await store.sessions.create(s);
+        assert.deepEqual((await store.sessions.getWithUser(s.idHash))?.user.groups, ['staff'], 'read once before: a store may keep it');
         await store.users.update(u.id, { disabled: true, groups: [] });
         const found = (await store.sessions.getWithUser(s.idHash))!;
         assert.equal(found.user.disabled, true);
         assert.deepEqual(found.user.groups, []);
+      }));
+
+      test('getWithUser after touch shows the latest lastSeenAt, read before or not', withStore(async (store) => {
+        const u = await store.users.create({ email: email() });
+        const s = session(u.id, { lastSeenAt: 1_000_000 });
+        await store.sessions.create(s);
+        assert.equal((await store.sessions.getWithUser(s.idHash))?.session.lastSeenAt, 1_000_000);
+        await store.sessions.touch(s.idHash, 2_000_000);
+        assert.equal((await store.sessions.getWithUser(s.idHash))?.session.lastSeenAt, 2_000_000);
+        await store.sessions.touch(s.idHash, 1_500_000);
+        assert.equal((await store.sessions.getWithUser(s.idHash))?.session.lastSeenAt, 2_000_000, 'an older time does not win');
       }));
 
       test('a session for a user that does not exist is refused', withStore(async (store) => {
@@ -310,11 +322,19 @@ export function storeContract(name: string, harness: StoreHarness): void {
         assert.deepEqual(await third.users.get(u.id), u);
         assert.deepEqual(await third.sessions.get(s.idHash), s);
         assert.equal(await third.kv.get('k'), 'v');
-        // Writes through one handle are seen by the other at once (a CLI revoke, another node's login).
+        // Writes through one handle are seen by the other at once (a CLI revoke, another node's
+        // login), also by reads the other handle made just before (a store may keep those).
+        const other = session(u.id);
+        await store.sessions.create(other);
+        assert.ok(await store.sessions.getWithUser(s.idHash));
+        assert.ok(await store.sessions.getWithUser(other.idHash));
         assert.equal(await again.sessions.delete(s.idHash), true);
         assert.equal(await store.sessions.getWithUser(s.idHash), undefined);
+        await again.users.update(u.id, { groups: ['moved'] });
+        assert.deepEqual((await store.sessions.getWithUser(other.idHash))?.user.groups, ['moved']);
         await again.users.update(u.id, { disabled: true });
         assert.equal((await store.users.get(u.id))?.disabled, true);
+        assert.equal((await store.sessions.getWithUser(other.idHash))?.user.disabled, true);
       }));
     });
   });
