@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isUniqueViolation, type SqlDriver } from './driver.ts';
+import type { OAuthStore } from './oauth-types.ts';
+import { SqlOAuth } from './sql-oauth.ts';
 import { StoreConflictError, type KeyValueStore, type NewUser, type Session, type SessionStore, type Store, type User, type UserPatch, type UserStore } from './types.ts';
 
 interface UserRow {
@@ -257,6 +259,7 @@ export class SqlStore implements Store {
   readonly users: UserStore;
   readonly sessions: SessionStore;
   readonly kv: KeyValueStore;
+  readonly oauth: OAuthStore;
 
   private readonly db: SqlDriver;
 
@@ -266,6 +269,7 @@ export class SqlStore implements Store {
     this.users = new SqlUsers(db);
     this.sessions = new SqlSessions(db);
     this.kv = new SqlKeyValue(db);
+    this.oauth = new SqlOAuth(db);
   }
 
   async ping(): Promise<void> {

@@ -1,3 +1,5 @@
+import type { OAuthStore } from './oauth-types.ts';
+
 /**
  * The storage contract. Every method is async and free of any one database's features,
  * so the SQLite (embedded, default) and PostgreSQL (several nodes) implementations pass
@@ -90,6 +92,8 @@ export interface Store {
   readonly users: UserStore;
   readonly sessions: SessionStore;
   readonly kv: KeyValueStore;
+  /** The OAuth authorization server's clients, device authorizations, codes and grants (oauth-types.ts). */
+  readonly oauth: OAuthStore;
   /** Cheap round trip for readiness checks. */
   ping(): Promise<void>;
   close(): Promise<void>;

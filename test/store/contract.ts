@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { StoreConflictError, type Session, type Store } from '../../src/store/index.ts';
+import { oauthStoreContract } from './oauth-contract.ts';
 
 /**
  * The Store contract: what every implementation must do, as Gatehouse and its users rely on
@@ -338,4 +339,6 @@ export function storeContract(name: string, harness: StoreHarness): void {
       }));
     });
   });
+
+  oauthStoreContract(name, harness);
 }
