@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
+import { TokensSchema } from './tokens.ts';
 
 /**
  * The one definition of gatehouse.yaml. The JSON Schema under schema/ is generated from it
@@ -212,6 +213,7 @@ export const ConfigSchema = z
         absoluteTimeout: duration('7d'),
       })
       .prefault({}),
+    tokens: TokensSchema,
     log: z
       .strictObject({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

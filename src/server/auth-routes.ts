@@ -37,6 +37,7 @@ export class AuthRoutes {
       .add('GET', '/me', (c) => this.me(c))
       .add('GET', '/health', async (c) => sendJson(c.res, 200, { status: 'ok' }))
       .add('GET', '/ready', (c) => this.ready(c));
+    this.s.oauth.addRoutes(this.router, this);
   }
 
   url(ctx: RequestContext, route: string, query?: Record<string, string | undefined>): string {
@@ -49,7 +50,7 @@ export class AuthRoutes {
   // ---- CSRF -------------------------------------------------------------------------
 
   /** The form token for this browser, and the cookie to set when it has none yet. */
-  private csrf(ctx: RequestContext): { token: string; cookies: string[] } {
+  csrf(ctx: RequestContext): { token: string; cookies: string[] } {
     const name = ctx.site.cookies.csrf;
     let value = readCookie(ctx.req.headers.cookie, name);
     const cookies: string[] = [];
@@ -61,7 +62,7 @@ export class AuthRoutes {
   }
 
   /** Refuses cross-site requests; for forms also checks the token. */
-  private async readPost(ctx: RequestContext): Promise<Input> {
+  async readPost(ctx: RequestContext): Promise<Input> {
     if (!sameOriginRequest(ctx.req, ctx.site.origin)) throw new HttpError(403, 'cross_site', 'Cross-site requests are not accepted here.');
     const input = await readInput(ctx.req);
     if (input.kind === 'form') {
@@ -82,7 +83,7 @@ export class AuthRoutes {
     return ctx.query ? (new URLSearchParams(ctx.query.slice(1)).get(name) ?? undefined) : undefined;
   }
 
-  private html(ctx: RequestContext, status: number, page: string, cookies: string[] = [], headers: Record<string, string> = {}): void {
+  html(ctx: RequestContext, status: number, page: string, cookies: string[] = [], headers: Record<string, string> = {}): void {
     // The page's <meta name="referrer"> narrows this to no-referrer where it must (layout.ts).
     sendHtml(ctx.res, status, page, { 'content-security-policy': CSP, 'referrer-policy': 'same-origin', ...headers }, cookies);
   }

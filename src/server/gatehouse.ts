@@ -12,6 +12,9 @@ import { HttpError } from '../http/errors.ts';
 import { redirect, sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
 import { normalizeTarget } from '../http/target.ts';
 import { createLogger, type Logger } from '../log/index.ts';
+import type { BearerSession } from '../oauth/bearer.ts';
+import { OAuthServer } from '../oauth/server.ts';
+import { loadStandInSigner, type TokenSigner } from '../oauth/signer.ts';
 import { CSP, messagePage } from '../pages/index.ts';
 import { allows, matchRule, type Rule } from '../policy/rules.ts';
 import { forward } from '../proxy/forward.ts';
@@ -29,6 +32,8 @@ export interface GatehouseOptions {
   /** Use this store instead of opening the configured one (tests, embedding). */
   store?: Store;
   cache?: Cache;
+  /** The clock of the OAuth server's decisions (tests move it by hand). */
+  clock?: () => number;
 }
 
 const WS_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
@@ -48,6 +53,7 @@ export class Gatehouse {
   readonly accounts: Accounts;
   readonly server: http.Server;
   readonly sites: Map<string, Site>;
+  readonly oauth: OAuthServer;
   private readonly services: Services;
   private readonly auth: AuthRoutes;
   private readonly prefix: string;
@@ -58,7 +64,7 @@ export class Gatehouse {
   private readonly purgeTimer: NodeJS.Timeout;
   private closing: Promise<void> | null = null;
 
-  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets) {
+  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets, signer: TokenSigner, clock?: () => number) {
     this.config = config;
     this.logger = logger;
     this.store = store;
@@ -71,7 +77,8 @@ export class Gatehouse {
     this.sessions = new Sessions(store, { idleMs: config.sessions.idleTimeout, absoluteMs: config.sessions.absoluteTimeout });
     const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
     this.accounts = new Accounts(store, throttle, config.accounts);
-    this.services = { config, logger, store, cache, secrets, sessions: this.sessions, accounts: this.accounts, throttle, trusted: this.trusted, prefix: this.prefix };
+    this.oauth = new OAuthServer({ config, logger, store, cache, secrets, sessions: this.sessions, sites: this.sites, signer, now: clock });
+    this.services = { config, logger, store, cache, secrets, sessions: this.sessions, accounts: this.accounts, throttle, trusted: this.trusted, prefix: this.prefix, oauth: this.oauth };
     this.auth = new AuthRoutes(this.services);
 
     const t = config.listen.timeouts;
@@ -99,6 +106,7 @@ export class Gatehouse {
     });
     this.purgeTimer = setInterval(() => {
       this.store.sessions.purgeExpired(Date.now(), config.sessions.idleTimeout).catch(() => {});
+      this.oauth.purge().catch(() => {});
     }, 10 * 60_000);
     this.purgeTimer.unref();
   }
@@ -111,8 +119,9 @@ export class Gatehouse {
       throw err;
     }));
     const secrets = await loadSecrets(config.secrets, store.kv);
+    const signer = await loadStandInSigner(store.kv, secrets);
     void dummyHash();
-    return new Gatehouse(config, logger, store, cache, secrets);
+    return new Gatehouse(config, logger, store, cache, secrets, signer, options.clock);
   }
 
   async listen(port = this.config.listen.port, host = this.config.listen.host): Promise<AddressInfo> {
@@ -177,6 +186,11 @@ export class Gatehouse {
         status = res.statusCode;
         return;
       }
+      // The OAuth metadata (RFC 8414, RFC 9728) at the root; never forwarded.
+      if (target.path.startsWith('/.well-known/') && (await this.oauth.wellKnown(ctx))) {
+        status = res.statusCode;
+        return;
+      }
       status = await this.proxy(ctx);
     } catch (err) {
       status = this.failure(req, res, ctx?.site, err);
@@ -207,8 +221,19 @@ export class Gatehouse {
 
     let active: ActiveSession | undefined;
     let staleCookie = false;
+    let consumed: string | undefined;
     const cookie = { name: site.cookies.session, secure: site.secure };
-    if (rule.access === 'authenticated') {
+    const token = req.headers.authorization === undefined ? undefined : this.oauth.tokenOf(req);
+    if (token !== undefined) {
+      // A bearer token decides on its own (no fallback to a cookie), and never reaches the app.
+      const result = rule.access === 'authenticated' ? await this.oauth.authenticate(token, app) : await this.oauth.authenticate(token, app).catch(() => undefined);
+      if (result?.ok) {
+        active = result.active;
+        consumed = 'authorization';
+      } else if (rule.access === 'authenticated') {
+        return this.bearerRefused(ctx, app, result?.description ?? 'the access token is not valid');
+      } else if (this.oauth.isOwnToken(token)) consumed = 'authorization';
+    } else if (rule.access === 'authenticated') {
       const found = await this.sessions.lookup(req, cookie, site.origin);
       if (found.state === 'active') active = found.active;
       else staleCookie = found.state === 'invalid';
@@ -219,12 +244,12 @@ export class Gatehouse {
     }
 
     if (rule.access === 'authenticated') {
-      if (!active) return this.unauthenticated(ctx, rule, staleCookie);
+      if (!active) return this.unauthenticated(ctx, app, rule, staleCookie);
       ctx.userId = active.user.id;
       if (!allows(rule.allow, active.user)) return this.error(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.'), 403;
     } else if (active) ctx.userId = active.user.id;
 
-    const headers = this.upstreamHeaders(ctx, app, active);
+    const headers = this.upstreamHeaders(ctx, app, active, consumed);
     const outcome = await forward(req, res, app.upstream, ctx.path + ctx.query, headers);
     if (outcome.error) {
       this.logger.warn({ event: 'upstream_error', app: app.name, cause: outcome.cause, requestId: ctx.requestId }, 'upstream failed');
@@ -234,7 +259,7 @@ export class Gatehouse {
     return outcome.status;
   }
 
-  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | undefined): string[] {
+  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | BearerSession | undefined, drop?: string): string[] {
     const { req, site } = ctx;
     const peer = req.socket.remoteAddress ?? '';
     const xff = req.headers['x-forwarded-for'];
@@ -262,10 +287,18 @@ export class Gatehouse {
         ownCookies: site.ownCookies,
       },
       identity,
+      drop,
     );
   }
 
-  private unauthenticated(ctx: RequestContext, rule: Rule, staleCookie: boolean): number {
+  /** A bearer token that is not good for this app: 401 with the RFC 6750 error, always JSON. */
+  private bearerRefused(ctx: RequestContext, app: App, description: string): number {
+    this.logger.info({ event: 'bearer_refused', app: app.name, reason: description, requestId: ctx.requestId }, 'bearer token refused');
+    sendJson(ctx.res, 401, { error: 'invalid_token', message: `Sign in again: ${description}.` }, { 'www-authenticate': this.oauth.challenge(app, description) });
+    return 401;
+  }
+
+  private unauthenticated(ctx: RequestContext, app: App, rule: Rule, staleCookie: boolean): number {
     const { req, res, site } = ctx;
     const mode = rule.unauthenticated ?? ((req.method === 'GET' || req.method === 'HEAD') && wantsHtml(req) ? 'redirect' : '401');
     const cookies = staleCookie ? [this.sessions.clear({ name: site.cookies.session, secure: site.secure })] : undefined;
@@ -274,7 +307,7 @@ export class Gatehouse {
       redirect(res, 302, login, cookies);
       return 302;
     }
-    sendJson(res, 401, { error: 'unauthenticated', message: 'Sign in to use this resource.', login }, { 'www-authenticate': `Bearer realm="${site.origin}"` }, cookies);
+    sendJson(res, 401, { error: 'unauthenticated', message: 'Sign in to use this resource.', login }, { 'www-authenticate': this.oauth.challenge(app) }, cookies);
     return 401;
   }
 
@@ -338,7 +371,15 @@ export class Gatehouse {
       const origin = req.headers.origin;
       if (rule.access === 'deny' || (origin !== undefined && origin !== site.origin)) return rejectUpgrade(socket, (status = 403), 'Forbidden');
       let active: ActiveSession | undefined;
-      if (rule.access === 'authenticated' || req.headers.cookie?.includes(site.cookies.session)) {
+      const token = req.headers.authorization === undefined ? undefined : this.oauth.tokenOf(req);
+      if (token !== undefined) {
+        const result = await this.oauth.authenticate(token, app).catch((err) => {
+          if (rule.access === 'authenticated') throw err;
+          return undefined;
+        });
+        if (result?.ok) active = result.active;
+        else if (rule.access === 'authenticated') return rejectUpgrade(socket, (status = 401), 'Unauthorized');
+      } else if (rule.access === 'authenticated' || req.headers.cookie?.includes(site.cookies.session)) {
         const found = await this.sessions.lookup(req, { name: site.cookies.session, secure: site.secure }, site.origin).catch((err) => {
           if (rule.access === 'authenticated') throw err;
           return undefined;
@@ -351,7 +392,7 @@ export class Gatehouse {
       }
       userId = active?.user.id;
       const ctx: RequestContext = { req, res: undefined as unknown as ServerResponse, site, path: target.path, query: target.query, ip: this.trusted.clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for']), requestId };
-      const headers = this.upstreamHeaders(ctx, app, active);
+      const headers = this.upstreamHeaders(ctx, app, active, token !== undefined && (active || this.oauth.isOwnToken(token)) ? 'authorization' : undefined);
       (socket as Socket).setTimeout?.(0);
       status = await tunnelWebSocket(req, socket, head, app.upstream, target.path + target.query, headers, ([client, upstream]) => {
         this.tunnels.set(client!, upstream!);
@@ -392,7 +433,7 @@ export class Gatehouse {
       }
       this.server.closeAllConnections();
       await Promise.allSettled([...this.sites.values()].flatMap((s) => s.apps.map((a) => a.upstream.close())));
-      await Promise.allSettled([this.store.close(), this.cache.close()]);
+      await Promise.allSettled([this.store.close(), this.cache.close(), this.oauth.close()]);
       await new Promise<void>((resolve) => this.logger.flush(() => resolve()));
     })();
     return this.closing;

@@ -1,0 +1,65 @@
+import { normalizeTarget } from '../http/target.ts';
+import { appFor, hostKey, type App, type Site } from '../server/sites.ts';
+
+/**
+ * Apps as OAuth protected resources (RFC 8707, RFC 9728). Each app's resource identifier is
+ * its origin plus its path prefix, without a trailing slash: https://app.example.com, or
+ * https://example.com/api for an app under /api. That identifier is the `aud` of every
+ * access token for the app, and a bearer token is accepted only where its `aud` is the
+ * app's own. A client may name any URL the app serves as `resource`
+ * (https://app.example.com/mcp): it resolves to the app, and the token's `aud` is the app's
+ * identifier.
+ */
+export class Resources {
+  private readonly sites: Map<string, Site>;
+  private readonly prefix: string;
+  private readonly ids = new Map<App, string>();
+  private readonly all: App[];
+
+  constructor(sites: Map<string, Site>, prefix: string) {
+    this.sites = sites;
+    this.prefix = prefix.toLowerCase();
+    this.all = [...sites.values()].flatMap((s) => s.apps);
+    for (const app of this.all) this.ids.set(app, app.site.origin + app.pathPrefix);
+  }
+
+  /** The app's resource identifier: the `aud` of its access tokens. */
+  idOf(app: App): string {
+    return this.ids.get(app)!;
+  }
+
+  /** The app a resource indicator names, or undefined (RFC 8707 invalid_target). */
+  resolve(resource: string): App | undefined {
+    if (resource.length > 2048 || resource.includes('#')) return undefined;
+    let u: URL;
+    try {
+      u = new URL(resource);
+    } catch {
+      return undefined;
+    }
+    if ((u.protocol !== 'https:' && u.protocol !== 'http:') || u.username || u.password || u.search) return undefined;
+    const site = this.sites.get(hostKey(u.host, u.protocol === 'https:'));
+    if (!site || site.origin !== u.origin) return undefined;
+    const target = normalizeTarget(u.pathname);
+    if (!target.ok || this.isOwn(target.path)) return undefined;
+    return appFor(site, target.path);
+  }
+
+  /** The app when a request names none: the only one there is. */
+  sole(): App | undefined {
+    return this.all.length === 1 ? this.all[0] : undefined;
+  }
+
+  /** The app whose RFC 9728 metadata lives at /.well-known/oauth-protected-resource<suffix> on this site. */
+  forMetadata(site: Site, suffix: string): App | undefined {
+    if (suffix === '') return appFor(site, '/');
+    const target = normalizeTarget(suffix);
+    if (!target.ok || target.path !== suffix || this.isOwn(suffix)) return undefined;
+    return appFor(site, suffix);
+  }
+
+  private isOwn(path: string): boolean {
+    const lower = path.toLowerCase();
+    return lower === this.prefix || lower.startsWith(`${this.prefix}/`);
+  }
+}
