@@ -346,6 +346,7 @@ export class KeyRing {
       algorithms: [...SIGNING_ALGORITHMS],
       clockTolerance: options.clockToleranceSeconds ?? Math.floor(this.policy.clockSkewMs / 1000),
       requiredClaims: ['iat', 'exp'],
+      currentDate: new Date(this.now()),
     });
     return { payload, protectedHeader };
   }
