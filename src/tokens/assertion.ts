@@ -1,3 +1,4 @@
+import { decodeJwt } from 'jose';
 import type { ActiveSession } from '../sessions/index.ts';
 import { ASSERTION_TYP } from '../verify/index.ts';
 import type { KeyRing } from './keys.ts';
@@ -85,7 +86,9 @@ export class Assertions {
     entry.pending = this.sign(app, active).then(
       (token) => {
         entry.token = token;
-        entry.reuseUntil = now + this.reuseMs;
+        // Never past its exp (whole seconds) minus the margin, whatever the clock said at signing.
+        const expMs = (decodeJwt(token).exp ?? 0) * 1000;
+        entry.reuseUntil = Math.min(now + this.reuseMs, expMs - reuseMargin(this.ttlMs));
         entry.pending = null;
         return token;
       },

@@ -310,12 +310,14 @@ export class KeyRing {
   async sign(claims: JWTPayload, options: SignOptions): Promise<string> {
     if (!(options.ttlMs > 0) || options.ttlMs > this.policy.maxLifetimeMs) throw new RangeError(`token lifetime ${options.ttlMs} ms is outside (0, tokens.maxLifetime = ${this.policy.maxLifetimeMs} ms]`);
     const key = this.current();
-    const iat = Math.floor(this.now() / 1000);
+    const now = this.now();
+    const iat = Math.floor(now / 1000);
+    // exp from the exact time, so a token signed late in a second still lives its ttl (to the second).
     const jwt = new SignJWT(claims)
       .setProtectedHeader({ alg: key.record.alg, kid: key.record.kid, typ: options.typ })
       .setIssuer(this.issuer)
       .setIssuedAt(iat)
-      .setExpirationTime(iat + Math.max(1, Math.floor(options.ttlMs / 1000)));
+      .setExpirationTime(Math.max(iat + 1, Math.floor((now + options.ttlMs) / 1000)));
     if (options.audience !== undefined) jwt.setAudience(options.audience);
     if (options.subject !== undefined) jwt.setSubject(options.subject);
     return jwt.sign(await key.privateKey!);
