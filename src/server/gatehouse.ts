@@ -25,7 +25,7 @@ import { loadSecrets, type Secrets } from '../tokens/secrets.ts';
 import { AuthRoutes } from './auth-routes.ts';
 import type { RequestContext, Services } from './context.ts';
 import { appFor, buildSites, type App, type Site } from './sites.ts';
-import { jwksRoute, WellKnown } from './well-known.ts';
+import { JWKS_PATH, jwksRoute, WellKnown } from './well-known.ts';
 
 export interface GatehouseOptions {
   logger?: Logger;
@@ -82,7 +82,7 @@ export class Gatehouse {
     this.services = { config, logger, store, cache, secrets, keys, sessions: this.sessions, accounts: this.accounts, throttle, trusted: this.trusted, prefix: this.prefix };
     this.auth = new AuthRoutes(this.services);
     this.assertions = new Assertions(keys, secrets, { ttlMs: config.tokens.assertionTtl });
-    this.wellKnown.add('/.well-known/jwks.json', jwksRoute(keys));
+    this.wellKnown.add(JWKS_PATH, jwksRoute(keys));
 
     const t = config.listen.timeouts;
     this.server = http.createServer(

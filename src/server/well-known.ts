@@ -12,6 +12,7 @@ import type { RequestContext } from './context.ts';
 export type WellKnownHandler = (ctx: RequestContext) => void | Promise<void>;
 
 export const WELL_KNOWN_PREFIX = '/.well-known/';
+export const JWKS_PATH = '/.well-known/jwks.json';
 
 export class WellKnown {
   private readonly routes = new Map<string, { handler: WellKnownHandler; methods: readonly string[] }>();

@@ -53,4 +53,7 @@ test('gatehouse keys list and rotate: states, times, JSON, ES256, and usage erro
     assert.match(u.stderr, /gatehouse: /);
   }
   assert.match((await run(['--help'])).stdout, /gatehouse keys rotate \[--algorithm EdDSA\|ES256\]/);
+  const explained = await run(['check', '--config', file, '--explain', 'https://app.example.com/.well-known/jwks.json']);
+  assert.match(explained.stdout, /Gatehouse's signing keys \(JWKS\), on every site; never forwarded/);
+  assert.match((await run(['check', '--config', file, '--explain', '/.well-known/other'])).stdout, /app "app"/);
 });
