@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isUniqueViolation, type SqlDriver } from './driver.ts';
-import { StoreConflictError, type KeyValueStore, type NewUser, type Session, type SessionStore, type Store, type User, type UserPatch, type UserStore } from './types.ts';
+import { SqlSigningKeys } from './sql-keys.ts';
+import { StoreConflictError, type KeyValueStore, type NewUser, type SigningKeyStore, type Session, type SessionStore, type Store, type User, type UserPatch, type UserStore } from './types.ts';
 
 interface UserRow {
   id: string;
@@ -257,6 +258,7 @@ export class SqlStore implements Store {
   readonly users: UserStore;
   readonly sessions: SessionStore;
   readonly kv: KeyValueStore;
+  readonly keys: SigningKeyStore;
 
   private readonly db: SqlDriver;
 
@@ -266,6 +268,7 @@ export class SqlStore implements Store {
     this.users = new SqlUsers(db);
     this.sessions = new SqlSessions(db);
     this.kv = new SqlKeyValue(db);
+    this.keys = new SqlSigningKeys(db);
   }
 
   async ping(): Promise<void> {
