@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseDuration } from './duration.ts';
+import { formatDuration, parseDuration } from './duration.ts';
 import { redirectUriProblem } from '../oauth/redirect-uri.ts';
 
 /**
@@ -7,7 +7,7 @@ import { redirectUriProblem } from '../oauth/redirect-uri.ts';
  * (src/oauth/). Part of ConfigSchema (schema.ts); kept here so the OAuth settings read as one.
  */
 
-const duration = (def: string, min: number, max: number, what: string) =>
+const duration = (def: string, min: number, what: string) =>
   z
     .union([z.string(), z.number()])
     .default(def)
@@ -17,17 +17,12 @@ const duration = (def: string, min: number, max: number, what: string) =>
         ctx.addIssue({ code: 'custom', message: 'expected a duration such as "30s", "15m", "12h" or "90d"' });
         return z.NEVER;
       }
-      if (ms < min || ms > max) {
-        ctx.addIssue({ code: 'custom', message: `${what} must be between ${describe(min)} and ${describe(max)}` });
+      if (ms < min) {
+        ctx.addIssue({ code: 'custom', message: `${what} must be at least ${formatDuration(min)}` });
         return z.NEVER;
       }
       return ms;
     });
-
-function describe(ms: number): string {
-  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
-  return `${ms}ms`;
-}
 
 /** An OAuth scope token (RFC 6749 §3.3), kept to a conservative alphabet. */
 export const scopeName = z.string().regex(/^[A-Za-z0-9:._\-/]{1,64}$/, 'a scope name is letters, digits and ":._-/", at most 64 characters');
@@ -70,53 +65,55 @@ export const OAuthClientSchema = z
     }
   });
 
-export const TokensSchema = z
-  .strictObject({
-    accessTokenTtl: duration('10m', 60_000, 86_400_000, 'accessTokenTtl').meta({ description: 'Lifetime of access tokens (JWTs); short, since a refresh is cheap. Default 10m' }),
-    refreshTokenTtl: duration('90d', 60_000, 400 * 86_400_000, 'refreshTokenTtl').meta({
-      description: 'How long one login of a CLI or MCP client lasts, from sign-in; refresh tokens rotate within it but never extend it. Default 90d',
-    }),
-    refreshIdleTtl: duration('30d', 60_000, 400 * 86_400_000, 'refreshIdleTtl').meta({ description: 'A login unused for this long ends. Default 30d' }),
-    reuseGrace: duration('5s', 0, 60_000, 'reuseGrace').meta({
-      description: 'A refresh token presented again within this time after it was rotated gets the same new token (a retry of a lost answer); later, its reuse revokes the whole login. Default 5s',
-    }),
-    scopes: z.array(scopeName).default([]).meta({ description: 'Scope names your apps understand, besides offline_access; requests for other scopes are refused' }),
-    device: z
-      .strictObject({
-        codeTtl: duration('10m', 60_000, 3_600_000, 'device.codeTtl').meta({ description: 'How long a device code and its user code stay usable. Default 10m' }),
-        interval: duration('5s', 1000, 60_000, 'device.interval').meta({ description: 'Polling interval asked of device clients; faster polls get slow_down. Default 5s' }),
-      })
-      .prefault({}),
-    clients: z.array(OAuthClientSchema).default([]).meta({ description: `OAuth clients besides the built-in public "${BUILTIN_CLI_CLIENT}" (device flow and refresh)` }),
-    dynamicRegistration: z.boolean().default(true).meta({
-      description: 'Let clients register themselves (RFC 7591), as MCP clients do; rate-limited, public or with a generated secret, every login still needs the user\'s consent. Default true',
-    }),
-    clientIdMetadataDocuments: z.boolean().default(true).meta({
-      description: 'Accept an https URL as client_id and read the client\'s metadata from it (MCP client ID metadata documents). Default true',
-    }),
-    rateLimits: z
-      .strictObject({
-        userCodePerIp: z.number().int().min(1).default(20).meta({ description: 'Wrong user codes per client IP per 15 minutes on the device page' }),
-        userCodePerAccount: z.number().int().min(1).default(10).meta({ description: 'Wrong user codes per signed-in account per 15 minutes' }),
-        deviceAuthorizationPerIp: z.number().int().min(1).default(60).meta({ description: 'Device authorizations started per client IP per 15 minutes' }),
-        registerPerIp: z.number().int().min(1).default(20).meta({ description: 'Dynamic client registrations per client IP per hour' }),
-      })
-      .prefault({}),
-  })
-  .superRefine((t, ctx) => {
-    if (t.refreshIdleTtl > t.refreshTokenTtl) ctx.addIssue({ code: 'custom', path: ['refreshIdleTtl'], message: 'refreshIdleTtl is longer than refreshTokenTtl' });
-    if (t.accessTokenTtl > t.refreshTokenTtl) ctx.addIssue({ code: 'custom', path: ['accessTokenTtl'], message: 'accessTokenTtl is longer than refreshTokenTtl' });
-    const ids = new Set<string>();
-    t.clients.forEach((c, i) => {
-      if (ids.has(c.id)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'id'], message: `another client already has the id "${c.id}"` });
-      ids.add(c.id);
-      for (const s of c.scopes ?? []) {
-        if (s !== 'offline_access' && !t.scopes.includes(s)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'scopes'], message: `"${s}" is not in tokens.scopes` });
-      }
-    });
-  })
-  .prefault({})
-  .meta({ description: 'The OAuth server for CLIs (device flow) and MCP clients: token lifetimes, clients, registration' });
+/** The OAuth server's fields of the `tokens` object (schema.ts holds the signing-key fields beside them). */
+export const OAUTH_TOKEN_FIELDS = {
+  accessTokenTtl: duration('10m', 60_000, 'accessTokenTtl').meta({ description: 'Lifetime of access tokens (JWTs); short, since a refresh is cheap; at most tokens.maxLifetime. Default 10m' }),
+  refreshTokenTtl: duration('90d', 60_000, 'refreshTokenTtl').meta({
+    description: 'How long one login of a CLI or MCP client lasts, from sign-in; refresh tokens rotate within it but never extend it. Default 90d',
+  }),
+  refreshIdleTtl: duration('30d', 60_000, 'refreshIdleTtl').meta({ description: 'A login unused for this long ends. Default 30d' }),
+  reuseGrace: duration('5s', 0, 'reuseGrace').meta({
+    description: 'A refresh token presented again within this time after it was rotated gets the same new token (a retry of a lost answer); later, its reuse revokes the whole login. Default 5s',
+  }),
+  scopes: z.array(scopeName).default([]).meta({ description: 'Scope names your apps understand, besides offline_access; requests for other scopes are refused' }),
+  device: z
+    .strictObject({
+      codeTtl: duration('10m', 60_000, 'device.codeTtl').meta({ description: 'How long a device code and its user code stay usable. Default 10m' }),
+      interval: duration('5s', 1000, 'device.interval').meta({ description: 'Polling interval asked of device clients; faster polls get slow_down. Default 5s' }),
+    })
+    .prefault({}),
+  clients: z.array(OAuthClientSchema).default([]).meta({ description: `OAuth clients besides the built-in public "${BUILTIN_CLI_CLIENT}" (device flow and refresh)` }),
+  dynamicRegistration: z.boolean().default(true).meta({
+    description: 'Let clients register themselves (RFC 7591), as MCP clients do; rate-limited, public or with a generated secret, every login still needs the user\'s consent. Default true',
+  }),
+  clientIdMetadataDocuments: z.boolean().default(true).meta({
+    description: 'Accept an https URL as client_id and read the client\'s metadata from it (MCP client ID metadata documents). Default true',
+  }),
+  rateLimits: z
+    .strictObject({
+      userCodePerIp: z.number().int().min(1).default(20).meta({ description: 'Wrong user codes per client IP per 15 minutes on the device page' }),
+      userCodePerAccount: z.number().int().min(1).default(10).meta({ description: 'Wrong user codes per signed-in account per 15 minutes' }),
+      deviceAuthorizationPerIp: z.number().int().min(1).default(60).meta({ description: 'Device authorizations started per client IP per 15 minutes' }),
+      registerPerIp: z.number().int().min(1).default(20).meta({ description: 'Dynamic client registrations per client IP per hour' }),
+    })
+    .prefault({}),
+};
 
-export type TokensConfig = z.output<typeof TokensSchema>;
+type OAuthTokenFields = { [K in keyof typeof OAUTH_TOKEN_FIELDS]: z.output<(typeof OAUTH_TOKEN_FIELDS)[K]> };
+
+/** Cross-field checks of the OAuth fields, for the `tokens` object's superRefine. */
+export function checkOAuthTokens(t: OAuthTokenFields, ctx: z.RefinementCtx): void {
+  if (t.refreshIdleTtl > t.refreshTokenTtl) ctx.addIssue({ code: 'custom', path: ['refreshIdleTtl'], message: 'refreshIdleTtl is longer than refreshTokenTtl' });
+  if (t.accessTokenTtl > t.refreshTokenTtl) ctx.addIssue({ code: 'custom', path: ['accessTokenTtl'], message: 'accessTokenTtl is longer than refreshTokenTtl' });
+  const ids = new Set<string>();
+  t.clients.forEach((c, i) => {
+    if (ids.has(c.id)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'id'], message: `another client already has the id "${c.id}"` });
+    ids.add(c.id);
+    for (const s of c.scopes ?? []) {
+      if (s !== 'offline_access' && !t.scopes.includes(s)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'scopes'], message: `"${s}" is not in tokens.scopes` });
+    }
+  });
+}
+
+export type TokensConfig = OAuthTokenFields;
 export type OAuthClientConfig = z.output<typeof OAuthClientSchema>;

@@ -3,8 +3,8 @@ import type { App } from '../server/sites.ts';
 import type { ActiveSession } from '../sessions/index.ts';
 import type { Grant, Store } from '../store/index.ts';
 import type { Resources } from './resources.ts';
-import type { TokenSigner } from './signer.ts';
-import type { TokenService } from './tokens.ts';
+import type { KeyRing } from '../tokens/keys.ts';
+import { ACCESS_TOKEN_TYP, type TokenService } from './tokens.ts';
 
 /**
  * `Authorization: Bearer` on an app's routes. A token is accepted when its signature is
@@ -58,15 +58,15 @@ export function looksIssuedBy(token: string, issuer: string): boolean {
 
 export class BearerAuth {
   private readonly verified = new Map<string, Verified>();
-  private readonly signer: TokenSigner;
+  private readonly keys: KeyRing;
   private readonly store: Store;
   private readonly tokens: TokenService;
   private readonly resources: Resources;
   private readonly issuer: string;
   private readonly now: () => number;
 
-  constructor(o: { signer: TokenSigner; store: Store; tokens: TokenService; resources: Resources; issuer: string; now: () => number }) {
-    this.signer = o.signer;
+  constructor(o: { keys: KeyRing; store: Store; tokens: TokenService; resources: Resources; issuer: string; now: () => number }) {
+    this.keys = o.keys;
     this.store = o.store;
     this.tokens = o.tokens;
     this.resources = o.resources;
@@ -74,13 +74,15 @@ export class BearerAuth {
     this.now = o.now;
   }
 
-  private async verify(token: string, now: number): Promise<Verified | undefined> {
+  /** The signature, typ, iss, exp and aud (this app's) checked once per token by the key ring; kept while it lives. */
+  private async verify(token: string, audience: string): Promise<Verified | undefined> {
     const hit = this.verified.get(token);
-    if (hit) return hit;
-    const claims = await this.signer.verify(token, { typ: 'at+jwt', now });
-    if (!claims || claims.iss !== this.issuer || typeof claims.sub !== 'string' || typeof claims.aud !== 'string' || typeof claims.sid !== 'string' || typeof claims.client_id !== 'string' || typeof claims.exp !== 'number') {
-      return undefined;
-    }
+    if (hit) return hit.aud === audience ? hit : undefined;
+    const claims = await this.keys.verify(token, { typ: ACCESS_TOKEN_TYP, audience, issuer: this.issuer, clockToleranceSeconds: 0 }).then(
+      (r) => r.payload,
+      () => undefined,
+    );
+    if (!claims || typeof claims.sub !== 'string' || claims.aud !== audience || typeof claims.sid !== 'string' || typeof claims.client_id !== 'string' || typeof claims.exp !== 'number') return undefined;
     const v: Verified = { sub: claims.sub, aud: claims.aud, sid: claims.sid, clientId: claims.client_id, scope: typeof claims.scope === 'string' ? claims.scope : '', expMs: claims.exp * 1000 };
     if (this.verified.size >= CACHE_ENTRIES) this.verified.delete(this.verified.keys().next().value!);
     this.verified.set(token, v);
@@ -90,13 +92,12 @@ export class BearerAuth {
   async authenticate(token: string, app: App): Promise<BearerResult> {
     if (token.length > MAX_TOKEN || !TOKEN_SYNTAX.test(token)) return { ok: false, description: 'the access token is malformed' };
     const now = this.now();
-    const v = await this.verify(token, now);
-    if (!v) return { ok: false, description: 'the access token is not valid' };
+    const v = await this.verify(token, this.resources.idOf(app));
+    if (!v) return { ok: false, description: 'the access token is not valid here (signature, issuer, expiry or app)' };
     if (now >= v.expMs) {
       this.verified.delete(token);
       return { ok: false, description: 'the access token has expired' };
     }
-    if (v.aud !== this.resources.idOf(app)) return { ok: false, description: 'the access token is for another app' };
     const found = await this.store.oauth.grants.getWithUser(v.sid);
     if (!found || found.grant.clientId !== v.clientId || found.grant.userId !== v.sub || found.user.disabled) return { ok: false, description: 'the login was revoked' };
     const ended = this.tokens.ended(found.grant, now);

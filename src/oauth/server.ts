@@ -7,8 +7,10 @@ import type { Logger } from '../log/index.ts';
 import type { RequestContext } from '../server/context.ts';
 import type { Params, Router } from '../server/router.ts';
 import type { App, Site } from '../server/sites.ts';
+import type { WellKnown } from '../server/well-known.ts';
 import type { Sessions } from '../sessions/index.ts';
 import type { Store } from '../store/index.ts';
+import type { KeyRing } from '../tokens/keys.ts';
 import type { Secrets } from '../tokens/secrets.ts';
 import { AuthorizationCodeFlow } from './authorize.ts';
 import { BearerAuth, bearerToken, looksIssuedBy, type BearerResult } from './bearer.ts';
@@ -21,7 +23,6 @@ import { Limits } from './limits.ts';
 import { accountPage, grantsSection } from './pages.ts';
 import { Resources } from './resources.ts';
 import { Scopes } from './scopes.ts';
-import type { TokenSigner } from './signer.ts';
 import { TokenService, type TokenResponse } from './tokens.ts';
 
 type Handler = (ctx: RequestContext) => Promise<void>;
@@ -38,7 +39,8 @@ export interface OAuthServerOptions {
   secrets: Secrets;
   sessions: Sessions;
   sites: Map<string, Site>;
-  signer: TokenSigner;
+  /** The signing key ring: access tokens are JWTs signed like every Gatehouse token, verifiable with the same JWKS. */
+  keys: KeyRing;
   /** The clock of every OAuth decision (codes, grants, tokens); tests move it by hand. */
   now?: () => number;
 }
@@ -57,7 +59,6 @@ function isLoopbackOrigin(url: string): boolean {
  */
 export class OAuthServer {
   private readonly d: OAuthDeps;
-  private readonly signer: TokenSigner;
   private readonly bearer: BearerAuth;
   private readonly documents: MetadataDocuments | null;
   private readonly issuerSite: Site | undefined;
@@ -73,7 +74,7 @@ export class OAuthServer {
     this.documents = o.config.tokens.clientIdMetadataDocuments ? new MetadataDocuments({ allowLoopback: dev, now }) : null;
     const scopes = new Scopes(o.config.tokens.scopes);
     const resources = new Resources(o.sites, o.config.authPrefix);
-    const tokens = new TokenService({ store: o.store, secrets: o.secrets, signer: o.signer, config: o.config.tokens, scopes, issuer, logger: o.logger });
+    const tokens = new TokenService({ store: o.store, secrets: o.secrets, keys: o.keys, config: o.config.tokens, scopes, logger: o.logger });
     this.d = {
       config: o.config,
       logger: o.logger,
@@ -92,9 +93,8 @@ export class OAuthServer {
       limits: new Limits(o.cache, o.config.tokens.rateLimits),
       now,
     };
-    this.signer = o.signer;
     this.issuerSite = [...o.sites.values()].find((s) => s.origin === origin);
-    this.bearer = new BearerAuth({ signer: o.signer, store: o.store, tokens, resources, issuer, now });
+    this.bearer = new BearerAuth({ keys: o.keys, store: o.store, tokens, resources, issuer, now });
   }
 
   /** Registers the own routes (below the prefix). */
@@ -154,7 +154,7 @@ export class OAuthServer {
       const client = await this.d.clients.authenticate(ctx.req, params);
       const token = param(params, 'token', 8192);
       if (!token) throw new OAuthError(400, 'invalid_request', 'token is required');
-      const grant = await this.d.tokens.revoke(token, client, this.d.now());
+      const grant = await this.d.tokens.revoke(token, client, [...this.d.sites.values()].flatMap((site) => site.apps.map((a) => this.d.resources.idOf(a))), this.d.now());
       if (grant) this.d.logger.info({ event: 'oauth_revoke', by: 'client', clientId: client.id, userId: grant.userId, grant: grant.id, requestId: ctx.requestId }, 'login revoked by its client');
       ctx.res.writeHead(200, { 'cache-control': 'no-store', 'content-length': 0, ...CORS });
       ctx.res.end();
@@ -220,30 +220,25 @@ export class OAuthServer {
 
   // ---- well-known metadata at the root --------------------------------------------
 
-  /** Answers /.well-known/oauth-authorization-server and /.well-known/oauth-protected-resource[/path]; false for anything else. */
-  async wellKnown(ctx: RequestContext): Promise<boolean> {
-    const { path, site, res } = ctx;
-    let body: Record<string, unknown> | undefined;
-    if (path === PRM || path.startsWith(`${PRM}/`)) {
-      const suffix = path.slice(PRM.length);
-      const app = this.d.resources.forMetadata(site, suffix);
-      if (app) body = this.resourceMetadata(app, suffix === '' ? this.d.resources.idOf(app) : site.origin + suffix);
-    } else if (path === ASM + new URL(this.d.issuer).pathname.replace(/\/$/, '')) {
-      if (site === this.issuerSite) body = this.serverMetadata();
-    } else if (path === '/.well-known/jwks.json') {
-      body = this.signer.jwks();
-    } else return false;
-    if (ctx.req.method === 'OPTIONS') {
-      preflight(res, 'GET');
-      return true;
-    }
-    if (ctx.req.method !== 'GET' && ctx.req.method !== 'HEAD') {
-      sendJson(res, 405, { error: 'method_not_allowed', message: 'Use GET.' }, { allow: 'GET, HEAD', ...CORS });
-      return true;
-    }
-    if (!body) sendJson(res, 404, { error: 'not_found', message: 'No metadata at this address.' }, CORS);
-    else sendJson(res, 200, body, { 'cache-control': 'public, max-age=300', ...CORS });
-    return true;
+  /**
+   * The metadata at the root of each site: RFC 9728 protected-resource metadata for each app
+   * (/.well-known/oauth-protected-resource, and below it the path-suffixed form for any path
+   * an app serves), and on publicUrl's site the RFC 8414 authorization server metadata.
+   */
+  addWellKnown(registry: WellKnown): void {
+    const methods = ['GET', 'HEAD', 'OPTIONS'];
+    registry.addTree(PRM, (ctx) => {
+      const suffix = ctx.path.slice(PRM.length);
+      const app = this.d.resources.forMetadata(ctx.site, suffix);
+      this.metadata(ctx, app && this.resourceMetadata(app, suffix === '' ? this.d.resources.idOf(app) : ctx.site.origin + suffix));
+    }, methods);
+    registry.add(ASM + new URL(this.d.issuer).pathname.replace(/\/$/, ''), (ctx) => this.metadata(ctx, ctx.site === this.issuerSite ? this.serverMetadata() : undefined), methods);
+  }
+
+  private metadata(ctx: RequestContext, body: Record<string, unknown> | undefined): void {
+    if (ctx.req.method === 'OPTIONS') return preflight(ctx.res, 'GET');
+    if (!body) return sendJson(ctx.res, 404, { error: 'not_found', message: 'No metadata at this address.' }, CORS);
+    sendJson(ctx.res, 200, body, { 'cache-control': 'public, max-age=300', ...CORS });
   }
 
   serverMetadata(): Record<string, unknown> {

@@ -6,7 +6,7 @@ import type { Secrets } from '../tokens/secrets.ts';
 import type { Client } from './clients.ts';
 import { OAuthError } from './http.ts';
 import type { Scopes } from './scopes.ts';
-import type { TokenSigner } from './signer.ts';
+import type { KeyRing } from '../tokens/keys.ts';
 
 /**
  * Access and refresh tokens.
@@ -27,6 +27,8 @@ import type { TokenSigner } from './signer.ts';
  */
 
 const sha256 = (s: string) => hash('sha256', s, 'base64url');
+/** The JWS typ of access tokens (RFC 9068 §2.1). */
+export const ACCESS_TOKEN_TYP = 'at+jwt';
 const REFRESH = /^grt\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{22})$/;
 
 export interface IssueContext {
@@ -46,19 +48,21 @@ export interface TokenResponse {
 export class TokenService {
   private readonly store: Store;
   private readonly secrets: Secrets;
-  private readonly signer: TokenSigner;
+  private readonly keys: KeyRing;
   private readonly config: TokensConfig;
   private readonly scopes: Scopes;
   private readonly logger: Logger;
-  readonly issuer: string;
 
-  constructor(o: { store: Store; secrets: Secrets; signer: TokenSigner; config: TokensConfig; scopes: Scopes; issuer: string; logger: Logger }) {
+  /** tokens.accessTokenTtl, within what the key ring signs (tokens.maxLifetime). */
+  private readonly accessTtl: number;
+
+  constructor(o: { store: Store; secrets: Secrets; keys: KeyRing; config: TokensConfig; scopes: Scopes; logger: Logger }) {
     this.store = o.store;
     this.secrets = o.secrets;
-    this.signer = o.signer;
+    this.keys = o.keys;
+    this.accessTtl = Math.min(o.config.accessTokenTtl, o.keys.policy.maxLifetimeMs);
     this.config = o.config;
     this.scopes = o.scopes;
-    this.issuer = o.issuer;
     this.logger = o.logger;
   }
 
@@ -99,7 +103,7 @@ export class TokenService {
       ip: p.ip,
       userAgent: p.userAgent?.slice(0, 256) ?? null,
       // Without a refresh token the grant lives as long as its one access token.
-      expiresAt: p.now + (p.refresh ? this.config.refreshTokenTtl : this.config.accessTokenTtl),
+      expiresAt: p.now + (p.refresh ? this.config.refreshTokenTtl : this.accessTtl),
       revokedAt: null,
       revokedReason: null,
       refreshHash: refreshToken ? sha256(refreshToken) : null,
@@ -113,19 +117,11 @@ export class TokenService {
 
   /** The token endpoint's answer: a fresh access token, and the refresh token when there is one. */
   async response(grant: Grant, refreshToken: string | undefined, scope: string, now: number): Promise<TokenResponse> {
-    const ttlMs = Math.min(this.config.accessTokenTtl, grant.expiresAt - now);
-    const accessToken = await this.signer.sign(
-      {
-        iss: this.issuer,
-        sub: grant.userId,
-        aud: grant.resource,
-        client_id: grant.clientId,
-        scope,
-        sid: grant.id,
-        jti: randomBytes(16).toString('base64url'),
-        auth_time: Math.floor(grant.authTime / 1000),
-      },
-      { typ: 'at+jwt', now, ttlMs },
+    const ttlMs = Math.min(this.accessTtl, grant.expiresAt - now);
+    // iss, iat and exp are the key ring's (the same clock, the same issuer as every Gatehouse JWT).
+    const accessToken = await this.keys.sign(
+      { client_id: grant.clientId, scope, sid: grant.id, jti: randomBytes(16).toString('base64url'), auth_time: Math.floor(grant.authTime / 1000) },
+      { typ: ACCESS_TOKEN_TYP, ttlMs, subject: grant.userId, audience: grant.resource },
     );
     return { access_token: accessToken, token_type: 'Bearer', expires_in: Math.max(1, Math.floor(ttlMs / 1000)), ...(refreshToken ? { refresh_token: refreshToken } : {}), scope };
   }
@@ -148,6 +144,8 @@ export class TokenService {
     if (grant.clientId !== client.id) throw invalid('the refresh token was issued to another client');
     const ended = this.ended(grant, ctx.now);
     if (ended) throw invalid(ended);
+    const user = await this.store.users.get(grant.userId);
+    if (!user || user.disabled) throw invalid('the account is disabled');
     const scope = this.scopes.narrow(scopeParam, grant.scope);
     const presented = sha256(token);
     if (presented === grant.refreshHash) {
@@ -162,8 +160,8 @@ export class TokenService {
       if (won) return this.response(grant, next, scope, ctx.now);
       // Someone rotated it a moment ago: what they got is below.
       grant = (await this.store.oauth.grants.get(id)) ?? grant;
-      const now = this.ended(grant, ctx.now);
-      if (now) throw invalid(now);
+      const endedMeanwhile = this.ended(grant, ctx.now);
+      if (endedMeanwhile) throw invalid(endedMeanwhile);
     }
     if (presented === grant.previousHash && grant.successor && grant.rotatedAt !== null && ctx.now - grant.rotatedAt <= this.config.reuseGrace) {
       const successor = this.secrets.decrypt(grant.successor, `oauth successor ${id} ${presented}`);
@@ -182,11 +180,14 @@ export class TokenService {
    * every token issued under it. Only the client the token was issued to can do that; for
    * anyone else, and for unknown tokens, nothing happens (and the answer is the same).
    */
-  async revoke(token: string, client: Client, now: number): Promise<Grant | undefined> {
+  async revoke(token: string, client: Client, audiences: string[], now: number): Promise<Grant | undefined> {
     let grantId = this.parseRefresh(token);
-    if (!grantId && token.split('.').length === 3) {
-      const claims = await this.signer.verify(token, { typ: 'at+jwt', now });
-      if (claims && claims.iss === this.issuer && typeof claims.sid === 'string' && claims.client_id === client.id) grantId = claims.sid;
+    if (!grantId && token.split('.').length === 3 && token.length <= 4096) {
+      const claims = await this.keys.verify(token, { typ: ACCESS_TOKEN_TYP, audience: audiences }).then(
+        (r) => r.payload,
+        () => undefined,
+      );
+      if (claims && typeof claims.sid === 'string' && claims.client_id === client.id) grantId = claims.sid;
     }
     if (!grantId) return undefined;
     const grant = await this.store.oauth.grants.get(grantId);

@@ -14,7 +14,6 @@ import { normalizeTarget } from '../http/target.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import type { BearerSession } from '../oauth/bearer.ts';
 import { OAuthServer } from '../oauth/server.ts';
-import { loadStandInSigner, type TokenSigner } from '../oauth/signer.ts';
 import { CSP, messagePage } from '../pages/index.ts';
 import { allows, matchRule, type Rule } from '../policy/rules.ts';
 import { forward } from '../proxy/forward.ts';
@@ -22,10 +21,13 @@ import { upstreamRequestHeaders } from '../proxy/headers.ts';
 import { rejectUpgrade, tunnelWebSocket } from '../proxy/upgrade.ts';
 import { Sessions, type ActiveSession } from '../sessions/index.ts';
 import { openStore, StoreUnavailableError, type Store } from '../store/index.ts';
+import { Assertions } from '../tokens/assertion.ts';
+import { issuerOf, KeyRing, keyPolicy } from '../tokens/keys.ts';
 import { loadSecrets, type Secrets } from '../tokens/secrets.ts';
 import { AuthRoutes } from './auth-routes.ts';
 import type { RequestContext, Services } from './context.ts';
 import { appFor, buildSites, type App, type Site } from './sites.ts';
+import { JWKS_PATH, jwksRoute, WellKnown } from './well-known.ts';
 
 export interface GatehouseOptions {
   logger?: Logger;
@@ -49,6 +51,7 @@ export class Gatehouse {
   readonly store: Store;
   readonly cache: Cache;
   readonly secrets: Secrets;
+  readonly keys: KeyRing;
   readonly sessions: Sessions;
   readonly accounts: Accounts;
   readonly server: http.Server;
@@ -56,6 +59,9 @@ export class Gatehouse {
   readonly oauth: OAuthServer;
   private readonly services: Services;
   private readonly auth: AuthRoutes;
+  private readonly assertions: Assertions;
+  /** Gatehouse's exact paths under /.well-known/ on every site; see well-known.ts. */
+  private readonly wellKnown = new WellKnown();
   private readonly prefix: string;
   private readonly prefixLower: string;
   private readonly trusted: TrustedProxies;
@@ -64,12 +70,13 @@ export class Gatehouse {
   private readonly purgeTimer: NodeJS.Timeout;
   private closing: Promise<void> | null = null;
 
-  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets, signer: TokenSigner, clock?: () => number) {
+  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets, keys: KeyRing, clock?: () => number) {
     this.config = config;
     this.logger = logger;
     this.store = store;
     this.cache = cache;
     this.secrets = secrets;
+    this.keys = keys;
     this.prefix = config.authPrefix;
     this.prefixLower = config.authPrefix.toLowerCase();
     this.trusted = new TrustedProxies(config.trustedProxies);
@@ -77,9 +84,12 @@ export class Gatehouse {
     this.sessions = new Sessions(store, { idleMs: config.sessions.idleTimeout, absoluteMs: config.sessions.absoluteTimeout });
     const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
     this.accounts = new Accounts(store, throttle, config.accounts);
-    this.oauth = new OAuthServer({ config, logger, store, cache, secrets, sessions: this.sessions, sites: this.sites, signer, now: clock });
-    this.services = { config, logger, store, cache, secrets, sessions: this.sessions, accounts: this.accounts, throttle, trusted: this.trusted, prefix: this.prefix, oauth: this.oauth };
+    this.oauth = new OAuthServer({ config, logger, store, cache, secrets, sessions: this.sessions, sites: this.sites, keys, now: clock });
+    this.services = { config, logger, store, cache, secrets, keys, sessions: this.sessions, accounts: this.accounts, throttle, trusted: this.trusted, prefix: this.prefix, oauth: this.oauth };
     this.auth = new AuthRoutes(this.services);
+    this.assertions = new Assertions(keys, secrets, { ttlMs: config.tokens.assertionTtl });
+    this.wellKnown.add(JWKS_PATH, jwksRoute(keys));
+    this.oauth.addWellKnown(this.wellKnown);
 
     const t = config.listen.timeouts;
     this.server = http.createServer(
@@ -118,10 +128,17 @@ export class Gatehouse {
       if (!options.store) await store.close();
       throw err;
     }));
-    const secrets = await loadSecrets(config.secrets, store.kv);
-    const signer = await loadStandInSigner(store.kv, secrets);
+    let secrets: Secrets;
+    let keys: KeyRing;
+    try {
+      secrets = await loadSecrets(config.secrets, store.kv);
+      keys = await KeyRing.open(store, secrets, keyPolicy(config), { issuer: issuerOf(config), logger, now: options.clock });
+    } catch (err) {
+      await Promise.allSettled([options.store ? undefined : store.close(), options.cache ? undefined : cache.close()]);
+      throw err;
+    }
     void dummyHash();
-    return new Gatehouse(config, logger, store, cache, secrets, signer, options.clock);
+    return new Gatehouse(config, logger, store, cache, secrets, keys, options.clock);
   }
 
   async listen(port = this.config.listen.port, host = this.config.listen.host): Promise<AddressInfo> {
@@ -186,8 +203,8 @@ export class Gatehouse {
         status = res.statusCode;
         return;
       }
-      // The OAuth metadata (RFC 8414, RFC 9728) at the root; never forwarded.
-      if (target.path.startsWith('/.well-known/') && (await this.oauth.wellKnown(ctx))) {
+      if (this.wellKnown.has(target.path)) {
+        await this.wellKnown.handle(ctx);
         status = res.statusCode;
         return;
       }
@@ -249,7 +266,10 @@ export class Gatehouse {
       if (!allows(rule.allow, active.user)) return this.error(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.'), 403;
     } else if (active) ctx.userId = active.user.id;
 
-    const headers = this.upstreamHeaders(ctx, app, active, consumed);
+    let assertion: string | Promise<string> | undefined;
+    if (active && app.headers.assertion) assertion = this.assertions.get(app, active);
+    if (typeof assertion === 'object') assertion = await assertion;
+    const headers = this.upstreamHeaders(ctx, app, active, assertion, consumed);
     const outcome = await forward(req, res, app.upstream, ctx.path + ctx.query, headers);
     if (outcome.error) {
       this.logger.warn({ event: 'upstream_error', app: app.name, cause: outcome.cause, requestId: ctx.requestId }, 'upstream failed');
@@ -259,7 +279,7 @@ export class Gatehouse {
     return outcome.status;
   }
 
-  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | BearerSession | undefined, drop?: string): string[] {
+  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | BearerSession | undefined, assertion: string | undefined, drop?: string): string[] {
     const { req, site } = ctx;
     const peer = req.socket.remoteAddress ?? '';
     const xff = req.headers['x-forwarded-for'];
@@ -273,6 +293,7 @@ export class Gatehouse {
       if (app.headers.email) identity.push(app.headers.email, u.email);
       if (app.headers.name && u.name) identity.push(app.headers.name, headerSafe(u.name));
       if (app.headers.groups) identity.push(app.headers.groups, u.groups.map((g) => (/^[\x21-\x2b\x2d-\x7e]+$/.test(g) ? g : encodeURIComponent(g))).join(','));
+      if (assertion !== undefined) identity.push(app.headers.assertion!, assertion);
     }
     return upstreamRequestHeaders(
       req.rawHeaders,
@@ -288,6 +309,7 @@ export class Gatehouse {
       },
       identity,
       drop,
+      app.ownIdentityHeaders,
     );
   }
 
@@ -363,7 +385,7 @@ export class Gatehouse {
       const site = this.siteFor(req);
       const target = normalizeTarget(req.url ?? '');
       if (!site || !target.ok || this.closing) return rejectUpgrade(socket, (status = site && target.ok ? 503 : 400), site && target.ok ? 'Service Unavailable' : 'Bad Request');
-      if (this.isOwnPath(target.path)) return rejectUpgrade(socket, (status = 404), 'Not Found');
+      if (this.isOwnPath(target.path) || this.wellKnown.has(target.path)) return rejectUpgrade(socket, (status = 404), 'Not Found');
       const app = appFor(site, target.path);
       if (!app) return rejectUpgrade(socket, (status = 404), 'Not Found');
       const rule = matchRule(app.rules, app.fallback, 'GET', target.path);
@@ -392,7 +414,8 @@ export class Gatehouse {
       }
       userId = active?.user.id;
       const ctx: RequestContext = { req, res: undefined as unknown as ServerResponse, site, path: target.path, query: target.query, ip: this.trusted.clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for']), requestId };
-      const headers = this.upstreamHeaders(ctx, app, active, token !== undefined && (active || this.oauth.isOwnToken(token)) ? 'authorization' : undefined);
+      const assertion = active && app.headers.assertion ? await this.assertions.get(app, active) : undefined;
+      const headers = this.upstreamHeaders(ctx, app, active, assertion, token !== undefined && (active || this.oauth.isOwnToken(token)) ? 'authorization' : undefined);
       (socket as Socket).setTimeout?.(0);
       status = await tunnelWebSocket(req, socket, head, app.upstream, target.path + target.query, headers, ([client, upstream]) => {
         this.tunnels.set(client!, upstream!);
@@ -416,6 +439,7 @@ export class Gatehouse {
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.purgeTimer);
+      this.keys.close();
       const drained = new Promise<void>((resolve) => this.server.close(() => resolve()));
       this.server.closeIdleConnections();
       const idleSweep = setInterval(() => this.server.closeIdleConnections(), 100);

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { isUniqueViolation, type SqlDriver } from './driver.ts';
 import type { OAuthStore } from './oauth-types.ts';
+import { SqlSigningKeys } from './sql-keys.ts';
 import { SqlOAuth } from './sql-oauth.ts';
-import { StoreConflictError, type KeyValueStore, type NewUser, type Session, type SessionStore, type Store, type User, type UserPatch, type UserStore } from './types.ts';
+import { StoreConflictError, type KeyValueStore, type NewUser, type SigningKeyStore, type Session, type SessionStore, type Store, type User, type UserPatch, type UserStore } from './types.ts';
 
 interface UserRow {
   id: string;
@@ -259,6 +260,7 @@ export class SqlStore implements Store {
   readonly users: UserStore;
   readonly sessions: SessionStore;
   readonly kv: KeyValueStore;
+  readonly keys: SigningKeyStore;
   readonly oauth: OAuthStore;
 
   private readonly db: SqlDriver;
@@ -269,6 +271,7 @@ export class SqlStore implements Store {
     this.users = new SqlUsers(db);
     this.sessions = new SqlSessions(db);
     this.kv = new SqlKeyValue(db);
+    this.keys = new SqlSigningKeys(db);
     this.oauth = new SqlOAuth(db);
   }
 
