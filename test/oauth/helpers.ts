@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import * as oauth from 'openid-client';
 import { Client, decodeEntities, registerJson } from '../helpers/client.ts';
 import type { TestGatehouse } from '../helpers/gatehouse.ts';
@@ -59,13 +60,16 @@ export async function deviceLogin(gh: TestGatehouse, browser: Client, config?: o
   return oauth.pollDeviceAuthorizationGrant(c, device);
 }
 
-/** A request to the app with a bearer token: status and, when it got through, what the app saw. */
+/**
+ * A request to the app with a bearer token: status and, when it got through, what the app saw
+ * (found by a probe header of its own, so tests running at once do not see each other's).
+ */
 export async function withBearer(gh: TestGatehouse, path: string, token: string, headers: Record<string, string> = {}): Promise<{ status: number; seen: Record<string, string> | undefined; wwwAuthenticate: string | null; body: string }> {
-  const before = gh.upstream.requests.length;
-  const res = await fetch(`${gh.url}${path}`, { headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...headers } });
+  const probe = randomUUID();
+  const res = await fetch(`${gh.url}${path}`, { headers: { authorization: `Bearer ${token}`, accept: 'application/json', 'x-probe': probe, ...headers } });
   const body = await res.text();
-  const reached = gh.upstream.requests.length > before;
-  return { status: res.status, seen: reached ? (gh.upstream.last().headers as Record<string, string>) : undefined, wwwAuthenticate: res.headers.get('www-authenticate'), body };
+  const seen = gh.upstream.requests.find((r) => r.headers['x-probe'] === probe);
+  return { status: res.status, seen: seen?.headers as Record<string, string> | undefined, wwwAuthenticate: res.headers.get('www-authenticate'), body };
 }
 
 /** A raw form POST to an OAuth endpoint (for what openid-client would never send). */
