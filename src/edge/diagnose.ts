@@ -436,7 +436,7 @@ export class Diagnosis {
       heading: 'Access check refused',
       key: 'X-Original-URI (proxy)',
       summary: `${this.prefix}/check was called without the original URL (\`X-Original-URI\` or \`X-Forwarded-Uri\`), so Gatehouse cannot tell what to decide.`,
-      fix: ['nginx: `proxy_set_header X-Original-URI $request_uri;` and `proxy_set_header X-Original-Method $request_method;` in the auth location (examples/nginx.conf).', 'Traefik ForwardAuth and Caddy forward_auth send X-Forwarded-Uri and X-Forwarded-Method themselves.'],
+      fix: ['nginx: `proxy_set_header X-Original-URI $request_uri;` and `proxy_set_header X-Original-Method $request_method;` in the auth location (examples/nginx-forward-auth.conf).', 'Traefik ForwardAuth and Caddy forward_auth send X-Forwarded-Uri and X-Forwarded-Method themselves.'],
       log: { peer: d.peer },
     };
   }
