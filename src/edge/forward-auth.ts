@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { normalizeTarget } from '../http/target.ts';
+import { stripCookies } from '../proxy/headers.ts';
 import { identityHeaders } from '../proxy/identity.ts';
 import { decide, isBelow, unauthenticated } from '../server/authorize.ts';
 import type { RequestContext } from '../server/context.ts';
@@ -31,6 +32,10 @@ function one(v: string | string[] | undefined): string | undefined {
  *     the login URL in X-Gatehouse-Login, which the example's error_page turns into a
  *     redirect); for Traefik and Caddy, which relay the answer, a browser gets the 302 to the
  *     login page and an API client 401.
+ *
+ * A 200 also carries X-Gatehouse-Cookie: the request's Cookie header without Gatehouse's own
+ * cookies, for the proxy to send to the app instead (the examples do), so the app never sees
+ * a session id in this mode either.
  */
 export class ForwardAuth {
   private readonly sessions: Sessions;
@@ -58,7 +63,7 @@ export class ForwardAuth {
     if (!target.ok) return this.error(req, res, site, 400, 'bad_request', 'This address is not valid.', target.reason);
     if (site.base && !isBelow(target.path, site.base, false)) return this.error(req, res, site, 404, 'not_found', 'There is no page at this address.');
     // Gatehouse's own pages decide for themselves; a proxy that checks them too must let them through.
-    if (isBelow(target.path, this.prefix, true)) return allow(res, []);
+    if (isBelow(target.path, this.prefix, true)) return allow(res, site, req.headers.cookie, []);
 
     const inner: RequestContext = { ...ctx, path: target.path, query: target.query };
     const d = await decide(this.sessions, site, req, method, target.path);
@@ -75,15 +80,17 @@ export class ForwardAuth {
         return;
       case 'allow':
         if (d.active) ctx.userId = d.active.user.id;
-        return allow(res, identityHeaders(d.app, d.active));
+        return allow(res, site, req.headers.cookie, identityHeaders(d.app, d.active));
     }
   }
 }
 
-function allow(res: ServerResponse, identity: readonly string[]): void {
+function allow(res: ServerResponse, site: Site, cookie: string | undefined, identity: readonly string[]): void {
   res.statusCode = 200;
   res.setHeader('cache-control', 'no-store');
   res.setHeader('content-length', 0);
+  const appCookie = cookie === undefined ? null : stripCookies(cookie, site.ownCookies);
+  if (appCookie !== null) res.setHeader('x-gatehouse-cookie', appCookie);
   for (let i = 0; i < identity.length; i += 2) res.setHeader(identity[i]!, identity[i + 1]!);
   res.end();
 }
