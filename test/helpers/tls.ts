@@ -24,7 +24,7 @@ export function selfSigned(o: { dir?: string; name?: string; cn?: string; hosts?
   const cert = join(dir, `${name}.crt`);
   const key = join(dir, `${name}.key`);
   const san = (o.hosts ?? ['127.0.0.1', 'localhost', '::1']).map((h) => (/^[\d.]+$|:/.test(h) ? `IP:${h}` : `DNS:${h}`)).join(',');
-  const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', String(o.days ?? 2), '-subj', `/CN=${o.cn ?? 'gatehouse test'}`, '-addext', `subjectAltName=${san}`];
+  const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', String(o.days ?? 30), '-subj', `/CN=${o.cn ?? 'gatehouse test'}`, '-addext', `subjectAltName=${san}`];
   execFileSync('openssl', args, { stdio: 'pipe' });
   const pem = readFileSync(cert, 'utf8');
   return { cert, key, pem, agent: new Agent({ connect: { ca: pem }, keepAliveTimeout: 1000 }) };
