@@ -21,8 +21,14 @@ export function lintConfig(config: Config): Warning[] {
   if (config.accounts.registration === 'open') {
     w.push({ key: 'accounts.registration', message: 'open registration without email verification: anyone can sign up with any address, and the sign-up form tells whether an address is taken. Close it (registration: closed) where that matters.' });
   }
+  if (config.tokens.keys.publishBefore < 30_000) {
+    w.push({ key: 'tokens.keys.publishBefore', message: 'under 30s: JWKS clients that refetch on an unknown kid at most every 30 s (jose\'s default, and gatehouse/verify) may reject assertions for a while after each rotation.' });
+  }
   appsOf(config).forEach((app, a) => {
     const base = config.apps ? `apps[${a}]` : '';
+    if (app.headers.assertion === false) {
+      w.push({ key: `${base ? `${base}.` : ''}headers.assertion`, message: `app "${app.name}" gets no signed assertion, only X-User-Id: anyone who can reach it past Gatehouse can claim to be anyone. Keep it unreachable except through Gatehouse.` });
+    }
     app.routes.forEach((r, i) => {
       const key = `${base ? `${base}.` : ''}routes[${i}].path`;
       if (/\/\/|\/\.\.?(\/|$)|;|%2f|%5c/i.test(r.path)) {

@@ -6,6 +6,7 @@ import { decide, isBelow, unauthenticated } from '../server/authorize.ts';
 import type { RequestContext } from '../server/context.ts';
 import type { Site } from '../server/sites.ts';
 import type { Sessions } from '../sessions/index.ts';
+import type { Assertions } from '../tokens/assertion.ts';
 import type { Diagnosis } from './diagnose.ts';
 
 type ErrorPage = (req: IncomingMessage, res: ServerResponse, site: Site | undefined, status: number, code: string, message: string, detail?: string) => void;
@@ -27,8 +28,8 @@ function one(v: string | string[] | undefined): string | undefined {
  *     without the original URL, is refused with an explanation (400), never guessed;
  *   - the URL goes through the same normalization and the same app + rule + session decision
  *     as a proxied request (server/authorize.ts);
- *   - 200 with the identity headers (identityHeaders: X-User-Id and the app's opted-in
- *     X-User-*), 403 when a rule denies, and when nobody is signed in: for nginx 401 (with
+ *   - 200 with the identity headers (identityHeaders: X-User-Id, the app's opted-in X-User-*
+ *     and its signed X-Gatehouse-Assertion), 403 when a rule denies, and when nobody is signed in: for nginx 401 (with
  *     the login URL in X-Gatehouse-Login, which the example's error_page turns into a
  *     redirect); for Traefik and Caddy, which relay the answer, a browser gets the 302 to the
  *     login page and an API client 401.
@@ -41,12 +42,14 @@ export class ForwardAuth {
   private readonly sessions: Sessions;
   private readonly diagnosis: Diagnosis;
   private readonly prefix: string;
+  private readonly assertions: Assertions;
   private readonly error: ErrorPage;
 
-  constructor(o: { sessions: Sessions; diagnosis: Diagnosis; prefix: string; error: ErrorPage }) {
+  constructor(o: { sessions: Sessions; diagnosis: Diagnosis; prefix: string; assertions: Assertions; error: ErrorPage }) {
     this.sessions = o.sessions;
     this.diagnosis = o.diagnosis;
     this.prefix = o.prefix;
+    this.assertions = o.assertions;
     this.error = o.error;
   }
 
@@ -78,9 +81,12 @@ export class ForwardAuth {
       case 'unauthenticated':
         unauthenticated(inner, d.rule, d.lookup, { prefix: this.prefix, sessions: this.sessions, diagnosis: this.diagnosis }, { method, noRedirect: nginx });
         return;
-      case 'allow':
-        if (d.active) ctx.userId = d.active.user.id;
-        return allow(res, site, req.headers.cookie, identityHeaders(d.app, d.active));
+      case 'allow': {
+        const { app, active } = d;
+        if (active) ctx.userId = active.user.id;
+        const assertion = active && app.headers.assertion ? await this.assertions.get(app, active) : undefined;
+        return allow(res, site, req.headers.cookie, identityHeaders(app, active, assertion));
+      }
     }
   }
 }

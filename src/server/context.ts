@@ -9,6 +9,7 @@ import type { Forwarding, Scheme } from '../http/forwarded.ts';
 import type { Logger } from '../log/index.ts';
 import type { Sessions } from '../sessions/index.ts';
 import type { Store, User } from '../store/index.ts';
+import type { KeyRing } from '../tokens/keys.ts';
 import type { Secrets } from '../tokens/secrets.ts';
 import type { Site } from './sites.ts';
 
@@ -19,6 +20,8 @@ export interface Services {
   store: Store;
   cache: Cache;
   secrets: Secrets;
+  /** Signs and verifies Gatehouse's JWTs (assertions; access tokens), publishes the JWKS. */
+  keys: KeyRing;
   sessions: Sessions;
   accounts: Accounts;
   throttle: Throttle;

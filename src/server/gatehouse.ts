@@ -25,11 +25,14 @@ import { identityHeaders } from '../proxy/identity.ts';
 import { rejectUpgrade, tunnelWebSocket } from '../proxy/upgrade.ts';
 import { Sessions, type ActiveSession } from '../sessions/index.ts';
 import { openStore, StoreUnavailableError, type Store } from '../store/index.ts';
+import { Assertions } from '../tokens/assertion.ts';
+import { issuerOf, KeyRing, keyPolicy } from '../tokens/keys.ts';
 import { loadSecrets, type Secrets } from '../tokens/secrets.ts';
 import { AuthRoutes } from './auth-routes.ts';
 import { decide, isBelow, unauthenticated } from './authorize.ts';
 import type { RequestContext, Services } from './context.ts';
 import { basePath, buildSites, hostKey, type App, type Site } from './sites.ts';
+import { JWKS_PATH, jwksRoute, WellKnown } from './well-known.ts';
 
 export interface GatehouseOptions {
   logger?: Logger;
@@ -59,12 +62,16 @@ export class Gatehouse {
   readonly store: Store;
   readonly cache: Cache;
   readonly secrets: Secrets;
+  readonly keys: KeyRing;
   readonly sessions: Sessions;
   readonly accounts: Accounts;
   readonly server: Listener;
   readonly sites: Map<string, Site>;
   private readonly services: Services;
   private readonly auth: AuthRoutes;
+  private readonly assertions: Assertions;
+  /** Gatehouse's exact paths under /.well-known/ (below the base path); see well-known.ts. */
+  private readonly wellKnown = new WellKnown();
   /** Own routes' prefix with publicUrl's base path: /.auth or /app/.auth. */
   private readonly prefix: string;
   private readonly prefixLower: string;
@@ -82,12 +89,13 @@ export class Gatehouse {
   private readonly purgeTimer: NodeJS.Timeout;
   private closing: Promise<void> | null = null;
 
-  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets, tls: TlsPair | undefined) {
+  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets, keys: KeyRing, tls: TlsPair | undefined) {
     this.config = config;
     this.logger = logger;
     this.store = store;
     this.cache = cache;
     this.secrets = secrets;
+    this.keys = keys;
     this.tls = tls;
     this.base = basePath(config.publicUrl);
     this.prefix = this.base + config.authPrefix;
@@ -105,6 +113,7 @@ export class Gatehouse {
       store,
       cache,
       secrets,
+      keys,
       sessions: this.sessions,
       accounts: this.accounts,
       throttle,
@@ -114,7 +123,9 @@ export class Gatehouse {
       prefix: this.prefix,
     };
     this.auth = new AuthRoutes(this.services);
-    const forwardAuth = new ForwardAuth({ sessions: this.sessions, diagnosis: this.diagnosis, prefix: this.prefix, error: (...a) => this.error(...a) });
+    this.assertions = new Assertions(keys, secrets, { ttlMs: config.tokens.assertionTtl });
+    this.wellKnown.add(JWKS_PATH, jwksRoute(keys));
+    const forwardAuth = new ForwardAuth({ sessions: this.sessions, diagnosis: this.diagnosis, prefix: this.prefix, assertions: this.assertions, error: (...a) => this.error(...a) });
     this.auth.router.add([...METHODS], '/check', (c) => forwardAuth.handle(c));
 
     const t = config.listen.timeouts;
@@ -178,17 +189,19 @@ export class Gatehouse {
       if (!options.store) await store.close();
       throw err;
     }));
-    const secrets = await loadSecrets(config.secrets, store.kv);
+    let secrets: Secrets;
+    let keys: KeyRing;
     let tls: TlsPair | undefined;
     try {
       tls = config.listen.tls ? loadTls(config.listen.tls) : undefined;
+      secrets = await loadSecrets(config.secrets, store.kv);
+      keys = await KeyRing.open(store, secrets, keyPolicy(config), { issuer: issuerOf(config), logger });
     } catch (err) {
-      if (!options.store) await store.close();
-      if (!options.cache) await cache.close();
+      await Promise.allSettled([options.store ? undefined : store.close(), options.cache ? undefined : cache.close()]);
       throw err;
     }
     void dummyHash();
-    return new Gatehouse(config, logger, store, cache, secrets, tls);
+    return new Gatehouse(config, logger, store, cache, secrets, keys, tls);
   }
 
   /**
@@ -288,6 +301,12 @@ export class Gatehouse {
         status = res.statusCode;
         return;
       }
+      const wellKnown = this.base ? target.path.slice(this.base.length) : target.path;
+      if (this.wellKnown.has(wellKnown)) {
+        await this.wellKnown.handle(this.base ? { ...ctx, path: wellKnown } : ctx);
+        status = res.statusCode;
+        return;
+      }
       status = await this.proxy(ctx);
     } catch (err) {
       status = this.failure(req, res, ctx?.site, err, requestId);
@@ -331,7 +350,10 @@ export class Gatehouse {
     const { app, active } = d;
     if (active) ctx.userId = active.user.id;
 
-    const headers = this.upstreamHeaders(ctx, app, active);
+    let assertion: string | Promise<string> | undefined;
+    if (active && app.headers.assertion) assertion = this.assertions.get(app, active);
+    if (typeof assertion === 'object') assertion = await assertion;
+    const headers = this.upstreamHeaders(ctx, app, active, assertion);
     const outcome = await forward(req, res, app.upstream, ctx.path + ctx.query, headers);
     if (outcome.error) {
       this.logger.warn({ event: 'upstream_error', app: app.name, cause: outcome.cause, requestId: ctx.requestId }, 'upstream failed');
@@ -341,7 +363,7 @@ export class Gatehouse {
     return outcome.status;
   }
 
-  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | undefined): string[] {
+  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | undefined, assertion: string | undefined): string[] {
     const { req, site } = ctx;
     return upstreamRequestHeaders(
       req.rawHeaders,
@@ -357,7 +379,9 @@ export class Gatehouse {
         upstreamHost: app.preserveHost ? site.host : app.upstream.host,
         ownCookies: site.ownCookies,
       },
-      identityHeaders(app, active),
+      identityHeaders(app, active, assertion),
+      undefined,
+      app.ownIdentityHeaders,
     );
   }
 
@@ -413,7 +437,8 @@ export class Gatehouse {
       const site = this.siteFor(via.host);
       const target = normalizeTarget(req.url ?? '');
       if (!site || !target.ok || this.closing) return rejectUpgrade(socket, (status = site && target.ok ? 503 : 400), site && target.ok ? 'Service Unavailable' : 'Bad Request');
-      if ((this.base && !isBelow(target.path, this.base, false)) || this.isOwnPath(target.path)) return rejectUpgrade(socket, (status = 404), 'Not Found');
+      const outside = this.base && !isBelow(target.path, this.base, false);
+      if (outside || this.isOwnPath(target.path) || this.wellKnown.has(this.base ? target.path.slice(this.base.length) : target.path)) return rejectUpgrade(socket, (status = 404), 'Not Found');
       // Cross-site WebSocket hijacking: the browser sends cookies with a cross-origin upgrade.
       const origin = req.headers.origin;
       if (origin !== undefined && origin !== site.origin) return rejectUpgrade(socket, (status = 403), 'Forbidden');
@@ -424,7 +449,8 @@ export class Gatehouse {
       const { app, active } = d;
       userId = active?.user.id;
       const ctx: RequestContext = { req, res: undefined as unknown as ServerResponse, site, path: target.path, query: target.query, ip: via.ip, scheme: via.scheme, viaProxy: via.viaProxy, requestId };
-      const headers = this.upstreamHeaders(ctx, app, active);
+      const assertion = active && app.headers.assertion ? await this.assertions.get(app, active) : undefined;
+      const headers = this.upstreamHeaders(ctx, app, active, assertion);
       (socket as Socket).setTimeout?.(0);
       status = await tunnelWebSocket(req, socket, head, app.upstream, target.path + target.query, headers, ([client, upstream]) => {
         this.tunnels.set(client!, upstream!);
@@ -448,6 +474,7 @@ export class Gatehouse {
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.purgeTimer);
+      this.keys.close();
       // HTTP/2 sessions get a GOAWAY from close(): no new streams, open ones finish.
       const drained = new Promise<void>((resolve) => this.server.close(() => resolve()));
       this.server.closeIdleConnections();
