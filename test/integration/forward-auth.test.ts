@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { createLocalJWKSet, jwtVerify } from 'jose';
 import { Client, PASSWORD, uniqueEmail } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 
@@ -56,6 +57,10 @@ describe('forward-auth decisions', () => {
     assert.equal(res.headers['cache-control'], 'no-store');
     assert.equal(res.text, '');
     assert.equal(gh.upstream.requests.length, before);
+    // The signed assertion, the same one a proxied request carries, verifiable with the JWKS.
+    const jwks = createLocalJWKSet((await new Client(gh.url).get('/.well-known/jwks.json', { host: HOST })).json());
+    const { payload } = await jwtVerify(String(res.headers['x-gatehouse-assertion']), jwks, { issuer: `https://${HOST}`, audience: 'app' });
+    assert.equal(payload.sub, userId);
   });
 
   test('anonymous, nginx style: always 401; the login URL rides in X-Gatehouse-Login for browsers only', async () => {

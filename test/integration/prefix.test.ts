@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { createLocalJWKSet, jwtVerify } from 'jose';
 import { Client, decodeEntities, PASSWORD, uniqueEmail } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 
@@ -87,6 +88,14 @@ describe('an app under /app/', () => {
       const check = await c.fetch('/app/.auth/check', { headers: { 'x-original-uri': '/app/x', cookie: c.cookieHeader()! } });
       assert.equal(check.status, 200);
       assert.equal((await c.fetch('/app/.auth/check', { headers: { 'x-original-uri': '/elsewhere' } })).status, 404);
+      // The JWKS lives below the base path too: gatehouse/verify looks for it at the issuer
+      // (publicUrl) + /.well-known/jwks.json.
+      const jwks = await c.get('/app/.well-known/jwks.json');
+      assert.equal(jwks.status, 200);
+      assert.ok(jwks.json().keys.length >= 1);
+      assert.equal((await c.get('/.well-known/jwks.json')).status, 404);
+      const { payload } = await jwtVerify(String(check.headers['x-gatehouse-assertion']), createLocalJWKSet(jwks.json()), { issuer: 'https://app.example.test/app', audience: 'app' });
+      assert.equal(payload.sub, res.json().user.id);
     } finally {
       await gh2.close();
     }
