@@ -49,9 +49,9 @@ export interface ForwardedDetail extends Forwarded {
 
 const HOST_VALUE = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
-/** The Host of a request: Host for HTTP/1.x, :authority for HTTP/2. */
+/** The Host of a request: Host for HTTP/1.x, :authority for HTTP/2 (RFC 9113 §8.3.1). */
 export function requestHost(req: IncomingMessage): string | undefined {
-  return req.headers.host ?? (req.headers[':authority'] as string | undefined);
+  return req.httpVersionMajor === 2 ? ((req.headers[':authority'] as string | undefined) ?? req.headers.host) : req.headers.host;
 }
 
 function one(v: string | string[] | undefined): string | undefined {

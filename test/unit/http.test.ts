@@ -35,7 +35,7 @@ describe('cookies', () => {
 });
 
 function req(peer: string, headers: Record<string, string> = {}): IncomingMessage {
-  return { socket: { remoteAddress: peer }, headers } as unknown as IncomingMessage;
+  return { socket: { remoteAddress: peer }, headers, httpVersionMajor: ':authority' in headers ? 2 : 1 } as unknown as IncomingMessage;
 }
 
 describe('trusted proxies and forwarding headers', () => {
