@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Config } from '../config/schema.ts';
 import { expireCookie, readCookie, serializeCookie } from '../http/cookies.ts';
 import type { Forwarding } from '../http/forwarded.ts';
 import { sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
@@ -7,7 +6,7 @@ import type { Logger } from '../log/index.ts';
 import { CSP, html, layout, type SafeHtml } from '../pages/index.ts';
 import type { Lookup } from '../sessions/index.ts';
 import type { RequestContext } from '../server/context.ts';
-import type { Site } from '../server/sites.ts';
+import { insideBase, type Site } from '../server/sites.ts';
 import type { Secrets } from '../tokens/secrets.ts';
 
 /**
@@ -87,7 +86,6 @@ const LOG_EVERY_MS = 10 * 60_000;
 const MARKER_MAX_AGE_S = 60;
 
 export class Diagnosis {
-  private readonly config: Config;
   private readonly logger: Logger;
   private readonly forwarding: Forwarding;
   private readonly secrets: Secrets;
@@ -96,8 +94,7 @@ export class Diagnosis {
   private readonly logged = new Map<string, { until: number; suppressed: number }>();
   private readonly now: () => number;
 
-  constructor(o: { config: Config; logger: Logger; forwarding: Forwarding; secrets: Secrets; prefix: string; now?: () => number }) {
-    this.config = o.config;
+  constructor(o: { logger: Logger; forwarding: Forwarding; secrets: Secrets; prefix: string; now?: () => number }) {
     this.logger = o.logger;
     this.forwarding = o.forwarding;
     this.secrets = o.secrets;
@@ -118,7 +115,7 @@ export class Diagnosis {
   /** The return target a retry link keeps: the rd of this request, if it has one. */
   private rdOf(ctx: RequestContext): string | undefined {
     const rd = ctx.query ? new URLSearchParams(ctx.query.slice(1)).get('rd') : null;
-    return rd && rd.startsWith('/') && !rd.startsWith('//') && rd.startsWith(ctx.site.home.slice(0, -1)) ? rd : undefined;
+    return rd && rd.startsWith('/') && !rd.startsWith('//') && insideBase(ctx.site, rd) ? rd : undefined;
   }
 
   // ---- request-level causes ---------------------------------------------------------
@@ -158,7 +155,7 @@ export class Diagnosis {
         code: 'plain_http',
         status: 421,
         heading: 'Sign-in cannot work at this address',
-        key: this.config.listen.tls ? 'publicUrl' : 'trustedProxies',
+        key: 'trustedProxies',
         summary: `\`publicUrl\` is https (${site.origin}), but this request reached Gatehouse over plain http from ${d.peer}, and nothing Gatehouse trusts says the browser used https. The browser would drop Gatehouse's Secure cookies, and sign-in would start over and over.`,
         fix: [
           'If TLS ends at a proxy or load balancer in front of Gatehouse: add it to `trustedProxies` and have it send `X-Forwarded-Proto` (nginx: `proxy_set_header X-Forwarded-Proto $scheme;`).',

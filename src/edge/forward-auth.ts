@@ -29,10 +29,10 @@ function one(v: string | string[] | undefined): string | undefined {
  *   - the URL goes through the same normalization and the same app + rule + session decision
  *     as a proxied request (server/authorize.ts);
  *   - 200 with the identity headers (identityHeaders: X-User-Id, the app's opted-in X-User-*
- *     and its signed X-Gatehouse-Assertion), 403 when a rule denies, and when nobody is signed in: for nginx 401 (with
- *     the login URL in X-Gatehouse-Login, which the example's error_page turns into a
- *     redirect); for Traefik and Caddy, which relay the answer, a browser gets the 302 to the
- *     login page and an API client 401.
+ *     and its signed X-Gatehouse-Assertion), 403 when a rule denies; when nobody is signed in,
+ *     for nginx 401 (with the login URL in X-Gatehouse-Login, which the example's error_page
+ *     turns into a redirect), for Traefik and Caddy, which relay the answer, the 302 to the
+ *     login page for a browser and 401 for an API client.
  *
  * A 200 also carries X-Gatehouse-Cookie: the request's Cookie header without Gatehouse's own
  * cookies, for the proxy to send to the app instead (the examples do), so the app never sees

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import type { FieldErrors } from '../accounts/service.ts';
+import { DiagnosedError } from '../edge/diagnose.ts';
 import { field, readInput, type Input } from '../http/body.ts';
 import { readCookie, serializeCookie } from '../http/cookies.ts';
 import { sameOriginRequest } from '../http/csrf.ts';
 import { HttpError } from '../http/errors.ts';
 import { redirect, sendHtml, sendJson } from '../http/respond.ts';
 import { safeReturnPath } from '../http/target.ts';
-import { DiagnosedError } from '../edge/diagnose.ts';
 import { CSP, loginPage, logoutPage, messagePage, registerPage } from '../pages/index.ts';
 import { publicUser, type RequestContext, type Services } from './context.ts';
 import { Router, type Params } from './router.ts';
