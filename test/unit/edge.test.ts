@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
+import { explain } from '../../src/cli/check.ts';
 import { lintConfig } from '../../src/config/lint.ts';
 import { ConfigError, parseConfig } from '../../src/config/load.ts';
 import { certificateWarnings, loadTls } from '../../src/edge/tls.ts';
@@ -72,6 +73,14 @@ describe('publicUrl with a path', () => {
         bad,
       );
     }
+  });
+
+  test('gatehouse check --explain knows the base path', () => {
+    const c = parseConfig(`publicUrl: https://example.com/app/\n${app}routes:\n  - {path: /app/public/**, access: public}\n`, 'g.yaml', {});
+    assert.match(explain(c, 'https://example.com/app/.auth/login', 'GET'), /own route \(\/app\/\.auth\)/);
+    assert.match(explain(c, 'https://example.com/.auth/login', 'GET'), /outside publicUrl's path \/app\/ → 404/);
+    assert.match(explain(c, 'https://example.com/app/public/x', 'GET'), /decision: public/);
+    assert.match(explain(c, 'https://example.com/app/.well-known/jwks.json', 'GET'), /JWKS/);
   });
 
   test('rules and app prefixes outside the base path are named', () => {
