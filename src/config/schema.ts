@@ -158,11 +158,25 @@ const secretString = z.string().min(1);
 export const ConfigSchema = z
   .strictObject({
     $schema: z.string().optional(),
-    publicUrl: httpUrl('publicUrl').meta({ description: 'The URL users type; every redirect and cookie is built from it' }),
+    publicUrl: httpUrl('publicUrl')
+      .refine((v) => /^(\/[A-Za-z0-9\-._~]+)*\/?$/.test(new URL(v).pathname) && !/\/\.\.?(\/|$)/.test(new URL(v).pathname), {
+        message: 'the path of publicUrl is a plain path prefix such as /app/ (letters, digits, "-", ".", "_", "~")',
+      })
+      .meta({
+        description:
+          'The URL users type; every redirect and cookie is built from it. A path (https://example.com/app/) mounts Gatehouse below it: own routes at /app/.auth, cookies with Path=/app, requests outside it 404',
+      }),
     listen: z
       .strictObject({
         host: z.string().default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8080),
+        tls: z
+          .strictObject({
+            cert: z.string().min(1).meta({ description: 'PEM certificate file, the chain after the leaf' }),
+            key: z.string().min(1).meta({ description: 'PEM private key file' }),
+          })
+          .optional()
+          .meta({ description: 'Serve https (HTTP/2 and HTTP/1.1) with this certificate; files are re-read on SIGHUP without dropping connections' }),
         timeouts: z
           .strictObject({
             headers: duration('15s').meta({ description: 'A client must send its request headers within this' }),
@@ -178,6 +192,13 @@ export const ConfigSchema = z
       .array(cidr)
       .default([])
       .meta({ description: 'Peers whose X-Forwarded-* headers are believed: IPs, CIDRs, or loopback / private / linklocal. Default: none' }),
+    forwardedHeaders: z
+      .enum(['x-forwarded', 'forwarded'])
+      .default('x-forwarded')
+      .meta({
+        description:
+          'Which headers trusted proxies write: x-forwarded (X-Forwarded-For/-Proto/-Host: nginx, Traefik, Caddy, cloud load balancers) or forwarded (RFC 7239 Forwarded). Only this family is read; the other is ignored, so a client cannot slip it past a proxy that does not overwrite it',
+      }),
     authPrefix: z
       .string()
       .regex(/^(\/[A-Za-z0-9\-._~]+)+$/, 'a path such as /.auth (no trailing slash)')

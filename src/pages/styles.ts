@@ -32,6 +32,9 @@ a{color:var(--accent)}
 .who,code{overflow-wrap:anywhere}
 :focus-visible{outline:3px solid var(--focus);outline-offset:2px}
 code{font-size:.9em}
+h2{margin:1.5rem 0 .5rem;font-size:1.1rem}
+.fix{margin:.5rem 0;padding-left:1.25rem}
+.fix li{margin:.4rem 0}
 @media (max-width:30rem){body{background:var(--card)}main{margin:0;border:0;border-radius:0}}
 `;
 

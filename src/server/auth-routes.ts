@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { FieldErrors } from '../accounts/service.ts';
+import { DiagnosedError } from '../edge/diagnose.ts';
 import { field, readInput, type Input } from '../http/body.ts';
 import { readCookie, serializeCookie } from '../http/cookies.ts';
 import { sameOriginRequest } from '../http/csrf.ts';
@@ -9,6 +10,7 @@ import { safeReturnPath } from '../http/target.ts';
 import { CSP, loginPage, logoutPage, messagePage, registerPage } from '../pages/index.ts';
 import { publicUser, type RequestContext, type Services } from './context.ts';
 import { Router, type Params } from './router.ts';
+import { insideBase } from './sites.ts';
 
 type Handler = (ctx: RequestContext, params: Params) => Promise<void>;
 
@@ -55,7 +57,7 @@ export class AuthRoutes {
     const cookies: string[] = [];
     if (!value || !/^[A-Za-z0-9_-]{22}$/.test(value)) {
       value = randomBytes(16).toString('base64url');
-      cookies.push(serializeCookie(name, value, { secure: ctx.site.secure }));
+      cookies.push(serializeCookie(name, value, { secure: ctx.site.secure, path: ctx.site.cookiePath }));
     }
     return { token: this.s.secrets.mac('csrf', value), cookies };
   }
@@ -67,6 +69,8 @@ export class AuthRoutes {
     if (input.kind === 'form') {
       const cookie = readCookie(ctx.req.headers.cookie, ctx.site.cookies.csrf);
       const token = field(input, 'csrf', 128);
+      // The form came, its cookie did not: explain why instead of "expired" over and over.
+      if (cookie === undefined && token) throw new DiagnosedError(this.s.diagnosis.cookieMissing(ctx, 'csrf'));
       if (!cookie || !token || !this.s.secrets.verifyMac('csrf', cookie, token)) {
         throw new HttpError(403, 'csrf', 'This form has expired. Go back, reload the page and try again.');
       }
@@ -74,8 +78,14 @@ export class AuthRoutes {
     return input;
   }
 
+  /** A same-origin return target below publicUrl's base path, or undefined. */
+  private returnTarget(ctx: RequestContext, value: unknown): string | undefined {
+    const path = safeReturnPath(value, [ctx.site.origin]);
+    return path !== undefined && insideBase(ctx.site, path) ? path : undefined;
+  }
+
   private returnPath(ctx: RequestContext, value: unknown): string {
-    return safeReturnPath(value, [ctx.site.origin]) ?? '/';
+    return this.returnTarget(ctx, value) ?? ctx.site.home;
   }
 
   private queryParam(ctx: RequestContext, name: string): string | undefined {
@@ -101,8 +111,11 @@ export class AuthRoutes {
 
   private async loginForm(ctx: RequestContext): Promise<void> {
     const rd = this.returnPath(ctx, this.queryParam(ctx, 'rd'));
-    const current = await this.s.sessions.lookup(ctx.req, { name: ctx.site.cookies.session, secure: ctx.site.secure }, ctx.site.origin).catch(() => undefined);
+    const current = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin).catch(() => undefined);
     if (current?.state === 'active') return redirect(ctx.res, 302, ctx.site.origin + rd);
+    // Back at the login page right after signing in: the session did not stick. Say why.
+    const cause = this.s.diagnosis.afterSignIn(ctx, current);
+    if (cause) return this.s.diagnosis.respond(ctx.req, ctx.res, ctx.site, cause, ctx.requestId, [this.s.diagnosis.clearSignedIn(ctx.site)]);
     const { token, cookies } = this.csrf(ctx);
     const notice = this.queryParam(ctx, 'signed_out') ? 'You have signed out.' : undefined;
     this.html(ctx, 200, this.renderLogin(ctx, token, rd, {}, undefined, notice), cookies);
@@ -113,11 +126,11 @@ export class AuthRoutes {
       appTitle: ctx.site.title,
       action: this.url(ctx, '/login'),
       csrf: token,
-      rd: rd === '/' ? undefined : rd,
+      rd: rd === ctx.site.home ? undefined : rd,
       email,
       errors,
       notice,
-      registerUrl: this.s.config.accounts.registration === 'open' ? this.url(ctx, '/register', { rd: rd === '/' ? undefined : rd }) : undefined,
+      registerUrl: this.s.config.accounts.registration === 'open' ? this.url(ctx, '/register', { rd: rd === ctx.site.home ? undefined : rd }) : undefined,
     });
   }
 
@@ -126,7 +139,7 @@ export class AuthRoutes {
     const email = field(input, 'email', 512);
     const password = field(input, 'password', 8192);
     const rd = this.returnPath(ctx, field(input, 'rd', 4096));
-    const cookie = { name: ctx.site.cookies.session, secure: ctx.site.secure };
+    const cookie = ctx.site.session;
     const device = readCookie(ctx.req.headers.cookie, ctx.site.cookies.device);
     const result = await this.s.accounts.login({ email, password }, ctx.ip, device);
     if (!result.ok) {
@@ -140,7 +153,11 @@ export class AuthRoutes {
       userAgent: ctx.req.headers['user-agent'] ?? null,
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
-    const cookies = [setCookie, serializeCookie(ctx.site.cookies.device, result.deviceCookie, { secure: ctx.site.secure, maxAgeSeconds: DEVICE_COOKIE_MAX_AGE })];
+    const cookies = [
+      setCookie,
+      serializeCookie(ctx.site.cookies.device, result.deviceCookie, { secure: ctx.site.secure, path: ctx.site.cookiePath, maxAgeSeconds: DEVICE_COOKIE_MAX_AGE }),
+      this.s.diagnosis.signedIn(ctx.site),
+    ];
     this.s.logger.info({ event: 'login', userId: result.user.id, method: 'password', requestId: ctx.requestId }, 'user signed in');
     if (input.kind === 'json') return sendJson(ctx.res, 200, { user: publicUser(result.user), redirect: rd }, {}, cookies);
     redirect(ctx.res, 303, ctx.site.origin + rd, cookies);
@@ -161,9 +178,9 @@ export class AuthRoutes {
     return registerPage({
       appTitle: ctx.site.title,
       action: this.url(ctx, '/register'),
-      loginUrl: this.url(ctx, '/login', { rd: rd === '/' ? undefined : rd }),
+      loginUrl: this.url(ctx, '/login', { rd: rd === ctx.site.home ? undefined : rd }),
       csrf: token,
-      rd: rd === '/' ? undefined : rd,
+      rd: rd === ctx.site.home ? undefined : rd,
       email,
       name,
       errors,
@@ -183,7 +200,7 @@ export class AuthRoutes {
       return this.fail(ctx, input, result.status, code, result.errors, () => this.renderRegister(ctx, this.csrf(ctx).token, rd, result.errors, email, name), result.retryAfterSeconds);
     }
     ctx.userId = result.user.id;
-    const cookie = { name: ctx.site.cookies.session, secure: ctx.site.secure };
+    const cookie = ctx.site.session;
     const { setCookie } = await this.s.sessions.create(result.user, ctx.site.origin, cookie, {
       amr: ['pwd'],
       ip: ctx.ip,
@@ -191,16 +208,17 @@ export class AuthRoutes {
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
     this.s.logger.info({ event: 'register', userId: result.user.id, requestId: ctx.requestId }, 'user registered');
-    if (input.kind === 'json') return sendJson(ctx.res, 201, { user: publicUser(result.user), redirect: rd }, {}, [setCookie]);
-    redirect(ctx.res, 303, ctx.site.origin + rd, [setCookie]);
+    const cookies = [setCookie, this.s.diagnosis.signedIn(ctx.site)];
+    if (input.kind === 'json') return sendJson(ctx.res, 201, { user: publicUser(result.user), redirect: rd }, {}, cookies);
+    redirect(ctx.res, 303, ctx.site.origin + rd, cookies);
   }
 
   // ---- logout -----------------------------------------------------------------------
 
   private async logoutForm(ctx: RequestContext): Promise<void> {
     // GET never signs anyone out (ATTACKS 29): it shows a button that POSTs.
-    const rd = safeReturnPath(this.queryParam(ctx, 'rd'), [ctx.site.origin]);
-    const current = await this.s.sessions.lookup(ctx.req, { name: ctx.site.cookies.session, secure: ctx.site.secure }, ctx.site.origin).catch(() => undefined);
+    const rd = this.returnTarget(ctx, this.queryParam(ctx, 'rd'));
+    const current = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin).catch(() => undefined);
     const { token, cookies } = this.csrf(ctx);
     this.html(
       ctx,
@@ -219,17 +237,17 @@ export class AuthRoutes {
 
   private async logout(ctx: RequestContext): Promise<void> {
     const input = await this.readPost(ctx);
-    const rd = safeReturnPath(field(input, 'rd', 4096), [ctx.site.origin]);
-    const cleared = await this.s.sessions.destroy(ctx.req, { name: ctx.site.cookies.session, secure: ctx.site.secure });
+    const rd = this.returnTarget(ctx, field(input, 'rd', 4096));
+    const cleared = [await this.s.sessions.destroy(ctx.req, ctx.site.session), this.s.diagnosis.clearSignedIn(ctx.site)];
     this.s.logger.info({ event: 'logout', requestId: ctx.requestId }, 'session ended');
-    if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true }, {}, [cleared]);
-    redirect(ctx.res, 303, ctx.site.origin + (rd ?? this.url(ctx, '/login', { signed_out: '1' })), [cleared]);
+    if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true }, {}, cleared);
+    redirect(ctx.res, 303, ctx.site.origin + (rd ?? this.url(ctx, '/login', { signed_out: '1' })), cleared);
   }
 
   // ---- JSON and probes --------------------------------------------------------------
 
   private async me(ctx: RequestContext): Promise<void> {
-    const found = await this.s.sessions.lookup(ctx.req, { name: ctx.site.cookies.session, secure: ctx.site.secure }, ctx.site.origin);
+    const found = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin);
     if (found.state !== 'active') {
       return sendJson(ctx.res, 401, { error: 'unauthenticated', message: 'Not signed in' }, { 'www-authenticate': `Bearer realm="${ctx.site.origin}"` });
     }

@@ -3,7 +3,9 @@ import type { Accounts } from '../accounts/service.ts';
 import type { Throttle } from '../accounts/throttle.ts';
 import type { Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
+import type { Diagnosis } from '../edge/diagnose.ts';
 import type { TrustedProxies } from '../http/client-ip.ts';
+import type { Forwarding, Scheme } from '../http/forwarded.ts';
 import type { Logger } from '../log/index.ts';
 import type { Sessions } from '../sessions/index.ts';
 import type { Store, User } from '../store/index.ts';
@@ -24,6 +26,11 @@ export interface Services {
   accounts: Accounts;
   throttle: Throttle;
   trusted: TrustedProxies;
+  /** Reads forwarding headers from trusted proxies (http/forwarded.ts). */
+  forwarding: Forwarding;
+  /** Names misconfigurations instead of looping (edge/diagnose.ts). */
+  diagnosis: Diagnosis;
+  /** Own routes' prefix, publicUrl's base path included: /.auth, or /app/.auth. */
   prefix: string;
 }
 
@@ -35,6 +42,10 @@ export interface RequestContext {
   path: string;
   query: string;
   ip: string;
+  /** The scheme the client used (through trusted proxies only; else the listener's). */
+  scheme: Scheme;
+  /** The direct peer is a trusted proxy. */
+  viaProxy: boolean;
   requestId: string;
   /** Set once known, for the request log line. */
   userId?: string;

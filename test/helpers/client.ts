@@ -1,4 +1,4 @@
-import { Agent, request } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 
 const agent = new Agent({ keepAliveTimeout: 1000, connections: 64 });
 
@@ -21,9 +21,12 @@ export class Client {
   readonly base: string;
   readonly jar = new Map<string, string>();
   defaultHeaders: Record<string, string> = {};
+  private readonly dispatcher: Dispatcher;
 
-  constructor(base: string) {
+  /** `dispatcher`: e.g. an Agent that trusts a test certificate (helpers/tls.ts). */
+  constructor(base: string, o: { dispatcher?: Dispatcher } = {}) {
     this.base = base;
+    this.dispatcher = o.dispatcher ?? agent;
   }
 
   cookieHeader(): string | undefined {
@@ -34,7 +37,8 @@ export class Client {
     const headers: Record<string, string> = { ...this.defaultHeaders, ...init.headers };
     const cookie = init.cookies === false ? undefined : this.cookieHeader();
     if (cookie && !headers.cookie) headers.cookie = cookie;
-    const res = await request(new URL(path, this.base), { method: (init.method ?? 'GET') as 'GET', headers, body: init.body, dispatcher: agent });
+    const url = new URL(path, this.base);
+    const res = await request(url, { method: (init.method ?? 'GET') as 'GET', headers, body: init.body, dispatcher: this.dispatcher });
     const text = await res.body.text();
     const setCookie = res.headers['set-cookie'];
     const cookies = setCookie === undefined ? [] : Array.isArray(setCookie) ? setCookie : [setCookie];
