@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isUniqueViolation, type SqlDriver } from './driver.ts';
+import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
+import { SqlIdentities, SqlLoginStates, SqlProviderTokens } from './sql-providers.ts';
 import { StoreConflictError, type KeyValueStore, type NewUser, type Session, type SessionStore, type Store, type User, type UserPatch, type UserStore } from './types.ts';
 
 interface UserRow {
@@ -50,7 +52,7 @@ const toSession = (r: SessionRow): Session => ({
   userAgent: r.user_agent,
 });
 
-class SqlUsers implements UserStore {
+export class SqlUsers implements UserStore {
   private readonly db: SqlDriver;
   constructor(db: SqlDriver) {
     this.db = db;
@@ -217,6 +219,9 @@ export class SqlStore implements Store {
   readonly users: UserStore;
   readonly sessions: SessionStore;
   readonly kv: KeyValueStore;
+  readonly identities: IdentityStore;
+  readonly loginStates: LoginStateStore;
+  readonly providerTokens: ProviderTokenStore;
 
   private readonly db: SqlDriver;
 
@@ -226,6 +231,9 @@ export class SqlStore implements Store {
     this.users = new SqlUsers(db);
     this.sessions = new SqlSessions(db);
     this.kv = new SqlKeyValue(db);
+    this.identities = new SqlIdentities(db, (tx, user) => new SqlUsers(tx).create(user));
+    this.loginStates = new SqlLoginStates(db);
+    this.providerTokens = new SqlProviderTokens(db);
   }
 
   async ping(): Promise<void> {

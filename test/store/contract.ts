@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { StoreConflictError, type Session, type Store } from '../../src/store/index.ts';
+import { providerStoreContract } from './providers-contract.ts';
 
 /**
  * The Store contract: what every implementation must do, as Gatehouse and its users rely on
@@ -292,6 +293,8 @@ export function storeContract(name: string, harness: StoreHarness): void {
         assert.equal(await second.kv.get('master-key'), results[0]);
       }));
     });
+
+    describe('sign-in through providers', () => providerStoreContract(withStore));
 
     describe('the database', () => {
       test('ping answers while the store is open', withStore(async (store) => {
