@@ -2,6 +2,7 @@ import { ConfigError, loadConfig } from '../config/load.ts';
 import { lintConfig } from '../config/lint.ts';
 import type { Config } from '../config/schema.ts';
 import { normalizeTarget } from '../http/target.ts';
+import { providerRegistrations } from '../providers/lint.ts';
 import { matchRule } from '../policy/rules.ts';
 import { appFor, buildSites, hostKey } from '../server/sites.ts';
 import { err, out, UsageError } from './io.ts';
@@ -32,6 +33,7 @@ export async function check(file: string, flags: { explain?: string; method?: st
         out(`  ${site.origin}${app.pathPrefix || '/'} → ${app.upstream.url.href}  app "${app.name}", ${app.rules.length} rule${app.rules.length === 1 ? '' : 's'}, default ${app.fallback.access}`);
       }
     }
+    for (const line of providerRegistrations(config)) out(line);
   } finally {
     await Promise.all([...sites.values()].flatMap((s) => s.apps.map((a) => a.upstream.close())));
   }

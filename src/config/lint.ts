@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import type { Config } from './schema.ts';
+import { lintProviders } from '../providers/lint.ts';
 import { appsOf } from '../server/sites.ts';
 
 export interface Warning {
@@ -55,6 +56,7 @@ export function lintConfig(config: Config): Warning[] {
       w.push({ key: base ? `${base}.upstream` : 'upstream', message: 'the upstream is Gatehouse itself: requests would loop.' });
     }
   });
+  w.push(...lintProviders(config));
   return w;
 }
 

@@ -12,6 +12,15 @@ import { Router, type Params } from './router.ts';
 
 type Handler = (ctx: RequestContext, params: Params) => Promise<void>;
 
+/** What other route modules (providers, account) share with these pages: CSRF and page helpers. */
+export interface FormTools {
+  csrf(ctx: RequestContext): { token: string; cookies: string[] };
+  readPost(ctx: RequestContext): Promise<Input>;
+  returnPath(ctx: RequestContext, value: unknown): string;
+  queryParam(ctx: RequestContext, name: string): string | undefined;
+  html(ctx: RequestContext, status: number, page: string, cookies?: string[], headers?: Record<string, string>): void;
+}
+
 const DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600;
 
 /**
@@ -21,7 +30,7 @@ const DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600;
  * the CSRF cookie. JSON bodies need no token: a cross-site page cannot send
  * application/json without a CORS preflight, which Gatehouse never grants.
  */
-export class AuthRoutes {
+export class AuthRoutes implements FormTools {
   readonly router = new Router<Handler>();
   private readonly s: Services;
 
@@ -49,7 +58,7 @@ export class AuthRoutes {
   // ---- CSRF -------------------------------------------------------------------------
 
   /** The form token for this browser, and the cookie to set when it has none yet. */
-  private csrf(ctx: RequestContext): { token: string; cookies: string[] } {
+  csrf(ctx: RequestContext): { token: string; cookies: string[] } {
     const name = ctx.site.cookies.csrf;
     let value = readCookie(ctx.req.headers.cookie, name);
     const cookies: string[] = [];
@@ -61,7 +70,7 @@ export class AuthRoutes {
   }
 
   /** Refuses cross-site requests; for forms also checks the token. */
-  private async readPost(ctx: RequestContext): Promise<Input> {
+  async readPost(ctx: RequestContext): Promise<Input> {
     if (!sameOriginRequest(ctx.req, ctx.site.origin)) throw new HttpError(403, 'cross_site', 'Cross-site requests are not accepted here.');
     const input = await readInput(ctx.req);
     if (input.kind === 'form') {
@@ -74,15 +83,15 @@ export class AuthRoutes {
     return input;
   }
 
-  private returnPath(ctx: RequestContext, value: unknown): string {
+  returnPath(ctx: RequestContext, value: unknown): string {
     return safeReturnPath(value, [ctx.site.origin]) ?? '/';
   }
 
-  private queryParam(ctx: RequestContext, name: string): string | undefined {
+  queryParam(ctx: RequestContext, name: string): string | undefined {
     return ctx.query ? (new URLSearchParams(ctx.query.slice(1)).get(name) ?? undefined) : undefined;
   }
 
-  private html(ctx: RequestContext, status: number, page: string, cookies: string[] = [], headers: Record<string, string> = {}): void {
+  html(ctx: RequestContext, status: number, page: string, cookies: string[] = [], headers: Record<string, string> = {}): void {
     // The page's <meta name="referrer"> narrows this to no-referrer where it must (layout.ts).
     sendHtml(ctx.res, status, page, { 'content-security-policy': CSP, 'referrer-policy': 'same-origin', ...headers }, cookies);
   }
@@ -118,6 +127,7 @@ export class AuthRoutes {
       errors,
       notice,
       registerUrl: this.s.config.accounts.registration === 'open' ? this.url(ctx, '/register', { rd: rd === '/' ? undefined : rd }) : undefined,
+      providers: this.s.providers.loginButtons(rd),
     });
   }
 
@@ -220,10 +230,12 @@ export class AuthRoutes {
   private async logout(ctx: RequestContext): Promise<void> {
     const input = await this.readPost(ctx);
     const rd = safeReturnPath(field(input, 'rd', 4096), [ctx.site.origin]);
+    // Before the session goes (its provider tokens go with it): the provider's logout URL, if any.
+    const endSession = await this.s.providers.beforeLogout(ctx);
     const cleared = await this.s.sessions.destroy(ctx.req, { name: ctx.site.cookies.session, secure: ctx.site.secure });
-    this.s.logger.info({ event: 'logout', requestId: ctx.requestId }, 'session ended');
-    if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true }, {}, [cleared]);
-    redirect(ctx.res, 303, ctx.site.origin + (rd ?? this.url(ctx, '/login', { signed_out: '1' })), [cleared]);
+    this.s.logger.info({ event: 'logout', requestId: ctx.requestId, endSession: endSession ? endSession.provider : undefined }, 'session ended');
+    if (input.kind === 'json') return sendJson(ctx.res, 200, endSession ? { ok: true, redirect: endSession.url } : { ok: true }, {}, [cleared]);
+    redirect(ctx.res, 303, endSession?.url ?? ctx.site.origin + (rd ?? this.url(ctx, '/login', { signed_out: '1' })), [cleared]);
   }
 
   // ---- JSON and probes --------------------------------------------------------------
@@ -235,7 +247,8 @@ export class AuthRoutes {
     }
     const { user, session } = found.active;
     ctx.userId = user.id;
-    sendJson(ctx.res, 200, { ...publicUser(user), session: { createdAt: new Date(session.createdAt).toISOString(), expiresAt: new Date(session.expiresAt).toISOString(), amr: session.amr } });
+    const identities = await this.s.providers.identitiesOf(user.id);
+    sendJson(ctx.res, 200, { ...publicUser(user), identities, session: { createdAt: new Date(session.createdAt).toISOString(), expiresAt: new Date(session.expiresAt).toISOString(), amr: session.amr } });
   }
 
   private async ready(ctx: RequestContext): Promise<void> {

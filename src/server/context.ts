@@ -5,6 +5,7 @@ import type { Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
 import type { TrustedProxies } from '../http/client-ip.ts';
 import type { Logger } from '../log/index.ts';
+import type { ProviderService } from '../providers/service.ts';
 import type { Sessions } from '../sessions/index.ts';
 import type { Store, User } from '../store/index.ts';
 import type { Secrets } from '../tokens/secrets.ts';
@@ -22,6 +23,8 @@ export interface Services {
   throttle: Throttle;
   trusted: TrustedProxies;
   prefix: string;
+  /** Sign-in through OAuth2/OIDC providers, linked identities, provider tokens. */
+  providers: ProviderService;
 }
 
 export interface RequestContext {

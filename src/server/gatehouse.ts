@@ -14,12 +14,15 @@ import { normalizeTarget } from '../http/target.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import { CSP, messagePage } from '../pages/index.ts';
 import { allows, matchRule, type Rule } from '../policy/rules.ts';
+import { ProviderRoutes } from '../providers/routes.ts';
+import { ProviderService, sessionProvider } from '../providers/service.ts';
 import { forward } from '../proxy/forward.ts';
 import { upstreamRequestHeaders } from '../proxy/headers.ts';
 import { rejectUpgrade, tunnelWebSocket } from '../proxy/upgrade.ts';
 import { Sessions, type ActiveSession } from '../sessions/index.ts';
 import { openStore, StoreUnavailableError, type Store } from '../store/index.ts';
 import { loadSecrets, type Secrets } from '../tokens/secrets.ts';
+import { AccountRoutes } from './account.ts';
 import { AuthRoutes } from './auth-routes.ts';
 import type { RequestContext, Services } from './context.ts';
 import { appFor, buildSites, type App, type Site } from './sites.ts';
@@ -46,6 +49,7 @@ export class Gatehouse {
   readonly secrets: Secrets;
   readonly sessions: Sessions;
   readonly accounts: Accounts;
+  readonly providers: ProviderService;
   readonly server: http.Server;
   readonly sites: Map<string, Site>;
   private readonly services: Services;
@@ -71,8 +75,12 @@ export class Gatehouse {
     this.sessions = new Sessions(store, { idleMs: config.sessions.idleTimeout, absoluteMs: config.sessions.absoluteTimeout });
     const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
     this.accounts = new Accounts(store, throttle, config.accounts);
-    this.services = { config, logger, store, cache, secrets, sessions: this.sessions, accounts: this.accounts, throttle, trusted: this.trusted, prefix: this.prefix };
+    this.providers = new ProviderService({ config, store, secrets, logger, sessions: this.sessions, prefix: this.prefix });
+    this.services = { config, logger, store, cache, secrets, sessions: this.sessions, accounts: this.accounts, throttle, trusted: this.trusted, prefix: this.prefix, providers: this.providers };
     this.auth = new AuthRoutes(this.services);
+    const account = new AccountRoutes(this.services, this.auth);
+    new ProviderRoutes(this.providers, this.services, this.auth, account).register(this.auth.router);
+    account.register(this.auth.router);
 
     const t = config.listen.timeouts;
     this.server = http.createServer(
@@ -99,6 +107,7 @@ export class Gatehouse {
     });
     this.purgeTimer = setInterval(() => {
       this.store.sessions.purgeExpired(Date.now(), config.sessions.idleTimeout).catch(() => {});
+      this.providers.flows.purgeExpired().catch(() => {});
     }, 10 * 60_000);
     this.purgeTimer.unref();
   }
@@ -124,6 +133,7 @@ export class Gatehouse {
       });
     });
     const address = this.server.address() as AddressInfo;
+    this.providers.warm();
     for (const site of this.sites.values()) {
       this.logger.info(
         { event: 'start', listen: `${address.address}:${address.port}`, site: site.origin, apps: site.apps.map((a) => ({ name: a.name, prefix: a.pathPrefix || '/', upstream: a.upstream.url.origin })), store: this.store.kind, cache: this.cache.kind },
@@ -224,7 +234,19 @@ export class Gatehouse {
       if (!allows(rule.allow, active.user)) return this.error(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.'), 403;
     } else if (active) ctx.userId = active.user.id;
 
-    const headers = this.upstreamHeaders(ctx, app, active);
+    // tokenRelay: the client's Authorization never passes; the provider's access token does.
+    const relay = rule.tokenRelay === null ? app.tokenRelay : rule.tokenRelay || null;
+    let bearer: string | null | undefined;
+    if (relay) {
+      bearer = null;
+      if (active) {
+        const token = await this.providers.relayToken(active.session, relay);
+        if (!token.ok) return this.relayFailed(ctx, rule, active, relay, token.reason);
+        bearer = token.token;
+      }
+    }
+
+    const headers = this.upstreamHeaders(ctx, app, active, bearer);
     const outcome = await forward(req, res, app.upstream, ctx.path + ctx.query, headers);
     if (outcome.error) {
       this.logger.warn({ event: 'upstream_error', app: app.name, cause: outcome.cause, requestId: ctx.requestId }, 'upstream failed');
@@ -234,7 +256,8 @@ export class Gatehouse {
     return outcome.status;
   }
 
-  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | undefined): string[] {
+  /** `bearer`: undefined without tokenRelay; else the token to send (null: none, and the client's is dropped). */
+  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | undefined, bearer?: string | null): string[] {
     const { req, site } = ctx;
     const peer = req.socket.remoteAddress ?? '';
     const xff = req.headers['x-forwarded-for'];
@@ -249,6 +272,7 @@ export class Gatehouse {
       if (app.headers.name && u.name) identity.push(app.headers.name, headerSafe(u.name));
       if (app.headers.groups) identity.push(app.headers.groups, u.groups.map((g) => (/^[\x21-\x2b\x2d-\x7e]+$/.test(g) ? g : encodeURIComponent(g))).join(','));
     }
+    if (bearer) identity.push('authorization', `Bearer ${bearer}`);
     return upstreamRequestHeaders(
       req.rawHeaders,
       req.headers.connection,
@@ -262,7 +286,31 @@ export class Gatehouse {
         ownCookies: site.ownCookies,
       },
       identity,
+      bearer === undefined ? undefined : 'authorization',
     );
+  }
+
+  /**
+   * tokenRelay without a usable provider token (none for this session, or the refresh
+   * failed): a browser signs in with that provider again, landing back here; an API call
+   * gets 401. Right after a sign-in with that very provider it is an error page instead,
+   * so a provider that hands out unusable tokens cannot make the browser loop.
+   */
+  private relayFailed(ctx: RequestContext, rule: Rule, active: ActiveSession, provider: string, reason: 'none' | 'expired' | 'refresh_failed' | 'unavailable'): number {
+    const { req, res, site } = ctx;
+    const name = this.providers.get(provider)?.name ?? provider;
+    this.logger.info({ event: 'token_relay_unavailable', provider, reason, userId: active.user.id, requestId: ctx.requestId }, `no usable ${provider} access token`);
+    if (reason === 'unavailable') {
+      res.setHeader('retry-after', '5');
+      return this.error(req, res, site, 503, 'provider_unavailable', `${name} cannot be reached right now. Try again in a moment.`), 503;
+    }
+    const fresh = sessionProvider(active.session) === provider && Date.now() - active.session.createdAt < 30_000;
+    if (fresh) return this.error(req, res, site, 502, 'provider_token_unusable', `${name} did not give Gatehouse an access token it can use.`, 'Signing in again would not help; tell the administrator.'), 502;
+    const login = `${site.origin}${this.prefix}/login/${provider}?rd=${encodeURIComponent(ctx.path + ctx.query)}`;
+    const mode = rule.unauthenticated ?? ((req.method === 'GET' || req.method === 'HEAD') && wantsHtml(req) ? 'redirect' : '401');
+    if (mode === 'redirect') return redirect(res, 302, login), 302;
+    sendJson(res, 401, { error: 'provider_token_required', message: `Sign in with ${name} again to use this resource.`, login }, { 'www-authenticate': `Bearer realm="${site.origin}", error="invalid_token"` });
+    return 401;
   }
 
   private unauthenticated(ctx: RequestContext, rule: Rule, staleCookie: boolean): number {
@@ -350,8 +398,18 @@ export class Gatehouse {
         if (!allows(rule.allow, active.user)) return rejectUpgrade(socket, (status = 403), 'Forbidden');
       }
       userId = active?.user.id;
+      const relay = rule.tokenRelay === null ? app.tokenRelay : rule.tokenRelay || null;
+      let bearer: string | null | undefined;
+      if (relay) {
+        bearer = null;
+        if (active) {
+          const token = await this.providers.relayToken(active.session, relay);
+          if (!token.ok) return rejectUpgrade(socket, (status = token.reason === 'unavailable' ? 503 : 401), token.reason === 'unavailable' ? 'Service Unavailable' : 'Unauthorized');
+          bearer = token.token;
+        }
+      }
       const ctx: RequestContext = { req, res: undefined as unknown as ServerResponse, site, path: target.path, query: target.query, ip: this.trusted.clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for']), requestId };
-      const headers = this.upstreamHeaders(ctx, app, active);
+      const headers = this.upstreamHeaders(ctx, app, active, bearer);
       (socket as Socket).setTimeout?.(0);
       status = await tunnelWebSocket(req, socket, head, app.upstream, target.path + target.query, headers, ([client, upstream]) => {
         this.tunnels.set(client!, upstream!);

@@ -16,7 +16,8 @@ export interface Site {
   title: string;
   /** Longest pathPrefix first. */
   apps: App[];
-  cookies: { session: string; csrf: string; device: string };
+  /** login: binds a pending sign-in at a provider to this browser (providers/flows.ts). */
+  cookies: { session: string; csrf: string; device: string; login: string };
   /** Cookie names removed before a request reaches an app. */
   ownCookies: string[];
 }
@@ -33,6 +34,8 @@ export interface App {
   caseSensitivePaths: boolean;
   /** Extra identity headers the app opted into: [header name, claim]. */
   headers: { email: string | null; name: string | null; groups: string | null };
+  /** Provider whose access token is relayed as Authorization: Bearer (a rule may override). */
+  tokenRelay: string | null;
 }
 
 export function appsOf(config: Config): AppConfig[] {
@@ -48,6 +51,7 @@ export function appsOf(config: Config): AppConfig[] {
       caseSensitivePaths: config.caseSensitivePaths,
       preserveHost: config.preserveHost,
       timeouts: config.timeouts,
+      tokenRelay: config.tokenRelay,
     },
   ];
 }
@@ -72,7 +76,7 @@ export function buildSites(config: Config): Map<string, Site> {
     const host = hostKey(a.host ?? publicUrl.host, secure);
     let site = sites.get(host);
     if (!site) {
-      const cookies = { session: `${prefix}${base}`, csrf: `${prefix}${base}-csrf`, device: `${prefix}${base}-device` };
+      const cookies = { session: `${prefix}${base}`, csrf: `${prefix}${base}-csrf`, device: `${prefix}${base}-device`, login: `${prefix}${base}-login` };
       site = {
         origin: `${publicUrl.protocol}//${host}`,
         host,
@@ -103,6 +107,7 @@ export function buildSites(config: Config): Map<string, Site> {
         name: headerName(a.headers.name, 'X-User-Name'),
         groups: headerName(a.headers.groups, 'X-User-Groups'),
       },
+      tokenRelay: a.tokenRelay ?? null,
     });
   }
   for (const site of sites.values()) site.apps.sort((x, y) => y.pathPrefix.length - x.pathPrefix.length);
