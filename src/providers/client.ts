@@ -106,10 +106,16 @@ export function classify(err: unknown, phase: 'discovery' | 'callback' | 'refres
   return new ProviderError('token_exchange_failed', message);
 }
 
+/**
+ * The library's own words, for the log: openid-client wraps oauth4webapi's precise message
+ * ('unexpected JWT "nonce" claim value') as the cause. Never a cause's payload (claims,
+ * bodies), and nothing that looks like a token.
+ */
 function describe(err: unknown): string {
   const e = err as { message?: string; code?: string; cause?: { message?: string; code?: string } };
-  const cause = e?.cause && typeof e.cause === 'object' && e.cause.message && !/[A-Za-z0-9_-]{40,}/.test(e.cause.message) ? ` (${e.cause.code ?? e.cause.message})` : '';
-  return `${e?.message ?? String(err)}${cause}`.slice(0, 300);
+  const inner = e?.cause && typeof e.cause === 'object' && typeof e.cause.message === 'string' ? e.cause : undefined;
+  const text = [e?.message ?? String(err), inner?.message, inner?.code ?? e?.code].filter(Boolean).join(': ');
+  return text.replace(/[A-Za-z0-9_.-]{40,}/g, '[…]').slice(0, 300);
 }
 
 /**

@@ -8,8 +8,9 @@ import { DEFAULT_SCOPES, displayName, type OidcProviderConfig } from './schema.t
  * Any OpenID Connect issuer, through openid-client: discovery on first use (cached; a
  * failure is retried after a back-off, and never stops Gatehouse from starting), the
  * authorization code flow with PKCE S256, state and nonce, the RFC 9207 `iss` check, and an
- * ID token validated by the library (signature against the issuer's JWKS, alg among those
- * discovery lists or the one configured, iss, aud, exp, iat, nonce). Plain http only for a
+ * ID token validated by the library (signature against the issuer's JWKS, also for a token
+ * from the token endpoint; alg among those discovery lists or the one configured; iss, aud,
+ * azp, exp, iat, nbf, nonce). Plain http only for a
  * loopback issuer (the schema refuses any other).
  */
 export class OidcProvider implements ProviderClient {
@@ -46,8 +47,11 @@ export class OidcProvider implements ProviderClient {
     try {
       const config = await oauth.discovery(issuer, c.clientId, metadata, auth, {
         timeout: Math.ceil(c.timeout / 1000),
-        // The schema allows http only on loopback; only then is it turned on.
-        execute: issuer.protocol === 'http:' ? [oauth.allowInsecureRequests] : [],
+        // The ID token's signature is checked against the issuer's JWKS although it came
+        // straight from the token endpoint: TLS alone would not catch a forged token from a
+        // compromised path (and a loopback issuer has no TLS). Plain http: loopback only
+        // (the schema refuses any other), and only then is it turned on.
+        execute: [oauth.enableNonRepudiationChecks, ...(issuer.protocol === 'http:' ? [oauth.allowInsecureRequests] : [])],
       });
       const m = config.serverMetadata();
       this.logger.info({ event: 'provider_discovered', provider: this.id, issuer: m.issuer, endSession: Boolean(m.end_session_endpoint) }, `discovered ${m.issuer}`);

@@ -115,7 +115,8 @@ export class ProviderRoutes {
     if (!client) return this.fail(ctx, undefined, 'unknown_provider');
     const query = new URLSearchParams(ctx.query.slice(1));
     const states = query.getAll('state');
-    const finished = await this.p.flows.finish(ctx, client.id, states.length === 1 ? states[0] : undefined);
+    if (states.length > 1) return this.fail(ctx, client, 'state_unknown');
+    const finished = await this.p.flows.finish(ctx, client.id, states[0]);
     if (!finished.ok) return this.fail(ctx, client, finished.code, finished.record);
     const { record } = finished;
     let result: { profile: ProviderProfile; tokens: ProviderTokenSet };
