@@ -304,11 +304,13 @@ export class Gatehouse {
       res.setHeader('retry-after', '5');
       return this.error(req, res, site, 503, 'provider_unavailable', `${name} cannot be reached right now. Try again in a moment.`), 503;
     }
-    const fresh = sessionProvider(active.session) === provider && Date.now() - active.session.createdAt < 30_000;
-    if (fresh) return this.error(req, res, site, 502, 'provider_token_unusable', `${name} did not give Gatehouse an access token it can use.`, 'Signing in again would not help; tell the administrator.'), 502;
     const login = `${site.origin}${this.prefix}/login/${provider}?rd=${encodeURIComponent(ctx.path + ctx.query)}`;
     const mode = rule.unauthenticated ?? ((req.method === 'GET' || req.method === 'HEAD') && wantsHtml(req) ? 'redirect' : '401');
-    if (mode === 'redirect') return redirect(res, 302, login), 302;
+    if (mode === 'redirect') {
+      const fresh = sessionProvider(active.session) === provider && Date.now() - active.session.createdAt < 30_000;
+      if (fresh) return this.error(req, res, site, 502, 'provider_token_unusable', `${name} did not give Gatehouse an access token it can use.`, 'Signing in again would not help; tell the administrator.'), 502;
+      return redirect(res, 302, login), 302;
+    }
     sendJson(res, 401, { error: 'provider_token_required', message: `Sign in with ${name} again to use this resource.`, login }, { 'www-authenticate': `Bearer realm="${site.origin}", error="invalid_token"` });
     return 401;
   }

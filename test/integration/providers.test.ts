@@ -483,3 +483,214 @@ describe('a provider that is down when Gatehouse starts', () => {
     }
   });
 });
+
+describe('the account page: linking and unlinking', () => {
+  test('a signed-in user links a second provider; either then signs in the same user; unlinking never removes the last way in', async () => {
+    lab.b.accounts.set('b-bob', { sub: 'b-bob', email: 'bob@example.com', email_verified: true, name: 'Bob at B' });
+    const { c } = await signedIn('a', 'bob');
+    const bob = await me(c);
+    let page = await c.html('/.auth/account');
+    assert.equal(page.status, 200);
+    assert.match(decodeEntities(page.text), /Signed in as <strong class="who">bob@example\.com<\/strong>/);
+    assert.match(page.text, /IdP A<small>bob@example\.com<\/small><\/span><small>Your only way to sign in<\/small>/, 'no Unlink button on the only way in');
+    assert.match(page.text, /<form method="post" action="\/\.auth\/account\/link"><input type="hidden" name="csrf" value="[^"]+"><input type="hidden" name="provider" value="b"><button type="submit" class="secondary">Link IdP B<\/button><\/form>/);
+    assert.match(page.headers['content-security-policy'] as string, new RegExp(`form-action 'self' [^;]*${lab.b.issuer}`), "the link form's redirect to B is allowed");
+
+    lab.b.autoLogin = 'b-bob';
+    const started = await accountPost(c, '/.auth/account/link', { provider: 'b' });
+    assert.equal(started.status, 303);
+    assert.equal(new URL(started.location!).origin, lab.b.issuer);
+    const hops = await follow(c, started.location!, { 'sec-fetch-site': 'cross-site' });
+    assert.equal(callbackHop(hops).res.location, `${gh.url}/.auth/account?linked=b`);
+    page = last(hops).res;
+    assert.match(page.text, /<p class="notice" role="status">IdP B is linked to your account\.<\/p>/);
+    assert.deepEqual((await me(c)).identities.map((i: { provider: string }) => i.provider), ['a', 'b']);
+    assert.equal((await me(c)).id, bob.id, 'linking keeps the session and the user');
+    assert.ok(gh.logs.some((l) => l.event === 'identity_linked' && l.by === 'user' && l.userId === bob.id));
+
+    const viaB = await signedIn('b', 'b-bob');
+    assert.equal((await me(viaB.c)).id, bob.id, 'B now signs in the same user');
+
+    // Unlink A: B remains.
+    page = await c.html('/.auth/account');
+    const idA = (await gh.gatehouse.store.identities.listByUser(bob.id)).find((i) => i.provider === 'a')!.id;
+    assert.match(page.text, new RegExp(`name="identity" value="${idA}"><button type="submit" class="secondary" aria-label="Unlink IdP A">Unlink</button>`));
+    const unlinked = await accountPost(c, '/.auth/account/unlink', { identity: idA });
+    assert.equal(unlinked.status, 303);
+    assert.equal(unlinked.location, `${gh.url}/.auth/account?unlinked=a`);
+    assert.match((await c.html('/.auth/account?unlinked=a')).text, /IdP A is no longer linked\./);
+    assert.deepEqual((await me(c)).identities.map((i: { provider: string }) => i.provider), ['b']);
+    assert.equal(await gh.gatehouse.store.providerTokens.get(`session:${hashSessionId(session(c)!)}`, 'a'), undefined, "A's relayed tokens went with the link");
+    const n = failures(gh, 'email_taken').length;
+    assertFailure(last(await signIn(new Client(gh.url), 'a')).res, 409, 'email_taken', /An account for bob@example\.com already exists/, n);
+
+    // B is the last way in: refused, and nothing changes.
+    const idB = (await gh.gatehouse.store.identities.listByUser(bob.id))[0]!.id;
+    const refused = await accountPost(c, '/.auth/account/unlink', { identity: idB });
+    assert.equal(refused.status, 409);
+    assert.match(decodeEntities(refused.text), /This is your only way to sign in/);
+    assert.equal((await gh.gatehouse.store.identities.listByUser(bob.id)).length, 1);
+    assert.equal((await accountPost(c, '/.auth/account/unlink', { identity: '00000000-0000-0000-0000-000000000000' })).status, 404);
+  });
+
+  test("an identity linked to one user cannot be linked to another; a link completes only in the session that started it", async () => {
+    lab.b.accounts.set('b-henry', { sub: 'b-henry', email: 'henry@example.com', email_verified: true });
+    await signedIn('b', 'b-henry'); // b-henry is now its own user
+    const { c } = await signedIn('a', 'alice');
+    const alice = await me(c);
+    lab.b.autoLogin = 'b-henry';
+    let n = failures(gh, 'identity_taken').length;
+    const started = await accountPost(c, '/.auth/account/link', { provider: 'b' });
+    const res = last(await follow(c, started.location!)).res;
+    assertFailure(res, 409, 'identity_taken', /This IdP B account is already linked to another user/, n);
+    assert.match(res.text, /href="\/\.auth\/account">Back to your account/);
+    assert.deepEqual((await me(c)).identities.map((i: { provider: string }) => i.provider), alice.identities.map((i: { provider: string }) => i.provider), 'nothing changed');
+
+    // A link started in one session, finished after the browser signed in afresh.
+    lab.b.accounts.set('b-ivy', { sub: 'b-ivy', email: 'ivy@example.com', email_verified: true });
+    lab.b.autoLogin = 'b-ivy';
+    const link = await accountPost(c, '/.auth/account/link', { provider: 'b' });
+    const cb = await stopAtCallback(c, link.location!, { 'sec-fetch-site': 'cross-site' });
+    lab.a.autoLogin = 'alice';
+    await signIn(c, 'a');
+    n = failures(gh, 'link_session_mismatch').length;
+    assertFailure(await c.fetch(cb, { headers: { accept: 'text/html' } }), 400, 'link_session_mismatch', /must finish in the session that started it/, n);
+    assert.equal(await gh.gatehouse.store.identities.find(lab.b.issuer, 'b-ivy'), undefined);
+  });
+
+  test('the account routes: sign-in required, CSRF-protected POSTs', async () => {
+    const anon = new Client(gh.url);
+    const page = await anon.html('/.auth/account');
+    assert.equal(page.status, 302);
+    assert.equal(page.location, `${gh.url}/.auth/login?rd=${encodeURIComponent('/.auth/account')}`);
+    assert.equal((await anon.get('/.auth/account')).status, 401);
+    const { c } = await signedIn('a', 'alice');
+    const token = csrfOf(await c.html('/.auth/account'));
+    assert.equal((await c.postForm('/.auth/account/link', { provider: 'b' }, { origin: gh.url })).status, 403, 'no token');
+    assert.equal((await c.postForm('/.auth/account/link', { csrf: token, provider: 'b' }, { origin: 'https://evil.example' })).status, 403, 'foreign Origin');
+    assert.equal((await c.postJson('/.auth/account/unlink', { identity: 'x' }, { 'sec-fetch-site': 'cross-site' })).status, 403, 'cross-site JSON');
+    assert.equal((await c.postForm('/.auth/account/link', { csrf: token, provider: 'nope' }, { origin: gh.url })).status, 400);
+    assert.equal((await anon.postJson('/.auth/account/link', { provider: 'b' })).status, 401);
+  });
+});
+
+describe('logout, and RP-initiated logout at the provider', () => {
+  const logoutForm = (text: string) => {
+    const action = /<form id="op\.logoutForm" method="post" action="([^"]+)"/.exec(text)?.[1];
+    const hidden = Object.fromEntries([...text.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+    return { action: action && decodeEntities(action), hidden };
+  };
+
+  test("logout ends the Gatehouse session, then the IdP's session (id_token_hint), and comes back to the sign-in page", async () => {
+    lab.a.autoLogin = 'alice';
+    const c = new Client(gh.url);
+    await signIn(c, 'a');
+    const idToken = lab.a.issued.at(-1)!.id_token!;
+    const sid = hashSessionId(session(c)!);
+    // While the IdP session lives, a sign-in needs no login form there.
+    lab.a.autoLogin = undefined;
+    assert.equal(last(await signIn(c, 'a')).res.status, 200, 'the IdP session signs the browser in without a form');
+    const current = hashSessionId(session(c)!);
+    assert.notEqual(current, sid);
+
+    const res = await c.submitForm('/.auth/logout', {}, { origin: gh.url });
+    assert.equal(res.status, 303);
+    const end = new URL(res.location!);
+    assert.equal(end.origin + end.pathname, `${lab.a.issuer}/session/end`);
+    assert.equal(end.searchParams.get('id_token_hint'), lab.a.issued.at(-1)!.id_token, "the session's own ID token");
+    assert.notEqual(end.searchParams.get('id_token_hint'), idToken);
+    assert.equal(end.searchParams.get('post_logout_redirect_uri'), `${gh.url}/.auth/signed-out`);
+    assert.equal(end.searchParams.get('client_id'), 'gatehouse-a');
+    assert.equal((await c.get('/.auth/me')).status, 401, 'signed out of Gatehouse before leaving');
+    assert.equal(await gh.gatehouse.store.sessions.get(current), undefined);
+    assert.equal(await gh.gatehouse.store.providerTokens.get(`session:${current}`, 'a'), undefined, 'its tokens went with it');
+
+    const confirm = await c.fetch(end.href, { headers: { accept: 'text/html' } });
+    assert.equal(confirm.status, 200);
+    const form = logoutForm(confirm.text);
+    assert.ok(form.action, `the IdP asks to confirm: ${confirm.text.slice(0, 300)}`);
+    const done = await c.postForm(form.action!, { ...form.hidden, logout: 'yes' });
+    assert.equal(done.status, 303);
+    assert.equal(done.location, `${gh.url}/.auth/signed-out`);
+    const back = await follow(c, done.location!);
+    assert.equal(last(back).url, `${gh.url}/.auth/login?signed_out=1`);
+    assert.match(last(back).res.text, /You have signed out\./);
+    assert.equal(lab.a.endSessions.length >= 1, true);
+
+    // The IdP session is gone: signing in with A now shows its login form.
+    const again = last(await signIn(c, 'a')).res;
+    assert.equal(again.status, 200);
+    assert.match(again.text, /Sign in to idpa/, 'the IdP asks who you are again');
+  });
+
+  test('JSON logout says where to go; a provider without endSession only ends the Gatehouse session', async () => {
+    lab.a.autoLogin = 'alice';
+    const c = new Client(gh.url);
+    await signIn(c, 'a');
+    const json = await c.postJson('/.auth/logout', {});
+    assert.equal(json.status, 200);
+    assert.match(json.json().redirect, new RegExp(`^${lab.a.issuer}/session/end\\?`));
+    assert.equal((await c.get('/.auth/me')).status, 401);
+
+    const { c: viaB } = await signedIn('b', 'b-frank');
+    const res = await viaB.submitForm('/.auth/logout', {}, { origin: gh.url });
+    assert.equal(res.location, `${gh.url}/.auth/login?signed_out=1`);
+    assert.equal((await viaB.get('/.auth/me')).status, 401);
+  });
+});
+
+describe('tokens stay on the server and secrets out of the logs', () => {
+  test('tokenRelay sends the access token instead of the client Authorization; the stored row is ciphertext bound to its session', async () => {
+    lab.a.autoLogin = 'alice';
+    const c = new Client(gh.url);
+    await signIn(c, 'a');
+    const issued = lab.a.issued.at(-1)!;
+    const res = await c.get('/api/orders', { authorization: 'Basic ZXZpbDpldmls' });
+    assert.equal(res.status, 200);
+    assert.equal(res.json().headers.authorization, `Bearer ${issued.access_token}`, "the provider's access token, not the client's header");
+    assert.equal(await lab.a.accepts(issued.access_token!), true);
+    assert.ok(!c.cookieHeader()!.includes(issued.access_token!), 'never in a cookie');
+    assert.ok(!res.text.includes(issued.refresh_token!));
+
+    const owner = `session:${hashSessionId(session(c)!)}`;
+    const db = rawDb(gh);
+    try {
+      const row = await db.get<{ data: string; expires_at: number }>(`SELECT data, expires_at FROM provider_tokens WHERE owner = ? AND provider = 'a'`, [owner]);
+      assert.ok(row, 'tokens are stored for the session');
+      assert.match(row.data, /^v1\.[A-Za-z0-9_-]{8}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/, 'AES-256-GCM ciphertext with a key id');
+      for (const t of [issued.access_token!, issued.refresh_token!, issued.id_token!]) assert.ok(!row.data.includes(t) && !row.data.includes(Buffer.from(t).toString('base64url')));
+      const states = await db.all<{ secret: string }>(`SELECT secret FROM login_states`);
+      for (const s of states) assert.match(s.secret, /^v1\./, 'PKCE verifiers and nonces are encrypted too');
+
+      // The ciphertext moved to another session's row does not decrypt there (its context names the owner).
+      const other = new Client(gh.url);
+      await signIn(other, 'a');
+      await db.run(`UPDATE provider_tokens SET data = ? WHERE owner = ?`, [row.data, `session:${hashSessionId(session(other)!)}`]);
+      const stolen = await other.get('/api/orders');
+      assert.equal(stolen.status, 401);
+      assert.equal(stolen.json().error, 'provider_token_required');
+    } finally {
+      await db.close();
+    }
+    // Routes without tokenRelay pass the client's Authorization on as before.
+    assert.equal((await c.get('/elsewhere', { authorization: 'Bearer app-token' })).json().headers.authorization, 'Bearer app-token');
+  });
+
+  test('a signed-in user without tokens of the relayed provider gets 401 with where to sign in', async () => {
+    const { c } = await signedIn('b', 'b-frank');
+    const res = await c.get('/api/orders');
+    assert.equal(res.status, 401);
+    assert.deepEqual(res.json(), { error: 'provider_token_required', message: 'Sign in with IdP A again to use this resource.', login: `${gh.url}/.auth/login/a?rd=${encodeURIComponent('/api/orders')}` });
+    assert.equal(res.headers['www-authenticate'], `Bearer realm="${gh.url}", error="invalid_token"`);
+  });
+
+  test('no token, code, state, client secret or cookie value in any log line', () => {
+    const text = gh.logText();
+    const secrets = new Set<string>([lab.secretA, lab.secretB]);
+    for (const idp of [lab.a, lab.b]) for (const t of idp.issued) for (const v of [t.access_token, t.refresh_token, t.id_token]) if (v) secrets.add(v);
+    assert.ok(secrets.size > 20, `enough secrets to look for (${secrets.size})`);
+    for (const s of secrets) assert.ok(!text.includes(s), `a secret leaked into the logs: ${s.slice(0, 12)}…`);
+    assert.doesNotMatch(text, /code=|state=|code_verifier|id_token_hint|Bearer /, 'no query strings or authorization values');
+    assert.ok(text.includes('"event":"oauth_callback_failed"') && text.includes('"event":"login"'), 'the logs were written');
+  });
+});
