@@ -163,7 +163,8 @@ export function tokenSet(r: oauth.TokenEndpointResponse & oauth.TokenEndpointRes
     accessToken: r.access_token ?? null,
     refreshToken: r.refresh_token ?? previousRefresh ?? null,
     idToken: r.id_token ?? null,
-    expiresAt: expiresIn === undefined ? null : now + expiresIn * 1000,
+    // A second short: the issuer rounds its exp down to the second, and the answer took a while to get here.
+    expiresAt: expiresIn === undefined ? null : now + Math.max(0, expiresIn - 1) * 1000,
     obtainedAt: now,
     scope: typeof r.scope === 'string' ? r.scope : null,
   };

@@ -23,6 +23,8 @@ export interface ProviderTokenSet {
   /** Epoch ms when these tokens were obtained. */
   obtainedAt: number;
   scope: string | null;
+  /** Set when the provider refused the refresh token: only signing in again helps. */
+  refused?: boolean;
 }
 
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;

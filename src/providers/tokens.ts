@@ -132,6 +132,7 @@ export class ProviderTokens {
   private async load(owner: TokenOwner, provider: string, key: string): Promise<AccessToken> {
     const rec = await this.store.providerTokens.get(owner.id, provider);
     const t = rec && this.decrypt(rec);
+    if (t?.refused) return { ok: false, reason: 'refresh_failed' };
     if (!rec || !t?.accessToken) return { ok: false, reason: 'none' };
     const now = Date.now();
     if (now < refreshAt(t)) return this.remember(key, owner, t);
@@ -183,8 +184,10 @@ export class ProviderTokens {
       } catch (err) {
         const e = err instanceof ProviderError ? err : new ProviderError('token_exchange_failed', (err as Error).message);
         if (e.permanent) {
-          // The provider refused the refresh token itself: these tokens are dead.
-          await this.store.providerTokens.delete(owner.id, provider);
+          // The provider refused the refresh token itself: these tokens are dead. What is
+          // kept says so, so later requests know a sign-in (not a retry) is what helps.
+          const dead: ProviderTokenSet = { accessToken: null, refreshToken: null, idToken: current.idToken, expiresAt: null, obtainedAt: Date.now(), scope: null, refused: true };
+          await this.store.providerTokens.completeLease(owner.id, provider, holder, { data: this.encrypt(owner.id, provider, dead), expiresAt: null });
           this.cache.delete(key);
           this.logger.warn({ event: 'provider_token_refresh_failed', provider, userId: owner.userId, reason: e.code, detail: e.detail, permanent: true }, 'provider refused the refresh token; the user must sign in again');
           return { ok: false, reason: 'refresh_failed' };

@@ -307,7 +307,10 @@ export class Gatehouse {
     const login = `${site.origin}${this.prefix}/login/${provider}?rd=${encodeURIComponent(ctx.path + ctx.query)}`;
     const mode = rule.unauthenticated ?? ((req.method === 'GET' || req.method === 'HEAD') && wantsHtml(req) ? 'redirect' : '401');
     if (mode === 'redirect') {
-      const fresh = sessionProvider(active.session) === provider && Date.now() - active.session.createdAt < 30_000;
+      // A sign-in with this provider just now that left no usable token (none stored, or one
+      // already expired) would only repeat itself. A refresh the provider refused is cured by
+      // signing in again, so that still redirects.
+      const fresh = reason !== 'refresh_failed' && sessionProvider(active.session) === provider && Date.now() - active.session.createdAt < 10_000;
       if (fresh) return this.error(req, res, site, 502, 'provider_token_unusable', `${name} did not give Gatehouse an access token it can use.`, 'Signing in again would not help; tell the administrator.'), 502;
       return redirect(res, 302, login), 302;
     }

@@ -47,6 +47,8 @@ export interface IdpOptions {
 export interface TokenEvent {
   grantType: string;
   clientId: string | undefined;
+  /** The account the code or refresh token belonged to (so parallel tests can count their own). */
+  accountId: string | undefined;
   ok: boolean;
 }
 
@@ -63,7 +65,7 @@ export interface TestIdp {
   /** Every token-endpoint request, in order. */
   tokenEvents: TokenEvent[];
   /** Every token response body the IdP sent (to look for leaks, to revoke). */
-  issued: { access_token?: string; refresh_token?: string; id_token?: string }[];
+  issued: { accountId?: string; access_token?: string; refresh_token?: string; id_token?: string }[];
   /** Rewrites the next successful authorization-code token response once (tampering tests). */
   tamperNext: ((body: Record<string, unknown>) => Promise<Record<string, unknown>>) | undefined;
   /** Answer every token request with this HTTP status (e.g. 503); undefined: behave. */
@@ -72,11 +74,12 @@ export interface TestIdp {
   endSessions: URLSearchParams[];
   signIdToken(claims: JWTPayload, header?: Record<string, unknown>): Promise<string>;
   publicJwk: JWK;
-  /** Destroys every refresh token issued so far: the next refresh gets invalid_grant. */
-  revokeRefreshTokens(): Promise<void>;
+  /** Destroys the refresh tokens issued so far (to one account, or all): the next refresh gets invalid_grant. */
+  revokeRefreshTokens(accountId?: string): Promise<void>;
   /** Whether the IdP still accepts an access token (its userinfo endpoint answers 200). */
   accepts(accessToken: string): Promise<boolean>;
-  refreshCount(): number;
+  /** Successful refresh_token grants, of one account or all. */
+  refreshCount(accountId?: string): number;
   down(): Promise<void>;
   up(): Promise<void>;
   close(): Promise<void>;
@@ -139,6 +142,8 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
       },
     },
     pkce: { required: () => true },
+    // Tokens die at their exp, not 15 s later (the default tolerance): tests wait for that.
+    clockTolerance: 0,
     issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(t: string): boolean }) => client.grantTypeAllowed('refresh_token'),
     rotateRefreshToken: true,
     ttl: { AccessToken: options.accessTokenTtl ?? 300, IdToken: 3600, RefreshToken: 3600, Interaction: 600, Session: 3600, Grant: 3600 },
@@ -166,9 +171,9 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
       new SignJWT(claims)
         .setProtectedHeader({ alg, kid, typ: 'JWT', ...header })
         .sign(privateKey),
-    async revokeRefreshTokens() {
+    async revokeRefreshTokens(accountId) {
       for (const t of idp.issued) {
-        if (!t.refresh_token) continue;
+        if (!t.refresh_token || (accountId !== undefined && t.accountId !== accountId)) continue;
         const rt = await provider.RefreshToken.find(t.refresh_token);
         if (rt) await rt.destroy();
       }
@@ -178,14 +183,18 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
       await res.body.dump();
       return res.statusCode === 200;
     },
-    refreshCount: () => idp.tokenEvents.filter((e) => e.grantType === 'refresh_token').length,
+    refreshCount: (accountId) => idp.tokenEvents.filter((e) => e.grantType === 'refresh_token' && e.ok && (accountId === undefined || e.accountId === accountId)).length,
     down: () => close(),
     up: () => listen(),
     close: () => close(),
   };
 
-  provider.on('grant.success', (ctx: OidcContext) => idp.tokenEvents.push({ grantType: String(ctx.oidc?.params?.grant_type), clientId: ctx.oidc?.client?.clientId, ok: true }));
-  provider.on('grant.error', (ctx: OidcContext) => idp.tokenEvents.push({ grantType: String(ctx.oidc?.params?.grant_type), clientId: ctx.oidc?.client?.clientId, ok: false }));
+  const event = (ctx: OidcContext, ok: boolean): TokenEvent => {
+    const e = ctx.oidc?.entities;
+    return { grantType: String(ctx.oidc?.params?.grant_type), clientId: ctx.oidc?.client?.clientId, accountId: e?.RefreshToken?.accountId ?? e?.AuthorizationCode?.accountId ?? e?.Account?.accountId, ok };
+  };
+  provider.on('grant.success', (ctx: OidcContext) => idp.tokenEvents.push(event(ctx, true)));
+  provider.on('grant.error', (ctx: OidcContext) => idp.tokenEvents.push(event(ctx, false)));
   provider.use(async (ctx, next) => {
     if (ctx.path === '/token' && ctx.method === 'POST' && idp.failToken) {
       ctx.status = idp.failToken;
@@ -201,7 +210,9 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
         body = await tamper(body);
         ctx.body = body;
       }
-      idp.issued.push({ access_token: body.access_token as string, refresh_token: body.refresh_token as string | undefined, id_token: body.id_token as string | undefined });
+      const e = ctx.oidc?.entities;
+      const accountId = e?.AuthorizationCode?.accountId ?? e?.RefreshToken?.accountId;
+      idp.issued.push({ accountId, access_token: body.access_token as string, refresh_token: body.refresh_token as string | undefined, id_token: body.id_token as string | undefined });
     }
   });
 

@@ -10,7 +10,7 @@ declare module 'oidc-provider' {
     method: string;
     status: number;
     body: unknown;
-    oidc?: { params?: Record<string, unknown>; client?: { clientId: string } };
+    oidc?: { params?: Record<string, unknown>; client?: { clientId: string }; entities?: Record<string, { accountId?: string } | undefined> };
   }
 
   export interface InteractionDetails {
