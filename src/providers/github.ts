@@ -108,11 +108,14 @@ export class GithubProvider implements ProviderClient {
     const verified = list.filter((e) => e && e.verified === true && typeof e.email === 'string');
     const chosen = verified.find((e) => e.primary === true) ?? verified[0];
     const email = cleanText(chosen?.email, 254);
+    // Without a verified address, the primary (or public) one is named, unverified, so the
+    // error page can say which address to verify.
+    const unverified = cleanText(list.find((e) => e?.primary === true)?.email, 254) ?? cleanText(u.email, 254);
     return {
       issuer: this.issuer,
       subject: String(u.id),
-      email: email ?? cleanText(u.email, 254),
-      emailVerified: Boolean(email) || (this.config.trustEmail && Boolean(cleanText(u.email, 254))),
+      email: email ?? unverified,
+      emailVerified: Boolean(email) || (this.config.trustEmail && Boolean(unverified)),
       name: cleanText(u.name, 100) ?? cleanText(u.login, 100),
       groups: [],
     };
