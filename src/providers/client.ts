@@ -17,6 +17,8 @@ export interface ProviderClient {
   warm(): void;
   /** Origins a browser is sent to for authorization (for the pages' CSP form-action). */
   authorizationOrigins(): string[];
+  /** Origins the logout form may be redirected to (RP-initiated logout), if it is on. */
+  endSessionOrigins(): string[];
   authorizationUrl(p: { redirectUri: string; state: string; nonce: string; codeChallenge: string }): Promise<URL>;
   /** Validates the authorization response (state, iss), exchanges the code, verifies the ID token. */
   callback(p: { redirectUri: string; query: string; state: string; nonce: string; codeVerifier: string }): Promise<{ profile: ProviderProfile; tokens: ProviderTokenSet }>;

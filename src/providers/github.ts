@@ -59,6 +59,10 @@ export class GithubProvider implements ProviderClient {
     return [new URL(this.issuer).origin];
   }
 
+  endSessionOrigins(): string[] {
+    return [];
+  }
+
   async authorizationUrl(p: { redirectUri: string; state: string; nonce: string; codeChallenge: string }): Promise<URL> {
     return oauth.buildAuthorizationUrl(this.oauthConfig, {
       ...this.config.authorizationParams,

@@ -74,6 +74,12 @@ export class OidcProvider implements ProviderClient {
     return [...origins];
   }
 
+  endSessionOrigins(): string[] {
+    if (!this.config.endSession) return [];
+    const endpoint = this.discovery.current?.serverMetadata().end_session_endpoint;
+    return [new URL(endpoint ?? this.config.issuer).origin];
+  }
+
   async authorizationUrl(p: { redirectUri: string; state: string; nonce: string; codeChallenge: string }): Promise<URL> {
     const config = await this.discovery.get();
     return oauth.buildAuthorizationUrl(config, {

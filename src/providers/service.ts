@@ -86,6 +86,11 @@ export class ProviderService {
     for (const c of this.clients) c.warm();
   }
 
+  /** For the logout page's CSP: its form is redirected on to these providers' logout. */
+  logoutFormActions(): string[] {
+    return [...new Set(this.clients.flatMap((c) => c.endSessionOrigins()))];
+  }
+
   loginButtons(rd: string): SafeHtml | undefined {
     return loginButtons(this.clients, this.d.prefix, rd);
   }

@@ -6,7 +6,7 @@ import { sameOriginRequest } from '../http/csrf.ts';
 import { HttpError } from '../http/errors.ts';
 import { redirect, sendHtml, sendJson } from '../http/respond.ts';
 import { safeReturnPath } from '../http/target.ts';
-import { CSP, loginPage, logoutPage, messagePage, registerPage } from '../pages/index.ts';
+import { CSP, cspWithFormAction, loginPage, logoutPage, messagePage, registerPage } from '../pages/index.ts';
 import { publicUser, type RequestContext, type Services } from './context.ts';
 import { Router, type Params } from './router.ts';
 
@@ -224,6 +224,8 @@ export class AuthRoutes implements FormTools {
         email: current?.state === 'active' ? current.active.user.email : undefined,
       }),
       cookies,
+      // The POST may be redirected on to a provider's logout (RP-initiated): the CSP allows it.
+      { 'content-security-policy': cspWithFormAction(this.s.providers.logoutFormActions()) },
     );
   }
 
