@@ -205,6 +205,7 @@ export const ConfigSchema = z
               .default(10)
               .meta({ description: 'Failed logins per account per 15 minutes from browsers that never signed in to it; browsers that did keep their own allowance, so this cannot lock the owner out' }),
             registerPerIp: z.number().int().min(1).default(20).meta({ description: 'Registrations per client IP per hour' }),
+            providerStartsPerIp: z.number().int().min(1).default(120).meta({ description: 'Sign-ins and links started with a provider per client IP per 15 minutes (each keeps a pending state record)' }),
           })
           .prefault({}),
       })

@@ -17,9 +17,8 @@ import { sessionOwner } from './tokens.ts';
 
 type Handler = (ctx: RequestContext, params: Params) => Promise<void>;
 
-/** Flows a client IP may start per window: generous for people behind one NAT, finite for scripts. */
-const STARTS_PER_IP = 120;
-const STARTS_WINDOW_MS = 10 * 60_000;
+/** accounts.rateLimits.providerStartsPerIp counts per this window: generous for people behind one NAT, finite for scripts. */
+const STARTS_WINDOW_MS = 15 * 60_000;
 
 /**
  * The HTTP side of sign-in through providers:
@@ -78,7 +77,8 @@ export class ProviderRoutes {
     const client = this.p.get(params.provider!);
     if (!client) return this.fail(ctx, undefined, 'unknown_provider');
     const rd = this.tools.returnPath(ctx, this.tools.queryParam(ctx, 'rd'));
-    if (this.sameSiteNavigation(ctx)) return this.begin(ctx, client, 'login', null, rd);
+    // HEAD (a link checker, a prefetch) never starts a flow.
+    if (ctx.req.method === 'GET' && this.sameSiteNavigation(ctx)) return this.begin(ctx, client, 'login', null, rd);
     const { token, cookies } = this.tools.csrf(ctx);
     this.tools.html(ctx, 200, confirmPage({ appTitle: ctx.site.title, provider: client, action: `${this.s.prefix}/login/${client.id}`, csrf: token, rd }), cookies, {
       'content-security-policy': cspWithFormAction(client.authorizationOrigins()),
@@ -93,7 +93,7 @@ export class ProviderRoutes {
   }
 
   private async begin(ctx: RequestContext, client: ProviderClient, purpose: 'login' | 'link', sessionHash: string | null, returnTo: string): Promise<void> {
-    if ((await this.cache.hit(`oauth-start:ip:${ctx.ip}`, STARTS_WINDOW_MS)) > STARTS_PER_IP) return this.fail(ctx, client, 'rate_limited');
+    if ((await this.cache.hit(`oauth-start:ip:${ctx.ip}`, STARTS_WINDOW_MS)) > this.s.config.accounts.rateLimits.providerStartsPerIp) return this.fail(ctx, client, 'rate_limited');
     const flow = await this.p.flows.start(ctx, { provider: client.id, purpose, sessionHash, returnTo });
     let url: URL;
     try {
@@ -169,7 +169,8 @@ export class ProviderRoutes {
     const link = record?.purpose === 'link' ? { href: `${this.s.prefix}/account`, text: 'Back to your account' } : { href: `${this.s.prefix}/login${record && record.returnTo !== '/' ? `?rd=${encodeURIComponent(record.returnTo)}` : ''}`, text: 'Try again' };
     const heading = record?.purpose === 'link' ? 'Linking did not complete' : 'Sign-in did not complete';
     // The callback's URL held a code and state: no referrer leaves this page (ATTACKS 38).
-    this.tools.html(ctx, status, messagePage({ appTitle: ctx.site.title, heading, message, hint, link }), [], { 'referrer-policy': 'no-referrer', ...(status === 503 ? { 'retry-after': '5' } : {}) });
+    const retryAfter = status === 503 ? '5' : status === 429 ? String(STARTS_WINDOW_MS / 1000) : undefined;
+    this.tools.html(ctx, status, messagePage({ appTitle: ctx.site.title, heading, message, hint, link }), [], { 'referrer-policy': 'no-referrer', ...(retryAfter ? { 'retry-after': retryAfter } : {}) });
   }
 
   // ---- the account page -------------------------------------------------------------

@@ -30,7 +30,7 @@ before(async () => {
         { path: '/api/**', unauthenticated: '401', tokenRelay: 'a' },
       ],
       providers: lab.providers({ a: { groupsClaim: 'groups' }, b: { linkByEmail: true } }),
-      accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000 } },
+      accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000 } },
     }),
     { port: lab.ports[0] },
   );
@@ -269,6 +269,26 @@ describe('registration rules for first sign-ins', () => {
     const ok = last(await signIn(new Client(closed.url), 'a')).res;
     assert.equal(ok.status, 200);
     assert.equal(ok.json().headers['x-user-id'], op.id);
+  });
+
+  test('starting sign-ins is rate-limited per client IP (each keeps a pending state)', async () => {
+    const limited = await startGatehouse(() => ({ providers: closedLab.providers(), accounts: { rateLimits: { providerStartsPerIp: 3 } } }));
+    try {
+      const c = new Client(limited.url);
+      for (let i = 0; i < 3; i++) assert.equal((await c.html('/.auth/login/a', { 'sec-fetch-site': 'same-origin' })).status, 303);
+      const res = await c.html('/.auth/login/b', { 'sec-fetch-site': 'same-origin' });
+      assert.equal(res.status, 429);
+      assert.equal(res.headers['retry-after'], '900');
+      assert.match(res.text, /Too many sign-in attempts/);
+      const db = rawDb(limited);
+      try {
+        assert.equal((await db.get<{ n: number }>(`SELECT COUNT(*) AS n FROM login_states`))!.n, 3, 'the refused start stored nothing');
+      } finally {
+        await db.close();
+      }
+    } finally {
+      await limited.close();
+    }
   });
 
   test("a provider's own registration: open, but accounts.allowedDomains still applies to its verified email", async () => {

@@ -38,7 +38,7 @@ before(async () => {
         { path: '/norelay/**', tokenRelay: false },
       ],
       providers: lab.providers(),
-      accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000 } },
+      accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000 } },
     }),
     { port: lab.ports[0] },
   );
