@@ -274,6 +274,12 @@ async function verify(t: Target): Promise<void> {
   if (!t.scenario.signedIn && user !== undefined) throw new Error(`scenario ${t.scenario.id}: the app got an X-User-Id without a session`);
   if (t.gatehouse && seen['cookie']?.includes('gatehouse=')) throw new Error(`scenario ${t.scenario.id}: the session cookie reached the app`);
   if (t.gatehouse && !seen['x-request-id']) throw new Error(`scenario ${t.scenario.id}: the request did not go through Gatehouse`);
+  const assertion = seen['x-gatehouse-assertion'];
+  const wantAssertion = t.scenario.assertion ?? t.scenario.signedIn;
+  if (wantAssertion && !(assertion && JSON.parse(Buffer.from(assertion.split('.')[1]!, 'base64url').toString()).sub === t.gatehouse?.userId)) {
+    throw new Error(`scenario ${t.scenario.id}: the app did not get an X-Gatehouse-Assertion for the session's user`);
+  }
+  if (!wantAssertion && assertion !== undefined) throw new Error(`scenario ${t.scenario.id}: the app got an X-Gatehouse-Assertion it should not have`);
 }
 
 // ---- measuring ------------------------------------------------------------------------------

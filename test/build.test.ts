@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
@@ -19,6 +19,14 @@ test('the publishable build compiles and its CLI runs (npm run build)', async ()
     assert.match(stdout, /demo\/gatehouse\.yaml: OK/);
     const { stdout: help } = await exec(process.execPath, [join(out, 'cli/main.js'), '--help'], { cwd: root });
     assert.match(help, /gatehouse serve/);
+    // gatehouse/verify (package.json exports "./verify"): built, typed, and loading jose alone.
+    const verifyJs = readFileSync(join(out, 'verify/index.js'), 'utf8');
+    assert.deepEqual([...verifyJs.matchAll(/^import .* from '([^']+)';$/gm)].map((m) => m[1]), ['jose']);
+    assert.ok(existsSync(join(out, 'verify/index.d.ts')));
+    const verify = (await import(join(out, 'verify/index.js'))) as Record<string, unknown>;
+    for (const name of ['verifyAssertion', 'createVerifier', 'gatehouseMiddleware', 'withGatehouse', 'gatehouseHook', 'gatehouseFastify', 'AssertionError']) assert.equal(typeof verify[name], 'function', name);
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { exports: Record<string, string> };
+    assert.equal(pkg.exports['./verify'], './dist/verify/index.js');
   } finally {
     rmSync(out, { recursive: true, force: true });
   }

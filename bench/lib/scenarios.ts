@@ -1,5 +1,5 @@
 /**
- * What the bench measures, as data. To add a scenario (e.g. "assertion on/off"):
+ * What the bench measures, as data. To add a scenario:
  *   1. if it needs Gatehouse configured differently, add a GatehouseVariant: run.ts starts one
  *      Gatehouse process per variant, all on the Gatehouse core, each with its own store;
  *   2. add a Scenario that names the variant (or 'direct'), a path and whether it is signed in;
@@ -25,6 +25,8 @@ export interface Scenario {
   path: string;
   /** Sends a valid session cookie (made by registering through POST /.auth/register). */
   signedIn: boolean;
+  /** Whether the app must receive X-Gatehouse-Assertion (checked before measuring); default: signedIn. */
+  assertion?: boolean;
   /** Run only when asked for (--floor, or named in --only). */
   optional?: boolean;
 }
@@ -44,12 +46,17 @@ export interface LatencyTarget {
   maxExtraMs: number;
 }
 
-export const VARIANTS: GatehouseVariant[] = [{ id: 'gatehouse', config: {} }];
+export const VARIANTS: GatehouseVariant[] = [
+  // As users run it: the signed assertion is on by default.
+  { id: 'gatehouse', config: {} },
+  { id: 'no-assertion', config: { headers: { assertion: false } } },
+];
 
 export const SCENARIOS: Scenario[] = [
   { id: 'a', label: 'direct to the app', via: 'direct', path: '/open/item', signedIn: false },
   { id: 'b', label: 'Gatehouse, public route', via: 'gatehouse', path: '/open/item', signedIn: false },
-  { id: 'c', label: 'Gatehouse, valid session', via: 'gatehouse', path: '/home/item', signedIn: true },
+  { id: 'c', label: 'Gatehouse, valid session (assertion on)', via: 'gatehouse', path: '/home/item', signedIn: true },
+  { id: 'd', label: 'Gatehouse, valid session, assertion off', via: 'no-assertion', path: '/home/item', signedIn: true, assertion: false },
   { id: 'z', label: 'bare Node proxy (floor)', via: 'floor', path: '/open/item', signedIn: false, optional: true },
 ];
 
@@ -57,6 +64,8 @@ export const RATIOS: RatioTarget[] = [
   { num: 'b', den: 'a', label: 'public route / direct' },
   { num: 'c', den: 'a', label: 'session / direct', min: 0.4 },
   { num: 'c', den: 'b', label: 'session / public route', min: 0.9 },
+  { num: 'd', den: 'a', label: 'session without assertion / direct' },
+  { num: 'c', den: 'd', label: 'assertion on / off (its cost)', min: 0.9 },
   { num: 'z', den: 'a', label: 'bare Node proxy / direct (floor)' },
   { num: 'c', den: 'z', label: 'session / bare Node proxy' },
 ];

@@ -5,6 +5,7 @@ import { normalizeTarget } from '../http/target.ts';
 import { providerRegistrations } from '../providers/lint.ts';
 import { matchRule } from '../policy/rules.ts';
 import { appFor, buildSites, hostKey } from '../server/sites.ts';
+import { JWKS_PATH } from '../server/well-known.ts';
 import { err, out, UsageError } from './io.ts';
 
 /** `gatehouse check`: validate, warn, and optionally explain how a URL is decided. */
@@ -57,6 +58,7 @@ export function explain(config: Config, url: string, method: string): string {
     if (!target.ok) return `${rawPath}: refused with 400 (${target.reason})`;
     const lines = [`${method} ${site.origin}${target.path}${target.path !== rawPath.split('?')[0] ? `   (normalized from ${rawPath.split('?')[0]})` : ''}`];
     if (target.path.toLowerCase().startsWith(config.authPrefix.toLowerCase())) return [...lines, `  Gatehouse's own route (${config.authPrefix}); never forwarded`].join('\n');
+    if (target.path === JWKS_PATH) return [...lines, "  Gatehouse's signing keys (JWKS), on every site; never forwarded"].join('\n');
     const app = appFor(site, target.path);
     if (!app) return [...lines, '  no app serves this path → 404'].join('\n');
     lines.push(`  app "${app.name}" → ${app.upstream.url.origin}${app.upstream.basePath}${target.path}`);

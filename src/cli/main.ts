@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { check } from './check.ts';
 import { operatorContext } from './context.ts';
 import { err, out, UsageError } from './io.ts';
+import { keys } from './keys.ts';
 import { serve } from './serve.ts';
 import { sessions } from './sessions.ts';
 import { users } from './users.ts';
@@ -19,6 +20,9 @@ Usage:
   gatehouse users set-groups <email> <a,b>
   gatehouse sessions list --user <email> [--json]
   gatehouse sessions revoke [id] --user <email>
+  gatehouse keys list [--json]                            signing keys: state, when each signs and is dropped
+  gatehouse keys rotate [--algorithm EdDSA|ES256]          add a key: published now, signs after tokens.keys.publishBefore
+  gatehouse keys rotate --now                              a leaked key: the new one signs at once, the others are unpublished
 
 The config file is --config, else $GATEHOUSE_CONFIG, else ./gatehouse.yaml.`;
 
@@ -35,6 +39,8 @@ export async function main(argv: string[]): Promise<number> {
       groups: { type: 'string' },
       user: { type: 'string' },
       json: { type: 'boolean' },
+      now: { type: 'boolean' },
+      algorithm: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -50,9 +56,11 @@ export async function main(argv: string[]): Promise<number> {
     case 'check':
       return check(file, values);
     case 'users':
-    case 'sessions': {
+    case 'sessions':
+    case 'keys': {
       const ctx = await operatorContext(file);
       try {
+        if (command === 'keys') return await keys(ctx, rest, values);
         return command === 'users' ? await users(ctx, rest, values) : await sessions(ctx, rest, values);
       } finally {
         await ctx.close();

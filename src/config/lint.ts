@@ -37,8 +37,14 @@ export function lintConfig(config: Config): Warning[] {
   if ((config.listen.host === '0.0.0.0' || config.listen.host === '::') && publicUrl.protocol === 'http:' && loopbackHost) {
     w.push({ key: 'listen.host', message: `listening on all interfaces while publicUrl is ${publicUrl.origin}: requests arriving under another host name are refused (421).` });
   }
+  if (config.tokens.keys.publishBefore < 30_000) {
+    w.push({ key: 'tokens.keys.publishBefore', message: 'under 30s: JWKS clients that refetch on an unknown kid at most every 30 s (jose\'s default, and gatehouse/verify) may reject assertions for a while after each rotation.' });
+  }
   appsOf(config).forEach((app, a) => {
     const base = config.apps ? `apps[${a}]` : '';
+    if (app.headers.assertion === false) {
+      w.push({ key: `${base ? `${base}.` : ''}headers.assertion`, message: `app "${app.name}" gets no signed assertion, only X-User-Id: anyone who can reach it past Gatehouse can claim to be anyone. Keep it unreachable except through Gatehouse.` });
+    }
     app.routes.forEach((r, i) => {
       const key = `${base ? `${base}.` : ''}routes[${i}].path`;
       if (/\/\/|\/\.\.?(\/|$)|;|%2f|%5c/i.test(r.path)) {

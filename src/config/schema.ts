@@ -49,7 +49,12 @@ const cidr = z.string().superRefine((v, ctx) => {
   }
 });
 
-const headerName = z.string().regex(/^[A-Za-z0-9-]+$/, 'a header name has only letters, digits and "-"');
+/** Request headers an identity header must never replace: the request would change meaning. */
+const RESERVED_HEADERS = new Set(['host', 'cookie', 'authorization', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'expect', 'keep-alive', 'origin', 'x-request-id']);
+const headerName = z
+  .string()
+  .regex(/^[A-Za-z0-9-]+$/, 'a header name has only letters, digits and "-"')
+  .refine((v) => !RESERVED_HEADERS.has(v.toLowerCase()), { message: 'this header is part of the request itself; choose a name of your own, such as X-Auth-Email' });
 const forwardHeader = z.union([z.boolean(), headerName]);
 
 export const AllowSchema = z
@@ -83,6 +88,9 @@ export const HeadersSchema = z
     email: forwardHeader.default(false).meta({ description: 'Send X-User-Email (true) or the email under this header name' }),
     name: forwardHeader.default(false).meta({ description: 'Send X-User-Name (true) or under this header name' }),
     groups: forwardHeader.default(false).meta({ description: 'Send X-User-Groups, comma-separated (true) or under this header name' }),
+    assertion: forwardHeader
+      .default(true)
+      .meta({ description: 'Send the signed identity assertion (a JWT, aud = the app name) as X-Gatehouse-Assertion (true), under this header name, or not at all (false). It carries email, name and groups only when those are sent too' }),
   })
   .prefault({});
 
@@ -210,6 +218,22 @@ export const ConfigSchema = z
           .prefault({}),
       })
       .prefault({}),
+    tokens: z
+      .strictObject({
+        algorithm: z.enum(['EdDSA', 'ES256']).default('EdDSA').meta({ description: 'JWS algorithm of new signing keys: EdDSA (Ed25519) or ES256 (P-256). Existing keys keep theirs until rotated out' }),
+        assertionTtl: duration('60s').meta({ description: 'Lifetime (exp - iat) of X-Gatehouse-Assertion' }),
+        maxLifetime: duration('1h').meta({ description: 'The longest any token signed with Gatehouse\'s keys may live. A replaced key stays published this long (plus clockSkew) after it stopped signing' }),
+        clockSkew: duration('30s').meta({ description: 'Allowed clock difference between nodes and apps, added to every key retirement' }),
+        keys: z
+          .strictObject({
+            publishBefore: duration('10m').meta({
+              description: 'After `gatehouse keys rotate`, how long a new key is published in the JWKS before it signs, so every node and every JWKS cache has it first',
+            }),
+            refreshInterval: duration('1m').meta({ description: 'How often each node reloads the key set from the store (also at once when it meets an unknown kid)' }),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
     sessions: z
       .strictObject({
         cookieName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('gatehouse').meta({ description: 'Prefixed with __Host- when publicUrl is https' }),
@@ -226,6 +250,12 @@ export const ConfigSchema = z
   .superRefine((c, ctx) => {
     if (!c.upstream && !c.apps) ctx.addIssue({ code: 'custom', path: ['upstream'], message: 'set upstream (one app) or apps (several)' });
     if (c.upstream && c.apps) ctx.addIssue({ code: 'custom', path: ['apps'], message: 'set either upstream or apps, not both' });
+    if (c.tokens.keys.refreshInterval < 100) ctx.addIssue({ code: 'custom', path: ['tokens', 'keys', 'refreshInterval'], message: 'refreshInterval must be at least 100ms' });
+    if (c.tokens.keys.refreshInterval >= c.tokens.keys.publishBefore) {
+      ctx.addIssue({ code: 'custom', path: ['tokens', 'keys', 'publishBefore'], message: 'publishBefore must be longer than refreshInterval: every node must have loaded a new key before it signs' });
+    }
+    if (c.tokens.assertionTtl < 1000) ctx.addIssue({ code: 'custom', path: ['tokens', 'assertionTtl'], message: 'assertionTtl must be at least 1s' });
+    if (c.tokens.assertionTtl > c.tokens.maxLifetime) ctx.addIssue({ code: 'custom', path: ['tokens', 'assertionTtl'], message: 'assertionTtl is longer than tokens.maxLifetime' });
     if (c.sessions.idleTimeout > c.sessions.absoluteTimeout) {
       ctx.addIssue({ code: 'custom', path: ['sessions', 'idleTimeout'], message: 'idleTimeout is longer than absoluteTimeout' });
     }

@@ -86,15 +86,25 @@ export interface ForwardingInfo {
 /**
  * Builds the flat [name, value, ...] list for the upstream request. `identity` is appended
  * last, already in [name, value] pairs. `drop` names further headers to remove (lower-case),
- * e.g. an Authorization that Gatehouse consumed.
+ * e.g. an Authorization that Gatehouse consumed. `ownIdentity` names the app's own identity
+ * header names (lower-case, "-" for "_"), dropped in every spelling like the built-in ones.
  */
-export function upstreamRequestHeaders(rawHeaders: readonly string[], connection: string | string[] | undefined, fwd: ForwardingInfo, identity: readonly string[], drop?: string): string[] {
+export function upstreamRequestHeaders(
+  rawHeaders: readonly string[],
+  connection: string | string[] | undefined,
+  fwd: ForwardingInfo,
+  identity: readonly string[],
+  drop?: string,
+  ownIdentity?: ReadonlySet<string> | null,
+): string[] {
   const listed = connectionTokens(connection);
   const out: string[] = [];
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || (listed !== null && listed.has(lower)) || isSpoofable(lower) || lower === drop) continue;
+    // An app's own names for identity headers (headers: {email: X-Email}) are claimed the same way.
+    if (ownIdentity && ownIdentity.has(lower.includes('_') ? lower.replaceAll('_', '-') : lower)) continue;
     if (lower === 'cookie') {
       const value = stripCookies(rawHeaders[i + 1]!, fwd.ownCookies);
       if (value !== null) out.push(name, value);

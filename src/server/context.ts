@@ -8,6 +8,7 @@ import type { Logger } from '../log/index.ts';
 import type { ProviderService } from '../providers/service.ts';
 import type { Sessions } from '../sessions/index.ts';
 import type { Store, User } from '../store/index.ts';
+import type { KeyRing } from '../tokens/keys.ts';
 import type { Secrets } from '../tokens/secrets.ts';
 import type { Site } from './sites.ts';
 
@@ -18,6 +19,8 @@ export interface Services {
   store: Store;
   cache: Cache;
   secrets: Secrets;
+  /** Signs and verifies Gatehouse's JWTs (assertions; access tokens), publishes the JWKS. */
+  keys: KeyRing;
   sessions: Sessions;
   accounts: Accounts;
   throttle: Throttle;

@@ -21,11 +21,14 @@ import { upstreamRequestHeaders } from '../proxy/headers.ts';
 import { rejectUpgrade, tunnelWebSocket } from '../proxy/upgrade.ts';
 import { Sessions, type ActiveSession } from '../sessions/index.ts';
 import { openStore, StoreUnavailableError, type Store } from '../store/index.ts';
+import { Assertions } from '../tokens/assertion.ts';
+import { issuerOf, KeyRing, keyPolicy } from '../tokens/keys.ts';
 import { loadSecrets, type Secrets } from '../tokens/secrets.ts';
 import { AccountRoutes } from './account.ts';
 import { AuthRoutes } from './auth-routes.ts';
 import type { RequestContext, Services } from './context.ts';
 import { appFor, buildSites, type App, type Site } from './sites.ts';
+import { JWKS_PATH, jwksRoute, WellKnown } from './well-known.ts';
 
 export interface GatehouseOptions {
   logger?: Logger;
@@ -47,6 +50,7 @@ export class Gatehouse {
   readonly store: Store;
   readonly cache: Cache;
   readonly secrets: Secrets;
+  readonly keys: KeyRing;
   readonly sessions: Sessions;
   readonly accounts: Accounts;
   readonly providers: ProviderService;
@@ -54,6 +58,9 @@ export class Gatehouse {
   readonly sites: Map<string, Site>;
   private readonly services: Services;
   private readonly auth: AuthRoutes;
+  private readonly assertions: Assertions;
+  /** Gatehouse's exact paths under /.well-known/ on every site; see well-known.ts. */
+  private readonly wellKnown = new WellKnown();
   private readonly prefix: string;
   private readonly prefixLower: string;
   private readonly trusted: TrustedProxies;
@@ -62,12 +69,13 @@ export class Gatehouse {
   private readonly purgeTimer: NodeJS.Timeout;
   private closing: Promise<void> | null = null;
 
-  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets) {
+  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets, keys: KeyRing) {
     this.config = config;
     this.logger = logger;
     this.store = store;
     this.cache = cache;
     this.secrets = secrets;
+    this.keys = keys;
     this.prefix = config.authPrefix;
     this.prefixLower = config.authPrefix.toLowerCase();
     this.trusted = new TrustedProxies(config.trustedProxies);
@@ -76,11 +84,13 @@ export class Gatehouse {
     const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
     this.accounts = new Accounts(store, throttle, config.accounts);
     this.providers = new ProviderService({ config, store, secrets, logger, sessions: this.sessions, prefix: this.prefix });
-    this.services = { config, logger, store, cache, secrets, sessions: this.sessions, accounts: this.accounts, throttle, trusted: this.trusted, prefix: this.prefix, providers: this.providers };
+    this.services = { config, logger, store, cache, secrets, keys, sessions: this.sessions, accounts: this.accounts, throttle, trusted: this.trusted, prefix: this.prefix, providers: this.providers };
     this.auth = new AuthRoutes(this.services);
     const account = new AccountRoutes(this.services, this.auth);
     new ProviderRoutes(this.providers, this.services, this.auth, account).register(this.auth.router);
     account.register(this.auth.router);
+    this.assertions = new Assertions(keys, secrets, { ttlMs: config.tokens.assertionTtl });
+    this.wellKnown.add(JWKS_PATH, jwksRoute(keys));
 
     const t = config.listen.timeouts;
     this.server = http.createServer(
@@ -119,9 +129,17 @@ export class Gatehouse {
       if (!options.store) await store.close();
       throw err;
     }));
-    const secrets = await loadSecrets(config.secrets, store.kv);
+    let secrets: Secrets;
+    let keys: KeyRing;
+    try {
+      secrets = await loadSecrets(config.secrets, store.kv);
+      keys = await KeyRing.open(store, secrets, keyPolicy(config), { issuer: issuerOf(config), logger });
+    } catch (err) {
+      await Promise.allSettled([options.store ? undefined : store.close(), options.cache ? undefined : cache.close()]);
+      throw err;
+    }
     void dummyHash();
-    return new Gatehouse(config, logger, store, cache, secrets);
+    return new Gatehouse(config, logger, store, cache, secrets, keys);
   }
 
   async listen(port = this.config.listen.port, host = this.config.listen.host): Promise<AddressInfo> {
@@ -187,6 +205,11 @@ export class Gatehouse {
         status = res.statusCode;
         return;
       }
+      if (this.wellKnown.has(target.path)) {
+        await this.wellKnown.handle(ctx);
+        status = res.statusCode;
+        return;
+      }
       status = await this.proxy(ctx);
     } catch (err) {
       status = this.failure(req, res, ctx?.site, err);
@@ -246,7 +269,10 @@ export class Gatehouse {
       }
     }
 
-    const headers = this.upstreamHeaders(ctx, app, active, bearer);
+    let assertion: string | Promise<string> | undefined;
+    if (active && app.headers.assertion) assertion = this.assertions.get(app, active);
+    if (typeof assertion === 'object') assertion = await assertion;
+    const headers = this.upstreamHeaders(ctx, app, active, assertion, bearer);
     const outcome = await forward(req, res, app.upstream, ctx.path + ctx.query, headers);
     if (outcome.error) {
       this.logger.warn({ event: 'upstream_error', app: app.name, cause: outcome.cause, requestId: ctx.requestId }, 'upstream failed');
@@ -257,7 +283,7 @@ export class Gatehouse {
   }
 
   /** `bearer`: undefined without tokenRelay; else the token to send (null: none, and the client's is dropped). */
-  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | undefined, bearer?: string | null): string[] {
+  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | undefined, assertion: string | undefined, bearer?: string | null): string[] {
     const { req, site } = ctx;
     const peer = req.socket.remoteAddress ?? '';
     const xff = req.headers['x-forwarded-for'];
@@ -271,6 +297,7 @@ export class Gatehouse {
       if (app.headers.email) identity.push(app.headers.email, u.email);
       if (app.headers.name && u.name) identity.push(app.headers.name, headerSafe(u.name));
       if (app.headers.groups) identity.push(app.headers.groups, u.groups.map((g) => (/^[\x21-\x2b\x2d-\x7e]+$/.test(g) ? g : encodeURIComponent(g))).join(','));
+      if (assertion !== undefined) identity.push(app.headers.assertion!, assertion);
     }
     if (bearer) identity.push('authorization', `Bearer ${bearer}`);
     return upstreamRequestHeaders(
@@ -287,6 +314,7 @@ export class Gatehouse {
       },
       identity,
       bearer === undefined ? undefined : 'authorization',
+      app.ownIdentityHeaders,
     );
   }
 
@@ -383,7 +411,7 @@ export class Gatehouse {
       const site = this.siteFor(req);
       const target = normalizeTarget(req.url ?? '');
       if (!site || !target.ok || this.closing) return rejectUpgrade(socket, (status = site && target.ok ? 503 : 400), site && target.ok ? 'Service Unavailable' : 'Bad Request');
-      if (this.isOwnPath(target.path)) return rejectUpgrade(socket, (status = 404), 'Not Found');
+      if (this.isOwnPath(target.path) || this.wellKnown.has(target.path)) return rejectUpgrade(socket, (status = 404), 'Not Found');
       const app = appFor(site, target.path);
       if (!app) return rejectUpgrade(socket, (status = 404), 'Not Found');
       const rule = matchRule(app.rules, app.fallback, 'GET', target.path);
@@ -414,7 +442,8 @@ export class Gatehouse {
         }
       }
       const ctx: RequestContext = { req, res: undefined as unknown as ServerResponse, site, path: target.path, query: target.query, ip: this.trusted.clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for']), requestId };
-      const headers = this.upstreamHeaders(ctx, app, active, bearer);
+      const assertion = active && app.headers.assertion ? await this.assertions.get(app, active) : undefined;
+      const headers = this.upstreamHeaders(ctx, app, active, assertion, bearer);
       (socket as Socket).setTimeout?.(0);
       status = await tunnelWebSocket(req, socket, head, app.upstream, target.path + target.query, headers, ([client, upstream]) => {
         this.tunnels.set(client!, upstream!);
@@ -438,6 +467,7 @@ export class Gatehouse {
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.purgeTimer);
+      this.keys.close();
       const drained = new Promise<void>((resolve) => this.server.close(() => resolve()));
       this.server.closeIdleConnections();
       const idleSweep = setInterval(() => this.server.closeIdleConnections(), 100);

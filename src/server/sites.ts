@@ -1,6 +1,7 @@
 import type { AppConfig, Config } from '../config/schema.ts';
 import { compileRules, type Rule } from '../policy/rules.ts';
 import { Upstream } from '../proxy/forward.ts';
+import { isSpoofable } from '../proxy/headers.ts';
 
 /**
  * A site is one origin (scheme, host, port) that Gatehouse answers for. It owns the login
@@ -32,8 +33,13 @@ export interface App {
   rules: Rule[];
   fallback: Rule;
   caseSensitivePaths: boolean;
-  /** Extra identity headers the app opted into: [header name, claim]. */
-  headers: { email: string | null; name: string | null; groups: string | null };
+  /** Identity headers the app opted into, by name; null = not sent. */
+  headers: { email: string | null; name: string | null; groups: string | null; assertion: string | null };
+  /**
+   * The app's own names for identity headers (lower-case, "_" as "-") that are not already
+   * covered by the X-User-* / X-Gatehouse-* rule: client copies of these are dropped too.
+   */
+  ownIdentityHeaders: ReadonlySet<string> | null;
   /** Provider whose access token is relayed as Authorization: Bearer (a rule may override). */
   tokenRelay: string | null;
 }
@@ -92,6 +98,18 @@ export function buildSites(config: Config): Map<string, Site> {
       site.title = a.title ?? a.name;
     }
     const { rules, fallback } = compileRules(a.routes, a.defaultAccess, a.caseSensitivePaths);
+    const headers = {
+      email: headerName(a.headers.email, 'X-User-Email'),
+      name: headerName(a.headers.name, 'X-User-Name'),
+      groups: headerName(a.headers.groups, 'X-User-Groups'),
+      assertion: headerName(a.headers.assertion, 'X-Gatehouse-Assertion'),
+    };
+    const own = new Set(
+      Object.values(a.headers)
+        .filter((v): v is string => typeof v === 'string')
+        .map((v) => v.toLowerCase())
+        .filter((v) => !isSpoofable(v)),
+    );
     site.apps.push({
       name: a.name,
       title: a.title ?? a.name,
@@ -102,11 +120,8 @@ export function buildSites(config: Config): Map<string, Site> {
       rules,
       fallback,
       caseSensitivePaths: a.caseSensitivePaths,
-      headers: {
-        email: headerName(a.headers.email, 'X-User-Email'),
-        name: headerName(a.headers.name, 'X-User-Name'),
-        groups: headerName(a.headers.groups, 'X-User-Groups'),
-      },
+      headers,
+      ownIdentityHeaders: own.size ? own : null,
       tokenRelay: a.tokenRelay ?? null,
     });
   }

@@ -8,11 +8,21 @@ export interface SqlDriver {
   readonly dialect: 'sqlite' | 'postgres';
   all<T>(sql: string, params?: SqlValue[]): Promise<T[]>;
   get<T>(sql: string, params?: SqlValue[]): Promise<T | undefined>;
-  /** Returns the number of rows changed. */
-  run(sql: string, params?: SqlValue[]): Promise<number>;
+  /**
+   * Returns the number of rows changed. `untracked`: the write changes nothing a cached read
+   * returns (see writeMark), e.g. a session's last_seen_at, which the cached copy updates itself.
+   */
+  run(sql: string, params?: SqlValue[], options?: { untracked?: boolean }): Promise<number>;
   /** Runs fn in one transaction. fn must only await this driver's calls. */
   transaction<T>(fn: (tx: SqlDriver) => Promise<T>): Promise<T>;
   close(): Promise<void>;
+  /**
+   * A number that changes whenever the database may have changed: a write through this driver
+   * or a commit by any other connection (another process, the CLI). Only drivers that can
+   * tell cheaply and exactly have it (SQLite: PRAGMA data_version); without it, reads are
+   * never cached.
+   */
+  writeMark?(): number;
 }
 
 /** SQLSTATE 23505 / SQLITE_CONSTRAINT_UNIQUE: both drivers map it to this check. */

@@ -43,6 +43,27 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
     ],
   },
   {
+    version: 2,
+    name: 'signing keys',
+    sql: [
+      // One row per JWS signing key (src/tokens/keys.ts). private_jwk is AES-GCM ciphertext
+      // (Secrets.encrypt, bound to the kid); public_jwk is the JWK that /.well-known/jwks.json shows.
+      `CREATE TABLE signing_keys (
+        kid TEXT PRIMARY KEY,
+        alg TEXT NOT NULL,
+        public_jwk TEXT NOT NULL,
+        private_jwk TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        activates_at BIGINT NOT NULL,
+        retires_at BIGINT,
+        first_key INTEGER
+      )`,
+      // 1 on the key a new store starts with, NULL on every later one (NULLs never collide):
+      // of several nodes that start at once on an empty store, one insert wins.
+      `CREATE UNIQUE INDEX signing_keys_first ON signing_keys (first_key)`,
+    ],
+  },
+  {
     version: 3,
     name: 'identities, login states, provider tokens',
     sql: [

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { isUniqueViolation, type SqlDriver } from './driver.ts';
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
+import { SqlSigningKeys } from './sql-keys.ts';
 import { SqlIdentities, SqlLoginStates, SqlProviderTokens } from './sql-providers.ts';
-import { StoreConflictError, type KeyValueStore, type NewUser, type Session, type SessionStore, type Store, type User, type UserPatch, type UserStore } from './types.ts';
+import { StoreConflictError, type KeyValueStore, type NewUser, type SigningKeyStore, type Session, type SessionStore, type Store, type User, type UserPatch, type UserStore } from './types.ts';
 
 interface UserRow {
   id: string;
@@ -126,10 +127,26 @@ export class SqlUsers implements UserStore {
   }
 }
 
+type SessionWithUser = { session: Session; user: User };
+
+/** Sessions kept in memory per node, at most. */
+const CACHE_ENTRIES = 10_000;
+
+/**
+ * Sessions with their users, the read behind every signed-in request. Where the driver can
+ * tell cheaply whether anything was written since (SQLite: own writes and PRAGMA
+ * data_version for other connections), the rows are kept in memory and the whole cache is
+ * dropped at the first change, so a revoke, a disabled user or new groups apply at the next
+ * request, also when written by another process (the CLI). PostgreSQL reads every time:
+ * other nodes write without telling.
+ */
 class SqlSessions implements SessionStore {
   private readonly db: SqlDriver;
+  private readonly cache: Map<string, SessionWithUser> | null;
+  private cacheMark = -1;
   constructor(db: SqlDriver) {
     this.db = db;
+    this.cache = db.writeMark ? new Map() : null;
   }
 
   async create(s: Session): Promise<void> {
@@ -144,7 +161,28 @@ class SqlSessions implements SessionStore {
     return r && toSession(r);
   }
 
-  async getWithUser(idHash: string): Promise<{ session: Session; user: User } | undefined> {
+  async getWithUser(idHash: string): Promise<SessionWithUser | undefined> {
+    const cache = this.cache;
+    let mark = 0;
+    if (cache) {
+      mark = this.db.writeMark!();
+      if (mark !== this.cacheMark) {
+        cache.clear();
+        this.cacheMark = mark;
+      }
+      const hit = cache.get(idHash);
+      if (hit) return hit;
+    }
+    const found = await this.readWithUser(idHash);
+    // Kept only if nothing was written while it was read.
+    if (cache && found && this.db.writeMark!() === mark) {
+      if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
+      cache.set(idHash, found);
+    }
+    return found;
+  }
+
+  private async readWithUser(idHash: string): Promise<SessionWithUser | undefined> {
     const r = await this.db.get<SessionRow & { u_email: string; u_email_verified: number; u_name: string | null; u_groups_json: string; u_password_hash: string | null; u_disabled: number; u_created_at: number; u_updated_at: number }>(
       `SELECT s.*, u.email AS u_email, u.email_verified AS u_email_verified, u.name AS u_name, u.groups_json AS u_groups_json, u.password_hash AS u_password_hash,
               u.disabled AS u_disabled, u.created_at AS u_created_at, u.updated_at AS u_updated_at
@@ -168,8 +206,11 @@ class SqlSessions implements SessionStore {
     };
   }
 
+  /** Untracked: the cached copy, if any, is moved forward here instead of being dropped. */
   async touch(idHash: string, lastSeenAt: number): Promise<void> {
-    await this.db.run(`UPDATE sessions SET last_seen_at = ? WHERE id_hash = ? AND last_seen_at < ?`, [lastSeenAt, idHash, lastSeenAt]);
+    const cached = this.cache?.get(idHash)?.session;
+    if (cached && cached.lastSeenAt < lastSeenAt) cached.lastSeenAt = lastSeenAt;
+    await this.db.run(`UPDATE sessions SET last_seen_at = ? WHERE id_hash = ? AND last_seen_at < ?`, [lastSeenAt, idHash, lastSeenAt], { untracked: true });
   }
 
   async delete(idHash: string): Promise<boolean> {
@@ -219,6 +260,7 @@ export class SqlStore implements Store {
   readonly users: UserStore;
   readonly sessions: SessionStore;
   readonly kv: KeyValueStore;
+  readonly keys: SigningKeyStore;
   readonly identities: IdentityStore;
   readonly loginStates: LoginStateStore;
   readonly providerTokens: ProviderTokenStore;
@@ -231,6 +273,7 @@ export class SqlStore implements Store {
     this.users = new SqlUsers(db);
     this.sessions = new SqlSessions(db);
     this.kv = new SqlKeyValue(db);
+    this.keys = new SqlSigningKeys(db);
     this.identities = new SqlIdentities(db, (tx, user) => new SqlUsers(tx).create(user));
     this.loginStates = new SqlLoginStates(db);
     this.providerTokens = new SqlProviderTokens(db);

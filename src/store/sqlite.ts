@@ -13,6 +13,9 @@ export class SqliteDriver implements SqlDriver {
   private readonly db: DatabaseSync;
   private readonly statements = new Map<string, StatementSync>();
   private txDone: Promise<void> | null = null;
+  /** Rows changed by writes that asked not to count (see writeMark). */
+  private untracked = 0;
+  private markStatement: StatementSync | undefined;
 
   constructor(path: string) {
     try {
@@ -60,9 +63,25 @@ export class SqliteDriver implements SqlDriver {
     return this.statement(sql).get(...params) as T | undefined;
   }
 
-  async run(sql: string, params: SqlValue[] = []): Promise<number> {
+  async run(sql: string, params: SqlValue[] = [], options?: { untracked?: boolean }): Promise<number> {
     while (this.txDone) await this.txDone;
-    return Number(this.statement(sql).run(...params).changes);
+    return this.change(sql, params, options);
+  }
+
+  private change(sql: string, params: SqlValue[], options?: { untracked?: boolean }): number {
+    const changes = Number(this.statement(sql).run(...params).changes);
+    if (options?.untracked) this.untracked += changes;
+    return changes;
+  }
+
+  /**
+   * Rows this connection changed (total_changes(), RETURNING statements included), less the
+   * untracked ones, plus other connections' commits (data_version). Both parts only grow, so
+   * the sum moves whenever either does. ~3 µs: two fcntl calls, no disk read.
+   */
+  writeMark(): number {
+    this.markStatement ??= this.db.prepare('SELECT total_changes() + data_version AS mark FROM pragma_data_version');
+    return Number((this.markStatement.get() as { mark: number }).mark) - this.untracked;
   }
 
   async transaction<T>(fn: (tx: SqlDriver) => Promise<T>): Promise<T> {
@@ -73,7 +92,7 @@ export class SqliteDriver implements SqlDriver {
       dialect: 'sqlite',
       all: async <R>(sql: string, params: SqlValue[] = []) => this.statement(sql).all(...params) as R[],
       get: async <R>(sql: string, params: SqlValue[] = []) => this.statement(sql).get(...params) as R | undefined,
-      run: async (sql: string, params: SqlValue[] = []) => Number(this.statement(sql).run(...params).changes),
+      run: async (sql: string, params: SqlValue[] = [], options?: { untracked?: boolean }) => this.change(sql, params, options),
       transaction: (inner) => inner(tx),
       close: async () => {},
     };

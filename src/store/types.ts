@@ -87,11 +87,46 @@ export interface KeyValueStore {
   set(name: string, value: string): Promise<void>;
 }
 
+/**
+ * A JWS signing key (src/tokens/keys.ts). Published from createdAt, signs from activatesAt,
+ * published until retiresAt (null while no newer key has been added), then dropped.
+ */
+export interface SigningKey {
+  kid: string;
+  alg: string;
+  /** The public JWK, as JSON text. */
+  publicJwk: string;
+  /** The private JWK, encrypted at rest (Secrets.encrypt, context bound to the kid). */
+  privateJwk: string;
+  createdAt: number;
+  activatesAt: number;
+  retiresAt: number | null;
+}
+
+export interface SigningKeyStore {
+  /** Every key, oldest first. */
+  list(): Promise<SigningKey[]>;
+  /**
+   * Adds a key and, in the same transaction, gives every other key that has no retiresAt
+   * yet the time `retireOthersAt` (a rotation). Throws StoreConflictError when the kid is taken.
+   */
+  add(key: SigningKey, retireOthersAt?: number): Promise<void>;
+  /**
+   * Adds the key a new store starts with. Of several nodes calling this at once on an empty
+   * store, exactly one succeeds (true); the others get false and read the winner's key.
+   * False too while the store's first key is still there.
+   */
+  addFirst(key: SigningKey): Promise<boolean>;
+  /** Drops keys whose retiresAt is at or before `now`. Returns how many. */
+  deleteRetired(now: number): Promise<number>;
+}
+
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
   readonly users: UserStore;
   readonly sessions: SessionStore;
   readonly kv: KeyValueStore;
+  readonly keys: SigningKeyStore;
   /** Sign-in through providers (store/provider-types.ts). */
   readonly identities: IdentityStore;
   readonly loginStates: LoginStateStore;

@@ -74,7 +74,9 @@ describe('forwarding', () => {
       const n = seen.rawHeaders[i]!.toLowerCase().replace(/_/g, '-');
       if (n.startsWith('x-user') || n.startsWith('x-gatehouse')) identity.push([n, seen.rawHeaders[i + 1]]);
     }
-    assert.deepEqual(identity, [['x-user-id', me.id]]);
+    assert.deepEqual(identity.map(([n]) => n), ['x-user-id', 'x-gatehouse-assertion']);
+    assert.equal(identity[0]![1], me.id);
+    assert.equal(JSON.parse(Buffer.from(String(identity[1]![1]).split('.')[1]!, 'base64url').toString()).sub, me.id, 'the assertion is ours, not the forged one');
   });
 
   test('Gatehouse\'s own routes are never forwarded, whatever the spelling', async () => {

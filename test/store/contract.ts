@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { StoreConflictError, type Session, type Store } from '../../src/store/index.ts';
+import { StoreConflictError, type Session, type SigningKey, type Store } from '../../src/store/index.ts';
 import { providerStoreContract } from './providers-contract.ts';
 
 /**
@@ -22,6 +22,13 @@ export interface StoreHarness {
 let emails = 0;
 const email = (tag = 'u') => `${tag}-${process.pid}-${emails++}@example.com`;
 const idHash = () => randomBytes(32).toString('base64url');
+
+let kids = 0;
+function signingKey(over: Partial<SigningKey> = {}): SigningKey {
+  const now = Date.now();
+  const kid = `kid-${process.pid}-${kids++}`;
+  return { kid, alg: 'EdDSA', publicJwk: JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: randomBytes(32).toString('base64url'), kid }), privateJwk: `v1.abc.${randomBytes(60).toString('base64url')}`, createdAt: now, activatesAt: now + 600_000, retiresAt: null, ...over };
+}
 
 function session(userId: string, over: Partial<Session> = {}): Session {
   const now = Date.now();
@@ -177,10 +184,22 @@ export function storeContract(name: string, harness: StoreHarness): void {
         const u = await store.users.create({ email: email(), groups: ['staff'] });
         const s = session(u.id);
         await store.sessions.create(s);
+        assert.deepEqual((await store.sessions.getWithUser(s.idHash))?.user.groups, ['staff'], 'read once before: a store may keep it');
         await store.users.update(u.id, { disabled: true, groups: [] });
         const found = (await store.sessions.getWithUser(s.idHash))!;
         assert.equal(found.user.disabled, true);
         assert.deepEqual(found.user.groups, []);
+      }));
+
+      test('getWithUser after touch shows the latest lastSeenAt, read before or not', withStore(async (store) => {
+        const u = await store.users.create({ email: email() });
+        const s = session(u.id, { lastSeenAt: 1_000_000 });
+        await store.sessions.create(s);
+        assert.equal((await store.sessions.getWithUser(s.idHash))?.session.lastSeenAt, 1_000_000);
+        await store.sessions.touch(s.idHash, 2_000_000);
+        assert.equal((await store.sessions.getWithUser(s.idHash))?.session.lastSeenAt, 2_000_000);
+        await store.sessions.touch(s.idHash, 1_500_000);
+        assert.equal((await store.sessions.getWithUser(s.idHash))?.session.lastSeenAt, 2_000_000, 'an older time does not win');
       }));
 
       test('a session for a user that does not exist is refused', withStore(async (store) => {
@@ -294,6 +313,69 @@ export function storeContract(name: string, harness: StoreHarness): void {
       }));
     });
 
+    describe('signing keys', () => {
+      test('add and list round-trip every field, oldest first; an empty store has none', withStore(async (store) => {
+        assert.deepEqual(await store.keys.list(), []);
+        const a = signingKey({ createdAt: 1_000, activatesAt: 1_000 });
+        const b = signingKey({ alg: 'ES256', createdAt: 2_000, activatesAt: 5_000, retiresAt: 9_000_000_000_000 });
+        await store.keys.add(b);
+        await store.keys.add(a);
+        const listed = await store.keys.list();
+        assert.deepEqual(listed, [a, b]);
+        assert.equal(typeof listed[1]!.retiresAt, 'number', 'times come back as numbers');
+        assert.equal(listed[0]!.retiresAt, null);
+      }));
+
+      test('a kid is taken once: a second add is a StoreConflictError and changes nothing', withStore(async (store) => {
+        const a = signingKey();
+        await store.keys.add(a);
+        await assert.rejects(store.keys.add({ ...a, alg: 'ES256' }), StoreConflictError);
+        assert.deepEqual(await store.keys.list(), [a]);
+      }));
+
+      test('a rotation retires every key without a retirement time, in the same step, and only those', withStore(async (store) => {
+        const old = signingKey({ createdAt: 1, activatesAt: 1, retiresAt: 500 });
+        const current = signingKey({ createdAt: 2, activatesAt: 2 });
+        await store.keys.add(old);
+        await store.keys.add(current);
+        const next = signingKey({ createdAt: 3, activatesAt: 1_000 });
+        await store.keys.add(next, 7_000);
+        const byKid = new Map((await store.keys.list()).map((k) => [k.kid, k]));
+        assert.equal(byKid.get(old.kid)!.retiresAt, 500, 'an already retiring key keeps its time');
+        assert.equal(byKid.get(current.kid)!.retiresAt, 7_000);
+        assert.equal(byKid.get(next.kid)!.retiresAt, null, 'the new key is not retired by its own rotation');
+      }));
+
+      test('a failed rotation (kid taken) retires nothing', withStore(async (store) => {
+        const current = signingKey();
+        await store.keys.add(current);
+        await assert.rejects(store.keys.add({ ...current }, 7_000), StoreConflictError);
+        assert.equal((await store.keys.list())[0]!.retiresAt, null);
+      }));
+
+      test('deleteRetired drops keys whose time has come, keeps the rest, counts', withStore(async (store) => {
+        const gone = signingKey({ createdAt: 1, retiresAt: 1_000 });
+        const edge = signingKey({ createdAt: 2, retiresAt: 2_000 });
+        const later = signingKey({ createdAt: 3, retiresAt: 3_000 });
+        const current = signingKey({ createdAt: 4 });
+        for (const k of [gone, edge, later, current]) await store.keys.add(k);
+        assert.equal(await store.keys.deleteRetired(2_000), 2);
+        assert.deepEqual((await store.keys.list()).map((k) => k.kid), [later.kid, current.kid]);
+        assert.equal(await store.keys.deleteRetired(2_000), 0);
+      }));
+
+      test('addFirst: of several nodes starting at once on an empty store, exactly one adds its key', withStore(async (store, opened, extra) => {
+        const second = await opened.reopen();
+        extra.push(second);
+        const candidates = Array.from({ length: 8 }, () => signingKey());
+        const results = await Promise.all(candidates.map((k, i) => (i % 2 ? second : store).keys.addFirst(k)));
+        assert.equal(results.filter(Boolean).length, 1, `one winner, got ${results.join(',')}`);
+        const listed = await second.keys.list();
+        assert.deepEqual(listed, [candidates[results.indexOf(true)]]);
+        assert.equal(await store.keys.addFirst(signingKey()), false, 'no second "first" key while the first is there');
+      }));
+    });
+
     describe('sign-in through providers', () => providerStoreContract(withStore));
 
     describe('the database', () => {
@@ -313,11 +395,19 @@ export function storeContract(name: string, harness: StoreHarness): void {
         assert.deepEqual(await third.users.get(u.id), u);
         assert.deepEqual(await third.sessions.get(s.idHash), s);
         assert.equal(await third.kv.get('k'), 'v');
-        // Writes through one handle are seen by the other at once (a CLI revoke, another node's login).
+        // Writes through one handle are seen by the other at once (a CLI revoke, another node's
+        // login), also by reads the other handle made just before (a store may keep those).
+        const other = session(u.id);
+        await store.sessions.create(other);
+        assert.ok(await store.sessions.getWithUser(s.idHash));
+        assert.ok(await store.sessions.getWithUser(other.idHash));
         assert.equal(await again.sessions.delete(s.idHash), true);
         assert.equal(await store.sessions.getWithUser(s.idHash), undefined);
+        await again.users.update(u.id, { groups: ['moved'] });
+        assert.deepEqual((await store.sessions.getWithUser(other.idHash))?.user.groups, ['moved']);
         await again.users.update(u.id, { disabled: true });
         assert.equal((await store.users.get(u.id))?.disabled, true);
+        assert.equal((await store.sessions.getWithUser(other.idHash))?.user.disabled, true);
       }));
     });
   });

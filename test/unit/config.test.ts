@@ -91,6 +91,19 @@ describe('config loading', () => {
     assert.ok(!keys('publicUrl: http://127.0.0.1:8080\nupstream: http://127.0.0.1:1\n').includes('publicUrl'));
   });
 
+  test('tokens and assertion headers: defaults, contradictions named with their line, warnings', () => {
+    const c = parseConfig(base, 'g.yaml', {});
+    assert.deepEqual(c.tokens, { algorithm: 'EdDSA', assertionTtl: 60_000, maxLifetime: 3_600_000, clockSkew: 30_000, keys: { publishBefore: 600_000, refreshInterval: 60_000 } });
+    assert.equal(c.headers.assertion, true, 'the assertion is on by default');
+    const keys = (yaml: string) => problems(base + yaml).map((p) => `${p.line ?? ''} ${p.key}`);
+    assert.deepEqual(keys('tokens:\n  keys:\n    publishBefore: 30s\n    refreshInterval: 1m\n'), ['5 tokens.keys.publishBefore']);
+    assert.deepEqual(keys('tokens:\n  assertionTtl: 2h\n'), ['4 tokens.assertionTtl']);
+    assert.deepEqual(keys('tokens:\n  algorithm: RS256\n'), ['4 tokens.algorithm']);
+    assert.match(problems(base + 'headers:\n  email: Cookie\n')[0]!.message, /part of the request itself/);
+    const warned = lintConfig(parseConfig(base + 'headers: {assertion: false}\ntokens: {keys: {publishBefore: 10s, refreshInterval: 1s}}\n', 'g.yaml', {})).map((w) => w.key);
+    assert.ok(warned.includes('headers.assertion') && warned.includes('tokens.keys.publishBefore'), warned.join(', '));
+  });
+
   test('the committed JSON Schema is generated from the zod schema (npm run schema)', () => {
     const committed = readFileSync(new URL('../../schema/gatehouse.schema.json', import.meta.url), 'utf8');
     assert.equal(committed, configJsonSchema(), 'schema/gatehouse.schema.json is stale: run npm run schema');

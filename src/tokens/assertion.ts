@@ -1,0 +1,127 @@
+import { decodeJwt } from 'jose';
+import type { ActiveSession } from '../sessions/index.ts';
+import { ASSERTION_TYP } from '../verify/index.ts';
+import type { KeyRing } from './keys.ts';
+import type { Secrets } from './secrets.ts';
+
+/**
+ * X-Gatehouse-Assertion: a short-lived JWT that tells an app who the user is, signed with
+ * the key ring, verifiable with /.well-known/jwks.json (or `gatehouse/verify`).
+ *
+ *   header  { alg: EdDSA | ES256, kid, typ: "gatehouse-assertion+jwt" }
+ *   claims  iss (publicUrl), aud (the app's name), sub (user id), iat, exp, sid, amr,
+ *           and email + email_verified / name / groups when the app opts in with headers:
+ *
+ * Signing costs tens of microseconds, so each (session, app) pair's assertion is kept in
+ * memory and sent again until shortly before it expires (see reuseMargin: 45 s of 60 s).
+ * A cached assertion is used only for the same session, app, user version and signing key:
+ * a new login (new session), a change to the user (updatedAt) or a key rotation signs anew.
+ */
+
+export { ASSERTION_TYP };
+
+/** An assertion is sent again until this much of its lifetime is left: a quarter, at most a minute. */
+const reuseMargin = (ttlMs: number) => Math.min(ttlMs / 4, 60_000);
+
+export interface AssertionAudience {
+  /** The app's name: the `aud`. */
+  name: string;
+  /** Which optional claims the app gets: those whose X-User-* header it gets (non-null). */
+  headers: { email: string | null; name: string | null; groups: string | null };
+}
+
+interface Entry {
+  userId: string;
+  userVersion: number;
+  kid: string;
+  reuseUntil: number;
+  token: string | null;
+  pending: Promise<string> | null;
+}
+
+/** The session's `sid` claim: a keyed hash of the stored session hash, never either of them. */
+export function sessionSid(secrets: Secrets, sessionIdHash: string): string {
+  return secrets.mac('assertion sid', sessionIdHash).slice(0, 22);
+}
+
+export class Assertions {
+  private readonly ring: KeyRing;
+  private readonly secrets: Secrets;
+  private readonly ttlMs: number;
+  private readonly reuseMs: number;
+  private readonly maxEntries: number;
+  private readonly now: () => number;
+  private readonly cache = new Map<string, Entry>();
+
+  constructor(ring: KeyRing, secrets: Secrets, options: { ttlMs: number; maxEntries?: number; now?: () => number }) {
+    this.ring = ring;
+    this.secrets = secrets;
+    this.ttlMs = options.ttlMs;
+    this.reuseMs = options.ttlMs - reuseMargin(options.ttlMs);
+    this.maxEntries = options.maxEntries ?? 10_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Entries held now (for tests and metrics). */
+  get size(): number {
+    return this.cache.size;
+  }
+
+  /**
+   * The assertion for this session at this app: the cached one (synchronously) while it is
+   * fresh and still describes the same user, else a new signature. Parallel requests of one
+   * session share one signature.
+   */
+  get(app: AssertionAudience, active: ActiveSession): string | Promise<string> {
+    const { session, user } = active;
+    const key = `${session.idHash} ${app.name}`;
+    const kid = this.ring.currentKid;
+    const now = this.now();
+    const hit = this.cache.get(key);
+    if (hit && hit.userId === user.id && hit.userVersion === user.updatedAt && hit.kid === kid) {
+      if (hit.token !== null && now < hit.reuseUntil) return hit.token;
+      if (hit.pending) return hit.pending;
+    }
+    const entry: Entry = { userId: user.id, userVersion: user.updatedAt, kid, reuseUntil: 0, token: null, pending: null };
+    entry.pending = this.sign(app, active).then(
+      (token) => {
+        entry.token = token;
+        // Never past its exp (whole seconds) minus the margin, whatever the clock said at signing.
+        const expMs = (decodeJwt(token).exp ?? 0) * 1000;
+        entry.reuseUntil = Math.min(now + this.reuseMs, expMs - reuseMargin(this.ttlMs));
+        entry.pending = null;
+        return token;
+      },
+      (err: unknown) => {
+        if (this.cache.get(key) === entry) this.cache.delete(key);
+        throw err;
+      },
+    );
+    this.cache.delete(key);
+    if (this.cache.size >= this.maxEntries) this.evict(now);
+    this.cache.set(key, entry);
+    return entry.pending;
+  }
+
+  /** Drops stale entries, and the oldest ones if that is not enough (insertion order). */
+  private evict(now: number): void {
+    for (const [k, e] of this.cache) if (e.token !== null && now >= e.reuseUntil) this.cache.delete(k);
+    let excess = this.cache.size - this.maxEntries + 1;
+    if (excess <= 0) return;
+    for (const k of this.cache.keys()) {
+      this.cache.delete(k);
+      if (--excess <= 0) break;
+    }
+  }
+
+  private sign(app: AssertionAudience, { session, user }: ActiveSession): Promise<string> {
+    const claims: Record<string, unknown> = { sid: sessionSid(this.secrets, session.idHash), amr: session.amr };
+    if (app.headers.email !== null) {
+      claims.email = user.email;
+      claims.email_verified = user.emailVerified;
+    }
+    if (app.headers.name !== null && user.name) claims.name = user.name;
+    if (app.headers.groups !== null) claims.groups = user.groups;
+    return this.ring.sign(claims, { typ: ASSERTION_TYP, ttlMs: this.ttlMs, audience: app.name, subject: user.id });
+  }
+}
