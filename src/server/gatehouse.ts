@@ -16,6 +16,7 @@ import { CSP, messagePage } from '../pages/index.ts';
 import { allows, matchRule, type Rule } from '../policy/rules.ts';
 import { ProviderRoutes } from '../providers/routes.ts';
 import { ProviderService, sessionProvider } from '../providers/service.ts';
+import type { AccessToken } from '../providers/tokens.ts';
 import { forward } from '../proxy/forward.ts';
 import { upstreamRequestHeaders } from '../proxy/headers.ts';
 import { rejectUpgrade, tunnelWebSocket } from '../proxy/upgrade.ts';
@@ -36,6 +37,8 @@ export interface GatehouseOptions {
   store?: Store;
   cache?: Cache;
 }
+
+type RelayFailure = Extract<AccessToken, { ok: false }>['reason'];
 
 const WS_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
 
@@ -257,17 +260,9 @@ export class Gatehouse {
       if (!allows(rule.allow, active.user)) return this.error(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.'), 403;
     } else if (active) ctx.userId = active.user.id;
 
-    // tokenRelay: the client's Authorization never passes; the provider's access token does.
-    const relay = rule.tokenRelay === null ? app.tokenRelay : rule.tokenRelay || null;
-    let bearer: string | null | undefined;
-    if (relay) {
-      bearer = null;
-      if (active) {
-        const token = await this.providers.relayToken(active.session, relay);
-        if (!token.ok) return this.relayFailed(ctx, rule, active, relay, token.reason);
-        bearer = token.token;
-      }
-    }
+    const relay = await this.tokenRelay(rule, app, active);
+    if ('reason' in relay) return this.relayFailed(ctx, rule, active!, relay.provider, relay.reason);
+    const { bearer } = relay;
 
     let assertion: string | Promise<string> | undefined;
     if (active && app.headers.assertion) assertion = this.assertions.get(app, active);
@@ -319,12 +314,25 @@ export class Gatehouse {
   }
 
   /**
+   * tokenRelay of the app or rule: no relay (bearer undefined), relay but nobody signed in
+   * (null: the client's Authorization is still dropped), the user's provider access token, or
+   * why there is none. Once cached, a map lookup.
+   */
+  private async tokenRelay(rule: Rule, app: App, active: ActiveSession | undefined): Promise<{ bearer: string | null | undefined } | { provider: string; reason: RelayFailure }> {
+    const provider = rule.tokenRelay === null ? app.tokenRelay : rule.tokenRelay || null;
+    if (!provider) return { bearer: undefined };
+    if (!active) return { bearer: null };
+    const token = await this.providers.relayToken(active.session, provider);
+    return token.ok ? { bearer: token.token } : { provider, reason: token.reason };
+  }
+
+  /**
    * tokenRelay without a usable provider token (none for this session, or the refresh
    * failed): a browser signs in with that provider again, landing back here; an API call
    * gets 401. Right after a sign-in with that very provider it is an error page instead,
    * so a provider that hands out unusable tokens cannot make the browser loop.
    */
-  private relayFailed(ctx: RequestContext, rule: Rule, active: ActiveSession, provider: string, reason: 'none' | 'expired' | 'refresh_failed' | 'unavailable'): number {
+  private relayFailed(ctx: RequestContext, rule: Rule, active: ActiveSession, provider: string, reason: RelayFailure): number {
     const { req, res, site } = ctx;
     const name = this.providers.get(provider)?.name ?? provider;
     this.logger.info({ event: 'token_relay_unavailable', provider, reason, userId: active.user.id, requestId: ctx.requestId }, `no usable ${provider} access token`);
@@ -431,16 +439,9 @@ export class Gatehouse {
         if (!allows(rule.allow, active.user)) return rejectUpgrade(socket, (status = 403), 'Forbidden');
       }
       userId = active?.user.id;
-      const relay = rule.tokenRelay === null ? app.tokenRelay : rule.tokenRelay || null;
-      let bearer: string | null | undefined;
-      if (relay) {
-        bearer = null;
-        if (active) {
-          const token = await this.providers.relayToken(active.session, relay);
-          if (!token.ok) return rejectUpgrade(socket, (status = token.reason === 'unavailable' ? 503 : 401), token.reason === 'unavailable' ? 'Service Unavailable' : 'Unauthorized');
-          bearer = token.token;
-        }
-      }
+      const relay = await this.tokenRelay(rule, app, active);
+      if ('reason' in relay) return rejectUpgrade(socket, (status = relay.reason === 'unavailable' ? 503 : 401), relay.reason === 'unavailable' ? 'Service Unavailable' : 'Unauthorized');
+      const { bearer } = relay;
       const ctx: RequestContext = { req, res: undefined as unknown as ServerResponse, site, path: target.path, query: target.query, ip: this.trusted.clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for']), requestId };
       const assertion = active && app.headers.assertion ? await this.assertions.get(app, active) : undefined;
       const headers = this.upstreamHeaders(ctx, app, active, assertion, bearer);
