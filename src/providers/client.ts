@@ -13,8 +13,8 @@ export interface ProviderClient {
   /** "Continue with <name>". */
   readonly name: string;
   readonly config: ProviderConfig;
-  /** Starts discovery in the background, so the first click is fast; never throws. */
-  warm(): void;
+  /** Runs discovery (once; later calls share it), so the first click is fast; never rejects. */
+  warm(): Promise<void>;
   /** Origins a browser is sent to for authorization (for the pages' CSP form-action). */
   authorizationOrigins(): string[];
   /** Origins the logout form may be redirected to (RP-initiated logout), if it is on. */

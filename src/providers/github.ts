@@ -53,7 +53,7 @@ export class GithubProvider implements ProviderClient {
     this.oauthConfig = c;
   }
 
-  warm(): void {}
+  async warm(): Promise<void> {}
 
   authorizationOrigins(): string[] {
     return [new URL(this.issuer).origin];

@@ -63,8 +63,11 @@ export class OidcProvider implements ProviderClient {
     }
   }
 
-  warm(): void {
-    this.discovery.get().catch(() => {});
+  warm(): Promise<void> {
+    return this.discovery.get().then(
+      () => {},
+      () => {},
+    );
   }
 
   authorizationOrigins(): string[] {

@@ -79,6 +79,8 @@ export class ProviderRoutes {
     const rd = this.tools.returnPath(ctx, this.tools.queryParam(ctx, 'rd'));
     // HEAD (a link checker, a prefetch) never starts a flow.
     if (ctx.req.method === 'GET' && this.sameSiteNavigation(ctx)) return this.begin(ctx, client, 'login', null, rd);
+    // The form's redirect goes to the authorization endpoint: know its origin for the CSP.
+    await client.warm();
     const { token, cookies } = this.tools.csrf(ctx);
     this.tools.html(ctx, 200, confirmPage({ appTitle: ctx.site.title, provider: client, action: `${this.s.prefix}/login/${client.id}`, csrf: token, rd }), cookies, {
       'content-security-policy': cspWithFormAction(client.authorizationOrigins()),

@@ -83,7 +83,7 @@ export class ProviderService {
 
   /** Discovery in the background at start: a provider that is down stops nothing. */
   warm(): void {
-    for (const c of this.clients) c.warm();
+    for (const c of this.clients) void c.warm();
   }
 
   /** For the logout page's CSP: its form is redirected on to these providers' logout. */
