@@ -24,12 +24,12 @@ const STATE_VALUE = /^[A-Za-z0-9_-]{43}$/;
 
 const sha256 = (s: string) => hash('sha256', s, 'base64url');
 
-export interface StartedFlow {
+/** A flow's random values, made before anything is stored (the provider may still be down). */
+export interface PreparedFlow {
   state: string;
   nonce: string;
+  codeVerifier: string;
   codeChallenge: string;
-  /** Set-Cookie for the browser binding, when this browser did not have a live one. */
-  cookies: string[];
 }
 
 export type FinishedFlow =
@@ -52,13 +52,16 @@ export class LoginFlows {
     return typeof v === 'string' && COOKIE_VALUE.test(v) ? v : undefined;
   }
 
-  async start(ctx: RequestContext, p: { provider: string; purpose: 'login' | 'link'; sessionHash: string | null; returnTo: string }): Promise<StartedFlow> {
+  async prepare(): Promise<PreparedFlow> {
+    const codeVerifier = oauth.randomPKCECodeVerifier();
+    return { state: randomBytes(32).toString('base64url'), nonce: randomBytes(32).toString('base64url'), codeVerifier, codeChallenge: await oauth.calculatePKCECodeChallenge(codeVerifier) };
+  }
+
+  /** Stores the flow's record; returns the Set-Cookie of the browser binding. */
+  async save(ctx: RequestContext, flow: PreparedFlow, p: { provider: string; purpose: 'login' | 'link'; sessionHash: string | null; returnTo: string }): Promise<string[]> {
     // One binding cookie serves every tab's pending sign-in; each start renews its lifetime.
     const binding = this.cookieOf(ctx) ?? randomBytes(32).toString('base64url');
-    const state = randomBytes(32).toString('base64url');
-    const nonce = randomBytes(32).toString('base64url');
-    const codeVerifier = oauth.randomPKCECodeVerifier();
-    const idHash = sha256(state);
+    const idHash = sha256(flow.state);
     const now = Date.now();
     await this.store.loginStates.create({
       idHash,
@@ -68,16 +71,11 @@ export class LoginFlows {
       purpose: p.purpose,
       sessionHash: p.sessionHash,
       returnTo: p.returnTo,
-      secret: this.secrets.encrypt(JSON.stringify({ v: codeVerifier, n: nonce }), `login-state|${idHash}`),
+      secret: this.secrets.encrypt(JSON.stringify({ v: flow.codeVerifier, n: flow.nonce }), `login-state|${idHash}`),
       createdAt: now,
       expiresAt: now + this.ttlMs,
     });
-    return {
-      state,
-      nonce,
-      codeChallenge: await oauth.calculatePKCECodeChallenge(codeVerifier),
-      cookies: [serializeCookie(ctx.site.cookies.login, binding, { secure: ctx.site.secure, maxAgeSeconds: this.ttlMs / 1000 })],
-    };
+    return [serializeCookie(ctx.site.cookies.login, binding, { secure: ctx.site.secure, maxAgeSeconds: this.ttlMs / 1000 })];
   }
 
   /**

@@ -96,7 +96,7 @@ export class ProviderRoutes {
 
   private async begin(ctx: RequestContext, client: ProviderClient, purpose: 'login' | 'link', sessionHash: string | null, returnTo: string): Promise<void> {
     if ((await this.cache.hit(`oauth-start:ip:${ctx.ip}`, STARTS_WINDOW_MS)) > this.s.config.accounts.rateLimits.providerStartsPerIp) return this.fail(ctx, client, 'rate_limited');
-    const flow = await this.p.flows.start(ctx, { provider: client.id, purpose, sessionHash, returnTo });
+    const flow = await this.p.flows.prepare();
     let url: URL;
     try {
       url = await client.authorizationUrl({ redirectUri: redirectUri(ctx.site.origin, this.s.prefix, client.id), state: flow.state, nonce: flow.nonce, codeChallenge: flow.codeChallenge });
@@ -104,8 +104,9 @@ export class ProviderRoutes {
       const e = classify(err, 'discovery');
       return this.fail(ctx, client, e.code, undefined, e.detail);
     }
+    const cookies = await this.p.flows.save(ctx, flow, { provider: client.id, purpose, sessionHash, returnTo });
     this.s.logger.info({ event: 'oauth_start', provider: client.id, purpose, requestId: ctx.requestId }, `sign-in sent to ${client.name}`);
-    redirect(ctx.res, 303, url.href, flow.cookies);
+    redirect(ctx.res, 303, url.href, cookies);
   }
 
   // ---- the callback -----------------------------------------------------------------

@@ -490,6 +490,12 @@ describe('a provider that is down when Gatehouse starts', () => {
       assert.equal(button.status, 503);
       assert.match(decodeEntities(button.text), /C cannot be reached right now/);
       assert.match(button.text, /Try again/);
+      const db = rawDb(node);
+      try {
+        assert.equal((await db.get<{ n: number }>(`SELECT COUNT(*) AS n FROM login_states`))!.n, 0, 'a start that cannot reach the provider stores nothing');
+      } finally {
+        await db.close();
+      }
       await idp.up();
       idp.autoLogin = 'zed';
       // Discovery is retried after a short back-off: poll the button until it leads to the IdP.
