@@ -2,6 +2,7 @@ import { ConfigError, loadConfig } from '../config/load.ts';
 import { lintConfig } from '../config/lint.ts';
 import type { Config } from '../config/schema.ts';
 import { normalizeTarget } from '../http/target.ts';
+import { providerRegistrations } from '../providers/lint.ts';
 import { matchRule } from '../policy/rules.ts';
 import { isBelow } from '../server/authorize.ts';
 import { appFor, buildSites, hostKey } from '../server/sites.ts';
@@ -34,6 +35,7 @@ export async function check(file: string, flags: { explain?: string; method?: st
         out(`  ${site.origin}${app.pathPrefix || site.home} → ${app.upstream.url.href}  app "${app.name}", ${app.rules.length} rule${app.rules.length === 1 ? '' : 's'}, default ${app.fallback.access}`);
       }
     }
+    for (const line of providerRegistrations(config)) out(line);
   } finally {
     await Promise.all([...sites.values()].flatMap((s) => s.apps.map((a) => a.upstream.close())));
   }

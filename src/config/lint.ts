@@ -1,4 +1,5 @@
 import { lintEdge } from '../edge/lint.ts';
+import { lintProviders } from '../providers/lint.ts';
 import { appsOf } from '../server/sites.ts';
 import type { Config } from './schema.ts';
 
@@ -46,6 +47,7 @@ export function lintConfig(config: Config): Warning[] {
       w.push({ key: base ? `${base}.upstream` : 'upstream', message: 'the upstream is Gatehouse itself: requests would loop.' });
     }
   });
+  w.push(...lintProviders(config));
   return w;
 }
 

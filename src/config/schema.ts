@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { ProvidersSchema, TokenRelayApp, TokenRelayRoute } from '../providers/schema.ts';
 import { parseDuration } from './duration.ts';
 
 /**
@@ -76,6 +77,7 @@ export const RouteSchema = z
     access: z.enum(['public', 'authenticated', 'deny']).default('authenticated'),
     allow: AllowSchema.optional(),
     unauthenticated: z.enum(['redirect', '401']).optional().meta({ description: 'What an anonymous request gets; default: browsers are redirected to login, other clients get 401' }),
+    tokenRelay: TokenRelayRoute,
   })
   .superRefine((r, ctx) => {
     if (r.access !== 'authenticated' && r.allow) ctx.addIssue({ code: 'custom', path: ['allow'], message: `"allow" only applies to access: authenticated, not ${r.access}` });
@@ -113,6 +115,7 @@ const appFields = {
       idle: duration('5m').meta({ description: 'Longest pause inside a request or response body' }),
     })
     .prefault({}),
+  tokenRelay: TokenRelayApp,
 };
 
 export const AppSchema = z.strictObject({
@@ -215,6 +218,7 @@ export const ConfigSchema = z
     upstream: httpUrl('upstream').optional().meta({ description: 'The one app behind Gatehouse (or use apps:)' }),
     ...{ ...appFields, name: appFields.name.default('app') },
     apps: z.array(AppSchema).min(1).optional().meta({ description: 'Several apps, routed by host and/or path prefix' }),
+    providers: ProvidersSchema,
     accounts: z
       .strictObject({
         registration: z.enum(['open', 'closed']).default('open').meta({ description: 'closed: only operators add users (gatehouse users add)' }),
@@ -230,6 +234,7 @@ export const ConfigSchema = z
               .default(10)
               .meta({ description: 'Failed logins per account per 15 minutes from browsers that never signed in to it; browsers that did keep their own allowance, so this cannot lock the owner out' }),
             registerPerIp: z.number().int().min(1).default(20).meta({ description: 'Registrations per client IP per hour' }),
+            providerStartsPerIp: z.number().int().min(1).default(120).meta({ description: 'Sign-ins and links started with a provider per client IP per 15 minutes (each keeps a pending state record)' }),
           })
           .prefault({}),
       })
@@ -284,6 +289,20 @@ export const ConfigSchema = z
       if (places.has(place)) ctx.addIssue({ code: 'custom', path: ['apps', i], message: 'another app already has this host and pathPrefix' });
       places.add(place);
     });
+    const providerIds = new Set<string>();
+    c.providers.forEach((p, i) => {
+      if (providerIds.has(p.id)) ctx.addIssue({ code: 'custom', path: ['providers', i, 'id'], message: `another provider already has the id "${p.id}"` });
+      providerIds.add(p.id);
+    });
+    const relay = (id: string | false | undefined, path: (string | number)[]) => {
+      if (id && !providerIds.has(id)) ctx.addIssue({ code: 'custom', path, message: `tokenRelay names "${id}", which is not one of providers[].id (${[...providerIds].join(', ') || 'none configured'})` });
+    };
+    relay(c.tokenRelay, ['tokenRelay']);
+    c.routes.forEach((r, i) => relay(r.tokenRelay, ['routes', i, 'tokenRelay']));
+    c.apps?.forEach((app, a) => {
+      relay(app.tokenRelay, ['apps', a, 'tokenRelay']);
+      app.routes.forEach((r, i) => relay(r.tokenRelay, ['apps', a, 'routes', i, 'tokenRelay']));
+    });
   });
 
 export type ConfigInput = z.input<typeof ConfigSchema>;
@@ -291,3 +310,4 @@ export type Config = z.output<typeof ConfigSchema>;
 export type AppConfig = z.output<typeof AppSchema>;
 export type RouteConfig = z.output<typeof RouteSchema>;
 export type AllowConfig = z.output<typeof AllowSchema>;
+export type { ProviderConfig } from '../providers/schema.ts';

@@ -7,12 +7,21 @@ import { sameOriginRequest } from '../http/csrf.ts';
 import { HttpError } from '../http/errors.ts';
 import { redirect, sendHtml, sendJson } from '../http/respond.ts';
 import { safeReturnPath } from '../http/target.ts';
-import { CSP, loginPage, logoutPage, messagePage, registerPage } from '../pages/index.ts';
+import { CSP, cspWithFormAction, loginPage, logoutPage, messagePage, registerPage } from '../pages/index.ts';
 import { publicUser, type RequestContext, type Services } from './context.ts';
 import { Router, type Params } from './router.ts';
 import { insideBase } from './sites.ts';
 
 type Handler = (ctx: RequestContext, params: Params) => Promise<void>;
+
+/** What other route modules (providers, account) share with these pages: CSRF and page helpers. */
+export interface FormTools {
+  csrf(ctx: RequestContext): { token: string; cookies: string[] };
+  readPost(ctx: RequestContext): Promise<Input>;
+  returnPath(ctx: RequestContext, value: unknown): string;
+  queryParam(ctx: RequestContext, name: string): string | undefined;
+  html(ctx: RequestContext, status: number, page: string, cookies?: string[], headers?: Record<string, string>): void;
+}
 
 const DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600;
 
@@ -23,7 +32,7 @@ const DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600;
  * the CSRF cookie. JSON bodies need no token: a cross-site page cannot send
  * application/json without a CORS preflight, which Gatehouse never grants.
  */
-export class AuthRoutes {
+export class AuthRoutes implements FormTools {
   readonly router = new Router<Handler>();
   private readonly s: Services;
 
@@ -51,7 +60,7 @@ export class AuthRoutes {
   // ---- CSRF -------------------------------------------------------------------------
 
   /** The form token for this browser, and the cookie to set when it has none yet. */
-  private csrf(ctx: RequestContext): { token: string; cookies: string[] } {
+  csrf(ctx: RequestContext): { token: string; cookies: string[] } {
     const name = ctx.site.cookies.csrf;
     let value = readCookie(ctx.req.headers.cookie, name);
     const cookies: string[] = [];
@@ -63,7 +72,7 @@ export class AuthRoutes {
   }
 
   /** Refuses cross-site requests; for forms also checks the token. */
-  private async readPost(ctx: RequestContext): Promise<Input> {
+  async readPost(ctx: RequestContext): Promise<Input> {
     if (!sameOriginRequest(ctx.req, ctx.site.origin)) throw new HttpError(403, 'cross_site', 'Cross-site requests are not accepted here.');
     const input = await readInput(ctx.req);
     if (input.kind === 'form') {
@@ -84,15 +93,15 @@ export class AuthRoutes {
     return path !== undefined && insideBase(ctx.site, path) ? path : undefined;
   }
 
-  private returnPath(ctx: RequestContext, value: unknown): string {
+  returnPath(ctx: RequestContext, value: unknown): string {
     return this.returnTarget(ctx, value) ?? ctx.site.home;
   }
 
-  private queryParam(ctx: RequestContext, name: string): string | undefined {
+  queryParam(ctx: RequestContext, name: string): string | undefined {
     return ctx.query ? (new URLSearchParams(ctx.query.slice(1)).get(name) ?? undefined) : undefined;
   }
 
-  private html(ctx: RequestContext, status: number, page: string, cookies: string[] = [], headers: Record<string, string> = {}): void {
+  html(ctx: RequestContext, status: number, page: string, cookies: string[] = [], headers: Record<string, string> = {}): void {
     // The page's <meta name="referrer"> narrows this to no-referrer where it must (layout.ts).
     sendHtml(ctx.res, status, page, { 'content-security-policy': CSP, 'referrer-policy': 'same-origin', ...headers }, cookies);
   }
@@ -131,6 +140,7 @@ export class AuthRoutes {
       errors,
       notice,
       registerUrl: this.s.config.accounts.registration === 'open' ? this.url(ctx, '/register', { rd: rd === ctx.site.home ? undefined : rd }) : undefined,
+      providers: this.s.providers.loginButtons(rd),
     });
   }
 
@@ -232,16 +242,20 @@ export class AuthRoutes {
         email: current?.state === 'active' ? current.active.user.email : undefined,
       }),
       cookies,
+      // The POST may be redirected on to a provider's logout (RP-initiated): the CSP allows it.
+      { 'content-security-policy': cspWithFormAction(this.s.providers.logoutFormActions()) },
     );
   }
 
   private async logout(ctx: RequestContext): Promise<void> {
     const input = await this.readPost(ctx);
     const rd = this.returnTarget(ctx, field(input, 'rd', 4096));
+    // Before the session goes (its provider tokens go with it): the provider's logout URL, if any.
+    const endSession = await this.s.providers.beforeLogout(ctx);
     const cleared = [await this.s.sessions.destroy(ctx.req, ctx.site.session), this.s.diagnosis.clearSignedIn(ctx.site)];
-    this.s.logger.info({ event: 'logout', requestId: ctx.requestId }, 'session ended');
-    if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true }, {}, cleared);
-    redirect(ctx.res, 303, ctx.site.origin + (rd ?? this.url(ctx, '/login', { signed_out: '1' })), cleared);
+    this.s.logger.info({ event: 'logout', requestId: ctx.requestId, endSession: endSession ? endSession.provider : undefined }, 'session ended');
+    if (input.kind === 'json') return sendJson(ctx.res, 200, endSession ? { ok: true, redirect: endSession.url } : { ok: true }, {}, cleared);
+    redirect(ctx.res, 303, endSession?.url ?? ctx.site.origin + (rd ?? this.url(ctx, '/login', { signed_out: '1' })), cleared);
   }
 
   // ---- JSON and probes --------------------------------------------------------------
@@ -253,7 +267,8 @@ export class AuthRoutes {
     }
     const { user, session } = found.active;
     ctx.userId = user.id;
-    sendJson(ctx.res, 200, { ...publicUser(user), session: { createdAt: new Date(session.createdAt).toISOString(), expiresAt: new Date(session.expiresAt).toISOString(), amr: session.amr } });
+    const identities = await this.s.providers.identitiesOf(user.id);
+    sendJson(ctx.res, 200, { ...publicUser(user), identities, session: { createdAt: new Date(session.createdAt).toISOString(), expiresAt: new Date(session.expiresAt).toISOString(), amr: session.amr } });
   }
 
   private async ready(ctx: RequestContext): Promise<void> {

@@ -7,6 +7,7 @@ import type { Diagnosis } from '../edge/diagnose.ts';
 import type { TrustedProxies } from '../http/client-ip.ts';
 import type { Forwarding, Scheme } from '../http/forwarded.ts';
 import type { Logger } from '../log/index.ts';
+import type { ProviderService } from '../providers/service.ts';
 import type { Sessions } from '../sessions/index.ts';
 import type { Store, User } from '../store/index.ts';
 import type { KeyRing } from '../tokens/keys.ts';
@@ -32,6 +33,8 @@ export interface Services {
   diagnosis: Diagnosis;
   /** Own routes' prefix, publicUrl's base path included: /.auth, or /app/.auth. */
   prefix: string;
+  /** Sign-in through OAuth2/OIDC providers, linked identities, provider tokens. */
+  providers: ProviderService;
 }
 
 export interface RequestContext {

@@ -14,10 +14,14 @@ import { describe as describeCert, loadTls, type TlsPair } from '../edge/tls.ts'
 import { TrustedProxies } from '../http/client-ip.ts';
 import { Forwarding } from '../http/forwarded.ts';
 import { HttpError } from '../http/errors.ts';
-import { sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
+import { redirect, sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
 import { normalizeTarget } from '../http/target.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import { CSP, messagePage } from '../pages/index.ts';
+import type { Rule } from '../policy/rules.ts';
+import { ProviderRoutes } from '../providers/routes.ts';
+import { ProviderService, sessionProvider } from '../providers/service.ts';
+import type { AccessToken } from '../providers/tokens.ts';
 import { forward } from '../proxy/forward.ts';
 import { upstreamRequestHeaders } from '../proxy/headers.ts';
 import { identityHeaders } from '../proxy/identity.ts';
@@ -27,6 +31,7 @@ import { openStore, StoreUnavailableError, type Store } from '../store/index.ts'
 import { Assertions } from '../tokens/assertion.ts';
 import { issuerOf, KeyRing, keyPolicy } from '../tokens/keys.ts';
 import { loadSecrets, type Secrets } from '../tokens/secrets.ts';
+import { AccountRoutes } from './account.ts';
 import { AuthRoutes } from './auth-routes.ts';
 import { decide, isBelow, unauthenticated } from './authorize.ts';
 import type { RequestContext, Services } from './context.ts';
@@ -48,6 +53,8 @@ export interface GatehouseOptions {
  */
 export type Listener = (http.Server | http2.Http2SecureServer) & { closeIdleConnections(): void };
 
+type RelayFailure = Extract<AccessToken, { ok: false }>['reason'];
+
 const WS_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
 
 /**
@@ -64,6 +71,7 @@ export class Gatehouse {
   readonly keys: KeyRing;
   readonly sessions: Sessions;
   readonly accounts: Accounts;
+  readonly providers: ProviderService;
   readonly server: Listener;
   readonly sites: Map<string, Site>;
   private readonly services: Services;
@@ -106,6 +114,7 @@ export class Gatehouse {
     this.sessions = new Sessions(store, { idleMs: config.sessions.idleTimeout, absoluteMs: config.sessions.absoluteTimeout });
     const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
     this.accounts = new Accounts(store, throttle, config.accounts);
+    this.providers = new ProviderService({ config, store, secrets, logger, sessions: this.sessions, prefix: this.prefix });
     this.services = {
       config,
       logger,
@@ -120,8 +129,12 @@ export class Gatehouse {
       forwarding: this.forwarding,
       diagnosis: this.diagnosis,
       prefix: this.prefix,
+      providers: this.providers,
     };
     this.auth = new AuthRoutes(this.services);
+    const account = new AccountRoutes(this.services, this.auth);
+    new ProviderRoutes(this.providers, this.services, this.auth, account).register(this.auth.router);
+    account.register(this.auth.router);
     this.assertions = new Assertions(keys, secrets, { ttlMs: config.tokens.assertionTtl });
     this.wellKnown.add(JWKS_PATH, jwksRoute(keys));
     const forwardAuth = new ForwardAuth({ sessions: this.sessions, diagnosis: this.diagnosis, prefix: this.prefix, assertions: this.assertions, error: (...a) => this.error(...a) });
@@ -177,6 +190,7 @@ export class Gatehouse {
     });
     this.purgeTimer = setInterval(() => {
       this.store.sessions.purgeExpired(Date.now(), config.sessions.idleTimeout).catch(() => {});
+      this.providers.flows.purgeExpired().catch(() => {});
     }, 10 * 60_000);
     this.purgeTimer.unref();
   }
@@ -235,6 +249,7 @@ export class Gatehouse {
       });
     });
     const address = this.server.address() as AddressInfo;
+    this.providers.warm();
     for (const site of this.sites.values()) {
       this.logger.info(
         { event: 'start', listen: `${this.tls ? 'https' : 'http'}://${address.address}:${address.port}`, ...(this.tls ? { tls: describeCert(this.tls.leaf) } : {}), site: `${site.origin}${site.home}`, apps: site.apps.map((a) => ({ name: a.name, prefix: a.pathPrefix || '/', upstream: a.upstream.url.origin })), store: this.store.kind, cache: this.cache.kind },
@@ -346,13 +361,17 @@ export class Gatehouse {
         ctx.userId = d.active.user.id;
         return this.error(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.'), 403;
     }
-    const { app, active } = d;
+    const { app, active, rule } = d;
     if (active) ctx.userId = active.user.id;
+
+    const relay = await this.tokenRelay(rule, app, active);
+    if ('reason' in relay) return this.relayFailed(ctx, rule, active!, relay.provider, relay.reason);
+    const { bearer } = relay;
 
     let assertion: string | Promise<string> | undefined;
     if (active && app.headers.assertion) assertion = this.assertions.get(app, active);
     if (typeof assertion === 'object') assertion = await assertion;
-    const headers = this.upstreamHeaders(ctx, app, active, assertion);
+    const headers = this.upstreamHeaders(ctx, app, active, assertion, bearer);
     const outcome = await forward(req, res, app.upstream, ctx.path + ctx.query, headers);
     if (outcome.error) {
       this.logger.warn({ event: 'upstream_error', app: app.name, cause: outcome.cause, requestId: ctx.requestId }, 'upstream failed');
@@ -362,7 +381,8 @@ export class Gatehouse {
     return outcome.status;
   }
 
-  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | undefined, assertion: string | undefined): string[] {
+  /** `bearer`: undefined without tokenRelay; else the token to send (null: none, and the client's is dropped). */
+  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | undefined, assertion: string | undefined, bearer?: string | null): string[] {
     const { req, site } = ctx;
     return upstreamRequestHeaders(
       req.rawHeaders,
@@ -378,10 +398,51 @@ export class Gatehouse {
         upstreamHost: app.preserveHost ? site.host : app.upstream.host,
         ownCookies: site.ownCookies,
       },
-      identityHeaders(app, active, assertion),
-      undefined,
+      bearer ? [...identityHeaders(app, active, assertion), 'authorization', `Bearer ${bearer}`] : identityHeaders(app, active, assertion),
+      bearer === undefined ? undefined : 'authorization',
       app.ownIdentityHeaders,
     );
+  }
+
+  /**
+   * tokenRelay of the app or rule: no relay (bearer undefined), relay but nobody signed in
+   * (null: the client's Authorization is still dropped), the user's provider access token, or
+   * why there is none. Once cached, a map lookup.
+   */
+  private async tokenRelay(rule: Rule, app: App, active: ActiveSession | undefined): Promise<{ bearer: string | null | undefined } | { provider: string; reason: RelayFailure }> {
+    const provider = rule.tokenRelay === null ? app.tokenRelay : rule.tokenRelay || null;
+    if (!provider) return { bearer: undefined };
+    if (!active) return { bearer: null };
+    const token = await this.providers.relayToken(active.session, provider);
+    return token.ok ? { bearer: token.token } : { provider, reason: token.reason };
+  }
+
+  /**
+   * tokenRelay without a usable provider token (none for this session, or the refresh
+   * failed): a browser signs in with that provider again, landing back here; an API call
+   * gets 401. Right after a sign-in with that very provider it is an error page instead,
+   * so a provider that hands out unusable tokens cannot make the browser loop.
+   */
+  private relayFailed(ctx: RequestContext, rule: Rule, active: ActiveSession, provider: string, reason: RelayFailure): number {
+    const { req, res, site } = ctx;
+    const name = this.providers.get(provider)?.name ?? provider;
+    this.logger.info({ event: 'token_relay_unavailable', provider, reason, userId: active.user.id, requestId: ctx.requestId }, `no usable ${provider} access token`);
+    if (reason === 'unavailable') {
+      res.setHeader('retry-after', '5');
+      return this.error(req, res, site, 503, 'provider_unavailable', `${name} cannot be reached right now. Try again in a moment.`), 503;
+    }
+    const login = `${site.origin}${this.prefix}/login/${provider}?rd=${encodeURIComponent(ctx.path + ctx.query)}`;
+    const mode = rule.unauthenticated ?? ((req.method === 'GET' || req.method === 'HEAD') && wantsHtml(req) ? 'redirect' : '401');
+    if (mode === 'redirect') {
+      // A sign-in with this provider just now that left no usable token (none stored, or one
+      // already expired) would only repeat itself. A refresh the provider refused is cured by
+      // signing in again, so that still redirects.
+      const fresh = reason !== 'refresh_failed' && sessionProvider(active.session) === provider && Date.now() - active.session.createdAt < 10_000;
+      if (fresh) return this.error(req, res, site, 502, 'provider_token_unusable', `${name} did not give Gatehouse an access token it can use.`, 'Signing in again would not help; tell the administrator.'), 502;
+      return redirect(res, 302, login), 302;
+    }
+    sendJson(res, 401, { error: 'provider_token_required', message: `Sign in with ${name} again to use this resource.`, login }, { 'www-authenticate': `Bearer realm="${site.origin}", error="invalid_token"` });
+    return 401;
   }
 
   // ---- errors -----------------------------------------------------------------------
@@ -447,9 +508,12 @@ export class Gatehouse {
       if (d.kind !== 'allow') return rejectUpgrade(socket, (status = 403), 'Forbidden');
       const { app, active } = d;
       userId = active?.user.id;
+      const relay = await this.tokenRelay(d.rule, app, active);
+      if ('reason' in relay) return rejectUpgrade(socket, (status = relay.reason === 'unavailable' ? 503 : 401), relay.reason === 'unavailable' ? 'Service Unavailable' : 'Unauthorized');
+      const { bearer } = relay;
       const ctx: RequestContext = { req, res: undefined as unknown as ServerResponse, site, path: target.path, query: target.query, ip: via.ip, scheme: via.scheme, viaProxy: via.viaProxy, requestId };
       const assertion = active && app.headers.assertion ? await this.assertions.get(app, active) : undefined;
-      const headers = this.upstreamHeaders(ctx, app, active, assertion);
+      const headers = this.upstreamHeaders(ctx, app, active, assertion, bearer);
       (socket as Socket).setTimeout?.(0);
       status = await tunnelWebSocket(req, socket, head, app.upstream, target.path + target.query, headers, ([client, upstream]) => {
         this.tunnels.set(client!, upstream!);

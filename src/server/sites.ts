@@ -35,9 +35,9 @@ export interface Site {
   /**
    * `signin` is the loop-breaker's marker (edge/diagnose.ts): set with the session cookie at
    * sign-in, deliberately without Secure or a prefix, so it comes back when the session cookie
-   * was dropped.
+   * was dropped. `login` binds a pending sign-in at a provider to this browser (providers/flows.ts).
    */
-  cookies: { session: string; csrf: string; device: string; signin: string };
+  cookies: { session: string; csrf: string; device: string; signin: string; login: string };
   /** The session cookie's name and attributes. */
   session: SessionCookie;
   /** Cookie names removed before a request reaches an app. */
@@ -61,6 +61,8 @@ export interface App {
    * covered by the X-User-* / X-Gatehouse-* rule: client copies of these are dropped too.
    */
   ownIdentityHeaders: ReadonlySet<string> | null;
+  /** Provider whose access token is relayed as Authorization: Bearer (a rule may override). */
+  tokenRelay: string | null;
 }
 
 export function appsOf(config: Config): AppConfig[] {
@@ -76,6 +78,7 @@ export function appsOf(config: Config): AppConfig[] {
       caseSensitivePaths: config.caseSensitivePaths,
       preserveHost: config.preserveHost,
       timeouts: config.timeouts,
+      tokenRelay: config.tokenRelay,
     },
   ];
 }
@@ -107,7 +110,7 @@ export function buildSites(config: Config): Map<string, Site> {
     const host = hostKey(a.host ?? publicUrl.host, secure);
     let site = sites.get(host);
     if (!site) {
-      const cookies = { session: `${prefix}${name}`, csrf: `${prefix}${name}-csrf`, device: `${prefix}${name}-device`, signin: `${name}-signin` };
+      const cookies = { session: `${prefix}${name}`, csrf: `${prefix}${name}-csrf`, device: `${prefix}${name}-device`, signin: `${name}-signin`, login: `${prefix}${name}-login` };
       site = {
         origin: `${publicUrl.protocol}//${host}`,
         host,
@@ -152,6 +155,7 @@ export function buildSites(config: Config): Map<string, Site> {
       caseSensitivePaths: a.caseSensitivePaths,
       headers,
       ownIdentityHeaders: own.size ? own : null,
+      tokenRelay: a.tokenRelay ?? null,
     });
   }
   for (const site of sites.values()) site.apps.sort((x, y) => y.pathPrefix.length - x.pathPrefix.length);

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { isUniqueViolation, type SqlDriver } from './driver.ts';
+import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import { SqlSigningKeys } from './sql-keys.ts';
+import { SqlIdentities, SqlLoginStates, SqlProviderTokens } from './sql-providers.ts';
 import { StoreConflictError, type KeyValueStore, type NewUser, type SigningKeyStore, type Session, type SessionStore, type Store, type User, type UserPatch, type UserStore } from './types.ts';
 
 interface UserRow {
@@ -51,7 +53,7 @@ const toSession = (r: SessionRow): Session => ({
   userAgent: r.user_agent,
 });
 
-class SqlUsers implements UserStore {
+export class SqlUsers implements UserStore {
   private readonly db: SqlDriver;
   constructor(db: SqlDriver) {
     this.db = db;
@@ -259,6 +261,9 @@ export class SqlStore implements Store {
   readonly sessions: SessionStore;
   readonly kv: KeyValueStore;
   readonly keys: SigningKeyStore;
+  readonly identities: IdentityStore;
+  readonly loginStates: LoginStateStore;
+  readonly providerTokens: ProviderTokenStore;
 
   private readonly db: SqlDriver;
 
@@ -269,6 +274,9 @@ export class SqlStore implements Store {
     this.sessions = new SqlSessions(db);
     this.kv = new SqlKeyValue(db);
     this.keys = new SqlSigningKeys(db);
+    this.identities = new SqlIdentities(db, (tx, user) => new SqlUsers(tx).create(user));
+    this.loginStates = new SqlLoginStates(db);
+    this.providerTokens = new SqlProviderTokens(db);
   }
 
   async ping(): Promise<void> {

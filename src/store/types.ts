@@ -1,3 +1,5 @@
+import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
+
 /**
  * The storage contract. Every method is async and free of any one database's features,
  * so the SQLite (embedded, default) and PostgreSQL (several nodes) implementations pass
@@ -125,6 +127,10 @@ export interface Store {
   readonly sessions: SessionStore;
   readonly kv: KeyValueStore;
   readonly keys: SigningKeyStore;
+  /** Sign-in through providers (store/provider-types.ts). */
+  readonly identities: IdentityStore;
+  readonly loginStates: LoginStateStore;
+  readonly providerTokens: ProviderTokenStore;
   /** Cheap round trip for readiness checks. */
   ping(): Promise<void>;
   close(): Promise<void>;

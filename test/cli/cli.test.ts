@@ -44,6 +44,19 @@ describe('gatehouse check', () => {
     assert.match(r.stderr, /warning: secrets\.key:/);
   });
 
+  test('providers: the exact redirect URIs to register, and warnings about provider settings', async () => {
+    const file = writeConfig(
+      'providers.yaml',
+      'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\ntokenRelay: kc\nproviders:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com/realms/acme\n    clientId: gatehouse\n    endSession: true\n  - id: github\n    type: github\n    clientId: Iv1.x\n    clientSecret: s\n',
+    );
+    const r = await run(['check', '--config', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /providers \(register these URIs at each provider\):\n {2}kc \(oidc, https:\/\/kc\.example\.com\/realms\/acme\)\n {4}redirect URI: +https:\/\/app\.example\.com\/\.auth\/callback\/kc\n {4}post-logout redirect URI: https:\/\/app\.example\.com\/\.auth\/signed-out/);
+    assert.match(r.stdout, /github \(github, https:\/\/github\.com\)\n {4}redirect URI: +https:\/\/app\.example\.com\/\.auth\/callback\/github/);
+    assert.match(r.stderr, /warning: providers\[0\]\.clientSecret: no clientSecret/);
+    assert.match(r.stderr, /warning: providers\[0\]\.scopes: tokenRelay uses "kc" but its scopes lack offline_access/);
+  });
+
   test('an invalid config: every problem with key and line, exit 2; serve refuses with the same text', async () => {
     const file = writeConfig('bad.yaml', 'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\nsesions:\n  idleTimeout: 1h\nlisten:\n  port: 99999\n');
     const r = await run(['check', '--config', file]);

@@ -37,10 +37,10 @@ export interface TestGatehouse {
  */
 export async function startGatehouse(
   configure: (ctx: { port: number; upstream: string; dir: string }) => Partial<ConfigInput> = () => ({}),
-  options: { upstream?: TestUpstream; logLevel?: string; tls?: TestCert } = {},
+  options: { upstream?: TestUpstream; logLevel?: string; tls?: TestCert; port?: number } = {},
 ): Promise<TestGatehouse> {
   const upstream = options.upstream ?? (await startUpstream());
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-test-'));
   const overrides = configure({ port, upstream: upstream.url, dir });
   const scheme = options.tls ? 'https' : 'http';
