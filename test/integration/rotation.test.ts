@@ -85,7 +85,7 @@ test('keys rotate (CLI, same store) while requests flow: every assertion verifie
     if (Date.now() < signs) assert.equal(states, pending);
     else assert.ok(states === pending || states === switched, states);
     await until('the new key is published', async () => (await published()).includes(newKid));
-    assert.equal(kids.get(newKid), undefined, 'published before it signs');
+    if (Date.now() < signs) assert.equal(kids.get(newKid), undefined, 'published before it signs');
 
     await until('assertions are signed with the new key', () => (kids.get(newKid) ?? 0) >= 5);
     await until('the old key is unpublished', async () => !(await published()).includes(oldKid));
