@@ -1,24 +1,13 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { Client, registerJson } from '../helpers/client.ts';
 import { startGatehouse } from '../helpers/gatehouse.ts';
+import { runCli as cli } from '../helpers/cli.ts';
 
-const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** Polls until `check` is true, while the traffic loop keeps running; fails after `ms`. */
 async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
