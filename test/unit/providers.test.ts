@@ -1,25 +1,17 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { lintConfig } from '../../src/config/lint.ts';
-import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { parseConfig } from '../../src/config/load.ts';
 import { Lazy } from '../../src/providers/client.ts';
 import { providerRegistrations } from '../../src/providers/lint.ts';
 import { claimAt, cleanText, groupsFrom, verifiedFrom } from '../../src/providers/profile.ts';
 import { isLoopbackHost } from '../../src/providers/schema.ts';
 import { refreshAt } from '../../src/providers/tokens.ts';
+import { BASE_CONFIG, problems } from '../helpers/config.ts';
 
-const base = 'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\n';
+const base = BASE_CONFIG;
 const google = '  - id: google\n    type: oidc\n    issuer: https://accounts.google.com\n    clientId: abc\n    clientSecret: ${GOOGLE_SECRET}\n';
 
-function problems(text: string, env: Record<string, string> = {}) {
-  try {
-    parseConfig(text, 'g.yaml', env);
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, String(e));
-    return e.problems;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 describe('providers: config', () => {
   test('an oidc and a github provider with defaults; the secret comes from the environment', () => {
