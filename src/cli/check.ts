@@ -2,7 +2,9 @@ import { ConfigError, loadConfig } from '../config/load.ts';
 import { lintConfig } from '../config/lint.ts';
 import type { Config } from '../config/schema.ts';
 import { normalizeTarget } from '../http/target.ts';
+import { providerRegistrations } from '../providers/lint.ts';
 import { matchRule } from '../policy/rules.ts';
+import { isBelow } from '../server/authorize.ts';
 import { appFor, buildSites, hostKey } from '../server/sites.ts';
 import { JWKS_PATH } from '../server/well-known.ts';
 import { err, out, UsageError } from './io.ts';
@@ -30,9 +32,10 @@ export async function check(file: string, flags: { explain?: string; method?: st
     out(`${file}: OK${warnings.length ? ` (${warnings.length} warning${warnings.length === 1 ? '' : 's'})` : ''}`);
     for (const site of sites.values()) {
       for (const app of site.apps) {
-        out(`  ${site.origin}${app.pathPrefix || '/'} → ${app.upstream.url.href}  app "${app.name}", ${app.rules.length} rule${app.rules.length === 1 ? '' : 's'}, default ${app.fallback.access}`);
+        out(`  ${site.origin}${app.pathPrefix || site.home} → ${app.upstream.url.href}  app "${app.name}", ${app.rules.length} rule${app.rules.length === 1 ? '' : 's'}, default ${app.fallback.access}`);
       }
     }
+    for (const line of providerRegistrations(config)) out(line);
   } finally {
     await Promise.all([...sites.values()].flatMap((s) => s.apps.map((a) => a.upstream.close())));
   }
@@ -55,8 +58,10 @@ export function explain(config: Config, url: string, method: string): string {
     const target = normalizeTarget(rawPath.split('#')[0]!);
     if (!target.ok) return `${rawPath}: refused with 400 (${target.reason})`;
     const lines = [`${method} ${site.origin}${target.path}${target.path !== rawPath.split('?')[0] ? `   (normalized from ${rawPath.split('?')[0]})` : ''}`];
-    if (target.path.toLowerCase().startsWith(config.authPrefix.toLowerCase())) return [...lines, `  Gatehouse's own route (${config.authPrefix}); never forwarded`].join('\n');
-    if (target.path === JWKS_PATH) return [...lines, "  Gatehouse's signing keys (JWKS), on every site; never forwarded"].join('\n');
+    if (site.base && !isBelow(target.path, site.base, false)) return [...lines, `  outside publicUrl's path ${site.home} → 404`].join('\n');
+    const own = site.base + config.authPrefix;
+    if (isBelow(target.path, own, true)) return [...lines, `  Gatehouse's own route (${own}); never forwarded`].join('\n');
+    if (target.path === site.base + JWKS_PATH) return [...lines, "  Gatehouse's signing keys (JWKS), on every site; never forwarded"].join('\n');
     const app = appFor(site, target.path);
     if (!app) return [...lines, '  no app serves this path → 404'].join('\n');
     lines.push(`  app "${app.name}" → ${app.upstream.url.origin}${app.upstream.basePath}${target.path}`);

@@ -116,17 +116,30 @@ function configFor(login: StoredLogin): oauth.Configuration {
   return config;
 }
 
+/**
+ * RFC 8414 discovery. An issuer with a path (Gatehouse under a base path) whose root is not
+ * Gatehouse's also publishes its metadata below that path; that document is taken only when
+ * it names the same issuer.
+ */
+async function discoverServer(issuer: URL): Promise<oauth.Configuration> {
+  const options = { algorithm: 'oauth2' as const, execute: insecureFor(issuer), timeout: TIMEOUT_MS / 1000 };
+  try {
+    return await oauth.discovery(issuer, CLI_CLIENT_ID, undefined, oauth.None(), options);
+  } catch (e) {
+    if (issuer.pathname !== '/') {
+      const below = await oauth.discovery(new URL(`${issuer.href.replace(/\/+$/, '')}/.well-known/oauth-authorization-server`), CLI_CLIENT_ID, undefined, oauth.None(), options).catch(() => undefined);
+      if (below && below.serverMetadata().issuer === issuer.href.replace(/\/+$/, '')) return below;
+    }
+    throw new Error(`cannot read the sign-in server's metadata at ${issuer.origin}: ${describeError(e)}`);
+  }
+}
+
 /** gatehouse login <url> */
 export async function login(rawUrl: string | undefined, flags: { browser?: boolean }, credentials = new Credentials()): Promise<number> {
   const url = parseUrl(rawUrl, 'login');
   const { resource, issuer } = await discoverResource(url);
   const issuerUrl = parseUrl(issuer, 'login');
-  let config: oauth.Configuration;
-  try {
-    config = await oauth.discovery(issuerUrl, CLI_CLIENT_ID, undefined, oauth.None(), { algorithm: 'oauth2', execute: insecureFor(issuerUrl), timeout: TIMEOUT_MS / 1000 });
-  } catch (e) {
-    throw new Error(`cannot read the sign-in server's metadata at ${issuerUrl.origin}: ${describeError(e)}`);
-  }
+  const config = await discoverServer(issuerUrl);
   const device = await oauth.initiateDeviceAuthorization(config, { scope: 'offline_access', resource }).catch((e: unknown) => {
     throw new Error(`the sign-in server refused to start a device sign-in: ${describeError(e)}`);
   });

@@ -47,6 +47,8 @@ export async function serve(file: string): Promise<number> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  // SIGHUP re-reads listen.tls (a renewed certificate) without dropping a connection.
+  process.on('SIGHUP', () => gatehouse.reloadTls());
   return new Promise(() => {});
 }
 

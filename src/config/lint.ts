@@ -1,6 +1,7 @@
-import { isIP } from 'node:net';
-import type { Config } from './schema.ts';
+import { lintEdge } from '../edge/lint.ts';
+import { lintProviders } from '../providers/lint.ts';
 import { appsOf } from '../server/sites.ts';
+import type { Config } from './schema.ts';
 
 export interface Warning {
   key: string;
@@ -14,27 +15,12 @@ export interface Warning {
 export function lintConfig(config: Config): Warning[] {
   const w: Warning[] = [];
   const publicUrl = new URL(config.publicUrl);
-  const loopbackHost = isLoopbackName(publicUrl.hostname);
-
-  if (publicUrl.protocol === 'http:' && !loopbackHost) {
-    w.push({ key: 'publicUrl', message: `${publicUrl.origin} is plain http on a non-local host: passwords and session cookies cross the network in clear. Use https (TLS at a proxy in front, listed in trustedProxies).` });
-  }
-  if (publicUrl.protocol === 'https:' && config.trustedProxies.length === 0) {
-    w.push({ key: 'trustedProxies', message: 'publicUrl is https but no proxy is trusted: if TLS ends at a proxy in front of Gatehouse, list it in trustedProxies so client addresses are right.' });
-  }
-  for (const [i, p] of config.trustedProxies.entries()) {
-    if (p === '0.0.0.0/0' || p === '::/0' || p.endsWith('/0')) {
-      w.push({ key: `trustedProxies[${i}]`, message: `"${p}" trusts every address: any client can then claim any IP in X-Forwarded-For, which defeats rate limits.` });
-    }
-  }
+  w.push(...lintEdge(config));
   if (!config.secrets.key) {
     w.push({ key: 'secrets.key', message: 'no master key configured: one is generated and kept in the store, next to the data it protects. For production set secrets.key from the environment (openssl rand -base64 32).' });
   }
   if (config.accounts.registration === 'open') {
     w.push({ key: 'accounts.registration', message: 'open registration without email verification: anyone can sign up with any address, and the sign-up form tells whether an address is taken. Close it (registration: closed) where that matters.' });
-  }
-  if ((config.listen.host === '0.0.0.0' || config.listen.host === '::') && publicUrl.protocol === 'http:' && loopbackHost) {
-    w.push({ key: 'listen.host', message: `listening on all interfaces while publicUrl is ${publicUrl.origin}: requests arriving under another host name are refused (421).` });
   }
   if (config.tokens.keys.publishBefore < 30_000) {
     w.push({ key: 'tokens.keys.publishBefore', message: 'under 30s: JWKS clients that refetch on an unknown kid at most every 30 s (jose\'s default, and gatehouse/verify) may reject assertions for a while after each rotation.' });
@@ -61,12 +47,7 @@ export function lintConfig(config: Config): Warning[] {
       w.push({ key: base ? `${base}.upstream` : 'upstream', message: 'the upstream is Gatehouse itself: requests would loop.' });
     }
   });
+  w.push(...lintProviders(config));
   return w;
 }
 
-function isLoopbackName(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '');
-  if (h === 'localhost' || h.endsWith('.localhost')) return true;
-  if (isIP(h) === 4) return h.startsWith('127.');
-  return h === '::1';
-}

@@ -150,8 +150,10 @@ function knownKeys(path: (string | number)[]): string[] {
     if (typeof p === 'number') schema = s.element;
     else schema = s.shape?.[p];
   }
-  const shape = (unwrap(schema) as { shape?: Record<string, unknown> })?.shape;
-  return shape ? Object.keys(shape) : [];
+  const inner = unwrap(schema) as { shape?: Record<string, unknown>; options?: unknown[] } | undefined;
+  // A discriminated union (providers[]): the keys of every variant.
+  const shapes = inner?.shape ? [inner.shape] : (inner?.options ?? []).map((o) => (unwrap(o) as { shape?: Record<string, unknown> })?.shape ?? {});
+  return [...new Set(shapes.flatMap((sh) => Object.keys(sh)))];
 }
 
 function unwrap(schema: unknown): unknown {

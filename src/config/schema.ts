@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { ProvidersSchema, TokenRelayApp, TokenRelayRoute } from '../providers/schema.ts';
 import { parseDuration } from './duration.ts';
 import { checkOAuthTokens, OAUTH_TOKEN_FIELDS } from './tokens.ts';
 
@@ -77,6 +78,7 @@ export const RouteSchema = z
     access: z.enum(['public', 'authenticated', 'deny']).default('authenticated'),
     allow: AllowSchema.optional(),
     unauthenticated: z.enum(['redirect', '401']).optional().meta({ description: 'What an anonymous request gets; default: browsers are redirected to login, other clients get 401' }),
+    tokenRelay: TokenRelayRoute,
   })
   .superRefine((r, ctx) => {
     if (r.access !== 'authenticated' && r.allow) ctx.addIssue({ code: 'custom', path: ['allow'], message: `"allow" only applies to access: authenticated, not ${r.access}` });
@@ -114,6 +116,7 @@ const appFields = {
       idle: duration('5m').meta({ description: 'Longest pause inside a request or response body' }),
     })
     .prefault({}),
+  tokenRelay: TokenRelayApp,
 };
 
 export const AppSchema = z.strictObject({
@@ -159,11 +162,25 @@ const secretString = z.string().min(1);
 export const ConfigSchema = z
   .strictObject({
     $schema: z.string().optional(),
-    publicUrl: httpUrl('publicUrl').meta({ description: 'The URL users type; every redirect and cookie is built from it' }),
+    publicUrl: httpUrl('publicUrl')
+      .refine((v) => /^(\/[A-Za-z0-9\-._~]+)*\/?$/.test(new URL(v).pathname) && !/\/\.\.?(\/|$)/.test(new URL(v).pathname), {
+        message: 'the path of publicUrl is a plain path prefix such as /app/ (letters, digits, "-", ".", "_", "~")',
+      })
+      .meta({
+        description:
+          'The URL users type; every redirect and cookie is built from it. A path (https://example.com/app/) mounts Gatehouse below it: own routes at /app/.auth, cookies with Path=/app, requests outside it 404',
+      }),
     listen: z
       .strictObject({
         host: z.string().default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8080),
+        tls: z
+          .strictObject({
+            cert: z.string().min(1).meta({ description: 'PEM certificate file, the chain after the leaf' }),
+            key: z.string().min(1).meta({ description: 'PEM private key file' }),
+          })
+          .optional()
+          .meta({ description: 'Serve https (HTTP/2 and HTTP/1.1) with this certificate; files are re-read on SIGHUP without dropping connections' }),
         timeouts: z
           .strictObject({
             headers: duration('15s').meta({ description: 'A client must send its request headers within this' }),
@@ -179,6 +196,13 @@ export const ConfigSchema = z
       .array(cidr)
       .default([])
       .meta({ description: 'Peers whose X-Forwarded-* headers are believed: IPs, CIDRs, or loopback / private / linklocal. Default: none' }),
+    forwardedHeaders: z
+      .enum(['x-forwarded', 'forwarded'])
+      .default('x-forwarded')
+      .meta({
+        description:
+          'Which headers trusted proxies write: x-forwarded (X-Forwarded-For/-Proto/-Host: nginx, Traefik, Caddy, cloud load balancers) or forwarded (RFC 7239 Forwarded). Only this family is read; the other is ignored, so a client cannot slip it past a proxy that does not overwrite it',
+      }),
     authPrefix: z
       .string()
       .regex(/^(\/[A-Za-z0-9\-._~]+)+$/, 'a path such as /.auth (no trailing slash)')
@@ -195,6 +219,7 @@ export const ConfigSchema = z
     upstream: httpUrl('upstream').optional().meta({ description: 'The one app behind Gatehouse (or use apps:)' }),
     ...{ ...appFields, name: appFields.name.default('app') },
     apps: z.array(AppSchema).min(1).optional().meta({ description: 'Several apps, routed by host and/or path prefix' }),
+    providers: ProvidersSchema,
     accounts: z
       .strictObject({
         registration: z.enum(['open', 'closed']).default('open').meta({ description: 'closed: only operators add users (gatehouse users add)' }),
@@ -210,6 +235,7 @@ export const ConfigSchema = z
               .default(10)
               .meta({ description: 'Failed logins per account per 15 minutes from browsers that never signed in to it; browsers that did keep their own allowance, so this cannot lock the owner out' }),
             registerPerIp: z.number().int().min(1).default(20).meta({ description: 'Registrations per client IP per hour' }),
+            providerStartsPerIp: z.number().int().min(1).default(120).meta({ description: 'Sign-ins and links started with a provider per client IP per 15 minutes (each keeps a pending state record)' }),
           })
           .prefault({}),
       })
@@ -268,6 +294,20 @@ export const ConfigSchema = z
       if (places.has(place)) ctx.addIssue({ code: 'custom', path: ['apps', i], message: 'another app already has this host and pathPrefix' });
       places.add(place);
     });
+    const providerIds = new Set<string>();
+    c.providers.forEach((p, i) => {
+      if (providerIds.has(p.id)) ctx.addIssue({ code: 'custom', path: ['providers', i, 'id'], message: `another provider already has the id "${p.id}"` });
+      providerIds.add(p.id);
+    });
+    const relay = (id: string | false | undefined, path: (string | number)[]) => {
+      if (id && !providerIds.has(id)) ctx.addIssue({ code: 'custom', path, message: `tokenRelay names "${id}", which is not one of providers[].id (${[...providerIds].join(', ') || 'none configured'})` });
+    };
+    relay(c.tokenRelay, ['tokenRelay']);
+    c.routes.forEach((r, i) => relay(r.tokenRelay, ['routes', i, 'tokenRelay']));
+    c.apps?.forEach((app, a) => {
+      relay(app.tokenRelay, ['apps', a, 'tokenRelay']);
+      app.routes.forEach((r, i) => relay(r.tokenRelay, ['apps', a, 'routes', i, 'tokenRelay']));
+    });
   });
 
 export type ConfigInput = z.input<typeof ConfigSchema>;
@@ -275,3 +315,4 @@ export type Config = z.output<typeof ConfigSchema>;
 export type AppConfig = z.output<typeof AppSchema>;
 export type RouteConfig = z.output<typeof RouteSchema>;
 export type AllowConfig = z.output<typeof AllowSchema>;
+export type { ProviderConfig } from '../providers/schema.ts';

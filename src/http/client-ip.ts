@@ -13,7 +13,8 @@ export function plainAddress(addr: string): string {
 
 /**
  * The set of peers whose forwarding headers are believed. Empty by default: nobody is
- * trusted, and X-Forwarded-* from clients is ignored (ATTACKS 5).
+ * trusted, and X-Forwarded-* from clients is ignored (ATTACKS 5). The headers themselves are
+ * read in one place, http/forwarded.ts.
  */
 export class TrustedProxies {
   private readonly list = new BlockList();
@@ -34,24 +35,5 @@ export class TrustedProxies {
     const a = plainAddress(address);
     const family = isIP(a);
     return family !== 0 && this.list.check(a, family === 6 ? 'ipv6' : 'ipv4');
-  }
-
-  /**
-   * The client's address: the peer, unless the peer is a trusted proxy, in which case the
-   * X-Forwarded-For chain is walked from the right past trusted hops; the first untrusted
-   * (or unparsable) hop is the client.
-   */
-  clientIp(peer: string | undefined, xForwardedFor: string | string[] | undefined): string {
-    const direct = plainAddress(peer ?? '');
-    if (!xForwardedFor || !this.has(direct)) return direct;
-    const hops = (Array.isArray(xForwardedFor) ? xForwardedFor.join(',') : xForwardedFor).split(',');
-    let client = direct;
-    for (let i = hops.length - 1; i >= 0; i--) {
-      const hop = plainAddress(hops[i]!.trim());
-      if (!isIP(hop)) break;
-      client = hop;
-      if (!this.has(hop)) break;
-    }
-    return client;
   }
 }

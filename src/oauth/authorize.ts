@@ -5,7 +5,7 @@ import { CSP, messagePage } from '../pages/index.ts';
 import type { RequestContext } from '../server/context.ts';
 import type { App } from '../server/sites.ts';
 import type { Client } from './clients.ts';
-import { requestedApp, signedIn, userAgentOf, type OAuthDeps, type PageKit } from './context.ts';
+import { handOverProviderTokens, requestedApp, signedIn, userAgentOf, type OAuthDeps, type PageKit } from './context.ts';
 import { OAuthError, param, paramsFrom, type OAuthParams } from './http.ts';
 import { consentPage } from './pages.ts';
 import { redirectCspSource, redirectUriMatches } from './redirect-uri.ts';
@@ -184,6 +184,7 @@ export class AuthorizationCodeFlow {
       userId: active.user.id,
       amr: active.session.amr,
       authTime: active.session.createdAt,
+      sessionHash: active.session.idHash,
       createdAt: now,
       expiresAt: now + CODE_TTL_MS,
       redeemedAt: null,
@@ -233,6 +234,7 @@ export class AuthorizationCodeFlow {
       throw invalid('the code was already used; the tokens issued for it are revoked');
     }
     if (outcome !== 'redeemed') throw invalid(outcome === 'expired' ? 'the code has expired' : 'unknown code');
+    await handOverProviderTokens(this.d, row.sessionHash, grant);
     ctx.userId = user.id;
     return this.d.tokens.response(grant, refreshToken, grant.scope, now);
   }

@@ -16,6 +16,8 @@ import { ACCESS_TOKEN_TYP, type TokenService } from './tokens.ts';
  * written), no crypto.
  */
 
+export { grantOwner } from './context.ts';
+
 /** A bearer-authenticated request presents itself like a browser session of the grant. */
 export interface BearerSession extends ActiveSession {
   grant: Grant;
@@ -45,10 +47,15 @@ export function bearerToken(header: string): string | undefined {
 
 const TOKEN_SYNTAX = /^[A-Za-z0-9\-._~+/]+=*$/;
 
-/** Whether a (failed) token still looks like one of Gatehouse's, so it must not reach the app either. */
+/**
+ * Whether a bearer token is Gatehouse's to decide: a JWT naming Gatehouse as its issuer, or
+ * a Gatehouse refresh token (never good as an access token). Any other token belongs to the
+ * app. Costs one base64 decode and a JSON parse, only for requests that carry a bearer token.
+ */
 export function looksIssuedBy(token: string, issuer: string): boolean {
+  if (token.startsWith('grt.')) return true;
   const parts = token.split('.');
-  if (parts.length !== 3) return token.startsWith('grt.');
+  if (parts.length !== 3 || parts[1]!.length > 4096) return false;
   try {
     return (JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as JWTPayload).iss === issuer;
   } catch {

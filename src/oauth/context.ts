@@ -2,10 +2,12 @@ import type { Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
 import type { Input } from '../http/body.ts';
 import type { Logger } from '../log/index.ts';
+import type { ProviderService } from '../providers/service.ts';
+import { sessionOwner } from '../providers/tokens.ts';
 import type { RequestContext } from '../server/context.ts';
 import type { App, Site } from '../server/sites.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
-import type { Store } from '../store/index.ts';
+import type { Grant, Store } from '../store/index.ts';
 import type { Secrets } from '../tokens/secrets.ts';
 import type { Clients } from './clients.ts';
 import { OAuthError } from './http.ts';
@@ -41,6 +43,8 @@ export interface OAuthDeps {
   tokens: TokenService;
   resources: Resources;
   limits: Limits;
+  /** Sign-in through providers, when configured: a grant gets the approving session's provider tokens. */
+  providers: ProviderService | undefined;
   now(): number;
 }
 
@@ -68,4 +72,23 @@ export function requestedApp(deps: OAuthDeps, resources: string[]): App {
 export function userAgentOf(ctx: RequestContext): string | null {
   const ua = ctx.req.headers['user-agent'];
   return typeof ua === 'string' ? ua.slice(0, 256) : null;
+}
+
+/** The provider tokens' owner for a grant (src/providers/tokens.ts): "grant:<id>", tied to no browser session. */
+export const grantOwner = (grant: Pick<Grant, 'id' | 'userId'>) => ({ id: `grant:${grant.id}`, userId: grant.userId, sessionHash: null });
+
+/**
+ * A grant approved from a browser session that signed in through a provider takes a copy of
+ * that session's provider tokens (those an app relays), so tokenRelay works for the CLI or
+ * MCP client's requests without the user present. Best effort: a failure is logged, the
+ * login itself stands (tokenRelay then asks for a provider sign-in, as for a browser).
+ */
+export async function handOverProviderTokens(deps: OAuthDeps, sessionHash: string | null, grant: Grant): Promise<void> {
+  if (!deps.providers || !sessionHash) return;
+  try {
+    const copied = await deps.providers.copyTokens(sessionOwner({ idHash: sessionHash, userId: grant.userId }), grantOwner(grant));
+    if (copied.length) deps.logger.info({ event: 'oauth_provider_tokens', grant: grant.id, providers: copied }, 'provider tokens handed to the new login');
+  } catch (err) {
+    deps.logger.warn({ event: 'oauth_provider_tokens_failed', grant: grant.id, err: { message: (err as Error).message } }, 'provider tokens could not be handed to the new login');
+  }
 }

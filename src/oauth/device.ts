@@ -5,7 +5,7 @@ import { messagePage } from '../pages/index.ts';
 import type { RequestContext } from '../server/context.ts';
 import { StoreConflictError } from '../store/index.ts';
 import { DEVICE_GRANT, type Client } from './clients.ts';
-import { requestedApp, signedIn, userAgentOf, type OAuthDeps, type PageKit } from './context.ts';
+import { handOverProviderTokens, requestedApp, signedIn, userAgentOf, type OAuthDeps, type PageKit } from './context.ts';
 import { OAuthError, oauthEndpoint, param, readOAuthForm, sendOAuthJson, type OAuthParams } from './http.ts';
 import { deviceConfirmPage, deviceEntryPage } from './pages.ts';
 import type { TokenResponse } from './tokens.ts';
@@ -66,6 +66,7 @@ export class DeviceFlow {
             amr: [],
             authTime: null,
             decidedAt: null,
+            sessionHash: null,
             ip: ctx.ip,
             userAgent: userAgentOf(ctx),
           });
@@ -120,6 +121,7 @@ export class DeviceFlow {
       userAgent: userAgentOf(ctx),
     });
     if (!(await this.d.store.oauth.devices.redeem(deviceHash, now, grant))) throw new OAuthError(400, 'invalid_grant', 'the device code was already used');
+    await handOverProviderTokens(this.d, device.sessionHash, grant);
     ctx.userId = user.id;
     return this.d.tokens.response(grant, refreshToken, grant.scope, now);
   }
@@ -209,7 +211,7 @@ export class DeviceFlow {
       );
     }
     const approved = decision === 'approve';
-    const decided = await this.d.store.oauth.devices.decide(device.deviceHash, { approved, userId: user.id, amr: session.amr, authTime: session.createdAt, now });
+    const decided = await this.d.store.oauth.devices.decide(device.deviceHash, { approved, userId: user.id, amr: session.amr, authTime: session.createdAt, sessionHash: session.idHash, now });
     if (!decided) return fail(400, 'invalid_code', 'This code was used or has expired meanwhile. Start again in your program.');
     this.d.logger.info({ event: approved ? 'oauth_device_approved' : 'oauth_device_denied', userId: user.id, clientId: client.id, app: app.name, requestId: ctx.requestId }, approved ? 'device sign-in approved' : 'device sign-in denied');
     if (input.kind === 'json') return sendJson(ctx.res, 200, { result: approved ? 'approved' : 'denied' });

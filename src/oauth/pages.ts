@@ -136,11 +136,9 @@ export interface GrantRow {
   appTitle: string;
 }
 
-/** The account page's list of CLI and MCP logins, each with a sign-out button. Composable into any account page. */
+/** The account page's list of CLI and MCP logins, each with a sign-out button (the body of its section). */
 export function grantsSection(o: { rows: GrantRow[]; action: string; csrf: string; now: number }): SafeHtml {
-  return html`<section aria-labelledby="grants-heading">
-<h2 id="grants-heading">Devices and apps</h2>
-<p class="hint">Programs signed in to your account without a browser: command-line tools and MCP clients.</p>
+  return html`<p class="hint">Programs signed in to your account without a browser: command-line tools and MCP clients.</p>
 ${
   o.rows.length === 0
     ? html`<p>None.</p>`
@@ -151,17 +149,5 @@ ${
 <form method="post" action="${o.action}">${hidden('csrf', o.csrf)}${hidden('grant', g.id)}<button type="submit" class="secondary">Sign out ${g.clientName}</button></form>
 </li>`,
       )}</ul>`
-}
-</section>`;
-}
-
-export function accountPage(o: { appTitle: string; email: string; sections: SafeHtml[]; logoutUrl: string; notice?: string }): string {
-  return layout({
-    appTitle: o.appTitle,
-    heading: 'Your account',
-    referrerPolicy: 'same-origin',
-    body: html`${o.notice ? html`<p class="notice" role="status">${o.notice}</p>` : ''}<p>Signed in as <strong class="who">${o.email}</strong>.</p>
-${o.sections}
-<p class="alt"><a href="${o.logoutUrl}">Sign out of this browser</a></p>`,
-  });
+}`;
 }

@@ -3,8 +3,8 @@ import { appFor, hostKey, type App, type Site } from '../server/sites.ts';
 
 /**
  * Apps as OAuth protected resources (RFC 8707, RFC 9728). Each app's resource identifier is
- * its origin plus its path prefix, without a trailing slash: https://app.example.com, or
- * https://example.com/api for an app under /api. That identifier is the `aud` of every
+ * its origin plus its path prefix (or publicUrl's base path), without a trailing slash:
+ * https://app.example.com, or https://example.com/api for an app under /api. That identifier is the `aud` of every
  * access token for the app, and a bearer token is accepted only where its `aud` is the
  * app's own. A client may name any URL the app serves as `resource`
  * (https://app.example.com/mcp): it resolves to the app, and the token's `aud` is the app's
@@ -20,7 +20,7 @@ export class Resources {
     this.sites = sites;
     this.prefix = prefix.toLowerCase();
     this.all = [...sites.values()].flatMap((s) => s.apps);
-    for (const app of this.all) this.ids.set(app, app.site.origin + app.pathPrefix);
+    for (const app of this.all) this.ids.set(app, app.site.origin + (app.pathPrefix || app.site.base));
   }
 
   /** The app's resource identifier: the `aud` of its access tokens. */
@@ -50,12 +50,27 @@ export class Resources {
     return this.all.length === 1 ? this.all[0] : undefined;
   }
 
-  /** The app whose RFC 9728 metadata lives at /.well-known/oauth-protected-resource<suffix> on this site. */
-  forMetadata(site: Site, suffix: string): App | undefined {
-    if (suffix === '') return appFor(site, '/');
+  /**
+   * The app whose RFC 9728 metadata lives at <base>/.well-known/oauth-protected-resource<suffix>
+   * on this site, and the resource identifier that document names: the app's own for the
+   * plain address, else exactly the one the suffix spells (RFC 9728 §3.3).
+   */
+  forMetadata(site: Site, suffix: string): { app: App; resource: string } | undefined {
+    if (suffix === '') {
+      const app = appFor(site, site.base || '/');
+      return app && { app, resource: this.idOf(app) };
+    }
     const target = normalizeTarget(suffix);
-    if (!target.ok || target.path !== suffix || this.isOwn(suffix)) return undefined;
-    return appFor(site, suffix);
+    const path = site.base + suffix;
+    if (!target.ok || target.path !== suffix || this.isOwn(path)) return undefined;
+    const app = appFor(site, path);
+    return app && { app, resource: site.origin + path };
+  }
+
+  /** Where the app's protected-resource metadata is (the WWW-Authenticate resource_metadata). */
+  metadataUrl(app: App): string {
+    const site = app.site;
+    return `${site.origin}${site.base}/.well-known/oauth-protected-resource${(app.pathPrefix || site.base).slice(site.base.length)}`;
   }
 
   private isOwn(path: string): boolean {

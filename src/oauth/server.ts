@@ -8,7 +8,9 @@ import type { RequestContext } from '../server/context.ts';
 import type { Params, Router } from '../server/router.ts';
 import type { App, Site } from '../server/sites.ts';
 import type { WellKnown } from '../server/well-known.ts';
-import type { Sessions } from '../sessions/index.ts';
+import type { ProviderService } from '../providers/service.ts';
+import type { ActiveSession, Sessions } from '../sessions/index.ts';
+import type { AccountSectionView } from '../pages/index.ts';
 import type { Store } from '../store/index.ts';
 import type { KeyRing } from '../tokens/keys.ts';
 import type { Secrets } from '../tokens/secrets.ts';
@@ -20,7 +22,7 @@ import { signedIn, userAgentOf, type OAuthDeps, type PageKit } from './context.t
 import { DeviceFlow } from './device.ts';
 import { CORS, OAuthError, oauthEndpoint, param, preflight, readOAuthForm, sendOAuthJson } from './http.ts';
 import { Limits } from './limits.ts';
-import { accountPage, grantsSection } from './pages.ts';
+import { grantsSection } from './pages.ts';
 import { Resources } from './resources.ts';
 import { Scopes } from './scopes.ts';
 import { TokenService, type TokenResponse } from './tokens.ts';
@@ -39,6 +41,9 @@ export interface OAuthServerOptions {
   secrets: Secrets;
   sessions: Sessions;
   sites: Map<string, Site>;
+  /** Own routes' prefix, publicUrl's base path included (/.auth, /app/.auth). */
+  prefix: string;
+  providers?: ProviderService;
   /** The signing key ring: access tokens are JWTs signed like every Gatehouse token, verifiable with the same JWKS. */
   keys: KeyRing;
   /** The clock of every OAuth decision (codes, grants, tokens); tests move it by hand. */
@@ -73,7 +78,7 @@ export class OAuthServer {
     const dev = isLoopbackOrigin(o.config.publicUrl);
     this.documents = o.config.tokens.clientIdMetadataDocuments ? new MetadataDocuments({ allowLoopback: dev, now }) : null;
     const scopes = new Scopes(o.config.tokens.scopes);
-    const resources = new Resources(o.sites, o.config.authPrefix);
+    const resources = new Resources(o.sites, o.prefix);
     const tokens = new TokenService({ store: o.store, secrets: o.secrets, keys: o.keys, config: o.config.tokens, scopes, logger: o.logger });
     this.d = {
       config: o.config,
@@ -83,14 +88,15 @@ export class OAuthServer {
       secrets: o.secrets,
       sessions: o.sessions,
       sites: o.sites,
-      prefix: o.config.authPrefix,
+      prefix: o.prefix,
       issuer,
-      base: `${origin}${o.config.authPrefix}`,
+      base: `${origin}${o.prefix}`,
       clients: new Clients(o.config.tokens, o.store, this.documents, dev),
       scopes,
       tokens,
       resources,
       limits: new Limits(o.cache, o.config.tokens.rateLimits),
+      providers: o.providers,
       now,
     };
     this.issuerSite = [...o.sites.values()].find((s) => s.origin === origin);
@@ -121,7 +127,6 @@ export class OAuthServer {
       .add('POST', '/oauth/authorize', issuerOnly((c) => this.code.decide(c)))
       .add('GET', '/device', (c) => this.device.page(c))
       .add('POST', '/device', (c) => this.device.submit(c))
-      .add('GET', '/account', (c) => this.account(c, pages))
       .add('POST', '/account/grants/revoke', (c) => this.revokeByUser(c, pages));
   }
 
@@ -184,22 +189,18 @@ export class OAuthServer {
 
   // ---- the account page's devices and apps --------------------------------------
 
-  /** The "devices and apps" section for the signed-in user: for any account page to include. */
-  async grantsSection(ctx: RequestContext, userId: string, pages: PageKit): Promise<{ section: ReturnType<typeof grantsSection>; cookies: string[] }> {
+  /** The "Devices and apps" section of <prefix>/account (server/account.ts) for the signed-in user. */
+  async accountSection(ctx: RequestContext, active: ActiveSession, csrf: string, pages: PageKit): Promise<AccountSectionView> {
     const now = this.d.now();
-    const grants = (await this.d.store.oauth.grants.listByUser(userId, now)).filter((g) => !this.d.tokens.ended(g, now));
-    const { token, cookies } = pages.csrf(ctx);
+    const grants = (await this.d.store.oauth.grants.listByUser(active.user.id, now)).filter((g) => !this.d.tokens.ended(g, now));
     const rows = grants.map((grant) => ({ grant, appTitle: this.d.resources.resolve(grant.resource)?.title ?? grant.resource }));
-    return { section: grantsSection({ rows, action: pages.url(ctx, '/account/grants/revoke'), csrf: token, now }), cookies };
-  }
-
-  /** GET <prefix>/account: the account page, until one with linked identities takes it over. */
-  async account(ctx: RequestContext, pages: PageKit): Promise<void> {
-    const active = await signedIn(this.d, ctx);
-    if (!active) return redirect(ctx.res, 302, `${ctx.site.origin}${pages.url(ctx, '/login', { rd: pages.url(ctx, '/account') })}`);
-    const { section, cookies } = await this.grantsSection(ctx, active.user.id, pages);
-    const notice = new URLSearchParams(ctx.query.slice(1)).get('signed_out') ? 'Signed out.' : undefined;
-    pages.html(ctx, 200, accountPage({ appTitle: ctx.site.title, email: active.user.email, sections: [section], logoutUrl: pages.url(ctx, '/logout'), notice }), cookies);
+    const signedOut = new URLSearchParams(ctx.query.slice(1)).get('grant_signed_out') === '1';
+    return {
+      id: 'grants',
+      heading: 'Devices and apps',
+      body: grantsSection({ rows, action: pages.url(ctx, '/account/grants/revoke'), csrf, now }),
+      notice: signedOut ? 'Signed out. That program needs to sign in again to use your account.' : undefined,
+    };
   }
 
   /** POST <prefix>/account/grants/revoke: the user signs one of their CLI or MCP logins out. */
@@ -215,7 +216,7 @@ export class OAuthServer {
     await this.d.store.oauth.grants.revoke(grant.id, this.d.now(), 'user');
     this.d.logger.info({ event: 'oauth_revoke', by: 'user', userId: active.user.id, clientId: grant.clientId, grant: grant.id, requestId: ctx.requestId }, 'login revoked by its user');
     if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true });
-    redirect(ctx.res, 303, `${ctx.site.origin}${pages.url(ctx, '/account', { signed_out: '1' })}`);
+    redirect(ctx.res, 303, `${ctx.site.origin}${pages.url(ctx, '/account', { grant_signed_out: '1' })}`);
   }
 
   // ---- well-known metadata at the root --------------------------------------------
@@ -228,11 +229,13 @@ export class OAuthServer {
   addWellKnown(registry: WellKnown): void {
     const methods = ['GET', 'HEAD', 'OPTIONS'];
     registry.addTree(PRM, (ctx) => {
-      const suffix = ctx.path.slice(PRM.length);
-      const app = this.d.resources.forMetadata(ctx.site, suffix);
-      this.metadata(ctx, app && this.resourceMetadata(app, suffix === '' ? this.d.resources.idOf(app) : ctx.site.origin + suffix));
+      // ctx.path is below publicUrl's base path here (server/well-known.ts).
+      const found = this.d.resources.forMetadata(ctx.site, ctx.path.slice(PRM.length));
+      this.metadata(ctx, found && this.resourceMetadata(found.app, found.resource));
     }, methods);
-    registry.add(ASM + new URL(this.d.issuer).pathname.replace(/\/$/, ''), (ctx) => this.metadata(ctx, ctx.site === this.issuerSite ? this.serverMetadata() : undefined), methods);
+    // RFC 8414 puts it at the root with the issuer's path appended; under a base path only the
+    // base is Gatehouse's, so it is at <publicUrl>/.well-known/oauth-authorization-server (README).
+    registry.add(ASM, (ctx) => this.metadata(ctx, ctx.site === this.issuerSite ? this.serverMetadata() : undefined), methods);
   }
 
   private metadata(ctx: RequestContext, body: Record<string, unknown> | undefined): void {
@@ -252,7 +255,7 @@ export class OAuthServer {
       device_authorization_endpoint: `${base}/device_authorization`,
       revocation_endpoint: `${base}/revoke`,
       ...(t.dynamicRegistration ? { registration_endpoint: `${base}/register` } : {}),
-      jwks_uri: `${new URL(this.d.issuer).origin}/.well-known/jwks.json`,
+      jwks_uri: `${this.d.issuer}/.well-known/jwks.json`,
       scopes_supported: this.d.scopes.supported,
       response_types_supported: ['code'],
       response_modes_supported: ['query'],
@@ -287,7 +290,7 @@ export class OAuthServer {
     return this.bearer.authenticate(token, app);
   }
 
-  /** Whether a token that failed is still Gatehouse's own (never to be passed to an app). */
+  /** Whether a bearer token is Gatehouse's to decide (bearer.ts looksIssuedBy). */
   isOwnToken(token: string): boolean {
     return looksIssuedBy(token, this.d.issuer);
   }
@@ -296,7 +299,7 @@ export class OAuthServer {
   challenge(app: App, error?: string): string {
     let base = this.challenges.get(app);
     if (!base) {
-      base = `Bearer realm="${app.site.origin}", resource_metadata="${app.site.origin}${PRM}${app.pathPrefix}"`;
+      base = `Bearer realm="${app.site.origin}", resource_metadata="${this.d.resources.metadataUrl(app)}"`;
       this.challenges.set(app, base);
     }
     return error ? `${base}, error="invalid_token", error_description="${error.replace(/["\\]/g, '')}"` : base;

@@ -68,7 +68,7 @@ export interface PageBase {
 }
 
 export function loginPage(
-  o: PageBase & { action: string; registerUrl?: string; forgotUrl?: string; email?: string; errors?: Errors; notice?: string; extra?: SafeHtml },
+  o: PageBase & { action: string; registerUrl?: string; forgotUrl?: string; email?: string; errors?: Errors; notice?: string; extra?: SafeHtml; providers?: SafeHtml },
 ): string {
   const errors = o.errors ?? {};
   return layout({
@@ -77,6 +77,7 @@ export function loginPage(
     error: hasErrors(errors),
     referrerPolicy: 'same-origin',
     body: html`${o.notice ? html`<p class="notice" role="status">${o.notice}</p>` : ''}${summary(errors)}
+${o.providers ? html`${o.providers}<p class="divider">or with your email</p>` : ''}
 <form method="post" action="${o.action}" novalidate>
 ${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
 ${fields(

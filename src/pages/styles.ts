@@ -31,8 +31,22 @@ button.secondary:hover,.button.secondary:hover{background:var(--bg)}
 a{color:var(--accent)}
 .who,code{overflow-wrap:anywhere}
 :focus-visible{outline:3px solid var(--focus);outline-offset:2px}
+.providers{display:grid;gap:.6rem;margin:0 0 1.25rem}
+.providers .button{display:flex;align-items:center;justify-content:center;gap:.6rem}
+.providers img{width:1.25rem;height:1.25rem;flex:none}
+.divider{display:flex;align-items:center;gap:.75rem;margin:0 0 1.25rem;color:var(--muted);font-size:.9rem}
+.divider::before,.divider::after{content:"";flex:1;border-top:1px solid var(--line)}
+h2{font-size:1.1rem;margin:1.5rem 0 .5rem}
+.list{list-style:none;margin:0;padding:0}
+.list li{display:flex;align-items:center;justify-content:space-between;gap:.75rem;padding:.6rem 0;border-top:1px solid var(--line)}
+.list li:last-child{border-bottom:1px solid var(--line)}
+.list .info{min-width:0;overflow-wrap:anywhere}
+.list .info small{display:block;color:var(--muted)}
+.list form button,.inline button{width:auto;padding:.4rem .8rem}
 code{font-size:.9em}
-h2{font-size:1.15rem;margin:1.5rem 0 .5rem}
+h2{margin:1.5rem 0 .5rem;font-size:1.1rem}
+.fix{margin:.5rem 0;padding-left:1.25rem}
+.fix li{margin:.4rem 0}
 .details{margin:1rem 0;display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem}
 .details dt{font-weight:600;color:var(--muted)}
 .details dd{margin:0;overflow-wrap:anywhere}
@@ -48,3 +62,12 @@ ul.grants li{border-top:1px solid var(--line);padding:.75rem 0}
 export const CSS_HASH = `'sha256-${hash('sha256', CSS, 'base64')}'`;
 
 export const CSP = `default-src 'none'; style-src ${CSS_HASH}; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;
+
+/**
+ * The CSP of a page whose forms lead on to other origins: browsers apply form-action to
+ * where a form's POST is redirected, so a form that starts a sign-in at a provider names the
+ * provider's authorization origin.
+ */
+export function cspWithFormAction(origins: readonly string[]): string {
+  return origins.length ? CSP.replace(`form-action 'self'`, `form-action 'self' ${origins.join(' ')}`) : CSP;
+}

@@ -15,6 +15,8 @@ export interface Rule {
   access: Access;
   allow: Allow | null;
   unauthenticated: 'redirect' | '401' | null;
+  /** A provider id: relay its access token here; false: not here; null: as the app says. */
+  tokenRelay: string | false | null;
   regex: RegExp;
 }
 
@@ -69,9 +71,10 @@ export function compileRules(routes: readonly RouteConfig[], defaultAccess: 'aut
     access: r.access,
     allow: compileAllow(r.allow),
     unauthenticated: r.unauthenticated ?? null,
+    tokenRelay: r.tokenRelay ?? null,
     regex: globToRegExp(r.path, caseSensitive),
   }));
-  const fallback: Rule = { index: -1, path: '/**', methods: null, access: defaultAccess, allow: null, unauthenticated: null, regex: /^/ };
+  const fallback: Rule = { index: -1, path: '/**', methods: null, access: defaultAccess, allow: null, unauthenticated: null, tokenRelay: null, regex: /^/ };
   return { rules, fallback };
 }
 

@@ -44,7 +44,9 @@ export type ForwardOutcome = { status: number; error?: 'bad_gateway' | 'gateway_
 function hasBody(req: IncomingMessage): boolean {
   if (req.headers['transfer-encoding'] !== undefined) return true;
   const cl = req.headers['content-length'];
-  return cl !== undefined && cl !== '0';
+  if (cl !== undefined) return cl !== '0';
+  // HTTP/2 needs no length: the stream says whether DATA frames follow the headers.
+  return req.httpVersionMajor === 2 && !(req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders;
 }
 
 /**

@@ -23,6 +23,13 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
   'host',
   'expect',
+  // HTTP/2 pseudo-headers (in the compat API's rawHeaders): never sent on. In this set they
+  // cost an HTTP/1.1 request nothing extra.
+  ':method',
+  ':path',
+  ':scheme',
+  ':authority',
+  ':protocol',
 ]);
 
 const SPOOFABLE_EXACT = new Set(['forwarded', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'x-rewrite-url', 'x-request-id', 'x-cluster-client-ip', 'x-http-method-override', 'x-http-method', 'x-method-override']);
@@ -99,6 +106,7 @@ export function upstreamRequestHeaders(
 ): string[] {
   const listed = connectionTokens(connection);
   const out: string[] = [];
+  let cookieAt = -1;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     const lower = name.toLowerCase();
@@ -107,7 +115,12 @@ export function upstreamRequestHeaders(
     if (ownIdentity && ownIdentity.has(lower.includes('_') ? lower.replaceAll('_', '-') : lower)) continue;
     if (lower === 'cookie') {
       const value = stripCookies(rawHeaders[i + 1]!, fwd.ownCookies);
-      if (value !== null) out.push(name, value);
+      if (value === null) continue;
+      // HTTP/2 clients send one cookie field per cookie; HTTP/1.1 wants one header.
+      if (cookieAt === -1) {
+        cookieAt = out.length + 1;
+        out.push(name, value);
+      } else out[cookieAt] += `; ${value}`;
       continue;
     }
     out.push(name, rawHeaders[i + 1]!);

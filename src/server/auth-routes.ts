@@ -1,16 +1,27 @@
 import { randomBytes } from 'node:crypto';
 import type { FieldErrors } from '../accounts/service.ts';
+import { DiagnosedError } from '../edge/diagnose.ts';
 import { field, readInput, type Input } from '../http/body.ts';
 import { readCookie, serializeCookie } from '../http/cookies.ts';
 import { sameOriginRequest } from '../http/csrf.ts';
 import { HttpError } from '../http/errors.ts';
 import { redirect, sendHtml, sendJson } from '../http/respond.ts';
 import { safeReturnPath } from '../http/target.ts';
-import { CSP, loginPage, logoutPage, messagePage, registerPage } from '../pages/index.ts';
+import { CSP, cspWithFormAction, loginPage, logoutPage, messagePage, registerPage } from '../pages/index.ts';
 import { publicUser, type RequestContext, type Services } from './context.ts';
 import { Router, type Params } from './router.ts';
+import { insideBase } from './sites.ts';
 
 type Handler = (ctx: RequestContext, params: Params) => Promise<void>;
+
+/** What other route modules (providers, account) share with these pages: CSRF and page helpers. */
+export interface FormTools {
+  csrf(ctx: RequestContext): { token: string; cookies: string[] };
+  readPost(ctx: RequestContext): Promise<Input>;
+  returnPath(ctx: RequestContext, value: unknown): string;
+  queryParam(ctx: RequestContext, name: string): string | undefined;
+  html(ctx: RequestContext, status: number, page: string, cookies?: string[], headers?: Record<string, string>): void;
+}
 
 const DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600;
 
@@ -21,7 +32,7 @@ const DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600;
  * the CSRF cookie. JSON bodies need no token: a cross-site page cannot send
  * application/json without a CORS preflight, which Gatehouse never grants.
  */
-export class AuthRoutes {
+export class AuthRoutes implements FormTools {
   readonly router = new Router<Handler>();
   private readonly s: Services;
 
@@ -56,7 +67,7 @@ export class AuthRoutes {
     const cookies: string[] = [];
     if (!value || !/^[A-Za-z0-9_-]{22}$/.test(value)) {
       value = randomBytes(16).toString('base64url');
-      cookies.push(serializeCookie(name, value, { secure: ctx.site.secure }));
+      cookies.push(serializeCookie(name, value, { secure: ctx.site.secure, path: ctx.site.cookiePath }));
     }
     return { token: this.s.secrets.mac('csrf', value), cookies };
   }
@@ -68,6 +79,8 @@ export class AuthRoutes {
     if (input.kind === 'form') {
       const cookie = readCookie(ctx.req.headers.cookie, ctx.site.cookies.csrf);
       const token = field(input, 'csrf', 128);
+      // The form came, its cookie did not: explain why instead of "expired" over and over.
+      if (cookie === undefined && token) throw new DiagnosedError(this.s.diagnosis.cookieMissing(ctx, 'csrf'));
       if (!cookie || !token || !this.s.secrets.verifyMac('csrf', cookie, token)) {
         throw new HttpError(403, 'csrf', 'This form has expired. Go back, reload the page and try again.');
       }
@@ -75,11 +88,17 @@ export class AuthRoutes {
     return input;
   }
 
-  private returnPath(ctx: RequestContext, value: unknown): string {
-    return safeReturnPath(value, [ctx.site.origin]) ?? '/';
+  /** A same-origin return target below publicUrl's base path, or undefined. */
+  private returnTarget(ctx: RequestContext, value: unknown): string | undefined {
+    const path = safeReturnPath(value, [ctx.site.origin]);
+    return path !== undefined && insideBase(ctx.site, path) ? path : undefined;
   }
 
-  private queryParam(ctx: RequestContext, name: string): string | undefined {
+  returnPath(ctx: RequestContext, value: unknown): string {
+    return this.returnTarget(ctx, value) ?? ctx.site.home;
+  }
+
+  queryParam(ctx: RequestContext, name: string): string | undefined {
     return ctx.query ? (new URLSearchParams(ctx.query.slice(1)).get(name) ?? undefined) : undefined;
   }
 
@@ -102,8 +121,11 @@ export class AuthRoutes {
 
   private async loginForm(ctx: RequestContext): Promise<void> {
     const rd = this.returnPath(ctx, this.queryParam(ctx, 'rd'));
-    const current = await this.s.sessions.lookup(ctx.req, { name: ctx.site.cookies.session, secure: ctx.site.secure }, ctx.site.origin).catch(() => undefined);
+    const current = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin).catch(() => undefined);
     if (current?.state === 'active') return redirect(ctx.res, 302, ctx.site.origin + rd);
+    // Back at the login page right after signing in: the session did not stick. Say why.
+    const cause = this.s.diagnosis.afterSignIn(ctx, current);
+    if (cause) return this.s.diagnosis.respond(ctx.req, ctx.res, ctx.site, cause, ctx.requestId, [this.s.diagnosis.clearSignedIn(ctx.site)]);
     const { token, cookies } = this.csrf(ctx);
     const notice = this.queryParam(ctx, 'signed_out') ? 'You have signed out.' : undefined;
     this.html(ctx, 200, this.renderLogin(ctx, token, rd, {}, undefined, notice), cookies);
@@ -114,11 +136,12 @@ export class AuthRoutes {
       appTitle: ctx.site.title,
       action: this.url(ctx, '/login'),
       csrf: token,
-      rd: rd === '/' ? undefined : rd,
+      rd: rd === ctx.site.home ? undefined : rd,
       email,
       errors,
       notice,
-      registerUrl: this.s.config.accounts.registration === 'open' ? this.url(ctx, '/register', { rd: rd === '/' ? undefined : rd }) : undefined,
+      registerUrl: this.s.config.accounts.registration === 'open' ? this.url(ctx, '/register', { rd: rd === ctx.site.home ? undefined : rd }) : undefined,
+      providers: this.s.providers.loginButtons(rd),
     });
   }
 
@@ -127,7 +150,7 @@ export class AuthRoutes {
     const email = field(input, 'email', 512);
     const password = field(input, 'password', 8192);
     const rd = this.returnPath(ctx, field(input, 'rd', 4096));
-    const cookie = { name: ctx.site.cookies.session, secure: ctx.site.secure };
+    const cookie = ctx.site.session;
     const device = readCookie(ctx.req.headers.cookie, ctx.site.cookies.device);
     const result = await this.s.accounts.login({ email, password }, ctx.ip, device);
     if (!result.ok) {
@@ -141,7 +164,11 @@ export class AuthRoutes {
       userAgent: ctx.req.headers['user-agent'] ?? null,
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
-    const cookies = [setCookie, serializeCookie(ctx.site.cookies.device, result.deviceCookie, { secure: ctx.site.secure, maxAgeSeconds: DEVICE_COOKIE_MAX_AGE })];
+    const cookies = [
+      setCookie,
+      serializeCookie(ctx.site.cookies.device, result.deviceCookie, { secure: ctx.site.secure, path: ctx.site.cookiePath, maxAgeSeconds: DEVICE_COOKIE_MAX_AGE }),
+      this.s.diagnosis.signedIn(ctx.site),
+    ];
     this.s.logger.info({ event: 'login', userId: result.user.id, method: 'password', requestId: ctx.requestId }, 'user signed in');
     if (input.kind === 'json') return sendJson(ctx.res, 200, { user: publicUser(result.user), redirect: rd }, {}, cookies);
     redirect(ctx.res, 303, ctx.site.origin + rd, cookies);
@@ -162,9 +189,9 @@ export class AuthRoutes {
     return registerPage({
       appTitle: ctx.site.title,
       action: this.url(ctx, '/register'),
-      loginUrl: this.url(ctx, '/login', { rd: rd === '/' ? undefined : rd }),
+      loginUrl: this.url(ctx, '/login', { rd: rd === ctx.site.home ? undefined : rd }),
       csrf: token,
-      rd: rd === '/' ? undefined : rd,
+      rd: rd === ctx.site.home ? undefined : rd,
       email,
       name,
       errors,
@@ -184,7 +211,7 @@ export class AuthRoutes {
       return this.fail(ctx, input, result.status, code, result.errors, () => this.renderRegister(ctx, this.csrf(ctx).token, rd, result.errors, email, name), result.retryAfterSeconds);
     }
     ctx.userId = result.user.id;
-    const cookie = { name: ctx.site.cookies.session, secure: ctx.site.secure };
+    const cookie = ctx.site.session;
     const { setCookie } = await this.s.sessions.create(result.user, ctx.site.origin, cookie, {
       amr: ['pwd'],
       ip: ctx.ip,
@@ -192,16 +219,17 @@ export class AuthRoutes {
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
     this.s.logger.info({ event: 'register', userId: result.user.id, requestId: ctx.requestId }, 'user registered');
-    if (input.kind === 'json') return sendJson(ctx.res, 201, { user: publicUser(result.user), redirect: rd }, {}, [setCookie]);
-    redirect(ctx.res, 303, ctx.site.origin + rd, [setCookie]);
+    const cookies = [setCookie, this.s.diagnosis.signedIn(ctx.site)];
+    if (input.kind === 'json') return sendJson(ctx.res, 201, { user: publicUser(result.user), redirect: rd }, {}, cookies);
+    redirect(ctx.res, 303, ctx.site.origin + rd, cookies);
   }
 
   // ---- logout -----------------------------------------------------------------------
 
   private async logoutForm(ctx: RequestContext): Promise<void> {
     // GET never signs anyone out (ATTACKS 29): it shows a button that POSTs.
-    const rd = safeReturnPath(this.queryParam(ctx, 'rd'), [ctx.site.origin]);
-    const current = await this.s.sessions.lookup(ctx.req, { name: ctx.site.cookies.session, secure: ctx.site.secure }, ctx.site.origin).catch(() => undefined);
+    const rd = this.returnTarget(ctx, this.queryParam(ctx, 'rd'));
+    const current = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin).catch(() => undefined);
     const { token, cookies } = this.csrf(ctx);
     this.html(
       ctx,
@@ -215,28 +243,33 @@ export class AuthRoutes {
         email: current?.state === 'active' ? current.active.user.email : undefined,
       }),
       cookies,
+      // The POST may be redirected on to a provider's logout (RP-initiated): the CSP allows it.
+      { 'content-security-policy': cspWithFormAction(this.s.providers.logoutFormActions()) },
     );
   }
 
   private async logout(ctx: RequestContext): Promise<void> {
     const input = await this.readPost(ctx);
-    const rd = safeReturnPath(field(input, 'rd', 4096), [ctx.site.origin]);
-    const cleared = await this.s.sessions.destroy(ctx.req, { name: ctx.site.cookies.session, secure: ctx.site.secure });
-    this.s.logger.info({ event: 'logout', requestId: ctx.requestId }, 'session ended');
-    if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true }, {}, [cleared]);
-    redirect(ctx.res, 303, ctx.site.origin + (rd ?? this.url(ctx, '/login', { signed_out: '1' })), [cleared]);
+    const rd = this.returnTarget(ctx, field(input, 'rd', 4096));
+    // Before the session goes (its provider tokens go with it): the provider's logout URL, if any.
+    const endSession = await this.s.providers.beforeLogout(ctx);
+    const cleared = [await this.s.sessions.destroy(ctx.req, ctx.site.session), this.s.diagnosis.clearSignedIn(ctx.site)];
+    this.s.logger.info({ event: 'logout', requestId: ctx.requestId, endSession: endSession ? endSession.provider : undefined }, 'session ended');
+    if (input.kind === 'json') return sendJson(ctx.res, 200, endSession ? { ok: true, redirect: endSession.url } : { ok: true }, {}, cleared);
+    redirect(ctx.res, 303, endSession?.url ?? ctx.site.origin + (rd ?? this.url(ctx, '/login', { signed_out: '1' })), cleared);
   }
 
   // ---- JSON and probes --------------------------------------------------------------
 
   private async me(ctx: RequestContext): Promise<void> {
-    const found = await this.s.sessions.lookup(ctx.req, { name: ctx.site.cookies.session, secure: ctx.site.secure }, ctx.site.origin);
+    const found = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin);
     if (found.state !== 'active') {
       return sendJson(ctx.res, 401, { error: 'unauthenticated', message: 'Not signed in' }, { 'www-authenticate': `Bearer realm="${ctx.site.origin}"` });
     }
     const { user, session } = found.active;
     ctx.userId = user.id;
-    sendJson(ctx.res, 200, { ...publicUser(user), session: { createdAt: new Date(session.createdAt).toISOString(), expiresAt: new Date(session.expiresAt).toISOString(), amr: session.amr } });
+    const identities = await this.s.providers.identitiesOf(user.id);
+    sendJson(ctx.res, 200, { ...publicUser(user), identities, session: { createdAt: new Date(session.createdAt).toISOString(), expiresAt: new Date(session.expiresAt).toISOString(), amr: session.amr } });
   }
 
   private async ready(ctx: RequestContext): Promise<void> {

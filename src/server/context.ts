@@ -3,8 +3,11 @@ import type { Accounts } from '../accounts/service.ts';
 import type { Throttle } from '../accounts/throttle.ts';
 import type { Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
+import type { Diagnosis } from '../edge/diagnose.ts';
 import type { TrustedProxies } from '../http/client-ip.ts';
+import type { Forwarding, Scheme } from '../http/forwarded.ts';
 import type { Logger } from '../log/index.ts';
+import type { ProviderService } from '../providers/service.ts';
 import type { OAuthServer } from '../oauth/server.ts';
 import type { Sessions } from '../sessions/index.ts';
 import type { Store, User } from '../store/index.ts';
@@ -25,7 +28,14 @@ export interface Services {
   accounts: Accounts;
   throttle: Throttle;
   trusted: TrustedProxies;
+  /** Reads forwarding headers from trusted proxies (http/forwarded.ts). */
+  forwarding: Forwarding;
+  /** Names misconfigurations instead of looping (edge/diagnose.ts). */
+  diagnosis: Diagnosis;
+  /** Own routes' prefix, publicUrl's base path included: /.auth, or /app/.auth. */
   prefix: string;
+  /** Sign-in through OAuth2/OIDC providers, linked identities, provider tokens. */
+  providers: ProviderService;
   /** The OAuth server for CLIs and MCP clients (src/oauth/). */
   oauth: OAuthServer;
 }
@@ -38,6 +48,10 @@ export interface RequestContext {
   path: string;
   query: string;
   ip: string;
+  /** The scheme the client used (through trusted proxies only; else the listener's). */
+  scheme: Scheme;
+  /** The direct peer is a trusted proxy. */
+  viaProxy: boolean;
   requestId: string;
   /** Set once known, for the request log line. */
   userId?: string;

@@ -1,32 +1,43 @@
 import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http2 from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Accounts } from '../accounts/service.ts';
 import { dummyHash, PasswordBusyError } from '../accounts/passwords.ts';
 import { Throttle } from '../accounts/throttle.ts';
 import { CacheUnavailableError, openCache, type Cache } from '../cache/index.ts';
-import type { Config } from '../config/schema.ts';
+import { METHODS, type Config } from '../config/schema.ts';
+import { DiagnosedError, Diagnosis } from '../edge/diagnose.ts';
+import { ForwardAuth } from '../edge/forward-auth.ts';
+import { describe as describeCert, loadTls, type TlsPair } from '../edge/tls.ts';
 import { TrustedProxies } from '../http/client-ip.ts';
+import { Forwarding } from '../http/forwarded.ts';
 import { HttpError } from '../http/errors.ts';
 import { redirect, sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
 import { normalizeTarget } from '../http/target.ts';
 import { createLogger, type Logger } from '../log/index.ts';
-import type { BearerSession } from '../oauth/bearer.ts';
+import { grantOwner, type BearerSession } from '../oauth/bearer.ts';
 import { OAuthServer } from '../oauth/server.ts';
 import { CSP, messagePage } from '../pages/index.ts';
-import { allows, matchRule, type Rule } from '../policy/rules.ts';
+import type { Rule } from '../policy/rules.ts';
+import { ProviderRoutes } from '../providers/routes.ts';
+import { ProviderService, sessionProvider } from '../providers/service.ts';
+import type { AccessToken } from '../providers/tokens.ts';
 import { forward } from '../proxy/forward.ts';
 import { upstreamRequestHeaders } from '../proxy/headers.ts';
+import { identityHeaders } from '../proxy/identity.ts';
 import { rejectUpgrade, tunnelWebSocket } from '../proxy/upgrade.ts';
 import { Sessions, type ActiveSession } from '../sessions/index.ts';
 import { openStore, StoreUnavailableError, type Store } from '../store/index.ts';
 import { Assertions } from '../tokens/assertion.ts';
 import { issuerOf, KeyRing, keyPolicy } from '../tokens/keys.ts';
 import { loadSecrets, type Secrets } from '../tokens/secrets.ts';
+import { AccountRoutes } from './account.ts';
 import { AuthRoutes } from './auth-routes.ts';
+import { decide, isBelow, unauthenticated } from './authorize.ts';
 import type { RequestContext, Services } from './context.ts';
-import { appFor, buildSites, type App, type Site } from './sites.ts';
+import { basePath, buildSites, hostKey, type App, type Site } from './sites.ts';
 import { JWKS_PATH, jwksRoute, WellKnown } from './well-known.ts';
 
 export interface GatehouseOptions {
@@ -34,9 +45,19 @@ export interface GatehouseOptions {
   /** Use this store instead of opening the configured one (tests, embedding). */
   store?: Store;
   cache?: Cache;
-  /** The clock of the OAuth server's decisions (tests move it by hand). */
+  /** The clock of the OAuth server's decisions and the key ring (tests move it by hand). */
   clock?: () => number;
 }
+
+/**
+ * Node's HTTP/2 server with HTTP/1.1 fallback (own TLS), or the plain HTTP/1.1 server. With
+ * allowHTTP1, Http2SecureServer runs its HTTP/1.1 connections through node:http's own
+ * connection handling (parser limits, timeouts, upgrades, closeIdleConnections), which its
+ * type declarations do not show.
+ */
+export type Listener = (http.Server | http2.Http2SecureServer) & { closeIdleConnections(): void };
+
+type RelayFailure = Extract<AccessToken, { ok: false }>['reason'];
 
 const WS_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
 
@@ -54,68 +75,132 @@ export class Gatehouse {
   readonly keys: KeyRing;
   readonly sessions: Sessions;
   readonly accounts: Accounts;
-  readonly server: http.Server;
-  readonly sites: Map<string, Site>;
+  readonly providers: ProviderService;
+  /** The OAuth server for CLIs and MCP clients (src/oauth/). */
   readonly oauth: OAuthServer;
+  readonly server: Listener;
+  readonly sites: Map<string, Site>;
   private readonly services: Services;
   private readonly auth: AuthRoutes;
   private readonly assertions: Assertions;
-  /** Gatehouse's exact paths under /.well-known/ on every site; see well-known.ts. */
+  /** Gatehouse's exact paths under /.well-known/ (below the base path); see well-known.ts. */
   private readonly wellKnown = new WellKnown();
+  /** Own routes' prefix with publicUrl's base path: /.auth or /app/.auth. */
   private readonly prefix: string;
   private readonly prefixLower: string;
+  /** publicUrl's base path: "" or /app. */
+  private readonly base: string;
   private readonly trusted: TrustedProxies;
+  private readonly forwarding: Forwarding;
+  private readonly diagnosis: Diagnosis;
+  /** The certificate being served (own TLS), swapped by reloadTls(). */
+  private tls: TlsPair | undefined;
+  /** Open HTTP/2 sessions, closed (GOAWAY) on shutdown. */
+  private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
   /** Open WebSocket tunnels: client socket → app socket. */
   private readonly tunnels = new Map<Duplex, Duplex>();
   private readonly purgeTimer: NodeJS.Timeout;
   private closing: Promise<void> | null = null;
 
-  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets, keys: KeyRing, clock?: () => number) {
+  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets, keys: KeyRing, tls: TlsPair | undefined, clock?: () => number) {
     this.config = config;
     this.logger = logger;
     this.store = store;
     this.cache = cache;
     this.secrets = secrets;
     this.keys = keys;
-    this.prefix = config.authPrefix;
-    this.prefixLower = config.authPrefix.toLowerCase();
+    this.tls = tls;
+    this.base = basePath(config.publicUrl);
+    this.prefix = this.base + config.authPrefix;
+    this.prefixLower = this.prefix.toLowerCase();
     this.trusted = new TrustedProxies(config.trustedProxies);
+    this.forwarding = new Forwarding(this.trusted, config.forwardedHeaders, tls !== undefined);
+    this.diagnosis = new Diagnosis({ logger, forwarding: this.forwarding, secrets, prefix: this.prefix });
     this.sites = buildSites(config);
     this.sessions = new Sessions(store, { idleMs: config.sessions.idleTimeout, absoluteMs: config.sessions.absoluteTimeout });
     const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
     this.accounts = new Accounts(store, throttle, config.accounts);
-    this.oauth = new OAuthServer({ config, logger, store, cache, secrets, sessions: this.sessions, sites: this.sites, keys, now: clock });
-    this.services = { config, logger, store, cache, secrets, keys, sessions: this.sessions, accounts: this.accounts, throttle, trusted: this.trusted, prefix: this.prefix, oauth: this.oauth };
+    this.providers = new ProviderService({ config, store, secrets, logger, sessions: this.sessions, prefix: this.prefix });
+    this.oauth = new OAuthServer({ config, logger, store, cache, secrets, sessions: this.sessions, sites: this.sites, keys, prefix: this.prefix, providers: this.providers, now: clock });
+    this.services = {
+      config,
+      logger,
+      store,
+      cache,
+      secrets,
+      keys,
+      sessions: this.sessions,
+      accounts: this.accounts,
+      throttle,
+      trusted: this.trusted,
+      forwarding: this.forwarding,
+      diagnosis: this.diagnosis,
+      prefix: this.prefix,
+      providers: this.providers,
+      oauth: this.oauth,
+    };
     this.auth = new AuthRoutes(this.services);
+    const account = new AccountRoutes(this.services, this.auth);
+    new ProviderRoutes(this.providers, this.services, this.auth, account).register(this.auth.router);
+    account.addSection(20, (ctx, active, csrf) => this.oauth.accountSection(ctx, active, csrf, this.auth));
+    account.register(this.auth.router);
     this.assertions = new Assertions(keys, secrets, { ttlMs: config.tokens.assertionTtl });
     this.wellKnown.add(JWKS_PATH, jwksRoute(keys));
     this.oauth.addWellKnown(this.wellKnown);
+    const forwardAuth = new ForwardAuth({ sessions: this.sessions, diagnosis: this.diagnosis, prefix: this.prefix, assertions: this.assertions, error: (...a) => this.error(...a), bearer: this.oauth });
+    this.auth.router.add([...METHODS], '/check', (c) => forwardAuth.handle(c));
 
     const t = config.listen.timeouts;
-    this.server = http.createServer(
-      {
-        maxHeaderSize: 16 * 1024,
-        headersTimeout: t.headers,
-        requestTimeout: t.request,
-        keepAliveTimeout: t.keepAlive,
-        // How often the header and request deadlines are checked (Node's default is 30 s).
-        connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(t.headers / 4))),
-        requireHostHeader: true,
-        // Only WebSocket upgrades are tunnelled; h2c and the rest are served as plain requests.
-        shouldUpgradeCallback: (req) => isWebSocketUpgrade(req),
-      },
-      (req, res) => void this.handle(req, res),
-    );
-    this.server.timeout = t.idle;
+    const options = {
+      maxHeaderSize: 16 * 1024,
+      headersTimeout: t.headers,
+      requestTimeout: t.request,
+      keepAliveTimeout: t.keepAlive,
+      // How often the header and request deadlines are checked (Node's default is 30 s).
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(t.headers / 4))),
+      requireHostHeader: true,
+    };
+    // Only WebSocket upgrades are tunnelled; h2c and the rest are served as plain requests.
+    const shouldUpgrade = (req: IncomingMessage) => isWebSocketUpgrade(req);
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
+    if (tls) {
+      // Own TLS: HTTP/2 for browsers that offer it (ALPN), HTTP/1.1 on the same port for the
+      // rest and for WebSocket upgrades. HTTP/1.1 connections get the same parser limits and
+      // timeouts as the plain server; HTTP/2 streams are bounded by the settings below.
+      const secure = http2.createSecureServer({
+        ...options,
+        allowHTTP1: true,
+        cert: tls.cert,
+        key: tls.key,
+        settings: { maxConcurrentStreams: 128, maxHeaderListSize: 16 * 1024 + 4096 },
+      });
+      (secure as unknown as { shouldUpgradeCallback: typeof shouldUpgrade }).shouldUpgradeCallback = shouldUpgrade;
+      secure.on('request', (req, res) => {
+        if (req.httpVersionMajor === 2) (req as unknown as http2.Http2ServerRequest).stream.setTimeout(t.idle);
+        onRequest(req as unknown as IncomingMessage, res as unknown as ServerResponse);
+      });
+      secure.on('session', (session: http2.ServerHttp2Session) => {
+        this.h2Sessions.add(session);
+        session.once('close', () => this.h2Sessions.delete(session));
+      });
+      secure.setTimeout(t.idle);
+      this.server = secure as Listener;
+    } else {
+      this.server = http.createServer({ ...options, shouldUpgradeCallback: shouldUpgrade }, onRequest);
+      this.server.timeout = t.idle;
+    }
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.handleUpgrade(req, socket, head));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-      if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+      // Only HTTP parse errors get an HTTP answer; a failed TLS handshake is just closed.
+      const parseError = err.code?.startsWith('HPE_') || err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      if (!parseError || !socket.writable) return void socket.destroy();
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       this.logger.debug({ event: 'client_error', code: err.code, status }, 'malformed request refused');
       rejectUpgrade(socket, status, http.STATUS_CODES[status]!, `${http.STATUS_CODES[status]}\n`);
     });
     this.purgeTimer = setInterval(() => {
       this.store.sessions.purgeExpired(Date.now(), config.sessions.idleTimeout).catch(() => {});
+      this.providers.flows.purgeExpired().catch(() => {});
       this.oauth.purge().catch(() => {});
     }, 10 * 60_000);
     this.purgeTimer.unref();
@@ -130,7 +215,9 @@ export class Gatehouse {
     }));
     let secrets: Secrets;
     let keys: KeyRing;
+    let tls: TlsPair | undefined;
     try {
+      tls = config.listen.tls ? loadTls(config.listen.tls) : undefined;
       secrets = await loadSecrets(config.secrets, store.kv);
       keys = await KeyRing.open(store, secrets, keyPolicy(config), { issuer: issuerOf(config), logger, now: options.clock });
     } catch (err) {
@@ -138,7 +225,30 @@ export class Gatehouse {
       throw err;
     }
     void dummyHash();
-    return new Gatehouse(config, logger, store, cache, secrets, keys, options.clock);
+    return new Gatehouse(config, logger, store, cache, secrets, keys, tls, options.clock);
+  }
+
+  /**
+   * Re-reads listen.tls and serves the new pair to new connections; open connections keep
+   * theirs, nothing is dropped. A pair that cannot be used is logged and the old one kept.
+   * Called on SIGHUP. Returns whether the new pair is in use.
+   */
+  reloadTls(): boolean {
+    const files = this.config.listen.tls;
+    if (!files || !this.tls) {
+      this.logger.info({ event: 'tls_reload', outcome: 'skipped' }, 'no listen.tls configured: nothing to reload');
+      return false;
+    }
+    try {
+      const pair = loadTls(files);
+      (this.server as http2.Http2SecureServer).setSecureContext({ cert: pair.cert, key: pair.key });
+      this.tls = pair;
+      this.logger.info({ event: 'tls_reload', outcome: 'ok', ...describeCert(pair.leaf) }, 'certificate reloaded');
+      return true;
+    } catch (err) {
+      this.logger.error({ event: 'tls_reload', outcome: 'failed', err: { message: (err as Error).message } }, 'certificate not reloaded; still serving the previous one');
+      return false;
+    }
   }
 
   async listen(port = this.config.listen.port, host = this.config.listen.host): Promise<AddressInfo> {
@@ -150,9 +260,10 @@ export class Gatehouse {
       });
     });
     const address = this.server.address() as AddressInfo;
+    this.providers.warm();
     for (const site of this.sites.values()) {
       this.logger.info(
-        { event: 'start', listen: `${address.address}:${address.port}`, site: site.origin, apps: site.apps.map((a) => ({ name: a.name, prefix: a.pathPrefix || '/', upstream: a.upstream.url.origin })), store: this.store.kind, cache: this.cache.kind },
+        { event: 'start', listen: `${this.tls ? 'https' : 'http'}://${address.address}:${address.port}`, ...(this.tls ? { tls: describeCert(this.tls.leaf) } : {}), site: `${site.origin}${site.home}`, apps: site.apps.map((a) => ({ name: a.name, prefix: a.pathPrefix || '/', upstream: a.upstream.url.origin })), store: this.store.kind, cache: this.cache.kind },
         `Gatehouse serving ${site.origin} → ${site.apps.map((a) => `${a.pathPrefix || '/'} ${a.upstream.url.origin}`).join(', ')}`,
       );
     }
@@ -168,9 +279,14 @@ export class Gatehouse {
     return randomUUID();
   }
 
-  private siteFor(req: IncomingMessage): Site | undefined {
-    const host = req.headers.host;
-    return host ? this.sites.get(host.toLowerCase()) : undefined;
+  /** The site for a Host value (as the client sent it, default port or not). */
+  private siteFor(host: string | undefined): Site | undefined {
+    if (!host) return undefined;
+    const h = host.toLowerCase();
+    const site = this.sites.get(h);
+    if (site || !(h.endsWith(':443') || h.endsWith(':80'))) return site;
+    const s = this.sites.values().next().value!;
+    return this.sites.get(hostKey(h, s.secure));
   }
 
   private isOwnPath(path: string): boolean {
@@ -183,34 +299,42 @@ export class Gatehouse {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
     const requestId = this.requestId(req);
-    if (this.closing) res.setHeader('connection', 'close');
+    if (this.closing && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
     let ctx: RequestContext | undefined;
     let status = 0;
     try {
-      const site = this.siteFor(req);
+      const via = this.forwarding.resolve(req);
+      const site = this.siteFor(via.host);
       if (!site) {
         status = 421;
-        return this.misdirected(req, res);
+        return this.misdirected(req, res, requestId);
       }
       const target = normalizeTarget(req.url ?? '');
       if (!target.ok) {
         status = 400;
         return this.error(req, res, site, 400, 'bad_request', 'This address is not valid.', target.reason);
       }
-      ctx = { req, res, site, path: target.path, query: target.query, ip: this.trusted.clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for']), requestId };
+      ctx = { req, res, site, path: target.path, query: target.query, ip: via.ip, scheme: via.scheme, viaProxy: via.viaProxy, requestId };
+      if (this.base && !isBelow(target.path, this.base, false)) {
+        status = 404;
+        const cause = this.diagnosis.outsideBase(ctx, this.config.authPrefix);
+        if (cause) return this.diagnosis.respond(req, res, site, cause, requestId);
+        return this.error(req, res, site, 404, 'not_found', 'There is no page at this address.', `This server serves ${site.origin}${site.home}`);
+      }
       if (this.isOwnPath(target.path)) {
         await this.own(ctx);
         status = res.statusCode;
         return;
       }
-      if (this.wellKnown.has(target.path)) {
-        await this.wellKnown.handle(ctx);
+      const wellKnown = this.base ? target.path.slice(this.base.length) : target.path;
+      if (this.wellKnown.has(wellKnown)) {
+        await this.wellKnown.handle(this.base ? { ...ctx, path: wellKnown } : ctx);
         status = res.statusCode;
         return;
       }
       status = await this.proxy(ctx);
     } catch (err) {
-      status = this.failure(req, res, ctx?.site, err);
+      status = this.failure(req, res, ctx?.site, err, requestId);
     } finally {
       this.logger.info({ req: { id: requestId, method: req.method, path: ctx?.path ?? '(invalid)' }, status, ms: Math.round((performance.now() - started) * 10) / 10, user: ctx?.userId }, 'request');
     }
@@ -225,51 +349,42 @@ export class Gatehouse {
       ctx.res.setHeader('allow', match.allowed.join(', '));
       return this.error(ctx.req, ctx.res, ctx.site, 405, 'method_not_allowed', 'This method is not allowed here.');
     }
+    // A sign-in that cannot work (wrong scheme, untrusted proxy) is explained, not looped.
+    if (this.diagnosis.guards(sub)) {
+      const cause = this.diagnosis.check(ctx);
+      if (cause) return this.diagnosis.respond(ctx.req, ctx.res, ctx.site, cause, ctx.requestId);
+    }
     await match.handler(ctx, match.params);
   }
 
   /** Decides and, when allowed, forwards. Returns the status the client got. */
   private async proxy(ctx: RequestContext): Promise<number> {
     const { req, res, site } = ctx;
-    const app = appFor(site, ctx.path);
-    if (!app) return this.error(req, res, site, 404, 'not_found', 'There is no app at this address.'), 404;
-    const rule = matchRule(app.rules, app.fallback, req.method ?? 'GET', ctx.path);
-    if (rule.access === 'deny') return this.error(req, res, site, 403, 'forbidden', 'Access to this page is not allowed.'), 403;
-
-    let active: ActiveSession | undefined;
-    let staleCookie = false;
-    let consumed: string | undefined;
-    const cookie = { name: site.cookies.session, secure: site.secure };
-    const token = req.headers.authorization === undefined ? undefined : this.oauth.tokenOf(req);
-    if (token !== undefined) {
-      // A bearer token decides on its own (no fallback to a cookie), and never reaches the app.
-      const result = rule.access === 'authenticated' ? await this.oauth.authenticate(token, app) : await this.oauth.authenticate(token, app).catch(() => undefined);
-      if (result?.ok) {
-        active = result.active;
-        consumed = 'authorization';
-      } else if (rule.access === 'authenticated') {
-        return this.bearerRefused(ctx, app, result?.description ?? 'the access token is not valid');
-      } else if (this.oauth.isOwnToken(token)) consumed = 'authorization';
-    } else if (rule.access === 'authenticated') {
-      const found = await this.sessions.lookup(req, cookie, site.origin);
-      if (found.state === 'active') active = found.active;
-      else staleCookie = found.state === 'invalid';
-    } else if (req.headers.cookie?.includes(site.cookies.session)) {
-      // Public routes still tell the app who is signed in, but never fail on the store.
-      const found = await this.sessions.lookup(req, cookie, site.origin).catch(() => undefined);
-      if (found?.state === 'active') active = found.active;
+    const d = await decide(this.sessions, site, req, req.method ?? 'GET', ctx.path, this.oauth);
+    switch (d.kind) {
+      case 'no_app':
+        return this.error(req, res, site, 404, 'not_found', 'There is no app at this address.'), 404;
+      case 'deny':
+        return this.error(req, res, site, 403, 'forbidden', 'Access to this page is not allowed.'), 403;
+      case 'unauthenticated':
+        return unauthenticated(ctx, d.rule, d.lookup, this.services, { challenge: this.oauth.challenge(d.app) });
+      case 'invalid_token':
+        return this.bearerRefused(ctx, d.app, d.description);
+      case 'forbidden':
+        ctx.userId = d.active.user.id;
+        return this.error(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.'), 403;
     }
+    const { app, active, rule } = d;
+    if (active) ctx.userId = active.user.id;
 
-    if (rule.access === 'authenticated') {
-      if (!active) return this.unauthenticated(ctx, app, rule, staleCookie);
-      ctx.userId = active.user.id;
-      if (!allows(rule.allow, active.user)) return this.error(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.'), 403;
-    } else if (active) ctx.userId = active.user.id;
+    const relay = await this.tokenRelay(rule, app, active);
+    if ('reason' in relay) return this.relayFailed(ctx, rule, active!, relay.provider, relay.reason);
+    const { bearer } = relay;
 
     let assertion: string | Promise<string> | undefined;
     if (active && app.headers.assertion) assertion = this.assertions.get(app, active);
     if (typeof assertion === 'object') assertion = await assertion;
-    const headers = this.upstreamHeaders(ctx, app, active, assertion, consumed);
+    const headers = this.upstreamHeaders(ctx, app, active, assertion, bearer, d.ownToken);
     const outcome = await forward(req, res, app.upstream, ctx.path + ctx.query, headers);
     if (outcome.error) {
       this.logger.warn({ event: 'upstream_error', app: app.name, cause: outcome.cause, requestId: ctx.requestId }, 'upstream failed');
@@ -279,36 +394,29 @@ export class Gatehouse {
     return outcome.status;
   }
 
-  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | BearerSession | undefined, assertion: string | undefined, drop?: string): string[] {
+  /**
+   * `bearer`: undefined without tokenRelay; else the token to send (null: none, and the
+   * client's is dropped). `ownToken`: the client's Authorization carried a Gatehouse token,
+   * which never reaches an app.
+   */
+  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | undefined, assertion: string | undefined, bearer?: string | null, ownToken = false): string[] {
     const { req, site } = ctx;
-    const peer = req.socket.remoteAddress ?? '';
-    const xff = req.headers['x-forwarded-for'];
-    // The chain is passed on only when it came through a trusted proxy; otherwise the app
-    // learns the peer alone, whatever the client wrote.
-    const forwardedFor = xff && this.trusted.has(peer) ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${peer}` : ctx.ip;
-    const identity: string[] = [];
-    if (active) {
-      const u = active.user;
-      identity.push('X-User-Id', u.id);
-      if (app.headers.email) identity.push(app.headers.email, u.email);
-      if (app.headers.name && u.name) identity.push(app.headers.name, headerSafe(u.name));
-      if (app.headers.groups) identity.push(app.headers.groups, u.groups.map((g) => (/^[\x21-\x2b\x2d-\x7e]+$/.test(g) ? g : encodeURIComponent(g))).join(','));
-      if (assertion !== undefined) identity.push(app.headers.assertion!, assertion);
-    }
     return upstreamRequestHeaders(
       req.rawHeaders,
       req.headers.connection,
       {
         clientIp: ctx.ip,
-        forwardedFor,
+        // The chain is passed on only when it came through a trusted proxy; otherwise the
+        // app learns the peer alone, whatever the client wrote.
+        forwardedFor: this.forwarding.chainFor(req, ctx),
         proto: site.secure ? 'https' : 'http',
         host: site.host,
         requestId: ctx.requestId,
         upstreamHost: app.preserveHost ? site.host : app.upstream.host,
         ownCookies: site.ownCookies,
       },
-      identity,
-      drop,
+      bearer ? [...identityHeaders(app, active, assertion), 'authorization', `Bearer ${bearer}`] : identityHeaders(app, active, assertion),
+      bearer === undefined && !ownToken ? undefined : 'authorization',
       app.ownIdentityHeaders,
     );
   }
@@ -320,45 +428,73 @@ export class Gatehouse {
     return 401;
   }
 
-  private unauthenticated(ctx: RequestContext, app: App, rule: Rule, staleCookie: boolean): number {
+  /**
+   * tokenRelay of the app or rule: no relay (bearer undefined), relay but nobody signed in
+   * (null: the client's Authorization is still dropped), the user's provider access token, or
+   * why there is none. Once cached, a map lookup.
+   */
+  private async tokenRelay(rule: Rule, app: App, active: ActiveSession | undefined): Promise<{ bearer: string | null | undefined } | { provider: string; reason: RelayFailure }> {
+    const provider = rule.tokenRelay === null ? app.tokenRelay : rule.tokenRelay || null;
+    if (!provider) return { bearer: undefined };
+    if (!active) return { bearer: null };
+    // A CLI or MCP login relays the provider tokens it was given when the user approved it.
+    const token = 'grant' in active ? await this.providers.relayTokenFor(grantOwner((active as BearerSession).grant), provider) : await this.providers.relayToken(active.session, provider);
+    return token.ok ? { bearer: token.token } : { provider, reason: token.reason };
+  }
+
+  /**
+   * tokenRelay without a usable provider token (none for this session, or the refresh
+   * failed): a browser signs in with that provider again, landing back here; an API call
+   * gets 401. Right after a sign-in with that very provider it is an error page instead,
+   * so a provider that hands out unusable tokens cannot make the browser loop.
+   */
+  private relayFailed(ctx: RequestContext, rule: Rule, active: ActiveSession, provider: string, reason: RelayFailure): number {
     const { req, res, site } = ctx;
-    const mode = rule.unauthenticated ?? ((req.method === 'GET' || req.method === 'HEAD') && wantsHtml(req) ? 'redirect' : '401');
-    const cookies = staleCookie ? [this.sessions.clear({ name: site.cookies.session, secure: site.secure })] : undefined;
-    const login = `${site.origin}${this.prefix}/login?rd=${encodeURIComponent(ctx.path + ctx.query)}`;
-    if (mode === 'redirect') {
-      redirect(res, 302, login, cookies);
-      return 302;
+    const name = this.providers.get(provider)?.name ?? provider;
+    this.logger.info({ event: 'token_relay_unavailable', provider, reason, userId: active.user.id, requestId: ctx.requestId }, `no usable ${provider} access token`);
+    if (reason === 'unavailable') {
+      res.setHeader('retry-after', '5');
+      return this.error(req, res, site, 503, 'provider_unavailable', `${name} cannot be reached right now. Try again in a moment.`), 503;
     }
-    sendJson(res, 401, { error: 'unauthenticated', message: 'Sign in to use this resource.', login }, { 'www-authenticate': this.oauth.challenge(app) }, cookies);
+    const login = `${site.origin}${this.prefix}/login/${provider}?rd=${encodeURIComponent(ctx.path + ctx.query)}`;
+    const mode = rule.unauthenticated ?? ((req.method === 'GET' || req.method === 'HEAD') && wantsHtml(req) ? 'redirect' : '401');
+    if (mode === 'redirect') {
+      // A sign-in with this provider just now that left no usable token (none stored, or one
+      // already expired) would only repeat itself. A refresh the provider refused is cured by
+      // signing in again, so that still redirects.
+      const fresh = reason !== 'refresh_failed' && sessionProvider(active.session) === provider && Date.now() - active.session.createdAt < 10_000;
+      if (fresh) return this.error(req, res, site, 502, 'provider_token_unusable', `${name} did not give Gatehouse an access token it can use.`, 'Signing in again would not help; tell the administrator.'), 502;
+      return redirect(res, 302, login), 302;
+    }
+    sendJson(res, 401, { error: 'provider_token_required', message: `Sign in with ${name} again to use this resource.`, login }, { 'www-authenticate': `Bearer realm="${site.origin}", error="invalid_token"` });
     return 401;
   }
 
   // ---- errors -----------------------------------------------------------------------
 
-  private misdirected(req: IncomingMessage, res: ServerResponse): void {
-    const first = this.sites.values().next().value!;
-    const hint = `Gatehouse answers for ${[...this.sites.values()].map((s) => s.origin).join(', ')}. Open it at that address, or set publicUrl to the address users type. Behind a proxy, pass the original Host header along.`;
-    this.logger.warn({ event: 'unknown_host', host: req.headers.host }, 'request for a host that is not configured');
-    if (wantsHtml(req)) {
-      sendHtml(res, 421, messagePage({ appTitle: 'Gatehouse', heading: 'Wrong address', message: 'This server does not serve the address you used.', hint, link: { href: `${first.origin}/`, text: `Go to ${first.origin}` } }), { 'content-security-policy': CSP });
-    } else {
-      sendJson(res, 421, { error: 'misdirected_request', message: hint });
-    }
+  /** 421 for a host no site answers for, never trusted or redirected (ATTACKS 7). */
+  private misdirected(req: IncomingMessage, res: ServerResponse, requestId: string): void {
+    this.diagnosis.respond(req, res, undefined, this.diagnosis.misdirected(req, this.sites, (h) => this.siteFor(h)), requestId);
   }
 
   error(req: IncomingMessage, res: ServerResponse, site: Site | undefined, status: number, code: string, message: string, detail?: string): void {
     if (res.headersSent) return void res.destroy();
     if (wantsHtml(req)) {
-      const page = messagePage({ appTitle: site?.title ?? 'Gatehouse', heading: http.STATUS_CODES[status] ?? 'Error', message, hint: detail, link: site ? { href: `${site.origin}/`, text: 'Go to the start page' } : undefined });
+      const page = messagePage({ appTitle: site?.title ?? 'Gatehouse', heading: http.STATUS_CODES[status] ?? 'Error', message, hint: detail, link: site ? { href: `${site.origin}${site.home}`, text: 'Go to the start page' } : undefined });
       sendHtml(res, status, page, { 'content-security-policy': CSP });
     } else {
       sendJson(res, status, { error: code, message, ...(detail ? { detail } : {}) });
     }
   }
 
-  private failure(req: IncomingMessage, res: ServerResponse, site: Site | undefined, err: unknown): number {
+  private failure(req: IncomingMessage, res: ServerResponse, site: Site | undefined, err: unknown, requestId: string): number {
+    if (err instanceof DiagnosedError) {
+      this.diagnosis.respond(req, res, site, err.diagnosis, requestId);
+      return err.diagnosis.status;
+    }
     if (err instanceof HttpError) {
-      for (const [k, v] of Object.entries(err.headers ?? {})) if (!res.headersSent) res.setHeader(k, v);
+      // HTTP/2 has no Connection header (and no per-request close).
+      for (const [k, v] of Object.entries(err.headers ?? {})) if (!res.headersSent && !(k === 'connection' && req.httpVersionMajor === 2)) res.setHeader(k, v);
       this.error(req, res, site, err.status, err.code, err.message);
       return err.status;
     }
@@ -382,40 +518,27 @@ export class Gatehouse {
     let userId: string | undefined;
     socket.on('error', () => socket.destroy());
     try {
-      const site = this.siteFor(req);
+      const via = this.forwarding.resolve(req);
+      const site = this.siteFor(via.host);
       const target = normalizeTarget(req.url ?? '');
       if (!site || !target.ok || this.closing) return rejectUpgrade(socket, (status = site && target.ok ? 503 : 400), site && target.ok ? 'Service Unavailable' : 'Bad Request');
-      if (this.isOwnPath(target.path) || this.wellKnown.has(target.path)) return rejectUpgrade(socket, (status = 404), 'Not Found');
-      const app = appFor(site, target.path);
-      if (!app) return rejectUpgrade(socket, (status = 404), 'Not Found');
-      const rule = matchRule(app.rules, app.fallback, 'GET', target.path);
+      const outside = this.base && !isBelow(target.path, this.base, false);
+      if (outside || this.isOwnPath(target.path) || this.wellKnown.has(this.base ? target.path.slice(this.base.length) : target.path)) return rejectUpgrade(socket, (status = 404), 'Not Found');
       // Cross-site WebSocket hijacking: the browser sends cookies with a cross-origin upgrade.
       const origin = req.headers.origin;
-      if (rule.access === 'deny' || (origin !== undefined && origin !== site.origin)) return rejectUpgrade(socket, (status = 403), 'Forbidden');
-      let active: ActiveSession | undefined;
-      const token = req.headers.authorization === undefined ? undefined : this.oauth.tokenOf(req);
-      if (token !== undefined) {
-        const result = await this.oauth.authenticate(token, app).catch((err) => {
-          if (rule.access === 'authenticated') throw err;
-          return undefined;
-        });
-        if (result?.ok) active = result.active;
-        else if (rule.access === 'authenticated') return rejectUpgrade(socket, (status = 401), 'Unauthorized');
-      } else if (rule.access === 'authenticated' || req.headers.cookie?.includes(site.cookies.session)) {
-        const found = await this.sessions.lookup(req, { name: site.cookies.session, secure: site.secure }, site.origin).catch((err) => {
-          if (rule.access === 'authenticated') throw err;
-          return undefined;
-        });
-        if (found?.state === 'active') active = found.active;
-      }
-      if (rule.access === 'authenticated') {
-        if (!active) return rejectUpgrade(socket, (status = 401), 'Unauthorized');
-        if (!allows(rule.allow, active.user)) return rejectUpgrade(socket, (status = 403), 'Forbidden');
-      }
+      if (origin !== undefined && origin !== site.origin) return rejectUpgrade(socket, (status = 403), 'Forbidden');
+      const d = await decide(this.sessions, site, req, 'GET', target.path, this.oauth);
+      if (d.kind === 'no_app') return rejectUpgrade(socket, (status = 404), 'Not Found');
+      if (d.kind === 'unauthenticated' || d.kind === 'invalid_token') return rejectUpgrade(socket, (status = 401), 'Unauthorized');
+      if (d.kind !== 'allow') return rejectUpgrade(socket, (status = 403), 'Forbidden');
+      const { app, active } = d;
       userId = active?.user.id;
-      const ctx: RequestContext = { req, res: undefined as unknown as ServerResponse, site, path: target.path, query: target.query, ip: this.trusted.clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for']), requestId };
+      const relay = await this.tokenRelay(d.rule, app, active);
+      if ('reason' in relay) return rejectUpgrade(socket, (status = relay.reason === 'unavailable' ? 503 : 401), relay.reason === 'unavailable' ? 'Service Unavailable' : 'Unauthorized');
+      const { bearer } = relay;
+      const ctx: RequestContext = { req, res: undefined as unknown as ServerResponse, site, path: target.path, query: target.query, ip: via.ip, scheme: via.scheme, viaProxy: via.viaProxy, requestId };
       const assertion = active && app.headers.assertion ? await this.assertions.get(app, active) : undefined;
-      const headers = this.upstreamHeaders(ctx, app, active, assertion, token !== undefined && (active || this.oauth.isOwnToken(token)) ? 'authorization' : undefined);
+      const headers = this.upstreamHeaders(ctx, app, active, assertion, bearer, d.ownToken);
       (socket as Socket).setTimeout?.(0);
       status = await tunnelWebSocket(req, socket, head, app.upstream, target.path + target.query, headers, ([client, upstream]) => {
         this.tunnels.set(client!, upstream!);
@@ -440,6 +563,7 @@ export class Gatehouse {
     this.closing ??= (async () => {
       clearInterval(this.purgeTimer);
       this.keys.close();
+      // HTTP/2 sessions get a GOAWAY from close(): no new streams, open ones finish.
       const drained = new Promise<void>((resolve) => this.server.close(() => resolve()));
       this.server.closeIdleConnections();
       const idleSweep = setInterval(() => this.server.closeIdleConnections(), 100);
@@ -455,7 +579,10 @@ export class Gatehouse {
         if (client.writable) client.end(WS_CLOSE_GOING_AWAY);
         upstream.destroy();
       }
-      this.server.closeAllConnections();
+      // HTTP/1.1 connections (Http2SecureServer tracks its HTTP/1.1 ones the same way), then
+      // HTTP/2 sessions that are still busy.
+      http.Server.prototype.closeAllConnections.call(this.server as http.Server);
+      for (const session of this.h2Sessions) session.destroy();
       await Promise.allSettled([...this.sites.values()].flatMap((s) => s.apps.map((a) => a.upstream.close())));
       await Promise.allSettled([this.store.close(), this.cache.close(), this.oauth.close()]);
       await new Promise<void>((resolve) => this.logger.flush(() => resolve()));
@@ -467,9 +594,4 @@ export class Gatehouse {
 function isWebSocketUpgrade(req: IncomingMessage): boolean {
   const upgrade = req.headers.upgrade;
   return typeof upgrade === 'string' && upgrade.toLowerCase() === 'websocket' && (req.method === 'GET');
-}
-
-/** Header values are Latin-1 on the wire: other text is sent percent-encoded (UTF-8). */
-function headerSafe(value: string): string {
-  return /^[\x20-\x7e]*$/.test(value) ? value : encodeURIComponent(value);
 }

@@ -2,6 +2,7 @@ import type { AppConfig, Config } from '../config/schema.ts';
 import { compileRules, type Rule } from '../policy/rules.ts';
 import { Upstream } from '../proxy/forward.ts';
 import { isSpoofable } from '../proxy/headers.ts';
+import type { SessionCookie } from '../sessions/index.ts';
 
 /**
  * A site is one origin (scheme, host, port) that Gatehouse answers for. It owns the login
@@ -14,10 +15,31 @@ export interface Site {
   /** Host as it appears in Host headers: lower-case, default port omitted. */
   host: string;
   secure: boolean;
+  /**
+   * publicUrl's path without its trailing slash ("" at the root, "/app" for
+   * https://example.com/app/): Gatehouse is mounted below it, own routes included.
+   */
+  base: string;
+  /** The start page: base + "/". Return targets fall back to it and must stay below it. */
+  home: string;
+  /** Path attribute of every Gatehouse cookie: "/" or the base path. */
+  cookiePath: string;
+  /**
+   * Prefix of every Gatehouse cookie name: "__Host-" over https at the root, "__Secure-" over
+   * https under a base path (__Host- requires Path=/), "" over http.
+   */
+  cookiePrefix: string;
   title: string;
   /** Longest pathPrefix first. */
   apps: App[];
-  cookies: { session: string; csrf: string; device: string };
+  /**
+   * `signin` is the loop-breaker's marker (edge/diagnose.ts): set with the session cookie at
+   * sign-in, deliberately without Secure or a prefix, so it comes back when the session cookie
+   * was dropped. `login` binds a pending sign-in at a provider to this browser (providers/flows.ts).
+   */
+  cookies: { session: string; csrf: string; device: string; signin: string; login: string };
+  /** The session cookie's name and attributes. */
+  session: SessionCookie;
   /** Cookie names removed before a request reaches an app. */
   ownCookies: string[];
 }
@@ -39,6 +61,8 @@ export interface App {
    * covered by the X-User-* / X-Gatehouse-* rule: client copies of these are dropped too.
    */
   ownIdentityHeaders: ReadonlySet<string> | null;
+  /** Provider whose access token is relayed as Authorization: Bearer (a rule may override). */
+  tokenRelay: string | null;
 }
 
 export function appsOf(config: Config): AppConfig[] {
@@ -54,6 +78,7 @@ export function appsOf(config: Config): AppConfig[] {
       caseSensitivePaths: config.caseSensitivePaths,
       preserveHost: config.preserveHost,
       timeouts: config.timeouts,
+      tokenRelay: config.tokenRelay,
     },
   ];
 }
@@ -68,24 +93,36 @@ export function hostKey(host: string, secure: boolean): string {
 
 const headerName = (v: boolean | string, def: string): string | null => (v === true ? def : v === false ? null : v);
 
+/** publicUrl's path without the trailing slash: "" or "/app". */
+export function basePath(publicUrl: string): string {
+  return new URL(publicUrl).pathname.replace(/\/+$/, '');
+}
+
 export function buildSites(config: Config): Map<string, Site> {
   const publicUrl = new URL(config.publicUrl);
   const secure = publicUrl.protocol === 'https:';
-  const prefix = secure ? '__Host-' : '';
-  const base = config.sessions.cookieName;
+  const base = basePath(config.publicUrl);
+  const cookiePath = base || '/';
+  const prefix = secure ? (base ? '__Secure-' : '__Host-') : '';
+  const name = config.sessions.cookieName;
   const sites = new Map<string, Site>();
   for (const a of appsOf(config)) {
     const host = hostKey(a.host ?? publicUrl.host, secure);
     let site = sites.get(host);
     if (!site) {
-      const cookies = { session: `${prefix}${base}`, csrf: `${prefix}${base}-csrf`, device: `${prefix}${base}-device` };
+      const cookies = { session: `${prefix}${name}`, csrf: `${prefix}${name}-csrf`, device: `${prefix}${name}-device`, signin: `${name}-signin`, login: `${prefix}${name}-login` };
       site = {
         origin: `${publicUrl.protocol}//${host}`,
         host,
         secure,
+        base,
+        home: `${base}/`,
+        cookiePath,
+        cookiePrefix: prefix,
         title: a.title ?? a.name,
         apps: [],
         cookies,
+        session: { name: cookies.session, secure, path: cookiePath },
         ownCookies: Object.values(cookies),
       };
       sites.set(host, site);
@@ -118,10 +155,19 @@ export function buildSites(config: Config): Map<string, Site> {
       caseSensitivePaths: a.caseSensitivePaths,
       headers,
       ownIdentityHeaders: own.size ? own : null,
+      tokenRelay: a.tokenRelay ?? null,
     });
   }
   for (const site of sites.values()) site.apps.sort((x, y) => y.pathPrefix.length - x.pathPrefix.length);
   return sites;
+}
+
+/** A return target (path, maybe with query) that stays below the site's base path. */
+export function insideBase(site: Site, target: string): boolean {
+  if (!site.base) return true;
+  const end = target.search(/[?#]/);
+  const path = end === -1 ? target : target.slice(0, end);
+  return path === site.base || path.startsWith(`${site.base}/`);
 }
 
 /** The app serving a path on a site: the longest matching prefix, on a segment boundary. */

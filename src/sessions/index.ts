@@ -13,6 +13,8 @@ import type { Session, Store, User } from '../store/index.ts';
 export interface SessionCookie {
   name: string;
   secure: boolean;
+  /** Path attribute; default "/". */
+  path?: string;
 }
 
 export interface ActiveSession {
@@ -20,7 +22,10 @@ export interface ActiveSession {
   user: User;
 }
 
-export type Lookup = { state: 'none' } | { state: 'active'; active: ActiveSession } | { state: 'invalid' };
+/** Why a cookie that was sent is of no use (for the loop-breaker's explanation). */
+export type InvalidReason = 'ambiguous' | 'malformed' | 'unknown' | 'other_site' | 'disabled' | 'expired';
+
+export type Lookup = { state: 'none' } | { state: 'active'; active: ActiveSession } | { state: 'invalid'; reason: InvalidReason };
 
 const COOKIE_VALUE = /^[A-Za-z0-9_-]{43}$/;
 
@@ -58,16 +63,18 @@ export class Sessions {
    * Throws when the store is unreachable, so protected routes fail closed.
    */
   async lookup(req: IncomingMessage, cookie: SessionCookie, site: string, now = Date.now()): Promise<Lookup> {
-    const value = this.cookieValue(req, cookie);
-    if (value === undefined) return { state: 'none' };
-    if (value === null) return { state: 'invalid' };
-    const found = await this.store.sessions.getWithUser(hashSessionId(value));
-    if (!found) return { state: 'invalid' };
+    const raw = readCookie(req.headers.cookie, cookie.name);
+    if (raw === undefined) return { state: 'none' };
+    if (raw === null) return { state: 'invalid', reason: 'ambiguous' };
+    if (!COOKIE_VALUE.test(raw)) return { state: 'invalid', reason: 'malformed' };
+    const found = await this.store.sessions.getWithUser(hashSessionId(raw));
+    if (!found) return { state: 'invalid', reason: 'unknown' };
     const { session, user } = found;
-    if (session.site !== site || user.disabled) return { state: 'invalid' };
+    if (session.site !== site) return { state: 'invalid', reason: 'other_site' };
+    if (user.disabled) return { state: 'invalid', reason: 'disabled' };
     if (now >= session.expiresAt || now >= session.lastSeenAt + this.idleMs) {
       this.store.sessions.delete(session.idHash).catch(() => {});
-      return { state: 'invalid' };
+      return { state: 'invalid', reason: 'expired' };
     }
     if (now - session.lastSeenAt >= this.touchEveryMs) {
       session.lastSeenAt = now;
@@ -101,16 +108,16 @@ export class Sessions {
       ip: meta.ip,
       userAgent: meta.userAgent?.slice(0, 256) ?? null,
     });
-    return { setCookie: serializeCookie(cookie.name, id, { secure: cookie.secure, maxAgeSeconds: this.absoluteMs / 1000 }), idHash };
+    return { setCookie: serializeCookie(cookie.name, id, { secure: cookie.secure, path: cookie.path, maxAgeSeconds: this.absoluteMs / 1000 }), idHash };
   }
 
   async destroy(req: IncomingMessage, cookie: SessionCookie): Promise<string> {
     const value = this.cookieValue(req, cookie);
     if (value) await this.store.sessions.delete(hashSessionId(value));
-    return expireCookie(cookie.name, { secure: cookie.secure });
+    return expireCookie(cookie.name, { secure: cookie.secure, path: cookie.path });
   }
 
   clear(cookie: SessionCookie): string {
-    return expireCookie(cookie.name, { secure: cookie.secure });
+    return expireCookie(cookie.name, { secure: cookie.secure, path: cookie.path });
   }
 }

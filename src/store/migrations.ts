@@ -64,6 +64,56 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
     ],
   },
   {
+    version: 3,
+    name: 'identities, login states, provider tokens',
+    sql: [
+      `CREATE TABLE identities (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        provider TEXT NOT NULL,
+        issuer TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        email TEXT,
+        email_verified INTEGER NOT NULL DEFAULT 0,
+        name TEXT,
+        groups_json TEXT NOT NULL DEFAULT '[]',
+        created_at BIGINT NOT NULL,
+        last_login_at BIGINT NOT NULL
+      )`,
+      `CREATE UNIQUE INDEX identities_issuer_subject ON identities (issuer, subject)`,
+      `CREATE INDEX identities_user ON identities (user_id)`,
+      `CREATE TABLE login_states (
+        id_hash TEXT PRIMARY KEY,
+        browser_hash TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        site TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        session_hash TEXT,
+        return_to TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        used_at BIGINT
+      )`,
+      `CREATE INDEX login_states_expires ON login_states (expires_at)`,
+      `CREATE TABLE provider_tokens (
+        owner TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        session_hash TEXT REFERENCES sessions (id_hash) ON DELETE CASCADE,
+        data TEXT NOT NULL,
+        expires_at BIGINT,
+        version INTEGER NOT NULL DEFAULT 1,
+        lease_holder TEXT,
+        lease_until BIGINT NOT NULL DEFAULT 0,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (owner, provider)
+      )`,
+      `CREATE INDEX provider_tokens_user ON provider_tokens (user_id)`,
+      `CREATE INDEX provider_tokens_session ON provider_tokens (session_hash)`,
+    ],
+  },
+  {
     version: 4,
     name: 'oauth: clients, device authorizations, codes, grants',
     sql: [
@@ -90,6 +140,7 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
         amr_json TEXT NOT NULL DEFAULT '[]',
         auth_time BIGINT,
         decided_at BIGINT,
+        session_hash TEXT,
         ip TEXT,
         user_agent TEXT
       )`,
@@ -105,6 +156,7 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
         user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
         amr_json TEXT NOT NULL DEFAULT '[]',
         auth_time BIGINT NOT NULL,
+        session_hash TEXT,
         created_at BIGINT NOT NULL,
         expires_at BIGINT NOT NULL,
         redeemed_at BIGINT,

@@ -42,6 +42,8 @@ export interface DeviceAuthorization {
   amr: string[];
   authTime: number | null;
   decidedAt: number | null;
+  /** The browser session it was approved from: its provider tokens go with the grant (tokenRelay). */
+  sessionHash: string | null;
   /** Where the request came from, shown on the approval page. */
   ip: string | null;
   userAgent: string | null;
@@ -58,6 +60,8 @@ export interface AuthorizationCode {
   userId: string;
   amr: string[];
   authTime: number;
+  /** The browser session that consented: its provider tokens go with the grant (tokenRelay). */
+  sessionHash: string | null;
   createdAt: number;
   expiresAt: number;
   redeemedAt: number | null;
@@ -116,7 +120,7 @@ export interface DeviceStore {
    */
   poll(deviceHash: string, now: number, options: { slowDownMs: number; slackMs: number }): Promise<{ device: DeviceAuthorization; tooFast: boolean } | undefined>;
   /** pending → approved or denied, by a user; false when it was no longer pending or has expired. */
-  decide(deviceHash: string, decision: { approved: boolean; userId: string; amr: string[]; authTime: number; now: number }): Promise<boolean>;
+  decide(deviceHash: string, decision: { approved: boolean; userId: string; amr: string[]; authTime: number; sessionHash: string | null; now: number }): Promise<boolean>;
   /** approved → redeemed and the grant created, in one step; false when it was not (or no longer) approved and live. */
   redeem(deviceHash: string, now: number, grant: Grant): Promise<boolean>;
 }

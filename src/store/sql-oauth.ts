@@ -41,6 +41,7 @@ interface DeviceRow {
   amr_json: string;
   auth_time: number | null;
   decided_at: number | null;
+  session_hash: string | null;
   ip: string | null;
   user_agent: string | null;
 }
@@ -55,6 +56,7 @@ interface CodeRow {
   user_id: string;
   amr_json: string;
   auth_time: number;
+  session_hash: string | null;
   created_at: number;
   expires_at: number;
   redeemed_at: number | null;
@@ -110,6 +112,7 @@ const toDevice = (r: DeviceRow): DeviceAuthorization => ({
   amr: JSON.parse(r.amr_json) as string[],
   authTime: num(r.auth_time),
   decidedAt: num(r.decided_at),
+  sessionHash: r.session_hash,
   ip: r.ip,
   userAgent: r.user_agent,
 });
@@ -124,6 +127,7 @@ const toCode = (r: CodeRow): AuthorizationCode => ({
   userId: r.user_id,
   amr: JSON.parse(r.amr_json) as string[],
   authTime: Number(r.auth_time),
+  sessionHash: r.session_hash,
   createdAt: Number(r.created_at),
   expiresAt: Number(r.expires_at),
   redeemedAt: num(r.redeemed_at),
@@ -194,11 +198,11 @@ class SqlDevices implements DeviceStore {
 
   async create(d: DeviceAuthorization): Promise<void> {
     const values: SqlValue[] = [
-      d.deviceHash, d.userCodeHash, d.clientId, d.scope, d.resource, d.createdAt, d.expiresAt, d.intervalMs, d.lastPollAt, d.status, d.userId, JSON.stringify(d.amr), d.authTime, d.decidedAt, d.ip, d.userAgent,
+      d.deviceHash, d.userCodeHash, d.clientId, d.scope, d.resource, d.createdAt, d.expiresAt, d.intervalMs, d.lastPollAt, d.status, d.userId, JSON.stringify(d.amr), d.authTime, d.decidedAt, d.sessionHash, d.ip, d.userAgent,
     ];
     try {
       await this.db.run(
-        `INSERT INTO oauth_device_codes (device_hash, user_code_hash, client_id, scope, resource, created_at, expires_at, interval_ms, last_poll_at, status, user_id, amr_json, auth_time, decided_at, ip, user_agent)
+        `INSERT INTO oauth_device_codes (device_hash, user_code_hash, client_id, scope, resource, created_at, expires_at, interval_ms, last_poll_at, status, user_id, amr_json, auth_time, decided_at, session_hash, ip, user_agent)
          VALUES (${values.map(() => '?').join(', ')})`,
         values,
       );
@@ -233,10 +237,10 @@ class SqlDevices implements DeviceStore {
     return r && { device: toDevice(r), tooFast: r.too_fast === 1 };
   }
 
-  async decide(deviceHash: string, d: { approved: boolean; userId: string; amr: string[]; authTime: number; now: number }): Promise<boolean> {
+  async decide(deviceHash: string, d: { approved: boolean; userId: string; amr: string[]; authTime: number; sessionHash: string | null; now: number }): Promise<boolean> {
     const n = await this.db.run(
-      `UPDATE oauth_device_codes SET status = ?, user_id = ?, amr_json = ?, auth_time = ?, decided_at = ? WHERE device_hash = ? AND status = 'pending' AND expires_at > ?`,
-      [d.approved ? 'approved' : 'denied', d.userId, JSON.stringify(d.amr), d.authTime, d.now, deviceHash, d.now],
+      `UPDATE oauth_device_codes SET status = ?, user_id = ?, amr_json = ?, auth_time = ?, session_hash = ?, decided_at = ? WHERE device_hash = ? AND status = 'pending' AND expires_at > ?`,
+      [d.approved ? 'approved' : 'denied', d.userId, JSON.stringify(d.amr), d.authTime, d.sessionHash, d.now, deviceHash, d.now],
     );
     return n === 1;
   }
@@ -258,9 +262,9 @@ class SqlCodes implements CodeStore {
   }
 
   async create(c: AuthorizationCode): Promise<void> {
-    const values: SqlValue[] = [c.codeHash, c.clientId, c.redirectUri, c.codeChallenge, c.scope, c.resource, c.userId, JSON.stringify(c.amr), c.authTime, c.createdAt, c.expiresAt, c.redeemedAt, c.grantId];
+    const values: SqlValue[] = [c.codeHash, c.clientId, c.redirectUri, c.codeChallenge, c.scope, c.resource, c.userId, JSON.stringify(c.amr), c.authTime, c.sessionHash, c.createdAt, c.expiresAt, c.redeemedAt, c.grantId];
     await this.db.run(
-      `INSERT INTO oauth_codes (code_hash, client_id, redirect_uri, code_challenge, scope, resource, user_id, amr_json, auth_time, created_at, expires_at, redeemed_at, grant_id) VALUES (${values.map(() => '?').join(', ')})`,
+      `INSERT INTO oauth_codes (code_hash, client_id, redirect_uri, code_challenge, scope, resource, user_id, amr_json, auth_time, session_hash, created_at, expires_at, redeemed_at, grant_id) VALUES (${values.map(() => '?').join(', ')})`,
       values,
     );
   }
@@ -401,6 +405,11 @@ export class SqlOAuth implements OAuthStore {
     const devices = await this.db.run(`DELETE FROM oauth_device_codes WHERE expires_at <= ?`, [o.expiredBefore]);
     const codes = await this.db.run(`DELETE FROM oauth_codes WHERE expires_at <= ?`, [o.expiredBefore]);
     const grants = await this.db.run(`DELETE FROM oauth_grants WHERE expires_at <= ? OR last_used_at <= ? OR revoked_at <= ?`, [now, now - o.grantIdleMs, o.revokedBefore]);
-    return devices + codes + grants;
+    // Provider tokens a grant was given (owner "grant:<id>", src/providers/tokens.ts) go when it ends.
+    const relayed = await this.db.run(
+      `DELETE FROM provider_tokens WHERE owner LIKE 'grant:%' AND NOT EXISTS (SELECT 1 FROM oauth_grants g WHERE 'grant:' || g.id = provider_tokens.owner AND g.revoked_at IS NULL AND g.expires_at > ?)`,
+      [now],
+    );
+    return devices + codes + grants + relayed;
   }
 }

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { isUniqueViolation, type SqlDriver } from './driver.ts';
 import type { OAuthStore } from './oauth-types.ts';
+import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import { SqlSigningKeys } from './sql-keys.ts';
+import { SqlIdentities, SqlLoginStates, SqlProviderTokens } from './sql-providers.ts';
 import { SqlOAuth } from './sql-oauth.ts';
 import { StoreConflictError, type KeyValueStore, type NewUser, type SigningKeyStore, type Session, type SessionStore, type Store, type User, type UserPatch, type UserStore } from './types.ts';
 
@@ -53,7 +55,7 @@ const toSession = (r: SessionRow): Session => ({
   userAgent: r.user_agent,
 });
 
-class SqlUsers implements UserStore {
+export class SqlUsers implements UserStore {
   private readonly db: SqlDriver;
   constructor(db: SqlDriver) {
     this.db = db;
@@ -261,6 +263,9 @@ export class SqlStore implements Store {
   readonly sessions: SessionStore;
   readonly kv: KeyValueStore;
   readonly keys: SigningKeyStore;
+  readonly identities: IdentityStore;
+  readonly loginStates: LoginStateStore;
+  readonly providerTokens: ProviderTokenStore;
   readonly oauth: OAuthStore;
 
   private readonly db: SqlDriver;
@@ -272,6 +277,9 @@ export class SqlStore implements Store {
     this.sessions = new SqlSessions(db);
     this.kv = new SqlKeyValue(db);
     this.keys = new SqlSigningKeys(db);
+    this.identities = new SqlIdentities(db, (tx, user) => new SqlUsers(tx).create(user));
+    this.loginStates = new SqlLoginStates(db);
+    this.providerTokens = new SqlProviderTokens(db);
     this.oauth = new SqlOAuth(db);
   }
 

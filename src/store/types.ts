@@ -1,3 +1,4 @@
+import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import type { OAuthStore } from './oauth-types.ts';
 
 /**
@@ -127,6 +128,10 @@ export interface Store {
   readonly sessions: SessionStore;
   readonly kv: KeyValueStore;
   readonly keys: SigningKeyStore;
+  /** Sign-in through providers (store/provider-types.ts). */
+  readonly identities: IdentityStore;
+  readonly loginStates: LoginStateStore;
+  readonly providerTokens: ProviderTokenStore;
   /** The OAuth authorization server's clients, device authorizations, codes and grants (oauth-types.ts). */
   readonly oauth: OAuthStore;
   /** Cheap round trip for readiness checks. */

@@ -26,15 +26,17 @@ export async function launchBrowser(): Promise<Browser> {
 }
 
 /**
- * A fresh browser profile that may talk to `origin` only: any request elsewhere (a
- * third-party font, script, image) is recorded in `foreign` and aborted.
+ * A fresh browser profile that may talk to `origin` only (or to each of a list, e.g.
+ * Gatehouse and its identity providers): any request elsewhere (a third-party font, script,
+ * image) is recorded in `foreign` and aborted.
  */
-export async function isolatedContext(browser: Browser, origin: string, options: BrowserContextOptions = {}): Promise<{ context: BrowserContext; page: Page; foreign: string[] }> {
+export async function isolatedContext(browser: Browser, origin: string | readonly string[], options: BrowserContextOptions = {}): Promise<{ context: BrowserContext; page: Page; foreign: string[] }> {
   const context = await browser.newContext(options);
   const foreign: string[] = [];
+  const allowed = (typeof origin === 'string' ? [origin] : origin).map((o) => `${o}/`);
   await context.route('**/*', (route) => {
     const url = route.request().url();
-    if (url.startsWith(`${origin}/`) || url.startsWith('data:')) return route.continue();
+    if (allowed.some((o) => url.startsWith(o)) || url.startsWith('data:')) return route.continue();
     foreign.push(url);
     return route.abort();
   });

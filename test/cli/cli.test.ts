@@ -1,25 +1,13 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client, PASSWORD } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
+import { runCli as run } from '../helpers/cli.ts';
 
-const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 
-function run(args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input ?? '');
-  });
-}
 
 let dir: string;
 before(() => {
@@ -42,6 +30,19 @@ describe('gatehouse check', () => {
     assert.match(r.stdout, /https:\/\/app\.example\.com\/ → http:\/\/127\.0\.0\.1:3000\/ {2}app "app", 1 rule, default authenticated/);
     assert.match(r.stderr, /warning: trustedProxies:/);
     assert.match(r.stderr, /warning: secrets\.key:/);
+  });
+
+  test('providers: the exact redirect URIs to register, and warnings about provider settings', async () => {
+    const file = writeConfig(
+      'providers.yaml',
+      'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\ntokenRelay: kc\nproviders:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com/realms/acme\n    clientId: gatehouse\n    endSession: true\n  - id: github\n    type: github\n    clientId: Iv1.x\n    clientSecret: s\n',
+    );
+    const r = await run(['check', '--config', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /providers \(register these URIs at each provider\):\n {2}kc \(oidc, https:\/\/kc\.example\.com\/realms\/acme\)\n {4}redirect URI: +https:\/\/app\.example\.com\/\.auth\/callback\/kc\n {4}post-logout redirect URI: https:\/\/app\.example\.com\/\.auth\/signed-out/);
+    assert.match(r.stdout, /github \(github, https:\/\/github\.com\)\n {4}redirect URI: +https:\/\/app\.example\.com\/\.auth\/callback\/github/);
+    assert.match(r.stderr, /warning: providers\[0\]\.clientSecret: no clientSecret/);
+    assert.match(r.stderr, /warning: providers\[0\]\.scopes: tokenRelay uses "kc" but its scopes lack offline_access/);
   });
 
   test('an invalid config: every problem with key and line, exit 2; serve refuses with the same text', async () => {

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,27 +8,17 @@ import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.t
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { startUpstream } from '../helpers/upstream.ts';
 import { pgSchema, postgres } from './services.ts';
+import { runCli as cli } from '../helpers/cli.ts';
 
 /**
  * Sessions live in the store, not in the process: a restart (or another node) honours the
  * cookies the last one issued, and a revocation written by the CLI into the same store is
  * honoured by the running server at its very next request.
  */
-const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'gatehouse-restart-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const pgService = await postgres();
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 interface Backend {
   name: string;

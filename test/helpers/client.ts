@@ -23,10 +23,10 @@ export class Client {
   defaultHeaders: Record<string, string> = {};
   private readonly dispatcher: Dispatcher;
 
-  /** `dispatcher`: connections of its own (e.g. after a server restart, none of the old kept-alive ones). */
-  constructor(base: string, dispatcher: Dispatcher = agent) {
+  /** `dispatcher`: e.g. an Agent that trusts a test certificate (helpers/tls.ts). */
+  constructor(base: string, o: { dispatcher?: Dispatcher } = {}) {
     this.base = base;
-    this.dispatcher = dispatcher;
+    this.dispatcher = o.dispatcher ?? agent;
   }
 
   cookieHeader(): string | undefined {
@@ -37,7 +37,8 @@ export class Client {
     const headers: Record<string, string> = { ...this.defaultHeaders, ...init.headers };
     const cookie = init.cookies === false ? undefined : this.cookieHeader();
     if (cookie && !headers.cookie) headers.cookie = cookie;
-    const res = await request(new URL(path, this.base), { method: (init.method ?? 'GET') as 'GET', headers, body: init.body, dispatcher: this.dispatcher });
+    const url = new URL(path, this.base);
+    const res = await request(url, { method: (init.method ?? 'GET') as 'GET', headers, body: init.body, dispatcher: this.dispatcher });
     const text = await res.body.text();
     const setCookie = res.headers['set-cookie'];
     const cookies = setCookie === undefined ? [] : Array.isArray(setCookie) ? setCookie : [setCookie];

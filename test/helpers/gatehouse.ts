@@ -6,6 +6,7 @@ import { Writable } from 'node:stream';
 import { ConfigSchema, type Config, type ConfigInput } from '../../src/config/schema.ts';
 import { createLogger } from '../../src/log/index.ts';
 import { Gatehouse } from '../../src/server/gatehouse.ts';
+import type { TestCert } from './tls.ts';
 import { startUpstream, type TestUpstream } from './upstream.ts';
 
 export async function freePort(): Promise<number> {
@@ -36,15 +37,16 @@ export interface TestGatehouse {
  */
 export async function startGatehouse(
   configure: (ctx: { port: number; upstream: string; dir: string }) => Partial<ConfigInput> = () => ({}),
-  options: { upstream?: TestUpstream; logLevel?: string; clock?: () => number } = {},
+  options: { upstream?: TestUpstream; logLevel?: string; tls?: TestCert; port?: number; clock?: () => number } = {},
 ): Promise<TestGatehouse> {
   const upstream = options.upstream ?? (await startUpstream());
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-test-'));
   const overrides = configure({ port, upstream: upstream.url, dir });
+  const scheme = options.tls ? 'https' : 'http';
   const input: ConfigInput = {
-    publicUrl: `http://127.0.0.1:${port}`,
-    listen: { host: '127.0.0.1', port },
+    publicUrl: `${scheme}://127.0.0.1:${port}`,
+    listen: { host: '127.0.0.1', port, ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}) },
     store: { type: 'sqlite', path: join(dir, 'gatehouse.db') },
     ...(overrides.apps ? {} : { upstream: upstream.url }),
     ...overrides,
@@ -62,7 +64,7 @@ export async function startGatehouse(
   await gatehouse.listen(port, '127.0.0.1');
   const logText = () => chunks.join('');
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${scheme}://127.0.0.1:${port}`,
     port,
     gatehouse,
     config,

@@ -224,7 +224,7 @@ test('a restart in the middle of a device flow loses nothing: the code, the appr
     await two.listen(one.port, '127.0.0.1');
     // The same browser (its session cookie) on new connections: the old ones died with the process.
     const fresh = new Agent();
-    const reconnected = new Client(one.url, fresh);
+    const reconnected = new Client(one.url, { dispatcher: fresh });
     for (const [k, v] of browser.jar) reconnected.jar.set(k, v);
     await decideDevice(one, reconnected, device.user_code, 'approve');
     config[oauth.customFetch] = (url, options) => undiciFetch(url, { ...options, dispatcher: fresh } as Parameters<typeof undiciFetch>[1]) as unknown as Promise<Response>;

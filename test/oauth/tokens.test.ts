@@ -175,7 +175,8 @@ describe('bearer tokens on app routes', { concurrency: true }, () => {
     assert.equal((await withBearer(gh, '/api/items', tokens.access_token)).status, 200, "another user cannot sign out someone else's login");
     const done = await browser.postForm(form.action, form.fields, { origin: gh.url });
     assert.equal(done.status, 303);
-    assert.equal(done.location, `${gh.url}/.auth/account?signed_out=1`);
+    assert.equal(done.location, `${gh.url}/.auth/account?grant_signed_out=1`);
+    assert.match((await browser.html(done.location!.slice(gh.url.length))).text, /Signed out\. That program needs to sign in again/);
     const r = await withBearer(gh, '/api/items', tokens.access_token);
     assert.equal(r.status, 401, 'the access token dies with its login, before it expires');
     assert.match(r.wwwAuthenticate!, /error="invalid_token", error_description="the login was revoked"/);

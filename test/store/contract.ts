@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { StoreConflictError, type Session, type SigningKey, type Store } from '../../src/store/index.ts';
+import { providerStoreContract } from './providers-contract.ts';
 import { oauthStoreContract } from './oauth-contract.ts';
 
 /**
@@ -375,6 +376,8 @@ export function storeContract(name: string, harness: StoreHarness): void {
         assert.equal(await store.keys.addFirst(signingKey()), false, 'no second "first" key while the first is there');
       }));
     });
+
+    describe('sign-in through providers', () => providerStoreContract(withStore));
 
     describe('the database', () => {
       test('ping answers while the store is open', withStore(async (store) => {

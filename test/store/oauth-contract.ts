@@ -18,7 +18,7 @@ const NOW = 1_700_000_000_000;
 function device(over: Partial<DeviceAuthorization> = {}): DeviceAuthorization {
   return {
     deviceHash: rnd(), userCodeHash: rnd(), clientId: 'gatehouse-cli', scope: 'offline_access', resource: 'https://app.example.com', createdAt: NOW, expiresAt: NOW + 600_000,
-    intervalMs: 5000, lastPollAt: null, status: 'pending', userId: null, amr: [], authTime: null, decidedAt: null, ip: '203.0.113.7', userAgent: 'cli/1', ...over,
+    intervalMs: 5000, lastPollAt: null, status: 'pending', userId: null, amr: [], authTime: null, decidedAt: null, sessionHash: null, ip: '203.0.113.7', userAgent: 'cli/1', ...over,
   };
 }
 
@@ -32,7 +32,7 @@ function grant(userId: string, over: Partial<Grant> = {}): Grant {
 
 function code(userId: string, over: Partial<AuthorizationCode> = {}): AuthorizationCode {
   return {
-    codeHash: rnd(), clientId: 'dcr_x', redirectUri: 'http://127.0.0.1:9/cb', codeChallenge: rnd(), scope: '', resource: 'https://app.example.com', userId, amr: ['pwd'], authTime: NOW,
+    codeHash: rnd(), clientId: 'dcr_x', redirectUri: 'http://127.0.0.1:9/cb', codeChallenge: rnd(), scope: '', resource: 'https://app.example.com', userId, amr: ['pwd'], authTime: NOW, sessionHash: null,
     createdAt: NOW, expiresAt: NOW + 60_000, redeemedAt: null, grantId: null, ...over,
   };
 }
@@ -98,21 +98,22 @@ export function oauthStoreContract(name: string, harness: StoreHarness): void {
       const u = await user(store);
       const d = device();
       await store.oauth.devices.create(d);
-      assert.equal(await store.oauth.devices.decide(d.deviceHash, { approved: true, userId: u.id, amr: ['pwd'], authTime: NOW, now: NOW + 10 }), true);
+      assert.equal(await store.oauth.devices.decide(d.deviceHash, { approved: true, userId: u.id, amr: ['pwd'], authTime: NOW, sessionHash: 'browser-session-hash', now: NOW + 10 }), true);
       const got = (await store.oauth.devices.get(d.deviceHash))!;
       assert.equal(got.status, 'approved');
       assert.equal(got.userId, u.id);
       assert.deepEqual(got.amr, ['pwd']);
       assert.equal(got.decidedAt, NOW + 10);
-      assert.equal(await store.oauth.devices.decide(d.deviceHash, { approved: false, userId: u.id, amr: [], authTime: NOW, now: NOW + 20 }), false, 'a decision is final');
+      assert.equal(got.sessionHash, 'browser-session-hash');
+      assert.equal(await store.oauth.devices.decide(d.deviceHash, { approved: false, userId: u.id, amr: [], authTime: NOW, sessionHash: null, now: NOW + 20 }), false, 'a decision is final');
       assert.equal((await store.oauth.devices.get(d.deviceHash))?.status, 'approved');
 
       const late = device({ expiresAt: NOW + 100 });
       await store.oauth.devices.create(late);
-      assert.equal(await store.oauth.devices.decide(late.deviceHash, { approved: true, userId: u.id, amr: [], authTime: NOW, now: NOW + 100 }), false);
+      assert.equal(await store.oauth.devices.decide(late.deviceHash, { approved: true, userId: u.id, amr: [], authTime: NOW, sessionHash: null, now: NOW + 100 }), false);
       const denied = device();
       await store.oauth.devices.create(denied);
-      assert.equal(await store.oauth.devices.decide(denied.deviceHash, { approved: false, userId: u.id, amr: [], authTime: NOW, now: NOW }), true);
+      assert.equal(await store.oauth.devices.decide(denied.deviceHash, { approved: false, userId: u.id, amr: [], authTime: NOW, sessionHash: null, now: NOW }), true);
       assert.equal((await store.oauth.devices.get(denied.deviceHash))?.status, 'denied');
     }));
 
@@ -121,7 +122,7 @@ export function oauthStoreContract(name: string, harness: StoreHarness): void {
       const d = device();
       await store.oauth.devices.create(d);
       assert.equal(await store.oauth.devices.redeem(d.deviceHash, NOW, grant(u.id)), false, 'pending');
-      await store.oauth.devices.decide(d.deviceHash, { approved: true, userId: u.id, amr: ['pwd'], authTime: NOW, now: NOW });
+      await store.oauth.devices.decide(d.deviceHash, { approved: true, userId: u.id, amr: ['pwd'], authTime: NOW, sessionHash: null, now: NOW });
       const grants = Array.from({ length: 6 }, () => grant(u.id));
       const results = await Promise.all(grants.map((g) => store.oauth.devices.redeem(d.deviceHash, NOW + 5, g)));
       assert.equal(results.filter(Boolean).length, 1);
@@ -132,11 +133,11 @@ export function oauthStoreContract(name: string, harness: StoreHarness): void {
 
       const denied = device();
       await store.oauth.devices.create(denied);
-      await store.oauth.devices.decide(denied.deviceHash, { approved: false, userId: u.id, amr: [], authTime: NOW, now: NOW });
+      await store.oauth.devices.decide(denied.deviceHash, { approved: false, userId: u.id, amr: [], authTime: NOW, sessionHash: null, now: NOW });
       assert.equal(await store.oauth.devices.redeem(denied.deviceHash, NOW, grant(u.id)), false);
       const expired = device({ expiresAt: NOW + 50 });
       await store.oauth.devices.create(expired);
-      await store.oauth.devices.decide(expired.deviceHash, { approved: true, userId: u.id, amr: [], authTime: NOW, now: NOW });
+      await store.oauth.devices.decide(expired.deviceHash, { approved: true, userId: u.id, amr: [], authTime: NOW, sessionHash: null, now: NOW });
       assert.equal(await store.oauth.devices.redeem(expired.deviceHash, NOW + 50, grant(u.id)), false);
       assert.equal((await store.oauth.grants.listByUser(u.id, NOW)).length, 1);
     }));
@@ -248,7 +249,7 @@ export function oauthStoreContract(name: string, harness: StoreHarness): void {
       await store.oauth.codes.create(c);
       const d = device();
       await store.oauth.devices.create(d);
-      await store.oauth.devices.decide(d.deviceHash, { approved: true, userId: u.id, amr: [], authTime: NOW, now: NOW });
+      await store.oauth.devices.decide(d.deviceHash, { approved: true, userId: u.id, amr: [], authTime: NOW, sessionHash: null, now: NOW });
       await store.users.delete(u.id);
       assert.equal(await store.oauth.grants.get(g.id), undefined);
       assert.equal(await store.oauth.codes.get(c.codeHash), undefined);

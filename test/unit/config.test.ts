@@ -3,19 +3,11 @@ import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { configJsonSchema } from '../../src/config/json-schema.ts';
 import { lintConfig } from '../../src/config/lint.ts';
-import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { parseConfig } from '../../src/config/load.ts';
+import { BASE_CONFIG, problems } from '../helpers/config.ts';
 
-const base = 'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\n';
+const base = BASE_CONFIG;
 
-function problems(text: string, env: Record<string, string> = {}) {
-  try {
-    parseConfig(text, 'g.yaml', env);
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, String(e));
-    return e.problems;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 describe('config loading', () => {
   test('a minimal config gets safe defaults', () => {

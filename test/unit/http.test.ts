@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { IncomingMessage } from 'node:http';
 import { TrustedProxies } from '../../src/http/client-ip.ts';
+import { Forwarding, parseForwarded } from '../../src/http/forwarded.ts';
 import { readCookie, serializeCookie } from '../../src/http/cookies.ts';
 import { isSpoofable, stripCookies, upstreamRequestHeaders } from '../../src/proxy/headers.ts';
 
@@ -32,24 +34,82 @@ describe('cookies', () => {
   });
 });
 
-describe('trusted proxies', () => {
-  test('nobody is trusted by default: X-Forwarded-For is ignored (ATTACKS 5)', () => {
+function req(peer: string, headers: Record<string, string> = {}): IncomingMessage {
+  return { socket: { remoteAddress: peer }, headers, httpVersionMajor: ':authority' in headers ? 2 : 1 } as unknown as IncomingMessage;
+}
+
+describe('trusted proxies and forwarding headers', () => {
+  const clientIp = (t: TrustedProxies, peer: string, xff?: string) => new Forwarding(t, 'x-forwarded', false).resolve(req(peer, xff ? { 'x-forwarded-for': xff } : {})).ip;
+
+  test('nobody is trusted by default: X-Forwarded-* and Forwarded are ignored (ATTACKS 5)', () => {
     const t = new TrustedProxies([]);
-    assert.equal(t.clientIp('127.0.0.1', '1.2.3.4'), '127.0.0.1');
     assert.equal(t.has('127.0.0.1'), false);
+    for (const mode of ['x-forwarded', 'forwarded'] as const) {
+      const f = new Forwarding(t, mode, false).resolve(
+        req('127.0.0.1', { host: 'app.example.com', 'x-forwarded-for': '1.2.3.4', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.com', forwarded: 'for=1.2.3.4;proto=https;host=evil.com' }),
+      );
+      assert.deepEqual(f, { ip: '127.0.0.1', scheme: 'http', host: 'app.example.com', viaProxy: false });
+    }
   });
 
   test('the chain is walked from the right past trusted hops only', () => {
     const t = new TrustedProxies(['10.0.0.0/8', 'loopback']);
-    assert.equal(t.clientIp('10.0.0.5', '203.0.113.9'), '203.0.113.9');
-    assert.equal(t.clientIp('10.0.0.5', '1.1.1.1, 203.0.113.9, 10.0.0.7'), '203.0.113.9');
+    assert.equal(clientIp(t, '10.0.0.5', '203.0.113.9'), '203.0.113.9');
+    assert.equal(clientIp(t, '10.0.0.5', '1.1.1.1, 203.0.113.9, 10.0.0.7'), '203.0.113.9');
     // A spoofed left-most entry does not win.
-    assert.equal(t.clientIp('127.0.0.1', 'spoofed, 198.51.100.1'), '198.51.100.1');
-    assert.equal(t.clientIp('::ffff:127.0.0.1', '198.51.100.1'), '198.51.100.1');
+    assert.equal(clientIp(t, '127.0.0.1', 'spoofed, 198.51.100.1'), '198.51.100.1');
+    assert.equal(clientIp(t, '::ffff:127.0.0.1', '198.51.100.1'), '198.51.100.1');
     // From an untrusted peer the header means nothing.
-    assert.equal(t.clientIp('198.51.100.7', '10.0.0.1'), '198.51.100.7');
+    assert.equal(clientIp(t, '198.51.100.7', '10.0.0.1'), '198.51.100.7');
     // Garbage stops the walk at the last good hop.
-    assert.equal(t.clientIp('10.0.0.5', 'not-an-ip'), '10.0.0.5');
+    assert.equal(clientIp(t, '10.0.0.5', 'not-an-ip'), '10.0.0.5');
+  });
+
+  test('scheme and host come from the same hop as the client, never from further left', () => {
+    const f = new Forwarding(new TrustedProxies(['10.0.0.0/8']), 'x-forwarded', false);
+    // One proxy that overwrites: its values.
+    assert.deepEqual(f.resolve(req('10.0.0.5', { host: 'gatehouse:8080', 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'app.example.com' })), {
+      ip: '203.0.113.9',
+      scheme: 'https',
+      host: 'app.example.com',
+      viaProxy: true,
+    });
+    // Appended lists line up with X-Forwarded-For: the outermost trusted proxy's entry wins,
+    // a client-written entry further left does not.
+    const chain = f.resolve(req('10.0.0.5', { 'x-forwarded-for': '6.6.6.6, 203.0.113.9, 10.0.0.7', 'x-forwarded-proto': 'http, https, http', 'x-forwarded-host': 'evil.com, app.example.com, inner' }));
+    assert.deepEqual([chain.ip, chain.scheme, chain.host], ['203.0.113.9', 'https', 'app.example.com']);
+    // A trusted proxy that says nothing about the scheme: the socket's (plain http here).
+    assert.equal(f.resolve(req('10.0.0.5', { host: 'app.example.com', 'x-forwarded-for': '203.0.113.9' })).scheme, 'http');
+    assert.equal(new Forwarding(new TrustedProxies(['10.0.0.0/8']), 'x-forwarded', true).resolve(req('10.0.0.5', {})).scheme, 'https');
+    // Nonsense values are ignored, not passed on.
+    const junk = f.resolve(req('10.0.0.5', { host: 'app.example.com', 'x-forwarded-proto': 'gopher', 'x-forwarded-host': 'a b/c' }));
+    assert.deepEqual([junk.scheme, junk.host], ['http', 'app.example.com']);
+    // HTTP/2: the Host is :authority.
+    assert.equal(f.resolve(req('192.0.2.1', { ':authority': 'app.example.com' })).host, 'app.example.com');
+  });
+
+  test('Forwarded (RFC 7239): quoted IPv6 with ports, obfuscated nodes, several elements', () => {
+    const f = new Forwarding(new TrustedProxies(['10.0.0.0/8', '2001:db8:cafe::/48']), 'forwarded', false);
+    const one = f.resolve(req('10.0.0.5', { forwarded: 'for="[2001:db8::17]:4711";proto=https;host=app.example.com' }));
+    assert.deepEqual(one, { ip: '2001:db8::17', scheme: 'https', host: 'app.example.com', viaProxy: true });
+    const chain = f.resolve(req('10.0.0.5', { forwarded: 'for=6.6.6.6;proto=http;host=evil.com, for=198.51.100.4:5000;proto=https;host="app.example.com", for="[2001:db8:cafe::9]";proto=http' }));
+    assert.deepEqual([chain.ip, chain.scheme, chain.host], ['198.51.100.4', 'https', 'app.example.com']);
+    // "unknown" and obfuscated identifiers stop the walk at the last known hop.
+    assert.equal(f.resolve(req('10.0.0.5', { forwarded: 'for=unknown, for=10.0.0.9' })).ip, '10.0.0.9');
+    assert.equal(f.resolve(req('10.0.0.5', { forwarded: 'for=_hidden;proto=https' })).ip, '10.0.0.5');
+    // A malformed element stops the walk too; a quoted comma is not a separator.
+    assert.equal(f.resolve(req('10.0.0.5', { forwarded: 'for="1.2.3.4,5.6.7.8", for=198.51.100.4' })).ip, '198.51.100.4');
+    assert.equal(f.resolve(req('10.0.0.5', { forwarded: 'garbage, for=198.51.100.4' })).ip, '198.51.100.4');
+    assert.equal(f.resolve(req('10.0.0.5', { forwarded: 'for=198.51.100.4;for=1.1.1.1' })).ip, '10.0.0.5');
+    assert.deepEqual(parseForwarded('for=192.0.2.43, for="[2001:db8:cafe::17]";proto=https;by=203.0.113.43'), [{ for: '192.0.2.43' }, { for: '[2001:db8:cafe::17]', proto: 'https', by: '203.0.113.43' }]);
+  });
+
+  test('one header family only: the other is ignored even from a trusted proxy', () => {
+    const t = new TrustedProxies(['loopback']);
+    const both = { 'x-forwarded-for': '203.0.113.1', 'x-forwarded-proto': 'https', forwarded: 'for=198.51.100.2;proto=http' };
+    assert.equal(new Forwarding(t, 'x-forwarded', false).resolve(req('127.0.0.1', both)).ip, '203.0.113.1');
+    assert.equal(new Forwarding(t, 'forwarded', false).resolve(req('127.0.0.1', both)).ip, '198.51.100.2');
+    assert.equal(new Forwarding(t, 'forwarded', false).resolve(req('127.0.0.1', both)).scheme, 'http');
   });
 
   test('presets and single addresses', () => {

@@ -1,0 +1,108 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { normalizeTarget } from '../http/target.ts';
+import { stripCookies } from '../proxy/headers.ts';
+import { identityHeaders } from '../proxy/identity.ts';
+import { decide, isBelow, unauthenticated, type BearerCheck } from '../server/authorize.ts';
+import type { RequestContext } from '../server/context.ts';
+import type { App, Site } from '../server/sites.ts';
+import type { Sessions } from '../sessions/index.ts';
+import type { Assertions } from '../tokens/assertion.ts';
+import type { Diagnosis } from './diagnose.ts';
+
+type ErrorPage = (req: IncomingMessage, res: ServerResponse, site: Site | undefined, status: number, code: string, message: string, detail?: string) => void;
+
+const METHOD = /^[A-Z]{1,20}$/;
+
+function one(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/**
+ * Forward-auth (`/.auth/check`): a proxy in front of the app asks "may this request pass?"
+ * and Gatehouse answers with the same decision a proxied request would get:
+ *
+ *   - the original method and URL are read from a trusted proxy only: nginx (the example sets
+ *     X-Original-Method / X-Original-URI), Traefik ForwardAuth and Caddy forward_auth
+ *     (X-Forwarded-Method / X-Forwarded-Uri); the host is the effective one (X-Forwarded-Host,
+ *     Forwarded, or Host) and must be a configured site. A call from any other peer, or one
+ *     without the original URL, is refused with an explanation (400), never guessed;
+ *   - the URL goes through the same normalization and the same app + rule + session decision
+ *     as a proxied request (server/authorize.ts);
+ *   - 200 with the identity headers (identityHeaders: X-User-Id, the app's opted-in X-User-*
+ *     and its signed X-Gatehouse-Assertion), 403 when a rule denies; when nobody is signed in,
+ *     for nginx 401 (with the login URL in X-Gatehouse-Login, which the example's error_page
+ *     turns into a redirect), for Traefik and Caddy, which relay the answer, the 302 to the
+ *     login page for a browser and 401 for an API client.
+ *
+ * A 200 also carries X-Gatehouse-Cookie: the request's Cookie header without Gatehouse's own
+ * cookies, for the proxy to send to the app instead (the examples do), so the app never sees
+ * a session id in this mode either.
+ */
+export class ForwardAuth {
+  private readonly sessions: Sessions;
+  private readonly diagnosis: Diagnosis;
+  private readonly prefix: string;
+  private readonly assertions: Assertions;
+  private readonly error: ErrorPage;
+  /** Gatehouse's own bearer tokens (src/oauth/), decided like a proxied request's. */
+  private readonly bearer: (BearerCheck & { challenge(app: App, error?: string): string }) | undefined;
+
+  constructor(o: { sessions: Sessions; diagnosis: Diagnosis; prefix: string; assertions: Assertions; error: ErrorPage; bearer?: BearerCheck & { challenge(app: App, error?: string): string } }) {
+    this.sessions = o.sessions;
+    this.diagnosis = o.diagnosis;
+    this.prefix = o.prefix;
+    this.assertions = o.assertions;
+    this.error = o.error;
+    this.bearer = o.bearer;
+  }
+
+  async handle(ctx: RequestContext): Promise<void> {
+    const { req, res, site } = ctx;
+    if (!ctx.viaProxy) return this.diagnosis.respond(req, res, site, this.diagnosis.forwardAuth(req, 'untrusted'), ctx.requestId);
+    const h = req.headers;
+    const nginx = h['x-original-uri'] !== undefined;
+    const uri = one(nginx ? h['x-original-uri'] : h['x-forwarded-uri']);
+    if (!uri) return this.diagnosis.respond(req, res, site, this.diagnosis.forwardAuth(req, 'no_uri'), ctx.requestId);
+    const method = (one(nginx ? h['x-original-method'] : h['x-forwarded-method']) ?? req.method ?? 'GET').toUpperCase();
+    if (!METHOD.test(method)) return this.error(req, res, site, 400, 'bad_request', 'The original method is not valid.');
+    const target = normalizeTarget(uri);
+    if (!target.ok) return this.error(req, res, site, 400, 'bad_request', 'This address is not valid.', target.reason);
+    if (site.base && !isBelow(target.path, site.base, false)) return this.error(req, res, site, 404, 'not_found', 'There is no page at this address.');
+    // Gatehouse's own pages decide for themselves; a proxy that checks them too must let them through.
+    if (isBelow(target.path, this.prefix, true)) return allow(res, site, req.headers.cookie, []);
+
+    const inner: RequestContext = { ...ctx, path: target.path, query: target.query };
+    const d = await decide(this.sessions, site, req, method, target.path, this.bearer);
+    switch (d.kind) {
+      case 'no_app':
+        return this.error(req, res, site, 404, 'not_found', 'There is no app at this address.');
+      case 'deny':
+        return this.error(req, res, site, 403, 'forbidden', 'Access to this page is not allowed.');
+      case 'forbidden':
+        ctx.userId = d.active.user.id;
+        return this.error(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.');
+      case 'unauthenticated':
+        unauthenticated(inner, d.rule, d.lookup, { prefix: this.prefix, sessions: this.sessions, diagnosis: this.diagnosis }, { method, noRedirect: nginx, challenge: this.bearer?.challenge(d.app) });
+        return;
+      case 'invalid_token':
+        res.setHeader('www-authenticate', this.bearer!.challenge(d.app, d.description));
+        return this.error(req, res, site, 401, 'invalid_token', `Sign in again: ${d.description}.`);
+      case 'allow': {
+        const { app, active } = d;
+        if (active) ctx.userId = active.user.id;
+        const assertion = active && app.headers.assertion ? await this.assertions.get(app, active) : undefined;
+        return allow(res, site, req.headers.cookie, identityHeaders(app, active, assertion));
+      }
+    }
+  }
+}
+
+function allow(res: ServerResponse, site: Site, cookie: string | undefined, identity: readonly string[]): void {
+  res.statusCode = 200;
+  res.setHeader('cache-control', 'no-store');
+  res.setHeader('content-length', 0);
+  const appCookie = cookie === undefined ? null : stripCookies(cookie, site.ownCookies);
+  if (appCookie !== null) res.setHeader('x-gatehouse-cookie', appCookie);
+  for (let i = 0; i < identity.length; i += 2) res.setHeader(identity[i]!, identity[i + 1]!);
+  res.end();
+}

@@ -1,0 +1,80 @@
+import { isIP } from 'node:net';
+import type { Warning } from '../config/lint.ts';
+import type { Config } from '../config/schema.ts';
+import { appsOf, basePath } from '../server/sites.ts';
+import { certificateWarnings, loadTls, TlsError } from './tls.ts';
+
+/**
+ * `gatehouse check` (and the start-up log) about how Gatehouse meets the network: the mistakes
+ * that would otherwise show up as a login loop, a refused certificate or clear-text passwords.
+ */
+export function lintEdge(config: Config, now = Date.now()): Warning[] {
+  const w: Warning[] = [];
+  const publicUrl = new URL(config.publicUrl);
+  const https = publicUrl.protocol === 'https:';
+  const localHost = isLoopbackName(publicUrl.hostname);
+  const tls = config.listen.tls;
+  const everywhere = config.listen.host === '0.0.0.0' || config.listen.host === '::';
+  const reachable = !isLoopbackName(config.listen.host);
+
+  if (!https && !localHost) {
+    w.push({
+      key: 'publicUrl',
+      message: `${publicUrl.origin} is plain http on a non-local host${reachable ? `, and Gatehouse listens on ${config.listen.host}` : ''}: passwords and session cookies cross the network in clear. Use https: TLS at a proxy in front (listed in trustedProxies), or listen.tls.`,
+    });
+  }
+  if (!https && localHost && everywhere) {
+    w.push({ key: 'listen.host', message: `listening on all interfaces while publicUrl is ${publicUrl.origin}: requests arriving under another host name are refused (421).` });
+  }
+  if (https && !tls && config.trustedProxies.length === 0) {
+    w.push({
+      key: 'trustedProxies',
+      message:
+        'publicUrl is https, but Gatehouse serves plain http (no listen.tls) and trusts no proxy to say the browser used https: every sign-in would stop at an explanation page. If TLS ends at a proxy in front, list it in trustedProxies (and have it send X-Forwarded-Proto); if browsers connect directly, set listen.tls.',
+    });
+  }
+  for (const [i, p] of config.trustedProxies.entries()) {
+    if (/\/0$/.test(p)) {
+      w.push({ key: `trustedProxies[${i}]`, message: `"${p}" trusts every address: any client can then claim any IP, scheme and host in forwarding headers, which defeats rate limits.` });
+    }
+  }
+  if (tls) {
+    if (!https) w.push({ key: 'publicUrl', message: `listen.tls is set but publicUrl is ${publicUrl.origin}: browsers would be sent to plain http. Set publicUrl to https://${publicUrl.host}${publicUrl.pathname}.` });
+    try {
+      const pair = loadTls(tls);
+      for (const m of certificateWarnings(pair.leaf, publicUrl.hostname, now)) w.push({ key: 'listen.tls.cert', message: m });
+    } catch (e) {
+      if (!(e instanceof TlsError)) throw e;
+      w.push({ key: e.key, message: `${e.message.slice(e.key.length + 2)}: Gatehouse will not start.` });
+    }
+  }
+  const base = basePath(config.publicUrl);
+  if (base) {
+    const below = (p: string) => p === base || p.startsWith(`${base}/`);
+    // Whether a glob can match anything below the base: its literal start and the base agree.
+    const reaches = (glob: string, caseSensitive: boolean) => {
+      const star = glob.indexOf('*');
+      const fold = (x: string) => (caseSensitive ? x : x.toLowerCase());
+      const lit = fold(star === -1 ? glob : glob.slice(0, star));
+      const b = fold(base);
+      return lit === b || lit.startsWith(`${b}/`) || `${b}/`.startsWith(lit);
+    };
+    appsOf(config).forEach((app, a) => {
+      const at = config.apps ? `apps[${a}].` : '';
+      if (app.pathPrefix && !below(app.pathPrefix)) w.push({ key: `${at}pathPrefix`, message: `"${app.pathPrefix}" is outside publicUrl's path ${base}/: Gatehouse serves nothing there.` });
+      app.routes.forEach((r, i) => {
+        if (!reaches(r.path, app.caseSensitivePaths)) {
+          w.push({ key: `${at}routes[${i}].path`, message: `"${r.path}" is outside publicUrl's path ${base}/ and can never match: rules match the full path, ${base} included (e.g. "${base}${r.path}").` });
+        }
+      });
+    });
+  }
+  return w;
+}
+
+export function isLoopbackName(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '');
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  return h === '::1';
+}

@@ -1,0 +1,139 @@
+import * as oauth from 'openid-client';
+import type { Logger } from '../log/index.ts';
+import { classify, ProviderError, type ProviderClient } from './client.ts';
+import { tokenSet } from './oidc.ts';
+import { cleanText, type ProviderProfile, type ProviderTokenSet } from './profile.ts';
+import { DEFAULT_SCOPES, displayName, type GithubProviderConfig } from './schema.ts';
+
+/**
+ * GitHub's OAuth2 (not OpenID Connect: no discovery, no ID token). openid-client still runs
+ * the protocol (state, PKCE S256, an `iss` check should GitHub ever send one, the token
+ * request); who the user is comes from the API: `GET /user` (the numeric id is the subject,
+ * stable across renames) and `GET /user/emails` (only a verified address counts). `url` and
+ * `apiUrl` point at GitHub Enterprise Server, or at the tests' stand-in.
+ */
+export class GithubProvider implements ProviderClient {
+  readonly id: string;
+  readonly type = 'github' as const;
+  readonly name: string;
+  readonly config: GithubProviderConfig;
+  /** The identities' issuer: GitHub's web URL without a trailing slash. */
+  readonly issuer: string;
+  private readonly api: string;
+  private readonly oauthConfig: oauth.Configuration;
+  private readonly logger: Logger;
+
+  constructor(config: GithubProviderConfig, logger: Logger) {
+    this.config = config;
+    this.id = config.id;
+    this.name = displayName(config);
+    this.logger = logger;
+    this.issuer = config.url.replace(/\/+$/, '');
+    this.api = config.apiUrl.replace(/\/+$/, '');
+    const c = new oauth.Configuration(
+      { issuer: this.issuer, authorization_endpoint: `${this.issuer}/login/oauth/authorize`, token_endpoint: `${this.issuer}/login/oauth/access_token` },
+      config.clientId,
+      config.clientSecret,
+      oauth.ClientSecretPost(config.clientSecret),
+    );
+    if (new URL(this.issuer).protocol === 'http:') oauth.allowInsecureRequests(c);
+    c.timeout = Math.ceil(config.timeout / 1000);
+    // GitHub answers token errors with 200 and {"error": ...}; give openid-client the 400 the
+    // OAuth spec means, so a bad code or refresh token is told apart from a broken response.
+    c[oauth.customFetch] = async (url, options) => {
+      const res = await fetch(url, options as RequestInit);
+      if (res.status !== 200 || !url.endsWith('/login/oauth/access_token')) return res;
+      const body = (await res.json().catch(() => null)) as Record<string, unknown> | null;
+      if (body && typeof body.error === 'string') {
+        const error = body.error === 'bad_verification_code' || body.error === 'bad_refresh_token' ? 'invalid_grant' : body.error;
+        return new Response(JSON.stringify({ error, error_description: body.error_description ?? body.error }), { status: 400, headers: { 'content-type': 'application/json' } });
+      }
+      return new Response(JSON.stringify(body), { status: 200, headers: { 'content-type': 'application/json' } });
+    };
+    this.oauthConfig = c;
+  }
+
+  async warm(): Promise<void> {}
+
+  authorizationOrigins(): string[] {
+    return [new URL(this.issuer).origin];
+  }
+
+  endSessionOrigins(): string[] {
+    return [];
+  }
+
+  async authorizationUrl(p: { redirectUri: string; state: string; nonce: string; codeChallenge: string }): Promise<URL> {
+    return oauth.buildAuthorizationUrl(this.oauthConfig, {
+      ...this.config.authorizationParams,
+      redirect_uri: p.redirectUri,
+      scope: (this.config.scopes ?? DEFAULT_SCOPES.github).join(' '),
+      state: p.state,
+      code_challenge: p.codeChallenge,
+      code_challenge_method: 'S256',
+    });
+  }
+
+  async callback(p: { redirectUri: string; query: string; state: string; codeVerifier: string }): Promise<{ profile: ProviderProfile; tokens: ProviderTokenSet }> {
+    let tokens: ProviderTokenSet;
+    try {
+      tokens = tokenSet(await oauth.authorizationCodeGrant(this.oauthConfig, new URL(p.redirectUri + p.query), { pkceCodeVerifier: p.codeVerifier, expectedState: p.state }), undefined);
+    } catch (err) {
+      throw classify(err, 'callback');
+    }
+    return { profile: await this.profile(tokens.accessToken!), tokens };
+  }
+
+  private async get(path: string, token: string): Promise<{ status: number; body: unknown }> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.api}${path}`, {
+        headers: { authorization: `Bearer ${token}`, accept: 'application/vnd.github+json', 'x-github-api-version': '2022-11-28', 'user-agent': 'Gatehouse' },
+        redirect: 'error',
+        signal: AbortSignal.timeout(this.config.timeout),
+      });
+    } catch (err) {
+      throw classify(err, 'userinfo');
+    }
+    const body = await res.json().catch(() => null);
+    return { status: res.status, body };
+  }
+
+  private async profile(token: string): Promise<ProviderProfile> {
+    const user = await this.get('/user', token);
+    const u = user.body as { id?: unknown; login?: unknown; name?: unknown; email?: unknown } | null;
+    if (user.status !== 200 || !u || !Number.isSafeInteger(u.id) || (u.id as number) <= 0) {
+      throw new ProviderError('userinfo_failed', `GET ${this.api}/user answered ${user.status}${u && !Number.isSafeInteger(u.id) ? ' without a numeric id' : ''}`);
+    }
+    // Without the user:email scope the list is refused: then there is no verified address.
+    const emails = await this.get('/user/emails', token);
+    const list = emails.status === 200 && Array.isArray(emails.body) ? (emails.body as { email?: unknown; primary?: unknown; verified?: unknown }[]) : [];
+    if (emails.status !== 200) this.logger.debug({ event: 'github_emails_unavailable', provider: this.id, status: emails.status }, 'no verified emails from GitHub');
+    const verified = list.filter((e) => e && e.verified === true && typeof e.email === 'string');
+    const chosen = verified.find((e) => e.primary === true) ?? verified[0];
+    const email = cleanText(chosen?.email, 254);
+    // Without a verified address, the primary (or public) one is named, unverified, so the
+    // error page can say which address to verify.
+    const unverified = cleanText(list.find((e) => e?.primary === true)?.email, 254) ?? cleanText(u.email, 254);
+    return {
+      issuer: this.issuer,
+      subject: String(u.id),
+      email: email ?? unverified,
+      emailVerified: Boolean(email) || (this.config.trustEmail && Boolean(unverified)),
+      name: cleanText(u.name, 100) ?? cleanText(u.login, 100),
+      groups: [],
+    };
+  }
+
+  async refresh(refreshToken: string): Promise<ProviderTokenSet> {
+    try {
+      return tokenSet(await oauth.refreshTokenGrant(this.oauthConfig, refreshToken), refreshToken);
+    } catch (err) {
+      throw classify(err, 'refresh');
+    }
+  }
+
+  async endSessionUrl(): Promise<URL | undefined> {
+    return undefined;
+  }
+}

@@ -1,0 +1,180 @@
+import * as oauth from 'openid-client';
+import type { Logger } from '../log/index.ts';
+import { classify, Lazy, ProviderError, type ProviderClient } from './client.ts';
+import { claimAt, cleanText, groupsFrom, verifiedFrom, type ProviderProfile, type ProviderTokenSet } from './profile.ts';
+import { DEFAULT_SCOPES, displayName, type OidcProviderConfig } from './schema.ts';
+
+/**
+ * Any OpenID Connect issuer, through openid-client: discovery on first use (cached; a
+ * failure is retried after a back-off, and never stops Gatehouse from starting), the
+ * authorization code flow with PKCE S256, state and nonce, the RFC 9207 `iss` check, and an
+ * ID token validated by the library (signature against the issuer's JWKS, also for a token
+ * from the token endpoint; alg among those discovery lists or the one configured; iss, aud,
+ * azp, exp, iat, nbf, nonce). Plain http only for a
+ * loopback issuer (the schema refuses any other).
+ */
+export class OidcProvider implements ProviderClient {
+  readonly id: string;
+  readonly type = 'oidc' as const;
+  readonly name: string;
+  readonly config: OidcProviderConfig;
+  private readonly logger: Logger;
+  private readonly discovery: Lazy<oauth.Configuration>;
+
+  constructor(config: OidcProviderConfig, logger: Logger) {
+    this.config = config;
+    this.id = config.id;
+    this.name = displayName(config);
+    this.logger = logger;
+    this.discovery = new Lazy(() => this.discover());
+  }
+
+  private async discover(): Promise<oauth.Configuration> {
+    const c = this.config;
+    const issuer = new URL(c.issuer);
+    const secret = c.clientSecret;
+    const method = c.tokenEndpointAuthMethod;
+    const basic = secret ? oauth.ClientSecretBasic(secret) : undefined;
+    const post = secret ? oauth.ClientSecretPost(secret) : undefined;
+    // Basic when the issuer allows it (the spec's default), post when it lists only that.
+    const auth: oauth.ClientAuth = (as, client, body, headers) => {
+      if (!basic || !post) return oauth.None()(as, client, body, headers);
+      const supported = as.token_endpoint_auth_methods_supported;
+      const usePost = method ? method === 'client_secret_post' : Array.isArray(supported) && !supported.includes('client_secret_basic') && supported.includes('client_secret_post');
+      return (usePost ? post : basic)(as, client, body, headers);
+    };
+    const metadata: Partial<oauth.ClientMetadata> = { ...(secret ? { client_secret: secret } : {}), ...(c.idTokenSigningAlg ? { id_token_signed_response_alg: c.idTokenSigningAlg } : {}) };
+    try {
+      const config = await oauth.discovery(issuer, c.clientId, metadata, auth, {
+        timeout: Math.ceil(c.timeout / 1000),
+        // The ID token's signature is checked against the issuer's JWKS although it came
+        // straight from the token endpoint: TLS alone would not catch a forged token from a
+        // compromised path (and a loopback issuer has no TLS). Plain http: loopback only
+        // (the schema refuses any other), and only then is it turned on.
+        execute: [oauth.enableNonRepudiationChecks, ...(issuer.protocol === 'http:' ? [oauth.allowInsecureRequests] : [])],
+      });
+      const m = config.serverMetadata();
+      this.logger.info({ event: 'provider_discovered', provider: this.id, issuer: m.issuer, endSession: Boolean(m.end_session_endpoint) }, `discovered ${m.issuer}`);
+      return config;
+    } catch (err) {
+      const e = classify(err, 'discovery');
+      this.logger.warn({ event: 'provider_discovery_failed', provider: this.id, issuer: c.issuer, detail: e.detail }, `cannot read the discovery document of ${c.issuer}`);
+      throw e;
+    }
+  }
+
+  warm(): Promise<void> {
+    return this.discovery.get().then(
+      () => {},
+      () => {},
+    );
+  }
+
+  authorizationOrigins(): string[] {
+    const m = this.discovery.current?.serverMetadata();
+    const origins = new Set([new URL(this.config.issuer).origin]);
+    if (m?.authorization_endpoint) origins.add(new URL(m.authorization_endpoint).origin);
+    return [...origins];
+  }
+
+  endSessionOrigins(): string[] {
+    if (!this.config.endSession) return [];
+    const endpoint = this.discovery.current?.serverMetadata().end_session_endpoint;
+    return [new URL(endpoint ?? this.config.issuer).origin];
+  }
+
+  async authorizationUrl(p: { redirectUri: string; state: string; nonce: string; codeChallenge: string }): Promise<URL> {
+    const config = await this.discovery.get();
+    return oauth.buildAuthorizationUrl(config, {
+      ...this.config.authorizationParams,
+      redirect_uri: p.redirectUri,
+      response_type: 'code',
+      scope: (this.config.scopes ?? DEFAULT_SCOPES.oidc).join(' '),
+      state: p.state,
+      nonce: p.nonce,
+      code_challenge: p.codeChallenge,
+      code_challenge_method: 'S256',
+    });
+  }
+
+  async callback(p: { redirectUri: string; query: string; state: string; nonce: string; codeVerifier: string }): Promise<{ profile: ProviderProfile; tokens: ProviderTokenSet }> {
+    const config = await this.discovery.get();
+    let response: Awaited<ReturnType<typeof oauth.authorizationCodeGrant>>;
+    try {
+      response = await oauth.authorizationCodeGrant(config, new URL(p.redirectUri + p.query), {
+        pkceCodeVerifier: p.codeVerifier,
+        expectedState: p.state,
+        expectedNonce: p.nonce,
+        idTokenExpected: true,
+      });
+    } catch (err) {
+      throw classify(err, 'callback');
+    }
+    const claims = response.claims();
+    if (!claims) throw new ProviderError('id_token_invalid', 'no ID token in the token response');
+    const tokens = tokenSet(response, undefined);
+    const profile = this.profileFrom(claims as Record<string, unknown>, claims.iss);
+    const m = config.serverMetadata();
+    // Many issuers put only sub in the ID token of a code flow; the rest is at userinfo.
+    if ((!profile.email || !profile.name || !profile.groups.length) && m.userinfo_endpoint && response.access_token) {
+      try {
+        const info = (await oauth.fetchUserInfo(config, response.access_token, claims.sub)) as Record<string, unknown>;
+        const more = this.profileFrom(info, claims.iss);
+        if (!profile.email && more.email) {
+          profile.email = more.email;
+          profile.emailVerified = more.emailVerified;
+        }
+        profile.name ??= more.name;
+        if (!profile.groups.length) profile.groups = more.groups;
+      } catch (err) {
+        throw classify(err, 'userinfo');
+      }
+    }
+    return { profile, tokens };
+  }
+
+  private profileFrom(claims: Record<string, unknown>, issuer: string): ProviderProfile {
+    const email = cleanText(claims.email, 254);
+    return {
+      issuer,
+      subject: String(claims.sub),
+      email,
+      emailVerified: Boolean(email) && (this.config.trustEmail || verifiedFrom(claims.email_verified)),
+      name: cleanText(claims.name, 100) ?? cleanText([claims.given_name, claims.family_name].filter((x) => typeof x === 'string').join(' '), 100) ?? cleanText(claims.preferred_username, 100),
+      groups: groupsFrom(claimAt(claims, this.config.groupsClaim)),
+    };
+  }
+
+  async refresh(refreshToken: string): Promise<ProviderTokenSet> {
+    const config = await this.discovery.get().catch((err: unknown) => {
+      throw classify(err, 'discovery');
+    });
+    try {
+      return tokenSet(await oauth.refreshTokenGrant(config, refreshToken), refreshToken);
+    } catch (err) {
+      throw classify(err, 'refresh');
+    }
+  }
+
+  async endSessionUrl(p: { idToken: string | null; postLogoutRedirectUri: string }): Promise<URL | undefined> {
+    if (!this.config.endSession) return undefined;
+    const config = await this.discovery.get().catch(() => undefined);
+    if (!config?.serverMetadata().end_session_endpoint) return undefined;
+    return oauth.buildEndSessionUrl(config, { post_logout_redirect_uri: p.postLogoutRedirectUri, ...(p.idToken ? { id_token_hint: p.idToken } : {}) });
+  }
+}
+
+/** The token endpoint's answer as Gatehouse keeps it. A refresh without a new refresh token keeps the old one. */
+export function tokenSet(r: oauth.TokenEndpointResponse & oauth.TokenEndpointResponseHelpers, previousRefresh: string | undefined): ProviderTokenSet {
+  const now = Date.now();
+  const expiresIn = r.expiresIn();
+  return {
+    accessToken: r.access_token ?? null,
+    refreshToken: r.refresh_token ?? previousRefresh ?? null,
+    idToken: r.id_token ?? null,
+    // A second short: the issuer rounds its exp down to the second, and the answer took a while to get here.
+    expiresAt: expiresIn === undefined ? null : now + Math.max(0, expiresIn - 1) * 1000,
+    obtainedAt: now,
+    scope: typeof r.scope === 'string' ? r.scope : null,
+  };
+}

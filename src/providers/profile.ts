@@ -1,0 +1,65 @@
+/**
+ * Who a provider says the user is, reduced to what Gatehouse keeps: the (issuer, subject)
+ * key, an email with whether the provider verified it, a display name, and groups. Claims
+ * are untrusted text from another system: control characters and oversized values are
+ * dropped here, once, before anything is stored or forwarded (ATTACKS 54).
+ */
+export interface ProviderProfile {
+  issuer: string;
+  subject: string;
+  email: string | null;
+  emailVerified: boolean;
+  name: string | null;
+  groups: string[];
+}
+
+/** Tokens from a provider's token endpoint, as kept server-side (never in a cookie). */
+export interface ProviderTokenSet {
+  accessToken: string | null;
+  refreshToken: string | null;
+  idToken: string | null;
+  /** Epoch ms when the access token expires; null when the provider did not say. */
+  expiresAt: number | null;
+  /** Epoch ms when these tokens were obtained. */
+  obtainedAt: number;
+  scope: string | null;
+  /** Set when the provider refused the refresh token: only signing in again helps. */
+  refused?: boolean;
+}
+
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+export function cleanText(value: unknown, max: number): string | null {
+  if (typeof value !== 'string') return null;
+  const t = value.trim();
+  if (!t || t.length > max || CONTROL.test(t)) return null;
+  return t;
+}
+
+/** The value at a dotted path ("realm_access.roles"); a claim whose own name has a dot wins. */
+export function claimAt(claims: Record<string, unknown>, path: string): unknown {
+  if (path in claims) return claims[path];
+  let v: unknown = claims;
+  for (const part of path.split('.')) {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return undefined;
+    v = (v as Record<string, unknown>)[part];
+  }
+  return v;
+}
+
+/** Groups from an array of strings (or one string); at most 200, each at most 256 characters. */
+export function groupsFrom(value: unknown): string[] {
+  const list = Array.isArray(value) ? value : typeof value === 'string' ? [value] : [];
+  const out: string[] = [];
+  for (const g of list) {
+    const t = cleanText(g, 256);
+    if (t && !out.includes(t)) out.push(t);
+    if (out.length === 200) break;
+  }
+  return out;
+}
+
+/** email_verified is a boolean in the spec; some IdPs send the string "true". */
+export function verifiedFrom(value: unknown): boolean {
+  return value === true || value === 'true';
+}

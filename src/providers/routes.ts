@@ -1,0 +1,223 @@
+import type { Cache } from '../cache/index.ts';
+import { DiagnosedError } from '../edge/diagnose.ts';
+import { field } from '../http/body.ts';
+import { HttpError } from '../http/errors.ts';
+import { redirect, sendJson } from '../http/respond.ts';
+import { cspWithFormAction, messagePage } from '../pages/index.ts';
+import type { AccountRoutes } from '../server/account.ts';
+import type { FormTools } from '../server/auth-routes.ts';
+import type { RequestContext, Services } from '../server/context.ts';
+import type { Params, Router } from '../server/router.ts';
+import type { ActiveSession } from '../sessions/index.ts';
+import type { LoginState } from '../store/index.ts';
+import { classify, type FlowError, type ProviderClient } from './client.ts';
+import { confirmPage, describeFailure, identitiesSection } from './pages.ts';
+import type { ProviderProfile, ProviderTokenSet } from './profile.ts';
+import { redirectUri, type ProviderService } from './service.ts';
+import { sessionOwner } from './tokens.ts';
+
+type Handler = (ctx: RequestContext, params: Params) => Promise<void>;
+
+/** accounts.rateLimits.providerStartsPerIp counts per this window: generous for people behind one NAT, finite for scripts. */
+const STARTS_WINDOW_MS = 15 * 60_000;
+
+/**
+ * The HTTP side of sign-in through providers:
+ *   GET  /login/:provider    a same-origin navigation (the login page's buttons, a link in
+ *                            the app) starts the flow; from another site it shows one button
+ *   POST /login/:provider    starts the flow (CSRF-protected form)
+ *   GET  /callback/:provider the provider's answer: state, then the code, then the user
+ *   POST /account/link       a signed-in user starts linking another provider
+ *   POST /account/unlink     ... or removes one, never the last way to sign in
+ *   GET  /signed-out         where a provider's logout sends the browser back to
+ * Every failure of a callback ends on one page that says what happened, with a "Try again"
+ * link to the sign-in page, logged once as `oauth_callback_failed`. Nothing redirects on
+ * its own after a failure, so nothing can loop.
+ */
+export class ProviderRoutes {
+  private readonly p: ProviderService;
+  private readonly s: Services;
+  private readonly tools: FormTools;
+  private readonly account: AccountRoutes;
+  private readonly cache: Cache;
+
+  constructor(providers: ProviderService, services: Services, tools: FormTools, account: AccountRoutes) {
+    this.p = providers;
+    this.s = services;
+    this.tools = tools;
+    this.account = account;
+    this.cache = services.cache;
+  }
+
+  register(router: Router<Handler>): void {
+    router
+      .add('GET', '/login/:provider', (c, p) => this.startGet(c, p))
+      .add('POST', '/login/:provider', (c, p) => this.startPost(c, p))
+      .add('GET', '/callback/:provider', (c, p) => this.callback(c, p))
+      .add('POST', '/account/link', (c) => this.link(c))
+      .add('POST', '/account/unlink', (c) => this.unlink(c))
+      .add('GET', '/signed-out', async (c) => redirect(c.res, 302, `${c.site.origin}${this.s.prefix}/login?signed_out=1`));
+    this.account.addSection(10, (ctx, active, csrf) => this.identities(ctx, active, csrf), () => this.p.clients.flatMap((c) => c.authorizationOrigins()));
+  }
+
+  // ---- starting a flow --------------------------------------------------------------
+
+  /**
+   * A navigation this site made (Sec-Fetch-Site same-origin, or none: typed, bookmarked)
+   * may start a sign-in at once. Another site's link gets a confirmation button instead, so
+   * no page elsewhere can send a browser through a provider on its own (forced login).
+   */
+  private sameSiteNavigation(ctx: RequestContext): boolean {
+    const site = ctx.req.headers['sec-fetch-site'];
+    if (site !== undefined) return site === 'same-origin' || site === 'none';
+    const referer = ctx.req.headers.referer;
+    return typeof referer === 'string' && (referer === ctx.site.origin || referer.startsWith(`${ctx.site.origin}/`));
+  }
+
+  private async startGet(ctx: RequestContext, params: Params): Promise<void> {
+    const client = this.p.get(params.provider!);
+    if (!client) return this.fail(ctx, undefined, 'unknown_provider');
+    const rd = this.tools.returnPath(ctx, this.tools.queryParam(ctx, 'rd'));
+    // HEAD (a link checker, a prefetch) never starts a flow.
+    if (ctx.req.method === 'GET' && this.sameSiteNavigation(ctx)) return this.begin(ctx, client, 'login', null, rd);
+    // The form's redirect goes to the authorization endpoint: know its origin for the CSP.
+    await client.warm();
+    const { token, cookies } = this.tools.csrf(ctx);
+    this.tools.html(ctx, 200, confirmPage({ appTitle: ctx.site.title, provider: client, action: `${this.s.prefix}/login/${client.id}`, csrf: token, rd }), cookies, {
+      'content-security-policy': cspWithFormAction(client.authorizationOrigins()),
+    });
+  }
+
+  private async startPost(ctx: RequestContext, params: Params): Promise<void> {
+    const client = this.p.get(params.provider!);
+    const input = await this.tools.readPost(ctx);
+    if (!client) return this.fail(ctx, undefined, 'unknown_provider');
+    return this.begin(ctx, client, 'login', null, this.tools.returnPath(ctx, field(input, 'rd', 4096)));
+  }
+
+  private async begin(ctx: RequestContext, client: ProviderClient, purpose: 'login' | 'link', sessionHash: string | null, returnTo: string): Promise<void> {
+    if ((await this.cache.hit(`oauth-start:ip:${ctx.ip}`, STARTS_WINDOW_MS)) > this.s.config.accounts.rateLimits.providerStartsPerIp) return this.fail(ctx, client, 'rate_limited');
+    const flow = await this.p.flows.prepare();
+    let url: URL;
+    try {
+      url = await client.authorizationUrl({ redirectUri: redirectUri(ctx.site.origin, this.s.prefix, client.id), state: flow.state, nonce: flow.nonce, codeChallenge: flow.codeChallenge });
+    } catch (err) {
+      const e = classify(err, 'discovery');
+      return this.fail(ctx, client, e.code, undefined, e.detail);
+    }
+    const cookies = await this.p.flows.save(ctx, flow, { provider: client.id, purpose, sessionHash, returnTo });
+    this.s.logger.info({ event: 'oauth_start', provider: client.id, purpose, requestId: ctx.requestId }, `sign-in sent to ${client.name}`);
+    redirect(ctx.res, 303, url.href, cookies);
+  }
+
+  // ---- the callback -----------------------------------------------------------------
+
+  private async callback(ctx: RequestContext, params: Params): Promise<void> {
+    // A HEAD (a link checker, a prefetch) must not spend the one-time state.
+    if (ctx.req.method === 'HEAD') throw new HttpError(405, 'method_not_allowed', 'Open this address with GET.', { allow: 'GET' });
+    const client = this.p.get(params.provider!);
+    if (!client) return this.fail(ctx, undefined, 'unknown_provider');
+    const query = new URLSearchParams(ctx.query.slice(1));
+    const states = query.getAll('state');
+    if (states.length > 1) return this.fail(ctx, client, 'state_unknown');
+    const finished = await this.p.flows.finish(ctx, client.id, states[0]);
+    if (!finished.ok) {
+      // No state cookie: most often the deployment (scheme or host differs, a proxy drops
+      // cookies); the diagnosis names the likely cause and the key to fix (edge/diagnose.ts).
+      if (finished.code === 'state_cookie_missing') {
+        this.s.logger.warn({ event: 'oauth_callback_failed', provider: client.id, reason: finished.code, purpose: finished.record?.purpose, requestId: ctx.requestId }, `sign-in with ${client.id} failed: ${finished.code}`);
+        throw new DiagnosedError(this.s.diagnosis.cookieMissing(ctx, 'state'));
+      }
+      return this.fail(ctx, client, finished.code, finished.record);
+    }
+    const { record } = finished;
+    let result: { profile: ProviderProfile; tokens: ProviderTokenSet };
+    try {
+      result = await client.callback({ redirectUri: redirectUri(ctx.site.origin, this.s.prefix, client.id), query: ctx.query, state: finished.state, nonce: finished.nonce, codeVerifier: finished.codeVerifier });
+    } catch (err) {
+      const e = classify(err, 'callback');
+      return this.fail(ctx, client, e.code, record, e.detail);
+    }
+    if (record.purpose === 'link') return this.completeLink(ctx, client, record, result);
+    return this.completeLogin(ctx, client, record, result);
+  }
+
+  private async completeLogin(ctx: RequestContext, client: ProviderClient, record: LoginState, result: { profile: ProviderProfile; tokens: ProviderTokenSet }): Promise<void> {
+    const resolved = await this.p.accounts.resolve(client, result.profile);
+    if (!resolved.ok) return this.fail(ctx, client, resolved.code, record, undefined, resolved.email);
+    const { user } = resolved;
+    if (user.disabled) return this.fail(ctx, client, 'account_disabled', record);
+    ctx.userId = user.id;
+    const cookie = ctx.site.session;
+    // A new session id at every sign-in; the one the browser came with ends (ATTACKS 22).
+    const { setCookie, idHash } = await this.s.sessions.create(user, ctx.site.origin, cookie, {
+      amr: [`idp:${client.id}`],
+      ip: ctx.ip,
+      userAgent: ctx.req.headers['user-agent'] ?? null,
+      previous: this.s.sessions.cookieValue(ctx.req, cookie),
+    });
+    await this.p.keepTokens(sessionOwner({ idHash, userId: user.id }), client, result.tokens, 'login');
+    this.s.logger.info({ event: 'login', userId: user.id, method: 'provider', provider: client.id, account: resolved.how, requestId: ctx.requestId }, 'user signed in');
+    redirect(ctx.res, 303, ctx.site.origin + record.returnTo, [setCookie, this.s.diagnosis.signedIn(ctx.site)]);
+  }
+
+  private async completeLink(ctx: RequestContext, client: ProviderClient, record: LoginState, result: { profile: ProviderProfile; tokens: ProviderTokenSet }): Promise<void> {
+    // Only the session that asked for the link may complete it.
+    const found = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin);
+    if (found.state !== 'active' || found.active.session.idHash !== record.sessionHash) return this.fail(ctx, client, 'link_session_mismatch', record);
+    const { user, session } = found.active;
+    ctx.userId = user.id;
+    const linked = await this.p.accounts.link(user.id, client, result.profile);
+    if (!linked.ok) return this.fail(ctx, client, linked.code, record);
+    await this.p.keepTokens(sessionOwner(session), client, result.tokens, 'link');
+    if (!linked.already) this.s.logger.info({ event: 'identity_linked', userId: user.id, provider: client.id, by: 'user', requestId: ctx.requestId }, 'identity linked');
+    redirect(ctx.res, 303, ctx.site.origin + record.returnTo);
+  }
+
+  /** The one error page of a flow: what happened, what to do, "Try again". Logged once. */
+  private fail(ctx: RequestContext, client: ProviderClient | undefined, code: FlowError, record?: LoginState, detail?: string, email?: string): void {
+    const { status, message, hint } = describeFailure(code, { name: client?.name ?? 'The provider', email, domains: this.s.config.accounts.allowedDomains, origin: ctx.site.origin });
+    this.s.logger.warn({ event: 'oauth_callback_failed', provider: client?.id, reason: code, detail, purpose: record?.purpose, requestId: ctx.requestId }, `sign-in with ${client?.id ?? 'an unknown provider'} failed: ${code}`);
+    const link = record?.purpose === 'link' ? { href: `${this.s.prefix}/account`, text: 'Back to your account' } : { href: `${this.s.prefix}/login${record && record.returnTo !== ctx.site.home ? `?rd=${encodeURIComponent(record.returnTo)}` : ''}`, text: 'Try again' };
+    const heading = record?.purpose === 'link' ? 'Linking did not complete' : 'Sign-in did not complete';
+    // The callback's URL held a code and state: no referrer leaves this page (ATTACKS 38).
+    const retryAfter = status === 503 ? '5' : status === 429 ? String(STARTS_WINDOW_MS / 1000) : undefined;
+    this.tools.html(ctx, status, messagePage({ appTitle: ctx.site.title, heading, message, hint, link }), [], { 'referrer-policy': 'no-referrer', ...(retryAfter ? { 'retry-after': retryAfter } : {}) });
+  }
+
+  // ---- the account page -------------------------------------------------------------
+
+  private async identities(ctx: RequestContext, active: ActiveSession, csrf: string) {
+    if (!this.p.clients.length) return undefined;
+    const list = await this.s.store.identities.listByUser(active.user.id);
+    const nameOf = (id: string | undefined) => (id && this.p.get(id)?.name) || id;
+    const linked = this.tools.queryParam(ctx, 'linked');
+    const unlinked = this.tools.queryParam(ctx, 'unlinked');
+    const notice = linked && list.some((i) => i.provider === linked) ? `${nameOf(linked)} is linked to your account.` : unlinked && this.p.get(unlinked) ? `${nameOf(unlinked)} is no longer linked.` : undefined;
+    return { id: 'sign-in-methods', heading: 'Ways to sign in', body: identitiesSection({ identities: list, providers: this.p.clients, hasPassword: active.user.passwordHash !== null, prefix: this.s.prefix, csrf }), notice };
+  }
+
+  private async link(ctx: RequestContext): Promise<void> {
+    const input = await this.tools.readPost(ctx);
+    const active = await this.account.requireSession(ctx);
+    if (!active) return;
+    const client = this.p.get(field(input, 'provider', 64) ?? '');
+    if (!client) throw new HttpError(400, 'unknown_provider', 'There is no such sign-in provider.');
+    return this.begin(ctx, client, 'link', active.session.idHash, `${this.s.prefix}/account?linked=${client.id}`);
+  }
+
+  private async unlink(ctx: RequestContext): Promise<void> {
+    const input = await this.tools.readPost(ctx);
+    const active = await this.account.requireSession(ctx);
+    if (!active) return;
+    const id = field(input, 'identity', 64) ?? '';
+    const identity = (await this.s.store.identities.listByUser(active.user.id)).find((i) => i.id === id);
+    const result = identity ? await this.s.store.identities.deleteUnlessLast(identity.id, active.user.id) : 'not_found';
+    if (result === 'not_found') throw new HttpError(404, 'not_found', 'That identity is not linked to your account.');
+    if (result === 'last') throw new HttpError(409, 'last_sign_in_method', 'This is your only way to sign in. Link another provider first.');
+    await this.p.tokens.forgetUser(active.user.id, identity!.provider);
+    this.s.logger.info({ event: 'identity_unlinked', userId: active.user.id, provider: identity!.provider, requestId: ctx.requestId }, 'identity unlinked');
+    if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true });
+    redirect(ctx.res, 303, `${ctx.site.origin}${this.s.prefix}/account?unlinked=${identity!.provider}`);
+  }
+}

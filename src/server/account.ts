@@ -1,0 +1,71 @@
+import { redirect, sendJson, wantsHtml } from '../http/respond.ts';
+import { accountPage, cspWithFormAction, type AccountSectionView } from '../pages/index.ts';
+import type { ActiveSession } from '../sessions/index.ts';
+import type { FormTools } from './auth-routes.ts';
+import type { RequestContext, Services } from './context.ts';
+import type { Params, Router } from './router.ts';
+
+/** Renders one section of /.auth/account for the signed-in session, or nothing. */
+export type AccountSection = (ctx: RequestContext, active: ActiveSession, csrf: string) => Promise<AccountSectionView | undefined>;
+
+/**
+ * /.auth/account: the signed-in user's page. Features add their own sections (linked
+ * identities now; sessions and devices later) with addSection, and their own POST routes;
+ * this module only owns the page and the "must be signed in" rule.
+ */
+export class AccountRoutes {
+  private readonly s: Services;
+  private readonly tools: FormTools;
+  private readonly sections: { order: number; render: AccountSection; formActions?: () => string[] }[] = [];
+
+  constructor(services: Services, tools: FormTools) {
+    this.s = services;
+    this.tools = tools;
+  }
+
+  /** `formActions`: origins the section's forms are redirected to (added to the page's CSP). */
+  addSection(order: number, render: AccountSection, formActions?: () => string[]): this {
+    this.sections.push({ order, render, formActions });
+    this.sections.sort((a, b) => a.order - b.order);
+    return this;
+  }
+
+  register(router: Router<(ctx: RequestContext, params: Params) => Promise<void>>): void {
+    router.add('GET', '/account', (c) => this.page(c));
+  }
+
+  /** The session of a signed-in browser; otherwise answers (login redirect or 401) and returns undefined. */
+  async requireSession(ctx: RequestContext): Promise<ActiveSession | undefined> {
+    const found = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin);
+    if (found.state === 'active') {
+      ctx.userId = found.active.user.id;
+      return found.active;
+    }
+    const login = `${ctx.site.origin}${this.s.prefix}/login?rd=${encodeURIComponent(`${this.s.prefix}/account`)}`;
+    if (ctx.req.method === 'GET' && wantsHtml(ctx.req)) redirect(ctx.res, 302, login);
+    else sendJson(ctx.res, 401, { error: 'unauthenticated', message: 'Sign in to manage your account.', login }, { 'www-authenticate': `Bearer realm="${ctx.site.origin}"` });
+    return undefined;
+  }
+
+  private async page(ctx: RequestContext): Promise<void> {
+    const active = await this.requireSession(ctx);
+    if (!active) return;
+    const { token, cookies } = this.tools.csrf(ctx);
+    const views = (await Promise.all(this.sections.map((s) => s.render(ctx, active, token)))).filter((v): v is AccountSectionView => Boolean(v));
+    const origins = [...new Set(this.sections.flatMap((s) => s.formActions?.() ?? []))];
+    this.tools.html(
+      ctx,
+      200,
+      accountPage({
+        appTitle: ctx.site.title,
+        email: active.user.email,
+        name: active.user.name,
+        notice: views.find((v) => v.notice)?.notice,
+        sections: views,
+        signOutUrl: `${this.s.prefix}/logout`,
+      }),
+      cookies,
+      { 'content-security-policy': cspWithFormAction(origins) },
+    );
+  }
+}

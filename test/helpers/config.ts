@@ -1,0 +1,16 @@
+import assert from 'node:assert/strict';
+import { ConfigError, parseConfig } from '../../src/config/load.ts';
+
+/** The smallest valid config text: one app on an https publicUrl. */
+export const BASE_CONFIG = 'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\n';
+
+/** The problems a config text is refused with (fails the test if it is accepted). */
+export function problems(text: string, env: Record<string, string> = {}) {
+  try {
+    parseConfig(text, 'g.yaml', env);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    return e.problems;
+  }
+  assert.fail('expected a ConfigError');
+}

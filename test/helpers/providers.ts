@@ -1,0 +1,106 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { ConfigInput } from '../../src/config/schema.ts';
+import { SqliteDriver } from '../../src/store/sqlite.ts';
+import { decodeEntities, type Client, type Response } from './client.ts';
+import { freePort, type TestGatehouse } from './gatehouse.ts';
+import { startIdp, type IdpAccount, type IdpOptions, type TestIdp } from './idp.ts';
+
+/**
+ * Two real OpenID Providers ("idpa", "idpb") for the provider tests, with clients registered
+ * for the Gatehouse origins the test will run, and the matching `providers:` config.
+ * Secrets are random per run, so a test can look for them in logs.
+ */
+
+export const ACCOUNTS_A: IdpAccount[] = [
+  { sub: 'alice', email: 'alice@example.com', email_verified: true, name: 'Alice Liddell', groups: ['staff', 'admins'] },
+  { sub: 'bob', email: 'bob@example.com', email_verified: true, name: 'Bob', groups: ['staff'] },
+  { sub: 'carol', email: 'carol@example.com', email_verified: false, name: 'Carol' },
+  { sub: 'dave', name: 'Dave (no email)' },
+  { sub: 'erin', email: 'erin@elsewhere.org', email_verified: true, name: 'Erin' },
+  { sub: 'mallory', email: 'a@corp.com@evil.com', email_verified: true, name: 'Mallory' },
+];
+
+export const ACCOUNTS_B: IdpAccount[] = [
+  { sub: 'b-alice', email: 'alice@example.com', email_verified: true, name: 'Alice at B', groups: ['b-readers'] },
+  { sub: 'b-frank', email: 'frank@example.com', email_verified: true, name: 'Frank' },
+  { sub: 'b-grace', email: 'grace@example.com', email_verified: true, name: 'Grace' },
+];
+
+export interface Lab {
+  a: TestIdp;
+  b: TestIdp;
+  secretA: string;
+  secretB: string;
+  /** Gatehouse ports the IdP clients accept redirects to, in order. */
+  ports: number[];
+  origin(i?: number): string;
+  /** providers: entries for a Gatehouse of this lab; `over` per provider id. */
+  providers(over?: Partial<Record<'a' | 'b', Record<string, unknown>>>): NonNullable<ConfigInput['providers']>;
+  close(): Promise<void>;
+}
+
+export async function startLab(options: { gatehouses?: number; a?: Partial<IdpOptions>; b?: Partial<IdpOptions> } = {}): Promise<Lab> {
+  const ports = await Promise.all(Array.from({ length: options.gatehouses ?? 1 }, () => freePort()));
+  const origins = ports.map((p) => `http://127.0.0.1:${p}`);
+  const secretA = `secret-a-${randomBytes(12).toString('hex')}`;
+  const secretB = `secret-b-${randomBytes(12).toString('hex')}`;
+  const redirects = (id: string) => origins.map((o) => `${o}/.auth/callback/${id}`);
+  const signedOut = origins.map((o) => `${o}/.auth/signed-out`);
+  const a = await startIdp({
+    name: 'idpa',
+    accounts: ACCOUNTS_A,
+    claimsOnlyAtUserinfo: false,
+    clients: [
+      { client_id: 'gatehouse-a', client_secret: secretA, redirect_uris: redirects('a'), post_logout_redirect_uris: signedOut },
+      { client_id: 'other-client', client_secret: `other-${secretA}`, redirect_uris: ['http://127.0.0.1:9/cb'] },
+    ],
+    ...options.a,
+  });
+  const b = await startIdp({
+    name: 'idpb',
+    alg: 'ES256',
+    accounts: ACCOUNTS_B,
+    claimsOnlyAtUserinfo: true,
+    clients: [{ client_id: 'gatehouse-b', client_secret: secretB, redirect_uris: redirects('b'), post_logout_redirect_uris: signedOut, id_token_signed_response_alg: 'ES256' }],
+    ...options.b,
+  });
+  return {
+    a,
+    b,
+    secretA,
+    secretB,
+    ports,
+    origin: (i = 0) => origins[i]!,
+    providers: (over = {}) => [
+      { id: 'a', type: 'oidc', name: 'IdP A', issuer: a.issuer, clientId: 'gatehouse-a', clientSecret: secretA, endSession: true, ...over.a },
+      { id: 'b', type: 'oidc', name: 'IdP B', issuer: b.issuer, clientId: 'gatehouse-b', clientSecret: secretB, ...over.b },
+    ] as NonNullable<ConfigInput['providers']>,
+    close: async () => {
+      await Promise.all([a.close(), b.close()]);
+    },
+  };
+}
+
+/** A second connection to a test Gatehouse's SQLite file, to read rows as they are stored. */
+export function rawDb(gh: TestGatehouse): SqliteDriver {
+  return new SqliteDriver(join(gh.dir, 'gatehouse.db'));
+}
+
+/** The hidden csrf value of a page's forms. */
+export function csrfOf(page: Response): string {
+  const m = /name="csrf" value="([^"]+)"/.exec(page.text);
+  if (!m) throw new Error(`no csrf field (status ${page.status}): ${page.text.slice(0, 200)}`);
+  return decodeEntities(m[1]!);
+}
+
+/** Posts one of the account page's forms (link / unlink), the way its button does. */
+export async function accountPost(c: Client, action: '/.auth/account/link' | '/.auth/account/unlink', fields: Record<string, string>): Promise<Response> {
+  const page = await c.html('/.auth/account');
+  return c.postForm(action, { csrf: csrfOf(page), ...fields }, { origin: c.base, 'sec-fetch-site': 'same-origin' });
+}
+
+/** The error page of a failed flow: its status and the log line, for assertions. */
+export function failures(gh: TestGatehouse, reason?: string): Record<string, unknown>[] {
+  return gh.logs.filter((l) => l.event === 'oauth_callback_failed' && (reason === undefined || l.reason === reason));
+}
