@@ -17,6 +17,7 @@ import { plainAddress } from '../http/client-ip.ts';
  */
 
 const MAX_BYTES = 5 * 1024;
+const NON_PUBLIC = 'ERR_GATEHOUSE_NON_PUBLIC_ADDRESS';
 const TIMEOUT_MS = 5000;
 
 const NOT_PUBLIC = new BlockList();
@@ -90,7 +91,7 @@ export class MetadataDocuments {
           lookup(hostname, { all: true }, (err, addresses) => {
             if (err) return callback(err, []);
             const bad = addresses.find((a) => !allowedAddress(a.address, allow));
-            if (bad || addresses.length === 0) return callback(Object.assign(new Error(`${hostname} resolves to a non-public address`), { code: 'ENOTFOUND' }), []);
+            if (bad || addresses.length === 0) return callback(Object.assign(new Error(`${hostname} resolves to a non-public address`), { code: NON_PUBLIC }), []);
             if (options.all) return callback(null, addresses);
             callback(null, addresses[0]!.address, addresses[0]!.family);
           });
@@ -154,6 +155,9 @@ export class MetadataDocuments {
       if (cc) maxAge = Number(cc[1]);
     } catch (err) {
       if (err instanceof MetadataDocumentError) throw err;
+      if ((err as NodeJS.ErrnoException).code === NON_PUBLIC || ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code === NON_PUBLIC) {
+        throw new MetadataDocumentError('the client_id URL resolves to a non-public address');
+      }
       throw new MetadataDocumentError(`the client metadata document could not be fetched (${(err as NodeJS.ErrnoException).code ?? (err as Error).name})`);
     }
     let doc: Record<string, unknown>;
