@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import * as oauth from 'openid-client';
+import { isLoopbackHost } from '../oauth/loopback.ts';
 import { Credentials, type StoredLogin } from './credentials.ts';
 import { err, out, UsageError } from './io.ts';
 
@@ -18,11 +19,6 @@ export const CLI_CLIENT_ID = 'gatehouse-cli';
 const REFRESH_MARGIN_MS = 60_000;
 const TIMEOUT_MS = 15_000;
 
-function isLoopback(u: URL): boolean {
-  const h = u.hostname.replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h === '::1' || /^127\./.test(h);
-}
-
 function parseUrl(raw: string | undefined, command: string): URL {
   if (!raw) throw new UsageError(`gatehouse ${command} <url>: name the app, e.g. https://app.example.com`);
   let u: URL;
@@ -31,13 +27,13 @@ function parseUrl(raw: string | undefined, command: string): URL {
   } catch {
     throw new UsageError(`"${raw}" is not a URL`);
   }
-  if (u.protocol !== 'https:' && !(u.protocol === 'http:' && isLoopback(u))) throw new UsageError(`${u.origin}: use https (plain http only for localhost)`);
+  if (u.protocol !== 'https:' && !(u.protocol === 'http:' && isLoopbackHost(u.hostname))) throw new UsageError(`${u.origin}: use https (plain http only for localhost)`);
   return u;
 }
 
 /** openid-client refuses plain http unless told; only loopback addresses get that. */
 function insecureFor(u: URL): ((c: oauth.Configuration) => void)[] {
-  return u.protocol === 'http:' && isLoopback(u) ? [oauth.allowInsecureRequests] : [];
+  return u.protocol === 'http:' && isLoopbackHost(u.hostname) ? [oauth.allowInsecureRequests] : [];
 }
 
 async function getJson(url: string): Promise<Record<string, unknown> | undefined> {

@@ -2,6 +2,7 @@ import { lookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
 import { Agent, request } from 'undici';
 import { plainAddress } from '../http/client-ip.ts';
+import { isLoopbackHost } from './loopback.ts';
 
 /**
  * Client ID metadata documents (draft-ietf-oauth-client-id-metadata-document, used by the
@@ -35,12 +36,6 @@ function allowedAddress(address: string, allowLoopback: boolean): boolean {
   const family = isIP(a) === 6 ? 'ipv6' : 'ipv4';
   if (allowLoopback && LOOPBACK.check(a, family)) return true;
   return !NOT_PUBLIC.check(a, family);
-}
-
-function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, '');
-  const family = isIP(h);
-  return family ? LOOPBACK.check(h, family === 6 ? 'ipv6' : 'ipv4') : h === 'localhost';
 }
 
 export class MetadataDocumentError extends Error {}

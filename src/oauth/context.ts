@@ -1,9 +1,9 @@
 import type { Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
-import type { Input } from '../http/body.ts';
 import type { Logger } from '../log/index.ts';
 import type { ProviderService } from '../providers/service.ts';
 import { sessionOwner } from '../providers/tokens.ts';
+import type { FormTools } from '../server/auth-routes.ts';
 import type { RequestContext } from '../server/context.ts';
 import type { App, Site } from '../server/sites.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
@@ -16,14 +16,10 @@ import type { Resources } from './resources.ts';
 import type { Scopes } from './scopes.ts';
 import type { TokenService } from './tokens.ts';
 
-/** What the page-rendering side of Gatehouse (server/auth-routes.ts) lends the OAuth pages: CSRF and page output. */
-export interface PageKit {
-  csrf(ctx: RequestContext): { token: string; cookies: string[] };
-  /** Refuses cross-site POSTs and, for forms, checks the CSRF token; then reads the body. */
-  readPost(ctx: RequestContext): Promise<Input>;
-  html(ctx: RequestContext, status: number, page: string, cookies?: string[], headers?: Record<string, string>): void;
+/** What the page-rendering side of Gatehouse (server/auth-routes.ts) lends the OAuth pages: CSRF, page output, own URLs. */
+export type PageKit = Pick<FormTools, 'csrf' | 'readPost' | 'html'> & {
   url(ctx: RequestContext, route: string, query?: Record<string, string | undefined>): string;
-}
+};
 
 export interface OAuthDeps {
   config: Config;

@@ -168,7 +168,8 @@ export class DeviceFlow {
     const active = await signedIn(this.d, ctx);
     if (!active) {
       if (input.kind === 'json') return sendJson(ctx.res, 401, { error: 'unauthenticated', message: 'Sign in first.' });
-      return this.loginRedirect(ctx, normalizeUserCode(typed) ? formatUserCode(normalizeUserCode(typed)!) : undefined, 303);
+      const code = normalizeUserCode(typed);
+      return this.loginRedirect(ctx, code && formatUserCode(code), 303);
     }
     const { user, session } = active;
     const fail = (status: number, code: string, message: string, retryAfter?: number) => {

@@ -1,6 +1,7 @@
 import type { Warning } from '../config/lint.ts';
 import type { Config } from '../config/schema.ts';
 import { appsOf, hostKey } from '../server/sites.ts';
+import { isLoopbackHost } from './loopback.ts';
 
 /** Settings of the OAuth server (tokens.*) that validate but will hurt; part of `gatehouse check`. */
 export function lintOAuth(config: Config): Warning[] {
@@ -8,7 +9,7 @@ export function lintOAuth(config: Config): Warning[] {
   const t = config.tokens;
   const publicUrl = new URL(config.publicUrl);
   const secure = publicUrl.protocol === 'https:';
-  const loopback = /^(127\.|localhost$|\[::1\]$)/.test(publicUrl.hostname);
+  const loopback = isLoopbackHost(publicUrl.hostname);
   if (t.accessTokenTtl > t.maxLifetime) {
     w.push({ key: 'tokens.accessTokenTtl', message: `longer than tokens.maxLifetime: access tokens live ${Math.round(t.maxLifetime / 60_000)} minutes, the longest any signed token may.` });
   }

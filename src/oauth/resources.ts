@@ -13,19 +13,24 @@ import { appFor, hostKey, type App, type Site } from '../server/sites.ts';
 export class Resources {
   private readonly sites: Map<string, Site>;
   private readonly prefix: string;
-  private readonly ids = new Map<App, string>();
+  private readonly byApp = new Map<App, string>();
   private readonly all: App[];
 
   constructor(sites: Map<string, Site>, prefix: string) {
     this.sites = sites;
     this.prefix = prefix.toLowerCase();
     this.all = [...sites.values()].flatMap((s) => s.apps);
-    for (const app of this.all) this.ids.set(app, app.site.origin + (app.pathPrefix || app.site.base));
+    for (const app of this.all) this.byApp.set(app, app.site.origin + (app.pathPrefix || app.site.base));
+  }
+
+  /** Every app's resource identifier. */
+  ids(): string[] {
+    return [...this.byApp.values()];
   }
 
   /** The app's resource identifier: the `aud` of its access tokens. */
   idOf(app: App): string {
-    return this.ids.get(app)!;
+    return this.byApp.get(app)!;
   }
 
   /** The app a resource indicator names, or undefined (RFC 8707 invalid_target). */

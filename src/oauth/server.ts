@@ -12,7 +12,7 @@ import type { ProviderService } from '../providers/service.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
 import type { AccountSectionView } from '../pages/index.ts';
 import type { Store } from '../store/index.ts';
-import type { KeyRing } from '../tokens/keys.ts';
+import { issuerOf, type KeyRing } from '../tokens/keys.ts';
 import type { Secrets } from '../tokens/secrets.ts';
 import { AuthorizationCodeFlow } from './authorize.ts';
 import { BearerAuth, bearerToken, looksIssuedBy, type BearerResult } from './bearer.ts';
@@ -22,6 +22,7 @@ import { signedIn, userAgentOf, type OAuthDeps, type PageKit } from './context.t
 import { DeviceFlow } from './device.ts';
 import { CORS, OAuthError, oauthEndpoint, param, preflight, readOAuthForm, sendOAuthJson } from './http.ts';
 import { Limits } from './limits.ts';
+import { isLoopbackHost } from './loopback.ts';
 import { grantsSection } from './pages.ts';
 import { Resources } from './resources.ts';
 import { Scopes } from './scopes.ts';
@@ -50,11 +51,6 @@ export interface OAuthServerOptions {
   now?: () => number;
 }
 
-function isLoopbackOrigin(url: string): boolean {
-  const h = new URL(url).hostname.replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h === '::1' || /^127\./.test(h);
-}
-
 /**
  * Gatehouse's OAuth 2.1 authorization server for CLIs and MCP clients, on node:http and the
  * store (the reasons it is not oidc-provider are in the README). Endpoints under
@@ -72,10 +68,11 @@ export class OAuthServer {
   private code!: AuthorizationCodeFlow;
 
   constructor(o: OAuthServerOptions) {
-    const issuer = o.config.publicUrl.replace(/\/+$/, '');
+    const issuer = issuerOf(o.config);
     const origin = new URL(issuer).origin;
     const now = o.now ?? Date.now;
-    const dev = isLoopbackOrigin(o.config.publicUrl);
+    // Gatehouse itself on loopback (development, tests): metadata documents may be there too.
+    const dev = isLoopbackHost(new URL(issuer).hostname);
     this.documents = o.config.tokens.clientIdMetadataDocuments ? new MetadataDocuments({ allowLoopback: dev, now }) : null;
     const scopes = new Scopes(o.config.tokens.scopes);
     const resources = new Resources(o.sites, o.prefix);
@@ -159,7 +156,7 @@ export class OAuthServer {
       const client = await this.d.clients.authenticate(ctx.req, params);
       const token = param(params, 'token', 8192);
       if (!token) throw new OAuthError(400, 'invalid_request', 'token is required');
-      const grant = await this.d.tokens.revoke(token, client, [...this.d.sites.values()].flatMap((site) => site.apps.map((a) => this.d.resources.idOf(a))), this.d.now());
+      const grant = await this.d.tokens.revoke(token, client, this.d.resources.ids(), this.d.now());
       if (grant) this.d.logger.info({ event: 'oauth_revoke', by: 'client', clientId: client.id, userId: grant.userId, grant: grant.id, requestId: ctx.requestId }, 'login revoked by its client');
       ctx.res.writeHead(200, { 'cache-control': 'no-store', 'content-length': 0, ...CORS });
       ctx.res.end();
