@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
+import { CLI, runCli } from '../helpers/cli.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { decideDevice, signedInBrowser, withBearer } from '../oauth/helpers.ts';
 
@@ -14,7 +15,6 @@ import { decideDevice, signedInBrowser, withBearer } from '../oauth/helpers.ts';
  * terminal would in their browser; and the operator's `gatehouse sessions` on the same store.
  */
 
-const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 let gh: TestGatehouse;
 let home: string;
 let configFile: string;
@@ -36,10 +36,17 @@ interface Run {
   done: Promise<{ code: number | null; stdout: string; stderr: string }>;
 }
 
-function start(args: string[], configHome: string): Run {
+/** The environment of a user whose config dir is `configHome`, without a display (no browser opens). */
+function userEnv(configHome: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: configHome };
   delete env.DISPLAY;
   delete env.WAYLAND_DISPLAY;
+  return env;
+}
+
+/** A long-running CLI (login) whose stderr the test watches. */
+function start(args: string[], configHome: string): Run {
+  const env = userEnv(configHome);
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let stdout = '';
   let stderr = '';
@@ -48,7 +55,7 @@ function start(args: string[], configHome: string): Run {
   return { child, stderr: () => stderr, done: new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr }))) };
 }
 
-const run = (args: string[], configHome = join(home, 'default')) => start(args, configHome).done;
+const run = (args: string[], configHome = join(home, 'default')) => runCli(args, undefined, userEnv(configHome));
 
 /** Waits until the CLI has printed its user code. */
 function userCode(r: Run): Promise<string> {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { lintConfig } from '../../src/config/lint.ts';
-import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { parseConfig } from '../../src/config/load.ts';
 import { MetadataDocumentError, MetadataDocuments, metadataUrlProblem } from '../../src/oauth/client-metadata.ts';
 import { looksIssuedBy } from '../../src/oauth/bearer.ts';
 import type { Client } from '../../src/oauth/clients.ts';
@@ -11,18 +11,9 @@ import { Resources } from '../../src/oauth/resources.ts';
 import { Scopes } from '../../src/oauth/scopes.ts';
 import { formatUserCode, newUserCode, normalizeUserCode, USER_CODE_ALPHABET } from '../../src/oauth/user-code.ts';
 import { buildSites } from '../../src/server/sites.ts';
+import { BASE_CONFIG, problems } from '../helpers/config.ts';
 
-const base = 'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\n';
-
-function problems(text: string) {
-  try {
-    parseConfig(text, 'g.yaml', {});
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, String(e));
-    return e.problems.map((p) => ({ at: `${p.line ?? ''} ${p.key}`, message: p.message }));
-  }
-  assert.fail('expected a ConfigError');
-}
+const base = BASE_CONFIG;
 
 describe('user codes (RFC 8628 §6.1)', () => {
   test('8 letters of the 20 unambiguous consonants, shown as XXXX-XXXX; typed in any case, dash and spaces optional', () => {
@@ -161,7 +152,7 @@ describe('tokens config', () => {
   });
 
   test('mistakes are named with their key and line', () => {
-    const at = (yaml: string) => problems(base + yaml).map((p) => p.at);
+    const at = (yaml: string) => problems(base + yaml).map((p) => `${p.line ?? ''} ${p.key}`);
     assert.deepEqual(at('tokens:\n  clients:\n    - {id: gatehouse-cli, name: Mine, grantTypes: [device_code]}\n'), ['5 tokens.clients[0].id']);
     assert.deepEqual(at('tokens:\n  clients:\n    - id: web\n      name: Web\n      redirectUris: ["http://web.example/cb"]\n'), ['7 tokens.clients[0].redirectUris[0]']);
     assert.deepEqual(at('tokens:\n  clients:\n    - {id: web, name: Web}\n'), ['5 tokens.clients[0].redirectUris']);
