@@ -86,7 +86,7 @@ export class Accounts {
     return { ok: true, user, deviceCookie: this.throttle.newDeviceCookie(email) };
   }
 
-  /** Operator or reset flow: sets a new password and ends every session of the user. */
+  /** Operator or reset flow: sets a new password and ends every session of the user, CLI and MCP logins included. */
   async setPassword(userId: string, password: string, keepSessionHash?: string): Promise<{ ok: true } | { ok: false; error: string }> {
     const user = await this.store.users.get(userId);
     if (!user) return { ok: false, error: 'no such user' };
@@ -94,12 +94,16 @@ export class Accounts {
     if (problem) return { ok: false, error: problem };
     await this.store.users.update(userId, { passwordHash: await hashPassword(password) });
     await this.store.sessions.deleteByUser(userId, keepSessionHash);
+    await this.store.oauth.grants.revokeByUser(userId, Date.now(), 'password_changed');
     return { ok: true };
   }
 
   async setDisabled(userId: string, disabled: boolean): Promise<User | undefined> {
     const user = await this.store.users.update(userId, { disabled });
-    if (user && disabled) await this.store.sessions.deleteByUser(userId);
+    if (user && disabled) {
+      await this.store.sessions.deleteByUser(userId);
+      await this.store.oauth.grants.revokeByUser(userId, Date.now(), 'account_disabled');
+    }
     return user;
   }
 }

@@ -4,6 +4,7 @@ import { check } from './check.ts';
 import { operatorContext } from './context.ts';
 import { err, out, UsageError } from './io.ts';
 import { keys } from './keys.ts';
+import { login, logout, token } from './login.ts';
 import { serve } from './serve.ts';
 import { sessions } from './sessions.ts';
 import { users } from './users.ts';
@@ -18,11 +19,16 @@ Usage:
   gatehouse users disable|enable <email>
   gatehouse users set-password <email>
   gatehouse users set-groups <email> <a,b>
-  gatehouse sessions list --user <email> [--json]
-  gatehouse sessions revoke [id] --user <email>
+  gatehouse sessions list --user <email> [--json]           browser sessions and CLI/MCP logins
+  gatehouse sessions revoke [id] --user <email>             one (by id prefix), or all of them
   gatehouse keys list [--json]                            signing keys: state, when each signs and is dropped
   gatehouse keys rotate [--algorithm EdDSA|ES256]          add a key: published now, signs after tokens.keys.publishBefore
   gatehouse keys rotate --now                              a leaked key: the new one signs at once, the others are unpublished
+
+For CLI users of an app behind Gatehouse (no config file needed):
+  gatehouse login <url> [--no-browser]                      sign in with the device flow; tokens kept in ~/.config/gatehouse/
+  gatehouse token <url>                                     print a valid access token: curl -H "Authorization: Bearer $(gatehouse token URL)" URL
+  gatehouse logout <url>                                    revoke the login and forget it
 
 The config file is --config, else $GATEHOUSE_CONFIG, else ./gatehouse.yaml.`;
 
@@ -30,6 +36,7 @@ export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
+    allowNegative: true,
     strict: true,
     options: {
       config: { type: 'string', short: 'c' },
@@ -41,6 +48,7 @@ export async function main(argv: string[]): Promise<number> {
       json: { type: 'boolean' },
       now: { type: 'boolean' },
       algorithm: { type: 'string' },
+      browser: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -55,6 +63,12 @@ export async function main(argv: string[]): Promise<number> {
       return serve(file);
     case 'check':
       return check(file, values);
+    case 'login':
+      return login(rest[0], values);
+    case 'token':
+      return token(rest[0]);
+    case 'logout':
+      return logout(rest[0]);
     case 'users':
     case 'sessions':
     case 'keys': {

@@ -2,34 +2,58 @@ import type { OperatorContext } from './context.ts';
 import { findUser } from './users.ts';
 import { out, table, UsageError } from './io.ts';
 
+const time = (ms: number) => new Date(ms).toISOString().slice(0, 19) + 'Z';
+
+/**
+ * `gatehouse sessions list|revoke --user`: a user's browser sessions and their CLI and MCP
+ * logins (OAuth grants) in one list. kind: browser (a cookie session), device (a device-flow
+ * login, e.g. gatehouse login), client (an OAuth client such as an MCP client). A revoke
+ * applies at the next request of that browser or token.
+ */
 export async function sessions(ctx: OperatorContext, args: string[], flags: { user?: string; json?: boolean }): Promise<number> {
   const [sub, id] = args;
   switch (sub) {
     case 'list': {
       const user = await findUser(ctx, flags.user);
-      const list = await ctx.store.sessions.listByUser(user.id);
-      const rows = list.map((s) => ({
+      const now = Date.now();
+      const browser = (await ctx.store.sessions.listByUser(user.id)).map((s) => ({
         id: s.idHash.slice(0, 12),
         kind: 'browser',
+        client: '',
         site: s.site,
-        created: new Date(s.createdAt).toISOString().slice(0, 19) + 'Z',
-        'last seen': new Date(s.lastSeenAt).toISOString().slice(0, 19) + 'Z',
+        created: time(s.createdAt),
+        'last used': time(s.lastSeenAt),
         ip: s.ip ?? '',
         agent: (s.userAgent ?? '').slice(0, 40),
       }));
+      const grants = (await ctx.store.oauth.grants.listByUser(user.id, now)).map((g) => ({
+        id: g.id.slice(0, 12),
+        kind: g.kind,
+        client: g.clientId === g.clientName ? g.clientId : `${g.clientName} (${g.clientId})`.slice(0, 60),
+        site: g.resource,
+        created: time(g.createdAt),
+        'last used': time(g.lastUsedAt),
+        ip: g.ip ?? '',
+        agent: (g.userAgent ?? '').slice(0, 40),
+      }));
+      const rows = [...browser, ...grants];
       if (flags.json) out(JSON.stringify(rows));
-      else out(rows.length ? table(rows, ['id', 'kind', 'site', 'created', 'last seen', 'ip', 'agent']) : `no sessions for ${user.email}`);
+      else out(rows.length ? table(rows, ['id', 'kind', 'client', 'site', 'created', 'last used', 'ip', 'agent']) : `no sessions for ${user.email}`);
       return 0;
     }
     case 'revoke': {
       const user = await findUser(ctx, flags.user);
+      const now = Date.now();
       if (id) {
-        const match = (await ctx.store.sessions.listByUser(user.id)).filter((s) => s.idHash.startsWith(id));
-        if (match.length !== 1) throw new UsageError(match.length ? `"${id}" matches several sessions; give more characters` : `no session ${id} for ${user.email}`);
-        await ctx.store.sessions.delete(match[0]!.idHash);
-        out(`revoked session ${id} of ${user.email}`);
+        const browser = (await ctx.store.sessions.listByUser(user.id)).filter((s) => s.idHash.startsWith(id));
+        const grants = (await ctx.store.oauth.grants.listByUser(user.id, now)).filter((g) => g.id.startsWith(id));
+        const n = browser.length + grants.length;
+        if (n !== 1) throw new UsageError(n ? `"${id}" matches several sessions; give more characters` : `no session ${id} for ${user.email}`);
+        if (browser[0]) await ctx.store.sessions.delete(browser[0].idHash);
+        else await ctx.store.oauth.grants.revoke(grants[0]!.id, now, 'operator');
+        out(`revoked ${browser[0] ? 'session' : `${grants[0]!.kind} login`} ${id} of ${user.email}`);
       } else {
-        const n = await ctx.store.sessions.deleteByUser(user.id);
+        const n = (await ctx.store.sessions.deleteByUser(user.id)) + (await ctx.store.oauth.grants.revokeByUser(user.id, now, 'operator'));
         out(`revoked ${n} session${n === 1 ? '' : 's'} of ${user.email}`);
       }
       return 0;

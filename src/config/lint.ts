@@ -1,4 +1,5 @@
 import { lintEdge } from '../edge/lint.ts';
+import { lintOAuth } from '../oauth/lint.ts';
 import { lintProviders } from '../providers/lint.ts';
 import { appsOf } from '../server/sites.ts';
 import type { Config } from './schema.ts';
@@ -48,6 +49,7 @@ export function lintConfig(config: Config): Warning[] {
     }
   });
   w.push(...lintProviders(config));
+  w.push(...lintOAuth(config));
   return w;
 }
 

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { ProvidersSchema, TokenRelayApp, TokenRelayRoute } from '../providers/schema.ts';
 import { parseDuration } from './duration.ts';
+import { checkOAuthTokens, OAUTH_TOKEN_FIELDS } from './tokens.ts';
 
 /**
  * The one definition of gatehouse.yaml. The JSON Schema under schema/ is generated from it
@@ -253,8 +254,12 @@ export const ConfigSchema = z
             refreshInterval: duration('1m').meta({ description: 'How often each node reloads the key set from the store (also at once when it meets an unknown kid)' }),
           })
           .prefault({}),
+        // The OAuth server for CLIs and MCP clients: lifetimes, clients, registration (tokens.ts).
+        ...OAUTH_TOKEN_FIELDS,
       })
-      .prefault({}),
+      .superRefine(checkOAuthTokens)
+      .prefault({})
+      .meta({ description: 'Signing keys and signed tokens: the assertion, and the OAuth server for CLIs (device flow) and MCP clients' }),
     sessions: z
       .strictObject({
         cookieName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('gatehouse').meta({ description: 'Prefixed with __Host- when publicUrl is https' }),

@@ -2,9 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { normalizeTarget } from '../http/target.ts';
 import { stripCookies } from '../proxy/headers.ts';
 import { identityHeaders } from '../proxy/identity.ts';
-import { decide, isBelow, unauthenticated } from '../server/authorize.ts';
+import { decide, isBelow, unauthenticated, type BearerCheck } from '../server/authorize.ts';
 import type { RequestContext } from '../server/context.ts';
-import type { Site } from '../server/sites.ts';
+import type { App, Site } from '../server/sites.ts';
 import type { Sessions } from '../sessions/index.ts';
 import type { Assertions } from '../tokens/assertion.ts';
 import type { Diagnosis } from './diagnose.ts';
@@ -44,13 +44,16 @@ export class ForwardAuth {
   private readonly prefix: string;
   private readonly assertions: Assertions;
   private readonly error: ErrorPage;
+  /** Gatehouse's own bearer tokens (src/oauth/), decided like a proxied request's. */
+  private readonly bearer: (BearerCheck & { challenge(app: App, error?: string): string }) | undefined;
 
-  constructor(o: { sessions: Sessions; diagnosis: Diagnosis; prefix: string; assertions: Assertions; error: ErrorPage }) {
+  constructor(o: { sessions: Sessions; diagnosis: Diagnosis; prefix: string; assertions: Assertions; error: ErrorPage; bearer?: BearerCheck & { challenge(app: App, error?: string): string } }) {
     this.sessions = o.sessions;
     this.diagnosis = o.diagnosis;
     this.prefix = o.prefix;
     this.assertions = o.assertions;
     this.error = o.error;
+    this.bearer = o.bearer;
   }
 
   async handle(ctx: RequestContext): Promise<void> {
@@ -69,7 +72,7 @@ export class ForwardAuth {
     if (isBelow(target.path, this.prefix, true)) return allow(res, site, req.headers.cookie, []);
 
     const inner: RequestContext = { ...ctx, path: target.path, query: target.query };
-    const d = await decide(this.sessions, site, req, method, target.path);
+    const d = await decide(this.sessions, site, req, method, target.path, this.bearer);
     switch (d.kind) {
       case 'no_app':
         return this.error(req, res, site, 404, 'not_found', 'There is no app at this address.');
@@ -79,8 +82,11 @@ export class ForwardAuth {
         ctx.userId = d.active.user.id;
         return this.error(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.');
       case 'unauthenticated':
-        unauthenticated(inner, d.rule, d.lookup, { prefix: this.prefix, sessions: this.sessions, diagnosis: this.diagnosis }, { method, noRedirect: nginx });
+        unauthenticated(inner, d.rule, d.lookup, { prefix: this.prefix, sessions: this.sessions, diagnosis: this.diagnosis }, { method, noRedirect: nginx, challenge: this.bearer?.challenge(d.app) });
         return;
+      case 'invalid_token':
+        res.setHeader('www-authenticate', this.bearer!.challenge(d.app, d.description));
+        return this.error(req, res, site, 401, 'invalid_token', `Sign in again: ${d.description}.`);
       case 'allow': {
         const { app, active } = d;
         if (active) ctx.userId = active.user.id;

@@ -47,6 +47,15 @@ code{font-size:.9em}
 h2{margin:1.5rem 0 .5rem;font-size:1.1rem}
 .fix{margin:.5rem 0;padding-left:1.25rem}
 .fix li{margin:.4rem 0}
+.details{margin:1rem 0;display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem}
+.details dt{font-weight:600;color:var(--muted)}
+.details dd{margin:0;overflow-wrap:anywhere}
+.usercode{font-size:1.25rem;letter-spacing:.12em;font-weight:600}
+.warning{border-left:4px solid var(--focus);padding:.25rem 0 .25rem .75rem;margin:1rem 0}
+.tag{display:inline-block;font-size:.8rem;color:var(--muted);border:1px solid var(--line);border-radius:4px;padding:0 .35rem}
+.actions{display:grid;gap:.6rem;margin-top:1rem}
+ul.plain,ul.grants{margin:0;padding:0;list-style:none}
+ul.grants li{border-top:1px solid var(--line);padding:.75rem 0}
 @media (max-width:30rem){body{background:var(--card)}main{margin:0;border:0;border-radius:0}}
 `;
 

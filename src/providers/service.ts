@@ -123,6 +123,28 @@ export class ProviderService {
     return this.tokens.accessToken(sessionOwner(session), provider);
   }
 
+  /** tokenRelay for an owner that is not a browser session (a CLI or MCP login: src/oauth/). */
+  relayTokenFor(owner: TokenOwner, provider: string): Promise<AccessToken> {
+    return this.tokens.accessToken(owner, provider);
+  }
+
+  /**
+   * Copies the relayed providers' tokens of one owner to another (a CLI or MCP login approved
+   * from a browser session gets its own copy, re-encrypted for its owner). Returns the
+   * providers copied. A provider that rotates refresh tokens strictly lets only one copy
+   * refresh; the other then asks for a provider sign-in, as an expired one does.
+   */
+  async copyTokens(from: TokenOwner, to: TokenOwner): Promise<string[]> {
+    const copied: string[] = [];
+    for (const provider of this.relayed) {
+      const t = await this.tokens.read(from, provider);
+      if (!t || (!t.accessToken && !t.refreshToken) || t.refused) continue;
+      await this.tokens.save(to, provider, t);
+      copied.push(provider);
+    }
+    return copied;
+  }
+
   /**
    * Logout: forgets this node's cached tokens of the session and, when the session was made
    * by a provider with endSession on (and discovery lists an end_session_endpoint), returns

@@ -48,6 +48,7 @@ export class AuthRoutes implements FormTools {
       .add('GET', '/me', (c) => this.me(c))
       .add('GET', '/health', async (c) => sendJson(c.res, 200, { status: 'ok' }))
       .add('GET', '/ready', (c) => this.ready(c));
+    this.s.oauth.addRoutes(this.router, this);
   }
 
   url(ctx: RequestContext, route: string, query?: Record<string, string | undefined>): string {

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Diagnosis } from '../edge/diagnose.ts';
 import { redirect, sendJson, wantsHtml } from '../http/respond.ts';
 import { allows, matchRule, type Rule } from '../policy/rules.ts';
+import type { BearerResult } from '../oauth/bearer.ts';
 import type { ActiveSession, Lookup, Sessions } from '../sessions/index.ts';
 import type { RequestContext } from './context.ts';
 import { appFor, type App, type Site } from './sites.ts';
@@ -9,14 +10,24 @@ import { appFor, type App, type Site } from './sites.ts';
 /**
  * The "authorize" step, shared by proxied requests, WebSocket upgrades and forward-auth
  * (/.auth/check), so all three decide a (site, method, normalized path) alike: the app by
- * longest path prefix, its first matching rule, then the session.
+ * longest path prefix, its first matching rule, then the session, or the bearer token
+ * (an OAuth access token from src/oauth/) when the request carries one.
  */
 export type Decision =
   | { kind: 'no_app' }
   | { kind: 'deny'; app: App; rule: Rule }
   | { kind: 'unauthenticated'; app: App; rule: Rule; lookup: Lookup }
+  | { kind: 'invalid_token'; app: App; rule: Rule; description: string }
   | { kind: 'forbidden'; app: App; rule: Rule; active: ActiveSession }
-  | { kind: 'allow'; app: App; rule: Rule; active: ActiveSession | undefined };
+  /** ownToken: the Authorization header carried a Gatehouse token: it must not reach the app. */
+  | { kind: 'allow'; app: App; rule: Rule; active: ActiveSession | undefined; ownToken?: boolean };
+
+/** The bearer-token check (oauth/server.ts), as the authorize step needs it. */
+export interface BearerCheck {
+  tokenOf(req: IncomingMessage): string | undefined;
+  authenticate(token: string, app: App): Promise<BearerResult>;
+  isOwnToken(token: string): boolean;
+}
 
 const NO_APP: Decision = { kind: 'no_app' };
 
@@ -24,11 +35,24 @@ const NO_APP: Decision = { kind: 'no_app' };
  * Throws when the store is unreachable on a protected rule (fail closed); public rules still
  * tell the app who is signed in when they can, but never fail on the store.
  */
-export async function decide(sessions: Sessions, site: Site, req: IncomingMessage, method: string, path: string): Promise<Decision> {
+export async function decide(sessions: Sessions, site: Site, req: IncomingMessage, method: string, path: string, bearer?: BearerCheck): Promise<Decision> {
   const app = appFor(site, path);
   if (!app) return NO_APP;
   const rule = matchRule(app.rules, app.fallback, method, path);
   if (rule.access === 'deny') return { kind: 'deny', app, rule };
+  // A Gatehouse token decides on its own (no fallback to a cookie) and never reaches the app.
+  // Any other Authorization is the app's business: passed on, the session cookie decides.
+  const token = bearer && req.headers.authorization !== undefined ? bearer.tokenOf(req) : undefined;
+  if (token !== undefined && bearer!.isOwnToken(token)) {
+    if (rule.access === 'authenticated') {
+      const r = await bearer!.authenticate(token, app);
+      if (!r.ok) return { kind: 'invalid_token', app, rule, description: r.description };
+      if (!allows(rule.allow, r.active.user)) return { kind: 'forbidden', app, rule, active: r.active };
+      return { kind: 'allow', app, rule, active: r.active, ownToken: true };
+    }
+    const r = await bearer!.authenticate(token, app).catch(() => undefined);
+    return { kind: 'allow', app, rule, active: r?.ok ? r.active : undefined, ownToken: true };
+  }
   if (rule.access === 'authenticated') {
     const lookup = await sessions.lookup(req, site.session, site.origin);
     if (lookup.state !== 'active') return { kind: 'unauthenticated', app, rule, lookup };
@@ -61,14 +85,15 @@ export function loginUrl(site: Site, prefix: string, target: string): string {
  * login page, anything else gets 401 JSON; a rule's `unauthenticated` forces one of the two.
  * A browser that signed in a moment ago gets the loop-breaker's explanation instead.
  * `noRedirect` (nginx auth_request, which cannot relay a redirect): 401 always, with the login
- * URL in X-Gatehouse-Login when a redirect was meant. Returns the status sent.
+ * URL in X-Gatehouse-Login when a redirect was meant. `challenge`: the WWW-Authenticate value
+ * (the OAuth server's, naming the app's protected-resource metadata). Returns the status sent.
  */
 export function unauthenticated(
   ctx: RequestContext,
   rule: Rule,
   lookup: Lookup,
   deps: { prefix: string; sessions: Sessions; diagnosis: Diagnosis },
-  o: { method?: string; noRedirect?: boolean } = {},
+  o: { method?: string; noRedirect?: boolean; challenge?: string } = {},
 ): number {
   const { req, res, site } = ctx;
   const method = o.method ?? req.method;
@@ -87,7 +112,7 @@ export function unauthenticated(
     redirect(res, 302, login, cookies);
     return 302;
   }
-  const headers: Record<string, string> = { 'www-authenticate': `Bearer realm="${site.origin}"` };
+  const headers: Record<string, string> = { 'www-authenticate': o.challenge ?? `Bearer realm="${site.origin}"` };
   if (mode === 'redirect') headers['x-gatehouse-login'] = login;
   sendJson(res, 401, { error: 'unauthenticated', message: 'Sign in to use this resource.', login }, headers, cookies);
   return 401;

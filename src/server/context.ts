@@ -8,6 +8,7 @@ import type { TrustedProxies } from '../http/client-ip.ts';
 import type { Forwarding, Scheme } from '../http/forwarded.ts';
 import type { Logger } from '../log/index.ts';
 import type { ProviderService } from '../providers/service.ts';
+import type { OAuthServer } from '../oauth/server.ts';
 import type { Sessions } from '../sessions/index.ts';
 import type { Store, User } from '../store/index.ts';
 import type { KeyRing } from '../tokens/keys.ts';
@@ -35,6 +36,8 @@ export interface Services {
   prefix: string;
   /** Sign-in through OAuth2/OIDC providers, linked identities, provider tokens. */
   providers: ProviderService;
+  /** The OAuth server for CLIs and MCP clients (src/oauth/). */
+  oauth: OAuthServer;
 }
 
 export interface RequestContext {

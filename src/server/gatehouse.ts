@@ -17,6 +17,8 @@ import { HttpError } from '../http/errors.ts';
 import { redirect, sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
 import { normalizeTarget } from '../http/target.ts';
 import { createLogger, type Logger } from '../log/index.ts';
+import { grantOwner, type BearerSession } from '../oauth/bearer.ts';
+import { OAuthServer } from '../oauth/server.ts';
 import { CSP, messagePage } from '../pages/index.ts';
 import type { Rule } from '../policy/rules.ts';
 import { ProviderRoutes } from '../providers/routes.ts';
@@ -43,6 +45,8 @@ export interface GatehouseOptions {
   /** Use this store instead of opening the configured one (tests, embedding). */
   store?: Store;
   cache?: Cache;
+  /** The clock of the OAuth server's decisions and the key ring (tests move it by hand). */
+  clock?: () => number;
 }
 
 /**
@@ -72,6 +76,8 @@ export class Gatehouse {
   readonly sessions: Sessions;
   readonly accounts: Accounts;
   readonly providers: ProviderService;
+  /** The OAuth server for CLIs and MCP clients (src/oauth/). */
+  readonly oauth: OAuthServer;
   readonly server: Listener;
   readonly sites: Map<string, Site>;
   private readonly services: Services;
@@ -96,7 +102,7 @@ export class Gatehouse {
   private readonly purgeTimer: NodeJS.Timeout;
   private closing: Promise<void> | null = null;
 
-  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets, keys: KeyRing, tls: TlsPair | undefined) {
+  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets, keys: KeyRing, tls: TlsPair | undefined, clock?: () => number) {
     this.config = config;
     this.logger = logger;
     this.store = store;
@@ -115,6 +121,7 @@ export class Gatehouse {
     const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
     this.accounts = new Accounts(store, throttle, config.accounts);
     this.providers = new ProviderService({ config, store, secrets, logger, sessions: this.sessions, prefix: this.prefix });
+    this.oauth = new OAuthServer({ config, logger, store, cache, secrets, sessions: this.sessions, sites: this.sites, keys, prefix: this.prefix, providers: this.providers, now: clock });
     this.services = {
       config,
       logger,
@@ -130,14 +137,17 @@ export class Gatehouse {
       diagnosis: this.diagnosis,
       prefix: this.prefix,
       providers: this.providers,
+      oauth: this.oauth,
     };
     this.auth = new AuthRoutes(this.services);
     const account = new AccountRoutes(this.services, this.auth);
     new ProviderRoutes(this.providers, this.services, this.auth, account).register(this.auth.router);
+    account.addSection(20, (ctx, active, csrf) => this.oauth.accountSection(ctx, active, csrf, this.auth));
     account.register(this.auth.router);
     this.assertions = new Assertions(keys, secrets, { ttlMs: config.tokens.assertionTtl });
     this.wellKnown.add(JWKS_PATH, jwksRoute(keys));
-    const forwardAuth = new ForwardAuth({ sessions: this.sessions, diagnosis: this.diagnosis, prefix: this.prefix, assertions: this.assertions, error: (...a) => this.error(...a) });
+    this.oauth.addWellKnown(this.wellKnown);
+    const forwardAuth = new ForwardAuth({ sessions: this.sessions, diagnosis: this.diagnosis, prefix: this.prefix, assertions: this.assertions, error: (...a) => this.error(...a), bearer: this.oauth });
     this.auth.router.add([...METHODS], '/check', (c) => forwardAuth.handle(c));
 
     const t = config.listen.timeouts;
@@ -191,6 +201,7 @@ export class Gatehouse {
     this.purgeTimer = setInterval(() => {
       this.store.sessions.purgeExpired(Date.now(), config.sessions.idleTimeout).catch(() => {});
       this.providers.flows.purgeExpired().catch(() => {});
+      this.oauth.purge().catch(() => {});
     }, 10 * 60_000);
     this.purgeTimer.unref();
   }
@@ -208,13 +219,13 @@ export class Gatehouse {
     try {
       tls = config.listen.tls ? loadTls(config.listen.tls) : undefined;
       secrets = await loadSecrets(config.secrets, store.kv);
-      keys = await KeyRing.open(store, secrets, keyPolicy(config), { issuer: issuerOf(config), logger });
+      keys = await KeyRing.open(store, secrets, keyPolicy(config), { issuer: issuerOf(config), logger, now: options.clock });
     } catch (err) {
       await Promise.allSettled([options.store ? undefined : store.close(), options.cache ? undefined : cache.close()]);
       throw err;
     }
     void dummyHash();
-    return new Gatehouse(config, logger, store, cache, secrets, keys, tls);
+    return new Gatehouse(config, logger, store, cache, secrets, keys, tls, options.clock);
   }
 
   /**
@@ -349,14 +360,16 @@ export class Gatehouse {
   /** Decides and, when allowed, forwards. Returns the status the client got. */
   private async proxy(ctx: RequestContext): Promise<number> {
     const { req, res, site } = ctx;
-    const d = await decide(this.sessions, site, req, req.method ?? 'GET', ctx.path);
+    const d = await decide(this.sessions, site, req, req.method ?? 'GET', ctx.path, this.oauth);
     switch (d.kind) {
       case 'no_app':
         return this.error(req, res, site, 404, 'not_found', 'There is no app at this address.'), 404;
       case 'deny':
         return this.error(req, res, site, 403, 'forbidden', 'Access to this page is not allowed.'), 403;
       case 'unauthenticated':
-        return unauthenticated(ctx, d.rule, d.lookup, this.services);
+        return unauthenticated(ctx, d.rule, d.lookup, this.services, { challenge: this.oauth.challenge(d.app) });
+      case 'invalid_token':
+        return this.bearerRefused(ctx, d.app, d.description);
       case 'forbidden':
         ctx.userId = d.active.user.id;
         return this.error(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.'), 403;
@@ -371,7 +384,7 @@ export class Gatehouse {
     let assertion: string | Promise<string> | undefined;
     if (active && app.headers.assertion) assertion = this.assertions.get(app, active);
     if (typeof assertion === 'object') assertion = await assertion;
-    const headers = this.upstreamHeaders(ctx, app, active, assertion, bearer);
+    const headers = this.upstreamHeaders(ctx, app, active, assertion, bearer, d.ownToken);
     const outcome = await forward(req, res, app.upstream, ctx.path + ctx.query, headers);
     if (outcome.error) {
       this.logger.warn({ event: 'upstream_error', app: app.name, cause: outcome.cause, requestId: ctx.requestId }, 'upstream failed');
@@ -381,8 +394,12 @@ export class Gatehouse {
     return outcome.status;
   }
 
-  /** `bearer`: undefined without tokenRelay; else the token to send (null: none, and the client's is dropped). */
-  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | undefined, assertion: string | undefined, bearer?: string | null): string[] {
+  /**
+   * `bearer`: undefined without tokenRelay; else the token to send (null: none, and the
+   * client's is dropped). `ownToken`: the client's Authorization carried a Gatehouse token,
+   * which never reaches an app.
+   */
+  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | undefined, assertion: string | undefined, bearer?: string | null, ownToken = false): string[] {
     const { req, site } = ctx;
     return upstreamRequestHeaders(
       req.rawHeaders,
@@ -399,9 +416,16 @@ export class Gatehouse {
         ownCookies: site.ownCookies,
       },
       bearer ? [...identityHeaders(app, active, assertion), 'authorization', `Bearer ${bearer}`] : identityHeaders(app, active, assertion),
-      bearer === undefined ? undefined : 'authorization',
+      bearer === undefined && !ownToken ? undefined : 'authorization',
       app.ownIdentityHeaders,
     );
+  }
+
+  /** A bearer token that is not good for this app: 401 with the RFC 6750 error, always JSON. */
+  private bearerRefused(ctx: RequestContext, app: App, description: string): number {
+    this.logger.info({ event: 'bearer_refused', app: app.name, reason: description, requestId: ctx.requestId }, 'bearer token refused');
+    sendJson(ctx.res, 401, { error: 'invalid_token', message: `Sign in again: ${description}.` }, { 'www-authenticate': this.oauth.challenge(app, description) });
+    return 401;
   }
 
   /**
@@ -413,7 +437,8 @@ export class Gatehouse {
     const provider = rule.tokenRelay === null ? app.tokenRelay : rule.tokenRelay || null;
     if (!provider) return { bearer: undefined };
     if (!active) return { bearer: null };
-    const token = await this.providers.relayToken(active.session, provider);
+    // A CLI or MCP login relays the provider tokens it was given when the user approved it.
+    const token = 'grant' in active ? await this.providers.relayTokenFor(grantOwner((active as BearerSession).grant), provider) : await this.providers.relayToken(active.session, provider);
     return token.ok ? { bearer: token.token } : { provider, reason: token.reason };
   }
 
@@ -502,9 +527,9 @@ export class Gatehouse {
       // Cross-site WebSocket hijacking: the browser sends cookies with a cross-origin upgrade.
       const origin = req.headers.origin;
       if (origin !== undefined && origin !== site.origin) return rejectUpgrade(socket, (status = 403), 'Forbidden');
-      const d = await decide(this.sessions, site, req, 'GET', target.path);
+      const d = await decide(this.sessions, site, req, 'GET', target.path, this.oauth);
       if (d.kind === 'no_app') return rejectUpgrade(socket, (status = 404), 'Not Found');
-      if (d.kind === 'unauthenticated') return rejectUpgrade(socket, (status = 401), 'Unauthorized');
+      if (d.kind === 'unauthenticated' || d.kind === 'invalid_token') return rejectUpgrade(socket, (status = 401), 'Unauthorized');
       if (d.kind !== 'allow') return rejectUpgrade(socket, (status = 403), 'Forbidden');
       const { app, active } = d;
       userId = active?.user.id;
@@ -513,7 +538,7 @@ export class Gatehouse {
       const { bearer } = relay;
       const ctx: RequestContext = { req, res: undefined as unknown as ServerResponse, site, path: target.path, query: target.query, ip: via.ip, scheme: via.scheme, viaProxy: via.viaProxy, requestId };
       const assertion = active && app.headers.assertion ? await this.assertions.get(app, active) : undefined;
-      const headers = this.upstreamHeaders(ctx, app, active, assertion, bearer);
+      const headers = this.upstreamHeaders(ctx, app, active, assertion, bearer, d.ownToken);
       (socket as Socket).setTimeout?.(0);
       status = await tunnelWebSocket(req, socket, head, app.upstream, target.path + target.query, headers, ([client, upstream]) => {
         this.tunnels.set(client!, upstream!);
@@ -559,7 +584,7 @@ export class Gatehouse {
       http.Server.prototype.closeAllConnections.call(this.server as http.Server);
       for (const session of this.h2Sessions) session.destroy();
       await Promise.allSettled([...this.sites.values()].flatMap((s) => s.apps.map((a) => a.upstream.close())));
-      await Promise.allSettled([this.store.close(), this.cache.close()]);
+      await Promise.allSettled([this.store.close(), this.cache.close(), this.oauth.close()]);
       await new Promise<void>((resolve) => this.logger.flush(() => resolve()));
     })();
     return this.closing;

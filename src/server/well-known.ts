@@ -14,8 +14,12 @@ export type WellKnownHandler = (ctx: RequestContext) => void | Promise<void>;
 export const WELL_KNOWN_PREFIX = '/.well-known/';
 export const JWKS_PATH = '/.well-known/jwks.json';
 
+type Route = { handler: WellKnownHandler; methods: readonly string[] };
+
 export class WellKnown {
-  private readonly routes = new Map<string, { handler: WellKnownHandler; methods: readonly string[] }>();
+  private readonly routes = new Map<string, Route>();
+  /** Paths that are Gatehouse's with everything below them (RFC 9728's path-suffixed metadata). */
+  private readonly trees = new Map<string, Route>();
 
   add(path: string, handler: WellKnownHandler, methods: readonly string[] = ['GET', 'HEAD']): this {
     if (!path.startsWith(WELL_KNOWN_PREFIX) || path.length === WELL_KNOWN_PREFIX.length) throw new Error(`a well-known route is under ${WELL_KNOWN_PREFIX}: ${path}`);
@@ -23,14 +27,28 @@ export class WellKnown {
     return this;
   }
 
-  /** Whether this exact (normalized) path is Gatehouse's. */
+  /** Like add, for the path and every path below it (`path/...`). */
+  addTree(path: string, handler: WellKnownHandler, methods: readonly string[] = ['GET', 'HEAD']): this {
+    this.add(path, handler, methods);
+    this.trees.set(path, { handler, methods });
+    return this;
+  }
+
+  private find(path: string): Route | undefined {
+    const exact = this.routes.get(path);
+    if (exact || this.trees.size === 0) return exact;
+    const second = path.indexOf('/', WELL_KNOWN_PREFIX.length);
+    return second === -1 ? undefined : this.trees.get(path.slice(0, second));
+  }
+
+  /** Whether this (normalized) path is Gatehouse's. */
   has(path: string): boolean {
-    return path.length > WELL_KNOWN_PREFIX.length && path.charCodeAt(1) === 46 /* . */ && this.routes.has(path);
+    return path.length > WELL_KNOWN_PREFIX.length && path.charCodeAt(1) === 46 /* . */ && this.find(path) !== undefined;
   }
 
   /** Answers the request; the caller checked has(path). */
   async handle(ctx: RequestContext): Promise<void> {
-    const route = this.routes.get(ctx.path)!;
+    const route = this.find(ctx.path)!;
     const method = ctx.req.method ?? 'GET';
     if (!route.methods.includes(method)) {
       return sendJson(ctx.res, 405, { error: 'method_not_allowed', message: 'This method is not allowed here.' }, { allow: route.methods.join(', ') });

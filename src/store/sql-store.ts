@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { isUniqueViolation, type SqlDriver } from './driver.ts';
+import type { OAuthStore } from './oauth-types.ts';
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import { SqlSigningKeys } from './sql-keys.ts';
 import { SqlIdentities, SqlLoginStates, SqlProviderTokens } from './sql-providers.ts';
+import { SqlOAuth } from './sql-oauth.ts';
 import { StoreConflictError, type KeyValueStore, type NewUser, type SigningKeyStore, type Session, type SessionStore, type Store, type User, type UserPatch, type UserStore } from './types.ts';
 
 interface UserRow {
@@ -264,6 +266,7 @@ export class SqlStore implements Store {
   readonly identities: IdentityStore;
   readonly loginStates: LoginStateStore;
   readonly providerTokens: ProviderTokenStore;
+  readonly oauth: OAuthStore;
 
   private readonly db: SqlDriver;
 
@@ -277,6 +280,7 @@ export class SqlStore implements Store {
     this.identities = new SqlIdentities(db, (tx, user) => new SqlUsers(tx).create(user));
     this.loginStates = new SqlLoginStates(db);
     this.providerTokens = new SqlProviderTokens(db);
+    this.oauth = new SqlOAuth(db);
   }
 
   async ping(): Promise<void> {

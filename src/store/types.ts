@@ -1,4 +1,5 @@
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
+import type { OAuthStore } from './oauth-types.ts';
 
 /**
  * The storage contract. Every method is async and free of any one database's features,
@@ -131,6 +132,8 @@ export interface Store {
   readonly identities: IdentityStore;
   readonly loginStates: LoginStateStore;
   readonly providerTokens: ProviderTokenStore;
+  /** The OAuth authorization server's clients, device authorizations, codes and grants (oauth-types.ts). */
+  readonly oauth: OAuthStore;
   /** Cheap round trip for readiness checks. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -37,7 +37,7 @@ export interface TestGatehouse {
  */
 export async function startGatehouse(
   configure: (ctx: { port: number; upstream: string; dir: string }) => Partial<ConfigInput> = () => ({}),
-  options: { upstream?: TestUpstream; logLevel?: string; tls?: TestCert; port?: number } = {},
+  options: { upstream?: TestUpstream; logLevel?: string; tls?: TestCert; port?: number; clock?: () => number } = {},
 ): Promise<TestGatehouse> {
   const upstream = options.upstream ?? (await startUpstream());
   const port = options.port ?? (await freePort());
@@ -60,7 +60,7 @@ export async function startGatehouse(
     },
   });
   const logger = createLogger(options.logLevel ?? 'debug', sink);
-  const gatehouse = await Gatehouse.create(config, { logger });
+  const gatehouse = await Gatehouse.create(config, { logger, clock: options.clock });
   await gatehouse.listen(port, '127.0.0.1');
   const logText = () => chunks.join('');
   return {

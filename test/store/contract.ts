@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { StoreConflictError, type Session, type SigningKey, type Store } from '../../src/store/index.ts';
 import { providerStoreContract } from './providers-contract.ts';
+import { oauthStoreContract } from './oauth-contract.ts';
 
 /**
  * The Store contract: what every implementation must do, as Gatehouse and its users rely on
@@ -411,4 +412,6 @@ export function storeContract(name: string, harness: StoreHarness): void {
       }));
     });
   });
+
+  oauthStoreContract(name, harness);
 }

@@ -85,7 +85,8 @@ describe('config loading', () => {
 
   test('tokens and assertion headers: defaults, contradictions named with their line, warnings', () => {
     const c = parseConfig(base, 'g.yaml', {});
-    assert.deepEqual(c.tokens, { algorithm: 'EdDSA', assertionTtl: 60_000, maxLifetime: 3_600_000, clockSkew: 30_000, keys: { publishBefore: 600_000, refreshInterval: 60_000 } });
+    const { algorithm, assertionTtl, maxLifetime, clockSkew, keys: keyTimes } = c.tokens;
+    assert.deepEqual({ algorithm, assertionTtl, maxLifetime, clockSkew, keys: keyTimes }, { algorithm: 'EdDSA', assertionTtl: 60_000, maxLifetime: 3_600_000, clockSkew: 30_000, keys: { publishBefore: 600_000, refreshInterval: 60_000 } });
     assert.equal(c.headers.assertion, true, 'the assertion is on by default');
     const keys = (yaml: string) => problems(base + yaml).map((p) => `${p.line ?? ''} ${p.key}`);
     assert.deepEqual(keys('tokens:\n  keys:\n    publishBefore: 30s\n    refreshInterval: 1m\n'), ['5 tokens.keys.publishBefore']);

@@ -1,0 +1,126 @@
+import type { JWTPayload } from 'jose';
+import type { App } from '../server/sites.ts';
+import type { ActiveSession } from '../sessions/index.ts';
+import type { Grant, Store } from '../store/index.ts';
+import type { Resources } from './resources.ts';
+import type { KeyRing } from '../tokens/keys.ts';
+import { ACCESS_TOKEN_TYP, type TokenService } from './tokens.ts';
+
+/**
+ * `Authorization: Bearer` on an app's routes. A token is accepted when its signature is
+ * Gatehouse's (the key ring, alg pinned), `typ` is at+jwt, `iss` is publicUrl, it has not
+ * expired, `aud` is this app's resource URL, and its grant is live (not revoked, not ended,
+ * the user not disabled): the grant is read on every request, so a revocation applies at
+ * the next one. What a signature check proves is kept in memory per token, so a busy CLI
+ * costs a map lookup and the grant read (itself from memory on SQLite until anything is
+ * written), no crypto.
+ */
+
+export { grantOwner } from './context.ts';
+
+/** A bearer-authenticated request presents itself like a browser session of the grant. */
+export interface BearerSession extends ActiveSession {
+  grant: Grant;
+  clientId: string;
+  scope: string;
+}
+
+export type BearerResult = { ok: true; active: BearerSession } | { ok: false; description: string };
+
+interface Verified {
+  sub: string;
+  aud: string;
+  sid: string;
+  clientId: string;
+  scope: string;
+  expMs: number;
+}
+
+const CACHE_ENTRIES = 10_000;
+const MAX_TOKEN = 4096;
+
+/** The token of an `Authorization: Bearer ...` header (possibly malformed), or undefined for another scheme. */
+export function bearerToken(header: string): string | undefined {
+  if (header.length < 7 || header.slice(0, 6).toLowerCase() !== 'bearer' || (header.length > 6 && header.charCodeAt(6) !== 32)) return undefined;
+  return header.slice(7).trim();
+}
+
+const TOKEN_SYNTAX = /^[A-Za-z0-9\-._~+/]+=*$/;
+
+/**
+ * Whether a bearer token is Gatehouse's to decide: a JWT naming Gatehouse as its issuer, or
+ * a Gatehouse refresh token (never good as an access token). Any other token belongs to the
+ * app. Costs one base64 decode and a JSON parse, only for requests that carry a bearer token.
+ */
+export function looksIssuedBy(token: string, issuer: string): boolean {
+  if (token.startsWith('grt.')) return true;
+  const parts = token.split('.');
+  if (parts.length !== 3 || parts[1]!.length > 4096) return false;
+  try {
+    return (JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as JWTPayload).iss === issuer;
+  } catch {
+    return false;
+  }
+}
+
+export class BearerAuth {
+  private readonly verified = new Map<string, Verified>();
+  private readonly keys: KeyRing;
+  private readonly store: Store;
+  private readonly tokens: TokenService;
+  private readonly resources: Resources;
+  private readonly issuer: string;
+  private readonly now: () => number;
+
+  constructor(o: { keys: KeyRing; store: Store; tokens: TokenService; resources: Resources; issuer: string; now: () => number }) {
+    this.keys = o.keys;
+    this.store = o.store;
+    this.tokens = o.tokens;
+    this.resources = o.resources;
+    this.issuer = o.issuer;
+    this.now = o.now;
+  }
+
+  /** The signature, typ, iss, exp and aud (this app's) checked once per token by the key ring; kept while it lives. */
+  private async verify(token: string, audience: string): Promise<Verified | undefined> {
+    const hit = this.verified.get(token);
+    if (hit) return hit.aud === audience ? hit : undefined;
+    const claims = await this.keys.verify(token, { typ: ACCESS_TOKEN_TYP, audience, issuer: this.issuer, clockToleranceSeconds: 0 }).then(
+      (r) => r.payload,
+      () => undefined,
+    );
+    if (!claims || typeof claims.sub !== 'string' || claims.aud !== audience || typeof claims.sid !== 'string' || typeof claims.client_id !== 'string' || typeof claims.exp !== 'number') return undefined;
+    const v: Verified = { sub: claims.sub, aud: claims.aud, sid: claims.sid, clientId: claims.client_id, scope: typeof claims.scope === 'string' ? claims.scope : '', expMs: claims.exp * 1000 };
+    if (this.verified.size >= CACHE_ENTRIES) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, v);
+    return v;
+  }
+
+  async authenticate(token: string, app: App): Promise<BearerResult> {
+    if (token.length > MAX_TOKEN || !TOKEN_SYNTAX.test(token)) return { ok: false, description: 'the access token is malformed' };
+    const now = this.now();
+    const v = await this.verify(token, this.resources.idOf(app));
+    if (!v) return { ok: false, description: 'the access token is not valid here (signature, issuer, expiry or app)' };
+    if (now >= v.expMs) {
+      this.verified.delete(token);
+      return { ok: false, description: 'the access token has expired' };
+    }
+    const found = await this.store.oauth.grants.getWithUser(v.sid);
+    if (!found || found.grant.clientId !== v.clientId || found.grant.userId !== v.sub || found.user.disabled) return { ok: false, description: 'the login was revoked' };
+    const ended = this.tokens.ended(found.grant, now);
+    if (ended) return { ok: false, description: ended };
+    const { grant, user } = found;
+    return {
+      ok: true,
+      active: {
+        // The grant in the shape of a session: what the app learns of a bearer request is
+        // what it learns of a browser session (identity headers, assertion).
+        session: { idHash: `grant:${grant.id}`, userId: user.id, site: app.site.origin, createdAt: grant.createdAt, lastSeenAt: grant.lastUsedAt, expiresAt: grant.expiresAt, amr: grant.amr, ip: grant.ip, userAgent: grant.userAgent },
+        user,
+        grant,
+        clientId: v.clientId,
+        scope: v.scope,
+      },
+    };
+  }
+}

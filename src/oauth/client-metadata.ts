@@ -1,0 +1,183 @@
+import { lookup, type LookupAddress } from 'node:dns';
+import { BlockList, isIP } from 'node:net';
+import { Agent, request } from 'undici';
+import { plainAddress } from '../http/client-ip.ts';
+import { isLoopbackHost } from './loopback.ts';
+
+/**
+ * Client ID metadata documents (draft-ietf-oauth-client-id-metadata-document, used by the
+ * MCP authorization spec): a client_id that is an https URL names a JSON document, served
+ * there by the client's owner, with its name and redirect URIs. Fetching a URL an anonymous
+ * caller chose is a server-side request forgery risk, so:
+ *   - https only, a path, no query, fragment, credentials or dot segments;
+ *   - the name must resolve to public addresses only, checked at connect time (no DNS
+ *     rebinding between check and use); IP literals are checked the same way;
+ *   - no redirects, 5 s for the whole exchange, 5 KiB at most, JSON only.
+ * Where Gatehouse itself runs on a loopback address (development, tests), http URLs on
+ * loopback are accepted too, and only then.
+ */
+
+const MAX_BYTES = 5 * 1024;
+const NON_PUBLIC = 'ERR_GATEHOUSE_NON_PUBLIC_ADDRESS';
+const TIMEOUT_MS = 5000;
+
+const NOT_PUBLIC = new BlockList();
+for (const [net, bits] of [
+  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.0.2.0', 24],
+  ['192.168.0.0', 16], ['198.18.0.0', 15], ['198.51.100.0', 24], ['203.0.113.0', 24], ['224.0.0.0', 4], ['240.0.0.0', 4],
+] as const) NOT_PUBLIC.addSubnet(net, bits, 'ipv4');
+for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96], ['2001:db8::', 32], ['::ffff:0:0', 96]] as const) NOT_PUBLIC.addSubnet(net, bits, 'ipv6');
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+function allowedAddress(address: string, allowLoopback: boolean): boolean {
+  const a = plainAddress(address);
+  const family = isIP(a) === 6 ? 'ipv6' : 'ipv4';
+  if (allowLoopback && LOOPBACK.check(a, family)) return true;
+  return !NOT_PUBLIC.check(a, family);
+}
+
+export class MetadataDocumentError extends Error {}
+
+/** Why a client_id cannot be a metadata document URL, or undefined when it can. */
+export function metadataUrlProblem(clientId: string, allowLoopback: boolean): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(clientId);
+  } catch {
+    return 'is not a URL';
+  }
+  if (u.protocol !== 'https:' && !(allowLoopback && u.protocol === 'http:' && isLoopbackHost(u.hostname))) return 'must be an https URL';
+  if (u.username || u.password || u.search || clientId.includes('#')) return 'must not contain credentials, a query or a fragment';
+  if (u.pathname === '/' || /\/\.\.?(\/|$)/.test(clientId.slice(u.origin.length))) return 'must have a path without "." or ".." segments';
+  if (u.href !== clientId) return 'must be written in its normal form';
+  return undefined;
+}
+
+export interface MetadataDocument {
+  clientId: string;
+  name: string | undefined;
+  clientUri: string | undefined;
+  redirectUris: string[];
+  grantTypes: string[];
+  scope: string | undefined;
+  /** Until when the document may be used without fetching it again. */
+  freshUntil: number;
+}
+
+export class MetadataDocuments {
+  private readonly allowLoopback: boolean;
+  private readonly agent: Agent;
+  private readonly cache = new Map<string, MetadataDocument>();
+  private readonly now: () => number;
+
+  constructor(options: { allowLoopback: boolean; now: () => number }) {
+    this.allowLoopback = options.allowLoopback;
+    this.now = options.now;
+    const allow = this.allowLoopback;
+    this.agent = new Agent({
+      connections: 8,
+      connect: {
+        timeout: TIMEOUT_MS,
+        // Every address the name resolves to must be public: checked on the very addresses
+        // the socket will use, so a second DNS answer cannot point somewhere else.
+        lookup: (hostname: string, options: { all?: boolean }, callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void) => {
+          lookup(hostname, { all: true }, (err, addresses) => {
+            if (err) return callback(err, []);
+            const bad = addresses.find((a) => !allowedAddress(a.address, allow));
+            if (bad || addresses.length === 0) return callback(Object.assign(new Error(`${hostname} resolves to a non-public address`), { code: NON_PUBLIC }), []);
+            if (options.all) return callback(null, addresses);
+            callback(null, addresses[0]!.address, addresses[0]!.family);
+          });
+        },
+      },
+    });
+  }
+
+  /** The document for a client_id URL, from memory while fresh; throws MetadataDocumentError. */
+  async get(clientId: string): Promise<MetadataDocument> {
+    const cached = this.cache.get(clientId);
+    if (cached && cached.freshUntil > this.now()) return cached;
+    const doc = await this.fetch(clientId);
+    if (this.cache.size >= 1000) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(clientId, doc);
+    return doc;
+  }
+
+  private async fetch(clientId: string): Promise<MetadataDocument> {
+    const problem = metadataUrlProblem(clientId, this.allowLoopback);
+    if (problem) throw new MetadataDocumentError(`the client_id URL ${problem}`);
+    const host = new URL(clientId).hostname.replace(/^\[|\]$/g, '');
+    if (isIP(host) && !allowedAddress(host, this.allowLoopback)) throw new MetadataDocumentError('the client_id URL points at a non-public address');
+    let text: string;
+    let maxAge = 300;
+    try {
+      const res = await request(clientId, {
+        dispatcher: this.agent,
+        method: 'GET',
+        headers: { accept: 'application/json' },
+        headersTimeout: TIMEOUT_MS,
+        bodyTimeout: TIMEOUT_MS,
+        signal: AbortSignal.timeout(TIMEOUT_MS),
+      });
+      if (res.statusCode !== 200) {
+        await res.body.dump();
+        throw new MetadataDocumentError(`the client metadata document answered ${res.statusCode}`);
+      }
+      const type = String(res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      if (type !== 'application/json' && !type.endsWith('+json')) {
+        await res.body.dump();
+        throw new MetadataDocumentError('the client metadata document is not JSON');
+      }
+      const declared = Number(res.headers['content-length'] ?? 0);
+      if (declared > MAX_BYTES) {
+        await res.body.dump();
+        throw new MetadataDocumentError('the client metadata document is too large');
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res.body) {
+        size += (chunk as Buffer).length;
+        if (size > MAX_BYTES) {
+          res.body.destroy();
+          throw new MetadataDocumentError('the client metadata document is too large');
+        }
+        chunks.push(chunk as Buffer);
+      }
+      text = Buffer.concat(chunks).toString('utf8');
+      const cc = /max-age=(\d+)/.exec(String(res.headers['cache-control'] ?? ''));
+      if (cc) maxAge = Number(cc[1]);
+    } catch (err) {
+      if (err instanceof MetadataDocumentError) throw err;
+      if ((err as NodeJS.ErrnoException).code === NON_PUBLIC || ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code === NON_PUBLIC) {
+        throw new MetadataDocumentError('the client_id URL resolves to a non-public address');
+      }
+      throw new MetadataDocumentError(`the client metadata document could not be fetched (${(err as NodeJS.ErrnoException).code ?? (err as Error).name})`);
+    }
+    let doc: Record<string, unknown>;
+    try {
+      doc = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      throw new MetadataDocumentError('the client metadata document is not valid JSON');
+    }
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new MetadataDocumentError('the client metadata document is not a JSON object');
+    if (doc.client_id !== clientId) throw new MetadataDocumentError('the document\'s client_id is not the URL it was fetched from');
+    if ('client_secret' in doc || 'client_secret_expires_at' in doc) throw new MetadataDocumentError('a client metadata document must not carry a client secret');
+    const method = doc.token_endpoint_auth_method ?? 'none';
+    if (method !== 'none') throw new MetadataDocumentError(`token_endpoint_auth_method "${String(method)}" is not supported for metadata-document clients; use "none"`);
+    return {
+      clientId,
+      name: typeof doc.client_name === 'string' ? doc.client_name : undefined,
+      clientUri: typeof doc.client_uri === 'string' ? doc.client_uri : undefined,
+      redirectUris: Array.isArray(doc.redirect_uris) ? doc.redirect_uris.filter((u): u is string => typeof u === 'string') : [],
+      grantTypes: Array.isArray(doc.grant_types) ? doc.grant_types.filter((g): g is string => typeof g === 'string') : ['authorization_code'],
+      scope: typeof doc.scope === 'string' ? doc.scope : undefined,
+      freshUntil: this.now() + Math.min(3600, Math.max(60, maxAge)) * 1000,
+    };
+  }
+
+  close(): Promise<void> {
+    return this.agent.close();
+  }
+}

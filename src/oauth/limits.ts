@@ -1,0 +1,53 @@
+import type { Cache } from '../cache/index.ts';
+import type { TokensConfig } from '../config/tokens.ts';
+
+const WINDOW_MS = 15 * 60_000;
+const REGISTER_WINDOW_MS = 60 * 60_000;
+
+export type Verdict = { ok: true } | { ok: false; retryAfterSeconds: number };
+
+/**
+ * Rate limits of the OAuth server, on the shared Cache (so several nodes count together):
+ * user-code entries per client IP and per signed-in account (RFC 8628 §5.1: 8 letters of 20
+ * are ~34.5 bits, so a handful of guesses per window make a hit hopeless), device
+ * authorizations per IP, and dynamic registrations per IP. Each attempt is counted before
+ * it is checked, atomically, so parallel guesses cannot slip under a limit; a correct user
+ * code is refunded.
+ */
+export class Limits {
+  private readonly cache: Cache;
+  private readonly limits: TokensConfig['rateLimits'];
+
+  constructor(cache: Cache, limits: TokensConfig['rateLimits']) {
+    this.cache = cache;
+    this.limits = limits;
+  }
+
+  private async over(key: string, limit: number, windowMs: number): Promise<number | undefined> {
+    const n = await this.cache.hit(key, windowMs);
+    return n > limit ? Math.ceil((await this.cache.ttl(key)) / 1000) || 1 : undefined;
+  }
+
+  async userCodeAttempt(ip: string, userId: string): Promise<Verdict> {
+    const [byIp, byAccount] = await Promise.all([
+      this.over(`oauth:ucode:ip:${ip}`, this.limits.userCodePerIp, WINDOW_MS),
+      this.over(`oauth:ucode:acct:${userId}`, this.limits.userCodePerAccount, WINDOW_MS),
+    ]);
+    const wait = byIp ?? byAccount;
+    return wait === undefined ? { ok: true } : { ok: false, retryAfterSeconds: wait };
+  }
+
+  async userCodeCorrect(ip: string, userId: string): Promise<void> {
+    await Promise.all([this.cache.release(`oauth:ucode:ip:${ip}`), this.cache.release(`oauth:ucode:acct:${userId}`)]);
+  }
+
+  async deviceAuthorization(ip: string): Promise<Verdict> {
+    const wait = await this.over(`oauth:device:ip:${ip}`, this.limits.deviceAuthorizationPerIp, WINDOW_MS);
+    return wait === undefined ? { ok: true } : { ok: false, retryAfterSeconds: wait };
+  }
+
+  async registration(ip: string): Promise<Verdict> {
+    const wait = await this.over(`oauth:register:ip:${ip}`, this.limits.registerPerIp, REGISTER_WINDOW_MS);
+    return wait === undefined ? { ok: true } : { ok: false, retryAfterSeconds: wait };
+  }
+}

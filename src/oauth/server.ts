@@ -1,0 +1,313 @@
+import type { IncomingMessage } from 'node:http';
+import type { Cache } from '../cache/index.ts';
+import type { Config } from '../config/schema.ts';
+import { field, readBody } from '../http/body.ts';
+import { redirect, sendJson } from '../http/respond.ts';
+import type { Logger } from '../log/index.ts';
+import type { RequestContext } from '../server/context.ts';
+import type { Params, Router } from '../server/router.ts';
+import type { App, Site } from '../server/sites.ts';
+import type { WellKnown } from '../server/well-known.ts';
+import type { ProviderService } from '../providers/service.ts';
+import type { ActiveSession, Sessions } from '../sessions/index.ts';
+import type { AccountSectionView } from '../pages/index.ts';
+import type { Store } from '../store/index.ts';
+import { issuerOf, type KeyRing } from '../tokens/keys.ts';
+import type { Secrets } from '../tokens/secrets.ts';
+import { AuthorizationCodeFlow } from './authorize.ts';
+import { BearerAuth, bearerToken, looksIssuedBy, type BearerResult } from './bearer.ts';
+import { MetadataDocuments } from './client-metadata.ts';
+import { Clients, DEVICE_GRANT } from './clients.ts';
+import { signedIn, userAgentOf, type OAuthDeps, type PageKit } from './context.ts';
+import { DeviceFlow } from './device.ts';
+import { CORS, OAuthError, oauthEndpoint, param, preflight, readOAuthForm, sendOAuthJson } from './http.ts';
+import { Limits } from './limits.ts';
+import { isLoopbackHost } from './loopback.ts';
+import { grantsSection } from './pages.ts';
+import { Resources } from './resources.ts';
+import { Scopes } from './scopes.ts';
+import { TokenService, type TokenResponse } from './tokens.ts';
+
+type Handler = (ctx: RequestContext) => Promise<void>;
+
+const PRM = '/.well-known/oauth-protected-resource';
+const ASM = '/.well-known/oauth-authorization-server';
+const DAY = 86_400_000;
+
+export interface OAuthServerOptions {
+  config: Config;
+  logger: Logger;
+  store: Store;
+  cache: Cache;
+  secrets: Secrets;
+  sessions: Sessions;
+  sites: Map<string, Site>;
+  /** Own routes' prefix, publicUrl's base path included (/.auth, /app/.auth). */
+  prefix: string;
+  providers?: ProviderService;
+  /** The signing key ring: access tokens are JWTs signed like every Gatehouse token, verifiable with the same JWKS. */
+  keys: KeyRing;
+  /** The clock of every OAuth decision (codes, grants, tokens); tests move it by hand. */
+  now?: () => number;
+}
+
+/**
+ * Gatehouse's OAuth 2.1 authorization server for CLIs and MCP clients, on node:http and the
+ * store (the reasons it is not oidc-provider are in the README). Endpoints under
+ * <prefix>/oauth/ (authorize, token, device_authorization, revoke, register), the device
+ * page at <prefix>/device, the "devices and apps" section of <prefix>/account, the
+ * well-known metadata at the root (RFC 8414, RFC 9728), and the bearer check of the proxy.
+ */
+export class OAuthServer {
+  private readonly d: OAuthDeps;
+  private readonly bearer: BearerAuth;
+  private readonly documents: MetadataDocuments | null;
+  private readonly issuerSite: Site | undefined;
+  private readonly challenges = new Map<App, string>();
+  private device!: DeviceFlow;
+  private code!: AuthorizationCodeFlow;
+
+  constructor(o: OAuthServerOptions) {
+    const issuer = issuerOf(o.config);
+    const origin = new URL(issuer).origin;
+    const now = o.now ?? Date.now;
+    // Gatehouse itself on loopback (development, tests): metadata documents may be there too.
+    const dev = isLoopbackHost(new URL(issuer).hostname);
+    this.documents = o.config.tokens.clientIdMetadataDocuments ? new MetadataDocuments({ allowLoopback: dev, now }) : null;
+    const scopes = new Scopes(o.config.tokens.scopes);
+    const resources = new Resources(o.sites, o.prefix);
+    const tokens = new TokenService({ store: o.store, secrets: o.secrets, keys: o.keys, config: o.config.tokens, scopes, logger: o.logger });
+    this.d = {
+      config: o.config,
+      logger: o.logger,
+      store: o.store,
+      cache: o.cache,
+      secrets: o.secrets,
+      sessions: o.sessions,
+      sites: o.sites,
+      prefix: o.prefix,
+      issuer,
+      base: `${origin}${o.prefix}`,
+      clients: new Clients(o.config.tokens, o.store, this.documents, dev),
+      scopes,
+      tokens,
+      resources,
+      limits: new Limits(o.cache, o.config.tokens.rateLimits),
+      providers: o.providers,
+      now,
+    };
+    this.issuerSite = [...o.sites.values()].find((s) => s.origin === origin);
+    this.bearer = new BearerAuth({ keys: o.keys, store: o.store, tokens, resources, issuer, now });
+  }
+
+  /** Registers the own routes (below the prefix). */
+  addRoutes(router: Router<(ctx: RequestContext, params: Params) => Promise<void>>, pages: PageKit): void {
+    this.device = new DeviceFlow(this.d, pages);
+    this.code = new AuthorizationCodeFlow(this.d, pages);
+    const issuerOnly = (h: Handler): Handler => async (ctx) => {
+      if (ctx.site !== this.issuerSite) {
+        return sendOAuthJson(ctx.res, 404, { error: 'not_found', error_description: `the OAuth endpoints are at ${this.d.base}/oauth/` });
+      }
+      return h(ctx);
+    };
+    const cors = (methods: string): Handler => async (ctx) => preflight(ctx.res, methods);
+    router
+      .add('POST', '/oauth/device_authorization', issuerOnly((c) => this.device.authorize(c)))
+      .add('POST', '/oauth/token', issuerOnly((c) => this.token(c)))
+      .add('POST', '/oauth/revoke', issuerOnly((c) => this.revoke(c)))
+      .add('POST', '/oauth/register', issuerOnly((c) => this.register(c)))
+      .add('OPTIONS', '/oauth/token', cors('POST'))
+      .add('OPTIONS', '/oauth/device_authorization', cors('POST'))
+      .add('OPTIONS', '/oauth/revoke', cors('POST'))
+      .add('OPTIONS', '/oauth/register', cors('POST'))
+      .add('GET', '/oauth/authorize', issuerOnly((c) => this.code.start(c)))
+      .add('POST', '/oauth/authorize', issuerOnly((c) => this.code.decide(c)))
+      .add('GET', '/device', (c) => this.device.page(c))
+      .add('POST', '/device', (c) => this.device.submit(c))
+      .add('POST', '/account/grants/revoke', (c) => this.revokeByUser(c, pages));
+  }
+
+  // ---- token, revocation, registration --------------------------------------------
+
+  private token(ctx: RequestContext): Promise<void> {
+    return oauthEndpoint(ctx.res, async () => {
+      const params = await readOAuthForm(ctx.req);
+      const client = await this.d.clients.authenticate(ctx.req, params);
+      const grantType = param(params, 'grant_type', 128);
+      let response: TokenResponse;
+      if (grantType === DEVICE_GRANT) response = await this.device.exchange(params, client, ctx);
+      else if (grantType === 'authorization_code') response = await this.code.exchange(params, client, ctx);
+      else if (grantType === 'refresh_token') {
+        if (!client.grantTypes.has('refresh_token')) throw new OAuthError(400, 'unauthorized_client', 'this client may not use refresh tokens');
+        const token = param(params, 'refresh_token', 256);
+        if (!token) throw new OAuthError(400, 'invalid_request', 'refresh_token is required');
+        response = await this.d.tokens.refresh(token, client, param(params, 'scope', 1000), { now: this.d.now(), ip: ctx.ip, userAgent: userAgentOf(ctx) });
+      } else if (!grantType) throw new OAuthError(400, 'invalid_request', 'grant_type is required');
+      else throw new OAuthError(400, 'unsupported_grant_type', 'supported: authorization_code, refresh_token, urn:ietf:params:oauth:grant-type:device_code');
+      this.d.logger.info({ event: 'oauth_token', grantType, clientId: client.id, userId: ctx.userId, requestId: ctx.requestId }, 'tokens issued');
+      sendOAuthJson(ctx.res, 200, response);
+    });
+  }
+
+  /** RFC 7009: always 200 for a well-formed request from a known client; only its own tokens are affected. */
+  private revoke(ctx: RequestContext): Promise<void> {
+    return oauthEndpoint(ctx.res, async () => {
+      const params = await readOAuthForm(ctx.req);
+      const client = await this.d.clients.authenticate(ctx.req, params);
+      const token = param(params, 'token', 8192);
+      if (!token) throw new OAuthError(400, 'invalid_request', 'token is required');
+      const grant = await this.d.tokens.revoke(token, client, this.d.resources.ids(), this.d.now());
+      if (grant) this.d.logger.info({ event: 'oauth_revoke', by: 'client', clientId: client.id, userId: grant.userId, grant: grant.id, requestId: ctx.requestId }, 'login revoked by its client');
+      ctx.res.writeHead(200, { 'cache-control': 'no-store', 'content-length': 0, ...CORS });
+      ctx.res.end();
+    });
+  }
+
+  private register(ctx: RequestContext): Promise<void> {
+    return oauthEndpoint(ctx.res, async () => {
+      if (!this.d.config.tokens.dynamicRegistration) throw new OAuthError(404, 'not_found', 'dynamic client registration is turned off (tokens.dynamicRegistration)');
+      const type = (ctx.req.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase();
+      if (type !== 'application/json') throw new OAuthError(400, 'invalid_client_metadata', 'send the client metadata as application/json');
+      let body: unknown;
+      try {
+        body = JSON.parse((await readBody(ctx.req)).toString('utf8'));
+      } catch (err) {
+        if (err instanceof SyntaxError) throw new OAuthError(400, 'invalid_client_metadata', 'the body is not valid JSON');
+        throw err;
+      }
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError(400, 'invalid_client_metadata', 'the body must be a JSON object');
+      const verdict = await this.d.limits.registration(ctx.ip);
+      if (!verdict.ok) throw new OAuthError(429, 'too_many_requests', 'too many registrations from this address; try again later', { 'retry-after': String(verdict.retryAfterSeconds) });
+      const registered = await this.d.clients.register(body as Record<string, unknown>, ctx.ip, this.d.now());
+      this.d.logger.info({ event: 'oauth_client_registered', clientId: registered.client_id, name: registered.client_name, ip: ctx.ip, requestId: ctx.requestId }, 'client registered');
+      sendOAuthJson(ctx.res, 201, registered);
+    });
+  }
+
+  // ---- the account page's devices and apps --------------------------------------
+
+  /** The "Devices and apps" section of <prefix>/account (server/account.ts) for the signed-in user. */
+  async accountSection(ctx: RequestContext, active: ActiveSession, csrf: string, pages: PageKit): Promise<AccountSectionView> {
+    const now = this.d.now();
+    const grants = (await this.d.store.oauth.grants.listByUser(active.user.id, now)).filter((g) => !this.d.tokens.ended(g, now));
+    const rows = grants.map((grant) => ({ grant, appTitle: this.d.resources.resolve(grant.resource)?.title ?? grant.resource }));
+    const signedOut = new URLSearchParams(ctx.query.slice(1)).get('grant_signed_out') === '1';
+    return {
+      id: 'grants',
+      heading: 'Devices and apps',
+      body: grantsSection({ rows, action: pages.url(ctx, '/account/grants/revoke'), csrf, now }),
+      notice: signedOut ? 'Signed out. That program needs to sign in again to use your account.' : undefined,
+    };
+  }
+
+  /** POST <prefix>/account/grants/revoke: the user signs one of their CLI or MCP logins out. */
+  private async revokeByUser(ctx: RequestContext, pages: PageKit): Promise<void> {
+    const input = await pages.readPost(ctx);
+    const active = await signedIn(this.d, ctx);
+    if (!active) return input.kind === 'json' ? sendJson(ctx.res, 401, { error: 'unauthenticated', message: 'Sign in first.' }) : redirect(ctx.res, 303, `${ctx.site.origin}${pages.url(ctx, '/login', { rd: pages.url(ctx, '/account') })}`);
+    const id = field(input, 'grant', 64);
+    const grant = id ? await this.d.store.oauth.grants.get(id) : undefined;
+    if (!grant || grant.userId !== active.user.id) {
+      return input.kind === 'json' ? sendJson(ctx.res, 404, { error: 'not_found', message: 'No such login.' }) : redirect(ctx.res, 303, `${ctx.site.origin}${pages.url(ctx, '/account')}`);
+    }
+    await this.d.store.oauth.grants.revoke(grant.id, this.d.now(), 'user');
+    this.d.logger.info({ event: 'oauth_revoke', by: 'user', userId: active.user.id, clientId: grant.clientId, grant: grant.id, requestId: ctx.requestId }, 'login revoked by its user');
+    if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true });
+    redirect(ctx.res, 303, `${ctx.site.origin}${pages.url(ctx, '/account', { grant_signed_out: '1' })}`);
+  }
+
+  // ---- well-known metadata at the root --------------------------------------------
+
+  /**
+   * The metadata at the root of each site: RFC 9728 protected-resource metadata for each app
+   * (/.well-known/oauth-protected-resource, and below it the path-suffixed form for any path
+   * an app serves), and on publicUrl's site the RFC 8414 authorization server metadata.
+   */
+  addWellKnown(registry: WellKnown): void {
+    const methods = ['GET', 'HEAD', 'OPTIONS'];
+    registry.addTree(PRM, (ctx) => {
+      // ctx.path is below publicUrl's base path here (server/well-known.ts).
+      const found = this.d.resources.forMetadata(ctx.site, ctx.path.slice(PRM.length));
+      this.metadata(ctx, found && this.resourceMetadata(found.app, found.resource));
+    }, methods);
+    // RFC 8414 puts it at the root with the issuer's path appended; under a base path only the
+    // base is Gatehouse's, so it is at <publicUrl>/.well-known/oauth-authorization-server (README).
+    registry.add(ASM, (ctx) => this.metadata(ctx, ctx.site === this.issuerSite ? this.serverMetadata() : undefined), methods);
+  }
+
+  private metadata(ctx: RequestContext, body: Record<string, unknown> | undefined): void {
+    if (ctx.req.method === 'OPTIONS') return preflight(ctx.res, 'GET');
+    if (!body) return sendJson(ctx.res, 404, { error: 'not_found', message: 'No metadata at this address.' }, CORS);
+    sendJson(ctx.res, 200, body, { 'cache-control': 'public, max-age=300', ...CORS });
+  }
+
+  serverMetadata(): Record<string, unknown> {
+    const t = this.d.config.tokens;
+    const base = `${this.d.base}/oauth`;
+    const auth = ['none', 'client_secret_basic', 'client_secret_post'];
+    return {
+      issuer: this.d.issuer,
+      authorization_endpoint: `${base}/authorize`,
+      token_endpoint: `${base}/token`,
+      device_authorization_endpoint: `${base}/device_authorization`,
+      revocation_endpoint: `${base}/revoke`,
+      ...(t.dynamicRegistration ? { registration_endpoint: `${base}/register` } : {}),
+      jwks_uri: `${this.d.issuer}/.well-known/jwks.json`,
+      scopes_supported: this.d.scopes.supported,
+      response_types_supported: ['code'],
+      response_modes_supported: ['query'],
+      grant_types_supported: ['authorization_code', 'refresh_token', DEVICE_GRANT],
+      token_endpoint_auth_methods_supported: auth,
+      revocation_endpoint_auth_methods_supported: auth,
+      code_challenge_methods_supported: ['S256'],
+      authorization_response_iss_parameter_supported: true,
+      client_id_metadata_document_supported: t.clientIdMetadataDocuments,
+    };
+  }
+
+  private resourceMetadata(app: App, resource: string): Record<string, unknown> {
+    return {
+      resource,
+      authorization_servers: [this.d.issuer],
+      scopes_supported: this.d.scopes.supported,
+      bearer_methods_supported: ['header'],
+      resource_name: app.title,
+    };
+  }
+
+  // ---- the proxy's bearer check ----------------------------------------------------
+
+  /** The bearer token of a request, when it sends one. */
+  tokenOf(req: IncomingMessage): string | undefined {
+    const header = req.headers.authorization;
+    return header === undefined ? undefined : bearerToken(header);
+  }
+
+  authenticate(token: string, app: App): Promise<BearerResult> {
+    return this.bearer.authenticate(token, app);
+  }
+
+  /** Whether a bearer token is Gatehouse's to decide (bearer.ts looksIssuedBy). */
+  isOwnToken(token: string): boolean {
+    return looksIssuedBy(token, this.d.issuer);
+  }
+
+  /** WWW-Authenticate for a 401 from an app (RFC 6750 §3, RFC 9728 §5.1). */
+  challenge(app: App, error?: string): string {
+    let base = this.challenges.get(app);
+    if (!base) {
+      base = `Bearer realm="${app.site.origin}", resource_metadata="${this.d.resources.metadataUrl(app)}"`;
+      this.challenges.set(app, base);
+    }
+    return error ? `${base}, error="invalid_token", error_description="${error.replace(/["\\]/g, '')}"` : base;
+  }
+
+  async purge(): Promise<void> {
+    const now = this.d.now();
+    await this.d.store.oauth.purge(now, { grantIdleMs: this.d.config.tokens.refreshIdleTtl, expiredBefore: now - DAY, revokedBefore: now - 7 * DAY });
+  }
+
+  async close(): Promise<void> {
+    await this.documents?.close();
+  }
+}

@@ -1,0 +1,183 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { decodeJwt } from 'jose';
+import { CLI, runCli } from '../helpers/cli.ts';
+import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
+import { decideDevice, signedInBrowser, withBearer } from '../oauth/helpers.ts';
+
+/**
+ * `gatehouse login | token | logout` end to end: the real CLI as a child process against a
+ * real Gatehouse, the approval done over HTTP by a signed-in user, as the person at the
+ * terminal would in their browser; and the operator's `gatehouse sessions` on the same store.
+ */
+
+let gh: TestGatehouse;
+let home: string;
+let configFile: string;
+
+before(async () => {
+  gh = await startGatehouse(() => ({ routes: [{ path: '/api/**', unauthenticated: '401' }], tokens: { device: { interval: '1s' } } }));
+  home = mkdtempSync(join(tmpdir(), 'gatehouse-cli-home-'));
+  configFile = join(gh.dir, 'gatehouse.yaml');
+  writeFileSync(configFile, `publicUrl: ${gh.url}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'gatehouse.db')}}\n`);
+});
+after(async () => {
+  await gh.close();
+  rmSync(home, { recursive: true, force: true });
+});
+
+interface Run {
+  child: ChildProcess;
+  stderr: () => string;
+  done: Promise<{ code: number | null; stdout: string; stderr: string }>;
+}
+
+/** The environment of a user whose config dir is `configHome`, without a display (no browser opens). */
+function userEnv(configHome: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: configHome };
+  delete env.DISPLAY;
+  delete env.WAYLAND_DISPLAY;
+  return env;
+}
+
+/** A long-running CLI (login) whose stderr the test watches. */
+function start(args: string[], configHome: string): Run {
+  const env = userEnv(configHome);
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  return { child, stderr: () => stderr, done: new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr }))) };
+}
+
+const run = (args: string[], configHome = join(home, 'default')) => runCli(args, undefined, userEnv(configHome));
+
+/** Waits until the CLI has printed its user code. */
+function userCode(r: Run): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      const m = /enter the code {2}([A-Z]{4}-[A-Z]{4})/.exec(r.stderr());
+      if (m) {
+        r.child.stderr!.off('data', check);
+        resolve(m[1]!);
+      }
+    };
+    r.child.stderr!.on('data', check);
+    r.child.once('close', () => reject(new Error(`the CLI ended before printing a code: ${r.stderr()}`)));
+    check();
+  });
+}
+
+async function login(configHome: string, decision: 'approve' | 'deny' = 'approve') {
+  const { browser, user } = await signedInBrowser(gh);
+  const r = start(['login', `${gh.url}/api/items`, '--no-browser'], configHome);
+  const code = await userCode(r);
+  await decideDevice(gh, browser, code, decision);
+  return { user, result: await r.done };
+}
+
+const credentialsOf = (configHome: string) => JSON.parse(readFileSync(join(configHome, 'gatehouse', 'credentials.json'), 'utf8')) as { logins: Record<string, { accessToken: string; refreshToken: string; expiresAt: number }> };
+/** Makes the stored access token look expired, as it is after 10 minutes. */
+function expire(configHome: string): void {
+  const file = join(configHome, 'gatehouse', 'credentials.json');
+  const data = credentialsOf(configHome);
+  for (const l of Object.values(data.logins)) l.expiresAt = Date.now() - 1000;
+  writeFileSync(file, JSON.stringify(data));
+}
+const refreshes = () => gh.logs.filter((l) => l.event === 'oauth_token' && l.grantType === 'refresh_token').length;
+
+describe('gatehouse login / token / logout', { concurrency: true }, () => {
+  test('login prints the URL and code, waits for approval, stores the tokens privately; token prints one the app accepts', async () => {
+    const configHome = join(home, 'a');
+    const { user, result } = await login(configHome);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, new RegExp(`open\\n\\n {4}${gh.url.replace(/[.:/]/g, '\\$&')}/\\.auth/device\\n`));
+    assert.match(result.stderr, /Signed in to http:\/\/127\.0\.0\.1:\d+\./);
+    assert.equal(result.stdout, '', 'nothing on stdout: no token in a terminal scroll-back');
+    const dir = join(configHome, 'gatehouse');
+    assert.equal(statSync(dir).mode & 0o777, 0o700);
+    assert.equal(statSync(join(dir, 'credentials.json')).mode & 0o777, 0o600);
+    const stored = credentialsOf(configHome).logins[gh.url]!;
+    assert.match(stored.refreshToken, /^grt\./);
+
+    const t = await run(['token', `${gh.url}/api/items`], configHome);
+    assert.equal(t.code, 0, t.stderr);
+    const token = t.stdout.trim();
+    assert.equal(decodeJwt(token).sub, user.id);
+    const r = await withBearer(gh, '/api/items', token);
+    assert.equal(r.status, 200);
+    assert.equal(r.seen!['x-user-id'], user.id);
+    assert.equal((await run(['token', `${gh.url}/other/path`], configHome)).stdout.trim(), token, 'a fresh token is reused for any URL of the app');
+  });
+
+  test('token refreshes an expired access token; two at once refresh once and print the same token', async () => {
+    const configHome = join(home, 'b');
+    assert.equal((await login(configHome)).result.code, 0);
+    const before = credentialsOf(configHome).logins[gh.url]!;
+    expire(configHome);
+    const startRefreshes = refreshes();
+    const [x, y] = await Promise.all([run(['token', gh.url], configHome), run(['token', gh.url], configHome)]);
+    assert.equal(x.code, 0, x.stderr);
+    assert.equal(y.code, 0, y.stderr);
+    assert.equal(x.stdout, y.stdout);
+    assert.notEqual(x.stdout.trim(), before.accessToken);
+    assert.equal(refreshes() - startRefreshes, 1, 'one refresh for both processes (the credentials lock)');
+    const after = credentialsOf(configHome).logins[gh.url]!;
+    assert.notEqual(after.refreshToken, before.refreshToken, 'the rotated refresh token was kept');
+    assert.equal((await withBearer(gh, '/api/x', x.stdout.trim())).status, 200);
+  });
+
+  test('the operator lists and revokes the login; the token stops working at the next request and token says so', async () => {
+    const configHome = join(home, 'c');
+    const { user, result } = await login(configHome);
+    assert.equal(result.code, 0);
+    const token = (await run(['token', gh.url], configHome)).stdout.trim();
+    const list = await run(['sessions', 'list', '--user', user.email, '--json', '--config', configFile]);
+    assert.equal(list.code, 0, list.stderr);
+    const rows = JSON.parse(list.stdout) as { id: string; kind: string; client: string; site: string; ip: string }[];
+    assert.deepEqual(rows.map((r) => r.kind).sort(), ['browser', 'device']);
+    const device = rows.find((r) => r.kind === 'device')!;
+    assert.equal(device.client, 'Gatehouse CLI (gatehouse-cli)');
+    assert.equal(device.site, gh.url);
+    assert.equal(device.ip, '127.0.0.1');
+    const table = await run(['sessions', 'list', '--user', user.email, '--config', configFile]);
+    assert.match(table.stdout, /ID +KIND +CLIENT +SITE +CREATED +LAST USED +IP +AGENT/);
+    const revoke = await run(['sessions', 'revoke', device.id, '--user', user.email, '--config', configFile]);
+    assert.equal(revoke.code, 0, revoke.stderr);
+    assert.match(revoke.stdout, /revoked device login/);
+    assert.equal((await withBearer(gh, '/api/x', token)).status, 401, 'revoked by another process: refused at the next request');
+    expire(configHome);
+    const after = await run(['token', gh.url], configHome);
+    assert.equal(after.code, 1);
+    assert.match(after.stderr, /has ended .* Run: gatehouse login/);
+  });
+
+  test('logout revokes at the server and forgets; a denied login and an unknown URL fail with a clear message', async () => {
+    const configHome = join(home, 'd');
+    assert.equal((await login(configHome)).result.code, 0);
+    const token = (await run(['token', gh.url], configHome)).stdout.trim();
+    const out = await run(['logout', gh.url], configHome);
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stderr, /Signed out of/);
+    assert.deepEqual(credentialsOf(configHome).logins, {});
+    assert.equal((await withBearer(gh, '/api/x', token)).status, 401, 'the server ended the login too');
+    const none = await run(['token', gh.url], configHome);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /Not signed in to .* Run: gatehouse login/);
+
+    const denied = await login(join(home, 'e'), 'deny');
+    assert.equal(denied.result.code, 1);
+    assert.match(denied.result.stderr, /The sign-in was denied\./);
+    const plain = await run(['login', 'http://gatehouse.example/']);
+    assert.equal(plain.code, 2);
+    assert.match(plain.stderr, /use https/);
+    const nowhere = await run(['login', `${gh.upstream.url}/`]);
+    assert.equal(nowhere.code, 1);
+    assert.match(nowhere.stderr, /does not say where to sign in/);
+  });
+});

@@ -1,0 +1,178 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { lintConfig } from '../../src/config/lint.ts';
+import { parseConfig } from '../../src/config/load.ts';
+import { MetadataDocumentError, MetadataDocuments, metadataUrlProblem } from '../../src/oauth/client-metadata.ts';
+import { looksIssuedBy } from '../../src/oauth/bearer.ts';
+import type { Client } from '../../src/oauth/clients.ts';
+import { redirectCspSource, redirectUriMatches, redirectUriProblem } from '../../src/oauth/redirect-uri.ts';
+import { Resources } from '../../src/oauth/resources.ts';
+import { Scopes } from '../../src/oauth/scopes.ts';
+import { formatUserCode, newUserCode, normalizeUserCode, USER_CODE_ALPHABET } from '../../src/oauth/user-code.ts';
+import { buildSites } from '../../src/server/sites.ts';
+import { BASE_CONFIG, problems } from '../helpers/config.ts';
+
+const base = BASE_CONFIG;
+
+describe('user codes (RFC 8628 §6.1)', () => {
+  test('8 letters of the 20 unambiguous consonants, shown as XXXX-XXXX; typed in any case, dash and spaces optional', () => {
+    assert.equal(USER_CODE_ALPHABET, 'BCDFGHJKLMNPQRSTVWXZ');
+    const seen = new Set<string>();
+    for (let i = 0; i < 2000; i++) {
+      const c = newUserCode();
+      assert.match(c, /^[BCDFGHJKLMNPQRSTVWXZ]{8}$/);
+      seen.add(c);
+    }
+    assert.ok(seen.size > 1990, 'random, not repeating');
+    fc.assert(
+      fc.property(fc.stringMatching(/^[BCDFGHJKLMNPQRSTVWXZ]{8}$/), (code) => {
+        const shown = formatUserCode(code);
+        for (const typed of [shown, shown.toLowerCase(), code, ` ${code.slice(0, 4)} ${code.slice(4)} `, shown.replace('-', '_')]) assert.equal(normalizeUserCode(typed), code);
+      }),
+    );
+    for (const bad of ['BCDF-GHJ', 'BCDF-GHJKL', 'BCDA-GHJK', 'BCD1-GHJK', 'BCDF/GHJK', '', undefined, 'B'.repeat(100)]) assert.equal(normalizeUserCode(bad), undefined, String(bad));
+  });
+});
+
+describe('redirect URIs (RFC 9700 §2.1, RFC 8252)', () => {
+  test('https anywhere, http on loopback only, private-use schemes; never fragments, wildcards, scripts or files', () => {
+    for (const ok of ['https://client.example/cb', 'http://127.0.0.1:8080/cb', 'http://[::1]/cb', 'http://localhost:3000/callback', 'com.example.app:/oauth2redirect', 'cursor://anysphere.cursor-retrieval/oauth/callback']) {
+      assert.equal(redirectUriProblem(ok), undefined, ok);
+    }
+    for (const [bad, why] of [
+      ['http://client.example/cb', /loopback/],
+      ['https://client.example/cb#frag', /fragment/],
+      ['https://*.example/cb', /wildcard/],
+      ['javascript:alert(1)', /javascript/],
+      ['data:text/html,x', /data/],
+      ['file:///etc/passwd', /file/],
+      ['https://user:pw@client.example/cb', /credentials/],
+      ['https://client.example/c b', /spaces/],
+      ['/relative', /absolute/],
+    ] as const) {
+      assert.match(redirectUriProblem(bad) ?? '', why, bad);
+    }
+  });
+
+  test('matching is exact, except the port of a loopback IP literal (RFC 8252 §7.3)', () => {
+    const reg = ['http://127.0.0.1/cb', 'https://client.example/cb?x=1', 'http://localhost:3000/cb'];
+    assert.ok(redirectUriMatches(reg, 'https://client.example/cb?x=1'));
+    assert.ok(redirectUriMatches(reg, 'http://127.0.0.1:51234/cb'));
+    assert.ok(!redirectUriMatches(reg, 'http://127.0.0.1:51234/cb/other'));
+    assert.ok(!redirectUriMatches(reg, 'http://127.0.0.1:51234/cb?extra=1'));
+    assert.ok(!redirectUriMatches(reg, 'https://client.example/cb'));
+    assert.ok(!redirectUriMatches(reg, 'https://client.example/cb?x=1&y=2'));
+    assert.ok(!redirectUriMatches(reg, 'http://localhost:4000/cb'), 'a host name is not an IP literal: exact');
+    assert.ok(!redirectUriMatches(reg, 'http://127.0.0.2:51234/cb'));
+    assert.ok(!redirectUriMatches(reg, 'http://user@127.0.0.1:51234/cb'));
+  });
+
+  test('the consent page allows the redirect in its CSP by origin or scheme, nothing that could end a directive', () => {
+    assert.equal(redirectCspSource('http://127.0.0.1:5555/cb?x=1'), 'http://127.0.0.1:5555');
+    assert.equal(redirectCspSource('com.example.app:/cb'), 'com.example.app:');
+    assert.equal(redirectCspSource('https://client.example/a;b'), 'https://client.example');
+  });
+});
+
+describe('client ID metadata document URLs (SSRF)', () => {
+  test('https with a path, in normal form; loopback http only where Gatehouse itself runs on loopback', () => {
+    assert.equal(metadataUrlProblem('https://client.example/oauth/metadata.json', false), undefined);
+    for (const bad of ['http://client.example/m.json', 'https://client.example/', 'https://client.example', 'https://client.example/m.json?x=1', 'https://client.example/a/../m.json', 'https://u:p@client.example/m', 'https://client.example/m#f', 'not a url']) {
+      assert.ok(metadataUrlProblem(bad, false), bad);
+    }
+    assert.ok(metadataUrlProblem('http://127.0.0.1:8080/m.json', false));
+    assert.equal(metadataUrlProblem('http://127.0.0.1:8080/m.json', true), undefined);
+    assert.ok(metadataUrlProblem('http://10.0.0.1/m.json', true), 'dev mode allows loopback, not private networks');
+  });
+
+  test('addresses are checked where the socket connects: a name that resolves to loopback, and private IP literals, are never fetched', async () => {
+    const docs = new MetadataDocuments({ allowLoopback: false, now: Date.now });
+    try {
+      for (const url of ['https://localhost:9/m.json', 'https://127.0.0.1:9/m.json', 'https://10.0.0.1/m.json', 'https://[::1]:9/m.json', 'https://169.254.169.254/latest']) {
+        await assert.rejects(docs.get(url), (e: unknown) => e instanceof MetadataDocumentError && /non-public address/.test(e.message), url);
+      }
+    } finally {
+      await docs.close();
+    }
+  });
+});
+
+test('a bearer token is Gatehouse\'s to decide only when it names Gatehouse as issuer, or is a Gatehouse refresh token', () => {
+  const jwt = (payload: object) => `e30.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.sig`;
+  assert.ok(looksIssuedBy(jwt({ iss: 'https://app.example.com' }), 'https://app.example.com'));
+  assert.ok(looksIssuedBy('grt.x.y.z', 'https://app.example.com'));
+  assert.ok(!looksIssuedBy(jwt({ iss: 'https://idp.example.com' }), 'https://app.example.com'), "another issuer's JWT belongs to the app");
+  for (const other of ['app-api-key', 'a.b', 'x.y.z', '', `e30.${'A'.repeat(5000)}.s`]) assert.ok(!looksIssuedBy(other, 'https://app.example.com'), other);
+});
+
+test('scopes: offline_access and the configured names; unknown, malformed or not-for-this-client refused; refresh only narrows', () => {
+  const scopes = new Scopes(['read', 'write']);
+  const any = { scopes: null } as unknown as Client;
+  const readOnly = { scopes: new Set(['read']) } as unknown as Client;
+  assert.deepEqual(scopes.supported, ['offline_access', 'read', 'write']);
+  assert.equal(scopes.request('write read read offline_access', any), 'offline_access read write');
+  assert.equal(scopes.request(undefined, any), '');
+  assert.equal(scopes.request('offline_access read', readOnly), 'offline_access read');
+  for (const [raw, client] of [['admin', any], ['read  write', any], ['read"', any], ['write', readOnly]] as const) assert.throws(() => scopes.request(raw, client), { error: 'invalid_scope' }, raw);
+  assert.equal(scopes.narrow('read', 'offline_access read'), 'read');
+  assert.equal(scopes.narrow(undefined, 'offline_access read'), 'offline_access read');
+  assert.throws(() => scopes.narrow('read write', 'offline_access read'), { error: 'invalid_scope' });
+});
+
+test('resources: an app is named by its URL or any URL it serves; other origins, queries and Gatehouse\'s own routes are no resource', () => {
+  const config = parseConfig(`publicUrl: https://example.com\napps:\n  - {name: api, pathPrefix: /api, upstream: "http://127.0.0.1:1"}\n  - {name: web, upstream: "http://127.0.0.1:2"}\n  - {name: crm, host: crm.example.com, upstream: "http://127.0.0.1:3"}\n`, 'g.yaml', {});
+  const r = new Resources(buildSites(config), '/.auth');
+  const name = (u: string) => r.resolve(u)?.name;
+  assert.equal(name('https://example.com/api'), 'api');
+  assert.equal(name('https://example.com/api/v1/tools'), 'api');
+  assert.equal(name('https://example.com'), 'web');
+  assert.equal(name('https://example.com/'), 'web');
+  assert.equal(name('https://EXAMPLE.com:443/x'), 'web');
+  assert.equal(name('https://crm.example.com/'), 'crm');
+  for (const none of ['http://example.com/', 'https://other.example/', 'https://example.com/api?x=1', 'https://example.com/.auth/me', 'https://example.com/.AUTH', 'https://example.com/a#b', 'ftp://example.com/', 'nope']) assert.equal(name(none), undefined, none);
+  const [api, web] = [r.resolve('https://example.com/api')!, r.resolve('https://example.com')!];
+  assert.equal(r.idOf(api), 'https://example.com/api');
+  assert.equal(r.idOf(web), 'https://example.com');
+  assert.equal(r.metadataUrl(api), 'https://example.com/.well-known/oauth-protected-resource/api');
+  assert.equal(r.sole(), undefined, 'several apps: a request must name one');
+});
+
+describe('tokens config', () => {
+  test('defaults', () => {
+    const t = parseConfig(base, 'g.yaml', {}).tokens;
+    assert.equal(t.accessTokenTtl, 600_000);
+    assert.equal(t.refreshTokenTtl, 90 * 86_400_000);
+    assert.equal(t.refreshIdleTtl, 30 * 86_400_000);
+    assert.equal(t.reuseGrace, 5000);
+    assert.deepEqual(t.device, { codeTtl: 600_000, interval: 5000 });
+    assert.equal(t.dynamicRegistration, true);
+    assert.equal(t.clientIdMetadataDocuments, true);
+    assert.deepEqual(t.clients, []);
+  });
+
+  test('mistakes are named with their key and line', () => {
+    const at = (yaml: string) => problems(base + yaml).map((p) => `${p.line ?? ''} ${p.key}`);
+    assert.deepEqual(at('tokens:\n  clients:\n    - {id: gatehouse-cli, name: Mine, grantTypes: [device_code]}\n'), ['5 tokens.clients[0].id']);
+    assert.deepEqual(at('tokens:\n  clients:\n    - id: web\n      name: Web\n      redirectUris: ["http://web.example/cb"]\n'), ['7 tokens.clients[0].redirectUris[0]']);
+    assert.deepEqual(at('tokens:\n  clients:\n    - {id: web, name: Web}\n'), ['5 tokens.clients[0].redirectUris']);
+    assert.deepEqual(at('tokens:\n  clients:\n    - {id: a, name: A, grantTypes: [device_code]}\n    - {id: a, name: B, grantTypes: [device_code]}\n'), ['6 tokens.clients[1].id']);
+    assert.deepEqual(at('tokens:\n  clients:\n    - {id: a, name: A, grantTypes: [device_code], secret: short}\n'), ['5 tokens.clients[0].secret']);
+    assert.deepEqual(at('tokens:\n  clients:\n    - {id: a, name: A, grantTypes: [device_code], scopes: [admin]}\n'), ['5 tokens.clients[0].scopes']);
+    assert.deepEqual(at('tokens:\n  refreshTokenTtl: 7d\n  refreshIdleTtl: 30d\n'), ['5 tokens.refreshIdleTtl']);
+    assert.deepEqual(at('tokens:\n  device:\n    interval: 100ms\n'), ['5 tokens.device.interval']);
+    assert.deepEqual(at('tokens:\n  scopes: ["has space"]\n'), ['4 tokens.scopes[0]']);
+  });
+
+  test('gatehouse check warns about OAuth settings that will hurt', () => {
+    const keys = (yaml: string) => lintConfig(parseConfig(base + yaml, 'g.yaml', {})).map((w) => w.key);
+    assert.ok(keys('tokens:\n  accessTokenTtl: 2h\n').includes('tokens.accessTokenTtl'), 'longer than maxLifetime (1h)');
+    assert.ok(keys('tokens:\n  refreshTokenTtl: 400d\n  refreshIdleTtl: 30d\n').includes('tokens.refreshTokenTtl'));
+    assert.ok(keys('tokens:\n  device: {interval: 2s}\n').includes('tokens.device.interval'));
+    assert.ok(keys('tokens:\n  reuseGrace: 45s\n').includes('tokens.reuseGrace'));
+    assert.ok(keys('tokens:\n  clients: [{id: r, name: R, grantTypes: [refresh_token]}]\n').includes('tokens.clients[0].grantTypes'));
+    const elsewhere = lintConfig(parseConfig('publicUrl: https://auth.example.com\napps:\n  - {name: a, host: a.example.com, upstream: "http://127.0.0.1:1"}\n', 'g.yaml', {}));
+    assert.ok(elsewhere.some((w) => w.key === 'publicUrl' && /OAuth endpoints/.test(w.message)));
+    assert.ok(!keys('').some((k) => k.startsWith('tokens.')), 'the defaults draw no warning');
+  });
+});
