@@ -8,6 +8,7 @@ import type { Store } from './types.ts';
 export type { Store, User, Session, NewUser, UserPatch, SigningKey } from './types.ts';
 export { StoreConflictError, StoreUnavailableError } from './types.ts';
 export type { Identity, LoginState, ProviderTokenRecord } from './provider-types.ts';
+export type { EmailToken, EmailTokenPurpose } from './email-token-types.ts';
 
 /** Opens the configured store and brings its schema up to date. */
 export async function openStore(config: Config['store'], options: { schema?: string; queryTimeoutMs?: number } = {}): Promise<Store> {

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isUniqueViolation, type SqlDriver } from './driver.ts';
+import type { EmailTokenStore } from './email-token-types.ts';
+import { SqlEmailTokens } from './sql-email-tokens.ts';
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import { SqlSigningKeys } from './sql-keys.ts';
 import { SqlIdentities, SqlLoginStates, SqlProviderTokens } from './sql-providers.ts';
@@ -264,6 +266,7 @@ export class SqlStore implements Store {
   readonly identities: IdentityStore;
   readonly loginStates: LoginStateStore;
   readonly providerTokens: ProviderTokenStore;
+  readonly emailTokens: EmailTokenStore;
 
   private readonly db: SqlDriver;
 
@@ -277,6 +280,7 @@ export class SqlStore implements Store {
     this.identities = new SqlIdentities(db, (tx, user) => new SqlUsers(tx).create(user));
     this.loginStates = new SqlLoginStates(db);
     this.providerTokens = new SqlProviderTokens(db);
+    this.emailTokens = new SqlEmailTokens(db);
   }
 
   async ping(): Promise<void> {

@@ -1,3 +1,4 @@
+import type { EmailTokenStore } from './email-token-types.ts';
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 
 /**
@@ -131,6 +132,8 @@ export interface Store {
   readonly identities: IdentityStore;
   readonly loginStates: LoginStateStore;
   readonly providerTokens: ProviderTokenStore;
+  /** Links mailed for email verification and password reset (store/email-token-types.ts). */
+  readonly emailTokens: EmailTokenStore;
   /** Cheap round trip for readiness checks. */
   ping(): Promise<void>;
   close(): Promise<void>;
