@@ -15,7 +15,7 @@ export type Decision =
   | { kind: 'no_app' }
   | { kind: 'deny'; app: App; rule: Rule }
   | { kind: 'unauthenticated'; app: App; rule: Rule; lookup: Lookup }
-  | { kind: 'forbidden'; app: App; rule: Rule; active: ActiveSession }
+  | { kind: 'forbidden'; app: App; rule: Rule; active: ActiveSession; reason?: 'email_unverified' }
   | { kind: 'allow'; app: App; rule: Rule; active: ActiveSession | undefined };
 
 const NO_APP: Decision = { kind: 'no_app' };
@@ -32,6 +32,7 @@ export async function decide(sessions: Sessions, site: Site, req: IncomingMessag
   if (rule.access === 'authenticated') {
     const lookup = await sessions.lookup(req, site.session, site.origin);
     if (lookup.state !== 'active') return { kind: 'unauthenticated', app, rule, lookup };
+    if (site.requireVerifiedEmail && !lookup.active.user.emailVerified) return { kind: 'forbidden', app, rule, active: lookup.active, reason: 'email_unverified' };
     if (!allows(rule.allow, lookup.active.user)) return { kind: 'forbidden', app, rule, active: lookup.active };
     return { kind: 'allow', app, rule, active: lookup.active };
   }

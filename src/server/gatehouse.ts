@@ -3,7 +3,11 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { EmailTokens } from '../accounts/email-tokens.ts';
+import { MailedLinks } from '../accounts/mailed-links.ts';
+import { PasswordRecovery } from '../accounts/recovery.ts';
 import { Accounts } from '../accounts/service.ts';
+import { EmailVerification } from '../accounts/verification.ts';
 import { dummyHash, PasswordBusyError } from '../accounts/passwords.ts';
 import { Throttle } from '../accounts/throttle.ts';
 import { CacheUnavailableError, openCache, type Cache } from '../cache/index.ts';
@@ -17,6 +21,7 @@ import { HttpError } from '../http/errors.ts';
 import { redirect, sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
 import { normalizeTarget } from '../http/target.ts';
 import { createLogger, type Logger } from '../log/index.ts';
+import { Mailer } from '../mail/mailer.ts';
 import { CSP, messagePage } from '../pages/index.ts';
 import type { Rule } from '../policy/rules.ts';
 import { ProviderRoutes } from '../providers/routes.ts';
@@ -72,10 +77,14 @@ export class Gatehouse {
   readonly sessions: Sessions;
   readonly accounts: Accounts;
   readonly providers: ProviderService;
+  /** Sends the verification and reset mail; undefined without `email:` in the config. */
+  readonly mailer: Mailer | undefined;
   readonly server: Listener;
   readonly sites: Map<string, Site>;
   private readonly services: Services;
   private readonly auth: AuthRoutes;
+  private readonly verification: EmailVerification;
+  private readonly emailTokens: EmailTokens;
   private readonly assertions: Assertions;
   /** Gatehouse's exact paths under /.well-known/ (below the base path); see well-known.ts. */
   private readonly wellKnown = new WellKnown();
@@ -134,6 +143,14 @@ export class Gatehouse {
     this.auth = new AuthRoutes(this.services);
     const account = new AccountRoutes(this.services, this.auth);
     new ProviderRoutes(this.providers, this.services, this.auth, account).register(this.auth.router);
+    // Email verification, password reset and change (accounts/), mail sent by mail/.
+    this.mailer = config.email ? new Mailer(config.email, { logger, publicUrl: config.publicUrl }) : undefined;
+    this.emailTokens = new EmailTokens(store);
+    const links = new MailedLinks(this.services, this.auth, this.emailTokens);
+    this.verification = new EmailVerification(this.services, this.auth, links, this.mailer);
+    this.verification.register(this.auth.router, account);
+    this.auth.onRegister((ctx, user) => this.verification.afterRegister(ctx, user));
+    new PasswordRecovery(this.services, this.auth, links, this.mailer).register(this.auth.router, account);
     account.register(this.auth.router);
     this.assertions = new Assertions(keys, secrets, { ttlMs: config.tokens.assertionTtl });
     this.wellKnown.add(JWKS_PATH, jwksRoute(keys));
@@ -191,6 +208,7 @@ export class Gatehouse {
     this.purgeTimer = setInterval(() => {
       this.store.sessions.purgeExpired(Date.now(), config.sessions.idleTimeout).catch(() => {});
       this.providers.flows.purgeExpired().catch(() => {});
+      this.emailTokens.purgeExpired().catch(() => {});
     }, 10 * 60_000);
     this.purgeTimer.unref();
   }
@@ -359,6 +377,7 @@ export class Gatehouse {
         return unauthenticated(ctx, d.rule, d.lookup, this.services);
       case 'forbidden':
         ctx.userId = d.active.user.id;
+        if (d.reason === 'email_unverified') return this.verification.blocked(ctx, d.active);
         return this.error(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.'), 403;
     }
     const { app, active, rule } = d;
@@ -559,6 +578,8 @@ export class Gatehouse {
       http.Server.prototype.closeAllConnections.call(this.server as http.Server);
       for (const session of this.h2Sessions) session.destroy();
       await Promise.allSettled([...this.sites.values()].flatMap((s) => s.apps.map((a) => a.upstream.close())));
+      // Messages under way get a moment (their links are in the store already).
+      await this.mailer?.close(Math.min(5000, this.config.listen.timeouts.drain));
       await Promise.allSettled([this.store.close(), this.cache.close()]);
       await new Promise<void>((resolve) => this.logger.flush(() => resolve()));
     })();
