@@ -182,7 +182,9 @@ export class PasswordRecovery {
     this.s.logger.info({ event: 'password_reset', userId: user.id, requestId: ctx.requestId }, 'password reset with a mailed link; every session ended');
     this.notifyChanged(ctx.site, user, 'reset');
     const cookies = [this.links.clear(ctx, 'reset')];
-    if (readCookie(ctx.req.headers.cookie, ctx.site.session.name) !== undefined) cookies.push(this.s.sessions.clear(ctx.site.session));
+    // This browser's session is gone too; so is the sign-in marker, which would otherwise
+    // make the login page explain a session that "did not stick" (edge/diagnose.ts).
+    if (readCookie(ctx.req.headers.cookie, ctx.site.session.name) !== undefined) cookies.push(this.s.sessions.clear(ctx.site.session), this.s.diagnosis.clearSignedIn(ctx.site));
     const login = `${ctx.site.origin}${this.s.prefix}/login?reset=1`;
     if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true, login }, {}, cookies);
     redirect(ctx.res, 303, login, cookies);
