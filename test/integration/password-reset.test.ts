@@ -303,6 +303,21 @@ describe('forgot-password tells nobody whether an address has an account (ATTACK
     for (const m of smtp.to(known)) if (RESET.test(m.subject)) tokens.push(tokenOf(linkIn(m, '/.auth/reset-password')));
   });
 
+  test('links are built from publicUrl: a forged Host is refused, an untrusted X-Forwarded-Host ignored (ATTACKS 7)', async () => {
+    const email = uniqueEmail('host');
+    await registerJson(new Client(gh.url), email);
+    const n = smtp.messages.length;
+    const forged = await new Client(gh.url).postJson('/.auth/forgot-password', { email }, { host: 'evil.example' });
+    assert.equal(forged.status, 421);
+    const res = await new Client(gh.url).postJson('/.auth/forgot-password', { email }, { 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' });
+    assert.equal(res.status, 202);
+    const link = linkIn(await mailTo(smtp, email, RESET, n), '/.auth/reset-password');
+    tokens.push(tokenOf(link));
+    assert.ok(link.startsWith(`${gh.url}/.auth/reset-password?token=`), link);
+    await gh.gatehouse.mailer!.idle();
+    assert.equal(smtp.to(email).filter((m) => RESET.test(m.subject)).length, 1, 'the refused request sent nothing');
+  });
+
   test('bad input gets a clear 400 and sends nothing', async () => {
     const c = new Client(gh.url);
     for (const body of [{}, { email: 'not an address' }, { email: 'a@corp.com@evil.com' }]) {
