@@ -102,10 +102,7 @@ export class PasswordRecovery {
     const given = field(input, 'email', 512);
     const email = normalizeEmail(given);
     const fail = (status: number, errors: Record<string, string>, headers: Record<string, string> = {}) => {
-      if (input.kind === 'json') {
-        const { form, ...fields } = errors;
-        return sendJson(ctx.res, status, { error: status === 429 ? 'too_many_attempts' : 'invalid_request', message: form ?? Object.values(fields)[0], ...(Object.keys(fields).length ? { fields } : {}) }, headers);
-      }
+      if (input.kind === 'json') return sendErrors(ctx, status, status === 429 ? 'too_many_attempts' : 'invalid_request', errors, headers);
       this.tools.html(ctx, status, this.renderForgot(ctx, this.tools.csrf(ctx).token, errors, given), [], headers);
     };
     if (!email) return fail(400, { email: 'Enter an email address like name@example.com.' });
@@ -168,7 +165,7 @@ export class PasswordRecovery {
     if (!checked.ok) return this.links.problem(ctx, 'reset', checked.problem, false, input);
     const problem = passwordProblem(password, { minLength: this.s.config.accounts.minPasswordLength, email: checked.user.email });
     if (problem) {
-      if (input.kind === 'json') return sendJson(ctx.res, 400, { error: 'invalid_request', message: problem, fields: { password: problem } });
+      if (input.kind === 'json') return sendErrors(ctx, 400, 'invalid_request', { password: problem });
       return this.tools.html(ctx, 400, this.renderReset(ctx, this.tools.csrf(ctx).token, checked.user.email, { password: problem }));
     }
     // Hashed before the link is used up: a busy hasher (503) leaves the link working.
@@ -219,9 +216,8 @@ export class PasswordRecovery {
     if (!result.ok) {
       const headers: Record<string, string> = result.retryAfterSeconds ? { 'retry-after': String(result.retryAfterSeconds) } : {};
       if (input.kind === 'json') {
-        const { form, ...fields } = result.errors;
         const code = result.status === 429 ? 'too_many_attempts' : result.status === 401 ? 'invalid_credentials' : result.status === 409 ? 'no_password' : 'invalid_request';
-        return sendJson(ctx.res, result.status, { error: code, message: form ?? Object.values(fields)[0], ...(Object.keys(fields).length ? { fields } : {}) }, headers);
+        return sendErrors(ctx, result.status, code, result.errors, headers);
       }
       const page = changePasswordPage({ appTitle: ctx.site.title, csrf: this.tools.csrf(ctx).token, action: `${this.s.prefix}/account/password`, email: user.email, errors: result.errors, minPasswordLength: this.s.config.accounts.minPasswordLength, accountUrl: `${this.s.prefix}/account` });
       return this.tools.html(ctx, result.status, page, [], headers);
@@ -231,4 +227,10 @@ export class PasswordRecovery {
     if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true });
     redirect(ctx.res, 303, `${ctx.site.origin}${this.s.prefix}/account?password=changed`);
   }
+}
+
+/** A JSON error answer in the shape of the other own routes: {error, message, fields?}. */
+function sendErrors(ctx: RequestContext, status: number, code: string, errors: Record<string, string | undefined>, headers: Record<string, string> = {}): void {
+  const { form, ...fields } = errors;
+  sendJson(ctx.res, status, { error: code, message: form ?? Object.values(fields)[0], ...(Object.keys(fields).length ? { fields } : {}) }, headers);
 }

@@ -4,8 +4,8 @@ import type { Config } from '../config/schema.ts';
 import type { Secrets } from '../tokens/secrets.ts';
 
 const WINDOW_MS = 15 * 60_000;
-const REGISTER_WINDOW_MS = 60 * 60_000;
 const HOUR_MS = 60 * 60_000;
+const REGISTER_WINDOW_MS = HOUR_MS;
 
 export type Verdict = { ok: true } | { ok: false; retryAfterSeconds: number };
 

@@ -105,7 +105,7 @@ export class Gatehouse {
   private readonly purgeTimer: NodeJS.Timeout;
   private closing: Promise<void> | null = null;
 
-  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets, keys: KeyRing, tls: TlsPair | undefined) {
+  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets, keys: KeyRing, tls: TlsPair | undefined, mailer: Mailer | undefined) {
     this.config = config;
     this.logger = logger;
     this.store = store;
@@ -144,7 +144,7 @@ export class Gatehouse {
     const account = new AccountRoutes(this.services, this.auth);
     new ProviderRoutes(this.providers, this.services, this.auth, account).register(this.auth.router);
     // Email verification, password reset and change (accounts/), mail sent by mail/.
-    this.mailer = config.email ? new Mailer(config.email, { logger, publicUrl: config.publicUrl }) : undefined;
+    this.mailer = mailer;
     this.emailTokens = new EmailTokens(store);
     const links = new MailedLinks(this.services, this.auth, this.emailTokens);
     this.verification = new EmailVerification(this.services, this.auth, links, this.mailer);
@@ -223,8 +223,10 @@ export class Gatehouse {
     let secrets: Secrets;
     let keys: KeyRing;
     let tls: TlsPair | undefined;
+    let mailer: Mailer | undefined;
     try {
       tls = config.listen.tls ? loadTls(config.listen.tls) : undefined;
+      mailer = config.email ? new Mailer(config.email, { logger, publicUrl: config.publicUrl }) : undefined;
       secrets = await loadSecrets(config.secrets, store.kv);
       keys = await KeyRing.open(store, secrets, keyPolicy(config), { issuer: issuerOf(config), logger });
     } catch (err) {
@@ -232,7 +234,7 @@ export class Gatehouse {
       throw err;
     }
     void dummyHash();
-    return new Gatehouse(config, logger, store, cache, secrets, keys, tls);
+    return new Gatehouse(config, logger, store, cache, secrets, keys, tls, mailer);
   }
 
   /**

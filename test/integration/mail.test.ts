@@ -166,6 +166,10 @@ describe('the mailer over real SMTP', () => {
     }
   });
 
+  test('an unreadable email.smtp.tls.ca stops the start with a message that names the key', () => {
+    assert.throws(() => mailer({ port: plain.port, tls: { ca: '/nonexistent/ca.pem' } }), /^Error: email\.smtp\.tls\.ca: cannot read \/nonexistent\/ca\.pem \(ENOENT\)$/);
+  });
+
   test('close: no new messages; pending retries are dropped and logged', async () => {
     const { m, lines } = mailer({ port: await freePort() }, { delivery: { attempts: 5, retryDelay: '1h' } });
     m.send(task('henry@example.com'));
