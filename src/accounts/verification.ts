@@ -89,20 +89,23 @@ export class EmailVerification {
     const found = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin);
     const user = found.state === 'active' ? found.active.user : undefined;
     if (user) ctx.userId = user.id;
+    // After the confirm POST (which needs no session) this is ?verified=1; a signed-in user's
+    // own state wins over the query, so the page never claims what is not so.
     const verifiedNow = this.tools.queryParam(ctx, 'verified') === '1';
-    const notice = verifiedNow ? 'Thank you: your email address is verified.' : this.tools.queryParam(ctx, 'sent') === '1' && user && !user.emailVerified ? `We sent a new link to ${user.email}.` : undefined;
+    const verified = user ? user.emailVerified : verifiedNow;
+    const notice = verified && verifiedNow ? 'Thank you: your email address is verified.' : this.tools.queryParam(ctx, 'sent') === '1' && user && !verified ? `We sent a new link to ${user.email}.` : undefined;
     this.tools.html(
       ctx,
       200,
       verifyStatusPage({
         appTitle: ctx.site.title,
         csrf,
-        heading: verifiedNow || user?.emailVerified ? 'Email address verified' : 'Verify your email address',
+        heading: verified ? 'Email address verified' : 'Verify your email address',
         email: user?.email,
-        verified: verifiedNow || Boolean(user?.emailVerified),
+        verified,
         notice,
         resendAction: this.mailer ? `${this.s.prefix}/verify-email/resend` : undefined,
-        continueUrl: user || verifiedNow ? ctx.site.home : `${this.s.prefix}/login?rd=${encodeURIComponent(`${this.s.prefix}/verify-email`)}`,
+        continueUrl: user || verified ? ctx.site.home : `${this.s.prefix}/login?rd=${encodeURIComponent(`${this.s.prefix}/verify-email`)}`,
         accountUrl: `${this.s.prefix}/account`,
         signOutUrl: `${this.s.prefix}/logout`,
       }),

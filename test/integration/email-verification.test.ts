@@ -181,6 +181,7 @@ describe('email verification', () => {
     const account = await c.html('/.auth/account');
     assert.match(account.text, /<h2 id="email-address">Email address<\/h2>/);
     assert.equal((await c.postForm('/.auth/verify-email/resend', { csrf: csrfOf(account) }, { origin: 'https://evil.example' })).status, 403);
+    assert.match((await c.html('/.auth/verify-email?verified=1')).text, /<h1>Verify your email address<\/h1>/, 'a query cannot make the page claim a verified address');
     const page = await openLinkPage(c, link);
     await submit(c, page, '/.auth/verify-email');
     const after = await c.html('/.auth/account');
