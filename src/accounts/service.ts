@@ -92,9 +92,49 @@ export class Accounts {
     if (!user) return { ok: false, error: 'no such user' };
     const problem = passwordProblem(password, { minLength: this.config.minPasswordLength, email: user.email });
     if (problem) return { ok: false, error: problem };
-    await this.store.users.update(userId, { passwordHash: await hashPassword(password) });
+    await this.replacePassword(userId, await hashPassword(password), keepSessionHash);
+    return { ok: true };
+  }
+
+  /**
+   * Stores a password that was checked and hashed already, and ends every session of the user
+   * but `keepSessionHash` (ATTACKS 27). `patch`: more to change at once (a reset link proves
+   * the address, so it also verifies it).
+   */
+  async replacePassword(userId: string, passwordHash: string, keepSessionHash?: string, patch: { emailVerified?: boolean } = {}): Promise<void> {
+    await this.store.users.update(userId, { ...patch, passwordHash });
     await this.store.sessions.deleteByUser(userId, keepSessionHash);
     await this.store.oauth.grants.revokeByUser(userId, Date.now(), 'password_changed');
+  }
+
+  /**
+   * A signed-in user changes their password: the current one is checked (counted like a
+   * login attempt, so a stolen session cannot guess it at leisure), the new one follows the
+   * registration rules; every other session ends, `keepSessionHash` (theirs) stays.
+   */
+  async changePassword(
+    user: User,
+    input: { currentPassword?: string; password?: string },
+    ip: string,
+    deviceCookie: string | null | undefined,
+    keepSessionHash: string,
+  ): Promise<{ ok: true } | { ok: false; status: 400 | 401 | 409 | 429; errors: Partial<Record<'currentPassword' | 'password' | 'form', string>>; retryAfterSeconds?: number }> {
+    if (!user.passwordHash) return { ok: false, status: 409, errors: { form: 'This account has no password yet. To set one, use "Forgot your password?" on the sign-in page.' } };
+    const current = input.currentPassword ?? '';
+    const password = input.password ?? '';
+    const errors: Partial<Record<'currentPassword' | 'password', string>> = {};
+    if (!current) errors.currentPassword = 'Enter your current password.';
+    const problem = passwordProblem(password, { minLength: this.config.minPasswordLength, email: user.email });
+    if (problem) errors.password = problem;
+    else if (password.normalize('NFKC') === current.normalize('NFKC')) errors.password = 'Choose a password other than your current one.';
+    if (Object.keys(errors).length) return { ok: false, status: 400, errors };
+    const nonce = this.throttle.deviceNonce(deviceCookie, user.email);
+    const verdict = await this.throttle.attemptLogin(ip, user.email, nonce);
+    if (!verdict.ok) return { ok: false, status: 429, errors: { form: 'Too many failed attempts. Wait a few minutes and try again.' }, retryAfterSeconds: verdict.retryAfterSeconds };
+    const valid = current.length <= MAX_PASSWORD_CHARS * 4 && (await verifyPassword(current, user.passwordHash));
+    if (!valid) return { ok: false, status: 401, errors: { currentPassword: 'The current password is not correct.' } };
+    await this.throttle.loginSucceeded(ip, user.email, nonce);
+    await this.replacePassword(user.id, await hashPassword(password), keepSessionHash);
     return { ok: true };
   }
 

@@ -4,7 +4,8 @@ import type { Config } from '../config/schema.ts';
 import type { Secrets } from '../tokens/secrets.ts';
 
 const WINDOW_MS = 15 * 60_000;
-const REGISTER_WINDOW_MS = 60 * 60_000;
+const HOUR_MS = 60 * 60_000;
+const REGISTER_WINDOW_MS = HOUR_MS;
 
 export type Verdict = { ok: true } | { ok: false; retryAfterSeconds: number };
 
@@ -70,7 +71,31 @@ export class Throttle {
   async checkRegistration(ip: string): Promise<Verdict> {
     const key = `register:ip:${ip}`;
     const n = await this.cache.hit(key, REGISTER_WINDOW_MS);
-    if (n > this.limits.registerPerIp) return { ok: false, retryAfterSeconds: Math.ceil((await this.cache.ttl(key)) / 1000) || 1 };
+    if (n > this.limits.registerPerIp) return this.retryAfter(key);
     return { ok: true };
+  }
+
+  /**
+   * A password-reset request (ATTACKS 45): counted per client IP and per address, whether or
+   * not the address has an account, so the answer says nothing about that either.
+   */
+  async checkPasswordReset(ip: string, email: string): Promise<Verdict> {
+    const ipKey = `reset:ip:${ip}`;
+    const account = `reset:acct:${this.accountKey(email)}`;
+    const [ipCount, accountCount] = await Promise.all([this.cache.hit(ipKey, HOUR_MS), this.cache.hit(account, HOUR_MS)]);
+    if (ipCount > this.limits.passwordResetPerIp) return this.retryAfter(ipKey);
+    if (accountCount > this.limits.passwordResetPerAccount) return this.retryAfter(account);
+    return { ok: true };
+  }
+
+  /** One more message to this address, unless it had `emailsPerAddress` in the last hour (a mail flood). */
+  async takeMail(email: string): Promise<Verdict> {
+    const key = `mail:addr:${this.accountKey(email)}`;
+    if ((await this.cache.hit(key, HOUR_MS)) > this.limits.emailsPerAddress) return this.retryAfter(key);
+    return { ok: true };
+  }
+
+  private async retryAfter(key: string): Promise<Verdict> {
+    return { ok: false, retryAfterSeconds: Math.ceil((await this.cache.ttl(key)) / 1000) || 1 };
   }
 }

@@ -1,5 +1,6 @@
 import { lintEdge } from '../edge/lint.ts';
 import { lintOAuth } from '../oauth/lint.ts';
+import { lintEmail } from '../mail/lint.ts';
 import { lintProviders } from '../providers/lint.ts';
 import { appsOf } from '../server/sites.ts';
 import type { Config } from './schema.ts';
@@ -21,7 +22,12 @@ export function lintConfig(config: Config): Warning[] {
     w.push({ key: 'secrets.key', message: 'no master key configured: one is generated and kept in the store, next to the data it protects. For production set secrets.key from the environment (openssl rand -base64 32).' });
   }
   if (config.accounts.registration === 'open') {
-    w.push({ key: 'accounts.registration', message: 'open registration without email verification: anyone can sign up with any address, and the sign-up form tells whether an address is taken. Close it (registration: closed) where that matters.' });
+    const unverified = !config.email
+      ? 'open registration without email verification: anyone can sign up with any address'
+      : !config.accounts.requireVerifiedEmail
+        ? 'open registration: anyone can sign up with any address and use the apps before verifying it (accounts.requireVerifiedEmail: true stops that)'
+        : 'open registration';
+    w.push({ key: 'accounts.registration', message: `${unverified}, and the sign-up form tells whether an address is taken. Close it (registration: closed) where that matters.` });
   }
   if (config.tokens.keys.publishBefore < 30_000) {
     w.push({ key: 'tokens.keys.publishBefore', message: 'under 30s: JWKS clients that refetch on an unknown kid at most every 30 s (jose\'s default, and gatehouse/verify) may reject assertions for a while after each rotation.' });
@@ -50,6 +56,7 @@ export function lintConfig(config: Config): Warning[] {
   });
   w.push(...lintProviders(config));
   w.push(...lintOAuth(config));
+  w.push(...lintEmail(config));
   return w;
 }
 

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { EmailSchema } from '../mail/schema.ts';
 import { ProvidersSchema, TokenRelayApp, TokenRelayRoute } from '../providers/schema.ts';
 import { parseDuration } from './duration.ts';
 import { checkOAuthTokens, OAUTH_TOKEN_FIELDS } from './tokens.ts';
@@ -220,11 +221,16 @@ export const ConfigSchema = z
     ...{ ...appFields, name: appFields.name.default('app') },
     apps: z.array(AppSchema).min(1).optional().meta({ description: 'Several apps, routed by host and/or path prefix' }),
     providers: ProvidersSchema,
+    email: EmailSchema.optional(),
     accounts: z
       .strictObject({
         registration: z.enum(['open', 'closed']).default('open').meta({ description: 'closed: only operators add users (gatehouse users add)' }),
         allowedDomains: z.array(z.string().regex(/^[A-Za-z0-9.-]+$/)).optional().meta({ description: 'Only these email domains may register' }),
         minPasswordLength: z.number().int().min(8).max(64).default(8),
+        requireVerifiedEmail: z
+          .boolean()
+          .default(false)
+          .meta({ description: 'Users whose address is not verified (password registrations until they follow the emailed link) cannot use protected routes; they get a page to resend the link. Needs email' }),
         rateLimits: z
           .strictObject({
             loginPerIp: z.number().int().min(1).default(30).meta({ description: 'Failed logins per client IP per 15 minutes' }),
@@ -236,6 +242,9 @@ export const ConfigSchema = z
               .meta({ description: 'Failed logins per account per 15 minutes from browsers that never signed in to it; browsers that did keep their own allowance, so this cannot lock the owner out' }),
             registerPerIp: z.number().int().min(1).default(20).meta({ description: 'Registrations per client IP per hour' }),
             providerStartsPerIp: z.number().int().min(1).default(120).meta({ description: 'Sign-ins and links started with a provider per client IP per 15 minutes (each keeps a pending state record)' }),
+            passwordResetPerIp: z.number().int().min(1).default(20).meta({ description: 'Password-reset requests per client IP per hour' }),
+            passwordResetPerAccount: z.number().int().min(1).default(5).meta({ description: 'Password-reset requests per email address per hour, whether or not it has an account' }),
+            emailsPerAddress: z.number().int().min(1).default(10).meta({ description: 'Messages (verification and reset) sent to one address per hour, at most; more are not sent' }),
           })
           .prefault({}),
       })

@@ -3,7 +3,7 @@ import { layout } from './layout.ts';
 
 export type Errors = Partial<Record<string, string>>;
 
-interface FieldSpec {
+export interface FieldSpec {
   name: string;
   label: string;
   type: 'email' | 'password' | 'text';
@@ -20,7 +20,7 @@ const FORM_ERROR_ID = 'form-error';
  * A labelled input whose error sits right under it and is announced with it. `alsoDescribedBy`
  * ties a form-level error to the field that gets the focus, so a screen reader reads it there.
  */
-function field(f: FieldSpec, errors: Errors, focus: boolean, alsoDescribedBy?: string): SafeHtml {
+export function field(f: FieldSpec, errors: Errors, focus: boolean, alsoDescribedBy?: string): SafeHtml {
   const error = errors[f.name];
   const describedBy = [f.hint ? `${f.name}-hint` : '', error ? `${f.name}-error` : '', alsoDescribedBy ?? ''].filter(Boolean).join(' ');
   // Email addresses are not words: no spell-check squiggles, no capital first letter on phones.
@@ -37,19 +37,19 @@ ${error ? html`<p class="error" id="${f.name}-error">${error}</p>` : ''}
  * The fields of a form. Focus goes to the first field with an error; with only a form-level
  * error (a wrong password) to the password field, which then also "describes" that error.
  */
-function fields(specs: FieldSpec[], errors: Errors): SafeHtml[] {
+export function fields(specs: FieldSpec[], errors: Errors): SafeHtml[] {
   const firstInvalid = specs.findIndex((f) => errors[f.name]);
   const formOnly = firstInvalid === -1 && Boolean(errors.form);
   const focusAt = formOnly ? Math.max(specs.findIndex((f) => f.type === 'password'), 0) : Math.max(firstInvalid, 0);
   return specs.map((f, i) => field(f, errors, i === focusAt, formOnly && i === focusAt ? FORM_ERROR_ID : undefined));
 }
 
-function hasErrors(errors: Errors): boolean {
+export function hasErrors(errors: Errors): boolean {
   return Object.values(errors).some(Boolean);
 }
 
 /** The error summary above the form, announced on arrival; each field error links to its field. */
-function summary(errors: Errors): SafeHtml | '' {
+export function summary(errors: Errors): SafeHtml | '' {
   const entries = Object.entries(errors).filter(([, v]) => v);
   if (!entries.length) return '';
   const fieldEntries = entries.filter(([k]) => k !== 'form');
@@ -59,7 +59,7 @@ function summary(errors: Errors): SafeHtml | '' {
   }</div>`;
 }
 
-const hidden = (name: string, value: string | undefined) => (value ? html`<input type="hidden" name="${name}" value="${value}">` : '');
+export const hidden = (name: string, value: string | undefined) => (value ? html`<input type="hidden" name="${name}" value="${value}">` : '');
 
 export interface PageBase {
   appTitle: string;

@@ -8,6 +8,7 @@ import { HttpError } from '../http/errors.ts';
 import { redirect, sendHtml, sendJson } from '../http/respond.ts';
 import { safeReturnPath } from '../http/target.ts';
 import { CSP, cspWithFormAction, loginPage, logoutPage, messagePage, registerPage } from '../pages/index.ts';
+import type { User } from '../store/index.ts';
 import { publicUser, type RequestContext, type Services } from './context.ts';
 import { Router, type Params } from './router.ts';
 import { insideBase } from './sites.ts';
@@ -35,6 +36,7 @@ const DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600;
 export class AuthRoutes implements FormTools {
   readonly router = new Router<Handler>();
   private readonly s: Services;
+  private readonly registered: ((ctx: RequestContext, user: User) => void)[] = [];
 
   constructor(services: Services) {
     this.s = services;
@@ -49,6 +51,12 @@ export class AuthRoutes implements FormTools {
       .add('GET', '/health', async (c) => sendJson(c.res, 200, { status: 'ok' }))
       .add('GET', '/ready', (c) => this.ready(c));
     this.s.oauth.addRoutes(this.router, this);
+  }
+
+  /** Runs after each registration with a password (the verification mail); must neither throw nor wait. */
+  onRegister(fn: (ctx: RequestContext, user: User) => void): this {
+    this.registered.push(fn);
+    return this;
   }
 
   url(ctx: RequestContext, route: string, query?: Record<string, string | undefined>): string {
@@ -127,7 +135,7 @@ export class AuthRoutes implements FormTools {
     const cause = this.s.diagnosis.afterSignIn(ctx, current);
     if (cause) return this.s.diagnosis.respond(ctx.req, ctx.res, ctx.site, cause, ctx.requestId, [this.s.diagnosis.clearSignedIn(ctx.site)]);
     const { token, cookies } = this.csrf(ctx);
-    const notice = this.queryParam(ctx, 'signed_out') ? 'You have signed out.' : undefined;
+    const notice = this.queryParam(ctx, 'signed_out') ? 'You have signed out.' : this.queryParam(ctx, 'reset') ? 'Your password was changed, and every session signed out. Sign in with the new password.' : undefined;
     this.html(ctx, 200, this.renderLogin(ctx, token, rd, {}, undefined, notice), cookies);
   }
 
@@ -141,6 +149,7 @@ export class AuthRoutes implements FormTools {
       errors,
       notice,
       registerUrl: this.s.config.accounts.registration === 'open' ? this.url(ctx, '/register', { rd: rd === ctx.site.home ? undefined : rd }) : undefined,
+      forgotUrl: this.url(ctx, '/forgot-password'),
       providers: this.s.providers.loginButtons(rd),
     });
   }
@@ -219,6 +228,7 @@ export class AuthRoutes implements FormTools {
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
     this.s.logger.info({ event: 'register', userId: result.user.id, requestId: ctx.requestId }, 'user registered');
+    for (const fn of this.registered) fn(ctx, result.user);
     const cookies = [setCookie, this.s.diagnosis.signedIn(ctx.site)];
     if (input.kind === 'json') return sendJson(ctx.res, 201, { user: publicUser(result.user), redirect: rd }, {}, cookies);
     redirect(ctx.res, 303, ctx.site.origin + rd, cookies);

@@ -18,7 +18,7 @@ export type Decision =
   | { kind: 'deny'; app: App; rule: Rule }
   | { kind: 'unauthenticated'; app: App; rule: Rule; lookup: Lookup }
   | { kind: 'invalid_token'; app: App; rule: Rule; description: string }
-  | { kind: 'forbidden'; app: App; rule: Rule; active: ActiveSession }
+  | { kind: 'forbidden'; app: App; rule: Rule; active: ActiveSession; reason?: 'email_unverified' }
   /** ownToken: the Authorization header carried a Gatehouse token: it must not reach the app. */
   | { kind: 'allow'; app: App; rule: Rule; active: ActiveSession | undefined; ownToken?: boolean };
 
@@ -47,6 +47,7 @@ export async function decide(sessions: Sessions, site: Site, req: IncomingMessag
     if (rule.access === 'authenticated') {
       const r = await bearer!.authenticate(token, app);
       if (!r.ok) return { kind: 'invalid_token', app, rule, description: r.description };
+      if (site.requireVerifiedEmail && !r.active.user.emailVerified) return { kind: 'forbidden', app, rule, active: r.active, reason: 'email_unverified' };
       if (!allows(rule.allow, r.active.user)) return { kind: 'forbidden', app, rule, active: r.active };
       return { kind: 'allow', app, rule, active: r.active, ownToken: true };
     }
@@ -56,6 +57,7 @@ export async function decide(sessions: Sessions, site: Site, req: IncomingMessag
   if (rule.access === 'authenticated') {
     const lookup = await sessions.lookup(req, site.session, site.origin);
     if (lookup.state !== 'active') return { kind: 'unauthenticated', app, rule, lookup };
+    if (site.requireVerifiedEmail && !lookup.active.user.emailVerified) return { kind: 'forbidden', app, rule, active: lookup.active, reason: 'email_unverified' };
     if (!allows(rule.allow, lookup.active.user)) return { kind: 'forbidden', app, rule, active: lookup.active };
     return { kind: 'allow', app, rule, active: lookup.active };
   }

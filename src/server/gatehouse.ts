@@ -3,7 +3,11 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { EmailTokens } from '../accounts/email-tokens.ts';
+import { MailedLinks } from '../accounts/mailed-links.ts';
+import { PasswordRecovery } from '../accounts/recovery.ts';
 import { Accounts } from '../accounts/service.ts';
+import { EmailVerification } from '../accounts/verification.ts';
 import { dummyHash, PasswordBusyError } from '../accounts/passwords.ts';
 import { Throttle } from '../accounts/throttle.ts';
 import { CacheUnavailableError, openCache, type Cache } from '../cache/index.ts';
@@ -19,6 +23,7 @@ import { normalizeTarget } from '../http/target.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import { grantOwner, type BearerSession } from '../oauth/bearer.ts';
 import { OAuthServer } from '../oauth/server.ts';
+import { Mailer } from '../mail/mailer.ts';
 import { CSP, messagePage } from '../pages/index.ts';
 import type { Rule } from '../policy/rules.ts';
 import { ProviderRoutes } from '../providers/routes.ts';
@@ -78,10 +83,14 @@ export class Gatehouse {
   readonly providers: ProviderService;
   /** The OAuth server for CLIs and MCP clients (src/oauth/). */
   readonly oauth: OAuthServer;
+  /** Sends the verification and reset mail; undefined without `email:` in the config. */
+  readonly mailer: Mailer | undefined;
   readonly server: Listener;
   readonly sites: Map<string, Site>;
   private readonly services: Services;
   private readonly auth: AuthRoutes;
+  private readonly verification: EmailVerification;
+  private readonly emailTokens: EmailTokens;
   private readonly assertions: Assertions;
   /** Gatehouse's exact paths under /.well-known/ (below the base path); see well-known.ts. */
   private readonly wellKnown = new WellKnown();
@@ -102,7 +111,7 @@ export class Gatehouse {
   private readonly purgeTimer: NodeJS.Timeout;
   private closing: Promise<void> | null = null;
 
-  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets, keys: KeyRing, tls: TlsPair | undefined, clock?: () => number) {
+  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets, keys: KeyRing, tls: TlsPair | undefined, mailer: Mailer | undefined, clock?: () => number) {
     this.config = config;
     this.logger = logger;
     this.store = store;
@@ -143,6 +152,14 @@ export class Gatehouse {
     const account = new AccountRoutes(this.services, this.auth);
     new ProviderRoutes(this.providers, this.services, this.auth, account).register(this.auth.router);
     account.addSection(20, (ctx, active, csrf) => this.oauth.accountSection(ctx, active, csrf, this.auth));
+    // Email verification, password reset and change (accounts/), mail sent by mail/.
+    this.mailer = mailer;
+    this.emailTokens = new EmailTokens(store);
+    const links = new MailedLinks(this.services, this.auth, this.emailTokens);
+    this.verification = new EmailVerification(this.services, this.auth, links, this.mailer);
+    this.verification.register(this.auth.router, account);
+    this.auth.onRegister((ctx, user) => this.verification.afterRegister(ctx, user));
+    new PasswordRecovery(this.services, this.auth, links, this.mailer).register(this.auth.router, account);
     account.register(this.auth.router);
     this.assertions = new Assertions(keys, secrets, { ttlMs: config.tokens.assertionTtl });
     this.wellKnown.add(JWKS_PATH, jwksRoute(keys));
@@ -202,6 +219,7 @@ export class Gatehouse {
       this.store.sessions.purgeExpired(Date.now(), config.sessions.idleTimeout).catch(() => {});
       this.providers.flows.purgeExpired().catch(() => {});
       this.oauth.purge().catch(() => {});
+      this.emailTokens.purgeExpired().catch(() => {});
     }, 10 * 60_000);
     this.purgeTimer.unref();
   }
@@ -216,8 +234,10 @@ export class Gatehouse {
     let secrets: Secrets;
     let keys: KeyRing;
     let tls: TlsPair | undefined;
+    let mailer: Mailer | undefined;
     try {
       tls = config.listen.tls ? loadTls(config.listen.tls) : undefined;
+      mailer = config.email ? new Mailer(config.email, { logger, publicUrl: config.publicUrl }) : undefined;
       secrets = await loadSecrets(config.secrets, store.kv);
       keys = await KeyRing.open(store, secrets, keyPolicy(config), { issuer: issuerOf(config), logger, now: options.clock });
     } catch (err) {
@@ -225,7 +245,7 @@ export class Gatehouse {
       throw err;
     }
     void dummyHash();
-    return new Gatehouse(config, logger, store, cache, secrets, keys, tls, options.clock);
+    return new Gatehouse(config, logger, store, cache, secrets, keys, tls, mailer, options.clock);
   }
 
   /**
@@ -372,6 +392,7 @@ export class Gatehouse {
         return this.bearerRefused(ctx, d.app, d.description);
       case 'forbidden':
         ctx.userId = d.active.user.id;
+        if (d.reason === 'email_unverified') return this.verification.blocked(ctx, d.active);
         return this.error(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.'), 403;
     }
     const { app, active, rule } = d;
@@ -584,6 +605,8 @@ export class Gatehouse {
       http.Server.prototype.closeAllConnections.call(this.server as http.Server);
       for (const session of this.h2Sessions) session.destroy();
       await Promise.allSettled([...this.sites.values()].flatMap((s) => s.apps.map((a) => a.upstream.close())));
+      // Messages under way get a moment (their links are in the store already).
+      await this.mailer?.close(Math.min(5000, this.config.listen.timeouts.drain));
       await Promise.allSettled([this.store.close(), this.cache.close(), this.oauth.close()]);
       await new Promise<void>((resolve) => this.logger.flush(() => resolve()));
     })();

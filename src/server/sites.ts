@@ -42,6 +42,8 @@ export interface Site {
   session: SessionCookie;
   /** Cookie names removed before a request reaches an app. */
   ownCookies: string[];
+  /** accounts.requireVerifiedEmail: protected routes need a verified address. */
+  requireVerifiedEmail: boolean;
 }
 
 export interface App {
@@ -124,6 +126,7 @@ export function buildSites(config: Config): Map<string, Site> {
         cookies,
         session: { name: cookies.session, secure, path: cookiePath },
         ownCookies: Object.values(cookies),
+        requireVerifiedEmail: config.accounts.requireVerifiedEmail,
       };
       sites.set(host, site);
     } else if (!a.pathPrefix) {

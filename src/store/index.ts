@@ -9,6 +9,7 @@ export type { Store, User, Session, NewUser, UserPatch, SigningKey } from './typ
 export { StoreConflictError, StoreUnavailableError } from './types.ts';
 export type { Identity, LoginState, ProviderTokenRecord } from './provider-types.ts';
 export type { OAuthStore, Grant, GrantKind, DeviceAuthorization, AuthorizationCode, StoredClient, CodeRedemption } from './oauth-types.ts';
+export type { EmailToken, EmailTokenPurpose } from './email-token-types.ts';
 
 /** Opens the configured store and brings its schema up to date. */
 export async function openStore(config: Config['store'], options: { schema?: string; queryTimeoutMs?: number } = {}): Promise<Store> {

@@ -190,6 +190,28 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
       `CREATE INDEX oauth_grants_expires ON oauth_grants (expires_at)`,
     ],
   },
+  {
+    version: 6,
+    name: 'email tokens',
+    sql: [
+      // Links Gatehouse mails (email verification, password reset): only the token's SHA-256 is
+      // kept. `binding` is what else a token must still match when used (a reset: the password
+      // hash it was issued against); `superseded_at` is set when a newer one of its purpose is issued.
+      `CREATE TABLE email_tokens (
+        id_hash TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        purpose TEXT NOT NULL,
+        email TEXT NOT NULL,
+        binding TEXT NOT NULL DEFAULT '',
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        used_at BIGINT,
+        superseded_at BIGINT
+      )`,
+      `CREATE INDEX email_tokens_user ON email_tokens (user_id, purpose)`,
+      `CREATE INDEX email_tokens_expires ON email_tokens (expires_at)`,
+    ],
+  },
 ];
 
 export async function migrate(db: SqlDriver): Promise<number> {

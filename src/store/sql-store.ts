@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { isUniqueViolation, type SqlDriver } from './driver.ts';
 import type { OAuthStore } from './oauth-types.ts';
+import type { EmailTokenStore } from './email-token-types.ts';
+import { SqlEmailTokens } from './sql-email-tokens.ts';
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import { SqlSigningKeys } from './sql-keys.ts';
 import { SqlIdentities, SqlLoginStates, SqlProviderTokens } from './sql-providers.ts';
@@ -267,6 +269,7 @@ export class SqlStore implements Store {
   readonly loginStates: LoginStateStore;
   readonly providerTokens: ProviderTokenStore;
   readonly oauth: OAuthStore;
+  readonly emailTokens: EmailTokenStore;
 
   private readonly db: SqlDriver;
 
@@ -281,6 +284,7 @@ export class SqlStore implements Store {
     this.loginStates = new SqlLoginStates(db);
     this.providerTokens = new SqlProviderTokens(db);
     this.oauth = new SqlOAuth(db);
+    this.emailTokens = new SqlEmailTokens(db);
   }
 
   async ping(): Promise<void> {

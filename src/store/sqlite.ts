@@ -96,8 +96,10 @@ export class SqliteDriver implements SqlDriver {
       transaction: (inner) => inner(tx),
       close: async () => {},
     };
-    this.db.exec('BEGIN IMMEDIATE');
     try {
+      // Inside the try: a BEGIN that fails (SQLITE_BUSY past busy_timeout, another process
+      // writing) must release the queue too, or every later call would wait forever.
+      this.db.exec('BEGIN IMMEDIATE');
       const result = await fn(tx);
       this.db.exec('COMMIT');
       return result;

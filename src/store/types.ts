@@ -1,3 +1,4 @@
+import type { EmailTokenStore } from './email-token-types.ts';
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import type { OAuthStore } from './oauth-types.ts';
 
@@ -134,6 +135,8 @@ export interface Store {
   readonly providerTokens: ProviderTokenStore;
   /** The OAuth authorization server's clients, device authorizations, codes and grants (oauth-types.ts). */
   readonly oauth: OAuthStore;
+  /** Links mailed for email verification and password reset (store/email-token-types.ts). */
+  readonly emailTokens: EmailTokenStore;
   /** Cheap round trip for readiness checks. */
   ping(): Promise<void>;
   close(): Promise<void>;

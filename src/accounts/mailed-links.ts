@@ -1,0 +1,103 @@
+import { field, type Input } from '../http/body.ts';
+import { expireCookie, readCookie, serializeCookie } from '../http/cookies.ts';
+import { redirect, sendJson } from '../http/respond.ts';
+import { messagePage } from '../pages/index.ts';
+import type { FormTools } from '../server/auth-routes.ts';
+import type { RequestContext, Services } from '../server/context.ts';
+import type { Site } from '../server/sites.ts';
+import type { EmailTokenPurpose } from '../store/index.ts';
+import type { EmailTokens, LinkCheck, LinkProblem } from './email-tokens.ts';
+import { describeLinkProblem } from './pages.ts';
+
+/**
+ * How a link from a message is opened, for both kinds (verify-email, reset-password):
+ *
+ *   GET  <route>?token=T   checks T (changes nothing: mail scanners fetch links), keeps it in a
+ *                          short-lived HttpOnly cookie scoped to <route>, and 303s to <route>
+ *                          without it. The token leaves the address bar, the history and every
+ *                          Referer; this answer itself has Referrer-Policy: no-referrer.
+ *   GET  <route>           the page (a confirm button, or the new-password form), read from the cookie
+ *   POST <route>           does it: CSRF-checked like every form, the token from the cookie
+ *                          (or, for SPAs, `token` in a JSON body), used once
+ *
+ * (A page with the token still in its URL would need "no-referrer", and under it browsers send
+ * `Origin: null` with the form's POST, which the cross-site check rightly refuses.)
+ */
+
+type Kind = 'verify' | 'reset';
+
+const PURPOSE: Record<Kind, EmailTokenPurpose> = { verify: 'verify_email', reset: 'reset_password' };
+const ROUTE: Record<Kind, string> = { verify: '/verify-email', reset: '/reset-password' };
+
+/** The cookie lives at most this long: the page is opened right after the link. */
+const COOKIE_MAX_AGE_S = 3600;
+
+export class MailedLinks {
+  private readonly s: Services;
+  private readonly tools: FormTools;
+  readonly tokens: EmailTokens;
+
+  constructor(services: Services, tools: FormTools, tokens: EmailTokens) {
+    this.s = services;
+    this.tools = tools;
+    this.tokens = tokens;
+  }
+
+  /** The link to mail: built from the site's origin (publicUrl), never from the request's Host. */
+  url(site: Site, kind: Kind, token: string): string {
+    return `${site.origin}${this.s.prefix}${ROUTE[kind]}?token=${token}`;
+  }
+
+  private cookie(ctx: RequestContext, kind: Kind): { name: string; path: string; secure: boolean } {
+    // __Secure-, not __Host-: the cookie is scoped to its one route, and __Host- requires Path=/.
+    return { name: `${ctx.site.secure ? '__Secure-' : ''}${this.s.config.sessions.cookieName}-${kind}`, path: `${this.s.prefix}${ROUTE[kind]}`, secure: ctx.site.secure };
+  }
+
+  clear(ctx: RequestContext, kind: Kind): string {
+    const c = this.cookie(ctx, kind);
+    return expireCookie(c.name, { secure: c.secure, path: c.path });
+  }
+
+  /**
+   * A GET of the route with ?token=: answers (the redirect, or the page saying what is wrong
+   * with the link) and returns true; false when there is no token in the URL.
+   */
+  async landing(ctx: RequestContext, kind: Kind): Promise<boolean> {
+    const token = this.tools.queryParam(ctx, 'token');
+    if (token === undefined) return false;
+    const checked = await this.tokens.check(token, PURPOSE[kind]);
+    if (!checked.ok) {
+      this.problem(ctx, kind, checked.problem, true);
+      return true;
+    }
+    const c = this.cookie(ctx, kind);
+    const maxAge = Math.min(COOKIE_MAX_AGE_S, Math.ceil((checked.token.expiresAt - Date.now()) / 1000));
+    redirect(ctx.res, 303, `${ctx.site.origin}${c.path}`, [serializeCookie(c.name, token, { secure: c.secure, path: c.path, maxAgeSeconds: maxAge })]);
+    return true;
+  }
+
+  /** The token of this request: the JSON body's `token`, else the route's cookie. */
+  tokenOf(ctx: RequestContext, kind: Kind, input?: Input): string | null | undefined {
+    if (input?.kind === 'json') return field(input, 'token', 128);
+    return readCookie(ctx.req.headers.cookie, this.cookie(ctx, kind).name);
+  }
+
+  check(ctx: RequestContext, kind: Kind, input?: Input): Promise<LinkCheck> {
+    return this.tokens.check(this.tokenOf(ctx, kind, input), PURPOSE[kind]);
+  }
+
+  consume(ctx: RequestContext, kind: Kind, input?: Input): Promise<LinkCheck> {
+    return this.tokens.consume(this.tokenOf(ctx, kind, input), PURPOSE[kind]);
+  }
+
+  /** The one page (or JSON) for a link that does not work; logged as `email_link_refused`. */
+  problem(ctx: RequestContext, kind: Kind, problem: LinkProblem, inUrl: boolean, input?: Input): void {
+    const { status, message, hint } = describeLinkProblem(problem, kind);
+    this.s.logger.info({ event: 'email_link_refused', purpose: PURPOSE[kind], problem, requestId: ctx.requestId }, 'a mailed link was refused');
+    if (input?.kind === 'json') return sendJson(ctx.res, status, { error: `link_${problem}`, message });
+    const link = kind === 'reset' ? { href: `${this.s.prefix}/forgot-password`, text: 'Ask for a new link' } : { href: `${this.s.prefix}/verify-email`, text: 'Ask for a new link' };
+    const heading = kind === 'reset' ? 'This reset link does not work' : 'This link does not work';
+    // The URL may hold the token: no referrer leaves this page; a stale cookie goes.
+    this.tools.html(ctx, status, messagePage({ appTitle: ctx.site.title, heading, message, hint, link }), inUrl ? [] : [this.clear(ctx, kind)], { 'referrer-policy': 'no-referrer' });
+  }
+}

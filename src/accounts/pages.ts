@@ -1,0 +1,174 @@
+import type { LinkProblem } from './email-tokens.ts';
+import { field, fields, hasErrors, hidden, summary, type Errors } from '../pages/forms.ts';
+import { html, type SafeHtml } from '../pages/html.ts';
+import { layout } from '../pages/layout.ts';
+
+/**
+ * The pages of email verification and password reset, and the account page's "Email address"
+ * and "Password" sections. Plain forms, no script. Pages with a form use "same-origin"
+ * referrers (a form's POST must carry its real Origin); none of them has a token in its URL:
+ * a link's token is moved into a cookie and out of the address bar first (see mailed-links.ts).
+ */
+
+interface Base {
+  appTitle: string;
+  csrf: string;
+}
+
+const passwordHint = (min: number) => `At least ${min} characters. Spaces and any characters are welcome; a long phrase is best.`;
+
+/** For password managers: which account the new password belongs to. Not submitted (no name). */
+const username = (email: string) => html`<input type="email" autocomplete="username" value="${email}" hidden readonly>`;
+
+export function forgotPasswordPage(o: Base & { action: string; loginUrl: string; email?: string; errors?: Errors; ttl: string }): string {
+  const errors = o.errors ?? {};
+  return layout({
+    appTitle: o.appTitle,
+    heading: 'Reset your password',
+    error: hasErrors(errors),
+    referrerPolicy: 'same-origin',
+    body: html`${summary(errors)}
+<p>Enter the email address of your account. We will send you a link to choose a new password; it works for ${o.ttl}.</p>
+<form method="post" action="${o.action}" novalidate>
+${hidden('csrf', o.csrf)}
+${fields([{ name: 'email', label: 'Email', type: 'email', autocomplete: 'username', value: o.email ?? '' }], errors)}
+<button type="submit">Send the link</button>
+</form>
+<p class="alt"><a href="${o.loginUrl}">Back to sign in</a></p>`,
+  });
+}
+
+export function forgotSentPage(o: { appTitle: string; loginUrl: string; forgotUrl: string; ttl: string }): string {
+  return layout({
+    appTitle: o.appTitle,
+    heading: 'Check your inbox',
+    body: html`<p class="notice" role="status">If there is an account for the address you entered, a message with a link to choose a new password is on its way.</p>
+<p>The link works once, for ${o.ttl}. Nothing arrived after a few minutes? Look in your spam folder, check the address, or <a href="${o.forgotUrl}">ask for another link</a>.</p>
+<p class="alt"><a class="button secondary" href="${o.loginUrl}">Back to sign in</a></p>`,
+  });
+}
+
+export function resetPasswordPage(o: Base & { action: string; email: string; errors?: Errors; minPasswordLength: number }): string {
+  const errors = o.errors ?? {};
+  return layout({
+    appTitle: o.appTitle,
+    heading: 'Choose a new password',
+    error: hasErrors(errors),
+    referrerPolicy: 'same-origin',
+    body: html`${summary(errors)}
+<p>For <strong class="who">${o.email}</strong>. Every session of this account is signed out; you then sign in with the new password.</p>
+<form method="post" action="${o.action}" novalidate>
+${hidden('csrf', o.csrf)}${username(o.email)}
+${fields([{ name: 'password', label: 'New password', type: 'password', autocomplete: 'new-password', hint: passwordHint(o.minPasswordLength) }], errors)}
+<button type="submit">Set the new password</button>
+</form>`,
+  });
+}
+
+export function confirmEmailPage(o: Base & { action: string; email: string }): string {
+  return layout({
+    appTitle: o.appTitle,
+    heading: 'Confirm your email address',
+    referrerPolicy: 'same-origin',
+    body: html`<p>Confirm that <strong class="who">${o.email}</strong> is your address.</p>
+<form method="post" action="${o.action}">
+${hidden('csrf', o.csrf)}
+<button type="submit" autofocus>Confirm</button>
+</form>`,
+  });
+}
+
+/**
+ * Where a signed-in user sees whether their address is verified and can ask for a new link;
+ * also what an unverified user gets instead of a protected page (accounts.requireVerifiedEmail).
+ */
+export function verifyStatusPage(
+  o: Base & { heading: string; email?: string; verified: boolean; notice?: string; message?: string; resendAction?: string; continueUrl: string; accountUrl?: string; signOutUrl?: string },
+): string {
+  let body: SafeHtml;
+  if (o.verified) {
+    body = html`<p>${o.email ? html`<strong class="who">${o.email}</strong> is verified.` : 'Your email address is verified.'}</p>
+<p class="alt"><a class="button" href="${o.continueUrl}">Continue</a></p>`;
+  } else if (!o.email) {
+    body = html`<p>${o.message ?? 'Open the link in the message we sent you, or sign in to ask for a new one.'}</p>
+<p class="alt"><a class="button secondary" href="${o.continueUrl}">Sign in</a></p>`;
+  } else {
+    body = html`<p>${o.message ?? html`We sent a link to <strong class="who">${o.email}</strong>. Open it to confirm that the address is yours.`}</p>
+${
+  o.resendAction
+    ? html`<form method="post" action="${o.resendAction}">
+${hidden('csrf', o.csrf)}
+<button type="submit" class="secondary">Send a new link</button>
+</form>`
+    : html`<p class="hint">Email is not set up here, so no link can be sent. Ask an administrator to verify your address.</p>`
+}
+${o.accountUrl ? html`<p class="alt"><a href="${o.accountUrl}">Your account</a>${o.signOutUrl ? html` · <a href="${o.signOutUrl}">Sign out</a>` : ''}</p>` : ''}`;
+  }
+  return layout({
+    appTitle: o.appTitle,
+    heading: o.heading,
+    referrerPolicy: 'same-origin',
+    body: html`${o.notice ? html`<p class="notice" role="status">${o.notice}</p>` : ''}${body}`,
+  });
+}
+
+export function changePasswordForm(o: Base & { action: string; email: string; errors?: Errors; minPasswordLength: number; focus: boolean }): SafeHtml {
+  const errors = o.errors ?? {};
+  const specs = [
+    { name: 'currentPassword', label: 'Current password', type: 'password' as const, autocomplete: 'current-password' },
+    { name: 'password', label: 'New password', type: 'password' as const, autocomplete: 'new-password', hint: passwordHint(o.minPasswordLength) },
+  ];
+  return html`<form method="post" action="${o.action}" novalidate>
+${hidden('csrf', o.csrf)}${username(o.email)}
+${o.focus ? fields(specs, errors) : specs.map((s) => field(s, errors, false))}
+<button type="submit">Change password</button>
+</form>`;
+}
+
+/** Shown again with what was wrong, when the account page's form did not go through. */
+export function changePasswordPage(o: Base & { action: string; email: string; errors: Errors; minPasswordLength: number; accountUrl: string }): string {
+  return layout({
+    appTitle: o.appTitle,
+    heading: 'Change your password',
+    error: hasErrors(o.errors),
+    referrerPolicy: 'same-origin',
+    body: html`${summary(o.errors)}
+${changePasswordForm({ ...o, focus: true })}
+<p class="alt"><a href="${o.accountUrl}">Back to your account</a></p>`,
+  });
+}
+
+/** The account page's "Email address" section. */
+export function emailSection(o: { email: string; verified: boolean; csrf: string; resendAction?: string }): SafeHtml {
+  if (o.verified) return html`<p><strong class="who">${o.email}</strong> · verified</p>`;
+  return html`<p><strong class="who">${o.email}</strong> · not verified yet</p>
+${
+  o.resendAction
+    ? html`<form method="post" action="${o.resendAction}" class="inline">
+${hidden('csrf', o.csrf)}
+<button type="submit" class="secondary">Send verification email</button>
+</form>`
+    : ''
+}`;
+}
+
+/** What the page says for a link that does not work, and the HTTP status. */
+export function describeLinkProblem(problem: LinkProblem, purpose: 'verify' | 'reset'): { status: number; message: string; hint: string } {
+  const again = purpose === 'reset' ? 'Ask for a new link on the sign-in page ("Forgot your password?").' : 'Sign in and ask for a new link.';
+  switch (problem) {
+    case 'invalid':
+      return { status: 400, message: 'This link is not valid.', hint: `It may be incomplete: open it from the message again, or copy the whole address. ${again}` };
+    case 'used':
+      return { status: 410, message: 'This link was already used.', hint: `Each link works once. ${again}` };
+    case 'superseded':
+      return { status: 410, message: 'A newer link was sent since, and only the newest one works.', hint: `Use the link in the most recent message. ${again}` };
+    case 'expired':
+      return { status: 410, message: 'This link has expired.', hint: again };
+    case 'changed':
+      return {
+        status: 410,
+        message: purpose === 'reset' ? 'The password of this account was changed since this link was sent, so the link no longer works.' : 'The address of this account has changed since this link was sent.',
+        hint: again,
+      };
+  }
+}

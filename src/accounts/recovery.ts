@@ -1,0 +1,236 @@
+import { field, type Input } from '../http/body.ts';
+import { readCookie } from '../http/cookies.ts';
+import { redirect, sendJson } from '../http/respond.ts';
+import type { Mailer } from '../mail/mailer.ts';
+import { humanDuration, passwordChangedMail, resetMail } from '../mail/messages.ts';
+import { messagePage } from '../pages/index.ts';
+import type { AccountRoutes } from '../server/account.ts';
+import type { FormTools } from '../server/auth-routes.ts';
+import type { RequestContext, Services } from '../server/context.ts';
+import type { Params, Router } from '../server/router.ts';
+import type { Site } from '../server/sites.ts';
+import type { User } from '../store/index.ts';
+import { normalizeEmail } from './email.ts';
+import type { MailedLinks } from './mailed-links.ts';
+import { changePasswordForm, changePasswordPage, forgotPasswordPage, forgotSentPage, resetPasswordPage } from './pages.ts';
+import { hashPassword, passwordProblem } from './passwords.ts';
+
+type Handler = (ctx: RequestContext, params: Params) => Promise<void>;
+
+/** What forgot-password answers, for every address alike (ATTACKS 41). */
+const SENT = 'If there is an account for this address, a message with a link to choose a new password is on its way.';
+
+/**
+ * Passwords a user changes themselves:
+ *   GET/POST /forgot-password   asks for a reset link; the answer is the same for every address
+ *   GET  /reset-password?token= the mailed link (mailed-links.ts: nothing changes on GET)
+ *   GET  /reset-password        the new-password form for the link
+ *   POST /reset-password        sets it (form, or JSON {token, password}); every session ends,
+ *                               nobody is signed in: they sign in with the new password
+ *   GET/POST /account/password  a signed-in user changes theirs (current password required);
+ *                               their other sessions end, this one stays
+ */
+export class PasswordRecovery {
+  private readonly s: Services;
+  private readonly tools: FormTools;
+  private readonly links: MailedLinks;
+  private readonly mailer: Mailer | undefined;
+
+  constructor(services: Services, tools: FormTools, links: MailedLinks, mailer: Mailer | undefined) {
+    this.s = services;
+    this.tools = tools;
+    this.links = links;
+    this.mailer = mailer;
+  }
+
+  register(router: Router<Handler>, account: AccountRoutes): void {
+    router
+      .add('GET', '/forgot-password', (c) => this.forgotForm(c))
+      .add('POST', '/forgot-password', (c) => this.forgot(c))
+      .add('GET', '/reset-password', (c) => this.resetForm(c))
+      .add('POST', '/reset-password', (c) => this.reset(c))
+      .add('GET', '/account/password', (c) => this.changeForm(c, account))
+      .add('POST', '/account/password', (c) => this.change(c, account));
+    account.addSection(15, async (ctx, active, csrf) => {
+      if (!active.user.passwordHash) return undefined;
+      const changed = this.tools.queryParam(ctx, 'password') === 'changed';
+      return {
+        id: 'password',
+        heading: 'Password',
+        body: changePasswordForm({ appTitle: ctx.site.title, csrf, action: `${this.s.prefix}/account/password`, email: active.user.email, minPasswordLength: this.s.config.accounts.minPasswordLength, focus: false }),
+        notice: changed ? 'Your password was changed. Every other session was signed out.' : undefined,
+      };
+    });
+  }
+
+  private get resetTtl(): number {
+    return this.s.config.email?.resetLinkTtl ?? 30 * 60_000;
+  }
+
+  // ---- forgot-password --------------------------------------------------------------
+
+  /** Without `email:` there is no way to mail a link: the page says whom to ask. */
+  private notConfigured(ctx: RequestContext, status: number, input?: Input): void {
+    const message = `Password reset by email is not set up for ${ctx.site.title}.`;
+    const hint = 'Ask an administrator to set a new password for you.';
+    if (input?.kind === 'json') return sendJson(ctx.res, status, { error: 'email_not_configured', message: `${message} ${hint}` });
+    this.tools.html(ctx, status, messagePage({ appTitle: ctx.site.title, heading: 'Reset your password', message, hint, link: { href: `${this.s.prefix}/login`, text: 'Back to sign in' } }));
+  }
+
+  private renderForgot(ctx: RequestContext, csrf: string, errors: Record<string, string | undefined> = {}, email?: string): string {
+    return forgotPasswordPage({ appTitle: ctx.site.title, csrf, action: `${this.s.prefix}/forgot-password`, loginUrl: `${this.s.prefix}/login`, email, errors, ttl: humanDuration(this.resetTtl) });
+  }
+
+  private async forgotForm(ctx: RequestContext): Promise<void> {
+    if (!this.mailer) return this.notConfigured(ctx, 200);
+    if (this.tools.queryParam(ctx, 'sent') === '1') {
+      return this.tools.html(ctx, 200, forgotSentPage({ appTitle: ctx.site.title, loginUrl: `${this.s.prefix}/login`, forgotUrl: `${this.s.prefix}/forgot-password`, ttl: humanDuration(this.resetTtl) }));
+    }
+    const { token, cookies } = this.tools.csrf(ctx);
+    this.tools.html(ctx, 200, this.renderForgot(ctx, token), cookies);
+  }
+
+  /**
+   * The same status, body and headers for every well-formed address, and the same work before
+   * answering: the throttle (keyed by the address, not the account), one indexed read, one
+   * message queued. For an unknown or disabled address that message is a no-op; for an account
+   * the link is made and mailed in the background (mail/mailer.ts), never while the request waits.
+   */
+  private async forgot(ctx: RequestContext): Promise<void> {
+    const input = await this.tools.readPost(ctx);
+    if (!this.mailer) return this.notConfigured(ctx, 501, input);
+    const given = field(input, 'email', 512);
+    const email = normalizeEmail(given);
+    const fail = (status: number, errors: Record<string, string>, headers: Record<string, string> = {}) => {
+      if (input.kind === 'json') return sendErrors(ctx, status, status === 429 ? 'too_many_attempts' : 'invalid_request', errors, headers);
+      this.tools.html(ctx, status, this.renderForgot(ctx, this.tools.csrf(ctx).token, errors, given), [], headers);
+    };
+    if (!email) return fail(400, { email: 'Enter an email address like name@example.com.' });
+    const verdict = await this.s.throttle.checkPasswordReset(ctx.ip, email);
+    if (!verdict.ok) return fail(429, { form: 'Too many requests for a new password. Wait a while and try again.' }, { 'retry-after': String(verdict.retryAfterSeconds) });
+
+    const user = await this.s.store.users.getByEmail(email);
+    const account = user && !user.disabled ? user : undefined;
+    this.mailer.send(account ? this.resetTask(ctx.site, account) : { kind: 'password_reset', prepare: async () => undefined });
+    this.s.logger.info({ event: 'password_reset_requested', userId: account?.id, known: account !== undefined, requestId: ctx.requestId }, 'password reset requested');
+    if (input.kind === 'json') return sendJson(ctx.res, 202, { ok: true, message: SENT });
+    redirect(ctx.res, 303, `${ctx.site.origin}${this.s.prefix}/forgot-password?sent=1`);
+  }
+
+  private resetTask(site: Site, user: User) {
+    const ttlMs = this.resetTtl;
+    return {
+      kind: 'password_reset' as const,
+      userId: user.id,
+      prepare: async () => {
+        if (!(await this.s.throttle.takeMail(user.email)).ok) {
+          this.s.logger.warn({ event: 'mail_suppressed', kind: 'password_reset', userId: user.id, reason: 'address_rate_limited' }, 'too many messages to this address this hour');
+          return undefined;
+        }
+        const token = await this.links.tokens.issue(user, 'reset_password', ttlMs);
+        return { to: user.email, fromName: site.title, ...resetMail({ appTitle: site.title, email: user.email, link: this.links.url(site, 'reset', token), ttlMs }) };
+      },
+    };
+  }
+
+  // ---- reset-password ---------------------------------------------------------------
+
+  private renderReset(ctx: RequestContext, csrf: string, email: string, errors: Record<string, string | undefined> = {}): string {
+    return resetPasswordPage({ appTitle: ctx.site.title, csrf, action: `${this.s.prefix}/reset-password`, email, errors, minPasswordLength: this.s.config.accounts.minPasswordLength });
+  }
+
+  private async resetForm(ctx: RequestContext): Promise<void> {
+    if (await this.links.landing(ctx, 'reset')) return;
+    if (this.links.tokenOf(ctx, 'reset') === undefined) {
+      // Straight here, or the cookie did not stick (blocked cookies).
+      const page = messagePage({
+        appTitle: ctx.site.title,
+        heading: 'Choose a new password',
+        message: 'This page needs the link from the password-reset message. Open the link in the message again.',
+        hint: 'If you see this again after opening the link, your browser is not keeping cookies for this site: allow them, then open the link once more.',
+        link: { href: `${this.s.prefix}/forgot-password`, text: 'Ask for a new link' },
+      });
+      return this.tools.html(ctx, 400, page);
+    }
+    const checked = await this.links.check(ctx, 'reset');
+    if (!checked.ok) return this.links.problem(ctx, 'reset', checked.problem, false);
+    const { token, cookies } = this.tools.csrf(ctx);
+    this.tools.html(ctx, 200, this.renderReset(ctx, token, checked.user.email), cookies);
+  }
+
+  private async reset(ctx: RequestContext): Promise<void> {
+    const input = await this.tools.readPost(ctx);
+    const password = field(input, 'password', 8192) ?? '';
+    const checked = await this.links.check(ctx, 'reset', input);
+    if (!checked.ok) return this.links.problem(ctx, 'reset', checked.problem, false, input);
+    const problem = passwordProblem(password, { minLength: this.s.config.accounts.minPasswordLength, email: checked.user.email });
+    if (problem) {
+      if (input.kind === 'json') return sendErrors(ctx, 400, 'invalid_request', { password: problem });
+      return this.tools.html(ctx, 400, this.renderReset(ctx, this.tools.csrf(ctx).token, checked.user.email, { password: problem }));
+    }
+    // Hashed before the link is used up: a busy hasher (503) leaves the link working.
+    const passwordHash = await hashPassword(password);
+    const used = await this.links.consume(ctx, 'reset', input);
+    if (!used.ok) return this.links.problem(ctx, 'reset', used.problem, false, input);
+    const user = used.user;
+    // Every session ends, the one of this browser too (ATTACKS 27), and none starts (ATTACKS 44).
+    await this.s.accounts.replacePassword(user.id, passwordHash, undefined, user.emailVerified ? {} : { emailVerified: true });
+    ctx.userId = user.id;
+    this.s.logger.info({ event: 'password_reset', userId: user.id, requestId: ctx.requestId }, 'password reset with a mailed link; every session ended');
+    this.notifyChanged(ctx.site, user, 'reset');
+    const cookies = [this.links.clear(ctx, 'reset')];
+    // This browser's session is gone too; so is the sign-in marker, which would otherwise
+    // make the login page explain a session that "did not stick" (edge/diagnose.ts).
+    if (readCookie(ctx.req.headers.cookie, ctx.site.session.name) !== undefined) cookies.push(this.s.sessions.clear(ctx.site.session), this.s.diagnosis.clearSignedIn(ctx.site));
+    const login = `${ctx.site.origin}${this.s.prefix}/login?reset=1`;
+    if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true, login }, {}, cookies);
+    redirect(ctx.res, 303, login, cookies);
+  }
+
+  /** "Your password was changed": so an owner learns of a change they did not make. */
+  private notifyChanged(site: Site, user: User, how: 'reset' | 'changed'): void {
+    this.mailer?.send({
+      kind: 'password_changed',
+      userId: user.id,
+      prepare: async () => ({ to: user.email, fromName: site.title, ...passwordChangedMail({ appTitle: site.title, email: user.email, at: Date.now(), how, forgotUrl: `${site.origin}${this.s.prefix}/forgot-password` }) }),
+    });
+  }
+
+  // ---- change password (signed in) --------------------------------------------------
+
+  private async changeForm(ctx: RequestContext, account: AccountRoutes): Promise<void> {
+    const active = await account.requireSession(ctx);
+    if (!active) return;
+    if (!active.user.passwordHash) return redirect(ctx.res, 302, `${ctx.site.origin}${this.s.prefix}/account`);
+    const { token, cookies } = this.tools.csrf(ctx);
+    this.tools.html(ctx, 200, changePasswordPage({ appTitle: ctx.site.title, csrf: token, action: `${this.s.prefix}/account/password`, email: active.user.email, errors: {}, minPasswordLength: this.s.config.accounts.minPasswordLength, accountUrl: `${this.s.prefix}/account` }), cookies);
+  }
+
+  private async change(ctx: RequestContext, account: AccountRoutes): Promise<void> {
+    const input = await this.tools.readPost(ctx);
+    const active = await account.requireSession(ctx);
+    if (!active) return;
+    const { user, session } = active;
+    const device = readCookie(ctx.req.headers.cookie, ctx.site.cookies.device);
+    const result = await this.s.accounts.changePassword(user, { currentPassword: field(input, 'currentPassword', 8192), password: field(input, 'password', 8192) }, ctx.ip, device, session.idHash);
+    if (!result.ok) {
+      const headers: Record<string, string> = result.retryAfterSeconds ? { 'retry-after': String(result.retryAfterSeconds) } : {};
+      if (input.kind === 'json') {
+        const code = result.status === 429 ? 'too_many_attempts' : result.status === 401 ? 'invalid_credentials' : result.status === 409 ? 'no_password' : 'invalid_request';
+        return sendErrors(ctx, result.status, code, result.errors, headers);
+      }
+      const page = changePasswordPage({ appTitle: ctx.site.title, csrf: this.tools.csrf(ctx).token, action: `${this.s.prefix}/account/password`, email: user.email, errors: result.errors, minPasswordLength: this.s.config.accounts.minPasswordLength, accountUrl: `${this.s.prefix}/account` });
+      return this.tools.html(ctx, result.status, page, [], headers);
+    }
+    this.s.logger.info({ event: 'password_changed', userId: user.id, requestId: ctx.requestId }, 'password changed; other sessions ended');
+    this.notifyChanged(ctx.site, user, 'changed');
+    if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true });
+    redirect(ctx.res, 303, `${ctx.site.origin}${this.s.prefix}/account?password=changed`);
+  }
+}
+
+/** A JSON error answer in the shape of the other own routes: {error, message, fields?}. */
+function sendErrors(ctx: RequestContext, status: number, code: string, errors: Record<string, string | undefined>, headers: Record<string, string> = {}): void {
+  const { form, ...fields } = errors;
+  sendJson(ctx.res, status, { error: code, message: form ?? Object.values(fields)[0], ...(Object.keys(fields).length ? { fields } : {}) }, headers);
+}

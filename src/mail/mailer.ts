@@ -1,0 +1,216 @@
+import { readFileSync } from 'node:fs';
+import { createTransport } from 'nodemailer';
+import type { Logger } from '../log/index.ts';
+import { parseMailbox, type EmailConfig } from './schema.ts';
+
+/** A rendered message (mail/messages.ts). Never logged: bodies carry links with tokens. */
+export interface Message {
+  to: string;
+  subject: string;
+  text: string;
+  html: string;
+  /** The display name of the sender, when the configured `from` has none (the app's title). */
+  fromName?: string;
+}
+
+/** What a message is for, in log lines. */
+export type MailKind = 'verify_email' | 'password_reset' | 'password_changed';
+
+/**
+ * One message to send. `prepare` runs in the background, not while the request waits, and
+ * may decide there is nothing to send (undefined): an unknown address on forgot-password
+ * queues such a no-op, so known and unknown addresses cost the request the same.
+ */
+export interface MailTask {
+  kind: MailKind;
+  userId?: string;
+  prepare(): Promise<Message | undefined>;
+}
+
+/** The part of a nodemailer transport the mailer uses (a test can pass another). */
+export interface MailTransport {
+  sendMail(message: Record<string, unknown>): Promise<unknown>;
+  close(): void;
+}
+
+interface Pending {
+  task: MailTask;
+  message?: Message;
+  attempt: number;
+}
+
+/** Deliveries at once (and SMTP connections in the pool). */
+const CONCURRENCY = 2;
+
+/**
+ * Sends Gatehouse's mail over SMTP (nodemailer's pooled transport) from a bounded in-memory
+ * queue: requests only enqueue, and never wait for, or learn about, a delivery. Temporary
+ * failures are retried with a doubling delay; permanent ones (5xx) and the last failure are
+ * logged as `mail_failed`. A full queue drops the new message (`mail_dropped`) rather than
+ * grow. Log lines name the kind and the user id, never the address, the body or a link.
+ */
+export class Mailer {
+  private readonly config: EmailConfig;
+  private readonly logger: Logger;
+  private readonly transport: MailTransport;
+  private readonly from: { name?: string; address: string };
+  private readonly queue: Pending[] = [];
+  /** Tasks being prepared or sent, and retries waiting for their turn. */
+  private busy = 0;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly idleWaiters: (() => void)[] = [];
+  private closed = false;
+
+  constructor(config: EmailConfig, o: { logger: Logger; publicUrl: string; transport?: MailTransport }) {
+    this.config = config;
+    this.logger = o.logger;
+    const host = new URL(o.publicUrl).hostname;
+    this.from = parseMailbox(config.from ?? `no-reply@${host}`) ?? { address: `no-reply@${host}` };
+    this.transport = o.transport ?? smtpTransport(config, host);
+  }
+
+  /** Queues a message. Never throws and never waits; returns false when it was dropped. */
+  send(task: MailTask): boolean {
+    if (this.closed || this.queue.length >= this.config.delivery.queueSize) {
+      this.logger.warn({ event: 'mail_dropped', kind: task.kind, userId: task.userId, reason: this.closed ? 'shutting_down' : 'queue_full' }, 'message not queued');
+      return false;
+    }
+    this.queue.push({ task, attempt: 0 });
+    this.pump();
+    return true;
+  }
+
+  /** Resolves once nothing is queued, being sent or waiting for a retry. */
+  idle(): Promise<void> {
+    if (this.queue.length === 0 && this.busy === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Stops taking messages and retries; gives those queued and under way up to `graceMs`, then
+   * closes the connections. What is left is logged as dropped.
+   */
+  async close(graceMs: number): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const retries = this.timers.size;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.busy -= retries;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.idle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
+    const left = retries + this.queue.length + this.busy;
+    if (left) this.logger.warn({ event: 'mail_dropped', reason: 'shutting_down', count: left }, `${left} message(s) not sent before shutdown`);
+    this.queue.length = 0;
+    this.transport.close();
+  }
+
+  private pump(): void {
+    while (this.busy < CONCURRENCY && this.queue.length) {
+      const next = this.queue.shift()!;
+      this.busy++;
+      void this.deliver(next).finally(() => {
+        this.busy--;
+        this.pump();
+      });
+    }
+    this.settle();
+  }
+
+  private settle(): void {
+    if (this.queue.length === 0 && this.busy === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  private async deliver(p: Pending): Promise<void> {
+    const { task } = p;
+    if (!p.message) {
+      try {
+        p.message = await task.prepare();
+      } catch (err) {
+        this.logger.error({ event: 'mail_failed', kind: task.kind, userId: task.userId, stage: 'prepare', err: { name: (err as Error).name, message: (err as Error).message } }, 'message could not be prepared');
+        return;
+      }
+      if (!p.message) return;
+    }
+    p.attempt++;
+    const m = p.message;
+    const started = performance.now();
+    try {
+      await this.transport.sendMail({
+        from: this.from.name || m.fromName ? { name: (this.from.name ?? m.fromName)!, address: this.from.address } : this.from.address,
+        ...(this.config.replyTo ? { replyTo: this.config.replyTo } : {}),
+        to: m.to,
+        subject: m.subject,
+        text: m.text,
+        html: m.html,
+        // Automatic mail: no out-of-office replies, no auto-forward loops (RFC 3834).
+        headers: { 'Auto-Submitted': 'auto-generated', 'X-Auto-Response-Suppress': 'All' },
+        disableFileAccess: true,
+        disableUrlAccess: true,
+      });
+      this.logger.info({ event: 'mail_sent', kind: task.kind, userId: task.userId, attempt: p.attempt, ms: Math.round(performance.now() - started) }, 'message sent');
+    } catch (err) {
+      const e = describe(err);
+      const { attempts, retryDelay } = this.config.delivery;
+      if (!e.permanent && p.attempt < attempts && !this.closed) {
+        const delayMs = Math.round(retryDelay * 2 ** (p.attempt - 1) * (0.8 + Math.random() * 0.4));
+        this.logger.warn({ event: 'mail_retry', kind: task.kind, userId: task.userId, attempt: p.attempt, delayMs, error: e }, 'sending failed; will retry');
+        // Counted as busy while it waits, so idle() and close() wait for it too.
+        this.busy++;
+        const timer = setTimeout(() => {
+          this.timers.delete(timer);
+          this.busy--;
+          this.queue.unshift(p);
+          this.pump();
+        }, delayMs);
+        this.timers.add(timer);
+        return;
+      }
+      this.logger.error({ event: 'mail_failed', kind: task.kind, userId: task.userId, attempt: p.attempt, stage: 'send', error: e }, 'message not delivered');
+    }
+  }
+}
+
+/** What a failure log line says: codes and the server's reply, never the message. */
+function describe(err: unknown): { code?: string; responseCode?: number; command?: string; permanent: boolean; message: string } {
+  const e = err as { code?: string; responseCode?: number; command?: string; permanent?: boolean; message?: string };
+  const permanent = e.permanent === true || (typeof e.responseCode === 'number' && e.responseCode >= 500 && e.responseCode < 600);
+  return { code: e.code, responseCode: e.responseCode, command: e.command, permanent, message: String(e.message ?? err).replace(/[\r\n]+/g, ' ').slice(0, 200) };
+}
+
+function smtpTransport(config: EmailConfig, host: string): MailTransport {
+  const s = config.smtp;
+  const t = s.timeouts;
+  return createTransport({
+    pool: true,
+    maxConnections: CONCURRENCY,
+    idleTimeout: 30_000,
+    host: s.host,
+    port: s.port ?? (s.secure ? 465 : 587),
+    secure: s.secure,
+    requireTLS: s.requireTLS,
+    ...(s.auth ? { auth: { user: s.auth.user, pass: s.auth.pass } } : {}),
+    name: s.name ?? host,
+    connectionTimeout: t.connect,
+    greetingTimeout: t.greeting,
+    socketTimeout: t.socket,
+    dnsTimeout: t.connect,
+    tls: {
+      minVersion: 'TLSv1.2',
+      ...(s.tls?.ca ? { ca: readCa(s.tls.ca) } : {}),
+      ...(s.tls?.servername ? { servername: s.tls.servername } : {}),
+    },
+    logger: false,
+    disableFileAccess: true,
+    disableUrlAccess: true,
+  }) as unknown as MailTransport;
+}
+
+function readCa(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new Error(`email.smtp.tls.ca: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+}

@@ -1,0 +1,87 @@
+import { escapeHtml } from '../pages/html.ts';
+
+/**
+ * The messages Gatehouse mails, each as plain text and simple HTML (no images, no remote
+ * resources, no tracking), in the name of the app's title. Every value is escaped for HTML
+ * and stripped of control characters (no header or line injection through a title or name).
+ */
+
+export interface Rendered {
+  subject: string;
+  text: string;
+  html: string;
+}
+
+const clean = (s: string) => s.replace(/[\u0000-\u001f\u007f\u2028\u2029]+/g, ' ').trim();
+
+/** "30 minutes", "24 hours", "1 hour", "7 days": the largest whole unit (days from 2 on). */
+export function humanDuration(ms: number): string {
+  const plural = (n: number, unit: string) => `${n} ${unit}${n === 1 ? '' : 's'}`;
+  if (ms >= 2 * 86_400_000 && ms % 86_400_000 === 0) return plural(ms / 86_400_000, 'day');
+  if (ms >= 3_600_000 && ms % 3_600_000 === 0) return plural(ms / 3_600_000, 'hour');
+  if (ms >= 60_000) return plural(Math.round(ms / 60_000), 'minute');
+  return plural(Math.max(1, Math.round(ms / 1000)), 'second');
+}
+
+/** Paragraphs of text (and one link) as both forms. `{link}` marks where the link goes. */
+function render(appTitle: string, subject: string, paragraphs: string[], link?: { url: string; label: string }): Rendered {
+  const title = clean(appTitle);
+  const text = [...paragraphs.map((p) => (p === '{link}' && link ? link.url : p)), `— ${title}`].join('\n\n') + '\n';
+  const body = paragraphs
+    .map((p) =>
+      p === '{link}' && link
+        ? `<p style="margin:24px 0"><a href="${escapeHtml(link.url)}" style="display:inline-block;padding:10px 18px;background:#2557d6;color:#ffffff;text-decoration:none;border-radius:6px;font-weight:600">${escapeHtml(link.label)}</a></p>
+<p style="font-size:13px;color:#5b6470">Or copy this address into your browser:<br><span style="word-break:break-all">${escapeHtml(link.url)}</span></p>`
+        : `<p>${escapeHtml(p)}</p>`,
+    )
+    .join('\n');
+  const html = `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${escapeHtml(subject)}</title></head>
+<body style="margin:0;padding:24px;background:#f5f6f8;color:#1b1f24;font:16px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif">
+<div style="max-width:32rem;margin:0 auto;background:#ffffff;border:1px solid #d4d9e0;border-radius:10px;padding:24px">
+<p style="margin:0 0 12px;color:#5b6470;font-size:14px;font-weight:600">${escapeHtml(title)}</p>
+${body}
+</div>
+</body>
+</html>
+`;
+  return { subject: clean(subject), text, html };
+}
+
+export function verificationMail(o: { appTitle: string; email: string; link: string; ttlMs: number }): Rendered {
+  const title = clean(o.appTitle);
+  return render(
+    o.appTitle,
+    `Confirm your email address for ${title}`,
+    [
+      `Please confirm that ${o.email} is your address for ${title}. Open this link within ${humanDuration(o.ttlMs)}:`,
+      '{link}',
+      `If you did not sign up for ${title}, ignore this message: nothing changes without the link.`,
+    ],
+    { url: o.link, label: 'Confirm email address' },
+  );
+}
+
+export function resetMail(o: { appTitle: string; email: string; link: string; ttlMs: number }): Rendered {
+  const title = clean(o.appTitle);
+  return render(
+    o.appTitle,
+    `Reset your password for ${title}`,
+    [
+      `Someone asked to reset the password of the ${title} account for ${o.email}. If it was you, open this link within ${humanDuration(o.ttlMs)} to choose a new password:`,
+      '{link}',
+      'The link works once. If you did not ask for it, ignore this message: your password stays as it is.',
+    ],
+    { url: o.link, label: 'Choose a new password' },
+  );
+}
+
+export function passwordChangedMail(o: { appTitle: string; email: string; at: number; how: 'reset' | 'changed'; forgotUrl: string }): Rendered {
+  const title = clean(o.appTitle);
+  const when = new Date(o.at).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+  return render(o.appTitle, `Your password for ${title} was changed`, [
+    `The password of the ${title} account for ${o.email} was ${o.how === 'reset' ? 'reset with a link sent to this address' : 'changed'} on ${when}. ${o.how === 'reset' ? 'Every session was' : 'Every other session was'} signed out.`,
+    `If that was not you, choose a new password at once (${o.forgotUrl}) and tell the administrator of ${title}.`,
+  ]);
+}

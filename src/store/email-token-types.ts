@@ -1,0 +1,44 @@
+/**
+ * Storage for the links Gatehouse mails (src/accounts/email-tokens.ts): email verification and
+ * password reset. Only the SHA-256 of a token is stored; the token itself exists in the mail
+ * alone. Part of the Store contract (test/store/email-tokens-contract.ts).
+ */
+
+export type EmailTokenPurpose = 'verify_email' | 'reset_password';
+
+export interface EmailToken {
+  /** SHA-256 of the token, base64url. */
+  idHash: string;
+  userId: string;
+  purpose: EmailTokenPurpose;
+  /** The address the link was sent to; the link does nothing once the user's address is another. */
+  email: string;
+  /**
+   * What else the token is bound to, compared when it is used: for a reset, a fingerprint of
+   * the password hash it was issued against, so it dies when the password changes any other way.
+   */
+  binding: string;
+  createdAt: number;
+  expiresAt: number;
+  usedAt: number | null;
+  /** Set when a newer token of the same purpose was issued to the user. */
+  supersededAt: number | null;
+}
+
+export type NewEmailToken = Omit<EmailToken, 'usedAt' | 'supersededAt'>;
+
+export interface EmailTokenStore {
+  /**
+   * Adds a token and, in the same transaction, supersedes the user's earlier live tokens of the
+   * same purpose: only the newest link works. Concurrent issues for one user are serialised.
+   */
+  issue(token: NewEmailToken): Promise<void>;
+  get(idHash: string): Promise<EmailToken | undefined>;
+  /**
+   * Marks the token used and returns it, exactly once, while it is live: of this purpose, not
+   * used, not superseded, not expired at `now`. Otherwise (a replay, a race lost) undefined.
+   */
+  consume(idHash: string, purpose: EmailTokenPurpose, now: number): Promise<EmailToken | undefined>;
+  /** Removes tokens that expired before `before`. Returns how many. */
+  purgeExpired(before: number): Promise<number>;
+}
