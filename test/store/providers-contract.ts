@@ -38,6 +38,7 @@ export function providerStoreContract(withStore: WithStore): void {
       assert.deepEqual(b.groups, []);
       assert.deepEqual(await store.identities.listByUser(u.id), [a]);
       assert.deepEqual(await store.identities.listByUser(other.id), [b]);
+      while (Date.now() <= a.createdAt) await new Promise((r) => setTimeout(r, 1)); // the clock moves on, so "oldest" means something
       const second = await store.identities.create({ userId: u.id, provider: 'b', issuer: 'https://gitlab.example.com', subject: '42' });
       assert.deepEqual((await store.identities.listByUser(u.id)).map((i) => i.id), [a.id, second.id], 'oldest first');
     }));
