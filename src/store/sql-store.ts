@@ -140,8 +140,9 @@ const CACHE_ENTRIES = 10_000;
  * Sessions with their users, the read behind every signed-in request. Where the driver can
  * tell cheaply whether anything was written since (SQLite: own writes and PRAGMA
  * data_version for other connections), the rows are kept in memory and the whole cache is
- * dropped at the first change, so a revoke, a disabled user or new groups apply at the next
- * request, also when written by another process (the CLI). PostgreSQL reads every time:
+ * dropped at the first change, so a revoke, a disabled user or new groups apply to the next
+ * request, also when written by another process (the CLI; seen from the next event-loop
+ * turn, see SqliteDriver.writeMark). PostgreSQL reads every time:
  * other nodes write without telling.
  */
 class SqlSessions implements SessionStore {

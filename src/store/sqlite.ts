@@ -16,6 +16,9 @@ export class SqliteDriver implements SqlDriver {
   /** Rows changed by writes that asked not to count (see writeMark). */
   private untracked = 0;
   private markStatement: StatementSync | undefined;
+  /** This event-loop turn's writeMark, until a write of our own or the turn ends. */
+  private mark: number | undefined;
+  private forgetScheduled = false;
 
   constructor(path: string) {
     try {
@@ -55,12 +58,25 @@ export class SqliteDriver implements SqlDriver {
 
   async all<T>(sql: string, params: SqlValue[] = []): Promise<T[]> {
     while (this.txDone) await this.txDone;
-    return this.statement(sql).all(...params) as T[];
+    return this.rows(sql, params);
   }
 
   async get<T>(sql: string, params: SqlValue[] = []): Promise<T | undefined> {
     while (this.txDone) await this.txDone;
-    return this.statement(sql).get(...params) as T | undefined;
+    return this.row(sql, params);
+  }
+
+  // A get or all that is not a SELECT (UPDATE ... RETURNING) writes: the mark is read anew.
+  private rows<T>(sql: string, params: SqlValue[]): T[] {
+    const result = this.statement(sql).all(...params) as T[];
+    if (!isRead(sql)) this.mark = undefined;
+    return result;
+  }
+
+  private row<T>(sql: string, params: SqlValue[]): T | undefined {
+    const result = this.statement(sql).get(...params) as T | undefined;
+    if (!isRead(sql)) this.mark = undefined;
+    return result;
   }
 
   async run(sql: string, params: SqlValue[] = [], options?: { untracked?: boolean }): Promise<number> {
@@ -71,18 +87,34 @@ export class SqliteDriver implements SqlDriver {
   private change(sql: string, params: SqlValue[], options?: { untracked?: boolean }): number {
     const changes = Number(this.statement(sql).run(...params).changes);
     if (options?.untracked) this.untracked += changes;
+    else this.mark = undefined;
     return changes;
   }
 
   /**
    * Rows this connection changed (total_changes(), RETURNING statements included), less the
    * untracked ones, plus other connections' commits (data_version). Both parts only grow, so
-   * the sum moves whenever either does. ~3 µs: two fcntl calls, no disk read.
+   * the sum moves whenever either does. Reading it costs ~3 µs (two fcntl calls), so it is
+   * read once per event-loop turn and again after every write of our own: a commit by another
+   * process (the CLI, another node on the file) is seen by every request read from the network
+   * after it, and our own writes at once.
    */
   writeMark(): number {
-    this.markStatement ??= this.db.prepare('SELECT total_changes() + data_version AS mark FROM pragma_data_version');
-    return Number((this.markStatement.get() as { mark: number }).mark) - this.untracked;
+    if (this.mark === undefined) {
+      this.markStatement ??= this.db.prepare('SELECT total_changes() + data_version AS mark FROM pragma_data_version');
+      this.mark = Number((this.markStatement.get() as { mark: number }).mark) - this.untracked;
+      if (!this.forgetScheduled) {
+        this.forgetScheduled = true;
+        setImmediate(this.forgetMark);
+      }
+    }
+    return this.mark;
   }
+
+  private readonly forgetMark = () => {
+    this.forgetScheduled = false;
+    this.mark = undefined;
+  };
 
   async transaction<T>(fn: (tx: SqlDriver) => Promise<T>): Promise<T> {
     while (this.txDone) await this.txDone;
@@ -90,8 +122,8 @@ export class SqliteDriver implements SqlDriver {
     this.txDone = new Promise((resolve) => (release = resolve));
     const tx: SqlDriver = {
       dialect: 'sqlite',
-      all: async <R>(sql: string, params: SqlValue[] = []) => this.statement(sql).all(...params) as R[],
-      get: async <R>(sql: string, params: SqlValue[] = []) => this.statement(sql).get(...params) as R | undefined,
+      all: async <R>(sql: string, params: SqlValue[] = []) => this.rows<R>(sql, params),
+      get: async <R>(sql: string, params: SqlValue[] = []) => this.row<R>(sql, params),
       run: async (sql: string, params: SqlValue[] = [], options?: { untracked?: boolean }) => this.change(sql, params, options),
       transaction: (inner) => inner(tx),
       close: async () => {},
@@ -116,6 +148,18 @@ export class SqliteDriver implements SqlDriver {
     while (this.txDone) await this.txDone;
     if (this.db.isOpen) this.db.close();
   }
+}
+
+/** Statements that only read: SELECT and PRAGMA queries (anything else may write). */
+const READ = /^\s*(SELECT|PRAGMA)\b/i;
+const reads = new Map<string, boolean>();
+function isRead(sql: string): boolean {
+  let r = reads.get(sql);
+  if (r === undefined) {
+    r = READ.test(sql) && !/\bRETURNING\b/i.test(sql);
+    if (reads.size < 1000) reads.set(sql, r);
+  }
+  return r;
 }
 
 /** Opening failed: says which file, and carries node:sqlite's code so callers can tell it apart. */

@@ -5,11 +5,13 @@ import { StoreConflictError, type Session, type SigningKey, type Store } from '.
 import { emailTokenStoreContract } from './email-tokens-contract.ts';
 import { providerStoreContract } from './providers-contract.ts';
 import { oauthStoreContract } from './oauth-contract.ts';
+import { laterRequest } from './later-request.ts';
 
 /**
  * The Store contract: what every implementation must do, as Gatehouse and its users rely on
  * it. test/store/sqlite.test.ts and test/store/postgres.test.ts run it against each one.
  */
+
 export interface OpenedStore {
   store: Store;
   /** A second, independent handle on the same database (a restart, another node, the CLI). */
@@ -399,18 +401,22 @@ export function storeContract(name: string, harness: StoreHarness): void {
         assert.deepEqual(await third.users.get(u.id), u);
         assert.deepEqual(await third.sessions.get(s.idHash), s);
         assert.equal(await third.kv.get('k'), 'v');
-        // Writes through one handle are seen by the other at once (a CLI revoke, another node's
-        // login), also by reads the other handle made just before (a store may keep those).
+        // Writes through one handle are seen by the other from its next event-loop turn, i.e. by
+        // every request that arrives after them (a CLI revoke, another node's login), also where
+        // the other handle read the same rows just before (a store may keep those).
         const other = session(u.id);
         await store.sessions.create(other);
         assert.ok(await store.sessions.getWithUser(s.idHash));
         assert.ok(await store.sessions.getWithUser(other.idHash));
         assert.equal(await again.sessions.delete(s.idHash), true);
+        await laterRequest();
         assert.equal(await store.sessions.getWithUser(s.idHash), undefined);
         await again.users.update(u.id, { groups: ['moved'] });
+        await laterRequest();
         assert.deepEqual((await store.sessions.getWithUser(other.idHash))?.user.groups, ['moved']);
         await again.users.update(u.id, { disabled: true });
         assert.equal((await store.users.get(u.id))?.disabled, true);
+        await laterRequest();
         assert.equal((await store.sessions.getWithUser(other.idHash))?.user.disabled, true);
       }));
     });

@@ -3,6 +3,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { StoreConflictError, type AuthorizationCode, type DeviceAuthorization, type Grant, type Store } from '../../src/store/index.ts';
 import type { OpenedStore, StoreHarness } from './contract.ts';
+import { laterRequest } from './later-request.ts';
 
 /**
  * The OAuth part of the Store contract (src/store/oauth-types.ts), run by contract.ts for
@@ -38,6 +39,7 @@ function code(userId: string, over: Partial<AuthorizationCode> = {}): Authorizat
 }
 
 const next = (now = NOW + 1000) => ({ hash: rnd(), successor: 'v1.enc', now, ip: '198.51.100.1', userAgent: 'cli/2' });
+
 
 export function oauthStoreContract(name: string, harness: StoreHarness): void {
   const withStore = (fn: (store: Store, opened: OpenedStore, extra: Store[]) => Promise<void>) => async () => {
@@ -222,7 +224,7 @@ export function oauthStoreContract(name: string, harness: StoreHarness): void {
       assert.equal(await store.oauth.grants.rotate(rnd(), rnd(), next()), false);
     }));
 
-    test('revocation is seen at once by getWithUser, read before or not, also through another handle (another node, the CLI)', withStore(async (store, opened, extra) => {
+    test('revocation is seen by getWithUser at once through this handle, and through another handle (another node, the CLI) by every later request, read before or not', withStore(async (store, opened, extra) => {
       const u = await user(store);
       const g = grant(u.id);
       const h = grant(u.id);
@@ -233,10 +235,13 @@ export function oauthStoreContract(name: string, harness: StoreHarness): void {
       assert.equal((await store.oauth.grants.getWithUser(g.id))?.grant.revokedAt, null);
       assert.equal((await store.oauth.grants.getWithUser(h.id))?.grant.revokedAt, null);
       assert.equal(await other.oauth.grants.revoke(g.id, NOW, 'operator'), true);
+      await laterRequest();
       assert.equal((await store.oauth.grants.getWithUser(g.id))?.grant.revokedAt, NOW);
       await other.users.update(u.id, { disabled: true });
+      await laterRequest();
       assert.equal((await store.oauth.grants.getWithUser(h.id))?.user.disabled, true);
       assert.equal(await other.oauth.grants.revokeByUser(u.id, NOW + 1, 'password'), 1, 'only the live one');
+      await laterRequest();
       assert.equal((await store.oauth.grants.getWithUser(h.id))?.grant.revokedReason, 'password');
       assert.deepEqual(await store.oauth.grants.listByUser(u.id, NOW), []);
     }));
