@@ -49,9 +49,11 @@ export class Assertions {
   private readonly secrets: Secrets;
   private readonly ttlMs: number;
   private readonly reuseMs: number;
+  /** Per app. */
   private readonly maxEntries: number;
   private readonly now: () => number;
-  private readonly cache = new Map<string, Entry>();
+  /** app name → session id hash → entry. Both keys are strings the session cache keeps, so no key is built per request. */
+  private readonly byApp = new Map<string, Map<string, Entry>>();
 
   constructor(ring: KeyRing, secrets: Secrets, options: { ttlMs: number; maxEntries?: number; now?: () => number }) {
     this.ring = ring;
@@ -64,7 +66,9 @@ export class Assertions {
 
   /** Entries held now (for tests and metrics). */
   get size(): number {
-    return this.cache.size;
+    let n = 0;
+    for (const m of this.byApp.values()) n += m.size;
+    return n;
   }
 
   /**
@@ -74,10 +78,12 @@ export class Assertions {
    */
   get(app: AssertionAudience, active: ActiveSession): string | Promise<string> {
     const { session, user } = active;
-    const key = `${session.idHash} ${app.name}`;
+    const key = session.idHash;
+    let cache = this.byApp.get(app.name);
+    if (!cache) this.byApp.set(app.name, (cache = new Map()));
     const kid = this.ring.currentKid;
     const now = this.now();
-    const hit = this.cache.get(key);
+    const hit = cache.get(key);
     if (hit && hit.userId === user.id && hit.userVersion === user.updatedAt && hit.kid === kid) {
       if (hit.token !== null && now < hit.reuseUntil) return hit.token;
       if (hit.pending) return hit.pending;
@@ -93,25 +99,14 @@ export class Assertions {
         return token;
       },
       (err: unknown) => {
-        if (this.cache.get(key) === entry) this.cache.delete(key);
+        if (cache.get(key) === entry) cache.delete(key);
         throw err;
       },
     );
-    this.cache.delete(key);
-    if (this.cache.size >= this.maxEntries) this.evict(now);
-    this.cache.set(key, entry);
+    cache.delete(key);
+    if (cache.size >= this.maxEntries) evict(cache, this.maxEntries, now);
+    cache.set(key, entry);
     return entry.pending;
-  }
-
-  /** Drops stale entries, and the oldest ones if that is not enough (insertion order). */
-  private evict(now: number): void {
-    for (const [k, e] of this.cache) if (e.token !== null && now >= e.reuseUntil) this.cache.delete(k);
-    let excess = this.cache.size - this.maxEntries + 1;
-    if (excess <= 0) return;
-    for (const k of this.cache.keys()) {
-      this.cache.delete(k);
-      if (--excess <= 0) break;
-    }
   }
 
   private sign(app: AssertionAudience, { session, user }: ActiveSession): Promise<string> {
@@ -123,5 +118,16 @@ export class Assertions {
     if (app.headers.name !== null && user.name) claims.name = user.name;
     if (app.headers.groups !== null) claims.groups = user.groups;
     return this.ring.sign(claims, { typ: ASSERTION_TYP, ttlMs: this.ttlMs, audience: app.name, subject: user.id });
+  }
+}
+
+/** Drops stale entries, and the oldest ones if that is not enough (insertion order). */
+function evict(cache: Map<string, Entry>, maxEntries: number, now: number): void {
+  for (const [k, e] of cache) if (e.token !== null && now >= e.reuseUntil) cache.delete(k);
+  let excess = cache.size - maxEntries + 1;
+  if (excess <= 0) return;
+  for (const k of cache.keys()) {
+    cache.delete(k);
+    if (--excess <= 0) break;
   }
 }
