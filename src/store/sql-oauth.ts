@@ -1,4 +1,5 @@
 import { isUniqueViolation, type SqlDriver, type SqlValue } from './driver.ts';
+import { joinedUser, JOINED_USER_COLUMNS, ReadCache, type JoinedUserRow } from './read-cache.ts';
 import type {
   AuthorizationCode,
   ClientStore,
@@ -294,20 +295,13 @@ class SqlCodes implements CodeStore {
 
 type GrantWithUser = { grant: Grant; user: User };
 
-const CACHE_ENTRIES = 10_000;
-
-/**
- * Grants with their users. As with sessions (sql-store.ts), where the driver can tell that
- * nothing was written since (SQLite), the per-request read comes from memory and the whole
- * cache is dropped at the first change by anyone, so a revocation applies at the next request.
- */
+/** Grants with their users: the read behind every bearer request, cached like sessions (read-cache.ts). */
 class SqlGrants implements GrantStore {
   private readonly db: SqlDriver;
-  private readonly cache: Map<string, GrantWithUser> | null;
-  private cacheMark = -1;
+  private readonly cache: ReadCache<GrantWithUser> | null;
   constructor(db: SqlDriver) {
     this.db = db;
-    this.cache = db.writeMark ? new Map() : null;
+    this.cache = ReadCache.for(db);
   }
 
   async create(g: Grant): Promise<void> {
@@ -320,42 +314,13 @@ class SqlGrants implements GrantStore {
   }
 
   async getWithUser(id: string): Promise<GrantWithUser | undefined> {
-    const cache = this.cache;
-    let mark = 0;
-    if (cache) {
-      mark = this.db.writeMark!();
-      if (mark !== this.cacheMark) {
-        cache.clear();
-        this.cacheMark = mark;
-      }
-      const hit = cache.get(id);
-      if (hit) return hit;
-    }
-    const r = await this.db.get<GrantRow & { u_email: string; u_email_verified: number; u_name: string | null; u_groups_json: string; u_password_hash: string | null; u_disabled: number; u_created_at: number; u_updated_at: number }>(
-      `SELECT g.*, u.email AS u_email, u.email_verified AS u_email_verified, u.name AS u_name, u.groups_json AS u_groups_json, u.password_hash AS u_password_hash,
-              u.disabled AS u_disabled, u.created_at AS u_created_at, u.updated_at AS u_updated_at
-         FROM oauth_grants g JOIN users u ON u.id = g.user_id WHERE g.id = ?`,
-      [id],
-    );
+    const mark = this.cache?.check() ?? 0;
+    const hit = this.cache?.get(id);
+    if (hit) return hit;
+    const r = await this.db.get<GrantRow & JoinedUserRow>(`SELECT g.*, ${JOINED_USER_COLUMNS} FROM oauth_grants g JOIN users u ON u.id = g.user_id WHERE g.id = ?`, [id]);
     if (!r) return undefined;
-    const found: GrantWithUser = {
-      grant: toGrant(r),
-      user: {
-        id: r.user_id,
-        email: r.u_email,
-        emailVerified: r.u_email_verified === 1,
-        name: r.u_name,
-        groups: JSON.parse(r.u_groups_json) as string[],
-        passwordHash: r.u_password_hash,
-        disabled: r.u_disabled === 1,
-        createdAt: Number(r.u_created_at),
-        updatedAt: Number(r.u_updated_at),
-      },
-    };
-    if (cache && this.db.writeMark!() === mark) {
-      if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
-      cache.set(id, found);
-    }
+    const found: GrantWithUser = { grant: toGrant(r), user: joinedUser(r) };
+    this.cache?.set(id, found, mark);
     return found;
   }
 

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { isUniqueViolation, type SqlDriver } from './driver.ts';
+import { joinedUser, JOINED_USER_COLUMNS, ReadCache, type JoinedUserRow } from './read-cache.ts';
 import type { OAuthStore } from './oauth-types.ts';
 import type { EmailTokenStore } from './email-token-types.ts';
 import { SqlEmailTokens } from './sql-email-tokens.ts';
@@ -133,25 +134,17 @@ export class SqlUsers implements UserStore {
 
 type SessionWithUser = { session: Session; user: User };
 
-/** Sessions kept in memory per node, at most. */
-const CACHE_ENTRIES = 10_000;
-
 /**
- * Sessions with their users, the read behind every signed-in request. Where the driver can
- * tell cheaply whether anything was written since (SQLite: own writes and PRAGMA
- * data_version for other connections), the rows are kept in memory and the whole cache is
- * dropped at the first change, so a revoke, a disabled user or new groups apply to the next
- * request, also when written by another process (the CLI; seen from the next event-loop
- * turn, see SqliteDriver.writeMark). PostgreSQL reads every time:
- * other nodes write without telling.
+ * Sessions with their users: the read behind every signed-in request, from memory on SQLite
+ * while nothing was written (read-cache.ts; another process's write is seen from the next
+ * event-loop turn, see SqliteDriver.writeMark). PostgreSQL reads every time.
  */
 class SqlSessions implements SessionStore {
   private readonly db: SqlDriver;
-  private readonly cache: Map<string, SessionWithUser> | null;
-  private cacheMark = -1;
+  private readonly cache: ReadCache<SessionWithUser> | null;
   constructor(db: SqlDriver) {
     this.db = db;
-    this.cache = db.writeMark ? new Map() : null;
+    this.cache = ReadCache.for(db);
   }
 
   async create(s: Session): Promise<void> {
@@ -167,48 +160,14 @@ class SqlSessions implements SessionStore {
   }
 
   async getWithUser(idHash: string): Promise<SessionWithUser | undefined> {
-    const cache = this.cache;
-    let mark = 0;
-    if (cache) {
-      mark = this.db.writeMark!();
-      if (mark !== this.cacheMark) {
-        cache.clear();
-        this.cacheMark = mark;
-      }
-      const hit = cache.get(idHash);
-      if (hit) return hit;
-    }
-    const found = await this.readWithUser(idHash);
-    // Kept only if nothing was written while it was read.
-    if (cache && found && this.db.writeMark!() === mark) {
-      if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
-      cache.set(idHash, found);
-    }
-    return found;
-  }
-
-  private async readWithUser(idHash: string): Promise<SessionWithUser | undefined> {
-    const r = await this.db.get<SessionRow & { u_email: string; u_email_verified: number; u_name: string | null; u_groups_json: string; u_password_hash: string | null; u_disabled: number; u_created_at: number; u_updated_at: number }>(
-      `SELECT s.*, u.email AS u_email, u.email_verified AS u_email_verified, u.name AS u_name, u.groups_json AS u_groups_json, u.password_hash AS u_password_hash,
-              u.disabled AS u_disabled, u.created_at AS u_created_at, u.updated_at AS u_updated_at
-         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?`,
-      [idHash],
-    );
+    const mark = this.cache?.check() ?? 0;
+    const hit = this.cache?.get(idHash);
+    if (hit) return hit;
+    const r = await this.db.get<SessionRow & JoinedUserRow>(`SELECT s.*, ${JOINED_USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?`, [idHash]);
     if (!r) return undefined;
-    return {
-      session: toSession(r),
-      user: toUser({
-        id: r.user_id,
-        email: r.u_email,
-        email_verified: r.u_email_verified,
-        name: r.u_name,
-        groups_json: r.u_groups_json,
-        password_hash: r.u_password_hash,
-        disabled: r.u_disabled,
-        created_at: r.u_created_at,
-        updated_at: r.u_updated_at,
-      }),
-    };
+    const found = { session: toSession(r), user: joinedUser(r) };
+    this.cache?.set(idHash, found, mark);
+    return found;
   }
 
   /** Untracked: the cached copy, if any, is moved forward here instead of being dropped. */
