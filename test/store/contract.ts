@@ -18,6 +18,9 @@ export interface OpenedStore {
   reopen(): Promise<Store>;
 }
 
+/** Runs a test body on a fresh store (and a way to open it again), closing all it opened. */
+export type WithStore = (fn: (store: Store, opened: OpenedStore, extra: Store[]) => Promise<void>) => () => Promise<void>;
+
 export interface StoreHarness {
   /** A fresh, empty database with the schema applied. The test closes the stores it gets. */
   open(): Promise<OpenedStore>;
@@ -422,5 +425,5 @@ export function storeContract(name: string, harness: StoreHarness): void {
     });
   });
 
-  oauthStoreContract(name, harness);
+  oauthStoreContract(name, withStore);
 }

@@ -3,13 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import type { Store } from '../../src/store/index.ts';
 import type { NewEmailToken } from '../../src/store/email-token-types.ts';
-import type { OpenedStore } from './contract.ts';
+import type { WithStore } from './contract.ts';
 
 /**
  * The Store contract for mailed links (email verification, password reset). Called from
  * storeContract, so it runs against SQLite and PostgreSQL alike.
  */
-type WithStore = (fn: (store: Store, opened: OpenedStore, extra: Store[]) => Promise<void>) => () => Promise<void>;
 
 let n = 0;
 const email = () => `t-${process.pid}-${n++}@example.com`;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { StoreConflictError, type AuthorizationCode, type DeviceAuthorization, type Grant, type Store } from '../../src/store/index.ts';
-import type { OpenedStore, StoreHarness } from './contract.ts';
+import type { WithStore } from './contract.ts';
 import { laterRequest } from './later-request.ts';
 
 /**
@@ -41,16 +41,7 @@ function code(userId: string, over: Partial<AuthorizationCode> = {}): Authorizat
 const next = (now = NOW + 1000) => ({ hash: rnd(), successor: 'v1.enc', now, ip: '198.51.100.1', userAgent: 'cli/2' });
 
 
-export function oauthStoreContract(name: string, harness: StoreHarness): void {
-  const withStore = (fn: (store: Store, opened: OpenedStore, extra: Store[]) => Promise<void>) => async () => {
-    const opened = await harness.open();
-    const extra: Store[] = [];
-    try {
-      await fn(opened.store, opened, extra);
-    } finally {
-      await Promise.allSettled([opened.store.close(), ...extra.map((s) => s.close())]);
-    }
-  };
+export function oauthStoreContract(name: string, withStore: WithStore): void {
   const user = async (store: Store) => store.users.create({ email: email(), name: 'Olga', groups: ['ops'] });
 
   describe(`OAuth store contract: ${name}`, () => {

@@ -2,13 +2,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { StoreConflictError, type Session, type Store } from '../../src/store/index.ts';
-import type { OpenedStore } from './contract.ts';
+import type { WithStore } from './contract.ts';
 
 /**
  * The Store contract for sign-in through providers: identities, login states and provider
  * tokens. Called from storeContract, so it runs against SQLite and PostgreSQL alike.
  */
-type WithStore = (fn: (store: Store, opened: OpenedStore, extra: Store[]) => Promise<void>) => () => Promise<void>;
 
 let n = 0;
 const email = (tag = 'p') => `${tag}-${process.pid}-${n++}@example.com`;
