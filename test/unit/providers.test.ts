@@ -84,6 +84,17 @@ describe('providers: config', () => {
     assert.match(text, /post-logout redirect URI: https:\/\/crm\.example\.com\/_auth\/signed-out/);
     assert.match(text, /access token relayed to: +crm/);
   });
+
+  test('under a publicUrl path the redirect URIs to register include it (the callback is below it)', () => {
+    const c = parseConfig(
+      `publicUrl: https://example.com/app/\nupstream: http://127.0.0.1:1\nproviders:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com/realms/acme\n    clientId: a\n    clientSecret: s\n    endSession: true\n`,
+      'g.yaml',
+      {},
+    );
+    const text = providerRegistrations(c).join('\n');
+    assert.match(text, /redirect URI: +https:\/\/example\.com\/app\/\.auth\/callback\/kc$/m);
+    assert.match(text, /post-logout redirect URI: https:\/\/example\.com\/app\/\.auth\/signed-out$/m);
+  });
 });
 
 describe('providers: claims and helpers', () => {
