@@ -95,6 +95,12 @@ export const OAUTH_TOKEN_FIELDS = {
       userCodePerAccount: z.number().int().min(1).default(10).meta({ description: 'Wrong user codes per signed-in account per 15 minutes' }),
       deviceAuthorizationPerIp: z.number().int().min(1).default(60).meta({ description: 'Device authorizations started per client IP per 15 minutes' }),
       registerPerIp: z.number().int().min(1).default(20).meta({ description: 'Dynamic client registrations per client IP per hour' }),
+      clientDocumentsPerIp: z
+        .number()
+        .int()
+        .min(1)
+        .default(30)
+        .meta({ description: 'Client ID metadata documents fetched (not served from memory) for authorization requests from one client IP per 15 minutes' }),
     })
     .prefault({}),
 };

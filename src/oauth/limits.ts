@@ -10,9 +10,9 @@ export type Verdict = { ok: true } | { ok: false; retryAfterSeconds: number };
  * Rate limits of the OAuth server, on the shared Cache (so several nodes count together):
  * user-code entries per client IP and per signed-in account (RFC 8628 §5.1: 8 letters of 20
  * are ~34.5 bits, so a handful of guesses per window make a hit hopeless), device
- * authorizations per IP, and dynamic registrations per IP. Each attempt is counted before
- * it is checked, atomically, so parallel guesses cannot slip under a limit; a correct user
- * code is refunded.
+ * authorizations per IP, client ID metadata documents fetched per IP, and dynamic
+ * registrations per IP. Each attempt is counted before it is checked, atomically, so
+ * parallel guesses cannot slip under a limit; a correct user code is refunded.
  */
 export class Limits {
   private readonly cache: Cache;
@@ -43,6 +43,12 @@ export class Limits {
 
   async deviceAuthorization(ip: string): Promise<Verdict> {
     const wait = await this.over(`oauth:device:ip:${ip}`, this.limits.deviceAuthorizationPerIp, WINDOW_MS);
+    return wait === undefined ? { ok: true } : { ok: false, retryAfterSeconds: wait };
+  }
+
+  /** A client ID metadata document to fetch for an authorization request: each is an outbound request an anonymous caller chose. */
+  async clientDocument(ip: string): Promise<Verdict> {
+    const wait = await this.over(`oauth:document:ip:${ip}`, this.limits.clientDocumentsPerIp, WINDOW_MS);
     return wait === undefined ? { ok: true } : { ok: false, retryAfterSeconds: wait };
   }
 

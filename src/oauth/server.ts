@@ -73,7 +73,8 @@ export class OAuthServer {
     const now = o.now ?? Date.now;
     // Gatehouse itself on loopback (development, tests): metadata documents may be there too.
     const dev = isLoopbackHost(new URL(issuer).hostname);
-    this.documents = o.config.tokens.clientIdMetadataDocuments ? new MetadataDocuments({ allowLoopback: dev, now }) : null;
+    const limits = new Limits(o.cache, o.config.tokens.rateLimits);
+    this.documents = o.config.tokens.clientIdMetadataDocuments ? new MetadataDocuments({ allowLoopback: dev, now, admit: (ip) => limits.clientDocument(ip) }) : null;
     const scopes = new Scopes(o.config.tokens.scopes);
     const resources = new Resources(o.sites, o.prefix);
     const tokens = new TokenService({ store: o.store, secrets: o.secrets, keys: o.keys, config: o.config.tokens, scopes, logger: o.logger });
@@ -92,7 +93,7 @@ export class OAuthServer {
       scopes,
       tokens,
       resources,
-      limits: new Limits(o.cache, o.config.tokens.rateLimits),
+      limits,
       providers: o.providers,
       now,
     };
