@@ -290,7 +290,7 @@ export class OAuthServer {
 
   /** Whether a bearer token is Gatehouse's to decide (bearer.ts looksIssuedBy). */
   isOwnToken(token: string): boolean {
-    return looksIssuedBy(token, this.d.issuer);
+    return this.bearer.knows(token) || looksIssuedBy(token, this.d.issuer);
   }
 
   /** WWW-Authenticate for a 401 from an app (RFC 6750 §3, RFC 9728 §5.1). */
