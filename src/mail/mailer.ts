@@ -164,6 +164,8 @@ export class Mailer {
           this.queue.unshift(p);
           this.pump();
         }, delayMs);
+        // A retry alone does not keep the process up; close() clears what is left.
+        timer.unref();
         this.timers.add(timer);
         return;
       }
@@ -172,11 +174,18 @@ export class Mailer {
   }
 }
 
-/** What a failure log line says: codes and the server's reply, never the message. */
+/**
+ * What a failure log line says: codes and the server's reply, never the message, and never
+ * the address (servers name the recipient in their replies: "550 <a@b.example>: rejected").
+ */
 function describe(err: unknown): { code?: string; responseCode?: number; command?: string; permanent: boolean; message: string } {
   const e = err as { code?: string; responseCode?: number; command?: string; permanent?: boolean; message?: string };
   const permanent = e.permanent === true || (typeof e.responseCode === 'number' && e.responseCode >= 500 && e.responseCode < 600);
-  return { code: e.code, responseCode: e.responseCode, command: e.command, permanent, message: String(e.message ?? err).replace(/[\r\n]+/g, ' ').slice(0, 200) };
+  const message = String(e.message ?? err)
+    .replace(/[\r\n]+/g, ' ')
+    .replace(/[^\s<>"'(),;:[\]]+@[^\s<>"'(),;:[\]]+/g, '<address>')
+    .slice(0, 200);
+  return { code: e.code, responseCode: e.responseCode, command: e.command, permanent, message };
 }
 
 function smtpTransport(config: EmailConfig, host: string): MailTransport {

@@ -126,6 +126,8 @@ describe('the mailer over real SMTP', () => {
       assert.equal(failed.length, 1);
       assert.equal(failed[0]!.attempt, 1, 'not retried');
       assert.equal((failed[0]!.error as { permanent: boolean }).permanent, true);
+      assert.match(String((failed[0]!.error as { message: string }).message), /<address>/, 'the server\'s reply is logged');
+      assert.ok(!JSON.stringify(lines).includes('erin@example.com') && !JSON.stringify(lines).includes('frank@example.com'), 'never the address');
     } finally {
       await m.close(1000);
     }
