@@ -1,21 +1,13 @@
-import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseDuration } from '../config/duration.ts';
+import { isLoopbackHost } from '../oauth/loopback.ts';
 
 /**
  * The `providers:` list of gatehouse.yaml: every way to sign in besides a password. Part of
  * the one config schema (src/config/schema.ts imports it); kept here beside the code it drives.
  */
 
-/** localhost, *.localhost, 127.0.0.0/8 and ::1: the only hosts plain http is allowed to. */
-export function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  if (h === 'localhost' || h.endsWith('.localhost')) return true;
-  if (isIP(h) === 4) return h.startsWith('127.');
-  return h === '::1';
-}
-
-/** https, or http on a loopback host (development and tests); never credentials, query or fragment. */
+/** https, or http on a loopback host (development and tests: the only hosts plain http is allowed to); never credentials, query or fragment. */
 const providerUrl = (what: string) =>
   z.string().superRefine((v, ctx) => {
     let u: URL;

@@ -5,7 +5,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import { Lazy } from '../../src/providers/client.ts';
 import { providerRegistrations } from '../../src/providers/lint.ts';
 import { claimAt, cleanText, groupsFrom, verifiedFrom } from '../../src/providers/profile.ts';
-import { isLoopbackHost } from '../../src/providers/schema.ts';
+import { isLoopbackHost } from '../../src/oauth/loopback.ts';
 import { refreshAt } from '../../src/providers/tokens.ts';
 import { BASE_CONFIG, problems } from '../helpers/config.ts';
 
