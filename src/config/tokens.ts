@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { formatDuration, parseDuration } from './duration.ts';
+import { durationField } from './duration.ts';
 import { redirectUriProblem } from '../oauth/redirect-uri.ts';
 
 /**
@@ -7,22 +7,7 @@ import { redirectUriProblem } from '../oauth/redirect-uri.ts';
  * (src/oauth/). Part of ConfigSchema (schema.ts); kept here so the OAuth settings read as one.
  */
 
-const duration = (def: string, min: number, what: string) =>
-  z
-    .union([z.string(), z.number()])
-    .default(def)
-    .transform((v, ctx) => {
-      const ms = parseDuration(v);
-      if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: 'expected a duration such as "30s", "15m", "12h" or "90d"' });
-        return z.NEVER;
-      }
-      if (ms < min) {
-        ctx.addIssue({ code: 'custom', message: `${what} must be at least ${formatDuration(min)}` });
-        return z.NEVER;
-      }
-      return ms;
-    });
+const duration = (def: string, min: number, what: string) => durationField(def, { min, what });
 
 /** An OAuth scope token (RFC 6749 §3.3), kept to a conservative alphabet. */
 export const scopeName = z.string().regex(/^[A-Za-z0-9:._\-/]{1,64}$/, 'a scope name is letters, digits and ":._-/", at most 64 characters');

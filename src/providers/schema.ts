@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseDuration } from '../config/duration.ts';
+import { durationField } from '../config/duration.ts';
 import { isLoopbackHost } from '../oauth/loopback.ts';
 
 /**
@@ -24,18 +24,7 @@ const providerUrl = (what: string) =>
     if (u.search || u.hash) ctx.addIssue({ code: 'custom', message: `${what} must not have a query or fragment` });
   });
 
-const timeout = z
-  .union([z.string(), z.number()])
-  .default('10s')
-  .transform((v, ctx) => {
-    const ms = parseDuration(v);
-    if (ms === undefined || ms < 1000 || ms > 60_000) {
-      ctx.addIssue({ code: 'custom', message: 'expected a duration between "1s" and "60s"' });
-      return z.NEVER;
-    }
-    return ms;
-  })
-  .meta({ description: 'Longest wait for one request to the provider (discovery, token, userinfo, API); default "10s"' });
+const timeout = durationField('10s', { min: 1000, max: 60_000, range: '"1s" and "60s"' }).meta({ description: 'Longest wait for one request to the provider (discovery, token, userinfo, API); default "10s"' });
 
 /** Parameters Gatehouse sets itself: a config may not override them. */
 const RESERVED_PARAMS = new Set(['client_id', 'client_secret', 'redirect_uri', 'response_type', 'response_mode', 'scope', 'state', 'nonce', 'code_challenge', 'code_challenge_method', 'request', 'request_uri']);
