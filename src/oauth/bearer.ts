@@ -16,8 +16,6 @@ import { ACCESS_TOKEN_TYP, type TokenService } from './tokens.ts';
  * written), no crypto.
  */
 
-export { grantOwner } from './context.ts';
-
 /** A bearer-authenticated request presents itself like a browser session of the grant. */
 export interface BearerSession extends ActiveSession {
   grant: Grant;
