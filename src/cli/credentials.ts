@@ -165,7 +165,8 @@ export class Credentials {
   }
 }
 
-function covers(resource: string, url: URL): boolean {
+/** Whether a resource identifier covers the URL: the same origin, and the URL's path at or below the resource's. */
+export function covers(resource: string, url: URL): boolean {
   let r: URL;
   try {
     r = new URL(resource);
