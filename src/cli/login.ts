@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import * as oauth from 'openid-client';
+import { BUILTIN_CLI_CLIENT as CLI_CLIENT_ID } from '../config/tokens.ts';
 import { isLoopbackHost } from '../oauth/loopback.ts';
 import { covers, Credentials, type StoredLogin } from './credentials.ts';
 import { err, out, UsageError } from './io.ts';
@@ -15,7 +16,6 @@ import { err, out, UsageError } from './io.ts';
  * endpoints.
  */
 
-export const CLI_CLIENT_ID = 'gatehouse-cli';
 const REFRESH_MARGIN_MS = 60_000;
 const TIMEOUT_MS = 15_000;
 

@@ -10,10 +10,10 @@ import { redirectUriProblem } from '../oauth/redirect-uri.ts';
 const duration = (def: string, min: number, what: string) => durationField(def, { min, what });
 
 /** An OAuth scope token (RFC 6749 §3.3), kept to a conservative alphabet. */
-export const scopeName = z.string().regex(/^[A-Za-z0-9:._\-/]{1,64}$/, 'a scope name is letters, digits and ":._-/", at most 64 characters');
+const scopeName = z.string().regex(/^[A-Za-z0-9:._\-/]{1,64}$/, 'a scope name is letters, digits and ":._-/", at most 64 characters');
 
 export const BUILTIN_CLI_CLIENT = 'gatehouse-cli';
-export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'device_code'] as const;
+const GRANT_TYPES = ['authorization_code', 'refresh_token', 'device_code'] as const;
 
 export const OAuthClientSchema = z
   .strictObject({

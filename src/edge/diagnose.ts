@@ -478,7 +478,7 @@ function rich(s: string): SafeHtml {
 }
 
 /** The one explanation page: what happened for everyone, what to change for the operator. */
-export function renderCause(appTitle: string, cause: Cause, requestId: string): string {
+function renderCause(appTitle: string, cause: Cause, requestId: string): string {
   return layout({
     appTitle,
     heading: cause.heading,

@@ -18,7 +18,7 @@ import type { FlowError } from './client.ts';
  * (ATTACKS 13).
  */
 
-export const LOGIN_STATE_TTL_MS = 10 * 60_000;
+const LOGIN_STATE_TTL_MS = 10 * 60_000;
 const COOKIE_VALUE = /^[A-Za-z0-9_-]{43}$/;
 const STATE_VALUE = /^[A-Za-z0-9_-]{43}$/;
 

@@ -29,7 +29,7 @@ const timeout = durationField('10s', { min: 1000, max: 60_000, range: '"1s" and 
 /** Parameters Gatehouse sets itself: a config may not override them. */
 const RESERVED_PARAMS = new Set(['client_id', 'client_secret', 'redirect_uri', 'response_type', 'response_mode', 'scope', 'state', 'nonce', 'code_challenge', 'code_challenge_method', 'request', 'request_uri']);
 
-export const PROVIDER_ID = /^[a-z0-9][a-z0-9-]{0,31}$/;
+const PROVIDER_ID = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
 const common = {
   id: z
