@@ -133,6 +133,23 @@ describe('the mailer over real SMTP', () => {
     }
   });
 
+  test('messages waiting for a retry hold no delivery slot: others are sent meanwhile', async () => {
+    const { m, lines } = mailer({ port: plain.port }, { delivery: { attempts: 3, retryDelay: '1h' } });
+    try {
+      plain.failNext(2, 451);
+      m.send(task('grey1@example.com'));
+      m.send(task('grey2@example.com'));
+      await new Promise<void>((resolve) => {
+        const t = setInterval(() => lines.filter((l) => l.event === 'mail_retry').length === 2 && (clearInterval(t), resolve()), 10);
+      });
+      m.send(task('next@example.com'));
+      await plain.waitFor((x) => x.to.includes('next@example.com'), 5000);
+      assert.equal(plain.to('grey1@example.com').length + plain.to('grey2@example.com').length, 0, 'the two still wait for their retry');
+    } finally {
+      await m.close(100);
+    }
+  });
+
   test('a server that is down: each message is tried `attempts` times, then logged as mail_failed', async () => {
     const { m, lines } = mailer({ port: await freePort() }, { delivery: { attempts: 2, retryDelay: '100ms' } });
     try {
