@@ -29,6 +29,7 @@ export interface OAuthDeps {
   secrets: Secrets;
   sessions: Sessions;
   sites: Map<string, Site>;
+  /** Own routes' prefix, publicUrl's base path included (/.auth, /app/.auth). */
   prefix: string;
   /** publicUrl: `iss` of every token and the authorization server's identifier. */
   issuer: string;
