@@ -20,7 +20,7 @@ const TOKEN = /^[A-Za-z0-9_-]{43}$/;
 export const hashToken = (token: string): string => hash('sha256', token, 'base64url');
 
 /** What a reset token is bound to besides the user: the password hash of the moment, hashed. */
-export function passwordFingerprint(passwordHash: string | null): string {
+function passwordFingerprint(passwordHash: string | null): string {
   return hash('sha256', `pw:${passwordHash ?? ''}`, 'base64url');
 }
 

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
+import { rateLimitAddress } from '../http/client-ip.ts';
 import type { Secrets } from '../tokens/secrets.ts';
 
 const WINDOW_MS = 15 * 60_000;
@@ -11,7 +12,7 @@ export type Verdict = { ok: true } | { ok: false; retryAfterSeconds: number };
 
 /**
  * Brute-force defence for the login form (ATTACKS 42), after OWASP's "device cookies":
- *  - failures per client IP (the address seen through trusted proxies only);
+ *  - failures per client IP (the address seen through trusted proxies only; IPv6 by /64);
  *  - failures per account from browsers that never signed in to it;
  *  - failures per device cookie, which a browser gets when it signs in successfully.
  * An attacker who hammers an account exhausts only the untrusted allowance; the owner's
@@ -55,7 +56,7 @@ export class Throttle {
    * cannot all slip under the limit; a successful attempt is refunded afterwards.
    */
   async attemptLogin(ip: string, email: string, nonce: string | undefined): Promise<Verdict> {
-    const ipKey = `login:ip:${ip}`;
+    const ipKey = `login:ip:${rateLimitAddress(ip)}`;
     const subject = this.subjectKey(email, nonce);
     const [ipCount, subjectCount] = await Promise.all([this.cache.hit(ipKey, WINDOW_MS), this.cache.hit(subject, WINDOW_MS)]);
     if (ipCount > this.limits.loginPerIp) return { ok: false, retryAfterSeconds: Math.ceil((await this.cache.ttl(ipKey)) / 1000) || 1 };
@@ -65,11 +66,11 @@ export class Throttle {
 
   /** A correct password: the attempt does not count against the IP, and a device starts afresh. */
   async loginSucceeded(ip: string, email: string, nonce: string | undefined): Promise<void> {
-    await Promise.all([this.cache.release(`login:ip:${ip}`), nonce ? this.cache.reset(`login:dev:${nonce}`) : this.cache.release(this.subjectKey(email, undefined))]);
+    await Promise.all([this.cache.release(`login:ip:${rateLimitAddress(ip)}`), nonce ? this.cache.reset(`login:dev:${nonce}`) : this.cache.release(this.subjectKey(email, undefined))]);
   }
 
   async checkRegistration(ip: string): Promise<Verdict> {
-    const key = `register:ip:${ip}`;
+    const key = `register:ip:${rateLimitAddress(ip)}`;
     const n = await this.cache.hit(key, REGISTER_WINDOW_MS);
     if (n > this.limits.registerPerIp) return this.retryAfter(key);
     return { ok: true };
@@ -80,7 +81,7 @@ export class Throttle {
    * not the address has an account, so the answer says nothing about that either.
    */
   async checkPasswordReset(ip: string, email: string): Promise<Verdict> {
-    const ipKey = `reset:ip:${ip}`;
+    const ipKey = `reset:ip:${rateLimitAddress(ip)}`;
     const account = `reset:acct:${this.accountKey(email)}`;
     const [ipCount, accountCount] = await Promise.all([this.cache.hit(ipKey, HOUR_MS), this.cache.hit(account, HOUR_MS)]);
     if (ipCount > this.limits.passwordResetPerIp) return this.retryAfter(ipKey);

@@ -31,7 +31,7 @@ interface FileShape {
   logins: Record<string, StoredLogin>;
 }
 
-export function configDir(env: NodeJS.ProcessEnv = process.env): string {
+function configDir(env: NodeJS.ProcessEnv = process.env): string {
   const base = env.XDG_CONFIG_HOME && env.XDG_CONFIG_HOME.startsWith('/') ? env.XDG_CONFIG_HOME : join(homedir(), '.config');
   return join(base, 'gatehouse');
 }
@@ -165,7 +165,8 @@ export class Credentials {
   }
 }
 
-function covers(resource: string, url: URL): boolean {
+/** Whether a resource identifier covers the URL: the same origin, and the URL's path at or below the resource's. */
+export function covers(resource: string, url: URL): boolean {
   let r: URL;
   try {
     r = new URL(resource);

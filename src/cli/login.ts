@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import * as oauth from 'openid-client';
+import { BUILTIN_CLI_CLIENT as CLI_CLIENT_ID } from '../config/tokens.ts';
 import { isLoopbackHost } from '../oauth/loopback.ts';
-import { Credentials, type StoredLogin } from './credentials.ts';
+import { covers, Credentials, type StoredLogin } from './credentials.ts';
 import { err, out, UsageError } from './io.ts';
 
 /**
@@ -15,7 +16,6 @@ import { err, out, UsageError } from './io.ts';
  * endpoints.
  */
 
-export const CLI_CLIENT_ID = 'gatehouse-cli';
 const REFRESH_MARGIN_MS = 60_000;
 const TIMEOUT_MS = 15_000;
 
@@ -60,11 +60,20 @@ async function discoverResource(url: URL): Promise<{ resource: string; issuer: s
   const path = url.pathname.replace(/\/+$/, '');
   if (path) candidates.push(`${url.origin}/.well-known/oauth-protected-resource${path}`);
   candidates.push(`${url.origin}/.well-known/oauth-protected-resource`);
+  let foreign: string | undefined;
   for (const candidate of candidates) {
     const doc = await getJson(candidate);
     const servers = doc?.authorization_servers;
-    if (doc && typeof doc.resource === 'string' && Array.isArray(servers) && typeof servers[0] === 'string') return { resource: doc.resource, issuer: servers[0] };
+    if (!doc || typeof doc.resource !== 'string' || !Array.isArray(servers) || typeof servers[0] !== 'string') continue;
+    // RFC 9728 §3.3: a document about another resource is not used (its tokens would be
+    // stored, and later handed out, for a URL that did not vouch for them).
+    if (!covers(doc.resource, url)) {
+      foreign = doc.resource;
+      continue;
+    }
+    return { resource: doc.resource, issuer: servers[0] };
   }
+  if (foreign !== undefined) throw new Error(`${url.origin} names ${foreign.slice(0, 200)} as the resource to sign in to, which is not ${url.href}: refused`);
   throw new Error(`${url.origin} does not say where to sign in (no OAuth protected-resource metadata): is it behind Gatehouse?`);
 }
 

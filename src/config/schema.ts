@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { EmailSchema } from '../mail/schema.ts';
 import { ProvidersSchema, TokenRelayApp, TokenRelayRoute } from '../providers/schema.ts';
-import { parseDuration } from './duration.ts';
+import { durationField } from './duration.ts';
 import { checkOAuthTokens, OAUTH_TOKEN_FIELDS } from './tokens.ts';
 
 /**
@@ -10,19 +10,7 @@ import { checkOAuthTokens, OAUTH_TOKEN_FIELDS } from './tokens.ts';
  * (`npm run schema`), so editors and the validator never disagree.
  */
 
-const duration = (def: string) =>
-  z
-    .union([z.string(), z.number()])
-    .default(def)
-    .transform((v, ctx) => {
-      const ms = parseDuration(v);
-      if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: 'expected a duration such as "30s", "15m", "12h" or "90d"' });
-        return z.NEVER;
-      }
-      return ms;
-    })
-    .meta({ description: 'Duration: "30s", "15m", "12h", "90d" or a number of seconds' });
+const duration = (def: string) => durationField(def).meta({ description: 'Duration: "30s", "15m", "12h", "90d" or a number of seconds' });
 
 const httpUrl = (what: string) =>
   z.string().superRefine((v, ctx) => {

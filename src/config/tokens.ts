@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { formatDuration, parseDuration } from './duration.ts';
+import { durationField } from './duration.ts';
 import { redirectUriProblem } from '../oauth/redirect-uri.ts';
 
 /**
@@ -7,28 +7,13 @@ import { redirectUriProblem } from '../oauth/redirect-uri.ts';
  * (src/oauth/). Part of ConfigSchema (schema.ts); kept here so the OAuth settings read as one.
  */
 
-const duration = (def: string, min: number, what: string) =>
-  z
-    .union([z.string(), z.number()])
-    .default(def)
-    .transform((v, ctx) => {
-      const ms = parseDuration(v);
-      if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: 'expected a duration such as "30s", "15m", "12h" or "90d"' });
-        return z.NEVER;
-      }
-      if (ms < min) {
-        ctx.addIssue({ code: 'custom', message: `${what} must be at least ${formatDuration(min)}` });
-        return z.NEVER;
-      }
-      return ms;
-    });
+const duration = (def: string, min: number, what: string) => durationField(def, { min, what });
 
 /** An OAuth scope token (RFC 6749 §3.3), kept to a conservative alphabet. */
-export const scopeName = z.string().regex(/^[A-Za-z0-9:._\-/]{1,64}$/, 'a scope name is letters, digits and ":._-/", at most 64 characters');
+const scopeName = z.string().regex(/^[A-Za-z0-9:._\-/]{1,64}$/, 'a scope name is letters, digits and ":._-/", at most 64 characters');
 
 export const BUILTIN_CLI_CLIENT = 'gatehouse-cli';
-export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'device_code'] as const;
+const GRANT_TYPES = ['authorization_code', 'refresh_token', 'device_code'] as const;
 
 export const OAuthClientSchema = z
   .strictObject({
@@ -95,6 +80,12 @@ export const OAUTH_TOKEN_FIELDS = {
       userCodePerAccount: z.number().int().min(1).default(10).meta({ description: 'Wrong user codes per signed-in account per 15 minutes' }),
       deviceAuthorizationPerIp: z.number().int().min(1).default(60).meta({ description: 'Device authorizations started per client IP per 15 minutes' }),
       registerPerIp: z.number().int().min(1).default(20).meta({ description: 'Dynamic client registrations per client IP per hour' }),
+      clientDocumentsPerIp: z
+        .number()
+        .int()
+        .min(1)
+        .default(30)
+        .meta({ description: 'Client ID metadata documents fetched (not served from memory) for authorization requests from one client IP per 15 minutes' }),
     })
     .prefault({}),
 };

@@ -10,7 +10,7 @@ import { insideBase, type Site } from '../server/sites.ts';
 import type { Secrets } from '../tokens/secrets.ts';
 
 /**
- * Why a sign-in cannot work, named instead of looped (issue 6). The usual login loop behind a
+ * Why a sign-in cannot work, named instead of looped. The usual login loop behind a
  * proxy: Gatehouse thinks the browser is on http (or on another host), its Secure cookies are
  * dropped, and the browser bounces between the app, the login page and the callback. Here:
  *
@@ -478,7 +478,7 @@ function rich(s: string): SafeHtml {
 }
 
 /** The one explanation page: what happened for everyone, what to change for the operator. */
-export function renderCause(appTitle: string, cause: Cause, requestId: string): string {
+function renderCause(appTitle: string, cause: Cause, requestId: string): string {
   return layout({
     appTitle,
     heading: cause.heading,

@@ -1,6 +1,6 @@
-import { isIP } from 'node:net';
 import type { Warning } from '../config/lint.ts';
 import type { Config } from '../config/schema.ts';
+import { isLoopbackHost } from '../oauth/loopback.ts';
 import { appsOf, basePath } from '../server/sites.ts';
 import { certificateWarnings, loadTls, TlsError } from './tls.ts';
 
@@ -12,10 +12,10 @@ export function lintEdge(config: Config, now = Date.now()): Warning[] {
   const w: Warning[] = [];
   const publicUrl = new URL(config.publicUrl);
   const https = publicUrl.protocol === 'https:';
-  const localHost = isLoopbackName(publicUrl.hostname);
+  const localHost = isLoopbackHost(publicUrl.hostname);
   const tls = config.listen.tls;
   const everywhere = config.listen.host === '0.0.0.0' || config.listen.host === '::';
-  const reachable = !isLoopbackName(config.listen.host);
+  const reachable = !isLoopbackHost(config.listen.host);
 
   if (!https && !localHost) {
     w.push({
@@ -70,11 +70,4 @@ export function lintEdge(config: Config, now = Date.now()): Warning[] {
     });
   }
   return w;
-}
-
-export function isLoopbackName(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '');
-  if (h === 'localhost' || h.endsWith('.localhost')) return true;
-  if (isIP(h) === 4) return h.startsWith('127.');
-  return h === '::1';
 }

@@ -12,6 +12,26 @@ export function plainAddress(addr: string): string {
 }
 
 /**
+ * What a per-address rate limit counts by: an IPv4 address as it is, an IPv6 address by its
+ * /64. A single subscriber, host or VM usually gets a whole /64, so counting full addresses
+ * would hand a client 2^64 fresh allowances to rotate through.
+ */
+export function rateLimitAddress(ip: string): string {
+  if (isIP(ip) !== 6) return ip;
+  const zone = ip.indexOf('%');
+  const [left = '', right] = (zone === -1 ? ip : ip.slice(0, zone)).split('::');
+  // An embedded IPv4 part (::ffff:1.2.3.4, 64:ff9b::1.2.3.4) is the last 32 bits: two groups.
+  const groups = (s: string | undefined) => (s ? s.split(':').flatMap((g) => (g.includes('.') ? ['0', '0'] : [g])) : []);
+  const head = groups(left);
+  const tail = groups(right);
+  const all = right === undefined ? head : [...head, ...Array<string>(Math.max(0, 8 - head.length - tail.length)).fill('0'), ...tail];
+  return `${all
+    .slice(0, 4)
+    .map((g) => parseInt(g, 16).toString(16))
+    .join(':')}::/64`;
+}
+
+/**
  * The set of peers whose forwarding headers are believed. Empty by default: nobody is
  * trusted, and X-Forwarded-* from clients is ignored (ATTACKS 5). The headers themselves are
  * read in one place, http/forwarded.ts.

@@ -50,7 +50,7 @@ export interface ForwardedDetail extends Forwarded {
 const HOST_VALUE = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
 /** The Host of a request: Host for HTTP/1.x, :authority for HTTP/2 (RFC 9113 §8.3.1). */
-export function requestHost(req: IncomingMessage): string | undefined {
+function requestHost(req: IncomingMessage): string | undefined {
   return req.httpVersionMajor === 2 ? ((req.headers[':authority'] as string | undefined) ?? req.headers.host) : req.headers.host;
 }
 
@@ -150,7 +150,7 @@ export function parseForwarded(header: string): (ForwardedElement | null)[] {
 }
 
 /** The IP in a Forwarded node (`192.0.2.1`, `"[2001:db8::1]:443"`, `1.2.3.4:80`), else undefined. */
-export function nodeAddress(node: string | undefined): string | undefined {
+function nodeAddress(node: string | undefined): string | undefined {
   if (!node) return undefined;
   let a = node;
   if (a.startsWith('[')) {

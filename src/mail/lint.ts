@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Warning } from '../config/lint.ts';
 import type { Config } from '../config/schema.ts';
-import { isLoopbackHost } from '../providers/schema.ts';
+import { isLoopbackHost } from '../oauth/loopback.ts';
 import { appsOf } from '../server/sites.ts';
 
 /** `gatehouse check` (and the start-up log) about mail and verified addresses; part of config/lint.ts. */

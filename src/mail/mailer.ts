@@ -55,8 +55,10 @@ export class Mailer {
   private readonly transport: MailTransport;
   private readonly from: { name?: string; address: string };
   private readonly queue: Pending[] = [];
-  /** Tasks being prepared or sent, and retries waiting for their turn. */
+  /** Tasks being prepared or sent (at most CONCURRENCY). */
   private busy = 0;
+  /** Retries waiting for their delay: counted for idle() and close(), but they hold no delivery slot. */
+  private retrying = 0;
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly idleWaiters: (() => void)[] = [];
   private closed = false;
@@ -71,7 +73,8 @@ export class Mailer {
 
   /** Queues a message. Never throws and never waits; returns false when it was dropped. */
   send(task: MailTask): boolean {
-    if (this.closed || this.queue.length >= this.config.delivery.queueSize) {
+    // Retries waiting for their delay are messages held too: they count against the queue.
+    if (this.closed || this.queue.length + this.retrying >= this.config.delivery.queueSize) {
       this.logger.warn({ event: 'mail_dropped', kind: task.kind, userId: task.userId, reason: this.closed ? 'shutting_down' : 'queue_full' }, 'message not queued');
       return false;
     }
@@ -82,7 +85,7 @@ export class Mailer {
 
   /** Resolves once nothing is queued, being sent or waiting for a retry. */
   idle(): Promise<void> {
-    if (this.queue.length === 0 && this.busy === 0) return Promise.resolve();
+    if (this.queue.length === 0 && this.busy === 0 && this.retrying === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -96,7 +99,7 @@ export class Mailer {
     const retries = this.timers.size;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
-    this.busy -= retries;
+    this.retrying = 0;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.idle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
     clearTimeout(timer);
@@ -119,7 +122,7 @@ export class Mailer {
   }
 
   private settle(): void {
-    if (this.queue.length === 0 && this.busy === 0) for (const w of this.idleWaiters.splice(0)) w();
+    if (this.queue.length === 0 && this.busy === 0 && this.retrying === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
   private async deliver(p: Pending): Promise<void> {
@@ -156,14 +159,17 @@ export class Mailer {
       if (!e.permanent && p.attempt < attempts && !this.closed) {
         const delayMs = Math.round(retryDelay * 2 ** (p.attempt - 1) * (0.8 + Math.random() * 0.4));
         this.logger.warn({ event: 'mail_retry', kind: task.kind, userId: task.userId, attempt: p.attempt, delayMs, error: e }, 'sending failed; will retry');
-        // Counted as busy while it waits, so idle() and close() wait for it too.
-        this.busy++;
+        // Counted while it waits, so idle() and close() wait for it too; the delivery slot is
+        // free meanwhile (a greylisting server must not hold up everyone else's mail).
+        this.retrying++;
         const timer = setTimeout(() => {
           this.timers.delete(timer);
-          this.busy--;
+          this.retrying--;
           this.queue.unshift(p);
           this.pump();
         }, delayMs);
+        // A retry alone does not keep the process up; close() clears what is left.
+        timer.unref();
         this.timers.add(timer);
         return;
       }
@@ -172,11 +178,18 @@ export class Mailer {
   }
 }
 
-/** What a failure log line says: codes and the server's reply, never the message. */
+/**
+ * What a failure log line says: codes and the server's reply, never the message, and never
+ * the address (servers name the recipient in their replies: "550 <a@b.example>: rejected").
+ */
 function describe(err: unknown): { code?: string; responseCode?: number; command?: string; permanent: boolean; message: string } {
   const e = err as { code?: string; responseCode?: number; command?: string; permanent?: boolean; message?: string };
   const permanent = e.permanent === true || (typeof e.responseCode === 'number' && e.responseCode >= 500 && e.responseCode < 600);
-  return { code: e.code, responseCode: e.responseCode, command: e.command, permanent, message: String(e.message ?? err).replace(/[\r\n]+/g, ' ').slice(0, 200) };
+  const message = String(e.message ?? err)
+    .replace(/[\r\n]+/g, ' ')
+    .replace(/[^\s<>"'(),;:[\]]+@[^\s<>"'(),;:[\]]+/g, '<address>')
+    .slice(0, 200);
+  return { code: e.code, responseCode: e.responseCode, command: e.command, permanent, message };
 }
 
 function smtpTransport(config: EmailConfig, host: string): MailTransport {

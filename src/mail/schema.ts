@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { normalizeEmail } from '../accounts/email.ts';
-import { parseDuration } from '../config/duration.ts';
+import { durationField } from '../config/duration.ts';
 
 /**
  * The `email:` section of gatehouse.yaml: how Gatehouse sends mail (SMTP through nodemailer)
@@ -9,18 +9,7 @@ import { parseDuration } from '../config/duration.ts';
  * (src/config/schema.ts imports it); kept here beside the code it drives.
  */
 
-const between = (def: string, min: number, max: number, range: string) =>
-  z
-    .union([z.string(), z.number()])
-    .default(def)
-    .transform((v, ctx) => {
-      const ms = parseDuration(v);
-      if (ms === undefined || ms < min || ms > max) {
-        ctx.addIssue({ code: 'custom', message: `expected a duration between ${range}` });
-        return z.NEVER;
-      }
-      return ms;
-    });
+const between = (def: string, min: number, max: number, range: string) => durationField(def, { min, max, range });
 
 /** "name@example.com" or "Display Name <name@example.com>"; no line breaks (header injection). */
 export function parseMailbox(value: string): { name?: string; address: string } | undefined {

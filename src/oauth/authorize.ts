@@ -30,7 +30,15 @@ interface AuthorizationRequest {
 }
 
 /** Failures before the redirect URI is known to be the client's: shown, never redirected (RFC 6749 §4.1.2.1). */
-class ShownError extends Error {}
+class ShownError extends Error {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  constructor(message: string, status = 400, headers: Record<string, string> = {}) {
+    super(message);
+    this.status = status;
+    this.headers = headers;
+  }
+}
 /** Failures after: sent back to the client at its redirect URI. */
 class ReturnedError extends Error {
   readonly error: string;
@@ -60,14 +68,15 @@ export class AuthorizationCodeFlow {
     this.pages = pages;
   }
 
-  private async validate(params: OAuthParams): Promise<AuthorizationRequest> {
+  /** `ip`: the client IP a fetch of a client ID metadata document counts against. */
+  private async validate(params: OAuthParams, ip: string): Promise<AuthorizationRequest> {
     const clientId = params.get('client_id');
     if (!clientId || clientId.length > 512) throw new ShownError('The request does not name a client (client_id).');
     let client: Client | undefined;
     try {
-      client = await this.d.clients.get(clientId, { fetch: true });
+      client = await this.d.clients.get(clientId, { fetch: true, requester: ip });
     } catch (err) {
-      if (err instanceof OAuthError) throw new ShownError(`The client cannot be used: ${err.message}.`);
+      if (err instanceof OAuthError) throw new ShownError(`The client cannot be used: ${err.message}.`, err.status === 429 ? 429 : 400, err.headers as Record<string, string>);
       throw err;
     }
     if (!client) throw new ShownError('This client is not known here.');
@@ -105,7 +114,7 @@ export class AuthorizationCodeFlow {
 
   private answer(ctx: RequestContext, err: unknown, status: 302 | 303): void {
     if (err instanceof ShownError) {
-      return this.pages.html(ctx, 400, messagePage({ appTitle: ctx.site.title, heading: 'This sign-in request cannot be used', message: err.message, hint: 'Go back to the program that sent you here and try again, or tell its developer.' }));
+      return this.pages.html(ctx, err.status, messagePage({ appTitle: ctx.site.title, heading: 'This sign-in request cannot be used', message: err.message, hint: 'Go back to the program that sent you here and try again, or tell its developer.' }), [], err.headers);
     }
     if (err instanceof ReturnedError) {
       this.d.logger.info({ event: 'oauth_authorize_refused', error: err.error, requestId: ctx.requestId }, err.message);
@@ -127,7 +136,7 @@ export class AuthorizationCodeFlow {
   async start(ctx: RequestContext): Promise<void> {
     let request: AuthorizationRequest;
     try {
-      request = await this.validate(this.parse(new URLSearchParams(ctx.query.slice(1))));
+      request = await this.validate(this.parse(new URLSearchParams(ctx.query.slice(1))), ctx.ip);
     } catch (err) {
       return this.answer(ctx, err, 302);
     }
@@ -159,7 +168,7 @@ export class AuthorizationCodeFlow {
     const input = await this.pages.readPost(ctx);
     let request: AuthorizationRequest;
     try {
-      request = await this.validate(this.parse(formParams(input)));
+      request = await this.validate(this.parse(formParams(input)), ctx.ip);
     } catch (err) {
       return this.answer(ctx, err, 303);
     }

@@ -16,8 +16,6 @@ import { ACCESS_TOKEN_TYP, type TokenService } from './tokens.ts';
  * written), no crypto.
  */
 
-export { grantOwner } from './context.ts';
-
 /** A bearer-authenticated request presents itself like a browser session of the grant. */
 export interface BearerSession extends ActiveSession {
   grant: Grant;
@@ -34,7 +32,11 @@ interface Verified {
   clientId: string;
   scope: string;
   expMs: number;
+  /** The answer last built for this token, and the grant read it was built from (reused while the read cache hands out the same one). */
+  answer?: { from: GrantWithUser; result: BearerResult };
 }
+
+type GrantWithUser = { grant: Grant; user: ActiveSession['user'] };
 
 const CACHE_ENTRIES = 10_000;
 const MAX_TOKEN = 4096;
@@ -81,10 +83,13 @@ export class BearerAuth {
     this.now = o.now;
   }
 
+  /** Whether this token passed verify() and is still held: then it is Gatehouse's for sure. */
+  knows(token: string): boolean {
+    return this.verified.has(token);
+  }
+
   /** The signature, typ, iss, exp and aud (this app's) checked once per token by the key ring; kept while it lives. */
   private async verify(token: string, audience: string): Promise<Verified | undefined> {
-    const hit = this.verified.get(token);
-    if (hit) return hit.aud === audience ? hit : undefined;
     const claims = await this.keys.verify(token, { typ: ACCESS_TOKEN_TYP, audience, issuer: this.issuer, clockToleranceSeconds: 0 }).then(
       (r) => r.payload,
       () => undefined,
@@ -97,10 +102,15 @@ export class BearerAuth {
   }
 
   async authenticate(token: string, app: App): Promise<BearerResult> {
-    if (token.length > MAX_TOKEN || !TOKEN_SYNTAX.test(token)) return { ok: false, description: 'the access token is malformed' };
-    const now = this.now();
-    const v = await this.verify(token, this.resources.idOf(app));
+    const audience = this.resources.idOf(app);
+    // A token seen before is a map lookup: no syntax check, no signature, no await.
+    let v = this.verified.get(token);
+    if (v === undefined) {
+      if (token.length > MAX_TOKEN || !TOKEN_SYNTAX.test(token)) return { ok: false, description: 'the access token is malformed' };
+      v = await this.verify(token, audience);
+    } else if (v.aud !== audience) v = undefined;
     if (!v) return { ok: false, description: 'the access token is not valid here (signature, issuer, expiry or app)' };
+    const now = this.now();
     if (now >= v.expMs) {
       this.verified.delete(token);
       return { ok: false, description: 'the access token has expired' };
@@ -109,8 +119,9 @@ export class BearerAuth {
     if (!found || found.grant.clientId !== v.clientId || found.grant.userId !== v.sub || found.user.disabled) return { ok: false, description: 'the login was revoked' };
     const ended = this.tokens.ended(found.grant, now);
     if (ended) return { ok: false, description: ended };
+    if (v.answer?.from === found && v.answer.result.ok && v.answer.result.active.session.site === app.site.origin) return v.answer.result;
     const { grant, user } = found;
-    return {
+    const result: BearerResult = {
       ok: true,
       active: {
         // The grant in the shape of a session: what the app learns of a bearer request is
@@ -122,5 +133,7 @@ export class BearerAuth {
         scope: v.scope,
       },
     };
+    v.answer = { from: found, result };
+    return result;
   }
 }

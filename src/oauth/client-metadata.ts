@@ -12,7 +12,9 @@ import { isLoopbackHost } from './loopback.ts';
  *   - https only, a path, no query, fragment, credentials or dot segments;
  *   - the name must resolve to public addresses only, checked at connect time (no DNS
  *     rebinding between check and use); IP literals are checked the same way;
- *   - no redirects, 5 s for the whole exchange, 5 KiB at most, JSON only.
+ *   - no redirects, 5 s for the whole exchange, 5 KiB at most, JSON only;
+ *   - a fetch (not a document served from memory) is admitted per requester, by `admit`
+ *     (tokens.rateLimits.clientDocumentsPerIp), and parallel requests for one URL share it.
  * Where Gatehouse itself runs on a loopback address (development, tests), http URLs on
  * loopback are accepted too, and only then.
  */
@@ -38,7 +40,19 @@ function allowedAddress(address: string, allowLoopback: boolean): boolean {
   return !NOT_PUBLIC.check(a, family);
 }
 
-export class MetadataDocumentError extends Error {}
+export class MetadataDocumentError extends Error {
+  /** 400 for a document that cannot be used, 429 when the requester fetched too many. */
+  readonly status: number;
+  readonly retryAfterSeconds: number | undefined;
+  constructor(message: string, o: { status?: number; retryAfterSeconds?: number } = {}) {
+    super(message);
+    this.status = o.status ?? 400;
+    this.retryAfterSeconds = o.retryAfterSeconds;
+  }
+}
+
+/** Whether a requester (a client IP) may make Gatehouse fetch one more document now. */
+export type AdmitFetch = (requester: string) => Promise<{ ok: true } | { ok: false; retryAfterSeconds: number }>;
 
 /** Why a client_id cannot be a metadata document URL, or undefined when it can. */
 export function metadataUrlProblem(clientId: string, allowLoopback: boolean): string | undefined {
@@ -70,11 +84,15 @@ export class MetadataDocuments {
   private readonly allowLoopback: boolean;
   private readonly agent: Agent;
   private readonly cache = new Map<string, MetadataDocument>();
+  /** Fetches under way, by URL (removed when they settle). */
+  private readonly inflight = new Map<string, Promise<MetadataDocument>>();
   private readonly now: () => number;
+  private readonly admit: AdmitFetch | undefined;
 
-  constructor(options: { allowLoopback: boolean; now: () => number }) {
+  constructor(options: { allowLoopback: boolean; now: () => number; admit?: AdmitFetch }) {
     this.allowLoopback = options.allowLoopback;
     this.now = options.now;
+    this.admit = options.admit;
     const allow = this.allowLoopback;
     this.agent = new Agent({
       connections: 8,
@@ -95,14 +113,34 @@ export class MetadataDocuments {
     });
   }
 
-  /** The document for a client_id URL, from memory while fresh; throws MetadataDocumentError. */
-  async get(clientId: string): Promise<MetadataDocument> {
+  /**
+   * The document for a client_id URL, from memory while fresh; throws MetadataDocumentError.
+   * `requester` (the client IP) is what a fetch is counted against.
+   */
+  async get(clientId: string, requester?: string): Promise<MetadataDocument> {
     const cached = this.cache.get(clientId);
     if (cached && cached.freshUntil > this.now()) return cached;
-    const doc = await this.fetch(clientId);
-    if (this.cache.size >= 1000) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(clientId, doc);
-    return doc;
+    const pending = this.inflight.get(clientId);
+    if (pending) return pending;
+    if (this.admit && requester !== undefined) {
+      const verdict = await this.admit(requester);
+      if (!verdict.ok) throw new MetadataDocumentError('too many client metadata documents were fetched for this address; try again in a few minutes', { status: 429, retryAfterSeconds: verdict.retryAfterSeconds });
+      // Another request may have started the same fetch while this one was admitted.
+      const started = this.inflight.get(clientId);
+      if (started) return started;
+    }
+    const fetching = this.fetch(clientId).then((doc) => {
+      this.cache.delete(clientId);
+      if (this.cache.size >= 1000) this.cache.delete(this.cache.keys().next().value!);
+      this.cache.set(clientId, doc);
+      return doc;
+    });
+    this.inflight.set(clientId, fetching);
+    try {
+      return await fetching;
+    } finally {
+      this.inflight.delete(clientId);
+    }
   }
 
   private async fetch(clientId: string): Promise<MetadataDocument> {

@@ -88,10 +88,11 @@ export class Clients {
 
   /**
    * The client with this id. `fetch`: a metadata-document client is read from its URL (the
-   * authorization endpoint); elsewhere (token, revocation) it is known well enough without:
-   * it is public, and what it may do was settled when its grant was made.
+   * authorization endpoint, for the client IP `requester`); elsewhere (token, revocation) it
+   * is known well enough without: it is public, and what it may do was settled when its
+   * grant was made.
    */
-  async get(id: string, options: { fetch: boolean }): Promise<Client | undefined> {
+  async get(id: string, options: { fetch: false } | { fetch: true; requester: string }): Promise<Client | undefined> {
     const fixed = this.fixed.get(id);
     if (fixed) return fixed;
     if (id.startsWith(DYNAMIC_PREFIX)) {
@@ -117,9 +118,12 @@ export class Clients {
     }
     let doc;
     try {
-      doc = await this.documents.get(id);
+      doc = await this.documents.get(id, options.requester);
     } catch (err) {
-      if (err instanceof MetadataDocumentError) throw new OAuthError(400, 'invalid_client', err.message);
+      if (err instanceof MetadataDocumentError) {
+        const retry = err.retryAfterSeconds === undefined ? {} : { 'retry-after': String(err.retryAfterSeconds) };
+        throw new OAuthError(err.status, err.status === 429 ? 'too_many_requests' : 'invalid_client', err.message, retry);
+      }
       throw err;
     }
     const bad = doc.redirectUris.map(redirectUriProblem).find(Boolean);

@@ -29,6 +29,7 @@ export interface OAuthDeps {
   secrets: Secrets;
   sessions: Sessions;
   sites: Map<string, Site>;
+  /** Own routes' prefix, publicUrl's base path included (/.auth, /app/.auth). */
   prefix: string;
   /** publicUrl: `iss` of every token and the authorization server's identifier. */
   issuer: string;
@@ -45,7 +46,7 @@ export interface OAuthDeps {
 }
 
 export async function signedIn(deps: OAuthDeps, ctx: RequestContext): Promise<ActiveSession | undefined> {
-  const found = await deps.sessions.lookup(ctx.req, { name: ctx.site.cookies.session, secure: ctx.site.secure }, ctx.site.origin);
+  const found = await deps.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin);
   if (found.state !== 'active') return undefined;
   ctx.userId = found.active.user.id;
   return found.active;

@@ -28,7 +28,7 @@ export function sendOAuthJson(res: ServerResponse, status: number, body: unknown
   sendJson(res, status, body, { pragma: 'no-cache', ...CORS, ...headers });
 }
 
-export function sendOAuthError(res: ServerResponse, err: OAuthError): void {
+function sendOAuthError(res: ServerResponse, err: OAuthError): void {
   sendOAuthJson(res, err.status, { error: err.error, error_description: err.message }, err.headers);
 }
 

@@ -1,5 +1,6 @@
 import type { Cache } from '../cache/index.ts';
 import type { TokensConfig } from '../config/tokens.ts';
+import { rateLimitAddress } from '../http/client-ip.ts';
 
 const WINDOW_MS = 15 * 60_000;
 const REGISTER_WINDOW_MS = 60 * 60_000;
@@ -7,12 +8,13 @@ const REGISTER_WINDOW_MS = 60 * 60_000;
 export type Verdict = { ok: true } | { ok: false; retryAfterSeconds: number };
 
 /**
- * Rate limits of the OAuth server, on the shared Cache (so several nodes count together):
+ * Rate limits of the OAuth server, on the shared Cache (so several nodes count together; an
+ * IPv6 client counts by its /64, see rateLimitAddress):
  * user-code entries per client IP and per signed-in account (RFC 8628 §5.1: 8 letters of 20
  * are ~34.5 bits, so a handful of guesses per window make a hit hopeless), device
- * authorizations per IP, and dynamic registrations per IP. Each attempt is counted before
- * it is checked, atomically, so parallel guesses cannot slip under a limit; a correct user
- * code is refunded.
+ * authorizations per IP, client ID metadata documents fetched per IP, and dynamic
+ * registrations per IP. Each attempt is counted before it is checked, atomically, so
+ * parallel guesses cannot slip under a limit; a correct user code is refunded.
  */
 export class Limits {
   private readonly cache: Cache;
@@ -30,7 +32,7 @@ export class Limits {
 
   async userCodeAttempt(ip: string, userId: string): Promise<Verdict> {
     const [byIp, byAccount] = await Promise.all([
-      this.over(`oauth:ucode:ip:${ip}`, this.limits.userCodePerIp, WINDOW_MS),
+      this.over(`oauth:ucode:ip:${rateLimitAddress(ip)}`, this.limits.userCodePerIp, WINDOW_MS),
       this.over(`oauth:ucode:acct:${userId}`, this.limits.userCodePerAccount, WINDOW_MS),
     ]);
     const wait = byIp ?? byAccount;
@@ -38,16 +40,22 @@ export class Limits {
   }
 
   async userCodeCorrect(ip: string, userId: string): Promise<void> {
-    await Promise.all([this.cache.release(`oauth:ucode:ip:${ip}`), this.cache.release(`oauth:ucode:acct:${userId}`)]);
+    await Promise.all([this.cache.release(`oauth:ucode:ip:${rateLimitAddress(ip)}`), this.cache.release(`oauth:ucode:acct:${userId}`)]);
   }
 
   async deviceAuthorization(ip: string): Promise<Verdict> {
-    const wait = await this.over(`oauth:device:ip:${ip}`, this.limits.deviceAuthorizationPerIp, WINDOW_MS);
+    const wait = await this.over(`oauth:device:ip:${rateLimitAddress(ip)}`, this.limits.deviceAuthorizationPerIp, WINDOW_MS);
+    return wait === undefined ? { ok: true } : { ok: false, retryAfterSeconds: wait };
+  }
+
+  /** A client ID metadata document to fetch for an authorization request: each is an outbound request an anonymous caller chose. */
+  async clientDocument(ip: string): Promise<Verdict> {
+    const wait = await this.over(`oauth:document:ip:${rateLimitAddress(ip)}`, this.limits.clientDocumentsPerIp, WINDOW_MS);
     return wait === undefined ? { ok: true } : { ok: false, retryAfterSeconds: wait };
   }
 
   async registration(ip: string): Promise<Verdict> {
-    const wait = await this.over(`oauth:register:ip:${ip}`, this.limits.registerPerIp, REGISTER_WINDOW_MS);
+    const wait = await this.over(`oauth:register:ip:${rateLimitAddress(ip)}`, this.limits.registerPerIp, REGISTER_WINDOW_MS);
     return wait === undefined ? { ok: true } : { ok: false, retryAfterSeconds: wait };
   }
 }

@@ -11,7 +11,7 @@
 const FORBIDDEN_SCHEMES = new Set(['javascript', 'data', 'file', 'vbscript', 'blob', 'about', 'filesystem', 'view-source', 'chrome', 'ftp', 'ws', 'wss', 'mailto', 'tel', 'intent']);
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
 const LOOPBACK_IP = new Set(['127.0.0.1', '[::1]']);
-export const MAX_REDIRECT_URI = 2000;
+const MAX_REDIRECT_URI = 2000;
 
 /** Why a redirect URI cannot be registered, or undefined when it can. */
 export function redirectUriProblem(uri: string): string | undefined {

@@ -6,7 +6,7 @@ import type { Client } from './clients.ts';
  * client registered for the refresh_token grant) plus the names in tokens.scopes, which
  * Gatehouse passes on for the app to interpret. Anything else is invalid_scope.
  */
-export const OFFLINE_ACCESS = 'offline_access';
+const OFFLINE_ACCESS = 'offline_access';
 
 export class Scopes {
   readonly supported: readonly string[];

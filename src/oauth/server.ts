@@ -1,19 +1,14 @@
 import type { IncomingMessage } from 'node:http';
-import type { Cache } from '../cache/index.ts';
-import type { Config } from '../config/schema.ts';
 import { field, readBody } from '../http/body.ts';
 import { redirect, sendJson } from '../http/respond.ts';
-import type { Logger } from '../log/index.ts';
 import type { RequestContext } from '../server/context.ts';
 import type { Params, Router } from '../server/router.ts';
 import type { App, Site } from '../server/sites.ts';
 import type { WellKnown } from '../server/well-known.ts';
 import type { ProviderService } from '../providers/service.ts';
-import type { ActiveSession, Sessions } from '../sessions/index.ts';
+import type { ActiveSession } from '../sessions/index.ts';
 import type { AccountSectionView } from '../pages/index.ts';
-import type { Store } from '../store/index.ts';
 import { issuerOf, type KeyRing } from '../tokens/keys.ts';
-import type { Secrets } from '../tokens/secrets.ts';
 import { AuthorizationCodeFlow } from './authorize.ts';
 import { BearerAuth, bearerToken, looksIssuedBy, type BearerResult } from './bearer.ts';
 import { MetadataDocuments } from './client-metadata.ts';
@@ -34,22 +29,13 @@ const PRM = '/.well-known/oauth-protected-resource';
 const ASM = '/.well-known/oauth-authorization-server';
 const DAY = 86_400_000;
 
-export interface OAuthServerOptions {
-  config: Config;
-  logger: Logger;
-  store: Store;
-  cache: Cache;
-  secrets: Secrets;
-  sessions: Sessions;
-  sites: Map<string, Site>;
-  /** Own routes' prefix, publicUrl's base path included (/.auth, /app/.auth). */
-  prefix: string;
+export type OAuthServerOptions = Pick<OAuthDeps, 'config' | 'logger' | 'store' | 'cache' | 'secrets' | 'sessions' | 'sites' | 'prefix'> & {
   providers?: ProviderService;
   /** The signing key ring: access tokens are JWTs signed like every Gatehouse token, verifiable with the same JWKS. */
   keys: KeyRing;
   /** The clock of every OAuth decision (codes, grants, tokens); tests move it by hand. */
   now?: () => number;
-}
+};
 
 /**
  * Gatehouse's OAuth 2.1 authorization server for CLIs and MCP clients, on node:http and the
@@ -73,7 +59,8 @@ export class OAuthServer {
     const now = o.now ?? Date.now;
     // Gatehouse itself on loopback (development, tests): metadata documents may be there too.
     const dev = isLoopbackHost(new URL(issuer).hostname);
-    this.documents = o.config.tokens.clientIdMetadataDocuments ? new MetadataDocuments({ allowLoopback: dev, now }) : null;
+    const limits = new Limits(o.cache, o.config.tokens.rateLimits);
+    this.documents = o.config.tokens.clientIdMetadataDocuments ? new MetadataDocuments({ allowLoopback: dev, now, admit: (ip) => limits.clientDocument(ip) }) : null;
     const scopes = new Scopes(o.config.tokens.scopes);
     const resources = new Resources(o.sites, o.prefix);
     const tokens = new TokenService({ store: o.store, secrets: o.secrets, keys: o.keys, config: o.config.tokens, scopes, logger: o.logger });
@@ -92,7 +79,7 @@ export class OAuthServer {
       scopes,
       tokens,
       resources,
-      limits: new Limits(o.cache, o.config.tokens.rateLimits),
+      limits,
       providers: o.providers,
       now,
     };
@@ -289,7 +276,7 @@ export class OAuthServer {
 
   /** Whether a bearer token is Gatehouse's to decide (bearer.ts looksIssuedBy). */
   isOwnToken(token: string): boolean {
-    return looksIssuedBy(token, this.d.issuer);
+    return this.bearer.knows(token) || looksIssuedBy(token, this.d.issuer);
   }
 
   /** WWW-Authenticate for a 401 from an app (RFC 6750 §3, RFC 9728 §5.1). */

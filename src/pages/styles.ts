@@ -44,7 +44,6 @@ h2{font-size:1.1rem;margin:1.5rem 0 .5rem}
 .list .info small{display:block;color:var(--muted)}
 .list form button,.inline button{width:auto;padding:.4rem .8rem}
 code{font-size:.9em}
-h2{margin:1.5rem 0 .5rem;font-size:1.1rem}
 .fix{margin:.5rem 0;padding-left:1.25rem}
 .fix li{margin:.4rem 0}
 .details{margin:1rem 0;display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem}

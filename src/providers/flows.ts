@@ -18,7 +18,7 @@ import type { FlowError } from './client.ts';
  * (ATTACKS 13).
  */
 
-export const LOGIN_STATE_TTL_MS = 10 * 60_000;
+const LOGIN_STATE_TTL_MS = 10 * 60_000;
 const COOKIE_VALUE = /^[A-Za-z0-9_-]{43}$/;
 const STATE_VALUE = /^[A-Za-z0-9_-]{43}$/;
 
@@ -94,7 +94,9 @@ export class LoginFlows {
     if (record.usedAt !== null) return { ok: false, code: 'state_used', record };
     if (Date.now() >= record.expiresAt) return { ok: false, code: 'state_expired', record };
     const binding = readCookie(ctx.req.headers.cookie, ctx.site.cookies.login);
-    if (binding === undefined) return this.missingCookie(record);
+    // Most often the deployment (another scheme or host on the way back, a proxy dropping
+    // cookies) or blocked cookies: routes.ts has edge/diagnose.ts explain it.
+    if (binding === undefined) return { ok: false, code: 'state_cookie_missing', record };
     if (binding === null || !COOKIE_VALUE.test(binding) || sha256(binding) !== record.browserHash) return { ok: false, code: 'state_cookie_mismatch', record };
     const consumed = await this.store.loginStates.consume(idHash, Date.now());
     if (!consumed) return { ok: false, code: 'state_used', record };
@@ -102,16 +104,6 @@ export class LoginFlows {
     if (!plain) return { ok: false, code: 'state_unknown' };
     const { v, n } = JSON.parse(plain) as { v: string; n: string };
     return { ok: true, record: consumed, codeVerifier: v, nonce: n, state: stateParam };
-  }
-
-  /**
-   * The browser came back without the cookie it was given at the start: most often because
-   * it started on another scheme or host than it returned to (a proxy rewriting the address,
-   * http vs https), or cookies are blocked. Its own code path, so a diagnosis of the
-   * deployment (issue 6) can hook in here.
-   */
-  private missingCookie(record: LoginState): FinishedFlow {
-    return { ok: false, code: 'state_cookie_missing', record };
   }
 
   purgeExpired(now = Date.now()): Promise<number> {

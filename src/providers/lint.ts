@@ -1,6 +1,7 @@
 import type { Config } from '../config/schema.ts';
-import { appsOf, buildSites } from '../server/sites.ts';
-import { DEFAULT_SCOPES, isLoopbackHost } from './schema.ts';
+import { isLoopbackHost } from '../oauth/loopback.ts';
+import { appsOf, basePath, buildSites } from '../server/sites.ts';
+import { DEFAULT_SCOPES } from './schema.ts';
 import { postLogoutUri, redirectUri, relayedProviders } from './service.ts';
 
 /** Provider settings that validate but will hurt; part of `gatehouse check` (config/lint.ts). */
@@ -34,12 +35,14 @@ export function lintProviders(config: Config): { key: string; message: string }[
 export function providerRegistrations(config: Config): string[] {
   if (!config.providers.length) return [];
   const sites = [...buildSites(config).values()];
+  // Own routes sit below publicUrl's path (https://example.com/app/ → /app/.auth).
+  const prefix = basePath(config.publicUrl) + config.authPrefix;
   const lines = ['providers (register these URIs at each provider):'];
   try {
     for (const p of config.providers) {
       lines.push(`  ${p.id} (${p.type}${p.type === 'oidc' ? `, ${p.issuer}` : `, ${p.url}`})`);
-      for (const s of sites) lines.push(`    redirect URI:             ${redirectUri(s.origin, config.authPrefix, p.id)}`);
-      if (p.type === 'oidc' && p.endSession) for (const s of sites) lines.push(`    post-logout redirect URI: ${postLogoutUri(s.origin, config.authPrefix)}`);
+      for (const s of sites) lines.push(`    redirect URI:             ${redirectUri(s.origin, prefix, p.id)}`);
+      if (p.type === 'oidc' && p.endSession) for (const s of sites) lines.push(`    post-logout redirect URI: ${postLogoutUri(s.origin, prefix)}`);
       const apps = appsOf(config).filter((a) => a.tokenRelay === p.id || a.routes.some((r) => r.tokenRelay === p.id)).map((a) => a.name);
       if (apps.length) lines.push(`    access token relayed to:  ${apps.join(', ')}`);
     }

@@ -1,6 +1,7 @@
 import type { Cache } from '../cache/index.ts';
 import { DiagnosedError } from '../edge/diagnose.ts';
 import { field } from '../http/body.ts';
+import { rateLimitAddress } from '../http/client-ip.ts';
 import { HttpError } from '../http/errors.ts';
 import { redirect, sendJson } from '../http/respond.ts';
 import { cspWithFormAction, messagePage } from '../pages/index.ts';
@@ -96,7 +97,7 @@ export class ProviderRoutes {
   }
 
   private async begin(ctx: RequestContext, client: ProviderClient, purpose: 'login' | 'link', sessionHash: string | null, returnTo: string): Promise<void> {
-    if ((await this.cache.hit(`oauth-start:ip:${ctx.ip}`, STARTS_WINDOW_MS)) > this.s.config.accounts.rateLimits.providerStartsPerIp) return this.fail(ctx, client, 'rate_limited');
+    if ((await this.cache.hit(`oauth-start:ip:${rateLimitAddress(ctx.ip)}`, STARTS_WINDOW_MS)) > this.s.config.accounts.rateLimits.providerStartsPerIp) return this.fail(ctx, client, 'rate_limited');
     const flow = await this.p.flows.prepare();
     let url: URL;
     try {

@@ -1,21 +1,13 @@
-import { isIP } from 'node:net';
 import { z } from 'zod';
-import { parseDuration } from '../config/duration.ts';
+import { durationField } from '../config/duration.ts';
+import { isLoopbackHost } from '../oauth/loopback.ts';
 
 /**
  * The `providers:` list of gatehouse.yaml: every way to sign in besides a password. Part of
  * the one config schema (src/config/schema.ts imports it); kept here beside the code it drives.
  */
 
-/** localhost, *.localhost, 127.0.0.0/8 and ::1: the only hosts plain http is allowed to. */
-export function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  if (h === 'localhost' || h.endsWith('.localhost')) return true;
-  if (isIP(h) === 4) return h.startsWith('127.');
-  return h === '::1';
-}
-
-/** https, or http on a loopback host (development and tests); never credentials, query or fragment. */
+/** https, or http on a loopback host (development and tests: the only hosts plain http is allowed to); never credentials, query or fragment. */
 const providerUrl = (what: string) =>
   z.string().superRefine((v, ctx) => {
     let u: URL;
@@ -32,23 +24,12 @@ const providerUrl = (what: string) =>
     if (u.search || u.hash) ctx.addIssue({ code: 'custom', message: `${what} must not have a query or fragment` });
   });
 
-const timeout = z
-  .union([z.string(), z.number()])
-  .default('10s')
-  .transform((v, ctx) => {
-    const ms = parseDuration(v);
-    if (ms === undefined || ms < 1000 || ms > 60_000) {
-      ctx.addIssue({ code: 'custom', message: 'expected a duration between "1s" and "60s"' });
-      return z.NEVER;
-    }
-    return ms;
-  })
-  .meta({ description: 'Longest wait for one request to the provider (discovery, token, userinfo, API); default "10s"' });
+const timeout = durationField('10s', { min: 1000, max: 60_000, range: '"1s" and "60s"' }).meta({ description: 'Longest wait for one request to the provider (discovery, token, userinfo, API); default "10s"' });
 
 /** Parameters Gatehouse sets itself: a config may not override them. */
 const RESERVED_PARAMS = new Set(['client_id', 'client_secret', 'redirect_uri', 'response_type', 'response_mode', 'scope', 'state', 'nonce', 'code_challenge', 'code_challenge_method', 'request', 'request_uri']);
 
-export const PROVIDER_ID = /^[a-z0-9][a-z0-9-]{0,31}$/;
+const PROVIDER_ID = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
 const common = {
   id: z

@@ -9,8 +9,8 @@ import type { ProviderTokenSet } from './profile.ts';
  * Provider tokens kept for the backend-for-frontend pattern: server-side only, encrypted at
  * rest with AES-256-GCM (tokens/secrets.ts) under a context naming the owner and provider
  * (a row copied to another session or provider does not decrypt), never in a cookie or a
- * log line. Keyed by an owner id: a browser session today ("session:<id hash>", deleted with
- * the session), a CLI session tomorrow.
+ * log line. Keyed by an owner id: a browser session ("session:<id hash>", deleted with the
+ * session) or a CLI or MCP login ("grant:<id>", src/oauth/, purged when the grant ends).
  *
  * accessToken() is on the proxy's hot path: a decrypted access token is cached in memory
  * per owner until it nears expiry (at most a minute, so an unlink or revocation elsewhere is

@@ -22,6 +22,6 @@ export function identityHeaders(app: App, active: ActiveSession | undefined, ass
 const NONE: readonly string[] = [];
 
 /** Header values are Latin-1 on the wire: other text is sent percent-encoded (UTF-8). */
-export function headerSafe(value: string): string {
+function headerSafe(value: string): string {
   return /^[\x20-\x7e]*$/.test(value) ? value : encodeURIComponent(value);
 }

@@ -9,6 +9,9 @@ export function rejectUpgrade(socket: Duplex, status: number, reason: string, bo
   socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n\r\n${body}`);
 }
 
+/** The most of an app's answer that declines an upgrade Gatehouse holds to relay it; a larger one is a 502. */
+const MAX_DECLINE_BYTES = 1024 * 1024;
+
 /**
  * Tunnels an authorized WebSocket upgrade to the app. `headers` is the same rebuilt list a
  * normal request gets (identity added, spoofed copies gone); only the upgrade pair is put
@@ -35,7 +38,10 @@ export function tunnelWebSocket(
       agent: false,
       timeout: upstream.timeouts.response,
     });
+    let settled = false;
     const fail = (status: number, reason: string) => {
+      if (settled) return;
+      settled = true;
       rejectUpgrade(socket, status, reason, `${reason}\n`);
       resolve(status);
     };
@@ -52,8 +58,16 @@ export function tunnelWebSocket(
         if (n !== 'connection' && n !== 'transfer-encoding' && n !== 'keep-alive') text += `${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}\r\n`;
       }
       const chunks: Buffer[] = [];
-      upRes.on('data', (c: Buffer) => chunks.push(c));
+      let size = 0;
+      upRes.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size <= MAX_DECLINE_BYTES) return void chunks.push(c);
+        outgoing.destroy();
+        fail(502, 'Bad Gateway');
+      });
       upRes.on('end', () => {
+        if (settled) return;
+        settled = true;
         const body = Buffer.concat(chunks);
         socket.end(Buffer.concat([Buffer.from(`${text.replace(/content-length:[^\r]*\r\n/gi, '')}Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`), body]));
         resolve(upRes.statusCode ?? 502);
@@ -61,6 +75,7 @@ export function tunnelWebSocket(
       upRes.on('error', () => fail(502, 'Bad Gateway'));
     });
     outgoing.on('upgrade', (upRes, upSocket, upHead) => {
+      settled = true;
       let text = 'HTTP/1.1 101 Switching Protocols\r\n';
       for (let i = 0; i < upRes.rawHeaders.length; i += 2) text += `${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}\r\n`;
       socket.write(text + '\r\n');

@@ -5,7 +5,7 @@ import { allows, matchRule, type Rule } from '../policy/rules.ts';
 import type { BearerResult } from '../oauth/bearer.ts';
 import type { ActiveSession, Lookup, Sessions } from '../sessions/index.ts';
 import type { RequestContext } from './context.ts';
-import { appFor, type App, type Site } from './sites.ts';
+import { appFor, startsWithFolded, type App, type Site } from './sites.ts';
 
 /**
  * The "authorize" step, shared by proxied requests, WebSocket upgrades and forward-auth
@@ -69,11 +69,9 @@ export async function decide(sessions: Sessions, site: Site, req: IncomingMessag
   return { kind: 'allow', app, rule, active };
 }
 
-/** `path` is `prefix` or below it (on a segment boundary). */
+/** `path` (normalized) is `prefix` or below it (on a segment boundary). Builds no string when `prefix` is lower-case already. */
 export function isBelow(path: string, prefix: string, ignoreCase: boolean): boolean {
-  if (path.length < prefix.length) return false;
-  const head = path.slice(0, prefix.length);
-  if (ignoreCase ? head.toLowerCase() !== prefix.toLowerCase() : head !== prefix) return false;
+  if (ignoreCase ? !startsWithFolded(path, prefix.toLowerCase()) : !path.startsWith(prefix)) return false;
   return path.length === prefix.length || path.charCodeAt(prefix.length) === 47;
 }
 

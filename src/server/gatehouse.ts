@@ -21,7 +21,8 @@ import { HttpError } from '../http/errors.ts';
 import { redirect, sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
 import { normalizeTarget } from '../http/target.ts';
 import { createLogger, type Logger } from '../log/index.ts';
-import { grantOwner, type BearerSession } from '../oauth/bearer.ts';
+import type { BearerSession } from '../oauth/bearer.ts';
+import { grantOwner } from '../oauth/context.ts';
 import { OAuthServer } from '../oauth/server.ts';
 import { Mailer } from '../mail/mailer.ts';
 import { CSP, messagePage } from '../pages/index.ts';
@@ -63,6 +64,11 @@ export interface GatehouseOptions {
 export type Listener = (http.Server | http2.Http2SecureServer) & { closeIdleConnections(): void };
 
 type RelayFailure = Extract<AccessToken, { ok: false }>['reason'];
+type Relay = { bearer: string | null | undefined } | { provider: string; reason: RelayFailure };
+
+/** tokenRelay's answers that need no provider token (shared: read-only). */
+const NO_RELAY: Relay = { bearer: undefined };
+const NOBODY_TO_RELAY: Relay = { bearer: null };
 
 const WS_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
 
@@ -310,10 +316,7 @@ export class Gatehouse {
   }
 
   private isOwnPath(path: string): boolean {
-    const p = this.prefixLower;
-    if (path.length < p.length) return false;
-    const head = path.slice(0, p.length).toLowerCase();
-    return head === p && (path.length === p.length || path.charCodeAt(p.length) === 47);
+    return isBelow(path, this.prefixLower, true);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -398,7 +401,8 @@ export class Gatehouse {
     const { app, active, rule } = d;
     if (active) ctx.userId = active.user.id;
 
-    const relay = await this.tokenRelay(rule, app, active);
+    let relay = this.tokenRelay(rule, app, active);
+    if (relay instanceof Promise) relay = await relay;
     if ('reason' in relay) return this.relayFailed(ctx, rule, active!, relay.provider, relay.reason);
     const { bearer } = relay;
 
@@ -452,12 +456,17 @@ export class Gatehouse {
   /**
    * tokenRelay of the app or rule: no relay (bearer undefined), relay but nobody signed in
    * (null: the client's Authorization is still dropped), the user's provider access token, or
-   * why there is none. Once cached, a map lookup.
+   * why there is none. Synchronous without a relay (the common request awaits nothing);
+   * once cached, a map lookup.
    */
-  private async tokenRelay(rule: Rule, app: App, active: ActiveSession | undefined): Promise<{ bearer: string | null | undefined } | { provider: string; reason: RelayFailure }> {
+  private tokenRelay(rule: Rule, app: App, active: ActiveSession | undefined): Relay | Promise<Relay> {
     const provider = rule.tokenRelay === null ? app.tokenRelay : rule.tokenRelay || null;
-    if (!provider) return { bearer: undefined };
-    if (!active) return { bearer: null };
+    if (!provider) return NO_RELAY;
+    if (!active) return NOBODY_TO_RELAY;
+    return this.relayToken(active, provider);
+  }
+
+  private async relayToken(active: ActiveSession, provider: string): Promise<Relay> {
     // A CLI or MCP login relays the provider tokens it was given when the user approved it.
     const token = 'grant' in active ? await this.providers.relayTokenFor(grantOwner((active as BearerSession).grant), provider) : await this.providers.relayToken(active.session, provider);
     return token.ok ? { bearer: token.token } : { provider, reason: token.reason };

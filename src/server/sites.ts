@@ -51,6 +51,8 @@ export interface App {
   title: string;
   site: Site;
   pathPrefix: string;
+  /** pathPrefix in lower case, what case-insensitive paths are matched against. */
+  pathPrefixLower: string;
   upstream: Upstream;
   preserveHost: boolean;
   rules: Rule[];
@@ -151,6 +153,7 @@ export function buildSites(config: Config): Map<string, Site> {
       title: a.title ?? a.name,
       site,
       pathPrefix: a.pathPrefix ?? '',
+      pathPrefixLower: (a.pathPrefix ?? '').toLowerCase(),
       upstream: new Upstream(a.upstream, a.timeouts),
       preserveHost: a.preserveHost,
       rules,
@@ -173,12 +176,27 @@ export function insideBase(site: Site, target: string): boolean {
   return path === site.base || path.startsWith(`${site.base}/`);
 }
 
+/**
+ * Whether `path` starts with `lower` (a lower-case ASCII prefix) in any letter case, without
+ * building a string: the same answer as path.slice(0, n).toLowerCase() === lower for the
+ * normalized paths (http/target.ts), which are ASCII.
+ */
+export function startsWithFolded(path: string, lower: string): boolean {
+  if (path.length < lower.length) return false;
+  for (let i = 0; i < lower.length; i++) {
+    let c = path.charCodeAt(i);
+    if (c >= 65 && c <= 90) c += 32;
+    if (c !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
 /** The app serving a path on a site: the longest matching prefix, on a segment boundary. */
 export function appFor(site: Site, path: string): App | undefined {
   for (const app of site.apps) {
     if (!app.pathPrefix) return app;
     const p = app.pathPrefix;
-    const match = app.caseSensitivePaths ? path.startsWith(p) : path.slice(0, p.length).toLowerCase() === p.toLowerCase();
+    const match = app.caseSensitivePaths ? path.startsWith(p) : startsWithFolded(path, app.pathPrefixLower);
     if (match && (path.length === p.length || path.charCodeAt(p.length) === 47)) return app;
   }
   return undefined;

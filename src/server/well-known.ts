@@ -11,7 +11,7 @@ import type { RequestContext } from './context.ts';
  */
 export type WellKnownHandler = (ctx: RequestContext) => void | Promise<void>;
 
-export const WELL_KNOWN_PREFIX = '/.well-known/';
+const WELL_KNOWN_PREFIX = '/.well-known/';
 export const JWKS_PATH = '/.well-known/jwks.json';
 
 type Route = { handler: WellKnownHandler; methods: readonly string[] };

@@ -93,7 +93,7 @@ export interface LoginStateStore {
 }
 
 /**
- * Provider tokens held for an owner: a browser session now, a CLI session later. `data` is
+ * Provider tokens held for an owner: a browser session, or a CLI or MCP login. `data` is
  * ciphertext (src/tokens/secrets.ts); the store never sees a token. A row that names a
  * session goes with it (ON DELETE CASCADE), and every row goes with its user.
  */

@@ -370,9 +370,11 @@ export class SqlOAuth implements OAuthStore {
     const devices = await this.db.run(`DELETE FROM oauth_device_codes WHERE expires_at <= ?`, [o.expiredBefore]);
     const codes = await this.db.run(`DELETE FROM oauth_codes WHERE expires_at <= ?`, [o.expiredBefore]);
     const grants = await this.db.run(`DELETE FROM oauth_grants WHERE expires_at <= ? OR last_used_at <= ? OR revoked_at <= ?`, [now, now - o.grantIdleMs, o.revokedBefore]);
-    // Provider tokens a grant was given (owner "grant:<id>", src/providers/tokens.ts) go when it ends.
+    // Provider tokens a grant was given (owner "grant:<id>", src/providers/tokens.ts) go when it
+    // ends. The grant is looked up by its key (SUBSTR after "grant:"), not by a concatenation
+    // no index can serve, which made this a scan of every grant for every such row.
     const relayed = await this.db.run(
-      `DELETE FROM provider_tokens WHERE owner LIKE 'grant:%' AND NOT EXISTS (SELECT 1 FROM oauth_grants g WHERE 'grant:' || g.id = provider_tokens.owner AND g.revoked_at IS NULL AND g.expires_at > ?)`,
+      `DELETE FROM provider_tokens WHERE owner LIKE 'grant:%' AND NOT EXISTS (SELECT 1 FROM oauth_grants g WHERE g.id = SUBSTR(provider_tokens.owner, 7) AND g.revoked_at IS NULL AND g.expires_at > ?)`,
       [now],
     );
     return devices + codes + grants + relayed;

@@ -40,7 +40,7 @@ interface Entry {
 }
 
 /** The session's `sid` claim: a keyed hash of the stored session hash, never either of them. */
-export function sessionSid(secrets: Secrets, sessionIdHash: string): string {
+function sessionSid(secrets: Secrets, sessionIdHash: string): string {
   return secrets.mac('assertion sid', sessionIdHash).slice(0, 22);
 }
 

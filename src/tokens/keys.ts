@@ -7,7 +7,7 @@ import type { Secrets } from './secrets.ts';
 
 /**
  * The signing key ring: the keys every JWT Gatehouse issues is signed with (the identity
- * assertion to apps today; OAuth access tokens next), and the JWKS that verifies them.
+ * assertion to apps, the OAuth server's access tokens), and the JWKS that verifies them.
  *
  * Keys live in the store, private halves encrypted with the master key (Secrets.encrypt,
  * bound to the kid), so every node signs and verifies with the same set. A key's life:
@@ -49,7 +49,7 @@ export const issuerOf = (config: Config): string => config.publicUrl.replace(/\/
  * Cache-Control max-age of the JWKS: a copy cached by any client or CDN is never older than
  * the time a new key waits before it signs, minus the time nodes need to load it. At most 5 min.
  */
-export function jwksMaxAgeSeconds(policy: KeyPolicy): number {
+function jwksMaxAgeSeconds(policy: KeyPolicy): number {
   return Math.max(0, Math.min(300, Math.floor((policy.publishBeforeMs - policy.refreshMs) / 1000)));
 }
 
@@ -81,7 +81,7 @@ export function keyStates(keys: readonly SigningKey[], now: number): KeyStatus[]
 const context = (kid: string) => `signing key ${kid}`;
 
 /** Generates a key pair; the private half leaves this function encrypted only. */
-export async function generateSigningKey(secrets: Secrets, alg: SigningAlgorithm, createdAt: number, activatesAt: number): Promise<SigningKey> {
+async function generateSigningKey(secrets: Secrets, alg: SigningAlgorithm, createdAt: number, activatesAt: number): Promise<SigningKey> {
   const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
   const pub = await exportJWK(publicKey);
   const kid = await calculateJwkThumbprint(pub);

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -179,5 +181,30 @@ describe('gatehouse login / token / logout', { concurrency: true }, () => {
     const nowhere = await run(['login', `${gh.upstream.url}/`]);
     assert.equal(nowhere.code, 1);
     assert.match(nowhere.stderr, /does not say where to sign in/);
+  });
+
+  test('login refuses protected-resource metadata that names another resource than the URL (RFC 9728 §3.3)', { timeout: 30_000 }, async () => {
+    // A server that points at Gatehouse's real app as "its" resource: tokens for that app
+    // would be kept under it, and the real login replaced.
+    const impostor = http.createServer((req, res) => {
+      if (req.url!.startsWith('/.well-known/oauth-protected-resource')) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return res.end(JSON.stringify({ resource: gh.url, authorization_servers: [gh.url] }));
+      }
+      res.writeHead(401, { 'www-authenticate': `Bearer resource_metadata="http://${req.headers.host}/.well-known/oauth-protected-resource"` });
+      res.end();
+    });
+    await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(impostor.address() as AddressInfo).port}/`;
+      const configHome = join(home, 'f');
+      const r = await run(['login', url, '--no-browser'], configHome);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /names .* as the resource to sign in to, which is not .*: refused/);
+      assert.doesNotMatch(r.stderr, /enter the code/, 'no device sign-in was started');
+    } finally {
+      impostor.closeAllConnections();
+      await new Promise((resolve) => impostor.close(resolve));
+    }
   });
 });

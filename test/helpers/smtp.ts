@@ -63,7 +63,9 @@ export async function startSmtp(o: { tls?: TestCert; implicitTls?: boolean; auth
       stream.on('end', () => {
         if (failures.n > 0) {
           failures.n--;
-          const err = Object.assign(new Error(failures.code >= 500 ? 'Message rejected' : 'Try again later'), { responseCode: failures.code });
+          // Like real servers, the reply names the recipient.
+          const rcpt = session.envelope.rcptTo[0]?.address ?? '';
+          const err = Object.assign(new Error(failures.code >= 500 ? `Message for <${rcpt}> rejected` : `Try again later (${rcpt})`), { responseCode: failures.code });
           return cb(err);
         }
         const raw = Buffer.concat(chunks).toString('utf8');

@@ -17,6 +17,7 @@ export interface SeenRequest {
  *   /upload           counts the streamed request body
  *   /status/N         answers with status N
  *   /ws               WebSocket echo (also reports the upgrade request's headers)
+ *   /ws-declined      declines the upgrade with 403 (?bytes=N: an N-byte body)
  *   anything else     JSON echo of method, url and headers
  */
 export interface TestUpstream {
@@ -67,6 +68,13 @@ export async function startUpstream(): Promise<TestUpstream> {
   const wss = new WebSocketServer({ noServer: true });
   server.on('upgrade', (req, socket, head) => {
     requests.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes: 0 });
+    // An app that declines the upgrade, with a short answer or one of `?bytes=` bytes.
+    if (req.url!.startsWith('/ws-declined')) {
+      const bytes = Number(new URL(req.url!, 'http://x').searchParams.get('bytes') ?? 0) || 0;
+      const body = bytes ? Buffer.alloc(bytes, 'x') : Buffer.from('no websockets here');
+      socket.on('error', () => {});
+      return void socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n`), body]));
+    }
     wss.handleUpgrade(req, socket, head, (ws) => {
       ws.send(JSON.stringify({ hello: true, headers: req.headers }));
       ws.on('message', (m) => ws.send(String(m)));

@@ -126,8 +126,27 @@ describe('the mailer over real SMTP', () => {
       assert.equal(failed.length, 1);
       assert.equal(failed[0]!.attempt, 1, 'not retried');
       assert.equal((failed[0]!.error as { permanent: boolean }).permanent, true);
+      assert.match(String((failed[0]!.error as { message: string }).message), /<address>/, 'the server\'s reply is logged');
+      assert.ok(!JSON.stringify(lines).includes('erin@example.com') && !JSON.stringify(lines).includes('frank@example.com'), 'never the address');
     } finally {
       await m.close(1000);
+    }
+  });
+
+  test('messages waiting for a retry hold no delivery slot: others are sent meanwhile', async () => {
+    const { m, lines } = mailer({ port: plain.port }, { delivery: { attempts: 3, retryDelay: '1h' } });
+    try {
+      plain.failNext(2, 451);
+      m.send(task('grey1@example.com'));
+      m.send(task('grey2@example.com'));
+      await new Promise<void>((resolve) => {
+        const t = setInterval(() => lines.filter((l) => l.event === 'mail_retry').length === 2 && (clearInterval(t), resolve()), 10);
+      });
+      m.send(task('next@example.com'));
+      await plain.waitFor((x) => x.to.includes('next@example.com'), 5000);
+      assert.equal(plain.to('grey1@example.com').length + plain.to('grey2@example.com').length, 0, 'the two still wait for their retry');
+    } finally {
+      await m.close(100);
     }
   });
 

@@ -185,13 +185,17 @@ describe('when the app fails', () => {
 describe('WebSockets', () => {
   const wsUrl = () => gh.url.replace('http', 'ws') + '/ws';
 
-  function open(headers: Record<string, string>): Promise<{ status: number; first?: any; ws?: import('ws').WebSocket }> {
+  function open(headers: Record<string, string>, path = '/ws'): Promise<{ status: number; first?: any; ws?: import('ws').WebSocket; body?: string }> {
     return import('ws').then(
       ({ WebSocket }) =>
         new Promise((resolve) => {
-          const ws = new WebSocket(wsUrl(), { headers });
+          const ws = new WebSocket(wsUrl().replace(/\/ws$/, path), { headers });
           ws.once('message', (m) => resolve({ status: 101, first: JSON.parse(String(m)), ws }));
-          ws.once('unexpected-response', (_req, res) => resolve({ status: res.statusCode ?? 0 }));
+          ws.once('unexpected-response', (_req, res) => {
+            let body = '';
+            res.on('data', (c) => (body += c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          });
           ws.once('error', () => resolve({ status: 0 }));
         }),
     );
@@ -216,6 +220,14 @@ describe('WebSockets', () => {
     assert.equal((await open({})).status, 401);
     assert.equal((await open({ cookie: user.cookieHeader()!, origin: 'https://evil.example' })).status, 403);
     assert.equal(gh.upstream.requests.length, before, 'the app never saw them');
+  });
+
+  test('an app that declines the upgrade: its answer is relayed; one too large to hold is a 502', async () => {
+    const declined = await open({ cookie: user.cookieHeader()!, origin: gh.url }, '/ws-declined');
+    assert.equal(declined.status, 403);
+    assert.equal(declined.body, 'no websockets here');
+    const huge = await open({ cookie: user.cookieHeader()!, origin: gh.url }, '/ws-declined?bytes=3000000');
+    assert.equal(huge.status, 502);
   });
 
   test('h2c and other upgrades are not tunnelled (ATTACKS 58)', async () => {

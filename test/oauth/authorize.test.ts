@@ -18,10 +18,13 @@ let gh: TestGatehouse;
 let docs: http.Server;
 let docsOrigin: string;
 const documents = new Map<string, { status?: number; type?: string; body: string }>();
+/** How often each document path was fetched. */
+const fetched = new Map<string, number>();
 const SECRET = 'a-confidential-client-secret-of-40-chars!';
 
 before(async () => {
   docs = http.createServer((req, res) => {
+    fetched.set(req.url!, (fetched.get(req.url!) ?? 0) + 1);
     const doc = documents.get(req.url!);
     res.writeHead(doc?.status ?? (doc ? 200 : 404), { 'content-type': doc?.type ?? 'application/json' });
     res.end(doc?.body ?? '{}');
@@ -265,6 +268,25 @@ describe('authorization code flow', { concurrency: true }, () => {
     const tokens = await oauth.authorizationCodeGrant(config, back, { pkceCodeVerifier: verifier });
     assert.equal((await withBearer(gh, '/x', tokens.access_token)).status, 200);
   });
+});
+
+test('an anonymous authorization request cannot make Gatehouse fetch client metadata documents without limit (429 per IP)', async () => {
+  const limited = await startGatehouse(() => ({ tokens: { rateLimits: { clientDocumentsPerIp: 1 } } }));
+  try {
+    const ask = (path: string) =>
+      fetch(`${limited.url}${authorizeUrl({ response_type: 'code', client_id: `${docsOrigin}${path}`, redirect_uri: REDIRECT, code_challenge: 'x'.repeat(43), code_challenge_method: 'S256' })}`, { headers: { accept: 'text/html' }, redirect: 'manual' });
+    documents.set('/limited-1.json', { body: JSON.stringify({ client_id: `${docsOrigin}/limited-1.json`, redirect_uris: [REDIRECT] }) });
+    documents.set('/limited-2.json', { body: JSON.stringify({ client_id: `${docsOrigin}/limited-2.json`, redirect_uris: [REDIRECT] }) });
+    assert.equal((await ask('/limited-1.json')).status, 302, 'fetched: a valid client, so on to the login page');
+    const refused = await ask('/limited-2.json');
+    assert.equal(refused.status, 429);
+    assert.ok(Number(refused.headers.get('retry-after')) > 0);
+    assert.match(await refused.text(), /too many client metadata documents/);
+    assert.equal(fetched.get('/limited-2.json'), undefined, 'the refused request fetched nothing');
+    assert.equal((await ask('/limited-1.json')).status, 302, 'a document in memory costs no fetch and stays usable');
+  } finally {
+    await limited.close();
+  }
 });
 
 test('dynamic registration can be turned off, and is rate-limited per IP', async () => {

@@ -267,8 +267,13 @@ export function oauthStoreContract(name: string, withStore: WithStore): void {
       const recentlyRevoked = grant(u.id, { lastUsedAt: now, revokedAt: now - 10, revokedReason: 'user' });
       const longRevoked = grant(u.id, { lastUsedAt: now, revokedAt: now - 100_000, revokedReason: 'user' });
       for (const g of [live, expired, idle, recentlyRevoked, longRevoked]) await store.oauth.grants.create(g);
+      // Provider tokens handed to grants (tokenRelay): they go with a grant that ended or was revoked.
+      const relayed = async (owner: string) => store.providerTokens.put({ owner, provider: 'p', userId: u.id, sessionHash: null, data: 'cipher', expiresAt: null });
+      for (const g of [live, expired, recentlyRevoked]) await relayed(`grant:${g.id}`);
       const removed = await store.oauth.purge(now, { grantIdleMs: 50_000, expiredBefore: now - 50_000, revokedBefore: now - 50_000 });
-      assert.equal(removed, 5);
+      assert.equal(removed, 7);
+      assert.ok(await store.providerTokens.get(`grant:${live.id}`, 'p'), 'a live grant keeps its provider tokens');
+      for (const g of [expired, recentlyRevoked]) assert.equal(await store.providerTokens.get(`grant:${g.id}`, 'p'), undefined);
       assert.ok(await store.oauth.devices.get(keepDevice.deviceHash));
       assert.equal(await store.oauth.devices.get(oldDevice.deviceHash), undefined);
       assert.ok(await store.oauth.codes.get(keepCode.codeHash));

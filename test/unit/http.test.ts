@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { IncomingMessage } from 'node:http';
-import { TrustedProxies } from '../../src/http/client-ip.ts';
+import { Throttle } from '../../src/accounts/throttle.ts';
+import { MemoryCache } from '../../src/cache/memory.ts';
+import { parseConfig } from '../../src/config/load.ts';
+import { rateLimitAddress, TrustedProxies } from '../../src/http/client-ip.ts';
+import { secretsFromKey } from '../../src/tokens/secrets.ts';
+import { BASE_CONFIG } from '../helpers/config.ts';
 import { Forwarding, parseForwarded } from '../../src/http/forwarded.ts';
 import { readCookie, serializeCookie } from '../../src/http/cookies.ts';
 import { isSpoofable, stripCookies, upstreamRequestHeaders } from '../../src/proxy/headers.ts';
@@ -173,5 +178,30 @@ describe('request headers to the app', () => {
   test('isSpoofable covers the families', () => {
     for (const n of ['x-user-id', 'x_user_groups', 'x-gatehouse-assertion', 'x-forwarded-prefix', 'forwarded', 'x-original-uri', 'x-auth-request-email', 'remote-user', 'x-http-method-override']) assert.ok(isSpoofable(n), n);
     for (const n of ['accept', 'authorization', 'x-userland', 'user-agent']) assert.ok(!isSpoofable(n), n);
+  });
+});
+
+describe('rate limits by address', () => {
+  test('IPv4 counts per address, IPv6 per /64 in whatever spelling (a client there can rotate through 2^64 addresses)', () => {
+    assert.equal(rateLimitAddress('192.0.2.7'), '192.0.2.7');
+    for (const a of ['2001:db8:1:2::1', '2001:db8:1:2:ffff:ffff:ffff:ffff', '2001:0DB8:0001:0002:0:0:0:9', '2001:db8:1:2::1%eth0', '2001:db8:1:2::192.0.2.1']) assert.equal(rateLimitAddress(a), '2001:db8:1:2::/64', a);
+    assert.notEqual(rateLimitAddress('2001:db8:1:3::1'), rateLimitAddress('2001:db8:1:2::1'));
+    assert.equal(rateLimitAddress('::1'), '0:0:0:0::/64');
+    assert.equal(rateLimitAddress('fe80::1:2:3:4'), 'fe80:0:0:0::/64');
+    assert.equal(rateLimitAddress('1:2:3:4:5::'), '1:2:3:4::/64');
+  });
+
+  test('failed logins from one IPv6 /64 share one allowance, however many addresses they come from', async () => {
+    const config = parseConfig(`${BASE_CONFIG}accounts: { rateLimits: { loginPerIp: 3 } }\n`, 'g.yaml', {});
+    const cache = new MemoryCache();
+    const throttle = new Throttle(cache, secretsFromKey('k'.repeat(64)), config.accounts.rateLimits);
+    try {
+      const verdicts = [];
+      for (let i = 1; i <= 4; i++) verdicts.push((await throttle.attemptLogin(`2001:db8:7:7::${i.toString(16)}`, `user${i}@example.com`, undefined)).ok);
+      assert.deepEqual(verdicts, [true, true, true, false]);
+      assert.equal((await throttle.attemptLogin('2001:db8:7:8::1', 'user9@example.com', undefined)).ok, true, 'the next /64 is another network');
+    } finally {
+      await cache.close();
+    }
   });
 });

@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { MemoryCache } from '../../src/cache/memory.ts';
 import { lintConfig } from '../../src/config/lint.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { MetadataDocumentError, MetadataDocuments, metadataUrlProblem } from '../../src/oauth/client-metadata.ts';
 import { looksIssuedBy } from '../../src/oauth/bearer.ts';
+import { Limits } from '../../src/oauth/limits.ts';
 import type { Client } from '../../src/oauth/clients.ts';
 import { redirectCspSource, redirectUriMatches, redirectUriProblem } from '../../src/oauth/redirect-uri.ts';
 import { Resources } from '../../src/oauth/resources.ts';
@@ -96,6 +100,37 @@ describe('client ID metadata document URLs (SSRF)', () => {
       await docs.close();
     }
   });
+});
+
+test('client ID metadata documents: parallel requests for one URL share one fetch; past its allowance a client IP gets 429 and causes no fetch', async () => {
+  let hits = 0;
+  const server = http.createServer((req, res) => {
+    hits++;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ client_id: `${origin}${req.url}`, redirect_uris: ['http://127.0.0.1:9/cb'] }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const cache = new MemoryCache();
+  const limits = new Limits(cache, { ...parseConfig(base, 'g.yaml', {}).tokens.rateLimits, clientDocumentsPerIp: 5 });
+  const docs = new MetadataDocuments({ allowLoopback: true, now: Date.now, admit: (ip) => limits.clientDocument(ip) });
+  try {
+    const got = await Promise.all([1, 2, 3, 4].map(() => docs.get(`${origin}/a.json`, '192.0.2.1')));
+    assert.equal(hits, 1, 'one fetch for four parallel requests');
+    assert.ok(got.every((d) => d === got[0]));
+    await docs.get(`${origin}/a.json`, '192.0.2.1');
+    assert.equal(hits, 1, 'then from memory, which counts nothing');
+    await docs.get(`${origin}/b.json`, '192.0.2.1');
+    await assert.rejects(docs.get(`${origin}/c.json`, '192.0.2.1'), (e: unknown) => e instanceof MetadataDocumentError && e.status === 429 && e.retryAfterSeconds! > 0);
+    assert.equal(hits, 2, 'the refused request fetched nothing');
+    await docs.get(`${origin}/c.json`, '192.0.2.2');
+    assert.equal(hits, 3, 'another address has its own allowance');
+  } finally {
+    await docs.close();
+    await cache.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
 });
 
 test('a bearer token is Gatehouse\'s to decide only when it names Gatehouse as issuer, or is a Gatehouse refresh token', () => {

@@ -5,7 +5,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import { Lazy } from '../../src/providers/client.ts';
 import { providerRegistrations } from '../../src/providers/lint.ts';
 import { claimAt, cleanText, groupsFrom, verifiedFrom } from '../../src/providers/profile.ts';
-import { isLoopbackHost } from '../../src/providers/schema.ts';
+import { isLoopbackHost } from '../../src/oauth/loopback.ts';
 import { refreshAt } from '../../src/providers/tokens.ts';
 import { BASE_CONFIG, problems } from '../helpers/config.ts';
 
@@ -83,6 +83,17 @@ describe('providers: config', () => {
     assert.match(text, /redirect URI: +https:\/\/wiki\.example\.com\/_auth\/callback\/kc/);
     assert.match(text, /post-logout redirect URI: https:\/\/crm\.example\.com\/_auth\/signed-out/);
     assert.match(text, /access token relayed to: +crm/);
+  });
+
+  test('under a publicUrl path the redirect URIs to register include it (the callback is below it)', () => {
+    const c = parseConfig(
+      `publicUrl: https://example.com/app/\nupstream: http://127.0.0.1:1\nproviders:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com/realms/acme\n    clientId: a\n    clientSecret: s\n    endSession: true\n`,
+      'g.yaml',
+      {},
+    );
+    const text = providerRegistrations(c).join('\n');
+    assert.match(text, /redirect URI: +https:\/\/example\.com\/app\/\.auth\/callback\/kc$/m);
+    assert.match(text, /post-logout redirect URI: https:\/\/example\.com\/app\/\.auth\/signed-out$/m);
   });
 });
 

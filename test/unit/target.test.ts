@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { normalizeTarget, safeReturnPath } from '../../src/http/target.ts';
+import { isBelow } from '../../src/server/authorize.ts';
+import { startsWithFolded } from '../../src/server/sites.ts';
 
 const path = (raw: string) => {
   const t = normalizeTarget(raw);
@@ -141,4 +143,26 @@ describe('return targets (rd)', () => {
       { numRuns: 3000 },
     );
   });
+});
+
+test('prefix matching (own routes, base path, app prefixes) decides a normalized path as a lower-cased copy of it would', () => {
+  const reference = (p: string, prefix: string, ignoreCase: boolean) => {
+    const head = p.slice(0, prefix.length);
+    return (ignoreCase ? head.toLowerCase() === prefix.toLowerCase() : head === prefix) && (p.length === prefix.length || p.charCodeAt(prefix.length) === 47);
+  };
+  const segment = fc.stringMatching(/^[A-Za-z0-9._~-]{1,6}$/);
+  const pathOf = fc.array(segment, { maxLength: 4 }).map((s) => `/${s.join('/')}`);
+  fc.assert(
+    fc.property(pathOf, pathOf, fc.boolean(), (raw, prefix, ignoreCase) => {
+      const t = normalizeTarget(raw);
+      if (!t.ok || prefix === '/') return;
+      assert.equal(isBelow(t.path, prefix, ignoreCase), reference(t.path, prefix, ignoreCase), `${t.path} below ${prefix}`);
+      // A prefix that is one of the path's own, in another case.
+      const own = t.path.slice(0, Math.max(2, Math.ceil(t.path.length / 2)));
+      const swapped = [...own].map((c) => (c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase())).join('');
+      assert.equal(isBelow(t.path, swapped, true), reference(t.path, swapped, true));
+      assert.equal(startsWithFolded(t.path, own.toLowerCase()), t.path.slice(0, own.length).toLowerCase() === own.toLowerCase());
+    }),
+    { numRuns: 2000 },
+  );
 });
