@@ -9,8 +9,8 @@ import type { Params, Router } from './router.ts';
 export type AccountSection = (ctx: RequestContext, active: ActiveSession, csrf: string) => Promise<AccountSectionView | undefined>;
 
 /**
- * /.auth/account: the signed-in user's page. Features add their own sections (linked
- * identities now; sessions and devices later) with addSection, and their own POST routes;
+ * /.auth/account: the signed-in user's page. Features add their own sections (email address,
+ * linked identities, change password, devices and apps) with addSection, and their own POST routes;
  * this module only owns the page and the "must be signed in" rule.
  */
 export class AccountRoutes {
