@@ -12,25 +12,27 @@ import { users } from './users.ts';
 const HELP = `gatehouse: an identity-aware reverse proxy
 
 Usage:
-  gatehouse serve [--config gatehouse.yaml]
-  gatehouse check [--config f] [--explain URL [--method M]]
-  gatehouse users add <email> [--name N] [--groups a,b]     (password from a prompt or stdin)
+  gatehouse serve [--config gatehouse.yaml]                 run a node (SIGTERM/SIGINT drain, SIGHUP reloads listen.tls)
+  gatehouse check [--config f]                              validate; print warnings and the redirect URIs to register
+  gatehouse check [--config f] --explain URL [--method M]   which app and rule decide URL, and why
+  gatehouse users add <email> [--name N] [--groups a,b] [--json]   password from a prompt or stdin
   gatehouse users list [--json]
-  gatehouse users disable|enable <email>
-  gatehouse users set-password <email>
+  gatehouse users disable|enable <email>                    disabling ends the user's sessions and CLI/MCP logins
+  gatehouse users set-password <email>                      from a prompt or stdin; ends the user's sessions and CLI/MCP logins
   gatehouse users set-groups <email> <a,b>
   gatehouse sessions list --user <email> [--json]           browser sessions and CLI/MCP logins
   gatehouse sessions revoke [id] --user <email>             one (by id prefix), or all of them
-  gatehouse keys list [--json]                            signing keys: state, when each signs and is dropped
-  gatehouse keys rotate [--algorithm EdDSA|ES256]          add a key: published now, signs after tokens.keys.publishBefore
-  gatehouse keys rotate --now                              a leaked key: the new one signs at once, the others are unpublished
+  gatehouse keys list [--json]                              signing keys: state, when each signs and is dropped
+  gatehouse keys rotate [--algorithm EdDSA|ES256]           add a key: published now, signs after tokens.keys.publishBefore
+  gatehouse keys rotate --now                               a leaked key: the new one signs at once, the others are unpublished
 
 For CLI users of an app behind Gatehouse (no config file needed):
   gatehouse login <url> [--no-browser]                      sign in with the device flow; tokens kept in ~/.config/gatehouse/
   gatehouse token <url>                                     print a valid access token: curl -H "Authorization: Bearer $(gatehouse token URL)" URL
   gatehouse logout <url>                                    revoke the login and forget it
 
-The config file is --config, else $GATEHOUSE_CONFIG, else ./gatehouse.yaml.`;
+The config file is --config (-c), else $GATEHOUSE_CONFIG, else ./gatehouse.yaml; users, sessions
+and keys work on the store it names. A user is named by email or id. --help (-h) shows this.`;
 
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({

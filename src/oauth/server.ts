@@ -39,7 +39,7 @@ export type OAuthServerOptions = Pick<OAuthDeps, 'config' | 'logger' | 'store' |
 
 /**
  * Gatehouse's OAuth 2.1 authorization server for CLIs and MCP clients, on node:http and the
- * store (the reasons it is not oidc-provider are in the README). Endpoints under
+ * store (the reasons it is not oidc-provider are in docs/oauth-server.md). Endpoints under
  * <prefix>/oauth/ (authorize, token, device_authorization, revoke, register), the device
  * page at <prefix>/device, the "devices and apps" section of <prefix>/account, the
  * well-known metadata at the root (RFC 8414, RFC 9728), and the bearer check of the proxy.
@@ -218,7 +218,7 @@ export class OAuthServer {
       this.metadata(ctx, found && this.resourceMetadata(found.app, found.resource));
     }, methods);
     // RFC 8414 puts it at the root with the issuer's path appended; under a base path only the
-    // base is Gatehouse's, so it is at <publicUrl>/.well-known/oauth-authorization-server (README).
+    // base is Gatehouse's, so it is at <publicUrl>/.well-known/oauth-authorization-server (docs/oauth-server.md).
     registry.add(ASM, (ctx) => this.metadata(ctx, ctx.site === this.issuerSite ? this.serverMetadata() : undefined), methods);
   }
 

@@ -10,7 +10,7 @@ export type AccountSection = (ctx: RequestContext, active: ActiveSession, csrf: 
 
 /**
  * /.auth/account: the signed-in user's page. Features add their own sections (email address,
- * ways to sign in, password, devices and apps) with addSection, and their own POST routes;
+ * linked identities, change password, devices and apps) with addSection, and their own POST routes;
  * this module only owns the page and the "must be signed in" rule.
  */
 export class AccountRoutes {

@@ -7,7 +7,7 @@ import type { Secrets } from './secrets.ts';
 
 /**
  * The signing key ring: the keys every JWT Gatehouse issues is signed with (the identity
- * assertion to apps, the OAuth server's access tokens), and the JWKS that verifies them.
+ * assertion to apps, and the OAuth server's access tokens), and the JWKS that verifies them.
  *
  * Keys live in the store, private halves encrypted with the master key (Secrets.encrypt,
  * bound to the kid), so every node signs and verifies with the same set. A key's life:
