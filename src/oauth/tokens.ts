@@ -1,4 +1,4 @@
-import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import type { TokensConfig } from '../config/tokens.ts';
 import type { Logger } from '../log/index.ts';
 import type { Grant, GrantKind, Store } from '../store/index.ts';
@@ -79,9 +79,8 @@ export class TokenService {
   parseRefresh(token: string): string | undefined {
     const m = REFRESH.exec(token);
     if (!m) return undefined;
-    const expected = Buffer.from(this.mac(m[1]!, m[2]!));
-    const given = Buffer.from(m[3]!);
-    return expected.length === given.length && timingSafeEqual(expected, given) ? m[1] : undefined;
+    // Checked against secrets.previousKeys too: a master-key rotation does not end CLI logins.
+    return this.secrets.verifyMac('oauth refresh token', `${m[1]!}.${m[2]!}`, m[3]!, 22) ? m[1] : undefined;
   }
 
   /** A new grant (not yet stored: the caller stores it with the step that consumes its code) and its first refresh token. */

@@ -13,7 +13,8 @@ export interface Secrets {
   /** Where the master key came from, for `gatehouse check` and the startup log. */
   readonly source: 'config' | 'store';
   mac(purpose: string, data: string): string;
-  verifyMac(purpose: string, data: string, mac: string): boolean;
+  /** Checks against the current master key and secrets.previousKeys; `length`: a truncated MAC. */
+  verifyMac(purpose: string, data: string, mac: string, length?: number): boolean;
   encrypt(plaintext: string, context: string): string;
   decrypt(ciphertext: string, context: string): string | undefined;
 }
@@ -47,11 +48,13 @@ class DerivedSecrets implements Secrets {
     return Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), `gatehouse ${purpose}`, 32));
   }
 
-  private macKey(purpose: string): Buffer {
-    let k = this.macKeys.get(purpose);
+  /** The MAC key for `purpose` under master `i` (0: the current key, then secrets.previousKeys). */
+  private macKey(purpose: string, i = 0): Buffer {
+    const name = i === 0 ? purpose : `${i} ${purpose}`;
+    let k = this.macKeys.get(name);
     if (!k) {
-      k = this.derive(this.masters[0]!, `mac ${purpose}`);
-      this.macKeys.set(purpose, k);
+      k = this.derive(this.masters[i]!, `mac ${purpose}`);
+      this.macKeys.set(name, k);
     }
     return k;
   }
@@ -60,10 +63,18 @@ class DerivedSecrets implements Secrets {
     return createHmac('sha256', this.macKey(purpose)).update(data).digest('base64url');
   }
 
-  verifyMac(purpose: string, data: string, mac: string): boolean {
-    const expected = Buffer.from(this.mac(purpose, data));
+  /**
+   * Whether `mac` is data's MAC (its first `length` characters, when given) under the current
+   * master key or one of secrets.previousKeys: what was made before a rotation still checks.
+   */
+  verifyMac(purpose: string, data: string, mac: string, length?: number): boolean {
     const given = Buffer.from(mac);
-    return given.length === expected.length && timingSafeEqual(given, expected);
+    for (let i = 0; i < this.masters.length; i++) {
+      const full = createHmac('sha256', this.macKey(purpose, i)).update(data).digest('base64url');
+      const expected = Buffer.from(length === undefined ? full : full.slice(0, length));
+      if (given.length === expected.length && timingSafeEqual(given, expected)) return true;
+    }
+    return false;
   }
 
   encrypt(plaintext: string, context: string): string {
