@@ -36,13 +36,17 @@ export function lintEmail(config: Config): Warning[] {
       }
     }
   }
-  // Allow-lists by address trust what users typed at sign-up, unless the address is verified.
+  // Allow-lists by address count verified addresses only (policy/rules.ts): an address typed
+  // at sign-up proves nothing. Say who that leaves out (requireVerifiedEmail says it already).
   if (config.accounts.registration === 'open' && !config.accounts.requireVerifiedEmail) {
     appsOf(config).forEach((app, a) => {
       app.routes.forEach((r, i) => {
         if (r.allow?.emails?.length || r.allow?.domains?.length) {
           const key = `${config.apps ? `apps[${a}].` : ''}routes[${i}].allow`;
-          w.push({ key, message: 'allows by email address while anyone may register any address without verifying it: set accounts.requireVerifiedEmail: true (with email configured), or close registration.' });
+          const message = config.email
+            ? 'admits by email address, which counts only once the address is verified: users who register with a password are refused here (403) until they follow the verification link.'
+            : 'admits by email address, which counts only once the address is verified, and without email configured a password registration can never verify it: only operator-made users and verified provider sign-ins get in. Configure email, or admit by groups.';
+          w.push({ key, message });
         }
       });
     });
