@@ -25,8 +25,18 @@ test('the publishable build compiles and its CLI runs (npm run build)', async ()
     assert.ok(existsSync(join(out, 'verify/index.d.ts')));
     const verify = (await import(join(out, 'verify/index.js'))) as Record<string, unknown>;
     for (const name of ['verifyAssertion', 'createVerifier', 'gatehouseMiddleware', 'withGatehouse', 'gatehouseHook', 'gatehouseFastify', 'AssertionError']) assert.equal(typeof verify[name], 'function', name);
-    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { exports: Record<string, string> };
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { exports: Record<string, string>; files: string[] };
     assert.equal(pkg.exports['./verify'], './dist/verify/index.js');
+    // The package root (exports "."): Gatehouse embedded in a Node process, started and stopped.
+    assert.equal(pkg.exports['.'], './dist/index.js');
+    const lib = (await import(join(out, 'index.js'))) as typeof import('../src/index.ts');
+    const config = lib.parseConfig('publicUrl: http://127.0.0.1:1\nupstream: http://127.0.0.1:2\nstore: {type: sqlite, path: ":memory:"}\nlog: {level: silent}\n', 'embedded.yaml', {});
+    const gatehouse = await lib.Gatehouse.create(config);
+    const { port } = await gatehouse.listen(0, '127.0.0.1');
+    const health = await fetch(`http://127.0.0.1:${port}/.auth/health`, { headers: { host: '127.0.0.1:1' } });
+    assert.equal(health.status, 200);
+    await gatehouse.close();
+    for (const dir of ['dist', 'schema', 'docs']) assert.ok(pkg.files.includes(dir), `package files include ${dir}`);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }

@@ -47,9 +47,7 @@ export class AuthRoutes implements FormTools {
       .add('POST', '/register', (c) => this.register(c))
       .add('GET', '/logout', (c) => this.logoutForm(c))
       .add('POST', '/logout', (c) => this.logout(c))
-      .add('GET', '/me', (c) => this.me(c))
-      .add('GET', '/health', async (c) => sendJson(c.res, 200, { status: 'ok' }))
-      .add('GET', '/ready', (c) => this.ready(c));
+      .add('GET', '/me', (c) => this.me(c));
     this.s.oauth.addRoutes(this.router, this);
   }
 
@@ -280,12 +278,5 @@ export class AuthRoutes implements FormTools {
     ctx.userId = user.id;
     const identities = await this.s.providers.identitiesOf(user.id);
     sendJson(ctx.res, 200, { ...publicUser(user), identities, session: { createdAt: new Date(session.createdAt).toISOString(), expiresAt: new Date(session.expiresAt).toISOString(), amr: session.amr } });
-  }
-
-  private async ready(ctx: RequestContext): Promise<void> {
-    const checks = await Promise.allSettled([this.s.store.ping(), this.s.cache.ping()]);
-    const [store, cache] = checks.map((c) => (c.status === 'fulfilled' ? 'ok' : 'unavailable'));
-    const ok = store === 'ok' && cache === 'ok';
-    sendJson(ctx.res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', store, cache });
   }
 }

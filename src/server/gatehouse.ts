@@ -172,6 +172,9 @@ export class Gatehouse {
     this.oauth.addWellKnown(this.wellKnown);
     const forwardAuth = new ForwardAuth({ sessions: this.sessions, diagnosis: this.diagnosis, prefix: this.prefix, assertions: this.assertions, error: (...a) => this.error(...a), bearer: this.oauth });
     this.auth.router.add([...METHODS], '/check', (c) => forwardAuth.handle(c));
+    // The probes: answered for any Host too (probeFor).
+    this.auth.router.add('GET', '/health', (c) => this.health(c.res));
+    this.auth.router.add('GET', '/ready', (c) => this.ready(c.res));
 
     const t = config.listen.timeouts;
     const options = {
@@ -329,6 +332,14 @@ export class Gatehouse {
       const via = this.forwarding.resolve(req);
       const site = this.siteFor(via.host);
       if (!site) {
+        // Load balancers and kubelets probe by address (Host: 10.0.0.7:8080): the health and
+        // readiness routes answer whatever the Host; every other route needs a known site.
+        const probe = this.probeFor(req);
+        if (probe) {
+          await probe(res);
+          status = res.statusCode;
+          return;
+        }
         status = 421;
         return this.misdirected(req, res, requestId);
       }
@@ -363,9 +374,33 @@ export class Gatehouse {
     }
   }
 
+  /** The health or readiness route for a request that names no known host, if it is one. */
+  private probeFor(req: IncomingMessage): ((res: ServerResponse) => Promise<void>) | undefined {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return undefined;
+    const target = normalizeTarget(req.url ?? '');
+    if (!target.ok || !isBelow(target.path, this.prefixLower, true)) return undefined;
+    const sub = target.path.slice(this.prefix.length);
+    if (sub === '/health') return (res) => this.health(res);
+    if (sub === '/ready') return (res) => this.ready(res);
+    return undefined;
+  }
+
+  /** /health: the process answers. */
+  async health(res: ServerResponse): Promise<void> {
+    sendJson(res, 200, { status: 'ok' });
+  }
+
+  /** /ready: 503 while draining or when the store or cache cannot be reached. */
+  async ready(res: ServerResponse): Promise<void> {
+    if (this.closing) return sendJson(res, 503, { status: 'shutting down' });
+    const checks = await Promise.allSettled([this.store.ping(), this.cache.ping()]);
+    const [store, cache] = checks.map((c) => (c.status === 'fulfilled' ? 'ok' : 'unavailable'));
+    const ok = store === 'ok' && cache === 'ok';
+    sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', store, cache });
+  }
+
   private async own(ctx: RequestContext): Promise<void> {
     const sub = ctx.path.slice(this.prefix.length) || '/';
-    if (sub === '/ready' && this.closing) return sendJson(ctx.res, 503, { status: 'shutting down' });
     const match = this.auth.router.match(ctx.req.method ?? 'GET', sub);
     if (!match) return this.error(ctx.req, ctx.res, ctx.site, 404, 'not_found', 'There is no page at this address.');
     if ('allowed' in match) {

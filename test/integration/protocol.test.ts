@@ -113,3 +113,22 @@ describe('resilience', () => {
     assert.deepEqual(res.json(), { status: 'ok' });
   });
 });
+
+describe('probes by address (load balancers, kubelets)', () => {
+  test('/.auth/health and /.auth/ready answer whatever the Host; every other route still gets 421', async () => {
+    for (const h of ['10.0.0.7:8080', '[fd00::7]:8080', 'localhost', 'evil.example']) {
+      for (const path of ['/.auth/health', '/.auth/ready', '/.AUTH/health']) {
+        const r = await rawRequest(gh.port, `GET ${path} HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`);
+        assert.equal(r.status, 200, `${path} with Host: ${h}`);
+      }
+      const head = await rawRequest(gh.port, `HEAD /.auth/ready HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`);
+      assert.equal(head.status, 200);
+      for (const path of ['/.auth/login', '/.auth/me', '/public/x', '/.auth/health/x', '/.well-known/jwks.json']) {
+        const r = await rawRequest(gh.port, `GET ${path} HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`);
+        assert.equal(r.status, 421, `${path} with Host: ${h}`);
+      }
+      const post = await rawRequest(gh.port, `POST /.auth/health HTTP/1.1\r\nHost: ${h}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      assert.equal(post.status, 421, 'only GET and HEAD are probes');
+    }
+  });
+});
