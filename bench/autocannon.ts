@@ -17,5 +17,13 @@ type Autocannon = (o: Record<string, unknown>) => Promise<Record<string, unknown
 
 const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 const o = JSON.parse(process.argv[2] ?? '{}') as Options;
-const result = await autocannon({ url: o.url, headers: o.headers, connections: o.connections, duration: o.duration, workers: o.workers, pipelining: 1, timeout: 10 });
+const result = await autocannon({
+  url: o.url,
+  headers: o.headers,
+  connections: o.connections,
+  duration: o.duration,
+  workers: o.workers,
+  pipelining: 1,
+  timeout: 10,
+});
 process.stdout.write(`${JSON.stringify(result)}\n`);

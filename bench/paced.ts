@@ -163,7 +163,11 @@ class PacedLoad {
     const u = new URL(o.url);
     this.host = u.hostname;
     this.port = Number(u.port || 80);
-    const lines = [`GET ${u.pathname}${u.search} HTTP/1.1`, `Host: ${u.host}`, ...o.headers.map(([k, v]) => `${k}: ${v}`)];
+    const lines = [
+      `GET ${u.pathname}${u.search} HTTP/1.1`,
+      `Host: ${u.host}`,
+      ...o.headers.map(([k, v]) => `${k}: ${v}`),
+    ];
     this.request = Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
   }
 
@@ -265,7 +269,14 @@ function summarize(values: number[]): PacedResult['latencyMs'] {
   let sum = 0;
   for (const x of v) sum += x;
   const r3 = (x: number) => Math.round(x * 1000) / 1000;
-  return { p50: r3(at(0.5)), p90: r3(at(0.9)), p99: r3(at(0.99)), p999: r3(at(0.999)), max: r3(v.length ? v[v.length - 1]! : NaN), mean: r3(v.length ? sum / v.length : NaN) };
+  return {
+    p50: r3(at(0.5)),
+    p90: r3(at(0.9)),
+    p99: r3(at(0.99)),
+    p999: r3(at(0.999)),
+    max: r3(v.length ? v[v.length - 1]! : NaN),
+    mean: r3(v.length ? sum / v.length : NaN),
+  };
 }
 
 if (import.meta.main) {

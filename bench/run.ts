@@ -14,8 +14,29 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { autocannon, paced, wrk, type LoadResult, type Request, type SaturationTool } from './lib/load.ts';
-import { LATENCY_TARGETS, RATIOS, REFERENCES, SCENARIOS, VARIANTS, type GatehouseVariant, type Scenario } from './lib/scenarios.ts';
-import { commandLine, CpuWindow, hasCommand, killAll, layout as chooseLayout, LAYOUTS, memory, start, stop, type CpuUsage, type Layout, type LayoutName } from './lib/system.ts';
+import {
+  LATENCY_TARGETS,
+  RATIOS,
+  REFERENCES,
+  SCENARIOS,
+  VARIANTS,
+  type GatehouseVariant,
+  type Scenario,
+} from './lib/scenarios.ts';
+import {
+  commandLine,
+  CpuWindow,
+  hasCommand,
+  killAll,
+  layout as chooseLayout,
+  LAYOUTS,
+  memory,
+  start,
+  stop,
+  type CpuUsage,
+  type Layout,
+  type LayoutName,
+} from './lib/system.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -97,9 +118,14 @@ function options(): Options {
   if (!(LAYOUTS as readonly string[]).includes(v.layout)) usage(`--layout is one of ${LAYOUTS.join(', ')}`);
   const tool = v.tool ?? (hasCommand('wrk') ? 'wrk' : 'autocannon');
   if (tool !== 'wrk' && tool !== 'autocannon') usage('--tool is wrk or autocannon');
-  if (tool === 'wrk' && !hasCommand('wrk')) usage('wrk is not installed: apt-get install -y wrk (Debian/Ubuntu), brew install wrk (macOS), or use --tool autocannon');
+  if (tool === 'wrk' && !hasCommand('wrk'))
+    usage(
+      'wrk is not installed: apt-get install -y wrk (Debian/Ubuntu), brew install wrk (macOS), or use --tool autocannon',
+    );
   const only = v.only ? v.only.split(',').map((s) => s.trim()) : null;
-  for (const id of only ?? []) if (!SCENARIOS.some((s) => s.id === id)) usage(`no scenario "${id}" (there are ${SCENARIOS.map((s) => s.id).join(', ')})`);
+  for (const id of only ?? [])
+    if (!SCENARIOS.some((s) => s.id === id))
+      usage(`no scenario "${id}" (there are ${SCENARIOS.map((s) => s.id).join(', ')})`);
   return {
     modes: mode === 'both' ? ['saturation', 'fixed'] : [mode],
     duration: num('duration', v.duration, v.quick ? 4 : 10),
@@ -137,7 +163,11 @@ async function freePort(): Promise<number> {
 }
 
 /** Starts a bench process that prints "READY <port>" once it listens. */
-async function startListening(argv: string[], cpus: string | null, what: string): Promise<{ child: ChildProcess; url: string; command: string }> {
+async function startListening(
+  argv: string[],
+  cpus: string | null,
+  what: string,
+): Promise<{ child: ChildProcess; url: string; command: string }> {
   const child = start(argv, cpus);
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
@@ -148,7 +178,14 @@ async function startListening(argv: string[], cpus: string | null, what: string)
     });
     child.once('exit', (code) => reject(new Error(`${what} exited with ${code}`)));
   });
-  return { child, url: `http://127.0.0.1:${port}`, command: commandLine(argv.map((a) => a.replace(ROOT, '')), cpus) };
+  return {
+    child,
+    url: `http://127.0.0.1:${port}`,
+    command: commandLine(
+      argv.map((a) => a.replace(ROOT, '')),
+      cpus,
+    ),
+  };
 }
 
 interface RunningGatehouse {
@@ -166,13 +203,22 @@ function merge(base: Record<string, unknown>, over: Record<string, unknown>): Re
   const out = { ...base };
   for (const [k, v] of Object.entries(over)) {
     const b = out[k];
-    out[k] = v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' && !Array.isArray(b) ? merge(b as Record<string, unknown>, v as Record<string, unknown>) : v;
+    out[k] =
+      v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' && !Array.isArray(b)
+        ? merge(b as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
   }
   return out;
 }
 
 /** What a user would write: SQLite store, a master key, one app, a public area, info logs. */
-function gatehouseConfig(port: number, upstream: string, dir: string, logLevel: string, variant: GatehouseVariant): Record<string, unknown> {
+function gatehouseConfig(
+  port: number,
+  upstream: string,
+  dir: string,
+  logLevel: string,
+  variant: GatehouseVariant,
+): Record<string, unknown> {
   return merge(
     {
       publicUrl: `http://127.0.0.1:${port}`,
@@ -188,27 +234,50 @@ function gatehouseConfig(port: number, upstream: string, dir: string, logLevel: 
   );
 }
 
-async function startGatehouse(variant: GatehouseVariant, upstream: string, tmp: string, o: Options, cpus: string | null): Promise<RunningGatehouse> {
+async function startGatehouse(
+  variant: GatehouseVariant,
+  upstream: string,
+  tmp: string,
+  o: Options,
+  cpus: string | null,
+): Promise<RunningGatehouse> {
   const dir = join(tmp, variant.id);
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const configFile = join(dir, 'gatehouse.yaml');
-  writeFileSync(configFile, `# generated by bench/run.ts\n${stringify(gatehouseConfig(port, upstream, dir, o.logLevel, variant))}`);
+  writeFileSync(
+    configFile,
+    `# generated by bench/run.ts\n${stringify(gatehouseConfig(port, upstream, dir, o.logLevel, variant))}`,
+  );
   const logFile = join(dir, 'gatehouse.log');
   const log = openSync(logFile, 'a');
   const profileDir = join(ROOT, 'bench/results/profiles');
   if (o.profile) mkdirSync(profileDir, { recursive: true });
-  const argv = [process.execPath, ...(o.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), 'src/cli/main.ts', 'serve', '--config', configFile];
+  const argv = [
+    process.execPath,
+    ...(o.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+    'src/cli/main.ts',
+    'serve',
+    '--config',
+    configFile,
+  ];
   // stdout/stderr to a file, as `gatehouse serve > gatehouse.log` would: every log line is written for real.
   const child = start(argv, cpus, { cwd: ROOT, stdio: ['ignore', log, log] });
   closeSync(log);
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 20_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`Gatehouse (${variant.id}) exited with ${child.exitCode}:\n${readFileSync(logFile, 'utf8')}`);
-    const ok = await fetch(`${url}/.auth/health`).then((r) => r.ok, () => false);
+    if (child.exitCode !== null)
+      throw new Error(`Gatehouse (${variant.id}) exited with ${child.exitCode}:\n${readFileSync(logFile, 'utf8')}`);
+    const ok = await fetch(`${url}/.auth/health`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) break;
-    if (Date.now() > deadline) throw new Error(`Gatehouse (${variant.id}) did not answer on ${url} within 20 s:\n${readFileSync(logFile, 'utf8')}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `Gatehouse (${variant.id}) did not answer on ${url} within 20 s:\n${readFileSync(logFile, 'utf8')}`,
+      );
     await new Promise((r) => setTimeout(r, 100));
   }
   // A real session, made the way a user's browser or SPA makes one.
@@ -219,9 +288,24 @@ async function startGatehouse(variant: GatehouseVariant, upstream: string, tmp: 
     body: JSON.stringify({ email, password: 'correct horse battery staple 42' }),
   });
   const body = (await res.json()) as { user?: { id: string } };
-  const sessionCookie = res.headers.getSetCookie().map((c) => c.split(';')[0]!).find((c) => c.startsWith('gatehouse='));
-  if (res.status !== 201 || !sessionCookie || !body.user) throw new Error(`registering ${email} failed: ${res.status} ${JSON.stringify(body)}`);
-  return { variant, child, url, logFile, command: commandLine(argv.map((a) => a.replace(tmp, '$TMP').replace(profileDir, 'bench/results/profiles')), cpus), sessionCookie, userId: body.user.id };
+  const sessionCookie = res.headers
+    .getSetCookie()
+    .map((c) => c.split(';')[0]!)
+    .find((c) => c.startsWith('gatehouse='));
+  if (res.status !== 201 || !sessionCookie || !body.user)
+    throw new Error(`registering ${email} failed: ${res.status} ${JSON.stringify(body)}`);
+  return {
+    variant,
+    child,
+    url,
+    logFile,
+    command: commandLine(
+      argv.map((a) => a.replace(tmp, '$TMP').replace(profileDir, 'bench/results/profiles')),
+      cpus,
+    ),
+    sessionCookie,
+    userId: body.user.id,
+  };
 }
 
 // ---- scenarios ------------------------------------------------------------------------------
@@ -238,7 +322,12 @@ interface Target {
  * Every scenario sends the same request bytes apart from the path: the signed-out ones carry
  * a cookie of the same size that Gatehouse does not own, in place of the session cookie.
  */
-function targets(scenarios: Scenario[], upstream: string, gatehouses: Map<string, RunningGatehouse>, floor: { child: ChildProcess; url: string } | undefined): Target[] {
+function targets(
+  scenarios: Scenario[],
+  upstream: string,
+  gatehouses: Map<string, RunningGatehouse>,
+  floor: { child: ChildProcess; url: string } | undefined,
+): Target[] {
   return scenarios.map((scenario) => {
     const plain = scenario.via === 'direct' || scenario.via === 'floor';
     const gh = plain ? undefined : gatehouses.get(scenario.via);
@@ -267,19 +356,32 @@ function targets(scenarios: Scenario[], upstream: string, gatehouses: Map<string
 async function verify(t: Target): Promise<void> {
   const res = await fetch(`${t.request.url}?echo`, { headers: t.request.headers });
   const text = await res.text();
-  if (res.status !== 200) throw new Error(`scenario ${t.scenario.id} (${t.scenario.label}): expected 200, got ${res.status}: ${text.slice(0, 300)}`);
+  if (res.status !== 200)
+    throw new Error(
+      `scenario ${t.scenario.id} (${t.scenario.label}): expected 200, got ${res.status}: ${text.slice(0, 300)}`,
+    );
   const seen = (JSON.parse(text) as { headers: Record<string, string> }).headers;
   const user = seen['x-user-id'];
-  if (t.scenario.signedIn && user !== t.gatehouse?.userId) throw new Error(`scenario ${t.scenario.id}: the app did not get X-User-Id of the session (got ${user})`);
-  if (!t.scenario.signedIn && user !== undefined) throw new Error(`scenario ${t.scenario.id}: the app got an X-User-Id without a session`);
-  if (t.gatehouse && seen['cookie']?.includes('gatehouse=')) throw new Error(`scenario ${t.scenario.id}: the session cookie reached the app`);
-  if (t.gatehouse && !seen['x-request-id']) throw new Error(`scenario ${t.scenario.id}: the request did not go through Gatehouse`);
+  if (t.scenario.signedIn && user !== t.gatehouse?.userId)
+    throw new Error(`scenario ${t.scenario.id}: the app did not get X-User-Id of the session (got ${user})`);
+  if (!t.scenario.signedIn && user !== undefined)
+    throw new Error(`scenario ${t.scenario.id}: the app got an X-User-Id without a session`);
+  if (t.gatehouse && seen['cookie']?.includes('gatehouse='))
+    throw new Error(`scenario ${t.scenario.id}: the session cookie reached the app`);
+  if (t.gatehouse && !seen['x-request-id'])
+    throw new Error(`scenario ${t.scenario.id}: the request did not go through Gatehouse`);
   const assertion = seen['x-gatehouse-assertion'];
   const wantAssertion = t.scenario.assertion ?? t.scenario.signedIn;
-  if (wantAssertion && !(assertion && JSON.parse(Buffer.from(assertion.split('.')[1]!, 'base64url').toString()).sub === t.gatehouse?.userId)) {
+  if (
+    wantAssertion &&
+    !(
+      assertion && JSON.parse(Buffer.from(assertion.split('.')[1]!, 'base64url').toString()).sub === t.gatehouse?.userId
+    )
+  ) {
     throw new Error(`scenario ${t.scenario.id}: the app did not get an X-Gatehouse-Assertion for the session's user`);
   }
-  if (!wantAssertion && assertion !== undefined) throw new Error(`scenario ${t.scenario.id}: the app got an X-Gatehouse-Assertion it should not have`);
+  if (!wantAssertion && assertion !== undefined)
+    throw new Error(`scenario ${t.scenario.id}: the app got an X-Gatehouse-Assertion it should not have`);
 }
 
 // ---- measuring ------------------------------------------------------------------------------
@@ -300,7 +402,13 @@ interface Summary {
   lagP99?: number;
   errors: number;
   non2xx: number;
-  cpu: { gatehouse: number | null; upstream: number | null; loadgen: number | null; cores: Record<string, number>; other: number | null };
+  cpu: {
+    gatehouse: number | null;
+    upstream: number | null;
+    loadgen: number | null;
+    cores: Record<string, number>;
+    other: number | null;
+  };
 }
 
 const median = (xs: number[]): number => {
@@ -309,12 +417,14 @@ const median = (xs: number[]): number => {
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
-const medianOrNull = (xs: (number | null)[]): number | null => (xs.some((x) => x === null) ? null : median(xs as number[]));
+const medianOrNull = (xs: (number | null)[]): number | null =>
+  xs.some((x) => x === null) ? null : median(xs as number[]);
 
 function summarize(samples: Sample[]): Summary {
   const l = samples.map((s) => s.load);
   const cores: Record<string, number> = {};
-  for (const core of Object.keys(samples[0]?.cpu.cores ?? {})) cores[core] = median(samples.map((s) => s.cpu.cores[core] ?? NaN));
+  for (const core of Object.keys(samples[0]?.cpu.cores ?? {}))
+    cores[core] = median(samples.map((s) => s.cpu.cores[core] ?? NaN));
   return {
     rps: median(l.map((x) => x.rps)),
     rpsMin: Math.min(...l.map((x) => x.rps)),
@@ -340,28 +450,38 @@ function summarize(samples: Sample[]): Summary {
 
 function table(head: string[], rows: string[][], rightAlignFrom = 1): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i < rightAlignFrom ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i < rightAlignFrom ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(head), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
 const fmtInt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—');
 const fmtMs = (n: number) => (Number.isFinite(n) ? (n < 10 ? n.toFixed(2) : n.toFixed(1)) : '—');
-const fmtPct = (n: number | null | undefined) => (n === null || n === undefined || !Number.isFinite(n) ? '—' : `${Math.round(n)}%`);
+const fmtPct = (n: number | null | undefined) =>
+  n === null || n === undefined || !Number.isFinite(n) ? '—' : `${Math.round(n)}%`;
 const round = (n: number, digits: number) => (Number.isFinite(n) ? Math.round(n * 10 ** digits) / 10 ** digits : null);
 
 /** The proxy's CPU time per request, in microseconds: less sensitive to a busy machine than req/s. */
-const cpuPerRequest = (s: Summary): number | null => (s.cpu.gatehouse === null || !(s.rps > 0) ? null : (s.cpu.gatehouse * 1e4) / s.rps);
+const cpuPerRequest = (s: Summary): number | null =>
+  s.cpu.gatehouse === null || !(s.rps > 0) ? null : (s.cpu.gatehouse * 1e4) / s.rps;
 
 function cpuCells(s: Summary, coreIds: string[], gatehouse: boolean): string[] {
   const us = cpuPerRequest(s);
-  return [gatehouse && us !== null ? fmtInt(us) : '—', fmtPct(s.cpu.gatehouse), fmtPct(s.cpu.upstream), fmtPct(s.cpu.loadgen), ...coreIds.map((c) => fmtPct(s.cpu.cores[c]))];
+  return [
+    gatehouse && us !== null ? fmtInt(us) : '—',
+    fmtPct(s.cpu.gatehouse),
+    fmtPct(s.cpu.upstream),
+    fmtPct(s.cpu.loadgen),
+    ...coreIds.map((c) => fmtPct(s.cpu.cores[c])),
+  ];
 }
 
 // ---- main -----------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
   const o = options();
-  if (Number(process.versions.node.split('.')[0]) < 24) usage(`Node.js 24+ is needed (this is ${process.version}); source ../shared/bin/node24.sh`);
+  if (Number(process.versions.node.split('.')[0]) < 24)
+    usage(`Node.js 24+ is needed (this is ${process.version}); source ../shared/bin/node24.sh`);
   const { layout, note: layoutNote } = chooseLayout(o.layout);
   const notes: string[] = [];
   if (layoutNote) notes.push(layoutNote);
@@ -378,10 +498,17 @@ async function main(): Promise<void> {
     const scenarios = SCENARIOS.filter((s) => (o.only ? o.only.includes(s.id) : !s.optional || o.floor));
     const variants = VARIANTS.filter((v) => scenarios.some((s) => s.via === v.id));
     progress(`bench: starting the app and ${variants.length} Gatehouse process(es) (${layout.description})`);
-    upstream = await startListening([process.execPath, join(ROOT, 'bench/upstream.ts'), '0'], layout.cpus.upstream, 'the bench app');
+    upstream = await startListening(
+      [process.execPath, join(ROOT, 'bench/upstream.ts'), '0'],
+      layout.cpus.upstream,
+      'the bench app',
+    );
     const floorArgv = [process.execPath, join(ROOT, 'bench/floor-proxy.ts'), upstream.url];
-    floor = scenarios.some((s) => s.via === 'floor') ? await startListening(floorArgv, layout.cpus.gatehouse, 'the floor proxy') : undefined;
-    for (const v of variants.length ? variants : VARIANTS.slice(0, 1)) gatehouses.set(v.id, await startGatehouse(v, upstream.url, tmp, o, layout.cpus.gatehouse));
+    floor = scenarios.some((s) => s.via === 'floor')
+      ? await startListening(floorArgv, layout.cpus.gatehouse, 'the floor proxy')
+      : undefined;
+    for (const v of variants.length ? variants : VARIANTS.slice(0, 1))
+      gatehouses.set(v.id, await startGatehouse(v, upstream.url, tmp, o, layout.cpus.gatehouse));
     const list = targets(scenarios, upstream.url, gatehouses, floor);
     for (const t of list) await verify(t);
     const firstGatehouse = [...gatehouses.values()][0]!;
@@ -397,15 +524,37 @@ async function main(): Promise<void> {
           let window: CpuWindow;
           let load: LoadResult;
           if (mode === 'saturation') {
-            if (o.warmup > 0) await tool.run(t.request, { connections: o.connections, seconds: o.warmup, threads: o.threads, cpus: layout.cpus.loadgen });
+            if (o.warmup > 0)
+              await tool.run(t.request, {
+                connections: o.connections,
+                seconds: o.warmup,
+                threads: o.threads,
+                cpus: layout.cpus.loadgen,
+              });
             window = new CpuWindow({ gatehouse: t.proxyPid ?? gh.child.pid, upstream: upstream.child.pid });
-            load = await tool.run(t.request, { connections: o.connections, seconds: o.duration, threads: o.threads, cpus: layout.cpus.loadgen, onSpawn: (c) => window.watchLoadgen(c.pid) });
+            load = await tool.run(t.request, {
+              connections: o.connections,
+              seconds: o.duration,
+              threads: o.threads,
+              cpus: layout.cpus.loadgen,
+              onSpawn: (c) => window.watchLoadgen(c.pid),
+            });
           } else {
             window = new CpuWindow({ gatehouse: t.proxyPid ?? gh.child.pid, upstream: upstream.child.pid });
-            load = await paced(t.request, { rate: o.rate, seconds: o.duration, warmup: o.warmup, connections: o.pacedConnections, cpus: layout.cpus.loadgen, onSpawn: (c) => window.watchLoadgen(c.pid) });
+            load = await paced(t.request, {
+              rate: o.rate,
+              seconds: o.duration,
+              warmup: o.warmup,
+              connections: o.pacedConnections,
+              cpus: layout.cpus.loadgen,
+              onSpawn: (c) => window.watchLoadgen(c.pid),
+            });
           }
           const cpu = window.end();
-          if (load.errors || load.non2xx || load.overloaded) progress(`bench:   ${load.errors} errors, ${load.non2xx} non-2xx${load.overloaded ? ', generator overloaded' : ''}`);
+          if (load.errors || load.non2xx || load.overloaded)
+            progress(
+              `bench:   ${load.errors} errors, ${load.non2xx} non-2xx${load.overloaded ? ', generator overloaded' : ''}`,
+            );
           const list = samples[mode].get(t.scenario.id) ?? [];
           list.push({ load, cpu });
           samples[mode].set(t.scenario.id, list);
@@ -419,32 +568,94 @@ async function main(): Promise<void> {
     // ---- print ----
     const sum: Record<Mode, Map<string, Summary>> = { saturation: new Map(), fixed: new Map() };
     for (const mode of o.modes) for (const [id, s] of samples[mode]) sum[mode].set(id, summarize(s));
-    const coreIds = Object.keys([...sum.saturation.values(), ...sum.fixed.values()][0]?.cpu.cores ?? {}).filter((c) => Object.values(layout.cpus).includes(c) || layout.name === 'none');
+    const coreIds = Object.keys([...sum.saturation.values(), ...sum.fixed.values()][0]?.cpu.cores ?? {}).filter(
+      (c) => Object.values(layout.cpus).includes(c) || layout.name === 'none',
+    );
     const out: string[] = [];
     const say = (s = '') => out.push(s);
     const label = (s: Scenario) => `${s.id}  ${s.label}`;
     say();
     say(`Gatehouse bench — Node ${process.version}, ${layout.description}`);
     for (const n of notes) say(`note: ${n}`);
-    say(`CPU: proxy µs/req = CPU time (all threads) the proxy (Gatehouse, or the floor proxy for z) spent per request; proxy, app, load gen = percent of one core each used; core N = how busy that core was.`);
+    say(
+      `CPU: proxy µs/req = CPU time (all threads) the proxy (Gatehouse, or the floor proxy for z) spent per request; proxy, app, load gen = percent of one core each used; core N = how busy that core was.`,
+    );
     if (sum.saturation.size) {
       say();
-      say(`Saturation: ${tool.name}, ${o.connections} connections, ${o.threads} thread(s), ${o.duration} s per run after ${o.warmup} s warm-up, ${o.rounds} round(s) interleaved; medians`);
+      say(
+        `Saturation: ${tool.name}, ${o.connections} connections, ${o.threads} thread(s), ${o.duration} s per run after ${o.warmup} s warm-up, ${o.rounds} round(s) interleaved; medians`,
+      );
       const rows = scenarios.map((s) => {
         const x = sum.saturation.get(s.id)!;
         const spread = o.rounds > 1 ? `${fmtInt(x.rpsMin)}–${fmtInt(x.rpsMax)}` : '';
-        return [label(s), fmtInt(x.rps), spread, fmtMs(x.p50), fmtMs(x.p99), ...cpuCells(x, coreIds, s.via !== 'direct'), String(x.errors + x.non2xx)];
+        return [
+          label(s),
+          fmtInt(x.rps),
+          spread,
+          fmtMs(x.p50),
+          fmtMs(x.p99),
+          ...cpuCells(x, coreIds, s.via !== 'direct'),
+          String(x.errors + x.non2xx),
+        ];
       });
-      say(table(['scenario', 'req/s', o.rounds > 1 ? 'range' : '', 'p50 ms', 'p99 ms', 'proxy µs/req', 'proxy', 'app', 'load gen', ...coreIds.map((c) => `core ${c}`), 'errors'], rows));
+      say(
+        table(
+          [
+            'scenario',
+            'req/s',
+            o.rounds > 1 ? 'range' : '',
+            'p50 ms',
+            'p99 ms',
+            'proxy µs/req',
+            'proxy',
+            'app',
+            'load gen',
+            ...coreIds.map((c) => `core ${c}`),
+            'errors',
+          ],
+          rows,
+        ),
+      );
     }
     if (sum.fixed.size) {
       say();
-      say(`Fixed rate: ${fmtInt(o.rate)} req/s, paced open-loop generator (bench/paced.ts), ${o.pacedConnections} connections, ${o.duration} s per run after ${o.warmup} s warm-up, ${o.rounds} round(s); medians`);
+      say(
+        `Fixed rate: ${fmtInt(o.rate)} req/s, paced open-loop generator (bench/paced.ts), ${o.pacedConnections} connections, ${o.duration} s per run after ${o.warmup} s warm-up, ${o.rounds} round(s); medians`,
+      );
       const rows = scenarios.map((s) => {
         const x = sum.fixed.get(s.id)!;
-        return [label(s), fmtInt(x.rps), fmtMs(x.p50), fmtMs(x.p90), fmtMs(x.p99), fmtMs(x.max), fmtMs(x.lagP99 ?? NaN), ...cpuCells(x, coreIds, s.via !== 'direct'), String(x.errors + x.non2xx)];
+        return [
+          label(s),
+          fmtInt(x.rps),
+          fmtMs(x.p50),
+          fmtMs(x.p90),
+          fmtMs(x.p99),
+          fmtMs(x.max),
+          fmtMs(x.lagP99 ?? NaN),
+          ...cpuCells(x, coreIds, s.via !== 'direct'),
+          String(x.errors + x.non2xx),
+        ];
       });
-      say(table(['scenario', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'gen lag p99', 'proxy µs/req', 'proxy', 'app', 'load gen', ...coreIds.map((c) => `core ${c}`), 'errors'], rows));
+      say(
+        table(
+          [
+            'scenario',
+            'req/s',
+            'p50 ms',
+            'p90 ms',
+            'p99 ms',
+            'max ms',
+            'gen lag p99',
+            'proxy µs/req',
+            'proxy',
+            'app',
+            'load gen',
+            ...coreIds.map((c) => `core ${c}`),
+            'errors',
+          ],
+          rows,
+        ),
+      );
     }
 
     const ratios: Record<string, number | null> = {};
@@ -459,7 +670,12 @@ async function main(): Promise<void> {
       ratios[`${r.num}/${r.den}`] = round(value, 3);
       const verdict = r.min === undefined ? '' : value >= r.min ? 'met' : 'MISSED';
       if (r.min !== undefined) checks[`${r.num}/${r.den}>=${r.min}`] = value >= r.min;
-      rows.push([`${r.num}/${r.den}  ${r.label}`, value.toFixed(2), r.min === undefined ? '—' : `≥ ${r.min.toFixed(2)}`, verdict]);
+      rows.push([
+        `${r.num}/${r.den}  ${r.label}`,
+        value.toFixed(2),
+        r.min === undefined ? '—' : `≥ ${r.min.toFixed(2)}`,
+        verdict,
+      ]);
     }
     const extra: Record<string, number | null> = {};
     for (const t of LATENCY_TARGETS) {
@@ -469,7 +685,12 @@ async function main(): Promise<void> {
       const d = x.p99 - base.p99;
       extra[t.scenario] = round(d, 3);
       checks[`p99(${t.scenario})-p99(${t.baseline})<=${t.maxExtraMs}ms`] = d <= t.maxExtraMs;
-      rows.push([`p99 ${t.scenario} − p99 ${t.baseline} at ${fmtInt(o.rate)} req/s`, `${d >= 0 ? '+' : ''}${d.toFixed(2)} ms`, `≤ ${t.maxExtraMs} ms`, d <= t.maxExtraMs ? 'met' : 'MISSED']);
+      rows.push([
+        `p99 ${t.scenario} − p99 ${t.baseline} at ${fmtInt(o.rate)} req/s`,
+        `${d >= 0 ? '+' : ''}${d.toFixed(2)} ms`,
+        `≤ ${t.maxExtraMs} ms`,
+        d <= t.maxExtraMs ? 'met' : 'MISSED',
+      ]);
     }
     if (rows.length) {
       say();
@@ -478,19 +699,43 @@ async function main(): Promise<void> {
       say(REFERENCES);
     }
     say();
-    const mib = (m: { rssMiB: number; peakMiB: number } | null, k: 'rssMiB' | 'peakMiB') => (m ? `${m[k].toFixed(0)} MiB` : '—');
-    say(`Gatehouse RSS: ${mib(idleMemory, 'rssMiB')} idle after start, ${mib(endMemory, 'rssMiB')} after the run, ${mib(endMemory, 'peakMiB')} peak`);
-    say(`Gatehouse log: level ${o.logLevel}, ${fmtInt(logLines)} lines (${(logBytes / 2 ** 20).toFixed(1)} MiB) written to a file during the run`);
+    const mib = (m: { rssMiB: number; peakMiB: number } | null, k: 'rssMiB' | 'peakMiB') =>
+      m ? `${m[k].toFixed(0)} MiB` : '—';
+    say(
+      `Gatehouse RSS: ${mib(idleMemory, 'rssMiB')} idle after start, ${mib(endMemory, 'rssMiB')} after the run, ${mib(endMemory, 'peakMiB')} peak`,
+    );
+    say(
+      `Gatehouse log: level ${o.logLevel}, ${fmtInt(logLines)} lines (${(logBytes / 2 ** 20).toFixed(1)} MiB) written to a file during the run`,
+    );
     const maxOther = Math.max(0, ...[...sum.saturation.values(), ...sum.fixed.values()].map((s) => s.cpu.other ?? 0));
-    if (maxOther > 15) say(`warning: other processes on this machine used up to ${Math.round(maxOther)}% of a core during the measurements; the figures are disturbed, rerun on a quiet machine`);
+    if (maxOther > 15)
+      say(
+        `warning: other processes on this machine used up to ${Math.round(maxOther)}% of a core during the measurements; the figures are disturbed, rerun on a quiet machine`,
+      );
     say('Processes:');
     say(`  app        ${upstream.command.replace(ROOT, '')}`);
     if (floor) say(`  floor      ${floor.command.replace(ROOT, '')}`);
-    for (const g of gatehouses.values()) say(`  gatehouse  ${g.command}${gatehouses.size > 1 ? `   (${g.variant.id})` : ''}`);
-    say(`  load       ${o.modes.includes('saturation') ? `${tool.name}${layout.cpus.loadgen !== null ? ` under taskset -c ${layout.cpus.loadgen}` : ''}` : ''}${o.modes.length === 2 ? '; ' : ''}${o.modes.includes('fixed') ? `node bench/paced.ts${layout.cpus.loadgen !== null ? ` under taskset -c ${layout.cpus.loadgen}` : ''}` : ''}`);
+    for (const g of gatehouses.values())
+      say(`  gatehouse  ${g.command}${gatehouses.size > 1 ? `   (${g.variant.id})` : ''}`);
+    say(
+      `  load       ${o.modes.includes('saturation') ? `${tool.name}${layout.cpus.loadgen !== null ? ` under taskset -c ${layout.cpus.loadgen}` : ''}` : ''}${o.modes.length === 2 ? '; ' : ''}${o.modes.includes('fixed') ? `node bench/paced.ts${layout.cpus.loadgen !== null ? ` under taskset -c ${layout.cpus.loadgen}` : ''}` : ''}`,
+    );
 
     const perScenario = (mode: Mode) =>
-      Object.fromEntries([...sum[mode]].map(([id, s]) => [id, { rps: round(s.rps, 0), p50Ms: round(s.p50, 3), p99Ms: round(s.p99, 3), proxyCpuPct: s.cpu.gatehouse === null ? null : round(s.cpu.gatehouse, 0), proxyCpuUsPerReq: SCENARIOS.find((x) => x.id === id)?.via === 'direct' ? null : round(cpuPerRequest(s) ?? NaN, 1), errors: s.errors + s.non2xx }]));
+      Object.fromEntries(
+        [...sum[mode]].map(([id, s]) => [
+          id,
+          {
+            rps: round(s.rps, 0),
+            p50Ms: round(s.p50, 3),
+            p99Ms: round(s.p99, 3),
+            proxyCpuPct: s.cpu.gatehouse === null ? null : round(s.cpu.gatehouse, 0),
+            proxyCpuUsPerReq:
+              SCENARIOS.find((x) => x.id === id)?.via === 'direct' ? null : round(cpuPerRequest(s) ?? NaN, 1),
+            errors: s.errors + s.non2xx,
+          },
+        ]),
+      );
     const summaryJson = {
       bench: 'gatehouse',
       date: new Date().toISOString(),
@@ -509,17 +754,31 @@ async function main(): Promise<void> {
       ratios,
       p99ExtraMs: extra,
       targets: checks,
-      gatehouseRssMiB: { idle: idleMemory ? round(idleMemory.rssMiB, 1) : null, end: endMemory ? round(endMemory.rssMiB, 1) : null, peak: endMemory ? round(endMemory.peakMiB, 1) : null },
+      gatehouseRssMiB: {
+        idle: idleMemory ? round(idleMemory.rssMiB, 1) : null,
+        end: endMemory ? round(endMemory.rssMiB, 1) : null,
+        peak: endMemory ? round(endMemory.peakMiB, 1) : null,
+      },
     };
     const resultsDir = join(ROOT, 'bench/results');
     mkdirSync(resultsDir, { recursive: true });
     const file = join(resultsDir, `${summaryJson.date.replaceAll(':', '-')}.json`);
-    writeFileSync(file, JSON.stringify({ summary: summaryJson, samples: Object.fromEntries(o.modes.map((m) => [m, Object.fromEntries(samples[m])])) }, null, 2));
+    writeFileSync(
+      file,
+      JSON.stringify(
+        { summary: summaryJson, samples: Object.fromEntries(o.modes.map((m) => [m, Object.fromEntries(samples[m])])) },
+        null,
+        2,
+      ),
+    );
     say(`Details: ${file.replace(ROOT, '')}${o.keep ? `; config, store and log kept in ${tmp}` : ''}`);
     say(JSON.stringify(summaryJson));
     process.stdout.write(`${out.join('\n')}\n`);
   } finally {
-    await Promise.all([...[...gatehouses.values()].map((g) => stop(g.child)), ...[upstream, floor].map((p) => (p ? stop(p.child) : Promise.resolve()))]);
+    await Promise.all([
+      ...[...gatehouses.values()].map((g) => stop(g.child)),
+      ...[upstream, floor].map((p) => (p ? stop(p.child) : Promise.resolve())),
+    ]);
     gatehouses = new Map();
     if (!o.keep) rmSync(tmp, { recursive: true, force: true });
   }

@@ -128,7 +128,9 @@ ${
 <p class="actions"><a class="button primary" href="${AUTH}/login?rd=${esc(here)}">Sign in</a> <a class="button" href="${AUTH}/register?rd=${esc(here)}">Create an account</a></p></section>`;
 
   const headerRows = Object.entries(req.headers)
-    .sort(([a], [b]) => Number(isIdentity(b)) - Number(isIdentity(a)) || Number(isForwarding(b)) - Number(isForwarding(a)))
+    .sort(
+      ([a], [b]) => Number(isIdentity(b)) - Number(isIdentity(a)) || Number(isForwarding(b)) - Number(isForwarding(a)),
+    )
     .map(([k, v]) => {
       const cls = isIdentity(k) ? ' class="identity"' : isForwarding(k) ? ' class="forwarding"' : '';
       return `<tr${cls}><th scope="row">${esc(k)}</th><td>${esc(one(v) ?? '')}</td></tr>`;
@@ -179,13 +181,22 @@ export function createDemoApp(options: { gatehouseUrl?: string } = {}): http.Ser
       return res.end(`${body}\n`);
     }
     const body = page(req, gatehouseUrl);
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': CSP, 'x-content-type-options': 'nosniff' });
+    res.writeHead(200, {
+      'content-type': 'text/html; charset=utf-8',
+      'cache-control': 'no-store',
+      'content-security-policy': CSP,
+      'x-content-type-options': 'nosniff',
+    });
     res.end(body);
   });
 }
 
 /** Listens on loopback; rejects (instead of crashing) when the port is taken. */
-export function startDemoApp(port: number, host = '127.0.0.1', options: { gatehouseUrl?: string } = {}): Promise<{ server: http.Server; port: number }> {
+export function startDemoApp(
+  port: number,
+  host = '127.0.0.1',
+  options: { gatehouseUrl?: string } = {},
+): Promise<{ server: http.Server; port: number }> {
   const server = createDemoApp(options);
   return new Promise((resolve, reject) => {
     server.once('error', reject);

@@ -14,7 +14,9 @@ try {
   ({ server } = await startDemoApp(port, '127.0.0.1', { gatehouseUrl: publicUrl }));
 } catch (e) {
   const code = (e as NodeJS.ErrnoException).code;
-  process.stderr.write(`demo: cannot listen on 127.0.0.1:${port}: ${code === 'EADDRINUSE' ? 'the port is in use (another demo still running?); stop it or set DEMO_APP_PORT' : (e as Error).message}\n`);
+  process.stderr.write(
+    `demo: cannot listen on 127.0.0.1:${port}: ${code === 'EADDRINUSE' ? 'the port is in use (another demo still running?); stop it or set DEMO_APP_PORT' : (e as Error).message}\n`,
+  );
   process.exit(1);
 }
 process.stderr.write(

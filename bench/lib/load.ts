@@ -66,7 +66,19 @@ export function wrk(tmpDir: string): SaturationTool {
   return {
     name: 'wrk',
     async run(request, o) {
-      const argv = ['wrk', '-t', String(o.threads), '-c', String(o.connections), '-d', `${o.seconds}s`, '--timeout', '10s', '-s', script];
+      const argv = [
+        'wrk',
+        '-t',
+        String(o.threads),
+        '-c',
+        String(o.connections),
+        '-d',
+        `${o.seconds}s`,
+        '--timeout',
+        '10s',
+        '-s',
+        script,
+      ];
       for (const [k, v] of request.headers) argv.push('-H', `${k}: ${v}`);
       argv.push(request.url);
       const out = await output(argv, o.cpus, o.onSpawn);
@@ -96,8 +108,18 @@ export function autocannon(): SaturationTool {
   return {
     name: 'autocannon',
     async run(request, o) {
-      const args = { url: request.url, headers: Object.fromEntries(request.headers), connections: o.connections, duration: o.seconds, workers: o.threads > 1 ? o.threads : undefined };
-      const out = await output([process.execPath, join(BENCH_DIR, 'autocannon.ts'), JSON.stringify(args)], o.cpus, o.onSpawn);
+      const args = {
+        url: request.url,
+        headers: Object.fromEntries(request.headers),
+        connections: o.connections,
+        duration: o.seconds,
+        workers: o.threads > 1 ? o.threads : undefined,
+      };
+      const out = await output(
+        [process.execPath, join(BENCH_DIR, 'autocannon.ts'), JSON.stringify(args)],
+        o.cpus,
+        o.onSpawn,
+      );
       const r = JSON.parse(out.trim().split('\n').pop()!) as {
         duration: number;
         requests: { total: number };
@@ -124,8 +146,25 @@ export function autocannon(): SaturationTool {
 
 // ---- fixed rate -----------------------------------------------------------------------
 
-export async function paced(request: Request, o: { rate: number; seconds: number; warmup: number; connections: number; cpus: string | null; onSpawn?: (child: ChildProcess) => void }): Promise<LoadResult> {
-  const options: PacedOptions = { url: request.url, headers: request.headers, rate: o.rate, duration: o.seconds, warmup: o.warmup, connections: o.connections };
+export async function paced(
+  request: Request,
+  o: {
+    rate: number;
+    seconds: number;
+    warmup: number;
+    connections: number;
+    cpus: string | null;
+    onSpawn?: (child: ChildProcess) => void;
+  },
+): Promise<LoadResult> {
+  const options: PacedOptions = {
+    url: request.url,
+    headers: request.headers,
+    rate: o.rate,
+    duration: o.seconds,
+    warmup: o.warmup,
+    connections: o.connections,
+  };
   const out = await output([process.execPath, join(BENCH_DIR, 'paced.ts'), JSON.stringify(options)], o.cpus, o.onSpawn);
   const r = JSON.parse(out.trim().split('\n').pop()!) as PacedResult;
   return {

@@ -56,7 +56,14 @@ export const SCENARIOS: Scenario[] = [
   { id: 'a', label: 'direct to the app', via: 'direct', path: '/open/item', signedIn: false },
   { id: 'b', label: 'Gatehouse, public route', via: 'gatehouse', path: '/open/item', signedIn: false },
   { id: 'c', label: 'Gatehouse, valid session (assertion on)', via: 'gatehouse', path: '/home/item', signedIn: true },
-  { id: 'd', label: 'Gatehouse, valid session, assertion off', via: 'no-assertion', path: '/home/item', signedIn: true, assertion: false },
+  {
+    id: 'd',
+    label: 'Gatehouse, valid session, assertion off',
+    via: 'no-assertion',
+    path: '/home/item',
+    signedIn: true,
+    assertion: false,
+  },
   { id: 'z', label: 'bare Node proxy (floor)', via: 'floor', path: '/open/item', signedIn: false, optional: true },
 ];
 
@@ -76,4 +83,5 @@ export const LATENCY_TARGETS: LatencyTarget[] = [
 ];
 
 /** For the report: what others measured the same way (from the issue). */
-export const REFERENCES = 'reference: nginx without auth ≈ 0.45× direct; Apache + mod_auth_openidc with a valid session ≈ 0.1× direct';
+export const REFERENCES =
+  'reference: nginx without auth ≈ 0.45× direct; Apache + mod_auth_openidc with a valid session ≈ 0.1× direct';

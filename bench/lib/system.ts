@@ -35,19 +35,32 @@ export type LayoutName = (typeof LAYOUTS)[number];
 export function layout(name: LayoutName): { layout: Layout; note?: string } {
   const cores = availableParallelism();
   const none = (why?: string) => ({
-    layout: { name: 'none', cpus: { loadgen: null, upstream: null, gatehouse: null }, description: 'not pinned: the scheduler places load generator, app and Gatehouse' },
+    layout: {
+      name: 'none',
+      cpus: { loadgen: null, upstream: null, gatehouse: null },
+      description: 'not pinned: the scheduler places load generator, app and Gatehouse',
+    },
     note: why,
   });
   if (name === 'none') return none();
-  if (process.platform !== 'linux' || !hasCommand('taskset')) return none('taskset not found (util-linux): processes are not pinned, so figures are noisier');
+  if (process.platform !== 'linux' || !hasCommand('taskset'))
+    return none('taskset not found (util-linux): processes are not pinned, so figures are noisier');
   if (cores < 2) return none(`only ${cores} core: nothing to pin apart`);
   if (name === 'shared') {
     return {
-      layout: { name, cpus: { loadgen: '0', upstream: '1', gatehouse: '1' }, description: 'taskset: load generator on core 0; app and Gatehouse share core 1' },
+      layout: {
+        name,
+        cpus: { loadgen: '0', upstream: '1', gatehouse: '1' },
+        description: 'taskset: load generator on core 0; app and Gatehouse share core 1',
+      },
     };
   }
   return {
-    layout: { name, cpus: { loadgen: '0', upstream: '0', gatehouse: '1' }, description: 'taskset: load generator and app on core 0; Gatehouse alone on core 1' },
+    layout: {
+      name,
+      cpus: { loadgen: '0', upstream: '0', gatehouse: '1' },
+      description: 'taskset: load generator and app on core 0; Gatehouse alone on core 1',
+    },
   };
 }
 
@@ -56,9 +69,17 @@ export function layout(name: LayoutName): { layout: Layout; note?: string } {
 const children = new Set<ChildProcess>();
 
 /** Starts `argv` pinned to `cpus` (taskset execs it, so the pid is the program's own). */
-export function start(argv: string[], cpus: string | null, options: { cwd?: string; stdio?: StdioOptions; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
+export function start(
+  argv: string[],
+  cpus: string | null,
+  options: { cwd?: string; stdio?: StdioOptions; env?: NodeJS.ProcessEnv } = {},
+): ChildProcess {
   const [cmd, ...args] = cpus ? ['taskset', '-c', cpus, ...argv] : argv;
-  const child = spawn(cmd!, args, { cwd: options.cwd, stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
+  const child = spawn(cmd!, args, {
+    cwd: options.cwd,
+    stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'],
+    env: options.env ?? process.env,
+  });
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
@@ -66,7 +87,9 @@ export function start(argv: string[], cpus: string | null, options: { cwd?: stri
 
 /** The command line as it was run, for the report. */
 export function commandLine(argv: string[], cpus: string | null): string {
-  return (cpus ? ['taskset', '-c', cpus, ...argv] : argv).map((a) => (/^[\w./:=@,-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(' ');
+  return (cpus ? ['taskset', '-c', cpus, ...argv] : argv)
+    .map((a) => (/^[\w./:=@,-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`))
+    .join(' ');
 }
 
 export function exited(child: ChildProcess): Promise<number | null> {
@@ -89,7 +112,11 @@ export function killAll(): void {
 }
 
 /** Runs a program to completion and returns its stdout (stderr is kept for errors). */
-export async function output(argv: string[], cpus: string | null, onSpawn?: (child: ChildProcess) => void): Promise<string> {
+export async function output(
+  argv: string[],
+  cpus: string | null,
+  onSpawn?: (child: ChildProcess) => void,
+): Promise<string> {
   const child = start(argv, cpus);
   onSpawn?.(child);
   let out = '';
@@ -169,7 +196,11 @@ export interface CpuUsage {
 export class CpuWindow {
   private readonly pids: { gatehouse?: number; upstream?: number };
   private readonly startedAt = performance.now();
-  private readonly before: { gatehouse: number | null; upstream: number | null; cores: Map<string, { busy: number; total: number }> };
+  private readonly before: {
+    gatehouse: number | null;
+    upstream: number | null;
+    cores: Map<string, { busy: number; total: number }>;
+  };
   private loadgenPid: number | undefined;
   private loadgenCpu: number | null = null;
   private readonly timer: NodeJS.Timeout;
@@ -193,7 +224,8 @@ export class CpuWindow {
     clearInterval(this.timer);
     this.sample();
     const wall = (performance.now() - this.startedAt) / 1000;
-    const pct = (before: number | null, after: number | null) => (before === null || after === null ? null : (100 * (after - before)) / wall);
+    const pct = (before: number | null, after: number | null) =>
+      before === null || after === null ? null : (100 * (after - before)) / wall;
     const gatehouse = pct(this.before.gatehouse, cpuSeconds(this.pids.gatehouse));
     const upstream = pct(this.before.upstream, cpuSeconds(this.pids.upstream));
     const loadgen = this.loadgenCpu === null ? null : (100 * this.loadgenCpu) / wall;

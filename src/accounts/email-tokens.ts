@@ -76,7 +76,8 @@ export class EmailTokens {
     const user = await this.store.users.get(token.userId);
     if (!user || user.disabled) return { ok: false, problem: 'invalid' };
     if (user.email !== token.email) return { ok: false, problem: 'changed' };
-    if (token.purpose === 'reset_password' && passwordFingerprint(user.passwordHash) !== token.binding) return { ok: false, problem: 'changed' };
+    if (token.purpose === 'reset_password' && passwordFingerprint(user.passwordHash) !== token.binding)
+      return { ok: false, problem: 'changed' };
     return { ok: true, token, user };
   }
 

@@ -18,6 +18,11 @@ export function normalizeEmail(input: unknown): string | undefined {
   const domain = domainToASCII(s.slice(at + 1).toLowerCase());
   if (local.length > 64 || !LOCAL.test(local)) return undefined;
   if (!domain || domain.length > 253 || !domain.includes('.') || !/^[a-z0-9.-]+$/.test(domain)) return undefined;
-  if (domain.split('.').some((label) => label.length === 0 || label.length > 63 || label.startsWith('-') || label.endsWith('-'))) return undefined;
+  if (
+    domain
+      .split('.')
+      .some((label) => label.length === 0 || label.length > 63 || label.startsWith('-') || label.endsWith('-'))
+  )
+    return undefined;
   return `${local.toLowerCase()}@${domain}`;
 }

@@ -50,7 +50,11 @@ export class MailedLinks {
 
   private cookie(ctx: RequestContext, kind: Kind): { name: string; path: string; secure: boolean } {
     // __Secure-, not __Host-: the cookie is scoped to its one route, and __Host- requires Path=/.
-    return { name: `${ctx.site.secure ? '__Secure-' : ''}${this.s.config.sessions.cookieName}-${kind}`, path: `${this.s.prefix}${ROUTE[kind]}`, secure: ctx.site.secure };
+    return {
+      name: `${ctx.site.secure ? '__Secure-' : ''}${this.s.config.sessions.cookieName}-${kind}`,
+      path: `${this.s.prefix}${ROUTE[kind]}`,
+      secure: ctx.site.secure,
+    };
   }
 
   clear(ctx: RequestContext, kind: Kind): string {
@@ -72,7 +76,9 @@ export class MailedLinks {
     }
     const c = this.cookie(ctx, kind);
     const maxAge = Math.min(COOKIE_MAX_AGE_S, Math.ceil((checked.token.expiresAt - Date.now()) / 1000));
-    redirect(ctx.res, 303, `${ctx.site.origin}${c.path}`, [serializeCookie(c.name, token, { secure: c.secure, path: c.path, maxAgeSeconds: maxAge })]);
+    redirect(ctx.res, 303, `${ctx.site.origin}${c.path}`, [
+      serializeCookie(c.name, token, { secure: c.secure, path: c.path, maxAgeSeconds: maxAge }),
+    ]);
     return true;
   }
 
@@ -93,11 +99,23 @@ export class MailedLinks {
   /** The one page (or JSON) for a link that does not work; logged as `email_link_refused`. */
   problem(ctx: RequestContext, kind: Kind, problem: LinkProblem, inUrl: boolean, input?: Input): void {
     const { status, message, hint } = describeLinkProblem(problem, kind);
-    this.s.logger.info({ event: 'email_link_refused', purpose: PURPOSE[kind], problem, requestId: ctx.requestId }, 'a mailed link was refused');
+    this.s.logger.info(
+      { event: 'email_link_refused', purpose: PURPOSE[kind], problem, requestId: ctx.requestId },
+      'a mailed link was refused',
+    );
     if (input?.kind === 'json') return sendJson(ctx.res, status, { error: `link_${problem}`, message });
-    const link = kind === 'reset' ? { href: `${this.s.prefix}/forgot-password`, text: 'Ask for a new link' } : { href: `${this.s.prefix}/verify-email`, text: 'Ask for a new link' };
+    const link =
+      kind === 'reset'
+        ? { href: `${this.s.prefix}/forgot-password`, text: 'Ask for a new link' }
+        : { href: `${this.s.prefix}/verify-email`, text: 'Ask for a new link' };
     const heading = kind === 'reset' ? 'This reset link does not work' : 'This link does not work';
     // The URL may hold the token: no referrer leaves this page; a stale cookie goes.
-    this.tools.html(ctx, status, messagePage({ appTitle: ctx.site.title, heading, message, hint, link }), inUrl ? [] : [this.clear(ctx, kind)], { 'referrer-policy': 'no-referrer' });
+    this.tools.html(
+      ctx,
+      status,
+      messagePage({ appTitle: ctx.site.title, heading, message, hint, link }),
+      inUrl ? [] : [this.clear(ctx, kind)],
+      { 'referrer-policy': 'no-referrer' },
+    );
   }
 }

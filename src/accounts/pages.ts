@@ -15,12 +15,15 @@ interface Base {
   csrf: string;
 }
 
-const passwordHint = (min: number) => `At least ${min} characters. Spaces and any characters are welcome; a long phrase is best.`;
+const passwordHint = (min: number) =>
+  `At least ${min} characters. Spaces and any characters are welcome; a long phrase is best.`;
 
 /** For password managers: which account the new password belongs to. Not submitted (no name). */
 const username = (email: string) => html`<input type="email" autocomplete="username" value="${email}" hidden readonly>`;
 
-export function forgotPasswordPage(o: Base & { action: string; loginUrl: string; email?: string; errors?: Errors; ttl: string }): string {
+export function forgotPasswordPage(
+  o: Base & { action: string; loginUrl: string; email?: string; errors?: Errors; ttl: string },
+): string {
   const errors = o.errors ?? {};
   return layout({
     appTitle: o.appTitle,
@@ -48,7 +51,9 @@ export function forgotSentPage(o: { appTitle: string; loginUrl: string; forgotUr
   });
 }
 
-export function resetPasswordPage(o: Base & { action: string; email: string; errors?: Errors; minPasswordLength: number }): string {
+export function resetPasswordPage(
+  o: Base & { action: string; email: string; errors?: Errors; minPasswordLength: number },
+): string {
   const errors = o.errors ?? {};
   return layout({
     appTitle: o.appTitle,
@@ -83,7 +88,17 @@ ${hidden('csrf', o.csrf)}
  * also what an unverified user gets instead of a protected page (accounts.requireVerifiedEmail).
  */
 export function verifyStatusPage(
-  o: Base & { heading: string; email?: string; verified: boolean; notice?: string; message?: string; resendAction?: string; continueUrl: string; accountUrl?: string; signOutUrl?: string },
+  o: Base & {
+    heading: string;
+    email?: string;
+    verified: boolean;
+    notice?: string;
+    message?: string;
+    resendAction?: string;
+    continueUrl: string;
+    accountUrl?: string;
+    signOutUrl?: string;
+  },
 ): string {
   let body: SafeHtml;
   if (o.verified) {
@@ -112,11 +127,19 @@ ${o.accountUrl ? html`<p class="alt"><a href="${o.accountUrl}">Your account</a>$
   });
 }
 
-export function changePasswordForm(o: Base & { action: string; email: string; errors?: Errors; minPasswordLength: number; focus: boolean }): SafeHtml {
+export function changePasswordForm(
+  o: Base & { action: string; email: string; errors?: Errors; minPasswordLength: number; focus: boolean },
+): SafeHtml {
   const errors = o.errors ?? {};
   const specs = [
     { name: 'currentPassword', label: 'Current password', type: 'password' as const, autocomplete: 'current-password' },
-    { name: 'password', label: 'New password', type: 'password' as const, autocomplete: 'new-password', hint: passwordHint(o.minPasswordLength) },
+    {
+      name: 'password',
+      label: 'New password',
+      type: 'password' as const,
+      autocomplete: 'new-password',
+      hint: passwordHint(o.minPasswordLength),
+    },
   ];
   return html`<form method="post" action="${o.action}" novalidate>
 ${hidden('csrf', o.csrf)}${username(o.email)}
@@ -126,7 +149,9 @@ ${o.focus ? fields(specs, errors) : specs.map((s) => field(s, errors, false))}
 }
 
 /** Shown again with what was wrong, when the account page's form did not go through. */
-export function changePasswordPage(o: Base & { action: string; email: string; errors: Errors; minPasswordLength: number; accountUrl: string }): string {
+export function changePasswordPage(
+  o: Base & { action: string; email: string; errors: Errors; minPasswordLength: number; accountUrl: string },
+): string {
   return layout({
     appTitle: o.appTitle,
     heading: 'Change your password',
@@ -153,21 +178,38 @@ ${hidden('csrf', o.csrf)}
 }
 
 /** What the page says for a link that does not work, and the HTTP status. */
-export function describeLinkProblem(problem: LinkProblem, purpose: 'verify' | 'reset'): { status: number; message: string; hint: string } {
-  const again = purpose === 'reset' ? 'Ask for a new link on the sign-in page ("Forgot your password?").' : 'Sign in and ask for a new link.';
+export function describeLinkProblem(
+  problem: LinkProblem,
+  purpose: 'verify' | 'reset',
+): { status: number; message: string; hint: string } {
+  const again =
+    purpose === 'reset'
+      ? 'Ask for a new link on the sign-in page ("Forgot your password?").'
+      : 'Sign in and ask for a new link.';
   switch (problem) {
     case 'invalid':
-      return { status: 400, message: 'This link is not valid.', hint: `It may be incomplete: open it from the message again, or copy the whole address. ${again}` };
+      return {
+        status: 400,
+        message: 'This link is not valid.',
+        hint: `It may be incomplete: open it from the message again, or copy the whole address. ${again}`,
+      };
     case 'used':
       return { status: 410, message: 'This link was already used.', hint: `Each link works once. ${again}` };
     case 'superseded':
-      return { status: 410, message: 'A newer link was sent since, and only the newest one works.', hint: `Use the link in the most recent message. ${again}` };
+      return {
+        status: 410,
+        message: 'A newer link was sent since, and only the newest one works.',
+        hint: `Use the link in the most recent message. ${again}`,
+      };
     case 'expired':
       return { status: 410, message: 'This link has expired.', hint: again };
     case 'changed':
       return {
         status: 410,
-        message: purpose === 'reset' ? 'The password of this account was changed since this link was sent, so the link no longer works.' : 'The address of this account has changed since this link was sent.',
+        message:
+          purpose === 'reset'
+            ? 'The password of this account was changed since this link was sent, so the link no longer works.'
+            : 'The address of this account has changed since this link was sent.',
         hint: again,
       };
   }

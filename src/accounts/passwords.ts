@@ -44,7 +44,9 @@ function prepare(password: string): Buffer {
 export async function hashPassword(password: string): Promise<string> {
   const salt = randomBytes(16);
   const { memory, passes, parallelism, tagLength } = ARGON2_PARAMS;
-  const tag = await slot(() => argon2Async('argon2id', { message: prepare(password), nonce: salt, memory, passes, parallelism, tagLength }));
+  const tag = await slot(() =>
+    argon2Async('argon2id', { message: prepare(password), nonce: salt, memory, passes, parallelism, tagLength }),
+  );
   return `$argon2id$v=19$m=${memory},t=${passes},p=${parallelism}$${salt.toString('base64').replace(/=+$/, '')}$${tag.toString('base64').replace(/=+$/, '')}`;
 }
 
@@ -99,7 +101,8 @@ export function passwordProblem(password: string, options: { minLength: number; 
   if (commonPasswords().has(lower)) return 'This password is too common. Choose one that is harder to guess.';
   if (options.email) {
     const email = options.email.toLowerCase();
-    if (lower === email || lower === email.slice(0, email.indexOf('@'))) return 'Do not use your email address as your password.';
+    if (lower === email || lower === email.slice(0, email.indexOf('@')))
+      return 'Do not use your email address as your password.';
   }
   if (/^(.)\1+$/u.test(normalized)) return 'This password is too easy to guess.';
   return undefined;

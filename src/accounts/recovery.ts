@@ -12,7 +12,13 @@ import type { Site } from '../server/sites.ts';
 import type { User } from '../store/index.ts';
 import { normalizeEmail } from './email.ts';
 import type { MailedLinks } from './mailed-links.ts';
-import { changePasswordForm, changePasswordPage, forgotPasswordPage, forgotSentPage, resetPasswordPage } from './pages.ts';
+import {
+  changePasswordForm,
+  changePasswordPage,
+  forgotPasswordPage,
+  forgotSentPage,
+  resetPasswordPage,
+} from './pages.ts';
 import { hashPassword, passwordProblem } from './passwords.ts';
 
 type Handler = (ctx: RequestContext, params: Params) => Promise<void>;
@@ -57,7 +63,14 @@ export class PasswordRecovery {
       return {
         id: 'password',
         heading: 'Password',
-        body: changePasswordForm({ appTitle: ctx.site.title, csrf, action: `${this.s.prefix}/account/password`, email: active.user.email, minPasswordLength: this.s.config.accounts.minPasswordLength, focus: false }),
+        body: changePasswordForm({
+          appTitle: ctx.site.title,
+          csrf,
+          action: `${this.s.prefix}/account/password`,
+          email: active.user.email,
+          minPasswordLength: this.s.config.accounts.minPasswordLength,
+          focus: false,
+        }),
         notice: changed ? 'Your password was changed. Every other session was signed out.' : undefined,
       };
     });
@@ -73,18 +86,51 @@ export class PasswordRecovery {
   private notConfigured(ctx: RequestContext, status: number, input?: Input): void {
     const message = `Password reset by email is not set up for ${ctx.site.title}.`;
     const hint = 'Ask an administrator to set a new password for you.';
-    if (input?.kind === 'json') return sendJson(ctx.res, status, { error: 'email_not_configured', message: `${message} ${hint}` });
-    this.tools.html(ctx, status, messagePage({ appTitle: ctx.site.title, heading: 'Reset your password', message, hint, link: { href: `${this.s.prefix}/login`, text: 'Back to sign in' } }));
+    if (input?.kind === 'json')
+      return sendJson(ctx.res, status, { error: 'email_not_configured', message: `${message} ${hint}` });
+    this.tools.html(
+      ctx,
+      status,
+      messagePage({
+        appTitle: ctx.site.title,
+        heading: 'Reset your password',
+        message,
+        hint,
+        link: { href: `${this.s.prefix}/login`, text: 'Back to sign in' },
+      }),
+    );
   }
 
-  private renderForgot(ctx: RequestContext, csrf: string, errors: Record<string, string | undefined> = {}, email?: string): string {
-    return forgotPasswordPage({ appTitle: ctx.site.title, csrf, action: `${this.s.prefix}/forgot-password`, loginUrl: `${this.s.prefix}/login`, email, errors, ttl: humanDuration(this.resetTtl) });
+  private renderForgot(
+    ctx: RequestContext,
+    csrf: string,
+    errors: Record<string, string | undefined> = {},
+    email?: string,
+  ): string {
+    return forgotPasswordPage({
+      appTitle: ctx.site.title,
+      csrf,
+      action: `${this.s.prefix}/forgot-password`,
+      loginUrl: `${this.s.prefix}/login`,
+      email,
+      errors,
+      ttl: humanDuration(this.resetTtl),
+    });
   }
 
   private async forgotForm(ctx: RequestContext): Promise<void> {
     if (!this.mailer) return this.notConfigured(ctx, 200);
     if (this.tools.queryParam(ctx, 'sent') === '1') {
-      return this.tools.html(ctx, 200, forgotSentPage({ appTitle: ctx.site.title, loginUrl: `${this.s.prefix}/login`, forgotUrl: `${this.s.prefix}/forgot-password`, ttl: humanDuration(this.resetTtl) }));
+      return this.tools.html(
+        ctx,
+        200,
+        forgotSentPage({
+          appTitle: ctx.site.title,
+          loginUrl: `${this.s.prefix}/login`,
+          forgotUrl: `${this.s.prefix}/forgot-password`,
+          ttl: humanDuration(this.resetTtl),
+        }),
+      );
     }
     const { token, cookies } = this.tools.csrf(ctx);
     this.tools.html(ctx, 200, this.renderForgot(ctx, token), cookies);
@@ -102,17 +148,33 @@ export class PasswordRecovery {
     const given = field(input, 'email', 512);
     const email = normalizeEmail(given);
     const fail = (status: number, errors: Record<string, string>, headers: Record<string, string> = {}) => {
-      if (input.kind === 'json') return sendErrors(ctx, status, status === 429 ? 'too_many_attempts' : 'invalid_request', errors, headers);
+      if (input.kind === 'json')
+        return sendErrors(ctx, status, status === 429 ? 'too_many_attempts' : 'invalid_request', errors, headers);
       this.tools.html(ctx, status, this.renderForgot(ctx, this.tools.csrf(ctx).token, errors, given), [], headers);
     };
     if (!email) return fail(400, { email: 'Enter an email address like name@example.com.' });
     const verdict = await this.s.throttle.checkPasswordReset(ctx.ip, email);
-    if (!verdict.ok) return fail(429, { form: 'Too many requests for a new password. Wait a while and try again.' }, { 'retry-after': String(verdict.retryAfterSeconds) });
+    if (!verdict.ok)
+      return fail(
+        429,
+        { form: 'Too many requests for a new password. Wait a while and try again.' },
+        { 'retry-after': String(verdict.retryAfterSeconds) },
+      );
 
     const user = await this.s.store.users.getByEmail(email);
     const account = user && !user.disabled ? user : undefined;
-    this.mailer.send(account ? this.resetTask(ctx.site, account) : { kind: 'password_reset', prepare: async () => undefined });
-    this.s.logger.info({ event: 'password_reset_requested', userId: account?.id, known: account !== undefined, requestId: ctx.requestId }, 'password reset requested');
+    this.mailer.send(
+      account ? this.resetTask(ctx.site, account) : { kind: 'password_reset', prepare: async () => undefined },
+    );
+    this.s.logger.info(
+      {
+        event: 'password_reset_requested',
+        userId: account?.id,
+        known: account !== undefined,
+        requestId: ctx.requestId,
+      },
+      'password reset requested',
+    );
     if (input.kind === 'json') return sendJson(ctx.res, 202, { ok: true, message: SENT });
     redirect(ctx.res, 303, `${ctx.site.origin}${this.s.prefix}/forgot-password?sent=1`);
   }
@@ -124,19 +186,38 @@ export class PasswordRecovery {
       userId: user.id,
       prepare: async () => {
         if (!(await this.s.throttle.takeMail(user.email)).ok) {
-          this.s.logger.warn({ event: 'mail_suppressed', kind: 'password_reset', userId: user.id, reason: 'address_rate_limited' }, 'too many messages to this address this hour');
+          this.s.logger.warn(
+            { event: 'mail_suppressed', kind: 'password_reset', userId: user.id, reason: 'address_rate_limited' },
+            'too many messages to this address this hour',
+          );
           return undefined;
         }
         const token = await this.links.tokens.issue(user, 'reset_password', ttlMs);
-        return { to: user.email, fromName: site.title, ...resetMail({ appTitle: site.title, email: user.email, link: this.links.url(site, 'reset', token), ttlMs }) };
+        return {
+          to: user.email,
+          fromName: site.title,
+          ...resetMail({ appTitle: site.title, email: user.email, link: this.links.url(site, 'reset', token), ttlMs }),
+        };
       },
     };
   }
 
   // ---- reset-password ---------------------------------------------------------------
 
-  private renderReset(ctx: RequestContext, csrf: string, email: string, errors: Record<string, string | undefined> = {}): string {
-    return resetPasswordPage({ appTitle: ctx.site.title, csrf, action: `${this.s.prefix}/reset-password`, email, errors, minPasswordLength: this.s.config.accounts.minPasswordLength });
+  private renderReset(
+    ctx: RequestContext,
+    csrf: string,
+    email: string,
+    errors: Record<string, string | undefined> = {},
+  ): string {
+    return resetPasswordPage({
+      appTitle: ctx.site.title,
+      csrf,
+      action: `${this.s.prefix}/reset-password`,
+      email,
+      errors,
+      minPasswordLength: this.s.config.accounts.minPasswordLength,
+    });
   }
 
   private async resetForm(ctx: RequestContext): Promise<void> {
@@ -163,10 +244,17 @@ export class PasswordRecovery {
     const password = field(input, 'password', 8192) ?? '';
     const checked = await this.links.check(ctx, 'reset', input);
     if (!checked.ok) return this.links.problem(ctx, 'reset', checked.problem, false, input);
-    const problem = passwordProblem(password, { minLength: this.s.config.accounts.minPasswordLength, email: checked.user.email });
+    const problem = passwordProblem(password, {
+      minLength: this.s.config.accounts.minPasswordLength,
+      email: checked.user.email,
+    });
     if (problem) {
       if (input.kind === 'json') return sendErrors(ctx, 400, 'invalid_request', { password: problem });
-      return this.tools.html(ctx, 400, this.renderReset(ctx, this.tools.csrf(ctx).token, checked.user.email, { password: problem }));
+      return this.tools.html(
+        ctx,
+        400,
+        this.renderReset(ctx, this.tools.csrf(ctx).token, checked.user.email, { password: problem }),
+      );
     }
     // Hashed before the link is used up: a busy hasher (503) leaves the link working.
     const passwordHash = await hashPassword(password);
@@ -174,14 +262,23 @@ export class PasswordRecovery {
     if (!used.ok) return this.links.problem(ctx, 'reset', used.problem, false, input);
     const user = used.user;
     // Every session ends, the one of this browser too (ATTACKS 27), and none starts (ATTACKS 44).
-    await this.s.accounts.replacePassword(user.id, passwordHash, undefined, user.emailVerified ? {} : { emailVerified: true });
+    await this.s.accounts.replacePassword(
+      user.id,
+      passwordHash,
+      undefined,
+      user.emailVerified ? {} : { emailVerified: true },
+    );
     ctx.userId = user.id;
-    this.s.logger.info({ event: 'password_reset', userId: user.id, requestId: ctx.requestId }, 'password reset with a mailed link; every session ended');
+    this.s.logger.info(
+      { event: 'password_reset', userId: user.id, requestId: ctx.requestId },
+      'password reset with a mailed link; every session ended',
+    );
     this.notifyChanged(ctx.site, user, 'reset');
     const cookies = [this.links.clear(ctx, 'reset')];
     // This browser's session is gone too; so is the sign-in marker, which would otherwise
     // make the login page explain a session that "did not stick" (edge/diagnose.ts).
-    if (readCookie(ctx.req.headers.cookie, ctx.site.session.name) !== undefined) cookies.push(this.s.sessions.clear(ctx.site.session), this.s.diagnosis.clearSignedIn(ctx.site));
+    if (readCookie(ctx.req.headers.cookie, ctx.site.session.name) !== undefined)
+      cookies.push(this.s.sessions.clear(ctx.site.session), this.s.diagnosis.clearSignedIn(ctx.site));
     const login = `${ctx.site.origin}${this.s.prefix}/login?reset=1`;
     if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true, login }, {}, cookies);
     redirect(ctx.res, 303, login, cookies);
@@ -192,7 +289,17 @@ export class PasswordRecovery {
     this.mailer?.send({
       kind: 'password_changed',
       userId: user.id,
-      prepare: async () => ({ to: user.email, fromName: site.title, ...passwordChangedMail({ appTitle: site.title, email: user.email, at: Date.now(), how, forgotUrl: `${site.origin}${this.s.prefix}/forgot-password` }) }),
+      prepare: async () => ({
+        to: user.email,
+        fromName: site.title,
+        ...passwordChangedMail({
+          appTitle: site.title,
+          email: user.email,
+          at: Date.now(),
+          how,
+          forgotUrl: `${site.origin}${this.s.prefix}/forgot-password`,
+        }),
+      }),
     });
   }
 
@@ -203,7 +310,20 @@ export class PasswordRecovery {
     if (!active) return;
     if (!active.user.passwordHash) return redirect(ctx.res, 302, `${ctx.site.origin}${this.s.prefix}/account`);
     const { token, cookies } = this.tools.csrf(ctx);
-    this.tools.html(ctx, 200, changePasswordPage({ appTitle: ctx.site.title, csrf: token, action: `${this.s.prefix}/account/password`, email: active.user.email, errors: {}, minPasswordLength: this.s.config.accounts.minPasswordLength, accountUrl: `${this.s.prefix}/account` }), cookies);
+    this.tools.html(
+      ctx,
+      200,
+      changePasswordPage({
+        appTitle: ctx.site.title,
+        csrf: token,
+        action: `${this.s.prefix}/account/password`,
+        email: active.user.email,
+        errors: {},
+        minPasswordLength: this.s.config.accounts.minPasswordLength,
+        accountUrl: `${this.s.prefix}/account`,
+      }),
+      cookies,
+    );
   }
 
   private async change(ctx: RequestContext, account: AccountRoutes): Promise<void> {
@@ -212,17 +332,43 @@ export class PasswordRecovery {
     if (!active) return;
     const { user, session } = active;
     const device = readCookie(ctx.req.headers.cookie, ctx.site.cookies.device);
-    const result = await this.s.accounts.changePassword(user, { currentPassword: field(input, 'currentPassword', 8192), password: field(input, 'password', 8192) }, ctx.ip, device, session.idHash);
+    const result = await this.s.accounts.changePassword(
+      user,
+      { currentPassword: field(input, 'currentPassword', 8192), password: field(input, 'password', 8192) },
+      ctx.ip,
+      device,
+      session.idHash,
+    );
     if (!result.ok) {
-      const headers: Record<string, string> = result.retryAfterSeconds ? { 'retry-after': String(result.retryAfterSeconds) } : {};
+      const headers: Record<string, string> = result.retryAfterSeconds
+        ? { 'retry-after': String(result.retryAfterSeconds) }
+        : {};
       if (input.kind === 'json') {
-        const code = result.status === 429 ? 'too_many_attempts' : result.status === 401 ? 'invalid_credentials' : result.status === 409 ? 'no_password' : 'invalid_request';
+        const code =
+          result.status === 429
+            ? 'too_many_attempts'
+            : result.status === 401
+              ? 'invalid_credentials'
+              : result.status === 409
+                ? 'no_password'
+                : 'invalid_request';
         return sendErrors(ctx, result.status, code, result.errors, headers);
       }
-      const page = changePasswordPage({ appTitle: ctx.site.title, csrf: this.tools.csrf(ctx).token, action: `${this.s.prefix}/account/password`, email: user.email, errors: result.errors, minPasswordLength: this.s.config.accounts.minPasswordLength, accountUrl: `${this.s.prefix}/account` });
+      const page = changePasswordPage({
+        appTitle: ctx.site.title,
+        csrf: this.tools.csrf(ctx).token,
+        action: `${this.s.prefix}/account/password`,
+        email: user.email,
+        errors: result.errors,
+        minPasswordLength: this.s.config.accounts.minPasswordLength,
+        accountUrl: `${this.s.prefix}/account`,
+      });
       return this.tools.html(ctx, result.status, page, [], headers);
     }
-    this.s.logger.info({ event: 'password_changed', userId: user.id, requestId: ctx.requestId }, 'password changed; other sessions ended');
+    this.s.logger.info(
+      { event: 'password_changed', userId: user.id, requestId: ctx.requestId },
+      'password changed; other sessions ended',
+    );
     this.notifyChanged(ctx.site, user, 'changed');
     if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true });
     redirect(ctx.res, 303, `${ctx.site.origin}${this.s.prefix}/account?password=changed`);
@@ -230,7 +376,18 @@ export class PasswordRecovery {
 }
 
 /** A JSON error answer in the shape of the other own routes: {error, message, fields?}. */
-function sendErrors(ctx: RequestContext, status: number, code: string, errors: Record<string, string | undefined>, headers: Record<string, string> = {}): void {
+function sendErrors(
+  ctx: RequestContext,
+  status: number,
+  code: string,
+  errors: Record<string, string | undefined>,
+  headers: Record<string, string> = {},
+): void {
   const { form, ...fields } = errors;
-  sendJson(ctx.res, status, { error: code, message: form ?? Object.values(fields)[0], ...(Object.keys(fields).length ? { fields } : {}) }, headers);
+  sendJson(
+    ctx.res,
+    status,
+    { error: code, message: form ?? Object.values(fields)[0], ...(Object.keys(fields).length ? { fields } : {}) },
+    headers,
+  );
 }

@@ -1,12 +1,21 @@
 import type { Config } from '../config/schema.ts';
 import { StoreConflictError, type Store, type User } from '../store/index.ts';
 import { normalizeEmail } from './email.ts';
-import { dummyHash, hashPassword, MAX_PASSWORD_CHARS, needsRehash, passwordProblem, verifyPassword } from './passwords.ts';
+import {
+  dummyHash,
+  hashPassword,
+  MAX_PASSWORD_CHARS,
+  needsRehash,
+  passwordProblem,
+  verifyPassword,
+} from './passwords.ts';
 import type { Throttle } from './throttle.ts';
 
 export type FieldErrors = Partial<Record<'email' | 'password' | 'name' | 'form', string>>;
 
-export type RegisterResult = { ok: true; user: User } | { ok: false; status: 400 | 403 | 409 | 429; errors: FieldErrors; retryAfterSeconds?: number };
+export type RegisterResult =
+  | { ok: true; user: User }
+  | { ok: false; status: 400 | 403 | 409 | 429; errors: FieldErrors; retryAfterSeconds?: number };
 
 export type LoginResult =
   | { ok: true; user: User; deviceCookie: string }
@@ -31,11 +40,19 @@ export class Accounts {
   }
 
   async register(input: { email?: string; password?: string; name?: string }, ip: string): Promise<RegisterResult> {
-    if (this.config.registration === 'closed') return { ok: false, status: 403, errors: { form: 'Registration is closed. Ask an administrator for an account.' } };
+    if (this.config.registration === 'closed')
+      return {
+        ok: false,
+        status: 403,
+        errors: { form: 'Registration is closed. Ask an administrator for an account.' },
+      };
     const errors: FieldErrors = {};
     const email = normalizeEmail(input.email);
     if (!email) errors.email = 'Enter an email address like name@example.com.';
-    else if (this.config.allowedDomains && !this.config.allowedDomains.some((d) => email.endsWith(`@${d.toLowerCase()}`))) {
+    else if (
+      this.config.allowedDomains &&
+      !this.config.allowedDomains.some((d) => email.endsWith(`@${d.toLowerCase()}`))
+    ) {
       errors.email = `Use an address at ${this.config.allowedDomains.join(' or ')}.`;
     }
     const password = input.password ?? '';
@@ -46,7 +63,13 @@ export class Accounts {
     if (Object.keys(errors).length) return { ok: false, status: 400, errors };
 
     const verdict = await this.throttle.checkRegistration(ip);
-    if (!verdict.ok) return { ok: false, status: 429, errors: { form: 'Too many sign-ups from your network. Try again later.' }, retryAfterSeconds: verdict.retryAfterSeconds };
+    if (!verdict.ok)
+      return {
+        ok: false,
+        status: 429,
+        errors: { form: 'Too many sign-ups from your network. Try again later.' },
+        retryAfterSeconds: verdict.retryAfterSeconds,
+      };
 
     // Hash first, whether or not the address is taken, so both answers take as long.
     const passwordHash = await hashPassword(password);
@@ -55,13 +78,21 @@ export class Accounts {
       return { ok: true, user };
     } catch (err) {
       if (err instanceof StoreConflictError) {
-        return { ok: false, status: 409, errors: { email: 'This address cannot be used to register. If it is yours, sign in instead.' } };
+        return {
+          ok: false,
+          status: 409,
+          errors: { email: 'This address cannot be used to register. If it is yours, sign in instead.' },
+        };
       }
       throw err;
     }
   }
 
-  async login(input: { email?: string; password?: string }, ip: string, deviceCookie: string | null | undefined): Promise<LoginResult> {
+  async login(
+    input: { email?: string; password?: string },
+    ip: string,
+    deviceCookie: string | null | undefined,
+  ): Promise<LoginResult> {
     const email = normalizeEmail(input.email);
     const password = input.password ?? '';
     if (!email || !password) {
@@ -72,22 +103,36 @@ export class Accounts {
     }
     const nonce = this.throttle.deviceNonce(deviceCookie, email);
     const verdict = await this.throttle.attemptLogin(ip, email, nonce);
-    if (!verdict.ok) return { ok: false, status: 429, errors: { form: 'Too many failed attempts. Wait a few minutes and try again.' }, retryAfterSeconds: verdict.retryAfterSeconds };
+    if (!verdict.ok)
+      return {
+        ok: false,
+        status: 429,
+        errors: { form: 'Too many failed attempts. Wait a few minutes and try again.' },
+        retryAfterSeconds: verdict.retryAfterSeconds,
+      };
 
     const user = await this.store.users.getByEmail(email);
     // Over-long input is wrong for every account alike: refused before any hashing.
-    const valid = password.length <= MAX_PASSWORD_CHARS * 4 && (await verifyPassword(password, user?.passwordHash ?? (await dummyHash())));
+    const valid =
+      password.length <= MAX_PASSWORD_CHARS * 4 &&
+      (await verifyPassword(password, user?.passwordHash ?? (await dummyHash())));
     if (!user || !user.passwordHash || !valid) {
       return { ok: false, status: 401, errors: { form: BAD_CREDENTIALS } };
     }
-    if (user.disabled) return { ok: false, status: 403, errors: { form: 'This account is disabled. Contact an administrator.' } };
+    if (user.disabled)
+      return { ok: false, status: 403, errors: { form: 'This account is disabled. Contact an administrator.' } };
     await this.throttle.loginSucceeded(ip, email, nonce);
-    if (needsRehash(user.passwordHash)) await this.store.users.update(user.id, { passwordHash: await hashPassword(password) });
+    if (needsRehash(user.passwordHash))
+      await this.store.users.update(user.id, { passwordHash: await hashPassword(password) });
     return { ok: true, user, deviceCookie: this.throttle.newDeviceCookie(email) };
   }
 
   /** Operator or reset flow: sets a new password and ends every session of the user, CLI and MCP logins included. */
-  async setPassword(userId: string, password: string, keepSessionHash?: string): Promise<{ ok: true } | { ok: false; error: string }> {
+  async setPassword(
+    userId: string,
+    password: string,
+    keepSessionHash?: string,
+  ): Promise<{ ok: true } | { ok: false; error: string }> {
     const user = await this.store.users.get(userId);
     if (!user) return { ok: false, error: 'no such user' };
     const problem = passwordProblem(password, { minLength: this.config.minPasswordLength, email: user.email });
@@ -101,7 +146,12 @@ export class Accounts {
    * but `keepSessionHash` (ATTACKS 27). `patch`: more to change at once (a reset link proves
    * the address, so it also verifies it).
    */
-  async replacePassword(userId: string, passwordHash: string, keepSessionHash?: string, patch: { emailVerified?: boolean } = {}): Promise<void> {
+  async replacePassword(
+    userId: string,
+    passwordHash: string,
+    keepSessionHash?: string,
+    patch: { emailVerified?: boolean } = {},
+  ): Promise<void> {
     await this.store.users.update(userId, { ...patch, passwordHash });
     await this.store.sessions.deleteByUser(userId, keepSessionHash);
     await this.store.oauth.grants.revokeByUser(userId, Date.now(), 'password_changed');
@@ -118,19 +168,41 @@ export class Accounts {
     ip: string,
     deviceCookie: string | null | undefined,
     keepSessionHash: string,
-  ): Promise<{ ok: true } | { ok: false; status: 400 | 401 | 409 | 429; errors: Partial<Record<'currentPassword' | 'password' | 'form', string>>; retryAfterSeconds?: number }> {
-    if (!user.passwordHash) return { ok: false, status: 409, errors: { form: 'This account has no password yet. To set one, use "Forgot your password?" on the sign-in page.' } };
+  ): Promise<
+    | { ok: true }
+    | {
+        ok: false;
+        status: 400 | 401 | 409 | 429;
+        errors: Partial<Record<'currentPassword' | 'password' | 'form', string>>;
+        retryAfterSeconds?: number;
+      }
+  > {
+    if (!user.passwordHash)
+      return {
+        ok: false,
+        status: 409,
+        errors: {
+          form: 'This account has no password yet. To set one, use "Forgot your password?" on the sign-in page.',
+        },
+      };
     const current = input.currentPassword ?? '';
     const password = input.password ?? '';
     const errors: Partial<Record<'currentPassword' | 'password', string>> = {};
     if (!current) errors.currentPassword = 'Enter your current password.';
     const problem = passwordProblem(password, { minLength: this.config.minPasswordLength, email: user.email });
     if (problem) errors.password = problem;
-    else if (password.normalize('NFKC') === current.normalize('NFKC')) errors.password = 'Choose a password other than your current one.';
+    else if (password.normalize('NFKC') === current.normalize('NFKC'))
+      errors.password = 'Choose a password other than your current one.';
     if (Object.keys(errors).length) return { ok: false, status: 400, errors };
     const nonce = this.throttle.deviceNonce(deviceCookie, user.email);
     const verdict = await this.throttle.attemptLogin(ip, user.email, nonce);
-    if (!verdict.ok) return { ok: false, status: 429, errors: { form: 'Too many failed attempts. Wait a few minutes and try again.' }, retryAfterSeconds: verdict.retryAfterSeconds };
+    if (!verdict.ok)
+      return {
+        ok: false,
+        status: 429,
+        errors: { form: 'Too many failed attempts. Wait a few minutes and try again.' },
+        retryAfterSeconds: verdict.retryAfterSeconds,
+      };
     const valid = current.length <= MAX_PASSWORD_CHARS * 4 && (await verifyPassword(current, user.passwordHash));
     if (!valid) return { ok: false, status: 401, errors: { currentPassword: 'The current password is not correct.' } };
     await this.throttle.loginSucceeded(ip, user.email, nonce);

@@ -58,15 +58,23 @@ export class Throttle {
   async attemptLogin(ip: string, email: string, nonce: string | undefined): Promise<Verdict> {
     const ipKey = `login:ip:${rateLimitAddress(ip)}`;
     const subject = this.subjectKey(email, nonce);
-    const [ipCount, subjectCount] = await Promise.all([this.cache.hit(ipKey, WINDOW_MS), this.cache.hit(subject, WINDOW_MS)]);
-    if (ipCount > this.limits.loginPerIp) return { ok: false, retryAfterSeconds: Math.ceil((await this.cache.ttl(ipKey)) / 1000) || 1 };
-    if (subjectCount > this.limits.loginPerAccount) return { ok: false, retryAfterSeconds: Math.ceil((await this.cache.ttl(subject)) / 1000) || 1 };
+    const [ipCount, subjectCount] = await Promise.all([
+      this.cache.hit(ipKey, WINDOW_MS),
+      this.cache.hit(subject, WINDOW_MS),
+    ]);
+    if (ipCount > this.limits.loginPerIp)
+      return { ok: false, retryAfterSeconds: Math.ceil((await this.cache.ttl(ipKey)) / 1000) || 1 };
+    if (subjectCount > this.limits.loginPerAccount)
+      return { ok: false, retryAfterSeconds: Math.ceil((await this.cache.ttl(subject)) / 1000) || 1 };
     return { ok: true };
   }
 
   /** A correct password: the attempt does not count against the IP, and a device starts afresh. */
   async loginSucceeded(ip: string, email: string, nonce: string | undefined): Promise<void> {
-    await Promise.all([this.cache.release(`login:ip:${rateLimitAddress(ip)}`), nonce ? this.cache.reset(`login:dev:${nonce}`) : this.cache.release(this.subjectKey(email, undefined))]);
+    await Promise.all([
+      this.cache.release(`login:ip:${rateLimitAddress(ip)}`),
+      nonce ? this.cache.reset(`login:dev:${nonce}`) : this.cache.release(this.subjectKey(email, undefined)),
+    ]);
   }
 
   async checkRegistration(ip: string): Promise<Verdict> {
@@ -83,7 +91,10 @@ export class Throttle {
   async checkPasswordReset(ip: string, email: string): Promise<Verdict> {
     const ipKey = `reset:ip:${rateLimitAddress(ip)}`;
     const account = `reset:acct:${this.accountKey(email)}`;
-    const [ipCount, accountCount] = await Promise.all([this.cache.hit(ipKey, HOUR_MS), this.cache.hit(account, HOUR_MS)]);
+    const [ipCount, accountCount] = await Promise.all([
+      this.cache.hit(ipKey, HOUR_MS),
+      this.cache.hit(account, HOUR_MS),
+    ]);
     if (ipCount > this.limits.passwordResetPerIp) return this.retryAfter(ipKey);
     if (accountCount > this.limits.passwordResetPerAccount) return this.retryAfter(account);
     return { ok: true };

@@ -46,7 +46,12 @@ export class EmailVerification {
     account.addSection(5, async (ctx, active, csrf) => ({
       id: 'email-address',
       heading: 'Email address',
-      body: emailSection({ email: active.user.email, verified: active.user.emailVerified, csrf, resendAction: this.mailer ? `${this.s.prefix}/verify-email/resend` : undefined }),
+      body: emailSection({
+        email: active.user.email,
+        verified: active.user.emailVerified,
+        csrf,
+        resendAction: this.mailer ? `${this.s.prefix}/verify-email/resend` : undefined,
+      }),
     }));
   }
 
@@ -68,11 +73,23 @@ export class EmailVerification {
       userId: user.id,
       prepare: async () => {
         if (!quotaTaken && !(await this.s.throttle.takeMail(user.email)).ok) {
-          this.s.logger.warn({ event: 'mail_suppressed', kind: 'verify_email', userId: user.id, reason: 'address_rate_limited' }, 'too many messages to this address this hour');
+          this.s.logger.warn(
+            { event: 'mail_suppressed', kind: 'verify_email', userId: user.id, reason: 'address_rate_limited' },
+            'too many messages to this address this hour',
+          );
           return undefined;
         }
         const token = await this.links.tokens.issue(user, 'verify_email', ttlMs);
-        return { to: user.email, fromName: site.title, ...verificationMail({ appTitle: site.title, email: user.email, link: this.links.url(site, 'verify', token), ttlMs }) };
+        return {
+          to: user.email,
+          fromName: site.title,
+          ...verificationMail({
+            appTitle: site.title,
+            email: user.email,
+            link: this.links.url(site, 'verify', token),
+            ttlMs,
+          }),
+        };
       },
     });
   }
@@ -84,7 +101,17 @@ export class EmailVerification {
     if (cookie !== undefined) {
       const checked = await this.links.check(ctx, 'verify');
       if (!checked.ok) return this.links.problem(ctx, 'verify', checked.problem, false);
-      return this.tools.html(ctx, 200, confirmEmailPage({ appTitle: ctx.site.title, csrf, action: `${this.s.prefix}/verify-email`, email: checked.token.email }), cookies);
+      return this.tools.html(
+        ctx,
+        200,
+        confirmEmailPage({
+          appTitle: ctx.site.title,
+          csrf,
+          action: `${this.s.prefix}/verify-email`,
+          email: checked.token.email,
+        }),
+        cookies,
+      );
     }
     const found = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin);
     const user = found.state === 'active' ? found.active.user : undefined;
@@ -93,7 +120,12 @@ export class EmailVerification {
     // own state wins over the query, so the page never claims what is not so.
     const verifiedNow = this.tools.queryParam(ctx, 'verified') === '1';
     const verified = user ? user.emailVerified : verifiedNow;
-    const notice = verified && verifiedNow ? 'Thank you: your email address is verified.' : this.tools.queryParam(ctx, 'sent') === '1' && user && !verified ? `We sent a new link to ${user.email}.` : undefined;
+    const notice =
+      verified && verifiedNow
+        ? 'Thank you: your email address is verified.'
+        : this.tools.queryParam(ctx, 'sent') === '1' && user && !verified
+          ? `We sent a new link to ${user.email}.`
+          : undefined;
     this.tools.html(
       ctx,
       200,
@@ -105,7 +137,10 @@ export class EmailVerification {
         verified,
         notice,
         resendAction: this.mailer ? `${this.s.prefix}/verify-email/resend` : undefined,
-        continueUrl: user || verified ? ctx.site.home : `${this.s.prefix}/login?rd=${encodeURIComponent(`${this.s.prefix}/verify-email`)}`,
+        continueUrl:
+          user || verified
+            ? ctx.site.home
+            : `${this.s.prefix}/login?rd=${encodeURIComponent(`${this.s.prefix}/verify-email`)}`,
         accountUrl: `${this.s.prefix}/account`,
         signOutUrl: `${this.s.prefix}/logout`,
       }),
@@ -119,7 +154,10 @@ export class EmailVerification {
     if (!used.ok) return this.links.problem(ctx, 'verify', used.problem, false, input);
     const user = used.user;
     if (!user.emailVerified) await this.s.store.users.update(user.id, { emailVerified: true });
-    this.s.logger.info({ event: 'email_verified', userId: user.id, requestId: ctx.requestId }, 'email address verified');
+    this.s.logger.info(
+      { event: 'email_verified', userId: user.id, requestId: ctx.requestId },
+      'email address verified',
+    );
     const clear = [this.links.clear(ctx, 'verify')];
     if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true, emailVerified: true }, {}, clear);
     redirect(ctx.res, 303, `${ctx.site.origin}${this.s.prefix}/verify-email?verified=1`, clear);
@@ -131,19 +169,46 @@ export class EmailVerification {
     if (!active) return;
     const user = active.user;
     const done = `${ctx.site.origin}${this.s.prefix}/verify-email`;
-    if (!this.mailer) throw new HttpError(501, 'email_not_configured', 'Email is not set up here, so no link can be sent. Ask an administrator to verify your address.');
-    if (user.emailVerified) return input.kind === 'json' ? sendJson(ctx.res, 200, { ok: true, emailVerified: true }) : redirect(ctx.res, 303, done);
+    if (!this.mailer)
+      throw new HttpError(
+        501,
+        'email_not_configured',
+        'Email is not set up here, so no link can be sent. Ask an administrator to verify your address.',
+      );
+    if (user.emailVerified)
+      return input.kind === 'json'
+        ? sendJson(ctx.res, 200, { ok: true, emailVerified: true })
+        : redirect(ctx.res, 303, done);
     // The user owns this account, so telling them about the limit gives nothing away.
     const quota = await this.s.throttle.takeMail(user.email);
     if (!quota.ok) {
       const message = `A link was sent to ${user.email} several times in the last hour. Use the newest message, or try again later.`;
       const headers = { 'retry-after': String(quota.retryAfterSeconds) };
       if (input.kind === 'json') return sendJson(ctx.res, 429, { error: 'too_many_messages', message }, headers);
-      return this.tools.html(ctx, 429, verifyStatusPage({ appTitle: ctx.site.title, csrf: this.tools.csrf(ctx).token, heading: 'Verify your email address', email: user.email, verified: false, message, continueUrl: ctx.site.home, accountUrl: `${this.s.prefix}/account` }), [], headers);
+      return this.tools.html(
+        ctx,
+        429,
+        verifyStatusPage({
+          appTitle: ctx.site.title,
+          csrf: this.tools.csrf(ctx).token,
+          heading: 'Verify your email address',
+          email: user.email,
+          verified: false,
+          message,
+          continueUrl: ctx.site.home,
+          accountUrl: `${this.s.prefix}/account`,
+        }),
+        [],
+        headers,
+      );
     }
     this.queueLink(ctx.site, user, true);
-    this.s.logger.info({ event: 'email_verification_requested', userId: user.id, requestId: ctx.requestId }, 'new verification link requested');
-    if (input.kind === 'json') return sendJson(ctx.res, 202, { ok: true, message: `A new link is on its way to ${user.email}.` });
+    this.s.logger.info(
+      { event: 'email_verification_requested', userId: user.id, requestId: ctx.requestId },
+      'new verification link requested',
+    );
+    if (input.kind === 'json')
+      return sendJson(ctx.res, 202, { ok: true, message: `A new link is on its way to ${user.email}.` });
     redirect(ctx.res, 303, `${done}?sent=1`);
   }
 

@@ -57,7 +57,9 @@ export class RedisCache implements Cache {
     try {
       return await fn();
     } catch (err) {
-      throw new CacheUnavailableError(`Redis at ${this.where} is unavailable: ${(err as Error).message}`, { cause: err });
+      throw new CacheUnavailableError(`Redis at ${this.where} is unavailable: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   }
 

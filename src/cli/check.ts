@@ -32,7 +32,9 @@ export async function check(file: string, flags: { explain?: string; method?: st
     out(`${file}: OK${warnings.length ? ` (${warnings.length} warning${warnings.length === 1 ? '' : 's'})` : ''}`);
     for (const site of sites.values()) {
       for (const app of site.apps) {
-        out(`  ${site.origin}${app.pathPrefix || site.home} → ${app.upstream.url.href}  app "${app.name}", ${app.rules.length} rule${app.rules.length === 1 ? '' : 's'}, default ${app.fallback.access}`);
+        out(
+          `  ${site.origin}${app.pathPrefix || site.home} → ${app.upstream.url.href}  app "${app.name}", ${app.rules.length} rule${app.rules.length === 1 ? '' : 's'}, default ${app.fallback.access}`,
+        );
       }
     }
     for (const line of providerRegistrations(config)) out(line);
@@ -57,11 +59,16 @@ export function explain(config: Config, url: string, method: string): string {
     const rawPath = url.startsWith('/') ? url : url.slice(url.indexOf(u.host) + u.host.length) || '/';
     const target = normalizeTarget(rawPath.split('#')[0]!);
     if (!target.ok) return `${rawPath}: refused with 400 (${target.reason})`;
-    const lines = [`${method} ${site.origin}${target.path}${target.path !== rawPath.split('?')[0] ? `   (normalized from ${rawPath.split('?')[0]})` : ''}`];
-    if (site.base && !isBelow(target.path, site.base, false)) return [...lines, `  outside publicUrl's path ${site.home} → 404`].join('\n');
+    const lines = [
+      `${method} ${site.origin}${target.path}${target.path !== rawPath.split('?')[0] ? `   (normalized from ${rawPath.split('?')[0]})` : ''}`,
+    ];
+    if (site.base && !isBelow(target.path, site.base, false))
+      return [...lines, `  outside publicUrl's path ${site.home} → 404`].join('\n');
     const own = site.base + config.authPrefix;
-    if (isBelow(target.path, own, true)) return [...lines, `  Gatehouse's own route (${own}); never forwarded`].join('\n');
-    if (target.path === site.base + JWKS_PATH) return [...lines, "  Gatehouse's signing keys (JWKS), on every site; never forwarded"].join('\n');
+    if (isBelow(target.path, own, true))
+      return [...lines, `  Gatehouse's own route (${own}); never forwarded`].join('\n');
+    if (target.path === site.base + JWKS_PATH)
+      return [...lines, "  Gatehouse's signing keys (JWKS), on every site; never forwarded"].join('\n');
     const app = appFor(site, target.path);
     if (!app) return [...lines, '  no app serves this path → 404'].join('\n');
     lines.push(`  app "${app.name}" → ${app.upstream.url.origin}${app.upstream.basePath}${target.path}`);
@@ -70,8 +77,14 @@ export function explain(config: Config, url: string, method: string): string {
       const methodOk = !r.methods || r.methods.has(method);
       const pathOk = r.regex.test(target.path);
       const mark = r === rule ? '→' : ' ';
-      const why = !pathOk ? 'path does not match' : !methodOk ? `method ${method} not in [${[...r.methods!].join(', ')}]` : 'matches';
-      lines.push(`  ${mark} rule ${r.index}: ${r.path}${r.methods ? ` [${[...r.methods].join(',')}]` : ''} → ${r.access}: ${why}`);
+      const why = !pathOk
+        ? 'path does not match'
+        : !methodOk
+          ? `method ${method} not in [${[...r.methods!].join(', ')}]`
+          : 'matches';
+      lines.push(
+        `  ${mark} rule ${r.index}: ${r.path}${r.methods ? ` [${[...r.methods].join(',')}]` : ''} → ${r.access}: ${why}`,
+      );
     });
     if (rule === app.fallback) lines.push(`  → no rule matches; default: ${rule.access}`);
     const decision =
@@ -87,7 +100,11 @@ export function explain(config: Config, url: string, method: string): string {
   }
 }
 
-function describeAllow(a: { emails: ReadonlySet<string>; domains: ReadonlySet<string>; groups: ReadonlySet<string> }): string {
+function describeAllow(a: {
+  emails: ReadonlySet<string>;
+  domains: ReadonlySet<string>;
+  groups: ReadonlySet<string>;
+}): string {
   const parts = [];
   if (a.emails.size) parts.push(`emails ${[...a.emails].join(', ')}`);
   if (a.domains.size) parts.push(`domains ${[...a.domains].join(', ')}`);

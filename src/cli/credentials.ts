@@ -1,5 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -32,7 +43,8 @@ interface FileShape {
 }
 
 function configDir(env: NodeJS.ProcessEnv = process.env): string {
-  const base = env.XDG_CONFIG_HOME && env.XDG_CONFIG_HOME.startsWith('/') ? env.XDG_CONFIG_HOME : join(homedir(), '.config');
+  const base =
+    env.XDG_CONFIG_HOME && env.XDG_CONFIG_HOME.startsWith('/') ? env.XDG_CONFIG_HOME : join(homedir(), '.config');
   return join(base, 'gatehouse');
 }
 
@@ -139,7 +151,8 @@ export class Credentials {
         } catch {
           // released meanwhile
         }
-        if (Date.now() > deadline) throw new Error(`${this.lockFile} is held by another gatehouse process; remove it if none is running`);
+        if (Date.now() > deadline)
+          throw new Error(`${this.lockFile} is held by another gatehouse process; remove it if none is running`);
         await sleep(50);
       }
     }

@@ -7,7 +7,11 @@ import { out, table, UsageError } from './io.ts';
 const iso = (t: number) => new Date(t).toISOString().slice(0, 19) + 'Z';
 
 /** `gatehouse keys list|rotate`: the signing keys in the store (see src/tokens/keys.ts). */
-export async function keys(ctx: OperatorContext, args: string[], flags: { json?: boolean; now?: boolean; algorithm?: string }): Promise<number> {
+export async function keys(
+  ctx: OperatorContext,
+  args: string[],
+  flags: { json?: boolean; now?: boolean; algorithm?: string },
+): Promise<number> {
   const [sub, ...extra] = args;
   if (extra.length) throw new UsageError(`unexpected argument "${extra[0]}"`);
   const policy = keyPolicy(ctx.config);
@@ -23,17 +27,34 @@ export async function keys(ctx: OperatorContext, args: string[], flags: { json?:
         'dropped after': key.retiresAt === null ? '' : iso(key.retiresAt),
       }));
       if (flags.json) out(JSON.stringify(rows));
-      else out(rows.length ? table(rows, ['kid', 'alg', 'state', 'published', 'signs', 'dropped after']) : 'no signing keys yet: Gatehouse makes the first one when it starts');
+      else
+        out(
+          rows.length
+            ? table(rows, ['kid', 'alg', 'state', 'published', 'signs', 'dropped after'])
+            : 'no signing keys yet: Gatehouse makes the first one when it starts',
+        );
       return 0;
     }
     case 'rotate': {
       const algorithm = flags.algorithm;
-      if (algorithm !== undefined && algorithm !== 'EdDSA' && algorithm !== 'ES256') throw new UsageError('--algorithm is EdDSA or ES256');
+      if (algorithm !== undefined && algorithm !== 'EdDSA' && algorithm !== 'ES256')
+        throw new UsageError('--algorithm is EdDSA or ES256');
       const secrets = await loadSecrets(ctx.config.secrets, ctx.store.kv);
-      const r = await rotateKeys(ctx.store, secrets, policy, { immediate: flags.now, algorithm: algorithm as SigningAlgorithm | undefined });
+      const r = await rotateKeys(ctx.store, secrets, policy, {
+        immediate: flags.now,
+        algorithm: algorithm as SigningAlgorithm | undefined,
+      });
       const k = r.added;
       if (flags.json) {
-        out(JSON.stringify({ kid: k.kid, alg: k.alg, published: iso(k.createdAt), signs: iso(k.activatesAt), othersDroppedAfter: iso(r.retireOthersAt) }));
+        out(
+          JSON.stringify({
+            kid: k.kid,
+            alg: k.alg,
+            published: iso(k.createdAt),
+            signs: iso(k.activatesAt),
+            othersDroppedAfter: iso(r.retireOthersAt),
+          }),
+        );
         return 0;
       }
       out(`added key ${k.kid} (${k.alg}), published now`);
@@ -43,8 +64,12 @@ export async function keys(ctx: OperatorContext, args: string[], flags: { json?:
       } else if (k.activatesAt === k.createdAt) {
         out('it signs from now on (the store had no key).');
       } else {
-        out(`it signs from ${iso(k.activatesAt)} (in ${formatDuration(policy.publishBeforeMs)}: tokens.keys.publishBefore), once every node and JWKS cache has it`);
-        out(`the keys it replaces stay published until ${iso(r.retireOthersAt)} (+ tokens.maxLifetime + tokens.clockSkew), then are dropped`);
+        out(
+          `it signs from ${iso(k.activatesAt)} (in ${formatDuration(policy.publishBeforeMs)}: tokens.keys.publishBefore), once every node and JWKS cache has it`,
+        );
+        out(
+          `the keys it replaces stay published until ${iso(r.retireOthersAt)} (+ tokens.maxLifetime + tokens.clockSkew), then are dropped`,
+        );
       }
       return 0;
     }

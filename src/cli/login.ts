@@ -27,7 +27,8 @@ function parseUrl(raw: string | undefined, command: string): URL {
   } catch {
     throw new UsageError(`"${raw}" is not a URL`);
   }
-  if (u.protocol !== 'https:' && !(u.protocol === 'http:' && isLoopbackHost(u.hostname))) throw new UsageError(`${u.origin}: use https (plain http only for localhost)`);
+  if (u.protocol !== 'https:' && !(u.protocol === 'http:' && isLoopbackHost(u.hostname)))
+    throw new UsageError(`${u.origin}: use https (plain http only for localhost)`);
   return u;
 }
 
@@ -37,7 +38,11 @@ function insecureFor(u: URL): ((c: oauth.Configuration) => void)[] {
 }
 
 async function getJson(url: string): Promise<Record<string, unknown> | undefined> {
-  const res = await fetch(url, { headers: { accept: 'application/json' }, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+  const res = await fetch(url, {
+    headers: { accept: 'application/json' },
+    redirect: 'manual',
+    signal: AbortSignal.timeout(TIMEOUT_MS),
+  });
   if (res.status !== 200) {
     await res.body?.cancel();
     return undefined;
@@ -50,12 +55,18 @@ async function getJson(url: string): Promise<Record<string, unknown> | undefined
 async function discoverResource(url: URL): Promise<{ resource: string; issuer: string }> {
   const candidates: string[] = [];
   try {
-    const res = await fetch(url, { headers: { accept: 'application/json' }, redirect: 'manual', signal: AbortSignal.timeout(TIMEOUT_MS) });
+    const res = await fetch(url, {
+      headers: { accept: 'application/json' },
+      redirect: 'manual',
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
     await res.body?.cancel();
     const challenge = /resource_metadata="([^"]+)"/.exec(res.headers.get('www-authenticate') ?? '')?.[1];
     if (challenge && new URL(challenge).origin === url.origin) candidates.push(challenge);
   } catch (e) {
-    throw new Error(`cannot reach ${url.origin}: ${(e as Error).cause ? String(((e as Error).cause as Error).message) : (e as Error).message}`);
+    throw new Error(
+      `cannot reach ${url.origin}: ${(e as Error).cause ? String(((e as Error).cause as Error).message) : (e as Error).message}`,
+    );
   }
   const path = url.pathname.replace(/\/+$/, '');
   if (path) candidates.push(`${url.origin}/.well-known/oauth-protected-resource${path}`);
@@ -73,12 +84,22 @@ async function discoverResource(url: URL): Promise<{ resource: string; issuer: s
     }
     return { resource: doc.resource, issuer: servers[0] };
   }
-  if (foreign !== undefined) throw new Error(`${url.origin} names ${foreign.slice(0, 200)} as the resource to sign in to, which is not ${url.href}: refused`);
-  throw new Error(`${url.origin} does not say where to sign in (no OAuth protected-resource metadata): is it behind Gatehouse?`);
+  if (foreign !== undefined)
+    throw new Error(
+      `${url.origin} names ${foreign.slice(0, 200)} as the resource to sign in to, which is not ${url.href}: refused`,
+    );
+  throw new Error(
+    `${url.origin} does not say where to sign in (no OAuth protected-resource metadata): is it behind Gatehouse?`,
+  );
 }
 
 function openBrowser(url: string): void {
-  const [cmd, args] = process.platform === 'darwin' ? ['open', [url]] : process.platform === 'win32' ? ['cmd', ['/c', 'start', '""', url]] : ['xdg-open', [url]];
+  const [cmd, args] =
+    process.platform === 'darwin'
+      ? ['open', [url]]
+      : process.platform === 'win32'
+        ? ['cmd', ['/c', 'start', '""', url]]
+        : ['xdg-open', [url]];
   try {
     const child = spawn(cmd, args, { stdio: 'ignore', detached: true });
     child.on('error', () => {});
@@ -100,13 +121,24 @@ function describeError(e: unknown): string {
   return cause?.message ? `${(e as Error).message} (${cause.message})` : (e as Error).message;
 }
 
-function toStored(resource: string, issuer: string, config: oauth.Configuration, tokens: oauth.TokenEndpointResponse, previous?: StoredLogin): StoredLogin {
+function toStored(
+  resource: string,
+  issuer: string,
+  config: oauth.Configuration,
+  tokens: oauth.TokenEndpointResponse,
+  previous?: StoredLogin,
+): StoredLogin {
   const m = config.serverMetadata();
   return {
     resource,
     issuer,
     clientId: CLI_CLIENT_ID,
-    server: { issuer: m.issuer, token_endpoint: m.token_endpoint, revocation_endpoint: m.revocation_endpoint, device_authorization_endpoint: m.device_authorization_endpoint },
+    server: {
+      issuer: m.issuer,
+      token_endpoint: m.token_endpoint,
+      revocation_endpoint: m.revocation_endpoint,
+      device_authorization_endpoint: m.device_authorization_endpoint,
+    },
     accessToken: tokens.access_token,
     expiresAt: Date.now() + (tokens.expires_in ?? 60) * 1000,
     refreshToken: tokens.refresh_token ?? previous?.refreshToken,
@@ -116,7 +148,12 @@ function toStored(resource: string, issuer: string, config: oauth.Configuration,
 }
 
 function configFor(login: StoredLogin): oauth.Configuration {
-  const config = new oauth.Configuration(login.server as unknown as oauth.ServerMetadata, login.clientId, undefined, oauth.None());
+  const config = new oauth.Configuration(
+    login.server as unknown as oauth.ServerMetadata,
+    login.clientId,
+    undefined,
+    oauth.None(),
+  );
   for (const f of insecureFor(new URL(login.issuer))) f(config);
   return config;
 }
@@ -132,7 +169,15 @@ async function discoverServer(issuer: URL): Promise<oauth.Configuration> {
     return await oauth.discovery(issuer, CLI_CLIENT_ID, undefined, oauth.None(), options);
   } catch (e) {
     if (issuer.pathname !== '/') {
-      const below = await oauth.discovery(new URL(`${issuer.href.replace(/\/+$/, '')}/.well-known/oauth-authorization-server`), CLI_CLIENT_ID, undefined, oauth.None(), options).catch(() => undefined);
+      const below = await oauth
+        .discovery(
+          new URL(`${issuer.href.replace(/\/+$/, '')}/.well-known/oauth-authorization-server`),
+          CLI_CLIENT_ID,
+          undefined,
+          oauth.None(),
+          options,
+        )
+        .catch(() => undefined);
       if (below && below.serverMetadata().issuer === issuer.href.replace(/\/+$/, '')) return below;
     }
     throw new Error(`cannot read the sign-in server's metadata at ${issuer.origin}: ${describeError(e)}`);
@@ -140,14 +185,20 @@ async function discoverServer(issuer: URL): Promise<oauth.Configuration> {
 }
 
 /** gatehouse login <url> */
-export async function login(rawUrl: string | undefined, flags: { browser?: boolean }, credentials = new Credentials()): Promise<number> {
+export async function login(
+  rawUrl: string | undefined,
+  flags: { browser?: boolean },
+  credentials = new Credentials(),
+): Promise<number> {
   const url = parseUrl(rawUrl, 'login');
   const { resource, issuer } = await discoverResource(url);
   const issuerUrl = parseUrl(issuer, 'login');
   const config = await discoverServer(issuerUrl);
-  const device = await oauth.initiateDeviceAuthorization(config, { scope: 'offline_access', resource }).catch((e: unknown) => {
-    throw new Error(`the sign-in server refused to start a device sign-in: ${describeError(e)}`);
-  });
+  const device = await oauth
+    .initiateDeviceAuthorization(config, { scope: 'offline_access', resource })
+    .catch((e: unknown) => {
+      throw new Error(`the sign-in server refused to start a device sign-in: ${describeError(e)}`);
+    });
   const complete = device.verification_uri_complete ?? device.verification_uri;
   err(`To sign in to ${resource}, open\n\n    ${device.verification_uri}\n\nand enter the code  ${device.user_code}\n`);
   if (canOpenBrowser(flags)) {
@@ -194,7 +245,13 @@ export async function token(rawUrl: string | undefined, credentials = new Creden
       }
       try {
         const config = configFor(current);
-        const next = toStored(current.resource, current.issuer, config, await oauth.refreshTokenGrant(config, current.refreshToken), current);
+        const next = toStored(
+          current.resource,
+          current.issuer,
+          config,
+          await oauth.refreshTokenGrant(config, current.refreshToken),
+          current,
+        );
         credentials.saveLocked(next);
         return next;
       } catch (e) {
@@ -206,7 +263,9 @@ export async function token(rawUrl: string | undefined, credentials = new Creden
       }
     });
     if (!result) {
-      err(`Your login to ${login.resource} has ended (signed out, revoked or expired). Run: gatehouse login ${url.href}`);
+      err(
+        `Your login to ${login.resource} has ended (signed out, revoked or expired). Run: gatehouse login ${url.href}`,
+      );
       return 1;
     }
     login = result;
@@ -227,7 +286,9 @@ export async function logout(rawUrl: string | undefined, credentials = new Crede
   if (login.refreshToken && login.server.revocation_endpoint) {
     await oauth.tokenRevocation(configFor(login), login.refreshToken).catch((e: unknown) => {
       revoked = false;
-      err(`warning: the server could not be told (${describeError(e)}); the login is forgotten here, and ends by itself when unused.`);
+      err(
+        `warning: the server could not be told (${describeError(e)}); the login is forgotten here, and ends by itself when unused.`,
+      );
     });
   }
   await credentials.remove(login.resource);

@@ -32,7 +32,11 @@ export async function serve(file: string): Promise<number> {
     const where = `${config.listen.host}:${config.listen.port}`;
     err(
       `gatehouse: cannot listen on ${where}: ${
-        code === 'EADDRINUSE' ? 'the port is in use; stop the other process or set listen.port' : code === 'EACCES' ? 'permission denied; use a port above 1023 or grant the capability' : (e as Error).message
+        code === 'EADDRINUSE'
+          ? 'the port is in use; stop the other process or set listen.port'
+          : code === 'EACCES'
+            ? 'permission denied; use a port above 1023 or grant the capability'
+            : (e as Error).message
       }`,
     );
     await gatehouse.close();
@@ -58,7 +62,9 @@ export function startupHint(e: unknown, storeKey: string): string {
   const message = error.message;
   // The cache first: its error carries the socket error (ECONNREFUSED) as its cause too.
   if (error.name === 'CacheUnavailableError') return `${message}; check cache.url and that Redis is running`;
-  if (error.name === 'StoreUnavailableError' || code === 'ECONNREFUSED') return `the store is unreachable (${message}); check ${storeKey} and that the database is running`;
-  if (code === 'ERR_SQLITE_ERROR' || /SQLITE/.test(String(code))) return `cannot open the SQLite store (${message}); check ${storeKey} and its directory's permissions`;
+  if (error.name === 'StoreUnavailableError' || code === 'ECONNREFUSED')
+    return `the store is unreachable (${message}); check ${storeKey} and that the database is running`;
+  if (code === 'ERR_SQLITE_ERROR' || /SQLITE/.test(String(code)))
+    return `cannot open the SQLite store (${message}); check ${storeKey} and its directory's permissions`;
   return message;
 }

@@ -10,7 +10,11 @@ const time = (ms: number) => new Date(ms).toISOString().slice(0, 19) + 'Z';
  * login, e.g. gatehouse login), client (an OAuth client such as an MCP client). A revoke
  * applies at the next request of that browser or token.
  */
-export async function sessions(ctx: OperatorContext, args: string[], flags: { user?: string; json?: boolean }): Promise<number> {
+export async function sessions(
+  ctx: OperatorContext,
+  args: string[],
+  flags: { user?: string; json?: boolean },
+): Promise<number> {
   const [sub, id] = args;
   switch (sub) {
     case 'list': {
@@ -38,7 +42,12 @@ export async function sessions(ctx: OperatorContext, args: string[], flags: { us
       }));
       const rows = [...browser, ...grants];
       if (flags.json) out(JSON.stringify(rows));
-      else out(rows.length ? table(rows, ['id', 'kind', 'client', 'site', 'created', 'last used', 'ip', 'agent']) : `no sessions for ${user.email}`);
+      else
+        out(
+          rows.length
+            ? table(rows, ['id', 'kind', 'client', 'site', 'created', 'last used', 'ip', 'agent'])
+            : `no sessions for ${user.email}`,
+        );
       return 0;
     }
     case 'revoke': {
@@ -48,12 +57,17 @@ export async function sessions(ctx: OperatorContext, args: string[], flags: { us
         const browser = (await ctx.store.sessions.listByUser(user.id)).filter((s) => s.idHash.startsWith(id));
         const grants = (await ctx.store.oauth.grants.listByUser(user.id, now)).filter((g) => g.id.startsWith(id));
         const n = browser.length + grants.length;
-        if (n !== 1) throw new UsageError(n ? `"${id}" matches several sessions; give more characters` : `no session ${id} for ${user.email}`);
+        if (n !== 1)
+          throw new UsageError(
+            n ? `"${id}" matches several sessions; give more characters` : `no session ${id} for ${user.email}`,
+          );
         if (browser[0]) await ctx.store.sessions.delete(browser[0].idHash);
         else await ctx.store.oauth.grants.revoke(grants[0]!.id, now, 'operator');
         out(`revoked ${browser[0] ? 'session' : `${grants[0]!.kind} login`} ${id} of ${user.email}`);
       } else {
-        const n = (await ctx.store.sessions.deleteByUser(user.id)) + (await ctx.store.oauth.grants.revokeByUser(user.id, now, 'operator'));
+        const n =
+          (await ctx.store.sessions.deleteByUser(user.id)) +
+          (await ctx.store.oauth.grants.revokeByUser(user.id, now, 'operator'));
         out(`revoked ${n} session${n === 1 ? '' : 's'} of ${user.email}`);
       }
       return 0;

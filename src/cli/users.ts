@@ -13,10 +13,22 @@ export async function findUser(ctx: OperatorContext, who: string | undefined): P
 }
 
 function row(u: User) {
-  return { id: u.id, email: u.email, verified: u.emailVerified ? 'yes' : 'no', name: u.name ?? '', groups: u.groups.join(','), status: u.disabled ? 'disabled' : 'active', created: new Date(u.createdAt).toISOString().slice(0, 19) + 'Z' };
+  return {
+    id: u.id,
+    email: u.email,
+    verified: u.emailVerified ? 'yes' : 'no',
+    name: u.name ?? '',
+    groups: u.groups.join(','),
+    status: u.disabled ? 'disabled' : 'active',
+    created: new Date(u.createdAt).toISOString().slice(0, 19) + 'Z',
+  };
 }
 
-export async function users(ctx: OperatorContext, args: string[], flags: { name?: string; groups?: string; json?: boolean; 'password-stdin'?: boolean }): Promise<number> {
+export async function users(
+  ctx: OperatorContext,
+  args: string[],
+  flags: { name?: string; groups?: string; json?: boolean; 'password-stdin'?: boolean },
+): Promise<number> {
   const [sub, who] = args;
   switch (sub) {
     case 'add': {
@@ -25,16 +37,32 @@ export async function users(ctx: OperatorContext, args: string[], flags: { name?
       const password = await readSecret('Password: ', true);
       const problem = passwordProblem(password, { minLength: ctx.config.accounts.minPasswordLength, email });
       if (problem) throw new UsageError(problem);
-      const groups = flags.groups ? flags.groups.split(',').map((g) => g.trim()).filter(Boolean) : [];
+      const groups = flags.groups
+        ? flags.groups
+            .split(',')
+            .map((g) => g.trim())
+            .filter(Boolean)
+        : [];
       // An operator vouches for the address.
-      const user = await ctx.store.users.create({ email, name: flags.name ?? null, groups, passwordHash: await hashPassword(password), emailVerified: true });
+      const user = await ctx.store.users.create({
+        email,
+        name: flags.name ?? null,
+        groups,
+        passwordHash: await hashPassword(password),
+        emailVerified: true,
+      });
       out(flags.json ? JSON.stringify(row(user)) : `added ${user.email} (${user.id})`);
       return 0;
     }
     case 'list': {
       const list = await ctx.store.users.list({ limit: 10_000 });
       if (flags.json) out(JSON.stringify(list.map(row)));
-      else out(list.length ? table(list.map(row), ['id', 'email', 'verified', 'name', 'groups', 'status', 'created']) : 'no users');
+      else
+        out(
+          list.length
+            ? table(list.map(row), ['id', 'email', 'verified', 'name', 'groups', 'status', 'created'])
+            : 'no users',
+        );
       return 0;
     }
     case 'disable':
@@ -53,7 +81,10 @@ export async function users(ctx: OperatorContext, args: string[], flags: { name?
     }
     case 'set-groups': {
       const user = await findUser(ctx, who);
-      const groups = (args[2] ?? '').split(',').map((g) => g.trim()).filter(Boolean);
+      const groups = (args[2] ?? '')
+        .split(',')
+        .map((g) => g.trim())
+        .filter(Boolean);
       await ctx.store.users.update(user.id, { groups });
       out(`groups of ${user.email}: ${groups.join(', ') || '(none)'}`);
       return 0;

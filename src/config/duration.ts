@@ -21,7 +21,12 @@ export function parseDuration(input: string | number): number | undefined {
 }
 
 export function formatDuration(ms: number): string {
-  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+  for (const [unit, size] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+  ] as const) {
     if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
   }
   return `${ms}ms`;
@@ -43,7 +48,10 @@ export function durationField(def: string, o: { min?: number; max?: number; rang
       const ms = parseDuration(v);
       const min = o.min ?? 0;
       if (o.max !== undefined && (ms === undefined || ms < min || ms > o.max)) {
-        ctx.addIssue({ code: 'custom', message: `expected a duration between ${o.range ?? `"${formatDuration(min)}" and "${formatDuration(o.max)}"`}` });
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected a duration between ${o.range ?? `"${formatDuration(min)}" and "${formatDuration(o.max)}"`}`,
+        });
         return z.NEVER;
       }
       if (ms === undefined) {
@@ -51,7 +59,10 @@ export function durationField(def: string, o: { min?: number; max?: number; rang
         return z.NEVER;
       }
       if (ms < min) {
-        ctx.addIssue({ code: 'custom', message: `${o.what ?? 'the duration'} must be at least ${formatDuration(min)}` });
+        ctx.addIssue({
+          code: 'custom',
+          message: `${o.what ?? 'the duration'} must be at least ${formatDuration(min)}`,
+        });
         return z.NEVER;
       }
       return ms;

@@ -19,7 +19,11 @@ export function lintConfig(config: Config): Warning[] {
   const publicUrl = new URL(config.publicUrl);
   w.push(...lintEdge(config));
   if (!config.secrets.key) {
-    w.push({ key: 'secrets.key', message: 'no master key configured: one is generated and kept in the store, next to the data it protects. For production set secrets.key from the environment (openssl rand -base64 32).' });
+    w.push({
+      key: 'secrets.key',
+      message:
+        'no master key configured: one is generated and kept in the store, next to the data it protects. For production set secrets.key from the environment (openssl rand -base64 32).',
+    });
   }
   if (config.accounts.registration === 'open') {
     const unverified = !config.email
@@ -27,20 +31,33 @@ export function lintConfig(config: Config): Warning[] {
       : !config.accounts.requireVerifiedEmail
         ? 'open registration: anyone can sign up with any address and use the apps before verifying it (accounts.requireVerifiedEmail: true stops that)'
         : 'open registration';
-    w.push({ key: 'accounts.registration', message: `${unverified}, and the sign-up form tells whether an address is taken. Close it (registration: closed) where that matters.` });
+    w.push({
+      key: 'accounts.registration',
+      message: `${unverified}, and the sign-up form tells whether an address is taken. Close it (registration: closed) where that matters.`,
+    });
   }
   if (config.tokens.keys.publishBefore < 30_000) {
-    w.push({ key: 'tokens.keys.publishBefore', message: 'under 30s: JWKS clients that refetch on an unknown kid at most every 30 s (jose\'s default, and gatehouse/verify) may reject assertions for a while after each rotation.' });
+    w.push({
+      key: 'tokens.keys.publishBefore',
+      message:
+        "under 30s: JWKS clients that refetch on an unknown kid at most every 30 s (jose's default, and gatehouse/verify) may reject assertions for a while after each rotation.",
+    });
   }
   appsOf(config).forEach((app, a) => {
     const base = config.apps ? `apps[${a}]` : '';
     if (app.headers.assertion === false) {
-      w.push({ key: `${base ? `${base}.` : ''}headers.assertion`, message: `app "${app.name}" gets no signed assertion, only X-User-Id: anyone who can reach it past Gatehouse can claim to be anyone. Keep it unreachable except through Gatehouse.` });
+      w.push({
+        key: `${base ? `${base}.` : ''}headers.assertion`,
+        message: `app "${app.name}" gets no signed assertion, only X-User-Id: anyone who can reach it past Gatehouse can claim to be anyone. Keep it unreachable except through Gatehouse.`,
+      });
     }
     app.routes.forEach((r, i) => {
       const key = `${base ? `${base}.` : ''}routes[${i}].path`;
       if (/\/\/|\/\.\.?(\/|$)|;|%2f|%5c/i.test(r.path)) {
-        w.push({ key, message: `"${r.path}" can never match: paths are normalized ("//", "." and ".." resolved; ";" and encoded slashes refused) before rules are applied.` });
+        w.push({
+          key,
+          message: `"${r.path}" can never match: paths are normalized ("//", "." and ".." resolved; ";" and encoded slashes refused) before rules are applied.`,
+        });
       }
       if (r.access === 'public' && /^\/\*\*$/.test(r.path) && !r.methods) {
         w.push({ key, message: 'every path is public: Gatehouse protects nothing in this app.' });
@@ -51,7 +68,10 @@ export function lintConfig(config: Config): Warning[] {
     });
     const upstream = new URL(app.upstream);
     if (upstream.host === publicUrl.host) {
-      w.push({ key: base ? `${base}.upstream` : 'upstream', message: 'the upstream is Gatehouse itself: requests would loop.' });
+      w.push({
+        key: base ? `${base}.upstream` : 'upstream',
+        message: 'the upstream is Gatehouse itself: requests would loop.',
+      });
     }
   });
   w.push(...lintProviders(config));
@@ -59,4 +79,3 @@ export function lintConfig(config: Config): Warning[] {
   w.push(...lintEmail(config));
   return w;
 }
-

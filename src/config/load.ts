@@ -40,7 +40,9 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
     text = readFileSync(file, 'utf8');
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new ConfigError(file, [{ key: '', message: e.code === 'ENOENT' ? 'file not found' : `cannot read the file (${e.code ?? e.message})` }]);
+    throw new ConfigError(file, [
+      { key: '', message: e.code === 'ENOENT' ? 'file not found' : `cannot read the file (${e.code ?? e.message})` },
+    ]);
   }
   return parseConfig(text, file, env);
 }
@@ -53,7 +55,11 @@ export function parseConfig(text: string, file = 'gatehouse.yaml', env: NodeJS.P
   if (doc.errors.length) {
     throw new ConfigError(
       file,
-      doc.errors.map((e) => ({ key: '', line: lineCounter.linePos(e.pos[0]).line, message: `YAML: ${e.message.split('\n')[0]}` })),
+      doc.errors.map((e) => ({
+        key: '',
+        line: lineCounter.linePos(e.pos[0]).line,
+        message: `YAML: ${e.message.split('\n')[0]}`,
+      })),
     );
   }
 
@@ -95,7 +101,11 @@ export function parseConfig(text: string, file = 'gatehouse.yaml', env: NodeJS.P
   return result.data;
 }
 
-function issuesToProblems(issues: z.core.$ZodIssue[], doc: Document, lineOf: (n: Node | null | undefined) => number | undefined): ConfigProblem[] {
+function issuesToProblems(
+  issues: z.core.$ZodIssue[],
+  doc: Document,
+  lineOf: (n: Node | null | undefined) => number | undefined,
+): ConfigProblem[] {
   return issues.map((issue) => {
     let path = issue.path as (string | number)[];
     let message = issue.message;
@@ -135,7 +145,8 @@ function keyPathOf(doc: Document, target: Node): string | undefined {
   const walk = (node: unknown, path: (string | number)[]) => {
     if (found !== undefined) return;
     if (node === target) found = formatKey(path);
-    else if (isMap(node)) for (const pair of node.items) walk(pair.value, [...path, String((pair.key as { value?: unknown })?.value)]);
+    else if (isMap(node))
+      for (const pair of node.items) walk(pair.value, [...path, String((pair.key as { value?: unknown })?.value)]);
     else if (isSeq(node)) node.items.forEach((item, i) => walk(item, [...path, i]));
   };
   walk(doc.contents, []);
@@ -152,7 +163,9 @@ function knownKeys(path: (string | number)[]): string[] {
   }
   const inner = unwrap(schema) as { shape?: Record<string, unknown>; options?: unknown[] } | undefined;
   // A discriminated union (providers[]): the keys of every variant.
-  const shapes = inner?.shape ? [inner.shape] : (inner?.options ?? []).map((o) => (unwrap(o) as { shape?: Record<string, unknown> })?.shape ?? {});
+  const shapes = inner?.shape
+    ? [inner.shape]
+    : (inner?.options ?? []).map((o) => (unwrap(o) as { shape?: Record<string, unknown> })?.shape ?? {});
   return [...new Set(shapes.flatMap((sh) => Object.keys(sh)))];
 }
 

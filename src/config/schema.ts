@@ -10,7 +10,8 @@ import { checkOAuthTokens, OAUTH_TOKEN_FIELDS } from './tokens.ts';
  * (`npm run schema`), so editors and the validator never disagree.
  */
 
-const duration = (def: string) => durationField(def).meta({ description: 'Duration: "30s", "15m", "12h", "90d" or a number of seconds' });
+const duration = (def: string) =>
+  durationField(def).meta({ description: 'Duration: "30s", "15m", "12h", "90d" or a number of seconds' });
 
 const httpUrl = (what: string) =>
   z.string().superRefine((v, ctx) => {
@@ -21,7 +22,8 @@ const httpUrl = (what: string) =>
       ctx.addIssue({ code: 'custom', message: `${what} must be an absolute URL such as https://app.example.com` });
       return;
     }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') ctx.addIssue({ code: 'custom', message: `${what} must use http or https` });
+    if (u.protocol !== 'http:' && u.protocol !== 'https:')
+      ctx.addIssue({ code: 'custom', message: `${what} must use http or https` });
     if (u.username || u.password) ctx.addIssue({ code: 'custom', message: `${what} must not contain credentials` });
     if (u.search || u.hash) ctx.addIssue({ code: 'custom', message: `${what} must not have a query or fragment` });
   });
@@ -35,22 +37,45 @@ const cidr = z.string().superRefine((v, ctx) => {
   const max = family === 4 ? 32 : 128;
   const okBits = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= max);
   if (!family || !okBits || extra !== undefined) {
-    ctx.addIssue({ code: 'custom', message: `"${v}" is not an IP address, a CIDR range (10.0.0.0/8) or one of ${PROXY_PRESETS.join(', ')}` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `"${v}" is not an IP address, a CIDR range (10.0.0.0/8) or one of ${PROXY_PRESETS.join(', ')}`,
+    });
   }
 });
 
 /** Request headers an identity header must never replace: the request would change meaning. */
-const RESERVED_HEADERS = new Set(['host', 'cookie', 'authorization', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'expect', 'keep-alive', 'origin', 'x-request-id']);
+const RESERVED_HEADERS = new Set([
+  'host',
+  'cookie',
+  'authorization',
+  'content-length',
+  'content-type',
+  'transfer-encoding',
+  'connection',
+  'upgrade',
+  'te',
+  'trailer',
+  'expect',
+  'keep-alive',
+  'origin',
+  'x-request-id',
+]);
 const headerName = z
   .string()
   .regex(/^[A-Za-z0-9-]+$/, 'a header name has only letters, digits and "-"')
-  .refine((v) => !RESERVED_HEADERS.has(v.toLowerCase()), { message: 'this header is part of the request itself; choose a name of your own, such as X-Auth-Email' });
+  .refine((v) => !RESERVED_HEADERS.has(v.toLowerCase()), {
+    message: 'this header is part of the request itself; choose a name of your own, such as X-Auth-Email',
+  });
 const forwardHeader = z.union([z.boolean(), headerName]);
 
 export const AllowSchema = z
   .strictObject({
     emails: z.array(z.string().min(3)).optional().meta({ description: 'Exact email addresses (case-insensitive)' }),
-    domains: z.array(z.string().regex(/^[A-Za-z0-9.-]+$/, 'a domain such as example.com')).optional().meta({ description: 'Email domains, exact match: example.com does not admit a.example.com' }),
+    domains: z
+      .array(z.string().regex(/^[A-Za-z0-9.-]+$/, 'a domain such as example.com'))
+      .optional()
+      .meta({ description: 'Email domains, exact match: example.com does not admit a.example.com' }),
     groups: z.array(z.string().min(1)).optional().meta({ description: 'Any one of these groups' }),
   })
   .meta({ description: 'Admit a signed-in user who matches any of the lists' });
@@ -61,26 +86,48 @@ export const RouteSchema = z
   .strictObject({
     path: z
       .string()
-      .regex(/^\/[A-Za-z0-9\-._~!$&'()+,=:@/*%]*$/, 'a route path starts with "/" and uses URL path characters, "*" and "**"')
-      .meta({ description: 'Glob on the normalized path: "*" matches within one segment, "**" across segments; "/admin/**" also matches "/admin"' }),
-    methods: z.array(z.enum(METHODS)).min(1).optional().meta({ description: 'Only these methods; HEAD is not implied by GET' }),
+      .regex(
+        /^\/[A-Za-z0-9\-._~!$&'()+,=:@/*%]*$/,
+        'a route path starts with "/" and uses URL path characters, "*" and "**"',
+      )
+      .meta({
+        description:
+          'Glob on the normalized path: "*" matches within one segment, "**" across segments; "/admin/**" also matches "/admin"',
+      }),
+    methods: z
+      .array(z.enum(METHODS))
+      .min(1)
+      .optional()
+      .meta({ description: 'Only these methods; HEAD is not implied by GET' }),
     access: z.enum(['public', 'authenticated', 'deny']).default('authenticated'),
     allow: AllowSchema.optional(),
-    unauthenticated: z.enum(['redirect', '401']).optional().meta({ description: 'What an anonymous request gets; default: browsers are redirected to login, other clients get 401' }),
+    unauthenticated: z.enum(['redirect', '401']).optional().meta({
+      description: 'What an anonymous request gets; default: browsers are redirected to login, other clients get 401',
+    }),
     tokenRelay: TokenRelayRoute,
   })
   .superRefine((r, ctx) => {
-    if (r.access !== 'authenticated' && r.allow) ctx.addIssue({ code: 'custom', path: ['allow'], message: `"allow" only applies to access: authenticated, not ${r.access}` });
+    if (r.access !== 'authenticated' && r.allow)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['allow'],
+        message: `"allow" only applies to access: authenticated, not ${r.access}`,
+      });
   });
 
 export const HeadersSchema = z
   .strictObject({
-    email: forwardHeader.default(false).meta({ description: 'Send X-User-Email (true) or the email under this header name' }),
+    email: forwardHeader
+      .default(false)
+      .meta({ description: 'Send X-User-Email (true) or the email under this header name' }),
     name: forwardHeader.default(false).meta({ description: 'Send X-User-Name (true) or under this header name' }),
-    groups: forwardHeader.default(false).meta({ description: 'Send X-User-Groups, comma-separated (true) or under this header name' }),
-    assertion: forwardHeader
-      .default(true)
-      .meta({ description: 'Send the signed identity assertion (a JWT, aud = the app name) as X-Gatehouse-Assertion (true), under this header name, or not at all (false). It carries email, name and groups only when those are sent too' }),
+    groups: forwardHeader
+      .default(false)
+      .meta({ description: 'Send X-User-Groups, comma-separated (true) or under this header name' }),
+    assertion: forwardHeader.default(true).meta({
+      description:
+        'Send the signed identity assertion (a JWT, aud = the app name) as X-Gatehouse-Assertion (true), under this header name, or not at all (false). It carries email, name and groups only when those are sent too',
+    }),
   })
   .prefault({});
 
@@ -91,13 +138,19 @@ const appFields = {
     .meta({ description: 'Identifies the app: the assertion audience and the sessions it owns' }),
   title: z.string().min(1).max(80).optional().meta({ description: 'Shown on the login pages; default: the name' }),
   routes: z.array(RouteSchema).default([]).meta({ description: 'Rules in order; the first that matches decides' }),
-  defaultAccess: z.enum(['authenticated', 'deny']).default('authenticated').meta({ description: 'What applies where no route matches' }),
+  defaultAccess: z
+    .enum(['authenticated', 'deny'])
+    .default('authenticated')
+    .meta({ description: 'What applies where no route matches' }),
   headers: HeadersSchema,
-  caseSensitivePaths: z
+  caseSensitivePaths: z.boolean().default(false).meta({
+    description:
+      'Match route paths case-sensitively. Default false: /ADMIN meets the /admin rules, in case the app routes without regard to case',
+  }),
+  preserveHost: z
     .boolean()
     .default(false)
-    .meta({ description: 'Match route paths case-sensitively. Default false: /ADMIN meets the /admin rules, in case the app routes without regard to case' }),
-  preserveHost: z.boolean().default(false).meta({ description: 'Send the client\'s Host to the app instead of the upstream\'s' }),
+    .meta({ description: "Send the client's Host to the app instead of the upstream's" }),
   timeouts: z
     .strictObject({
       connect: duration('5s'),
@@ -114,7 +167,9 @@ export const AppSchema = z.strictObject({
     .string()
     .regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, 'a host name with an optional port, such as app.example.com')
     .optional()
-    .meta({ description: 'Serve this app on its own host (its own origin, cookies and sessions); default: the publicUrl host' }),
+    .meta({
+      description: 'Serve this app on its own host (its own origin, cookies and sessions); default: the publicUrl host',
+    }),
   pathPrefix: z
     .string()
     .regex(/^(\/[A-Za-z0-9\-._~]+)+$/, 'a path prefix such as /api (no trailing slash)')
@@ -152,9 +207,12 @@ export const ConfigSchema = z
   .strictObject({
     $schema: z.string().optional(),
     publicUrl: httpUrl('publicUrl')
-      .refine((v) => /^(\/[A-Za-z0-9\-._~]+)*\/?$/.test(new URL(v).pathname) && !/\/\.\.?(\/|$)/.test(new URL(v).pathname), {
-        message: 'the path of publicUrl is a plain path prefix such as /app/ (letters, digits, "-", ".", "_", "~")',
-      })
+      .refine(
+        (v) => /^(\/[A-Za-z0-9\-._~]+)*\/?$/.test(new URL(v).pathname) && !/\/\.\.?(\/|$)/.test(new URL(v).pathname),
+        {
+          message: 'the path of publicUrl is a plain path prefix such as /app/ (letters, digits, "-", ".", "_", "~")',
+        },
+      )
       .meta({
         description:
           'The URL users type; every redirect and cookie is built from it. A path (https://example.com/app/) mounts Gatehouse below it: own routes at /app/.auth, cookies with Path=/app, requests outside it 404',
@@ -169,11 +227,16 @@ export const ConfigSchema = z
             key: z.string().min(1).meta({ description: 'PEM private key file' }),
           })
           .optional()
-          .meta({ description: 'Serve https (HTTP/2 and HTTP/1.1) with this certificate; files are re-read on SIGHUP without dropping connections' }),
+          .meta({
+            description:
+              'Serve https (HTTP/2 and HTTP/1.1) with this certificate; files are re-read on SIGHUP without dropping connections',
+          }),
         timeouts: z
           .strictObject({
             headers: duration('15s').meta({ description: 'A client must send its request headers within this' }),
-            request: duration('10m').meta({ description: 'A client must send its whole request (body included) within this' }),
+            request: duration('10m').meta({
+              description: 'A client must send its whole request (body included) within this',
+            }),
             idle: duration('2m').meta({ description: 'A connection with no traffic for this long is closed' }),
             keepAlive: duration('5s'),
             drain: duration('15s').meta({ description: 'On SIGTERM, in-flight requests get this long to finish' }),
@@ -181,28 +244,31 @@ export const ConfigSchema = z
           .prefault({}),
       })
       .prefault({}),
-    trustedProxies: z
-      .array(cidr)
-      .default([])
-      .meta({ description: 'Peers whose X-Forwarded-* headers are believed: IPs, CIDRs, or loopback / private / linklocal. Default: none' }),
-    forwardedHeaders: z
-      .enum(['x-forwarded', 'forwarded'])
-      .default('x-forwarded')
-      .meta({
-        description:
-          'Which headers trusted proxies write: x-forwarded (X-Forwarded-For/-Proto/-Host: nginx, Traefik, Caddy, cloud load balancers) or forwarded (RFC 7239 Forwarded). Only this family is read; the other is ignored, so a client cannot slip it past a proxy that does not overwrite it',
-      }),
+    trustedProxies: z.array(cidr).default([]).meta({
+      description:
+        'Peers whose X-Forwarded-* headers are believed: IPs, CIDRs, or loopback / private / linklocal. Default: none',
+    }),
+    forwardedHeaders: z.enum(['x-forwarded', 'forwarded']).default('x-forwarded').meta({
+      description:
+        'Which headers trusted proxies write: x-forwarded (X-Forwarded-For/-Proto/-Host: nginx, Traefik, Caddy, cloud load balancers) or forwarded (RFC 7239 Forwarded). Only this family is read; the other is ignored, so a client cannot slip it past a proxy that does not overwrite it',
+    }),
     authPrefix: z
       .string()
       .regex(/^(\/[A-Za-z0-9\-._~]+)+$/, 'a path such as /.auth (no trailing slash)')
       .default('/.auth')
-      .meta({ description: 'Where Gatehouse\'s own routes live; never forwarded to an app' }),
+      .meta({ description: "Where Gatehouse's own routes live; never forwarded to an app" }),
     store: StoreSchema,
     cache: CacheSchema,
     secrets: z
       .strictObject({
-        key: secretString.optional().meta({ description: 'Master key, 32+ random bytes as base64 or hex (e.g. ${GATEHOUSE_KEY}); default: generated and kept in the store' }),
-        previousKeys: z.array(secretString).default([]).meta({ description: 'Older master keys still accepted for decryption while rotating' }),
+        key: secretString.optional().meta({
+          description:
+            'Master key, 32+ random bytes as base64 or hex (e.g. ${GATEHOUSE_KEY}); default: generated and kept in the store',
+        }),
+        previousKeys: z
+          .array(secretString)
+          .default([])
+          .meta({ description: 'Older master keys still accepted for decryption while rotating' }),
       })
       .prefault({}),
     upstream: httpUrl('upstream').optional().meta({ description: 'The one app behind Gatehouse (or use apps:)' }),
@@ -212,43 +278,81 @@ export const ConfigSchema = z
     email: EmailSchema.optional(),
     accounts: z
       .strictObject({
-        registration: z.enum(['open', 'closed']).default('open').meta({ description: 'closed: only operators add users (gatehouse users add)' }),
-        allowedDomains: z.array(z.string().regex(/^[A-Za-z0-9.-]+$/)).optional().meta({ description: 'Only these email domains may register' }),
+        registration: z
+          .enum(['open', 'closed'])
+          .default('open')
+          .meta({ description: 'closed: only operators add users (gatehouse users add)' }),
+        allowedDomains: z
+          .array(z.string().regex(/^[A-Za-z0-9.-]+$/))
+          .optional()
+          .meta({ description: 'Only these email domains may register' }),
         minPasswordLength: z.number().int().min(8).max(64).default(8),
-        requireVerifiedEmail: z
-          .boolean()
-          .default(false)
-          .meta({ description: 'Users whose address is not verified (password registrations until they follow the emailed link) cannot use protected routes; they get a page to resend the link. Needs email' }),
+        requireVerifiedEmail: z.boolean().default(false).meta({
+          description:
+            'Users whose address is not verified (password registrations until they follow the emailed link) cannot use protected routes; they get a page to resend the link. Needs email',
+        }),
         rateLimits: z
           .strictObject({
-            loginPerIp: z.number().int().min(1).default(30).meta({ description: 'Failed logins per client IP per 15 minutes' }),
-            loginPerAccount: z
+            loginPerIp: z
               .number()
               .int()
               .min(1)
-              .default(10)
-              .meta({ description: 'Failed logins per account per 15 minutes from browsers that never signed in to it; browsers that did keep their own allowance, so this cannot lock the owner out' }),
-            registerPerIp: z.number().int().min(1).default(20).meta({ description: 'Registrations per client IP per hour' }),
-            providerStartsPerIp: z.number().int().min(1).default(120).meta({ description: 'Sign-ins and links started with a provider per client IP per 15 minutes (each keeps a pending state record)' }),
-            passwordResetPerIp: z.number().int().min(1).default(20).meta({ description: 'Password-reset requests per client IP per hour' }),
-            passwordResetPerAccount: z.number().int().min(1).default(5).meta({ description: 'Password-reset requests per email address per hour, whether or not it has an account' }),
-            emailsPerAddress: z.number().int().min(1).default(10).meta({ description: 'Messages (verification and reset) sent to one address per hour, at most; more are not sent' }),
+              .default(30)
+              .meta({ description: 'Failed logins per client IP per 15 minutes' }),
+            loginPerAccount: z.number().int().min(1).default(10).meta({
+              description:
+                'Failed logins per account per 15 minutes from browsers that never signed in to it; browsers that did keep their own allowance, so this cannot lock the owner out',
+            }),
+            registerPerIp: z
+              .number()
+              .int()
+              .min(1)
+              .default(20)
+              .meta({ description: 'Registrations per client IP per hour' }),
+            providerStartsPerIp: z.number().int().min(1).default(120).meta({
+              description:
+                'Sign-ins and links started with a provider per client IP per 15 minutes (each keeps a pending state record)',
+            }),
+            passwordResetPerIp: z
+              .number()
+              .int()
+              .min(1)
+              .default(20)
+              .meta({ description: 'Password-reset requests per client IP per hour' }),
+            passwordResetPerAccount: z.number().int().min(1).default(5).meta({
+              description: 'Password-reset requests per email address per hour, whether or not it has an account',
+            }),
+            emailsPerAddress: z.number().int().min(1).default(10).meta({
+              description: 'Messages (verification and reset) sent to one address per hour, at most; more are not sent',
+            }),
           })
           .prefault({}),
       })
       .prefault({}),
     tokens: z
       .strictObject({
-        algorithm: z.enum(['EdDSA', 'ES256']).default('EdDSA').meta({ description: 'JWS algorithm of new signing keys: EdDSA (Ed25519) or ES256 (P-256). Existing keys keep theirs until rotated out' }),
+        algorithm: z.enum(['EdDSA', 'ES256']).default('EdDSA').meta({
+          description:
+            'JWS algorithm of new signing keys: EdDSA (Ed25519) or ES256 (P-256). Existing keys keep theirs until rotated out',
+        }),
         assertionTtl: duration('60s').meta({ description: 'Lifetime (exp - iat) of X-Gatehouse-Assertion' }),
-        maxLifetime: duration('1h').meta({ description: 'The longest any token signed with Gatehouse\'s keys may live. A replaced key stays published this long (plus clockSkew) after it stopped signing' }),
-        clockSkew: duration('30s').meta({ description: 'Allowed clock difference between nodes and apps, added to every key retirement' }),
+        maxLifetime: duration('1h').meta({
+          description:
+            "The longest any token signed with Gatehouse's keys may live. A replaced key stays published this long (plus clockSkew) after it stopped signing",
+        }),
+        clockSkew: duration('30s').meta({
+          description: 'Allowed clock difference between nodes and apps, added to every key retirement',
+        }),
         keys: z
           .strictObject({
             publishBefore: duration('10m').meta({
-              description: 'After `gatehouse keys rotate`, how long a new key is published in the JWKS before it signs, so every node and every JWKS cache has it first',
+              description:
+                'After `gatehouse keys rotate`, how long a new key is published in the JWKS before it signs, so every node and every JWKS cache has it first',
             }),
-            refreshInterval: duration('1m').meta({ description: 'How often each node reloads the key set from the store (also at once when it meets an unknown kid)' }),
+            refreshInterval: duration('1m').meta({
+              description:
+                'How often each node reloads the key set from the store (also at once when it meets an unknown kid)',
+            }),
           })
           .prefault({}),
         // The OAuth server for CLIs and MCP clients: lifetimes, clients, registration (tokens.ts).
@@ -256,10 +360,17 @@ export const ConfigSchema = z
       })
       .superRefine(checkOAuthTokens)
       .prefault({})
-      .meta({ description: 'Signing keys and signed tokens: the assertion, and the OAuth server for CLIs (device flow) and MCP clients' }),
+      .meta({
+        description:
+          'Signing keys and signed tokens: the assertion, and the OAuth server for CLIs (device flow) and MCP clients',
+      }),
     sessions: z
       .strictObject({
-        cookieName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('gatehouse').meta({ description: 'Prefixed with __Host- when publicUrl is https' }),
+        cookieName: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]+$/)
+          .default('gatehouse')
+          .meta({ description: 'Prefixed with __Host- when publicUrl is https' }),
         idleTimeout: duration('12h'),
         absoluteTimeout: duration('7d'),
       })
@@ -271,33 +382,75 @@ export const ConfigSchema = z
       .prefault({}),
   })
   .superRefine((c, ctx) => {
-    if (!c.upstream && !c.apps) ctx.addIssue({ code: 'custom', path: ['upstream'], message: 'set upstream (one app) or apps (several)' });
-    if (c.upstream && c.apps) ctx.addIssue({ code: 'custom', path: ['apps'], message: 'set either upstream or apps, not both' });
-    if (c.tokens.keys.refreshInterval < 100) ctx.addIssue({ code: 'custom', path: ['tokens', 'keys', 'refreshInterval'], message: 'refreshInterval must be at least 100ms' });
+    if (!c.upstream && !c.apps)
+      ctx.addIssue({ code: 'custom', path: ['upstream'], message: 'set upstream (one app) or apps (several)' });
+    if (c.upstream && c.apps)
+      ctx.addIssue({ code: 'custom', path: ['apps'], message: 'set either upstream or apps, not both' });
+    if (c.tokens.keys.refreshInterval < 100)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tokens', 'keys', 'refreshInterval'],
+        message: 'refreshInterval must be at least 100ms',
+      });
     if (c.tokens.keys.refreshInterval >= c.tokens.keys.publishBefore) {
-      ctx.addIssue({ code: 'custom', path: ['tokens', 'keys', 'publishBefore'], message: 'publishBefore must be longer than refreshInterval: every node must have loaded a new key before it signs' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tokens', 'keys', 'publishBefore'],
+        message:
+          'publishBefore must be longer than refreshInterval: every node must have loaded a new key before it signs',
+      });
     }
-    if (c.tokens.assertionTtl < 1000) ctx.addIssue({ code: 'custom', path: ['tokens', 'assertionTtl'], message: 'assertionTtl must be at least 1s' });
-    if (c.tokens.assertionTtl > c.tokens.maxLifetime) ctx.addIssue({ code: 'custom', path: ['tokens', 'assertionTtl'], message: 'assertionTtl is longer than tokens.maxLifetime' });
+    if (c.tokens.assertionTtl < 1000)
+      ctx.addIssue({ code: 'custom', path: ['tokens', 'assertionTtl'], message: 'assertionTtl must be at least 1s' });
+    if (c.tokens.assertionTtl > c.tokens.maxLifetime)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tokens', 'assertionTtl'],
+        message: 'assertionTtl is longer than tokens.maxLifetime',
+      });
     if (c.sessions.idleTimeout > c.sessions.absoluteTimeout) {
-      ctx.addIssue({ code: 'custom', path: ['sessions', 'idleTimeout'], message: 'idleTimeout is longer than absoluteTimeout' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sessions', 'idleTimeout'],
+        message: 'idleTimeout is longer than absoluteTimeout',
+      });
     }
     const names = new Set<string>();
     const places = new Set<string>();
     c.apps?.forEach((app, i) => {
-      if (names.has(app.name)) ctx.addIssue({ code: 'custom', path: ['apps', i, 'name'], message: `another app is already named "${app.name}"` });
+      if (names.has(app.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['apps', i, 'name'],
+          message: `another app is already named "${app.name}"`,
+        });
       names.add(app.name);
       const place = `${(app.host ?? '').toLowerCase()}${app.pathPrefix ?? ''}`;
-      if (places.has(place)) ctx.addIssue({ code: 'custom', path: ['apps', i], message: 'another app already has this host and pathPrefix' });
+      if (places.has(place))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['apps', i],
+          message: 'another app already has this host and pathPrefix',
+        });
       places.add(place);
     });
     const providerIds = new Set<string>();
     c.providers.forEach((p, i) => {
-      if (providerIds.has(p.id)) ctx.addIssue({ code: 'custom', path: ['providers', i, 'id'], message: `another provider already has the id "${p.id}"` });
+      if (providerIds.has(p.id))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['providers', i, 'id'],
+          message: `another provider already has the id "${p.id}"`,
+        });
       providerIds.add(p.id);
     });
     const relay = (id: string | false | undefined, path: (string | number)[]) => {
-      if (id && !providerIds.has(id)) ctx.addIssue({ code: 'custom', path, message: `tokenRelay names "${id}", which is not one of providers[].id (${[...providerIds].join(', ') || 'none configured'})` });
+      if (id && !providerIds.has(id))
+        ctx.addIssue({
+          code: 'custom',
+          path,
+          message: `tokenRelay names "${id}", which is not one of providers[].id (${[...providerIds].join(', ') || 'none configured'})`,
+        });
     };
     relay(c.tokenRelay, ['tokenRelay']);
     c.routes.forEach((r, i) => relay(r.tokenRelay, ['routes', i, 'tokenRelay']));

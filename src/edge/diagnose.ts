@@ -145,7 +145,9 @@ export class Diagnosis {
         heading: 'Sign-in cannot work at this address',
         key: 'trustedProxies',
         summary: `This request reached Gatehouse over plain http from ${d.peer}. That peer says the browser used https (\`${d.schemeHeader}: ${d.claimedScheme}\`), but it is not in \`trustedProxies\`, so Gatehouse does not believe it, and the browser would drop Gatehouse's Secure cookies.`,
-        fix: [`Add the proxy to \`trustedProxies\`: its address (\`trustedProxies: [${d.peer}]\`), a CIDR such as \`10.0.0.0/8\`, or a preset (\`loopback\`, \`private\`).`],
+        fix: [
+          `Add the proxy to \`trustedProxies\`: its address (\`trustedProxies: [${d.peer}]\`), a CIDR such as \`10.0.0.0/8\`, or a preset (\`loopback\`, \`private\`).`,
+        ],
         retry,
         log,
       };
@@ -175,7 +177,9 @@ export class Diagnosis {
         summary: `The proxy in front of Gatehouse is trusted, but it does not say which scheme the browser used (no \`${d.schemeHeader}\`), so Gatehouse sees plain http while \`publicUrl\` is https. The browser would drop Gatehouse's Secure cookies.`,
         fix:
           this.forwarding.headers === 'forwarded'
-            ? ['Make the proxy send `Forwarded: for=...;proto=https` (or set `forwardedHeaders: x-forwarded` if it sends X-Forwarded-Proto).']
+            ? [
+                'Make the proxy send `Forwarded: for=...;proto=https` (or set `forwardedHeaders: x-forwarded` if it sends X-Forwarded-Proto).',
+              ]
             : [
                 'nginx: add `proxy_set_header X-Forwarded-Proto $scheme;` next to `proxy_pass` (examples/nginx.conf).',
                 'Traefik and Caddy send X-Forwarded-Proto themselves; any other proxy: make it send `X-Forwarded-Proto: https`.',
@@ -200,7 +204,11 @@ export class Diagnosis {
   }
 
   /** A request for a host no site answers for (421). */
-  misdirected(req: IncomingMessage, sites: Map<string, Site>, hostOf: (host: string | undefined) => Site | undefined): Cause {
+  misdirected(
+    req: IncomingMessage,
+    sites: Map<string, Site>,
+    hostOf: (host: string | undefined) => Site | undefined,
+  ): Cause {
     const d = this.forwarding.detail(req);
     const first = sites.values().next().value!;
     const origins = [...sites.values()].map((s) => s.origin).join(', ');
@@ -215,7 +223,9 @@ export class Diagnosis {
         heading: 'Wrong address',
         key: 'trustedProxies',
         summary: `This request asks for ${asked}, which Gatehouse does not serve. ${d.peer} says the browser asked for ${d.claimedHost} (\`${d.hostHeader}\`), but it is not in \`trustedProxies\`, so Gatehouse does not believe it.`,
-        fix: [`Add the proxy to \`trustedProxies\` (\`trustedProxies: [${d.peer}]\`, a CIDR, or \`loopback\` / \`private\`), or have it pass the original Host on (nginx: \`proxy_set_header Host $host;\`).`],
+        fix: [
+          `Add the proxy to \`trustedProxies\` (\`trustedProxies: [${d.peer}]\`, a CIDR, or \`loopback\` / \`private\`), or have it pass the original Host on (nginx: \`proxy_set_header Host $host;\`).`,
+        ],
         retry: link,
         log,
       };
@@ -229,7 +239,7 @@ export class Diagnosis {
         key: 'Host (proxy)',
         summary: `The trusted proxy in front of Gatehouse sent \`Host: ${asked}\`, which is not an address Gatehouse serves (${origins}), and no \`${d.hostHeader}\`. A proxy usually sends its upstream's name unless told otherwise.`,
         fix: [
-          'nginx: add `proxy_set_header Host $host;` (nginx sends the upstream\'s name by default).',
+          "nginx: add `proxy_set_header Host $host;` (nginx sends the upstream's name by default).",
           'Traefik and Caddy pass the Host on unless told otherwise.',
           `If users really type ${asked}: set \`publicUrl\` (or an app's \`host\`) to it.`,
         ],
@@ -244,7 +254,11 @@ export class Diagnosis {
       heading: 'Wrong address',
       key: 'publicUrl',
       summary: `This server does not serve the address you used (${asked}). Gatehouse answers for ${origins}.`,
-      fix: ['Open it at that address.', 'Or set `publicUrl` (or an app\'s `host`) to the address users type.', 'Behind a proxy, pass the original Host on (nginx: `proxy_set_header Host $host;`).'],
+      fix: [
+        'Open it at that address.',
+        "Or set `publicUrl` (or an app's `host`) to the address users type.",
+        'Behind a proxy, pass the original Host on (nginx: `proxy_set_header Host $host;`).',
+      ],
       retry: link,
       log,
     };
@@ -258,7 +272,8 @@ export class Diagnosis {
   outsideBase(ctx: { req: IncomingMessage; site: Site; path: string }, authPrefix: string): Cause | undefined {
     const { site, path } = ctx;
     const d = this.forwarding.detail(ctx.req);
-    const ownRoute = path.toLowerCase() === authPrefix.toLowerCase() || path.toLowerCase().startsWith(`${authPrefix.toLowerCase()}/`);
+    const ownRoute =
+      path.toLowerCase() === authPrefix.toLowerCase() || path.toLowerCase().startsWith(`${authPrefix.toLowerCase()}/`);
     const strippedPrefix = d.prefix !== undefined && d.prefix.replace(/\/+$/, '') === site.base;
     if (!ownRoute && !strippedPrefix) return undefined;
     return {
@@ -297,7 +312,8 @@ export class Diagnosis {
         status: 400,
         heading: 'Sign-in could not be completed',
         key: 'publicUrl',
-        summary: 'The browser came back from the identity provider without the cookie Gatehouse set when this sign-in started.',
+        summary:
+          'The browser came back from the identity provider without the cookie Gatehouse set when this sign-in started.',
         fix: [
           `The redirect URI registered at the provider must be on \`publicUrl\`: ${ctx.site.origin}${this.prefix}/callback/<provider>. A callback on another host or scheme arrives without the cookie.`,
           'If this happens once (an old tab, a sign-in that took very long): start again.',
@@ -322,7 +338,11 @@ export class Diagnosis {
   /** Set-Cookie for the loop-breaker's marker: add it wherever a sign-in succeeds. */
   signedIn(site: Site): string {
     const ts = this.now().toString(36);
-    return serializeCookie(site.cookies.signin, `${ts}.${this.secrets.mac('signin', `${site.origin}|${ts}`)}`, { secure: false, path: site.cookiePath, maxAgeSeconds: MARKER_MAX_AGE_S });
+    return serializeCookie(site.cookies.signin, `${ts}.${this.secrets.mac('signin', `${site.origin}|${ts}`)}`, {
+      secure: false,
+      path: site.cookiePath,
+      maxAgeSeconds: MARKER_MAX_AGE_S,
+    });
   }
 
   /** Set-Cookie that removes the marker (at sign-out, and once the explanation is shown). */
@@ -341,7 +361,12 @@ export class Diagnosis {
     const ts = value.slice(0, dot);
     const at = parseInt(ts, 36);
     const age = this.now() - at;
-    return Number.isFinite(at) && age >= -5_000 && age <= MARKER_MAX_AGE_S * 1000 && this.secrets.verifyMac('signin', `${site.origin}|${ts}`, value.slice(dot + 1));
+    return (
+      Number.isFinite(at) &&
+      age >= -5_000 &&
+      age <= MARKER_MAX_AGE_S * 1000 &&
+      this.secrets.verifyMac('signin', `${site.origin}|${ts}`, value.slice(dot + 1))
+    );
   }
 
   /**
@@ -351,7 +376,11 @@ export class Diagnosis {
   afterSignIn(ctx: RequestContext, lookup: Lookup | undefined): Cause | undefined {
     if (lookup?.state === 'active' || !this.recentlySignedIn(ctx.req, ctx.site)) return undefined;
     // A session that ended for a reason of its own (account disabled, timed out) is not a loop.
-    if (lookup?.state === 'invalid' && (lookup.reason === 'disabled' || lookup.reason === 'expired' || lookup.reason === 'other_site')) return undefined;
+    if (
+      lookup?.state === 'invalid' &&
+      (lookup.reason === 'disabled' || lookup.reason === 'expired' || lookup.reason === 'other_site')
+    )
+      return undefined;
     const first = this.check(ctx);
     if (first) return first;
     const { site } = ctx;
@@ -380,7 +409,10 @@ export class Diagnosis {
         heading,
         key: 'sessions.cookieName',
         summary: `The browser sends two cookies named ${site.session.name}: the one Gatehouse set and another, set by a site on a parent domain or for a narrower path. Gatehouse trusts neither.`,
-        fix: ['Stop whatever sets the other cookie (another service on a parent domain with `Domain=`), and clear this site\'s cookies in the browser.', 'Or give Gatehouse a cookie name of its own: `sessions.cookieName`.'],
+        fix: [
+          "Stop whatever sets the other cookie (another service on a parent domain with `Domain=`), and clear this site's cookies in the browser.",
+          'Or give Gatehouse a cookie name of its own: `sessions.cookieName`.',
+        ],
         retry,
         log: {},
       };
@@ -391,7 +423,8 @@ export class Diagnosis {
         status: 400,
         heading,
         key: 'store',
-        summary: 'You signed in a moment ago and the browser sent the session cookie back, but this Gatehouse node does not know the session.',
+        summary:
+          'You signed in a moment ago and the browser sent the session cookie back, but this Gatehouse node does not know the session.',
         fix: [
           'Several Gatehouse nodes behind a load balancer must share one store: `store: {type: postgres, url: ...}` on every node (a SQLite file belongs to one node).',
           'Or the store was reset or replaced since the sign-in, or the session was ended right after it (signed out elsewhere, revoked): then just sign in again.',
@@ -406,7 +439,9 @@ export class Diagnosis {
       heading,
       key: 'cookies at the proxy',
       summary: `You signed in a moment ago, but the session cookie (${site.session.name}) came back altered.`,
-      fix: ['Something between the browser and Gatehouse rewrites cookies (a CDN or proxy that re-encodes or truncates `Cookie`): pass it on unchanged.'],
+      fix: [
+        'Something between the browser and Gatehouse rewrites cookies (a CDN or proxy that re-encodes or truncates `Cookie`): pass it on unchanged.',
+      ],
       retry,
       log: { reason: lookup.reason },
     };
@@ -423,7 +458,9 @@ export class Diagnosis {
         heading: 'Access check refused',
         key: 'trustedProxies',
         summary: `${this.prefix}/check was called by ${d.peer}, which is not in \`trustedProxies\`, so Gatehouse cannot believe which URL it is asked to check.`,
-        fix: [`Add the proxy to \`trustedProxies\` (\`trustedProxies: [${d.peer}]\`, a CIDR, or \`loopback\` / \`private\`).`],
+        fix: [
+          `Add the proxy to \`trustedProxies\` (\`trustedProxies: [${d.peer}]\`, a CIDR, or \`loopback\` / \`private\`).`,
+        ],
         log: { peer: d.peer },
       };
     }
@@ -433,7 +470,10 @@ export class Diagnosis {
       heading: 'Access check refused',
       key: 'X-Original-URI (proxy)',
       summary: `${this.prefix}/check was called without the original URL (\`X-Original-URI\` or \`X-Forwarded-Uri\`), so Gatehouse cannot tell what to decide.`,
-      fix: ['nginx: `proxy_set_header X-Original-URI $request_uri;` and `proxy_set_header X-Original-Method $request_method;` in the auth location (examples/nginx-forward-auth.conf).', 'Traefik ForwardAuth and Caddy forward_auth send X-Forwarded-Uri and X-Forwarded-Method themselves.'],
+      fix: [
+        'nginx: `proxy_set_header X-Original-URI $request_uri;` and `proxy_set_header X-Original-Method $request_method;` in the auth location (examples/nginx-forward-auth.conf).',
+        'Traefik ForwardAuth and Caddy forward_auth send X-Forwarded-Uri and X-Forwarded-Method themselves.',
+      ],
       log: { peer: d.peer },
     };
   }
@@ -441,13 +481,38 @@ export class Diagnosis {
   // ---- the answer -------------------------------------------------------------------
 
   /** Logs the cause (once per window) and sends the page or JSON. */
-  respond(req: IncomingMessage, res: ServerResponse, site: Site | undefined, cause: Cause, requestId: string, cookies?: string[]): void {
+  respond(
+    req: IncomingMessage,
+    res: ServerResponse,
+    site: Site | undefined,
+    cause: Cause,
+    requestId: string,
+    cookies?: string[],
+  ): void {
     this.log(req, cause, requestId);
     if (res.headersSent) return void res.destroy();
     if (wantsHtml(req)) {
-      sendHtml(res, cause.status, renderCause(site?.title ?? 'Gatehouse', cause, requestId), { 'content-security-policy': CSP }, cookies);
+      sendHtml(
+        res,
+        cause.status,
+        renderCause(site?.title ?? 'Gatehouse', cause, requestId),
+        { 'content-security-policy': CSP },
+        cookies,
+      );
     } else {
-      sendJson(res, cause.status, { error: cause.error ?? 'misconfigured', cause: cause.code, key: cause.key, message: plain(cause.summary), fix: cause.fix.map(plain) }, {}, cookies);
+      sendJson(
+        res,
+        cause.status,
+        {
+          error: cause.error ?? 'misconfigured',
+          cause: cause.code,
+          key: cause.key,
+          message: plain(cause.summary),
+          fix: cause.fix.map(plain),
+        },
+        {},
+        cookies,
+      );
     }
   }
 
@@ -460,7 +525,16 @@ export class Diagnosis {
     }
     this.logged.set(cause.code, { until: now + LOG_EVERY_MS, suppressed: 0 });
     this.logger.warn(
-      { event: 'misconfiguration', cause: cause.code, key: cause.key, status: cause.status, requestId, path: req.url?.split('?')[0]?.slice(0, 256), suppressedBefore: seen?.suppressed ?? 0, ...cause.log },
+      {
+        event: 'misconfiguration',
+        cause: cause.code,
+        key: cause.key,
+        status: cause.status,
+        requestId,
+        path: req.url?.split('?')[0]?.slice(0, 256),
+        suppressedBefore: seen?.suppressed ?? 0,
+        ...cause.log,
+      },
       `${plain(cause.summary)} Fix: ${plain(cause.fix[0] ?? '')}`,
     );
   }

@@ -9,7 +9,15 @@ import type { Sessions } from '../sessions/index.ts';
 import type { Assertions } from '../tokens/assertion.ts';
 import type { Diagnosis } from './diagnose.ts';
 
-type ErrorPage = (req: IncomingMessage, res: ServerResponse, site: Site | undefined, status: number, code: string, message: string, detail?: string) => void;
+type ErrorPage = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  site: Site | undefined,
+  status: number,
+  code: string,
+  message: string,
+  detail?: string,
+) => void;
 
 const METHOD = /^[A-Z]{1,20}$/;
 
@@ -47,7 +55,14 @@ export class ForwardAuth {
   /** Gatehouse's own bearer tokens (src/oauth/), decided like a proxied request's. */
   private readonly bearer: (BearerCheck & { challenge(app: App, error?: string): string }) | undefined;
 
-  constructor(o: { sessions: Sessions; diagnosis: Diagnosis; prefix: string; assertions: Assertions; error: ErrorPage; bearer?: BearerCheck & { challenge(app: App, error?: string): string } }) {
+  constructor(o: {
+    sessions: Sessions;
+    diagnosis: Diagnosis;
+    prefix: string;
+    assertions: Assertions;
+    error: ErrorPage;
+    bearer?: BearerCheck & { challenge(app: App, error?: string): string };
+  }) {
     this.sessions = o.sessions;
     this.diagnosis = o.diagnosis;
     this.prefix = o.prefix;
@@ -58,16 +73,19 @@ export class ForwardAuth {
 
   async handle(ctx: RequestContext): Promise<void> {
     const { req, res, site } = ctx;
-    if (!ctx.viaProxy) return this.diagnosis.respond(req, res, site, this.diagnosis.forwardAuth(req, 'untrusted'), ctx.requestId);
+    if (!ctx.viaProxy)
+      return this.diagnosis.respond(req, res, site, this.diagnosis.forwardAuth(req, 'untrusted'), ctx.requestId);
     const h = req.headers;
     const nginx = h['x-original-uri'] !== undefined;
     const uri = one(nginx ? h['x-original-uri'] : h['x-forwarded-uri']);
     if (!uri) return this.diagnosis.respond(req, res, site, this.diagnosis.forwardAuth(req, 'no_uri'), ctx.requestId);
     const method = (one(nginx ? h['x-original-method'] : h['x-forwarded-method']) ?? req.method ?? 'GET').toUpperCase();
-    if (!METHOD.test(method)) return this.error(req, res, site, 400, 'bad_request', 'The original method is not valid.');
+    if (!METHOD.test(method))
+      return this.error(req, res, site, 400, 'bad_request', 'The original method is not valid.');
     const target = normalizeTarget(uri);
     if (!target.ok) return this.error(req, res, site, 400, 'bad_request', 'This address is not valid.', target.reason);
-    if (site.base && !isBelow(target.path, site.base, false)) return this.error(req, res, site, 404, 'not_found', 'There is no page at this address.');
+    if (site.base && !isBelow(target.path, site.base, false))
+      return this.error(req, res, site, 404, 'not_found', 'There is no page at this address.');
     // Gatehouse's own pages decide for themselves; a proxy that checks them too must let them through.
     if (isBelow(target.path, this.prefix, true)) return allow(res, site, req.headers.cookie, []);
 
@@ -82,7 +100,13 @@ export class ForwardAuth {
         ctx.userId = d.active.user.id;
         return this.error(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.');
       case 'unauthenticated':
-        unauthenticated(inner, d.rule, d.lookup, { prefix: this.prefix, sessions: this.sessions, diagnosis: this.diagnosis }, { method, noRedirect: nginx, challenge: this.bearer?.challenge(d.app) });
+        unauthenticated(
+          inner,
+          d.rule,
+          d.lookup,
+          { prefix: this.prefix, sessions: this.sessions, diagnosis: this.diagnosis },
+          { method, noRedirect: nginx, challenge: this.bearer?.challenge(d.app) },
+        );
         return;
       case 'invalid_token':
         res.setHeader('www-authenticate', this.bearer!.challenge(d.app, d.description));

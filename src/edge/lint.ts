@@ -24,7 +24,10 @@ export function lintEdge(config: Config, now = Date.now()): Warning[] {
     });
   }
   if (!https && localHost && everywhere) {
-    w.push({ key: 'listen.host', message: `listening on all interfaces while publicUrl is ${publicUrl.origin}: requests arriving under another host name are refused (421).` });
+    w.push({
+      key: 'listen.host',
+      message: `listening on all interfaces while publicUrl is ${publicUrl.origin}: requests arriving under another host name are refused (421).`,
+    });
   }
   if (https && !tls && config.trustedProxies.length === 0) {
     w.push({
@@ -35,14 +38,22 @@ export function lintEdge(config: Config, now = Date.now()): Warning[] {
   }
   for (const [i, p] of config.trustedProxies.entries()) {
     if (/\/0$/.test(p)) {
-      w.push({ key: `trustedProxies[${i}]`, message: `"${p}" trusts every address: any client can then claim any IP, scheme and host in forwarding headers, which defeats rate limits.` });
+      w.push({
+        key: `trustedProxies[${i}]`,
+        message: `"${p}" trusts every address: any client can then claim any IP, scheme and host in forwarding headers, which defeats rate limits.`,
+      });
     }
   }
   if (tls) {
-    if (!https) w.push({ key: 'publicUrl', message: `listen.tls is set but publicUrl is ${publicUrl.origin}: browsers would be sent to plain http. Set publicUrl to https://${publicUrl.host}${publicUrl.pathname}.` });
+    if (!https)
+      w.push({
+        key: 'publicUrl',
+        message: `listen.tls is set but publicUrl is ${publicUrl.origin}: browsers would be sent to plain http. Set publicUrl to https://${publicUrl.host}${publicUrl.pathname}.`,
+      });
     try {
       const pair = loadTls(tls);
-      for (const m of certificateWarnings(pair.leaf, publicUrl.hostname, now)) w.push({ key: 'listen.tls.cert', message: m });
+      for (const m of certificateWarnings(pair.leaf, publicUrl.hostname, now))
+        w.push({ key: 'listen.tls.cert', message: m });
     } catch (e) {
       if (!(e instanceof TlsError)) throw e;
       w.push({ key: e.key, message: `${e.message.slice(e.key.length + 2)}: Gatehouse will not start.` });
@@ -61,10 +72,17 @@ export function lintEdge(config: Config, now = Date.now()): Warning[] {
     };
     appsOf(config).forEach((app, a) => {
       const at = config.apps ? `apps[${a}].` : '';
-      if (app.pathPrefix && !below(app.pathPrefix)) w.push({ key: `${at}pathPrefix`, message: `"${app.pathPrefix}" is outside publicUrl's path ${base}/: Gatehouse serves nothing there.` });
+      if (app.pathPrefix && !below(app.pathPrefix))
+        w.push({
+          key: `${at}pathPrefix`,
+          message: `"${app.pathPrefix}" is outside publicUrl's path ${base}/: Gatehouse serves nothing there.`,
+        });
       app.routes.forEach((r, i) => {
         if (!reaches(r.path, app.caseSensitivePaths)) {
-          w.push({ key: `${at}routes[${i}].path`, message: `"${r.path}" is outside publicUrl's path ${base}/ and can never match: rules match the full path, ${base} included (e.g. "${base}${r.path}").` });
+          w.push({
+            key: `${at}routes[${i}].path`,
+            message: `"${r.path}" is outside publicUrl's path ${base}/ and can never match: rules match the full path, ${base} included (e.g. "${base}${r.path}").`,
+          });
         }
       });
     });

@@ -34,7 +34,10 @@ function read(key: string, path: string): Buffer {
     return readFileSync(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new TlsError(key, `cannot read ${path} (${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message})`);
+    throw new TlsError(
+      key,
+      `cannot read ${path} (${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message})`,
+    );
   }
 }
 
@@ -53,7 +56,8 @@ export function loadTls(files: TlsFiles): TlsPair {
   } catch {
     throw new TlsError('listen.tls.key', `${files.key} is not a PEM private key (or it is encrypted)`);
   }
-  if (!leaf.checkPrivateKey(privateKey)) throw new TlsError('listen.tls.key', `${files.key} is not the key of the certificate in ${files.cert}`);
+  if (!leaf.checkPrivateKey(privateKey))
+    throw new TlsError('listen.tls.key', `${files.key} is not the key of the certificate in ${files.cert}`);
   return { cert, key, leaf };
 }
 
@@ -63,15 +67,23 @@ export function certificateWarnings(leaf: X509Certificate, host: string, now = D
   const notAfter = Date.parse(leaf.validTo);
   const notBefore = Date.parse(leaf.validFrom);
   if (now > notAfter) w.push(`the certificate expired on ${leaf.validTo}: browsers refuse it.`);
-  else if (notAfter - now < 14 * 86_400_000) w.push(`the certificate expires on ${leaf.validTo}: renew it (and send SIGHUP to reload).`);
+  else if (notAfter - now < 14 * 86_400_000)
+    w.push(`the certificate expires on ${leaf.validTo}: renew it (and send SIGHUP to reload).`);
   if (now < notBefore) w.push(`the certificate is not valid before ${leaf.validFrom}.`);
   const name = host.replace(/^\[|\]$/g, '');
   const matches = isIP(name) ? leaf.checkIP(name) !== undefined : leaf.checkHost(name) !== undefined;
-  if (!matches) w.push(`the certificate is not valid for ${name} (publicUrl's host)${leaf.subjectAltName ? `; it names ${leaf.subjectAltName}` : ''}.`);
+  if (!matches)
+    w.push(
+      `the certificate is not valid for ${name} (publicUrl's host)${leaf.subjectAltName ? `; it names ${leaf.subjectAltName}` : ''}.`,
+    );
   return w;
 }
 
 /** A short description for logs. */
 export function describe(leaf: X509Certificate): Record<string, string> {
-  return { subject: leaf.subject.replace(/\n/g, ', '), validTo: new Date(leaf.validTo).toISOString(), fingerprint256: leaf.fingerprint256 };
+  return {
+    subject: leaf.subject.replace(/\n/g, ', '),
+    validTo: new Date(leaf.validTo).toISOString(),
+    fingerprint256: leaf.fingerprint256,
+  };
 }

@@ -13,7 +13,9 @@ export type Input = { kind: 'form' | 'json'; data: Record<string, unknown> };
 export function readBody(req: IncomingMessage, limit = OWN_BODY_LIMIT): Promise<Buffer> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) {
-    return Promise.reject(new HttpError(413, 'payload_too_large', `Request body over ${limit} bytes`, { connection: 'close' }));
+    return Promise.reject(
+      new HttpError(413, 'payload_too_large', `Request body over ${limit} bytes`, { connection: 'close' }),
+    );
   }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -60,7 +62,8 @@ export async function readInput(req: IncomingMessage, limit = OWN_BODY_LIMIT): P
   }
   const body = await readBody(req, limit);
   const text = body.toString('utf8');
-  if (text.includes('\uFFFD') && !Buffer.from(text, 'utf8').equals(body)) throw new HttpError(400, 'bad_request', 'The body is not valid UTF-8');
+  if (text.includes('\uFFFD') && !Buffer.from(text, 'utf8').equals(body))
+    throw new HttpError(400, 'bad_request', 'The body is not valid UTF-8');
   if (type === 'application/json') {
     let data: unknown;
     try {
@@ -68,7 +71,8 @@ export async function readInput(req: IncomingMessage, limit = OWN_BODY_LIMIT): P
     } catch {
       throw new HttpError(400, 'invalid_json', 'The body is not valid JSON');
     }
-    if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new HttpError(400, 'invalid_json', 'The JSON body must be an object');
+    if (typeof data !== 'object' || data === null || Array.isArray(data))
+      throw new HttpError(400, 'invalid_json', 'The JSON body must be an object');
     return { kind: 'json', data: data as Record<string, unknown> };
   }
   const data: Record<string, unknown> = Object.create(null);

@@ -21,10 +21,14 @@ export function rateLimitAddress(ip: string): string {
   const zone = ip.indexOf('%');
   const [left = '', right] = (zone === -1 ? ip : ip.slice(0, zone)).split('::');
   // An embedded IPv4 part (::ffff:1.2.3.4, 64:ff9b::1.2.3.4) is the last 32 bits: two groups.
-  const groups = (s: string | undefined) => (s ? s.split(':').flatMap((g) => (g.includes('.') ? ['0', '0'] : [g])) : []);
+  const groups = (s: string | undefined) =>
+    s ? s.split(':').flatMap((g) => (g.includes('.') ? ['0', '0'] : [g])) : [];
   const head = groups(left);
   const tail = groups(right);
-  const all = right === undefined ? head : [...head, ...Array<string>(Math.max(0, 8 - head.length - tail.length)).fill('0'), ...tail];
+  const all =
+    right === undefined
+      ? head
+      : [...head, ...Array<string>(Math.max(0, 8 - head.length - tail.length)).fill('0'), ...tail];
   return `${all
     .slice(0, 4)
     .map((g) => parseInt(g, 16).toString(16))

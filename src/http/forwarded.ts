@@ -51,7 +51,9 @@ const HOST_VALUE = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
 /** The Host of a request: Host for HTTP/1.x, :authority for HTTP/2 (RFC 9113 §8.3.1). */
 function requestHost(req: IncomingMessage): string | undefined {
-  return req.httpVersionMajor === 2 ? ((req.headers[':authority'] as string | undefined) ?? req.headers.host) : req.headers.host;
+  return req.httpVersionMajor === 2
+    ? ((req.headers[':authority'] as string | undefined) ?? req.headers.host)
+    : req.headers.host;
 }
 
 function one(v: string | string[] | undefined): string | undefined {
@@ -190,7 +192,9 @@ export class Forwarding {
     if (this.trusted.empty || !this.trusted.has(peer)) {
       return { ip: plainAddress(peer ?? ''), scheme: this.ownScheme, host: requestHost(req), viaProxy: false };
     }
-    return this.headers === 'forwarded' ? this.fromForwarded(req, plainAddress(peer!)) : this.fromXForwarded(req, plainAddress(peer!));
+    return this.headers === 'forwarded'
+      ? this.fromForwarded(req, plainAddress(peer!))
+      : this.fromXForwarded(req, plainAddress(peer!));
   }
 
   private fromXForwarded(req: IncomingMessage, peer: string): Forwarded {
@@ -207,7 +211,12 @@ export class Forwarding {
     }
     // Proto and host lists that were appended hop by hop line up with X-Forwarded-For; a
     // single value was written (overwritten) by the peer.
-    const pick = (list: string[]) => (list.length === 0 ? undefined : list.length === hops.length && at < hops.length ? list[at] : list[list.length - 1]);
+    const pick = (list: string[]) =>
+      list.length === 0
+        ? undefined
+        : list.length === hops.length && at < hops.length
+          ? list[at]
+          : list[list.length - 1];
     const protos = splitList(one(h['x-forwarded-proto']));
     const hosts = splitList(one(h['x-forwarded-host']));
     return {

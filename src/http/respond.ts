@@ -20,7 +20,13 @@ function addCookies(res: ServerResponse, cookies: readonly string[] | undefined)
   res.setHeader('set-cookie', [...(Array.isArray(prev) ? prev : prev ? [String(prev)] : []), ...cookies]);
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: OutgoingHttpHeaders = {}, cookies?: readonly string[]): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: OutgoingHttpHeaders = {},
+  cookies?: readonly string[],
+): void {
   const text = JSON.stringify(body);
   addCookies(res, cookies);
   res.writeHead(status, {
@@ -33,7 +39,13 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
-export function sendHtml(res: ServerResponse, status: number, html: string, headers: OutgoingHttpHeaders = {}, cookies?: readonly string[]): void {
+export function sendHtml(
+  res: ServerResponse,
+  status: number,
+  html: string,
+  headers: OutgoingHttpHeaders = {},
+  cookies?: readonly string[],
+): void {
   addCookies(res, cookies);
   res.writeHead(status, {
     'content-type': 'text/html; charset=utf-8',
@@ -44,8 +56,18 @@ export function sendHtml(res: ServerResponse, status: number, html: string, head
   res.end(res.req.method === 'HEAD' ? undefined : html);
 }
 
-export function redirect(res: ServerResponse, status: 302 | 303 | 307 | 308, location: string, cookies?: readonly string[]): void {
+export function redirect(
+  res: ServerResponse,
+  status: 302 | 303 | 307 | 308,
+  location: string,
+  cookies?: readonly string[],
+): void {
   addCookies(res, cookies);
-  res.writeHead(status, { location, 'cache-control': 'no-store', 'content-length': 0, 'referrer-policy': 'no-referrer' });
+  res.writeHead(status, {
+    location,
+    'cache-control': 'no-store',
+    'content-length': 0,
+    'referrer-policy': 'no-referrer',
+  });
   res.end();
 }

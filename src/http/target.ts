@@ -24,14 +24,23 @@ function hexVal(c: number): number {
 }
 
 function isUnreserved(c: number): boolean {
-  return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 45 || c === 46 || c === 95 || c === 126;
+  return (
+    (c >= 65 && c <= 90) ||
+    (c >= 97 && c <= 122) ||
+    (c >= 48 && c <= 57) ||
+    c === 45 ||
+    c === 46 ||
+    c === 95 ||
+    c === 126
+  );
 }
 
 /** Fast check: the common case of a clean path needs no rewriting. */
 const CLEAN = /^(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9\-._~!$&'()*+,=:@]+)*\/?$/;
 
 export function normalizeTarget(raw: string): Target {
-  if (raw.length === 0 || raw.charCodeAt(0) !== 47 /* / */) return { ok: false, reason: 'request target must be a path starting with "/"' };
+  if (raw.length === 0 || raw.charCodeAt(0) !== 47 /* / */)
+    return { ok: false, reason: 'request target must be a path starting with "/"' };
   const q = raw.indexOf('?');
   const rawPath = q === -1 ? raw : raw.slice(0, q);
   const query = q === -1 ? '' : raw.slice(q);

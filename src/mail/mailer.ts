@@ -75,7 +75,15 @@ export class Mailer {
   send(task: MailTask): boolean {
     // Retries waiting for their delay are messages held too: they count against the queue.
     if (this.closed || this.queue.length + this.retrying >= this.config.delivery.queueSize) {
-      this.logger.warn({ event: 'mail_dropped', kind: task.kind, userId: task.userId, reason: this.closed ? 'shutting_down' : 'queue_full' }, 'message not queued');
+      this.logger.warn(
+        {
+          event: 'mail_dropped',
+          kind: task.kind,
+          userId: task.userId,
+          reason: this.closed ? 'shutting_down' : 'queue_full',
+        },
+        'message not queued',
+      );
       return false;
     }
     this.queue.push({ task, attempt: 0 });
@@ -104,7 +112,11 @@ export class Mailer {
     await Promise.race([this.idle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
     clearTimeout(timer);
     const left = retries + this.queue.length + this.busy;
-    if (left) this.logger.warn({ event: 'mail_dropped', reason: 'shutting_down', count: left }, `${left} message(s) not sent before shutdown`);
+    if (left)
+      this.logger.warn(
+        { event: 'mail_dropped', reason: 'shutting_down', count: left },
+        `${left} message(s) not sent before shutdown`,
+      );
     this.queue.length = 0;
     this.transport.close();
   }
@@ -122,7 +134,8 @@ export class Mailer {
   }
 
   private settle(): void {
-    if (this.queue.length === 0 && this.busy === 0 && this.retrying === 0) for (const w of this.idleWaiters.splice(0)) w();
+    if (this.queue.length === 0 && this.busy === 0 && this.retrying === 0)
+      for (const w of this.idleWaiters.splice(0)) w();
   }
 
   private async deliver(p: Pending): Promise<void> {
@@ -131,7 +144,16 @@ export class Mailer {
       try {
         p.message = await task.prepare();
       } catch (err) {
-        this.logger.error({ event: 'mail_failed', kind: task.kind, userId: task.userId, stage: 'prepare', err: { name: (err as Error).name, message: (err as Error).message } }, 'message could not be prepared');
+        this.logger.error(
+          {
+            event: 'mail_failed',
+            kind: task.kind,
+            userId: task.userId,
+            stage: 'prepare',
+            err: { name: (err as Error).name, message: (err as Error).message },
+          },
+          'message could not be prepared',
+        );
         return;
       }
       if (!p.message) return;
@@ -141,7 +163,10 @@ export class Mailer {
     const started = performance.now();
     try {
       await this.transport.sendMail({
-        from: this.from.name || m.fromName ? { name: (this.from.name ?? m.fromName)!, address: this.from.address } : this.from.address,
+        from:
+          this.from.name || m.fromName
+            ? { name: (this.from.name ?? m.fromName)!, address: this.from.address }
+            : this.from.address,
         ...(this.config.replyTo ? { replyTo: this.config.replyTo } : {}),
         to: m.to,
         subject: m.subject,
@@ -152,13 +177,25 @@ export class Mailer {
         disableFileAccess: true,
         disableUrlAccess: true,
       });
-      this.logger.info({ event: 'mail_sent', kind: task.kind, userId: task.userId, attempt: p.attempt, ms: Math.round(performance.now() - started) }, 'message sent');
+      this.logger.info(
+        {
+          event: 'mail_sent',
+          kind: task.kind,
+          userId: task.userId,
+          attempt: p.attempt,
+          ms: Math.round(performance.now() - started),
+        },
+        'message sent',
+      );
     } catch (err) {
       const e = describe(err);
       const { attempts, retryDelay } = this.config.delivery;
       if (!e.permanent && p.attempt < attempts && !this.closed) {
         const delayMs = Math.round(retryDelay * 2 ** (p.attempt - 1) * (0.8 + Math.random() * 0.4));
-        this.logger.warn({ event: 'mail_retry', kind: task.kind, userId: task.userId, attempt: p.attempt, delayMs, error: e }, 'sending failed; will retry');
+        this.logger.warn(
+          { event: 'mail_retry', kind: task.kind, userId: task.userId, attempt: p.attempt, delayMs, error: e },
+          'sending failed; will retry',
+        );
         // Counted while it waits, so idle() and close() wait for it too; the delivery slot is
         // free meanwhile (a greylisting server must not hold up everyone else's mail).
         this.retrying++;
@@ -173,7 +210,10 @@ export class Mailer {
         this.timers.add(timer);
         return;
       }
-      this.logger.error({ event: 'mail_failed', kind: task.kind, userId: task.userId, attempt: p.attempt, stage: 'send', error: e }, 'message not delivered');
+      this.logger.error(
+        { event: 'mail_failed', kind: task.kind, userId: task.userId, attempt: p.attempt, stage: 'send', error: e },
+        'message not delivered',
+      );
     }
   }
 }
@@ -182,9 +222,16 @@ export class Mailer {
  * What a failure log line says: codes and the server's reply, never the message, and never
  * the address (servers name the recipient in their replies: "550 <a@b.example>: rejected").
  */
-function describe(err: unknown): { code?: string; responseCode?: number; command?: string; permanent: boolean; message: string } {
+function describe(err: unknown): {
+  code?: string;
+  responseCode?: number;
+  command?: string;
+  permanent: boolean;
+  message: string;
+} {
   const e = err as { code?: string; responseCode?: number; command?: string; permanent?: boolean; message?: string };
-  const permanent = e.permanent === true || (typeof e.responseCode === 'number' && e.responseCode >= 500 && e.responseCode < 600);
+  const permanent =
+    e.permanent === true || (typeof e.responseCode === 'number' && e.responseCode >= 500 && e.responseCode < 600);
   const message = String(e.message ?? err)
     .replace(/[\r\n]+/g, ' ')
     .replace(/[^\s<>"'(),;:[\]]+@[^\s<>"'(),;:[\]]+/g, '<address>')
@@ -224,6 +271,8 @@ function readCa(path: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new Error(`email.smtp.tls.ca: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new Error(
+      `email.smtp.tls.ca: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
   }
 }

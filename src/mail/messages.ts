@@ -24,7 +24,12 @@ export function humanDuration(ms: number): string {
 }
 
 /** Paragraphs of text (and one link) as both forms. `{link}` marks where the link goes. */
-function render(appTitle: string, subject: string, paragraphs: string[], link?: { url: string; label: string }): Rendered {
+function render(
+  appTitle: string,
+  subject: string,
+  paragraphs: string[],
+  link?: { url: string; label: string },
+): Rendered {
   const title = clean(appTitle);
   const text = [...paragraphs.map((p) => (p === '{link}' && link ? link.url : p)), `— ${title}`].join('\n\n') + '\n';
   const body = paragraphs
@@ -77,9 +82,18 @@ export function resetMail(o: { appTitle: string; email: string; link: string; tt
   );
 }
 
-export function passwordChangedMail(o: { appTitle: string; email: string; at: number; how: 'reset' | 'changed'; forgotUrl: string }): Rendered {
+export function passwordChangedMail(o: {
+  appTitle: string;
+  email: string;
+  at: number;
+  how: 'reset' | 'changed';
+  forgotUrl: string;
+}): Rendered {
   const title = clean(o.appTitle);
-  const when = new Date(o.at).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+  const when = new Date(o.at)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, ' UTC');
   return render(o.appTitle, `Your password for ${title} was changed`, [
     `The password of the ${title} account for ${o.email} was ${o.how === 'reset' ? 'reset with a link sent to this address' : 'changed'} on ${when}. ${o.how === 'reset' ? 'Every session was' : 'Every other session was'} signed out.`,
     `If that was not you, choose a new password at once (${o.forgotUrl}) and tell the administrator of ${title}.`,

@@ -5,7 +5,14 @@ import { CSP, messagePage } from '../pages/index.ts';
 import type { RequestContext } from '../server/context.ts';
 import type { App } from '../server/sites.ts';
 import type { Client } from './clients.ts';
-import { handOverProviderTokens, requestedApp, signedIn, userAgentOf, type OAuthDeps, type PageKit } from './context.ts';
+import {
+  handOverProviderTokens,
+  requestedApp,
+  signedIn,
+  userAgentOf,
+  type OAuthDeps,
+  type PageKit,
+} from './context.ts';
 import { OAuthError, param, paramsFrom, type OAuthParams } from './http.ts';
 import { consentPage } from './pages.ts';
 import { redirectCspSource, redirectUriMatches } from './redirect-uri.ts';
@@ -16,7 +23,16 @@ const CODE_TTL_MS = 60_000;
 const CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
 const VERIFIER = /^[A-Za-z0-9._~-]{43,128}$/;
 /** The request parameters the consent form carries to its POST. */
-const CARRIED = ['response_type', 'client_id', 'redirect_uri', 'scope', 'state', 'code_challenge', 'code_challenge_method', 'resource'] as const;
+const CARRIED = [
+  'response_type',
+  'client_id',
+  'redirect_uri',
+  'scope',
+  'state',
+  'code_challenge',
+  'code_challenge_method',
+  'resource',
+] as const;
 
 interface AuthorizationRequest {
   client: Client;
@@ -76,21 +92,30 @@ export class AuthorizationCodeFlow {
     try {
       client = await this.d.clients.get(clientId, { fetch: true, requester: ip });
     } catch (err) {
-      if (err instanceof OAuthError) throw new ShownError(`The client cannot be used: ${err.message}.`, err.status === 429 ? 429 : 400, err.headers as Record<string, string>);
+      if (err instanceof OAuthError)
+        throw new ShownError(
+          `The client cannot be used: ${err.message}.`,
+          err.status === 429 ? 429 : 400,
+          err.headers as Record<string, string>,
+        );
       throw err;
     }
     if (!client) throw new ShownError('This client is not known here.');
     const redirectUri = params.get('redirect_uri');
     if (!redirectUri) throw new ShownError('The request has no redirect_uri.');
-    if (!redirectUriMatches(client.redirectUris, redirectUri)) throw new ShownError('The redirect_uri is not one this client registered.');
+    if (!redirectUriMatches(client.redirectUris, redirectUri))
+      throw new ShownError('The redirect_uri is not one this client registered.');
     const state = params.get('state');
     const back = (error: string, description: string) => new ReturnedError(error, description, redirectUri, state);
     if (state !== undefined && state.length > 2048) throw back('invalid_request', 'state is too long');
     if (params.get('response_type') !== 'code') throw back('unsupported_response_type', 'response_type must be code');
-    if (!client.grantTypes.has('authorization_code')) throw back('unauthorized_client', 'this client may not use the authorization code grant');
+    if (!client.grantTypes.has('authorization_code'))
+      throw back('unauthorized_client', 'this client may not use the authorization code grant');
     const codeChallenge = params.get('code_challenge');
-    if (!codeChallenge) throw back('invalid_request', 'PKCE is required: send code_challenge with code_challenge_method=S256');
-    if (params.get('code_challenge_method') !== 'S256') throw back('invalid_request', 'code_challenge_method must be S256');
+    if (!codeChallenge)
+      throw back('invalid_request', 'PKCE is required: send code_challenge with code_challenge_method=S256');
+    if (params.get('code_challenge_method') !== 'S256')
+      throw back('invalid_request', 'code_challenge_method must be S256');
     if (!CHALLENGE.test(codeChallenge)) throw back('invalid_request', 'code_challenge must be a base64url SHA-256');
     let scope: string;
     let app: App;
@@ -114,11 +139,31 @@ export class AuthorizationCodeFlow {
 
   private answer(ctx: RequestContext, err: unknown, status: 302 | 303): void {
     if (err instanceof ShownError) {
-      return this.pages.html(ctx, err.status, messagePage({ appTitle: ctx.site.title, heading: 'This sign-in request cannot be used', message: err.message, hint: 'Go back to the program that sent you here and try again, or tell its developer.' }), [], err.headers);
+      return this.pages.html(
+        ctx,
+        err.status,
+        messagePage({
+          appTitle: ctx.site.title,
+          heading: 'This sign-in request cannot be used',
+          message: err.message,
+          hint: 'Go back to the program that sent you here and try again, or tell its developer.',
+        }),
+        [],
+        err.headers,
+      );
     }
     if (err instanceof ReturnedError) {
       this.d.logger.info({ event: 'oauth_authorize_refused', error: err.error, requestId: ctx.requestId }, err.message);
-      return redirect(ctx.res, status, this.returnUrl(err.to, { error: err.error, error_description: err.message, state: err.state, iss: this.d.issuer }));
+      return redirect(
+        ctx.res,
+        status,
+        this.returnUrl(err.to, {
+          error: err.error,
+          error_description: err.message,
+          state: err.state,
+          iss: this.d.issuer,
+        }),
+      );
     }
     throw err;
   }
@@ -142,9 +187,19 @@ export class AuthorizationCodeFlow {
     }
     const active = await signedIn(this.d, ctx);
     if (request.prompt === 'none') {
-      return this.answer(ctx, new ReturnedError(active ? 'consent_required' : 'login_required', 'Gatehouse asks the user every time', request.redirectUri, request.state), 302);
+      return this.answer(
+        ctx,
+        new ReturnedError(
+          active ? 'consent_required' : 'login_required',
+          'Gatehouse asks the user every time',
+          request.redirectUri,
+          request.state,
+        ),
+        302,
+      );
     }
-    if (!active) return redirect(ctx.res, 302, `${ctx.site.origin}${this.pages.url(ctx, '/login', { rd: ctx.path + ctx.query })}`);
+    if (!active)
+      return redirect(ctx.res, 302, `${ctx.site.origin}${this.pages.url(ctx, '/login', { rd: ctx.path + ctx.query })}`);
     const { token, cookies } = this.pages.csrf(ctx);
     const { client, app } = request;
     const page = consentPage({
@@ -152,7 +207,13 @@ export class AuthorizationCodeFlow {
       action: this.pages.url(ctx, '/oauth/authorize'),
       csrf: token,
       email: active.user.email,
-      client: { id: client.id, name: client.name, verified: client.verified, uri: client.uri, metadataDocument: client.kind === 'metadata' },
+      client: {
+        id: client.id,
+        name: client.name,
+        verified: client.verified,
+        uri: client.uri,
+        metadataDocument: client.kind === 'metadata',
+      },
       returnsTo: redirectCspSource(request.redirectUri),
       app: { title: app.title, resource: this.d.resources.idOf(app) },
       scope: request.scope,
@@ -174,12 +235,22 @@ export class AuthorizationCodeFlow {
     }
     const active = await signedIn(this.d, ctx);
     if (!active) {
-      const again = new URLSearchParams(Object.entries(request.carried).filter((e): e is [string, string] => e[1] !== undefined));
-      return redirect(ctx.res, 303, `${ctx.site.origin}${this.pages.url(ctx, '/login', { rd: `${this.pages.url(ctx, '/oauth/authorize')}?${again}` })}`);
+      const again = new URLSearchParams(
+        Object.entries(request.carried).filter((e): e is [string, string] => e[1] !== undefined),
+      );
+      return redirect(
+        ctx.res,
+        303,
+        `${ctx.site.origin}${this.pages.url(ctx, '/login', { rd: `${this.pages.url(ctx, '/oauth/authorize')}?${again}` })}`,
+      );
     }
     const decision = field(input, 'decision', 16);
     if (decision !== 'approve') {
-      return this.answer(ctx, new ReturnedError('access_denied', 'the user denied access', request.redirectUri, request.state), 303);
+      return this.answer(
+        ctx,
+        new ReturnedError('access_denied', 'the user denied access', request.redirectUri, request.state),
+        303,
+      );
     }
     const now = this.d.now();
     const code = randomBytes(32).toString('base64url');
@@ -199,13 +270,23 @@ export class AuthorizationCodeFlow {
       redeemedAt: null,
       grantId: null,
     });
-    this.d.logger.info({ event: 'oauth_authorized', userId: active.user.id, clientId: request.client.id, app: request.app.name, requestId: ctx.requestId }, 'client authorized');
+    this.d.logger.info(
+      {
+        event: 'oauth_authorized',
+        userId: active.user.id,
+        clientId: request.client.id,
+        app: request.app.name,
+        requestId: ctx.requestId,
+      },
+      'client authorized',
+    );
     redirect(ctx.res, 303, this.returnUrl(request.redirectUri, { code, state: request.state, iss: this.d.issuer }));
   }
 
   /** grant_type=authorization_code at the token endpoint. */
   async exchange(params: OAuthParams, client: Client, ctx: RequestContext): Promise<TokenResponse> {
-    if (!client.grantTypes.has('authorization_code')) throw new OAuthError(400, 'unauthorized_client', 'this client may not use the authorization code grant');
+    if (!client.grantTypes.has('authorization_code'))
+      throw new OAuthError(400, 'unauthorized_client', 'this client may not use the authorization code grant');
     const code = param(params, 'code', 128);
     const verifier = param(params, 'code_verifier', 128);
     const redirectUri = param(params, 'redirect_uri', 2048);
@@ -218,9 +299,11 @@ export class AuthorizationCodeFlow {
     if (row.redeemedAt === null) {
       if (now >= row.expiresAt) throw invalid('the code has expired');
       if (redirectUri !== row.redirectUri) throw invalid('redirect_uri differs from the authorization request');
-      if (!verifier || !VERIFIER.test(verifier) || sha256(verifier) !== row.codeChallenge) throw invalid('the code_verifier does not match the code_challenge');
+      if (!verifier || !VERIFIER.test(verifier) || sha256(verifier) !== row.codeChallenge)
+        throw invalid('the code_verifier does not match the code_challenge');
       const resources = params.all('resource');
-      if (resources.length && this.d.resources.idOf(requestedApp(this.d, resources)) !== row.resource) throw new OAuthError(400, 'invalid_target', 'resource differs from the authorization request');
+      if (resources.length && this.d.resources.idOf(requestedApp(this.d, resources)) !== row.resource)
+        throw new OAuthError(400, 'invalid_target', 'resource differs from the authorization request');
     }
     const user = await this.d.store.users.get(row.userId);
     if (!user || user.disabled) throw invalid('the account cannot sign in');
@@ -239,7 +322,10 @@ export class AuthorizationCodeFlow {
     });
     const outcome = await this.d.store.oauth.codes.redeem(codeHash, now, grant);
     if (outcome === 'reused') {
-      this.d.logger.warn({ event: 'oauth_code_reuse', clientId: client.id, userId: user.id, ip: ctx.ip, requestId: ctx.requestId }, 'an authorization code was used twice: what it issued is revoked');
+      this.d.logger.warn(
+        { event: 'oauth_code_reuse', clientId: client.id, userId: user.id, ip: ctx.ip, requestId: ctx.requestId },
+        'an authorization code was used twice: what it issued is revoked',
+      );
       throw invalid('the code was already used; the tokens issued for it are revoked');
     }
     if (outcome !== 'redeemed') throw invalid(outcome === 'expired' ? 'the code has expired' : 'unknown code');

@@ -43,7 +43,12 @@ const MAX_TOKEN = 4096;
 
 /** The token of an `Authorization: Bearer ...` header (possibly malformed), or undefined for another scheme. */
 export function bearerToken(header: string): string | undefined {
-  if (header.length < 7 || header.slice(0, 6).toLowerCase() !== 'bearer' || (header.length > 6 && header.charCodeAt(6) !== 32)) return undefined;
+  if (
+    header.length < 7 ||
+    header.slice(0, 6).toLowerCase() !== 'bearer' ||
+    (header.length > 6 && header.charCodeAt(6) !== 32)
+  )
+    return undefined;
   return header.slice(7).trim();
 }
 
@@ -74,7 +79,14 @@ export class BearerAuth {
   private readonly issuer: string;
   private readonly now: () => number;
 
-  constructor(o: { keys: KeyRing; store: Store; tokens: TokenService; resources: Resources; issuer: string; now: () => number }) {
+  constructor(o: {
+    keys: KeyRing;
+    store: Store;
+    tokens: TokenService;
+    resources: Resources;
+    issuer: string;
+    now: () => number;
+  }) {
     this.keys = o.keys;
     this.store = o.store;
     this.tokens = o.tokens;
@@ -90,12 +102,29 @@ export class BearerAuth {
 
   /** The signature, typ, iss, exp and aud (this app's) checked once per token by the key ring; kept while it lives. */
   private async verify(token: string, audience: string): Promise<Verified | undefined> {
-    const claims = await this.keys.verify(token, { typ: ACCESS_TOKEN_TYP, audience, issuer: this.issuer, clockToleranceSeconds: 0 }).then(
-      (r) => r.payload,
-      () => undefined,
-    );
-    if (!claims || typeof claims.sub !== 'string' || claims.aud !== audience || typeof claims.sid !== 'string' || typeof claims.client_id !== 'string' || typeof claims.exp !== 'number') return undefined;
-    const v: Verified = { sub: claims.sub, aud: claims.aud, sid: claims.sid, clientId: claims.client_id, scope: typeof claims.scope === 'string' ? claims.scope : '', expMs: claims.exp * 1000 };
+    const claims = await this.keys
+      .verify(token, { typ: ACCESS_TOKEN_TYP, audience, issuer: this.issuer, clockToleranceSeconds: 0 })
+      .then(
+        (r) => r.payload,
+        () => undefined,
+      );
+    if (
+      !claims ||
+      typeof claims.sub !== 'string' ||
+      claims.aud !== audience ||
+      typeof claims.sid !== 'string' ||
+      typeof claims.client_id !== 'string' ||
+      typeof claims.exp !== 'number'
+    )
+      return undefined;
+    const v: Verified = {
+      sub: claims.sub,
+      aud: claims.aud,
+      sid: claims.sid,
+      clientId: claims.client_id,
+      scope: typeof claims.scope === 'string' ? claims.scope : '',
+      expMs: claims.exp * 1000,
+    };
     if (this.verified.size >= CACHE_ENTRIES) this.verified.delete(this.verified.keys().next().value!);
     this.verified.set(token, v);
     return v;
@@ -106,7 +135,8 @@ export class BearerAuth {
     // A token seen before is a map lookup: no syntax check, no signature, no await.
     let v = this.verified.get(token);
     if (v === undefined) {
-      if (token.length > MAX_TOKEN || !TOKEN_SYNTAX.test(token)) return { ok: false, description: 'the access token is malformed' };
+      if (token.length > MAX_TOKEN || !TOKEN_SYNTAX.test(token))
+        return { ok: false, description: 'the access token is malformed' };
       v = await this.verify(token, audience);
     } else if (v.aud !== audience) v = undefined;
     if (!v) return { ok: false, description: 'the access token is not valid here (signature, issuer, expiry or app)' };
@@ -116,17 +146,29 @@ export class BearerAuth {
       return { ok: false, description: 'the access token has expired' };
     }
     const found = await this.store.oauth.grants.getWithUser(v.sid);
-    if (!found || found.grant.clientId !== v.clientId || found.grant.userId !== v.sub || found.user.disabled) return { ok: false, description: 'the login was revoked' };
+    if (!found || found.grant.clientId !== v.clientId || found.grant.userId !== v.sub || found.user.disabled)
+      return { ok: false, description: 'the login was revoked' };
     const ended = this.tokens.ended(found.grant, now);
     if (ended) return { ok: false, description: ended };
-    if (v.answer?.from === found && v.answer.result.ok && v.answer.result.active.session.site === app.site.origin) return v.answer.result;
+    if (v.answer?.from === found && v.answer.result.ok && v.answer.result.active.session.site === app.site.origin)
+      return v.answer.result;
     const { grant, user } = found;
     const result: BearerResult = {
       ok: true,
       active: {
         // The grant in the shape of a session: what the app learns of a bearer request is
         // what it learns of a browser session (identity headers, assertion).
-        session: { idHash: `grant:${grant.id}`, userId: user.id, site: app.site.origin, createdAt: grant.createdAt, lastSeenAt: grant.lastUsedAt, expiresAt: grant.expiresAt, amr: grant.amr, ip: grant.ip, userAgent: grant.userAgent },
+        session: {
+          idHash: `grant:${grant.id}`,
+          userId: user.id,
+          site: app.site.origin,
+          createdAt: grant.createdAt,
+          lastSeenAt: grant.lastUsedAt,
+          expiresAt: grant.expiresAt,
+          amr: grant.amr,
+          ip: grant.ip,
+          userAgent: grant.userAgent,
+        },
         user,
         grant,
         clientId: v.clientId,

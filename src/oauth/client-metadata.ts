@@ -25,10 +25,33 @@ const TIMEOUT_MS = 5000;
 
 const NOT_PUBLIC = new BlockList();
 for (const [net, bits] of [
-  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.0.2.0', 24],
-  ['192.168.0.0', 16], ['198.18.0.0', 15], ['198.51.100.0', 24], ['203.0.113.0', 24], ['224.0.0.0', 4], ['240.0.0.0', 4],
-] as const) NOT_PUBLIC.addSubnet(net, bits, 'ipv4');
-for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96], ['2001:db8::', 32], ['::ffff:0:0', 96]] as const) NOT_PUBLIC.addSubnet(net, bits, 'ipv6');
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24],
+  ['192.0.2.0', 24],
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15],
+  ['198.51.100.0', 24],
+  ['203.0.113.0', 24],
+  ['224.0.0.0', 4],
+  ['240.0.0.0', 4],
+] as const)
+  NOT_PUBLIC.addSubnet(net, bits, 'ipv4');
+for (const [net, bits] of [
+  ['::', 128],
+  ['::1', 128],
+  ['fc00::', 7],
+  ['fe80::', 10],
+  ['ff00::', 8],
+  ['64:ff9b::', 96],
+  ['2001:db8::', 32],
+  ['::ffff:0:0', 96],
+] as const)
+  NOT_PUBLIC.addSubnet(net, bits, 'ipv6');
 const LOOPBACK = new BlockList();
 LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
 LOOPBACK.addAddress('::1', 'ipv6');
@@ -62,9 +85,12 @@ export function metadataUrlProblem(clientId: string, allowLoopback: boolean): st
   } catch {
     return 'is not a URL';
   }
-  if (u.protocol !== 'https:' && !(allowLoopback && u.protocol === 'http:' && isLoopbackHost(u.hostname))) return 'must be an https URL';
-  if (u.username || u.password || u.search || clientId.includes('#')) return 'must not contain credentials, a query or a fragment';
-  if (u.pathname === '/' || /\/\.\.?(\/|$)/.test(clientId.slice(u.origin.length))) return 'must have a path without "." or ".." segments';
+  if (u.protocol !== 'https:' && !(allowLoopback && u.protocol === 'http:' && isLoopbackHost(u.hostname)))
+    return 'must be an https URL';
+  if (u.username || u.password || u.search || clientId.includes('#'))
+    return 'must not contain credentials, a query or a fragment';
+  if (u.pathname === '/' || /\/\.\.?(\/|$)/.test(clientId.slice(u.origin.length)))
+    return 'must have a path without "." or ".." segments';
   if (u.href !== clientId) return 'must be written in its normal form';
   return undefined;
 }
@@ -100,11 +126,19 @@ export class MetadataDocuments {
         timeout: TIMEOUT_MS,
         // Every address the name resolves to must be public: checked on the very addresses
         // the socket will use, so a second DNS answer cannot point somewhere else.
-        lookup: (hostname: string, options: { all?: boolean }, callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void) => {
+        lookup: (
+          hostname: string,
+          options: { all?: boolean },
+          callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void,
+        ) => {
           lookup(hostname, { all: true }, (err, addresses) => {
             if (err) return callback(err, []);
             const bad = addresses.find((a) => !allowedAddress(a.address, allow));
-            if (bad || addresses.length === 0) return callback(Object.assign(new Error(`${hostname} resolves to a non-public address`), { code: NON_PUBLIC }), []);
+            if (bad || addresses.length === 0)
+              return callback(
+                Object.assign(new Error(`${hostname} resolves to a non-public address`), { code: NON_PUBLIC }),
+                [],
+              );
             if (options.all) return callback(null, addresses);
             callback(null, addresses[0]!.address, addresses[0]!.family);
           });
@@ -124,7 +158,11 @@ export class MetadataDocuments {
     if (pending) return pending;
     if (this.admit && requester !== undefined) {
       const verdict = await this.admit(requester);
-      if (!verdict.ok) throw new MetadataDocumentError('too many client metadata documents were fetched for this address; try again in a few minutes', { status: 429, retryAfterSeconds: verdict.retryAfterSeconds });
+      if (!verdict.ok)
+        throw new MetadataDocumentError(
+          'too many client metadata documents were fetched for this address; try again in a few minutes',
+          { status: 429, retryAfterSeconds: verdict.retryAfterSeconds },
+        );
       // Another request may have started the same fetch while this one was admitted.
       const started = this.inflight.get(clientId);
       if (started) return started;
@@ -147,7 +185,8 @@ export class MetadataDocuments {
     const problem = metadataUrlProblem(clientId, this.allowLoopback);
     if (problem) throw new MetadataDocumentError(`the client_id URL ${problem}`);
     const host = new URL(clientId).hostname.replace(/^\[|\]$/g, '');
-    if (isIP(host) && !allowedAddress(host, this.allowLoopback)) throw new MetadataDocumentError('the client_id URL points at a non-public address');
+    if (isIP(host) && !allowedAddress(host, this.allowLoopback))
+      throw new MetadataDocumentError('the client_id URL points at a non-public address');
     let text: string;
     let maxAge = 300;
     try {
@@ -163,7 +202,10 @@ export class MetadataDocuments {
         await res.body.dump();
         throw new MetadataDocumentError(`the client metadata document answered ${res.statusCode}`);
       }
-      const type = String(res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      const type = String(res.headers['content-type'] ?? '')
+        .split(';')[0]!
+        .trim()
+        .toLowerCase();
       if (type !== 'application/json' && !type.endsWith('+json')) {
         await res.body.dump();
         throw new MetadataDocumentError('the client metadata document is not JSON');
@@ -188,10 +230,15 @@ export class MetadataDocuments {
       if (cc) maxAge = Number(cc[1]);
     } catch (err) {
       if (err instanceof MetadataDocumentError) throw err;
-      if ((err as NodeJS.ErrnoException).code === NON_PUBLIC || ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code === NON_PUBLIC) {
+      if (
+        (err as NodeJS.ErrnoException).code === NON_PUBLIC ||
+        ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code === NON_PUBLIC
+      ) {
         throw new MetadataDocumentError('the client_id URL resolves to a non-public address');
       }
-      throw new MetadataDocumentError(`the client metadata document could not be fetched (${(err as NodeJS.ErrnoException).code ?? (err as Error).name})`);
+      throw new MetadataDocumentError(
+        `the client metadata document could not be fetched (${(err as NodeJS.ErrnoException).code ?? (err as Error).name})`,
+      );
     }
     let doc: Record<string, unknown>;
     try {
@@ -199,17 +246,27 @@ export class MetadataDocuments {
     } catch {
       throw new MetadataDocumentError('the client metadata document is not valid JSON');
     }
-    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new MetadataDocumentError('the client metadata document is not a JSON object');
-    if (doc.client_id !== clientId) throw new MetadataDocumentError('the document\'s client_id is not the URL it was fetched from');
-    if ('client_secret' in doc || 'client_secret_expires_at' in doc) throw new MetadataDocumentError('a client metadata document must not carry a client secret');
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
+      throw new MetadataDocumentError('the client metadata document is not a JSON object');
+    if (doc.client_id !== clientId)
+      throw new MetadataDocumentError("the document's client_id is not the URL it was fetched from");
+    if ('client_secret' in doc || 'client_secret_expires_at' in doc)
+      throw new MetadataDocumentError('a client metadata document must not carry a client secret');
     const method = doc.token_endpoint_auth_method ?? 'none';
-    if (method !== 'none') throw new MetadataDocumentError(`token_endpoint_auth_method "${String(method)}" is not supported for metadata-document clients; use "none"`);
+    if (method !== 'none')
+      throw new MetadataDocumentError(
+        `token_endpoint_auth_method "${String(method)}" is not supported for metadata-document clients; use "none"`,
+      );
     return {
       clientId,
       name: typeof doc.client_name === 'string' ? doc.client_name : undefined,
       clientUri: typeof doc.client_uri === 'string' ? doc.client_uri : undefined,
-      redirectUris: Array.isArray(doc.redirect_uris) ? doc.redirect_uris.filter((u): u is string => typeof u === 'string') : [],
-      grantTypes: Array.isArray(doc.grant_types) ? doc.grant_types.filter((g): g is string => typeof g === 'string') : ['authorization_code'],
+      redirectUris: Array.isArray(doc.redirect_uris)
+        ? doc.redirect_uris.filter((u): u is string => typeof u === 'string')
+        : [],
+      grantTypes: Array.isArray(doc.grant_types)
+        ? doc.grant_types.filter((g): g is string => typeof g === 'string')
+        : ['authorization_code'],
       scope: typeof doc.scope === 'string' ? doc.scope : undefined,
       freshUntil: this.now() + Math.min(3600, Math.max(60, maxAge)) * 1000,
     };

@@ -39,12 +39,19 @@ const DYNAMIC_PREFIX = 'dcr_';
 const NAME_LIMIT = 100;
 
 function grantTypesOf(list: readonly string[]): Set<GrantType> {
-  return new Set(list.map((g) => (g === 'device_code' ? DEVICE_GRANT : g)).filter((g): g is GrantType => g === 'authorization_code' || g === 'refresh_token' || g === DEVICE_GRANT));
+  return new Set(
+    list
+      .map((g) => (g === 'device_code' ? DEVICE_GRANT : g))
+      .filter((g): g is GrantType => g === 'authorization_code' || g === 'refresh_token' || g === DEVICE_GRANT),
+  );
 }
 
 function cleanName(v: unknown): string | undefined {
   if (typeof v !== 'string') return undefined;
-  const name = v.normalize('NFKC').replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/g, '').trim();
+  const name = v
+    .normalize('NFKC')
+    .replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/g, '')
+    .trim();
   return name ? name.slice(0, NAME_LIMIT) : undefined;
 }
 
@@ -55,7 +62,12 @@ export class Clients {
   private readonly config: TokensConfig;
   private readonly allowLoopbackDocuments: boolean;
 
-  constructor(config: TokensConfig, store: Store, documents: MetadataDocuments | null, allowLoopbackDocuments: boolean) {
+  constructor(
+    config: TokensConfig,
+    store: Store,
+    documents: MetadataDocuments | null,
+    allowLoopbackDocuments: boolean,
+  ) {
     this.config = config;
     this.store = store;
     this.documents = documents;
@@ -114,7 +126,17 @@ export class Clients {
     }
     if (!this.documents || metadataUrlProblem(id, this.allowLoopbackDocuments)) return undefined;
     if (!options.fetch) {
-      return { id, name: new URL(id).host, kind: 'metadata', verified: false, secretHash: null, redirectUris: [], grantTypes: new Set(['authorization_code', 'refresh_token']), scopes: null, uri: undefined };
+      return {
+        id,
+        name: new URL(id).host,
+        kind: 'metadata',
+        verified: false,
+        secretHash: null,
+        redirectUris: [],
+        grantTypes: new Set(['authorization_code', 'refresh_token']),
+        scopes: null,
+        uri: undefined,
+      };
     }
     let doc;
     try {
@@ -122,12 +144,22 @@ export class Clients {
     } catch (err) {
       if (err instanceof MetadataDocumentError) {
         const retry = err.retryAfterSeconds === undefined ? {} : { 'retry-after': String(err.retryAfterSeconds) };
-        throw new OAuthError(err.status, err.status === 429 ? 'too_many_requests' : 'invalid_client', err.message, retry);
+        throw new OAuthError(
+          err.status,
+          err.status === 429 ? 'too_many_requests' : 'invalid_client',
+          err.message,
+          retry,
+        );
       }
       throw err;
     }
     const bad = doc.redirectUris.map(redirectUriProblem).find(Boolean);
-    if (!doc.redirectUris.length || bad) throw new OAuthError(400, 'invalid_client', `the client metadata document's redirect_uris ${bad ?? 'are missing'}`);
+    if (!doc.redirectUris.length || bad)
+      throw new OAuthError(
+        400,
+        'invalid_client',
+        `the client metadata document's redirect_uris ${bad ?? 'are missing'}`,
+      );
     return {
       id,
       name: cleanName(doc.name) ?? new URL(id).host,
@@ -153,7 +185,10 @@ export class Clients {
     const header = req.headers.authorization;
     if (header !== undefined) {
       const m = /^Basic ([A-Za-z0-9+/=]{1,2048})$/i.exec(header);
-      if (!m) throw new OAuthError(401, 'invalid_client', 'only Basic client authentication is accepted here', { 'www-authenticate': 'Basic realm="gatehouse"' });
+      if (!m)
+        throw new OAuthError(401, 'invalid_client', 'only Basic client authentication is accepted here', {
+          'www-authenticate': 'Basic realm="gatehouse"',
+        });
       const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
       const colon = decoded.indexOf(':');
       let bid: string;
@@ -166,13 +201,16 @@ export class Clients {
         bsecret = '';
       }
       if (colon < 1 || (id !== undefined && id !== bid) || secret !== undefined) {
-        throw new OAuthError(401, 'invalid_client', 'malformed client credentials', { 'www-authenticate': 'Basic realm="gatehouse"' });
+        throw new OAuthError(401, 'invalid_client', 'malformed client credentials', {
+          'www-authenticate': 'Basic realm="gatehouse"',
+        });
       }
       id = bid;
       secret = bsecret;
       basic = true;
     }
-    const fail = (why: string) => new OAuthError(401, 'invalid_client', why, basic ? { 'www-authenticate': 'Basic realm="gatehouse"' } : {});
+    const fail = (why: string) =>
+      new OAuthError(401, 'invalid_client', why, basic ? { 'www-authenticate': 'Basic realm="gatehouse"' } : {});
     if (!id) throw new OAuthError(401, 'invalid_client', 'client_id is required');
     const client = await this.get(id, { fetch: false });
     if (!client) throw fail('unknown client');
@@ -195,28 +233,48 @@ export class Clients {
   async register(body: Record<string, unknown>, ip: string, now: number): Promise<Record<string, unknown>> {
     const invalid = (message: string) => new OAuthError(400, 'invalid_client_metadata', message);
     const redirectUris = body.redirect_uris;
-    if (!Array.isArray(redirectUris) || redirectUris.length === 0 || redirectUris.length > 10) throw new OAuthError(400, 'invalid_redirect_uri', 'redirect_uris must list 1 to 10 URIs');
+    if (!Array.isArray(redirectUris) || redirectUris.length === 0 || redirectUris.length > 10)
+      throw new OAuthError(400, 'invalid_redirect_uri', 'redirect_uris must list 1 to 10 URIs');
     for (const uri of redirectUris) {
       const problem = typeof uri === 'string' ? redirectUriProblem(uri) : 'must be a string';
-      if (problem) throw new OAuthError(400, 'invalid_redirect_uri', `redirect URI ${typeof uri === 'string' ? uri.slice(0, 100) : ''} ${problem}`);
+      if (problem)
+        throw new OAuthError(
+          400,
+          'invalid_redirect_uri',
+          `redirect URI ${typeof uri === 'string' ? uri.slice(0, 100) : ''} ${problem}`,
+        );
     }
     const grantTypes = body.grant_types ?? ['authorization_code'];
-    if (!Array.isArray(grantTypes) || grantTypes.length === 0 || !grantTypes.every((g) => g === 'authorization_code' || g === 'refresh_token') || !grantTypes.includes('authorization_code')) {
+    if (
+      !Array.isArray(grantTypes) ||
+      grantTypes.length === 0 ||
+      !grantTypes.every((g) => g === 'authorization_code' || g === 'refresh_token') ||
+      !grantTypes.includes('authorization_code')
+    ) {
       throw invalid('grant_types may be authorization_code and refresh_token');
     }
     const responseTypes = body.response_types ?? ['code'];
-    if (!Array.isArray(responseTypes) || responseTypes.length !== 1 || responseTypes[0] !== 'code') throw invalid('response_types must be ["code"]');
+    if (!Array.isArray(responseTypes) || responseTypes.length !== 1 || responseTypes[0] !== 'code')
+      throw invalid('response_types must be ["code"]');
     const method = body.token_endpoint_auth_method ?? 'client_secret_basic';
-    if (method !== 'none' && method !== 'client_secret_basic' && method !== 'client_secret_post') throw invalid('token_endpoint_auth_method must be none, client_secret_basic or client_secret_post');
-    if (body.client_name !== undefined && !cleanName(body.client_name)) throw invalid('client_name must be a non-empty string');
+    if (method !== 'none' && method !== 'client_secret_basic' && method !== 'client_secret_post')
+      throw invalid('token_endpoint_auth_method must be none, client_secret_basic or client_secret_post');
+    if (body.client_name !== undefined && !cleanName(body.client_name))
+      throw invalid('client_name must be a non-empty string');
     let clientUri: string | undefined;
     if (body.client_uri !== undefined) {
-      if (typeof body.client_uri !== 'string' || body.client_uri.length > 2000 || !/^https:\/\/[^\s]+$/.test(body.client_uri)) throw invalid('client_uri must be an https URL');
+      if (
+        typeof body.client_uri !== 'string' ||
+        body.client_uri.length > 2000 ||
+        !/^https:\/\/[^\s]+$/.test(body.client_uri)
+      )
+        throw invalid('client_uri must be an https URL');
       clientUri = body.client_uri;
     }
     let scope: string | undefined;
     if (body.scope !== undefined) {
-      if (typeof body.scope !== 'string' || body.scope.length > 1000) throw invalid('scope must be a space-separated string');
+      if (typeof body.scope !== 'string' || body.scope.length > 1000)
+        throw invalid('scope must be a space-separated string');
       scope = body.scope.split(' ').filter(Boolean).join(' ');
     }
     const id = `${DYNAMIC_PREFIX}${randomBytes(16).toString('base64url')}`;
@@ -231,7 +289,18 @@ export class Clients {
       scope,
     };
     for (const k of Object.keys(metadata)) if (metadata[k] === undefined) delete metadata[k];
-    await this.store.oauth.clients.create({ id, secretHash: secret ? secretHashOf(secret) : null, metadata, createdAt: now, createdIp: ip });
-    return { client_id: id, client_id_issued_at: Math.floor(now / 1000), ...(secret ? { client_secret: secret, client_secret_expires_at: 0 } : {}), ...metadata };
+    await this.store.oauth.clients.create({
+      id,
+      secretHash: secret ? secretHashOf(secret) : null,
+      metadata,
+      createdAt: now,
+      createdIp: ip,
+    });
+    return {
+      client_id: id,
+      client_id_issued_at: Math.floor(now / 1000),
+      ...(secret ? { client_secret: secret, client_secret_expires_at: 0 } : {}),
+      ...metadata,
+    };
   }
 }

@@ -60,7 +60,8 @@ export function requestedApp(deps: OAuthDeps, resources: string[]): App {
     throw new OAuthError(400, 'invalid_target', 'resource is required: name the URL of the app the token is for');
   }
   const apps = new Set(resources.map((r) => deps.resources.resolve(r)));
-  if (apps.has(undefined)) throw new OAuthError(400, 'invalid_target', 'resource does not name an app behind this Gatehouse');
+  if (apps.has(undefined))
+    throw new OAuthError(400, 'invalid_target', 'resource does not name an app behind this Gatehouse');
   if (apps.size > 1) throw new OAuthError(400, 'invalid_target', 'a token is for one app: give one resource');
   return [...apps][0]!;
 }
@@ -72,7 +73,11 @@ export function userAgentOf(ctx: RequestContext): string | null {
 }
 
 /** The provider tokens' owner for a grant (src/providers/tokens.ts): "grant:<id>", tied to no browser session. */
-export const grantOwner = (grant: Pick<Grant, 'id' | 'userId'>) => ({ id: `grant:${grant.id}`, userId: grant.userId, sessionHash: null });
+export const grantOwner = (grant: Pick<Grant, 'id' | 'userId'>) => ({
+  id: `grant:${grant.id}`,
+  userId: grant.userId,
+  sessionHash: null,
+});
 
 /**
  * A grant approved from a browser session that signed in through a provider takes a copy of
@@ -83,9 +88,19 @@ export const grantOwner = (grant: Pick<Grant, 'id' | 'userId'>) => ({ id: `grant
 export async function handOverProviderTokens(deps: OAuthDeps, sessionHash: string | null, grant: Grant): Promise<void> {
   if (!deps.providers || !sessionHash) return;
   try {
-    const copied = await deps.providers.copyTokens(sessionOwner({ idHash: sessionHash, userId: grant.userId }), grantOwner(grant));
-    if (copied.length) deps.logger.info({ event: 'oauth_provider_tokens', grant: grant.id, providers: copied }, 'provider tokens handed to the new login');
+    const copied = await deps.providers.copyTokens(
+      sessionOwner({ idHash: sessionHash, userId: grant.userId }),
+      grantOwner(grant),
+    );
+    if (copied.length)
+      deps.logger.info(
+        { event: 'oauth_provider_tokens', grant: grant.id, providers: copied },
+        'provider tokens handed to the new login',
+      );
   } catch (err) {
-    deps.logger.warn({ event: 'oauth_provider_tokens_failed', grant: grant.id, err: { message: (err as Error).message } }, 'provider tokens could not be handed to the new login');
+    deps.logger.warn(
+      { event: 'oauth_provider_tokens_failed', grant: grant.id, err: { message: (err as Error).message } },
+      'provider tokens could not be handed to the new login',
+    );
   }
 }

@@ -5,7 +5,14 @@ import { messagePage } from '../pages/index.ts';
 import type { RequestContext } from '../server/context.ts';
 import { StoreConflictError } from '../store/index.ts';
 import { DEVICE_GRANT, type Client } from './clients.ts';
-import { handOverProviderTokens, requestedApp, signedIn, userAgentOf, type OAuthDeps, type PageKit } from './context.ts';
+import {
+  handOverProviderTokens,
+  requestedApp,
+  signedIn,
+  userAgentOf,
+  type OAuthDeps,
+  type PageKit,
+} from './context.ts';
 import { OAuthError, oauthEndpoint, param, readOAuthForm, sendOAuthJson, type OAuthParams } from './http.ts';
 import { deviceConfirmPage, deviceEntryPage } from './pages.ts';
 import type { TokenResponse } from './tokens.ts';
@@ -39,11 +46,15 @@ export class DeviceFlow {
     return oauthEndpoint(ctx.res, async () => {
       const params = await readOAuthForm(ctx.req);
       const client = await this.d.clients.authenticate(ctx.req, params);
-      if (!client.grantTypes.has(DEVICE_GRANT)) throw new OAuthError(400, 'unauthorized_client', 'this client may not use the device flow');
+      if (!client.grantTypes.has(DEVICE_GRANT))
+        throw new OAuthError(400, 'unauthorized_client', 'this client may not use the device flow');
       const scope = this.d.scopes.request(param(params, 'scope', 1000), client);
       const app = requestedApp(this.d, params.all('resource'));
       const verdict = await this.d.limits.deviceAuthorization(ctx.ip);
-      if (!verdict.ok) throw new OAuthError(429, 'slow_down', 'too many device sign-ins from this address; try again later', { 'retry-after': String(verdict.retryAfterSeconds) });
+      if (!verdict.ok)
+        throw new OAuthError(429, 'slow_down', 'too many device sign-ins from this address; try again later', {
+          'retry-after': String(verdict.retryAfterSeconds),
+        });
       const now = this.d.now();
       const { codeTtl, interval } = this.d.config.tokens.device;
       const deviceCode = randomBytes(32).toString('base64url');
@@ -77,7 +88,16 @@ export class DeviceFlow {
         }
       }
       const verification = `${this.d.base}/device`;
-      this.d.logger.info({ event: 'oauth_device_authorization', clientId: client.id, app: app.name, ip: ctx.ip, requestId: ctx.requestId }, 'device sign-in started');
+      this.d.logger.info(
+        {
+          event: 'oauth_device_authorization',
+          clientId: client.id,
+          app: app.name,
+          ip: ctx.ip,
+          requestId: ctx.requestId,
+        },
+        'device sign-in started',
+      );
       sendOAuthJson(ctx.res, 200, {
         device_code: deviceCode,
         user_code: formatUserCode(userCode),
@@ -91,19 +111,30 @@ export class DeviceFlow {
 
   /** grant_type=urn:ietf:params:oauth:grant-type:device_code at the token endpoint. */
   async exchange(params: OAuthParams, client: Client, ctx: RequestContext): Promise<TokenResponse> {
-    if (!client.grantTypes.has(DEVICE_GRANT)) throw new OAuthError(400, 'unauthorized_client', 'this client may not use the device flow');
+    if (!client.grantTypes.has(DEVICE_GRANT))
+      throw new OAuthError(400, 'unauthorized_client', 'this client may not use the device flow');
     const deviceCode = param(params, 'device_code', 128);
     if (!deviceCode) throw new OAuthError(400, 'invalid_request', 'device_code is required');
     const now = this.d.now();
     const deviceHash = sha256(deviceCode);
     const interval = this.d.config.tokens.device.interval;
-    const polled = await this.d.store.oauth.devices.poll(deviceHash, now, { slowDownMs: SLOW_DOWN_MS, slackMs: Math.min(1000, Math.max(250, interval / 4)) });
-    if (!polled || polled.device.clientId !== client.id) throw new OAuthError(400, 'invalid_grant', 'unknown device code');
+    const polled = await this.d.store.oauth.devices.poll(deviceHash, now, {
+      slowDownMs: SLOW_DOWN_MS,
+      slackMs: Math.min(1000, Math.max(250, interval / 4)),
+    });
+    if (!polled || polled.device.clientId !== client.id)
+      throw new OAuthError(400, 'invalid_grant', 'unknown device code');
     const device = polled.device;
     if (now >= device.expiresAt) throw new OAuthError(400, 'expired_token', 'the device code has expired; start again');
     if (device.status === 'redeemed') throw new OAuthError(400, 'invalid_grant', 'the device code was already used');
-    if (polled.tooFast) throw new OAuthError(400, 'slow_down', `polling too fast: wait ${Math.ceil(device.intervalMs / 1000)} s between requests`);
-    if (device.status === 'pending') throw new OAuthError(400, 'authorization_pending', 'waiting for the user to approve');
+    if (polled.tooFast)
+      throw new OAuthError(
+        400,
+        'slow_down',
+        `polling too fast: wait ${Math.ceil(device.intervalMs / 1000)} s between requests`,
+      );
+    if (device.status === 'pending')
+      throw new OAuthError(400, 'authorization_pending', 'waiting for the user to approve');
     if (device.status === 'denied') throw new OAuthError(400, 'access_denied', 'the user denied the sign-in');
     const user = device.userId ? await this.d.store.users.get(device.userId) : undefined;
     if (!user || user.disabled) throw new OAuthError(400, 'access_denied', 'the account cannot sign in');
@@ -120,7 +151,8 @@ export class DeviceFlow {
       ip: ctx.ip,
       userAgent: userAgentOf(ctx),
     });
-    if (!(await this.d.store.oauth.devices.redeem(deviceHash, now, grant))) throw new OAuthError(400, 'invalid_grant', 'the device code was already used');
+    if (!(await this.d.store.oauth.devices.redeem(deviceHash, now, grant)))
+      throw new OAuthError(400, 'invalid_grant', 'the device code was already used');
     await handOverProviderTokens(this.d, device.sessionHash, grant);
     ctx.userId = user.id;
     return this.d.tokens.response(grant, refreshToken, grant.scope, now);
@@ -148,12 +180,26 @@ export class DeviceFlow {
         messagePage({
           appTitle: ctx.site.title,
           heading: done === 'approved' ? 'Device connected' : 'Sign-in denied',
-          message: done === 'approved' ? 'You can close this window and go back to your program.' : 'The program was not signed in. You can close this window.',
+          message:
+            done === 'approved'
+              ? 'You can close this window and go back to your program.'
+              : 'The program was not signed in. You can close this window.',
         }),
       );
     }
     const { token, cookies } = this.pages.csrf(ctx);
-    this.pages.html(ctx, 200, deviceEntryPage({ appTitle: ctx.site.title, action: this.pages.url(ctx, '/device'), csrf: token, email: active.user.email, userCode: normalized ? formatUserCode(normalized) : undefined }), cookies);
+    this.pages.html(
+      ctx,
+      200,
+      deviceEntryPage({
+        appTitle: ctx.site.title,
+        action: this.pages.url(ctx, '/device'),
+        csrf: token,
+        email: active.user.email,
+        userCode: normalized ? formatUserCode(normalized) : undefined,
+      }),
+      cookies,
+    );
   }
 
   /**
@@ -175,24 +221,55 @@ export class DeviceFlow {
     const fail = (status: number, code: string, message: string, retryAfter?: number) => {
       const headers: Record<string, string> = retryAfter ? { 'retry-after': String(retryAfter) } : {};
       if (input.kind === 'json') return sendJson(ctx.res, status, { error: code, message }, headers);
-      this.pages.html(ctx, status, deviceEntryPage({ appTitle: ctx.site.title, action: this.pages.url(ctx, '/device'), csrf: this.pages.csrf(ctx).token, email: user.email, userCode: typed, error: message }), [], headers);
+      this.pages.html(
+        ctx,
+        status,
+        deviceEntryPage({
+          appTitle: ctx.site.title,
+          action: this.pages.url(ctx, '/device'),
+          csrf: this.pages.csrf(ctx).token,
+          email: user.email,
+          userCode: typed,
+          error: message,
+        }),
+        [],
+        headers,
+      );
     };
-    if (decision !== undefined && decision !== 'approve' && decision !== 'deny') return fail(400, 'invalid_request', 'Choose Allow or Deny.');
+    if (decision !== undefined && decision !== 'approve' && decision !== 'deny')
+      return fail(400, 'invalid_request', 'Choose Allow or Deny.');
     const verdict = await this.d.limits.userCodeAttempt(ctx.ip, user.id);
-    if (!verdict.ok) return fail(429, 'too_many_attempts', 'Too many wrong codes. Wait a few minutes and try again.', verdict.retryAfterSeconds);
+    if (!verdict.ok)
+      return fail(
+        429,
+        'too_many_attempts',
+        'Too many wrong codes. Wait a few minutes and try again.',
+        verdict.retryAfterSeconds,
+      );
     const code = normalizeUserCode(typed);
     if (!code) return fail(400, 'invalid_code', 'Enter the 8 letters your program shows, like BCDF-GHJK.');
     const now = this.d.now();
     const device = await this.d.store.oauth.devices.getByUserCode(this.userCodeHash(code));
     if (!device || device.status !== 'pending' || now >= device.expiresAt) {
-      return fail(400, 'invalid_code', 'This code is not valid. Check it, or start again in your program: codes work once and expire after a few minutes.');
+      return fail(
+        400,
+        'invalid_code',
+        'This code is not valid. Check it, or start again in your program: codes work once and expire after a few minutes.',
+      );
     }
     await this.d.limits.userCodeCorrect(ctx.ip, user.id);
     const client = await this.d.clients.get(device.clientId, { fetch: false });
     const app = this.d.resources.resolve(device.resource);
-    if (!client || !app) return fail(400, 'invalid_code', 'This code is not valid any more. Start again in your program.');
+    if (!client || !app)
+      return fail(400, 'invalid_code', 'This code is not valid any more. Start again in your program.');
     if (decision === undefined) {
-      if (input.kind === 'json') return sendJson(ctx.res, 200, { client: { id: client.id, name: client.name, verified: client.verified }, app: app.name, resource: device.resource, scope: device.scope });
+      if (input.kind === 'json')
+        return sendJson(ctx.res, 200, {
+          client: { id: client.id, name: client.name, verified: client.verified },
+          app: app.name,
+          resource: device.resource,
+          scope: device.scope,
+        });
       const { token, cookies } = this.pages.csrf(ctx);
       return this.pages.html(
         ctx,
@@ -212,10 +289,31 @@ export class DeviceFlow {
       );
     }
     const approved = decision === 'approve';
-    const decided = await this.d.store.oauth.devices.decide(device.deviceHash, { approved, userId: user.id, amr: session.amr, authTime: session.createdAt, sessionHash: session.idHash, now });
-    if (!decided) return fail(400, 'invalid_code', 'This code was used or has expired meanwhile. Start again in your program.');
-    this.d.logger.info({ event: approved ? 'oauth_device_approved' : 'oauth_device_denied', userId: user.id, clientId: client.id, app: app.name, requestId: ctx.requestId }, approved ? 'device sign-in approved' : 'device sign-in denied');
+    const decided = await this.d.store.oauth.devices.decide(device.deviceHash, {
+      approved,
+      userId: user.id,
+      amr: session.amr,
+      authTime: session.createdAt,
+      sessionHash: session.idHash,
+      now,
+    });
+    if (!decided)
+      return fail(400, 'invalid_code', 'This code was used or has expired meanwhile. Start again in your program.');
+    this.d.logger.info(
+      {
+        event: approved ? 'oauth_device_approved' : 'oauth_device_denied',
+        userId: user.id,
+        clientId: client.id,
+        app: app.name,
+        requestId: ctx.requestId,
+      },
+      approved ? 'device sign-in approved' : 'device sign-in denied',
+    );
     if (input.kind === 'json') return sendJson(ctx.res, 200, { result: approved ? 'approved' : 'denied' });
-    redirect(ctx.res, 303, `${ctx.site.origin}${this.pages.url(ctx, '/device', { done: approved ? 'approved' : 'denied' })}`);
+    redirect(
+      ctx.res,
+      303,
+      `${ctx.site.origin}${this.pages.url(ctx, '/device', { done: approved ? 'approved' : 'denied' })}`,
+    );
   }
 }

@@ -24,7 +24,12 @@ export class OAuthError extends Error {
 /** Endpoints that take no cookies may be called from any origin. */
 export const CORS: OutgoingHttpHeaders = { 'access-control-allow-origin': '*' };
 
-export function sendOAuthJson(res: ServerResponse, status: number, body: unknown, headers: OutgoingHttpHeaders = {}): void {
+export function sendOAuthJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: OutgoingHttpHeaders = {},
+): void {
   sendJson(res, status, body, { pragma: 'no-cache', ...CORS, ...headers });
 }
 
@@ -50,7 +55,11 @@ export async function oauthEndpoint(res: ServerResponse, fn: () => Promise<void>
     await fn();
   } catch (err) {
     if (err instanceof OAuthError) return sendOAuthError(res, err);
-    if (err instanceof HttpError) return sendOAuthError(res, new OAuthError(err.status, err.status === 400 ? 'invalid_request' : err.code, err.message, err.headers));
+    if (err instanceof HttpError)
+      return sendOAuthError(
+        res,
+        new OAuthError(err.status, err.status === 400 ? 'invalid_request' : err.code, err.message, err.headers),
+      );
     throw err;
   }
 }
@@ -68,7 +77,8 @@ export function paramsFrom(search: URLSearchParams): OAuthParams {
   for (const [k, v] of search) {
     const list = seen.get(k);
     if (list) {
-      if (!REPEATABLE.has(k)) throw new OAuthError(400, 'invalid_request', `the parameter "${k}" appears more than once`);
+      if (!REPEATABLE.has(k))
+        throw new OAuthError(400, 'invalid_request', `the parameter "${k}" appears more than once`);
       list.push(v);
     } else seen.set(k, [v]);
   }
@@ -84,10 +94,12 @@ export function paramsFrom(search: URLSearchParams): OAuthParams {
 /** A form-encoded POST body, as the token, device, and revocation endpoints take them. */
 export async function readOAuthForm(req: IncomingMessage): Promise<OAuthParams> {
   const type = (req.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase();
-  if (type !== 'application/x-www-form-urlencoded') throw new OAuthError(400, 'invalid_request', 'send the parameters as application/x-www-form-urlencoded');
+  if (type !== 'application/x-www-form-urlencoded')
+    throw new OAuthError(400, 'invalid_request', 'send the parameters as application/x-www-form-urlencoded');
   const body = await readBody(req);
   const text = body.toString('utf8');
-  if (!Buffer.from(text, 'utf8').equals(body)) throw new OAuthError(400, 'invalid_request', 'the body is not valid UTF-8');
+  if (!Buffer.from(text, 'utf8').equals(body))
+    throw new OAuthError(400, 'invalid_request', 'the body is not valid UTF-8');
   return paramsFrom(new URLSearchParams(text));
 }
 

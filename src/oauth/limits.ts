@@ -40,22 +40,37 @@ export class Limits {
   }
 
   async userCodeCorrect(ip: string, userId: string): Promise<void> {
-    await Promise.all([this.cache.release(`oauth:ucode:ip:${rateLimitAddress(ip)}`), this.cache.release(`oauth:ucode:acct:${userId}`)]);
+    await Promise.all([
+      this.cache.release(`oauth:ucode:ip:${rateLimitAddress(ip)}`),
+      this.cache.release(`oauth:ucode:acct:${userId}`),
+    ]);
   }
 
   async deviceAuthorization(ip: string): Promise<Verdict> {
-    const wait = await this.over(`oauth:device:ip:${rateLimitAddress(ip)}`, this.limits.deviceAuthorizationPerIp, WINDOW_MS);
+    const wait = await this.over(
+      `oauth:device:ip:${rateLimitAddress(ip)}`,
+      this.limits.deviceAuthorizationPerIp,
+      WINDOW_MS,
+    );
     return wait === undefined ? { ok: true } : { ok: false, retryAfterSeconds: wait };
   }
 
   /** A client ID metadata document to fetch for an authorization request: each is an outbound request an anonymous caller chose. */
   async clientDocument(ip: string): Promise<Verdict> {
-    const wait = await this.over(`oauth:document:ip:${rateLimitAddress(ip)}`, this.limits.clientDocumentsPerIp, WINDOW_MS);
+    const wait = await this.over(
+      `oauth:document:ip:${rateLimitAddress(ip)}`,
+      this.limits.clientDocumentsPerIp,
+      WINDOW_MS,
+    );
     return wait === undefined ? { ok: true } : { ok: false, retryAfterSeconds: wait };
   }
 
   async registration(ip: string): Promise<Verdict> {
-    const wait = await this.over(`oauth:register:ip:${rateLimitAddress(ip)}`, this.limits.registerPerIp, REGISTER_WINDOW_MS);
+    const wait = await this.over(
+      `oauth:register:ip:${rateLimitAddress(ip)}`,
+      this.limits.registerPerIp,
+      REGISTER_WINDOW_MS,
+    );
     return wait === undefined ? { ok: true } : { ok: false, retryAfterSeconds: wait };
   }
 }

@@ -8,7 +8,8 @@ import { Scopes } from './scopes.ts';
  * forms without scripts, like every Gatehouse page; every value is escaped by `html`.
  */
 
-const hidden = (name: string, value: string | undefined) => (value === undefined ? '' : html`<input type="hidden" name="${name}" value="${value}">`);
+const hidden = (name: string, value: string | undefined) =>
+  value === undefined ? '' : html`<input type="hidden" name="${name}" value="${value}">`;
 
 function formatTime(ms: number): string {
   return `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
@@ -26,11 +27,15 @@ export function ago(ms: number, now: number): string {
 
 function accessList(scope: string): SafeHtml {
   const items = Scopes.describe(scope);
-  return items.length ? html`<ul class="plain">${items.map((s) => html`<li>${s.text} <code>${s.name}</code></li>`)}</ul>` : html`Act as you in this app`;
+  return items.length
+    ? html`<ul class="plain">${items.map((s) => html`<li>${s.text} <code>${s.name}</code></li>`)}</ul>`
+    : html`Act as you in this app`;
 }
 
 function clientLabel(c: { name: string; verified: boolean }): SafeHtml {
-  return c.verified ? html`<strong>${c.name}</strong>` : html`<strong>${c.name}</strong> <span class="tag">unverified: this name is the client's own claim</span>`;
+  return c.verified
+    ? html`<strong>${c.name}</strong>`
+    : html`<strong>${c.name}</strong> <span class="tag">unverified: this name is the client's own claim</span>`;
 }
 
 export interface DeviceEntry {
@@ -77,7 +82,11 @@ export interface DeviceConfirm {
 }
 
 export function deviceConfirmPage(o: DeviceConfirm): string {
-  const decision = (value: 'approve' | 'deny', label: string, secondary: boolean) => html`<form method="post" action="${o.action}">
+  const decision = (
+    value: 'approve' | 'deny',
+    label: string,
+    secondary: boolean,
+  ) => html`<form method="post" action="${o.action}">
 ${hidden('csrf', o.csrf)}${hidden('user_code', o.userCode)}${hidden('decision', value)}
 <button type="submit"${secondary ? html` class="secondary"` : ''}>${label}</button>
 </form>`;
@@ -111,7 +120,11 @@ export interface Consent {
 }
 
 export function consentPage(o: Consent): string {
-  const decision = (value: 'approve' | 'deny', label: string, secondary: boolean) => html`<form method="post" action="${o.action}">
+  const decision = (
+    value: 'approve' | 'deny',
+    label: string,
+    secondary: boolean,
+  ) => html`<form method="post" action="${o.action}">
 ${hidden('csrf', o.csrf)}${Object.entries(o.params).map(([k, v]) => hidden(k, v))}${hidden('decision', value)}
 <button type="submit"${secondary ? html` class="secondary"` : ''}>${label}</button>
 </form>`;

@@ -8,7 +8,23 @@
  * an http loopback IP literal the port may differ (RFC 8252 §7.3: the app picks a free port).
  */
 
-const FORBIDDEN_SCHEMES = new Set(['javascript', 'data', 'file', 'vbscript', 'blob', 'about', 'filesystem', 'view-source', 'chrome', 'ftp', 'ws', 'wss', 'mailto', 'tel', 'intent']);
+const FORBIDDEN_SCHEMES = new Set([
+  'javascript',
+  'data',
+  'file',
+  'vbscript',
+  'blob',
+  'about',
+  'filesystem',
+  'view-source',
+  'chrome',
+  'ftp',
+  'ws',
+  'wss',
+  'mailto',
+  'tel',
+  'intent',
+]);
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
 const LOOPBACK_IP = new Set(['127.0.0.1', '[::1]']);
 const MAX_REDIRECT_URI = 2000;
@@ -28,7 +44,10 @@ export function redirectUriProblem(uri: string): string | undefined {
   const scheme = u.protocol.slice(0, -1);
   if (u.username || u.password) return 'must not contain credentials';
   if (scheme === 'https') return u.hostname ? undefined : 'needs a host';
-  if (scheme === 'http') return LOOPBACK_HOSTS.has(u.hostname) ? undefined : 'http is allowed only on a loopback host (127.0.0.1, [::1], localhost); use https';
+  if (scheme === 'http')
+    return LOOPBACK_HOSTS.has(u.hostname)
+      ? undefined
+      : 'http is allowed only on a loopback host (127.0.0.1, [::1], localhost); use https';
   if (FORBIDDEN_SCHEMES.has(scheme)) return `the ${scheme}: scheme is not allowed`;
   return undefined;
 }
@@ -47,7 +66,13 @@ export function redirectUriMatches(registered: readonly string[], requested: str
   return registered.some((uri) => {
     if (!uri.startsWith('http://')) return false;
     const g = new URL(uri);
-    return LOOPBACK_IP.has(g.hostname) && g.hostname === r.hostname && g.pathname === r.pathname && g.search === r.search && requested === `http://${r.host}${r.pathname}${r.search}`;
+    return (
+      LOOPBACK_IP.has(g.hostname) &&
+      g.hostname === r.hostname &&
+      g.pathname === r.pathname &&
+      g.search === r.search &&
+      requested === `http://${r.host}${r.pathname}${r.search}`
+    );
   });
 }
 

@@ -20,11 +20,13 @@ export class Scopes {
   /** The scope a client asks for, validated against what exists and what the client may ask; normalized (unique, sorted). */
   request(raw: string | undefined, client: Client): string {
     if (raw === undefined) return '';
-    if (raw.length > 1000 || !/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/.test(raw)) throw new OAuthError(400, 'invalid_scope', 'scope must be space-separated scope names');
+    if (raw.length > 1000 || !/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/.test(raw))
+      throw new OAuthError(400, 'invalid_scope', 'scope must be space-separated scope names');
     const names = [...new Set(raw.split(' '))].sort();
     for (const s of names) {
       if (!this.set.has(s)) throw new OAuthError(400, 'invalid_scope', `unknown scope "${s.slice(0, 64)}"`);
-      if (client.scopes && s !== OFFLINE_ACCESS && !client.scopes.has(s)) throw new OAuthError(400, 'invalid_scope', `this client may not ask for "${s}"`);
+      if (client.scopes && s !== OFFLINE_ACCESS && !client.scopes.has(s))
+        throw new OAuthError(400, 'invalid_scope', `this client may not ask for "${s}"`);
     }
     return names.join(' ');
   }
@@ -34,7 +36,13 @@ export class Scopes {
     if (raw === undefined) return granted;
     const have = new Set(granted.split(' ').filter(Boolean));
     const names = [...new Set(raw.split(' ').filter(Boolean))].sort();
-    for (const s of names) if (!have.has(s)) throw new OAuthError(400, 'invalid_scope', `"${s.slice(0, 64)}" was not granted; a refresh cannot widen the scope`);
+    for (const s of names)
+      if (!have.has(s))
+        throw new OAuthError(
+          400,
+          'invalid_scope',
+          `"${s.slice(0, 64)}" was not granted; a refresh cannot widen the scope`,
+        );
     return names.join(' ');
   }
 
@@ -42,6 +50,10 @@ export class Scopes {
     return scope
       .split(' ')
       .filter(Boolean)
-      .map((name) => ({ name, text: name === OFFLINE_ACCESS ? 'Stay signed in until you sign it out here or in your account' : `Use "${name}"` }));
+      .map((name) => ({
+        name,
+        text:
+          name === OFFLINE_ACCESS ? 'Stay signed in until you sign it out here or in your account' : `Use "${name}"`,
+      }));
   }
 }

@@ -29,7 +29,10 @@ const PRM = '/.well-known/oauth-protected-resource';
 const ASM = '/.well-known/oauth-authorization-server';
 const DAY = 86_400_000;
 
-export type OAuthServerOptions = Pick<OAuthDeps, 'config' | 'logger' | 'store' | 'cache' | 'secrets' | 'sessions' | 'sites' | 'prefix'> & {
+export type OAuthServerOptions = Pick<
+  OAuthDeps,
+  'config' | 'logger' | 'store' | 'cache' | 'secrets' | 'sessions' | 'sites' | 'prefix'
+> & {
   providers?: ProviderService;
   /** The signing key ring: access tokens are JWTs signed like every Gatehouse token, verifiable with the same JWKS. */
   keys: KeyRing;
@@ -60,10 +63,19 @@ export class OAuthServer {
     // Gatehouse itself on loopback (development, tests): metadata documents may be there too.
     const dev = isLoopbackHost(new URL(issuer).hostname);
     const limits = new Limits(o.cache, o.config.tokens.rateLimits);
-    this.documents = o.config.tokens.clientIdMetadataDocuments ? new MetadataDocuments({ allowLoopback: dev, now, admit: (ip) => limits.clientDocument(ip) }) : null;
+    this.documents = o.config.tokens.clientIdMetadataDocuments
+      ? new MetadataDocuments({ allowLoopback: dev, now, admit: (ip) => limits.clientDocument(ip) })
+      : null;
     const scopes = new Scopes(o.config.tokens.scopes);
     const resources = new Resources(o.sites, o.prefix);
-    const tokens = new TokenService({ store: o.store, secrets: o.secrets, keys: o.keys, config: o.config.tokens, scopes, logger: o.logger });
+    const tokens = new TokenService({
+      store: o.store,
+      secrets: o.secrets,
+      keys: o.keys,
+      config: o.config.tokens,
+      scopes,
+      logger: o.logger,
+    });
     this.d = {
       config: o.config,
       logger: o.logger,
@@ -91,24 +103,56 @@ export class OAuthServer {
   addRoutes(router: Router<(ctx: RequestContext, params: Params) => Promise<void>>, pages: PageKit): void {
     this.device = new DeviceFlow(this.d, pages);
     this.code = new AuthorizationCodeFlow(this.d, pages);
-    const issuerOnly = (h: Handler): Handler => async (ctx) => {
-      if (ctx.site !== this.issuerSite) {
-        return sendOAuthJson(ctx.res, 404, { error: 'not_found', error_description: `the OAuth endpoints are at ${this.d.base}/oauth/` });
-      }
-      return h(ctx);
-    };
-    const cors = (methods: string): Handler => async (ctx) => preflight(ctx.res, methods);
+    const issuerOnly =
+      (h: Handler): Handler =>
+      async (ctx) => {
+        if (ctx.site !== this.issuerSite) {
+          return sendOAuthJson(ctx.res, 404, {
+            error: 'not_found',
+            error_description: `the OAuth endpoints are at ${this.d.base}/oauth/`,
+          });
+        }
+        return h(ctx);
+      };
+    const cors =
+      (methods: string): Handler =>
+      async (ctx) =>
+        preflight(ctx.res, methods);
     router
-      .add('POST', '/oauth/device_authorization', issuerOnly((c) => this.device.authorize(c)))
-      .add('POST', '/oauth/token', issuerOnly((c) => this.token(c)))
-      .add('POST', '/oauth/revoke', issuerOnly((c) => this.revoke(c)))
-      .add('POST', '/oauth/register', issuerOnly((c) => this.register(c)))
+      .add(
+        'POST',
+        '/oauth/device_authorization',
+        issuerOnly((c) => this.device.authorize(c)),
+      )
+      .add(
+        'POST',
+        '/oauth/token',
+        issuerOnly((c) => this.token(c)),
+      )
+      .add(
+        'POST',
+        '/oauth/revoke',
+        issuerOnly((c) => this.revoke(c)),
+      )
+      .add(
+        'POST',
+        '/oauth/register',
+        issuerOnly((c) => this.register(c)),
+      )
       .add('OPTIONS', '/oauth/token', cors('POST'))
       .add('OPTIONS', '/oauth/device_authorization', cors('POST'))
       .add('OPTIONS', '/oauth/revoke', cors('POST'))
       .add('OPTIONS', '/oauth/register', cors('POST'))
-      .add('GET', '/oauth/authorize', issuerOnly((c) => this.code.start(c)))
-      .add('POST', '/oauth/authorize', issuerOnly((c) => this.code.decide(c)))
+      .add(
+        'GET',
+        '/oauth/authorize',
+        issuerOnly((c) => this.code.start(c)),
+      )
+      .add(
+        'POST',
+        '/oauth/authorize',
+        issuerOnly((c) => this.code.decide(c)),
+      )
       .add('GET', '/device', (c) => this.device.page(c))
       .add('POST', '/device', (c) => this.device.submit(c))
       .add('POST', '/account/grants/revoke', (c) => this.revokeByUser(c, pages));
@@ -125,13 +169,26 @@ export class OAuthServer {
       if (grantType === DEVICE_GRANT) response = await this.device.exchange(params, client, ctx);
       else if (grantType === 'authorization_code') response = await this.code.exchange(params, client, ctx);
       else if (grantType === 'refresh_token') {
-        if (!client.grantTypes.has('refresh_token')) throw new OAuthError(400, 'unauthorized_client', 'this client may not use refresh tokens');
+        if (!client.grantTypes.has('refresh_token'))
+          throw new OAuthError(400, 'unauthorized_client', 'this client may not use refresh tokens');
         const token = param(params, 'refresh_token', 256);
         if (!token) throw new OAuthError(400, 'invalid_request', 'refresh_token is required');
-        response = await this.d.tokens.refresh(token, client, param(params, 'scope', 1000), { now: this.d.now(), ip: ctx.ip, userAgent: userAgentOf(ctx) });
+        response = await this.d.tokens.refresh(token, client, param(params, 'scope', 1000), {
+          now: this.d.now(),
+          ip: ctx.ip,
+          userAgent: userAgentOf(ctx),
+        });
       } else if (!grantType) throw new OAuthError(400, 'invalid_request', 'grant_type is required');
-      else throw new OAuthError(400, 'unsupported_grant_type', 'supported: authorization_code, refresh_token, urn:ietf:params:oauth:grant-type:device_code');
-      this.d.logger.info({ event: 'oauth_token', grantType, clientId: client.id, userId: ctx.userId, requestId: ctx.requestId }, 'tokens issued');
+      else
+        throw new OAuthError(
+          400,
+          'unsupported_grant_type',
+          'supported: authorization_code, refresh_token, urn:ietf:params:oauth:grant-type:device_code',
+        );
+      this.d.logger.info(
+        { event: 'oauth_token', grantType, clientId: client.id, userId: ctx.userId, requestId: ctx.requestId },
+        'tokens issued',
+      );
       sendOAuthJson(ctx.res, 200, response);
     });
   }
@@ -144,7 +201,18 @@ export class OAuthServer {
       const token = param(params, 'token', 8192);
       if (!token) throw new OAuthError(400, 'invalid_request', 'token is required');
       const grant = await this.d.tokens.revoke(token, client, this.d.resources.ids(), this.d.now());
-      if (grant) this.d.logger.info({ event: 'oauth_revoke', by: 'client', clientId: client.id, userId: grant.userId, grant: grant.id, requestId: ctx.requestId }, 'login revoked by its client');
+      if (grant)
+        this.d.logger.info(
+          {
+            event: 'oauth_revoke',
+            by: 'client',
+            clientId: client.id,
+            userId: grant.userId,
+            grant: grant.id,
+            requestId: ctx.requestId,
+          },
+          'login revoked by its client',
+        );
       ctx.res.writeHead(200, { 'cache-control': 'no-store', 'content-length': 0, ...CORS });
       ctx.res.end();
     });
@@ -152,21 +220,41 @@ export class OAuthServer {
 
   private register(ctx: RequestContext): Promise<void> {
     return oauthEndpoint(ctx.res, async () => {
-      if (!this.d.config.tokens.dynamicRegistration) throw new OAuthError(404, 'not_found', 'dynamic client registration is turned off (tokens.dynamicRegistration)');
+      if (!this.d.config.tokens.dynamicRegistration)
+        throw new OAuthError(
+          404,
+          'not_found',
+          'dynamic client registration is turned off (tokens.dynamicRegistration)',
+        );
       const type = (ctx.req.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase();
-      if (type !== 'application/json') throw new OAuthError(400, 'invalid_client_metadata', 'send the client metadata as application/json');
+      if (type !== 'application/json')
+        throw new OAuthError(400, 'invalid_client_metadata', 'send the client metadata as application/json');
       let body: unknown;
       try {
         body = JSON.parse((await readBody(ctx.req)).toString('utf8'));
       } catch (err) {
-        if (err instanceof SyntaxError) throw new OAuthError(400, 'invalid_client_metadata', 'the body is not valid JSON');
+        if (err instanceof SyntaxError)
+          throw new OAuthError(400, 'invalid_client_metadata', 'the body is not valid JSON');
         throw err;
       }
-      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError(400, 'invalid_client_metadata', 'the body must be a JSON object');
+      if (typeof body !== 'object' || body === null || Array.isArray(body))
+        throw new OAuthError(400, 'invalid_client_metadata', 'the body must be a JSON object');
       const verdict = await this.d.limits.registration(ctx.ip);
-      if (!verdict.ok) throw new OAuthError(429, 'too_many_requests', 'too many registrations from this address; try again later', { 'retry-after': String(verdict.retryAfterSeconds) });
+      if (!verdict.ok)
+        throw new OAuthError(429, 'too_many_requests', 'too many registrations from this address; try again later', {
+          'retry-after': String(verdict.retryAfterSeconds),
+        });
       const registered = await this.d.clients.register(body as Record<string, unknown>, ctx.ip, this.d.now());
-      this.d.logger.info({ event: 'oauth_client_registered', clientId: registered.client_id, name: registered.client_name, ip: ctx.ip, requestId: ctx.requestId }, 'client registered');
+      this.d.logger.info(
+        {
+          event: 'oauth_client_registered',
+          clientId: registered.client_id,
+          name: registered.client_name,
+          ip: ctx.ip,
+          requestId: ctx.requestId,
+        },
+        'client registered',
+      );
       sendOAuthJson(ctx.res, 201, registered);
     });
   }
@@ -174,10 +262,20 @@ export class OAuthServer {
   // ---- the account page's devices and apps --------------------------------------
 
   /** The "Devices and apps" section of <prefix>/account (server/account.ts) for the signed-in user. */
-  async accountSection(ctx: RequestContext, active: ActiveSession, csrf: string, pages: PageKit): Promise<AccountSectionView> {
+  async accountSection(
+    ctx: RequestContext,
+    active: ActiveSession,
+    csrf: string,
+    pages: PageKit,
+  ): Promise<AccountSectionView> {
     const now = this.d.now();
-    const grants = (await this.d.store.oauth.grants.listByUser(active.user.id, now)).filter((g) => !this.d.tokens.ended(g, now));
-    const rows = grants.map((grant) => ({ grant, appTitle: this.d.resources.resolve(grant.resource)?.title ?? grant.resource }));
+    const grants = (await this.d.store.oauth.grants.listByUser(active.user.id, now)).filter(
+      (g) => !this.d.tokens.ended(g, now),
+    );
+    const rows = grants.map((grant) => ({
+      grant,
+      appTitle: this.d.resources.resolve(grant.resource)?.title ?? grant.resource,
+    }));
     const signedOut = new URLSearchParams(ctx.query.slice(1)).get('grant_signed_out') === '1';
     return {
       id: 'grants',
@@ -191,14 +289,29 @@ export class OAuthServer {
   private async revokeByUser(ctx: RequestContext, pages: PageKit): Promise<void> {
     const input = await pages.readPost(ctx);
     const active = await signedIn(this.d, ctx);
-    if (!active) return input.kind === 'json' ? sendJson(ctx.res, 401, { error: 'unauthenticated', message: 'Sign in first.' }) : redirect(ctx.res, 303, `${ctx.site.origin}${pages.url(ctx, '/login', { rd: pages.url(ctx, '/account') })}`);
+    if (!active)
+      return input.kind === 'json'
+        ? sendJson(ctx.res, 401, { error: 'unauthenticated', message: 'Sign in first.' })
+        : redirect(ctx.res, 303, `${ctx.site.origin}${pages.url(ctx, '/login', { rd: pages.url(ctx, '/account') })}`);
     const id = field(input, 'grant', 64);
     const grant = id ? await this.d.store.oauth.grants.get(id) : undefined;
     if (!grant || grant.userId !== active.user.id) {
-      return input.kind === 'json' ? sendJson(ctx.res, 404, { error: 'not_found', message: 'No such login.' }) : redirect(ctx.res, 303, `${ctx.site.origin}${pages.url(ctx, '/account')}`);
+      return input.kind === 'json'
+        ? sendJson(ctx.res, 404, { error: 'not_found', message: 'No such login.' })
+        : redirect(ctx.res, 303, `${ctx.site.origin}${pages.url(ctx, '/account')}`);
     }
     await this.d.store.oauth.grants.revoke(grant.id, this.d.now(), 'user');
-    this.d.logger.info({ event: 'oauth_revoke', by: 'user', userId: active.user.id, clientId: grant.clientId, grant: grant.id, requestId: ctx.requestId }, 'login revoked by its user');
+    this.d.logger.info(
+      {
+        event: 'oauth_revoke',
+        by: 'user',
+        userId: active.user.id,
+        clientId: grant.clientId,
+        grant: grant.id,
+        requestId: ctx.requestId,
+      },
+      'login revoked by its user',
+    );
     if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true });
     redirect(ctx.res, 303, `${ctx.site.origin}${pages.url(ctx, '/account', { grant_signed_out: '1' })}`);
   }
@@ -212,14 +325,22 @@ export class OAuthServer {
    */
   addWellKnown(registry: WellKnown): void {
     const methods = ['GET', 'HEAD', 'OPTIONS'];
-    registry.addTree(PRM, (ctx) => {
-      // ctx.path is below publicUrl's base path here (server/well-known.ts).
-      const found = this.d.resources.forMetadata(ctx.site, ctx.path.slice(PRM.length));
-      this.metadata(ctx, found && this.resourceMetadata(found.app, found.resource));
-    }, methods);
+    registry.addTree(
+      PRM,
+      (ctx) => {
+        // ctx.path is below publicUrl's base path here (server/well-known.ts).
+        const found = this.d.resources.forMetadata(ctx.site, ctx.path.slice(PRM.length));
+        this.metadata(ctx, found && this.resourceMetadata(found.app, found.resource));
+      },
+      methods,
+    );
     // RFC 8414 puts it at the root with the issuer's path appended; under a base path only the
     // base is Gatehouse's, so it is at <publicUrl>/.well-known/oauth-authorization-server (docs/oauth-server.md).
-    registry.add(ASM, (ctx) => this.metadata(ctx, ctx.site === this.issuerSite ? this.serverMetadata() : undefined), methods);
+    registry.add(
+      ASM,
+      (ctx) => this.metadata(ctx, ctx.site === this.issuerSite ? this.serverMetadata() : undefined),
+      methods,
+    );
   }
 
   private metadata(ctx: RequestContext, body: Record<string, unknown> | undefined): void {
@@ -291,7 +412,11 @@ export class OAuthServer {
 
   async purge(): Promise<void> {
     const now = this.d.now();
-    await this.d.store.oauth.purge(now, { grantIdleMs: this.d.config.tokens.refreshIdleTtl, expiredBefore: now - DAY, revokedBefore: now - 7 * DAY });
+    await this.d.store.oauth.purge(now, {
+      grantIdleMs: this.d.config.tokens.refreshIdleTtl,
+      expiredBefore: now - DAY,
+      revokedBefore: now - 7 * DAY,
+    });
   }
 
   async close(): Promise<void> {

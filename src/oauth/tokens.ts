@@ -56,7 +56,14 @@ export class TokenService {
   /** tokens.accessTokenTtl, within what the key ring signs (tokens.maxLifetime). */
   private readonly accessTtl: number;
 
-  constructor(o: { store: Store; secrets: Secrets; keys: KeyRing; config: TokensConfig; scopes: Scopes; logger: Logger }) {
+  constructor(o: {
+    store: Store;
+    secrets: Secrets;
+    keys: KeyRing;
+    config: TokensConfig;
+    scopes: Scopes;
+    logger: Logger;
+  }) {
     this.store = o.store;
     this.secrets = o.secrets;
     this.keys = o.keys;
@@ -84,7 +91,18 @@ export class TokenService {
   }
 
   /** A new grant (not yet stored: the caller stores it with the step that consumes its code) and its first refresh token. */
-  newGrant(p: { userId: string; client: Client; kind: GrantKind; scope: string; resource: string; amr: string[]; authTime: number; refresh: boolean } & IssueContext): { grant: Grant; refreshToken: string | undefined } {
+  newGrant(
+    p: {
+      userId: string;
+      client: Client;
+      kind: GrantKind;
+      scope: string;
+      resource: string;
+      amr: string[];
+      authTime: number;
+      refresh: boolean;
+    } & IssueContext,
+  ): { grant: Grant; refreshToken: string | undefined } {
     const id = randomBytes(16).toString('base64url');
     const refreshToken = p.refresh ? this.newRefreshToken(id) : undefined;
     const grant: Grant = {
@@ -119,22 +137,40 @@ export class TokenService {
     const ttlMs = Math.min(this.accessTtl, grant.expiresAt - now);
     // iss, iat and exp are the key ring's (the same clock, the same issuer as every Gatehouse JWT).
     const accessToken = await this.keys.sign(
-      { client_id: grant.clientId, scope, sid: grant.id, jti: randomBytes(16).toString('base64url'), auth_time: Math.floor(grant.authTime / 1000) },
+      {
+        client_id: grant.clientId,
+        scope,
+        sid: grant.id,
+        jti: randomBytes(16).toString('base64url'),
+        auth_time: Math.floor(grant.authTime / 1000),
+      },
       { typ: ACCESS_TOKEN_TYP, ttlMs, subject: grant.userId, audience: grant.resource },
     );
-    return { access_token: accessToken, token_type: 'Bearer', expires_in: Math.max(1, Math.floor(ttlMs / 1000)), ...(refreshToken ? { refresh_token: refreshToken } : {}), scope };
+    return {
+      access_token: accessToken,
+      token_type: 'Bearer',
+      expires_in: Math.max(1, Math.floor(ttlMs / 1000)),
+      ...(refreshToken ? { refresh_token: refreshToken } : {}),
+      scope,
+    };
   }
 
   /** Why a grant can no longer be used, or undefined while it can. */
   ended(grant: Grant, now: number): string | undefined {
     if (grant.revokedAt !== null) return 'the login was revoked';
     if (now >= grant.expiresAt) return 'the login has expired; sign in again';
-    if (grant.refreshHash !== null && now - grant.lastUsedAt >= this.config.refreshIdleTtl) return 'the login was unused for too long; sign in again';
+    if (grant.refreshHash !== null && now - grant.lastUsedAt >= this.config.refreshIdleTtl)
+      return 'the login was unused for too long; sign in again';
     return undefined;
   }
 
   /** The refresh_token grant (RFC 6749 §6) with rotation, the retry grace and reuse detection. */
-  async refresh(token: string, client: Client, scopeParam: string | undefined, ctx: IssueContext): Promise<TokenResponse> {
+  async refresh(
+    token: string,
+    client: Client,
+    scopeParam: string | undefined,
+    ctx: IssueContext,
+  ): Promise<TokenResponse> {
     const invalid = (why: string) => new OAuthError(400, 'invalid_grant', why);
     const id = REFRESH.exec(token)?.[1];
     if (!id) throw invalid('not a refresh token');
@@ -162,13 +198,21 @@ export class TokenService {
       const endedMeanwhile = this.ended(grant, ctx.now);
       if (endedMeanwhile) throw invalid(endedMeanwhile);
     }
-    if (presented === grant.previousHash && grant.successor && grant.rotatedAt !== null && ctx.now - grant.rotatedAt <= this.config.reuseGrace) {
+    if (
+      presented === grant.previousHash &&
+      grant.successor &&
+      grant.rotatedAt !== null &&
+      ctx.now - grant.rotatedAt <= this.config.reuseGrace
+    ) {
       const successor = this.secrets.decrypt(grant.successor, `oauth successor ${id} ${presented}`);
       if (successor) return this.response(grant, successor, scope, ctx.now);
     }
     if (this.parseRefresh(token) === id) {
       const revoked = await this.store.oauth.grants.revoke(id, ctx.now, 'refresh_token_reused');
-      this.logger.warn({ event: 'oauth_refresh_reuse', grant: id, clientId: client.id, userId: grant.userId, ip: ctx.ip, revoked }, 'a rotated refresh token was used again: the login is revoked');
+      this.logger.warn(
+        { event: 'oauth_refresh_reuse', grant: id, clientId: client.id, userId: grant.userId, ip: ctx.ip, revoked },
+        'a rotated refresh token was used again: the login is revoked',
+      );
       throw invalid('the refresh token was already used; the login is revoked');
     }
     throw invalid('unknown refresh token');

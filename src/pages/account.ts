@@ -15,7 +15,15 @@ export interface AccountSectionView {
  * (CSRF-protected by their owners), no script. "same-origin" referrers so the POSTs carry
  * the real Origin.
  */
-export function accountPage(o: { appTitle: string; email: string; name: string | null; notice?: string; error?: string; sections: AccountSectionView[]; signOutUrl: string }): string {
+export function accountPage(o: {
+  appTitle: string;
+  email: string;
+  name: string | null;
+  notice?: string;
+  error?: string;
+  sections: AccountSectionView[];
+  signOutUrl: string;
+}): string {
   return layout({
     appTitle: o.appTitle,
     heading: 'Your account',

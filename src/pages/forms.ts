@@ -22,7 +22,9 @@ const FORM_ERROR_ID = 'form-error';
  */
 export function field(f: FieldSpec, errors: Errors, focus: boolean, alsoDescribedBy?: string): SafeHtml {
   const error = errors[f.name];
-  const describedBy = [f.hint ? `${f.name}-hint` : '', error ? `${f.name}-error` : '', alsoDescribedBy ?? ''].filter(Boolean).join(' ');
+  const describedBy = [f.hint ? `${f.name}-hint` : '', error ? `${f.name}-error` : '', alsoDescribedBy ?? '']
+    .filter(Boolean)
+    .join(' ');
   // Email addresses are not words: no spell-check squiggles, no capital first letter on phones.
   const emailish = f.type === 'email' ? html` spellcheck="false" autocapitalize="none"` : '';
   return html`<div class="field">
@@ -40,7 +42,12 @@ ${error ? html`<p class="error" id="${f.name}-error">${error}</p>` : ''}
 export function fields(specs: FieldSpec[], errors: Errors): SafeHtml[] {
   const firstInvalid = specs.findIndex((f) => errors[f.name]);
   const formOnly = firstInvalid === -1 && Boolean(errors.form);
-  const focusAt = formOnly ? Math.max(specs.findIndex((f) => f.type === 'password'), 0) : Math.max(firstInvalid, 0);
+  const focusAt = formOnly
+    ? Math.max(
+        specs.findIndex((f) => f.type === 'password'),
+        0,
+      )
+    : Math.max(firstInvalid, 0);
   return specs.map((f, i) => field(f, errors, i === focusAt, formOnly && i === focusAt ? FORM_ERROR_ID : undefined));
 }
 
@@ -53,13 +60,18 @@ export function summary(errors: Errors): SafeHtml | '' {
   const entries = Object.entries(errors).filter(([, v]) => v);
   if (!entries.length) return '';
   const fieldEntries = entries.filter(([k]) => k !== 'form');
-  const headline = errors.form ?? (fieldEntries.length === 1 ? 'There is a problem with the form.' : `There are ${fieldEntries.length} problems with the form.`);
+  const headline =
+    errors.form ??
+    (fieldEntries.length === 1
+      ? 'There is a problem with the form.'
+      : `There are ${fieldEntries.length} problems with the form.`);
   return html`<div class="summary" role="alert"><p id="${FORM_ERROR_ID}"><strong>${headline}</strong></p>${
     fieldEntries.length ? html`<ul>${fieldEntries.map(([k, v]) => html`<li><a href="#${k}">${v}</a></li>`)}</ul>` : ''
   }</div>`;
 }
 
-export const hidden = (name: string, value: string | undefined) => (value ? html`<input type="hidden" name="${name}" value="${value}">` : '');
+export const hidden = (name: string, value: string | undefined) =>
+  value ? html`<input type="hidden" name="${name}" value="${value}">` : '';
 
 export interface PageBase {
   appTitle: string;
@@ -68,7 +80,16 @@ export interface PageBase {
 }
 
 export function loginPage(
-  o: PageBase & { action: string; registerUrl?: string; forgotUrl?: string; email?: string; errors?: Errors; notice?: string; extra?: SafeHtml; providers?: SafeHtml },
+  o: PageBase & {
+    action: string;
+    registerUrl?: string;
+    forgotUrl?: string;
+    email?: string;
+    errors?: Errors;
+    notice?: string;
+    extra?: SafeHtml;
+    providers?: SafeHtml;
+  },
 ): string {
   const errors = o.errors ?? {};
   return layout({
@@ -95,7 +116,16 @@ ${o.registerUrl ? html`<p class="alt">New here? <a href="${o.registerUrl}">Creat
   });
 }
 
-export function registerPage(o: PageBase & { action: string; loginUrl: string; email?: string; name?: string; errors?: Errors; minPasswordLength: number }): string {
+export function registerPage(
+  o: PageBase & {
+    action: string;
+    loginUrl: string;
+    email?: string;
+    name?: string;
+    errors?: Errors;
+    minPasswordLength: number;
+  },
+): string {
   const errors = o.errors ?? {};
   return layout({
     appTitle: o.appTitle,
@@ -109,7 +139,15 @@ ${fields(
   [
     // "username": the address is what this account signs in with, so password managers save it.
     { name: 'email', label: 'Email', type: 'email', autocomplete: 'username', value: o.email ?? '' },
-    { name: 'name', label: 'Name', type: 'text', autocomplete: 'name', value: o.name ?? '', hint: 'Optional', required: false },
+    {
+      name: 'name',
+      label: 'Name',
+      type: 'text',
+      autocomplete: 'name',
+      value: o.name ?? '',
+      hint: 'Optional',
+      required: false,
+    },
     {
       name: 'password',
       label: 'Password',
@@ -142,7 +180,13 @@ ${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
   });
 }
 
-export function messagePage(o: { appTitle: string; heading: string; message: string; hint?: string; link?: { href: string; text: string } }): string {
+export function messagePage(o: {
+  appTitle: string;
+  heading: string;
+  message: string;
+  hint?: string;
+  link?: { href: string; text: string };
+}): string {
   return layout({
     appTitle: o.appTitle,
     heading: o.heading,

@@ -8,7 +8,14 @@ import { CSS } from './styles.ts';
  */
 export type PageReferrerPolicy = 'no-referrer' | 'same-origin';
 
-export function layout(o: { appTitle: string; heading: string; body: SafeHtml; pageTitle?: string; error?: boolean; referrerPolicy?: PageReferrerPolicy }): string {
+export function layout(o: {
+  appTitle: string;
+  heading: string;
+  body: SafeHtml;
+  pageTitle?: string;
+  error?: boolean;
+  referrerPolicy?: PageReferrerPolicy;
+}): string {
   // "Error: " first in the title: the first thing a screen reader says after a failed submit.
   return html`<!doctype html>
 <html lang="en">

@@ -63,7 +63,11 @@ function compileAllow(a: AllowConfig | undefined): Allow | null {
   };
 }
 
-export function compileRules(routes: readonly RouteConfig[], defaultAccess: 'authenticated' | 'deny', caseSensitive: boolean): { rules: Rule[]; fallback: Rule } {
+export function compileRules(
+  routes: readonly RouteConfig[],
+  defaultAccess: 'authenticated' | 'deny',
+  caseSensitive: boolean,
+): { rules: Rule[]; fallback: Rule } {
   const rules = routes.map<Rule>((r, index) => ({
     index,
     path: r.path,
@@ -74,7 +78,16 @@ export function compileRules(routes: readonly RouteConfig[], defaultAccess: 'aut
     tokenRelay: r.tokenRelay ?? null,
     regex: globToRegExp(r.path, caseSensitive),
   }));
-  const fallback: Rule = { index: -1, path: '/**', methods: null, access: defaultAccess, allow: null, unauthenticated: null, tokenRelay: null, regex: /^/ };
+  const fallback: Rule = {
+    index: -1,
+    path: '/**',
+    methods: null,
+    access: defaultAccess,
+    allow: null,
+    unauthenticated: null,
+    tokenRelay: null,
+    regex: /^/,
+  };
   return { rules, fallback };
 }
 

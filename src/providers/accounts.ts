@@ -5,7 +5,9 @@ import { StoreConflictError, type Identity, type Store, type User } from '../sto
 import type { FlowError, ProviderClient } from './client.ts';
 import type { ProviderProfile } from './profile.ts';
 
-export type Resolved = { ok: true; user: User; identity: Identity; how: 'existing' | 'linked_by_email' | 'created' } | { ok: false; code: FlowError; email?: string };
+export type Resolved =
+  | { ok: true; user: User; identity: Identity; how: 'existing' | 'linked_by_email' | 'created' }
+  | { ok: false; code: FlowError; email?: string };
 
 /**
  * Who a provider's profile is in Gatehouse. The key is always (issuer, subject), never an
@@ -37,7 +39,10 @@ export class ProviderAccounts {
       if (existing?.emailVerified) {
         try {
           const identity = await this.store.identities.create(newIdentity(provider, profile, existing.id, email));
-          this.logger.info({ event: 'identity_linked', userId: existing.id, provider: provider.id, by: 'verified_email' }, 'identity linked by verified email');
+          this.logger.info(
+            { event: 'identity_linked', userId: existing.id, provider: provider.id, by: 'verified_email' },
+            'identity linked by verified email',
+          );
           return { ok: true, user: existing, identity, how: 'linked_by_email' };
         } catch (err) {
           if (!(err instanceof StoreConflictError)) throw err;
@@ -51,10 +56,17 @@ export class ProviderAccounts {
     if (!email) return { ok: false, code: 'no_email' };
     if (!verified) return { ok: false, code: 'email_unverified', email };
     const domains = this.accounts.allowedDomains;
-    if (domains && !domains.some((d) => email.endsWith(`@${d.toLowerCase()}`))) return { ok: false, code: 'domain_not_allowed', email };
+    if (domains && !domains.some((d) => email.endsWith(`@${d.toLowerCase()}`)))
+      return { ok: false, code: 'domain_not_allowed', email };
     try {
-      const { user, identity } = await this.store.identities.createWithUser({ email, emailVerified: true, name: profile.name }, newIdentity(provider, profile, '', email));
-      this.logger.info({ event: 'register', userId: user.id, method: 'provider', provider: provider.id }, 'user created at first sign-in');
+      const { user, identity } = await this.store.identities.createWithUser(
+        { email, emailVerified: true, name: profile.name },
+        newIdentity(provider, profile, '', email),
+      );
+      this.logger.info(
+        { event: 'register', userId: user.id, method: 'provider', provider: provider.id },
+        'user created at first sign-in',
+      );
       return { ok: true, user, identity, how: 'created' };
     } catch (err) {
       if (!(err instanceof StoreConflictError)) throw err;
@@ -74,14 +86,26 @@ export class ProviderAccounts {
   }
 
   /** Links the profile's identity to a signed-in user (from /.auth/account). */
-  async link(userId: string, provider: ProviderClient, profile: ProviderProfile): Promise<{ ok: true; identity: Identity; already: boolean } | { ok: false; code: FlowError }> {
+  async link(
+    userId: string,
+    provider: ProviderClient,
+    profile: ProviderProfile,
+  ): Promise<{ ok: true; identity: Identity; already: boolean } | { ok: false; code: FlowError }> {
     const existing = await this.store.identities.find(profile.issuer, profile.subject);
     if (existing) {
       if (existing.userId !== userId) return { ok: false, code: 'identity_taken' };
-      return { ok: true, identity: (await this.store.identities.update(existing.id, { ...details(profile), lastLoginAt: Date.now() })) ?? existing, already: true };
+      return {
+        ok: true,
+        identity:
+          (await this.store.identities.update(existing.id, { ...details(profile), lastLoginAt: Date.now() })) ??
+          existing,
+        already: true,
+      };
     }
     try {
-      const identity = await this.store.identities.create(newIdentity(provider, profile, userId, normalizeEmail(profile.email) ?? null));
+      const identity = await this.store.identities.create(
+        newIdentity(provider, profile, userId, normalizeEmail(profile.email) ?? null),
+      );
       return { ok: true, identity, already: false };
     } catch (err) {
       if (!(err instanceof StoreConflictError)) throw err;
@@ -96,5 +120,14 @@ function details(profile: ProviderProfile) {
 }
 
 function newIdentity(provider: ProviderClient, profile: ProviderProfile, userId: string, email: string | null) {
-  return { userId, provider: provider.id, issuer: profile.issuer, subject: profile.subject, email, emailVerified: Boolean(email) && profile.emailVerified, name: profile.name, groups: profile.groups };
+  return {
+    userId,
+    provider: provider.id,
+    issuer: profile.issuer,
+    subject: profile.subject,
+    email,
+    emailVerified: Boolean(email) && profile.emailVerified,
+    name: profile.name,
+    groups: profile.groups,
+  };
 }

@@ -21,7 +21,13 @@ export interface ProviderClient {
   endSessionOrigins(): string[];
   authorizationUrl(p: { redirectUri: string; state: string; nonce: string; codeChallenge: string }): Promise<URL>;
   /** Validates the authorization response (state, iss), exchanges the code, verifies the ID token. */
-  callback(p: { redirectUri: string; query: string; state: string; nonce: string; codeVerifier: string }): Promise<{ profile: ProviderProfile; tokens: ProviderTokenSet }>;
+  callback(p: {
+    redirectUri: string;
+    query: string;
+    state: string;
+    nonce: string;
+    codeVerifier: string;
+  }): Promise<{ profile: ProviderProfile; tokens: ProviderTokenSet }>;
   refresh(refreshToken: string): Promise<ProviderTokenSet>;
   /** RP-initiated logout URL, when the provider has one and the config turned it on. */
   endSessionUrl(p: { idToken: string | null; postLogoutRedirectUri: string }): Promise<URL | undefined>;
@@ -73,11 +79,23 @@ export class ProviderError extends Error {
   }
 }
 
-const ID_TOKEN_CODES = new Set(['OAUTH_JWT_CLAIM_COMPARISON_FAILED', 'OAUTH_JWT_TIMESTAMP_CHECK_FAILED', 'OAUTH_KEY_SELECTION_FAILED', 'OAUTH_JWS_SIGNATURE_VERIFICATION_FAILED', 'OAUTH_UNSUPPORTED_OPERATION']);
+const ID_TOKEN_CODES = new Set([
+  'OAUTH_JWT_CLAIM_COMPARISON_FAILED',
+  'OAUTH_JWT_TIMESTAMP_CHECK_FAILED',
+  'OAUTH_KEY_SELECTION_FAILED',
+  'OAUTH_JWS_SIGNATURE_VERIFICATION_FAILED',
+  'OAUTH_UNSUPPORTED_OPERATION',
+]);
 
 function isNetworkError(err: unknown): boolean {
   const e = err as { name?: string; cause?: { code?: string; name?: string } };
-  return err instanceof TypeError || e?.name === 'AbortError' || e?.name === 'TimeoutError' || e?.cause?.name === 'AbortError' || e?.cause?.name === 'TimeoutError';
+  return (
+    err instanceof TypeError ||
+    e?.name === 'AbortError' ||
+    e?.name === 'TimeoutError' ||
+    e?.cause?.name === 'AbortError' ||
+    e?.cause?.name === 'TimeoutError'
+  );
 }
 
 /**
@@ -88,19 +106,37 @@ export function classify(err: unknown, phase: 'discovery' | 'callback' | 'refres
   if (err instanceof ProviderError) return err;
   if (isNetworkError(err)) return new ProviderError('provider_unreachable', describe(err));
   if (err instanceof oauth.AuthorizationResponseError) {
-    return new ProviderError(err.error === 'access_denied' ? 'denied' : 'provider_error', `${err.error}${err.error_description ? `: ${err.error_description}` : ''}`.slice(0, 300));
+    return new ProviderError(
+      err.error === 'access_denied' ? 'denied' : 'provider_error',
+      `${err.error}${err.error_description ? `: ${err.error_description}` : ''}`.slice(0, 300),
+    );
   }
   if (err instanceof oauth.ResponseBodyError) {
-    const permanent = phase === 'refresh' && (err.error === 'invalid_grant' || err.error === 'unauthorized_client' || err.error === 'invalid_client');
-    const code = phase === 'refresh' ? 'token_exchange_failed' : phase === 'userinfo' ? 'userinfo_failed' : phase === 'discovery' ? 'provider_unreachable' : 'token_exchange_failed';
-    return new ProviderError(code, `HTTP ${err.status} ${err.error}${err.error_description ? `: ${err.error_description}` : ''}`.slice(0, 300), permanent);
+    const permanent =
+      phase === 'refresh' &&
+      (err.error === 'invalid_grant' || err.error === 'unauthorized_client' || err.error === 'invalid_client');
+    const code =
+      phase === 'refresh'
+        ? 'token_exchange_failed'
+        : phase === 'userinfo'
+          ? 'userinfo_failed'
+          : phase === 'discovery'
+            ? 'provider_unreachable'
+            : 'token_exchange_failed';
+    return new ProviderError(
+      code,
+      `HTTP ${err.status} ${err.error}${err.error_description ? `: ${err.error_description}` : ''}`.slice(0, 300),
+      permanent,
+    );
   }
   const message = describe(err);
   const code = (err as { code?: string })?.code ?? '';
   if (phase === 'discovery') return new ProviderError('provider_unreachable', message);
   if (phase === 'userinfo') return new ProviderError('userinfo_failed', message);
-  if (/"iss" \(issuer\) (response parameter|authorization response)|response parameter "iss"/i.test(message)) return new ProviderError('issuer_mismatch', message);
-  if (ID_TOKEN_CODES.has(code) || /JWT|ID Token|id_token|"alg"|signature/i.test(message)) return new ProviderError('id_token_invalid', message);
+  if (/"iss" \(issuer\) (response parameter|authorization response)|response parameter "iss"/i.test(message))
+    return new ProviderError('issuer_mismatch', message);
+  if (ID_TOKEN_CODES.has(code) || /JWT|ID Token|id_token|"alg"|signature/i.test(message))
+    return new ProviderError('id_token_invalid', message);
   if (code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' && phase === 'refresh') {
     // A 5xx from the token endpoint is the provider's trouble, not a dead refresh token.
     return new ProviderError('provider_unreachable', message);

@@ -54,11 +54,20 @@ export class LoginFlows {
 
   async prepare(): Promise<PreparedFlow> {
     const codeVerifier = oauth.randomPKCECodeVerifier();
-    return { state: randomBytes(32).toString('base64url'), nonce: randomBytes(32).toString('base64url'), codeVerifier, codeChallenge: await oauth.calculatePKCECodeChallenge(codeVerifier) };
+    return {
+      state: randomBytes(32).toString('base64url'),
+      nonce: randomBytes(32).toString('base64url'),
+      codeVerifier,
+      codeChallenge: await oauth.calculatePKCECodeChallenge(codeVerifier),
+    };
   }
 
   /** Stores the flow's record; returns the Set-Cookie of the browser binding. */
-  async save(ctx: RequestContext, flow: PreparedFlow, p: { provider: string; purpose: 'login' | 'link'; sessionHash: string | null; returnTo: string }): Promise<string[]> {
+  async save(
+    ctx: RequestContext,
+    flow: PreparedFlow,
+    p: { provider: string; purpose: 'login' | 'link'; sessionHash: string | null; returnTo: string },
+  ): Promise<string[]> {
     // One binding cookie serves every tab's pending sign-in; each start renews its lifetime.
     const binding = this.cookieOf(ctx) ?? randomBytes(32).toString('base64url');
     const idHash = sha256(flow.state);
@@ -75,7 +84,13 @@ export class LoginFlows {
       createdAt: now,
       expiresAt: now + this.ttlMs,
     });
-    return [serializeCookie(ctx.site.cookies.login, binding, { secure: ctx.site.secure, path: ctx.site.cookiePath, maxAgeSeconds: this.ttlMs / 1000 })];
+    return [
+      serializeCookie(ctx.site.cookies.login, binding, {
+        secure: ctx.site.secure,
+        path: ctx.site.cookiePath,
+        maxAgeSeconds: this.ttlMs / 1000,
+      }),
+    ];
   }
 
   /**
@@ -97,7 +112,8 @@ export class LoginFlows {
     // Most often the deployment (another scheme or host on the way back, a proxy dropping
     // cookies) or blocked cookies: routes.ts has edge/diagnose.ts explain it.
     if (binding === undefined) return { ok: false, code: 'state_cookie_missing', record };
-    if (binding === null || !COOKIE_VALUE.test(binding) || sha256(binding) !== record.browserHash) return { ok: false, code: 'state_cookie_mismatch', record };
+    if (binding === null || !COOKIE_VALUE.test(binding) || sha256(binding) !== record.browserHash)
+      return { ok: false, code: 'state_cookie_mismatch', record };
     const consumed = await this.store.loginStates.consume(idHash, Date.now());
     if (!consumed) return { ok: false, code: 'state_used', record };
     const plain = this.secrets.decrypt(consumed.secret, `login-state|${idHash}`);

@@ -31,7 +31,11 @@ export class GithubProvider implements ProviderClient {
     this.issuer = config.url.replace(/\/+$/, '');
     this.api = config.apiUrl.replace(/\/+$/, '');
     const c = new oauth.Configuration(
-      { issuer: this.issuer, authorization_endpoint: `${this.issuer}/login/oauth/authorize`, token_endpoint: `${this.issuer}/login/oauth/access_token` },
+      {
+        issuer: this.issuer,
+        authorization_endpoint: `${this.issuer}/login/oauth/authorize`,
+        token_endpoint: `${this.issuer}/login/oauth/access_token`,
+      },
       config.clientId,
       config.clientSecret,
       oauth.ClientSecretPost(config.clientSecret),
@@ -45,8 +49,12 @@ export class GithubProvider implements ProviderClient {
       if (res.status !== 200 || !url.endsWith('/login/oauth/access_token')) return res;
       const body = (await res.json().catch(() => null)) as Record<string, unknown> | null;
       if (body && typeof body.error === 'string') {
-        const error = body.error === 'bad_verification_code' || body.error === 'bad_refresh_token' ? 'invalid_grant' : body.error;
-        return new Response(JSON.stringify({ error, error_description: body.error_description ?? body.error }), { status: 400, headers: { 'content-type': 'application/json' } });
+        const error =
+          body.error === 'bad_verification_code' || body.error === 'bad_refresh_token' ? 'invalid_grant' : body.error;
+        return new Response(JSON.stringify({ error, error_description: body.error_description ?? body.error }), {
+          status: 400,
+          headers: { 'content-type': 'application/json' },
+        });
       }
       return new Response(JSON.stringify(body), { status: 200, headers: { 'content-type': 'application/json' } });
     };
@@ -63,7 +71,12 @@ export class GithubProvider implements ProviderClient {
     return [];
   }
 
-  async authorizationUrl(p: { redirectUri: string; state: string; nonce: string; codeChallenge: string }): Promise<URL> {
+  async authorizationUrl(p: {
+    redirectUri: string;
+    state: string;
+    nonce: string;
+    codeChallenge: string;
+  }): Promise<URL> {
     return oauth.buildAuthorizationUrl(this.oauthConfig, {
       ...this.config.authorizationParams,
       redirect_uri: p.redirectUri,
@@ -74,10 +87,21 @@ export class GithubProvider implements ProviderClient {
     });
   }
 
-  async callback(p: { redirectUri: string; query: string; state: string; codeVerifier: string }): Promise<{ profile: ProviderProfile; tokens: ProviderTokenSet }> {
+  async callback(p: {
+    redirectUri: string;
+    query: string;
+    state: string;
+    codeVerifier: string;
+  }): Promise<{ profile: ProviderProfile; tokens: ProviderTokenSet }> {
     let tokens: ProviderTokenSet;
     try {
-      tokens = tokenSet(await oauth.authorizationCodeGrant(this.oauthConfig, new URL(p.redirectUri + p.query), { pkceCodeVerifier: p.codeVerifier, expectedState: p.state }), undefined);
+      tokens = tokenSet(
+        await oauth.authorizationCodeGrant(this.oauthConfig, new URL(p.redirectUri + p.query), {
+          pkceCodeVerifier: p.codeVerifier,
+          expectedState: p.state,
+        }),
+        undefined,
+      );
     } catch (err) {
       throw classify(err, 'callback');
     }
@@ -88,7 +112,12 @@ export class GithubProvider implements ProviderClient {
     let res: Response;
     try {
       res = await fetch(`${this.api}${path}`, {
-        headers: { authorization: `Bearer ${token}`, accept: 'application/vnd.github+json', 'x-github-api-version': '2022-11-28', 'user-agent': 'Gatehouse' },
+        headers: {
+          authorization: `Bearer ${token}`,
+          accept: 'application/vnd.github+json',
+          'x-github-api-version': '2022-11-28',
+          'user-agent': 'Gatehouse',
+        },
         redirect: 'error',
         signal: AbortSignal.timeout(this.config.timeout),
       });
@@ -103,12 +132,22 @@ export class GithubProvider implements ProviderClient {
     const user = await this.get('/user', token);
     const u = user.body as { id?: unknown; login?: unknown; name?: unknown; email?: unknown } | null;
     if (user.status !== 200 || !u || !Number.isSafeInteger(u.id) || (u.id as number) <= 0) {
-      throw new ProviderError('userinfo_failed', `GET ${this.api}/user answered ${user.status}${u && !Number.isSafeInteger(u.id) ? ' without a numeric id' : ''}`);
+      throw new ProviderError(
+        'userinfo_failed',
+        `GET ${this.api}/user answered ${user.status}${u && !Number.isSafeInteger(u.id) ? ' without a numeric id' : ''}`,
+      );
     }
     // Without the user:email scope the list is refused: then there is no verified address.
     const emails = await this.get('/user/emails', token);
-    const list = emails.status === 200 && Array.isArray(emails.body) ? (emails.body as { email?: unknown; primary?: unknown; verified?: unknown }[]) : [];
-    if (emails.status !== 200) this.logger.debug({ event: 'github_emails_unavailable', provider: this.id, status: emails.status }, 'no verified emails from GitHub');
+    const list =
+      emails.status === 200 && Array.isArray(emails.body)
+        ? (emails.body as { email?: unknown; primary?: unknown; verified?: unknown }[])
+        : [];
+    if (emails.status !== 200)
+      this.logger.debug(
+        { event: 'github_emails_unavailable', provider: this.id, status: emails.status },
+        'no verified emails from GitHub',
+      );
     const verified = list.filter((e) => e && e.verified === true && typeof e.email === 'string');
     const chosen = verified.find((e) => e.primary === true) ?? verified[0];
     const email = cleanText(chosen?.email, 254);

@@ -11,22 +11,51 @@ export function lintProviders(config: Config): { key: string; message: string }[
   config.providers.forEach((p, i) => {
     const key = `providers[${i}]`;
     if (p.type === 'oidc') {
-      if (!p.clientSecret) w.push({ key: `${key}.clientSecret`, message: `no clientSecret: Gatehouse signs in to ${p.issuer} as a public client (PKCE only). Most providers require a secret for a web app; set it from the environment ("\${...}").` });
-      if (new URL(p.issuer).protocol === 'http:') w.push({ key: `${key}.issuer`, message: `${p.issuer} is plain http (allowed on loopback for development only).` });
+      if (!p.clientSecret)
+        w.push({
+          key: `${key}.clientSecret`,
+          message: `no clientSecret: Gatehouse signs in to ${p.issuer} as a public client (PKCE only). Most providers require a secret for a web app; set it from the environment ("\${...}").`,
+        });
+      if (new URL(p.issuer).protocol === 'http:')
+        w.push({
+          key: `${key}.issuer`,
+          message: `${p.issuer} is plain http (allowed on loopback for development only).`,
+        });
     }
     const scopes: readonly string[] = p.scopes ?? DEFAULT_SCOPES[p.type];
-    if (relayed.has(p.id) && p.type === 'oidc' && !scopes.includes('offline_access') && !p.authorizationParams?.access_type) {
-      w.push({ key: `${key}.scopes`, message: `tokenRelay uses "${p.id}" but its scopes lack offline_access: most providers then issue no refresh token, and users must sign in again whenever the access token expires (Google: authorizationParams {access_type: offline, prompt: consent}).` });
+    if (
+      relayed.has(p.id) &&
+      p.type === 'oidc' &&
+      !scopes.includes('offline_access') &&
+      !p.authorizationParams?.access_type
+    ) {
+      w.push({
+        key: `${key}.scopes`,
+        message: `tokenRelay uses "${p.id}" but its scopes lack offline_access: most providers then issue no refresh token, and users must sign in again whenever the access token expires (Google: authorizationParams {access_type: offline, prompt: consent}).`,
+      });
     }
     if (p.linkByEmail && p.trustEmail) {
-      w.push({ key: `${key}.linkByEmail`, message: `linkByEmail with trustEmail: anyone who can make "${p.id}" assert an address joins the account that has it. Only for a provider that owns its users' domains.` });
+      w.push({
+        key: `${key}.linkByEmail`,
+        message: `linkByEmail with trustEmail: anyone who can make "${p.id}" assert an address joins the account that has it. Only for a provider that owns its users' domains.`,
+      });
     }
     if (p.registration === 'open' && config.accounts.registration === 'closed') {
-      w.push({ key: `${key}.registration`, message: `anyone who can sign in at "${p.id}" gets an account, though accounts.registration is closed.` });
+      w.push({
+        key: `${key}.registration`,
+        message: `anyone who can sign in at "${p.id}" gets an account, though accounts.registration is closed.`,
+      });
     }
   });
-  if (config.providers.length && new URL(config.publicUrl).protocol === 'http:' && !isLoopbackHost(new URL(config.publicUrl).hostname)) {
-    w.push({ key: 'providers', message: 'providers redirect back to a plain-http publicUrl: authorization codes cross the network in clear.' });
+  if (
+    config.providers.length &&
+    new URL(config.publicUrl).protocol === 'http:' &&
+    !isLoopbackHost(new URL(config.publicUrl).hostname)
+  ) {
+    w.push({
+      key: 'providers',
+      message: 'providers redirect back to a plain-http publicUrl: authorization codes cross the network in clear.',
+    });
   }
   return w;
 }
@@ -42,8 +71,11 @@ export function providerRegistrations(config: Config): string[] {
     for (const p of config.providers) {
       lines.push(`  ${p.id} (${p.type}${p.type === 'oidc' ? `, ${p.issuer}` : `, ${p.url}`})`);
       for (const s of sites) lines.push(`    redirect URI:             ${redirectUri(s.origin, prefix, p.id)}`);
-      if (p.type === 'oidc' && p.endSession) for (const s of sites) lines.push(`    post-logout redirect URI: ${postLogoutUri(s.origin, prefix)}`);
-      const apps = appsOf(config).filter((a) => a.tokenRelay === p.id || a.routes.some((r) => r.tokenRelay === p.id)).map((a) => a.name);
+      if (p.type === 'oidc' && p.endSession)
+        for (const s of sites) lines.push(`    post-logout redirect URI: ${postLogoutUri(s.origin, prefix)}`);
+      const apps = appsOf(config)
+        .filter((a) => a.tokenRelay === p.id || a.routes.some((r) => r.tokenRelay === p.id))
+        .map((a) => a.name);
       if (apps.length) lines.push(`    access token relayed to:  ${apps.join(', ')}`);
     }
   } finally {

@@ -1,7 +1,14 @@
 import * as oauth from 'openid-client';
 import type { Logger } from '../log/index.ts';
 import { classify, Lazy, ProviderError, type ProviderClient } from './client.ts';
-import { claimAt, cleanText, groupsFrom, verifiedFrom, type ProviderProfile, type ProviderTokenSet } from './profile.ts';
+import {
+  claimAt,
+  cleanText,
+  groupsFrom,
+  verifiedFrom,
+  type ProviderProfile,
+  type ProviderTokenSet,
+} from './profile.ts';
 import { DEFAULT_SCOPES, displayName, type OidcProviderConfig } from './schema.ts';
 
 /**
@@ -40,10 +47,17 @@ export class OidcProvider implements ProviderClient {
     const auth: oauth.ClientAuth = (as, client, body, headers) => {
       if (!basic || !post) return oauth.None()(as, client, body, headers);
       const supported = as.token_endpoint_auth_methods_supported;
-      const usePost = method ? method === 'client_secret_post' : Array.isArray(supported) && !supported.includes('client_secret_basic') && supported.includes('client_secret_post');
+      const usePost = method
+        ? method === 'client_secret_post'
+        : Array.isArray(supported) &&
+          !supported.includes('client_secret_basic') &&
+          supported.includes('client_secret_post');
       return (usePost ? post : basic)(as, client, body, headers);
     };
-    const metadata: Partial<oauth.ClientMetadata> = { ...(secret ? { client_secret: secret } : {}), ...(c.idTokenSigningAlg ? { id_token_signed_response_alg: c.idTokenSigningAlg } : {}) };
+    const metadata: Partial<oauth.ClientMetadata> = {
+      ...(secret ? { client_secret: secret } : {}),
+      ...(c.idTokenSigningAlg ? { id_token_signed_response_alg: c.idTokenSigningAlg } : {}),
+    };
     try {
       const config = await oauth.discovery(issuer, c.clientId, metadata, auth, {
         timeout: Math.ceil(c.timeout / 1000),
@@ -51,14 +65,28 @@ export class OidcProvider implements ProviderClient {
         // straight from the token endpoint: TLS alone would not catch a forged token from a
         // compromised path (and a loopback issuer has no TLS). Plain http: loopback only
         // (the schema refuses any other), and only then is it turned on.
-        execute: [oauth.enableNonRepudiationChecks, ...(issuer.protocol === 'http:' ? [oauth.allowInsecureRequests] : [])],
+        execute: [
+          oauth.enableNonRepudiationChecks,
+          ...(issuer.protocol === 'http:' ? [oauth.allowInsecureRequests] : []),
+        ],
       });
       const m = config.serverMetadata();
-      this.logger.info({ event: 'provider_discovered', provider: this.id, issuer: m.issuer, endSession: Boolean(m.end_session_endpoint) }, `discovered ${m.issuer}`);
+      this.logger.info(
+        {
+          event: 'provider_discovered',
+          provider: this.id,
+          issuer: m.issuer,
+          endSession: Boolean(m.end_session_endpoint),
+        },
+        `discovered ${m.issuer}`,
+      );
       return config;
     } catch (err) {
       const e = classify(err, 'discovery');
-      this.logger.warn({ event: 'provider_discovery_failed', provider: this.id, issuer: c.issuer, detail: e.detail }, `cannot read the discovery document of ${c.issuer}`);
+      this.logger.warn(
+        { event: 'provider_discovery_failed', provider: this.id, issuer: c.issuer, detail: e.detail },
+        `cannot read the discovery document of ${c.issuer}`,
+      );
       throw e;
     }
   }
@@ -83,7 +111,12 @@ export class OidcProvider implements ProviderClient {
     return [new URL(endpoint ?? this.config.issuer).origin];
   }
 
-  async authorizationUrl(p: { redirectUri: string; state: string; nonce: string; codeChallenge: string }): Promise<URL> {
+  async authorizationUrl(p: {
+    redirectUri: string;
+    state: string;
+    nonce: string;
+    codeChallenge: string;
+  }): Promise<URL> {
     const config = await this.discovery.get();
     return oauth.buildAuthorizationUrl(config, {
       ...this.config.authorizationParams,
@@ -97,7 +130,13 @@ export class OidcProvider implements ProviderClient {
     });
   }
 
-  async callback(p: { redirectUri: string; query: string; state: string; nonce: string; codeVerifier: string }): Promise<{ profile: ProviderProfile; tokens: ProviderTokenSet }> {
+  async callback(p: {
+    redirectUri: string;
+    query: string;
+    state: string;
+    nonce: string;
+    codeVerifier: string;
+  }): Promise<{ profile: ProviderProfile; tokens: ProviderTokenSet }> {
     const config = await this.discovery.get();
     let response: Awaited<ReturnType<typeof oauth.authorizationCodeGrant>>;
     try {
@@ -140,7 +179,10 @@ export class OidcProvider implements ProviderClient {
       subject: String(claims.sub),
       email,
       emailVerified: Boolean(email) && (this.config.trustEmail || verifiedFrom(claims.email_verified)),
-      name: cleanText(claims.name, 100) ?? cleanText([claims.given_name, claims.family_name].filter((x) => typeof x === 'string').join(' '), 100) ?? cleanText(claims.preferred_username, 100),
+      name:
+        cleanText(claims.name, 100) ??
+        cleanText([claims.given_name, claims.family_name].filter((x) => typeof x === 'string').join(' '), 100) ??
+        cleanText(claims.preferred_username, 100),
       groups: groupsFrom(claimAt(claims, this.config.groupsClaim)),
     };
   }
@@ -160,12 +202,18 @@ export class OidcProvider implements ProviderClient {
     if (!this.config.endSession) return undefined;
     const config = await this.discovery.get().catch(() => undefined);
     if (!config?.serverMetadata().end_session_endpoint) return undefined;
-    return oauth.buildEndSessionUrl(config, { post_logout_redirect_uri: p.postLogoutRedirectUri, ...(p.idToken ? { id_token_hint: p.idToken } : {}) });
+    return oauth.buildEndSessionUrl(config, {
+      post_logout_redirect_uri: p.postLogoutRedirectUri,
+      ...(p.idToken ? { id_token_hint: p.idToken } : {}),
+    });
   }
 }
 
 /** The token endpoint's answer as Gatehouse keeps it. A refresh without a new refresh token keeps the old one. */
-export function tokenSet(r: oauth.TokenEndpointResponse & oauth.TokenEndpointResponseHelpers, previousRefresh: string | undefined): ProviderTokenSet {
+export function tokenSet(
+  r: oauth.TokenEndpointResponse & oauth.TokenEndpointResponseHelpers,
+  previousRefresh: string | undefined,
+): ProviderTokenSet {
   const now = Date.now();
   const expiresIn = r.expiresIn();
   return {

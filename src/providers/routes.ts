@@ -57,8 +57,14 @@ export class ProviderRoutes {
       .add('GET', '/callback/:provider', (c, p) => this.callback(c, p))
       .add('POST', '/account/link', (c) => this.link(c))
       .add('POST', '/account/unlink', (c) => this.unlink(c))
-      .add('GET', '/signed-out', async (c) => redirect(c.res, 302, `${c.site.origin}${this.s.prefix}/login?signed_out=1`));
-    this.account.addSection(10, (ctx, active, csrf) => this.identities(ctx, active, csrf), () => this.p.clients.flatMap((c) => c.authorizationOrigins()));
+      .add('GET', '/signed-out', async (c) =>
+        redirect(c.res, 302, `${c.site.origin}${this.s.prefix}/login?signed_out=1`),
+      );
+    this.account.addSection(
+      10,
+      (ctx, active, csrf) => this.identities(ctx, active, csrf),
+      () => this.p.clients.flatMap((c) => c.authorizationOrigins()),
+    );
   }
 
   // ---- starting a flow --------------------------------------------------------------
@@ -84,9 +90,21 @@ export class ProviderRoutes {
     // The form's redirect goes to the authorization endpoint: know its origin for the CSP.
     await client.warm();
     const { token, cookies } = this.tools.csrf(ctx);
-    this.tools.html(ctx, 200, confirmPage({ appTitle: ctx.site.title, provider: client, action: `${this.s.prefix}/login/${client.id}`, csrf: token, rd }), cookies, {
-      'content-security-policy': cspWithFormAction(client.authorizationOrigins()),
-    });
+    this.tools.html(
+      ctx,
+      200,
+      confirmPage({
+        appTitle: ctx.site.title,
+        provider: client,
+        action: `${this.s.prefix}/login/${client.id}`,
+        csrf: token,
+        rd,
+      }),
+      cookies,
+      {
+        'content-security-policy': cspWithFormAction(client.authorizationOrigins()),
+      },
+    );
   }
 
   private async startPost(ctx: RequestContext, params: Params): Promise<void> {
@@ -96,18 +114,36 @@ export class ProviderRoutes {
     return this.begin(ctx, client, 'login', null, this.tools.returnPath(ctx, field(input, 'rd', 4096)));
   }
 
-  private async begin(ctx: RequestContext, client: ProviderClient, purpose: 'login' | 'link', sessionHash: string | null, returnTo: string): Promise<void> {
-    if ((await this.cache.hit(`oauth-start:ip:${rateLimitAddress(ctx.ip)}`, STARTS_WINDOW_MS)) > this.s.config.accounts.rateLimits.providerStartsPerIp) return this.fail(ctx, client, 'rate_limited');
+  private async begin(
+    ctx: RequestContext,
+    client: ProviderClient,
+    purpose: 'login' | 'link',
+    sessionHash: string | null,
+    returnTo: string,
+  ): Promise<void> {
+    if (
+      (await this.cache.hit(`oauth-start:ip:${rateLimitAddress(ctx.ip)}`, STARTS_WINDOW_MS)) >
+      this.s.config.accounts.rateLimits.providerStartsPerIp
+    )
+      return this.fail(ctx, client, 'rate_limited');
     const flow = await this.p.flows.prepare();
     let url: URL;
     try {
-      url = await client.authorizationUrl({ redirectUri: redirectUri(ctx.site.origin, this.s.prefix, client.id), state: flow.state, nonce: flow.nonce, codeChallenge: flow.codeChallenge });
+      url = await client.authorizationUrl({
+        redirectUri: redirectUri(ctx.site.origin, this.s.prefix, client.id),
+        state: flow.state,
+        nonce: flow.nonce,
+        codeChallenge: flow.codeChallenge,
+      });
     } catch (err) {
       const e = classify(err, 'discovery');
       return this.fail(ctx, client, e.code, undefined, e.detail);
     }
     const cookies = await this.p.flows.save(ctx, flow, { provider: client.id, purpose, sessionHash, returnTo });
-    this.s.logger.info({ event: 'oauth_start', provider: client.id, purpose, requestId: ctx.requestId }, `sign-in sent to ${client.name}`);
+    this.s.logger.info(
+      { event: 'oauth_start', provider: client.id, purpose, requestId: ctx.requestId },
+      `sign-in sent to ${client.name}`,
+    );
     redirect(ctx.res, 303, url.href, cookies);
   }
 
@@ -115,7 +151,8 @@ export class ProviderRoutes {
 
   private async callback(ctx: RequestContext, params: Params): Promise<void> {
     // A HEAD (a link checker, a prefetch) must not spend the one-time state.
-    if (ctx.req.method === 'HEAD') throw new HttpError(405, 'method_not_allowed', 'Open this address with GET.', { allow: 'GET' });
+    if (ctx.req.method === 'HEAD')
+      throw new HttpError(405, 'method_not_allowed', 'Open this address with GET.', { allow: 'GET' });
     const client = this.p.get(params.provider!);
     if (!client) return this.fail(ctx, undefined, 'unknown_provider');
     const query = new URLSearchParams(ctx.query.slice(1));
@@ -126,7 +163,16 @@ export class ProviderRoutes {
       // No state cookie: most often the deployment (scheme or host differs, a proxy drops
       // cookies); the diagnosis names the likely cause and the key to fix (edge/diagnose.ts).
       if (finished.code === 'state_cookie_missing') {
-        this.s.logger.warn({ event: 'oauth_callback_failed', provider: client.id, reason: finished.code, purpose: finished.record?.purpose, requestId: ctx.requestId }, `sign-in with ${client.id} failed: ${finished.code}`);
+        this.s.logger.warn(
+          {
+            event: 'oauth_callback_failed',
+            provider: client.id,
+            reason: finished.code,
+            purpose: finished.record?.purpose,
+            requestId: ctx.requestId,
+          },
+          `sign-in with ${client.id} failed: ${finished.code}`,
+        );
         throw new DiagnosedError(this.s.diagnosis.cookieMissing(ctx, 'state'));
       }
       return this.fail(ctx, client, finished.code, finished.record);
@@ -134,7 +180,13 @@ export class ProviderRoutes {
     const { record } = finished;
     let result: { profile: ProviderProfile; tokens: ProviderTokenSet };
     try {
-      result = await client.callback({ redirectUri: redirectUri(ctx.site.origin, this.s.prefix, client.id), query: ctx.query, state: finished.state, nonce: finished.nonce, codeVerifier: finished.codeVerifier });
+      result = await client.callback({
+        redirectUri: redirectUri(ctx.site.origin, this.s.prefix, client.id),
+        query: ctx.query,
+        state: finished.state,
+        nonce: finished.nonce,
+        codeVerifier: finished.codeVerifier,
+      });
     } catch (err) {
       const e = classify(err, 'callback');
       return this.fail(ctx, client, e.code, record, e.detail);
@@ -143,7 +195,12 @@ export class ProviderRoutes {
     return this.completeLogin(ctx, client, record, result);
   }
 
-  private async completeLogin(ctx: RequestContext, client: ProviderClient, record: LoginState, result: { profile: ProviderProfile; tokens: ProviderTokenSet }): Promise<void> {
+  private async completeLogin(
+    ctx: RequestContext,
+    client: ProviderClient,
+    record: LoginState,
+    result: { profile: ProviderProfile; tokens: ProviderTokenSet },
+  ): Promise<void> {
     const resolved = await this.p.accounts.resolve(client, result.profile);
     if (!resolved.ok) return this.fail(ctx, client, resolved.code, record, undefined, resolved.email);
     const { user } = resolved;
@@ -158,32 +215,83 @@ export class ProviderRoutes {
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
     await this.p.keepTokens(sessionOwner({ idHash, userId: user.id }), client, result.tokens, 'login');
-    this.s.logger.info({ event: 'login', userId: user.id, method: 'provider', provider: client.id, account: resolved.how, requestId: ctx.requestId }, 'user signed in');
+    this.s.logger.info(
+      {
+        event: 'login',
+        userId: user.id,
+        method: 'provider',
+        provider: client.id,
+        account: resolved.how,
+        requestId: ctx.requestId,
+      },
+      'user signed in',
+    );
     redirect(ctx.res, 303, ctx.site.origin + record.returnTo, [setCookie, this.s.diagnosis.signedIn(ctx.site)]);
   }
 
-  private async completeLink(ctx: RequestContext, client: ProviderClient, record: LoginState, result: { profile: ProviderProfile; tokens: ProviderTokenSet }): Promise<void> {
+  private async completeLink(
+    ctx: RequestContext,
+    client: ProviderClient,
+    record: LoginState,
+    result: { profile: ProviderProfile; tokens: ProviderTokenSet },
+  ): Promise<void> {
     // Only the session that asked for the link may complete it.
     const found = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin);
-    if (found.state !== 'active' || found.active.session.idHash !== record.sessionHash) return this.fail(ctx, client, 'link_session_mismatch', record);
+    if (found.state !== 'active' || found.active.session.idHash !== record.sessionHash)
+      return this.fail(ctx, client, 'link_session_mismatch', record);
     const { user, session } = found.active;
     ctx.userId = user.id;
     const linked = await this.p.accounts.link(user.id, client, result.profile);
     if (!linked.ok) return this.fail(ctx, client, linked.code, record);
     await this.p.keepTokens(sessionOwner(session), client, result.tokens, 'link');
-    if (!linked.already) this.s.logger.info({ event: 'identity_linked', userId: user.id, provider: client.id, by: 'user', requestId: ctx.requestId }, 'identity linked');
+    if (!linked.already)
+      this.s.logger.info(
+        { event: 'identity_linked', userId: user.id, provider: client.id, by: 'user', requestId: ctx.requestId },
+        'identity linked',
+      );
     redirect(ctx.res, 303, ctx.site.origin + record.returnTo);
   }
 
   /** The one error page of a flow: what happened, what to do, "Try again". Logged once. */
-  private fail(ctx: RequestContext, client: ProviderClient | undefined, code: FlowError, record?: LoginState, detail?: string, email?: string): void {
-    const { status, message, hint } = describeFailure(code, { name: client?.name ?? 'The provider', email, domains: this.s.config.accounts.allowedDomains, origin: ctx.site.origin });
-    this.s.logger.warn({ event: 'oauth_callback_failed', provider: client?.id, reason: code, detail, purpose: record?.purpose, requestId: ctx.requestId }, `sign-in with ${client?.id ?? 'an unknown provider'} failed: ${code}`);
-    const link = record?.purpose === 'link' ? { href: `${this.s.prefix}/account`, text: 'Back to your account' } : { href: `${this.s.prefix}/login${record && record.returnTo !== ctx.site.home ? `?rd=${encodeURIComponent(record.returnTo)}` : ''}`, text: 'Try again' };
+  private fail(
+    ctx: RequestContext,
+    client: ProviderClient | undefined,
+    code: FlowError,
+    record?: LoginState,
+    detail?: string,
+    email?: string,
+  ): void {
+    const { status, message, hint } = describeFailure(code, {
+      name: client?.name ?? 'The provider',
+      email,
+      domains: this.s.config.accounts.allowedDomains,
+      origin: ctx.site.origin,
+    });
+    this.s.logger.warn(
+      {
+        event: 'oauth_callback_failed',
+        provider: client?.id,
+        reason: code,
+        detail,
+        purpose: record?.purpose,
+        requestId: ctx.requestId,
+      },
+      `sign-in with ${client?.id ?? 'an unknown provider'} failed: ${code}`,
+    );
+    const link =
+      record?.purpose === 'link'
+        ? { href: `${this.s.prefix}/account`, text: 'Back to your account' }
+        : {
+            href: `${this.s.prefix}/login${record && record.returnTo !== ctx.site.home ? `?rd=${encodeURIComponent(record.returnTo)}` : ''}`,
+            text: 'Try again',
+          };
     const heading = record?.purpose === 'link' ? 'Linking did not complete' : 'Sign-in did not complete';
     // The callback's URL held a code and state: no referrer leaves this page (ATTACKS 38).
     const retryAfter = status === 503 ? '5' : status === 429 ? String(STARTS_WINDOW_MS / 1000) : undefined;
-    this.tools.html(ctx, status, messagePage({ appTitle: ctx.site.title, heading, message, hint, link }), [], { 'referrer-policy': 'no-referrer', ...(retryAfter ? { 'retry-after': retryAfter } : {}) });
+    this.tools.html(ctx, status, messagePage({ appTitle: ctx.site.title, heading, message, hint, link }), [], {
+      'referrer-policy': 'no-referrer',
+      ...(retryAfter ? { 'retry-after': retryAfter } : {}),
+    });
   }
 
   // ---- the account page -------------------------------------------------------------
@@ -194,8 +302,24 @@ export class ProviderRoutes {
     const nameOf = (id: string | undefined) => (id && this.p.get(id)?.name) || id;
     const linked = this.tools.queryParam(ctx, 'linked');
     const unlinked = this.tools.queryParam(ctx, 'unlinked');
-    const notice = linked && list.some((i) => i.provider === linked) ? `${nameOf(linked)} is linked to your account.` : unlinked && this.p.get(unlinked) ? `${nameOf(unlinked)} is no longer linked.` : undefined;
-    return { id: 'sign-in-methods', heading: 'Ways to sign in', body: identitiesSection({ identities: list, providers: this.p.clients, hasPassword: active.user.passwordHash !== null, prefix: this.s.prefix, csrf }), notice };
+    const notice =
+      linked && list.some((i) => i.provider === linked)
+        ? `${nameOf(linked)} is linked to your account.`
+        : unlinked && this.p.get(unlinked)
+          ? `${nameOf(unlinked)} is no longer linked.`
+          : undefined;
+    return {
+      id: 'sign-in-methods',
+      heading: 'Ways to sign in',
+      body: identitiesSection({
+        identities: list,
+        providers: this.p.clients,
+        hasPassword: active.user.passwordHash !== null,
+        prefix: this.s.prefix,
+        csrf,
+      }),
+      notice,
+    };
   }
 
   private async link(ctx: RequestContext): Promise<void> {
@@ -215,9 +339,13 @@ export class ProviderRoutes {
     const identity = (await this.s.store.identities.listByUser(active.user.id)).find((i) => i.id === id);
     const result = identity ? await this.s.store.identities.deleteUnlessLast(identity.id, active.user.id) : 'not_found';
     if (result === 'not_found') throw new HttpError(404, 'not_found', 'That identity is not linked to your account.');
-    if (result === 'last') throw new HttpError(409, 'last_sign_in_method', 'This is your only way to sign in. Link another provider first.');
+    if (result === 'last')
+      throw new HttpError(409, 'last_sign_in_method', 'This is your only way to sign in. Link another provider first.');
     await this.p.tokens.forgetUser(active.user.id, identity!.provider);
-    this.s.logger.info({ event: 'identity_unlinked', userId: active.user.id, provider: identity!.provider, requestId: ctx.requestId }, 'identity unlinked');
+    this.s.logger.info(
+      { event: 'identity_unlinked', userId: active.user.id, provider: identity!.provider, requestId: ctx.requestId },
+      'identity unlinked',
+    );
     if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true });
     redirect(ctx.res, 303, `${ctx.site.origin}${this.s.prefix}/account?unlinked=${identity!.provider}`);
   }

@@ -18,16 +18,35 @@ const providerUrl = (what: string) =>
       return;
     }
     if (u.protocol === 'http:' && !isLoopbackHost(u.hostname)) {
-      ctx.addIssue({ code: 'custom', message: `${what} must use https; plain http is allowed only on loopback (localhost, 127.0.0.1, ::1) for development` });
-    } else if (u.protocol !== 'http:' && u.protocol !== 'https:') ctx.addIssue({ code: 'custom', message: `${what} must use https` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `${what} must use https; plain http is allowed only on loopback (localhost, 127.0.0.1, ::1) for development`,
+      });
+    } else if (u.protocol !== 'http:' && u.protocol !== 'https:')
+      ctx.addIssue({ code: 'custom', message: `${what} must use https` });
     if (u.username || u.password) ctx.addIssue({ code: 'custom', message: `${what} must not contain credentials` });
     if (u.search || u.hash) ctx.addIssue({ code: 'custom', message: `${what} must not have a query or fragment` });
   });
 
-const timeout = durationField('10s', { min: 1000, max: 60_000, range: '"1s" and "60s"' }).meta({ description: 'Longest wait for one request to the provider (discovery, token, userinfo, API); default "10s"' });
+const timeout = durationField('10s', { min: 1000, max: 60_000, range: '"1s" and "60s"' }).meta({
+  description: 'Longest wait for one request to the provider (discovery, token, userinfo, API); default "10s"',
+});
 
 /** Parameters Gatehouse sets itself: a config may not override them. */
-const RESERVED_PARAMS = new Set(['client_id', 'client_secret', 'redirect_uri', 'response_type', 'response_mode', 'scope', 'state', 'nonce', 'code_challenge', 'code_challenge_method', 'request', 'request_uri']);
+const RESERVED_PARAMS = new Set([
+  'client_id',
+  'client_secret',
+  'redirect_uri',
+  'response_type',
+  'response_mode',
+  'scope',
+  'state',
+  'nonce',
+  'code_challenge',
+  'code_challenge_method',
+  'request',
+  'request_uri',
+]);
 
 const PROVIDER_ID = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
@@ -35,95 +54,150 @@ const common = {
   id: z
     .string()
     .regex(PROVIDER_ID, 'a provider id is lower-case letters, digits and "-" (at most 32), such as google')
-    .meta({ description: 'Names the provider in URLs (/.auth/login/<id>, /.auth/callback/<id>) and in tokenRelay. Changing it changes the redirect URI to register' }),
-  name: z.string().min(1).max(40).optional().meta({ description: 'The button says "Continue with <name>"; default: the id, capitalised' }),
+    .meta({
+      description:
+        'Names the provider in URLs (/.auth/login/<id>, /.auth/callback/<id>) and in tokenRelay. Changing it changes the redirect URI to register',
+    }),
+  name: z
+    .string()
+    .min(1)
+    .max(40)
+    .optional()
+    .meta({ description: 'The button says "Continue with <name>"; default: the id, capitalised' }),
   icon: z
     .string()
     .max(16_384)
-    .regex(/^(data:image\/(png|svg\+xml|gif|jpeg|webp);base64,[A-Za-z0-9+/=]+|\/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*)$/, 'an icon is a data:image/...;base64 URI or a path on the site (no third-party images)')
+    .regex(
+      /^(data:image\/(png|svg\+xml|gif|jpeg|webp);base64,[A-Za-z0-9+/=]+|\/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*)$/,
+      'an icon is a data:image/...;base64 URI or a path on the site (no third-party images)',
+    )
     .optional()
-    .meta({ description: 'Image on the button: a data:image/...;base64 URI or a same-origin path; third-party URLs are refused' }),
+    .meta({
+      description:
+        'Image on the button: a data:image/...;base64 URI or a same-origin path; third-party URLs are refused',
+    }),
   clientId: z.string().min(1).max(512).meta({ description: 'The client id registered at the provider' }),
-  clientSecret: z.string().min(1).max(4096).optional().meta({ description: 'The client secret, usually "${ENV_NAME}"; omit only for a public client (PKCE alone)' }),
+  clientSecret: z
+    .string()
+    .min(1)
+    .max(4096)
+    .optional()
+    .meta({ description: 'The client secret, usually "${ENV_NAME}"; omit only for a public client (PKCE alone)' }),
   scopes: z
-    .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'a scope is printable ASCII without spaces, quotes or backslashes'))
+    .array(
+      z
+        .string()
+        .regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'a scope is printable ASCII without spaces, quotes or backslashes'),
+    )
     .min(1)
     .optional()
-    .meta({ description: 'Scopes to ask for; default for oidc: openid, email, profile; for github: read:user, user:email' }),
+    .meta({
+      description: 'Scopes to ask for; default for oidc: openid, email, profile; for github: read:user, user:email',
+    }),
   authorizationParams: z
     .record(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/), z.string().max(512))
     .optional()
     .superRefine((params, ctx) => {
-      for (const k of Object.keys(params ?? {})) if (RESERVED_PARAMS.has(k)) ctx.addIssue({ code: 'custom', path: [k], message: `"${k}" is set by Gatehouse and cannot be overridden` });
+      for (const k of Object.keys(params ?? {}))
+        if (RESERVED_PARAMS.has(k))
+          ctx.addIssue({ code: 'custom', path: [k], message: `"${k}" is set by Gatehouse and cannot be overridden` });
     })
-    .meta({ description: 'Extra parameters on the authorization request, e.g. {access_type: offline, prompt: consent} for Google refresh tokens, or {domain_hint: example.com}' }),
+    .meta({
+      description:
+        'Extra parameters on the authorization request, e.g. {access_type: offline, prompt: consent} for Google refresh tokens, or {domain_hint: example.com}',
+    }),
   groupsClaim: z
     .string()
     .regex(/^[A-Za-z0-9_:/.-]+$/)
     .default('groups')
-    .meta({ description: 'Claim holding the user\'s groups or roles; dots walk into objects (Keycloak: realm_access.roles). Kept on the linked identity' }),
-  linkByEmail: z
-    .boolean()
-    .default(false)
-    .meta({ description: 'Sign-in with an identity not yet linked may join the existing user with the same email, when both sides\' emails are verified. Default false: users link from /.auth/account' }),
-  trustEmail: z
-    .boolean()
-    .default(false)
-    .meta({ description: 'Treat this provider\'s emails as verified even without email_verified (only for an IdP that owns its users\' domains, e.g. a single-tenant Entra ID)' }),
-  registration: z
-    .enum(['open', 'closed'])
-    .optional()
-    .meta({ description: 'Whether a first sign-in creates a user; default: accounts.registration. accounts.allowedDomains applies to the provider\'s verified email' }),
+    .meta({
+      description:
+        "Claim holding the user's groups or roles; dots walk into objects (Keycloak: realm_access.roles). Kept on the linked identity",
+    }),
+  linkByEmail: z.boolean().default(false).meta({
+    description:
+      "Sign-in with an identity not yet linked may join the existing user with the same email, when both sides' emails are verified. Default false: users link from /.auth/account",
+  }),
+  trustEmail: z.boolean().default(false).meta({
+    description:
+      "Treat this provider's emails as verified even without email_verified (only for an IdP that owns its users' domains, e.g. a single-tenant Entra ID)",
+  }),
+  registration: z.enum(['open', 'closed']).optional().meta({
+    description:
+      "Whether a first sign-in creates a user; default: accounts.registration. accounts.allowedDomains applies to the provider's verified email",
+  }),
   timeout,
 };
 
 export const OidcProviderSchema = z.strictObject({
   type: z.literal('oidc'),
   ...common,
-  issuer: providerUrl('issuer').meta({ description: 'The issuer URL; its /.well-known/openid-configuration is read on first use (https; http only on loopback)' }),
-  endSession: z
-    .boolean()
-    .default(false)
-    .meta({ description: 'Logout also ends the session at the provider (RP-initiated logout, when discovery lists an end_session_endpoint)' }),
+  issuer: providerUrl('issuer').meta({
+    description:
+      'The issuer URL; its /.well-known/openid-configuration is read on first use (https; http only on loopback)',
+  }),
+  endSession: z.boolean().default(false).meta({
+    description:
+      'Logout also ends the session at the provider (RP-initiated logout, when discovery lists an end_session_endpoint)',
+  }),
   idTokenSigningAlg: z
     .string()
     .regex(/^[A-Z][A-Za-z0-9]{2,15}$/)
     .refine((a) => a !== 'none', 'alg "none" is never accepted')
     .optional()
-    .meta({ description: 'Accept ID tokens signed with this alg only; default: the algs the discovery document lists' }),
-  tokenEndpointAuthMethod: z
-    .enum(['client_secret_basic', 'client_secret_post'])
-    .optional()
-    .meta({ description: 'How the client secret is sent to the token endpoint; default: basic when discovery allows it, else post' }),
+    .meta({
+      description: 'Accept ID tokens signed with this alg only; default: the algs the discovery document lists',
+    }),
+  tokenEndpointAuthMethod: z.enum(['client_secret_basic', 'client_secret_post']).optional().meta({
+    description:
+      'How the client secret is sent to the token endpoint; default: basic when discovery allows it, else post',
+  }),
 });
 
 export const GithubProviderSchema = z.strictObject({
   type: z.literal('github'),
   ...common,
-  clientSecret: z.string().min(1).max(4096).meta({ description: 'The OAuth app\'s client secret, usually "${GITHUB_CLIENT_SECRET}"' }),
-  url: providerUrl('url').default('https://github.com').meta({ description: 'GitHub\'s web URL (GitHub Enterprise Server: https://ghe.example.com); the identity\'s issuer' }),
-  apiUrl: providerUrl('apiUrl').default('https://api.github.com').meta({ description: 'GitHub\'s API URL (GitHub Enterprise Server: https://ghe.example.com/api/v3)' }),
+  clientSecret: z
+    .string()
+    .min(1)
+    .max(4096)
+    .meta({ description: 'The OAuth app\'s client secret, usually "${GITHUB_CLIENT_SECRET}"' }),
+  url: providerUrl('url').default('https://github.com').meta({
+    description: "GitHub's web URL (GitHub Enterprise Server: https://ghe.example.com); the identity's issuer",
+  }),
+  apiUrl: providerUrl('apiUrl')
+    .default('https://api.github.com')
+    .meta({ description: "GitHub's API URL (GitHub Enterprise Server: https://ghe.example.com/api/v3)" }),
 });
 
 export const ProviderSchema = z
   .discriminatedUnion('type', [OidcProviderSchema, GithubProviderSchema])
   .superRefine((p, ctx) => {
-    if (p.type === 'oidc' && p.scopes && !p.scopes.includes('openid')) ctx.addIssue({ code: 'custom', path: ['scopes'], message: 'an oidc provider\'s scopes must include "openid"' });
+    if (p.type === 'oidc' && p.scopes && !p.scopes.includes('openid'))
+      ctx.addIssue({ code: 'custom', path: ['scopes'], message: 'an oidc provider\'s scopes must include "openid"' });
   })
-  .meta({ description: 'A way to sign in: type oidc (any OpenID Connect issuer, by discovery) or github (GitHub\'s OAuth2 and API)' });
+  .meta({
+    description:
+      "A way to sign in: type oidc (any OpenID Connect issuer, by discovery) or github (GitHub's OAuth2 and API)",
+  });
 
-export const ProvidersSchema = z.array(ProviderSchema).default([]).meta({ description: 'Sign-in providers; the login page shows one button per provider, in this order' });
+export const ProvidersSchema = z
+  .array(ProviderSchema)
+  .default([])
+  .meta({ description: 'Sign-in providers; the login page shows one button per provider, in this order' });
 
 /** tokenRelay on an app (a provider id) or a route (a provider id, or false to turn the app's off). */
 export const TokenRelayRoute = z
   .union([z.string().regex(PROVIDER_ID), z.literal(false)])
   .optional()
-  .meta({ description: 'Send the signed-in user\'s access token of this provider to the app as Authorization: Bearer (refreshed as needed); false turns the app\'s tokenRelay off here' });
-export const TokenRelayApp = z
-  .string()
-  .regex(PROVIDER_ID)
-  .optional()
-  .meta({ description: 'Send the signed-in user\'s access token of this provider to the app as Authorization: Bearer on every route (refreshed as needed); a client\'s own Authorization is dropped' });
+  .meta({
+    description:
+      "Send the signed-in user's access token of this provider to the app as Authorization: Bearer (refreshed as needed); false turns the app's tokenRelay off here",
+  });
+export const TokenRelayApp = z.string().regex(PROVIDER_ID).optional().meta({
+  description:
+    "Send the signed-in user's access token of this provider to the app as Authorization: Bearer on every route (refreshed as needed); a client's own Authorization is dropped",
+});
 
 export type ProviderConfig = z.output<typeof ProviderSchema>;
 export type OidcProviderConfig = z.output<typeof OidcProviderSchema>;

@@ -25,12 +25,14 @@ export interface ProviderDeps {
 }
 
 /** The exact redirect URI of a provider on a site: register this one at the provider. */
-export const redirectUri = (origin: string, prefix: string, provider: string): string => `${origin}${prefix}/callback/${provider}`;
+export const redirectUri = (origin: string, prefix: string, provider: string): string =>
+  `${origin}${prefix}/callback/${provider}`;
 /** Where a provider sends the browser after RP-initiated logout. */
 export const postLogoutUri = (origin: string, prefix: string): string => `${origin}${prefix}/signed-out`;
 
 /** The session's provider, from its amr ("idp:<id>"), when it was made by one. */
-export const sessionProvider = (s: Pick<Session, 'amr'>): string | undefined => s.amr.find((a) => a.startsWith('idp:'))?.slice(4);
+export const sessionProvider = (s: Pick<Session, 'amr'>): string | undefined =>
+  s.amr.find((a) => a.startsWith('idp:'))?.slice(4);
 
 /** Every app's or route's tokenRelay: the providers whose access and refresh tokens are kept. */
 export function relayedProviders(config: Config): Set<string> {
@@ -69,7 +71,9 @@ export class ProviderService {
 
   constructor(d: ProviderDeps) {
     this.d = d;
-    this.clients = d.config.providers.map((p) => (p.type === 'github' ? new GithubProvider(p, d.logger) : new OidcProvider(p, d.logger)));
+    this.clients = d.config.providers.map((p) =>
+      p.type === 'github' ? new GithubProvider(p, d.logger) : new OidcProvider(p, d.logger),
+    );
     this.byId = new Map(this.clients.map((c) => [c.id, c]));
     this.flows = new LoginFlows(d.store, d.secrets);
     this.accounts = new ProviderAccounts(d.store, d.config.accounts, d.logger);
@@ -112,10 +116,22 @@ export class ProviderService {
    * Keeps what a later request will need, and nothing else: access and refresh tokens when
    * an app relays this provider, the ID token when logout also ends the provider's session.
    */
-  async keepTokens(owner: TokenOwner, client: ProviderClient, tokens: ProviderTokenSet, purpose: 'login' | 'link'): Promise<void> {
+  async keepTokens(
+    owner: TokenOwner,
+    client: ProviderClient,
+    tokens: ProviderTokenSet,
+    purpose: 'login' | 'link',
+  ): Promise<void> {
     if (this.relayed.has(client.id)) return this.tokens.save(owner, client.id, tokens);
     if (purpose === 'login' && client.config.type === 'oidc' && client.config.endSession && tokens.idToken) {
-      return this.tokens.save(owner, client.id, { accessToken: null, refreshToken: null, idToken: tokens.idToken, expiresAt: null, obtainedAt: tokens.obtainedAt, scope: null });
+      return this.tokens.save(owner, client.id, {
+        accessToken: null,
+        refreshToken: null,
+        idToken: tokens.idToken,
+        expiresAt: null,
+        obtainedAt: tokens.obtainedAt,
+        scope: null,
+      });
     }
   }
 
@@ -159,9 +175,15 @@ export class ProviderService {
     const client = this.byId.get(sessionProvider(found.active.session) ?? '');
     if (!client || client.config.type !== 'oidc' || !client.config.endSession) return undefined;
     const tokens = await this.tokens.read(owner, client.id).catch(() => undefined);
-    const url = await client.endSessionUrl({ idToken: tokens?.idToken ?? null, postLogoutRedirectUri: postLogoutUri(ctx.site.origin, this.d.prefix) });
+    const url = await client.endSessionUrl({
+      idToken: tokens?.idToken ?? null,
+      postLogoutRedirectUri: postLogoutUri(ctx.site.origin, this.d.prefix),
+    });
     if (!url) {
-      this.d.logger.warn({ event: 'end_session_unavailable', provider: client.id }, 'endSession is on but the provider offers no end_session_endpoint (or cannot be reached): signed out of Gatehouse only');
+      this.d.logger.warn(
+        { event: 'end_session_unavailable', provider: client.id },
+        'endSession is on but the provider offers no end_session_endpoint (or cannot be reached): signed out of Gatehouse only',
+      );
       return undefined;
     }
     return { provider: client.id, url: url.href };

@@ -27,9 +27,15 @@ export interface TokenOwner {
   sessionHash: string | null;
 }
 
-export const sessionOwner = (s: Pick<Session, 'idHash' | 'userId'>): TokenOwner => ({ id: `session:${s.idHash}`, userId: s.userId, sessionHash: s.idHash });
+export const sessionOwner = (s: Pick<Session, 'idHash' | 'userId'>): TokenOwner => ({
+  id: `session:${s.idHash}`,
+  userId: s.userId,
+  sessionHash: s.idHash,
+});
 
-export type AccessToken = { ok: true; token: string } | { ok: false; reason: 'none' | 'expired' | 'refresh_failed' | 'unavailable' };
+export type AccessToken =
+  | { ok: true; token: string }
+  | { ok: false; reason: 'none' | 'expired' | 'refresh_failed' | 'unavailable' };
 
 interface Cached {
   token: string;
@@ -62,7 +68,13 @@ export class ProviderTokens {
   private readonly cache = new Map<string, Cached>();
   private readonly inflight = new Map<string, Promise<AccessToken>>();
 
-  constructor(store: Store, secrets: Secrets, clients: (id: string) => ProviderClient | undefined, logger: Logger, options: TokenVaultOptions = {}) {
+  constructor(
+    store: Store,
+    secrets: Secrets,
+    clients: (id: string) => ProviderClient | undefined,
+    logger: Logger,
+    options: TokenVaultOptions = {},
+  ) {
     this.store = store;
     this.secrets = secrets;
     this.clients = clients;
@@ -85,7 +97,14 @@ export class ProviderTokens {
   }
 
   async save(owner: TokenOwner, provider: string, tokens: ProviderTokenSet): Promise<void> {
-    await this.store.providerTokens.put({ owner: owner.id, provider, userId: owner.userId, sessionHash: owner.sessionHash, data: this.encrypt(owner.id, provider, tokens), expiresAt: tokens.expiresAt });
+    await this.store.providerTokens.put({
+      owner: owner.id,
+      provider,
+      userId: owner.userId,
+      sessionHash: owner.sessionHash,
+      data: this.encrypt(owner.id, provider, tokens),
+      expiresAt: tokens.expiresAt,
+    });
     this.cache.delete(`${owner.id}\n${provider}`);
   }
 
@@ -136,11 +155,20 @@ export class ProviderTokens {
     if (!rec || !t?.accessToken) return { ok: false, reason: 'none' };
     const now = Date.now();
     if (now < refreshAt(t)) return this.remember(key, owner, t);
-    if (!t.refreshToken) return t.expiresAt !== null && now < t.expiresAt ? { ok: true, token: t.accessToken } : { ok: false, reason: 'expired' };
+    if (!t.refreshToken)
+      return t.expiresAt !== null && now < t.expiresAt
+        ? { ok: true, token: t.accessToken }
+        : { ok: false, reason: 'expired' };
     return this.refresh(owner, provider, key, rec, t);
   }
 
-  private async refresh(owner: TokenOwner, provider: string, key: string, seen: ProviderTokenRecord, seenTokens: ProviderTokenSet): Promise<AccessToken> {
+  private async refresh(
+    owner: TokenOwner,
+    provider: string,
+    key: string,
+    seen: ProviderTokenRecord,
+    seenTokens: ProviderTokenSet,
+  ): Promise<AccessToken> {
     const client = this.clients(provider);
     if (!client) return { ok: false, reason: 'none' };
     let rec = seen;
@@ -154,7 +182,8 @@ export class ProviderTokens {
         const after = await this.waitForOther(owner.id, provider, rec.version);
         if (!after) return { ok: false, reason: 'refresh_failed' };
         const t = this.decrypt(after);
-        if (after.version !== rec.version && t?.accessToken && Date.now() < refreshAt(t)) return this.remember(key, owner, t);
+        if (after.version !== rec.version && t?.accessToken && Date.now() < refreshAt(t))
+          return this.remember(key, owner, t);
         if (!t) return { ok: false, reason: 'none' };
         rec = after;
         current = t;
@@ -175,26 +204,79 @@ export class ProviderTokens {
       }
       try {
         const fresh = await client.refresh(current.refreshToken);
-        const merged: ProviderTokenSet = { ...fresh, idToken: fresh.idToken ?? current.idToken, refreshToken: fresh.refreshToken ?? current.refreshToken };
-        if (!merged.accessToken) throw new ProviderError('token_exchange_failed', 'the refresh answer has no access token');
-        const written = await this.store.providerTokens.completeLease(owner.id, provider, holder, { data: this.encrypt(owner.id, provider, merged), expiresAt: merged.expiresAt });
-        if (!written) this.logger.warn({ event: 'provider_token_lease_lost', provider, userId: owner.userId }, 'a refresh outlasted its lease; its tokens were not stored');
-        this.logger.info({ event: 'provider_token_refreshed', provider, userId: owner.userId, rotated: merged.refreshToken !== current.refreshToken }, 'provider access token refreshed');
+        const merged: ProviderTokenSet = {
+          ...fresh,
+          idToken: fresh.idToken ?? current.idToken,
+          refreshToken: fresh.refreshToken ?? current.refreshToken,
+        };
+        if (!merged.accessToken)
+          throw new ProviderError('token_exchange_failed', 'the refresh answer has no access token');
+        const written = await this.store.providerTokens.completeLease(owner.id, provider, holder, {
+          data: this.encrypt(owner.id, provider, merged),
+          expiresAt: merged.expiresAt,
+        });
+        if (!written)
+          this.logger.warn(
+            { event: 'provider_token_lease_lost', provider, userId: owner.userId },
+            'a refresh outlasted its lease; its tokens were not stored',
+          );
+        this.logger.info(
+          {
+            event: 'provider_token_refreshed',
+            provider,
+            userId: owner.userId,
+            rotated: merged.refreshToken !== current.refreshToken,
+          },
+          'provider access token refreshed',
+        );
         return this.remember(key, owner, merged);
       } catch (err) {
-        const e = err instanceof ProviderError ? err : new ProviderError('token_exchange_failed', (err as Error).message);
+        const e =
+          err instanceof ProviderError ? err : new ProviderError('token_exchange_failed', (err as Error).message);
         if (e.permanent) {
           // The provider refused the refresh token itself: these tokens are dead. What is
           // kept says so, so later requests know a sign-in (not a retry) is what helps.
-          const dead: ProviderTokenSet = { accessToken: null, refreshToken: null, idToken: current.idToken, expiresAt: null, obtainedAt: Date.now(), scope: null, refused: true };
-          await this.store.providerTokens.completeLease(owner.id, provider, holder, { data: this.encrypt(owner.id, provider, dead), expiresAt: null });
+          const dead: ProviderTokenSet = {
+            accessToken: null,
+            refreshToken: null,
+            idToken: current.idToken,
+            expiresAt: null,
+            obtainedAt: Date.now(),
+            scope: null,
+            refused: true,
+          };
+          await this.store.providerTokens.completeLease(owner.id, provider, holder, {
+            data: this.encrypt(owner.id, provider, dead),
+            expiresAt: null,
+          });
           this.cache.delete(key);
-          this.logger.warn({ event: 'provider_token_refresh_failed', provider, userId: owner.userId, reason: e.code, detail: e.detail, permanent: true }, 'provider refused the refresh token; the user must sign in again');
+          this.logger.warn(
+            {
+              event: 'provider_token_refresh_failed',
+              provider,
+              userId: owner.userId,
+              reason: e.code,
+              detail: e.detail,
+              permanent: true,
+            },
+            'provider refused the refresh token; the user must sign in again',
+          );
           return { ok: false, reason: 'refresh_failed' };
         }
         await this.store.providerTokens.releaseLease(owner.id, provider, holder);
-        this.logger.warn({ event: 'provider_token_refresh_failed', provider, userId: owner.userId, reason: e.code, detail: e.detail, permanent: false }, 'provider token refresh failed; will retry');
-        if (current.accessToken && current.expiresAt !== null && Date.now() < current.expiresAt) return { ok: true, token: current.accessToken };
+        this.logger.warn(
+          {
+            event: 'provider_token_refresh_failed',
+            provider,
+            userId: owner.userId,
+            reason: e.code,
+            detail: e.detail,
+            permanent: false,
+          },
+          'provider token refresh failed; will retry',
+        );
+        if (current.accessToken && current.expiresAt !== null && Date.now() < current.expiresAt)
+          return { ok: true, token: current.accessToken };
         return { ok: false, reason: 'unavailable' };
       }
     }
@@ -202,12 +284,17 @@ export class ProviderTokens {
   }
 
   /** Polls the row until the lease holder wrote (version moved), gave up, or its lease lapsed. */
-  private async waitForOther(owner: string, provider: string, version: number): Promise<ProviderTokenRecord | undefined> {
+  private async waitForOther(
+    owner: string,
+    provider: string,
+    version: number,
+  ): Promise<ProviderTokenRecord | undefined> {
     const deadline = Date.now() + this.leaseMs + 1000;
     for (;;) {
       const r = await this.store.providerTokens.get(owner, provider);
       if (!r) return undefined;
-      if (r.version !== version || r.leaseHolder === null || r.leaseUntil <= Date.now() || Date.now() > deadline) return r;
+      if (r.version !== version || r.leaseHolder === null || r.leaseUntil <= Date.now() || Date.now() > deadline)
+        return r;
       await new Promise((resolve) => setTimeout(resolve, WAIT_STEP_MS));
     }
   }

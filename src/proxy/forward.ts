@@ -46,7 +46,9 @@ function hasBody(req: IncomingMessage): boolean {
   const cl = req.headers['content-length'];
   if (cl !== undefined) return cl !== '0';
   // HTTP/2 needs no length: the stream says whether DATA frames follow the headers.
-  return req.httpVersionMajor === 2 && !(req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders;
+  return (
+    req.httpVersionMajor === 2 && !(req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders
+  );
 }
 
 /**
@@ -75,7 +77,13 @@ const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 
  * before answering, nothing has been written and the caller renders 502/504; when it fails
  * midway, the client connection is cut, so a truncated body is never passed off as whole.
  */
-export function forward(req: IncomingMessage, res: ServerResponse, upstream: Upstream, path: string, headers: string[]): Promise<ForwardOutcome> {
+export function forward(
+  req: IncomingMessage,
+  res: ServerResponse,
+  upstream: Upstream,
+  path: string,
+  headers: string[],
+): Promise<ForwardOutcome> {
   const abort = new ClientGone();
   const onClose = () => {
     if (!res.writableFinished) abort.fire();

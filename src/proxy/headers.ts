@@ -32,8 +32,27 @@ const HOP_BY_HOP = new Set([
   ':protocol',
 ]);
 
-const SPOOFABLE_EXACT = new Set(['forwarded', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'x-rewrite-url', 'x-request-id', 'x-cluster-client-ip', 'x-http-method-override', 'x-http-method', 'x-method-override']);
-const SPOOFABLE_PREFIXES = ['x-user-', 'x-gatehouse-', 'x-forwarded-', 'x-original-', 'x-auth-request-', 'remote-user', 'x-remote-'];
+const SPOOFABLE_EXACT = new Set([
+  'forwarded',
+  'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
+  'x-rewrite-url',
+  'x-request-id',
+  'x-cluster-client-ip',
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+]);
+const SPOOFABLE_PREFIXES = [
+  'x-user-',
+  'x-gatehouse-',
+  'x-forwarded-',
+  'x-original-',
+  'x-auth-request-',
+  'remote-user',
+  'x-remote-',
+];
 
 /** True for a header name no client may send to the app, in any spelling. */
 export function isSpoofable(lowerName: string): boolean {
@@ -110,7 +129,8 @@ export function upstreamRequestHeaders(
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || (listed !== null && listed.has(lower)) || isSpoofable(lower) || lower === drop) continue;
+    if (HOP_BY_HOP.has(lower) || (listed !== null && listed.has(lower)) || isSpoofable(lower) || lower === drop)
+      continue;
     // An app's own names for identity headers (headers: {email: X-Email}) are claimed the same way.
     if (ownIdentity && ownIdentity.has(lower.includes('_') ? lower.replaceAll('_', '-') : lower)) continue;
     if (lower === 'cookie') {
@@ -141,10 +161,21 @@ export function upstreamRequestHeaders(
   return out;
 }
 
-const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate']);
+const RESPONSE_HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+]);
 
 /** The app's response headers without hop-by-hop ones (and those its Connection names). */
-export function downstreamResponseHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+export function downstreamResponseHeaders(
+  headers: Record<string, string | string[] | undefined>,
+): Record<string, string | string[]> {
   const listed = connectionTokens(headers.connection);
   const out: Record<string, string | string[]> = {};
   for (const key in headers) {

@@ -8,13 +8,21 @@ import type { App } from '../server/sites.ts';
  * path gets it. `assertion` is the signed X-Gatehouse-Assertion (tokens/assertion.ts), when
  * the app takes one.
  */
-export function identityHeaders(app: App, active: ActiveSession | undefined, assertion: string | undefined): readonly string[] {
+export function identityHeaders(
+  app: App,
+  active: ActiveSession | undefined,
+  assertion: string | undefined,
+): readonly string[] {
   if (!active) return NONE;
   const u = active.user;
   const out = ['X-User-Id', u.id];
   if (app.headers.email) out.push(app.headers.email, u.email);
   if (app.headers.name && u.name) out.push(app.headers.name, headerSafe(u.name));
-  if (app.headers.groups) out.push(app.headers.groups, u.groups.map((g) => (/^[\x21-\x2b\x2d-\x7e]+$/.test(g) ? g : encodeURIComponent(g))).join(','));
+  if (app.headers.groups)
+    out.push(
+      app.headers.groups,
+      u.groups.map((g) => (/^[\x21-\x2b\x2d-\x7e]+$/.test(g) ? g : encodeURIComponent(g))).join(','),
+    );
   if (assertion !== undefined && app.headers.assertion) out.push(app.headers.assertion, assertion);
   return out;
 }

@@ -6,7 +6,9 @@ import type { Upstream } from './forward.ts';
 /** Writes a minimal HTTP/1.1 response on a raw socket and closes it. */
 export function rejectUpgrade(socket: Duplex, status: number, reason: string, body = ''): void {
   if (!socket.writable) return void socket.destroy();
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n\r\n${body}`,
+  );
 }
 
 /** The most of an app's answer that declines an upgrade Gatehouse holds to relay it; a larger one is a 502. */
@@ -55,7 +57,8 @@ export function tunnelWebSocket(
       let text = `HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage}\r\n`;
       for (let i = 0; i < upRes.rawHeaders.length; i += 2) {
         const n = upRes.rawHeaders[i]!.toLowerCase();
-        if (n !== 'connection' && n !== 'transfer-encoding' && n !== 'keep-alive') text += `${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}\r\n`;
+        if (n !== 'connection' && n !== 'transfer-encoding' && n !== 'keep-alive')
+          text += `${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}\r\n`;
       }
       const chunks: Buffer[] = [];
       let size = 0;
@@ -69,7 +72,14 @@ export function tunnelWebSocket(
         if (settled) return;
         settled = true;
         const body = Buffer.concat(chunks);
-        socket.end(Buffer.concat([Buffer.from(`${text.replace(/content-length:[^\r]*\r\n/gi, '')}Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`), body]));
+        socket.end(
+          Buffer.concat([
+            Buffer.from(
+              `${text.replace(/content-length:[^\r]*\r\n/gi, '')}Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+            ),
+            body,
+          ]),
+        );
         resolve(upRes.statusCode ?? 502);
       });
       upRes.on('error', () => fail(502, 'Bad Gateway'));
@@ -77,7 +87,8 @@ export function tunnelWebSocket(
     outgoing.on('upgrade', (upRes, upSocket, upHead) => {
       settled = true;
       let text = 'HTTP/1.1 101 Switching Protocols\r\n';
-      for (let i = 0; i < upRes.rawHeaders.length; i += 2) text += `${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}\r\n`;
+      for (let i = 0; i < upRes.rawHeaders.length; i += 2)
+        text += `${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}\r\n`;
       socket.write(text + '\r\n');
       if (upHead.length) socket.write(upHead);
       if (head.length) upSocket.write(head);

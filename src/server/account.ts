@@ -6,7 +6,11 @@ import type { RequestContext, Services } from './context.ts';
 import type { Params, Router } from './router.ts';
 
 /** Renders one section of /.auth/account for the signed-in session, or nothing. */
-export type AccountSection = (ctx: RequestContext, active: ActiveSession, csrf: string) => Promise<AccountSectionView | undefined>;
+export type AccountSection = (
+  ctx: RequestContext,
+  active: ActiveSession,
+  csrf: string,
+) => Promise<AccountSectionView | undefined>;
 
 /**
  * /.auth/account: the signed-in user's page. Features add their own sections (email address,
@@ -43,7 +47,13 @@ export class AccountRoutes {
     }
     const login = `${ctx.site.origin}${this.s.prefix}/login?rd=${encodeURIComponent(`${this.s.prefix}/account`)}`;
     if (ctx.req.method === 'GET' && wantsHtml(ctx.req)) redirect(ctx.res, 302, login);
-    else sendJson(ctx.res, 401, { error: 'unauthenticated', message: 'Sign in to manage your account.', login }, { 'www-authenticate': `Bearer realm="${ctx.site.origin}"` });
+    else
+      sendJson(
+        ctx.res,
+        401,
+        { error: 'unauthenticated', message: 'Sign in to manage your account.', login },
+        { 'www-authenticate': `Bearer realm="${ctx.site.origin}"` },
+      );
     return undefined;
   }
 
@@ -51,7 +61,9 @@ export class AccountRoutes {
     const active = await this.requireSession(ctx);
     if (!active) return;
     const { token, cookies } = this.tools.csrf(ctx);
-    const views = (await Promise.all(this.sections.map((s) => s.render(ctx, active, token)))).filter((v): v is AccountSectionView => Boolean(v));
+    const views = (await Promise.all(this.sections.map((s) => s.render(ctx, active, token)))).filter(
+      (v): v is AccountSectionView => Boolean(v),
+    );
     const origins = [...new Set(this.sections.flatMap((s) => s.formActions?.() ?? []))];
     this.tools.html(
       ctx,

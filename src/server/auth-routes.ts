@@ -80,7 +80,8 @@ export class AuthRoutes implements FormTools {
 
   /** Refuses cross-site requests; for forms also checks the token. */
   async readPost(ctx: RequestContext): Promise<Input> {
-    if (!sameOriginRequest(ctx.req, ctx.site.origin)) throw new HttpError(403, 'cross_site', 'Cross-site requests are not accepted here.');
+    if (!sameOriginRequest(ctx.req, ctx.site.origin))
+      throw new HttpError(403, 'cross_site', 'Cross-site requests are not accepted here.');
     const input = await readInput(ctx.req);
     if (input.kind === 'form') {
       const cookie = readCookie(ctx.req.headers.cookie, ctx.site.cookies.csrf);
@@ -108,16 +109,45 @@ export class AuthRoutes implements FormTools {
     return ctx.query ? (new URLSearchParams(ctx.query.slice(1)).get(name) ?? undefined) : undefined;
   }
 
-  html(ctx: RequestContext, status: number, page: string, cookies: string[] = [], headers: Record<string, string> = {}): void {
+  html(
+    ctx: RequestContext,
+    status: number,
+    page: string,
+    cookies: string[] = [],
+    headers: Record<string, string> = {},
+  ): void {
     // The page's <meta name="referrer"> narrows this to no-referrer where it must (layout.ts).
-    sendHtml(ctx.res, status, page, { 'content-security-policy': CSP, 'referrer-policy': 'same-origin', ...headers }, cookies);
+    sendHtml(
+      ctx.res,
+      status,
+      page,
+      { 'content-security-policy': CSP, 'referrer-policy': 'same-origin', ...headers },
+      cookies,
+    );
   }
 
-  private fail(ctx: RequestContext, input: Input, status: number, code: string, errors: FieldErrors, render: () => string, retryAfter?: number): void {
+  private fail(
+    ctx: RequestContext,
+    input: Input,
+    status: number,
+    code: string,
+    errors: FieldErrors,
+    render: () => string,
+    retryAfter?: number,
+  ): void {
     const headers: Record<string, string> = retryAfter ? { 'retry-after': String(retryAfter) } : {};
     if (input.kind === 'json') {
       const { form, ...fields } = errors;
-      sendJson(ctx.res, status, { error: code, message: form ?? Object.values(fields)[0] ?? 'Invalid request', ...(Object.keys(fields).length ? { fields } : {}) }, headers);
+      sendJson(
+        ctx.res,
+        status,
+        {
+          error: code,
+          message: form ?? Object.values(fields)[0] ?? 'Invalid request',
+          ...(Object.keys(fields).length ? { fields } : {}),
+        },
+        headers,
+      );
     } else {
       this.html(ctx, status, render(), [], headers);
     }
@@ -131,13 +161,27 @@ export class AuthRoutes implements FormTools {
     if (current?.state === 'active') return redirect(ctx.res, 302, ctx.site.origin + rd);
     // Back at the login page right after signing in: the session did not stick. Say why.
     const cause = this.s.diagnosis.afterSignIn(ctx, current);
-    if (cause) return this.s.diagnosis.respond(ctx.req, ctx.res, ctx.site, cause, ctx.requestId, [this.s.diagnosis.clearSignedIn(ctx.site)]);
+    if (cause)
+      return this.s.diagnosis.respond(ctx.req, ctx.res, ctx.site, cause, ctx.requestId, [
+        this.s.diagnosis.clearSignedIn(ctx.site),
+      ]);
     const { token, cookies } = this.csrf(ctx);
-    const notice = this.queryParam(ctx, 'signed_out') ? 'You have signed out.' : this.queryParam(ctx, 'reset') ? 'Your password was changed, and every session signed out. Sign in with the new password.' : undefined;
+    const notice = this.queryParam(ctx, 'signed_out')
+      ? 'You have signed out.'
+      : this.queryParam(ctx, 'reset')
+        ? 'Your password was changed, and every session signed out. Sign in with the new password.'
+        : undefined;
     this.html(ctx, 200, this.renderLogin(ctx, token, rd, {}, undefined, notice), cookies);
   }
 
-  private renderLogin(ctx: RequestContext, token: string, rd: string, errors: FieldErrors, email?: string, notice?: string): string {
+  private renderLogin(
+    ctx: RequestContext,
+    token: string,
+    rd: string,
+    errors: FieldErrors,
+    email?: string,
+    notice?: string,
+  ): string {
     return loginPage({
       appTitle: ctx.site.title,
       action: this.url(ctx, '/login'),
@@ -146,7 +190,10 @@ export class AuthRoutes implements FormTools {
       email,
       errors,
       notice,
-      registerUrl: this.s.config.accounts.registration === 'open' ? this.url(ctx, '/register', { rd: rd === ctx.site.home ? undefined : rd }) : undefined,
+      registerUrl:
+        this.s.config.accounts.registration === 'open'
+          ? this.url(ctx, '/register', { rd: rd === ctx.site.home ? undefined : rd })
+          : undefined,
       forgotUrl: this.url(ctx, '/forgot-password'),
       providers: this.s.providers.loginButtons(rd),
     });
@@ -161,8 +208,23 @@ export class AuthRoutes implements FormTools {
     const device = readCookie(ctx.req.headers.cookie, ctx.site.cookies.device);
     const result = await this.s.accounts.login({ email, password }, ctx.ip, device);
     if (!result.ok) {
-      const code = result.status === 429 ? 'too_many_attempts' : result.status === 401 ? 'invalid_credentials' : result.status === 403 ? 'account_disabled' : 'invalid_request';
-      return this.fail(ctx, input, result.status, code, result.errors, () => this.renderLogin(ctx, this.csrf(ctx).token, rd, result.errors, email), result.retryAfterSeconds);
+      const code =
+        result.status === 429
+          ? 'too_many_attempts'
+          : result.status === 401
+            ? 'invalid_credentials'
+            : result.status === 403
+              ? 'account_disabled'
+              : 'invalid_request';
+      return this.fail(
+        ctx,
+        input,
+        result.status,
+        code,
+        result.errors,
+        () => this.renderLogin(ctx, this.csrf(ctx).token, rd, result.errors, email),
+        result.retryAfterSeconds,
+      );
     }
     ctx.userId = result.user.id;
     const { setCookie } = await this.s.sessions.create(result.user, ctx.site.origin, cookie, {
@@ -173,11 +235,19 @@ export class AuthRoutes implements FormTools {
     });
     const cookies = [
       setCookie,
-      serializeCookie(ctx.site.cookies.device, result.deviceCookie, { secure: ctx.site.secure, path: ctx.site.cookiePath, maxAgeSeconds: DEVICE_COOKIE_MAX_AGE }),
+      serializeCookie(ctx.site.cookies.device, result.deviceCookie, {
+        secure: ctx.site.secure,
+        path: ctx.site.cookiePath,
+        maxAgeSeconds: DEVICE_COOKIE_MAX_AGE,
+      }),
       this.s.diagnosis.signedIn(ctx.site),
     ];
-    this.s.logger.info({ event: 'login', userId: result.user.id, method: 'password', requestId: ctx.requestId }, 'user signed in');
-    if (input.kind === 'json') return sendJson(ctx.res, 200, { user: publicUser(result.user), redirect: rd }, {}, cookies);
+    this.s.logger.info(
+      { event: 'login', userId: result.user.id, method: 'password', requestId: ctx.requestId },
+      'user signed in',
+    );
+    if (input.kind === 'json')
+      return sendJson(ctx.res, 200, { user: publicUser(result.user), redirect: rd }, {}, cookies);
     redirect(ctx.res, 303, ctx.site.origin + rd, cookies);
   }
 
@@ -186,13 +256,29 @@ export class AuthRoutes implements FormTools {
   private async registerForm(ctx: RequestContext): Promise<void> {
     const rd = this.returnPath(ctx, this.queryParam(ctx, 'rd'));
     if (this.s.config.accounts.registration === 'closed') {
-      return this.html(ctx, 403, messagePage({ appTitle: ctx.site.title, heading: 'Registration is closed', message: 'Ask an administrator to create an account for you.', link: { href: this.url(ctx, '/login'), text: 'Sign in' } }));
+      return this.html(
+        ctx,
+        403,
+        messagePage({
+          appTitle: ctx.site.title,
+          heading: 'Registration is closed',
+          message: 'Ask an administrator to create an account for you.',
+          link: { href: this.url(ctx, '/login'), text: 'Sign in' },
+        }),
+      );
     }
     const { token, cookies } = this.csrf(ctx);
     this.html(ctx, 200, this.renderRegister(ctx, token, rd, {}), cookies);
   }
 
-  private renderRegister(ctx: RequestContext, token: string, rd: string, errors: FieldErrors, email?: string, name?: string): string {
+  private renderRegister(
+    ctx: RequestContext,
+    token: string,
+    rd: string,
+    errors: FieldErrors,
+    email?: string,
+    name?: string,
+  ): string {
     return registerPage({
       appTitle: ctx.site.title,
       action: this.url(ctx, '/register'),
@@ -214,8 +300,23 @@ export class AuthRoutes implements FormTools {
     const rd = this.returnPath(ctx, field(input, 'rd', 4096));
     const result = await this.s.accounts.register({ email, password, name }, ctx.ip);
     if (!result.ok) {
-      const code = result.status === 429 ? 'too_many_attempts' : result.status === 403 ? 'registration_closed' : result.status === 409 ? 'email_unavailable' : 'invalid_request';
-      return this.fail(ctx, input, result.status, code, result.errors, () => this.renderRegister(ctx, this.csrf(ctx).token, rd, result.errors, email, name), result.retryAfterSeconds);
+      const code =
+        result.status === 429
+          ? 'too_many_attempts'
+          : result.status === 403
+            ? 'registration_closed'
+            : result.status === 409
+              ? 'email_unavailable'
+              : 'invalid_request';
+      return this.fail(
+        ctx,
+        input,
+        result.status,
+        code,
+        result.errors,
+        () => this.renderRegister(ctx, this.csrf(ctx).token, rd, result.errors, email, name),
+        result.retryAfterSeconds,
+      );
     }
     ctx.userId = result.user.id;
     const cookie = ctx.site.session;
@@ -228,7 +329,8 @@ export class AuthRoutes implements FormTools {
     this.s.logger.info({ event: 'register', userId: result.user.id, requestId: ctx.requestId }, 'user registered');
     for (const fn of this.registered) fn(ctx, result.user);
     const cookies = [setCookie, this.s.diagnosis.signedIn(ctx.site)];
-    if (input.kind === 'json') return sendJson(ctx.res, 201, { user: publicUser(result.user), redirect: rd }, {}, cookies);
+    if (input.kind === 'json')
+      return sendJson(ctx.res, 201, { user: publicUser(result.user), redirect: rd }, {}, cookies);
     redirect(ctx.res, 303, ctx.site.origin + rd, cookies);
   }
 
@@ -261,10 +363,22 @@ export class AuthRoutes implements FormTools {
     const rd = this.returnTarget(ctx, field(input, 'rd', 4096));
     // Before the session goes (its provider tokens go with it): the provider's logout URL, if any.
     const endSession = await this.s.providers.beforeLogout(ctx);
-    const cleared = [await this.s.sessions.destroy(ctx.req, ctx.site.session), this.s.diagnosis.clearSignedIn(ctx.site)];
-    this.s.logger.info({ event: 'logout', requestId: ctx.requestId, endSession: endSession ? endSession.provider : undefined }, 'session ended');
-    if (input.kind === 'json') return sendJson(ctx.res, 200, endSession ? { ok: true, redirect: endSession.url } : { ok: true }, {}, cleared);
-    redirect(ctx.res, 303, endSession?.url ?? ctx.site.origin + (rd ?? this.url(ctx, '/login', { signed_out: '1' })), cleared);
+    const cleared = [
+      await this.s.sessions.destroy(ctx.req, ctx.site.session),
+      this.s.diagnosis.clearSignedIn(ctx.site),
+    ];
+    this.s.logger.info(
+      { event: 'logout', requestId: ctx.requestId, endSession: endSession ? endSession.provider : undefined },
+      'session ended',
+    );
+    if (input.kind === 'json')
+      return sendJson(ctx.res, 200, endSession ? { ok: true, redirect: endSession.url } : { ok: true }, {}, cleared);
+    redirect(
+      ctx.res,
+      303,
+      endSession?.url ?? ctx.site.origin + (rd ?? this.url(ctx, '/login', { signed_out: '1' })),
+      cleared,
+    );
   }
 
   // ---- JSON and probes --------------------------------------------------------------
@@ -272,11 +386,24 @@ export class AuthRoutes implements FormTools {
   private async me(ctx: RequestContext): Promise<void> {
     const found = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin);
     if (found.state !== 'active') {
-      return sendJson(ctx.res, 401, { error: 'unauthenticated', message: 'Not signed in' }, { 'www-authenticate': `Bearer realm="${ctx.site.origin}"` });
+      return sendJson(
+        ctx.res,
+        401,
+        { error: 'unauthenticated', message: 'Not signed in' },
+        { 'www-authenticate': `Bearer realm="${ctx.site.origin}"` },
+      );
     }
     const { user, session } = found.active;
     ctx.userId = user.id;
     const identities = await this.s.providers.identitiesOf(user.id);
-    sendJson(ctx.res, 200, { ...publicUser(user), identities, session: { createdAt: new Date(session.createdAt).toISOString(), expiresAt: new Date(session.expiresAt).toISOString(), amr: session.amr } });
+    sendJson(ctx.res, 200, {
+      ...publicUser(user),
+      identities,
+      session: {
+        createdAt: new Date(session.createdAt).toISOString(),
+        expiresAt: new Date(session.expiresAt).toISOString(),
+        amr: session.amr,
+      },
+    });
   }
 }

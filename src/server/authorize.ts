@@ -35,7 +35,14 @@ const NO_APP: Decision = { kind: 'no_app' };
  * Throws when the store is unreachable on a protected rule (fail closed); public rules still
  * tell the app who is signed in when they can, but never fail on the store.
  */
-export async function decide(sessions: Sessions, site: Site, req: IncomingMessage, method: string, path: string, bearer?: BearerCheck): Promise<Decision> {
+export async function decide(
+  sessions: Sessions,
+  site: Site,
+  req: IncomingMessage,
+  method: string,
+  path: string,
+  bearer?: BearerCheck,
+): Promise<Decision> {
   const app = appFor(site, path);
   if (!app) return NO_APP;
   const rule = matchRule(app.rules, app.fallback, method, path);
@@ -47,7 +54,8 @@ export async function decide(sessions: Sessions, site: Site, req: IncomingMessag
     if (rule.access === 'authenticated') {
       const r = await bearer!.authenticate(token, app);
       if (!r.ok) return { kind: 'invalid_token', app, rule, description: r.description };
-      if (site.requireVerifiedEmail && !r.active.user.emailVerified) return { kind: 'forbidden', app, rule, active: r.active, reason: 'email_unverified' };
+      if (site.requireVerifiedEmail && !r.active.user.emailVerified)
+        return { kind: 'forbidden', app, rule, active: r.active, reason: 'email_unverified' };
       if (!allows(rule.allow, r.active.user)) return { kind: 'forbidden', app, rule, active: r.active };
       return { kind: 'allow', app, rule, active: r.active, ownToken: true };
     }
@@ -57,7 +65,8 @@ export async function decide(sessions: Sessions, site: Site, req: IncomingMessag
   if (rule.access === 'authenticated') {
     const lookup = await sessions.lookup(req, site.session, site.origin);
     if (lookup.state !== 'active') return { kind: 'unauthenticated', app, rule, lookup };
-    if (site.requireVerifiedEmail && !lookup.active.user.emailVerified) return { kind: 'forbidden', app, rule, active: lookup.active, reason: 'email_unverified' };
+    if (site.requireVerifiedEmail && !lookup.active.user.emailVerified)
+      return { kind: 'forbidden', app, rule, active: lookup.active, reason: 'email_unverified' };
     if (!allows(rule.allow, lookup.active.user)) return { kind: 'forbidden', app, rule, active: lookup.active };
     return { kind: 'allow', app, rule, active: lookup.active };
   }

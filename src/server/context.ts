@@ -58,6 +58,12 @@ export interface RequestContext {
 }
 
 /** The user as Gatehouse's JSON endpoints show it. Never the password hash. */
-export function publicUser(user: User): { id: string; email: string; emailVerified: boolean; name: string | null; groups: string[] } {
+export function publicUser(user: User): {
+  id: string;
+  email: string;
+  emailVerified: boolean;
+  name: string | null;
+  groups: string[];
+} {
   return { id: user.id, email: user.email, emailVerified: user.emailVerified, name: user.name, groups: user.groups };
 }

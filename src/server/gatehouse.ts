@@ -117,7 +117,17 @@ export class Gatehouse {
   private readonly purgeTimer: NodeJS.Timeout;
   private closing: Promise<void> | null = null;
 
-  private constructor(config: Config, logger: Logger, store: Store, cache: Cache, secrets: Secrets, keys: KeyRing, tls: TlsPair | undefined, mailer: Mailer | undefined, clock?: () => number) {
+  private constructor(
+    config: Config,
+    logger: Logger,
+    store: Store,
+    cache: Cache,
+    secrets: Secrets,
+    keys: KeyRing,
+    tls: TlsPair | undefined,
+    mailer: Mailer | undefined,
+    clock?: () => number,
+  ) {
     this.config = config;
     this.logger = logger;
     this.store = store;
@@ -132,11 +142,33 @@ export class Gatehouse {
     this.forwarding = new Forwarding(this.trusted, config.forwardedHeaders, tls !== undefined);
     this.diagnosis = new Diagnosis({ logger, forwarding: this.forwarding, secrets, prefix: this.prefix });
     this.sites = buildSites(config);
-    this.sessions = new Sessions(store, { idleMs: config.sessions.idleTimeout, absoluteMs: config.sessions.absoluteTimeout });
+    this.sessions = new Sessions(store, {
+      idleMs: config.sessions.idleTimeout,
+      absoluteMs: config.sessions.absoluteTimeout,
+    });
     const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
     this.accounts = new Accounts(store, throttle, config.accounts);
-    this.providers = new ProviderService({ config, store, secrets, logger, sessions: this.sessions, prefix: this.prefix });
-    this.oauth = new OAuthServer({ config, logger, store, cache, secrets, sessions: this.sessions, sites: this.sites, keys, prefix: this.prefix, providers: this.providers, now: clock });
+    this.providers = new ProviderService({
+      config,
+      store,
+      secrets,
+      logger,
+      sessions: this.sessions,
+      prefix: this.prefix,
+    });
+    this.oauth = new OAuthServer({
+      config,
+      logger,
+      store,
+      cache,
+      secrets,
+      sessions: this.sessions,
+      sites: this.sites,
+      keys,
+      prefix: this.prefix,
+      providers: this.providers,
+      now: clock,
+    });
     this.services = {
       config,
       logger,
@@ -170,7 +202,14 @@ export class Gatehouse {
     this.assertions = new Assertions(keys, secrets, { ttlMs: config.tokens.assertionTtl });
     this.wellKnown.add(JWKS_PATH, jwksRoute(keys));
     this.oauth.addWellKnown(this.wellKnown);
-    const forwardAuth = new ForwardAuth({ sessions: this.sessions, diagnosis: this.diagnosis, prefix: this.prefix, assertions: this.assertions, error: (...a) => this.error(...a), bearer: this.oauth });
+    const forwardAuth = new ForwardAuth({
+      sessions: this.sessions,
+      diagnosis: this.diagnosis,
+      prefix: this.prefix,
+      assertions: this.assertions,
+      error: (...a) => this.error(...a),
+      bearer: this.oauth,
+    });
     this.auth.router.add([...METHODS], '/check', (c) => forwardAuth.handle(c));
     // The probes: answered for any Host too (probeFor).
     this.auth.router.add('GET', '/health', (c) => this.health(c.res));
@@ -215,7 +254,10 @@ export class Gatehouse {
       this.server = http.createServer({ ...options, shouldUpgradeCallback: shouldUpgrade }, onRequest);
       this.server.timeout = t.idle;
     }
-    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.handleUpgrade(req, socket, head));
+    this.server.on(
+      'upgrade',
+      (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.handleUpgrade(req, socket, head),
+    );
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       // Only HTTP parse errors get an HTTP answer; a failed TLS handshake is just closed.
       const parseError = err.code?.startsWith('HPE_') || err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
@@ -236,10 +278,12 @@ export class Gatehouse {
   static async create(config: Config, options: GatehouseOptions = {}): Promise<Gatehouse> {
     const logger = options.logger ?? createLogger(config.log.level);
     const store = options.store ?? (await openStore(config.store));
-    const cache = options.cache ?? (await openCache(config.cache).catch(async (err) => {
-      if (!options.store) await store.close();
-      throw err;
-    }));
+    const cache =
+      options.cache ??
+      (await openCache(config.cache).catch(async (err) => {
+        if (!options.store) await store.close();
+        throw err;
+      }));
     let secrets: Secrets;
     let keys: KeyRing;
     let tls: TlsPair | undefined;
@@ -248,7 +292,11 @@ export class Gatehouse {
       tls = config.listen.tls ? loadTls(config.listen.tls) : undefined;
       mailer = config.email ? new Mailer(config.email, { logger, publicUrl: config.publicUrl }) : undefined;
       secrets = await loadSecrets(config.secrets, store.kv);
-      keys = await KeyRing.open(store, secrets, keyPolicy(config), { issuer: issuerOf(config), logger, now: options.clock });
+      keys = await KeyRing.open(store, secrets, keyPolicy(config), {
+        issuer: issuerOf(config),
+        logger,
+        now: options.clock,
+      });
     } catch (err) {
       await Promise.allSettled([options.store ? undefined : store.close(), options.cache ? undefined : cache.close()]);
       throw err;
@@ -275,7 +323,10 @@ export class Gatehouse {
       this.logger.info({ event: 'tls_reload', outcome: 'ok', ...describeCert(pair.leaf) }, 'certificate reloaded');
       return true;
     } catch (err) {
-      this.logger.error({ event: 'tls_reload', outcome: 'failed', err: { message: (err as Error).message } }, 'certificate not reloaded; still serving the previous one');
+      this.logger.error(
+        { event: 'tls_reload', outcome: 'failed', err: { message: (err as Error).message } },
+        'certificate not reloaded; still serving the previous one',
+      );
       return false;
     }
   }
@@ -292,7 +343,15 @@ export class Gatehouse {
     this.providers.warm();
     for (const site of this.sites.values()) {
       this.logger.info(
-        { event: 'start', listen: `${this.tls ? 'https' : 'http'}://${address.address}:${address.port}`, ...(this.tls ? { tls: describeCert(this.tls.leaf) } : {}), site: `${site.origin}${site.home}`, apps: site.apps.map((a) => ({ name: a.name, prefix: a.pathPrefix || '/', upstream: a.upstream.url.origin })), store: this.store.kind, cache: this.cache.kind },
+        {
+          event: 'start',
+          listen: `${this.tls ? 'https' : 'http'}://${address.address}:${address.port}`,
+          ...(this.tls ? { tls: describeCert(this.tls.leaf) } : {}),
+          site: `${site.origin}${site.home}`,
+          apps: site.apps.map((a) => ({ name: a.name, prefix: a.pathPrefix || '/', upstream: a.upstream.url.origin })),
+          store: this.store.kind,
+          cache: this.cache.kind,
+        },
         `Gatehouse serving ${site.origin} → ${site.apps.map((a) => `${a.pathPrefix || '/'} ${a.upstream.url.origin}`).join(', ')}`,
       );
     }
@@ -304,7 +363,13 @@ export class Gatehouse {
   /** A trusted proxy's X-Request-Id is kept, so one id follows the request end to end. */
   private requestId(req: IncomingMessage): string {
     const given = req.headers['x-request-id'];
-    if (typeof given === 'string' && !this.trusted.empty && /^[A-Za-z0-9._:-]{1,128}$/.test(given) && this.trusted.has(req.socket.remoteAddress)) return given;
+    if (
+      typeof given === 'string' &&
+      !this.trusted.empty &&
+      /^[A-Za-z0-9._:-]{1,128}$/.test(given) &&
+      this.trusted.has(req.socket.remoteAddress)
+    )
+      return given;
     return randomUUID();
   }
 
@@ -348,12 +413,30 @@ export class Gatehouse {
         status = 400;
         return this.error(req, res, site, 400, 'bad_request', 'This address is not valid.', target.reason);
       }
-      ctx = { req, res, site, path: target.path, query: target.query, ip: via.ip, scheme: via.scheme, viaProxy: via.viaProxy, requestId };
+      ctx = {
+        req,
+        res,
+        site,
+        path: target.path,
+        query: target.query,
+        ip: via.ip,
+        scheme: via.scheme,
+        viaProxy: via.viaProxy,
+        requestId,
+      };
       if (this.base && !isBelow(target.path, this.base, false)) {
         status = 404;
         const cause = this.diagnosis.outsideBase(ctx, this.config.authPrefix);
         if (cause) return this.diagnosis.respond(req, res, site, cause, requestId);
-        return this.error(req, res, site, 404, 'not_found', 'There is no page at this address.', `This server serves ${site.origin}${site.home}`);
+        return this.error(
+          req,
+          res,
+          site,
+          404,
+          'not_found',
+          'There is no page at this address.',
+          `This server serves ${site.origin}${site.home}`,
+        );
       }
       if (this.isOwnPath(target.path)) {
         await this.own(ctx);
@@ -370,7 +453,15 @@ export class Gatehouse {
     } catch (err) {
       status = this.failure(req, res, ctx?.site, err, requestId);
     } finally {
-      this.logger.info({ req: { id: requestId, method: req.method, path: ctx?.path ?? '(invalid)' }, status, ms: Math.round((performance.now() - started) * 10) / 10, user: ctx?.userId }, 'request');
+      this.logger.info(
+        {
+          req: { id: requestId, method: req.method, path: ctx?.path ?? '(invalid)' },
+          status,
+          ms: Math.round((performance.now() - started) * 10) / 10,
+          user: ctx?.userId,
+        },
+        'request',
+      );
     }
   }
 
@@ -421,9 +512,9 @@ export class Gatehouse {
     const d = await decide(this.sessions, site, req, req.method ?? 'GET', ctx.path, this.oauth);
     switch (d.kind) {
       case 'no_app':
-        return this.error(req, res, site, 404, 'not_found', 'There is no app at this address.'), 404;
+        return (this.error(req, res, site, 404, 'not_found', 'There is no app at this address.'), 404);
       case 'deny':
-        return this.error(req, res, site, 403, 'forbidden', 'Access to this page is not allowed.'), 403;
+        return (this.error(req, res, site, 403, 'forbidden', 'Access to this page is not allowed.'), 403);
       case 'unauthenticated':
         return unauthenticated(ctx, d.rule, d.lookup, this.services, { challenge: this.oauth.challenge(d.app) });
       case 'invalid_token':
@@ -431,7 +522,7 @@ export class Gatehouse {
       case 'forbidden':
         ctx.userId = d.active.user.id;
         if (d.reason === 'email_unverified') return this.verification.blocked(ctx, d.active);
-        return this.error(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.'), 403;
+        return (this.error(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.'), 403);
     }
     const { app, active, rule } = d;
     if (active) ctx.userId = active.user.id;
@@ -447,9 +538,13 @@ export class Gatehouse {
     const headers = this.upstreamHeaders(ctx, app, active, assertion, bearer, d.ownToken);
     const outcome = await forward(req, res, app.upstream, ctx.path + ctx.query, headers);
     if (outcome.error) {
-      this.logger.warn({ event: 'upstream_error', app: app.name, cause: outcome.cause, requestId: ctx.requestId }, 'upstream failed');
-      const message = outcome.error === 'gateway_timeout' ? 'The app took too long to answer.' : 'The app could not be reached.';
-      return this.error(req, res, site, outcome.status, outcome.error, message), outcome.status;
+      this.logger.warn(
+        { event: 'upstream_error', app: app.name, cause: outcome.cause, requestId: ctx.requestId },
+        'upstream failed',
+      );
+      const message =
+        outcome.error === 'gateway_timeout' ? 'The app took too long to answer.' : 'The app could not be reached.';
+      return (this.error(req, res, site, outcome.status, outcome.error, message), outcome.status);
     }
     return outcome.status;
   }
@@ -459,7 +554,14 @@ export class Gatehouse {
    * client's is dropped). `ownToken`: the client's Authorization carried a Gatehouse token,
    * which never reaches an app.
    */
-  private upstreamHeaders(ctx: RequestContext, app: App, active: ActiveSession | undefined, assertion: string | undefined, bearer?: string | null, ownToken = false): string[] {
+  private upstreamHeaders(
+    ctx: RequestContext,
+    app: App,
+    active: ActiveSession | undefined,
+    assertion: string | undefined,
+    bearer?: string | null,
+    ownToken = false,
+  ): string[] {
     const { req, site } = ctx;
     return upstreamRequestHeaders(
       req.rawHeaders,
@@ -475,7 +577,9 @@ export class Gatehouse {
         upstreamHost: app.preserveHost ? site.host : app.upstream.host,
         ownCookies: site.ownCookies,
       },
-      bearer ? [...identityHeaders(app, active, assertion), 'authorization', `Bearer ${bearer}`] : identityHeaders(app, active, assertion),
+      bearer
+        ? [...identityHeaders(app, active, assertion), 'authorization', `Bearer ${bearer}`]
+        : identityHeaders(app, active, assertion),
       bearer === undefined && !ownToken ? undefined : 'authorization',
       app.ownIdentityHeaders,
     );
@@ -483,8 +587,16 @@ export class Gatehouse {
 
   /** A bearer token that is not good for this app: 401 with the RFC 6750 error, always JSON. */
   private bearerRefused(ctx: RequestContext, app: App, description: string): number {
-    this.logger.info({ event: 'bearer_refused', app: app.name, reason: description, requestId: ctx.requestId }, 'bearer token refused');
-    sendJson(ctx.res, 401, { error: 'invalid_token', message: `Sign in again: ${description}.` }, { 'www-authenticate': this.oauth.challenge(app, description) });
+    this.logger.info(
+      { event: 'bearer_refused', app: app.name, reason: description, requestId: ctx.requestId },
+      'bearer token refused',
+    );
+    sendJson(
+      ctx.res,
+      401,
+      { error: 'invalid_token', message: `Sign in again: ${description}.` },
+      { 'www-authenticate': this.oauth.challenge(app, description) },
+    );
     return 401;
   }
 
@@ -503,7 +615,10 @@ export class Gatehouse {
 
   private async relayToken(active: ActiveSession, provider: string): Promise<Relay> {
     // A CLI or MCP login relays the provider tokens it was given when the user approved it.
-    const token = 'grant' in active ? await this.providers.relayTokenFor(grantOwner((active as BearerSession).grant), provider) : await this.providers.relayToken(active.session, provider);
+    const token =
+      'grant' in active
+        ? await this.providers.relayTokenFor(grantOwner((active as BearerSession).grant), provider)
+        : await this.providers.relayToken(active.session, provider);
     return token.ok ? { bearer: token.token } : { provider, reason: token.reason };
   }
 
@@ -513,25 +628,65 @@ export class Gatehouse {
    * gets 401. Right after a sign-in with that very provider it is an error page instead,
    * so a provider that hands out unusable tokens cannot make the browser loop.
    */
-  private relayFailed(ctx: RequestContext, rule: Rule, active: ActiveSession, provider: string, reason: RelayFailure): number {
+  private relayFailed(
+    ctx: RequestContext,
+    rule: Rule,
+    active: ActiveSession,
+    provider: string,
+    reason: RelayFailure,
+  ): number {
     const { req, res, site } = ctx;
     const name = this.providers.get(provider)?.name ?? provider;
-    this.logger.info({ event: 'token_relay_unavailable', provider, reason, userId: active.user.id, requestId: ctx.requestId }, `no usable ${provider} access token`);
+    this.logger.info(
+      { event: 'token_relay_unavailable', provider, reason, userId: active.user.id, requestId: ctx.requestId },
+      `no usable ${provider} access token`,
+    );
     if (reason === 'unavailable') {
       res.setHeader('retry-after', '5');
-      return this.error(req, res, site, 503, 'provider_unavailable', `${name} cannot be reached right now. Try again in a moment.`), 503;
+      return (
+        this.error(
+          req,
+          res,
+          site,
+          503,
+          'provider_unavailable',
+          `${name} cannot be reached right now. Try again in a moment.`,
+        ),
+        503
+      );
     }
     const login = `${site.origin}${this.prefix}/login/${provider}?rd=${encodeURIComponent(ctx.path + ctx.query)}`;
-    const mode = rule.unauthenticated ?? ((req.method === 'GET' || req.method === 'HEAD') && wantsHtml(req) ? 'redirect' : '401');
+    const mode =
+      rule.unauthenticated ?? ((req.method === 'GET' || req.method === 'HEAD') && wantsHtml(req) ? 'redirect' : '401');
     if (mode === 'redirect') {
       // A sign-in with this provider just now that left no usable token (none stored, or one
       // already expired) would only repeat itself. A refresh the provider refused is cured by
       // signing in again, so that still redirects.
-      const fresh = reason !== 'refresh_failed' && sessionProvider(active.session) === provider && Date.now() - active.session.createdAt < 10_000;
-      if (fresh) return this.error(req, res, site, 502, 'provider_token_unusable', `${name} did not give Gatehouse an access token it can use.`, 'Signing in again would not help; tell the administrator.'), 502;
-      return redirect(res, 302, login), 302;
+      const fresh =
+        reason !== 'refresh_failed' &&
+        sessionProvider(active.session) === provider &&
+        Date.now() - active.session.createdAt < 10_000;
+      if (fresh)
+        return (
+          this.error(
+            req,
+            res,
+            site,
+            502,
+            'provider_token_unusable',
+            `${name} did not give Gatehouse an access token it can use.`,
+            'Signing in again would not help; tell the administrator.',
+          ),
+          502
+        );
+      return (redirect(res, 302, login), 302);
     }
-    sendJson(res, 401, { error: 'provider_token_required', message: `Sign in with ${name} again to use this resource.`, login }, { 'www-authenticate': `Bearer realm="${site.origin}", error="invalid_token"` });
+    sendJson(
+      res,
+      401,
+      { error: 'provider_token_required', message: `Sign in with ${name} again to use this resource.`, login },
+      { 'www-authenticate': `Bearer realm="${site.origin}", error="invalid_token"` },
+    );
     return 401;
   }
 
@@ -539,32 +694,66 @@ export class Gatehouse {
 
   /** 421 for a host no site answers for, never trusted or redirected (ATTACKS 7). */
   private misdirected(req: IncomingMessage, res: ServerResponse, requestId: string): void {
-    this.diagnosis.respond(req, res, undefined, this.diagnosis.misdirected(req, this.sites, (h) => this.siteFor(h)), requestId);
+    this.diagnosis.respond(
+      req,
+      res,
+      undefined,
+      this.diagnosis.misdirected(req, this.sites, (h) => this.siteFor(h)),
+      requestId,
+    );
   }
 
-  error(req: IncomingMessage, res: ServerResponse, site: Site | undefined, status: number, code: string, message: string, detail?: string): void {
+  error(
+    req: IncomingMessage,
+    res: ServerResponse,
+    site: Site | undefined,
+    status: number,
+    code: string,
+    message: string,
+    detail?: string,
+  ): void {
     if (res.headersSent) return void res.destroy();
     if (wantsHtml(req)) {
-      const page = messagePage({ appTitle: site?.title ?? 'Gatehouse', heading: http.STATUS_CODES[status] ?? 'Error', message, hint: detail, link: site ? { href: `${site.origin}${site.home}`, text: 'Go to the start page' } : undefined });
+      const page = messagePage({
+        appTitle: site?.title ?? 'Gatehouse',
+        heading: http.STATUS_CODES[status] ?? 'Error',
+        message,
+        hint: detail,
+        link: site ? { href: `${site.origin}${site.home}`, text: 'Go to the start page' } : undefined,
+      });
       sendHtml(res, status, page, { 'content-security-policy': CSP });
     } else {
       sendJson(res, status, { error: code, message, ...(detail ? { detail } : {}) });
     }
   }
 
-  private failure(req: IncomingMessage, res: ServerResponse, site: Site | undefined, err: unknown, requestId: string): number {
+  private failure(
+    req: IncomingMessage,
+    res: ServerResponse,
+    site: Site | undefined,
+    err: unknown,
+    requestId: string,
+  ): number {
     if (err instanceof DiagnosedError) {
       this.diagnosis.respond(req, res, site, err.diagnosis, requestId);
       return err.diagnosis.status;
     }
     if (err instanceof HttpError) {
       // HTTP/2 has no Connection header (and no per-request close).
-      for (const [k, v] of Object.entries(err.headers ?? {})) if (!res.headersSent && !(k === 'connection' && req.httpVersionMajor === 2)) res.setHeader(k, v);
+      for (const [k, v] of Object.entries(err.headers ?? {}))
+        if (!res.headersSent && !(k === 'connection' && req.httpVersionMajor === 2)) res.setHeader(k, v);
       this.error(req, res, site, err.status, err.code, err.message);
       return err.status;
     }
-    if (err instanceof StoreUnavailableError || err instanceof CacheUnavailableError || err instanceof PasswordBusyError) {
-      this.logger.error({ event: 'dependency_unavailable', err: { name: (err as Error).name, message: (err as Error).message } }, 'failing closed');
+    if (
+      err instanceof StoreUnavailableError ||
+      err instanceof CacheUnavailableError ||
+      err instanceof PasswordBusyError
+    ) {
+      this.logger.error(
+        { event: 'dependency_unavailable', err: { name: (err as Error).name, message: (err as Error).message } },
+        'failing closed',
+      );
       if (!res.headersSent) res.setHeader('retry-after', '5');
       this.error(req, res, site, 503, 'unavailable', 'Sign-in is temporarily unavailable. Try again in a moment.');
       return 503;
@@ -586,35 +775,81 @@ export class Gatehouse {
       const via = this.forwarding.resolve(req);
       const site = this.siteFor(via.host);
       const target = normalizeTarget(req.url ?? '');
-      if (!site || !target.ok || this.closing) return rejectUpgrade(socket, (status = site && target.ok ? 503 : 400), site && target.ok ? 'Service Unavailable' : 'Bad Request');
+      if (!site || !target.ok || this.closing)
+        return rejectUpgrade(
+          socket,
+          (status = site && target.ok ? 503 : 400),
+          site && target.ok ? 'Service Unavailable' : 'Bad Request',
+        );
       const outside = this.base && !isBelow(target.path, this.base, false);
-      if (outside || this.isOwnPath(target.path) || this.wellKnown.has(this.base ? target.path.slice(this.base.length) : target.path)) return rejectUpgrade(socket, (status = 404), 'Not Found');
+      if (
+        outside ||
+        this.isOwnPath(target.path) ||
+        this.wellKnown.has(this.base ? target.path.slice(this.base.length) : target.path)
+      )
+        return rejectUpgrade(socket, (status = 404), 'Not Found');
       // Cross-site WebSocket hijacking: the browser sends cookies with a cross-origin upgrade.
       const origin = req.headers.origin;
       if (origin !== undefined && origin !== site.origin) return rejectUpgrade(socket, (status = 403), 'Forbidden');
       const d = await decide(this.sessions, site, req, 'GET', target.path, this.oauth);
       if (d.kind === 'no_app') return rejectUpgrade(socket, (status = 404), 'Not Found');
-      if (d.kind === 'unauthenticated' || d.kind === 'invalid_token') return rejectUpgrade(socket, (status = 401), 'Unauthorized');
+      if (d.kind === 'unauthenticated' || d.kind === 'invalid_token')
+        return rejectUpgrade(socket, (status = 401), 'Unauthorized');
       if (d.kind !== 'allow') return rejectUpgrade(socket, (status = 403), 'Forbidden');
       const { app, active } = d;
       userId = active?.user.id;
       const relay = await this.tokenRelay(d.rule, app, active);
-      if ('reason' in relay) return rejectUpgrade(socket, (status = relay.reason === 'unavailable' ? 503 : 401), relay.reason === 'unavailable' ? 'Service Unavailable' : 'Unauthorized');
+      if ('reason' in relay)
+        return rejectUpgrade(
+          socket,
+          (status = relay.reason === 'unavailable' ? 503 : 401),
+          relay.reason === 'unavailable' ? 'Service Unavailable' : 'Unauthorized',
+        );
       const { bearer } = relay;
-      const ctx: RequestContext = { req, res: undefined as unknown as ServerResponse, site, path: target.path, query: target.query, ip: via.ip, scheme: via.scheme, viaProxy: via.viaProxy, requestId };
+      const ctx: RequestContext = {
+        req,
+        res: undefined as unknown as ServerResponse,
+        site,
+        path: target.path,
+        query: target.query,
+        ip: via.ip,
+        scheme: via.scheme,
+        viaProxy: via.viaProxy,
+        requestId,
+      };
       const assertion = active && app.headers.assertion ? await this.assertions.get(app, active) : undefined;
       const headers = this.upstreamHeaders(ctx, app, active, assertion, bearer, d.ownToken);
       (socket as Socket).setTimeout?.(0);
-      status = await tunnelWebSocket(req, socket, head, app.upstream, target.path + target.query, headers, ([client, upstream]) => {
-        this.tunnels.set(client!, upstream!);
-        client!.once('close', () => this.tunnels.delete(client!));
-      });
+      status = await tunnelWebSocket(
+        req,
+        socket,
+        head,
+        app.upstream,
+        target.path + target.query,
+        headers,
+        ([client, upstream]) => {
+          this.tunnels.set(client!, upstream!);
+          client!.once('close', () => this.tunnels.delete(client!));
+        },
+      );
     } catch (err) {
       const unavailable = err instanceof StoreUnavailableError || err instanceof CacheUnavailableError;
       if (!unavailable) this.logger.error({ event: 'internal_error', err }, 'upgrade failed');
-      rejectUpgrade(socket, (status = unavailable ? 503 : 500), unavailable ? 'Service Unavailable' : 'Internal Server Error');
+      rejectUpgrade(
+        socket,
+        (status = unavailable ? 503 : 500),
+        unavailable ? 'Service Unavailable' : 'Internal Server Error',
+      );
     } finally {
-      this.logger.info({ req: { id: requestId, method: 'GET', path: req.url?.split('?')[0], upgrade: 'websocket' }, status, ms: Math.round((performance.now() - started) * 10) / 10, user: userId }, 'request');
+      this.logger.info(
+        {
+          req: { id: requestId, method: 'GET', path: req.url?.split('?')[0], upgrade: 'websocket' },
+          status,
+          ms: Math.round((performance.now() - started) * 10) / 10,
+          user: userId,
+        },
+        'request',
+      );
     }
   }
 
@@ -637,7 +872,10 @@ export class Gatehouse {
         const check = () => (this.tunnels.size === 0 ? resolve() : setTimeout(check, 50).unref());
         check();
       });
-      await Promise.race([Promise.all([drained, tunnelsDone]), new Promise<void>((resolve) => (timer = setTimeout(resolve, this.config.listen.timeouts.drain)))]);
+      await Promise.race([
+        Promise.all([drained, tunnelsDone]),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, this.config.listen.timeouts.drain))),
+      ]);
       clearTimeout(timer);
       clearInterval(idleSweep);
       for (const [client, upstream] of this.tunnels) {
@@ -660,5 +898,5 @@ export class Gatehouse {
 
 function isWebSocketUpgrade(req: IncomingMessage): boolean {
   const upgrade = req.headers.upgrade;
-  return typeof upgrade === 'string' && upgrade.toLowerCase() === 'websocket' && (req.method === 'GET');
+  return typeof upgrade === 'string' && upgrade.toLowerCase() === 'websocket' && req.method === 'GET';
 }

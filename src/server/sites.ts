@@ -114,7 +114,13 @@ export function buildSites(config: Config): Map<string, Site> {
     const host = hostKey(a.host ?? publicUrl.host, secure);
     let site = sites.get(host);
     if (!site) {
-      const cookies = { session: `${prefix}${name}`, csrf: `${prefix}${name}-csrf`, device: `${prefix}${name}-device`, signin: `${name}-signin`, login: `${prefix}${name}-login` };
+      const cookies = {
+        session: `${prefix}${name}`,
+        csrf: `${prefix}${name}-csrf`,
+        device: `${prefix}${name}-device`,
+        signin: `${name}-signin`,
+        login: `${prefix}${name}-login`,
+      };
       site = {
         origin: `${publicUrl.protocol}//${host}`,
         host,

@@ -22,7 +22,8 @@ export class WellKnown {
   private readonly trees = new Map<string, Route>();
 
   add(path: string, handler: WellKnownHandler, methods: readonly string[] = ['GET', 'HEAD']): this {
-    if (!path.startsWith(WELL_KNOWN_PREFIX) || path.length === WELL_KNOWN_PREFIX.length) throw new Error(`a well-known route is under ${WELL_KNOWN_PREFIX}: ${path}`);
+    if (!path.startsWith(WELL_KNOWN_PREFIX) || path.length === WELL_KNOWN_PREFIX.length)
+      throw new Error(`a well-known route is under ${WELL_KNOWN_PREFIX}: ${path}`);
     this.routes.set(path, { handler, methods });
     return this;
   }
@@ -51,7 +52,12 @@ export class WellKnown {
     const route = this.find(ctx.path)!;
     const method = ctx.req.method ?? 'GET';
     if (!route.methods.includes(method)) {
-      return sendJson(ctx.res, 405, { error: 'method_not_allowed', message: 'This method is not allowed here.' }, { allow: route.methods.join(', ') });
+      return sendJson(
+        ctx.res,
+        405,
+        { error: 'method_not_allowed', message: 'This method is not allowed here.' },
+        { allow: route.methods.join(', ') },
+      );
     }
     await route.handler(ctx);
   }
@@ -73,7 +79,8 @@ export function jwksRoute(ring: KeyRing): WellKnownHandler {
       'x-content-type-options': 'nosniff',
     };
     const match = req.headers['if-none-match'];
-    if (match !== undefined && match.split(',').some((t) => t.trim().replace(/^W\//, '') === etag)) return void end(res, 304, headers);
+    if (match !== undefined && match.split(',').some((t) => t.trim().replace(/^W\//, '') === etag))
+      return void end(res, 304, headers);
     end(res, 200, { ...headers, 'content-length': Buffer.byteLength(body) }, req.method === 'HEAD' ? undefined : body);
   };
 }

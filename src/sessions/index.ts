@@ -25,7 +25,10 @@ export interface ActiveSession {
 /** Why a cookie that was sent is of no use (for the loop-breaker's explanation). */
 export type InvalidReason = 'ambiguous' | 'malformed' | 'unknown' | 'other_site' | 'disabled' | 'expired';
 
-export type Lookup = { state: 'none' } | { state: 'active'; active: ActiveSession } | { state: 'invalid'; reason: InvalidReason };
+export type Lookup =
+  | { state: 'none' }
+  | { state: 'active'; active: ActiveSession }
+  | { state: 'invalid'; reason: InvalidReason };
 
 const COOKIE_VALUE = /^[A-Za-z0-9_-]{43}$/;
 
@@ -108,7 +111,14 @@ export class Sessions {
       ip: meta.ip,
       userAgent: meta.userAgent?.slice(0, 256) ?? null,
     });
-    return { setCookie: serializeCookie(cookie.name, id, { secure: cookie.secure, path: cookie.path, maxAgeSeconds: this.absoluteMs / 1000 }), idHash };
+    return {
+      setCookie: serializeCookie(cookie.name, id, {
+        secure: cookie.secure,
+        path: cookie.path,
+        maxAgeSeconds: this.absoluteMs / 1000,
+      }),
+      idHash,
+    };
   }
 
   async destroy(req: IncomingMessage, cookie: SessionCookie): Promise<string> {

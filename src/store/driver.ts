@@ -28,5 +28,10 @@ export interface SqlDriver {
 /** SQLSTATE 23505 / SQLITE_CONSTRAINT_UNIQUE: both drivers map it to this check. */
 export function isUniqueViolation(err: unknown): boolean {
   const e = err as { code?: string; errcode?: number; message?: string };
-  return e?.code === '23505' || e?.errcode === 2067 || e?.errcode === 1555 || /UNIQUE constraint failed/.test(e?.message ?? '');
+  return (
+    e?.code === '23505' ||
+    e?.errcode === 2067 ||
+    e?.errcode === 1555 ||
+    /UNIQUE constraint failed/.test(e?.message ?? '')
+  );
 }

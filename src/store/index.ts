@@ -8,17 +8,33 @@ import type { Store } from './types.ts';
 export type { Store, User, Session, NewUser, UserPatch, SigningKey } from './types.ts';
 export { StoreConflictError, StoreUnavailableError } from './types.ts';
 export type { Identity, LoginState, ProviderTokenRecord } from './provider-types.ts';
-export type { OAuthStore, Grant, GrantKind, DeviceAuthorization, AuthorizationCode, StoredClient, CodeRedemption } from './oauth-types.ts';
+export type {
+  OAuthStore,
+  Grant,
+  GrantKind,
+  DeviceAuthorization,
+  AuthorizationCode,
+  StoredClient,
+  CodeRedemption,
+} from './oauth-types.ts';
 export type { EmailToken, EmailTokenPurpose } from './email-token-types.ts';
 
 /** Opens the configured store and brings its schema up to date. */
-export async function openStore(config: Config['store'], options: { schema?: string; queryTimeoutMs?: number } = {}): Promise<Store> {
+export async function openStore(
+  config: Config['store'],
+  options: { schema?: string; queryTimeoutMs?: number } = {},
+): Promise<Store> {
   if (config.type === 'sqlite') {
     const driver = new SqliteDriver(config.path);
     await migrate(driver);
     return new SqlStore(driver);
   }
-  const driver = createPostgresDriver({ url: config.url, poolSize: config.poolSize, schema: options.schema, queryTimeoutMs: options.queryTimeoutMs });
+  const driver = createPostgresDriver({
+    url: config.url,
+    poolSize: config.poolSize,
+    schema: options.schema,
+    queryTimeoutMs: options.queryTimeoutMs,
+  });
   try {
     await driver.withLock((db) => migrate(db));
   } catch (err) {

@@ -215,13 +215,18 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
 ];
 
 export async function migrate(db: SqlDriver): Promise<number> {
-  await db.run(`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`);
+  await db.run(
+    `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`,
+  );
   let applied = 0;
   for (const m of MIGRATIONS) {
     const done = await db.transaction(async (tx) => {
       // Taking the row first serialises nodes that start at the same time (PostgreSQL) and
       // makes a second runner skip what the first applied.
-      const inserted = await tx.run(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?) ON CONFLICT (version) DO NOTHING`, [m.version, m.name, Date.now()]);
+      const inserted = await tx.run(
+        `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?) ON CONFLICT (version) DO NOTHING`,
+        [m.version, m.name, Date.now()],
+      );
       if (inserted === 0) return false;
       for (const statement of m.sql) await tx.run(statement);
       return true;

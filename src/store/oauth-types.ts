@@ -118,9 +118,23 @@ export interface DeviceStore {
    * Records a poll, atomically: `tooFast` when it came less than intervalMs - slackMs after
    * the previous one, and then the interval grows by slowDownMs for this and later polls.
    */
-  poll(deviceHash: string, now: number, options: { slowDownMs: number; slackMs: number }): Promise<{ device: DeviceAuthorization; tooFast: boolean } | undefined>;
+  poll(
+    deviceHash: string,
+    now: number,
+    options: { slowDownMs: number; slackMs: number },
+  ): Promise<{ device: DeviceAuthorization; tooFast: boolean } | undefined>;
   /** pending → approved or denied, by a user; false when it was no longer pending or has expired. */
-  decide(deviceHash: string, decision: { approved: boolean; userId: string; amr: string[]; authTime: number; sessionHash: string | null; now: number }): Promise<boolean>;
+  decide(
+    deviceHash: string,
+    decision: {
+      approved: boolean;
+      userId: string;
+      amr: string[];
+      authTime: number;
+      sessionHash: string | null;
+      now: number;
+    },
+  ): Promise<boolean>;
   /** approved → redeemed and the grant created, in one step; false when it was not (or no longer) approved and live. */
   redeem(deviceHash: string, now: number, grant: Grant): Promise<boolean>;
 }
@@ -149,7 +163,11 @@ export interface GrantStore {
    * token and the grant is not revoked. Of concurrent rotations of one token exactly one
    * returns true.
    */
-  rotate(id: string, expectHash: string, next: { hash: string; successor: string; now: number; ip: string | null; userAgent: string | null }): Promise<boolean>;
+  rotate(
+    id: string,
+    expectHash: string,
+    next: { hash: string; successor: string; now: number; ip: string | null; userAgent: string | null },
+  ): Promise<boolean>;
   /** Marks the grant revoked; false when it was already revoked or does not exist. */
   revoke(id: string, now: number, reason: string): Promise<boolean>;
   revokeByUser(userId: string, now: number, reason: string): Promise<number>;

@@ -4,7 +4,10 @@ import { StoreUnavailableError } from './types.ts';
 
 const INT8 = 20;
 const types = {
-  getTypeParser: ((oid: number, format?: string) => (oid === INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text'))) as typeof pg.types.getTypeParser,
+  getTypeParser: ((oid: number, format?: string) =>
+    oid === INT8
+      ? (v: string) => Number(v)
+      : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 };
 
 /** Rewrites the portable `?` placeholders as $1, $2... (no SQL here holds a literal "?"). */
@@ -21,13 +24,32 @@ function numbered(sql: string): string {
  */
 const UNAVAILABLE = new Set([
   // Node socket and DNS errors
-  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
   // SQLSTATE: admin shutdown, crash shutdown, cannot connect now, too many connections, connection exceptions
-  '57P01', '57P02', '57P03', '53300', '08000', '08001', '08003', '08004', '08006',
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300',
+  '08000',
+  '08001',
+  '08003',
+  '08004',
+  '08006',
   // SQLSTATE: invalid authorization / password, unknown database
-  '28000', '28P01', '3D000',
+  '28000',
+  '28P01',
+  '3D000',
 ]);
-const UNAVAILABLE_MESSAGE = /Query read timeout|Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection is not queryable|connection is closed/i;
+const UNAVAILABLE_MESSAGE =
+  /Query read timeout|Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection is not queryable|connection is closed/i;
 
 /** host:port/database, never the user or password. */
 export function describeUrl(url: string): string {
@@ -52,7 +74,12 @@ function wrap(err: unknown, where: string): unknown {
 
 type Queryable = Pick<pg.Pool, 'query'> | pg.PoolClient;
 
-function driverOn(q: Queryable, where: string, transaction: SqlDriver['transaction'], close: () => Promise<void>): SqlDriver {
+function driverOn(
+  q: Queryable,
+  where: string,
+  transaction: SqlDriver['transaction'],
+  close: () => Promise<void>,
+): SqlDriver {
   const query = async <T>(sql: string, params: SqlValue[]) => {
     try {
       return await q.query<T & pg.QueryResultRow>({ text: numbered(sql), values: params, types });
@@ -72,11 +99,21 @@ function driverOn(q: Queryable, where: string, transaction: SqlDriver['transacti
 
 /** A driver on one checked-out client; its transactions run on that client. */
 function clientDriver(client: pg.PoolClient, where: string): SqlDriver {
-  return driverOn(client, where, (fn) => inTransaction(client, where, fn), async () => {});
+  return driverOn(
+    client,
+    where,
+    (fn) => inTransaction(client, where, fn),
+    async () => {},
+  );
 }
 
 async function inTransaction<T>(client: pg.PoolClient, where: string, fn: (tx: SqlDriver) => Promise<T>): Promise<T> {
-  const tx = driverOn(client, where, (inner) => inner(tx), async () => {});
+  const tx = driverOn(
+    client,
+    where,
+    (inner) => inner(tx),
+    async () => {},
+  );
   try {
     await client.query('BEGIN');
     const result = await fn(tx);
@@ -102,7 +139,9 @@ export interface PostgresOptions {
 
 const QUERY_TIMEOUT_MS = 10_000;
 
-export function createPostgresDriver(options: PostgresOptions): SqlDriver & { pool: pg.Pool; withLock<T>(fn: (db: SqlDriver) => Promise<T>): Promise<T> } {
+export function createPostgresDriver(
+  options: PostgresOptions,
+): SqlDriver & { pool: pg.Pool; withLock<T>(fn: (db: SqlDriver) => Promise<T>): Promise<T> } {
   const where = describeUrl(options.url);
   const pool = new pg.Pool({
     connectionString: options.url,

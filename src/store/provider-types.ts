@@ -115,15 +115,33 @@ export interface ProviderTokenRecord {
 
 export interface ProviderTokenStore {
   /** Creates or replaces the owner's tokens for a provider; clears any lease. */
-  put(record: { owner: string; provider: string; userId: string; sessionHash: string | null; data: string; expiresAt: number | null }): Promise<void>;
+  put(record: {
+    owner: string;
+    provider: string;
+    userId: string;
+    sessionHash: string | null;
+    data: string;
+    expiresAt: number | null;
+  }): Promise<void>;
   get(owner: string, provider: string): Promise<ProviderTokenRecord | undefined>;
   /**
    * Takes the refresh lease when nobody holds a live one (leaseUntil <= now): returns the row
    * as it is under the lease, or undefined when another holder has it (or there is no row).
    */
-  acquireLease(owner: string, provider: string, holder: string, now: number, until: number): Promise<ProviderTokenRecord | undefined>;
+  acquireLease(
+    owner: string,
+    provider: string,
+    holder: string,
+    now: number,
+    until: number,
+  ): Promise<ProviderTokenRecord | undefined>;
   /** Writes refreshed tokens and releases the lease, only while `holder` still holds it. */
-  completeLease(owner: string, provider: string, holder: string, update: { data: string; expiresAt: number | null }): Promise<boolean>;
+  completeLease(
+    owner: string,
+    provider: string,
+    holder: string,
+    update: { data: string; expiresAt: number | null },
+  ): Promise<boolean>;
   releaseLease(owner: string, provider: string, holder: string): Promise<void>;
   /** Without a provider: every provider's tokens of the owner. Returns how many rows went. */
   delete(owner: string, provider?: string): Promise<number>;

@@ -37,16 +37,14 @@ export class SqlEmailTokens implements EmailTokenStore {
       // Locks the user's row first (PostgreSQL), so two issues for one user cannot both miss
       // each other's token; SQLite transactions are serialised anyway.
       await tx.run(`UPDATE users SET updated_at = updated_at WHERE id = ?`, [t.userId]);
-      await tx.run(`UPDATE email_tokens SET superseded_at = ? WHERE user_id = ? AND purpose = ? AND used_at IS NULL AND superseded_at IS NULL`, [t.createdAt, t.userId, t.purpose]);
-      await tx.run(`INSERT INTO email_tokens (id_hash, user_id, purpose, email, binding, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`, [
-        t.idHash,
-        t.userId,
-        t.purpose,
-        t.email,
-        t.binding,
-        t.createdAt,
-        t.expiresAt,
-      ]);
+      await tx.run(
+        `UPDATE email_tokens SET superseded_at = ? WHERE user_id = ? AND purpose = ? AND used_at IS NULL AND superseded_at IS NULL`,
+        [t.createdAt, t.userId, t.purpose],
+      );
+      await tx.run(
+        `INSERT INTO email_tokens (id_hash, user_id, purpose, email, binding, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        [t.idHash, t.userId, t.purpose, t.email, t.binding, t.createdAt, t.expiresAt],
+      );
     });
   }
 

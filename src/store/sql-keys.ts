@@ -34,22 +34,20 @@ export class SqlSigningKeys implements SigningKeyStore {
 
   private insert(tx: SqlDriver, k: SigningKey, first = false): Promise<number> {
     const onConflict = first ? ' ON CONFLICT DO NOTHING' : '';
-    return tx.run(`INSERT INTO signing_keys (kid, alg, public_jwk, private_jwk, created_at, activates_at, retires_at, first_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)${onConflict}`, [
-      k.kid,
-      k.alg,
-      k.publicJwk,
-      k.privateJwk,
-      k.createdAt,
-      k.activatesAt,
-      k.retiresAt,
-      first ? 1 : null,
-    ]);
+    return tx.run(
+      `INSERT INTO signing_keys (kid, alg, public_jwk, private_jwk, created_at, activates_at, retires_at, first_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)${onConflict}`,
+      [k.kid, k.alg, k.publicJwk, k.privateJwk, k.createdAt, k.activatesAt, k.retiresAt, first ? 1 : null],
+    );
   }
 
   async add(key: SigningKey, retireOthersAt?: number): Promise<void> {
     try {
       await this.db.transaction(async (tx) => {
-        if (retireOthersAt !== undefined) await tx.run(`UPDATE signing_keys SET retires_at = ? WHERE retires_at IS NULL AND kid <> ?`, [retireOthersAt, key.kid]);
+        if (retireOthersAt !== undefined)
+          await tx.run(`UPDATE signing_keys SET retires_at = ? WHERE retires_at IS NULL AND kid <> ?`, [
+            retireOthersAt,
+            key.kid,
+          ]);
         await this.insert(tx, key);
       });
     } catch (err) {

@@ -164,8 +164,27 @@ const GRANT_COLUMNS =
 
 function insertGrant(db: SqlDriver, g: Grant): Promise<number> {
   const values: SqlValue[] = [
-    g.id, g.userId, g.clientId, g.clientName, g.kind, g.scope, g.resource, JSON.stringify(g.amr), g.authTime, g.createdAt, g.lastUsedAt, g.ip, g.userAgent,
-    g.expiresAt, g.revokedAt, g.revokedReason, g.refreshHash, g.previousHash, g.rotatedAt, g.successor, g.generation,
+    g.id,
+    g.userId,
+    g.clientId,
+    g.clientName,
+    g.kind,
+    g.scope,
+    g.resource,
+    JSON.stringify(g.amr),
+    g.authTime,
+    g.createdAt,
+    g.lastUsedAt,
+    g.ip,
+    g.userAgent,
+    g.expiresAt,
+    g.revokedAt,
+    g.revokedReason,
+    g.refreshHash,
+    g.previousHash,
+    g.rotatedAt,
+    g.successor,
+    g.generation,
   ];
   return db.run(`INSERT INTO oauth_grants (${GRANT_COLUMNS}) VALUES (${values.map(() => '?').join(', ')})`, values);
 }
@@ -178,7 +197,10 @@ class SqlClients implements ClientStore {
 
   async create(c: StoredClient): Promise<void> {
     try {
-      await this.db.run(`INSERT INTO oauth_clients (id, secret_hash, metadata_json, created_at, created_ip) VALUES (?, ?, ?, ?, ?)`, [c.id, c.secretHash, JSON.stringify(c.metadata), c.createdAt, c.createdIp]);
+      await this.db.run(
+        `INSERT INTO oauth_clients (id, secret_hash, metadata_json, created_at, created_ip) VALUES (?, ?, ?, ?, ?)`,
+        [c.id, c.secretHash, JSON.stringify(c.metadata), c.createdAt, c.createdIp],
+      );
     } catch (err) {
       if (isUniqueViolation(err)) throw new StoreConflictError('client id taken');
       throw err;
@@ -199,7 +221,23 @@ class SqlDevices implements DeviceStore {
 
   async create(d: DeviceAuthorization): Promise<void> {
     const values: SqlValue[] = [
-      d.deviceHash, d.userCodeHash, d.clientId, d.scope, d.resource, d.createdAt, d.expiresAt, d.intervalMs, d.lastPollAt, d.status, d.userId, JSON.stringify(d.amr), d.authTime, d.decidedAt, d.sessionHash, d.ip, d.userAgent,
+      d.deviceHash,
+      d.userCodeHash,
+      d.clientId,
+      d.scope,
+      d.resource,
+      d.createdAt,
+      d.expiresAt,
+      d.intervalMs,
+      d.lastPollAt,
+      d.status,
+      d.userId,
+      JSON.stringify(d.amr),
+      d.authTime,
+      d.decidedAt,
+      d.sessionHash,
+      d.ip,
+      d.userAgent,
     ];
     try {
       await this.db.run(
@@ -223,7 +261,11 @@ class SqlDevices implements DeviceStore {
     return r && toDevice(r);
   }
 
-  async poll(deviceHash: string, now: number, o: { slowDownMs: number; slackMs: number }): Promise<{ device: DeviceAuthorization; tooFast: boolean } | undefined> {
+  async poll(
+    deviceHash: string,
+    now: number,
+    o: { slowDownMs: number; slackMs: number },
+  ): Promise<{ device: DeviceAuthorization; tooFast: boolean } | undefined> {
     // One statement, so concurrent polls are serialised by the row lock: SET expressions all
     // read the row as it was, so too_fast and the grown interval come from the previous poll.
     const tooFast = `(last_poll_at IS NOT NULL AND ? - last_poll_at < interval_ms - ?)`;
@@ -238,17 +280,32 @@ class SqlDevices implements DeviceStore {
     return r && { device: toDevice(r), tooFast: r.too_fast === 1 };
   }
 
-  async decide(deviceHash: string, d: { approved: boolean; userId: string; amr: string[]; authTime: number; sessionHash: string | null; now: number }): Promise<boolean> {
+  async decide(
+    deviceHash: string,
+    d: { approved: boolean; userId: string; amr: string[]; authTime: number; sessionHash: string | null; now: number },
+  ): Promise<boolean> {
     const n = await this.db.run(
       `UPDATE oauth_device_codes SET status = ?, user_id = ?, amr_json = ?, auth_time = ?, session_hash = ?, decided_at = ? WHERE device_hash = ? AND status = 'pending' AND expires_at > ?`,
-      [d.approved ? 'approved' : 'denied', d.userId, JSON.stringify(d.amr), d.authTime, d.sessionHash, d.now, deviceHash, d.now],
+      [
+        d.approved ? 'approved' : 'denied',
+        d.userId,
+        JSON.stringify(d.amr),
+        d.authTime,
+        d.sessionHash,
+        d.now,
+        deviceHash,
+        d.now,
+      ],
     );
     return n === 1;
   }
 
   redeem(deviceHash: string, now: number, grant: Grant): Promise<boolean> {
     return this.db.transaction(async (tx) => {
-      const n = await tx.run(`UPDATE oauth_device_codes SET status = 'redeemed' WHERE device_hash = ? AND status = 'approved' AND expires_at > ?`, [deviceHash, now]);
+      const n = await tx.run(
+        `UPDATE oauth_device_codes SET status = 'redeemed' WHERE device_hash = ? AND status = 'approved' AND expires_at > ?`,
+        [deviceHash, now],
+      );
       if (n !== 1) return false;
       await insertGrant(tx, grant);
       return true;
@@ -263,7 +320,22 @@ class SqlCodes implements CodeStore {
   }
 
   async create(c: AuthorizationCode): Promise<void> {
-    const values: SqlValue[] = [c.codeHash, c.clientId, c.redirectUri, c.codeChallenge, c.scope, c.resource, c.userId, JSON.stringify(c.amr), c.authTime, c.sessionHash, c.createdAt, c.expiresAt, c.redeemedAt, c.grantId];
+    const values: SqlValue[] = [
+      c.codeHash,
+      c.clientId,
+      c.redirectUri,
+      c.codeChallenge,
+      c.scope,
+      c.resource,
+      c.userId,
+      JSON.stringify(c.amr),
+      c.authTime,
+      c.sessionHash,
+      c.createdAt,
+      c.expiresAt,
+      c.redeemedAt,
+      c.grantId,
+    ];
     await this.db.run(
       `INSERT INTO oauth_codes (code_hash, client_id, redirect_uri, code_challenge, scope, resource, user_id, amr_json, auth_time, session_hash, created_at, expires_at, redeemed_at, grant_id) VALUES (${values.map(() => '?').join(', ')})`,
       values,
@@ -277,7 +349,10 @@ class SqlCodes implements CodeStore {
 
   redeem(codeHash: string, now: number, grant: Grant): Promise<CodeRedemption> {
     return this.db.transaction(async (tx) => {
-      const n = await tx.run(`UPDATE oauth_codes SET redeemed_at = ?, grant_id = ? WHERE code_hash = ? AND redeemed_at IS NULL AND expires_at > ?`, [now, grant.id, codeHash, now]);
+      const n = await tx.run(
+        `UPDATE oauth_codes SET redeemed_at = ?, grant_id = ? WHERE code_hash = ? AND redeemed_at IS NULL AND expires_at > ?`,
+        [now, grant.id, codeHash, now],
+      );
       if (n === 1) {
         await insertGrant(tx, grant);
         return 'redeemed';
@@ -285,7 +360,11 @@ class SqlCodes implements CodeStore {
       const r = await tx.get<CodeRow>(`SELECT * FROM oauth_codes WHERE code_hash = ?`, [codeHash]);
       if (!r) return 'unknown';
       if (r.redeemed_at !== null) {
-        if (r.grant_id) await tx.run(`UPDATE oauth_grants SET revoked_at = ?, revoked_reason = 'code_reused' WHERE id = ? AND revoked_at IS NULL`, [now, r.grant_id]);
+        if (r.grant_id)
+          await tx.run(
+            `UPDATE oauth_grants SET revoked_at = ?, revoked_reason = 'code_reused' WHERE id = ? AND revoked_at IS NULL`,
+            [now, r.grant_id],
+          );
         return 'reused';
       }
       return 'expired';
@@ -317,7 +396,10 @@ class SqlGrants implements GrantStore {
     const mark = this.cache?.check() ?? 0;
     const hit = this.cache?.get(id);
     if (hit) return hit;
-    const r = await this.db.get<GrantRow & JoinedUserRow>(`SELECT g.*, ${JOINED_USER_COLUMNS} FROM oauth_grants g JOIN users u ON u.id = g.user_id WHERE g.id = ?`, [id]);
+    const r = await this.db.get<GrantRow & JoinedUserRow>(
+      `SELECT g.*, ${JOINED_USER_COLUMNS} FROM oauth_grants g JOIN users u ON u.id = g.user_id WHERE g.id = ?`,
+      [id],
+    );
     if (!r) return undefined;
     const found: GrantWithUser = { grant: toGrant(r), user: joinedUser(r) };
     this.cache?.set(id, found, mark);
@@ -332,7 +414,11 @@ class SqlGrants implements GrantStore {
     return rows.map(toGrant);
   }
 
-  async rotate(id: string, expectHash: string, next: { hash: string; successor: string; now: number; ip: string | null; userAgent: string | null }): Promise<boolean> {
+  async rotate(
+    id: string,
+    expectHash: string,
+    next: { hash: string; successor: string; now: number; ip: string | null; userAgent: string | null },
+  ): Promise<boolean> {
     const n = await this.db.run(
       `UPDATE oauth_grants
           SET previous_hash = refresh_hash, refresh_hash = ?, successor = ?, rotated_at = ?, generation = generation + 1, last_used_at = ?, ip = ?, user_agent = ?
@@ -343,11 +429,19 @@ class SqlGrants implements GrantStore {
   }
 
   async revoke(id: string, now: number, reason: string): Promise<boolean> {
-    return (await this.db.run(`UPDATE oauth_grants SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL`, [now, reason, id])) === 1;
+    return (
+      (await this.db.run(
+        `UPDATE oauth_grants SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL`,
+        [now, reason, id],
+      )) === 1
+    );
   }
 
   async revokeByUser(userId: string, now: number, reason: string): Promise<number> {
-    return this.db.run(`UPDATE oauth_grants SET revoked_at = ?, revoked_reason = ? WHERE user_id = ? AND revoked_at IS NULL`, [now, reason, userId]);
+    return this.db.run(
+      `UPDATE oauth_grants SET revoked_at = ?, revoked_reason = ? WHERE user_id = ? AND revoked_at IS NULL`,
+      [now, reason, userId],
+    );
   }
 }
 
@@ -369,7 +463,10 @@ export class SqlOAuth implements OAuthStore {
   async purge(now: number, o: { grantIdleMs: number; expiredBefore: number; revokedBefore: number }): Promise<number> {
     const devices = await this.db.run(`DELETE FROM oauth_device_codes WHERE expires_at <= ?`, [o.expiredBefore]);
     const codes = await this.db.run(`DELETE FROM oauth_codes WHERE expires_at <= ?`, [o.expiredBefore]);
-    const grants = await this.db.run(`DELETE FROM oauth_grants WHERE expires_at <= ? OR last_used_at <= ? OR revoked_at <= ?`, [now, now - o.grantIdleMs, o.revokedBefore]);
+    const grants = await this.db.run(
+      `DELETE FROM oauth_grants WHERE expires_at <= ? OR last_used_at <= ? OR revoked_at <= ?`,
+      [now, now - o.grantIdleMs, o.revokedBefore],
+    );
     // Provider tokens a grant was given (owner "grant:<id>", src/providers/tokens.ts) go when it
     // ends. The grant is looked up by its key (SUBSTR after "grant:"), not by a concatenation
     // no index can serve, which made this a scan of every grant for every such row.

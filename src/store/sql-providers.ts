@@ -62,7 +62,19 @@ async function insertIdentity(db: SqlDriver, i: NewIdentity): Promise<Identity> 
   try {
     await db.run(
       `INSERT INTO identities (id, user_id, provider, issuer, subject, email, email_verified, name, groups_json, created_at, last_login_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      [row.id, row.user_id, row.provider, row.issuer, row.subject, row.email, row.email_verified, row.name, row.groups_json, row.created_at, row.last_login_at],
+      [
+        row.id,
+        row.user_id,
+        row.provider,
+        row.issuer,
+        row.subject,
+        row.email,
+        row.email_verified,
+        row.name,
+        row.groups_json,
+        row.created_at,
+        row.last_login_at,
+      ],
     );
   } catch (err) {
     if (isUniqueViolation(err)) throw new StoreConflictError('identity already linked');
@@ -91,12 +103,17 @@ export class SqlIdentities implements IdentityStore {
   }
 
   async find(issuer: string, subject: string): Promise<Identity | undefined> {
-    const r = await this.db.get<IdentityRow>(`SELECT * FROM identities WHERE issuer = ? AND subject = ?`, [issuer, subject]);
+    const r = await this.db.get<IdentityRow>(`SELECT * FROM identities WHERE issuer = ? AND subject = ?`, [
+      issuer,
+      subject,
+    ]);
     return r && toIdentity(r);
   }
 
   async listByUser(userId: string): Promise<Identity[]> {
-    const rows = await this.db.all<IdentityRow>(`SELECT * FROM identities WHERE user_id = ? ORDER BY created_at, id`, [userId]);
+    const rows = await this.db.all<IdentityRow>(`SELECT * FROM identities WHERE user_id = ? ORDER BY created_at, id`, [
+      userId,
+    ]);
     return rows.map(toIdentity);
   }
 
@@ -116,7 +133,10 @@ export class SqlIdentities implements IdentityStore {
       const r = await this.db.get<IdentityRow>(`SELECT * FROM identities WHERE id = ?`, [id]);
       return r && toIdentity(r);
     }
-    const r = await this.db.get<IdentityRow>(`UPDATE identities SET ${sets.join(', ')} WHERE id = ? RETURNING *`, [...params, id]);
+    const r = await this.db.get<IdentityRow>(`UPDATE identities SET ${sets.join(', ')} WHERE id = ? RETURNING *`, [
+      ...params,
+      id,
+    ]);
     return r && toIdentity(r);
   }
 
@@ -124,12 +144,18 @@ export class SqlIdentities implements IdentityStore {
     return this.db.transaction(async (tx) => {
       // A no-op write takes the user's row lock in PostgreSQL, so two unlinks of the same
       // user's last two identities run one after the other (SQLite transactions are serial).
-      const user = await tx.get<{ password_hash: string | null }>(`UPDATE users SET updated_at = updated_at WHERE id = ? RETURNING password_hash`, [userId]);
+      const user = await tx.get<{ password_hash: string | null }>(
+        `UPDATE users SET updated_at = updated_at WHERE id = ? RETURNING password_hash`,
+        [userId],
+      );
       if (!user) return 'not_found';
       const mine = await tx.get<{ id: string }>(`SELECT id FROM identities WHERE id = ? AND user_id = ?`, [id, userId]);
       if (!mine) return 'not_found';
       if (user.password_hash === null) {
-        const others = await tx.get<{ n: number }>(`SELECT COUNT(*) AS n FROM identities WHERE user_id = ? AND id <> ?`, [userId, id]);
+        const others = await tx.get<{ n: number }>(
+          `SELECT COUNT(*) AS n FROM identities WHERE user_id = ? AND id <> ?`,
+          [userId, id],
+        );
         if (Number(others?.n ?? 0) === 0) return 'last';
       }
       await tx.run(`DELETE FROM identities WHERE id = ?`, [id]);
@@ -175,7 +201,18 @@ export class SqlLoginStates implements LoginStateStore {
   async create(s: Omit<LoginState, 'usedAt'>): Promise<void> {
     await this.db.run(
       `INSERT INTO login_states (id_hash, browser_hash, provider, site, purpose, session_hash, return_to, secret, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      [s.idHash, s.browserHash, s.provider, s.site, s.purpose, s.sessionHash, s.returnTo, s.secret, s.createdAt, s.expiresAt],
+      [
+        s.idHash,
+        s.browserHash,
+        s.provider,
+        s.site,
+        s.purpose,
+        s.sessionHash,
+        s.returnTo,
+        s.secret,
+        s.createdAt,
+        s.expiresAt,
+      ],
     );
   }
 
@@ -185,7 +222,10 @@ export class SqlLoginStates implements LoginStateStore {
   }
 
   async consume(idHash: string, now: number): Promise<LoginState | undefined> {
-    const r = await this.db.get<LoginStateRow>(`UPDATE login_states SET used_at = ? WHERE id_hash = ? AND used_at IS NULL RETURNING *`, [now, idHash]);
+    const r = await this.db.get<LoginStateRow>(
+      `UPDATE login_states SET used_at = ? WHERE id_hash = ? AND used_at IS NULL RETURNING *`,
+      [now, idHash],
+    );
     return r && toLoginState(r);
   }
 
@@ -226,7 +266,14 @@ export class SqlProviderTokens implements ProviderTokenStore {
     this.db = db;
   }
 
-  async put(t: { owner: string; provider: string; userId: string; sessionHash: string | null; data: string; expiresAt: number | null }): Promise<void> {
+  async put(t: {
+    owner: string;
+    provider: string;
+    userId: string;
+    sessionHash: string | null;
+    data: string;
+    expiresAt: number | null;
+  }): Promise<void> {
     await this.db.run(
       `INSERT INTO provider_tokens (owner, provider, user_id, session_hash, data, expires_at, version, lease_holder, lease_until, updated_at)
        VALUES (?, ?, ?, ?, ?, ?, 1, NULL, 0, ?)
@@ -237,11 +284,20 @@ export class SqlProviderTokens implements ProviderTokenStore {
   }
 
   async get(owner: string, provider: string): Promise<ProviderTokenRecord | undefined> {
-    const r = await this.db.get<TokenRow>(`SELECT * FROM provider_tokens WHERE owner = ? AND provider = ?`, [owner, provider]);
+    const r = await this.db.get<TokenRow>(`SELECT * FROM provider_tokens WHERE owner = ? AND provider = ?`, [
+      owner,
+      provider,
+    ]);
     return r && toToken(r);
   }
 
-  async acquireLease(owner: string, provider: string, holder: string, now: number, until: number): Promise<ProviderTokenRecord | undefined> {
+  async acquireLease(
+    owner: string,
+    provider: string,
+    holder: string,
+    now: number,
+    until: number,
+  ): Promise<ProviderTokenRecord | undefined> {
     const r = await this.db.get<TokenRow>(
       `UPDATE provider_tokens SET lease_holder = ?, lease_until = ? WHERE owner = ? AND provider = ? AND lease_until <= ? RETURNING *`,
       [holder, until, owner, provider, now],
@@ -249,7 +305,12 @@ export class SqlProviderTokens implements ProviderTokenStore {
     return r && toToken(r);
   }
 
-  async completeLease(owner: string, provider: string, holder: string, update: { data: string; expiresAt: number | null }): Promise<boolean> {
+  async completeLease(
+    owner: string,
+    provider: string,
+    holder: string,
+    update: { data: string; expiresAt: number | null },
+  ): Promise<boolean> {
     const n = await this.db.run(
       `UPDATE provider_tokens SET data = ?, expires_at = ?, version = version + 1, lease_holder = NULL, lease_until = 0, updated_at = ?
         WHERE owner = ? AND provider = ? AND lease_holder = ?`,
@@ -259,7 +320,10 @@ export class SqlProviderTokens implements ProviderTokenStore {
   }
 
   async releaseLease(owner: string, provider: string, holder: string): Promise<void> {
-    await this.db.run(`UPDATE provider_tokens SET lease_holder = NULL, lease_until = 0 WHERE owner = ? AND provider = ? AND lease_holder = ?`, [owner, provider, holder]);
+    await this.db.run(
+      `UPDATE provider_tokens SET lease_holder = NULL, lease_until = 0 WHERE owner = ? AND provider = ? AND lease_holder = ?`,
+      [owner, provider, holder],
+    );
   }
 
   delete(owner: string, provider?: string): Promise<number> {

@@ -8,7 +8,18 @@ import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provi
 import { SqlSigningKeys } from './sql-keys.ts';
 import { SqlIdentities, SqlLoginStates, SqlProviderTokens } from './sql-providers.ts';
 import { SqlOAuth } from './sql-oauth.ts';
-import { StoreConflictError, type KeyValueStore, type NewUser, type SigningKeyStore, type Session, type SessionStore, type Store, type User, type UserPatch, type UserStore } from './types.ts';
+import {
+  StoreConflictError,
+  type KeyValueStore,
+  type NewUser,
+  type SigningKeyStore,
+  type Session,
+  type SessionStore,
+  type Store,
+  type User,
+  type UserPatch,
+  type UserStore,
+} from './types.ts';
 
 interface UserRow {
   id: string;
@@ -80,7 +91,17 @@ export class SqlUsers implements UserStore {
     try {
       await this.db.run(
         `INSERT INTO users (id, email, email_verified, name, groups_json, password_hash, disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        [row.id, row.email, row.email_verified, row.name, row.groups_json, row.password_hash, row.disabled, row.created_at, row.updated_at],
+        [
+          row.id,
+          row.email,
+          row.email_verified,
+          row.name,
+          row.groups_json,
+          row.password_hash,
+          row.disabled,
+          row.created_at,
+          row.updated_at,
+        ],
       );
     } catch (err) {
       if (isUniqueViolation(err)) throw new StoreConflictError('email already registered');
@@ -100,7 +121,10 @@ export class SqlUsers implements UserStore {
   }
 
   async list({ limit = 100, offset = 0 } = {}): Promise<User[]> {
-    const rows = await this.db.all<UserRow>(`SELECT * FROM users ORDER BY created_at, id LIMIT ? OFFSET ?`, [limit, offset]);
+    const rows = await this.db.all<UserRow>(`SELECT * FROM users ORDER BY created_at, id LIMIT ? OFFSET ?`, [
+      limit,
+      offset,
+    ]);
     return rows.map(toUser);
   }
 
@@ -117,7 +141,10 @@ export class SqlUsers implements UserStore {
     if (patch.passwordHash !== undefined) set('password_hash', patch.passwordHash);
     if (patch.disabled !== undefined) set('disabled', patch.disabled ? 1 : 0);
     set('updated_at', Date.now());
-    const r = await this.db.get<UserRow>(`UPDATE users SET ${sets.join(', ')} WHERE id = ? RETURNING *`, [...params, id]);
+    const r = await this.db.get<UserRow>(`UPDATE users SET ${sets.join(', ')} WHERE id = ? RETURNING *`, [
+      ...params,
+      id,
+    ]);
     return r && toUser(r);
   }
 
@@ -163,7 +190,10 @@ class SqlSessions implements SessionStore {
     const mark = this.cache?.check() ?? 0;
     const hit = this.cache?.get(idHash);
     if (hit) return hit;
-    const r = await this.db.get<SessionRow & JoinedUserRow>(`SELECT s.*, ${JOINED_USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?`, [idHash]);
+    const r = await this.db.get<SessionRow & JoinedUserRow>(
+      `SELECT s.*, ${JOINED_USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?`,
+      [idHash],
+    );
     if (!r) return undefined;
     const found = { session: toSession(r), user: joinedUser(r) };
     this.cache?.set(idHash, found, mark);
@@ -174,7 +204,11 @@ class SqlSessions implements SessionStore {
   async touch(idHash: string, lastSeenAt: number): Promise<void> {
     const cached = this.cache?.get(idHash)?.session;
     if (cached && cached.lastSeenAt < lastSeenAt) cached.lastSeenAt = lastSeenAt;
-    await this.db.run(`UPDATE sessions SET last_seen_at = ? WHERE id_hash = ? AND last_seen_at < ?`, [lastSeenAt, idHash, lastSeenAt], { untracked: true });
+    await this.db.run(
+      `UPDATE sessions SET last_seen_at = ? WHERE id_hash = ? AND last_seen_at < ?`,
+      [lastSeenAt, idHash, lastSeenAt],
+      { untracked: true },
+    );
   }
 
   async delete(idHash: string): Promise<boolean> {
@@ -186,7 +220,9 @@ class SqlSessions implements SessionStore {
   }
 
   async listByUser(userId: string): Promise<Session[]> {
-    const rows = await this.db.all<SessionRow>(`SELECT * FROM sessions WHERE user_id = ? ORDER BY last_seen_at DESC`, [userId]);
+    const rows = await this.db.all<SessionRow>(`SELECT * FROM sessions WHERE user_id = ? ORDER BY last_seen_at DESC`, [
+      userId,
+    ]);
     return rows.map(toSession);
   }
 
@@ -206,16 +242,19 @@ class SqlKeyValue implements KeyValueStore {
   }
 
   async putIfAbsent(name: string, value: string): Promise<string> {
-    await this.db.run(`INSERT INTO kv (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`, [name, value, Date.now()]);
-    return (await this.get(name))!;
-  }
-
-  async set(name: string, value: string): Promise<void> {
-    await this.db.run(`INSERT INTO kv (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`, [
+    await this.db.run(`INSERT INTO kv (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`, [
       name,
       value,
       Date.now(),
     ]);
+    return (await this.get(name))!;
+  }
+
+  async set(name: string, value: string): Promise<void> {
+    await this.db.run(
+      `INSERT INTO kv (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+      [name, value, Date.now()],
+    );
   }
 }
 

@@ -25,7 +25,12 @@ export class SqliteDriver implements SqlDriver {
       if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way of its directory' : code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? 'its directory cannot be created here' : (err as Error).message;
+      const why =
+        code === 'EEXIST' || code === 'ENOTDIR'
+          ? 'a file is in the way of its directory'
+          : code === 'EACCES' || code === 'EPERM' || code === 'EROFS'
+            ? 'its directory cannot be created here'
+            : (err as Error).message;
       throw openError(path, `${why} (${code ?? 'error'})`, err);
     }
     try {
@@ -34,7 +39,9 @@ export class SqliteDriver implements SqlDriver {
       throw openError(path, (err as Error).message, err);
     }
     try {
-      this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;');
+      this.db.exec(
+        'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
+      );
     } catch (err) {
       this.db.close();
       throw openError(path, (err as Error).message, err);
@@ -124,7 +131,8 @@ export class SqliteDriver implements SqlDriver {
       dialect: 'sqlite',
       all: async <R>(sql: string, params: SqlValue[] = []) => this.rows<R>(sql, params),
       get: async <R>(sql: string, params: SqlValue[] = []) => this.row<R>(sql, params),
-      run: async (sql: string, params: SqlValue[] = [], options?: { untracked?: boolean }) => this.change(sql, params, options),
+      run: async (sql: string, params: SqlValue[] = [], options?: { untracked?: boolean }) =>
+        this.change(sql, params, options),
       transaction: (inner) => inner(tx),
       close: async () => {},
     };

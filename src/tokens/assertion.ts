@@ -88,7 +88,14 @@ export class Assertions {
       if (hit.token !== null && now < hit.reuseUntil) return hit.token;
       if (hit.pending) return hit.pending;
     }
-    const entry: Entry = { userId: user.id, userVersion: user.updatedAt, kid, reuseUntil: 0, token: null, pending: null };
+    const entry: Entry = {
+      userId: user.id,
+      userVersion: user.updatedAt,
+      kid,
+      reuseUntil: 0,
+      token: null,
+      pending: null,
+    };
     entry.pending = this.sign(app, active).then(
       (token) => {
         entry.token = token;

@@ -1,5 +1,18 @@
 import { hash } from 'node:crypto';
-import { calculateJwkThumbprint, decodeProtectedHeader, errors, exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT, type CryptoKey, type JWK, type JWTHeaderParameters, type JWTPayload } from 'jose';
+import {
+  calculateJwkThumbprint,
+  decodeProtectedHeader,
+  errors,
+  exportJWK,
+  generateKeyPair,
+  importJWK,
+  jwtVerify,
+  SignJWT,
+  type CryptoKey,
+  type JWK,
+  type JWTHeaderParameters,
+  type JWTPayload,
+} from 'jose';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/index.ts';
 import type { SigningKey, Store } from '../store/index.ts';
@@ -39,7 +52,13 @@ export interface KeyPolicy {
 
 export function keyPolicy(config: Config): KeyPolicy {
   const t = config.tokens;
-  return { algorithm: t.algorithm, publishBeforeMs: t.keys.publishBefore, refreshMs: t.keys.refreshInterval, maxLifetimeMs: t.maxLifetime, clockSkewMs: t.clockSkew };
+  return {
+    algorithm: t.algorithm,
+    publishBeforeMs: t.keys.publishBefore,
+    refreshMs: t.keys.refreshInterval,
+    maxLifetimeMs: t.maxLifetime,
+    clockSkewMs: t.clockSkew,
+  };
 }
 
 /** The issuer of every token: the top-level publicUrl, without a trailing slash. */
@@ -61,7 +80,8 @@ export interface KeyStatus {
 }
 
 /** Newest activation first; ties by creation, then kid, so every node picks the same key. */
-const newerFirst = (a: SigningKey, b: SigningKey) => b.activatesAt - a.activatesAt || b.createdAt - a.createdAt || (a.kid < b.kid ? 1 : a.kid > b.kid ? -1 : 0);
+const newerFirst = (a: SigningKey, b: SigningKey) =>
+  b.activatesAt - a.activatesAt || b.createdAt - a.createdAt || (a.kid < b.kid ? 1 : a.kid > b.kid ? -1 : 0);
 
 /**
  * The state of every key at `now`. "current" signs: the newest key whose activation has
@@ -74,14 +94,26 @@ export function keyStates(keys: readonly SigningKey[], now: number): KeyStatus[]
   const current = active[0] ?? [...live].sort((a, b) => -newerFirst(a, b))[0];
   return keys.map((key) => ({
     key,
-    state: key === current ? 'current' : key.retiresAt !== null && key.retiresAt <= now ? 'retired' : key.activatesAt > now ? 'pending' : 'retiring',
+    state:
+      key === current
+        ? 'current'
+        : key.retiresAt !== null && key.retiresAt <= now
+          ? 'retired'
+          : key.activatesAt > now
+            ? 'pending'
+            : 'retiring',
   }));
 }
 
 const context = (kid: string) => `signing key ${kid}`;
 
 /** Generates a key pair; the private half leaves this function encrypted only. */
-async function generateSigningKey(secrets: Secrets, alg: SigningAlgorithm, createdAt: number, activatesAt: number): Promise<SigningKey> {
+async function generateSigningKey(
+  secrets: Secrets,
+  alg: SigningAlgorithm,
+  createdAt: number,
+  activatesAt: number,
+): Promise<SigningKey> {
   const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
   const pub = await exportJWK(publicKey);
   const kid = await calculateJwkThumbprint(pub);
@@ -110,7 +142,12 @@ export interface Rotation {
  * the new key signs at once and the others are unpublished at once: tokens they signed stop
  * verifying, and nodes sign with the new key from their next refresh.
  */
-export async function rotateKeys(store: Store, secrets: Secrets, policy: KeyPolicy, options: { now?: number; immediate?: boolean; algorithm?: SigningAlgorithm } = {}): Promise<Rotation> {
+export async function rotateKeys(
+  store: Store,
+  secrets: Secrets,
+  policy: KeyPolicy,
+  options: { now?: number; immediate?: boolean; algorithm?: SigningAlgorithm } = {},
+): Promise<Rotation> {
   const now = options.now ?? Date.now();
   const dropped = await store.keys.deleteRetired(now);
   // A store with no key yet has nobody to wait for: its first key signs at once.
@@ -233,7 +270,10 @@ export class KeyRing {
       }
     } catch (err) {
       // Keep signing and verifying with what this node has; the next refresh tries again.
-      this.logger?.warn({ event: 'keys_refresh_failed', err: { name: (err as Error).name, message: (err as Error).message } }, 'could not reload signing keys; using the loaded set');
+      this.logger?.warn(
+        { event: 'keys_refresh_failed', err: { name: (err as Error).name, message: (err as Error).message } },
+        'could not reload signing keys; using the loaded set',
+      );
       throw err;
     }
     const next = new Map<string, LoadedKey>();
@@ -247,7 +287,10 @@ export class KeyRing {
         const jwk = JSON.parse(record.publicJwk) as JWK;
         next.set(record.kid, { record, publicKey: (await importJWK(jwk, record.alg)) as CryptoKey, privateKey: null });
       } catch (err) {
-        this.logger?.error({ event: 'key_unreadable', kid: record.kid, err: { message: (err as Error).message } }, 'a signing key in the store cannot be read; skipped');
+        this.logger?.error(
+          { event: 'key_unreadable', kid: record.kid, err: { message: (err as Error).message } },
+          'a signing key in the store cannot be read; skipped',
+        );
       }
     }
     this.keys = next;
@@ -256,7 +299,10 @@ export class KeyRing {
 
   /** Works out the signer, the JWKS and when that changes next, from the loaded keys. */
   private recompute(now: number): void {
-    const statuses = keyStates([...this.keys.values()].map((k) => k.record), now);
+    const statuses = keyStates(
+      [...this.keys.values()].map((k) => k.record),
+      now,
+    );
     let signer: LoadedKey | undefined;
     const published: JWK[] = [];
     let nextChangeAt = Infinity;
@@ -271,11 +317,21 @@ export class KeyRing {
     if (signer && !signer.privateKey) signer.privateKey = this.importPrivate(signer.record);
     this.signer = signer;
     const body = JSON.stringify({ keys: published });
-    if (body !== this.published.body) this.published = { body, etag: `"${hash('sha256', body, 'base64url').slice(0, 22)}"` };
+    if (body !== this.published.body)
+      this.published = { body, etag: `"${hash('sha256', body, 'base64url').slice(0, 22)}"` };
     const signature = statuses.map((s) => `${s.key.kid}:${s.state}`).join(',');
     if (signature !== this.lastSignature) {
       this.lastSignature = signature;
-      this.logger?.info({ event: 'keys_loaded', signing: signer?.record.kid, keys: statuses.filter((s) => s.state !== 'retired').map((s) => ({ kid: s.key.kid, alg: s.key.alg, state: s.state })) }, 'signing key set');
+      this.logger?.info(
+        {
+          event: 'keys_loaded',
+          signing: signer?.record.kid,
+          keys: statuses
+            .filter((s) => s.state !== 'retired')
+            .map((s) => ({ kid: s.key.kid, alg: s.key.alg, state: s.state })),
+        },
+        'signing key set',
+      );
     }
   }
 
@@ -283,7 +339,9 @@ export class KeyRing {
     const promise = (async () => {
       const text = this.secrets.decrypt(record.privateJwk, context(record.kid));
       if (text === undefined) {
-        throw new KeyUnavailableError(`signing key ${record.kid} cannot be decrypted with this node's master key: every node needs the same secrets.key (or the old one in secrets.previousKeys)`);
+        throw new KeyUnavailableError(
+          `signing key ${record.kid} cannot be decrypted with this node's master key: every node needs the same secrets.key (or the old one in secrets.previousKeys)`,
+        );
       }
       return (await importJWK(JSON.parse(text) as JWK, record.alg, { extractable: false })) as CryptoKey;
     })();
@@ -308,7 +366,10 @@ export class KeyRing {
    * in the header. Asynchronous (WebCrypto): never blocks the event loop.
    */
   async sign(claims: JWTPayload, options: SignOptions): Promise<string> {
-    if (!(options.ttlMs > 0) || options.ttlMs > this.policy.maxLifetimeMs) throw new RangeError(`token lifetime ${options.ttlMs} ms is outside (0, tokens.maxLifetime = ${this.policy.maxLifetimeMs} ms]`);
+    if (!(options.ttlMs > 0) || options.ttlMs > this.policy.maxLifetimeMs)
+      throw new RangeError(
+        `token lifetime ${options.ttlMs} ms is outside (0, tokens.maxLifetime = ${this.policy.maxLifetimeMs} ms]`,
+      );
     const key = this.current();
     const now = this.now();
     const iat = Math.floor(now / 1000);
@@ -328,7 +389,10 @@ export class KeyRing {
    * published key, alg pinned to the key's, `typ`, `iss`, `aud`, `exp`. An unknown kid makes
    * the node reload the key set once (at most once a second) before it gives up.
    */
-  async verify(token: string, options: VerifyOptions): Promise<{ payload: JWTPayload; protectedHeader: JWTHeaderParameters }> {
+  async verify(
+    token: string,
+    options: VerifyOptions,
+  ): Promise<{ payload: JWTPayload; protectedHeader: JWTHeaderParameters }> {
     const getKey = async (header: JWTHeaderParameters): Promise<CryptoKey> => {
       const kid = header.kid;
       if (typeof kid !== 'string') throw new errors.JWKSNoMatchingKey('the token names no kid');

@@ -1,4 +1,12 @@
-import { createCipheriv, createDecipheriv, createHmac, hash, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  hash,
+  hkdfSync,
+  randomBytes,
+  timingSafeEqual,
+} from 'node:crypto';
 import type { Config } from '../config/schema.ts';
 import type { KeyValueStore } from '../store/types.ts';
 
@@ -23,8 +31,14 @@ export class SecretsError extends Error {}
 
 function decodeKey(text: string, what: string): Buffer {
   const t = text.trim();
-  const key = /^[0-9a-fA-F]+$/.test(t) && t.length % 2 === 0 ? Buffer.from(t, 'hex') : Buffer.from(t, /[-_]/.test(t) ? 'base64url' : 'base64');
-  if (key.length < 32) throw new SecretsError(`${what} must be at least 32 random bytes, as hex or base64 (generate one with: openssl rand -base64 32)`);
+  const key =
+    /^[0-9a-fA-F]+$/.test(t) && t.length % 2 === 0
+      ? Buffer.from(t, 'hex')
+      : Buffer.from(t, /[-_]/.test(t) ? 'base64url' : 'base64');
+  if (key.length < 32)
+    throw new SecretsError(
+      `${what} must be at least 32 random bytes, as hex or base64 (generate one with: openssl rand -base64 32)`,
+    );
   return key;
 }
 
@@ -102,7 +116,10 @@ class DerivedSecrets implements Secrets {
 
 export async function loadSecrets(config: Config['secrets'], kv: KeyValueStore): Promise<Secrets> {
   if (config.key) {
-    const masters = [decodeKey(config.key, 'secrets.key'), ...config.previousKeys.map((k, i) => decodeKey(k, `secrets.previousKeys[${i}]`))];
+    const masters = [
+      decodeKey(config.key, 'secrets.key'),
+      ...config.previousKeys.map((k, i) => decodeKey(k, `secrets.previousKeys[${i}]`)),
+    ];
     return new DerivedSecrets(masters, 'config');
   }
   const stored = await kv.putIfAbsent('master_key', randomBytes(32).toString('base64url'));

@@ -81,7 +81,9 @@ export class AssertionError extends Error {
 }
 
 /** Anything with headers: node:http / Express / Fastify requests, or a Fetch API Request. */
-export type RequestLike = { headers: Record<string, string | string[] | undefined> } | { headers: { get(name: string): string | null } };
+export type RequestLike =
+  | { headers: Record<string, string | string[] | undefined> }
+  | { headers: { get(name: string): string | null } };
 
 export type Verifier = (tokenOrRequest: string | RequestLike) => Promise<GatehouseUser>;
 
@@ -92,7 +94,11 @@ function remoteKeys(url: string): JWTVerifyGetKey {
   let set = remoteSets.get(url);
   if (!set) {
     // Gatehouse's JWKS max-age is at most 5 minutes; an unknown kid refetches (at most every 30 s).
-    set = createRemoteJWKSet(new URL(url), { cacheMaxAge: 5 * 60_000, cooldownDuration: 30_000, timeoutDuration: 5_000 });
+    set = createRemoteJWKSet(new URL(url), {
+      cacheMaxAge: 5 * 60_000,
+      cooldownDuration: 30_000,
+      timeoutDuration: 5_000,
+    });
     remoteSets.set(url, set);
   }
   return set;
@@ -101,7 +107,8 @@ function remoteKeys(url: string): JWTVerifyGetKey {
 function tokenFrom(input: string | RequestLike, header: string): string | undefined {
   if (typeof input === 'string') return input;
   const headers = input.headers;
-  if (typeof (headers as { get?: unknown }).get === 'function') return (headers as { get(n: string): string | null }).get(header) ?? undefined;
+  if (typeof (headers as { get?: unknown }).get === 'function')
+    return (headers as { get(n: string): string | null }).get(header) ?? undefined;
   const value = (headers as Record<string, string | string[] | undefined>)[header];
   if (Array.isArray(value)) throw new AssertionError('malformed', 'more than one assertion header');
   return value;
@@ -109,14 +116,24 @@ function tokenFrom(input: string | RequestLike, header: string): string | undefi
 
 function mapError(err: unknown): AssertionError {
   if (err instanceof AssertionError) return err;
-  if (!(err instanceof errors.JOSEError)) return new AssertionError('jwks_unavailable', `the keys could not be fetched: ${(err as Error)?.message ?? err}`, { cause: err });
+  if (!(err instanceof errors.JOSEError))
+    return new AssertionError('jwks_unavailable', `the keys could not be fetched: ${(err as Error)?.message ?? err}`, {
+      cause: err,
+    });
   const message = err.message;
   switch (err.code) {
     case 'ERR_JWT_EXPIRED':
       return new AssertionError('expired', message, { cause: err });
     case 'ERR_JWT_CLAIM_VALIDATION_FAILED': {
       const claim = (err as errors.JWTClaimValidationFailed).claim;
-      const code = claim === 'aud' ? 'wrong_audience' : claim === 'iss' ? 'wrong_issuer' : claim === 'typ' ? 'wrong_type' : 'invalid_claims';
+      const code =
+        claim === 'aud'
+          ? 'wrong_audience'
+          : claim === 'iss'
+            ? 'wrong_issuer'
+            : claim === 'typ'
+              ? 'wrong_type'
+              : 'invalid_claims';
       return new AssertionError(code, message, { cause: err });
     }
     case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
@@ -131,7 +148,9 @@ function mapError(err: unknown): AssertionError {
       return new AssertionError('jwks_unavailable', message, { cause: err });
     case 'ERR_JOSE_GENERIC':
       // jose reports a JWKS answer other than 200 this way.
-      return new AssertionError(/JSON Web Key Set/.test(message) ? 'jwks_unavailable' : 'malformed', message, { cause: err });
+      return new AssertionError(/JSON Web Key Set/.test(message) ? 'jwks_unavailable' : 'malformed', message, {
+        cause: err,
+      });
     default:
       return new AssertionError('malformed', message, { cause: err });
   }
@@ -139,7 +158,8 @@ function mapError(err: unknown): AssertionError {
 
 /** A verifier bound to one configuration; reuse it (the JWKS is cached per URL anyway). */
 export function createVerifier(options: VerifyOptions): Verifier {
-  if (!options.issuer || !options.audience) throw new TypeError('gatehouse/verify needs issuer (Gatehouse\'s publicUrl) and audience (the app\'s name)');
+  if (!options.issuer || !options.audience)
+    throw new TypeError("gatehouse/verify needs issuer (Gatehouse's publicUrl) and audience (the app's name)");
   const issuer = options.issuer.replace(/\/+$/, '');
   const header = (options.header ?? ASSERTION_HEADER).toLowerCase();
   const keys = options.keys ?? remoteKeys(String(options.jwksUrl ?? `${issuer}/.well-known/jwks.json`));
@@ -147,14 +167,27 @@ export function createVerifier(options: VerifyOptions): Verifier {
   const clockTolerance = options.clockToleranceSeconds ?? 5;
   return async (input) => {
     const token = tokenFrom(input, header);
-    if (!token) throw new AssertionError('missing', `no ${header} header: the request did not come through Gatehouse, or nobody is signed in`);
+    if (!token)
+      throw new AssertionError(
+        'missing',
+        `no ${header} header: the request did not come through Gatehouse, or nobody is signed in`,
+      );
     try {
-      const { payload } = await jwtVerify(token, keys, { issuer, audience: options.audience, algorithms, typ: ASSERTION_TYP, clockTolerance, requiredClaims: ['sub', 'iat', 'exp'] });
+      const { payload } = await jwtVerify(token, keys, {
+        issuer,
+        audience: options.audience,
+        algorithms,
+        typ: ASSERTION_TYP,
+        clockTolerance,
+        requiredClaims: ['sub', 'iat', 'exp'],
+      });
       return {
         id: payload.sub!,
         sessionId: typeof payload.sid === 'string' ? payload.sid : undefined,
         amr: Array.isArray(payload.amr) ? (payload.amr as string[]) : [],
-        ...(typeof payload.email === 'string' ? { email: payload.email, emailVerified: payload.email_verified === true } : {}),
+        ...(typeof payload.email === 'string'
+          ? { email: payload.email, emailVerified: payload.email_verified === true }
+          : {}),
         ...(typeof payload.name === 'string' ? { name: payload.name } : {}),
         ...(Array.isArray(payload.groups) ? { groups: payload.groups as string[] } : {}),
         expiresAt: new Date(payload.exp! * 1000),
@@ -174,7 +207,14 @@ const verifiers = new Map<string, Verifier>();
  */
 export function verifyAssertion(tokenOrRequest: string | RequestLike, options: VerifyOptions): Promise<GatehouseUser> {
   if (options.keys) return createVerifier(options)(tokenOrRequest);
-  const id = JSON.stringify([options.issuer, options.audience, String(options.jwksUrl ?? ''), options.header, options.clockToleranceSeconds, options.algorithms]);
+  const id = JSON.stringify([
+    options.issuer,
+    options.audience,
+    String(options.jwksUrl ?? ''),
+    options.header,
+    options.clockToleranceSeconds,
+    options.algorithms,
+  ]);
   let verify = verifiers.get(id);
   if (!verify) verifiers.set(id, (verify = createVerifier(options)));
   return verify(tokenOrRequest);
@@ -192,7 +232,15 @@ interface NodeResponse {
   end(body?: string): unknown;
 }
 
-const problem = (e: AssertionError) => JSON.stringify({ error: e.status === 503 ? 'unavailable' : 'invalid_assertion', code: e.code, message: e.status === 503 ? 'The identity keys could not be fetched.' : 'This request carries no valid Gatehouse assertion.' });
+const problem = (e: AssertionError) =>
+  JSON.stringify({
+    error: e.status === 503 ? 'unavailable' : 'invalid_assertion',
+    code: e.code,
+    message:
+      e.status === 503
+        ? 'The identity keys could not be fetched.'
+        : 'This request carries no valid Gatehouse assertion.',
+  });
 
 function refuse(res: NodeResponse, e: AssertionError): void {
   const body = problem(e);
@@ -208,7 +256,9 @@ function refuse(res: NodeResponse, e: AssertionError): void {
  * 401 JSON itself (503 when the keys cannot be fetched). With `optional`, a request without an
  * assertion passes with no user.
  */
-export function gatehouseMiddleware(options: VerifyOptions): (req: NodeRequest, res: NodeResponse, next: (err?: unknown) => void) => void {
+export function gatehouseMiddleware(
+  options: VerifyOptions,
+): (req: NodeRequest, res: NodeResponse, next: (err?: unknown) => void) => void {
   const verify = createVerifier(options);
   const header = (options.header ?? ASSERTION_HEADER).toLowerCase();
   return (req, res, next) => {
@@ -227,7 +277,10 @@ export function gatehouseMiddleware(options: VerifyOptions): (req: NodeRequest, 
  * node:http: wraps a request handler. `http.createServer(withGatehouse(opts, (req, res, user) => ...))`.
  * The handler runs only for verified requests (or, with `optional`, for requests without one).
  */
-export function withGatehouse<Req extends NodeRequest, Res extends NodeResponse>(options: VerifyOptions, handler: (req: Req, res: Res, user: GatehouseUser | undefined) => void | Promise<void>): (req: Req, res: Res) => void {
+export function withGatehouse<Req extends NodeRequest, Res extends NodeResponse>(
+  options: VerifyOptions,
+  handler: (req: Req, res: Res, user: GatehouseUser | undefined) => void | Promise<void>,
+): (req: Req, res: Res) => void {
   const middleware = gatehouseMiddleware(options);
   return (req, res) =>
     middleware(req, res, () => {
@@ -253,7 +306,9 @@ interface FastifyLike {
 }
 
 /** Fastify onRequest hook: `fastify.addHook('onRequest', gatehouseHook(opts))`; sets `request.gatehouse`. */
-export function gatehouseHook(options: VerifyOptions): (request: FastifyRequestLike, reply: FastifyReplyLike) => Promise<unknown> {
+export function gatehouseHook(
+  options: VerifyOptions,
+): (request: FastifyRequestLike, reply: FastifyReplyLike) => Promise<unknown> {
   const verify = createVerifier(options);
   const header = (options.header ?? ASSERTION_HEADER).toLowerCase();
   return async (request, reply) => {
@@ -262,7 +317,11 @@ export function gatehouseHook(options: VerifyOptions): (request: FastifyRequestL
       request.gatehouse = await verify(request);
     } catch (err) {
       const e = mapError(err);
-      return reply.code(e.status).header('content-type', 'application/json; charset=utf-8').header('cache-control', 'no-store').send(problem(e));
+      return reply
+        .code(e.status)
+        .header('content-type', 'application/json; charset=utf-8')
+        .header('cache-control', 'no-store')
+        .send(problem(e));
     }
   };
 }

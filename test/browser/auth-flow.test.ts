@@ -63,12 +63,16 @@ describe('in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
         await page.getByLabel('Email', { exact: true }).fill(email);
         await page.getByLabel('Name', { exact: true }).fill('Ann Newcomer');
         await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
-        const posted = page.waitForResponse((r) => r.url() === `${gh.url}/.auth/register` && r.request().method() === 'POST');
+        const posted = page.waitForResponse(
+          (r) => r.url() === `${gh.url}/.auth/register` && r.request().method() === 'POST',
+        );
         const landed = page.waitForResponse((r) => r.url() === gh.url + TARGET);
         await page.getByRole('button', { name: 'Create account' }).click();
         const registerResponse = await posted;
         assert.equal(registerResponse.status(), 303);
-        const setCookies = (await registerResponse.headersArray()).filter((h) => h.name.toLowerCase() === 'set-cookie').map((h) => h.value);
+        const setCookies = (await registerResponse.headersArray())
+          .filter((h) => h.name.toLowerCase() === 'set-cookie')
+          .map((h) => h.value);
         const sessionSetCookie = setCookies.find((c) => c.startsWith('gatehouse='));
         assert.ok(sessionSetCookie, `a session cookie is set: ${setCookies.join(' | ')}`);
         assert.doesNotMatch(sessionSetCookie, /;\s*domain=/i, 'host-only: no Domain attribute');
@@ -77,7 +81,10 @@ describe('in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
         const appResponse = await landed;
         await page.waitForURL(gh.url + TARGET);
         assert.equal(appResponse.status(), 200);
-        const echoed = JSON.parse(await page.locator('body').innerText()) as { url: string; headers: Record<string, string> };
+        const echoed = JSON.parse(await page.locator('body').innerText()) as {
+          url: string;
+          headers: Record<string, string>;
+        };
         assert.equal(echoed.url, TARGET);
         const userId = echoed.headers['x-user-id'];
         assert.match(userId ?? '', /^[0-9a-f-]{36}$/, 'the page shows the X-User-Id the app received');
@@ -96,8 +103,10 @@ describe('in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
         assert.equal(session.path, '/');
         assert.equal(session.domain, '127.0.0.1', 'host-only (a Domain cookie would read ".127.0.0.1" or a parent)');
         if (javaScriptEnabled) {
-          const scriptVisible = await page.evaluate(() => (globalThis as unknown as { document: { cookie: string } }).document.cookie);
-        assert.ok(!scriptVisible.includes('gatehouse='), 'scripts cannot read the session cookie');
+          const scriptVisible = await page.evaluate(
+            () => (globalThis as unknown as { document: { cookie: string } }).document.cookie,
+          );
+          assert.ok(!scriptVisible.includes('gatehouse='), 'scripts cannot read the session cookie');
         }
         const me = await page.goto(`${gh.url}/.auth/me`);
         assert.equal(((await me!.json()) as { id: string }).id, userId, '/.auth/me names the same user');
@@ -108,7 +117,11 @@ describe('in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
         await page.getByRole('button', { name: 'Sign out' }).click();
         await page.waitForURL(`${gh.url}/.auth/login?signed_out=1`);
         assert.equal(await page.getByRole('status').textContent(), 'You have signed out.');
-        assert.equal((await context.cookies(gh.url)).find((c) => c.name === 'gatehouse'), undefined, 'the browser dropped the cookie');
+        assert.equal(
+          (await context.cookies(gh.url)).find((c) => c.name === 'gatehouse'),
+          undefined,
+          'the browser dropped the cookie',
+        );
 
         // 7. The protected page asks for a sign-in again ...
         const seenBefore = upstreamSaw(TARGET).length;
@@ -117,7 +130,9 @@ describe('in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
 
         // ... and the old cookie, planted back into a browser, is dead.
         const { context: thief, page: thiefPage } = await isolatedContext(browser, gh.url, { javaScriptEnabled });
-        await thief.addCookies([{ name: 'gatehouse', value: session.value, url: gh.url, httpOnly: true, sameSite: 'Lax' }]);
+        await thief.addCookies([
+          { name: 'gatehouse', value: session.value, url: gh.url, httpOnly: true, sameSite: 'Lax' },
+        ]);
         await thiefPage.goto(gh.url + TARGET);
         assert.equal(thiefPage.url(), loginUrl(TARGET), 'the old cookie gets the login page');
         const api = await thiefPage.goto(`${gh.url}/.auth/me`);
@@ -157,13 +172,20 @@ describe('in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
       assert.equal(await page.getByLabel('Email', { exact: true }).inputValue(), email, 'email kept');
       assert.equal(await page.getByLabel('Password', { exact: true }).inputValue(), '', 'password never echoed back');
       assert.equal(await focusedId(page), 'password', 'focus is on the password field');
-      assert.deepEqual(await descriptions(page.locator('#password')), ['The email or password is not correct.'], 'a screen reader reads the error with the field');
+      assert.deepEqual(
+        await descriptions(page.locator('#password')),
+        ['The email or password is not correct.'],
+        'a screen reader reads the error with the field',
+      );
 
       // "Next to the form": right above the first field, inside the card, visible without scrolling.
       const box = (await alert.boundingBox())!;
       const form = (await page.locator('form').boundingBox())!;
       const viewport = page.viewportSize()!;
-      assert.ok(box.y + box.height <= form.y && form.y - (box.y + box.height) < 48, `alert ends at ${box.y + box.height}, form starts at ${form.y}`);
+      assert.ok(
+        box.y + box.height <= form.y && form.y - (box.y + box.height) < 48,
+        `alert ends at ${box.y + box.height}, form starts at ${form.y}`,
+      );
       assert.ok(box.y >= 0 && box.y + box.height <= viewport.height, 'the error is on screen');
 
       // The right password from here still goes where the user was heading.
@@ -189,7 +211,11 @@ describe('in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
       const password = page.getByLabel('Password', { exact: true });
       assert.equal(await email.getAttribute('aria-invalid'), 'true');
       assert.equal(await password.getAttribute('aria-invalid'), 'true');
-      assert.equal(await page.getByLabel('Name', { exact: true }).getAttribute('aria-invalid'), null, 'the valid field is not marked');
+      assert.equal(
+        await page.getByLabel('Name', { exact: true }).getAttribute('aria-invalid'),
+        null,
+        'the valid field is not marked',
+      );
       assert.deepEqual(await descriptions(page.locator('#email')), ['Enter an email address like name@example.com.']);
       const pwDescriptions = await descriptions(page.locator('#password'));
       assert.equal(pwDescriptions.length, 2);
@@ -200,7 +226,10 @@ describe('in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
       assert.equal(await focusedId(page), 'email', 'focus on the first field with an error');
 
       // Each message is rendered right under its own field, not somewhere else on the page.
-      for (const [input, id] of [[email, 'email-error'], [password, 'password-error']] as const) {
+      for (const [input, id] of [
+        [email, 'email-error'],
+        [password, 'password-error'],
+      ] as const) {
         const field = (await input.boundingBox())!;
         const error = (await page.locator(`#${id}`).boundingBox())!;
         const gap = error.y - (field.y + field.height);
@@ -210,7 +239,10 @@ describe('in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
       // The summary is announced and links to each field.
       const alert = page.getByRole('alert');
       assert.match(await alert.innerText(), /There are 2 problems/);
-      assert.deepEqual(await alert.getByRole('link').evaluateAll((as) => as.map((a) => a.getAttribute('href'))), ['#email', '#password']);
+      assert.deepEqual(await alert.getByRole('link').evaluateAll((as) => as.map((a) => a.getAttribute('href'))), [
+        '#email',
+        '#password',
+      ]);
 
       // A taken address: the message moves to the email field, the password is fine.
       const taken = uniqueEmail('taken');
@@ -227,7 +259,7 @@ describe('in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
   });
 });
 
-describe('cookie naming over https (Gatehouse\'s own TLS)', () => {
+describe("cookie naming over https (Gatehouse's own TLS)", () => {
   let secure: TestGatehouse;
   const cert = selfSigned();
   before(async () => {
@@ -246,7 +278,10 @@ describe('cookie naming over https (Gatehouse\'s own TLS)', () => {
     assert.ok(names.includes('__Host-gatehouse'), names.join(', '));
     for (const cookie of all) {
       assert.match(cookie, /^__Host-/, cookie);
-      const attrs = cookie.split(';').slice(1).map((a) => a.trim().toLowerCase());
+      const attrs = cookie
+        .split(';')
+        .slice(1)
+        .map((a) => a.trim().toLowerCase());
       assert.ok(attrs.includes('secure'), cookie);
       assert.ok(attrs.includes('httponly'), cookie);
       assert.ok(attrs.includes('samesite=lax'), cookie);

@@ -20,7 +20,9 @@ export function browserSkip(): false | string {
 
 export async function launchBrowser(): Promise<Browser> {
   if (!existsSync(CHROMIUM_PATH)) {
-    throw new Error(`Chromium is required for the browser tests (CI=true) but ${CHROMIUM_PATH} does not exist. Install Debian's chromium package (see .ci/run).`);
+    throw new Error(
+      `Chromium is required for the browser tests (CI=true) but ${CHROMIUM_PATH} does not exist. Install Debian's chromium package (see .ci/run).`,
+    );
   }
   return chromium.launch({ executablePath: CHROMIUM_PATH, args: ARGS });
 }
@@ -30,7 +32,11 @@ export async function launchBrowser(): Promise<Browser> {
  * Gatehouse and its identity providers): any request elsewhere (a third-party font, script,
  * image) is recorded in `foreign` and aborted.
  */
-export async function isolatedContext(browser: Browser, origin: string | readonly string[], options: BrowserContextOptions = {}): Promise<{ context: BrowserContext; page: Page; foreign: string[] }> {
+export async function isolatedContext(
+  browser: Browser,
+  origin: string | readonly string[],
+  options: BrowserContextOptions = {},
+): Promise<{ context: BrowserContext; page: Page; foreign: string[] }> {
   const context = await browser.newContext(options);
   const foreign: string[] = [];
   const allowed = (typeof origin === 'string' ? [origin] : origin).map((o) => `${o}/`);

@@ -40,7 +40,9 @@ function started(child: ChildProcess): Promise<void> {
       if (line.includes('"event":"start"')) resolve();
     });
     createInterface({ input: child.stderr! }).on('line', (line) => output.push(line));
-    child.once('exit', (code) => reject(new Error(`npm start exited (${code}) before Gatehouse was serving:\n${output.join('\n')}`)));
+    child.once('exit', (code) =>
+      reject(new Error(`npm start exited (${code}) before Gatehouse was serving:\n${output.join('\n')}`)),
+    );
   });
 }
 
@@ -101,7 +103,10 @@ describe('the demo, started with npm start', { skip: browserSkip(), timeout: 180
       await page.waitForURL(`${url}/`);
 
       assert.equal(await page.getByRole('heading', { level: 1 }).textContent(), 'Demo app');
-      assert.equal(await page.getByRole('heading', { level: 2, name: /signed in/ }).textContent(), `You are signed in as ${email}`);
+      assert.equal(
+        await page.getByRole('heading', { level: 2, name: /signed in/ }).textContent(),
+        `You are signed in as ${email}`,
+      );
       const shownId = (await page.locator('dl.identity dt:text-is("X-User-Id") + dd code').textContent())!;
       assert.match(shownId, /^[0-9a-f-]{36}$/);
       assert.equal(await page.locator('dl.identity dt:text-is("X-User-Email") + dd code').textContent(), email);
@@ -110,8 +115,16 @@ describe('the demo, started with npm start', { skip: browserSkip(), timeout: 180
       const row = page.locator('tr', { has: page.locator('th:text-is("x-user-id")') });
       assert.equal(await row.locator('td').textContent(), shownId);
       assert.equal(await row.getAttribute('class'), 'identity');
-      assert.notEqual(await backgroundOf(row), await backgroundOf(page.locator('tr', { has: page.locator('th:text-is("user-agent")') })), 'X-User-* rows stand out');
-      assert.match((await page.locator('table tr').first().locator('th').textContent())!, /^x-(user|gatehouse)-/, 'identity headers come first');
+      assert.notEqual(
+        await backgroundOf(row),
+        await backgroundOf(page.locator('tr', { has: page.locator('th:text-is("user-agent")') })),
+        'X-User-* rows stand out',
+      );
+      assert.match(
+        (await page.locator('table tr').first().locator('th').textContent())!,
+        /^x-(user|gatehouse)-/,
+        'identity headers come first',
+      );
 
       // Gatehouse's own view agrees, and the store is where GATEHOUSE_DATA_DIR said.
       await page.getByRole('link', { name: `What Gatehouse knows: /.auth/me` }).click();
@@ -135,8 +148,14 @@ describe('the demo, started with npm start', { skip: browserSkip(), timeout: 180
     const { context, page } = await isolatedContext(browser, url);
     try {
       await page.goto(`${url}/public/`);
-      assert.equal(await page.getByRole('heading', { level: 2, name: /signed in/ }).textContent(), 'Nobody is signed in');
-      assert.equal(await page.getByRole('link', { name: 'Sign in', exact: true }).getAttribute('href'), '/.auth/login?rd=%2Fpublic%2F');
+      assert.equal(
+        await page.getByRole('heading', { level: 2, name: /signed in/ }).textContent(),
+        'Nobody is signed in',
+      );
+      assert.equal(
+        await page.getByRole('link', { name: 'Sign in', exact: true }).getAttribute('href'),
+        '/.auth/login?rd=%2Fpublic%2F',
+      );
       assert.equal(await page.locator('th:text-is("x-user-id")').count(), 0);
     } finally {
       await context.close();
@@ -154,7 +173,10 @@ describe('the demo, started with npm start', { skip: browserSkip(), timeout: 180
     const { context, page } = await isolatedContext(browser, appUrl);
     try {
       await page.goto(`${appUrl}/`);
-      assert.equal(await page.getByRole('heading', { level: 2 }).first().textContent(), 'You reached the app directly, not through Gatehouse');
+      assert.equal(
+        await page.getByRole('heading', { level: 2 }).first().textContent(),
+        'You reached the app directly, not through Gatehouse',
+      );
       assert.equal(await page.getByRole('link', { name: url }).getAttribute('href'), `${url}/`);
     } finally {
       await context.close();
@@ -170,9 +192,14 @@ describe('the demo, started with npm start', { skip: browserSkip(), timeout: 180
     for (const colorScheme of ['light', 'dark'] as const) {
       for (const width of [1280, 320]) {
         const where = `demo page, ${colorScheme}, ${width}px`;
-        const { context, page } = await isolatedContext(browser, url, { colorScheme, viewport: { width, height: 800 } });
+        const { context, page } = await isolatedContext(browser, url, {
+          colorScheme,
+          viewport: { width, height: 800 },
+        });
         try {
-          await context.addCookies([{ name: 'gatehouse', value: c.jar.get('gatehouse')!, url, httpOnly: true, sameSite: 'Lax' }]);
+          await context.addCookies([
+            { name: 'gatehouse', value: c.jar.get('gatehouse')!, url, httpOnly: true, sameSite: 'Lax' },
+          ]);
           await page.goto(`${url}/`);
           if (SHOTS) await page.screenshot({ path: join(SHOTS, `demo-${colorScheme}-${width}.png`), fullPage: true });
           const a = await audit(page);
@@ -180,11 +207,15 @@ describe('the demo, started with npm start', { skip: browserSkip(), timeout: 180
           assert.deepEqual(a.h1, ['Demo app']);
           assert.deepEqual(a.lowContrast, [], `${where}: text contrast`);
           assert.equal(a.overflowX, false, `${where}: no sideways scrolling`);
-          assert.equal(await page.getByRole('heading', { level: 2, name: /signed in/ }).textContent(), 'You are signed in as Dee Demo');
+          assert.equal(
+            await page.getByRole('heading', { level: 2, name: /signed in/ }).textContent(),
+            'You are signed in as Dee Demo',
+          );
           // And as someone who is not signed in.
           await context.clearCookies();
           await page.goto(`${url}/public/`);
-          if (SHOTS) await page.screenshot({ path: join(SHOTS, `demo-public-${colorScheme}-${width}.png`), fullPage: true });
+          if (SHOTS)
+            await page.screenshot({ path: join(SHOTS, `demo-public-${colorScheme}-${width}.png`), fullPage: true });
           const anonymous = await audit(page);
           assert.deepEqual(anonymous.lowContrast, [], `${where}, signed out: text contrast`);
           assert.equal(anonymous.overflowX, false, `${where}, signed out: no sideways scrolling`);

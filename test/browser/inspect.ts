@@ -46,7 +46,8 @@ declare const document: {
 };
 declare function getComputedStyle(el: DomElement): DomStyle;
 
-export const focusedId = (page: Page): Promise<string | null> => page.evaluate(() => document.activeElement?.id || null);
+export const focusedId = (page: Page): Promise<string | null> =>
+  page.evaluate(() => document.activeElement?.id || null);
 
 /** The texts of the elements an input's aria-describedby points at, in order. */
 export const descriptions = (input: Locator): Promise<string[]> =>
@@ -103,13 +104,34 @@ export async function audit(page: Page): Promise<Audit> {
       if (!el || seen.has(el) || !n.nodeValue?.trim() || !visible(el)) continue;
       seen.add(el);
       const s = getComputedStyle(el);
-      samples.push({ text: n.nodeValue.trim().slice(0, 60), color: s.color, background: background(el), size: parseFloat(s.fontSize), weight: Number(s.fontWeight) });
+      samples.push({
+        text: n.nodeValue.trim().slice(0, 60),
+        color: s.color,
+        background: background(el),
+        size: parseFloat(s.fontSize),
+        weight: Number(s.fontWeight),
+      });
     }
-    const inputs = Array.from(document.querySelectorAll('input, select, textarea')).filter((el) => el.type !== 'hidden' && visible(el));
+    const inputs = Array.from(document.querySelectorAll('input, select, textarea')).filter(
+      (el) => el.type !== 'hidden' && visible(el),
+    );
     const fields = inputs.map((el) => {
       const s = getComputedStyle(el);
-      if (el.value) samples.push({ text: `value of #${el.id}`, color: s.color, background: background(el), size: parseFloat(s.fontSize), weight: Number(s.fontWeight) });
-      return { id: el.id, labelled: Boolean(el.labels?.length && el.labels[0]!.textContent?.trim()), autocomplete: el.getAttribute('autocomplete'), border: s.borderTopColor, background: background(el.parentElement) };
+      if (el.value)
+        samples.push({
+          text: `value of #${el.id}`,
+          color: s.color,
+          background: background(el),
+          size: parseFloat(s.fontSize),
+          weight: Number(s.fontWeight),
+        });
+      return {
+        id: el.id,
+        labelled: Boolean(el.labels?.length && el.labels[0]!.textContent?.trim()),
+        autocomplete: el.getAttribute('autocomplete'),
+        border: s.borderTopColor,
+        background: background(el.parentElement),
+      };
     });
     const root = document.documentElement;
     return {
@@ -132,7 +154,8 @@ export async function audit(page: Page): Promise<Audit> {
   const faintFields: ContrastProblem[] = [];
   for (const f of raw.fields) {
     const ratio = contrast(f.border, f.background);
-    if (ratio < 3) faintFields.push({ text: `border of #${f.id}`, ratio, needed: 3, color: f.border, background: f.background });
+    if (ratio < 3)
+      faintFields.push({ text: `border of #${f.id}`, ratio, needed: 3, color: f.border, background: f.background });
   }
   return {
     lang: raw.lang,
@@ -176,7 +199,14 @@ export async function tabThrough(page: Page, max = 20): Promise<FocusStop[]> {
         }
       }
       const name = `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ''} "${(el.textContent ?? '').trim().slice(0, 30)}"`;
-      return { element: name, outline: `${s.outlineStyle} ${s.outlineWidth} ${s.outlineColor}`, style: s.outlineStyle, width: parseFloat(s.outlineWidth), color: s.outlineColor, bg };
+      return {
+        element: name,
+        outline: `${s.outlineStyle} ${s.outlineWidth} ${s.outlineColor}`,
+        style: s.outlineStyle,
+        width: parseFloat(s.outlineWidth),
+        color: s.outlineColor,
+        bg,
+      };
     });
     if (!stop || visited.has(stop.element)) break;
     visited.add(stop.element);

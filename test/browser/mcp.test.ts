@@ -49,11 +49,19 @@ describe('MCP client with dynamic registration, in Chromium', { skip: browserSki
     await registerJson(new Client(gh.url), email);
 
     // 1. The MCP server's 401 says where its metadata is (RFC 9728 §5.1).
-    const first = await fetch(`${gh.url}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{"jsonrpc":"2.0","id":1,"method":"initialize"}' });
+    const first = await fetch(`${gh.url}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: '{"jsonrpc":"2.0","id":1,"method":"initialize"}',
+    });
     assert.equal(first.status, 401);
     const metadataUrl = /resource_metadata="([^"]+)"/.exec(first.headers.get('www-authenticate') ?? '')?.[1];
     assert.equal(metadataUrl, `${gh.url}/.well-known/oauth-protected-resource`);
-    const prm = (await (await fetch(metadataUrl!)).json()) as { resource: string; authorization_servers: string[]; scopes_supported: string[] };
+    const prm = (await (await fetch(metadataUrl!)).json()) as {
+      resource: string;
+      authorization_servers: string[];
+      scopes_supported: string[];
+    };
     assert.equal(prm.resource, gh.url);
     assert.deepEqual(prm.authorization_servers, [gh.url]);
     assert.ok(prm.scopes_supported.includes('offline_access'));
@@ -61,7 +69,13 @@ describe('MCP client with dynamic registration, in Chromium', { skip: browserSki
     // 2. RFC 8414 discovery and RFC 7591 registration, by openid-client.
     const registered = await oauth.dynamicClientRegistration(
       new URL(prm.authorization_servers[0]!),
-      { redirect_uris: [callbackUrl], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none', client_name: 'Claude-ish <MCP> client' },
+      {
+        redirect_uris: [callbackUrl],
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        token_endpoint_auth_method: 'none',
+        client_name: 'Claude-ish <MCP> client',
+      },
       oauth.None(),
       { algorithm: 'oauth2', execute: [oauth.allowInsecureRequests] },
     );
@@ -88,7 +102,11 @@ describe('MCP client with dynamic registration, in Chromium', { skip: browserSki
     const allowed = [gh.url, new URL(callbackUrl).origin];
     const context = await browser.newContext();
     const foreign: string[] = [];
-    await context.route('**/*', (route) => (allowed.some((o) => route.request().url().startsWith(`${o}/`)) ? route.continue() : (foreign.push(route.request().url()), route.abort())));
+    await context.route('**/*', (route) =>
+      allowed.some((o) => route.request().url().startsWith(`${o}/`))
+        ? route.continue()
+        : (foreign.push(route.request().url()), route.abort()),
+    );
     const page = await context.newPage();
     try {
       await page.goto(authorize.href);
@@ -118,7 +136,12 @@ describe('MCP client with dynamic registration, in Chromium', { skip: browserSki
     assert.equal(back.searchParams.get('iss'), gh.url, 'RFC 9207');
 
     // 5. The code for tokens (openid-client checks state, iss and PKCE).
-    const tokens = await oauth.authorizationCodeGrant(registered, back, { pkceCodeVerifier: verifier, expectedState: state }, { resource: prm.resource });
+    const tokens = await oauth.authorizationCodeGrant(
+      registered,
+      back,
+      { pkceCodeVerifier: verifier, expectedState: state },
+      { resource: prm.resource },
+    );
     assert.ok(tokens.refresh_token, 'offline_access: a rotating refresh token');
     assert.equal(tokens.scope, 'offline_access');
     const call = await withBearer(gh, '/mcp', tokens.access_token);
@@ -131,7 +154,10 @@ describe('MCP client with dynamic registration, in Chromium', { skip: browserSki
     assert.equal((await withBearer(gh, '/mcp', refreshed.access_token)).status, 200);
 
     // 6. The same code again (a stolen or replayed one): refused, and what it issued is revoked.
-    await assert.rejects(oauth.authorizationCodeGrant(registered, back, { pkceCodeVerifier: verifier, expectedState: state }), (e: unknown) => e instanceof oauth.ResponseBodyError && e.error === 'invalid_grant');
+    await assert.rejects(
+      oauth.authorizationCodeGrant(registered, back, { pkceCodeVerifier: verifier, expectedState: state }),
+      (e: unknown) => e instanceof oauth.ResponseBodyError && e.error === 'invalid_grant',
+    );
     assert.equal((await withBearer(gh, '/mcp', refreshed.access_token)).status, 401);
     assert.ok(gh.logs.some((l) => l.event === 'oauth_code_reuse'));
   });

@@ -84,7 +84,14 @@ const STATES: PageState[] = [
       await submit(p, 'Create account');
     },
     autocomplete: REGISTER_FIELDS,
-    tabOrder: ['a "Enter an email address', 'a "This password is too common', 'input#email', 'input#name', 'input#password', 'button "Create account"'],
+    tabOrder: [
+      'a "Enter an email address',
+      'a "This password is too common',
+      'input#email',
+      'input#name',
+      'input#password',
+      'button "Create account"',
+    ],
   },
   {
     name: 'logout',
@@ -127,7 +134,10 @@ const VARIANTS = [
 describe("Gatehouse's pages in Chromium", { skip: browserSkip(), timeout: 300_000 }, () => {
   before(async () => {
     browser = await launchBrowser();
-    gh = await startGatehouse(() => ({ title: TITLE, accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000 } } }));
+    gh = await startGatehouse(() => ({
+      title: TITLE,
+      accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000 } },
+    }));
     email = uniqueEmail('pages');
     await registerJson(new Client(gh.url), email);
     if (SHOTS) mkdirSync(SHOTS, { recursive: true });
@@ -145,32 +155,54 @@ describe("Gatehouse's pages in Chromium", { skip: browserSkip(), timeout: 300_00
         const consoleErrors: string[] = [];
         page.on('console', (m) => {
           // A 4xx answer for the page itself (a wrong password is a 401) is not a page fault.
-          if (m.type() === 'error' && !/^Failed to load resource: the server responded with a status of 4\d\d/.test(m.text())) consoleErrors.push(m.text());
+          if (
+            m.type() === 'error' &&
+            !/^Failed to load resource: the server responded with a status of 4\d\d/.test(m.text())
+          )
+            consoleErrors.push(m.text());
         });
         page.on('pageerror', (e) => consoleErrors.push(e.message));
         try {
           if (state.signedIn) {
             const c = new Client(gh.url);
             await c.postJson('/.auth/login', { email, password: PASSWORD });
-            await context.addCookies([{ name: 'gatehouse', value: c.jar.get('gatehouse')!, url: gh.url, httpOnly: true, sameSite: 'Lax' }]);
+            await context.addCookies([
+              { name: 'gatehouse', value: c.jar.get('gatehouse')!, url: gh.url, httpOnly: true, sameSite: 'Lax' },
+            ]);
           }
           await state.open(page);
-          if (SHOTS) await page.screenshot({ path: join(SHOTS, `${state.name}-${variant.colorScheme}-${variant.viewport.width}.png`), fullPage: true });
+          if (SHOTS)
+            await page.screenshot({
+              path: join(SHOTS, `${state.name}-${variant.colorScheme}-${variant.viewport.width}.png`),
+              fullPage: true,
+            });
 
           const a = await audit(page);
           assert.equal(a.lang, 'en', where);
           assert.deepEqual(a.h1, [state.heading], `${where}: one h1`);
-          assert.match(a.title, new RegExp(`${state.heading} · ${TITLE}$`), `${where}: the title names the page and the app`);
+          assert.match(
+            a.title,
+            new RegExp(`${state.heading} · ${TITLE}$`),
+            `${where}: the title names the page and the app`,
+          );
           assert.ok(await page.getByText(TITLE, { exact: true }).isVisible(), `${where}: the app's title is shown`);
           assert.deepEqual(a.unlabelled, [], `${where}: every field has a label`);
           if (state.autocomplete) assert.deepEqual(a.autocomplete, state.autocomplete, `${where}: autocomplete`);
           assert.deepEqual(a.lowContrast, [], `${where}: text contrast`);
           assert.deepEqual(a.faintFields, [], `${where}: field borders stand out`);
           assert.equal(a.overflowX, false, `${where}: no sideways scrolling`);
-          assert.doesNotMatch(a.mainBackground, /^rgba\(0, 0, 0, 0\)$/, `${where}: the stylesheet applied (CSP hash matches)`);
+          assert.doesNotMatch(
+            a.mainBackground,
+            /^rgba\(0, 0, 0, 0\)$/,
+            `${where}: the stylesheet applied (CSP hash matches)`,
+          );
 
           const stops = await tabThrough(page);
-          for (const s of stops) assert.ok(s.ratio >= 3, `${where}: focus on ${s.element} is hard to see (${s.outline}, ${s.ratio.toFixed(2)}:1)`);
+          for (const s of stops)
+            assert.ok(
+              s.ratio >= 3,
+              `${where}: focus on ${s.element} is hard to see (${s.outline}, ${s.ratio.toFixed(2)}:1)`,
+            );
           if (state.tabOrder) {
             const names = stops.map((s) => s.element);
             let at = -1;
@@ -200,8 +232,27 @@ describe('escaping, as a browser parses it', { skip: browserSkip(), timeout: 60_
   test('titles, addresses, return targets and errors with markup in them stay text', async () => {
     const evil = `"><img src=x onerror="document.title='owned'"><script>document.title='owned'</script>'`;
     const pages = [
-      loginPage({ appTitle: evil, action: '/.auth/login', csrf: evil, rd: evil, email: evil, errors: { form: evil }, notice: evil, registerUrl: `/.auth/register?rd=${evil}` }),
-      registerPage({ appTitle: evil, action: '/.auth/register', loginUrl: evil, csrf: 't', rd: evil, email: evil, name: evil, errors: { email: evil, name: evil }, minPasswordLength: 8 }),
+      loginPage({
+        appTitle: evil,
+        action: '/.auth/login',
+        csrf: evil,
+        rd: evil,
+        email: evil,
+        errors: { form: evil },
+        notice: evil,
+        registerUrl: `/.auth/register?rd=${evil}`,
+      }),
+      registerPage({
+        appTitle: evil,
+        action: '/.auth/register',
+        loginUrl: evil,
+        csrf: 't',
+        rd: evil,
+        email: evil,
+        name: evil,
+        errors: { email: evil, name: evil },
+        minPasswordLength: 8,
+      }),
       logoutPage({ appTitle: evil, action: '/.auth/logout', csrf: 't', rd: evil, email: evil }),
     ];
     const page = await b.newPage();
@@ -211,7 +262,8 @@ describe('escaping, as a browser parses it', { skip: browserSkip(), timeout: 60_
         assert.equal(await page.locator('img, script').count(), 0, 'no element came from the input');
         assert.notEqual(await page.title(), 'owned');
         assert.ok(await page.getByText(evil, { exact: true }).first().isVisible(), 'the text is shown as typed');
-        for (const input of await page.locator('input[type=hidden][name=rd], input#email').all()) assert.equal(await input.inputValue(), evil);
+        for (const input of await page.locator('input[type=hidden][name=rd], input#email').all())
+          assert.equal(await input.inputValue(), evil);
       }
     } finally {
       await page.close();

@@ -25,7 +25,11 @@ describe('password reset in Chromium', { skip: browserSkip(), timeout: 120_000 }
   before(async () => {
     browser = await launchBrowser();
     smtp = await startSmtp();
-    gh = await startGatehouse(() => ({ title: TITLE, email: emailConfig(smtp), accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000 } } }));
+    gh = await startGatehouse(() => ({
+      title: TITLE,
+      email: emailConfig(smtp),
+      accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000 } },
+    }));
   });
   after(async () => {
     await browser?.close();
@@ -68,7 +72,9 @@ describe('password reset in Chromium', { skip: browserSkip(), timeout: 120_000 }
         await page.waitForURL(`${gh.url}/.auth/reset-password`);
         assert.equal(await page.getByRole('heading', { level: 1 }).textContent(), 'Choose a new password');
         assert.ok(await page.getByText(email).isVisible());
-        const history = javaScriptEnabled ? await page.evaluate(() => (globalThis as unknown as { location: { href: string } }).location.href) : page.url();
+        const history = javaScriptEnabled
+          ? await page.evaluate(() => (globalThis as unknown as { location: { href: string } }).location.href)
+          : page.url();
         assert.ok(!history.includes('token'), 'no token in the page address');
 
         // 3. A weak password is refused with the registration rules; a good one is set.
@@ -77,12 +83,18 @@ describe('password reset in Chromium', { skip: browserSkip(), timeout: 120_000 }
         await page.waitForLoadState();
         assert.match((await page.getByRole('alert').textContent()) ?? '', /too common/);
         await page.getByLabel('New password', { exact: true }).fill(NEW_PASSWORD);
-        const posted = page.waitForResponse((r) => r.url() === `${gh.url}/.auth/reset-password` && r.request().method() === 'POST' && r.status() === 303);
+        const posted = page.waitForResponse(
+          (r) => r.url() === `${gh.url}/.auth/reset-password` && r.request().method() === 'POST' && r.status() === 303,
+        );
         await page.getByRole('button', { name: 'Set the new password' }).click();
         await posted;
         await page.waitForURL(`${gh.url}/.auth/login?reset=1`);
         assert.match((await page.getByRole('status').textContent()) ?? '', /Your password was changed/);
-        assert.equal((await context.cookies(gh.url)).find((c) => c.name === 'gatehouse'), undefined, 'not signed in (ATTACKS 44)');
+        assert.equal(
+          (await context.cookies(gh.url)).find((c) => c.name === 'gatehouse'),
+          undefined,
+          'not signed in (ATTACKS 44)',
+        );
 
         // 4. The laptop's session ended. (Its one-minute sign-in marker goes first: within that
         // minute a session that vanished is explained as a cookie problem, edge/diagnose.ts.)

@@ -22,7 +22,9 @@ describe('providers in Chromium', { skip: browserSkip(), timeout: 120_000 }, () 
   before(async () => {
     browser = await launchBrowser();
     lab = await startLab();
-    gh = await startGatehouse(() => ({ title: TITLE, headers: { email: true }, providers: lab.providers() }), { port: lab.ports[0] });
+    gh = await startGatehouse(() => ({ title: TITLE, headers: { email: true }, providers: lab.providers() }), {
+      port: lab.ports[0],
+    });
   });
   after(async () => {
     await browser?.close();
@@ -33,9 +35,20 @@ describe('providers in Chromium', { skip: browserSkip(), timeout: 120_000 }, () 
   for (const javaScriptEnabled of [true, false]) {
     test(`sign in, link, sign out everywhere, sign in with the other provider, unlink (JavaScript ${javaScriptEnabled ? 'on' : 'off'})`, async () => {
       const who = javaScriptEnabled ? 'js' : 'nojs';
-      lab.a.accounts.set(`alice-${who}`, { sub: `alice-${who}`, email: `alice-${who}@example.com`, email_verified: true, name: `Alice ${who}` });
-      lab.b.accounts.set(`b-alice-${who}`, { sub: `b-alice-${who}`, email: `alice-${who}@example.com`, email_verified: true });
-      const { context, page, foreign } = await isolatedContext(browser, [gh.url, lab.a.issuer, lab.b.issuer], { javaScriptEnabled });
+      lab.a.accounts.set(`alice-${who}`, {
+        sub: `alice-${who}`,
+        email: `alice-${who}@example.com`,
+        email_verified: true,
+        name: `Alice ${who}`,
+      });
+      lab.b.accounts.set(`b-alice-${who}`, {
+        sub: `b-alice-${who}`,
+        email: `alice-${who}@example.com`,
+        email_verified: true,
+      });
+      const { context, page, foreign } = await isolatedContext(browser, [gh.url, lab.a.issuer, lab.b.issuer], {
+        javaScriptEnabled,
+      });
       const target = `/reports/q3?year=2026&who=${who}`;
       const h1 = () => page.getByRole('heading', { level: 1 }).textContent();
       try {
@@ -51,7 +64,10 @@ describe('providers in Chromium', { skip: browserSkip(), timeout: 120_000 }, () 
         await page.waitForURL((u) => u.href.startsWith(`${lab.a.issuer}/interaction/`));
         assert.equal(await h1(), 'Sign in to idpa');
         const loginCookie = (await context.cookies(gh.url)).find((c) => c.name === 'gatehouse-login');
-        assert.ok(loginCookie?.httpOnly && loginCookie.sameSite === 'Lax', 'the flow is bound to this browser by an HttpOnly cookie');
+        assert.ok(
+          loginCookie?.httpOnly && loginCookie.sameSite === 'Lax',
+          'the flow is bound to this browser by an HttpOnly cookie',
+        );
         await page.getByLabel('Username').fill(`alice-${who}`);
         await page.getByRole('button', { name: 'Sign in' }).click();
         await page.waitForURL(gh.url + target);
@@ -59,7 +75,10 @@ describe('providers in Chromium', { skip: browserSkip(), timeout: 120_000 }, () 
         const userId = echoed.headers['x-user-id']!;
         assert.match(userId, /^[0-9a-f-]{36}$/);
         assert.equal(echoed.headers['x-user-email'], `alice-${who}@example.com`);
-        assert.ok(!JSON.stringify(await context.cookies()).includes(lab.a.issued.at(-1)!.access_token!), 'no provider token in any cookie');
+        assert.ok(
+          !JSON.stringify(await context.cookies()).includes(lab.a.issued.at(-1)!.access_token!),
+          'no provider token in any cookie',
+        );
 
         // 3. The account page: link IdP B through B's login form.
         await page.goto(`${gh.url}/.auth/account`);
@@ -81,13 +100,21 @@ describe('providers in Chromium', { skip: browserSkip(), timeout: 120_000 }, () 
         await page.getByRole('button', { name: 'Yes, sign me out' }).click();
         await page.waitForURL(`${gh.url}/.auth/login?signed_out=1`);
         assert.equal(await page.getByRole('status').textContent(), 'You have signed out.');
-        assert.equal((await context.cookies(gh.url)).find((c) => c.name === 'gatehouse'), undefined);
+        assert.equal(
+          (await context.cookies(gh.url)).find((c) => c.name === 'gatehouse'),
+          undefined,
+        );
 
         // 5. IdP B (still signed in there) brings back the same user, without a form.
         await page.goto(`${gh.url}/.auth/login?rd=%2Fhome`);
         await page.getByRole('link', { name: 'Continue with IdP B' }).click();
         await page.waitForURL(`${gh.url}/home`);
-        assert.equal((JSON.parse(await page.locator('body').innerText()) as { headers: Record<string, string> }).headers['x-user-id'], userId);
+        assert.equal(
+          (JSON.parse(await page.locator('body').innerText()) as { headers: Record<string, string> }).headers[
+            'x-user-id'
+          ],
+          userId,
+        );
 
         // 6. Unlink IdP A; B is then the only way in.
         await page.goto(`${gh.url}/.auth/account`);

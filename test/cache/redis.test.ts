@@ -36,10 +36,14 @@ async function runKeys(): Promise<string[]> {
 after(async () => {
   if (!service.available) return;
   await runKeys();
-  assert.deepEqual(await runKeys(), [], "no key of this run is left in Redis");
+  assert.deepEqual(await runKeys(), [], 'no key of this run is left in Redis');
 });
 
-const open = (over: { url?: string; keyPrefix?: string } = {}): Promise<Cache> => openCache({ type: 'redis', url: over.url ?? url, keyPrefix: 'unused:' }, { keyPrefix: over.keyPrefix ?? freshPrefix() });
+const open = (over: { url?: string; keyPrefix?: string } = {}): Promise<Cache> =>
+  openCache(
+    { type: 'redis', url: over.url ?? url, keyPrefix: 'unused:' },
+    { keyPrefix: over.keyPrefix ?? freshPrefix() },
+  );
 
 /** Waits for one call to settle and tells how, and how long it took. */
 async function outcome(call: () => Promise<unknown>): Promise<{ error: unknown; ms: number }> {
@@ -104,8 +108,19 @@ describe('Redis', { skip: service.skip }, () => {
           }
         }
         await relay.restore();
-        await eventually('the cache answers again', async () => (await cache.ping().then(() => true, () => false)));
-        assert.equal(await cache.count('k'), 1, 'the count from before the outage is still there (nothing was counted during it)');
+        await eventually(
+          'the cache answers again',
+          async () =>
+            await cache.ping().then(
+              () => true,
+              () => false,
+            ),
+        );
+        assert.equal(
+          await cache.count('k'),
+          1,
+          'the count from before the outage is still there (nothing was counted during it)',
+        );
         assert.equal(await cache.hit('k', 60_000), 2);
       } finally {
         await cache.close();
@@ -129,7 +144,14 @@ describe('Redis', { skip: service.skip }, () => {
           assert.ok(ms < 5000, `${name} gave up after ${ms} ms`);
         }
         await relay.restore();
-        await eventually('the cache answers again', async () => (await cache.ping().then(() => true, () => false)));
+        await eventually(
+          'the cache answers again',
+          async () =>
+            await cache.ping().then(
+              () => true,
+              () => false,
+            ),
+        );
         assert.ok((await cache.count('k')) >= 1);
       } finally {
         await cache.close();

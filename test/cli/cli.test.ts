@@ -7,8 +7,6 @@ import { Client, PASSWORD } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { runCli as run } from '../helpers/cli.ts';
 
-
-
 let dir: string;
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'gatehouse-cli-'));
@@ -23,11 +21,17 @@ function writeConfig(name: string, text: string): string {
 
 describe('gatehouse check', () => {
   test('a valid config: OK, what is served, and warnings that name keys', async () => {
-    const file = writeConfig('ok.yaml', 'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\nroutes:\n  - path: /public/**\n    access: public\n');
+    const file = writeConfig(
+      'ok.yaml',
+      'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\nroutes:\n  - path: /public/**\n    access: public\n',
+    );
     const r = await run(['check', '--config', file]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /OK \(\d+ warnings?\)/);
-    assert.match(r.stdout, /https:\/\/app\.example\.com\/ → http:\/\/127\.0\.0\.1:3000\/ {2}app "app", 1 rule, default authenticated/);
+    assert.match(
+      r.stdout,
+      /https:\/\/app\.example\.com\/ → http:\/\/127\.0\.0\.1:3000\/ {2}app "app", 1 rule, default authenticated/,
+    );
     assert.match(r.stderr, /warning: trustedProxies:/);
     assert.match(r.stderr, /warning: secrets\.key:/);
   });
@@ -39,17 +43,29 @@ describe('gatehouse check', () => {
     );
     const r = await run(['check', '--config', file]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /providers \(register these URIs at each provider\):\n {2}kc \(oidc, https:\/\/kc\.example\.com\/realms\/acme\)\n {4}redirect URI: +https:\/\/app\.example\.com\/\.auth\/callback\/kc\n {4}post-logout redirect URI: https:\/\/app\.example\.com\/\.auth\/signed-out/);
-    assert.match(r.stdout, /github \(github, https:\/\/github\.com\)\n {4}redirect URI: +https:\/\/app\.example\.com\/\.auth\/callback\/github/);
+    assert.match(
+      r.stdout,
+      /providers \(register these URIs at each provider\):\n {2}kc \(oidc, https:\/\/kc\.example\.com\/realms\/acme\)\n {4}redirect URI: +https:\/\/app\.example\.com\/\.auth\/callback\/kc\n {4}post-logout redirect URI: https:\/\/app\.example\.com\/\.auth\/signed-out/,
+    );
+    assert.match(
+      r.stdout,
+      /github \(github, https:\/\/github\.com\)\n {4}redirect URI: +https:\/\/app\.example\.com\/\.auth\/callback\/github/,
+    );
     assert.match(r.stderr, /warning: providers\[0\]\.clientSecret: no clientSecret/);
     assert.match(r.stderr, /warning: providers\[0\]\.scopes: tokenRelay uses "kc" but its scopes lack offline_access/);
   });
 
   test('an invalid config: every problem with key and line, exit 2; serve refuses with the same text', async () => {
-    const file = writeConfig('bad.yaml', 'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\nsesions:\n  idleTimeout: 1h\nlisten:\n  port: 99999\n');
+    const file = writeConfig(
+      'bad.yaml',
+      'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\nsesions:\n  idleTimeout: 1h\nlisten:\n  port: 99999\n',
+    );
     const r = await run(['check', '--config', file]);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, new RegExp(`${file.replace(/[.]/g, '\\.')}:3 +sesions: unknown key "sesions"; did you mean "sessions"\\?`));
+    assert.match(
+      r.stderr,
+      new RegExp(`${file.replace(/[.]/g, '\\.')}:3 +sesions: unknown key "sesions"; did you mean "sessions"\\?`),
+    );
     assert.match(r.stderr, /:6 +listen\.port: /);
     const s = await run(['serve', '--config', file]);
     assert.equal(s.code, 2);
@@ -102,13 +118,22 @@ describe('operator commands against a running Gatehouse', () => {
   let gh: TestGatehouse;
   let file: string;
   before(async () => {
-    gh = await startGatehouse(({ dir: d }) => ({ store: { type: 'sqlite', path: join(d, 'gatehouse.db') }, routes: [{ path: '/admin/**', allow: { groups: ['admins'] } }] }));
-    file = writeConfig('live.yaml', `publicUrl: ${gh.url}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'gatehouse.db')}}\n`);
+    gh = await startGatehouse(({ dir: d }) => ({
+      store: { type: 'sqlite', path: join(d, 'gatehouse.db') },
+      routes: [{ path: '/admin/**', allow: { groups: ['admins'] } }],
+    }));
+    file = writeConfig(
+      'live.yaml',
+      `publicUrl: ${gh.url}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'gatehouse.db')}}\n`,
+    );
   });
   after(() => gh.close());
 
   test('users add (password on stdin, never argv), list, set-groups; the user signs in', async () => {
-    const add = await run(['users', 'add', 'Ops@Example.com', '--name', 'Ops Person', '--groups', 'admins,ops', '--config', file], `${PASSWORD}\n`);
+    const add = await run(
+      ['users', 'add', 'Ops@Example.com', '--name', 'Ops Person', '--groups', 'admins,ops', '--config', file],
+      `${PASSWORD}\n`,
+    );
     assert.equal(add.code, 0, add.stderr);
     assert.match(add.stdout, /added ops@example\.com \(/);
     const weak = await run(['users', 'add', 'weak@example.com', '--config', file], 'password\n');
@@ -138,9 +163,15 @@ describe('operator commands against a running Gatehouse', () => {
     const r = await run(['users', 'disable', 'mallory@example.com', '--config', file]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal((await c.get('/x')).status, 401);
-    assert.equal((await new Client(gh.url).postJson('/.auth/login', { email: 'mallory@example.com', password: PASSWORD })).status, 403);
+    assert.equal(
+      (await new Client(gh.url).postJson('/.auth/login', { email: 'mallory@example.com', password: PASSWORD })).status,
+      403,
+    );
     await run(['users', 'enable', 'mallory@example.com', '--config', file]);
-    assert.equal((await new Client(gh.url).postJson('/.auth/login', { email: 'mallory@example.com', password: PASSWORD })).status, 200);
+    assert.equal(
+      (await new Client(gh.url).postJson('/.auth/login', { email: 'mallory@example.com', password: PASSWORD })).status,
+      200,
+    );
   });
 
   test('set-password: new password works, old one and old sessions do not', async () => {
@@ -149,17 +180,37 @@ describe('operator commands against a running Gatehouse', () => {
     const r = await run(['users', 'set-password', 'reset@example.com', '--config', file], 'a brand new passphrase\n');
     assert.equal(r.code, 0, r.stderr);
     assert.equal((await c.get('/x')).status, 401);
-    assert.equal((await new Client(gh.url).postJson('/.auth/login', { email: 'reset@example.com', password: PASSWORD })).status, 401);
-    assert.equal((await new Client(gh.url).postJson('/.auth/login', { email: 'reset@example.com', password: 'a brand new passphrase' })).status, 200);
-    assert.notEqual((await run(['users', 'set-password', 'nobody@example.com', '--config', file], 'whatever passphrase\n')).code, 0);
+    assert.equal(
+      (await new Client(gh.url).postJson('/.auth/login', { email: 'reset@example.com', password: PASSWORD })).status,
+      401,
+    );
+    assert.equal(
+      (
+        await new Client(gh.url).postJson('/.auth/login', {
+          email: 'reset@example.com',
+          password: 'a brand new passphrase',
+        })
+      ).status,
+      200,
+    );
+    assert.notEqual(
+      (await run(['users', 'set-password', 'nobody@example.com', '--config', file], 'whatever passphrase\n')).code,
+      0,
+    );
   });
 
   test('sessions list and revoke, one or all', async () => {
     const a = new Client(gh.url);
-    await a.postJson('/.auth/register', { email: 'multi@example.com', password: PASSWORD }, { 'user-agent': 'Browser A' });
+    await a.postJson(
+      '/.auth/register',
+      { email: 'multi@example.com', password: PASSWORD },
+      { 'user-agent': 'Browser A' },
+    );
     const b = new Client(gh.url);
     await b.postJson('/.auth/login', { email: 'multi@example.com', password: PASSWORD }, { 'user-agent': 'Browser B' });
-    const list = JSON.parse((await run(['sessions', 'list', '--user', 'multi@example.com', '--json', '--config', file])).stdout) as { id: string; agent: string }[];
+    const list = JSON.parse(
+      (await run(['sessions', 'list', '--user', 'multi@example.com', '--json', '--config', file])).stdout,
+    ) as { id: string; agent: string }[];
     assert.equal(list.length, 2);
     const idB = list.find((s) => s.agent === 'Browser B')!.id;
     const one = await run(['sessions', 'revoke', idB, '--user', 'multi@example.com', '--config', file]);

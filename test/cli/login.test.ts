@@ -22,10 +22,16 @@ let home: string;
 let configFile: string;
 
 before(async () => {
-  gh = await startGatehouse(() => ({ routes: [{ path: '/api/**', unauthenticated: '401' }], tokens: { device: { interval: '1s' } } }));
+  gh = await startGatehouse(() => ({
+    routes: [{ path: '/api/**', unauthenticated: '401' }],
+    tokens: { device: { interval: '1s' } },
+  }));
   home = mkdtempSync(join(tmpdir(), 'gatehouse-cli-home-'));
   configFile = join(gh.dir, 'gatehouse.yaml');
-  writeFileSync(configFile, `publicUrl: ${gh.url}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'gatehouse.db')}}\n`);
+  writeFileSync(
+    configFile,
+    `publicUrl: ${gh.url}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'gatehouse.db')}}\n`,
+  );
 });
 after(async () => {
   await gh.close();
@@ -54,7 +60,11 @@ function start(args: string[], configHome: string): Run {
   let stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));
   child.stderr!.on('data', (d) => (stderr += d));
-  return { child, stderr: () => stderr, done: new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr }))) };
+  return {
+    child,
+    stderr: () => stderr,
+    done: new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr }))),
+  };
 }
 
 const run = (args: string[], configHome = join(home, 'default')) => runCli(args, undefined, userEnv(configHome));
@@ -83,7 +93,10 @@ async function login(configHome: string, decision: 'approve' | 'deny' = 'approve
   return { user, result: await r.done };
 }
 
-const credentialsOf = (configHome: string) => JSON.parse(readFileSync(join(configHome, 'gatehouse', 'credentials.json'), 'utf8')) as { logins: Record<string, { accessToken: string; refreshToken: string; expiresAt: number }> };
+const credentialsOf = (configHome: string) =>
+  JSON.parse(readFileSync(join(configHome, 'gatehouse', 'credentials.json'), 'utf8')) as {
+    logins: Record<string, { accessToken: string; refreshToken: string; expiresAt: number }>;
+  };
 /** Makes the stored access token look expired, as it is after 10 minutes. */
 function expire(configHome: string): void {
   const file = join(configHome, 'gatehouse', 'credentials.json');
@@ -114,7 +127,11 @@ describe('gatehouse login / token / logout', { concurrency: true }, () => {
     const r = await withBearer(gh, '/api/items', token);
     assert.equal(r.status, 200);
     assert.equal(r.seen!['x-user-id'], user.id);
-    assert.equal((await run(['token', `${gh.url}/other/path`], configHome)).stdout.trim(), token, 'a fresh token is reused for any URL of the app');
+    assert.equal(
+      (await run(['token', `${gh.url}/other/path`], configHome)).stdout.trim(),
+      token,
+      'a fresh token is reused for any URL of the app',
+    );
   });
 
   test('token refreshes an expired access token; two at once refresh once and print the same token', async () => {
@@ -152,7 +169,11 @@ describe('gatehouse login / token / logout', { concurrency: true }, () => {
     const revoke = await run(['sessions', 'revoke', device.id, '--user', user.email, '--config', configFile]);
     assert.equal(revoke.code, 0, revoke.stderr);
     assert.match(revoke.stdout, /revoked device login/);
-    assert.equal((await withBearer(gh, '/api/x', token)).status, 401, 'revoked by another process: refused at the next request');
+    assert.equal(
+      (await withBearer(gh, '/api/x', token)).status,
+      401,
+      'revoked by another process: refused at the next request',
+    );
     expire(configHome);
     const after = await run(['token', gh.url], configHome);
     assert.equal(after.code, 1);
@@ -183,7 +204,9 @@ describe('gatehouse login / token / logout', { concurrency: true }, () => {
     assert.match(nowhere.stderr, /does not say where to sign in/);
   });
 
-  test('login refuses protected-resource metadata that names another resource than the URL (RFC 9728 §3.3)', { timeout: 30_000 }, async () => {
+  test('login refuses protected-resource metadata that names another resource than the URL (RFC 9728 §3.3)', {
+    timeout: 30_000,
+  }, async () => {
     // A server that points at Gatehouse's real app as "its" resource: tokens for that app
     // would be kept under it, and the real login replaced.
     const impostor = http.createServer((req, res) => {
@@ -191,7 +214,9 @@ describe('gatehouse login / token / logout', { concurrency: true }, () => {
         res.writeHead(200, { 'content-type': 'application/json' });
         return res.end(JSON.stringify({ resource: gh.url, authorization_servers: [gh.url] }));
       }
-      res.writeHead(401, { 'www-authenticate': `Bearer resource_metadata="http://${req.headers.host}/.well-known/oauth-protected-resource"` });
+      res.writeHead(401, {
+        'www-authenticate': `Bearer resource_metadata="http://${req.headers.host}/.well-known/oauth-protected-resource"`,
+      });
       res.end();
     });
     await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));

@@ -43,7 +43,11 @@ describe('cache down (Redis through a relay)', { skip: service.skip }, () => {
     const owner = new Client(gh.url);
     await registerJson(owner, email);
     const attacker = new Client(gh.url);
-    assert.equal((await attacker.postJson('/.auth/login', { email, password: 'wrong guess number 1' })).status, 401, 'the throttle counts through Redis');
+    assert.equal(
+      (await attacker.postJson('/.auth/login', { email, password: 'wrong guess number 1' })).status,
+      401,
+      'the throttle counts through Redis',
+    );
 
     await relay.cut();
 
@@ -54,7 +58,11 @@ describe('cache down (Redis through a relay)', { skip: service.skip }, () => {
       assert.doesNotMatch(res.text, /redis|ECONN|6379/i, 'generic answer');
       assert.deepEqual(res.cookies, [], 'no session or device cookie was handed out');
     }
-    assert.equal((await new Client(gh.url).postJson('/.auth/register', { email: uniqueEmail('x'), password: PASSWORD })).status, 503, 'registration is throttled too');
+    assert.equal(
+      (await new Client(gh.url).postJson('/.auth/register', { email: uniqueEmail('x'), password: PASSWORD })).status,
+      503,
+      'registration is throttled too',
+    );
 
     // Sessions live in the store, not the cache: someone already signed in is not interrupted.
     assert.equal((await owner.get('/private')).status, 200);
@@ -64,7 +72,11 @@ describe('cache down (Redis through a relay)', { skip: service.skip }, () => {
     assert.equal(ready.status, 503);
     assert.deepEqual(ready.json(), { status: 'unavailable', store: 'ok', cache: 'unavailable' });
     assert.equal((await new Client(gh.url).get('/.auth/health')).status, 200);
-    assert.deepEqual(gh.logs.filter((l) => l.status === 500 || l.event === 'internal_error'), [], 'an outage is a 503, never an internal error');
+    assert.deepEqual(
+      gh.logs.filter((l) => l.status === 500 || l.event === 'internal_error'),
+      [],
+      'an outage is a 503, never an internal error',
+    );
 
     await relay.restore();
     await eventually('ready again', async () => (await new Client(gh.url).get('/.auth/ready')).status === 200);
@@ -72,8 +84,21 @@ describe('cache down (Redis through a relay)', { skip: service.skip }, () => {
     // The guesses refused during the outage were never checked, so the account allowance is as it was: 1 of 3 used.
     assert.equal((await attacker.postJson('/.auth/login', { email, password: 'wrong guess number 5' })).status, 401);
     assert.equal((await attacker.postJson('/.auth/login', { email, password: 'wrong guess number 6' })).status, 401);
-    assert.equal((await attacker.postJson('/.auth/login', { email, password: PASSWORD })).status, 429, 'and the limit holds again after the outage');
+    assert.equal(
+      (await attacker.postJson('/.auth/login', { email, password: PASSWORD })).status,
+      429,
+      'and the limit holds again after the outage',
+    );
     const back = new Client(gh.url);
-    assert.equal((await back.postJson('/.auth/login', { email: (await registerJson(new Client(gh.url))).email, password: PASSWORD })).status, 200, 'sign-in works again');
+    assert.equal(
+      (
+        await back.postJson('/.auth/login', {
+          email: (await registerJson(new Client(gh.url))).email,
+          password: PASSWORD,
+        })
+      ).status,
+      200,
+      'sign-in works again',
+    );
   });
 });

@@ -19,7 +19,6 @@ const dir = mkdtempSync(join(tmpdir(), 'gatehouse-restart-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const pgService = await postgres();
 
-
 interface Backend {
   name: string;
   skip: string | false;
@@ -34,7 +33,11 @@ const backends: Backend[] = [
     skip: false,
     async setup() {
       const path = join(dir, `shared-${n++}.db`);
-      return { store: { type: 'sqlite', path }, yaml: `store:\n  type: sqlite\n  path: ${path}\n`, cleanup: async () => {} };
+      return {
+        store: { type: 'sqlite', path },
+        yaml: `store:\n  type: sqlite\n  path: ${path}\n`,
+        cleanup: async () => {},
+      };
     },
   },
   {
@@ -42,7 +45,11 @@ const backends: Backend[] = [
     skip: pgService.skip,
     async setup() {
       const db = await pgSchema('restart');
-      return { store: { type: 'postgres', url: db.url(), poolSize: 3 }, yaml: `store:\n  type: postgres\n  url: "${db.url()}"\n`, cleanup: () => db.drop() };
+      return {
+        store: { type: 'postgres', url: db.url(), poolSize: 3 },
+        yaml: `store:\n  type: postgres\n  url: "${db.url()}"\n`,
+        cleanup: () => db.drop(),
+      };
     },
   },
 ];
@@ -80,7 +87,10 @@ for (const backend of backends) {
         assert.equal(loggedOut.status, 401, 'a session ended before the restart does not come back');
 
         // And the restarted node signs people in with the same password as before.
-        assert.equal((await new Client(second.url).postJson('/.auth/login', { email, password: PASSWORD }, { host })).status, 200);
+        assert.equal(
+          (await new Client(second.url).postJson('/.auth/login', { email, password: PASSWORD }, { host })).status,
+          200,
+        );
       } finally {
         await second?.close();
         await upstream.close();

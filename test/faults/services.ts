@@ -49,7 +49,9 @@ async function probe(name: string, url: string, defaultPort: number): Promise<Se
     });
     service.skip = `${message} (failing: CI=true)`;
   } else {
-    process.stderr.write(`\n${'!'.repeat(78)}\n!! SKIPPING: ${message}.\n!! Start it, or set ${name === 'PostgreSQL' ? 'GATEHOUSE_TEST_PG_URL' : 'GATEHOUSE_TEST_REDIS_URL'}. Under CI=true this fails instead.\n${'!'.repeat(78)}\n\n`);
+    process.stderr.write(
+      `\n${'!'.repeat(78)}\n!! SKIPPING: ${message}.\n!! Start it, or set ${name === 'PostgreSQL' ? 'GATEHOUSE_TEST_PG_URL' : 'GATEHOUSE_TEST_REDIS_URL'}. Under CI=true this fails instead.\n${'!'.repeat(78)}\n\n`,
+    );
     service.skip = `SKIPPED: ${message}`;
   }
   return service;
@@ -67,7 +69,12 @@ export function viaPort(url: string, port: number, host = '127.0.0.1'): string {
 }
 
 /** Polls until `check` returns truthy, or fails with `what` once the deadline passes. */
-export async function eventually<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, everyMs = 25): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 10_000,
+  everyMs = 25,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -78,7 +85,10 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what} (last: ${last instanceof Error ? last.message : String(last)})`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for: ${what} (last: ${last instanceof Error ? last.message : String(last)})`,
+      );
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
@@ -88,7 +98,9 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
  * it (directly, or through a relay's port) with search_path set in the URL, so it works in
  * config files and child processes too.
  */
-export async function pgSchema(tag: string): Promise<{ schema: string; url(port?: number): string; drop(): Promise<void> }> {
+export async function pgSchema(
+  tag: string,
+): Promise<{ schema: string; url(port?: number): string; drop(): Promise<void> }> {
   const { default: pg } = await import('pg');
   const schema = `gh_test_${tag}_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
   const admin = new pg.Client({ connectionString: PG_URL });

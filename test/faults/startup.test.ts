@@ -17,7 +17,10 @@ const dir = mkdtempSync(join(tmpdir(), 'gatehouse-startup-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const [pgService, redisService] = await Promise.all([postgres(), redis()]);
 
-function run(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+function run(
+  args: string[],
+  timeoutMs = 20_000,
+): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
   return new Promise((resolve) => {
     const started = Date.now();
     const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
@@ -38,12 +41,19 @@ let files = 0;
 async function config(body: string): Promise<string> {
   const port = await freePort();
   const file = join(dir, `gatehouse-${files++}.yaml`);
-  writeFileSync(file, `publicUrl: http://127.0.0.1:${port}\nlisten:\n  host: 127.0.0.1\n  port: ${port}\nupstream: http://127.0.0.1:9\n${body}`);
+  writeFileSync(
+    file,
+    `publicUrl: http://127.0.0.1:${port}\nlisten:\n  host: 127.0.0.1\n  port: ${port}\nupstream: http://127.0.0.1:9\n${body}`,
+  );
   return file;
 }
 
 /** The startup error, without the config warnings logged before it. */
-const startupError = (stderr: string) => stderr.split('\n').filter((l) => l.startsWith('gatehouse:')).join('\n');
+const startupError = (stderr: string) =>
+  stderr
+    .split('\n')
+    .filter((l) => l.startsWith('gatehouse:'))
+    .join('\n');
 
 describe('gatehouse serve refuses to start on a bad store', () => {
   test('SQLite path under a regular file: exits non-zero naming store.path and the file', async () => {
@@ -71,7 +81,9 @@ describe('gatehouse serve refuses to start on a bad store', () => {
     }
   });
 
-  test('PostgreSQL not reachable: exits quickly, naming store.url and where, never the password', { skip: pgService.skip }, async () => {
+  test('PostgreSQL not reachable: exits quickly, naming store.url and where, never the password', {
+    skip: pgService.skip,
+  }, async () => {
     const relay = await Relay.start(pgService.host, pgService.port);
     await relay.cut(); // nothing listens on its port now
     const url = new URL(viaPort(pgService.url, relay.port));
@@ -86,7 +98,9 @@ describe('gatehouse serve refuses to start on a bad store', () => {
     assert.doesNotMatch(r.stderr + r.stdout, /hunter2secret/);
   });
 
-  test('PostgreSQL database that does not exist: store.url and the database named', { skip: pgService.skip }, async () => {
+  test('PostgreSQL database that does not exist: store.url and the database named', {
+    skip: pgService.skip,
+  }, async () => {
     const url = new URL(pgService.url);
     url.pathname = '/gatehouse_no_such_database';
     const r = await run(['serve', '--config', await config(`store:\n  type: postgres\n  url: ${url}\n`)]);
@@ -96,12 +110,20 @@ describe('gatehouse serve refuses to start on a bad store', () => {
     assert.match(msg, /gatehouse_no_such_database/);
   });
 
-  test('Redis not reachable: cache.url named (not the store), never the password', { skip: redisService.skip }, async () => {
+  test('Redis not reachable: cache.url named (not the store), never the password', {
+    skip: redisService.skip,
+  }, async () => {
     const relay = await Relay.start(redisService.host, redisService.port);
     await relay.cut();
     const url = new URL(viaPort(redisService.url, relay.port));
     url.password = 'hunter2secret';
-    const r = await run(['serve', '--config', await config(`store:\n  type: sqlite\n  path: ${join(dir, 'redis-case.db')}\ncache:\n  type: redis\n  url: ${url}\n`)]);
+    const r = await run([
+      'serve',
+      '--config',
+      await config(
+        `store:\n  type: sqlite\n  path: ${join(dir, 'redis-case.db')}\ncache:\n  type: redis\n  url: ${url}\n`,
+      ),
+    ]);
     assert.equal(r.code, 1, r.stderr);
     const msg = startupError(r.stderr);
     assert.match(msg, /cache\.url/);
@@ -113,7 +135,9 @@ describe('gatehouse serve refuses to start on a bad store', () => {
 
 describe('gatehouse check names a typo in the store or cache section with its line', () => {
   test('store.pth and cache.ulr: key and line for each, exit 2; serve refuses with the same', async () => {
-    const file = await config(`store:\n  type: sqlite\n  pth: ./data/gatehouse.db\ncache:\n  type: redis\n  ulr: redis://127.0.0.1:6379\n`);
+    const file = await config(
+      `store:\n  type: sqlite\n  pth: ./data/gatehouse.db\ncache:\n  type: redis\n  ulr: redis://127.0.0.1:6379\n`,
+    );
     // Lines: 1 publicUrl, 2-4 listen, 5 upstream, 6 store, 7 type, 8 pth, 9 cache, 10 type, 11 ulr
     const r = await run(['check', '--config', file]);
     assert.equal(r.code, 2);

@@ -42,7 +42,15 @@ describe('store down (PostgreSQL through a relay)', { skip: service.skip }, () =
     assert.equal(res.status, 503, `${what}: ${res.status} ${res.text.slice(0, 200)}`);
     assert.ok(Number(res.headers['retry-after']) > 0, `${what}: Retry-After tells clients when to come back`);
     // Generic: nothing about which database, where, or why.
-    for (const secret of [/postgres/i, /sql/i, /ECONN/, /search_path/, new RegExp(db.schema), new RegExp(`:(${relay.port}|${service.port})\\b`), /\bat \S+ \(/]) {
+    for (const secret of [
+      /postgres/i,
+      /sql/i,
+      /ECONN/,
+      /search_path/,
+      new RegExp(db.schema),
+      new RegExp(`:(${relay.port}|${service.port})\\b`),
+      /\bat \S+ \(/,
+    ]) {
       assert.doesNotMatch(res.text, secret, `${what} leaks nothing about the database`);
     }
   };
@@ -67,8 +75,14 @@ describe('store down (PostgreSQL through a relay)', { skip: service.skip }, () =
     assert.equal(ws.status, 503, ws.text.split('\r\n')[0]);
 
     // Signing in and registering need the store: 503 too.
-    assertFailsClosed(await new Client(gh.url).postJson('/.auth/login', { email: uniqueEmail('x'), password: PASSWORD }), 'login');
-    assertFailsClosed(await new Client(gh.url).postJson('/.auth/register', { email: uniqueEmail('x'), password: PASSWORD }), 'register');
+    assertFailsClosed(
+      await new Client(gh.url).postJson('/.auth/login', { email: uniqueEmail('x'), password: PASSWORD }),
+      'login',
+    );
+    assertFailsClosed(
+      await new Client(gh.url).postJson('/.auth/register', { email: uniqueEmail('x'), password: PASSWORD }),
+      'register',
+    );
 
     // Public pages still work, with or without a session cookie; the app just isn't told who it is.
     const before = gh.upstream.requests.length;
@@ -86,8 +100,15 @@ describe('store down (PostgreSQL through a relay)', { skip: service.skip }, () =
     assert.equal((await new Client(gh.url).get('/.auth/health')).status, 200);
 
     // The operator sees why in the log; the user never does.
-    assert.ok(gh.logs.some((l) => l.event === 'dependency_unavailable'), 'the outage is logged');
-    assert.deepEqual(gh.logs.filter((l) => l.status === 500 || l.event === 'internal_error'), [], 'an outage is a 503, never an internal error');
+    assert.ok(
+      gh.logs.some((l) => l.event === 'dependency_unavailable'),
+      'the outage is logged',
+    );
+    assert.deepEqual(
+      gh.logs.filter((l) => l.status === 500 || l.event === 'internal_error'),
+      [],
+      'an outage is a 503, never an internal error',
+    );
 
     await relay.restore();
 

@@ -17,11 +17,15 @@ export function caddySkip(): false | string {
   const reason = `caddy not found at ${CADDY}: the forward_auth tests with a real Caddy cannot run`;
   if (inCI()) {
     test('caddy is installed (required under CI)', () => {
-      throw new Error(`${reason}. Under CI=true this is a failure, not a skip: install Debian's caddy (see .ci/run) or set CADDY_PATH.`);
+      throw new Error(
+        `${reason}. Under CI=true this is a failure, not a skip: install Debian's caddy (see .ci/run) or set CADDY_PATH.`,
+      );
     });
     return `${reason} (failing: CI=true)`;
   }
-  process.stderr.write(`\n${'!'.repeat(90)}\n!!! SKIPPING: ${reason}.\n!!! Install Debian's caddy or set CADDY_PATH. Under CI=true this fails instead.\n${'!'.repeat(90)}\n\n`);
+  process.stderr.write(
+    `\n${'!'.repeat(90)}\n!!! SKIPPING: ${reason}.\n!!! Install Debian's caddy or set CADDY_PATH. Under CI=true this fails instead.\n${'!'.repeat(90)}\n\n`,
+  );
   return `SKIPPED: ${reason}`;
 }
 
@@ -30,13 +34,23 @@ export function caddySkip(): false | string {
  * certificate, bound to loopback only, HTTP/1.1 and HTTP/2 (no HTTP/3 on UDP), no admin
  * endpoint, no automatic HTTPS; Gatehouse's and the app's ports swapped in.
  */
-export function caddyExample(o: { port: number; cert: string; key: string; gatehouse: number; app: number; dir: string }): string {
+export function caddyExample(o: {
+  port: number;
+  cert: string;
+  key: string;
+  gatehouse: number;
+  app: number;
+  dir: string;
+}): string {
   const file = readFileSync(new URL('../../examples/Caddyfile', import.meta.url), 'utf8');
   const global = `{\n\tadmin off\n\tauto_https off\n\tstorage file_system ${o.dir}/data\n\tservers {\n\t\tprotocols h1 h2\n\t}\n}\n\n`;
   return (
     global +
     file
-      .replace(/^app\.example\.com \{\n/m, `https://127.0.0.1:${o.port} {\n\tbind 127.0.0.1\n\ttls ${o.cert} ${o.key}\n`)
+      .replace(
+        /^app\.example\.com \{\n/m,
+        `https://127.0.0.1:${o.port} {\n\tbind 127.0.0.1\n\ttls ${o.cert} ${o.key}\n`,
+      )
       .replaceAll('127.0.0.1:8080', `127.0.0.1:${o.gatehouse}`)
       .replaceAll('127.0.0.1:3000', `127.0.0.1:${o.app}`)
   );
@@ -56,17 +70,25 @@ function listening(port: number): Promise<boolean> {
   });
 }
 
-export async function startCaddy(caddyfile: string, port: number, dir = mkdtempSync(join(tmpdir(), 'gatehouse-caddy-'))): Promise<TestCaddy> {
+export async function startCaddy(
+  caddyfile: string,
+  port: number,
+  dir = mkdtempSync(join(tmpdir(), 'gatehouse-caddy-')),
+): Promise<TestCaddy> {
   const file = join(dir, 'Caddyfile');
   writeFileSync(file, caddyfile);
   const env = { ...process.env, HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir };
-  const child = spawn(CADDY, ['run', '--config', file, '--adapter', 'caddyfile'], { stdio: ['ignore', 'ignore', 'pipe'], env });
+  const child = spawn(CADDY, ['run', '--config', file, '--adapter', 'caddyfile'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env,
+  });
   let log = '';
   child.stderr.on('data', (d) => (log += d));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const deadline = Date.now() + 10_000;
   while (!(await listening(port))) {
-    if (child.exitCode !== null) throw new Error(`caddy did not start (exit ${child.exitCode}):\n${log}\n--- Caddyfile ---\n${caddyfile}`);
+    if (child.exitCode !== null)
+      throw new Error(`caddy did not start (exit ${child.exitCode}):\n${log}\n--- Caddyfile ---\n${caddyfile}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`caddy did not listen on ${port} within 10 s:\n${log}`);

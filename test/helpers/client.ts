@@ -33,12 +33,20 @@ export class Client {
     return this.jar.size ? [...this.jar].map(([k, v]) => `${k}=${v}`).join('; ') : undefined;
   }
 
-  async fetch(path: string, init: { method?: string; headers?: Record<string, string>; body?: string | Buffer; cookies?: boolean } = {}): Promise<Response> {
+  async fetch(
+    path: string,
+    init: { method?: string; headers?: Record<string, string>; body?: string | Buffer; cookies?: boolean } = {},
+  ): Promise<Response> {
     const headers: Record<string, string> = { ...this.defaultHeaders, ...init.headers };
     const cookie = init.cookies === false ? undefined : this.cookieHeader();
     if (cookie && !headers.cookie) headers.cookie = cookie;
     const url = new URL(path, this.base);
-    const res = await request(url, { method: (init.method ?? 'GET') as 'GET', headers, body: init.body, dispatcher: this.dispatcher });
+    const res = await request(url, {
+      method: (init.method ?? 'GET') as 'GET',
+      headers,
+      body: init.body,
+      dispatcher: this.dispatcher,
+    });
     const text = await res.body.text();
     const setCookie = res.headers['set-cookie'];
     const cookies = setCookie === undefined ? [] : Array.isArray(setCookie) ? setCookie : [setCookie];
@@ -70,25 +78,47 @@ export class Client {
   }
 
   postJson(path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-    return this.fetch(path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+    return this.fetch(path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify(body),
+    });
   }
 
   postForm(path: string, fields: Record<string, string>, headers: Record<string, string> = {}): Promise<Response> {
-    return this.fetch(path, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html', ...headers }, body: new URLSearchParams(fields).toString() });
+    return this.fetch(path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html', ...headers },
+      body: new URLSearchParams(fields).toString(),
+    });
   }
 
   /** GETs a page with a form, then submits it with its hidden fields (csrf, rd) plus `fields`. */
-  async submitForm(pagePath: string, fields: Record<string, string>, headers: Record<string, string> = {}): Promise<Response> {
+  async submitForm(
+    pagePath: string,
+    fields: Record<string, string>,
+    headers: Record<string, string> = {},
+  ): Promise<Response> {
     const page = await this.html(pagePath);
     const form = /<form method="post" action="([^"]+)"/.exec(page.text);
     if (!form) throw new Error(`no form on ${pagePath} (status ${page.status})`);
-    const hidden = Object.fromEntries([...page.text.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [m[1]!, decodeEntities(m[2]!)]));
+    const hidden = Object.fromEntries(
+      [...page.text.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [
+        m[1]!,
+        decodeEntities(m[2]!),
+      ]),
+    );
     return this.postForm(decodeEntities(form[1]!), { ...hidden, ...fields }, headers);
   }
 }
 
 export function decodeEntities(s: string): string {
-  return s.replace(/&amp;/g, '&').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&#39;/g, "'");
+  return s
+    .replace(/&amp;/g, '&')
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'");
 }
 
 let n = 0;
@@ -99,7 +129,11 @@ export function uniqueEmail(tag = 'user'): string {
 
 export const PASSWORD = 'a long enough passphrase';
 
-export async function registerJson(client: Client, email = uniqueEmail(), password = PASSWORD): Promise<{ id: string; email: string }> {
+export async function registerJson(
+  client: Client,
+  email = uniqueEmail(),
+  password = PASSWORD,
+): Promise<{ id: string; email: string }> {
   const res = await client.postJson('/.auth/register', { email, password });
   if (res.status !== 201) throw new Error(`register failed: ${res.status} ${res.text}`);
   return res.json().user;

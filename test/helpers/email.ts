@@ -4,8 +4,16 @@ import { csrfOf } from './providers.ts';
 import { linkIn, type ReceivedMail, type TestSmtp } from './smtp.ts';
 
 /** `email:` for a Gatehouse that sends through the test SMTP server (plain, on loopback). */
-export function emailConfig(smtp: { port: number }, over: Record<string, unknown> = {}): NonNullable<ConfigInput['email']> {
-  return { from: 'Acme Portal <no-reply@acme.example>', smtp: { host: '127.0.0.1', port: smtp.port, timeouts: { connect: '2s', greeting: '2s', socket: '5s' } }, delivery: { attempts: 2, retryDelay: '100ms' }, ...over } as NonNullable<ConfigInput['email']>;
+export function emailConfig(
+  smtp: { port: number },
+  over: Record<string, unknown> = {},
+): NonNullable<ConfigInput['email']> {
+  return {
+    from: 'Acme Portal <no-reply@acme.example>',
+    smtp: { host: '127.0.0.1', port: smtp.port, timeouts: { connect: '2s', greeting: '2s', socket: '5s' } },
+    delivery: { attempts: 2, retryDelay: '100ms' },
+    ...over,
+  } as NonNullable<ConfigInput['email']>;
 }
 
 /** Headers of a same-origin form POST from a page of `c`'s site. */
@@ -34,7 +42,12 @@ export async function openLinkPage(c: Client, link: string): Promise<Response> {
 }
 
 /** Submits the form on `page` (its csrf) to `action` with `fields`, as a same-origin browser POST. */
-export function submit(c: Client, page: Response, action: string, fields: Record<string, string> = {}): Promise<Response> {
+export function submit(
+  c: Client,
+  page: Response,
+  action: string,
+  fields: Record<string, string> = {},
+): Promise<Response> {
   return c.postForm(action, { csrf: csrfOf(page), ...fields }, sameOrigin(c));
 }
 

@@ -46,7 +46,11 @@ export async function startGatehouse(
   const scheme = options.tls ? 'https' : 'http';
   const input: ConfigInput = {
     publicUrl: `${scheme}://127.0.0.1:${port}`,
-    listen: { host: '127.0.0.1', port, ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}) },
+    listen: {
+      host: '127.0.0.1',
+      port,
+      ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
+    },
     store: { type: 'sqlite', path: join(dir, 'gatehouse.db') },
     ...(overrides.apps ? {} : { upstream: upstream.url }),
     ...overrides,

@@ -68,7 +68,10 @@ export async function startGithub(redirectUris: string[]): Promise<GithubStandIn
   };
   const json = (res: http.ServerResponse, status: number, value: unknown) => {
     const text = JSON.stringify(value);
-    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+    res.writeHead(status, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(text),
+    });
     res.end(text);
   };
   const server = http.createServer(async (req, res) => {
@@ -76,10 +79,17 @@ export async function startGithub(redirectUris: string[]): Promise<GithubStandIn
     if (req.method === 'GET' && u.pathname === '/login/oauth/authorize') {
       const p = u.searchParams;
       const redirectUri = p.get('redirect_uri') ?? '';
-      if (p.get('client_id') !== gh.clientId || !redirectUris.includes(redirectUri)) return json(res, 400, { error: 'redirect_uri_mismatch' });
-      if (p.get('code_challenge_method') !== 'S256' || !p.get('code_challenge')) return json(res, 400, { error: 'pkce required by the stand-in' });
+      if (p.get('client_id') !== gh.clientId || !redirectUris.includes(redirectUri))
+        return json(res, 400, { error: 'redirect_uri_mismatch' });
+      if (p.get('code_challenge_method') !== 'S256' || !p.get('code_challenge'))
+        return json(res, 400, { error: 'pkce required by the stand-in' });
       const code = randomBytes(10).toString('hex');
-      codes.set(code, { user: gh.next!, redirectUri, challenge: p.get('code_challenge')!, scope: p.get('scope') ?? '' });
+      codes.set(code, {
+        user: gh.next!,
+        redirectUri,
+        challenge: p.get('code_challenge')!,
+        scope: p.get('scope') ?? '',
+      });
       const back = new URL(redirectUri);
       back.searchParams.set('code', code);
       back.searchParams.set('state', p.get('state') ?? '');
@@ -89,8 +99,10 @@ export async function startGithub(redirectUris: string[]): Promise<GithubStandIn
     if (req.method === 'POST' && u.pathname === '/login/oauth/access_token') {
       const p = new URLSearchParams(await body(req));
       gh.tokenRequests.push(p);
-      if (!/application\/json/.test(req.headers.accept ?? '')) return json(res, 406, { error: 'send Accept: application/json' });
-      if (p.get('client_id') !== gh.clientId || p.get('client_secret') !== gh.clientSecret) return json(res, 200, { error: 'incorrect_client_credentials' });
+      if (!/application\/json/.test(req.headers.accept ?? ''))
+        return json(res, 406, { error: 'send Accept: application/json' });
+      if (p.get('client_id') !== gh.clientId || p.get('client_secret') !== gh.clientSecret)
+        return json(res, 200, { error: 'incorrect_client_credentials' });
       const grant = codes.get(p.get('code') ?? '');
       codes.delete(p.get('code') ?? '');
       if (gh.failNextToken) {
@@ -99,8 +111,15 @@ export async function startGithub(redirectUris: string[]): Promise<GithubStandIn
         return json(res, 200, { error, error_description: 'The code passed is incorrect or expired.' });
       }
       const verifier = p.get('code_verifier') ?? '';
-      if (!grant || grant.redirectUri !== p.get('redirect_uri') || createHash('sha256').update(verifier).digest('base64url') !== grant.challenge) {
-        return json(res, 200, { error: 'bad_verification_code', error_description: 'The code passed is incorrect or expired.' });
+      if (
+        !grant ||
+        grant.redirectUri !== p.get('redirect_uri') ||
+        createHash('sha256').update(verifier).digest('base64url') !== grant.challenge
+      ) {
+        return json(res, 200, {
+          error: 'bad_verification_code',
+          error_description: 'The code passed is incorrect or expired.',
+        });
       }
       const token = `gho_${randomBytes(18).toString('hex')}`;
       tokens.set(token, { user: grant.user, scope: grant.scope });
@@ -108,7 +127,11 @@ export async function startGithub(redirectUris: string[]): Promise<GithubStandIn
       return json(res, 200, { access_token: token, token_type: 'bearer', scope: grant.scope.split(' ').join(',') });
     }
     if (req.method === 'GET' && (u.pathname === '/api/user' || u.pathname === '/api/user/emails')) {
-      gh.apiRequests.push({ path: u.pathname, authorization: req.headers.authorization, userAgent: req.headers['user-agent'] });
+      gh.apiRequests.push({
+        path: u.pathname,
+        authorization: req.headers.authorization,
+        userAgent: req.headers['user-agent'],
+      });
       const token = tokens.get((req.headers.authorization ?? '').replace(/^(Bearer|token) /, ''));
       if (!token) return json(res, 401, { message: 'Bad credentials' });
       const user = gh.users.get(token.user)!;
@@ -117,7 +140,11 @@ export async function startGithub(redirectUris: string[]): Promise<GithubStandIn
         return json(res, 200, { login: user.login, id: user.id, name: user.name, email: user.email });
       }
       if (!token.scope.split(' ').includes('user:email')) return json(res, 404, { message: 'Not Found' });
-      return json(res, 200, user.emails.map((e) => ({ ...e, visibility: e.primary ? 'public' : null })));
+      return json(
+        res,
+        200,
+        user.emails.map((e) => ({ ...e, visibility: e.primary ? 'public' : null })),
+      );
     }
     json(res, 404, { message: 'Not Found' });
   });

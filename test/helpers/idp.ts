@@ -98,7 +98,11 @@ const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 
 function page(res: ServerResponse, title: string, body: string, status = 200): void {
   const text = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title></head><body><main><h1>${esc(title)}</h1>${body}</main></body></html>`;
-  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.writeHead(status, {
+    'content-type': 'text/html; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
   res.end(text);
 }
 
@@ -120,7 +124,14 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
       ...c,
     })),
     jwks: { keys: [privateJwk] },
-    cookies: { names: { session: `${options.name}_session`, interaction: `${options.name}_interaction`, resume: `${options.name}_resume` }, keys: [`${options.name}-cookie-key-0123456789`] },
+    cookies: {
+      names: {
+        session: `${options.name}_session`,
+        interaction: `${options.name}_interaction`,
+        resume: `${options.name}_resume`,
+      },
+      keys: [`${options.name}-cookie-key-0123456789`],
+    },
     claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'groups'] },
     conformIdTokenClaims: options.claimsOnlyAtUserinfo ?? true,
     findAccount: async (_ctx: unknown, sub: string) => {
@@ -144,9 +155,17 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
     pkce: { required: () => true },
     // Tokens die at their exp, not 15 s later (the default tolerance): tests wait for that.
     clockTolerance: 0,
-    issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(t: string): boolean }) => client.grantTypeAllowed('refresh_token'),
+    issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(t: string): boolean }) =>
+      client.grantTypeAllowed('refresh_token'),
     rotateRefreshToken: true,
-    ttl: { AccessToken: options.accessTokenTtl ?? 300, IdToken: 3600, RefreshToken: 3600, Interaction: 600, Session: 3600, Grant: 3600 },
+    ttl: {
+      AccessToken: options.accessTokenTtl ?? 300,
+      IdToken: 3600,
+      RefreshToken: 3600,
+      Interaction: 600,
+      Session: 3600,
+      Grant: 3600,
+    },
     renderError: async (ctx: { type: string; body: string }, out: Record<string, string>) => {
       ctx.type = 'html';
       ctx.body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>IdP error</title></head><body><main><h1>IdP error</h1><pre>${esc(JSON.stringify(out))}</pre></main></body></html>`;
@@ -168,9 +187,7 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
     endSessions: [],
     publicJwk,
     signIdToken: (claims, header = {}) =>
-      new SignJWT(claims)
-        .setProtectedHeader({ alg, kid, typ: 'JWT', ...header })
-        .sign(privateKey),
+      new SignJWT(claims).setProtectedHeader({ alg, kid, typ: 'JWT', ...header }).sign(privateKey),
     async revokeRefreshTokens(accountId) {
       for (const t of idp.issued) {
         if (!t.refresh_token || (accountId !== undefined && t.accountId !== accountId)) continue;
@@ -183,7 +200,10 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
       await res.body.dump();
       return res.statusCode === 200;
     },
-    refreshCount: (accountId) => idp.tokenEvents.filter((e) => e.grantType === 'refresh_token' && e.ok && (accountId === undefined || e.accountId === accountId)).length,
+    refreshCount: (accountId) =>
+      idp.tokenEvents.filter(
+        (e) => e.grantType === 'refresh_token' && e.ok && (accountId === undefined || e.accountId === accountId),
+      ).length,
     down: () => close(),
     up: () => listen(),
     close: () => close(),
@@ -191,7 +211,12 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
 
   const event = (ctx: OidcContext, ok: boolean): TokenEvent => {
     const e = ctx.oidc?.entities;
-    return { grantType: String(ctx.oidc?.params?.grant_type), clientId: ctx.oidc?.client?.clientId, accountId: e?.RefreshToken?.accountId ?? e?.AuthorizationCode?.accountId ?? e?.Account?.accountId, ok };
+    return {
+      grantType: String(ctx.oidc?.params?.grant_type),
+      clientId: ctx.oidc?.client?.clientId,
+      accountId: e?.RefreshToken?.accountId ?? e?.AuthorizationCode?.accountId ?? e?.Account?.accountId,
+      ok,
+    };
   };
   provider.on('grant.success', (ctx: OidcContext) => idp.tokenEvents.push(event(ctx, true)));
   provider.on('grant.error', (ctx: OidcContext) => idp.tokenEvents.push(event(ctx, false)));
@@ -212,15 +237,27 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
       }
       const e = ctx.oidc?.entities;
       const accountId = e?.AuthorizationCode?.accountId ?? e?.RefreshToken?.accountId;
-      idp.issued.push({ accountId, access_token: body.access_token as string, refresh_token: body.refresh_token as string | undefined, id_token: body.id_token as string | undefined });
+      idp.issued.push({
+        accountId,
+        access_token: body.access_token as string,
+        refresh_token: body.refresh_token as string | undefined,
+        id_token: body.id_token as string | undefined,
+      });
     }
   });
 
   const oidc = provider.callback();
   const interactions = async (req: IncomingMessage, res: ServerResponse, path: string) => {
     const details = await provider.interactionDetails(req, res);
-    const finishLogin = (accountId: string) => provider.interactionFinished(req, res, { login: { accountId } }, { mergeWithLastSubmission: false });
-    const cancel = () => provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'End-User aborted interaction' }, { mergeWithLastSubmission: false });
+    const finishLogin = (accountId: string) =>
+      provider.interactionFinished(req, res, { login: { accountId } }, { mergeWithLastSubmission: false });
+    const cancel = () =>
+      provider.interactionFinished(
+        req,
+        res,
+        { error: 'access_denied', error_description: 'End-User aborted interaction' },
+        { mergeWithLastSubmission: false },
+      );
     if (req.method === 'POST' && path.endsWith('/login')) {
       const form = await readForm(req);
       if (form.has('cancel')) return cancel();
@@ -238,11 +275,19 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
     }
     // Consent: granted for whatever was asked, as a first-party IdP does.
     const { missingOIDCScope, missingOIDCClaims, missingResourceScopes } = details.prompt.details;
-    const grant = (details.grantId && (await provider.Grant.find(details.grantId))) || new provider.Grant({ accountId: details.session!.accountId!, clientId: details.params.client_id! });
+    const grant =
+      (details.grantId && (await provider.Grant.find(details.grantId))) ||
+      new provider.Grant({ accountId: details.session!.accountId!, clientId: details.params.client_id! });
     if (missingOIDCScope) grant.addOIDCScope(missingOIDCScope.join(' '));
     if (missingOIDCClaims) grant.addOIDCClaims(missingOIDCClaims);
-    for (const [indicator, scopes] of Object.entries(missingResourceScopes ?? {})) grant.addResourceScope(indicator, scopes.join(' '));
-    return provider.interactionFinished(req, res, { consent: { grantId: await grant.save() } }, { mergeWithLastSubmission: true });
+    for (const [indicator, scopes] of Object.entries(missingResourceScopes ?? {}))
+      grant.addResourceScope(indicator, scopes.join(' '));
+    return provider.interactionFinished(
+      req,
+      res,
+      { consent: { grantId: await grant.save() } },
+      { mergeWithLastSubmission: true },
+    );
   };
   const loginForm = (res: ServerResponse, uid: string, error?: string) =>
     page(
@@ -258,7 +303,9 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
       if (path === '/session/end' && req.method === 'GET') idp.endSessions.push(q);
     }
     if (path.startsWith('/interaction/')) {
-      interactions(req, res, path).catch((err: Error) => page(res, 'Interaction failed', `<pre>${esc(err.message)}</pre>`, 400));
+      interactions(req, res, path).catch((err: Error) =>
+        page(res, 'Interaction failed', `<pre>${esc(err.message)}</pre>`, 400),
+      );
       return;
     }
     oidc(req, res);
@@ -285,7 +332,11 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
 }
 
 /** A token endpoint response's ID token, re-signed by the IdP after `change` (a real key, a chosen defect). */
-export async function resign(idp: TestIdp, body: Record<string, unknown>, change: (claims: JWTPayload) => JWTPayload): Promise<Record<string, unknown>> {
+export async function resign(
+  idp: TestIdp,
+  body: Record<string, unknown>,
+  change: (claims: JWTPayload) => JWTPayload,
+): Promise<Record<string, unknown>> {
   const claims = decodeJwt(String(body.id_token));
   return { ...body, id_token: await idp.signIdToken(change({ ...claims })) };
 }

@@ -19,11 +19,15 @@ export function nginxSkip(): false | string {
   const reason = `nginx not found at ${NGINX}: the tests with a real nginx in front cannot run`;
   if (inCI()) {
     test('nginx is installed (required under CI)', () => {
-      throw new Error(`${reason}. Under CI=true this is a failure, not a skip: install Debian's nginx (see .ci/run) or set NGINX_PATH.`);
+      throw new Error(
+        `${reason}. Under CI=true this is a failure, not a skip: install Debian's nginx (see .ci/run) or set NGINX_PATH.`,
+      );
     });
     return `${reason} (failing: CI=true)`;
   }
-  process.stderr.write(`\n${'!'.repeat(90)}\n!!! SKIPPING: ${reason}.\n!!! Install Debian's nginx or set NGINX_PATH. Under CI=true this fails instead.\n${'!'.repeat(90)}\n\n`);
+  process.stderr.write(
+    `\n${'!'.repeat(90)}\n!!! SKIPPING: ${reason}.\n!!! Install Debian's nginx or set NGINX_PATH. Under CI=true this fails instead.\n${'!'.repeat(90)}\n\n`,
+  );
   return `SKIPPED: ${reason}`;
 }
 
@@ -58,14 +62,19 @@ export async function startNginx(conf: string, ports: number[], host = '127.0.0.
   const errorLog = join(dir, 'error.log');
   writeFileSync(file, conf);
   writeFileSync(errorLog, '');
-  const child: ChildProcess = spawn(NGINX, ['-p', dir, '-c', file, '-e', errorLog, '-g', `daemon off; master_process off; pid ${join(dir, 'nginx.pid')};`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn(
+    NGINX,
+    ['-p', dir, '-c', file, '-e', errorLog, '-g', `daemon off; master_process off; pid ${join(dir, 'nginx.pid')};`],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const errors = () => `${stderr}${existsSync(errorLog) ? readFileSync(errorLog, 'utf8') : ''}`;
   const deadline = Date.now() + 10_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`nginx did not start (exit ${child.exitCode}):\n${errors()}\n--- config ---\n${conf}`);
+    if (child.exitCode !== null)
+      throw new Error(`nginx did not start (exit ${child.exitCode}):\n${errors()}\n--- config ---\n${conf}`);
     if ((await Promise.all(ports.map((p) => listening(p, host)))).every(Boolean)) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
@@ -89,7 +98,10 @@ export async function startNginx(conf: string, ports: number[], host = '127.0.0.
 
 /** Temp paths of nginx's own, inserted at the top of the http block. */
 export function withTempPaths(conf: string, dir = '.'): string {
-  return conf.replace(/^http \{\n/m, `http {\n  access_log off;\n  client_body_temp_path ${dir}/body;\n  proxy_temp_path ${dir}/proxy;\n  fastcgi_temp_path ${dir}/fastcgi;\n  uwsgi_temp_path ${dir}/uwsgi;\n  scgi_temp_path ${dir}/scgi;\n`);
+  return conf.replace(
+    /^http \{\n/m,
+    `http {\n  access_log off;\n  client_body_temp_path ${dir}/body;\n  proxy_temp_path ${dir}/proxy;\n  fastcgi_temp_path ${dir}/fastcgi;\n  uwsgi_temp_path ${dir}/uwsgi;\n  scgi_temp_path ${dir}/scgi;\n`,
+  );
 }
 
 /**
@@ -99,7 +111,16 @@ export function withTempPaths(conf: string, dir = '.'): string {
  */
 export function example(
   name: string,
-  o: { https: number; http: number; cert: string; key: string; gatehouse: number; app?: number; bindAddress?: string; edit?: (conf: string) => string },
+  o: {
+    https: number;
+    http: number;
+    cert: string;
+    key: string;
+    gatehouse: number;
+    app?: number;
+    bindAddress?: string;
+    edit?: (conf: string) => string;
+  },
 ): string {
   let conf = readFileSync(new URL(`../../examples/${name}`, import.meta.url), 'utf8');
   conf = conf

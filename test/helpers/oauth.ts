@@ -10,7 +10,12 @@ export interface Hop {
   res: Response;
 }
 
-export async function follow(client: Client, start: string, headers: Record<string, string> = {}, max = 20): Promise<Hop[]> {
+export async function follow(
+  client: Client,
+  start: string,
+  headers: Record<string, string> = {},
+  max = 20,
+): Promise<Hop[]> {
   const hops: Hop[] = [];
   let url = new URL(start, client.base).href;
   for (let i = 0; i < max; i++) {
@@ -19,14 +24,21 @@ export async function follow(client: Client, start: string, headers: Record<stri
     if (res.status < 300 || res.status >= 400 || !res.location) return hops;
     url = new URL(res.location, url).href;
     // Past the first hop, the browser is navigating from wherever it was sent.
-    headers = { ...headers, 'sec-fetch-site': new URL(url).origin === new URL(client.base).origin ? 'same-site' : 'cross-site' };
+    headers = {
+      ...headers,
+      'sec-fetch-site': new URL(url).origin === new URL(client.base).origin ? 'same-site' : 'cross-site',
+    };
   }
-  throw new Error(`more than ${max} redirects from ${start}: ${hops.map((h) => `${h.res.status} ${h.url}`).join(' → ')}`);
+  throw new Error(
+    `more than ${max} redirects from ${start}: ${hops.map((h) => `${h.res.status} ${h.url}`).join(' → ')}`,
+  );
 }
 
 /** Starts a sign-in the way the login page's button does (a same-origin navigation). */
 export function signIn(client: Client, provider: string, rd?: string): Promise<Hop[]> {
-  return follow(client, `/.auth/login/${provider}${rd ? `?rd=${encodeURIComponent(rd)}` : ''}`, { 'sec-fetch-site': 'same-origin' });
+  return follow(client, `/.auth/login/${provider}${rd ? `?rd=${encodeURIComponent(rd)}` : ''}`, {
+    'sec-fetch-site': 'same-origin',
+  });
 }
 
 /** The hop that answered Gatehouse's callback. */
@@ -37,11 +49,17 @@ export function callbackHop(hops: Hop[]): Hop {
 }
 
 /** Follows the flow until the provider redirects to the callback; returns that URL unopened. */
-export async function stopAtCallback(client: Client, start: string, headers: Record<string, string> = { 'sec-fetch-site': 'same-origin' }, max = 20): Promise<string> {
+export async function stopAtCallback(
+  client: Client,
+  start: string,
+  headers: Record<string, string> = { 'sec-fetch-site': 'same-origin' },
+  max = 20,
+): Promise<string> {
   let url = new URL(start, client.base).href;
   for (let i = 0; i < max; i++) {
     const res = await client.fetch(url, { headers: { accept: 'text/html', ...headers } });
-    if (res.status < 300 || res.status >= 400 || !res.location) throw new Error(`the flow stopped at ${res.status} ${url}: ${res.text.slice(0, 300)}`);
+    if (res.status < 300 || res.status >= 400 || !res.location)
+      throw new Error(`the flow stopped at ${res.status} ${url}: ${res.text.slice(0, 300)}`);
     const next = new URL(res.location, url).href;
     if (new URL(next).pathname.includes('/callback/')) return next;
     url = next;

@@ -13,7 +13,13 @@ import { startIdp, type IdpAccount, type IdpOptions, type TestIdp } from './idp.
  */
 
 export const ACCOUNTS_A: IdpAccount[] = [
-  { sub: 'alice', email: 'alice@example.com', email_verified: true, name: 'Alice Liddell', groups: ['staff', 'admins'] },
+  {
+    sub: 'alice',
+    email: 'alice@example.com',
+    email_verified: true,
+    name: 'Alice Liddell',
+    groups: ['staff', 'admins'],
+  },
   { sub: 'bob', email: 'bob@example.com', email_verified: true, name: 'Bob', groups: ['staff'] },
   { sub: 'carol', email: 'carol@example.com', email_verified: false, name: 'Carol' },
   { sub: 'dave', name: 'Dave (no email)' },
@@ -40,7 +46,9 @@ export interface Lab {
   close(): Promise<void>;
 }
 
-export async function startLab(options: { gatehouses?: number; a?: Partial<IdpOptions>; b?: Partial<IdpOptions> } = {}): Promise<Lab> {
+export async function startLab(
+  options: { gatehouses?: number; a?: Partial<IdpOptions>; b?: Partial<IdpOptions> } = {},
+): Promise<Lab> {
   const ports = await Promise.all(Array.from({ length: options.gatehouses ?? 1 }, () => freePort()));
   const origins = ports.map((p) => `http://127.0.0.1:${p}`);
   const secretA = `secret-a-${randomBytes(12).toString('hex')}`;
@@ -52,7 +60,12 @@ export async function startLab(options: { gatehouses?: number; a?: Partial<IdpOp
     accounts: ACCOUNTS_A,
     claimsOnlyAtUserinfo: false,
     clients: [
-      { client_id: 'gatehouse-a', client_secret: secretA, redirect_uris: redirects('a'), post_logout_redirect_uris: signedOut },
+      {
+        client_id: 'gatehouse-a',
+        client_secret: secretA,
+        redirect_uris: redirects('a'),
+        post_logout_redirect_uris: signedOut,
+      },
       { client_id: 'other-client', client_secret: `other-${secretA}`, redirect_uris: ['http://127.0.0.1:9/cb'] },
     ],
     ...options.a,
@@ -62,7 +75,15 @@ export async function startLab(options: { gatehouses?: number; a?: Partial<IdpOp
     alg: 'ES256',
     accounts: ACCOUNTS_B,
     claimsOnlyAtUserinfo: true,
-    clients: [{ client_id: 'gatehouse-b', client_secret: secretB, redirect_uris: redirects('b'), post_logout_redirect_uris: signedOut, id_token_signed_response_alg: 'ES256' }],
+    clients: [
+      {
+        client_id: 'gatehouse-b',
+        client_secret: secretB,
+        redirect_uris: redirects('b'),
+        post_logout_redirect_uris: signedOut,
+        id_token_signed_response_alg: 'ES256',
+      },
+    ],
     ...options.b,
   });
   return {
@@ -72,10 +93,28 @@ export async function startLab(options: { gatehouses?: number; a?: Partial<IdpOp
     secretB,
     ports,
     origin: (i = 0) => origins[i]!,
-    providers: (over = {}) => [
-      { id: 'a', type: 'oidc', name: 'IdP A', issuer: a.issuer, clientId: 'gatehouse-a', clientSecret: secretA, endSession: true, ...over.a },
-      { id: 'b', type: 'oidc', name: 'IdP B', issuer: b.issuer, clientId: 'gatehouse-b', clientSecret: secretB, ...over.b },
-    ] as NonNullable<ConfigInput['providers']>,
+    providers: (over = {}) =>
+      [
+        {
+          id: 'a',
+          type: 'oidc',
+          name: 'IdP A',
+          issuer: a.issuer,
+          clientId: 'gatehouse-a',
+          clientSecret: secretA,
+          endSession: true,
+          ...over.a,
+        },
+        {
+          id: 'b',
+          type: 'oidc',
+          name: 'IdP B',
+          issuer: b.issuer,
+          clientId: 'gatehouse-b',
+          clientSecret: secretB,
+          ...over.b,
+        },
+      ] as NonNullable<ConfigInput['providers']>,
     close: async () => {
       await Promise.all([a.close(), b.close()]);
     },
@@ -95,7 +134,11 @@ export function csrfOf(page: Response): string {
 }
 
 /** Posts one of the account page's forms (link / unlink), the way its button does. */
-export async function accountPost(c: Client, action: '/.auth/account/link' | '/.auth/account/unlink', fields: Record<string, string>): Promise<Response> {
+export async function accountPost(
+  c: Client,
+  action: '/.auth/account/link' | '/.auth/account/unlink',
+  fields: Record<string, string>,
+): Promise<Response> {
   const page = await c.html('/.auth/account');
   return c.postForm(action, { csrf: csrfOf(page), ...fields }, { origin: c.base, 'sec-fetch-site': 'same-origin' });
 }

@@ -5,7 +5,11 @@ import net from 'node:net';
  * connection (or `waitMs` passes with nothing more). For requests an HTTP client library
  * would refuse to send or would rewrite.
  */
-export function rawRequest(port: number, text: string | Buffer, waitMs = 3000): Promise<{ text: string; status: number; closed: boolean }> {
+export function rawRequest(
+  port: number,
+  text: string | Buffer,
+  waitMs = 3000,
+): Promise<{ text: string; status: number; closed: boolean }> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];

@@ -37,7 +37,15 @@ export interface TestSmtp {
   close(): Promise<void>;
 }
 
-export async function startSmtp(o: { tls?: TestCert; implicitTls?: boolean; auth?: { user: string; pass: string }; noStartTls?: boolean; port?: number } = {}): Promise<TestSmtp> {
+export async function startSmtp(
+  o: {
+    tls?: TestCert;
+    implicitTls?: boolean;
+    auth?: { user: string; pass: string };
+    noStartTls?: boolean;
+    port?: number;
+  } = {},
+): Promise<TestSmtp> {
   const messages: ReceivedMail[] = [];
   const waiters: { match: (m: ReceivedMail) => boolean; resolve: (m: ReceivedMail) => void }[] = [];
   let failures: { n: number; code: number } = { n: 0, code: 0 };
@@ -54,7 +62,8 @@ export async function startSmtp(o: { tls?: TestCert; implicitTls?: boolean; auth
       cb();
     },
     onAuth(auth, _session, cb) {
-      if (o.auth && auth.username === o.auth.user && auth.password === o.auth.pass) return cb(null, { user: auth.username });
+      if (o.auth && auth.username === o.auth.user && auth.password === o.auth.pass)
+        return cb(null, { user: auth.username });
       cb(new Error('Invalid username or password'));
     },
     onData(stream, session, cb) {
@@ -65,7 +74,10 @@ export async function startSmtp(o: { tls?: TestCert; implicitTls?: boolean; auth
           failures.n--;
           // Like real servers, the reply names the recipient.
           const rcpt = session.envelope.rcptTo[0]?.address ?? '';
-          const err = Object.assign(new Error(failures.code >= 500 ? `Message for <${rcpt}> rejected` : `Try again later (${rcpt})`), { responseCode: failures.code });
+          const err = Object.assign(
+            new Error(failures.code >= 500 ? `Message for <${rcpt}> rejected` : `Try again later (${rcpt})`),
+            { responseCode: failures.code },
+          );
           return cb(err);
         }
         const raw = Buffer.concat(chunks).toString('utf8');
@@ -102,7 +114,10 @@ export async function startSmtp(o: { tls?: TestCert; implicitTls?: boolean; auth
       const found = messages.find(match);
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no matching message within ${timeoutMs} ms (${messages.length} received)`)), timeoutMs);
+        const timer = setTimeout(
+          () => reject(new Error(`no matching message within ${timeoutMs} ms (${messages.length} received)`)),
+          timeoutMs,
+        );
         waiters.push({ match, resolve: (m) => (clearTimeout(timer), resolve(m)) });
       });
     },
@@ -115,7 +130,9 @@ export async function startSmtp(o: { tls?: TestCert; implicitTls?: boolean; auth
 
 /** The link to Gatehouse's `route` in a message (its text part; the HTML part must carry the same). */
 export function linkIn(mail: ReceivedMail, route: string): string {
-  const m = new RegExp(`https?://[^\\s"<>]+${route.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\\?token=[A-Za-z0-9_-]+`).exec(mail.text);
+  const m = new RegExp(
+    `https?://[^\\s"<>]+${route.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\\?token=[A-Za-z0-9_-]+`,
+  ).exec(mail.text);
   if (!m) throw new Error(`no ${route} link in: ${mail.text}`);
   return m[0];
 }
@@ -160,7 +177,15 @@ function decodeWords(value: string): string {
   return value
     .replace(/\?=\s+=\?/g, '?==?')
     .replace(/=\?([^?]+)\?([QqBb])\?([^?]*)\?=/g, (_m, charset: string, enc: string, text: string) => {
-      const bytes = enc.toUpperCase() === 'B' ? Buffer.from(text, 'base64') : Buffer.from(text.replace(/_/g, ' ').replace(/=([0-9A-Fa-f]{2})/g, (_x, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1');
+      const bytes =
+        enc.toUpperCase() === 'B'
+          ? Buffer.from(text, 'base64')
+          : Buffer.from(
+              text
+                .replace(/_/g, ' ')
+                .replace(/=([0-9A-Fa-f]{2})/g, (_x, h: string) => String.fromCharCode(parseInt(h, 16))),
+              'latin1',
+            );
       return new TextDecoder(charset).decode(bytes);
     });
 }
@@ -179,7 +204,10 @@ function parse(raw: string): { headers: Map<string, string>; subject: string; te
       }
       return;
     }
-    parts.push({ type: type.split(';')[0]!.trim().toLowerCase(), content: decodeBody(b, h.get('content-transfer-encoding'), type) });
+    parts.push({
+      type: type.split(';')[0]!.trim().toLowerCase(),
+      content: decodeBody(b, h.get('content-transfer-encoding'), type),
+    });
   };
   walk(headers, body);
   return {

@@ -5,7 +5,11 @@ import { uniqueEmail } from './client.ts';
  * would see it: `pairs` pairs run back to back in alternating order (a busy machine slows both
  * of a pair alike), and the median of the pairs' ratios unknown / known is returned with them.
  */
-export async function unknownToKnownRatio(known: string, time: (email: string) => Promise<number>, pairs: number): Promise<{ ratio: number; pairs: number[] }> {
+export async function unknownToKnownRatio(
+  known: string,
+  time: (email: string) => Promise<number>,
+  pairs: number,
+): Promise<{ ratio: number; pairs: number[] }> {
   const ratios: number[] = [];
   for (let i = 0; i < pairs; i++) {
     const ghost = uniqueEmail('ghost');

@@ -32,7 +32,13 @@ export interface TestUpstream {
 export async function startUpstream(): Promise<TestUpstream> {
   const requests: SeenRequest[] = [];
   const server = http.createServer((req, res) => {
-    const seen: SeenRequest = { method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes: 0 };
+    const seen: SeenRequest = {
+      method: req.method!,
+      url: req.url!,
+      headers: req.headers,
+      rawHeaders: req.rawHeaders,
+      bodyBytes: 0,
+    };
     requests.push(seen);
     req.on('data', (c: Buffer) => (seen.bodyBytes += c.length));
     req.on('end', () => {
@@ -60,20 +66,42 @@ export async function startUpstream(): Promise<TestUpstream> {
         res.writeHead(Number(u.pathname.slice(8)), { 'content-type': 'text/plain' });
         return res.end('status');
       }
-      const body = JSON.stringify({ method: req.method, url: req.url, headers: req.headers, bodyBytes: seen.bodyBytes });
-      res.writeHead(200, { 'content-type': 'application/json', 'set-cookie': 'app=1; Path=/', connection: 'keep-alive, x-app-private', 'x-app-private': 'hop', 'keep-alive': 'timeout=5' });
+      const body = JSON.stringify({
+        method: req.method,
+        url: req.url,
+        headers: req.headers,
+        bodyBytes: seen.bodyBytes,
+      });
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        'set-cookie': 'app=1; Path=/',
+        connection: 'keep-alive, x-app-private',
+        'x-app-private': 'hop',
+        'keep-alive': 'timeout=5',
+      });
       res.end(body);
     });
   });
   const wss = new WebSocketServer({ noServer: true });
   server.on('upgrade', (req, socket, head) => {
-    requests.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders, bodyBytes: 0 });
+    requests.push({
+      method: req.method!,
+      url: req.url!,
+      headers: req.headers,
+      rawHeaders: req.rawHeaders,
+      bodyBytes: 0,
+    });
     // An app that declines the upgrade, with a short answer or one of `?bytes=` bytes.
     if (req.url!.startsWith('/ws-declined')) {
       const bytes = Number(new URL(req.url!, 'http://x').searchParams.get('bytes') ?? 0) || 0;
       const body = bytes ? Buffer.alloc(bytes, 'x') : Buffer.from('no websockets here');
       socket.on('error', () => {});
-      return void socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n`), body]));
+      return void socket.end(
+        Buffer.concat([
+          Buffer.from(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n`),
+          body,
+        ]),
+      );
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       ws.send(JSON.stringify({ hello: true, headers: req.headers }));

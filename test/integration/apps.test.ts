@@ -24,7 +24,13 @@ before(async () => {
     apps: [
       { name: 'crm', title: 'CRM', host: `127.0.0.1:${port}`, upstream, headers: { email: true } },
       { name: 'crm-api', host: `127.0.0.1:${port}`, pathPrefix: '/api', upstream: apiApp.url },
-      { name: 'wiki', title: 'Wiki', host: `wiki.localhost:${port}`, upstream: wikiApp.url, routes: [{ path: '/public/**', access: 'public' }] },
+      {
+        name: 'wiki',
+        title: 'Wiki',
+        host: `wiki.localhost:${port}`,
+        upstream: wikiApp.url,
+        routes: [{ path: '/public/**', access: 'public' }],
+      },
     ],
   }));
   crmHost = `127.0.0.1:${gh.port}`;
@@ -57,7 +63,8 @@ describe('several apps behind one Gatehouse', () => {
     const wikiToken = String(wikiApp.last().headers['x-gatehouse-assertion']);
 
     const jwks = createRemoteJWKSet(new URL(`${gh.url}/.well-known/jwks.json`));
-    const check = (t: string, audience: string) => jwtVerify(t, jwks, { issuer: gh.url, audience, typ: 'gatehouse-assertion+jwt' });
+    const check = (t: string, audience: string) =>
+      jwtVerify(t, jwks, { issuer: gh.url, audience, typ: 'gatehouse-assertion+jwt' });
     assert.equal((await check(crmToken, 'crm')).payload.sub, me.id);
     assert.equal((await check(crmToken, 'crm')).payload.email, me.email, 'crm opted in to email');
     assert.equal((await check(apiToken, 'crm-api')).payload.email, undefined, 'crm-api did not');
@@ -73,7 +80,10 @@ describe('several apps behind one Gatehouse', () => {
     assert.equal(me.status, 401);
     const page = await onHost(wikiHost).get('/page', { cookie: stolen });
     assert.equal(page.status, 401);
-    assert.ok(page.cookies.some((c) => /^gatehouse=;.*Max-Age=0/i.test(c)), 'the useless cookie is cleared');
+    assert.ok(
+      page.cookies.some((c) => /^gatehouse=;.*Max-Age=0/i.test(c)),
+      'the useless cookie is cleared',
+    );
     assert.equal(wikiApp.requests.length, before, 'the wiki app saw nothing');
     const pub = await onHost(wikiHost).get('/public/x', { cookie: stolen });
     assert.equal(pub.status, 200);
@@ -94,7 +104,11 @@ describe('several apps behind one Gatehouse', () => {
     assert.equal(decodeJwt(received).aud, 'wiki');
     // An app reachable past Gatehouse that verifies still refuses it: the audience is crm.
     await assert.rejects(verifyAssertion(crmToken, { issuer: gh.url, audience: 'wiki' }), { code: 'wrong_audience' });
-    await assert.rejects(verifyAssertion(crmToken, { issuer: gh.url, audience: 'crm-api' }), { code: 'wrong_audience' }, 'apps sharing an origin still have their own audiences');
+    await assert.rejects(
+      verifyAssertion(crmToken, { issuer: gh.url, audience: 'crm-api' }),
+      { code: 'wrong_audience' },
+      'apps sharing an origin still have their own audiences',
+    );
   });
 
   test('apps sharing one origin under path prefixes share the browser login (one origin, one security boundary)', async () => {

@@ -19,7 +19,12 @@ let user: Client;
 let me: { id: string; email: string };
 
 before(async () => {
-  gh = await startGatehouse(() => ({ routes: [{ path: '/open/**', access: 'public' }, { path: '/.well-known/app-*', access: 'public' }] }));
+  gh = await startGatehouse(() => ({
+    routes: [
+      { path: '/open/**', access: 'public' },
+      { path: '/.well-known/app-*', access: 'public' },
+    ],
+  }));
   user = new Client(gh.url);
   me = await registerJson(user);
 });
@@ -47,7 +52,12 @@ describe('X-Gatehouse-Assertion', () => {
   test('verifies with jose against the live JWKS and says who the user is (claims, header)', async () => {
     const token = await assertionFor(user);
     const jwks = createRemoteJWKSet(new URL(`${gh.url}/.well-known/jwks.json`));
-    const { payload, protectedHeader } = await jwtVerify(token, jwks, { issuer: gh.url, audience: 'app', typ: TYP, algorithms: ['EdDSA'] });
+    const { payload, protectedHeader } = await jwtVerify(token, jwks, {
+      issuer: gh.url,
+      audience: 'app',
+      typ: TYP,
+      algorithms: ['EdDSA'],
+    });
     assert.equal(protectedHeader.alg, 'EdDSA');
     assert.equal(protectedHeader.kid, gh.gatehouse.keys.currentKid);
     assert.equal(payload.iss, gh.url, 'iss is the publicUrl');
@@ -59,8 +69,15 @@ describe('X-Gatehouse-Assertion', () => {
     const cookie = user.jar.get('gatehouse')!;
     assert.match(String(payload.sid), /^[A-Za-z0-9_-]{22}$/);
     assert.notEqual(payload.sid, cookie);
-    assert.ok(!hash('sha256', cookie, 'base64url').startsWith(String(payload.sid)), 'sid is not the stored session hash');
-    assert.deepEqual(Object.keys(payload).sort(), ['amr', 'aud', 'exp', 'iat', 'iss', 'sid', 'sub'], 'no email, name or groups unless the app opts in');
+    assert.ok(
+      !hash('sha256', cookie, 'base64url').startsWith(String(payload.sid)),
+      'sid is not the stored session hash',
+    );
+    assert.deepEqual(
+      Object.keys(payload).sort(),
+      ['amr', 'aud', 'exp', 'iat', 'iss', 'sid', 'sub'],
+      'no email, name or groups unless the app opts in',
+    );
   });
 
   test('anonymous requests to public routes carry none', async () => {
@@ -79,7 +96,11 @@ describe('X-Gatehouse-Assertion', () => {
     const second = await assertionFor(other, '/d');
     assert.notEqual(decodeJwt(second).sid, decodeJwt(first).sid, 'another session, another sid');
     assert.equal(decodeJwt(second).sub, me.id);
-    assert.equal(decodeJwt(await assertionFor(user, '/e')).sid, decodeJwt(first).sid, "the other session's assertion is not handed to this one");
+    assert.equal(
+      decodeJwt(await assertionFor(user, '/e')).sid,
+      decodeJwt(first).sid,
+      "the other session's assertion is not handed to this one",
+    );
   });
 
   test('a client-sent assertion never reaches the app, in any spelling, signed in or not (ATTACKS 1-4)', async () => {
@@ -100,7 +121,11 @@ describe('X-Gatehouse-Assertion', () => {
     const res = await new Client(gh.url).get('/.well-known/jwks.json');
     assert.equal(res.status, 200);
     assert.equal(res.headers['content-type'], 'application/jwk-set+json');
-    assert.equal(res.headers['cache-control'], 'public, max-age=300', 'max-age = min(5 min, publishBefore - refreshInterval)');
+    assert.equal(
+      res.headers['cache-control'],
+      'public, max-age=300',
+      'max-age = min(5 min, publishBefore - refreshInterval)',
+    );
     const { keys } = res.json() as { keys: Record<string, string>[] };
     assert.equal(keys.length, 1);
     assert.deepEqual(Object.keys(keys[0]!).sort(), ['alg', 'crv', 'kid', 'kty', 'use', 'x']);
@@ -112,10 +137,17 @@ describe('X-Gatehouse-Assertion', () => {
     const head = await new Client(gh.url).fetch('/.well-known/jwks.json', { method: 'HEAD' });
     assert.equal(head.status, 200);
     assert.equal(head.headers.etag, etag);
-    const post = await user.fetch('/.well-known/jwks.json', { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    const post = await user.fetch('/.well-known/jwks.json', {
+      method: 'POST',
+      body: '{}',
+      headers: { 'content-type': 'application/json' },
+    });
     assert.equal(post.status, 405);
     assert.equal(post.headers.allow, 'GET, HEAD');
-    const ws = await rawRequest(gh.port, `GET /.well-known/jwks.json HTTP/1.1\r\nHost: 127.0.0.1:${gh.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+    const ws = await rawRequest(
+      gh.port,
+      `GET /.well-known/jwks.json HTTP/1.1\r\nHost: 127.0.0.1:${gh.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+    );
     assert.equal(ws.status, 404);
     assert.equal(gh.upstream.requests.length, before, 'the app saw none of these');
   });
@@ -134,23 +166,38 @@ describe('X-Gatehouse-Assertion', () => {
 
   test('WebSocket upgrades carry the assertion', async () => {
     const token = await new Promise<string>((resolve, reject) => {
-      const ws = new WebSocket(`${gh.url.replace('http', 'ws')}/ws`, { headers: { cookie: user.cookieHeader()!, origin: gh.url, 'x-gatehouse-assertion': 'forged' } });
+      const ws = new WebSocket(`${gh.url.replace('http', 'ws')}/ws`, {
+        headers: { cookie: user.cookieHeader()!, origin: gh.url, 'x-gatehouse-assertion': 'forged' },
+      });
       ws.once('message', (m) => {
         resolve(JSON.parse(String(m)).headers['x-gatehouse-assertion']);
         ws.close();
       });
       ws.once('error', reject);
     });
-    const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(`${gh.url}/.well-known/jwks.json`)), { issuer: gh.url, audience: 'app', typ: TYP });
+    const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(`${gh.url}/.well-known/jwks.json`)), {
+      issuer: gh.url,
+      audience: 'app',
+      typ: TYP,
+    });
     assert.equal(payload.sub, me.id);
   });
 
   test('the private key is encrypted at rest; the public one is what the JWKS shows', async () => {
     const db = new DatabaseSync(join(gh.dir, 'gatehouse.db'), { readOnly: true });
     try {
-      const rows = db.prepare('SELECT kid, alg, public_jwk, private_jwk FROM signing_keys').all() as { kid: string; alg: string; public_jwk: string; private_jwk: string }[];
+      const rows = db.prepare('SELECT kid, alg, public_jwk, private_jwk FROM signing_keys').all() as {
+        kid: string;
+        alg: string;
+        public_jwk: string;
+        private_jwk: string;
+      }[];
       assert.equal(rows.length, 1);
-      assert.match(rows[0]!.private_jwk, /^v1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/, 'AES-GCM ciphertext');
+      assert.match(
+        rows[0]!.private_jwk,
+        /^v1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/,
+        'AES-GCM ciphertext',
+      );
       assert.doesNotMatch(rows[0]!.private_jwk, /"d"/);
       assert.equal(JSON.parse(rows[0]!.public_jwk).d, undefined);
       assert.equal(rows[0]!.alg, 'EdDSA');
@@ -161,11 +208,18 @@ describe('X-Gatehouse-Assertion', () => {
 });
 
 describe('assertion options', () => {
-  test('opt-in claims, a header name of the app\'s own (client copies dropped in every spelling), ES256', async () => {
-    const t = await startGatehouse(() => ({ tokens: { algorithm: 'ES256' }, headers: { email: true, name: true, groups: 'X-Teams', assertion: 'X-Identity' } }));
+  test("opt-in claims, a header name of the app's own (client copies dropped in every spelling), ES256", async () => {
+    const t = await startGatehouse(() => ({
+      tokens: { algorithm: 'ES256' },
+      headers: { email: true, name: true, groups: 'X-Teams', assertion: 'X-Identity' },
+    }));
     try {
       const c = new Client(t.url);
-      const res = await c.postJson('/.auth/register', { email: 'opt@example.com', password: 'a long enough passphrase', name: 'Zoë Ops' });
+      const res = await c.postJson('/.auth/register', {
+        email: 'opt@example.com',
+        password: 'a long enough passphrase',
+        name: 'Zoë Ops',
+      });
       assert.equal(res.status, 201);
       await t.gatehouse.store.users.update(res.json().user.id, { groups: ['ops', 'on-call'] });
       await c.get('/x', { 'x-identity': 'forged', X_Identity: 'forged', 'x-teams': 'admins' });
@@ -175,7 +229,12 @@ describe('assertion options', () => {
       assert.equal(t.upstream.last().rawHeaders.filter((n) => /^x[-_]identity$/i.test(n)).length, 1);
       const token = String(h['x-identity']);
       assert.equal(decodeProtectedHeader(token).alg, 'ES256');
-      const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(`${t.url}/.well-known/jwks.json`)), { issuer: t.url, audience: 'app', typ: TYP, algorithms: ['ES256'] });
+      const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(`${t.url}/.well-known/jwks.json`)), {
+        issuer: t.url,
+        audience: 'app',
+        typ: TYP,
+        algorithms: ['ES256'],
+      });
       assert.equal(payload.email, 'opt@example.com');
       assert.equal(payload.email_verified, false);
       assert.equal(payload.name, 'Zoë Ops');
@@ -211,10 +270,18 @@ describe('assertion options', () => {
   test('a node whose master key cannot decrypt the signing key refuses to start and says what to fix', async () => {
     const t = await startGatehouse(() => ({ secrets: { key: 'a'.repeat(64) } }));
     await t.gatehouse.close();
-    const config = ConfigSchema.parse({ ...t.config, store: t.config.store, secrets: { key: 'b'.repeat(64) }, upstream: t.upstream.url });
+    const config = ConfigSchema.parse({
+      ...t.config,
+      store: t.config.store,
+      secrets: { key: 'b'.repeat(64) },
+      upstream: t.upstream.url,
+    });
     const store = await openStore(config.store);
     try {
-      await assert.rejects(Gatehouse.create(config, { store }), /cannot be decrypted with this node's master key: every node needs the same secrets\.key/);
+      await assert.rejects(
+        Gatehouse.create(config, { store }),
+        /cannot be decrypted with this node's master key: every node needs the same secrets\.key/,
+      );
     } finally {
       await store.close();
       await t.close();

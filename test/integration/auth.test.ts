@@ -131,11 +131,15 @@ describe('JSON endpoints for SPAs', () => {
     assert.equal(api.status, 401, 'unauthenticated: 401 holds for browsers too');
     assert.equal(api.json().error, 'unauthenticated');
     assert.match(String(api.headers['www-authenticate']), /^Bearer/);
-    assert.equal((await c.get('/elsewhere', { accept: 'application/json' })).status, 401, 'non-browser clients get 401');
+    assert.equal(
+      (await c.get('/elsewhere', { accept: 'application/json' })).status,
+      401,
+      'non-browser clients get 401',
+    );
   });
 
   test('public routes pass anonymously and still lose spoofed identity', async () => {
-    const res = await new Client(gh.url).get('/public/x', { 'X-User-Id': 'admin', 'x_user_email': 'boss@corp.com' });
+    const res = await new Client(gh.url).get('/public/x', { 'X-User-Id': 'admin', x_user_email: 'boss@corp.com' });
     assert.equal(res.status, 200);
     const seen = res.json();
     assert.equal(seen.headers['x-user-id'], undefined);
@@ -166,14 +170,26 @@ describe('sessions', () => {
     await c.postJson('/.auth/login', { email, password: PASSWORD });
     const second = sessionCookie(c)!;
     assert.notEqual(second, first);
-    assert.equal((await new Client(gh.url).get('/.auth/me', { cookie: `gatehouse=${first}` })).status, 401, 'the session the browser came with ends');
+    assert.equal(
+      (await new Client(gh.url).get('/.auth/me', { cookie: `gatehouse=${first}` })).status,
+      401,
+      'the session the browser came with ends',
+    );
   });
 
   test('malformed, duplicated and look-alike cookies are anonymous, not errors (ATTACKS 23-24)', async () => {
     const c = new Client(gh.url);
     await registerJson(c);
     const good = sessionCookie(c)!;
-    for (const cookie of [`gatehouse=${good}; gatehouse=${'B'.repeat(43)}`, `GATEHOUSE=${good}`, `\u2000gatehouse=${good}`.replace('\u2000', ' x'), 'gatehouse=%%%', 'gatehouse=' + 'a'.repeat(5000), 'gatehouse', '=;;=']) {
+    for (const cookie of [
+      `gatehouse=${good}; gatehouse=${'B'.repeat(43)}`,
+      `GATEHOUSE=${good}`,
+      `\u2000gatehouse=${good}`.replace('\u2000', ' x'),
+      'gatehouse=%%%',
+      'gatehouse=' + 'a'.repeat(5000),
+      'gatehouse',
+      '=;;=',
+    ]) {
       const res = await new Client(gh.url).get('/api/x', { cookie });
       assert.equal(res.status, 401, cookie.slice(0, 40));
     }
@@ -215,7 +231,10 @@ describe('sessions', () => {
     assert.equal((await c.get('/api/x')).status, 200);
     await gh.gatehouse.accounts.setDisabled(user.id, true);
     assert.equal((await c.get('/api/x')).status, 401);
-    const again = await new Client(gh.url).postJson('/.auth/login', { email: user.email, password: 'a different long passphrase' });
+    const again = await new Client(gh.url).postJson('/.auth/login', {
+      email: user.email,
+      password: 'a different long passphrase',
+    });
     assert.equal(again.status, 403);
     assert.equal(again.json().error, 'account_disabled');
   });
@@ -240,7 +259,7 @@ describe('CSRF (ATTACKS 28-30)', () => {
     assert.equal((await c.get('/.auth/me')).status, 200, 'still signed in');
   });
 
-  test('a form without its token, or with another browser\'s token, is refused', async () => {
+  test("a form without its token, or with another browser's token, is refused", async () => {
     const victim = new Client(gh.url);
     await registerJson(victim);
     await victim.html('/.auth/logout');
@@ -256,7 +275,11 @@ describe('CSRF (ATTACKS 28-30)', () => {
     const attackerEmail = uniqueEmail('attacker');
     await registerJson(new Client(gh.url), attackerEmail);
     const victim = new Client(gh.url);
-    const res = await victim.postForm('/.auth/login', { email: attackerEmail, password: PASSWORD }, { origin: 'https://evil.example' });
+    const res = await victim.postForm(
+      '/.auth/login',
+      { email: attackerEmail, password: PASSWORD },
+      { origin: 'https://evil.example' },
+    );
     assert.equal(res.status, 403);
     const noToken = await victim.postForm('/.auth/login', { email: attackerEmail, password: PASSWORD });
     assert.equal(noToken.status, 403);
@@ -265,7 +288,18 @@ describe('CSRF (ATTACKS 28-30)', () => {
 });
 
 describe('return targets never leave the origin (ATTACKS 8-12)', () => {
-  const evil = ['//evil.com', '/\\evil.com', '\\\\evil.com', '/\t/evil.com', '/%09/evil.com', 'https:evil.com', 'javascript:alert(1)', '%2F%2Fevil.com', 'https://127.0.0.1.evil.com/', 'http://evil.com'];
+  const evil = [
+    '//evil.com',
+    '/\\evil.com',
+    '\\\\evil.com',
+    '/\t/evil.com',
+    '/%09/evil.com',
+    'https:evil.com',
+    'javascript:alert(1)',
+    '%2F%2Fevil.com',
+    'https://127.0.0.1.evil.com/',
+    'http://evil.com',
+  ];
 
   test('after login', async () => {
     const email = uniqueEmail('rd');
@@ -273,7 +307,10 @@ describe('return targets never leave the origin (ATTACKS 8-12)', () => {
     for (const rd of evil) {
       const res = await new Client(gh.url).postJson('/.auth/login', { email, password: PASSWORD, rd });
       assert.equal(res.json().redirect, '/', rd);
-      const form = await new Client(gh.url).submitForm(`/.auth/login?rd=${encodeURIComponent(rd)}`, { email, password: PASSWORD });
+      const form = await new Client(gh.url).submitForm(`/.auth/login?rd=${encodeURIComponent(rd)}`, {
+        email,
+        password: PASSWORD,
+      });
       assert.equal(form.location, `${gh.url}/`, rd);
     }
   });
@@ -292,12 +329,24 @@ describe('user enumeration (ATTACKS 41)', () => {
   test('unknown email and wrong password answer alike: status, body, headers', async () => {
     const email = uniqueEmail('enum');
     await registerJson(new Client(gh.url), email);
-    const shape = (r: Awaited<ReturnType<Client['fetch']>>) => ({ status: r.status, body: r.text, headers: Object.keys(r.headers).filter((h) => h !== 'date').sort() });
+    const shape = (r: Awaited<ReturnType<Client['fetch']>>) => ({
+      status: r.status,
+      body: r.text,
+      headers: Object.keys(r.headers)
+        .filter((h) => h !== 'date')
+        .sort(),
+    });
     const known = await new Client(gh.url).postJson('/.auth/login', { email, password: 'wrong password here' });
-    const unknown = await new Client(gh.url).postJson('/.auth/login', { email: uniqueEmail('nobody'), password: 'wrong password here' });
+    const unknown = await new Client(gh.url).postJson('/.auth/login', {
+      email: uniqueEmail('nobody'),
+      password: 'wrong password here',
+    });
     assert.deepEqual(shape(known), shape(unknown));
     const knownForm = await new Client(gh.url).submitForm('/.auth/login', { email, password: 'wrong password here' });
-    const unknownForm = await new Client(gh.url).submitForm('/.auth/login', { email: 'nobody@example.com', password: 'wrong password here' });
+    const unknownForm = await new Client(gh.url).submitForm('/.auth/login', {
+      email: 'nobody@example.com',
+      password: 'wrong password here',
+    });
     assert.equal(knownForm.status, unknownForm.status);
     const strip = (t: string) => t.replace(/value="[^"]*"/g, '');
     assert.equal(strip(knownForm.text), strip(unknownForm.text));
@@ -306,27 +355,60 @@ describe('user enumeration (ATTACKS 41)', () => {
   test('an unknown email costs a full password check too', async () => {
     const email = uniqueEmail('timing');
     await registerJson(new Client(gh.url), email);
-    const login = (e: string) => elapsed(() => new Client(gh.url).postJson('/.auth/login', { email: e, password: 'wrong password here' }));
+    const login = (e: string) =>
+      elapsed(() => new Client(gh.url).postJson('/.auth/login', { email: e, password: 'wrong password here' }));
     const { ratio, pairs } = await unknownToKnownRatio(email, login, 9);
-    assert.ok(ratio > 0.6 && ratio < 1.6, `unknown/known login time ratio ${ratio.toFixed(2)} (pairs: ${pairs.map((r) => r.toFixed(2)).join(' ')})`);
+    assert.ok(
+      ratio > 0.6 && ratio < 1.6,
+      `unknown/known login time ratio ${ratio.toFixed(2)} (pairs: ${pairs.map((r) => r.toFixed(2)).join(' ')})`,
+    );
   });
 });
 
 describe('bad input changes nothing and gets a clear 4xx', () => {
   test('bodies: oversized, wrong type, bad JSON, wrong shapes', async () => {
     const c = new Client(gh.url);
-    const big = await c.fetch('/.auth/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: 'a@b.co', password: 'x'.repeat(2 * 1024 * 1024) }) });
+    const big = await c.fetch('/.auth/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email: 'a@b.co', password: 'x'.repeat(2 * 1024 * 1024) }),
+    });
     assert.equal(big.status, 413);
-    assert.equal((await c.fetch('/.auth/login', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{}' })).status, 415);
+    assert.equal(
+      (await c.fetch('/.auth/login', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{}' })).status,
+      415,
+    );
     assert.equal((await c.fetch('/.auth/login', { method: 'POST', body: 'email=a' })).status, 415);
-    const bad = await c.fetch('/.auth/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"email":' });
+    const bad = await c.fetch('/.auth/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"email":',
+    });
     assert.equal(bad.status, 400);
     assert.equal(bad.json().error, 'invalid_json');
     assert.equal((await c.postJson('/.auth/login', ['a'])).status, 400);
     assert.equal((await c.postJson('/.auth/login', { email: ['a@b.co'], password: 'x' })).status, 400);
     assert.equal((await c.postJson('/.auth/register', { email: 'a@b.co', password: { $gt: '' } })).status, 400);
-    assert.equal((await c.fetch('/.auth/login', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'email=a&email=b' })).status, 400);
-    assert.equal((await c.fetch('/.auth/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: Buffer.from([0x7b, 0xff, 0xfe, 0x7d]) })).status, 400);
+    assert.equal(
+      (
+        await c.fetch('/.auth/login', {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: 'email=a&email=b',
+        })
+      ).status,
+      400,
+    );
+    assert.equal(
+      (
+        await c.fetch('/.auth/login', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: Buffer.from([0x7b, 0xff, 0xfe, 0x7d]),
+        })
+      ).status,
+      400,
+    );
     assert.equal((await c.fetch('/.auth/login', { method: 'PUT' })).status, 405);
     assert.equal((await c.get('/.auth/nope')).status, 404);
   });
@@ -338,7 +420,10 @@ describe('bad input changes nothing and gets a clear 4xx', () => {
     const res = await new Client(gh.url).postJson('/.auth/login', { email, password: 'x'.repeat(1024 * 1024) });
     assert.equal(res.status, 413);
     assert.ok(performance.now() - t < 1000);
-    const reg = await new Client(gh.url).postJson('/.auth/register', { email: uniqueEmail('mb'), password: 'y'.repeat(2000) + 'z' });
+    const reg = await new Client(gh.url).postJson('/.auth/register', {
+      email: uniqueEmail('mb'),
+      password: 'y'.repeat(2000) + 'z',
+    });
     assert.equal(reg.status, 400);
     assert.match(reg.json().fields.password, /at most/);
   });

@@ -12,7 +12,10 @@ test('a client that leaves before the app answers cancels the request to the app
   });
   await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
   const port = (app.address() as AddressInfo).port;
-  const gh = await startGatehouse(() => ({ upstream: `http://127.0.0.1:${port}`, routes: [{ path: '/**', access: 'public' }] }));
+  const gh = await startGatehouse(() => ({
+    upstream: `http://127.0.0.1:${port}`,
+    routes: [{ path: '/**', access: 'public' }],
+  }));
   try {
     const req = http.get(`${gh.url}/wait`);
     req.on('error', () => {});

@@ -28,7 +28,13 @@ const tokenOf = (link: string) => new URL(link).searchParams.get('token')!;
 before(async () => {
   smtp = await startSmtp();
   lab = await startLab();
-  const limits = { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000, emailsPerAddress: 4 };
+  const limits = {
+    loginPerIp: 1000,
+    loginPerAccount: 1000,
+    registerPerIp: 1000,
+    providerStartsPerIp: 1000,
+    emailsPerAddress: 4,
+  };
   gh = await startGatehouse(
     () => ({
       title: 'Acme Portal',
@@ -83,7 +89,10 @@ describe('email verification', () => {
     assert.match(cookie, /; Path=\/\.auth\/verify-email; Max-Age=\d+; HttpOnly; SameSite=Lax/);
     const page = await c.html('/.auth/verify-email');
     assert.equal(page.status, 200);
-    assert.match(decodeEntities(page.text), new RegExp(`Confirm that <strong class="who">${email}</strong> is your address`));
+    assert.match(
+      decodeEntities(page.text),
+      new RegExp(`Confirm that <strong class="who">${email}</strong> is your address`),
+    );
     assert.doesNotMatch(page.text, /token/, 'the page holds no token');
     assert.match(page.headers['content-security-policy'] as string, /default-src 'none'/);
     assert.equal((await me(c)).emailVerified, false, 'opening the link changed nothing');
@@ -91,7 +100,10 @@ describe('email verification', () => {
     const done = await submit(c, page, '/.auth/verify-email');
     assert.equal(done.status, 303);
     assert.equal(done.location, `${gh.url}/.auth/verify-email?verified=1`);
-    assert.ok(done.cookies.some((v) => /^gatehouse-verify=;.*Max-Age=0/.test(v)), 'the link cookie is cleared');
+    assert.ok(
+      done.cookies.some((v) => /^gatehouse-verify=;.*Max-Age=0/.test(v)),
+      'the link cookie is cleared',
+    );
     assert.equal((await me(c)).emailVerified, true);
     assert.match((await c.html('/.auth/verify-email?verified=1')).text, /your email address is verified/);
     const user = (await me(c)).id;
@@ -136,12 +148,17 @@ describe('email verification', () => {
   });
 
   test('guessed, malformed, superseded and expired links fail with a clear page; JSON gets the same answer', async () => {
-    const guessed = await openLink(new Client(gh.url), `${gh.url}/.auth/verify-email?token=${randomBytes(32).toString('base64url')}`);
+    const guessed = await openLink(
+      new Client(gh.url),
+      `${gh.url}/.auth/verify-email?token=${randomBytes(32).toString('base64url')}`,
+    );
     assert.equal(guessed.status, 400);
     assert.match(guessed.text, /This link is not valid/);
     assert.match(guessed.text, /href="\/\.auth\/verify-email">Ask for a new link/);
     assert.equal((await openLink(new Client(gh.url), `${gh.url}/.auth/verify-email?token=abc`)).status, 400);
-    const json = await new Client(gh.url).postJson('/.auth/verify-email', { token: randomBytes(32).toString('base64url') });
+    const json = await new Client(gh.url).postJson('/.auth/verify-email', {
+      token: randomBytes(32).toString('base64url'),
+    });
     assert.deepEqual([json.status, json.json().error], [400, 'link_invalid']);
 
     // A newer link supersedes the first.
@@ -152,7 +169,10 @@ describe('email verification', () => {
     const resent = await submit(c, account, '/.auth/verify-email/resend');
     assert.equal(resent.status, 303);
     assert.equal(resent.location, `${gh.url}/.auth/verify-email?sent=1`);
-    assert.match(decodeEntities((await c.html('/.auth/verify-email?sent=1')).text), new RegExp(`We sent a new link to ${email}`));
+    assert.match(
+      decodeEntities((await c.html('/.auth/verify-email?sent=1')).text),
+      new RegExp(`We sent a new link to ${email}`),
+    );
     const second = linkIn(await mailTo(smtp, email, VERIFY, n), '/.auth/verify-email');
     tokens.push(tokenOf(second));
     assert.notEqual(second, first);
@@ -163,7 +183,10 @@ describe('email verification', () => {
     // Expired: its time in the store has passed.
     const db = rawDb(gh);
     try {
-      await db.run(`UPDATE email_tokens SET expires_at = ? WHERE purpose = 'verify_email' AND used_at IS NULL AND superseded_at IS NULL AND user_id = (SELECT id FROM users WHERE email = ?)`, [Date.now() - 1, email]);
+      await db.run(
+        `UPDATE email_tokens SET expires_at = ? WHERE purpose = 'verify_email' AND used_at IS NULL AND superseded_at IS NULL AND user_id = (SELECT id FROM users WHERE email = ?)`,
+        [Date.now() - 1, email],
+      );
     } finally {
       await db.close();
     }
@@ -180,8 +203,16 @@ describe('email verification', () => {
     const { c, link } = await registered();
     const account = await c.html('/.auth/account');
     assert.match(account.text, /<h2 id="email-address">Email address<\/h2>/);
-    assert.equal((await c.postForm('/.auth/verify-email/resend', { csrf: csrfOf(account) }, { origin: 'https://evil.example' })).status, 403);
-    assert.match((await c.html('/.auth/verify-email?verified=1')).text, /<h1>Verify your email address<\/h1>/, 'a query cannot make the page claim a verified address');
+    assert.equal(
+      (await c.postForm('/.auth/verify-email/resend', { csrf: csrfOf(account) }, { origin: 'https://evil.example' }))
+        .status,
+      403,
+    );
+    assert.match(
+      (await c.html('/.auth/verify-email?verified=1')).text,
+      /<h1>Verify your email address<\/h1>/,
+      'a query cannot make the page claim a verified address',
+    );
     const page = await openLinkPage(c, link);
     await submit(c, page, '/.auth/verify-email');
     const after = await c.html('/.auth/account');
@@ -212,14 +243,21 @@ describe('a verified address and provider sign-in (linkByEmail)', () => {
     const browser = new Client(gh.url);
     lab.b.autoLogin = `b-${email}`;
     const before = await signIn(browser, 'b');
-    assert.equal(before[before.length - 1]!.res.status, 409, 'unverified: not linked, the page says to sign in and link');
+    assert.equal(
+      before[before.length - 1]!.res.status,
+      409,
+      'unverified: not linked, the page says to sign in and link',
+    );
     const page = await openLinkPage(c, link);
     await submit(c, page, '/.auth/verify-email');
     const hops = await signIn(browser, 'b');
     assert.equal(hops[hops.length - 1]!.res.status, 200);
     const profile = await me(browser);
     assert.equal(profile.id, (await me(c)).id, 'joined the verified password account');
-    assert.deepEqual(profile.identities.map((i: { provider: string }) => i.provider), ['b']);
+    assert.deepEqual(
+      profile.identities.map((i: { provider: string }) => i.provider),
+      ['b'],
+    );
   });
 });
 
@@ -233,7 +271,11 @@ describe('accounts.requireVerifiedEmail', () => {
     const api = await c.get('/api/x');
     assert.deepEqual([api.status, api.json().error], [403, 'email_unverified']);
     assert.equal((await c.html('/public/x')).status, 200, 'public routes stay open');
-    assert.equal(strict.upstream.requests.filter((r) => r.url === '/reports' || r.url === '/api/x').length, 0, 'nothing reached the app');
+    assert.equal(
+      strict.upstream.requests.filter((r) => r.url === '/reports' || r.url === '/api/x').length,
+      0,
+      'nothing reached the app',
+    );
     assert.equal((await c.html('/.auth/account')).status, 200, 'the account page works');
 
     const confirm = await openLinkPage(c, link);

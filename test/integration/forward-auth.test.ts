@@ -32,15 +32,32 @@ before(async () => {
   }));
   const c = new Client(gh.url);
   email = uniqueEmail('fa');
-  const res = await c.postJson('/.auth/register', { email, password: PASSWORD }, { host: HOST, 'x-forwarded-proto': 'https' });
+  const res = await c.postJson(
+    '/.auth/register',
+    { email, password: PASSWORD },
+    { host: HOST, 'x-forwarded-proto': 'https' },
+  );
   assert.equal(res.status, 201, res.text);
   userId = res.json().user.id;
   cookie = c.cookieHeader()!;
 });
 after(() => gh.close());
 
-const nginx = (uri: string, method = 'GET', extra: Record<string, string> = {}) => ({ host: HOST, 'x-original-uri': uri, 'x-original-method': method, 'x-forwarded-proto': 'https', ...extra });
-const traefik = (uri: string, method = 'GET', extra: Record<string, string> = {}) => ({ host: '127.0.0.1:9000', 'x-forwarded-host': HOST, 'x-forwarded-uri': uri, 'x-forwarded-method': method, 'x-forwarded-proto': 'https', ...extra });
+const nginx = (uri: string, method = 'GET', extra: Record<string, string> = {}) => ({
+  host: HOST,
+  'x-original-uri': uri,
+  'x-original-method': method,
+  'x-forwarded-proto': 'https',
+  ...extra,
+});
+const traefik = (uri: string, method = 'GET', extra: Record<string, string> = {}) => ({
+  host: '127.0.0.1:9000',
+  'x-forwarded-host': HOST,
+  'x-forwarded-uri': uri,
+  'x-forwarded-method': method,
+  'x-forwarded-proto': 'https',
+  ...extra,
+});
 
 async function check(headers: Record<string, string>, method = 'GET') {
   return new Client(gh.url).fetch('/.auth/check', { method, headers });
@@ -59,14 +76,20 @@ describe('forward-auth decisions', () => {
     assert.equal(gh.upstream.requests.length, before);
     // The signed assertion, the same one a proxied request carries, verifiable with the JWKS.
     const jwks = createLocalJWKSet((await new Client(gh.url).get('/.well-known/jwks.json', { host: HOST })).json());
-    const { payload } = await jwtVerify(String(res.headers['x-gatehouse-assertion']), jwks, { issuer: `https://${HOST}`, audience: 'app' });
+    const { payload } = await jwtVerify(String(res.headers['x-gatehouse-assertion']), jwks, {
+      issuer: `https://${HOST}`,
+      audience: 'app',
+    });
     assert.equal(payload.sub, userId);
   });
 
   test('anonymous, nginx style: always 401; the login URL rides in X-Gatehouse-Login for browsers only', async () => {
     const browser = await check(nginx('/reports/q3?x=1', 'GET', { accept: 'text/html' }));
     assert.equal(browser.status, 401);
-    assert.equal(browser.headers['x-gatehouse-login'], `https://${HOST}/.auth/login?rd=${encodeURIComponent('/reports/q3?x=1')}`);
+    assert.equal(
+      browser.headers['x-gatehouse-login'],
+      `https://${HOST}/.auth/login?rd=${encodeURIComponent('/reports/q3?x=1')}`,
+    );
     const api = await check(nginx('/reports/q3'));
     assert.equal(api.status, 401);
     assert.equal(api.headers['x-gatehouse-login'], undefined);
@@ -78,19 +101,30 @@ describe('forward-auth decisions', () => {
     assert.equal(browser.status, 302);
     assert.equal(browser.location, `https://${HOST}/.auth/login?rd=%2Freports%2Fq3`);
     assert.equal((await check(traefik('/reports/q3'))).status, 401);
-    assert.equal((await check(traefik('/api/x', 'GET', { accept: 'text/html' }))).status, 401, 'rules with unauthenticated: 401 never redirect');
+    assert.equal(
+      (await check(traefik('/api/x', 'GET', { accept: 'text/html' }))).status,
+      401,
+      'rules with unauthenticated: 401 never redirect',
+    );
   });
 
   test('the same rules as proxied requests: public, deny, groups, methods (ATTACKS 19)', async () => {
     assert.equal((await check(nginx('/public/x'))).status, 200);
-    assert.equal((await check(nginx('/public/x', 'GET', { cookie }))).headers['x-user-id'], userId, 'public routes still say who is signed in');
+    assert.equal(
+      (await check(nginx('/public/x', 'GET', { cookie }))).headers['x-user-id'],
+      userId,
+      'public routes still say who is signed in',
+    );
     assert.equal((await check(nginx('/blocked/x', 'GET', { cookie }))).status, 403);
     assert.equal((await check(nginx('/admin/x', 'GET', { cookie }))).status, 403);
     assert.equal((await check(nginx('/docs/a', 'GET'))).status, 200);
     assert.equal((await check(nginx('/docs/a', 'POST'))).status, 401);
     assert.equal((await check(traefik('/docs/a', 'DELETE'))).status, 401);
     // nginx's subrequest keeps the original method even without X-Original-Method.
-    assert.equal((await check({ host: HOST, 'x-original-uri': '/docs/a', 'x-forwarded-proto': 'https' }, 'POST')).status, 401);
+    assert.equal(
+      (await check({ host: HOST, 'x-original-uri': '/docs/a', 'x-forwarded-proto': 'https' }, 'POST')).status,
+      401,
+    );
   });
 
   test('the original URL is normalized like any request: path tricks decide as the app would see them (ATTACKS 14-16)', async () => {
@@ -101,7 +135,11 @@ describe('forward-auth decisions', () => {
     assert.equal((await check(nginx('/public/..;/admin'))).status, 400);
     assert.equal((await check(nginx('/admin?x=/public/', 'GET', { cookie }))).status, 403);
     assert.equal((await check(nginx('/PUBLIC/x'))).status, 200);
-    assert.equal((await check(nginx('/.auth/login'))).status, 200, "Gatehouse's own pages are never locked behind itself");
+    assert.equal(
+      (await check(nginx('/.auth/login'))).status,
+      200,
+      "Gatehouse's own pages are never locked behind itself",
+    );
     assert.equal((await check(nginx('/x', 'G E T'))).status, 400);
   });
 
@@ -113,7 +151,9 @@ describe('forward-auth decisions', () => {
   test('only a trusted proxy is asked about: spoofed originals from anyone else are not believed (ATTACKS 5)', async () => {
     const gh2 = await startGatehouse(() => ({ publicUrl: `https://${HOST}`, trustedProxies: ['10.0.0.0/8'] }));
     try {
-      const res = await new Client(gh2.url).fetch('/.auth/check', { headers: { ...nginx('/public/x'), accept: 'text/html' } });
+      const res = await new Client(gh2.url).fetch('/.auth/check', {
+        headers: { ...nginx('/public/x'), accept: 'text/html' },
+      });
       assert.equal(res.status, 400);
       assert.match(res.text, /cause <code>forward_auth_untrusted<\/code>/);
       assert.match(res.text, /trustedProxies: \[127\.0\.0\.1\]/);

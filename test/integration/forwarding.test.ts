@@ -22,7 +22,12 @@ const limits = { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, register
 
 before(async () => {
   upstream = await startUpstream();
-  const common = { publicUrl: ORIGIN, secrets: { key: KEY }, accounts: limits, routes: [{ path: '/public/**', access: 'public' as const }] };
+  const common = {
+    publicUrl: ORIGIN,
+    secrets: { key: KEY },
+    accounts: limits,
+    routes: [{ path: '/public/**', access: 'public' as const }],
+  };
   trusted = await startGatehouse(() => ({ ...common, trustedProxies: ['loopback'] }), { upstream });
   untrusted = await startGatehouse(() => ({ ...common, trustedProxies: ['10.0.0.0/8'] }), { upstream });
 });
@@ -32,7 +37,10 @@ after(async () => {
 });
 
 /** A browser behind the proxy: what the proxy sends on its behalf. */
-function browser(gh: TestGatehouse, proxy: Record<string, string> = { 'x-forwarded-proto': 'https', 'x-forwarded-for': '203.0.113.7' }): Client {
+function browser(
+  gh: TestGatehouse,
+  proxy: Record<string, string> = { 'x-forwarded-proto': 'https', 'x-forwarded-for': '203.0.113.7' },
+): Client {
   const c = new Client(gh.url);
   c.defaultHeaders = { host: HOST, ...proxy };
   return c;
@@ -88,7 +96,7 @@ describe('behind a trusted TLS-terminating proxy', () => {
     assert.equal(await trusted.gatehouse.store.users.getByEmail(email), undefined, 'no account created');
   });
 
-  test('a proxy that says http: the explanation says to redirect http to https, or to pass an outer proxy\'s value on', async () => {
+  test("a proxy that says http: the explanation says to redirect http to https, or to pass an outer proxy's value on", async () => {
     const res = await browser(trusted, { 'x-forwarded-proto': 'http' }).html('/.auth/login');
     assert.equal(res.status, 421);
     assert.equal(cause(res), 'proxy_says_http');
@@ -100,13 +108,15 @@ describe('behind a trusted TLS-terminating proxy', () => {
     const viaXfh = browser(trusted, { 'x-forwarded-proto': 'https', 'x-forwarded-host': HOST });
     viaXfh.defaultHeaders.host = `127.0.0.1:${trusted.port}`;
     assert.equal((await viaXfh.html('/.auth/login')).status, 200);
-    const evil = await browser(trusted, { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example' }).html('/.auth/login');
+    const evil = await browser(trusted, { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example' }).html(
+      '/.auth/login',
+    );
     assert.equal(evil.status, 421);
     assert.equal(cause(evil), 'unknown_host');
     assert.doesNotMatch(evil.text.replace(/evil\.example\)/, ''), /href="[^"]*evil/);
   });
 
-  test('a proxy that sends its upstream\'s name as Host: 421 that says proxy_set_header Host $host', async () => {
+  test("a proxy that sends its upstream's name as Host: 421 that says proxy_set_header Host $host", async () => {
     const c = browser(trusted);
     c.defaultHeaders.host = `127.0.0.1:${trusted.port}`;
     const res = await c.html('/private');
@@ -118,7 +128,10 @@ describe('behind a trusted TLS-terminating proxy', () => {
   });
 
   test('RFC 7239 Forwarded, when configured, and then only it', async () => {
-    const gh = await startGatehouse(() => ({ publicUrl: ORIGIN, trustedProxies: ['loopback'], forwardedHeaders: 'forwarded' }), { upstream });
+    const gh = await startGatehouse(
+      () => ({ publicUrl: ORIGIN, trustedProxies: ['loopback'], forwardedHeaders: 'forwarded' }),
+      { upstream },
+    );
     try {
       const ok = browser(gh, { forwarded: `for=203.0.113.9;proto=https;host=${HOST}` });
       ok.defaultHeaders.host = 'gatehouse.internal:8080';
@@ -137,7 +150,9 @@ describe('behind a trusted TLS-terminating proxy', () => {
   });
 
   test('publicUrl http while the browser used https: the explanation names publicUrl', async () => {
-    const gh = await startGatehouse(() => ({ publicUrl: `http://${HOST}`, trustedProxies: ['loopback'] }), { upstream });
+    const gh = await startGatehouse(() => ({ publicUrl: `http://${HOST}`, trustedProxies: ['loopback'] }), {
+      upstream,
+    });
     try {
       const res = await browser(gh).html('/.auth/login');
       assert.equal(res.status, 421);
@@ -150,8 +165,14 @@ describe('behind a trusted TLS-terminating proxy', () => {
 });
 
 describe('from a peer that is not a trusted proxy (ATTACKS 5, 7)', () => {
-  test('spoofed X-Forwarded-* and Forwarded are ignored: client address, host and scheme are the peer\'s', async () => {
-    const spoof = { 'x-forwarded-for': '6.6.6.6', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https', forwarded: 'for=6.6.6.6;proto=https;host=evil.example', 'x-real-ip': '6.6.6.6' };
+  test("spoofed X-Forwarded-* and Forwarded are ignored: client address, host and scheme are the peer's", async () => {
+    const spoof = {
+      'x-forwarded-for': '6.6.6.6',
+      'x-forwarded-host': 'evil.example',
+      'x-forwarded-proto': 'https',
+      forwarded: 'for=6.6.6.6;proto=https;host=evil.example',
+      'x-real-ip': '6.6.6.6',
+    };
     const page = await browser(untrusted, spoof).get('/public/x');
     assert.equal(page.status, 200);
     const seen = page.json().headers;
@@ -183,7 +204,9 @@ describe('from a peer that is not a trusted proxy (ATTACKS 5, 7)', () => {
 
   test('each cause is logged once per window (event misconfiguration), not per request', async () => {
     const c = browser(untrusted, { 'x-forwarded-proto': 'https' });
-    const before = untrusted.logs.filter((l) => l.event === 'misconfiguration' && l.cause === 'proxy_not_trusted').length;
+    const before = untrusted.logs.filter(
+      (l) => l.event === 'misconfiguration' && l.cause === 'proxy_not_trusted',
+    ).length;
     for (let i = 0; i < 5; i++) assert.equal((await c.html('/.auth/login')).status, 421);
     const after = untrusted.logs.filter((l) => l.event === 'misconfiguration' && l.cause === 'proxy_not_trusted');
     assert.ok(after.length - before <= 1, `${after.length - before} lines for 5 requests`);
@@ -199,7 +222,10 @@ describe('the loop-breaker: signed in a moment ago, but the session did not stic
     const c = browser(gh);
     const res = await c.postJson('/.auth/register', { email: uniqueEmail('loop'), password: PASSWORD });
     assert.equal(res.status, 201);
-    assert.ok(res.cookies.some((s) => /^gatehouse-signin=[^;]+; Path=\/; Max-Age=60; HttpOnly; SameSite=Lax$/.test(s)), res.cookies.join(' | '));
+    assert.ok(
+      res.cookies.some((s) => /^gatehouse-signin=[^;]+; Path=\/; Max-Age=60; HttpOnly; SameSite=Lax$/.test(s)),
+      res.cookies.join(' | '),
+    );
     return c;
   }
 
@@ -209,7 +235,10 @@ describe('the loop-breaker: signed in a moment ago, but the session did not stic
     const res = await c.html('/private');
     assert.equal(res.status, 400);
     assert.equal(cause(res), 'session_cookie_dropped');
-    assert.ok(res.cookies.some((s) => s.startsWith('gatehouse-signin=;') && /Max-Age=0/.test(s)), 'the marker is cleared');
+    assert.ok(
+      res.cookies.some((s) => s.startsWith('gatehouse-signin=;') && /Max-Age=0/.test(s)),
+      'the marker is cleared',
+    );
     assert.equal(c.jar.has('gatehouse-signin'), false);
     assert.equal((await c.html('/private')).status, 302, 'the next visit goes to the login page as usual');
   });
@@ -232,7 +261,10 @@ describe('the loop-breaker: signed in a moment ago, but the session did not stic
     const c = await signedIn(trusted);
     assert.equal((await c.html('/private')).status, 200, 'the node that made it knows the session');
     // The "other node" behind the same load balancer: the same config, its own SQLite file.
-    const nodeB = await startGatehouse(() => ({ publicUrl: ORIGIN, trustedProxies: ['loopback'], secrets: { key: KEY } }), { upstream });
+    const nodeB = await startGatehouse(
+      () => ({ publicUrl: ORIGIN, trustedProxies: ['loopback'], secrets: { key: KEY } }),
+      { upstream },
+    );
     try {
       const res = await browser(nodeB).html('/private', { cookie: c.cookieHeader()! });
       assert.equal(res.status, 400);
@@ -253,7 +285,10 @@ describe('the loop-breaker: signed in a moment ago, but the session did not stic
     api.jar.delete('__Host-gatehouse');
     assert.equal((await api.get('/private')).status, 401, 'an API client gets its 401');
     const forged = browser(trusted);
-    assert.equal((await forged.html('/private', { cookie: `gatehouse-signin=${Date.now().toString(36)}.forged` })).status, 302);
+    assert.equal(
+      (await forged.html('/private', { cookie: `gatehouse-signin=${Date.now().toString(36)}.forged` })).status,
+      302,
+    );
   });
 
   test('a form posted without the cookie it was served with: explained, nothing changes', async () => {

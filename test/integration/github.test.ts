@@ -17,21 +17,58 @@ let github: GithubStandIn;
 
 before(async () => {
   const port = await freePort();
-  github = await startGithub([`http://127.0.0.1:${port}/.auth/callback/github`, `http://127.0.0.1:${port}/.auth/callback/gh-noemail`]);
-  github.users.set(583231, { id: 583231, login: 'octocat', name: 'The Octocat', email: 'octocat@public.example.com', emails: [
-    { email: 'octo-old@example.com', primary: false, verified: false },
-    { email: 'octocat@example.com', primary: true, verified: true },
-  ] });
-  github.users.set(42, { id: 42, login: 'unverified', name: null, email: null, emails: [{ email: 'nobody@example.com', primary: true, verified: false }] });
-  github.users.set(7, { id: 7, login: 'second-verified', name: 'Seven', email: null, emails: [
-    { email: 'seven-primary@example.com', primary: true, verified: false },
-    { email: 'seven@example.com', primary: false, verified: true },
-  ] });
+  github = await startGithub([
+    `http://127.0.0.1:${port}/.auth/callback/github`,
+    `http://127.0.0.1:${port}/.auth/callback/gh-noemail`,
+  ]);
+  github.users.set(583231, {
+    id: 583231,
+    login: 'octocat',
+    name: 'The Octocat',
+    email: 'octocat@public.example.com',
+    emails: [
+      { email: 'octo-old@example.com', primary: false, verified: false },
+      { email: 'octocat@example.com', primary: true, verified: true },
+    ],
+  });
+  github.users.set(42, {
+    id: 42,
+    login: 'unverified',
+    name: null,
+    email: null,
+    emails: [{ email: 'nobody@example.com', primary: true, verified: false }],
+  });
+  github.users.set(7, {
+    id: 7,
+    login: 'second-verified',
+    name: 'Seven',
+    email: null,
+    emails: [
+      { email: 'seven-primary@example.com', primary: true, verified: false },
+      { email: 'seven@example.com', primary: false, verified: true },
+    ],
+  });
   gh = await startGatehouse(
     () => ({
       providers: [
-        { id: 'github', type: 'github', clientId: github.clientId, clientSecret: github.clientSecret, url: github.url, apiUrl: github.apiUrl },
-        { id: 'gh-noemail', type: 'github', name: 'GitHub (no email scope)', clientId: github.clientId, clientSecret: github.clientSecret, url: github.url, apiUrl: github.apiUrl, scopes: ['read:user'] },
+        {
+          id: 'github',
+          type: 'github',
+          clientId: github.clientId,
+          clientSecret: github.clientSecret,
+          url: github.url,
+          apiUrl: github.apiUrl,
+        },
+        {
+          id: 'gh-noemail',
+          type: 'github',
+          name: 'GitHub (no email scope)',
+          clientId: github.clientId,
+          clientSecret: github.clientSecret,
+          url: github.url,
+          apiUrl: github.apiUrl,
+          scopes: ['read:user'],
+        },
       ],
     }),
     { port },
@@ -61,17 +98,30 @@ describe('Sign in with GitHub (OAuth2 + the REST API)', () => {
     const token = github.tokenRequests.at(-1)!;
     assert.equal(token.get('client_secret'), github.clientSecret);
     assert.equal(token.get('redirect_uri'), `${gh.url}/.auth/callback/github`);
-    assert.match(token.get('code_verifier') ?? '', /^[A-Za-z0-9_-]{43}$/, 'the stand-in checked it against the challenge');
+    assert.match(
+      token.get('code_verifier') ?? '',
+      /^[A-Za-z0-9_-]{43}$/,
+      'the stand-in checked it against the challenge',
+    );
     const api = github.apiRequests.slice(-2);
-    assert.deepEqual(api.map((r) => r.path), ['/api/user', '/api/user/emails']);
-    assert.ok(api.every((r) => r.authorization === `Bearer ${github.issued.at(-1)}` && r.userAgent === 'Gatehouse'), 'a bearer token and a User-Agent, as the API requires');
+    assert.deepEqual(
+      api.map((r) => r.path),
+      ['/api/user', '/api/user/emails'],
+    );
+    assert.ok(
+      api.every((r) => r.authorization === `Bearer ${github.issued.at(-1)}` && r.userAgent === 'Gatehouse'),
+      'a bearer token and a User-Agent, as the API requires',
+    );
 
     const me = (await c.get('/.auth/me')).json();
     assert.equal(me.email, 'octocat@example.com', 'the primary verified address, not the public or an unverified one');
     assert.equal(me.emailVerified, true);
     assert.equal(me.name, 'The Octocat');
     assert.deepEqual(me.session.amr, ['idp:github']);
-    assert.deepEqual(me.identities.map((i: Record<string, unknown>) => [i.provider, i.name, i.email]), [['github', 'GitHub', 'octocat@example.com']]);
+    assert.deepEqual(
+      me.identities.map((i: Record<string, unknown>) => [i.provider, i.name, i.email]),
+      [['github', 'GitHub', 'octocat@example.com']],
+    );
     const identity = await gh.gatehouse.store.identities.find(github.url, '583231');
     assert.equal(identity?.userId, me.id, 'keyed by (GitHub URL, numeric id)');
     assert.equal(res.json().headers['x-user-id'], me.id);
@@ -98,7 +148,13 @@ describe('Sign in with GitHub (OAuth2 + the REST API)', () => {
   });
 
   test('without the user:email scope the emails list is refused: the public address is unverified, so no account', async () => {
-    github.users.set(99, { id: 99, login: 'public-only', name: null, email: 'public-only@example.com', emails: [{ email: 'public-only@example.com', primary: true, verified: true }] });
+    github.users.set(99, {
+      id: 99,
+      login: 'public-only',
+      name: null,
+      email: 'public-only@example.com',
+      emails: [{ email: 'public-only@example.com', primary: true, verified: true }],
+    });
     const { res } = await landed(99, 'gh-noemail');
     assert.equal(res.status, 403);
     assert.match(decodeEntities(res.text), /has not verified your email address public-only@example\.com/);
@@ -111,7 +167,11 @@ describe('Sign in with GitHub (OAuth2 + the REST API)', () => {
     assert.equal(bad.res.status, 502);
     assert.match(bad.res.text, /did not accept the sign-in/);
     assert.equal(failures(gh, 'token_exchange_failed').length, n + 1);
-    assert.match(String(failures(gh, 'token_exchange_failed').at(-1)!.detail), /invalid_grant/, 'mapped to the OAuth error it means');
+    assert.match(
+      String(failures(gh, 'token_exchange_failed').at(-1)!.detail),
+      /invalid_grant/,
+      'mapped to the OAuth error it means',
+    );
 
     n = failures(gh, 'userinfo_failed').length;
     github.failUser = 500;
@@ -123,6 +183,9 @@ describe('Sign in with GitHub (OAuth2 + the REST API)', () => {
       github.failUser = undefined;
     }
     assert.equal(failures(gh, 'userinfo_failed').length, n + 1);
-    assert.ok(!gh.logText().includes(github.clientSecret) && github.issued.every((t) => !gh.logText().includes(t)), 'no secret or token in the logs');
+    assert.ok(
+      !gh.logText().includes(github.clientSecret) && github.issued.every((t) => !gh.logText().includes(t)),
+      'no secret or token in the logs',
+    );
   });
 });

@@ -22,7 +22,11 @@ const AUTH = { user: 'gatehouse', pass: 'smtp-secret-pass' };
 
 before(async () => {
   cert = selfSigned({ cn: 'smtp test' });
-  [starttls, implicit, plain] = await Promise.all([startSmtp({ tls: cert, auth: AUTH }), startSmtp({ tls: cert, implicitTls: true }), startSmtp()]);
+  [starttls, implicit, plain] = await Promise.all([
+    startSmtp({ tls: cert, auth: AUTH }),
+    startSmtp({ tls: cert, implicitTls: true }),
+    startSmtp(),
+  ]);
 });
 after(async () => {
   await Promise.all([starttls?.close(), implicit?.close(), plain?.close()]);
@@ -38,14 +42,23 @@ function mailer(smtp: Record<string, unknown>, over: Record<string, unknown> = {
       cb();
     },
   });
-  const config = EmailSchema.parse({ from: 'no-reply@acme.example', smtp: { host: '127.0.0.1', timeouts: { connect: '2s', greeting: '2s', socket: '5s' }, ...smtp }, delivery: { attempts: 3, retryDelay: '100ms' }, ...over });
+  const config = EmailSchema.parse({
+    from: 'no-reply@acme.example',
+    smtp: { host: '127.0.0.1', timeouts: { connect: '2s', greeting: '2s', socket: '5s' }, ...smtp },
+    delivery: { attempts: 3, retryDelay: '100ms' },
+    ...over,
+  });
   const m = new Mailer(config, { logger: createLogger('debug', sink), publicUrl: 'https://app.example.com' });
   return { m, lines, text: () => text };
 }
 
 let n = 0;
 function task(to: string, body = 'hello'): MailTask {
-  return { kind: 'verify_email', userId: `user-${n++}`, prepare: async () => ({ to, subject: 'Test message', text: body, html: `<p>${body}</p>`, fromName: 'Acme Portal' }) };
+  return {
+    kind: 'verify_email',
+    userId: `user-${n++}`,
+    prepare: async () => ({ to, subject: 'Test message', text: body, html: `<p>${body}</p>`, fromName: 'Acme Portal' }),
+  };
 }
 
 describe('the mailer over real SMTP', () => {
@@ -89,7 +102,12 @@ describe('the mailer over real SMTP', () => {
       m.send(task('carol@example.com'));
       await m.idle();
       assert.equal(plain.to('carol@example.com').length, 0);
-      assert.ok(lines.some((l) => l.event === 'mail_failed' && /STARTTLS|TLS/i.test(String((l.error as { message: string }).message))), JSON.stringify(lines.filter((l) => l.event)));
+      assert.ok(
+        lines.some(
+          (l) => l.event === 'mail_failed' && /STARTTLS|TLS/i.test(String((l.error as { message: string }).message)),
+        ),
+        JSON.stringify(lines.filter((l) => l.event)),
+      );
     } finally {
       await m.close(1000);
     }
@@ -113,7 +131,10 @@ describe('the mailer over real SMTP', () => {
       await plain.waitFor((x) => x.to.includes('erin@example.com'));
       await m.idle();
       const retries = lines.filter((l) => l.event === 'mail_retry');
-      assert.deepEqual(retries.map((l) => l.attempt), [1, 2]);
+      assert.deepEqual(
+        retries.map((l) => l.attempt),
+        [1, 2],
+      );
       assert.ok((retries[1]!.delayMs as number) > (retries[0]!.delayMs as number), 'the delay doubles');
       assert.equal((retries[0]!.error as { responseCode: number }).responseCode, 451);
       assert.equal(lines.find((l) => l.event === 'mail_sent')?.attempt, 3);
@@ -126,8 +147,15 @@ describe('the mailer over real SMTP', () => {
       assert.equal(failed.length, 1);
       assert.equal(failed[0]!.attempt, 1, 'not retried');
       assert.equal((failed[0]!.error as { permanent: boolean }).permanent, true);
-      assert.match(String((failed[0]!.error as { message: string }).message), /<address>/, 'the server\'s reply is logged');
-      assert.ok(!JSON.stringify(lines).includes('erin@example.com') && !JSON.stringify(lines).includes('frank@example.com'), 'never the address');
+      assert.match(
+        String((failed[0]!.error as { message: string }).message),
+        /<address>/,
+        "the server's reply is logged",
+      );
+      assert.ok(
+        !JSON.stringify(lines).includes('erin@example.com') && !JSON.stringify(lines).includes('frank@example.com'),
+        'never the address',
+      );
     } finally {
       await m.close(1000);
     }
@@ -140,11 +168,18 @@ describe('the mailer over real SMTP', () => {
       m.send(task('grey1@example.com'));
       m.send(task('grey2@example.com'));
       await new Promise<void>((resolve) => {
-        const t = setInterval(() => lines.filter((l) => l.event === 'mail_retry').length === 2 && (clearInterval(t), resolve()), 10);
+        const t = setInterval(
+          () => lines.filter((l) => l.event === 'mail_retry').length === 2 && (clearInterval(t), resolve()),
+          10,
+        );
       });
       m.send(task('next@example.com'));
       await plain.waitFor((x) => x.to.includes('next@example.com'), 5000);
-      assert.equal(plain.to('grey1@example.com').length + plain.to('grey2@example.com').length, 0, 'the two still wait for their retry');
+      assert.equal(
+        plain.to('grey1@example.com').length + plain.to('grey2@example.com').length,
+        0,
+        'the two still wait for their retry',
+      );
     } finally {
       await m.close(100);
     }
@@ -169,7 +204,10 @@ describe('the mailer over real SMTP', () => {
     try {
       let release!: () => void;
       const gate = new Promise<void>((r) => (release = r));
-      const slow = (to: string): MailTask => ({ kind: 'password_reset', prepare: async () => (await gate, { to, subject: 's', text: 't', html: 'h' }) });
+      const slow = (to: string): MailTask => ({
+        kind: 'password_reset',
+        prepare: async () => (await gate, { to, subject: 's', text: 't', html: 'h' }),
+      });
       // Two are being prepared (the concurrency), two wait; the fifth has no room.
       const accepted = ['q1', 'q2', 'q3', 'q4', 'q5'].map((x) => m.send(slow(`${x}@example.com`)));
       assert.deepEqual(accepted, [true, true, true, true, false]);
@@ -186,7 +224,10 @@ describe('the mailer over real SMTP', () => {
   });
 
   test('an unreadable email.smtp.tls.ca stops the start with a message that names the key', () => {
-    assert.throws(() => mailer({ port: plain.port, tls: { ca: '/nonexistent/ca.pem' } }), /^Error: email\.smtp\.tls\.ca: cannot read \/nonexistent\/ca\.pem \(ENOENT\)$/);
+    assert.throws(
+      () => mailer({ port: plain.port, tls: { ca: '/nonexistent/ca.pem' } }),
+      /^Error: email\.smtp\.tls\.ca: cannot read \/nonexistent\/ca\.pem \(ENOENT\)$/,
+    );
   });
 
   test('close: no new messages; pending retries are dropped and logged', async () => {

@@ -30,20 +30,35 @@ const tokens: string[] = [];
 const RESET = /^Reset your password for Acme Portal$/;
 const CHANGED = /^Your password for Acme Portal was changed$/;
 const NEW_PASSWORD = 'a brand new passphrase';
-const high = { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, passwordResetPerIp: 1000, passwordResetPerAccount: 1000, emailsPerAddress: 1000 };
+const high = {
+  loginPerIp: 1000,
+  loginPerAccount: 1000,
+  registerPerIp: 1000,
+  passwordResetPerIp: 1000,
+  passwordResetPerAccount: 1000,
+  emailsPerAddress: 1000,
+};
 
 before(async () => {
   smtp = await startSmtp();
   const deadPort = await freePort();
   [gh, tight, down, bare] = await Promise.all([
-    startGatehouse(() => ({ title: 'Acme Portal', email: emailConfig(smtp, { resetLinkTtl: '20m' }), accounts: { rateLimits: high } })),
+    startGatehouse(() => ({
+      title: 'Acme Portal',
+      email: emailConfig(smtp, { resetLinkTtl: '20m' }),
+      accounts: { rateLimits: high },
+    })),
     startGatehouse(() => ({
       title: 'Acme Portal',
       trustedProxies: ['loopback'],
       email: emailConfig(smtp),
       accounts: { rateLimits: { ...high, passwordResetPerIp: 4, passwordResetPerAccount: 2, emailsPerAddress: 3 } },
     })),
-    startGatehouse(() => ({ title: 'Acme Portal', email: emailConfig({ port: deadPort }), accounts: { rateLimits: high } })),
+    startGatehouse(() => ({
+      title: 'Acme Portal',
+      email: emailConfig({ port: deadPort }),
+      accounts: { rateLimits: high },
+    })),
     startGatehouse(() => ({ title: 'Acme Portal', accounts: { rateLimits: high } })),
   ]);
 });
@@ -98,7 +113,11 @@ describe('password reset', () => {
     assert.equal(await status(laptop), 200, 'opening the link changed nothing');
 
     // The same rules as registration: too short, too common, the address itself.
-    for (const [weak, why] of [['short', /at least 8/], ['password123', /too common/], [email, /email address/]] as const) {
+    for (const [weak, why] of [
+      ['short', /at least 8/],
+      ['password123', /too common/],
+      [email, /email address/],
+    ] as const) {
       const refused = await submit(phone, page, '/.auth/reset-password', { password: weak });
       assert.equal(refused.status, 400);
       assert.match(decodeEntities(refused.text), why);
@@ -108,14 +127,27 @@ describe('password reset', () => {
     const done = await submit(phone, page, '/.auth/reset-password', { password: NEW_PASSWORD });
     assert.equal(done.status, 303);
     assert.equal(done.location, `${gh.url}/.auth/login?reset=1`);
-    assert.ok(!done.cookies.some((v) => v.startsWith('gatehouse=') && !/Max-Age=0/.test(v)), 'no session is started (ATTACKS 44)');
-    assert.ok(done.cookies.some((v) => /^gatehouse=;.*Max-Age=0/.test(v)), "this browser's old session cookie is cleared");
+    assert.ok(
+      !done.cookies.some((v) => v.startsWith('gatehouse=') && !/Max-Age=0/.test(v)),
+      'no session is started (ATTACKS 44)',
+    );
+    assert.ok(
+      done.cookies.some((v) => /^gatehouse=;.*Max-Age=0/.test(v)),
+      "this browser's old session cookie is cleared",
+    );
     assert.equal(await status(laptop), 401, 'the other session ended (ATTACKS 27)');
     assert.equal(await status(phone), 401, "this browser's session ended too");
     assert.equal((await gh.gatehouse.store.sessions.listByUser(id)).length, 0);
-    assert.match((await phone.html('/.auth/login?reset=1')).text, /Your password was changed, and every session signed out/);
+    assert.match(
+      (await phone.html('/.auth/login?reset=1')).text,
+      /Your password was changed, and every session signed out/,
+    );
 
-    assert.equal((await new Client(gh.url).postJson('/.auth/login', { email, password: PASSWORD })).status, 401, 'the old password is refused');
+    assert.equal(
+      (await new Client(gh.url).postJson('/.auth/login', { email, password: PASSWORD })).status,
+      401,
+      'the old password is refused',
+    );
     await signedIn(gh, email, NEW_PASSWORD);
     assert.equal((await gh.gatehouse.store.users.get(id))?.emailVerified, true, 'the link proved the address');
     const notice = await mailTo(smtp, email, CHANGED);
@@ -138,13 +170,19 @@ describe('password reset', () => {
     assert.equal(res.status, 200);
     assert.deepEqual(res.json(), { ok: true, login: `${gh.url}/.auth/login?reset=1` });
     assert.equal(await status(c), 401);
-    const again = await c.postJson('/.auth/reset-password', { token: tokenOf(link), password: 'another good passphrase' });
+    const again = await c.postJson('/.auth/reset-password', {
+      token: tokenOf(link),
+      password: 'another good passphrase',
+    });
     assert.deepEqual([again.status, again.json().error], [410, 'link_used']);
     await signedIn(gh, email, NEW_PASSWORD);
   });
 
   test('guessed, superseded, expired and outlived links fail with a clear page, and change nothing', async () => {
-    const guessed = await openLink(new Client(gh.url), `${gh.url}/.auth/reset-password?token=${randomBytes(32).toString('base64url')}`);
+    const guessed = await openLink(
+      new Client(gh.url),
+      `${gh.url}/.auth/reset-password?token=${randomBytes(32).toString('base64url')}`,
+    );
     assert.equal(guessed.status, 400);
     assert.match(guessed.text, /This link is not valid/);
     assert.match(guessed.text, /href="\/\.auth\/forgot-password">Ask for a new link/);
@@ -178,14 +216,20 @@ describe('password reset', () => {
     const third = await requestReset(gh, email);
     const db = rawDb(gh);
     try {
-      await db.run(`UPDATE email_tokens SET expires_at = ? WHERE user_id = ? AND used_at IS NULL AND superseded_at IS NULL`, [Date.now() - 1, id]);
+      await db.run(
+        `UPDATE email_tokens SET expires_at = ? WHERE user_id = ? AND used_at IS NULL AND superseded_at IS NULL`,
+        [Date.now() - 1, id],
+      );
     } finally {
       await db.close();
     }
     const expired = await openLink(new Client(gh.url), third);
     assert.equal(expired.status, 410);
     assert.match(expired.text, /This link has expired/);
-    const json = await new Client(gh.url).postJson('/.auth/reset-password', { token: tokenOf(third), password: NEW_PASSWORD });
+    const json = await new Client(gh.url).postJson('/.auth/reset-password', {
+      token: tokenOf(third),
+      password: NEW_PASSWORD,
+    });
     assert.deepEqual([json.status, json.json().error], [410, 'link_expired']);
     await signedIn(gh, email, 'set by the operator now');
   });
@@ -196,19 +240,35 @@ describe('password reset', () => {
     const resets = () => smtp.to(email).filter((m) => RESET.test(m.subject)).length;
     const c = new Client(gh.url);
     const form = await c.html('/.auth/forgot-password');
-    const bad: Record<string, string>[] = [{ origin: 'https://evil.example' }, { 'sec-fetch-site': 'cross-site' }, { origin: 'null' }];
-    for (const headers of bad) assert.equal((await c.postForm('/.auth/forgot-password', { csrf: csrfOf(form), email }, headers)).status, 403);
+    const bad: Record<string, string>[] = [
+      { origin: 'https://evil.example' },
+      { 'sec-fetch-site': 'cross-site' },
+      { origin: 'null' },
+    ];
+    for (const headers of bad)
+      assert.equal((await c.postForm('/.auth/forgot-password', { csrf: csrfOf(form), email }, headers)).status, 403);
     assert.equal((await c.postForm('/.auth/forgot-password', { email }, sameOrigin(c))).status, 403, 'no form token');
-    assert.equal((await c.postJson('/.auth/forgot-password', { email }, { origin: 'https://evil.example' })).status, 403);
+    assert.equal(
+      (await c.postJson('/.auth/forgot-password', { email }, { origin: 'https://evil.example' })).status,
+      403,
+    );
 
     const link = await requestReset(gh, email);
     const page = await openLinkPage(c, link);
-    for (const headers of bad) assert.equal((await c.postForm('/.auth/reset-password', { csrf: csrfOf(page), password: NEW_PASSWORD }, headers)).status, 403);
+    for (const headers of bad)
+      assert.equal(
+        (await c.postForm('/.auth/reset-password', { csrf: csrfOf(page), password: NEW_PASSWORD }, headers)).status,
+        403,
+      );
     assert.equal((await c.postForm('/.auth/reset-password', { password: NEW_PASSWORD }, sameOrigin(c))).status, 403);
     await gh.gatehouse.mailer!.idle();
     assert.equal(resets(), 1, 'only the one same-site request sent a message');
     await signedIn(gh, email, PASSWORD);
-    assert.equal((await submit(c, page, '/.auth/reset-password', { password: NEW_PASSWORD })).status, 303, 'the link still works');
+    assert.equal(
+      (await submit(c, page, '/.auth/reset-password', { password: NEW_PASSWORD })).status,
+      303,
+      'the link still works',
+    );
   });
 });
 
@@ -226,7 +286,8 @@ describe('forgot-password tells nobody whether an address has an account (ATTACK
     await gh.gatehouse.accounts.setDisabled(d.id, true);
     const ghost = uniqueEmail('ghost');
 
-    const json = async (email: string) => comparable(await new Client(gh.url).postJson('/.auth/forgot-password', { email }));
+    const json = async (email: string) =>
+      comparable(await new Client(gh.url).postJson('/.auth/forgot-password', { email }));
     const a = await json(known);
     assert.equal(a.status, 202);
     assert.deepEqual(await json(ghost), a);
@@ -240,7 +301,10 @@ describe('forgot-password tells nobody whether an address has an account (ATTACK
     const f = await post(known);
     assert.equal(f.status, 303);
     assert.deepEqual(await post(ghost), f);
-    assert.deepEqual(comparable(await c.html('/.auth/forgot-password?sent=1')).text, comparable(await new Client(gh.url).html('/.auth/forgot-password?sent=1')).text);
+    assert.deepEqual(
+      comparable(await c.html('/.auth/forgot-password?sent=1')).text,
+      comparable(await new Client(gh.url).html('/.auth/forgot-password?sent=1')).text,
+    );
 
     await gh.gatehouse.mailer!.idle();
     assert.equal(smtp.to(known).filter((m) => RESET.test(m.subject)).length, 3, 'JSON twice (any case), the form once');
@@ -248,7 +312,9 @@ describe('forgot-password tells nobody whether an address has an account (ATTACK
     assert.equal(smtp.to(ghost).length + smtp.to(disabled).filter((m) => RESET.test(m.subject)).length, 0);
     // Operators see which was which; the client does not.
     assert.ok(gh.logs.some((l) => l.event === 'password_reset_requested' && l.known === true && l.userId === id));
-    assert.ok(gh.logs.some((l) => l.event === 'password_reset_requested' && l.known === false && l.userId === undefined));
+    assert.ok(
+      gh.logs.some((l) => l.event === 'password_reset_requested' && l.known === false && l.userId === undefined),
+    );
   });
 
   test('an unknown address takes as long to answer as a known one', async () => {
@@ -256,7 +322,10 @@ describe('forgot-password tells nobody whether an address has an account (ATTACK
     await registerJson(new Client(gh.url), email);
     const forgot = (e: string) => elapsed(() => new Client(gh.url).postJson('/.auth/forgot-password', { email: e }));
     const { ratio, pairs } = await unknownToKnownRatio(email, forgot, 15);
-    assert.ok(ratio > 0.6 && ratio < 1.6, `unknown/known forgot-password time ratio ${ratio.toFixed(2)} (pairs: ${pairs.map((r) => r.toFixed(2)).join(' ')})`);
+    assert.ok(
+      ratio > 0.6 && ratio < 1.6,
+      `unknown/known forgot-password time ratio ${ratio.toFixed(2)} (pairs: ${pairs.map((r) => r.toFixed(2)).join(' ')})`,
+    );
     await gh.gatehouse.mailer!.idle();
     for (const m of smtp.to(email)) if (RESET.test(m.subject)) tokens.push(tokenOf(linkIn(m, '/.auth/reset-password')));
   });
@@ -264,7 +333,8 @@ describe('forgot-password tells nobody whether an address has an account (ATTACK
   test('flooding is throttled per address and per client IP, alike for known and unknown addresses (ATTACKS 45)', async () => {
     const known = uniqueEmail('flood');
     await registerJson(new Client(tight.url), known);
-    const ask = (email: string, ip: string) => new Client(tight.url).postJson('/.auth/forgot-password', { email }, { 'x-forwarded-for': ip });
+    const ask = (email: string, ip: string) =>
+      new Client(tight.url).postJson('/.auth/forgot-password', { email }, { 'x-forwarded-for': ip });
     // Per address: 2 an hour, from any number of IPs.
     const ghost = uniqueEmail('flood-ghost');
     for (const email of [known, ghost]) {
@@ -291,7 +361,11 @@ describe('forgot-password tells nobody whether an address has an account (ATTACK
     const n = smtp.messages.length;
     const forged = await new Client(gh.url).postJson('/.auth/forgot-password', { email }, { host: 'evil.example' });
     assert.equal(forged.status, 421);
-    const res = await new Client(gh.url).postJson('/.auth/forgot-password', { email }, { 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' });
+    const res = await new Client(gh.url).postJson(
+      '/.auth/forgot-password',
+      { email },
+      { 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' },
+    );
     assert.equal(res.status, 202);
     const link = linkIn(await mailTo(smtp, email, RESET, n), '/.auth/reset-password');
     tokens.push(tokenOf(link));
@@ -307,7 +381,16 @@ describe('forgot-password tells nobody whether an address has an account (ATTACK
       assert.deepEqual([res.status, res.json().fields?.email !== undefined], [400, true], JSON.stringify(body));
     }
     assert.equal((await c.postJson('/.auth/forgot-password', { email: ['a@b.co'] })).status, 400);
-    assert.equal((await c.fetch('/.auth/forgot-password', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' })).status, 415);
+    assert.equal(
+      (
+        await c.fetch('/.auth/forgot-password', {
+          method: 'POST',
+          headers: { 'content-type': 'text/plain' },
+          body: 'x',
+        })
+      ).status,
+      415,
+    );
     const form = await c.html('/.auth/forgot-password');
     const page = await submit(c, form, '/.auth/forgot-password', { email: '<b>x</b>' });
     assert.equal(page.status, 400);
@@ -328,7 +411,11 @@ describe('mail trouble never shows in an answer', () => {
     const failed = down.logs.filter((l) => l.event === 'mail_failed' && l.userId === user.id);
     assert.deepEqual(failed.map((l) => l.kind).sort(), ['password_reset', 'verify_email']);
     assert.equal((failed[0]!.error as { code: string }).code, 'ESOCKET');
-    assert.equal(down.logs.filter((l) => l.event === 'mail_retry' && l.userId === user.id).length, 2, 'each was tried twice (delivery.attempts)');
+    assert.equal(
+      down.logs.filter((l) => l.event === 'mail_retry' && l.userId === user.id).length,
+      2,
+      'each was tried twice (delivery.attempts)',
+    );
     assert.doesNotMatch(down.logText(), /token=|reset-password\?/);
   });
 });
@@ -342,27 +429,54 @@ describe('change password (signed in)', () => {
     assert.match(account.text, /<h2 id="password">Password<\/h2>/);
     assert.match(account.text, /action="\/\.auth\/account\/password"/);
 
-    const wrong = await submit(c, account, '/.auth/account/password', { currentPassword: 'not the password', password: NEW_PASSWORD });
+    const wrong = await submit(c, account, '/.auth/account/password', {
+      currentPassword: 'not the password',
+      password: NEW_PASSWORD,
+    });
     assert.equal(wrong.status, 401);
     assert.match(wrong.text, /The current password is not correct/);
-    const weak = await submit(c, account, '/.auth/account/password', { currentPassword: PASSWORD, password: 'password1' });
+    const weak = await submit(c, account, '/.auth/account/password', {
+      currentPassword: PASSWORD,
+      password: 'password1',
+    });
     assert.equal(weak.status, 400);
     assert.match(weak.text, /too common/);
-    assert.equal((await c.postForm('/.auth/account/password', { csrf: csrfOf(account), currentPassword: PASSWORD, password: NEW_PASSWORD }, { origin: 'https://evil.example' })).status, 403);
+    assert.equal(
+      (
+        await c.postForm(
+          '/.auth/account/password',
+          { csrf: csrfOf(account), currentPassword: PASSWORD, password: NEW_PASSWORD },
+          { origin: 'https://evil.example' },
+        )
+      ).status,
+      403,
+    );
     assert.equal(await status(other), 200, 'nothing changed yet');
 
-    const done = await submit(c, account, '/.auth/account/password', { currentPassword: PASSWORD, password: NEW_PASSWORD });
+    const done = await submit(c, account, '/.auth/account/password', {
+      currentPassword: PASSWORD,
+      password: NEW_PASSWORD,
+    });
     assert.equal(done.status, 303);
     assert.equal(done.location, `${gh.url}/.auth/account?password=changed`);
-    assert.match((await c.html('/.auth/account?password=changed')).text, /Your password was changed\. Every other session was signed out\./);
+    assert.match(
+      (await c.html('/.auth/account?password=changed')).text,
+      /Your password was changed\. Every other session was signed out\./,
+    );
     assert.equal(await status(c), 200, 'this session stays');
     assert.equal(await status(other), 401, 'the other session ended');
     assert.equal((await gh.gatehouse.store.sessions.listByUser(id)).length, 1);
     assert.equal((await new Client(gh.url).postJson('/.auth/login', { email, password: PASSWORD })).status, 401);
     await signedIn(gh, email, NEW_PASSWORD);
-    assert.match((await mailTo(smtp, email, CHANGED)).text, /was changed on .* UTC\. Every other session was signed out\./);
+    assert.match(
+      (await mailTo(smtp, email, CHANGED)).text,
+      /was changed on .* UTC\. Every other session was signed out\./,
+    );
 
-    const json = await c.postJson('/.auth/account/password', { currentPassword: NEW_PASSWORD, password: 'yet another passphrase' });
+    const json = await c.postJson('/.auth/account/password', {
+      currentPassword: NEW_PASSWORD,
+      password: 'yet another passphrase',
+    });
     assert.deepEqual([json.status, json.json()], [200, { ok: true }]);
     assert.equal((await new Client(gh.url).postJson('/.auth/account/password', {})).status, 401, 'needs a session');
   });

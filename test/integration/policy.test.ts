@@ -37,7 +37,10 @@ after(() => gh.close());
 async function send(path: string, who: Client | null, method = 'GET'): Promise<{ status: number; forwarded?: string }> {
   const before = gh.upstream.requests.length;
   const cookie = who?.cookieHeader();
-  const r = await rawRequest(gh.port, `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1:${gh.port}\r\nAccept: application/json\r\n${cookie ? `Cookie: ${cookie}\r\n` : ''}Connection: close\r\n\r\n`);
+  const r = await rawRequest(
+    gh.port,
+    `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1:${gh.port}\r\nAccept: application/json\r\n${cookie ? `Cookie: ${cookie}\r\n` : ''}Connection: close\r\n\r\n`,
+  );
   const reached = gh.upstream.requests.length > before;
   return { status: r.status, forwarded: reached ? gh.upstream.last().url : undefined };
 }
@@ -58,20 +61,48 @@ describe('route policies', () => {
     assert.equal((await send('/app/home', staff)).status, 200);
     assert.equal((await send('/reports/q1/export', admin)).status, 200);
     assert.equal((await send('/reports/q1/export', staff)).status, 403);
-    assert.equal((await send('/reports/q1/export', admin, 'POST')).status, 403, 'the GET rule does not admit POST: default deny');
+    assert.equal(
+      (await send('/reports/q1/export', admin, 'POST')).status,
+      403,
+      'the GET rule does not admit POST: default deny',
+    );
   });
 
   test('path tricks never get a non-admin past the allow-list (%2e%2e, //, ;, encoded slash, case)', async () => {
     const tricks = [
-      '/public/../admin/users', '/public/%2e%2e/admin/users', '/public/%2E%2E/admin/users', '/app/..%2fadmin/users', '/public%2f..%2fadmin/users',
-      '//admin/users', '///admin//users', '/./admin/users', '/admin/./users', '/admin/x/../users',
-      '/ADMIN/users', '/Admin/users', '/%61dmin/users', '/%41DMIN/users', '/adm%69n/users',
-      '/admin;x=1/users', '/public/..;/admin/users', '/admin%3b/users', '/public/%252e%252e/admin/users', '/admin%2fusers',
-      '/public\\..\\admin/users', '/app/%5c..%5cadmin', '/admin%00/users', '/admin%0a/users', '/admin/users#/public/', '/admin?/public/',
+      '/public/../admin/users',
+      '/public/%2e%2e/admin/users',
+      '/public/%2E%2E/admin/users',
+      '/app/..%2fadmin/users',
+      '/public%2f..%2fadmin/users',
+      '//admin/users',
+      '///admin//users',
+      '/./admin/users',
+      '/admin/./users',
+      '/admin/x/../users',
+      '/ADMIN/users',
+      '/Admin/users',
+      '/%61dmin/users',
+      '/%41DMIN/users',
+      '/adm%69n/users',
+      '/admin;x=1/users',
+      '/public/..;/admin/users',
+      '/admin%3b/users',
+      '/public/%252e%252e/admin/users',
+      '/admin%2fusers',
+      '/public\\..\\admin/users',
+      '/app/%5c..%5cadmin',
+      '/admin%00/users',
+      '/admin%0a/users',
+      '/admin/users#/public/',
+      '/admin?/public/',
     ];
     for (const p of tricks) {
       const r = await send(p, staff);
-      assert.ok(r.status === 403 || r.status === 400, `${p} → ${r.status}${r.forwarded ? ` forwarded as ${r.forwarded}` : ''}`);
+      assert.ok(
+        r.status === 403 || r.status === 400,
+        `${p} → ${r.status}${r.forwarded ? ` forwarded as ${r.forwarded}` : ''}`,
+      );
       assert.equal(r.forwarded, undefined, `${p} reached the app`);
     }
     // The same spellings are the admin's way in, decided on the path the app receives.
@@ -81,7 +112,31 @@ describe('route policies', () => {
 
   test('property (fast-check, live): the decision on a raw path equals the decision on the path the app received, and no spelling of an admin path reaches it for a non-admin (ATTACKS 20)', async () => {
     const segment = fc.oneof(
-      fc.constantFrom('admin', 'ADMIN', 'Admin', '%61dmin', 'adm%69n', 'public', 'internal', 'app', 'reports', 'export', 'x', '.', '..', '', '%2e', '%2E%2e', '%2f', '%3b', ';', '%252e', 'a%20b', '~', '%7e'),
+      fc.constantFrom(
+        'admin',
+        'ADMIN',
+        'Admin',
+        '%61dmin',
+        'adm%69n',
+        'public',
+        'internal',
+        'app',
+        'reports',
+        'export',
+        'x',
+        '.',
+        '..',
+        '',
+        '%2e',
+        '%2E%2e',
+        '%2f',
+        '%3b',
+        ';',
+        '%252e',
+        'a%20b',
+        '~',
+        '%7e',
+      ),
       fc.stringMatching(/^[A-Za-z0-9._~-]{1,5}$/),
     );
     const oracle = (forwarded: string) => {
@@ -91,22 +146,31 @@ describe('route policies', () => {
     };
     const seen = { forwarded: 0, adminForwarded: 0, refused: 0 };
     await fc.assert(
-      fc.asyncProperty(fc.array(segment, { minLength: 1, maxLength: 6 }), fc.boolean(), fc.constantFrom('staff', 'admin', 'anon'), async (segments, trailing, who) => {
-        const client = who === 'staff' ? staff : who === 'admin' ? admin : null;
-        const raw = '/' + segments.join('/') + (trailing ? '/' : '');
-        const first = await send(raw, client);
-        if (first.status === 400) seen.refused++;
-        if (first.forwarded === undefined) return;
-        seen.forwarded++;
-        const second = await send(first.forwarded, client);
-        assert.deepEqual(second, first, `${raw} was decided ${first.status} and forwarded as ${first.forwarded}; that path itself: ${second.status} ${second.forwarded}`);
-        const view = oracle(first.forwarded);
-        assert.ok(!view.internal, `${raw} reached the app as ${first.forwarded}, under /internal`);
-        if (view.admin) {
-          assert.equal(who, 'admin', `${raw} reached the app as ${first.forwarded} for ${who}`);
-          seen.adminForwarded++;
-        }
-      }),
+      fc.asyncProperty(
+        fc.array(segment, { minLength: 1, maxLength: 6 }),
+        fc.boolean(),
+        fc.constantFrom('staff', 'admin', 'anon'),
+        async (segments, trailing, who) => {
+          const client = who === 'staff' ? staff : who === 'admin' ? admin : null;
+          const raw = '/' + segments.join('/') + (trailing ? '/' : '');
+          const first = await send(raw, client);
+          if (first.status === 400) seen.refused++;
+          if (first.forwarded === undefined) return;
+          seen.forwarded++;
+          const second = await send(first.forwarded, client);
+          assert.deepEqual(
+            second,
+            first,
+            `${raw} was decided ${first.status} and forwarded as ${first.forwarded}; that path itself: ${second.status} ${second.forwarded}`,
+          );
+          const view = oracle(first.forwarded);
+          assert.ok(!view.internal, `${raw} reached the app as ${first.forwarded}, under /internal`);
+          if (view.admin) {
+            assert.equal(who, 'admin', `${raw} reached the app as ${first.forwarded} for ${who}`);
+            seen.adminForwarded++;
+          }
+        },
+      ),
       { numRuns: 400 },
     );
     // The generator reaches every kind of outcome, or the property proves little.

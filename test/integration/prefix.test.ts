@@ -47,7 +47,10 @@ describe('an app under /app/', () => {
     const out = await c.submitForm('/app/.auth/logout', {});
     assert.equal(out.status, 303);
     assert.equal(out.location, `${base}/.auth/login?signed_out=1`);
-    assert.ok(out.cookies.some((s) => s.startsWith('gatehouse=;') && s.includes('Path=/app')), out.cookies.join(' | '));
+    assert.ok(
+      out.cookies.some((s) => s.startsWith('gatehouse=;') && s.includes('Path=/app')),
+      out.cookies.join(' | '),
+    );
   });
 
   test('return targets stay inside the prefix (ATTACKS 8-12)', async () => {
@@ -57,7 +60,12 @@ describe('an app under /app/', () => {
       assert.equal(res.json().redirect, '/app/', rd);
     }
     const c = new Client(gh.url);
-    assert.equal((await c.postJson('/app/.auth/register', { email: uniqueEmail('rd'), password: PASSWORD, rd: '/app/x?y=1' })).json().redirect, '/app/x?y=1');
+    assert.equal(
+      (
+        await c.postJson('/app/.auth/register', { email: uniqueEmail('rd'), password: PASSWORD, rd: '/app/x?y=1' })
+      ).json().redirect,
+      '/app/x?y=1',
+    );
   });
 
   test('nothing outside the prefix is served; a proxy that strips the prefix is named', async () => {
@@ -75,7 +83,10 @@ describe('an app under /app/', () => {
   });
 
   test('over https (behind a trusted proxy): __Secure- cookies, since __Host- requires Path=/', async () => {
-    const gh2 = await startGatehouse(() => ({ publicUrl: 'https://app.example.test/app/', trustedProxies: ['loopback'] }));
+    const gh2 = await startGatehouse(() => ({
+      publicUrl: 'https://app.example.test/app/',
+      trustedProxies: ['loopback'],
+    }));
     try {
       const c = new Client(gh2.url);
       c.defaultHeaders = { host: 'app.example.test', 'x-forwarded-proto': 'https' };
@@ -85,7 +96,9 @@ describe('an app under /app/', () => {
       assert.match(session!, /; Path=\/app; .*HttpOnly; Secure; SameSite=Lax/);
       assert.ok(!res.cookies.some((s) => s.startsWith('__Host-')));
       assert.equal((await c.get('/app/x')).status, 200);
-      const check = await c.fetch('/app/.auth/check', { headers: { 'x-original-uri': '/app/x', cookie: c.cookieHeader()! } });
+      const check = await c.fetch('/app/.auth/check', {
+        headers: { 'x-original-uri': '/app/x', cookie: c.cookieHeader()! },
+      });
       assert.equal(check.status, 200);
       assert.equal((await c.fetch('/app/.auth/check', { headers: { 'x-original-uri': '/elsewhere' } })).status, 404);
       // The JWKS lives below the base path too: gatehouse/verify looks for it at the issuer
@@ -94,7 +107,11 @@ describe('an app under /app/', () => {
       assert.equal(jwks.status, 200);
       assert.ok(jwks.json().keys.length >= 1);
       assert.equal((await c.get('/.well-known/jwks.json')).status, 404);
-      const { payload } = await jwtVerify(String(check.headers['x-gatehouse-assertion']), createLocalJWKSet(jwks.json()), { issuer: 'https://app.example.test/app', audience: 'app' });
+      const { payload } = await jwtVerify(
+        String(check.headers['x-gatehouse-assertion']),
+        createLocalJWKSet(jwks.json()),
+        { issuer: 'https://app.example.test/app', audience: 'app' },
+      );
       assert.equal(payload.sub, res.json().user.id);
     } finally {
       await gh2.close();

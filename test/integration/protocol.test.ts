@@ -9,7 +9,10 @@ let gh: TestGatehouse;
 let cookie: string;
 
 before(async () => {
-  gh = await startGatehouse(() => ({ routes: [{ path: '/public/**', access: 'public' }], listen: { timeouts: { headers: '1s', request: '2s', idle: '2s' } } }));
+  gh = await startGatehouse(() => ({
+    routes: [{ path: '/public/**', access: 'public' }],
+    listen: { timeouts: { headers: '1s', request: '2s', idle: '2s' } },
+  }));
   const c = new Client(gh.url);
   await registerJson(c);
   cookie = c.cookieHeader()!;
@@ -20,7 +23,10 @@ const host = () => `Host: 127.0.0.1:${gh.port}\r\n`;
 
 describe('request smuggling and malformed messages (ATTACKS 53-55)', () => {
   test('Content-Length with Transfer-Encoding → 400 and close', async () => {
-    const r = await rawRequest(gh.port, `POST /public/x HTTP/1.1\r\n${host()}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\n${host()}\r\n`);
+    const r = await rawRequest(
+      gh.port,
+      `POST /public/x HTTP/1.1\r\n${host()}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\n${host()}\r\n`,
+    );
     assert.equal(r.status, 400);
     assert.ok(r.closed);
     assert.doesNotMatch(r.text, /HTTP\/1\.1 200/);
@@ -45,7 +51,10 @@ describe('request smuggling and malformed messages (ATTACKS 53-55)', () => {
 
   test('CR/LF smuggled into a header value through encoding never reaches the app (ATTACKS 54)', async () => {
     const before = gh.upstream.requests.length;
-    const r = await rawRequest(gh.port, `GET /public/a%0d%0aX-Injected:%201 HTTP/1.1\r\n${host()}Connection: close\r\n\r\n`);
+    const r = await rawRequest(
+      gh.port,
+      `GET /public/a%0d%0aX-Injected:%201 HTTP/1.1\r\n${host()}Connection: close\r\n\r\n`,
+    );
     assert.equal(r.status, 400);
     assert.equal(gh.upstream.requests.length, before);
   });
@@ -53,11 +62,17 @@ describe('request smuggling and malformed messages (ATTACKS 53-55)', () => {
   test('over-long or too many headers → 431; big URLs → 414/431; the server lives on', async () => {
     const long = await rawRequest(gh.port, `GET /public/x HTTP/1.1\r\n${host()}X-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
     assert.equal(long.status, 431);
-    const many = await rawRequest(gh.port, `GET /public/x HTTP/1.1\r\n${host()}${Array.from({ length: 3000 }, (_, i) => `X-H${i}: 1\r\n`).join('')}\r\n`);
+    const many = await rawRequest(
+      gh.port,
+      `GET /public/x HTTP/1.1\r\n${host()}${Array.from({ length: 3000 }, (_, i) => `X-H${i}: 1\r\n`).join('')}\r\n`,
+    );
     assert.equal(many.status, 431);
     const url = await rawRequest(gh.port, `GET /public/${'a'.repeat(20_000)} HTTP/1.1\r\n${host()}\r\n`);
     assert.ok([414, 431].includes(url.status), String(url.status));
-    const cookieBomb = await rawRequest(gh.port, `GET /public/x HTTP/1.1\r\n${host()}Cookie: ${'c=1; '.repeat(4000)}\r\n\r\n`);
+    const cookieBomb = await rawRequest(
+      gh.port,
+      `GET /public/x HTTP/1.1\r\n${host()}Cookie: ${'c=1; '.repeat(4000)}\r\n\r\n`,
+    );
     assert.equal(cookieBomb.status, 431);
     assert.equal((await new Client(gh.url).get('/public/alive')).status, 200);
   });
@@ -82,7 +97,9 @@ describe('slow clients are cut off (ATTACKS 56)', () => {
   });
 
   test('a body that never finishes', async () => {
-    const r = await waitClose((s) => s.write(`POST /public/x HTTP/1.1\r\n${host()}Content-Type: text/plain\r\nContent-Length: 100000\r\n\r\nabc`));
+    const r = await waitClose((s) =>
+      s.write(`POST /public/x HTTP/1.1\r\n${host()}Content-Type: text/plain\r\nContent-Length: 100000\r\n\r\nabc`),
+    );
     assert.ok(r.ms < 8000, `closed after ${r.ms.toFixed(0)} ms`);
   });
 
@@ -94,18 +111,25 @@ describe('slow clients are cut off (ATTACKS 56)', () => {
 
 describe('resilience', () => {
   test('a burst of garbage and aborted requests does not kill the process', async () => {
-    const junk = ['\x16\x03\x01\x02\x00\x01', 'GET / HTTP/9.9\r\n\r\n', 'HELLO\r\n\r\n', `POST /.auth/login HTTP/1.1\r\n${host()}Content-Type: application/json\r\nContent-Length: 10\r\n\r\n{`];
+    const junk = [
+      '\x16\x03\x01\x02\x00\x01',
+      'GET / HTTP/9.9\r\n\r\n',
+      'HELLO\r\n\r\n',
+      `POST /.auth/login HTTP/1.1\r\n${host()}Content-Type: application/json\r\nContent-Length: 10\r\n\r\n{`,
+    ];
     await Promise.all(junk.map((j) => rawRequest(gh.port, j, 300)));
     await Promise.all(
-      Array.from({ length: 20 }, () =>
-        new Promise<void>((resolve) => {
-          const s = net.connect(gh.port, '127.0.0.1', () => {
-            s.write(`GET /slow?ms=200 HTTP/1.1\r\n${host()}Cookie: ${cookie}\r\n\r\n`);
-            setImmediate(() => s.destroy());
-          });
-          s.on('close', () => resolve());
-          s.on('error', () => resolve());
-        }),
+      Array.from(
+        { length: 20 },
+        () =>
+          new Promise<void>((resolve) => {
+            const s = net.connect(gh.port, '127.0.0.1', () => {
+              s.write(`GET /slow?ms=200 HTTP/1.1\r\n${host()}Cookie: ${cookie}\r\n\r\n`);
+              setImmediate(() => s.destroy());
+            });
+            s.on('close', () => resolve());
+            s.on('error', () => resolve());
+          }),
       ),
     );
     const res = await new Client(gh.url).get('/.auth/health');
@@ -127,7 +151,10 @@ describe('probes by address (load balancers, kubelets)', () => {
         const r = await rawRequest(gh.port, `GET ${path} HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`);
         assert.equal(r.status, 421, `${path} with Host: ${h}`);
       }
-      const post = await rawRequest(gh.port, `POST /.auth/health HTTP/1.1\r\nHost: ${h}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      const post = await rawRequest(
+        gh.port,
+        `POST /.auth/health HTTP/1.1\r\nHost: ${h}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
+      );
       assert.equal(post.status, 421, 'only GET and HEAD are probes');
     }
   });

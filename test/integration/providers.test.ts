@@ -30,7 +30,9 @@ before(async () => {
         { path: '/api/**', unauthenticated: '401', tokenRelay: 'a' },
       ],
       providers: lab.providers({ a: { groupsClaim: 'groups' }, b: { linkByEmail: true } }),
-      accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000 } },
+      accounts: {
+        rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000 },
+      },
     }),
     { port: lab.ports[0] },
   );
@@ -58,9 +60,17 @@ function assertFailure(res: Response, status: number, reason: string, text: RegE
   assert.equal(res.status, status, `status for ${reason}: ${res.text.slice(0, 400)}`);
   assert.match(res.headers['content-type'] as string, /text\/html/);
   assert.match(decodeEntities(res.text), text);
-  assert.match(res.text, /<a class="button secondary" href="\/\.auth\/(login|account)[^"]*">(Try again|Back to your account)<\/a>/, 'one way on: a link, never an automatic redirect');
+  assert.match(
+    res.text,
+    /<a class="button secondary" href="\/\.auth\/(login|account)[^"]*">(Try again|Back to your account)<\/a>/,
+    'one way on: a link, never an automatic redirect',
+  );
   assert.equal(res.location, undefined);
-  assert.equal(res.headers['referrer-policy'], 'no-referrer', 'the callback URL held a code: no referrer leaves (ATTACKS 38)');
+  assert.equal(
+    res.headers['referrer-policy'],
+    'no-referrer',
+    'the callback URL held a code: no referrer leaves (ATTACKS 38)',
+  );
   assert.match(res.headers['content-security-policy'] as string, /default-src 'none'/);
   assert.ok(!res.cookies.some((c) => c.startsWith('gatehouse=') && !/max-age=0/i.test(c)), 'no session is made');
   assert.equal(failures(gh, reason).length, before + 1, `logged once as oauth_callback_failed reason=${reason}`);
@@ -74,7 +84,11 @@ describe('signing in with a provider', () => {
     assert.equal(protectedPage.status, 302);
     const loginUrl = new URL(protectedPage.location!);
     const login = await c.html(loginUrl.pathname + loginUrl.search);
-    const buttons = [...login.text.matchAll(/<a class="button secondary" href="([^"]+)">(?:<img[^>]*>)?<span>Continue with ([^<]+)<\/span><\/a>/g)].map((m) => [decodeEntities(m[1]!), m[2]]);
+    const buttons = [
+      ...login.text.matchAll(
+        /<a class="button secondary" href="([^"]+)">(?:<img[^>]*>)?<span>Continue with ([^<]+)<\/span><\/a>/g,
+      ),
+    ].map((m) => [decodeEntities(m[1]!), m[2]]);
     assert.deepEqual(buttons, [
       [`/.auth/login/a?rd=${encodeURIComponent(target)}`, 'IdP A'],
       [`/.auth/login/b?rd=${encodeURIComponent(target)}`, 'IdP B'],
@@ -93,7 +107,10 @@ describe('signing in with a provider', () => {
     assert.match(authorize.searchParams.get('nonce') ?? '', /^[A-Za-z0-9_-]{43}$/);
     assert.equal(authorize.searchParams.get('redirect_uri'), `${gh.url}/.auth/callback/a`);
     assert.equal(authorize.searchParams.get('scope'), 'openid email profile');
-    assert.ok(!authorize.search.includes(encodeURIComponent(target)) && !authorize.search.includes('reports'), 'the return target stays on the server');
+    assert.ok(
+      !authorize.search.includes(encodeURIComponent(target)) && !authorize.search.includes('reports'),
+      'the return target stays on the server',
+    );
     const callback = callbackHop(hops);
     assert.ok(new URL(callback.url).searchParams.get('iss'), 'the IdP sent iss (RFC 9207)');
     assert.equal(callback.res.status, 303);
@@ -149,7 +166,11 @@ describe('signing in with a provider', () => {
     await signIn(c, 'a');
     const second = session(c)!;
     assert.notEqual(second, first);
-    assert.equal(await gh.gatehouse.store.sessions.get(hashSessionId(first)), undefined, 'the session the browser came with ended');
+    assert.equal(
+      await gh.gatehouse.store.sessions.get(hashSessionId(first)),
+      undefined,
+      'the session the browser came with ended',
+    );
     const stale = new Client(gh.url);
     stale.jar.set('gatehouse', first);
     assert.equal((await stale.get('/.auth/me')).status, 401);
@@ -159,7 +180,9 @@ describe('signing in with a provider', () => {
     const c = new Client(gh.url);
     lab.a.autoLogin = 'bob';
     const cb = await stopAtCallback(c, `/.auth/login/a?rd=${encodeURIComponent('/inbox')}`);
-    const res = await c.fetch(`${cb}&rd=${encodeURIComponent('https://evil.example/')}`, { headers: { accept: 'text/html' } });
+    const res = await c.fetch(`${cb}&rd=${encodeURIComponent('https://evil.example/')}`, {
+      headers: { accept: 'text/html' },
+    });
     assert.equal(res.status, 303);
     assert.equal(res.location, `${gh.url}/inbox`);
     for (const rd of ['//evil.example', 'https://evil.example/', '/\\evil.example', 'javascript:alert(1)']) {
@@ -174,10 +197,27 @@ describe('signing in with a provider', () => {
     assert.equal(page.status, 200);
     assert.equal(page.location, undefined, 'nothing starts on a cross-site GET');
     assert.match(page.text, /<button type="submit" autofocus>Continue with IdP A<\/button>/);
-    assert.match(page.headers['content-security-policy'] as string, new RegExp(`form-action 'self' ${lab.a.issuer}`), "the form's redirect to the IdP is allowed by the CSP");
-    assert.equal((await c.postForm('/.auth/login/a', { rd: '/docs' }, { origin: gh.url })).status, 403, 'no token, no flow');
-    assert.equal((await c.postForm('/.auth/login/a', { csrf: csrfOf(page), rd: '/docs' }, { origin: 'https://evil.example' })).status, 403, 'a foreign Origin, no flow');
-    const started = await c.postForm('/.auth/login/a', { csrf: csrfOf(page), rd: '/docs' }, { origin: gh.url, 'sec-fetch-site': 'same-origin' });
+    assert.match(
+      page.headers['content-security-policy'] as string,
+      new RegExp(`form-action 'self' ${lab.a.issuer}`),
+      "the form's redirect to the IdP is allowed by the CSP",
+    );
+    assert.equal(
+      (await c.postForm('/.auth/login/a', { rd: '/docs' }, { origin: gh.url })).status,
+      403,
+      'no token, no flow',
+    );
+    assert.equal(
+      (await c.postForm('/.auth/login/a', { csrf: csrfOf(page), rd: '/docs' }, { origin: 'https://evil.example' }))
+        .status,
+      403,
+      'a foreign Origin, no flow',
+    );
+    const started = await c.postForm(
+      '/.auth/login/a',
+      { csrf: csrfOf(page), rd: '/docs' },
+      { origin: gh.url, 'sec-fetch-site': 'same-origin' },
+    );
     assert.equal(started.status, 303);
     assert.equal(new URL(started.location!).origin, lab.a.issuer);
     const noHeader = await new Client(gh.url).html('/.auth/login/a');
@@ -191,11 +231,18 @@ describe('signing in with a provider', () => {
 describe('who a provider identity is (ATTACKS 37)', () => {
   test('auto-linking by email: only with linkByEmail on the provider and both addresses verified', async () => {
     // An operator-made user (verified address) and B, which allows linking by email.
-    const grace = await gh.gatehouse.store.users.create({ email: 'grace@example.com', emailVerified: true, name: 'Grace (operator)' });
+    const grace = await gh.gatehouse.store.users.create({
+      email: 'grace@example.com',
+      emailVerified: true,
+      name: 'Grace (operator)',
+    });
     const { c } = await signedIn('b', 'b-grace');
     const profile = await me(c);
     assert.equal(profile.id, grace.id, 'joined the existing user');
-    assert.deepEqual(profile.identities.map((i: { provider: string }) => i.provider), ['b']);
+    assert.deepEqual(
+      profile.identities.map((i: { provider: string }) => i.provider),
+      ['b'],
+    );
     assert.ok(gh.logs.some((l) => l.event === 'identity_linked' && l.by === 'verified_email' && l.userId === grace.id));
   });
 
@@ -203,11 +250,26 @@ describe('who a provider identity is (ATTACKS 37)', () => {
     const n = failures(gh, 'email_taken').length;
     // frank@example.com registered with a password: nobody verified that address.
     const frankEmail = 'frank-local@example.com';
-    lab.b.accounts.set('b-frank-local', { sub: 'b-frank-local', email: frankEmail, email_verified: true, name: 'Frank at B' });
+    lab.b.accounts.set('b-frank-local', {
+      sub: 'b-frank-local',
+      email: frankEmail,
+      email_verified: true,
+      name: 'Frank at B',
+    });
     const local = await registerJson(new Client(gh.url), frankEmail);
     const viaB = await signedIn('b', 'b-frank-local');
-    assertFailure(viaB.final, 409, 'email_taken', /An account for frank-local@example\.com already exists\..*link IdP B on your account page/s, n);
-    assert.deepEqual(await gh.gatehouse.store.identities.listByUser(local.id), [], 'nothing was linked to the unverified account');
+    assertFailure(
+      viaB.final,
+      409,
+      'email_taken',
+      /An account for frank-local@example\.com already exists\..*link IdP B on your account page/s,
+      n,
+    );
+    assert.deepEqual(
+      await gh.gatehouse.store.identities.listByUser(local.id),
+      [],
+      'nothing was linked to the unverified account',
+    );
 
     // A does not allow linking by email: a verified operator account is not joined either.
     await gh.gatehouse.store.users.create({ email: 'bob-op@example.com', emailVerified: true });
@@ -217,7 +279,12 @@ describe('who a provider identity is (ATTACKS 37)', () => {
   });
 
   test('the same sub at another issuer is another person; an email that is not one is no email', async () => {
-    lab.b.accounts.set('alice', { sub: 'alice', email: 'alice-at-b@example.com', email_verified: true, name: 'Another Alice' });
+    lab.b.accounts.set('alice', {
+      sub: 'alice',
+      email: 'alice-at-b@example.com',
+      email_verified: true,
+      name: 'Another Alice',
+    });
     const atA = await me((await signedIn('a', 'alice')).c);
     const atB = await me((await signedIn('b', 'alice')).c);
     assert.notEqual(atA.id, atB.id, 'sub "alice" at B is not sub "alice" at A');
@@ -229,7 +296,13 @@ describe('who a provider identity is (ATTACKS 37)', () => {
 
   test('an unverified provider email, or none, creates no account; a disabled user cannot sign in', async () => {
     let n = failures(gh, 'email_unverified').length;
-    assertFailure((await signedIn('a', 'carol')).final, 403, 'email_unverified', /has not verified your email address carol@example\.com/, n);
+    assertFailure(
+      (await signedIn('a', 'carol')).final,
+      403,
+      'email_unverified',
+      /has not verified your email address carol@example\.com/,
+      n,
+    );
     assert.equal(await gh.gatehouse.store.users.getByEmail('carol@example.com'), undefined);
     n = failures(gh, 'no_email').length;
     assertFailure((await signedIn('a', 'dave')).final, 403, 'no_email', /did not share an email address/, n);
@@ -249,7 +322,10 @@ describe('registration rules for first sign-ins', () => {
   before(async () => {
     closedLab = await startLab();
     closed = await startGatehouse(
-      () => ({ providers: closedLab.providers({ a: { linkByEmail: true }, b: { registration: 'open' } }), accounts: { registration: 'closed', allowedDomains: ['example.com'] } }),
+      () => ({
+        providers: closedLab.providers({ a: { linkByEmail: true }, b: { registration: 'open' } }),
+        accounts: { registration: 'closed', allowedDomains: ['example.com'] },
+      }),
       { port: closedLab.ports[0] },
     );
   });
@@ -263,7 +339,10 @@ describe('registration rules for first sign-ins', () => {
     const c = new Client(closed.url);
     const res = last(await signIn(c, 'a')).res;
     assert.equal(res.status, 403);
-    assert.match(decodeEntities(res.text), /There is no account for this IdP A identity, and new accounts are not accepted/);
+    assert.match(
+      decodeEntities(res.text),
+      /There is no account for this IdP A identity, and new accounts are not accepted/,
+    );
     assert.equal(await closed.gatehouse.store.users.count(), 0);
     const op = await closed.gatehouse.store.users.create({ email: 'bob@example.com', emailVerified: true });
     const ok = last(await signIn(new Client(closed.url), 'a')).res;
@@ -272,17 +351,25 @@ describe('registration rules for first sign-ins', () => {
   });
 
   test('starting sign-ins is rate-limited per client IP (each keeps a pending state)', async () => {
-    const limited = await startGatehouse(() => ({ providers: closedLab.providers(), accounts: { rateLimits: { providerStartsPerIp: 3 } } }));
+    const limited = await startGatehouse(() => ({
+      providers: closedLab.providers(),
+      accounts: { rateLimits: { providerStartsPerIp: 3 } },
+    }));
     try {
       const c = new Client(limited.url);
-      for (let i = 0; i < 3; i++) assert.equal((await c.html('/.auth/login/a', { 'sec-fetch-site': 'same-origin' })).status, 303);
+      for (let i = 0; i < 3; i++)
+        assert.equal((await c.html('/.auth/login/a', { 'sec-fetch-site': 'same-origin' })).status, 303);
       const res = await c.html('/.auth/login/b', { 'sec-fetch-site': 'same-origin' });
       assert.equal(res.status, 429);
       assert.equal(res.headers['retry-after'], '900');
       assert.match(res.text, /Too many sign-in attempts/);
       const db = rawDb(limited);
       try {
-        assert.equal((await db.get<{ n: number }>(`SELECT COUNT(*) AS n FROM login_states`))!.n, 3, 'the refused start stored nothing');
+        assert.equal(
+          (await db.get<{ n: number }>(`SELECT COUNT(*) AS n FROM login_states`))!.n,
+          3,
+          'the refused start stored nothing',
+        );
       } finally {
         await db.close();
       }
@@ -318,7 +405,11 @@ describe('a callback that goes wrong ends on one page, logged once, and never lo
     const hops = await signIn(new Client(gh.url), 'a', '/wanted');
     const res = last(hops).res;
     assertFailure(res, 403, 'denied', /Signing in with IdP A was cancelled/, n);
-    assert.match(res.text, /href="\/\.auth\/login\?rd=%2Fwanted">Try again/, '"Try again" goes back to the sign-in page with the stored return target');
+    assert.match(
+      res.text,
+      /href="\/\.auth\/login\?rd=%2Fwanted">Try again/,
+      '"Try again" goes back to the sign-in page with the stored return target',
+    );
   });
 
   test('a missing, tampered, replayed or expired state', async () => {
@@ -330,7 +421,13 @@ describe('a callback that goes wrong ends on one page, logged once, and never lo
     n = failures(gh, 'state_unknown').length;
     const state = new URL(cb).searchParams.get('state')!;
     const tampered = (state[0] === 'A' ? 'B' : 'A') + state.slice(1);
-    assertFailure(await open(c, withParams(cb, { state: tampered })), 400, 'state_unknown', /not valid or has been changed/, n);
+    assertFailure(
+      await open(c, withParams(cb, { state: tampered })),
+      400,
+      'state_unknown',
+      /not valid or has been changed/,
+      n,
+    );
     const u = new URL(cb);
     u.search = `${u.search}&state=${state}`;
     assertFailure(await open(c, u.href), 400, 'state_unknown', /not valid/, n + 1);
@@ -383,12 +480,30 @@ describe('a callback that goes wrong ends on one page, logged once, and never lo
 
     // A's state at B's callback: refused before any code is spent.
     let n = failures(gh, 'wrong_provider').length;
-    assertFailure(await open(victim, `${gh.url}/.auth/callback/b?code=${cbB.searchParams.get('code')}&state=${stateA}&iss=${encodeURIComponent(cbB.searchParams.get('iss')!)}`), 400, 'wrong_provider', /does not belong to a sign-in started with IdP B/, n);
+    assertFailure(
+      await open(
+        victim,
+        `${gh.url}/.auth/callback/b?code=${cbB.searchParams.get('code')}&state=${stateA}&iss=${encodeURIComponent(cbB.searchParams.get('iss')!)}`,
+      ),
+      400,
+      'wrong_provider',
+      /does not belong to a sign-in started with IdP B/,
+      n,
+    );
     // B's code and iss at A's callback with A's state: the RFC 9207 iss check refuses it.
     n = failures(gh, 'issuer_mismatch').length;
-    assertFailure(await open(victim, `${gh.url}/.auth/callback/a?code=${cbB.searchParams.get('code')}&state=${stateA}&iss=${encodeURIComponent(cbB.searchParams.get('iss')!)}`), 400, 'issuer_mismatch', /did not come from IdP A/, n);
-    assert.equal(lab.a.tokenEvents.length, tokenRequestsA, 'A never saw B\'s code');
-    assert.equal(lab.b.tokenEvents.length, tokenRequestsB, 'B\'s code was not spent either');
+    assertFailure(
+      await open(
+        victim,
+        `${gh.url}/.auth/callback/a?code=${cbB.searchParams.get('code')}&state=${stateA}&iss=${encodeURIComponent(cbB.searchParams.get('iss')!)}`,
+      ),
+      400,
+      'issuer_mismatch',
+      /did not come from IdP A/,
+      n,
+    );
+    assert.equal(lab.a.tokenEvents.length, tokenRequestsA, "A never saw B's code");
+    assert.equal(lab.b.tokenEvents.length, tokenRequestsB, "B's code was not spent either");
   });
 
   test("a code injected into the victim's flow fails at the token endpoint: PKCE (ATTACKS 32)", async () => {
@@ -400,7 +515,11 @@ describe('a callback that goes wrong ends on one page, logged once, and never lo
     const n = failures(gh, 'token_exchange_failed').length;
     assertFailure(await open(victim, cbVictim.href), 502, 'token_exchange_failed', /did not accept the sign-in/, n);
     const refused = lab.a.tokenEvents.at(-1)!;
-    assert.deepEqual([refused.grantType, refused.ok], ['authorization_code', false], 'the IdP refused the code: its verifier is not ours');
+    assert.deepEqual(
+      [refused.grantType, refused.ok],
+      ['authorization_code', false],
+      'the IdP refused the code: its verifier is not ours',
+    );
   });
 
   test('ID tokens that must be refused, from a real token endpoint (ATTACKS 33, 35, 36)', async () => {
@@ -410,18 +529,84 @@ describe('a callback that goes wrong ends on one page, logged once, and never lo
     const parts = (t: string) => t.split('.');
     const encode = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
     const cases: [string, (body: Record<string, unknown>) => Promise<Record<string, unknown>>, RegExp][] = [
-      ['a nonce that is not the one sent', (b) => resign(lab.a, b, (c) => ({ ...c, nonce: 'not-the-nonce-we-sent' })), /nonce/],
-      ['an ID token for another client', (b) => resign(lab.a, b, (c) => ({ ...c, aud: 'other-client', azp: 'other-client' })), /aud/],
+      [
+        'a nonce that is not the one sent',
+        (b) => resign(lab.a, b, (c) => ({ ...c, nonce: 'not-the-nonce-we-sent' })),
+        /nonce/,
+      ],
+      [
+        'an ID token for another client',
+        (b) => resign(lab.a, b, (c) => ({ ...c, aud: 'other-client', azp: 'other-client' })),
+        /aud/,
+      ],
       ['another issuer', (b) => resign(lab.a, b, (c) => ({ ...c, iss: 'https://evil.example' })), /iss/],
-      ['an expired ID token', (b) => resign(lab.a, b, (c) => ({ ...c, iat: now - 7200, exp: now - 3600 })), /exp|timestamp/i],
-      ['not valid before a time in the future', (b) => resign(lab.a, b, (c) => ({ ...c, nbf: now + 3600 })), /nbf|timestamp/i],
-      ['alg none', async (b) => ({ ...b, id_token: `${encode({ alg: 'none', typ: 'JWT' })}.${parts(String(b.id_token))[1]}.` }), /alg/],
-      ['HS256 keyed with the IdP public key', async (b) => ({ ...b, id_token: await new SignJWT(decodeJwt(String(b.id_token)) as JWTPayload).setProtectedHeader({ alg: 'HS256', kid: lab.a.publicJwk.kid! }).sign(new TextEncoder().encode(JSON.stringify(lab.a.publicJwk))) }), /alg/],
-      ['a broken signature', async (b) => { const [h, p, s] = parts(String(b.id_token)); return { ...b, id_token: `${h}.${p}.${s!.startsWith('A') ? 'B' : 'A'}${s!.slice(1)}` }; }, /signature/i],
-      ['a key the IdP does not have (unknown kid)', async (b) => ({ ...b, id_token: await new SignJWT(decodeJwt(String(b.id_token)) as JWTPayload).setProtectedHeader({ alg: 'RS256', kid: 'evil-key' }).sign(evilKey) }), /key|kid/i],
-      ['the attacker key embedded as jwk / jku', async (b) => ({ ...b, id_token: await new SignJWT(decodeJwt(String(b.id_token)) as JWTPayload).setProtectedHeader({ alg: 'RS256', kid: lab.a.publicJwk.kid!, jwk: evilJwk, jku: 'https://evil.example/jwks' }).sign(evilKey) }), /signature|jwk/i],
+      [
+        'an expired ID token',
+        (b) => resign(lab.a, b, (c) => ({ ...c, iat: now - 7200, exp: now - 3600 })),
+        /exp|timestamp/i,
+      ],
+      [
+        'not valid before a time in the future',
+        (b) => resign(lab.a, b, (c) => ({ ...c, nbf: now + 3600 })),
+        /nbf|timestamp/i,
+      ],
+      [
+        'alg none',
+        async (b) => ({ ...b, id_token: `${encode({ alg: 'none', typ: 'JWT' })}.${parts(String(b.id_token))[1]}.` }),
+        /alg/,
+      ],
+      [
+        'HS256 keyed with the IdP public key',
+        async (b) => ({
+          ...b,
+          id_token: await new SignJWT(decodeJwt(String(b.id_token)) as JWTPayload)
+            .setProtectedHeader({ alg: 'HS256', kid: lab.a.publicJwk.kid! })
+            .sign(new TextEncoder().encode(JSON.stringify(lab.a.publicJwk))),
+        }),
+        /alg/,
+      ],
+      [
+        'a broken signature',
+        async (b) => {
+          const [h, p, s] = parts(String(b.id_token));
+          return { ...b, id_token: `${h}.${p}.${s!.startsWith('A') ? 'B' : 'A'}${s!.slice(1)}` };
+        },
+        /signature/i,
+      ],
+      [
+        'a key the IdP does not have (unknown kid)',
+        async (b) => ({
+          ...b,
+          id_token: await new SignJWT(decodeJwt(String(b.id_token)) as JWTPayload)
+            .setProtectedHeader({ alg: 'RS256', kid: 'evil-key' })
+            .sign(evilKey),
+        }),
+        /key|kid/i,
+      ],
+      [
+        'the attacker key embedded as jwk / jku',
+        async (b) => ({
+          ...b,
+          id_token: await new SignJWT(decodeJwt(String(b.id_token)) as JWTPayload)
+            .setProtectedHeader({
+              alg: 'RS256',
+              kid: lab.a.publicJwk.kid!,
+              jwk: evilJwk,
+              jku: 'https://evil.example/jwks',
+            })
+            .sign(evilKey),
+        }),
+        /signature|jwk/i,
+      ],
       ['the access token in place of the ID token', async (b) => ({ ...b, id_token: b.access_token }), /JWT|id_token/i],
-      ['no ID token at all', async (b) => { const { id_token: _, ...rest } = b; return rest; }, /id_token/],
+      [
+        'no ID token at all',
+        async (b) => {
+          const { id_token: _, ...rest } = b;
+          return rest;
+        },
+        /id_token/,
+      ],
     ];
     lab.a.autoLogin = 'bob';
     for (const [what, tamper, detail] of cases) {
@@ -441,7 +626,13 @@ describe('a callback that goes wrong ends on one page, logged once, and never lo
     lab.a.failToken = 500;
     let n = failures(gh, 'token_exchange_failed').length;
     try {
-      assertFailure(last(await signIn(new Client(gh.url), 'a')).res, 502, 'token_exchange_failed', /did not accept the sign-in/, n);
+      assertFailure(
+        last(await signIn(new Client(gh.url), 'a')).res,
+        502,
+        'token_exchange_failed',
+        /did not accept the sign-in/,
+        n,
+      );
     } finally {
       lab.a.failToken = undefined;
     }
@@ -476,9 +667,26 @@ describe('a provider that is down when Gatehouse starts', () => {
     const { startIdp } = await import('../helpers/idp.ts');
     const { freePort } = await import('../helpers/gatehouse.ts');
     const port = await freePort();
-    const idp = await startIdp({ name: 'idpc', accounts: [{ sub: 'zed', email: 'zed@example.com', email_verified: true }], clients: [{ client_id: 'gh-c', client_secret: 'secret-c-0123456789', redirect_uris: [`http://127.0.0.1:${port}/.auth/callback/c`] }] });
+    const idp = await startIdp({
+      name: 'idpc',
+      accounts: [{ sub: 'zed', email: 'zed@example.com', email_verified: true }],
+      clients: [
+        {
+          client_id: 'gh-c',
+          client_secret: 'secret-c-0123456789',
+          redirect_uris: [`http://127.0.0.1:${port}/.auth/callback/c`],
+        },
+      ],
+    });
     await idp.down();
-    const node = await startGatehouse(() => ({ providers: [{ id: 'c', type: 'oidc', issuer: idp.issuer, clientId: 'gh-c', clientSecret: 'secret-c-0123456789' }] }), { port });
+    const node = await startGatehouse(
+      () => ({
+        providers: [
+          { id: 'c', type: 'oidc', issuer: idp.issuer, clientId: 'gh-c', clientSecret: 'secret-c-0123456789' },
+        ],
+      }),
+      { port },
+    );
     try {
       const waitFor = async (what: string, check: () => boolean | Promise<boolean>) => {
         const deadline = Date.now() + 10_000;
@@ -487,7 +695,9 @@ describe('a provider that is down when Gatehouse starts', () => {
           await new Promise((r) => setTimeout(r, 50));
         }
       };
-      await waitFor('the discovery failure to be logged', () => node.logs.some((l) => l.event === 'provider_discovery_failed' && l.provider === 'c'));
+      await waitFor('the discovery failure to be logged', () =>
+        node.logs.some((l) => l.event === 'provider_discovery_failed' && l.provider === 'c'),
+      );
       const user = new Client(node.url);
       await registerJson(user);
       assert.equal((await user.get('/.auth/me')).status, 200, 'password accounts are not affected');
@@ -497,14 +707,22 @@ describe('a provider that is down when Gatehouse starts', () => {
       assert.match(button.text, /Try again/);
       const db = rawDb(node);
       try {
-        assert.equal((await db.get<{ n: number }>(`SELECT COUNT(*) AS n FROM login_states`))!.n, 0, 'a start that cannot reach the provider stores nothing');
+        assert.equal(
+          (await db.get<{ n: number }>(`SELECT COUNT(*) AS n FROM login_states`))!.n,
+          0,
+          'a start that cannot reach the provider stores nothing',
+        );
       } finally {
         await db.close();
       }
       await idp.up();
       idp.autoLogin = 'zed';
       // Discovery is retried after a short back-off: poll the button until it leads to the IdP.
-      await waitFor('discovery to succeed', async () => (await new Client(node.url).html('/.auth/login/c', { 'sec-fetch-site': 'same-origin' })).status === 303);
+      await waitFor(
+        'discovery to succeed',
+        async () =>
+          (await new Client(node.url).html('/.auth/login/c', { 'sec-fetch-site': 'same-origin' })).status === 303,
+      );
       const landed = last(await signIn(new Client(node.url), 'c')).res;
       assert.equal(landed.status, 200);
       assert.match(landed.json().headers['x-user-id'], /^[0-9a-f-]{36}$/);
@@ -523,9 +741,20 @@ describe('the account page: linking and unlinking', () => {
     let page = await c.html('/.auth/account');
     assert.equal(page.status, 200);
     assert.match(decodeEntities(page.text), /Signed in as <strong class="who">bob@example\.com<\/strong>/);
-    assert.match(page.text, /IdP A<small>bob@example\.com<\/small><\/span><small>Your only way to sign in<\/small>/, 'no Unlink button on the only way in');
-    assert.match(page.text, /<form method="post" action="\/\.auth\/account\/link"><input type="hidden" name="csrf" value="[^"]+"><input type="hidden" name="provider" value="b"><button type="submit" class="secondary">Link IdP B<\/button><\/form>/);
-    assert.match(page.headers['content-security-policy'] as string, new RegExp(`form-action 'self' [^;]*${lab.b.issuer}`), "the link form's redirect to B is allowed");
+    assert.match(
+      page.text,
+      /IdP A<small>bob@example\.com<\/small><\/span><small>Your only way to sign in<\/small>/,
+      'no Unlink button on the only way in',
+    );
+    assert.match(
+      page.text,
+      /<form method="post" action="\/\.auth\/account\/link"><input type="hidden" name="csrf" value="[^"]+"><input type="hidden" name="provider" value="b"><button type="submit" class="secondary">Link IdP B<\/button><\/form>/,
+    );
+    assert.match(
+      page.headers['content-security-policy'] as string,
+      new RegExp(`form-action 'self' [^;]*${lab.b.issuer}`),
+      "the link form's redirect to B is allowed",
+    );
 
     lab.b.autoLogin = 'b-bob';
     const started = await accountPost(c, '/.auth/account/link', { provider: 'b' });
@@ -535,7 +764,10 @@ describe('the account page: linking and unlinking', () => {
     assert.equal(callbackHop(hops).res.location, `${gh.url}/.auth/account?linked=b`);
     page = last(hops).res;
     assert.match(page.text, /<p class="notice" role="status">IdP B is linked to your account\.<\/p>/);
-    assert.deepEqual((await me(c)).identities.map((i: { provider: string }) => i.provider), ['a', 'b']);
+    assert.deepEqual(
+      (await me(c)).identities.map((i: { provider: string }) => i.provider),
+      ['a', 'b'],
+    );
     assert.equal((await me(c)).id, bob.id, 'linking keeps the session and the user');
     assert.ok(gh.logs.some((l) => l.event === 'identity_linked' && l.by === 'user' && l.userId === bob.id));
 
@@ -545,15 +777,33 @@ describe('the account page: linking and unlinking', () => {
     // Unlink A: B remains.
     page = await c.html('/.auth/account');
     const idA = (await gh.gatehouse.store.identities.listByUser(bob.id)).find((i) => i.provider === 'a')!.id;
-    assert.match(page.text, new RegExp(`name="identity" value="${idA}"><button type="submit" class="secondary" aria-label="Unlink IdP A">Unlink</button>`));
+    assert.match(
+      page.text,
+      new RegExp(
+        `name="identity" value="${idA}"><button type="submit" class="secondary" aria-label="Unlink IdP A">Unlink</button>`,
+      ),
+    );
     const unlinked = await accountPost(c, '/.auth/account/unlink', { identity: idA });
     assert.equal(unlinked.status, 303);
     assert.equal(unlinked.location, `${gh.url}/.auth/account?unlinked=a`);
     assert.match((await c.html('/.auth/account?unlinked=a')).text, /IdP A is no longer linked\./);
-    assert.deepEqual((await me(c)).identities.map((i: { provider: string }) => i.provider), ['b']);
-    assert.equal(await gh.gatehouse.store.providerTokens.get(`session:${hashSessionId(session(c)!)}`, 'a'), undefined, "A's relayed tokens went with the link");
+    assert.deepEqual(
+      (await me(c)).identities.map((i: { provider: string }) => i.provider),
+      ['b'],
+    );
+    assert.equal(
+      await gh.gatehouse.store.providerTokens.get(`session:${hashSessionId(session(c)!)}`, 'a'),
+      undefined,
+      "A's relayed tokens went with the link",
+    );
     const n = failures(gh, 'email_taken').length;
-    assertFailure(last(await signIn(new Client(gh.url), 'a')).res, 409, 'email_taken', /An account for bob@example\.com already exists/, n);
+    assertFailure(
+      last(await signIn(new Client(gh.url), 'a')).res,
+      409,
+      'email_taken',
+      /An account for bob@example\.com already exists/,
+      n,
+    );
 
     // B is the last way in: refused, and nothing changes.
     const idB = (await gh.gatehouse.store.identities.listByUser(bob.id))[0]!.id;
@@ -561,10 +811,13 @@ describe('the account page: linking and unlinking', () => {
     assert.equal(refused.status, 409);
     assert.match(decodeEntities(refused.text), /This is your only way to sign in/);
     assert.equal((await gh.gatehouse.store.identities.listByUser(bob.id)).length, 1);
-    assert.equal((await accountPost(c, '/.auth/account/unlink', { identity: '00000000-0000-0000-0000-000000000000' })).status, 404);
+    assert.equal(
+      (await accountPost(c, '/.auth/account/unlink', { identity: '00000000-0000-0000-0000-000000000000' })).status,
+      404,
+    );
   });
 
-  test("an identity linked to one user cannot be linked to another; a link completes only in the session that started it", async () => {
+  test('an identity linked to one user cannot be linked to another; a link completes only in the session that started it', async () => {
     lab.b.accounts.set('b-henry', { sub: 'b-henry', email: 'henry@example.com', email_verified: true });
     await signedIn('b', 'b-henry'); // b-henry is now its own user
     const { c } = await signedIn('a', 'alice');
@@ -575,7 +828,11 @@ describe('the account page: linking and unlinking', () => {
     const res = last(await follow(c, started.location!)).res;
     assertFailure(res, 409, 'identity_taken', /This IdP B account is already linked to another user/, n);
     assert.match(res.text, /href="\/\.auth\/account">Back to your account/);
-    assert.deepEqual((await me(c)).identities.map((i: { provider: string }) => i.provider), alice.identities.map((i: { provider: string }) => i.provider), 'nothing changed');
+    assert.deepEqual(
+      (await me(c)).identities.map((i: { provider: string }) => i.provider),
+      alice.identities.map((i: { provider: string }) => i.provider),
+      'nothing changed',
+    );
 
     // A link started in one session, finished after the browser signed in afresh.
     lab.b.accounts.set('b-ivy', { sub: 'b-ivy', email: 'ivy@example.com', email_verified: true });
@@ -585,7 +842,13 @@ describe('the account page: linking and unlinking', () => {
     lab.a.autoLogin = 'alice';
     await signIn(c, 'a');
     n = failures(gh, 'link_session_mismatch').length;
-    assertFailure(await c.fetch(cb, { headers: { accept: 'text/html' } }), 400, 'link_session_mismatch', /must finish in the session that started it/, n);
+    assertFailure(
+      await c.fetch(cb, { headers: { accept: 'text/html' } }),
+      400,
+      'link_session_mismatch',
+      /must finish in the session that started it/,
+      n,
+    );
     assert.equal(await gh.gatehouse.store.identities.find(lab.b.issuer, 'b-ivy'), undefined);
   });
 
@@ -597,10 +860,26 @@ describe('the account page: linking and unlinking', () => {
     assert.equal((await anon.get('/.auth/account')).status, 401);
     const { c } = await signedIn('a', 'alice');
     const token = csrfOf(await c.html('/.auth/account'));
-    assert.equal((await c.postForm('/.auth/account/link', { provider: 'b' }, { origin: gh.url })).status, 403, 'no token');
-    assert.equal((await c.postForm('/.auth/account/link', { csrf: token, provider: 'b' }, { origin: 'https://evil.example' })).status, 403, 'foreign Origin');
-    assert.equal((await c.postJson('/.auth/account/unlink', { identity: 'x' }, { 'sec-fetch-site': 'cross-site' })).status, 403, 'cross-site JSON');
-    assert.equal((await c.postForm('/.auth/account/link', { csrf: token, provider: 'nope' }, { origin: gh.url })).status, 400);
+    assert.equal(
+      (await c.postForm('/.auth/account/link', { provider: 'b' }, { origin: gh.url })).status,
+      403,
+      'no token',
+    );
+    assert.equal(
+      (await c.postForm('/.auth/account/link', { csrf: token, provider: 'b' }, { origin: 'https://evil.example' }))
+        .status,
+      403,
+      'foreign Origin',
+    );
+    assert.equal(
+      (await c.postJson('/.auth/account/unlink', { identity: 'x' }, { 'sec-fetch-site': 'cross-site' })).status,
+      403,
+      'cross-site JSON',
+    );
+    assert.equal(
+      (await c.postForm('/.auth/account/link', { csrf: token, provider: 'nope' }, { origin: gh.url })).status,
+      400,
+    );
     assert.equal((await anon.postJson('/.auth/account/link', { provider: 'b' })).status, 401);
   });
 });
@@ -608,7 +887,9 @@ describe('the account page: linking and unlinking', () => {
 describe('logout, and RP-initiated logout at the provider', () => {
   const logoutForm = (text: string) => {
     const action = /<form id="op\.logoutForm" method="post" action="([^"]+)"/.exec(text)?.[1];
-    const hidden = Object.fromEntries([...text.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+    const hidden = Object.fromEntries(
+      [...text.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]),
+    );
     return { action: action && decodeEntities(action), hidden };
   };
 
@@ -634,7 +915,11 @@ describe('logout, and RP-initiated logout at the provider', () => {
     assert.equal(end.searchParams.get('client_id'), 'gatehouse-a');
     assert.equal((await c.get('/.auth/me')).status, 401, 'signed out of Gatehouse before leaving');
     assert.equal(await gh.gatehouse.store.sessions.get(current), undefined);
-    assert.equal(await gh.gatehouse.store.providerTokens.get(`session:${current}`, 'a'), undefined, 'its tokens went with it');
+    assert.equal(
+      await gh.gatehouse.store.providerTokens.get(`session:${current}`, 'a'),
+      undefined,
+      'its tokens went with it',
+    );
 
     const confirm = await c.fetch(end.href, { headers: { accept: 'text/html' } });
     assert.equal(confirm.status, 200);
@@ -678,7 +963,11 @@ describe('tokens stay on the server and secrets out of the logs', () => {
     const issued = lab.a.issued.at(-1)!;
     const res = await c.get('/api/orders', { authorization: 'Basic ZXZpbDpldmls' });
     assert.equal(res.status, 200);
-    assert.equal(res.json().headers.authorization, `Bearer ${issued.access_token}`, "the provider's access token, not the client's header");
+    assert.equal(
+      res.json().headers.authorization,
+      `Bearer ${issued.access_token}`,
+      "the provider's access token, not the client's header",
+    );
     assert.equal(await lab.a.accepts(issued.access_token!), true);
     assert.ok(!c.cookieHeader()!.includes(issued.access_token!), 'never in a cookie');
     assert.ok(!res.text.includes(issued.refresh_token!));
@@ -686,17 +975,28 @@ describe('tokens stay on the server and secrets out of the logs', () => {
     const owner = `session:${hashSessionId(session(c)!)}`;
     const db = rawDb(gh);
     try {
-      const row = await db.get<{ data: string; expires_at: number }>(`SELECT data, expires_at FROM provider_tokens WHERE owner = ? AND provider = 'a'`, [owner]);
+      const row = await db.get<{ data: string; expires_at: number }>(
+        `SELECT data, expires_at FROM provider_tokens WHERE owner = ? AND provider = 'a'`,
+        [owner],
+      );
       assert.ok(row, 'tokens are stored for the session');
-      assert.match(row.data, /^v1\.[A-Za-z0-9_-]{8}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/, 'AES-256-GCM ciphertext with a key id');
-      for (const t of [issued.access_token!, issued.refresh_token!, issued.id_token!]) assert.ok(!row.data.includes(t) && !row.data.includes(Buffer.from(t).toString('base64url')));
+      assert.match(
+        row.data,
+        /^v1\.[A-Za-z0-9_-]{8}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/,
+        'AES-256-GCM ciphertext with a key id',
+      );
+      for (const t of [issued.access_token!, issued.refresh_token!, issued.id_token!])
+        assert.ok(!row.data.includes(t) && !row.data.includes(Buffer.from(t).toString('base64url')));
       const states = await db.all<{ secret: string }>(`SELECT secret FROM login_states`);
       for (const s of states) assert.match(s.secret, /^v1\./, 'PKCE verifiers and nonces are encrypted too');
 
       // The ciphertext moved to another session's row does not decrypt there (its context names the owner).
       const other = new Client(gh.url);
       await signIn(other, 'a');
-      await db.run(`UPDATE provider_tokens SET data = ? WHERE owner = ?`, [row.data, `session:${hashSessionId(session(other)!)}`]);
+      await db.run(`UPDATE provider_tokens SET data = ? WHERE owner = ?`, [
+        row.data,
+        `session:${hashSessionId(session(other)!)}`,
+      ]);
       const stolen = await other.get('/api/orders');
       assert.equal(stolen.status, 401);
       assert.equal(stolen.json().error, 'provider_token_required');
@@ -704,24 +1004,39 @@ describe('tokens stay on the server and secrets out of the logs', () => {
       await db.close();
     }
     // Routes without tokenRelay pass the client's Authorization on as before.
-    assert.equal((await c.get('/elsewhere', { authorization: 'Bearer app-token' })).json().headers.authorization, 'Bearer app-token');
+    assert.equal(
+      (await c.get('/elsewhere', { authorization: 'Bearer app-token' })).json().headers.authorization,
+      'Bearer app-token',
+    );
   });
 
   test('a signed-in user without tokens of the relayed provider gets 401 with where to sign in', async () => {
     const { c } = await signedIn('b', 'b-frank');
     const res = await c.get('/api/orders');
     assert.equal(res.status, 401);
-    assert.deepEqual(res.json(), { error: 'provider_token_required', message: 'Sign in with IdP A again to use this resource.', login: `${gh.url}/.auth/login/a?rd=${encodeURIComponent('/api/orders')}` });
+    assert.deepEqual(res.json(), {
+      error: 'provider_token_required',
+      message: 'Sign in with IdP A again to use this resource.',
+      login: `${gh.url}/.auth/login/a?rd=${encodeURIComponent('/api/orders')}`,
+    });
     assert.equal(res.headers['www-authenticate'], `Bearer realm="${gh.url}", error="invalid_token"`);
   });
 
   test('no token, code, state, client secret or cookie value in any log line', () => {
     const text = gh.logText();
     const secrets = new Set<string>([lab.secretA, lab.secretB]);
-    for (const idp of [lab.a, lab.b]) for (const t of idp.issued) for (const v of [t.access_token, t.refresh_token, t.id_token]) if (v) secrets.add(v);
+    for (const idp of [lab.a, lab.b])
+      for (const t of idp.issued) for (const v of [t.access_token, t.refresh_token, t.id_token]) if (v) secrets.add(v);
     assert.ok(secrets.size > 20, `enough secrets to look for (${secrets.size})`);
     for (const s of secrets) assert.ok(!text.includes(s), `a secret leaked into the logs: ${s.slice(0, 12)}…`);
-    assert.doesNotMatch(text, /code=|state=|code_verifier|id_token_hint|Bearer /, 'no query strings or authorization values');
-    assert.ok(text.includes('"event":"oauth_callback_failed"') && text.includes('"event":"login"'), 'the logs were written');
+    assert.doesNotMatch(
+      text,
+      /code=|state=|code_verifier|id_token_hint|Bearer /,
+      'no query strings or authorization values',
+    );
+    assert.ok(
+      text.includes('"event":"oauth_callback_failed"') && text.includes('"event":"login"'),
+      'the logs were written',
+    );
   });
 });

@@ -30,7 +30,11 @@ describe('forwarding', () => {
     for (const method of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']) {
       const before = gh.upstream.requests.length;
       const body = method === 'GET' || method === 'OPTIONS' ? undefined : `payload-${method}`;
-      const res = await user.fetch(`/echo/${method}?q=1`, { method, body, headers: body ? { 'content-type': 'text/plain' } : {} });
+      const res = await user.fetch(`/echo/${method}?q=1`, {
+        method,
+        body,
+        headers: body ? { 'content-type': 'text/plain' } : {},
+      });
       assert.equal(res.status, 200, method);
       assert.equal(gh.upstream.requests.length, before + 1, `${method} sent once`);
       assert.equal(gh.upstream.last().method, method);
@@ -44,14 +48,20 @@ describe('forwarding', () => {
 
   test('responses keep status, cookies and end-to-end headers; hop-by-hop ones are dropped', async () => {
     const res = await user.get('/anything');
-    assert.equal(res.headers['x-app-private'], undefined, 'named in the app\'s Connection header');
+    assert.equal(res.headers['x-app-private'], undefined, "named in the app's Connection header");
     assert.equal(res.headers['keep-alive'] === 'timeout=5' && false, false);
     assert.ok(res.cookies.includes('app=1; Path=/'));
     assert.equal((await user.get('/status/418')).status, 418);
   });
 
-  test('the app gets Gatehouse\'s X-Forwarded-* and a request id, never the client\'s', async () => {
-    await user.get('/fwd', { 'x-forwarded-for': '6.6.6.6', 'x-forwarded-host': 'evil.com', 'x-forwarded-proto': 'https', 'x-request-id': 'mine', forwarded: 'for=6.6.6.6' });
+  test("the app gets Gatehouse's X-Forwarded-* and a request id, never the client's", async () => {
+    await user.get('/fwd', {
+      'x-forwarded-for': '6.6.6.6',
+      'x-forwarded-host': 'evil.com',
+      'x-forwarded-proto': 'https',
+      'x-request-id': 'mine',
+      forwarded: 'for=6.6.6.6',
+    });
     const h = gh.upstream.last().headers;
     assert.equal(h['x-forwarded-for'], '127.0.0.1');
     assert.equal(h['x-forwarded-host'], `127.0.0.1:${gh.port}`);
@@ -61,7 +71,7 @@ describe('forwarding', () => {
     assert.equal(h.host, new URL(gh.upstream.url).host);
   });
 
-  test('identity headers: ours arrive, the client\'s never do (ATTACKS 1-4)', async () => {
+  test("identity headers: ours arrive, the client's never do (ATTACKS 1-4)", async () => {
     const me = (await user.get('/.auth/me')).json();
     const raw = await rawRequest(
       gh.port,
@@ -74,15 +84,25 @@ describe('forwarding', () => {
       const n = seen.rawHeaders[i]!.toLowerCase().replace(/_/g, '-');
       if (n.startsWith('x-user') || n.startsWith('x-gatehouse')) identity.push([n, seen.rawHeaders[i + 1]]);
     }
-    assert.deepEqual(identity.map(([n]) => n), ['x-user-id', 'x-gatehouse-assertion']);
+    assert.deepEqual(
+      identity.map(([n]) => n),
+      ['x-user-id', 'x-gatehouse-assertion'],
+    );
     assert.equal(identity[0]![1], me.id);
-    assert.equal(JSON.parse(Buffer.from(String(identity[1]![1]).split('.')[1]!, 'base64url').toString()).sub, me.id, 'the assertion is ours, not the forged one');
+    assert.equal(
+      JSON.parse(Buffer.from(String(identity[1]![1]).split('.')[1]!, 'base64url').toString()).sub,
+      me.id,
+      'the assertion is ours, not the forged one',
+    );
   });
 
-  test('Gatehouse\'s own routes are never forwarded, whatever the spelling', async () => {
+  test("Gatehouse's own routes are never forwarded, whatever the spelling", async () => {
     const before = gh.upstream.requests.length;
     for (const p of ['/.auth/unknown', '/.AUTH/login/x', '/.auth', '/.Auth/me/', '//.auth/nope', '/x/../.auth/nope']) {
-      const res = await rawRequest(gh.port, `GET ${p} HTTP/1.1\r\nHost: 127.0.0.1:${gh.port}\r\nCookie: ${user.cookieHeader()}\r\nConnection: close\r\n\r\n`);
+      const res = await rawRequest(
+        gh.port,
+        `GET ${p} HTTP/1.1\r\nHost: 127.0.0.1:${gh.port}\r\nCookie: ${user.cookieHeader()}\r\nConnection: close\r\n\r\n`,
+      );
       assert.ok([400, 404].includes(res.status), `${p} → ${res.status}`);
     }
     assert.equal(gh.upstream.requests.length, before);
@@ -92,7 +112,10 @@ describe('forwarding', () => {
     assert.equal((await user.get('/blocked/x')).status, 403);
     const anon = new Client(gh.url);
     assert.equal((await anon.get('/docs/a')).status, 200);
-    assert.equal((await anon.fetch('/docs/a', { method: 'POST', body: 'x', headers: { 'content-type': 'text/plain' } })).status, 401);
+    assert.equal(
+      (await anon.fetch('/docs/a', { method: 'POST', body: 'x', headers: { 'content-type': 'text/plain' } })).status,
+      401,
+    );
     assert.equal((await anon.fetch('/docs/a', { method: 'HEAD' })).status, 401);
     assert.equal((await anon.fetch('/docs/a', { method: 'OPTIONS' })).status, 401);
   });
@@ -138,7 +161,15 @@ describe('streaming (1 GiB each way, never in memory)', () => {
         this.push(chunk);
       },
     });
-    const res = await request(`${gh.url}/upload`, { method: 'POST', body, headers: { cookie: user.cookieHeader()!, 'content-type': 'application/octet-stream', 'content-length': String(GiB) } });
+    const res = await request(`${gh.url}/upload`, {
+      method: 'POST',
+      body,
+      headers: {
+        cookie: user.cookieHeader()!,
+        'content-type': 'application/octet-stream',
+        'content-length': String(GiB),
+      },
+    });
     const json = (await res.body.json()) as { bodyBytes: number };
     assert.equal(res.statusCode, 200);
     assert.equal(json.bodyBytes, GiB);
@@ -185,7 +216,10 @@ describe('when the app fails', () => {
 describe('WebSockets', () => {
   const wsUrl = () => gh.url.replace('http', 'ws') + '/ws';
 
-  function open(headers: Record<string, string>, path = '/ws'): Promise<{ status: number; first?: any; ws?: import('ws').WebSocket; body?: string }> {
+  function open(
+    headers: Record<string, string>,
+    path = '/ws',
+  ): Promise<{ status: number; first?: any; ws?: import('ws').WebSocket; body?: string }> {
     return import('ws').then(
       ({ WebSocket }) =>
         new Promise((resolve) => {
@@ -231,7 +265,11 @@ describe('WebSockets', () => {
   });
 
   test('h2c and other upgrades are not tunnelled (ATTACKS 58)', async () => {
-    const raw = await rawRequest(gh.port, `GET /h2c HTTP/1.1\r\nHost: 127.0.0.1:${gh.port}\r\nCookie: ${user.cookieHeader()}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n`, 1500);
+    const raw = await rawRequest(
+      gh.port,
+      `GET /h2c HTTP/1.1\r\nHost: 127.0.0.1:${gh.port}\r\nCookie: ${user.cookieHeader()}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n`,
+      1500,
+    );
     assert.equal(raw.status, 200, 'served as a plain request');
     assert.doesNotMatch(raw.text, /101 Switching/);
     const seen = gh.upstream.last();
@@ -249,12 +287,33 @@ describe('path tricks against route rules (ATTACKS 14-18)', () => {
   after(() => gh2.close());
 
   const get = async (path: string) => {
-    const r = await rawRequest(gh2.port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${gh2.port}\r\nConnection: close\r\n\r\n`);
+    const r = await rawRequest(
+      gh2.port,
+      `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${gh2.port}\r\nConnection: close\r\n\r\n`,
+    );
     return { status: r.status, forwarded: r.status === 200 ? gh2.upstream.last().url : undefined };
   };
 
   test('tricks that would escape a public prefix need auth or are refused', async () => {
-    for (const p of ['/public/../admin', '/public/%2e%2e/admin', '/public/%2E%2E/admin', '/public/./../admin', '/public/..%2fadmin', '/public/%252e%252e/admin', '/public/..;/admin', '/admin;x=1', '/public;/../admin', '/admin%3bx', '/public%2f..%2fadmin', '/public/%2e%2e%2fadmin', '/public/\\..\\admin', '/public/%5c..%5cadmin', '/admin?x=/public/', '/admin%23/public/', '/public%0a/../admin']) {
+    for (const p of [
+      '/public/../admin',
+      '/public/%2e%2e/admin',
+      '/public/%2E%2E/admin',
+      '/public/./../admin',
+      '/public/..%2fadmin',
+      '/public/%252e%252e/admin',
+      '/public/..;/admin',
+      '/admin;x=1',
+      '/public;/../admin',
+      '/admin%3bx',
+      '/public%2f..%2fadmin',
+      '/public/%2e%2e%2fadmin',
+      '/public/\\..\\admin',
+      '/public/%5c..%5cadmin',
+      '/admin?x=/public/',
+      '/admin%23/public/',
+      '/public%0a/../admin',
+    ]) {
       const r = await get(p);
       assert.ok(r.status === 401 || r.status === 400, `${p} → ${r.status}`);
     }

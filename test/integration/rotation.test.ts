@@ -7,8 +7,6 @@ import { Client, registerJson } from '../helpers/client.ts';
 import { startGatehouse } from '../helpers/gatehouse.ts';
 import { runCli as cli } from '../helpers/cli.ts';
 
-
-
 /** Polls until `check` is true, while the traffic loop keeps running; fails after `ms`. */
 async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -21,11 +19,19 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
 test('keys rotate (CLI, same store) while requests flow: every assertion verifies against the live JWKS, before, during and after the old key is retired', async () => {
   // Short, consistent delays: a new key is published 1.5 s before it signs; nodes reload every
   // 200 ms; the JWKS max-age is therefore 1 s; an old key is dropped 2 s + 1 s after the switch.
-  const tokens = { assertionTtl: '2s', maxLifetime: '2s', clockSkew: '1s', keys: { publishBefore: '1500ms', refreshInterval: '200ms' } };
+  const tokens = {
+    assertionTtl: '2s',
+    maxLifetime: '2s',
+    clockSkew: '1s',
+    keys: { publishBefore: '1500ms', refreshInterval: '200ms' },
+  };
   const gh = await startGatehouse(() => ({ tokens }));
   try {
     const file = join(gh.dir, 'gatehouse.yaml');
-    writeFileSync(file, `publicUrl: ${gh.url}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'gatehouse.db')}}\ntokens: ${JSON.stringify(tokens)}\n`);
+    writeFileSync(
+      file,
+      `publicUrl: ${gh.url}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'gatehouse.db')}}\ntokens: ${JSON.stringify(tokens)}\n`,
+    );
     const user = new Client(gh.url);
     const me = await registerJson(user);
 
@@ -47,7 +53,11 @@ test('keys rotate (CLI, same store) while requests flow: every assertion verifie
         if (res.status !== 200) failures.push(`request ${i}: ${res.status}`);
         const token = res.json().headers['x-gatehouse-assertion'] as string;
         try {
-          const { payload } = await jwtVerify(token, jwks, { issuer: gh.url, audience: 'app', typ: 'gatehouse-assertion+jwt' });
+          const { payload } = await jwtVerify(token, jwks, {
+            issuer: gh.url,
+            audience: 'app',
+            typ: 'gatehouse-assertion+jwt',
+          });
           assert.equal(payload.sub, me.id);
           verified++;
           const kid = decodeProtectedHeader(token).kid!;
@@ -57,7 +67,8 @@ test('keys rotate (CLI, same store) while requests flow: every assertion verifie
         }
       }
     })();
-    const published = async () => ((await (await fetch(jwksUrl)).json()) as { keys: { kid: string }[] }).keys.map((k) => k.kid);
+    const published = async () =>
+      ((await (await fetch(jwksUrl)).json()) as { keys: { kid: string }[] }).keys.map((k) => k.kid);
 
     await until('traffic flows', () => verified >= 20);
     const rotate = await cli(['keys', 'rotate', '--config', file]);
@@ -65,7 +76,11 @@ test('keys rotate (CLI, same store) while requests flow: every assertion verifie
     const newKid = /added key (\S+) \(EdDSA\)/.exec(rotate.stdout)?.[1];
     assert.ok(newKid, rotate.stdout);
     assert.match(rotate.stdout, /signs from .* \(in 1500ms: tokens\.keys\.publishBefore\)/);
-    const listed = JSON.parse((await cli(['keys', 'list', '--json', '--config', file])).stdout) as { kid: string; state: string; signs: string }[];
+    const listed = JSON.parse((await cli(['keys', 'list', '--json', '--config', file])).stdout) as {
+      kid: string;
+      state: string;
+      signs: string;
+    }[];
     // Pending until it signs; on a busy machine the CLI may start after that moment.
     const signs = Date.parse(listed.find((k) => k.kid === newKid)?.signs ?? '');
     const states = JSON.stringify(Object.fromEntries(listed.map((k) => [k.kid, k.state])));
@@ -85,8 +100,15 @@ test('keys rotate (CLI, same store) while requests flow: every assertion verifie
 
     assert.deepEqual(failures, [], 'no failed request or verification');
     assert.ok((kids.get(oldKid) ?? 0) >= 20 && (kids.get(newKid) ?? 0) >= 20, JSON.stringify([...kids]));
-    const final = JSON.parse((await cli(['keys', 'list', '--json', '--config', file])).stdout) as { kid: string; state: string }[];
-    assert.deepEqual(final.map((k) => [k.kid, k.state]), [[newKid, 'current']], 'the old key is dropped from the store');
+    const final = JSON.parse((await cli(['keys', 'list', '--json', '--config', file])).stdout) as {
+      kid: string;
+      state: string;
+    }[];
+    assert.deepEqual(
+      final.map((k) => [k.kid, k.state]),
+      [[newKid, 'current']],
+      'the old key is dropped from the store',
+    );
     const events = gh.logs.filter((l) => l.event === 'keys_loaded').map((l) => l.signing);
     assert.deepEqual([...new Set(events)], [oldKid, newKid], 'the node logged the switch');
   } finally {
@@ -98,7 +120,10 @@ test('keys rotate --now (a leaked key): the old key is unpublished at once and t
   const gh = await startGatehouse(() => ({ tokens: { keys: { publishBefore: '2s', refreshInterval: '200ms' } } }));
   try {
     const file = join(gh.dir, 'gatehouse.yaml');
-    writeFileSync(file, `publicUrl: ${gh.url}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'gatehouse.db')}}\n`);
+    writeFileSync(
+      file,
+      `publicUrl: ${gh.url}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'gatehouse.db')}}\n`,
+    );
     const user = new Client(gh.url);
     await registerJson(user);
     const oldKid = gh.gatehouse.keys.currentKid;
@@ -109,7 +134,10 @@ test('keys rotate --now (a leaked key): the old key is unpublished at once and t
     const token = (await user.get('/x')).json().headers['x-gatehouse-assertion'] as string;
     assert.equal(decodeProtectedHeader(token).alg, 'ES256');
     const body = (await (await fetch(`${gh.url}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] };
-    assert.deepEqual(body.keys.map((k) => k.kid), [gh.gatehouse.keys.currentKid]);
+    assert.deepEqual(
+      body.keys.map((k) => k.kid),
+      [gh.gatehouse.keys.currentKid],
+    );
   } finally {
     await gh.close();
   }

@@ -36,8 +36,13 @@ test('SIGTERM to `gatehouse serve` drains and exits 0', async () => {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-sigterm-'));
   const file = join(dir, 'gatehouse.yaml');
-  writeFileSync(file, `publicUrl: http://127.0.0.1:${port}\nlisten: {host: 127.0.0.1, port: ${port}}\nstore: {type: sqlite, path: ${join(dir, 'g.db')}}\nupstream: ${upstream.url}\nroutes: [{path: /slow, access: public}]\n`);
-  const child = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  writeFileSync(
+    file,
+    `publicUrl: http://127.0.0.1:${port}\nlisten: {host: 127.0.0.1, port: ${port}}\nstore: {type: sqlite, path: ${join(dir, 'g.db')}}\nupstream: ${upstream.url}\nroutes: [{path: /slow, access: public}]\n`,
+  );
+  const child = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--config', file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));
@@ -46,7 +51,10 @@ test('SIGTERM to `gatehouse serve` drains and exits 0', async () => {
       if (child.exitCode !== null) assert.fail(`exited early: ${out}`);
       await new Promise((r) => setTimeout(r, 20));
     }
-    const inFlight = request(`http://127.0.0.1:${port}/slow?ms=400`).then(async (r) => ({ status: r.statusCode, body: await r.body.text() }));
+    const inFlight = request(`http://127.0.0.1:${port}/slow?ms=400`).then(async (r) => ({
+      status: r.statusCode,
+      body: await r.body.text(),
+    }));
     while (!upstream.requests.length) await new Promise((r) => setTimeout(r, 5));
     child.kill('SIGTERM');
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

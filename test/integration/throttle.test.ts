@@ -6,11 +6,14 @@ import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 describe('brute-force throttling (ATTACKS 42)', () => {
   let gh: TestGatehouse;
   before(async () => {
-    gh = await startGatehouse(() => ({ accounts: { rateLimits: { loginPerIp: 8, loginPerAccount: 3, registerPerIp: 4 } } }));
+    gh = await startGatehouse(() => ({
+      accounts: { rateLimits: { loginPerIp: 8, loginPerAccount: 3, registerPerIp: 4 } },
+    }));
   });
   after(() => gh.close());
 
-  const attempt = (c: Client, email: string, password = 'wrong password here', headers: Record<string, string> = {}) => c.postJson('/.auth/login', { email, password }, headers);
+  const attempt = (c: Client, email: string, password = 'wrong password here', headers: Record<string, string> = {}) =>
+    c.postJson('/.auth/login', { email, password }, headers);
 
   test("an attacker exhausts an account's allowance, but its owner's browser still gets in", async () => {
     const email = uniqueEmail('victim');
@@ -40,10 +43,17 @@ describe('brute-force throttling (ATTACKS 42)', () => {
   });
 
   test('per-IP limit across accounts; spoofed X-Forwarded-For does not reset it', async () => {
-    const gh2 = await startGatehouse(() => ({ accounts: { rateLimits: { loginPerIp: 5, loginPerAccount: 100, registerPerIp: 100 } } }));
+    const gh2 = await startGatehouse(() => ({
+      accounts: { rateLimits: { loginPerIp: 5, loginPerAccount: 100, registerPerIp: 100 } },
+    }));
     try {
       const c = new Client(gh2.url);
-      for (let i = 0; i < 5; i++) assert.equal((await attempt(c, uniqueEmail('spray'), 'wrong password here', { 'x-forwarded-for': `203.0.113.${i}` })).status, 401);
+      for (let i = 0; i < 5; i++)
+        assert.equal(
+          (await attempt(c, uniqueEmail('spray'), 'wrong password here', { 'x-forwarded-for': `203.0.113.${i}` }))
+            .status,
+          401,
+        );
       const res = await attempt(c, uniqueEmail('spray'), 'wrong password here', { 'x-forwarded-for': '198.51.100.99' });
       assert.equal(res.status, 429);
     } finally {
@@ -52,19 +62,32 @@ describe('brute-force throttling (ATTACKS 42)', () => {
   });
 
   test('behind a trusted proxy, limits follow the real client address', async () => {
-    const gh3 = await startGatehouse(() => ({ trustedProxies: ['loopback'], accounts: { rateLimits: { loginPerIp: 2, loginPerAccount: 100, registerPerIp: 100 } } }));
+    const gh3 = await startGatehouse(() => ({
+      trustedProxies: ['loopback'],
+      accounts: { rateLimits: { loginPerIp: 2, loginPerAccount: 100, registerPerIp: 100 } },
+    }));
     try {
       const c = new Client(gh3.url);
-      for (let i = 0; i < 2; i++) await attempt(c, uniqueEmail('p'), 'wrong password here', { 'x-forwarded-for': '203.0.113.7' });
-      assert.equal((await attempt(c, uniqueEmail('p'), 'wrong password here', { 'x-forwarded-for': '203.0.113.7' })).status, 429);
-      assert.equal((await attempt(c, uniqueEmail('p'), 'wrong password here', { 'x-forwarded-for': '203.0.113.8' })).status, 401, 'another client behind the same proxy is not punished');
+      for (let i = 0; i < 2; i++)
+        await attempt(c, uniqueEmail('p'), 'wrong password here', { 'x-forwarded-for': '203.0.113.7' });
+      assert.equal(
+        (await attempt(c, uniqueEmail('p'), 'wrong password here', { 'x-forwarded-for': '203.0.113.7' })).status,
+        429,
+      );
+      assert.equal(
+        (await attempt(c, uniqueEmail('p'), 'wrong password here', { 'x-forwarded-for': '203.0.113.8' })).status,
+        401,
+        'another client behind the same proxy is not punished',
+      );
     } finally {
       await gh3.close();
     }
   });
 
   test('a forged device cookie is worth nothing', async () => {
-    const gh4 = await startGatehouse(() => ({ accounts: { rateLimits: { loginPerIp: 100, loginPerAccount: 3, registerPerIp: 100 } } }));
+    const gh4 = await startGatehouse(() => ({
+      accounts: { rateLimits: { loginPerIp: 100, loginPerAccount: 3, registerPerIp: 100 } },
+    }));
     try {
       const email = uniqueEmail('forge');
       await registerJson(new Client(gh4.url), email);
@@ -73,14 +96,22 @@ describe('brute-force throttling (ATTACKS 42)', () => {
       const otherEmail = uniqueEmail('other');
       await registerJson(other, otherEmail);
       await other.postJson('/.auth/login', { email: otherEmail, password: PASSWORD });
-      for (const device of ['AAAAAAAAAAAAAAAAAAAAAA.forged', 'AAAAAAAAAAAAAAAAAAAAAA.forged', other.jar.get('gatehouse-device')!]) {
+      for (const device of [
+        'AAAAAAAAAAAAAAAAAAAAAA.forged',
+        'AAAAAAAAAAAAAAAAAAAAAA.forged',
+        other.jar.get('gatehouse-device')!,
+      ]) {
         const attacker = new Client(gh4.url);
         attacker.jar.set('gatehouse-device', device);
         assert.equal((await attempt(attacker, email)).status, 401);
       }
       const attacker = new Client(gh4.url);
       attacker.jar.set('gatehouse-device', other.jar.get('gatehouse-device')!);
-      assert.equal((await attempt(attacker, email, PASSWORD)).status, 429, 'all three failures counted against the untrusted allowance');
+      assert.equal(
+        (await attempt(attacker, email, PASSWORD)).status,
+        429,
+        'all three failures counted against the untrusted allowance',
+      );
     } finally {
       await gh4.close();
     }
@@ -89,19 +120,25 @@ describe('brute-force throttling (ATTACKS 42)', () => {
   test('registrations per IP are limited (ATTACKS 45)', async () => {
     const c = new Client(gh.url);
     let last = 0;
-    for (let i = 0; i < 5; i++) last = (await c.postJson('/.auth/register', { email: uniqueEmail('flood'), password: PASSWORD })).status;
+    for (let i = 0; i < 5; i++)
+      last = (await c.postJson('/.auth/register', { email: uniqueEmail('flood'), password: PASSWORD })).status;
     assert.equal(last, 429);
   });
-
 });
 
 describe('throttling under concurrency', () => {
   test('parallel guesses cannot all slip under the limit', async () => {
-    const gh = await startGatehouse(() => ({ accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 3, registerPerIp: 100 } } }));
+    const gh = await startGatehouse(() => ({
+      accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 3, registerPerIp: 100 } },
+    }));
     try {
       const email = uniqueEmail('race');
       await registerJson(new Client(gh.url), email);
-      const results = await Promise.all(Array.from({ length: 30 }, () => new Client(gh.url).postJson('/.auth/login', { email, password: 'wrong password here' })));
+      const results = await Promise.all(
+        Array.from({ length: 30 }, () =>
+          new Client(gh.url).postJson('/.auth/login', { email, password: 'wrong password here' }),
+        ),
+      );
       const statuses = results.map((r) => r.status);
       assert.equal(statuses.filter((s) => s === 401).length, 3, `statuses: ${statuses.join(',')}`);
       assert.equal(statuses.filter((s) => s === 429).length, 27);
@@ -111,11 +148,18 @@ describe('throttling under concurrency', () => {
   });
 
   test('successful sign-ins do not use up the allowance', async () => {
-    const gh = await startGatehouse(() => ({ accounts: { rateLimits: { loginPerIp: 3, loginPerAccount: 3, registerPerIp: 100 } } }));
+    const gh = await startGatehouse(() => ({
+      accounts: { rateLimits: { loginPerIp: 3, loginPerAccount: 3, registerPerIp: 100 } },
+    }));
     try {
       const email = uniqueEmail('ok');
       await registerJson(new Client(gh.url), email);
-      for (let i = 0; i < 6; i++) assert.equal((await new Client(gh.url).postJson('/.auth/login', { email, password: PASSWORD })).status, 200, `sign-in ${i + 1}`);
+      for (let i = 0; i < 6; i++)
+        assert.equal(
+          (await new Client(gh.url).postJson('/.auth/login', { email, password: PASSWORD })).status,
+          200,
+          `sign-in ${i + 1}`,
+        );
     } finally {
       await gh.close();
     }

@@ -93,7 +93,10 @@ describe('HTTP/1.1 over TLS', () => {
   test('a WebSocket upgrade over HTTP/1.1 TLS is tunnelled with the identity added', async () => {
     const c = new Client(gh.url, { dispatcher: cert.agent });
     const user = (await c.postJson('/.auth/register', { email: uniqueEmail('wss'), password: PASSWORD })).json().user;
-    const ws = new WebSocket(`wss://127.0.0.1:${gh.port}/ws`, { ca: cert.pem, headers: { cookie: c.cookieHeader()!, origin: gh.url } });
+    const ws = new WebSocket(`wss://127.0.0.1:${gh.port}/ws`, {
+      ca: cert.pem,
+      headers: { cookie: c.cookieHeader()!, origin: gh.url },
+    });
     const hello = await new Promise<{ headers: Record<string, string> }>((resolve, reject) => {
       ws.once('message', (m) => resolve(JSON.parse(String(m))));
       ws.once('error', reject);
@@ -105,7 +108,9 @@ describe('HTTP/1.1 over TLS', () => {
     ws.close();
     // Without a session: refused before the app is asked.
     const anon = new WebSocket(`wss://127.0.0.1:${gh.port}/ws`, { ca: cert.pem });
-    const code = await new Promise<number>((resolve) => anon.once('unexpected-response', (_req, res) => resolve(res.statusCode!)));
+    const code = await new Promise<number>((resolve) =>
+      anon.once('unexpected-response', (_req, res) => resolve(res.statusCode!)),
+    );
     assert.equal(code, 401);
   });
 });
@@ -116,7 +121,11 @@ describe('HTTP/2 (node:http2 client)', () => {
   let userId: string;
   before(async () => {
     session = http2.connect(gh.url, { ca: cert.pem });
-    const reg = await h2(session, { ':method': 'POST', ':path': '/.auth/register', 'content-type': 'application/json', accept: 'application/json' }, JSON.stringify({ email: uniqueEmail('h2'), password: PASSWORD }));
+    const reg = await h2(
+      session,
+      { ':method': 'POST', ':path': '/.auth/register', 'content-type': 'application/json', accept: 'application/json' },
+      JSON.stringify({ email: uniqueEmail('h2'), password: PASSWORD }),
+    );
     assert.equal(reg.status, 201, reg.body);
     userId = JSON.parse(reg.body).user.id;
     const set = reg.headers['set-cookie'] as string[];
@@ -131,7 +140,11 @@ describe('HTTP/2 (node:http2 client)', () => {
   test('a proxied request: Host from :authority, no pseudo-headers or h2 cookie split reach the app, no connection headers come back', async () => {
     const before = gh.upstream.requests.length;
     // Two cookie fields, as HTTP/2 clients send them; the session cookie among them.
-    const res = await h2(session, { ':method': 'GET', ':path': '/private/h2?x=1', cookie: ['app=one', cookie, 'other=two'] });
+    const res = await h2(session, {
+      ':method': 'GET',
+      ':path': '/private/h2?x=1',
+      cookie: ['app=one', cookie, 'other=two'],
+    });
     assert.equal(res.status, 200, res.body);
     assert.equal(gh.upstream.requests.length, before + 1);
     const seen = gh.upstream.last();
@@ -145,17 +158,26 @@ describe('HTTP/2 (node:http2 client)', () => {
     assert.equal(seen.headers['x-forwarded-proto'], 'https');
     assert.equal(seen.headers.host, new URL(gh.upstream.url).host);
     // The echo app answers with Connection/Keep-Alive headers: they are not HTTP/2 headers.
-    for (const h of ['connection', 'keep-alive', 'transfer-encoding', 'x-app-private']) assert.equal(res.headers[h], undefined, h);
+    for (const h of ['connection', 'keep-alive', 'transfer-encoding', 'x-app-private'])
+      assert.equal(res.headers[h], undefined, h);
     assert.deepEqual(res.headers['set-cookie'], ['app=1; Path=/']);
   });
 
   test('a request body without Content-Length streams through; HEAD and errors keep the session usable', async () => {
     const body = 'x'.repeat(100_000);
-    const res = await h2(session, { ':method': 'POST', ':path': '/upload', cookie, 'content-type': 'text/plain' }, body);
+    const res = await h2(
+      session,
+      { ':method': 'POST', ':path': '/upload', cookie, 'content-type': 'text/plain' },
+      body,
+    );
     assert.equal(res.status, 200);
     assert.equal(gh.upstream.last().bodyBytes, body.length);
     // An oversized own-route body: 413 (its HTTP/1.1 "Connection: close" is not sent on h2).
-    const big = await h2(session, { ':method': 'POST', ':path': '/.auth/login', 'content-type': 'application/json' }, JSON.stringify({ email: 'a@b.c', password: 'p'.repeat(20_000) }));
+    const big = await h2(
+      session,
+      { ':method': 'POST', ':path': '/.auth/login', 'content-type': 'application/json' },
+      JSON.stringify({ email: 'a@b.c', password: 'p'.repeat(20_000) }),
+    );
     assert.equal(big.status, 413);
     assert.equal(big.headers.connection, undefined);
     const me = await h2(session, { ':method': 'GET', ':path': '/.auth/me', cookie });
@@ -186,15 +208,23 @@ describe('certificate reload', () => {
     copyFileSync(next.key, files.key);
     assert.equal(gh.gatehouse.reloadTls(), true);
     assert.equal(await servedCN(gh.port, next.pem), 'second');
-    assert.equal((await h2(session, { ':method': 'GET', ':path': '/.auth/health' })).status, 200, 'the old session was not dropped');
+    assert.equal(
+      (await h2(session, { ':method': 'GET', ':path': '/.auth/health' })).status,
+      200,
+      'the old session was not dropped',
+    );
     session.close();
-    assert.ok(gh.logs.some((l) => l.event === 'tls_reload' && l.outcome === 'ok' && String(l.subject).includes('second')));
+    assert.ok(
+      gh.logs.some((l) => l.event === 'tls_reload' && l.outcome === 'ok' && String(l.subject).includes('second')),
+    );
 
     // A key that does not match: logged, the pair in use stays.
     copyFileSync(cert.key, files.key);
     assert.equal(gh.gatehouse.reloadTls(), false);
     assert.equal(await servedCN(gh.port, next.pem), 'second');
-    const failed = gh.logs.find((l) => l.event === 'tls_reload' && l.outcome === 'failed') as { err: { message: string } } | undefined;
+    const failed = gh.logs.find((l) => l.event === 'tls_reload' && l.outcome === 'failed') as
+      | { err: { message: string } }
+      | undefined;
     assert.match(failed!.err.message, /listen\.tls\.key: .* is not the key of the certificate/);
     copyFileSync(next.key, files.key);
   });
@@ -204,25 +234,38 @@ describe('certificate reload', () => {
     const port = await freePort();
     const one = selfSigned({ cn: 'hup-one' });
     const two = selfSigned({ cn: 'hup-two' });
-    const live = { cert: one.cert.replace(/server\.crt$/, 'live.crt'), key: one.key.replace(/server\.key$/, 'live.key') };
+    const live = {
+      cert: one.cert.replace(/server\.crt$/, 'live.crt'),
+      key: one.key.replace(/server\.key$/, 'live.key'),
+    };
     copyFileSync(one.cert, live.cert);
     copyFileSync(one.key, live.key);
     const config = join(gh.dir, 'hup.yaml');
-    writeFileSync(config, `publicUrl: https://127.0.0.1:${port}\nlisten: {host: 127.0.0.1, port: ${port}, tls: {cert: ${live.cert}, key: ${live.key}}}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'hup.db')}}\nlog: {level: warn}\n`);
+    writeFileSync(
+      config,
+      `publicUrl: https://127.0.0.1:${port}\nlisten: {host: 127.0.0.1, port: ${port}, tls: {cert: ${live.cert}, key: ${live.key}}}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'hup.db')}}\nlog: {level: warn}\n`,
+    );
     const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       await eventually('serve is up', () => servedCN(port, one.pem).then((cn) => cn === 'hup-one'));
       copyFileSync(two.cert, live.cert);
       copyFileSync(two.key, live.key);
       child.kill('SIGHUP');
-      await eventually('the new certificate is served', () => servedCN(port, two.pem).then((cn) => cn === 'hup-two').catch(() => false));
+      await eventually('the new certificate is served', () =>
+        servedCN(port, two.pem)
+          .then((cn) => cn === 'hup-two')
+          .catch(() => false),
+      );
       assert.equal(child.exitCode, null, 'SIGHUP does not stop the server');
     } finally {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('close', r));
     }
 
-    writeFileSync(config, `publicUrl: https://127.0.0.1:${port}\nlisten: {host: 127.0.0.1, port: ${port}, tls: {cert: ${live.cert}.missing, key: ${live.key}}}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'hup.db')}}\n`);
+    writeFileSync(
+      config,
+      `publicUrl: https://127.0.0.1:${port}\nlisten: {host: 127.0.0.1, port: ${port}, tls: {cert: ${live.cert}.missing, key: ${live.key}}}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'hup.db')}}\n`,
+    );
     const bad = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     bad.stderr.on('data', (d) => (stderr += d));

@@ -38,7 +38,9 @@ before(async () => {
         { path: '/norelay/**', tokenRelay: false },
       ],
       providers: lab.providers(),
-      accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000 } },
+      accounts: {
+        rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000 },
+      },
     }),
     { port: lab.ports[0] },
   );
@@ -81,8 +83,10 @@ async function until<T>(what: string, probe: () => Promise<T | undefined | false
   }
 }
 
-const bearer = (res: { json(): { headers: Record<string, string> } }) => res.json().headers.authorization?.replace(/^Bearer /, '');
-const expired = (token: string) => until(`the IdP to refuse ${token.slice(0, 6)}…`, async () => !(await lab.a.accepts(token)));
+const bearer = (res: { json(): { headers: Record<string, string> } }) =>
+  res.json().headers.authorization?.replace(/^Bearer /, '');
+const expired = (token: string) =>
+  until(`the IdP to refuse ${token.slice(0, 6)}…`, async () => !(await lab.a.accepts(token)));
 
 describe('tokenRelay', { concurrency: true }, () => {
   test('the access token expires during the test and is refreshed before use, once; the refresh token rotates', async () => {
@@ -100,12 +104,19 @@ describe('tokenRelay', { concurrency: true }, () => {
     await expired(first);
     const now = bearer(await c.get('/reports'))!;
     assert.notEqual(now, first);
-    assert.equal(await lab.a.accepts(now), true, 'after the first token expired, the app still gets one the IdP accepts');
+    assert.equal(
+      await lab.a.accepts(now),
+      true,
+      'after the first token expired, the app still gets one the IdP accepts',
+    );
     const owner = `session:${hashSessionId(c.jar.get('gatehouse')!)}`;
     const row = (await gh.gatehouse.store.providerTokens.get(owner, 'a'))!;
     assert.equal(row.version, 1 + lab.a.refreshCount(account), 'stored at sign-in, then once per refresh');
     assert.equal(row.leaseHolder, null);
-    assert.ok(lab.a.issued.some((t) => t.access_token === next && t.refresh_token && t.refresh_token !== rotatedFrom), 'the IdP rotated the refresh token');
+    assert.ok(
+      lab.a.issued.some((t) => t.access_token === next && t.refresh_token && t.refresh_token !== rotatedFrom),
+      'the IdP rotated the refresh token',
+    );
     assert.ok(gh.logs.some((l) => l.event === 'provider_token_refreshed' && l.rotated === true));
   });
 
@@ -114,7 +125,10 @@ describe('tokenRelay', { concurrency: true }, () => {
     await c.get('/api/warm');
     await expired(first);
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => c.get(`/api/parallel/${i}`)));
-    assert.deepEqual(results.map((r) => r.status), Array(20).fill(200));
+    assert.deepEqual(
+      results.map((r) => r.status),
+      Array(20).fill(200),
+    );
     const tokens = new Set(results.map(bearer));
     assert.equal(tokens.size, 1, 'every request got the same new token');
     assert.ok(!tokens.has(first));
@@ -131,7 +145,10 @@ describe('tokenRelay', { concurrency: true }, () => {
     assert.equal(api.status, 401);
     assert.equal(api.json().error, 'provider_token_required');
     assert.match(api.headers['www-authenticate'] as string, /error="invalid_token"/);
-    assert.ok(gh.logs.some((l) => l.event === 'provider_token_refresh_failed' && l.permanent === true), 'logged, with the reason');
+    assert.ok(
+      gh.logs.some((l) => l.event === 'provider_token_refresh_failed' && l.permanent === true),
+      'logged, with the reason',
+    );
 
     const page = await c.html('/reports/q3?x=1');
     assert.equal(page.status, 302);
@@ -173,7 +190,11 @@ describe('tokenRelay', { concurrency: true }, () => {
     } finally {
       await db.close();
     }
-    assert.equal(bearer(await c.get('/api/2')), first, 'no store read or decryption per request while the token is fresh');
+    assert.equal(
+      bearer(await c.get('/api/2')),
+      first,
+      'no store read or decryption per request while the token is fresh',
+    );
     await c.submitForm('/.auth/logout', {}, { origin: gh.url });
     assert.equal((await c.get('/api/3')).status, 401, 'the session is gone, and its cached token with it');
   });
@@ -207,12 +228,21 @@ describe('tokenRelay while the provider is down', () => {
       await node.close();
     }
   });
-
 });
 
 /** Two nodes on one store, each with its own connection, as two processes would be. */
-async function twoNodes(port: number, store: () => Promise<Store>, upstream: TestUpstream): Promise<{ a: Gatehouse; b: Gatehouse; urlB: string; close(): Promise<void> }> {
-  const config = ConfigSchema.parse({ publicUrl: `http://127.0.0.1:${port}`, upstream: upstream.url, tokenRelay: 'a', providers: lab.providers(), secrets: { key: randomBytes(32).toString('base64') } });
+async function twoNodes(
+  port: number,
+  store: () => Promise<Store>,
+  upstream: TestUpstream,
+): Promise<{ a: Gatehouse; b: Gatehouse; urlB: string; close(): Promise<void> }> {
+  const config = ConfigSchema.parse({
+    publicUrl: `http://127.0.0.1:${port}`,
+    upstream: upstream.url,
+    tokenRelay: 'a',
+    providers: lab.providers(),
+    secrets: { key: randomBytes(32).toString('base64') },
+  });
   const sink = () => new Writable({ write: (_c, _e, cb) => cb() });
   const a = await Gatehouse.create(config, { logger: createLogger('warn', sink()), store: await store() });
   const b = await Gatehouse.create(config, { logger: createLogger('warn', sink()), store: await store() });
@@ -244,7 +274,11 @@ async function refreshOnceAcrossNodes(nodes: { urlB: string }, port: number): Pr
   assert.equal(bearer(await atB.get('/warm')), first, 'node B relays the same token');
   await expired(first);
   const results = await Promise.all(Array.from({ length: 16 }, (_, i) => (i % 2 ? atB : atA).get(`/both/${i}`)));
-  assert.deepEqual(results.map((r) => r.status), Array(16).fill(200), results.map((r) => r.text.slice(0, 80)).join('\n'));
+  assert.deepEqual(
+    results.map((r) => r.status),
+    Array(16).fill(200),
+    results.map((r) => r.text.slice(0, 80)).join('\n'),
+  );
   assert.equal(new Set(results.map(bearer)).size, 1, 'both nodes use the one refreshed token');
   assert.equal(lab.a.refreshCount(account), 1, 'the nodes spent the rotating refresh token once between them');
 }
@@ -261,7 +295,11 @@ describe('one refresh across nodes sharing the store', () => {
     const { join } = await import('node:path');
     const { tmpdir } = await import('node:os');
     const dir = mkdtempSync(join(tmpdir(), 'gatehouse-relay-'));
-    const nodes = await twoNodes(lab.ports[2]!, () => openStore({ type: 'sqlite', path: join(dir, 'shared.db') }), upstream);
+    const nodes = await twoNodes(
+      lab.ports[2]!,
+      () => openStore({ type: 'sqlite', path: join(dir, 'shared.db') }),
+      upstream,
+    );
     try {
       await refreshOnceAcrossNodes(nodes, lab.ports[2]!);
     } finally {
@@ -274,7 +312,11 @@ describe('one refresh across nodes sharing the store', () => {
     const service = await postgres();
     test('two nodes on one schema', { skip: service.skip }, async () => {
       const schema = `gh_relay_${randomBytes(5).toString('hex')}`;
-      const nodes = await twoNodes(lab.ports[2]!, () => openStore({ type: 'postgres', url: service.url, poolSize: 4 }, { schema }), upstream);
+      const nodes = await twoNodes(
+        lab.ports[2]!,
+        () => openStore({ type: 'postgres', url: service.url, poolSize: 4 }, { schema }),
+        upstream,
+      );
       try {
         await refreshOnceAcrossNodes(nodes, lab.ports[2]!);
       } finally {

@@ -51,8 +51,20 @@ after(async () => {
 
 const REDIRECT = 'http://127.0.0.1:9/callback';
 
-async function register(metadata: Record<string, unknown> = {}): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(`${gh.url}/.auth/oauth/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], client_name: 'Test client', ...metadata }) });
+async function register(
+  metadata: Record<string, unknown> = {},
+): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${gh.url}/.auth/oauth/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      redirect_uris: [REDIRECT],
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code', 'refresh_token'],
+      client_name: 'Test client',
+      ...metadata,
+    }),
+  });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 
@@ -70,32 +82,65 @@ async function pkce() {
 /** The consent page for a request, and its Allow/Deny forms, as the signed-in browser gets them. */
 async function consent(browser: Client, params: Record<string, string | undefined>) {
   const page = await browser.html(authorizeUrl(params));
-  return { page, allow: forms(page.text).find((f) => f.fields.decision === 'approve'), deny: forms(page.text).find((f) => f.fields.decision === 'deny') };
+  return {
+    page,
+    allow: forms(page.text).find((f) => f.fields.decision === 'approve'),
+    deny: forms(page.text).find((f) => f.fields.decision === 'deny'),
+  };
 }
 
-const publicClient = (id: string) => new oauth.Configuration(gh.gatehouse.oauth.serverMetadata() as oauth.ServerMetadata, id, undefined, oauth.None());
+const publicClient = (id: string) =>
+  new oauth.Configuration(gh.gatehouse.oauth.serverMetadata() as oauth.ServerMetadata, id, undefined, oauth.None());
 
 describe('authorization code flow', { concurrency: true }, () => {
   test('metadata: RFC 8414 at the issuer, RFC 9728 per app (and path-suffixed), CORS, and a 401 that points there', async () => {
-    const as = (await (await fetch(`${gh.url}/.well-known/oauth-authorization-server`)).json()) as Record<string, unknown>;
+    const as = (await (await fetch(`${gh.url}/.well-known/oauth-authorization-server`)).json()) as Record<
+      string,
+      unknown
+    >;
     assert.equal(as.issuer, gh.url);
     assert.equal(as.token_endpoint, `${gh.url}/.auth/oauth/token`);
     assert.equal(as.registration_endpoint, `${gh.url}/.auth/oauth/register`);
-    assert.deepEqual(as.grant_types_supported, ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code']);
+    assert.deepEqual(as.grant_types_supported, [
+      'authorization_code',
+      'refresh_token',
+      'urn:ietf:params:oauth:grant-type:device_code',
+    ]);
     assert.deepEqual(as.scopes_supported, ['offline_access', 'tools']);
     assert.equal(as.client_id_metadata_document_supported, true);
     assert.equal(as.jwks_uri, `${gh.url}/.well-known/jwks.json`);
 
     const unauth = await fetch(`${gh.url}/mcp/tools`, { headers: { accept: 'application/json' } });
     assert.equal(unauth.status, 401);
-    assert.equal(unauth.headers.get('www-authenticate'), `Bearer realm="${gh.url}", resource_metadata="${gh.url}/.well-known/oauth-protected-resource/mcp"`);
+    assert.equal(
+      unauth.headers.get('www-authenticate'),
+      `Bearer realm="${gh.url}", resource_metadata="${gh.url}/.well-known/oauth-protected-resource/mcp"`,
+    );
     const prm = await fetch(`${gh.url}/.well-known/oauth-protected-resource/mcp`);
     assert.equal(prm.headers.get('access-control-allow-origin'), '*');
-    assert.deepEqual(await prm.json(), { resource: `${gh.url}/mcp`, authorization_servers: [gh.url], scopes_supported: ['offline_access', 'tools'], bearer_methods_supported: ['header'], resource_name: 'Acme MCP' });
-    assert.equal(((await (await fetch(`${gh.url}/.well-known/oauth-protected-resource`)).json()) as { resource: string }).resource, gh.url, 'the root app');
-    assert.equal(((await (await fetch(`${gh.url}/.well-known/oauth-protected-resource/mcp/v1`)).json()) as { resource: string }).resource, `${gh.url}/mcp/v1`, 'a path the app serves: the identifier it was asked for (RFC 9728 §3.3)');
+    assert.deepEqual(await prm.json(), {
+      resource: `${gh.url}/mcp`,
+      authorization_servers: [gh.url],
+      scopes_supported: ['offline_access', 'tools'],
+      bearer_methods_supported: ['header'],
+      resource_name: 'Acme MCP',
+    });
+    assert.equal(
+      ((await (await fetch(`${gh.url}/.well-known/oauth-protected-resource`)).json()) as { resource: string }).resource,
+      gh.url,
+      'the root app',
+    );
+    assert.equal(
+      ((await (await fetch(`${gh.url}/.well-known/oauth-protected-resource/mcp/v1`)).json()) as { resource: string })
+        .resource,
+      `${gh.url}/mcp/v1`,
+      'a path the app serves: the identifier it was asked for (RFC 9728 §3.3)',
+    );
     assert.equal((await fetch(`${gh.url}/.well-known/oauth-protected-resource/.auth`)).status, 404);
-    const pre = await fetch(`${gh.url}/.well-known/oauth-authorization-server`, { method: 'OPTIONS', headers: { origin: 'https://inspector.example', 'access-control-request-method': 'GET' } });
+    const pre = await fetch(`${gh.url}/.well-known/oauth-authorization-server`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://inspector.example', 'access-control-request-method': 'GET' },
+    });
     assert.equal(pre.status, 204);
     assert.equal(pre.headers.get('access-control-allow-origin'), '*');
     assert.equal((await fetch(`${gh.url}/.auth/oauth/token`, { method: 'OPTIONS' })).status, 204);
@@ -115,17 +160,36 @@ describe('authorization code flow', { concurrency: true }, () => {
     assert.match(String(conf.json.client_secret), /^[A-Za-z0-9_-]{43}$/);
     const stored = await gh.gatehouse.store.oauth.clients.get(String(conf.json.client_id));
     assert.ok(stored?.secretHash && stored.secretHash !== conf.json.client_secret, 'the secret is stored as a hash');
-    for (const [uri, why] of [['http://evil.example/cb', 'http off loopback'], ['javascript:alert(1)//', 'javascript:'], ['https://app.example/cb#x', 'fragment'], ['https://*.example/cb', 'wildcard'], ['data:text/html,x', 'data:']]) {
+    for (const [uri, why] of [
+      ['http://evil.example/cb', 'http off loopback'],
+      ['javascript:alert(1)//', 'javascript:'],
+      ['https://app.example/cb#x', 'fragment'],
+      ['https://*.example/cb', 'wildcard'],
+      ['data:text/html,x', 'data:'],
+    ]) {
       const r = await register({ redirect_uris: [uri] });
       assert.equal(r.status, 400, why);
       assert.equal(r.json.error, 'invalid_redirect_uri', why);
     }
-    for (const uri of ['com.example.app:/oauth', 'cursor://anysphere.cursor-retrieval/oauth/callback', 'http://localhost:33418/cb', 'http://[::1]:8000/cb', 'https://claude.ai/api/mcp/auth_callback']) {
+    for (const uri of [
+      'com.example.app:/oauth',
+      'cursor://anysphere.cursor-retrieval/oauth/callback',
+      'http://localhost:33418/cb',
+      'http://[::1]:8000/cb',
+      'https://claude.ai/api/mcp/auth_callback',
+    ]) {
       assert.equal((await register({ redirect_uris: [uri] })).status, 201, uri);
     }
     assert.equal((await register({ grant_types: ['client_credentials'] })).json.error, 'invalid_client_metadata');
-    assert.equal((await register({ token_endpoint_auth_method: 'private_key_jwt' })).json.error, 'invalid_client_metadata');
-    const notJson = await fetch(`${gh.url}/.auth/oauth/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{nope' });
+    assert.equal(
+      (await register({ token_endpoint_auth_method: 'private_key_jwt' })).json.error,
+      'invalid_client_metadata',
+    );
+    const notJson = await fetch(`${gh.url}/.auth/oauth/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{nope',
+    });
     assert.equal(notJson.status, 400);
   });
 
@@ -133,7 +197,15 @@ describe('authorization code flow', { concurrency: true }, () => {
     const { browser } = await signedInBrowser(gh);
     const id = String((await register()).json.client_id);
     const { challenge } = await pkce();
-    const base = { response_type: 'code', client_id: id, redirect_uri: REDIRECT, code_challenge: challenge, code_challenge_method: 'S256', state: 'st-1', resource: `${gh.url}/mcp` };
+    const base = {
+      response_type: 'code',
+      client_id: id,
+      redirect_uri: REDIRECT,
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+      state: 'st-1',
+      resource: `${gh.url}/mcp`,
+    };
     for (const [what, params] of [
       ['unknown client', { ...base, client_id: 'dcr_nobody' }],
       ['unregistered redirect', { ...base, redirect_uri: 'https://evil.example/cb' }],
@@ -171,12 +243,27 @@ describe('authorization code flow', { concurrency: true }, () => {
     const id = String((await register()).json.client_id);
     const { verifier, challenge } = await pkce();
     const otherPort = 'http://127.0.0.1:54321/callback';
-    const params = { response_type: 'code', client_id: id, redirect_uri: otherPort, code_challenge: challenge, code_challenge_method: 'S256', state: 'xyz', scope: 'tools offline_access', resource: `${gh.url}/mcp/anything` };
+    const params = {
+      response_type: 'code',
+      client_id: id,
+      redirect_uri: otherPort,
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+      state: 'xyz',
+      scope: 'tools offline_access',
+      resource: `${gh.url}/mcp/anything`,
+    };
     const { page, allow, deny } = await consent(browser, params);
     assert.equal(page.status, 200);
     assert.match(String(page.headers['content-security-policy']), /form-action 'self' http:\/\/127\.0\.0\.1:54321;/);
-    assert.equal((await browser.postForm(allow!.action, allow!.fields, { origin: 'https://evil.example' })).status, 403);
-    assert.equal((await browser.postForm(allow!.action, { ...allow!.fields, csrf: 'x' }, { origin: gh.url })).status, 403);
+    assert.equal(
+      (await browser.postForm(allow!.action, allow!.fields, { origin: 'https://evil.example' })).status,
+      403,
+    );
+    assert.equal(
+      (await browser.postForm(allow!.action, { ...allow!.fields, csrf: 'x' }, { origin: gh.url })).status,
+      403,
+    );
     const denied = await browser.postForm(deny!.action, deny!.fields, { origin: gh.url });
     assert.equal(denied.status, 303);
     assert.equal(new URL(denied.location!).searchParams.get('error'), 'access_denied');
@@ -187,9 +274,16 @@ describe('authorization code flow', { concurrency: true }, () => {
     assert.equal(back.searchParams.get('state'), 'xyz');
     const config = publicClient(id);
     oauth.allowInsecureRequests(config);
-    const tokens = await oauth.authorizationCodeGrant(config, back, { pkceCodeVerifier: verifier, expectedState: 'xyz' });
+    const tokens = await oauth.authorizationCodeGrant(config, back, {
+      pkceCodeVerifier: verifier,
+      expectedState: 'xyz',
+    });
     assert.equal(tokens.scope, 'offline_access tools');
-    assert.equal((await withBearer(gh, '/mcp/x', tokens.access_token)).status, 200, 'aud is the app, whichever of its URLs was named');
+    assert.equal(
+      (await withBearer(gh, '/mcp/x', tokens.access_token)).status,
+      200,
+      'aud is the app, whichever of its URLs was named',
+    );
     assert.equal((await withBearer(gh, '/x', tokens.access_token)).status, 401);
   });
 
@@ -199,44 +293,118 @@ describe('authorization code flow', { concurrency: true }, () => {
     const otherId = String((await register()).json.client_id);
     const { verifier, challenge } = await pkce();
     const codeFor = async () => {
-      const { allow } = await consent(browser, { response_type: 'code', client_id: id, redirect_uri: REDIRECT, code_challenge: challenge, code_challenge_method: 'S256', resource: `${gh.url}/mcp` });
-      return new URL((await browser.postForm(allow!.action, allow!.fields, { origin: gh.url })).location!).searchParams.get('code')!;
+      const { allow } = await consent(browser, {
+        response_type: 'code',
+        client_id: id,
+        redirect_uri: REDIRECT,
+        code_challenge: challenge,
+        code_challenge_method: 'S256',
+        resource: `${gh.url}/mcp`,
+      });
+      return new URL(
+        (await browser.postForm(allow!.action, allow!.fields, { origin: gh.url })).location!,
+      ).searchParams.get('code')!;
     };
-    const token = (fields: Record<string, string>) => postForm(`${gh.url}/.auth/oauth/token`, { grant_type: 'authorization_code', client_id: id, redirect_uri: REDIRECT, code_verifier: verifier, ...fields });
+    const token = (fields: Record<string, string>) =>
+      postForm(`${gh.url}/.auth/oauth/token`, {
+        grant_type: 'authorization_code',
+        client_id: id,
+        redirect_uri: REDIRECT,
+        code_verifier: verifier,
+        ...fields,
+      });
     const code = await codeFor();
-    assert.equal((await token({ code, code_verifier: (await pkce()).verifier })).json.error, 'invalid_grant', 'another verifier (an injected code)');
-    assert.equal((await token({ code, redirect_uri: 'http://127.0.0.1:9/other' })).json.error, 'invalid_grant', 'another redirect URI');
+    assert.equal(
+      (await token({ code, code_verifier: (await pkce()).verifier })).json.error,
+      'invalid_grant',
+      'another verifier (an injected code)',
+    );
+    assert.equal(
+      (await token({ code, redirect_uri: 'http://127.0.0.1:9/other' })).json.error,
+      'invalid_grant',
+      'another redirect URI',
+    );
     assert.equal((await token({ code, client_id: otherId })).json.error, 'invalid_grant', 'another client');
     assert.equal((await token({ code, resource: gh.url })).json.error, 'invalid_target', 'another resource');
     const good = await token({ code });
     assert.equal(good.status, 200, JSON.stringify(good.json));
     assert.equal(good.headers.get('cache-control'), 'no-store');
     assert.equal((await token({ code })).json.error, 'invalid_grant', 'used once');
-    assert.equal((await withBearer(gh, '/mcp/x', String(good.json.access_token))).status, 401, 'the second use revoked what the first got');
+    assert.equal(
+      (await withBearer(gh, '/mcp/x', String(good.json.access_token))).status,
+      401,
+      'the second use revoked what the first got',
+    );
   });
 
   test('client ID metadata documents: an https URL as client_id (loopback http here, in development), checked and shown', async () => {
     const { browser } = await signedInBrowser(gh);
     const clientId = `${docsOrigin}/mcp-client.json`;
-    documents.set('/mcp-client.json', { body: JSON.stringify({ client_id: clientId, client_name: 'Doc Client', redirect_uris: [REDIRECT], grant_types: ['authorization_code', 'refresh_token'], token_endpoint_auth_method: 'none' }) });
+    documents.set('/mcp-client.json', {
+      body: JSON.stringify({
+        client_id: clientId,
+        client_name: 'Doc Client',
+        redirect_uris: [REDIRECT],
+        grant_types: ['authorization_code', 'refresh_token'],
+        token_endpoint_auth_method: 'none',
+      }),
+    });
     const { verifier, challenge } = await pkce();
-    const params = { response_type: 'code', client_id: clientId, redirect_uri: REDIRECT, code_challenge: challenge, code_challenge_method: 'S256', resource: `${gh.url}/mcp` };
+    const params = {
+      response_type: 'code',
+      client_id: clientId,
+      redirect_uri: REDIRECT,
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+      resource: `${gh.url}/mcp`,
+    };
     const { page, allow } = await consent(browser, params);
     assert.equal(page.status, 200, page.text);
     assert.match(page.text, /<strong>Doc Client<\/strong> <span class="tag">unverified/);
-    assert.match(page.text, new RegExp(`<code>${clientId.replace(/[.:/]/g, '\\$&')}</code>`), 'the document URL is shown');
+    assert.match(
+      page.text,
+      new RegExp(`<code>${clientId.replace(/[.:/]/g, '\\$&')}</code>`),
+      'the document URL is shown',
+    );
     const back = new URL((await browser.postForm(allow!.action, allow!.fields, { origin: gh.url })).location!);
     const config = publicClient(clientId);
     oauth.allowInsecureRequests(config);
     const tokens = await oauth.authorizationCodeGrant(config, back, { pkceCodeVerifier: verifier });
     assert.ok(tokens.refresh_token);
-    assert.ok((await oauth.refreshTokenGrant(config, tokens.refresh_token!)).access_token, 'refresh needs no fetch of the document');
+    assert.ok(
+      (await oauth.refreshTokenGrant(config, tokens.refresh_token!)).access_token,
+      'refresh needs no fetch of the document',
+    );
 
     for (const [path, doc, why] of [
-      ['/wrong-id.json', { body: JSON.stringify({ client_id: `${docsOrigin}/other.json`, redirect_uris: [REDIRECT] }) }, 'client_id differs'],
-      ['/secret.json', { body: JSON.stringify({ client_id: `${docsOrigin}/secret.json`, redirect_uris: [REDIRECT], client_secret: 'x' }) }, 'a secret'],
+      [
+        '/wrong-id.json',
+        { body: JSON.stringify({ client_id: `${docsOrigin}/other.json`, redirect_uris: [REDIRECT] }) },
+        'client_id differs',
+      ],
+      [
+        '/secret.json',
+        {
+          body: JSON.stringify({
+            client_id: `${docsOrigin}/secret.json`,
+            redirect_uris: [REDIRECT],
+            client_secret: 'x',
+          }),
+        },
+        'a secret',
+      ],
       ['/html.json', { type: 'text/html', body: '<html>' }, 'not JSON'],
-      ['/big.json', { body: JSON.stringify({ client_id: `${docsOrigin}/big.json`, redirect_uris: [REDIRECT], pad: 'x'.repeat(6000) }) }, 'too large'],
+      [
+        '/big.json',
+        {
+          body: JSON.stringify({
+            client_id: `${docsOrigin}/big.json`,
+            redirect_uris: [REDIRECT],
+            pad: 'x'.repeat(6000),
+          }),
+        },
+        'too large',
+      ],
       ['/gone.json', { status: 404, body: '{}' }, '404'],
     ] as const) {
       documents.set(path, doc);
@@ -244,7 +412,13 @@ describe('authorization code flow', { concurrency: true }, () => {
       assert.equal(r.status, 400, why);
       assert.equal(r.location, undefined, why);
     }
-    for (const id of ['https://10.0.0.1/client.json', 'https://[fd00::1]/client.json', 'https://169.254.169.254/latest/meta-data', `${docsOrigin}/`, 'https://example.com/a/../client.json']) {
+    for (const id of [
+      'https://10.0.0.1/client.json',
+      'https://[fd00::1]/client.json',
+      'https://169.254.169.254/latest/meta-data',
+      `${docsOrigin}/`,
+      'https://example.com/a/../client.json',
+    ]) {
       const r = await browser.html(authorizeUrl({ ...params, client_id: id }));
       assert.equal(r.status, 400, `${id}: refused before or at connect time`);
     }
@@ -253,17 +427,45 @@ describe('authorization code flow', { concurrency: true }, () => {
   test('a configured confidential client authenticates with its secret (Basic), and cannot without it', async () => {
     const { browser } = await signedInBrowser(gh);
     const { verifier, challenge } = await pkce();
-    const { allow } = await consent(browser, { response_type: 'code', client_id: 'backend', redirect_uri: 'https://backend.example/cb', code_challenge: challenge, code_challenge_method: 'S256', resource: gh.url });
+    const { allow } = await consent(browser, {
+      response_type: 'code',
+      client_id: 'backend',
+      redirect_uri: 'https://backend.example/cb',
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+      resource: gh.url,
+    });
     assert.ok(allow, 'a verified client: no "unverified" warning');
     const back = new URL((await browser.postForm(allow.action, allow.fields, { origin: gh.url })).location!);
     const code = back.searchParams.get('code')!;
-    const anonymous = await postForm(`${gh.url}/.auth/oauth/token`, { grant_type: 'authorization_code', client_id: 'backend', code, redirect_uri: 'https://backend.example/cb', code_verifier: verifier });
+    const anonymous = await postForm(`${gh.url}/.auth/oauth/token`, {
+      grant_type: 'authorization_code',
+      client_id: 'backend',
+      code,
+      redirect_uri: 'https://backend.example/cb',
+      code_verifier: verifier,
+    });
     assert.equal(anonymous.status, 401);
     assert.equal(anonymous.json.error, 'invalid_client');
-    const wrong = new oauth.Configuration(gh.gatehouse.oauth.serverMetadata() as oauth.ServerMetadata, 'backend', 'not-the-secret-but-long-enough-to-try', oauth.ClientSecretBasic('not-the-secret-but-long-enough-to-try'));
+    const wrong = new oauth.Configuration(
+      gh.gatehouse.oauth.serverMetadata() as oauth.ServerMetadata,
+      'backend',
+      'not-the-secret-but-long-enough-to-try',
+      oauth.ClientSecretBasic('not-the-secret-but-long-enough-to-try'),
+    );
     oauth.allowInsecureRequests(wrong);
-    await assert.rejects(oauth.refreshTokenGrant(wrong, 'grt.x'), (e: unknown) => e instanceof oauth.WWWAuthenticateChallengeError && e.response.status === 401 && e.cause[0]?.scheme === 'basic', 'a wrong secret: 401 with a Basic challenge (RFC 6749 §5.2)');
-    const config = new oauth.Configuration(gh.gatehouse.oauth.serverMetadata() as oauth.ServerMetadata, 'backend', SECRET, oauth.ClientSecretBasic(SECRET));
+    await assert.rejects(
+      oauth.refreshTokenGrant(wrong, 'grt.x'),
+      (e: unknown) =>
+        e instanceof oauth.WWWAuthenticateChallengeError && e.response.status === 401 && e.cause[0]?.scheme === 'basic',
+      'a wrong secret: 401 with a Basic challenge (RFC 6749 §5.2)',
+    );
+    const config = new oauth.Configuration(
+      gh.gatehouse.oauth.serverMetadata() as oauth.ServerMetadata,
+      'backend',
+      SECRET,
+      oauth.ClientSecretBasic(SECRET),
+    );
     oauth.allowInsecureRequests(config);
     const tokens = await oauth.authorizationCodeGrant(config, back, { pkceCodeVerifier: verifier });
     assert.equal((await withBearer(gh, '/x', tokens.access_token)).status, 200);
@@ -274,9 +476,16 @@ test('an anonymous authorization request cannot make Gatehouse fetch client meta
   const limited = await startGatehouse(() => ({ tokens: { rateLimits: { clientDocumentsPerIp: 1 } } }));
   try {
     const ask = (path: string) =>
-      fetch(`${limited.url}${authorizeUrl({ response_type: 'code', client_id: `${docsOrigin}${path}`, redirect_uri: REDIRECT, code_challenge: 'x'.repeat(43), code_challenge_method: 'S256' })}`, { headers: { accept: 'text/html' }, redirect: 'manual' });
-    documents.set('/limited-1.json', { body: JSON.stringify({ client_id: `${docsOrigin}/limited-1.json`, redirect_uris: [REDIRECT] }) });
-    documents.set('/limited-2.json', { body: JSON.stringify({ client_id: `${docsOrigin}/limited-2.json`, redirect_uris: [REDIRECT] }) });
+      fetch(
+        `${limited.url}${authorizeUrl({ response_type: 'code', client_id: `${docsOrigin}${path}`, redirect_uri: REDIRECT, code_challenge: 'x'.repeat(43), code_challenge_method: 'S256' })}`,
+        { headers: { accept: 'text/html' }, redirect: 'manual' },
+      );
+    documents.set('/limited-1.json', {
+      body: JSON.stringify({ client_id: `${docsOrigin}/limited-1.json`, redirect_uris: [REDIRECT] }),
+    });
+    documents.set('/limited-2.json', {
+      body: JSON.stringify({ client_id: `${docsOrigin}/limited-2.json`, redirect_uris: [REDIRECT] }),
+    });
     assert.equal((await ask('/limited-1.json')).status, 302, 'fetched: a valid client, so on to the login page');
     const refused = await ask('/limited-2.json');
     assert.equal(refused.status, 429);
@@ -293,11 +502,23 @@ test('dynamic registration can be turned off, and is rate-limited per IP', async
   const off = await startGatehouse(() => ({ tokens: { dynamicRegistration: false } }));
   const limited = await startGatehouse(() => ({ tokens: { rateLimits: { registerPerIp: 2 } } }));
   try {
-    const as = (await (await fetch(`${off.url}/.well-known/oauth-authorization-server`)).json()) as Record<string, unknown>;
+    const as = (await (await fetch(`${off.url}/.well-known/oauth-authorization-server`)).json()) as Record<
+      string,
+      unknown
+    >;
     assert.equal(as.registration_endpoint, undefined);
-    const r = await fetch(`${off.url}/.auth/oauth/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: [REDIRECT] }) });
+    const r = await fetch(`${off.url}/.auth/oauth/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ redirect_uris: [REDIRECT] }),
+    });
     assert.equal(r.status, 404);
-    const reg = () => fetch(`${limited.url}/.auth/oauth/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none' }) });
+    const reg = () =>
+      fetch(`${limited.url}/.auth/oauth/register`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none' }),
+      });
     assert.deepEqual([(await reg()).status, (await reg()).status], [201, 201]);
     const third = await reg();
     assert.equal(third.status, 429);

@@ -7,7 +7,16 @@ import { createLogger } from '../../src/log/index.ts';
 import { Gatehouse } from '../../src/server/gatehouse.ts';
 import { Client, PASSWORD } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
-import { Clock, cliClient, decideDevice, deviceLogin, forms, oauthError, postForm, signedInBrowser } from './helpers.ts';
+import {
+  Clock,
+  cliClient,
+  decideDevice,
+  deviceLogin,
+  forms,
+  oauthError,
+  postForm,
+  signedInBrowser,
+} from './helpers.ts';
 
 /** The device authorization grant (RFC 8628) end to end: openid-client polls, a signed-in user decides over HTTP. */
 
@@ -26,18 +35,21 @@ async function withOwnClock(fn: (gh: TestGatehouse, clock: Clock) => Promise<voi
 }
 
 before(async () => {
-  gh = await startGatehouse(
-    () => ({
-      title: 'Acme API',
-      tokens: {
-        device: { interval: '1s' },
-        clients: [
-          { id: 'web-only', name: 'Web only', redirectUris: ['https://client.example/cb'], grantTypes: ['authorization_code'] },
-          { id: 'other-cli', name: 'Other CLI', grantTypes: ['device_code', 'refresh_token'] },
-        ],
-      },
-    }),
-  );
+  gh = await startGatehouse(() => ({
+    title: 'Acme API',
+    tokens: {
+      device: { interval: '1s' },
+      clients: [
+        {
+          id: 'web-only',
+          name: 'Web only',
+          redirectUris: ['https://client.example/cb'],
+          grantTypes: ['authorization_code'],
+        },
+        { id: 'other-cli', name: 'Other CLI', grantTypes: ['device_code', 'refresh_token'] },
+      ],
+    },
+  }));
 });
 after(() => gh.close());
 
@@ -54,7 +66,10 @@ describe('device flow', { concurrency: true }, () => {
     assert.equal(device.device_code.length, 43);
 
     const { confirm } = await decideDevice(gh, browser, device.user_code.toLowerCase().replace('-', ''), 'approve');
-    assert.match(confirm, /<strong>Gatehouse CLI<\/strong> asks to use <strong>Acme API<\/strong> as <strong class="who">[^<]+<\/strong>/);
+    assert.match(
+      confirm,
+      /<strong>Gatehouse CLI<\/strong> asks to use <strong>Acme API<\/strong> as <strong class="who">[^<]+<\/strong>/,
+    );
     assert.match(confirm, new RegExp(`<code class="usercode">${device.user_code}</code>`));
     assert.match(confirm, /Stay signed in/);
     assert.match(confirm, /from 127\.0\.0\.1/);
@@ -68,18 +83,24 @@ describe('device flow', { concurrency: true }, () => {
 
     // An RFC 9068 access token, verifiable with the same JWKS as the assertion.
     assert.equal(decodeProtectedHeader(tokens.access_token).typ, 'at+jwt');
-    const { payload, protectedHeader } = await jwtVerify(tokens.access_token, createRemoteJWKSet(new URL(`${gh.url}/.well-known/jwks.json`)), {
-      issuer: gh.url,
-      audience: gh.url,
-      typ: 'at+jwt',
-          });
+    const { payload, protectedHeader } = await jwtVerify(
+      tokens.access_token,
+      createRemoteJWKSet(new URL(`${gh.url}/.well-known/jwks.json`)),
+      {
+        issuer: gh.url,
+        audience: gh.url,
+        typ: 'at+jwt',
+      },
+    );
     assert.equal(protectedHeader.alg, 'EdDSA');
     assert.ok(protectedHeader.kid);
     assert.equal(payload.sub, user.id);
     assert.equal(payload.client_id, 'gatehouse-cli');
     assert.equal(payload.scope, 'offline_access');
     assert.equal(payload.exp! - payload.iat!, 600);
-    assert.ok(typeof payload.sid === 'string' && typeof payload.jti === 'string' && typeof payload.auth_time === 'number');
+    assert.ok(
+      typeof payload.sid === 'string' && typeof payload.jti === 'string' && typeof payload.auth_time === 'number',
+    );
   });
 
   test('deny: the polling client gets access_denied and nothing is issued', async () => {
@@ -90,43 +111,54 @@ describe('device flow', { concurrency: true }, () => {
     assert.equal(await oauthError(oauth.pollDeviceAuthorizationGrant(config, device)), 'access_denied');
     assert.deepEqual(await gh.gatehouse.store.oauth.grants.listByUser(user.id, Date.now()), []);
     const entry = forms((await browser.html('/.auth/device')).text)[0]!;
-    const again = await browser.postForm(entry.action, { ...entry.fields, user_code: device.user_code, decision: 'approve' }, { origin: gh.url });
+    const again = await browser.postForm(
+      entry.action,
+      { ...entry.fields, user_code: device.user_code, decision: 'approve' },
+      { origin: gh.url },
+    );
     assert.equal(again.status, 400, 'a decision is final');
   });
 
-  test('expire: after expires_in the client gets expired_token and the code is no longer accepted', () => withOwnClock(async (gh, clock) => {
-    const { browser } = await signedInBrowser(gh);
-    const config = await cliClient(gh);
-    const device = await oauth.initiateDeviceAuthorization(config, { resource: gh.url });
-    clock.advance(600_000);
-    assert.equal(await oauthError(oauth.pollDeviceAuthorizationGrant(config, device)), 'expired_token');
-    const entry = forms((await browser.html('/.auth/device')).text)[0]!;
-    const late = await browser.postForm(entry.action, { ...entry.fields, user_code: device.user_code }, { origin: gh.url });
-    assert.equal(late.status, 400);
-    assert.match(late.text, /This code is not valid/);
-  }));
+  test('expire: after expires_in the client gets expired_token and the code is no longer accepted', () =>
+    withOwnClock(async (gh, clock) => {
+      const { browser } = await signedInBrowser(gh);
+      const config = await cliClient(gh);
+      const device = await oauth.initiateDeviceAuthorization(config, { resource: gh.url });
+      clock.advance(600_000);
+      assert.equal(await oauthError(oauth.pollDeviceAuthorizationGrant(config, device)), 'expired_token');
+      const entry = forms((await browser.html('/.auth/device')).text)[0]!;
+      const late = await browser.postForm(
+        entry.action,
+        { ...entry.fields, user_code: device.user_code },
+        { origin: gh.url },
+      );
+      assert.equal(late.status, 400);
+      assert.match(late.text, /This code is not valid/);
+    }));
 
-  test('slow_down: a poll sooner than the interval adds 5 s to it, for this and later polls; then openid-client completes', () => withOwnClock(async (gh, clock) => {
-    const { browser } = await signedInBrowser(gh);
-    const config = await cliClient(gh);
-    const device = await oauth.initiateDeviceAuthorization(config, { resource: gh.url });
-    const token = `${gh.url}/.auth/oauth/token`;
-    const poll = () => postForm(token, { grant_type: DEVICE_GRANT, device_code: device.device_code, client_id: 'gatehouse-cli' });
-    assert.equal((await poll()).json.error, 'authorization_pending');
-    const fast = await poll();
-    assert.equal(fast.status, 400);
-    assert.equal(fast.json.error, 'slow_down');
-    clock.advance(1500);
-    assert.equal((await poll()).json.error, 'slow_down', 'the interval is now 6 s: 1.5 s is too soon');
-    clock.advance(10_000);
-    assert.equal((await poll()).json.error, 'slow_down', 'and now 11 s: 10 s is too soon');
-    clock.advance(16_000);
-    assert.equal((await poll()).json.error, 'authorization_pending', 'at 16 s the client is on time again');
-    await decideDevice(gh, browser, device.user_code, 'approve');
-    clock.advance(20_000);
-    const tokens = await oauth.pollDeviceAuthorizationGrant(config, device);
-    assert.ok(tokens.access_token);
-  }));
+  test('slow_down: a poll sooner than the interval adds 5 s to it, for this and later polls; then openid-client completes', () =>
+    withOwnClock(async (gh, clock) => {
+      const { browser } = await signedInBrowser(gh);
+      const config = await cliClient(gh);
+      const device = await oauth.initiateDeviceAuthorization(config, { resource: gh.url });
+      const token = `${gh.url}/.auth/oauth/token`;
+      const poll = () =>
+        postForm(token, { grant_type: DEVICE_GRANT, device_code: device.device_code, client_id: 'gatehouse-cli' });
+      assert.equal((await poll()).json.error, 'authorization_pending');
+      const fast = await poll();
+      assert.equal(fast.status, 400);
+      assert.equal(fast.json.error, 'slow_down');
+      clock.advance(1500);
+      assert.equal((await poll()).json.error, 'slow_down', 'the interval is now 6 s: 1.5 s is too soon');
+      clock.advance(10_000);
+      assert.equal((await poll()).json.error, 'slow_down', 'and now 11 s: 10 s is too soon');
+      clock.advance(16_000);
+      assert.equal((await poll()).json.error, 'authorization_pending', 'at 16 s the client is on time again');
+      await decideDevice(gh, browser, device.user_code, 'approve');
+      clock.advance(20_000);
+      const tokens = await oauth.pollDeviceAuthorizationGrant(config, device);
+      assert.ok(tokens.access_token);
+    }));
 
   test('a device code works once: a second exchange is invalid_grant', async () => {
     const { browser } = await signedInBrowser(gh);
@@ -135,7 +167,11 @@ describe('device flow', { concurrency: true }, () => {
     await decideDevice(gh, browser, device.user_code, 'approve');
     assert.ok((await oauth.pollDeviceAuthorizationGrant(config, device)).access_token);
     assert.equal(await oauthError(oauth.pollDeviceAuthorizationGrant(config, device)), 'invalid_grant');
-    const raw = await postForm(`${gh.url}/.auth/oauth/token`, { grant_type: DEVICE_GRANT, device_code: device.device_code, client_id: 'gatehouse-cli' });
+    const raw = await postForm(`${gh.url}/.auth/oauth/token`, {
+      grant_type: DEVICE_GRANT,
+      device_code: device.device_code,
+      client_id: 'gatehouse-cli',
+    });
     assert.deepEqual([raw.status, raw.json.error], [400, 'invalid_grant']);
   });
 
@@ -145,7 +181,11 @@ describe('device flow', { concurrency: true }, () => {
     assert.equal(page.status, 302);
     assert.equal(page.location, `${gh.url}/.auth/login?rd=${encodeURIComponent('/.auth/device?user_code=BCDF-GHJK')}`);
     const { user } = await signedInBrowser(gh);
-    const login = await browser.submitForm(page.location!.slice(gh.url.length), { email: user.email, password: PASSWORD }, { origin: gh.url });
+    const login = await browser.submitForm(
+      page.location!.slice(gh.url.length),
+      { email: user.email, password: PASSWORD },
+      { origin: gh.url },
+    );
     assert.equal(login.status, 303);
     assert.equal(login.location, `${gh.url}/.auth/device?user_code=BCDF-GHJK`);
     const entry = await browser.html('/.auth/device?user_code=BCDF-GHJK');
@@ -160,10 +200,21 @@ describe('device flow', { concurrency: true }, () => {
     const fields = { ...entry.fields, user_code: device.user_code, decision: 'approve' };
     assert.equal((await browser.postForm('/.auth/device', fields, { origin: 'https://evil.example' })).status, 403);
     assert.equal((await browser.postForm('/.auth/device', fields, { 'sec-fetch-site': 'cross-site' })).status, 403);
-    assert.equal((await browser.postForm('/.auth/device', { ...fields, csrf: 'forged' }, { origin: gh.url })).status, 403);
-    assert.equal((await new Client(gh.url).postForm('/.auth/device', fields, { origin: gh.url })).status, 403, "another browser's form token");
+    assert.equal(
+      (await browser.postForm('/.auth/device', { ...fields, csrf: 'forged' }, { origin: gh.url })).status,
+      403,
+    );
+    assert.equal(
+      (await new Client(gh.url).postForm('/.auth/device', fields, { origin: gh.url })).status,
+      403,
+      "another browser's form token",
+    );
     await browser.html(`/.auth/device?user_code=${device.user_code}&decision=approve`);
-    const d = await postForm(`${gh.url}/.auth/oauth/token`, { grant_type: DEVICE_GRANT, device_code: device.device_code, client_id: 'gatehouse-cli' });
+    const d = await postForm(`${gh.url}/.auth/oauth/token`, {
+      grant_type: DEVICE_GRANT,
+      device_code: device.device_code,
+      client_id: 'gatehouse-cli',
+    });
     assert.equal(d.json.error, 'authorization_pending', 'nothing was approved');
   });
 
@@ -172,8 +223,14 @@ describe('device flow', { concurrency: true }, () => {
     assert.equal(await oauthError(oauth.initiateDeviceAuthorization(web, {})), 'unauthorized_client');
     const cli = await cliClient(gh);
     assert.equal(await oauthError(oauth.initiateDeviceAuthorization(cli, { scope: 'admin' })), 'invalid_scope');
-    assert.equal(await oauthError(oauth.initiateDeviceAuthorization(cli, { resource: 'https://elsewhere.example' })), 'invalid_target');
-    assert.equal(await oauthError(oauth.initiateDeviceAuthorization(cli, { resource: `${gh.url}/.auth/me` })), 'invalid_target');
+    assert.equal(
+      await oauthError(oauth.initiateDeviceAuthorization(cli, { resource: 'https://elsewhere.example' })),
+      'invalid_target',
+    );
+    assert.equal(
+      await oauthError(oauth.initiateDeviceAuthorization(cli, { resource: `${gh.url}/.auth/me` })),
+      'invalid_target',
+    );
     const unknown = await cliClient(gh, 'no-such-client');
     assert.equal(await oauthError(oauth.initiateDeviceAuthorization(unknown, {})), 'invalid_client');
 
@@ -181,7 +238,11 @@ describe('device flow', { concurrency: true }, () => {
     const device = await oauth.initiateDeviceAuthorization(cli, { resource: gh.url });
     await decideDevice(gh, browser, device.user_code, 'approve');
     const other = await cliClient(gh, 'other-cli');
-    assert.equal(await oauthError(oauth.pollDeviceAuthorizationGrant(other, device)), 'invalid_grant', "another client cannot redeem the CLI's code");
+    assert.equal(
+      await oauthError(oauth.pollDeviceAuthorizationGrant(other, device)),
+      'invalid_grant',
+      "another client cannot redeem the CLI's code",
+    );
     assert.ok((await oauth.pollDeviceAuthorizationGrant(cli, device)).access_token, 'the right client still can');
   });
 });
@@ -211,7 +272,6 @@ test('user-code guessing is throttled per account and per IP, with Retry-After; 
   }
 });
 
-
 test('a restart in the middle of a device flow loses nothing: the code, the approval and the poll continue on the new process', async () => {
   const one = await startGatehouse(() => ({ tokens: { device: { interval: '1s' } } }));
   let two: Gatehouse | undefined;
@@ -227,7 +287,10 @@ test('a restart in the middle of a device flow loses nothing: the code, the appr
     const reconnected = new Client(one.url, { dispatcher: fresh });
     for (const [k, v] of browser.jar) reconnected.jar.set(k, v);
     await decideDevice(one, reconnected, device.user_code, 'approve');
-    config[oauth.customFetch] = (url, options) => undiciFetch(url, { ...options, dispatcher: fresh } as Parameters<typeof undiciFetch>[1]) as unknown as Promise<Response>;
+    config[oauth.customFetch] = (url, options) =>
+      undiciFetch(url, { ...options, dispatcher: fresh } as Parameters<
+        typeof undiciFetch
+      >[1]) as unknown as Promise<Response>;
     const tokens = await oauth.pollDeviceAuthorizationGrant(config, device);
     const app = await reconnected.get('/x', { authorization: `Bearer ${tokens.access_token}` });
     assert.equal(app.status, 200);

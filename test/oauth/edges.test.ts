@@ -8,12 +8,25 @@ import { deviceLogin, forms, signedInBrowser } from './helpers.ts';
 /** Bearer tokens where Gatehouse sits behind other proxies: forward-auth, and publicUrl with a base path. */
 
 test('forward-auth (/.auth/check) decides bearer tokens like proxied requests: 200 with the identity, 401 with the challenge', async () => {
-  const gh = await startGatehouse(() => ({ trustedProxies: ['loopback'], routes: [{ path: '/api/**', unauthenticated: '401' }], tokens: { device: { interval: '1s' } } }));
+  const gh = await startGatehouse(() => ({
+    trustedProxies: ['loopback'],
+    routes: [{ path: '/api/**', unauthenticated: '401' }],
+    tokens: { device: { interval: '1s' } },
+  }));
   try {
     const { browser, user } = await signedInBrowser(gh);
     const tokens = await deviceLogin(gh, browser);
     const host = new URL(gh.url).host;
-    const check = (extra: Record<string, string>) => new Client(gh.url).fetch('/.auth/check', { headers: { 'x-forwarded-host': host, 'x-forwarded-uri': '/api/orders', 'x-forwarded-method': 'GET', 'x-forwarded-proto': 'http', ...extra } });
+    const check = (extra: Record<string, string>) =>
+      new Client(gh.url).fetch('/.auth/check', {
+        headers: {
+          'x-forwarded-host': host,
+          'x-forwarded-uri': '/api/orders',
+          'x-forwarded-method': 'GET',
+          'x-forwarded-proto': 'http',
+          ...extra,
+        },
+      });
     const ok = await check({ authorization: `Bearer ${tokens.access_token}` });
     assert.equal(ok.status, 200, ok.text);
     assert.equal(ok.headers['x-user-id'], user.id);
@@ -24,7 +37,10 @@ test('forward-auth (/.auth/check) decides bearer tokens like proxied requests: 2
     assert.match(String(bad.headers['www-authenticate']), /error="invalid_token"/);
     const none = await check({ accept: 'application/json' });
     assert.equal(none.status, 401);
-    assert.match(String(none.headers['www-authenticate']), /resource_metadata="http:\/\/127\.0\.0\.1:\d+\/\.well-known\/oauth-protected-resource"/);
+    assert.match(
+      String(none.headers['www-authenticate']),
+      /resource_metadata="http:\/\/127\.0\.0\.1:\d+\/\.well-known\/oauth-protected-resource"/,
+    );
   } finally {
     await gh.close();
   }
@@ -33,7 +49,9 @@ test('forward-auth (/.auth/check) decides bearer tokens like proxied requests: 2
 test('publicUrl under a base path (/app): metadata, the device flow and bearer access all live below it', async () => {
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
-  const gh = await startGatehouse(() => ({ publicUrl: `${origin}/app/`, tokens: { device: { interval: '1s' } } }), { port });
+  const gh = await startGatehouse(() => ({ publicUrl: `${origin}/app/`, tokens: { device: { interval: '1s' } } }), {
+    port,
+  });
   try {
     const first = await fetch(`${origin}/app/api/x`, { headers: { accept: 'application/json' } });
     assert.equal(first.status, 401);
@@ -48,11 +66,16 @@ test('publicUrl under a base path (/app): metadata, the device flow and bearer a
     assert.equal(as.jwks_uri, `${origin}/app/.well-known/jwks.json`);
 
     // As `gatehouse login` does when the root is not Gatehouse's: the document below the base.
-    const config = await oauth.discovery(new URL(metadataUrl), 'gatehouse-cli', undefined, oauth.None(), { execute: [oauth.allowInsecureRequests] });
+    const config = await oauth.discovery(new URL(metadataUrl), 'gatehouse-cli', undefined, oauth.None(), {
+      execute: [oauth.allowInsecureRequests],
+    });
     const device = await oauth.initiateDeviceAuthorization(config, { resource: prm.resource });
     assert.equal(device.verification_uri, `${origin}/app/.auth/device`);
     const browser = new Client(origin);
-    const reg = await browser.postJson('/app/.auth/register', { email: `base-${Date.now()}@example.com`, password: 'a long enough passphrase' });
+    const reg = await browser.postJson('/app/.auth/register', {
+      email: `base-${Date.now()}@example.com`,
+      password: 'a long enough passphrase',
+    });
     assert.equal(reg.status, 201, reg.text);
     const entry = forms((await browser.html('/app/.auth/device')).text)[0]!;
     const confirm = await browser.postForm(entry.action, { ...entry.fields, user_code: device.user_code }, { origin });

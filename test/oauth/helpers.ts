@@ -14,31 +14,53 @@ export class Clock {
 }
 
 /** openid-client's view of Gatehouse as the built-in CLI client would have it, by RFC 8414 discovery. */
-export async function cliClient(gh: TestGatehouse, clientId = 'gatehouse-cli', secret?: string): Promise<oauth.Configuration> {
-  return oauth.discovery(new URL(gh.url), clientId, secret, secret ? oauth.ClientSecretBasic(secret) : oauth.None(), { algorithm: 'oauth2', execute: [oauth.allowInsecureRequests] });
+export async function cliClient(
+  gh: TestGatehouse,
+  clientId = 'gatehouse-cli',
+  secret?: string,
+): Promise<oauth.Configuration> {
+  return oauth.discovery(new URL(gh.url), clientId, secret, secret ? oauth.ClientSecretBasic(secret) : oauth.None(), {
+    algorithm: 'oauth2',
+    execute: [oauth.allowInsecureRequests],
+  });
 }
 
 /** A browser with a signed-in (freshly registered) user. */
-export async function signedInBrowser(gh: TestGatehouse): Promise<{ browser: Client; user: { id: string; email: string } }> {
+export async function signedInBrowser(
+  gh: TestGatehouse,
+): Promise<{ browser: Client; user: { id: string; email: string } }> {
   const browser = new Client(gh.url);
   const user = await registerJson(browser);
   return { browser, user };
 }
 
 export function hiddenFields(html: string): Record<string, string> {
-  return Object.fromEntries([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [m[1]!, decodeEntities(m[2]!)]));
+  return Object.fromEntries(
+    [...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [
+      m[1]!,
+      decodeEntities(m[2]!),
+    ]),
+  );
 }
 
 /** The forms of a page: action and hidden fields, in order. */
 export function forms(html: string): { action: string; fields: Record<string, string> }[] {
-  return [...html.matchAll(/<form method="post" action="([^"]+)"[^>]*>([\s\S]*?)<\/form>/g)].map((m) => ({ action: decodeEntities(m[1]!), fields: hiddenFields(m[2]!) }));
+  return [...html.matchAll(/<form method="post" action="([^"]+)"[^>]*>([\s\S]*?)<\/form>/g)].map((m) => ({
+    action: decodeEntities(m[1]!),
+    fields: hiddenFields(m[2]!),
+  }));
 }
 
 /**
  * The user's side of the device flow over HTTP, as a browser does it: the entry page, the
  * code (as typed), the confirmation page, and Allow or Deny.
  */
-export async function decideDevice(gh: TestGatehouse, browser: Client, typed: string, decision: 'approve' | 'deny'): Promise<{ confirm: string }> {
+export async function decideDevice(
+  gh: TestGatehouse,
+  browser: Client,
+  typed: string,
+  decision: 'approve' | 'deny',
+): Promise<{ confirm: string }> {
   const entry = await browser.html('/.auth/device');
   assert.equal(entry.status, 200, entry.text);
   const [form] = forms(entry.text);
@@ -53,7 +75,12 @@ export async function decideDevice(gh: TestGatehouse, browser: Client, typed: st
 }
 
 /** A whole device login with openid-client: start, approve as the signed-in user, poll. */
-export async function deviceLogin(gh: TestGatehouse, browser: Client, config?: oauth.Configuration, params: Record<string, string> = {}): Promise<oauth.TokenEndpointResponse> {
+export async function deviceLogin(
+  gh: TestGatehouse,
+  browser: Client,
+  config?: oauth.Configuration,
+  params: Record<string, string> = {},
+): Promise<oauth.TokenEndpointResponse> {
   const c = config ?? (await cliClient(gh));
   const device = await oauth.initiateDeviceAuthorization(c, { scope: 'offline_access', resource: gh.url, ...params });
   await decideDevice(gh, browser, device.user_code, 'approve');
@@ -64,17 +91,37 @@ export async function deviceLogin(gh: TestGatehouse, browser: Client, config?: o
  * A request to the app with a bearer token: status and, when it got through, what the app saw
  * (found by a probe header of its own, so tests running at once do not see each other's).
  */
-export async function withBearer(gh: TestGatehouse, path: string, token: string, headers: Record<string, string> = {}): Promise<{ status: number; seen: Record<string, string> | undefined; wwwAuthenticate: string | null; body: string }> {
+export async function withBearer(
+  gh: TestGatehouse,
+  path: string,
+  token: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; seen: Record<string, string> | undefined; wwwAuthenticate: string | null; body: string }> {
   const probe = randomUUID();
-  const res = await fetch(`${gh.url}${path}`, { headers: { authorization: `Bearer ${token}`, accept: 'application/json', 'x-probe': probe, ...headers } });
+  const res = await fetch(`${gh.url}${path}`, {
+    headers: { authorization: `Bearer ${token}`, accept: 'application/json', 'x-probe': probe, ...headers },
+  });
   const body = await res.text();
   const seen = gh.upstream.requests.find((r) => r.headers['x-probe'] === probe);
-  return { status: res.status, seen: seen?.headers as Record<string, string> | undefined, wwwAuthenticate: res.headers.get('www-authenticate'), body };
+  return {
+    status: res.status,
+    seen: seen?.headers as Record<string, string> | undefined,
+    wwwAuthenticate: res.headers.get('www-authenticate'),
+    body,
+  };
 }
 
 /** A raw form POST to an OAuth endpoint (for what openid-client would never send). */
-export async function postForm(url: string, fields: Record<string, string>, headers: Record<string, string> = {}): Promise<{ status: number; json: Record<string, unknown>; headers: Headers }> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: new URLSearchParams(fields) });
+export async function postForm(
+  url: string,
+  fields: Record<string, string>,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; json: Record<string, unknown>; headers: Headers }> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams(fields),
+  });
   const text = await res.text();
   return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {}, headers: res.headers };
 }

@@ -32,12 +32,26 @@ test('rotating the master key (old one in secrets.previousKeys): CLI logins, acc
 
     const after = await startGatehouse(() => ({ store, secrets: { key: b, previousKeys: [a] } }), { upstream, port });
     try {
-      assert.equal((await withBearer(after, '/api/x', tokens.access_token)).seen?.['x-user-id'], user.id, 'an access token signed before the switch');
+      assert.equal(
+        (await withBearer(after, '/api/x', tokens.access_token)).seen?.['x-user-id'],
+        user.id,
+        'an access token signed before the switch',
+      );
       const refreshed = await oauth.refreshTokenGrant(await cliClient(after), tokens.refresh_token!);
-      assert.equal((await withBearer(after, '/api/x', refreshed.access_token)).status, 200, 'the refresh token issued before the switch');
+      assert.equal(
+        (await withBearer(after, '/api/x', refreshed.access_token)).status,
+        200,
+        'the refresh token issued before the switch',
+      );
       assert.equal((await browser.get('/private')).status, 200, 'the browser session');
-      const hidden = Object.fromEntries([...page.text.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [m[1]!, m[2]!]));
-      const login = await form.postForm('/.auth/login', { ...hidden, email: user.email, password: PASSWORD }, { origin: after.url });
+      const hidden = Object.fromEntries(
+        [...page.text.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [m[1]!, m[2]!]),
+      );
+      const login = await form.postForm(
+        '/.auth/login',
+        { ...hidden, email: user.email, password: PASSWORD },
+        { origin: after.url },
+      );
       assert.equal(login.status, 303, 'a sign-in form opened before the switch');
     } finally {
       await after.close();

@@ -33,7 +33,7 @@ after(async () => {
   await lab?.close();
 });
 
-test('a device login approved from a provider session relays that provider\'s access token to the app, also once the browser signed out', async () => {
+test("a device login approved from a provider session relays that provider's access token to the app, also once the browser signed out", async () => {
   lab.a.accounts.set('cli-user', { sub: 'cli-user', email: 'cli-user@example.com', email_verified: true });
   lab.a.autoLogin = 'cli-user';
   const browser = new Client(gh.url);
@@ -51,7 +51,10 @@ test('a device login approved from a provider session relays that provider\'s ac
 
   const db = rawDb(gh);
   try {
-    const rows = await db.all<{ owner: string; data: string; session_hash: string | null }>(`SELECT owner, data, session_hash FROM provider_tokens WHERE owner = ?`, [`grant:${grantId}`]);
+    const rows = await db.all<{ owner: string; data: string; session_hash: string | null }>(
+      `SELECT owner, data, session_hash FROM provider_tokens WHERE owner = ?`,
+      [`grant:${grantId}`],
+    );
     assert.equal(rows.length, 1, 'the login holds its own copy');
     assert.equal(rows[0]!.session_hash, null, 'tied to no browser session');
     assert.match(rows[0]!.data, /^v1\./, 'encrypted at rest');

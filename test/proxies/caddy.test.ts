@@ -38,7 +38,10 @@ describe('Caddy forward_auth asking Gatehouse (examples/Caddyfile)', { skip: cad
       }),
       { upstream },
     );
-    caddy = await startCaddy(caddyExample({ port, cert: cert.cert, key: cert.key, gatehouse: gh.port, app: upstream.port, dir: gh.dir }), port);
+    caddy = await startCaddy(
+      caddyExample({ port, cert: cert.cert, key: cert.key, gatehouse: gh.port, app: upstream.port, dir: gh.dir }),
+      port,
+    );
   });
   after(async () => {
     await caddy?.stop();
@@ -46,7 +49,7 @@ describe('Caddy forward_auth asking Gatehouse (examples/Caddyfile)', { skip: cad
     await upstream?.close();
   });
 
-  test('a browser gets Gatehouse\'s 302 to login through Caddy, signs up, and Caddy lets it through with the identity', async () => {
+  test("a browser gets Gatehouse's 302 to login through Caddy, signs up, and Caddy lets it through with the identity", async () => {
     const c = new Client(origin, { dispatcher: cert.agent });
     const first = await c.html('/private/report?q=1');
     assert.equal(first.status, 302, caddy.log());
@@ -77,13 +80,24 @@ describe('Caddy forward_auth asking Gatehouse (examples/Caddyfile)', { skip: cad
     assert.equal(api.status, 401);
     assert.equal(api.json().error, 'unauthenticated');
     const user = new Client(origin, { dispatcher: cert.agent });
-    assert.equal((await user.postJson('/.auth/register', { email: uniqueEmail('caddy'), password: PASSWORD })).status, 201);
+    assert.equal(
+      (await user.postJson('/.auth/register', { email: uniqueEmail('caddy'), password: PASSWORD })).status,
+      201,
+    );
     assert.equal((await user.get('/private/x')).status, 200);
     assert.equal((await user.get('/admin/x')).status, 403);
   });
 
   test('spoofed identity, forwarding and original-URL headers from the client change nothing (ATTACKS 1-5)', async () => {
-    const spoof = { 'x-user-id': 'admin', X_User_Id: 'admin', 'X-User-Email': 'boss@example.com', 'x-forwarded-uri': '/public/x', 'x-forwarded-method': 'GET', 'x-forwarded-for': '6.6.6.6', 'x-forwarded-host': 'evil.example' };
+    const spoof = {
+      'x-user-id': 'admin',
+      X_User_Id: 'admin',
+      'X-User-Email': 'boss@example.com',
+      'x-forwarded-uri': '/public/x',
+      'x-forwarded-method': 'GET',
+      'x-forwarded-for': '6.6.6.6',
+      'x-forwarded-host': 'evil.example',
+    };
     const anon = new Client(origin, { dispatcher: cert.agent });
     const pub = await anon.get('/public/y', spoof);
     assert.equal(pub.status, 200);
@@ -93,7 +107,7 @@ describe('Caddy forward_auth asking Gatehouse (examples/Caddyfile)', { skip: cad
     const res = await user.postJson('/.auth/register', { email: uniqueEmail('caddy'), password: PASSWORD }, spoof);
     const id = res.json().user.id;
     const [session] = await gh.gatehouse.store.sessions.listByUser(id);
-    assert.equal(session!.ip, '127.0.0.1', 'Caddy replaced the client\'s X-Forwarded-For');
+    assert.equal(session!.ip, '127.0.0.1', "Caddy replaced the client's X-Forwarded-For");
     const seen = (await user.get('/private/x', spoof)).json().headers;
     assert.equal(seen['x-user-id'], id);
     assert.equal(seen['x-user-email'] === 'boss@example.com', false);

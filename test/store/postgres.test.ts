@@ -35,8 +35,14 @@ after(async () => {
   }
 });
 
-const open = (schema: string, over: { url?: string; poolSize?: number; queryTimeoutMs?: number } = {}): Promise<Store> =>
-  openStore({ type: 'postgres', url: over.url ?? url, poolSize: over.poolSize ?? 4 }, { schema, queryTimeoutMs: over.queryTimeoutMs });
+const open = (
+  schema: string,
+  over: { url?: string; poolSize?: number; queryTimeoutMs?: number } = {},
+): Promise<Store> =>
+  openStore(
+    { type: 'postgres', url: over.url ?? url, poolSize: over.poolSize ?? 4 },
+    { schema, queryTimeoutMs: over.queryTimeoutMs },
+  );
 
 describe('PostgreSQL', { skip: service.skip }, () => {
   storeContract('PostgreSQL', {
@@ -76,8 +82,13 @@ describe('PostgreSQL', { skip: service.skip }, () => {
       }
       const driver = createPostgresDriver({ url, schema, poolSize: 1 });
       try {
-        const versions = await driver.all<{ version: number }>(`SELECT version FROM schema_migrations ORDER BY version`);
-        assert.deepEqual(versions.map((v) => v.version), MIGRATIONS.map((m) => m.version));
+        const versions = await driver.all<{ version: number }>(
+          `SELECT version FROM schema_migrations ORDER BY version`,
+        );
+        assert.deepEqual(
+          versions.map((v) => v.version),
+          MIGRATIONS.map((m) => m.version),
+        );
         assert.equal(await driver.withLock((db) => migrate(db)), 0, 'a restart applies nothing');
       } finally {
         await driver.close();
@@ -89,7 +100,11 @@ describe('PostgreSQL', { skip: service.skip }, () => {
       const store = await open(freshSchema(), { poolSize: 1 });
       try {
         assert.ok(Date.now() - started < 3000, 'no wait for a second connection');
-        await Promise.all([store.users.create({ email: 'a@example.com' }), store.users.create({ email: 'b@example.com' }), store.kv.putIfAbsent('k', 'v')]);
+        await Promise.all([
+          store.users.create({ email: 'a@example.com' }),
+          store.users.create({ email: 'b@example.com' }),
+          store.kv.putIfAbsent('k', 'v'),
+        ]);
         assert.equal(await store.users.count(), 2);
       } finally {
         await store.close();
@@ -102,7 +117,10 @@ describe('PostgreSQL', { skip: service.skip }, () => {
       const bad = new URL(viaPort(url, relay.port));
       bad.password = 'hunter2secret';
       const started = Date.now();
-      const err = await openStore({ type: 'postgres', url: bad.toString(), poolSize: 1 }, { schema: freshSchema() }).then(
+      const err = await openStore(
+        { type: 'postgres', url: bad.toString(), poolSize: 1 },
+        { schema: freshSchema() },
+      ).then(
         () => assert.fail('opened a store on a closed port'),
         (e: unknown) => e,
       );
@@ -157,7 +175,10 @@ describe('PostgreSQL', { skip: service.skip }, () => {
         }
         await relay.restore();
         // No restart, no new store: the same object works again once the server is back.
-        await eventually('the store answers again', async () => (await store.users.get(u.id))?.email === 'outage@example.com');
+        await eventually(
+          'the store answers again',
+          async () => (await store.users.get(u.id))?.email === 'outage@example.com',
+        );
         assert.ok(await store.users.create({ email: 'after@example.com' }));
         assert.equal(await store.users.count(), 2, 'nothing half-written during the outage');
       } finally {
@@ -187,7 +208,10 @@ describe('PostgreSQL', { skip: service.skip }, () => {
           assert.ok(Date.now() - started < 7000, `${name} gave up after ${Date.now() - started} ms`);
         }
         await relay.restore();
-        await eventually('the store answers again', async () => (await store.users.get(u.id))?.email === 'hang@example.com');
+        await eventually(
+          'the store answers again',
+          async () => (await store.users.get(u.id))?.email === 'hang@example.com',
+        );
       } finally {
         await store.close();
         await relay.close();

@@ -47,9 +47,16 @@ describe('SQLite specifics', () => {
     try {
       assert.equal(await migrate(second), 0, 'a restart');
       const versions = await second.all<{ version: number }>(`SELECT version FROM schema_migrations ORDER BY version`);
-      assert.deepEqual(versions.map((v) => Number(v.version)), MIGRATIONS.map((m) => m.version));
+      assert.deepEqual(
+        versions.map((v) => Number(v.version)),
+        MIGRATIONS.map((m) => m.version),
+      );
       assert.equal(Math.max(...versions.map((v) => Number(v.version))), LATEST_VERSION);
-      assert.equal((await second.get<{ value: string }>(`SELECT value FROM kv WHERE name = 'kept'`))?.value, 'yes', 'data survives');
+      assert.equal(
+        (await second.get<{ value: string }>(`SELECT value FROM kv WHERE name = 'kept'`))?.value,
+        'yes',
+        'data survives',
+      );
     } finally {
       await second.close();
     }
@@ -62,7 +69,8 @@ describe('SQLite specifics', () => {
       return d;
     };
     const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
-    const names = async (d: SqliteDriver) => (await d.all<{ name: string }>(`SELECT name FROM kv ORDER BY name`)).map((r) => r.name);
+    const names = async (d: SqliteDriver) =>
+      (await d.all<{ name: string }>(`SELECT name FROM kv ORDER BY name`)).map((r) => r.name);
 
     test('a rolled-back transaction leaves nothing behind', async () => {
       const d = await driver();
@@ -93,7 +101,9 @@ describe('SQLite specifics', () => {
         const tx = d.transaction(async (t) => {
           await t.run(`INSERT INTO kv (name, value, updated_at) VALUES ('in-tx', '1', 0)`);
           // Another request handler runs while this transaction waits on something.
-          outside = d.run(`INSERT INTO kv (name, value, updated_at) VALUES ('outside', '1', 0)`).finally(() => (outsideDone = true));
+          outside = d
+            .run(`INSERT INTO kv (name, value, updated_at) VALUES ('outside', '1', 0)`)
+            .finally(() => (outsideDone = true));
           await tick(20);
           assert.equal(outsideDone, false, 'the outside write waits for the transaction to end');
           throw new Error('roll back');
@@ -125,7 +135,12 @@ describe('SQLite specifics', () => {
           results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message)),
           [0, 1, 2, 3, 4],
         );
-        for (let i = 0; i < order.length; i += 2) assert.equal(order[i]!.replace('start', 'end'), order[i + 1], `transactions do not overlap: ${order.join(', ')}`);
+        for (let i = 0; i < order.length; i += 2)
+          assert.equal(
+            order[i]!.replace('start', 'end'),
+            order[i + 1],
+            `transactions do not overlap: ${order.join(', ')}`,
+          );
         assert.deepEqual(await names(d), ['t0', 't1', 't2', 't3', 't4']);
       } finally {
         await d.close();
@@ -153,7 +168,11 @@ describe('SQLite specifics', () => {
         await first;
         await assert.rejects(doomed, /doomed/);
         await Promise.all([plain, late]);
-        assert.deepEqual(await names(d), ['first', 'late', 'plain'], 'only the doomed transaction\'s own row was rolled back');
+        assert.deepEqual(
+          await names(d),
+          ['first', 'late', 'plain'],
+          "only the doomed transaction's own row was rolled back",
+        );
       } finally {
         await d.close();
       }

@@ -10,12 +10,23 @@ declare module 'oidc-provider' {
     method: string;
     status: number;
     body: unknown;
-    oidc?: { params?: Record<string, unknown>; client?: { clientId: string }; entities?: Record<string, { accountId?: string } | undefined> };
+    oidc?: {
+      params?: Record<string, unknown>;
+      client?: { clientId: string };
+      entities?: Record<string, { accountId?: string } | undefined>;
+    };
   }
 
   export interface InteractionDetails {
     uid: string;
-    prompt: { name: string; details: { missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]> } };
+    prompt: {
+      name: string;
+      details: {
+        missingOIDCScope?: string[];
+        missingOIDCClaims?: string[];
+        missingResourceScopes?: Record<string, string[]>;
+      };
+    };
     params: Record<string, string>;
     session?: { accountId?: string };
     grantId?: string;
@@ -40,8 +51,16 @@ declare module 'oidc-provider' {
     use(middleware: (ctx: OidcContext, next: () => Promise<void>) => Promise<void>): void;
     on(event: string, listener: (...args: any[]) => void): this;
     interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<InteractionDetails>;
-    interactionFinished(req: IncomingMessage, res: ServerResponse, result: Record<string, unknown>, options?: { mergeWithLastSubmission?: boolean }): Promise<void>;
-    Grant: { new (init: { accountId: string; clientId: string }): GrantInstance; find(id: string): Promise<GrantInstance | undefined> };
+    interactionFinished(
+      req: IncomingMessage,
+      res: ServerResponse,
+      result: Record<string, unknown>,
+      options?: { mergeWithLastSubmission?: boolean },
+    ): Promise<void>;
+    Grant: {
+      new (init: { accountId: string; clientId: string }): GrantInstance;
+      find(id: string): Promise<GrantInstance | undefined>;
+    };
     RefreshToken: { find(value: string): Promise<TokenInstance | undefined> };
     AccessToken: { find(value: string): Promise<TokenInstance | undefined> };
   }

@@ -65,7 +65,23 @@ describe('email addresses', () => {
   });
 
   test('anything else is not an address (ATTACKS 37)', () => {
-    for (const bad of ['a@corp.com@evil.com', 'plain', '@example.com', 'a@', 'a@localhost', 'a b@example.com', 'a@exa mple.com', '"a"@example.com', 'a..b@example.com', '.a@example.com', 'a@-x.com', 'a\n@example.com', `${'a'.repeat(65)}@example.com`, 42, null]) {
+    for (const bad of [
+      'a@corp.com@evil.com',
+      'plain',
+      '@example.com',
+      'a@',
+      'a@localhost',
+      'a b@example.com',
+      'a@exa mple.com',
+      '"a"@example.com',
+      'a..b@example.com',
+      '.a@example.com',
+      'a@-x.com',
+      'a\n@example.com',
+      `${'a'.repeat(65)}@example.com`,
+      42,
+      null,
+    ]) {
       assert.equal(normalizeEmail(bad), undefined, String(bad));
     }
   });

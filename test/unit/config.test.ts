@@ -8,7 +8,6 @@ import { BASE_CONFIG, problems } from '../helpers/config.ts';
 
 const base = BASE_CONFIG;
 
-
 describe('config loading', () => {
   test('a minimal config gets safe defaults', () => {
     const c = parseConfig(base, 'g.yaml', {});
@@ -21,11 +20,15 @@ describe('config loading', () => {
   });
 
   test('${ENV} and ${ENV:-default} are substituted inside values, typed when whole', () => {
-    const c = parseConfig('publicUrl: ${URL}\nupstream: http://127.0.0.1:${PORT:-3000}\nlisten:\n  port: ${LPORT}\nsecrets:\n  key: "${KEY}"\n', 'g.yaml', {
-      URL: 'https://x.example.com',
-      LPORT: '9000',
-      KEY: '0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef',
-    });
+    const c = parseConfig(
+      'publicUrl: ${URL}\nupstream: http://127.0.0.1:${PORT:-3000}\nlisten:\n  port: ${LPORT}\nsecrets:\n  key: "${KEY}"\n',
+      'g.yaml',
+      {
+        URL: 'https://x.example.com',
+        LPORT: '9000',
+        KEY: '0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef',
+      },
+    );
     assert.equal(c.publicUrl, 'https://x.example.com');
     assert.equal(c.upstream, 'http://127.0.0.1:3000');
     assert.equal(c.listen.port, 9000);
@@ -33,7 +36,9 @@ describe('config loading', () => {
   });
 
   test('a variable cannot inject YAML structure', () => {
-    const c = parseConfig('publicUrl: https://a.example.com\nupstream: http://127.0.0.1:1\ntitle: ${T}\n', 'g.yaml', { T: 'x\nauthPrefix: /evil' });
+    const c = parseConfig('publicUrl: https://a.example.com\nupstream: http://127.0.0.1:1\ntitle: ${T}\n', 'g.yaml', {
+      T: 'x\nauthPrefix: /evil',
+    });
     assert.equal(c.title, 'x\nauthPrefix: /evil');
     assert.equal(c.authPrefix, '/.auth');
   });
@@ -58,11 +63,22 @@ describe('config loading', () => {
   test('contradictions are refused', () => {
     assert.match(problems('publicUrl: https://a.example.com\n')[0]!.message, /upstream.*or apps/);
     assert.match(problems(`${base}apps:\n  - name: a\n    upstream: http://127.0.0.1:1\n`)[0]!.message, /not both/);
-    assert.match(problems(`${base}routes:\n  - path: /x\n    access: public\n    allow: {groups: [a]}\n`)[0]!.message, /only applies/);
-    assert.match(problems(`publicUrl: ftp://a.example.com\nupstream: http://127.0.0.1:1\n`)[0]!.message, /http or https/);
-    assert.match(problems(`publicUrl: https://a.example.com\nupstream: http://u:p@127.0.0.1:1\n`)[0]!.message, /credentials/);
+    assert.match(
+      problems(`${base}routes:\n  - path: /x\n    access: public\n    allow: {groups: [a]}\n`)[0]!.message,
+      /only applies/,
+    );
+    assert.match(
+      problems(`publicUrl: ftp://a.example.com\nupstream: http://127.0.0.1:1\n`)[0]!.message,
+      /http or https/,
+    );
+    assert.match(
+      problems(`publicUrl: https://a.example.com\nupstream: http://u:p@127.0.0.1:1\n`)[0]!.message,
+      /credentials/,
+    );
     assert.match(problems(`${base}trustedProxies: [10.0.0.0/33]\n`)[0]!.message, /CIDR/);
-    const dupes = problems('publicUrl: https://a.example.com\napps:\n  - name: a\n    upstream: http://127.0.0.1:1\n  - name: a\n    host: b.example.com\n    upstream: http://127.0.0.1:2\n');
+    const dupes = problems(
+      'publicUrl: https://a.example.com\napps:\n  - name: a\n    upstream: http://127.0.0.1:1\n  - name: a\n    host: b.example.com\n    upstream: http://127.0.0.1:2\n',
+    );
     assert.match(dupes[0]!.message, /already named/);
   });
 
@@ -86,14 +102,31 @@ describe('config loading', () => {
   test('tokens and assertion headers: defaults, contradictions named with their line, warnings', () => {
     const c = parseConfig(base, 'g.yaml', {});
     const { algorithm, assertionTtl, maxLifetime, clockSkew, keys: keyTimes } = c.tokens;
-    assert.deepEqual({ algorithm, assertionTtl, maxLifetime, clockSkew, keys: keyTimes }, { algorithm: 'EdDSA', assertionTtl: 60_000, maxLifetime: 3_600_000, clockSkew: 30_000, keys: { publishBefore: 600_000, refreshInterval: 60_000 } });
+    assert.deepEqual(
+      { algorithm, assertionTtl, maxLifetime, clockSkew, keys: keyTimes },
+      {
+        algorithm: 'EdDSA',
+        assertionTtl: 60_000,
+        maxLifetime: 3_600_000,
+        clockSkew: 30_000,
+        keys: { publishBefore: 600_000, refreshInterval: 60_000 },
+      },
+    );
     assert.equal(c.headers.assertion, true, 'the assertion is on by default');
     const keys = (yaml: string) => problems(base + yaml).map((p) => `${p.line ?? ''} ${p.key}`);
-    assert.deepEqual(keys('tokens:\n  keys:\n    publishBefore: 30s\n    refreshInterval: 1m\n'), ['5 tokens.keys.publishBefore']);
+    assert.deepEqual(keys('tokens:\n  keys:\n    publishBefore: 30s\n    refreshInterval: 1m\n'), [
+      '5 tokens.keys.publishBefore',
+    ]);
     assert.deepEqual(keys('tokens:\n  assertionTtl: 2h\n'), ['4 tokens.assertionTtl']);
     assert.deepEqual(keys('tokens:\n  algorithm: RS256\n'), ['4 tokens.algorithm']);
     assert.match(problems(base + 'headers:\n  email: Cookie\n')[0]!.message, /part of the request itself/);
-    const warned = lintConfig(parseConfig(base + 'headers: {assertion: false}\ntokens: {keys: {publishBefore: 10s, refreshInterval: 1s}}\n', 'g.yaml', {})).map((w) => w.key);
+    const warned = lintConfig(
+      parseConfig(
+        base + 'headers: {assertion: false}\ntokens: {keys: {publishBefore: 10s, refreshInterval: 1s}}\n',
+        'g.yaml',
+        {},
+      ),
+    ).map((w) => w.key);
     assert.ok(warned.includes('headers.assertion') && warned.includes('tokens.keys.publishBefore'), warned.join(', '));
   });
 

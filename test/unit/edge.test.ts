@@ -13,20 +13,30 @@ import { selfSigned } from '../helpers/tls.ts';
 
 const warnings = (yaml: string) => lintConfig(parseConfig(yaml, 'g.yaml', {}));
 const keys = (yaml: string) => warnings(yaml).map((w) => w.key);
-const app = 'upstream: http://127.0.0.1:3000\nsecrets: {key: kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk}\naccounts: {registration: closed}\n';
+const app =
+  'upstream: http://127.0.0.1:3000\nsecrets: {key: kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk}\naccounts: {registration: closed}\n';
 
 describe('gatehouse check: proxies and TLS', () => {
   test('https with neither a trusted proxy nor TLS: every sign-in would be refused', () => {
     const w = warnings(`publicUrl: https://app.example.com\n${app}`);
-    assert.deepEqual(w.map((x) => x.key), ['trustedProxies']);
+    assert.deepEqual(
+      w.map((x) => x.key),
+      ['trustedProxies'],
+    );
     assert.match(w[0]!.message, /explanation page.*trustedProxies.*listen\.tls/);
     assert.deepEqual(keys(`publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.0/8]\n${app}`), []);
   });
 
   test('trusting everyone, and plain http where it is not local', () => {
-    assert.deepEqual(keys(`publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.0/8, 0.0.0.0/0, "::/0"]\n${app}`), ['trustedProxies[1]', 'trustedProxies[2]']);
+    assert.deepEqual(
+      keys(`publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.0/8, 0.0.0.0/0, "::/0"]\n${app}`),
+      ['trustedProxies[1]', 'trustedProxies[2]'],
+    );
     const open = warnings(`publicUrl: http://app.example.com\nlisten: {host: 0.0.0.0}\n${app}`);
-    assert.deepEqual(open.map((x) => x.key), ['publicUrl']);
+    assert.deepEqual(
+      open.map((x) => x.key),
+      ['publicUrl'],
+    );
     assert.match(open[0]!.message, /listens on 0\.0\.0\.0.*in clear/);
     assert.deepEqual(keys(`publicUrl: http://localhost:8080\nlisten: {host: 0.0.0.0}\n${app}`), ['listen.host']);
     assert.deepEqual(keys(`publicUrl: http://127.0.0.1:8080\n${app}`), []);
@@ -35,21 +45,35 @@ describe('gatehouse check: proxies and TLS', () => {
   test('TLS files: missing, not a certificate, a key that does not match, wrong host, and http publicUrl', () => {
     const a = selfSigned({ cn: 'a' });
     const b = selfSigned({ cn: 'b' });
-    const tls = (cert: string, key: string, url = 'https://127.0.0.1:8443') => warnings(`publicUrl: ${url}\nlisten: {tls: {cert: ${cert}, key: ${key}}}\n${app}`);
+    const tls = (cert: string, key: string, url = 'https://127.0.0.1:8443') =>
+      warnings(`publicUrl: ${url}\nlisten: {tls: {cert: ${cert}, key: ${key}}}\n${app}`);
     assert.deepEqual(tls(a.cert, a.key), []);
     const missing = tls(`${a.cert}.nope`, a.key);
-    assert.deepEqual(missing.map((x) => x.key), ['listen.tls.cert']);
+    assert.deepEqual(
+      missing.map((x) => x.key),
+      ['listen.tls.cert'],
+    );
     assert.match(missing[0]!.message, /cannot read .*\.nope \(no such file\): Gatehouse will not start/);
     const notPem = `${a.cert}.txt`;
     writeFileSync(notPem, 'hello');
     assert.match(tls(notPem, a.key)[0]!.message, /is not a PEM certificate/);
     const mismatch = tls(a.cert, b.key);
-    assert.deepEqual(mismatch.map((x) => x.key), ['listen.tls.key']);
+    assert.deepEqual(
+      mismatch.map((x) => x.key),
+      ['listen.tls.key'],
+    );
     assert.match(mismatch[0]!.message, /is not the key of the certificate/);
     const host = tls(a.cert, a.key, 'https://app.example.com');
-    assert.deepEqual(host.map((x) => x.key), ['listen.tls.cert']);
+    assert.deepEqual(
+      host.map((x) => x.key),
+      ['listen.tls.cert'],
+    );
     assert.match(host[0]!.message, /not valid for app\.example\.com .*IP Address:127\.0\.0\.1/);
-    assert.ok(tls(a.cert, a.key, 'http://127.0.0.1:8443').some((x) => x.key === 'publicUrl' && /browsers would be sent to plain http/.test(x.message)));
+    assert.ok(
+      tls(a.cert, a.key, 'http://127.0.0.1:8443').some(
+        (x) => x.key === 'publicUrl' && /browsers would be sent to plain http/.test(x.message),
+      ),
+    );
   });
 
   test('expiry: expired, expiring within 14 days, not yet valid (with an injected clock)', () => {
@@ -58,25 +82,36 @@ describe('gatehouse check: proxies and TLS', () => {
     assert.deepEqual(certificateWarnings(leaf, '127.0.0.1'), []);
     assert.match(certificateWarnings(leaf, '127.0.0.1', to - 86_400_000).join(), /expires on .*renew it/);
     assert.match(certificateWarnings(leaf, '127.0.0.1', to + 1000).join(), /expired on/);
-    assert.match(certificateWarnings(leaf, '127.0.0.1', Date.parse(leaf.validFrom) - 86_400_000).join(), /not valid before/);
+    assert.match(
+      certificateWarnings(leaf, '127.0.0.1', Date.parse(leaf.validFrom) - 86_400_000).join(),
+      /not valid before/,
+    );
     assert.deepEqual(certificateWarnings(new X509Certificate(readFileSync(selfSigned().cert)), 'localhost'), []);
   });
 });
 
 describe('publicUrl with a path', () => {
   test('a plain path prefix is accepted; anything else names publicUrl', () => {
-    assert.equal(parseConfig(`publicUrl: https://example.com/app/\n${app}`, 'g.yaml', {}).publicUrl, 'https://example.com/app/');
+    assert.equal(
+      parseConfig(`publicUrl: https://example.com/app/\n${app}`, 'g.yaml', {}).publicUrl,
+      'https://example.com/app/',
+    );
     for (const bad of ['https://example.com/a%20b/', 'https://example.com/a//b/', 'https://example.com/a;x/']) {
       assert.throws(
         () => parseConfig(`publicUrl: ${bad}\n${app}`, 'g.yaml', {}),
-        (e: unknown) => e instanceof ConfigError && /publicUrl: the path of publicUrl is a plain path prefix/.test(e.message),
+        (e: unknown) =>
+          e instanceof ConfigError && /publicUrl: the path of publicUrl is a plain path prefix/.test(e.message),
         bad,
       );
     }
   });
 
   test('gatehouse check --explain knows the base path', () => {
-    const c = parseConfig(`publicUrl: https://example.com/app/\n${app}routes:\n  - {path: /app/public/**, access: public}\n`, 'g.yaml', {});
+    const c = parseConfig(
+      `publicUrl: https://example.com/app/\n${app}routes:\n  - {path: /app/public/**, access: public}\n`,
+      'g.yaml',
+      {},
+    );
     assert.match(explain(c, 'https://example.com/app/.auth/login', 'GET'), /own route \(\/app\/\.auth\)/);
     assert.match(explain(c, 'https://example.com/.auth/login', 'GET'), /outside publicUrl's path \/app\/ → 404/);
     assert.match(explain(c, 'https://example.com/app/public/x', 'GET'), /decision: public/);
@@ -84,20 +119,50 @@ describe('publicUrl with a path', () => {
   });
 
   test('rules and app prefixes outside the base path are named', () => {
-    const w = keys(`publicUrl: https://example.com/app/\ntrustedProxies: [loopback]\n${app}routes:\n  - {path: /app/public/**, access: public}\n  - {path: /admin/**, access: deny}\n  - {path: '/*/x', access: public}\n  - {path: /APP/y, access: public}\n`);
+    const w = keys(
+      `publicUrl: https://example.com/app/\ntrustedProxies: [loopback]\n${app}routes:\n  - {path: /app/public/**, access: public}\n  - {path: /admin/**, access: deny}\n  - {path: '/*/x', access: public}\n  - {path: /APP/y, access: public}\n`,
+    );
     assert.deepEqual(w, ['routes[1].path']);
   });
 });
 
 describe('request headers rebuilt for an HTTP/1.1 app', () => {
-  const fwd = { clientIp: '127.0.0.1', forwardedFor: '127.0.0.1', proto: 'https' as const, host: 'app.example.com', requestId: 'r1', upstreamHost: 'upstream:8080', ownCookies: ['__Host-gatehouse'] };
+  const fwd = {
+    clientIp: '127.0.0.1',
+    forwardedFor: '127.0.0.1',
+    proto: 'https' as const,
+    host: 'app.example.com',
+    requestId: 'r1',
+    upstreamHost: 'upstream:8080',
+    ownCookies: ['__Host-gatehouse'],
+  };
 
   test('HTTP/2 pseudo-headers are never forwarded; split cookie fields become one Cookie header', () => {
-    const raw = [':method', 'GET', ':path', '/x', ':scheme', 'https', ':authority', 'app.example.com', 'cookie', 'a=1', 'cookie', '__Host-gatehouse=secret', 'cookie', 'b=2', 'accept', '*/*'];
+    const raw = [
+      ':method',
+      'GET',
+      ':path',
+      '/x',
+      ':scheme',
+      'https',
+      ':authority',
+      'app.example.com',
+      'cookie',
+      'a=1',
+      'cookie',
+      '__Host-gatehouse=secret',
+      'cookie',
+      'b=2',
+      'accept',
+      '*/*',
+    ];
     const out = upstreamRequestHeaders(raw, undefined, fwd, []);
     const names = out.filter((_, i) => i % 2 === 0);
     assert.ok(!names.some((n) => n.startsWith(':')), names.join());
-    assert.deepEqual(names.filter((n) => n === 'cookie'), ['cookie']);
+    assert.deepEqual(
+      names.filter((n) => n === 'cookie'),
+      ['cookie'],
+    );
     assert.equal(out[out.indexOf('cookie') + 1], 'a=1; b=2');
     assert.equal(out[out.indexOf('host') + 1], 'upstream:8080');
   });

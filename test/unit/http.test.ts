@@ -40,18 +40,29 @@ describe('cookies', () => {
 });
 
 function req(peer: string, headers: Record<string, string> = {}): IncomingMessage {
-  return { socket: { remoteAddress: peer }, headers, httpVersionMajor: ':authority' in headers ? 2 : 1 } as unknown as IncomingMessage;
+  return {
+    socket: { remoteAddress: peer },
+    headers,
+    httpVersionMajor: ':authority' in headers ? 2 : 1,
+  } as unknown as IncomingMessage;
 }
 
 describe('trusted proxies and forwarding headers', () => {
-  const clientIp = (t: TrustedProxies, peer: string, xff?: string) => new Forwarding(t, 'x-forwarded', false).resolve(req(peer, xff ? { 'x-forwarded-for': xff } : {})).ip;
+  const clientIp = (t: TrustedProxies, peer: string, xff?: string) =>
+    new Forwarding(t, 'x-forwarded', false).resolve(req(peer, xff ? { 'x-forwarded-for': xff } : {})).ip;
 
   test('nobody is trusted by default: X-Forwarded-* and Forwarded are ignored (ATTACKS 5)', () => {
     const t = new TrustedProxies([]);
     assert.equal(t.has('127.0.0.1'), false);
     for (const mode of ['x-forwarded', 'forwarded'] as const) {
       const f = new Forwarding(t, mode, false).resolve(
-        req('127.0.0.1', { host: 'app.example.com', 'x-forwarded-for': '1.2.3.4', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.com', forwarded: 'for=1.2.3.4;proto=https;host=evil.com' }),
+        req('127.0.0.1', {
+          host: 'app.example.com',
+          'x-forwarded-for': '1.2.3.4',
+          'x-forwarded-proto': 'https',
+          'x-forwarded-host': 'evil.com',
+          forwarded: 'for=1.2.3.4;proto=https;host=evil.com',
+        }),
       );
       assert.deepEqual(f, { ip: '127.0.0.1', scheme: 'http', host: 'app.example.com', viaProxy: false });
     }
@@ -73,21 +84,45 @@ describe('trusted proxies and forwarding headers', () => {
   test('scheme and host come from the same hop as the client, never from further left', () => {
     const f = new Forwarding(new TrustedProxies(['10.0.0.0/8']), 'x-forwarded', false);
     // One proxy that overwrites: its values.
-    assert.deepEqual(f.resolve(req('10.0.0.5', { host: 'gatehouse:8080', 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'app.example.com' })), {
-      ip: '203.0.113.9',
-      scheme: 'https',
-      host: 'app.example.com',
-      viaProxy: true,
-    });
+    assert.deepEqual(
+      f.resolve(
+        req('10.0.0.5', {
+          host: 'gatehouse:8080',
+          'x-forwarded-for': '203.0.113.9',
+          'x-forwarded-proto': 'https',
+          'x-forwarded-host': 'app.example.com',
+        }),
+      ),
+      {
+        ip: '203.0.113.9',
+        scheme: 'https',
+        host: 'app.example.com',
+        viaProxy: true,
+      },
+    );
     // Appended lists line up with X-Forwarded-For: the outermost trusted proxy's entry wins,
     // a client-written entry further left does not.
-    const chain = f.resolve(req('10.0.0.5', { 'x-forwarded-for': '6.6.6.6, 203.0.113.9, 10.0.0.7', 'x-forwarded-proto': 'http, https, http', 'x-forwarded-host': 'evil.com, app.example.com, inner' }));
+    const chain = f.resolve(
+      req('10.0.0.5', {
+        'x-forwarded-for': '6.6.6.6, 203.0.113.9, 10.0.0.7',
+        'x-forwarded-proto': 'http, https, http',
+        'x-forwarded-host': 'evil.com, app.example.com, inner',
+      }),
+    );
     assert.deepEqual([chain.ip, chain.scheme, chain.host], ['203.0.113.9', 'https', 'app.example.com']);
     // A trusted proxy that says nothing about the scheme: the socket's (plain http here).
-    assert.equal(f.resolve(req('10.0.0.5', { host: 'app.example.com', 'x-forwarded-for': '203.0.113.9' })).scheme, 'http');
-    assert.equal(new Forwarding(new TrustedProxies(['10.0.0.0/8']), 'x-forwarded', true).resolve(req('10.0.0.5', {})).scheme, 'https');
+    assert.equal(
+      f.resolve(req('10.0.0.5', { host: 'app.example.com', 'x-forwarded-for': '203.0.113.9' })).scheme,
+      'http',
+    );
+    assert.equal(
+      new Forwarding(new TrustedProxies(['10.0.0.0/8']), 'x-forwarded', true).resolve(req('10.0.0.5', {})).scheme,
+      'https',
+    );
     // Nonsense values are ignored, not passed on.
-    const junk = f.resolve(req('10.0.0.5', { host: 'app.example.com', 'x-forwarded-proto': 'gopher', 'x-forwarded-host': 'a b/c' }));
+    const junk = f.resolve(
+      req('10.0.0.5', { host: 'app.example.com', 'x-forwarded-proto': 'gopher', 'x-forwarded-host': 'a b/c' }),
+    );
     assert.deepEqual([junk.scheme, junk.host], ['http', 'app.example.com']);
     // HTTP/2: the Host is :authority.
     assert.equal(f.resolve(req('192.0.2.1', { ':authority': 'app.example.com' })).host, 'app.example.com');
@@ -97,21 +132,36 @@ describe('trusted proxies and forwarding headers', () => {
     const f = new Forwarding(new TrustedProxies(['10.0.0.0/8', '2001:db8:cafe::/48']), 'forwarded', false);
     const one = f.resolve(req('10.0.0.5', { forwarded: 'for="[2001:db8::17]:4711";proto=https;host=app.example.com' }));
     assert.deepEqual(one, { ip: '2001:db8::17', scheme: 'https', host: 'app.example.com', viaProxy: true });
-    const chain = f.resolve(req('10.0.0.5', { forwarded: 'for=6.6.6.6;proto=http;host=evil.com, for=198.51.100.4:5000;proto=https;host="app.example.com", for="[2001:db8:cafe::9]";proto=http' }));
+    const chain = f.resolve(
+      req('10.0.0.5', {
+        forwarded:
+          'for=6.6.6.6;proto=http;host=evil.com, for=198.51.100.4:5000;proto=https;host="app.example.com", for="[2001:db8:cafe::9]";proto=http',
+      }),
+    );
     assert.deepEqual([chain.ip, chain.scheme, chain.host], ['198.51.100.4', 'https', 'app.example.com']);
     // "unknown" and obfuscated identifiers stop the walk at the last known hop.
     assert.equal(f.resolve(req('10.0.0.5', { forwarded: 'for=unknown, for=10.0.0.9' })).ip, '10.0.0.9');
     assert.equal(f.resolve(req('10.0.0.5', { forwarded: 'for=_hidden;proto=https' })).ip, '10.0.0.5');
     // A malformed element stops the walk too; a quoted comma is not a separator.
-    assert.equal(f.resolve(req('10.0.0.5', { forwarded: 'for="1.2.3.4,5.6.7.8", for=198.51.100.4' })).ip, '198.51.100.4');
+    assert.equal(
+      f.resolve(req('10.0.0.5', { forwarded: 'for="1.2.3.4,5.6.7.8", for=198.51.100.4' })).ip,
+      '198.51.100.4',
+    );
     assert.equal(f.resolve(req('10.0.0.5', { forwarded: 'garbage, for=198.51.100.4' })).ip, '198.51.100.4');
     assert.equal(f.resolve(req('10.0.0.5', { forwarded: 'for=198.51.100.4;for=1.1.1.1' })).ip, '10.0.0.5');
-    assert.deepEqual(parseForwarded('for=192.0.2.43, for="[2001:db8:cafe::17]";proto=https;by=203.0.113.43'), [{ for: '192.0.2.43' }, { for: '[2001:db8:cafe::17]', proto: 'https', by: '203.0.113.43' }]);
+    assert.deepEqual(parseForwarded('for=192.0.2.43, for="[2001:db8:cafe::17]";proto=https;by=203.0.113.43'), [
+      { for: '192.0.2.43' },
+      { for: '[2001:db8:cafe::17]', proto: 'https', by: '203.0.113.43' },
+    ]);
   });
 
   test('one header family only: the other is ignored even from a trusted proxy', () => {
     const t = new TrustedProxies(['loopback']);
-    const both = { 'x-forwarded-for': '203.0.113.1', 'x-forwarded-proto': 'https', forwarded: 'for=198.51.100.2;proto=http' };
+    const both = {
+      'x-forwarded-for': '203.0.113.1',
+      'x-forwarded-proto': 'https',
+      forwarded: 'for=198.51.100.2;proto=http',
+    };
     assert.equal(new Forwarding(t, 'x-forwarded', false).resolve(req('127.0.0.1', both)).ip, '203.0.113.1');
     assert.equal(new Forwarding(t, 'forwarded', false).resolve(req('127.0.0.1', both)).ip, '198.51.100.2');
     assert.equal(new Forwarding(t, 'forwarded', false).resolve(req('127.0.0.1', both)).scheme, 'http');
@@ -128,9 +178,19 @@ describe('trusted proxies and forwarding headers', () => {
 });
 
 describe('request headers to the app', () => {
-  const fwd = { clientIp: '127.0.0.1', forwardedFor: '127.0.0.1', proto: 'https' as const, host: 'app.example.com', requestId: 'r1', upstreamHost: 'upstream:8080', ownCookies: ['__Host-gatehouse', '__Host-gatehouse-csrf'] };
+  const fwd = {
+    clientIp: '127.0.0.1',
+    forwardedFor: '127.0.0.1',
+    proto: 'https' as const,
+    host: 'app.example.com',
+    requestId: 'r1',
+    upstreamHost: 'upstream:8080',
+    ownCookies: ['__Host-gatehouse', '__Host-gatehouse-csrf'],
+  };
   const build = (raw: string[], identity: string[] = ['X-User-Id', 'u1']) => {
-    const connection = raw.filter((_, i) => i % 2 === 0 && raw[i]!.toLowerCase() === 'connection').length ? raw[raw.findIndex((h) => h.toLowerCase() === 'connection') + 1] : undefined;
+    const connection = raw.filter((_, i) => i % 2 === 0 && raw[i]!.toLowerCase() === 'connection').length
+      ? raw[raw.findIndex((h) => h.toLowerCase() === 'connection') + 1]
+      : undefined;
     const out = upstreamRequestHeaders(raw, connection, fwd, identity);
     const pairs: [string, string][] = [];
     for (let i = 0; i < out.length; i += 2) pairs.push([out[i]!.toLowerCase(), out[i + 1]!]);
@@ -138,32 +198,102 @@ describe('request headers to the app', () => {
   };
 
   test('every client copy of identity headers is dropped, in any spelling (ATTACKS 1-3)', () => {
-    const pairs = build(['X-User-Id', 'evil', 'x-user-id', 'evil2', 'X_User_Id', 'evil3', 'X-User_Id', 'evil4', 'X-USER-EMAIL', 'a@evil', 'X-Gatehouse-Assertion', 'jwt', 'x-user-id', 'a, b', 'Accept', '*/*']);
-    assert.deepEqual(pairs.filter(([n]) => n.replace(/_/g, '-').startsWith('x-user') || n.startsWith('x-gatehouse')), [['x-user-id', 'u1']]);
+    const pairs = build([
+      'X-User-Id',
+      'evil',
+      'x-user-id',
+      'evil2',
+      'X_User_Id',
+      'evil3',
+      'X-User_Id',
+      'evil4',
+      'X-USER-EMAIL',
+      'a@evil',
+      'X-Gatehouse-Assertion',
+      'jwt',
+      'x-user-id',
+      'a, b',
+      'Accept',
+      '*/*',
+    ]);
+    assert.deepEqual(
+      pairs.filter(([n]) => n.replace(/_/g, '-').startsWith('x-user') || n.startsWith('x-gatehouse')),
+      [['x-user-id', 'u1']],
+    );
     assert.ok(pairs.some(([n, v]) => n === 'accept' && v === '*/*'));
   });
 
   test('Connection-listed headers go first; ours are added after (ATTACKS 4)', () => {
     const pairs = build(['Connection', 'close, X-User-Id, X-Forwarded-For, Accept', 'Accept', 'x', 'X-Keep', 'y']);
     assert.ok(!pairs.some(([n]) => n === 'accept' || n === 'connection'));
-    assert.deepEqual(pairs.filter(([n]) => n === 'x-user-id'), [['x-user-id', 'u1']]);
-    assert.deepEqual(pairs.find(([n]) => n === 'x-forwarded-for'), ['x-forwarded-for', '127.0.0.1']);
+    assert.deepEqual(
+      pairs.filter(([n]) => n === 'x-user-id'),
+      [['x-user-id', 'u1']],
+    );
+    assert.deepEqual(
+      pairs.find(([n]) => n === 'x-forwarded-for'),
+      ['x-forwarded-for', '127.0.0.1'],
+    );
     assert.ok(pairs.some(([n]) => n === 'x-keep'));
   });
 
-  test('forwarding headers are Gatehouse\'s own, never the client\'s (ATTACKS 5)', () => {
-    const pairs = build(['X-Forwarded-Host', 'evil.com', 'X-Forwarded-Proto', 'http', 'Forwarded', 'for=1.2.3.4', 'X-Original-URL', '/admin', 'X-Rewrite-URL', '/admin', 'X-Real-IP', '1.2.3.4', 'Host', 'evil.com']);
+  test("forwarding headers are Gatehouse's own, never the client's (ATTACKS 5)", () => {
+    const pairs = build([
+      'X-Forwarded-Host',
+      'evil.com',
+      'X-Forwarded-Proto',
+      'http',
+      'Forwarded',
+      'for=1.2.3.4',
+      'X-Original-URL',
+      '/admin',
+      'X-Rewrite-URL',
+      '/admin',
+      'X-Real-IP',
+      '1.2.3.4',
+      'Host',
+      'evil.com',
+    ]);
     const names = pairs.map(([n]) => n);
     for (const n of ['forwarded', 'x-original-url', 'x-rewrite-url', 'x-real-ip']) assert.ok(!names.includes(n), n);
-    assert.deepEqual(pairs.filter(([n]) => n === 'x-forwarded-host'), [['x-forwarded-host', 'app.example.com']]);
-    assert.deepEqual(pairs.filter(([n]) => n === 'x-forwarded-proto'), [['x-forwarded-proto', 'https']]);
-    assert.deepEqual(pairs.filter(([n]) => n === 'host'), [['host', 'upstream:8080']]);
+    assert.deepEqual(
+      pairs.filter(([n]) => n === 'x-forwarded-host'),
+      [['x-forwarded-host', 'app.example.com']],
+    );
+    assert.deepEqual(
+      pairs.filter(([n]) => n === 'x-forwarded-proto'),
+      [['x-forwarded-proto', 'https']],
+    );
+    assert.deepEqual(
+      pairs.filter(([n]) => n === 'host'),
+      [['host', 'upstream:8080']],
+    );
   });
 
   test('hop-by-hop headers are not forwarded', () => {
-    const pairs = build(['Keep-Alive', 'timeout=5', 'TE', 'trailers', 'Transfer-Encoding', 'chunked', 'Upgrade', 'h2c', 'Proxy-Authorization', 'Basic x', 'Expect', '100-continue']);
+    const pairs = build([
+      'Keep-Alive',
+      'timeout=5',
+      'TE',
+      'trailers',
+      'Transfer-Encoding',
+      'chunked',
+      'Upgrade',
+      'h2c',
+      'Proxy-Authorization',
+      'Basic x',
+      'Expect',
+      '100-continue',
+    ]);
     assert.deepEqual(
-      pairs.map(([n]) => n).filter((n) => !['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'x-user-id'].includes(n)),
+      pairs
+        .map(([n]) => n)
+        .filter(
+          (n) =>
+            !['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'x-user-id'].includes(
+              n,
+            ),
+        ),
       [],
     );
   });
@@ -172,11 +302,25 @@ describe('request headers to the app', () => {
     assert.equal(stripCookies('a=1; __Host-gatehouse=secret; b=2', ['__Host-gatehouse']), 'a=1; b=2');
     assert.equal(stripCookies('__Host-gatehouse=secret', ['__Host-gatehouse']), null);
     const pairs = build(['Cookie', '__Host-gatehouse=secret; app=1; __Host-gatehouse-csrf=t']);
-    assert.deepEqual(pairs.filter(([n]) => n === 'cookie'), [['cookie', 'app=1']]);
+    assert.deepEqual(
+      pairs.filter(([n]) => n === 'cookie'),
+      [['cookie', 'app=1']],
+    );
   });
 
   test('isSpoofable covers the families', () => {
-    for (const n of ['x-user-id', 'x_user_groups', 'x-gatehouse-assertion', 'x-forwarded-prefix', 'forwarded', 'x-original-uri', 'x-auth-request-email', 'remote-user', 'x-http-method-override']) assert.ok(isSpoofable(n), n);
+    for (const n of [
+      'x-user-id',
+      'x_user_groups',
+      'x-gatehouse-assertion',
+      'x-forwarded-prefix',
+      'forwarded',
+      'x-original-uri',
+      'x-auth-request-email',
+      'remote-user',
+      'x-http-method-override',
+    ])
+      assert.ok(isSpoofable(n), n);
     for (const n of ['accept', 'authorization', 'x-userland', 'user-agent']) assert.ok(!isSpoofable(n), n);
   });
 });
@@ -184,7 +328,14 @@ describe('request headers to the app', () => {
 describe('rate limits by address', () => {
   test('IPv4 counts per address, IPv6 per /64 in whatever spelling (a client there can rotate through 2^64 addresses)', () => {
     assert.equal(rateLimitAddress('192.0.2.7'), '192.0.2.7');
-    for (const a of ['2001:db8:1:2::1', '2001:db8:1:2:ffff:ffff:ffff:ffff', '2001:0DB8:0001:0002:0:0:0:9', '2001:db8:1:2::1%eth0', '2001:db8:1:2::192.0.2.1']) assert.equal(rateLimitAddress(a), '2001:db8:1:2::/64', a);
+    for (const a of [
+      '2001:db8:1:2::1',
+      '2001:db8:1:2:ffff:ffff:ffff:ffff',
+      '2001:0DB8:0001:0002:0:0:0:9',
+      '2001:db8:1:2::1%eth0',
+      '2001:db8:1:2::192.0.2.1',
+    ])
+      assert.equal(rateLimitAddress(a), '2001:db8:1:2::/64', a);
     assert.notEqual(rateLimitAddress('2001:db8:1:3::1'), rateLimitAddress('2001:db8:1:2::1'));
     assert.equal(rateLimitAddress('::1'), '0:0:0:0::/64');
     assert.equal(rateLimitAddress('fe80::1:2:3:4'), 'fe80:0:0:0::/64');
@@ -197,9 +348,16 @@ describe('rate limits by address', () => {
     const throttle = new Throttle(cache, secretsFromKey('k'.repeat(64)), config.accounts.rateLimits);
     try {
       const verdicts = [];
-      for (let i = 1; i <= 4; i++) verdicts.push((await throttle.attemptLogin(`2001:db8:7:7::${i.toString(16)}`, `user${i}@example.com`, undefined)).ok);
+      for (let i = 1; i <= 4; i++)
+        verdicts.push(
+          (await throttle.attemptLogin(`2001:db8:7:7::${i.toString(16)}`, `user${i}@example.com`, undefined)).ok,
+        );
       assert.deepEqual(verdicts, [true, true, true, false]);
-      assert.equal((await throttle.attemptLogin('2001:db8:7:8::1', 'user9@example.com', undefined)).ok, true, 'the next /64 is another network');
+      assert.equal(
+        (await throttle.attemptLogin('2001:db8:7:8::1', 'user9@example.com', undefined)).ok,
+        true,
+        'the next /64 is another network',
+      );
     } finally {
       await cache.close();
     }

@@ -23,7 +23,13 @@ async function freshStore(): Promise<Store> {
 
 const secrets = secretsFromKey('k'.repeat(64));
 const MIN = 60_000;
-const policy: KeyPolicy = { algorithm: 'EdDSA', publishBeforeMs: 10 * MIN, refreshMs: MIN, maxLifetimeMs: 60 * MIN, clockSkewMs: 30_000 };
+const policy: KeyPolicy = {
+  algorithm: 'EdDSA',
+  publishBeforeMs: 10 * MIN,
+  refreshMs: MIN,
+  maxLifetimeMs: 60 * MIN,
+  clockSkewMs: 30_000,
+};
 const ISS = 'https://gh.example.com';
 
 /** A clock the test moves by hand. */
@@ -32,7 +38,15 @@ function clock(start = Date.UTC(2030, 0, 1)) {
   return c;
 }
 
-const rec = (kid: string, createdAt: number, activatesAt: number, retiresAt: number | null): SigningKey => ({ kid, alg: 'EdDSA', publicJwk: '{}', privateJwk: '', createdAt, activatesAt, retiresAt });
+const rec = (kid: string, createdAt: number, activatesAt: number, retiresAt: number | null): SigningKey => ({
+  kid,
+  alg: 'EdDSA',
+  publicJwk: '{}',
+  privateJwk: '',
+  createdAt,
+  activatesAt,
+  retiresAt,
+});
 
 describe('key states', () => {
   test('pending until activation, the newest active key signs, retiring until retiresAt, then retired', () => {
@@ -79,14 +93,22 @@ describe('key ring', () => {
       assert.equal(ring.jwks().etag, etag);
 
       c.t = added.activatesAt + 60 * MIN - 1000;
-      assert.equal((await ring.verify(lastOld, { audience: 'a', typ: 't' })).protectedHeader.kid, oldKid, 'the last token the old key signed verifies until it expires');
+      assert.equal(
+        (await ring.verify(lastOld, { audience: 'a', typ: 't' })).protectedHeader.kid,
+        oldKid,
+        'the last token the old key signed verifies until it expires',
+      );
       c.t = retireOthersAt - 1;
       assert.ok(jwks().includes(oldKid), 'and its key stays published until then + clockSkew');
       c.t = retireOthersAt;
       assert.deepEqual(jwks(), [added.kid], 'unpublished at retiresAt');
       assert.notEqual(ring.jwks().etag, etag);
       await ring.refresh();
-      assert.deepEqual((await store.keys.list()).map((k) => k.kid), [added.kid], 'and dropped from the store');
+      assert.deepEqual(
+        (await store.keys.list()).map((k) => k.kid),
+        [added.kid],
+        'and dropped from the store',
+      );
     } finally {
       ring.close();
     }
@@ -120,13 +142,21 @@ describe('key ring', () => {
     try {
       await assert.rejects(ring.sign({}, { typ: 't', ttlMs: 61 * MIN }), RangeError);
       const token = await ring.sign({ scope: 'x' }, { typ: 'at+jwt', ttlMs: 5 * MIN, audience: 'api', subject: 'u' });
-      const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(JSON.parse(ring.jwks().body)), { currentDate: new Date(c.t), issuer: ISS, audience: 'api', typ: 'at+jwt' });
+      const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(JSON.parse(ring.jwks().body)), {
+        currentDate: new Date(c.t),
+        issuer: ISS,
+        audience: 'api',
+        typ: 'at+jwt',
+      });
       assert.equal(protectedHeader.alg, 'ES256');
       assert.equal(payload.exp! - payload.iat!, 300);
       assert.equal(payload.iat, Math.floor(c.t / 1000));
       await assert.rejects(ring.verify(token, { audience: 'api', typ: 'gatehouse-assertion+jwt' }), /typ/);
       await assert.rejects(ring.verify(token, { audience: 'other', typ: 'at+jwt' }), /aud/);
-      await assert.rejects(ring.verify(token, { audience: 'api', typ: 'at+jwt', issuer: 'https://evil.example' }), /iss/);
+      await assert.rejects(
+        ring.verify(token, { audience: 'api', typ: 'at+jwt', issuer: 'https://evil.example' }),
+        /iss/,
+      );
       c.t += 5 * MIN + 31_000;
       await assert.rejects(ring.verify(token, { audience: 'api', typ: 'at+jwt' }), /exp/);
     } finally {
@@ -142,12 +172,35 @@ describe('assertion cache', () => {
     const ring = await KeyRing.open(store, secrets, policy, { issuer: ISS, now: c.now });
     const assertions = new Assertions(ring, secrets, { ttlMs: 60_000, maxEntries, now: c.now });
     const active = (idHash: string, userId = 'u1', updatedAt = 1): ActiveSession => ({
-      session: { idHash, userId, site: 'https://x', createdAt: 0, lastSeenAt: 0, expiresAt: 0, amr: ['pwd'], ip: null, userAgent: null },
-      user: { id: userId, email: 'a@b.c', emailVerified: true, name: null, groups: ['g'], passwordHash: null, disabled: false, createdAt: 0, updatedAt },
+      session: {
+        idHash,
+        userId,
+        site: 'https://x',
+        createdAt: 0,
+        lastSeenAt: 0,
+        expiresAt: 0,
+        amr: ['pwd'],
+        ip: null,
+        userAgent: null,
+      },
+      user: {
+        id: userId,
+        email: 'a@b.c',
+        emailVerified: true,
+        name: null,
+        groups: ['g'],
+        passwordHash: null,
+        disabled: false,
+        createdAt: 0,
+        updatedAt,
+      },
     });
     return { store, c, ring, assertions, active };
   }
-  const app = (name: string, groups = false) => ({ name, headers: { email: null, name: null, groups: groups ? 'X-User-Groups' : null } });
+  const app = (name: string, groups = false) => ({
+    name,
+    headers: { email: null, name: null, groups: groups ? 'X-User-Groups' : null },
+  });
 
   test('reused (synchronously) for 45 of its 60 seconds, then signed anew', async () => {
     const { c, ring, assertions, active } = await setup();
@@ -171,7 +224,11 @@ describe('assertion cache', () => {
       const claims = (t: string) => decodeJwt(t);
       assert.equal(claims(await assertions.get(app('wiki'), active('s1'))).aud, 'wiki');
       assert.notEqual(claims(await assertions.get(app('crm'), active('s2'))).sid, claims(base).sid);
-      assert.equal(claims(await assertions.get(app('crm'), active('s1', 'u2'))).sub, 'u2', 'a session hash seen with another user is not trusted');
+      assert.equal(
+        claims(await assertions.get(app('crm'), active('s1', 'u2'))).sub,
+        'u2',
+        'a session hash seen with another user is not trusted',
+      );
       const changed = active('s1', 'u1', 2);
       changed.user.groups = ['g', 'h'];
       assert.deepEqual(claims(await assertions.get(app('crm', true), changed)).groups, ['g', 'h']);

@@ -12,16 +12,33 @@ function capture(): { logger: ReturnType<typeof createLogger>; lines: () => Reco
     },
   });
   const logger = createLogger('debug', sink);
-  return { logger, lines: () => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
+  return {
+    logger,
+    lines: () =>
+      chunks
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
 }
 
 describe('log redaction (second line of defence)', () => {
   test('secret fields at the top level and one level down are censored', () => {
     const { logger, lines } = capture();
     logger.info({ password: 'p1', token: 't1', cookie: 'c1', authorization: 'a1', secret: 's1', keep: 'k' }, 'top');
-    logger.info({ headers: { cookie: 'gatehouse=abc', authorization: 'Bearer x', accept: 'text/html' }, body: { password: 'p2', email: 'e@x' } }, 'nested');
+    logger.info(
+      {
+        headers: { cookie: 'gatehouse=abc', authorization: 'Bearer x', accept: 'text/html' },
+        body: { password: 'p2', email: 'e@x' },
+      },
+      'nested',
+    );
     const [top, nested] = lines();
-    assert.deepEqual([top!.password, top!.token, top!.cookie, top!.authorization, top!.secret, top!.keep], ['[redacted]', '[redacted]', '[redacted]', '[redacted]', '[redacted]', 'k']);
+    assert.deepEqual(
+      [top!.password, top!.token, top!.cookie, top!.authorization, top!.secret, top!.keep],
+      ['[redacted]', '[redacted]', '[redacted]', '[redacted]', '[redacted]', 'k'],
+    );
     assert.deepEqual(nested!.headers, { cookie: '[redacted]', authorization: '[redacted]', accept: 'text/html' });
     assert.deepEqual(nested!.body, { password: '[redacted]', email: 'e@x' });
     assert.equal(top!.msg, 'top');

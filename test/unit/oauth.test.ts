@@ -32,16 +32,31 @@ describe('user codes (RFC 8628 §6.1)', () => {
     fc.assert(
       fc.property(fc.stringMatching(/^[BCDFGHJKLMNPQRSTVWXZ]{8}$/), (code) => {
         const shown = formatUserCode(code);
-        for (const typed of [shown, shown.toLowerCase(), code, ` ${code.slice(0, 4)} ${code.slice(4)} `, shown.replace('-', '_')]) assert.equal(normalizeUserCode(typed), code);
+        for (const typed of [
+          shown,
+          shown.toLowerCase(),
+          code,
+          ` ${code.slice(0, 4)} ${code.slice(4)} `,
+          shown.replace('-', '_'),
+        ])
+          assert.equal(normalizeUserCode(typed), code);
       }),
     );
-    for (const bad of ['BCDF-GHJ', 'BCDF-GHJKL', 'BCDA-GHJK', 'BCD1-GHJK', 'BCDF/GHJK', '', undefined, 'B'.repeat(100)]) assert.equal(normalizeUserCode(bad), undefined, String(bad));
+    for (const bad of ['BCDF-GHJ', 'BCDF-GHJKL', 'BCDA-GHJK', 'BCD1-GHJK', 'BCDF/GHJK', '', undefined, 'B'.repeat(100)])
+      assert.equal(normalizeUserCode(bad), undefined, String(bad));
   });
 });
 
 describe('redirect URIs (RFC 9700 §2.1, RFC 8252)', () => {
   test('https anywhere, http on loopback only, private-use schemes; never fragments, wildcards, scripts or files', () => {
-    for (const ok of ['https://client.example/cb', 'http://127.0.0.1:8080/cb', 'http://[::1]/cb', 'http://localhost:3000/callback', 'com.example.app:/oauth2redirect', 'cursor://anysphere.cursor-retrieval/oauth/callback']) {
+    for (const ok of [
+      'https://client.example/cb',
+      'http://127.0.0.1:8080/cb',
+      'http://[::1]/cb',
+      'http://localhost:3000/callback',
+      'com.example.app:/oauth2redirect',
+      'cursor://anysphere.cursor-retrieval/oauth/callback',
+    ]) {
       assert.equal(redirectUriProblem(ok), undefined, ok);
     }
     for (const [bad, why] of [
@@ -82,7 +97,16 @@ describe('redirect URIs (RFC 9700 §2.1, RFC 8252)', () => {
 describe('client ID metadata document URLs (SSRF)', () => {
   test('https with a path, in normal form; loopback http only where Gatehouse itself runs on loopback', () => {
     assert.equal(metadataUrlProblem('https://client.example/oauth/metadata.json', false), undefined);
-    for (const bad of ['http://client.example/m.json', 'https://client.example/', 'https://client.example', 'https://client.example/m.json?x=1', 'https://client.example/a/../m.json', 'https://u:p@client.example/m', 'https://client.example/m#f', 'not a url']) {
+    for (const bad of [
+      'http://client.example/m.json',
+      'https://client.example/',
+      'https://client.example',
+      'https://client.example/m.json?x=1',
+      'https://client.example/a/../m.json',
+      'https://u:p@client.example/m',
+      'https://client.example/m#f',
+      'not a url',
+    ]) {
       assert.ok(metadataUrlProblem(bad, false), bad);
     }
     assert.ok(metadataUrlProblem('http://127.0.0.1:8080/m.json', false));
@@ -93,8 +117,18 @@ describe('client ID metadata document URLs (SSRF)', () => {
   test('addresses are checked where the socket connects: a name that resolves to loopback, and private IP literals, are never fetched', async () => {
     const docs = new MetadataDocuments({ allowLoopback: false, now: Date.now });
     try {
-      for (const url of ['https://localhost:9/m.json', 'https://127.0.0.1:9/m.json', 'https://10.0.0.1/m.json', 'https://[::1]:9/m.json', 'https://169.254.169.254/latest']) {
-        await assert.rejects(docs.get(url), (e: unknown) => e instanceof MetadataDocumentError && /non-public address/.test(e.message), url);
+      for (const url of [
+        'https://localhost:9/m.json',
+        'https://127.0.0.1:9/m.json',
+        'https://10.0.0.1/m.json',
+        'https://[::1]:9/m.json',
+        'https://169.254.169.254/latest',
+      ]) {
+        await assert.rejects(
+          docs.get(url),
+          (e: unknown) => e instanceof MetadataDocumentError && /non-public address/.test(e.message),
+          url,
+        );
       }
     } finally {
       await docs.close();
@@ -121,7 +155,10 @@ test('client ID metadata documents: parallel requests for one URL share one fetc
     await docs.get(`${origin}/a.json`, '192.0.2.1');
     assert.equal(hits, 1, 'then from memory, which counts nothing');
     await docs.get(`${origin}/b.json`, '192.0.2.1');
-    await assert.rejects(docs.get(`${origin}/c.json`, '192.0.2.1'), (e: unknown) => e instanceof MetadataDocumentError && e.status === 429 && e.retryAfterSeconds! > 0);
+    await assert.rejects(
+      docs.get(`${origin}/c.json`, '192.0.2.1'),
+      (e: unknown) => e instanceof MetadataDocumentError && e.status === 429 && e.retryAfterSeconds! > 0,
+    );
     assert.equal(hits, 2, 'the refused request fetched nothing');
     await docs.get(`${origin}/c.json`, '192.0.2.2');
     assert.equal(hits, 3, 'another address has its own allowance');
@@ -133,12 +170,16 @@ test('client ID metadata documents: parallel requests for one URL share one fetc
   }
 });
 
-test('a bearer token is Gatehouse\'s to decide only when it names Gatehouse as issuer, or is a Gatehouse refresh token', () => {
+test("a bearer token is Gatehouse's to decide only when it names Gatehouse as issuer, or is a Gatehouse refresh token", () => {
   const jwt = (payload: object) => `e30.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.sig`;
   assert.ok(looksIssuedBy(jwt({ iss: 'https://app.example.com' }), 'https://app.example.com'));
   assert.ok(looksIssuedBy('grt.x.y.z', 'https://app.example.com'));
-  assert.ok(!looksIssuedBy(jwt({ iss: 'https://idp.example.com' }), 'https://app.example.com'), "another issuer's JWT belongs to the app");
-  for (const other of ['app-api-key', 'a.b', 'x.y.z', '', `e30.${'A'.repeat(5000)}.s`]) assert.ok(!looksIssuedBy(other, 'https://app.example.com'), other);
+  assert.ok(
+    !looksIssuedBy(jwt({ iss: 'https://idp.example.com' }), 'https://app.example.com'),
+    "another issuer's JWT belongs to the app",
+  );
+  for (const other of ['app-api-key', 'a.b', 'x.y.z', '', `e30.${'A'.repeat(5000)}.s`])
+    assert.ok(!looksIssuedBy(other, 'https://app.example.com'), other);
 });
 
 test('scopes: offline_access and the configured names; unknown, malformed or not-for-this-client refused; refresh only narrows', () => {
@@ -149,14 +190,24 @@ test('scopes: offline_access and the configured names; unknown, malformed or not
   assert.equal(scopes.request('write read read offline_access', any), 'offline_access read write');
   assert.equal(scopes.request(undefined, any), '');
   assert.equal(scopes.request('offline_access read', readOnly), 'offline_access read');
-  for (const [raw, client] of [['admin', any], ['read  write', any], ['read"', any], ['write', readOnly]] as const) assert.throws(() => scopes.request(raw, client), { error: 'invalid_scope' }, raw);
+  for (const [raw, client] of [
+    ['admin', any],
+    ['read  write', any],
+    ['read"', any],
+    ['write', readOnly],
+  ] as const)
+    assert.throws(() => scopes.request(raw, client), { error: 'invalid_scope' }, raw);
   assert.equal(scopes.narrow('read', 'offline_access read'), 'read');
   assert.equal(scopes.narrow(undefined, 'offline_access read'), 'offline_access read');
   assert.throws(() => scopes.narrow('read write', 'offline_access read'), { error: 'invalid_scope' });
 });
 
-test('resources: an app is named by its URL or any URL it serves; other origins, queries and Gatehouse\'s own routes are no resource', () => {
-  const config = parseConfig(`publicUrl: https://example.com\napps:\n  - {name: api, pathPrefix: /api, upstream: "http://127.0.0.1:1"}\n  - {name: web, upstream: "http://127.0.0.1:2"}\n  - {name: crm, host: crm.example.com, upstream: "http://127.0.0.1:3"}\n`, 'g.yaml', {});
+test("resources: an app is named by its URL or any URL it serves; other origins, queries and Gatehouse's own routes are no resource", () => {
+  const config = parseConfig(
+    `publicUrl: https://example.com\napps:\n  - {name: api, pathPrefix: /api, upstream: "http://127.0.0.1:1"}\n  - {name: web, upstream: "http://127.0.0.1:2"}\n  - {name: crm, host: crm.example.com, upstream: "http://127.0.0.1:3"}\n`,
+    'g.yaml',
+    {},
+  );
   const r = new Resources(buildSites(config), '/.auth');
   const name = (u: string) => r.resolve(u)?.name;
   assert.equal(name('https://example.com/api'), 'api');
@@ -165,7 +216,17 @@ test('resources: an app is named by its URL or any URL it serves; other origins,
   assert.equal(name('https://example.com/'), 'web');
   assert.equal(name('https://EXAMPLE.com:443/x'), 'web');
   assert.equal(name('https://crm.example.com/'), 'crm');
-  for (const none of ['http://example.com/', 'https://other.example/', 'https://example.com/api?x=1', 'https://example.com/.auth/me', 'https://example.com/.AUTH', 'https://example.com/a#b', 'ftp://example.com/', 'nope']) assert.equal(name(none), undefined, none);
+  for (const none of [
+    'http://example.com/',
+    'https://other.example/',
+    'https://example.com/api?x=1',
+    'https://example.com/.auth/me',
+    'https://example.com/.AUTH',
+    'https://example.com/a#b',
+    'ftp://example.com/',
+    'nope',
+  ])
+    assert.equal(name(none), undefined, none);
   const [api, web] = [r.resolve('https://example.com/api')!, r.resolve('https://example.com')!];
   assert.equal(r.idOf(api), 'https://example.com/api');
   assert.equal(r.idOf(web), 'https://example.com');
@@ -188,12 +249,26 @@ describe('tokens config', () => {
 
   test('mistakes are named with their key and line', () => {
     const at = (yaml: string) => problems(base + yaml).map((p) => `${p.line ?? ''} ${p.key}`);
-    assert.deepEqual(at('tokens:\n  clients:\n    - {id: gatehouse-cli, name: Mine, grantTypes: [device_code]}\n'), ['5 tokens.clients[0].id']);
-    assert.deepEqual(at('tokens:\n  clients:\n    - id: web\n      name: Web\n      redirectUris: ["http://web.example/cb"]\n'), ['7 tokens.clients[0].redirectUris[0]']);
+    assert.deepEqual(at('tokens:\n  clients:\n    - {id: gatehouse-cli, name: Mine, grantTypes: [device_code]}\n'), [
+      '5 tokens.clients[0].id',
+    ]);
+    assert.deepEqual(
+      at('tokens:\n  clients:\n    - id: web\n      name: Web\n      redirectUris: ["http://web.example/cb"]\n'),
+      ['7 tokens.clients[0].redirectUris[0]'],
+    );
     assert.deepEqual(at('tokens:\n  clients:\n    - {id: web, name: Web}\n'), ['5 tokens.clients[0].redirectUris']);
-    assert.deepEqual(at('tokens:\n  clients:\n    - {id: a, name: A, grantTypes: [device_code]}\n    - {id: a, name: B, grantTypes: [device_code]}\n'), ['6 tokens.clients[1].id']);
-    assert.deepEqual(at('tokens:\n  clients:\n    - {id: a, name: A, grantTypes: [device_code], secret: short}\n'), ['5 tokens.clients[0].secret']);
-    assert.deepEqual(at('tokens:\n  clients:\n    - {id: a, name: A, grantTypes: [device_code], scopes: [admin]}\n'), ['5 tokens.clients[0].scopes']);
+    assert.deepEqual(
+      at(
+        'tokens:\n  clients:\n    - {id: a, name: A, grantTypes: [device_code]}\n    - {id: a, name: B, grantTypes: [device_code]}\n',
+      ),
+      ['6 tokens.clients[1].id'],
+    );
+    assert.deepEqual(at('tokens:\n  clients:\n    - {id: a, name: A, grantTypes: [device_code], secret: short}\n'), [
+      '5 tokens.clients[0].secret',
+    ]);
+    assert.deepEqual(at('tokens:\n  clients:\n    - {id: a, name: A, grantTypes: [device_code], scopes: [admin]}\n'), [
+      '5 tokens.clients[0].scopes',
+    ]);
     assert.deepEqual(at('tokens:\n  refreshTokenTtl: 7d\n  refreshIdleTtl: 30d\n'), ['5 tokens.refreshIdleTtl']);
     assert.deepEqual(at('tokens:\n  device:\n    interval: 100ms\n'), ['5 tokens.device.interval']);
     assert.deepEqual(at('tokens:\n  scopes: ["has space"]\n'), ['4 tokens.scopes[0]']);
@@ -201,12 +276,25 @@ describe('tokens config', () => {
 
   test('gatehouse check warns about OAuth settings that will hurt', () => {
     const keys = (yaml: string) => lintConfig(parseConfig(base + yaml, 'g.yaml', {})).map((w) => w.key);
-    assert.ok(keys('tokens:\n  accessTokenTtl: 2h\n').includes('tokens.accessTokenTtl'), 'longer than maxLifetime (1h)');
+    assert.ok(
+      keys('tokens:\n  accessTokenTtl: 2h\n').includes('tokens.accessTokenTtl'),
+      'longer than maxLifetime (1h)',
+    );
     assert.ok(keys('tokens:\n  refreshTokenTtl: 400d\n  refreshIdleTtl: 30d\n').includes('tokens.refreshTokenTtl'));
     assert.ok(keys('tokens:\n  device: {interval: 2s}\n').includes('tokens.device.interval'));
     assert.ok(keys('tokens:\n  reuseGrace: 45s\n').includes('tokens.reuseGrace'));
-    assert.ok(keys('tokens:\n  clients: [{id: r, name: R, grantTypes: [refresh_token]}]\n').includes('tokens.clients[0].grantTypes'));
-    const elsewhere = lintConfig(parseConfig('publicUrl: https://auth.example.com\napps:\n  - {name: a, host: a.example.com, upstream: "http://127.0.0.1:1"}\n', 'g.yaml', {}));
+    assert.ok(
+      keys('tokens:\n  clients: [{id: r, name: R, grantTypes: [refresh_token]}]\n').includes(
+        'tokens.clients[0].grantTypes',
+      ),
+    );
+    const elsewhere = lintConfig(
+      parseConfig(
+        'publicUrl: https://auth.example.com\napps:\n  - {name: a, host: a.example.com, upstream: "http://127.0.0.1:1"}\n',
+        'g.yaml',
+        {},
+      ),
+    );
     assert.ok(elsewhere.some((w) => w.key === 'publicUrl' && /OAuth endpoints/.test(w.message)));
     assert.ok(!keys('').some((k) => k.startsWith('tokens.')), 'the defaults draw no warning');
   });

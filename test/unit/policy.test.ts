@@ -52,7 +52,17 @@ describe('route rules', () => {
   });
 
   test('allow-lists: emails and domains need a verified address; groups are exact', () => {
-    const { rules } = compileRules([{ path: '/**', access: 'authenticated', allow: { emails: ['Boss@Corp.com'], domains: ['corp.com'], groups: ['ops'] } }], 'authenticated', false);
+    const { rules } = compileRules(
+      [
+        {
+          path: '/**',
+          access: 'authenticated',
+          allow: { emails: ['Boss@Corp.com'], domains: ['corp.com'], groups: ['ops'] },
+        },
+      ],
+      'authenticated',
+      false,
+    );
     const allow = rules[0]!.allow;
     assert.ok(allows(allow, { email: 'boss@corp.com', emailVerified: true, groups: [] }));
     assert.ok(allows(allow, { email: 'x@corp.com', emailVerified: true, groups: [] }));

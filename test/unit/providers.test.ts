@@ -10,12 +10,16 @@ import { refreshAt } from '../../src/providers/tokens.ts';
 import { BASE_CONFIG, problems } from '../helpers/config.ts';
 
 const base = BASE_CONFIG;
-const google = '  - id: google\n    type: oidc\n    issuer: https://accounts.google.com\n    clientId: abc\n    clientSecret: ${GOOGLE_SECRET}\n';
-
+const google =
+  '  - id: google\n    type: oidc\n    issuer: https://accounts.google.com\n    clientId: abc\n    clientSecret: ${GOOGLE_SECRET}\n';
 
 describe('providers: config', () => {
   test('an oidc and a github provider with defaults; the secret comes from the environment', () => {
-    const c = parseConfig(`${base}providers:\n${google}  - id: github\n    type: github\n    clientId: Iv1.x\n    clientSecret: s\n`, 'g.yaml', { GOOGLE_SECRET: 'from-env' });
+    const c = parseConfig(
+      `${base}providers:\n${google}  - id: github\n    type: github\n    clientId: Iv1.x\n    clientSecret: s\n`,
+      'g.yaml',
+      { GOOGLE_SECRET: 'from-env' },
+    );
     const [g, h] = c.providers;
     assert.equal(g!.type, 'oidc');
     assert.equal(g!.clientSecret, 'from-env');
@@ -31,7 +35,9 @@ describe('providers: config', () => {
 
   test('every mistake names its key and line', () => {
     const byKey = (text: string) => Object.fromEntries(problems(text).map((p) => [p.key, p]));
-    const p = byKey(`${base}providers:\n  - id: Google!\n    type: oidc\n    issuer: http://idp.example.com\n    clientId: a\n    scopes: [email]\n    authorizationParams: { redirect_uri: https://evil.example, prompt: consent }\n    icon: https://cdn.example.com/g.png\n    idTokenSigningAlg: none\n  - id: gh\n    type: github\n    clientId: x\n  - id: saml\n    type: saml\n`);
+    const p = byKey(
+      `${base}providers:\n  - id: Google!\n    type: oidc\n    issuer: http://idp.example.com\n    clientId: a\n    scopes: [email]\n    authorizationParams: { redirect_uri: https://evil.example, prompt: consent }\n    icon: https://cdn.example.com/g.png\n    idTokenSigningAlg: none\n  - id: gh\n    type: github\n    clientId: x\n  - id: saml\n    type: saml\n`,
+    );
     assert.match(p['providers[0].id']!.message, /lower-case/);
     assert.equal(p['providers[0].id']!.line, 4);
     assert.match(p['providers[0].issuer']!.message, /must use https; plain http is allowed only on loopback/);
@@ -48,14 +54,27 @@ describe('providers: config', () => {
 
   test('tokenRelay must name a configured provider, on the app, a route, or apps[]; ids are unique', () => {
     const env = { GOOGLE_SECRET: 'x' };
-    assert.match(problems(`${base}tokenRelay: gitlab\nproviders:\n${google}`, env)[0]!.message, /tokenRelay names "gitlab", which is not one of providers\[\]\.id \(google\)/);
+    assert.match(
+      problems(`${base}tokenRelay: gitlab\nproviders:\n${google}`, env)[0]!.message,
+      /tokenRelay names "gitlab", which is not one of providers\[\]\.id \(google\)/,
+    );
     const [route] = problems(`${base}routes:\n  - path: /api/**\n    tokenRelay: gitlab\n`, env);
     assert.equal(route!.key, 'routes[0].tokenRelay');
     assert.equal(route!.line, 5);
-    const [app] = problems(`publicUrl: https://a.example.com\nproviders:\n${google}apps:\n  - name: x\n    upstream: http://127.0.0.1:1\n    tokenRelay: nope\n`, env);
+    const [app] = problems(
+      `publicUrl: https://a.example.com\nproviders:\n${google}apps:\n  - name: x\n    upstream: http://127.0.0.1:1\n    tokenRelay: nope\n`,
+      env,
+    );
     assert.equal(app!.key, 'apps[0].tokenRelay');
-    assert.match(problems(`${base}providers:\n${google}${google}`, env)[0]!.message, /another provider already has the id "google"/);
-    const ok = parseConfig(`${base}tokenRelay: google\nroutes:\n  - path: /public/**\n    tokenRelay: false\nproviders:\n${google}`, 'g.yaml', env);
+    assert.match(
+      problems(`${base}providers:\n${google}${google}`, env)[0]!.message,
+      /another provider already has the id "google"/,
+    );
+    const ok = parseConfig(
+      `${base}tokenRelay: google\nroutes:\n  - path: /public/**\n    tokenRelay: false\nproviders:\n${google}`,
+      'g.yaml',
+      env,
+    );
     assert.equal(ok.tokenRelay, 'google');
     assert.equal(ok.routes[0]!.tokenRelay, false);
   });
@@ -63,13 +82,35 @@ describe('providers: config', () => {
   test('gatehouse check warns about provider settings that will hurt', () => {
     const warnings = (yaml: string) => lintConfig(parseConfig(yaml, 'g.yaml', {}));
     const keys = (yaml: string) => warnings(yaml).map((w) => w.key);
-    assert.ok(keys(`${base}providers:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com\n    clientId: a\n`).includes('providers[0].clientSecret'));
-    assert.ok(keys(`${base}providers:\n  - id: kc\n    type: oidc\n    issuer: http://localhost:8081/realms/x\n    clientId: a\n    clientSecret: s\n`).includes('providers[0].issuer'));
-    const relay = warnings(`${base}tokenRelay: kc\nproviders:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com\n    clientId: a\n    clientSecret: s\n`);
+    assert.ok(
+      keys(
+        `${base}providers:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com\n    clientId: a\n`,
+      ).includes('providers[0].clientSecret'),
+    );
+    assert.ok(
+      keys(
+        `${base}providers:\n  - id: kc\n    type: oidc\n    issuer: http://localhost:8081/realms/x\n    clientId: a\n    clientSecret: s\n`,
+      ).includes('providers[0].issuer'),
+    );
+    const relay = warnings(
+      `${base}tokenRelay: kc\nproviders:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com\n    clientId: a\n    clientSecret: s\n`,
+    );
     assert.match(relay.find((w) => w.key === 'providers[0].scopes')!.message, /no refresh token/);
-    assert.ok(!keys(`${base}tokenRelay: kc\nproviders:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com\n    clientId: a\n    clientSecret: s\n    scopes: [openid, offline_access]\n`).includes('providers[0].scopes'));
-    assert.ok(keys(`${base}providers:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com\n    clientId: a\n    clientSecret: s\n    linkByEmail: true\n    trustEmail: true\n`).includes('providers[0].linkByEmail'));
-    assert.ok(keys(`${base}accounts: { registration: closed }\nproviders:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com\n    clientId: a\n    clientSecret: s\n    registration: open\n`).includes('providers[0].registration'));
+    assert.ok(
+      !keys(
+        `${base}tokenRelay: kc\nproviders:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com\n    clientId: a\n    clientSecret: s\n    scopes: [openid, offline_access]\n`,
+      ).includes('providers[0].scopes'),
+    );
+    assert.ok(
+      keys(
+        `${base}providers:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com\n    clientId: a\n    clientSecret: s\n    linkByEmail: true\n    trustEmail: true\n`,
+      ).includes('providers[0].linkByEmail'),
+    );
+    assert.ok(
+      keys(
+        `${base}accounts: { registration: closed }\nproviders:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com\n    clientId: a\n    clientSecret: s\n    registration: open\n`,
+      ).includes('providers[0].registration'),
+    );
   });
 
   test('the redirect URIs to register: one per site, and the post-logout URI where endSession is on', () => {
@@ -99,10 +140,22 @@ describe('providers: config', () => {
 
 describe('providers: claims and helpers', () => {
   test('claims: dotted paths, groups cleaned and bounded, email_verified as the spec and as some IdPs send it', () => {
-    const claims = { groups: ['a', 'b', 'a', 'x\ny', 7, ' c '], realm_access: { roles: ['admin'] }, 'https://example.com/roles': ['r'] };
-    assert.deepEqual(groupsFrom(claimAt(claims, 'groups')), ['a', 'b', 'c'], 'duplicates, control characters and non-strings go');
+    const claims = {
+      groups: ['a', 'b', 'a', 'x\ny', 7, ' c '],
+      realm_access: { roles: ['admin'] },
+      'https://example.com/roles': ['r'],
+    };
+    assert.deepEqual(
+      groupsFrom(claimAt(claims, 'groups')),
+      ['a', 'b', 'c'],
+      'duplicates, control characters and non-strings go',
+    );
     assert.deepEqual(groupsFrom(claimAt(claims, 'realm_access.roles')), ['admin']);
-    assert.deepEqual(groupsFrom(claimAt(claims, 'https://example.com/roles')), ['r'], 'a claim name with dots is looked up whole first');
+    assert.deepEqual(
+      groupsFrom(claimAt(claims, 'https://example.com/roles')),
+      ['r'],
+      'a claim name with dots is looked up whole first',
+    );
     assert.deepEqual(groupsFrom(claimAt(claims, 'nope.nothing')), []);
     assert.deepEqual(groupsFrom('single'), ['single']);
     assert.equal(groupsFrom(Array.from({ length: 500 }, (_, i) => `g${i}`)).length, 200);
@@ -110,7 +163,11 @@ describe('providers: claims and helpers', () => {
     assert.equal(verifiedFrom('true'), true);
     assert.equal(verifiedFrom('false'), false);
     assert.equal(verifiedFrom(1), false);
-    assert.equal(cleanText('Ann\r\nX-User-Id: admin', 100), null, 'CR/LF in a claim never reaches a header (ATTACKS 54)');
+    assert.equal(
+      cleanText('Ann\r\nX-User-Id: admin', 100),
+      null,
+      'CR/LF in a claim never reaches a header (ATTACKS 54)',
+    );
     assert.equal(cleanText('x'.repeat(101), 100), null);
   });
 

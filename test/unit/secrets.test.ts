@@ -6,7 +6,11 @@ import { loadSecrets, secretsFromKey } from '../../src/tokens/secrets.ts';
 const key = () => randomBytes(32).toString('base64');
 const kv = () => {
   const m = new Map<string, string>();
-  return { get: async (n: string) => m.get(n), set: async (n: string, v: string) => void m.set(n, v), putIfAbsent: async (n: string, v: string) => (m.has(n) ? m.get(n)! : (m.set(n, v), v)) };
+  return {
+    get: async (n: string) => m.get(n),
+    set: async (n: string, v: string) => void m.set(n, v),
+    putIfAbsent: async (n: string, v: string) => (m.has(n) ? m.get(n)! : (m.set(n, v), v)),
+  };
 };
 
 describe('master key rotation (secrets.key, secrets.previousKeys)', () => {
@@ -30,7 +34,10 @@ describe('master key rotation (secrets.key, secrets.previousKeys)', () => {
   });
 
   test('keys shorter than 32 bytes are refused, naming the key', async () => {
-    await assert.rejects(loadSecrets({ key: key(), previousKeys: ['c2hvcnQ='] }, kv()), /secrets\.previousKeys\[0\] must be at least 32 random bytes/);
+    await assert.rejects(
+      loadSecrets({ key: key(), previousKeys: ['c2hvcnQ='] }, kv()),
+      /secrets\.previousKeys\[0\] must be at least 32 random bytes/,
+    );
     assert.throws(() => secretsFromKey('abcd'), /at least 32 random bytes/);
   });
 });
