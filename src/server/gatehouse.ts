@@ -208,6 +208,7 @@ export class Gatehouse {
       prefix: this.prefix,
       assertions: this.assertions,
       error: (...a) => this.error(...a),
+      wellKnown: (path) => this.isWellKnown(path),
       bearer: this.oauth,
     });
     this.auth.router.add([...METHODS], '/check', (c) => forwardAuth.handle(c));
@@ -385,6 +386,11 @@ export class Gatehouse {
 
   private isOwnPath(path: string): boolean {
     return isBelow(path, this.prefixLower, true);
+  }
+
+  /** One of Gatehouse's documents under <base>/.well-known/ (the path is below the base). */
+  private isWellKnown(path: string): boolean {
+    return this.wellKnown.has(this.base ? path.slice(this.base.length) : path);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -782,11 +788,7 @@ export class Gatehouse {
           site && target.ok ? 'Service Unavailable' : 'Bad Request',
         );
       const outside = this.base && !isBelow(target.path, this.base, false);
-      if (
-        outside ||
-        this.isOwnPath(target.path) ||
-        this.wellKnown.has(this.base ? target.path.slice(this.base.length) : target.path)
-      )
+      if (outside || this.isOwnPath(target.path) || this.isWellKnown(target.path))
         return rejectUpgrade(socket, (status = 404), 'Not Found');
       // Cross-site WebSocket hijacking: the browser sends cookies with a cross-origin upgrade.
       const origin = req.headers.origin;
