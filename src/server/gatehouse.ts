@@ -18,7 +18,7 @@ import { describe as describeCert, loadTls, type TlsPair } from '../edge/tls.ts'
 import { TrustedProxies } from '../http/client-ip.ts';
 import { Forwarding } from '../http/forwarded.ts';
 import { HttpError } from '../http/errors.ts';
-import { redirect, sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
+import { sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
 import { normalizeTarget } from '../http/target.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import type { BearerSession } from '../oauth/bearer.ts';
@@ -41,7 +41,7 @@ import { issuerOf, KeyRing, keyPolicy } from '../tokens/keys.ts';
 import { loadSecrets, type Secrets } from '../tokens/secrets.ts';
 import { AccountRoutes } from './account.ts';
 import { AuthRoutes } from './auth-routes.ts';
-import { decide, isBelow, unauthenticated } from './authorize.ts';
+import { decide, isBelow, redirectToLogin, unauthenticated } from './authorize.ts';
 import type { RequestContext, Services } from './context.ts';
 import { basePath, buildSites, hostKey, type App, type Site } from './sites.ts';
 import { JWKS_PATH, jwksRoute, WellKnown } from './well-known.ts';
@@ -685,7 +685,7 @@ export class Gatehouse {
           ),
           502
         );
-      return (redirect(res, 302, login), 302);
+      return redirectToLogin(ctx, this.diagnosis, login);
     }
     sendJson(
       res,
