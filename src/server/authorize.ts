@@ -92,7 +92,8 @@ export function loginUrl(site: Site, prefix: string, target: string): string {
 /**
  * The 302 of a protected request to Gatehouse's login page `url`, or, where no redirect to
  * publicUrl can work from this listener (Diagnosis.unreachable), the explanation. Returns the
- * status sent.
+ * status sent. (Gatehouse's own pages that send a browser to the login page need not: the
+ * stricter Diagnosis.check runs before them, Gatehouse.own.)
  */
 export function redirectToLogin(ctx: RequestContext, diagnosis: Diagnosis, url: string, cookies?: string[]): number {
   const cause = diagnosis.unreachable(ctx);
