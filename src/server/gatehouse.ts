@@ -18,7 +18,7 @@ import { describe as describeCert, loadTls, type TlsPair } from '../edge/tls.ts'
 import { TrustedProxies } from '../http/client-ip.ts';
 import { Forwarding } from '../http/forwarded.ts';
 import { HttpError } from '../http/errors.ts';
-import { redirect, sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
+import { sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
 import { normalizeTarget } from '../http/target.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import type { BearerSession } from '../oauth/bearer.ts';
@@ -41,7 +41,7 @@ import { issuerOf, KeyRing, keyPolicy } from '../tokens/keys.ts';
 import { loadSecrets, type Secrets } from '../tokens/secrets.ts';
 import { AccountRoutes } from './account.ts';
 import { AuthRoutes } from './auth-routes.ts';
-import { decide, isBelow, unauthenticated } from './authorize.ts';
+import { decide, isBelow, redirectToLogin, unauthenticated } from './authorize.ts';
 import type { RequestContext, Services } from './context.ts';
 import { basePath, buildSites, hostKey, type App, type Site } from './sites.ts';
 import { JWKS_PATH, jwksRoute, WellKnown } from './well-known.ts';
@@ -208,6 +208,7 @@ export class Gatehouse {
       prefix: this.prefix,
       assertions: this.assertions,
       error: (...a) => this.error(...a),
+      wellKnown: (path) => this.isWellKnown(path),
       bearer: this.oauth,
     });
     this.auth.router.add([...METHODS], '/check', (c) => forwardAuth.handle(c));
@@ -385,6 +386,11 @@ export class Gatehouse {
 
   private isOwnPath(path: string): boolean {
     return isBelow(path, this.prefixLower, true);
+  }
+
+  /** One of Gatehouse's documents under <base>/.well-known/ (the path is below the base). */
+  private isWellKnown(path: string): boolean {
+    return this.wellKnown.has(this.base ? path.slice(this.base.length) : path);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -679,7 +685,7 @@ export class Gatehouse {
           ),
           502
         );
-      return (redirect(res, 302, login), 302);
+      return redirectToLogin(ctx, this.diagnosis, login);
     }
     sendJson(
       res,
@@ -782,11 +788,7 @@ export class Gatehouse {
           site && target.ok ? 'Service Unavailable' : 'Bad Request',
         );
       const outside = this.base && !isBelow(target.path, this.base, false);
-      if (
-        outside ||
-        this.isOwnPath(target.path) ||
-        this.wellKnown.has(this.base ? target.path.slice(this.base.length) : target.path)
-      )
+      if (outside || this.isOwnPath(target.path) || this.isWellKnown(target.path))
         return rejectUpgrade(socket, (status = 404), 'Not Found');
       // Cross-site WebSocket hijacking: the browser sends cookies with a cross-origin upgrade.
       const origin = req.headers.origin;

@@ -143,6 +143,20 @@ describe('forward-auth decisions', () => {
     assert.equal((await check(nginx('/x', 'G E T'))).status, 400);
   });
 
+  test("Gatehouse's well-known documents pass like its own pages, for a proxy that asks about those too; any other /.well-known/ path is the app's", async () => {
+    for (const path of [
+      '/.well-known/jwks.json',
+      '/.well-known/oauth-authorization-server',
+      '/.well-known/oauth-protected-resource',
+      '/.well-known/oauth-protected-resource/api/x',
+    ]) {
+      const res = await check(traefik(path));
+      assert.equal(res.status, 200, path);
+      assert.equal(res.headers['x-user-id'], undefined, path);
+    }
+    assert.equal((await check(traefik('/.well-known/security.txt'))).status, 401, "the app's rules decide");
+  });
+
   test('the host decides the site; an unknown one is refused (ATTACKS 7)', async () => {
     assert.equal((await check(traefik('/x', 'GET', { cookie, 'x-forwarded-host': 'evil.example' }))).status, 421);
     assert.equal((await check(nginx('/x', 'GET', { cookie, host: 'evil.example' }))).status, 421);

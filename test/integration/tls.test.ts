@@ -197,6 +197,24 @@ describe('HTTP/2 (node:http2 client)', () => {
   });
 });
 
+describe('listen.tls with an http publicUrl, no trusted proxy', () => {
+  test('a protected browser request gets the explanation, not a redirect to the http address this port cannot serve', async () => {
+    const other = await startGatehouse(({ port }) => ({ publicUrl: `http://127.0.0.1:${port}` }), {
+      tls: cert,
+      upstream: gh.upstream,
+    });
+    try {
+      const c = new Client(`https://127.0.0.1:${other.port}`, { dispatcher: cert.agent });
+      const res = await c.html('/private');
+      assert.equal(res.status, 421, res.location);
+      assert.match(res.text, /cause <code>public_url_http<\/code>/);
+      assert.match(res.text, new RegExp(`publicUrl: https://127\\.0\\.0\\.1:${other.port}/`));
+    } finally {
+      await other.close();
+    }
+  });
+});
+
 describe('certificate reload', () => {
   test('reloadTls() serves a new certificate to new connections; open HTTP/2 sessions keep working', async () => {
     const next = selfSigned({ cn: 'second' });

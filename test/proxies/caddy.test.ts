@@ -5,6 +5,7 @@ import { caddyExample, caddySkip, startCaddy, type TestCaddy } from '../helpers/
 import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { selfSigned, type TestCert } from '../helpers/tls.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { forwardAuthContract } from './forward-auth.ts';
 
 /**
  * Real Caddy (Debian's package) with forward_auth, running examples/Caddyfile on a loopback
@@ -30,6 +31,7 @@ describe('Caddy forward_auth asking Gatehouse (examples/Caddyfile)', { skip: cad
         trustedProxies: ['loopback'],
         headers: { email: true },
         accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000 } },
+        tokens: { device: { interval: '1s' } },
         routes: [
           { path: '/public/**', access: 'public' },
           { path: '/admin/**', allow: { groups: ['admins'] } },
@@ -112,4 +114,6 @@ describe('Caddy forward_auth asking Gatehouse (examples/Caddyfile)', { skip: cad
     assert.equal(seen['x-user-id'], id);
     assert.equal(seen['x-user-email'] === 'boss@example.com', false);
   });
+
+  forwardAuthContract(() => ({ origin, cert, gh }));
 });

@@ -7,6 +7,7 @@ import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehou
 import { example, nginxSkip, startNginx, type TestNginx } from '../helpers/nginx.ts';
 import { selfSigned, type TestCert } from '../helpers/tls.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { forwardAuthContract } from './forward-auth.ts';
 
 /**
  * Real nginx in front of Gatehouse, running the configs in examples/ with loopback ports:
@@ -190,6 +191,7 @@ describe('real nginx', { skip }, () => {
         trustedProxies: [NGINX_ADDR],
         headers: { email: true },
         accounts: limits,
+        tokens: { device: { interval: '1s' } },
         routes: [
           { path: '/public/**', access: 'public' },
           { path: '/admin/**', allow: { groups: ['admins'] } },
@@ -242,6 +244,8 @@ describe('real nginx', { skip }, () => {
       // The check route itself is internal to nginx.
       assert.equal((await anon.get('/.auth/check')).status, 404);
     });
+
+    forwardAuthContract(() => ({ origin: fa.origin, cert, gh: fa.gh }));
 
     test('spoofed identity and original-URL headers from the client change nothing (ATTACKS 1-2, 5)', async () => {
       const anon = new Client(fa.origin, { dispatcher: cert.agent });
