@@ -94,7 +94,9 @@ export class ForwardAuth {
       return this.error(req, res, site, 404, 'not_found', 'There is no page at this address.');
     // Gatehouse's own pages and documents decide for themselves; a proxy that checks them too
     // (Traefik's middleware on the whole entry point) must let them through.
-    if (isBelow(target.path, this.prefix, true) || this.wellKnown(target.path))
+    // Exact case only: the proxies' path matches (nginx location, Traefik PathPrefix, Caddy
+    // path) are case-sensitive, so /.AUTH/x reaches the app and is decided like any app path.
+    if (isBelow(target.path, this.prefix, false) || this.wellKnown(target.path))
       return allow(res, site, req.headers.cookie, []);
 
     const inner: RequestContext = { ...ctx, path: target.path, query: target.query };

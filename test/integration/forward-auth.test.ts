@@ -157,6 +157,15 @@ describe('forward-auth decisions', () => {
     assert.equal((await check(traefik('/.well-known/security.txt'))).status, 401, "the app's rules decide");
   });
 
+  test("its own prefix passes in its exact case only: the proxy sends /.AUTH/x to the app, so the app's rules decide it", async () => {
+    assert.equal((await check(traefik('/.auth/login'))).status, 200);
+    for (const path of ['/.AUTH/login', '/.Auth/x', '/.WELL-KNOWN/jwks.json']) {
+      const res = await check(traefik(path));
+      assert.equal(res.status, 401, path);
+      assert.equal(res.headers['x-user-id'], undefined, path);
+    }
+  });
+
   test('the host decides the site; an unknown one is refused (ATTACKS 7)', async () => {
     assert.equal((await check(traefik('/x', 'GET', { cookie, 'x-forwarded-host': 'evil.example' }))).status, 421);
     assert.equal((await check(nginx('/x', 'GET', { cookie, host: 'evil.example' }))).status, 421);
