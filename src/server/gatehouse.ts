@@ -827,6 +827,15 @@ export class Gatehouse {
       if (d.kind !== 'allow') return rejectUpgrade(socket, (status = 403), 'Forbidden');
       const { app, active } = d;
       userId = active?.user.id;
+      // Browsers always send Origin with an upgrade: one the session cookie signs in without it
+      // did not come from a page of this site. A bearer token is a program's own and needs none.
+      if (active && !d.ownToken && origin === undefined)
+        return rejectUpgrade(
+          socket,
+          (status = 403),
+          'Forbidden',
+          'A signed-in WebSocket handshake must send Origin.\n',
+        );
       const relay = await this.tokenRelay(d.rule, app, active);
       if ('reason' in relay)
         return rejectUpgrade(
