@@ -52,6 +52,8 @@ function singleton(name: string): number {
   }
 }
 
+const badRequest = (message: string): ProtocolError => ({ status: 400, code: 'bad_request', message });
+
 /**
  * Why a request must be refused before it is read, or undefined. For HTTP/1.x: any version
  * but 1.0 and 1.1 (505), Transfer-Encoding on HTTP/1.0 or other than exactly "chunked"
@@ -69,35 +71,20 @@ export function protocolError(req: IncomingMessage): ProtocolError | undefined {
         message: `HTTP/${req.httpVersion} is not served here: use HTTP/1.1, or HTTP/2 negotiated by TLS (ALPN).`,
       };
     const te = h['transfer-encoding'];
-    if (te !== undefined) {
-      if (req.httpVersionMinor === 0)
-        return {
-          status: 400,
-          code: 'bad_request',
-          message: 'Transfer-Encoding is not allowed in an HTTP/1.0 request.',
-        };
-      if (te.toLowerCase() !== 'chunked')
-        return {
-          status: 400,
-          code: 'bad_request',
-          message: 'The only Transfer-Encoding accepted in a request is "chunked".',
-        };
-    }
+    if (te !== undefined && req.httpVersionMinor === 0)
+      return badRequest('Transfer-Encoding is not allowed in an HTTP/1.0 request.');
+    if (te !== undefined && te.toLowerCase() !== 'chunked')
+      return badRequest('The only Transfer-Encoding accepted in a request is "chunked".');
   } else if (h.host !== undefined && h[':authority'] !== undefined) {
     if (h.host.toLowerCase() !== String(h[':authority']).toLowerCase())
-      return { status: 400, code: 'bad_request', message: 'Host and :authority name different hosts.' };
+      return badRequest('Host and :authority name different hosts.');
   }
   const raw = req.rawHeaders;
   let seen = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const bit = singleton(raw[i]!);
     if (bit === 0) continue;
-    if (seen & bit)
-      return {
-        status: 400,
-        code: 'bad_request',
-        message: `The ${raw[i]!.toLowerCase()} header is sent more than once.`,
-      };
+    if (seen & bit) return badRequest(`The ${raw[i]!.toLowerCase()} header is sent more than once.`);
     seen |= bit;
   }
   return undefined;
