@@ -26,6 +26,16 @@ export function hasBody(req: IncomingMessage): boolean {
   return stream !== undefined && !stream.endAfterHeaders;
 }
 
+/**
+ * For a request line the HTTP/1 parser refused for its version: whether it names a major
+ * version other than 1 ("HTTP/3.0"), answered 505 like the "HTTP/2.0" and "HTTP/0.9" the
+ * parser lets through, rather than 400 (which malformed versions such as "HTTP/1.2" get).
+ */
+export function otherMajorVersion(rawPacket: Buffer | undefined): boolean {
+  const line = rawPacket && /^[^\r\n]* HTTP\/(\d)\.\d\r?\n/.exec(rawPacket.subarray(0, 8192).toString('latin1'));
+  return !!line && line[1] !== '1';
+}
+
 export interface ProtocolError {
   status: 400 | 505;
   code: 'bad_request' | 'http_version_not_supported';

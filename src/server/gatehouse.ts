@@ -19,7 +19,7 @@ import { TrustedProxies } from '../http/client-ip.ts';
 import { Forwarding } from '../http/forwarded.ts';
 import { HttpError } from '../http/errors.ts';
 import { redirect, sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
-import { h2Stream, protocolError } from '../http/protocol.ts';
+import { h2Stream, otherMajorVersion, protocolError } from '../http/protocol.ts';
 import { normalizeTarget } from '../http/target.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import type { BearerSession } from '../oauth/bearer.ts';
@@ -273,7 +273,14 @@ export class Gatehouse {
       // Only HTTP parse errors get an HTTP answer; a failed TLS handshake is just closed.
       const parseError = err.code?.startsWith('HPE_') || err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
       if (!parseError || !socket.writable) return void socket.destroy();
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const status =
+        err.code === 'HPE_HEADER_OVERFLOW'
+          ? 431
+          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? 408
+            : err.code === 'HPE_INVALID_VERSION' && otherMajorVersion((err as { rawPacket?: Buffer }).rawPacket)
+              ? 505
+              : 400;
       this.logger.debug({ event: 'client_error', code: err.code, status }, 'malformed request refused');
       rejectUpgrade(socket, status, http.STATUS_CODES[status]!, `${http.STATUS_CODES[status]}\n`);
     });

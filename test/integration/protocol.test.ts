@@ -82,7 +82,7 @@ describe('request lines and headers the parser lets through (RFC 9112)', () => {
   const ws =
     'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
 
-  test('a request line claiming HTTP/2.0 or HTTP/0.9 gets 505 and a closed connection on every kind of route', async () => {
+  test('a request line claiming HTTP/2.0, HTTP/0.9 or another major version gets 505 and a closed connection on every kind of route', async () => {
     const before = gh.upstream.requests.length;
     for (const version of ['HTTP/2.0', 'HTTP/0.9']) {
       for (const head of [
@@ -99,6 +99,18 @@ describe('request lines and headers the parser lets through (RFC 9112)', () => {
       }
       const upgrade = await rawRequest(gh.port, `GET /ws ${version}\r\n${host()}Cookie: ${cookie}\r\n${ws}\r\n`);
       assert.equal(upgrade.status, 505, `upgrade ${version}`);
+    }
+    // The versions the parser itself refuses: another major version is 505 too; a malformed one 400.
+    for (const [version, status] of [
+      ['HTTP/3.0', 505],
+      ['HTTP/9.9', 505],
+      ['HTTP/2.1', 505],
+      ['HTTP/1.2', 400],
+      ['HTTP/11', 400],
+    ] as const) {
+      const r = await rawRequest(gh.port, `GET /public/x ${version}\r\n${host()}\r\n`);
+      assert.equal(r.status, status, version);
+      assert.ok(r.closed);
     }
     assert.equal(gh.upstream.requests.length, before, 'the app saw none of them');
     assert.equal((await new Client(gh.url).get('/public/alive')).status, 200);
