@@ -175,10 +175,12 @@ describe('request lines and headers the parser lets through (RFC 9112)', () => {
     assert.equal(gh.upstream.last().url, '/public/caf%C3%A9', 'well-formed UTF-8 reaches the app as sent');
   });
 
-  test('CONNECT gets 405 (Gatehouse is no forward proxy); a WebSocket handshake over HTTP/1.0 gets 400', async () => {
+  test('CONNECT gets 405 (Gatehouse is no forward proxy), OPTIONS * and unknown methods 400; a WebSocket handshake over HTTP/1.0 gets 400', async () => {
     const connect = await rawRequest(gh.port, `CONNECT 127.0.0.1:${gh.upstream.port} HTTP/1.1\r\n${host()}\r\n`);
     assert.equal(connect.status, 405);
     assert.ok(connect.closed);
+    for (const line of ['OPTIONS * HTTP/1.1', `${'X'.repeat(300)} /public/x HTTP/1.1`, 'get /public/x HTTP/1.1'])
+      assert.equal((await rawRequest(gh.port, `${line}\r\n${host()}Connection: close\r\n\r\n`)).status, 400, line);
     const before = gh.upstream.requests.length;
     const old = await rawRequest(
       gh.port,
