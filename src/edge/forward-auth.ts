@@ -98,6 +98,11 @@ export class ForwardAuth {
     // path) are case-sensitive, so /.AUTH/x reaches the app and is decided like any app path.
     if (isBelow(target.path, this.prefix, false) || this.wellKnown(target.path))
       return allow(res, site, req.headers.cookie, []);
+    // A WebSocket handshake (the proxies pass Sec-WebSocket-Key and Origin on with the other
+    // headers) gets the Origin checks of Gatehouse's own upgrades: cross-site WebSocket hijacking.
+    const webSocket = h['sec-websocket-key'] !== undefined;
+    if (webSocket && h.origin !== undefined && h.origin !== site.origin)
+      return this.error(req, res, site, 403, 'forbidden', 'A WebSocket from another origin is not accepted.');
 
     const inner: RequestContext = { ...ctx, path: target.path, query: target.query };
     const d = await decide(this.sessions, site, req, method, target.path, this.bearer);
@@ -124,6 +129,8 @@ export class ForwardAuth {
       case 'allow': {
         const { app, active } = d;
         if (active) ctx.userId = active.user.id;
+        if (webSocket && active && !d.ownToken && h.origin === undefined)
+          return this.error(req, res, site, 403, 'forbidden', 'A signed-in WebSocket handshake must send Origin.');
         const assertion = active && app.headers.assertion ? await this.assertions.get(app, active) : undefined;
         return allow(res, site, req.headers.cookie, identityHeaders(app, active, assertion));
       }

@@ -14,3 +14,14 @@ export function sameOriginRequest(req: IncomingMessage, origin: string): boolean
   if (from !== undefined && from !== origin) return false;
   return true;
 }
+
+/**
+ * Stricter: the browser says outright that the request comes from a page of `origin`. For
+ * requests that carry no form token and no content type a cross-site page could not send
+ * without a preflight (a POST without a body), where the browser's word is all there is.
+ */
+export function fromOwnPage(req: IncomingMessage, origin: string): boolean {
+  return (
+    sameOriginRequest(req, origin) && (req.headers['sec-fetch-site'] === 'same-origin' || req.headers.origin === origin)
+  );
+}

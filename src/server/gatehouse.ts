@@ -19,6 +19,7 @@ import { TrustedProxies } from '../http/client-ip.ts';
 import { Forwarding } from '../http/forwarded.ts';
 import { HttpError } from '../http/errors.ts';
 import { sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
+import { h2Stream, otherMajorVersion, protocolError } from '../http/protocol.ts';
 import { normalizeTarget } from '../http/target.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import type { BearerSession } from '../oauth/bearer.ts';
@@ -112,6 +113,8 @@ export class Gatehouse {
   private tls: TlsPair | undefined;
   /** Open HTTP/2 sessions, closed (GOAWAY) on shutdown. */
   private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
+  /** HTTP/1 connections whose framing was refused: what else the parser finds on them is not served. */
+  private readonly refused = new WeakSet<object>();
   /** Open WebSocket tunnels: client socket → app socket. */
   private readonly tunnels = new Map<Duplex, Duplex>();
   private readonly purgeTimer: NodeJS.Timeout;
@@ -242,7 +245,7 @@ export class Gatehouse {
       });
       (secure as unknown as { shouldUpgradeCallback: typeof shouldUpgrade }).shouldUpgradeCallback = shouldUpgrade;
       secure.on('request', (req, res) => {
-        if (req.httpVersionMajor === 2) (req as unknown as http2.Http2ServerRequest).stream.setTimeout(t.idle);
+        h2Stream(req as unknown as IncomingMessage)?.setTimeout(t.idle);
         onRequest(req as unknown as IncomingMessage, res as unknown as ServerResponse);
       });
       secure.on('session', (session: http2.ServerHttp2Session) => {
@@ -259,11 +262,26 @@ export class Gatehouse {
       'upgrade',
       (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.handleUpgrade(req, socket, head),
     );
+    // CONNECT: Gatehouse is no forward proxy. Over HTTP/1 Node hands over the raw socket (and
+    // would just drop it without a listener), over HTTP/2 a response.
+    this.server.on('connect', (req: IncomingMessage, out: Duplex | http2.Http2ServerResponse) => {
+      this.logger.info({ req: { id: this.requestId(req), method: 'CONNECT' }, status: 405 }, 'request');
+      if (out instanceof http2.Http2ServerResponse) return void out.writeHead(405).end();
+      out.on('error', () => out.destroy());
+      rejectUpgrade(out, 405, 'Method Not Allowed', 'Gatehouse is not a forward proxy.\n');
+    });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       // Only HTTP parse errors get an HTTP answer; a failed TLS handshake is just closed.
       const parseError = err.code?.startsWith('HPE_') || err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
       if (!parseError || !socket.writable) return void socket.destroy();
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const status =
+        err.code === 'HPE_HEADER_OVERFLOW'
+          ? 431
+          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? 408
+            : err.code === 'HPE_INVALID_VERSION' && otherMajorVersion((err as { rawPacket?: Buffer }).rawPacket)
+              ? 505
+              : 400;
       this.logger.debug({ event: 'client_error', code: err.code, status }, 'malformed request refused');
       rejectUpgrade(socket, status, http.STATUS_CODES[status]!, `${http.STATUS_CODES[status]}\n`);
     });
@@ -394,12 +412,25 @@ export class Gatehouse {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // Pipelined behind a refused request: its framing may hide this one. Its connection closes
+    // after the refusal is sent.
+    if (this.refused.has(req.socket)) return;
     const started = performance.now();
     const requestId = this.requestId(req);
-    if (this.closing && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
+    if (this.closing && !h2Stream(req)) res.setHeader('connection', 'close');
     let ctx: RequestContext | undefined;
     let status = 0;
     try {
+      const bad = protocolError(req);
+      if (bad) {
+        status = bad.status;
+        // The client may frame the rest otherwise: nothing more is read on this connection.
+        if (!h2Stream(req)) {
+          res.setHeader('connection', 'close');
+          this.refused.add(req.socket);
+        }
+        return this.error(req, res, undefined, bad.status, bad.code, bad.message);
+      }
       const via = this.forwarding.resolve(req);
       const site = this.siteFor(via.host);
       if (!site) {
@@ -747,7 +778,7 @@ export class Gatehouse {
     if (err instanceof HttpError) {
       // HTTP/2 has no Connection header (and no per-request close).
       for (const [k, v] of Object.entries(err.headers ?? {}))
-        if (!res.headersSent && !(k === 'connection' && req.httpVersionMajor === 2)) res.setHeader(k, v);
+        if (!res.headersSent && !(k === 'connection' && h2Stream(req))) res.setHeader(k, v);
       this.error(req, res, site, err.status, err.code, err.message);
       return err.status;
     }
@@ -777,7 +808,12 @@ export class Gatehouse {
     let status = 0;
     let userId: string | undefined;
     socket.on('error', () => socket.destroy());
+    if (this.refused.has(req.socket)) return void socket.end();
     try {
+      const bad = protocolError(req);
+      if (bad) return rejectUpgrade(socket, (status = bad.status), http.STATUS_CODES[bad.status]!, `${bad.message}\n`);
+      if (req.httpVersionMinor === 0)
+        return rejectUpgrade(socket, (status = 400), 'Bad Request', 'A WebSocket handshake needs HTTP/1.1.\n');
       const via = this.forwarding.resolve(req);
       const site = this.siteFor(via.host);
       const target = normalizeTarget(req.url ?? '');
@@ -800,6 +836,15 @@ export class Gatehouse {
       if (d.kind !== 'allow') return rejectUpgrade(socket, (status = 403), 'Forbidden');
       const { app, active } = d;
       userId = active?.user.id;
+      // Browsers always send Origin with an upgrade: one the session cookie signs in without it
+      // did not come from a page of this site. A bearer token is a program's own and needs none.
+      if (active && !d.ownToken && origin === undefined)
+        return rejectUpgrade(
+          socket,
+          (status = 403),
+          'Forbidden',
+          'A signed-in WebSocket handshake must send Origin.\n',
+        );
       const relay = await this.tokenRelay(d.rule, app, active);
       if ('reason' in relay)
         return rejectUpgrade(

@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { hashSessionId } from '../../src/sessions/index.ts';
 import { Client, decodeEntities, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
+import { rawRequest } from '../helpers/raw.ts';
 import { elapsed, unknownToKnownRatio } from '../helpers/timing.ts';
 
 let gh: TestGatehouse;
@@ -257,6 +258,47 @@ describe('CSRF (ATTACKS 28-30)', () => {
       assert.equal(res.status, 403, `${path} ${JSON.stringify(headers)}`);
     }
     assert.equal((await c.get('/.auth/me')).status, 200, 'still signed in');
+  });
+
+  test('logout by a bodiless fetch() (no body, no Content-Type) works from the own origin only', async () => {
+    const c = new Client(gh.url);
+    await registerJson(c);
+    // What a browser adds to fetch(url, {method: 'POST', credentials: 'include'}) made by a page.
+    const from = (site: string, origin?: string) => ({
+      'sec-fetch-site': site,
+      'sec-fetch-mode': 'cors',
+      'sec-fetch-dest': 'empty',
+      ...(origin ? { origin } : {}),
+    });
+    for (const [what, headers] of [
+      ['another site', from('cross-site', 'https://evil.example')],
+      ['a sibling origin', from('same-site', 'http://localhost:8080')],
+      ['an opaque origin', { origin: 'null' }],
+      ['no word from a browser at all (no token, no preflight: nothing vouches for it)', {}],
+    ] as const) {
+      const res = await c.fetch('/.auth/logout', { method: 'POST', headers });
+      assert.equal(res.status, 403, what);
+      assert.equal(res.json().error, 'cross_site', what);
+    }
+    assert.equal((await c.get('/.auth/me')).status, 200, 'still signed in');
+    const typed = await c.fetch('/.auth/logout', { method: 'POST', headers: from('same-origin', gh.url), body: 'x' });
+    assert.equal(typed.status, 415, 'a body still needs a form or JSON type');
+
+    const out = await c.fetch('/.auth/logout', { method: 'POST', headers: from('same-origin', gh.url) });
+    assert.equal(out.status, 200, out.text);
+    assert.deepEqual(out.json(), { ok: true });
+    assert.equal(sessionCookie(c), undefined, 'the session cookie is cleared');
+    assert.equal((await c.get('/.auth/me')).status, 401);
+
+    // Without Content-Length at all (HTTP/1.1 allows it for an empty body), and with Origin alone.
+    const again = new Client(gh.url);
+    await registerJson(again);
+    const raw = await rawRequest(
+      gh.port,
+      `POST /.auth/logout HTTP/1.1\r\nHost: 127.0.0.1:${gh.port}\r\nOrigin: ${gh.url}\r\nCookie: ${again.cookieHeader()}\r\nConnection: close\r\n\r\n`,
+    );
+    assert.equal(raw.status, 200, raw.text);
+    assert.equal((await again.get('/.auth/me')).status, 401);
   });
 
   test("a form without its token, or with another browser's token, is refused", async () => {

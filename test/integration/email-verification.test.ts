@@ -222,6 +222,19 @@ describe('email verification', () => {
     assert.deepEqual([json.status, json.json().emailVerified], [200, true], 'nothing to send for a verified address');
   });
 
+  test("resending needs no fields: a bodiless fetch() from the site's own pages sends the link again", async () => {
+    const { c, email } = await registered();
+    const fetchFrom = (site: string, origin: string) =>
+      c.fetch('/.auth/verify-email/resend', { method: 'POST', headers: { origin, 'sec-fetch-site': site } });
+    assert.equal((await fetchFrom('cross-site', 'https://evil.example')).status, 403);
+    const res = await fetchFrom('same-origin', gh.url);
+    assert.equal(res.status, 202, res.text);
+    assert.equal(res.json().ok, true);
+    await gh.gatehouse.mailer!.idle();
+    assert.equal(smtp.to(email).length, 2, 'the one at registration and the one asked for');
+    for (const m of smtp.to(email)) tokens.push(tokenOf(linkIn(m, '/.auth/verify-email')));
+  });
+
   test('an address gets at most emailsPerAddress messages an hour (ATTACKS 45)', async () => {
     const { c, email } = await registered();
     const sent = () => smtp.to(email).length;

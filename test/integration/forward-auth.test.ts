@@ -166,6 +166,41 @@ describe('forward-auth decisions', () => {
     }
   });
 
+  test('the original URL gets the strictness of any request: malformed UTF-8 in it is refused', async () => {
+    for (const uri of ['/public/%C0%AE%C0%AE/admin', '/public/%ED%A0%80', '/public/%C3'])
+      assert.equal((await check(nginx(uri))).status, 400, uri);
+    assert.equal((await check(traefik('/public/%C0%AE'))).status, 400);
+    assert.equal((await check(nginx('/public/caf%C3%A9'))).status, 200);
+  });
+
+  test('a WebSocket handshake (the proxy passes Sec-WebSocket-Key and Origin on) gets the Origin checks of own upgrades (ATTACKS 57)', async () => {
+    const ws = { 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' };
+    const own = `https://${HOST}`;
+    const ok = await check(nginx('/live', 'GET', { cookie, origin: own, ...ws }));
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers['x-user-id'], userId);
+    for (const [what, headers] of [
+      ['signed in by cookie, no Origin', nginx('/live', 'GET', { cookie, ...ws })],
+      ['signed in by cookie, no Origin (Traefik/Caddy)', traefik('/live', 'GET', { cookie, ...ws })],
+      ['signed in by cookie, on a public path', nginx('/public/live', 'GET', { cookie, ...ws })],
+      ['another origin', nginx('/live', 'GET', { cookie, origin: 'https://evil.example', ...ws })],
+      [
+        'another origin, anonymous, public path',
+        nginx('/public/live', 'GET', { origin: 'https://evil.example', ...ws }),
+      ],
+    ] as const) {
+      const res = await check(headers);
+      assert.equal(res.status, 403, what);
+      assert.equal(res.headers['x-user-id'], undefined, what);
+    }
+    assert.equal(
+      (await check(nginx('/public/live', 'GET', ws))).status,
+      200,
+      'anonymous without Origin: nothing to hijack',
+    );
+    assert.equal((await check(nginx('/live', 'GET', { cookie }))).status, 200, 'not a handshake: no Origin needed');
+  });
+
   test('the host decides the site; an unknown one is refused (ATTACKS 7)', async () => {
     assert.equal((await check(traefik('/x', 'GET', { cookie, 'x-forwarded-host': 'evil.example' }))).status, 421);
     assert.equal((await check(nginx('/x', 'GET', { cookie, host: 'evil.example' }))).status, 421);

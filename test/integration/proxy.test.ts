@@ -256,6 +256,20 @@ describe('WebSockets', () => {
     assert.equal(gh.upstream.requests.length, before, 'the app never saw them');
   });
 
+  test('an upgrade the session cookie signs in must send Origin, as browsers always do; anonymous ones need none', async () => {
+    const before = gh.upstream.requests.length;
+    for (const path of ['/ws', '/public/ws']) {
+      const refused = await open({ cookie: user.cookieHeader()! }, path);
+      assert.equal(refused.status, 403, path);
+      assert.equal(refused.body, 'A signed-in WebSocket handshake must send Origin.\n');
+    }
+    assert.equal(gh.upstream.requests.length, before, 'the app never saw them');
+    const anonymous = await open({}, '/public/ws');
+    assert.equal(anonymous.status, 101);
+    assert.equal(anonymous.first.headers['x-user-id'], undefined);
+    anonymous.ws!.close();
+  });
+
   test('an app that declines the upgrade: its answer is relayed; one too large to hold is a 502', async () => {
     const declined = await open({ cookie: user.cookieHeader()!, origin: gh.url }, '/ws-declined');
     assert.equal(declined.status, 403);

@@ -90,6 +90,18 @@ describe('Caddy forward_auth asking Gatehouse (examples/Caddyfile)', { skip: cad
     assert.equal((await user.get('/admin/x')).status, 403);
   });
 
+  test('a WebSocket handshake: the check sees its Sec-WebSocket-Key and Origin, and refuses a cookie without Origin', async () => {
+    const user = new Client(origin, { dispatcher: cert.agent });
+    assert.equal(
+      (await user.postJson('/.auth/register', { email: uniqueEmail('caddy-ws'), password: PASSWORD })).status,
+      201,
+    );
+    const ws = { 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' };
+    assert.equal((await user.get('/private/live', ws)).status, 403, 'signed in by cookie, no Origin');
+    assert.equal((await user.get('/private/live', { ...ws, origin: 'https://evil.example' })).status, 403);
+    assert.equal((await user.get('/private/live', { ...ws, origin })).status, 200);
+  });
+
   test('spoofed identity, forwarding and original-URL headers from the client change nothing (ATTACKS 1-5)', async () => {
     const spoof = {
       'x-user-id': 'admin',

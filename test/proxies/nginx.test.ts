@@ -246,6 +246,17 @@ describe('real nginx', { skip }, () => {
     });
 
     forwardAuthContract(() => ({ origin: fa.origin, cert, gh: fa.gh }));
+    test('a WebSocket handshake: the check sees its Sec-WebSocket-Key and Origin, and refuses a cookie without Origin', async () => {
+      const user = new Client(fa.origin, { dispatcher: cert.agent });
+      assert.equal(
+        (await user.postJson('/.auth/register', { email: uniqueEmail('fa-ws'), password: PASSWORD })).status,
+        201,
+      );
+      const ws = { 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' };
+      assert.equal((await user.get('/private/live', ws)).status, 403, 'signed in by cookie, no Origin');
+      assert.equal((await user.get('/private/live', { ...ws, origin: 'https://evil.example' })).status, 403);
+      assert.equal((await user.get('/private/live', { ...ws, origin: fa.origin })).status, 200);
+    });
 
     test('spoofed identity and original-URL headers from the client change nothing (ATTACKS 1-2, 5)', async () => {
       const anon = new Client(fa.origin, { dispatcher: cert.agent });

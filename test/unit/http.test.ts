@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { IncomingMessage } from 'node:http';
+import http2 from 'node:http2';
 import { Throttle } from '../../src/accounts/throttle.ts';
 import { MemoryCache } from '../../src/cache/memory.ts';
 import { parseConfig } from '../../src/config/load.ts';
@@ -39,12 +40,14 @@ describe('cookies', () => {
   });
 });
 
+/** A request as Node makes it; with :authority, one of an HTTP/2 stream (the object, not a version, says so). */
 function req(peer: string, headers: Record<string, string> = {}): IncomingMessage {
-  return {
-    socket: { remoteAddress: peer },
-    headers,
-    httpVersionMajor: ':authority' in headers ? 2 : 1,
-  } as unknown as IncomingMessage;
+  const proto = ':authority' in headers ? http2.Http2ServerRequest.prototype : Object.prototype;
+  return Object.create(proto, {
+    socket: { value: { remoteAddress: peer } },
+    headers: { value: headers },
+    stream: { value: {} },
+  }) as IncomingMessage;
 }
 
 describe('trusted proxies and forwarding headers', () => {

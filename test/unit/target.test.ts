@@ -78,6 +78,66 @@ describe('request-target normalization', () => {
     assert.equal(path('/a%20b'), '/a%20b');
   });
 
+  test('encoded non-ASCII must be well-formed UTF-8: kept as sent when it is, refused when not', () => {
+    for (const good of [
+      '/caf%C3%A9',
+      '/%E2%82%AC',
+      '/%F0%9F%98%80/x',
+      '/%EF%BF%BD',
+      '/%F4%8F%BF%BF',
+      '/a%C3%A9%C3%A9b',
+    ])
+      assert.equal(path(good), good);
+    for (const bad of [
+      '/public/%C0%AE%C0%AE/admin', // overlong "." (the classic IIS traversal)
+      '/%C0%AF',
+      '/%C1%BF',
+      '/%E0%80%AE', // overlong, three bytes
+      '/%E0%9F%BF',
+      '/%F0%80%80%AF', // overlong, four bytes
+      '/%F0%8F%BF%BF',
+      '/%ED%A0%80', // a UTF-16 surrogate
+      '/%ED%BF%BF',
+      '/%F4%90%80%80', // above U+10FFFF
+      '/%F5%80%80%80',
+      '/%FF',
+      '/%80', // a continuation byte without its lead
+      '/a%BFb',
+      '/%C3', // cut off: at the end, before an ASCII character or escape, before "/" or "?"
+      '/%C3a',
+      '/%C3%41',
+      '/%E2%82/x',
+      '/%E2%82?x=1',
+      '/%C3%A9%A9',
+    ])
+      assert.equal(path(bad), '400: percent-encoded bytes that are not well-formed UTF-8 in path', bad);
+  });
+
+  test('property: a path of escaped bytes passes exactly when the bytes are well-formed UTF-8', () => {
+    const strict = new TextDecoder('utf-8', { fatal: true });
+    // Whole characters (well-formed), single stray bytes, and unreserved ASCII, in any order.
+    const char = fc
+      .integer({ min: 0x80, max: 0x10ffff })
+      .filter((cp) => cp < 0xd800 || cp > 0xdfff)
+      .map((cp) => [...Buffer.from(String.fromCodePoint(cp), 'utf8')]);
+    const stray = fc.integer({ min: 0x80, max: 0xff }).map((b) => [b]);
+    const ascii = fc.constantFrom([0x61], [0x7e], [0x2e]);
+    fc.assert(
+      fc.property(fc.array(fc.oneof(char, stray, ascii), { maxLength: 8 }), (chunks) => {
+        const bytes = chunks.flat();
+        const raw = '/x' + bytes.map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join('');
+        let wellFormed = true;
+        try {
+          strict.decode(Uint8Array.from(bytes));
+        } catch {
+          wellFormed = false;
+        }
+        assert.equal(normalizeTarget(raw).ok, wellFormed, raw);
+      }),
+      { numRuns: 3000, seed: 1017 },
+    );
+  });
+
   test('property: normalization is idempotent and the forwarded path decides like the raw one (ATTACKS 20)', () => {
     const segment = fc.oneof(
       fc.constantFrom(
