@@ -153,24 +153,27 @@ async function backstageFor(
     await db.drop();
     throw err;
   }
-  await eventually(
-    `the catalog to hold the ${o.users.length} test users`,
-    async () => {
-      const res = await fetch(`${bs.url}/api/catalog/entities?filter=kind=user`, {
-        headers: { authorization: `Bearer ${STATIC_TOKEN}` },
-      });
-      return res.status === 200 && ((await res.json()) as unknown[]).length === o.users.length;
-    },
-    30_000,
-    100,
-  );
-  return {
-    bs,
-    async cleanup() {
-      await bs.stop();
-      await db.drop();
-    },
+  const cleanup = async () => {
+    await bs.stop();
+    await db.drop();
   };
+  try {
+    await eventually(
+      `the catalog to hold the ${o.users.length} test users`,
+      async () => {
+        const res = await fetch(`${bs.url}/api/catalog/entities?filter=kind=user`, {
+          headers: { authorization: `Bearer ${STATIC_TOKEN}` },
+        });
+        return res.status === 200 && ((await res.json()) as unknown[]).length === o.users.length;
+      },
+      30_000,
+      100,
+    );
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  return { bs, cleanup };
 }
 
 /** What Backstage's ProxiedSignInPage does: GET <auth>/gatehouse/refresh with the browser's cookies. */
@@ -222,11 +225,11 @@ async function cliLogin(origin: string, browser: Client, env: NodeJS.ProcessEnv 
   const userEnv: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: home, ...env };
   delete userEnv.DISPLAY;
   delete userEnv.WAYLAND_DISPLAY;
+  const child = spawn(process.execPath, [CLI, 'login', origin, '--no-browser'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: userEnv,
+  });
   try {
-    const child = spawn(process.execPath, [CLI, 'login', origin, '--no-browser'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: userEnv,
-    });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const done = new Promise<number | null>((resolve) => child.on('close', resolve));
@@ -245,6 +248,7 @@ async function cliLogin(origin: string, browser: Client, env: NodeJS.ProcessEnv 
     assert.equal(token.code, 0, token.stderr);
     return token.stdout.trim();
   } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill();
     rmSync(home, { recursive: true, force: true });
   }
 }
@@ -314,31 +318,36 @@ describe('Backstage behind Gatehouse (@gatehouse/backstage-auth-provider)', { sk
       { clock: clock.now },
     );
     clock.advance(TEN_MINUTES);
-    users = {
-      alice: await addUser(gh, 'alice@example.com', 'Alice Liddell'),
-      bob: await addUser(gh, 'bob@example.com', 'Bob'),
-      carol: await addUser(gh, 'carol@corp.example', 'Carol'),
-      carolElsewhere: await addUser(gh, 'carol@attacker.example'),
-    };
-    const { bs, cleanup } = await backstageFor(gh, {
-      origin: gh.url,
-      port: bsPort,
-      users: [
-        { name: 'alice', email: 'alice@example.com', memberOf: ['team-a'] },
-        { name: 'bob-builder', userId: users.bob.id },
-        { name: 'carol' },
-        { name: 'dave', email: 'dave@corp.example' },
-      ],
-    });
-    return {
-      gh,
-      bs,
-      origin: gh.url,
-      async cleanup() {
-        await cleanup();
-        await gh.close();
-      },
-    };
+    try {
+      users = {
+        alice: await addUser(gh, 'alice@example.com', 'Alice Liddell'),
+        bob: await addUser(gh, 'bob@example.com', 'Bob'),
+        carol: await addUser(gh, 'carol@corp.example', 'Carol'),
+        carolElsewhere: await addUser(gh, 'carol@attacker.example'),
+      };
+      const { bs, cleanup } = await backstageFor(gh, {
+        origin: gh.url,
+        port: bsPort,
+        users: [
+          { name: 'alice', email: 'alice@example.com', memberOf: ['team-a'] },
+          { name: 'bob-builder', userId: users.bob.id },
+          { name: 'carol' },
+          { name: 'dave', email: 'dave@corp.example' },
+        ],
+      });
+      return {
+        gh,
+        bs,
+        origin: gh.url,
+        async cleanup() {
+          await cleanup();
+          await gh.close();
+        },
+      };
+    } catch (err) {
+      await gh.close();
+      throw err;
+    }
   }
 
   /** The same behind nginx (TLS, X-Forwarded-* from 127.0.0.2), with a Backstage of its own. */
@@ -357,36 +366,45 @@ describe('Backstage behind Gatehouse (@gatehouse/backstage-auth-provider)', { sk
       accounts: { rateLimits: limits },
       tokens: { device: { interval: '1s' } },
     }));
-    await addUser(gh, 'alice@example.com', 'Alice Liddell');
-    const conf = example('nginx.conf', {
-      https,
-      http: await freePort(),
-      cert: cert.cert,
-      key: cert.key,
-      gatehouse: gh.port,
-      bindAddress: '127.0.0.2',
-    });
-    const nginx = await startNginx(conf, [https]);
-    // Backstage fetches Gatehouse's keys from the public address, through nginx, trusting its certificate.
-    const { bs, cleanup } = await backstageFor(gh, {
-      origin,
-      port: bsPort,
-      users: [{ name: 'alice', email: 'alice@example.com', memberOf: ['team-a'] }],
-      env: { NODE_EXTRA_CA_CERTS: cert.cert },
-    });
-    return {
-      gh,
-      bs,
-      origin,
-      nginx,
-      cert,
-      async cleanup() {
-        await cleanup();
-        await nginx.stop();
-        await gh.close();
-        rmSync(join(cert.cert, '..'), { recursive: true, force: true });
-      },
+    let nginx: TestNginx | undefined;
+    const stop = async () => {
+      await nginx?.stop();
+      await gh.close();
+      rmSync(join(cert.cert, '..'), { recursive: true, force: true });
     };
+    try {
+      await addUser(gh, 'alice@example.com', 'Alice Liddell');
+      const conf = example('nginx.conf', {
+        https,
+        http: await freePort(),
+        cert: cert.cert,
+        key: cert.key,
+        gatehouse: gh.port,
+        bindAddress: '127.0.0.2',
+      });
+      nginx = await startNginx(conf, [https]);
+      // Backstage fetches Gatehouse's keys from the public address, through nginx, trusting its certificate.
+      const { bs, cleanup } = await backstageFor(gh, {
+        origin,
+        port: bsPort,
+        users: [{ name: 'alice', email: 'alice@example.com', memberOf: ['team-a'] }],
+        env: { NODE_EXTRA_CA_CERTS: cert.cert },
+      });
+      return {
+        gh,
+        bs,
+        origin,
+        nginx,
+        cert,
+        async cleanup() {
+          await cleanup();
+          await stop();
+        },
+      };
+    } catch (err) {
+      await stop();
+      throw err;
+    }
   }
 
   before(async () => {
