@@ -16,7 +16,7 @@ import {
 import { OAuthError, oauthEndpoint, param, readOAuthForm, sendOAuthJson, type OAuthParams } from './http.ts';
 import { deviceConfirmPage, deviceEntryPage } from './pages.ts';
 import type { TokenResponse } from './tokens.ts';
-import { formatUserCode, newUserCode, normalizeUserCode } from './user-code.ts';
+import { formatUserCode, newUserCode, normalizeUserCode, userCodeProblem } from './user-code.ts';
 
 const sha256 = (s: string) => hash('sha256', s, 'base64url');
 const SLOW_DOWN_MS = 5000;
@@ -247,7 +247,7 @@ export class DeviceFlow {
         verdict.retryAfterSeconds,
       );
     const code = normalizeUserCode(typed);
-    if (!code) return fail(400, 'invalid_code', 'Enter the 8 letters your program shows, like BCDF-GHJK.');
+    if (!code) return fail(400, 'invalid_code', userCodeProblem(typed));
     const now = this.d.now();
     const device = await this.d.store.oauth.devices.getByUserCode(this.userCodeHash(code));
     if (!device || device.status !== 'pending' || now >= device.expiresAt) {

@@ -272,6 +272,19 @@ test('user-code guessing is throttled per account and per IP, with Retry-After; 
   }
 });
 
+test('a code with letters codes never use is told which (and that digits are never used), in the page and in JSON', async () => {
+  const { browser } = await signedInBrowser(gh);
+  const entry = forms((await browser.html('/.auth/device')).text)[0]!;
+  const page = await browser.postForm(entry.action, { ...entry.fields, user_code: 'ABCD-EFGH' }, { origin: gh.url });
+  assert.equal(page.status, 400);
+  assert.match(page.text, /This code has A and E, which codes never use: codes have no A, E, I, O, U or Y\./);
+  assert.match(page.text, /name="user_code"[^>]* value="ABCD-EFGH"/, 'what was typed stays in the field');
+  const json = await browser.postJson('/.auth/device', { user_code: 'BCD0-FGHJ' }, { origin: gh.url });
+  assert.equal(json.status, 400);
+  assert.equal(json.json().error, 'invalid_code');
+  assert.match(json.json().message, /has 0, which codes never use: codes have no A, E, I, O, U or Y, and no digits/);
+});
+
 test('a restart in the middle of a device flow loses nothing: the code, the approval and the poll continue on the new process', async () => {
   const one = await startGatehouse(() => ({ tokens: { device: { interval: '1s' } } }));
   let two: Gatehouse | undefined;
