@@ -14,7 +14,7 @@ import { BearerAuth, bearerToken, looksIssuedBy, type BearerResult } from './bea
 import { MetadataDocuments } from './client-metadata.ts';
 import { Clients, DEVICE_GRANT } from './clients.ts';
 import { signedIn, userAgentOf, type OAuthDeps, type PageKit } from './context.ts';
-import { DeviceFlow } from './device.ts';
+import { DeviceFlow, SIGN_IN_FOR_DEVICE } from './device.ts';
 import { CORS, OAuthError, oauthEndpoint, param, preflight, readOAuthForm, sendOAuthJson } from './http.ts';
 import { Limits } from './limits.ts';
 import { isLoopbackHost } from './loopback.ts';
@@ -156,6 +156,18 @@ export class OAuthServer {
       .add('GET', '/device', (c) => this.device.page(c))
       .add('POST', '/device', (c) => this.device.submit(c))
       .add('POST', '/account/grants/revoke', (c) => this.revokeByUser(c, pages));
+  }
+
+  /**
+   * What the sign-in page says when its return target `rd` (a path) is one of these pages,
+   * so the user knows what waits for them there.
+   */
+  signInPurpose(rd: string): string | undefined {
+    const path = rd.split('?', 1)[0];
+    if (path === `${this.d.prefix}/device`) return SIGN_IN_FOR_DEVICE;
+    if (path === `${this.d.prefix}/oauth/authorize`)
+      return 'Sign in to continue: a program asks to use your account, and you will be asked whether to allow it.';
+    return undefined;
   }
 
   // ---- token, revocation, registration --------------------------------------------

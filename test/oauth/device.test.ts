@@ -175,19 +175,40 @@ describe('device flow', { concurrency: true }, () => {
     assert.deepEqual([raw.status, raw.json.error], [400, 'invalid_grant']);
   });
 
-  test('signing in first: the device page sends an anonymous browser to sign in and back, code kept', async () => {
+  test('signing in first: the device page sends an anonymous browser to sign in and back, code kept; the sign-in page says a device waits', async () => {
     const browser = new Client(gh.url);
     const page = await browser.html('/.auth/device?user_code=bcdf-ghjk');
     assert.equal(page.status, 302);
-    assert.equal(page.location, `${gh.url}/.auth/login?rd=${encodeURIComponent('/.auth/device?user_code=BCDF-GHJK')}`);
+    const login = `${gh.url}/.auth/login?rd=${encodeURIComponent('/.auth/device?user_code=BCDF-GHJK')}`;
+    assert.equal(page.location, login);
+    const waiting =
+      /<p class="notice" role="status">Sign in to approve the device login\. The program that showed you the code waits until you do\.<\/p>/;
+    assert.match((await browser.html(page.location!.slice(gh.url.length))).text, waiting);
+    assert.doesNotMatch(
+      (await browser.html('/.auth/login')).text,
+      /device login/,
+      'only on the way to the device page',
+    );
+    // JSON (a script, an API client) gets the same as a 401, the sign-in URL included.
+    for (const res of [
+      await browser.get('/.auth/device?user_code=bcdf-ghjk', { accept: 'application/json' }),
+      await browser.postJson('/.auth/device', { user_code: 'bcdf-ghjk' }, { origin: gh.url }),
+    ]) {
+      assert.equal(res.status, 401);
+      assert.deepEqual(res.json(), {
+        error: 'unauthenticated',
+        message: 'Sign in to approve the device login. The program that showed you the code waits until you do.',
+        login,
+      });
+    }
     const { user } = await signedInBrowser(gh);
-    const login = await browser.submitForm(
+    const signIn = await browser.submitForm(
       page.location!.slice(gh.url.length),
       { email: user.email, password: PASSWORD },
       { origin: gh.url },
     );
-    assert.equal(login.status, 303);
-    assert.equal(login.location, `${gh.url}/.auth/device?user_code=BCDF-GHJK`);
+    assert.equal(signIn.status, 303);
+    assert.equal(signIn.location, `${gh.url}/.auth/device?user_code=BCDF-GHJK`);
     const entry = await browser.html('/.auth/device?user_code=BCDF-GHJK');
     assert.match(entry.text, /name="user_code"[^>]* value="BCDF-GHJK"/);
   });
