@@ -213,6 +213,63 @@ describe('device flow', { concurrency: true }, () => {
     assert.match(entry.text, /name="user_code"[^>]* value="BCDF-GHJK"/);
   });
 
+  test('the account page lists an approved device login at once, before its program collects it; Cancel (its user only) makes the poll access_denied', async () => {
+    const { browser, user } = await signedInBrowser(gh);
+    const config = await cliClient(gh);
+    const device = await oauth.initiateDeviceAuthorization(config, { resource: gh.url });
+    await decideDevice(gh, browser, device.user_code, 'approve');
+    const page = (await browser.html('/.auth/account')).text;
+    assert.match(
+      page,
+      /<strong>Gatehouse CLI<\/strong> · Acme API · <span class="kind">device sign-in, waiting for the device<\/span>/,
+    );
+    assert.match(page, /Approved just now \(asked from 127\.0\.0\.1\): the program signs in the next time it checks/);
+    const cancel = forms(page).find((f) => f.fields.device)!;
+    assert.equal(cancel.action, '/.auth/account/grants/revoke');
+    assert.match(page, /<button type="submit" class="secondary">Cancel Gatehouse CLI<\/button>/);
+
+    assert.equal(
+      (await browser.postForm(cancel.action, cancel.fields, { origin: 'https://evil.example' })).status,
+      403,
+      'cross-site: refused',
+    );
+    const stranger = await signedInBrowser(gh);
+    const theirCsrf = forms((await stranger.browser.html('/.auth/device')).text)[0]!.fields.csrf!;
+    const sneaky = await stranger.browser.postForm(
+      cancel.action,
+      { ...cancel.fields, csrf: theirCsrf },
+      { origin: gh.url },
+    );
+    assert.deepEqual([sneaky.status, sneaky.location], [303, `${gh.url}/.auth/account`]);
+    assert.doesNotMatch((await stranger.browser.html('/.auth/account')).text, /waiting for the device/);
+    const stillApproved = await gh.gatehouse.store.oauth.devices.listApproved(user.id, Date.now());
+    assert.equal(stillApproved.length, 1, "another user cannot cancel someone else's device login");
+
+    const done = await browser.postForm(cancel.action, cancel.fields, { origin: gh.url });
+    assert.deepEqual([done.status, done.location], [303, `${gh.url}/.auth/account?device_cancelled=1`]);
+    const after = (await browser.html('/.auth/account?device_cancelled=1')).text;
+    assert.match(after, /Cancelled\. That program was not signed in\./);
+    assert.doesNotMatch(after, /Gatehouse CLI/);
+    assert.equal(await oauthError(oauth.pollDeviceAuthorizationGrant(config, device)), 'access_denied');
+    assert.deepEqual(await gh.gatehouse.store.oauth.grants.listByUser(user.id, Date.now()), []);
+    const again = await browser.postJson(
+      '/.auth/account/grants/revoke',
+      { device: cancel.fields.device },
+      { origin: gh.url },
+    );
+    assert.deepEqual(
+      [again.status, again.json().error],
+      [409, 'not_waiting'],
+      'a cancelled login cannot be cancelled twice',
+    );
+
+    // Collected by its program: listed as a login with Sign out, no longer as waiting.
+    await deviceLogin(gh, browser);
+    const collected = (await browser.html('/.auth/account')).text;
+    assert.match(collected, /<span class="kind">device sign-in<\/span>/);
+    assert.doesNotMatch(collected, /waiting for the device/);
+  });
+
   test('approval is a same-origin POST with the form token; GET never decides (ATTACKS 28, 29, 48)', async () => {
     const { browser } = await signedInBrowser(gh);
     const config = await cliClient(gh);
