@@ -1,4 +1,4 @@
-import { html, layout, type SafeHtml } from '../pages/index.ts';
+import { html, layout, summary, type SafeHtml } from '../pages/index.ts';
 import type { Grant } from '../store/index.ts';
 import { Scopes } from './scopes.ts';
 
@@ -55,7 +55,7 @@ export function deviceEntryPage(o: DeviceEntry): string {
     error: Boolean(o.error),
     referrerPolicy: 'same-origin',
     body: html`<p>Signed in as <strong class="who">${o.email}</strong>.</p>
-${o.error ? html`<div class="summary" role="alert"><p><strong>${o.error}</strong></p></div>` : ''}
+${summary({ user_code: o.error }, [{ name: 'user_code', label: 'Code' }])}
 <form method="post" action="${o.action}" novalidate>
 ${hidden('csrf', o.csrf)}
 <div class="field">

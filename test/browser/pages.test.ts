@@ -85,13 +85,37 @@ const STATES: PageState[] = [
     },
     autocomplete: REGISTER_FIELDS,
     tabOrder: [
-      'a "Enter an email address',
-      'a "This password is too common',
+      'a "Email: Enter an email address',
+      'a "Password: This password is too',
       'input#email',
       'input#name',
       'input#password',
       'button "Create account"',
     ],
+  },
+  {
+    name: 'login-for-device',
+    heading: 'Sign in',
+    open: async (p) => {
+      await p.goto(`${gh.url}/.auth/device?user_code=BCDF-GHJK`);
+      assert.ok(
+        await p.getByRole('status').getByText('Sign in to approve the device login.', { exact: false }).isVisible(),
+        'the sign-in page says a device login waits',
+      );
+    },
+    autocomplete: LOGIN_FIELDS,
+    tabOrder: ['input#email', 'input#password', 'button "Sign in"'],
+  },
+  {
+    name: 'device-error',
+    heading: 'Connect a device',
+    signedIn: true,
+    open: async (p) => {
+      await p.goto(`${gh.url}/.auth/device`);
+      await p.getByLabel('Code', { exact: true }).fill('ABCD-EFGH');
+      await submit(p, 'Continue');
+    },
+    tabOrder: ['a "Code: This code has A and E', 'input#user_code', 'button "Continue"'],
   },
   {
     name: 'logout',

@@ -355,7 +355,11 @@ test('a code with letters codes never use is told which (and that digits are nev
   const entry = forms((await browser.html('/.auth/device')).text)[0]!;
   const page = await browser.postForm(entry.action, { ...entry.fields, user_code: 'ABCD-EFGH' }, { origin: gh.url });
   assert.equal(page.status, 400);
-  assert.match(page.text, /This code has A and E, which codes never use: codes have no A, E, I, O, U or Y\./);
+  assert.match(
+    page.text,
+    /<li><a href="#user_code">Code: This code has A and E, which codes never use: codes have no A, E, I, O, U or Y\./,
+    'in the summary, naming the field and linking to it',
+  );
   assert.match(page.text, /name="user_code"[^>]* value="ABCD-EFGH"/, 'what was typed stays in the field');
   const json = await browser.postJson('/.auth/device', { user_code: 'BCD0-FGHJ' }, { origin: gh.url });
   assert.equal(json.status, 400);
