@@ -6,6 +6,7 @@ import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { selfSigned } from '../helpers/tls.ts';
 import { browserSkip, isolatedContext, launchBrowser } from './chromium.ts';
 import { descriptions, focusedId } from './inspect.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * A newcomer's path through a real Gatehouse in front of the real upstream echo app, in real
@@ -18,7 +19,7 @@ const TITLE = 'Acme Portal';
 let gh: TestGatehouse;
 let browser: Browser;
 
-describe('in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
+describeOrSkip('in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
   before(async () => {
     browser = await launchBrowser();
     gh = await startGatehouse(() => ({

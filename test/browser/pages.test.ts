@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { loginPage, logoutPage, registerPage } from '../../src/pages/index.ts';
 import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { browserSkip, isolatedContext, launchBrowser } from './chromium.ts';
 import { audit, tabThrough } from './inspect.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * Gatehouse's own pages as people see them: in light and dark colour schemes, on a desktop
@@ -155,7 +156,7 @@ const VARIANTS = [
   { colorScheme: 'dark', viewport: { width: 320, height: 640 } },
 ] as const;
 
-describe("Gatehouse's pages in Chromium", { skip: browserSkip(), timeout: 300_000 }, () => {
+describeOrSkip("Gatehouse's pages in Chromium", { skip: browserSkip(), timeout: 300_000 }, () => {
   before(async () => {
     browser = await launchBrowser();
     gh = await startGatehouse(() => ({
@@ -246,7 +247,7 @@ describe("Gatehouse's pages in Chromium", { skip: browserSkip(), timeout: 300_00
   }
 });
 
-describe('escaping, as a browser parses it', { skip: browserSkip(), timeout: 60_000 }, () => {
+describeOrSkip('escaping, as a browser parses it', { skip: browserSkip(), timeout: 60_000 }, () => {
   let b: Browser;
   before(async () => {
     b = await launchBrowser();

@@ -7,6 +7,7 @@ import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehou
 import { example, nginxSkip, startNginx, type TestNginx } from '../helpers/nginx.ts';
 import { selfSigned, type TestCert } from '../helpers/tls.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * Real nginx in front of Gatehouse, running the configs in examples/ with loopback ports:
@@ -74,7 +75,7 @@ function redirectsOf(response: Awaited<ReturnType<Page['goto']>>): number {
 
 const limits = { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000 } };
 
-describe('real nginx', { skip }, () => {
+describeOrSkip('real nginx', { skip }, () => {
   before(async () => {
     cert = selfSigned();
     upstream = await startUpstream();
