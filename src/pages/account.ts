@@ -1,4 +1,5 @@
 import { html, type SafeHtml } from './html.ts';
+import { summary } from './forms.ts';
 import { layout } from './layout.ts';
 
 /** One part of the account page (sign-in methods, sessions, devices, ...), rendered by its owner. */
@@ -29,7 +30,7 @@ export function accountPage(o: {
     heading: 'Your account',
     error: Boolean(o.error),
     referrerPolicy: 'same-origin',
-    body: html`${o.notice ? html`<p class="notice" role="status">${o.notice}</p>` : ''}${o.error ? html`<div class="summary" role="alert"><p><strong>${o.error}</strong></p></div>` : ''}
+    body: html`${o.notice ? html`<p class="notice" role="status">${o.notice}</p>` : ''}${summary({ form: o.error }, [])}
 <p>Signed in as <strong class="who">${o.email}</strong>${o.name ? html` (${o.name})` : ''}.</p>
 ${o.sections.map((s) => html`<section aria-labelledby="${s.id}"><h2 id="${s.id}">${s.heading}</h2>${s.body}</section>`)}
 <p class="alt"><a href="${o.signOutUrl}">Sign out</a></p>`,

@@ -200,7 +200,8 @@ export class AuthRoutes implements FormTools {
       rd: rd === ctx.site.home ? undefined : rd,
       email,
       errors,
-      notice,
+      // Sent here by a page that waits on the other side (the device page, consent): say so.
+      notice: notice ?? this.s.oauth.signInPurpose(rd),
       registerUrl:
         this.s.config.accounts.registration === 'open'
           ? this.url(ctx, '/register', { rd: rd === ctx.site.home ? undefined : rd })

@@ -12,6 +12,7 @@ import { emailConfig, linkIn, mailTo, openLinkPage, submit } from '../helpers/em
 import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { example, nginxSkip, startNginx, type TestNginx } from '../helpers/nginx.ts';
 import { startSmtp, type TestSmtp } from '../helpers/smtp.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 import { selfSigned, type TestCert } from '../helpers/tls.ts';
 import { eventually, PG_URL, postgres } from '../faults/services.ts';
 import { Clock, forms } from '../oauth/helpers.ts';
@@ -283,7 +284,7 @@ async function cliReachesCatalog(stack: Stack, email: string) {
   return backstageIdentity;
 }
 
-describe('Backstage behind Gatehouse (@gatehouse/backstage-auth-provider)', { skip }, () => {
+describeOrSkip('Backstage behind Gatehouse (@gatehouse/backstage-auth-provider)', { skip }, () => {
   const clock = new Clock();
   let smtp: TestSmtp;
   let main: Stack;
@@ -623,7 +624,7 @@ describe('Backstage behind Gatehouse (@gatehouse/backstage-auth-provider)', { sk
     assert.ok(identity.identity.ownershipEntityRefs.includes('group:default/team-a'));
   });
 
-  describe('behind nginx', { skip: nginxSkipped }, () => {
+  describeOrSkip('behind nginx', { skip: nginxSkipped }, () => {
     test('sign-in over https through nginx: the User entity of the verified address', async () => {
       const { session } = await backstageSession(front!, 'alice@example.com');
       assert.equal(session.backstageIdentity.identity.userEntityRef, 'user:default/alice');

@@ -3,9 +3,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import pg from 'pg';
 import { PG_URL } from '../faults/services.ts';
+import { requirement } from '../helpers/requirements.ts';
 
 /**
  * A real Backstage backend for the tests, installed from npm with pinned versions into a cache
@@ -25,8 +25,6 @@ export const BACKSTAGE_PACKAGES: Record<string, string> = {
   '@backstage/plugin-auth-node': '0.7.8',
   '@backstage/plugin-catalog-backend': '4.0.5',
 };
-
-const inCI = () => ['true', '1'].includes((process.env.CI ?? '').toLowerCase());
 
 function cacheRoot(): string {
   if (process.env.GATEHOUSE_TEST_CACHE) return process.env.GATEHOUSE_TEST_CACHE;
@@ -102,9 +100,9 @@ export async function installBackstage(): Promise<BackstageInstall> {
 }
 
 /**
- * For `describe(name, { skip }, ...)`: the install, or why there is none. Where it cannot be
- * installed the tests are skipped with a loud message, except under CI=true, where that is a
- * failure (a test that fails with the reason).
+ * The install, or why there is none, as `skip` for describeOrSkip(): a missing install is
+ * reported like any missing service (test/helpers/requirements.ts): skipped tests with the
+ * reason and a banner, a failure under CI=true.
  */
 export async function backstageOrSkip(): Promise<{ install?: BackstageInstall; skip: string | false }> {
   try {
@@ -115,17 +113,10 @@ export async function backstageOrSkip(): Promise<{ install?: BackstageInstall; s
       );
     return { install, skip: false };
   } catch (err) {
-    const reason = `Backstage could not be installed from npm: ${(err as Error).message}`;
-    if (inCI()) {
-      test('Backstage is installed (required under CI)', () => {
-        throw new Error(`${reason}\nUnder CI=true this is a failure, not a skip.`);
-      });
-      return { skip: `${reason.split('\n')[0]} (failing: CI=true)` };
-    }
-    process.stderr.write(
-      `\n${'!'.repeat(90)}\n!!! SKIPPING the real-Backstage tests: ${reason}\n!!! Under CI=true this fails instead.\n${'!'.repeat(90)}\n\n`,
-    );
-    return { skip: `SKIPPED: ${reason.split('\n')[0]}` };
+    const problem = `Backstage could not be installed from npm: ${(err as Error).message.split('\n')[0]}`;
+    return {
+      skip: requirement('Backstage', problem, 'the npm registry must be reachable; see docs/backstage.md#tests'),
+    };
   }
 }
 

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { Client, registerJson, uniqueEmail, PASSWORD } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { rawRequest } from '../helpers/raw.ts';
 import { Relay } from './relay.ts';
 import { eventually, pgSchema, postgres } from './services.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * PostgreSQL goes away under a running Gatehouse (through a relay this test controls; the
@@ -13,7 +14,7 @@ import { eventually, pgSchema, postgres } from './services.ts';
  */
 const service = await postgres();
 
-describe('store down (PostgreSQL through a relay)', { skip: service.skip }, () => {
+describeOrSkip('store down (PostgreSQL through a relay)', { skip: service.skip }, () => {
   let relay: Relay;
   let db: Awaited<ReturnType<typeof pgSchema>>;
   let gh: TestGatehouse;

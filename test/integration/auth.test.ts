@@ -90,7 +90,7 @@ describe('registration and sign-in with forms (no JavaScript)', () => {
     assert.equal(sessionCookie(c), undefined);
   });
 
-  test('registration errors sit next to their fields', async () => {
+  test('registration errors sit next to their fields; each item of the summary names its field and links to it', async () => {
     const c = new Client(gh.url);
     const res = await c.submitForm('/.auth/register', { email: 'not-an-email', password: 'password' });
     assert.equal(res.status, 400);
@@ -98,6 +98,13 @@ describe('registration and sign-in with forms (no JavaScript)', () => {
     assert.match(res.text, /id="password"[^>]*aria-describedby="password-hint password-error"[^>]*aria-invalid="true"/);
     assert.match(res.text, /id="email-error">Enter an email address/);
     assert.match(res.text, /id="password-error">This password is too common/);
+    assert.match(
+      res.text,
+      /<strong>There are 2 problems with the form\.<\/strong><\/p><ul><li><a href="#email">Email: Enter an email address like name@example\.com\.<\/a><\/li><li><a href="#password">Password: This password is too common/,
+    );
+    const login = await new Client(gh.url).submitForm('/.auth/login', { email: uniqueEmail('blank') });
+    assert.equal(login.status, 400);
+    assert.match(login.text, /<li><a href="#password">Password: Enter your password\.<\/a><\/li>/);
   });
 });
 

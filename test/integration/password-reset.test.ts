@@ -121,6 +121,7 @@ describe('password reset', () => {
       const refused = await submit(phone, page, '/.auth/reset-password', { password: weak });
       assert.equal(refused.status, 400);
       assert.match(decodeEntities(refused.text), why);
+      assert.match(refused.text, /<li><a href="#password">New password: /, 'the summary names the field');
     }
     assert.equal(await status(phone), 200, 'a refused password changes nothing');
 
@@ -395,6 +396,7 @@ describe('forgot-password tells nobody whether an address has an account (ATTACK
     const page = await submit(c, form, '/.auth/forgot-password', { email: '<b>x</b>' });
     assert.equal(page.status, 400);
     assert.match(page.text, /value="&lt;b&gt;x&lt;\/b&gt;"/, 'what was typed comes back escaped');
+    assert.match(page.text, /<li><a href="#email">Email: Enter /, 'the summary names the field');
   });
 });
 
@@ -440,7 +442,7 @@ describe('change password (signed in)', () => {
       password: 'password1',
     });
     assert.equal(weak.status, 400);
-    assert.match(weak.text, /too common/);
+    assert.match(weak.text, /<li><a href="#password">New password: This password is too common/);
     assert.equal(
       (
         await c.postForm(

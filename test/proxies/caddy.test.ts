@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { Client, PASSWORD, uniqueEmail } from '../helpers/client.ts';
 import { caddyExample, caddySkip, startCaddy, type TestCaddy } from '../helpers/caddy.ts';
 import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { selfSigned, type TestCert } from '../helpers/tls.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { forwardAuthContract } from './forward-auth.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * Real Caddy (Debian's package) with forward_auth, running examples/Caddyfile on a loopback
@@ -13,7 +14,7 @@ import { forwardAuthContract } from './forward-auth.ts';
  * client as they are, so browsers get the 302 to the login page from Gatehouse itself.
  */
 
-describe('Caddy forward_auth asking Gatehouse (examples/Caddyfile)', { skip: caddySkip() }, () => {
+describeOrSkip('Caddy forward_auth asking Gatehouse (examples/Caddyfile)', { skip: caddySkip() }, () => {
   let cert: TestCert;
   let upstream: TestUpstream;
   let gh: TestGatehouse;

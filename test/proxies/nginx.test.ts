@@ -8,6 +8,7 @@ import { example, nginxSkip, startNginx, type TestNginx } from '../helpers/nginx
 import { selfSigned, type TestCert } from '../helpers/tls.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { forwardAuthContract } from './forward-auth.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * Real nginx in front of Gatehouse, running the configs in examples/ with loopback ports:
@@ -75,7 +76,7 @@ function redirectsOf(response: Awaited<ReturnType<Page['goto']>>): number {
 
 const limits = { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000 } };
 
-describe('real nginx', { skip }, () => {
+describeOrSkip('real nginx', { skip }, () => {
   before(async () => {
     cert = selfSigned();
     upstream = await startUpstream();
