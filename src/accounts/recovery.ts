@@ -23,7 +23,7 @@ import { hashPassword, passwordProblem } from './passwords.ts';
 
 type Handler = (ctx: RequestContext, params: Params) => Promise<void>;
 
-/** What forgot-password answers, for every address alike (ATTACKS 41). */
+/** What forgot-password answers, for every address alike (security.md #41). */
 const SENT = 'If there is an account for this address, a message with a link to choose a new password is on its way.';
 
 /**
@@ -261,7 +261,7 @@ export class PasswordRecovery {
     const used = await this.links.consume(ctx, 'reset', input);
     if (!used.ok) return this.links.problem(ctx, 'reset', used.problem, false, input);
     const user = used.user;
-    // Every session ends, the one of this browser too (ATTACKS 27), and none starts (ATTACKS 44).
+    // Every session ends, the one of this browser too (security.md #27), and none starts (security.md #44).
     await this.s.accounts.replacePassword(
       user.id,
       passwordHash,

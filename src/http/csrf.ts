@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 
 /**
- * Cross-site request checks for Gatehouse's own state-changing routes (ATTACKS 28-30).
+ * Cross-site request checks for Gatehouse's own state-changing routes (security.md #28-30).
  * A browser tells where a request comes from: Sec-Fetch-Site (modern browsers) or Origin.
  * Anything but same-origin (or a typed URL, "none") is refused. Requests without either
  * header do not come from a browser page; for them (and for defence in depth) HTML forms

@@ -5,7 +5,7 @@ import { h2Stream } from './protocol.ts';
 
 /**
  * What the client used to reach the first proxy Gatehouse trusts: its address, the scheme and
- * the Host. The one place that reads forwarding headers (ATTACKS 5, 7, 42):
+ * the Host. The one place that reads forwarding headers (security.md #5, #7, #42):
  *
  *   - from a peer that is not in trustedProxies, nothing is read: the client is the peer, the
  *     scheme is the socket's (https only on Gatehouse's own TLS), the host is Host/:authority;

@@ -1,7 +1,7 @@
 /**
  * Request-target normalization. The path produced here is the one route rules are matched
  * on AND the one forwarded to the app, so the two can never disagree (Pomerium
- * CVE-2023-33189, ATTACKS 14-20). Anything a server could read two ways is refused (400)
+ * CVE-2023-33189, security.md #14-20). Anything a server could read two ways is refused (400)
  * rather than guessed:
  *   - percent-encoded unreserved characters are decoded (%7E → ~, %2e → .), other escapes
  *     are kept with upper-case hex;

@@ -2,7 +2,7 @@
  * Who a provider says the user is, reduced to what Gatehouse keeps: the (issuer, subject)
  * key, an email with whether the provider verified it, a display name, and groups. Claims
  * are untrusted text from another system: control characters and oversized values are
- * dropped here, once, before anything is stored or forwarded (ATTACKS 54).
+ * dropped here, once, before anything is stored or forwarded (security.md #54).
  */
 export interface ProviderProfile {
   issuer: string;

@@ -349,7 +349,7 @@ export class AuthRoutes implements FormTools {
   // ---- logout -----------------------------------------------------------------------
 
   private async logoutForm(ctx: RequestContext): Promise<void> {
-    // GET never signs anyone out (ATTACKS 29): it shows a button that POSTs.
+    // GET never signs anyone out (security.md #29): it shows a button that POSTs.
     const rd = this.returnTarget(ctx, this.queryParam(ctx, 'rd'));
     const current = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin).catch(() => undefined);
     const { token, cookies } = this.csrf(ctx);

@@ -729,7 +729,7 @@ export class Gatehouse {
 
   // ---- errors -----------------------------------------------------------------------
 
-  /** 421 for a host no site answers for, never trusted or redirected (ATTACKS 7). */
+  /** 421 for a host no site answers for, never trusted or redirected (security.md #7). */
   private misdirected(req: IncomingMessage, res: ServerResponse, requestId: string): void {
     this.diagnosis.respond(
       req,

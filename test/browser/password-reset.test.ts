@@ -94,7 +94,7 @@ describeOrSkip('password reset in Chromium', { skip: browserSkip(), timeout: 120
         assert.equal(
           (await context.cookies(gh.url)).find((c) => c.name === 'gatehouse'),
           undefined,
-          'not signed in (ATTACKS 44)',
+          'not signed in (security.md #44)',
         );
 
         // 4. The laptop's session ended. (Its one-minute sign-in marker goes first: within that

@@ -9,7 +9,7 @@ import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * PostgreSQL goes away under a running Gatehouse (through a relay this test controls; the
- * machine's PostgreSQL is never touched) and comes back. ATTACKS "Faults": protected routes
+ * machine's PostgreSQL is never touched) and comes back. security.md #60: protected routes
  * fail closed, public routes keep working, recovery needs no restart.
  */
 const service = await postgres();

@@ -63,7 +63,7 @@ describe('registration and sign-in with forms (no JavaScript)', () => {
     const cookie = sessionCookie(c)!;
     assert.equal((await c.get('/home')).status, 200);
 
-    // GET on logout changes nothing (ATTACKS 29).
+    // GET on logout changes nothing (security.md #29).
     const confirm = await c.html('/.auth/logout');
     assert.match(confirm.text, new RegExp(email.replace(/[.+]/g, '\\$&')));
     assert.equal((await c.get('/home')).status, 200);
@@ -72,7 +72,7 @@ describe('registration and sign-in with forms (no JavaScript)', () => {
     assert.equal(out.status, 303);
     assert.equal(out.location, `${gh.url}/.auth/login?signed_out=1`);
     assert.ok(out.cookies.some((s) => /^gatehouse=; .*Max-Age=0/.test(s)));
-    // Replay of the old cookie (ATTACKS 25).
+    // Replay of the old cookie (security.md #25).
     const replay = await new Client(gh.url).get('/home', { cookie: `gatehouse=${cookie}` });
     assert.equal(replay.status, 401);
     assert.equal(await gh.gatehouse.store.sessions.get(hashSessionId(cookie)), undefined, 'record deleted');
@@ -156,7 +156,7 @@ describe('JSON endpoints for SPAs', () => {
 });
 
 describe('sessions', () => {
-  test('cookie attributes (ATTACKS 21)', async () => {
+  test('cookie attributes (security.md #21)', async () => {
     const c = new Client(gh.url);
     const reg = await c.postJson('/.auth/register', { email: uniqueEmail('attrs'), password: PASSWORD });
     const set = reg.cookies.find((s) => s.startsWith('gatehouse='))!;
@@ -165,7 +165,7 @@ describe('sessions', () => {
     assert.equal(reg.headers['cache-control'], 'no-store');
   });
 
-  test('a planted cookie is never adopted; each login gets a new id (ATTACKS 22)', async () => {
+  test('a planted cookie is never adopted; each login gets a new id (security.md #22)', async () => {
     const email = uniqueEmail('fix');
     await registerJson(new Client(gh.url), email);
     const planted = 'A'.repeat(43);
@@ -185,7 +185,7 @@ describe('sessions', () => {
     );
   });
 
-  test('malformed, duplicated and look-alike cookies are anonymous, not errors (ATTACKS 23-24)', async () => {
+  test('malformed, duplicated and look-alike cookies are anonymous, not errors (security.md #23-24)', async () => {
     const c = new Client(gh.url);
     await registerJson(c);
     const good = sessionCookie(c)!;
@@ -203,7 +203,7 @@ describe('sessions', () => {
     }
   });
 
-  test('idle and absolute timeouts are enforced by the server (ATTACKS 26)', async () => {
+  test('idle and absolute timeouts are enforced by the server (security.md #26)', async () => {
     const c = new Client(gh.url);
     await registerJson(c);
     const hash = hashSessionId(sessionCookie(c)!);
@@ -225,7 +225,7 @@ describe('sessions', () => {
     assert.equal((await c2.get('/api/x')).status, 401, 'absolute');
   });
 
-  test('disabling an account or setting its password ends its sessions (ATTACKS 27)', async () => {
+  test('disabling an account or setting its password ends its sessions (security.md #27)', async () => {
     const a = new Client(gh.url);
     const user = await registerJson(a);
     const b = new Client(gh.url);
@@ -248,7 +248,7 @@ describe('sessions', () => {
   });
 });
 
-describe('CSRF (ATTACKS 28-30)', () => {
+describe('CSRF (security.md #28-30)', () => {
   test('cross-site POSTs to login, register and logout are refused', async () => {
     const c = new Client(gh.url);
     await registerJson(c);
@@ -336,7 +336,7 @@ describe('CSRF (ATTACKS 28-30)', () => {
   });
 });
 
-describe('return targets never leave the origin (ATTACKS 8-12)', () => {
+describe('return targets never leave the origin (security.md #8-12)', () => {
   const evil = [
     '//evil.com',
     '/\\evil.com',
@@ -374,7 +374,7 @@ describe('return targets never leave the origin (ATTACKS 8-12)', () => {
   });
 });
 
-describe('user enumeration (ATTACKS 41)', () => {
+describe('user enumeration (security.md #41)', () => {
   test('unknown email and wrong password answer alike: status, body, headers', async () => {
     const email = uniqueEmail('enum');
     await registerJson(new Client(gh.url), email);
@@ -462,7 +462,7 @@ describe('bad input changes nothing and gets a clear 4xx', () => {
     assert.equal((await c.get('/.auth/nope')).status, 404);
   });
 
-  test('a 1 MB password is refused fast, without hashing (ATTACKS 43)', async () => {
+  test('a 1 MB password is refused fast, without hashing (security.md #43)', async () => {
     const email = uniqueEmail('mb');
     await registerJson(new Client(gh.url), email);
     const t = performance.now();

@@ -235,7 +235,7 @@ describe('email verification', () => {
     for (const m of smtp.to(email)) tokens.push(tokenOf(linkIn(m, '/.auth/verify-email')));
   });
 
-  test('an address gets at most emailsPerAddress messages an hour (ATTACKS 45)', async () => {
+  test('an address gets at most emailsPerAddress messages an hour (security.md #45)', async () => {
     const { c, email } = await registered();
     const sent = () => smtp.to(email).length;
     // 1 at registration, then resends up to the limit of 4; the next is refused with Retry-After.

@@ -108,7 +108,7 @@ describe('forward-auth decisions', () => {
     );
   });
 
-  test('the same rules as proxied requests: public, deny, groups, methods (ATTACKS 19)', async () => {
+  test('the same rules as proxied requests: public, deny, groups, methods (security.md #19)', async () => {
     assert.equal((await check(nginx('/public/x'))).status, 200);
     assert.equal(
       (await check(nginx('/public/x', 'GET', { cookie }))).headers['x-user-id'],
@@ -127,7 +127,7 @@ describe('forward-auth decisions', () => {
     );
   });
 
-  test('the original URL is normalized like any request: path tricks decide as the app would see them (ATTACKS 14-16)', async () => {
+  test('the original URL is normalized like any request: path tricks decide as the app would see them (security.md #14-16)', async () => {
     assert.equal((await check(nginx('/public/../admin/x', 'GET', { cookie }))).status, 403);
     assert.equal((await check(nginx('/public/%2e%2e/blocked/x'))).status, 403);
     assert.equal((await check(nginx('//blocked/x'))).status, 403);
@@ -173,7 +173,7 @@ describe('forward-auth decisions', () => {
     assert.equal((await check(nginx('/public/caf%C3%A9'))).status, 200);
   });
 
-  test('a WebSocket handshake (the proxy passes Sec-WebSocket-Key and Origin on) gets the Origin checks of own upgrades (ATTACKS 57)', async () => {
+  test('a WebSocket handshake (the proxy passes Sec-WebSocket-Key and Origin on) gets the Origin checks of own upgrades (security.md #57)', async () => {
     const ws = { 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' };
     const own = `https://${HOST}`;
     const ok = await check(nginx('/live', 'GET', { cookie, origin: own, ...ws }));
@@ -201,12 +201,12 @@ describe('forward-auth decisions', () => {
     assert.equal((await check(nginx('/live', 'GET', { cookie }))).status, 200, 'not a handshake: no Origin needed');
   });
 
-  test('the host decides the site; an unknown one is refused (ATTACKS 7)', async () => {
+  test('the host decides the site; an unknown one is refused (security.md #7)', async () => {
     assert.equal((await check(traefik('/x', 'GET', { cookie, 'x-forwarded-host': 'evil.example' }))).status, 421);
     assert.equal((await check(nginx('/x', 'GET', { cookie, host: 'evil.example' }))).status, 421);
   });
 
-  test('only a trusted proxy is asked about: spoofed originals from anyone else are not believed (ATTACKS 5)', async () => {
+  test('only a trusted proxy is asked about: spoofed originals from anyone else are not believed (security.md #5)', async () => {
     const gh2 = await startGatehouse(() => ({ publicUrl: `https://${HOST}`, trustedProxies: ['10.0.0.0/8'] }));
     try {
       const res = await new Client(gh2.url).fetch('/.auth/check', {

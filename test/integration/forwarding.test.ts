@@ -123,7 +123,7 @@ describe('behind a trusted TLS-terminating proxy', () => {
     assert.match(res.text, new RegExp(`href="${ORIGIN}/\\.auth/login"`), 'a link to the https address');
   });
 
-  test('X-Forwarded-Host names the site; a host that is not configured is refused, never trusted (ATTACKS 7)', async () => {
+  test('X-Forwarded-Host names the site; a host that is not configured is refused, never trusted (security.md #7)', async () => {
     const viaXfh = browser(trusted, { 'x-forwarded-proto': 'https', 'x-forwarded-host': HOST });
     viaXfh.defaultHeaders.host = `127.0.0.1:${trusted.port}`;
     assert.equal((await viaXfh.html('/.auth/login')).status, 200);
@@ -184,7 +184,7 @@ describe('behind a trusted TLS-terminating proxy', () => {
   });
 });
 
-describe('from a peer that is not a trusted proxy (ATTACKS 5, 7)', () => {
+describe('from a peer that is not a trusted proxy (security.md #5, #7)', () => {
   test("spoofed X-Forwarded-* and Forwarded are ignored: client address, host and scheme are the peer's", async () => {
     const spoof = {
       'x-forwarded-for': '6.6.6.6',

@@ -11,10 +11,10 @@ import { elapsed, unknownToKnownRatio } from '../helpers/timing.ts';
 /**
  * Password reset and change against a real SMTP server with nodemailer as the client:
  * forgot → mail → reset → every old session gone, the old password refused, the new one
- * works, nobody signed in (ATTACKS 27, 44); links that are reused, expired, superseded,
- * guessed or outlived by another password change fail (ATTACKS 44); forgot-password answers
- * alike for known and unknown addresses, in status, body, headers and time (ATTACKS 41), and
- * is throttled (ATTACKS 45); CSRF on every POST (ATTACKS 28); SMTP down changes no answer.
+ * works, nobody signed in (security.md #27, #44); links that are reused, expired, superseded,
+ * guessed or outlived by another password change fail (security.md #44); forgot-password answers
+ * alike for known and unknown addresses, in status, body, headers and time (security.md #41), and
+ * is throttled (security.md #45); CSRF on every POST (security.md #28); SMTP down changes no answer.
  */
 
 let smtp: TestSmtp;
@@ -130,13 +130,13 @@ describe('password reset', () => {
     assert.equal(done.location, `${gh.url}/.auth/login?reset=1`);
     assert.ok(
       !done.cookies.some((v) => v.startsWith('gatehouse=') && !/Max-Age=0/.test(v)),
-      'no session is started (ATTACKS 44)',
+      'no session is started (security.md #44)',
     );
     assert.ok(
       done.cookies.some((v) => /^gatehouse=;.*Max-Age=0/.test(v)),
       "this browser's old session cookie is cleared",
     );
-    assert.equal(await status(laptop), 401, 'the other session ended (ATTACKS 27)');
+    assert.equal(await status(laptop), 401, 'the other session ended (security.md #27)');
     assert.equal(await status(phone), 401, "this browser's session ended too");
     assert.equal((await gh.gatehouse.store.sessions.listByUser(id)).length, 0);
     assert.match(
@@ -273,7 +273,7 @@ describe('password reset', () => {
   });
 });
 
-describe('forgot-password tells nobody whether an address has an account (ATTACKS 41)', () => {
+describe('forgot-password tells nobody whether an address has an account (security.md #41)', () => {
   const comparable = (r: Response) => {
     const { date, ...headers } = r.headers;
     return { status: r.status, headers, text: r.text };
@@ -331,7 +331,7 @@ describe('forgot-password tells nobody whether an address has an account (ATTACK
     for (const m of smtp.to(email)) if (RESET.test(m.subject)) tokens.push(tokenOf(linkIn(m, '/.auth/reset-password')));
   });
 
-  test('flooding is throttled per address and per client IP, alike for known and unknown addresses (ATTACKS 45)', async () => {
+  test('flooding is throttled per address and per client IP, alike for known and unknown addresses (security.md #45)', async () => {
     const known = uniqueEmail('flood');
     await registerJson(new Client(tight.url), known);
     const ask = (email: string, ip: string) =>
@@ -356,7 +356,7 @@ describe('forgot-password tells nobody whether an address has an account (ATTACK
     for (const m of smtp.to(known)) if (RESET.test(m.subject)) tokens.push(tokenOf(linkIn(m, '/.auth/reset-password')));
   });
 
-  test('links are built from publicUrl: a forged Host is refused, an untrusted X-Forwarded-Host ignored (ATTACKS 7)', async () => {
+  test('links are built from publicUrl: a forged Host is refused, an untrusted X-Forwarded-Host ignored (security.md #7)', async () => {
     const email = uniqueEmail('host');
     await registerJson(new Client(gh.url), email);
     const n = smtp.messages.length;

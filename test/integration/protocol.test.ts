@@ -21,7 +21,7 @@ after(() => gh.close());
 
 const host = () => `Host: 127.0.0.1:${gh.port}\r\n`;
 
-describe('request smuggling and malformed messages (ATTACKS 53-55)', () => {
+describe('request smuggling and malformed messages (security.md #53-55)', () => {
   test('Content-Length with Transfer-Encoding → 400 and close', async () => {
     const r = await rawRequest(
       gh.port,
@@ -49,7 +49,7 @@ describe('request smuggling and malformed messages (ATTACKS 53-55)', () => {
     }
   });
 
-  test('CR/LF smuggled into a header value through encoding never reaches the app (ATTACKS 54)', async () => {
+  test('CR/LF smuggled into a header value through encoding never reaches the app (security.md #54)', async () => {
     const before = gh.upstream.requests.length;
     const r = await rawRequest(
       gh.port,
@@ -191,7 +191,7 @@ describe('request lines and headers the parser lets through (RFC 9112)', () => {
   });
 });
 
-describe('slow clients are cut off (ATTACKS 56)', () => {
+describe('slow clients are cut off (security.md #56)', () => {
   function waitClose(send: (s: net.Socket) => void): Promise<{ ms: number; text: string }> {
     return new Promise((resolve) => {
       const t = performance.now();

@@ -275,7 +275,7 @@ describe('authorization code flow', { concurrency: true }, () => {
     assert.equal(denied.status, 303);
     assert.equal(new URL(denied.location!).searchParams.get('error'), 'access_denied');
     const ok = await browser.postForm(allow!.action, allow!.fields, { origin: gh.url });
-    assert.equal(ok.status, 303, 'never 307 after a credential POST (ATTACKS 52)');
+    assert.equal(ok.status, 303, 'never 307 after a credential POST (security.md #52)');
     const back = new URL(ok.location!);
     assert.equal(`${back.origin}${back.pathname}`, otherPort);
     assert.equal(back.searchParams.get('state'), 'xyz');

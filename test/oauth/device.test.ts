@@ -270,7 +270,7 @@ describe('device flow', { concurrency: true }, () => {
     assert.doesNotMatch(collected, /waiting for the device/);
   });
 
-  test('approval is a same-origin POST with the form token; GET never decides (ATTACKS 28, 29, 48)', async () => {
+  test('approval is a same-origin POST with the form token; GET never decides (security.md #28, #29, #48)', async () => {
     const { browser } = await signedInBrowser(gh);
     const config = await cliClient(gh);
     const device = await oauth.initiateDeviceAuthorization(config, { resource: gh.url });
@@ -325,7 +325,7 @@ describe('device flow', { concurrency: true }, () => {
   });
 });
 
-test('user-code guessing is throttled per account and per IP, with Retry-After; the right code waits too (ATTACKS 46)', async () => {
+test('user-code guessing is throttled per account and per IP, with Retry-After; the right code waits too (security.md #46)', async () => {
   const gh = await startGatehouse(() => ({ tokens: { rateLimits: { userCodePerAccount: 3, userCodePerIp: 5 } } }));
   try {
     const first = await signedInBrowser(gh);

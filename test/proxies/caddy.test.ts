@@ -103,7 +103,7 @@ describeOrSkip('Caddy forward_auth asking Gatehouse (examples/Caddyfile)', { ski
     assert.equal((await user.get('/private/live', { ...ws, origin })).status, 200);
   });
 
-  test('spoofed identity, forwarding and original-URL headers from the client change nothing (ATTACKS 1-5)', async () => {
+  test('spoofed identity, forwarding and original-URL headers from the client change nothing (security.md #1-5)', async () => {
     const spoof = {
       'x-user-id': 'admin',
       X_User_Id: 'admin',

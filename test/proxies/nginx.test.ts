@@ -165,7 +165,7 @@ describeOrSkip('real nginx', { skip }, () => {
       assert.equal(line?.peer, NGINX_ADDR);
     });
 
-    test('a client behind nginx cannot spoof its address, host or scheme (ATTACKS 5, 42)', async () => {
+    test('a client behind nginx cannot spoof its address, host or scheme (security.md #5, #42)', async () => {
       const c = new Client(good.origin, { dispatcher: cert.agent });
       const res = await c.postJson(
         '/.auth/register',
@@ -259,7 +259,7 @@ describeOrSkip('real nginx', { skip }, () => {
       assert.equal((await user.get('/private/live', { ...ws, origin: fa.origin })).status, 200);
     });
 
-    test('spoofed identity and original-URL headers from the client change nothing (ATTACKS 1-2, 5)', async () => {
+    test('spoofed identity and original-URL headers from the client change nothing (security.md #1-2, #5)', async () => {
       const anon = new Client(fa.origin, { dispatcher: cert.agent });
       const spoof = {
         'x-user-id': 'admin',

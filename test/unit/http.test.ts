@@ -21,12 +21,12 @@ describe('cookies', () => {
     assert.equal(readCookie(undefined, 'gatehouse'), undefined);
   });
 
-  test('a duplicated name is ambiguous, never first- or last-wins (ATTACKS 23)', () => {
+  test('a duplicated name is ambiguous, never first- or last-wins (security.md #23)', () => {
     assert.equal(readCookie('gatehouse=victim; gatehouse=attacker', 'gatehouse'), null);
     assert.equal(readCookie('__Host-gatehouse=a;__Host-gatehouse=b', '__Host-gatehouse'), null);
   });
 
-  test('no case-folding or Unicode trimming makes another cookie ours (ATTACKS 24)', () => {
+  test('no case-folding or Unicode trimming makes another cookie ours (security.md #24)', () => {
     assert.equal(readCookie('__HOST-gatehouse=x', '__Host-gatehouse'), undefined);
     assert.equal(readCookie('\u2000__Host-gatehouse=x', '__Host-gatehouse'), undefined);
     assert.equal(readCookie('=x; gatehouse=y', 'gatehouse'), 'y');
@@ -54,7 +54,7 @@ describe('trusted proxies and forwarding headers', () => {
   const clientIp = (t: TrustedProxies, peer: string, xff?: string) =>
     new Forwarding(t, 'x-forwarded', false).resolve(req(peer, xff ? { 'x-forwarded-for': xff } : {})).ip;
 
-  test('nobody is trusted by default: X-Forwarded-* and Forwarded are ignored (ATTACKS 5)', () => {
+  test('nobody is trusted by default: X-Forwarded-* and Forwarded are ignored (security.md #5)', () => {
     const t = new TrustedProxies([]);
     assert.equal(t.has('127.0.0.1'), false);
     for (const mode of ['x-forwarded', 'forwarded'] as const) {
@@ -200,7 +200,7 @@ describe('request headers to the app', () => {
     return pairs;
   };
 
-  test('every client copy of identity headers is dropped, in any spelling (ATTACKS 1-3)', () => {
+  test('every client copy of identity headers is dropped, in any spelling (security.md #1-3)', () => {
     const pairs = build([
       'X-User-Id',
       'evil',
@@ -226,7 +226,7 @@ describe('request headers to the app', () => {
     assert.ok(pairs.some(([n, v]) => n === 'accept' && v === '*/*'));
   });
 
-  test('Connection-listed headers go first; ours are added after (ATTACKS 4)', () => {
+  test('Connection-listed headers go first; ours are added after (security.md #4)', () => {
     const pairs = build(['Connection', 'close, X-User-Id, X-Forwarded-For, Accept', 'Accept', 'x', 'X-Keep', 'y']);
     assert.ok(!pairs.some(([n]) => n === 'accept' || n === 'connection'));
     assert.deepEqual(
@@ -240,7 +240,7 @@ describe('request headers to the app', () => {
     assert.ok(pairs.some(([n]) => n === 'x-keep'));
   });
 
-  test("forwarding headers are Gatehouse's own, never the client's (ATTACKS 5)", () => {
+  test("forwarding headers are Gatehouse's own, never the client's (security.md #5)", () => {
     const pairs = build([
       'X-Forwarded-Host',
       'evil.com',

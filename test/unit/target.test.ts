@@ -19,7 +19,7 @@ describe('request-target normalization', () => {
     assert.deepEqual(t, { ok: true, path: '/x', query: '?q=/public/&a=%2e%2e' });
   });
 
-  test('dot-segments are resolved, never passed through (ATTACKS 14)', () => {
+  test('dot-segments are resolved, never passed through (security.md #14)', () => {
     assert.equal(path('/public/../admin'), '/admin');
     assert.equal(path('/public/%2e%2e/admin'), '/admin');
     assert.equal(path('/public/%2E%2e/admin'), '/admin');
@@ -30,7 +30,7 @@ describe('request-target normalization', () => {
     assert.match(path('/../admin'), /^400/);
   });
 
-  test('encoded slash, backslash, ";" and double encoding are refused (ATTACKS 14-16)', () => {
+  test('encoded slash, backslash, ";" and double encoding are refused (security.md #14-16)', () => {
     assert.match(path('/public/..%2fadmin'), /^400/);
     assert.match(path('/public%2F..%2Fadmin'), /^400/);
     assert.match(path('/%5cadmin'), /^400/);
@@ -41,13 +41,13 @@ describe('request-target normalization', () => {
     assert.match(path('/a\\b'), /^400/);
   });
 
-  test('"//" collapses so //admin and /admin decide alike (ATTACKS 15)', () => {
+  test('"//" collapses so //admin and /admin decide alike (security.md #15)', () => {
     assert.equal(path('//admin'), '/admin');
     assert.equal(path('/a//b///c'), '/a/b/c');
     assert.equal(path('/admin//'), '/admin/');
   });
 
-  test('control characters, spaces, fragments and malformed escapes are refused (ATTACKS 17-18)', () => {
+  test('control characters, spaces, fragments and malformed escapes are refused (security.md #17-18)', () => {
     for (const bad of [
       '/a%0ab',
       '/a%00',
@@ -138,7 +138,7 @@ describe('request-target normalization', () => {
     );
   });
 
-  test('property: normalization is idempotent and the forwarded path decides like the raw one (ATTACKS 20)', () => {
+  test('property: normalization is idempotent and the forwarded path decides like the raw one (security.md #20)', () => {
     const segment = fc.oneof(
       fc.constantFrom(
         '.',
@@ -191,12 +191,12 @@ describe('return targets (rd)', () => {
     assert.equal(ok('https://app.example.com/x?y=1'), '/x?y=1');
   });
 
-  test('protocol-relative and backslash tricks fall back (ATTACKS 8)', () => {
+  test('protocol-relative and backslash tricks fall back (security.md #8)', () => {
     for (const v of ['//evil.com', '/\\evil.com', '\\\\evil.com', '\\/evil.com', '///evil.com', '/\\/evil.com'])
       assert.equal(ok(v), undefined, v);
   });
 
-  test('whitespace and control tricks are rejected (ATTACKS 9)', () => {
+  test('whitespace and control tricks are rejected (security.md #9)', () => {
     for (const v of [
       '/\t/evil.com',
       '/%09/evil.com',
@@ -213,7 +213,7 @@ describe('return targets (rd)', () => {
     }
   });
 
-  test('schemes and encodings are rejected (ATTACKS 10)', () => {
+  test('schemes and encodings are rejected (security.md #10)', () => {
     for (const v of [
       'https:evil.com',
       'http:/evil.com',
@@ -230,7 +230,7 @@ describe('return targets (rd)', () => {
     }
   });
 
-  test('look-alike absolute URLs are rejected (ATTACKS 11)', () => {
+  test('look-alike absolute URLs are rejected (security.md #11)', () => {
     for (const v of [
       'https://app.example.com.evil.com/',
       'https://app.example.com@evil.com/',
