@@ -202,7 +202,7 @@ describe('email verification', () => {
     assert.equal(anonymous.status, 401);
     const { c, link } = await registered();
     const account = await c.html('/.auth/account');
-    assert.match(account.text, /<h2 id="email-address">Email address<\/h2>/);
+    assert.match(account.text, /<h2 id="section-email-address">Email address<\/h2>/);
     assert.equal(
       (await c.postForm('/.auth/verify-email/resend', { csrf: csrfOf(account) }, { origin: 'https://evil.example' }))
         .status,

@@ -428,7 +428,13 @@ describe('change password (signed in)', () => {
     const { id } = await registerJson(new Client(gh.url), email);
     const [c, other] = [await signedIn(gh, email), await signedIn(gh, email)];
     const account = await c.html('/.auth/account');
-    assert.match(account.text, /<h2 id="password">Password<\/h2>/);
+    assert.match(account.text, /<h2 id="section-password">Password<\/h2>/);
+    const ids = [...account.text.matchAll(/\sid="([^"]+)"/g)].map((m) => m[1]);
+    assert.deepEqual(
+      ids.filter((id, i) => ids.indexOf(id) !== i),
+      [],
+      'no id twice: the "New password" label points at its field, not at a heading',
+    );
     assert.match(account.text, /action="\/\.auth\/account\/password"/);
 
     const wrong = await submit(c, account, '/.auth/account/password', {
