@@ -143,7 +143,11 @@ describe('gatehouse check names a typo in the store or cache section with its li
     assert.equal(r.code, 2);
     assert.match(r.stderr, new RegExp(`${file.replace(/[.]/g, '\\.')}:8\\s+store\\.pth: unknown key "pth"`));
     assert.match(r.stderr, /:11\s+cache\.ulr: unknown key "ulr"/, r.stderr);
-    assert.match(r.stderr, /:10\s+cache\.url: is required/, 'and what is missing because of it');
+    assert.match(
+      r.stderr,
+      /:9\s+cache\.url: is required/,
+      'and what is missing because of it, at the map it is missing from',
+    );
     const s = await run(['serve', '--config', file]);
     assert.equal(s.code, 2);
     assert.match(s.stderr, /refusing to start/);
