@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { lintConfig } from '../config/lint.ts';
-import { createLogger } from '../log/index.ts';
+import { createLogger, type Logger } from '../log/index.ts';
 import { Gatehouse } from '../server/gatehouse.ts';
 import { err } from './io.ts';
 
@@ -18,29 +18,22 @@ export async function serve(file: string): Promise<number> {
   }
   const logger = createLogger(config.log.level);
   for (const w of lintConfig(config)) logger.warn({ event: 'config_warning', key: w.key }, w.message);
+  const code = (e: unknown) => {
+    const error = e as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
+    return error.code ?? error.cause?.code;
+  };
   let gatehouse: Gatehouse;
   try {
     gatehouse = await Gatehouse.create(config, { logger });
   } catch (e) {
-    err(`gatehouse: cannot start: ${startupHint(e, config.store.type === 'postgres' ? 'store.url' : 'store.path')}`);
-    return 1;
+    const storeKey = config.store.type === 'postgres' ? 'store.url' : 'store.path';
+    return fatal(logger, `cannot start: ${startupHint(e, storeKey)}`, code(e));
   }
   try {
     await gatehouse.listen();
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const where = `${config.listen.host}:${config.listen.port}`;
-    err(
-      `gatehouse: cannot listen on ${where}: ${
-        code === 'EADDRINUSE'
-          ? 'the port is in use; stop the other process or set listen.port'
-          : code === 'EACCES'
-            ? 'permission denied; use a port above 1023 or grant the capability'
-            : (e as Error).message
-      }`,
-    );
     await gatehouse.close();
-    return 1;
+    return fatal(logger, listenHint(e, `${config.listen.host}:${config.listen.port}`), code(e));
   }
   const stop = (signal: string) => {
     logger.info({ event: 'shutdown', signal }, 'draining');
@@ -54,6 +47,29 @@ export async function serve(file: string): Promise<number> {
   // SIGHUP re-reads listen.tls (a renewed certificate) without dropping a connection.
   process.on('SIGHUP', () => gatehouse.reloadTls());
   return new Promise(() => {});
+}
+
+/**
+ * A node that cannot start says so last: a JSON `fatal` event after every line logged before
+ * it (the log is written asynchronously, so it is flushed first), for log collectors that read
+ * stdout, then one line on stderr for the operator at the terminal.
+ */
+async function fatal(logger: Logger, reason: string, code: string | undefined): Promise<number> {
+  logger.fatal({ event: 'fatal', code }, reason);
+  await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  err(`gatehouse: ${reason}`);
+  return 1;
+}
+
+function listenHint(e: unknown, where: string): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  return `cannot listen on ${where}: ${
+    code === 'EADDRINUSE'
+      ? 'the port is in use; stop the other process or set listen.port'
+      : code === 'EACCES'
+        ? 'permission denied; use a port above 1023 or grant the capability'
+        : (e as Error).message
+  }`;
 }
 
 export function startupHint(e: unknown, storeKey: string): string {
