@@ -123,7 +123,7 @@ function typedScalar(text: string): unknown {
 /**
  * A scalar of the wrong type becomes the type the schema expects when its text reads as that
  * type, as in oauth2-proxy's and Pomerium's config files: "8090" where a number is expected
- * is 8090, "true" where true or false is expected is true, and a number or boolean where
+ * is 8090, "true" (or yes, on, no, off) where true or false is expected is that boolean, and a number or boolean where
  * text is expected is the text as written (clientId: 0123 is "0123"; unauthenticated: 401
  * is "401"). Members of a union are not changed: there the YAML type chooses the member.
  * Returns whether anything changed (then the caller validates again).
@@ -140,7 +140,8 @@ function coerce(
     if (valueAt(data, issue.path) !== input) continue; // a default the schema filled in
     let next: unknown;
     if (typeof input === 'string') {
-      if (issue.code === 'invalid_type' && typeof typedScalar(input) === issue.expected) next = typedScalar(input);
+      const typed = issue.code === 'invalid_type' ? (YAML_11_BOOLEANS[input] ?? typedScalar(input)) : undefined;
+      if (issue.code === 'invalid_type' && typeof typed === issue.expected) next = typed;
     } else {
       const text = textOf(issue.path) ?? String(input);
       if (issue.code === 'invalid_type' && issue.expected === 'string') next = text;
@@ -153,6 +154,16 @@ function coerce(
   }
   return changed;
 }
+
+/**
+ * YAML 1.1's other words for true and false. YAML 1.2 reads them as text; Go's YAML (Pomerium,
+ * Kubernetes) still takes them where a boolean is expected, and so does the loader.
+ */
+const YAML_11_BOOLEANS: Record<string, boolean> = Object.fromEntries(
+  ['yes', 'on', 'no', 'off'].flatMap((w) =>
+    [w, w[0]!.toUpperCase() + w.slice(1), w.toUpperCase()].map((v) => [v, w === 'yes' || w === 'on']),
+  ),
+);
 
 function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
   let v = data;

@@ -69,6 +69,10 @@ const headerName = z
   .regex(/^[A-Za-z0-9-]+$/, 'a header name has only letters, digits and "-"')
   .refine((v) => !RESERVED_HEADERS.has(v.toLowerCase()), {
     message: 'this header is part of the request itself; choose a name of your own, such as X-Auth-Email',
+  })
+  // email: yes means true to whoever wrote it (YAML 1.1), never a header named "yes".
+  .refine((v) => !/^(yes|no|on|off|true|false)$/i.test(v), {
+    message: 'expected true or false (not yes, no, on or off here), or a header name such as X-Auth-Email',
   });
 const forwardHeader = z.union([z.boolean(), headerName], {
   error: 'expected true, false or a header name such as X-Auth-Email',

@@ -39,10 +39,10 @@ describe('each kind of config problem says what was expected and what was found,
     ],
     [
       'wrong type: text for true/false',
-      'preserveHost: yes\n',
+      'preserveHost: maybe\n',
       'preserveHost',
       3,
-      /^expected true or false, found "yes"$/,
+      /^expected true or false, found "maybe"$/,
     ],
     ['wrong type: a list for text', 'title: [a, b]\n', 'title', 3, /^expected text, found a list$/],
     [
@@ -187,6 +187,16 @@ describe('a value takes the type the schema expects where its text reads as that
     assert.equal(c.routes[0]!.unauthenticated, '401');
   });
 
+  test('yes, no, on and off where true or false is expected (YAML 1.1, as Go reads it), but never as a header name', () => {
+    const c = parseConfig(`${base}preserveHost: yes\ncaseSensitivePaths: Off\n`, 'g.yaml', {});
+    assert.deepEqual([c.preserveHost, c.caseSensitivePaths], [true, false]);
+    assert.match(
+      one(`${base}headers:\n  email: yes\n`).message,
+      /^expected true or false \(not yes, no, on or off here\), or a header name .*, found "yes"$/,
+      'not a header named "yes"',
+    );
+  });
+
   test('a number where text is expected is the text as written (leading zeros, exponents)', () => {
     const c = parseConfig(
       `${base}providers:\n  - {id: kc, type: oidc, issuer: "https://kc.example.com", clientId: 00123, clientSecret: 1e3}\n`,
@@ -214,7 +224,7 @@ describe('a value takes the type the schema expects where its text reads as that
 
   test('text that does not read as the type is still refused, saying so', () => {
     assert.equal(one(`${base}listen:\n  port: "80 80"\n`).message, 'expected a number, found "80 80"');
-    assert.equal(one(`${base}preserveHost: "yes"\n`).message, 'expected true or false, found "yes"');
+    assert.equal(one(`${base}preserveHost: "sure"\n`).message, 'expected true or false, found "sure"');
     assert.equal(
       one(`${base}routes:\n  - path: /a\n    unauthenticated: 403\n`).message,
       'expected one of 401, redirect, found 403',
