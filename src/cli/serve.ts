@@ -18,22 +18,18 @@ export async function serve(file: string): Promise<number> {
   }
   const logger = createLogger(config.log.level);
   for (const w of lintConfig(config)) logger.warn({ event: 'config_warning', key: w.key }, w.message);
-  const code = (e: unknown) => {
-    const error = e as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
-    return error.code ?? error.cause?.code;
-  };
   let gatehouse: Gatehouse;
   try {
     gatehouse = await Gatehouse.create(config, { logger });
   } catch (e) {
     const storeKey = config.store.type === 'postgres' ? 'store.url' : 'store.path';
-    return fatal(logger, `cannot start: ${startupHint(e, storeKey)}`, code(e));
+    return fatal(logger, `cannot start: ${startupHint(e, storeKey)}`, errorCode(e));
   }
   try {
     await gatehouse.listen();
   } catch (e) {
     await gatehouse.close();
-    return fatal(logger, listenHint(e, `${config.listen.host}:${config.listen.port}`), code(e));
+    return fatal(logger, listenHint(e, `${config.listen.host}:${config.listen.port}`), errorCode(e));
   }
   const stop = (signal: string) => {
     logger.info({ event: 'shutdown', signal }, 'draining');
@@ -72,9 +68,15 @@ function listenHint(e: unknown, where: string): string {
   }`;
 }
 
-export function startupHint(e: unknown, storeKey: string): string {
+/** The error's code, or its cause's (a store's error wraps the socket's ECONNREFUSED). */
+function errorCode(e: unknown): string | undefined {
   const error = e as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
-  const code = error.code ?? error.cause?.code;
+  return error.code ?? error.cause?.code;
+}
+
+export function startupHint(e: unknown, storeKey: string): string {
+  const error = e as Error;
+  const code = errorCode(e);
   const message = error.message;
   // The cache first: its error carries the socket error (ECONNREFUSED) as its cause too.
   if (error.name === 'CacheUnavailableError') return `${message}; check cache.url and that Redis is running`;

@@ -123,10 +123,10 @@ function typedScalar(text: string): unknown {
 /**
  * A scalar of the wrong type becomes the type the schema expects when its text reads as that
  * type, as in oauth2-proxy's and Pomerium's config files: "8090" where a number is expected
- * is 8090, "true" (or yes, on, no, off) where true or false is expected is that boolean, and a number or boolean where
- * text is expected is the text as written (clientId: 0123 is "0123"; unauthenticated: 401
- * is "401"). Members of a union are not changed: there the YAML type chooses the member.
- * Returns whether anything changed (then the caller validates again).
+ * is 8090, "true" (or yes, on, no, off) where true or false is expected is that boolean, and
+ * a number or boolean where text is expected is the text as written (clientId: 0123 is
+ * "0123"; unauthenticated: 401 is "401"). Members of a union are not changed: there the YAML
+ * type chooses the member. Returns whether anything changed (then the caller validates again).
  */
 function coerce(
   issues: z.core.$ZodIssue[],

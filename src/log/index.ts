@@ -103,12 +103,12 @@ export function batchedStdout(fd = 1): Batcher {
       push();
       if (!writing || !cb) return void cb?.();
       const done = (err?: Error) => {
-        clearTimeout(timer);
+        clearTimeout(deadline);
         stream.off('drain', done);
         stream.off('error', done);
         cb(err);
       };
-      const timer = setTimeout(done, FLUSH_WAIT_MS);
+      const deadline = setTimeout(done, FLUSH_WAIT_MS);
       stream.once('drain', done);
       stream.once('error', done);
     },

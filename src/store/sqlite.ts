@@ -167,7 +167,11 @@ export class SqliteDriver implements SqlDriver {
  * `target` only when complete. Returns the number of pages copied.
  */
 export async function backupSqlite(source: string, target: string): Promise<number> {
-  if (!statSync(source, { throwIfNoEntry: false })?.isFile()) throw new Error(`${source}: no SQLite store here`);
+  const store = statSync(source, { throwIfNoEntry: false });
+  if (!store?.isFile()) throw new Error(`${source}: no SQLite store here`);
+  const existing = statSync(target, { throwIfNoEntry: false });
+  if (existing?.ino === store.ino && existing.dev === store.dev)
+    throw new Error(`${target} is the store itself; write the copy somewhere else`);
   const db = new DatabaseSync(source);
   const partial = `${target}.${randomBytes(4).toString('hex')}.partial`;
   try {

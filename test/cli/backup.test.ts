@@ -138,7 +138,7 @@ describe('gatehouse backup', () => {
     }
   });
 
-  test('never replaces a file unless --force; a PostgreSQL store is pg_dump work; no store, no copy', async () => {
+  test('never replaces a file unless --force, nor the store itself; a PostgreSQL store is pg_dump work; no store, no copy', async () => {
     const store = join(dir, 'small.db');
     const db = new DatabaseSync(store);
     db.exec('CREATE TABLE t (x); INSERT INTO t VALUES (1)');
@@ -156,6 +156,13 @@ describe('gatehouse backup', () => {
     const copy = new DatabaseSync(target, { readOnly: true });
     assert.deepEqual({ ...copy.prepare('SELECT x FROM t').get() }, { x: 1 });
     copy.close();
+
+    const self = await run(['backup', store, '--force', '--config', file]);
+    assert.equal(self.code, 1);
+    assert.match(self.stderr, /small\.db is the store itself; write the copy somewhere else/);
+    const same = new DatabaseSync(store, { readOnly: true });
+    assert.deepEqual({ ...same.prepare('SELECT x FROM t').get() }, { x: 1 }, 'the store is untouched');
+    same.close();
 
     const pg = join(dir, 'pg.yaml');
     writeFileSync(
