@@ -1,6 +1,13 @@
 import { stdin, stdout, stderr } from 'node:process';
 
-export class UsageError extends Error {}
+/** A mistake on the command line: exit 2, with the command's usage when it is given. */
+export class UsageError extends Error {
+  readonly usage: string | undefined;
+  constructor(message: string, usage?: string) {
+    super(message);
+    this.usage = usage;
+  }
+}
 
 export const out = (s = '') => void stdout.write(s + '\n');
 export const err = (s = '') => void stderr.write(s + '\n');

@@ -1,5 +1,8 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { closest } from '../config/suggest.ts';
+import { backup } from './backup.ts';
 import { check } from './check.ts';
 import { operatorContext } from './context.ts';
 import { err, out, UsageError } from './io.ts';
@@ -9,81 +12,218 @@ import { serve } from './serve.ts';
 import { sessions } from './sessions.ts';
 import { users } from './users.ts';
 
+const OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  explain: { type: 'string' },
+  method: { type: 'string' },
+  name: { type: 'string' },
+  groups: { type: 'string' },
+  user: { type: 'string' },
+  json: { type: 'boolean' },
+  now: { type: 'boolean' },
+  algorithm: { type: 'string' },
+  browser: { type: 'boolean' },
+  force: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+} as const;
+type Option = keyof typeof OPTIONS;
+
+interface Command {
+  /** Each form of the command, and what it does. */
+  usage: [string, string][];
+  options: Option[];
+  subcommands?: string[];
+  /** The argument the command cannot do without. */
+  argument?: string;
+  /** Run by the users of an app (no config file), not by its operators. */
+  client?: true;
+}
+
+const COMMANDS: Record<string, Command> = {
+  serve: {
+    usage: [['serve [--config gatehouse.yaml]', 'run a node (SIGTERM/SIGINT drain, SIGHUP reloads listen.tls)']],
+    options: ['config'],
+  },
+  check: {
+    usage: [
+      ['check [--config f]', 'validate; print warnings and the redirect URIs to register'],
+      ['check [--config f] --explain URL [--method M]', 'which app and rule decide URL, and why'],
+    ],
+    options: ['config', 'explain', 'method'],
+  },
+  users: {
+    usage: [
+      ['users add <email> [--name N] [--groups a,b] [--json]', 'password from a prompt or stdin'],
+      ['users list [--json]', ''],
+      ['users disable|enable <email>', "disabling ends the user's sessions and CLI/MCP logins"],
+      ['users set-password <email>', "from a prompt or stdin; ends the user's sessions and CLI/MCP logins"],
+      ['users set-groups <email> <a,b>', ''],
+    ],
+    options: ['config', 'name', 'groups', 'json'],
+    subcommands: ['add', 'list', 'disable', 'enable', 'set-password', 'set-groups'],
+  },
+  sessions: {
+    usage: [
+      ['sessions list --user <email> [--json]', 'browser sessions and CLI/MCP logins'],
+      ['sessions revoke [id] --user <email>', 'one (by id prefix), or all of them'],
+    ],
+    options: ['config', 'user', 'json'],
+    subcommands: ['list', 'revoke'],
+  },
+  keys: {
+    usage: [
+      ['keys list [--json]', 'signing keys: state, when each signs and is dropped'],
+      ['keys rotate [--algorithm EdDSA|ES256]', 'add a key: published now, signs after tokens.keys.publishBefore'],
+      ['keys rotate --now', 'a leaked key: the new one signs at once, the others are unpublished'],
+    ],
+    options: ['config', 'json', 'now', 'algorithm'],
+    subcommands: ['list', 'rotate'],
+  },
+  backup: {
+    usage: [['backup <file> [--force]', 'copy the SQLite store while it runs (a secret: it holds the master key)']],
+    options: ['config', 'force'],
+    argument: '<file>',
+  },
+  login: {
+    usage: [['login <url> [--no-browser]', 'sign in with the device flow; tokens kept in ~/.config/gatehouse/']],
+    options: ['browser'],
+    client: true,
+  },
+  token: {
+    usage: [['token <url>', 'print a valid access token: curl -H "Authorization: Bearer $(gatehouse token URL)" URL']],
+    options: [],
+    client: true,
+  },
+  logout: {
+    usage: [['logout <url>', 'revoke the login and forget it']],
+    options: [],
+    client: true,
+  },
+};
+
+const CONFIG_NOTE = `The config file is --config (-c), else $GATEHOUSE_CONFIG, else ./gatehouse.yaml; users, sessions,
+keys and backup work on the store it names.`;
+
+function usageLines(commands: Command[]): string {
+  return commands
+    .flatMap((c) => c.usage)
+    .map(([form, what]) => `  ${`gatehouse ${form}`.padEnd(56)}  ${what}`.trimEnd())
+    .join('\n');
+}
+
+const all = Object.values(COMMANDS);
 const HELP = `gatehouse: an identity-aware reverse proxy
 
 Usage:
-  gatehouse serve [--config gatehouse.yaml]                 run a node (SIGTERM/SIGINT drain, SIGHUP reloads listen.tls)
-  gatehouse check [--config f]                              validate; print warnings and the redirect URIs to register
-  gatehouse check [--config f] --explain URL [--method M]   which app and rule decide URL, and why
-  gatehouse users add <email> [--name N] [--groups a,b] [--json]   password from a prompt or stdin
-  gatehouse users list [--json]
-  gatehouse users disable|enable <email>                    disabling ends the user's sessions and CLI/MCP logins
-  gatehouse users set-password <email>                      from a prompt or stdin; ends the user's sessions and CLI/MCP logins
-  gatehouse users set-groups <email> <a,b>
-  gatehouse sessions list --user <email> [--json]           browser sessions and CLI/MCP logins
-  gatehouse sessions revoke [id] --user <email>             one (by id prefix), or all of them
-  gatehouse keys list [--json]                              signing keys: state, when each signs and is dropped
-  gatehouse keys rotate [--algorithm EdDSA|ES256]           add a key: published now, signs after tokens.keys.publishBefore
-  gatehouse keys rotate --now                               a leaked key: the new one signs at once, the others are unpublished
+${usageLines(all.filter((c) => !c.client))}
 
 For CLI users of an app behind Gatehouse (no config file needed):
-  gatehouse login <url> [--no-browser]                      sign in with the device flow; tokens kept in ~/.config/gatehouse/
-  gatehouse token <url>                                     print a valid access token: curl -H "Authorization: Bearer $(gatehouse token URL)" URL
-  gatehouse logout <url>                                    revoke the login and forget it
+${usageLines(all.filter((c) => c.client))}
 
-The config file is --config (-c), else $GATEHOUSE_CONFIG, else ./gatehouse.yaml; users, sessions
-and keys work on the store it names. A user is named by email or id. --help (-h) shows this.`;
+${CONFIG_NOTE} A user is named by email or id.
+--help (-h) shows this, or a command's usage after it (gatehouse users --help); --version (-v) the version.`;
 
-export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+function usageOf(name: string): string {
+  const command = COMMANDS[name]!;
+  return `Usage:\n${usageLines([command])}${command.client ? '' : `\n\n${CONFIG_NOTE}`}`;
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return `gatehouse ${pkg.version}`;
+}
+
+/**
+ * Reads the command line: which command, its options, and that every option is one of the
+ * command's. Anything wrong is a UsageError that carries the command's usage, found before
+ * a config file is read.
+ */
+function readArgs(argv: string[]) {
+  // Not strict: unknown options come back as tokens, so they can be named with a suggestion.
+  const { tokens, positionals } = parseArgs({
     args: argv,
+    options: OPTIONS,
     allowPositionals: true,
     allowNegative: true,
-    strict: true,
-    options: {
-      config: { type: 'string', short: 'c' },
-      explain: { type: 'string' },
-      method: { type: 'string' },
-      name: { type: 'string' },
-      groups: { type: 'string' },
-      user: { type: 'string' },
-      json: { type: 'boolean' },
-      now: { type: 'boolean' },
-      algorithm: { type: 'string' },
-      browser: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
+    strict: false,
+    tokens: true,
   });
-  const [command, ...rest] = positionals;
-  const file = values.config ?? process.env.GATEHOUSE_CONFIG ?? 'gatehouse.yaml';
-  if (values.help || !command) {
-    out(HELP);
-    return command || values.help ? 0 : 2;
+  const [name, ...rest] = positionals;
+  const command = name === undefined ? undefined : COMMANDS[name];
+  if (name !== undefined && !command) {
+    const near = closest(name, Object.keys(COMMANDS));
+    throw new UsageError(`unknown command "${name}"${near ? `; did you mean "${near}"?` : ''}`, HELP);
   }
-  switch (command) {
+  const allowed: Option[] = ['help', 'version', ...(command?.options ?? [])];
+  const usage = name === undefined ? HELP : usageOf(name);
+  const values: Partial<Record<Option, string | boolean>> = {};
+  for (const t of tokens) {
+    if (t.kind !== 'option') continue;
+    const option = t.name as Option;
+    const spec = OPTIONS[option] as { type: 'string' | 'boolean' } | undefined;
+    if (!spec || !allowed.includes(option) || (t.rawName.startsWith('--no-') && spec.type === 'string')) {
+      const near = closest(t.rawName.replace(/^-+/, ''), command?.options ?? []);
+      throw new UsageError(
+        `unknown option ${t.rawName}${name ? ` for gatehouse ${name}` : ''}${near ? `; did you mean --${near}?` : ''}`,
+        usage,
+      );
+    }
+    if (spec.type === 'string' && t.value === undefined) throw new UsageError(`${t.rawName} needs a value`, usage);
+    if (spec.type === 'boolean' && t.inlineValue) throw new UsageError(`${t.rawName} takes no value`, usage);
+    values[option] = spec.type === 'string' ? t.value! : !t.rawName.startsWith('--no-');
+  }
+  if (command?.argument && rest.length === 0 && !values.help && !values.version)
+    throw new UsageError(`${name} needs ${command.argument}`, usage);
+  if (command?.subcommands && !values.help && !values.version) {
+    const [sub] = rest;
+    if (sub === undefined) throw new UsageError(`${name} needs a command: ${command.subcommands.join(', ')}`, usage);
+    if (!command.subcommands.includes(sub)) {
+      const near = closest(sub, command.subcommands);
+      throw new UsageError(`unknown command "${name} ${sub}"${near ? `; did you mean "${name} ${near}"?` : ''}`, usage);
+    }
+  }
+  return {
+    name,
+    rest,
+    values: values as { [K in Option]?: (typeof OPTIONS)[K]['type'] extends 'string' ? string : boolean },
+    usage,
+  };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { name, rest, values, usage } = readArgs(argv);
+  if (values.version) {
+    out(version());
+    return 0;
+  }
+  if (values.help || name === undefined) {
+    out(usage);
+    return name !== undefined || values.help ? 0 : 2;
+  }
+  const file = values.config ?? process.env.GATEHOUSE_CONFIG ?? 'gatehouse.yaml';
+  switch (name) {
     case 'serve':
       return serve(file);
     case 'check':
       return check(file, values);
+    case 'backup':
+      return backup(file, rest, values);
     case 'login':
       return login(rest[0], values);
     case 'token':
       return token(rest[0]);
     case 'logout':
       return logout(rest[0]);
-    case 'users':
-    case 'sessions':
-    case 'keys': {
+    default: {
       const ctx = await operatorContext(file);
       try {
-        if (command === 'keys') return await keys(ctx, rest, values);
-        return command === 'users' ? await users(ctx, rest, values) : await sessions(ctx, rest, values);
+        if (name === 'keys') return await keys(ctx, rest, values);
+        return name === 'users' ? await users(ctx, rest, values) : await sessions(ctx, rest, values);
       } finally {
         await ctx.close();
       }
     }
-    default:
-      throw new UsageError(`unknown command "${command}"; see gatehouse --help`);
   }
 }
 
@@ -93,8 +233,9 @@ if (import.meta.main) {
       if (code !== 0 || process.exitCode) process.exitCode = code;
     },
     (e: unknown) => {
-      if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-        err(`gatehouse: ${(e as Error).message}`);
+      if (e instanceof UsageError) {
+        err(`gatehouse: ${e.message}`);
+        if (e.usage) err(`\n${e.usage}`);
         process.exitCode = 2;
       } else if ((e as Error).name === 'ConfigError') {
         err((e as Error).message);

@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { lintConfig } from '../config/lint.ts';
-import { createLogger } from '../log/index.ts';
+import { createLogger, type Logger } from '../log/index.ts';
 import { Gatehouse } from '../server/gatehouse.ts';
 import { err } from './io.ts';
 
@@ -25,25 +25,14 @@ export async function serve(file: string): Promise<number> {
   try {
     gatehouse = await Gatehouse.create(config, { logger });
   } catch (e) {
-    err(`gatehouse: cannot start: ${startupHint(e, config.store.type === 'postgres' ? 'store.url' : 'store.path')}`);
-    return 1;
+    const storeKey = config.store.type === 'postgres' ? 'store.url' : 'store.path';
+    return fatal(logger, `cannot start: ${startupHint(e, storeKey)}`, errorCode(e));
   }
   try {
     await gatehouse.listen();
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const where = `${config.listen.host}:${config.listen.port}`;
-    err(
-      `gatehouse: cannot listen on ${where}: ${
-        code === 'EADDRINUSE'
-          ? 'the port is in use; stop the other process or set listen.port'
-          : code === 'EACCES'
-            ? 'permission denied; use a port above 1023 or grant the capability'
-            : (e as Error).message
-      }`,
-    );
     await gatehouse.close();
-    return 1;
+    return fatal(logger, listenHint(e, `${config.listen.host}:${config.listen.port}`), errorCode(e));
   }
   const stop = (signal: string) => {
     logger.info({ event: 'shutdown', signal }, 'draining');
@@ -59,9 +48,38 @@ export async function serve(file: string): Promise<number> {
   return new Promise(() => {});
 }
 
-export function startupHint(e: unknown, storeKey: string): string {
+/**
+ * A node that cannot start says so last: a JSON `fatal` event after every line logged before
+ * it (the log is written asynchronously, so it is flushed first), for log collectors that read
+ * stdout, then one line on stderr for the operator at the terminal.
+ */
+async function fatal(logger: Logger, reason: string, code: string | undefined): Promise<number> {
+  logger.fatal({ event: 'fatal', code }, reason);
+  await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  err(`gatehouse: ${reason}`);
+  return 1;
+}
+
+function listenHint(e: unknown, where: string): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  return `cannot listen on ${where}: ${
+    code === 'EADDRINUSE'
+      ? 'the port is in use; stop the other process or set listen.port'
+      : code === 'EACCES'
+        ? 'permission denied; use a port above 1023 or grant the capability'
+        : (e as Error).message
+  }`;
+}
+
+/** The error's code, or its cause's (a store's error wraps the socket's ECONNREFUSED). */
+function errorCode(e: unknown): string | undefined {
   const error = e as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
-  const code = error.code ?? error.cause?.code;
+  return error.code ?? error.cause?.code;
+}
+
+export function startupHint(e: unknown, storeKey: string): string {
+  const error = e as Error;
+  const code = errorCode(e);
   const message = error.message;
   // The cache first: its error carries the socket error (ECONNREFUSED) as its cause too.
   if (error.name === 'CacheUnavailableError') return `${message}; check cache.url and that Redis is running`;

@@ -42,7 +42,7 @@ const SUCH_AS = 'expected a duration such as "30s", "15m", "12h" or "90d"';
  */
 export function durationField(def: string, o: { min?: number; max?: number; range?: string; what?: string } = {}) {
   return z
-    .union([z.string(), z.number()])
+    .union([z.string(), z.number()], { error: SUCH_AS })
     .default(def)
     .transform((v, ctx) => {
       const ms = parseDuration(v);

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node, type Scalar } from 'yaml';
 import type { z } from 'zod';
 import { ConfigSchema, type Config } from './schema.ts';
+import { closest } from './suggest.ts';
 
 export interface ConfigProblem {
   /** Dotted key, e.g. "apps[1].upstream" */
@@ -31,8 +32,8 @@ const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^}\\]|\\.)*))?\}/g;
 /**
  * Loads and validates a config file. `${NAME}` and `${NAME:-default}` are replaced inside
  * YAML scalars after parsing, so a variable's value can never add keys or change structure.
- * A scalar that is exactly one unquoted reference takes the variable's YAML type (a port
- * stays a number). Throws ConfigError naming key and line for every problem.
+ * A scalar takes the type the schema expects (see coerce): a port written "8090", or
+ * "${PORT}", is the number. Throws ConfigError naming key and line for every problem.
  */
 export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
   let text: string;
@@ -64,6 +65,8 @@ export function parseConfig(text: string, file = 'gatehouse.yaml', env: NodeJS.P
   }
 
   const problems: ConfigProblem[] = [];
+  /** The text of scalars that are one whole ${NAME}: what the variable held. */
+  const fromEnv = new WeakMap<Scalar, string>();
   visit(doc, {
     Scalar(_key, node) {
       if (typeof node.value !== 'string' || !node.value.includes('${')) return;
@@ -84,10 +87,12 @@ export function parseConfig(text: string, file = 'gatehouse.yaml', env: NodeJS.P
         });
         return;
       }
-      const whole = /^\$\{[^}]*\}$/.test(raw) && node.type === 'PLAIN';
-      if (whole) {
-        const typed = parseDocument(replaced).toJS();
-        node.value = typed === null || typeof typed === 'object' ? replaced : typed;
+      // One whole reference, quoted or not, reads as YAML would read the text (a number,
+      // true or false); coerce() turns it back into the text where the schema wants text.
+      if (/^\$\{[^}]*\}$/.test(raw)) {
+        const typed = typedScalar(replaced);
+        node.value = typeof typed === 'number' || typeof typed === 'boolean' ? typed : replaced;
+        fromEnv.set(node, replaced);
       } else {
         node.value = replaced;
       }
@@ -95,45 +100,237 @@ export function parseConfig(text: string, file = 'gatehouse.yaml', env: NodeJS.P
   });
   if (problems.length) throw new ConfigError(file, problems);
 
-  const data = doc.toJS() ?? {};
-  const result = ConfigSchema.safeParse(data);
-  if (!result.success) throw new ConfigError(file, issuesToProblems(result.error.issues, doc, lineOf));
+  const data: unknown = doc.toJS() ?? {};
+  const textOf = (path: PropertyKey[]) => {
+    const node = doc.getIn(path, true);
+    return isScalar(node) ? (fromEnv.get(node) ?? node.source) : undefined;
+  };
+  // UNWORDED stands in for zod's own messages; the schema's messages win over it.
+  const validate = () => ConfigSchema.safeParse(data, { reportInput: true, error: () => UNWORDED });
+  let result = validate();
+  for (let round = 0; !result.success && round < 10 && coerce(result.error.issues, data, textOf); round++)
+    result = validate();
+  if (!result.success) throw new ConfigError(file, issuesToProblems(result.error.issues, doc, data, lineOf));
   return result.data;
 }
+
+/** How YAML reads a piece of text on its own: a number, a boolean, or undefined for anything else. */
+function typedScalar(text: string): unknown {
+  const doc = parseDocument(text);
+  return !doc.errors.length && isScalar(doc.contents) ? doc.contents.value : undefined;
+}
+
+/**
+ * A scalar of the wrong type becomes the type the schema expects when its text reads as that
+ * type, as in oauth2-proxy's and Pomerium's config files: "8090" where a number is expected
+ * is 8090, "true" (or yes, on, no, off) where true or false is expected is that boolean, and
+ * a number or boolean where text is expected is the text as written (clientId: 0123 is
+ * "0123"; unauthenticated: 401 is "401"). Members of a union are not changed: there the YAML
+ * type chooses the member. Returns whether anything changed (then the caller validates again).
+ */
+function coerce(
+  issues: z.core.$ZodIssue[],
+  data: unknown,
+  textOf: (path: PropertyKey[]) => string | undefined,
+): boolean {
+  let changed = false;
+  for (const issue of issues) {
+    const input = (issue as { input?: unknown }).input;
+    if (input === undefined || input === null || typeof input === 'object') continue;
+    if (valueAt(data, issue.path) !== input) continue; // a default the schema filled in
+    let next: unknown;
+    if (typeof input === 'string') {
+      const typed = issue.code === 'invalid_type' ? (YAML_11_BOOLEANS[input] ?? typedScalar(input)) : undefined;
+      if (issue.code === 'invalid_type' && typeof typed === issue.expected) next = typed;
+    } else {
+      const text = textOf(issue.path) ?? String(input);
+      if (issue.code === 'invalid_type' && issue.expected === 'string') next = text;
+      else if (issue.code === 'invalid_value' && issue.values.includes(text)) next = text;
+    }
+    if (next !== undefined) {
+      setAt(data, issue.path, next);
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+/**
+ * YAML 1.1's other words for true and false. YAML 1.2 reads them as text; Go's YAML (Pomerium,
+ * Kubernetes) still takes them where a boolean is expected, and so does the loader.
+ */
+const YAML_11_BOOLEANS: Record<string, boolean> = Object.fromEntries(
+  ['yes', 'on', 'no', 'off'].flatMap((w) =>
+    [w, w[0]!.toUpperCase() + w.slice(1), w.toUpperCase()].map((v) => [v, w === 'yes' || w === 'on']),
+  ),
+);
+
+function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
+  let v = data;
+  for (const p of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[p];
+  }
+  return v;
+}
+
+function setAt(data: unknown, path: readonly PropertyKey[], value: unknown): void {
+  const parent = valueAt(data, path.slice(0, -1)) as Record<PropertyKey, unknown>;
+  parent[path[path.length - 1]!] = value;
+}
+
+/** The message zod is told to use where the schema has none; issueMessage words those. */
+const UNWORDED = '\u0000';
+
+/** Keys whose values are never repeated in an error: they hold keys, secrets and passwords. */
+const SECRET_KEYS = new Set(['key', 'previousKeys', 'secret', 'clientSecret', 'pass']);
 
 function issuesToProblems(
   issues: z.core.$ZodIssue[],
   doc: Document,
+  data: unknown,
   lineOf: (n: Node | null | undefined) => number | undefined,
 ): ConfigProblem[] {
-  return issues.map((issue) => {
+  const problems: ConfigProblem[] = [];
+  for (const issue of issues) {
     let path = issue.path as (string | number)[];
-    let message = issue.message;
+    let message: string;
+    let found: unknown = issue.input;
     if (issue.code === 'unrecognized_keys') {
       const [first] = issue.keys;
       path = [...path, first!];
-      message = `unknown key "${issue.keys.join('", "')}"${suggest(first!, knownKeys(path.slice(0, -1)))}`;
+      const near = closest(first!, knownKeys(path.slice(0, -1)));
+      message = `unknown key "${issue.keys.join('", "')}"${near ? `; did you mean "${near}"?` : ''}`;
+      found = undefined;
+    } else if (issue.code === 'invalid_union' && issue.discriminator !== undefined) {
+      // The discriminator (type) is missing or names no variant.
+      found = valueAt(data, path);
+      const options = oneOf((issue as { options?: unknown[] }).options ?? []);
+      message = found === undefined ? `is required (${options})` : `expected ${options}`;
     } else if (issue.code === 'invalid_type' && issue.input === undefined) {
       message = 'is required';
-    } else if (issue.code === 'invalid_union' && 'discriminator' in issue) {
-      message = `unknown type; expected one of ${(issue as unknown as { options?: string[] }).options?.join(', ') ?? message}`;
+    } else {
+      message = issueMessage(issue, path);
     }
-    // Point at the deepest node that exists in the file.
-    let line: number | undefined;
-    for (let n = path.length; n >= 0 && line === undefined; n--) {
-      const node = doc.getIn(path.slice(0, n), true) as Node | undefined;
-      if (n === path.length && issue.code === 'unrecognized_keys') {
-        const parent = doc.getIn(path.slice(0, -1), true);
-        if (isMap(parent)) {
-          const pair = parent.items.find((p) => isScalar(p.key) && p.key.value === path[path.length - 1]);
-          line = lineOf(pair?.key as Node | undefined);
-        }
-        continue;
+    const key = formatKey(path);
+    // A check across keys (its input is the map around them) compares values: it has nothing
+    // found to show, and about a value that is already wrong in itself it would only add noise.
+    const across = issue.code === 'custom' && found !== null && typeof found === 'object';
+    if (across && problems.some((p) => p.key === key)) continue;
+    if (found !== undefined && !across) {
+      const length = (issue.code === 'too_small' || issue.code === 'too_big') && issue.origin === 'string';
+      message += `${message.startsWith('expected ') ? ',' : ';'} found ${describe(found, isSecret(path), length)}`;
+    }
+    problems.push({ key, line: lineAt(doc, path, lineOf), message: withoutCredentials(message) });
+  }
+  return problems;
+}
+
+/** What was expected, for an issue the schema did not word itself. */
+function issueMessage(issue: z.core.$ZodIssue, path: (string | number)[]): string {
+  if (issue.message !== UNWORDED) return issue.message;
+  switch (issue.code) {
+    case 'invalid_type': {
+      if (issue.expected === 'object') {
+        const keys = knownKeys(path);
+        return `expected a map${keys.length ? ` of ${keys.slice(0, 6).join(', ')}${keys.length > 6 ? ', ...' : ''}` : ''}`;
       }
-      if (n > 0 || node) line = lineOf(node);
+      if (issue.expected === 'array') {
+        // One plain word where a list is expected (trustedProxies: 10.0.0.0/8): show it as a list.
+        const one = issue.input;
+        const plain = typeof one === 'string' && /^[\w./:*@-]+$/.test(one) && !isSecret(path);
+        return `expected a list${plain ? `, such as [${shown(one)}]` : ''}`;
+      }
+      return `expected ${TYPE_NAMES[issue.expected] ?? issue.expected}`;
     }
-    return { key: formatKey(path), line, message };
-  });
+    case 'invalid_value':
+      return `expected ${oneOf(issue.values)}`;
+    case 'too_small':
+    case 'too_big': {
+      const small = issue.code === 'too_small';
+      const bound = Number(small ? issue.minimum : issue.maximum);
+      const than = issue.inclusive ? (small ? 'at least' : 'at most') : small ? 'more than' : 'less than';
+      if (issue.origin === 'string')
+        return small && bound === 1 ? 'expected non-empty text' : `expected ${than} ${bound} characters`;
+      if (issue.origin === 'array')
+        return small && bound === 1 ? 'expected at least one entry' : `expected ${than} ${bound} entries`;
+      return `expected a number ${than} ${bound}`;
+    }
+    case 'invalid_format':
+      return `expected text matching ${issue.pattern ?? issue.format}`;
+    case 'invalid_key':
+      return issueMessage(issue.issues[0] ?? { ...issue, code: 'custom', message: 'expected another key' }, path);
+    case 'invalid_union': {
+      // Every member refused the value's type: say which types would do.
+      const members = issue.errors.map((errs) =>
+        errs.length === 1 && errs[0]!.path.length === 0 ? issueMessage(errs[0]!, path).replace(/^expected /, '') : '',
+      );
+      return members.every(Boolean) ? `expected ${[...new Set(members)].join(' or ')}` : 'expected another value';
+    }
+    default:
+      return 'is not valid here';
+  }
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  string: 'text',
+  number: 'a number',
+  int: 'a whole number',
+  boolean: 'true or false',
+  record: 'a map',
+};
+
+function oneOf(values: readonly unknown[]): string {
+  const names = values.map((v) => String(v));
+  return names.length === 1 ? names[0]! : `one of ${names.join(', ')}`;
+}
+
+function isSecret(path: readonly (string | number)[]): boolean {
+  return path.some((p) => typeof p === 'string' && SECRET_KEYS.has(p));
+}
+
+/** A value as an error repeats it: text quoted and cut short, a URL's credentials and any secret left out. */
+function describe(value: unknown, secret: boolean, length: boolean): string {
+  if (value === null) return 'an empty value';
+  if (Array.isArray(value)) return value.length ? 'a list' : 'an empty list';
+  if (typeof value === 'object') return 'a map';
+  if (typeof value !== 'string') return String(value);
+  const chars = `${value.length} character${value.length === 1 ? '' : 's'}`;
+  if (secret) return value.length ? chars : 'empty text';
+  const quoted = JSON.stringify(shown(value));
+  return length && value.length ? `${quoted} (${chars})` : quoted;
+}
+
+/** A value cut short, without the credentials of a URL in it. */
+function shown(value: string | number | boolean): string {
+  const text = withoutCredentials(String(value));
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+/** user:password@ of any URL in the text (store.url, cache.url, or one quoted by a check) as ***@. */
+function withoutCredentials(text: string): string {
+  return text.replace(/\/\/[^/@\s]*@/g, '//***@');
+}
+
+/**
+ * The line of the key whose value is the deepest node on the path that is in the file: the
+ * value's own line, or for something missing, the line of the map it is missing from.
+ */
+function lineAt(doc: Document, path: (string | number)[], lineOf: (n: Node | null | undefined) => number | undefined) {
+  let node: unknown = doc.contents;
+  let line = lineOf(node as Node) ?? 1;
+  for (const p of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((i) => isScalar(i.key) && i.key.value === p);
+      if (!pair) break;
+      line = lineOf(pair.key as Node) ?? line;
+      node = pair.value;
+    } else if (isSeq(node) && typeof p === 'number' && node.items[p]) {
+      node = node.items[p];
+      line = lineOf(node as Node) ?? line;
+    } else break;
+  }
+  return line;
 }
 
 function formatKey(path: readonly (string | number)[]): string {
@@ -177,31 +374,4 @@ function unwrap(schema: unknown): unknown {
     s = next as typeof s;
   }
   return s;
-}
-
-function suggest(word: string, candidates: string[]): string {
-  let best: string | undefined;
-  let bestScore = Infinity;
-  for (const c of candidates) {
-    const d = distance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestScore) {
-      bestScore = d;
-      best = c;
-    }
-  }
-  return best !== undefined && bestScore <= Math.max(2, Math.floor(word.length / 3)) ? `; did you mean "${best}"?` : '';
-}
-
-function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length]!;
 }

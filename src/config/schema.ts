@@ -13,13 +13,16 @@ import { checkOAuthTokens, OAUTH_TOKEN_FIELDS } from './tokens.ts';
 const duration = (def: string) =>
   durationField(def).meta({ description: 'Duration: "30s", "15m", "12h", "90d" or a number of seconds' });
 
-const httpUrl = (what: string) =>
+const httpUrl = (what: string, example: string) =>
   z.string().superRefine((v, ctx) => {
     let u: URL;
     try {
       u = new URL(v);
     } catch {
-      ctx.addIssue({ code: 'custom', message: `${what} must be an absolute URL such as https://app.example.com` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected an absolute URL with http:// or https://, such as ${example}`,
+      });
       return;
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:')
@@ -39,7 +42,7 @@ const cidr = z.string().superRefine((v, ctx) => {
   if (!family || !okBits || extra !== undefined) {
     ctx.addIssue({
       code: 'custom',
-      message: `"${v}" is not an IP address, a CIDR range (10.0.0.0/8) or one of ${PROXY_PRESETS.join(', ')}`,
+      message: `expected an IP address, a CIDR range (10.0.0.0/8) or one of ${PROXY_PRESETS.join(', ')}`,
     });
   }
 });
@@ -66,8 +69,14 @@ const headerName = z
   .regex(/^[A-Za-z0-9-]+$/, 'a header name has only letters, digits and "-"')
   .refine((v) => !RESERVED_HEADERS.has(v.toLowerCase()), {
     message: 'this header is part of the request itself; choose a name of your own, such as X-Auth-Email',
+  })
+  // email: yes means true to whoever wrote it (YAML 1.1), never a header named "yes".
+  .refine((v) => !/^(yes|no|on|off|true|false)$/i.test(v), {
+    message: 'expected true or false (not yes, no, on or off here), or a header name such as X-Auth-Email',
   });
-const forwardHeader = z.union([z.boolean(), headerName]);
+const forwardHeader = z.union([z.boolean(), headerName], {
+  error: 'expected true, false or a header name such as X-Auth-Email',
+});
 
 export const AllowSchema = z
   .strictObject({
@@ -175,7 +184,7 @@ export const AppSchema = z.strictObject({
     .regex(/^(\/[A-Za-z0-9\-._~]+)+$/, 'a path prefix such as /api (no trailing slash)')
     .optional()
     .meta({ description: 'Serve this app under a path prefix on its host' }),
-  upstream: httpUrl('upstream'),
+  upstream: httpUrl('upstream', 'http://127.0.0.1:3000'),
 });
 
 const StoreSchema = z
@@ -206,9 +215,12 @@ const secretString = z.string().min(1);
 export const ConfigSchema = z
   .strictObject({
     $schema: z.string().optional(),
-    publicUrl: httpUrl('publicUrl')
+    publicUrl: httpUrl('publicUrl', 'https://app.example.com')
       .refine(
-        (v) => /^(\/[A-Za-z0-9\-._~]+)*\/?$/.test(new URL(v).pathname) && !/\/\.\.?(\/|$)/.test(new URL(v).pathname),
+        (v) => {
+          const path = URL.parse(v)?.pathname ?? '/';
+          return /^(\/[A-Za-z0-9\-._~]+)*\/?$/.test(path) && !/\/\.\.?(\/|$)/.test(path);
+        },
         {
           message: 'the path of publicUrl is a plain path prefix such as /app/ (letters, digits, "-", ".", "_", "~")',
         },
@@ -271,7 +283,9 @@ export const ConfigSchema = z
           .meta({ description: 'Older master keys still accepted for decryption while rotating' }),
       })
       .prefault({}),
-    upstream: httpUrl('upstream').optional().meta({ description: 'The one app behind Gatehouse (or use apps:)' }),
+    upstream: httpUrl('upstream', 'http://127.0.0.1:3000')
+      .optional()
+      .meta({ description: 'The one app behind Gatehouse (or use apps:)' }),
     ...{ ...appFields, name: appFields.name.default('app') },
     apps: z.array(AppSchema).min(1).optional().meta({ description: 'Several apps, routed by host and/or path prefix' }),
     providers: ProvidersSchema,
@@ -283,7 +297,7 @@ export const ConfigSchema = z
           .default('open')
           .meta({ description: 'closed: only operators add users (gatehouse users add)' }),
         allowedDomains: z
-          .array(z.string().regex(/^[A-Za-z0-9.-]+$/))
+          .array(z.string().regex(/^[A-Za-z0-9.-]+$/, 'expected a domain such as example.com'))
           .optional()
           .meta({ description: 'Only these email domains may register' }),
         minPasswordLength: z.number().int().min(8).max(64).default(8),
@@ -368,7 +382,7 @@ export const ConfigSchema = z
       .strictObject({
         cookieName: z
           .string()
-          .regex(/^[A-Za-z0-9_-]+$/)
+          .regex(/^[A-Za-z0-9_-]+$/, 'expected a cookie name of letters, digits, "_" and "-"')
           .default('gatehouse')
           .meta({ description: 'Prefixed with __Host- when publicUrl is https' }),
         idleTimeout: duration('12h'),

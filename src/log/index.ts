@@ -54,6 +54,8 @@ function isoTime(): string {
 /** Log output is handed to the writer once this much has gathered, or after FLUSH_MS. */
 const BATCH_CHARS = 16 * 1024;
 const FLUSH_MS = 10;
+/** The longest logger.flush() waits for stdout to take what was logged. */
+const FLUSH_WAIT_MS = 2000;
 
 type Batcher = DestinationStream & { flush(cb?: (err?: Error) => void): void; flushSync(): void };
 const live = new Set<Batcher>();
@@ -62,19 +64,26 @@ let exitHook = false;
 /**
  * stdout through pino's asynchronous writer (sonic-boom), in batches: a line waits at most
  * FLUSH_MS, or until BATCH_CHARS have gathered, so a busy node makes about a hundred writes
- * a second instead of one per request or two (bench/README.md). logger.flush() and process
- * exit write what is pending.
+ * a second instead of one per request or two (bench/README.md). logger.flush(cb) calls back
+ * once what is pending is written; process exit writes what is left.
  */
 export function batchedStdout(fd = 1): Batcher {
   const stream = pino.destination({ dest: fd, sync: false });
   let pending = '';
   let timer: NodeJS.Timeout | null = null;
+  // sonic-boom's own flush(cb) calls back at once (without minLength it waits for nothing):
+  // whether a write is under way is tracked here; sonic-boom says 'drain' when all is written.
+  let writing = false;
+  stream.on('drain', () => {
+    writing = false;
+  });
   const push = () => {
     if (timer !== null) clearTimeout(timer);
     timer = null;
     if (pending.length === 0) return;
     const batch = pending;
     pending = '';
+    writing = true;
     stream.write(batch);
   };
   const batcher: Batcher = {
@@ -86,9 +95,22 @@ export function batchedStdout(fd = 1): Batcher {
         timer.unref();
       }
     },
+    /**
+     * Calls back once everything logged so far has been written to the file descriptor, or
+     * after FLUSH_WAIT_MS: a stdout nobody reads must not hold a shutdown forever.
+     */
     flush(cb?: (err?: Error) => void) {
       push();
-      stream.flush(cb);
+      if (!writing || !cb) return void cb?.();
+      const done = (err?: Error) => {
+        clearTimeout(deadline);
+        stream.off('drain', done);
+        stream.off('error', done);
+        cb(err);
+      };
+      const deadline = setTimeout(done, FLUSH_WAIT_MS);
+      stream.once('drain', done);
+      stream.once('error', done);
     },
     flushSync() {
       push();

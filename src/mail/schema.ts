@@ -81,7 +81,7 @@ export const SmtpSchema = z
       }),
     name: z
       .string()
-      .regex(/^[A-Za-z0-9.-]+$/)
+      .regex(/^[A-Za-z0-9.-]+$/, 'expected a host name such as mail.example.com')
       .max(253)
       .optional()
       .meta({ description: "The name Gatehouse introduces itself with (EHLO); default: publicUrl's host" }),

@@ -14,7 +14,10 @@ const providerUrl = (what: string) =>
     try {
       u = new URL(v);
     } catch {
-      ctx.addIssue({ code: 'custom', message: `${what} must be an absolute URL such as https://accounts.example.com` });
+      ctx.addIssue({
+        code: 'custom',
+        message: 'expected an absolute https:// URL such as https://accounts.example.com',
+      });
       return;
     }
     if (u.protocol === 'http:' && !isLoopbackHost(u.hostname)) {
@@ -49,6 +52,7 @@ const RESERVED_PARAMS = new Set([
 ]);
 
 const PROVIDER_ID = /^[a-z0-9][a-z0-9-]{0,31}$/;
+const PROVIDER_ID_EXPECTED = 'expected a provider id (one of providers[].id)';
 
 const common = {
   id: z
@@ -95,7 +99,10 @@ const common = {
       description: 'Scopes to ask for; default for oidc: openid, email, profile; for github: read:user, user:email',
     }),
   authorizationParams: z
-    .record(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/), z.string().max(512))
+    .record(
+      z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected a parameter name of letters, digits, "_", "." and "-"'),
+      z.string().max(512),
+    )
     .optional()
     .superRefine((params, ctx) => {
       for (const k of Object.keys(params ?? {}))
@@ -108,7 +115,7 @@ const common = {
     }),
   groupsClaim: z
     .string()
-    .regex(/^[A-Za-z0-9_:/.-]+$/)
+    .regex(/^[A-Za-z0-9_:/.-]+$/, 'expected a claim name such as groups or realm_access.roles')
     .default('groups')
     .meta({
       description:
@@ -142,7 +149,7 @@ export const OidcProviderSchema = z.strictObject({
   }),
   idTokenSigningAlg: z
     .string()
-    .regex(/^[A-Z][A-Za-z0-9]{2,15}$/)
+    .regex(/^[A-Z][A-Za-z0-9]{2,15}$/, 'expected a JWS algorithm such as RS256 or ES256')
     .refine((a) => a !== 'none', 'alg "none" is never accepted')
     .optional()
     .meta({
@@ -188,13 +195,15 @@ export const ProvidersSchema = z
 
 /** tokenRelay on an app (a provider id) or a route (a provider id, or false to turn the app's off). */
 export const TokenRelayRoute = z
-  .union([z.string().regex(PROVIDER_ID), z.literal(false)])
+  .union([z.string().regex(PROVIDER_ID, PROVIDER_ID_EXPECTED), z.literal(false)], {
+    error: 'expected a provider id, or false',
+  })
   .optional()
   .meta({
     description:
       "Send the signed-in user's access token of this provider to the app as Authorization: Bearer (refreshed as needed); false turns the app's tokenRelay off here",
   });
-export const TokenRelayApp = z.string().regex(PROVIDER_ID).optional().meta({
+export const TokenRelayApp = z.string().regex(PROVIDER_ID, PROVIDER_ID_EXPECTED).optional().meta({
   description:
     "Send the signed-in user's access token of this provider to the app as Authorization: Bearer on every route (refreshed as needed); a client's own Authorization is dropped",
 });

@@ -285,13 +285,34 @@ export class Gatehouse {
       this.logger.debug({ event: 'client_error', code: err.code, status }, 'malformed request refused');
       rejectUpgrade(socket, status, http.STATUS_CODES[status]!, `${http.STATUS_CODES[status]}\n`);
     });
-    this.purgeTimer = setInterval(() => {
-      this.store.sessions.purgeExpired(Date.now(), config.sessions.idleTimeout).catch(() => {});
-      this.providers.flows.purgeExpired().catch(() => {});
-      this.oauth.purge().catch(() => {});
-      this.emailTokens.purgeExpired().catch(() => {});
-    }, 10 * 60_000);
+    this.purgeTimer = setInterval(() => void this.purge(), 10 * 60_000);
     this.purgeTimer.unref();
+  }
+
+  /**
+   * Deletes what has expired: sessions, provider sign-in states, the OAuth server's records,
+   * mailed links. Runs every 10 minutes; a purge that fails is logged (`purge_failed`: which
+   * one, and the error's name and message) and tried again at the next round.
+   */
+  async purge(): Promise<void> {
+    const purges: [string, () => Promise<unknown>][] = [
+      ['sessions', () => this.store.sessions.purgeExpired(Date.now(), this.config.sessions.idleTimeout)],
+      ['provider_flows', () => this.providers.flows.purgeExpired()],
+      ['oauth', () => this.oauth.purge()],
+      ['email_tokens', () => this.emailTokens.purgeExpired()],
+    ];
+    await Promise.all(
+      purges.map(([purge, run]) =>
+        Promise.resolve()
+          .then(run)
+          .catch((err: Error) =>
+            this.logger.warn(
+              { event: 'purge_failed', purge, err: { name: err.name, message: err.message } },
+              'could not delete expired records; the next purge tries again',
+            ),
+          ),
+      ),
+    );
   }
 
   static async create(config: Config, options: GatehouseOptions = {}): Promise<Gatehouse> {

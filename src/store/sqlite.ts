@@ -1,6 +1,7 @@
-import { mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { backup, DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { SqlDriver, SqlValue } from './driver.ts';
 
 /**
@@ -155,6 +156,39 @@ export class SqliteDriver implements SqlDriver {
   async close(): Promise<void> {
     while (this.txDone) await this.txDone;
     if (this.db.isOpen) this.db.close();
+  }
+}
+
+/**
+ * Copies the SQLite store at `source` to `target` with SQLite's online backup, while
+ * Gatehouse runs and writes: the copy is one consistent snapshot (all pages in one step, so
+ * other connections' commits never restart it). It is written to a new file beside `target`,
+ * created with mode 0600 (the store holds the generated master key), and renamed onto
+ * `target` only when complete. Returns the number of pages copied.
+ */
+export async function backupSqlite(source: string, target: string): Promise<number> {
+  const store = statSync(source, { throwIfNoEntry: false });
+  if (!store?.isFile()) throw new Error(`${source}: no SQLite store here`);
+  const existing = statSync(target, { throwIfNoEntry: false });
+  if (existing?.ino === store.ino && existing.dev === store.dev)
+    throw new Error(`${target} is the store itself; write the copy somewhere else`);
+  const db = new DatabaseSync(source);
+  const partial = `${target}.${randomBytes(4).toString('hex')}.partial`;
+  try {
+    closeSync(openSync(partial, 'wx', 0o600));
+    db.exec('PRAGMA busy_timeout = 5000');
+    const pages = await backup(db, partial, { rate: 2 ** 31 - 1 });
+    renameSync(partial, target);
+    return pages;
+  } catch (err) {
+    try {
+      unlinkSync(partial);
+    } catch {
+      // never created, or gone
+    }
+    throw err;
+  } finally {
+    db.close();
   }
 }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -83,6 +83,75 @@ describe('gatehouse check', () => {
     assert.match(s.stderr, /:3 +sesions: unknown key/);
   });
 
+  test('every kind of problem, from check (exit 2) and serve (refuses, exit 2): file:line, key, expected and found', async () => {
+    const file = writeConfig(
+      'kinds.yaml',
+      [
+        'publicUrl: 127.0.0.1:8090',
+        'upstream: http://127.0.0.1:3000',
+        'listen:',
+        '  port: eighty',
+        '  prot: 80',
+        'headers: yes',
+        'trustedProxies: 10.0.0.0/8',
+        'defaultAccess: public',
+        'sessions:',
+        '  idleTimeout: soon',
+        '  cookieName: "a b"',
+        'store:',
+        '  type: mysql',
+        'routes:',
+        '  - path: /a',
+        '    unauthenticated: 403',
+        '    tokenRelay: [x]',
+        'accounts:',
+        '  minPasswordLength: 4',
+        'tokens:',
+        '  clients:',
+        '    - {id: a, name: A, grantTypes: [device_code], secret: hunter2}',
+        'cache:',
+        '  type: redis',
+        '',
+      ].join('\n'),
+    );
+    const expected = [
+      '1  publicUrl: expected an absolute URL with http:// or https://, such as https://app.example.com, found "127.0.0.1:8090"',
+      '4  listen.port: expected a number, found "eighty"',
+      '5  listen.prot: unknown key "prot"; did you mean "port"?',
+      '6  headers: expected a map of email, name, groups, assertion, found "yes"',
+      '7  trustedProxies: expected a list, such as [10.0.0.0/8], found "10.0.0.0/8"',
+      '8  defaultAccess: expected one of authenticated, deny, found "public"',
+      '10  sessions.idleTimeout: expected a duration such as "30s", "15m", "12h" or "90d", found "soon"',
+      '11  sessions.cookieName: expected a cookie name of letters, digits, "_" and "-", found "a b"',
+      '13  store.type: expected one of sqlite, postgres, found "mysql"',
+      '16  routes[0].unauthenticated: expected one of 401, redirect, found 403',
+      '17  routes[0].tokenRelay: expected a provider id, or false, found a list',
+      '19  accounts.minPasswordLength: expected a number at least 8, found 4',
+      '22  tokens.clients[0].secret: a client secret needs at least 32 characters (openssl rand -base64 32); found 7 characters',
+      '23  cache.url: is required',
+    ].map((line) => `  ${file}:${line}`);
+    const r = await run(['check', '--config', file]);
+    assert.equal(r.code, 2);
+    assert.deepEqual(r.stderr.trimEnd().split('\n').slice(1).sort(), expected.sort());
+    assert.match(r.stderr, /^Invalid configuration \(14 problems\):$/m);
+    const s = await run(['serve', '--config', file]);
+    assert.equal(s.code, 2);
+    assert.match(s.stderr, /^gatehouse: refusing to start\.$/m);
+    for (const line of expected) assert.ok(s.stderr.includes(line), line);
+    assert.doesNotMatch(r.stderr + s.stderr, /hunter2/);
+
+    // Checks across keys and checks of a value's meaning run once every value has its type.
+    const across = writeConfig(
+      'across.yaml',
+      'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\nheaders: {email: Cookie}\nsessions:\n  idleTimeout: 8d\n',
+    );
+    const a = await run(['check', '--config', across]);
+    assert.equal(a.code, 2);
+    assert.match(a.stderr, /:3 +headers\.email: this header is part of the request itself.*; found "Cookie"$/m);
+    assert.match(a.stderr, /:5 +sessions\.idleTimeout: idleTimeout is longer than absoluteTimeout$/m);
+    assert.equal((await run(['serve', '--config', across])).code, 2);
+  });
+
   test('a missing file or unset variable is named', async () => {
     const missing = await run(['check', '--config', join(dir, 'nope.yaml')]);
     assert.equal(missing.code, 2);
@@ -121,6 +190,71 @@ describe('gatehouse check', () => {
     const help = await run(['--help']);
     assert.equal(help.code, 0);
     assert.match(help.stdout, /gatehouse users add/);
+  });
+});
+
+describe('the command line', () => {
+  /** No config file anywhere: a usage mistake must be found before one is looked for. */
+  const noConfig = { ...process.env, GATEHOUSE_CONFIG: join(tmpdir(), 'gatehouse-surely-absent.yaml') };
+  const cli = (args: string[]) => run(args, '', noConfig);
+
+  test('--version and -v print the package version', async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    for (const flag of ['--version', '-v']) {
+      const r = await cli([flag]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, `gatehouse ${version}\n`);
+    }
+  });
+
+  test('a command without its subcommand or argument prints its own usage (exit 2), not "file not found"', async () => {
+    for (const [command, needs, form] of [
+      ['users', 'add, list, disable, enable, set-password, set-groups', /gatehouse users set-groups <email> <a,b>/],
+      ['sessions', 'list, revoke', /gatehouse sessions revoke \[id\] --user <email>/],
+      ['keys', 'list, rotate', /gatehouse keys rotate --now/],
+      ['backup', '<file>', /gatehouse backup <file> \[--force\]/],
+    ] as const) {
+      const r = await cli([command]);
+      assert.equal(r.code, 2, command);
+      assert.ok(
+        r.stderr.startsWith(`gatehouse: ${command} needs ${command === 'backup' ? '' : 'a command: '}${needs}\n`),
+        r.stderr,
+      );
+      assert.match(r.stderr, form);
+      assert.doesNotMatch(r.stderr, /not found|gatehouse login/, 'only this command, and no config was read');
+      const help = await cli([command, '--help']);
+      assert.equal(help.code, 0);
+      assert.match(help.stdout, form);
+    }
+  });
+
+  test('an unknown option or command: "did you mean", and the usage, never Node\'s parseArgs text', async () => {
+    const cases: [string[], string, RegExp][] = [
+      [
+        ['backup', 'copy.db', '--forc'],
+        'unknown option --forc for gatehouse backup; did you mean --force?',
+        /backup <file>/,
+      ],
+      [['users', 'list', '--jsn'], 'unknown option --jsn for gatehouse users; did you mean --json?', /users list/],
+      [
+        ['serve', '--confg', 'x.yaml'],
+        'unknown option --confg for gatehouse serve; did you mean --config?',
+        /serve \[/,
+      ],
+      [['check', '--now'], 'unknown option --now for gatehouse check', /check \[--config f\] --explain/],
+      [['check', '-x'], 'unknown option -x for gatehouse check', /check \[--config f\]/],
+      [['check', '--config'], '--config needs a value', /check \[--config f\]/],
+      [['keys', 'list', '--json=yes'], '--json takes no value', /keys list/],
+      [['lgoin', 'https://app.example.com'], 'unknown command "lgoin"; did you mean "login"?', /gatehouse serve/],
+      [['users', 'lst'], 'unknown command "users lst"; did you mean "users list"?', /users add/],
+    ];
+    for (const [args, message, usage] of cases) {
+      const r = await cli(args);
+      assert.equal(r.code, 2, args.join(' '));
+      assert.equal(r.stderr.split('\n')[0], `gatehouse: ${message}`);
+      assert.match(r.stderr, usage, args.join(' '));
+      assert.doesNotMatch(r.stderr, /To specify a positional argument|ERR_PARSE_ARGS|file not found/);
+    }
   });
 });
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { freePort } from '../helpers/gatehouse.ts';
@@ -133,6 +134,66 @@ describe('gatehouse serve refuses to start on a bad store', () => {
   });
 });
 
+/**
+ * The last word of a node that cannot start: a JSON `fatal` event as the last line on stdout,
+ * after every line logged before it ("signing key set" must not be what a log collector saw
+ * last), and one line on stderr that says what to fix.
+ */
+function assertFatalLast(r: { stdout: string; stderr: string }, reason: RegExp): Record<string, unknown> {
+  const lines = r.stdout.trimEnd().split('\n');
+  const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  const last = logged.at(-1)!;
+  assert.equal(last.level, 'fatal', `the last line on stdout: ${lines.at(-1)}`);
+  assert.equal(last.event, 'fatal');
+  assert.match(String(last.msg), reason);
+  assert.equal(logged.filter((l) => l.level === 'fatal').length, 1);
+  const stderr = r.stderr.trimEnd().split('\n');
+  assert.equal(stderr.length, 1, r.stderr);
+  assert.equal(stderr[0], `gatehouse: ${last.msg}`);
+  return last;
+}
+
+describe('a node that cannot start says so last: a fatal event on stdout, one line on stderr', () => {
+  test('the port is in use: after "signing key set", the fatal event names the address and listen.port', async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const { port } = holder.address() as AddressInfo;
+    try {
+      const file = join(dir, `port-in-use-${port}.yaml`);
+      writeFileSync(
+        file,
+        `publicUrl: http://127.0.0.1:${port}\nlisten: {host: 127.0.0.1, port: ${port}}\nupstream: http://127.0.0.1:9\nstore: {type: sqlite, path: ${join(dir, 'in-use.db')}}\n`,
+      );
+      const r = await run(['serve', '--config', file]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stdout, /"msg":"signing key set"/, 'the node got that far');
+      const fatal = assertFatalLast(
+        r,
+        new RegExp(
+          `^cannot listen on 127\\.0\\.0\\.1:${port}: the port is in use; stop the other process or set listen\\.port$`,
+        ),
+      );
+      assert.equal(fatal.code, 'EADDRINUSE');
+    } finally {
+      holder.close();
+    }
+  });
+
+  test('PostgreSQL unreachable: the fatal event names store.url, never the password', {
+    skip: pgService.skip,
+  }, async () => {
+    const relay = await Relay.start(pgService.host, pgService.port);
+    await relay.cut();
+    const url = new URL(viaPort(pgService.url, relay.port));
+    url.password = 'hunter2secret';
+    const r = await run(['serve', '--config', await config(`store:\n  type: postgres\n  url: ${url}\n`)]);
+    assert.equal(r.code, 1, r.stderr);
+    const fatal = assertFatalLast(r, /^cannot start: the store is unreachable .*check store\.url/);
+    assert.equal(fatal.code, 'ECONNREFUSED');
+    assert.doesNotMatch(r.stderr + r.stdout, /hunter2secret/);
+  });
+});
+
 describe('gatehouse check names a typo in the store or cache section with its line', () => {
   test('store.pth and cache.ulr: key and line for each, exit 2; serve refuses with the same', async () => {
     const file = await config(
@@ -143,7 +204,11 @@ describe('gatehouse check names a typo in the store or cache section with its li
     assert.equal(r.code, 2);
     assert.match(r.stderr, new RegExp(`${file.replace(/[.]/g, '\\.')}:8\\s+store\\.pth: unknown key "pth"`));
     assert.match(r.stderr, /:11\s+cache\.ulr: unknown key "ulr"/, r.stderr);
-    assert.match(r.stderr, /:10\s+cache\.url: is required/, 'and what is missing because of it');
+    assert.match(
+      r.stderr,
+      /:9\s+cache\.url: is required/,
+      'and what is missing because of it, at the map it is missing from',
+    );
     const s = await run(['serve', '--config', file]);
     assert.equal(s.code, 2);
     assert.match(s.stderr, /refusing to start/);

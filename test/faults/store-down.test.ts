@@ -121,4 +121,25 @@ describeOrSkip('store down (PostgreSQL through a relay)', { skip: service.skip }
     await registerJson(fresh);
     assert.equal((await fresh.get('/private')).status, 200, 'new sign-ups work again');
   });
+
+  test('a purge of expired records that fails is logged, each with which purge and why; the next one runs', async () => {
+    const failures = () => gh.logs.filter((l) => l.event === 'purge_failed');
+    const earlier = failures().length;
+    await relay.cut();
+    try {
+      await gh.gatehouse.purge(); // what the 10-minute timer runs
+    } finally {
+      await relay.restore();
+    }
+    const failed = failures().slice(earlier);
+    assert.deepEqual(failed.map((l) => l.purge).sort(), ['email_tokens', 'oauth', 'provider_flows', 'sessions']);
+    for (const l of failed) {
+      assert.equal(l.level, 'warn');
+      assert.match((l.err as { message: string }).message, /\S/, 'the reason is given');
+      assert.doesNotMatch(JSON.stringify(l), new RegExp(db.schema), 'nothing about the database beyond the error');
+    }
+    await eventually('ready again', async () => (await new Client(gh.url).get('/.auth/ready')).status === 200);
+    await gh.gatehouse.purge();
+    assert.equal(failures().length, earlier + 4, 'once the store answers, purging works again');
+  });
 });

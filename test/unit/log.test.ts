@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
-import { createLogger, redact } from '../../src/log/index.ts';
+import { batchedStdout, createLogger, redact } from '../../src/log/index.ts';
 
 function capture(): { logger: ReturnType<typeof createLogger>; lines: () => Record<string, unknown>[] } {
   const chunks: string[] = [];
@@ -77,5 +80,27 @@ describe('log redaction (second line of defence)', () => {
     assert.equal(e.type, 'TypeError');
     assert.match(String(e.stack), /boom/);
     assert.equal(err.token, 'secret-token');
+  });
+});
+
+describe('the batched stdout writer', () => {
+  test('flush calls back once everything logged has reached the file descriptor, not before', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-log-'));
+    const file = join(dir, 'out.log');
+    // Left open: the writer may still be writing to it when an assertion fails.
+    const fd = openSync(file, 'w');
+    try {
+      const out = batchedStdout(fd);
+      const line = `${'x'.repeat(999)}\n`;
+      for (let i = 0; i < 4000; i++) out.write(line); // 4 MB: many asynchronous writes
+      await new Promise<void>((resolve, reject) => out.flush((err) => (err ? reject(err) : resolve())));
+      assert.equal(statSync(file).size, 4000 * 1000, 'all of it is in the file when flush calls back');
+      const logger = createLogger('info', out);
+      logger.fatal({ event: 'fatal' }, 'last words');
+      await new Promise<void>((resolve) => logger.flush(() => resolve()));
+      assert.match(readFileSync(file, 'utf8').slice(-200), /"event":"fatal","msg":"last words"}\n$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
