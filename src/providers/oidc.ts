@@ -1,4 +1,5 @@
 import * as oauth from 'openid-client';
+import { cleanDisplayName } from '../accounts/names.ts';
 import type { Logger } from '../log/index.ts';
 import { classify, Lazy, ProviderError, type ProviderClient } from './client.ts';
 import {
@@ -180,9 +181,9 @@ export class OidcProvider implements ProviderClient {
       email,
       emailVerified: Boolean(email) && (this.config.trustEmail || verifiedFrom(claims.email_verified)),
       name:
-        cleanText(claims.name, 100) ??
-        cleanText([claims.given_name, claims.family_name].filter((x) => typeof x === 'string').join(' '), 100) ??
-        cleanText(claims.preferred_username, 100),
+        cleanDisplayName(claims.name) ??
+        cleanDisplayName([claims.given_name, claims.family_name].filter((x) => typeof x === 'string').join(' ')) ??
+        cleanDisplayName(claims.preferred_username),
       groups: groupsFrom(claimAt(claims, this.config.groupsClaim)),
     };
   }

@@ -155,6 +155,22 @@ describe('signing in with a provider', () => {
     assert.equal(idToken.email, undefined, 'B really left email out of the ID token');
   });
 
+  test("a provider's name with line-break, bidi or invisible characters is cleaned, not refused; such a group is dropped (issue 10.15)", async () => {
+    lab.a.accounts.set('spoofer', {
+      sub: 'spoofer',
+      email: 'spoofer@example.com',
+      email_verified: true,
+      name: 'Ann\u2028Lee\u202E\u200B',
+      groups: ['staff', 'ad\u200Bmins'],
+    });
+    const { c, final } = await signedIn('a', 'spoofer', '/x');
+    assert.equal(final.status, 200, 'signed in: the user cannot fix the name at the provider');
+    const profile = await me(c);
+    assert.equal(profile.name, 'Ann Lee', 'stored cleaned');
+    assert.equal(profile.identities[0].name, 'IdP A');
+    assert.deepEqual(profile.identities[0].groups, ['staff'], 'a group with an invisible character is dropped');
+  });
+
   test('every sign-in gets a new session id; a planted cookie is never adopted and the old one dies (ATTACKS 22)', async () => {
     const c = new Client(gh.url);
     const planted = 'A'.repeat(43);
