@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import diagnostics from 'node:diagnostics_channel';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -421,6 +422,48 @@ describe('authorization code flow', { concurrency: true }, () => {
     ]) {
       const r = await browser.html(authorizeUrl({ ...params, client_id: id }));
       assert.equal(r.status, 400, `${id}: refused before or at connect time`);
+    }
+  });
+
+  test('client ID metadata documents on IPv6 addresses that embed or map to loopback or private IPv4 are refused without a connection (issue 10.18)', async () => {
+    const { browser } = await signedInBrowser(gh);
+    const port = new URL(docsOrigin).port;
+    const hosts = [
+      '[::7f00:1]', // IPv4-compatible 127.0.0.1
+      '[::ffff:7f00:1]', // IPv4-mapped
+      '[2002:7f00:1::]', // 6to4
+      '[2001:0:4136:e378:8000:63bf:80ff:fffe]', // Teredo
+      '[64:ff9b::7f00:1]', // NAT64, well-known prefix
+      '[64:ff9b:1::a00:1]', // NAT64, local-use prefix
+      '[fec0::1]', // site-local
+      '[100::1]', // discard-only
+    ];
+    // Every connection undici (the fetcher's client) starts in this process is seen here.
+    const connects: string[] = [];
+    const seen = (m: unknown) => connects.push((m as { connectParams: { hostname: string } }).connectParams.hostname);
+    diagnostics.subscribe('undici:client:beforeConnect', seen);
+    try {
+      for (const host of hosts) {
+        const r = await browser.html(
+          authorizeUrl({
+            response_type: 'code',
+            client_id: `https://${host}:${port}/embedded.json`,
+            redirect_uri: REDIRECT,
+            code_challenge: (await pkce()).challenge,
+            code_challenge_method: 'S256',
+            resource: `${gh.url}/mcp`,
+          }),
+        );
+        assert.deepEqual(
+          connects.filter((h) => h === host || `[${h}]` === host),
+          [],
+          `${host}: no connection was even attempted`,
+        );
+        assert.equal(r.status, 400, `${host}: refused`);
+        assert.match(r.text, /non-public address/, host);
+      }
+    } finally {
+      diagnostics.unsubscribe('undici:client:beforeConnect', seen);
     }
   });
 
