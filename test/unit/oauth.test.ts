@@ -15,7 +15,12 @@ import {
 import { looksIssuedBy } from '../../src/oauth/bearer.ts';
 import { Limits } from '../../src/oauth/limits.ts';
 import type { Client } from '../../src/oauth/clients.ts';
-import { redirectCspSource, redirectUriMatches, redirectUriProblem } from '../../src/oauth/redirect-uri.ts';
+import {
+  privateUseSchemeProblem,
+  redirectCspSource,
+  redirectUriMatches,
+  redirectUriProblem,
+} from '../../src/oauth/redirect-uri.ts';
 import { Resources } from '../../src/oauth/resources.ts';
 import { Scopes } from '../../src/oauth/scopes.ts';
 import { formatUserCode, newUserCode, normalizeUserCode, USER_CODE_ALPHABET } from '../../src/oauth/user-code.ts';
@@ -60,10 +65,27 @@ describe('redirect URIs (RFC 9700 §2.1, RFC 8252)', () => {
       'http://[::1]/cb',
       'http://localhost:3000/callback',
       'com.example.app:/oauth2redirect',
-      'cursor://anysphere.cursor-retrieval/oauth/callback',
+      'com.example.my-app:/cb',
+      'io.github.someone.tool://callback',
     ]) {
       assert.equal(redirectUriProblem(ok), undefined, ok);
     }
+    // RFC 8252 §7.1: a private-use scheme is a reverse domain name; a single word only where the operator lists it.
+    for (const bad of [
+      'http2://evil.com/cb',
+      'cursor://anysphere.cursor-retrieval/oauth/callback',
+      'myapp:/cb',
+      'slack://x',
+      'com.:/cb',
+      '1com.example:/cb',
+      'com.1example:/cb',
+    ])
+      assert.match(redirectUriProblem(bad) ?? '', /is not a reverse domain name|not an absolute URI/, bad);
+    assert.equal(redirectUriProblem('cursor://anysphere.cursor-retrieval/oauth/callback', ['cursor']), undefined);
+    assert.match(redirectUriProblem('javascript:alert(1)', ['javascript']) ?? '', /javascript/);
+    assert.equal(privateUseSchemeProblem('cursor'), undefined);
+    for (const s of ['https', 'http', 'javascript', 'data', 'file', 'Cursor', 'cur sor', ''])
+      assert.ok(privateUseSchemeProblem(s), s);
     for (const [bad, why] of [
       ['http://client.example/cb', /loopback/],
       ['https://client.example/cb#frag', /fragment/],
