@@ -481,7 +481,7 @@ function cpuCells(s: Summary, coreIds: string[], gatehouse: boolean): string[] {
 async function main(): Promise<void> {
   const o = options();
   if (Number(process.versions.node.split('.')[0]) < 24)
-    usage(`Node.js 24+ is needed (this is ${process.version}); source ../shared/bin/node24.sh`);
+    usage(`Node.js 24+ is needed (this is ${process.version}); the README's quick start says how to get it`);
   const { layout, note: layoutNote } = chooseLayout(o.layout);
   const notes: string[] = [];
   if (layoutNote) notes.push(layoutNote);

@@ -6,7 +6,7 @@ const LOCAL = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~
  * The canonical form of an email address, or undefined when it is not one. One "@",
  * a dot-atom local part, a domain with at least one dot (IDNs become punycode), all
  * lower-cased: "A@Corp.com" and "a@corp.com" are one account; "a@corp.com@evil.com" is
- * nothing (ATTACKS 37).
+ * nothing (security.md #37).
  */
 export function normalizeEmail(input: unknown): string | undefined {
   if (typeof input !== 'string') return undefined;

@@ -1,5 +1,5 @@
 import type { LinkProblem } from './email-tokens.ts';
-import { field, fields, hasErrors, hidden, summary, type Errors } from '../pages/forms.ts';
+import { field, fields, hasErrors, hidden, summary, type Errors, type FieldSpec } from '../pages/forms.ts';
 import { html, type SafeHtml } from '../pages/html.ts';
 import { layout } from '../pages/layout.ts';
 
@@ -25,16 +25,19 @@ export function forgotPasswordPage(
   o: Base & { action: string; loginUrl: string; email?: string; errors?: Errors; ttl: string },
 ): string {
   const errors = o.errors ?? {};
+  const specs: FieldSpec[] = [
+    { name: 'email', label: 'Email', type: 'email', autocomplete: 'username', value: o.email ?? '' },
+  ];
   return layout({
     appTitle: o.appTitle,
     heading: 'Reset your password',
     error: hasErrors(errors),
     referrerPolicy: 'same-origin',
-    body: html`${summary(errors)}
+    body: html`${summary(errors, specs)}
 <p>Enter the email address of your account. We will send you a link to choose a new password; it works for ${o.ttl}.</p>
 <form method="post" action="${o.action}" novalidate>
 ${hidden('csrf', o.csrf)}
-${fields([{ name: 'email', label: 'Email', type: 'email', autocomplete: 'username', value: o.email ?? '' }], errors)}
+${fields(specs, errors)}
 <button type="submit">Send the link</button>
 </form>
 <p class="alt"><a href="${o.loginUrl}">Back to sign in</a></p>`,
@@ -55,16 +58,25 @@ export function resetPasswordPage(
   o: Base & { action: string; email: string; errors?: Errors; minPasswordLength: number },
 ): string {
   const errors = o.errors ?? {};
+  const specs: FieldSpec[] = [
+    {
+      name: 'password',
+      label: 'New password',
+      type: 'password',
+      autocomplete: 'new-password',
+      hint: passwordHint(o.minPasswordLength),
+    },
+  ];
   return layout({
     appTitle: o.appTitle,
     heading: 'Choose a new password',
     error: hasErrors(errors),
     referrerPolicy: 'same-origin',
-    body: html`${summary(errors)}
+    body: html`${summary(errors, specs)}
 <p>For <strong class="who">${o.email}</strong>. Every session of this account is signed out; you then sign in with the new password.</p>
 <form method="post" action="${o.action}" novalidate>
 ${hidden('csrf', o.csrf)}${username(o.email)}
-${fields([{ name: 'password', label: 'New password', type: 'password', autocomplete: 'new-password', hint: passwordHint(o.minPasswordLength) }], errors)}
+${fields(specs, errors)}
 <button type="submit">Set the new password</button>
 </form>`,
   });
@@ -127,20 +139,22 @@ ${o.accountUrl ? html`<p class="alt"><a href="${o.accountUrl}">Your account</a>$
   });
 }
 
+const changePasswordFields = (minPasswordLength: number): FieldSpec[] => [
+  { name: 'currentPassword', label: 'Current password', type: 'password', autocomplete: 'current-password' },
+  {
+    name: 'password',
+    label: 'New password',
+    type: 'password',
+    autocomplete: 'new-password',
+    hint: passwordHint(minPasswordLength),
+  },
+];
+
 export function changePasswordForm(
   o: Base & { action: string; email: string; errors?: Errors; minPasswordLength: number; focus: boolean },
 ): SafeHtml {
   const errors = o.errors ?? {};
-  const specs = [
-    { name: 'currentPassword', label: 'Current password', type: 'password' as const, autocomplete: 'current-password' },
-    {
-      name: 'password',
-      label: 'New password',
-      type: 'password' as const,
-      autocomplete: 'new-password',
-      hint: passwordHint(o.minPasswordLength),
-    },
-  ];
+  const specs = changePasswordFields(o.minPasswordLength);
   return html`<form method="post" action="${o.action}" novalidate>
 ${hidden('csrf', o.csrf)}${username(o.email)}
 ${o.focus ? fields(specs, errors) : specs.map((s) => field(s, errors, false))}
@@ -157,7 +171,7 @@ export function changePasswordPage(
     heading: 'Change your password',
     error: hasErrors(o.errors),
     referrerPolicy: 'same-origin',
-    body: html`${summary(o.errors)}
+    body: html`${summary(o.errors, changePasswordFields(o.minPasswordLength))}
 ${changePasswordForm({ ...o, focus: true })}
 <p class="alt"><a href="${o.accountUrl}">Back to your account</a></p>`,
   });

@@ -23,7 +23,7 @@ import { hashPassword, passwordProblem } from './passwords.ts';
 
 type Handler = (ctx: RequestContext, params: Params) => Promise<void>;
 
-/** What forgot-password answers, for every address alike (ATTACKS 41). */
+/** What forgot-password answers, for every address alike (security.md #41). */
 const SENT = 'If there is an account for this address, a message with a link to choose a new password is on its way.';
 
 /**
@@ -142,7 +142,7 @@ export class PasswordRecovery {
    * an account is not even looked up before answering: the queued task does that in the
    * background (mail/mailer.ts starts it a few milliseconds later, at a random moment), and
    * only then makes and mails a link, or nothing. So nothing the answer waits for, nor its
-   * timing, depends on the account (ATTACKS 41).
+   * timing, depends on the account (security.md #41).
    */
   private async forgot(ctx: RequestContext): Promise<void> {
     const input = await this.tools.readPost(ctx);
@@ -263,7 +263,7 @@ export class PasswordRecovery {
     const used = await this.links.consume(ctx, 'reset', input);
     if (!used.ok) return this.links.problem(ctx, 'reset', used.problem, false, input);
     const user = used.user;
-    // Every session ends, the one of this browser too (ATTACKS 27), and none starts (ATTACKS 44).
+    // Every session ends, the one of this browser too (security.md #27), and none starts (security.md #44).
     await this.s.accounts.replacePassword(
       user.id,
       passwordHash,

@@ -22,7 +22,7 @@ export type LoginResult =
   | { ok: true; user: User; deviceCookie: string }
   | { ok: false; status: 400 | 401 | 403 | 429; errors: FieldErrors; retryAfterSeconds?: number };
 
-/** One message for a wrong password and an unknown email: nothing tells them apart (ATTACKS 41). */
+/** One message for a wrong password and an unknown email: nothing tells them apart (security.md #41). */
 export const BAD_CREDENTIALS = 'The email or password is not correct.';
 
 /**
@@ -145,7 +145,7 @@ export class Accounts {
 
   /**
    * Stores a password that was checked and hashed already, and ends every session of the user
-   * but `keepSessionHash` (ATTACKS 27). `patch`: more to change at once (a reset link proves
+   * but `keepSessionHash` (security.md #27). `patch`: more to change at once (a reset link proves
    * the address, so it also verifies it).
    */
   async replacePassword(

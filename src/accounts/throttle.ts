@@ -11,7 +11,7 @@ const REGISTER_WINDOW_MS = HOUR_MS;
 export type Verdict = { ok: true } | { ok: false; retryAfterSeconds: number };
 
 /**
- * Brute-force defence for the login form (ATTACKS 42), after OWASP's "device cookies":
+ * Brute-force defence for the login form (security.md #42), after OWASP's "device cookies":
  *  - failures per client IP (the address seen through trusted proxies only; IPv6 by /64);
  *  - failures per account from browsers that never signed in to it;
  *  - failures per device cookie, which a browser gets when it signs in successfully.
@@ -85,7 +85,7 @@ export class Throttle {
   }
 
   /**
-   * A password-reset request (ATTACKS 45): counted per client IP and per address, whether or
+   * A password-reset request (security.md #45): counted per client IP and per address, whether or
    * not the address has an account, so the answer says nothing about that either.
    */
   async checkPasswordReset(ip: string, email: string): Promise<Verdict> {

@@ -164,7 +164,7 @@ export class EmailVerification {
   }
 
   private async resend(ctx: RequestContext, account: AccountRoutes): Promise<void> {
-    const input = await this.tools.readPost(ctx);
+    const input = await this.tools.readPost(ctx, { bodiless: true });
     const active = await account.requireSession(ctx);
     if (!active) return;
     const user = active.user;

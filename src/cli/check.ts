@@ -21,15 +21,18 @@ export async function check(file: string, flags: { explain?: string; method?: st
     }
     throw e;
   }
-  const warnings = lintConfig(config);
-  for (const w of warnings) err(`warning: ${w.key}: ${w.message}`);
+  const findings = lintConfig(config);
+  for (const f of findings) err(`${f.severity ?? 'warning'}: ${f.key}: ${f.message}`);
+  const errors = findings.filter((f) => f.severity === 'error').length;
+  const status = errors ? 2 : 0;
   if (flags.explain) {
     out(explain(config, flags.explain, (flags.method ?? 'GET').toUpperCase()));
-    return 0;
+    return status;
   }
+  const counts = [count(errors, 'error'), count(findings.length - errors, 'warning')].filter(Boolean).join(', ');
   const sites = buildSites(config);
   try {
-    out(`${file}: OK${warnings.length ? ` (${warnings.length} warning${warnings.length === 1 ? '' : 's'})` : ''}`);
+    out(`${file}: ${errors ? 'not OK' : 'OK'}${counts ? ` (${counts})` : ''}`);
     for (const site of sites.values()) {
       for (const app of site.apps) {
         out(
@@ -41,7 +44,11 @@ export async function check(file: string, flags: { explain?: string; method?: st
   } finally {
     await Promise.all([...sites.values()].flatMap((s) => s.apps.map((a) => a.upstream.close())));
   }
-  return 0;
+  return status;
+}
+
+function count(n: number, noun: string): string {
+  return n ? `${n} ${noun}${n === 1 ? '' : 's'}` : '';
 }
 
 export function explain(config: Config, url: string, method: string): string {

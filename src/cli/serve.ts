@@ -17,7 +17,10 @@ export async function serve(file: string): Promise<number> {
     throw e;
   }
   const logger = createLogger(config.log.level);
-  for (const w of lintConfig(config)) logger.warn({ event: 'config_warning', key: w.key }, w.message);
+  for (const w of lintConfig(config)) {
+    if (w.severity === 'error') logger.error({ event: 'config_error', key: w.key }, w.message);
+    else logger.warn({ event: 'config_warning', key: w.key }, w.message);
+  }
   let gatehouse: Gatehouse;
   try {
     gatehouse = await Gatehouse.create(config, { logger });

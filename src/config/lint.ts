@@ -8,6 +8,11 @@ import type { Config } from './schema.ts';
 export interface Warning {
   key: string;
   message: string;
+  /**
+   * 'error': as configured, no sign-in can work or Gatehouse will not start; `gatehouse check`
+   * exits 2. Absent: a warning.
+   */
+  severity?: 'error';
 }
 
 /**

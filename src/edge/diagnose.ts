@@ -104,7 +104,7 @@ export class Diagnosis {
 
   /** True for own routes (the part after the prefix) that `check` guards. */
   guards(route: string): boolean {
-    return !UNGUARDED.has(route) && !route.startsWith('/oauth/');
+    return !UNGUARDED.has(route) && (!route.startsWith('/oauth/') || route === '/oauth/authorize');
   }
 
   private loginUrl(site: Site, rd?: string): string {
@@ -119,6 +119,16 @@ export class Diagnosis {
   }
 
   // ---- request-level causes ---------------------------------------------------------
+
+  /**
+   * Why a redirect to publicUrl (the login page) would reach nothing: no proxy is trusted, so
+   * this listener is the only way in, and it does not serve publicUrl's scheme (plain http
+   * with an https publicUrl: the browser meets a TLS error; listen.tls with an http one). The
+   * configurations `gatehouse check` calls an error (edge/lint.ts). Undefined when it can work.
+   */
+  unreachable(ctx: RequestContext): Cause | undefined {
+    return this.forwarding.trusted.empty ? this.check(ctx) : undefined;
+  }
 
   /** Why this request cannot complete a sign-in as it is, or undefined when it can. */
   check(ctx: RequestContext): Cause | undefined {
@@ -557,7 +567,7 @@ function renderCause(appTitle: string, cause: Cause, requestId: string): string 
     appTitle,
     heading: cause.heading,
     error: true,
-    body: html`<p>Signing in cannot work at this address because of how the server is set up. It is not something you did; tell whoever runs this site.</p>
+    body: html`<p>This is about how the server is set up, not about anything you did. Tell whoever runs this site; the details below are for them.</p>
 <h2>For the administrator</h2>
 <p>${rich(cause.summary)}</p>
 <p>To change: <code class="key">${cause.key}</code></p>

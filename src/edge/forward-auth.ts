@@ -29,18 +29,20 @@ function one(v: string | string[] | undefined): string | undefined {
  * Forward-auth (`/.auth/check`): a proxy in front of the app asks "may this request pass?"
  * and Gatehouse answers with the same decision a proxied request would get:
  *
- *   - the original method and URL are read from a trusted proxy only: nginx (the example sets
- *     X-Original-Method / X-Original-URI), Traefik ForwardAuth and Caddy forward_auth
- *     (X-Forwarded-Method / X-Forwarded-Uri); the host is the effective one (X-Forwarded-Host,
- *     Forwarded, or Host) and must be a configured site. A call from any other peer, or one
- *     without the original URL, is refused with an explanation (400), never guessed;
+ *   - the original method and URL are read from a trusted proxy only: nginx auth_request (the
+ *     example sets X-Original-Method / X-Original-URI), Traefik ForwardAuth, Caddy forward_auth
+ *     and the nginx example's error_page (X-Forwarded-Method / X-Forwarded-Uri); the host is
+ *     the effective one (X-Forwarded-Host, Forwarded, or Host) and must be a configured site.
+ *     A call from any other peer, or one without the original URL, is refused with an
+ *     explanation (400), never guessed;
  *   - the URL goes through the same normalization and the same app + rule + session decision
  *     as a proxied request (server/authorize.ts);
  *   - 200 with the identity headers (identityHeaders: X-User-Id, the app's opted-in X-User-*
  *     and its signed X-Gatehouse-Assertion), 403 when a rule denies; when nobody is signed in,
- *     for nginx 401 (with the login URL in X-Gatehouse-Login, which the example's error_page
- *     turns into a redirect), for Traefik and Caddy, which relay the answer, the 302 to the
- *     login page for a browser and 401 for an API client.
+ *     for auth_request (X-Original-URI) 401, since it can pass on nothing else (the login URL
+ *     in X-Gatehouse-Login); asked with X-Forwarded-Uri, the answer goes to the client as it is
+ *     (Traefik, Caddy, and the nginx example's second question): the 302 to the login page for
+ *     a browser, 401 JSON with WWW-Authenticate for an API client.
  *
  * A 200 also carries X-Gatehouse-Cookie: the request's Cookie header without Gatehouse's own
  * cookies, for the proxy to send to the app instead (the examples do), so the app never sees
@@ -52,6 +54,8 @@ export class ForwardAuth {
   private readonly prefix: string;
   private readonly assertions: Assertions;
   private readonly error: ErrorPage;
+  /** The (normalized) path is one of Gatehouse's well-known documents (server/well-known.ts). */
+  private readonly wellKnown: (path: string) => boolean;
   /** Gatehouse's own bearer tokens (src/oauth/), decided like a proxied request's. */
   private readonly bearer: (BearerCheck & { challenge(app: App, error?: string): string }) | undefined;
 
@@ -61,6 +65,7 @@ export class ForwardAuth {
     prefix: string;
     assertions: Assertions;
     error: ErrorPage;
+    wellKnown: (path: string) => boolean;
     bearer?: BearerCheck & { challenge(app: App, error?: string): string };
   }) {
     this.sessions = o.sessions;
@@ -68,6 +73,7 @@ export class ForwardAuth {
     this.prefix = o.prefix;
     this.assertions = o.assertions;
     this.error = o.error;
+    this.wellKnown = o.wellKnown;
     this.bearer = o.bearer;
   }
 
@@ -86,8 +92,17 @@ export class ForwardAuth {
     if (!target.ok) return this.error(req, res, site, 400, 'bad_request', 'This address is not valid.', target.reason);
     if (site.base && !isBelow(target.path, site.base, false))
       return this.error(req, res, site, 404, 'not_found', 'There is no page at this address.');
-    // Gatehouse's own pages decide for themselves; a proxy that checks them too must let them through.
-    if (isBelow(target.path, this.prefix, true)) return allow(res, site, req.headers.cookie, []);
+    // Gatehouse's own pages and documents decide for themselves; a proxy that checks them too
+    // (Traefik's middleware on the whole entry point) must let them through.
+    // Exact case only: the proxies' path matches (nginx location, Traefik PathPrefix, Caddy
+    // path) are case-sensitive, so /.AUTH/x reaches the app and is decided like any app path.
+    if (isBelow(target.path, this.prefix, false) || this.wellKnown(target.path))
+      return allow(res, site, req.headers.cookie, []);
+    // A WebSocket handshake (the proxies pass Sec-WebSocket-Key and Origin on with the other
+    // headers) gets the Origin checks of Gatehouse's own upgrades: cross-site WebSocket hijacking.
+    const webSocket = h['sec-websocket-key'] !== undefined;
+    if (webSocket && h.origin !== undefined && h.origin !== site.origin)
+      return this.error(req, res, site, 403, 'forbidden', 'A WebSocket from another origin is not accepted.');
 
     const inner: RequestContext = { ...ctx, path: target.path, query: target.query };
     const d = await decide(this.sessions, site, req, method, target.path, this.bearer);
@@ -114,6 +129,8 @@ export class ForwardAuth {
       case 'allow': {
         const { app, active } = d;
         if (active) ctx.userId = active.user.id;
+        if (webSocket && active && !d.ownToken && h.origin === undefined)
+          return this.error(req, res, site, 403, 'forbidden', 'A signed-in WebSocket handshake must send Origin.');
         const assertion = active && app.headers.assertion ? await this.assertions.get(app, active) : undefined;
         return allow(res, site, req.headers.cookie, identityHeaders(app, active, assertion));
       }

@@ -29,11 +29,15 @@ export function lintEdge(config: Config, now = Date.now()): Warning[] {
       message: `listening on all interfaces while publicUrl is ${publicUrl.origin}: requests arriving under another host name are refused (421).`,
     });
   }
-  if (https && !tls && config.trustedProxies.length === 0) {
+  // This listener is the only way in, and it does not serve publicUrl's scheme: every protected
+  // page shows the explanation instead of the login page (Diagnosis.unreachable).
+  const noProxy = config.trustedProxies.length === 0;
+  if (https && !tls && noProxy) {
     w.push({
       key: 'trustedProxies',
+      severity: 'error',
       message:
-        'publicUrl is https, but Gatehouse serves plain http (no listen.tls) and trusts no proxy to say the browser used https: every sign-in would stop at an explanation page. If TLS ends at a proxy in front, list it in trustedProxies (and have it send X-Forwarded-Proto); if browsers connect directly, set listen.tls.',
+        'publicUrl is https, but Gatehouse serves plain http (no listen.tls) and trusts no proxy to say the browser used https: no sign-in can work (every protected page shows an explanation instead of the login page). If TLS ends at a proxy in front, list it in trustedProxies (and have it send X-Forwarded-Proto); if browsers connect directly, set listen.tls.',
     });
   }
   for (const [i, p] of config.trustedProxies.entries()) {
@@ -48,7 +52,8 @@ export function lintEdge(config: Config, now = Date.now()): Warning[] {
     if (!https)
       w.push({
         key: 'publicUrl',
-        message: `listen.tls is set but publicUrl is ${publicUrl.origin}: browsers would be sent to plain http. Set publicUrl to https://${publicUrl.host}${publicUrl.pathname}.`,
+        ...(noProxy ? { severity: 'error' as const } : {}),
+        message: `listen.tls is set but publicUrl is ${publicUrl.origin}: browsers would be sent to plain http${noProxy ? ', which this port does not serve: no sign-in can work' : ''}. Set publicUrl to https://${publicUrl.host}${publicUrl.pathname}.`,
       });
     try {
       const pair = loadTls(tls);
@@ -56,7 +61,11 @@ export function lintEdge(config: Config, now = Date.now()): Warning[] {
         w.push({ key: 'listen.tls.cert', message: m });
     } catch (e) {
       if (!(e instanceof TlsError)) throw e;
-      w.push({ key: e.key, message: `${e.message.slice(e.key.length + 2)}: Gatehouse will not start.` });
+      w.push({
+        key: e.key,
+        severity: 'error',
+        message: `${e.message.slice(e.key.length + 2)}: Gatehouse will not start.`,
+      });
     }
   }
   const base = basePath(config.publicUrl);

@@ -37,7 +37,7 @@ export function rateLimitAddress(ip: string): string {
 
 /**
  * The set of peers whose forwarding headers are believed. Empty by default: nobody is
- * trusted, and X-Forwarded-* from clients is ignored (ATTACKS 5). The headers themselves are
+ * trusted, and X-Forwarded-* from clients is ignored (security.md #5). The headers themselves are
  * read in one place, http/forwarded.ts.
  */
 export class TrustedProxies {

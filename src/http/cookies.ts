@@ -1,7 +1,7 @@
 /**
  * Reads one cookie by exact name (case-sensitive, no Unicode trimming: "__HOST-x" and
- * "\u2000__Host-x" are other cookies, ATTACKS 24). When the name appears more than once,
- * as with a cookie tossed from a sibling domain or a narrower path (ATTACKS 23), none of
+ * "\u2000__Host-x" are other cookies, security.md #24). When the name appears more than once,
+ * as with a cookie tossed from a sibling domain or a narrower path (security.md #23), none of
  * the copies is trusted: the result is "ambiguous".
  */
 export function readCookie(header: string | undefined, name: string): string | undefined | null {

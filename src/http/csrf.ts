@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 
 /**
- * Cross-site request checks for Gatehouse's own state-changing routes (ATTACKS 28-30).
+ * Cross-site request checks for Gatehouse's own state-changing routes (security.md #28-30).
  * A browser tells where a request comes from: Sec-Fetch-Site (modern browsers) or Origin.
  * Anything but same-origin (or a typed URL, "none") is refused. Requests without either
  * header do not come from a browser page; for them (and for defence in depth) HTML forms
@@ -13,4 +13,15 @@ export function sameOriginRequest(req: IncomingMessage, origin: string): boolean
   const from = req.headers.origin;
   if (from !== undefined && from !== origin) return false;
   return true;
+}
+
+/**
+ * Stricter: the browser says outright that the request comes from a page of `origin`. For
+ * requests that carry no form token and no content type a cross-site page could not send
+ * without a preflight (a POST without a body), where the browser's word is all there is.
+ */
+export function fromOwnPage(req: IncomingMessage, origin: string): boolean {
+  return (
+    sameOriginRequest(req, origin) && (req.headers['sec-fetch-site'] === 'same-origin' || req.headers.origin === origin)
+  );
 }

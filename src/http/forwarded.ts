@@ -1,10 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import { plainAddress, type TrustedProxies } from './client-ip.ts';
+import { h2Stream } from './protocol.ts';
 
 /**
  * What the client used to reach the first proxy Gatehouse trusts: its address, the scheme and
- * the Host. The one place that reads forwarding headers (ATTACKS 5, 7, 42):
+ * the Host. The one place that reads forwarding headers (security.md #5, #7, #42):
  *
  *   - from a peer that is not in trustedProxies, nothing is read: the client is the peer, the
  *     scheme is the socket's (https only on Gatehouse's own TLS), the host is Host/:authority;
@@ -51,9 +52,7 @@ const HOST_VALUE = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
 /** The Host of a request: Host for HTTP/1.x, :authority for HTTP/2 (RFC 9113 §8.3.1). */
 function requestHost(req: IncomingMessage): string | undefined {
-  return req.httpVersionMajor === 2
-    ? ((req.headers[':authority'] as string | undefined) ?? req.headers.host)
-    : req.headers.host;
+  return h2Stream(req) ? ((req.headers[':authority'] as string | undefined) ?? req.headers.host) : req.headers.host;
 }
 
 function one(v: string | string[] | undefined): string | undefined {

@@ -1,12 +1,16 @@
 /**
  * Request-target normalization. The path produced here is the one route rules are matched
  * on AND the one forwarded to the app, so the two can never disagree (Pomerium
- * CVE-2023-33189, ATTACKS 14-20). Anything a server could read two ways is refused (400)
+ * CVE-2023-33189, security.md #14-20). Anything a server could read two ways is refused (400)
  * rather than guessed:
  *   - percent-encoded unreserved characters are decoded (%7E → ~, %2e → .), other escapes
  *     are kept with upper-case hex;
  *   - encoded "/", "\", ";", "%", NUL and control characters are refused, as are raw "\",
  *     ";", "#", control characters and bytes outside ASCII printable;
+ *   - encoded bytes above 0x7F must spell well-formed UTF-8 (RFC 3629), and are kept as
+ *     they are; overlong forms (%C0%AE for "."), surrogates, code points above U+10FFFF,
+ *     stray continuation bytes and cut-off sequences are refused, since an app that decodes
+ *     them leniently would read another path than the rule saw;
  *   - "//" runs collapse to "/", and "." and ".." segments are resolved (".." above the root
  *     is refused).
  * The query string is passed through untouched: rules never look at it.
@@ -35,6 +39,24 @@ function isUnreserved(c: number): boolean {
   );
 }
 
+/**
+ * For a UTF-8 lead byte: how many continuation bytes follow, and the range the first of them
+ * must fall in (RFC 3629 §4: this is what rules out overlong forms, surrogates and code
+ * points above U+10FFFF). Undefined for a byte that cannot start a sequence.
+ */
+function utf8Lead(b: number): { need: number; lo: number; hi: number } | undefined {
+  if (b >= 0xc2 && b <= 0xdf) return { need: 1, lo: 0x80, hi: 0xbf };
+  if (b === 0xe0) return { need: 2, lo: 0xa0, hi: 0xbf };
+  if (b === 0xed) return { need: 2, lo: 0x80, hi: 0x9f };
+  if (b >= 0xe1 && b <= 0xef) return { need: 2, lo: 0x80, hi: 0xbf };
+  if (b === 0xf0) return { need: 3, lo: 0x90, hi: 0xbf };
+  if (b === 0xf4) return { need: 3, lo: 0x80, hi: 0x8f };
+  if (b >= 0xf1 && b <= 0xf3) return { need: 3, lo: 0x80, hi: 0xbf };
+  return undefined;
+}
+
+const BAD_UTF8 = 'percent-encoded bytes that are not well-formed UTF-8 in path';
+
 /** Fast check: the common case of a clean path needs no rewriting. */
 const CLEAN = /^(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9\-._~!$&'()*+,=:@]+)*\/?$/;
 
@@ -51,8 +73,12 @@ export function normalizeTarget(raw: string): Target {
   }
   if (CLEAN.test(rawPath)) return { ok: true, path: rawPath, query };
 
-  // Decode unreserved escapes and validate, producing segments.
+  // Decode unreserved escapes and validate, producing segments. `need`: continuation bytes
+  // the current UTF-8 sequence still needs; the next one must be in lo..hi.
   let decoded = '';
+  let need = 0;
+  let lo = 0x80;
+  let hi = 0xbf;
   for (let i = 0; i < rawPath.length; i++) {
     const c = rawPath.charCodeAt(i);
     if (c === 37 /* % */) {
@@ -60,6 +86,22 @@ export function normalizeTarget(raw: string): Target {
       const l = hexVal(rawPath.charCodeAt(i + 2));
       if (h < 0 || l < 0) return { ok: false, reason: 'malformed percent-encoding' };
       const byte = h * 16 + l;
+      if (byte >= 0x80) {
+        if (need > 0) {
+          if (byte < lo || byte > hi) return { ok: false, reason: BAD_UTF8 };
+          need--;
+          lo = 0x80;
+          hi = 0xbf;
+        } else {
+          const lead = utf8Lead(byte);
+          if (!lead) return { ok: false, reason: BAD_UTF8 };
+          ({ need, lo, hi } = lead);
+        }
+        decoded += '%' + HEX[h] + HEX[l];
+        i += 2;
+        continue;
+      }
+      if (need > 0) return { ok: false, reason: BAD_UTF8 };
       if (isUnreserved(byte)) decoded += String.fromCharCode(byte);
       else if (byte === 0x2f || byte === 0x5c) return { ok: false, reason: 'encoded slash or backslash in path' };
       else if (byte === 0x3b) return { ok: false, reason: 'encoded ";" in path' };
@@ -69,12 +111,14 @@ export function normalizeTarget(raw: string): Target {
       i += 2;
       continue;
     }
+    if (need > 0) return { ok: false, reason: BAD_UTF8 };
     if (c <= 0x20 || c >= 0x7f) return { ok: false, reason: 'control, space or non-ASCII character in path' };
     if (c === 0x5c) return { ok: false, reason: 'backslash in path' };
     if (c === 0x3b) return { ok: false, reason: '";" path parameters are not accepted' };
     if (c === 0x23) return { ok: false, reason: 'fragment in request target' };
     decoded += rawPath[i];
   }
+  if (need > 0) return { ok: false, reason: BAD_UTF8 };
 
   // Collapse "//" and resolve dot-segments (RFC 3986 §5.2.4 on segments).
   const parts = decoded.split('/');

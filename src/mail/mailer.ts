@@ -99,7 +99,7 @@ export class Mailer {
     // link to sign) and the SMTP exchange would otherwise run ahead of the answer the request
     // is about to send (Node flushes it a tick later), or right behind it, where a client
     // timing its next request could see them: either tells a known address from an unknown
-    // one (ATTACKS 41). They start a few milliseconds later, at a random moment.
+    // one (security.md #41). They start a few milliseconds later, at a random moment.
     this.pumpTimer ??= setTimeout(
       () => {
         this.pumpTimer = undefined;

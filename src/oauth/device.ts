@@ -1,6 +1,6 @@
 import { hash, randomBytes } from 'node:crypto';
 import { field } from '../http/body.ts';
-import { redirect, sendJson } from '../http/respond.ts';
+import { redirect, sendJson, wantsHtml } from '../http/respond.ts';
 import { messagePage } from '../pages/index.ts';
 import type { RequestContext } from '../server/context.ts';
 import { StoreConflictError } from '../store/index.ts';
@@ -16,10 +16,14 @@ import {
 import { OAuthError, oauthEndpoint, param, readOAuthForm, sendOAuthJson, type OAuthParams } from './http.ts';
 import { deviceConfirmPage, deviceEntryPage } from './pages.ts';
 import type { TokenResponse } from './tokens.ts';
-import { formatUserCode, newUserCode, normalizeUserCode } from './user-code.ts';
+import { formatUserCode, newUserCode, normalizeUserCode, userCodeProblem } from './user-code.ts';
 
 const sha256 = (s: string) => hash('sha256', s, 'base64url');
 const SLOW_DOWN_MS = 5000;
+
+/** What a signed-out user is told on the way to the device page: the sign-in page, and the JSON 401. */
+export const SIGN_IN_FOR_DEVICE =
+  'Sign in to approve the device login. The program that showed you the code waits until you do.';
 
 /**
  * The device authorization grant (RFC 8628): a CLI asks for a device code and a user code,
@@ -160,9 +164,12 @@ export class DeviceFlow {
 
   // ---- the page where the user enters the code ------------------------------------
 
-  private loginRedirect(ctx: RequestContext, userCode: string | undefined, status: 302 | 303): void {
+  /** Not signed in: a browser goes to sign in and back (the code kept); JSON gets a 401 saying the same. */
+  private signInFirst(ctx: RequestContext, userCode: string | undefined, status: 302 | 303, json: boolean): void {
     const back = this.pages.url(ctx, '/device', { user_code: userCode });
-    redirect(ctx.res, status, `${ctx.site.origin}${this.pages.url(ctx, '/login', { rd: back })}`);
+    const login = `${ctx.site.origin}${this.pages.url(ctx, '/login', { rd: back })}`;
+    if (json) return sendJson(ctx.res, 401, { error: 'unauthenticated', message: SIGN_IN_FOR_DEVICE, login });
+    redirect(ctx.res, status, login);
   }
 
   /** GET <prefix>/device: the entry form (signed in), or the way to sign in first. */
@@ -171,7 +178,8 @@ export class DeviceFlow {
     const typed = query.get('user_code') ?? undefined;
     const normalized = normalizeUserCode(typed);
     const active = await signedIn(this.d, ctx);
-    if (!active) return this.loginRedirect(ctx, normalized ? formatUserCode(normalized) : undefined, 302);
+    if (!active)
+      return this.signInFirst(ctx, normalized ? formatUserCode(normalized) : undefined, 302, !wantsHtml(ctx.req));
     const done = query.get('done');
     if (done === 'approved' || done === 'denied') {
       return this.pages.html(
@@ -213,9 +221,8 @@ export class DeviceFlow {
     const decision = field(input, 'decision', 16);
     const active = await signedIn(this.d, ctx);
     if (!active) {
-      if (input.kind === 'json') return sendJson(ctx.res, 401, { error: 'unauthenticated', message: 'Sign in first.' });
       const code = normalizeUserCode(typed);
-      return this.loginRedirect(ctx, code && formatUserCode(code), 303);
+      return this.signInFirst(ctx, code && formatUserCode(code), 303, input.kind === 'json');
     }
     const { user, session } = active;
     const fail = (status: number, code: string, message: string, retryAfter?: number) => {
@@ -247,7 +254,7 @@ export class DeviceFlow {
         verdict.retryAfterSeconds,
       );
     const code = normalizeUserCode(typed);
-    if (!code) return fail(400, 'invalid_code', 'Enter the 8 letters your program shows, like BCDF-GHJK.');
+    if (!code) return fail(400, 'invalid_code', userCodeProblem(typed));
     const now = this.d.now();
     const device = await this.d.store.oauth.devices.getByUserCode(this.userCodeHash(code));
     if (!device || device.status !== 'pending' || now >= device.expiresAt) {

@@ -1,4 +1,4 @@
-import { html, layout, type SafeHtml } from '../pages/index.ts';
+import { html, layout, summary, type SafeHtml } from '../pages/index.ts';
 import type { Grant } from '../store/index.ts';
 import { Scopes } from './scopes.ts';
 
@@ -55,7 +55,7 @@ export function deviceEntryPage(o: DeviceEntry): string {
     error: Boolean(o.error),
     referrerPolicy: 'same-origin',
     body: html`<p>Signed in as <strong class="who">${o.email}</strong>.</p>
-${o.error ? html`<div class="summary" role="alert"><p><strong>${o.error}</strong></p></div>` : ''}
+${summary({ user_code: o.error }, [{ name: 'user_code', label: 'Code' }])}
 <form method="post" action="${o.action}" novalidate>
 ${hidden('csrf', o.csrf)}
 <div class="field">
@@ -149,13 +149,38 @@ export interface GrantRow {
   appTitle: string;
 }
 
-/** The account page's list of CLI and MCP logins, each with a sign-out button (the body of its section). */
-export function grantsSection(o: { rows: GrantRow[]; action: string; csrf: string; now: number }): SafeHtml {
+/** A device login the user approved whose program has not collected it yet. */
+export interface WaitingRow {
+  /** The device authorization's key (the SHA-256 of its device code): what Cancel names. */
+  id: string;
+  clientName: string;
+  appTitle: string;
+  approvedAt: number;
+  ip: string | null;
+}
+
+/**
+ * The account page's list of CLI and MCP logins, each with a sign-out button (the body of its
+ * section); device logins approved but not yet collected by their program come first, with Cancel.
+ */
+export function grantsSection(o: {
+  rows: GrantRow[];
+  waiting: WaitingRow[];
+  action: string;
+  csrf: string;
+  now: number;
+}): SafeHtml {
   return html`<p class="hint">Programs signed in to your account without a browser: command-line tools and MCP clients.</p>
 ${
-  o.rows.length === 0
+  o.rows.length + o.waiting.length === 0
     ? html`<p>None.</p>`
-    : html`<ul class="grants">${o.rows.map(
+    : html`<ul class="grants">${o.waiting.map(
+        (w) => html`<li>
+<p><strong>${w.clientName}</strong> · ${w.appTitle} · <span class="kind">device sign-in, waiting for the device</span></p>
+<p class="hint">Approved ${ago(w.approvedAt, o.now)}${w.ip ? html` (asked from ${w.ip})` : ''}: the program signs in the next time it checks</p>
+<form method="post" action="${o.action}">${hidden('csrf', o.csrf)}${hidden('device', w.id)}<button type="submit" class="secondary">Cancel ${w.clientName}</button></form>
+</li>`,
+      )}${o.rows.map(
         ({ grant: g, appTitle }) => html`<li>
 <p><strong>${g.clientName}</strong> · ${appTitle} · <span class="kind">${g.kind === 'device' ? 'device sign-in' : 'app authorization'}</span></p>
 <p class="hint">Signed in ${formatTime(g.createdAt)} · last used ${ago(g.lastUsedAt, o.now)}${g.ip ? html` from ${g.ip}` : ''}</p>

@@ -14,7 +14,7 @@ import { BearerAuth, bearerToken, looksIssuedBy, type BearerResult } from './bea
 import { MetadataDocuments } from './client-metadata.ts';
 import { Clients, DEVICE_GRANT } from './clients.ts';
 import { signedIn, userAgentOf, type OAuthDeps, type PageKit } from './context.ts';
-import { DeviceFlow } from './device.ts';
+import { DeviceFlow, SIGN_IN_FOR_DEVICE } from './device.ts';
 import { CORS, OAuthError, oauthEndpoint, param, preflight, readOAuthForm, sendOAuthJson } from './http.ts';
 import { Limits } from './limits.ts';
 import { isLoopbackHost } from './loopback.ts';
@@ -158,6 +158,18 @@ export class OAuthServer {
       .add('POST', '/account/grants/revoke', (c) => this.revokeByUser(c, pages));
   }
 
+  /**
+   * What the sign-in page says when its return target `rd` (a path) is one of these pages,
+   * so the user knows what waits for them there.
+   */
+  signInPurpose(rd: string): string | undefined {
+    const path = rd.split('?', 1)[0];
+    if (path === `${this.d.prefix}/device`) return SIGN_IN_FOR_DEVICE;
+    if (path === `${this.d.prefix}/oauth/authorize`)
+      return 'Sign in to continue: a program asks to use your account, and you will be asked whether to allow it.';
+    return undefined;
+  }
+
   // ---- token, revocation, registration --------------------------------------------
 
   private token(ctx: RequestContext): Promise<void> {
@@ -285,34 +297,78 @@ export class OAuthServer {
     const grants = (await this.d.store.oauth.grants.listByUser(active.user.id, now)).filter(
       (g) => !this.d.tokens.ended(g, now),
     );
-    const rows = grants.map((grant) => ({
-      grant,
-      appTitle: this.d.resources.resolve(grant.resource)?.title ?? grant.resource,
-    }));
-    const signedOut = new URLSearchParams(ctx.query.slice(1)).get('grant_signed_out') === '1';
+    const appTitle = (resource: string) => this.d.resources.resolve(resource)?.title ?? resource;
+    const rows = grants.map((grant) => ({ grant, appTitle: appTitle(grant.resource) }));
+    // Approved a moment ago, not yet collected by the program's next poll: listed (and cancellable) at once.
+    const waiting = await Promise.all(
+      (await this.d.store.oauth.devices.listApproved(active.user.id, now)).map(async (d) => ({
+        id: d.deviceHash,
+        clientName: (await this.d.clients.get(d.clientId, { fetch: false }))?.name ?? d.clientId,
+        appTitle: appTitle(d.resource),
+        approvedAt: d.decidedAt ?? d.createdAt,
+        ip: d.ip,
+      })),
+    );
+    const query = new URLSearchParams(ctx.query.slice(1));
     return {
       id: 'grants',
       heading: 'Devices and apps',
-      body: grantsSection({ rows, action: pages.url(ctx, '/account/grants/revoke'), csrf, now }),
-      notice: signedOut ? 'Signed out. That program needs to sign in again to use your account.' : undefined,
+      body: grantsSection({ rows, waiting, action: pages.url(ctx, '/account/grants/revoke'), csrf, now }),
+      notice:
+        query.get('grant_signed_out') === '1'
+          ? 'Signed out. That program needs to sign in again to use your account.'
+          : query.get('device_cancelled') === '1'
+            ? 'Cancelled. That program was not signed in.'
+            : undefined,
     };
   }
 
-  /** POST <prefix>/account/grants/revoke: the user signs one of their CLI or MCP logins out. */
+  /**
+   * POST <prefix>/account/grants/revoke: the user signs one of their CLI or MCP logins out
+   * (`grant`), or cancels a device login they approved that its program has not collected yet
+   * (`device`).
+   */
   private async revokeByUser(ctx: RequestContext, pages: PageKit): Promise<void> {
     const input = await pages.readPost(ctx);
     const active = await signedIn(this.d, ctx);
+    const account = (query?: Record<string, string>) => `${ctx.site.origin}${pages.url(ctx, '/account', query)}`;
     if (!active)
       return input.kind === 'json'
         ? sendJson(ctx.res, 401, { error: 'unauthenticated', message: 'Sign in first.' })
         : redirect(ctx.res, 303, `${ctx.site.origin}${pages.url(ctx, '/login', { rd: pages.url(ctx, '/account') })}`);
+    const notFound = () =>
+      input.kind === 'json'
+        ? sendJson(ctx.res, 404, { error: 'not_found', message: 'No such login.' })
+        : redirect(ctx.res, 303, account());
+    const deviceHash = field(input, 'device', 64);
+    if (deviceHash !== undefined) {
+      const device = await this.d.store.oauth.devices.get(deviceHash);
+      if (!device || device.userId !== active.user.id) return notFound();
+      if (!(await this.d.store.oauth.devices.cancel(deviceHash, active.user.id, this.d.now()))) {
+        // Collected meanwhile (now a login, listed with Sign out) or expired: the page shows which.
+        return input.kind === 'json'
+          ? sendJson(ctx.res, 409, {
+              error: 'not_waiting',
+              message: 'That program has signed in meanwhile, or its code expired; see the list.',
+            })
+          : redirect(ctx.res, 303, account());
+      }
+      this.d.logger.info(
+        {
+          event: 'oauth_device_cancelled',
+          userId: active.user.id,
+          clientId: device.clientId,
+          requestId: ctx.requestId,
+        },
+        'approved device sign-in cancelled by its user',
+      );
+      return input.kind === 'json'
+        ? sendJson(ctx.res, 200, { ok: true })
+        : redirect(ctx.res, 303, account({ device_cancelled: '1' }));
+    }
     const id = field(input, 'grant', 64);
     const grant = id ? await this.d.store.oauth.grants.get(id) : undefined;
-    if (!grant || grant.userId !== active.user.id) {
-      return input.kind === 'json'
-        ? sendJson(ctx.res, 404, { error: 'not_found', message: 'No such login.' })
-        : redirect(ctx.res, 303, `${ctx.site.origin}${pages.url(ctx, '/account')}`);
-    }
+    if (!grant || grant.userId !== active.user.id) return notFound();
     await this.d.store.oauth.grants.revoke(grant.id, this.d.now(), 'user');
     this.d.logger.info(
       {
@@ -326,7 +382,7 @@ export class OAuthServer {
       'login revoked by its user',
     );
     if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true });
-    redirect(ctx.res, 303, `${ctx.site.origin}${pages.url(ctx, '/account', { grant_signed_out: '1' })}`);
+    redirect(ctx.res, 303, account({ grant_signed_out: '1' }));
   }
 
   // ---- well-known metadata at the root --------------------------------------------

@@ -1,8 +1,10 @@
 import { html, type SafeHtml } from './html.ts';
+import { summary } from './forms.ts';
 import { layout } from './layout.ts';
 
 /** One part of the account page (sign-in methods, sessions, devices, ...), rendered by its owner. */
 export interface AccountSectionView {
+  /** Names the section; its heading's id is `section-<id>`, apart from the ids of form fields. */
   id: string;
   heading: string;
   body: SafeHtml;
@@ -29,9 +31,9 @@ export function accountPage(o: {
     heading: 'Your account',
     error: Boolean(o.error),
     referrerPolicy: 'same-origin',
-    body: html`${o.notice ? html`<p class="notice" role="status">${o.notice}</p>` : ''}${o.error ? html`<div class="summary" role="alert"><p><strong>${o.error}</strong></p></div>` : ''}
+    body: html`${o.notice ? html`<p class="notice" role="status">${o.notice}</p>` : ''}${summary({ form: o.error }, [])}
 <p>Signed in as <strong class="who">${o.email}</strong>${o.name ? html` (${o.name})` : ''}.</p>
-${o.sections.map((s) => html`<section aria-labelledby="${s.id}"><h2 id="${s.id}">${s.heading}</h2>${s.body}</section>`)}
+${o.sections.map((s) => html`<section aria-labelledby="section-${s.id}"><h2 id="section-${s.id}">${s.heading}</h2>${s.body}</section>`)}
 <p class="alt"><a href="${o.signOutUrl}">Sign out</a></p>`,
   });
 }

@@ -55,18 +55,23 @@ export function hasErrors(errors: Errors): boolean {
   return Object.values(errors).some(Boolean);
 }
 
-/** The error summary above the form, announced on arrival; each field error links to its field. */
-export function summary(errors: Errors): SafeHtml | '' {
-  const entries = Object.entries(errors).filter(([, v]) => v);
-  if (!entries.length) return '';
-  const fieldEntries = entries.filter(([k]) => k !== 'form');
+/**
+ * The error summary above the form, announced on arrival. Each field's error is an item that
+ * names the field and links to it ("Email: Enter ...", as GOV.UK's error summary), in the
+ * order of `specs`: the same specs the form's fields are rendered from.
+ */
+export function summary(errors: Errors, specs: readonly Pick<FieldSpec, 'name' | 'label'>[]): SafeHtml | '' {
+  const fieldErrors = specs.flatMap((f) => (errors[f.name] ? [{ f, message: errors[f.name]! }] : []));
+  if (!errors.form && !fieldErrors.length) return '';
   const headline =
     errors.form ??
-    (fieldEntries.length === 1
+    (fieldErrors.length === 1
       ? 'There is a problem with the form.'
-      : `There are ${fieldEntries.length} problems with the form.`);
+      : `There are ${fieldErrors.length} problems with the form.`);
   return html`<div class="summary" role="alert"><p id="${FORM_ERROR_ID}"><strong>${headline}</strong></p>${
-    fieldEntries.length ? html`<ul>${fieldEntries.map(([k, v]) => html`<li><a href="#${k}">${v}</a></li>`)}</ul>` : ''
+    fieldErrors.length
+      ? html`<ul>${fieldErrors.map(({ f, message }) => html`<li><a href="#${f.name}">${f.label}: ${message}</a></li>`)}</ul>`
+      : ''
   }</div>`;
 }
 
@@ -92,22 +97,20 @@ export function loginPage(
   },
 ): string {
   const errors = o.errors ?? {};
+  const specs: FieldSpec[] = [
+    { name: 'email', label: 'Email', type: 'email', autocomplete: 'username', value: o.email ?? '' },
+    { name: 'password', label: 'Password', type: 'password', autocomplete: 'current-password' },
+  ];
   return layout({
     appTitle: o.appTitle,
     heading: 'Sign in',
     error: hasErrors(errors),
     referrerPolicy: 'same-origin',
-    body: html`${o.notice ? html`<p class="notice" role="status">${o.notice}</p>` : ''}${summary(errors)}
+    body: html`${o.notice ? html`<p class="notice" role="status">${o.notice}</p>` : ''}${summary(errors, specs)}
 ${o.providers ? html`${o.providers}<p class="divider">or with your email</p>` : ''}
 <form method="post" action="${o.action}" novalidate>
 ${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
-${fields(
-  [
-    { name: 'email', label: 'Email', type: 'email', autocomplete: 'username', value: o.email ?? '' },
-    { name: 'password', label: 'Password', type: 'password', autocomplete: 'current-password' },
-  ],
-  errors,
-)}
+${fields(specs, errors)}
 ${o.forgotUrl ? html`<p class="aside"><a href="${o.forgotUrl}">Forgot your password?</a></p>` : ''}
 <button type="submit">Sign in</button>
 </form>
@@ -127,16 +130,7 @@ export function registerPage(
   },
 ): string {
   const errors = o.errors ?? {};
-  return layout({
-    appTitle: o.appTitle,
-    heading: 'Create an account',
-    error: hasErrors(errors),
-    referrerPolicy: 'same-origin',
-    body: html`${summary(errors)}
-<form method="post" action="${o.action}" novalidate>
-${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
-${fields(
-  [
+  const specs: FieldSpec[] = [
     // "username": the address is what this account signs in with, so password managers save it.
     { name: 'email', label: 'Email', type: 'email', autocomplete: 'username', value: o.email ?? '' },
     {
@@ -155,9 +149,16 @@ ${fields(
       autocomplete: 'new-password',
       hint: `At least ${o.minPasswordLength} characters. Spaces and any characters are welcome; a long phrase is best.`,
     },
-  ],
-  errors,
-)}
+  ];
+  return layout({
+    appTitle: o.appTitle,
+    heading: 'Create an account',
+    error: hasErrors(errors),
+    referrerPolicy: 'same-origin',
+    body: html`${summary(errors, specs)}
+<form method="post" action="${o.action}" novalidate>
+${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
+${fields(specs, errors)}
 <button type="submit">Create account</button>
 </form>
 <p class="alt">Already have an account? <a href="${o.loginUrl}">Sign in</a></p>`,

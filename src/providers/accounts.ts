@@ -11,7 +11,7 @@ export type Resolved =
 
 /**
  * Who a provider's profile is in Gatehouse. The key is always (issuer, subject), never an
- * email (ATTACKS 37). An identity seen before signs in its user. A new one may join an
+ * email (security.md #37). An identity seen before signs in its user. A new one may join an
  * existing user by email only when the provider's config allows it AND both the provider's
  * and the user's addresses are verified; otherwise a first sign-in creates a user, if
  * registration (the provider's, else accounts.registration) is open, the address is

@@ -12,10 +12,10 @@ import type { FlowError } from './client.ts';
  * provider id, the site, the purpose (login or link, and for a link the session that asked),
  * the return path, and the PKCE verifier and nonce (encrypted). The record is bound to this
  * browser by a short-lived random cookie whose hash it stores, so a code and state planted
- * in another browser (login CSRF, ATTACKS 30-31) lead nowhere. The callback consumes the
+ * in another browser (login CSRF, security.md #30-31) lead nowhere. The callback consumes the
  * record exactly once (a replay fails) and only on the provider and site that started it
- * (mix-up, ATTACKS 34). The return target comes from the record, never from the callback
- * (ATTACKS 13).
+ * (mix-up, security.md #34). The return target comes from the record, never from the callback
+ * (security.md #13).
  */
 
 const LOGIN_STATE_TTL_MS = 10 * 60_000;

@@ -3,7 +3,7 @@
  * key, an email with whether the provider verified it, a display name, and groups. Claims
  * are untrusted text from another system: values with control, invisible or bidi characters and
  * oversized ones are dropped here (names are cleaned of them instead), once, before anything is
- * stored or forwarded (ATTACKS 54).
+ * stored or forwarded (security.md #54).
  */
 export interface ProviderProfile {
   issuer: string;

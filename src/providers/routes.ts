@@ -207,7 +207,7 @@ export class ProviderRoutes {
     if (user.disabled) return this.fail(ctx, client, 'account_disabled', record);
     ctx.userId = user.id;
     const cookie = ctx.site.session;
-    // A new session id at every sign-in; the one the browser came with ends (ATTACKS 22).
+    // A new session id at every sign-in; the one the browser came with ends (security.md #22).
     const { setCookie, idHash } = await this.s.sessions.create(user, ctx.site.origin, cookie, {
       amr: [`idp:${client.id}`],
       ip: ctx.ip,
@@ -286,7 +286,7 @@ export class ProviderRoutes {
             text: 'Try again',
           };
     const heading = record?.purpose === 'link' ? 'Linking did not complete' : 'Sign-in did not complete';
-    // The callback's URL held a code and state: no referrer leaves this page (ATTACKS 38).
+    // The callback's URL held a code and state: no referrer leaves this page (security.md #38).
     const retryAfter = status === 503 ? '5' : status === 429 ? String(STARTS_WINDOW_MS / 1000) : undefined;
     this.tools.html(ctx, status, messagePage({ appTitle: ctx.site.title, heading, message, hint, link }), [], {
       'referrer-policy': 'no-referrer',

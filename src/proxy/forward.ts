@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool } from 'undici';
+import { hasBody } from '../http/protocol.ts';
 import { downstreamResponseHeaders } from './headers.ts';
 
 export interface UpstreamTimeouts {
@@ -40,16 +41,6 @@ export class Upstream {
 }
 
 export type ForwardOutcome = { status: number; error?: 'bad_gateway' | 'gateway_timeout'; cause?: string };
-
-function hasBody(req: IncomingMessage): boolean {
-  if (req.headers['transfer-encoding'] !== undefined) return true;
-  const cl = req.headers['content-length'];
-  if (cl !== undefined) return cl !== '0';
-  // HTTP/2 needs no length: the stream says whether DATA frames follow the headers.
-  return (
-    req.httpVersionMajor === 2 && !(req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders
-  );
-}
 
 /**
  * The abort signal handed to undici, which takes any EventEmitter that emits 'abort' (and

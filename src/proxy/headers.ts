@@ -1,6 +1,6 @@
 /**
  * What crosses from client to app and back. Request headers are rebuilt from rawHeaders in
- * one pass, in this order (ATTACKS 1-5):
+ * one pass, in this order (security.md #1-5):
  *   1. hop-by-hop headers, and every header the client names in Connection, are dropped
  *      (RFC 9110 §7.6.1) BEFORE anything is added, so a client cannot name ours away;
  *   2. every header that claims identity or forwarding (X-User-*, X-Gatehouse-*,

@@ -3,8 +3,9 @@ import type { FieldErrors } from '../accounts/service.ts';
 import { DiagnosedError } from '../edge/diagnose.ts';
 import { field, readInput, type Input } from '../http/body.ts';
 import { readCookie, serializeCookie } from '../http/cookies.ts';
-import { sameOriginRequest } from '../http/csrf.ts';
+import { fromOwnPage, sameOriginRequest } from '../http/csrf.ts';
 import { HttpError } from '../http/errors.ts';
+import { hasBody } from '../http/protocol.ts';
 import { redirect, sendHtml, sendJson } from '../http/respond.ts';
 import { safeReturnPath } from '../http/target.ts';
 import { CSP, cspWithFormAction, loginPage, logoutPage, messagePage, registerPage } from '../pages/index.ts';
@@ -18,7 +19,7 @@ type Handler = (ctx: RequestContext, params: Params) => Promise<void>;
 /** What other route modules (providers, account) share with these pages: CSRF and page helpers. */
 export interface FormTools {
   csrf(ctx: RequestContext): { token: string; cookies: string[] };
-  readPost(ctx: RequestContext): Promise<Input>;
+  readPost(ctx: RequestContext, o?: { bodiless?: boolean }): Promise<Input>;
   returnPath(ctx: RequestContext, value: unknown): string;
   queryParam(ctx: RequestContext, name: string): string | undefined;
   html(ctx: RequestContext, status: number, page: string, cookies?: string[], headers?: Record<string, string>): void;
@@ -78,10 +79,20 @@ export class AuthRoutes implements FormTools {
     return { token: this.s.secrets.mac('csrf', value), cookies };
   }
 
-  /** Refuses cross-site requests; for forms also checks the token. */
-  async readPost(ctx: RequestContext): Promise<Input> {
+  /**
+   * Refuses cross-site requests; for forms also checks the token. `bodiless`: the route needs
+   * no fields, so a POST with no body and no Content-Type (what `fetch(url, {method: 'POST'})`
+   * sends) is read as an empty JSON object, and answered as JSON. It carries no token and
+   * needs no preflight, so the browser must say it comes from this origin.
+   */
+  async readPost(ctx: RequestContext, o: { bodiless?: boolean } = {}): Promise<Input> {
     if (!sameOriginRequest(ctx.req, ctx.site.origin))
       throw new HttpError(403, 'cross_site', 'Cross-site requests are not accepted here.');
+    if (o.bodiless && ctx.req.headers['content-type'] === undefined && !hasBody(ctx.req)) {
+      if (!fromOwnPage(ctx.req, ctx.site.origin))
+        throw new HttpError(403, 'cross_site', 'A POST without a body must come from a page of this site.');
+      return { kind: 'json', data: Object.create(null) };
+    }
     const input = await readInput(ctx.req);
     if (input.kind === 'form') {
       const cookie = readCookie(ctx.req.headers.cookie, ctx.site.cookies.csrf);
@@ -189,7 +200,8 @@ export class AuthRoutes implements FormTools {
       rd: rd === ctx.site.home ? undefined : rd,
       email,
       errors,
-      notice,
+      // Sent here by a page that waits on the other side (the device page, consent): say so.
+      notice: notice ?? this.s.oauth.signInPurpose(rd),
       registerUrl:
         this.s.config.accounts.registration === 'open'
           ? this.url(ctx, '/register', { rd: rd === ctx.site.home ? undefined : rd })
@@ -337,7 +349,7 @@ export class AuthRoutes implements FormTools {
   // ---- logout -----------------------------------------------------------------------
 
   private async logoutForm(ctx: RequestContext): Promise<void> {
-    // GET never signs anyone out (ATTACKS 29): it shows a button that POSTs.
+    // GET never signs anyone out (security.md #29): it shows a button that POSTs.
     const rd = this.returnTarget(ctx, this.queryParam(ctx, 'rd'));
     const current = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin).catch(() => undefined);
     const { token, cookies } = this.csrf(ctx);
@@ -359,7 +371,7 @@ export class AuthRoutes implements FormTools {
   }
 
   private async logout(ctx: RequestContext): Promise<void> {
-    const input = await this.readPost(ctx);
+    const input = await this.readPost(ctx, { bodiless: true });
     const rd = this.returnTarget(ctx, field(input, 'rd', 4096));
     // Before the session goes (its provider tokens go with it): the provider's logout URL, if any.
     const endSession = await this.s.providers.beforeLogout(ctx);

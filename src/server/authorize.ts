@@ -90,9 +90,26 @@ export function loginUrl(site: Site, prefix: string, target: string): string {
 }
 
 /**
+ * The 302 of a protected request to Gatehouse's login page `url`, or, where no redirect to
+ * publicUrl can work from this listener (Diagnosis.unreachable), the explanation. Returns the
+ * status sent. (Gatehouse's own pages that send a browser to the login page need not: the
+ * stricter Diagnosis.check runs before them, Gatehouse.own.)
+ */
+export function redirectToLogin(ctx: RequestContext, diagnosis: Diagnosis, url: string, cookies?: string[]): number {
+  const cause = diagnosis.unreachable(ctx);
+  if (cause) {
+    diagnosis.respond(ctx.req, ctx.res, ctx.site, cause, ctx.requestId, cookies);
+    return cause.status;
+  }
+  redirect(ctx.res, 302, url, cookies);
+  return 302;
+}
+
+/**
  * What an anonymous request gets: a browser (GET/HEAD asking for HTML) is redirected to the
  * login page, anything else gets 401 JSON; a rule's `unauthenticated` forces one of the two.
- * A browser that signed in a moment ago gets the loop-breaker's explanation instead.
+ * A browser that signed in a moment ago gets the loop-breaker's explanation instead, as does
+ * one whose redirect could not work (redirectToLogin).
  * `noRedirect` (nginx auth_request, which cannot relay a redirect): 401 always, with the login
  * URL in X-Gatehouse-Login when a redirect was meant. `challenge`: the WWW-Authenticate value
  * (the OAuth server's, naming the app's protected-resource metadata). Returns the status sent.
@@ -117,10 +134,7 @@ export function unauthenticated(
   }
   const cookies = lookup.state === 'invalid' ? [deps.sessions.clear(site.session)] : undefined;
   const login = loginUrl(site, deps.prefix, ctx.path + ctx.query);
-  if (mode === 'redirect' && !o.noRedirect) {
-    redirect(res, 302, login, cookies);
-    return 302;
-  }
+  if (mode === 'redirect' && !o.noRedirect) return redirectToLogin(ctx, deps.diagnosis, login, cookies);
   const headers: Record<string, string> = { 'www-authenticate': o.challenge ?? `Bearer realm="${site.origin}"` };
   if (mode === 'redirect') headers['x-gatehouse-login'] = login;
   sendJson(res, 401, { error: 'unauthenticated', message: 'Sign in to use this resource.', login }, headers, cookies);

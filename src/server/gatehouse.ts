@@ -18,7 +18,8 @@ import { describe as describeCert, loadTls, type TlsPair } from '../edge/tls.ts'
 import { TrustedProxies } from '../http/client-ip.ts';
 import { Forwarding } from '../http/forwarded.ts';
 import { HttpError } from '../http/errors.ts';
-import { redirect, sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
+import { sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
+import { h2Stream, otherMajorVersion, protocolError } from '../http/protocol.ts';
 import { normalizeTarget } from '../http/target.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import type { BearerSession } from '../oauth/bearer.ts';
@@ -41,7 +42,7 @@ import { issuerOf, KeyRing, keyPolicy } from '../tokens/keys.ts';
 import { loadSecrets, type Secrets } from '../tokens/secrets.ts';
 import { AccountRoutes } from './account.ts';
 import { AuthRoutes } from './auth-routes.ts';
-import { decide, isBelow, unauthenticated } from './authorize.ts';
+import { decide, isBelow, redirectToLogin, unauthenticated } from './authorize.ts';
 import type { RequestContext, Services } from './context.ts';
 import { basePath, buildSites, hostKey, type App, type Site } from './sites.ts';
 import { JWKS_PATH, jwksRoute, WellKnown } from './well-known.ts';
@@ -112,6 +113,8 @@ export class Gatehouse {
   private tls: TlsPair | undefined;
   /** Open HTTP/2 sessions, closed (GOAWAY) on shutdown. */
   private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
+  /** HTTP/1 connections whose framing was refused: what else the parser finds on them is not served. */
+  private readonly refused = new WeakSet<object>();
   /** Open WebSocket tunnels: client socket → app socket. */
   private readonly tunnels = new Map<Duplex, Duplex>();
   private readonly purgeTimer: NodeJS.Timeout;
@@ -208,6 +211,7 @@ export class Gatehouse {
       prefix: this.prefix,
       assertions: this.assertions,
       error: (...a) => this.error(...a),
+      wellKnown: (path) => this.isWellKnown(path),
       bearer: this.oauth,
     });
     this.auth.router.add([...METHODS], '/check', (c) => forwardAuth.handle(c));
@@ -241,7 +245,7 @@ export class Gatehouse {
       });
       (secure as unknown as { shouldUpgradeCallback: typeof shouldUpgrade }).shouldUpgradeCallback = shouldUpgrade;
       secure.on('request', (req, res) => {
-        if (req.httpVersionMajor === 2) (req as unknown as http2.Http2ServerRequest).stream.setTimeout(t.idle);
+        h2Stream(req as unknown as IncomingMessage)?.setTimeout(t.idle);
         onRequest(req as unknown as IncomingMessage, res as unknown as ServerResponse);
       });
       secure.on('session', (session: http2.ServerHttp2Session) => {
@@ -258,11 +262,26 @@ export class Gatehouse {
       'upgrade',
       (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.handleUpgrade(req, socket, head),
     );
+    // CONNECT: Gatehouse is no forward proxy. Over HTTP/1 Node hands over the raw socket (and
+    // would just drop it without a listener), over HTTP/2 a response.
+    this.server.on('connect', (req: IncomingMessage, out: Duplex | http2.Http2ServerResponse) => {
+      this.logger.info({ req: { id: this.requestId(req), method: 'CONNECT' }, status: 405 }, 'request');
+      if (out instanceof http2.Http2ServerResponse) return void out.writeHead(405).end();
+      out.on('error', () => out.destroy());
+      rejectUpgrade(out, 405, 'Method Not Allowed', 'Gatehouse is not a forward proxy.\n');
+    });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       // Only HTTP parse errors get an HTTP answer; a failed TLS handshake is just closed.
       const parseError = err.code?.startsWith('HPE_') || err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
       if (!parseError || !socket.writable) return void socket.destroy();
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const status =
+        err.code === 'HPE_HEADER_OVERFLOW'
+          ? 431
+          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? 408
+            : err.code === 'HPE_INVALID_VERSION' && otherMajorVersion((err as { rawPacket?: Buffer }).rawPacket)
+              ? 505
+              : 400;
       this.logger.debug({ event: 'client_error', code: err.code, status }, 'malformed request refused');
       rejectUpgrade(socket, status, http.STATUS_CODES[status]!, `${http.STATUS_CODES[status]}\n`);
     });
@@ -387,13 +406,31 @@ export class Gatehouse {
     return isBelow(path, this.prefixLower, true);
   }
 
+  /** One of Gatehouse's documents under <base>/.well-known/ (the path is below the base). */
+  private isWellKnown(path: string): boolean {
+    return this.wellKnown.has(this.base ? path.slice(this.base.length) : path);
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // Pipelined behind a refused request: its framing may hide this one. Its connection closes
+    // after the refusal is sent.
+    if (this.refused.has(req.socket)) return;
     const started = performance.now();
     const requestId = this.requestId(req);
-    if (this.closing && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
+    if (this.closing && !h2Stream(req)) res.setHeader('connection', 'close');
     let ctx: RequestContext | undefined;
     let status = 0;
     try {
+      const bad = protocolError(req);
+      if (bad) {
+        status = bad.status;
+        // The client may frame the rest otherwise: nothing more is read on this connection.
+        if (!h2Stream(req)) {
+          res.setHeader('connection', 'close');
+          this.refused.add(req.socket);
+        }
+        return this.error(req, res, undefined, bad.status, bad.code, bad.message);
+      }
       const via = this.forwarding.resolve(req);
       const site = this.siteFor(via.host);
       if (!site) {
@@ -679,7 +716,7 @@ export class Gatehouse {
           ),
           502
         );
-      return (redirect(res, 302, login), 302);
+      return redirectToLogin(ctx, this.diagnosis, login);
     }
     sendJson(
       res,
@@ -692,7 +729,7 @@ export class Gatehouse {
 
   // ---- errors -----------------------------------------------------------------------
 
-  /** 421 for a host no site answers for, never trusted or redirected (ATTACKS 7). */
+  /** 421 for a host no site answers for, never trusted or redirected (security.md #7). */
   private misdirected(req: IncomingMessage, res: ServerResponse, requestId: string): void {
     this.diagnosis.respond(
       req,
@@ -741,7 +778,7 @@ export class Gatehouse {
     if (err instanceof HttpError) {
       // HTTP/2 has no Connection header (and no per-request close).
       for (const [k, v] of Object.entries(err.headers ?? {}))
-        if (!res.headersSent && !(k === 'connection' && req.httpVersionMajor === 2)) res.setHeader(k, v);
+        if (!res.headersSent && !(k === 'connection' && h2Stream(req))) res.setHeader(k, v);
       this.error(req, res, site, err.status, err.code, err.message);
       return err.status;
     }
@@ -771,7 +808,12 @@ export class Gatehouse {
     let status = 0;
     let userId: string | undefined;
     socket.on('error', () => socket.destroy());
+    if (this.refused.has(req.socket)) return void socket.end();
     try {
+      const bad = protocolError(req);
+      if (bad) return rejectUpgrade(socket, (status = bad.status), http.STATUS_CODES[bad.status]!, `${bad.message}\n`);
+      if (req.httpVersionMinor === 0)
+        return rejectUpgrade(socket, (status = 400), 'Bad Request', 'A WebSocket handshake needs HTTP/1.1.\n');
       const via = this.forwarding.resolve(req);
       const site = this.siteFor(via.host);
       const target = normalizeTarget(req.url ?? '');
@@ -782,11 +824,7 @@ export class Gatehouse {
           site && target.ok ? 'Service Unavailable' : 'Bad Request',
         );
       const outside = this.base && !isBelow(target.path, this.base, false);
-      if (
-        outside ||
-        this.isOwnPath(target.path) ||
-        this.wellKnown.has(this.base ? target.path.slice(this.base.length) : target.path)
-      )
+      if (outside || this.isOwnPath(target.path) || this.isWellKnown(target.path))
         return rejectUpgrade(socket, (status = 404), 'Not Found');
       // Cross-site WebSocket hijacking: the browser sends cookies with a cross-origin upgrade.
       const origin = req.headers.origin;
@@ -798,6 +836,15 @@ export class Gatehouse {
       if (d.kind !== 'allow') return rejectUpgrade(socket, (status = 403), 'Forbidden');
       const { app, active } = d;
       userId = active?.user.id;
+      // Browsers always send Origin with an upgrade: one the session cookie signs in without it
+      // did not come from a page of this site. A bearer token is a program's own and needs none.
+      if (active && !d.ownToken && origin === undefined)
+        return rejectUpgrade(
+          socket,
+          (status = 403),
+          'Forbidden',
+          'A signed-in WebSocket handshake must send Origin.\n',
+        );
       const relay = await this.tokenRelay(d.rule, app, active);
       if ('reason' in relay)
         return rejectUpgrade(

@@ -137,6 +137,13 @@ export interface DeviceStore {
   ): Promise<boolean>;
   /** approved → redeemed and the grant created, in one step; false when it was not (or no longer) approved and live. */
   redeem(deviceHash: string, now: number, grant: Grant): Promise<boolean>;
+  /** A user's live approvals that no client has collected yet, most recent first (the account page lists them). */
+  listApproved(userId: string, now: number): Promise<DeviceAuthorization[]>;
+  /**
+   * approved → denied by the user who approved it, before the client collects it (the client
+   * then gets access_denied); false when it was collected meanwhile, has expired, or is not theirs.
+   */
+  cancel(deviceHash: string, userId: string, now: number): Promise<boolean>;
 }
 
 export type CodeRedemption = 'redeemed' | 'reused' | 'expired' | 'unknown';

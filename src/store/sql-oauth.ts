@@ -311,6 +311,23 @@ class SqlDevices implements DeviceStore {
       return true;
     });
   }
+
+  async listApproved(userId: string, now: number): Promise<DeviceAuthorization[]> {
+    // expires_at first: the index on it leaves only the few codes of the last minutes to look at.
+    const rows = await this.db.all<DeviceRow>(
+      `SELECT * FROM oauth_device_codes WHERE expires_at > ? AND user_id = ? AND status = 'approved' ORDER BY decided_at DESC, device_hash`,
+      [now, userId],
+    );
+    return rows.map(toDevice);
+  }
+
+  async cancel(deviceHash: string, userId: string, now: number): Promise<boolean> {
+    const n = await this.db.run(
+      `UPDATE oauth_device_codes SET status = 'denied', decided_at = ? WHERE device_hash = ? AND user_id = ? AND status = 'approved' AND expires_at > ?`,
+      [now, deviceHash, userId, now],
+    );
+    return n === 1;
+  }
 }
 
 class SqlCodes implements CodeStore {

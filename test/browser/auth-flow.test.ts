@@ -6,6 +6,7 @@ import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { selfSigned } from '../helpers/tls.ts';
 import { browserSkip, isolatedContext, launchBrowser } from './chromium.ts';
 import { descriptions, focusedId } from './inspect.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * A newcomer's path through a real Gatehouse in front of the real upstream echo app, in real
@@ -18,7 +19,7 @@ const TITLE = 'Acme Portal';
 let gh: TestGatehouse;
 let browser: Browser;
 
-describe('in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
+describeOrSkip('in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
   before(async () => {
     browser = await launchBrowser();
     gh = await startGatehouse(() => ({
@@ -236,13 +237,20 @@ describe('in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
         assert.ok(gap >= 0 && gap < 16, `#${id} is ${gap}px under its field`);
       }
 
-      // The summary is announced and links to each field.
+      // The summary is announced; each item names its field and links to it.
       const alert = page.getByRole('alert');
       assert.match(await alert.innerText(), /There are 2 problems/);
-      assert.deepEqual(await alert.getByRole('link').evaluateAll((as) => as.map((a) => a.getAttribute('href'))), [
-        '#email',
-        '#password',
-      ]);
+      assert.deepEqual(
+        await alert
+          .getByRole('link')
+          .evaluateAll((as) => as.map((a) => [a.getAttribute('href'), a.textContent?.replace(/:.*/s, '')])),
+        [
+          ['#email', 'Email'],
+          ['#password', 'Password'],
+        ],
+      );
+      await alert.getByRole('link', { name: /^Password: / }).click();
+      assert.equal(await focusedId(page), 'password', 'the link takes the keyboard to its field');
 
       // A taken address: the message moves to the email field, the password is fine.
       const taken = uniqueEmail('taken');

@@ -1,27 +1,28 @@
 import { existsSync } from 'node:fs';
 import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from 'playwright-core';
+import { requirement } from '../helpers/requirements.ts';
 
 /**
  * Debian's Chromium, driven by playwright-core. Never downloads a browser. Where Chromium is
- * missing the browser tests are skipped with a loud message, except under CI=true, where a
- * missing browser fails them.
+ * missing the browser tests are skipped, loudly, and under CI=true they fail
+ * (helpers/requirements.ts).
  */
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'];
-const inCI = () => ['true', '1'].includes((process.env.CI ?? '').toLowerCase());
 
-/** For `describe(name, { skip: browserSkip() }, ...)`: false when the tests must run. */
+/** For `describeOrSkip(name, { skip: browserSkip() }, ...)`: false when the tests must run. */
 export function browserSkip(): false | string {
-  if (existsSync(CHROMIUM_PATH) || inCI()) return false;
-  const reason = `Chromium not found at ${CHROMIUM_PATH}: browser tests SKIPPED. Install Debian's chromium package or set CHROMIUM_PATH (under CI=true this is a failure).`;
-  process.stderr.write(`\n${'!'.repeat(100)}\n!!! ${reason}\n${'!'.repeat(100)}\n\n`);
-  return reason;
+  return requirement(
+    'Chromium',
+    existsSync(CHROMIUM_PATH) ? undefined : `Chromium not found at ${CHROMIUM_PATH}`,
+    "install Debian's chromium package, or set CHROMIUM_PATH",
+  );
 }
 
 export async function launchBrowser(): Promise<Browser> {
   if (!existsSync(CHROMIUM_PATH)) {
     throw new Error(
-      `Chromium is required for the browser tests (CI=true) but ${CHROMIUM_PATH} does not exist. Install Debian's chromium package (see .ci/run).`,
+      `Chromium not found at ${CHROMIUM_PATH}: install Debian's chromium package (see .ci/run), or set CHROMIUM_PATH.`,
     );
   }
   return chromium.launch({ executablePath: CHROMIUM_PATH, args: ARGS });

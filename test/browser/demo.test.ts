@@ -6,13 +6,14 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Browser } from 'playwright-core';
 import { Client, PASSWORD, uniqueEmail } from '../helpers/client.ts';
 import { freePort } from '../helpers/gatehouse.ts';
 import { browserSkip, isolatedContext, launchBrowser } from './chromium.ts';
 import { audit, backgroundOf } from './inspect.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * The README's first step, for real: `npm start` (demo/run.ts: the demo app, and Gatehouse
@@ -55,7 +56,7 @@ function listening(port: number): Promise<boolean> {
   });
 }
 
-describe('the demo, started with npm start', { skip: browserSkip(), timeout: 180_000 }, () => {
+describeOrSkip('the demo, started with npm start', { skip: browserSkip(), timeout: 180_000 }, () => {
   before(async () => {
     browser = await launchBrowser();
     ports = { gatehouse: await freePort(), app: await freePort() };

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import * as oauth from 'openid-client';
 import type { Browser } from 'playwright-core';
 import { PASSWORD, registerJson, uniqueEmail, Client } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { withBearer } from '../oauth/helpers.ts';
 import { browserSkip, launchBrowser } from './chromium.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * An MCP client's path to an MCP server behind Gatehouse (the MCP authorization spec): a
@@ -25,7 +26,7 @@ let callback: http.Server;
 let callbackUrl: string;
 const arrived: string[] = [];
 
-describe('MCP client with dynamic registration, in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
+describeOrSkip('MCP client with dynamic registration, in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
   before(async () => {
     browser = await launchBrowser();
     gh = await startGatehouse(() => ({ title: 'Acme MCP', routes: [{ path: '/mcp', unauthenticated: '401' }] }));

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { loginPage, logoutPage, registerPage } from '../../src/pages/index.ts';
 import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { browserSkip, isolatedContext, launchBrowser } from './chromium.ts';
 import { audit, tabThrough } from './inspect.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * Gatehouse's own pages as people see them: in light and dark colour schemes, on a desktop
@@ -85,13 +86,37 @@ const STATES: PageState[] = [
     },
     autocomplete: REGISTER_FIELDS,
     tabOrder: [
-      'a "Enter an email address',
-      'a "This password is too common',
+      'a "Email: Enter an email address',
+      'a "Password: This password is too',
       'input#email',
       'input#name',
       'input#password',
       'button "Create account"',
     ],
+  },
+  {
+    name: 'login-for-device',
+    heading: 'Sign in',
+    open: async (p) => {
+      await p.goto(`${gh.url}/.auth/device?user_code=BCDF-GHJK`);
+      assert.ok(
+        await p.getByRole('status').getByText('Sign in to approve the device login.', { exact: false }).isVisible(),
+        'the sign-in page says a device login waits',
+      );
+    },
+    autocomplete: LOGIN_FIELDS,
+    tabOrder: ['input#email', 'input#password', 'button "Sign in"'],
+  },
+  {
+    name: 'device-error',
+    heading: 'Connect a device',
+    signedIn: true,
+    open: async (p) => {
+      await p.goto(`${gh.url}/.auth/device`);
+      await p.getByLabel('Code', { exact: true }).fill('ABCD-EFGH');
+      await submit(p, 'Continue');
+    },
+    tabOrder: ['a "Code: This code has A and E', 'input#user_code', 'button "Continue"'],
   },
   {
     name: 'logout',
@@ -131,7 +156,7 @@ const VARIANTS = [
   { colorScheme: 'dark', viewport: { width: 320, height: 640 } },
 ] as const;
 
-describe("Gatehouse's pages in Chromium", { skip: browserSkip(), timeout: 300_000 }, () => {
+describeOrSkip("Gatehouse's pages in Chromium", { skip: browserSkip(), timeout: 300_000 }, () => {
   before(async () => {
     browser = await launchBrowser();
     gh = await startGatehouse(() => ({
@@ -222,7 +247,7 @@ describe("Gatehouse's pages in Chromium", { skip: browserSkip(), timeout: 300_00
   }
 });
 
-describe('escaping, as a browser parses it', { skip: browserSkip(), timeout: 60_000 }, () => {
+describeOrSkip('escaping, as a browser parses it', { skip: browserSkip(), timeout: 60_000 }, () => {
   let b: Browser;
   before(async () => {
     b = await launchBrowser();

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { emailConfig, mailTo } from '../helpers/email.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { linkIn, startSmtp, type TestSmtp } from '../helpers/smtp.ts';
 import { browserSkip, isolatedContext, launchBrowser } from './chromium.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * Forgot → mail → reset → sign in, in real Chromium, with the message delivered over real
@@ -21,7 +22,7 @@ let gh: TestGatehouse;
 let smtp: TestSmtp;
 let browser: Browser;
 
-describe('password reset in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
+describeOrSkip('password reset in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
   before(async () => {
     browser = await launchBrowser();
     smtp = await startSmtp();
@@ -93,7 +94,7 @@ describe('password reset in Chromium', { skip: browserSkip(), timeout: 120_000 }
         assert.equal(
           (await context.cookies(gh.url)).find((c) => c.name === 'gatehouse'),
           undefined,
-          'not signed in (ATTACKS 44)',
+          'not signed in (security.md #44)',
         );
 
         // 4. The laptop's session ended. (Its one-minute sign-in marker goes first: within that

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { startLab, type Lab } from '../helpers/providers.ts';
 import { browserSkip, isolatedContext, launchBrowser } from './chromium.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * A user's whole journey with providers in real Chromium, against two real IdPs whose own
@@ -18,7 +19,7 @@ let lab: Lab;
 let gh: TestGatehouse;
 let browser: Browser;
 
-describe('providers in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
+describeOrSkip('providers in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
   before(async () => {
     browser = await launchBrowser();
     lab = await startLab();

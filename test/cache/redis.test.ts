@@ -6,6 +6,7 @@ import { CacheUnavailableError, openCache, type Cache } from '../../src/cache/in
 import { Relay } from '../faults/relay.ts';
 import { eventually, redis, viaPort } from '../faults/services.ts';
 import { cacheContract } from './contract.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 const service = await redis();
 const url = service.url;
@@ -56,7 +57,7 @@ async function outcome(call: () => Promise<unknown>): Promise<{ error: unknown; 
   }
 }
 
-describe('Redis', { skip: service.skip }, () => {
+describeOrSkip('Redis', { skip: service.skip }, () => {
   cacheContract('Redis', { open: () => open() });
 
   describe('Redis specifics', () => {

@@ -23,23 +23,33 @@ describe('gatehouse check', () => {
   test('a valid config: OK, what is served, and warnings that name keys', async () => {
     const file = writeConfig(
       'ok.yaml',
-      'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\nroutes:\n  - path: /public/**\n    access: public\n',
+      'publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.5]\nupstream: http://127.0.0.1:3000\nroutes:\n  - path: /public/**\n    access: public\n',
     );
     const r = await run(['check', '--config', file]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /OK \(\d+ warnings?\)/);
+    assert.match(r.stdout, /: OK \(\d+ warnings?\)/);
     assert.match(
       r.stdout,
       /https:\/\/app\.example\.com\/ → http:\/\/127\.0\.0\.1:3000\/ {2}app "app", 1 rule, default authenticated/,
     );
-    assert.match(r.stderr, /warning: trustedProxies:/);
     assert.match(r.stderr, /warning: secrets\.key:/);
+    assert.doesNotMatch(r.stderr, /error:/);
+  });
+
+  test('a config under which no sign-in can work: an error, exit 2 (https publicUrl, plain listener, no trusted proxy)', async () => {
+    const file = writeConfig('nosignin.yaml', 'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\n');
+    const r = await run(['check', '--config', file]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^error: trustedProxies: publicUrl is https, .*no sign-in can work/m);
+    assert.match(r.stdout, /: not OK \(1 error, \d+ warnings?\)/);
+    const explained = await run(['check', '--config', file, '--explain', '/x']);
+    assert.equal(explained.code, 2, 'with --explain too');
   });
 
   test('providers: the exact redirect URIs to register, and warnings about provider settings', async () => {
     const file = writeConfig(
       'providers.yaml',
-      'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\ntokenRelay: kc\nproviders:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com/realms/acme\n    clientId: gatehouse\n    endSession: true\n  - id: github\n    type: github\n    clientId: Iv1.x\n    clientSecret: s\n',
+      'publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.5]\nupstream: http://127.0.0.1:3000\ntokenRelay: kc\nproviders:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com/realms/acme\n    clientId: gatehouse\n    endSession: true\n  - id: github\n    type: github\n    clientId: Iv1.x\n    clientSecret: s\n',
     );
     const r = await run(['check', '--config', file]);
     assert.equal(r.code, 0, r.stderr);
@@ -86,7 +96,7 @@ describe('gatehouse check', () => {
   test('--explain tells which rule decides a URL, and why', async () => {
     const file = writeConfig(
       'explain.yaml',
-      'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\nroutes:\n  - path: /docs/**\n    methods: [GET]\n    access: public\n  - path: /admin/**\n    allow: {groups: [admins]}\n',
+      'publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.5]\nupstream: http://127.0.0.1:3000\nroutes:\n  - path: /docs/**\n    methods: [GET]\n    access: public\n  - path: /admin/**\n    allow: {groups: [admins]}\n',
     );
     const r = await run(['check', '--config', file, '--explain', 'https://app.example.com/docs/../admin/x?y=1']);
     assert.equal(r.code, 0, r.stderr);

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -7,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
-import { CLI, runCli } from '../helpers/cli.ts';
+import { runCli, startCli, userCode, userEnv } from '../helpers/cli.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { decideDevice, signedInBrowser, withBearer } from '../oauth/helpers.ts';
 
@@ -38,56 +37,11 @@ after(async () => {
   rmSync(home, { recursive: true, force: true });
 });
 
-interface Run {
-  child: ChildProcess;
-  stderr: () => string;
-  done: Promise<{ code: number | null; stdout: string; stderr: string }>;
-}
-
-/** The environment of a user whose config dir is `configHome`, without a display (no browser opens). */
-function userEnv(configHome: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: configHome };
-  delete env.DISPLAY;
-  delete env.WAYLAND_DISPLAY;
-  return env;
-}
-
-/** A long-running CLI (login) whose stderr the test watches. */
-function start(args: string[], configHome: string): Run {
-  const env = userEnv(configHome);
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d) => (stdout += d));
-  child.stderr!.on('data', (d) => (stderr += d));
-  return {
-    child,
-    stderr: () => stderr,
-    done: new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr }))),
-  };
-}
-
 const run = (args: string[], configHome = join(home, 'default')) => runCli(args, undefined, userEnv(configHome));
-
-/** Waits until the CLI has printed its user code. */
-function userCode(r: Run): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      const m = /enter the code {2}([A-Z]{4}-[A-Z]{4})/.exec(r.stderr());
-      if (m) {
-        r.child.stderr!.off('data', check);
-        resolve(m[1]!);
-      }
-    };
-    r.child.stderr!.on('data', check);
-    r.child.once('close', () => reject(new Error(`the CLI ended before printing a code: ${r.stderr()}`)));
-    check();
-  });
-}
 
 async function login(configHome: string, decision: 'approve' | 'deny' = 'approve') {
   const { browser, user } = await signedInBrowser(gh);
-  const r = start(['login', `${gh.url}/api/items`, '--no-browser'], configHome);
+  const r = startCli(['login', `${gh.url}/api/items`, '--no-browser'], userEnv(configHome));
   const code = await userCode(r);
   await decideDevice(gh, browser, code, decision);
   return { user, result: await r.done };

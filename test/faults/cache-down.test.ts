@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { Relay } from './relay.ts';
 import { eventually, redis, viaPort } from './services.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * Redis (the login throttle's counters) goes away under a running Gatehouse, through a relay
@@ -14,7 +15,7 @@ import { eventually, redis, viaPort } from './services.ts';
  */
 const service = await redis();
 
-describe('cache down (Redis through a relay)', { skip: service.skip }, () => {
+describeOrSkip('cache down (Redis through a relay)', { skip: service.skip }, () => {
   const keyPrefix = `gh-test-${randomBytes(5).toString('hex')}:`;
   let relay: Relay;
   let gh: TestGatehouse;

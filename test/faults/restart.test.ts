@@ -2,13 +2,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { after, test } from 'node:test';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { startUpstream } from '../helpers/upstream.ts';
 import { pgSchema, postgres } from './services.ts';
 import { runCli as cli } from '../helpers/cli.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * Sessions live in the store, not in the process: a restart (or another node) honours the
@@ -55,7 +56,7 @@ const backends: Backend[] = [
 ];
 
 for (const backend of backends) {
-  describe(`sessions in the store: ${backend.name}`, { skip: backend.skip }, () => {
+  describeOrSkip(`sessions in the store: ${backend.name}`, { skip: backend.skip }, () => {
     test('a restart on the same store keeps everyone signed in; logout before it stays logged out', async () => {
       const db = await backend.setup();
       const upstream = await startUpstream();

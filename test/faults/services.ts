@@ -1,10 +1,9 @@
 import { connect } from 'node:net';
-import { test } from 'node:test';
+import { requirement } from '../helpers/requirements.ts';
 
 /**
- * Real PostgreSQL and Redis for the tests that need them. Where one is unreachable the tests
- * that need it are skipped with a loud message, except under CI (CI=true), where a missing
- * service is a failure: CI must never go green by skipping.
+ * Real PostgreSQL and Redis for the tests that need them. Where one is unreachable those tests
+ * are skipped, loudly, and under CI=true they fail (helpers/requirements.ts).
  */
 
 export const PG_URL = process.env.GATEHOUSE_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -16,7 +15,7 @@ export interface Service {
   host: string;
   port: number;
   available: boolean;
-  /** Pass as `{ skip }` to describe(): false when available, else the loud reason. */
+  /** Pass as `{ skip }` to a test or to describeOrSkip(): false when available, else the reason. */
   skip: string | false;
 }
 
@@ -33,32 +32,21 @@ function reachable(host: string, port: number, timeoutMs = 2000): Promise<boolea
   });
 }
 
-async function probe(name: string, url: string, defaultPort: number): Promise<Service> {
+async function probe(name: string, url: string, defaultPort: number, variable: string): Promise<Service> {
   const u = new URL(url);
   const host = u.hostname || '127.0.0.1';
   const port = Number(u.port || defaultPort);
   const available = await reachable(host, port);
-  const shown = `${u.protocol}//${host}:${port}`;
-  const service: Service = { name, url, host, port, available, skip: false };
-  if (available) return service;
-  const message = `${name} is not reachable at ${shown}; the tests that need it cannot run`;
-  if (process.env.CI === 'true') {
-    // Registered as a top-level test so the file fails, loudly, with the reason.
-    test(`${name} is reachable (required under CI)`, () => {
-      throw new Error(`${message}. Under CI=true this is a failure, not a skip: start ${name} (see .ci/run).`);
-    });
-    service.skip = `${message} (failing: CI=true)`;
-  } else {
-    process.stderr.write(
-      `\n${'!'.repeat(78)}\n!! SKIPPING: ${message}.\n!! Start it, or set ${name === 'PostgreSQL' ? 'GATEHOUSE_TEST_PG_URL' : 'GATEHOUSE_TEST_REDIS_URL'}. Under CI=true this fails instead.\n${'!'.repeat(78)}\n\n`,
-    );
-    service.skip = `SKIPPED: ${message}`;
-  }
-  return service;
+  const skip = requirement(
+    name,
+    available ? undefined : `${name} is not reachable at ${u.protocol}//${host}:${port}`,
+    `start it, or set ${variable}`,
+  );
+  return { name, url, host, port, available, skip };
 }
 
-export const postgres = (): Promise<Service> => probe('PostgreSQL', PG_URL, 5432);
-export const redis = (): Promise<Service> => probe('Redis', REDIS_URL, 6379);
+export const postgres = (): Promise<Service> => probe('PostgreSQL', PG_URL, 5432, 'GATEHOUSE_TEST_PG_URL');
+export const redis = (): Promise<Service> => probe('Redis', REDIS_URL, 6379, 'GATEHOUSE_TEST_REDIS_URL');
 
 /** A URL for the same service reached through a relay on another port. */
 export function viaPort(url: string, port: number, host = '127.0.0.1'): string {

@@ -1,19 +1,20 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { Client, registerJson, uniqueEmail, PASSWORD } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { rawRequest } from '../helpers/raw.ts';
 import { Relay } from './relay.ts';
 import { eventually, pgSchema, postgres } from './services.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * PostgreSQL goes away under a running Gatehouse (through a relay this test controls; the
- * machine's PostgreSQL is never touched) and comes back. ATTACKS "Faults": protected routes
+ * machine's PostgreSQL is never touched) and comes back. security.md #60: protected routes
  * fail closed, public routes keep working, recovery needs no restart.
  */
 const service = await postgres();
 
-describe('store down (PostgreSQL through a relay)', { skip: service.skip }, () => {
+describeOrSkip('store down (PostgreSQL through a relay)', { skip: service.skip }, () => {
   let relay: Relay;
   let db: Awaited<ReturnType<typeof pgSchema>>;
   let gh: TestGatehouse;

@@ -3,30 +3,22 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { requirement } from './requirements.ts';
 
 /**
  * Debian's Caddy, run by the tests on a loopback port with a Caddyfile they write, stopped by
- * its pid. Missing Caddy skips loudly, and fails under CI=true (.ci/run installs it).
+ * its pid. Where Caddy is missing its tests are skipped, loudly, and under CI=true they fail
+ * (helpers/requirements.ts; .ci/run installs it).
  */
 export const CADDY = process.env.CADDY_PATH || '/usr/bin/caddy';
-const inCI = () => ['true', '1'].includes((process.env.CI ?? '').toLowerCase());
 
+/** For `describeOrSkip(name, { skip: caddySkip() }, ...)`. */
 export function caddySkip(): false | string {
-  if (existsSync(CADDY)) return false;
-  const reason = `caddy not found at ${CADDY}: the forward_auth tests with a real Caddy cannot run`;
-  if (inCI()) {
-    test('caddy is installed (required under CI)', () => {
-      throw new Error(
-        `${reason}. Under CI=true this is a failure, not a skip: install Debian's caddy (see .ci/run) or set CADDY_PATH.`,
-      );
-    });
-    return `${reason} (failing: CI=true)`;
-  }
-  process.stderr.write(
-    `\n${'!'.repeat(90)}\n!!! SKIPPING: ${reason}.\n!!! Install Debian's caddy or set CADDY_PATH. Under CI=true this fails instead.\n${'!'.repeat(90)}\n\n`,
+  return requirement(
+    'Caddy',
+    existsSync(CADDY) ? undefined : `caddy not found at ${CADDY}`,
+    "install Debian's caddy, or set CADDY_PATH",
   );
-  return `SKIPPED: ${reason}`;
 }
 
 /**

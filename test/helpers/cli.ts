@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 
 export const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 
@@ -18,5 +18,49 @@ export function runCli(args: string[], input?: string, env?: NodeJS.ProcessEnv):
     child.stderr.on('data', (d) => (stderr += d));
     child.on('close', (code) => resolve({ code, stdout, stderr }));
     child.stdin.end(input ?? '');
+  });
+}
+
+/** The environment of a CLI user whose config dir is `configHome`, without a display (no browser opens). */
+export function userEnv(configHome: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: configHome, ...extra };
+  delete env.DISPLAY;
+  delete env.WAYLAND_DISPLAY;
+  return env;
+}
+
+export interface RunningCli {
+  child: ChildProcess;
+  stderr: () => string;
+  done: Promise<CliResult>;
+}
+
+/** A long-running CLI (`gatehouse login`) whose stderr the test watches. */
+export function startCli(args: string[], env: NodeJS.ProcessEnv): RunningCli {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  return {
+    child,
+    stderr: () => stderr,
+    done: new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr }))),
+  };
+}
+
+/** Waits until `gatehouse login` has printed its user code. */
+export function userCode(r: RunningCli): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      const m = /enter the code {2}([A-Z]{4}-[A-Z]{4})/.exec(r.stderr());
+      if (m) {
+        r.child.stderr!.off('data', check);
+        resolve(m[1]!);
+      }
+    };
+    r.child.stderr!.on('data', check);
+    r.child.once('close', () => reject(new Error(`the CLI ended before printing a code: ${r.stderr()}`)));
+    check();
   });
 }

@@ -3,32 +3,22 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { requirement } from './requirements.ts';
 
 /**
  * Debian's nginx, started by the tests on loopback ports with a config they write, stopped
- * by its pid. Where nginx is missing the tests that need it are skipped with a loud message,
- * except under CI=true, where that is a failure (.ci/run installs it).
+ * by its pid. Where nginx is missing the tests that need it are skipped, loudly, and under
+ * CI=true they fail (helpers/requirements.ts; .ci/run installs it).
  */
 export const NGINX = process.env.NGINX_PATH || '/usr/sbin/nginx';
-const inCI = () => ['true', '1'].includes((process.env.CI ?? '').toLowerCase());
 
-/** For `describe(name, { skip: nginxSkip() }, ...)`. */
+/** For `describeOrSkip(name, { skip: nginxSkip() }, ...)`. */
 export function nginxSkip(): false | string {
-  if (existsSync(NGINX)) return false;
-  const reason = `nginx not found at ${NGINX}: the tests with a real nginx in front cannot run`;
-  if (inCI()) {
-    test('nginx is installed (required under CI)', () => {
-      throw new Error(
-        `${reason}. Under CI=true this is a failure, not a skip: install Debian's nginx (see .ci/run) or set NGINX_PATH.`,
-      );
-    });
-    return `${reason} (failing: CI=true)`;
-  }
-  process.stderr.write(
-    `\n${'!'.repeat(90)}\n!!! SKIPPING: ${reason}.\n!!! Install Debian's nginx or set NGINX_PATH. Under CI=true this fails instead.\n${'!'.repeat(90)}\n\n`,
+  return requirement(
+    'nginx',
+    existsSync(NGINX) ? undefined : `nginx not found at ${NGINX}`,
+    "install Debian's nginx, or set NGINX_PATH",
   );
-  return `SKIPPED: ${reason}`;
 }
 
 export interface TestNginx {

@@ -1,17 +1,24 @@
 import net from 'node:net';
+import tls from 'node:tls';
+
+/** A connection to Gatehouse on loopback: plain, or TLS trusting `ca` (ALPN offers HTTP/1.1 only). */
+function connect(port: number, ca: string | undefined, onOpen: () => void): net.Socket {
+  if (ca === undefined) return net.connect(port, '127.0.0.1', onOpen);
+  return tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] }, onOpen);
+}
 
 /**
  * Sends bytes exactly as given and collects the reply until the server closes the
  * connection (or `waitMs` passes with nothing more). For requests an HTTP client library
- * would refuse to send or would rewrite.
+ * would refuse to send or would rewrite. `ca`: over TLS (own TLS), trusting this certificate.
  */
 export function rawRequest(
   port: number,
   text: string | Buffer,
   waitMs = 3000,
+  o: { ca?: string } = {},
 ): Promise<{ text: string; status: number; closed: boolean }> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
     let timer: NodeJS.Timeout;
     const finish = (closed: boolean) => {
@@ -24,6 +31,10 @@ export function rawRequest(
       clearTimeout(timer);
       timer = setTimeout(() => finish(false), waitMs);
     };
+    const socket = connect(port, o.ca, () => {
+      socket.write(text);
+      arm();
+    });
     socket.on('data', (c) => {
       chunks.push(c);
       arm();
@@ -31,9 +42,5 @@ export function rawRequest(
     socket.on('end', () => finish(true));
     socket.on('close', () => finish(true));
     socket.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? finish(true) : reject(e)));
-    socket.on('connect', () => {
-      socket.write(text);
-      arm();
-    });
   });
 }

@@ -93,7 +93,7 @@ describe('several apps behind one Gatehouse', () => {
     assert.equal(wikiApp.last().headers['x-gatehouse-assertion'], undefined);
   });
 
-  test("crm's assertion replayed at wiki: stripped by Gatehouse, and refused by wiki's own check (ATTACKS 39)", async () => {
+  test("crm's assertion replayed at wiki: stripped by Gatehouse, and refused by wiki's own check (security.md #39)", async () => {
     const crm = onHost(crmHost);
     await registerJson(crm);
     await crm.get('/x');

@@ -103,7 +103,7 @@ describe('X-Gatehouse-Assertion', () => {
     );
   });
 
-  test('a client-sent assertion never reaches the app, in any spelling, signed in or not (ATTACKS 1-4)', async () => {
+  test('a client-sent assertion never reaches the app, in any spelling, signed in or not (security.md #1-4)', async () => {
     const ours = await assertionFor(user);
     const forged = ours.replace(/\.[^.]+$/, '.AAAA');
     for (const cookie of [user.cookieHeader(), undefined]) {

@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { hashSessionId } from '../../src/sessions/index.ts';
 import { Client, decodeEntities, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
+import { rawRequest } from '../helpers/raw.ts';
 import { elapsed, unknownToKnownRatio } from '../helpers/timing.ts';
 
 let gh: TestGatehouse;
@@ -62,7 +63,7 @@ describe('registration and sign-in with forms (no JavaScript)', () => {
     const cookie = sessionCookie(c)!;
     assert.equal((await c.get('/home')).status, 200);
 
-    // GET on logout changes nothing (ATTACKS 29).
+    // GET on logout changes nothing (security.md #29).
     const confirm = await c.html('/.auth/logout');
     assert.match(confirm.text, new RegExp(email.replace(/[.+]/g, '\\$&')));
     assert.equal((await c.get('/home')).status, 200);
@@ -71,7 +72,7 @@ describe('registration and sign-in with forms (no JavaScript)', () => {
     assert.equal(out.status, 303);
     assert.equal(out.location, `${gh.url}/.auth/login?signed_out=1`);
     assert.ok(out.cookies.some((s) => /^gatehouse=; .*Max-Age=0/.test(s)));
-    // Replay of the old cookie (ATTACKS 25).
+    // Replay of the old cookie (security.md #25).
     const replay = await new Client(gh.url).get('/home', { cookie: `gatehouse=${cookie}` });
     assert.equal(replay.status, 401);
     assert.equal(await gh.gatehouse.store.sessions.get(hashSessionId(cookie)), undefined, 'record deleted');
@@ -89,7 +90,7 @@ describe('registration and sign-in with forms (no JavaScript)', () => {
     assert.equal(sessionCookie(c), undefined);
   });
 
-  test('registration errors sit next to their fields', async () => {
+  test('registration errors sit next to their fields; each item of the summary names its field and links to it', async () => {
     const c = new Client(gh.url);
     const res = await c.submitForm('/.auth/register', { email: 'not-an-email', password: 'password' });
     assert.equal(res.status, 400);
@@ -97,6 +98,13 @@ describe('registration and sign-in with forms (no JavaScript)', () => {
     assert.match(res.text, /id="password"[^>]*aria-describedby="password-hint password-error"[^>]*aria-invalid="true"/);
     assert.match(res.text, /id="email-error">Enter an email address/);
     assert.match(res.text, /id="password-error">This password is too common/);
+    assert.match(
+      res.text,
+      /<strong>There are 2 problems with the form\.<\/strong><\/p><ul><li><a href="#email">Email: Enter an email address like name@example\.com\.<\/a><\/li><li><a href="#password">Password: This password is too common/,
+    );
+    const login = await new Client(gh.url).submitForm('/.auth/login', { email: uniqueEmail('blank') });
+    assert.equal(login.status, 400);
+    assert.match(login.text, /<li><a href="#password">Password: Enter your password\.<\/a><\/li>/);
   });
 });
 
@@ -148,7 +156,7 @@ describe('JSON endpoints for SPAs', () => {
 });
 
 describe('sessions', () => {
-  test('cookie attributes (ATTACKS 21)', async () => {
+  test('cookie attributes (security.md #21)', async () => {
     const c = new Client(gh.url);
     const reg = await c.postJson('/.auth/register', { email: uniqueEmail('attrs'), password: PASSWORD });
     const set = reg.cookies.find((s) => s.startsWith('gatehouse='))!;
@@ -157,7 +165,7 @@ describe('sessions', () => {
     assert.equal(reg.headers['cache-control'], 'no-store');
   });
 
-  test('a planted cookie is never adopted; each login gets a new id (ATTACKS 22)', async () => {
+  test('a planted cookie is never adopted; each login gets a new id (security.md #22)', async () => {
     const email = uniqueEmail('fix');
     await registerJson(new Client(gh.url), email);
     const planted = 'A'.repeat(43);
@@ -177,7 +185,7 @@ describe('sessions', () => {
     );
   });
 
-  test('malformed, duplicated and look-alike cookies are anonymous, not errors (ATTACKS 23-24)', async () => {
+  test('malformed, duplicated and look-alike cookies are anonymous, not errors (security.md #23-24)', async () => {
     const c = new Client(gh.url);
     await registerJson(c);
     const good = sessionCookie(c)!;
@@ -195,7 +203,7 @@ describe('sessions', () => {
     }
   });
 
-  test('idle and absolute timeouts are enforced by the server (ATTACKS 26)', async () => {
+  test('idle and absolute timeouts are enforced by the server (security.md #26)', async () => {
     const c = new Client(gh.url);
     await registerJson(c);
     const hash = hashSessionId(sessionCookie(c)!);
@@ -217,7 +225,7 @@ describe('sessions', () => {
     assert.equal((await c2.get('/api/x')).status, 401, 'absolute');
   });
 
-  test('disabling an account or setting its password ends its sessions (ATTACKS 27)', async () => {
+  test('disabling an account or setting its password ends its sessions (security.md #27)', async () => {
     const a = new Client(gh.url);
     const user = await registerJson(a);
     const b = new Client(gh.url);
@@ -240,7 +248,7 @@ describe('sessions', () => {
   });
 });
 
-describe('CSRF (ATTACKS 28-30)', () => {
+describe('CSRF (security.md #28-30)', () => {
   test('cross-site POSTs to login, register and logout are refused', async () => {
     const c = new Client(gh.url);
     await registerJson(c);
@@ -257,6 +265,47 @@ describe('CSRF (ATTACKS 28-30)', () => {
       assert.equal(res.status, 403, `${path} ${JSON.stringify(headers)}`);
     }
     assert.equal((await c.get('/.auth/me')).status, 200, 'still signed in');
+  });
+
+  test('logout by a bodiless fetch() (no body, no Content-Type) works from the own origin only', async () => {
+    const c = new Client(gh.url);
+    await registerJson(c);
+    // What a browser adds to fetch(url, {method: 'POST', credentials: 'include'}) made by a page.
+    const from = (site: string, origin?: string) => ({
+      'sec-fetch-site': site,
+      'sec-fetch-mode': 'cors',
+      'sec-fetch-dest': 'empty',
+      ...(origin ? { origin } : {}),
+    });
+    for (const [what, headers] of [
+      ['another site', from('cross-site', 'https://evil.example')],
+      ['a sibling origin', from('same-site', 'http://localhost:8080')],
+      ['an opaque origin', { origin: 'null' }],
+      ['no word from a browser at all (no token, no preflight: nothing vouches for it)', {}],
+    ] as const) {
+      const res = await c.fetch('/.auth/logout', { method: 'POST', headers });
+      assert.equal(res.status, 403, what);
+      assert.equal(res.json().error, 'cross_site', what);
+    }
+    assert.equal((await c.get('/.auth/me')).status, 200, 'still signed in');
+    const typed = await c.fetch('/.auth/logout', { method: 'POST', headers: from('same-origin', gh.url), body: 'x' });
+    assert.equal(typed.status, 415, 'a body still needs a form or JSON type');
+
+    const out = await c.fetch('/.auth/logout', { method: 'POST', headers: from('same-origin', gh.url) });
+    assert.equal(out.status, 200, out.text);
+    assert.deepEqual(out.json(), { ok: true });
+    assert.equal(sessionCookie(c), undefined, 'the session cookie is cleared');
+    assert.equal((await c.get('/.auth/me')).status, 401);
+
+    // Without Content-Length at all (HTTP/1.1 allows it for an empty body), and with Origin alone.
+    const again = new Client(gh.url);
+    await registerJson(again);
+    const raw = await rawRequest(
+      gh.port,
+      `POST /.auth/logout HTTP/1.1\r\nHost: 127.0.0.1:${gh.port}\r\nOrigin: ${gh.url}\r\nCookie: ${again.cookieHeader()}\r\nConnection: close\r\n\r\n`,
+    );
+    assert.equal(raw.status, 200, raw.text);
+    assert.equal((await again.get('/.auth/me')).status, 401);
   });
 
   test("a form without its token, or with another browser's token, is refused", async () => {
@@ -287,7 +336,7 @@ describe('CSRF (ATTACKS 28-30)', () => {
   });
 });
 
-describe('return targets never leave the origin (ATTACKS 8-12)', () => {
+describe('return targets never leave the origin (security.md #8-12)', () => {
   const evil = [
     '//evil.com',
     '/\\evil.com',
@@ -325,7 +374,7 @@ describe('return targets never leave the origin (ATTACKS 8-12)', () => {
   });
 });
 
-describe('user enumeration (ATTACKS 41)', () => {
+describe('user enumeration (security.md #41)', () => {
   test('unknown email and wrong password answer alike: status, body, headers', async () => {
     const email = uniqueEmail('enum');
     await registerJson(new Client(gh.url), email);
@@ -413,7 +462,7 @@ describe('bad input changes nothing and gets a clear 4xx', () => {
     assert.equal((await c.get('/.auth/nope')).status, 404);
   });
 
-  test('a 1 MB password is refused fast, without hashing (ATTACKS 43)', async () => {
+  test('a 1 MB password is refused fast, without hashing (security.md #43)', async () => {
     const email = uniqueEmail('mb');
     await registerJson(new Client(gh.url), email);
     const t = performance.now();

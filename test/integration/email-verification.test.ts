@@ -202,7 +202,7 @@ describe('email verification', () => {
     assert.equal(anonymous.status, 401);
     const { c, link } = await registered();
     const account = await c.html('/.auth/account');
-    assert.match(account.text, /<h2 id="email-address">Email address<\/h2>/);
+    assert.match(account.text, /<h2 id="section-email-address">Email address<\/h2>/);
     assert.equal(
       (await c.postForm('/.auth/verify-email/resend', { csrf: csrfOf(account) }, { origin: 'https://evil.example' }))
         .status,
@@ -222,7 +222,20 @@ describe('email verification', () => {
     assert.deepEqual([json.status, json.json().emailVerified], [200, true], 'nothing to send for a verified address');
   });
 
-  test('an address gets at most emailsPerAddress messages an hour (ATTACKS 45)', async () => {
+  test("resending needs no fields: a bodiless fetch() from the site's own pages sends the link again", async () => {
+    const { c, email } = await registered();
+    const fetchFrom = (site: string, origin: string) =>
+      c.fetch('/.auth/verify-email/resend', { method: 'POST', headers: { origin, 'sec-fetch-site': site } });
+    assert.equal((await fetchFrom('cross-site', 'https://evil.example')).status, 403);
+    const res = await fetchFrom('same-origin', gh.url);
+    assert.equal(res.status, 202, res.text);
+    assert.equal(res.json().ok, true);
+    await gh.gatehouse.mailer!.idle();
+    assert.equal(smtp.to(email).length, 2, 'the one at registration and the one asked for');
+    for (const m of smtp.to(email)) tokens.push(tokenOf(linkIn(m, '/.auth/verify-email')));
+  });
+
+  test('an address gets at most emailsPerAddress messages an hour (security.md #45)', async () => {
     const { c, email } = await registered();
     const sent = () => smtp.to(email).length;
     // 1 at registration, then resends up to the limit of 4; the next is refused with Retry-After.

@@ -120,7 +120,7 @@ describe('forward-auth decisions', () => {
     );
   });
 
-  test('the same rules as proxied requests: public, deny, groups, methods (ATTACKS 19)', async () => {
+  test('the same rules as proxied requests: public, deny, groups, methods (security.md #19)', async () => {
     assert.equal((await check(nginx('/public/x'))).status, 200);
     assert.equal(
       (await check(nginx('/public/x', 'GET', { cookie }))).headers['x-user-id'],
@@ -139,7 +139,7 @@ describe('forward-auth decisions', () => {
     );
   });
 
-  test('the original URL is normalized like any request: path tricks decide as the app would see them (ATTACKS 14-16)', async () => {
+  test('the original URL is normalized like any request: path tricks decide as the app would see them (security.md #14-16)', async () => {
     assert.equal((await check(nginx('/public/../admin/x', 'GET', { cookie }))).status, 403);
     assert.equal((await check(nginx('/public/%2e%2e/blocked/x'))).status, 403);
     assert.equal((await check(nginx('//blocked/x'))).status, 403);
@@ -155,12 +155,70 @@ describe('forward-auth decisions', () => {
     assert.equal((await check(nginx('/x', 'G E T'))).status, 400);
   });
 
-  test('the host decides the site; an unknown one is refused (ATTACKS 7)', async () => {
+  test("Gatehouse's well-known documents pass like its own pages, for a proxy that asks about those too; any other /.well-known/ path is the app's", async () => {
+    for (const path of [
+      '/.well-known/jwks.json',
+      '/.well-known/oauth-authorization-server',
+      '/.well-known/oauth-protected-resource',
+      '/.well-known/oauth-protected-resource/api/x',
+    ]) {
+      const res = await check(traefik(path));
+      assert.equal(res.status, 200, path);
+      assert.equal(res.headers['x-user-id'], undefined, path);
+    }
+    assert.equal((await check(traefik('/.well-known/security.txt'))).status, 401, "the app's rules decide");
+  });
+
+  test("its own prefix passes in its exact case only: the proxy sends /.AUTH/x to the app, so the app's rules decide it", async () => {
+    assert.equal((await check(traefik('/.auth/login'))).status, 200);
+    for (const path of ['/.AUTH/login', '/.Auth/x', '/.WELL-KNOWN/jwks.json']) {
+      const res = await check(traefik(path));
+      assert.equal(res.status, 401, path);
+      assert.equal(res.headers['x-user-id'], undefined, path);
+    }
+  });
+
+  test('the original URL gets the strictness of any request: malformed UTF-8 in it is refused', async () => {
+    for (const uri of ['/public/%C0%AE%C0%AE/admin', '/public/%ED%A0%80', '/public/%C3'])
+      assert.equal((await check(nginx(uri))).status, 400, uri);
+    assert.equal((await check(traefik('/public/%C0%AE'))).status, 400);
+    assert.equal((await check(nginx('/public/caf%C3%A9'))).status, 200);
+  });
+
+  test('a WebSocket handshake (the proxy passes Sec-WebSocket-Key and Origin on) gets the Origin checks of own upgrades (security.md #57)', async () => {
+    const ws = { 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' };
+    const own = `https://${HOST}`;
+    const ok = await check(nginx('/live', 'GET', { cookie, origin: own, ...ws }));
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers['x-user-id'], userId);
+    for (const [what, headers] of [
+      ['signed in by cookie, no Origin', nginx('/live', 'GET', { cookie, ...ws })],
+      ['signed in by cookie, no Origin (Traefik/Caddy)', traefik('/live', 'GET', { cookie, ...ws })],
+      ['signed in by cookie, on a public path', nginx('/public/live', 'GET', { cookie, ...ws })],
+      ['another origin', nginx('/live', 'GET', { cookie, origin: 'https://evil.example', ...ws })],
+      [
+        'another origin, anonymous, public path',
+        nginx('/public/live', 'GET', { origin: 'https://evil.example', ...ws }),
+      ],
+    ] as const) {
+      const res = await check(headers);
+      assert.equal(res.status, 403, what);
+      assert.equal(res.headers['x-user-id'], undefined, what);
+    }
+    assert.equal(
+      (await check(nginx('/public/live', 'GET', ws))).status,
+      200,
+      'anonymous without Origin: nothing to hijack',
+    );
+    assert.equal((await check(nginx('/live', 'GET', { cookie }))).status, 200, 'not a handshake: no Origin needed');
+  });
+
+  test('the host decides the site; an unknown one is refused (security.md #7)', async () => {
     assert.equal((await check(traefik('/x', 'GET', { cookie, 'x-forwarded-host': 'evil.example' }))).status, 421);
     assert.equal((await check(nginx('/x', 'GET', { cookie, host: 'evil.example' }))).status, 421);
   });
 
-  test('only a trusted proxy is asked about: spoofed originals from anyone else are not believed (ATTACKS 5)', async () => {
+  test('only a trusted proxy is asked about: spoofed originals from anyone else are not believed (security.md #5)', async () => {
     const gh2 = await startGatehouse(() => ({ publicUrl: `https://${HOST}`, trustedProxies: ['10.0.0.0/8'] }));
     try {
       const res = await new Client(gh2.url).fetch('/.auth/check', {

@@ -56,6 +56,24 @@ function cause(res: { text: string; headers: Record<string, unknown> }): string 
   return /cause <code>([a-z_]+)<\/code>/.exec(res.text)?.[1];
 }
 
+/** The explanation page's first paragraph says something its heading did not (no three words of it in a row). */
+function assertHeadingNotRepeated(page: string): void {
+  const text = (s: string) =>
+    s
+      .replace(/<[^>]+>/g, '')
+      .toLowerCase()
+      .split(/[^a-z]+/)
+      .filter(Boolean);
+  const m = /<h1>([^<]*)<\/h1>\s*<p>([\s\S]*?)<\/p>/.exec(page);
+  assert.ok(m, 'a heading, then a paragraph');
+  const heading = text(m[1]!);
+  const first = ` ${text(m[2]!).join(' ')} `;
+  for (let i = 0; i + 3 <= heading.length; i++) {
+    const run = heading.slice(i, i + 3).join(' ');
+    assert.ok(!first.includes(` ${run} `), `"${m[1]}" is repeated in "${m[2]}"`);
+  }
+}
+
 describe('behind a trusted TLS-terminating proxy', () => {
   test('a browser signs up and in: __Host- cookies, every redirect from publicUrl, the client address through the trusted hop', async () => {
     const c = browser(trusted);
@@ -101,10 +119,11 @@ describe('behind a trusted TLS-terminating proxy', () => {
     assert.equal(res.status, 421);
     assert.equal(cause(res), 'proxy_says_http');
     assert.match(res.text, /\$http_x_forwarded_proto/);
+    assertHeadingNotRepeated(res.text);
     assert.match(res.text, new RegExp(`href="${ORIGIN}/\\.auth/login"`), 'a link to the https address');
   });
 
-  test('X-Forwarded-Host names the site; a host that is not configured is refused, never trusted (ATTACKS 7)', async () => {
+  test('X-Forwarded-Host names the site; a host that is not configured is refused, never trusted (security.md #7)', async () => {
     const viaXfh = browser(trusted, { 'x-forwarded-proto': 'https', 'x-forwarded-host': HOST });
     viaXfh.defaultHeaders.host = `127.0.0.1:${trusted.port}`;
     assert.equal((await viaXfh.html('/.auth/login')).status, 200);
@@ -113,6 +132,7 @@ describe('behind a trusted TLS-terminating proxy', () => {
     );
     assert.equal(evil.status, 421);
     assert.equal(cause(evil), 'unknown_host');
+    assertHeadingNotRepeated(evil.text);
     assert.doesNotMatch(evil.text.replace(/evil\.example\)/, ''), /href="[^"]*evil/);
   });
 
@@ -164,7 +184,7 @@ describe('behind a trusted TLS-terminating proxy', () => {
   });
 });
 
-describe('from a peer that is not a trusted proxy (ATTACKS 5, 7)', () => {
+describe('from a peer that is not a trusted proxy (security.md #5, #7)', () => {
   test("spoofed X-Forwarded-* and Forwarded are ignored: client address, host and scheme are the peer's", async () => {
     const spoof = {
       'x-forwarded-for': '6.6.6.6',
@@ -217,6 +237,51 @@ describe('from a peer that is not a trusted proxy (ATTACKS 5, 7)', () => {
   });
 });
 
+describe('https publicUrl on a plain listener that trusts no proxy: no redirect to an address nothing serves', () => {
+  let gh: TestGatehouse;
+  const REDIRECT = 'http://127.0.0.1:9/callback';
+
+  before(async () => {
+    gh = await startGatehouse(
+      () => ({
+        publicUrl: ORIGIN,
+        secrets: { key: KEY },
+        routes: [{ path: '/public/**', access: 'public' }],
+        tokens: { clients: [{ id: 'desk', name: 'Desk', redirectUris: [REDIRECT] }] },
+      }),
+      { upstream },
+    );
+  });
+  after(() => gh.close());
+
+  test('a protected page, and the OAuth sign-in page, get the explanation instead of a redirect to https://…/.auth/login', async () => {
+    const c = new Client(gh.url);
+    c.defaultHeaders = { host: HOST };
+    const authorize = `/.auth/oauth/authorize?${new URLSearchParams({
+      response_type: 'code',
+      client_id: 'desk',
+      redirect_uri: REDIRECT,
+      code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+      code_challenge_method: 'S256',
+      state: 's',
+    })}`;
+    for (const path of ['/private/report?q=1', authorize]) {
+      const res = await c.html(path);
+      assert.equal(res.status, 421, `${path}: ${res.location}`);
+      assert.equal(cause(res), 'plain_http', path);
+      assert.match(res.text, /<code class="key">trustedProxies<\/code>/);
+      assert.match(res.text, /<code>listen\.tls: \{cert, key\}<\/code>/);
+      assert.deepEqual(res.cookies, [], 'nothing is set');
+      assertHeadingNotRepeated(res.text);
+    }
+    // What needs no redirect is unchanged: an API client's 401 JSON, a public page.
+    const api = await c.get('/private');
+    assert.equal(api.status, 401);
+    assert.equal(api.json().error, 'unauthenticated');
+    assert.equal((await c.html('/public/x')).status, 200);
+  });
+});
+
 describe('the loop-breaker: signed in a moment ago, but the session did not stick', () => {
   async function signedIn(gh: TestGatehouse): Promise<Client> {
     const c = browser(gh);
@@ -235,6 +300,7 @@ describe('the loop-breaker: signed in a moment ago, but the session did not stic
     const res = await c.html('/private');
     assert.equal(res.status, 400);
     assert.equal(cause(res), 'session_cookie_dropped');
+    assertHeadingNotRepeated(res.text);
     assert.ok(
       res.cookies.some((s) => s.startsWith('gatehouse-signin=;') && /Max-Age=0/.test(s)),
       'the marker is cleared',

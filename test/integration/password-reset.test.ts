@@ -11,10 +11,10 @@ import { elapsed, unknownToKnownRatio } from '../helpers/timing.ts';
 /**
  * Password reset and change against a real SMTP server with nodemailer as the client:
  * forgot → mail → reset → every old session gone, the old password refused, the new one
- * works, nobody signed in (ATTACKS 27, 44); links that are reused, expired, superseded,
- * guessed or outlived by another password change fail (ATTACKS 44); forgot-password answers
- * alike for known and unknown addresses, in status, body, headers and time (ATTACKS 41), and
- * is throttled (ATTACKS 45); CSRF on every POST (ATTACKS 28); SMTP down changes no answer.
+ * works, nobody signed in (security.md #27, #44); links that are reused, expired, superseded,
+ * guessed or outlived by another password change fail (security.md #44); forgot-password answers
+ * alike for known and unknown addresses, in status, body, headers and time (security.md #41), and
+ * is throttled (security.md #45); CSRF on every POST (security.md #28); SMTP down changes no answer.
  */
 
 let smtp: TestSmtp;
@@ -121,6 +121,7 @@ describe('password reset', () => {
       const refused = await submit(phone, page, '/.auth/reset-password', { password: weak });
       assert.equal(refused.status, 400);
       assert.match(decodeEntities(refused.text), why);
+      assert.match(refused.text, /<li><a href="#password">New password: /, 'the summary names the field');
     }
     assert.equal(await status(phone), 200, 'a refused password changes nothing');
 
@@ -129,13 +130,13 @@ describe('password reset', () => {
     assert.equal(done.location, `${gh.url}/.auth/login?reset=1`);
     assert.ok(
       !done.cookies.some((v) => v.startsWith('gatehouse=') && !/Max-Age=0/.test(v)),
-      'no session is started (ATTACKS 44)',
+      'no session is started (security.md #44)',
     );
     assert.ok(
       done.cookies.some((v) => /^gatehouse=;.*Max-Age=0/.test(v)),
       "this browser's old session cookie is cleared",
     );
-    assert.equal(await status(laptop), 401, 'the other session ended (ATTACKS 27)');
+    assert.equal(await status(laptop), 401, 'the other session ended (security.md #27)');
     assert.equal(await status(phone), 401, "this browser's session ended too");
     assert.equal((await gh.gatehouse.store.sessions.listByUser(id)).length, 0);
     assert.match(
@@ -272,7 +273,7 @@ describe('password reset', () => {
   });
 });
 
-describe('forgot-password tells nobody whether an address has an account (ATTACKS 41)', () => {
+describe('forgot-password tells nobody whether an address has an account (security.md #41)', () => {
   const comparable = (r: Response) => {
     const { date, ...headers } = r.headers;
     return { status: r.status, headers, text: r.text };
@@ -317,7 +318,7 @@ describe('forgot-password tells nobody whether an address has an account (ATTACK
     );
   });
 
-  test('an unknown address takes as long to answer as a known one (ATTACKS 41, issue 10.21)', async () => {
+  test('an unknown address takes as long to answer as a known one (security.md #41, issue 10.21)', async () => {
     const email = uniqueEmail('timing');
     await registerJson(new Client(gh.url), email);
     const statuses = new Set<number>();
@@ -358,7 +359,7 @@ describe('forgot-password tells nobody whether an address has an account (ATTACK
     for (const m of smtp.to(email)) if (RESET.test(m.subject)) tokens.push(tokenOf(linkIn(m, '/.auth/reset-password')));
   });
 
-  test('flooding is throttled per address and per client IP, alike for known and unknown addresses (ATTACKS 45)', async () => {
+  test('flooding is throttled per address and per client IP, alike for known and unknown addresses (security.md #45)', async () => {
     const known = uniqueEmail('flood');
     await registerJson(new Client(tight.url), known);
     const ask = (email: string, ip: string) =>
@@ -383,7 +384,7 @@ describe('forgot-password tells nobody whether an address has an account (ATTACK
     for (const m of smtp.to(known)) if (RESET.test(m.subject)) tokens.push(tokenOf(linkIn(m, '/.auth/reset-password')));
   });
 
-  test('links are built from publicUrl: a forged Host is refused, an untrusted X-Forwarded-Host ignored (ATTACKS 7)', async () => {
+  test('links are built from publicUrl: a forged Host is refused, an untrusted X-Forwarded-Host ignored (security.md #7)', async () => {
     const email = uniqueEmail('host');
     await registerJson(new Client(gh.url), email);
     const n = smtp.messages.length;
@@ -423,6 +424,7 @@ describe('forgot-password tells nobody whether an address has an account (ATTACK
     const page = await submit(c, form, '/.auth/forgot-password', { email: '<b>x</b>' });
     assert.equal(page.status, 400);
     assert.match(page.text, /value="&lt;b&gt;x&lt;\/b&gt;"/, 'what was typed comes back escaped');
+    assert.match(page.text, /<li><a href="#email">Email: Enter /, 'the summary names the field');
   });
 });
 
@@ -454,7 +456,13 @@ describe('change password (signed in)', () => {
     const { id } = await registerJson(new Client(gh.url), email);
     const [c, other] = [await signedIn(gh, email), await signedIn(gh, email)];
     const account = await c.html('/.auth/account');
-    assert.match(account.text, /<h2 id="password">Password<\/h2>/);
+    assert.match(account.text, /<h2 id="section-password">Password<\/h2>/);
+    const ids = [...account.text.matchAll(/\sid="([^"]+)"/g)].map((m) => m[1]);
+    assert.deepEqual(
+      ids.filter((id, i) => ids.indexOf(id) !== i),
+      [],
+      'no id twice: the "New password" label points at its field, not at a heading',
+    );
     assert.match(account.text, /action="\/\.auth\/account\/password"/);
 
     const wrong = await submit(c, account, '/.auth/account/password', {
@@ -468,7 +476,7 @@ describe('change password (signed in)', () => {
       password: 'password1',
     });
     assert.equal(weak.status, 400);
-    assert.match(weak.text, /too common/);
+    assert.match(weak.text, /<li><a href="#password">New password: This password is too common/);
     assert.equal(
       (
         await c.postForm(

@@ -7,7 +7,7 @@ import { rawRequest } from '../helpers/raw.ts';
 
 /**
  * Route policies against a live Gatehouse and app: allow-lists, default deny, and path
- * tricks that must not get a request past an allow-list (ATTACKS 14-20).
+ * tricks that must not get a request past an allow-list (security.md #14-20).
  */
 
 let gh: TestGatehouse;
@@ -110,7 +110,7 @@ describe('route policies', () => {
     assert.deepEqual(await send('/ADMIN/users', admin), { status: 200, forwarded: '/ADMIN/users' });
   });
 
-  test('property (fast-check, live): the decision on a raw path equals the decision on the path the app received, and no spelling of an admin path reaches it for a non-admin (ATTACKS 20)', async () => {
+  test('property (fast-check, live): the decision on a raw path equals the decision on the path the app received, and no spelling of an admin path reaches it for a non-admin (security.md #20)', async () => {
     const segment = fc.oneof(
       fc.constantFrom(
         'admin',

@@ -53,7 +53,7 @@ describe('an app under /app/', () => {
     );
   });
 
-  test('return targets stay inside the prefix (ATTACKS 8-12)', async () => {
+  test('return targets stay inside the prefix (security.md #8-12)', async () => {
     for (const rd of ['/other', '/app/../other', '/apple', '//evil.example/app/', 'http://evil.example/app/']) {
       const c = new Client(gh.url);
       const res = await c.postJson('/app/.auth/register', { email: uniqueEmail('rd'), password: PASSWORD, rd });

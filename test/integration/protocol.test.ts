@@ -21,7 +21,7 @@ after(() => gh.close());
 
 const host = () => `Host: 127.0.0.1:${gh.port}\r\n`;
 
-describe('request smuggling and malformed messages (ATTACKS 53-55)', () => {
+describe('request smuggling and malformed messages (security.md #53-55)', () => {
   test('Content-Length with Transfer-Encoding → 400 and close', async () => {
     const r = await rawRequest(
       gh.port,
@@ -49,7 +49,7 @@ describe('request smuggling and malformed messages (ATTACKS 53-55)', () => {
     }
   });
 
-  test('CR/LF smuggled into a header value through encoding never reaches the app (ATTACKS 54)', async () => {
+  test('CR/LF smuggled into a header value through encoding never reaches the app (security.md #54)', async () => {
     const before = gh.upstream.requests.length;
     const r = await rawRequest(
       gh.port,
@@ -78,7 +78,120 @@ describe('request smuggling and malformed messages (ATTACKS 53-55)', () => {
   });
 });
 
-describe('slow clients are cut off (ATTACKS 56)', () => {
+describe('request lines and headers the parser lets through (RFC 9112)', () => {
+  const ws =
+    'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
+
+  test('a request line claiming HTTP/2.0, HTTP/0.9 or another major version gets 505 and a closed connection on every kind of route', async () => {
+    const before = gh.upstream.requests.length;
+    for (const version of ['HTTP/2.0', 'HTTP/0.9']) {
+      for (const head of [
+        'GET /.auth/health',
+        'GET /public/x',
+        'POST /public/x',
+        'GET /private/x',
+        'POST /.auth/logout',
+        'GET /.well-known/jwks.json',
+      ]) {
+        const r = await rawRequest(gh.port, `${head} ${version}\r\n${host()}Cookie: ${cookie}\r\n\r\n`);
+        assert.equal(r.status, 505, `${head} ${version}: ${r.text.split('\r\n')[0]}`);
+        assert.ok(r.closed, `${head} ${version}: connection closed`);
+      }
+      const upgrade = await rawRequest(gh.port, `GET /ws ${version}\r\n${host()}Cookie: ${cookie}\r\n${ws}\r\n`);
+      assert.equal(upgrade.status, 505, `upgrade ${version}`);
+    }
+    // The versions the parser itself refuses: another major version is 505 too; a malformed one 400.
+    for (const [version, status] of [
+      ['HTTP/3.0', 505],
+      ['HTTP/9.9', 505],
+      ['HTTP/2.1', 505],
+      ['HTTP/1.2', 400],
+      ['HTTP/11', 400],
+    ] as const) {
+      const r = await rawRequest(gh.port, `GET /public/x ${version}\r\n${host()}\r\n`);
+      assert.equal(r.status, status, version);
+      assert.ok(r.closed);
+    }
+    assert.equal(gh.upstream.requests.length, before, 'the app saw none of them');
+    assert.equal((await new Client(gh.url).get('/public/alive')).status, 200);
+  });
+
+  test('two Host headers, a second Authorization, Content-Type or Content-Length → 400 and close', async () => {
+    const before = gh.upstream.requests.length;
+    const cases = [
+      `GET /public/x HTTP/1.1\r\n${host()}Host: evil.example\r\n\r\n`,
+      `GET /public/x HTTP/1.1\r\nHost: evil.example\r\n${host()}\r\n`,
+      `GET /.auth/health HTTP/1.1\r\n${host()}host: 127.0.0.1\r\n\r\n`,
+      `GET /public/x HTTP/1.1\r\n${host()}Authorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n`,
+      `POST /public/x HTTP/1.1\r\n${host()}Content-Type: text/plain\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`,
+      `POST /public/x HTTP/1.1\r\n${host()}Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}`,
+      `GET /ws HTTP/1.1\r\n${host()}Host: evil.example\r\nCookie: ${cookie}\r\nOrigin: ${gh.url}\r\n${ws}\r\n`,
+    ];
+    for (const c of cases) {
+      const r = await rawRequest(gh.port, c);
+      assert.equal(r.status, 400, JSON.stringify(c));
+      assert.ok(r.closed, JSON.stringify(c));
+    }
+    assert.equal(gh.upstream.requests.length, before, 'the app saw none of them');
+  });
+
+  test('Transfer-Encoding on HTTP/1.0, or other than exactly "chunked" → 400 and close; nothing smuggled behind it', async () => {
+    const before = gh.upstream.requests.length;
+    const smuggled = `GET /public/smuggled HTTP/1.1\r\n${host()}\r\n`;
+    for (const c of [
+      `POST /public/x HTTP/1.0\r\n${host()}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n${smuggled}`,
+      `POST /public/x HTTP/1.1\r\n${host()}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n${smuggled}`,
+      `POST /public/x HTTP/1.1\r\n${host()}Transfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n${smuggled}`,
+      `POST /public/x HTTP/1.1\r\n${host()}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${smuggled}`,
+      `POST /.auth/logout HTTP/1.1\r\n${host()}Transfer-Encoding: gzip, chunked\r\nContent-Type: application/json\r\n\r\n0\r\n\r\n`,
+      `POST /public/x HTTP/1.1\r\n${host()}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\nGET /public/ws HTTP/1.1\r\n${host()}${ws}\r\n`,
+    ]) {
+      const r = await rawRequest(gh.port, c);
+      assert.equal(r.status, 400, JSON.stringify(c));
+      assert.ok(r.closed);
+      assert.equal(r.text.match(/^HTTP\/1\.1 /gm)?.length, 1, 'one answer, then the connection is closed');
+    }
+    assert.equal(gh.upstream.requests.length, before, 'the app saw none of them');
+    // Transfer-coding names are case-insensitive (RFC 9112 §7): "Chunked" is chunked.
+    const ok = await rawRequest(
+      gh.port,
+      `POST /public/x HTTP/1.1\r\n${host()}Transfer-Encoding: Chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n`,
+    );
+    assert.equal(ok.status, 200);
+    assert.equal(gh.upstream.last().bodyBytes, 3);
+  });
+
+  test('overlong and other malformed UTF-8 in the path → 400 before any rule or app sees it', async () => {
+    const before = gh.upstream.requests.length;
+    for (const path of ['/public/%C0%AE%C0%AE/private', '/public/%E0%80%AE', '/public/%ED%A0%80', '/public/%C3'])
+      assert.equal(
+        (await rawRequest(gh.port, `GET ${path} HTTP/1.1\r\n${host()}Connection: close\r\n\r\n`)).status,
+        400,
+        path,
+      );
+    assert.equal(gh.upstream.requests.length, before);
+    const good = await rawRequest(gh.port, `GET /public/caf%C3%A9 HTTP/1.1\r\n${host()}Connection: close\r\n\r\n`);
+    assert.equal(good.status, 200);
+    assert.equal(gh.upstream.last().url, '/public/caf%C3%A9', 'well-formed UTF-8 reaches the app as sent');
+  });
+
+  test('CONNECT gets 405 (Gatehouse is no forward proxy), OPTIONS * and unknown methods 400; a WebSocket handshake over HTTP/1.0 gets 400', async () => {
+    const connect = await rawRequest(gh.port, `CONNECT 127.0.0.1:${gh.upstream.port} HTTP/1.1\r\n${host()}\r\n`);
+    assert.equal(connect.status, 405);
+    assert.ok(connect.closed);
+    for (const line of ['OPTIONS * HTTP/1.1', `${'X'.repeat(300)} /public/x HTTP/1.1`, 'get /public/x HTTP/1.1'])
+      assert.equal((await rawRequest(gh.port, `${line}\r\n${host()}Connection: close\r\n\r\n`)).status, 400, line);
+    const before = gh.upstream.requests.length;
+    const old = await rawRequest(
+      gh.port,
+      `GET /ws HTTP/1.0\r\n${host()}Cookie: ${cookie}\r\nOrigin: ${gh.url}\r\n${ws}\r\n`,
+    );
+    assert.equal(old.status, 400);
+    assert.equal(gh.upstream.requests.length, before);
+  });
+});
+
+describe('slow clients are cut off (security.md #56)', () => {
   function waitClose(send: (s: net.Socket) => void): Promise<{ ms: number; text: string }> {
     return new Promise((resolve) => {
       const t = performance.now();

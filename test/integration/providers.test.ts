@@ -11,7 +11,7 @@ import { accountPost, csrfOf, failures, rawDb, startLab, type Lab } from '../hel
 /**
  * Sign-in through two real OpenID Providers (oidc-provider on loopback) with the HTTP
  * client: first and later sign-ins, claims, return targets, linking by email, the account
- * page, registration rules, every way a callback can fail (ATTACKS 13, 22, 30-38),
+ * page, registration rules, every way a callback can fail (security.md #13, #22, #30-38),
  * RP-initiated logout, and what is kept where.
  */
 
@@ -69,7 +69,7 @@ function assertFailure(res: Response, status: number, reason: string, text: RegE
   assert.equal(
     res.headers['referrer-policy'],
     'no-referrer',
-    'the callback URL held a code: no referrer leaves (ATTACKS 38)',
+    'the callback URL held a code: no referrer leaves (security.md #38)',
   );
   assert.match(res.headers['content-security-policy'] as string, /default-src 'none'/);
   assert.ok(!res.cookies.some((c) => c.startsWith('gatehouse=') && !/max-age=0/i.test(c)), 'no session is made');
@@ -171,7 +171,7 @@ describe('signing in with a provider', () => {
     assert.deepEqual(profile.identities[0].groups, ['staff'], 'a group with an invisible character is dropped');
   });
 
-  test('every sign-in gets a new session id; a planted cookie is never adopted and the old one dies (ATTACKS 22)', async () => {
+  test('every sign-in gets a new session id; a planted cookie is never adopted and the old one dies (security.md #22)', async () => {
     const c = new Client(gh.url);
     const planted = 'A'.repeat(43);
     c.jar.set('gatehouse', planted);
@@ -192,7 +192,7 @@ describe('signing in with a provider', () => {
     assert.equal((await stale.get('/.auth/me')).status, 401);
   });
 
-  test('the return target is the one stored at the start: rd on the callback, and unsafe rd at the start, are ignored (ATTACKS 8-13)', async () => {
+  test('the return target is the one stored at the start: rd on the callback, and unsafe rd at the start, are ignored (security.md #8-13)', async () => {
     const c = new Client(gh.url);
     lab.a.autoLogin = 'bob';
     const cb = await stopAtCallback(c, `/.auth/login/a?rd=${encodeURIComponent('/inbox')}`);
@@ -207,7 +207,7 @@ describe('signing in with a provider', () => {
     }
   });
 
-  test('a sign-in link from another site asks first: a button, whose POST needs the CSRF token (forced login, ATTACKS 28)', async () => {
+  test('a sign-in link from another site asks first: a button, whose POST needs the CSRF token (forced login, security.md #28)', async () => {
     const c = new Client(gh.url);
     const page = await c.html('/.auth/login/a?rd=%2Fdocs', { 'sec-fetch-site': 'cross-site' });
     assert.equal(page.status, 200);
@@ -244,7 +244,7 @@ describe('signing in with a provider', () => {
   });
 });
 
-describe('who a provider identity is (ATTACKS 37)', () => {
+describe('who a provider identity is (security.md #37)', () => {
   test('auto-linking by email: only with linkByEmail on the provider and both addresses verified', async () => {
     // An operator-made user (verified address) and B, which allows linking by email.
     const grace = await gh.gatehouse.store.users.create({
@@ -407,7 +407,7 @@ describe('registration rules for first sign-ins', () => {
   });
 });
 
-describe('a callback that goes wrong ends on one page, logged once, and never loops (ATTACKS 30-36)', () => {
+describe('a callback that goes wrong ends on one page, logged once, and never loops (security.md #30-36)', () => {
   const open = (c: Client, url: string) => c.fetch(url, { headers: { accept: 'text/html' } });
   const withParams = (url: string, set: Record<string, string | null>) => {
     const u = new URL(url);
@@ -462,7 +462,7 @@ describe('a callback that goes wrong ends on one page, logged once, and never lo
     assertFailure(await open(c, late), 400, 'state_expired', /took too long/, n);
   });
 
-  test("an attacker's code and state opened in the victim's browser get nowhere (login CSRF, ATTACKS 30-31)", async () => {
+  test("an attacker's code and state opened in the victim's browser get nowhere (login CSRF, security.md #30-31)", async () => {
     lab.a.autoLogin = 'bob';
     const attacker = new Client(gh.url);
     const cb = await stopAtCallback(attacker, '/.auth/login/a');
@@ -484,7 +484,7 @@ describe('a callback that goes wrong ends on one page, logged once, and never lo
     assert.equal(session(victim), undefined, 'the victim is not signed in as the attacker');
   });
 
-  test('mix-up: an answer of provider B never completes a sign-in started with A (ATTACKS 34)', async () => {
+  test('mix-up: an answer of provider B never completes a sign-in started with A (security.md #34)', async () => {
     lab.a.autoLogin = 'alice';
     lab.b.autoLogin = 'b-frank';
     const victim = new Client(gh.url);
@@ -522,7 +522,7 @@ describe('a callback that goes wrong ends on one page, logged once, and never lo
     assert.equal(lab.b.tokenEvents.length, tokenRequestsB, "B's code was not spent either");
   });
 
-  test("a code injected into the victim's flow fails at the token endpoint: PKCE (ATTACKS 32)", async () => {
+  test("a code injected into the victim's flow fails at the token endpoint: PKCE (security.md #32)", async () => {
     lab.a.autoLogin = 'bob';
     const victim = new Client(gh.url);
     const cbVictim = new URL(await stopAtCallback(victim, '/.auth/login/a'));
@@ -538,7 +538,7 @@ describe('a callback that goes wrong ends on one page, logged once, and never lo
     );
   });
 
-  test('ID tokens that must be refused, from a real token endpoint (ATTACKS 33, 35, 36)', async () => {
+  test('ID tokens that must be refused, from a real token endpoint (security.md #33, #35, #36)', async () => {
     const { privateKey: evilKey, publicKey: evilPublic } = await generateKeyPair('RS256', { extractable: true });
     const evilJwk = await exportJWK(evilPublic);
     const now = Math.floor(Date.now() / 1000);

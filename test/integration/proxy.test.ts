@@ -71,7 +71,7 @@ describe('forwarding', () => {
     assert.equal(h.host, new URL(gh.upstream.url).host);
   });
 
-  test("identity headers: ours arrive, the client's never do (ATTACKS 1-4)", async () => {
+  test("identity headers: ours arrive, the client's never do (security.md #1-4)", async () => {
     const me = (await user.get('/.auth/me')).json();
     const raw = await rawRequest(
       gh.port,
@@ -108,7 +108,7 @@ describe('forwarding', () => {
     assert.equal(gh.upstream.requests.length, before);
   });
 
-  test('deny rules answer 403 for everyone; method-scoped public rules admit only their method (ATTACKS 19)', async () => {
+  test('deny rules answer 403 for everyone; method-scoped public rules admit only their method (security.md #19)', async () => {
     assert.equal((await user.get('/blocked/x')).status, 403);
     const anon = new Client(gh.url);
     assert.equal((await anon.get('/docs/a')).status, 200);
@@ -249,11 +249,25 @@ describe('WebSockets', () => {
     ws!.close();
   });
 
-  test('refused before 101 when anonymous or cross-origin (ATTACKS 57)', async () => {
+  test('refused before 101 when anonymous or cross-origin (security.md #57)', async () => {
     const before = gh.upstream.requests.length;
     assert.equal((await open({})).status, 401);
     assert.equal((await open({ cookie: user.cookieHeader()!, origin: 'https://evil.example' })).status, 403);
     assert.equal(gh.upstream.requests.length, before, 'the app never saw them');
+  });
+
+  test('an upgrade the session cookie signs in must send Origin, as browsers always do; anonymous ones need none', async () => {
+    const before = gh.upstream.requests.length;
+    for (const path of ['/ws', '/public/ws']) {
+      const refused = await open({ cookie: user.cookieHeader()! }, path);
+      assert.equal(refused.status, 403, path);
+      assert.equal(refused.body, 'A signed-in WebSocket handshake must send Origin.\n');
+    }
+    assert.equal(gh.upstream.requests.length, before, 'the app never saw them');
+    const anonymous = await open({}, '/public/ws');
+    assert.equal(anonymous.status, 101);
+    assert.equal(anonymous.first.headers['x-user-id'], undefined);
+    anonymous.ws!.close();
   });
 
   test('an app that declines the upgrade: its answer is relayed; one too large to hold is a 502', async () => {
@@ -264,7 +278,7 @@ describe('WebSockets', () => {
     assert.equal(huge.status, 502);
   });
 
-  test('h2c and other upgrades are not tunnelled (ATTACKS 58)', async () => {
+  test('h2c and other upgrades are not tunnelled (security.md #58)', async () => {
     const raw = await rawRequest(
       gh.port,
       `GET /h2c HTTP/1.1\r\nHost: 127.0.0.1:${gh.port}\r\nCookie: ${user.cookieHeader()}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n`,
@@ -279,7 +293,7 @@ describe('WebSockets', () => {
   });
 });
 
-describe('path tricks against route rules (ATTACKS 14-18)', () => {
+describe('path tricks against route rules (security.md #14-18)', () => {
   let gh2: TestGatehouse;
   before(async () => {
     gh2 = await startGatehouse(() => ({ routes: [{ path: '/public/**', access: 'public' }] }));
@@ -319,7 +333,7 @@ describe('path tricks against route rules (ATTACKS 14-18)', () => {
     }
   });
 
-  test('the app receives exactly the path the rule saw (ATTACKS 20)', async () => {
+  test('the app receives exactly the path the rule saw (security.md #20)', async () => {
     assert.deepEqual(await get('/public//x'), { status: 200, forwarded: '/public/x' });
     assert.deepEqual(await get('//public/x'), { status: 200, forwarded: '/public/x' });
     assert.deepEqual(await get('/public/./x/'), { status: 200, forwarded: '/public/x/' });
@@ -330,7 +344,7 @@ describe('path tricks against route rules (ATTACKS 14-18)', () => {
 });
 
 describe('hosts', () => {
-  test('a request for an unknown host gets one clear 421, never a redirect loop (ATTACKS 7)', async () => {
+  test('a request for an unknown host gets one clear 421, never a redirect loop (security.md #7)', async () => {
     const res = await user.html('/x', { host: 'evil.com' });
     assert.equal(res.status, 421);
     assert.match(res.text, new RegExp(`127\\.0\\.0\\.1:${gh.port}`));

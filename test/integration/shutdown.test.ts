@@ -14,7 +14,9 @@ test('close() drains in-flight requests and WebSockets, then refuses new ones', 
   const gh = await startGatehouse(() => ({ listen: { timeouts: { drain: '3s' } } }));
   const c = new Client(gh.url);
   await registerJson(c);
-  const ws = new WebSocket(gh.url.replace('http', 'ws') + '/ws', { headers: { cookie: c.cookieHeader()! } });
+  const ws = new WebSocket(gh.url.replace('http', 'ws') + '/ws', {
+    headers: { cookie: c.cookieHeader()!, origin: gh.url },
+  });
   await new Promise((resolve) => ws.once('message', resolve));
   const wsClosed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
 

@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 
-describe('brute-force throttling (ATTACKS 42)', () => {
+describe('brute-force throttling (security.md #42)', () => {
   let gh: TestGatehouse;
   before(async () => {
     gh = await startGatehouse(() => ({
@@ -117,7 +117,7 @@ describe('brute-force throttling (ATTACKS 42)', () => {
     }
   });
 
-  test('registrations per IP are limited (ATTACKS 45)', async () => {
+  test('registrations per IP are limited (security.md #45)', async () => {
     const c = new Client(gh.url);
     let last = 0;
     for (let i = 0; i < 5; i++)

@@ -9,6 +9,7 @@ import WebSocket from 'ws';
 import { eventually } from '../faults/services.ts';
 import { Client, PASSWORD, uniqueEmail } from '../helpers/client.ts';
 import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
+import { rawRequest } from '../helpers/raw.ts';
 import { selfSigned, type TestCert } from '../helpers/tls.ts';
 
 /**
@@ -194,6 +195,63 @@ describe('HTTP/2 (node:http2 client)', () => {
     assert.equal(res.headers.location, `${gh.url}/.auth/login?rd=%2Fprivate%2Fx`);
     const other = await h2(session, { ':method': 'GET', ':path': '/', ':authority': 'evil.example' });
     assert.equal(other.status, 421);
+  });
+});
+
+describe('listen.tls with an http publicUrl, no trusted proxy', () => {
+  test('a protected browser request gets the explanation, not a redirect to the http address this port cannot serve', async () => {
+    const other = await startGatehouse(({ port }) => ({ publicUrl: `http://127.0.0.1:${port}` }), {
+      tls: cert,
+      upstream: gh.upstream,
+    });
+    try {
+      const c = new Client(`https://127.0.0.1:${other.port}`, { dispatcher: cert.agent });
+      const res = await c.html('/private');
+      assert.equal(res.status, 421, res.location);
+      assert.match(res.text, /cause <code>public_url_http<\/code>/);
+      assert.match(res.text, new RegExp(`publicUrl: https://127\\.0\\.0\\.1:${other.port}/`));
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+describe('what is HTTP/2 is decided by the connection, never by the request line', () => {
+  test('"HTTP/2.0" in an HTTP/1.1 request line over TLS gets 505, and the process lives on', async () => {
+    const host = `Host: 127.0.0.1:${gh.port}\r\n`;
+    for (const line of ['GET /.auth/health HTTP/2.0', 'GET /public/x HTTP/2.0', 'POST /public/x HTTP/2.0']) {
+      const r = await rawRequest(gh.port, `${line}\r\n${host}\r\n`, 3000, { ca: cert.pem });
+      assert.equal(r.status, 505, `${line}: ${r.text.split('\r\n')[0]}`);
+      assert.ok(r.closed);
+    }
+    const h1 = await new Client(gh.url, { dispatcher: cert.agent }).get('/.auth/health');
+    assert.equal(h1.status, 200);
+  });
+
+  test('real HTTP/2: a body is there when DATA frames follow, absent when the headers end the stream; Host must agree with :authority; CONNECT → 405', async () => {
+    const session = http2.connect(gh.url, { ca: cert.pem });
+    try {
+      const empty = await h2(session, { ':method': 'POST', ':path': '/public/empty' });
+      assert.equal(empty.status, 200);
+      assert.equal(gh.upstream.last().bodyBytes, 0);
+      const full = await h2(session, { ':method': 'POST', ':path': '/public/full' }, 'abc');
+      assert.equal(full.status, 200);
+      assert.equal(gh.upstream.last().bodyBytes, 3);
+      const before = gh.upstream.requests.length;
+      const other = await h2(session, {
+        ':method': 'GET',
+        ':path': '/public/x',
+        ':authority': `127.0.0.1:${gh.port}`,
+        host: 'evil.example',
+      });
+      assert.equal(other.status, 400);
+      assert.equal(gh.upstream.requests.length, before);
+      const connect = await h2(session, { ':method': 'CONNECT', ':authority': `127.0.0.1:${gh.upstream.port}` });
+      assert.equal(connect.status, 405);
+      assert.equal((await h2(session, { ':method': 'GET', ':path': '/.auth/health' })).status, 200);
+    } finally {
+      session.close();
+    }
   });
 });
 

@@ -275,6 +275,13 @@ describe('authorization code flow', { concurrency: true }, () => {
       scope: 'tools offline_access',
       resource: `${gh.url}/mcp/anything`,
     };
+    const anonymous = new Client(gh.url);
+    const signIn = await anonymous.html(authorizeUrl(params));
+    assert.equal(signIn.status, 302, 'not signed in: sign in first, and back');
+    assert.match(
+      (await anonymous.html(signIn.location!.slice(gh.url.length))).text,
+      /<p class="notice" role="status">Sign in to continue: a program asks to use your account, and you will be asked whether to allow it\.<\/p>/,
+    );
     const { page, allow, deny } = await consent(browser, params);
     assert.equal(page.status, 200);
     assert.match(String(page.headers['content-security-policy']), /form-action 'self' http:\/\/127\.0\.0\.1:54321;/);
@@ -290,7 +297,7 @@ describe('authorization code flow', { concurrency: true }, () => {
     assert.equal(denied.status, 303);
     assert.equal(new URL(denied.location!).searchParams.get('error'), 'access_denied');
     const ok = await browser.postForm(allow!.action, allow!.fields, { origin: gh.url });
-    assert.equal(ok.status, 303, 'never 307 after a credential POST (ATTACKS 52)');
+    assert.equal(ok.status, 303, 'never 307 after a credential POST (security.md #52)');
     const back = new URL(ok.location!);
     assert.equal(`${back.origin}${back.pathname}`, otherPort);
     assert.equal(back.searchParams.get('state'), 'xyz');

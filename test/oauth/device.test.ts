@@ -175,24 +175,102 @@ describe('device flow', { concurrency: true }, () => {
     assert.deepEqual([raw.status, raw.json.error], [400, 'invalid_grant']);
   });
 
-  test('signing in first: the device page sends an anonymous browser to sign in and back, code kept', async () => {
+  test('signing in first: the device page sends an anonymous browser to sign in and back, code kept; the sign-in page says a device waits', async () => {
     const browser = new Client(gh.url);
     const page = await browser.html('/.auth/device?user_code=bcdf-ghjk');
     assert.equal(page.status, 302);
-    assert.equal(page.location, `${gh.url}/.auth/login?rd=${encodeURIComponent('/.auth/device?user_code=BCDF-GHJK')}`);
+    const login = `${gh.url}/.auth/login?rd=${encodeURIComponent('/.auth/device?user_code=BCDF-GHJK')}`;
+    assert.equal(page.location, login);
+    const waiting =
+      /<p class="notice" role="status">Sign in to approve the device login\. The program that showed you the code waits until you do\.<\/p>/;
+    assert.match((await browser.html(page.location!.slice(gh.url.length))).text, waiting);
+    assert.doesNotMatch(
+      (await browser.html('/.auth/login')).text,
+      /device login/,
+      'only on the way to the device page',
+    );
+    // JSON (a script, an API client) gets the same as a 401, the sign-in URL included.
+    for (const res of [
+      await browser.get('/.auth/device?user_code=bcdf-ghjk', { accept: 'application/json' }),
+      await browser.postJson('/.auth/device', { user_code: 'bcdf-ghjk' }, { origin: gh.url }),
+    ]) {
+      assert.equal(res.status, 401);
+      assert.deepEqual(res.json(), {
+        error: 'unauthenticated',
+        message: 'Sign in to approve the device login. The program that showed you the code waits until you do.',
+        login,
+      });
+    }
     const { user } = await signedInBrowser(gh);
-    const login = await browser.submitForm(
+    const signIn = await browser.submitForm(
       page.location!.slice(gh.url.length),
       { email: user.email, password: PASSWORD },
       { origin: gh.url },
     );
-    assert.equal(login.status, 303);
-    assert.equal(login.location, `${gh.url}/.auth/device?user_code=BCDF-GHJK`);
+    assert.equal(signIn.status, 303);
+    assert.equal(signIn.location, `${gh.url}/.auth/device?user_code=BCDF-GHJK`);
     const entry = await browser.html('/.auth/device?user_code=BCDF-GHJK');
     assert.match(entry.text, /name="user_code"[^>]* value="BCDF-GHJK"/);
   });
 
-  test('approval is a same-origin POST with the form token; GET never decides (ATTACKS 28, 29, 48)', async () => {
+  test('the account page lists an approved device login at once, before its program collects it; Cancel (its user only) makes the poll access_denied', async () => {
+    const { browser, user } = await signedInBrowser(gh);
+    const config = await cliClient(gh);
+    const device = await oauth.initiateDeviceAuthorization(config, { resource: gh.url });
+    await decideDevice(gh, browser, device.user_code, 'approve');
+    const page = (await browser.html('/.auth/account')).text;
+    assert.match(
+      page,
+      /<strong>Gatehouse CLI<\/strong> · Acme API · <span class="kind">device sign-in, waiting for the device<\/span>/,
+    );
+    assert.match(page, /Approved just now \(asked from 127\.0\.0\.1\): the program signs in the next time it checks/);
+    const cancel = forms(page).find((f) => f.fields.device)!;
+    assert.equal(cancel.action, '/.auth/account/grants/revoke');
+    assert.match(page, /<button type="submit" class="secondary">Cancel Gatehouse CLI<\/button>/);
+
+    assert.equal(
+      (await browser.postForm(cancel.action, cancel.fields, { origin: 'https://evil.example' })).status,
+      403,
+      'cross-site: refused',
+    );
+    const stranger = await signedInBrowser(gh);
+    const theirCsrf = forms((await stranger.browser.html('/.auth/device')).text)[0]!.fields.csrf!;
+    const sneaky = await stranger.browser.postForm(
+      cancel.action,
+      { ...cancel.fields, csrf: theirCsrf },
+      { origin: gh.url },
+    );
+    assert.deepEqual([sneaky.status, sneaky.location], [303, `${gh.url}/.auth/account`]);
+    assert.doesNotMatch((await stranger.browser.html('/.auth/account')).text, /waiting for the device/);
+    const stillApproved = await gh.gatehouse.store.oauth.devices.listApproved(user.id, Date.now());
+    assert.equal(stillApproved.length, 1, "another user cannot cancel someone else's device login");
+
+    const done = await browser.postForm(cancel.action, cancel.fields, { origin: gh.url });
+    assert.deepEqual([done.status, done.location], [303, `${gh.url}/.auth/account?device_cancelled=1`]);
+    const after = (await browser.html('/.auth/account?device_cancelled=1')).text;
+    assert.match(after, /Cancelled\. That program was not signed in\./);
+    assert.doesNotMatch(after, /Gatehouse CLI/);
+    assert.equal(await oauthError(oauth.pollDeviceAuthorizationGrant(config, device)), 'access_denied');
+    assert.deepEqual(await gh.gatehouse.store.oauth.grants.listByUser(user.id, Date.now()), []);
+    const again = await browser.postJson(
+      '/.auth/account/grants/revoke',
+      { device: cancel.fields.device },
+      { origin: gh.url },
+    );
+    assert.deepEqual(
+      [again.status, again.json().error],
+      [409, 'not_waiting'],
+      'a cancelled login cannot be cancelled twice',
+    );
+
+    // Collected by its program: listed as a login with Sign out, no longer as waiting.
+    await deviceLogin(gh, browser);
+    const collected = (await browser.html('/.auth/account')).text;
+    assert.match(collected, /<span class="kind">device sign-in<\/span>/);
+    assert.doesNotMatch(collected, /waiting for the device/);
+  });
+
+  test('approval is a same-origin POST with the form token; GET never decides (security.md #28, #29, #48)', async () => {
     const { browser } = await signedInBrowser(gh);
     const config = await cliClient(gh);
     const device = await oauth.initiateDeviceAuthorization(config, { resource: gh.url });
@@ -247,7 +325,7 @@ describe('device flow', { concurrency: true }, () => {
   });
 });
 
-test('user-code guessing is throttled per account and per IP, with Retry-After; the right code waits too (ATTACKS 46)', async () => {
+test('user-code guessing is throttled per account and per IP, with Retry-After; the right code waits too (security.md #46)', async () => {
   const gh = await startGatehouse(() => ({ tokens: { rateLimits: { userCodePerAccount: 3, userCodePerIp: 5 } } }));
   try {
     const first = await signedInBrowser(gh);
@@ -270,6 +348,23 @@ test('user-code guessing is throttled per account and per IP, with Retry-After; 
   } finally {
     await gh.close();
   }
+});
+
+test('a code with letters codes never use is told which (and that digits are never used), in the page and in JSON', async () => {
+  const { browser } = await signedInBrowser(gh);
+  const entry = forms((await browser.html('/.auth/device')).text)[0]!;
+  const page = await browser.postForm(entry.action, { ...entry.fields, user_code: 'ABCD-EFGH' }, { origin: gh.url });
+  assert.equal(page.status, 400);
+  assert.match(
+    page.text,
+    /<li><a href="#user_code">Code: This code has A and E, which codes never use: codes have no A, E, I, O, U or Y\./,
+    'in the summary, naming the field and linking to it',
+  );
+  assert.match(page.text, /name="user_code"[^>]* value="ABCD-EFGH"/, 'what was typed stays in the field');
+  const json = await browser.postJson('/.auth/device', { user_code: 'BCD0-FGHJ' }, { origin: gh.url });
+  assert.equal(json.status, 400);
+  assert.equal(json.json().error, 'invalid_code');
+  assert.match(json.json().message, /has 0, which codes never use: codes have no A, E, I, O, U or Y, and no digits/);
 });
 
 test('a restart in the middle of a device flow loses nothing: the code, the approval and the poll continue on the new process', async () => {

@@ -53,10 +53,11 @@ export function forms(html: string): { action: string; fields: Record<string, st
 
 /**
  * The user's side of the device flow over HTTP, as a browser does it: the entry page, the
- * code (as typed), the confirmation page, and Allow or Deny.
+ * code (as typed), the confirmation page, and Allow or Deny. `gh.url`: the origin the browser
+ * uses (a proxy's, in front of Gatehouse).
  */
 export async function decideDevice(
-  gh: TestGatehouse,
+  gh: Pick<TestGatehouse, 'url'>,
   browser: Client,
   typed: string,
   decision: 'approve' | 'deny',

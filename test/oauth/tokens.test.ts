@@ -193,6 +193,7 @@ describe('bearer tokens on app routes', { concurrency: true }, () => {
     ws.close();
     assert.equal(hello.headers['x-user-id'], user.id);
     assert.equal(hello.headers.authorization, undefined);
+    assert.equal(hello.headers.origin, undefined, 'a program sends no Origin, and a bearer token needs none');
     const refused = new WebSocket(`${gh.url.replace('http', 'ws')}/api/ws`, {
       headers: { authorization: 'Bearer nope' },
     });

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { Client, PASSWORD, uniqueEmail } from '../helpers/client.ts';
 import { caddyExample, caddySkip, startCaddy, type TestCaddy } from '../helpers/caddy.ts';
 import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { selfSigned, type TestCert } from '../helpers/tls.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { forwardAuthContract } from './forward-auth.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * Real Caddy (Debian's package) with forward_auth, running examples/Caddyfile on a loopback
@@ -12,7 +14,7 @@ import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
  * client as they are, so browsers get the 302 to the login page from Gatehouse itself.
  */
 
-describe('Caddy forward_auth asking Gatehouse (examples/Caddyfile)', { skip: caddySkip() }, () => {
+describeOrSkip('Caddy forward_auth asking Gatehouse (examples/Caddyfile)', { skip: caddySkip() }, () => {
   let cert: TestCert;
   let upstream: TestUpstream;
   let gh: TestGatehouse;
@@ -30,6 +32,7 @@ describe('Caddy forward_auth asking Gatehouse (examples/Caddyfile)', { skip: cad
         trustedProxies: ['loopback'],
         headers: { email: true },
         accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000 } },
+        tokens: { device: { interval: '1s' } },
         routes: [
           { path: '/public/**', access: 'public' },
           { path: '/admin/**', allow: { groups: ['admins'] } },
@@ -91,7 +94,19 @@ describe('Caddy forward_auth asking Gatehouse (examples/Caddyfile)', { skip: cad
     assert.equal((await user.get('/admin/x')).status, 403);
   });
 
-  test('spoofed identity, forwarding and original-URL headers from the client change nothing (ATTACKS 1-5)', async () => {
+  test('a WebSocket handshake: the check sees its Sec-WebSocket-Key and Origin, and refuses a cookie without Origin', async () => {
+    const user = new Client(origin, { dispatcher: cert.agent });
+    assert.equal(
+      (await user.postJson('/.auth/register', { email: uniqueEmail('caddy-ws'), password: PASSWORD })).status,
+      201,
+    );
+    const ws = { 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' };
+    assert.equal((await user.get('/private/live', ws)).status, 403, 'signed in by cookie, no Origin');
+    assert.equal((await user.get('/private/live', { ...ws, origin: 'https://evil.example' })).status, 403);
+    assert.equal((await user.get('/private/live', { ...ws, origin })).status, 200);
+  });
+
+  test('spoofed identity, forwarding and original-URL headers from the client change nothing (security.md #1-5)', async () => {
     const spoof = {
       'x-user-id': 'admin',
       X_User_Id: 'admin',
@@ -115,4 +130,6 @@ describe('Caddy forward_auth asking Gatehouse (examples/Caddyfile)', { skip: cad
     assert.equal(seen['x-user-id'], id);
     assert.equal(seen['x-user-email'] === 'boss@example.com', false);
   });
+
+  forwardAuthContract(() => ({ origin, cert, gh }));
 });

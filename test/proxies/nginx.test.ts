@@ -7,6 +7,8 @@ import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehou
 import { example, nginxSkip, startNginx, type TestNginx } from '../helpers/nginx.ts';
 import { selfSigned, type TestCert } from '../helpers/tls.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { forwardAuthContract } from './forward-auth.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 /**
  * Real nginx in front of Gatehouse, running the configs in examples/ with loopback ports:
@@ -74,7 +76,7 @@ function redirectsOf(response: Awaited<ReturnType<Page['goto']>>): number {
 
 const limits = { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000 } };
 
-describe('real nginx', { skip }, () => {
+describeOrSkip('real nginx', { skip }, () => {
   before(async () => {
     cert = selfSigned();
     upstream = await startUpstream();
@@ -163,7 +165,7 @@ describe('real nginx', { skip }, () => {
       assert.equal(line?.peer, NGINX_ADDR);
     });
 
-    test('a client behind nginx cannot spoof its address, host or scheme (ATTACKS 5, 42)', async () => {
+    test('a client behind nginx cannot spoof its address, host or scheme (security.md #5, #42)', async () => {
       const c = new Client(good.origin, { dispatcher: cert.agent });
       const res = await c.postJson(
         '/.auth/register',
@@ -190,6 +192,7 @@ describe('real nginx', { skip }, () => {
         trustedProxies: [NGINX_ADDR],
         headers: { email: true },
         accounts: limits,
+        tokens: { device: { interval: '1s' } },
         routes: [
           { path: '/public/**', access: 'public' },
           { path: '/admin/**', allow: { groups: ['admins'] } },
@@ -248,7 +251,20 @@ describe('real nginx', { skip }, () => {
       assert.equal((await anon.get('/.auth/check')).status, 404);
     });
 
-    test('spoofed identity and original-URL headers from the client change nothing (ATTACKS 1-2, 5)', async () => {
+    forwardAuthContract(() => ({ origin: fa.origin, cert, gh: fa.gh }));
+    test('a WebSocket handshake: the check sees its Sec-WebSocket-Key and Origin, and refuses a cookie without Origin', async () => {
+      const user = new Client(fa.origin, { dispatcher: cert.agent });
+      assert.equal(
+        (await user.postJson('/.auth/register', { email: uniqueEmail('fa-ws'), password: PASSWORD })).status,
+        201,
+      );
+      const ws = { 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' };
+      assert.equal((await user.get('/private/live', ws)).status, 403, 'signed in by cookie, no Origin');
+      assert.equal((await user.get('/private/live', { ...ws, origin: 'https://evil.example' })).status, 403);
+      assert.equal((await user.get('/private/live', { ...ws, origin: fa.origin })).status, 200);
+    });
+
+    test('spoofed identity and original-URL headers from the client change nothing (security.md #1-2, #5)', async () => {
       const anon = new Client(fa.origin, { dispatcher: cert.agent });
       const spoof = {
         'x-user-id': 'admin',

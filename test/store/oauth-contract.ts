@@ -282,6 +282,54 @@ export function oauthStoreContract(name: string, withStore: WithStore): void {
     );
 
     test(
+      'approved, not collected: listed for the user who approved until the client collects it; that user alone can cancel it, once',
+      withStore(async (store) => {
+        const u = await user(store);
+        const other = await user(store);
+        const approve = async (d: DeviceAuthorization, by: string, at: number) => {
+          await store.oauth.devices.create(d);
+          await store.oauth.devices.decide(d.deviceHash, {
+            approved: true,
+            userId: by,
+            amr: ['pwd'],
+            authTime: NOW,
+            sessionHash: null,
+            now: at,
+          });
+        };
+        const [first, second, collected, short, theirs] = [
+          device(),
+          device(),
+          device(),
+          device({ expiresAt: NOW + 100 }),
+          device(),
+        ];
+        await approve(first, u.id, NOW + 1);
+        await approve(second, u.id, NOW + 2);
+        await approve(collected, u.id, NOW + 3);
+        await approve(short, u.id, NOW + 4);
+        await approve(theirs, other.id, NOW + 5);
+        await store.oauth.devices.create(device());
+        assert.equal(await store.oauth.devices.redeem(collected.deviceHash, NOW + 6, grant(u.id)), true);
+        const listed = async (userId: string, now = NOW + 10) =>
+          (await store.oauth.devices.listApproved(userId, now)).map((d) => d.deviceHash);
+        assert.deepEqual(await listed(u.id), [short.deviceHash, second.deviceHash, first.deviceHash]);
+        assert.deepEqual(await listed(u.id, NOW + 100), [second.deviceHash, first.deviceHash], 'expired: gone');
+        assert.deepEqual(await listed(other.id), [theirs.deviceHash]);
+
+        assert.equal(await store.oauth.devices.cancel(first.deviceHash, other.id, NOW + 20), false, 'not theirs');
+        assert.equal(await store.oauth.devices.cancel(collected.deviceHash, u.id, NOW + 20), false, 'collected');
+        assert.equal(await store.oauth.devices.cancel(short.deviceHash, u.id, NOW + 100), false, 'expired');
+        assert.equal(await store.oauth.devices.cancel(first.deviceHash, u.id, NOW + 20), true);
+        assert.equal(await store.oauth.devices.cancel(first.deviceHash, u.id, NOW + 21), false, 'once');
+        const cancelled = (await store.oauth.devices.get(first.deviceHash))!;
+        assert.deepEqual([cancelled.status, cancelled.decidedAt], ['denied', NOW + 20]);
+        assert.equal(await store.oauth.devices.redeem(first.deviceHash, NOW + 22, grant(u.id)), false);
+        assert.deepEqual(await listed(u.id, NOW + 100), [second.deviceHash]);
+      }),
+    );
+
+    test(
       'codes: redeemed once (also concurrently); a second use revokes the grant it made; expired and unknown codes',
       withStore(async (store) => {
         const u = await user(store);

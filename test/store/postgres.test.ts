@@ -8,6 +8,7 @@ import { createPostgresDriver } from '../../src/store/postgres.ts';
 import { Relay } from '../faults/relay.ts';
 import { eventually, postgres, viaPort } from '../faults/services.ts';
 import { storeContract } from './contract.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
 
 const service = await postgres();
 const url = service.url;
@@ -44,7 +45,7 @@ const open = (
     { schema, queryTimeoutMs: over.queryTimeoutMs },
   );
 
-describe('PostgreSQL', { skip: service.skip }, () => {
+describeOrSkip('PostgreSQL', { skip: service.skip }, () => {
   storeContract('PostgreSQL', {
     async open() {
       const schema = freshSchema();

@@ -53,7 +53,7 @@ export function providerStoreContract(withStore: WithStore): void {
         assert.equal(
           await store.identities.find(`${ISS}/other`, 'sub-1'),
           undefined,
-          'the same sub at another issuer is nobody yet (ATTACKS 37)',
+          'the same sub at another issuer is nobody yet (security.md #37)',
         );
         const other = await store.users.create({ email: email() });
         const b = await store.identities.create({

@@ -39,7 +39,7 @@ describe('passwords', () => {
     assert.equal(await verifyPassword('x', '$argon2i$v=19$m=1,t=1,p=1$AAAA$AAAA'), false);
   });
 
-  test('NIST rules: length, common passwords, email, no composition rules (ATTACKS 43)', () => {
+  test('NIST rules: length, common passwords, email, no composition rules (security.md #43)', () => {
     const p = (pw: string, email?: string) => passwordProblem(pw, { minLength: 8, email });
     assert.match(p('short')!, /at least 8/);
     assert.match(p('1234567')!, /at least 8/);
@@ -66,7 +66,7 @@ describe('email addresses', () => {
     assert.equal(normalizeEmail('x@bücher.example'), 'x@xn--bcher-kva.example');
   });
 
-  test('anything else is not an address (ATTACKS 37)', () => {
+  test('anything else is not an address (security.md #37)', () => {
     for (const bad of [
       'a@corp.com@evil.com',
       'plain',

@@ -17,13 +17,13 @@ const app =
   'upstream: http://127.0.0.1:3000\nsecrets: {key: kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk}\naccounts: {registration: closed}\n';
 
 describe('gatehouse check: proxies and TLS', () => {
-  test('https with neither a trusted proxy nor TLS: every sign-in would be refused', () => {
+  test('https with neither a trusted proxy nor TLS: no sign-in can work, an error', () => {
     const w = warnings(`publicUrl: https://app.example.com\n${app}`);
     assert.deepEqual(
-      w.map((x) => x.key),
-      ['trustedProxies'],
+      w.map((x) => [x.key, x.severity]),
+      [['trustedProxies', 'error']],
     );
-    assert.match(w[0]!.message, /explanation page.*trustedProxies.*listen\.tls/);
+    assert.match(w[0]!.message, /no sign-in can work.*explanation.*trustedProxies.*listen\.tls/);
     assert.deepEqual(keys(`publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.0/8]\n${app}`), []);
   });
 
@@ -50,8 +50,9 @@ describe('gatehouse check: proxies and TLS', () => {
     assert.deepEqual(tls(a.cert, a.key), []);
     const missing = tls(`${a.cert}.nope`, a.key);
     assert.deepEqual(
-      missing.map((x) => x.key),
-      ['listen.tls.cert'],
+      missing.map((x) => [x.key, x.severity]),
+      [['listen.tls.cert', 'error']],
+      'Gatehouse would not start',
     );
     assert.match(missing[0]!.message, /cannot read .*\.nope \(no such file\): Gatehouse will not start/);
     const notPem = `${a.cert}.txt`;
@@ -65,15 +66,18 @@ describe('gatehouse check: proxies and TLS', () => {
     assert.match(mismatch[0]!.message, /is not the key of the certificate/);
     const host = tls(a.cert, a.key, 'https://app.example.com');
     assert.deepEqual(
-      host.map((x) => x.key),
-      ['listen.tls.cert'],
+      host.map((x) => [x.key, x.severity]),
+      [['listen.tls.cert', undefined]],
+      'a warning: browsers refuse it, but Gatehouse starts',
     );
     assert.match(host[0]!.message, /not valid for app\.example\.com .*IP Address:127\.0\.0\.1/);
-    assert.ok(
-      tls(a.cert, a.key, 'http://127.0.0.1:8443').some(
-        (x) => x.key === 'publicUrl' && /browsers would be sent to plain http/.test(x.message),
-      ),
-    );
+    const plain = tls(a.cert, a.key, 'http://127.0.0.1:8443').find((x) => x.key === 'publicUrl');
+    assert.match(plain!.message, /browsers would be sent to plain http, which this port does not serve/);
+    assert.equal(plain!.severity, 'error', 'no proxy could say the browser used http');
+    const proxied = warnings(
+      `publicUrl: http://127.0.0.1:8443\ntrustedProxies: [loopback]\nlisten: {tls: {cert: ${a.cert}, key: ${a.key}}}\n${app}`,
+    ).find((x) => x.key === 'publicUrl');
+    assert.equal(proxied!.severity, undefined, 'behind a trusted proxy it is only a warning');
   });
 
   test('expiry: expired, expiring within 14 days, not yet valid (with an injected clock)', () => {

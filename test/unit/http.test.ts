@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { IncomingMessage } from 'node:http';
+import http2 from 'node:http2';
 import { Throttle } from '../../src/accounts/throttle.ts';
 import { MemoryCache } from '../../src/cache/memory.ts';
 import { parseConfig } from '../../src/config/load.ts';
@@ -20,12 +21,12 @@ describe('cookies', () => {
     assert.equal(readCookie(undefined, 'gatehouse'), undefined);
   });
 
-  test('a duplicated name is ambiguous, never first- or last-wins (ATTACKS 23)', () => {
+  test('a duplicated name is ambiguous, never first- or last-wins (security.md #23)', () => {
     assert.equal(readCookie('gatehouse=victim; gatehouse=attacker', 'gatehouse'), null);
     assert.equal(readCookie('__Host-gatehouse=a;__Host-gatehouse=b', '__Host-gatehouse'), null);
   });
 
-  test('no case-folding or Unicode trimming makes another cookie ours (ATTACKS 24)', () => {
+  test('no case-folding or Unicode trimming makes another cookie ours (security.md #24)', () => {
     assert.equal(readCookie('__HOST-gatehouse=x', '__Host-gatehouse'), undefined);
     assert.equal(readCookie('\u2000__Host-gatehouse=x', '__Host-gatehouse'), undefined);
     assert.equal(readCookie('=x; gatehouse=y', 'gatehouse'), 'y');
@@ -39,19 +40,21 @@ describe('cookies', () => {
   });
 });
 
+/** A request as Node makes it; with :authority, one of an HTTP/2 stream (the object, not a version, says so). */
 function req(peer: string, headers: Record<string, string> = {}): IncomingMessage {
-  return {
-    socket: { remoteAddress: peer },
-    headers,
-    httpVersionMajor: ':authority' in headers ? 2 : 1,
-  } as unknown as IncomingMessage;
+  const proto = ':authority' in headers ? http2.Http2ServerRequest.prototype : Object.prototype;
+  return Object.create(proto, {
+    socket: { value: { remoteAddress: peer } },
+    headers: { value: headers },
+    stream: { value: {} },
+  }) as IncomingMessage;
 }
 
 describe('trusted proxies and forwarding headers', () => {
   const clientIp = (t: TrustedProxies, peer: string, xff?: string) =>
     new Forwarding(t, 'x-forwarded', false).resolve(req(peer, xff ? { 'x-forwarded-for': xff } : {})).ip;
 
-  test('nobody is trusted by default: X-Forwarded-* and Forwarded are ignored (ATTACKS 5)', () => {
+  test('nobody is trusted by default: X-Forwarded-* and Forwarded are ignored (security.md #5)', () => {
     const t = new TrustedProxies([]);
     assert.equal(t.has('127.0.0.1'), false);
     for (const mode of ['x-forwarded', 'forwarded'] as const) {
@@ -197,7 +200,7 @@ describe('request headers to the app', () => {
     return pairs;
   };
 
-  test('every client copy of identity headers is dropped, in any spelling (ATTACKS 1-3)', () => {
+  test('every client copy of identity headers is dropped, in any spelling (security.md #1-3)', () => {
     const pairs = build([
       'X-User-Id',
       'evil',
@@ -223,7 +226,7 @@ describe('request headers to the app', () => {
     assert.ok(pairs.some(([n, v]) => n === 'accept' && v === '*/*'));
   });
 
-  test('Connection-listed headers go first; ours are added after (ATTACKS 4)', () => {
+  test('Connection-listed headers go first; ours are added after (security.md #4)', () => {
     const pairs = build(['Connection', 'close, X-User-Id, X-Forwarded-For, Accept', 'Accept', 'x', 'X-Keep', 'y']);
     assert.ok(!pairs.some(([n]) => n === 'accept' || n === 'connection'));
     assert.deepEqual(
@@ -237,7 +240,7 @@ describe('request headers to the app', () => {
     assert.ok(pairs.some(([n]) => n === 'x-keep'));
   });
 
-  test("forwarding headers are Gatehouse's own, never the client's (ATTACKS 5)", () => {
+  test("forwarding headers are Gatehouse's own, never the client's (security.md #5)", () => {
     const pairs = build([
       'X-Forwarded-Host',
       'evil.com',

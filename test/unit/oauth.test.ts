@@ -23,7 +23,13 @@ import {
 } from '../../src/oauth/redirect-uri.ts';
 import { Resources } from '../../src/oauth/resources.ts';
 import { Scopes } from '../../src/oauth/scopes.ts';
-import { formatUserCode, newUserCode, normalizeUserCode, USER_CODE_ALPHABET } from '../../src/oauth/user-code.ts';
+import {
+  formatUserCode,
+  newUserCode,
+  normalizeUserCode,
+  USER_CODE_ALPHABET,
+  userCodeProblem,
+} from '../../src/oauth/user-code.ts';
 import { buildSites } from '../../src/server/sites.ts';
 import { BASE_CONFIG, problems } from '../helpers/config.ts';
 
@@ -54,6 +60,28 @@ describe('user codes (RFC 8628 §6.1)', () => {
     );
     for (const bad of ['BCDF-GHJ', 'BCDF-GHJKL', 'BCDA-GHJK', 'BCD1-GHJK', 'BCDF/GHJK', '', undefined, 'B'.repeat(100)])
       assert.equal(normalizeUserCode(bad), undefined, String(bad));
+  });
+
+  test('a refused entry is told why: the letters (and digits) codes never use, else the length', () => {
+    const never = 'codes have no A, E, I, O, U or Y';
+    assert.equal(
+      userCodeProblem('ABCD-EFGH'),
+      `This code has A and E, which codes never use: ${never}. Check the code your program shows, like BCDF-GHJK.`,
+    );
+    assert.equal(
+      userCodeProblem('bcd0-fghy'),
+      `This code has 0 and Y, which codes never use: ${never}, and no digits. Check the code your program shows, like BCDF-GHJK.`,
+    );
+    assert.match(userCodeProblem('1234-5678'), /has 1, 2, 3, 4, 5, 6, 7 and 8, which codes never use: .*and no digits/);
+    assert.equal(userCodeProblem('BCDF-GHJ'), 'A code has 8 letters, like BCDF-GHJK; this one has 7.');
+    assert.equal(userCodeProblem('BCDF/GHJK'), 'A code has only letters and a dash, like BCDF-GHJK.');
+    for (const empty of ['', ' - ', undefined])
+      assert.equal(userCodeProblem(empty), 'Enter the code your program shows, like BCDF-GHJK.');
+    // Every letter outside the alphabet is named when typed, and only those.
+    for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZ') {
+      const problem = userCodeProblem(`${c}BCD-FGHJ`);
+      assert.equal(problem.startsWith(`This code has ${c},`), !USER_CODE_ALPHABET.includes(c), problem);
+    }
   });
 });
 

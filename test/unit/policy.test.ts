@@ -23,7 +23,7 @@ describe('route rules', () => {
     assert.ok(!r.test('/aXb/xx'));
   });
 
-  test('first match wins; method-scoped rules admit only their methods (ATTACKS 19)', () => {
+  test('first match wins; method-scoped rules admit only their methods (security.md #19)', () => {
     const { rules, fallback } = compileRules(
       [
         { path: '/docs/**', methods: ['GET'], access: 'public' },
@@ -39,7 +39,7 @@ describe('route rules', () => {
     assert.equal(matchRule(rules, fallback, 'GET', '/admin/x').index, 1);
   });
 
-  test('case-insensitive by default so /ADMIN meets the /admin rule (ATTACKS 18)', () => {
+  test('case-insensitive by default so /ADMIN meets the /admin rule (security.md #18)', () => {
     const insensitive = compileRules([{ path: '/admin/**', access: 'deny' }], 'authenticated', false);
     assert.equal(matchRule(insensitive.rules, insensitive.fallback, 'GET', '/ADMIN/x').access, 'deny');
     const sensitive = compileRules([{ path: '/admin/**', access: 'deny' }], 'authenticated', true);

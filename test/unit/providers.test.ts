@@ -166,7 +166,7 @@ describe('providers: claims and helpers', () => {
     assert.equal(
       cleanText('Ann\r\nX-User-Id: admin', 100),
       null,
-      'CR/LF in a claim never reaches a header (ATTACKS 54)',
+      'CR/LF in a claim never reaches a header (security.md #54)',
     );
     assert.equal(cleanText('x'.repeat(101), 100), null);
   });

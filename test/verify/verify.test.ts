@@ -90,7 +90,7 @@ describe('gatehouse/verify', () => {
     );
   });
 
-  test("refused: another app's audience, another issuer, no assertion, two copies (ATTACKS 39)", async () => {
+  test("refused: another app's audience, another issuer, no assertion, two copies (security.md #39)", async () => {
     const code = (p: Promise<unknown>) =>
       p.then(
         () => 'accepted',
@@ -110,7 +110,7 @@ describe('gatehouse/verify', () => {
     );
   });
 
-  test('forgeries are rejected: alg none, HS256 with the public key, a wrong key, embedded keys, tampered claims (ATTACKS 35, 39)', async () => {
+  test('forgeries are rejected: alg none, HS256 with the public key, a wrong key, embedded keys, tampered claims (security.md #35, #39)', async () => {
     const verify = createVerifier(opts);
     for (const [what, forged] of Object.entries(await forgeries())) {
       const result = await verify(forged).then(
