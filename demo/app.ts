@@ -112,7 +112,7 @@ In production, keep the app reachable only from Gatehouse (or verify <code>X-Gat
 <p>Gatehouse checked your session and told this app who you are, in request headers:</p>
 <dl class="identity">
 ${dd('X-User-Id', id.userId, 'Stable and opaque: key your data on this, never on the email.')}
-${dd('X-User-Email', id.email, 'Sent because the app opted in (headers.email in demo/gatehouse.yaml).')}
+${dd('X-User-Email', id.email, 'Sent because the app opted in (headers.email in demo/gatehouse.yaml); unverified addresses only with headers.unverifiedEmail.')}
 ${dd('X-User-Name', id.name, 'Opt-in too; not sent when the account has no name.')}
 ${dd('X-User-Groups', id.groups, 'Opt-in; comma-separated group names, for your own authorization.')}
 </dl>

@@ -1,7 +1,7 @@
 import { field, type Input } from '../http/body.ts';
 import { readCookie } from '../http/cookies.ts';
 import { redirect, sendJson } from '../http/respond.ts';
-import type { Mailer } from '../mail/mailer.ts';
+import type { Mailer, MailTask } from '../mail/mailer.ts';
 import { humanDuration, passwordChangedMail, resetMail } from '../mail/messages.ts';
 import { messagePage } from '../pages/index.ts';
 import type { AccountRoutes } from '../server/account.ts';
@@ -137,10 +137,12 @@ export class PasswordRecovery {
   }
 
   /**
-   * The same status, body and headers for every well-formed address, and the same work before
-   * answering: the throttle (keyed by the address, not the account), one indexed read, one
-   * message queued. For an unknown or disabled address that message is a no-op; for an account
-   * the link is made and mailed in the background (mail/mailer.ts), never while the request waits.
+   * The same status, body and headers for every well-formed address, after the same work: the
+   * throttle (keyed by the address, not the account) and one message queued. Whether there is
+   * an account is not even looked up before answering: the queued task does that in the
+   * background (mail/mailer.ts starts it a few milliseconds later, at a random moment), and
+   * only then makes and mails a link, or nothing. So nothing the answer waits for, nor its
+   * timing, depends on the account (security.md #41).
    */
   private async forgot(ctx: RequestContext): Promise<void> {
     const input = await this.tools.readPost(ctx);
@@ -160,46 +162,46 @@ export class PasswordRecovery {
         { form: 'Too many requests for a new password. Wait a while and try again.' },
         { 'retry-after': String(verdict.retryAfterSeconds) },
       );
-
-    const user = await this.s.store.users.getByEmail(email);
-    const account = user && !user.disabled ? user : undefined;
-    this.mailer.send(
-      account ? this.resetTask(ctx.site, account) : { kind: 'password_reset', prepare: async () => undefined },
-    );
-    this.s.logger.info(
-      {
-        event: 'password_reset_requested',
-        userId: account?.id,
-        known: account !== undefined,
-        requestId: ctx.requestId,
-      },
-      'password reset requested',
-    );
+    this.mailer.send(this.resetTask(ctx.site, email, ctx.requestId));
     if (input.kind === 'json') return sendJson(ctx.res, 202, { ok: true, message: SENT });
     redirect(ctx.res, 303, `${ctx.site.origin}${this.s.prefix}/forgot-password?sent=1`);
   }
 
-  private resetTask(site: Site, user: User) {
+  /** The background half of forgot-password: who the address belongs to, and their link (or nothing). */
+  private resetTask(site: Site, email: string, requestId: string): MailTask {
     const ttlMs = this.resetTtl;
-    return {
-      kind: 'password_reset' as const,
-      userId: user.id,
+    const task: MailTask = {
+      kind: 'password_reset',
       prepare: async () => {
-        if (!(await this.s.throttle.takeMail(user.email)).ok) {
+        const user = await this.s.store.users.getByEmail(email);
+        const account = user && !user.disabled ? user : undefined;
+        task.userId = account?.id;
+        this.s.logger.info(
+          { event: 'password_reset_requested', userId: account?.id, known: account !== undefined, requestId },
+          'password reset requested',
+        );
+        if (!account) return undefined;
+        if (!(await this.s.throttle.takeMail(account.email)).ok) {
           this.s.logger.warn(
-            { event: 'mail_suppressed', kind: 'password_reset', userId: user.id, reason: 'address_rate_limited' },
+            { event: 'mail_suppressed', kind: 'password_reset', userId: account.id, reason: 'address_rate_limited' },
             'too many messages to this address this hour',
           );
           return undefined;
         }
-        const token = await this.links.tokens.issue(user, 'reset_password', ttlMs);
+        const token = await this.links.tokens.issue(account, 'reset_password', ttlMs);
         return {
-          to: user.email,
+          to: account.email,
           fromName: site.title,
-          ...resetMail({ appTitle: site.title, email: user.email, link: this.links.url(site, 'reset', token), ttlMs }),
+          ...resetMail({
+            appTitle: site.title,
+            email: account.email,
+            link: this.links.url(site, 'reset', token),
+            ttlMs,
+          }),
         };
       },
     };
+    return task;
   }
 
   // ---- reset-password ---------------------------------------------------------------

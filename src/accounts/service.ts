@@ -1,6 +1,7 @@
 import type { Config } from '../config/schema.ts';
 import { StoreConflictError, type Store, type User } from '../store/index.ts';
 import { normalizeEmail } from './email.ts';
+import { checkDisplayName } from './names.ts';
 import {
   dummyHash,
   hashPassword,
@@ -58,8 +59,9 @@ export class Accounts {
     const password = input.password ?? '';
     const problem = passwordProblem(password, { minLength: this.config.minPasswordLength, email });
     if (problem) errors.password = problem;
-    const name = input.name?.trim() || null;
-    if (name && (name.length > 100 || /[\u0000-\u001f\u007f]/.test(name))) errors.name = 'Use at most 100 characters.';
+    const named = checkDisplayName(input.name);
+    if (!named.ok) errors.name = named.error;
+    const name = named.ok ? named.name : null;
     if (Object.keys(errors).length) return { ok: false, status: 400, errors };
 
     const verdict = await this.throttle.checkRegistration(ip);

@@ -1,4 +1,5 @@
 import { normalizeEmail } from '../accounts/email.ts';
+import { checkDisplayName } from '../accounts/names.ts';
 import { hashPassword, passwordProblem } from '../accounts/passwords.ts';
 import type { User } from '../store/index.ts';
 import type { OperatorContext } from './context.ts';
@@ -34,6 +35,8 @@ export async function users(
     case 'add': {
       const email = normalizeEmail(who);
       if (!email) throw new UsageError('gatehouse users add <email> [--name N] [--groups a,b]: give a valid email');
+      const named = checkDisplayName(flags.name);
+      if (!named.ok) throw new UsageError(`--name: ${named.error}`);
       const password = await readSecret('Password: ', true);
       const problem = passwordProblem(password, { minLength: ctx.config.accounts.minPasswordLength, email });
       if (problem) throw new UsageError(problem);
@@ -46,7 +49,7 @@ export async function users(
       // An operator vouches for the address.
       const user = await ctx.store.users.create({
         email,
-        name: flags.name ?? null,
+        name: named.name,
         groups,
         passwordHash: await hashPassword(password),
         emailVerified: true,

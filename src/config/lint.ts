@@ -56,6 +56,17 @@ export function lintConfig(config: Config): Warning[] {
         message: `app "${app.name}" gets no signed assertion, only X-User-Id: anyone who can reach it past Gatehouse can claim to be anyone. Keep it unreachable except through Gatehouse.`,
       });
     }
+    if (app.headers.email !== false && app.headers.unverifiedEmail) {
+      w.push({
+        key: `${base ? `${base}.` : ''}headers.unverifiedEmail`,
+        message: `app "${app.name}" gets addresses nobody has verified: whoever registers admin@example.com first is presented as admin@example.com. Only for an app that never maps an address to an account or a permission; otherwise remove unverifiedEmail (the app then gets verified addresses only, and email_verified: false for the rest).`,
+      });
+    } else if (app.headers.email !== false && !config.email && config.accounts.registration === 'open') {
+      w.push({
+        key: `${base ? `${base}.` : ''}headers.email`,
+        message: `app "${app.name}" gets only verified addresses, and without email: users who register with a password can never verify theirs, so it gets no address for them (provider sign-ins and operator-added users have one).`,
+      });
+    }
     app.routes.forEach((r, i) => {
       const key = `${base ? `${base}.` : ''}routes[${i}].path`;
       if (/\/\/|\/\.\.?(\/|$)|;|%2f|%5c/i.test(r.path)) {

@@ -126,9 +126,14 @@ export const RouteSchema = z
 
 export const HeadersSchema = z
   .strictObject({
-    email: forwardHeader
-      .default(false)
-      .meta({ description: 'Send X-User-Email (true) or the email under this header name' }),
+    email: forwardHeader.default(false).meta({
+      description:
+        'Send X-User-Email (true) or the email under this header name, with the email and email_verified claims. Only verified addresses are sent, unless unverifiedEmail is true',
+    }),
+    unverifiedEmail: z.boolean().default(false).meta({
+      description:
+        'Also send addresses nobody has verified (default false: the header and the email claim are left out until the user verifies; email_verified is false). Never for an app that maps an address to an account',
+    }),
     name: forwardHeader.default(false).meta({ description: 'Send X-User-Name (true) or under this header name' }),
     groups: forwardHeader
       .default(false)
@@ -137,6 +142,14 @@ export const HeadersSchema = z
       description:
         'Send the signed identity assertion (a JWT, aud = the app name) as X-Gatehouse-Assertion (true), under this header name, or not at all (false). It carries email, name and groups only when those are sent too',
     }),
+  })
+  .superRefine((h, ctx) => {
+    if (h.unverifiedEmail && h.email === false)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['unverifiedEmail'],
+        message: 'unverifiedEmail only applies when email is sent: set email too, or remove unverifiedEmail',
+      });
   })
   .prefault({});
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { durationField } from './duration.ts';
-import { redirectUriProblem } from '../oauth/redirect-uri.ts';
+import { privateUseSchemeProblem, redirectUriProblem } from '../oauth/redirect-uri.ts';
 
 /**
  * The `tokens` key: Gatehouse's OAuth authorization server for CLIs and MCP clients
@@ -27,18 +27,10 @@ export const OAuthClientSchema = z
       })
       .meta({ description: 'The client_id the client sends' }),
     name: z.string().min(1).max(80).meta({ description: 'Shown to users on the consent and device pages' }),
-    redirectUris: z
-      .array(
-        z.string().superRefine((v, ctx) => {
-          const problem = redirectUriProblem(v);
-          if (problem) ctx.addIssue({ code: 'custom', message: `redirect URI ${problem}` });
-        }),
-      )
-      .default([])
-      .meta({
-        description:
-          'Exact redirect URIs for the authorization code flow: https, http on a loopback host, or a private-use scheme (com.example.app:/cb)',
-      }),
+    redirectUris: z.array(z.string()).default([]).meta({
+      description:
+        'Exact redirect URIs for the authorization code flow: https, http on a loopback host, or a private-use scheme that is a reverse domain name (com.example.app:/cb) or listed in tokens.privateUseSchemes',
+    }),
     grantTypes: z.array(z.enum(GRANT_TYPES)).min(1).default(['authorization_code', 'refresh_token']).meta({
       description:
         'authorization_code (browser redirect with PKCE), device_code (RFC 8628, for CLIs) and refresh_token (long-lived logins)',
@@ -102,6 +94,18 @@ export const OAUTH_TOKEN_FIELDS = {
     .meta({
       description: `OAuth clients besides the built-in public "${BUILTIN_CLI_CLIENT}" (device flow and refresh)`,
     }),
+  privateUseSchemes: z
+    .array(
+      z.string().superRefine((v, ctx) => {
+        const problem = privateUseSchemeProblem(v);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }),
+    )
+    .default([])
+    .meta({
+      description:
+        'Single-word private-use redirect URI schemes to accept anyway, such as cursor (Cursor registers cursor://...). Without them only reverse-domain schemes (com.example.app:) are, as RFC 8252 §7.1 asks: a single word may be claimed by any app on the device',
+    }),
   dynamicRegistration: z.boolean().default(true).meta({
     description:
       "Let clients register themselves (RFC 7591), as MCP clients do; rate-limited, public or with a generated secret, every login still needs the user's consent. Default true",
@@ -135,7 +139,11 @@ export const OAUTH_TOKEN_FIELDS = {
         .int()
         .min(1)
         .default(20)
-        .meta({ description: 'Dynamic client registrations per client IP per hour' }),
+        .meta({ description: 'Successful dynamic client registrations per client IP per hour' }),
+      registerFailuresPerIp: z.number().int().min(1).default(100).meta({
+        description:
+          'Refused dynamic client registrations (bad metadata) per client IP per hour; they do not use up registerPerIp',
+      }),
       clientDocumentsPerIp: z.number().int().min(1).default(30).meta({
         description:
           'Client ID metadata documents fetched (not served from memory) for authorization requests from one client IP per 15 minutes',
@@ -169,6 +177,11 @@ export function checkOAuthTokens(t: OAuthTokenFields, ctx: z.RefinementCtx): voi
         message: `another client already has the id "${c.id}"`,
       });
     ids.add(c.id);
+    c.redirectUris.forEach((uri, j) => {
+      const problem = redirectUriProblem(uri, t.privateUseSchemes);
+      if (problem)
+        ctx.addIssue({ code: 'custom', path: ['clients', i, 'redirectUris', j], message: `redirect URI ${problem}` });
+    });
     for (const s of c.scopes ?? []) {
       if (s !== 'offline_access' && !t.scopes.includes(s))
         ctx.addIssue({ code: 'custom', path: ['clients', i, 'scopes'], message: `"${s}" is not in tokens.scopes` });

@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createTransport } from 'nodemailer';
 import type { Logger } from '../log/index.ts';
@@ -18,8 +19,9 @@ export type MailKind = 'verify_email' | 'password_reset' | 'password_changed';
 
 /**
  * One message to send. `prepare` runs in the background, not while the request waits, and
- * may decide there is nothing to send (undefined): an unknown address on forgot-password
- * queues such a no-op, so known and unknown addresses cost the request the same.
+ * may decide there is nothing to send (undefined): forgot-password queues one for every
+ * address and looks up the account only there, so known and unknown addresses cost the
+ * request the same. `userId` (for log lines) may be set by `prepare`.
  */
 export interface MailTask {
   kind: MailKind;
@@ -41,6 +43,8 @@ interface Pending {
 
 /** Deliveries at once (and SMTP connections in the pool). */
 const CONCURRENCY = 2;
+/** Queued messages are started this many milliseconds later (at random, within the range). */
+const START_DELAY_MS = [5, 25] as const;
 
 /**
  * Sends Gatehouse's mail over SMTP (nodemailer's pooled transport) from a bounded in-memory
@@ -62,6 +66,8 @@ export class Mailer {
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly idleWaiters: (() => void)[] = [];
   private closed = false;
+  /** The pump that starts what send() queued (send never starts work itself). */
+  private pumpTimer: NodeJS.Timeout | undefined;
 
   constructor(config: EmailConfig, o: { logger: Logger; publicUrl: string; transport?: MailTransport }) {
     this.config = config;
@@ -74,7 +80,9 @@ export class Mailer {
   /** Queues a message. Never throws and never waits; returns false when it was dropped. */
   send(task: MailTask): boolean {
     // Retries waiting for their delay are messages held too: they count against the queue.
-    if (this.closed || this.queue.length + this.retrying >= this.config.delivery.queueSize) {
+    // Messages a free delivery slot will take when the pump starts do not.
+    const room = this.config.delivery.queueSize + Math.max(0, CONCURRENCY - this.busy);
+    if (this.closed || this.queue.length + this.retrying >= room) {
       this.logger.warn(
         {
           event: 'mail_dropped',
@@ -87,7 +95,18 @@ export class Mailer {
       return false;
     }
     this.queue.push({ task, attempt: 0 });
-    this.pump();
+    // Not now, and not at a moment tied to this request: a task's prepare (a store write, a
+    // link to sign) and the SMTP exchange would otherwise run ahead of the answer the request
+    // is about to send (Node flushes it a tick later), or right behind it, where a client
+    // timing its next request could see them: either tells a known address from an unknown
+    // one (security.md #41). They start a few milliseconds later, at a random moment.
+    this.pumpTimer ??= setTimeout(
+      () => {
+        this.pumpTimer = undefined;
+        this.pump();
+      },
+      randomInt(START_DELAY_MS[0], START_DELAY_MS[1] + 1),
+    );
     return true;
   }
 

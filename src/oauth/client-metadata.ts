@@ -1,7 +1,6 @@
 import { lookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
 import { Agent, request } from 'undici';
-import { plainAddress } from '../http/client-ip.ts';
 import { isLoopbackHost } from './loopback.ts';
 
 /**
@@ -23,7 +22,12 @@ const MAX_BYTES = 5 * 1024;
 const NON_PUBLIC = 'ERR_GATEHOUSE_NON_PUBLIC_ADDRESS';
 const TIMEOUT_MS = 5000;
 
-const NOT_PUBLIC = new BlockList();
+/**
+ * IPv4 ranges that are not public (IANA's IPv4 special-purpose registry: private, shared,
+ * loopback, link-local, protocol assignments, documentation, benchmarking, the deprecated 6to4
+ * relay anycast, multicast, reserved and broadcast).
+ */
+const NOT_PUBLIC_V4 = new BlockList();
 for (const [net, bits] of [
   ['0.0.0.0', 8],
   ['10.0.0.0', 8],
@@ -33,6 +37,7 @@ for (const [net, bits] of [
   ['172.16.0.0', 12],
   ['192.0.0.0', 24],
   ['192.0.2.0', 24],
+  ['192.88.99.0', 24],
   ['192.168.0.0', 16],
   ['198.18.0.0', 15],
   ['198.51.100.0', 24],
@@ -40,27 +45,74 @@ for (const [net, bits] of [
   ['224.0.0.0', 4],
   ['240.0.0.0', 4],
 ] as const)
-  NOT_PUBLIC.addSubnet(net, bits, 'ipv4');
-for (const [net, bits] of [
-  ['::', 128],
-  ['::1', 128],
-  ['fc00::', 7],
-  ['fe80::', 10],
-  ['ff00::', 8],
-  ['64:ff9b::', 96],
-  ['2001:db8::', 32],
-  ['::ffff:0:0', 96],
-] as const)
-  NOT_PUBLIC.addSubnet(net, bits, 'ipv6');
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
+  NOT_PUBLIC_V4.addSubnet(net, bits, 'ipv4');
 
-function allowedAddress(address: string, allowLoopback: boolean): boolean {
-  const a = plainAddress(address);
-  const family = isIP(a) === 6 ? 'ipv6' : 'ipv4';
-  if (allowLoopback && LOOPBACK.check(a, family)) return true;
-  return !NOT_PUBLIC.check(a, family);
+/**
+ * IPv6: only global unicast (2000::/3) is public, which leaves out at once the unspecified and
+ * loopback addresses, IPv4-compatible ::/96, IPv4-mapped ::ffff:0:0/96, IPv4-translated
+ * ::ffff:0:0:0/96, the local-use NAT64 prefix 64:ff9b:1::/48, discard-only 100::/64, SRv6
+ * 5f00::/16, ULA fc00::/7, link-local fe80::/10, site-local fec0::/10 and multicast ff00::/8.
+ * Inside it, these are not public either: IETF protocol assignments 2001::/23 (Teredo 2001::/32,
+ * whose client address is hidden in the last 32 bits, benchmarking, ORCHID, ...) and the
+ * documentation prefixes. NAT64 64:ff9b::/96 and 6to4 2002::/16 reach the IPv4 address they
+ * embed, so that address decides (EMBEDS_V4).
+ */
+const GLOBAL_V6 = new BlockList();
+GLOBAL_V6.addSubnet('2000::', 3, 'ipv6');
+const NOT_PUBLIC_V6 = new BlockList();
+for (const [net, bits] of [
+  ['2001::', 23],
+  ['2001:db8::', 32],
+  ['3fff::', 20],
+] as const)
+  NOT_PUBLIC_V6.addSubnet(net, bits, 'ipv6');
+/** Prefixes whose addresses stand for an IPv4 address: [prefix, bits, 16-bit group where the IPv4 address starts]. */
+const EMBEDS_V4 = [
+  ['64:ff9b::', 96, 6],
+  ['2002::', 16, 1],
+] as const;
+const LOOPBACK_V6 = new BlockList();
+LOOPBACK_V6.addAddress('::1', 'ipv6');
+const EMBEDDING = EMBEDS_V4.map(([net, bits, at]) => {
+  const list = new BlockList();
+  list.addSubnet(net, bits, 'ipv6');
+  return { list, at };
+});
+
+/** The eight 16-bit groups of a valid IPv6 address (as isIP accepts it, without a zone). */
+function ipv6Groups(address: string): number[] {
+  let a = address;
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(a);
+  if (dotted) {
+    const [b0, b1, b2, b3] = dotted.slice(1).map(Number) as [number, number, number, number];
+    a = `${a.slice(0, dotted.index)}${((b0 << 8) | b1).toString(16)}:${((b2 << 8) | b3).toString(16)}`;
+  }
+  const [head, tail] = a.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  return groups.map((g) => Number.parseInt(g, 16));
+}
+
+/**
+ * Whether Gatehouse may connect to this address to fetch a document an anonymous caller named:
+ * a public address, or (`allowLoopback`, where Gatehouse itself runs on loopback) 127.0.0.0/8
+ * and ::1 themselves, never an address wrapped in another form (IPv4-mapped included).
+ */
+export function publicAddress(a: string, allowLoopback: boolean): boolean {
+  const family = isIP(a);
+  if (family === 4) return (allowLoopback && a.startsWith('127.')) || !NOT_PUBLIC_V4.check(a, 'ipv4');
+  if (family !== 6 || a.includes('%')) return false;
+  if (allowLoopback && LOOPBACK_V6.check(a, 'ipv6')) return true;
+  if (!GLOBAL_V6.check(a, 'ipv6') && !EMBEDDING[0]!.list.check(a, 'ipv6')) return false;
+  if (NOT_PUBLIC_V6.check(a, 'ipv6')) return false;
+  for (const { list, at } of EMBEDDING) {
+    if (!list.check(a, 'ipv6')) continue;
+    const g = ipv6Groups(a);
+    const v4 = `${g[at]! >> 8}.${g[at]! & 255}.${g[at + 1]! >> 8}.${g[at + 1]! & 255}`;
+    return !NOT_PUBLIC_V4.check(v4, 'ipv4');
+  }
+  return true;
 }
 
 export class MetadataDocumentError extends Error {
@@ -133,7 +185,7 @@ export class MetadataDocuments {
         ) => {
           lookup(hostname, { all: true }, (err, addresses) => {
             if (err) return callback(err, []);
-            const bad = addresses.find((a) => !allowedAddress(a.address, allow));
+            const bad = addresses.find((a) => !publicAddress(a.address, allow));
             if (bad || addresses.length === 0)
               return callback(
                 Object.assign(new Error(`${hostname} resolves to a non-public address`), { code: NON_PUBLIC }),
@@ -185,7 +237,7 @@ export class MetadataDocuments {
     const problem = metadataUrlProblem(clientId, this.allowLoopback);
     if (problem) throw new MetadataDocumentError(`the client_id URL ${problem}`);
     const host = new URL(clientId).hostname.replace(/^\[|\]$/g, '');
-    if (isIP(host) && !allowedAddress(host, this.allowLoopback))
+    if (isIP(host) && !publicAddress(host, this.allowLoopback))
       throw new MetadataDocumentError('the client_id URL points at a non-public address');
     let text: string;
     let maxAge = 300;

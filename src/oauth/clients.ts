@@ -1,5 +1,6 @@
 import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { checkDisplayName, cleanDisplayName, MAX_NAME_CHARS } from '../accounts/names.ts';
 import { BUILTIN_CLI_CLIENT, type TokensConfig } from '../config/tokens.ts';
 import type { Store } from '../store/index.ts';
 import { MetadataDocumentError, metadataUrlProblem, type MetadataDocuments } from './client-metadata.ts';
@@ -36,7 +37,10 @@ export interface Client {
 
 const secretHashOf = (secret: string) => hash('sha256', secret, 'base64url');
 const DYNAMIC_PREFIX = 'dcr_';
-const NAME_LIMIT = 100;
+/** client_name: the display-name rules (accounts/names.ts), so at most 100 characters. */
+const NAME_LIMIT = MAX_NAME_CHARS;
+/** client_uri: shown (never fetched) on the consent page. */
+const URI_LIMIT = 500;
 
 function grantTypesOf(list: readonly string[]): Set<GrantType> {
   return new Set(
@@ -46,13 +50,14 @@ function grantTypesOf(list: readonly string[]): Set<GrantType> {
   );
 }
 
+/**
+ * A client's name as shown on the consent and device pages: cleaned like a display name (no
+ * controls, bidi or invisible characters), cut to NAME_LIMIT (a metadata document's, or one
+ * registered before the limit).
+ */
 function cleanName(v: unknown): string | undefined {
-  if (typeof v !== 'string') return undefined;
-  const name = v
-    .normalize('NFKC')
-    .replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/g, '')
-    .trim();
-  return name ? name.slice(0, NAME_LIMIT) : undefined;
+  const name = cleanDisplayName(typeof v === 'string' ? v.slice(0, 10 * NAME_LIMIT) : v, Infinity);
+  return name ? [...name].slice(0, NAME_LIMIT).join('').trim() : undefined;
 }
 
 export class Clients {
@@ -153,7 +158,7 @@ export class Clients {
       }
       throw err;
     }
-    const bad = doc.redirectUris.map(redirectUriProblem).find(Boolean);
+    const bad = doc.redirectUris.map((u) => redirectUriProblem(u, this.config.privateUseSchemes)).find(Boolean);
     if (!doc.redirectUris.length || bad)
       throw new OAuthError(
         400,
@@ -236,7 +241,8 @@ export class Clients {
     if (!Array.isArray(redirectUris) || redirectUris.length === 0 || redirectUris.length > 10)
       throw new OAuthError(400, 'invalid_redirect_uri', 'redirect_uris must list 1 to 10 URIs');
     for (const uri of redirectUris) {
-      const problem = typeof uri === 'string' ? redirectUriProblem(uri) : 'must be a string';
+      const problem =
+        typeof uri === 'string' ? redirectUriProblem(uri, this.config.privateUseSchemes) : 'must be a string';
       if (problem)
         throw new OAuthError(
           400,
@@ -259,16 +265,23 @@ export class Clients {
     const method = body.token_endpoint_auth_method ?? 'client_secret_basic';
     if (method !== 'none' && method !== 'client_secret_basic' && method !== 'client_secret_post')
       throw invalid('token_endpoint_auth_method must be none, client_secret_basic or client_secret_post');
-    if (body.client_name !== undefined && !cleanName(body.client_name))
-      throw invalid('client_name must be a non-empty string');
+    let name: string | undefined;
+    if (body.client_name !== undefined) {
+      // Shown to users on the consent page: refused like a typed display name, not cleaned.
+      if (typeof body.client_name !== 'string') throw invalid('client_name must be a string');
+      const named = checkDisplayName(body.client_name);
+      if (!named.ok) throw invalid(`client_name: ${named.error}`);
+      if (!named.name) throw invalid('client_name must not be blank');
+      name = named.name;
+    }
     let clientUri: string | undefined;
     if (body.client_uri !== undefined) {
       if (
         typeof body.client_uri !== 'string' ||
-        body.client_uri.length > 2000 ||
-        !/^https:\/\/[^\s]+$/.test(body.client_uri)
+        body.client_uri.length > URI_LIMIT ||
+        !/^https:\/\/[\x21-\x7e]+$/.test(body.client_uri)
       )
-        throw invalid('client_uri must be an https URL');
+        throw invalid(`client_uri must be an https URL of at most ${URI_LIMIT} characters`);
       clientUri = body.client_uri;
     }
     let scope: string | undefined;
@@ -280,7 +293,7 @@ export class Clients {
     const id = `${DYNAMIC_PREFIX}${randomBytes(16).toString('base64url')}`;
     const secret = method === 'none' ? undefined : randomBytes(32).toString('base64url');
     const metadata: Record<string, unknown> = {
-      client_name: cleanName(body.client_name),
+      client_name: name,
       client_uri: clientUri,
       redirect_uris: redirectUris,
       grant_types: grantTypes,

@@ -13,7 +13,7 @@ export type Verdict = { ok: true } | { ok: false; retryAfterSeconds: number };
  * user-code entries per client IP and per signed-in account (RFC 8628 §5.1: 8 letters of 20
  * are ~34.5 bits, so a handful of guesses per window make a hit hopeless), device
  * authorizations per IP, client ID metadata documents fetched per IP, and dynamic
- * registrations per IP. Each attempt is counted before it is checked, atomically, so
+ * registrations per IP (successful and failed ones apart). Each attempt is counted before it is checked, atomically, so
  * parallel guesses cannot slip under a limit; a correct user code is refunded.
  */
 export class Limits {
@@ -65,12 +65,31 @@ export class Limits {
     return wait === undefined ? { ok: true } : { ok: false, retryAfterSeconds: wait };
   }
 
+  /**
+   * A dynamic registration about to be tried: it counts against registerPerIp (the allowance
+   * that successful registrations use up) and registerFailuresPerIp (a larger one for failed
+   * attempts) at once, atomically, so parallel requests cannot slip past either; a refused
+   * attempt takes nothing. registrationSettled then gives back the one it did not use, so
+   * mistakes never use up the allowance of registrations.
+   */
   async registration(ip: string): Promise<Verdict> {
-    const wait = await this.over(
-      `oauth:register:ip:${rateLimitAddress(ip)}`,
-      this.limits.registerPerIp,
-      REGISTER_WINDOW_MS,
-    );
-    return wait === undefined ? { ok: true } : { ok: false, retryAfterSeconds: wait };
+    const [done, failed] = registrationKeys(ip);
+    const [a, b] = await Promise.all([
+      this.over(done, this.limits.registerPerIp, REGISTER_WINDOW_MS),
+      this.over(failed, this.limits.registerFailuresPerIp, REGISTER_WINDOW_MS),
+    ]);
+    if (a === undefined && b === undefined) return { ok: true };
+    await Promise.all([this.cache.release(done), this.cache.release(failed)]);
+    return { ok: false, retryAfterSeconds: Math.max(a ?? 0, b ?? 0) };
   }
+
+  async registrationSettled(ip: string, succeeded: boolean): Promise<void> {
+    const [done, failed] = registrationKeys(ip);
+    await this.cache.release(succeeded ? failed : done);
+  }
+}
+
+function registrationKeys(ip: string): [done: string, failed: string] {
+  const a = rateLimitAddress(ip);
+  return [`oauth:register:ip:${a}`, `oauth:register-failed:ip:${a}`];
 }

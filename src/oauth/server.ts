@@ -238,25 +238,21 @@ export class OAuthServer {
           'not_found',
           'dynamic client registration is turned off (tokens.dynamicRegistration)',
         );
-      const type = (ctx.req.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase();
-      if (type !== 'application/json')
-        throw new OAuthError(400, 'invalid_client_metadata', 'send the client metadata as application/json');
-      let body: unknown;
-      try {
-        body = JSON.parse((await readBody(ctx.req)).toString('utf8'));
-      } catch (err) {
-        if (err instanceof SyntaxError)
-          throw new OAuthError(400, 'invalid_client_metadata', 'the body is not valid JSON');
-        throw err;
-      }
-      if (typeof body !== 'object' || body === null || Array.isArray(body))
-        throw new OAuthError(400, 'invalid_client_metadata', 'the body must be a JSON object');
+      // Counted before anything is read, against two allowances: one kept by registrations that
+      // succeed, a larger one kept by those that fail; each gives back the one it did not use.
       const verdict = await this.d.limits.registration(ctx.ip);
       if (!verdict.ok)
         throw new OAuthError(429, 'too_many_requests', 'too many registrations from this address; try again later', {
           'retry-after': String(verdict.retryAfterSeconds),
         });
-      const registered = await this.d.clients.register(body as Record<string, unknown>, ctx.ip, this.d.now());
+      let registered: Record<string, unknown>;
+      try {
+        registered = await this.d.clients.register(await this.registrationBody(ctx), ctx.ip, this.d.now());
+      } catch (err) {
+        await this.d.limits.registrationSettled(ctx.ip, false);
+        throw err;
+      }
+      await this.d.limits.registrationSettled(ctx.ip, true);
       this.d.logger.info(
         {
           event: 'oauth_client_registered',
@@ -269,6 +265,23 @@ export class OAuthServer {
       );
       sendOAuthJson(ctx.res, 201, registered);
     });
+  }
+
+  private async registrationBody(ctx: RequestContext): Promise<Record<string, unknown>> {
+    const type = (ctx.req.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase();
+    if (type !== 'application/json')
+      throw new OAuthError(400, 'invalid_client_metadata', 'send the client metadata as application/json');
+    let body: unknown;
+    try {
+      body = JSON.parse((await readBody(ctx.req)).toString('utf8'));
+    } catch (err) {
+      if (err instanceof SyntaxError)
+        throw new OAuthError(400, 'invalid_client_metadata', 'the body is not valid JSON');
+      throw err;
+    }
+    if (typeof body !== 'object' || body === null || Array.isArray(body))
+      throw new OAuthError(400, 'invalid_client_metadata', 'the body must be a JSON object');
+    return body as Record<string, unknown>;
   }
 
   // ---- the account page's devices and apps --------------------------------------

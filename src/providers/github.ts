@@ -1,4 +1,5 @@
 import * as oauth from 'openid-client';
+import { cleanDisplayName } from '../accounts/names.ts';
 import type { Logger } from '../log/index.ts';
 import { classify, ProviderError, type ProviderClient } from './client.ts';
 import { tokenSet } from './oidc.ts';
@@ -159,7 +160,7 @@ export class GithubProvider implements ProviderClient {
       subject: String(u.id),
       email: email ?? unverified,
       emailVerified: Boolean(email) || (this.config.trustEmail && Boolean(unverified)),
-      name: cleanText(u.name, 100) ?? cleanText(u.login, 100),
+      name: cleanDisplayName(u.name) ?? cleanDisplayName(u.login),
       groups: [],
     };
   }

@@ -1,4 +1,6 @@
+import { decodeJwt, decodeProtectedHeader } from 'jose';
 import * as oauth from 'openid-client';
+import { cleanDisplayName } from '../accounts/names.ts';
 import type { Logger } from '../log/index.ts';
 import { classify, Lazy, ProviderError, type ProviderClient } from './client.ts';
 import {
@@ -17,8 +19,8 @@ import { DEFAULT_SCOPES, displayName, type OidcProviderConfig } from './schema.t
  * authorization code flow with PKCE S256, state and nonce, the RFC 9207 `iss` check, and an
  * ID token validated by the library (signature against the issuer's JWKS, also for a token
  * from the token endpoint; alg among those discovery lists or the one configured; iss, aud,
- * azp, exp, iat, nbf, nonce). Plain http only for a
- * loopback issuer (the schema refuses any other).
+ * azp, exp, iat, nbf, nonce), plus its `typ` and a future `iat` (idTokenProblem). Plain http
+ * only for a loopback issuer (the schema refuses any other).
  */
 export class OidcProvider implements ProviderClient {
   readonly id: string;
@@ -55,6 +57,7 @@ export class OidcProvider implements ProviderClient {
       return (usePost ? post : basic)(as, client, body, headers);
     };
     const metadata: Partial<oauth.ClientMetadata> = {
+      [oauth.clockTolerance]: CLOCK_TOLERANCE_S,
       ...(secret ? { client_secret: secret } : {}),
       ...(c.idTokenSigningAlg ? { id_token_signed_response_alg: c.idTokenSigningAlg } : {}),
     };
@@ -150,7 +153,9 @@ export class OidcProvider implements ProviderClient {
       throw classify(err, 'callback');
     }
     const claims = response.claims();
-    if (!claims) throw new ProviderError('id_token_invalid', 'no ID token in the token response');
+    if (!claims || !response.id_token) throw new ProviderError('id_token_invalid', 'no ID token in the token response');
+    const problem = idTokenProblem(response.id_token, Date.now() / 1000);
+    if (problem) throw new ProviderError('id_token_invalid', problem);
     const tokens = tokenSet(response, undefined);
     const profile = this.profileFrom(claims as Record<string, unknown>, claims.iss);
     const m = config.serverMetadata();
@@ -180,9 +185,9 @@ export class OidcProvider implements ProviderClient {
       email,
       emailVerified: Boolean(email) && (this.config.trustEmail || verifiedFrom(claims.email_verified)),
       name:
-        cleanText(claims.name, 100) ??
-        cleanText([claims.given_name, claims.family_name].filter((x) => typeof x === 'string').join(' '), 100) ??
-        cleanText(claims.preferred_username, 100),
+        cleanDisplayName(claims.name) ??
+        cleanDisplayName([claims.given_name, claims.family_name].filter((x) => typeof x === 'string').join(' ')) ??
+        cleanDisplayName(claims.preferred_username),
       groups: groupsFrom(claimAt(claims, this.config.groupsClaim)),
     };
   }
@@ -207,6 +212,25 @@ export class OidcProvider implements ProviderClient {
       ...(p.idToken ? { id_token_hint: p.idToken } : {}),
     });
   }
+}
+
+/** openid-client's allowed clock difference for exp and nbf (its default), set here so the iat check uses the same. */
+const CLOCK_TOLERANCE_S = 30;
+
+/**
+ * What openid-client leaves unchecked in an ID token it has verified (signature, iss, aud,
+ * exp, nbf, nonce): a `typ` header that names another kind of JWT (an RFC 9068 access token,
+ * `at+jwt`, may be signed with the same keys, for the same client), and an `iat` in the future
+ * beyond the allowed clock difference. An ID token has no `typ`, or JWT.
+ */
+export function idTokenProblem(idToken: string, nowSeconds: number): string | undefined {
+  const typ: unknown = decodeProtectedHeader(idToken).typ;
+  if (typ !== undefined && !(typeof typ === 'string' && /^(application\/)?jwt$/i.test(typ)))
+    return `unexpected JWT "typ" header ${JSON.stringify(typ)}: not an ID token`;
+  const iat = decodeJwt(idToken).iat;
+  if (typeof iat === 'number' && iat > nowSeconds + CLOCK_TOLERANCE_S)
+    return 'unexpected JWT "iat" (issued at) claim value, it is in the future';
+  return undefined;
 }
 
 /** The token endpoint's answer as Gatehouse keeps it. A refresh without a new refresh token keeps the old one. */

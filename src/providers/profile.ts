@@ -1,8 +1,9 @@
 /**
  * Who a provider says the user is, reduced to what Gatehouse keeps: the (issuer, subject)
  * key, an email with whether the provider verified it, a display name, and groups. Claims
- * are untrusted text from another system: control characters and oversized values are
- * dropped here, once, before anything is stored or forwarded (security.md #54).
+ * are untrusted text from another system: values with control, invisible or bidi characters and
+ * oversized ones are dropped here (names are cleaned of them instead), once, before anything is
+ * stored or forwarded (security.md #54).
  */
 export interface ProviderProfile {
   issuer: string;
@@ -27,12 +28,18 @@ export interface ProviderTokenSet {
   refused?: boolean;
 }
 
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+/** Controls, line separators, invisible and bidi format characters (Cf), broken UTF-16: a claim with one is dropped. */
+const UNSAFE = /[\p{Cc}\p{Cf}\p{Cs}\u2028\u2029]/u;
 
+/**
+ * An identifier-like claim (an address, a group) as is, or null when it is blank, longer than
+ * `max` or holds a character that is unsafe to store, match or forward. Display names are
+ * cleaned instead (accounts/names.ts: cleanDisplayName), since the user cannot fix them there.
+ */
 export function cleanText(value: unknown, max: number): string | null {
   if (typeof value !== 'string') return null;
   const t = value.trim();
-  if (!t || t.length > max || CONTROL.test(t)) return null;
+  if (!t || t.length > max || UNSAFE.test(t)) return null;
   return t;
 }
 

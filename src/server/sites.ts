@@ -2,6 +2,7 @@ import type { AppConfig, Config } from '../config/schema.ts';
 import { compileRules, type Rule } from '../policy/rules.ts';
 import { Upstream } from '../proxy/forward.ts';
 import { isSpoofable } from '../proxy/headers.ts';
+import type { IdentityOptIn } from '../proxy/identity.ts';
 import type { SessionCookie } from '../sessions/index.ts';
 
 /**
@@ -59,7 +60,7 @@ export interface App {
   fallback: Rule;
   caseSensitivePaths: boolean;
   /** Identity headers the app opted into, by name; null = not sent. */
-  headers: { email: string | null; name: string | null; groups: string | null; assertion: string | null };
+  headers: IdentityOptIn & { assertion: string | null };
   /**
    * The app's own names for identity headers (lower-case, "_" as "-") that are not already
    * covered by the X-User-* / X-Gatehouse-* rule: client copies of these are dropped too.
@@ -144,6 +145,7 @@ export function buildSites(config: Config): Map<string, Site> {
     const { rules, fallback } = compileRules(a.routes, a.defaultAccess, a.caseSensitivePaths);
     const headers = {
       email: headerName(a.headers.email, 'X-User-Email'),
+      unverifiedEmail: a.headers.unverifiedEmail,
       name: headerName(a.headers.name, 'X-User-Name'),
       groups: headerName(a.headers.groups, 'X-User-Groups'),
       assertion: headerName(a.headers.assertion, 'X-Gatehouse-Assertion'),

@@ -1,4 +1,5 @@
 import { decodeJwt } from 'jose';
+import { type IdentityOptIn, presentedEmail, presentedName } from '../proxy/identity.ts';
 import type { ActiveSession } from '../sessions/index.ts';
 import { ASSERTION_TYP } from '../verify/index.ts';
 import type { KeyRing } from './keys.ts';
@@ -10,7 +11,9 @@ import type { Secrets } from './secrets.ts';
  *
  *   header  { alg: EdDSA | ES256, kid, typ: "gatehouse-assertion+jwt" }
  *   claims  iss (publicUrl), aud (the app's name), sub (user id), iat, exp, sid, amr,
- *           and email + email_verified / name / groups when the app opts in with headers:
+ *           and email_verified (+ email, when presented) / name / groups when the app opts in
+ *           with headers:, chosen and cleaned by the same functions as the X-User-* headers
+ *           (proxy/identity.ts), so header and claim never disagree
  *
  * Signing costs tens of microseconds, so each (session, app) pair's assertion is kept in
  * memory and sent again until shortly before it expires (see reuseMargin: 45 s of 60 s).
@@ -27,7 +30,7 @@ export interface AssertionAudience {
   /** The app's name: the `aud`. */
   name: string;
   /** Which optional claims the app gets: those whose X-User-* header it gets (non-null). */
-  headers: { email: string | null; name: string | null; groups: string | null };
+  headers: IdentityOptIn;
 }
 
 interface Entry {
@@ -119,10 +122,13 @@ export class Assertions {
   private sign(app: AssertionAudience, { session, user }: ActiveSession): Promise<string> {
     const claims: Record<string, unknown> = { sid: sessionSid(this.secrets, session.idHash), amr: session.amr };
     if (app.headers.email !== null) {
-      claims.email = user.email;
+      // Always said, so an app that asked for addresses can tell "not verified yet" from "none sent".
       claims.email_verified = user.emailVerified;
+      const email = presentedEmail(app.headers, user);
+      if (email !== null) claims.email = email;
     }
-    if (app.headers.name !== null && user.name) claims.name = user.name;
+    const name = presentedName(app.headers, user);
+    if (name !== null) claims.name = name;
     if (app.headers.groups !== null) claims.groups = user.groups;
     return this.ring.sign(claims, { typ: ASSERTION_TYP, ttlMs: this.ttlMs, audience: app.name, subject: user.id });
   }

@@ -45,7 +45,11 @@ export interface GatehouseUser {
   sessionId: string | undefined;
   /** `amr`: how the user signed in, e.g. ["pwd"]. */
   amr: string[];
-  /** Present when the app opted in (headers.email / name / groups). */
+  /**
+   * Present when the app opted in (headers.email / name / groups). `email` is a verified
+   * address unless the app set headers.unverifiedEmail; `emailVerified` is there whenever the
+   * app opted into email, false (without `email`) for a user who has not verified theirs yet.
+   */
   email?: string;
   emailVerified?: boolean;
   name?: string;
@@ -185,8 +189,9 @@ export function createVerifier(options: VerifyOptions): Verifier {
         id: payload.sub!,
         sessionId: typeof payload.sid === 'string' ? payload.sid : undefined,
         amr: Array.isArray(payload.amr) ? (payload.amr as string[]) : [],
-        ...(typeof payload.email === 'string'
-          ? { email: payload.email, emailVerified: payload.email_verified === true }
+        ...(typeof payload.email === 'string' ? { email: payload.email } : {}),
+        ...(typeof payload.email === 'string' || typeof payload.email_verified === 'boolean'
+          ? { emailVerified: payload.email_verified === true }
           : {}),
         ...(typeof payload.name === 'string' ? { name: payload.name } : {}),
         ...(Array.isArray(payload.groups) ? { groups: payload.groups as string[] } : {}),

@@ -51,6 +51,7 @@ describe('several apps behind one Gatehouse', () => {
   test('each host reaches its own app, each with its own audience; iss is always the top-level publicUrl', async () => {
     const crm = onHost(crmHost);
     const me = await registerJson(crm);
+    await gh.gatehouse.store.users.update(me.id, { emailVerified: true });
     await crm.get('/deals');
     const crmToken = String(gh.upstream.last().headers['x-gatehouse-assertion']);
     await crm.get('/api/v1/deals');
@@ -68,6 +69,7 @@ describe('several apps behind one Gatehouse', () => {
     assert.equal((await check(crmToken, 'crm')).payload.sub, me.id);
     assert.equal((await check(crmToken, 'crm')).payload.email, me.email, 'crm opted in to email');
     assert.equal((await check(apiToken, 'crm-api')).payload.email, undefined, 'crm-api did not');
+    assert.equal((await check(apiToken, 'crm-api')).payload.email_verified, undefined);
     assert.equal((await check(wikiToken, 'wiki')).payload.iss, gh.url, 'iss is the publicUrl, not the wiki host');
   });
 

@@ -69,7 +69,7 @@ describe('forward-auth decisions', () => {
     const res = await check(nginx('/reports/q3?x=1', 'GET', { cookie }));
     assert.equal(res.status, 200);
     assert.equal(res.headers['x-user-id'], userId);
-    assert.equal(res.headers['x-user-email'], email);
+    assert.equal(res.headers['x-user-email'], undefined, 'an unverified address is not presented (issue 10.14)');
     assert.equal(res.headers['x-user-groups'], '');
     assert.equal(res.headers['cache-control'], 'no-store');
     assert.equal(res.text, '');
@@ -81,6 +81,18 @@ describe('forward-auth decisions', () => {
       audience: 'app',
     });
     assert.equal(payload.sub, userId);
+    assert.equal(payload.email, undefined);
+    assert.equal(payload.email_verified, false);
+    // Verified (by the mailed link, a provider or an operator): the next answer carries it.
+    await gh.gatehouse.store.users.update(userId, { emailVerified: true });
+    const verified = await check(nginx('/reports/q3', 'GET', { cookie }));
+    assert.equal(verified.headers['x-user-email'], email);
+    const claims = await jwtVerify(String(verified.headers['x-gatehouse-assertion']), jwks, {
+      issuer: `https://${HOST}`,
+      audience: 'app',
+    });
+    assert.equal(claims.payload.email, email);
+    assert.equal(claims.payload.email_verified, true);
   });
 
   test('anonymous, nginx style: always 401; the login URL rides in X-Gatehouse-Login for browsers only', async () => {

@@ -155,6 +155,22 @@ describe('signing in with a provider', () => {
     assert.equal(idToken.email, undefined, 'B really left email out of the ID token');
   });
 
+  test("a provider's name with line-break, bidi or invisible characters is cleaned, not refused; such a group is dropped (issue 10.15)", async () => {
+    lab.a.accounts.set('spoofer', {
+      sub: 'spoofer',
+      email: 'spoofer@example.com',
+      email_verified: true,
+      name: 'Ann\u2028Lee\u202E\u200B',
+      groups: ['staff', 'ad\u200Bmins'],
+    });
+    const { c, final } = await signedIn('a', 'spoofer', '/x');
+    assert.equal(final.status, 200, 'signed in: the user cannot fix the name at the provider');
+    const profile = await me(c);
+    assert.equal(profile.name, 'Ann Lee', 'stored cleaned');
+    assert.equal(profile.identities[0].name, 'IdP A');
+    assert.deepEqual(profile.identities[0].groups, ['staff'], 'a group with an invisible character is dropped');
+  });
+
   test('every sign-in gets a new session id; a planted cookie is never adopted and the old one dies (security.md #22)', async () => {
     const c = new Client(gh.url);
     const planted = 'A'.repeat(43);
@@ -528,6 +544,10 @@ describe('a callback that goes wrong ends on one page, logged once, and never lo
     const now = Math.floor(Date.now() / 1000);
     const parts = (t: string) => t.split('.');
     const encode = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const retyped = async (b: Record<string, unknown>, typ: string) => ({
+      ...b,
+      id_token: await lab.a.signIdToken(decodeJwt(String(b.id_token)), { typ }),
+    });
     const cases: [string, (body: Record<string, unknown>) => Promise<Record<string, unknown>>, RegExp][] = [
       [
         'a nonce that is not the one sent',
@@ -599,6 +619,16 @@ describe('a callback that goes wrong ends on one page, logged once, and never lo
         /signature|jwk/i,
       ],
       ['the access token in place of the ID token', async (b) => ({ ...b, id_token: b.access_token }), /JWT|id_token/i],
+      // An access token (RFC 9068) signed with the IdP's own key, for this client: typ is all that says what it is (issue 10.20).
+      ['typ: at+jwt', (b) => retyped(b, 'at+jwt'), /typ/],
+      ['typ: application/at+jwt', (b) => retyped(b, 'application/at+jwt'), /typ/],
+      ['typ: AT+JWT (any letter case)', (b) => retyped(b, 'AT+JWT'), /typ/],
+      ['typ: logout+jwt (another kind of JWT)', (b) => retyped(b, 'logout+jwt'), /typ/],
+      [
+        'issued in the future, beyond the allowed 30 s',
+        (b) => resign(lab.a, b, (c) => ({ ...c, iat: now + 120, exp: now + 3720 })),
+        /iat/,
+      ],
       [
         'no ID token at all',
         async (b) => {
@@ -618,6 +648,31 @@ describe('a callback that goes wrong ends on one page, logged once, and never lo
       assertFailure(res, 502, 'id_token_invalid', /answer could not be verified/, n);
       const logged = failures(gh, 'id_token_invalid').at(-1)!;
       assert.match(String(logged.detail), detail, `${what}: the log says why (${String(logged.detail)})`);
+    }
+  });
+
+  test('ID tokens that must still pass: no typ, typ JWT or application/jwt, iat a little ahead within the tolerance (issue 10.20)', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const cases: [string, (body: Record<string, unknown>) => Promise<Record<string, unknown>>][] = [
+      [
+        'no typ',
+        async (b) => ({ ...b, id_token: await lab.a.signIdToken(decodeJwt(String(b.id_token)), { typ: undefined }) }),
+      ],
+      [
+        'typ application/jwt',
+        async (b) => ({
+          ...b,
+          id_token: await lab.a.signIdToken(decodeJwt(String(b.id_token)), { typ: 'application/JWT' }),
+        }),
+      ],
+      ['iat 20 s ahead (a clock a little fast)', (b) => resign(lab.a, b, (c) => ({ ...c, iat: now + 20 }))],
+    ];
+    lab.a.autoLogin = 'bob';
+    for (const [what, tamper] of cases) {
+      lab.a.tamperNext = tamper;
+      const res = last(await signIn(new Client(gh.url), 'a', '/fine')).res;
+      assert.equal(lab.a.tamperNext, undefined, `${what}: the IdP answered with the changed token`);
+      assert.equal(res.status, 200, `${what} was refused: ${res.text.slice(0, 300)}`);
     }
   });
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import diagnostics from 'node:diagnostics_channel';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -39,7 +40,8 @@ before(async () => {
     tokens: {
       scopes: ['tools'],
       clients: [{ id: 'backend', name: 'Acme Backend', redirectUris: ['https://backend.example/cb'], secret: SECRET }],
-      rateLimits: { registerPerIp: 1000 },
+      rateLimits: { registerPerIp: 1000, registerFailuresPerIp: 1000 },
+      privateUseSchemes: ['cursor'],
     },
   }));
 });
@@ -166,6 +168,8 @@ describe('authorization code flow', { concurrency: true }, () => {
       ['https://app.example/cb#x', 'fragment'],
       ['https://*.example/cb', 'wildcard'],
       ['data:text/html,x', 'data:'],
+      ['http2://evil.com/cb', 'a single-word private-use scheme (RFC 8252 §7.1: reverse DNS)'],
+      ['slack://evil/cb', 'a scheme another app on the device may own'],
     ]) {
       const r = await register({ redirect_uris: [uri] });
       assert.equal(r.status, 400, why);
@@ -180,6 +184,24 @@ describe('authorization code flow', { concurrency: true }, () => {
     ]) {
       assert.equal((await register({ redirect_uris: [uri] })).status, 201, uri);
     }
+    for (const [name, message] of [
+      ['x'.repeat(10_000), 'client_name: Use at most 100 characters.'],
+      ['x'.repeat(101), 'client_name: Use at most 100 characters.'],
+      [
+        'Claude\u202Eedualc',
+        'client_name: The name contains a text-direction control (U+202E), which can make it display as something else. Remove it.',
+      ],
+      ['Good\u200BClient', 'client_name: The name contains an invisible character (U+200B). Remove it.'],
+      ['Line\nbreak', 'client_name: Put the name on one line: it contains a line break.'],
+      ['   ', 'client_name must not be blank'],
+      [42, 'client_name must be a string'],
+    ] as const) {
+      const r = await register({ client_name: name });
+      assert.equal(r.status, 400, String(name).slice(0, 20));
+      assert.deepEqual(r.json, { error: 'invalid_client_metadata', error_description: message });
+    }
+    assert.equal((await register({ client_name: 'x'.repeat(100) })).status, 201);
+    assert.equal((await register({ client_uri: `https://x.example/${'a'.repeat(600)}` })).status, 400);
     assert.equal((await register({ grant_types: ['client_credentials'] })).json.error, 'invalid_client_metadata');
     assert.equal(
       (await register({ token_endpoint_auth_method: 'private_key_jwt' })).json.error,
@@ -431,6 +453,48 @@ describe('authorization code flow', { concurrency: true }, () => {
     }
   });
 
+  test('client ID metadata documents on IPv6 addresses that embed or map to loopback or private IPv4 are refused without a connection (issue 10.18)', async () => {
+    const { browser } = await signedInBrowser(gh);
+    const port = new URL(docsOrigin).port;
+    const hosts = [
+      '[::7f00:1]', // IPv4-compatible 127.0.0.1
+      '[::ffff:7f00:1]', // IPv4-mapped
+      '[2002:7f00:1::]', // 6to4
+      '[2001:0:4136:e378:8000:63bf:80ff:fffe]', // Teredo
+      '[64:ff9b::7f00:1]', // NAT64, well-known prefix
+      '[64:ff9b:1::a00:1]', // NAT64, local-use prefix
+      '[fec0::1]', // site-local
+      '[100::1]', // discard-only
+    ];
+    // Every connection undici (the fetcher's client) starts in this process is seen here.
+    const connects: string[] = [];
+    const seen = (m: unknown) => connects.push((m as { connectParams: { hostname: string } }).connectParams.hostname);
+    diagnostics.subscribe('undici:client:beforeConnect', seen);
+    try {
+      for (const host of hosts) {
+        const r = await browser.html(
+          authorizeUrl({
+            response_type: 'code',
+            client_id: `https://${host}:${port}/embedded.json`,
+            redirect_uri: REDIRECT,
+            code_challenge: (await pkce()).challenge,
+            code_challenge_method: 'S256',
+            resource: `${gh.url}/mcp`,
+          }),
+        );
+        assert.deepEqual(
+          connects.filter((h) => h === host || `[${h}]` === host),
+          [],
+          `${host}: no connection was even attempted`,
+        );
+        assert.equal(r.status, 400, `${host}: refused`);
+        assert.match(r.text, /non-public address/, host);
+      }
+    } finally {
+      diagnostics.unsubscribe('undici:client:beforeConnect', seen);
+    }
+  });
+
   test('a configured confidential client authenticates with its secret (Basic), and cannot without it', async () => {
     const { browser } = await signedInBrowser(gh);
     const { verifier, challenge } = await pkce();
@@ -520,16 +584,44 @@ test('dynamic registration can be turned off, and is rate-limited per IP', async
       body: JSON.stringify({ redirect_uris: [REDIRECT] }),
     });
     assert.equal(r.status, 404);
-    const reg = () =>
+    const reg = (extra: Record<string, unknown> = {}, body?: string) =>
       fetch(`${limited.url}/.auth/oauth/register`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none' }),
+        body: body ?? JSON.stringify({ redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', ...extra }),
       });
+    // Mistakes do not use up the allowance of registrations (issue 10.19) ...
+    const mistakes = [
+      await reg({ redirect_uris: ['http2://evil.com/cb'] }),
+      await reg({ client_name: 'x'.repeat(10_000) }),
+      await reg({}, '{nope'),
+    ];
+    assert.deepEqual(
+      mistakes.map((r) => r.status),
+      [400, 400, 400],
+    );
     assert.deepEqual([(await reg()).status, (await reg()).status], [201, 201]);
     const third = await reg();
     assert.equal(third.status, 429);
     assert.ok(Number(third.headers.get('retry-after')) > 0);
+    // ... but they have a bound of their own (larger by default: 100 an hour, 3 here).
+    const flooded = await startGatehouse(() => ({ tokens: { rateLimits: { registerFailuresPerIp: 3 } } }));
+    try {
+      const at = (body: Record<string, unknown>) =>
+        fetch(`${flooded.url}/.auth/oauth/register`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', ...body }),
+        });
+      const statuses = [];
+      for (let i = 0; i < 4; i++) statuses.push((await at({ grant_types: ['password'] })).status);
+      assert.deepEqual(statuses, [400, 400, 400, 429]);
+      const after = await at({});
+      assert.equal(after.status, 429, 'past the failure bound, the address waits');
+      assert.ok(Number(after.headers.get('retry-after')) > 0);
+    } finally {
+      await flooded.close();
+    }
   } finally {
     await Promise.all([off.close(), limited.close()]);
   }

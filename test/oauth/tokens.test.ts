@@ -86,7 +86,7 @@ describe('bearer tokens on app routes', { concurrency: true }, () => {
     });
     assert.equal(r.status, 200, r.body);
     assert.equal(r.seen!['x-user-id'], user.id);
-    assert.equal(r.seen!['x-user-email'], user.email);
+    assert.equal(r.seen!['x-user-email'], undefined, 'an unverified address is not presented (issue 10.14)');
     assert.equal(r.seen!.authorization, undefined, 'the token is not forwarded');
     const { payload } = await jwtVerify(
       r.seen!['x-gatehouse-assertion']!,
@@ -94,7 +94,8 @@ describe('bearer tokens on app routes', { concurrency: true }, () => {
       { issuer: gh.url, audience: 'api' },
     );
     assert.equal(payload.sub, user.id);
-    assert.equal(payload.email, user.email);
+    assert.equal(payload.email, undefined);
+    assert.equal(payload.email_verified, false);
     assert.deepEqual(payload.amr, ['pwd'], 'how the user signed in when approving');
     assert.match(String(payload.sid), /^[A-Za-z0-9_-]{22}$/);
     assert.notEqual(
@@ -106,6 +107,12 @@ describe('bearer tokens on app routes', { concurrency: true }, () => {
       !gh.logText().includes(tokens.access_token) && !gh.logText().includes(tokens.refresh_token!),
       'tokens are never logged',
     );
+    // Verified (by the mailed link, a provider or an operator): the next request carries it.
+    await gh.gatehouse.store.users.update(user.id, { emailVerified: true });
+    const verified = await withBearer(gh, '/api/items', tokens.access_token);
+    assert.equal(verified.seen!['x-user-email'], user.email);
+    assert.equal(decodeJwt(verified.seen!['x-gatehouse-assertion']!).email, user.email);
+    assert.equal(decodeJwt(verified.seen!['x-gatehouse-assertion']!).email_verified, true);
   });
 
   test('the access token is a JWT for this app (aud = its resource URL) that the JWKS verifies; it is refused at another app', async () => {

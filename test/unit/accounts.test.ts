@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import fc from 'fast-check';
 import { normalizeEmail } from '../../src/accounts/email.ts';
+import { checkDisplayName, cleanDisplayName } from '../../src/accounts/names.ts';
 import { hashPassword, needsRehash, passwordProblem, verifyPassword } from '../../src/accounts/passwords.ts';
 
 describe('passwords', () => {
@@ -84,5 +86,88 @@ describe('email addresses', () => {
     ]) {
       assert.equal(normalizeEmail(bad), undefined, String(bad));
     }
+  });
+});
+
+describe('display names (issue 10.15)', () => {
+  const refused = (input: string) => {
+    const r = checkDisplayName(input);
+    assert.equal(r.ok, false, JSON.stringify(input));
+    return (r as { error: string }).error;
+  };
+
+  test('typed names: trimmed, NFC, at most 100 characters; blank is no name', () => {
+    assert.deepEqual(checkDisplayName('  Zoë Ops '), { ok: true, name: 'Zoë Ops' });
+    assert.deepEqual(checkDisplayName('Zoe\u0308'), { ok: true, name: 'Zo\u00eb' }, 'NFC');
+    assert.deepEqual(checkDisplayName('   '), { ok: true, name: null });
+    assert.deepEqual(checkDisplayName(undefined), { ok: true, name: null });
+    assert.deepEqual(checkDisplayName('李小龍 🐉 O\u2019Brien'), { ok: true, name: '李小龍 🐉 O\u2019Brien' });
+    assert.equal(refused('x'.repeat(101)), 'Use at most 100 characters.');
+  });
+
+  test('line breaks, controls, bidi and invisible characters are refused with what is wrong, not "at most 100 characters"', () => {
+    for (const c of ['\n', '\r', '\u0085', '\u2028', '\u2029', '\v', '\f'])
+      assert.equal(refused(`Ann${c}Lee`), 'Put the name on one line: it contains a line break.', JSON.stringify(c));
+    assert.equal(refused('Ann\u0000Lee'), 'The name contains a control character (U+0000). Remove it.');
+    assert.equal(refused('Ann\tLee'), 'The name contains a control character (U+0009). Remove it.');
+    assert.equal(refused('Ann\u009bLee'), 'The name contains a control character (U+009B). Remove it.');
+    for (const c of [
+      '\u202a',
+      '\u202b',
+      '\u202c',
+      '\u202d',
+      '\u202e',
+      '\u2066',
+      '\u2067',
+      '\u2068',
+      '\u2069',
+      '\u200e',
+      '\u200f',
+      '\u061c',
+    ])
+      assert.match(
+        refused(`evil${c}gnp.exe`),
+        /^The name contains a text-direction control \(U\+[0-9A-F]{4}\), which can make it display as something else\. Remove it\.$/,
+      );
+    assert.match(refused('admin\u202egnp'), /U\+202E/);
+    for (const c of ['\u200b', '\u200c', '\u200d', '\u2060', '\ufeff', '\u00ad', '\u180e', '\u{e0041}'])
+      assert.match(
+        refused(`ad${c}min`),
+        /^The name contains an invisible character \(U\+[0-9A-F]{4,5}\)\. Remove it\.$/,
+        JSON.stringify(c),
+      );
+    assert.equal(refused('a\ud800b'), 'The name contains a broken character. Type it again.');
+  });
+
+  test('names from elsewhere are cleaned, not refused: breaks become a space, invisible and bidi characters go', () => {
+    assert.equal(cleanDisplayName('Ann\u0085Lee'), 'Ann Lee');
+    assert.equal(cleanDisplayName('Ann\u2028Lee'), 'Ann Lee');
+    assert.equal(cleanDisplayName('Ann\r\nLee\u0000'), 'Ann Lee');
+    assert.equal(cleanDisplayName('evil\u202egnp.exe'), 'evilgnp.exe');
+    assert.equal(cleanDisplayName('ad\u200bmin\u2066'), 'admin');
+    assert.equal(cleanDisplayName('Zoe\u0308'), 'Zo\u00eb');
+    assert.equal(cleanDisplayName('a\ud800b'), 'ab');
+    assert.equal(cleanDisplayName('\u200b\u202e '), null, 'nothing left');
+    assert.equal(cleanDisplayName('x'.repeat(101)), null, 'too long: the caller falls back');
+    assert.equal(cleanDisplayName(42), null);
+  });
+
+  test('property: a cleaned name is always one that typing would accept, unchanged; typed names survive cleaning', () => {
+    const text = fc.string({
+      unit: fc.oneof(
+        fc.constantFrom('\u0085', '\u2028', '\u202e', '\u200b', '\r', '\u0000', '\ud800', ' ', '  ', 'é', 'e\u0301'),
+        fc.string({ unit: 'binary', maxLength: 3 }),
+      ),
+      maxLength: 40,
+    });
+    fc.assert(
+      fc.property(text, (s) => {
+        const cleaned = cleanDisplayName(s);
+        if (cleaned !== null) assert.deepEqual(checkDisplayName(cleaned), { ok: true, name: cleaned });
+        const typed = checkDisplayName(s);
+        if (typed.ok && typed.name !== null) assert.equal(cleanDisplayName(s), typed.name);
+      }),
+      { numRuns: 2000 },
+    );
   });
 });

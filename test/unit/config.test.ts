@@ -130,6 +130,33 @@ describe('config loading', () => {
     assert.ok(warned.includes('headers.assertion') && warned.includes('tokens.keys.publishBefore'), warned.join(', '));
   });
 
+  test('headers.unverifiedEmail: off by default, only beside email, and check warns about it (issue 10.14)', () => {
+    assert.equal(parseConfig(base + 'headers: {email: true}\n', 'g.yaml', {}).headers.unverifiedEmail, false);
+    const [p] = problems(base + 'headers:\n  unverifiedEmail: true\n');
+    assert.equal(p!.key, 'headers.unverifiedEmail');
+    assert.equal(p!.line, 4);
+    assert.match(p!.message, /only applies when email is sent/);
+    const warnings = (yaml: string, head = base) => lintConfig(parseConfig(head + yaml, 'g.yaml', {}));
+    const lenient = warnings(
+      'publicUrl: https://app.example.com\napps:\n  - name: crm\n    upstream: http://127.0.0.1:3001\n    headers: {email: X-Auth-Email, unverifiedEmail: true}\n',
+      '',
+    ).find((w) => w.key === 'apps[0].headers.unverifiedEmail');
+    assert.match(
+      lenient?.message ?? '',
+      /app "crm" gets addresses nobody has verified: whoever registers admin@example\.com first/,
+    );
+    // Without mail, password users can never verify: the app would get no address for them.
+    const noMail = warnings('headers: {email: true}\n').find((w) => w.key === 'headers.email');
+    assert.match(
+      noMail?.message ?? '',
+      /only verified addresses, and without email: users who register with a password can never verify/,
+    );
+    assert.equal(
+      warnings('headers: {email: true}\naccounts: {registration: closed}\n').some((w) => w.key.startsWith('headers.')),
+      false,
+    );
+  });
+
   test('the committed JSON Schema is generated from the zod schema (npm run schema)', () => {
     const committed = readFileSync(new URL('../../schema/gatehouse.schema.json', import.meta.url), 'utf8');
     assert.equal(committed, configJsonSchema(), 'schema/gatehouse.schema.json is stale: run npm run schema');

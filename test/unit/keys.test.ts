@@ -199,7 +199,7 @@ describe('assertion cache', () => {
   }
   const app = (name: string, groups = false) => ({
     name,
-    headers: { email: null, name: null, groups: groups ? 'X-User-Groups' : null },
+    headers: { email: null, unverifiedEmail: false, name: null, groups: groups ? 'X-User-Groups' : null },
   });
 
   test('reused (synchronously) for 45 of its 60 seconds, then signed anew', async () => {

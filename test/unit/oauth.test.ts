@@ -6,11 +6,21 @@ import fc from 'fast-check';
 import { MemoryCache } from '../../src/cache/memory.ts';
 import { lintConfig } from '../../src/config/lint.ts';
 import { parseConfig } from '../../src/config/load.ts';
-import { MetadataDocumentError, MetadataDocuments, metadataUrlProblem } from '../../src/oauth/client-metadata.ts';
+import {
+  MetadataDocumentError,
+  MetadataDocuments,
+  metadataUrlProblem,
+  publicAddress,
+} from '../../src/oauth/client-metadata.ts';
 import { looksIssuedBy } from '../../src/oauth/bearer.ts';
 import { Limits } from '../../src/oauth/limits.ts';
 import type { Client } from '../../src/oauth/clients.ts';
-import { redirectCspSource, redirectUriMatches, redirectUriProblem } from '../../src/oauth/redirect-uri.ts';
+import {
+  privateUseSchemeProblem,
+  redirectCspSource,
+  redirectUriMatches,
+  redirectUriProblem,
+} from '../../src/oauth/redirect-uri.ts';
 import { Resources } from '../../src/oauth/resources.ts';
 import { Scopes } from '../../src/oauth/scopes.ts';
 import {
@@ -83,10 +93,27 @@ describe('redirect URIs (RFC 9700 §2.1, RFC 8252)', () => {
       'http://[::1]/cb',
       'http://localhost:3000/callback',
       'com.example.app:/oauth2redirect',
-      'cursor://anysphere.cursor-retrieval/oauth/callback',
+      'com.example.my-app:/cb',
+      'io.github.someone.tool://callback',
     ]) {
       assert.equal(redirectUriProblem(ok), undefined, ok);
     }
+    // RFC 8252 §7.1: a private-use scheme is a reverse domain name; a single word only where the operator lists it.
+    for (const bad of [
+      'http2://evil.com/cb',
+      'cursor://anysphere.cursor-retrieval/oauth/callback',
+      'myapp:/cb',
+      'slack://x',
+      'com.:/cb',
+      '1com.example:/cb',
+      'com.1example:/cb',
+    ])
+      assert.match(redirectUriProblem(bad) ?? '', /is not a reverse domain name|not an absolute URI/, bad);
+    assert.equal(redirectUriProblem('cursor://anysphere.cursor-retrieval/oauth/callback', ['cursor']), undefined);
+    assert.match(redirectUriProblem('javascript:alert(1)', ['javascript']) ?? '', /javascript/);
+    assert.equal(privateUseSchemeProblem('cursor'), undefined);
+    for (const s of ['https', 'http', 'javascript', 'data', 'file', 'Cursor', 'cur sor', ''])
+      assert.ok(privateUseSchemeProblem(s), s);
     for (const [bad, why] of [
       ['http://client.example/cb', /loopback/],
       ['https://client.example/cb#frag', /fragment/],
@@ -142,6 +169,70 @@ describe('client ID metadata document URLs (SSRF)', () => {
     assert.ok(metadataUrlProblem('http://10.0.0.1/m.json', true), 'dev mode allows loopback, not private networks');
   });
 
+  test('every IPv6 form that embeds or maps to a non-public IPv4 address, and the rest of the special-purpose registries, are not public (issue 10.18)', () => {
+    const refused: [string, string][] = [
+      ['::7f00:1', 'IPv4-compatible ::/96 of 127.0.0.1'],
+      ['::a00:1', 'IPv4-compatible of 10.0.0.1'],
+      ['::808:808', 'IPv4-compatible of a public address: deprecated, never a real destination'],
+      ['::', 'unspecified'],
+      ['::1', 'loopback'],
+      ['::ffff:7f00:1', 'IPv4-mapped, hex'],
+      ['::ffff:127.0.0.1', 'IPv4-mapped, dotted'],
+      ['::ffff:10.0.0.1', 'IPv4-mapped private'],
+      ['::ffff:808:808', 'IPv4-mapped public: still not a form to connect to'],
+      ['::ffff:0:a9fe:a9fe', 'IPv4-translated ::ffff:0:0:0/96 of 169.254.169.254'],
+      ['2002:7f00:1::', '6to4 of 127.0.0.1'],
+      ['2002:a00:1::1', '6to4 of 10.0.0.1'],
+      ['2002:a9fe:a9fe::', '6to4 of 169.254.169.254'],
+      ['2002:c0a8:101:1::1', '6to4 of 192.168.1.1'],
+      ['2001:0:4136:e378:8000:63bf:80ff:fffe', 'Teredo (client 127.0.0.1 as ~80ff:fffe)'],
+      ['2001:0:4136:e378:8000:63bf:3fff:fdd2', 'Teredo with a public client: all of 2001::/32'],
+      ['2001:2::1', 'benchmarking 2001:2::/48'],
+      ['2001:10::1', 'ORCHID'],
+      ['64:ff9b::7f00:1', 'NAT64 of 127.0.0.1'],
+      ['64:ff9b::10.0.0.1', 'NAT64 of 10.0.0.1, dotted'],
+      ['64:ff9b::a9fe:a9fe', 'NAT64 of 169.254.169.254'],
+      ['64:ff9b:1::808:808', 'local-use NAT64 64:ff9b:1::/48, whatever it embeds'],
+      ['64:ff9b:1:ffff::1', 'local-use NAT64'],
+      ['fc00::1', 'ULA'],
+      ['fd12:3456::1', 'ULA'],
+      ['fe80::1', 'link-local'],
+      ['fe80::1%eth0', 'link-local with a zone'],
+      ['fec0::1', 'site-local'],
+      ['ff02::1', 'multicast'],
+      ['ff0e::1', 'global multicast'],
+      ['2001:db8::1', 'documentation'],
+      ['3fff::1', 'documentation 3fff::/20'],
+      ['100::1', 'discard-only 100::/64'],
+      ['5f00::1', 'SRv6'],
+      ['4000::1', 'outside global unicast 2000::/3'],
+      ['10.0.0.1', 'private'],
+      ['127.0.0.1', 'loopback'],
+      ['169.254.169.254', 'link-local (cloud metadata)'],
+      ['100.64.0.1', 'shared address space'],
+      ['192.88.99.1', '6to4 relay anycast'],
+      ['0.0.0.0', 'this network'],
+      ['255.255.255.255', 'broadcast'],
+      ['not an address', 'not an address'],
+    ];
+    for (const [a, why] of refused) assert.equal(publicAddress(a, false), false, `${a}: ${why}`);
+    for (const a of [
+      '8.8.8.8',
+      '2606:4700:4700::1111',
+      '2a00:1450:4001:80b::200e',
+      '64:ff9b::808:808',
+      '64:ff9b::8.8.8.8',
+      '2002:808:808::1',
+      '2001:4860:4860::8888',
+    ])
+      assert.equal(publicAddress(a, false), true, a);
+    // Where Gatehouse itself runs on loopback: loopback itself, never loopback wrapped in another form.
+    assert.equal(publicAddress('127.0.0.1', true), true);
+    assert.equal(publicAddress('::1', true), true);
+    for (const a of ['::7f00:1', '::ffff:7f00:1', '2002:7f00:1::', '64:ff9b::7f00:1', '10.0.0.1', 'fd00::1'])
+      assert.equal(publicAddress(a, true), false, `${a} in development mode`);
+  });
+
   test('addresses are checked where the socket connects: a name that resolves to loopback, and private IP literals, are never fetched', async () => {
     const docs = new MetadataDocuments({ allowLoopback: false, now: Date.now });
     try {
@@ -151,6 +242,12 @@ describe('client ID metadata document URLs (SSRF)', () => {
         'https://10.0.0.1/m.json',
         'https://[::1]:9/m.json',
         'https://169.254.169.254/latest',
+        'https://[::7f00:1]:9/m.json',
+        'https://[::ffff:7f00:1]:9/m.json',
+        'https://[2002:7f00:1::]:9/m.json',
+        'https://[2001:0:4136:e378:8000:63bf:80ff:fffe]:9/m.json',
+        'https://[64:ff9b::7f00:1]:9/m.json',
+        'https://[64:ff9b:1::1]:9/m.json',
       ]) {
         await assert.rejects(
           docs.get(url),
