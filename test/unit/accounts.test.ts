@@ -137,6 +137,28 @@ describe('display names (issue 10.15)', () => {
         JSON.stringify(c),
       );
     assert.equal(refused('a\ud800b'), 'The name contains a broken character. Type it again.');
+    for (const name of [
+      'admin\u200d',
+      '\u200cadmin',
+      'a\u200d\u200db',
+      'م\u200c',
+      'م\u200c a',
+      'Ad\u200dmin',
+      'Ω\u200cΩ',
+      'д\u200dд',
+    ])
+      assert.match(
+        refused(name),
+        /invisible character \(U\+200[CD]\)/,
+        `${JSON.stringify(name)}: a joiner out of its script`,
+      );
+  });
+
+  test('joiners where their script uses them: Persian, Devanagari, emoji sequences (and nowhere else)', () => {
+    for (const name of ['می\u200cخواهم', 'क्\u200dष', 'Ann 👩\u200d💻', '👨🏽\u200d🚀 Raj', 'ন্\u200dয'])
+      assert.deepEqual(checkDisplayName(name), { ok: true, name: name.normalize('NFC') }, JSON.stringify(name));
+    assert.equal(cleanDisplayName('می\u200cخواهم'), 'می\u200cخواهم', 'kept when cleaning too');
+    assert.equal(cleanDisplayName('ad\u200dmin\u200d'), 'admin', 'dropped where it only hides');
   });
 
   test('names from elsewhere are cleaned, not refused: breaks become a space, invisible and bidi characters go', () => {
@@ -155,7 +177,25 @@ describe('display names (issue 10.15)', () => {
   test('property: a cleaned name is always one that typing would accept, unchanged; typed names survive cleaning', () => {
     const text = fc.string({
       unit: fc.oneof(
-        fc.constantFrom('\u0085', '\u2028', '\u202e', '\u200b', '\r', '\u0000', '\ud800', ' ', '  ', 'é', 'e\u0301'),
+        fc.constantFrom(
+          '\u0085',
+          '\u2028',
+          '\u202e',
+          '\u200b',
+          '\u200c',
+          '\u200d',
+          'م',
+          'क',
+          '👩',
+          '\ufe0f',
+          '\r',
+          '\u0000',
+          '\ud800',
+          ' ',
+          '  ',
+          'é',
+          'e\u0301',
+        ),
         fc.string({ unit: 'binary', maxLength: 3 }),
       ),
       maxLength: 40,
