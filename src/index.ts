@@ -11,6 +11,6 @@
 export { Gatehouse, type GatehouseOptions } from './server/gatehouse.ts';
 export { ConfigError, loadConfig, parseConfig } from './config/load.ts';
 export { ConfigSchema, type Config, type ConfigInput } from './config/schema.ts';
-export { lintConfig, type Warning } from './config/lint.ts';
+export { lintConfig, type Warning } from './cli/lint.ts';
 export { createLogger, type Logger } from './log/index.ts';
 export { openStore, StoreConflictError, StoreUnavailableError, type Store } from './store/index.ts';

@@ -4,13 +4,13 @@ import { redirect, sendJson } from '../http/respond.ts';
 import type { Mailer, MailTask } from '../mail/mailer.ts';
 import { humanDuration, passwordChangedMail, resetMail } from '../mail/messages.ts';
 import { messagePage } from '../pages/index.ts';
-import type { AccountRoutes } from '../server/account.ts';
-import type { FormTools } from '../server/auth-routes.ts';
-import type { RequestContext, Services } from '../server/context.ts';
-import type { Params, Router } from '../server/router.ts';
-import type { Site } from '../server/sites.ts';
+import type { AccountRoutes } from './account-page.ts';
+import type { FormTools } from './sign-in.ts';
+import type { RequestContext, Services } from '../http/context.ts';
+import type { Params, Router } from '../http/router.ts';
+import type { Site } from '../sites/index.ts';
 import type { User } from '../store/index.ts';
-import { normalizeEmail } from './email.ts';
+import { normalizeEmail } from '../config/email.ts';
 import type { MailedLinks } from './mailed-links.ts';
 import {
   changePasswordForm,

@@ -1,6 +1,6 @@
 import type { Config } from '../config/schema.ts';
 import { StoreConflictError, type Store, type User } from '../store/index.ts';
-import { normalizeEmail } from './email.ts';
+import { normalizeEmail } from '../config/email.ts';
 import { checkDisplayName } from './names.ts';
 import {
   dummyHash,

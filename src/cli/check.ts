@@ -1,12 +1,12 @@
 import { ConfigError, loadConfig } from '../config/load.ts';
-import { lintConfig } from '../config/lint.ts';
+import { lintConfig } from './lint.ts';
 import type { Config } from '../config/schema.ts';
 import { normalizeTarget } from '../http/target.ts';
 import { providerRegistrations } from '../providers/lint.ts';
 import { matchRule } from '../policy/rules.ts';
-import { isBelow } from '../server/authorize.ts';
-import { appFor, buildSites, hostKey } from '../server/sites.ts';
-import { JWKS_PATH } from '../server/well-known.ts';
+import { isBelow } from '../pipeline/decide.ts';
+import { appFor, buildSites, hostKey } from '../sites/index.ts';
+import { JWKS_PATH } from '../pipeline/route.ts';
 import { err, out, UsageError } from './io.ts';
 
 /** `gatehouse check`: validate, warn, and optionally explain how a URL is decided. */

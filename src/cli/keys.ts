@@ -1,6 +1,6 @@
 import { formatDuration } from '../config/duration.ts';
-import { keyPolicy, keyStates, rotateKeys, type SigningAlgorithm } from '../tokens/keys.ts';
-import { loadSecrets } from '../tokens/secrets.ts';
+import { keyPolicy, keyStates, rotateKeys, type SigningAlgorithm } from '../keys/keys.ts';
+import { loadSecrets } from '../keys/secrets.ts';
 import type { OperatorContext } from './context.ts';
 import { out, table, UsageError } from './io.ts';
 

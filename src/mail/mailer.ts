@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createTransport } from 'nodemailer';
 import type { Logger } from '../log/index.ts';
-import { parseMailbox, type EmailConfig } from './schema.ts';
+import { parseMailbox, type EmailConfig } from '../config/mail.ts';
 
 /** A rendered message (mail/messages.ts). Never logged: bodies carry links with tokens. */
 export interface Message {

@@ -1,27 +1,27 @@
 import type { IncomingMessage } from 'node:http';
 import { field, readBody } from '../http/body.ts';
 import { redirect, sendJson } from '../http/respond.ts';
-import type { RequestContext } from '../server/context.ts';
-import type { Params, Router } from '../server/router.ts';
-import type { App, Site } from '../server/sites.ts';
-import type { WellKnown } from '../server/well-known.ts';
+import type { RequestContext } from '../http/context.ts';
+import type { Params, Router } from '../http/router.ts';
+import type { App, Site } from '../sites/index.ts';
+import type { WellKnown } from '../pipeline/route.ts';
 import type { ProviderService } from '../providers/service.ts';
 import type { ActiveSession } from '../sessions/index.ts';
 import type { AccountSectionView } from '../pages/index.ts';
-import { issuerOf, type KeyRing } from '../tokens/keys.ts';
+import { issuerOf, type KeyRing } from '../keys/keys.ts';
 import { AuthorizationCodeFlow } from './authorize.ts';
 import { BearerAuth, bearerToken, looksIssuedBy, type BearerResult } from './bearer.ts';
 import { MetadataDocuments } from './client-metadata.ts';
 import { Clients, DEVICE_GRANT } from './clients.ts';
-import { signedIn, userAgentOf, type OAuthDeps, type PageKit } from './context.ts';
+import { signedIn, userAgentOf, type OAuthDeps, type PageKit } from './deps.ts';
 import { DeviceFlow, SIGN_IN_FOR_DEVICE } from './device.ts';
 import { CORS, OAuthError, oauthEndpoint, param, preflight, readOAuthForm, sendOAuthJson } from './http.ts';
 import { Limits } from './limits.ts';
-import { isLoopbackHost } from './loopback.ts';
+import { isLoopbackHost } from '../http/loopback.ts';
 import { grantsSection } from './pages.ts';
 import { Resources } from './resources.ts';
 import { Scopes } from './scopes.ts';
-import { TokenService, type TokenResponse } from './tokens.ts';
+import { TokenService, type TokenResponse } from './grants.ts';
 
 type Handler = (ctx: RequestContext) => Promise<void>;
 

@@ -1,9 +1,9 @@
 import { hash, randomBytes } from 'node:crypto';
 import * as oauth from 'openid-client';
 import { readCookie, serializeCookie } from '../http/cookies.ts';
-import type { RequestContext } from '../server/context.ts';
+import type { RequestContext } from '../http/context.ts';
 import type { LoginState, Store } from '../store/index.ts';
-import type { Secrets } from '../tokens/secrets.ts';
+import type { Secrets } from '../keys/secrets.ts';
 import type { FlowError } from './client.ts';
 
 /**

@@ -1,7 +1,7 @@
 import type { Config } from '../config/schema.ts';
-import { isLoopbackHost } from '../oauth/loopback.ts';
-import { appsOf, basePath, buildSites } from '../server/sites.ts';
-import { DEFAULT_SCOPES } from './schema.ts';
+import { isLoopbackHost } from '../http/loopback.ts';
+import { appsOf, basePath, buildSites } from '../sites/index.ts';
+import { DEFAULT_SCOPES } from '../config/providers.ts';
 import { postLogoutUri, redirectUri, relayedProviders } from './service.ts';
 
 /** Provider settings that validate but will hurt; part of `gatehouse check` (config/lint.ts). */

@@ -1,21 +1,21 @@
 import type { Cache } from '../cache/index.ts';
-import { DiagnosedError } from '../edge/diagnose.ts';
+import { DiagnosedError } from '../diagnosis/index.ts';
 import { field } from '../http/body.ts';
 import { rateLimitAddress } from '../http/client-ip.ts';
 import { HttpError } from '../http/errors.ts';
 import { redirect, sendJson } from '../http/respond.ts';
 import { cspWithFormAction, messagePage } from '../pages/index.ts';
-import type { AccountRoutes } from '../server/account.ts';
-import type { FormTools } from '../server/auth-routes.ts';
-import type { RequestContext, Services } from '../server/context.ts';
-import type { Params, Router } from '../server/router.ts';
+import type { AccountRoutes } from '../accounts/account-page.ts';
+import type { FormTools } from '../accounts/sign-in.ts';
+import type { RequestContext, Services } from '../http/context.ts';
+import type { Params, Router } from '../http/router.ts';
 import type { ActiveSession } from '../sessions/index.ts';
 import type { LoginState } from '../store/index.ts';
 import { classify, type FlowError, type ProviderClient } from './client.ts';
 import { confirmPage, describeFailure, identitiesSection } from './pages.ts';
 import type { ProviderProfile, ProviderTokenSet } from './profile.ts';
 import { redirectUri, type ProviderService } from './service.ts';
-import { sessionOwner } from './tokens.ts';
+import { sessionOwner } from './token-vault.ts';
 
 type Handler = (ctx: RequestContext, params: Params) => Promise<void>;
 

@@ -3,9 +3,9 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { explain } from '../../src/cli/check.ts';
-import { lintConfig } from '../../src/config/lint.ts';
+import { lintConfig } from '../../src/cli/lint.ts';
 import { ConfigError, parseConfig } from '../../src/config/load.ts';
-import { certificateWarnings, loadTls } from '../../src/edge/tls.ts';
+import { certificateWarnings, loadTls } from '../../src/server/tls.ts';
 import { upstreamRequestHeaders } from '../../src/proxy/headers.ts';
 import { selfSigned } from '../helpers/tls.ts';
 

@@ -6,7 +6,7 @@ import { Throttle } from '../../src/accounts/throttle.ts';
 import { MemoryCache } from '../../src/cache/memory.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { rateLimitAddress, TrustedProxies } from '../../src/http/client-ip.ts';
-import { secretsFromKey } from '../../src/tokens/secrets.ts';
+import { secretsFromKey } from '../../src/keys/secrets.ts';
 import { BASE_CONFIG } from '../helpers/config.ts';
 import { Forwarding, parseForwarded } from '../../src/http/forwarded.ts';
 import { readCookie, serializeCookie } from '../../src/http/cookies.ts';

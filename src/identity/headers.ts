@@ -1,6 +1,6 @@
 import { cleanDisplayName } from '../accounts/names.ts';
 import type { ActiveSession } from '../sessions/index.ts';
-import type { App } from '../server/sites.ts';
+import type { App } from '../sites/index.ts';
 import type { User } from '../store/index.ts';
 
 /**

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log/index.ts';
 import type { ProviderTokenRecord, Session, Store } from '../store/index.ts';
-import type { Secrets } from '../tokens/secrets.ts';
+import type { Secrets } from '../keys/secrets.ts';
 import { ProviderError, type ProviderClient } from './client.ts';
 import type { ProviderTokenSet } from './profile.ts';
 

@@ -1,13 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { normalizeTarget } from '../http/target.ts';
 import { stripCookies } from '../proxy/headers.ts';
-import { identityHeaders } from '../proxy/identity.ts';
-import { decide, isBelow, unauthenticated, type BearerCheck } from '../server/authorize.ts';
-import type { RequestContext } from '../server/context.ts';
-import type { App, Site } from '../server/sites.ts';
+import { identityHeaders } from '../identity/headers.ts';
+import { decide, isBelow, unauthenticated, type BearerCheck } from './decide.ts';
+import type { RequestContext } from '../http/context.ts';
+import type { App, Site } from '../sites/index.ts';
 import type { Sessions } from '../sessions/index.ts';
-import type { Assertions } from '../tokens/assertion.ts';
-import type { Diagnosis } from './diagnose.ts';
+import type { Assertions } from '../identity/assertion.ts';
+import type { Diagnosis } from '../diagnosis/index.ts';
 
 type ErrorPage = (
   req: IncomingMessage,

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { sendJson } from '../http/respond.ts';
-import type { KeyRing } from '../tokens/keys.ts';
-import type { RequestContext } from './context.ts';
+import type { KeyRing } from '../keys/keys.ts';
+import type { RequestContext } from '../http/context.ts';
 
 /**
  * Gatehouse's routes at the root of every site, under /.well-known/. Only the exact paths

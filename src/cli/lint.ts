@@ -1,9 +1,9 @@
-import { lintEdge } from '../edge/lint.ts';
+import { lintEdge } from '../server/lint.ts';
 import { lintOAuth } from '../oauth/lint.ts';
 import { lintEmail } from '../mail/lint.ts';
 import { lintProviders } from '../providers/lint.ts';
-import { appsOf } from '../server/sites.ts';
-import type { Config } from './schema.ts';
+import { appsOf } from '../sites/index.ts';
+import type { Config } from '../config/schema.ts';
 
 export interface Warning {
   key: string;

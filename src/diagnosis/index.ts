@@ -5,9 +5,9 @@ import { sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
 import type { Logger } from '../log/index.ts';
 import { CSP, html, layout, type SafeHtml } from '../pages/index.ts';
 import type { Lookup } from '../sessions/index.ts';
-import type { RequestContext } from '../server/context.ts';
-import { insideBase, type Site } from '../server/sites.ts';
-import type { Secrets } from '../tokens/secrets.ts';
+import type { RequestContext } from '../http/context.ts';
+import { insideBase, type Site } from '../sites/index.ts';
+import type { Secrets } from '../keys/secrets.ts';
 
 /**
  * Why a sign-in cannot work, named instead of looped. The usual login loop behind a

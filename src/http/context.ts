@@ -3,17 +3,17 @@ import type { Accounts } from '../accounts/service.ts';
 import type { Throttle } from '../accounts/throttle.ts';
 import type { Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
-import type { Diagnosis } from '../edge/diagnose.ts';
-import type { TrustedProxies } from '../http/client-ip.ts';
-import type { Forwarding, Scheme } from '../http/forwarded.ts';
+import type { Diagnosis } from '../diagnosis/index.ts';
+import type { TrustedProxies } from './client-ip.ts';
+import type { Forwarding, Scheme } from './forwarded.ts';
 import type { Logger } from '../log/index.ts';
 import type { ProviderService } from '../providers/service.ts';
 import type { OAuthServer } from '../oauth/server.ts';
 import type { Sessions } from '../sessions/index.ts';
 import type { Store, User } from '../store/index.ts';
-import type { KeyRing } from '../tokens/keys.ts';
-import type { Secrets } from '../tokens/secrets.ts';
-import type { Site } from './sites.ts';
+import type { KeyRing } from '../keys/keys.ts';
+import type { Secrets } from '../keys/secrets.ts';
+import type { Site } from '../sites/index.ts';
 
 /** Everything a request handler may use, built once at start-up. */
 export interface Services {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { durationField } from '../config/duration.ts';
-import { isLoopbackHost } from '../oauth/loopback.ts';
+import { durationField } from './duration.ts';
+import { isLoopbackHost } from '../http/loopback.ts';
 
 /**
  * The `providers:` list of gatehouse.yaml: every way to sign in besides a password. Part of

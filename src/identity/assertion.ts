@@ -1,9 +1,9 @@
 import { decodeJwt } from 'jose';
-import { type IdentityOptIn, presentedEmail, presentedName } from '../proxy/identity.ts';
+import { type IdentityOptIn, presentedEmail, presentedName } from './headers.ts';
 import type { ActiveSession } from '../sessions/index.ts';
 import { ASSERTION_TYP } from '../verify/index.ts';
-import type { KeyRing } from './keys.ts';
-import type { Secrets } from './secrets.ts';
+import type { KeyRing } from '../keys/keys.ts';
+import type { Secrets } from '../keys/secrets.ts';
 
 /**
  * X-Gatehouse-Assertion: a short-lived JWT that tells an app who the user is, signed with

@@ -1,7 +1,7 @@
-import type { Warning } from '../config/lint.ts';
+import type { Warning } from '../cli/lint.ts';
 import type { Config } from '../config/schema.ts';
-import { isLoopbackHost } from '../oauth/loopback.ts';
-import { appsOf, basePath } from '../server/sites.ts';
+import { isLoopbackHost } from '../http/loopback.ts';
+import { appsOf, basePath } from '../sites/index.ts';
 import { certificateWarnings, loadTls, TlsError } from './tls.ts';
 
 /**

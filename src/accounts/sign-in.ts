@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { FieldErrors } from '../accounts/service.ts';
-import { DiagnosedError } from '../edge/diagnose.ts';
+import type { FieldErrors } from './service.ts';
+import { DiagnosedError } from '../diagnosis/index.ts';
 import { field, readInput, type Input } from '../http/body.ts';
 import { readCookie, serializeCookie } from '../http/cookies.ts';
 import { fromOwnPage, sameOriginRequest } from '../http/csrf.ts';
@@ -10,9 +10,9 @@ import { redirect, sendHtml, sendJson } from '../http/respond.ts';
 import { safeReturnPath } from '../http/target.ts';
 import { CSP, cspWithFormAction, loginPage, logoutPage, messagePage, registerPage } from '../pages/index.ts';
 import type { User } from '../store/index.ts';
-import { publicUser, type RequestContext, type Services } from './context.ts';
-import { Router, type Params } from './router.ts';
-import { insideBase } from './sites.ts';
+import { publicUser, type RequestContext, type Services } from '../http/context.ts';
+import { Router, type Params } from '../http/router.ts';
+import { insideBase } from '../sites/index.ts';
 
 type Handler = (ctx: RequestContext, params: Params) => Promise<void>;
 

@@ -1,9 +1,9 @@
 import { redirect, sendJson, wantsHtml } from '../http/respond.ts';
 import { accountPage, cspWithFormAction, type AccountSectionView } from '../pages/index.ts';
 import type { ActiveSession } from '../sessions/index.ts';
-import type { FormTools } from './auth-routes.ts';
-import type { RequestContext, Services } from './context.ts';
-import type { Params, Router } from './router.ts';
+import type { FormTools } from './sign-in.ts';
+import type { RequestContext, Services } from '../http/context.ts';
+import type { Params, Router } from '../http/router.ts';
 
 /** Renders one section of /.auth/account for the signed-in session, or nothing. */
 export type AccountSection = (

@@ -2,7 +2,7 @@ import type { AppConfig, Config } from '../config/schema.ts';
 import { compileRules, type Rule } from '../policy/rules.ts';
 import { Upstream } from '../proxy/forward.ts';
 import { isSpoofable } from '../proxy/headers.ts';
-import type { IdentityOptIn } from '../proxy/identity.ts';
+import type { IdentityOptIn } from '../identity/headers.ts';
 import type { SessionCookie } from '../sessions/index.ts';
 
 /**

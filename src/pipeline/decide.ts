@@ -1,11 +1,11 @@
 import type { IncomingMessage } from 'node:http';
-import type { Diagnosis } from '../edge/diagnose.ts';
+import type { Diagnosis } from '../diagnosis/index.ts';
 import { redirect, sendJson, wantsHtml } from '../http/respond.ts';
 import { allows, matchRule, type Rule } from '../policy/rules.ts';
 import type { BearerResult } from '../oauth/bearer.ts';
 import type { ActiveSession, Lookup, Sessions } from '../sessions/index.ts';
-import type { RequestContext } from './context.ts';
-import { appFor, startsWithFolded, type App, type Site } from './sites.ts';
+import type { RequestContext } from '../http/context.ts';
+import { appFor, startsWithFolded, type App, type Site } from '../sites/index.ts';
 
 /**
  * The "authorize" step, shared by proxied requests, WebSocket upgrades and forward-auth

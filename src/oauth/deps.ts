@@ -2,19 +2,19 @@ import type { Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/index.ts';
 import type { ProviderService } from '../providers/service.ts';
-import { sessionOwner } from '../providers/tokens.ts';
-import type { FormTools } from '../server/auth-routes.ts';
-import type { RequestContext } from '../server/context.ts';
-import type { App, Site } from '../server/sites.ts';
+import { sessionOwner } from '../providers/token-vault.ts';
+import type { FormTools } from '../accounts/sign-in.ts';
+import type { RequestContext } from '../http/context.ts';
+import type { App, Site } from '../sites/index.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
 import type { Grant, Store } from '../store/index.ts';
-import type { Secrets } from '../tokens/secrets.ts';
+import type { Secrets } from '../keys/secrets.ts';
 import type { Clients } from './clients.ts';
 import { OAuthError } from './http.ts';
 import type { Limits } from './limits.ts';
 import type { Resources } from './resources.ts';
 import type { Scopes } from './scopes.ts';
-import type { TokenService } from './tokens.ts';
+import type { TokenService } from './grants.ts';
 
 /** What the page-rendering side of Gatehouse (server/auth-routes.ts) lends the OAuth pages: CSRF, page output, own URLs. */
 export type PageKit = Pick<FormTools, 'csrf' | 'readPost' | 'html'> & {
