@@ -5,8 +5,8 @@ import { sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
 import type { Logger } from '../log/index.ts';
 import { CSP, html, layout, type SafeHtml } from '../pages/index.ts';
 import type { Lookup } from '../sessions/index.ts';
-import type { RequestContext } from '../http/context.ts';
-import { insideBase, type Site } from '../sites/index.ts';
+import type { RequestContext, SiteInfo } from '../http/context.ts';
+import { insideBase } from '../http/target.ts';
 import type { Secrets } from '../keys/secrets.ts';
 
 /**
@@ -107,7 +107,7 @@ export class Diagnosis {
     return !UNGUARDED.has(route) && (!route.startsWith('/oauth/') || route === '/oauth/authorize');
   }
 
-  private loginUrl(site: Site, rd?: string): string {
+  private loginUrl(site: SiteInfo, rd?: string): string {
     const q = rd && rd !== site.home ? `?rd=${encodeURIComponent(rd)}` : '';
     return `${site.origin}${this.prefix}/login${q}`;
   }
@@ -216,8 +216,8 @@ export class Diagnosis {
   /** A request for a host no site answers for (421). */
   misdirected(
     req: IncomingMessage,
-    sites: Map<string, Site>,
-    hostOf: (host: string | undefined) => Site | undefined,
+    sites: Map<string, SiteInfo>,
+    hostOf: (host: string | undefined) => SiteInfo | undefined,
   ): Cause {
     const d = this.forwarding.detail(req);
     const first = sites.values().next().value!;
@@ -279,7 +279,7 @@ export class Diagnosis {
    * the prefix (an own route without it, or X-Forwarded-Prefix naming it); else undefined (a
    * plain 404).
    */
-  outsideBase(ctx: { req: IncomingMessage; site: Site; path: string }, authPrefix: string): Cause | undefined {
+  outsideBase(ctx: { req: IncomingMessage; site: SiteInfo; path: string }, authPrefix: string): Cause | undefined {
     const { site, path } = ctx;
     const d = this.forwarding.detail(ctx.req);
     const ownRoute =
@@ -346,7 +346,7 @@ export class Diagnosis {
   }
 
   /** Set-Cookie for the loop-breaker's marker: add it wherever a sign-in succeeds. */
-  signedIn(site: Site): string {
+  signedIn(site: SiteInfo): string {
     const ts = this.now().toString(36);
     return serializeCookie(site.cookies.signin, `${ts}.${this.secrets.mac('signin', `${site.origin}|${ts}`)}`, {
       secure: false,
@@ -356,12 +356,12 @@ export class Diagnosis {
   }
 
   /** Set-Cookie that removes the marker (at sign-out, and once the explanation is shown). */
-  clearSignedIn(site: Site): string {
+  clearSignedIn(site: SiteInfo): string {
     return expireCookie(site.cookies.signin, { secure: false, path: site.cookiePath });
   }
 
   /** The browser carries a valid marker: it signed in on this site within the last minute. */
-  private recentlySignedIn(req: IncomingMessage, site: Site): boolean {
+  private recentlySignedIn(req: IncomingMessage, site: SiteInfo): boolean {
     const header = req.headers.cookie;
     if (!header || !header.includes(site.cookies.signin)) return false;
     const value = readCookie(header, site.cookies.signin);
@@ -494,7 +494,7 @@ export class Diagnosis {
   respond(
     req: IncomingMessage,
     res: ServerResponse,
-    site: Site | undefined,
+    site: SiteInfo | undefined,
     cause: Cause,
     requestId: string,
     cookies?: string[],

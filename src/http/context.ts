@@ -1,49 +1,53 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Accounts } from '../accounts/service.ts';
-import type { Throttle } from '../accounts/throttle.ts';
-import type { Cache } from '../cache/index.ts';
-import type { Config } from '../config/schema.ts';
-import type { Diagnosis } from '../diagnosis/index.ts';
-import type { TrustedProxies } from './client-ip.ts';
-import type { Forwarding, Scheme } from './forwarded.ts';
-import type { Logger } from '../log/index.ts';
-import type { ProviderService } from '../providers/service.ts';
-import type { OAuthServer } from '../oauth/server.ts';
-import type { Sessions } from '../sessions/index.ts';
-import type { Store, User } from '../store/index.ts';
-import type { KeyRing } from '../keys/keys.ts';
-import type { Secrets } from '../keys/secrets.ts';
-import type { Site } from '../sites/index.ts';
+import type { SessionCookie } from './cookies.ts';
+import type { Scheme } from './forwarded.ts';
 
-/** Everything a request handler may use, built once at start-up. */
-export interface Services {
-  config: Config;
-  logger: Logger;
-  store: Store;
-  cache: Cache;
-  secrets: Secrets;
-  /** Signs and verifies Gatehouse's JWTs (assertions; access tokens), publishes the JWKS. */
-  keys: KeyRing;
-  sessions: Sessions;
-  accounts: Accounts;
-  throttle: Throttle;
-  trusted: TrustedProxies;
-  /** Reads forwarding headers from trusted proxies (http/forwarded.ts). */
-  forwarding: Forwarding;
-  /** Names misconfigurations instead of looping (edge/diagnose.ts). */
-  diagnosis: Diagnosis;
-  /** Own routes' prefix, publicUrl's base path included: /.auth, or /app/.auth. */
-  prefix: string;
-  /** Sign-in through OAuth2/OIDC providers, linked identities, provider tokens. */
-  providers: ProviderService;
-  /** The OAuth server for CLIs and MCP clients (src/oauth/). */
-  oauth: OAuthServer;
+/**
+ * The request context: what every handler and the pipeline know of a request. It holds what
+ * pages, cookies and redirects need of the request's site (SiteInfo); sites/'s Site extends it
+ * with the apps. It is generic in the site instead of holding a Site so that http/ imports
+ * nothing above it, and so that code which needs the apps (the pipeline, the OAuth metadata)
+ * asks for RequestContext<Site> and gets one without a cast.
+ */
+export interface SiteInfo {
+  origin: string;
+  /** Host as it appears in Host headers: lower-case, default port omitted. */
+  host: string;
+  secure: boolean;
+  /**
+   * publicUrl's path without its trailing slash ("" at the root, "/app" for
+   * https://example.com/app/): Gatehouse is mounted below it, own routes included.
+   */
+  base: string;
+  /** The start page: base + "/". Return targets fall back to it and must stay below it. */
+  home: string;
+  /** Path attribute of every Gatehouse cookie: "/" or the base path. */
+  cookiePath: string;
+  /**
+   * Prefix of every Gatehouse cookie name: "__Host-" over https at the root, "__Secure-" over
+   * https under a base path (__Host- requires Path=/), "" over http.
+   */
+  cookiePrefix: string;
+  title: string;
+  /**
+   * `signin` is the loop-breaker's marker (diagnosis/): set with the session cookie at
+   * sign-in, deliberately without Secure or a prefix, so it comes back when the session cookie
+   * was dropped. `login` binds a pending sign-in at a provider to this browser (providers/flows.ts).
+   */
+  cookies: { session: string; csrf: string; device: string; signin: string; login: string };
+  /** The session cookie's name and attributes. */
+  session: SessionCookie;
 }
 
-export interface RequestContext {
+/** A request and its response: all that the routes answering for any Host get (no site is known). */
+export interface Exchange {
   req: IncomingMessage;
   res: ServerResponse;
-  site: Site;
+  requestId: string;
+}
+
+export interface RequestContext<S extends SiteInfo = SiteInfo> extends Exchange {
+  site: S;
   /** Normalized path (http/target.ts) and the raw query string, "?" included or "". */
   path: string;
   query: string;
@@ -52,18 +56,6 @@ export interface RequestContext {
   scheme: Scheme;
   /** The direct peer is a trusted proxy. */
   viaProxy: boolean;
-  requestId: string;
   /** Set once known, for the request log line. */
   userId?: string;
-}
-
-/** The user as Gatehouse's JSON endpoints show it. Never the password hash. */
-export function publicUser(user: User): {
-  id: string;
-  email: string;
-  emailVerified: boolean;
-  name: string | null;
-  groups: string[];
-} {
-  return { id: user.id, email: user.email, emailVerified: user.emailVerified, name: user.name, groups: user.groups };
 }

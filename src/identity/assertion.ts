@@ -1,5 +1,6 @@
 import { decodeJwt } from 'jose';
-import { type IdentityOptIn, presentedEmail, presentedName } from './headers.ts';
+import type { IdentityOptIn } from '../sites/index.ts';
+import { presentedEmail, presentedName } from './headers.ts';
 import type { ActiveSession } from '../sessions/index.ts';
 import { ASSERTION_TYP } from '../verify/index.ts';
 import type { KeyRing } from '../keys/keys.ts';

@@ -1,19 +1,7 @@
 import { cleanDisplayName } from '../accounts/names.ts';
 import type { ActiveSession } from '../sessions/index.ts';
-import type { App } from '../sites/index.ts';
+import type { App, IdentityOptIn } from '../sites/index.ts';
 import type { User } from '../store/index.ts';
-
-/**
- * What an app opted into learning about its users (apps[].headers): the header names, null =
- * not sent. `unverifiedEmail`: send addresses nobody verified too (by default only verified
- * ones are presented, since apps map an address to an account).
- */
-export interface IdentityOptIn {
-  email: string | null;
-  unverifiedEmail: boolean;
-  name: string | null;
-  groups: string | null;
-}
 
 /**
  * The user's address as this app may see it, in the header and the `email` claim alike: only

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { Warning } from '../cli/lint.ts';
+import type { Warning } from '../config/warning.ts';
 import type { Config } from '../config/schema.ts';
 import { isLoopbackHost } from '../http/loopback.ts';
 import { appsOf } from '../sites/index.ts';

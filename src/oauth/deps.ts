@@ -3,7 +3,7 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/index.ts';
 import type { ProviderService } from '../providers/service.ts';
 import { sessionOwner } from '../providers/token-vault.ts';
-import type { FormTools } from '../accounts/sign-in.ts';
+import type { FormTools } from '../pages/kit.ts';
 import type { RequestContext } from '../http/context.ts';
 import type { App, Site } from '../sites/index.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
@@ -16,10 +16,8 @@ import type { Resources } from './resources.ts';
 import type { Scopes } from './scopes.ts';
 import type { TokenService } from './grants.ts';
 
-/** What the page-rendering side of Gatehouse (server/auth-routes.ts) lends the OAuth pages: CSRF, page output, own URLs. */
-export type PageKit = Pick<FormTools, 'csrf' | 'readPost' | 'html'> & {
-  url(ctx: RequestContext, route: string, query?: Record<string, string | undefined>): string;
-};
+/** What the page kit (pages/kit.ts) lends the OAuth pages: CSRF, page output, own URLs. */
+export type PageKit = Pick<FormTools, 'csrf' | 'readPost' | 'html' | 'url'>;
 
 export interface OAuthDeps {
   config: Config;

@@ -1,4 +1,4 @@
-import type { Warning } from '../cli/lint.ts';
+import type { Warning } from '../config/warning.ts';
 import type { Config } from '../config/schema.ts';
 import { appsOf, hostKey } from '../sites/index.ts';
 import { isLoopbackHost } from '../http/loopback.ts';

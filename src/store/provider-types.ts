@@ -3,7 +3,7 @@
  * pending logins (the server-side half of `state`) and the provider tokens kept for the
  * backend-for-frontend pattern. Part of the Store contract (test/store/contract.ts).
  */
-import type { NewUser, User } from './types.ts';
+import type { NewUser, User } from './user-types.ts';
 
 /** An account at a provider, linked to one Gatehouse user. Keyed by (issuer, subject), never by email. */
 export interface Identity {

@@ -10,7 +10,8 @@ import { secretsFromKey } from '../../src/keys/secrets.ts';
 import { BASE_CONFIG } from '../helpers/config.ts';
 import { Forwarding, parseForwarded } from '../../src/http/forwarded.ts';
 import { readCookie, serializeCookie } from '../../src/http/cookies.ts';
-import { isSpoofable, stripCookies, upstreamRequestHeaders } from '../../src/proxy/headers.ts';
+import { isSpoofable } from '../../src/http/header-names.ts';
+import { stripCookies, upstreamRequestHeaders } from '../../src/proxy/headers.ts';
 
 describe('cookies', () => {
   test('reads one cookie by exact name', () => {

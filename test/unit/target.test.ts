@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { normalizeTarget, safeReturnPath } from '../../src/http/target.ts';
-import { isBelow } from '../../src/pipeline/decide.ts';
+import { isBelow } from '../../src/pipeline/route.ts';
 import { startsWithFolded } from '../../src/sites/index.ts';
 
 const path = (raw: string) => {
