@@ -252,7 +252,7 @@ describe('resilience', () => {
 });
 
 describe('probes by address (load balancers, kubelets)', () => {
-  test('/.auth/health and /.auth/ready answer whatever the Host; every other route still gets 421', async () => {
+  test('/.auth/health, /.auth/ready and /.well-known/jwks.json answer whatever the Host; every other route still gets 421', async () => {
     for (const h of ['10.0.0.7:8080', '[fd00::7]:8080', 'localhost', 'evil.example']) {
       for (const path of ['/.auth/health', '/.auth/ready', '/.AUTH/health']) {
         const r = await rawRequest(gh.port, `GET ${path} HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`);
@@ -260,15 +260,33 @@ describe('probes by address (load balancers, kubelets)', () => {
       }
       const head = await rawRequest(gh.port, `HEAD /.auth/ready HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`);
       assert.equal(head.status, 200);
-      for (const path of ['/.auth/login', '/.auth/me', '/public/x', '/.auth/health/x', '/.well-known/jwks.json']) {
+      // Apps fetch the keys by an internal address (http://gatehouse.internal:8080/.well-known/jwks.json).
+      const jwks = await rawRequest(
+        gh.port,
+        `GET /.well-known/jwks.json HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`,
+      );
+      assert.equal(jwks.status, 200, `jwks.json with Host: ${h}`);
+      assert.match(jwks.text, /\r\ncontent-type: application\/jwk-set\+json\r\n/i);
+      const body = jwks.text.slice(jwks.text.indexOf('\r\n\r\n') + 4);
+      assert.ok((JSON.parse(body) as { keys: unknown[] }).keys.length > 0, 'the key set');
+      for (const path of [
+        '/.auth/login',
+        '/.auth/me',
+        '/public/x',
+        '/.auth/health/x',
+        '/.well-known/oauth-authorization-server',
+        '/.well-known/jwks.json/x',
+      ]) {
         const r = await rawRequest(gh.port, `GET ${path} HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`);
         assert.equal(r.status, 421, `${path} with Host: ${h}`);
       }
-      const post = await rawRequest(
-        gh.port,
-        `POST /.auth/health HTTP/1.1\r\nHost: ${h}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
-      );
-      assert.equal(post.status, 421, 'only GET and HEAD are probes');
+      for (const path of ['/.auth/health', '/.well-known/jwks.json']) {
+        const post = await rawRequest(
+          gh.port,
+          `POST ${path} HTTP/1.1\r\nHost: ${h}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
+        );
+        assert.equal(post.status, 421, `only GET and HEAD answer without a site: POST ${path}`);
+      }
     }
   });
 });
