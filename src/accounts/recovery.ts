@@ -298,7 +298,7 @@ export class PasswordRecovery {
     this.notifyChanged(ctx.site, user, 'reset');
     const cookies = [this.links.clear(ctx, 'reset')];
     // This browser's session is gone too; so is the sign-in marker, which would otherwise
-    // make the login page explain a session that "did not stick" (edge/diagnose.ts).
+    // make the login page explain a session that "did not stick" (diagnosis/).
     if (readCookie(ctx.req.headers.cookie, ctx.site.session.name) !== undefined)
       cookies.push(this.s.sessions.clear(ctx.site.session), this.s.diagnosis.clearSignedIn(ctx.site));
     const login = `${ctx.site.origin}${this.s.prefix}/login?reset=1`;

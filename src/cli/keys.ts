@@ -6,7 +6,7 @@ import { out, table, UsageError } from './io.ts';
 
 const iso = (t: number) => new Date(t).toISOString().slice(0, 19) + 'Z';
 
-/** `gatehouse keys list|rotate`: the signing keys in the store (see src/tokens/keys.ts). */
+/** `gatehouse keys list|rotate`: the signing keys in the store (see src/keys/keys.ts). */
 export async function keys(
   ctx: OperatorContext,
   args: string[],

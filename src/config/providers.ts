@@ -7,7 +7,10 @@ import { isLoopbackHost } from '../http/loopback.ts';
  * the one config schema (src/config/schema.ts imports it); kept here beside the code it drives.
  */
 
-/** https, or http on a loopback host (development and tests: the only hosts plain http is allowed to); never credentials, query or fragment. */
+/**
+ * https, or http on a loopback host (development and tests: the only hosts plain http is allowed
+ * to); never credentials, query or fragment.
+ */
 const providerUrl = (what: string) =>
   z.string().superRefine((v, ctx) => {
     let u: URL;

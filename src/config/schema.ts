@@ -1,3 +1,5 @@
+// config/ (base): the config, its one zod schema (every part's, this file and mail.ts, providers.ts,
+// oauth.ts), the YAML loader, durations, the JSON Schema, and the Warning type of `gatehouse check`.
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { EmailSchema } from './mail.ts';

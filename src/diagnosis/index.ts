@@ -1,3 +1,5 @@
+// diagnosis/ (feature): misconfigurations named instead of looping: the wrong scheme, an untrusted proxy,
+// a dropped cookie, an unknown host; one page that says what to fix.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { expireCookie, readCookie, serializeCookie } from '../http/cookies.ts';
 import type { Forwarding } from '../http/forwarded.ts';
@@ -124,7 +126,7 @@ export class Diagnosis {
    * Why a redirect to publicUrl (the login page) would reach nothing: no proxy is trusted, so
    * this listener is the only way in, and it does not serve publicUrl's scheme (plain http
    * with an https publicUrl: the browser meets a TLS error; listen.tls with an http one). The
-   * configurations `gatehouse check` calls an error (edge/lint.ts). Undefined when it can work.
+   * configurations `gatehouse check` calls an error (server/lint.ts). Undefined when it can work.
    */
   unreachable(ctx: RequestContext): Cause | undefined {
     return this.forwarding.trusted.empty ? this.check(ctx) : undefined;

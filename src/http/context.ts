@@ -1,3 +1,5 @@
+// http/ (base): HTTP without features: the request context, own paths, the router, targets, cookies,
+// bodies, forwarding headers, CSRF checks, responses. Imports nothing above the base layer.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SessionCookie } from './cookies.ts';
 import type { Scheme } from './forwarded.ts';

@@ -1,3 +1,5 @@
+// identity/ (feature): what an app learns of its user: the identity headers (this file) and the signed
+// assertion (assertion.ts), the same facts in both.
 import { cleanDisplayName } from '../accounts/names.ts';
 import type { ActiveSession } from '../sessions/index.ts';
 import type { App, IdentityOptIn } from '../sites/index.ts';
@@ -24,7 +26,7 @@ export function presentedName(optIn: IdentityOptIn, user: User): string | null {
  * The identity headers for one decision, as a flat [name, value, ...] list: the one place they
  * are built, for a proxied request, a bearer-token request, a WebSocket upgrade and a
  * forward-auth answer (/.auth/check) alike. Anything the app should learn about the user is
- * added here, and every path gets it; the assertion's claims (tokens/assertion.ts) come from
+ * added here, and every path gets it; the assertion's claims (identity/assertion.ts) come from
  * the same presentedEmail / presentedName. `assertion` is the signed X-Gatehouse-Assertion,
  * when the app takes one.
  */

@@ -1,3 +1,5 @@
+// mail/ (feature): the mail Gatehouse sends: the background SMTP queue with retries (this file), the
+// messages (messages.ts) and their check warnings (lint.ts).
 import { randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createTransport } from 'nodemailer';

@@ -70,7 +70,7 @@ export function userAgentOf(ctx: RequestContext): string | null {
   return typeof ua === 'string' ? ua.slice(0, 256) : null;
 }
 
-/** The provider tokens' owner for a grant (src/providers/tokens.ts): "grant:<id>", tied to no browser session. */
+/** The provider tokens' owner for a grant (src/providers/token-vault.ts): "grant:<id>", tied to no browser session. */
 export const grantOwner = (grant: Pick<Grant, 'id' | 'userId'>) => ({
   id: `grant:${grant.id}`,
   userId: grant.userId,

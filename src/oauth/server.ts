@@ -1,3 +1,5 @@
+// oauth/ (feature): the OAuth 2.1 server for CLIs and MCP clients: endpoints (this file), device flow,
+// code + consent, grants and tokens, clients, resources, the bearer check the pipeline uses.
 import type { IncomingMessage } from 'node:http';
 import { field, readBody } from '../http/body.ts';
 import { redirect, sendJson } from '../http/respond.ts';
@@ -246,7 +248,7 @@ export class OAuthServer {
 
   // ---- the account page's devices and apps --------------------------------------
 
-  /** The "Devices and apps" section of <prefix>/account (server/account.ts) for the signed-in user. */
+  /** The "Devices and apps" section of <prefix>/account (accounts/account-page.ts) for the signed-in user. */
   async accountSection(ctx: RequestContext, active: ActiveSession, csrf: string): Promise<AccountSectionView> {
     const pages = this.pages;
     const now = this.d.now();

@@ -18,8 +18,9 @@ function one(v: string | string[] | undefined): string | undefined {
 }
 
 /**
- * The forward-auth entry point of the pipeline (`/.auth/check`): a proxy in front of the app asks "may this request pass?"
- * and Gatehouse answers with the same decision a proxied request would get:
+ * The forward-auth entry point of the pipeline (`/.auth/check`): a proxy in front of the app
+ * asks "may this request pass?" and Gatehouse answers with the same decision a proxied request
+ * would get:
  *
  *   - the original method and URL are read from a trusted proxy only: nginx auth_request (the
  *     example sets X-Original-Method / X-Original-URI), Traefik ForwardAuth, Caddy forward_auth

@@ -1,3 +1,5 @@
+// pipeline/: the request path: route (route.ts) → decide (decide.ts) → outcome (outcome.ts), and its entry
+// points: HTTP requests (this file), WebSocket upgrades, forward-auth, and `gatehouse check --explain`.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CacheUnavailableError } from '../cache/index.ts';

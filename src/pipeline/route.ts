@@ -49,7 +49,10 @@ export type Routed =
 const OUTSIDE_BASE: Routed = { kind: 'outside_base' };
 const APP: Routed = { kind: 'app' };
 
-/** `path` (normalized) is `prefix` or below it (on a segment boundary). Builds no string when `prefix` is lower-case already. */
+/**
+ * `path` (normalized) is `prefix` or below it (on a segment boundary). Builds no string when
+ * `prefix` is lower-case already.
+ */
 export function isBelow(path: string, prefix: string, ignoreCase: boolean): boolean {
   if (ignoreCase ? !startsWithFolded(path, prefix.toLowerCase()) : !path.startsWith(prefix)) return false;
   return path.length === prefix.length || path.charCodeAt(prefix.length) === 47;

@@ -4,7 +4,7 @@ import { appsOf, basePath, buildSites } from '../sites/index.ts';
 import { DEFAULT_SCOPES } from '../config/providers.ts';
 import { postLogoutUri, redirectUri, relayedProviders } from './service.ts';
 
-/** Provider settings that validate but will hurt; part of `gatehouse check` (config/lint.ts). */
+/** Provider settings that validate but will hurt; part of `gatehouse check` (cli/lint.ts). */
 export function lintProviders(config: Config): { key: string; message: string }[] {
   const w: { key: string; message: string }[] = [];
   const relayed = relayedProviders(config);

@@ -32,7 +32,10 @@ export interface ProviderRoutesDeps {
   prefix: string;
 }
 
-/** accounts.rateLimits.providerStartsPerIp counts per this window: generous for people behind one NAT, finite for scripts. */
+/**
+ * accounts.rateLimits.providerStartsPerIp counts per this window: generous for people behind one
+ * NAT, finite for scripts.
+ */
 const STARTS_WINDOW_MS = 15 * 60_000;
 
 /**
@@ -167,7 +170,7 @@ export class ProviderRoutes {
     const finished = await this.p.flows.finish(ctx, client.id, states[0]);
     if (!finished.ok) {
       // No state cookie: most often the deployment (scheme or host differs, a proxy drops
-      // cookies); the diagnosis names the likely cause and the key to fix (edge/diagnose.ts).
+      // cookies); the diagnosis names the likely cause and the key to fix (diagnosis/).
       if (finished.code === 'state_cookie_missing') {
         this.s.logger.warn(
           {

@@ -1,3 +1,5 @@
+// providers/ (feature): sign-in with OAuth2/OIDC providers and GitHub: the clients, the flows, linking,
+// the provider token vault and relay, their handlers and pages; this file is what the rest uses.
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/index.ts';
 import type { SafeHtml } from '../pages/index.ts';

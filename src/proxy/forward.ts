@@ -1,3 +1,5 @@
+// proxy/ (feature): moving bytes to the app: one undici pool per app and streaming forward (this file),
+// header hygiene (headers.ts), the WebSocket tunnel (upgrade.ts).
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool } from 'undici';

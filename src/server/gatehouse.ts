@@ -1,3 +1,5 @@
+// server/ (composition root): Gatehouse makes every part once and wires them (this file), with the route
+// table (routes.ts), the Services bag, own TLS; it owns the listener and shutdown. Only cli/ imports it.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';

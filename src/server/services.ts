@@ -32,7 +32,7 @@ export interface Services {
   trusted: TrustedProxies;
   /** Reads forwarding headers from trusted proxies (http/forwarded.ts). */
   forwarding: Forwarding;
-  /** Names misconfigurations instead of looping (edge/diagnose.ts). */
+  /** Names misconfigurations instead of looping (diagnosis/). */
   diagnosis: Diagnosis;
   /** Own routes' prefix, publicUrl's base path included: /.auth, or /app/.auth. */
   prefix: string;

@@ -1,3 +1,5 @@
+// sessions/ (feature): server-side browser sessions: create, look up (cookie → session and user),
+// expire, destroy.
 import { hash, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { expireCookie, readCookie, serializeCookie, type SessionCookie } from '../http/cookies.ts';

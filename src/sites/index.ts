@@ -1,3 +1,5 @@
+// sites/ (model): the sites (origins) Gatehouse serves and their apps, as plain data built from the
+// config: which app serves a path, its rules, its identity headers, where it is.
 import type { AppConfig, Config } from '../config/schema.ts';
 import type { SiteInfo } from '../http/context.ts';
 import { isSpoofable } from '../http/header-names.ts';

@@ -94,7 +94,7 @@ export interface LoginStateStore {
 
 /**
  * Provider tokens held for an owner: a browser session, or a CLI or MCP login. `data` is
- * ciphertext (src/tokens/secrets.ts); the store never sees a token. A row that names a
+ * ciphertext (src/keys/secrets.ts); the store never sees a token. A row that names a
  * session goes with it (ON DELETE CASCADE), and every row goes with its user.
  */
 export interface ProviderTokenRecord {

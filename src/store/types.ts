@@ -73,7 +73,7 @@ export interface KeyValueStore {
 }
 
 /**
- * A JWS signing key (src/tokens/keys.ts). Published from createdAt, signs from activatesAt,
+ * A JWS signing key (src/keys/keys.ts). Published from createdAt, signs from activatesAt,
  * published until retiresAt (null while no newer key has been added), then dropped.
  */
 export interface SigningKey {

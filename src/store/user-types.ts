@@ -1,4 +1,7 @@
-/** A user as the store keeps it (types.ts has the rest of the storage contract; the other record types refer to these). */
+/**
+ * A user as the store keeps it (types.ts has the rest of the storage contract; the other record
+ * types refer to these).
+ */
 
 export interface User {
   id: string;
