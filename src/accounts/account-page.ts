@@ -3,6 +3,7 @@ import { accountPage, cspWithFormAction, type AccountSectionView } from '../page
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { RequestContext } from '../http/context.ts';
+import { paths } from '../http/paths.ts';
 
 /** Renders one section of /.auth/account for the signed-in session, or nothing. */
 export type AccountSection = (
@@ -46,7 +47,7 @@ export class AccountPage implements SessionGate {
       ctx.userId = found.active.user.id;
       return found.active;
     }
-    const login = `${ctx.site.origin}${this.s.prefix}/login?rd=${encodeURIComponent(`${this.s.prefix}/account`)}`;
+    const login = `${ctx.site.origin}${this.s.prefix}${paths.login}?rd=${encodeURIComponent(`${this.s.prefix}${paths.account}`)}`;
     if (ctx.req.method === 'GET' && wantsHtml(ctx.req)) redirect(ctx.res, 302, login);
     else
       sendJson(
@@ -75,7 +76,7 @@ export class AccountPage implements SessionGate {
         name: active.user.name,
         notice: views.find((v) => v.notice)?.notice,
         sections: views,
-        signOutUrl: `${this.s.prefix}/logout`,
+        signOutUrl: `${this.s.prefix}${paths.logout}`,
       }),
       cookies,
       { 'content-security-policy': cspWithFormAction(origins) },

@@ -2,6 +2,7 @@ import type { Config } from '../config/schema.ts';
 import type { Diagnosis } from '../diagnosis/index.ts';
 import { field, type Input } from '../http/body.ts';
 import type { RequestContext } from '../http/context.ts';
+import { paths } from '../http/paths.ts';
 import { readCookie, serializeCookie } from '../http/cookies.ts';
 import { redirect, sendJson } from '../http/respond.ts';
 import type { Logger } from '../log/index.ts';
@@ -106,7 +107,7 @@ export class SignIn {
   ): string {
     return loginPage({
       appTitle: ctx.site.title,
-      action: this.forms.url(ctx, '/login'),
+      action: this.forms.url(ctx, paths.login),
       csrf: token,
       rd: rd === ctx.site.home ? undefined : rd,
       email,
@@ -115,9 +116,9 @@ export class SignIn {
       notice: notice ?? this.s.oauth.signInPurpose(rd),
       registerUrl:
         this.s.config.accounts.registration === 'open'
-          ? this.forms.url(ctx, '/register', { rd: rd === ctx.site.home ? undefined : rd })
+          ? this.forms.url(ctx, paths.register, { rd: rd === ctx.site.home ? undefined : rd })
           : undefined,
-      forgotUrl: this.forms.url(ctx, '/forgot-password'),
+      forgotUrl: this.forms.url(ctx, paths.forgotPassword),
       providers: this.s.providers.loginButtons(rd),
     });
   }
@@ -186,7 +187,7 @@ export class SignIn {
           appTitle: ctx.site.title,
           heading: 'Registration is closed',
           message: 'Ask an administrator to create an account for you.',
-          link: { href: this.forms.url(ctx, '/login'), text: 'Sign in' },
+          link: { href: this.forms.url(ctx, paths.login), text: 'Sign in' },
         }),
       );
     }
@@ -204,8 +205,8 @@ export class SignIn {
   ): string {
     return registerPage({
       appTitle: ctx.site.title,
-      action: this.forms.url(ctx, '/register'),
-      loginUrl: this.forms.url(ctx, '/login', { rd: rd === ctx.site.home ? undefined : rd }),
+      action: this.forms.url(ctx, paths.register),
+      loginUrl: this.forms.url(ctx, paths.login, { rd: rd === ctx.site.home ? undefined : rd }),
       csrf: token,
       rd: rd === ctx.site.home ? undefined : rd,
       email,
@@ -269,8 +270,8 @@ export class SignIn {
       200,
       logoutPage({
         appTitle: ctx.site.title,
-        action: this.forms.url(ctx, '/logout'),
-        loginUrl: this.forms.url(ctx, '/login', { rd }),
+        action: this.forms.url(ctx, paths.logout),
+        loginUrl: this.forms.url(ctx, paths.login, { rd }),
         csrf: token,
         rd,
         email: current?.state === 'active' ? current.active.user.email : undefined,
@@ -299,7 +300,7 @@ export class SignIn {
     redirect(
       ctx.res,
       303,
-      endSession?.url ?? ctx.site.origin + (rd ?? this.forms.url(ctx, '/login', { signed_out: '1' })),
+      endSession?.url ?? ctx.site.origin + (rd ?? this.forms.url(ctx, paths.login, { signed_out: '1' })),
       cleared,
     );
   }

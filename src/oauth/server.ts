@@ -2,6 +2,7 @@
 // code + consent, grants and tokens, clients, resources, the bearer check the pipeline uses.
 import type { IncomingMessage } from 'node:http';
 import { field, readBody } from '../http/body.ts';
+import { paths } from '../http/paths.ts';
 import { redirect, sendJson } from '../http/respond.ts';
 import type { RequestContext } from '../http/context.ts';
 import type { App, Site } from '../sites/index.ts';
@@ -271,7 +272,7 @@ export class OAuthServer {
     return {
       id: 'grants',
       heading: 'Devices and apps',
-      body: grantsSection({ rows, waiting, action: pages.url(ctx, '/account/grants/revoke'), csrf, now }),
+      body: grantsSection({ rows, waiting, action: pages.url(ctx, paths.revokeGrant), csrf, now }),
       notice:
         query.get('grant_signed_out') === '1'
           ? 'Signed out. That program needs to sign in again to use your account.'
@@ -290,11 +291,15 @@ export class OAuthServer {
     const pages = this.pages;
     const input = await pages.readPost(ctx);
     const active = await signedIn(this.d, ctx);
-    const account = (query?: Record<string, string>) => `${ctx.site.origin}${pages.url(ctx, '/account', query)}`;
+    const account = (query?: Record<string, string>) => `${ctx.site.origin}${pages.url(ctx, paths.account, query)}`;
     if (!active)
       return input.kind === 'json'
         ? sendJson(ctx.res, 401, { error: 'unauthenticated', message: 'Sign in first.' })
-        : redirect(ctx.res, 303, `${ctx.site.origin}${pages.url(ctx, '/login', { rd: pages.url(ctx, '/account') })}`);
+        : redirect(
+            ctx.res,
+            303,
+            `${ctx.site.origin}${pages.url(ctx, paths.login, { rd: pages.url(ctx, paths.account) })}`,
+          );
     const notFound = () =>
       input.kind === 'json'
         ? sendJson(ctx.res, 404, { error: 'not_found', message: 'No such login.' })
