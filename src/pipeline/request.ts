@@ -92,7 +92,7 @@ export class HttpEntry {
         // needs a known site.
         const anyHost = this.d.routes.anyHost(req.method ?? 'GET', req.url ?? '');
         if (anyHost) {
-          await anyHost.anyHost!({ req, res, requestId });
+          await anyHost({ req, res, requestId });
           status = res.statusCode;
           return;
         }

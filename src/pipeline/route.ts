@@ -116,7 +116,7 @@ export class Routes {
    * raw target names one and the method is one it takes. Load balancers and kubelets probe by
    * address (Host: 10.0.0.7:8080), and apps fetch the JWKS by an internal address.
    */
-  anyHost(method: string, rawTarget: string): RouteEntry | undefined {
+  anyHost(method: string, rawTarget: string): RouteEntry['anyHost'] {
     const target = normalizeTarget(rawTarget);
     if (!target.ok) return undefined;
     let entry: RouteEntry | undefined;
@@ -127,7 +127,7 @@ export class Routes {
       entry = this.wellKnownEntry(this.base ? target.path.slice(this.base.length) : target.path);
       if (entry && !entry.methods.includes(method)) entry = undefined;
     }
-    return entry?.anyHost ? entry : undefined;
+    return entry?.anyHost;
   }
 
   private wellKnownEntry(path: string): RouteEntry | undefined {
