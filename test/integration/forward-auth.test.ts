@@ -191,9 +191,11 @@ describe('forward-auth decisions', () => {
       '/.well-known/oauth-protected-resource',
       '/.well-known/oauth-protected-resource/api/x',
     ]) {
-      const res = await check(traefik(path));
+      // Signed in: still no identity on this answer, which lets a request to Gatehouse through.
+      const res = await check(traefik(path, 'GET', { cookie }));
       assert.equal(res.status, 200, path);
       assert.equal(res.headers['x-user-id'], undefined, path);
+      assert.equal(res.headers['x-gatehouse-assertion'], undefined, path);
     }
     assert.equal((await check(traefik('/.well-known/security.txt'))).status, 401, "the app's rules decide");
   });
