@@ -6,6 +6,7 @@ import type { Browser } from 'playwright-core';
 import { Client, registerJson } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { describeOrSkip } from '../helpers/requirements.ts';
+import { consentPath } from '../oauth/helpers.ts';
 import { browserSkip, isolatedContext, launchBrowser } from './chromium.ts';
 
 /**
@@ -72,15 +73,7 @@ describeOrSkip('framing by another site in Chromium', { skip: browserSkip(), tim
     const c = new Client(gh.url);
     await registerJson(c);
     const cookie = c.jar.get('gatehouse')!;
-    const consent = `${gh.url}/.auth/oauth/authorize?${new URLSearchParams({
-      response_type: 'code',
-      client_id: 'desk',
-      redirect_uri: REDIRECT,
-      code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
-      code_challenge_method: 'S256',
-      state: 's',
-      resource: gh.url,
-    })}`;
+    const consent = `${gh.url}${consentPath('desk', REDIRECT, gh.url)}`;
     assert.match((await c.html(consent)).text, /<button[^>]*>Allow<\/button>/, 'the consent page, outside a frame');
     for (const [what, src, signedIn] of [
       ['sign-in', `${gh.url}/.auth/login`, false],

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Client, registerJson } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
+import { consentPath } from '../oauth/helpers.ts';
 
 /**
  * Every kind of page Gatehouse renders itself forbids framing (clickjacking the Allow or Sign out
@@ -28,15 +29,7 @@ after(() => gh.close());
 
 test('every page Gatehouse renders forbids framing, caching and sniffing: sign-in, account, consent, errors, explanations', async () => {
   const anon = new Client(gh.url);
-  const consent = `/.auth/oauth/authorize?${new URLSearchParams({
-    response_type: 'code',
-    client_id: 'desk',
-    redirect_uri: REDIRECT,
-    code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
-    code_challenge_method: 'S256',
-    state: 's',
-    resource: gh.url,
-  })}`;
+  const consent = consentPath('desk', REDIRECT, gh.url);
   const pages: [string, Client, string, Record<string, string>?][] = [
     ['sign-in', anon, '/.auth/login'],
     ['registration', anon, '/.auth/register'],
