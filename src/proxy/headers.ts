@@ -32,6 +32,13 @@ const HOP_BY_HOP = new Set([
   ':protocol',
 ]);
 
+/** Headers by which an app may act on another method than the request's (security.md #69). */
+export const METHOD_OVERRIDE_HEADERS: readonly string[] = [
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+];
+
 const SPOOFABLE_EXACT = new Set([
   'forwarded',
   'x-real-ip',
@@ -40,9 +47,7 @@ const SPOOFABLE_EXACT = new Set([
   'x-rewrite-url',
   'x-request-id',
   'x-cluster-client-ip',
-  'x-http-method-override',
-  'x-http-method',
-  'x-method-override',
+  ...METHOD_OVERRIDE_HEADERS,
 ]);
 const SPOOFABLE_PREFIXES = [
   'x-user-',

@@ -271,4 +271,37 @@ describe('probes by address (load balancers, kubelets)', () => {
       assert.equal(post.status, 421, 'only GET and HEAD are probes');
     }
   });
+
+  test("health-check disguises: a prober's User-Agent, or a health path put before a protected one, get no pass (security.md #6)", async () => {
+    const before = gh.upstream.requests.length;
+    const get = (path: string, hostLine: string, agent = '') =>
+      rawRequest(gh.port, `GET ${path} HTTP/1.1\r\n${hostLine}${agent}Connection: close\r\n\r\n`);
+    for (const agent of [
+      'kube-probe/1.31',
+      'ELB-HealthChecker/2.0',
+      'GoogleHC/1.0',
+      'Consul Health Check',
+      'Amazon-Route53-Health-Check-Service (ref 1; report http://amzn.to/1vsZADi)',
+    ]) {
+      const ua = `User-Agent: ${agent}\r\n`;
+      assert.equal((await get('/private/x', host(), ua)).status, 401, agent);
+      assert.equal((await get('/private/x', 'Host: 10.0.0.7:8080\r\n', ua)).status, 421, `${agent}, by address`);
+    }
+    for (const path of [
+      '/.auth/health/../../private/x',
+      '/.auth/ready/../../private/x',
+      '/health/private/x',
+      '/healthz/../private/x',
+      '/private/.auth/health',
+      '/private/x?/.auth/health',
+    ]) {
+      assert.equal((await get(path, host())).status, 401, path);
+      assert.equal((await get(path, 'Host: 10.0.0.7:8080\r\n')).status, 421, `${path}, by address`);
+    }
+    assert.equal((await get('/.auth/health;/../private/x', host())).status, 400);
+    assert.equal(gh.upstream.requests.length, before, 'the app saw none of them');
+    const health = await get('/.auth/health', 'Host: 10.0.0.7:8080\r\n', 'User-Agent: kube-probe/1.31\r\n');
+    assert.equal(health.status, 200);
+    assert.deepEqual(JSON.parse(health.text.slice(health.text.indexOf('\r\n\r\n') + 4)), { status: 'ok' });
+  });
 });
