@@ -260,3 +260,27 @@ describe('a sign-in flood, and the change-password form as a guessing oracle', (
     }
   });
 });
+
+describe('the device cookie of a new account (security.md #42)', () => {
+  let gh: TestGatehouse;
+  before(async () => {
+    gh = await startGatehouse(() => ({ accounts: { rateLimits: { loginPerIp: 20, loginPerAccount: 3 } } }));
+  });
+  after(() => gh.close());
+
+  const attempt = (c: Client, email: string, password = 'wrong password here') =>
+    c.postJson('/.auth/login', { email, password });
+
+  test("the browser that registered is its owner's too: an attacker's lock-out does not keep it out", async () => {
+    const email = uniqueEmail('new-owner');
+    const owner = new Client(gh.url);
+    assert.equal((await owner.postJson('/.auth/register', { email, password: PASSWORD })).status, 201);
+    assert.ok(owner.jar.get('gatehouse-device'), 'registration hands out the device cookie, as a sign-in does');
+    await owner.postJson('/.auth/logout', {});
+
+    const attacker = new Client(gh.url);
+    for (let i = 0; i < 3; i++) assert.equal((await attempt(attacker, email)).status, 401);
+    assert.equal((await attempt(attacker, email, PASSWORD)).status, 429);
+    assert.equal((await attempt(owner, email, PASSWORD)).status, 200, 'the owner signs in regardless');
+  });
+});
