@@ -17,7 +17,7 @@ import type { Throttle } from './throttle.ts';
 export type FieldErrors = Partial<Record<'email' | 'password' | 'name' | 'form', string>>;
 
 export type RegisterResult =
-  | { ok: true; user: User }
+  | { ok: true; user: User; deviceCookie: string }
   | { ok: false; status: 400 | 403 | 409 | 429; errors: FieldErrors; retryAfterSeconds?: number };
 
 export type LoginResult =
@@ -79,7 +79,8 @@ export class Accounts {
     const passwordHash = await hashPassword(password);
     try {
       const user = await this.store.users.create({ email: email!, passwordHash, name });
-      return { ok: true, user };
+      // The browser that registered is its owner's: it may sign in past an attacker's lock-out.
+      return { ok: true, user, deviceCookie: this.throttle.newDeviceCookie(user.email) };
     } catch (err) {
       if (err instanceof StoreConflictError) {
         return {

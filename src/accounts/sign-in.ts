@@ -157,15 +157,7 @@ export class SignIn {
       userAgent: ctx.req.headers['user-agent'] ?? null,
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
-    const cookies = [
-      setCookie,
-      serializeCookie(ctx.site.cookies.device, result.deviceCookie, {
-        secure: ctx.site.secure,
-        path: ctx.site.cookiePath,
-        maxAgeSeconds: DEVICE_COOKIE_MAX_AGE,
-      }),
-      this.s.diagnosis.signedIn(ctx.site),
-    ];
+    const cookies = [setCookie, this.deviceCookie(ctx, result.deviceCookie), this.s.diagnosis.signedIn(ctx.site)];
     this.s.logger.info(
       { event: 'login', userId: result.user.id, method: 'password', requestId: ctx.requestId },
       'user signed in',
@@ -173,6 +165,15 @@ export class SignIn {
     if (input.kind === 'json')
       return sendJson(ctx.res, 200, { user: publicUser(result.user), redirect: rd }, {}, cookies);
     redirect(ctx.res, 303, ctx.site.origin + rd, cookies);
+  }
+
+  /** The device cookie (security.md #42) of a browser that proved it knows the password. */
+  private deviceCookie(ctx: RequestContext, value: string): string {
+    return serializeCookie(ctx.site.cookies.device, value, {
+      secure: ctx.site.secure,
+      path: ctx.site.cookiePath,
+      maxAgeSeconds: DEVICE_COOKIE_MAX_AGE,
+    });
   }
 
   // ---- registration -----------------------------------------------------------------
@@ -252,7 +253,7 @@ export class SignIn {
     });
     this.s.logger.info({ event: 'register', userId: result.user.id, requestId: ctx.requestId }, 'user registered');
     for (const fn of this.registered) fn(ctx, result.user);
-    const cookies = [setCookie, this.s.diagnosis.signedIn(ctx.site)];
+    const cookies = [setCookie, this.deviceCookie(ctx, result.deviceCookie), this.s.diagnosis.signedIn(ctx.site)];
     if (input.kind === 'json')
       return sendJson(ctx.res, 201, { user: publicUser(result.user), redirect: rd }, {}, cookies);
     redirect(ctx.res, 303, ctx.site.origin + rd, cookies);

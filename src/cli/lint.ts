@@ -79,10 +79,23 @@ export function lintConfig(config: Config): Warning[] {
         key: base ? `${base}.upstream` : 'upstream',
         message: 'the upstream is Gatehouse itself: requests would loop.',
       });
+    } else if (isOwnListener(upstream, config.listen)) {
+      w.push({
+        key: base ? `${base}.upstream` : 'upstream',
+        message: `the upstream is Gatehouse itself (listen.port ${config.listen.port} on this machine): requests would loop.`,
+      });
     }
   });
   w.push(...lintProviders(config));
   w.push(...lintOAuth(config));
   w.push(...lintEmail(config));
   return w;
+}
+
+/** The upstream names Gatehouse's own listener: its port on a loopback address or on listen.host. */
+function isOwnListener(upstream: URL, listen: Config['listen']): boolean {
+  const port = Number(upstream.port || (upstream.protocol === 'https:' ? 443 : 80));
+  if (port !== listen.port) return false;
+  const host = upstream.hostname.replace(/^\[|\]$/g, '');
+  return host === 'localhost' || host === '::1' || /^127\./.test(host) || host === listen.host;
 }

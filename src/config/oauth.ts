@@ -180,7 +180,11 @@ export function checkOAuthTokens(t: OAuthTokenFields, ctx: z.RefinementCtx): voi
     c.redirectUris.forEach((uri, j) => {
       const problem = redirectUriProblem(uri, t.privateUseSchemes);
       if (problem)
-        ctx.addIssue({ code: 'custom', path: ['clients', i, 'redirectUris', j], message: `redirect URI ${problem}` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['clients', i, 'redirectUris', j],
+          message: `redirect URI ${problem}, found ${JSON.stringify(uri)}`,
+        });
     });
     for (const s of c.scopes ?? []) {
       if (s !== 'offline_access' && !t.scopes.includes(s))

@@ -4,6 +4,13 @@
  * them out of an app's own identity header names, which are dropped the same way.
  */
 
+/** Headers by which an app may act on another method than the request's (security.md #69). */
+export const METHOD_OVERRIDE_HEADERS: readonly string[] = [
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+];
+
 const SPOOFABLE_EXACT = new Set([
   'forwarded',
   'x-real-ip',
@@ -12,9 +19,7 @@ const SPOOFABLE_EXACT = new Set([
   'x-rewrite-url',
   'x-request-id',
   'x-cluster-client-ip',
-  'x-http-method-override',
-  'x-http-method',
-  'x-method-override',
+  ...METHOD_OVERRIDE_HEADERS,
 ]);
 const SPOOFABLE_PREFIXES = [
   'x-user-',

@@ -1,6 +1,7 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Diagnosis } from '../diagnosis/index.ts';
 import type { RequestContext } from '../http/context.ts';
+import { METHOD_OVERRIDE_HEADERS } from '../http/header-names.ts';
 import { normalizeTarget } from '../http/target.ts';
 import type { Assertions } from '../identity/assertion.ts';
 import { identityHeaders } from '../identity/headers.ts';
@@ -15,6 +16,26 @@ const METHOD = /^[A-Z]{1,20}$/;
 
 function one(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
+}
+
+const OVERRIDES: ReadonlySet<string> = new Set(METHOD_OVERRIDE_HEADERS);
+
+/**
+ * The methods the request's method-override headers name, in any spelling ([] when none), or
+ * null when one is not a method. The proxy passes them on to the app, which may act on them.
+ */
+function overrideMethods(h: IncomingHttpHeaders): string[] | null {
+  let methods: string[] | undefined;
+  for (const name in h) {
+    if (!name.includes('method') || !OVERRIDES.has(name.replaceAll('_', '-'))) continue;
+    const v = h[name]!;
+    for (const value of Array.isArray(v) ? v : v.split(',')) {
+      const m = value.trim().toUpperCase();
+      if (!METHOD.test(m)) return null;
+      (methods ??= []).push(m);
+    }
+  }
+  return methods ?? [];
 }
 
 /**
@@ -73,6 +94,8 @@ export class ForwardAuth {
     if (!uri) return this.diagnosis.respond(req, res, site, this.diagnosis.forwardAuth(req, 'no_uri'), ctx.requestId);
     const method = (one(nginx ? h['x-original-method'] : h['x-forwarded-method']) ?? req.method ?? 'GET').toUpperCase();
     if (!METHOD.test(method)) return errorPage(req, res, site, 400, 'bad_request', 'The original method is not valid.');
+    const overrides = overrideMethods(h);
+    if (!overrides) return errorPage(req, res, site, 400, 'bad_request', 'A method-override header is not valid.');
     const target = normalizeTarget(uri);
     if (!target.ok) return errorPage(req, res, site, 400, 'bad_request', 'This address is not valid.', target.reason);
     // Exact case only for own routes: the proxies' path matches (nginx location, Traefik
@@ -91,7 +114,14 @@ export class ForwardAuth {
       return errorPage(req, res, site, 403, 'forbidden', 'A WebSocket from another origin is not accepted.');
 
     const inner: RequestContext<Site> = { ...ctx, path: target.path, query: target.query };
-    const d = await decide(this.sessions, site, req, method, target.path, this.bearer);
+    let d = await decide(this.sessions, site, req, method, target.path, this.bearer);
+    // The app gets the request as it came, method-override headers included (security.md #69):
+    // the rules must admit each method it may act on, or the strictest answer is given.
+    for (const m of overrides)
+      if (d.kind === 'allow' && m !== method) {
+        const other = await decide(this.sessions, site, req, m, target.path, this.bearer);
+        if (other.kind !== 'allow') d = other;
+      }
     if (d.kind === 'forbidden') ctx.userId = d.active.user.id;
     const o = outcome(d, inner, this.routes.prefix, method, nginx);
     switch (o.kind) {

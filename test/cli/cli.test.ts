@@ -36,6 +36,45 @@ describe('gatehouse check', () => {
     assert.doesNotMatch(r.stderr, /error:/);
   });
 
+  test('a rule that makes every path public, and an upstream that is Gatehouse itself, are named (security.md #124)', async () => {
+    const file = writeConfig(
+      'self.yaml',
+      [
+        'publicUrl: https://app.example.com',
+        'trustedProxies: [10.0.0.5]',
+        'listen: {port: 8080}',
+        'apps:',
+        '  - name: site',
+        '    upstream: https://app.example.com',
+        '    routes:',
+        '      - {path: "/**", access: public}',
+        '  - name: api',
+        '    pathPrefix: /api',
+        '    upstream: http://127.0.0.1:8080',
+        '    routes:',
+        '      - {path: "/**", methods: [GET], access: public}',
+        '  - name: admin',
+        '    pathPrefix: /admin',
+        '    upstream: http://localhost:8080/admin',
+        '  - name: wiki',
+        '    pathPrefix: /wiki',
+        '    upstream: http://127.0.0.1:3000',
+        '    routes:',
+        '      - {path: "/public/**", access: public}',
+        '',
+      ].join('\n'),
+    );
+    const r = await run(['check', '--config', file]);
+    assert.equal(r.code, 0, r.stderr);
+    const warned = r.stderr.split('\n').filter((l) => /^warning: apps\[/.test(l));
+    assert.deepEqual(warned, [
+      'warning: apps[0].routes[0].path: every path is public: Gatehouse protects nothing in this app.',
+      'warning: apps[0].upstream: the upstream is Gatehouse itself: requests would loop.',
+      'warning: apps[1].upstream: the upstream is Gatehouse itself (listen.port 8080 on this machine): requests would loop.',
+      'warning: apps[2].upstream: the upstream is Gatehouse itself (listen.port 8080 on this machine): requests would loop.',
+    ]);
+  });
+
   test('a config under which no sign-in can work: an error, exit 2 (https publicUrl, plain listener, no trusted proxy)', async () => {
     const file = writeConfig('nosignin.yaml', 'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\n');
     const r = await run(['check', '--config', file]);
@@ -118,7 +157,7 @@ describe('gatehouse check', () => {
       '1  publicUrl: expected an absolute URL with http:// or https://, such as https://app.example.com, found "127.0.0.1:8090"',
       '4  listen.port: expected a number, found "eighty"',
       '5  listen.prot: unknown key "prot"; did you mean "port"?',
-      '6  headers: expected a map of email, name, groups, assertion, found "yes"',
+      '6  headers: expected a map of email, unverifiedEmail, name, groups, assertion, found "yes"',
       '7  trustedProxies: expected a list, such as [10.0.0.0/8], found "10.0.0.0/8"',
       '8  defaultAccess: expected one of authenticated, deny, found "public"',
       '10  sessions.idleTimeout: expected a duration such as "30s", "15m", "12h" or "90d", found "soon"',

@@ -139,6 +139,35 @@ describe('forward-auth decisions', () => {
     );
   });
 
+  test('a method-override header reaches the app past the proxy, so the rules must admit its method too (security.md #69)', async () => {
+    // The proxy sends the request to the app as it came: an app that honours the header acts on
+    // that method, one that does not on the original; a rule for one of them is not enough.
+    for (const [name, value] of [
+      ['x-http-method-override', 'DELETE'],
+      ['x-http-method', 'POST'],
+      ['x-method-override', 'put'],
+      ['x_http_method_override', 'DELETE'],
+    ] as const) {
+      assert.equal((await check(nginx('/docs/a', 'GET', { [name]: value }))).status, 401, `${name}: ${value}`);
+      assert.equal((await check(traefik('/docs/a', 'GET', { [name]: value }))).status, 401, `${name} (Traefik)`);
+    }
+    const both = await check(nginx('/docs/a', 'GET', { 'x-http-method-override': 'GET' }));
+    assert.equal(both.status, 200, 'the same method: nothing else to decide');
+    const signedIn = await check(nginx('/docs/a', 'GET', { cookie, 'x-http-method-override': 'DELETE' }));
+    assert.equal(signedIn.status, 200, 'a signed-in user may DELETE there (default: authenticated)');
+    assert.equal(signedIn.headers['x-user-id'], userId);
+    assert.equal(
+      (await check(nginx('/blocked/x', 'GET', { cookie, 'x-http-method-override': 'GET' }))).status,
+      403,
+      'an override never makes more pass than the original method',
+    );
+    assert.equal(
+      (await check(nginx('/docs/a', 'GET', { 'x-http-method-override': 'DEL ETE' }))).status,
+      400,
+      'a value that is not a method is refused, not guessed',
+    );
+  });
+
   test('the original URL is normalized like any request: path tricks decide as the app would see them (security.md #14-16)', async () => {
     assert.equal((await check(nginx('/public/../admin/x', 'GET', { cookie }))).status, 403);
     assert.equal((await check(nginx('/public/%2e%2e/blocked/x'))).status, 403);
@@ -162,9 +191,11 @@ describe('forward-auth decisions', () => {
       '/.well-known/oauth-protected-resource',
       '/.well-known/oauth-protected-resource/api/x',
     ]) {
-      const res = await check(traefik(path));
+      // Signed in: still no identity on this answer, which lets a request to Gatehouse through.
+      const res = await check(traefik(path, 'GET', { cookie }));
       assert.equal(res.status, 200, path);
       assert.equal(res.headers['x-user-id'], undefined, path);
+      assert.equal(res.headers['x-gatehouse-assertion'], undefined, path);
     }
     assert.equal((await check(traefik('/.well-known/security.txt'))).status, 401, "the app's rules decide");
   });

@@ -252,7 +252,7 @@ describe('resilience', () => {
 });
 
 describe('probes by address (load balancers, kubelets)', () => {
-  test('/.auth/health, /.auth/ready and /.well-known/jwks.json answer whatever the Host; every other route still gets 421', async () => {
+  test('/.auth/health and /.auth/ready answer whatever the Host; every other route still gets 421', async () => {
     for (const h of ['10.0.0.7:8080', '[fd00::7]:8080', 'localhost', 'evil.example']) {
       for (const path of ['/.auth/health', '/.auth/ready', '/.AUTH/health']) {
         const r = await rawRequest(gh.port, `GET ${path} HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`);
@@ -260,15 +260,6 @@ describe('probes by address (load balancers, kubelets)', () => {
       }
       const head = await rawRequest(gh.port, `HEAD /.auth/ready HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`);
       assert.equal(head.status, 200);
-      // Apps fetch the keys by an internal address (http://gatehouse.internal:8080/.well-known/jwks.json).
-      const jwks = await rawRequest(
-        gh.port,
-        `GET /.well-known/jwks.json HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`,
-      );
-      assert.equal(jwks.status, 200, `jwks.json with Host: ${h}`);
-      assert.match(jwks.text, /\r\ncontent-type: application\/jwk-set\+json\r\n/i);
-      const body = jwks.text.slice(jwks.text.indexOf('\r\n\r\n') + 4);
-      assert.ok((JSON.parse(body) as { keys: unknown[] }).keys.length > 0, 'the key set');
       for (const path of [
         '/.auth/login',
         '/.auth/me',
@@ -280,13 +271,67 @@ describe('probes by address (load balancers, kubelets)', () => {
         const r = await rawRequest(gh.port, `GET ${path} HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`);
         assert.equal(r.status, 421, `${path} with Host: ${h}`);
       }
-      for (const path of ['/.auth/health', '/.well-known/jwks.json']) {
-        const post = await rawRequest(
-          gh.port,
-          `POST ${path} HTTP/1.1\r\nHost: ${h}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
-        );
-        assert.equal(post.status, 421, `only GET and HEAD answer without a site: POST ${path}`);
-      }
+      const post = await rawRequest(
+        gh.port,
+        `POST /.auth/health HTTP/1.1\r\nHost: ${h}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
+      );
+      assert.equal(post.status, 421, 'only GET and HEAD are probes');
+    }
+  });
+
+  test("health-check disguises: a prober's User-Agent, or a health path put before a protected one, get no pass (security.md #6)", async () => {
+    const before = gh.upstream.requests.length;
+    const get = (path: string, hostLine: string, agent = '') =>
+      rawRequest(gh.port, `GET ${path} HTTP/1.1\r\n${hostLine}${agent}Connection: close\r\n\r\n`);
+    for (const agent of [
+      'kube-probe/1.31',
+      'ELB-HealthChecker/2.0',
+      'GoogleHC/1.0',
+      'Consul Health Check',
+      'Amazon-Route53-Health-Check-Service (ref 1; report http://amzn.to/1vsZADi)',
+    ]) {
+      const ua = `User-Agent: ${agent}\r\n`;
+      assert.equal((await get('/private/x', host(), ua)).status, 401, agent);
+      assert.equal((await get('/private/x', 'Host: 10.0.0.7:8080\r\n', ua)).status, 421, `${agent}, by address`);
+    }
+    for (const path of [
+      '/.auth/health/../../private/x',
+      '/.auth/ready/../../private/x',
+      '/health/private/x',
+      '/healthz/../private/x',
+      '/private/.auth/health',
+      '/private/x?/.auth/health',
+    ]) {
+      assert.equal((await get(path, host())).status, 401, path);
+      assert.equal((await get(path, 'Host: 10.0.0.7:8080\r\n')).status, 421, `${path}, by address`);
+    }
+    assert.equal((await get('/.auth/health;/../private/x', host())).status, 400);
+    assert.equal(gh.upstream.requests.length, before, 'the app saw none of them');
+    const health = await get('/.auth/health', 'Host: 10.0.0.7:8080\r\n', 'User-Agent: kube-probe/1.31\r\n');
+    assert.equal(health.status, 200);
+    assert.deepEqual(JSON.parse(health.text.slice(health.text.indexOf('\r\n\r\n') + 4)), { status: 'ok' });
+  });
+
+  test('/.well-known/jwks.json answers whatever the Host too: apps fetch the keys by an internal address', async () => {
+    for (const h of ['gatehouse.internal:8080', '10.0.0.7:8080', '[fd00::7]:8080', 'localhost']) {
+      const r = await rawRequest(
+        gh.port,
+        `GET /.well-known/jwks.json HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`,
+      );
+      assert.equal(r.status, 200, `jwks.json with Host: ${h}`);
+      assert.match(r.text, /\r\ncontent-type: application\/jwk-set\+json\r\n/i);
+      const body = r.text.slice(r.text.indexOf('\r\n\r\n') + 4);
+      assert.ok((JSON.parse(body) as { keys: unknown[] }).keys.length > 0, 'the key set');
+      const head = await rawRequest(
+        gh.port,
+        `HEAD /.well-known/jwks.json HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`,
+      );
+      assert.equal(head.status, 200);
+      const post = await rawRequest(
+        gh.port,
+        `POST /.well-known/jwks.json HTTP/1.1\r\nHost: ${h}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
+      );
+      assert.equal(post.status, 421, 'only GET and HEAD answer without a site');
     }
   });
 });

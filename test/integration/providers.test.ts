@@ -554,6 +554,7 @@ describe('a callback that goes wrong ends on one page, logged once, and never lo
         (b) => resign(lab.a, b, (c) => ({ ...c, nonce: 'not-the-nonce-we-sent' })),
         /nonce/,
       ],
+      ['no nonce at all', (b) => resign(lab.a, b, ({ nonce: _, ...c }) => c), /nonce/],
       [
         'an ID token for another client',
         (b) => resign(lab.a, b, (c) => ({ ...c, aud: 'other-client', azp: 'other-client' })),
@@ -612,11 +613,21 @@ describe('a callback that goes wrong ends on one page, logged once, and never lo
               alg: 'RS256',
               kid: lab.a.publicJwk.kid!,
               jwk: evilJwk,
-              jku: 'https://evil.example/jwks',
+              jku: `${gh.upstream.url}/evil/jwks.json`,
             })
             .sign(evilKey),
         }),
         /signature|jwk/i,
+      ],
+      [
+        "an x5u header naming the attacker's certificate",
+        async (b) => ({
+          ...b,
+          id_token: await new SignJWT(decodeJwt(String(b.id_token)) as JWTPayload)
+            .setProtectedHeader({ alg: 'RS256', kid: lab.a.publicJwk.kid!, x5u: `${gh.upstream.url}/evil/cert.pem` })
+            .sign(evilKey),
+        }),
+        /signature/i,
       ],
       ['the access token in place of the ID token', async (b) => ({ ...b, id_token: b.access_token }), /JWT|id_token/i],
       // An access token (RFC 9068) signed with the IdP's own key, for this client: typ is all that says what it is (issue 10.20).
@@ -649,6 +660,11 @@ describe('a callback that goes wrong ends on one page, logged once, and never lo
       const logged = failures(gh, 'id_token_invalid').at(-1)!;
       assert.match(String(logged.detail), detail, `${what}: the log says why (${String(logged.detail)})`);
     }
+    assert.deepEqual(
+      gh.upstream.requests.filter((r) => r.url.startsWith('/evil/')).map((r) => r.url),
+      [],
+      "keys are taken from the provider's JWKS only: a jku or x5u URL in the header is never fetched",
+    );
   });
 
   test('ID tokens that must still pass: no typ, typ JWT or application/jwt, iat a little ahead within the tolerance (issue 10.20)', async () => {

@@ -120,6 +120,30 @@ describe('forwarding', () => {
     assert.equal((await anon.fetch('/docs/a', { method: 'OPTIONS' })).status, 401);
   });
 
+  test('a method-override header cannot turn a GET the rules admit into a DELETE at the app (security.md #69)', async () => {
+    const overrides = [
+      'X-HTTP-Method-Override: DELETE',
+      'x-http-method: DELETE',
+      'X-Method-Override: DELETE',
+      'X_HTTP_Method_Override: DELETE',
+      'X-Http-Method_Override: PUT',
+    ];
+    const before = gh.upstream.requests.length;
+    const res = await rawRequest(
+      gh.port,
+      `GET /docs/a HTTP/1.1\r\nHost: 127.0.0.1:${gh.port}\r\n${overrides.join('\r\n')}\r\nConnection: close\r\n\r\n`,
+    );
+    assert.equal(res.status, 200, 'anonymous: the public GET rule admits it');
+    assert.equal(gh.upstream.requests.length, before + 1);
+    const seen = gh.upstream.last();
+    assert.equal(seen.method, 'GET');
+    assert.deepEqual(
+      Object.keys(seen.headers).filter((h) => /method/i.test(h)),
+      [],
+      'the app gets none of them, so it acts on the method the rule saw',
+    );
+  });
+
   test('keep-alive: many requests share a few upstream connections', async () => {
     let connections = 0;
     const onConn = () => connections++;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { Agent } from 'undici';
 import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 
@@ -163,5 +164,123 @@ describe('throttling under concurrency', () => {
     } finally {
       await gh.close();
     }
+  });
+});
+
+describe('a sign-in flood, and the change-password form as a guessing oracle', () => {
+  test('a flood of sign-ins beyond what argon2 can hash gets fast 503s with Retry-After, not a stalled server (security.md #87)', async () => {
+    const gh = await startGatehouse(() => ({
+      accounts: { rateLimits: { loginPerIp: 10_000, loginPerAccount: 10_000, registerPerIp: 100 } },
+    }));
+    // Enough connections for the flood to arrive at once (the shared test agent keeps 64).
+    const wide = new Agent({ connections: 300 });
+    try {
+      const email = uniqueEmail('flood');
+      await registerJson(new Client(gh.url), email);
+      // Two hashes run at once and 64 wait; 200 at once are far more than that.
+      const done: { status: number; at: number; retryAfter?: string; error?: string }[] = [];
+      let healthAt: number | undefined;
+      let healthStatus = 0;
+      const flood = Array.from({ length: 200 }, (_, i) =>
+        new Client(gh.url, { dispatcher: wide }).postJson('/.auth/login', {
+          email: uniqueEmail(`flood-${i}`),
+          password: 'wrong password here',
+        }),
+      );
+      await Promise.all(
+        flood.map(async (p) => {
+          const r = await p;
+          done.push({
+            status: r.status,
+            at: performance.now(),
+            retryAfter: String(r.headers['retry-after']),
+            error: r.json().error,
+          });
+          // At the first refusal the queue is full: the node must still answer at once.
+          if (r.status === 503 && healthAt === undefined) {
+            healthAt = -1;
+            const health = await new Client(gh.url).get('/.auth/health');
+            [healthStatus, healthAt] = [health.status, performance.now()];
+          }
+        }),
+      );
+      const busy = done.filter((d) => d.status === 503);
+      const checked = done.filter((d) => d.status === 401);
+      assert.deepEqual(
+        [...new Set(done.map((d) => d.status))].sort(),
+        [401, 503],
+        'each attempt was either checked (401) or refused at once (503)',
+      );
+      assert.ok(busy.length > 0 && checked.length > 0, `${busy.length} refused, ${checked.length} checked`);
+      for (const d of busy) assert.deepEqual([d.retryAfter, d.error], ['5', 'unavailable']);
+      const lastChecked = Math.max(...checked.map((d) => d.at));
+      assert.ok(
+        busy.every((d) => d.at < lastChecked),
+        'the refusals came back while the queue was still being worked off, not after waiting in it',
+      );
+      assert.equal(healthStatus, 200);
+      assert.ok(healthAt! < lastChecked, 'the node answered other requests during the flood');
+      const after = await new Client(gh.url).postJson('/.auth/login', { email, password: PASSWORD });
+      assert.equal(after.status, 200, 'once it is over, sign-in works');
+    } finally {
+      await Promise.all([gh.close(), wide.close()]);
+    }
+  });
+
+  test('a stolen session guessing the current password on the change form uses up the sign-in allowance (security.md #88)', async () => {
+    const gh = await startGatehouse(() => ({
+      accounts: { rateLimits: { loginPerIp: 100, loginPerAccount: 3, registerPerIp: 100 } },
+    }));
+    try {
+      const email = uniqueEmail('stolen');
+      const owner = new Client(gh.url);
+      await registerJson(owner, email);
+      assert.equal((await owner.postJson('/.auth/login', { email, password: PASSWORD })).status, 200);
+      // The thief has the session cookie, not the owner's browser (and its device cookie).
+      const thief = new Client(gh.url);
+      thief.jar.set('gatehouse', owner.jar.get('gatehouse')!);
+      const change = (currentPassword: string) =>
+        thief.postJson('/.auth/account/password', { currentPassword, password: 'a brand new passphrase' });
+      for (let i = 0; i < 3; i++) {
+        const wrong = await change(`guess number ${i}`);
+        assert.equal(wrong.status, 401, `guess ${i + 1}`);
+      }
+      const blocked = await change(PASSWORD);
+      assert.equal(blocked.status, 429, 'even the right current password waits now');
+      assert.ok(Number(blocked.headers['retry-after']) > 0);
+      assert.equal(
+        (await new Client(gh.url).postJson('/.auth/login', { email, password: PASSWORD })).status,
+        429,
+        'the same allowance as the sign-in form: guessing there instead gets nothing more',
+      );
+      const signIn = await owner.postJson('/.auth/login', { email, password: PASSWORD });
+      assert.equal(signIn.status, 200, "the password is unchanged, and the owner's browser keeps its own allowance");
+    } finally {
+      await gh.close();
+    }
+  });
+});
+
+describe('the device cookie of a new account (security.md #42)', () => {
+  let gh: TestGatehouse;
+  before(async () => {
+    gh = await startGatehouse(() => ({ accounts: { rateLimits: { loginPerIp: 20, loginPerAccount: 3 } } }));
+  });
+  after(() => gh.close());
+
+  const attempt = (c: Client, email: string, password = 'wrong password here') =>
+    c.postJson('/.auth/login', { email, password });
+
+  test("the browser that registered is its owner's too: an attacker's lock-out does not keep it out", async () => {
+    const email = uniqueEmail('new-owner');
+    const owner = new Client(gh.url);
+    assert.equal((await owner.postJson('/.auth/register', { email, password: PASSWORD })).status, 201);
+    assert.ok(owner.jar.get('gatehouse-device'), 'registration hands out the device cookie, as a sign-in does');
+    await owner.postJson('/.auth/logout', {});
+
+    const attacker = new Client(gh.url);
+    for (let i = 0; i < 3; i++) assert.equal((await attempt(attacker, email)).status, 401);
+    assert.equal((await attempt(attacker, email, PASSWORD)).status, 429);
+    assert.equal((await attempt(owner, email, PASSWORD)).status, 200, 'the owner signs in regardless');
   });
 });

@@ -25,6 +25,22 @@ export async function cliClient(
   });
 }
 
+/**
+ * The path of an authorization request by a configured public client, with a fixed PKCE
+ * challenge: what a signed-in browser gets there is the consent page.
+ */
+export function consentPath(clientId: string, redirectUri: string, resource: string): string {
+  return `/.auth/oauth/authorize?${new URLSearchParams({
+    response_type: 'code',
+    client_id: clientId,
+    redirect_uri: redirectUri,
+    code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+    code_challenge_method: 'S256',
+    state: 's',
+    resource,
+  })}`;
+}
+
 /** A browser with a signed-in (freshly registered) user. */
 export async function signedInBrowser(
   gh: TestGatehouse,
