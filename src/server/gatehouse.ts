@@ -88,6 +88,8 @@ export class Gatehouse {
   private readonly forwarding: Forwarding;
   /** Each app's undici pool: made here only, so `check` and lint never open one. */
   private readonly upstreams: Upstreams;
+  /** Where a request goes: site, own route, well-known document or app (pipeline/route.ts). */
+  private readonly routes: Routes;
   /** The pipeline's entry points (src/pipeline/) for requests and WebSocket upgrades. */
   private readonly http: HttpEntry;
   private readonly upgrades: UpgradeEntry;
@@ -178,7 +180,6 @@ export class Gatehouse {
     const signIn = new SignIn(services, forms).onRegister((ctx, user) => verification.afterRegister(ctx, user));
     const assertions = new Assertions(keys, secrets, { ttlMs: config.tokens.assertionTtl });
     // The pipeline (src/pipeline/): routes by the table of server/routes.ts, then decides.
-    let routes: Routes | undefined;
     const features: Features = {
       signIn,
       account,
@@ -189,7 +190,8 @@ export class Gatehouse {
       forwardAuth: new ForwardAuth({
         sessions: this.sessions,
         diagnosis,
-        routes: { prefix, route: (method, path, foldCase) => routes!.route(method, path, foldCase) },
+        // The routes are made from the table that holds this one: asked for at request time.
+        routes: { prefix, route: (method, path, foldCase) => this.routes.route(method, path, foldCase) },
         assertions,
         bearer: this.oauth,
       }),
@@ -197,12 +199,12 @@ export class Gatehouse {
       probes: this,
     };
     accountSections(features);
-    routes = new Routes(this.sites, routeTable(features), { base, prefix });
+    this.routes = new Routes(this.sites, routeTable(features), { base, prefix });
     this.upstreams = new Upstreams([...this.sites.values()].flatMap((s) => s.apps));
     const toApp = new ToApp({ forwarding: this.forwarding, providers: this.providers });
     const entry = {
       logger,
-      routes,
+      routes: this.routes,
       trusted: this.trusted,
       forwarding: this.forwarding,
       diagnosis,
