@@ -11,6 +11,7 @@
 export { Gatehouse, type GatehouseOptions } from './server/gatehouse.ts';
 export { ConfigError, loadConfig, parseConfig } from './config/load.ts';
 export { ConfigSchema, type Config, type ConfigInput } from './config/schema.ts';
-export { lintConfig, type Warning } from './config/lint.ts';
+export { lintConfig } from './cli/lint.ts';
+export type { Warning } from './config/warning.ts';
 export { createLogger, type Logger } from './log/index.ts';
 export { openStore, StoreConflictError, StoreUnavailableError, type Store } from './store/index.ts';

@@ -1,10 +1,11 @@
 import { field, type Input } from '../http/body.ts';
 import { expireCookie, readCookie, serializeCookie } from '../http/cookies.ts';
 import { redirect, sendJson } from '../http/respond.ts';
+import type { Config } from '../config/schema.ts';
+import type { Logger } from '../log/index.ts';
 import { messagePage } from '../pages/index.ts';
-import type { FormTools } from '../server/auth-routes.ts';
-import type { RequestContext, Services } from '../server/context.ts';
-import type { Site } from '../server/sites.ts';
+import type { FormTools } from '../pages/kit.ts';
+import type { RequestContext, SiteInfo } from '../http/context.ts';
 import type { EmailTokenPurpose } from '../store/index.ts';
 import type { EmailTokens, LinkCheck, LinkProblem } from './email-tokens.ts';
 import { describeLinkProblem } from './pages.ts';
@@ -24,6 +25,14 @@ import { describeLinkProblem } from './pages.ts';
  * `Origin: null` with the form's POST, which the cross-site check rightly refuses.)
  */
 
+/** What mailed links use (the composition root's Services satisfies it). */
+export interface MailedLinksDeps {
+  config: Config;
+  logger: Logger;
+  /** Own routes' prefix, publicUrl's base path included. */
+  prefix: string;
+}
+
 type Kind = 'verify' | 'reset';
 
 const PURPOSE: Record<Kind, EmailTokenPurpose> = { verify: 'verify_email', reset: 'reset_password' };
@@ -33,18 +42,18 @@ const ROUTE: Record<Kind, string> = { verify: '/verify-email', reset: '/reset-pa
 const COOKIE_MAX_AGE_S = 3600;
 
 export class MailedLinks {
-  private readonly s: Services;
+  private readonly s: MailedLinksDeps;
   private readonly tools: FormTools;
   readonly tokens: EmailTokens;
 
-  constructor(services: Services, tools: FormTools, tokens: EmailTokens) {
-    this.s = services;
+  constructor(deps: MailedLinksDeps, tools: FormTools, tokens: EmailTokens) {
+    this.s = deps;
     this.tools = tools;
     this.tokens = tokens;
   }
 
   /** The link to mail: built from the site's origin (publicUrl), never from the request's Host. */
-  url(site: Site, kind: Kind, token: string): string {
+  url(site: SiteInfo, kind: Kind, token: string): string {
     return `${site.origin}${this.s.prefix}${ROUTE[kind]}?token=${token}`;
   }
 

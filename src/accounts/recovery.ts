@@ -4,13 +4,18 @@ import { redirect, sendJson } from '../http/respond.ts';
 import type { Mailer, MailTask } from '../mail/mailer.ts';
 import { humanDuration, passwordChangedMail, resetMail } from '../mail/messages.ts';
 import { messagePage } from '../pages/index.ts';
-import type { AccountRoutes } from '../server/account.ts';
-import type { FormTools } from '../server/auth-routes.ts';
-import type { RequestContext, Services } from '../server/context.ts';
-import type { Params, Router } from '../server/router.ts';
-import type { Site } from '../server/sites.ts';
-import type { User } from '../store/index.ts';
-import { normalizeEmail } from './email.ts';
+import type { SessionGate } from './account-page.ts';
+import type { Accounts } from './service.ts';
+import type { Throttle } from './throttle.ts';
+import type { Config } from '../config/schema.ts';
+import type { Diagnosis } from '../diagnosis/index.ts';
+import type { Logger } from '../log/index.ts';
+import type { AccountSectionView } from '../pages/index.ts';
+import type { ActiveSession, Sessions } from '../sessions/index.ts';
+import type { FormTools } from '../pages/kit.ts';
+import type { RequestContext, SiteInfo } from '../http/context.ts';
+import type { Store, User } from '../store/index.ts';
+import { normalizeEmail } from '../config/email.ts';
 import type { MailedLinks } from './mailed-links.ts';
 import {
   changePasswordForm,
@@ -21,10 +26,21 @@ import {
 } from './pages.ts';
 import { hashPassword, passwordProblem } from './passwords.ts';
 
-type Handler = (ctx: RequestContext, params: Params) => Promise<void>;
-
 /** What forgot-password answers, for every address alike (security.md #41). */
 const SENT = 'If there is an account for this address, a message with a link to choose a new password is on its way.';
+
+/** What password reset and change use (the composition root's Services satisfies it). */
+export interface RecoveryDeps {
+  config: Config;
+  logger: Logger;
+  store: Store;
+  sessions: Sessions;
+  accounts: Accounts;
+  throttle: Throttle;
+  diagnosis: Diagnosis;
+  /** Own routes' prefix, publicUrl's base path included. */
+  prefix: string;
+}
 
 /**
  * Passwords a user changes themselves:
@@ -37,43 +53,47 @@ const SENT = 'If there is an account for this address, a message with a link to 
  *                               their other sessions end, this one stays
  */
 export class PasswordRecovery {
-  private readonly s: Services;
+  private readonly s: RecoveryDeps;
   private readonly tools: FormTools;
+  private readonly account: SessionGate;
   private readonly links: MailedLinks;
   private readonly mailer: Mailer | undefined;
 
-  constructor(services: Services, tools: FormTools, links: MailedLinks, mailer: Mailer | undefined) {
-    this.s = services;
+  constructor(
+    deps: RecoveryDeps,
+    tools: FormTools,
+    account: SessionGate,
+    links: MailedLinks,
+    mailer: Mailer | undefined,
+  ) {
+    this.s = deps;
     this.tools = tools;
+    this.account = account;
     this.links = links;
     this.mailer = mailer;
   }
 
-  register(router: Router<Handler>, account: AccountRoutes): void {
-    router
-      .add('GET', '/forgot-password', (c) => this.forgotForm(c))
-      .add('POST', '/forgot-password', (c) => this.forgot(c))
-      .add('GET', '/reset-password', (c) => this.resetForm(c))
-      .add('POST', '/reset-password', (c) => this.reset(c))
-      .add('GET', '/account/password', (c) => this.changeForm(c, account))
-      .add('POST', '/account/password', (c) => this.change(c, account));
-    account.addSection(15, async (ctx, active, csrf) => {
-      if (!active.user.passwordHash) return undefined;
-      const changed = this.tools.queryParam(ctx, 'password') === 'changed';
-      return {
-        id: 'password',
-        heading: 'Password',
-        body: changePasswordForm({
-          appTitle: ctx.site.title,
-          csrf,
-          action: `${this.s.prefix}/account/password`,
-          email: active.user.email,
-          minPasswordLength: this.s.config.accounts.minPasswordLength,
-          focus: false,
-        }),
-        notice: changed ? 'Your password was changed. Every other session was signed out.' : undefined,
-      };
-    });
+  /** The "Password" section of the account page (for users who have one). */
+  async accountSection(
+    ctx: RequestContext,
+    active: ActiveSession,
+    csrf: string,
+  ): Promise<AccountSectionView | undefined> {
+    if (!active.user.passwordHash) return undefined;
+    const changed = this.tools.queryParam(ctx, 'password') === 'changed';
+    return {
+      id: 'password',
+      heading: 'Password',
+      body: changePasswordForm({
+        appTitle: ctx.site.title,
+        csrf,
+        action: `${this.s.prefix}/account/password`,
+        email: active.user.email,
+        minPasswordLength: this.s.config.accounts.minPasswordLength,
+        focus: false,
+      }),
+      notice: changed ? 'Your password was changed. Every other session was signed out.' : undefined,
+    };
   }
 
   private get resetTtl(): number {
@@ -118,7 +138,7 @@ export class PasswordRecovery {
     });
   }
 
-  private async forgotForm(ctx: RequestContext): Promise<void> {
+  async forgotForm(ctx: RequestContext): Promise<void> {
     if (!this.mailer) return this.notConfigured(ctx, 200);
     if (this.tools.queryParam(ctx, 'sent') === '1') {
       return this.tools.html(
@@ -144,7 +164,7 @@ export class PasswordRecovery {
    * only then makes and mails a link, or nothing. So nothing the answer waits for, nor its
    * timing, depends on the account (security.md #41).
    */
-  private async forgot(ctx: RequestContext): Promise<void> {
+  async forgot(ctx: RequestContext): Promise<void> {
     const input = await this.tools.readPost(ctx);
     if (!this.mailer) return this.notConfigured(ctx, 501, input);
     const given = field(input, 'email', 512);
@@ -168,7 +188,7 @@ export class PasswordRecovery {
   }
 
   /** The background half of forgot-password: who the address belongs to, and their link (or nothing). */
-  private resetTask(site: Site, email: string, requestId: string): MailTask {
+  private resetTask(site: SiteInfo, email: string, requestId: string): MailTask {
     const ttlMs = this.resetTtl;
     const task: MailTask = {
       kind: 'password_reset',
@@ -222,7 +242,7 @@ export class PasswordRecovery {
     });
   }
 
-  private async resetForm(ctx: RequestContext): Promise<void> {
+  async resetForm(ctx: RequestContext): Promise<void> {
     if (await this.links.landing(ctx, 'reset')) return;
     if (this.links.tokenOf(ctx, 'reset') === undefined) {
       // Straight here, or the cookie did not stick (blocked cookies).
@@ -241,7 +261,7 @@ export class PasswordRecovery {
     this.tools.html(ctx, 200, this.renderReset(ctx, token, checked.user.email), cookies);
   }
 
-  private async reset(ctx: RequestContext): Promise<void> {
+  async reset(ctx: RequestContext): Promise<void> {
     const input = await this.tools.readPost(ctx);
     const password = field(input, 'password', 8192) ?? '';
     const checked = await this.links.check(ctx, 'reset', input);
@@ -278,7 +298,7 @@ export class PasswordRecovery {
     this.notifyChanged(ctx.site, user, 'reset');
     const cookies = [this.links.clear(ctx, 'reset')];
     // This browser's session is gone too; so is the sign-in marker, which would otherwise
-    // make the login page explain a session that "did not stick" (edge/diagnose.ts).
+    // make the login page explain a session that "did not stick" (diagnosis/).
     if (readCookie(ctx.req.headers.cookie, ctx.site.session.name) !== undefined)
       cookies.push(this.s.sessions.clear(ctx.site.session), this.s.diagnosis.clearSignedIn(ctx.site));
     const login = `${ctx.site.origin}${this.s.prefix}/login?reset=1`;
@@ -287,7 +307,7 @@ export class PasswordRecovery {
   }
 
   /** "Your password was changed": so an owner learns of a change they did not make. */
-  private notifyChanged(site: Site, user: User, how: 'reset' | 'changed'): void {
+  private notifyChanged(site: SiteInfo, user: User, how: 'reset' | 'changed'): void {
     this.mailer?.send({
       kind: 'password_changed',
       userId: user.id,
@@ -307,8 +327,8 @@ export class PasswordRecovery {
 
   // ---- change password (signed in) --------------------------------------------------
 
-  private async changeForm(ctx: RequestContext, account: AccountRoutes): Promise<void> {
-    const active = await account.requireSession(ctx);
+  async changeForm(ctx: RequestContext): Promise<void> {
+    const active = await this.account.requireSession(ctx);
     if (!active) return;
     if (!active.user.passwordHash) return redirect(ctx.res, 302, `${ctx.site.origin}${this.s.prefix}/account`);
     const { token, cookies } = this.tools.csrf(ctx);
@@ -328,9 +348,9 @@ export class PasswordRecovery {
     );
   }
 
-  private async change(ctx: RequestContext, account: AccountRoutes): Promise<void> {
+  async change(ctx: RequestContext): Promise<void> {
     const input = await this.tools.readPost(ctx);
-    const active = await account.requireSession(ctx);
+    const active = await this.account.requireSession(ctx);
     if (!active) return;
     const { user, session } = active;
     const device = readCookie(ctx.req.headers.cookie, ctx.site.cookies.device);

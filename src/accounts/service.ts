@@ -1,6 +1,8 @@
+// accounts/ (feature): local accounts: registration and password login, throttling, display names, the
+// sign-in, account, verification and password-reset pages, and mailed links.
 import type { Config } from '../config/schema.ts';
 import { StoreConflictError, type Store, type User } from '../store/index.ts';
-import { normalizeEmail } from './email.ts';
+import { normalizeEmail } from '../config/email.ts';
 import { checkDisplayName } from './names.ts';
 import {
   dummyHash,

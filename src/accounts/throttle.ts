@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
 import { rateLimitAddress } from '../http/client-ip.ts';
-import type { Secrets } from '../tokens/secrets.ts';
+import type { Secrets } from '../keys/secrets.ts';
 
 const WINDOW_MS = 15 * 60_000;
 const HOUR_MS = 60 * 60_000;

@@ -2,17 +2,28 @@ import { redirect, sendJson, wantsHtml } from '../http/respond.ts';
 import { HttpError } from '../http/errors.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { verificationMail } from '../mail/messages.ts';
-import type { AccountRoutes } from '../server/account.ts';
-import type { FormTools } from '../server/auth-routes.ts';
-import type { RequestContext, Services } from '../server/context.ts';
-import type { Params, Router } from '../server/router.ts';
-import type { Site } from '../server/sites.ts';
-import type { ActiveSession } from '../sessions/index.ts';
-import type { User } from '../store/index.ts';
+import type { SessionGate } from './account-page.ts';
+import type { Throttle } from './throttle.ts';
+import type { Config } from '../config/schema.ts';
+import type { Logger } from '../log/index.ts';
+import type { AccountSectionView } from '../pages/index.ts';
+import type { FormTools } from '../pages/kit.ts';
+import type { RequestContext, SiteInfo } from '../http/context.ts';
+import type { ActiveSession, Sessions } from '../sessions/index.ts';
+import type { Store, User } from '../store/index.ts';
 import type { MailedLinks } from './mailed-links.ts';
 import { confirmEmailPage, emailSection, verifyStatusPage } from './pages.ts';
 
-type Handler = (ctx: RequestContext, params: Params) => Promise<void>;
+/** What email verification uses (the composition root's Services satisfies it). */
+export interface VerificationDeps {
+  config: Config;
+  logger: Logger;
+  store: Store;
+  sessions: Sessions;
+  throttle: Throttle;
+  /** Own routes' prefix, publicUrl's base path included. */
+  prefix: string;
+}
 
 /**
  * Email verification:
@@ -26,24 +37,29 @@ type Handler = (ctx: RequestContext, params: Params) => Promise<void>;
  * what protected routes require.
  */
 export class EmailVerification {
-  private readonly s: Services;
+  private readonly s: VerificationDeps;
   private readonly tools: FormTools;
+  private readonly account: SessionGate;
   private readonly links: MailedLinks;
   private readonly mailer: Mailer | undefined;
 
-  constructor(services: Services, tools: FormTools, links: MailedLinks, mailer: Mailer | undefined) {
-    this.s = services;
+  constructor(
+    deps: VerificationDeps,
+    tools: FormTools,
+    account: SessionGate,
+    links: MailedLinks,
+    mailer: Mailer | undefined,
+  ) {
+    this.s = deps;
     this.tools = tools;
+    this.account = account;
     this.links = links;
     this.mailer = mailer;
   }
 
-  register(router: Router<Handler>, account: AccountRoutes): void {
-    router
-      .add('GET', '/verify-email', (c) => this.page(c))
-      .add('POST', '/verify-email', (c) => this.confirm(c))
-      .add('POST', '/verify-email/resend', (c) => this.resend(c, account));
-    account.addSection(5, async (ctx, active, csrf) => ({
+  /** The "Email address" section of the account page. */
+  async accountSection(_ctx: RequestContext, active: ActiveSession, csrf: string): Promise<AccountSectionView> {
+    return {
       id: 'email-address',
       heading: 'Email address',
       body: emailSection({
@@ -52,7 +68,7 @@ export class EmailVerification {
         csrf,
         resendAction: this.mailer ? `${this.s.prefix}/verify-email/resend` : undefined,
       }),
-    }));
+    };
   }
 
   /**
@@ -64,7 +80,7 @@ export class EmailVerification {
     return this.queueLink(ctx.site, user, false);
   }
 
-  private queueLink(site: Site, user: User, quotaTaken: boolean): boolean {
+  private queueLink(site: SiteInfo, user: User, quotaTaken: boolean): boolean {
     const mailer = this.mailer;
     if (!mailer || user.emailVerified) return false;
     const ttlMs = this.s.config.email!.verifyLinkTtl;
@@ -94,7 +110,7 @@ export class EmailVerification {
     });
   }
 
-  private async page(ctx: RequestContext): Promise<void> {
+  async page(ctx: RequestContext): Promise<void> {
     if (await this.links.landing(ctx, 'verify')) return;
     const { token: csrf, cookies } = this.tools.csrf(ctx);
     const cookie = this.links.tokenOf(ctx, 'verify');
@@ -148,7 +164,7 @@ export class EmailVerification {
     );
   }
 
-  private async confirm(ctx: RequestContext): Promise<void> {
+  async confirm(ctx: RequestContext): Promise<void> {
     const input = await this.tools.readPost(ctx);
     const used = await this.links.consume(ctx, 'verify', input);
     if (!used.ok) return this.links.problem(ctx, 'verify', used.problem, false, input);
@@ -163,9 +179,9 @@ export class EmailVerification {
     redirect(ctx.res, 303, `${ctx.site.origin}${this.s.prefix}/verify-email?verified=1`, clear);
   }
 
-  private async resend(ctx: RequestContext, account: AccountRoutes): Promise<void> {
+  async resend(ctx: RequestContext): Promise<void> {
     const input = await this.tools.readPost(ctx, { bodiless: true });
-    const active = await account.requireSession(ctx);
+    const active = await this.account.requireSession(ctx);
     if (!active) return;
     const user = active.user;
     const done = `${ctx.site.origin}${this.s.prefix}/verify-email`;

@@ -1,3 +1,5 @@
+// cache/ (model): the Cache interface for rate-limit counters, in memory or in Redis; openCache picks one
+// from the config.
 import type { Config } from '../config/schema.ts';
 import { MemoryCache } from './memory.ts';
 import { RedisCache } from './redis.ts';

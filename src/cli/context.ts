@@ -4,7 +4,7 @@ import { MemoryCache } from '../cache/memory.ts';
 import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { openStore, type Store } from '../store/index.ts';
-import { loadSecrets } from '../tokens/secrets.ts';
+import { loadSecrets } from '../keys/secrets.ts';
 
 /** What operator commands need: the config's store and the account rules. */
 export interface OperatorContext {

@@ -1,12 +1,12 @@
 import { formatDuration } from '../config/duration.ts';
-import { keyPolicy, keyStates, rotateKeys, type SigningAlgorithm } from '../tokens/keys.ts';
-import { loadSecrets } from '../tokens/secrets.ts';
+import { keyPolicy, keyStates, rotateKeys, type SigningAlgorithm } from '../keys/keys.ts';
+import { loadSecrets } from '../keys/secrets.ts';
 import type { OperatorContext } from './context.ts';
 import { out, table, UsageError } from './io.ts';
 
 const iso = (t: number) => new Date(t).toISOString().slice(0, 19) + 'Z';
 
-/** `gatehouse keys list|rotate`: the signing keys in the store (see src/tokens/keys.ts). */
+/** `gatehouse keys list|rotate`: the signing keys in the store (see src/keys/keys.ts). */
 export async function keys(
   ctx: OperatorContext,
   args: string[],

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import * as oauth from 'openid-client';
-import { BUILTIN_CLI_CLIENT as CLI_CLIENT_ID } from '../config/tokens.ts';
-import { isLoopbackHost } from '../oauth/loopback.ts';
+import { BUILTIN_CLI_CLIENT as CLI_CLIENT_ID } from '../config/oauth.ts';
+import { isLoopbackHost } from '../http/loopback.ts';
 import { covers, Credentials, type StoredLogin } from './credentials.ts';
 import { err, out, UsageError } from './io.ts';
 

@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// cli/: the gatehouse command: every command's options and usage (this file), check and its lint, serve,
+// users, sessions, keys, backup, and login/token/logout for the users of an app. The only importer of server/.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { closest } from '../config/suggest.ts';

@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig } from '../config/load.ts';
-import { lintConfig } from '../config/lint.ts';
+import { lintConfig } from './lint.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import { Gatehouse } from '../server/gatehouse.ts';
 import { err } from './io.ts';

@@ -1,4 +1,4 @@
-import { normalizeEmail } from '../accounts/email.ts';
+import { normalizeEmail } from '../config/email.ts';
 import { checkDisplayName } from '../accounts/names.ts';
 import { hashPassword, passwordProblem } from '../accounts/passwords.ts';
 import type { User } from '../store/index.ts';

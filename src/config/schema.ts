@@ -1,9 +1,11 @@
+// config/ (base): the config, its one zod schema (every part's, this file and mail.ts, providers.ts,
+// oauth.ts), the YAML loader, durations, the JSON Schema, and the Warning type of `gatehouse check`.
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { EmailSchema } from '../mail/schema.ts';
-import { ProvidersSchema, TokenRelayApp, TokenRelayRoute } from '../providers/schema.ts';
+import { EmailSchema } from './mail.ts';
+import { ProvidersSchema, TokenRelayApp, TokenRelayRoute } from './providers.ts';
 import { durationField } from './duration.ts';
-import { checkOAuthTokens, OAUTH_TOKEN_FIELDS } from './tokens.ts';
+import { checkOAuthTokens, OAUTH_TOKEN_FIELDS } from './oauth.ts';
 
 /**
  * The one definition of gatehouse.yaml. The JSON Schema under schema/ is generated from it
@@ -492,4 +494,4 @@ export type Config = z.output<typeof ConfigSchema>;
 export type AppConfig = z.output<typeof AppSchema>;
 export type RouteConfig = z.output<typeof RouteSchema>;
 export type AllowConfig = z.output<typeof AllowSchema>;
-export type { ProviderConfig } from '../providers/schema.ts';
+export type { ProviderConfig } from './providers.ts';

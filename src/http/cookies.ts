@@ -48,3 +48,11 @@ export function serializeCookie(name: string, value: string, o: CookieOptions): 
 export function expireCookie(name: string, o: Omit<CookieOptions, 'maxAgeSeconds'>): string {
   return serializeCookie(name, '', { ...o, maxAgeSeconds: 0 });
 }
+
+/** The session cookie's name and attributes (sessions/ reads and sets it). */
+export interface SessionCookie {
+  name: string;
+  secure: boolean;
+  /** Path attribute; default "/". */
+  path?: string;
+}

@@ -187,3 +187,11 @@ export function safeReturnPath(value: unknown, origins: readonly string[]): stri
   const path = resolved.pathname + resolved.search + resolved.hash;
   return path.startsWith('//') ? undefined : path;
 }
+
+/** A return target (path, maybe with query) that stays below the site's base path. */
+export function insideBase(site: { base: string }, target: string): boolean {
+  if (!site.base) return true;
+  const end = target.search(/[?#]/);
+  const path = end === -1 ? target : target.slice(0, end);
+  return path === site.base || path.startsWith(`${site.base}/`);
+}

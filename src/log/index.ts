@@ -1,3 +1,5 @@
+// log/ (base): the pino logger: JSON lines written in batches, with secret fields censored by the
+// formatter.
 import pino, { type DestinationStream, type Logger } from 'pino';
 
 export type { Logger } from 'pino';

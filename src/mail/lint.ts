@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
-import type { Warning } from '../config/lint.ts';
+import type { Warning } from '../config/warning.ts';
 import type { Config } from '../config/schema.ts';
-import { isLoopbackHost } from '../oauth/loopback.ts';
-import { appsOf } from '../server/sites.ts';
+import { isLoopbackHost } from '../http/loopback.ts';
+import { appsOf } from '../sites/index.ts';
 
-/** `gatehouse check` (and the start-up log) about mail and verified addresses; part of config/lint.ts. */
+/** `gatehouse check` (and the start-up log) about mail and verified addresses; part of cli/lint.ts. */
 export function lintEmail(config: Config): Warning[] {
   const w: Warning[] = [];
   const email = config.email;

@@ -1,8 +1,10 @@
+// mail/ (feature): the mail Gatehouse sends: the background SMTP queue with retries (this file), the
+// messages (messages.ts) and their check warnings (lint.ts).
 import { randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createTransport } from 'nodemailer';
 import type { Logger } from '../log/index.ts';
-import { parseMailbox, type EmailConfig } from './schema.ts';
+import { parseMailbox, type EmailConfig } from '../config/mail.ts';
 
 /** A rendered message (mail/messages.ts). Never logged: bodies carry links with tokens. */
 export interface Message {

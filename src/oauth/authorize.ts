@@ -2,21 +2,14 @@ import { hash, randomBytes } from 'node:crypto';
 import { field, type Input } from '../http/body.ts';
 import { redirect } from '../http/respond.ts';
 import { CSP, messagePage } from '../pages/index.ts';
-import type { RequestContext } from '../server/context.ts';
-import type { App } from '../server/sites.ts';
+import type { RequestContext } from '../http/context.ts';
+import type { App } from '../sites/index.ts';
 import type { Client } from './clients.ts';
-import {
-  handOverProviderTokens,
-  requestedApp,
-  signedIn,
-  userAgentOf,
-  type OAuthDeps,
-  type PageKit,
-} from './context.ts';
+import { handOverProviderTokens, requestedApp, signedIn, userAgentOf, type OAuthDeps, type PageKit } from './deps.ts';
 import { OAuthError, param, paramsFrom, type OAuthParams } from './http.ts';
 import { consentPage } from './pages.ts';
-import { redirectCspSource, redirectUriMatches } from './redirect-uri.ts';
-import type { TokenResponse } from './tokens.ts';
+import { redirectCspSource, redirectUriMatches } from '../http/redirect-uri.ts';
+import type { TokenResponse } from './grants.ts';
 
 const sha256 = (s: string) => hash('sha256', s, 'base64url');
 const CODE_TTL_MS = 60_000;

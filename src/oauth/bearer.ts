@@ -1,10 +1,10 @@
 import type { JWTPayload } from 'jose';
-import type { App } from '../server/sites.ts';
+import type { App } from '../sites/index.ts';
 import type { ActiveSession } from '../sessions/index.ts';
 import type { Grant, Store } from '../store/index.ts';
 import type { Resources } from './resources.ts';
-import type { KeyRing } from '../tokens/keys.ts';
-import { ACCESS_TOKEN_TYP, type TokenService } from './tokens.ts';
+import type { KeyRing } from '../keys/keys.ts';
+import { ACCESS_TOKEN_TYP, type TokenService } from './grants.ts';
 
 /**
  * `Authorization: Bearer` on an app's routes. A token is accepted when its signature is

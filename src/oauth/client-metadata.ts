@@ -1,7 +1,7 @@
 import { lookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
 import { Agent, request } from 'undici';
-import { isLoopbackHost } from './loopback.ts';
+import { isLoopbackHost } from '../http/loopback.ts';
 
 /**
  * Client ID metadata documents (draft-ietf-oauth-client-id-metadata-document, used by the

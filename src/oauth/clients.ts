@@ -1,11 +1,11 @@
 import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { checkDisplayName, cleanDisplayName, MAX_NAME_CHARS } from '../accounts/names.ts';
-import { BUILTIN_CLI_CLIENT, type TokensConfig } from '../config/tokens.ts';
+import { BUILTIN_CLI_CLIENT, type TokensConfig } from '../config/oauth.ts';
 import type { Store } from '../store/index.ts';
 import { MetadataDocumentError, metadataUrlProblem, type MetadataDocuments } from './client-metadata.ts';
 import { OAuthError, param, type OAuthParams } from './http.ts';
-import { redirectUriProblem } from './redirect-uri.ts';
+import { redirectUriProblem } from '../http/redirect-uri.ts';
 
 /**
  * OAuth clients, from four places:

@@ -2,20 +2,13 @@ import { hash, randomBytes } from 'node:crypto';
 import { field } from '../http/body.ts';
 import { redirect, sendJson, wantsHtml } from '../http/respond.ts';
 import { messagePage } from '../pages/index.ts';
-import type { RequestContext } from '../server/context.ts';
+import type { RequestContext } from '../http/context.ts';
 import { StoreConflictError } from '../store/index.ts';
 import { DEVICE_GRANT, type Client } from './clients.ts';
-import {
-  handOverProviderTokens,
-  requestedApp,
-  signedIn,
-  userAgentOf,
-  type OAuthDeps,
-  type PageKit,
-} from './context.ts';
+import { handOverProviderTokens, requestedApp, signedIn, userAgentOf, type OAuthDeps, type PageKit } from './deps.ts';
 import { OAuthError, oauthEndpoint, param, readOAuthForm, sendOAuthJson, type OAuthParams } from './http.ts';
 import { deviceConfirmPage, deviceEntryPage } from './pages.ts';
-import type { TokenResponse } from './tokens.ts';
+import type { TokenResponse } from './grants.ts';
 import { formatUserCode, newUserCode, normalizeUserCode, userCodeProblem } from './user-code.ts';
 
 const sha256 = (s: string) => hash('sha256', s, 'base64url');

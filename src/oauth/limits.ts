@@ -1,5 +1,5 @@
 import type { Cache } from '../cache/index.ts';
-import type { TokensConfig } from '../config/tokens.ts';
+import type { TokensConfig } from '../config/oauth.ts';
 import { rateLimitAddress } from '../http/client-ip.ts';
 
 const WINDOW_MS = 15 * 60_000;

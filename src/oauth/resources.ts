@@ -1,5 +1,5 @@
 import { normalizeTarget } from '../http/target.ts';
-import { appFor, hostKey, type App, type Site } from '../server/sites.ts';
+import { appFor, hostKey, type App, type Site } from '../sites/index.ts';
 
 /**
  * Apps as OAuth protected resources (RFC 8707, RFC 9728). Each app's resource identifier is

@@ -1,32 +1,31 @@
+// oauth/ (feature): the OAuth 2.1 server for CLIs and MCP clients: endpoints (this file), device flow,
+// code + consent, grants and tokens, clients, resources, the bearer check the pipeline uses.
 import type { IncomingMessage } from 'node:http';
 import { field, readBody } from '../http/body.ts';
+import { paths } from '../http/paths.ts';
 import { redirect, sendJson } from '../http/respond.ts';
-import type { RequestContext } from '../server/context.ts';
-import type { Params, Router } from '../server/router.ts';
-import type { App, Site } from '../server/sites.ts';
-import type { WellKnown } from '../server/well-known.ts';
+import type { RequestContext } from '../http/context.ts';
+import type { App, Site } from '../sites/index.ts';
 import type { ProviderService } from '../providers/service.ts';
 import type { ActiveSession } from '../sessions/index.ts';
 import type { AccountSectionView } from '../pages/index.ts';
-import { issuerOf, type KeyRing } from '../tokens/keys.ts';
+import { issuerOf, type KeyRing } from '../keys/keys.ts';
 import { AuthorizationCodeFlow } from './authorize.ts';
 import { BearerAuth, bearerToken, looksIssuedBy, type BearerResult } from './bearer.ts';
 import { MetadataDocuments } from './client-metadata.ts';
 import { Clients, DEVICE_GRANT } from './clients.ts';
-import { signedIn, userAgentOf, type OAuthDeps, type PageKit } from './context.ts';
+import { signedIn, userAgentOf, type OAuthDeps, type PageKit } from './deps.ts';
 import { DeviceFlow, SIGN_IN_FOR_DEVICE } from './device.ts';
 import { CORS, OAuthError, oauthEndpoint, param, preflight, readOAuthForm, sendOAuthJson } from './http.ts';
 import { Limits } from './limits.ts';
-import { isLoopbackHost } from './loopback.ts';
+import { isLoopbackHost } from '../http/loopback.ts';
 import { grantsSection } from './pages.ts';
 import { Resources } from './resources.ts';
 import { Scopes } from './scopes.ts';
-import { TokenService, type TokenResponse } from './tokens.ts';
+import { TokenService, type TokenResponse } from './grants.ts';
 
 type Handler = (ctx: RequestContext) => Promise<void>;
 
-const PRM = '/.well-known/oauth-protected-resource';
-const ASM = '/.well-known/oauth-authorization-server';
 const DAY = 86_400_000;
 
 export type OAuthServerOptions = Pick<
@@ -38,6 +37,8 @@ export type OAuthServerOptions = Pick<
   keys: KeyRing;
   /** The clock of every OAuth decision (codes, grants, tokens); tests move it by hand. */
   now?: () => number;
+  /** The page kit (pages/kit.ts) the device, consent and account pages are made with. */
+  pages: PageKit;
 };
 
 /**
@@ -46,6 +47,7 @@ export type OAuthServerOptions = Pick<
  * <prefix>/oauth/ (authorize, token, device_authorization, revoke, register), the device
  * page at <prefix>/device, the "devices and apps" section of <prefix>/account, the
  * well-known metadata at the root (RFC 8414, RFC 9728), and the bearer check of the proxy.
+ * Their paths and methods are in server/routes.ts; the handlers are the public methods here.
  */
 export class OAuthServer {
   private readonly d: OAuthDeps;
@@ -53,8 +55,9 @@ export class OAuthServer {
   private readonly documents: MetadataDocuments | null;
   private readonly issuerSite: Site | undefined;
   private readonly challenges = new Map<App, string>();
-  private device!: DeviceFlow;
-  private code!: AuthorizationCodeFlow;
+  private readonly pages: PageKit;
+  readonly device: DeviceFlow;
+  readonly code: AuthorizationCodeFlow;
 
   constructor(o: OAuthServerOptions) {
     const issuer = issuerOf(o.config);
@@ -97,65 +100,25 @@ export class OAuthServer {
     };
     this.issuerSite = [...o.sites.values()].find((s) => s.origin === origin);
     this.bearer = new BearerAuth({ keys: o.keys, store: o.store, tokens, resources, issuer, now });
+    this.pages = o.pages;
+    this.device = new DeviceFlow(this.d, o.pages);
+    this.code = new AuthorizationCodeFlow(this.d, o.pages);
   }
 
-  /** Registers the own routes (below the prefix). */
-  addRoutes(router: Router<(ctx: RequestContext, params: Params) => Promise<void>>, pages: PageKit): void {
-    this.device = new DeviceFlow(this.d, pages);
-    this.code = new AuthorizationCodeFlow(this.d, pages);
-    const issuerOnly =
-      (h: Handler): Handler =>
-      async (ctx) => {
-        if (ctx.site !== this.issuerSite) {
-          return sendOAuthJson(ctx.res, 404, {
-            error: 'not_found',
-            error_description: `the OAuth endpoints are at ${this.d.base}/oauth/`,
-          });
-        }
-        return h(ctx);
-      };
-    const cors =
-      (methods: string): Handler =>
-      async (ctx) =>
-        preflight(ctx.res, methods);
-    router
-      .add(
-        'POST',
-        '/oauth/device_authorization',
-        issuerOnly((c) => this.device.authorize(c)),
-      )
-      .add(
-        'POST',
-        '/oauth/token',
-        issuerOnly((c) => this.token(c)),
-      )
-      .add(
-        'POST',
-        '/oauth/revoke',
-        issuerOnly((c) => this.revoke(c)),
-      )
-      .add(
-        'POST',
-        '/oauth/register',
-        issuerOnly((c) => this.register(c)),
-      )
-      .add('OPTIONS', '/oauth/token', cors('POST'))
-      .add('OPTIONS', '/oauth/device_authorization', cors('POST'))
-      .add('OPTIONS', '/oauth/revoke', cors('POST'))
-      .add('OPTIONS', '/oauth/register', cors('POST'))
-      .add(
-        'GET',
-        '/oauth/authorize',
-        issuerOnly((c) => this.code.start(c)),
-      )
-      .add(
-        'POST',
-        '/oauth/authorize',
-        issuerOnly((c) => this.code.decide(c)),
-      )
-      .add('GET', '/device', (c) => this.device.page(c))
-      .add('POST', '/device', (c) => this.device.submit(c))
-      .add('POST', '/account/grants/revoke', (c) => this.revokeByUser(c, pages));
+  /** The OAuth endpoints answer on publicUrl's site only: elsewhere 404, naming where they are. */
+  async onIssuerSite(ctx: RequestContext, h: Handler): Promise<void> {
+    if (ctx.site !== this.issuerSite) {
+      return sendOAuthJson(ctx.res, 404, {
+        error: 'not_found',
+        error_description: `the OAuth endpoints are at ${this.d.base}/oauth/`,
+      });
+    }
+    return h(ctx);
+  }
+
+  /** OPTIONS on an endpoint that browser-based clients call: the CORS preflight allowing `methods`. */
+  async cors(ctx: RequestContext, methods: string): Promise<void> {
+    preflight(ctx.res, methods);
   }
 
   /**
@@ -172,7 +135,7 @@ export class OAuthServer {
 
   // ---- token, revocation, registration --------------------------------------------
 
-  private token(ctx: RequestContext): Promise<void> {
+  token(ctx: RequestContext): Promise<void> {
     return oauthEndpoint(ctx.res, async () => {
       const params = await readOAuthForm(ctx.req);
       const client = await this.d.clients.authenticate(ctx.req, params);
@@ -206,7 +169,7 @@ export class OAuthServer {
   }
 
   /** RFC 7009: always 200 for a well-formed request from a known client; only its own tokens are affected. */
-  private revoke(ctx: RequestContext): Promise<void> {
+  revoke(ctx: RequestContext): Promise<void> {
     return oauthEndpoint(ctx.res, async () => {
       const params = await readOAuthForm(ctx.req);
       const client = await this.d.clients.authenticate(ctx.req, params);
@@ -230,7 +193,7 @@ export class OAuthServer {
     });
   }
 
-  private register(ctx: RequestContext): Promise<void> {
+  register(ctx: RequestContext): Promise<void> {
     return oauthEndpoint(ctx.res, async () => {
       if (!this.d.config.tokens.dynamicRegistration)
         throw new OAuthError(
@@ -286,13 +249,9 @@ export class OAuthServer {
 
   // ---- the account page's devices and apps --------------------------------------
 
-  /** The "Devices and apps" section of <prefix>/account (server/account.ts) for the signed-in user. */
-  async accountSection(
-    ctx: RequestContext,
-    active: ActiveSession,
-    csrf: string,
-    pages: PageKit,
-  ): Promise<AccountSectionView> {
+  /** The "Devices and apps" section of <prefix>/account (accounts/account-page.ts) for the signed-in user. */
+  async accountSection(ctx: RequestContext, active: ActiveSession, csrf: string): Promise<AccountSectionView> {
+    const pages = this.pages;
     const now = this.d.now();
     const grants = (await this.d.store.oauth.grants.listByUser(active.user.id, now)).filter(
       (g) => !this.d.tokens.ended(g, now),
@@ -313,7 +272,7 @@ export class OAuthServer {
     return {
       id: 'grants',
       heading: 'Devices and apps',
-      body: grantsSection({ rows, waiting, action: pages.url(ctx, '/account/grants/revoke'), csrf, now }),
+      body: grantsSection({ rows, waiting, action: pages.url(ctx, paths.revokeGrant), csrf, now }),
       notice:
         query.get('grant_signed_out') === '1'
           ? 'Signed out. That program needs to sign in again to use your account.'
@@ -328,14 +287,19 @@ export class OAuthServer {
    * (`grant`), or cancels a device login they approved that its program has not collected yet
    * (`device`).
    */
-  private async revokeByUser(ctx: RequestContext, pages: PageKit): Promise<void> {
+  async revokeByUser(ctx: RequestContext): Promise<void> {
+    const pages = this.pages;
     const input = await pages.readPost(ctx);
     const active = await signedIn(this.d, ctx);
-    const account = (query?: Record<string, string>) => `${ctx.site.origin}${pages.url(ctx, '/account', query)}`;
+    const account = (query?: Record<string, string>) => `${ctx.site.origin}${pages.url(ctx, paths.account, query)}`;
     if (!active)
       return input.kind === 'json'
         ? sendJson(ctx.res, 401, { error: 'unauthenticated', message: 'Sign in first.' })
-        : redirect(ctx.res, 303, `${ctx.site.origin}${pages.url(ctx, '/login', { rd: pages.url(ctx, '/account') })}`);
+        : redirect(
+            ctx.res,
+            303,
+            `${ctx.site.origin}${pages.url(ctx, paths.login, { rd: pages.url(ctx, paths.account) })}`,
+          );
     const notFound = () =>
       input.kind === 'json'
         ? sendJson(ctx.res, 404, { error: 'not_found', message: 'No such login.' })
@@ -388,28 +352,22 @@ export class OAuthServer {
   // ---- well-known metadata at the root --------------------------------------------
 
   /**
-   * The metadata at the root of each site: RFC 9728 protected-resource metadata for each app
-   * (/.well-known/oauth-protected-resource, and below it the path-suffixed form for any path
-   * an app serves), and on publicUrl's site the RFC 8414 authorization server metadata.
+   * RFC 9728 protected-resource metadata for each app: /.well-known/oauth-protected-resource,
+   * and below it the path-suffixed form for any path an app serves. `suffix`: the path below
+   * that document's path.
    */
-  addWellKnown(registry: WellKnown): void {
-    const methods = ['GET', 'HEAD', 'OPTIONS'];
-    registry.addTree(
-      PRM,
-      (ctx) => {
-        // ctx.path is below publicUrl's base path here (server/well-known.ts).
-        const found = this.d.resources.forMetadata(ctx.site, ctx.path.slice(PRM.length));
-        this.metadata(ctx, found && this.resourceMetadata(found.app, found.resource));
-      },
-      methods,
-    );
-    // RFC 8414 puts it at the root with the issuer's path appended; under a base path only the
-    // base is Gatehouse's, so it is at <publicUrl>/.well-known/oauth-authorization-server (docs/oauth-server.md).
-    registry.add(
-      ASM,
-      (ctx) => this.metadata(ctx, ctx.site === this.issuerSite ? this.serverMetadata() : undefined),
-      methods,
-    );
+  protectedResource(ctx: RequestContext<Site>, suffix: string): void {
+    const found = this.d.resources.forMetadata(ctx.site, suffix);
+    this.metadata(ctx, found && this.resourceMetadata(found.app, found.resource));
+  }
+
+  /**
+   * RFC 8414 authorization server metadata, on publicUrl's site. RFC 8414 puts it at the root with
+   * the issuer's path appended; under a base path only the base is Gatehouse's, so it is at
+   * <publicUrl>/.well-known/oauth-authorization-server (docs/oauth-server.md).
+   */
+  authorizationServer(ctx: RequestContext): void {
+    this.metadata(ctx, ctx.site === this.issuerSite ? this.serverMetadata() : undefined);
   }
 
   private metadata(ctx: RequestContext, body: Record<string, unknown> | undefined): void {

@@ -1,3 +1,5 @@
+// pages/ (base): server-rendered HTML: the escaping template, the layout, accessible forms, the stylesheet,
+// and the page kit every feature's pages use (kit.ts).
 export { html, raw, escapeHtml, SafeHtml } from './html.ts';
 export { layout } from './layout.ts';
 export { loginPage, registerPage, logoutPage, messagePage, summary, type Errors } from './forms.ts';

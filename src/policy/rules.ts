@@ -1,3 +1,5 @@
+// policy/ (model): route rules: globs compiled once, the first rule that matches a method and path, and
+// allow-lists of users.
 import type { AllowConfig, RouteConfig } from '../config/schema.ts';
 
 /**

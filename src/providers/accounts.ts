@@ -1,4 +1,4 @@
-import { normalizeEmail } from '../accounts/email.ts';
+import { normalizeEmail } from '../config/email.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/index.ts';
 import { StoreConflictError, type Identity, type Store, type User } from '../store/index.ts';

@@ -1,5 +1,5 @@
 import * as oauth from 'openid-client';
-import type { ProviderConfig } from './schema.ts';
+import type { ProviderConfig } from '../config/providers.ts';
 import type { ProviderProfile, ProviderTokenSet } from './profile.ts';
 
 /**

@@ -1,9 +1,9 @@
 import { hash, randomBytes } from 'node:crypto';
 import * as oauth from 'openid-client';
 import { readCookie, serializeCookie } from '../http/cookies.ts';
-import type { RequestContext } from '../server/context.ts';
+import type { RequestContext } from '../http/context.ts';
 import type { LoginState, Store } from '../store/index.ts';
-import type { Secrets } from '../tokens/secrets.ts';
+import type { Secrets } from '../keys/secrets.ts';
 import type { FlowError } from './client.ts';
 
 /**
@@ -110,7 +110,7 @@ export class LoginFlows {
     if (Date.now() >= record.expiresAt) return { ok: false, code: 'state_expired', record };
     const binding = readCookie(ctx.req.headers.cookie, ctx.site.cookies.login);
     // Most often the deployment (another scheme or host on the way back, a proxy dropping
-    // cookies) or blocked cookies: routes.ts has edge/diagnose.ts explain it.
+    // cookies) or blocked cookies: routes.ts has diagnosis/ explain it.
     if (binding === undefined) return { ok: false, code: 'state_cookie_missing', record };
     if (binding === null || !COOKIE_VALUE.test(binding) || sha256(binding) !== record.browserHash)
       return { ok: false, code: 'state_cookie_mismatch', record };

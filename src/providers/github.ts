@@ -4,7 +4,7 @@ import type { Logger } from '../log/index.ts';
 import { classify, ProviderError, type ProviderClient } from './client.ts';
 import { tokenSet } from './oidc.ts';
 import { cleanText, type ProviderProfile, type ProviderTokenSet } from './profile.ts';
-import { DEFAULT_SCOPES, displayName, type GithubProviderConfig } from './schema.ts';
+import { DEFAULT_SCOPES, displayName, type GithubProviderConfig } from '../config/providers.ts';
 
 /**
  * GitHub's OAuth2 (not OpenID Connect: no discovery, no ID token). openid-client still runs

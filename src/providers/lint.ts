@@ -1,10 +1,10 @@
 import type { Config } from '../config/schema.ts';
-import { isLoopbackHost } from '../oauth/loopback.ts';
-import { appsOf, basePath, buildSites } from '../server/sites.ts';
-import { DEFAULT_SCOPES } from './schema.ts';
+import { isLoopbackHost } from '../http/loopback.ts';
+import { appsOf, basePath, buildSites } from '../sites/index.ts';
+import { DEFAULT_SCOPES } from '../config/providers.ts';
 import { postLogoutUri, redirectUri, relayedProviders } from './service.ts';
 
-/** Provider settings that validate but will hurt; part of `gatehouse check` (config/lint.ts). */
+/** Provider settings that validate but will hurt; part of `gatehouse check` (cli/lint.ts). */
 export function lintProviders(config: Config): { key: string; message: string }[] {
   const w: { key: string; message: string }[] = [];
   const relayed = relayedProviders(config);
@@ -67,19 +67,15 @@ export function providerRegistrations(config: Config): string[] {
   // Own routes sit below publicUrl's path (https://example.com/app/ → /app/.auth).
   const prefix = basePath(config.publicUrl) + config.authPrefix;
   const lines = ['providers (register these URIs at each provider):'];
-  try {
-    for (const p of config.providers) {
-      lines.push(`  ${p.id} (${p.type}${p.type === 'oidc' ? `, ${p.issuer}` : `, ${p.url}`})`);
-      for (const s of sites) lines.push(`    redirect URI:             ${redirectUri(s.origin, prefix, p.id)}`);
-      if (p.type === 'oidc' && p.endSession)
-        for (const s of sites) lines.push(`    post-logout redirect URI: ${postLogoutUri(s.origin, prefix)}`);
-      const apps = appsOf(config)
-        .filter((a) => a.tokenRelay === p.id || a.routes.some((r) => r.tokenRelay === p.id))
-        .map((a) => a.name);
-      if (apps.length) lines.push(`    access token relayed to:  ${apps.join(', ')}`);
-    }
-  } finally {
-    for (const s of sites) for (const a of s.apps) void a.upstream.close();
+  for (const p of config.providers) {
+    lines.push(`  ${p.id} (${p.type}${p.type === 'oidc' ? `, ${p.issuer}` : `, ${p.url}`})`);
+    for (const s of sites) lines.push(`    redirect URI:             ${redirectUri(s.origin, prefix, p.id)}`);
+    if (p.type === 'oidc' && p.endSession)
+      for (const s of sites) lines.push(`    post-logout redirect URI: ${postLogoutUri(s.origin, prefix)}`);
+    const apps = appsOf(config)
+      .filter((a) => a.tokenRelay === p.id || a.routes.some((r) => r.tokenRelay === p.id))
+      .map((a) => a.name);
+    if (apps.length) lines.push(`    access token relayed to:  ${apps.join(', ')}`);
   }
   return lines;
 }

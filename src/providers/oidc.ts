@@ -11,7 +11,7 @@ import {
   type ProviderProfile,
   type ProviderTokenSet,
 } from './profile.ts';
-import { DEFAULT_SCOPES, displayName, type OidcProviderConfig } from './schema.ts';
+import { DEFAULT_SCOPES, displayName, type OidcProviderConfig } from '../config/providers.ts';
 
 /**
  * Any OpenID Connect issuer, through openid-client: discovery on first use (cached; a

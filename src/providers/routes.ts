@@ -1,25 +1,41 @@
 import type { Cache } from '../cache/index.ts';
-import { DiagnosedError } from '../edge/diagnose.ts';
+import { DiagnosedError } from '../diagnosis/index.ts';
 import { field } from '../http/body.ts';
 import { rateLimitAddress } from '../http/client-ip.ts';
 import { HttpError } from '../http/errors.ts';
 import { redirect, sendJson } from '../http/respond.ts';
 import { cspWithFormAction, messagePage } from '../pages/index.ts';
-import type { AccountRoutes } from '../server/account.ts';
-import type { FormTools } from '../server/auth-routes.ts';
-import type { RequestContext, Services } from '../server/context.ts';
-import type { Params, Router } from '../server/router.ts';
-import type { ActiveSession } from '../sessions/index.ts';
-import type { LoginState } from '../store/index.ts';
+import type { SessionGate } from '../accounts/account-page.ts';
+import type { Config } from '../config/schema.ts';
+import type { Diagnosis } from '../diagnosis/index.ts';
+import type { Logger } from '../log/index.ts';
+import type { FormTools } from '../pages/kit.ts';
+import type { RequestContext } from '../http/context.ts';
+import type { Params } from '../http/router.ts';
+import type { ActiveSession, Sessions } from '../sessions/index.ts';
+import type { LoginState, Store } from '../store/index.ts';
 import { classify, type FlowError, type ProviderClient } from './client.ts';
 import { confirmPage, describeFailure, identitiesSection } from './pages.ts';
 import type { ProviderProfile, ProviderTokenSet } from './profile.ts';
 import { redirectUri, type ProviderService } from './service.ts';
-import { sessionOwner } from './tokens.ts';
+import { sessionOwner } from './token-vault.ts';
 
-type Handler = (ctx: RequestContext, params: Params) => Promise<void>;
+/** What the providers' routes use (the composition root's Services satisfies it). */
+export interface ProviderRoutesDeps {
+  config: Config;
+  logger: Logger;
+  store: Store;
+  cache: Cache;
+  sessions: Sessions;
+  diagnosis: Diagnosis;
+  /** Own routes' prefix, publicUrl's base path included. */
+  prefix: string;
+}
 
-/** accounts.rateLimits.providerStartsPerIp counts per this window: generous for people behind one NAT, finite for scripts. */
+/**
+ * accounts.rateLimits.providerStartsPerIp counts per this window: generous for people behind one
+ * NAT, finite for scripts.
+ */
 const STARTS_WINDOW_MS = 15 * 60_000;
 
 /**
@@ -37,34 +53,27 @@ const STARTS_WINDOW_MS = 15 * 60_000;
  */
 export class ProviderRoutes {
   private readonly p: ProviderService;
-  private readonly s: Services;
+  private readonly s: ProviderRoutesDeps;
   private readonly tools: FormTools;
-  private readonly account: AccountRoutes;
+  private readonly account: SessionGate;
   private readonly cache: Cache;
 
-  constructor(providers: ProviderService, services: Services, tools: FormTools, account: AccountRoutes) {
+  constructor(providers: ProviderService, deps: ProviderRoutesDeps, tools: FormTools, account: SessionGate) {
     this.p = providers;
-    this.s = services;
+    this.s = deps;
     this.tools = tools;
     this.account = account;
-    this.cache = services.cache;
+    this.cache = deps.cache;
   }
 
-  register(router: Router<Handler>): void {
-    router
-      .add('GET', '/login/:provider', (c, p) => this.startGet(c, p))
-      .add('POST', '/login/:provider', (c, p) => this.startPost(c, p))
-      .add('GET', '/callback/:provider', (c, p) => this.callback(c, p))
-      .add('POST', '/account/link', (c) => this.link(c))
-      .add('POST', '/account/unlink', (c) => this.unlink(c))
-      .add('GET', '/signed-out', async (c) =>
-        redirect(c.res, 302, `${c.site.origin}${this.s.prefix}/login?signed_out=1`),
-      );
-    this.account.addSection(
-      10,
-      (ctx, active, csrf) => this.identities(ctx, active, csrf),
-      () => this.p.clients.flatMap((c) => c.authorizationOrigins()),
-    );
+  /** GET /signed-out: back from a provider's logout, to the sign-in page that says so. */
+  async signedOut(ctx: RequestContext): Promise<void> {
+    redirect(ctx.res, 302, `${ctx.site.origin}${this.s.prefix}/login?signed_out=1`);
+  }
+
+  /** Origins the identities section's forms are redirected to (the providers' authorization endpoints). */
+  formActions(): string[] {
+    return this.p.clients.flatMap((c) => c.authorizationOrigins());
   }
 
   // ---- starting a flow --------------------------------------------------------------
@@ -81,7 +90,7 @@ export class ProviderRoutes {
     return typeof referer === 'string' && (referer === ctx.site.origin || referer.startsWith(`${ctx.site.origin}/`));
   }
 
-  private async startGet(ctx: RequestContext, params: Params): Promise<void> {
+  async startGet(ctx: RequestContext, params: Params): Promise<void> {
     const client = this.p.get(params.provider!);
     if (!client) return this.fail(ctx, undefined, 'unknown_provider');
     const rd = this.tools.returnPath(ctx, this.tools.queryParam(ctx, 'rd'));
@@ -107,7 +116,7 @@ export class ProviderRoutes {
     );
   }
 
-  private async startPost(ctx: RequestContext, params: Params): Promise<void> {
+  async startPost(ctx: RequestContext, params: Params): Promise<void> {
     const client = this.p.get(params.provider!);
     const input = await this.tools.readPost(ctx);
     if (!client) return this.fail(ctx, undefined, 'unknown_provider');
@@ -149,7 +158,7 @@ export class ProviderRoutes {
 
   // ---- the callback -----------------------------------------------------------------
 
-  private async callback(ctx: RequestContext, params: Params): Promise<void> {
+  async callback(ctx: RequestContext, params: Params): Promise<void> {
     // A HEAD (a link checker, a prefetch) must not spend the one-time state.
     if (ctx.req.method === 'HEAD')
       throw new HttpError(405, 'method_not_allowed', 'Open this address with GET.', { allow: 'GET' });
@@ -161,7 +170,7 @@ export class ProviderRoutes {
     const finished = await this.p.flows.finish(ctx, client.id, states[0]);
     if (!finished.ok) {
       // No state cookie: most often the deployment (scheme or host differs, a proxy drops
-      // cookies); the diagnosis names the likely cause and the key to fix (edge/diagnose.ts).
+      // cookies); the diagnosis names the likely cause and the key to fix (diagnosis/).
       if (finished.code === 'state_cookie_missing') {
         this.s.logger.warn(
           {
@@ -296,7 +305,8 @@ export class ProviderRoutes {
 
   // ---- the account page -------------------------------------------------------------
 
-  private async identities(ctx: RequestContext, active: ActiveSession, csrf: string) {
+  /** The "Sign-in methods" section of the account page: linked identities, link and unlink. */
+  async identities(ctx: RequestContext, active: ActiveSession, csrf: string) {
     if (!this.p.clients.length) return undefined;
     const list = await this.s.store.identities.listByUser(active.user.id);
     const nameOf = (id: string | undefined) => (id && this.p.get(id)?.name) || id;
@@ -322,7 +332,7 @@ export class ProviderRoutes {
     };
   }
 
-  private async link(ctx: RequestContext): Promise<void> {
+  async link(ctx: RequestContext): Promise<void> {
     const input = await this.tools.readPost(ctx);
     const active = await this.account.requireSession(ctx);
     if (!active) return;
@@ -331,7 +341,7 @@ export class ProviderRoutes {
     return this.begin(ctx, client, 'link', active.session.idHash, `${this.s.prefix}/account?linked=${client.id}`);
   }
 
-  private async unlink(ctx: RequestContext): Promise<void> {
+  async unlink(ctx: RequestContext): Promise<void> {
     const input = await this.tools.readPost(ctx);
     const active = await this.account.requireSession(ctx);
     if (!active) return;

@@ -1,11 +1,13 @@
+// providers/ (feature): sign-in with OAuth2/OIDC providers and GitHub: the clients, the flows, linking,
+// the provider token vault and relay, their handlers and pages; this file is what the rest uses.
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/index.ts';
 import type { SafeHtml } from '../pages/index.ts';
-import type { RequestContext } from '../server/context.ts';
+import type { RequestContext } from '../http/context.ts';
 import type { Sessions } from '../sessions/index.ts';
 import type { Session, Store } from '../store/index.ts';
-import type { Secrets } from '../tokens/secrets.ts';
-import { appsOf } from '../server/sites.ts';
+import type { Secrets } from '../keys/secrets.ts';
+import { appsOf } from '../sites/index.ts';
 import { ProviderAccounts } from './accounts.ts';
 import type { ProviderClient } from './client.ts';
 import { LoginFlows } from './flows.ts';
@@ -13,7 +15,7 @@ import { GithubProvider } from './github.ts';
 import { OidcProvider } from './oidc.ts';
 import { loginButtons } from './pages.ts';
 import type { ProviderTokenSet } from './profile.ts';
-import { ProviderTokens, sessionOwner, type AccessToken, type TokenOwner } from './tokens.ts';
+import { ProviderTokens, sessionOwner, type AccessToken, type TokenOwner } from './token-vault.ts';
 
 export interface ProviderDeps {
   config: Config;

@@ -1,28 +1,26 @@
+// proxy/ (feature): moving bytes to the app: one undici pool per app and streaming forward (this file),
+// header hygiene (headers.ts), the WebSocket tunnel (upgrade.ts).
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool } from 'undici';
 import { hasBody } from '../http/protocol.ts';
+import type { App, UpstreamTarget } from '../sites/index.ts';
 import { downstreamResponseHeaders } from './headers.ts';
 
-export interface UpstreamTimeouts {
-  connect: number;
-  response: number;
-  idle: number;
-}
-
-/** One app's upstream: a keep-alive connection pool, created once. */
+/** One app's upstream: a keep-alive connection pool, created once by the Gatehouse that serves it. */
 export class Upstream {
   readonly url: URL;
   readonly host: string;
   /** Path of the upstream URL without its trailing slash, prepended to every request. */
   readonly basePath: string;
   readonly pool: Pool;
-  readonly timeouts: UpstreamTimeouts;
+  readonly timeouts: UpstreamTarget['timeouts'];
 
-  constructor(url: string, timeouts: UpstreamTimeouts) {
-    this.url = new URL(url);
-    this.host = this.url.host;
-    this.basePath = this.url.pathname.replace(/\/+$/, '');
+  constructor(target: UpstreamTarget) {
+    this.url = target.url;
+    this.host = target.host;
+    this.basePath = target.basePath;
+    const timeouts = target.timeouts;
     this.timeouts = timeouts;
     this.pool = new Pool(this.url.origin, {
       connections: 512,
@@ -37,6 +35,24 @@ export class Upstream {
 
   close(): Promise<void> {
     return this.pool.close();
+  }
+}
+
+/** The pools of every app of the sites served: one per app, made at start, closed at shutdown. */
+export class Upstreams {
+  private readonly pools = new Map<App, Upstream>();
+
+  constructor(apps: Iterable<App>) {
+    for (const app of apps) this.pools.set(app, new Upstream(app.upstream));
+  }
+
+  /** The app's pool (every app of the sites it was made with has one). */
+  of(app: App): Upstream {
+    return this.pools.get(app)!;
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.pools.values()].map((u) => u.close()));
   }
 }
 

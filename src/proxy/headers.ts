@@ -10,6 +10,8 @@
  *   4. Gatehouse adds its own forwarding and identity headers.
  */
 
+import { isSpoofable } from '../http/header-names.ts';
+
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -31,41 +33,6 @@ const HOP_BY_HOP = new Set([
   ':authority',
   ':protocol',
 ]);
-
-/** Headers by which an app may act on another method than the request's (security.md #69). */
-export const METHOD_OVERRIDE_HEADERS: readonly string[] = [
-  'x-http-method-override',
-  'x-http-method',
-  'x-method-override',
-];
-
-const SPOOFABLE_EXACT = new Set([
-  'forwarded',
-  'x-real-ip',
-  'x-client-ip',
-  'true-client-ip',
-  'x-rewrite-url',
-  'x-request-id',
-  'x-cluster-client-ip',
-  ...METHOD_OVERRIDE_HEADERS,
-]);
-const SPOOFABLE_PREFIXES = [
-  'x-user-',
-  'x-gatehouse-',
-  'x-forwarded-',
-  'x-original-',
-  'x-auth-request-',
-  'remote-user',
-  'x-remote-',
-];
-
-/** True for a header name no client may send to the app, in any spelling. */
-export function isSpoofable(lowerName: string): boolean {
-  const name = lowerName.includes('_') ? lowerName.replaceAll('_', '-') : lowerName;
-  if (SPOOFABLE_EXACT.has(name)) return true;
-  for (const p of SPOOFABLE_PREFIXES) if (name.startsWith(p)) return true;
-  return false;
-}
 
 let lastConnection = '';
 let lastTokens: ReadonlySet<string> = new Set();

@@ -1,6 +1,8 @@
+// sessions/ (feature): server-side browser sessions: create, look up (cookie → session and user),
+// expire, destroy.
 import { hash, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { expireCookie, readCookie, serializeCookie } from '../http/cookies.ts';
+import { expireCookie, readCookie, serializeCookie, type SessionCookie } from '../http/cookies.ts';
 import type { Session, Store, User } from '../store/index.ts';
 
 /**
@@ -9,13 +11,6 @@ import type { Session, Store, User } from '../store/index.ts';
  * (no fixation), a session is valid only on the origin it was created on, and idle and
  * absolute timeouts are checked here, on the server, on every request.
  */
-
-export interface SessionCookie {
-  name: string;
-  secure: boolean;
-  /** Path attribute; default "/". */
-  path?: string;
-}
 
 export interface ActiveSession {
   session: Session;

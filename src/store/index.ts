@@ -1,3 +1,5 @@
+// store/ (model): the Store interface and its one SQL implementation over SQLite or PostgreSQL, with
+// migrations; openStore picks the driver from the config.
 import type { Config } from '../config/schema.ts';
 import { migrate } from './migrations.ts';
 import { createPostgresDriver } from './postgres.ts';

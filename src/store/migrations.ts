@@ -46,7 +46,7 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
     version: 2,
     name: 'signing keys',
     sql: [
-      // One row per JWS signing key (src/tokens/keys.ts). private_jwk is AES-GCM ciphertext
+      // One row per JWS signing key (src/keys/keys.ts). private_jwk is AES-GCM ciphertext
       // (Secrets.encrypt, bound to the kid); public_jwk is the JWK that /.well-known/jwks.json shows.
       `CREATE TABLE signing_keys (
         kid TEXT PRIMARY KEY,

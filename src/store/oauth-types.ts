@@ -1,4 +1,4 @@
-import type { User } from './types.ts';
+import type { User } from './user-types.ts';
 
 /**
  * Storage for Gatehouse's OAuth authorization server (src/oauth/): registered clients,

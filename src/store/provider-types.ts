@@ -3,7 +3,7 @@
  * pending logins (the server-side half of `state`) and the provider tokens kept for the
  * backend-for-frontend pattern. Part of the Store contract (test/store/contract.ts).
  */
-import type { NewUser, User } from './types.ts';
+import type { NewUser, User } from './user-types.ts';
 
 /** An account at a provider, linked to one Gatehouse user. Keyed by (issuer, subject), never by email. */
 export interface Identity {
@@ -94,7 +94,7 @@ export interface LoginStateStore {
 
 /**
  * Provider tokens held for an owner: a browser session, or a CLI or MCP login. `data` is
- * ciphertext (src/tokens/secrets.ts); the store never sees a token. A row that names a
+ * ciphertext (src/keys/secrets.ts); the store never sees a token. A row that names a
  * session goes with it (ON DELETE CASCADE), and every row goes with its user.
  */
 export interface ProviderTokenRecord {

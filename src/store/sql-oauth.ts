@@ -484,7 +484,7 @@ export class SqlOAuth implements OAuthStore {
       `DELETE FROM oauth_grants WHERE expires_at <= ? OR last_used_at <= ? OR revoked_at <= ?`,
       [now, now - o.grantIdleMs, o.revokedBefore],
     );
-    // Provider tokens a grant was given (owner "grant:<id>", src/providers/tokens.ts) go when it
+    // Provider tokens a grant was given (owner "grant:<id>", src/providers/token-vault.ts) go when it
     // ends. The grant is looked up by its key (SUBSTR after "grant:"), not by a concatenation
     // no index can serve, which made this a scan of every grant for every such row.
     const relayed = await this.db.run(

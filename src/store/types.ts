@@ -1,32 +1,15 @@
 import type { EmailTokenStore } from './email-token-types.ts';
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import type { OAuthStore } from './oauth-types.ts';
+import type { NewUser, User } from './user-types.ts';
+
+export type { NewUser, User } from './user-types.ts';
 
 /**
  * The storage contract. Every method is async and free of any one database's features,
  * so the SQLite (embedded, default) and PostgreSQL (several nodes) implementations pass
  * the same test suite (test/store/contract.ts). Times are epoch milliseconds.
  */
-
-export interface User {
-  id: string;
-  email: string;
-  emailVerified: boolean;
-  name: string | null;
-  groups: string[];
-  passwordHash: string | null;
-  disabled: boolean;
-  createdAt: number;
-  updatedAt: number;
-}
-
-export interface NewUser {
-  email: string;
-  emailVerified?: boolean;
-  name?: string | null;
-  groups?: string[];
-  passwordHash?: string | null;
-}
 
 export interface UserPatch {
   name?: string | null;
@@ -90,7 +73,7 @@ export interface KeyValueStore {
 }
 
 /**
- * A JWS signing key (src/tokens/keys.ts). Published from createdAt, signs from activatesAt,
+ * A JWS signing key (src/keys/keys.ts). Published from createdAt, signs from activatesAt,
  * published until retiresAt (null while no newer key has been added), then dropped.
  */
 export interface SigningKey {

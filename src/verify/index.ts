@@ -1,3 +1,5 @@
+// verify/: gatehouse/verify, published for apps: checks the signed assertion (jose only). It stands alone:
+// it imports nothing else of Gatehouse's.
 /**
  * `gatehouse/verify`: check the X-Gatehouse-Assertion that Gatehouse adds to every request of
  * a signed-in user, in one call or as middleware (node:http, Express/connect, Fastify).

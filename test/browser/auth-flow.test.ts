@@ -280,7 +280,7 @@ describe("cookie naming over https (Gatehouse's own TLS)", () => {
     const res = await c.postJson('/.auth/register', { email: uniqueEmail('https'), password: PASSWORD });
     assert.equal(res.status, 201, res.text);
     const login = await c.html('/.auth/login');
-    // The loop-breaker's marker is the one exception, on purpose (edge/diagnose.ts).
+    // The loop-breaker's marker is the one exception, on purpose (diagnosis/).
     const all = [...res.cookies, ...login.cookies].filter((s) => !s.startsWith('gatehouse-signin='));
     const names = all.map((s) => s.slice(0, s.indexOf('=')));
     assert.ok(names.includes('__Host-gatehouse'), names.join(', '));

@@ -98,7 +98,7 @@ describeOrSkip('password reset in Chromium', { skip: browserSkip(), timeout: 120
         );
 
         // 4. The laptop's session ended. (Its one-minute sign-in marker goes first: within that
-        // minute a session that vanished is explained as a cookie problem, edge/diagnose.ts.)
+        // minute a session that vanished is explained as a cookie problem, diagnosis/.)
         await laptop.context.clearCookies({ name: 'gatehouse-signin' });
         await laptop.page.goto(`${gh.url}/dashboard`);
         assert.equal(laptop.page.url(), `${gh.url}/.auth/login?rd=%2Fdashboard`);

@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { createLogger } from '../../src/log/index.ts';
 import { Mailer, type MailTask } from '../../src/mail/mailer.ts';
-import { EmailSchema } from '../../src/mail/schema.ts';
+import { EmailSchema } from '../../src/config/mail.ts';
 import { freePort } from '../helpers/gatehouse.ts';
 import { startSmtp, type TestSmtp } from '../helpers/smtp.ts';
 import { selfSigned, type TestCert } from '../helpers/tls.ts';

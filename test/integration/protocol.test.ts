@@ -260,7 +260,14 @@ describe('probes by address (load balancers, kubelets)', () => {
       }
       const head = await rawRequest(gh.port, `HEAD /.auth/ready HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`);
       assert.equal(head.status, 200);
-      for (const path of ['/.auth/login', '/.auth/me', '/public/x', '/.auth/health/x', '/.well-known/jwks.json']) {
+      for (const path of [
+        '/.auth/login',
+        '/.auth/me',
+        '/public/x',
+        '/.auth/health/x',
+        '/.well-known/oauth-authorization-server',
+        '/.well-known/jwks.json/x',
+      ]) {
         const r = await rawRequest(gh.port, `GET ${path} HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`);
         assert.equal(r.status, 421, `${path} with Host: ${h}`);
       }
@@ -303,5 +310,28 @@ describe('probes by address (load balancers, kubelets)', () => {
     const health = await get('/.auth/health', 'Host: 10.0.0.7:8080\r\n', 'User-Agent: kube-probe/1.31\r\n');
     assert.equal(health.status, 200);
     assert.deepEqual(JSON.parse(health.text.slice(health.text.indexOf('\r\n\r\n') + 4)), { status: 'ok' });
+  });
+
+  test('/.well-known/jwks.json answers whatever the Host too: apps fetch the keys by an internal address', async () => {
+    for (const h of ['gatehouse.internal:8080', '10.0.0.7:8080', '[fd00::7]:8080', 'localhost']) {
+      const r = await rawRequest(
+        gh.port,
+        `GET /.well-known/jwks.json HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`,
+      );
+      assert.equal(r.status, 200, `jwks.json with Host: ${h}`);
+      assert.match(r.text, /\r\ncontent-type: application\/jwk-set\+json\r\n/i);
+      const body = r.text.slice(r.text.indexOf('\r\n\r\n') + 4);
+      assert.ok((JSON.parse(body) as { keys: unknown[] }).keys.length > 0, 'the key set');
+      const head = await rawRequest(
+        gh.port,
+        `HEAD /.well-known/jwks.json HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`,
+      );
+      assert.equal(head.status, 200);
+      const post = await rawRequest(
+        gh.port,
+        `POST /.well-known/jwks.json HTTP/1.1\r\nHost: ${h}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
+      );
+      assert.equal(post.status, 421, 'only GET and HEAD answer without a site');
+    }
   });
 });

@@ -467,7 +467,7 @@ describe('a callback that goes wrong ends on one page, logged once, and never lo
     const attacker = new Client(gh.url);
     const cb = await stopAtCallback(attacker, '/.auth/login/a');
     // A victim without the binding cookie: the named "missing cookie" path, explained by the
-    // deployment diagnosis (edge/diagnose.ts): the callback must be on publicUrl.
+    // deployment diagnosis (diagnosis/): the callback must be on publicUrl.
     const victim = new Client(gh.url);
     let n = failures(gh, 'state_cookie_missing').length;
     const missing = await open(victim, cb);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { normalizeEmail } from '../../src/accounts/email.ts';
+import { normalizeEmail } from '../../src/config/email.ts';
 import { checkDisplayName, cleanDisplayName } from '../../src/accounts/names.ts';
 import { hashPassword, needsRehash, passwordProblem, verifyPassword } from '../../src/accounts/passwords.ts';
 

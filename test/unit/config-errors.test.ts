@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { configJsonSchema } from '../../src/config/json-schema.ts';
-import { lintConfig } from '../../src/config/lint.ts';
+import { lintConfig } from '../../src/cli/lint.ts';
 import { ConfigError, parseConfig } from '../../src/config/load.ts';
 import { BASE_CONFIG as base, problems } from '../helpers/config.ts';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { configJsonSchema } from '../../src/config/json-schema.ts';
-import { lintConfig } from '../../src/config/lint.ts';
+import { lintConfig } from '../../src/cli/lint.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { BASE_CONFIG, problems } from '../helpers/config.ts';
 

@@ -3,9 +3,9 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { explain } from '../../src/cli/check.ts';
-import { lintConfig } from '../../src/config/lint.ts';
+import { lintConfig } from '../../src/cli/lint.ts';
 import { ConfigError, parseConfig } from '../../src/config/load.ts';
-import { certificateWarnings, loadTls } from '../../src/edge/tls.ts';
+import { certificateWarnings, loadTls } from '../../src/server/tls.ts';
 import { upstreamRequestHeaders } from '../../src/proxy/headers.ts';
 import { selfSigned } from '../helpers/tls.ts';
 
@@ -120,6 +120,28 @@ describe('publicUrl with a path', () => {
     assert.match(explain(c, 'https://example.com/.auth/login', 'GET'), /outside publicUrl's path \/app\/ → 404/);
     assert.match(explain(c, 'https://example.com/app/public/x', 'GET'), /decision: public/);
     assert.match(explain(c, 'https://example.com/app/.well-known/jwks.json', 'GET'), /JWKS/);
+  });
+
+  test("gatehouse check --explain names the OAuth well-known documents as Gatehouse's, like the proxy serves them", () => {
+    const c = parseConfig(`publicUrl: https://example.com/app/\n${app}`, 'g.yaml', {});
+    for (const path of [
+      '/app/.well-known/oauth-authorization-server',
+      '/app/.well-known/oauth-protected-resource',
+      '/app/.well-known/oauth-protected-resource/app/api',
+    ]) {
+      const text = explain(c, `https://example.com${path}`, 'GET');
+      assert.match(
+        text,
+        /Gatehouse's document \(\/\.well-known\/oauth-[a-z-]+\), on every site; never forwarded/,
+        path,
+      );
+      assert.doesNotMatch(text, /app "|decision:/, path);
+    }
+    // Any other document under /.well-known/ is the app's, decided by its rules.
+    assert.match(explain(c, 'https://example.com/app/.well-known/security.txt', 'GET'), /decision: sign-in required/);
+    // The JWKS and the probes answer whatever the Host (apps fetch the keys by an internal address).
+    assert.match(explain(c, 'http://10.0.0.7:8080/app/.well-known/jwks.json', 'GET'), /answered whatever the Host/);
+    assert.match(explain(c, 'http://10.0.0.7:8080/app/.auth/login', 'GET'), /no site answers for this host → 421/);
   });
 
   test('rules and app prefixes outside the base path are named', () => {

@@ -6,11 +6,12 @@ import { Throttle } from '../../src/accounts/throttle.ts';
 import { MemoryCache } from '../../src/cache/memory.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { rateLimitAddress, TrustedProxies } from '../../src/http/client-ip.ts';
-import { secretsFromKey } from '../../src/tokens/secrets.ts';
+import { secretsFromKey } from '../../src/keys/secrets.ts';
 import { BASE_CONFIG } from '../helpers/config.ts';
 import { Forwarding, parseForwarded } from '../../src/http/forwarded.ts';
 import { readCookie, serializeCookie } from '../../src/http/cookies.ts';
-import { isSpoofable, stripCookies, upstreamRequestHeaders } from '../../src/proxy/headers.ts';
+import { isSpoofable } from '../../src/http/header-names.ts';
+import { stripCookies, upstreamRequestHeaders } from '../../src/proxy/headers.ts';
 
 describe('cookies', () => {
   test('reads one cookie by exact name', () => {

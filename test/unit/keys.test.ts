@@ -6,9 +6,9 @@ import { after, describe, test } from 'node:test';
 import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose';
 import type { ActiveSession } from '../../src/sessions/index.ts';
 import { openStore, type SigningKey, type Store } from '../../src/store/index.ts';
-import { Assertions } from '../../src/tokens/assertion.ts';
-import { KeyRing, keyStates, kidOf, rotateKeys, type KeyPolicy } from '../../src/tokens/keys.ts';
-import { secretsFromKey } from '../../src/tokens/secrets.ts';
+import { Assertions } from '../../src/identity/assertion.ts';
+import { KeyRing, keyStates, kidOf, rotateKeys, type KeyPolicy } from '../../src/keys/keys.ts';
+import { secretsFromKey } from '../../src/keys/secrets.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'gatehouse-keys-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

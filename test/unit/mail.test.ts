@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { EmailTokens, hashToken } from '../../src/accounts/email-tokens.ts';
-import { lintConfig } from '../../src/config/lint.ts';
+import { lintConfig } from '../../src/cli/lint.ts';
 import { ConfigError, parseConfig } from '../../src/config/load.ts';
 import { humanDuration, passwordChangedMail, resetMail, verificationMail } from '../../src/mail/messages.ts';
-import { parseMailbox } from '../../src/mail/schema.ts';
+import { parseMailbox } from '../../src/config/mail.ts';
 import { openStore } from '../../src/store/index.ts';
 
 const base = 'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\n';

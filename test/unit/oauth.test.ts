@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { MemoryCache } from '../../src/cache/memory.ts';
-import { lintConfig } from '../../src/config/lint.ts';
+import { lintConfig } from '../../src/cli/lint.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import {
   MetadataDocumentError,
@@ -20,7 +20,7 @@ import {
   redirectCspSource,
   redirectUriMatches,
   redirectUriProblem,
-} from '../../src/oauth/redirect-uri.ts';
+} from '../../src/http/redirect-uri.ts';
 import { Resources } from '../../src/oauth/resources.ts';
 import { Scopes } from '../../src/oauth/scopes.ts';
 import {
@@ -30,7 +30,7 @@ import {
   USER_CODE_ALPHABET,
   userCodeProblem,
 } from '../../src/oauth/user-code.ts';
-import { buildSites } from '../../src/server/sites.ts';
+import { buildSites } from '../../src/sites/index.ts';
 import { BASE_CONFIG, problems } from '../helpers/config.ts';
 
 const base = BASE_CONFIG;

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { lintConfig } from '../../src/config/lint.ts';
+import { lintConfig } from '../../src/cli/lint.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { Lazy } from '../../src/providers/client.ts';
 import { providerRegistrations } from '../../src/providers/lint.ts';
 import { claimAt, cleanText, groupsFrom, verifiedFrom } from '../../src/providers/profile.ts';
-import { isLoopbackHost } from '../../src/oauth/loopback.ts';
-import { refreshAt } from '../../src/providers/tokens.ts';
+import { isLoopbackHost } from '../../src/http/loopback.ts';
+import { refreshAt } from '../../src/providers/token-vault.ts';
 import { BASE_CONFIG, problems } from '../helpers/config.ts';
 
 const base = BASE_CONFIG;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { loadSecrets, secretsFromKey } from '../../src/tokens/secrets.ts';
+import { loadSecrets, secretsFromKey } from '../../src/keys/secrets.ts';
 
 const key = () => randomBytes(32).toString('base64');
 const kv = () => {

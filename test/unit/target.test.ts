@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { normalizeTarget, safeReturnPath } from '../../src/http/target.ts';
-import { isBelow } from '../../src/server/authorize.ts';
-import { startsWithFolded } from '../../src/server/sites.ts';
+import { isBelow } from '../../src/pipeline/route.ts';
+import { startsWithFolded } from '../../src/sites/index.ts';
 
 const path = (raw: string) => {
   const t = normalizeTarget(raw);

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { normalizeEmail } from '../accounts/email.ts';
-import { durationField } from '../config/duration.ts';
+import { normalizeEmail } from './email.ts';
+import { durationField } from './duration.ts';
 
 /**
  * The `email:` section of gatehouse.yaml: how Gatehouse sends mail (SMTP through nodemailer)

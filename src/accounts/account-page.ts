@@ -1,9 +1,9 @@
 import { redirect, sendJson, wantsHtml } from '../http/respond.ts';
 import { accountPage, cspWithFormAction, type AccountSectionView } from '../pages/index.ts';
-import type { ActiveSession } from '../sessions/index.ts';
-import type { FormTools } from './auth-routes.ts';
-import type { RequestContext, Services } from './context.ts';
-import type { Params, Router } from './router.ts';
+import type { ActiveSession, Sessions } from '../sessions/index.ts';
+import type { FormTools } from '../pages/kit.ts';
+import type { RequestContext } from '../http/context.ts';
+import { paths } from '../http/paths.ts';
 
 /** Renders one section of /.auth/account for the signed-in session, or nothing. */
 export type AccountSection = (
@@ -12,18 +12,24 @@ export type AccountSection = (
   csrf: string,
 ) => Promise<AccountSectionView | undefined>;
 
+/** The "must be signed in" check of the account page's own forms (password change, linking, ...). */
+export interface SessionGate {
+  requireSession(ctx: RequestContext): Promise<ActiveSession | undefined>;
+}
+
 /**
- * /.auth/account: the signed-in user's page. Features add their own sections (email address,
- * linked identities, change password, devices and apps) with addSection, and their own POST routes;
- * this module only owns the page and the "must be signed in" rule.
+ * /.auth/account: the signed-in user's page. Features render their own sections (email address,
+ * linked identities, change password, devices and apps), added in server/routes.ts
+ * (accountSections), and have their own POST routes; this module only owns the page and the
+ * "must be signed in" rule.
  */
-export class AccountRoutes {
-  private readonly s: Services;
+export class AccountPage implements SessionGate {
+  private readonly s: { prefix: string; sessions: Sessions };
   private readonly tools: FormTools;
   private readonly sections: { order: number; render: AccountSection; formActions?: () => string[] }[] = [];
 
-  constructor(services: Services, tools: FormTools) {
-    this.s = services;
+  constructor(deps: { prefix: string; sessions: Sessions }, tools: FormTools) {
+    this.s = deps;
     this.tools = tools;
   }
 
@@ -34,10 +40,6 @@ export class AccountRoutes {
     return this;
   }
 
-  register(router: Router<(ctx: RequestContext, params: Params) => Promise<void>>): void {
-    router.add('GET', '/account', (c) => this.page(c));
-  }
-
   /** The session of a signed-in browser; otherwise answers (login redirect or 401) and returns undefined. */
   async requireSession(ctx: RequestContext): Promise<ActiveSession | undefined> {
     const found = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin);
@@ -45,7 +47,7 @@ export class AccountRoutes {
       ctx.userId = found.active.user.id;
       return found.active;
     }
-    const login = `${ctx.site.origin}${this.s.prefix}/login?rd=${encodeURIComponent(`${this.s.prefix}/account`)}`;
+    const login = `${ctx.site.origin}${this.s.prefix}${paths.login}?rd=${encodeURIComponent(`${this.s.prefix}${paths.account}`)}`;
     if (ctx.req.method === 'GET' && wantsHtml(ctx.req)) redirect(ctx.res, 302, login);
     else
       sendJson(
@@ -57,7 +59,7 @@ export class AccountRoutes {
     return undefined;
   }
 
-  private async page(ctx: RequestContext): Promise<void> {
+  async page(ctx: RequestContext): Promise<void> {
     const active = await this.requireSession(ctx);
     if (!active) return;
     const { token, cookies } = this.tools.csrf(ctx);
@@ -74,7 +76,7 @@ export class AccountRoutes {
         name: active.user.name,
         notice: views.find((v) => v.notice)?.notice,
         sections: views,
-        signOutUrl: `${this.s.prefix}/logout`,
+        signOutUrl: `${this.s.prefix}${paths.logout}`,
       }),
       cookies,
       { 'content-security-policy': cspWithFormAction(origins) },

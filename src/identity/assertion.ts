@@ -1,9 +1,10 @@
 import { decodeJwt } from 'jose';
-import { type IdentityOptIn, presentedEmail, presentedName } from '../proxy/identity.ts';
+import type { IdentityOptIn } from '../sites/index.ts';
+import { presentedEmail, presentedName } from './headers.ts';
 import type { ActiveSession } from '../sessions/index.ts';
 import { ASSERTION_TYP } from '../verify/index.ts';
-import type { KeyRing } from './keys.ts';
-import type { Secrets } from './secrets.ts';
+import type { KeyRing } from '../keys/keys.ts';
+import type { Secrets } from '../keys/secrets.ts';
 
 /**
  * X-Gatehouse-Assertion: a short-lived JWT that tells an app who the user is, signed with
@@ -13,7 +14,7 @@ import type { Secrets } from './secrets.ts';
  *   claims  iss (publicUrl), aud (the app's name), sub (user id), iat, exp, sid, amr,
  *           and email_verified (+ email, when presented) / name / groups when the app opts in
  *           with headers:, chosen and cleaned by the same functions as the X-User-* headers
- *           (proxy/identity.ts), so header and claim never disagree
+ *           (identity/headers.ts), so header and claim never disagree
  *
  * Signing costs tens of microseconds, so each (session, app) pair's assertion is kept in
  * memory and sent again until shortly before it expires (see reuseMargin: 45 s of 60 s).

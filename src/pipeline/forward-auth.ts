@@ -1,23 +1,16 @@
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { Diagnosis } from '../diagnosis/index.ts';
+import type { RequestContext } from '../http/context.ts';
+import { METHOD_OVERRIDE_HEADERS } from '../http/header-names.ts';
 import { normalizeTarget } from '../http/target.ts';
-import { METHOD_OVERRIDE_HEADERS, stripCookies } from '../proxy/headers.ts';
-import { identityHeaders } from '../proxy/identity.ts';
-import { decide, isBelow, unauthenticated, type BearerCheck } from '../server/authorize.ts';
-import type { RequestContext } from '../server/context.ts';
-import type { App, Site } from '../server/sites.ts';
+import type { Assertions } from '../identity/assertion.ts';
+import { identityHeaders } from '../identity/headers.ts';
+import { stripCookies } from '../proxy/headers.ts';
 import type { Sessions } from '../sessions/index.ts';
-import type { Assertions } from '../tokens/assertion.ts';
-import type { Diagnosis } from './diagnose.ts';
-
-type ErrorPage = (
-  req: IncomingMessage,
-  res: ServerResponse,
-  site: Site | undefined,
-  status: number,
-  code: string,
-  message: string,
-  detail?: string,
-) => void;
+import type { App, Site } from '../sites/index.ts';
+import { type BearerCheck, decide } from './decide.ts';
+import { errorPage, outcome, respondSignIn } from './outcome.ts';
+import type { Routes } from './route.ts';
 
 const METHOD = /^[A-Z]{1,20}$/;
 
@@ -46,8 +39,9 @@ function overrideMethods(h: IncomingHttpHeaders): string[] | null {
 }
 
 /**
- * Forward-auth (`/.auth/check`): a proxy in front of the app asks "may this request pass?"
- * and Gatehouse answers with the same decision a proxied request would get:
+ * The forward-auth entry point of the pipeline (`/.auth/check`): a proxy in front of the app
+ * asks "may this request pass?" and Gatehouse answers with the same decision a proxied request
+ * would get:
  *
  *   - the original method and URL are read from a trusted proxy only: nginx auth_request (the
  *     example sets X-Original-Method / X-Original-URI), Traefik ForwardAuth, Caddy forward_auth
@@ -55,8 +49,8 @@ function overrideMethods(h: IncomingHttpHeaders): string[] | null {
  *     the effective one (X-Forwarded-Host, Forwarded, or Host) and must be a configured site.
  *     A call from any other peer, or one without the original URL, is refused with an
  *     explanation (400), never guessed;
- *   - the URL goes through the same normalization and the same app + rule + session decision
- *     as a proxied request (server/authorize.ts);
+ *   - the URL goes through the same normalization, routing (route.ts), app + rule + session
+ *     decision (decide.ts) and outcome (outcome.ts) as a proxied request;
  *   - 200 with the identity headers (identityHeaders: X-User-Id, the app's opted-in X-User-*
  *     and its signed X-Gatehouse-Assertion), 403 when a rule denies; when nobody is signed in,
  *     for auth_request (X-Original-URI) 401, since it can pass on nothing else (the login URL
@@ -71,33 +65,26 @@ function overrideMethods(h: IncomingHttpHeaders): string[] | null {
 export class ForwardAuth {
   private readonly sessions: Sessions;
   private readonly diagnosis: Diagnosis;
-  private readonly prefix: string;
+  private readonly routes: Pick<Routes, 'prefix' | 'route'>;
   private readonly assertions: Assertions;
-  private readonly error: ErrorPage;
-  /** The (normalized) path is one of Gatehouse's well-known documents (server/well-known.ts). */
-  private readonly wellKnown: (path: string) => boolean;
   /** Gatehouse's own bearer tokens (src/oauth/), decided like a proxied request's. */
   private readonly bearer: (BearerCheck & { challenge(app: App, error?: string): string }) | undefined;
 
   constructor(o: {
     sessions: Sessions;
     diagnosis: Diagnosis;
-    prefix: string;
+    routes: Pick<Routes, 'prefix' | 'route'>;
     assertions: Assertions;
-    error: ErrorPage;
-    wellKnown: (path: string) => boolean;
     bearer?: BearerCheck & { challenge(app: App, error?: string): string };
   }) {
     this.sessions = o.sessions;
     this.diagnosis = o.diagnosis;
-    this.prefix = o.prefix;
+    this.routes = o.routes;
     this.assertions = o.assertions;
-    this.error = o.error;
-    this.wellKnown = o.wellKnown;
     this.bearer = o.bearer;
   }
 
-  async handle(ctx: RequestContext): Promise<void> {
+  async handle(ctx: RequestContext<Site>): Promise<void> {
     const { req, res, site } = ctx;
     if (!ctx.viaProxy)
       return this.diagnosis.respond(req, res, site, this.diagnosis.forwardAuth(req, 'untrusted'), ctx.requestId);
@@ -106,27 +93,27 @@ export class ForwardAuth {
     const uri = one(nginx ? h['x-original-uri'] : h['x-forwarded-uri']);
     if (!uri) return this.diagnosis.respond(req, res, site, this.diagnosis.forwardAuth(req, 'no_uri'), ctx.requestId);
     const method = (one(nginx ? h['x-original-method'] : h['x-forwarded-method']) ?? req.method ?? 'GET').toUpperCase();
-    if (!METHOD.test(method))
-      return this.error(req, res, site, 400, 'bad_request', 'The original method is not valid.');
+    if (!METHOD.test(method)) return errorPage(req, res, site, 400, 'bad_request', 'The original method is not valid.');
     const overrides = overrideMethods(h);
-    if (!overrides) return this.error(req, res, site, 400, 'bad_request', 'A method-override header is not valid.');
+    if (!overrides) return errorPage(req, res, site, 400, 'bad_request', 'A method-override header is not valid.');
     const target = normalizeTarget(uri);
-    if (!target.ok) return this.error(req, res, site, 400, 'bad_request', 'This address is not valid.', target.reason);
-    if (site.base && !isBelow(target.path, site.base, false))
-      return this.error(req, res, site, 404, 'not_found', 'There is no page at this address.');
+    if (!target.ok) return errorPage(req, res, site, 400, 'bad_request', 'This address is not valid.', target.reason);
+    // Exact case only for own routes: the proxies' path matches (nginx location, Traefik
+    // PathPrefix, Caddy path) are case-sensitive, so /.AUTH/x reaches the app and is decided
+    // like any app path.
+    const routed = this.routes.route(method, target.path, false);
+    if (routed.kind === 'outside_base')
+      return errorPage(req, res, site, 404, 'not_found', 'There is no page at this address.');
     // Gatehouse's own pages and documents decide for themselves; a proxy that checks them too
     // (Traefik's middleware on the whole entry point) must let them through.
-    // Exact case only: the proxies' path matches (nginx location, Traefik PathPrefix, Caddy
-    // path) are case-sensitive, so /.AUTH/x reaches the app and is decided like any app path.
-    if (isBelow(target.path, this.prefix, false) || this.wellKnown(target.path))
-      return allow(res, site, req.headers.cookie, []);
+    if (routed.kind !== 'app') return allow(res, site, req.headers.cookie, []);
     // A WebSocket handshake (the proxies pass Sec-WebSocket-Key and Origin on with the other
     // headers) gets the Origin checks of Gatehouse's own upgrades: cross-site WebSocket hijacking.
     const webSocket = h['sec-websocket-key'] !== undefined;
     if (webSocket && h.origin !== undefined && h.origin !== site.origin)
-      return this.error(req, res, site, 403, 'forbidden', 'A WebSocket from another origin is not accepted.');
+      return errorPage(req, res, site, 403, 'forbidden', 'A WebSocket from another origin is not accepted.');
 
-    const inner: RequestContext = { ...ctx, path: target.path, query: target.query };
+    const inner: RequestContext<Site> = { ...ctx, path: target.path, query: target.query };
     let d = await decide(this.sessions, site, req, method, target.path, this.bearer);
     // The app gets the request as it came, method-override headers included (security.md #69):
     // the rules must admit each method it may act on, or the strictest answer is given.
@@ -135,31 +122,25 @@ export class ForwardAuth {
         const other = await decide(this.sessions, site, req, m, target.path, this.bearer);
         if (other.kind !== 'allow') d = other;
       }
-    switch (d.kind) {
-      case 'no_app':
-        return this.error(req, res, site, 404, 'not_found', 'There is no app at this address.');
-      case 'deny':
-        return this.error(req, res, site, 403, 'forbidden', 'Access to this page is not allowed.');
-      case 'forbidden':
-        ctx.userId = d.active.user.id;
-        return this.error(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.');
-      case 'unauthenticated':
-        unauthenticated(
-          inner,
-          d.rule,
-          d.lookup,
-          { prefix: this.prefix, sessions: this.sessions, diagnosis: this.diagnosis },
-          { method, noRedirect: nginx, challenge: this.bearer?.challenge(d.app) },
-        );
+    if (d.kind === 'forbidden') ctx.userId = d.active.user.id;
+    const o = outcome(d, inner, this.routes.prefix, method, nginx);
+    switch (o.kind) {
+      case 'refuse':
+        return errorPage(req, res, site, o.status, o.code, o.message);
+      // No verification page here: the proxy passes the 403 on as it is.
+      case 'verify_email':
+        return errorPage(req, res, site, 403, 'forbidden', 'Your account does not have access to this page.');
+      case 'sign_in':
+        respondSignIn(inner, o, { sessions: this.sessions, diagnosis: this.diagnosis }, this.bearer?.challenge(o.app));
         return;
       case 'invalid_token':
-        res.setHeader('www-authenticate', this.bearer!.challenge(d.app, d.description));
-        return this.error(req, res, site, 401, 'invalid_token', `Sign in again: ${d.description}.`);
+        res.setHeader('www-authenticate', this.bearer!.challenge(o.app, o.description));
+        return errorPage(req, res, site, 401, 'invalid_token', `Sign in again: ${o.description}.`);
       case 'allow': {
-        const { app, active } = d;
+        const { app, active } = o;
         if (active) ctx.userId = active.user.id;
-        if (webSocket && active && !d.ownToken && h.origin === undefined)
-          return this.error(req, res, site, 403, 'forbidden', 'A signed-in WebSocket handshake must send Origin.');
+        if (webSocket && active && !o.ownToken && h.origin === undefined)
+          return errorPage(req, res, site, 403, 'forbidden', 'A signed-in WebSocket handshake must send Origin.');
         const assertion = active && app.headers.assertion ? await this.assertions.get(app, active) : undefined;
         return allow(res, site, req.headers.cookie, identityHeaders(app, active, assertion));
       }

@@ -1,14 +1,14 @@
-import type { Warning } from '../config/lint.ts';
+import type { Warning } from '../config/warning.ts';
 import type { Config } from '../config/schema.ts';
-import { isLoopbackHost } from '../oauth/loopback.ts';
-import { appsOf, basePath } from '../server/sites.ts';
+import { isLoopbackHost } from '../http/loopback.ts';
+import { appsOf, basePath } from '../sites/index.ts';
 import { certificateWarnings, loadTls, TlsError } from './tls.ts';
 
 /**
  * `gatehouse check` (and the start-up log) about how Gatehouse meets the network: the mistakes
  * that would otherwise show up as a login loop, a refused certificate or clear-text passwords.
  */
-export function lintEdge(config: Config, now = Date.now()): Warning[] {
+export function lintNetwork(config: Config, now = Date.now()): Warning[] {
   const w: Warning[] = [];
   const publicUrl = new URL(config.publicUrl);
   const https = publicUrl.protocol === 'https:';

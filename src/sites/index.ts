@@ -1,50 +1,48 @@
+// sites/ (model): the sites (origins) Gatehouse serves and their apps, as plain data built from the
+// config: which app serves a path, its rules, its identity headers, where it is.
 import type { AppConfig, Config } from '../config/schema.ts';
+import type { SiteInfo } from '../http/context.ts';
+import { isSpoofable } from '../http/header-names.ts';
 import { compileRules, type Rule } from '../policy/rules.ts';
-import { Upstream } from '../proxy/forward.ts';
-import { isSpoofable } from '../proxy/headers.ts';
-import type { IdentityOptIn } from '../proxy/identity.ts';
-import type { SessionCookie } from '../sessions/index.ts';
 
 /**
  * A site is one origin (scheme, host, port) that Gatehouse answers for. It owns the login
  * pages, the cookies and the sessions made on it: a browser session is bound to its site,
  * so apps on different hosts never share a login (the browser's own security boundary).
  * Apps sharing a host under path prefixes share the origin, and so the session.
+ * What pages and cookies need of it is SiteInfo (http/context.ts); a Site adds its apps.
  */
-export interface Site {
-  origin: string;
-  /** Host as it appears in Host headers: lower-case, default port omitted. */
-  host: string;
-  secure: boolean;
-  /**
-   * publicUrl's path without its trailing slash ("" at the root, "/app" for
-   * https://example.com/app/): Gatehouse is mounted below it, own routes included.
-   */
-  base: string;
-  /** The start page: base + "/". Return targets fall back to it and must stay below it. */
-  home: string;
-  /** Path attribute of every Gatehouse cookie: "/" or the base path. */
-  cookiePath: string;
-  /**
-   * Prefix of every Gatehouse cookie name: "__Host-" over https at the root, "__Secure-" over
-   * https under a base path (__Host- requires Path=/), "" over http.
-   */
-  cookiePrefix: string;
-  title: string;
+export interface Site extends SiteInfo {
   /** Longest pathPrefix first. */
   apps: App[];
-  /**
-   * `signin` is the loop-breaker's marker (edge/diagnose.ts): set with the session cookie at
-   * sign-in, deliberately without Secure or a prefix, so it comes back when the session cookie
-   * was dropped. `login` binds a pending sign-in at a provider to this browser (providers/flows.ts).
-   */
-  cookies: { session: string; csrf: string; device: string; signin: string; login: string };
-  /** The session cookie's name and attributes. */
-  session: SessionCookie;
   /** Cookie names removed before a request reaches an app. */
   ownCookies: string[];
   /** accounts.requireVerifiedEmail: protected routes need a verified address. */
   requireVerifiedEmail: boolean;
+}
+
+/**
+ * Where an app is, as plain data: the undici pool that reaches it (proxy/forward.ts Upstream)
+ * is made from it by the Gatehouse that serves it, never by `gatehouse check` or lint.
+ */
+export interface UpstreamTarget {
+  url: URL;
+  host: string;
+  /** Path of the upstream URL without its trailing slash, prepended to every request. */
+  basePath: string;
+  timeouts: { connect: number; response: number; idle: number };
+}
+
+/**
+ * What an app opted into learning about its users (apps[].headers): the header names, null =
+ * not sent. `unverifiedEmail`: send addresses nobody verified too (by default only verified
+ * ones are presented, since apps map an address to an account).
+ */
+export interface IdentityOptIn {
+  email: string | null;
+  unverifiedEmail: boolean;
+  name: string | null;
+  groups: string | null;
 }
 
 export interface App {
@@ -54,7 +52,7 @@ export interface App {
   pathPrefix: string;
   /** pathPrefix in lower case, what case-insensitive paths are matched against. */
   pathPrefixLower: string;
-  upstream: Upstream;
+  upstream: UpstreamTarget;
   preserveHost: boolean;
   rules: Rule[];
   fallback: Rule;
@@ -86,6 +84,11 @@ export function appsOf(config: Config): AppConfig[] {
       tokenRelay: config.tokenRelay,
     },
   ];
+}
+
+export function upstreamTarget(url: string, timeouts: UpstreamTarget['timeouts']): UpstreamTarget {
+  const u = new URL(url);
+  return { url: u, host: u.host, basePath: u.pathname.replace(/\/+$/, ''), timeouts };
 }
 
 /** "Host" header form: lower-case, without the scheme's default port. */
@@ -162,7 +165,7 @@ export function buildSites(config: Config): Map<string, Site> {
       site,
       pathPrefix: a.pathPrefix ?? '',
       pathPrefixLower: (a.pathPrefix ?? '').toLowerCase(),
-      upstream: new Upstream(a.upstream, a.timeouts),
+      upstream: upstreamTarget(a.upstream, a.timeouts),
       preserveHost: a.preserveHost,
       rules,
       fallback,
@@ -174,14 +177,6 @@ export function buildSites(config: Config): Map<string, Site> {
   }
   for (const site of sites.values()) site.apps.sort((x, y) => y.pathPrefix.length - x.pathPrefix.length);
   return sites;
-}
-
-/** A return target (path, maybe with query) that stays below the site's base path. */
-export function insideBase(site: Site, target: string): boolean {
-  if (!site.base) return true;
-  const end = target.search(/[?#]/);
-  const path = end === -1 ? target : target.slice(0, end);
-  return path === site.base || path.startsWith(`${site.base}/`);
 }
 
 /**

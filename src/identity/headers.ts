@@ -1,19 +1,9 @@
+// identity/ (feature): what an app learns of its user: the identity headers (this file) and the signed
+// assertion (assertion.ts), the same facts in both.
 import { cleanDisplayName } from '../accounts/names.ts';
 import type { ActiveSession } from '../sessions/index.ts';
-import type { App } from '../server/sites.ts';
+import type { App, IdentityOptIn } from '../sites/index.ts';
 import type { User } from '../store/index.ts';
-
-/**
- * What an app opted into learning about its users (apps[].headers): the header names, null =
- * not sent. `unverifiedEmail`: send addresses nobody verified too (by default only verified
- * ones are presented, since apps map an address to an account).
- */
-export interface IdentityOptIn {
-  email: string | null;
-  unverifiedEmail: boolean;
-  name: string | null;
-  groups: string | null;
-}
 
 /**
  * The user's address as this app may see it, in the header and the `email` claim alike: only
@@ -36,7 +26,7 @@ export function presentedName(optIn: IdentityOptIn, user: User): string | null {
  * The identity headers for one decision, as a flat [name, value, ...] list: the one place they
  * are built, for a proxied request, a bearer-token request, a WebSocket upgrade and a
  * forward-auth answer (/.auth/check) alike. Anything the app should learn about the user is
- * added here, and every path gets it; the assertion's claims (tokens/assertion.ts) come from
+ * added here, and every path gets it; the assertion's claims (identity/assertion.ts) come from
  * the same presentedEmail / presentedName. `assertion` is the signed X-Gatehouse-Assertion,
  * when the app takes one.
  */

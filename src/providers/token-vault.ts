@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log/index.ts';
 import type { ProviderTokenRecord, Session, Store } from '../store/index.ts';
-import type { Secrets } from '../tokens/secrets.ts';
+import type { Secrets } from '../keys/secrets.ts';
 import { ProviderError, type ProviderClient } from './client.ts';
 import type { ProviderTokenSet } from './profile.ts';
 
 /**
  * Provider tokens kept for the backend-for-frontend pattern: server-side only, encrypted at
- * rest with AES-256-GCM (tokens/secrets.ts) under a context naming the owner and provider
+ * rest with AES-256-GCM (keys/secrets.ts) under a context naming the owner and provider
  * (a row copied to another session or provider does not decrypt), never in a cookie or a
  * log line. Keyed by an owner id: a browser session ("session:<id hash>", deleted with the
  * session) or a CLI or MCP login ("grant:<id>", src/oauth/, purged when the grant ends).

@@ -1,19 +1,10 @@
-import { lintEdge } from '../edge/lint.ts';
+import { lintNetwork } from '../server/lint.ts';
 import { lintOAuth } from '../oauth/lint.ts';
 import { lintEmail } from '../mail/lint.ts';
 import { lintProviders } from '../providers/lint.ts';
-import { appsOf } from '../server/sites.ts';
-import type { Config } from './schema.ts';
-
-export interface Warning {
-  key: string;
-  message: string;
-  /**
-   * 'error': as configured, no sign-in can work or Gatehouse will not start; `gatehouse check`
-   * exits 2. Absent: a warning.
-   */
-  severity?: 'error';
-}
+import { appsOf } from '../sites/index.ts';
+import type { Config } from '../config/schema.ts';
+import type { Warning } from '../config/warning.ts';
 
 /**
  * Mistakes that validate but will hurt: printed by `gatehouse check` and logged at start.
@@ -22,7 +13,7 @@ export interface Warning {
 export function lintConfig(config: Config): Warning[] {
   const w: Warning[] = [];
   const publicUrl = new URL(config.publicUrl);
-  w.push(...lintEdge(config));
+  w.push(...lintNetwork(config));
   if (!config.secrets.key) {
     w.push({
       key: 'secrets.key',

@@ -2,24 +2,22 @@ import type { Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/index.ts';
 import type { ProviderService } from '../providers/service.ts';
-import { sessionOwner } from '../providers/tokens.ts';
-import type { FormTools } from '../server/auth-routes.ts';
-import type { RequestContext } from '../server/context.ts';
-import type { App, Site } from '../server/sites.ts';
+import { sessionOwner } from '../providers/token-vault.ts';
+import type { FormTools } from '../pages/kit.ts';
+import type { RequestContext } from '../http/context.ts';
+import type { App, Site } from '../sites/index.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
 import type { Grant, Store } from '../store/index.ts';
-import type { Secrets } from '../tokens/secrets.ts';
+import type { Secrets } from '../keys/secrets.ts';
 import type { Clients } from './clients.ts';
 import { OAuthError } from './http.ts';
 import type { Limits } from './limits.ts';
 import type { Resources } from './resources.ts';
 import type { Scopes } from './scopes.ts';
-import type { TokenService } from './tokens.ts';
+import type { TokenService } from './grants.ts';
 
-/** What the page-rendering side of Gatehouse (server/auth-routes.ts) lends the OAuth pages: CSRF, page output, own URLs. */
-export type PageKit = Pick<FormTools, 'csrf' | 'readPost' | 'html'> & {
-  url(ctx: RequestContext, route: string, query?: Record<string, string | undefined>): string;
-};
+/** What the page kit (pages/kit.ts) lends the OAuth pages: CSRF, page output, own URLs. */
+export type PageKit = Pick<FormTools, 'csrf' | 'readPost' | 'html' | 'url'>;
 
 export interface OAuthDeps {
   config: Config;
@@ -72,7 +70,7 @@ export function userAgentOf(ctx: RequestContext): string | null {
   return typeof ua === 'string' ? ua.slice(0, 256) : null;
 }
 
-/** The provider tokens' owner for a grant (src/providers/tokens.ts): "grant:<id>", tied to no browser session. */
+/** The provider tokens' owner for a grant (src/providers/token-vault.ts): "grant:<id>", tied to no browser session. */
 export const grantOwner = (grant: Pick<Grant, 'id' | 'userId'>) => ({
   id: `grant:${grant.id}`,
   userId: grant.userId,

@@ -1,13 +1,16 @@
 import { z } from 'zod';
-import { durationField } from '../config/duration.ts';
-import { isLoopbackHost } from '../oauth/loopback.ts';
+import { durationField } from './duration.ts';
+import { isLoopbackHost } from '../http/loopback.ts';
 
 /**
  * The `providers:` list of gatehouse.yaml: every way to sign in besides a password. Part of
  * the one config schema (src/config/schema.ts imports it); kept here beside the code it drives.
  */
 
-/** https, or http on a loopback host (development and tests: the only hosts plain http is allowed to); never credentials, query or fragment. */
+/**
+ * https, or http on a loopback host (development and tests: the only hosts plain http is allowed
+ * to); never credentials, query or fragment.
+ */
 const providerUrl = (what: string) =>
   z.string().superRefine((v, ctx) => {
     let u: URL;

@@ -1,3 +1,5 @@
+// diagnosis/ (feature): misconfigurations named instead of looping: the wrong scheme, an untrusted proxy,
+// a dropped cookie, an unknown host; one page that says what to fix.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { expireCookie, readCookie, serializeCookie } from '../http/cookies.ts';
 import type { Forwarding } from '../http/forwarded.ts';
@@ -5,9 +7,9 @@ import { sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
 import type { Logger } from '../log/index.ts';
 import { CSP, html, layout, type SafeHtml } from '../pages/index.ts';
 import type { Lookup } from '../sessions/index.ts';
-import type { RequestContext } from '../server/context.ts';
-import { insideBase, type Site } from '../server/sites.ts';
-import type { Secrets } from '../tokens/secrets.ts';
+import type { RequestContext, SiteInfo } from '../http/context.ts';
+import { insideBase } from '../http/target.ts';
+import type { Secrets } from '../keys/secrets.ts';
 
 /**
  * Why a sign-in cannot work, named instead of looped. The usual login loop behind a
@@ -107,7 +109,7 @@ export class Diagnosis {
     return !UNGUARDED.has(route) && (!route.startsWith('/oauth/') || route === '/oauth/authorize');
   }
 
-  private loginUrl(site: Site, rd?: string): string {
+  private loginUrl(site: SiteInfo, rd?: string): string {
     const q = rd && rd !== site.home ? `?rd=${encodeURIComponent(rd)}` : '';
     return `${site.origin}${this.prefix}/login${q}`;
   }
@@ -124,7 +126,7 @@ export class Diagnosis {
    * Why a redirect to publicUrl (the login page) would reach nothing: no proxy is trusted, so
    * this listener is the only way in, and it does not serve publicUrl's scheme (plain http
    * with an https publicUrl: the browser meets a TLS error; listen.tls with an http one). The
-   * configurations `gatehouse check` calls an error (edge/lint.ts). Undefined when it can work.
+   * configurations `gatehouse check` calls an error (server/lint.ts). Undefined when it can work.
    */
   unreachable(ctx: RequestContext): Cause | undefined {
     return this.forwarding.trusted.empty ? this.check(ctx) : undefined;
@@ -216,8 +218,8 @@ export class Diagnosis {
   /** A request for a host no site answers for (421). */
   misdirected(
     req: IncomingMessage,
-    sites: Map<string, Site>,
-    hostOf: (host: string | undefined) => Site | undefined,
+    sites: Map<string, SiteInfo>,
+    hostOf: (host: string | undefined) => SiteInfo | undefined,
   ): Cause {
     const d = this.forwarding.detail(req);
     const first = sites.values().next().value!;
@@ -279,7 +281,7 @@ export class Diagnosis {
    * the prefix (an own route without it, or X-Forwarded-Prefix naming it); else undefined (a
    * plain 404).
    */
-  outsideBase(ctx: { req: IncomingMessage; site: Site; path: string }, authPrefix: string): Cause | undefined {
+  outsideBase(ctx: { req: IncomingMessage; site: SiteInfo; path: string }, authPrefix: string): Cause | undefined {
     const { site, path } = ctx;
     const d = this.forwarding.detail(ctx.req);
     const ownRoute =
@@ -346,7 +348,7 @@ export class Diagnosis {
   }
 
   /** Set-Cookie for the loop-breaker's marker: add it wherever a sign-in succeeds. */
-  signedIn(site: Site): string {
+  signedIn(site: SiteInfo): string {
     const ts = this.now().toString(36);
     return serializeCookie(site.cookies.signin, `${ts}.${this.secrets.mac('signin', `${site.origin}|${ts}`)}`, {
       secure: false,
@@ -356,12 +358,12 @@ export class Diagnosis {
   }
 
   /** Set-Cookie that removes the marker (at sign-out, and once the explanation is shown). */
-  clearSignedIn(site: Site): string {
+  clearSignedIn(site: SiteInfo): string {
     return expireCookie(site.cookies.signin, { secure: false, path: site.cookiePath });
   }
 
   /** The browser carries a valid marker: it signed in on this site within the last minute. */
-  private recentlySignedIn(req: IncomingMessage, site: Site): boolean {
+  private recentlySignedIn(req: IncomingMessage, site: SiteInfo): boolean {
     const header = req.headers.cookie;
     if (!header || !header.includes(site.cookies.signin)) return false;
     const value = readCookie(header, site.cookies.signin);
@@ -494,7 +496,7 @@ export class Diagnosis {
   respond(
     req: IncomingMessage,
     res: ServerResponse,
-    site: Site | undefined,
+    site: SiteInfo | undefined,
     cause: Cause,
     requestId: string,
     cookies?: string[],

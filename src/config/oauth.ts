@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { durationField } from './duration.ts';
-import { privateUseSchemeProblem, redirectUriProblem } from '../oauth/redirect-uri.ts';
+import { privateUseSchemeProblem, redirectUriProblem } from '../http/redirect-uri.ts';
 
 /**
  * The `tokens` key: Gatehouse's OAuth authorization server for CLIs and MCP clients

@@ -1,3 +1,5 @@
+// keys/ (model): key material: the master key and what is derived from it (secrets.ts), the signing key
+// ring with rotation (this file), and the JWKS document (jwks.ts).
 import { hash } from 'node:crypto';
 import {
   calculateJwkThumbprint,

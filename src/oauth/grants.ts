@@ -1,12 +1,12 @@
 import { hash, randomBytes } from 'node:crypto';
-import type { TokensConfig } from '../config/tokens.ts';
+import type { TokensConfig } from '../config/oauth.ts';
 import type { Logger } from '../log/index.ts';
 import type { Grant, GrantKind, Store } from '../store/index.ts';
-import type { Secrets } from '../tokens/secrets.ts';
+import type { Secrets } from '../keys/secrets.ts';
 import type { Client } from './clients.ts';
 import { OAuthError } from './http.ts';
 import type { Scopes } from './scopes.ts';
-import type { KeyRing } from '../tokens/keys.ts';
+import type { KeyRing } from '../keys/keys.ts';
 
 /**
  * Access and refresh tokens.

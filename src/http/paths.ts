@@ -1,0 +1,46 @@
+/**
+ * Every path Gatehouse answers itself. Own routes are below the prefix (publicUrl's base path +
+ * authPrefix: /.auth, or /app/.auth), written here without it; well-known documents are below
+ * publicUrl's base path. server/routes.ts maps each to its handler; pages link to them by these
+ * names. A ":name" segment is a parameter (http/router.ts).
+ */
+export const paths = {
+  // accounts/sign-in.ts
+  login: '/login',
+  register: '/register',
+  logout: '/logout',
+  me: '/me',
+  // accounts/account-page.ts and the account page's forms
+  account: '/account',
+  changePassword: '/account/password',
+  linkProvider: '/account/link',
+  unlinkProvider: '/account/unlink',
+  revokeGrant: '/account/grants/revoke',
+  // accounts/verification.ts, accounts/recovery.ts (mailed links)
+  verifyEmail: '/verify-email',
+  resendVerification: '/verify-email/resend',
+  forgotPassword: '/forgot-password',
+  resetPassword: '/reset-password',
+  // providers/routes.ts
+  loginWith: '/login/:provider',
+  callback: '/callback/:provider',
+  signedOut: '/signed-out',
+  // oauth/ (the OAuth server for CLIs and MCP clients)
+  device: '/device',
+  oauthAuthorize: '/oauth/authorize',
+  oauthToken: '/oauth/token',
+  oauthDeviceAuthorization: '/oauth/device_authorization',
+  oauthRevoke: '/oauth/revoke',
+  oauthRegister: '/oauth/register',
+  // forward-auth (pipeline/forward-auth.ts) and the probes
+  check: '/check',
+  health: '/health',
+  ready: '/ready',
+  // below publicUrl's base path, on every site
+  jwks: '/.well-known/jwks.json',
+  oauthAuthorizationServer: '/.well-known/oauth-authorization-server',
+  /** RFC 9728: this path and every path below it (the path-suffixed form). */
+  oauthProtectedResource: '/.well-known/oauth-protected-resource',
+} as const;
+
+export const WELL_KNOWN_PREFIX = '/.well-known/';

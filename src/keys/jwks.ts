@@ -1,0 +1,28 @@
+import type { ServerResponse } from 'node:http';
+import type { Exchange } from '../http/context.ts';
+import type { KeyRing } from './keys.ts';
+
+/**
+ * GET /.well-known/jwks.json: the public keys (published, pending and retiring ones) in
+ * the same bytes on every node. Cache-Control max-age never exceeds the time a new key is
+ * published before it signs (minus the nodes' refresh interval); ETag for cheap revalidation.
+ */
+export function serveJwks(ring: KeyRing, { req, res }: Exchange): void {
+  const { body, etag } = ring.jwks();
+  const headers = {
+    'content-type': 'application/jwk-set+json',
+    'cache-control': `public, max-age=${ring.jwksMaxAge}`,
+    etag,
+    'access-control-allow-origin': '*',
+    'x-content-type-options': 'nosniff',
+  };
+  const match = req.headers['if-none-match'];
+  if (match !== undefined && match.split(',').some((t) => t.trim().replace(/^W\//, '') === etag))
+    return void end(res, 304, headers);
+  end(res, 200, { ...headers, 'content-length': Buffer.byteLength(body) }, req.method === 'HEAD' ? undefined : body);
+}
+
+function end(res: ServerResponse, status: number, headers: Record<string, string | number>, body?: string): void {
+  res.writeHead(status, headers);
+  res.end(body);
+}

@@ -1,0 +1,92 @@
+import type { IncomingMessage } from 'node:http';
+import type { SessionCookie } from '../http/cookies.ts';
+import type { BearerResult } from '../oauth/bearer.ts';
+import { allows, matchRule, type Rule } from '../policy/rules.ts';
+import type { ActiveSession, Lookup } from '../sessions/index.ts';
+import { appFor, type App, type Site } from '../sites/index.ts';
+
+/**
+ * Step 2 of the pipeline, the "authorize" step, shared by proxied requests, WebSocket upgrades
+ * and forward-auth (/.auth/check), so all three decide a (site, method, normalized path) alike:
+ * the app by longest path prefix, its first matching rule (ruleFor, which `check --explain`
+ * shows), then the session, or the bearer token (an OAuth access token from src/oauth/) when
+ * the request carries one. Step 3, what the answer is, is outcome.ts.
+ */
+export type Decision =
+  | { kind: 'no_app' }
+  | { kind: 'deny'; app: App; rule: Rule }
+  | { kind: 'unauthenticated'; app: App; rule: Rule; lookup: Lookup }
+  | { kind: 'invalid_token'; app: App; rule: Rule; description: string }
+  | { kind: 'forbidden'; app: App; rule: Rule; active: ActiveSession; reason?: 'email_unverified' }
+  /** ownToken: the Authorization header carried a Gatehouse token: it must not reach the app. */
+  | { kind: 'allow'; app: App; rule: Rule; active: ActiveSession | undefined; ownToken?: boolean };
+
+/** The bearer-token check (oauth/server.ts), as the authorize step needs it. */
+export interface BearerCheck {
+  tokenOf(req: IncomingMessage): string | undefined;
+  authenticate(token: string, app: App): Promise<BearerResult>;
+  isOwnToken(token: string): boolean;
+}
+
+/** The session lookup (sessions/), as the authorize step needs it. */
+export interface SessionLookup {
+  lookup(req: IncomingMessage, cookie: SessionCookie, origin: string): Promise<Lookup>;
+}
+
+const NO_APP: Decision = { kind: 'no_app' };
+
+/**
+ * The app serving a path and its first rule matching the method and path (decide()'s first two
+ * steps, which it takes inline so that a proxied request allocates nothing for them), or undefined.
+ */
+export function ruleFor(site: Site, method: string, path: string): { app: App; rule: Rule } | undefined {
+  const app = appFor(site, path);
+  return app && { app, rule: matchRule(app.rules, app.fallback, method, path) };
+}
+
+/**
+ * Throws when the store is unreachable on a protected rule (fail closed); public rules still
+ * tell the app who is signed in when they can, but never fail on the store.
+ */
+export async function decide(
+  sessions: SessionLookup,
+  site: Site,
+  req: IncomingMessage,
+  method: string,
+  path: string,
+  bearer?: BearerCheck,
+): Promise<Decision> {
+  const app = appFor(site, path);
+  if (!app) return NO_APP;
+  const rule = matchRule(app.rules, app.fallback, method, path);
+  if (rule.access === 'deny') return { kind: 'deny', app, rule };
+  // A Gatehouse token decides on its own (no fallback to a cookie) and never reaches the app.
+  // Any other Authorization is the app's business: passed on, the session cookie decides.
+  const token = bearer && req.headers.authorization !== undefined ? bearer.tokenOf(req) : undefined;
+  if (token !== undefined && bearer!.isOwnToken(token)) {
+    if (rule.access === 'authenticated') {
+      const r = await bearer!.authenticate(token, app);
+      if (!r.ok) return { kind: 'invalid_token', app, rule, description: r.description };
+      if (site.requireVerifiedEmail && !r.active.user.emailVerified)
+        return { kind: 'forbidden', app, rule, active: r.active, reason: 'email_unverified' };
+      if (!allows(rule.allow, r.active.user)) return { kind: 'forbidden', app, rule, active: r.active };
+      return { kind: 'allow', app, rule, active: r.active, ownToken: true };
+    }
+    const r = await bearer!.authenticate(token, app).catch(() => undefined);
+    return { kind: 'allow', app, rule, active: r?.ok ? r.active : undefined, ownToken: true };
+  }
+  if (rule.access === 'authenticated') {
+    const lookup = await sessions.lookup(req, site.session, site.origin);
+    if (lookup.state !== 'active') return { kind: 'unauthenticated', app, rule, lookup };
+    if (site.requireVerifiedEmail && !lookup.active.user.emailVerified)
+      return { kind: 'forbidden', app, rule, active: lookup.active, reason: 'email_unverified' };
+    if (!allows(rule.allow, lookup.active.user)) return { kind: 'forbidden', app, rule, active: lookup.active };
+    return { kind: 'allow', app, rule, active: lookup.active };
+  }
+  let active: ActiveSession | undefined;
+  if (req.headers.cookie?.includes(site.cookies.session)) {
+    const found = await sessions.lookup(req, site.session, site.origin).catch(() => undefined);
+    if (found?.state === 'active') active = found.active;
+  }
+  return { kind: 'allow', app, rule, active };
+}

@@ -1,0 +1,74 @@
+import { paths } from '../http/paths.ts';
+import { normalizeTarget } from '../http/target.ts';
+import { ruleFor } from './decide.ts';
+import type { Routes } from './route.ts';
+
+/**
+ * The `gatehouse check --explain` entry point of the pipeline: how a URL is routed (route.ts)
+ * and which app and rule decide it (decide.ts's ruleFor), in words. Without a store: it
+ * explains the rule-level decision, not a session's. `u`: `url` parsed against publicUrl.
+ */
+export function explain(routes: Routes, url: string, u: URL, method: string): string {
+  const site = routes.siteFor(u.host);
+  const rawPath = url.startsWith('/') ? url : url.slice(url.indexOf(u.host) + u.host.length) || '/';
+  if (!site) {
+    const configured = [...routes.sites.keys()].join(', ');
+    if (routes.anyHost(method, rawPath.split('#')[0]!))
+      return `${u.host}: no site answers for this host, but ${rawPath} is Gatehouse's own route, answered whatever the Host (configured: ${configured})`;
+    return `${u.host}: no site answers for this host → 421 (configured: ${configured})`;
+  }
+  const target = normalizeTarget(rawPath.split('#')[0]!);
+  if (!target.ok) return `${rawPath}: refused with 400 (${target.reason})`;
+  const lines = [
+    `${method} ${site.origin}${target.path}${target.path !== rawPath.split('?')[0] ? `   (normalized from ${rawPath.split('?')[0]})` : ''}`,
+  ];
+  const routed = routes.route(method, target.path);
+  if (routed.kind === 'outside_base') return [...lines, `  outside publicUrl's path ${site.home} → 404`].join('\n');
+  if (routed.kind === 'own')
+    return [...lines, `  Gatehouse's own route (${routes.prefix}); never forwarded`].join('\n');
+  if (routed.kind === 'well_known')
+    return [
+      ...lines,
+      routed.path === paths.jwks
+        ? "  Gatehouse's signing keys (JWKS), on every site; never forwarded"
+        : `  Gatehouse's document (${routed.entry.path}), on every site; never forwarded`,
+    ].join('\n');
+  const found = ruleFor(site, method, target.path);
+  if (!found) return [...lines, '  no app serves this path → 404'].join('\n');
+  const { app, rule } = found;
+  lines.push(`  app "${app.name}" → ${app.upstream.url.origin}${app.upstream.basePath}${target.path}`);
+  app.rules.forEach((r) => {
+    const methodOk = !r.methods || r.methods.has(method);
+    const pathOk = r.regex.test(target.path);
+    const mark = r === rule ? '→' : ' ';
+    const why = !pathOk
+      ? 'path does not match'
+      : !methodOk
+        ? `method ${method} not in [${[...r.methods!].join(', ')}]`
+        : 'matches';
+    lines.push(
+      `  ${mark} rule ${r.index}: ${r.path}${r.methods ? ` [${[...r.methods].join(',')}]` : ''} → ${r.access}: ${why}`,
+    );
+  });
+  if (rule === app.fallback) lines.push(`  → no rule matches; default: ${rule.access}`);
+  const decision =
+    rule.access === 'public'
+      ? 'public: forwarded without sign-in'
+      : rule.access === 'deny'
+        ? 'denied: 403 for everyone'
+        : `sign-in required${rule.allow ? `, then only ${describeAllow(rule.allow)}` : ''}`;
+  lines.push(`  decision: ${decision}`);
+  return lines.join('\n');
+}
+
+function describeAllow(a: {
+  emails: ReadonlySet<string>;
+  domains: ReadonlySet<string>;
+  groups: ReadonlySet<string>;
+}): string {
+  const parts = [];
+  if (a.emails.size) parts.push(`emails ${[...a.emails].join(', ')}`);
+  if (a.domains.size) parts.push(`domains ${[...a.domains].join(', ')}`);
+  if (a.groups.size) parts.push(`groups ${[...a.groups].join(', ')}`);
+  return parts.join(' or ') || 'nobody';
+}

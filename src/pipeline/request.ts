@@ -1,0 +1,371 @@
+// pipeline/: the request path: route (route.ts) → decide (decide.ts) → outcome (outcome.ts), and its entry
+// points: HTTP requests (this file), WebSocket upgrades, forward-auth, and `gatehouse check --explain`.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { CacheUnavailableError } from '../cache/index.ts';
+import { PasswordBusyError } from '../accounts/passwords.ts';
+import { DiagnosedError, type Diagnosis } from '../diagnosis/index.ts';
+import type { TrustedProxies } from '../http/client-ip.ts';
+import type { RequestContext, SiteInfo } from '../http/context.ts';
+import { HttpError } from '../http/errors.ts';
+import type { Forwarding } from '../http/forwarded.ts';
+import { h2Stream, protocolError } from '../http/protocol.ts';
+import { sendJson, wantsHtml } from '../http/respond.ts';
+import type { Match } from '../http/router.ts';
+import { normalizeTarget } from '../http/target.ts';
+import type { Assertions } from '../identity/assertion.ts';
+import type { Logger } from '../log/index.ts';
+import type { Rule } from '../policy/rules.ts';
+import type { ProviderService } from '../providers/service.ts';
+import { sessionProvider } from '../providers/service.ts';
+import { forward, type Upstreams } from '../proxy/forward.ts';
+import type { ActiveSession, Sessions } from '../sessions/index.ts';
+import type { App, Site } from '../sites/index.ts';
+import { StoreUnavailableError } from '../store/index.ts';
+import { type BearerCheck, decide } from './decide.ts';
+import { errorPage, outcome, redirectToLogin, respondSignIn } from './outcome.ts';
+import type { RouteEntry, Routes } from './route.ts';
+import type { RelayFailure, ToApp } from './to-app.ts';
+
+/** What the HTTP entry point uses (the composition root makes it). */
+export interface HttpEntryDeps {
+  logger: Logger;
+  routes: Routes;
+  trusted: TrustedProxies;
+  forwarding: Forwarding;
+  diagnosis: Diagnosis;
+  sessions: Sessions;
+  oauth: BearerCheck & { challenge(app: App, error?: string): string };
+  providers: Pick<ProviderService, 'get'>;
+  assertions: Assertions;
+  toApp: ToApp;
+  upstreams: Upstreams;
+  /** The page of a signed-in user whose address must be verified first (accounts/verification.ts). */
+  verification: { blocked(ctx: RequestContext, active: ActiveSession): number };
+  /** config.authPrefix, without the base path (diagnosis names it). */
+  authPrefix: string;
+  /** HTTP/1 connections whose framing was refused: what else the parser finds on them is not served. */
+  refused: WeakSet<object>;
+  /** The node is shutting down: responses close their connection. */
+  draining(): boolean;
+}
+
+/**
+ * The HTTP entry point of the pipeline: every request the listener gets (HTTP/1.1 and HTTP/2).
+ * Protocol checks, then route (route.ts): own route | well-known document | the app, where
+ * decide (decide.ts) and outcome (outcome.ts) say what the answer is; an allowed request is
+ * streamed to the app with its identity headers (to-app.ts, proxy/forward.ts). One log line
+ * per request.
+ */
+export class HttpEntry {
+  private readonly d: HttpEntryDeps;
+
+  constructor(deps: HttpEntryDeps) {
+    this.d = deps;
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // Pipelined behind a refused request: its framing may hide this one. Its connection closes
+    // after the refusal is sent.
+    if (this.d.refused.has(req.socket)) return;
+    const started = performance.now();
+    const requestId = requestIdOf(req, this.d.trusted);
+    if (this.d.draining() && !h2Stream(req)) res.setHeader('connection', 'close');
+    let ctx: RequestContext<Site> | undefined;
+    let status = 0;
+    try {
+      const bad = protocolError(req);
+      if (bad) {
+        status = bad.status;
+        // The client may frame the rest otherwise: nothing more is read on this connection.
+        if (!h2Stream(req)) {
+          res.setHeader('connection', 'close');
+          this.d.refused.add(req.socket);
+        }
+        return errorPage(req, res, undefined, bad.status, bad.code, bad.message);
+      }
+      const via = this.d.forwarding.resolve(req);
+      const site = this.d.routes.siteFor(via.host);
+      if (!site) {
+        // Load balancers and kubelets probe by address (Host: 10.0.0.7:8080), apps fetch the
+        // JWKS by an internal one: those routes answer whatever the Host; every other route
+        // needs a known site.
+        const anyHost = this.d.routes.anyHost(req.method ?? 'GET', req.url ?? '');
+        if (anyHost) {
+          await anyHost({ req, res, requestId });
+          status = res.statusCode;
+          return;
+        }
+        status = 421;
+        return this.misdirected(req, res, requestId);
+      }
+      const target = normalizeTarget(req.url ?? '');
+      if (!target.ok) {
+        status = 400;
+        return errorPage(req, res, site, 400, 'bad_request', 'This address is not valid.', target.reason);
+      }
+      ctx = {
+        req,
+        res,
+        site,
+        path: target.path,
+        query: target.query,
+        ip: via.ip,
+        scheme: via.scheme,
+        viaProxy: via.viaProxy,
+        requestId,
+      };
+      const routed = this.d.routes.route(req.method ?? 'GET', target.path);
+      if (routed.kind === 'app') {
+        status = await this.proxy(ctx);
+        return;
+      }
+      if (routed.kind === 'outside_base') {
+        status = 404;
+        const cause = this.d.diagnosis.outsideBase(ctx, this.d.authPrefix);
+        if (cause) return this.d.diagnosis.respond(req, res, site, cause, requestId);
+        return errorPage(
+          req,
+          res,
+          site,
+          404,
+          'not_found',
+          'There is no page at this address.',
+          `This server serves ${site.origin}${site.home}`,
+        );
+      }
+      if (routed.kind === 'own') await this.own(ctx, routed.sub, routed.found);
+      else await this.wellKnown(routed.path === ctx.path ? ctx : { ...ctx, path: routed.path }, routed.entry);
+      status = res.statusCode;
+    } catch (err) {
+      status = this.failure(req, res, ctx?.site, err, requestId);
+    } finally {
+      this.d.logger.info(
+        {
+          req: { id: requestId, method: req.method, path: ctx?.path ?? '(invalid)' },
+          status,
+          ms: Math.round((performance.now() - started) * 10) / 10,
+          user: ctx?.userId,
+        },
+        'request',
+      );
+    }
+  }
+
+  /** An own route below the prefix (`sub`: the path without it) and the table's match for it. */
+  private async own(ctx: RequestContext<Site>, sub: string, match: Match<RouteEntry>): Promise<void> {
+    if (!match) return errorPage(ctx.req, ctx.res, ctx.site, 404, 'not_found', 'There is no page at this address.');
+    if ('allowed' in match) {
+      ctx.res.setHeader('allow', match.allowed.join(', '));
+      return errorPage(ctx.req, ctx.res, ctx.site, 405, 'method_not_allowed', 'This method is not allowed here.');
+    }
+    // A sign-in that cannot work (wrong scheme, untrusted proxy) is explained, not looped.
+    if (this.d.diagnosis.guards(sub)) {
+      const cause = this.d.diagnosis.check(ctx);
+      if (cause) return this.d.diagnosis.respond(ctx.req, ctx.res, ctx.site, cause, ctx.requestId);
+    }
+    await match.handler.handler(ctx, match.params);
+  }
+
+  /** One of Gatehouse's documents under <base>/.well-known/; ctx.path is below the base path. */
+  private async wellKnown(ctx: RequestContext<Site>, entry: RouteEntry): Promise<void> {
+    const method = ctx.req.method ?? 'GET';
+    if (!entry.methods.includes(method)) {
+      return sendJson(
+        ctx.res,
+        405,
+        { error: 'method_not_allowed', message: 'This method is not allowed here.' },
+        { allow: entry.methods.join(', ') },
+      );
+    }
+    await entry.handler(ctx, {});
+  }
+
+  /** Decides and, when allowed, forwards. Returns the status the client got. */
+  private async proxy(ctx: RequestContext<Site>): Promise<number> {
+    const { req, res, site } = ctx;
+    const method = req.method ?? 'GET';
+    const d = await decide(this.d.sessions, site, req, method, ctx.path, this.d.oauth);
+    if (d.kind === 'forbidden') ctx.userId = d.active.user.id;
+    const o = outcome(d, ctx, this.d.routes.prefix, method);
+    switch (o.kind) {
+      case 'refuse':
+        return (errorPage(req, res, site, o.status, o.code, o.message), o.status);
+      case 'sign_in':
+        return respondSignIn(ctx, o, this.d, this.d.oauth.challenge(o.app));
+      case 'invalid_token':
+        return this.bearerRefused(ctx, o.app, o.description);
+      case 'verify_email':
+        return this.d.verification.blocked(ctx, o.active);
+    }
+    const { app, active, rule } = o;
+    if (active) ctx.userId = active.user.id;
+
+    let relay = this.d.toApp.tokenRelay(rule, app, active);
+    if (relay instanceof Promise) relay = await relay;
+    if ('reason' in relay) return this.relayFailed(ctx, rule, active!, relay.provider, relay.reason);
+    const { bearer } = relay;
+
+    let assertion: string | Promise<string> | undefined;
+    if (active && app.headers.assertion) assertion = this.d.assertions.get(app, active);
+    if (typeof assertion === 'object') assertion = await assertion;
+    const headers = this.d.toApp.headers(ctx, app, active, assertion, bearer, o.ownToken);
+    const forwarded = await forward(req, res, this.d.upstreams.of(app), ctx.path + ctx.query, headers);
+    if (forwarded.error) {
+      this.d.logger.warn(
+        { event: 'upstream_error', app: app.name, cause: forwarded.cause, requestId: ctx.requestId },
+        'upstream failed',
+      );
+      const message =
+        forwarded.error === 'gateway_timeout' ? 'The app took too long to answer.' : 'The app could not be reached.';
+      return (errorPage(req, res, site, forwarded.status, forwarded.error, message), forwarded.status);
+    }
+    return forwarded.status;
+  }
+
+  /** A bearer token that is not good for this app: 401 with the RFC 6750 error, always JSON. */
+  private bearerRefused(ctx: RequestContext<Site>, app: App, description: string): number {
+    this.d.logger.info(
+      { event: 'bearer_refused', app: app.name, reason: description, requestId: ctx.requestId },
+      'bearer token refused',
+    );
+    sendJson(
+      ctx.res,
+      401,
+      { error: 'invalid_token', message: `Sign in again: ${description}.` },
+      { 'www-authenticate': this.d.oauth.challenge(app, description) },
+    );
+    return 401;
+  }
+
+  /**
+   * tokenRelay without a usable provider token (none for this session, or the refresh
+   * failed): a browser signs in with that provider again, landing back here; an API call
+   * gets 401. Right after a sign-in with that very provider it is an error page instead,
+   * so a provider that hands out unusable tokens cannot make the browser loop.
+   */
+  private relayFailed(
+    ctx: RequestContext<Site>,
+    rule: Rule,
+    active: ActiveSession,
+    provider: string,
+    reason: RelayFailure,
+  ): number {
+    const { req, res, site } = ctx;
+    const name = this.d.providers.get(provider)?.name ?? provider;
+    this.d.logger.info(
+      { event: 'token_relay_unavailable', provider, reason, userId: active.user.id, requestId: ctx.requestId },
+      `no usable ${provider} access token`,
+    );
+    if (reason === 'unavailable') {
+      res.setHeader('retry-after', '5');
+      return (
+        errorPage(
+          req,
+          res,
+          site,
+          503,
+          'provider_unavailable',
+          `${name} cannot be reached right now. Try again in a moment.`,
+        ),
+        503
+      );
+    }
+    const login = `${site.origin}${this.d.routes.prefix}/login/${provider}?rd=${encodeURIComponent(ctx.path + ctx.query)}`;
+    const mode =
+      rule.unauthenticated ?? ((req.method === 'GET' || req.method === 'HEAD') && wantsHtml(req) ? 'redirect' : '401');
+    if (mode === 'redirect') {
+      // A sign-in with this provider just now that left no usable token (none stored, or one
+      // already expired) would only repeat itself. A refresh the provider refused is cured by
+      // signing in again, so that still redirects.
+      const fresh =
+        reason !== 'refresh_failed' &&
+        sessionProvider(active.session) === provider &&
+        Date.now() - active.session.createdAt < 10_000;
+      if (fresh)
+        return (
+          errorPage(
+            req,
+            res,
+            site,
+            502,
+            'provider_token_unusable',
+            `${name} did not give Gatehouse an access token it can use.`,
+            'Signing in again would not help; tell the administrator.',
+          ),
+          502
+        );
+      return redirectToLogin(ctx, this.d.diagnosis, login);
+    }
+    sendJson(
+      res,
+      401,
+      { error: 'provider_token_required', message: `Sign in with ${name} again to use this resource.`, login },
+      { 'www-authenticate': `Bearer realm="${site.origin}", error="invalid_token"` },
+    );
+    return 401;
+  }
+
+  // ---- errors -----------------------------------------------------------------------
+
+  /** 421 for a host no site answers for, never trusted or redirected (security.md #7). */
+  private misdirected(req: IncomingMessage, res: ServerResponse, requestId: string): void {
+    const { diagnosis, routes } = this.d;
+    diagnosis.respond(
+      req,
+      res,
+      undefined,
+      diagnosis.misdirected(req, routes.sites, (h) => routes.siteFor(h)),
+      requestId,
+    );
+  }
+
+  private failure(
+    req: IncomingMessage,
+    res: ServerResponse,
+    site: SiteInfo | undefined,
+    err: unknown,
+    requestId: string,
+  ): number {
+    if (err instanceof DiagnosedError) {
+      this.d.diagnosis.respond(req, res, site, err.diagnosis, requestId);
+      return err.diagnosis.status;
+    }
+    if (err instanceof HttpError) {
+      // HTTP/2 has no Connection header (and no per-request close).
+      for (const [k, v] of Object.entries(err.headers ?? {}))
+        if (!res.headersSent && !(k === 'connection' && h2Stream(req))) res.setHeader(k, v);
+      errorPage(req, res, site, err.status, err.code, err.message);
+      return err.status;
+    }
+    if (
+      err instanceof StoreUnavailableError ||
+      err instanceof CacheUnavailableError ||
+      err instanceof PasswordBusyError
+    ) {
+      this.d.logger.error(
+        { event: 'dependency_unavailable', err: { name: (err as Error).name, message: (err as Error).message } },
+        'failing closed',
+      );
+      if (!res.headersSent) res.setHeader('retry-after', '5');
+      errorPage(req, res, site, 503, 'unavailable', 'Sign-in is temporarily unavailable. Try again in a moment.');
+      return 503;
+    }
+    this.d.logger.error({ event: 'internal_error', err }, 'request failed');
+    errorPage(req, res, site, 500, 'internal_error', 'Something went wrong on our side.');
+    return 500;
+  }
+}
+
+/** A trusted proxy's X-Request-Id is kept, so one id follows the request end to end. */
+export function requestIdOf(req: IncomingMessage, trusted: TrustedProxies): string {
+  const given = req.headers['x-request-id'];
+  if (
+    typeof given === 'string' &&
+    !trusted.empty &&
+    /^[A-Za-z0-9._:-]{1,128}$/.test(given) &&
+    trusted.has(req.socket.remoteAddress)
+  )
+    return given;
+  return randomUUID();
+}

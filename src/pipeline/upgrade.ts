@@ -1,0 +1,154 @@
+import http, { type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { CacheUnavailableError } from '../cache/index.ts';
+import type { TrustedProxies } from '../http/client-ip.ts';
+import type { Forwarding } from '../http/forwarded.ts';
+import { protocolError } from '../http/protocol.ts';
+import { normalizeTarget } from '../http/target.ts';
+import type { Assertions } from '../identity/assertion.ts';
+import type { Logger } from '../log/index.ts';
+import { type Upstreams } from '../proxy/forward.ts';
+import { rejectUpgrade, tunnelWebSocket } from '../proxy/upgrade.ts';
+import type { Sessions } from '../sessions/index.ts';
+import { StoreUnavailableError } from '../store/index.ts';
+import { type BearerCheck, decide } from './decide.ts';
+import { outcome } from './outcome.ts';
+import { requestIdOf } from './request.ts';
+import type { Routes } from './route.ts';
+import type { ToApp, UpgradeContext } from './to-app.ts';
+
+/** What the WebSocket entry point uses (the composition root makes it). */
+export interface UpgradeEntryDeps {
+  logger: Logger;
+  routes: Routes;
+  trusted: TrustedProxies;
+  forwarding: Forwarding;
+  sessions: Sessions;
+  oauth: BearerCheck;
+  assertions: Assertions;
+  toApp: ToApp;
+  upstreams: Upstreams;
+  /** HTTP/1 connections whose framing was refused (request.ts). */
+  refused: WeakSet<object>;
+  /** Open tunnels, client socket → app socket: shutdown closes them. */
+  tunnels: Map<Duplex, Duplex>;
+  /** The node is shutting down: new upgrades get 503. */
+  draining(): boolean;
+}
+
+/**
+ * The WebSocket entry point of the pipeline: an upgrade is routed (route.ts: only an app's
+ * paths), decided (decide.ts) as a GET of its path, and mapped (outcome.ts) to a refusal line
+ * or a tunnel to the app (proxy/upgrade.ts), with the Origin checks of cross-site WebSocket
+ * hijacking.
+ */
+export class UpgradeEntry {
+  private readonly d: UpgradeEntryDeps;
+
+  constructor(deps: UpgradeEntryDeps) {
+    this.d = deps;
+  }
+
+  async handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const started = performance.now();
+    const requestId = requestIdOf(req, this.d.trusted);
+    let status = 0;
+    let userId: string | undefined;
+    socket.on('error', () => socket.destroy());
+    if (this.d.refused.has(req.socket)) return void socket.end();
+    try {
+      const bad = protocolError(req);
+      if (bad) return rejectUpgrade(socket, (status = bad.status), http.STATUS_CODES[bad.status]!, `${bad.message}\n`);
+      if (req.httpVersionMinor === 0)
+        return rejectUpgrade(socket, (status = 400), 'Bad Request', 'A WebSocket handshake needs HTTP/1.1.\n');
+      const via = this.d.forwarding.resolve(req);
+      const site = this.d.routes.siteFor(via.host);
+      const target = normalizeTarget(req.url ?? '');
+      if (!site || !target.ok || this.d.draining())
+        return rejectUpgrade(
+          socket,
+          (status = site && target.ok ? 503 : 400),
+          site && target.ok ? 'Service Unavailable' : 'Bad Request',
+        );
+      // Only an app's paths are tunnelled: outside the base path, own routes, well-known documents: 404.
+      if (this.d.routes.route('GET', target.path).kind !== 'app')
+        return rejectUpgrade(socket, (status = 404), 'Not Found');
+      // Cross-site WebSocket hijacking: the browser sends cookies with a cross-origin upgrade.
+      const origin = req.headers.origin;
+      if (origin !== undefined && origin !== site.origin) return rejectUpgrade(socket, (status = 403), 'Forbidden');
+      const ctx: UpgradeContext = {
+        req,
+        site,
+        path: target.path,
+        query: target.query,
+        ip: via.ip,
+        scheme: via.scheme,
+        viaProxy: via.viaProxy,
+        requestId,
+      };
+      const d = await decide(this.d.sessions, site, req, 'GET', target.path, this.d.oauth);
+      const o = outcome(d, ctx, this.d.routes.prefix, 'GET');
+      switch (o.kind) {
+        case 'sign_in':
+        case 'invalid_token':
+          return rejectUpgrade(socket, (status = 401), 'Unauthorized');
+        case 'refuse':
+        case 'verify_email':
+          return rejectUpgrade(socket, (status = o.status), o.status === 404 ? 'Not Found' : 'Forbidden');
+      }
+      const { app, active } = o;
+      userId = active?.user.id;
+      // Browsers always send Origin with an upgrade: one the session cookie signs in without it
+      // did not come from a page of this site. A bearer token is a program's own and needs none.
+      if (active && !o.ownToken && origin === undefined)
+        return rejectUpgrade(
+          socket,
+          (status = 403),
+          'Forbidden',
+          'A signed-in WebSocket handshake must send Origin.\n',
+        );
+      const relay = await this.d.toApp.tokenRelay(o.rule, app, active);
+      if ('reason' in relay)
+        return rejectUpgrade(
+          socket,
+          (status = relay.reason === 'unavailable' ? 503 : 401),
+          relay.reason === 'unavailable' ? 'Service Unavailable' : 'Unauthorized',
+        );
+      const { bearer } = relay;
+      const assertion = active && app.headers.assertion ? await this.d.assertions.get(app, active) : undefined;
+      const headers = this.d.toApp.headers(ctx, app, active, assertion, bearer, o.ownToken);
+      (socket as Socket).setTimeout?.(0);
+      status = await tunnelWebSocket(
+        req,
+        socket,
+        head,
+        this.d.upstreams.of(app),
+        target.path + target.query,
+        headers,
+        ([client, upstream]) => {
+          this.d.tunnels.set(client!, upstream!);
+          client!.once('close', () => this.d.tunnels.delete(client!));
+        },
+      );
+    } catch (err) {
+      const unavailable = err instanceof StoreUnavailableError || err instanceof CacheUnavailableError;
+      if (!unavailable) this.d.logger.error({ event: 'internal_error', err }, 'upgrade failed');
+      rejectUpgrade(
+        socket,
+        (status = unavailable ? 503 : 500),
+        unavailable ? 'Service Unavailable' : 'Internal Server Error',
+      );
+    } finally {
+      this.d.logger.info(
+        {
+          req: { id: requestId, method: 'GET', path: req.url?.split('?')[0], upgrade: 'websocket' },
+          status,
+          ms: Math.round((performance.now() - started) * 10) / 10,
+          user: userId,
+        },
+        'request',
+      );
+    }
+  }
+}
