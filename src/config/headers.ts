@@ -277,7 +277,12 @@ export function checkHeaderNames(
   at: (string | number)[],
   ctx: z.RefinementCtx,
 ): void {
+  // Runs after a failed key too (zod checks the rest): only well-formed headers are compared.
+  const h = app.headers as Partial<HeadersConfig> | undefined;
+  if (!h || typeof h !== 'object' || !(h.preset && h.preset in PRESET_HEADERS) || !Array.isArray(app.routes)) return;
+  if (bearerHeader !== undefined && typeof bearerHeader !== 'string') return;
   const names = headerNames(app.headers);
+  if (!Object.values(names).every((v) => v === null || typeof v === 'string')) return;
   const relays = relaysTokens(app);
   const seen = new Map<string, keyof HeaderNames>();
   for (const key of Object.keys(LABEL) as (keyof HeaderNames)[]) {
