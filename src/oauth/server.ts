@@ -410,6 +410,9 @@ export class OAuthServer {
       scopes_supported: this.d.scopes.supported,
       bearer_methods_supported: ['header'],
       resource_name: app.title,
+      // tokens.bearerHeader: where a client may send the token instead of Authorization, which
+      // then stays the app's (`gatehouse token --header` reads it at login).
+      ...(this.d.config.tokens.bearerHeader ? { gatehouse_token_header: this.d.config.tokens.bearerHeader } : {}),
     };
   }
 
