@@ -157,7 +157,7 @@ describe('gatehouse check', () => {
       '1  publicUrl: expected an absolute URL with http:// or https://, such as https://app.example.com, found "127.0.0.1:8090"',
       '4  listen.port: expected a number, found "eighty"',
       '5  listen.prot: unknown key "prot"; did you mean "port"?',
-      '6  headers: expected a map of email, unverifiedEmail, name, groups, assertion, found "yes"',
+      '6  headers: expected a map of preset, id, email, unverifiedEmail, name, groups, ..., found "yes"',
       '7  trustedProxies: expected a list, such as [10.0.0.0/8], found "10.0.0.0/8"',
       '8  defaultAccess: expected one of authenticated, deny, found "public"',
       '10  sessions.idleTimeout: expected a duration such as "30s", "15m", "12h" or "90d", found "soon"',
