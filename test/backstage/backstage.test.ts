@@ -617,10 +617,11 @@ describeOrSkip('Backstage behind Gatehouse (@gatehouse/backstage-auth-provider)'
 
     test('straight to Backstage, the stock provider believes whatever headers come: why the docs prefer the gatehouse provider', async () => {
       const res = await fetch(`${main.bs.url}/api/auth/oauth2Proxy/refresh`, {
-        headers: { accept: 'application/json', 'x-forwarded-email': 'alice@example.com' },
+        headers: { accept: 'application/json', 'x-forwarded-user': o2pUsers.erin.id },
       });
       assert.equal(res.status, 200, 'no signature checked: keep Backstage unreachable except through Gatehouse');
-      await res.body?.cancel();
+      const forged = (await res.json()) as Session;
+      assert.equal(forged.backstageIdentity.identity.userEntityRef, `user:default/${o2pUsers.erin.id}`);
     });
   });
 
