@@ -3,7 +3,7 @@ import { z } from 'zod';
 /**
  * The `headers` key of an app (what it learns of its user, and under which names) and
  * `tokens.bearerHeader`: header names, their presets, and the checks that keep every configured
- * name apart from the request's own headers and from each other (security.md #175-178).
+ * name apart from the request's own headers and from each other (security.md #175, #176, #178).
  *
  * Two presets name the headers: `gatehouse` (X-User-Id, X-User-Email, ...; only the id and the
  * assertion unless the app opts in) and `oauth2-proxy` (what oauth2-proxy sends: X-Forwarded-User,

@@ -75,7 +75,7 @@ export async function decide(
   // Any other Authorization is the app's business: passed on, the session cookie decides.
   // tokens.bearerHeader, when sent, is read first and only: whatever it holds is Gatehouse's,
   // and Authorization is then the app's, unless it holds a Gatehouse token too (dropped, never
-  // used: security.md #178).
+  // used: security.md #177).
   let token = bearer?.headerTokenOf(req);
   let ownToken: OwnToken = 'header';
   if (token !== undefined) {

@@ -733,7 +733,7 @@ describeOrSkip('Backstage behind Gatehouse (@gatehouse/backstage-auth-provider)'
     });
   });
 
-  test('a CLI device login (gatehouse login) reaches a Backstage API with both tokens: Gatehouse’s in its header, Backstage’s in Authorization', async () => {
+  test("a CLI device login (gatehouse login) reaches a Backstage API with both tokens: Gatehouse's in its header, Backstage's in Authorization", async () => {
     const identity = await cliReachesCatalog(main, users.alice.email);
     assert.ok(identity.identity.ownershipEntityRefs.includes('group:default/team-a'));
   });

@@ -15,7 +15,7 @@ import { deviceLogin, signedInBrowser } from '../oauth/helpers.ts';
  * the assertion as "Bearer <jwt>" (also in Authorization), a relayed provider token in
  * X-Forwarded-Access-Token (a real IdP), and tokens.bearerHeader beside the app's own
  * Authorization. Every configured name's client copies are removed, in any case and however
- * many (security.md #175-178).
+ * many (security.md #175-177).
  */
 
 let lab: Lab;
@@ -223,7 +223,7 @@ describe('a renamed id header, and the assertion in Authorization', () => {
   });
 });
 
-describe('tokens.bearerHeader: a CLI sends its Gatehouse token beside the app’s own', () => {
+describe("tokens.bearerHeader: a CLI sends its Gatehouse token beside the app's own", () => {
   let token: string;
   let userId: string;
   before(async () => {
