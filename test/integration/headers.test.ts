@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { WebSocket } from 'ws';
 import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { signIn } from '../helpers/oauth.ts';
@@ -146,6 +147,29 @@ describe('the oauth2-proxy preset', () => {
     const claims = (await jwtVerify(copies(verified.raw, 'X-Gatehouse-Assertion')[0]!, jwks(), { audience: 'o2p' }))
       .payload;
     assert.equal(claims.email, email);
+  });
+
+  test('a WebSocket upgrade gets the same headers, spoofed copies removed', async () => {
+    const c = new Client(gh.url);
+    const me = await registerJson(c);
+    const h = await new Promise<Record<string, string>>((resolve, reject) => {
+      const ws = new WebSocket(`${gh.url.replace('http', 'ws')}/ws`, {
+        headers: {
+          cookie: c.cookieHeader()!,
+          origin: gh.url,
+          'x-forwarded-user': 'admin',
+          'X-OAUTH2-PROXY-ID-TOKEN': 'Bearer forged.jwt.here',
+        },
+      });
+      ws.once('message', (m) => {
+        resolve(JSON.parse(String(m)).headers);
+        ws.close();
+      });
+      ws.once('error', reject);
+    });
+    assert.equal(h['x-forwarded-user'], me.id);
+    assert.equal(h['x-oauth2-proxy-id-token'], `Bearer ${h['x-gatehouse-assertion']}`);
+    assert.equal(h['x-user-id'], undefined);
   });
 
   test('nobody signed in, on a public route: none of the preset headers, none of the spoofed ones', async () => {
