@@ -4,7 +4,7 @@ import { explain as explainUrl } from '../pipeline/explain.ts';
 import { Routes } from '../pipeline/route.ts';
 import { providerRegistrations } from '../providers/lint.ts';
 import { routeShapes } from '../server/routes.ts';
-import { basePath, buildSites } from '../sites/index.ts';
+import { type App, basePath, buildSites } from '../sites/index.ts';
 import { err, out, UsageError } from './io.ts';
 import { lintConfig } from './lint.ts';
 
@@ -35,10 +35,31 @@ export async function check(file: string, flags: { explain?: string; method?: st
       out(
         `  ${site.origin}${app.pathPrefix || site.home} → ${app.upstream.url.href}  app "${app.name}", ${app.rules.length} rule${app.rules.length === 1 ? '' : 's'}, default ${app.fallback.access}`,
       );
+      out(`    ${identityLine(app)}`);
     }
   }
+  if (config.tokens.bearerHeader)
+    out(
+      `  Gatehouse tokens: Authorization or ${config.tokens.bearerHeader} (tokens.bearerHeader: decides alone when sent, removed before the app, Authorization then the app's)`,
+    );
   for (const line of providerRegistrations(config)) out(line);
   return status;
+}
+
+/** What the app learns and under which names (config/headers.ts), as `check` prints it. */
+function identityLine(app: App): string {
+  const h = app.headers;
+  const sent = [`${h.id} (user id)`];
+  if (h.email) sent.push(`${h.email} (${h.unverifiedEmail ? 'email, verified or not' : 'verified email'})`);
+  if (h.name) sent.push(`${h.name} (name)`);
+  if (h.groups) sent.push(`${h.groups} (groups)`);
+  if (h.assertion) sent.push(`${h.assertion} (assertion)`);
+  if (h.assertionBearer) sent.push(`${h.assertionBearer} (Bearer assertion)`);
+  const relay =
+    app.tokenRelay || app.rules.some((r) => typeof r.tokenRelay === 'string')
+      ? `; a relayed token in ${h.accessToken}`
+      : '';
+  return `headers: ${sent.join(', ')}${relay}; client copies removed`;
 }
 
 function count(n: number, noun: string): string {

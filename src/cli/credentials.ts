@@ -35,6 +35,12 @@ export interface StoredLogin {
   refreshToken: string | undefined;
   scope: string;
   createdAt: number;
+  /**
+   * The header the app takes Gatehouse tokens in besides Authorization (tokens.bearerHeader,
+   * from its protected-resource metadata at login); null: none; absent: a login made before
+   * Gatehouse said.
+   */
+  tokenHeader?: string | null;
 }
 
 interface FileShape {

@@ -3,7 +3,8 @@ import { lintOAuth } from '../oauth/lint.ts';
 import { lintEmail } from '../mail/lint.ts';
 import { lintProviders } from '../providers/lint.ts';
 import { appsOf } from '../sites/index.ts';
-import type { Config } from '../config/schema.ts';
+import { headerNames, relaysTokens } from '../config/headers.ts';
+import type { AppConfig, Config } from '../config/schema.ts';
 import type { Warning } from '../config/warning.ts';
 
 /**
@@ -41,10 +42,10 @@ export function lintConfig(config: Config): Warning[] {
   }
   appsOf(config).forEach((app, a) => {
     const base = config.apps ? `apps[${a}]` : '';
-    if (app.headers.assertion === false) {
+    if (app.headers.assertion === false && !app.headers.assertionBearer) {
       w.push({
         key: `${base ? `${base}.` : ''}headers.assertion`,
-        message: `app "${app.name}" gets no signed assertion, only X-User-Id: anyone who can reach it past Gatehouse can claim to be anyone. Keep it unreachable except through Gatehouse.`,
+        message: `app "${app.name}" gets no signed assertion, only ${headerNames(app.headers).id}: anyone who can reach it past Gatehouse can claim to be anyone. Keep it unreachable except through Gatehouse.`,
       });
     }
     if (app.headers.email !== false && app.headers.unverifiedEmail) {
@@ -58,6 +59,7 @@ export function lintConfig(config: Config): Warning[] {
         message: `app "${app.name}" gets only verified addresses, and without email: users who register with a password can never verify theirs, so it gets no address for them (provider sign-ins and operator-added users have one).`,
       });
     }
+    w.push(...lintHeaders(app, base ? `${base}.` : ''));
     app.routes.forEach((r, i) => {
       const key = `${base ? `${base}.` : ''}routes[${i}].path`;
       if (/\/\/|\/\.\.?(\/|$)|;|%2f|%5c/i.test(r.path)) {
@@ -89,6 +91,23 @@ export function lintConfig(config: Config): Warning[] {
   w.push(...lintProviders(config));
   w.push(...lintOAuth(config));
   w.push(...lintEmail(config));
+  return w;
+}
+
+/** headers: (config/headers.ts) settings that validate but do not do what they seem to. */
+function lintHeaders(app: AppConfig, at: string): Warning[] {
+  const w: Warning[] = [];
+  const names = headerNames(app.headers);
+  if (names.assertionBearer?.toLowerCase() === 'authorization')
+    w.push({
+      key: `${at}headers.assertionBearer`,
+      message: `app "${app.name}" gets the assertion in Authorization, which replaces whatever Authorization a client sends: the app can take no token of its own there (a CLI's Gatehouse token still works).`,
+    });
+  if (app.headers.accessToken !== undefined && !relaysTokens(app))
+    w.push({
+      key: `${at}headers.accessToken`,
+      message: `app "${app.name}" relays no provider token (no tokenRelay on it or its routes): headers.accessToken has no effect.`,
+    });
   return w;
 }
 

@@ -17,6 +17,7 @@ import { err, out, UsageError } from './io.ts';
  */
 
 const REFRESH_MARGIN_MS = 60_000;
+const TOKEN_HEADER = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?$/;
 const TIMEOUT_MS = 15_000;
 
 function parseUrl(raw: string | undefined, command: string): URL {
@@ -52,7 +53,7 @@ async function getJson(url: string): Promise<Record<string, unknown> | undefined
 }
 
 /** The app's protected-resource metadata: from the URL's 401 challenge, else at the well-known address. */
-async function discoverResource(url: URL): Promise<{ resource: string; issuer: string }> {
+async function discoverResource(url: URL): Promise<{ resource: string; issuer: string; tokenHeader: string | null }> {
   const candidates: string[] = [];
   try {
     const res = await fetch(url, {
@@ -82,7 +83,10 @@ async function discoverResource(url: URL): Promise<{ resource: string; issuer: s
       foreign = doc.resource;
       continue;
     }
-    return { resource: doc.resource, issuer: servers[0] };
+    // Printed into a header line: a header name only, whatever the document says.
+    const header = doc.gatehouse_token_header;
+    const tokenHeader = typeof header === 'string' && TOKEN_HEADER.test(header) ? header : null;
+    return { resource: doc.resource, issuer: servers[0], tokenHeader };
   }
   if (foreign !== undefined)
     throw new Error(
@@ -127,9 +131,11 @@ function toStored(
   config: oauth.Configuration,
   tokens: oauth.TokenEndpointResponse,
   previous?: StoredLogin,
+  tokenHeader?: string | null,
 ): StoredLogin {
   const m = config.serverMetadata();
   return {
+    tokenHeader: tokenHeader === undefined ? previous?.tokenHeader : tokenHeader,
     resource,
     issuer,
     clientId: CLI_CLIENT_ID,
@@ -191,7 +197,7 @@ export async function login(
   credentials = new Credentials(),
 ): Promise<number> {
   const url = parseUrl(rawUrl, 'login');
-  const { resource, issuer } = await discoverResource(url);
+  const { resource, issuer, tokenHeader } = await discoverResource(url);
   const issuerUrl = parseUrl(issuer, 'login');
   const config = await discoverServer(issuerUrl);
   const device = await oauth
@@ -220,13 +226,25 @@ export async function login(
     }
     throw new Error(`the sign-in did not complete: ${describeError(e)}`);
   }
-  await credentials.save(toStored(resource, issuer, config, tokens));
-  err(`Signed in to ${resource}. Use: curl -H "Authorization: Bearer $(gatehouse token ${url.href})" ${url.href}`);
+  await credentials.save(toStored(resource, issuer, config, tokens, undefined, tokenHeader));
+  err(
+    tokenHeader
+      ? `Signed in to ${resource}. Use: curl -H "$(gatehouse token ${url.href} --header)" ${url.href} (the token goes in ${tokenHeader}, Authorization stays yours)`
+      : `Signed in to ${resource}. Use: curl -H "Authorization: Bearer $(gatehouse token ${url.href})" ${url.href}`,
+  );
   return 0;
 }
 
-/** gatehouse token <url>: prints a valid access token, refreshing it (once, across processes) when it is about to expire. */
-export async function token(rawUrl: string | undefined, credentials = new Credentials()): Promise<number> {
+/**
+ * gatehouse token <url>: prints a valid access token, refreshing it (once, across processes)
+ * when it is about to expire. `--header`: as a header line, in the app's own token header
+ * (tokens.bearerHeader, learnt at login) when it has one, else as Authorization: Bearer.
+ */
+export async function token(
+  rawUrl: string | undefined,
+  credentials = new Credentials(),
+  flags: { header?: boolean } = {},
+): Promise<number> {
   const url = parseUrl(rawUrl, 'token');
   const fresh = (l: StoredLogin | undefined) => l !== undefined && l.expiresAt - Date.now() > REFRESH_MARGIN_MS;
   let login = credentials.find(url);
@@ -270,7 +288,13 @@ export async function token(rawUrl: string | undefined, credentials = new Creden
     }
     login = result;
   }
-  out(login.accessToken);
+  if (!flags.header) out(login.accessToken);
+  else if (login.tokenHeader) out(`${login.tokenHeader}: ${login.accessToken}`);
+  else {
+    if (login.tokenHeader === undefined)
+      err(`(this login predates token headers: run gatehouse login ${url.href} again if the app has one)`);
+    out(`Authorization: Bearer ${login.accessToken}`);
+  }
   return 0;
 }
 

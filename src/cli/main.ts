@@ -26,6 +26,7 @@ const OPTIONS = {
   algorithm: { type: 'string' },
   browser: { type: 'boolean' },
   force: { type: 'boolean' },
+  header: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;
@@ -93,8 +94,14 @@ const COMMANDS: Record<string, Command> = {
     client: true,
   },
   token: {
-    usage: [['token <url>', 'print a valid access token: curl -H "Authorization: Bearer $(gatehouse token URL)" URL']],
-    options: [],
+    usage: [
+      ['token <url>', 'print a valid access token: curl -H "Authorization: Bearer $(gatehouse token URL)" URL'],
+      [
+        'token <url> --header',
+        'print it as a header line, in the app\'s own token header if it has one: curl -H "$(gatehouse token URL --header)" URL',
+      ],
+    ],
+    options: ['header'],
     client: true,
   },
   logout: {
@@ -214,7 +221,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'login':
       return login(rest[0], values);
     case 'token':
-      return token(rest[0]);
+      return token(rest[0], undefined, values);
     case 'logout':
       return logout(rest[0]);
     default: {

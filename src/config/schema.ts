@@ -6,6 +6,7 @@ import { EmailSchema } from './mail.ts';
 import { ProvidersSchema, TokenRelayApp, TokenRelayRoute } from './providers.ts';
 import { durationField } from './duration.ts';
 import { checkOAuthTokens, OAUTH_TOKEN_FIELDS } from './oauth.ts';
+import { BearerHeaderSchema, checkHeaderNames, HeadersSchema } from './headers.ts';
 
 /**
  * The one definition of gatehouse.yaml. The JSON Schema under schema/ is generated from it
@@ -47,37 +48,6 @@ const cidr = z.string().superRefine((v, ctx) => {
       message: `expected an IP address, a CIDR range (10.0.0.0/8) or one of ${PROXY_PRESETS.join(', ')}`,
     });
   }
-});
-
-/** Request headers an identity header must never replace: the request would change meaning. */
-const RESERVED_HEADERS = new Set([
-  'host',
-  'cookie',
-  'authorization',
-  'content-length',
-  'content-type',
-  'transfer-encoding',
-  'connection',
-  'upgrade',
-  'te',
-  'trailer',
-  'expect',
-  'keep-alive',
-  'origin',
-  'x-request-id',
-]);
-const headerName = z
-  .string()
-  .regex(/^[A-Za-z0-9-]+$/, 'a header name has only letters, digits and "-"')
-  .refine((v) => !RESERVED_HEADERS.has(v.toLowerCase()), {
-    message: 'this header is part of the request itself; choose a name of your own, such as X-Auth-Email',
-  })
-  // email: yes means true to whoever wrote it (YAML 1.1), never a header named "yes".
-  .refine((v) => !/^(yes|no|on|off|true|false)$/i.test(v), {
-    message: 'expected true or false (not yes, no, on or off here), or a header name such as X-Auth-Email',
-  });
-const forwardHeader = z.union([z.boolean(), headerName], {
-  error: 'expected true, false or a header name such as X-Auth-Email',
 });
 
 export const AllowSchema = z
@@ -126,34 +96,7 @@ export const RouteSchema = z
       });
   });
 
-export const HeadersSchema = z
-  .strictObject({
-    email: forwardHeader.default(false).meta({
-      description:
-        'Send X-User-Email (true) or the email under this header name, with the email and email_verified claims. Only verified addresses are sent, unless unverifiedEmail is true',
-    }),
-    unverifiedEmail: z.boolean().default(false).meta({
-      description:
-        'Also send addresses nobody has verified (default false: the header and the email claim are left out until the user verifies; email_verified is false). Never for an app that maps an address to an account',
-    }),
-    name: forwardHeader.default(false).meta({ description: 'Send X-User-Name (true) or under this header name' }),
-    groups: forwardHeader
-      .default(false)
-      .meta({ description: 'Send X-User-Groups, comma-separated (true) or under this header name' }),
-    assertion: forwardHeader.default(true).meta({
-      description:
-        'Send the signed identity assertion (a JWT, aud = the app name) as X-Gatehouse-Assertion (true), under this header name, or not at all (false). It carries email, name and groups only when those are sent too',
-    }),
-  })
-  .superRefine((h, ctx) => {
-    if (h.unverifiedEmail && h.email === false)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['unverifiedEmail'],
-        message: 'unverifiedEmail only applies when email is sent: set email too, or remove unverifiedEmail',
-      });
-  })
-  .prefault({});
+export { HeadersSchema };
 
 const appFields = {
   name: z
@@ -386,6 +329,7 @@ export const ConfigSchema = z
           .prefault({}),
         // The OAuth server for CLIs and MCP clients: lifetimes, clients, registration (tokens.ts).
         ...OAUTH_TOKEN_FIELDS,
+        bearerHeader: BearerHeaderSchema,
       })
       .superRefine(checkOAuthTokens)
       .prefault({})
@@ -487,6 +431,9 @@ export const ConfigSchema = z
       relay(app.tokenRelay, ['apps', a, 'tokenRelay']);
       app.routes.forEach((r, i) => relay(r.tokenRelay, ['apps', a, 'routes', i, 'tokenRelay']));
     });
+    // Every header name of an app apart from its others and from tokens.bearerHeader (config/headers.ts).
+    if (!c.apps) checkHeaderNames(c, c.tokens.bearerHeader, [], ctx);
+    c.apps?.forEach((app, a) => checkHeaderNames(app, c.tokens.bearerHeader, ['apps', a], ctx));
   });
 
 export type ConfigInput = z.input<typeof ConfigSchema>;

@@ -28,7 +28,9 @@ export function presentedName(optIn: IdentityOptIn, user: User): string | null {
  * forward-auth answer (/.auth/check) alike. Anything the app should learn about the user is
  * added here, and every path gets it; the assertion's claims (identity/assertion.ts) come from
  * the same presentedEmail / presentedName. `assertion` is the signed X-Gatehouse-Assertion,
- * when the app takes one.
+ * when the app takes one (app.signed): sent bare under headers.assertion and as
+ * "Bearer <jwt>" under headers.assertionBearer. The names are the app's (config/headers.ts:
+ * its preset's, or its own).
  */
 export function identityHeaders(
   app: App,
@@ -37,13 +39,16 @@ export function identityHeaders(
 ): readonly string[] {
   if (!active) return NONE;
   const u = active.user;
-  const out = ['X-User-Id', u.id];
+  const out = [app.headers.id, u.id];
   const email = presentedEmail(app.headers, u);
   if (email !== null) out.push(app.headers.email!, email);
   const name = presentedName(app.headers, u);
   if (name !== null) out.push(app.headers.name!, headerSafe(name));
   if (app.headers.groups) out.push(app.headers.groups, u.groups.map(groupSafe).join(','));
-  if (assertion !== undefined && app.headers.assertion) out.push(app.headers.assertion, assertion);
+  if (assertion !== undefined) {
+    if (app.headers.assertion) out.push(app.headers.assertion, assertion);
+    if (app.headers.assertionBearer) out.push(app.headers.assertionBearer, `Bearer ${assertion}`);
+  }
   return out;
 }
 

@@ -55,12 +55,15 @@ export class OAuthServer {
   private readonly documents: MetadataDocuments | null;
   private readonly issuerSite: Site | undefined;
   private readonly challenges = new Map<App, string>();
+  /** tokens.bearerHeader in lower case (as Node keys req.headers), or undefined. */
+  private readonly tokenHeader: string | undefined;
   private readonly pages: PageKit;
   readonly device: DeviceFlow;
   readonly code: AuthorizationCodeFlow;
 
   constructor(o: OAuthServerOptions) {
     const issuer = issuerOf(o.config);
+    this.tokenHeader = o.config.tokens.bearerHeader?.toLowerCase();
     const origin = new URL(issuer).origin;
     const now = o.now ?? Date.now;
     // Gatehouse itself on loopback (development, tests): metadata documents may be there too.
@@ -407,6 +410,9 @@ export class OAuthServer {
       scopes_supported: this.d.scopes.supported,
       bearer_methods_supported: ['header'],
       resource_name: app.title,
+      // tokens.bearerHeader: where a client may send the token instead of Authorization, which
+      // then stays the app's (`gatehouse token --header` reads it at login).
+      ...(this.d.config.tokens.bearerHeader ? { gatehouse_token_header: this.d.config.tokens.bearerHeader } : {}),
     };
   }
 
@@ -416,6 +422,18 @@ export class OAuthServer {
   tokenOf(req: IncomingMessage): string | undefined {
     const header = req.headers.authorization;
     return header === undefined ? undefined : bearerToken(header);
+  }
+
+  /**
+   * The token in tokens.bearerHeader: bare or as "Bearer <token>" (`gatehouse token --header`
+   * sends it bare). Two copies arrive joined by ", " and are no token; nor is another scheme.
+   */
+  headerTokenOf(req: IncomingMessage): string | undefined {
+    if (this.tokenHeader === undefined) return undefined;
+    const value = req.headers[this.tokenHeader];
+    if (value === undefined) return undefined;
+    const text = (Array.isArray(value) ? value.join(', ') : value).trim();
+    return /^bearer /i.test(text) ? text.slice(7).trim() : text;
   }
 
   authenticate(token: string, app: App): Promise<BearerResult> {

@@ -18,12 +18,23 @@ export type Decision =
   | { kind: 'unauthenticated'; app: App; rule: Rule; lookup: Lookup }
   | { kind: 'invalid_token'; app: App; rule: Rule; description: string }
   | { kind: 'forbidden'; app: App; rule: Rule; active: ActiveSession; reason?: 'email_unverified' }
-  /** ownToken: the Authorization header carried a Gatehouse token: it must not reach the app. */
-  | { kind: 'allow'; app: App; rule: Rule; active: ActiveSession | undefined; ownToken?: boolean };
+  /**
+   * ownToken: the request carried a Gatehouse token, which must not reach the app: in
+   * Authorization ('authorization': dropped), or in tokens.bearerHeader with Authorization left
+   * to the app ('header').
+   */
+  | { kind: 'allow'; app: App; rule: Rule; active: ActiveSession | undefined; ownToken?: OwnToken };
+
+export type OwnToken = 'authorization' | 'header';
 
 /** The bearer-token check (oauth/server.ts), as the authorize step needs it. */
 export interface BearerCheck {
   tokenOf(req: IncomingMessage): string | undefined;
+  /**
+   * The token in tokens.bearerHeader (undefined when none is configured or sent; "" when it is
+   * not a token): Gatehouse's to decide whatever it holds.
+   */
+  headerTokenOf(req: IncomingMessage): string | undefined;
   authenticate(token: string, app: App): Promise<BearerResult>;
   isOwnToken(token: string): boolean;
 }
@@ -62,18 +73,30 @@ export async function decide(
   if (rule.access === 'deny') return { kind: 'deny', app, rule };
   // A Gatehouse token decides on its own (no fallback to a cookie) and never reaches the app.
   // Any other Authorization is the app's business: passed on, the session cookie decides.
-  const token = bearer && req.headers.authorization !== undefined ? bearer.tokenOf(req) : undefined;
-  if (token !== undefined && bearer!.isOwnToken(token)) {
+  // tokens.bearerHeader, when sent, is read first and only: whatever it holds is Gatehouse's,
+  // and Authorization is then the app's, unless it holds a Gatehouse token too (dropped, never
+  // used: security.md #177).
+  let token = bearer?.headerTokenOf(req);
+  let ownToken: OwnToken = 'header';
+  if (token !== undefined) {
+    const authorization = req.headers.authorization !== undefined ? bearer!.tokenOf(req) : undefined;
+    if (authorization !== undefined && bearer!.isOwnToken(authorization)) ownToken = 'authorization';
+  } else {
+    token = bearer && req.headers.authorization !== undefined ? bearer.tokenOf(req) : undefined;
+    if (token !== undefined && !bearer!.isOwnToken(token)) token = undefined;
+    ownToken = 'authorization';
+  }
+  if (token !== undefined) {
     if (rule.access === 'authenticated') {
       const r = await bearer!.authenticate(token, app);
       if (!r.ok) return { kind: 'invalid_token', app, rule, description: r.description };
       if (site.requireVerifiedEmail && !r.active.user.emailVerified)
         return { kind: 'forbidden', app, rule, active: r.active, reason: 'email_unverified' };
       if (!allows(rule.allow, r.active.user)) return { kind: 'forbidden', app, rule, active: r.active };
-      return { kind: 'allow', app, rule, active: r.active, ownToken: true };
+      return { kind: 'allow', app, rule, active: r.active, ownToken };
     }
     const r = await bearer!.authenticate(token, app).catch(() => undefined);
-    return { kind: 'allow', app, rule, active: r?.ok ? r.active : undefined, ownToken: true };
+    return { kind: 'allow', app, rule, active: r?.ok ? r.active : undefined, ownToken };
   }
   if (rule.access === 'authenticated') {
     const lookup = await sessions.lookup(req, site.session, site.origin);

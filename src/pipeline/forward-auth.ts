@@ -141,7 +141,7 @@ export class ForwardAuth {
         if (active) ctx.userId = active.user.id;
         if (webSocket && active && !o.ownToken && h.origin === undefined)
           return errorPage(req, res, site, 403, 'forbidden', 'A signed-in WebSocket handshake must send Origin.');
-        const assertion = active && app.headers.assertion ? await this.assertions.get(app, active) : undefined;
+        const assertion = active && app.signed ? await this.assertions.get(app, active) : undefined;
         return allow(res, site, req.headers.cookie, identityHeaders(app, active, assertion));
       }
     }

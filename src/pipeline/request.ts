@@ -207,7 +207,7 @@ export class HttpEntry {
     const { bearer } = relay;
 
     let assertion: string | Promise<string> | undefined;
-    if (active && app.headers.assertion) assertion = this.d.assertions.get(app, active);
+    if (active && app.signed) assertion = this.d.assertions.get(app, active);
     if (typeof assertion === 'object') assertion = await assertion;
     const headers = this.d.toApp.headers(ctx, app, active, assertion, bearer, o.ownToken);
     const forwarded = await forward(req, res, this.d.upstreams.of(app), ctx.path + ctx.query, headers);

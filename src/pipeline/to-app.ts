@@ -8,6 +8,7 @@ import type { ProviderService } from '../providers/service.ts';
 import type { AccessToken } from '../providers/token-vault.ts';
 import { upstreamRequestHeaders } from '../proxy/headers.ts';
 import type { ActiveSession } from '../sessions/index.ts';
+import type { OwnToken } from './decide.ts';
 import type { App, Site } from '../sites/index.ts';
 
 /** What the request headers for the app are made from: a request context (a WebSocket upgrade has no response). */
@@ -36,8 +37,10 @@ export class ToApp {
 
   /**
    * `bearer`: undefined without tokenRelay; else the token to send (null: none, and the
-   * client's is dropped). `ownToken`: the client's Authorization carried a Gatehouse token,
-   * which never reaches an app.
+   * client's is dropped), put where headers.accessToken says: Authorization as a Bearer, any
+   * other header bare (the client's Authorization is then the app's). `ownToken`: where the
+   * client's Gatehouse token was (decide.ts): in Authorization, which is dropped, or in
+   * tokens.bearerHeader (dropped like an identity header; Authorization passes).
    */
   headers(
     ctx: UpgradeContext,
@@ -45,9 +48,12 @@ export class ToApp {
     active: ActiveSession | undefined,
     assertion: string | undefined,
     bearer?: string | null,
-    ownToken = false,
+    ownToken?: OwnToken,
   ): string[] {
     const { req, site } = ctx;
+    const relayTo = app.headers.accessToken;
+    const relayed = bearer !== undefined && relayTo === 'Authorization';
+    const identity = identityHeaders(app, active, assertion);
     return upstreamRequestHeaders(
       req.rawHeaders,
       req.headers.connection,
@@ -63,9 +69,11 @@ export class ToApp {
         ownCookies: site.ownCookies,
       },
       bearer
-        ? [...identityHeaders(app, active, assertion), 'authorization', `Bearer ${bearer}`]
-        : identityHeaders(app, active, assertion),
-      bearer === undefined && !ownToken ? undefined : 'authorization',
+        ? relayed
+          ? [...identity, 'authorization', `Bearer ${bearer}`]
+          : [...identity, relayTo, bearer]
+        : identity,
+      relayed || ownToken === 'authorization' ? 'authorization' : undefined,
       app.ownIdentityHeaders,
     );
   }

@@ -116,7 +116,7 @@ export class UpgradeEntry {
           relay.reason === 'unavailable' ? 'Service Unavailable' : 'Unauthorized',
         );
       const { bearer } = relay;
-      const assertion = active && app.headers.assertion ? await this.d.assertions.get(app, active) : undefined;
+      const assertion = active && app.signed ? await this.d.assertions.get(app, active) : undefined;
       const headers = this.d.toApp.headers(ctx, app, active, assertion, bearer, o.ownToken);
       (socket as Socket).setTimeout?.(0);
       status = await tunnelWebSocket(

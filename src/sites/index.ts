@@ -1,5 +1,6 @@
 // sites/ (model): the sites (origins) Gatehouse serves and their apps, as plain data built from the
 // config: which app serves a path, its rules, its identity headers, where it is.
+import { headerNames } from '../config/headers.ts';
 import type { AppConfig, Config } from '../config/schema.ts';
 import type { SiteInfo } from '../http/context.ts';
 import { isSpoofable } from '../http/header-names.ts';
@@ -57,11 +58,25 @@ export interface App {
   rules: Rule[];
   fallback: Rule;
   caseSensitivePaths: boolean;
-  /** Identity headers the app opted into, by name; null = not sent. */
-  headers: IdentityOptIn & { assertion: string | null };
+  /**
+   * Identity headers the app opted into, by name; null = not sent (config/headers.ts): `id` the
+   * user id's, `assertion` the bare JWT's, `assertionBearer` the JWT's as "Bearer <jwt>",
+   * `accessToken` where tokenRelay puts the provider token ("Authorization" as a Bearer,
+   * any other name bare).
+   */
+  headers: IdentityOptIn & {
+    id: string;
+    assertion: string | null;
+    assertionBearer: string | null;
+    accessToken: string;
+  };
+  /** The app takes the signed assertion under one name or the other (headers.assertion, headers.assertionBearer). */
+  signed: boolean;
   /**
    * The app's own names for identity headers (lower-case, "_" as "-") that are not already
-   * covered by the X-User-* / X-Gatehouse-* rule: client copies of these are dropped too.
+   * covered by the X-User-* / X-Gatehouse-* rule, and tokens.bearerHeader: client copies of
+   * these are dropped too ("authorization" when the assertion goes there: the client's never
+   * reaches the app).
    */
   ownIdentityHeaders: ReadonlySet<string> | null;
   /** Provider whose access token is relayed as Authorization: Bearer (a rule may override). */
@@ -98,8 +113,6 @@ export function hostKey(host: string, secure: boolean): string {
   if (!secure && h.endsWith(':80')) return h.slice(0, -3);
   return h;
 }
-
-const headerName = (v: boolean | string, def: string): string | null => (v === true ? def : v === false ? null : v);
 
 /** publicUrl's path without the trailing slash: "" or "/app". */
 export function basePath(publicUrl: string): string {
@@ -146,15 +159,19 @@ export function buildSites(config: Config): Map<string, Site> {
       site.title = a.title ?? a.name;
     }
     const { rules, fallback } = compileRules(a.routes, a.defaultAccess, a.caseSensitivePaths);
-    const headers = {
-      email: headerName(a.headers.email, 'X-User-Email'),
-      unverifiedEmail: a.headers.unverifiedEmail,
-      name: headerName(a.headers.name, 'X-User-Name'),
-      groups: headerName(a.headers.groups, 'X-User-Groups'),
-      assertion: headerName(a.headers.assertion, 'X-Gatehouse-Assertion'),
-    };
+    const names = headerNames(a.headers);
+    const headers = { ...names, unverifiedEmail: a.headers.unverifiedEmail };
     const own = new Set(
-      Object.values(a.headers)
+      [
+        names.id,
+        names.email,
+        names.name,
+        names.groups,
+        names.assertion,
+        names.assertionBearer,
+        names.accessToken === 'Authorization' ? null : names.accessToken,
+        config.tokens.bearerHeader,
+      ]
         .filter((v): v is string => typeof v === 'string')
         .map((v) => v.toLowerCase())
         .filter((v) => !isSpoofable(v)),
@@ -171,6 +188,7 @@ export function buildSites(config: Config): Map<string, Site> {
       fallback,
       caseSensitivePaths: a.caseSensitivePaths,
       headers,
+      signed: names.assertion !== null || names.assertionBearer !== null,
       ownIdentityHeaders: own.size ? own : null,
       tokenRelay: a.tokenRelay ?? null,
     });

@@ -1,6 +1,7 @@
 /**
  * A minimal Backstage backend, run as a child process by the Backstage tests: the auth backend
- * with the Gatehouse provider module, and the catalog (for the users the resolvers look up).
+ * with the Gatehouse provider module and Backstage's stock oauth2-proxy provider, and the catalog
+ * (for the users the resolvers look up).
  *
  *   BACKSTAGE_MODULES=<install>/node_modules node test/backstage/backend.ts --config app-config.yaml
  *
@@ -42,5 +43,7 @@ const { createBackend } = (await load('@backstage/backend-defaults')) as {
 const backend = createBackend();
 backend.add(load('@backstage/plugin-auth-backend'));
 backend.add(load('@backstage/plugin-catalog-backend'));
+// Backstage's stock oauth2-proxy provider, for the oauth2-proxy header preset's tests.
+backend.add(load('@backstage/plugin-auth-backend-module-oauth2-proxy-provider'));
 backend.add(load(provider));
 await backend.start();

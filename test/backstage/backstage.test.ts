@@ -4,7 +4,16 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { base64url, generateKeyPair, SignJWT, UnsecuredJWT, exportJWK, type JWK } from 'jose';
+import {
+  base64url,
+  createRemoteJWKSet,
+  exportJWK,
+  generateKeyPair,
+  jwtVerify,
+  SignJWT,
+  UnsecuredJWT,
+  type JWK,
+} from 'jose';
 import { hashPassword } from '../../src/accounts/passwords.ts';
 import { CLI, runCli } from '../helpers/cli.ts';
 import { Client, PASSWORD, registerJson } from '../helpers/client.ts';
@@ -37,15 +46,18 @@ const limits = { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, e
 
 /**
  * The routes of docs/backstage.md: Backstage's keys public; its auth plugin (the sign-in
- * endpoint included) behind a Gatehouse sign-in, 401 for API callers; the plugin APIs public at
- * Gatehouse (the docs' choice for CLIs until Gatehouse takes a second token header), since
- * Backstage checks its own token on them; the frontend, everything else, behind the sign-in.
+ * endpoint included) and the plugin APIs behind a Gatehouse sign-in, 401 for API callers (a CLI
+ * sends its Gatehouse token in tokens.bearerHeader and Backstage's in Authorization); the
+ * frontend, everything else, behind the sign-in.
  */
 const ROUTES = [
   { path: '/api/auth/.well-known/**', access: 'public' },
   { path: '/api/auth/**', unauthenticated: '401' },
-  { path: '/api/**', access: 'public' },
+  { path: '/api/**', unauthenticated: '401' },
 ] as const;
+
+/** tokens.bearerHeader of the Gatehouses here: where the CLI sends its Gatehouse token. */
+const TOKEN_HEADER = 'X-Gatehouse-Token';
 
 interface CatalogUser {
   name: string;
@@ -105,6 +117,16 @@ function appConfig(o: { origin: string; port: number; database: string; catalogF
             ],
           },
         },
+        // Backstage's stock oauth2-proxy provider, behind a Gatehouse with the oauth2-proxy header
+        // preset (X-Forwarded-User = the Gatehouse user id, X-Forwarded-Email only when verified).
+        oauth2Proxy: {
+          signIn: {
+            resolvers: [
+              { resolver: 'forwardedUserMatchingUserEntityName' },
+              { resolver: 'emailMatchingUserEntityProfileEmail' },
+            ],
+          },
+        },
       },
     },
     catalog: {
@@ -116,6 +138,8 @@ function appConfig(o: { origin: string; port: number; database: string; catalogF
 
 interface Stack {
   gh: TestGatehouse;
+  /** Main only: a second Gatehouse in front of the same Backstage, with the oauth2-proxy header preset. */
+  o2p?: TestGatehouse;
   bs: TestBackstage;
   /** Where users and the CLI go: Gatehouse, or nginx in front of it. */
   origin: string;
@@ -178,8 +202,8 @@ async function backstageFor(
 }
 
 /** What Backstage's ProxiedSignInPage does: GET <auth>/gatehouse/refresh with the browser's cookies. */
-function refresh(c: Client, headers: Record<string, string> = {}) {
-  return c.fetch('/api/auth/gatehouse/refresh', {
+function refresh(c: Client, headers: Record<string, string> = {}, provider = 'gatehouse') {
+  return c.fetch(`/api/auth/${provider}/refresh`, {
     headers: { accept: 'application/json', 'x-requested-with': 'XMLHttpRequest', ...headers },
   });
 }
@@ -221,7 +245,11 @@ function refusal(text: string): { name: string; message: string } {
  * `gatehouse login <origin> --no-browser` as a user at a terminal runs it: the CLI prints a
  * code, the user (signed in in `browser`) enters and approves it; then `gatehouse token`.
  */
-async function cliLogin(origin: string, browser: Client, env: NodeJS.ProcessEnv = {}): Promise<string> {
+async function cliLogin(
+  origin: string,
+  browser: Client,
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ token: string; header: [string, string] }> {
   const home = mkdtempSync(join(tmpdir(), 'gatehouse-backstage-cli-'));
   const userEnv: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: home, ...env };
   delete userEnv.DISPLAY;
@@ -247,7 +275,12 @@ async function cliLogin(origin: string, browser: Client, env: NodeJS.ProcessEnv 
     assert.equal(await done, 0, stderr);
     const token = await runCli(['token', origin], undefined, userEnv);
     assert.equal(token.code, 0, token.stderr);
-    return token.stdout.trim();
+    // `gatehouse token --header`: the line for curl -H, in the header Gatehouse announced at login.
+    const line = await runCli(['token', origin, '--header'], undefined, userEnv);
+    assert.equal(line.code, 0, line.stderr);
+    const m = /^([A-Za-z0-9-]+): (\S+)\n$/.exec(line.stdout);
+    assert.ok(m, line.stdout);
+    return { token: token.stdout.trim(), header: [m[1]!, m[2]!] };
   } finally {
     if (child.exitCode === null && child.signalCode === null) child.kill();
     rmSync(home, { recursive: true, force: true });
@@ -255,32 +288,45 @@ async function cliLogin(origin: string, browser: Client, env: NodeJS.ProcessEnv 
 }
 
 /**
- * The CLI's way into a Backstage API until Gatehouse takes a second token header: its Gatehouse
- * token at the sign-in endpoint buys a Backstage token, which the (public at Gatehouse) API checks.
+ * A CLI's way into a Backstage API that Gatehouse protects: `gatehouse login`, then its Gatehouse
+ * token (in tokens.bearerHeader, as `gatehouse token --header` prints it) buys a Backstage token
+ * at the sign-in endpoint, and every API call carries both: the Gatehouse token in its header for
+ * Gatehouse, the Backstage token in Authorization for Backstage, which gets it unchanged.
  */
 async function cliReachesCatalog(stack: Stack, email: string) {
   const browser = new Client(stack.origin, { dispatcher: stack.cert?.agent });
   await signIn(browser, email);
-  const gatehouseToken = await cliLogin(
+  const { token: gatehouseToken, header } = await cliLogin(
     stack.origin,
     browser,
     stack.cert ? { NODE_EXTRA_CA_CERTS: stack.cert.cert } : {},
   );
+  assert.deepEqual(header, [TOKEN_HEADER, gatehouseToken]);
   const cli = new Client(stack.origin, { dispatcher: stack.cert?.agent });
-  const exchanged = await refresh(cli, { authorization: `Bearer ${gatehouseToken}` });
+  const exchanged = await refresh(cli, { [header[0]]: header[1] });
   assert.equal(exchanged.status, 200, exchanged.text);
   const { backstageIdentity } = exchanged.json<Session>();
   assert.equal(backstageIdentity.identity.userEntityRef, 'user:default/alice');
-  const entity = await cli.get('/api/catalog/entities/by-name/user/default/alice', {
+  const path = '/api/catalog/entities/by-name/user/default/alice';
+  const entity = await cli.get(path, {
+    [header[0]]: header[1],
     authorization: `Bearer ${backstageIdentity.token}`,
   });
   assert.equal(entity.status, 200, entity.text);
   assert.equal(entity.json().spec.profile.email, 'alice@example.com');
-  // The Gatehouse token alone does not open the API: Gatehouse keeps its own tokens from the app.
-  const gatehouseOnly = await cli.get('/api/catalog/entities/by-name/user/default/alice', {
-    authorization: `Bearer ${gatehouseToken}`,
-  });
+  // Either token alone is not enough: Gatehouse keeps its own tokens from the app, and
+  // Backstage's token is not Gatehouse's.
+  const gatehouseOnly = await cli.get(path, { [header[0]]: header[1] });
   assert.equal(gatehouseOnly.status, 401);
+  assert.equal(gatehouseOnly.json().error.name, 'AuthenticationError', "Backstage's refusal: no token reached it");
+  const backstageOnly = await cli.get(path, { authorization: `Bearer ${backstageIdentity.token}` });
+  assert.equal(backstageOnly.status, 401);
+  assert.match(String(backstageOnly.headers['www-authenticate']), /resource_metadata=/, "Gatehouse's refusal");
+  // Gatehouse's token in Authorization (the CLI without the header): Gatehouse lets it in and
+  // takes it off, so Backstage sees no token.
+  const inAuthorization = await cli.get(path, { authorization: `Bearer ${gatehouseToken}` });
+  assert.equal(inAuthorization.status, 401);
+  assert.equal(inAuthorization.json().error.name, 'AuthenticationError');
   return backstageIdentity;
 }
 
@@ -289,6 +335,8 @@ describeOrSkip('Backstage behind Gatehouse (@gatehouse/backstage-auth-provider)'
   let smtp: TestSmtp;
   let main: Stack;
   let users: Record<'alice' | 'bob' | 'carol' | 'carolElsewhere', { id: string; email: string }>;
+  /** Users of the oauth2-proxy Gatehouse (main.o2p): erin's User entity is named for her Gatehouse id. */
+  let o2pUsers: Record<'alice' | 'erin', { id: string; email: string }>;
   let front: (Stack & { nginx: TestNginx }) | undefined;
   const nginxSkipped = nginxSkip();
 
@@ -314,12 +362,26 @@ describeOrSkip('Backstage behind Gatehouse (@gatehouse/backstage-auth-provider)'
           { name: 'wiki', pathPrefix: '/wiki', upstream },
         ],
         accounts: { rateLimits: limits },
-        tokens: { device: { interval: '1s' } },
+        tokens: { device: { interval: '1s' }, bearerHeader: TOKEN_HEADER },
       }),
       { clock: clock.now },
     );
     clock.advance(TEN_MINUTES);
+    // The same Backstage behind a second Gatehouse that speaks oauth2-proxy, for its stock provider.
+    let o2p: TestGatehouse | undefined;
     try {
+      o2p = await startGatehouse(() => ({
+        title: 'Backstage',
+        name: 'backstage-o2p',
+        upstream: `http://127.0.0.1:${bsPort}`,
+        headers: { preset: 'oauth2-proxy', assertionBearer: 'X-OAUTH2-PROXY-ID-TOKEN' },
+        routes: [...ROUTES],
+        accounts: { rateLimits: limits },
+      }));
+      o2pUsers = {
+        alice: await addUser(o2p, 'alice@example.com', 'Alice Liddell'),
+        erin: await addUser(o2p, 'erin@example.com', 'Erin'),
+      };
       users = {
         alice: await addUser(gh, 'alice@example.com', 'Alice Liddell'),
         bob: await addUser(gh, 'bob@example.com', 'Bob'),
@@ -334,19 +396,23 @@ describeOrSkip('Backstage behind Gatehouse (@gatehouse/backstage-auth-provider)'
           { name: 'bob-builder', userId: users.bob.id },
           { name: 'carol' },
           { name: 'dave', email: 'dave@corp.example' },
+          { name: o2pUsers.erin.id },
         ],
       });
       return {
         gh,
+        o2p,
         bs,
         origin: gh.url,
         async cleanup() {
           await cleanup();
           await gh.close();
+          await o2p?.close();
         },
       };
     } catch (err) {
       await gh.close();
+      await o2p?.close();
       throw err;
     }
   }
@@ -365,7 +431,7 @@ describeOrSkip('Backstage behind Gatehouse (@gatehouse/backstage-auth-provider)'
       headers: { email: true, name: true },
       routes: [...ROUTES],
       accounts: { rateLimits: limits },
-      tokens: { device: { interval: '1s' } },
+      tokens: { device: { interval: '1s' }, bearerHeader: TOKEN_HEADER },
     }));
     let nginx: TestNginx | undefined;
     const stop = async () => {
@@ -511,6 +577,54 @@ describeOrSkip('Backstage behind Gatehouse (@gatehouse/backstage-auth-provider)'
     });
   });
 
+  describe("Backstage's stock oauth2Proxy provider behind the oauth2-proxy header preset", () => {
+    /** A browser signed in to the oauth2-proxy Gatehouse, and what refresh answers it. */
+    async function o2pRefresh(email: string | null, headers: Record<string, string> = {}) {
+      const c = new Client(main.o2p!.url);
+      if (email) await signIn(c, email);
+      else await registerJson(c, 'dave@corp.example');
+      return refresh(c, headers, 'oauth2Proxy');
+    }
+
+    test('X-Forwarded-User (the Gatehouse user id) names the User entity; the verified X-Forwarded-Email finds the one with that address', async () => {
+      const erin = await o2pRefresh(o2pUsers.erin.email);
+      assert.equal(erin.status, 200, `${erin.text}\n${main.bs.output().slice(-3000)}`);
+      const session = erin.json<Session>();
+      assert.equal(session.backstageIdentity.identity.userEntityRef, `user:default/${o2pUsers.erin.id}`);
+      assert.deepEqual(session.profile, { email: 'erin@example.com', displayName: 'Erin' });
+      // X-OAUTH2-PROXY-ID-TOKEN: the assertion as "Bearer <jwt>", which the provider hands on as
+      // its access token; it verifies with Gatehouse's keys.
+      const jwt = String(session.providerInfo?.accessToken);
+      const jwks = createRemoteJWKSet(new URL(`${main.o2p!.url}/.well-known/jwks.json`));
+      const { payload } = await jwtVerify(jwt, jwks, { issuer: main.o2p!.url, audience: 'backstage-o2p' });
+      assert.equal(payload.sub, o2pUsers.erin.id);
+
+      const alice = await o2pRefresh(o2pUsers.alice.email);
+      assert.equal(alice.status, 200, alice.text);
+      assert.equal(alice.json<Session>().backstageIdentity.identity.userEntityRef, 'user:default/alice');
+    });
+
+    test("an unverified address is never sent, and a client's X-Forwarded-* never arrive: the user resolves to nobody", async () => {
+      const res = await o2pRefresh(null, {
+        'x-forwarded-email': 'alice@example.com',
+        'x-forwarded-user': 'alice',
+        'X-Forwarded-Preferred-Username': 'alice',
+        'x-oauth2-proxy-id-token': 'Bearer forged.jwt.value',
+      });
+      assert.notEqual(res.status, 200, res.text);
+      refusal(res.text);
+    });
+
+    test('straight to Backstage, the stock provider believes whatever headers come: why the docs prefer the gatehouse provider', async () => {
+      const res = await fetch(`${main.bs.url}/api/auth/oauth2Proxy/refresh`, {
+        headers: { accept: 'application/json', 'x-forwarded-user': o2pUsers.erin.id },
+      });
+      assert.equal(res.status, 200, 'no signature checked: keep Backstage unreachable except through Gatehouse');
+      const forged = (await res.json()) as Session;
+      assert.equal(forged.backstageIdentity.identity.userEntityRef, `user:default/${o2pUsers.erin.id}`);
+    });
+  });
+
   /** A token shaped like an assertion, signed with a key of the attacker's own. */
   async function attackerAssertion(
     claims: Record<string, unknown>,
@@ -619,7 +733,7 @@ describeOrSkip('Backstage behind Gatehouse (@gatehouse/backstage-auth-provider)'
     });
   });
 
-  test('a CLI device login (gatehouse login) reaches a Backstage API: its Gatehouse token buys a Backstage token', async () => {
+  test("a CLI device login (gatehouse login) reaches a Backstage API with both tokens: Gatehouse's in its header, Backstage's in Authorization", async () => {
     const identity = await cliReachesCatalog(main, users.alice.email);
     assert.ok(identity.identity.ownershipEntityRefs.includes('group:default/team-a'));
   });
@@ -630,7 +744,7 @@ describeOrSkip('Backstage behind Gatehouse (@gatehouse/backstage-auth-provider)'
       assert.equal(session.backstageIdentity.identity.userEntityRef, 'user:default/alice');
     });
 
-    test('a CLI device login through nginx reaches the catalog with the Backstage token it bought', async () => {
+    test('a CLI device login through nginx reaches the catalog with both tokens', async () => {
       await cliReachesCatalog(front!, 'alice@example.com');
     });
   });

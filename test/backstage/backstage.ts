@@ -22,6 +22,8 @@ export const BACKSTAGE_PACKAGES: Record<string, string> = {
   '@backstage/backend-plugin-api': '1.12.0',
   '@backstage/errors': '1.4.0',
   '@backstage/plugin-auth-backend': '0.31.0',
+  // The stock oauth2Proxy provider, signed in through Gatehouse's oauth2-proxy header preset.
+  '@backstage/plugin-auth-backend-module-oauth2-proxy-provider': '0.3.3',
   '@backstage/plugin-auth-node': '0.7.8',
   '@backstage/plugin-catalog-backend': '4.0.5',
 };

@@ -36,6 +36,27 @@ describe('gatehouse check', () => {
     assert.doesNotMatch(r.stderr, /error:/);
   });
 
+  test("check names each app's identity headers as configured (the oauth2-proxy preset) and the second token header; a clash is an error with its line", async () => {
+    const file = writeConfig(
+      'o2p.yaml',
+      'publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.5]\nupstream: http://127.0.0.1:3000\nheaders: {preset: oauth2-proxy, assertionBearer: X-OAUTH2-PROXY-ID-TOKEN}\ntokens: {bearerHeader: X-Gatehouse-Token}\n',
+    );
+    const r = await run(['check', '--config', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /headers: X-Forwarded-User \(user id\), X-Forwarded-Email \(verified email\), X-Forwarded-Preferred-Username \(name\), X-Forwarded-Groups \(groups\), X-Gatehouse-Assertion \(assertion\), X-OAUTH2-PROXY-ID-TOKEN \(Bearer assertion\); client copies removed/,
+    );
+    assert.match(r.stdout, /Gatehouse tokens: Authorization or X-Gatehouse-Token/);
+    const clash = writeConfig(
+      'clash.yaml',
+      'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\nheaders:\n  preset: oauth2-proxy\n  name: x-forwarded-user\n',
+    );
+    const bad = await run(['check', '--config', clash]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /:5 +headers\.name: x-forwarded-user is already the id header of this app/);
+  });
+
   test('a rule that makes every path public, and an upstream that is Gatehouse itself, are named (security.md #124)', async () => {
     const file = writeConfig(
       'self.yaml',
@@ -157,7 +178,7 @@ describe('gatehouse check', () => {
       '1  publicUrl: expected an absolute URL with http:// or https://, such as https://app.example.com, found "127.0.0.1:8090"',
       '4  listen.port: expected a number, found "eighty"',
       '5  listen.prot: unknown key "prot"; did you mean "port"?',
-      '6  headers: expected a map of email, unverifiedEmail, name, groups, assertion, found "yes"',
+      '6  headers: expected a map of preset, id, email, unverifiedEmail, name, groups, ..., found "yes"',
       '7  trustedProxies: expected a list, such as [10.0.0.0/8], found "10.0.0.0/8"',
       '8  defaultAccess: expected one of authenticated, deny, found "public"',
       '10  sessions.idleTimeout: expected a duration such as "30s", "15m", "12h" or "90d", found "soon"',

@@ -187,3 +187,50 @@ describe('gatehouse login / token / logout', { concurrency: true }, () => {
     }
   });
 });
+
+describe('gatehouse token --header (tokens.bearerHeader)', () => {
+  let gh2: TestGatehouse;
+  before(async () => {
+    gh2 = await startGatehouse(() => ({
+      routes: [{ path: '/api/**', unauthenticated: '401' }],
+      tokens: { device: { interval: '1s' }, bearerHeader: 'X-Gatehouse-Token' },
+    }));
+  });
+  after(() => gh2?.close());
+
+  test("login learns the app's token header; token --header prints that line, and with it the app keeps its own Authorization", async () => {
+    const configHome = join(home, 'header');
+    const { browser, user } = await signedInBrowser(gh2);
+    const r = startCli(['login', `${gh2.url}/api/items`, '--no-browser'], userEnv(configHome));
+    await decideDevice(gh2, browser, await userCode(r), 'approve');
+    const result = await r.done;
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stderr,
+      /gatehouse token .* --header\)".*the token goes in X-Gatehouse-Token, Authorization stays yours/,
+    );
+    const line = await runCli(['token', `${gh2.url}/api/items`, '--header'], undefined, userEnv(configHome));
+    assert.equal(line.code, 0, line.stderr);
+    const m = /^X-Gatehouse-Token: (\S+)\n$/.exec(line.stdout);
+    assert.ok(m, line.stdout);
+    assert.equal(decodeJwt(m[1]!).sub, user.id);
+    // What `curl -H "$(gatehouse token URL --header)" -H "Authorization: Bearer app" URL` sends.
+    const res = await fetch(`${gh2.url}/api/items`, {
+      headers: { 'x-gatehouse-token': m[1]!, authorization: 'Bearer the-apps-own', accept: 'application/json' },
+    });
+    assert.equal(res.status, 200);
+    const seen = gh2.upstream.last().headers;
+    assert.equal(seen['x-user-id'], user.id);
+    assert.equal(seen.authorization, 'Bearer the-apps-own');
+    assert.equal(seen['x-gatehouse-token'], undefined);
+  });
+
+  test('an app without a token header: --header prints the Authorization line', async () => {
+    const configHome = join(home, 'no-header');
+    assert.equal((await login(configHome)).result.code, 0);
+    const line = await runCli(['token', gh.url, '--header'], undefined, userEnv(configHome));
+    assert.equal(line.code, 0, line.stderr);
+    assert.match(line.stdout, /^Authorization: Bearer [\w-]+\.[\w-]+\.[\w-]+\n$/);
+    assert.equal(line.stderr, '');
+  });
+});

@@ -118,6 +118,26 @@ export function forwardAuthContract(get: () => Behind): void {
       assert.equal(api.json().url, '/api/items', 'the proxy sent it to the app');
       assert.equal(api.json().headers['x-user-id'], user.id);
 
+      // tokens.bearerHeader (where the Gatehouse behind the proxy sets it): the token in its
+      // header passes the check, the app gets its own Authorization and never the token.
+      const { gh } = get();
+      if (gh.config.tokens.bearerHeader) {
+        const line = await runCli(['token', `${origin}/api/items`, '--header'], undefined, env);
+        assert.equal(line.stdout, `${gh.config.tokens.bearerHeader}: ${token}\n`, line.stderr);
+        const both = await client.get('/api/items', {
+          [gh.config.tokens.bearerHeader]: token,
+          authorization: 'Bearer the-apps-own',
+        });
+        assert.equal(both.status, 200, both.text);
+        assert.equal(both.json().headers['x-user-id'], user.id);
+        assert.equal(both.json().headers.authorization, 'Bearer the-apps-own');
+        assert.equal(
+          both.json().headers[gh.config.tokens.bearerHeader.toLowerCase()],
+          undefined,
+          'the proxy removed it',
+        );
+      }
+
       const forged = await client.get('/api/items', { authorization: `Bearer ${token.slice(0, -6)}AAAAAA` });
       assert.equal(forged.status, 401);
       assert.equal(forged.json().error, 'invalid_token');

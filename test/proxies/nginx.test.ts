@@ -192,7 +192,7 @@ describeOrSkip('real nginx', { skip }, () => {
         trustedProxies: [NGINX_ADDR],
         headers: { email: true },
         accounts: limits,
-        tokens: { device: { interval: '1s' } },
+        tokens: { device: { interval: '1s' }, bearerHeader: 'X-Gatehouse-Token' },
         routes: [
           { path: '/public/**', access: 'public' },
           { path: '/admin/**', allow: { groups: ['admins'] } },

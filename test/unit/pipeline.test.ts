@@ -115,6 +115,7 @@ function bearer(u: User = user()): BearerCheck {
   const session: BearerSession = { ...active(u), grant, clientId: 'cli', scope: 'openid' };
   return {
     tokenOf: (req) => req.headers.authorization?.replace(/^Bearer /, ''),
+    headerTokenOf: (req) => req.headers['x-gatehouse-token'] as string | undefined,
     isOwnToken: (token) => token.startsWith('gh_'),
     authenticate: async (token): Promise<BearerResult> =>
       token === 'gh_good' ? { ok: true, active: session } : { ok: false, description: 'the token has expired' },
@@ -163,7 +164,7 @@ describe('decide()', () => {
     assert.equal(withCookie.kind === 'allow' && withCookie.active?.user.id, 'u1', 'the app still learns who it is');
     // Gatehouse's bearer tokens decide on their own; anyone else's Authorization is the app's.
     const good = await kinds(none, '/private', { req: request({ authorization: 'Bearer gh_good' }), b: bearer() });
-    assert.equal(good.kind === 'allow' && good.ownToken, true);
+    assert.equal(good.kind === 'allow' && good.ownToken, 'authorization');
     const bad = await kinds(signedIn, '/private', { req: request({ authorization: 'Bearer gh_old' }), b: bearer() });
     assert.equal(
       bad.kind === 'invalid_token' && bad.description,
@@ -177,6 +178,51 @@ describe('decide()', () => {
       b: bearer(),
     });
     assert.equal(tokenNotInGroup.kind, 'forbidden');
+  });
+
+  test('tokens.bearerHeader: its token decides, whatever Authorization holds; a Gatehouse token there is still kept from the app', async () => {
+    const signedIn = sessions({ state: 'active', active: active() });
+    const both = await decide(
+      signedIn,
+      site,
+      request({ 'x-gatehouse-token': 'gh_good', authorization: 'Bearer app-token' }),
+      'GET',
+      '/private',
+      bearer(),
+    );
+    assert.equal(both.kind === 'allow' && both.ownToken, 'header', 'Authorization is the app’s');
+    const twoOwn = await decide(
+      signedIn,
+      site,
+      request({ 'x-gatehouse-token': 'gh_good', authorization: 'Bearer gh_other' }),
+      'GET',
+      '/private',
+      bearer(),
+    );
+    assert.equal(
+      twoOwn.kind === 'allow' && twoOwn.ownToken,
+      'authorization',
+      'a Gatehouse token in Authorization is dropped',
+    );
+    // A bad token in the header decides too: no fall-back to Authorization or the cookie.
+    const bad = await decide(
+      signedIn,
+      site,
+      request({ 'x-gatehouse-token': 'not-ours', authorization: 'Bearer gh_good' }),
+      'GET',
+      '/private',
+      bearer(),
+    );
+    assert.equal(bad.kind, 'invalid_token');
+    const publicBad = await decide(
+      signedIn,
+      site,
+      request({ 'x-gatehouse-token': 'not-ours', cookie: `${site.cookies.session}=x` }),
+      'GET',
+      '/public/x',
+      bearer(),
+    );
+    assert.equal(publicBad.kind === 'allow' && publicBad.active, undefined, 'a public route: nobody, never the cookie');
   });
 
   test('an unreachable store fails closed on a protected rule, and is ignored on a public one', async () => {
