@@ -1,0 +1,300 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import tls from 'node:tls';
+import { Agent, request } from 'undici';
+import { CLI } from '../helpers/cli.ts';
+import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
+import { freePort } from '../helpers/gatehouse.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
+import { selfSigned } from '../helpers/tls.ts';
+import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { eventually, pgSchema, postgres, redis, REDIS_URL } from '../faults/services.ts';
+
+/**
+ * listen.workers: 2 (docs/workers.md): `gatehouse serve` as a real process, a primary and two
+ * workers on one port (own TLS), on SQLite with the memory cache (counters kept by the primary)
+ * and on PostgreSQL with Redis. Which worker answered is read from the log: every line says.
+ */
+
+type Line = Record<string, any>;
+
+const dir = mkdtempSync(join(tmpdir(), 'gatehouse-workers-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const [pgService, redisService] = await Promise.all([postgres(), redis()]);
+
+interface Backend {
+  name: string;
+  skip: string | false;
+  setup(): Promise<{ yaml: string; cleanup(): Promise<void> }>;
+}
+
+const backends: Backend[] = [
+  {
+    name: 'SQLite and the memory cache',
+    skip: false,
+    async setup() {
+      return { yaml: `store: {type: sqlite, path: ${join(dir, 'workers.db')}}\n`, cleanup: async () => {} };
+    },
+  },
+  {
+    name: 'PostgreSQL and Redis',
+    skip: pgService.skip || redisService.skip,
+    async setup() {
+      const db = await pgSchema('workers');
+      const prefix = `gh-test-workers-${process.pid}-${Date.now().toString(36)}:`;
+      return {
+        yaml: `store: {type: postgres, url: "${db.url()}", poolSize: 3}\ncache: {type: redis, url: "${REDIS_URL}", keyPrefix: "${prefix}"}\n`,
+        cleanup: () => db.drop(),
+      };
+    },
+  },
+];
+
+/** A running `gatehouse serve` and the lines it has logged, parsed. */
+class Node {
+  readonly child: ChildProcess;
+  readonly lines: Line[] = [];
+  readonly output: string[] = [];
+  readonly exited: Promise<number | null>;
+
+  constructor(config: string) {
+    this.child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let rest = '';
+    this.child.stdout!.on('data', (d: Buffer) => {
+      rest += d;
+      const parts = rest.split('\n');
+      rest = parts.pop()!;
+      for (const p of parts) {
+        this.output.push(p);
+        try {
+          this.lines.push(JSON.parse(p) as Line);
+        } catch {
+          // not a log line
+        }
+      }
+    });
+    this.child.stderr!.on('data', (d: Buffer) => this.output.push(String(d)));
+    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+  }
+
+  since(mark: number): Line[] {
+    return this.lines.slice(mark);
+  }
+
+  /** The workers that logged a request line for `path` after `mark`. */
+  servedBy(mark: number, path: string): Set<number> {
+    return new Set(
+      this.since(mark)
+        .filter((l) => l.req?.path === path && l.status)
+        .map((l) => l.worker as number),
+    );
+  }
+
+  /** Worker id → pid of the workers serving now (started, not exited). */
+  live(): Map<number, number> {
+    const live = new Map<number, number>();
+    for (const l of this.lines) {
+      if (l.event === 'start' && l.worker > 0) live.set(l.worker, l.pid);
+      if ((l.event === 'worker_exit' || l.event === 'worker_stopped') && l.worker !== undefined) live.delete(l.worker);
+    }
+    return live;
+  }
+
+  until<T>(what: string, check: () => T | undefined | false, timeoutMs = 20_000): Promise<T> {
+    return eventually(
+      what,
+      () => {
+        if (this.child.exitCode !== null) throw new Error(`gatehouse exited: ${this.output.join('\n')}`);
+        return check();
+      },
+      timeoutMs,
+    );
+  }
+}
+
+/** The CN of the certificate a fresh TLS connection is served. */
+function servedCN(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }, () => {
+      const cn = s.getPeerCertificate().subject.CN;
+      s.end();
+      resolve(String(Array.isArray(cn) ? cn[0] : cn));
+    });
+    s.on('error', reject);
+  });
+}
+
+for (const backend of backends) {
+  describeOrSkip(`listen.workers: 2 on ${backend.name}`, { skip: backend.skip, concurrency: false }, () => {
+    let node: Node;
+    let upstream: TestUpstream;
+    let db: Awaited<ReturnType<Backend['setup']>>;
+    let url: string;
+    let port: number;
+    const one = selfSigned({ cn: 'workers-one' });
+    const two = selfSigned({ cn: 'workers-two' });
+    const live = {
+      cert: join(dir, `live-${backends.indexOf(backend)}.crt`),
+      key: join(dir, `live-${backends.indexOf(backend)}.key`),
+    };
+    // Trusts both certificates. Every request goes on a connection of its own (a client of its
+    // own, with the cookies so far), so the primary hands them to the workers in turn.
+    const agent = new Agent({ connect: { ca: [one.pem, two.pem] } });
+    const client = (jar?: Map<string, string>) => {
+      const c = new Client(url, { dispatcher: new Agent({ connect: { ca: [one.pem, two.pem] }, pipelining: 0 }) });
+      if (jar) for (const [k, v] of jar) c.jar.set(k, v);
+      return c;
+    };
+
+    before(async () => {
+      upstream = await startUpstream();
+      db = await backend.setup();
+      port = await freePort();
+      url = `https://127.0.0.1:${port}`;
+      copyFileSync(one.cert, live.cert);
+      copyFileSync(one.key, live.key);
+      const file = join(dir, `workers-${backends.indexOf(backend)}.yaml`);
+      writeFileSync(
+        file,
+        `publicUrl: ${url}
+listen: {host: 127.0.0.1, port: ${port}, workers: 2, tls: {cert: ${live.cert}, key: ${live.key}}, timeouts: {drain: 5s}}
+upstream: ${upstream.url}
+routes: [{path: /slow, access: public}]
+accounts: {rateLimits: {loginPerIp: 1000, loginPerAccount: 4}}
+${db.yaml}`,
+      );
+      node = new Node(file);
+      await node.until('both workers serve', () => node.live().size === 2);
+    });
+
+    after(async () => {
+      node.child.kill('SIGKILL');
+      await node.exited;
+      await upstream.close();
+      await db.cleanup();
+    });
+
+    test('two workers answer on one port, and every line says which worker wrote it', async () => {
+      assert.deepEqual([...node.live().keys()].sort(), [1, 2]);
+      assert.ok(
+        node.lines.every((l) => typeof l.worker === 'number'),
+        'every line carries `worker` (0 is the primary)',
+      );
+      const primaryLines = node.lines.filter((l) => l.worker === 0);
+      assert.ok(primaryLines.some((l) => l.event === 'workers_start' && l.workers === 2));
+      assert.ok(!primaryLines.some((l) => l.event === 'start'), 'the primary serves nothing itself');
+      const mark = node.lines.length;
+      for (let i = 0; i < 8; i++) assert.equal((await client().get('/.auth/health')).status, 200);
+      await node.until('both workers answered', () => node.servedBy(mark, '/.auth/health').size === 2);
+    });
+
+    test('a sign-out through one worker is honoured by the other at the very next request', async () => {
+      const c = client();
+      await registerJson(c, uniqueEmail('workers'));
+      let mark = node.lines.length;
+      for (let i = 0; i < 8; i++) assert.equal((await client(c.jar).get('/before')).status, 200);
+      await node.until('both workers served the session', () => node.servedBy(mark, '/before').size === 2);
+      const cookie = c.cookieHeader()!;
+      const seen = upstream.requests.length;
+      assert.ok((await client(c.jar).postJson('/.auth/logout', {})).status < 400);
+      mark = node.lines.length;
+      // The old cookie, replayed straight after, on new connections to both workers.
+      for (let i = 0; i < 8; i++) {
+        const res = await client().get('/after', { cookie });
+        assert.equal(res.status, 401, `request ${i} after the sign-out is refused`);
+      }
+      await node.until('both workers refused it', () => node.servedBy(mark, '/after').size === 2);
+      assert.equal(upstream.requests.length, seen, 'nothing reached the app after the sign-out');
+    });
+
+    test('a login rate limit holds across workers: refused at the configured count, not at 2×', async () => {
+      const email = uniqueEmail('brute');
+      await registerJson(client(), email);
+      const mark = node.lines.length;
+      const statuses: number[] = [];
+      for (let i = 0; i < 8; i++)
+        statuses.push((await client().postJson('/.auth/login', { email, password: 'wrong password here' })).status);
+      assert.deepEqual(statuses, [401, 401, 401, 401, 429, 429, 429, 429]);
+      await node.until('both workers counted attempts', () => node.servedBy(mark, '/.auth/login').size === 2);
+      // Even the right password is refused to this (untrusted) browser now, on either worker.
+      for (let i = 0; i < 2; i++)
+        assert.equal((await client().postJson('/.auth/login', { email, password: PASSWORD })).status, 429);
+    });
+
+    test('SIGHUP: every worker serves the renewed certificate', async () => {
+      assert.equal(await servedCN(port), 'workers-one');
+      copyFileSync(two.cert, live.cert);
+      copyFileSync(two.key, live.key);
+      const mark = node.lines.length;
+      node.child.kill('SIGHUP');
+      const workers = [...node.live().keys()];
+      await node.until('every worker reloaded', () =>
+        workers.every((w) =>
+          node.since(mark).some((l) => l.worker === w && l.event === 'tls_reload' && l.outcome === 'ok'),
+        ),
+      );
+      const served = new Set<string>();
+      for (let i = 0; i < 6; i++) served.add(await servedCN(port));
+      assert.deepEqual([...served], ['workers-two']);
+      assert.equal(node.child.exitCode, null, 'SIGHUP does not stop the node');
+    });
+
+    test('a worker killed with SIGKILL is replaced, and the port keeps answering', async () => {
+      const before = node.live();
+      const [victim, pid] = [...before][0]!;
+      process.kill(pid, 'SIGKILL');
+      const exit = await node.until('the primary saw it die', () =>
+        node.lines.find((l) => l.event === 'worker_exit' && l.worker === victim),
+      );
+      assert.equal(exit.signal, 'SIGKILL');
+      assert.equal(exit.worker, victim);
+      for (let i = 0; i < 4; i++) assert.equal((await client().get('/.auth/health')).status, 200);
+      await node.until('a new worker serves', () => node.live().size === 2 && !node.live().has(victim));
+      const mark = node.lines.length;
+      for (let i = 0; i < 8; i++) assert.equal((await client().get('/.auth/health')).status, 200);
+      await node.until('both workers answer again', () => node.servedBy(mark, '/.auth/health').size === 2);
+    });
+
+    test('SIGTERM drains every worker: an in-flight request completes, then the node exits 0', async () => {
+      const seen = upstream.requests.length;
+      const inFlight = request(`${url}/slow?ms=600`, { dispatcher: agent }).then(async (r) => ({
+        status: r.statusCode,
+        body: await r.body.text(),
+      }));
+      await node.until('the app has the request', () => upstream.requests.length > seen);
+      const mark = node.lines.length;
+      node.child.kill('SIGTERM');
+      assert.deepEqual(await inFlight, { status: 200, body: 'slow' });
+      assert.equal(await node.exited, 0);
+      const stopped = node.since(mark).filter((l) => l.event === 'worker_stopped');
+      assert.equal(stopped.length, 2);
+      assert.ok(stopped.every((l) => l.code === 0));
+      assert.equal(node.lines.at(-1)?.event, 'exit');
+    });
+  });
+}
+
+test('a port in use is said once by the primary, before any worker starts', async () => {
+  const upstream = await startUpstream();
+  const blocker = (await import('node:net')).createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  const port = (blocker.address() as { port: number }).port;
+  const file = join(dir, 'in-use.yaml');
+  writeFileSync(
+    file,
+    `publicUrl: http://127.0.0.1:${port}\nlisten: {host: 127.0.0.1, port: ${port}, workers: 2}\nupstream: ${upstream.url}\nstore: {type: sqlite, path: ${join(dir, 'in-use.db')}}\n`,
+  );
+  try {
+    const node = new Node(file);
+    assert.equal(await node.exited, 1);
+    assert.match(node.output.join('\n'), /cannot listen on 127\.0\.0\.1:\d+: the port is in use/);
+    assert.ok(!node.lines.some((l) => l.event === 'workers_start'), 'no worker was started');
+  } finally {
+    blocker.close();
+    await upstream.close();
+  }
+});
