@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { answerCacheRequest, isCacheRequest } from '../cache/cluster.ts';
 import type { Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
+import type { Warning } from '../config/warning.ts';
 import type { Logger } from '../log/index.ts';
 
 /**
@@ -28,6 +29,25 @@ export const CONFIG_ENV = 'GATEHOUSE_WORKER_CONFIG';
 export function workerCount(config: Config, cores = availableParallelism()): number {
   const w = config.listen.workers;
   return w === 'auto' ? cores : w;
+}
+
+/** `gatehouse check` (and the start-up log) about listen.workers. */
+export function lintWorkers(config: Config, cores = availableParallelism()): Warning[] {
+  const w: Warning[] = [];
+  const count = workerCount(config, cores);
+  if (count > cores) {
+    w.push({
+      key: 'listen.workers',
+      message: `${count} workers, but Node may use ${cores} core${cores === 1 ? '' : 's'} here: the extra processes only take turns on the same cores, each with its own memory (about 60 MB). Use auto, or at most ${cores}.`,
+    });
+  }
+  if (count > 1 && config.cache.type === 'memory') {
+    w.push({
+      key: 'cache',
+      message: `with ${count} workers and the memory cache, the rate-limit counters are kept by the primary process and shared by its workers (one allowance per node, not per worker). They are per node: several nodes behind one load balancer each count their own, so use cache: redis there.`,
+    });
+  }
+  return w;
 }
 
 /** In a worker: its id (1, 2, ...; a replacement gets the next one). Undefined in a single process or the primary. */

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createLogger } from '../../src/log/index.ts';
-import { Supervisor } from '../../src/server/workers.ts';
+import { ConfigSchema } from '../../src/config/schema.ts';
+import { lintWorkers, Supervisor, workerCount } from '../../src/server/workers.ts';
 
 /** The primary's supervision of workers that never start (security.md: worker crash loop). */
 
@@ -35,4 +36,33 @@ test('workers that exit before they serve are restarted with a growing delay, th
   assert.ok(fatal, 'a fatal line says why');
   assert.equal(fatal.level, 'fatal');
   assert.match(fatal.msg, /4 workers in a row exited before serving \(the last with code 3\); giving up/);
+});
+
+test('gatehouse check: more workers than cores, and what the memory cache does with workers', () => {
+  const config = (listen: Record<string, unknown>, cache?: Record<string, unknown>) =>
+    ConfigSchema.parse({
+      publicUrl: 'http://127.0.0.1:8080',
+      upstream: 'http://127.0.0.1:3000',
+      listen,
+      ...(cache ? { cache } : {}),
+    });
+  assert.deepEqual(lintWorkers(config({}), 2), [], 'one process: nothing to say');
+  assert.deepEqual(workerCount(config({ workers: 'auto' }), 6), 6, 'auto is the cores Node may use');
+  assert.deepEqual(
+    lintWorkers(config({ workers: 'auto' }, { type: 'redis', url: 'redis://127.0.0.1:6379' }), 6),
+    [],
+    'auto with Redis: nothing to say',
+  );
+  const many = lintWorkers(config({ workers: 8 }, { type: 'redis', url: 'redis://127.0.0.1:6379' }), 2);
+  assert.equal(many.length, 1);
+  assert.equal(many[0]!.key, 'listen.workers');
+  assert.match(many[0]!.message, /8 workers, but Node may use 2 cores here/);
+  const memory = lintWorkers(config({ workers: 2 }), 2);
+  assert.deepEqual(
+    memory.map((w) => w.key),
+    ['cache'],
+  );
+  assert.match(memory[0]!.message, /kept by the primary process and shared by its workers/);
+  assert.throws(() => config({ workers: 0 }), /listen\.workers|workers/);
+  assert.throws(() => config({ workers: 'all' }));
 });
