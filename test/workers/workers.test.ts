@@ -225,6 +225,54 @@ ${db.yaml}`,
         assert.equal((await client().postJson('/.auth/login', { email, password: PASSWORD })).status, 429);
     });
 
+    test('device flow: a poll too soon on the other worker still gets slow_down (the interval is in the store)', async () => {
+      const form = (c: Client, path: string, fields: Record<string, string>) =>
+        c.fetch(path, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams(fields).toString(),
+        });
+      const started = await form(client(), '/.auth/oauth/device_authorization', { client_id: 'gatehouse-cli' });
+      assert.equal(started.status, 200, started.text);
+      const { device_code, interval } = started.json();
+      assert.equal(interval, 5);
+      const mark = node.lines.length;
+      const poll = async () =>
+        (
+          await form(client(), '/.auth/oauth/token', {
+            grant_type: 'urn:ietf:params:oauth:grant-type:device_code',
+            device_code,
+            client_id: 'gatehouse-cli',
+          })
+        ).json().error;
+      const errors: string[] = [];
+      for (let i = 0; i < 4; i++) errors.push(await poll());
+      assert.deepEqual(errors, ['authorization_pending', 'slow_down', 'slow_down', 'slow_down']);
+      await node.until('both workers answered polls', () => node.servedBy(mark, '/.auth/oauth/token').size === 2);
+    });
+
+    test('sign-ins at once on both workers all succeed: writers wait for each other, no SQLITE_BUSY', async () => {
+      // Four users, three sign-ins each (under the per-account allowance of 4 attempts at once).
+      const emails = [0, 1, 2, 3].map(() => uniqueEmail('together'));
+      for (const email of emails) await registerJson(client(), email);
+      const mark = node.lines.length;
+      const results = await Promise.all(
+        Array.from({ length: 12 }, async (_, i) => {
+          const email = emails[i % 4]!;
+          const c = client();
+          const res = await c.postJson('/.auth/login', { email, password: PASSWORD });
+          // A sign-in writes a session; each is then usable on either worker.
+          const me = res.status === 200 ? (await client(c.jar).get('/.auth/me')).status : 0;
+          return [res.status, me];
+        }),
+      );
+      assert.deepEqual(
+        results,
+        results.map(() => [200, 200]),
+      );
+      await node.until('both workers signed people in', () => node.servedBy(mark, '/.auth/login').size === 2);
+    });
+
     test('SIGHUP: every worker serves the renewed certificate', async () => {
       assert.equal(await servedCN(port), 'workers-one');
       copyFileSync(two.cert, live.cert);
