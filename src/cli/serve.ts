@@ -62,13 +62,13 @@ export async function serve(file: string): Promise<number> {
     );
   };
   if (worker !== undefined) {
-    // The primary asks for a drain or a TLS reload; if it is gone, this worker drains too.
+    // The primary asks for a drain or a TLS reload. (If the primary dies, node:cluster ends
+    // its workers at once, when their IPC channel closes.)
     process.on('message', (m) => {
       if (!isWorkerCommand(m)) return;
       if (m.gatehouse === 'drain') stop('primary');
       else gatehouse?.reloadTls();
     });
-    process.once('disconnect', () => stop('primary gone'));
   }
   try {
     gatehouse = await Gatehouse.create(config, {

@@ -346,3 +346,35 @@ test('a port in use is said once by the primary, before any worker starts', asyn
     await upstream.close();
   }
 });
+
+test('the primary killed with SIGKILL: its workers exit, nothing is left holding the port', async () => {
+  const upstream = await startUpstream();
+  const port = await freePort();
+  const file = join(dir, 'orphans.yaml');
+  writeFileSync(
+    file,
+    `publicUrl: http://127.0.0.1:${port}\nlisten: {host: 127.0.0.1, port: ${port}, workers: 2}\nupstream: ${upstream.url}\nstore: {type: sqlite, path: ${join(dir, 'orphans.db')}}\n`,
+  );
+  const node = new Node(file);
+  try {
+    await node.until('both workers serve', () => node.live().size === 2);
+    const pids = [...node.live().values()];
+    node.child.kill('SIGKILL');
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    await eventually('the workers have exited', () => pids.every((pid) => !alive(pid)));
+    // The port is free again: a new node can have it.
+    const probe = (await import('node:net')).createServer();
+    await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(port, '127.0.0.1', resolve));
+    probe.close();
+  } finally {
+    node.child.kill('SIGKILL');
+    await upstream.close();
+  }
+});
