@@ -38,7 +38,7 @@ export function lintWorkers(config: Config, cores = availableParallelism()): War
   if (count > cores) {
     w.push({
       key: 'listen.workers',
-      message: `${count} workers, but Node may use ${cores} core${cores === 1 ? '' : 's'} here: the extra processes only take turns on the same cores, each with its own memory (about 60 MB). Use auto, or at most ${cores}.`,
+      message: `${count} workers, but Node may use ${cores} core${cores === 1 ? '' : 's'} here: the extra processes only take turns on the same cores, each with its own memory (about 150 MB resident). Use auto, or at most ${cores}.`,
     });
   }
   if (count > 1 && config.cache.type === 'memory') {
