@@ -168,7 +168,7 @@ accounts: {rateLimits: {loginPerIp: 1000, loginPerAccount: 4}}
 ${db.yaml}`,
       );
       node = new Node(file);
-      await node.until('both workers serve', () => node.live().size === 2);
+      await node.until('both workers serve', () => node.live().size === 2, 90_000);
     });
 
     after(async () => {
@@ -190,6 +190,19 @@ ${db.yaml}`,
       const mark = node.lines.length;
       for (let i = 0; i < 8; i++) assert.equal((await client().get('/.auth/health')).status, 200);
       await node.until('both workers answered', () => node.servedBy(mark, '/.auth/health').size === 2);
+    });
+
+    test('the primary prepares the store once, before any worker starts: every worker signs with the key it made', () => {
+      const forked = node.lines.findIndex((l) => l.event === 'workers_start');
+      const made = node.lines.findIndex((l) => l.worker === 0 && l.event === 'keys_loaded');
+      assert.ok(made >= 0 && made < forked, 'the primary loaded (made) the signing key before forking');
+      const kid = node.lines[made]!.signing;
+      const workers = node.lines.filter((l) => l.worker > 0 && l.event === 'keys_loaded');
+      assert.ok(workers.length >= 2);
+      assert.ok(
+        workers.every((l) => l.signing === kid && l.keys.length === 1),
+        'one key in the store, the same in every worker',
+      );
     });
 
     test('a sign-out through one worker is honoured by the other at the very next request', async () => {
@@ -301,7 +314,7 @@ ${db.yaml}`,
       assert.equal(exit.signal, 'SIGKILL');
       assert.equal(exit.worker, victim);
       for (let i = 0; i < 4; i++) assert.equal((await client().get('/.auth/health')).status, 200);
-      await node.until('a new worker serves', () => node.live().size === 2 && !node.live().has(victim));
+      await node.until('a new worker serves', () => node.live().size === 2 && !node.live().has(victim), 90_000);
       const mark = node.lines.length;
       for (let i = 0; i < 8; i++) assert.equal((await client().get('/.auth/health')).status, 200);
       await node.until('both workers answer again', () => node.servedBy(mark, '/.auth/health').size === 2);
@@ -357,7 +370,7 @@ test('the primary killed with SIGKILL: its workers exit, nothing is left holding
   );
   const node = new Node(file);
   try {
-    await node.until('both workers serve', () => node.live().size === 2);
+    await node.until('both workers serve', () => node.live().size === 2, 90_000);
     const pids = [...node.live().values()];
     node.child.kill('SIGKILL');
     const alive = (pid: number) => {
