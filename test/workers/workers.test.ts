@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -61,8 +61,10 @@ class Node {
   readonly output: string[] = [];
   readonly exited: Promise<number | null>;
 
-  constructor(config: string) {
-    this.child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  constructor(config: string, nodeFlags: string[] = []) {
+    this.child = spawn(process.execPath, [...nodeFlags, CLI, 'serve', '--config', config], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let rest = '';
     this.child.stdout!.on('data', (d: Buffer) => {
       rest += d;
@@ -167,7 +169,7 @@ routes: [{path: /slow, access: public}]
 accounts: {rateLimits: {loginPerIp: 1000, loginPerAccount: 4}}
 ${db.yaml}`,
       );
-      node = new Node(file);
+      node = new Node(file, ['--max-semi-space-size=16']);
       await node.until('both workers serve', () => node.live().size === 2, 90_000);
     });
 
@@ -190,6 +192,13 @@ ${db.yaml}`,
       const mark = node.lines.length;
       for (let i = 0; i < 8; i++) assert.equal((await client().get('/.auth/health')).status, 200);
       await node.until('both workers answered', () => node.servedBy(mark, '/.auth/health').size === 2);
+    });
+
+    test("the workers run with the primary's Node flags", () => {
+      for (const pid of node.live().values()) {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        assert.ok(argv.includes('--max-semi-space-size=16'), `worker ${pid}: ${argv.join(' ')}`);
+      }
     });
 
     test('the primary prepares the store once, before any worker starts: every worker signs with the key it made', () => {
