@@ -157,7 +157,8 @@ export class Supervisor {
     this.workers.delete(worker.id);
     if (this.stopping) {
       this.logger.info({ event: 'worker_stopped', worker: worker.id, code, signal }, 'worker stopped');
-      if (code !== 0) this.exitCode ||= 1;
+      const ended = signal === 'SIGTERM' && !w?.listening;
+      if (code !== 0 && !ended) this.exitCode ||= 1;
       if (this.workers.size === 0) this.finish();
       return;
     }
@@ -193,17 +194,11 @@ export class Supervisor {
     this.restarts.add(timer);
   };
 
-  private send(command: WorkerCommand): void {
-    for (const { worker } of this.workers.values()) {
-      if (worker.isConnected()) worker.send(command);
-      else if (command.gatehouse === 'drain') worker.process.kill('SIGTERM');
-    }
-  }
-
-  /** SIGHUP: every worker re-reads listen.tls (each logs tls_reload with its outcome). */
+  /** SIGHUP: every worker re-reads listen.tls (each logs tls_reload with its outcome). One still starting reads it anyway. */
   reloadTls(): void {
     this.logger.info({ event: 'tls_reload', workers: this.workers.size }, 'asking every worker to reload listen.tls');
-    this.send({ gatehouse: 'reload-tls' });
+    for (const { worker, listening } of this.workers.values())
+      if (listening && worker.isConnected()) worker.send({ gatehouse: 'reload-tls' } satisfies WorkerCommand);
   }
 
   /** SIGTERM / SIGINT: every worker drains (its own graceful shutdown); run() resolves once all have exited. */
@@ -214,7 +209,11 @@ export class Supervisor {
     this.restarts.clear();
     this.logger.info({ event: 'shutdown', reason, workers: this.workers.size }, 'draining every worker');
     if (this.workers.size === 0) return this.finish();
-    this.send({ gatehouse: 'drain' });
+    // A serving worker drains; one still starting has nothing to drain and is ended.
+    for (const { worker, listening } of this.workers.values()) {
+      if (listening && worker.isConnected()) worker.send({ gatehouse: 'drain' } satisfies WorkerCommand);
+      else worker.process.kill('SIGTERM');
+    }
     this.killTimer = setTimeout(() => {
       for (const { worker } of this.workers.values()) {
         this.logger.warn({ event: 'worker_killed', worker: worker.id }, 'worker did not drain in time; killed');

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import cluster from 'node:cluster';
 import { test } from 'node:test';
 import { createLogger } from '../../src/log/index.ts';
 import { ConfigSchema } from '../../src/config/schema.ts';
@@ -36,6 +37,36 @@ test('workers that exit before they serve are restarted with a growing delay, th
   assert.ok(fatal, 'a fatal line says why');
   assert.equal(fatal.level, 'fatal');
   assert.match(fatal.msg, /4 workers in a row exited before serving \(the last with code 3\); giving up/);
+});
+
+test('SIGTERM while workers are still starting: they are ended at once and the node exits 0', async () => {
+  const lines: Record<string, any>[] = [];
+  const logger = createLogger('info', { write: (s: string) => void lines.push(JSON.parse(s)) });
+  const supervisor = new Supervisor({
+    count: 2,
+    logger,
+    drainMs: 60_000,
+    exec: new URL('./fixtures/starts-slowly.ts', import.meta.url).pathname,
+    args: [],
+  });
+  const online = new Promise<void>((resolve) => {
+    let n = 0;
+    cluster.on('online', function onOnline() {
+      if (++n < 2) return;
+      cluster.off('online', onOnline);
+      resolve();
+    });
+  });
+  const running = supervisor.run();
+  await online;
+  const stopped = Date.now();
+  supervisor.stop('SIGTERM');
+  assert.equal(await running, 0);
+  assert.ok(Date.now() - stopped < 10_000, 'not held until the drain deadline');
+  const ended = lines.filter((l) => l.event === 'worker_stopped');
+  assert.equal(ended.length, 2);
+  assert.ok(ended.every((l) => l.signal === 'SIGTERM'));
+  assert.ok(!lines.some((l) => l.event === 'worker_exit'), 'no restart while stopping');
 });
 
 test('gatehouse check: more workers than cores, and what the memory cache does with workers', () => {
