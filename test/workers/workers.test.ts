@@ -6,10 +6,13 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import tls from 'node:tls';
 import { Agent, request } from 'undici';
+import { stringify } from 'yaml';
 import { CLI } from '../helpers/cli.ts';
 import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { freePort } from '../helpers/gatehouse.ts';
 import { describeOrSkip } from '../helpers/requirements.ts';
+import { signIn } from '../helpers/oauth.ts';
+import { startLab } from '../helpers/providers.ts';
 import { selfSigned } from '../helpers/tls.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { eventually, pgSchema, postgres, redis, REDIS_URL } from '../faults/services.ts';
@@ -398,5 +401,62 @@ test('the primary killed with SIGKILL: its workers exit, nothing is left holding
   } finally {
     node.child.kill('SIGKILL');
     await upstream.close();
+  }
+});
+
+test('a provider sign-in started on one worker completes on the other, and both relay its token', async () => {
+  const lab = await startLab({ gatehouses: 1 });
+  const upstream = await startUpstream();
+  const port = lab.ports[0]!;
+  const file = join(dir, 'providers.yaml');
+  writeFileSync(
+    file,
+    stringify({
+      publicUrl: `http://127.0.0.1:${port}`,
+      listen: { host: '127.0.0.1', port, workers: 2 },
+      upstream: upstream.url,
+      tokenRelay: 'a',
+      providers: lab.providers(),
+      store: { type: 'sqlite', path: join(dir, 'providers.db') },
+    }),
+  );
+  const node = new Node(file);
+  try {
+    await node.until('both workers serve', () => node.live().size === 2, 90_000);
+    // Every request on a new connection: the primary hands them to the workers in turn.
+    const browser = () => {
+      const c = new Client(`http://127.0.0.1:${port}`);
+      c.defaultHeaders = { connection: 'close' };
+      return c;
+    };
+    let crossed: { c: Client; account: string } | undefined;
+    for (let i = 0; i < 4 && !crossed; i++) {
+      const account = `workers-${i}`;
+      lab.a.accounts.set(account, { sub: account, email: `${account}@example.com`, email_verified: true });
+      lab.a.autoLogin = account;
+      const c = browser();
+      const mark = node.lines.length;
+      const hops = await signIn(c, 'a');
+      assert.equal(hops.at(-1)!.res.status, 200, hops.map((h) => `${h.res.status} ${h.url}`).join(' → '));
+      const [started] = node.servedBy(mark, '/.auth/login/a');
+      const [finished] = node.servedBy(mark, '/.auth/callback/a');
+      assert.ok(started && finished);
+      if (started !== finished) crossed = { c, account };
+    }
+    assert.ok(crossed, 'a sign-in whose start and callback were served by different workers');
+    const { c, account }: { c: Client; account: string } = crossed;
+    const token = lab.a.issued.filter((t) => t.accountId === account).at(-1)!.access_token!;
+    const mark = node.lines.length;
+    for (let i = 0; i < 6; i++) {
+      const res = await c.get('/relayed');
+      assert.equal(res.status, 200);
+      assert.equal(res.json().headers.authorization, `Bearer ${token}`);
+    }
+    await node.until('both workers relayed it', () => node.servedBy(mark, '/relayed').size === 2);
+  } finally {
+    node.child.kill('SIGKILL');
+    await node.exited;
+    await upstream.close();
+    await lab.close();
   }
 });
