@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.ts';
 import { lintConfig } from './lint.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import { Gatehouse } from '../server/gatehouse.ts';
-import { CONFIG_ENV, isWorkerCommand, Supervisor, workerCount, workerId } from '../server/workers.ts';
+import { CONFIG_ENV, isWorkerCommand, Supervisor, workerCount, workerId, workerPeers } from '../server/workers.ts';
 import { err } from './io.ts';
 
 /**
@@ -75,6 +75,8 @@ export async function serve(file: string): Promise<number> {
       logger,
       // The memory cache's counters are the primary's, shared by every worker.
       cache: worker !== undefined && config.cache.type === 'memory' ? new ClusterCache(process) : undefined,
+      // An unlinked provider's tokens leave the other workers' memory at once.
+      peers: worker !== undefined ? workerPeers() : undefined,
     });
   } catch (e) {
     const storeKey = config.store.type === 'postgres' ? 'store.url' : 'store.path';

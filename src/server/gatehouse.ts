@@ -42,6 +42,7 @@ import { openStore, type Store } from '../store/index.ts';
 import { accountSections, type Features, routeTable } from './routes.ts';
 import type { Services } from './services.ts';
 import { describe as describeCert, loadTls, type TlsPair } from './tls.ts';
+import type { Peers } from './workers.ts';
 
 export interface GatehouseOptions {
   logger?: Logger;
@@ -50,6 +51,8 @@ export interface GatehouseOptions {
   cache?: Cache;
   /** The clock of the OAuth server's decisions and the key ring (tests move it by hand). */
   clock?: () => number;
+  /** The other workers of this node (listen.workers), told when a copy kept in memory goes stale. */
+  peers?: Peers;
 }
 
 /**
@@ -346,7 +349,16 @@ export class Gatehouse {
       throw err;
     }
     void dummyHash();
-    return new Gatehouse(config, logger, store, cache, secrets, keys, tls, mailer, options.clock);
+    const gatehouse = new Gatehouse(config, logger, store, cache, secrets, keys, tls, mailer, options.clock);
+    if (options.peers) gatehouse.joinPeers(options.peers);
+    return gatehouse;
+  }
+
+  /** An unlinked provider's tokens leave every worker's memory at once, not within their 60 s. */
+  private joinPeers(peers: Peers): void {
+    const tokens = this.providers.tokens;
+    tokens.onForgetUser = (userId, provider) => peers.publish({ kind: 'provider-tokens-forgotten', userId, provider });
+    peers.subscribe((e) => tokens.forgetCached(e.userId, e.provider));
   }
 
   /**

@@ -22,6 +22,48 @@ export function isWorkerCommand(m: unknown): m is WorkerCommand {
   return typeof m === 'object' && m !== null && (g === 'drain' || g === 'reload-tls');
 }
 
+/**
+ * What one worker tells the others (through the primary): a copy they keep in memory is no longer
+ * good. Everything else they share is in the store or kept by the primary.
+ */
+export type PeerEvent = { kind: 'provider-tokens-forgotten'; userId: string; provider: string };
+
+export interface Peers {
+  publish(event: PeerEvent): void;
+  subscribe(listener: (event: PeerEvent) => void): void;
+}
+
+interface PeerMessage {
+  gatehouse: 'peers';
+  event: PeerEvent;
+}
+
+function isPeerMessage(m: unknown): m is PeerMessage {
+  const p = m as PeerMessage | null;
+  return (
+    typeof m === 'object' &&
+    p !== null &&
+    p.gatehouse === 'peers' &&
+    p.event?.kind === 'provider-tokens-forgotten' &&
+    typeof p.event.userId === 'string' &&
+    typeof p.event.provider === 'string'
+  );
+}
+
+/** A worker's Peers: published to the primary, which passes it to every other worker. */
+export function workerPeers(channel: NodeJS.Process = process): Peers {
+  return {
+    publish(event) {
+      if (channel.connected) channel.send?.({ gatehouse: 'peers', event } satisfies PeerMessage);
+    },
+    subscribe(listener) {
+      channel.on('message', (m: unknown) => {
+        if (isPeerMessage(m)) listener(m.event);
+      });
+    },
+  };
+}
+
 /** The environment variable a worker reads its configuration text from (the primary's, as it read it). */
 export const CONFIG_ENV = 'GATEHOUSE_WORKER_CONFIG';
 
@@ -144,6 +186,11 @@ export class Supervisor {
   };
 
   private readonly onMessage = (worker: Worker, message: unknown) => {
+    if (isPeerMessage(message)) {
+      for (const other of this.workers.values())
+        if (other.worker !== worker && other.worker.isConnected()) other.worker.send(message);
+      return;
+    }
     if (!isCacheRequest(message)) return;
     const cache = this.o.cache;
     if (!cache) return void worker.send({ gatehouse: 'cache', id: message.id, error: 'no shared cache' });

@@ -11,8 +11,8 @@ import { CLI } from '../helpers/cli.ts';
 import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { freePort } from '../helpers/gatehouse.ts';
 import { describeOrSkip } from '../helpers/requirements.ts';
-import { signIn } from '../helpers/oauth.ts';
-import { startLab } from '../helpers/providers.ts';
+import { follow, signIn } from '../helpers/oauth.ts';
+import { accountPost, startLab } from '../helpers/providers.ts';
 import { selfSigned } from '../helpers/tls.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { eventually, pgSchema, postgres, redis, REDIS_URL } from '../faults/services.ts';
@@ -404,7 +404,7 @@ test('the primary killed with SIGKILL: its workers exit, nothing is left holding
   }
 });
 
-test('a provider sign-in started on one worker completes on the other, and both relay its token', async () => {
+test('a provider sign-in started on one worker completes on the other, both relay its token, and neither once it is unlinked', async () => {
   const lab = await startLab({ gatehouses: 1 });
   const upstream = await startUpstream();
   const port = lab.ports[0]!;
@@ -453,6 +453,32 @@ test('a provider sign-in started on one worker completes on the other, and both 
       assert.equal(res.json().headers.authorization, `Bearer ${token}`);
     }
     await node.until('both workers relayed it', () => node.servedBy(mark, '/relayed').size === 2);
+
+    // Both workers now hold the token in memory. Link IdP B (a second way in), then unlink A
+    // through one worker: neither may relay A's token again.
+    lab.b.accounts.set(`b-${account}`, { sub: `b-${account}`, email: `${account}@example.com`, email_verified: true });
+    lab.b.autoLogin = `b-${account}`;
+    const link = await accountPost(c, '/.auth/account/link', { provider: 'b' });
+    assert.equal(link.status, 303);
+    const linked = await follow(c, link.location!, { 'sec-fetch-site': 'cross-site' });
+    assert.match(linked.at(-1)!.url, /linked=b/);
+    const page = await c.html('/.auth/account');
+    const idA =
+      /name="identity" value="([^"]+)"><button type="submit" class="secondary" aria-label="Unlink IdP A">/.exec(
+        page.text,
+      )?.[1];
+    assert.ok(idA, 'the account page offers to unlink IdP A');
+    assert.equal((await accountPost(c, '/.auth/account/unlink', { identity: idA })).status, 303);
+    const after = node.lines.length;
+    for (let i = 0; i < 6; i++) {
+      const res = await c.get('/after-unlink');
+      assert.notEqual(
+        res.status === 200 ? res.json().headers.authorization : undefined,
+        `Bearer ${token}`,
+        `request ${i}: the unlinked provider's token is not relayed`,
+      );
+    }
+    await node.until('both workers answered', () => node.servedBy(after, '/after-unlink').size === 2);
   } finally {
     node.child.kill('SIGKILL');
     await node.exited;
