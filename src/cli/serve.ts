@@ -75,9 +75,9 @@ export async function serve(file: string): Promise<number> {
       logger,
       // The memory cache's counters are the primary's, shared by every worker.
       cache: worker !== undefined && config.cache.type === 'memory' ? new ClusterCache(process) : undefined,
-      // An unlinked provider's tokens leave the other workers' memory at once.
-      peers: worker !== undefined ? workerPeers() : undefined,
     });
+    // What one worker makes stale in the others' memory (an unlinked provider's tokens) is said.
+    if (worker !== undefined) gatehouse.joinPeers(workerPeers());
   } catch (e) {
     const storeKey = config.store.type === 'postgres' ? 'store.url' : 'store.path';
     return fatal(logger, `cannot start: ${startupHint(e, storeKey)}`, errorCode(e));

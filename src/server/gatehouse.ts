@@ -51,8 +51,6 @@ export interface GatehouseOptions {
   cache?: Cache;
   /** The clock of the OAuth server's decisions and the key ring (tests move it by hand). */
   clock?: () => number;
-  /** The other workers of this node (listen.workers), told when a copy kept in memory goes stale. */
-  peers?: Peers;
 }
 
 /**
@@ -349,16 +347,7 @@ export class Gatehouse {
       throw err;
     }
     void dummyHash();
-    const gatehouse = new Gatehouse(config, logger, store, cache, secrets, keys, tls, mailer, options.clock);
-    if (options.peers) gatehouse.joinPeers(options.peers);
-    return gatehouse;
-  }
-
-  /** An unlinked provider's tokens leave every worker's memory at once, not within their 60 s. */
-  private joinPeers(peers: Peers): void {
-    const tokens = this.providers.tokens;
-    tokens.onForgetUser = (userId, provider) => peers.publish({ kind: 'provider-tokens-forgotten', userId, provider });
-    peers.subscribe((e) => tokens.forgetCached(e.userId, e.provider));
+    return new Gatehouse(config, logger, store, cache, secrets, keys, tls, mailer, options.clock);
   }
 
   /**
@@ -385,6 +374,17 @@ export class Gatehouse {
       );
       return false;
     }
+  }
+
+  /**
+   * listen.workers: this worker and the others of its node (server/workers.ts) tell each other
+   * when a copy kept in memory goes stale: an unlinked provider's tokens leave every worker at
+   * once, not within the cache's 60 s.
+   */
+  joinPeers(peers: Peers): void {
+    const tokens = this.providers.tokens;
+    tokens.onForgetUser = (userId, provider) => peers.publish({ kind: 'provider-tokens-forgotten', userId, provider });
+    peers.subscribe((e) => tokens.forgetCached(e.userId, e.provider));
   }
 
   async listen(port = this.config.listen.port, host = this.config.listen.host): Promise<AddressInfo> {
