@@ -4,7 +4,7 @@ import { type Cache, CacheUnavailableError } from './types.ts';
  * The memory cache shared by the workers of one node (`listen.workers` > 1): the counters live
  * in the primary process, and each worker asks for every operation over the cluster's IPC
  * channel. One counter for the node, not one per worker: a rate limit of 10 stays 10, however
- * the connections are spread (security.md #175). The primary answers
+ * the connections are spread (security.md #179). The primary answers
  * one message at a time, so a hit is as atomic as in one process. Costs an IPC round trip
  * (~0.1 ms) on the rate-limited routes only (logins, registration, the OAuth endpoints).
  */

@@ -122,7 +122,7 @@ const KILL_MARGIN_MS = 5000;
 /**
  * The primary process. run() forks the workers and resolves with the exit code of the node:
  * 0 once every worker has drained after stop(), 1 when workers crash at startup in a row
- * (a configuration they cannot serve: giving up beats restarting forever, security.md #179).
+ * (a configuration they cannot serve: giving up beats restarting forever, security.md #183).
  */
 export class Supervisor {
   private readonly o: Required<Omit<SupervisorOptions, 'cache' | 'env'>> & Pick<SupervisorOptions, 'cache' | 'env'>;
