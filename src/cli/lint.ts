@@ -1,4 +1,5 @@
 import { lintNetwork } from '../server/lint.ts';
+import { lintWorkers } from '../server/workers.ts';
 import { lintOAuth } from '../oauth/lint.ts';
 import { lintEmail } from '../mail/lint.ts';
 import { lintProviders } from '../providers/lint.ts';
@@ -91,6 +92,7 @@ export function lintConfig(config: Config): Warning[] {
   w.push(...lintProviders(config));
   w.push(...lintOAuth(config));
   w.push(...lintEmail(config));
+  w.push(...lintWorkers(config));
   return w;
 }
 

@@ -1,14 +1,34 @@
-import { ConfigError, loadConfig } from '../config/load.ts';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { ClusterCache } from '../cache/cluster.ts';
+import { openCache } from '../cache/index.ts';
+import { ConfigError, loadConfig, parseConfig } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
 import { lintConfig } from './lint.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import { Gatehouse } from '../server/gatehouse.ts';
+import { CONFIG_ENV, isWorkerCommand, Supervisor, workerCount, workerId, workerPeers } from '../server/workers.ts';
 import { err } from './io.ts';
 
-/** Starts a node and keeps it running until SIGTERM / SIGINT, then drains and exits. */
+/**
+ * Starts a node and keeps it running until SIGTERM / SIGINT, then drains and exits. With
+ * listen.workers > 1 this process becomes the primary of several workers (server/workers.ts),
+ * and each worker runs this same function with the primary's configuration text.
+ */
 export async function serve(file: string): Promise<number> {
+  const worker = workerId();
+  let text = worker !== undefined ? process.env[CONFIG_ENV] : undefined;
+  delete process.env[CONFIG_ENV];
   let config;
   try {
-    config = loadConfig(file);
+    if (text === undefined) {
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch {
+        // loadConfig says why
+      }
+    }
+    config = text !== undefined ? parseConfig(text, file) : loadConfig(file);
   } catch (e) {
     if (e instanceof ConfigError) {
       err(`gatehouse: refusing to start.\n${e.message}`);
@@ -16,14 +36,48 @@ export async function serve(file: string): Promise<number> {
     }
     throw e;
   }
-  const logger = createLogger(config.log.level);
-  for (const w of lintConfig(config)) {
-    if (w.severity === 'error') logger.error({ event: 'config_error', key: w.key }, w.message);
-    else logger.warn({ event: 'config_warning', key: w.key }, w.message);
+  const root = createLogger(config.log.level);
+  // Each line of a worker says which one (and the primary's say worker 0).
+  const count = workerCount(config);
+  const logger = worker !== undefined ? root.child({ worker }) : count > 1 ? root.child({ worker: 0 }) : root;
+  // The primary has logged the configuration's warnings already.
+  if (worker === undefined) {
+    for (const w of lintConfig(config)) {
+      if (w.severity === 'error') logger.error({ event: 'config_error', key: w.key }, w.message);
+      else logger.warn({ event: 'config_warning', key: w.key }, w.message);
+    }
   }
-  let gatehouse: Gatehouse;
+  if (worker === undefined && count > 1) return primary(config, text!, logger, count);
+
+  let gatehouse: Gatehouse | undefined;
+  let stopping: string | undefined;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = signal;
+    if (!gatehouse) return; // still starting: stopped once it has
+    logger.info({ event: 'shutdown', signal }, 'draining');
+    gatehouse.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  if (worker !== undefined) {
+    // The primary asks for a drain or a TLS reload. (If the primary dies, node:cluster ends
+    // its workers at once, when their IPC channel closes.)
+    process.on('message', (m) => {
+      if (!isWorkerCommand(m)) return;
+      if (m.gatehouse === 'drain') stop('primary');
+      else gatehouse?.reloadTls();
+    });
+  }
   try {
-    gatehouse = await Gatehouse.create(config, { logger });
+    gatehouse = await Gatehouse.create(config, {
+      logger,
+      // The memory cache's counters are the primary's, shared by every worker.
+      cache: worker !== undefined && config.cache.type === 'memory' ? new ClusterCache(process) : undefined,
+    });
+    // What one worker makes stale in the others' memory (an unlinked provider's tokens) is said.
+    if (worker !== undefined) gatehouse.joinPeers(workerPeers());
   } catch (e) {
     const storeKey = config.store.type === 'postgres' ? 'store.url' : 'store.path';
     return fatal(logger, `cannot start: ${startupHint(e, storeKey)}`, errorCode(e));
@@ -34,18 +88,63 @@ export async function serve(file: string): Promise<number> {
     await gatehouse.close();
     return fatal(logger, listenHint(e, `${config.listen.host}:${config.listen.port}`), errorCode(e));
   }
-  const stop = (signal: string) => {
-    logger.info({ event: 'shutdown', signal }, 'draining');
-    gatehouse.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   // SIGHUP re-reads listen.tls (a renewed certificate) without dropping a connection.
   process.on('SIGHUP', () => gatehouse.reloadTls());
+  if (stopping) {
+    const signal = stopping;
+    stopping = undefined;
+    stop(signal);
+  }
   return new Promise(() => {});
+}
+
+/**
+ * The primary of listen.workers > 1: does once what every worker would do first (migrations,
+ * the master key, the first signing key, the TLS files, reaching the store and cache), so the
+ * workers never race on them and a configuration that cannot start fails here, once, clearly;
+ * checks the port is free; then forks the workers and keeps them running (server/workers.ts).
+ */
+async function primary(config: Config, text: string, logger: Logger, count: number): Promise<number> {
+  const storeKey = config.store.type === 'postgres' ? 'store.url' : 'store.path';
+  try {
+    const prepared = await Gatehouse.create(config, { logger });
+    await prepared.close();
+  } catch (e) {
+    return fatal(logger, `cannot start: ${startupHint(e, storeKey)}`, errorCode(e));
+  }
+  const where = `${config.listen.host}:${config.listen.port}`;
+  try {
+    await portFree(config.listen.port, config.listen.host);
+  } catch (e) {
+    return fatal(logger, listenHint(e, where), errorCode(e));
+  }
+  const cache = config.cache.type === 'memory' ? await openCache(config.cache) : undefined;
+  const supervisor = new Supervisor({
+    count,
+    logger,
+    drainMs: config.listen.timeouts.drain,
+    cache,
+    env: { [CONFIG_ENV]: text },
+  });
+  process.once('SIGTERM', () => supervisor.stop('SIGTERM'));
+  process.once('SIGINT', () => supervisor.stop('SIGINT'));
+  process.on('SIGHUP', () => supervisor.reloadTls());
+  const code = await supervisor.run();
+  await cache?.close();
+  logger.info({ event: 'exit', code }, 'every worker has stopped');
+  await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  process.exit(code);
+}
+
+/** Listens on the port for a moment: a port in use is said once, before any worker starts. */
+function portFree(port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(port, host, () => probe.close(() => resolve()));
+  });
 }
 
 /**
@@ -57,6 +156,8 @@ async function fatal(logger: Logger, reason: string, code: string | undefined): 
   logger.fatal({ event: 'fatal', code }, reason);
   await new Promise<void>((resolve) => logger.flush(() => resolve()));
   err(`gatehouse: ${reason}`);
+  // A worker's IPC channel would keep it alive: it exits, and the primary counts a failed start.
+  if (workerId() !== undefined) process.exit(1);
   return 1;
 }
 

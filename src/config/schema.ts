@@ -212,6 +212,15 @@ export const ConfigSchema = z
             drain: duration('15s').meta({ description: 'On SIGTERM, in-flight requests get this long to finish' }),
           })
           .prefault({}),
+        workers: z
+          .union([z.number().int().min(1).max(1024), z.literal('auto')], {
+            error: 'a number of processes (1 or more) or auto',
+          })
+          .default(1)
+          .meta({
+            description:
+              'Processes serving the port (node:cluster): a number, or auto for the cores Node may use. Default 1: one process, no cluster. See docs/workers.md',
+          }),
       })
       .prefault({}),
     trustedProxies: z.array(cidr).default([]).meta({

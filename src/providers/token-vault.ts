@@ -132,11 +132,20 @@ export class ProviderTokens {
     for (const key of this.cache.keys()) if (key.startsWith(`${owner.id}\n`)) this.cache.delete(key);
   }
 
-  /** An unlinked provider: its tokens go from every session of the user. */
+  /** An unlinked provider: its tokens go from every session of the user, and from the other workers' memory. */
   async forgetUser(userId: string, provider: string): Promise<void> {
-    for (const [key, c] of this.cache) if (c.userId === userId && key.endsWith(`\n${provider}`)) this.cache.delete(key);
+    this.forgetCached(userId, provider);
     await this.store.providerTokens.deleteByUser(userId, provider);
+    this.onForgetUser?.(userId, provider);
   }
+
+  /** Drops this process's copies of a user's tokens at a provider (another worker has unlinked it). */
+  forgetCached(userId: string, provider: string): void {
+    for (const [key, c] of this.cache) if (c.userId === userId && key.endsWith(`\n${provider}`)) this.cache.delete(key);
+  }
+
+  /** Told after forgetUser (listen.workers: the composition root passes it on to the other workers). */
+  onForgetUser: ((userId: string, provider: string) => void) | undefined;
 
   private remember(key: string, owner: TokenOwner, t: ProviderTokenSet): AccessToken {
     const token = t.accessToken!;

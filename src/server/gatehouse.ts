@@ -42,6 +42,7 @@ import { openStore, type Store } from '../store/index.ts';
 import { accountSections, type Features, routeTable } from './routes.ts';
 import type { Services } from './services.ts';
 import { describe as describeCert, loadTls, type TlsPair } from './tls.ts';
+import type { Peers } from './workers.ts';
 
 export interface GatehouseOptions {
   logger?: Logger;
@@ -373,6 +374,17 @@ export class Gatehouse {
       );
       return false;
     }
+  }
+
+  /**
+   * listen.workers: this worker and the others of its node (server/workers.ts) tell each other
+   * when a copy kept in memory goes stale: an unlinked provider's tokens leave every worker at
+   * once, not within the cache's 60 s.
+   */
+  joinPeers(peers: Peers): void {
+    const tokens = this.providers.tokens;
+    tokens.onForgetUser = (userId, provider) => peers.publish({ kind: 'provider-tokens-forgotten', userId, provider });
+    peers.subscribe((e) => tokens.forgetCached(e.userId, e.provider));
   }
 
   async listen(port = this.config.listen.port, host = this.config.listen.host): Promise<AddressInfo> {

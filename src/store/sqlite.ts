@@ -3,6 +3,7 @@ import { closeSync, mkdirSync, openSync, renameSync, statSync, unlinkSync } from
 import { dirname } from 'node:path';
 import { backup, DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { SqlDriver, SqlValue } from './driver.ts';
+import { StoreUnavailableError } from './types.ts';
 
 /**
  * node:sqlite driver. Calls are synchronous underneath and take microseconds on indexed
@@ -76,13 +77,23 @@ export class SqliteDriver implements SqlDriver {
 
   // A get or all that is not a SELECT (UPDATE ... RETURNING) writes: the mark is read anew.
   private rows<T>(sql: string, params: SqlValue[]): T[] {
-    const result = this.statement(sql).all(...params) as T[];
+    let result: T[];
+    try {
+      result = this.statement(sql).all(...params) as T[];
+    } catch (err) {
+      throw busy(err);
+    }
     if (!isRead(sql)) this.mark = undefined;
     return result;
   }
 
   private row<T>(sql: string, params: SqlValue[]): T | undefined {
-    const result = this.statement(sql).get(...params) as T | undefined;
+    let result: T | undefined;
+    try {
+      result = this.statement(sql).get(...params) as T | undefined;
+    } catch (err) {
+      throw busy(err);
+    }
     if (!isRead(sql)) this.mark = undefined;
     return result;
   }
@@ -93,7 +104,12 @@ export class SqliteDriver implements SqlDriver {
   }
 
   private change(sql: string, params: SqlValue[], options?: { untracked?: boolean }): number {
-    const changes = Number(this.statement(sql).run(...params).changes);
+    let changes: number;
+    try {
+      changes = Number(this.statement(sql).run(...params).changes);
+    } catch (err) {
+      throw busy(err);
+    }
     if (options?.untracked) this.untracked += changes;
     else this.mark = undefined;
     return changes;
@@ -140,7 +156,11 @@ export class SqliteDriver implements SqlDriver {
     try {
       // Inside the try: a BEGIN that fails (SQLITE_BUSY past busy_timeout, another process
       // writing) must release the queue too, or every later call would wait forever.
-      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        this.db.exec('BEGIN IMMEDIATE');
+      } catch (err) {
+        throw busy(err);
+      }
       const result = await fn(tx);
       this.db.exec('COMMIT');
       return result;
@@ -202,6 +222,17 @@ function isRead(sql: string): boolean {
     if (reads.size < 1000) reads.set(sql, r);
   }
   return r;
+}
+
+/**
+ * SQLITE_BUSY / SQLITE_LOCKED past busy_timeout (another process, e.g. another worker or the CLI,
+ * held the write lock for over 5 s): the store is unavailable for now, so the request fails
+ * closed with 503 and Retry-After like any store outage, not 500. Other errors pass unchanged.
+ */
+function busy(err: unknown): unknown {
+  const code = (err as { errcode?: number }).errcode;
+  if (code === undefined || ((code & 0xff) !== 5 && (code & 0xff) !== 6)) return err;
+  return new StoreUnavailableError(`the SQLite store is busy: ${(err as Error).message}`, { cause: err });
 }
 
 /** Opening failed: says which file, and carries node:sqlite's code so callers can tell it apart. */

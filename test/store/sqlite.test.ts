@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, describe, test } from 'node:test';
 import { openStore } from '../../src/store/index.ts';
 import { LATEST_VERSION, MIGRATIONS, migrate } from '../../src/store/migrations.ts';
@@ -178,4 +179,34 @@ describe('SQLite specifics', () => {
       }
     });
   });
+});
+
+test('another process holding the write lock past busy_timeout: the store is unavailable (503), not a 500', async () => {
+  const path = freshPath();
+  const driver = new SqliteDriver(path);
+  const other = new DatabaseSync(path);
+  try {
+    await migrate(driver);
+    await driver.run('PRAGMA busy_timeout = 50');
+    // Another worker (or the CLI) in the middle of a long write.
+    other.exec('PRAGMA busy_timeout = 50; BEGIN IMMEDIATE');
+    await assert.rejects(
+      driver.run(`INSERT INTO kv (name, value, updated_at) VALUES ('k', 'v', 0)`),
+      (err: Error) => err.name === 'StoreUnavailableError' && /busy: database is locked/.test(err.message),
+    );
+    await assert.rejects(
+      driver.transaction((tx) => tx.run(`INSERT INTO kv (name, value, updated_at) VALUES ('k', 'v', 0)`)),
+      { name: 'StoreUnavailableError' },
+    );
+    assert.equal((await driver.all('SELECT name FROM kv WHERE name = ?', ['k'])).length, 0, 'reads go on (WAL)');
+    other.exec('COMMIT');
+    await driver.run(`INSERT INTO kv (name, value, updated_at) VALUES ('k', 'v', 0)`);
+    await assert.rejects(
+      driver.run('INSERT INTO no_such_table VALUES (1)'),
+      (err: Error) => err.name !== 'StoreUnavailableError',
+    );
+  } finally {
+    other.close();
+    await driver.close();
+  }
 });

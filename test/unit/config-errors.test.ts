@@ -307,6 +307,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         port: 8080,
         tls: { cert: 'c.pem', key: 'k.pem' },
         timeouts: { headers: '15s', request: '10m', idle: '2m', keepAlive: '5s', drain: '15s' },
+        workers: 2,
       },
       trustedProxies: ['10.0.0.0/8'],
       forwardedHeaders: 'x-forwarded',
