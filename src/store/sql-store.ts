@@ -229,6 +229,14 @@ class SqlSessions implements SessionStore {
   async purgeExpired(now: number, idleTimeoutMs: number): Promise<number> {
     return this.db.run(`DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at <= ?`, [now, now - idleTimeoutMs]);
   }
+
+  async countActive(now: number, idleTimeoutMs: number): Promise<number> {
+    const r = await this.db.get<{ n: number }>(
+      `SELECT COUNT(*) AS n FROM sessions WHERE expires_at > ? AND last_seen_at > ?`,
+      [now, now - idleTimeoutMs],
+    );
+    return Number(r?.n ?? 0);
+  }
 }
 
 class SqlKeyValue implements KeyValueStore {

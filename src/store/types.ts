@@ -59,6 +59,8 @@ export interface SessionStore {
   listByUser(userId: string): Promise<Session[]>;
   /** Removes sessions whose absolute or idle expiry has passed. Returns how many. */
   purgeExpired(now: number, idleTimeoutMs: number): Promise<number>;
+  /** How many sessions have neither expiry passed (gatehouse_sessions_active). */
+  countActive(now: number, idleTimeoutMs: number): Promise<number>;
 }
 
 /**
