@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { closest } from '../config/suggest.ts';
+import { audit, auditCommand } from './audit.ts';
 import { backup } from './backup.ts';
 import { check } from './check.ts';
 import { operatorContext } from './context.ts';
@@ -26,6 +27,9 @@ const OPTIONS = {
   algorithm: { type: 'string' },
   browser: { type: 'boolean' },
   force: { type: 'boolean' },
+  since: { type: 'string' },
+  event: { type: 'string' },
+  limit: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;
@@ -81,6 +85,15 @@ const COMMANDS: Record<string, Command> = {
     ],
     options: ['config', 'json', 'now', 'algorithm'],
     subcommands: ['list', 'rotate'],
+  },
+  audit: {
+    usage: [
+      [
+        'audit [--user X] [--since 24h] [--event login] [--json]',
+        'security events: sign-ins, changes, operator commands (--limit N, default 1000)',
+      ],
+    ],
+    options: ['config', 'user', 'since', 'event', 'json', 'limit'],
   },
   backup: {
     usage: [['backup <file> [--force]', 'copy the SQLite store while it runs (a secret: it holds the master key)']],
@@ -220,8 +233,22 @@ export async function main(argv: string[]): Promise<number> {
     default: {
       const ctx = await operatorContext(file);
       try {
-        if (name === 'keys') return await keys(ctx, rest, values);
-        return name === 'users' ? await users(ctx, rest, values) : await sessions(ctx, rest, values);
+        if (name === 'audit') return await audit(ctx, values);
+        // Every operator command that changes something is audited, with the OS user who ran it.
+        let code = 1;
+        try {
+          code =
+            name === 'keys'
+              ? await keys(ctx, rest, values)
+              : name === 'users'
+                ? await users(ctx, rest, values)
+                : await sessions(ctx, rest, values);
+          return code;
+        } finally {
+          await auditCommand(ctx, name, rest, values, code === 0 ? 'success' : 'failure').catch((e: Error) =>
+            err(`gatehouse: the audit trail could not record this command: ${e.message}`),
+          );
+        }
       } finally {
         await ctx.close();
       }

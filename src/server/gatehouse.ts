@@ -5,6 +5,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { AccountActivity } from '../accounts/activity.ts';
 import { AccountPage } from '../accounts/account-page.ts';
 import { EmailTokens } from '../accounts/email-tokens.ts';
 import { MailedLinks } from '../accounts/mailed-links.ts';
@@ -14,6 +15,7 @@ import { Accounts } from '../accounts/service.ts';
 import { SignIn } from '../accounts/sign-in.ts';
 import { Throttle } from '../accounts/throttle.ts';
 import { EmailVerification } from '../accounts/verification.ts';
+import { Audit } from '../audit/index.ts';
 import { openCache, type Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
 import { DiagnosedError, Diagnosis } from '../diagnosis/index.ts';
@@ -87,6 +89,8 @@ export class Gatehouse {
   readonly sites: Map<string, Site>;
   /** Prometheus metrics (metrics/); undefined without `metrics:` in the config. */
   readonly metrics: Metrics | undefined;
+  /** The audit trail (audit/): flushed on close(). */
+  readonly audit: Audit;
   /** The listener of `metrics.listen`, started by listen(). */
   private readonly metricsListener: MetricsListener | undefined;
   private readonly emailTokens: EmailTokens;
@@ -124,6 +128,7 @@ export class Gatehouse {
   ) {
     this.config = config;
     this.metrics = metrics;
+    this.audit = new Audit({ store: store.audit, logger, metrics });
     this.logger = logger;
     this.store = store;
     this.cache = cache;
@@ -161,6 +166,8 @@ export class Gatehouse {
       providers: this.providers,
       now: clock,
       pages: forms,
+      audit: this.audit,
+      metrics,
     });
     const services: Services = {
       config,
@@ -178,6 +185,8 @@ export class Gatehouse {
       prefix,
       providers: this.providers,
       oauth: this.oauth,
+      audit: this.audit,
+      metrics,
     };
     // Email verification, password reset and change (accounts/), mail sent by mail/.
     this.mailer = mailer;
@@ -204,6 +213,7 @@ export class Gatehouse {
         bearer: this.oauth,
       }),
       keys,
+      activity: new AccountActivity(services, forms, account),
       probes: this,
     };
     accountSections(features);
@@ -321,6 +331,7 @@ export class Gatehouse {
       ['provider_flows', () => this.providers.flows.purgeExpired()],
       ['oauth', () => this.oauth.purge()],
       ['email_tokens', () => this.emailTokens.purgeExpired()],
+      ['audit', () => this.audit.purge(this.config.audit.retention)],
     ];
     await Promise.all(
       purges.map(([purge, run]) =>
@@ -485,6 +496,8 @@ export class Gatehouse {
       await this.metricsListener?.close();
       // Messages under way get a moment (their links are in the store already).
       await this.mailer?.close(Math.min(5000, this.config.listen.timeouts.drain));
+      // The audit trail's last batch goes before the store closes (never lost on a clean stop).
+      await this.audit.close();
       await Promise.allSettled([this.store.close(), this.cache.close(), this.oauth.close()]);
       await new Promise<void>((resolve) => this.logger.flush(() => resolve()));
     })();

@@ -3,6 +3,8 @@ import { isUniqueViolation, type SqlDriver } from './driver.ts';
 import { joinedUser, JOINED_USER_COLUMNS, ReadCache, type JoinedUserRow } from './read-cache.ts';
 import type { OAuthStore } from './oauth-types.ts';
 import type { EmailTokenStore } from './email-token-types.ts';
+import type { AuditStore } from './audit-types.ts';
+import { SqlAudit } from './sql-audit.ts';
 import { SqlEmailTokens } from './sql-email-tokens.ts';
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import { SqlSigningKeys } from './sql-keys.ts';
@@ -277,6 +279,7 @@ export class SqlStore implements Store {
   readonly providerTokens: ProviderTokenStore;
   readonly oauth: OAuthStore;
   readonly emailTokens: EmailTokenStore;
+  readonly audit: AuditStore;
 
   private readonly db: SqlDriver;
 
@@ -292,6 +295,7 @@ export class SqlStore implements Store {
     this.providerTokens = new SqlProviderTokens(db);
     this.oauth = new SqlOAuth(db);
     this.emailTokens = new SqlEmailTokens(db);
+    this.audit = new SqlAudit(db);
   }
 
   async ping(): Promise<void> {

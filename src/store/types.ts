@@ -1,3 +1,4 @@
+import type { AuditStore } from './audit-types.ts';
 import type { EmailTokenStore } from './email-token-types.ts';
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import type { OAuthStore } from './oauth-types.ts';
@@ -122,6 +123,8 @@ export interface Store {
   readonly oauth: OAuthStore;
   /** Links mailed for email verification and password reset (store/email-token-types.ts). */
   readonly emailTokens: EmailTokenStore;
+  /** The audit trail (store/audit-types.ts). */
+  readonly audit: AuditStore;
   /** Cheap round trip for readiness checks. */
   ping(): Promise<void>;
   close(): Promise<void>;
