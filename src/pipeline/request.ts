@@ -61,6 +61,8 @@ interface Meter {
   app: string;
   /** performance.now() when the request went to the app (its own time ends there). */
   sentAt: number;
+  /** The own route's path in the route table (a bounded set): the `limit` of a 429. */
+  route?: string;
 }
 
 /**
@@ -152,7 +154,10 @@ export class HttpEntry {
         );
       }
       if (routed.kind === 'own') {
-        if (meter && routed.sub === paths.check) meter.kind = 'forward_auth';
+        if (meter) {
+          if (routed.sub === paths.check) meter.kind = 'forward_auth';
+          if (routed.found && 'handler' in routed.found) meter.route = routed.found.handler.path;
+        }
         await this.own(ctx, routed.sub, routed.found);
       } else {
         if (meter) meter.kind = 'well_known';
@@ -163,8 +168,11 @@ export class HttpEntry {
       status = this.failure(req, res, ctx?.site, err, requestId);
     } finally {
       const ended = performance.now();
-      if (meter)
+      if (meter) {
         this.d.metrics!.request(meter.app, meter.kind).done(status, ((meter.sentAt || ended) - started) / 1000);
+        // Gatehouse's own 429s (sign-in, registration, reset, OAuth limits), by route: not an app's.
+        if (status === 429 && meter.route) this.d.metrics!.rateLimited.inc({ limit: meter.route });
+      }
       this.d.logger.info(
         {
           req: { id: requestId, method: req.method, path: ctx?.path ?? '(invalid)' },

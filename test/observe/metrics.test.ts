@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
-import { Client, registerJson } from '../helpers/client.ts';
+import * as oauth from 'openid-client';
+import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
+import { cliClient, deviceLogin } from '../oauth/helpers.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 
 let gh: TestGatehouse;
@@ -34,6 +36,7 @@ before(async () => {
   gh = await startGatehouse(() => ({
     metrics: { listen: '127.0.0.1:0' },
     routes: [{ path: '/public/**', access: 'public' }],
+    accounts: { rateLimits: { loginPerIp: 2 } },
   }));
   user = new Client(gh.url);
   await registerJson(user);
@@ -99,6 +102,40 @@ describe('Prometheus metrics', () => {
     assert.ok(after.value('gatehouse_sessions_active') >= 1);
     assert.ok(after.value('gatehouse_signing_key_age_seconds') >= 0);
     assert.ok(delta('gatehouse_cache_duration_seconds_count', {}) >= 0);
+  });
+
+  test('sign-ins, registrations, rate limits, OAuth tokens and refresh reuse are counted', async () => {
+    const before = await scrape(gh);
+    const email = uniqueEmail('metrics');
+    const browser = new Client(gh.url);
+    await registerJson(browser, email);
+    assert.equal((await browser.postJson('/.auth/login', { email, password: PASSWORD })).status, 200);
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++)
+      statuses.push(
+        (await new Client(gh.url).postJson('/.auth/login', { email, password: 'not the password' })).status,
+      );
+    assert.ok(statuses.includes(401) && statuses.includes(429), statuses.join());
+    const config = await cliClient(gh);
+    const tokens = await deviceLogin(gh, browser, config);
+    await oauth.refreshTokenGrant(config, tokens.refresh_token!);
+    const after = await scrape(gh);
+    const delta = (name: string, labels: Record<string, string> = {}) =>
+      after.value(name, labels) - before.value(name, labels);
+    assert.equal(delta('gatehouse_registrations_total'), 1);
+    assert.equal(delta('gatehouse_logins_total', { method: 'password', outcome: 'success' }), 1);
+    assert.equal(
+      delta('gatehouse_logins_total', { method: 'password', outcome: 'failure' }),
+      statuses.filter((s) => s === 401).length,
+    );
+    assert.equal(
+      delta('gatehouse_logins_total', { method: 'password', outcome: 'throttled' }),
+      statuses.filter((s) => s === 429).length,
+    );
+    assert.equal(delta('gatehouse_rate_limited_total', { limit: '/login' }), statuses.filter((s) => s === 429).length);
+    assert.equal(delta('gatehouse_oauth_tokens_total', { grant: 'device_code', outcome: 'success' }), 1);
+    assert.ok(delta('gatehouse_oauth_tokens_total', { grant: 'device_code', outcome: 'authorization_pending' }) >= 0);
+    assert.equal(delta('gatehouse_oauth_tokens_total', { grant: 'refresh_token', outcome: 'success' }), 1);
   });
 
   test('label values are bounded: paths, hosts and users never become labels', async () => {
