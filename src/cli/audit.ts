@@ -35,7 +35,7 @@ export function operatorName(): string {
  * come from stdin, not the arguments.
  */
 export async function auditCommand(
-  ctx: OperatorContext,
+  ctx: Pick<OperatorContext, 'store'>,
   command: string,
   args: string[],
   flags: { user?: string },

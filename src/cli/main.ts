@@ -13,6 +13,7 @@ import { keys } from './keys.ts';
 import { login, logout, token } from './login.ts';
 import { serve } from './serve.ts';
 import { sessions } from './sessions.ts';
+import { exportStore, importStore } from './transfer.ts';
 import { users } from './users.ts';
 
 const OPTIONS = {
@@ -30,6 +31,7 @@ const OPTIONS = {
   since: { type: 'string' },
   event: { type: 'string' },
   limit: { type: 'string' },
+  to: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;
@@ -94,6 +96,20 @@ const COMMANDS: Record<string, Command> = {
       ],
     ],
     options: ['config', 'user', 'since', 'event', 'json', 'limit'],
+  },
+  export: {
+    usage: [
+      [
+        'export --to FILE [--force]',
+        'the whole store as JSON lines (keys and tokens stay encrypted): to move SQLite ⇄ PostgreSQL',
+      ],
+    ],
+    options: ['config', 'to', 'force'],
+  },
+  import: {
+    usage: [['import FILE [--force]', 'into an empty store (--force: replace what is there); counts checked']],
+    options: ['config', 'force'],
+    argument: 'FILE',
   },
   backup: {
     usage: [['backup <file> [--force]', 'copy the SQLite store while it runs (a secret: it holds the master key)']],
@@ -224,6 +240,10 @@ export async function main(argv: string[]): Promise<number> {
       return check(file, values);
     case 'backup':
       return backup(file, rest, values);
+    case 'export':
+      return exportStore(file, values);
+    case 'import':
+      return importStore(file, rest, values);
     case 'login':
       return login(rest[0], values);
     case 'token':

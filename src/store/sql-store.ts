@@ -5,6 +5,7 @@ import type { OAuthStore } from './oauth-types.ts';
 import type { EmailTokenStore } from './email-token-types.ts';
 import type { AuditStore } from './audit-types.ts';
 import { SqlAudit } from './sql-audit.ts';
+import { SqlTransfer, type TransferStore } from './transfer.ts';
 import { SqlEmailTokens } from './sql-email-tokens.ts';
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import { SqlSigningKeys } from './sql-keys.ts';
@@ -280,6 +281,7 @@ export class SqlStore implements Store {
   readonly oauth: OAuthStore;
   readonly emailTokens: EmailTokenStore;
   readonly audit: AuditStore;
+  readonly transfer: TransferStore;
 
   private readonly db: SqlDriver;
 
@@ -296,6 +298,7 @@ export class SqlStore implements Store {
     this.oauth = new SqlOAuth(db);
     this.emailTokens = new SqlEmailTokens(db);
     this.audit = new SqlAudit(db);
+    this.transfer = new SqlTransfer(db);
   }
 
   async ping(): Promise<void> {

@@ -1,4 +1,5 @@
 import type { AuditStore } from './audit-types.ts';
+import type { TransferStore } from './transfer.ts';
 import type { EmailTokenStore } from './email-token-types.ts';
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import type { OAuthStore } from './oauth-types.ts';
@@ -125,6 +126,8 @@ export interface Store {
   readonly emailTokens: EmailTokenStore;
   /** The audit trail (store/audit-types.ts). */
   readonly audit: AuditStore;
+  /** Whole-store export and import (store/transfer.ts): the CLI only. */
+  readonly transfer: TransferStore;
   /** Cheap round trip for readiness checks. */
   ping(): Promise<void>;
   close(): Promise<void>;
