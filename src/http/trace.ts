@@ -34,8 +34,8 @@ function given(value: string | string[] | undefined): string | undefined {
 export function traceOf(req: IncomingMessage): Trace {
   const id = given(req.headers.traceparent);
   if (id) return { id };
+  // One UUID (from Node's pooled random bytes): 32 hex digits for the trace, and its second half as
+  // the parent id, never all zeros (the UUID's variant digit is 8 to b).
   const trace = randomUUID().replaceAll('-', '');
-  const u = randomUUID();
-  const parent = u.slice(0, 8) + u.slice(9, 13) + u.slice(19, 23);
-  return { id: trace, started: `00-${trace}-${parent}-00` };
+  return { id: trace, started: `00-${trace}-${trace.slice(16)}-00` };
 }
