@@ -77,7 +77,8 @@ export function lintNetwork(config: Config, now = Date.now()): Warning[] {
         key: 'metrics.listen',
         message: `metrics are served on ${host}, not a loopback address: anyone who can reach it reads request rates, app names and the version. Keep it on a private network (firewall) or 127.0.0.1 with a local scraper.`,
       });
-    if (port !== 0 && port === config.listen.port && (host === config.listen.host || everywhere))
+    const metricsEverywhere = host === '0.0.0.0' || host === '[::]' || host === '::';
+    if (port !== 0 && port === config.listen.port && (host === config.listen.host || everywhere || metricsEverywhere))
       w.push({
         key: 'metrics.listen',
         severity: 'error',
