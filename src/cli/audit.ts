@@ -38,7 +38,7 @@ export async function auditCommand(
   ctx: Pick<OperatorContext, 'store'>,
   command: string,
   args: string[],
-  flags: { user?: string },
+  flags: { user?: string; now?: boolean; algorithm?: string; groups?: string; name?: string },
   outcome: 'success' | 'failure',
 ): Promise<void> {
   const sub = args[0] ?? '';
@@ -63,6 +63,9 @@ export async function auditCommand(
       ...(who ? { target: who.slice(0, 256) } : {}),
       ...(args.length > 2 ? { args: args.slice(2).join(' ').slice(0, 256) } : {}),
       ...(command === 'sessions' && args[1] ? { id: args[1].slice(0, 64) } : {}),
+      ...(flags.now ? { now: true } : {}),
+      ...(flags.algorithm ? { algorithm: flags.algorithm.slice(0, 16) } : {}),
+      ...(flags.groups ? { groups: flags.groups.slice(0, 256) } : {}),
     },
   };
   await ctx.store.audit.append([event]);
