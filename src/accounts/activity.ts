@@ -61,11 +61,10 @@ function describe(e: AuditEvent): string {
         : '';
   switch (e.event) {
     case 'login':
-      return e.outcome === 'success'
-        ? `Signed in${how}`
-        : e.outcome === 'throttled'
-          ? `Sign-in refused${how}: too many failed attempts`
-          : `Failed sign-in${how}`;
+      if (e.outcome === 'success') return `Signed in${how}`;
+      if (e.outcome === 'throttled') return 'Sign-in refused: too many failed attempts';
+      if (e.outcome === 'disabled') return 'Sign-in refused: the account is disabled';
+      return e.detail.method === 'password' ? 'Failed sign-in: wrong password' : `Failed sign-in${how}`;
     case 'register':
       return 'Account created';
     case 'logout':
@@ -201,9 +200,9 @@ ${rows.length > 1 ? html`<form method="post" action="${others}">${csrfField}<but
 ${
   rows.length === 0
     ? html`<p>Nothing yet.</p>`
-    : html`<table class="activity"><thead><tr><th scope="col">When</th><th scope="col">What</th><th scope="col">IP address</th><th scope="col">Device</th></tr></thead><tbody>${rows.map(
+    : html`<table class="activity"><thead><tr><th scope="col">When</th><th scope="col">What</th><th scope="col">From</th></tr></thead><tbody>${rows.map(
         (r) =>
-          html`<tr${r.outcome === 'success' ? '' : html` class="failed"`}><td>${when(r.at)}</td><td>${r.what}</td><td>${r.ip ?? ''}</td><td>${r.device}</td></tr>`,
+          html`<tr${r.outcome === 'success' ? '' : html` class="failed"`}><td>${when(r.at)}</td><td>${r.what}</td><td>${r.device}${r.ip ? html`<br><span class="ip">${r.ip}</span>` : ''}</td></tr>`,
       )}</tbody></table>`
 }`,
     };
