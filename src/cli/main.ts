@@ -28,12 +28,13 @@ const OPTIONS = {
   algorithm: { type: 'string' },
   browser: { type: 'boolean' },
   force: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+  // gatehouse audit, export (issue 16)
   since: { type: 'string' },
   event: { type: 'string' },
   limit: { type: 'string' },
   to: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-  version: { type: 'boolean', short: 'v' },
 } as const;
 type Option = keyof typeof OPTIONS;
 
