@@ -215,7 +215,7 @@ export class ProviderRoutes {
     const resolved = await this.p.accounts.resolve(client, result.profile);
     if (!resolved.ok) return this.fail(ctx, client, resolved.code, record, undefined, resolved.email);
     const { user } = resolved;
-    if (user.disabled) return this.fail(ctx, client, 'account_disabled', record);
+    if (user.disabled) return this.fail(ctx, client, 'account_disabled', record, undefined, undefined, user.id);
     ctx.userId = user.id;
     const cookie = ctx.site.session;
     // A new session id at every sign-in; the one the browser came with ends (security.md #22).
@@ -293,6 +293,8 @@ export class ProviderRoutes {
     record?: LoginState,
     detail?: string,
     email?: string,
+    /** The account it was for, when known (the audit trail). */
+    userId?: string,
   ): void {
     const { status, message, hint } = describeFailure(code, {
       name: client?.name ?? 'The provider',
@@ -305,6 +307,7 @@ export class ProviderRoutes {
       this.s.audit.record({
         event: 'login',
         outcome: code === 'account_disabled' ? 'disabled' : 'failure',
+        userId,
         ctx,
         detail: { method: 'provider', provider: client.id, reason: code, email },
       });

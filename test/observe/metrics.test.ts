@@ -37,6 +37,7 @@ before(async () => {
     metrics: { listen: '127.0.0.1:0' },
     routes: [{ path: '/public/**', access: 'public' }],
     accounts: { rateLimits: { loginPerIp: 2 } },
+    tokens: { reuseGrace: 0 },
   }));
   user = new Client(gh.url);
   await registerJson(user);
@@ -118,7 +119,10 @@ describe('Prometheus metrics', () => {
     assert.ok(statuses.includes(401) && statuses.includes(429), statuses.join());
     const config = await cliClient(gh);
     const tokens = await deviceLogin(gh, browser, config);
-    await oauth.refreshTokenGrant(config, tokens.refresh_token!);
+    const rotated = await oauth.refreshTokenGrant(config, tokens.refresh_token!);
+    assert.ok(rotated.refresh_token);
+    // The first refresh token again (no reuse grace here): the login is revoked.
+    await assert.rejects(oauth.refreshTokenGrant(config, tokens.refresh_token!));
     const after = await scrape(gh);
     const delta = (name: string, labels: Record<string, string> = {}) =>
       after.value(name, labels) - before.value(name, labels);
@@ -136,6 +140,8 @@ describe('Prometheus metrics', () => {
     assert.equal(delta('gatehouse_oauth_tokens_total', { grant: 'device_code', outcome: 'success' }), 1);
     assert.ok(delta('gatehouse_oauth_tokens_total', { grant: 'device_code', outcome: 'authorization_pending' }) >= 0);
     assert.equal(delta('gatehouse_oauth_tokens_total', { grant: 'refresh_token', outcome: 'success' }), 1);
+    assert.equal(delta('gatehouse_oauth_tokens_total', { grant: 'refresh_token', outcome: 'invalid_grant' }), 1);
+    assert.equal(delta('gatehouse_refresh_reuse_total'), 1);
   });
 
   test('label values are bounded: paths, hosts and users never become labels', async () => {
