@@ -10,7 +10,7 @@ const time = (ms: number) => new Date(ms).toISOString().slice(0, 19) + 'Z';
 
 /**
  * Control characters (a user agent, an email the client typed) would let a record rewrite the
- * terminal or forge a line of this table: shown as \xNN instead (security.md #177).
+ * terminal or forge a line of this table: shown as \xNN instead (security.md #190).
  */
 const printable = (v: unknown): string =>
   String(v ?? '').replace(

@@ -128,7 +128,7 @@ describe('browser sessions on the account page', () => {
     assert.equal(events[0]!.detail.device, 'Firefox on Windows');
   });
 
-  test("another user cannot end someone's session with its handle, nor can one end the current one (security.md #178)", async () => {
+  test("another user cannot end someone's session with its handle, nor can one end the current one (security.md #191)", async () => {
     const victimHandle = (await a.get('/.auth/account/sessions'))
       .json()
       .sessions.find((s: { device: string }) => s.device === 'Safari on iPhone').handle;
@@ -158,7 +158,7 @@ describe('browser sessions on the account page', () => {
 });
 
 describe('a hostile user agent', () => {
-  test('is escaped on the account page and in `gatehouse audit` (security.md #177)', async () => {
+  test('is escaped on the account page and in `gatehouse audit` (security.md #190)', async () => {
     const email = uniqueEmail('ua');
     const c = browser('<img src=x onerror=alert(1)>');
     const user = await registerJson(c, email);

@@ -168,7 +168,7 @@ describe('metrics off', () => {
 });
 
 describe('gatehouse check on metrics', () => {
-  test('warns when metrics listen on a non-loopback address, refuses the public port (security.md #175)', async () => {
+  test('warns when metrics listen on a non-loopback address, refuses the public port (security.md #188)', async () => {
     const { ConfigSchema } = await import('../../src/config/schema.ts');
     const { lintNetwork } = await import('../../src/server/lint.ts');
     const lint = (listen: string) =>

@@ -49,7 +49,7 @@ function headerOf(file: string): { format: string; version: number; counts: Reco
 }
 
 describeOrSkip('export and import', { skip: pg.skip }, () => {
-  test('SQLite → PostgreSQL → SQLite: users, sessions, identities, provider tokens, CLI logins, keys and audit move; the same cookie, kid and refresh token work after each move (security.md #181)', async () => {
+  test('SQLite → PostgreSQL → SQLite: users, sessions, identities, provider tokens, CLI logins, keys and audit move; the same cookie, kid and refresh token work after each move (security.md #194)', async () => {
     const db = await pgSchema('transfer');
     // 1. A populated SQLite store.
     const dir = mkdtempSync(join(tmpdir(), 'gatehouse-transfer-'));
