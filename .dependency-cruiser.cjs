@@ -5,15 +5,15 @@
  *   cli       src/cli/                     the only importer of server/ (with src/index.ts and tests)
  *   server    src/server/                  composition root: Gatehouse, Services, the route table
  *   pipeline  src/pipeline/                route → decide → outcome, and the entry points
- *   features  sessions accounts mail providers oauth diagnosis proxy identity
- *   model     store cache keys policy sites
+ *   features  audit sessions accounts mail providers oauth diagnosis proxy identity
+ *   model     store cache keys policy sites metrics
  *   base      config log http pages
  *   verify    src/verify/ stands alone (gatehouse/verify for apps: imports nothing of ours)
  */
 const layers = {
   base: ['config', 'log', 'http', 'pages'],
-  model: ['store', 'cache', 'keys', 'policy', 'sites'],
-  features: ['sessions', 'accounts', 'mail', 'providers', 'oauth', 'diagnosis', 'proxy', 'identity'],
+  model: ['store', 'cache', 'keys', 'policy', 'sites', 'metrics'],
+  features: ['audit', 'sessions', 'accounts', 'mail', 'providers', 'oauth', 'diagnosis', 'proxy', 'identity'],
   pipeline: ['pipeline'],
   server: ['server'],
   cli: ['cli'],

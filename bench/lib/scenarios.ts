@@ -50,6 +50,8 @@ export const VARIANTS: GatehouseVariant[] = [
   // As users run it: the signed assertion is on by default.
   { id: 'gatehouse', config: {} },
   { id: 'no-assertion', config: { headers: { assertion: false } } },
+  // Prometheus metrics on (their own listener, port 0: nothing scrapes during the run).
+  { id: 'metrics', config: { metrics: { listen: '127.0.0.1:0' } } },
 ];
 
 export const SCENARIOS: Scenario[] = [
@@ -64,6 +66,7 @@ export const SCENARIOS: Scenario[] = [
     signedIn: true,
     assertion: false,
   },
+  { id: 'm', label: 'Gatehouse, valid session, metrics on', via: 'metrics', path: '/home/item', signedIn: true },
   { id: 'z', label: 'bare Node proxy (floor)', via: 'floor', path: '/open/item', signedIn: false, optional: true },
 ];
 
@@ -73,6 +76,7 @@ export const RATIOS: RatioTarget[] = [
   { num: 'c', den: 'b', label: 'session / public route', min: 0.9 },
   { num: 'd', den: 'a', label: 'session without assertion / direct' },
   { num: 'c', den: 'd', label: 'assertion on / off (its cost)', min: 0.9 },
+  { num: 'm', den: 'c', label: 'metrics on / off (their cost)', min: 0.97 },
   { num: 'z', den: 'a', label: 'bare Node proxy / direct (floor)' },
   { num: 'c', den: 'z', label: 'session / bare Node proxy' },
 ];

@@ -1,3 +1,4 @@
+import type { AuditLog } from '../audit/index.ts';
 import { field, type Input } from '../http/body.ts';
 import { readCookie } from '../http/cookies.ts';
 import { redirect, sendJson } from '../http/respond.ts';
@@ -40,6 +41,7 @@ export interface RecoveryDeps {
   diagnosis: Diagnosis;
   /** Own routes' prefix, publicUrl's base path included. */
   prefix: string;
+  audit: AuditLog;
 }
 
 /**
@@ -182,13 +184,15 @@ export class PasswordRecovery {
         { form: 'Too many requests for a new password. Wait a while and try again.' },
         { 'retry-after': String(verdict.retryAfterSeconds) },
       );
-    this.mailer.send(this.resetTask(ctx.site, email, ctx.requestId));
+    this.mailer.send(this.resetTask(ctx.site, email, ctx.requestId, ctx));
     if (input.kind === 'json') return sendJson(ctx.res, 202, { ok: true, message: SENT });
     redirect(ctx.res, 303, `${ctx.site.origin}${this.s.prefix}/forgot-password?sent=1`);
   }
 
   /** The background half of forgot-password: who the address belongs to, and their link (or nothing). */
-  private resetTask(site: SiteInfo, email: string, requestId: string): MailTask {
+  private resetTask(site: SiteInfo, email: string, requestId: string, from: RequestContext): MailTask {
+    const ip = from.ip;
+    const userAgent = from.req.headers['user-agent'] ?? null;
     const ttlMs = this.resetTtl;
     const task: MailTask = {
       kind: 'password_reset',
@@ -196,6 +200,13 @@ export class PasswordRecovery {
         const user = await this.s.store.users.getByEmail(email);
         const account = user && !user.disabled ? user : undefined;
         task.userId = account?.id;
+        this.s.audit.record({
+          event: 'password_reset_requested',
+          outcome: account ? 'success' : 'unknown_account',
+          userId: account?.id,
+          ip,
+          userAgent,
+        });
         this.s.logger.info(
           { event: 'password_reset_requested', userId: account?.id, known: account !== undefined, requestId },
           'password reset requested',
@@ -291,6 +302,7 @@ export class PasswordRecovery {
       user.emailVerified ? {} : { emailVerified: true },
     );
     ctx.userId = user.id;
+    this.s.audit.record({ event: 'password_reset', userId: user.id, ctx });
     this.s.logger.info(
       { event: 'password_reset', userId: user.id, requestId: ctx.requestId },
       'password reset with a mailed link; every session ended',
@@ -361,6 +373,13 @@ export class PasswordRecovery {
       device,
       session.idHash,
     );
+    if (!result.ok && result.status !== 400)
+      this.s.audit.record({
+        event: 'password_changed',
+        outcome: result.status === 429 ? 'throttled' : 'failure',
+        userId: user.id,
+        ctx,
+      });
     if (!result.ok) {
       const headers: Record<string, string> = result.retryAfterSeconds
         ? { 'retry-after': String(result.retryAfterSeconds) }
@@ -387,6 +406,7 @@ export class PasswordRecovery {
       });
       return this.tools.html(ctx, result.status, page, [], headers);
     }
+    this.s.audit.record({ event: 'password_changed', userId: user.id, ctx });
     this.s.logger.info(
       { event: 'password_changed', userId: user.id, requestId: ctx.requestId },
       'password changed; other sessions ended',

@@ -20,9 +20,17 @@ export type RegisterResult =
   | { ok: true; user: User; deviceCookie: string }
   | { ok: false; status: 400 | 403 | 409 | 429; errors: FieldErrors; retryAfterSeconds?: number };
 
+/** A failed login names the account it was for, when there is one (the audit trail; never shown to the client). */
 export type LoginResult =
   | { ok: true; user: User; deviceCookie: string }
-  | { ok: false; status: 400 | 401 | 403 | 429; errors: FieldErrors; retryAfterSeconds?: number };
+  | {
+      ok: false;
+      status: 400 | 401 | 403 | 429;
+      errors: FieldErrors;
+      retryAfterSeconds?: number;
+      userId?: string;
+      email?: string;
+    };
 
 /** One message for a wrong password and an unknown email: nothing tells them apart (security.md #41). */
 export const BAD_CREDENTIALS = 'The email or password is not correct.';
@@ -114,6 +122,9 @@ export class Accounts {
         status: 429,
         errors: { form: 'Too many failed attempts. Wait a few minutes and try again.' },
         retryAfterSeconds: verdict.retryAfterSeconds,
+        // For the audit trail: the owner sees throttled guesses at their account.
+        userId: (await this.store.users.getByEmail(email))?.id,
+        email,
       };
 
     const user = await this.store.users.getByEmail(email);
@@ -122,10 +133,16 @@ export class Accounts {
       password.length <= MAX_PASSWORD_CHARS * 4 &&
       (await verifyPassword(password, user?.passwordHash ?? (await dummyHash())));
     if (!user || !user.passwordHash || !valid) {
-      return { ok: false, status: 401, errors: { form: BAD_CREDENTIALS } };
+      return { ok: false, status: 401, errors: { form: BAD_CREDENTIALS }, userId: user?.id, email };
     }
     if (user.disabled)
-      return { ok: false, status: 403, errors: { form: 'This account is disabled. Contact an administrator.' } };
+      return {
+        ok: false,
+        status: 403,
+        errors: { form: 'This account is disabled. Contact an administrator.' },
+        userId: user.id,
+        email,
+      };
     await this.throttle.loginSucceeded(ip, email, nonce);
     if (needsRehash(user.passwordHash))
       await this.store.users.update(user.id, { passwordHash: await hashPassword(password) });

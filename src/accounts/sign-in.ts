@@ -5,6 +5,7 @@ import type { RequestContext } from '../http/context.ts';
 import { paths } from '../http/paths.ts';
 import { readCookie, serializeCookie } from '../http/cookies.ts';
 import { redirect, sendJson } from '../http/respond.ts';
+import type { AuditLog } from '../audit/index.ts';
 import type { Logger } from '../log/index.ts';
 import { cspWithFormAction, loginPage, logoutPage, messagePage, registerPage } from '../pages/index.ts';
 import type { FormTools } from '../pages/kit.ts';
@@ -27,6 +28,7 @@ export interface SignInDeps {
   providers: Pick<ProviderService, 'loginButtons' | 'logoutFormActions' | 'beforeLogout' | 'identitiesOf'>;
   /** What the sign-in page says a page waiting behind it is (oauth/server.ts). */
   oauth: { signInPurpose(rd: string): string | undefined };
+  audit: AuditLog;
 }
 
 /**
@@ -140,6 +142,14 @@ export class SignIn {
             : result.status === 403
               ? 'account_disabled'
               : 'invalid_request';
+      if (result.status !== 400)
+        this.s.audit.record({
+          event: 'login',
+          outcome: result.status === 429 ? 'throttled' : result.status === 403 ? 'disabled' : 'failure',
+          userId: result.userId,
+          ctx,
+          detail: { method: 'password', email: result.email },
+        });
       return this.fail(
         ctx,
         input,
@@ -158,6 +168,7 @@ export class SignIn {
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
     const cookies = [setCookie, this.deviceCookie(ctx, result.deviceCookie), this.s.diagnosis.signedIn(ctx.site)];
+    this.s.audit.record({ event: 'login', userId: result.user.id, ctx, detail: { method: 'password' } });
     this.s.logger.info(
       { event: 'login', userId: result.user.id, method: 'password', requestId: ctx.requestId },
       'user signed in',
@@ -251,6 +262,7 @@ export class SignIn {
       userAgent: ctx.req.headers['user-agent'] ?? null,
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
+    this.s.audit.record({ event: 'register', userId: result.user.id, ctx, detail: { method: 'password' } });
     this.s.logger.info({ event: 'register', userId: result.user.id, requestId: ctx.requestId }, 'user registered');
     for (const fn of this.registered) fn(ctx, result.user);
     const cookies = [setCookie, this.deviceCookie(ctx, result.deviceCookie), this.s.diagnosis.signedIn(ctx.site)];
@@ -288,6 +300,8 @@ export class SignIn {
     const rd = this.forms.returnTarget(ctx, field(input, 'rd', 4096));
     // Before the session goes (its provider tokens go with it): the provider's logout URL, if any.
     const endSession = await this.s.providers.beforeLogout(ctx);
+    const leaving = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin).catch(() => undefined);
+    if (leaving?.state === 'active') this.s.audit.record({ event: 'logout', userId: leaving.active.user.id, ctx });
     const cleared = [
       await this.s.sessions.destroy(ctx.req, ctx.site.session),
       this.s.diagnosis.clearSignedIn(ctx.site),

@@ -1,3 +1,4 @@
+import type { AuditLog } from '../audit/index.ts';
 import { redirect, sendJson, wantsHtml } from '../http/respond.ts';
 import { HttpError } from '../http/errors.ts';
 import type { Mailer } from '../mail/mailer.ts';
@@ -23,6 +24,7 @@ export interface VerificationDeps {
   throttle: Throttle;
   /** Own routes' prefix, publicUrl's base path included. */
   prefix: string;
+  audit: AuditLog;
 }
 
 /**
@@ -170,6 +172,7 @@ export class EmailVerification {
     if (!used.ok) return this.links.problem(ctx, 'verify', used.problem, false, input);
     const user = used.user;
     if (!user.emailVerified) await this.s.store.users.update(user.id, { emailVerified: true });
+    this.s.audit.record({ event: 'email_verified', userId: user.id, ctx, detail: { email: user.email } });
     this.s.logger.info(
       { event: 'email_verified', userId: user.id, requestId: ctx.requestId },
       'email address verified',

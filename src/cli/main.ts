@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { closest } from '../config/suggest.ts';
+import { audit, auditCommand } from './audit.ts';
 import { backup } from './backup.ts';
 import { check } from './check.ts';
 import { operatorContext } from './context.ts';
@@ -12,6 +13,7 @@ import { keys } from './keys.ts';
 import { login, logout, token } from './login.ts';
 import { serve } from './serve.ts';
 import { sessions } from './sessions.ts';
+import { exportStore, importStore } from './transfer.ts';
 import { users } from './users.ts';
 
 const OPTIONS = {
@@ -29,6 +31,11 @@ const OPTIONS = {
   header: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
+  // gatehouse audit, export (issue 16)
+  since: { type: 'string' },
+  event: { type: 'string' },
+  limit: { type: 'string' },
+  to: { type: 'string' },
 } as const;
 type Option = keyof typeof OPTIONS;
 
@@ -82,6 +89,29 @@ const COMMANDS: Record<string, Command> = {
     ],
     options: ['config', 'json', 'now', 'algorithm'],
     subcommands: ['list', 'rotate'],
+  },
+  audit: {
+    usage: [
+      [
+        'audit [--user X] [--since 24h] [--event login] [--json]',
+        'security events: sign-ins, changes, operator commands (--limit N, default 1000)',
+      ],
+    ],
+    options: ['config', 'user', 'since', 'event', 'json', 'limit'],
+  },
+  export: {
+    usage: [
+      [
+        'export --to FILE [--force]',
+        'the whole store as JSON lines (keys and tokens stay encrypted): to move SQLite ⇄ PostgreSQL',
+      ],
+    ],
+    options: ['config', 'to', 'force'],
+  },
+  import: {
+    usage: [['import FILE [--force]', 'into an empty store (--force: replace what is there); counts checked']],
+    options: ['config', 'force'],
+    argument: 'FILE',
   },
   backup: {
     usage: [['backup <file> [--force]', 'copy the SQLite store while it runs (a secret: it holds the master key)']],
@@ -218,6 +248,10 @@ export async function main(argv: string[]): Promise<number> {
       return check(file, values);
     case 'backup':
       return backup(file, rest, values);
+    case 'export':
+      return exportStore(file, values);
+    case 'import':
+      return importStore(file, rest, values);
     case 'login':
       return login(rest[0], values);
     case 'token':
@@ -227,8 +261,22 @@ export async function main(argv: string[]): Promise<number> {
     default: {
       const ctx = await operatorContext(file);
       try {
-        if (name === 'keys') return await keys(ctx, rest, values);
-        return name === 'users' ? await users(ctx, rest, values) : await sessions(ctx, rest, values);
+        if (name === 'audit') return await audit(ctx, values);
+        // Every operator command that changes something is audited, with the OS user who ran it.
+        let code = 1;
+        try {
+          code =
+            name === 'keys'
+              ? await keys(ctx, rest, values)
+              : name === 'users'
+                ? await users(ctx, rest, values)
+                : await sessions(ctx, rest, values);
+          return code;
+        } finally {
+          await auditCommand(ctx, name, rest, values, code === 0 ? 'success' : 'failure').catch((e: Error) =>
+            err(`gatehouse: the audit trail could not record this command: ${e.message}`),
+          );
+        }
       } finally {
         await ctx.close();
       }

@@ -362,6 +362,25 @@ export const ConfigSchema = z
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
       })
       .prefault({}),
+    metrics: z
+      .strictObject({
+        listen: z
+          .string()
+          .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, such as 127.0.0.1:9464')
+          .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'the port must be at most 65535')
+          .meta({
+            description:
+              'Serve Prometheus metrics at http://<listen>/metrics, on a listener of their own (never the public one). Keep it on a loopback or internal address',
+          }),
+      })
+      .optional()
+      .meta({ description: 'Prometheus metrics (docs/observability.md); off when absent' }),
+    audit: z
+      .strictObject({
+        retention: duration('90d').meta({ description: 'Audit events older than this are deleted' }),
+      })
+      .prefault({})
+      .meta({ description: 'The audit trail of security events (docs/observability.md)' }),
   })
   .superRefine((c, ctx) => {
     if (!c.upstream && !c.apps)

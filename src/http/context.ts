@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SessionCookie } from './cookies.ts';
 import type { Scheme } from './forwarded.ts';
+import type { Trace } from './trace.ts';
 
 /**
  * The request context: what every handler and the pipeline know of a request. It holds what
@@ -60,4 +61,6 @@ export interface RequestContext<S extends SiteInfo = SiteInfo> extends Exchange 
   viaProxy: boolean;
   /** Set once known, for the request log line. */
   userId?: string;
+  /** The W3C trace (http/trace.ts): the client's, or one Gatehouse started. */
+  trace?: Trace;
 }

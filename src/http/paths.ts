@@ -16,6 +16,11 @@ export const paths = {
   linkProvider: '/account/link',
   unlinkProvider: '/account/unlink',
   revokeGrant: '/account/grants/revoke',
+  // accounts/activity.ts: browser sessions and recent activity
+  accountSessions: '/account/sessions',
+  endSession: '/account/sessions/end',
+  endOtherSessions: '/account/sessions/end-others',
+  accountActivity: '/account/activity',
   // accounts/verification.ts, accounts/recovery.ts (mailed links)
   verifyEmail: '/verify-email',
   resendVerification: '/verify-email/resend',

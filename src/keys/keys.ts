@@ -358,6 +358,11 @@ export class KeyRing {
     return this.signer;
   }
 
+  /** When the key that signs now was made (epoch ms; undefined while none is loaded). */
+  get currentCreatedAt(): number | undefined {
+    return this.signer?.record.createdAt;
+  }
+
   /** The kid new tokens are signed with now. */
   get currentKid(): string {
     return this.current().record.kid;

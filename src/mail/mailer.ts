@@ -112,6 +112,11 @@ export class Mailer {
     return true;
   }
 
+  /** Messages queued, being sent or waiting for a retry (gatehouse_mail_queue_depth). */
+  get depth(): number {
+    return this.queue.length + this.busy + this.retrying;
+  }
+
   /** Resolves once nothing is queued, being sent or waiting for a retry. */
   idle(): Promise<void> {
     if (this.queue.length === 0 && this.busy === 0 && this.retrying === 0) return Promise.resolve();

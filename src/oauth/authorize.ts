@@ -263,6 +263,12 @@ export class AuthorizationCodeFlow {
       redeemedAt: null,
       grantId: null,
     });
+    this.d.audit.record({
+      event: 'consent_approved',
+      userId: active.user.id,
+      ctx,
+      detail: { client: request.client.id, app: request.app.name },
+    });
     this.d.logger.info(
       {
         event: 'oauth_authorized',

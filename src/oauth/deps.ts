@@ -1,3 +1,4 @@
+import type { AuditLog } from '../audit/index.ts';
 import type { Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/index.ts';
@@ -41,6 +42,8 @@ export interface OAuthDeps {
   /** Sign-in through providers, when configured: a grant gets the approving session's provider tokens. */
   providers: ProviderService | undefined;
   now(): number;
+  /** The audit trail: approvals, revocations, refresh-token reuse. */
+  audit: AuditLog;
 }
 
 export async function signedIn(deps: OAuthDeps, ctx: RequestContext): Promise<ActiveSession | undefined> {

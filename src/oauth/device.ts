@@ -299,6 +299,13 @@ export class DeviceFlow {
     });
     if (!decided)
       return fail(400, 'invalid_code', 'This code was used or has expired meanwhile. Start again in your program.');
+    this.d.audit.record({
+      event: 'device_approved',
+      outcome: approved ? 'success' : 'denied',
+      userId: user.id,
+      ctx,
+      detail: { client: client.id, app: app.name },
+    });
     this.d.logger.info(
       {
         event: approved ? 'oauth_device_approved' : 'oauth_device_denied',

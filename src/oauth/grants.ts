@@ -1,3 +1,4 @@
+import type { AuditLog } from '../audit/index.ts';
 import { hash, randomBytes } from 'node:crypto';
 import type { TokensConfig } from '../config/oauth.ts';
 import type { Logger } from '../log/index.ts';
@@ -52,6 +53,7 @@ export class TokenService {
   private readonly config: TokensConfig;
   private readonly scopes: Scopes;
   private readonly logger: Logger;
+  private readonly audit: AuditLog;
 
   /** tokens.accessTokenTtl, within what the key ring signs (tokens.maxLifetime). */
   private readonly accessTtl: number;
@@ -63,6 +65,7 @@ export class TokenService {
     config: TokensConfig;
     scopes: Scopes;
     logger: Logger;
+    audit: AuditLog;
   }) {
     this.store = o.store;
     this.secrets = o.secrets;
@@ -71,6 +74,7 @@ export class TokenService {
     this.config = o.config;
     this.scopes = o.scopes;
     this.logger = o.logger;
+    this.audit = o.audit;
   }
 
   private mac(id: string, secret: string): string {
@@ -209,6 +213,14 @@ export class TokenService {
     }
     if (this.parseRefresh(token) === id) {
       const revoked = await this.store.oauth.grants.revoke(id, ctx.now, 'refresh_token_reused');
+      this.audit.record({
+        event: 'refresh_reuse',
+        outcome: 'revoked',
+        userId: grant.userId,
+        ip: ctx.ip,
+        userAgent: ctx.userAgent,
+        detail: { client: client.id, grant: id },
+      });
       this.logger.warn(
         { event: 'oauth_refresh_reuse', grant: id, clientId: client.id, userId: grant.userId, ip: ctx.ip, revoked },
         'a rotated refresh token was used again: the login is revoked',

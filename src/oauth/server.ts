@@ -1,5 +1,7 @@
 // oauth/ (feature): the OAuth 2.1 server for CLIs and MCP clients: endpoints (this file), device flow,
 // code + consent, grants and tokens, clients, resources, the bearer check the pipeline uses.
+import { type AuditLog, NO_AUDIT } from '../audit/index.ts';
+import type { Metrics } from '../metrics/index.ts';
 import type { IncomingMessage } from 'node:http';
 import { field, readBody } from '../http/body.ts';
 import { paths } from '../http/paths.ts';
@@ -39,6 +41,9 @@ export type OAuthServerOptions = Pick<
   now?: () => number;
   /** The page kit (pages/kit.ts) the device, consent and account pages are made with. */
   pages: PageKit;
+  audit?: AuditLog;
+  /** gatehouse_oauth_tokens_total, when metrics are on. */
+  metrics?: Metrics;
 };
 
 /**
@@ -60,6 +65,7 @@ export class OAuthServer {
   private readonly pages: PageKit;
   readonly device: DeviceFlow;
   readonly code: AuthorizationCodeFlow;
+  private readonly metrics: Metrics | undefined;
 
   constructor(o: OAuthServerOptions) {
     const issuer = issuerOf(o.config);
@@ -81,6 +87,7 @@ export class OAuthServer {
       config: o.config.tokens,
       scopes,
       logger: o.logger,
+      audit: o.audit ?? NO_AUDIT,
     });
     this.d = {
       config: o.config,
@@ -100,7 +107,9 @@ export class OAuthServer {
       limits,
       providers: o.providers,
       now,
+      audit: o.audit ?? NO_AUDIT,
     };
+    this.metrics = o.metrics;
     this.issuerSite = [...o.sites.values()].find((s) => s.origin === origin);
     this.bearer = new BearerAuth({ keys: o.keys, store: o.store, tokens, resources, issuer, now });
     this.pages = o.pages;
@@ -138,37 +147,58 @@ export class OAuthServer {
 
   // ---- token, revocation, registration --------------------------------------------
 
-  token(ctx: RequestContext): Promise<void> {
-    return oauthEndpoint(ctx.res, async () => {
-      const params = await readOAuthForm(ctx.req);
-      const client = await this.d.clients.authenticate(ctx.req, params);
-      const grantType = param(params, 'grant_type', 128);
-      let response: TokenResponse;
-      if (grantType === DEVICE_GRANT) response = await this.device.exchange(params, client, ctx);
-      else if (grantType === 'authorization_code') response = await this.code.exchange(params, client, ctx);
-      else if (grantType === 'refresh_token') {
-        if (!client.grantTypes.has('refresh_token'))
-          throw new OAuthError(400, 'unauthorized_client', 'this client may not use refresh tokens');
-        const token = param(params, 'refresh_token', 256);
-        if (!token) throw new OAuthError(400, 'invalid_request', 'refresh_token is required');
-        response = await this.d.tokens.refresh(token, client, param(params, 'scope', 1000), {
-          now: this.d.now(),
-          ip: ctx.ip,
-          userAgent: userAgentOf(ctx),
-        });
-      } else if (!grantType) throw new OAuthError(400, 'invalid_request', 'grant_type is required');
-      else
-        throw new OAuthError(
-          400,
-          'unsupported_grant_type',
-          'supported: authorization_code, refresh_token, urn:ietf:params:oauth:grant-type:device_code',
-        );
-      this.d.logger.info(
-        { event: 'oauth_token', grantType, clientId: client.id, userId: ctx.userId, requestId: ctx.requestId },
-        'tokens issued',
-      );
-      sendOAuthJson(ctx.res, 200, response);
+  async token(ctx: RequestContext): Promise<void> {
+    let grant = 'unknown';
+    let outcome = 'success';
+    await oauthEndpoint(ctx.res, async () => {
+      try {
+        await this.issue(ctx, (g) => (grant = g));
+      } catch (err) {
+        // OAuth error codes are a fixed set (RFC 6749 §5.2, RFC 8628 §3.5): a bounded label.
+        outcome = err instanceof OAuthError ? err.error : 'error';
+        throw err;
+      }
     });
+    this.metrics?.oauthTokens.inc({ grant, outcome });
+  }
+
+  /** The token endpoint's work; `granted` learns the grant type (a bounded label) once read. */
+  private async issue(ctx: RequestContext, granted: (grant: string) => void): Promise<void> {
+    const params = await readOAuthForm(ctx.req);
+    const client = await this.d.clients.authenticate(ctx.req, params);
+    const grantType = param(params, 'grant_type', 128);
+    granted(
+      grantType === DEVICE_GRANT
+        ? 'device_code'
+        : grantType === 'authorization_code' || grantType === 'refresh_token'
+          ? grantType
+          : 'other',
+    );
+    let response: TokenResponse;
+    if (grantType === DEVICE_GRANT) response = await this.device.exchange(params, client, ctx);
+    else if (grantType === 'authorization_code') response = await this.code.exchange(params, client, ctx);
+    else if (grantType === 'refresh_token') {
+      if (!client.grantTypes.has('refresh_token'))
+        throw new OAuthError(400, 'unauthorized_client', 'this client may not use refresh tokens');
+      const token = param(params, 'refresh_token', 256);
+      if (!token) throw new OAuthError(400, 'invalid_request', 'refresh_token is required');
+      response = await this.d.tokens.refresh(token, client, param(params, 'scope', 1000), {
+        now: this.d.now(),
+        ip: ctx.ip,
+        userAgent: userAgentOf(ctx),
+      });
+    } else if (!grantType) throw new OAuthError(400, 'invalid_request', 'grant_type is required');
+    else
+      throw new OAuthError(
+        400,
+        'unsupported_grant_type',
+        'supported: authorization_code, refresh_token, urn:ietf:params:oauth:grant-type:device_code',
+      );
+    this.d.logger.info(
+      { event: 'oauth_token', grantType, clientId: client.id, userId: ctx.userId, requestId: ctx.requestId },
+      'tokens issued',
+    );
+    sendOAuthJson(ctx.res, 200, response);
   }
 
   /** RFC 7009: always 200 for a well-formed request from a known client; only its own tokens are affected. */
@@ -179,6 +209,13 @@ export class OAuthServer {
       const token = param(params, 'token', 8192);
       if (!token) throw new OAuthError(400, 'invalid_request', 'token is required');
       const grant = await this.d.tokens.revoke(token, client, this.d.resources.ids(), this.d.now());
+      if (grant)
+        this.d.audit.record({
+          event: 'login_revoked',
+          userId: grant.userId,
+          ctx,
+          detail: { by: 'client', client: client.id, grant: grant.id },
+        });
       if (grant)
         this.d.logger.info(
           {
@@ -337,6 +374,12 @@ export class OAuthServer {
     const grant = id ? await this.d.store.oauth.grants.get(id) : undefined;
     if (!grant || grant.userId !== active.user.id) return notFound();
     await this.d.store.oauth.grants.revoke(grant.id, this.d.now(), 'user');
+    this.d.audit.record({
+      event: 'login_revoked',
+      userId: active.user.id,
+      ctx,
+      detail: { by: 'user', client: grant.clientId, grant: grant.id },
+    });
     this.d.logger.info(
       {
         event: 'oauth_revoke',

@@ -53,8 +53,12 @@ code{font-size:.9em}
 .warning{border-left:4px solid var(--focus);padding:.25rem 0 .25rem .75rem;margin:1rem 0}
 .tag{display:inline-block;font-size:.8rem;color:var(--muted);border:1px solid var(--line);border-radius:4px;padding:0 .35rem}
 .actions{display:grid;gap:.6rem;margin-top:1rem}
-ul.plain,ul.grants{margin:0;padding:0;list-style:none}
-ul.grants li{border-top:1px solid var(--line);padding:.75rem 0}
+ul.plain,ul.grants,ul.sessions{margin:0;padding:0;list-style:none}
+ul.grants li,ul.sessions li{border-top:1px solid var(--line);padding:.75rem 0}
+table.activity{width:100%;border-collapse:collapse;font-size:.85rem}
+table.activity th,table.activity td{text-align:left;vertical-align:top;padding:.35rem .3rem;border-top:1px solid var(--line);overflow-wrap:anywhere}
+table.activity tr.failed td{color:var(--error)}
+table.activity .ip{white-space:nowrap;color:var(--muted)}
 @media (max-width:30rem){body{background:var(--card)}main{margin:0;border:0;border-radius:0}}
 `;
 

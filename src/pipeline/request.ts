@@ -10,11 +10,14 @@ import type { RequestContext, SiteInfo } from '../http/context.ts';
 import { HttpError } from '../http/errors.ts';
 import type { Forwarding } from '../http/forwarded.ts';
 import { h2Stream, protocolError } from '../http/protocol.ts';
+import { traceOf } from '../http/trace.ts';
 import { sendJson, wantsHtml } from '../http/respond.ts';
 import type { Match } from '../http/router.ts';
+import { paths } from '../http/paths.ts';
 import { normalizeTarget } from '../http/target.ts';
 import type { Assertions } from '../identity/assertion.ts';
 import type { Logger } from '../log/index.ts';
+import { type Metrics, NO_APP, type RequestKind } from '../metrics/index.ts';
 import type { Rule } from '../policy/rules.ts';
 import type { ProviderService } from '../providers/service.ts';
 import { sessionProvider } from '../providers/service.ts';
@@ -48,6 +51,18 @@ export interface HttpEntryDeps {
   refused: WeakSet<object>;
   /** The node is shutting down: responses close their connection. */
   draining(): boolean;
+  /** Prometheus metrics, when `metrics:` is configured. */
+  metrics?: Metrics;
+}
+
+/** What a request was, for its metrics: set as the pipeline learns it. */
+interface Meter {
+  kind: RequestKind;
+  app: string;
+  /** performance.now() when the request went to the app (its own time ends there). */
+  sentAt: number;
+  /** The own route's path in the route table (a bounded set): the `limit` of a 429. */
+  route?: string;
 }
 
 /**
@@ -70,9 +85,11 @@ export class HttpEntry {
     if (this.d.refused.has(req.socket)) return;
     const started = performance.now();
     const requestId = requestIdOf(req, this.d.trusted);
+    const trace = traceOf(req);
     if (this.d.draining() && !h2Stream(req)) res.setHeader('connection', 'close');
     let ctx: RequestContext<Site> | undefined;
     let status = 0;
+    const meter: Meter | undefined = this.d.metrics && { kind: 'own', app: NO_APP, sentAt: 0 };
     try {
       const bad = protocolError(req);
       if (bad) {
@@ -114,10 +131,12 @@ export class HttpEntry {
         scheme: via.scheme,
         viaProxy: via.viaProxy,
         requestId,
+        trace,
       };
       const routed = this.d.routes.route(req.method ?? 'GET', target.path);
       if (routed.kind === 'app') {
-        status = await this.proxy(ctx);
+        if (meter) meter.kind = 'proxied';
+        status = await this.proxy(ctx, meter);
         return;
       }
       if (routed.kind === 'outside_base') {
@@ -134,18 +153,33 @@ export class HttpEntry {
           `This server serves ${site.origin}${site.home}`,
         );
       }
-      if (routed.kind === 'own') await this.own(ctx, routed.sub, routed.found);
-      else await this.wellKnown(routed.path === ctx.path ? ctx : { ...ctx, path: routed.path }, routed.entry);
+      if (routed.kind === 'own') {
+        if (meter) {
+          if (routed.sub === paths.check) meter.kind = 'forward_auth';
+          if (routed.found && 'handler' in routed.found) meter.route = routed.found.handler.path;
+        }
+        await this.own(ctx, routed.sub, routed.found);
+      } else {
+        if (meter) meter.kind = 'well_known';
+        await this.wellKnown(routed.path === ctx.path ? ctx : { ...ctx, path: routed.path }, routed.entry);
+      }
       status = res.statusCode;
     } catch (err) {
       status = this.failure(req, res, ctx?.site, err, requestId);
     } finally {
+      const ended = performance.now();
+      if (meter) {
+        this.d.metrics!.request(meter.app, meter.kind).done(status, ((meter.sentAt || ended) - started) / 1000);
+        // Gatehouse's own 429s (sign-in, registration, reset, OAuth limits), by route: not an app's.
+        if (status === 429 && meter.route) this.d.metrics!.rateLimited.inc({ limit: meter.route });
+      }
       this.d.logger.info(
         {
           req: { id: requestId, method: req.method, path: ctx?.path ?? '(invalid)' },
           status,
-          ms: Math.round((performance.now() - started) * 10) / 10,
+          ms: Math.round((ended - started) * 10) / 10,
           user: ctx?.userId,
+          trace: trace.id,
         },
         'request',
       );
@@ -182,11 +216,12 @@ export class HttpEntry {
   }
 
   /** Decides and, when allowed, forwards. Returns the status the client got. */
-  private async proxy(ctx: RequestContext<Site>): Promise<number> {
+  private async proxy(ctx: RequestContext<Site>, meter?: Meter): Promise<number> {
     const { req, res, site } = ctx;
     const method = req.method ?? 'GET';
     const d = await decide(this.d.sessions, site, req, method, ctx.path, this.d.oauth);
     if (d.kind === 'forbidden') ctx.userId = d.active.user.id;
+    if (meter && d.kind !== 'no_app') meter.app = d.app.name;
     const o = outcome(d, ctx, this.d.routes.prefix, method);
     switch (o.kind) {
       case 'refuse':
@@ -210,7 +245,10 @@ export class HttpEntry {
     if (active && app.signed) assertion = this.d.assertions.get(app, active);
     if (typeof assertion === 'object') assertion = await assertion;
     const headers = this.d.toApp.headers(ctx, app, active, assertion, bearer, o.ownToken);
+    if (meter) meter.sentAt = performance.now();
     const forwarded = await forward(req, res, this.d.upstreams.of(app), ctx.path + ctx.query, headers);
+    if (meter && forwarded.headersAt)
+      this.d.metrics!.upstream(app.name).observe((forwarded.headersAt - meter.sentAt) / 1000);
     if (forwarded.error) {
       this.d.logger.warn(
         { event: 'upstream_error', app: app.name, cause: forwarded.cause, requestId: ctx.requestId },

@@ -65,6 +65,7 @@ export class ToApp {
         proto: site.secure ? 'https' : 'http',
         host: site.host,
         requestId: ctx.requestId,
+        traceparent: ctx.trace?.started,
         upstreamHost: app.preserveHost ? site.host : app.upstream.host,
         ownCookies: site.ownCookies,
       },

@@ -5,9 +5,11 @@ import { CacheUnavailableError } from '../cache/index.ts';
 import type { TrustedProxies } from '../http/client-ip.ts';
 import type { Forwarding } from '../http/forwarded.ts';
 import { protocolError } from '../http/protocol.ts';
+import { traceOf } from '../http/trace.ts';
 import { normalizeTarget } from '../http/target.ts';
 import type { Assertions } from '../identity/assertion.ts';
 import type { Logger } from '../log/index.ts';
+import { type Metrics, NO_APP } from '../metrics/index.ts';
 import { type Upstreams } from '../proxy/forward.ts';
 import { rejectUpgrade, tunnelWebSocket } from '../proxy/upgrade.ts';
 import type { Sessions } from '../sessions/index.ts';
@@ -35,6 +37,8 @@ export interface UpgradeEntryDeps {
   tunnels: Map<Duplex, Duplex>;
   /** The node is shutting down: new upgrades get 503. */
   draining(): boolean;
+  /** Prometheus metrics, when `metrics:` is configured. */
+  metrics?: Metrics;
 }
 
 /**
@@ -53,8 +57,10 @@ export class UpgradeEntry {
   async handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const started = performance.now();
     const requestId = requestIdOf(req, this.d.trusted);
+    const trace = traceOf(req);
     let status = 0;
     let userId: string | undefined;
+    let appName = NO_APP;
     socket.on('error', () => socket.destroy());
     if (this.d.refused.has(req.socket)) return void socket.end();
     try {
@@ -86,8 +92,10 @@ export class UpgradeEntry {
         scheme: via.scheme,
         viaProxy: via.viaProxy,
         requestId,
+        trace,
       };
       const d = await decide(this.d.sessions, site, req, 'GET', target.path, this.d.oauth);
+      if (d.kind !== 'no_app') appName = d.app.name;
       const o = outcome(d, ctx, this.d.routes.prefix, 'GET');
       switch (o.kind) {
         case 'sign_in':
@@ -140,12 +148,15 @@ export class UpgradeEntry {
         unavailable ? 'Service Unavailable' : 'Internal Server Error',
       );
     } finally {
+      const ms = performance.now() - started;
+      this.d.metrics?.request(appName, 'proxied').done(status, ms / 1000);
       this.d.logger.info(
         {
           req: { id: requestId, method: 'GET', path: req.url?.split('?')[0], upgrade: 'websocket' },
           status,
-          ms: Math.round((performance.now() - started) * 10) / 10,
+          ms: Math.round(ms * 10) / 10,
           user: userId,
+          trace: trace.id,
         },
         'request',
       );

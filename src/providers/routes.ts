@@ -1,3 +1,4 @@
+import type { AuditLog } from '../audit/index.ts';
 import type { Cache } from '../cache/index.ts';
 import { DiagnosedError } from '../diagnosis/index.ts';
 import { field } from '../http/body.ts';
@@ -30,6 +31,7 @@ export interface ProviderRoutesDeps {
   diagnosis: Diagnosis;
   /** Own routes' prefix, publicUrl's base path included. */
   prefix: string;
+  audit: AuditLog;
 }
 
 /**
@@ -213,7 +215,7 @@ export class ProviderRoutes {
     const resolved = await this.p.accounts.resolve(client, result.profile);
     if (!resolved.ok) return this.fail(ctx, client, resolved.code, record, undefined, resolved.email);
     const { user } = resolved;
-    if (user.disabled) return this.fail(ctx, client, 'account_disabled', record);
+    if (user.disabled) return this.fail(ctx, client, 'account_disabled', record, undefined, undefined, user.id);
     ctx.userId = user.id;
     const cookie = ctx.site.session;
     // A new session id at every sign-in; the one the browser came with ends (security.md #22).
@@ -224,6 +226,21 @@ export class ProviderRoutes {
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
     await this.p.keepTokens(sessionOwner({ idHash, userId: user.id }), client, result.tokens, 'login');
+    if (resolved.how === 'created')
+      this.s.audit.record({
+        event: 'register',
+        userId: user.id,
+        ctx,
+        detail: { method: 'provider', provider: client.id },
+      });
+    else if (resolved.how === 'linked_by_email')
+      this.s.audit.record({
+        event: 'provider_linked',
+        userId: user.id,
+        ctx,
+        detail: { provider: client.id, by: 'email' },
+      });
+    this.s.audit.record({ event: 'login', userId: user.id, ctx, detail: { method: 'provider', provider: client.id } });
     this.s.logger.info(
       {
         event: 'login',
@@ -254,6 +271,13 @@ export class ProviderRoutes {
     if (!linked.ok) return this.fail(ctx, client, linked.code, record);
     await this.p.keepTokens(sessionOwner(session), client, result.tokens, 'link');
     if (!linked.already)
+      this.s.audit.record({
+        event: 'provider_linked',
+        userId: user.id,
+        ctx,
+        detail: { provider: client.id, by: 'user' },
+      });
+    if (!linked.already)
       this.s.logger.info(
         { event: 'identity_linked', userId: user.id, provider: client.id, by: 'user', requestId: ctx.requestId },
         'identity linked',
@@ -269,6 +293,8 @@ export class ProviderRoutes {
     record?: LoginState,
     detail?: string,
     email?: string,
+    /** The account it was for, when known (the audit trail). */
+    userId?: string,
   ): void {
     const { status, message, hint } = describeFailure(code, {
       name: client?.name ?? 'The provider',
@@ -276,6 +302,15 @@ export class ProviderRoutes {
       domains: this.s.config.accounts.allowedDomains,
       origin: ctx.site.origin,
     });
+    // A failed sign-in with a known provider (a flow that got as far as the provider's answer).
+    if (client && record?.purpose === 'login')
+      this.s.audit.record({
+        event: 'login',
+        outcome: code === 'account_disabled' ? 'disabled' : 'failure',
+        userId,
+        ctx,
+        detail: { method: 'provider', provider: client.id, reason: code, email },
+      });
     this.s.logger.warn(
       {
         event: 'oauth_callback_failed',
@@ -352,6 +387,12 @@ export class ProviderRoutes {
     if (result === 'last')
       throw new HttpError(409, 'last_sign_in_method', 'This is your only way to sign in. Link another provider first.');
     await this.p.tokens.forgetUser(active.user.id, identity!.provider);
+    this.s.audit.record({
+      event: 'provider_unlinked',
+      userId: active.user.id,
+      ctx,
+      detail: { provider: identity!.provider },
+    });
     this.s.logger.info(
       { event: 'identity_unlinked', userId: active.user.id, provider: identity!.provider, requestId: ctx.requestId },
       'identity unlinked',

@@ -56,7 +56,13 @@ export class Upstreams {
   }
 }
 
-export type ForwardOutcome = { status: number; error?: 'bad_gateway' | 'gateway_timeout'; cause?: string };
+/** headersAt: performance.now() when the app's response headers came (0: they did not). */
+export type ForwardOutcome = {
+  status: number;
+  error?: 'bad_gateway' | 'gateway_timeout';
+  cause?: string;
+  headersAt?: number;
+};
 
 /**
  * The abort signal handed to undici, which takes any EventEmitter that emits 'abort' (and
@@ -98,6 +104,7 @@ export function forward(
   res.once('close', onClose);
   return new Promise((resolve) => {
     let status = 0;
+    let headersAt = 0;
     upstream.pool.stream(
       {
         path: upstream.basePath + path,
@@ -108,16 +115,17 @@ export function forward(
       },
       ({ statusCode, headers: upstreamHeaders }) => {
         status = statusCode;
+        headersAt = performance.now();
         res.writeHead(statusCode, downstreamResponseHeaders(upstreamHeaders as Record<string, string | string[]>));
         return res;
       },
       (err) => {
         res.off('close', onClose);
-        if (!err) return resolve({ status });
+        if (!err) return resolve({ status, headersAt });
         const code = (err as NodeJS.ErrnoException).code ?? err.name;
         if (res.headersSent) {
           res.destroy();
-          return resolve({ status, cause: code });
+          return resolve({ status, cause: code, headersAt });
         }
         if (abort.gone) return resolve({ status: 499, cause: 'client closed' });
         const timeout = TIMEOUTS.has(code);

@@ -79,6 +79,11 @@ export interface ForwardingInfo {
   upstreamHost: string;
   /** Gatehouse's cookie names, removed from Cookie. */
   ownCookies: readonly string[];
+  /**
+   * A traceparent Gatehouse started (http/trace.ts): the client's traceparent and tracestate
+   * are dropped and this one is sent. Undefined: the client's pass unchanged.
+   */
+  traceparent?: string;
 }
 
 /**
@@ -98,11 +103,13 @@ export function upstreamRequestHeaders(
   const listed = connectionTokens(connection);
   const out: string[] = [];
   let cookieAt = -1;
+  const newTrace = fwd.traceparent !== undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || (listed !== null && listed.has(lower)) || isSpoofable(lower) || lower === drop)
       continue;
+    if (newTrace && (lower === 'traceparent' || lower === 'tracestate')) continue;
     // An app's own names for identity headers (headers: {email: X-Email}) are claimed the same way.
     if (ownIdentity && ownIdentity.has(lower.includes('_') ? lower.replaceAll('_', '-') : lower)) continue;
     if (lower === 'cookie') {
@@ -129,6 +136,7 @@ export function upstreamRequestHeaders(
     'x-request-id',
     fwd.requestId,
   );
+  if (newTrace) out.push('traceparent', fwd.traceparent!);
   for (let i = 0; i < identity.length; i++) out.push(identity[i]!);
   return out;
 }

@@ -1,9 +1,11 @@
 // server/ (composition root): Gatehouse makes every part once and wires them (this file), with the route
 // table (routes.ts), the Services bag, own TLS; it owns the listener and shutdown. Only cli/ imports it.
+import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { AccountActivity } from '../accounts/activity.ts';
 import { AccountPage } from '../accounts/account-page.ts';
 import { EmailTokens } from '../accounts/email-tokens.ts';
 import { MailedLinks } from '../accounts/mailed-links.ts';
@@ -13,6 +15,7 @@ import { Accounts } from '../accounts/service.ts';
 import { SignIn } from '../accounts/sign-in.ts';
 import { Throttle } from '../accounts/throttle.ts';
 import { EmailVerification } from '../accounts/verification.ts';
+import { Audit } from '../audit/index.ts';
 import { openCache, type Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
 import { DiagnosedError, Diagnosis } from '../diagnosis/index.ts';
@@ -25,6 +28,7 @@ import { issuerOf, KeyRing, keyPolicy } from '../keys/keys.ts';
 import { loadSecrets, type Secrets } from '../keys/secrets.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import { Mailer } from '../mail/mailer.ts';
+import { Metrics, MetricsListener, timeCache, timeStore } from '../metrics/index.ts';
 import { OAuthServer } from '../oauth/server.ts';
 import { FormKit } from '../pages/kit.ts';
 import { ForwardAuth } from '../pipeline/forward-auth.ts';
@@ -84,6 +88,12 @@ export class Gatehouse {
   readonly mailer: Mailer | undefined;
   readonly server: Listener;
   readonly sites: Map<string, Site>;
+  /** Prometheus metrics (metrics/); undefined without `metrics:` in the config. */
+  readonly metrics: Metrics | undefined;
+  /** The audit trail (audit/): flushed on close(). */
+  readonly audit: Audit;
+  /** The listener of `metrics.listen`, started by listen(). */
+  private readonly metricsListener: MetricsListener | undefined;
   private readonly emailTokens: EmailTokens;
   private readonly trusted: TrustedProxies;
   private readonly forwarding: Forwarding;
@@ -115,8 +125,11 @@ export class Gatehouse {
     tls: TlsPair | undefined,
     mailer: Mailer | undefined,
     clock?: () => number,
+    metrics?: Metrics,
   ) {
     this.config = config;
+    this.metrics = metrics;
+    this.audit = new Audit({ store: store.audit, logger, metrics });
     this.logger = logger;
     this.store = store;
     this.cache = cache;
@@ -154,6 +167,8 @@ export class Gatehouse {
       providers: this.providers,
       now: clock,
       pages: forms,
+      audit: this.audit,
+      metrics,
     });
     const services: Services = {
       config,
@@ -171,6 +186,8 @@ export class Gatehouse {
       prefix,
       providers: this.providers,
       oauth: this.oauth,
+      audit: this.audit,
+      metrics,
     };
     // Email verification, password reset and change (accounts/), mail sent by mail/.
     this.mailer = mailer;
@@ -197,6 +214,7 @@ export class Gatehouse {
         bearer: this.oauth,
       }),
       keys,
+      activity: new AccountActivity(services, forms, account),
       probes: this,
     };
     accountSections(features);
@@ -220,6 +238,7 @@ export class Gatehouse {
       refused: this.refused,
       draining: () => this.closing !== null,
       tunnels: this.tunnels,
+      metrics,
     };
     this.http = new HttpEntry(entry);
     this.upgrades = new UpgradeEntry(entry);
@@ -290,6 +309,14 @@ export class Gatehouse {
       this.logger.debug({ event: 'client_error', code: err.code, status }, 'malformed request refused');
       rejectUpgrade(socket, status, http.STATUS_CODES[status]!, `${http.STATUS_CODES[status]}\n`);
     });
+    if (metrics) {
+      metrics.collect({
+        sessionsActive: () => store.sessions.countActive(Date.now(), config.sessions.idleTimeout),
+        mailQueueDepth: () => mailer?.depth ?? 0,
+        signingKeyCreatedAt: () => keys.currentCreatedAt,
+      });
+      this.metricsListener = new MetricsListener(metrics);
+    }
     this.purgeTimer = setInterval(() => void this.purge(), 10 * 60_000);
     this.purgeTimer.unref();
   }
@@ -305,6 +332,7 @@ export class Gatehouse {
       ['provider_flows', () => this.providers.flows.purgeExpired()],
       ['oauth', () => this.oauth.purge()],
       ['email_tokens', () => this.emailTokens.purgeExpired()],
+      ['audit', () => this.audit.purge(this.config.audit.retention)],
     ];
     await Promise.all(
       purges.map(([purge, run]) =>
@@ -322,13 +350,17 @@ export class Gatehouse {
 
   static async create(config: Config, options: GatehouseOptions = {}): Promise<Gatehouse> {
     const logger = options.logger ?? createLogger(config.log.level);
-    const store = options.store ?? (await openStore(config.store));
-    const cache =
+    const metrics = config.metrics ? new Metrics({ version: packageVersion() }) : undefined;
+    const opened = options.store ?? (await openStore(config.store));
+    const openedCache =
       options.cache ??
       (await openCache(config.cache).catch(async (err) => {
-        if (!options.store) await store.close();
+        if (!options.store) await opened.close();
         throw err;
       }));
+    // Timed at the boundary (metrics/): every call of every part, no caller changed.
+    const store = metrics ? timeStore(opened, metrics) : opened;
+    const cache = metrics ? timeCache(openedCache, metrics) : openedCache;
     let secrets: Secrets;
     let keys: KeyRing;
     let tls: TlsPair | undefined;
@@ -347,7 +379,7 @@ export class Gatehouse {
       throw err;
     }
     void dummyHash();
-    return new Gatehouse(config, logger, store, cache, secrets, keys, tls, mailer, options.clock);
+    return new Gatehouse(config, logger, store, cache, secrets, keys, tls, mailer, options.clock, metrics);
   }
 
   /**
@@ -396,6 +428,10 @@ export class Gatehouse {
       });
     });
     const address = this.server.address() as AddressInfo;
+    if (this.metricsListener && this.config.metrics) {
+      const at = await this.metricsListener.listen(this.config.metrics.listen);
+      this.logger.info({ event: 'metrics_listening', listen: `http://${at.address}:${at.port}/metrics` }, 'metrics');
+    }
     this.providers.warm();
     for (const site of this.sites.values()) {
       this.logger.info(
@@ -412,6 +448,11 @@ export class Gatehouse {
       );
     }
     return address;
+  }
+
+  /** Where /metrics is served (after listen()), undefined without `metrics:`. */
+  metricsAddress(): AddressInfo | undefined {
+    return this.metricsListener?.address();
   }
 
   // ---- probes -----------------------------------------------------------------------
@@ -464,13 +505,25 @@ export class Gatehouse {
       http.Server.prototype.closeAllConnections.call(this.server as http.Server);
       for (const session of this.h2Sessions) session.destroy();
       await this.upstreams.close();
+      await this.metricsListener?.close();
       // Messages under way get a moment (their links are in the store already).
       await this.mailer?.close(Math.min(5000, this.config.listen.timeouts.drain));
+      // The audit trail's last batch goes before the store closes (never lost on a clean stop).
+      await this.audit.close();
       await Promise.allSettled([this.store.close(), this.cache.close(), this.oauth.close()]);
       await new Promise<void>((resolve) => this.logger.flush(() => resolve()));
     })();
     return this.closing;
   }
+}
+
+let version: string | undefined;
+
+/** package.json's version (gatehouse_build_info), read once. */
+function packageVersion(): string {
+  version ??= (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
+    .version;
+  return version;
 }
 
 function isWebSocketUpgrade(req: IncomingMessage): boolean {

@@ -68,6 +68,23 @@ export function lintNetwork(config: Config, now = Date.now()): Warning[] {
       });
     }
   }
+  if (config.metrics) {
+    const at = config.metrics.listen.lastIndexOf(':');
+    const host = config.metrics.listen.slice(0, at);
+    const port = Number(config.metrics.listen.slice(at + 1));
+    if (!isLoopbackHost(host))
+      w.push({
+        key: 'metrics.listen',
+        message: `metrics are served on ${host}, not a loopback address: anyone who can reach it reads request rates, app names and the version. Keep it on a private network (firewall) or 127.0.0.1 with a local scraper.`,
+      });
+    const metricsEverywhere = host === '0.0.0.0' || host === '[::]' || host === '::';
+    if (port !== 0 && port === config.listen.port && (host === config.listen.host || everywhere || metricsEverywhere))
+      w.push({
+        key: 'metrics.listen',
+        severity: 'error',
+        message: `metrics.listen is Gatehouse's own listener (port ${port}): Gatehouse will not start. Use another port, such as 9464.`,
+      });
+  }
   const base = basePath(config.publicUrl);
   if (base) {
     const below = (p: string) => p === base || p.startsWith(`${base}/`);

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { AccountActivity } from '../accounts/activity.ts';
 import type { AccountPage } from '../accounts/account-page.ts';
 import type { PasswordRecovery } from '../accounts/recovery.ts';
 import type { SignIn } from '../accounts/sign-in.ts';
@@ -32,6 +33,8 @@ export interface Features {
   oauth: OAuthServer;
   forwardAuth: ForwardAuth;
   keys: KeyRing;
+  /** Browser sessions and recent activity on the account page (accounts/activity.ts). */
+  activity: AccountActivity;
   /** The node's own probes (gatehouse.ts). */
   probes: { health(res: ServerResponse): Promise<void>; ready(res: ServerResponse): Promise<void> };
 }
@@ -60,6 +63,11 @@ export const routes: { own: readonly Row[]; wellKnown: readonly Row[] } = {
     { path: paths.me, methods: GET, handler: (f, c) => f.signIn.me(c) },
     // accounts/account-page.ts (its sections: accountSections below)
     { path: paths.account, methods: GET, handler: (f, c) => f.account.page(c) },
+    // accounts/activity.ts (browser sessions, recent activity)
+    { path: paths.accountSessions, methods: GET, handler: (f, c) => f.activity.sessionsJson(c) },
+    { path: paths.endSession, methods: POST, handler: (f, c) => f.activity.end(c) },
+    { path: paths.endOtherSessions, methods: POST, handler: (f, c) => f.activity.endOthers(c) },
+    { path: paths.accountActivity, methods: GET, handler: (f, c) => f.activity.activityJson(c) },
     // accounts/verification.ts
     { path: paths.verifyEmail, methods: GET, handler: (f, c) => f.verification.page(c) },
     { path: paths.verifyEmail, methods: POST, handler: (f, c) => f.verification.confirm(c) },
@@ -141,7 +149,9 @@ export function accountSections(f: Features): void {
       () => f.providers.formActions(),
     )
     .addSection(15, (c, active, csrf) => f.recovery.accountSection(c, active, csrf))
-    .addSection(20, (c, active, csrf) => f.oauth.accountSection(c, active, csrf));
+    .addSection(20, (c, active, csrf) => f.oauth.accountSection(c, active, csrf))
+    .addSection(25, (c, active, csrf) => f.activity.sessionsSection(c, active, csrf))
+    .addSection(30, (c, active) => f.activity.activitySection(c, active));
 }
 
 /** The table with its handlers bound to `f`, as the pipeline routes by it (pipeline/route.ts). */

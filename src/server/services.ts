@@ -1,4 +1,5 @@
 import type { Accounts } from '../accounts/service.ts';
+import type { Audit } from '../audit/index.ts';
 import type { Throttle } from '../accounts/throttle.ts';
 import type { Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
@@ -6,6 +7,7 @@ import type { Diagnosis } from '../diagnosis/index.ts';
 import type { TrustedProxies } from '../http/client-ip.ts';
 import type { Forwarding } from '../http/forwarded.ts';
 import type { Logger } from '../log/index.ts';
+import type { Metrics } from '../metrics/index.ts';
 import type { ProviderService } from '../providers/service.ts';
 import type { OAuthServer } from '../oauth/server.ts';
 import type { Sessions } from '../sessions/index.ts';
@@ -40,4 +42,8 @@ export interface Services {
   providers: ProviderService;
   /** The OAuth server for CLIs and MCP clients (src/oauth/). */
   oauth: OAuthServer;
+  /** The audit trail of security events (audit/). */
+  audit: Audit;
+  /** Prometheus metrics, when configured (metrics/). */
+  metrics: Metrics | undefined;
 }

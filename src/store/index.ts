@@ -20,6 +20,8 @@ export type {
   CodeRedemption,
 } from './oauth-types.ts';
 export type { EmailToken, EmailTokenPurpose } from './email-token-types.ts';
+export type { AuditEvent, AuditQuery, AuditStore } from './audit-types.ts';
+export type { TransferStore } from './transfer.ts';
 
 /** Opens the configured store and brings its schema up to date. */
 export async function openStore(

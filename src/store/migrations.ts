@@ -212,6 +212,27 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
       `CREATE INDEX email_tokens_expires ON email_tokens (expires_at)`,
     ],
   },
+  {
+    version: 9,
+    name: 'audit events',
+    sql: [
+      // The audit trail (src/audit/): no foreign key, so a deleted user's history stays until
+      // audit.retention has passed. detail_json is a small flat object, never a secret.
+      `CREATE TABLE audit_events (
+        id TEXT PRIMARY KEY,
+        at BIGINT NOT NULL,
+        event TEXT NOT NULL,
+        user_id TEXT,
+        outcome TEXT NOT NULL,
+        ip TEXT,
+        user_agent TEXT,
+        actor TEXT,
+        detail_json TEXT NOT NULL DEFAULT '{}'
+      )`,
+      `CREATE INDEX audit_events_user ON audit_events (user_id, at)`,
+      `CREATE INDEX audit_events_at ON audit_events (at)`,
+    ],
+  },
 ];
 
 export async function migrate(db: SqlDriver): Promise<number> {

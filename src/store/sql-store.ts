@@ -3,6 +3,9 @@ import { isUniqueViolation, type SqlDriver } from './driver.ts';
 import { joinedUser, JOINED_USER_COLUMNS, ReadCache, type JoinedUserRow } from './read-cache.ts';
 import type { OAuthStore } from './oauth-types.ts';
 import type { EmailTokenStore } from './email-token-types.ts';
+import type { AuditStore } from './audit-types.ts';
+import { SqlAudit } from './sql-audit.ts';
+import { SqlTransfer, type TransferStore } from './transfer.ts';
 import { SqlEmailTokens } from './sql-email-tokens.ts';
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import { SqlSigningKeys } from './sql-keys.ts';
@@ -229,6 +232,14 @@ class SqlSessions implements SessionStore {
   async purgeExpired(now: number, idleTimeoutMs: number): Promise<number> {
     return this.db.run(`DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at <= ?`, [now, now - idleTimeoutMs]);
   }
+
+  async countActive(now: number, idleTimeoutMs: number): Promise<number> {
+    const r = await this.db.get<{ n: number }>(
+      `SELECT COUNT(*) AS n FROM sessions WHERE expires_at > ? AND last_seen_at > ?`,
+      [now, now - idleTimeoutMs],
+    );
+    return Number(r?.n ?? 0);
+  }
 }
 
 class SqlKeyValue implements KeyValueStore {
@@ -269,6 +280,8 @@ export class SqlStore implements Store {
   readonly providerTokens: ProviderTokenStore;
   readonly oauth: OAuthStore;
   readonly emailTokens: EmailTokenStore;
+  readonly audit: AuditStore;
+  readonly transfer: TransferStore;
 
   private readonly db: SqlDriver;
 
@@ -284,6 +297,8 @@ export class SqlStore implements Store {
     this.providerTokens = new SqlProviderTokens(db);
     this.oauth = new SqlOAuth(db);
     this.emailTokens = new SqlEmailTokens(db);
+    this.audit = new SqlAudit(db);
+    this.transfer = new SqlTransfer(db);
   }
 
   async ping(): Promise<void> {

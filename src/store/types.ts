@@ -1,3 +1,5 @@
+import type { AuditStore } from './audit-types.ts';
+import type { TransferStore } from './transfer.ts';
 import type { EmailTokenStore } from './email-token-types.ts';
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import type { OAuthStore } from './oauth-types.ts';
@@ -59,6 +61,8 @@ export interface SessionStore {
   listByUser(userId: string): Promise<Session[]>;
   /** Removes sessions whose absolute or idle expiry has passed. Returns how many. */
   purgeExpired(now: number, idleTimeoutMs: number): Promise<number>;
+  /** How many sessions have neither expiry passed (gatehouse_sessions_active). */
+  countActive(now: number, idleTimeoutMs: number): Promise<number>;
 }
 
 /**
@@ -120,6 +124,10 @@ export interface Store {
   readonly oauth: OAuthStore;
   /** Links mailed for email verification and password reset (store/email-token-types.ts). */
   readonly emailTokens: EmailTokenStore;
+  /** The audit trail (store/audit-types.ts). */
+  readonly audit: AuditStore;
+  /** Whole-store export and import (store/transfer.ts): the CLI only. */
+  readonly transfer: TransferStore;
   /** Cheap round trip for readiness checks. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { StoreConflictError, type Session, type SigningKey, type Store } from '../../src/store/index.ts';
+import { auditStoreContract } from './audit-contract.ts';
 import { emailTokenStoreContract } from './email-tokens-contract.ts';
 import { providerStoreContract } from './providers-contract.ts';
 import { oauthStoreContract } from './oauth-contract.ts';
@@ -552,6 +553,8 @@ export function storeContract(name: string, harness: StoreHarness): void {
     describe('sign-in through providers', () => providerStoreContract(withStore));
 
     describe('mailed links', () => emailTokenStoreContract(withStore));
+
+    describe('the audit trail', () => auditStoreContract(withStore));
 
     describe('the database', () => {
       test(

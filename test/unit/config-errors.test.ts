@@ -392,6 +392,8 @@ describe('every key, every wrong value: a worded problem with key and line, neve
       },
       sessions: { cookieName: 'gatehouse', idleTimeout: '12h', absoluteTimeout: '7d' },
       log: { level: 'info' },
+      metrics: { listen: '127.0.0.1:9464' },
+      audit: { retention: '90d' },
     },
     {
       publicUrl: 'https://app.example.com',
