@@ -48,6 +48,11 @@ export interface HttpEntryDeps {
   refused: WeakSet<object>;
   /** The node is shutting down: responses close their connection. */
   draining(): boolean;
+  /**
+   * A request failed closed because a dependency (store, cache, the password hasher) could not
+   * serve it: counted, and logged once per outage (health/), not once per request.
+   */
+  unavailable(err: Error): void;
 }
 
 /**
@@ -343,10 +348,7 @@ export class HttpEntry {
       err instanceof CacheUnavailableError ||
       err instanceof PasswordBusyError
     ) {
-      this.d.logger.error(
-        { event: 'dependency_unavailable', err: { name: (err as Error).name, message: (err as Error).message } },
-        'failing closed',
-      );
+      this.d.unavailable(err as Error);
       if (!res.headersSent) res.setHeader('retry-after', '5');
       errorPage(req, res, site, 503, 'unavailable', 'Sign-in is temporarily unavailable. Try again in a moment.');
       return 503;

@@ -35,6 +35,8 @@ export interface UpgradeEntryDeps {
   tunnels: Map<Duplex, Duplex>;
   /** The node is shutting down: new upgrades get 503. */
   draining(): boolean;
+  /** An upgrade refused because the store or cache could not serve it (request.ts). */
+  unavailable(err: Error): void;
 }
 
 /**
@@ -133,7 +135,8 @@ export class UpgradeEntry {
       );
     } catch (err) {
       const unavailable = err instanceof StoreUnavailableError || err instanceof CacheUnavailableError;
-      if (!unavailable) this.d.logger.error({ event: 'internal_error', err }, 'upgrade failed');
+      if (unavailable) this.d.unavailable(err as Error);
+      else this.d.logger.error({ event: 'internal_error', err }, 'upgrade failed');
       rejectUpgrade(
         socket,
         (status = unavailable ? 503 : 500),

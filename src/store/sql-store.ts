@@ -10,6 +10,7 @@ import { SqlIdentities, SqlLoginStates, SqlProviderTokens } from './sql-provider
 import { SqlOAuth } from './sql-oauth.ts';
 import {
   StoreConflictError,
+  type JobLeaseStore,
   type KeyValueStore,
   type NewUser,
   type SigningKeyStore,
@@ -226,8 +227,12 @@ class SqlSessions implements SessionStore {
     return rows.map(toSession);
   }
 
-  async purgeExpired(now: number, idleTimeoutMs: number): Promise<number> {
-    return this.db.run(`DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at <= ?`, [now, now - idleTimeoutMs]);
+  async purgeExpired(now: number, idleTimeoutMs: number, limit = 1000): Promise<number> {
+    // One bounded batch, by primary key (portable: no DELETE ... LIMIT in PostgreSQL).
+    return this.db.run(
+      `DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions WHERE expires_at <= ? OR last_seen_at <= ? LIMIT ?)`,
+      [now, now - idleTimeoutMs, limit],
+    );
   }
 }
 
@@ -258,6 +263,29 @@ class SqlKeyValue implements KeyValueStore {
   }
 }
 
+class SqlJobLeases implements JobLeaseStore {
+  private readonly db: SqlDriver;
+  constructor(db: SqlDriver) {
+    this.db = db;
+  }
+
+  async acquire(name: string, holder: string, now: number, until: number): Promise<boolean> {
+    // One statement: of two nodes racing, the second sees the first's row (unexpired) and changes nothing.
+    const changed = await this.db.run(
+      `INSERT INTO job_leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at WHERE job_leases.expires_at <= ?`,
+      [name, holder, until, now],
+    );
+    return changed > 0;
+  }
+
+  async renew(name: string, holder: string, until: number): Promise<boolean> {
+    return (
+      (await this.db.run(`UPDATE job_leases SET expires_at = ? WHERE name = ? AND holder = ?`, [until, name, holder])) >
+      0
+    );
+  }
+}
+
 export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
   readonly users: UserStore;
@@ -269,6 +297,7 @@ export class SqlStore implements Store {
   readonly providerTokens: ProviderTokenStore;
   readonly oauth: OAuthStore;
   readonly emailTokens: EmailTokenStore;
+  readonly jobs: JobLeaseStore;
 
   private readonly db: SqlDriver;
 
@@ -284,10 +313,15 @@ export class SqlStore implements Store {
     this.providerTokens = new SqlProviderTokens(db);
     this.oauth = new SqlOAuth(db);
     this.emailTokens = new SqlEmailTokens(db);
+    this.jobs = new SqlJobLeases(db);
   }
 
   async ping(): Promise<void> {
     await this.db.get(`SELECT 1 AS ok`);
+  }
+
+  async compact(): Promise<void> {
+    await this.db.compact?.();
   }
 
   close(): Promise<void> {

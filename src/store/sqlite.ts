@@ -41,7 +41,8 @@ export class SqliteDriver implements SqlDriver {
     }
     try {
       this.db.exec(
-        'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
+        // journal_size_limit: once checkpointed, a WAL that a burst of writes grew is cut back to 64 MiB.
+        'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA journal_size_limit = 67108864;',
       );
     } catch (err) {
       this.db.close();
@@ -150,6 +151,21 @@ export class SqliteDriver implements SqlDriver {
     } finally {
       this.txDone = null;
       release();
+    }
+  }
+
+  /**
+   * Checkpoints the WAL into the database and truncates it (after a large purge). It does not
+   * wait for other connections (busy_timeout 0 for the moment): a reader in another process (the
+   * CLI, a backup) makes it a partial checkpoint, and the next one finishes the job.
+   */
+  async compact(): Promise<void> {
+    while (this.txDone) await this.txDone;
+    this.db.exec('PRAGMA busy_timeout = 0');
+    try {
+      this.db.prepare('PRAGMA wal_checkpoint(TRUNCATE)').get();
+    } finally {
+      this.db.exec('PRAGMA busy_timeout = 5000');
     }
   }
 
