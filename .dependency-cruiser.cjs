@@ -7,11 +7,11 @@
  *   pipeline  src/pipeline/                route → decide → outcome, and the entry points
  *   features  sessions accounts mail providers oauth diagnosis proxy identity
  *   model     store cache keys policy sites jobs
- *   base      config log http pages
+ *   base      config log http pages health
  *   verify    src/verify/ stands alone (gatehouse/verify for apps: imports nothing of ours)
  */
 const layers = {
-  base: ['config', 'log', 'http', 'pages'],
+  base: ['config', 'log', 'http', 'pages', 'health'],
   model: ['store', 'cache', 'keys', 'policy', 'sites', 'jobs'],
   features: ['sessions', 'accounts', 'mail', 'providers', 'oauth', 'diagnosis', 'proxy', 'identity'],
   pipeline: ['pipeline'],
