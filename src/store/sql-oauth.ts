@@ -491,10 +491,19 @@ export class SqlOAuth implements OAuthStore {
       `DELETE FROM oauth_codes WHERE code_hash IN (SELECT code_hash FROM oauth_codes WHERE expires_at <= ? LIMIT ?)`,
       [o.expiredBefore, limit],
     );
-    const grants = await this.db.run(
-      `DELETE FROM oauth_grants WHERE id IN (SELECT id FROM oauth_grants WHERE expires_at <= ? OR last_used_at <= ? OR revoked_at <= ? LIMIT ?)`,
-      [now, now - o.grantIdleMs, o.revokedBefore, limit],
-    );
+    // Grants past their absolute expiry, idle, or revoked long enough ago: one index range each.
+    let grants = 0;
+    for (const [column, before] of [
+      ['expires_at', now],
+      ['last_used_at', now - o.grantIdleMs],
+      ['revoked_at', o.revokedBefore],
+    ] as const) {
+      if (grants >= limit) break;
+      grants += await this.db.run(
+        `DELETE FROM oauth_grants WHERE id IN (SELECT id FROM oauth_grants WHERE ${column} <= ? LIMIT ?)`,
+        [before, limit - grants],
+      );
+    }
     // Provider tokens a grant was given (owner "grant:<id>", src/providers/token-vault.ts) go when it
     // ends. The grant is looked up by its key (SUBSTR after "grant:"), not by a concatenation
     // no index can serve, which made this a scan of every grant for every such row. On SQLite the

@@ -228,11 +228,18 @@ class SqlSessions implements SessionStore {
   }
 
   async purgeExpired(now: number, idleTimeoutMs: number, limit = 1000): Promise<number> {
-    // One bounded batch, by primary key (portable: no DELETE ... LIMIT in PostgreSQL).
-    return this.db.run(
-      `DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions WHERE expires_at <= ? OR last_seen_at <= ? LIMIT ?)`,
-      [now, now - idleTimeoutMs, limit],
+    // Bounded batches by primary key (portable: no DELETE ... LIMIT in PostgreSQL), one per
+    // condition so that each is an index range whatever the planner makes of an OR.
+    const expired = await this.db.run(
+      `DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions WHERE expires_at <= ? LIMIT ?)`,
+      [now, limit],
     );
+    if (expired >= limit) return expired;
+    const idle = await this.db.run(
+      `DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions WHERE last_seen_at <= ? LIMIT ?)`,
+      [now - idleTimeoutMs, limit - expired],
+    );
+    return expired + idle;
   }
 }
 

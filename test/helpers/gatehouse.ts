@@ -37,7 +37,15 @@ export interface TestGatehouse {
  */
 export async function startGatehouse(
   configure: (ctx: { port: number; upstream: string; dir: string }) => Partial<ConfigInput> = () => ({}),
-  options: { upstream?: TestUpstream; logLevel?: string; tls?: TestCert; port?: number; clock?: () => number } = {},
+  options: {
+    upstream?: TestUpstream;
+    logLevel?: string;
+    tls?: TestCert;
+    port?: number;
+    clock?: () => number;
+    /** Start the background jobs' timer (default true); false: the test runs them (runJobs). */
+    startJobs?: boolean;
+  } = {},
 ): Promise<TestGatehouse> {
   const upstream = options.upstream ?? (await startUpstream());
   const port = options.port ?? (await freePort());
@@ -64,7 +72,7 @@ export async function startGatehouse(
     },
   });
   const logger = createLogger(options.logLevel ?? 'debug', sink);
-  const gatehouse = await Gatehouse.create(config, { logger, clock: options.clock });
+  const gatehouse = await Gatehouse.create(config, { logger, clock: options.clock, startJobs: options.startJobs });
   await gatehouse.listen(port, '127.0.0.1');
   const logText = () => chunks.join('');
   return {
