@@ -8,7 +8,7 @@ import type { Store } from '../store/index.ts';
 /**
  * The purge-function contract: delete at most `limit` of the rows that have expired at `now`
  * (per table, for a purge of several) and return how many went. The runner calls it again while
- * it returns `limit` or more, with a limit it adapts so that one call stays near BATCH_TARGET_MS,
+ * it returns `limit` or more, with a limit it adapts so that one call stays near BATCH's target,
  * and lets the event loop run between calls. One statement per table, selected by an index:
  * `DELETE FROM t WHERE pk IN (SELECT pk FROM t WHERE expires_at <= ? LIMIT ?)`.
  */
@@ -34,6 +34,11 @@ export interface JobCounts {
 }
 
 export interface JobContext {
+  /**
+   * How long one batch should take: SQLite runs on the event loop, so a few ms; PostgreSQL
+   * works off it, so longer batches only bound each transaction's size and lock time.
+   */
+  batch: { targetMs: number; maxLimit: number };
   stopped(): boolean;
   /** Between batches: lets pending I/O run, and keeps the lease while the job lasts. */
   pause(): Promise<void>;
@@ -47,13 +52,17 @@ export interface JobResult extends Partial<JobCounts> {
 }
 
 /**
- * One batch's target duration; the limit halves above twice this and doubles below half of it.
- * SQLite deletes a session row with its four index entries in 10 to 20 µs, so batches of a few
- * hundred rows, plus the WAL checkpoint a commit sometimes runs, stay far below 50 ms.
+ * One batch's target duration on SQLite, which runs on the event loop; the limit halves above
+ * twice the target and doubles below half of it. SQLite deletes a session row with its four
+ * index entries in 10 to 20 µs, so batches of a few hundred rows, plus the WAL checkpoint a
+ * commit sometimes runs, stay far below 50 ms. PostgreSQL's batches take longer (they do not
+ * hold the event loop): their target only bounds one transaction.
  */
-export const BATCH_TARGET_MS = 5;
+export const BATCH = {
+  sqlite: { targetMs: 5, maxLimit: 2000 },
+  postgres: { targetMs: 200, maxLimit: 10_000 },
+} as const;
 const MIN_LIMIT = 20;
-const MAX_LIMIT = 2000;
 const FIRST_LIMIT = 200;
 /** A run that deleted this many rows or more compacts the store afterwards (SQLite: truncates the WAL). */
 export const COMPACT_AFTER_ROWS = 10_000;
@@ -76,8 +85,8 @@ export function purgeJob(name: string, purge: PurgeFn): Job {
         counts.longestBatchMs = Math.max(counts.longestBatchMs, Math.round(ms * 10) / 10);
         counts.longestBatchCpuMs = Math.max(counts.longestBatchCpuMs, Math.round((used.user + used.system) / 100) / 10);
         if (n < limit) break;
-        if (ms > 2 * BATCH_TARGET_MS) limit = Math.max(MIN_LIMIT, limit >> 1);
-        else if (ms < BATCH_TARGET_MS / 2) limit = Math.min(MAX_LIMIT, limit * 2);
+        if (ms > 2 * ctx.batch.targetMs) limit = Math.max(MIN_LIMIT, limit >> 1);
+        else if (ms < ctx.batch.targetMs / 2) limit = Math.min(ctx.batch.maxLimit, limit * 2);
         await ctx.pause();
       }
       return counts;
@@ -189,6 +198,7 @@ export class JobRunner {
     }
     let lost = false;
     const ctx: JobContext = {
+      batch: BATCH[store.kind],
       stopped: () => this.stopping || lost,
       pause: async () => {
         await new Promise<void>((resolve) => setImmediate(resolve));
