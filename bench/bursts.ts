@@ -79,6 +79,15 @@ for (let round = 1; round <= rounds; round++) {
   console.log(
     `round ${round}: ${burst} connections; RSS after ${rss().toFixed(0)} MiB (peak so far ${peak.toFixed(0)})`,
   );
+  if (process.env.BURSTS_SMAPS)
+    for (const p of [child.pid!, ...childrenOf(child.pid!)]) {
+      const heap = /[0-9a-f]+-[0-9a-f]+ [^\n]*\[heap\]\n(?:[^\n]*\n)*?Rss:\s+(\d+)/.exec(
+        readFileSync(`/proc/${p}/smaps`, 'utf8'),
+      );
+      console.log(
+        `  pid ${p}: [heap] (malloc's main arena) RSS ${heap ? (Number(heap[1]) / 1024).toFixed(0) : '?'} MiB`,
+      );
+    }
   if (process.env.BURSTS_SIGNAL) for (const p of [child.pid!, ...childrenOf(child.pid!)]) process.kill(p, 'SIGUSR2');
 }
 child.kill('SIGTERM');

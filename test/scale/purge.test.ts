@@ -73,11 +73,8 @@ describeOrSkip('purging a million expired sessions (PostgreSQL)', { skip: servic
       `PostgreSQL: ${sessions.deleted} rows in ${sessions.ms} ms, ${sessions.batches} batches, longest ${sessions.longestBatchMs} ms; event loop max ${maxMs.toFixed(1)} ms (baseline ${baselineMs.toFixed(1)} ms); ${answered} requests answered, slowest ${slowest.toFixed(1)} ms`,
     );
     assert.equal(sessions.deleted, MILLION);
-    const bound = 50 + (baselineMs > 10 ? baselineMs : 0);
-    assert.ok(
-      maxMs < bound,
-      `the longest event-loop stall was ${maxMs.toFixed(1)} ms (baseline ${baselineMs.toFixed(1)})`,
-    );
+    // A PostgreSQL purge does no work on the event loop: whatever stall there is, is the machine's.
+    assertNoStall({ longestBatchCpuMs: 0 }, maxMs, baselineMs);
     assert.ok(answered > 100, `requests kept being answered (${answered})`);
     assert.equal((await user.get('/private')).status, 200, 'the live session stayed');
   });
