@@ -134,7 +134,7 @@ describeOrSkip('cache down (Redis through a relay), whenDown: local (the default
     raw.disconnect();
   });
 
-  test('Redis paused, then stopped: ready stays 200 naming the cache, signed-in traffic and logins work, guesses are still throttled (per node), the outage is logged once; then Redis counts again', async () => {
+  test('Redis paused, then stopped: ready stays 200 naming the cache, signed-in traffic and logins work, guesses are still throttled (per node), the outage is logged once; then Redis counts again (security.md #177)', async () => {
     const email = uniqueEmail('cachelocal');
     const owner = new Client(gh.url);
     await registerJson(owner, email);
