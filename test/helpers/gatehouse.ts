@@ -43,7 +43,10 @@ export async function startGatehouse(
     tls?: TestCert;
     port?: number;
     clock?: () => number;
-    /** Start the background jobs' timer (default true); false: the test runs them (runJobs). */
+    /**
+     * Start the background jobs' timer. Default false: a purge 5-30 s into a test (one that moves
+     * the OAuth server's clock, say) would delete what it looks at; tests run them with runJobs().
+     */
     startJobs?: boolean;
   } = {},
 ): Promise<TestGatehouse> {
@@ -72,7 +75,11 @@ export async function startGatehouse(
     },
   });
   const logger = createLogger(options.logLevel ?? 'debug', sink);
-  const gatehouse = await Gatehouse.create(config, { logger, clock: options.clock, startJobs: options.startJobs });
+  const gatehouse = await Gatehouse.create(config, {
+    logger,
+    clock: options.clock,
+    startJobs: options.startJobs ?? false,
+  });
   await gatehouse.listen(port, '127.0.0.1');
   const logText = () => chunks.join('');
   return {
