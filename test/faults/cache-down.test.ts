@@ -150,7 +150,8 @@ describeOrSkip('cache down (Redis through a relay), whenDown: local (the default
     const quick = Date.now();
     assert.equal((await guess(3)).status, 401);
     assert.equal((await guess(4)).status, 401);
-    assert.ok(Date.now() - quick < 1500, 'no wait on Redis once it is known to be down');
+    // Asking Redis would cost each of them its 2 s command timeout (two counters at once): 4 s.
+    assert.ok(Date.now() - quick < 3500, `no wait on Redis once it is known to be down (${Date.now() - quick} ms)`);
     const refused = await guess(5);
     assert.equal(refused.status, 429, `the local allowance (3) is used up: ${refused.text}`);
     assert.ok(Number(refused.headers['retry-after']) > 0);
@@ -170,7 +171,7 @@ describeOrSkip('cache down (Redis through a relay), whenDown: local (the default
     await relay.cut();
     const t0 = Date.now();
     assert.equal((await guess(6)).status, 429);
-    assert.ok(Date.now() - t0 < 1000);
+    assert.ok(Date.now() - t0 < 1900, `refused without waiting on Redis (${Date.now() - t0} ms)`);
 
     const during = gh.logs.slice(linesBefore);
     const loud = during.filter((l) => l.level === 'warn' || l.level === 'error' || l.level === 'fatal');
