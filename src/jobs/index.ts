@@ -151,7 +151,7 @@ export class JobRunner {
 
   /** Runs every job now (each under its lease), one after another. A run under way is joined. */
   runAll(): Promise<JobResult[]> {
-    this.running ??= this.o.store.bulk(() => this.runEach()).finally(() => (this.running = undefined));
+    this.running ??= this.runEach().finally(() => (this.running = undefined));
     return this.running;
   }
 

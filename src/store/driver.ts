@@ -25,8 +25,6 @@ export interface SqlDriver {
   writeMark?(): number;
   /** Gives back the log space of deleted rows (SQLite: checkpoint and truncate the WAL). */
   compact?(): Promise<void>;
-  /** Runs fn, a long series of writes, with the log's upkeep done off the event loop (SQLite). */
-  bulk?<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 /** SQLSTATE 23505 / SQLITE_CONSTRAINT_UNIQUE: both drivers map it to this check. */

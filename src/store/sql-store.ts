@@ -331,10 +331,6 @@ export class SqlStore implements Store {
     await this.db.compact?.();
   }
 
-  bulk<T>(fn: () => Promise<T>): Promise<T> {
-    return this.db.bulk ? this.db.bulk(fn) : fn();
-  }
-
   close(): Promise<void> {
     return this.db.close();
   }

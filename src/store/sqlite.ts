@@ -14,7 +14,6 @@ export class SqliteDriver implements SqlDriver {
   readonly dialect = 'sqlite' as const;
   private readonly db: DatabaseSync;
   private readonly path: string;
-  private bulkDepth = 0;
   private readonly statements = new Map<string, StatementSync>();
   private txDone: Promise<void> | null = null;
   /** Rows changed by writes that asked not to count (see writeMark). */
@@ -173,29 +172,6 @@ export class SqliteDriver implements SqlDriver {
       this.db.prepare('PRAGMA wal_checkpoint(TRUNCATE)').get();
     } finally {
       this.db.exec('PRAGMA busy_timeout = 5000');
-    }
-  }
-
-  /**
-   * Runs fn with the WAL's automatic checkpoints (run by whichever commit fills 1000 pages, on the
-   * event loop, with an fsync) turned off, and a worker thread checkpointing every 250 ms instead.
-   */
-  async bulk<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.path === ':memory:') return fn();
-    if (this.bulkDepth++ === 0) this.db.exec('PRAGMA wal_autocheckpoint = 0');
-    let running: Promise<void> | undefined;
-    const timer = setInterval(() => {
-      running ??= checkpointOffThread(this.path)
-        .catch(() => {})
-        .finally(() => (running = undefined));
-    }, 250);
-    timer.unref();
-    try {
-      return await fn();
-    } finally {
-      clearInterval(timer);
-      await running;
-      if (--this.bulkDepth === 0 && this.db.isOpen) this.db.exec('PRAGMA wal_autocheckpoint = 1000');
     }
   }
 

@@ -143,12 +143,6 @@ export interface Store {
    * checkpointed and truncated, without waiting for other connections). PostgreSQL: nothing.
    */
   compact(): Promise<void>;
-  /**
-   * Runs fn, a long series of writes (the purges), so that the store's upkeep stays off the
-   * event loop meanwhile (SQLite: the WAL is checkpointed by a worker thread instead of by the
-   * commit that fills it, which would write and fsync on the event loop). PostgreSQL: just fn.
-   */
-  bulk<T>(fn: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
