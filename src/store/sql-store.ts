@@ -227,19 +227,30 @@ class SqlSessions implements SessionStore {
     return rows.map(toSession);
   }
 
+  /**
+   * Where the last batch stopped, per condition: every row below it is gone (rows are deleted in
+   * that order, and no session is created or touched into the past), so the next batch's index
+   * range starts there instead of at the deleted rows' entries a PostgreSQL index keeps until vacuum.
+   */
+  private readonly purgedTo = { expires_at: 0, last_seen_at: 0 };
+
   async purgeExpired(now: number, idleTimeoutMs: number, limit = 1000): Promise<number> {
     // Bounded batches by primary key (portable: no DELETE ... LIMIT in PostgreSQL), one per
     // condition so that each is an index range whatever the planner makes of an OR.
-    const expired = await this.db.run(
-      `DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions WHERE expires_at <= ? LIMIT ?)`,
-      [now, limit],
-    );
-    if (expired >= limit) return expired;
-    const idle = await this.db.run(
-      `DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions WHERE last_seen_at <= ? LIMIT ?)`,
-      [now - idleTimeoutMs, limit - expired],
-    );
-    return expired + idle;
+    let deleted = 0;
+    for (const [column, before] of [
+      ['expires_at', now],
+      ['last_seen_at', now - idleTimeoutMs],
+    ] as const) {
+      if (deleted >= limit) break;
+      const rows = await this.db.all<{ at: number }>(
+        `DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions WHERE ${column} >= ? AND ${column} <= ? ORDER BY ${column} LIMIT ?) RETURNING ${column} AS at`,
+        [Math.min(this.purgedTo[column], before), before, limit - deleted],
+      );
+      for (const r of rows) if (Number(r.at) > this.purgedTo[column]) this.purgedTo[column] = Number(r.at);
+      deleted += rows.length;
+    }
+    return deleted;
   }
 }
 
