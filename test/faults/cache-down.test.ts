@@ -13,7 +13,7 @@ import { describeOrSkip } from '../helpers/requirements.ts';
  * this test controls, and comes back. Sign-in is never unthrottled: without counters there is no
  * brute-force limit, so logging in without them would hand an attacker unlimited guesses. With
  * cache.whenDown: closed it fails closed (503); with local (the default) the node counts in its
- * own memory meanwhile (security.md #177). Either way /ready stays 200 (the node serves its
+ * own memory meanwhile (security.md #197). Either way /ready stays 200 (the node serves its
  * signed-in traffic) and names the cache as unavailable.
  */
 const service = await redis();
@@ -134,7 +134,7 @@ describeOrSkip('cache down (Redis through a relay), whenDown: local (the default
     raw.disconnect();
   });
 
-  test('Redis paused, then stopped: ready stays 200 naming the cache, signed-in traffic and logins work, guesses are still throttled (per node), the outage is logged once; then Redis counts again (security.md #177)', async () => {
+  test('Redis paused, then stopped: ready stays 200 naming the cache, signed-in traffic and logins work, guesses are still throttled (per node), the outage is logged once; then Redis counts again (security.md #197)', async () => {
     const email = uniqueEmail('cachelocal');
     const owner = new Client(gh.url);
     await registerJson(owner, email);
@@ -178,7 +178,7 @@ describeOrSkip('cache down (Redis through a relay), whenDown: local (the default
     assert.deepEqual(
       loud.map((l) => l.event),
       ['dependency_down'],
-      'one line for the outage (security.md #176), not one per request',
+      'one line for the outage (security.md #196), not one per request',
     );
     assert.equal(loud[0]!.dependency, 'cache');
     assert.deepEqual(

@@ -106,7 +106,7 @@ describeOrSkip('store down (PostgreSQL through a relay)', { skip: service.skip }
     assert.equal((await new Client(gh.url).get('/.auth/health')).status, 200);
 
     // The operator sees why in the log, once for the outage, not once per refused request
-    // (security.md #176); the user never does.
+    // (security.md #196); the user never does.
     const down = gh.logs.filter((l) => l.event === 'dependency_down');
     assert.equal(down.length, 1, 'the outage is logged once');
     assert.equal(down[0]!.dependency, 'store');

@@ -33,7 +33,7 @@ describe('background jobs on one node (SQLite)', () => {
   let gh: TestGatehouse;
   after(async () => gh?.close());
 
-  test('50,000 expired sessions are purged in batches while the node keeps answering: no event-loop stall of 50 ms, live sessions stay, the run is logged with its counts (security.md #175)', async () => {
+  test('50,000 expired sessions are purged in batches while the node keeps answering: no event-loop stall of 50 ms, live sessions stay, the run is logged with its counts (security.md #195)', async () => {
     gh = await startGatehouse(() => ({}), { startJobs: false });
     const user = new Client(gh.url);
     const { id } = await registerJson(user);
@@ -131,7 +131,7 @@ describeOrSkip('background jobs on two nodes (PostgreSQL)', { skip: service.skip
     await db?.drop();
   });
 
-  test('two nodes on one database: each job runs on one of them, once per interval (security.md #175)', async () => {
+  test('two nodes on one database: each job runs on one of them, once per interval (security.md #195)', async () => {
     db = await pgSchema('jobs');
     const config = () => ({ store: { type: 'postgres' as const, url: db.url(), poolSize: 3 } });
     nodes.push(await startGatehouse(config, { startJobs: false }));

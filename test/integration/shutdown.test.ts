@@ -70,7 +70,7 @@ test('SIGTERM to `gatehouse serve` drains and exits 0', async () => {
   }
 });
 
-test('a drain turns /ready 503 at once; with drainDelay the node keeps serving (closing each connection) until it stops listening (security.md #178)', async () => {
+test('a drain turns /ready 503 at once; with drainDelay the node keeps serving (closing each connection) until it stops listening (security.md #198)', async () => {
   const gh = await startGatehouse(() => ({
     listen: { timeouts: { drain: '3s', drainDelay: '1s' } },
     routes: [{ path: '/public/**', access: 'public' }],

@@ -22,7 +22,7 @@ describe('purging a million expired sessions (SQLite)', () => {
   let gh: TestGatehouse;
   after(async () => gh?.close());
 
-  test('1M expired sessions: all deleted in batches, no event-loop stall of 50 ms, requests answered throughout, the WAL truncated (security.md #175)', async () => {
+  test('1M expired sessions: all deleted in batches, no event-loop stall of 50 ms, requests answered throughout, the WAL truncated (security.md #195)', async () => {
     gh = await startGatehouse(() => ({}), { startJobs: false, logLevel: 'info' });
     const user = new Client(gh.url);
     const { id } = await registerJson(user);
@@ -55,7 +55,7 @@ describeOrSkip('purging a million expired sessions (PostgreSQL)', { skip: servic
     await db?.drop();
   });
 
-  test('1M expired sessions: all deleted in batches, no event-loop stall of 50 ms, requests answered throughout (security.md #175)', async () => {
+  test('1M expired sessions: all deleted in batches, no event-loop stall of 50 ms, requests answered throughout (security.md #195)', async () => {
     db = await pgSchema('scale');
     gh = await startGatehouse(() => ({ store: { type: 'postgres', url: db.url(), poolSize: 5 } }), {
       startJobs: false,

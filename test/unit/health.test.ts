@@ -16,7 +16,7 @@ function logged() {
   return { lines, logger: createLogger('debug', sink) };
 }
 
-test('an outage is logged when it starts, every repeat while it lasts (with the count of failed operations), and when it ends; not once per failure (security.md #176)', async () => {
+test('an outage is logged when it starts, every repeat while it lasts (with the count of failed operations), and when it ends; not once per failure (security.md #196)', async () => {
   const { lines, logger } = logged();
   let answering = true;
   const health = new DependencyHealth(logger, { repeatMs: 200, probeMs: 20 }).register('cache', {
