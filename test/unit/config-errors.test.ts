@@ -380,6 +380,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
       },
       sessions: { cookieName: 'gatehouse', idleTimeout: '12h', absoluteTimeout: '7d' },
       log: { level: 'info' },
+      forwardAuth: { cacheFor: '5s' },
     },
     {
       publicUrl: 'https://app.example.com',
@@ -422,7 +423,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
   ];
   /** Messages of checks across keys: they compare values, so they have nothing "found" to show. */
   const ACROSS =
-    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse/;
+    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse|must be more than twice|whole seconds/;
 
   const paths = (v: unknown, at: (string | number)[] = []): (string | number)[][] => {
     if (Array.isArray(v)) return [at, ...v.flatMap((x, i) => paths(x, [...at, i]))];
