@@ -71,6 +71,8 @@ const HELP = `npm run bench [-- options]
   --node-flags="F ..."           Node flags for every Gatehouse process, e.g. "--max-semi-space-size=16"
   --flag-sets="A|B|..."          also c once per set of Node flags, as scenarios c1, c2, ... (interleaved,
                                  so one run compares them), e.g. --flag-sets="--max-semi-space-size=8|--max-semi-space-size=32"
+  --compare-with=DIR              also c as Gatehouse from another checkout (e.g. a git worktree of main,
+                                 with node_modules), scenario c0, interleaved: a change's effect in one run
   --profile                      CPU-profile Gatehouse (node --cpu-prof): .cpuprofile files in
                                  bench/results/profiles/ and the top functions while measuring
   --keep                         keep the temp dir (config, store, Gatehouse log)
@@ -94,6 +96,7 @@ interface Options {
   floor: boolean;
   nodeFlags: string[];
   flagSets: string[][];
+  compareWith: string | null;
   profile: boolean;
   keep: boolean;
 }
@@ -118,6 +121,7 @@ function options(): Options {
       floor: { type: 'boolean', default: false },
       'node-flags': { type: 'string', default: '' },
       'flag-sets': { type: 'string', default: '' },
+      'compare-with': { type: 'string' },
       quick: { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
@@ -168,6 +172,7 @@ function options(): Options {
     floor: v.floor,
     nodeFlags: v['node-flags'].split(/\s+/).filter(Boolean),
     flagSets,
+    compareWith: v['compare-with'] ?? null,
     profile: v.profile,
     keep: v.keep,
   };
@@ -303,7 +308,7 @@ async function startGatehouse(
     configFile,
   ];
   // stdout/stderr to a file, as `gatehouse serve > gatehouse.log` would: every log line is written for real.
-  const child = start(argv, cpus, { cwd: ROOT, stdio: ['ignore', log, log] });
+  const child = start(argv, cpus, { cwd: variant.root ?? ROOT, stdio: ['ignore', log, log] });
   closeSync(log);
   const own = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 20_000;
@@ -559,6 +564,7 @@ async function main(): Promise<void> {
       config: {},
       nodeFlags: flags,
     }));
+    if (o.compareWith) flagVariants.push({ id: 'other-checkout', config: {}, root: o.compareWith });
     const allVariants = [...VARIANTS, ...flagVariants];
     const allScenarios: Scenario[] = [
       ...SCENARIOS,
@@ -569,10 +575,22 @@ async function main(): Promise<void> {
         path: '/home/item',
         signedIn: true,
       })),
+      ...(o.compareWith
+        ? [
+            {
+              id: 'c0',
+              label: `valid session, ${o.compareWith.split('/').filter(Boolean).pop()}`,
+              via: 'other-checkout',
+              path: '/home/item',
+              signedIn: true,
+            },
+          ]
+        : []),
     ];
     const ratioTargets: RatioTarget[] = [
       ...RATIOS,
       ...o.flagSets.map((flags, i) => ({ num: `c${i + 1}`, den: 'c', label: `${flags.join(' ')} / without` })),
+      ...(o.compareWith ? [{ num: 'c', den: 'c0', label: `this checkout / ${o.compareWith}` }] : []),
     ];
     const nginxBinary = nginxPath();
     const skipped = new Map<string, string>();

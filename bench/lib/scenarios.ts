@@ -23,6 +23,8 @@ export interface GatehouseVariant {
   requires?: string;
   /** Node flags of this Gatehouse process (before the script), beside --node-flags. */
   nodeFlags?: string[];
+  /** Another checkout to run Gatehouse from (--compare-with); default: this one. */
+  root?: string;
 }
 
 export interface Scenario {
@@ -69,6 +71,8 @@ export const VARIANTS: GatehouseVariant[] = [
     front: 'nginx-cached',
     requires: 'forwardAuth.cacheFor',
   },
+  // What the request log line costs: the same with log level warn (no line per request).
+  { id: 'quiet', config: { log: { level: 'warn' } } },
   // Several processes on one port (issue 13 item 1). On a 2-core machine with the load
   // generator on the other core this cannot show scaling: both workers share Gatehouse's core.
   { id: 'workers', config: { listen: { workers: 2 } }, requires: 'listen.workers' },
@@ -95,6 +99,14 @@ export const SCENARIOS: Scenario[] = [
     path: '/home/item',
     signedIn: true,
   },
+  {
+    id: 'q',
+    label: 'Gatehouse, valid session, log level warn',
+    via: 'quiet',
+    path: '/home/item',
+    signedIn: true,
+    optional: true,
+  },
   { id: 'w', label: 'Gatehouse, listen.workers: 2, valid session', via: 'workers', path: '/home/item', signedIn: true },
 ];
 
@@ -109,6 +121,7 @@ export const RATIOS: RatioTarget[] = [
   { num: 'n', den: 'a', label: 'nginx without auth / direct' },
   { num: 'f', den: 'n', label: 'nginx + cached forward-auth / nginx without auth', min: 0.8 },
   { num: 'w', den: 'c', label: 'two workers / one (one core for both here)' },
+  { num: 'c', den: 'q', label: 'log level info / warn (what the request line costs)' },
 ];
 
 export const LATENCY_TARGETS: LatencyTarget[] = [

@@ -1,0 +1,197 @@
+/**
+ * Instructions per request, counted by valgrind (callgrind), for a machine too busy for
+ * requests per second to mean anything: the count does not depend on what else runs. It
+ * leaves out the kernel (the sockets' own work, the same for every proxy here) and counts
+ * V8's garbage collection and JIT code like any other code.
+ *
+ *   node bench/instructions.ts [--requests 3000] [--warmup 3000] [--connections 8] [floor] [gatehouse[=DIR]] ...
+ *
+ * `floor` is bench/floor-proxy.ts; `gatehouse` is this checkout's Gatehouse with a valid
+ * session and the signed assertion, log level info to a file (bench/run.ts's scenario c);
+ * `gatehouse=DIR` the same from another checkout (with node_modules), to compare a change.
+ * Each target runs under `valgrind --tool=callgrind --instr-atstart=no`: counting is switched
+ * on (callgrind_control -i on) after the warm-up, for the measured requests only.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, openSync, closeSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Pool } from 'undici';
+import { stringify } from 'yaml';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const { values: v, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    requests: { type: 'string', default: '3000' },
+    warmup: { type: 'string', default: '3000' },
+    connections: { type: 'string', default: '8' },
+    'node-flags': { type: 'string', default: '' },
+  },
+});
+const REQUESTS = Number(v.requests);
+const WARMUP = Number(v.warmup);
+const CONNECTIONS = Number(v.connections);
+const targets = positionals.length ? positionals : ['floor', 'gatehouse'];
+const tmp = mkdtempSync(join(tmpdir(), 'gatehouse-instr-'));
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+function run(argv: string[], o: { cwd?: string; out?: string } = {}): ChildProcess {
+  const fd = o.out ? openSync(o.out, 'a') : 'ignore';
+  const c = spawn(argv[0]!, argv.slice(1), {
+    cwd: o.cwd ?? ROOT,
+    stdio: ['ignore', fd === 'ignore' ? 'pipe' : fd, fd],
+  });
+  if (typeof fd === 'number') closeSync(fd);
+  children.add(c);
+  c.once('exit', () => children.delete(c));
+  return c;
+}
+
+async function until(ok: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await ok().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`${what}: not ready within ${ms / 1000} s`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function stop(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null) return;
+  const done = new Promise((r) => c.once('exit', r));
+  c.kill('SIGTERM');
+  const t = setTimeout(() => c.kill('SIGKILL'), 120_000);
+  await done;
+  clearTimeout(t);
+}
+
+/** `n` GETs over `CONNECTIONS` keep-alive connections, each checked. */
+async function load(url: string, headers: Record<string, string>, n: number): Promise<void> {
+  const u = new URL(url);
+  const pool = new Pool(u.origin, { connections: CONNECTIONS, pipelining: 1 });
+  let left = n;
+  const worker = async () => {
+    while (left-- > 0) {
+      const r = await pool.request({ path: u.pathname, method: 'GET', headers });
+      await r.body.text();
+      if (r.statusCode !== 200) throw new Error(`${url}: ${r.statusCode}`);
+    }
+  };
+  await Promise.all(Array.from({ length: CONNECTIONS }, worker));
+  await pool.close();
+}
+
+const port = await freePort();
+const upstream = run([process.execPath, join(ROOT, 'bench/upstream.ts'), String(port)]);
+const app = `http://127.0.0.1:${port}`;
+await until(async () => (await fetch(app)).ok, 20_000, 'the app');
+
+/** A Gatehouse dir with a config, a store and a session, made once without valgrind. */
+async function prepare(root: string, id: string): Promise<{ config: string; cookie: string; port: number }> {
+  const dir = join(tmp, id);
+  const gport = await freePort();
+  const config = join(dir, 'gatehouse.yaml');
+  execFileSync('mkdir', ['-p', dir]);
+  writeFileSync(
+    config,
+    stringify({
+      publicUrl: `http://127.0.0.1:${gport}`,
+      listen: { host: '127.0.0.1', port: gport },
+      store: { type: 'sqlite', path: join(dir, 'gatehouse.db') },
+      secrets: { key: randomBytes(32).toString('base64') },
+      name: 'bench',
+      upstream: app,
+      routes: [{ path: '/open/**', access: 'public' }],
+      log: { level: 'info' },
+    }),
+  );
+  const gh = run([process.execPath, 'src/cli/main.ts', 'serve', '--config', config], { cwd: root });
+  const url = `http://127.0.0.1:${gport}`;
+  await until(async () => (await fetch(`${url}/.auth/health`)).ok, 30_000, 'Gatehouse');
+  const res = await fetch(`${url}/.auth/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json' },
+    body: JSON.stringify({ email: 'instr@example.com', password: 'correct horse battery staple 42' }),
+  });
+  const cookie = res.headers
+    .getSetCookie()
+    .map((c) => c.split(';')[0]!)
+    .find((c) => c.startsWith('gatehouse='));
+  if (!cookie) throw new Error(`register: ${res.status}`);
+  await stop(gh);
+  return { config, cookie, port: gport };
+}
+
+const results: { target: string; perRequest: number }[] = [];
+for (const target of targets) {
+  const [kind, dir] = target.split('=') as [string, string | undefined];
+  const out = join(tmp, `${target.replace(/[^a-z0-9]/gi, '_')}.callgrind`);
+  const valgrind = [
+    'valgrind',
+    '--tool=callgrind',
+    '--instr-atstart=no',
+    '--smc-check=all-non-file',
+    `--callgrind-out-file=${out}`,
+    process.execPath,
+    ...v['node-flags'].split(/\s+/).filter(Boolean),
+  ];
+  let child: ChildProcess;
+  let url: string;
+  let headers: Record<string, string> = { 'user-agent': 'gatehouse-bench', accept: 'application/json' };
+  if (kind === 'floor') {
+    child = run([...valgrind, join(ROOT, 'bench/floor-proxy.ts'), app]);
+    const port = await new Promise<number>((resolve) => {
+      let s = '';
+      child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+        s += d;
+        const m = /READY (\d+)/.exec(s);
+        if (m) resolve(Number(m[1]));
+      });
+    });
+    url = `http://127.0.0.1:${port}/open/item`;
+    headers = { ...headers, cookie: `benchpad1=${'x'.repeat(43)}` };
+  } else if (kind === 'gatehouse') {
+    const root = dir ?? ROOT;
+    const p = await prepare(root, target.replace(/[^a-z0-9]/gi, '_'));
+    child = run([...valgrind, 'src/cli/main.ts', 'serve', '--config', p.config], {
+      cwd: root,
+      out: join(tmp, 'gatehouse-valgrind.log'),
+    });
+    await until(async () => (await fetch(`http://127.0.0.1:${p.port}/.auth/health`)).ok, 600_000, target);
+    url = `http://127.0.0.1:${p.port}/home/item`;
+    headers = { ...headers, cookie: p.cookie };
+  } else throw new Error(`unknown target ${target} (floor, gatehouse, gatehouse=DIR)`);
+  process.stderr.write(`${target}: warming up (${WARMUP} requests)\n`);
+  await load(url, headers, WARMUP);
+  execFileSync('callgrind_control', ['-i', 'on', String(child.pid)], { stdio: 'ignore' });
+  process.stderr.write(`${target}: counting ${REQUESTS} requests\n`);
+  await load(url, headers, REQUESTS);
+  execFileSync('callgrind_control', ['-i', 'off', String(child.pid)], { stdio: 'ignore' });
+  await stop(child);
+  const text = readFileSync(out, 'utf8');
+  const total = Number(/^(?:summary|totals): (\d+)/m.exec(text)?.[1] ?? NaN);
+  results.push({ target, perRequest: total / REQUESTS });
+  process.stderr.write(`${target}: ${Math.round(total / REQUESTS).toLocaleString('en-US')} instructions/request\n`);
+}
+await stop(upstream);
+const floor = results.find((r) => r.target === 'floor')?.perRequest;
+for (const r of results)
+  process.stdout.write(
+    `${r.target.padEnd(28)} ${Math.round(r.perRequest).toLocaleString('en-US').padStart(10)} instructions/request${floor ? `  ${(r.perRequest / floor).toFixed(2)}× the floor` : ''}\n`,
+  );
