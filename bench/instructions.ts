@@ -185,7 +185,7 @@ for (const target of targets) {
   execFileSync('callgrind_control', ['-i', 'off', String(child.pid)], { stdio: 'ignore' });
   await stop(child);
   const text = readFileSync(out, 'utf8');
-  const total = Number(/^(?:summary|totals): (\d+)/m.exec(text)?.[1] ?? NaN);
+  const total = Number(/^totals: (\d+)/m.exec(text)?.[1] ?? NaN);
   results.push({ target, perRequest: total / REQUESTS });
   process.stderr.write(`${target}: ${Math.round(total / REQUESTS).toLocaleString('en-US')} instructions/request\n`);
 }

@@ -14,7 +14,7 @@ import { sendJson, wantsHtml } from '../http/respond.ts';
 import type { Match } from '../http/router.ts';
 import { normalizeTarget } from '../http/target.ts';
 import type { Assertions } from '../identity/assertion.ts';
-import type { Logger } from '../log/index.ts';
+import { type Logger, type RequestLine, requestLine } from '../log/index.ts';
 import type { Rule } from '../policy/rules.ts';
 import type { ProviderService } from '../providers/service.ts';
 import { sessionProvider } from '../providers/service.ts';
@@ -59,9 +59,12 @@ export interface HttpEntryDeps {
  */
 export class HttpEntry {
   private readonly d: HttpEntryDeps;
+  /** The request line, written without pino's generic path (log/index.ts). */
+  private readonly line: RequestLine;
 
   constructor(deps: HttpEntryDeps) {
     this.d = deps;
+    this.line = requestLine(deps.logger);
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -140,14 +143,13 @@ export class HttpEntry {
     } catch (err) {
       status = this.failure(req, res, ctx?.site, err, requestId);
     } finally {
-      this.d.logger.info(
-        {
-          req: { id: requestId, method: req.method, path: ctx?.path ?? '(invalid)' },
-          status,
-          ms: Math.round((performance.now() - started) * 10) / 10,
-          user: ctx?.userId,
-        },
-        'request',
+      this.line(
+        requestId,
+        req.method,
+        ctx?.path ?? '(invalid)',
+        status,
+        Math.round((performance.now() - started) * 10) / 10,
+        ctx?.userId,
       );
     }
   }
