@@ -187,7 +187,8 @@ export class HttpEntry {
   private async proxy(ctx: RequestContext<Site>): Promise<number> {
     const { req, res, site } = ctx;
     const method = req.method ?? 'GET';
-    const d = await decide(this.d.sessions, site, req, method, ctx.path, this.d.oauth);
+    let d = decide(this.d.sessions, site, req, method, ctx.path, this.d.oauth);
+    if (d instanceof Promise) d = await d;
     if (d.kind === 'forbidden') ctx.userId = d.active.user.id;
     const o = outcome(d, ctx, this.d.routes.prefix, method);
     switch (o.kind) {
