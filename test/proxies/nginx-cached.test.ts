@@ -146,6 +146,24 @@ describeOrSkip(
       assert.equal(spoofed['x-user-email'], undefined);
     });
 
+    test(`a change to the user reaches the app within cacheFor (${CACHE_FOR} s, +1 s), and the refreshed answer is kept again`, async () => {
+      const { c: client, id } = await signUp('changed');
+      const cookie = session(client);
+      const email = () => client.get('/private/z', { cookie }).then((r) => r.json().headers['x-user-email']);
+      assert.equal(await email(), undefined, 'not verified yet');
+      await gh.gatehouse.store.users.update(id, { emailVerified: true });
+      const changedAt = Date.now();
+      while ((await email()) === undefined) {
+        assert.ok(Date.now() - changedAt < (CACHE_FOR + 1.5) * 1000, 'the old answer outlived cacheFor');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      // The refreshed answer (a new file in nginx's cache) is what the next requests get, from the cache.
+      const before = await checksAtLeast(0);
+      for (let i = 0; i < 10; i++) assert.match(String(await email()), /@/);
+      const asked = (await checksAtLeast(before)) - before;
+      assert.ok(asked <= 1, `Gatehouse was asked ${asked} times for 10 requests`);
+    });
+
     test(`a revoked session stops passing within cacheFor (${CACHE_FOR} s, +1 s: nginx counts whole seconds), not at once`, async (t) => {
       const { c: client, id } = await signUp('revoked');
       const cookie = session(client);
