@@ -130,7 +130,7 @@ describeOrSkip(
       const asked = checks();
       await ann.c.get('/private/x', { authorization: 'Bearer not-a-token' });
       assert.equal(await checksAtLeast(asked + 1), asked + 1, 'asked about the token');
-      // security.md #175: Ann's cached answer for /private/x does not open /admin/x (her groups) nor another method.
+      // security.md #202: Ann's cached answer for /private/x does not open /admin/x (her groups) nor another method.
       assert.equal((await ann.c.get('/admin/x')).status, 403);
       assert.equal((await ann.c.get('/admin/x')).status, 403);
       // A WebSocket handshake from another origin on the cached path is asked about, and refused.
