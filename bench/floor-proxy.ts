@@ -42,7 +42,8 @@ const server = http.createServer((req, res) => {
     },
   );
 });
-server.keepAliveTimeout = 5_000;
+// 5 s as Gatehouse's default; bench/instructions.ts (valgrind: a hundred times slower) sets more.
+server.keepAliveTimeout = Number(process.env.FLOOR_KEEP_ALIVE_MS ?? 5_000);
 server.listen(0, '127.0.0.1', () => process.stdout.write(`READY ${(server.address() as AddressInfo).port}\n`));
 process.on('SIGTERM', () => {
   server.closeAllConnections();

@@ -21,11 +21,23 @@ import {
   SCENARIOS,
   VARIANTS,
   type GatehouseVariant,
+  type RatioTarget,
   type Scenario,
 } from './lib/scenarios.ts';
 import {
+  cacheDir,
+  cachedForwardAuthConfig,
+  nginxPath,
+  plainConfig,
+  startNginx,
+  type RunningNginx,
+} from './lib/nginx.ts';
+import { summarizeProfiles, type ProfileWindow } from './lib/profile.ts';
+import { ConfigSchema } from '../src/config/schema.ts';
+import {
   commandLine,
   CpuWindow,
+  nowUs,
   hasCommand,
   killAll,
   layout as chooseLayout,
@@ -53,10 +65,16 @@ const HELP = `npm run bench [-- options]
   --threads N                    load generator threads (1)
   --layout ${LAYOUTS.join('|')}       CPU pinning (split); see bench/README.md
   --log-level L                  Gatehouse log level (info, as in production)
-  --only a,c                     run only these scenarios
-  --floor                        also measure z: a bare node:http + undici proxy (no auth, no log), the floor
+  --only a,c                     run only these scenarios (a z n b c d f w; see bench/README.md)
+  --floor                        (z, the bare Node proxy, now always runs; kept for old scripts)
   --quick                        --duration 4 --warmup 2 --rounds 1
-  --profile                      write a CPU profile of Gatehouse (node --cpu-prof) to bench/results/
+  --node-flags="F ..."           Node flags for every Gatehouse process, e.g. "--max-semi-space-size=16"
+  --flag-sets="A|B|..."          also c once per set of Node flags, as scenarios c1, c2, ... (interleaved,
+                                 so one run compares them), e.g. --flag-sets="--max-semi-space-size=8|--max-semi-space-size=32"
+  --compare-with=DIR              also c as Gatehouse from another checkout (e.g. a git worktree of main,
+                                 with node_modules), scenario c0, interleaved: a change's effect in one run
+  --profile                      CPU-profile Gatehouse (node --cpu-prof): .cpuprofile files in
+                                 bench/results/profiles/ and the top functions while measuring
   --keep                         keep the temp dir (config, store, Gatehouse log)
 `;
 
@@ -76,6 +94,9 @@ interface Options {
   logLevel: string;
   only: string[] | null;
   floor: boolean;
+  nodeFlags: string[];
+  flagSets: string[][];
+  compareWith: string | null;
   profile: boolean;
   keep: boolean;
 }
@@ -98,6 +119,9 @@ function options(): Options {
       'log-level': { type: 'string', default: 'info' },
       only: { type: 'string' },
       floor: { type: 'boolean', default: false },
+      'node-flags': { type: 'string', default: '' },
+      'flag-sets': { type: 'string', default: '' },
+      'compare-with': { type: 'string' },
       quick: { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
@@ -123,9 +147,15 @@ function options(): Options {
       'wrk is not installed: apt-get install -y wrk (Debian/Ubuntu), brew install wrk (macOS), or use --tool autocannon',
     );
   const only = v.only ? v.only.split(',').map((s) => s.trim()) : null;
+  const flagSets = v['flag-sets']
+    .split('|')
+    .map((f) => f.trim().split(/\s+/).filter(Boolean))
+    .filter((f) => f.length > 0);
   for (const id of only ?? [])
-    if (!SCENARIOS.some((s) => s.id === id))
-      usage(`no scenario "${id}" (there are ${SCENARIOS.map((s) => s.id).join(', ')})`);
+    if (!SCENARIOS.some((s) => s.id === id) && !/^c\d+$/.test(id))
+      usage(
+        `no scenario "${id}" (there are ${SCENARIOS.map((s) => s.id).join(', ')}, and c1, c2, ... with --flag-sets)`,
+      );
   return {
     modes: mode === 'both' ? ['saturation', 'fixed'] : [mode],
     duration: num('duration', v.duration, v.quick ? 4 : 10),
@@ -140,6 +170,9 @@ function options(): Options {
     logLevel: v['log-level'],
     only,
     floor: v.floor,
+    nodeFlags: v['node-flags'].split(/\s+/).filter(Boolean),
+    flagSets,
+    compareWith: v['compare-with'] ?? null,
     profile: v.profile,
     keep: v.keep,
   };
@@ -191,12 +224,21 @@ async function startListening(
 interface RunningGatehouse {
   variant: GatehouseVariant;
   child: ChildProcess;
+  /** Where the load goes: Gatehouse, or the nginx in front of it (variant.front). */
   url: string;
+  /** The nginx that asks this Gatehouse (variant.front). */
+  front?: RunningNginx;
   logFile: string;
   command: string;
   /** "name=value" of a session made through POST /.auth/register. */
   sessionCookie: string;
   userId: string;
+}
+
+/** Whether this build's config takes `config` (a variant's keys, e.g. listen.workers). */
+function schemaTakes(config: Record<string, unknown>): boolean {
+  const base = { publicUrl: 'http://127.0.0.1:1', upstream: 'http://127.0.0.1:2' };
+  return ConfigSchema.safeParse(merge(base, config)).success;
 }
 
 function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
@@ -240,21 +282,25 @@ async function startGatehouse(
   tmp: string,
   o: Options,
   cpus: string | null,
+  nginx: string | null,
 ): Promise<RunningGatehouse> {
   const dir = join(tmp, variant.id);
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
+  // With nginx in front, users (and the bench) reach the app at nginx's address: publicUrl.
+  const frontPort = variant.front ? await freePort() : undefined;
+  const config = gatehouseConfig(port, upstream, dir, o.logLevel, variant);
+  if (frontPort) config.publicUrl = `http://127.0.0.1:${frontPort}`;
   const configFile = join(dir, 'gatehouse.yaml');
-  writeFileSync(
-    configFile,
-    `# generated by bench/run.ts\n${stringify(gatehouseConfig(port, upstream, dir, o.logLevel, variant))}`,
-  );
+  writeFileSync(configFile, `# generated by bench/run.ts\n${stringify(config)}`);
   const logFile = join(dir, 'gatehouse.log');
   const log = openSync(logFile, 'a');
   const profileDir = join(ROOT, 'bench/results/profiles');
   if (o.profile) mkdirSync(profileDir, { recursive: true });
   const argv = [
     process.execPath,
+    ...o.nodeFlags,
+    ...(variant.nodeFlags ?? []),
     ...(o.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
     'src/cli/main.ts',
     'serve',
@@ -262,24 +308,31 @@ async function startGatehouse(
     configFile,
   ];
   // stdout/stderr to a file, as `gatehouse serve > gatehouse.log` would: every log line is written for real.
-  const child = start(argv, cpus, { cwd: ROOT, stdio: ['ignore', log, log] });
+  const child = start(argv, cpus, { cwd: variant.root ?? ROOT, stdio: ['ignore', log, log] });
   closeSync(log);
-  const url = `http://127.0.0.1:${port}`;
+  const own = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 20_000;
   for (;;) {
     if (child.exitCode !== null)
       throw new Error(`Gatehouse (${variant.id}) exited with ${child.exitCode}:\n${readFileSync(logFile, 'utf8')}`);
-    const ok = await fetch(`${url}/.auth/health`).then(
+    const ok = await fetch(`${own}/.auth/health`).then(
       (r) => r.ok,
       () => false,
     );
     if (ok) break;
     if (Date.now() > deadline)
       throw new Error(
-        `Gatehouse (${variant.id}) did not answer on ${url} within 20 s:\n${readFileSync(logFile, 'utf8')}`,
+        `Gatehouse (${variant.id}) did not answer on ${own} within 20 s:\n${readFileSync(logFile, 'utf8')}`,
       );
     await new Promise((r) => setTimeout(r, 100));
   }
+  let front: RunningNginx | undefined;
+  if (variant.front) {
+    const nginxDir = join(dir, 'nginx');
+    const conf = cachedForwardAuthConfig(frontPort!, own, upstream, nginxDir);
+    front = await startNginx(nginx!, conf, frontPort!, nginxDir, cpus);
+  }
+  const url = front?.url ?? own;
   // A real session, made the way a user's browser or SPA makes one.
   const email = `bench-${variant.id}@example.com`;
   const res = await fetch(`${url}/.auth/register`, {
@@ -298,6 +351,7 @@ async function startGatehouse(
     variant,
     child,
     url,
+    ...(front ? { front } : {}),
     logFile,
     command: commandLine(
       argv.map((a) => a.replace(tmp, '$TMP').replace(profileDir, 'bench/results/profiles')),
@@ -314,8 +368,11 @@ interface Target {
   scenario: Scenario;
   request: Request;
   gatehouse: RunningGatehouse | undefined;
-  /** The process between load and app (Gatehouse or the floor proxy), for its CPU figures. */
-  proxyPid: number | undefined;
+  /**
+   * The processes between load and app, for their CPU figures: Gatehouse (with its workers),
+   * nginx and the Gatehouse it asks, the floor proxy, or nginx without auth.
+   */
+  proxyPids: number[];
 }
 
 /**
@@ -327,19 +384,22 @@ function targets(
   upstream: string,
   gatehouses: Map<string, RunningGatehouse>,
   floor: { child: ChildProcess; url: string } | undefined,
+  nginx: { child: ChildProcess; url: string } | undefined,
 ): Target[] {
   return scenarios.map((scenario) => {
-    const plain = scenario.via === 'direct' || scenario.via === 'floor';
+    const plain = scenario.via === 'direct' || scenario.via === 'floor' || scenario.via === 'nginx';
     const gh = plain ? undefined : gatehouses.get(scenario.via);
     if (!plain && !gh) throw new Error(`scenario ${scenario.id}: no Gatehouse variant "${scenario.via}"`);
     const session = gh?.sessionCookie ?? [...gatehouses.values()][0]?.sessionCookie ?? `gatehouse=${'x'.repeat(43)}`;
     const cookie = scenario.signedIn ? session : `benchpad1=${session.slice(session.indexOf('=') + 1)}`;
     if (scenario.signedIn && !gh) throw new Error(`scenario ${scenario.id}: a session needs Gatehouse`);
-    const base = scenario.via === 'floor' ? floor!.url : (gh?.url ?? upstream);
+    const base = scenario.via === 'floor' ? floor!.url : scenario.via === 'nginx' ? nginx!.url : (gh?.url ?? upstream);
+    const proxy = scenario.via === 'floor' ? [floor!.child] : scenario.via === 'nginx' ? [nginx!.child] : [];
+    if (gh) proxy.push(...(gh.front ? [gh.front.child] : []), gh.child);
     return {
       scenario,
       gatehouse: gh,
-      proxyPid: scenario.via === 'floor' ? floor!.child.pid : gh?.child.pid,
+      proxyPids: proxy.map((c) => c.pid!),
       request: {
         url: `${base}${scenario.path}`,
         headers: [
@@ -368,7 +428,8 @@ async function verify(t: Target): Promise<void> {
     throw new Error(`scenario ${t.scenario.id}: the app got an X-User-Id without a session`);
   if (t.gatehouse && seen['cookie']?.includes('gatehouse='))
     throw new Error(`scenario ${t.scenario.id}: the session cookie reached the app`);
-  if (t.gatehouse && !seen['x-request-id'])
+  // With nginx in front, nginx builds the app's request (no X-Request-Id); X-User-Id says Gatehouse decided.
+  if (t.gatehouse && !t.gatehouse.front && !seen['x-request-id'])
     throw new Error(`scenario ${t.scenario.id}: the request did not go through Gatehouse`);
   const assertion = seen['x-gatehouse-assertion'];
   const wantAssertion = t.scenario.assertion ?? t.scenario.signedIn;
@@ -494,9 +555,54 @@ async function main(): Promise<void> {
   let gatehouses = new Map<string, RunningGatehouse>();
   let upstream: Awaited<ReturnType<typeof startListening>> | undefined;
   let floor: Awaited<ReturnType<typeof startListening>> | undefined;
+  let plainNginx: RunningNginx | undefined;
+  const windows: ProfileWindow[] = [];
   try {
-    const scenarios = SCENARIOS.filter((s) => (o.only ? o.only.includes(s.id) : !s.optional || o.floor));
-    const variants = VARIANTS.filter((v) => scenarios.some((s) => s.via === v.id));
+    // --flag-sets: c once more per set of Node flags, on a Gatehouse of its own.
+    const flagVariants: GatehouseVariant[] = o.flagSets.map((flags, i) => ({
+      id: `flags${i + 1}`,
+      config: {},
+      nodeFlags: flags,
+    }));
+    if (o.compareWith) flagVariants.push({ id: 'other-checkout', config: {}, root: o.compareWith });
+    const allVariants = [...VARIANTS, ...flagVariants];
+    const allScenarios: Scenario[] = [
+      ...SCENARIOS,
+      ...o.flagSets.map((flags, i) => ({
+        id: `c${i + 1}`,
+        label: `valid session, node ${flags.join(' ')}`,
+        via: `flags${i + 1}`,
+        path: '/home/item',
+        signedIn: true,
+      })),
+      ...(o.compareWith
+        ? [
+            {
+              id: 'c0',
+              label: `valid session, ${o.compareWith.split('/').filter(Boolean).pop()}`,
+              via: 'other-checkout',
+              path: '/home/item',
+              signedIn: true,
+            },
+          ]
+        : []),
+    ];
+    const ratioTargets: RatioTarget[] = [
+      ...RATIOS,
+      ...o.flagSets.map((flags, i) => ({ num: `c${i + 1}`, den: 'c', label: `${flags.join(' ')} / without` })),
+      ...(o.compareWith ? [{ num: 'c', den: 'c0', label: `this checkout / ${o.compareWith}` }] : []),
+    ];
+    const nginxBinary = nginxPath();
+    const skipped = new Map<string, string>();
+    for (const v of allVariants)
+      if (v.requires && !schemaTakes(v.config)) skipped.set(v.id, `this build's config has no ${v.requires}`);
+      else if (v.front && !nginxBinary) skipped.set(v.id, 'nginx is not installed (apt-get install -y nginx)');
+    if (!nginxBinary) skipped.set('nginx', 'nginx is not installed (apt-get install -y nginx)');
+    const wanted = allScenarios.filter((s) => (o.only ? o.only.includes(s.id) : !s.optional));
+    const scenarios = wanted.filter((s) => !skipped.has(s.via));
+    for (const s of wanted)
+      if (skipped.has(s.via)) notes.push(`scenario ${s.id} (${s.label}) skipped: ${skipped.get(s.via)}`);
+    const variants = allVariants.filter((v) => scenarios.some((s) => s.via === v.id));
     progress(`bench: starting the app and ${variants.length} Gatehouse process(es) (${layout.description})`);
     upstream = await startListening(
       [process.execPath, join(ROOT, 'bench/upstream.ts'), '0'],
@@ -507,9 +613,20 @@ async function main(): Promise<void> {
     floor = scenarios.some((s) => s.via === 'floor')
       ? await startListening(floorArgv, layout.cpus.gatehouse, 'the floor proxy')
       : undefined;
+    if (scenarios.some((s) => s.via === 'nginx')) {
+      const port = await freePort();
+      const dir = join(tmp, 'nginx');
+      plainNginx = await startNginx(
+        nginxBinary!,
+        plainConfig(port, upstream.url, dir),
+        port,
+        dir,
+        layout.cpus.gatehouse,
+      );
+    }
     for (const v of variants.length ? variants : VARIANTS.slice(0, 1))
-      gatehouses.set(v.id, await startGatehouse(v, upstream.url, tmp, o, layout.cpus.gatehouse));
-    const list = targets(scenarios, upstream.url, gatehouses, floor);
+      gatehouses.set(v.id, await startGatehouse(v, upstream.url, tmp, o, layout.cpus.gatehouse, nginxBinary));
+    const list = targets(scenarios, upstream.url, gatehouses, floor, plainNginx);
     for (const t of list) await verify(t);
     const firstGatehouse = [...gatehouses.values()][0]!;
     const idleMemory = memory(firstGatehouse.child.pid);
@@ -531,7 +648,7 @@ async function main(): Promise<void> {
                 threads: o.threads,
                 cpus: layout.cpus.loadgen,
               });
-            window = new CpuWindow({ gatehouse: t.proxyPid ?? gh.child.pid, upstream: upstream.child.pid });
+            window = new CpuWindow({ gatehouse: t.proxyPids, upstream: upstream.child.pid });
             load = await tool.run(t.request, {
               connections: o.connections,
               seconds: o.duration,
@@ -540,7 +657,7 @@ async function main(): Promise<void> {
               onSpawn: (c) => window.watchLoadgen(c.pid),
             });
           } else {
-            window = new CpuWindow({ gatehouse: t.proxyPid ?? gh.child.pid, upstream: upstream.child.pid });
+            window = new CpuWindow({ gatehouse: t.proxyPids, upstream: upstream.child.pid });
             load = await paced(t.request, {
               rate: o.rate,
               seconds: o.duration,
@@ -551,6 +668,7 @@ async function main(): Promise<void> {
             });
           }
           const cpu = window.end();
+          if (t.gatehouse) windows.push({ pid: t.gatehouse.child.pid!, startUs: window.startUs, endUs: nowUs() });
           if (load.errors || load.non2xx || load.overloaded)
             progress(
               `bench:   ${load.errors} errors, ${load.non2xx} non-2xx${load.overloaded ? ', generator overloaded' : ''}`,
@@ -578,13 +696,17 @@ async function main(): Promise<void> {
     say(`Gatehouse bench — Node ${process.version}, ${layout.description}`);
     for (const n of notes) say(`note: ${n}`);
     say(
-      `CPU: proxy µs/req = CPU time (all threads) the proxy (Gatehouse, or the floor proxy for z) spent per request; proxy, app, load gen = percent of one core each used; core N = how busy that core was.`,
+      `CPU: proxy µs/req = CPU time (all threads) the proxy spent per request (Gatehouse with its workers; z the floor proxy; n nginx; f nginx + the Gatehouse it asks); proxy, app, load gen = percent of one core each used; core N = how busy that core was.`,
     );
     if (sum.saturation.size) {
       say();
       say(
         `Saturation: ${tool.name}, ${o.connections} connections, ${o.threads} thread(s), ${o.duration} s per run after ${o.warmup} s warm-up, ${o.rounds} round(s) interleaved; medians`,
       );
+      const times = (id: string, x: Summary) => {
+        const base = sum.saturation.get(id)?.rps;
+        return base ? `${(x.rps / base).toFixed(2)}×` : '—';
+      };
       const rows = scenarios.map((s) => {
         const x = sum.saturation.get(s.id)!;
         const spread = o.rounds > 1 ? `${fmtInt(x.rpsMin)}–${fmtInt(x.rpsMax)}` : '';
@@ -592,6 +714,8 @@ async function main(): Promise<void> {
           label(s),
           fmtInt(x.rps),
           spread,
+          times('a', x),
+          times('z', x),
           fmtMs(x.p50),
           fmtMs(x.p99),
           ...cpuCells(x, coreIds, s.via !== 'direct'),
@@ -604,6 +728,8 @@ async function main(): Promise<void> {
             'scenario',
             'req/s',
             o.rounds > 1 ? 'range' : '',
+            '× direct',
+            '× floor',
             'p50 ms',
             'p99 ms',
             'proxy µs/req',
@@ -662,7 +788,7 @@ async function main(): Promise<void> {
     const checks: Record<string, boolean> = {};
     const rows: string[][] = [];
     const satRps = (id: string) => sum.saturation.get(id)?.rps;
-    for (const r of RATIOS) {
+    for (const r of ratioTargets) {
       const num = satRps(r.num);
       const den = satRps(r.den);
       if (num === undefined || den === undefined) continue;
@@ -715,8 +841,12 @@ async function main(): Promise<void> {
     say('Processes:');
     say(`  app        ${upstream.command.replace(ROOT, '')}`);
     if (floor) say(`  floor      ${floor.command.replace(ROOT, '')}`);
-    for (const g of gatehouses.values())
+    if (plainNginx) say(`  nginx      ${plainNginx.command}   (no auth)`);
+    for (const g of gatehouses.values()) {
       say(`  gatehouse  ${g.command}${gatehouses.size > 1 ? `   (${g.variant.id})` : ''}`);
+      if (g.front)
+        say(`  nginx      ${g.front.command}   (in front of ${g.variant.id}: examples/nginx-forward-auth-cached.conf)`);
+    }
     say(
       `  load       ${o.modes.includes('saturation') ? `${tool.name}${layout.cpus.loadgen !== null ? ` under taskset -c ${layout.cpus.loadgen}` : ''}` : ''}${o.modes.length === 2 ? '; ' : ''}${o.modes.includes('fixed') ? `node bench/paced.ts${layout.cpus.loadgen !== null ? ` under taskset -c ${layout.cpus.loadgen}` : ''}` : ''}`,
     );
@@ -776,10 +906,14 @@ async function main(): Promise<void> {
     process.stdout.write(`${out.join('\n')}\n`);
   } finally {
     await Promise.all([
-      ...[...gatehouses.values()].map((g) => stop(g.child)),
-      ...[upstream, floor].map((p) => (p ? stop(p.child) : Promise.resolve())),
+      ...[...gatehouses.values()].flatMap((g) => [stop(g.child), ...(g.front ? [stop(g.front.child)] : [])]),
+      ...[upstream, floor, plainNginx].map((p) => (p ? stop(p.child) : Promise.resolve())),
     ]);
+    for (const g of gatehouses.values())
+      if (g.front) rmSync(cacheDir(join(tmp, g.variant.id, 'nginx')), { recursive: true, force: true });
     gatehouses = new Map();
+    if (o.profile && windows.length)
+      process.stdout.write(`\n${summarizeProfiles(join(ROOT, 'bench/results/profiles'), windows)}\n`);
     if (!o.keep) rmSync(tmp, { recursive: true, force: true });
   }
 }

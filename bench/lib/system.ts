@@ -147,6 +147,31 @@ export function cpuSeconds(pid: number | undefined): number | null {
   }
 }
 
+/** The pid and every process below it (a Gatehouse with listen.workers has children). */
+export function withDescendants(pid: number | undefined): number[] {
+  if (!pid) return [];
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    try {
+      for (const c of readFileSync(`/proc/${out[i]}/task/${out[i]}/children`, 'latin1').trim().split(/\s+/))
+        if (c) out.push(Number(c));
+    } catch {
+      // gone, or not Linux
+    }
+  }
+  return out;
+}
+
+/** CPU seconds of several processes together (null when none is known). */
+function cpuSecondsOf(pids: number[]): number | null {
+  let sum: number | null = null;
+  for (const p of pids) {
+    const s = cpuSeconds(p);
+    if (s !== null) sum = (sum ?? 0) + s;
+  }
+  return sum;
+}
+
 /** Resident set size now and at its peak (VmHWM), in MiB. */
 export function memory(pid: number | undefined): { rssMiB: number; peakMiB: number } | null {
   if (!pid) return null;
@@ -193,8 +218,14 @@ export interface CpuUsage {
  * CPU use over one measurement window. The load generator is a short-lived process, so its
  * CPU time is sampled while it runs (the last ≤200 ms are missed, a percent or two).
  */
+/** Microseconds on the monotonic clock, the one V8's CPU profiles use. */
+export const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
+
 export class CpuWindow {
-  private readonly pids: { gatehouse?: number; upstream?: number };
+  /** When the window opened (nowUs), to pick a CPU profile's samples of this window. */
+  readonly startUs = nowUs();
+  /** gatehouse: the proxy's processes (Gatehouse and its workers, or nginx + Gatehouse), summed. */
+  private readonly pids: { gatehouse: number[]; upstream?: number };
   private readonly startedAt = performance.now();
   private readonly before: {
     gatehouse: number | null;
@@ -205,9 +236,14 @@ export class CpuWindow {
   private loadgenCpu: number | null = null;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(pids: { gatehouse?: number; upstream?: number }) {
-    this.pids = pids;
-    this.before = { gatehouse: cpuSeconds(pids.gatehouse), upstream: cpuSeconds(pids.upstream), cores: coreTimes() };
+  constructor(pids: { gatehouse?: number | number[]; upstream?: number }) {
+    const proxy = Array.isArray(pids.gatehouse) ? pids.gatehouse : [pids.gatehouse];
+    this.pids = { gatehouse: proxy.flatMap((p) => withDescendants(p)), upstream: pids.upstream };
+    this.before = {
+      gatehouse: cpuSecondsOf(this.pids.gatehouse),
+      upstream: cpuSeconds(pids.upstream),
+      cores: coreTimes(),
+    };
     this.timer = setInterval(() => this.sample(), 200);
   }
 
@@ -226,7 +262,7 @@ export class CpuWindow {
     const wall = (performance.now() - this.startedAt) / 1000;
     const pct = (before: number | null, after: number | null) =>
       before === null || after === null ? null : (100 * (after - before)) / wall;
-    const gatehouse = pct(this.before.gatehouse, cpuSeconds(this.pids.gatehouse));
+    const gatehouse = pct(this.before.gatehouse, cpuSecondsOf(this.pids.gatehouse));
     const upstream = pct(this.before.upstream, cpuSeconds(this.pids.upstream));
     const loadgen = this.loadgenCpu === null ? null : (100 * this.loadgenCpu) / wall;
     const cores: Record<string, number> = {};

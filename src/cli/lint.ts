@@ -92,6 +92,13 @@ export function lintConfig(config: Config): Warning[] {
   w.push(...lintProviders(config));
   w.push(...lintOAuth(config));
   w.push(...lintEmail(config));
+  if (config.forwardAuth.cacheFor > 0) {
+    const n = config.forwardAuth.cacheFor / 1000;
+    w.push({
+      key: 'forwardAuth.cacheFor',
+      message: `a proxy that caches /.auth/check answers (examples/nginx-forward-auth-cached.conf) lets a revoked session, a disabled user or removed groups through for up to ${n}s: logout, \`gatehouse sessions revoke\` and \`gatehouse users disable\` take effect there after up to ${n}s.`,
+    });
+  }
   w.push(...lintWorkers(config));
   w.push(...lintOperations(config));
   return w;

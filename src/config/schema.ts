@@ -397,8 +397,30 @@ export const ConfigSchema = z
         }),
       })
       .prefault({}),
+    forwardAuth: z
+      .strictObject({
+        cacheFor: durationField('0s', { max: 60_000 }).meta({
+          description:
+            'How long a proxy may cache an allowing /.auth/check answer (Cache-Control: private, max-age and X-Accel-Expires; examples/nginx-forward-auth-cached.conf). 0 = never (the default). At most 60s. A revoked session or a changed user can pass for up to this long at a proxy that caches',
+        }),
+      })
+      .prefault({})
+      .meta({ description: 'Forward-auth (/.auth/check): answers a proxy in front may cache' }),
   })
   .superRefine((c, ctx) => {
+    if (c.forwardAuth.cacheFor % 1000 !== 0)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['forwardAuth', 'cacheFor'],
+        message: 'cacheFor is whole seconds (max-age counts seconds)',
+      });
+    if (c.forwardAuth.cacheFor > 0 && c.tokens.assertionTtl <= 2 * c.forwardAuth.cacheFor)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['forwardAuth', 'cacheFor'],
+        message:
+          'tokens.assertionTtl must be more than twice forwardAuth.cacheFor: an assertion taken from a cached answer must still be valid when the proxy sends it',
+      });
     if (!c.upstream && !c.apps)
       ctx.addIssue({ code: 'custom', path: ['upstream'], message: 'set upstream (one app) or apps (several)' });
     if (c.upstream && c.apps)

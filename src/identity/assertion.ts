@@ -53,17 +53,34 @@ export class Assertions {
   private readonly secrets: Secrets;
   private readonly ttlMs: number;
   private readonly reuseMs: number;
+  /** The least lifetime a reused assertion has left. */
+  private readonly margin: number;
   /** Per app. */
   private readonly maxEntries: number;
   private readonly now: () => number;
   /** app name → session id hash → entry. Both keys are strings the session cache keeps, so no key is built per request. */
   private readonly byApp = new Map<string, Map<string, Entry>>();
 
-  constructor(ring: KeyRing, secrets: Secrets, options: { ttlMs: number; maxEntries?: number; now?: () => number }) {
+  constructor(
+    ring: KeyRing,
+    secrets: Secrets,
+    options: {
+      ttlMs: number;
+      maxEntries?: number;
+      now?: () => number;
+      /**
+       * How long a proxy may keep an answer that carries an assertion (forwardAuth.cacheFor):
+       * one is sent again only while at least twice this much of its lifetime is left, so the
+       * copy a proxy sends at the end of that time is still valid (config: assertionTtl > 2×).
+       */
+      cachedForMs?: number;
+    },
+  ) {
     this.ring = ring;
     this.secrets = secrets;
     this.ttlMs = options.ttlMs;
-    this.reuseMs = options.ttlMs - reuseMargin(options.ttlMs);
+    this.margin = Math.max(reuseMargin(options.ttlMs), 2 * (options.cachedForMs ?? 0));
+    this.reuseMs = options.ttlMs - this.margin;
     this.maxEntries = options.maxEntries ?? 10_000;
     this.now = options.now ?? Date.now;
   }
@@ -105,7 +122,7 @@ export class Assertions {
         entry.token = token;
         // Never past its exp (whole seconds) minus the margin, whatever the clock said at signing.
         const expMs = (decodeJwt(token).exp ?? 0) * 1000;
-        entry.reuseUntil = Math.min(now + this.reuseMs, expMs - reuseMargin(this.ttlMs));
+        entry.reuseUntil = Math.min(now + this.reuseMs, expMs - this.margin);
         entry.pending = null;
         return token;
       },

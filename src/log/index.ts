@@ -152,3 +152,38 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     destination ?? batchedStdout(),
   );
 }
+
+/** What request lines may carry unescaped (ids, methods, paths); anything else goes through JSON.stringify. */
+const PLAIN = /^[\x20-\x7e]*$/;
+const NEEDS_ESCAPE = /["\\]/;
+const str = (v: string) => (PLAIN.test(v) && !NEEDS_ESCAPE.test(v) ? `"${v}"` : JSON.stringify(v));
+
+export type RequestLine = (
+  id: string,
+  method: string | undefined,
+  path: string,
+  status: number,
+  ms: number,
+  user: string | undefined,
+  trace: string | undefined,
+) => void;
+
+/**
+ * The one line per request, built as a string with pino's own pre-serialized parts (the level
+ * label, the timestamp, the logger's bindings: pid and whatever a child adds) and written to
+ * the logger's destination: the same JSON as `logger.info({req: {id, method, path}, status,
+ * ms, user, trace}, 'request')`, without pino's generic path (an object per line, its keys walked by
+ * the redaction formatter, JSON.stringify of the nested req). Its fields are fixed and carry
+ * no secret (the path never has the query). Off below level info, like logger.info.
+ */
+export function requestLine(logger: Logger): RequestLine {
+  const l = logger as unknown as Record<symbol, unknown>;
+  const stream = l[pino.symbols.streamSym] as { write(s: string): void };
+  return (id, method, path, status, ms, user, trace) => {
+    if (logger.levelVal > 30) return;
+    const chindings = l[pino.symbols.chindingsSym] as string;
+    stream.write(
+      `{"level":"info"${isoTime()}${chindings},"req":{"id":${str(id)},${method === undefined ? '' : `"method":${str(method)},`}"path":${str(path)}},"status":${status},"ms":${ms}${user === undefined ? '' : `,"user":${str(user)}`}${trace === undefined ? '' : `,"trace":${str(trace)}`},"msg":"request"}\n`,
+    );
+  };
+}

@@ -42,6 +42,8 @@ export interface BearerCheck {
 /** The session lookup (sessions/), as the authorize step needs it. */
 export interface SessionLookup {
   lookup(req: IncomingMessage, cookie: SessionCookie, origin: string): Promise<Lookup>;
+  /** The same answer, synchronously when it can be had without waiting (sessions/index.ts). */
+  lookupNow?(req: IncomingMessage, cookie: SessionCookie, origin: string): Lookup | Promise<Lookup>;
 }
 
 const NO_APP: Decision = { kind: 'no_app' };
@@ -56,17 +58,19 @@ export function ruleFor(site: Site, method: string, path: string): { app: App; r
 }
 
 /**
- * Throws when the store is unreachable on a protected rule (fail closed); public rules still
- * tell the app who is signed in when they can, but never fail on the store.
+ * Throws (or rejects) when the store is unreachable on a protected rule (fail closed); public
+ * rules still tell the app who is signed in when they can, but never fail on the store. The
+ * answer is synchronous when nothing had to be waited for (a session the store holds in
+ * memory): the common request makes no promise here.
  */
-export async function decide(
+export function decide(
   sessions: SessionLookup,
   site: Site,
   req: IncomingMessage,
   method: string,
   path: string,
   bearer?: BearerCheck,
-): Promise<Decision> {
+): Decision | Promise<Decision> {
   const app = appFor(site, path);
   if (!app) return NO_APP;
   const rule = matchRule(app.rules, app.fallback, method, path);
@@ -86,30 +90,46 @@ export async function decide(
     if (token !== undefined && !bearer!.isOwnToken(token)) token = undefined;
     ownToken = 'authorization';
   }
-  if (token !== undefined) {
-    if (rule.access === 'authenticated') {
-      const r = await bearer!.authenticate(token, app);
-      if (!r.ok) return { kind: 'invalid_token', app, rule, description: r.description };
-      if (site.requireVerifiedEmail && !r.active.user.emailVerified)
-        return { kind: 'forbidden', app, rule, active: r.active, reason: 'email_unverified' };
-      if (!allows(rule.allow, r.active.user)) return { kind: 'forbidden', app, rule, active: r.active };
-      return { kind: 'allow', app, rule, active: r.active, ownToken };
-    }
-    const r = await bearer!.authenticate(token, app).catch(() => undefined);
-    return { kind: 'allow', app, rule, active: r?.ok ? r.active : undefined, ownToken };
-  }
+  if (token !== undefined) return decideBearer(bearer!, token, ownToken, site, app, rule);
   if (rule.access === 'authenticated') {
-    const lookup = await sessions.lookup(req, site.session, site.origin);
-    if (lookup.state !== 'active') return { kind: 'unauthenticated', app, rule, lookup };
-    if (site.requireVerifiedEmail && !lookup.active.user.emailVerified)
-      return { kind: 'forbidden', app, rule, active: lookup.active, reason: 'email_unverified' };
-    if (!allows(rule.allow, lookup.active.user)) return { kind: 'forbidden', app, rule, active: lookup.active };
-    return { kind: 'allow', app, rule, active: lookup.active };
+    const lookup = sessions.lookupNow
+      ? sessions.lookupNow(req, site.session, site.origin)
+      : sessions.lookup(req, site.session, site.origin);
+    return lookup instanceof Promise
+      ? lookup.then((l) => signedIn(site, app, rule, l))
+      : signedIn(site, app, rule, lookup);
   }
-  let active: ActiveSession | undefined;
-  if (req.headers.cookie?.includes(site.cookies.session)) {
-    const found = await sessions.lookup(req, site.session, site.origin).catch(() => undefined);
-    if (found?.state === 'active') active = found.active;
+  if (!req.headers.cookie?.includes(site.cookies.session)) return { kind: 'allow', app, rule, active: undefined };
+  return sessions.lookup(req, site.session, site.origin).then(
+    (found) => ({ kind: 'allow', app, rule, active: found.state === 'active' ? found.active : undefined }),
+    () => ({ kind: 'allow', app, rule, active: undefined }),
+  );
+}
+
+function signedIn(site: Site, app: App, rule: Rule, lookup: Lookup): Decision {
+  if (lookup.state !== 'active') return { kind: 'unauthenticated', app, rule, lookup };
+  if (site.requireVerifiedEmail && !lookup.active.user.emailVerified)
+    return { kind: 'forbidden', app, rule, active: lookup.active, reason: 'email_unverified' };
+  if (!allows(rule.allow, lookup.active.user)) return { kind: 'forbidden', app, rule, active: lookup.active };
+  return { kind: 'allow', app, rule, active: lookup.active };
+}
+
+async function decideBearer(
+  bearer: BearerCheck,
+  token: string,
+  ownToken: OwnToken,
+  site: Site,
+  app: App,
+  rule: Rule,
+): Promise<Decision> {
+  if (rule.access === 'authenticated') {
+    const r = await bearer.authenticate(token, app);
+    if (!r.ok) return { kind: 'invalid_token', app, rule, description: r.description };
+    if (site.requireVerifiedEmail && !r.active.user.emailVerified)
+      return { kind: 'forbidden', app, rule, active: r.active, reason: 'email_unverified' };
+    if (!allows(rule.allow, r.active.user)) return { kind: 'forbidden', app, rule, active: r.active };
+    return { kind: 'allow', app, rule, active: r.active, ownToken };
   }
-  return { kind: 'allow', app, rule, active };
+  const r = await bearer.authenticate(token, app).catch(() => undefined);
+  return { kind: 'allow', app, rule, active: r?.ok ? r.active : undefined, ownToken };
 }

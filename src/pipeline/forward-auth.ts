@@ -69,6 +69,8 @@ export class ForwardAuth {
   private readonly assertions: Assertions;
   /** Gatehouse's own bearer tokens (src/oauth/), decided like a proxied request's. */
   private readonly bearer: (BearerCheck & { challenge(app: App, error?: string): string }) | undefined;
+  /** With forwardAuth.cacheFor: the Cache-Control and X-Accel-Expires of a cacheable answer. */
+  private readonly cacheable: readonly [string, string] | null;
 
   constructor(o: {
     sessions: Sessions;
@@ -76,12 +78,16 @@ export class ForwardAuth {
     routes: Pick<Routes, 'prefix' | 'route'>;
     assertions: Assertions;
     bearer?: BearerCheck & { challenge(app: App, error?: string): string };
+    /** forwardAuth.cacheFor in seconds (0: every answer is no-store). */
+    cacheForSeconds?: number;
   }) {
     this.sessions = o.sessions;
     this.diagnosis = o.diagnosis;
     this.routes = o.routes;
     this.assertions = o.assertions;
     this.bearer = o.bearer;
+    const n = o.cacheForSeconds ?? 0;
+    this.cacheable = n > 0 ? [`private, max-age=${n}`, String(n)] : null;
   }
 
   async handle(ctx: RequestContext<Site>): Promise<void> {
@@ -106,7 +112,7 @@ export class ForwardAuth {
       return errorPage(req, res, site, 404, 'not_found', 'There is no page at this address.');
     // Gatehouse's own pages and documents decide for themselves; a proxy that checks them too
     // (Traefik's middleware on the whole entry point) must let them through.
-    if (routed.kind !== 'app') return allow(res, site, req.headers.cookie, []);
+    if (routed.kind !== 'app') return allow(res, site, req.headers.cookie, [], null, this.cacheable);
     // A WebSocket handshake (the proxies pass Sec-WebSocket-Key and Origin on with the other
     // headers) gets the Origin checks of Gatehouse's own upgrades: cross-site WebSocket hijacking.
     const webSocket = h['sec-websocket-key'] !== undefined;
@@ -142,15 +148,39 @@ export class ForwardAuth {
         if (webSocket && active && !o.ownToken && h.origin === undefined)
           return errorPage(req, res, site, 403, 'forbidden', 'A signed-in WebSocket handshake must send Origin.');
         const assertion = active && app.signed ? await this.assertions.get(app, active) : undefined;
-        return allow(res, site, req.headers.cookie, identityHeaders(app, active, assertion));
+        // A proxy may keep this answer (forwardAuth.cacheFor) only when it depends on nothing
+        // but what the example's cache key holds: host, method, path, Cookie and Authorization.
+        // Method overrides and WebSocket handshakes (Origin) are asked about every time.
+        const cache = overrides.length === 0 && !webSocket ? this.cacheable : null;
+        return allow(res, site, req.headers.cookie, identityHeaders(app, active, assertion), cache, this.cacheable);
       }
     }
   }
 }
 
-function allow(res: ServerResponse, site: Site, cookie: string | undefined, identity: readonly string[]): void {
+/**
+ * The 200 answer. `cache` (forwardAuth.cacheFor): a proxy may keep it for that long, for this
+ * Cookie and Authorization only (Vary); never when it sets a cookie. Otherwise no-store, and
+ * when caching is configured at all, X-Accel-Expires: 0, which nginx obeys even where its
+ * config caches 200s regardless of Cache-Control.
+ */
+function allow(
+  res: ServerResponse,
+  site: Site,
+  cookie: string | undefined,
+  identity: readonly string[],
+  cache: readonly [string, string] | null = null,
+  configured: readonly [string, string] | null = null,
+): void {
   res.statusCode = 200;
-  res.setHeader('cache-control', 'no-store');
+  if (cache && !res.hasHeader('set-cookie')) {
+    res.setHeader('cache-control', cache[0]);
+    res.setHeader('x-accel-expires', cache[1]);
+    res.setHeader('vary', 'Cookie, Authorization');
+  } else {
+    res.setHeader('cache-control', 'no-store');
+    if (configured) res.setHeader('x-accel-expires', '0');
+  }
   res.setHeader('content-length', 0);
   const appCookie = cookie === undefined ? null : stripCookies(cookie, site.ownCookies);
   if (appCookie !== null) res.setHeader('x-gatehouse-cookie', appCookie);

@@ -16,7 +16,7 @@ import type { Match } from '../http/router.ts';
 import { paths } from '../http/paths.ts';
 import { normalizeTarget } from '../http/target.ts';
 import type { Assertions } from '../identity/assertion.ts';
-import type { Logger } from '../log/index.ts';
+import { type Logger, type RequestLine, requestLine } from '../log/index.ts';
 import { type Metrics, NO_APP, type RequestKind } from '../metrics/index.ts';
 import type { Rule } from '../policy/rules.ts';
 import type { ProviderService } from '../providers/service.ts';
@@ -79,9 +79,12 @@ interface Meter {
  */
 export class HttpEntry {
   private readonly d: HttpEntryDeps;
+  /** The request line, written without pino's generic path (log/index.ts). */
+  private readonly line: RequestLine;
 
   constructor(deps: HttpEntryDeps) {
     this.d = deps;
+    this.line = requestLine(deps.logger);
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -178,15 +181,14 @@ export class HttpEntry {
         // Gatehouse's own 429s (sign-in, registration, reset, OAuth limits), by route: not an app's.
         if (status === 429 && meter.route) this.d.metrics!.rateLimited.inc({ limit: meter.route });
       }
-      this.d.logger.info(
-        {
-          req: { id: requestId, method: req.method, path: ctx?.path ?? '(invalid)' },
-          status,
-          ms: Math.round((ended - started) * 10) / 10,
-          user: ctx?.userId,
-          trace: trace.id,
-        },
-        'request',
+      this.line(
+        requestId,
+        req.method,
+        ctx?.path ?? '(invalid)',
+        status,
+        Math.round((ended - started) * 10) / 10,
+        ctx?.userId,
+        trace.id,
       );
     }
   }
@@ -224,7 +226,8 @@ export class HttpEntry {
   private async proxy(ctx: RequestContext<Site>, meter?: Meter): Promise<number> {
     const { req, res, site } = ctx;
     const method = req.method ?? 'GET';
-    const d = await decide(this.d.sessions, site, req, method, ctx.path, this.d.oauth);
+    let d = decide(this.d.sessions, site, req, method, ctx.path, this.d.oauth);
+    if (d instanceof Promise) d = await d;
     if (d.kind === 'forbidden') ctx.userId = d.active.user.id;
     if (meter && d.kind !== 'no_app') meter.app = d.app.name;
     const o = outcome(d, ctx, this.d.routes.prefix, method);

@@ -207,7 +207,11 @@ export class Gatehouse {
     const account = new AccountPage(services, forms);
     const verification = new EmailVerification(services, forms, account, links, mailer);
     const signIn = new SignIn(services, forms).onRegister((ctx, user) => verification.afterRegister(ctx, user));
-    const assertions = new Assertions(keys, secrets, { ttlMs: config.tokens.assertionTtl });
+    const assertions = new Assertions(keys, secrets, {
+      ttlMs: config.tokens.assertionTtl,
+      cachedForMs: config.forwardAuth.cacheFor,
+      ...(clock ? { now: clock } : {}),
+    });
     // The pipeline (src/pipeline/): routes by the table of server/routes.ts, then decides.
     const features: Features = {
       signIn,
@@ -223,6 +227,7 @@ export class Gatehouse {
         routes: { prefix, route: (method, path, foldCase) => this.routes.route(method, path, foldCase) },
         assertions,
         bearer: this.oauth,
+        cacheForSeconds: config.forwardAuth.cacheFor / 1000,
       }),
       keys,
       activity: new AccountActivity(services, forms, account),

@@ -27,6 +27,8 @@ export type Lookup =
 
 const COOKIE_VALUE = /^[A-Za-z0-9_-]{43}$/;
 
+const NONE: Lookup = { state: 'none' };
+
 export const hashSessionId = (id: string): string => hash('sha256', id, 'base64url');
 
 export interface SessionOptions {
@@ -62,10 +64,34 @@ export class Sessions {
    */
   async lookup(req: IncomingMessage, cookie: SessionCookie, site: string, now = Date.now()): Promise<Lookup> {
     const raw = readCookie(req.headers.cookie, cookie.name);
-    if (raw === undefined) return { state: 'none' };
+    if (raw === undefined) return NONE;
     if (raw === null) return { state: 'invalid', reason: 'ambiguous' };
     if (!COOKIE_VALUE.test(raw)) return { state: 'invalid', reason: 'malformed' };
-    const found = await this.store.sessions.getWithUser(hashSessionId(raw));
+    return this.judge(await this.store.sessions.getWithUser(hashSessionId(raw)), site, now);
+  }
+
+  /**
+   * lookup() without a promise when the store has the session in memory and knows it is
+   * current (the common request on SQLite: no microtask, no promise per request); otherwise
+   * lookup() itself. Same answers, same errors (a failing store rejects the promise).
+   */
+  lookupNow(req: IncomingMessage, cookie: SessionCookie, site: string): Lookup | Promise<Lookup> {
+    const sessions = this.store.sessions;
+    if (!sessions.cachedWithUser) return this.lookup(req, cookie, site);
+    const raw = readCookie(req.headers.cookie, cookie.name);
+    if (raw === undefined) return NONE;
+    if (raw === null || !COOKIE_VALUE.test(raw)) return this.lookup(req, cookie, site);
+    let found: ActiveSession | undefined;
+    try {
+      found = sessions.cachedWithUser(hashSessionId(raw));
+    } catch {
+      return this.lookup(req, cookie, site);
+    }
+    return found ? this.judge(found, site, Date.now()) : this.lookup(req, cookie, site);
+  }
+
+  /** The session the store gave for the cookie, checked: site, user, expiry; touched now and then. */
+  private judge(found: ActiveSession | undefined, site: string, now: number): Lookup {
     if (!found) return { state: 'invalid', reason: 'unknown' };
     const { session, user } = found;
     if (session.site !== site) return { state: 'invalid', reason: 'other_site' };

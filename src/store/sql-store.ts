@@ -190,6 +190,12 @@ class SqlSessions implements SessionStore {
     return r && toSession(r);
   }
 
+  cachedWithUser(idHash: string): SessionWithUser | undefined {
+    if (!this.cache) return undefined;
+    this.cache.check();
+    return this.cache.get(idHash);
+  }
+
   async getWithUser(idHash: string): Promise<SessionWithUser | undefined> {
     const mark = this.cache?.check() ?? 0;
     const hit = this.cache?.get(idHash);

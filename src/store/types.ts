@@ -54,6 +54,11 @@ export interface SessionStore {
   get(idHash: string): Promise<Session | undefined>;
   /** The session and its user in one round trip: the per-request lookup. */
   getWithUser(idHash: string): Promise<{ session: Session; user: User } | undefined>;
+  /**
+   * What getWithUser would answer, synchronously, when the store holds it in memory and knows
+   * it is current (SQLite's read cache); undefined when it must be read. Optional.
+   */
+  cachedWithUser?(idHash: string): { session: Session; user: User } | undefined;
   touch(idHash: string, lastSeenAt: number): Promise<void>;
   delete(idHash: string): Promise<boolean>;
   /** Ends every session of a user, except one (the caller's own) when given. Returns how many. */

@@ -394,6 +394,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
       log: { level: 'info' },
       metrics: { listen: '127.0.0.1:9464' },
       audit: { retention: '90d' },
+      forwardAuth: { cacheFor: '5s' },
     },
     {
       publicUrl: 'https://app.example.com',
@@ -436,7 +437,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
   ];
   /** Messages of checks across keys: they compare values, so they have nothing "found" to show. */
   const ACROSS =
-    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse/;
+    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse|must be more than twice|whole seconds/;
 
   const paths = (v: unknown, at: (string | number)[] = []): (string | number)[][] => {
     if (Array.isArray(v)) return [at, ...v.flatMap((x, i) => paths(x, [...at, i]))];

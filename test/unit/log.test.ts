@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
-import { batchedStdout, createLogger, redact } from '../../src/log/index.ts';
+import { batchedStdout, createLogger, redact, requestLine } from '../../src/log/index.ts';
 
 function capture(): { logger: ReturnType<typeof createLogger>; lines: () => Record<string, unknown>[] } {
   const chunks: string[] = [];
@@ -102,5 +102,34 @@ describe('the batched stdout writer', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the request line', () => {
+  test("is the same JSON as logger.info's, bindings of a child included; odd paths are escaped; off above info", () => {
+    const { logger, lines } = capture();
+    const child = logger.child({ worker: 2 });
+    const trace = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const cases: [string, string | undefined, string, number, number, string | undefined, string | undefined][] = [
+      ['0f3c-id', 'GET', '/home/item', 200, 1.3, 'user-1', trace],
+      ['id2', undefined, '(invalid)', 400, 0, undefined, undefined],
+      ['id3', 'POST', '/a"b\\c/\u00e9/\u0001', 502, 12.5, undefined, trace],
+    ];
+    for (const [id, method, path, status, ms, user, t] of cases) {
+      child.info({ req: { id, method, path }, status, ms, user, trace: t }, 'request');
+      requestLine(child)(id, method, path, status, ms, user, t);
+    }
+    const all = lines();
+    assert.equal(all.length, 6);
+    for (let i = 0; i < all.length; i += 2) {
+      const { time: t1, ...viaPino } = all[i]!;
+      const { time: t2, ...fast } = all[i + 1]!;
+      assert.deepEqual(fast, viaPino);
+      assert.equal(typeof t2, typeof t1);
+    }
+    assert.equal(all[1]!.worker, 2);
+    logger.level = 'warn';
+    requestLine(logger)('id4', 'GET', '/x', 200, 1, undefined, undefined);
+    assert.equal(lines().length, 6);
   });
 });

@@ -231,9 +231,22 @@ describe('decide()', () => {
         throw new Error('store down');
       },
     };
-    await assert.rejects(decide(down, site, request(), 'GET', '/private'), /store down/);
+    await assert.rejects(async () => decide(down, site, request(), 'GET', '/private'), /store down/);
     const pub = await decide(down, site, request({ cookie: `${site.cookies.session}=x` }), 'GET', '/public/x');
     assert.equal(pub.kind === 'allow' && pub.active, undefined);
+  });
+
+  test('a session the store holds in memory is decided without a promise; the same answer as the lookup', async () => {
+    const active = { session: { id: 's' }, user: { id: 'u1', emailVerified: true, groups: [] } } as never;
+    const lookup: SessionLookup = {
+      lookup: async () => ({ state: 'active', active }),
+      lookupNow: () => ({ state: 'active', active }),
+    };
+    const now = decide(lookup, site, request({ cookie: `${site.cookies.session}=x` }), 'GET', '/private');
+    assert.ok(!(now instanceof Promise));
+    assert.equal(now.kind, 'allow');
+    const later = await decide({ lookup: lookup.lookup }, site, request(), 'GET', '/private');
+    assert.deepEqual(later, now);
   });
 });
 
