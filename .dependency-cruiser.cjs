@@ -6,13 +6,13 @@
  *   server    src/server/                  composition root: Gatehouse, Services, the route table
  *   pipeline  src/pipeline/                route → decide → outcome, and the entry points
  *   features  audit sessions accounts mail providers oauth diagnosis proxy identity
- *   model     store cache keys policy sites metrics
- *   base      config log http pages
+ *   model     store cache keys policy sites metrics jobs
+ *   base      config log http pages health
  *   verify    src/verify/ stands alone (gatehouse/verify for apps: imports nothing of ours)
  */
 const layers = {
-  base: ['config', 'log', 'http', 'pages'],
-  model: ['store', 'cache', 'keys', 'policy', 'sites', 'metrics'],
+  base: ['config', 'log', 'http', 'pages', 'health'],
+  model: ['store', 'cache', 'keys', 'policy', 'sites', 'metrics', 'jobs'],
   features: ['audit', 'sessions', 'accounts', 'mail', 'providers', 'oauth', 'diagnosis', 'proxy', 'identity'],
   pipeline: ['pipeline'],
   server: ['server'],

@@ -82,7 +82,7 @@ export class EmailTokens {
   }
 
   /** Drops tokens that expired more than a day ago (kept that long to say "expired", not "invalid"). */
-  purgeExpired(): Promise<number> {
-    return this.store.emailTokens.purgeExpired(this.now() - 86_400_000);
+  purgeExpired(limit?: number): Promise<number> {
+    return this.store.emailTokens.purgeExpired(this.now() - 86_400_000, limit);
   }
 }

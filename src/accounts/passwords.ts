@@ -16,6 +16,11 @@ export const MAX_PASSWORD_CHARS = 1024;
 
 export class PasswordBusyError extends Error {}
 
+/** Whether a password check now would be refused with PasswordBusyError (the queue is full). */
+export function passwordsBusy(): boolean {
+  return queue.length >= MAX_QUEUED;
+}
+
 // At most two hashes at once (one per core), and a short queue behind them: a login flood
 // gets fast 503s instead of a thread pool (and the DNS and file I/O sharing it) stalled.
 const MAX_RUNNING = 2;

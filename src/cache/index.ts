@@ -7,8 +7,12 @@ import type { Cache } from './types.ts';
 
 export type { Cache } from './types.ts';
 export { CacheUnavailableError } from './types.ts';
+export { FallbackCache, type CacheOutage, type WhenDown } from './fallback.ts';
 
-export async function openCache(config: Config['cache'], options: { keyPrefix?: string } = {}): Promise<Cache> {
+export async function openCache(
+  config: { type: 'memory' } | Pick<Extract<Config['cache'], { type: 'redis' }>, 'type' | 'url' | 'keyPrefix'>,
+  options: { keyPrefix?: string } = {},
+): Promise<Cache> {
   if (config.type === 'memory') return new MemoryCache();
   const cache = new RedisCache(config.url, options.keyPrefix ?? config.keyPrefix);
   await cache.connect();

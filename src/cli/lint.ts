@@ -93,6 +93,25 @@ export function lintConfig(config: Config): Warning[] {
   w.push(...lintOAuth(config));
   w.push(...lintEmail(config));
   w.push(...lintWorkers(config));
+  w.push(...lintOperations(config));
+  return w;
+}
+
+/** Drains and outages (docs/operations.md). */
+function lintOperations(config: Config): Warning[] {
+  const w: Warning[] = [];
+  const { drain, drainDelay } = config.listen.timeouts;
+  if (drainDelay + drain > 30_000)
+    w.push({
+      key: 'listen.timeouts.drainDelay',
+      message: `drainDelay + drain is ${Math.round((drainDelay + drain) / 1000)}s: an orchestrator that kills after 30 s (Kubernetes' default terminationGracePeriodSeconds, systemd's TimeoutStopSec is 90 s) cuts in-flight requests; give it more time or shorten these.`,
+    });
+  if (drainDelay === 0 && config.store.type === 'postgres')
+    w.push({
+      key: 'listen.timeouts.drainDelay',
+      message:
+        'several nodes (PostgreSQL) and no drainDelay: on SIGTERM the listener closes at once, before a load balancer that probes /.auth/ready has seen it turn 503; set drainDelay to its probe interval times its failure threshold (docs/operations.md, "Rolling restarts").',
+    });
   return w;
 }
 

@@ -4,17 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { closest } from '../config/suggest.ts';
-import { audit, auditCommand } from './audit.ts';
-import { backup } from './backup.ts';
-import { check } from './check.ts';
-import { operatorContext } from './context.ts';
 import { err, out, UsageError } from './io.ts';
-import { keys } from './keys.ts';
-import { login, logout, token } from './login.ts';
-import { serve } from './serve.ts';
-import { sessions } from './sessions.ts';
-import { exportStore, importStore } from './transfer.ts';
-import { users } from './users.ts';
+import { reexecWithV8Flags } from './v8-flags.ts';
 
 const OPTIONS = {
   config: { type: 'string', short: 'c' },
@@ -241,38 +232,42 @@ export async function main(argv: string[]): Promise<number> {
     return name !== undefined || values.help ? 0 : 2;
   }
   const file = values.config ?? process.env.GATEHOUSE_CONFIG ?? 'gatehouse.yaml';
+  // Each command's code is loaded when it runs: `serve` re-executes itself first (v8-flags.ts),
+  // before loading the rest, and the others load only what they use.
   switch (name) {
     case 'serve':
-      return serve(file);
+      reexecWithV8Flags();
+      return (await import('./serve.ts')).serve(file);
     case 'check':
-      return check(file, values);
+      return (await import('./check.ts')).check(file, values);
     case 'backup':
-      return backup(file, rest, values);
+      return (await import('./backup.ts')).backup(file, rest, values);
     case 'export':
-      return exportStore(file, values);
+      return (await import('./transfer.ts')).exportStore(file, values);
     case 'import':
-      return importStore(file, rest, values);
+      return (await import('./transfer.ts')).importStore(file, rest, values);
     case 'login':
-      return login(rest[0], values);
+      return (await import('./login.ts')).login(rest[0], values);
     case 'token':
-      return token(rest[0], undefined, values);
+      return (await import('./login.ts')).token(rest[0], undefined, values);
     case 'logout':
-      return logout(rest[0]);
+      return (await import('./login.ts')).logout(rest[0]);
     default: {
-      const ctx = await operatorContext(file);
+      const ctx = await (await import('./context.ts')).operatorContext(file);
       try {
-        if (name === 'audit') return await audit(ctx, values);
+        if (name === 'audit') return await (await import('./audit.ts')).audit(ctx, values);
         // Every operator command that changes something is audited, with the OS user who ran it.
         let code = 1;
         try {
           code =
             name === 'keys'
-              ? await keys(ctx, rest, values)
+              ? await (await import('./keys.ts')).keys(ctx, rest, values)
               : name === 'users'
-                ? await users(ctx, rest, values)
-                : await sessions(ctx, rest, values);
+                ? await (await import('./users.ts')).users(ctx, rest, values)
+                : await (await import('./sessions.ts')).sessions(ctx, rest, values);
           return code;
         } finally {
+          const { auditCommand } = await import('./audit.ts');
           await auditCommand(ctx, name, rest, values, code === 0 ? 'success' : 'failure').catch((e: Error) =>
             err(`gatehouse: the audit trail could not record this command: ${e.message}`),
           );

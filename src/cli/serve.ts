@@ -111,7 +111,7 @@ export async function serve(file: string): Promise<number> {
 async function primary(config: Config, text: string, logger: Logger, count: number): Promise<number> {
   const storeKey = config.store.type === 'postgres' ? 'store.url' : 'store.path';
   try {
-    const prepared = await Gatehouse.create(config, { logger });
+    const prepared = await Gatehouse.create(config, { logger, startJobs: false });
     await prepared.close();
   } catch (e) {
     return fatal(logger, `cannot start: ${startupHint(e, storeKey)}`, errorCode(e));

@@ -163,6 +163,10 @@ const CacheSchema = z
       type: z.literal('redis'),
       url: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL'),
       keyPrefix: z.string().default('gatehouse:'),
+      whenDown: z.enum(['local', 'closed']).default('local').meta({
+        description:
+          "What the rate limits do while Redis cannot be reached: local (count in this node's memory, so logins keep working, still throttled, at most N nodes times the allowance) or closed (sign-in, registration and the other limited forms answer 503)",
+      }),
     }),
   ])
   .prefault({ type: 'memory' })
@@ -210,6 +214,10 @@ export const ConfigSchema = z
             idle: duration('2m').meta({ description: 'A connection with no traffic for this long is closed' }),
             keepAlive: duration('5s'),
             drain: duration('15s').meta({ description: 'On SIGTERM, in-flight requests get this long to finish' }),
+            drainDelay: duration('0s').meta({
+              description:
+                'On SIGTERM, /.auth/ready answers 503 at once but the listener keeps serving for this long before it closes, so load balancers that probe readiness stop sending first (docs/operations.md)',
+            }),
           })
           .prefault({}),
         workers: z
@@ -381,6 +389,14 @@ export const ConfigSchema = z
       })
       .prefault({})
       .meta({ description: 'The audit trail of security events (docs/observability.md)' }),
+    jobs: z
+      .strictObject({
+        interval: durationField('10m', { min: 1000, max: 86_400_000 }).meta({
+          description:
+            'How often the background jobs (purges of expired records) run, on one node of the cluster at a time (docs/operations.md)',
+        }),
+      })
+      .prefault({}),
   })
   .superRefine((c, ctx) => {
     if (!c.upstream && !c.apps)

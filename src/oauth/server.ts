@@ -498,13 +498,18 @@ export class OAuthServer {
     return error ? `${base}, error="invalid_token", error_description="${error.replace(/["\\]/g, '')}"` : base;
   }
 
-  async purge(): Promise<void> {
+  /** One purge batch (src/jobs/): at most `limit` rows of each table; returns how many went. */
+  purge(limit?: number): Promise<number> {
     const now = this.d.now();
-    await this.d.store.oauth.purge(now, {
-      grantIdleMs: this.d.config.tokens.refreshIdleTtl,
-      expiredBefore: now - DAY,
-      revokedBefore: now - 7 * DAY,
-    });
+    return this.d.store.oauth.purge(
+      now,
+      {
+        grantIdleMs: this.d.config.tokens.refreshIdleTtl,
+        expiredBefore: now - DAY,
+        revokedBefore: now - 7 * DAY,
+      },
+      limit,
+    );
   }
 
   async close(): Promise<void> {

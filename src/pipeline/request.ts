@@ -53,6 +53,11 @@ export interface HttpEntryDeps {
   draining(): boolean;
   /** Prometheus metrics, when `metrics:` is configured. */
   metrics?: Metrics;
+  /**
+   * A request failed closed because a dependency (store, cache, the password hasher) could not
+   * serve it: counted, and logged once per outage (health/), not once per request.
+   */
+  unavailable(err: Error): void;
 }
 
 /** What a request was, for its metrics: set as the pipeline learns it. */
@@ -381,10 +386,7 @@ export class HttpEntry {
       err instanceof CacheUnavailableError ||
       err instanceof PasswordBusyError
     ) {
-      this.d.logger.error(
-        { event: 'dependency_unavailable', err: { name: (err as Error).name, message: (err as Error).message } },
-        'failing closed',
-      );
+      this.d.unavailable(err as Error);
       if (!res.headersSent) res.setHeader('retry-after', '5');
       errorPage(req, res, site, 503, 'unavailable', 'Sign-in is temporarily unavailable. Try again in a moment.');
       return 503;

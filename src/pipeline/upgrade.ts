@@ -39,6 +39,8 @@ export interface UpgradeEntryDeps {
   draining(): boolean;
   /** Prometheus metrics, when `metrics:` is configured. */
   metrics?: Metrics;
+  /** An upgrade refused because the store or cache could not serve it (request.ts). */
+  unavailable(err: Error): void;
 }
 
 /**
@@ -141,7 +143,8 @@ export class UpgradeEntry {
       );
     } catch (err) {
       const unavailable = err instanceof StoreUnavailableError || err instanceof CacheUnavailableError;
-      if (!unavailable) this.d.logger.error({ event: 'internal_error', err }, 'upgrade failed');
+      if (unavailable) this.d.unavailable(err as Error);
+      else this.d.logger.error({ event: 'internal_error', err }, 'upgrade failed');
       rejectUpgrade(
         socket,
         (status = unavailable ? 503 : 500),

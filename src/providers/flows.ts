@@ -122,8 +122,8 @@ export class LoginFlows {
     return { ok: true, record: consumed, codeVerifier: v, nonce: n, state: stateParam };
   }
 
-  purgeExpired(now = Date.now()): Promise<number> {
+  purgeExpired(now = Date.now(), limit?: number): Promise<number> {
     // Kept a while past expiry, so a late replay is still told apart from a forgery.
-    return this.store.loginStates.purgeExpired(now - this.ttlMs);
+    return this.store.loginStates.purgeExpired(now - this.ttlMs, limit);
   }
 }

@@ -9,20 +9,22 @@ import { AccountActivity } from '../accounts/activity.ts';
 import { AccountPage } from '../accounts/account-page.ts';
 import { EmailTokens } from '../accounts/email-tokens.ts';
 import { MailedLinks } from '../accounts/mailed-links.ts';
-import { dummyHash } from '../accounts/passwords.ts';
+import { dummyHash, PasswordBusyError, passwordsBusy } from '../accounts/passwords.ts';
 import { PasswordRecovery } from '../accounts/recovery.ts';
 import { Accounts } from '../accounts/service.ts';
 import { SignIn } from '../accounts/sign-in.ts';
 import { Throttle } from '../accounts/throttle.ts';
 import { EmailVerification } from '../accounts/verification.ts';
 import { Audit } from '../audit/index.ts';
-import { openCache, type Cache } from '../cache/index.ts';
+import { CacheUnavailableError, FallbackCache, openCache, type Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
 import { DiagnosedError, Diagnosis } from '../diagnosis/index.ts';
 import { TrustedProxies } from '../http/client-ip.ts';
 import { Forwarding } from '../http/forwarded.ts';
 import { otherMajorVersion, h2Stream } from '../http/protocol.ts';
 import { sendJson } from '../http/respond.ts';
+import { DependencyHealth } from '../health/index.ts';
+import { JobRunner, type JobResult, purgeJob } from '../jobs/index.ts';
 import { Assertions } from '../identity/assertion.ts';
 import { issuerOf, KeyRing, keyPolicy } from '../keys/keys.ts';
 import { loadSecrets, type Secrets } from '../keys/secrets.ts';
@@ -43,7 +45,7 @@ import { Upstreams } from '../proxy/forward.ts';
 import { rejectUpgrade } from '../proxy/upgrade.ts';
 import { Sessions } from '../sessions/index.ts';
 import { basePath, buildSites, type Site } from '../sites/index.ts';
-import { openStore, type Store } from '../store/index.ts';
+import { openStore, StoreUnavailableError, type Store } from '../store/index.ts';
 import { accountSections, type Features, routeTable } from './routes.ts';
 import type { Services } from './services.ts';
 import { describe as describeCert, loadTls, type TlsPair } from './tls.ts';
@@ -56,6 +58,10 @@ export interface GatehouseOptions {
   cache?: Cache;
   /** The clock of the OAuth server's decisions and the key ring (tests move it by hand). */
   clock?: () => number;
+  /** Start the background jobs' timer (default true); tests run them with runJobs(). */
+  startJobs?: boolean;
+  /** How often a dependency that is down is logged as still down (default 30 s). */
+  outageLogEveryMs?: number;
 }
 
 /**
@@ -71,7 +77,7 @@ const WS_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
 /**
  * One Gatehouse node, the composition root: it makes every part once, wires them (the route
  * table is server/routes.ts, the request path src/pipeline/), and owns the listener, the
- * purge timer and shutdown.
+ * background jobs (src/jobs/) and shutdown.
  */
 export class Gatehouse {
   readonly config: Config;
@@ -113,7 +119,10 @@ export class Gatehouse {
   private readonly refused = new WeakSet<object>();
   /** Open WebSocket tunnels: client socket → app socket. */
   private readonly tunnels = new Map<Duplex, Duplex>();
-  private readonly purgeTimer: NodeJS.Timeout;
+  /** The background jobs: purges of what expired, one node at a time (src/jobs/). */
+  readonly jobs: JobRunner;
+  /** What the store, the cache and the password hasher are doing (src/health/): /ready and the outage log. */
+  readonly dependencies: DependencyHealth;
   private closing: Promise<void> | null = null;
 
   private constructor(
@@ -125,12 +134,14 @@ export class Gatehouse {
     keys: KeyRing,
     tls: TlsPair | undefined,
     mailer: Mailer | undefined,
+    health: DependencyHealth,
     clock?: () => number,
     metrics?: Metrics,
   ) {
     this.config = config;
     this.metrics = metrics;
     this.audit = new Audit({ store: store.audit, logger, metrics });
+    this.dependencies = health;
     this.logger = logger;
     this.store = store;
     this.cache = cache;
@@ -240,6 +251,11 @@ export class Gatehouse {
       draining: () => this.closing !== null,
       tunnels: this.tunnels,
       metrics,
+      unavailable: (err: Error) =>
+        this.dependencies.failed(
+          err instanceof StoreUnavailableError ? 'store' : err instanceof CacheUnavailableError ? 'cache' : 'passwords',
+          err,
+        ),
     };
     this.http = new HttpEntry(entry);
     this.upgrades = new UpgradeEntry(entry);
@@ -318,50 +334,58 @@ export class Gatehouse {
       });
       this.metricsListener = new MetricsListener(metrics);
     }
-    this.purgeTimer = setInterval(() => void this.purge(), 10 * 60_000);
-    this.purgeTimer.unref();
+    // Deletes what has expired (sessions, provider sign-in states, the OAuth server's records,
+    // mailed links, audit events past audit.retention) in small batches, one node at a time, every
+    // jobs.interval (src/jobs/). A feature whose table grows adds its own: purgeJob(name, (now, limit) => deleted).
+    this.jobs = new JobRunner({ store, logger, intervalMs: config.jobs.interval })
+      .add(purgeJob('sessions', (now, limit) => store.sessions.purgeExpired(now, config.sessions.idleTimeout, limit)))
+      .add(purgeJob('provider_flows', (now, limit) => this.providers.flows.purgeExpired(now, limit)))
+      .add(purgeJob('oauth', (_now, limit) => this.oauth.purge(limit)))
+      .add(purgeJob('email_tokens', (_now, limit) => this.emailTokens.purgeExpired(limit)))
+      .add(purgeJob('audit', (now, limit) => store.audit.purgeBefore(now - config.audit.retention, limit)));
   }
 
   /**
-   * Deletes what has expired: sessions, provider sign-in states, the OAuth server's records,
-   * mailed links. Runs every 10 minutes; a purge that fails is logged (`purge_failed`: which
-   * one, and the error's name and message) and tried again at the next round.
+   * Runs every background job now, each under its lease (a job another node holds is skipped),
+   * as the timer does: for tests and embedding. Failures are logged (`job_failed`) and reported.
    */
-  async purge(): Promise<void> {
-    const purges: [string, () => Promise<unknown>][] = [
-      ['sessions', () => this.store.sessions.purgeExpired(Date.now(), this.config.sessions.idleTimeout)],
-      ['provider_flows', () => this.providers.flows.purgeExpired()],
-      ['oauth', () => this.oauth.purge()],
-      ['email_tokens', () => this.emailTokens.purgeExpired()],
-      ['audit', () => this.audit.purge(this.config.audit.retention)],
-    ];
-    await Promise.all(
-      purges.map(([purge, run]) =>
-        Promise.resolve()
-          .then(run)
-          .catch((err: Error) =>
-            this.logger.warn(
-              { event: 'purge_failed', purge, err: { name: err.name, message: err.message } },
-              'could not delete expired records; the next purge tries again',
-            ),
-          ),
-      ),
-    );
+  runJobs(): Promise<JobResult[]> {
+    return this.jobs.runAll();
   }
 
   static async create(config: Config, options: GatehouseOptions = {}): Promise<Gatehouse> {
     const logger = options.logger ?? createLogger(config.log.level);
     const metrics = config.metrics ? new Metrics({ version: packageVersion() }) : undefined;
-    const opened = options.store ?? (await openStore(config.store));
+    const health = new DependencyHealth(logger, { repeatMs: options.outageLogEveryMs });
+    const openedStore = options.store ?? (await openStore(config.store));
     const openedCache =
       options.cache ??
       (await openCache(config.cache).catch(async (err) => {
-        if (!options.store) await opened.close();
+        if (!options.store) await openedStore.close();
         throw err;
       }));
     // Timed at the boundary (metrics/): every call of every part, no caller changed.
-    const store = metrics ? timeStore(opened, metrics) : opened;
-    const cache = metrics ? timeCache(openedCache, metrics) : openedCache;
+    const store = metrics ? timeStore(openedStore, metrics) : openedStore;
+    // Redis behind a fallback for its outages (cache.whenDown), reported to the health tracker.
+    const fallback =
+      openedCache.kind === 'redis' && !(openedCache instanceof FallbackCache)
+        ? new FallbackCache(openedCache, config.cache.type === 'redis' ? config.cache.whenDown : 'local', {
+            failed: (err) => health.failed('cache', err),
+            isDown: () => health.isDown('cache'),
+            succeeded: () => health.succeeded('cache'),
+          })
+        : openedCache;
+    const cache = metrics ? timeCache(fallback, metrics) : fallback;
+    health
+      .register('store', { critical: true, ping: () => store.ping() })
+      .register('cache', { critical: false, ping: () => cache.ping() })
+      .register('passwords', {
+        critical: false,
+        settleMs: 5000,
+        ping: async () => {
+          if (passwordsBusy()) throw new PasswordBusyError('too many password checks in progress');
+        },
+      });
     let secrets: Secrets;
     let keys: KeyRing;
     let tls: TlsPair | undefined;
@@ -380,7 +404,21 @@ export class Gatehouse {
       throw err;
     }
     void dummyHash();
-    return new Gatehouse(config, logger, store, cache, secrets, keys, tls, mailer, options.clock, metrics);
+    const gatehouse = new Gatehouse(
+      config,
+      logger,
+      store,
+      cache,
+      secrets,
+      keys,
+      tls,
+      mailer,
+      health,
+      options.clock,
+      metrics,
+    );
+    if (options.startJobs !== false) gatehouse.jobs.start();
+    return gatehouse;
   }
 
   /**
@@ -467,13 +505,23 @@ export class Gatehouse {
     sendJson(res, 200, { status: 'ok' });
   }
 
-  /** /ready: 503 while draining or when the store or cache cannot be reached. */
+  /**
+   * /ready: can this node serve its traffic? 503 from the start of a drain and while the store
+   * does not answer (within 2 s); 200 otherwise, with `status: degraded` and the names of what is
+   * down (`unavailable`) when the node serves without it (Redis: sessions work off the store, the
+   * rate limits per cache.whenDown). Names only: no addresses, errors or counts (those are logged).
+   */
   async ready(res: ServerResponse): Promise<void> {
     if (this.closing) return sendJson(res, 503, { status: 'shutting down' });
-    const checks = await Promise.allSettled([this.store.ping(), this.cache.ping()]);
-    const [store, cache] = checks.map((c) => (c.status === 'fulfilled' ? 'ok' : 'unavailable'));
-    const ok = store === 'ok' && cache === 'ok';
-    sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', store, cache });
+    const { ready, states } = await this.dependencies.check(2000);
+    const down = (name: string) => states.some((s) => s.name === name && !s.up);
+    const degraded = states.filter((s) => !s.up).map((s) => s.name);
+    sendJson(res, ready ? 200 : 503, {
+      status: !ready ? 'unavailable' : degraded.length ? 'degraded' : 'ready',
+      store: down('store') ? 'unavailable' : 'ok',
+      cache: down('cache') ? 'unavailable' : 'ok',
+      ...(degraded.length ? { unavailable: degraded } : {}),
+    });
   }
 
   // ---- shutdown -----------------------------------------------------------------------
@@ -484,7 +532,13 @@ export class Gatehouse {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      clearInterval(this.purgeTimer);
+      // /ready answers 503 from now on; the listener keeps serving for drainDelay (responses
+      // close their connections), so a balancer that probes it stops sending before it closes.
+      const stopped = this.jobs.stop();
+      if (this.config.listen.timeouts.drainDelay > 0)
+        await new Promise((resolve) => setTimeout(resolve, this.config.listen.timeouts.drainDelay));
+      await stopped;
+      this.dependencies.close();
       this.keys.close();
       // HTTP/2 sessions get a GOAWAY from close(): no new streams, open ones finish.
       const drained = new Promise<void>((resolve) => this.server.close(() => resolve()));

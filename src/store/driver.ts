@@ -23,6 +23,8 @@ export interface SqlDriver {
    * never cached.
    */
   writeMark?(): number;
+  /** Gives back the log space of deleted rows (SQLite: checkpoint and truncate the WAL). */
+  compact?(): Promise<void>;
 }
 
 /** SQLSTATE 23505 / SQLITE_CONSTRAINT_UNIQUE: both drivers map it to this check. */

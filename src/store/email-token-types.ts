@@ -39,6 +39,6 @@ export interface EmailTokenStore {
    * used, not superseded, not expired at `now`. Otherwise (a replay, a race lost) undefined.
    */
   consume(idHash: string, purpose: EmailTokenPurpose, now: number): Promise<EmailToken | undefined>;
-  /** Removes tokens that expired before `before`. Returns how many. */
-  purgeExpired(before: number): Promise<number>;
+  /** Removes tokens that expired before `before`, at most `limit` (default 1000). Returns how many. */
+  purgeExpired(before: number, limit?: number): Promise<number>;
 }

@@ -213,6 +213,24 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
     ],
   },
   {
+    version: 7,
+    name: 'job leases, purge indexes',
+    sql: [
+      // One row per background job (src/jobs/): the node whose holder id is here runs it until
+      // expires_at; another takes the row over only once that has passed (an atomic upsert).
+      `CREATE TABLE job_leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+      )`,
+      // The purges select by these too (idle sessions, idle or revoked grants): without an index
+      // each batch scanned the table.
+      `CREATE INDEX sessions_last_seen ON sessions (last_seen_at)`,
+      `CREATE INDEX oauth_grants_last_used ON oauth_grants (last_used_at)`,
+      `CREATE INDEX oauth_grants_revoked ON oauth_grants (revoked_at)`,
+    ],
+  },
+  {
     version: 9,
     name: 'audit events',
     sql: [

@@ -191,5 +191,10 @@ export interface OAuthStore {
    * grants past their absolute expiry or idle for grantIdleMs, and grants revoked before
    * `revokedBefore`. Returns how many rows went.
    */
-  purge(now: number, options: { grantIdleMs: number; expiredBefore: number; revokedBefore: number }): Promise<number>;
+  purge(
+    now: number,
+    options: { grantIdleMs: number; expiredBefore: number; revokedBefore: number },
+    /** At most this many rows of each table per call (a purge batch, src/jobs/); default 1000. */
+    limit?: number,
+  ): Promise<number>;
 }

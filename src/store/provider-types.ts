@@ -88,8 +88,8 @@ export interface LoginStateStore {
   get(idHash: string): Promise<LoginState | undefined>;
   /** Marks the state used and returns it, exactly once; a second call (a replay) gets undefined. */
   consume(idHash: string, now: number): Promise<LoginState | undefined>;
-  /** Removes states that expired before `before`. Returns how many. */
-  purgeExpired(before: number): Promise<number>;
+  /** Removes states that expired before `before`, at most `limit` (default 1000). Returns how many. */
+  purgeExpired(before: number, limit?: number): Promise<number>;
 }
 
 /**

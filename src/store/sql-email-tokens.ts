@@ -61,7 +61,10 @@ export class SqlEmailTokens implements EmailTokenStore {
     return r && toToken(r);
   }
 
-  purgeExpired(before: number): Promise<number> {
-    return this.db.run(`DELETE FROM email_tokens WHERE expires_at < ?`, [before]);
+  purgeExpired(before: number, limit = 1000): Promise<number> {
+    return this.db.run(
+      `DELETE FROM email_tokens WHERE id_hash IN (SELECT id_hash FROM email_tokens WHERE expires_at < ? LIMIT ?)`,
+      [before, limit],
+    );
   }
 }

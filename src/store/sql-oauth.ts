@@ -477,19 +477,43 @@ export class SqlOAuth implements OAuthStore {
     this.grants = new SqlGrants(db);
   }
 
-  async purge(now: number, o: { grantIdleMs: number; expiredBefore: number; revokedBefore: number }): Promise<number> {
-    const devices = await this.db.run(`DELETE FROM oauth_device_codes WHERE expires_at <= ?`, [o.expiredBefore]);
-    const codes = await this.db.run(`DELETE FROM oauth_codes WHERE expires_at <= ?`, [o.expiredBefore]);
-    const grants = await this.db.run(
-      `DELETE FROM oauth_grants WHERE expires_at <= ? OR last_used_at <= ? OR revoked_at <= ?`,
-      [now, now - o.grantIdleMs, o.revokedBefore],
+  async purge(
+    now: number,
+    o: { grantIdleMs: number; expiredBefore: number; revokedBefore: number },
+    limit = 1000,
+  ): Promise<number> {
+    // Each table in bounded batches by primary key (a purge batch, src/jobs/).
+    const devices = await this.db.run(
+      `DELETE FROM oauth_device_codes WHERE device_hash IN (SELECT device_hash FROM oauth_device_codes WHERE expires_at <= ? LIMIT ?)`,
+      [o.expiredBefore, limit],
     );
+    const codes = await this.db.run(
+      `DELETE FROM oauth_codes WHERE code_hash IN (SELECT code_hash FROM oauth_codes WHERE expires_at <= ? LIMIT ?)`,
+      [o.expiredBefore, limit],
+    );
+    // Grants past their absolute expiry, idle, or revoked long enough ago: one index range each.
+    let grants = 0;
+    for (const [column, before] of [
+      ['expires_at', now],
+      ['last_used_at', now - o.grantIdleMs],
+      ['revoked_at', o.revokedBefore],
+    ] as const) {
+      if (grants >= limit) break;
+      grants += await this.db.run(
+        `DELETE FROM oauth_grants WHERE id IN (SELECT id FROM oauth_grants WHERE ${column} <= ? LIMIT ?)`,
+        [before, limit - grants],
+      );
+    }
     // Provider tokens a grant was given (owner "grant:<id>", src/providers/token-vault.ts) go when it
     // ends. The grant is looked up by its key (SUBSTR after "grant:"), not by a concatenation
-    // no index can serve, which made this a scan of every grant for every such row.
+    // no index can serve, which made this a scan of every grant for every such row. On SQLite the
+    // owners are also read as a range of the primary key ("grant;" follows "grant:" in its binary
+    // order), so the batch does not scan every provider token on the event loop; PostgreSQL's
+    // text order depends on the database's collation, so there LIKE alone decides (off the loop).
+    const range = this.db.dialect === 'sqlite' ? `owner >= 'grant:' AND owner < 'grant;' AND ` : '';
     const relayed = await this.db.run(
-      `DELETE FROM provider_tokens WHERE owner LIKE 'grant:%' AND NOT EXISTS (SELECT 1 FROM oauth_grants g WHERE g.id = SUBSTR(provider_tokens.owner, 7) AND g.revoked_at IS NULL AND g.expires_at > ?)`,
-      [now],
+      `DELETE FROM provider_tokens WHERE owner IN (SELECT owner FROM provider_tokens WHERE ${range}owner LIKE 'grant:%' AND NOT EXISTS (SELECT 1 FROM oauth_grants g WHERE g.id = SUBSTR(provider_tokens.owner, 7) AND g.revoked_at IS NULL AND g.expires_at > ?) LIMIT ?)`,
+      [now, limit],
     );
     return devices + codes + grants + relayed;
   }

@@ -229,8 +229,11 @@ export class SqlLoginStates implements LoginStateStore {
     return r && toLoginState(r);
   }
 
-  purgeExpired(before: number): Promise<number> {
-    return this.db.run(`DELETE FROM login_states WHERE expires_at < ?`, [before]);
+  purgeExpired(before: number, limit = 1000): Promise<number> {
+    return this.db.run(
+      `DELETE FROM login_states WHERE id_hash IN (SELECT id_hash FROM login_states WHERE expires_at < ? LIMIT ?)`,
+      [before, limit],
+    );
   }
 }
 

@@ -13,6 +13,7 @@ import { SqlIdentities, SqlLoginStates, SqlProviderTokens } from './sql-provider
 import { SqlOAuth } from './sql-oauth.ts';
 import {
   StoreConflictError,
+  type JobLeaseStore,
   type KeyValueStore,
   type NewUser,
   type SigningKeyStore,
@@ -229,8 +230,30 @@ class SqlSessions implements SessionStore {
     return rows.map(toSession);
   }
 
-  async purgeExpired(now: number, idleTimeoutMs: number): Promise<number> {
-    return this.db.run(`DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at <= ?`, [now, now - idleTimeoutMs]);
+  /**
+   * Where the last batch stopped, per condition: every row below it is gone (rows are deleted in
+   * that order, and no session is created or touched into the past), so the next batch's index
+   * range starts there instead of at the deleted rows' entries a PostgreSQL index keeps until vacuum.
+   */
+  private readonly purgedTo = { expires_at: 0, last_seen_at: 0 };
+
+  async purgeExpired(now: number, idleTimeoutMs: number, limit = 1000): Promise<number> {
+    // Bounded batches by primary key (portable: no DELETE ... LIMIT in PostgreSQL), one per
+    // condition so that each is an index range whatever the planner makes of an OR.
+    let deleted = 0;
+    for (const [column, before] of [
+      ['expires_at', now],
+      ['last_seen_at', now - idleTimeoutMs],
+    ] as const) {
+      if (deleted >= limit) break;
+      const rows = await this.db.all<{ at: number }>(
+        `DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions WHERE ${column} >= ? AND ${column} <= ? ORDER BY ${column} LIMIT ?) RETURNING ${column} AS at`,
+        [Math.min(this.purgedTo[column], before), before, limit - deleted],
+      );
+      for (const r of rows) if (Number(r.at) > this.purgedTo[column]) this.purgedTo[column] = Number(r.at);
+      deleted += rows.length;
+    }
+    return deleted;
   }
 
   async countActive(now: number, idleTimeoutMs: number): Promise<number> {
@@ -269,6 +292,29 @@ class SqlKeyValue implements KeyValueStore {
   }
 }
 
+class SqlJobLeases implements JobLeaseStore {
+  private readonly db: SqlDriver;
+  constructor(db: SqlDriver) {
+    this.db = db;
+  }
+
+  async acquire(name: string, holder: string, now: number, until: number): Promise<boolean> {
+    // One statement: of two nodes racing, the second sees the first's row (unexpired) and changes nothing.
+    const changed = await this.db.run(
+      `INSERT INTO job_leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at WHERE job_leases.expires_at <= ?`,
+      [name, holder, until, now],
+    );
+    return changed > 0;
+  }
+
+  async renew(name: string, holder: string, until: number): Promise<boolean> {
+    return (
+      (await this.db.run(`UPDATE job_leases SET expires_at = ? WHERE name = ? AND holder = ?`, [until, name, holder])) >
+      0
+    );
+  }
+}
+
 export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
   readonly users: UserStore;
@@ -282,6 +328,7 @@ export class SqlStore implements Store {
   readonly emailTokens: EmailTokenStore;
   readonly audit: AuditStore;
   readonly transfer: TransferStore;
+  readonly jobs: JobLeaseStore;
 
   private readonly db: SqlDriver;
 
@@ -299,10 +346,15 @@ export class SqlStore implements Store {
     this.emailTokens = new SqlEmailTokens(db);
     this.audit = new SqlAudit(db);
     this.transfer = new SqlTransfer(db);
+    this.jobs = new SqlJobLeases(db);
   }
 
   async ping(): Promise<void> {
     await this.db.get(`SELECT 1 AS ok`);
+  }
+
+  async compact(): Promise<void> {
+    await this.db.compact?.();
   }
 
   close(): Promise<void> {

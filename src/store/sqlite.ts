@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { backup, DatabaseSync, type StatementSync } from 'node:sqlite';
+import { Worker } from 'node:worker_threads';
 import type { SqlDriver, SqlValue } from './driver.ts';
 import { StoreUnavailableError } from './types.ts';
 
@@ -13,6 +14,7 @@ import { StoreUnavailableError } from './types.ts';
 export class SqliteDriver implements SqlDriver {
   readonly dialect = 'sqlite' as const;
   private readonly db: DatabaseSync;
+  private readonly path: string;
   private readonly statements = new Map<string, StatementSync>();
   private txDone: Promise<void> | null = null;
   /** Rows changed by writes that asked not to count (see writeMark). */
@@ -35,6 +37,7 @@ export class SqliteDriver implements SqlDriver {
             : (err as Error).message;
       throw openError(path, `${why} (${code ?? 'error'})`, err);
     }
+    this.path = path;
     try {
       this.db = new DatabaseSync(path);
     } catch (err) {
@@ -42,7 +45,8 @@ export class SqliteDriver implements SqlDriver {
     }
     try {
       this.db.exec(
-        'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
+        // journal_size_limit: once checkpointed, a WAL that a burst of writes grew is cut back to 64 MiB.
+        'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA journal_size_limit = 67108864;',
       );
     } catch (err) {
       this.db.close();
@@ -173,6 +177,24 @@ export class SqliteDriver implements SqlDriver {
     }
   }
 
+  /**
+   * Checkpoints the WAL into the database and truncates it (after a large purge). The copying
+   * (and its fsync) is done by a connection in a worker thread, as a PASSIVE checkpoint, which
+   * never blocks this connection's writers; what is left here is cutting the file, without
+   * waiting for other connections (busy_timeout 0 for the moment): a reader in another process
+   * (the CLI, a backup) makes it a partial checkpoint, and the next one finishes the job.
+   */
+  async compact(): Promise<void> {
+    if (this.path !== ':memory:') await checkpointOffThread(this.path).catch(() => {});
+    while (this.txDone) await this.txDone;
+    this.db.exec('PRAGMA busy_timeout = 0');
+    try {
+      this.db.prepare('PRAGMA wal_checkpoint(TRUNCATE)').get();
+    } finally {
+      this.db.exec('PRAGMA busy_timeout = 5000');
+    }
+  }
+
   async close(): Promise<void> {
     while (this.txDone) await this.txDone;
     if (this.db.isOpen) this.db.close();
@@ -210,6 +232,22 @@ export async function backupSqlite(source: string, target: string): Promise<numb
   } finally {
     db.close();
   }
+}
+
+const CHECKPOINT_WORKER = `
+const { DatabaseSync } = require('node:sqlite');
+const { workerData } = require('node:worker_threads');
+const db = new DatabaseSync(workerData);
+try { db.exec('PRAGMA busy_timeout = 0'); db.prepare('PRAGMA wal_checkpoint(PASSIVE)').get(); } finally { db.close(); }
+`;
+
+/** A PASSIVE checkpoint of the database at `path` by a connection of its own, in a worker thread. */
+function checkpointOffThread(path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(CHECKPOINT_WORKER, { eval: true, workerData: path });
+    worker.once('error', reject);
+    worker.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`checkpoint worker exited ${code}`))));
+  });
 }
 
 /** Statements that only read: SELECT and PRAGMA queries (anything else may write). */

@@ -59,8 +59,11 @@ export interface SessionStore {
   /** Ends every session of a user, except one (the caller's own) when given. Returns how many. */
   deleteByUser(userId: string, exceptIdHash?: string): Promise<number>;
   listByUser(userId: string): Promise<Session[]>;
-  /** Removes sessions whose absolute or idle expiry has passed. Returns how many. */
-  purgeExpired(now: number, idleTimeoutMs: number): Promise<number>;
+  /**
+   * Removes sessions whose absolute or idle expiry has passed, at most `limit` (default 1000) in
+   * one call: a purge batch (src/jobs/). Returns how many.
+   */
+  purgeExpired(now: number, idleTimeoutMs: number, limit?: number): Promise<number>;
   /** How many sessions have neither expiry passed (gatehouse_sessions_active). */
   countActive(now: number, idleTimeoutMs: number): Promise<number>;
 }
@@ -110,6 +113,17 @@ export interface SigningKeyStore {
   deleteRetired(now: number): Promise<number>;
 }
 
+/**
+ * Who runs a background job now (src/jobs/): one row per job name, taken by one node at a time.
+ * A lease is taken over only once it has expired, so of several nodes asking at once one wins.
+ */
+export interface JobLeaseStore {
+  /** Takes the lease until `until` when it is free or expired at `now`; returns whether it was taken. */
+  acquire(name: string, holder: string, now: number, until: number): Promise<boolean>;
+  /** Moves the expiry of a lease this holder still has; false when it has been lost. */
+  renew(name: string, holder: string, until: number): Promise<boolean>;
+}
+
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
   readonly users: UserStore;
@@ -128,8 +142,15 @@ export interface Store {
   readonly audit: AuditStore;
   /** Whole-store export and import (store/transfer.ts): the CLI only. */
   readonly transfer: TransferStore;
+  /** Background job leases (src/jobs/). */
+  readonly jobs: JobLeaseStore;
   /** Cheap round trip for readiness checks. */
   ping(): Promise<void>;
+  /**
+   * After a large purge: gives the space of deleted rows' log back (SQLite: the WAL is
+   * checkpointed and truncated, without waiting for other connections). PostgreSQL: nothing.
+   */
+  compact(): Promise<void>;
   close(): Promise<void>;
 }
 

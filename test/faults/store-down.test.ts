@@ -97,14 +97,21 @@ describeOrSkip('store down (PostgreSQL through a relay)', { skip: service.skip }
     // Probes: not ready (and why), but alive, so an orchestrator waits instead of restarting.
     const ready = await new Client(gh.url).get('/.auth/ready');
     assert.equal(ready.status, 503);
-    assert.deepEqual(ready.json(), { status: 'unavailable', store: 'unavailable', cache: 'ok' });
+    assert.deepEqual(ready.json(), {
+      status: 'unavailable',
+      store: 'unavailable',
+      cache: 'ok',
+      unavailable: ['store'],
+    });
     assert.equal((await new Client(gh.url).get('/.auth/health')).status, 200);
 
-    // The operator sees why in the log; the user never does.
-    assert.ok(
-      gh.logs.some((l) => l.event === 'dependency_unavailable'),
-      'the outage is logged',
-    );
+    // The operator sees why in the log, once for the outage, not once per refused request
+    // (security.md #196); the user never does.
+    const down = gh.logs.filter((l) => l.event === 'dependency_down');
+    assert.equal(down.length, 1, 'the outage is logged once');
+    assert.equal(down[0]!.dependency, 'store');
+    assert.equal(down[0]!.level, 'error');
+    assert.match((down[0]!.err as { message: string }).message, /unavailable/);
     assert.deepEqual(
       gh.logs.filter((l) => l.status === 500 || l.event === 'internal_error'),
       [],
@@ -114,6 +121,10 @@ describeOrSkip('store down (PostgreSQL through a relay)', { skip: service.skip }
     await relay.restore();
 
     await eventually('ready again', async () => (await new Client(gh.url).get('/.auth/ready')).status === 200);
+    const up = gh.logs.filter((l) => l.event === 'dependency_up');
+    assert.equal(up.length, 1, 'and its end once');
+    assert.equal(up[0]!.dependency, 'store');
+    assert.ok(Number(up[0]!.failures) >= 6, `with the count of refused operations (${up[0]!.failures})`);
     const back = await user.get('/private');
     assert.equal(back.status, 200, 'the session from before the outage still works');
     assert.equal(gh.upstream.last().headers['x-user-id'], userId);
@@ -123,29 +134,28 @@ describeOrSkip('store down (PostgreSQL through a relay)', { skip: service.skip }
   });
 
   test('a purge of expired records that fails is logged, each with which purge and why; the next one runs', async () => {
-    const failures = () => gh.logs.filter((l) => l.event === 'purge_failed');
+    const failures = () => gh.logs.filter((l) => l.event === 'job_failed');
     const earlier = failures().length;
     await relay.cut();
     try {
-      await gh.gatehouse.purge(); // what the 10-minute timer runs
+      await gh.gatehouse.runJobs(); // what the jobs.interval timer runs
     } finally {
       await relay.restore();
     }
     const failed = failures().slice(earlier);
-    assert.deepEqual(failed.map((l) => l.purge).sort(), [
-      'audit',
-      'email_tokens',
-      'oauth',
-      'provider_flows',
-      'sessions',
-    ]);
+    assert.deepEqual(failed.map((l) => l.job).sort(), ['audit', 'email_tokens', 'oauth', 'provider_flows', 'sessions']);
     for (const l of failed) {
       assert.equal(l.level, 'warn');
       assert.match((l.err as { message: string }).message, /\S/, 'the reason is given');
       assert.doesNotMatch(JSON.stringify(l), new RegExp(db.schema), 'nothing about the database beyond the error');
     }
     await eventually('ready again', async () => (await new Client(gh.url).get('/.auth/ready')).status === 200);
-    await gh.gatehouse.purge();
+    const results = await gh.gatehouse.runJobs();
+    assert.deepEqual(
+      results.map((r) => r.outcome),
+      ['ran', 'ran', 'ran', 'ran', 'ran'],
+    );
     assert.equal(failures().length, earlier + 5, 'once the store answers, purging works again');
+    assert.equal(gh.logs.filter((l) => l.event === 'job_done').length >= 5, true, 'each run is logged');
   });
 });

@@ -69,3 +69,29 @@ test('SIGTERM to `gatehouse serve` drains and exits 0', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a drain turns /ready 503 at once; with drainDelay the node keeps serving (closing each connection) until it stops listening (security.md #198)', async () => {
+  const gh = await startGatehouse(() => ({
+    listen: { timeouts: { drain: '3s', drainDelay: '1s' } },
+    routes: [{ path: '/public/**', access: 'public' }],
+  }));
+  try {
+    const c = new Client(gh.url);
+    await registerJson(c);
+    assert.equal((await new Client(gh.url).get('/.auth/ready')).status, 200);
+    const started = Date.now();
+    const closing = gh.gatehouse.close(); // what SIGTERM and SIGINT run
+    const ready = await new Client(gh.url).get('/.auth/ready');
+    assert.equal(ready.status, 503, 'the balancer is told at once');
+    assert.deepEqual(ready.json(), { status: 'shutting down' });
+    const during = await c.get('/private');
+    assert.equal(during.status, 200, 'requests that still come are served during drainDelay');
+    assert.equal(during.headers.connection, 'close', 'and their connections closed, so none is reused later');
+    assert.equal((await new Client(gh.url).get('/public/x')).status, 200);
+    await closing;
+    assert.ok(Date.now() - started >= 950, 'the listener closed only after drainDelay');
+    await assert.rejects(request(`${gh.url}/.auth/health`), /ECONNREFUSED/);
+  } finally {
+    await gh.close();
+  }
+});

@@ -556,6 +556,55 @@ export function storeContract(name: string, harness: StoreHarness): void {
 
     describe('the audit trail', () => auditStoreContract(withStore));
 
+    describe('background jobs', () => {
+      test(
+        'a job lease is taken by one holder at a time, renewed only by its holder, and free again once expired',
+        withStore(async (store, opened) => {
+          const other = await opened.reopen();
+          try {
+            const now = 1_000_000;
+            // Two nodes ask at once: exactly one gets it.
+            const won = await Promise.all([
+              store.jobs.acquire('sessions', 'node-a', now, now + 60_000),
+              other.jobs.acquire('sessions', 'node-b', now, now + 60_000),
+            ]);
+            assert.deepEqual(won.filter(Boolean).length, 1, `one winner: ${won}`);
+            const [winner, loser] = won[0] ? ['node-a', 'node-b'] : ['node-b', 'node-a'];
+            assert.equal(await store.jobs.acquire('sessions', loser, now + 59_999, now + 120_000), false, 'held');
+            assert.equal(await store.jobs.acquire('oauth', loser, now, now + 60_000), true, 'per job name');
+            assert.equal(await store.jobs.renew('sessions', loser, now + 500_000), false, 'only its holder renews');
+            assert.equal(await store.jobs.renew('sessions', winner, now + 90_000), true);
+            assert.equal(await store.jobs.acquire('sessions', loser, now + 60_000, now + 120_000), false, 'renewed');
+            assert.equal(await store.jobs.acquire('sessions', loser, now + 90_000, now + 150_000), true, 'expired');
+            assert.equal(await store.jobs.renew('sessions', winner, now + 500_000), false, 'the old holder lost it');
+          } finally {
+            await other.close();
+          }
+        }),
+      );
+
+      test(
+        'purges delete in bounded batches: at most the limit per call, until none is left',
+        withStore(async (store) => {
+          const u = await store.users.create({ email: email() });
+          const now = 10_000_000;
+          for (let i = 0; i < 25; i++)
+            await store.sessions.create(session(u.id, { lastSeenAt: now - 10, expiresAt: now - 1 }));
+          const live = session(u.id, { lastSeenAt: now, expiresAt: now + 1000 });
+          await store.sessions.create(live);
+          assert.equal(await store.sessions.purgeExpired(now, 60_000, 10), 10);
+          assert.equal(await store.sessions.purgeExpired(now, 60_000, 10), 10);
+          assert.equal(await store.sessions.purgeExpired(now, 60_000, 10), 5);
+          assert.equal(await store.sessions.purgeExpired(now, 60_000, 10), 0);
+          assert.deepEqual(
+            (await store.sessions.listByUser(u.id)).map((s) => s.idHash),
+            [live.idHash],
+          );
+          await store.compact();
+        }),
+      );
+    });
+
     describe('the database', () => {
       test(
         'ping answers while the store is open',

@@ -99,6 +99,16 @@ describe('config loading', () => {
     assert.ok(!keys('publicUrl: http://127.0.0.1:8080\nupstream: http://127.0.0.1:1\n').includes('publicUrl'));
   });
 
+  test('lint: a drain longer than orchestrators wait, or several nodes without drainDelay, are named (issue 12)', () => {
+    const drains = (yaml: string) =>
+      lintConfig(parseConfig(`${base}${yaml}`, 'g.yaml', {})).filter((w) => w.key === 'listen.timeouts.drainDelay');
+    assert.deepEqual(drains(''), [], 'one SQLite node: nothing to say');
+    assert.match(drains('listen: {timeouts: {drain: 25s, drainDelay: 10s}}\n')[0]!.message, /35s.*30 s/);
+    const pg = 'store: {type: postgres, url: "postgres://db/g"}\n';
+    assert.match(drains(pg)[0]!.message, /probe interval/);
+    assert.deepEqual(drains(`${pg}listen: {timeouts: {drainDelay: 10s}}\n`), []);
+  });
+
   test('tokens and assertion headers: defaults, contradictions named with their line, warnings', () => {
     const c = parseConfig(base, 'g.yaml', {});
     const { algorithm, assertionTtl, maxLifetime, clockSkew, keys: keyTimes } = c.tokens;
