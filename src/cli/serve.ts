@@ -6,6 +6,8 @@ import { ConfigError, loadConfig, parseConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { lintConfig } from './lint.ts';
 import { createLogger, type Logger } from '../log/index.ts';
+import { ClusterMetrics } from '../metrics/cluster.ts';
+import { MetricsListener } from '../metrics/index.ts';
 import { Gatehouse } from '../server/gatehouse.ts';
 import { CONFIG_ENV, isWorkerCommand, Supervisor, workerCount, workerId, workerPeers } from '../server/workers.ts';
 import { err } from './io.ts';
@@ -120,18 +122,32 @@ async function primary(config: Config, text: string, logger: Logger, count: numb
   } catch (e) {
     return fatal(logger, listenHint(e, where), errorCode(e));
   }
+  // metrics.listen is the primary's: each scrape asks every serving worker and sums (metrics/cluster.ts).
+  let supervisor: Supervisor | undefined;
+  const metrics = config.metrics ? new ClusterMetrics({ workers: () => supervisor?.serving() ?? [] }) : undefined;
+  const metricsListener = metrics ? new MetricsListener(metrics) : undefined;
+  if (metricsListener && config.metrics) {
+    try {
+      const at = await metricsListener.listen(config.metrics.listen);
+      logger.info({ event: 'metrics_listening', listen: `http://${at.address}:${at.port}/metrics` }, 'metrics');
+    } catch (e) {
+      return fatal(logger, listenHint(e, config.metrics.listen), errorCode(e));
+    }
+  }
   const cache = config.cache.type === 'memory' ? await openCache(config.cache) : undefined;
-  const supervisor = new Supervisor({
+  supervisor = new Supervisor({
     count,
     logger,
     drainMs: config.listen.timeouts.drain,
     cache,
     env: { [CONFIG_ENV]: text },
+    metrics,
   });
   process.once('SIGTERM', () => supervisor.stop('SIGTERM'));
   process.once('SIGINT', () => supervisor.stop('SIGINT'));
   process.on('SIGHUP', () => supervisor.reloadTls());
   const code = await supervisor.run();
+  await metricsListener?.close();
   await cache?.close();
   logger.info({ event: 'exit', code }, 'every worker has stopped');
   await new Promise<void>((resolve) => logger.flush(() => resolve()));

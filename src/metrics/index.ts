@@ -115,6 +115,8 @@ export class Metrics {
       name: 'gatehouse_sessions_active',
       help: 'Browser sessions that have not expired (read at scrape time, cached 10 s)',
       registers: r,
+      // A fact of the store, which every worker reads alike: not multiplied by the workers.
+      aggregator: 'first',
       collect: async () => {
         const v = await this.activeSessions();
         if (v !== undefined) this.sessionsActive.set(v);
@@ -176,6 +178,8 @@ export class Metrics {
       name: 'gatehouse_signing_key_age_seconds',
       help: 'Age of the key that signs now',
       registers: r,
+      // Across workers: the oldest key still signing in any of them.
+      aggregator: 'max',
       collect: () => {
         const created = this.collectors.signingKeyCreatedAt?.();
         if (created !== undefined) keyAge.set(Math.max(0, (Date.now() - created) / 1000));
@@ -186,6 +190,7 @@ export class Metrics {
       help: 'Always 1; the version as a label',
       labelNames: ['version'],
       registers: r,
+      aggregator: 'first',
     }).set({ version: o.version }, 1);
   }
 
@@ -322,10 +327,19 @@ export function timeCache<C extends object>(cache: C, m: Metrics): C {
   return timed(cache, '', m.cacheDuration, m.cacheErrors, () => false);
 }
 
-/** The listener of `metrics.listen`: GET /metrics, nothing else. */
+/** What the listener serves: one process's registry, or a cluster's primary aggregating its workers'. */
+export interface MetricsSource {
+  text(): Promise<string>;
+  readonly contentType: string;
+}
+
+/**
+ * The listener of `metrics.listen`: GET /metrics, nothing else. A source that rejects with a
+ * `status` of 503 (metrics/cluster.ts: a worker did not answer) is a 503 with its message.
+ */
 export class MetricsListener {
   private readonly server: http.Server;
-  constructor(metrics: Metrics) {
+  constructor(metrics: MetricsSource) {
     this.server = http.createServer((req, res) => {
       const path = (req.url ?? '').split('?')[0];
       if (path !== '/metrics') return void res.writeHead(404, { 'content-type': 'text/plain' }).end('Not Found\n');
@@ -333,7 +347,10 @@ export class MetricsListener {
         return void res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end();
       metrics.text().then(
         (text) => res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' }).end(text),
-        () => res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n'),
+        (e: unknown) =>
+          (e as { status?: number }).status === 503
+            ? res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' }).end(`${(e as Error).message}\n`)
+            : res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n'),
       );
     });
     this.server.requestTimeout = 10_000;

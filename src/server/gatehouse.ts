@@ -30,6 +30,7 @@ import { issuerOf, KeyRing, keyPolicy } from '../keys/keys.ts';
 import { loadSecrets, type Secrets } from '../keys/secrets.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import { Mailer } from '../mail/mailer.ts';
+import { answerMetricsRequests } from '../metrics/cluster.ts';
 import { Metrics, MetricsListener, timeCache, timeStore } from '../metrics/index.ts';
 import { OAuthServer } from '../oauth/server.ts';
 import { FormKit } from '../pages/kit.ts';
@@ -48,7 +49,7 @@ import { openStore, StoreUnavailableError, type Store } from '../store/index.ts'
 import { accountSections, type Features, routeTable } from './routes.ts';
 import type { Services } from './services.ts';
 import { describe as describeCert, loadTls, type TlsPair } from './tls.ts';
-import type { Peers } from './workers.ts';
+import { type Peers, workerId } from './workers.ts';
 
 export interface GatehouseOptions {
   logger?: Logger;
@@ -471,9 +472,13 @@ export class Gatehouse {
       });
     });
     const address = this.server.address() as AddressInfo;
-    if (this.metricsListener && this.config.metrics) {
-      const at = await this.metricsListener.listen(this.config.metrics.listen);
-      this.logger.info({ event: 'metrics_listening', listen: `http://${at.address}:${at.port}/metrics` }, 'metrics');
+    if (this.metricsListener && this.config.metrics && this.metrics) {
+      // A worker of listen.workers binds nothing: the primary serves metrics.listen and asks it at each scrape.
+      if (workerId() !== undefined) answerMetricsRequests(this.metrics.registry);
+      else {
+        const at = await this.metricsListener.listen(this.config.metrics.listen);
+        this.logger.info({ event: 'metrics_listening', listen: `http://${at.address}:${at.port}/metrics` }, 'metrics');
+      }
     }
     this.providers.warm();
     for (const site of this.sites.values()) {

@@ -5,6 +5,7 @@ import type { Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
 import type { Warning } from '../config/warning.ts';
 import type { Logger } from '../log/index.ts';
+import type { ClusterMetrics } from '../metrics/cluster.ts';
 
 /**
  * `listen.workers` > 1: one node as several processes (node:cluster). The primary serves no
@@ -115,6 +116,8 @@ export interface SupervisorOptions {
   maxRestartDelayMs?: number;
   /** Workers that exit before they listen, in a row (none listening in between): then the node gives up. */
   maxStartupFailures?: number;
+  /** `metrics.listen`: the primary's aggregator, which gets the workers' replies. */
+  metrics?: ClusterMetrics;
 }
 
 const KILL_MARGIN_MS = 5000;
@@ -125,7 +128,8 @@ const KILL_MARGIN_MS = 5000;
  * (a configuration they cannot serve: giving up beats restarting forever, security.md #183).
  */
 export class Supervisor {
-  private readonly o: Required<Omit<SupervisorOptions, 'cache' | 'env'>> & Pick<SupervisorOptions, 'cache' | 'env'>;
+  private readonly o: Required<Omit<SupervisorOptions, 'cache' | 'env' | 'metrics'>> &
+    Pick<SupervisorOptions, 'cache' | 'env' | 'metrics'>;
   private readonly logger: Logger;
   private readonly workers = new Map<number, { worker: Worker; listening: boolean }>();
   private readonly restarts = new Set<NodeJS.Timeout>();
@@ -153,6 +157,11 @@ export class Supervisor {
   /** Live workers' process ids, by worker id (tests, the metrics aggregator). */
   get pids(): Map<number, number | undefined> {
     return new Map([...this.workers].map(([id, w]) => [id, w.worker.process.pid]));
+  }
+
+  /** The workers serving now (listening): those a scrape asks for their metrics. */
+  serving(): Worker[] {
+    return [...this.workers.values()].filter((w) => w.listening).map((w) => w.worker);
   }
 
   run(): Promise<number> {
@@ -186,6 +195,7 @@ export class Supervisor {
   };
 
   private readonly onMessage = (worker: Worker, message: unknown) => {
+    if (this.o.metrics?.onMessage(worker, message)) return;
     if (isPeerMessage(message)) {
       for (const other of this.workers.values())
         if (other.worker !== worker && other.worker.isConnected()) other.worker.send(message);
