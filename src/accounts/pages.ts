@@ -228,3 +228,52 @@ export function describeLinkProblem(
       };
   }
 }
+
+/** The password part of "Confirm it's you" (accounts/reauth.ts): a form of its own, method=password. */
+export function passwordProofForm(o: {
+  csrf: string;
+  action: string;
+  rd: string;
+  email: string;
+  error?: string;
+}): SafeHtml {
+  const errors: Errors = o.error ? { password: o.error } : {};
+  const spec: FieldSpec = { name: 'password', label: 'Password', type: 'password', autocomplete: 'current-password' };
+  return html`<form method="post" action="${o.action}" novalidate>
+${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}<input type="hidden" name="method" value="password">${username(o.email)}
+${field(spec, errors, true)}
+<button type="submit">Continue</button>
+</form>`;
+}
+
+/** /reauth: before a sensitive action, the user proves who they are again. */
+export function reauthPage(o: {
+  appTitle: string;
+  email: string;
+  proofs: SafeHtml[];
+  providers?: SafeHtml;
+  error?: string;
+  cancelUrl: string;
+}): string {
+  return layout({
+    appTitle: o.appTitle,
+    heading: "Confirm it's you",
+    error: Boolean(o.error),
+    referrerPolicy: 'same-origin',
+    body: html`${summary({ form: o.error }, [])}
+<p>You are signed in as <strong class="who">${o.email}</strong>. What you asked for changes how your account is reached, so confirm that it is you first.</p>
+${o.proofs}
+${o.providers ? html`${o.proofs.length ? html`<p class="divider">or sign in again with</p>` : html`<p>Sign in again with the provider you use for this account:</p>`}${o.providers}` : ''}
+<p class="alt"><a href="${o.cancelUrl}">Cancel</a></p>`,
+  });
+}
+
+/** /reauth for an account with no way to confirm here (no password, no provider): sign in again. */
+export function noProofPage(o: { appTitle: string; signOutUrl: string; cancelUrl: string }): string {
+  return layout({
+    appTitle: o.appTitle,
+    heading: "Confirm it's you",
+    body: html`<p>This needs a recent sign-in, and your account has no password to confirm it with here. Sign out, sign in again, then try once more.</p>
+<p class="alt"><a class="button" href="${o.signOutUrl}">Sign out</a> <a href="${o.cancelUrl}">Cancel</a></p>`,
+  });
+}

@@ -16,6 +16,8 @@ export const paths = {
   linkProvider: '/account/link',
   unlinkProvider: '/account/unlink',
   revokeGrant: '/account/grants/revoke',
+  // accounts/reauth.ts: "confirm it's you" before a sensitive action
+  reauth: '/reauth',
   // accounts/verification.ts, accounts/recovery.ts (mailed links)
   verifyEmail: '/verify-email',
   resendVerification: '/verify-email/resend',

@@ -6,6 +6,7 @@ import { HttpError } from '../http/errors.ts';
 import { redirect, sendJson } from '../http/respond.ts';
 import { cspWithFormAction, messagePage } from '../pages/index.ts';
 import type { SessionGate } from '../accounts/account-page.ts';
+import type { RecentAuthGate } from '../accounts/reauth.ts';
 import type { Config } from '../config/schema.ts';
 import type { Diagnosis } from '../diagnosis/index.ts';
 import type { Logger } from '../log/index.ts';
@@ -57,13 +58,21 @@ export class ProviderRoutes {
   private readonly tools: FormTools;
   private readonly account: SessionGate;
   private readonly cache: Cache;
+  private readonly reauth: RecentAuthGate | undefined;
 
-  constructor(providers: ProviderService, deps: ProviderRoutesDeps, tools: FormTools, account: SessionGate) {
+  constructor(
+    providers: ProviderService,
+    deps: ProviderRoutesDeps,
+    tools: FormTools,
+    account: SessionGate,
+    reauth?: RecentAuthGate,
+  ) {
     this.p = providers;
     this.s = deps;
     this.tools = tools;
     this.account = account;
     this.cache = deps.cache;
+    this.reauth = reauth;
   }
 
   /** GET /signed-out: back from a provider's logout, to the sign-in page that says so. */
@@ -338,6 +347,9 @@ export class ProviderRoutes {
     if (!active) return;
     const client = this.p.get(field(input, 'provider', 64) ?? '');
     if (!client) throw new HttpError(400, 'unknown_provider', 'There is no such sign-in provider.');
+    // Linking adds a way into the account: a sign-in long ago is confirmed first (security.md #175).
+    if (this.reauth && !this.reauth.requireRecentAuth(ctx, active, `${this.s.prefix}/account`, input.kind === 'json'))
+      return;
     return this.begin(ctx, client, 'link', active.session.idHash, `${this.s.prefix}/account?linked=${client.id}`);
   }
 

@@ -8,6 +8,7 @@ import { AccountPage } from '../accounts/account-page.ts';
 import { EmailTokens } from '../accounts/email-tokens.ts';
 import { MailedLinks } from '../accounts/mailed-links.ts';
 import { dummyHash } from '../accounts/passwords.ts';
+import { Reauthentication } from '../accounts/reauth.ts';
 import { PasswordRecovery } from '../accounts/recovery.ts';
 import { Accounts } from '../accounts/service.ts';
 import { SignIn } from '../accounts/sign-in.ts';
@@ -131,6 +132,7 @@ export class Gatehouse {
     this.sessions = new Sessions(store, {
       idleMs: config.sessions.idleTimeout,
       absoluteMs: config.sessions.absoluteTimeout,
+      now: clock,
     });
     const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
     this.accounts = new Accounts(store, throttle, config.accounts);
@@ -140,6 +142,20 @@ export class Gatehouse {
       secrets,
       csrfCookieMissing: (ctx) => new DiagnosedError(diagnosis.cookieMissing(ctx, 'csrf')),
     });
+    // "Confirm it's you" before sensitive actions (accounts/reauth.ts).
+    const reauth = new Reauthentication(
+      {
+        config,
+        logger,
+        store,
+        sessions: this.sessions,
+        accounts: this.accounts,
+        prefix,
+        providers: this.providers,
+        now: clock ?? Date.now,
+      },
+      forms,
+    );
     this.oauth = new OAuthServer({
       config,
       logger,
@@ -153,6 +169,7 @@ export class Gatehouse {
       providers: this.providers,
       now: clock,
       pages: forms,
+      reauth,
     });
     const services: Services = {
       config,
@@ -185,7 +202,8 @@ export class Gatehouse {
       account,
       verification,
       recovery: new PasswordRecovery(services, forms, account, links, mailer),
-      providers: new ProviderRoutes(this.providers, services, forms, account),
+      reauth,
+      providers: new ProviderRoutes(this.providers, services, forms, account, reauth),
       oauth: this.oauth,
       forwardAuth: new ForwardAuth({
         sessions: this.sessions,

@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { AccountPage } from '../accounts/account-page.ts';
+import type { Reauthentication } from '../accounts/reauth.ts';
 import type { PasswordRecovery } from '../accounts/recovery.ts';
 import type { SignIn } from '../accounts/sign-in.ts';
 import type { EmailVerification } from '../accounts/verification.ts';
@@ -28,6 +29,8 @@ export interface Features {
   account: AccountPage;
   verification: EmailVerification;
   recovery: PasswordRecovery;
+  /** "Confirm it's you" before sensitive actions (accounts/reauth.ts). */
+  reauth: Reauthentication;
   providers: ProviderRoutes;
   oauth: OAuthServer;
   forwardAuth: ForwardAuth;
@@ -71,6 +74,9 @@ export const routes: { own: readonly Row[]; wellKnown: readonly Row[] } = {
     { path: paths.resetPassword, methods: POST, handler: (f, c) => f.recovery.reset(c) },
     { path: paths.changePassword, methods: GET, handler: (f, c) => f.recovery.changeForm(c) },
     { path: paths.changePassword, methods: POST, handler: (f, c) => f.recovery.change(c) },
+    // accounts/reauth.ts
+    { path: paths.reauth, methods: GET, handler: (f, c) => f.reauth.page(c) },
+    { path: paths.reauth, methods: POST, handler: (f, c) => f.reauth.submit(c) },
     // providers/routes.ts
     { path: paths.loginWith, methods: GET, handler: (f, c, p) => f.providers.startGet(c, p) },
     { path: paths.loginWith, methods: POST, handler: (f, c, p) => f.providers.startPost(c, p) },

@@ -212,6 +212,15 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
       `CREATE INDEX email_tokens_expires ON email_tokens (expires_at)`,
     ],
   },
+  {
+    version: 10,
+    name: 'accounts: re-authentication time, invitations, email change',
+    sql: [
+      // When the user last proved who they are in the session (accounts/reauth.ts); null in
+      // older rows, read as created_at.
+      `ALTER TABLE sessions ADD COLUMN auth_time BIGINT`,
+    ],
+  },
 ];
 
 export async function migrate(db: SqlDriver): Promise<number> {

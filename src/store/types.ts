@@ -33,6 +33,11 @@ export interface Session {
   amr: string[];
   ip: string | null;
   userAgent: string | null;
+  /**
+   * When the user last proved who they are in this session: the sign-in, or a later
+   * re-authentication (accounts/reauth.ts). Sensitive actions need it to be recent.
+   */
+  authTime: number;
 }
 
 export interface UserStore {
@@ -54,6 +59,11 @@ export interface SessionStore {
   getWithUser(idHash: string): Promise<{ session: Session; user: User } | undefined>;
   touch(idHash: string, lastSeenAt: number): Promise<void>;
   delete(idHash: string): Promise<boolean>;
+  /**
+   * Records a fresh proof of identity in a session (a re-authentication or a further factor):
+   * its auth time and how the user authenticated. Returns whether the session exists.
+   */
+  setAuth(idHash: string, auth: { authTime: number; amr: string[] }): Promise<boolean>;
   /** Ends every session of a user, except one (the caller's own) when given. Returns how many. */
   deleteByUser(userId: string, exceptIdHash?: string): Promise<number>;
   listByUser(userId: string): Promise<Session[]>;

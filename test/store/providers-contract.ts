@@ -26,6 +26,7 @@ function session(userId: string): Session {
     amr: ['idp:a'],
     ip: null,
     userAgent: null,
+    authTime: now,
   };
 }
 
