@@ -23,6 +23,11 @@ export const paths = {
   resendVerification: '/verify-email/resend',
   forgotPassword: '/forgot-password',
   resetPassword: '/reset-password',
+  // accounts/email-change.ts: asked for on the account page, confirmed by the link to the new address
+  changeEmail: '/account/email',
+  confirmEmailChange: '/confirm-email',
+  // accounts/invitations.ts: the link of `gatehouse users invite`
+  invite: '/invite',
   // providers/routes.ts
   loginWith: '/login/:provider',
   callback: '/callback/:provider',

@@ -5,6 +5,7 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { AccountPage } from '../accounts/account-page.ts';
+import { EmailChange } from '../accounts/email-change.ts';
 import { EmailTokens } from '../accounts/email-tokens.ts';
 import { MailedLinks } from '../accounts/mailed-links.ts';
 import { dummyHash } from '../accounts/passwords.ts';
@@ -203,6 +204,7 @@ export class Gatehouse {
       verification,
       recovery: new PasswordRecovery(services, forms, account, links, mailer),
       reauth,
+      emailChange: new EmailChange(services, forms, account, reauth, links, mailer),
       providers: new ProviderRoutes(this.providers, services, forms, account, reauth),
       oauth: this.oauth,
       forwardAuth: new ForwardAuth({

@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { AccountPage } from '../accounts/account-page.ts';
+import type { EmailChange } from '../accounts/email-change.ts';
 import type { Reauthentication } from '../accounts/reauth.ts';
 import type { PasswordRecovery } from '../accounts/recovery.ts';
 import type { SignIn } from '../accounts/sign-in.ts';
@@ -31,6 +32,8 @@ export interface Features {
   recovery: PasswordRecovery;
   /** "Confirm it's you" before sensitive actions (accounts/reauth.ts). */
   reauth: Reauthentication;
+  /** Change of email address (accounts/email-change.ts). */
+  emailChange: EmailChange;
   providers: ProviderRoutes;
   oauth: OAuthServer;
   forwardAuth: ForwardAuth;
@@ -77,6 +80,10 @@ export const routes: { own: readonly Row[]; wellKnown: readonly Row[] } = {
     // accounts/reauth.ts
     { path: paths.reauth, methods: GET, handler: (f, c) => f.reauth.page(c) },
     { path: paths.reauth, methods: POST, handler: (f, c) => f.reauth.submit(c) },
+    // accounts/email-change.ts
+    { path: paths.changeEmail, methods: POST, handler: (f, c) => f.emailChange.request(c) },
+    { path: paths.confirmEmailChange, methods: GET, handler: (f, c) => f.emailChange.page(c) },
+    { path: paths.confirmEmailChange, methods: POST, handler: (f, c) => f.emailChange.confirm(c) },
     // providers/routes.ts
     { path: paths.loginWith, methods: GET, handler: (f, c, p) => f.providers.startGet(c, p) },
     { path: paths.loginWith, methods: POST, handler: (f, c, p) => f.providers.startPost(c, p) },
@@ -141,6 +148,7 @@ export const routes: { own: readonly Row[]; wellKnown: readonly Row[] } = {
 export function accountSections(f: Features): void {
   f.account
     .addSection(5, (c, active, csrf) => f.verification.accountSection(c, active, csrf))
+    .addSection(6, (c, active, csrf) => f.emailChange.accountSection(c, active, csrf))
     .addSection(
       10,
       (c, active, csrf) => f.providers.identities(c, active, csrf),

@@ -214,7 +214,7 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
   },
   {
     version: 10,
-    name: 'accounts: re-authentication time, invitations, email change',
+    name: 'sessions: auth time (re-authentication)',
     sql: [
       // When the user last proved who they are in the session (accounts/reauth.ts); null in
       // older rows, read as created_at.

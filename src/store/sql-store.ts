@@ -138,16 +138,20 @@ export class SqlUsers implements UserStore {
       sets.push(`${column} = ?`);
       params.push(value);
     };
+    if (patch.email !== undefined) set('email', patch.email);
     if (patch.name !== undefined) set('name', patch.name);
     if (patch.groups !== undefined) set('groups_json', JSON.stringify(patch.groups));
     if (patch.emailVerified !== undefined) set('email_verified', patch.emailVerified ? 1 : 0);
     if (patch.passwordHash !== undefined) set('password_hash', patch.passwordHash);
     if (patch.disabled !== undefined) set('disabled', patch.disabled ? 1 : 0);
     set('updated_at', Date.now());
-    const r = await this.db.get<UserRow>(`UPDATE users SET ${sets.join(', ')} WHERE id = ? RETURNING *`, [
-      ...params,
-      id,
-    ]);
+    let r: UserRow | undefined;
+    try {
+      r = await this.db.get<UserRow>(`UPDATE users SET ${sets.join(', ')} WHERE id = ? RETURNING *`, [...params, id]);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new StoreConflictError('email already registered');
+      throw err;
+    }
     return r && toUser(r);
   }
 

@@ -12,6 +12,8 @@ export type { NewUser, User } from './user-types.ts';
  */
 
 export interface UserPatch {
+  /** A new address (normalized by the caller); StoreConflictError when another user has it. */
+  email?: string;
   name?: string | null;
   groups?: string[];
   emailVerified?: boolean;
@@ -46,6 +48,7 @@ export interface UserStore {
   get(id: string): Promise<User | undefined>;
   getByEmail(email: string): Promise<User | undefined>;
   list(options?: { limit?: number; offset?: number }): Promise<User[]>;
+  /** Throws StoreConflictError when `patch.email` is another user's. */
   update(id: string, patch: UserPatch): Promise<User | undefined>;
   /** Removes the user and, with them, every session of theirs. Returns whether one existed. */
   delete(id: string): Promise<boolean>;
