@@ -334,3 +334,50 @@ ${hidden('csrf', o.csrf)}
 </form>`,
   });
 }
+
+/** The invitation link's page (accounts/invitations.ts): a password (and a name) for the invited address. */
+export function acceptInvitationPage(
+  o: Base & {
+    action: string;
+    email: string;
+    name?: string;
+    errors?: Errors;
+    minPasswordLength: number;
+    /** Other ways to accept (a passkey), below the password form. */
+    options: SafeHtml[];
+  },
+): string {
+  const errors = o.errors ?? {};
+  const specs: FieldSpec[] = [
+    {
+      name: 'name',
+      label: 'Name',
+      type: 'text',
+      autocomplete: 'name',
+      value: o.name ?? '',
+      hint: 'Optional',
+      required: false,
+    },
+    {
+      name: 'password',
+      label: 'Password',
+      type: 'password',
+      autocomplete: 'new-password',
+      hint: passwordHint(o.minPasswordLength),
+    },
+  ];
+  return layout({
+    appTitle: o.appTitle,
+    heading: `Welcome to ${o.appTitle}`,
+    error: hasErrors(errors),
+    referrerPolicy: 'same-origin',
+    body: html`${summary(errors, specs)}
+<p>You are invited with the address <strong class="who">${o.email}</strong>. Choose a password to finish; you are then signed in.</p>
+<form method="post" action="${o.action}" novalidate>
+${hidden('csrf', o.csrf)}${username(o.email)}
+${fields(specs, errors)}
+<button type="submit">Create account</button>
+</form>
+${o.options.length ? html`<p class="divider">or</p>${o.options}` : ''}`,
+  });
+}

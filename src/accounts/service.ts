@@ -43,11 +43,16 @@ export class Accounts {
   }
 
   async register(input: { email?: string; password?: string; name?: string }, ip: string): Promise<RegisterResult> {
-    if (this.config.registration === 'closed')
+    if (this.config.registration !== 'open')
       return {
         ok: false,
         status: 403,
-        errors: { form: 'Registration is closed. Ask an administrator for an account.' },
+        errors: {
+          form:
+            this.config.registration === 'invite'
+              ? 'Accounts here are by invitation only. Ask an administrator to invite you.'
+              : 'Registration is closed. Ask an administrator for an account.',
+        },
       };
     const errors: FieldErrors = {};
     const email = normalizeEmail(input.email);

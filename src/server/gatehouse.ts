@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import { AccountPage } from '../accounts/account-page.ts';
 import { EmailChange } from '../accounts/email-change.ts';
 import { EmailTokens } from '../accounts/email-tokens.ts';
+import { InvitationPage } from '../accounts/invitations.ts';
 import { MailedLinks } from '../accounts/mailed-links.ts';
 import { dummyHash } from '../accounts/passwords.ts';
 import { Reauthentication } from '../accounts/reauth.ts';
@@ -191,7 +192,7 @@ export class Gatehouse {
     };
     // Email verification, password reset and change (accounts/), mail sent by mail/.
     this.mailer = mailer;
-    this.emailTokens = new EmailTokens(store);
+    this.emailTokens = new EmailTokens(store, { now: clock });
     const links = new MailedLinks(services, forms, this.emailTokens);
     const account = new AccountPage(services, forms);
     const verification = new EmailVerification(services, forms, account, links, mailer);
@@ -205,6 +206,7 @@ export class Gatehouse {
       recovery: new PasswordRecovery(services, forms, account, links, mailer),
       reauth,
       emailChange: new EmailChange(services, forms, account, reauth, links, mailer),
+      invitations: new InvitationPage(services, forms, links),
       providers: new ProviderRoutes(this.providers, services, forms, account, reauth),
       oauth: this.oauth,
       forwardAuth: new ForwardAuth({

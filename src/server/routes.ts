@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { AccountPage } from '../accounts/account-page.ts';
 import type { EmailChange } from '../accounts/email-change.ts';
+import type { InvitationPage } from '../accounts/invitations.ts';
 import type { Reauthentication } from '../accounts/reauth.ts';
 import type { PasswordRecovery } from '../accounts/recovery.ts';
 import type { SignIn } from '../accounts/sign-in.ts';
@@ -34,6 +35,8 @@ export interface Features {
   reauth: Reauthentication;
   /** Change of email address (accounts/email-change.ts). */
   emailChange: EmailChange;
+  /** The invitation link's pages (accounts/invitations.ts). */
+  invitations: InvitationPage;
   providers: ProviderRoutes;
   oauth: OAuthServer;
   forwardAuth: ForwardAuth;
@@ -84,6 +87,9 @@ export const routes: { own: readonly Row[]; wellKnown: readonly Row[] } = {
     { path: paths.changeEmail, methods: POST, handler: (f, c) => f.emailChange.request(c) },
     { path: paths.confirmEmailChange, methods: GET, handler: (f, c) => f.emailChange.page(c) },
     { path: paths.confirmEmailChange, methods: POST, handler: (f, c) => f.emailChange.confirm(c) },
+    // accounts/invitations.ts
+    { path: paths.invite, methods: GET, handler: (f, c) => f.invitations.page(c) },
+    { path: paths.invite, methods: POST, handler: (f, c) => f.invitations.submit(c) },
     // providers/routes.ts
     { path: paths.loginWith, methods: GET, handler: (f, c, p) => f.providers.startGet(c, p) },
     { path: paths.loginWith, methods: POST, handler: (f, c, p) => f.providers.startPost(c, p) },
