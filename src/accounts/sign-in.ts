@@ -331,6 +331,8 @@ export class SignIn {
       session: {
         createdAt: new Date(session.createdAt).toISOString(),
         expiresAt: new Date(session.expiresAt).toISOString(),
+        /** When the user last proved who they are (accounts/reauth.ts). */
+        authTime: new Date(session.authTime).toISOString(),
         amr: session.amr,
       },
     });
