@@ -259,7 +259,6 @@ export function reauthPage(o: {
   appTitle: string;
   email: string;
   proofs: SafeHtml[];
-  providers?: SafeHtml;
   error?: string;
   cancelUrl: string;
 }): string {
@@ -270,8 +269,7 @@ export function reauthPage(o: {
     referrerPolicy: 'same-origin',
     body: html`${summary({ form: o.error }, [])}
 <p>You are signed in as <strong class="who">${o.email}</strong>. What you asked for changes how your account is reached, so confirm that it is you first.</p>
-${o.proofs}
-${o.providers ? html`${o.proofs.length ? html`<p class="divider">or sign in again with</p>` : html`<p>Sign in again with the provider you use for this account:</p>`}${o.providers}` : ''}
+${o.proofs.map((p, i) => html`${i ? html`<p class="divider">or</p>` : ''}${p}`)}
 <p class="alt"><a href="${o.cancelUrl}">Cancel</a></p>`,
   });
 }
@@ -281,7 +279,7 @@ export function noProofPage(o: { appTitle: string; signOutUrl: string; cancelUrl
   return layout({
     appTitle: o.appTitle,
     heading: "Confirm it's you",
-    body: html`<p>This needs a recent sign-in, and your account has no password to confirm it with here. Sign out, sign in again, then try once more.</p>
+    body: html`<p>This needs a recent sign-in, and your account has no password or linked provider to confirm it with here. Sign out, sign in again, then try once more.</p>
 <p class="alt"><a class="button" href="${o.signOutUrl}">Sign out</a> <a href="${o.cancelUrl}">Cancel</a></p>`,
   });
 }

@@ -5,6 +5,7 @@ import { paths } from '../http/paths.ts';
 import { redirect, sendJson, wantsHtml } from '../http/respond.ts';
 import type { Logger } from '../log/index.ts';
 import type { SafeHtml } from '../pages/html.ts';
+import { cspWithFormAction } from '../pages/styles.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
 import type { Session, Store, User } from '../store/index.ts';
@@ -19,7 +20,7 @@ import type { Accounts } from './service.ts';
  * sign-in, or a later re-authentication); a stolen cookie alone is then not enough for them.
  *
  *   GET  /reauth?rd=<path>   "Confirm it's you": the proofs this user can give (their password;
- *                            for an account without one, signing in again with a provider)
+ *                            signing in again at a linked provider: providers/routes.ts)
  *   POST /reauth             gives one (form: csrf, method, rd and the proof's fields; or JSON
  *                            {method?, password, rd?}); on success the session's auth time is
  *                            now and the browser goes back to rd
@@ -69,8 +70,10 @@ export interface ReauthProof {
   /** The `method` field value of its POST, e.g. "password", "totp". */
   readonly method: string;
   available(user: User): boolean | Promise<boolean>;
-  render(view: ProofView): SafeHtml;
+  render(view: ProofView): SafeHtml | Promise<SafeHtml>;
   verify(ctx: RequestContext, input: Input, active: ActiveSession): Promise<ProofResult>;
+  /** Origins its form is redirected to (a provider's sign-in), added to the page's CSP form-action. */
+  formActions?(): string[];
 }
 
 /** The gate features take (oauth/, providers/, the email change): the Reauthentication satisfies it. */
@@ -84,6 +87,11 @@ export interface RecentAuthGate {
   requireRecentAuth(ctx: RequestContext, active: ActiveSession, returnTo: string, json?: boolean): boolean;
   /** Whether the session is recent enough, without answering. */
   isRecent(session: Pick<Session, 'authTime'>): boolean;
+  /**
+   * Records a fresh proof of identity in the session: its auth time is now, and `amr` joins its
+   * methods. For proofs that run through routes of their own (a provider, a passkey ceremony).
+   */
+  proven(session: Session, amr: readonly string[]): Promise<Session>;
 }
 
 export interface ReauthDeps {
@@ -94,8 +102,6 @@ export interface ReauthDeps {
   /** Own routes' prefix, publicUrl's base path included. */
   prefix: string;
   config: { accounts: { reauthenticateAfter: number } };
-  /** Buttons that sign in again through the providers (for accounts without a password). */
-  providers: { loginButtons(rd: string): SafeHtml | undefined };
   now(): number;
 }
 
@@ -152,10 +158,6 @@ export class Reauthentication implements RecentAuthGate {
     return false;
   }
 
-  /**
-   * Records a fresh proof of identity in the session: its auth time is now, and `amr` joins
-   * its methods. For proofs that run through routes of their own (a passkey ceremony).
-   */
   async proven(session: Session, amr: readonly string[]): Promise<Session> {
     const authTime = this.s.now();
     const merged = [...new Set([...session.amr, ...amr])];
@@ -193,8 +195,7 @@ export class Reauthentication implements RecentAuthGate {
     const proofs = await this.available(active.user);
     const action = this.tools.url(ctx, paths.reauth);
     const cancel = this.tools.url(ctx, paths.account);
-    const providers = active.user.passwordHash ? undefined : this.s.providers.loginButtons(rd);
-    if (!proofs.length && !providers) {
+    if (!proofs.length) {
       const signOut = this.tools.url(ctx, paths.logout, {
         rd: this.tools.url(ctx, paths.login, { rd: rd === ctx.site.home ? undefined : rd }),
       });
@@ -204,16 +205,19 @@ export class Reauthentication implements RecentAuthGate {
         noProofPage({ appTitle: ctx.site.title, signOutUrl: signOut, cancelUrl: cancel }),
       );
     }
-    const parts = proofs.map((p) =>
-      p.render({
-        ctx,
-        user: active.user,
-        csrf: token,
-        action,
-        rd,
-        error: failed?.method === p.method ? failed.message : undefined,
-      }),
+    const parts = await Promise.all(
+      proofs.map((p) =>
+        p.render({
+          ctx,
+          user: active.user,
+          csrf: token,
+          action,
+          rd,
+          error: failed?.method === p.method ? failed.message : undefined,
+        }),
+      ),
     );
+    const formActions = [...new Set(proofs.flatMap((p) => p.formActions?.() ?? []))];
     this.tools.html(
       ctx,
       status,
@@ -221,12 +225,11 @@ export class Reauthentication implements RecentAuthGate {
         appTitle: ctx.site.title,
         email: active.user.email,
         proofs: parts,
-        providers,
         error: failed?.message,
         cancelUrl: cancel,
       }),
       cookies,
-      headers,
+      { ...headers, ...(formActions.length ? { 'content-security-policy': cspWithFormAction(formActions) } : {}) },
     );
   }
 

@@ -18,6 +18,8 @@ export const paths = {
   revokeGrant: '/account/grants/revoke',
   // accounts/reauth.ts: "confirm it's you" before a sensitive action
   reauth: '/reauth',
+  // providers/routes.ts: "Continue with <provider>" on that page
+  reauthProvider: '/reauth/provider',
   // accounts/verification.ts, accounts/recovery.ts (mailed links)
   verifyEmail: '/verify-email',
   resendVerification: '/verify-email/resend',

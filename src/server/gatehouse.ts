@@ -153,7 +153,6 @@ export class Gatehouse {
         sessions: this.sessions,
         accounts: this.accounts,
         prefix,
-        providers: this.providers,
         now: clock ?? Date.now,
       },
       forms,
@@ -221,6 +220,8 @@ export class Gatehouse {
       probes: this,
     };
     accountSections(features);
+    // "Confirm it's you" by signing in again at a linked provider, after the password.
+    reauth.addProof(features.providers.reauthProof());
     this.routes = new Routes(this.sites, routeTable(features), { base, prefix });
     this.upstreams = new Upstreams([...this.sites.values()].flatMap((s) => s.apps));
     const toApp = new ToApp({ forwarding: this.forwarding, providers: this.providers });

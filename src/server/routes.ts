@@ -95,6 +95,7 @@ export const routes: { own: readonly Row[]; wellKnown: readonly Row[] } = {
     { path: paths.loginWith, methods: POST, handler: (f, c, p) => f.providers.startPost(c, p) },
     { path: paths.callback, methods: GET, handler: (f, c, p) => f.providers.callback(c, p) },
     { path: paths.linkProvider, methods: POST, handler: (f, c) => f.providers.link(c) },
+    { path: paths.reauthProvider, methods: POST, handler: (f, c) => f.providers.reauthStart(c) },
     { path: paths.unlinkProvider, methods: POST, handler: (f, c) => f.providers.unlink(c) },
     { path: paths.signedOut, methods: GET, handler: (f, c) => f.providers.signedOut(c) },
     // oauth/server.ts, oauth/device.ts, oauth/authorize.ts: the endpoints on publicUrl's site only

@@ -269,7 +269,7 @@ describe('re-authentication', () => {
     c.jar.set('gatehouse', setCookie.split(';')[0]!.split('=')[1]!);
     const page = await c.html('/.auth/reauth?rd=%2F.auth%2Fdevice');
     assert.equal(page.status, 409);
-    assert.match(decodeEntities(page.text), /has no password to confirm it with here/);
+    assert.match(decodeEntities(page.text), /has no password or linked provider to confirm it with here/);
     assert.match(decodeEntities(page.text), /href="\/\.auth\/logout\?rd=/);
   });
 });
