@@ -117,6 +117,20 @@ export function storeContract(name: string, harness: StoreHarness): void {
       );
 
       test(
+        "update moves a user to a new address; another user's address is a StoreConflictError and changes nothing",
+        withStore(async (store) => {
+          const [a, b] = [await store.users.create({ email: email() }), await store.users.create({ email: email() })];
+          const fresh = email();
+          const moved = (await store.users.update(a.id, { email: fresh, emailVerified: true }))!;
+          assert.deepEqual([moved.email, moved.emailVerified], [fresh, true]);
+          assert.equal((await store.users.getByEmail(fresh))?.id, a.id);
+          assert.equal(await store.users.getByEmail(a.email), undefined, 'the old address is free');
+          await assert.rejects(store.users.update(a.id, { email: b.email }), StoreConflictError);
+          assert.equal((await store.users.get(a.id))?.email, fresh);
+        }),
+      );
+
+      test(
         'text round-trips exactly: non-ASCII names and groups, quotes, long hashes',
         withStore(async (store) => {
           const tricky = {
