@@ -1,5 +1,6 @@
 // accounts/ (feature): local accounts: registration and password login, throttling, display names, the
-// sign-in, account, verification and password-reset pages, and mailed links.
+// sign-in, account, verification and password-reset pages, mailed links, re-authentication before
+// sensitive actions (reauth.ts), change of address (email-change.ts) and invitations (invitations.ts).
 import type { Config } from '../config/schema.ts';
 import { StoreConflictError, type Store, type User } from '../store/index.ts';
 import { normalizeEmail } from '../config/email.ts';
