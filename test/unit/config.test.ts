@@ -34,11 +34,11 @@ describe('config loading', () => {
       [d.accounts.registration, d.accounts.reauthenticateAfter, d.accounts.invitationTtl],
       ['invite', 0, 2 * 86_400_000],
     );
-    const ps = problems(`${base}accounts: {registration: invited, reauthenticateAfter: 25h, invitationTtl: 10s}\n`);
+    const ps = problems(`${base}accounts: {registration: invited, reauthenticateAfter: soon, invitationTtl: 10s}\n`);
     const byKey = Object.fromEntries(ps.map((p) => [p.key, p.message]));
     assert.match(byKey['accounts.registration']!, /open.*closed.*invite/);
-    assert.match(byKey['accounts.reauthenticateAfter']!, /between "0s" and "24h"/);
-    assert.match(byKey['accounts.invitationTtl']!, /between "1m" and "30d"/);
+    assert.match(byKey['accounts.reauthenticateAfter']!, /expected a duration/);
+    assert.match(byKey['accounts.invitationTtl']!, /an invitation must be at least 1m/);
   });
 
   test('${ENV} and ${ENV:-default} are substituted inside values, typed when whole', () => {
