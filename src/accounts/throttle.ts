@@ -100,6 +100,16 @@ export class Throttle {
     return { ok: true };
   }
 
+  /**
+   * A signed-in user asks to change their address (accounts/email-change.ts): at most
+   * passwordResetPerAccount times an hour per account, so a session cannot mail link after link.
+   */
+  async checkEmailChange(userId: string): Promise<Verdict> {
+    const key = `email-change:user:${userId}`;
+    if ((await this.cache.hit(key, HOUR_MS)) > this.limits.passwordResetPerAccount) return this.retryAfter(key);
+    return { ok: true };
+  }
+
   /** One more message to this address, unless it had `emailsPerAddress` in the last hour (a mail flood). */
   async takeMail(email: string): Promise<Verdict> {
     const key = `mail:addr:${this.accountKey(email)}`;

@@ -31,7 +31,7 @@ export function lintConfig(config: Config): Warning[] {
         : 'open registration';
     w.push({
       key: 'accounts.registration',
-      message: `${unverified}, and the sign-up form tells whether an address is taken. Close it (registration: closed) where that matters.`,
+      message: `${unverified}, and the sign-up form tells whether an address is taken. Close it (registration: closed, or invite) where that matters.`,
     });
   }
   if (config.tokens.keys.publishBefore < 30_000) {

@@ -60,9 +60,13 @@ const COMMANDS: Record<string, Command> = {
       ['users disable|enable <email>', "disabling ends the user's sessions and CLI/MCP logins"],
       ['users set-password <email>', "from a prompt or stdin; ends the user's sessions and CLI/MCP logins"],
       ['users set-groups <email> <a,b>', ''],
+      [
+        'users invite <email> [--groups a,b] [--name N] [--json]',
+        'mails a single-use link to choose a password (printed without email configured)',
+      ],
     ],
     options: ['config', 'name', 'groups', 'json'],
-    subcommands: ['add', 'list', 'disable', 'enable', 'set-password', 'set-groups'],
+    subcommands: ['add', 'list', 'disable', 'enable', 'set-password', 'set-groups', 'invite'],
   },
   sessions: {
     usage: [

@@ -134,7 +134,7 @@ const common = {
   }),
   registration: z.enum(['open', 'closed']).optional().meta({
     description:
-      "Whether a first sign-in creates a user; default: accounts.registration. accounts.allowedDomains applies to the provider's verified email",
+      "Whether a first sign-in creates a user; default: accounts.registration (invite counts as closed). accounts.allowedDomains applies to the provider's verified email",
   }),
   timeout,
 };

@@ -25,6 +25,7 @@ import { grantsSection } from './pages.ts';
 import { Resources } from './resources.ts';
 import { Scopes } from './scopes.ts';
 import { TokenService, type TokenResponse } from './grants.ts';
+import type { RecentAuthGate } from '../accounts/reauth.ts';
 
 type Handler = (ctx: RequestContext) => Promise<void>;
 
@@ -44,6 +45,8 @@ export type OAuthServerOptions = Pick<
   audit?: AuditLog;
   /** gatehouse_oauth_tokens_total, when metrics are on. */
   metrics?: Metrics;
+  /** Approving a device or a client needs a recent sign-in or re-authentication (accounts/reauth.ts). */
+  reauth?: RecentAuthGate;
 };
 
 /**
@@ -106,6 +109,7 @@ export class OAuthServer {
       resources,
       limits,
       providers: o.providers,
+      reauth: o.reauth,
       now,
       audit: o.audit ?? NO_AUDIT,
     };

@@ -7,9 +7,12 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { AccountActivity } from '../accounts/activity.ts';
 import { AccountPage } from '../accounts/account-page.ts';
+import { EmailChange } from '../accounts/email-change.ts';
 import { EmailTokens } from '../accounts/email-tokens.ts';
+import { InvitationPage } from '../accounts/invitations.ts';
 import { MailedLinks } from '../accounts/mailed-links.ts';
 import { dummyHash, PasswordBusyError, passwordsBusy } from '../accounts/passwords.ts';
+import { Reauthentication } from '../accounts/reauth.ts';
 import { PasswordRecovery } from '../accounts/recovery.ts';
 import { Accounts } from '../accounts/service.ts';
 import { SignIn } from '../accounts/sign-in.ts';
@@ -157,6 +160,7 @@ export class Gatehouse {
     this.sessions = new Sessions(store, {
       idleMs: config.sessions.idleTimeout,
       absoluteMs: config.sessions.absoluteTimeout,
+      now: clock,
     });
     const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
     this.accounts = new Accounts(store, throttle, config.accounts);
@@ -166,6 +170,19 @@ export class Gatehouse {
       secrets,
       csrfCookieMissing: (ctx) => new DiagnosedError(diagnosis.cookieMissing(ctx, 'csrf')),
     });
+    // "Confirm it's you" before sensitive actions (accounts/reauth.ts).
+    const reauth = new Reauthentication(
+      {
+        config,
+        logger,
+        store,
+        sessions: this.sessions,
+        accounts: this.accounts,
+        prefix,
+        now: clock ?? Date.now,
+      },
+      forms,
+    );
     this.oauth = new OAuthServer({
       config,
       logger,
@@ -181,6 +198,7 @@ export class Gatehouse {
       pages: forms,
       audit: this.audit,
       metrics,
+      reauth,
     });
     const services: Services = {
       config,
@@ -203,7 +221,7 @@ export class Gatehouse {
     };
     // Email verification, password reset and change (accounts/), mail sent by mail/.
     this.mailer = mailer;
-    this.emailTokens = new EmailTokens(store);
+    this.emailTokens = new EmailTokens(store, { now: clock });
     const links = new MailedLinks(services, forms, this.emailTokens);
     const account = new AccountPage(services, forms);
     const verification = new EmailVerification(services, forms, account, links, mailer);
@@ -219,7 +237,10 @@ export class Gatehouse {
       account,
       verification,
       recovery: new PasswordRecovery(services, forms, account, links, mailer),
-      providers: new ProviderRoutes(this.providers, services, forms, account),
+      reauth,
+      emailChange: new EmailChange(services, forms, account, reauth, links, mailer),
+      invitations: new InvitationPage(services, forms, links),
+      providers: new ProviderRoutes(this.providers, services, forms, account, reauth),
       oauth: this.oauth,
       forwardAuth: new ForwardAuth({
         sessions: this.sessions,
@@ -235,6 +256,8 @@ export class Gatehouse {
       probes: this,
     };
     accountSections(features);
+    // "Confirm it's you" by signing in again at a linked provider, after the password.
+    reauth.addProof(features.providers.reauthProof());
     this.routes = new Routes(this.sites, routeTable(features), { base, prefix });
     this.upstreams = new Upstreams([...this.sites.values()].flatMap((s) => s.apps));
     const toApp = new ToApp({ forwarding: this.forwarding, providers: this.providers });

@@ -251,6 +251,15 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
       `CREATE INDEX audit_events_at ON audit_events (at)`,
     ],
   },
+  {
+    version: 10,
+    name: 'sessions: auth time (re-authentication)',
+    sql: [
+      // When the user last proved who they are in the session (accounts/reauth.ts); null in
+      // older rows, read as created_at.
+      `ALTER TABLE sessions ADD COLUMN auth_time BIGINT`,
+    ],
+  },
 ];
 
 export async function migrate(db: SqlDriver): Promise<number> {

@@ -89,6 +89,7 @@ export function auditStoreContract(withStore: WithStore): void {
           userId: user.id,
           site: 'http://x',
           createdAt: now - 1000,
+          authTime: now - 1000,
           lastSeenAt,
           expiresAt,
           amr: ['pwd'],

@@ -111,6 +111,14 @@ describe('providers: config', () => {
         `${base}accounts: { registration: closed }\nproviders:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com\n    clientId: a\n    clientSecret: s\n    registration: open\n`,
       ).includes('providers[0].registration'),
     );
+    const invite = lintConfig(
+      parseConfig(
+        `${base}accounts: { registration: invite }\nproviders:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com\n    clientId: a\n    clientSecret: s\n    registration: open\n`,
+        'g.yaml',
+        {},
+      ),
+    ).find((w) => w.key === 'providers[0].registration');
+    assert.match(invite!.message, /gets an account, though accounts\.registration is invite/);
   });
 
   test('the redirect URIs to register: one per site, and the post-logout URI where endSession is on', () => {
