@@ -270,8 +270,10 @@ describe('assertion options', () => {
   test('a node whose master key cannot decrypt the signing key refuses to start and says what to fix', async () => {
     const t = await startGatehouse(() => ({ secrets: { key: 'a'.repeat(64) } }));
     await t.gatehouse.close();
+    // A fresh config (a parsed one does not parse again: its durations are numbers of ms by then).
     const config = ConfigSchema.parse({
-      ...t.config,
+      publicUrl: t.config.publicUrl,
+      listen: { host: '127.0.0.1', port: t.config.listen.port },
       store: t.config.store,
       secrets: { key: 'b'.repeat(64) },
       upstream: t.upstream.url,
