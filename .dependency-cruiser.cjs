@@ -5,7 +5,7 @@
  *   cli       src/cli/                     the only importer of server/ (with src/index.ts and tests)
  *   server    src/server/                  composition root: Gatehouse, Services, the route table
  *   pipeline  src/pipeline/                route → decide → outcome, and the entry points
- *   features  sessions accounts mail providers oauth diagnosis proxy identity
+ *   features  sessions accounts mail providers oauth diagnosis proxy identity mfa
  *   model     store cache keys policy sites
  *   base      config log http pages
  *   verify    src/verify/ stands alone (gatehouse/verify for apps: imports nothing of ours)
@@ -13,7 +13,7 @@
 const layers = {
   base: ['config', 'log', 'http', 'pages'],
   model: ['store', 'cache', 'keys', 'policy', 'sites'],
-  features: ['sessions', 'accounts', 'mail', 'providers', 'oauth', 'diagnosis', 'proxy', 'identity'],
+  features: ['sessions', 'accounts', 'mail', 'providers', 'oauth', 'diagnosis', 'proxy', 'identity', 'mfa'],
   pipeline: ['pipeline'],
   server: ['server'],
   cli: ['cli'],

@@ -7,6 +7,7 @@ import { readCookie, serializeCookie } from '../http/cookies.ts';
 import { redirect, sendJson } from '../http/respond.ts';
 import type { Logger } from '../log/index.ts';
 import { cspWithFormAction, loginPage, logoutPage, messagePage, registerPage } from '../pages/index.ts';
+import type { SafeHtml } from '../pages/html.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { ProviderService } from '../providers/service.ts';
 import type { Sessions } from '../sessions/index.ts';
@@ -30,6 +31,26 @@ export interface SignInDeps {
 }
 
 /**
+ * The second factor after a first one (mfa/routes.ts implements it): `intercept` answers with the
+ * second-factor step and returns true when one is needed, so no session is made yet.
+ */
+export interface SecondFactorGate {
+  intercept(
+    ctx: RequestContext,
+    input: Input,
+    user: User,
+    amr: string[],
+    rd: string,
+    cookies: string[],
+    require?: boolean,
+  ): Promise<boolean>;
+  /** The sign-in page's passkey button and the CSP it needs; undefined while second factors are off. */
+  loginExtras(rd: string | undefined): { html: SafeHtml; csp: string } | undefined;
+  /** The enrolled factor types of a user, for /.auth/me. */
+  typesOf(userId: string): Promise<string[]>;
+}
+
+/**
  * The "authenticate" part: sign-in, registration, sign-out and /me under the prefix (their
  * routes are in server/routes.ts). Every POST passes pages/kit.ts's checks before it is read.
  */
@@ -37,10 +58,17 @@ export class SignIn {
   private readonly s: SignInDeps;
   private readonly forms: FormTools;
   private readonly registered: ((ctx: RequestContext, user: User) => void)[] = [];
+  private secondFactor: SecondFactorGate | undefined;
 
   constructor(deps: SignInDeps, forms: FormTools) {
     this.s = deps;
     this.forms = forms;
+  }
+
+  /** Second factors (mfa/): asked after a right password when the user or the policy calls for one. */
+  useSecondFactor(gate: SecondFactorGate): this {
+    this.secondFactor = gate;
+    return this;
   }
 
   /** Runs after each registration with a password (the verification mail); must neither throw nor wait. */
@@ -72,7 +100,14 @@ export class SignIn {
         headers,
       );
     } else {
-      this.forms.html(ctx, status, render(), [], headers);
+      const extras = this.secondFactor?.loginExtras(undefined);
+      this.forms.html(
+        ctx,
+        status,
+        render(),
+        [],
+        extras ? { ...headers, 'content-security-policy': extras.csp } : headers,
+      );
     }
   }
 
@@ -94,7 +129,14 @@ export class SignIn {
       : this.forms.queryParam(ctx, 'reset')
         ? 'Your password was changed, and every session signed out. Sign in with the new password.'
         : undefined;
-    this.forms.html(ctx, 200, this.renderLogin(ctx, token, rd, {}, undefined, notice), cookies);
+    const extras = this.secondFactor?.loginExtras(rd === ctx.site.home ? undefined : rd);
+    this.forms.html(
+      ctx,
+      200,
+      this.renderLogin(ctx, token, rd, {}, undefined, notice),
+      cookies,
+      extras ? { 'content-security-policy': extras.csp } : {},
+    );
   }
 
   private renderLogin(
@@ -120,6 +162,7 @@ export class SignIn {
           : undefined,
       forgotUrl: this.forms.url(ctx, paths.forgotPassword),
       providers: this.s.providers.loginButtons(rd),
+      passkey: this.secondFactor?.loginExtras(rd === ctx.site.home ? undefined : rd)?.html,
     });
   }
 
@@ -129,8 +172,8 @@ export class SignIn {
     const password = field(input, 'password', 8192);
     const rd = this.forms.returnPath(ctx, field(input, 'rd', 4096));
     const cookie = ctx.site.session;
-    const device = readCookie(ctx.req.headers.cookie, ctx.site.cookies.device);
-    const result = await this.s.accounts.login({ email, password }, ctx.ip, device);
+    const deviceIn = readCookie(ctx.req.headers.cookie, ctx.site.cookies.device);
+    const result = await this.s.accounts.login({ email, password }, ctx.ip, deviceIn);
     if (!result.ok) {
       const code =
         result.status === 429
@@ -151,13 +194,15 @@ export class SignIn {
       );
     }
     ctx.userId = result.user.id;
+    const device = this.deviceCookie(ctx, result.deviceCookie);
+    if (await this.secondFactor?.intercept(ctx, input, result.user, ['pwd'], rd, [device])) return;
     const { setCookie } = await this.s.sessions.create(result.user, ctx.site.origin, cookie, {
       amr: ['pwd'],
       ip: ctx.ip,
       userAgent: ctx.req.headers['user-agent'] ?? null,
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
-    const cookies = [setCookie, this.deviceCookie(ctx, result.deviceCookie), this.s.diagnosis.signedIn(ctx.site)];
+    const cookies = [setCookie, device, this.s.diagnosis.signedIn(ctx.site)];
     this.s.logger.info(
       { event: 'login', userId: result.user.id, method: 'password', requestId: ctx.requestId },
       'user signed in',
@@ -320,10 +365,14 @@ export class SignIn {
     }
     const { user, session } = found.active;
     ctx.userId = user.id;
-    const identities = await this.s.providers.identitiesOf(user.id);
+    const [identities, factors] = await Promise.all([
+      this.s.providers.identitiesOf(user.id),
+      this.secondFactor?.typesOf(user.id) ?? [],
+    ]);
     sendJson(ctx.res, 200, {
       ...publicUser(user),
       identities,
+      factors,
       session: {
         createdAt: new Date(session.createdAt).toISOString(),
         expiresAt: new Date(session.expiresAt).toISOString(),

@@ -94,11 +94,19 @@ export function loginPage(
     notice?: string;
     extra?: SafeHtml;
     providers?: SafeHtml;
+    /** "Sign in with a passkey" and its script; the email field then offers passkeys (autofill). */
+    passkey?: SafeHtml;
   },
 ): string {
   const errors = o.errors ?? {};
   const specs: FieldSpec[] = [
-    { name: 'email', label: 'Email', type: 'email', autocomplete: 'username', value: o.email ?? '' },
+    {
+      name: 'email',
+      label: 'Email',
+      type: 'email',
+      autocomplete: o.passkey ? 'username webauthn' : 'username',
+      value: o.email ?? '',
+    },
     { name: 'password', label: 'Password', type: 'password', autocomplete: 'current-password' },
   ];
   return layout({
@@ -107,7 +115,7 @@ export function loginPage(
     error: hasErrors(errors),
     referrerPolicy: 'same-origin',
     body: html`${o.notice ? html`<p class="notice" role="status">${o.notice}</p>` : ''}${summary(errors, specs)}
-${o.providers ? html`${o.providers}<p class="divider">or with your email</p>` : ''}
+${o.passkey ?? ''}${o.providers ? html`${o.providers}<p class="divider">or with your email</p>` : ''}
 <form method="post" action="${o.action}" novalidate>
 ${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
 ${fields(specs, errors)}

@@ -25,6 +25,7 @@ import { issuerOf, KeyRing, keyPolicy } from '../keys/keys.ts';
 import { loadSecrets, type Secrets } from '../keys/secrets.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import { Mailer } from '../mail/mailer.ts';
+import { SecondFactorRoutes } from '../mfa/routes.ts';
 import { OAuthServer } from '../oauth/server.ts';
 import { FormKit } from '../pages/kit.ts';
 import { ForwardAuth } from '../pipeline/forward-auth.ts';
@@ -177,7 +178,11 @@ export class Gatehouse {
     const links = new MailedLinks(services, forms, this.emailTokens);
     const account = new AccountPage(services, forms);
     const verification = new EmailVerification(services, forms, account, links, mailer);
-    const signIn = new SignIn(services, forms).onRegister((ctx, user) => verification.afterRegister(ctx, user));
+    // Second factors (mfa/): the step after a password, enrolment, passkeys.
+    const mfa = new SecondFactorRoutes(services, forms, account);
+    const signIn = new SignIn(services, forms)
+      .onRegister((ctx, user) => verification.afterRegister(ctx, user))
+      .useSecondFactor(mfa);
     const assertions = new Assertions(keys, secrets, { ttlMs: config.tokens.assertionTtl });
     // The pipeline (src/pipeline/): routes by the table of server/routes.ts, then decides.
     const features: Features = {
@@ -197,6 +202,7 @@ export class Gatehouse {
       }),
       keys,
       probes: this,
+      mfa,
     };
     accountSections(features);
     this.routes = new Routes(this.sites, routeTable(features), { base, prefix });
@@ -304,6 +310,7 @@ export class Gatehouse {
       ['provider_flows', () => this.providers.flows.purgeExpired()],
       ['oauth', () => this.oauth.purge()],
       ['email_tokens', () => this.emailTokens.purgeExpired()],
+      ['mfa_pending', () => this.store.mfa.purgePending(Date.now())],
     ];
     await Promise.all(
       purges.map(([purge, run]) =>

@@ -20,6 +20,7 @@ export type {
   CodeRedemption,
 } from './oauth-types.ts';
 export type { EmailToken, EmailTokenPurpose } from './email-token-types.ts';
+export type { MfaPending, MfaStore, Passkey, PendingPurpose, TotpFactor } from './mfa-types.ts';
 
 /** Opens the configured store and brings its schema up to date. */
 export async function openStore(

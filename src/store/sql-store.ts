@@ -4,6 +4,8 @@ import { joinedUser, JOINED_USER_COLUMNS, ReadCache, type JoinedUserRow } from '
 import type { OAuthStore } from './oauth-types.ts';
 import type { EmailTokenStore } from './email-token-types.ts';
 import { SqlEmailTokens } from './sql-email-tokens.ts';
+import { SqlMfa } from './sql-mfa.ts';
+import type { MfaStore } from './mfa-types.ts';
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import { SqlSigningKeys } from './sql-keys.ts';
 import { SqlIdentities, SqlLoginStates, SqlProviderTokens } from './sql-providers.ts';
@@ -229,6 +231,10 @@ class SqlSessions implements SessionStore {
   async purgeExpired(now: number, idleTimeoutMs: number): Promise<number> {
     return this.db.run(`DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at <= ?`, [now, now - idleTimeoutMs]);
   }
+
+  async setAmr(idHash: string, amr: string[]): Promise<boolean> {
+    return (await this.db.run(`UPDATE sessions SET amr_json = ? WHERE id_hash = ?`, [JSON.stringify(amr), idHash])) > 0;
+  }
 }
 
 class SqlKeyValue implements KeyValueStore {
@@ -269,6 +275,7 @@ export class SqlStore implements Store {
   readonly providerTokens: ProviderTokenStore;
   readonly oauth: OAuthStore;
   readonly emailTokens: EmailTokenStore;
+  readonly mfa: MfaStore;
 
   private readonly db: SqlDriver;
 
@@ -284,6 +291,7 @@ export class SqlStore implements Store {
     this.providerTokens = new SqlProviderTokens(db);
     this.oauth = new SqlOAuth(db);
     this.emailTokens = new SqlEmailTokens(db);
+    this.mfa = new SqlMfa(db);
   }
 
   async ping(): Promise<void> {

@@ -1,4 +1,5 @@
 import type { EmailTokenStore } from './email-token-types.ts';
+import type { MfaStore } from './mfa-types.ts';
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import type { OAuthStore } from './oauth-types.ts';
 import type { NewUser, User } from './user-types.ts';
@@ -59,6 +60,8 @@ export interface SessionStore {
   listByUser(userId: string): Promise<Session[]>;
   /** Removes sessions whose absolute or idle expiry has passed. Returns how many. */
   purgeExpired(now: number, idleTimeoutMs: number): Promise<number>;
+  /** A step-up: what the session's user has now proved (a second factor added). */
+  setAmr(idHash: string, amr: string[]): Promise<boolean>;
 }
 
 /**
@@ -120,6 +123,8 @@ export interface Store {
   readonly oauth: OAuthStore;
   /** Links mailed for email verification and password reset (store/email-token-types.ts). */
   readonly emailTokens: EmailTokenStore;
+  /** Second factors: passkeys, authenticator apps, recovery codes, half-signed-in records (store/mfa-types.ts). */
+  readonly mfa: MfaStore;
   /** Cheap round trip for readiness checks. */
   ping(): Promise<void>;
   close(): Promise<void>;
