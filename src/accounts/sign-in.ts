@@ -46,6 +46,8 @@ export interface SecondFactorGate {
   ): Promise<boolean>;
   /** The sign-in page's passkey button and the CSP it needs; undefined while second factors are off. */
   loginExtras(rd: string | undefined): { html: SafeHtml; csp: string } | undefined;
+  /** The registration page's "create it with a passkey" button, likewise. */
+  registerExtras(rd: string | undefined): { html: SafeHtml; csp: string } | undefined;
   /** The enrolled factor types of a user, for /.auth/me. */
   typesOf(userId: string): Promise<string[]>;
 }
@@ -238,7 +240,14 @@ export class SignIn {
       );
     }
     const { token, cookies } = this.forms.csrf(ctx);
-    this.forms.html(ctx, 200, this.renderRegister(ctx, token, rd, {}), cookies);
+    const extras = this.secondFactor?.registerExtras(rd === ctx.site.home ? undefined : rd);
+    this.forms.html(
+      ctx,
+      200,
+      this.renderRegister(ctx, token, rd, {}),
+      cookies,
+      extras ? { 'content-security-policy': extras.csp } : {},
+    );
   }
 
   private renderRegister(
@@ -259,6 +268,7 @@ export class SignIn {
       name,
       errors,
       minPasswordLength: this.s.config.accounts.minPasswordLength,
+      passkey: this.secondFactor?.registerExtras(rd === ctx.site.home ? undefined : rd)?.html,
     });
   }
 

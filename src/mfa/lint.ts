@@ -1,12 +1,19 @@
 import type { Config } from '../config/schema.ts';
 import type { Warning } from '../config/warning.ts';
-import { rpIdOf } from './passkeys.ts';
+import { passkeysPossible, rpIdOf } from './passkeys.ts';
 
 /** `gatehouse check`'s warnings about second factors (docs/second-factors.md). */
 export function lintMfa(config: Config): Warning[] {
   const w: Warning[] = [];
   if (config.accounts.mfa === 'off') return w;
   const rpId = rpIdOf(config);
+  if (!passkeysPossible(config)) {
+    w.push({
+      key: 'accounts.passkeys.rpId',
+      message: `passkeys need a domain name, and publicUrl's host ${rpId} is an IP address: they are off (authenticator apps still work). Use a name, even localhost.`,
+    });
+    return w;
+  }
   const within = (host: string) => host === rpId || host.endsWith(`.${rpId}`);
   const publicHost = new URL(config.publicUrl).hostname.toLowerCase();
   if (!within(publicHost)) {

@@ -53,8 +53,13 @@
     const error = el.querySelector('[data-passkey-error]');
     if (error) error.hidden = true;
     const body = { mode, rd: el.dataset.rd };
+    if (mode === 'signup') {
+      // A new account without a password: the address and name come from the registration form.
+      body.email = document.querySelector('#email')?.value;
+      body.name = document.querySelector('#name')?.value;
+    }
     const options = await post(el.dataset.options, body);
-    if (mode === 'register') {
+    if (mode === 'register' || mode === 'signup') {
       const response = await lib.startRegistration({ optionsJSON: options });
       const name = el.querySelector('#passkey-name');
       return finish(await post(el.dataset.verify, { response, name: name ? name.value : undefined, rd: body.rd }));

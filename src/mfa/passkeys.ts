@@ -9,14 +9,23 @@ import {
   verifyAuthenticationResponse,
   verifyRegistrationResponse,
 } from '@simplewebauthn/server';
+import { isIP } from 'node:net';
 import type { Config } from '../config/schema.ts';
 import type { Passkey, Store, User } from '../store/index.ts';
 
 const TIMEOUT_MS = 120_000;
 
+type RegistrationInfo = Extract<
+  Awaited<ReturnType<typeof verifyRegistrationResponse>>,
+  { verified: true }
+>['registrationInfo'];
+
 /** The relying party id: accounts.passkeys.rpId, else publicUrl's host name. */
 export const rpIdOf = (config: Config): string =>
   config.accounts.passkeys.rpId ?? new URL(config.publicUrl).hostname.toLowerCase();
+
+/** WebAuthn needs a domain as the RP ID: on an IP address passkeys are off (authenticator apps still work). */
+export const passkeysPossible = (config: Config): boolean => isIP(rpIdOf(config).replace(/^\[|\]$/g, '')) === 0;
 
 /** amr of a passkey (RFC 8176): synced (multi-device) keys are software-held, device-bound ones hardware. */
 export const passkeyAmr = (p: Pick<Passkey, 'deviceType'>): string => (p.deviceType === 'multiDevice' ? 'swk' : 'hwk');
@@ -38,7 +47,9 @@ export class Passkeys {
     this.rpName = config.title ?? this.rpId;
   }
 
-  async registrationOptions(user: User): Promise<PublicKeyCredentialCreationOptionsJSON> {
+  async registrationOptions(
+    user: Pick<User, 'id' | 'email' | 'name'>,
+  ): Promise<PublicKeyCredentialCreationOptionsJSON> {
     const existing = await this.store.mfa.passkeys(user.id);
     return generateRegistrationOptions({
       rpName: this.rpName,
@@ -53,6 +64,28 @@ export class Passkeys {
     });
   }
 
+  /** Verifies a new credential (the browser's answer to registrationOptions). */
+  async verifyRegistration(
+    response: unknown,
+    challenge: string,
+    origin: string,
+    requireUserVerification = false,
+  ): Promise<{ ok: true; info: RegistrationInfo } | { ok: false; message: string }> {
+    try {
+      const r = await verifyRegistrationResponse({
+        response: response as RegistrationResponseJSON,
+        expectedChallenge: challenge,
+        expectedOrigin: origin,
+        expectedRPID: this.rpId,
+        requireUserVerification,
+      });
+      if (!r.verified) return { ok: false, message: 'The passkey could not be verified.' };
+      return { ok: true, info: r.registrationInfo };
+    } catch (err) {
+      return { ok: false, message: `The passkey could not be verified: ${(err as Error).message}` };
+    }
+  }
+
   /** Verifies and stores a new passkey; an error message when it does not verify. */
   async register(
     user: User,
@@ -61,20 +94,17 @@ export class Passkeys {
     origin: string,
     name: string,
   ): Promise<{ ok: true; passkey: Passkey } | { ok: false; message: string }> {
-    let info;
-    try {
-      const r = await verifyRegistrationResponse({
-        response: response as RegistrationResponseJSON,
-        expectedChallenge: challenge,
-        expectedOrigin: origin,
-        expectedRPID: this.rpId,
-        requireUserVerification: false,
-      });
-      if (!r.verified) return { ok: false, message: 'The passkey could not be verified.' };
-      info = r.registrationInfo;
-    } catch (err) {
-      return { ok: false, message: `The passkey could not be verified: ${(err as Error).message}` };
-    }
+    const checked = await this.verifyRegistration(response, challenge, origin);
+    if (!checked.ok) return checked;
+    return this.keep(user, checked.info, name);
+  }
+
+  /** Stores a verified credential as the user's passkey. */
+  async keep(
+    user: User,
+    info: RegistrationInfo,
+    name: string,
+  ): Promise<{ ok: true; passkey: Passkey } | { ok: false; message: string }> {
     if (await this.store.mfa.passkey(info.credential.id))
       return { ok: false, message: 'This passkey is registered already.' };
     const passkey: Passkey = {

@@ -1,7 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { SessionGate } from '../accounts/account-page.ts';
 import { publicUser, type SecondFactorGate } from '../accounts/sign-in.ts';
+import type { Accounts } from '../accounts/service.ts';
 import type { Throttle } from '../accounts/throttle.ts';
 import type { Config } from '../config/schema.ts';
 import { field, type Input } from '../http/body.ts';
@@ -11,7 +13,7 @@ import { paths } from '../http/paths.ts';
 import { redirect, sendJson, wantsHtml } from '../http/respond.ts';
 import type { Logger } from '../log/index.ts';
 import { CSP, cspWithScripts, messagePage, type AccountSectionView } from '../pages/index.ts';
-import type { SafeHtml } from '../pages/html.ts';
+import { html, type SafeHtml } from '../pages/html.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
 import type { MfaPending, Store, User } from '../store/index.ts';
@@ -24,7 +26,7 @@ import {
   secondFactorPage,
   totpEnrolPage,
 } from './pages.ts';
-import { passkeyAmr, Passkeys } from './passkeys.ts';
+import { passkeyAmr, Passkeys, passkeysPossible } from './passkeys.ts';
 import { Pending } from './pending.ts';
 
 /** What the second-factor routes use (the composition root's Services satisfies it). */
@@ -35,6 +37,8 @@ export interface MfaDeps {
   sessions: Sessions;
   secrets: MfaSecrets;
   throttle: Pick<Throttle, 'attemptSecondFactor' | 'secondFactorSucceeded'>;
+  /** Registration's checks, for an account made with a passkey instead of a password. */
+  accounts: Pick<Accounts, 'checkSignUp' | 'createWithoutPassword'>;
   /** Own routes' prefix, publicUrl's base path included. */
   prefix: string;
   diagnosis: { signedIn(site: RequestContext['site']): string };
@@ -57,6 +61,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
   private readonly s: MfaDeps;
   private readonly forms: FormTools;
   private readonly gate: SessionGate;
+  private readonly registered: ((ctx: RequestContext, user: User) => void)[] = [];
 
   constructor(deps: MfaDeps, forms: FormTools, gate: SessionGate) {
     this.s = deps;
@@ -67,8 +72,19 @@ export class SecondFactorRoutes implements SecondFactorGate {
     this.pending = new Pending(deps.store);
   }
 
+  /** Runs after each account made with a passkey (the verification mail); must neither throw nor wait. */
+  onRegister(fn: (ctx: RequestContext, user: User) => void): this {
+    this.registered.push(fn);
+    return this;
+  }
+
   get enabled(): boolean {
     return this.s.config.accounts.mfa !== 'off';
+  }
+
+  /** Second factors on, and publicUrl (or accounts.passkeys.rpId) a domain name WebAuthn accepts. */
+  get passkeysOn(): boolean {
+    return this.enabled && passkeysPossible(this.s.config);
   }
 
   private get scripts(): Scripts {
@@ -116,13 +132,29 @@ export class SecondFactorRoutes implements SecondFactorGate {
 
   /** The sign-in page's passkey button (with autofill on the email field), and the CSP it needs. */
   loginExtras(rd: string | undefined): { html: SafeHtml; csp: string } | undefined {
-    if (!this.enabled) return undefined;
+    if (!this.passkeysOn) return undefined;
     return {
       html: passkeyButton({
         mode: 'signin',
         options: this.url(paths.passkeyLoginOptions),
         verify: this.url(paths.passkeyLogin),
         label: 'Sign in with a passkey',
+        rd,
+        secondary: true,
+        scripts: this.scripts,
+      }),
+      csp: SCRIPT_CSP,
+    };
+  }
+
+  registerExtras(rd: string | undefined): { html: SafeHtml; csp: string } | undefined {
+    if (!this.passkeysOn || this.s.config.accounts.registration !== 'open') return undefined;
+    return {
+      html: passkeyButton({
+        mode: 'signup',
+        options: this.url(paths.passkeyRegisterOptions),
+        verify: this.url(paths.passkeyRegister),
+        label: 'Create it with a passkey',
         rd,
         secondary: true,
         scripts: this.scripts,
@@ -257,14 +289,16 @@ export class SecondFactorRoutes implements SecondFactorGate {
         totp,
         errors,
         required: true,
-        passkey: passkeyButton({
-          mode: 'register',
-          options: this.url(paths.passkeyRegisterOptions),
-          verify: this.url(paths.passkeyRegister),
-          label: 'Add a passkey',
-          scripts: this.scripts,
-          nameField: true,
-        }),
+        passkey: !this.passkeysOn
+          ? undefined
+          : passkeyButton({
+              mode: 'register',
+              options: this.url(paths.passkeyRegisterOptions),
+              verify: this.url(paths.passkeyRegister),
+              label: 'Add a passkey',
+              scripts: this.scripts,
+              nameField: true,
+            }),
       }),
       cookies,
       { 'content-security-policy': SCRIPT_CSP },
@@ -439,7 +473,8 @@ export class SecondFactorRoutes implements SecondFactorGate {
 
   async passkeyRegisterOptions(ctx: RequestContext): Promise<void> {
     const input = this.json(await this.forms.readPost(ctx));
-    if (!this.enabled) throw new HttpError(404, 'not_found', 'Second factors are off here.');
+    if (!this.passkeysOn) throw new HttpError(404, 'not_found', 'Passkeys are off here.');
+    if (field(input, 'mode', 32) === 'signup') return this.signUpOptions(ctx, input);
     const enrol = await this.pending.get(ctx, 'enrol');
     let user: User | undefined;
     let cookies: string[] = [];
@@ -470,10 +505,92 @@ export class SecondFactorRoutes implements SecondFactorGate {
     sendJson(ctx.res, 200, options, {}, cookies);
   }
 
+  /**
+   * A new account with a passkey instead of a password: registration's checks first, then the
+   * options for a credential named after the user id the account will get. Nothing is stored but
+   * the pending record until the browser answers.
+   */
+  private async signUpOptions(ctx: RequestContext, input: Input): Promise<void> {
+    const checked = await this.s.accounts.checkSignUp(
+      { email: field(input, 'email', 512), name: field(input, 'name', 512) },
+      ctx.ip,
+    );
+    if (!checked.ok) {
+      const { form, ...fields } = checked.errors;
+      return sendJson(
+        ctx.res,
+        checked.status,
+        {
+          error:
+            checked.status === 429
+              ? 'too_many_attempts'
+              : checked.status === 403
+                ? 'registration_closed'
+                : 'invalid_request',
+          message: form ?? Object.values(fields)[0] ?? 'Invalid request',
+          ...(Object.keys(fields).length ? { fields } : {}),
+        },
+        checked.retryAfterSeconds ? { 'retry-after': String(checked.retryAfterSeconds) } : {},
+      );
+    }
+    const id = randomUUID();
+    const options = await this.passkeys.registrationOptions({
+      id,
+      email: checked.email,
+      name: checked.name,
+    });
+    const made = await this.pending.create(
+      ctx,
+      {
+        userId: null,
+        purpose: 'passkey_register',
+        amr: [],
+        returnTo: this.forms.returnPath(ctx, field(input, 'rd', 4096)),
+        data: { signUp: { id, email: checked.email, name: checked.name } },
+      },
+      options.challenge,
+    );
+    sendJson(ctx.res, 200, options, {}, [made.setCookie]);
+  }
+
+  private async signUp(
+    ctx: RequestContext,
+    input: Input & { kind: 'json' },
+    p: MfaPending,
+    s: { id: string; email: string; name: string | null },
+    passkeyName: string,
+  ): Promise<void> {
+    const challenge = await this.s.store.mfa.takeChallenge(p.idHash);
+    if (!challenge) throw new HttpError(400, 'challenge_used', 'Ask for new passkey options: each one works once.');
+    // The credential is checked before the account exists, so a failed ceremony leaves nothing behind.
+    const check = await this.passkeys.verifyRegistration(input.data.response, challenge, ctx.site.origin);
+    if (!check.ok) return sendJson(ctx.res, 400, { error: 'passkey_invalid', message: check.message });
+    const made = await this.s.accounts.createWithoutPassword(s.id, s.email, s.name);
+    if (!made.ok)
+      return sendJson(ctx.res, 409, { error: 'email_unavailable', message: made.errors.email, fields: made.errors });
+    const user = made.user;
+    const stored = await this.passkeys.keep(user, check.info, passkeyName);
+    if (!stored.ok) return sendJson(ctx.res, 400, { error: 'passkey_invalid', message: stored.message });
+    this.s.logger.info(
+      { event: 'register', userId: user.id, method: 'passkey', requestId: ctx.requestId },
+      'user registered',
+    );
+    for (const fn of this.registered) fn(ctx, user);
+    const codes = await this.factors.newRecoveryCodes(user.id);
+    return this.finish(ctx, input, user, [passkeyAmr(stored.passkey), MFA], p.returnTo, p, undefined, {
+      recoveryCodes: codes,
+    });
+  }
+
   async passkeyRegister(ctx: RequestContext): Promise<void> {
     const input = this.json(await this.forms.readPost(ctx));
     const name = (field(input, 'name', 64) ?? '').trim().replace(/[\p{Cc}\p{Cf}]/gu, '') || 'Passkey';
     const p = await this.pending.get(ctx, 'enrol', 'passkey_register');
+    const signUp =
+      p && !p.userId
+        ? (JSON.parse(p.data) as { signUp?: { id: string; email: string; name: string | null } }).signUp
+        : undefined;
+    if (p && signUp) return this.signUp(ctx, input, p, signUp, name);
     if (!p?.userId) return this.expired(ctx);
     const user = await this.s.store.users.get(p.userId);
     if (!user) return this.expired(ctx);
@@ -515,7 +632,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
 
   async passkeyLoginOptions(ctx: RequestContext): Promise<void> {
     const input = this.json(await this.forms.readPost(ctx));
-    if (!this.enabled) throw new HttpError(404, 'not_found', 'Passkeys are off here.');
+    if (!this.passkeysOn) throw new HttpError(404, 'not_found', 'Passkeys are off here.');
     const mode = field(input, 'mode', 32);
     if (mode === 'second_factor') {
       const w = await this.who(ctx);
@@ -611,7 +728,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
     return {
       id: 'mfa',
       heading: 'Second factors',
-      scripts: true,
+      scripts: this.passkeysOn,
       notice: done ? notices[done] : undefined,
       body: factorsSection({
         csrf,
@@ -622,15 +739,17 @@ export class SecondFactorRoutes implements SecondFactorGate {
         totpRemove: this.url(paths.totpRemove),
         passkeyRemove: this.url(paths.passkeyRemove),
         recoveryCodesUrl: this.url(paths.recoveryCodes),
-        addPasskey: passkeyButton({
-          mode: 'register',
-          options: this.url(paths.passkeyRegisterOptions),
-          verify: this.url(paths.passkeyRegister),
-          label: 'Add a passkey',
-          secondary: true,
-          scripts: this.scripts,
-          nameField: true,
-        }),
+        addPasskey: !this.passkeysOn
+          ? html``
+          : passkeyButton({
+              mode: 'register',
+              options: this.url(paths.passkeyRegisterOptions),
+              verify: this.url(paths.passkeyRegister),
+              label: 'Add a passkey',
+              secondary: true,
+              scripts: this.scripts,
+              nameField: true,
+            }),
       }),
     };
   }

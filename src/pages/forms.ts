@@ -115,13 +115,14 @@ export function loginPage(
     error: hasErrors(errors),
     referrerPolicy: 'same-origin',
     body: html`${o.notice ? html`<p class="notice" role="status">${o.notice}</p>` : ''}${summary(errors, specs)}
-${o.passkey ?? ''}${o.providers ? html`${o.providers}<p class="divider">or with your email</p>` : ''}
+${o.providers ? html`${o.providers}<p class="divider">or with your email</p>` : ''}
 <form method="post" action="${o.action}" novalidate>
 ${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
 ${fields(specs, errors)}
 ${o.forgotUrl ? html`<p class="aside"><a href="${o.forgotUrl}">Forgot your password?</a></p>` : ''}
 <button type="submit">Sign in</button>
 </form>
+${o.passkey ? html`<p class="divider">or</p>${o.passkey}` : ''}
 ${o.extra ?? ''}
 ${o.registerUrl ? html`<p class="alt">New here? <a href="${o.registerUrl}">Create an account</a></p>` : ''}`,
   });
@@ -135,6 +136,8 @@ export function registerPage(
     name?: string;
     errors?: Errors;
     minPasswordLength: number;
+    /** "Create it with a passkey" (instead of a password) and its script. */
+    passkey?: SafeHtml;
   },
 ): string {
   const errors = o.errors ?? {};
@@ -169,6 +172,7 @@ ${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
 ${fields(specs, errors)}
 <button type="submit">Create account</button>
 </form>
+${o.passkey ? html`<p class="divider">or without a password</p>${o.passkey}` : ''}
 <p class="alt">Already have an account? <a href="${o.loginUrl}">Sign in</a></p>`,
   });
 }

@@ -179,7 +179,9 @@ export class Gatehouse {
     const account = new AccountPage(services, forms);
     const verification = new EmailVerification(services, forms, account, links, mailer);
     // Second factors (mfa/): the step after a password, enrolment, passkeys.
-    const mfa = new SecondFactorRoutes(services, forms, account);
+    const mfa = new SecondFactorRoutes(services, forms, account).onRegister((ctx, user) =>
+      verification.afterRegister(ctx, user),
+    );
     const signIn = new SignIn(services, forms)
       .onRegister((ctx, user) => verification.afterRegister(ctx, user))
       .useSecondFactor(mfa);

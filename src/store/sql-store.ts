@@ -80,7 +80,7 @@ export class SqlUsers implements UserStore {
   async create(user: NewUser): Promise<User> {
     const now = Date.now();
     const row: UserRow = {
-      id: randomUUID(),
+      id: user.id ?? randomUUID(),
       email: user.email,
       email_verified: user.emailVerified ? 1 : 0,
       name: user.name ?? null,
