@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { StoreConflictError, type Session, type SigningKey, type Store } from '../../src/store/index.ts';
 import { emailTokenStoreContract } from './email-tokens-contract.ts';
+import { mfaStoreContract } from './mfa-contract.ts';
 import { providerStoreContract } from './providers-contract.ts';
 import { oauthStoreContract } from './oauth-contract.ts';
 import { laterRequest } from './later-request.ts';
@@ -552,6 +553,8 @@ export function storeContract(name: string, harness: StoreHarness): void {
     describe('sign-in through providers', () => providerStoreContract(withStore));
 
     describe('mailed links', () => emailTokenStoreContract(withStore));
+
+    describe('second factors', () => mfaStoreContract(withStore));
 
     describe('the database', () => {
       test(
