@@ -43,7 +43,14 @@ export interface SecondFactorGate {
     rd: string,
     cookies: string[],
     require?: boolean,
+    /** What the sign-in must still do once a session exists (continueWith names the handler). */
+    carry?: { kind: string; data: string },
   ): Promise<boolean>;
+  /** The handler of a carry `kind`, run with the new session after the second factor. */
+  continueWith(
+    kind: string,
+    fn: (user: User, session: { idHash: string; userId: string }, data: string) => Promise<void>,
+  ): void;
   /** The sign-in page's passkey button and the CSP it needs; undefined while second factors are off. */
   loginExtras(rd: string | undefined): { html: SafeHtml; csp: string } | undefined;
   /** The registration page's "create it with a passkey" button, likewise. */

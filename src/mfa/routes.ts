@@ -62,6 +62,10 @@ export class SecondFactorRoutes implements SecondFactorGate {
   private readonly forms: FormTools;
   private readonly gate: SessionGate;
   private readonly registered: ((ctx: RequestContext, user: User) => void)[] = [];
+  private readonly continuations = new Map<
+    string,
+    (user: User, session: { idHash: string; userId: string }, data: string) => Promise<void>
+  >();
 
   constructor(deps: MfaDeps, forms: FormTools, gate: SessionGate) {
     this.s = deps;
@@ -76,6 +80,13 @@ export class SecondFactorRoutes implements SecondFactorGate {
   onRegister(fn: (ctx: RequestContext, user: User) => void): this {
     this.registered.push(fn);
     return this;
+  }
+
+  continueWith(
+    kind: string,
+    fn: (user: User, session: { idHash: string; userId: string }, data: string) => Promise<void>,
+  ): void {
+    this.continuations.set(kind, fn);
   }
 
   get enabled(): boolean {
@@ -108,6 +119,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
     rd: string,
     cookies: string[],
     require = false,
+    carry?: { kind: string; data: string },
   ): Promise<boolean> {
     const need = await this.factors.needs(user, amr, require);
     if (need === 'none') return false;
@@ -116,6 +128,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
       purpose: need === 'verify' ? 'second_factor' : 'enrol',
       amr,
       returnTo: rd,
+      data: carry ? { carry } : undefined,
     });
     const next = ctx.site.origin + this.url(paths.secondFactor);
     const all = [...cookies, setCookie];
@@ -426,13 +439,17 @@ export class SecondFactorRoutes implements SecondFactorGate {
       this.s.logger.info({ event: 'step_up', userId: user.id, amr, requestId: ctx.requestId }, 'second factor added');
     } else {
       const cookie = ctx.site.session;
-      const { setCookie } = await this.s.sessions.create(user, ctx.site.origin, cookie, {
+      const { setCookie, idHash } = await this.s.sessions.create(user, ctx.site.origin, cookie, {
         amr,
         ip: ctx.ip,
         userAgent: ctx.req.headers['user-agent'] ?? null,
         previous: this.s.sessions.cookieValue(ctx.req, cookie),
       });
       cookies.push(setCookie, this.s.diagnosis.signedIn(ctx.site));
+      // What the first sign-in left to do with a session (a provider's tokens to keep).
+      const carry = p ? (JSON.parse(p.data) as { carry?: { kind: string; data: string } }).carry : undefined;
+      const next = carry && this.continuations.get(carry.kind);
+      if (carry && next) await next(user, { idHash, userId: user.id }, carry.data);
       this.s.logger.info(
         { event: 'login', userId: user.id, method: amr.join('+'), requestId: ctx.requestId },
         'user signed in',

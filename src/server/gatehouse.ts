@@ -192,7 +192,7 @@ export class Gatehouse {
       account,
       verification,
       recovery: new PasswordRecovery(services, forms, account, links, mailer),
-      providers: new ProviderRoutes(this.providers, services, forms, account),
+      providers: new ProviderRoutes(this.providers, services, forms, account).useSecondFactor(mfa),
       oauth: this.oauth,
       forwardAuth: new ForwardAuth({
         sessions: this.sessions,
