@@ -61,9 +61,13 @@ const COMMANDS: Record<string, Command> = {
       ['users disable|enable <email>', "disabling ends the user's sessions and CLI/MCP logins"],
       ['users set-password <email>', "from a prompt or stdin; ends the user's sessions and CLI/MCP logins"],
       ['users set-groups <email> <a,b>', ''],
+      [
+        'users reset-mfa <email>',
+        "removes the user's passkeys, authenticator app and recovery codes; ends their sessions and CLI/MCP logins",
+      ],
     ],
     options: ['config', 'name', 'groups', 'json'],
-    subcommands: ['add', 'list', 'disable', 'enable', 'set-password', 'set-groups'],
+    subcommands: ['add', 'list', 'disable', 'enable', 'set-password', 'set-groups', 'reset-mfa'],
   },
   sessions: {
     usage: [

@@ -195,14 +195,30 @@ export class Factors {
     if (!(await this.store.mfa.useRecoveryCode(userId, this.hashCode(userId, code), Date.now()))) return undefined;
     return this.store.mfa.recoveryCodesLeft(userId);
   }
+}
 
-  /** Removes every factor of a user (the operator's reset-mfa). */
-  async reset(userId: string): Promise<void> {
-    for (const p of await this.store.mfa.passkeys(userId)) await this.store.mfa.deletePasskey(userId, p.id);
-    await this.store.mfa.deleteTotp(userId);
-    await this.store.mfa.deleteRecoveryCodes(userId);
-    await this.store.mfa.deletePendingByUser(userId);
-  }
+/** The enrolled factor types of a user, by the store alone (the CLI has no secrets to open seeds with). */
+export async function factorTypes(store: Store, userId: string): Promise<string[]> {
+  const [passkeys, totp, recoveryCodes] = await Promise.all([
+    store.mfa.passkeys(userId),
+    store.mfa.totp(userId),
+    store.mfa.recoveryCodesLeft(userId),
+  ]);
+  return Factors.types({ passkeys: passkeys.length, totp: Boolean(totp?.confirmed), recoveryCodes });
+}
+
+/**
+ * The operator's `users reset-mfa`: every factor of the user goes (passkeys, authenticator app,
+ * recovery codes, half-done sign-ins), and with them every session and CLI/MCP login, which may
+ * have been made with a factor the user lost to someone else.
+ */
+export async function resetFactors(store: Store, userId: string): Promise<void> {
+  for (const p of await store.mfa.passkeys(userId)) await store.mfa.deletePasskey(userId, p.id);
+  await store.mfa.deleteTotp(userId);
+  await store.mfa.deleteRecoveryCodes(userId);
+  await store.mfa.deletePendingByUser(userId);
+  await store.sessions.deleteByUser(userId);
+  await store.oauth.grants.revokeByUser(userId, Date.now(), 'mfa_reset');
 }
 
 /** Compares two short strings in constant time. */
