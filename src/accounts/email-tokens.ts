@@ -2,7 +2,8 @@ import { hash, randomBytes } from 'node:crypto';
 import type { EmailToken, EmailTokenPurpose, Store, User } from '../store/index.ts';
 
 /**
- * The tokens in the links Gatehouse mails: email verification and password reset.
+ * The tokens in the links Gatehouse mails: email verification, password reset, change of
+ * address (email-change.ts) and invitations (invitations.ts).
  *   - 256 random bits, base64url (43 characters); the store keeps only their SHA-256.
  *   - Bound to the user and to the address the link was sent to; a reset token also to the
  *     password hash it was issued against, so it dies when the password changes any other way.
@@ -24,6 +25,18 @@ function passwordFingerprint(passwordHash: string | null): string {
   return hash('sha256', `pw:${passwordHash ?? ''}`, 'base64url');
 }
 
+/**
+ * What a change-of-address token is bound to: the address it replaces and the password hash of
+ * the moment, hashed. A password change or reset (what the notice to the old address advises)
+ * cancels the change.
+ */
+function addressFingerprint(user: User): string {
+  return hash('sha256', `email:${user.email}\npw:${user.passwordHash ?? ''}`, 'base64url');
+}
+
+/** Purposes whose token dies when the password changes (a reset; an invitation, once a password is set). */
+const PASSWORD_BOUND: readonly EmailTokenPurpose[] = ['reset_password', 'invite'];
+
 export class EmailTokens {
   private readonly store: Store;
   private readonly now: () => number;
@@ -33,16 +46,24 @@ export class EmailTokens {
     this.now = options.now ?? Date.now;
   }
 
-  /** A new token for `user` (superseding their earlier ones of this purpose). Returns the token to mail. */
-  async issue(user: User, purpose: EmailTokenPurpose, ttlMs: number): Promise<string> {
+  /**
+   * A new token for `user` (superseding their earlier ones of this purpose). Returns the token
+   * to mail. `to`: the new address, for a change of address (change_email).
+   */
+  async issue(user: User, purpose: EmailTokenPurpose, ttlMs: number, to?: string): Promise<string> {
     const token = randomBytes(32).toString('base64url');
     const now = this.now();
+    if ((purpose === 'change_email') !== (to !== undefined)) throw new Error('a new address is for change_email only');
     await this.store.emailTokens.issue({
       idHash: hashToken(token),
       userId: user.id,
       purpose,
-      email: user.email,
-      binding: purpose === 'reset_password' ? passwordFingerprint(user.passwordHash) : '',
+      email: to ?? user.email,
+      binding: PASSWORD_BOUND.includes(purpose)
+        ? passwordFingerprint(user.passwordHash)
+        : purpose === 'change_email'
+          ? addressFingerprint(user)
+          : '',
       createdAt: now,
       expiresAt: now + ttlMs,
     });
@@ -75,8 +96,10 @@ export class EmailTokens {
   private async bound(token: EmailToken): Promise<LinkCheck> {
     const user = await this.store.users.get(token.userId);
     if (!user || user.disabled) return { ok: false, problem: 'invalid' };
-    if (user.email !== token.email) return { ok: false, problem: 'changed' };
-    if (token.purpose === 'reset_password' && passwordFingerprint(user.passwordHash) !== token.binding)
+    if (token.purpose === 'change_email') {
+      if (addressFingerprint(user) !== token.binding) return { ok: false, problem: 'changed' };
+    } else if (user.email !== token.email) return { ok: false, problem: 'changed' };
+    if (PASSWORD_BOUND.includes(token.purpose) && passwordFingerprint(user.passwordHash) !== token.binding)
       return { ok: false, problem: 'changed' };
     return { ok: true, token, user };
   }

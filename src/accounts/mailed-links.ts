@@ -6,6 +6,7 @@ import type { Logger } from '../log/index.ts';
 import { messagePage } from '../pages/index.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { RequestContext, SiteInfo } from '../http/context.ts';
+import { paths } from '../http/paths.ts';
 import type { EmailTokenPurpose } from '../store/index.ts';
 import type { EmailTokens, LinkCheck, LinkProblem } from './email-tokens.ts';
 import { describeLinkProblem } from './pages.ts';
@@ -33,10 +34,28 @@ export interface MailedLinksDeps {
   prefix: string;
 }
 
-type Kind = 'verify' | 'reset';
+export type LinkKind = 'verify' | 'reset' | 'change' | 'invite';
+type Kind = LinkKind;
 
-const PURPOSE: Record<Kind, EmailTokenPurpose> = { verify: 'verify_email', reset: 'reset_password' };
-const ROUTE: Record<Kind, string> = { verify: '/verify-email', reset: '/reset-password' };
+const PURPOSE: Record<Kind, EmailTokenPurpose> = {
+  verify: 'verify_email',
+  reset: 'reset_password',
+  change: 'change_email',
+  invite: 'invite',
+};
+const ROUTE: Record<Kind, string> = {
+  verify: paths.verifyEmail,
+  reset: paths.resetPassword,
+  change: paths.confirmEmailChange,
+  invite: paths.invite,
+};
+/** Where the page of a link that does not work points to. */
+const AGAIN: Record<Kind, { route: string; text: string; heading: string }> = {
+  verify: { route: paths.verifyEmail, text: 'Ask for a new link', heading: 'This link does not work' },
+  reset: { route: paths.forgotPassword, text: 'Ask for a new link', heading: 'This reset link does not work' },
+  change: { route: paths.account, text: 'Your account', heading: 'This link does not work' },
+  invite: { route: paths.login, text: 'Sign in', heading: 'This invitation does not work' },
+};
 
 /** The cookie lives at most this long: the page is opened right after the link. */
 const COOKIE_MAX_AGE_S = 3600;
@@ -113,11 +132,9 @@ export class MailedLinks {
       'a mailed link was refused',
     );
     if (input?.kind === 'json') return sendJson(ctx.res, status, { error: `link_${problem}`, message });
-    const link =
-      kind === 'reset'
-        ? { href: `${this.s.prefix}/forgot-password`, text: 'Ask for a new link' }
-        : { href: `${this.s.prefix}/verify-email`, text: 'Ask for a new link' };
-    const heading = kind === 'reset' ? 'This reset link does not work' : 'This link does not work';
+    const again = AGAIN[kind];
+    const link = { href: `${this.s.prefix}${again.route}`, text: again.text };
+    const heading = again.heading;
     // The URL may hold the token: no referrer leaves this page; a stale cookie goes.
     this.tools.html(
       ctx,

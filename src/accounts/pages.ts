@@ -194,12 +194,16 @@ ${hidden('csrf', o.csrf)}
 /** What the page says for a link that does not work, and the HTTP status. */
 export function describeLinkProblem(
   problem: LinkProblem,
-  purpose: 'verify' | 'reset',
+  purpose: 'verify' | 'reset' | 'change' | 'invite',
 ): { status: number; message: string; hint: string } {
   const again =
     purpose === 'reset'
       ? 'Ask for a new link on the sign-in page ("Forgot your password?").'
-      : 'Sign in and ask for a new link.';
+      : purpose === 'change'
+        ? 'Sign in and ask for the change again on your account page.'
+        : purpose === 'invite'
+          ? 'Ask the administrator who invited you for a new invitation.'
+          : 'Sign in and ask for a new link.';
   switch (problem) {
     case 'invalid':
       return {
@@ -223,8 +227,155 @@ export function describeLinkProblem(
         message:
           purpose === 'reset'
             ? 'The password of this account was changed since this link was sent, so the link no longer works.'
-            : 'The address of this account has changed since this link was sent.',
+            : purpose === 'invite'
+              ? 'This account has a password already: sign in with it.'
+              : purpose === 'change'
+                ? 'The address or the password of this account has changed since this link was sent, which cancelled the change.'
+                : 'The address of this account has changed since this link was sent.',
         hint: again,
       };
   }
+}
+
+/** The password part of "Confirm it's you" (accounts/reauth.ts): a form of its own, method=password. */
+export function passwordProofForm(o: {
+  csrf: string;
+  action: string;
+  rd: string;
+  email: string;
+  error?: string;
+}): SafeHtml {
+  const errors: Errors = o.error ? { password: o.error } : {};
+  const spec: FieldSpec = { name: 'password', label: 'Password', type: 'password', autocomplete: 'current-password' };
+  return html`<form method="post" action="${o.action}" novalidate>
+${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}<input type="hidden" name="method" value="password">${username(o.email)}
+${field(spec, errors, true)}
+<button type="submit">Continue</button>
+</form>`;
+}
+
+/** /reauth: before a sensitive action, the user proves who they are again. */
+export function reauthPage(o: {
+  appTitle: string;
+  email: string;
+  proofs: SafeHtml[];
+  error?: string;
+  cancelUrl: string;
+}): string {
+  return layout({
+    appTitle: o.appTitle,
+    heading: "Confirm it's you",
+    error: Boolean(o.error),
+    referrerPolicy: 'same-origin',
+    body: html`${summary({ form: o.error }, [])}
+<p>You are signed in as <strong class="who">${o.email}</strong>. What you asked for changes how your account is reached, so confirm that it is you first.</p>
+${o.proofs.map((p, i) => html`${i ? html`<p class="divider">or</p>` : ''}${p}`)}
+<p class="alt"><a href="${o.cancelUrl}">Cancel</a></p>`,
+  });
+}
+
+/** /reauth for an account with no way to confirm here (no password, no provider): sign in again. */
+export function noProofPage(o: { appTitle: string; signOutUrl: string; cancelUrl: string }): string {
+  return layout({
+    appTitle: o.appTitle,
+    heading: "Confirm it's you",
+    body: html`<p>This needs a recent sign-in, and your account has no password or linked provider to confirm it with here. Sign out, sign in again, then try once more.</p>
+<p class="alt"><a class="button" href="${o.signOutUrl}">Sign out</a> <a href="${o.cancelUrl}">Cancel</a></p>`,
+  });
+}
+
+/** The account page's "Change email address" form (accounts/email-change.ts). */
+export function changeEmailForm(o: { csrf: string; action: string; errors?: Errors; value?: string }): SafeHtml {
+  const errors = o.errors ?? {};
+  const spec: FieldSpec = {
+    name: 'newEmail',
+    label: 'New email address',
+    type: 'email',
+    autocomplete: 'email',
+    value: o.value ?? '',
+    hint: 'We send a link there; your address stays as it is until you open it.',
+  };
+  return html`<form method="post" action="${o.action}" novalidate>
+${hidden('csrf', o.csrf)}
+${field(spec, errors, Boolean(errors.newEmail))}
+<button type="submit" class="secondary">Change email address</button>
+</form>`;
+}
+
+/** Shown again with what was wrong, when the account page's form did not go through. */
+export function changeEmailPage(
+  o: Base & { action: string; email: string; errors: Errors; value?: string; accountUrl: string },
+): string {
+  return layout({
+    appTitle: o.appTitle,
+    heading: 'Change your email address',
+    error: hasErrors(o.errors),
+    referrerPolicy: 'same-origin',
+    body: html`${summary(o.errors, [{ name: 'newEmail', label: 'New email address' }])}
+<p>Your address is <strong class="who">${o.email}</strong>.</p>
+${changeEmailForm({ csrf: o.csrf, action: o.action, errors: o.errors, value: o.value })}
+<p class="alt"><a href="${o.accountUrl}">Back to your account</a></p>`,
+  });
+}
+
+/** The mailed link's page: one button makes the new address the account's. */
+export function confirmEmailChangePage(o: Base & { action: string; oldEmail: string; newEmail: string }): string {
+  return layout({
+    appTitle: o.appTitle,
+    heading: 'Confirm your new email address',
+    referrerPolicy: 'same-origin',
+    body: html`<p>Make <strong class="who">${o.newEmail}</strong> the address of the account that is now <strong>${o.oldEmail}</strong>?</p>
+<p class="hint">You then sign in with the new address; messages about the account go there.</p>
+<form method="post" action="${o.action}">
+${hidden('csrf', o.csrf)}
+<button type="submit" autofocus>Confirm</button>
+</form>`,
+  });
+}
+
+/** The invitation link's page (accounts/invitations.ts): a password (and a name) for the invited address. */
+export function acceptInvitationPage(
+  o: Base & {
+    action: string;
+    email: string;
+    name?: string;
+    errors?: Errors;
+    minPasswordLength: number;
+    /** Other ways to accept (a passkey), below the password form. */
+    options: SafeHtml[];
+  },
+): string {
+  const errors = o.errors ?? {};
+  const specs: FieldSpec[] = [
+    {
+      name: 'name',
+      label: 'Name',
+      type: 'text',
+      autocomplete: 'name',
+      value: o.name ?? '',
+      hint: 'Optional',
+      required: false,
+    },
+    {
+      name: 'password',
+      label: 'Password',
+      type: 'password',
+      autocomplete: 'new-password',
+      hint: passwordHint(o.minPasswordLength),
+    },
+  ];
+  return layout({
+    appTitle: o.appTitle,
+    heading: `Welcome to ${o.appTitle}`,
+    error: hasErrors(errors),
+    referrerPolicy: 'same-origin',
+    body: html`${summary(errors, specs)}
+<p>You are invited with the address <strong class="who">${o.email}</strong>. Choose a password to finish; you are then signed in.</p>
+<form method="post" action="${o.action}" novalidate>
+${hidden('csrf', o.csrf)}${username(o.email)}
+${fields(specs, errors)}
+<button type="submit">Create account</button>
+</form>
+${o.options.length ? html`<p class="divider">or</p>${o.options}` : ''}`,
+  });
 }

@@ -101,11 +101,16 @@ export class Accounts {
   }
 
   async register(input: { email?: string; password?: string; name?: string }, ip: string): Promise<RegisterResult> {
-    if (this.config.registration === 'closed')
+    if (this.config.registration !== 'open')
       return {
         ok: false,
         status: 403,
-        errors: { form: 'Registration is closed. Ask an administrator for an account.' },
+        errors: {
+          form:
+            this.config.registration === 'invite'
+              ? 'Accounts here are by invitation only. Ask an administrator to invite you.'
+              : 'Registration is closed. Ask an administrator for an account.',
+        },
       };
     const errors: FieldErrors = {};
     const email = normalizeEmail(input.email);
@@ -257,19 +262,41 @@ export class Accounts {
     else if (password.normalize('NFKC') === current.normalize('NFKC'))
       errors.password = 'Choose a password other than your current one.';
     if (Object.keys(errors).length) return { ok: false, status: 400, errors };
+    const checked = await this.checkPassword(user, current, ip, deviceCookie);
+    if (!checked.ok)
+      return checked.status === 429
+        ? { ok: false, status: 429, errors: { form: checked.error }, retryAfterSeconds: checked.retryAfterSeconds }
+        : { ok: false, status: 401, errors: { currentPassword: 'The current password is not correct.' } };
+    await this.replacePassword(user.id, await hashPassword(password), keepSessionHash);
+    return { ok: true };
+  }
+
+  /**
+   * Checks the password of a signed-in user (re-authentication, the password change form),
+   * counted and throttled exactly like a sign-in attempt for the account: a stolen session
+   * cannot guess it at leisure.
+   */
+  async checkPassword(
+    user: User,
+    password: string,
+    ip: string,
+    deviceCookie: string | null | undefined,
+  ): Promise<{ ok: true } | { ok: false; status: 401 | 429; error: string; retryAfterSeconds?: number }> {
     const nonce = this.throttle.deviceNonce(deviceCookie, user.email);
     const verdict = await this.throttle.attemptLogin(ip, user.email, nonce);
     if (!verdict.ok)
       return {
         ok: false,
         status: 429,
-        errors: { form: 'Too many failed attempts. Wait a few minutes and try again.' },
+        error: 'Too many failed attempts. Wait a few minutes and try again.',
         retryAfterSeconds: verdict.retryAfterSeconds,
       };
-    const valid = current.length <= MAX_PASSWORD_CHARS * 4 && (await verifyPassword(current, user.passwordHash));
-    if (!valid) return { ok: false, status: 401, errors: { currentPassword: 'The current password is not correct.' } };
+    const valid =
+      user.passwordHash !== null &&
+      password.length <= MAX_PASSWORD_CHARS * 4 &&
+      (await verifyPassword(password, user.passwordHash));
+    if (!valid) return { ok: false, status: 401, error: 'The password is not correct.' };
     await this.throttle.loginSucceeded(ip, user.email, nonce);
-    await this.replacePassword(user.id, await hashPassword(password), keepSessionHash);
     return { ok: true };
   }
 

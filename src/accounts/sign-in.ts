@@ -234,14 +234,18 @@ export class SignIn {
 
   async registerForm(ctx: RequestContext): Promise<void> {
     const rd = this.forms.returnPath(ctx, this.forms.queryParam(ctx, 'rd'));
-    if (this.s.config.accounts.registration === 'closed') {
+    const mode = this.s.config.accounts.registration;
+    if (mode !== 'open') {
       return this.forms.html(
         ctx,
         403,
         messagePage({
           appTitle: ctx.site.title,
-          heading: 'Registration is closed',
-          message: 'Ask an administrator to create an account for you.',
+          heading: mode === 'invite' ? 'Accounts are by invitation' : 'Registration is closed',
+          message:
+            mode === 'invite'
+              ? `Accounts for ${ctx.site.title} are by invitation only. Ask an administrator to invite you: the invitation comes by email, with a link to choose your password.`
+              : 'Ask an administrator to create an account for you.',
           link: { href: this.forms.url(ctx, paths.login), text: 'Sign in' },
         }),
       );
@@ -393,6 +397,8 @@ export class SignIn {
       session: {
         createdAt: new Date(session.createdAt).toISOString(),
         expiresAt: new Date(session.expiresAt).toISOString(),
+        /** When the user last proved who they are (accounts/reauth.ts). */
+        authTime: new Date(session.authTime).toISOString(),
         amr: session.amr,
       },
     });

@@ -78,7 +78,7 @@ export class Throttle {
   }
 
   /**
-   * A second-factor code or passkey answer (security.md #175): counted like a password, per
+   * A second-factor code or passkey answer (security.md #180): counted like a password, per
    * client IP and per account, before it is checked; a right one is refunded. The account's
    * allowance has no device exception: whoever is here knows the password already.
    */
@@ -121,6 +121,16 @@ export class Throttle {
     ]);
     if (ipCount > this.limits.passwordResetPerIp) return this.retryAfter(ipKey);
     if (accountCount > this.limits.passwordResetPerAccount) return this.retryAfter(account);
+    return { ok: true };
+  }
+
+  /**
+   * A signed-in user asks to change their address (accounts/email-change.ts): at most
+   * passwordResetPerAccount times an hour per account, so a session cannot mail link after link.
+   */
+  async checkEmailChange(userId: string): Promise<Verdict> {
+    const key = `email-change:user:${userId}`;
+    if ((await this.cache.hit(key, HOUR_MS)) > this.limits.passwordResetPerAccount) return this.retryAfter(key);
     return { ok: true };
   }
 

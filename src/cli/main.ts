@@ -65,9 +65,13 @@ const COMMANDS: Record<string, Command> = {
         'users reset-mfa <email>',
         "removes the user's passkeys, authenticator app and recovery codes; ends their sessions and CLI/MCP logins",
       ],
+      [
+        'users invite <email> [--groups a,b] [--name N] [--json]',
+        'mails a single-use link to choose a password (printed without email configured)',
+      ],
     ],
     options: ['config', 'name', 'groups', 'json'],
-    subcommands: ['add', 'list', 'disable', 'enable', 'set-password', 'set-groups', 'reset-mfa'],
+    subcommands: ['add', 'list', 'disable', 'enable', 'set-password', 'set-groups', 'reset-mfa', 'invite'],
   },
   sessions: {
     usage: [

@@ -2,9 +2,15 @@ import { normalizeEmail } from '../config/email.ts';
 import { checkDisplayName } from '../accounts/names.ts';
 import { hashPassword, passwordProblem } from '../accounts/passwords.ts';
 import { factorTypes, resetFactors } from '../mfa/factors.ts';
+import { EmailTokens } from '../accounts/email-tokens.ts';
+import { Invitations } from '../accounts/invitations.ts';
+import { createLogger } from '../log/index.ts';
+import { Mailer } from '../mail/mailer.ts';
+import { humanDuration } from '../mail/messages.ts';
+import { buildSites } from '../sites/index.ts';
 import type { Store, User } from '../store/index.ts';
 import type { OperatorContext } from './context.ts';
-import { out, readSecret, table, UsageError } from './io.ts';
+import { err, out, readSecret, table, UsageError } from './io.ts';
 
 export async function findUser(ctx: OperatorContext, who: string | undefined): Promise<User> {
   if (!who) throw new UsageError('name a user by email or id');
@@ -106,7 +112,66 @@ export async function users(
       );
       return 0;
     }
+    case 'invite':
+      return invite(ctx, who, flags);
     default:
-      throw new UsageError('gatehouse users add|list|disable|enable|set-password|set-groups|reset-mfa');
+      throw new UsageError('gatehouse users add|list|disable|enable|set-password|set-groups|reset-mfa|invite');
   }
+}
+
+/**
+ * gatehouse users invite <email> [--groups a,b] [--name N]: the invited user and their link
+ * (accounts/invitations.ts), mailed, or printed when no email is configured or it could not be
+ * sent. The link signs in whoever opens it first: it is shown to the operator only then.
+ */
+async function invite(
+  ctx: OperatorContext,
+  who: string | undefined,
+  flags: { name?: string; groups?: string; json?: boolean },
+): Promise<number> {
+  const invitations = new Invitations(ctx.store, new EmailTokens(ctx.store), ctx.config);
+  const groups =
+    flags.groups === undefined
+      ? undefined
+      : flags.groups
+          .split(',')
+          .map((g) => g.trim())
+          .filter(Boolean);
+  const result = await invitations.invite({ email: who, groups, name: flags.name });
+  if (!result.ok) throw new UsageError(`users invite: ${result.error}`);
+  const { user, link, again } = result;
+  const valid = humanDuration(invitations.ttlMs);
+  let mailed = false;
+  const email = ctx.config.email;
+  if (email) {
+    const origin = new URL(ctx.config.publicUrl).origin;
+    const title =
+      [...buildSites(ctx.config).values()].find((s) => s.origin === origin)?.title ??
+      ctx.config.title ??
+      ctx.config.name;
+    // Failures are told below; the mailer's own lines (to stderr) say why.
+    const mailer = new Mailer(email, {
+      logger: createLogger('error', process.stderr),
+      publicUrl: ctx.config.publicUrl,
+    });
+    mailed = await new Promise<boolean>((resolve) => {
+      if (!mailer.send({ ...invitations.mail(user, link, title), settled: resolve })) resolve(false);
+    });
+    await mailer.close(1000);
+  }
+  const what = `${again ? 'invited again' : 'invited'} ${user.email}${user.groups.length ? ` (groups: ${user.groups.join(', ')})` : ''}`;
+  if (flags.json) {
+    out(JSON.stringify({ ...row(user, []), mailed, expiresIn: valid, ...(mailed ? {} : { link }) }));
+    return mailed || !email ? 0 : 1;
+  }
+  if (mailed) {
+    out(
+      `${what}: the link is mailed; it works once, for ${valid}${again ? ', and the earlier one no longer does' : ''}`,
+    );
+    return 0;
+  }
+  if (email) err('gatehouse: the invitation could not be mailed; hand over this link another way:');
+  else out(`${what}. No email is configured: hand over this link yourself (it works once, for ${valid}):`);
+  out(link);
+  return email ? 1 : 0;
 }

@@ -311,15 +311,22 @@ export const ConfigSchema = z
     email: EmailSchema.optional(),
     accounts: z
       .strictObject({
-        registration: z
-          .enum(['open', 'closed'])
-          .default('open')
-          .meta({ description: 'closed: only operators add users (gatehouse users add)' }),
+        registration: z.enum(['open', 'closed', 'invite']).default('open').meta({
+          description:
+            'closed: only operators add users (gatehouse users add); invite: only people an operator invites (gatehouse users invite) register, with the mailed link',
+        }),
         allowedDomains: z
           .array(z.string().regex(/^[A-Za-z0-9.-]+$/, 'expected a domain such as example.com'))
           .optional()
           .meta({ description: 'Only these email domains may register' }),
         minPasswordLength: z.number().int().min(8).max(64).default(8),
+        reauthenticateAfter: durationField('10m', { max: 24 * 3_600_000, range: '"0s" and "24h"' }).meta({
+          description:
+            'Sensitive actions (changing the email address, approving a device or MCP client, linking a provider) ask the user to prove who they are again when they last did longer ago than this',
+        }),
+        invitationTtl: durationField('7d', { min: 60_000, max: 30 * 86_400_000, range: '"1m" and "30d"' }).meta({
+          description: 'How long an invitation link (gatehouse users invite) works',
+        }),
         requireVerifiedEmail: z.boolean().default(false).meta({
           description:
             'Users whose address is not verified (password registrations until they follow the emailed link) cannot use protected routes; they get a page to resend the link. Needs email',

@@ -16,11 +16,20 @@ export const paths = {
   linkProvider: '/account/link',
   unlinkProvider: '/account/unlink',
   revokeGrant: '/account/grants/revoke',
+  // accounts/reauth.ts: "confirm it's you" before a sensitive action
+  reauth: '/reauth',
+  // providers/routes.ts: "Continue with <provider>" on that page
+  reauthProvider: '/reauth/provider',
   // accounts/verification.ts, accounts/recovery.ts (mailed links)
   verifyEmail: '/verify-email',
   resendVerification: '/verify-email/resend',
   forgotPassword: '/forgot-password',
   resetPassword: '/reset-password',
+  // accounts/email-change.ts: asked for on the account page, confirmed by the link to the new address
+  changeEmail: '/account/email',
+  confirmEmailChange: '/confirm-email',
+  // accounts/invitations.ts: the link of `gatehouse users invite`
+  invite: '/invite',
   // providers/routes.ts
   loginWith: '/login/:provider',
   callback: '/callback/:provider',

@@ -15,6 +15,12 @@ export function lintEmail(config: Config): Warning[] {
         message:
           'no email configured, so no verification link can be sent: users who register with a password can never use a protected route. Configure email, or turn this off.',
       });
+    } else if (config.accounts.registration === 'invite') {
+      w.push({
+        key: 'accounts.registration',
+        message:
+          'invite without email configured: gatehouse users invite prints each invitation link, to be handed over another way (it signs in whoever opens it first). Configure email to mail them.',
+      });
     } else if (config.accounts.registration === 'open') {
       w.push({
         key: 'email',

@@ -17,7 +17,14 @@ export interface Message {
 }
 
 /** What a message is for, in log lines. */
-export type MailKind = 'verify_email' | 'password_reset' | 'password_changed';
+export type MailKind =
+  | 'verify_email'
+  | 'password_reset'
+  | 'password_changed'
+  | 'email_change'
+  | 'email_change_notice'
+  | 'email_in_use'
+  | 'invitation';
 
 /**
  * One message to send. `prepare` runs in the background, not while the request waits, and
@@ -29,6 +36,8 @@ export interface MailTask {
   kind: MailKind;
   userId?: string;
   prepare(): Promise<Message | undefined>;
+  /** Told once how it ended: sent, or not (nothing to send, or delivery failed for good). For the CLI. */
+  settled?(sent: boolean): void;
 }
 
 /** The part of a nodemailer transport the mailer uses (a test can pass another). */
@@ -175,9 +184,10 @@ export class Mailer {
           },
           'message could not be prepared',
         );
+        task.settled?.(false);
         return;
       }
-      if (!p.message) return;
+      if (!p.message) return task.settled?.(false);
     }
     p.attempt++;
     const m = p.message;
@@ -208,6 +218,7 @@ export class Mailer {
         },
         'message sent',
       );
+      task.settled?.(true);
     } catch (err) {
       const e = describe(err);
       const { attempts, retryDelay } = this.config.delivery;
@@ -235,6 +246,7 @@ export class Mailer {
         { event: 'mail_failed', kind: task.kind, userId: task.userId, attempt: p.attempt, stage: 'send', error: e },
         'message not delivered',
       );
+      task.settled?.(false);
     }
   }
 }

@@ -99,3 +99,76 @@ export function passwordChangedMail(o: {
     `If that was not you, choose a new password at once (${o.forgotUrl}) and tell the administrator of ${title}.`,
   ]);
 }
+
+const utc = (at: number) =>
+  new Date(at)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, ' UTC');
+
+/** To the new address of a change (accounts/email-change.ts): the link that makes it the account's. */
+export function emailChangeMail(o: {
+  appTitle: string;
+  oldEmail: string;
+  newEmail: string;
+  link: string;
+  ttlMs: number;
+}): Rendered {
+  const title = clean(o.appTitle);
+  return render(
+    o.appTitle,
+    `Confirm your new email address for ${title}`,
+    [
+      `Someone signed in to the ${title} account of ${o.oldEmail} asked to change its address to ${o.newEmail}. If it was you, open this link within ${humanDuration(o.ttlMs)} to confirm:`,
+      '{link}',
+      `Until then the account keeps ${o.oldEmail}. If you did not ask for this, ignore this message: nothing changes without the link.`,
+    ],
+    { url: o.link, label: 'Confirm new address' },
+  );
+}
+
+/** To the new address of a change when it already belongs to another account: nothing else tells the requester. */
+export function emailInUseMail(o: { appTitle: string; newEmail: string; loginUrl: string; at: number }): Rendered {
+  const title = clean(o.appTitle);
+  return render(o.appTitle, `Your email address and ${title}`, [
+    `On ${utc(o.at)} someone asked to make ${o.newEmail} the address of a ${title} account. There is an account with this address already, so nothing changed.`,
+    `If it was you, sign in with this address instead (${o.loginUrl}). If not, ignore this message.`,
+  ]);
+}
+
+/** To the old address: a change was asked for, then (`done`) made. */
+export function emailChangeNoticeMail(o: {
+  appTitle: string;
+  oldEmail: string;
+  newEmail: string;
+  at: number;
+  done: boolean;
+  forgotUrl: string;
+}): Rendered {
+  const title = clean(o.appTitle);
+  return render(
+    o.appTitle,
+    o.done ? `The email address of your ${title} account was changed` : `A change of your email address for ${title}`,
+    [
+      o.done
+        ? `On ${utc(o.at)} the address of the ${title} account of ${o.oldEmail} was changed to ${o.newEmail}, confirmed with the link sent there. Messages about the account now go to ${o.newEmail}.`
+        : `On ${utc(o.at)} someone signed in to the ${title} account of ${o.oldEmail} asked to change its address to ${o.newEmail}. Nothing changes until the link sent to ${o.newEmail} is opened; until then the account keeps this address.`,
+      `If that was not you, choose a new password at once (${o.forgotUrl}) and tell the administrator of ${title}.`,
+    ],
+  );
+}
+
+/** An operator's invitation (gatehouse users invite): the link that sets a password and signs in. */
+export function invitationMail(o: { appTitle: string; email: string; link: string; ttlMs: number }): Rendered {
+  const title = clean(o.appTitle);
+  return render(
+    o.appTitle,
+    `You are invited to ${title}`,
+    [
+      `You are invited to ${title}, with the account ${o.email}. Open this link within ${humanDuration(o.ttlMs)} to choose your password and sign in:`,
+      '{link}',
+      'The link works once. If you did not expect this invitation, ignore this message.',
+    ],
+    { url: o.link, label: 'Accept the invitation' },
+  );
+}

@@ -17,16 +17,16 @@ export interface Scripts {
 const scriptTags = (s: Scripts) =>
   html`<script src="${s.webauthn}" defer></script><script src="${s.passkeys}" defer></script>`;
 
-const codeField = (label: string, errors: Errors, hint: string) => html`<div class="field">
+const codeField = (label: string, errors: Errors, hint: string, focus = true) => html`<div class="field">
 <label for="code">${label}</label>
 <span class="hint" id="code-hint">${hint}</span>
-<input id="code" name="code" type="text" inputmode="text" autocomplete="one-time-code" spellcheck="false" autocapitalize="none" required autofocus aria-describedby="code-hint${errors.code ? ' code-error' : ''}"${errors.code ? html` aria-invalid="true"` : ''}>
+<input id="code" name="code" type="text" inputmode="text" autocomplete="one-time-code" spellcheck="false" autocapitalize="none" required${focus ? html` autofocus` : ''} aria-describedby="code-hint${errors.code ? ' code-error' : ''}"${errors.code ? html` aria-invalid="true"` : ''}>
 ${errors.code ? html`<p class="error" id="code-error">${errors.code}</p>` : ''}
 </div>`;
 
 /** The passkey button: its script asks the options, runs the browser's ceremony, posts the answer. */
 export const passkeyButton = (o: {
-  mode: 'signin' | 'second_factor' | 'register' | 'signup';
+  mode: 'signin' | 'second_factor' | 'register' | 'signup' | 'reauth';
   options: string;
   verify: string;
   label: string;
@@ -116,6 +116,15 @@ ${codeField('Code', errors, 'The 6-digit code your app shows now.')}
 </form>
 ${o.backUrl ? html`<p class="alt"><a href="${o.backUrl}">Back to your account</a></p>` : ''}`,
   });
+}
+
+/** /.auth/reauth's part for a code from the authenticator app or a recovery code. */
+export function reauthCodeForm(o: { csrf: string; action: string; rd: string; error?: string }): SafeHtml {
+  return html`<form method="post" action="${o.action}" novalidate>
+${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}<input type="hidden" name="method" value="code">
+${codeField('Code from your authenticator app, or a recovery code', o.error ? { code: o.error } : {}, 'Codes work once.', Boolean(o.error))}
+<button type="submit" class="secondary">Confirm with the code</button>
+</form>`;
 }
 
 /** The recovery codes, shown once. */

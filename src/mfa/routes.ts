@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { SessionGate } from '../accounts/account-page.ts';
+import type { ReauthProof, RecentAuthGate } from '../accounts/reauth.ts';
 import { publicUser, type SecondFactorGate } from '../accounts/sign-in.ts';
 import type { Accounts } from '../accounts/service.ts';
 import type { Throttle } from '../accounts/throttle.ts';
@@ -21,6 +22,7 @@ import { Factors, hasSecondFactor, MFA, type MfaSecrets, withFactor } from './fa
 import {
   factorsSection,
   passkeyButton,
+  reauthCodeForm,
   recoveryCodesPage,
   type Scripts,
   secondFactorPage,
@@ -67,10 +69,13 @@ export class SecondFactorRoutes implements SecondFactorGate {
     (user: User, session: { idHash: string; userId: string }, data: string) => Promise<void>
   >();
 
-  constructor(deps: MfaDeps, forms: FormTools, gate: SessionGate) {
+  private readonly reauth: RecentAuthGate | undefined;
+
+  constructor(deps: MfaDeps, forms: FormTools, gate: SessionGate, reauth?: RecentAuthGate) {
     this.s = deps;
     this.forms = forms;
     this.gate = gate;
+    this.reauth = reauth;
     this.factors = new Factors(deps.store, deps.secrets, deps.config);
     this.passkeys = new Passkeys(deps.store, deps.config);
     this.pending = new Pending(deps.store);
@@ -435,7 +440,9 @@ export class SecondFactorRoutes implements SecondFactorGate {
       cookies.push(this.pending.clear(ctx));
     }
     if (stepUp) {
-      await this.s.store.sessions.setAmr(stepUp.session.idHash, amr);
+      // A factor proved now is also a re-authentication (accounts.reauthenticateAfter).
+      if (this.reauth) await this.reauth.proven(stepUp.session, amr);
+      else await this.s.store.sessions.setAuth(stepUp.session.idHash, { authTime: Date.now(), amr });
       this.s.logger.info({ event: 'step_up', userId: user.id, amr, requestId: ctx.requestId }, 'second factor added');
     } else {
       const cookie = ctx.site.session;
@@ -651,15 +658,16 @@ export class SecondFactorRoutes implements SecondFactorGate {
     const input = this.json(await this.forms.readPost(ctx));
     if (!this.passkeysOn) throw new HttpError(404, 'not_found', 'Passkeys are off here.');
     const mode = field(input, 'mode', 32);
-    if (mode === 'second_factor') {
+    if (mode === 'second_factor' || mode === 'reauth') {
       const w = await this.who(ctx);
       if (w.kind === 'none') return this.expired(ctx);
-      if (w.kind === 'pending') {
+      if (w.kind === 'pending' && mode === 'second_factor') {
         if (w.p.purpose !== 'second_factor') return this.expired(ctx);
         const options = await this.passkeys.authenticationOptions(w.user);
         await this.s.store.mfa.setChallenge(w.p.idHash, options.challenge);
         return sendJson(ctx.res, 200, options);
       }
+      if (w.kind !== 'step_up') return this.expired(ctx);
       const options = await this.passkeys.authenticationOptions(w.active.user);
       const made = await this.pending.create(
         ctx,
@@ -856,11 +864,83 @@ export class SecondFactorRoutes implements SecondFactorGate {
   /** After a factor is removed: with none left, the recovery codes go too. */
   private async removed(ctx: RequestContext, input: Input, user: User, factor: string): Promise<void> {
     const now = await this.factors.summary(user.id);
-    if (!Factors.enrolled(now)) await this.s.store.mfa.deleteRecoveryCodes(user.id);
+    if (!Factors.enrolled(now)) {
+      await this.s.store.mfa.deleteRecoveryCodes(user.id);
+      now.recoveryCodes = 0;
+    }
     this.s.logger.info({ event: 'factor_removed', userId: user.id, factor, requestId: ctx.requestId }, 'removed');
     const next = `${this.url(paths.account)}?mfa=removed`;
     if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true, factors: Factors.types(now) });
     redirect(ctx.res, 303, ctx.site.origin + next);
+  }
+
+  /** Removing a factor is a sensitive action: a session must have proved who it is recently (accounts/reauth.ts). */
+  private recent(ctx: RequestContext, input: Input, active: ActiveSession): boolean {
+    return this.reauth?.requireRecentAuth(ctx, active, this.url(paths.account), input.kind === 'json') ?? true;
+  }
+
+  /**
+   * The ways to re-authenticate that second factors add to /.auth/reauth: a code from the
+   * authenticator app (or a recovery code), and a passkey. Each also counts as a second factor
+   * in the session.
+   */
+  reauthProofs(): ReauthProof[] {
+    const code: ReauthProof = {
+      method: 'code',
+      available: async (user) => {
+        const s = await this.factors.summary(user.id);
+        return this.enabled && (s.totp || s.recoveryCodes > 0);
+      },
+      render: (v) => reauthCodeForm(v),
+      verify: async (ctx, input, active) => {
+        const entered = (field(input, 'code', 64) ?? '').trim();
+        if (!entered) return { ok: false, status: 400, error: 'invalid_request', message: 'Enter the code.' };
+        const verdict = await this.s.throttle.attemptSecondFactor(ctx.ip, active.user.id);
+        if (!verdict.ok)
+          return {
+            ok: false,
+            status: 429,
+            error: 'too_many_attempts',
+            message: 'Too many wrong codes. Wait a few minutes and try again.',
+            retryAfterSeconds: verdict.retryAfterSeconds,
+          };
+        const digits = entered.replace(/\s/g, '');
+        const ok = /^\d{6}$/.test(digits)
+          ? await this.factors.checkTotp(active.user.id, digits)
+          : (await this.factors.useRecoveryCode(active.user.id, entered)) !== undefined;
+        if (!ok)
+          return {
+            ok: false,
+            status: 401,
+            error: 'invalid_code',
+            message: 'That code is not right, or was used already. Codes work once.',
+          };
+        await this.s.throttle.secondFactorSucceeded(ctx.ip, active.user.id);
+        return { ok: true, amr: ['otp', MFA] };
+      },
+    };
+    const passkey: ReauthProof = {
+      method: 'passkey',
+      scripts: true,
+      available: async (user) => this.passkeysOn && (await this.factors.summary(user.id)).passkeys > 0,
+      render: (v) =>
+        passkeyButton({
+          mode: 'reauth',
+          options: this.url(paths.passkeyLoginOptions),
+          verify: this.url(paths.passkeyLogin),
+          label: 'Use a passkey',
+          rd: v.rd,
+          scripts: this.scripts,
+        }),
+      // The ceremony has routes of its own (passkeyLogin): its success calls RecentAuthGate.proven.
+      verify: async () => ({
+        ok: false,
+        status: 400,
+        error: 'unsupported_method',
+        message: 'Use the passkey button.',
+      }),
+    };
+    return [code, passkey];
   }
 
   async totpRemove(ctx: RequestContext): Promise<void> {
@@ -868,6 +948,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
     const input = await this.forms.readPost(ctx);
     const active = await this.gate.requireSession(ctx);
     if (!active) return;
+    if (!this.recent(ctx, input, active)) return;
     if (!(await this.factors.removeTotp(active.user.id)))
       throw new HttpError(404, 'not_found', 'There is no authenticator app to remove.');
     return this.removed(ctx, input, active.user, 'totp');
@@ -878,6 +959,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
     const input = await this.forms.readPost(ctx);
     const active = await this.gate.requireSession(ctx);
     if (!active) return;
+    if (!this.recent(ctx, input, active)) return;
     const id = field(input, 'id', 1024) ?? '';
     // Only the user's own: another user's credential id removes nothing.
     if (!id || !(await this.s.store.mfa.deletePasskey(active.user.id, id)))

@@ -193,6 +193,8 @@ export class AuthorizationCodeFlow {
     }
     if (!active)
       return redirect(ctx.res, 302, `${ctx.site.origin}${this.pages.url(ctx, '/login', { rd: ctx.path + ctx.query })}`);
+    // Approving a client is sensitive: a sign-in long ago is confirmed first (security.md #175).
+    if (this.d.reauth && !this.d.reauth.requireRecentAuth(ctx, active, ctx.path + ctx.query)) return;
     const { token, cookies } = this.pages.csrf(ctx);
     const { client, app } = request;
     const page = consentPage({
@@ -238,6 +240,13 @@ export class AuthorizationCodeFlow {
       );
     }
     const decision = field(input, 'decision', 16);
+    if (decision === 'approve' && this.d.reauth) {
+      const again = new URLSearchParams(
+        Object.entries(request.carried).filter((e): e is [string, string] => e[1] !== undefined),
+      );
+      const back = `${this.pages.url(ctx, '/oauth/authorize')}?${again}`;
+      if (!this.d.reauth.requireRecentAuth(ctx, active, back, input.kind === 'json')) return;
+    }
     if (decision !== 'approve') {
       return this.answer(
         ctx,
@@ -256,7 +265,7 @@ export class AuthorizationCodeFlow {
       resource: this.d.resources.idOf(request.app),
       userId: active.user.id,
       amr: active.session.amr,
-      authTime: active.session.createdAt,
+      authTime: active.session.authTime,
       sessionHash: active.session.idHash,
       createdAt: now,
       expiresAt: now + CODE_TTL_MS,

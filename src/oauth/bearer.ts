@@ -168,6 +168,7 @@ export class BearerAuth {
           amr: grant.amr,
           ip: grant.ip,
           userAgent: grant.userAgent,
+          authTime: grant.authTime,
         },
         user,
         grant,

@@ -1,6 +1,7 @@
 import type { Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/index.ts';
+import type { RecentAuthGate } from '../accounts/reauth.ts';
 import type { ProviderService } from '../providers/service.ts';
 import { sessionOwner } from '../providers/token-vault.ts';
 import type { FormTools } from '../pages/kit.ts';
@@ -40,6 +41,8 @@ export interface OAuthDeps {
   limits: Limits;
   /** Sign-in through providers, when configured: a grant gets the approving session's provider tokens. */
   providers: ProviderService | undefined;
+  /** Approvals need a recent sign-in or re-authentication (accounts/reauth.ts); none: no such check. */
+  reauth: RecentAuthGate | undefined;
   now(): number;
 }
 

@@ -188,6 +188,9 @@ export class DeviceFlow {
         }),
       );
     }
+    // Approving is sensitive: a sign-in (or confirmation) long ago is confirmed first (security.md #175).
+    const back = this.pages.url(ctx, '/device', { user_code: normalized ? formatUserCode(normalized) : undefined });
+    if (this.d.reauth && !this.d.reauth.requireRecentAuth(ctx, active, back)) return;
     const { token, cookies } = this.pages.csrf(ctx);
     this.pages.html(
       ctx,
@@ -238,6 +241,11 @@ export class DeviceFlow {
     };
     if (decision !== undefined && decision !== 'approve' && decision !== 'deny')
       return fail(400, 'invalid_request', 'Choose Allow or Deny.');
+    if (decision === 'approve' && this.d.reauth) {
+      const code = normalizeUserCode(typed);
+      const back = this.pages.url(ctx, '/device', { user_code: code ? formatUserCode(code) : undefined });
+      if (!this.d.reauth.requireRecentAuth(ctx, active, back, input.kind === 'json')) return;
+    }
     const verdict = await this.d.limits.userCodeAttempt(ctx.ip, user.id);
     if (!verdict.ok)
       return fail(
@@ -293,7 +301,7 @@ export class DeviceFlow {
       approved,
       userId: user.id,
       amr: session.amr,
-      authTime: session.createdAt,
+      authTime: session.authTime,
       sessionHash: session.idHash,
       now,
     });

@@ -23,6 +23,7 @@ import { grantsSection } from './pages.ts';
 import { Resources } from './resources.ts';
 import { Scopes } from './scopes.ts';
 import { TokenService, type TokenResponse } from './grants.ts';
+import type { RecentAuthGate } from '../accounts/reauth.ts';
 
 type Handler = (ctx: RequestContext) => Promise<void>;
 
@@ -39,6 +40,8 @@ export type OAuthServerOptions = Pick<
   now?: () => number;
   /** The page kit (pages/kit.ts) the device, consent and account pages are made with. */
   pages: PageKit;
+  /** Approving a device or a client needs a recent sign-in or re-authentication (accounts/reauth.ts). */
+  reauth?: RecentAuthGate;
 };
 
 /**
@@ -96,6 +99,7 @@ export class OAuthServer {
       resources,
       limits,
       providers: o.providers,
+      reauth: o.reauth,
       now,
     };
     this.issuerSite = [...o.sites.values()].find((s) => s.origin === origin);

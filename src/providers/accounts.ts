@@ -52,7 +52,8 @@ export class ProviderAccounts {
     }
 
     const registration = provider.config.registration ?? this.accounts.registration;
-    if (registration === 'closed') return { ok: false, code: 'registration_closed', email: email ?? undefined };
+    // By invitation: a first sign-in makes no account either (invitations are accepted with a password).
+    if (registration !== 'open') return { ok: false, code: 'registration_closed', email: email ?? undefined };
     if (!email) return { ok: false, code: 'no_email' };
     if (!verified) return { ok: false, code: 'email_unverified', email };
     const domains = this.accounts.allowedDomains;

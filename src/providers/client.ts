@@ -19,7 +19,17 @@ export interface ProviderClient {
   authorizationOrigins(): string[];
   /** Origins the logout form may be redirected to (RP-initiated logout), if it is on. */
   endSessionOrigins(): string[];
-  authorizationUrl(p: { redirectUri: string; state: string; nonce: string; codeChallenge: string }): Promise<URL>;
+  /**
+   * `fresh`: the user must sign in again at the provider now (re-authentication): OIDC sends
+   * prompt=login and max_age=0, and the callback then requires a fresh auth_time.
+   */
+  authorizationUrl(p: {
+    redirectUri: string;
+    state: string;
+    nonce: string;
+    codeChallenge: string;
+    fresh?: boolean;
+  }): Promise<URL>;
   /** Validates the authorization response (state, iss), exchanges the code, verifies the ID token. */
   callback(p: {
     redirectUri: string;
@@ -27,6 +37,7 @@ export interface ProviderClient {
     state: string;
     nonce: string;
     codeVerifier: string;
+    fresh?: boolean;
   }): Promise<{ profile: ProviderProfile; tokens: ProviderTokenSet }>;
   refresh(refreshToken: string): Promise<ProviderTokenSet>;
   /** RP-initiated logout URL, when the provider has one and the config turned it on. */
@@ -62,6 +73,7 @@ export type FlowError =
   | 'account_disabled'
   | 'identity_taken'
   | 'link_session_mismatch'
+  | 'reauth_mismatch'
   | 'rate_limited';
 
 export class ProviderError extends Error {

@@ -66,7 +66,7 @@ export class LoginFlows {
   async save(
     ctx: RequestContext,
     flow: PreparedFlow,
-    p: { provider: string; purpose: 'login' | 'link'; sessionHash: string | null; returnTo: string },
+    p: { provider: string; purpose: 'login' | 'link' | 'reauth'; sessionHash: string | null; returnTo: string },
   ): Promise<string[]> {
     // One binding cookie serves every tab's pending sign-in; each start renews its lifetime.
     const binding = this.cookieOf(ctx) ?? randomBytes(32).toString('base64url');

@@ -40,10 +40,10 @@ export function lintProviders(config: Config): { key: string; message: string }[
         message: `linkByEmail with trustEmail: anyone who can make "${p.id}" assert an address joins the account that has it. Only for a provider that owns its users' domains.`,
       });
     }
-    if (p.registration === 'open' && config.accounts.registration === 'closed') {
+    if (p.registration === 'open' && config.accounts.registration !== 'open') {
       w.push({
         key: `${key}.registration`,
-        message: `anyone who can sign in at "${p.id}" gets an account, though accounts.registration is closed.`,
+        message: `anyone who can sign in at "${p.id}" gets an account, though accounts.registration is ${config.accounts.registration}.`,
       });
     }
   });

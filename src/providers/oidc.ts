@@ -120,10 +120,12 @@ export class OidcProvider implements ProviderClient {
     state: string;
     nonce: string;
     codeChallenge: string;
+    fresh?: boolean;
   }): Promise<URL> {
     const config = await this.discovery.get();
     return oauth.buildAuthorizationUrl(config, {
       ...this.config.authorizationParams,
+      ...(p.fresh ? { prompt: 'login', max_age: '0' } : {}),
       redirect_uri: p.redirectUri,
       response_type: 'code',
       scope: (this.config.scopes ?? DEFAULT_SCOPES.oidc).join(' '),
@@ -140,6 +142,7 @@ export class OidcProvider implements ProviderClient {
     state: string;
     nonce: string;
     codeVerifier: string;
+    fresh?: boolean;
   }): Promise<{ profile: ProviderProfile; tokens: ProviderTokenSet }> {
     const config = await this.discovery.get();
     let response: Awaited<ReturnType<typeof oauth.authorizationCodeGrant>>;
@@ -149,6 +152,8 @@ export class OidcProvider implements ProviderClient {
         expectedState: p.state,
         expectedNonce: p.nonce,
         idTokenExpected: true,
+        // A re-authentication asked for max_age=0: the ID token's auth_time must be now.
+        ...(p.fresh ? { maxAge: 0 } : {}),
       });
     } catch (err) {
       throw classify(err, 'callback');

@@ -182,6 +182,12 @@ export function describeFailure(
         message: `This ${name} account is already linked to another user.`,
         hint: 'Sign in with it to use that user, or link another account.',
       };
+    case 'reauth_mismatch':
+      return {
+        status: 403,
+        message: `You signed in at ${name} as someone else than the account you are confirming.`,
+        hint: 'Sign in there with the account linked to yours, or sign out here and sign in as that one.',
+      };
     case 'link_session_mismatch':
       return {
         status: 400,
@@ -195,4 +201,16 @@ export function describeFailure(
         hint: 'Wait a few minutes and try again.',
       };
   }
+}
+
+/** The provider part of "Confirm it's you" (accounts/reauth.ts): sign in again at a linked provider. */
+export function reauthProviderForms(o: {
+  providers: readonly ProviderClient[];
+  action: string;
+  csrf: string;
+  rd: string;
+  error?: string;
+}): SafeHtml {
+  return html`${o.error ? html`<p class="error" role="alert">${o.error}</p>` : ''}<p>Sign in again at the provider linked to your account:</p>
+<div class="providers">${o.providers.map((p) => html`<form method="post" action="${o.action}"><input type="hidden" name="csrf" value="${o.csrf}"><input type="hidden" name="rd" value="${o.rd}"><input type="hidden" name="provider" value="${p.id}"><button type="submit" class="secondary">${icon(p)}Continue with ${p.name}</button></form>`)}</div>`;
 }

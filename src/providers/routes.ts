@@ -7,6 +7,8 @@ import { redirect, sendJson } from '../http/respond.ts';
 import { cspWithFormAction, messagePage } from '../pages/index.ts';
 import type { SessionGate } from '../accounts/account-page.ts';
 import type { SecondFactorGate } from '../accounts/sign-in.ts';
+import type { ReauthProof, RecentAuthGate } from '../accounts/reauth.ts';
+import { paths } from '../http/paths.ts';
 import type { Config } from '../config/schema.ts';
 import type { Diagnosis } from '../diagnosis/index.ts';
 import type { Logger } from '../log/index.ts';
@@ -16,7 +18,7 @@ import type { Params } from '../http/router.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
 import type { LoginState, Store } from '../store/index.ts';
 import { classify, type FlowError, type ProviderClient } from './client.ts';
-import { confirmPage, describeFailure, identitiesSection } from './pages.ts';
+import { confirmPage, describeFailure, identitiesSection, reauthProviderForms } from './pages.ts';
 import type { ProviderProfile, ProviderTokenSet } from './profile.ts';
 import { redirectUri, type ProviderService } from './service.ts';
 import { sessionOwner } from './token-vault.ts';
@@ -63,6 +65,7 @@ export class ProviderRoutes {
   private readonly tools: FormTools;
   private readonly account: SessionGate;
   private readonly cache: Cache;
+  private readonly reauth: RecentAuthGate | undefined;
 
   private secondFactor: SecondFactorGate | undefined;
 
@@ -83,12 +86,19 @@ export class ProviderRoutes {
     return this;
   }
 
-  constructor(providers: ProviderService, deps: ProviderRoutesDeps, tools: FormTools, account: SessionGate) {
+  constructor(
+    providers: ProviderService,
+    deps: ProviderRoutesDeps,
+    tools: FormTools,
+    account: SessionGate,
+    reauth?: RecentAuthGate,
+  ) {
     this.p = providers;
     this.s = deps;
     this.tools = tools;
     this.account = account;
     this.cache = deps.cache;
+    this.reauth = reauth;
   }
 
   /** GET /signed-out: back from a provider's logout, to the sign-in page that says so. */
@@ -151,7 +161,7 @@ export class ProviderRoutes {
   private async begin(
     ctx: RequestContext,
     client: ProviderClient,
-    purpose: 'login' | 'link',
+    purpose: 'login' | 'link' | 'reauth',
     sessionHash: string | null,
     returnTo: string,
   ): Promise<void> {
@@ -168,6 +178,7 @@ export class ProviderRoutes {
         state: flow.state,
         nonce: flow.nonce,
         codeChallenge: flow.codeChallenge,
+        fresh: purpose === 'reauth',
       });
     } catch (err) {
       const e = classify(err, 'discovery');
@@ -220,12 +231,14 @@ export class ProviderRoutes {
         state: finished.state,
         nonce: finished.nonce,
         codeVerifier: finished.codeVerifier,
+        fresh: record.purpose === 'reauth',
       });
     } catch (err) {
       const e = classify(err, 'callback');
       return this.fail(ctx, client, e.code, record, e.detail);
     }
     if (record.purpose === 'link') return this.completeLink(ctx, client, record, result);
+    if (record.purpose === 'reauth') return this.completeReauth(ctx, client, record, result);
     return this.completeLogin(ctx, client, record, result);
   }
 
@@ -297,6 +310,74 @@ export class ProviderRoutes {
     redirect(ctx.res, 303, ctx.site.origin + record.returnTo);
   }
 
+  /**
+   * Back from a fresh sign-in at a provider for "Confirm it's you": in the session that asked,
+   * as the identity linked to its user; the session's auth time is then now (accounts/reauth.ts).
+   */
+  private async completeReauth(
+    ctx: RequestContext,
+    client: ProviderClient,
+    record: LoginState,
+    result: { profile: ProviderProfile; tokens: ProviderTokenSet },
+  ): Promise<void> {
+    const found = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin);
+    if (found.state !== 'active' || found.active.session.idHash !== record.sessionHash || !this.reauth)
+      return this.fail(ctx, client, 'link_session_mismatch', record);
+    const { user, session } = found.active;
+    ctx.userId = user.id;
+    const identity = await this.s.store.identities.find(result.profile.issuer, result.profile.subject);
+    if (!identity || identity.userId !== user.id) return this.fail(ctx, client, 'reauth_mismatch', record);
+    await this.reauth.proven(session, [`idp:${client.id}`]);
+    await this.p.keepTokens(sessionOwner(session), client, result.tokens, 'login');
+    this.s.logger.info(
+      { event: 'reauthenticated', userId: user.id, method: 'provider', provider: client.id, requestId: ctx.requestId },
+      'the user confirmed who they are',
+    );
+    redirect(ctx.res, 303, ctx.site.origin + record.returnTo);
+  }
+
+  /** POST /reauth/provider: "Continue with <provider>" on /reauth, for a provider linked to the user. */
+  async reauthStart(ctx: RequestContext): Promise<void> {
+    const input = await this.tools.readPost(ctx);
+    const active = await this.account.requireSession(ctx);
+    if (!active) return;
+    const rd = this.tools.returnPath(ctx, field(input, 'rd', 4096));
+    const client = this.p.get(field(input, 'provider', 64) ?? '');
+    const linked =
+      client && (await this.s.store.identities.listByUser(active.user.id)).some((i) => i.provider === client.id);
+    if (!client || !linked)
+      throw new HttpError(400, 'unknown_provider', 'That provider is not linked to your account.');
+    return this.begin(ctx, client, 'reauth', active.session.idHash, rd);
+  }
+
+  /** "Confirm it's you" by signing in again at a linked provider (added to accounts/reauth.ts's page). */
+  reauthProof(): ReauthProof {
+    const linkedClients = async (userId: string) => {
+      const ids = new Set((await this.s.store.identities.listByUser(userId)).map((i) => i.provider));
+      return this.p.clients.filter((c) => ids.has(c.id));
+    };
+    return {
+      method: 'provider',
+      available: async (user) => (await linkedClients(user.id)).length > 0,
+      render: async (v) =>
+        reauthProviderForms({
+          providers: await linkedClients(v.user.id),
+          action: this.tools.url(v.ctx, paths.reauthProvider),
+          csrf: v.csrf,
+          rd: v.rd,
+          error: v.error,
+        }),
+      // Its own route (reauthStart) and the callback do the work.
+      verify: async () => ({
+        ok: false,
+        status: 400,
+        error: 'unsupported_method',
+        message: 'Continue with the provider: its button signs you in there again.',
+      }),
+      formActions: () => this.formActions(),
+    };
+  }
+
   /** The one error page of a flow: what happened, what to do, "Try again". Logged once. */
   private fail(
     ctx: RequestContext,
@@ -324,13 +405,18 @@ export class ProviderRoutes {
       `sign-in with ${client?.id ?? 'an unknown provider'} failed: ${code}`,
     );
     const link =
-      record?.purpose === 'link'
+      record?.purpose === 'link' || record?.purpose === 'reauth'
         ? { href: `${this.s.prefix}/account`, text: 'Back to your account' }
         : {
             href: `${this.s.prefix}/login${record && record.returnTo !== ctx.site.home ? `?rd=${encodeURIComponent(record.returnTo)}` : ''}`,
             text: 'Try again',
           };
-    const heading = record?.purpose === 'link' ? 'Linking did not complete' : 'Sign-in did not complete';
+    const heading =
+      record?.purpose === 'link'
+        ? 'Linking did not complete'
+        : record?.purpose === 'reauth'
+          ? 'Confirming did not complete'
+          : 'Sign-in did not complete';
     // The callback's URL held a code and state: no referrer leaves this page (security.md #38).
     const retryAfter = status === 503 ? '5' : status === 429 ? String(STARTS_WINDOW_MS / 1000) : undefined;
     this.tools.html(ctx, status, messagePage({ appTitle: ctx.site.title, heading, message, hint, link }), [], {
@@ -374,6 +460,9 @@ export class ProviderRoutes {
     if (!active) return;
     const client = this.p.get(field(input, 'provider', 64) ?? '');
     if (!client) throw new HttpError(400, 'unknown_provider', 'There is no such sign-in provider.');
+    // Linking adds a way into the account: a sign-in long ago is confirmed first (security.md #175).
+    if (this.reauth && !this.reauth.requireRecentAuth(ctx, active, `${this.s.prefix}/account`, input.kind === 'json'))
+      return;
     return this.begin(ctx, client, 'link', active.session.idHash, `${this.s.prefix}/account?linked=${client.id}`);
   }
 

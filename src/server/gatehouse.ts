@@ -5,9 +5,12 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { AccountPage } from '../accounts/account-page.ts';
+import { EmailChange } from '../accounts/email-change.ts';
 import { EmailTokens } from '../accounts/email-tokens.ts';
+import { InvitationPage } from '../accounts/invitations.ts';
 import { MailedLinks } from '../accounts/mailed-links.ts';
 import { dummyHash } from '../accounts/passwords.ts';
+import { Reauthentication } from '../accounts/reauth.ts';
 import { PasswordRecovery } from '../accounts/recovery.ts';
 import { Accounts } from '../accounts/service.ts';
 import { SignIn } from '../accounts/sign-in.ts';
@@ -132,6 +135,7 @@ export class Gatehouse {
     this.sessions = new Sessions(store, {
       idleMs: config.sessions.idleTimeout,
       absoluteMs: config.sessions.absoluteTimeout,
+      now: clock,
     });
     const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
     this.accounts = new Accounts(store, throttle, config.accounts);
@@ -141,6 +145,19 @@ export class Gatehouse {
       secrets,
       csrfCookieMissing: (ctx) => new DiagnosedError(diagnosis.cookieMissing(ctx, 'csrf')),
     });
+    // "Confirm it's you" before sensitive actions (accounts/reauth.ts).
+    const reauth = new Reauthentication(
+      {
+        config,
+        logger,
+        store,
+        sessions: this.sessions,
+        accounts: this.accounts,
+        prefix,
+        now: clock ?? Date.now,
+      },
+      forms,
+    );
     this.oauth = new OAuthServer({
       config,
       logger,
@@ -154,6 +171,7 @@ export class Gatehouse {
       providers: this.providers,
       now: clock,
       pages: forms,
+      reauth,
     });
     const services: Services = {
       config,
@@ -174,12 +192,12 @@ export class Gatehouse {
     };
     // Email verification, password reset and change (accounts/), mail sent by mail/.
     this.mailer = mailer;
-    this.emailTokens = new EmailTokens(store);
+    this.emailTokens = new EmailTokens(store, { now: clock });
     const links = new MailedLinks(services, forms, this.emailTokens);
     const account = new AccountPage(services, forms);
     const verification = new EmailVerification(services, forms, account, links, mailer);
     // Second factors (mfa/): the step after a password, enrolment, passkeys.
-    const mfa = new SecondFactorRoutes(services, forms, account).onRegister((ctx, user) =>
+    const mfa = new SecondFactorRoutes(services, forms, account, reauth).onRegister((ctx, user) =>
       verification.afterRegister(ctx, user),
     );
     const signIn = new SignIn(services, forms)
@@ -192,7 +210,10 @@ export class Gatehouse {
       account,
       verification,
       recovery: new PasswordRecovery(services, forms, account, links, mailer),
-      providers: new ProviderRoutes(this.providers, services, forms, account).useSecondFactor(mfa),
+      reauth,
+      emailChange: new EmailChange(services, forms, account, reauth, links, mailer),
+      invitations: new InvitationPage(services, forms, links),
+      providers: new ProviderRoutes(this.providers, services, forms, account, reauth).useSecondFactor(mfa),
       oauth: this.oauth,
       forwardAuth: new ForwardAuth({
         sessions: this.sessions,
@@ -207,6 +228,10 @@ export class Gatehouse {
       mfa,
     };
     accountSections(features);
+    // "Confirm it's you" by signing in again at a linked provider, after the password.
+    reauth.addProof(features.providers.reauthProof());
+    // ... and with a second factor (mfa/): a code, or a passkey.
+    for (const proof of mfa.reauthProofs()) reauth.addProof(proof);
     this.routes = new Routes(this.sites, routeTable(features), { base, prefix });
     this.upstreams = new Upstreams([...this.sites.values()].flatMap((s) => s.apps));
     const toApp = new ToApp({ forwarding: this.forwarding, providers: this.providers });

@@ -1,5 +1,8 @@
 import type { ServerResponse } from 'node:http';
 import type { AccountPage } from '../accounts/account-page.ts';
+import type { EmailChange } from '../accounts/email-change.ts';
+import type { InvitationPage } from '../accounts/invitations.ts';
+import type { Reauthentication } from '../accounts/reauth.ts';
 import type { PasswordRecovery } from '../accounts/recovery.ts';
 import type { SignIn } from '../accounts/sign-in.ts';
 import type { EmailVerification } from '../accounts/verification.ts';
@@ -29,6 +32,12 @@ export interface Features {
   account: AccountPage;
   verification: EmailVerification;
   recovery: PasswordRecovery;
+  /** "Confirm it's you" before sensitive actions (accounts/reauth.ts). */
+  reauth: Reauthentication;
+  /** Change of email address (accounts/email-change.ts). */
+  emailChange: EmailChange;
+  /** The invitation link's pages (accounts/invitations.ts). */
+  invitations: InvitationPage;
   providers: ProviderRoutes;
   oauth: OAuthServer;
   forwardAuth: ForwardAuth;
@@ -74,11 +83,22 @@ export const routes: { own: readonly Row[]; wellKnown: readonly Row[] } = {
     { path: paths.resetPassword, methods: POST, handler: (f, c) => f.recovery.reset(c) },
     { path: paths.changePassword, methods: GET, handler: (f, c) => f.recovery.changeForm(c) },
     { path: paths.changePassword, methods: POST, handler: (f, c) => f.recovery.change(c) },
+    // accounts/reauth.ts
+    { path: paths.reauth, methods: GET, handler: (f, c) => f.reauth.page(c) },
+    { path: paths.reauth, methods: POST, handler: (f, c) => f.reauth.submit(c) },
+    // accounts/email-change.ts
+    { path: paths.changeEmail, methods: POST, handler: (f, c) => f.emailChange.request(c) },
+    { path: paths.confirmEmailChange, methods: GET, handler: (f, c) => f.emailChange.page(c) },
+    { path: paths.confirmEmailChange, methods: POST, handler: (f, c) => f.emailChange.confirm(c) },
+    // accounts/invitations.ts
+    { path: paths.invite, methods: GET, handler: (f, c) => f.invitations.page(c) },
+    { path: paths.invite, methods: POST, handler: (f, c) => f.invitations.submit(c) },
     // providers/routes.ts
     { path: paths.loginWith, methods: GET, handler: (f, c, p) => f.providers.startGet(c, p) },
     { path: paths.loginWith, methods: POST, handler: (f, c, p) => f.providers.startPost(c, p) },
     { path: paths.callback, methods: GET, handler: (f, c, p) => f.providers.callback(c, p) },
     { path: paths.linkProvider, methods: POST, handler: (f, c) => f.providers.link(c) },
+    { path: paths.reauthProvider, methods: POST, handler: (f, c) => f.providers.reauthStart(c) },
     { path: paths.unlinkProvider, methods: POST, handler: (f, c) => f.providers.unlink(c) },
     { path: paths.signedOut, methods: GET, handler: (f, c) => f.providers.signedOut(c) },
     // oauth/server.ts, oauth/device.ts, oauth/authorize.ts: the endpoints on publicUrl's site only
@@ -152,6 +172,7 @@ export const routes: { own: readonly Row[]; wellKnown: readonly Row[] } = {
 export function accountSections(f: Features): void {
   f.account
     .addSection(5, (c, active, csrf) => f.verification.accountSection(c, active, csrf))
+    .addSection(6, (c, active, csrf) => f.emailChange.accountSection(c, active, csrf))
     .addSection(
       10,
       (c, active, csrf) => f.providers.identities(c, active, csrf),

@@ -32,6 +32,8 @@ export const hashSessionId = (id: string): string => hash('sha256', id, 'base64u
 export interface SessionOptions {
   idleMs: number;
   absoluteMs: number;
+  /** The clock of auth times (Session.authTime), as accounts/reauth.ts reads them; tests move it. */
+  now?: () => number;
 }
 
 export class Sessions {
@@ -40,9 +42,11 @@ export class Sessions {
   readonly absoluteMs: number;
   /** lastSeenAt is written at most this often per session: no disk write per request. */
   private readonly touchEveryMs: number;
+  private readonly now: () => number;
 
   constructor(store: Store, options: SessionOptions) {
     this.store = store;
+    this.now = options.now ?? Date.now;
     this.idleMs = options.idleMs;
     this.absoluteMs = options.absoluteMs;
     this.touchEveryMs = Math.min(60_000, Math.floor(options.idleMs / 10));
@@ -89,7 +93,14 @@ export class Sessions {
     user: User,
     site: string,
     cookie: SessionCookie,
-    meta: { amr: string[]; ip: string | null; userAgent: string | null; previous?: string | null },
+    meta: {
+      amr: string[];
+      ip: string | null;
+      userAgent: string | null;
+      previous?: string | null;
+      /** When the user proved who they are, if not now. */
+      authTime?: number;
+    },
   ): Promise<{ setCookie: string; idHash: string }> {
     if (meta.previous) await this.store.sessions.delete(hashSessionId(meta.previous));
     const id = randomBytes(32).toString('base64url');
@@ -105,6 +116,7 @@ export class Sessions {
       amr: meta.amr,
       ip: meta.ip,
       userAgent: meta.userAgent?.slice(0, 256) ?? null,
+      authTime: meta.authTime ?? this.now(),
     });
     return {
       setCookie: serializeCookie(cookie.name, id, {

@@ -1,21 +1,26 @@
 /**
- * Storage for the links Gatehouse mails (src/accounts/email-tokens.ts): email verification and
- * password reset. Only the SHA-256 of a token is stored; the token itself exists in the mail
+ * Storage for the links Gatehouse mails (src/accounts/email-tokens.ts): email verification,
+ * password reset, change of email address and invitations. Only the SHA-256 of a token is stored; the token itself exists in the mail
  * alone. Part of the Store contract (test/store/email-tokens-contract.ts).
  */
 
-export type EmailTokenPurpose = 'verify_email' | 'reset_password';
+export type EmailTokenPurpose = 'verify_email' | 'reset_password' | 'change_email' | 'invite';
 
 export interface EmailToken {
   /** SHA-256 of the token, base64url. */
   idHash: string;
   userId: string;
   purpose: EmailTokenPurpose;
-  /** The address the link was sent to; the link does nothing once the user's address is another. */
+  /**
+   * The address the link was sent to; the link does nothing once the user's address is another.
+   * For a change of address: the new address, which the link makes the user's.
+   */
   email: string;
   /**
    * What else the token is bound to, compared when it is used: for a reset, a fingerprint of
-   * the password hash it was issued against, so it dies when the password changes any other way.
+   * the password hash it was issued against, so it dies when the password changes any other way
+   * (an invitation too: it dies once a password is set); for a change of address, a fingerprint
+   * of the address it replaces, so it dies when the address changes any other way.
    */
   binding: string;
   createdAt: number;

@@ -263,6 +263,15 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
       `CREATE INDEX mfa_pending_expires ON mfa_pending (expires_at)`,
     ],
   },
+  {
+    version: 10,
+    name: 'sessions: auth time (re-authentication)',
+    sql: [
+      // When the user last proved who they are in the session (accounts/reauth.ts); null in
+      // older rows, read as created_at.
+      `ALTER TABLE sessions ADD COLUMN auth_time BIGINT`,
+    ],
+  },
 ];
 
 export async function migrate(db: SqlDriver): Promise<number> {

@@ -71,8 +71,9 @@ export interface LoginState {
   provider: string;
   /** The origin the flow started on; the callback must come back to it. */
   site: string;
-  purpose: 'login' | 'link';
-  /** For 'link': the session that asked for it; the callback must carry that same session. */
+  /** reauth: a fresh sign-in at the provider to confirm who the session's user is (accounts/reauth.ts). */
+  purpose: 'login' | 'link' | 'reauth';
+  /** For 'link' and 'reauth': the session that asked for it; the callback must carry that same session. */
   sessionHash: string | null;
   /** Where to land afterwards: a same-origin path, decided when the flow started. */
   returnTo: string;

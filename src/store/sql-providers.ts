@@ -183,7 +183,7 @@ const toLoginState = (r: LoginStateRow): LoginState => ({
   browserHash: r.browser_hash,
   provider: r.provider,
   site: r.site,
-  purpose: r.purpose === 'link' ? 'link' : 'login',
+  purpose: r.purpose === 'link' || r.purpose === 'reauth' ? r.purpose : 'login',
   sessionHash: r.session_hash,
   returnTo: r.return_to,
   secret: r.secret,

@@ -45,6 +45,8 @@ interface SessionRow {
   amr_json: string;
   ip: string | null;
   user_agent: string | null;
+  /** Null in rows from before migration 10: the session's creation is its auth time. */
+  auth_time: number | null;
 }
 
 const toUser = (r: UserRow): User => ({
@@ -69,6 +71,7 @@ const toSession = (r: SessionRow): Session => ({
   amr: JSON.parse(r.amr_json) as string[],
   ip: r.ip,
   userAgent: r.user_agent,
+  authTime: Number(r.auth_time ?? r.created_at),
 });
 
 export class SqlUsers implements UserStore {
@@ -137,16 +140,20 @@ export class SqlUsers implements UserStore {
       sets.push(`${column} = ?`);
       params.push(value);
     };
+    if (patch.email !== undefined) set('email', patch.email);
     if (patch.name !== undefined) set('name', patch.name);
     if (patch.groups !== undefined) set('groups_json', JSON.stringify(patch.groups));
     if (patch.emailVerified !== undefined) set('email_verified', patch.emailVerified ? 1 : 0);
     if (patch.passwordHash !== undefined) set('password_hash', patch.passwordHash);
     if (patch.disabled !== undefined) set('disabled', patch.disabled ? 1 : 0);
     set('updated_at', Date.now());
-    const r = await this.db.get<UserRow>(`UPDATE users SET ${sets.join(', ')} WHERE id = ? RETURNING *`, [
-      ...params,
-      id,
-    ]);
+    let r: UserRow | undefined;
+    try {
+      r = await this.db.get<UserRow>(`UPDATE users SET ${sets.join(', ')} WHERE id = ? RETURNING *`, [...params, id]);
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new StoreConflictError('email already registered');
+      throw err;
+    }
     return r && toUser(r);
   }
 
@@ -178,9 +185,29 @@ class SqlSessions implements SessionStore {
 
   async create(s: Session): Promise<void> {
     await this.db.run(
-      `INSERT INTO sessions (id_hash, user_id, site, created_at, last_seen_at, expires_at, amr_json, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      [s.idHash, s.userId, s.site, s.createdAt, s.lastSeenAt, s.expiresAt, JSON.stringify(s.amr), s.ip, s.userAgent],
+      `INSERT INTO sessions (id_hash, user_id, site, created_at, last_seen_at, expires_at, amr_json, ip, user_agent, auth_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        s.idHash,
+        s.userId,
+        s.site,
+        s.createdAt,
+        s.lastSeenAt,
+        s.expiresAt,
+        JSON.stringify(s.amr),
+        s.ip,
+        s.userAgent,
+        s.authTime,
+      ],
     );
+  }
+
+  async setAuth(idHash: string, auth: { authTime: number; amr: string[] }): Promise<boolean> {
+    const n = await this.db.run(`UPDATE sessions SET auth_time = ?, amr_json = ? WHERE id_hash = ?`, [
+      auth.authTime,
+      JSON.stringify(auth.amr),
+      idHash,
+    ]);
+    return n > 0;
   }
 
   async get(idHash: string): Promise<Session | undefined> {
@@ -230,10 +257,6 @@ class SqlSessions implements SessionStore {
 
   async purgeExpired(now: number, idleTimeoutMs: number): Promise<number> {
     return this.db.run(`DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at <= ?`, [now, now - idleTimeoutMs]);
-  }
-
-  async setAmr(idHash: string, amr: string[]): Promise<boolean> {
-    return (await this.db.run(`UPDATE sessions SET amr_json = ? WHERE id_hash = ?`, [JSON.stringify(amr), idHash])) > 0;
   }
 }
 

@@ -13,6 +13,8 @@ export type { NewUser, User } from './user-types.ts';
  */
 
 export interface UserPatch {
+  /** A new address (normalized by the caller); StoreConflictError when another user has it. */
+  email?: string;
   name?: string | null;
   groups?: string[];
   emailVerified?: boolean;
@@ -34,6 +36,11 @@ export interface Session {
   amr: string[];
   ip: string | null;
   userAgent: string | null;
+  /**
+   * When the user last proved who they are in this session: the sign-in, or a later
+   * re-authentication (accounts/reauth.ts). Sensitive actions need it to be recent.
+   */
+  authTime: number;
 }
 
 export interface UserStore {
@@ -42,6 +49,7 @@ export interface UserStore {
   get(id: string): Promise<User | undefined>;
   getByEmail(email: string): Promise<User | undefined>;
   list(options?: { limit?: number; offset?: number }): Promise<User[]>;
+  /** Throws StoreConflictError when `patch.email` is another user's. */
   update(id: string, patch: UserPatch): Promise<User | undefined>;
   /** Removes the user and, with them, every session of theirs. Returns whether one existed. */
   delete(id: string): Promise<boolean>;
@@ -55,13 +63,16 @@ export interface SessionStore {
   getWithUser(idHash: string): Promise<{ session: Session; user: User } | undefined>;
   touch(idHash: string, lastSeenAt: number): Promise<void>;
   delete(idHash: string): Promise<boolean>;
+  /**
+   * Records a fresh proof of identity in a session (a re-authentication or a further factor):
+   * its auth time and how the user authenticated. Returns whether the session exists.
+   */
+  setAuth(idHash: string, auth: { authTime: number; amr: string[] }): Promise<boolean>;
   /** Ends every session of a user, except one (the caller's own) when given. Returns how many. */
   deleteByUser(userId: string, exceptIdHash?: string): Promise<number>;
   listByUser(userId: string): Promise<Session[]>;
   /** Removes sessions whose absolute or idle expiry has passed. Returns how many. */
   purgeExpired(now: number, idleTimeoutMs: number): Promise<number>;
-  /** A step-up: what the session's user has now proved (a second factor added). */
-  setAmr(idHash: string, amr: string[]): Promise<boolean>;
 }
 
 /**

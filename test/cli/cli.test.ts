@@ -248,7 +248,11 @@ describe('the command line', () => {
 
   test('a command without its subcommand or argument prints its own usage (exit 2), not "file not found"', async () => {
     for (const [command, needs, form] of [
-      ['users', 'add, list, disable, enable, set-password, set-groups, reset-mfa', /gatehouse users set-groups <email> <a,b>/],
+      [
+        'users',
+        'add, list, disable, enable, set-password, set-groups, reset-mfa',
+        /gatehouse users set-groups <email> <a,b>/,
+      ],
       ['sessions', 'list, revoke', /gatehouse sessions revoke \[id\] --user <email>/],
       ['keys', 'list, rotate', /gatehouse keys rotate --now/],
       ['backup', '<file>', /gatehouse backup <file> \[--force\]/],

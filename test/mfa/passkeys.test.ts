@@ -225,7 +225,7 @@ describeOrSkip('passkeys in Chromium', { skip: browserSkip(), timeout: 120_000 }
     }
   });
 
-  test("attack: an assertion made with another user's passkey is refused at this user's second step (security.md #180)", async () => {
+  test("attack: an assertion made with another user's passkey is refused at this user's second step (security.md #185)", async () => {
     const ann = await tab();
     try {
       await signUp(ann, uniqueEmail('pk-ann'));
@@ -271,13 +271,15 @@ describeOrSkip('passkeys in Chromium', { skip: browserSkip(), timeout: 120_000 }
     }
   });
 
-  test('attack: a passkey answer replayed (same challenge, or under a new one) is refused (security.md #181)', async () => {
+  test('attack: a passkey answer replayed (same challenge, or under a new one) is refused (security.md #186)', async () => {
     const t = await tab();
     try {
       await signUp(t, uniqueEmail('pk-replay'));
       await addPasskey(t, 'Laptop');
       await t.page.evaluate(() => fetch('/.auth/logout', { method: 'POST' }));
-      await t.page.goto(`${gh.url}/.auth/login`);
+      // A page of the site without the sign-in page's own (autofill) request, with the WebAuthn script.
+      await t.page.goto(`${gh.url}/.auth/health`);
+      await t.page.addScriptTag({ url: `${gh.url}/.auth/assets/webauthn.js` });
       const r = await t.page.evaluate(async () => {
         const post = (url: string, body: unknown) =>
           fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -339,7 +341,7 @@ describeOrSkip('passkeys in Chromium', { skip: browserSkip(), timeout: 120_000 }
     }
   });
 
-  test('attack: CSRF on passkey enrolment and removal: cross-site requests change nothing (security.md #179)', async () => {
+  test('attack: CSRF on passkey enrolment and removal: cross-site requests change nothing (security.md #184)', async () => {
     const t = await tab();
     try {
       const email = uniqueEmail('pk-csrf');
@@ -359,6 +361,28 @@ describeOrSkip('passkeys in Chromium', { skip: browserSkip(), timeout: 120_000 }
       const form = await c.postForm('/.auth/account/passkeys/remove', { id: 'x' }, { cookie, origin: gh.url });
       assert.equal(form.status, 403, 'a form without its token');
       assert.deepEqual((await me(t)).factors, ['passkey', 'recovery_codes']);
+    } finally {
+      await t.context.close();
+    }
+  });
+  test('re-authentication with a passkey: removing it from a stale session asks to confirm, the passkey confirms, then it is removed', async () => {
+    const t = await tab();
+    try {
+      await signUp(t, uniqueEmail('pk-reauth'));
+      await addPasskey(t, 'Laptop');
+      const cookie = (await t.context.cookies()).find((c) => c.name === 'gatehouse')!;
+      const { hashSessionId } = await import('../../src/sessions/index.ts');
+      const idHash = hashSessionId(cookie.value);
+      const s = (await gh.gatehouse.store.sessions.get(idHash))!;
+      await gh.gatehouse.store.sessions.setAuth(idHash, { authTime: Date.now() - 11 * 60_000, amr: s.amr });
+      await t.page.goto(`${gh.url}/.auth/account`);
+      await Promise.all([t.page.waitForURL(/\/\.auth\/reauth/), t.page.click('button:has-text("Remove Laptop")')]);
+      await Promise.all([t.page.waitForURL(`${gh.url}/.auth/account`), t.page.click('[data-passkey="reauth"] button')]);
+      const after = (await gh.gatehouse.store.sessions.get(idHash))!;
+      assert.ok(after.authTime > Date.now() - 60_000, 'confirmed now');
+      assert.deepEqual(after.amr, ['pwd', 'hwk', 'mfa'], 'and the passkey counts as a second factor');
+      await Promise.all([t.page.waitForURL(/mfa=removed/), t.page.click('button:has-text("Remove Laptop")')]);
+      assert.deepEqual((await me(t)).factors, []);
     } finally {
       await t.context.close();
     }

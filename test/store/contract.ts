@@ -61,6 +61,7 @@ function session(userId: string, over: Partial<Session> = {}): Session {
     amr: ['pwd'],
     ip: '203.0.113.9',
     userAgent: 'test-agent/1.0',
+    authTime: now,
     ...over,
   };
 }
@@ -333,6 +334,23 @@ export function storeContract(name: string, harness: StoreHarness): void {
           assert.equal(after.expiresAt, s.expiresAt, 'touch never extends the absolute expiry');
           await store.sessions.touch(idHash(), 5_000_000); // unknown: no error, nothing created
           assert.equal((await store.sessions.listByUser(u.id)).length, 1);
+        }),
+      );
+
+      test(
+        'setAuth records a re-authentication: auth time and methods, seen by getWithUser; nothing else changes',
+        withStore(async (store) => {
+          const u = await store.users.create({ email: email() });
+          const s = session(u.id, { authTime: 1_000_000, amr: ['idp:github'] });
+          await store.sessions.create(s);
+          assert.equal((await store.sessions.getWithUser(s.idHash))?.session.authTime, 1_000_000);
+          assert.equal(
+            await store.sessions.setAuth(s.idHash, { authTime: 2_000_000, amr: ['idp:github', 'pwd'] }),
+            true,
+          );
+          const after = (await store.sessions.getWithUser(s.idHash))!.session;
+          assert.deepEqual(after, { ...s, authTime: 2_000_000, amr: ['idp:github', 'pwd'] });
+          assert.equal(await store.sessions.setAuth(idHash(), { authTime: 3, amr: [] }), false, 'unknown: false');
         }),
       );
 

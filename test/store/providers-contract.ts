@@ -26,6 +26,7 @@ function session(userId: string): Session {
     amr: ['idp:a'],
     ip: null,
     userAgent: null,
+    authTime: now,
   };
 }
 
@@ -224,7 +225,12 @@ export function providerStoreContract(withStore: WithStore): void {
 
   describe('login states', () => {
     const state = (
-      over: Partial<{ idHash: string; expiresAt: number; purpose: 'login' | 'link'; sessionHash: string | null }> = {},
+      over: Partial<{
+        idHash: string;
+        expiresAt: number;
+        purpose: 'login' | 'link' | 'reauth';
+        sessionHash: string | null;
+      }> = {},
     ) => {
       const now = Date.now();
       return {
@@ -249,6 +255,9 @@ export function providerStoreContract(withStore: WithStore): void {
         await store.loginStates.create(s);
         assert.deepEqual(await store.loginStates.get(s.idHash), { ...s, usedAt: null });
         assert.equal(await store.loginStates.get(hash()), undefined);
+        const r = state({ purpose: 'reauth', sessionHash: hash() });
+        await store.loginStates.create(r);
+        assert.deepEqual(await store.loginStates.get(r.idHash), { ...r, usedAt: null });
       }),
     );
 

@@ -182,6 +182,7 @@ describe('assertion cache', () => {
         amr: ['pwd'],
         ip: null,
         userAgent: null,
+        authTime: 0,
       },
       user: {
         id: userId,

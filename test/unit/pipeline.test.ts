@@ -71,6 +71,7 @@ function active(u: User = user()) {
     amr: ['pwd'],
     ip: null,
     userAgent: null,
+    authTime: 0,
   };
   return { session, user: u };
 }
