@@ -250,7 +250,7 @@ describe('the command line', () => {
     for (const [command, needs, form] of [
       [
         'users',
-        'add, list, disable, enable, set-password, set-groups, reset-mfa',
+        'add, list, disable, enable, set-password, set-groups, reset-mfa, invite',
         /gatehouse users set-groups <email> <a,b>/,
       ],
       ['sessions', 'list, revoke', /gatehouse sessions revoke \[id\] --user <email>/],

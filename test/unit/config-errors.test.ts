@@ -335,6 +335,8 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         allowedDomains: ['example.com'],
         minPasswordLength: 8,
         requireVerifiedEmail: false,
+        reauthenticateAfter: '10m',
+        invitationTtl: '7d',
         rateLimits: {
           loginPerIp: 30,
           loginPerAccount: 10,

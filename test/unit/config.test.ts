@@ -19,6 +19,28 @@ describe('config loading', () => {
     assert.equal(c.listen.port, 8080);
   });
 
+  test('accounts: registration modes, reauthenticateAfter and invitationTtl, with their bounds', () => {
+    const c = parseConfig(base, 'g.yaml', {});
+    assert.deepEqual(
+      [c.accounts.registration, c.accounts.reauthenticateAfter, c.accounts.invitationTtl],
+      ['open', 10 * 60_000, 7 * 86_400_000],
+    );
+    const d = parseConfig(
+      `${base}accounts: {registration: invite, reauthenticateAfter: 0s, invitationTtl: 2d}\n`,
+      'g.yaml',
+      {},
+    );
+    assert.deepEqual(
+      [d.accounts.registration, d.accounts.reauthenticateAfter, d.accounts.invitationTtl],
+      ['invite', 0, 2 * 86_400_000],
+    );
+    const ps = problems(`${base}accounts: {registration: invited, reauthenticateAfter: 25h, invitationTtl: 10s}\n`);
+    const byKey = Object.fromEntries(ps.map((p) => [p.key, p.message]));
+    assert.match(byKey['accounts.registration']!, /open.*closed.*invite/);
+    assert.match(byKey['accounts.reauthenticateAfter']!, /between "0s" and "24h"/);
+    assert.match(byKey['accounts.invitationTtl']!, /between "1m" and "30d"/);
+  });
+
   test('${ENV} and ${ENV:-default} are substituted inside values, typed when whole', () => {
     const c = parseConfig(
       'publicUrl: ${URL}\nupstream: http://127.0.0.1:${PORT:-3000}\nlisten:\n  port: ${LPORT}\nsecrets:\n  key: "${KEY}"\n',

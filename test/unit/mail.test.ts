@@ -90,6 +90,13 @@ describe('email config', () => {
     const keys = (yaml: string) => warnings(yaml).map((w) => w.key);
     assert.ok(keys('').includes('email'), 'open registration without email');
     assert.ok(!keys('accounts: {registration: closed}\n').includes('email'));
+    const invite = warnings('accounts: {registration: invite}\n').find((w) => w.key === 'accounts.registration');
+    assert.match(invite!.message, /gatehouse users invite prints each invitation link/, 'invite without email');
+    assert.ok(
+      !keys('accounts: {registration: invite}\nemail: {from: a@b.co, smtp: {host: 127.0.0.1}}\n').includes(
+        'accounts.registration',
+      ),
+    );
     assert.ok(
       keys('accounts: {requireVerifiedEmail: true}\n').includes('accounts.requireVerifiedEmail'),
       'nobody could ever verify',
