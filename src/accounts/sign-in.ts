@@ -311,15 +311,18 @@ export class SignIn {
     }
     ctx.userId = result.user.id;
     const cookie = ctx.site.session;
+    this.s.logger.info({ event: 'register', userId: result.user.id, requestId: ctx.requestId }, 'user registered');
+    for (const fn of this.registered) fn(ctx, result.user);
+    // accounts.mfa: required: the new user enrols a second factor before any session.
+    const device = this.deviceCookie(ctx, result.deviceCookie);
+    if (await this.secondFactor?.intercept(ctx, input, result.user, ['pwd'], rd, [device])) return;
     const { setCookie } = await this.s.sessions.create(result.user, ctx.site.origin, cookie, {
       amr: ['pwd'],
       ip: ctx.ip,
       userAgent: ctx.req.headers['user-agent'] ?? null,
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
-    this.s.logger.info({ event: 'register', userId: result.user.id, requestId: ctx.requestId }, 'user registered');
-    for (const fn of this.registered) fn(ctx, result.user);
-    const cookies = [setCookie, this.deviceCookie(ctx, result.deviceCookie), this.s.diagnosis.signedIn(ctx.site)];
+    const cookies = [setCookie, device, this.s.diagnosis.signedIn(ctx.site)];
     if (input.kind === 'json')
       return sendJson(ctx.res, 201, { user: publicUser(result.user), redirect: rd }, {}, cookies);
     redirect(ctx.res, 303, ctx.site.origin + rd, cookies);

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client, decodeEntities, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
+import { runCli } from '../helpers/cli.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { consentPath, csrfOf } from './imports.ts';
 import { passwordStep, sameSite, totpCode, userWithTotp } from './helpers.ts';
@@ -14,6 +17,7 @@ import { passwordStep, sameSite, totpCode, userWithTotp } from './helpers.ts';
 let gh: TestGatehouse;
 let strict: TestGatehouse;
 let tight: TestGatehouse;
+let invited: TestGatehouse;
 
 before(async () => {
   const limits = { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000 };
@@ -24,12 +28,13 @@ before(async () => {
     tokens: { clients: [{ id: 'desk', name: 'Desk', redirectUris: ['http://127.0.0.1:9/callback'] }] },
   }));
   strict = await startGatehouse(() => ({ accounts: { mfa: 'required', rateLimits: limits } }));
+  invited = await startGatehouse(() => ({ accounts: { registration: 'invite', mfa: 'required' } }));
   tight = await startGatehouse(() => ({
     accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 5, registerPerIp: 1000 } },
   }));
 });
 after(async () => {
-  await Promise.all([gh?.close(), strict?.close(), tight?.close()]);
+  await Promise.all([gh?.close(), strict?.close(), tight?.close(), invited?.close()]);
 });
 
 const me = async (c: Client) => c.get('/.auth/me');
@@ -242,7 +247,7 @@ describe('authenticator app and the second-factor step', () => {
     const email = uniqueEmail('required');
     const reg = new Client(strict.url);
     const r = await reg.postJson('/.auth/register', { email, password: PASSWORD });
-    assert.equal(r.status, 201);
+    assert.equal(r.json().secondFactor, 'enrol', 'registered, not signed in');
     const c = new Client(strict.url);
     const login = await c.submitForm('/.auth/login?rd=%2Fdocs', { email, password: PASSWORD });
     assert.equal(login.location, `${strict.url}/.auth/second-factor`);
@@ -262,6 +267,30 @@ describe('authenticator app and the second-factor step', () => {
     assert.equal(decodeEntities(/href="([^"]+)">Continue/.exec(done.text)![1]!), '/docs');
     assert.deepEqual((await me(c)).json().session.amr, ['pwd', 'otp', 'mfa']);
     assert.equal((await c.get('/docs')).status, 200);
+  });
+
+  test('accounts.mfa: required: a new registration and an accepted invitation enrol first too, no session before', async () => {
+    const c = new Client(strict.url);
+    const reg = await c.postJson('/.auth/register', { email: uniqueEmail('req-reg'), password: PASSWORD, rd: '/a' });
+    assert.equal(reg.status, 200, reg.text);
+    assert.equal(reg.json().secondFactor, 'enrol');
+    assert.equal(c.jar.get('gatehouse'), undefined);
+    assert.equal((await me(c)).status, 401);
+
+    const file = join(invited.dir, 'ops.yaml');
+    writeFileSync(
+      file,
+      `publicUrl: ${invited.url}\nupstream: ${invited.upstream.url}\nstore: {type: sqlite, path: ${join(invited.dir, 'gatehouse.db')}}\naccounts: {registration: invite, mfa: required}\n`,
+    );
+    const r = await runCli(['users', 'invite', uniqueEmail('req-inv'), '--config', file]);
+    const token = /\/\.auth\/invite\?token=([A-Za-z0-9_-]{43})/.exec(r.stdout)![1]!;
+    const i = new Client(invited.url);
+    const accepted = await i.postJson('/.auth/invite', { token, password: PASSWORD }, { origin: invited.url });
+    assert.equal(accepted.status, 200, accepted.text);
+    assert.equal(accepted.json().secondFactor, 'enrol');
+    assert.equal((await me(i)).status, 401);
+    const step = await i.get('/.auth/second-factor', { accept: 'application/json' });
+    assert.equal(step.json().step, 'enrol');
   });
 
   test('the pending record is short-lived and server-side: an unknown or stale cookie gets "sign in again"', async () => {
