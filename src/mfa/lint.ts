@@ -8,10 +8,12 @@ export function lintMfa(config: Config): Warning[] {
   if (config.accounts.mfa === 'off') return w;
   const rpId = rpIdOf(config);
   if (!passkeysPossible(config)) {
-    w.push({
-      key: 'accounts.passkeys.rpId',
-      message: `passkeys need a domain name, and publicUrl's host ${rpId} is an IP address: they are off (authenticator apps still work). Use a name, even localhost.`,
-    });
+    // Quietly off where second factors are a choice (a local install on 127.0.0.1); said when required.
+    if (config.accounts.mfa === 'required')
+      w.push({
+        key: 'accounts.mfa',
+        message: `required, but passkeys need a domain name and publicUrl's host ${rpId} is an IP address: users can enrol only an authenticator app. Use a name, even localhost.`,
+      });
     return w;
   }
   const within = (host: string) => host === rpId || host.endsWith(`.${rpId}`);
