@@ -11,7 +11,7 @@ import type { Logger } from '../log/index.ts';
 import type { MailTask } from '../mail/mailer.ts';
 import { invitationMail } from '../mail/messages.ts';
 import type { SafeHtml } from '../pages/html.ts';
-import { messagePage } from '../pages/index.ts';
+import { CSP, cspWithScripts, messagePage } from '../pages/index.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { Sessions } from '../sessions/index.ts';
 import { basePath } from '../sites/index.ts';
@@ -199,6 +199,8 @@ export class InvitationPage {
         options,
       }),
       cookies,
+      // Another way to accept may run Gatehouse's own script (the passkey button).
+      options.length ? { 'content-security-policy': cspWithScripts(CSP) } : {},
     );
   }
 

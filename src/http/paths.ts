@@ -51,6 +51,9 @@ export const paths = {
   passkeyLoginOptions: '/passkeys/login-options',
   passkeyLogin: '/passkeys/login',
   passkeyRemove: '/account/passkeys/remove',
+  /** Below /invite, where the invitation link's cookie is sent. */
+  invitePasskeyOptions: '/invite/passkey-options',
+  invitePasskey: '/invite/passkey',
   webauthnScript: '/assets/webauthn.js',
   passkeysScript: '/assets/passkeys.js',
   // forward-auth (pipeline/forward-auth.ts) and the probes

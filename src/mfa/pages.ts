@@ -26,7 +26,7 @@ ${errors.code ? html`<p class="error" id="code-error">${errors.code}</p>` : ''}
 
 /** The passkey button: its script asks the options, runs the browser's ceremony, posts the answer. */
 export const passkeyButton = (o: {
-  mode: 'signin' | 'second_factor' | 'register' | 'signup' | 'reauth';
+  mode: 'signin' | 'second_factor' | 'register' | 'signup' | 'reauth' | 'invite';
   options: string;
   verify: string;
   label: string;

@@ -59,7 +59,7 @@
       body.name = document.querySelector('#name')?.value;
     }
     const options = await post(el.dataset.options, body);
-    if (mode === 'register' || mode === 'signup') {
+    if (mode === 'register' || mode === 'signup' || mode === 'invite') {
       const response = await lib.startRegistration({ optionsJSON: options });
       const name = el.querySelector('#passkey-name');
       return finish(await post(el.dataset.verify, { response, name: name ? name.value : undefined, rd: body.rd }));

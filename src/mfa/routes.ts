@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { SessionGate } from '../accounts/account-page.ts';
+import type { InvitationPage } from '../accounts/invitations.ts';
+import type { MailedLinks } from '../accounts/mailed-links.ts';
 import type { ReauthProof, RecentAuthGate } from '../accounts/reauth.ts';
 import { publicUser, type SecondFactorGate } from '../accounts/sign-in.ts';
 import type { Accounts } from '../accounts/service.ts';
@@ -79,6 +81,49 @@ export class SecondFactorRoutes implements SecondFactorGate {
     this.factors = new Factors(deps.store, deps.secrets, deps.config);
     this.passkeys = new Passkeys(deps.store, deps.config);
     this.pending = new Pending(deps.store);
+  }
+
+  private invites:
+    | { page: Pick<InvitationPage, 'accept' | 'addOption'>; links: Pick<MailedLinks, 'check' | 'tokenOf'> }
+    | undefined;
+
+  /** An invitation (accounts/invitations.ts) may be accepted with a passkey instead of a password. */
+  useInvitations(
+    page: Pick<InvitationPage, 'accept' | 'addOption'>,
+    links: Pick<MailedLinks, 'check' | 'tokenOf'>,
+  ): this {
+    this.invites = { page, links };
+    page.addOption(() =>
+      this.passkeysOn
+        ? passkeyButton({
+            mode: 'invite',
+            options: this.url(paths.invitePasskeyOptions),
+            verify: this.url(paths.invitePasskey),
+            label: 'Use a passkey instead',
+            secondary: true,
+            scripts: this.scripts,
+          })
+        : undefined,
+    );
+    return this;
+  }
+
+  /** useInvitations, returning the page (for the composition root's one expression). */
+  inviteWith<P extends Pick<InvitationPage, 'accept' | 'addOption'>>(
+    page: P,
+    links: Pick<MailedLinks, 'check' | 'tokenOf'>,
+  ): P {
+    this.useInvitations(page, links);
+    return page;
+  }
+
+  /** The invitation of this request: its token (a JSON body's, else the link's cookie) and user. */
+  private async invitation(ctx: RequestContext, input: Input): Promise<{ token: string; user: User } | undefined> {
+    if (!this.invites) return undefined;
+    const token = field(input, 'token', 128) ?? this.invites.links.tokenOf(ctx, 'invite') ?? undefined;
+    if (!token) return undefined;
+    const checked = await this.invites.links.check(ctx, 'invite', { kind: 'json', data: { token } });
+    return checked.ok ? { token, user: checked.user } : undefined;
   }
 
   /** Runs after each account made with a passkey (the verification mail); must neither throw nor wait. */
@@ -499,6 +544,28 @@ export class SecondFactorRoutes implements SecondFactorGate {
     const input = this.json(await this.forms.readPost(ctx));
     if (!this.passkeysOn) throw new HttpError(404, 'not_found', 'Passkeys are off here.');
     if (field(input, 'mode', 32) === 'signup') return this.signUpOptions(ctx, input);
+    if (field(input, 'mode', 32) === 'invite') {
+      const invited = await this.invitation(ctx, input);
+      if (!invited)
+        throw new HttpError(
+          410,
+          'invitation_invalid',
+          'This invitation does not work (any longer). Ask for a new one.',
+        );
+      const options = await this.passkeys.registrationOptions(invited.user);
+      const made = await this.pending.create(
+        ctx,
+        {
+          userId: invited.user.id,
+          purpose: 'passkey_register',
+          amr: [],
+          returnTo: ctx.site.home,
+          data: { invite: true },
+        },
+        options.challenge,
+      );
+      return sendJson(ctx.res, 200, options, {}, [made.setCookie]);
+    }
     const enrol = await this.pending.get(ctx, 'enrol');
     let user: User | undefined;
     let cookies: string[] = [];
@@ -606,6 +673,35 @@ export class SecondFactorRoutes implements SecondFactorGate {
     });
   }
 
+  /** An invitation accepted with a passkey: the credential is verified and kept, then the invitation is used. */
+  private async acceptInvitation(
+    ctx: RequestContext,
+    input: Input & { kind: 'json' },
+    p: MfaPending,
+    name: string,
+  ): Promise<void> {
+    const invited = await this.invitation(ctx, input);
+    if (!invited || invited.user.id !== p.userId || !this.invites)
+      throw new HttpError(410, 'invitation_invalid', 'This invitation does not work (any longer). Ask for a new one.');
+    const challenge = await this.s.store.mfa.takeChallenge(p.idHash);
+    if (!challenge) throw new HttpError(400, 'challenge_used', 'Ask for new passkey options: each one works once.');
+    const check = await this.passkeys.verifyRegistration(input.data.response, challenge, ctx.site.origin);
+    if (!check.ok) return sendJson(ctx.res, 400, { error: 'passkey_invalid', message: check.message });
+    const stored = await this.passkeys.keep(invited.user, check.info, name);
+    if (!stored.ok) return sendJson(ctx.res, 400, { error: 'passkey_invalid', message: stored.message });
+    await this.pending.end(p);
+    ctx.res.setHeader('set-cookie', [this.pending.clear(ctx)]);
+    this.s.logger.info(
+      { event: 'factor_added', userId: invited.user.id, factor: 'passkey', requestId: ctx.requestId },
+      'added',
+    );
+    return this.invites.page.accept(
+      ctx,
+      { kind: 'json', data: { token: invited.token } },
+      { passwordHash: null, amr: [passkeyAmr(stored.passkey), MFA] },
+    );
+  }
+
   async passkeyRegister(ctx: RequestContext): Promise<void> {
     const input = this.json(await this.forms.readPost(ctx));
     const name = (field(input, 'name', 64) ?? '').trim().replace(/[\p{Cc}\p{Cf}]/gu, '') || 'Passkey';
@@ -616,6 +712,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
         : undefined;
     if (p && signUp) return this.signUp(ctx, input, p, signUp, name);
     if (!p?.userId) return this.expired(ctx);
+    if ((JSON.parse(p.data) as { invite?: boolean }).invite) return this.acceptInvitation(ctx, input, p, name);
     const user = await this.s.store.users.get(p.userId);
     if (!user) return this.expired(ctx);
     let active: ActiveSession | undefined;

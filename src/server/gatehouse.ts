@@ -212,7 +212,7 @@ export class Gatehouse {
       recovery: new PasswordRecovery(services, forms, account, links, mailer),
       reauth,
       emailChange: new EmailChange(services, forms, account, reauth, links, mailer),
-      invitations: new InvitationPage(services, forms, links).useSecondFactor(mfa),
+      invitations: mfa.inviteWith(new InvitationPage(services, forms, links).useSecondFactor(mfa), links),
       providers: new ProviderRoutes(this.providers, services, forms, account, reauth).useSecondFactor(mfa),
       oauth: this.oauth,
       forwardAuth: new ForwardAuth({

@@ -145,6 +145,8 @@ export const routes: { own: readonly Row[]; wellKnown: readonly Row[] } = {
     { path: paths.passkeyLoginOptions, methods: POST, handler: (f, c) => f.mfa.passkeyLoginOptions(c) },
     { path: paths.passkeyLogin, methods: POST, handler: (f, c) => f.mfa.passkeyLogin(c) },
     { path: paths.passkeyRemove, methods: POST, handler: (f, c) => f.mfa.passkeyRemove(c) },
+    { path: paths.invitePasskeyOptions, methods: POST, handler: (f, c) => f.mfa.passkeyRegisterOptions(c) },
+    { path: paths.invitePasskey, methods: POST, handler: (f, c) => f.mfa.passkeyRegister(c) },
     { path: paths.webauthnScript, methods: GET, handler: (f, c) => f.mfa.script(c, 'webauthn') },
     { path: paths.passkeysScript, methods: GET, handler: (f, c) => f.mfa.script(c, 'passkeys') },
     // the probes (gatehouse.ts)

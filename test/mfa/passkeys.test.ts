@@ -387,4 +387,41 @@ describeOrSkip('passkeys in Chromium', { skip: browserSkip(), timeout: 120_000 }
       await t.context.close();
     }
   });
+  test('an invitation accepted with a passkey instead of a password: signed in, verified, no password', async () => {
+    const t = await tab();
+    try {
+      const { writeFileSync } = await import('node:fs');
+      const { join } = await import('node:path');
+      const { runCli } = await import('../helpers/cli.ts');
+      const file = join(gh.dir, 'ops.yaml');
+      writeFileSync(
+        file,
+        `publicUrl: ${gh.url}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'gatehouse.db')}}\n`,
+      );
+      const email = uniqueEmail('pk-invite');
+      const r = await runCli(['users', 'invite', email, '--config', file]);
+      const link = /(http:\/\/\S+\/\.auth\/invite\?token=[A-Za-z0-9_-]{43})/.exec(r.stdout)?.[1];
+      assert.ok(link, r.stdout + r.stderr);
+      await t.page.goto(link);
+      await Promise.all([t.page.waitForURL(`${gh.url}/`), t.page.click('[data-passkey="invite"] button')]);
+      const body = await me(t);
+      assert.equal(body.email, email);
+      assert.equal(body.emailVerified, true);
+      assert.deepEqual(body.session.amr, ['hwk', 'mfa']);
+      assert.deepEqual(body.factors, ['passkey']);
+      const again = await t.page.evaluate(
+        async () =>
+          (
+            await fetch('/.auth/invite', {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: '{}',
+            })
+          ).status,
+      );
+      assert.notEqual(again, 201, 'the link is used up');
+    } finally {
+      await t.context.close();
+    }
+  });
 });
