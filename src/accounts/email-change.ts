@@ -34,8 +34,8 @@ const MAX_TTL_MS = 86_400_000;
  * A signed-in user changes their email address:
  *   POST /account/email        asks for it (form field newEmail, or JSON {email}): needs a recent
  *                              sign-in or re-authentication (reauth.ts); a link goes to the new
- *                              address, a notice to the old one (security.md #176); the answer is
- *                              the same whether or not the new address is free (security.md #177)
+ *                              address, a notice to the old one (security.md #205); the answer is
+ *                              the same whether or not the new address is free (security.md #206)
  *   GET  /confirm-email?token= the link (mailed-links.ts: nothing changes on GET)
  *   GET  /confirm-email        a confirm button
  *   POST /confirm-email        makes the new address the account's, verified (form, or JSON {token})
@@ -144,7 +144,7 @@ export class EmailChange {
         }),
       );
     }
-    // A stolen session alone cannot move the account's address (security.md #176).
+    // A stolen session alone cannot move the account's address (security.md #205).
     if (!this.reauth.requireRecentAuth(ctx, active, this.tools.url(ctx, paths.account), json)) return;
     const given = field(input, 'newEmail', 512) ?? field(input, 'email', 512);
     const email = normalizeEmail(given);
@@ -176,7 +176,7 @@ export class EmailChange {
         { 'retry-after': String(verdict.retryAfterSeconds) },
       );
     // Whether the new address is someone else's is looked up in the background: the answer,
-    // and the time it takes, are the same either way (security.md #177).
+    // and the time it takes, are the same either way (security.md #206).
     this.mailer.send(this.linkTask(ctx.site, user, email, ctx.requestId));
     this.mailer.send(this.noticeTask(ctx.site, user, email, false));
     this.s.logger.info(

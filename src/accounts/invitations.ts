@@ -35,7 +35,7 @@ import type { Throttle } from './throttle.ts';
  *                       by the link, and the invitee is signed in
  * The link is hashed at rest like every mailed token, expires (accounts.invitationTtl, 7 days),
  * works once, and dies when a password is set any other way. An address that has an account
- * already is refused, clearly: only operators invite (security.md #178).
+ * already is refused, clearly: only operators invite (security.md #207).
  */
 
 /** The invitation part that needs no HTTP: the CLI invites through it. */

@@ -78,7 +78,7 @@ export class Throttle {
   }
 
   /**
-   * A second-factor code or passkey answer (security.md #180): counted like a password, per
+   * A second-factor code or passkey answer (security.md #209): counted like a password, per
    * client IP and per account, before it is checked; a right one is refunded. The account's
    * allowance has no device exception: whoever is here knows the password already.
    */

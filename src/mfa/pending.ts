@@ -10,7 +10,7 @@ const COOKIE_VALUE = /^[A-Za-z0-9_-]{43}$/;
 const hashId = (id: string): string => hash('sha256', id, 'base64url');
 
 /**
- * The half-signed-in record (security.md #181): a random id in a short-lived cookie of its own,
+ * The half-signed-in record (security.md #210): a random id in a short-lived cookie of its own,
  * bound to the browser and the site, kept server-side by its SHA-256. It is never a session: the
  * session cookie is not set until the second factor is proved, so no route, app, token endpoint
  * or device approval can accept it; only the second-factor step reads it.

@@ -193,7 +193,7 @@ export class AuthorizationCodeFlow {
     }
     if (!active)
       return redirect(ctx.res, 302, `${ctx.site.origin}${this.pages.url(ctx, '/login', { rd: ctx.path + ctx.query })}`);
-    // Approving a client is sensitive: a sign-in long ago is confirmed first (security.md #175).
+    // Approving a client is sensitive: a sign-in long ago is confirmed first (security.md #204).
     if (this.d.reauth && !this.d.reauth.requireRecentAuth(ctx, active, ctx.path + ctx.query)) return;
     const { token, cookies } = this.pages.csrf(ctx);
     const { client, app } = request;

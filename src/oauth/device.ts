@@ -188,7 +188,7 @@ export class DeviceFlow {
         }),
       );
     }
-    // Approving is sensitive: a sign-in (or confirmation) long ago is confirmed first (security.md #175).
+    // Approving is sensitive: a sign-in (or confirmation) long ago is confirmed first (security.md #204).
     const back = this.pages.url(ctx, '/device', { user_code: normalized ? formatUserCode(normalized) : undefined });
     if (this.d.reauth && !this.d.reauth.requireRecentAuth(ctx, active, back)) return;
     const { token, cookies } = this.pages.csrf(ctx);

@@ -460,7 +460,7 @@ export class ProviderRoutes {
     if (!active) return;
     const client = this.p.get(field(input, 'provider', 64) ?? '');
     if (!client) throw new HttpError(400, 'unknown_provider', 'There is no such sign-in provider.');
-    // Linking adds a way into the account: a sign-in long ago is confirmed first (security.md #175).
+    // Linking adds a way into the account: a sign-in long ago is confirmed first (security.md #204).
     if (this.reauth && !this.reauth.requireRecentAuth(ctx, active, `${this.s.prefix}/account`, input.kind === 'json'))
       return;
     return this.begin(ctx, client, 'link', active.session.idHash, `${this.s.prefix}/account?linked=${client.id}`);

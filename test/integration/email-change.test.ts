@@ -11,7 +11,7 @@ import { startSmtp, type TestSmtp } from '../helpers/smtp.ts';
  * Change of email address against a real SMTP server: the account page's form (after a recent
  * sign-in) mails a link to the new address and a notice to the old one; the old address stays
  * until the link is used; the link works once and dies with a password change; the answer
- * never says whether the new address is another account's (security.md #176, #177).
+ * never says whether the new address is another account's (security.md #205, #206).
  */
 
 let smtp: TestSmtp;

@@ -15,7 +15,7 @@ import { Clock } from '../oauth/helpers.ts';
  * mails a single-use link through a real SMTP server, or prints it without email; the invitee
  * chooses a password and lands signed in with a verified address and the groups; the link works
  * once, expires, is superseded by a new invitation; an address with an account is refused;
- * public registration is closed and says so (security.md #178, #179).
+ * public registration is closed and says so (security.md #207, #208).
  */
 
 let smtp: TestSmtp;

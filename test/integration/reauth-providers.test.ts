@@ -7,7 +7,7 @@ import { follow, signIn } from '../helpers/oauth.ts';
 import { csrfOf, startLab, type Lab } from '../helpers/providers.ts';
 
 /**
- * "Confirm it's you" for an account without a password (security.md #175): the /reauth page
+ * "Confirm it's you" for an account without a password (security.md #204): the /reauth page
  * offers a fresh sign-in at the providers linked to the account; the real OIDC provider is asked
  * with prompt=login and max_age=0, and the answer counts only in the session that asked, for the
  * identity linked to its user.

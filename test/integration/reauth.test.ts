@@ -9,7 +9,7 @@ import { csrfOf } from '../helpers/providers.ts';
 import { Clock, cliClient, consentPath, forms, postForm } from '../oauth/helpers.ts';
 
 /**
- * Re-authentication before sensitive actions (accounts.reauthenticateAfter, security.md #175):
+ * Re-authentication before sensitive actions (accounts.reauthenticateAfter, security.md #204):
  * a session whose sign-in is older than the window is sent to /.auth/reauth (browser) or gets
  * 401 reauthentication_required (JSON) when it approves a device or a client; the password
  * proves it again, throttled like sign-in; a direct POST of the action skips nothing; CSRF.

@@ -225,7 +225,7 @@ describeOrSkip('passkeys in Chromium', { skip: browserSkip(), timeout: 120_000 }
     }
   });
 
-  test("attack: an assertion made with another user's passkey is refused at this user's second step (security.md #185)", async () => {
+  test("attack: an assertion made with another user's passkey is refused at this user's second step (security.md #214)", async () => {
     const ann = await tab();
     try {
       await signUp(ann, uniqueEmail('pk-ann'));
@@ -271,7 +271,7 @@ describeOrSkip('passkeys in Chromium', { skip: browserSkip(), timeout: 120_000 }
     }
   });
 
-  test('attack: a passkey answer replayed (same challenge, or under a new one) is refused (security.md #186)', async () => {
+  test('attack: a passkey answer replayed (same challenge, or under a new one) is refused (security.md #215)', async () => {
     const t = await tab();
     try {
       await signUp(t, uniqueEmail('pk-replay'));
@@ -341,7 +341,7 @@ describeOrSkip('passkeys in Chromium', { skip: browserSkip(), timeout: 120_000 }
     }
   });
 
-  test('attack: CSRF on passkey enrolment and removal: cross-site requests change nothing (security.md #184)', async () => {
+  test('attack: CSRF on passkey enrolment and removal: cross-site requests change nothing (security.md #213)', async () => {
     const t = await tab();
     try {
       const email = uniqueEmail('pk-csrf');

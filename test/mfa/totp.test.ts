@@ -113,7 +113,7 @@ describe('authenticator app and the second-factor step', () => {
     assert.equal(done.json().redirect, '/x');
   });
 
-  test('attack: skipping the second step gets nothing: no app route, /me, account, device approval, OAuth authorize (security.md #181)', async () => {
+  test('attack: skipping the second step gets nothing: no app route, /me, account, device approval, OAuth authorize (security.md #210)', async () => {
     const u = await userWithTotp(gh);
     const c = await passwordStep(gh, u.email);
     assert.equal((await c.html('/reports')).status, 302, 'the app: back to the login page');
@@ -160,7 +160,7 @@ describe('authenticator app and the second-factor step', () => {
     assert.equal(((await token.json()) as { error: string }).error, 'authorization_pending');
   });
 
-  test('attack: a code is accepted once; replayed in another sign-in it is refused (security.md #182)', async () => {
+  test('attack: a code is accepted once; replayed in another sign-in it is refused (security.md #211)', async () => {
     const u = await userWithTotp(gh);
     const code = totpCode(u.secret);
     const a = await passwordStep(gh, u.email);
@@ -177,7 +177,7 @@ describe('authenticator app and the second-factor step', () => {
     );
   });
 
-  test('recovery codes: one signs in and says how many remain; used again it is refused (security.md #183)', async () => {
+  test('recovery codes: one signs in and says how many remain; used again it is refused (security.md #212)', async () => {
     const u = await userWithTotp(gh);
     const c = await passwordStep(gh, u.email);
     const step = await c.html('/.auth/second-factor');
@@ -201,7 +201,7 @@ describe('authenticator app and the second-factor step', () => {
     assert.equal((await old.postJson('/.auth/second-factor', { code: fresh[0] })).json().recoveryCodesLeft, 9);
   });
 
-  test('attack: guessing codes is throttled per account like passwords (security.md #180)', async () => {
+  test('attack: guessing codes is throttled per account like passwords (security.md #209)', async () => {
     const u = await userWithTotp(tight);
     const c = await passwordStep(tight, u.email);
     const statuses: number[] = [];
@@ -214,7 +214,7 @@ describe('authenticator app and the second-factor step', () => {
     assert.equal((await me(c)).status, 401);
   });
 
-  test('attack: CSRF on enrolment, removal and new recovery codes changes nothing (security.md #184)', async () => {
+  test('attack: CSRF on enrolment, removal and new recovery codes changes nothing (security.md #213)', async () => {
     const u = await userWithTotp(gh);
     const c = await passwordStep(gh, u.email);
     await c.postJson('/.auth/second-factor', { code: totpCode(u.secret) });

@@ -126,7 +126,7 @@ describe('device flow', { concurrency: true }, () => {
       const device = await oauth.initiateDeviceAuthorization(config, { resource: gh.url });
       clock.advance(600_000);
       assert.equal(await oauthError(oauth.pollDeviceAuthorizationGrant(config, device)), 'expired_token');
-      // Ten minutes on, the sign-in is too old to approve anything: the user confirms it first (security.md #175).
+      // Ten minutes on, the sign-in is too old to approve anything: the user confirms it first (security.md #204).
       const confirmed = await browser.postJson('/.auth/reauth', { password: PASSWORD }, { origin: gh.url });
       assert.equal(confirmed.status, 200, confirmed.text);
       const entry = forms((await browser.html('/.auth/device')).text)[0]!;
