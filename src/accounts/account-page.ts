@@ -1,5 +1,5 @@
 import { redirect, sendJson, wantsHtml } from '../http/respond.ts';
-import { accountPage, cspWithFormAction, type AccountSectionView } from '../pages/index.ts';
+import { accountPage, cspWithFormAction, cspWithScripts, type AccountSectionView } from '../pages/index.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { RequestContext } from '../http/context.ts';
@@ -79,7 +79,11 @@ export class AccountPage implements SessionGate {
         signOutUrl: `${this.s.prefix}${paths.logout}`,
       }),
       cookies,
-      { 'content-security-policy': cspWithFormAction(origins) },
+      {
+        'content-security-policy': views.some((v) => v.scripts)
+          ? cspWithScripts(cspWithFormAction(origins))
+          : cspWithFormAction(origins),
+      },
     );
   }
 }

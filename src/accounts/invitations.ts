@@ -3,6 +3,7 @@ import { normalizeEmail } from '../config/email.ts';
 import type { Diagnosis } from '../diagnosis/index.ts';
 import { field, type Input } from '../http/body.ts';
 import type { RequestContext } from '../http/context.ts';
+import type { SecondFactorGate } from './sign-in.ts';
 import { serializeCookie } from '../http/cookies.ts';
 import { paths } from '../http/paths.ts';
 import { redirect, sendJson } from '../http/respond.ts';
@@ -10,7 +11,7 @@ import type { Logger } from '../log/index.ts';
 import type { MailTask } from '../mail/mailer.ts';
 import { invitationMail } from '../mail/messages.ts';
 import type { SafeHtml } from '../pages/html.ts';
-import { messagePage } from '../pages/index.ts';
+import { CSP, cspWithScripts, messagePage } from '../pages/index.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { Sessions } from '../sessions/index.ts';
 import { basePath } from '../sites/index.ts';
@@ -159,6 +160,14 @@ export class InvitationPage {
     this.links = links;
   }
 
+  private secondFactor: SecondFactorGate | undefined;
+
+  /** Second factors (mfa/): with accounts.mfa: required, the invitee enrols one before any session. */
+  useSecondFactor(gate: SecondFactorGate): this {
+    this.secondFactor = gate;
+    return this;
+  }
+
   /** Adds another way to accept to the page (e.g. a passkey). */
   addOption(option: InviteOption): this {
     this.options.push(option);
@@ -190,6 +199,8 @@ export class InvitationPage {
         options,
       }),
       cookies,
+      // Another way to accept may run Gatehouse's own script (the passkey button).
+      options.length ? { 'content-security-policy': cspWithScripts(CSP) } : {},
     );
   }
 
@@ -262,6 +273,18 @@ export class InvitationPage {
       })) ?? used.user;
     ctx.userId = user.id;
     const cookie = ctx.site.session;
+    const device = serializeCookie(ctx.site.cookies.device, this.s.throttle.newDeviceCookie(user.email), {
+      secure: ctx.site.secure,
+      path: ctx.site.cookiePath,
+      maxAgeSeconds: DEVICE_COOKIE_MAX_AGE,
+    });
+    if (
+      await this.secondFactor?.intercept(ctx, input, user, how.amr, ctx.site.home, [
+        this.links.clear(ctx, 'invite'),
+        device,
+      ])
+    )
+      return;
     const { setCookie } = await this.s.sessions.create(user, ctx.site.origin, cookie, {
       amr: how.amr,
       ip: ctx.ip,
@@ -276,11 +299,7 @@ export class InvitationPage {
       this.links.clear(ctx, 'invite'),
       setCookie,
       // The browser that accepted is its owner's, as after a registration (security.md #42).
-      serializeCookie(ctx.site.cookies.device, this.s.throttle.newDeviceCookie(user.email), {
-        secure: ctx.site.secure,
-        path: ctx.site.cookiePath,
-        maxAgeSeconds: DEVICE_COOKIE_MAX_AGE,
-      }),
+      device,
       this.s.diagnosis.signedIn(ctx.site),
     ];
     const home = ctx.site.home;

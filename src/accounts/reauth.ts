@@ -5,7 +5,7 @@ import { paths } from '../http/paths.ts';
 import { redirect, sendJson, wantsHtml } from '../http/respond.ts';
 import type { Logger } from '../log/index.ts';
 import type { SafeHtml } from '../pages/html.ts';
-import { cspWithFormAction } from '../pages/styles.ts';
+import { cspWithFormAction, cspWithScripts } from '../pages/styles.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
 import type { Session, Store, User } from '../store/index.ts';
@@ -74,6 +74,8 @@ export interface ReauthProof {
   verify(ctx: RequestContext, input: Input, active: ActiveSession): Promise<ProofResult>;
   /** Origins its form is redirected to (a provider's sign-in), added to the page's CSP form-action. */
   formActions?(): string[];
+  /** It runs Gatehouse's own scripts (a passkey button): the page's CSP allows them. */
+  scripts?: boolean;
 }
 
 /** The gate features take (oauth/, providers/, the email change): the Reauthentication satisfies it. */
@@ -218,6 +220,8 @@ export class Reauthentication implements RecentAuthGate {
       ),
     );
     const formActions = [...new Set(proofs.flatMap((p) => p.formActions?.() ?? []))];
+    const scripts = proofs.some((p) => p.scripts);
+    const csp = scripts || formActions.length ? cspWithFormAction(formActions) : undefined;
     this.tools.html(
       ctx,
       status,
@@ -229,7 +233,7 @@ export class Reauthentication implements RecentAuthGate {
         cancelUrl: cancel,
       }),
       cookies,
-      { ...headers, ...(formActions.length ? { 'content-security-policy': cspWithFormAction(formActions) } : {}) },
+      { ...headers, ...(csp ? { 'content-security-policy': scripts ? cspWithScripts(csp) : csp } : {}) },
     );
   }
 

@@ -51,6 +51,64 @@ export class Accounts {
     this.config = config;
   }
 
+  /**
+   * register()'s checks for an account without a password (a passkey sign-up, mfa/): registration
+   * open, the address and the name, the per-IP limit. Returns what to create, or why not.
+   */
+  async checkSignUp(
+    input: { email?: string; name?: string },
+    ip: string,
+  ): Promise<
+    | { ok: true; email: string; name: string | null }
+    | { ok: false; status: 400 | 403 | 429; errors: FieldErrors; retryAfterSeconds?: number }
+  > {
+    if (this.config.registration === 'closed')
+      return {
+        ok: false,
+        status: 403,
+        errors: { form: 'Registration is closed. Ask an administrator for an account.' },
+      };
+    const errors: FieldErrors = {};
+    const email = normalizeEmail(input.email);
+    if (!email) errors.email = 'Enter an email address like name@example.com.';
+    else if (
+      this.config.allowedDomains &&
+      !this.config.allowedDomains.some((d) => email.endsWith(`@${d.toLowerCase()}`))
+    )
+      errors.email = `Use an address at ${this.config.allowedDomains.join(' or ')}.`;
+    const named = checkDisplayName(input.name);
+    if (!named.ok) errors.name = named.error;
+    if (Object.keys(errors).length || !email || !named.ok) return { ok: false, status: 400, errors };
+    const verdict = await this.throttle.checkRegistration(ip);
+    if (!verdict.ok)
+      return {
+        ok: false,
+        status: 429,
+        errors: { form: 'Too many sign-ups from your network. Try again later.' },
+        retryAfterSeconds: verdict.retryAfterSeconds,
+      };
+    return { ok: true, email, name: named.name };
+  }
+
+  /** Creates a user without a password, under `id` (checked by checkSignUp first); 409 when the address is taken. */
+  async createWithoutPassword(
+    id: string,
+    email: string,
+    name: string | null,
+  ): Promise<{ ok: true; user: User } | { ok: false; status: 409; errors: FieldErrors }> {
+    try {
+      return { ok: true, user: await this.store.users.create({ id, email, name, passwordHash: null }) };
+    } catch (err) {
+      if (err instanceof StoreConflictError)
+        return {
+          ok: false,
+          status: 409,
+          errors: { email: 'This address cannot be used to register. If it is yours, sign in instead.' },
+        };
+      throw err;
+    }
+  }
+
   async register(input: { email?: string; password?: string; name?: string }, ip: string): Promise<RegisterResult> {
     if (this.config.registration !== 'open')
       return {

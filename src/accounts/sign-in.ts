@@ -8,6 +8,7 @@ import { redirect, sendJson } from '../http/respond.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Logger } from '../log/index.ts';
 import { cspWithFormAction, loginPage, logoutPage, messagePage, registerPage } from '../pages/index.ts';
+import type { SafeHtml } from '../pages/html.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { ProviderService } from '../providers/service.ts';
 import type { Sessions } from '../sessions/index.ts';
@@ -32,6 +33,35 @@ export interface SignInDeps {
 }
 
 /**
+ * The second factor after a first one (mfa/routes.ts implements it): `intercept` answers with the
+ * second-factor step and returns true when one is needed, so no session is made yet.
+ */
+export interface SecondFactorGate {
+  intercept(
+    ctx: RequestContext,
+    input: Input,
+    user: User,
+    amr: string[],
+    rd: string,
+    cookies: string[],
+    require?: boolean,
+    /** What the sign-in must still do once a session exists (continueWith names the handler). */
+    carry?: { kind: string; data: string },
+  ): Promise<boolean>;
+  /** The handler of a carry `kind`, run with the new session after the second factor. */
+  continueWith(
+    kind: string,
+    fn: (user: User, session: { idHash: string; userId: string }, data: string) => Promise<void>,
+  ): void;
+  /** The sign-in page's passkey button and the CSP it needs; undefined while second factors are off. */
+  loginExtras(rd: string | undefined): { html: SafeHtml; csp: string } | undefined;
+  /** The registration page's "create it with a passkey" button, likewise. */
+  registerExtras(rd: string | undefined): { html: SafeHtml; csp: string } | undefined;
+  /** The enrolled factor types of a user, for /.auth/me. */
+  typesOf(userId: string): Promise<string[]>;
+}
+
+/**
  * The "authenticate" part: sign-in, registration, sign-out and /me under the prefix (their
  * routes are in server/routes.ts). Every POST passes pages/kit.ts's checks before it is read.
  */
@@ -39,10 +69,17 @@ export class SignIn {
   private readonly s: SignInDeps;
   private readonly forms: FormTools;
   private readonly registered: ((ctx: RequestContext, user: User) => void)[] = [];
+  private secondFactor: SecondFactorGate | undefined;
 
   constructor(deps: SignInDeps, forms: FormTools) {
     this.s = deps;
     this.forms = forms;
+  }
+
+  /** Second factors (mfa/): asked after a right password when the user or the policy calls for one. */
+  useSecondFactor(gate: SecondFactorGate): this {
+    this.secondFactor = gate;
+    return this;
   }
 
   /** Runs after each registration with a password (the verification mail); must neither throw nor wait. */
@@ -74,7 +111,14 @@ export class SignIn {
         headers,
       );
     } else {
-      this.forms.html(ctx, status, render(), [], headers);
+      const extras = this.secondFactor?.loginExtras(undefined);
+      this.forms.html(
+        ctx,
+        status,
+        render(),
+        [],
+        extras ? { ...headers, 'content-security-policy': extras.csp } : headers,
+      );
     }
   }
 
@@ -96,7 +140,14 @@ export class SignIn {
       : this.forms.queryParam(ctx, 'reset')
         ? 'Your password was changed, and every session signed out. Sign in with the new password.'
         : undefined;
-    this.forms.html(ctx, 200, this.renderLogin(ctx, token, rd, {}, undefined, notice), cookies);
+    const extras = this.secondFactor?.loginExtras(rd === ctx.site.home ? undefined : rd);
+    this.forms.html(
+      ctx,
+      200,
+      this.renderLogin(ctx, token, rd, {}, undefined, notice),
+      cookies,
+      extras ? { 'content-security-policy': extras.csp } : {},
+    );
   }
 
   private renderLogin(
@@ -122,6 +173,7 @@ export class SignIn {
           : undefined,
       forgotUrl: this.forms.url(ctx, paths.forgotPassword),
       providers: this.s.providers.loginButtons(rd),
+      passkey: this.secondFactor?.loginExtras(rd === ctx.site.home ? undefined : rd)?.html,
     });
   }
 
@@ -131,8 +183,8 @@ export class SignIn {
     const password = field(input, 'password', 8192);
     const rd = this.forms.returnPath(ctx, field(input, 'rd', 4096));
     const cookie = ctx.site.session;
-    const device = readCookie(ctx.req.headers.cookie, ctx.site.cookies.device);
-    const result = await this.s.accounts.login({ email, password }, ctx.ip, device);
+    const deviceIn = readCookie(ctx.req.headers.cookie, ctx.site.cookies.device);
+    const result = await this.s.accounts.login({ email, password }, ctx.ip, deviceIn);
     if (!result.ok) {
       const code =
         result.status === 429
@@ -161,13 +213,15 @@ export class SignIn {
       );
     }
     ctx.userId = result.user.id;
+    const device = this.deviceCookie(ctx, result.deviceCookie);
+    if (await this.secondFactor?.intercept(ctx, input, result.user, ['pwd'], rd, [device])) return;
     const { setCookie } = await this.s.sessions.create(result.user, ctx.site.origin, cookie, {
       amr: ['pwd'],
       ip: ctx.ip,
       userAgent: ctx.req.headers['user-agent'] ?? null,
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
-    const cookies = [setCookie, this.deviceCookie(ctx, result.deviceCookie), this.s.diagnosis.signedIn(ctx.site)];
+    const cookies = [setCookie, device, this.s.diagnosis.signedIn(ctx.site)];
     this.s.audit.record({ event: 'login', userId: result.user.id, ctx, detail: { method: 'password' } });
     this.s.logger.info(
       { event: 'login', userId: result.user.id, method: 'password', requestId: ctx.requestId },
@@ -208,7 +262,14 @@ export class SignIn {
       );
     }
     const { token, cookies } = this.forms.csrf(ctx);
-    this.forms.html(ctx, 200, this.renderRegister(ctx, token, rd, {}), cookies);
+    const extras = this.secondFactor?.registerExtras(rd === ctx.site.home ? undefined : rd);
+    this.forms.html(
+      ctx,
+      200,
+      this.renderRegister(ctx, token, rd, {}),
+      cookies,
+      extras ? { 'content-security-policy': extras.csp } : {},
+    );
   }
 
   private renderRegister(
@@ -229,6 +290,7 @@ export class SignIn {
       name,
       errors,
       minPasswordLength: this.s.config.accounts.minPasswordLength,
+      passkey: this.secondFactor?.registerExtras(rd === ctx.site.home ? undefined : rd)?.html,
     });
   }
 
@@ -260,16 +322,19 @@ export class SignIn {
     }
     ctx.userId = result.user.id;
     const cookie = ctx.site.session;
+    this.s.audit.record({ event: 'register', userId: result.user.id, ctx, detail: { method: 'password' } });
+    this.s.logger.info({ event: 'register', userId: result.user.id, requestId: ctx.requestId }, 'user registered');
+    for (const fn of this.registered) fn(ctx, result.user);
+    // accounts.mfa: required: the new user enrols a second factor before any session.
+    const device = this.deviceCookie(ctx, result.deviceCookie);
+    if (await this.secondFactor?.intercept(ctx, input, result.user, ['pwd'], rd, [device])) return;
     const { setCookie } = await this.s.sessions.create(result.user, ctx.site.origin, cookie, {
       amr: ['pwd'],
       ip: ctx.ip,
       userAgent: ctx.req.headers['user-agent'] ?? null,
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
-    this.s.audit.record({ event: 'register', userId: result.user.id, ctx, detail: { method: 'password' } });
-    this.s.logger.info({ event: 'register', userId: result.user.id, requestId: ctx.requestId }, 'user registered');
-    for (const fn of this.registered) fn(ctx, result.user);
-    const cookies = [setCookie, this.deviceCookie(ctx, result.deviceCookie), this.s.diagnosis.signedIn(ctx.site)];
+    const cookies = [setCookie, device, this.s.diagnosis.signedIn(ctx.site)];
     if (input.kind === 'json')
       return sendJson(ctx.res, 201, { user: publicUser(result.user), redirect: rd }, {}, cookies);
     redirect(ctx.res, 303, ctx.site.origin + rd, cookies);
@@ -338,10 +403,14 @@ export class SignIn {
     }
     const { user, session } = found.active;
     ctx.userId = user.id;
-    const identities = await this.s.providers.identitiesOf(user.id);
+    const [identities, factors] = await Promise.all([
+      this.s.providers.identitiesOf(user.id),
+      this.secondFactor?.typesOf(user.id) ?? [],
+    ]);
     sendJson(ctx.res, 200, {
       ...publicUser(user),
       identities,
+      factors,
       session: {
         createdAt: new Date(session.createdAt).toISOString(),
         expiresAt: new Date(session.expiresAt).toISOString(),

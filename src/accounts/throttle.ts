@@ -77,6 +77,30 @@ export class Throttle {
     ]);
   }
 
+  /**
+   * A second-factor code or passkey answer (security.md #209): counted like a password, per
+   * client IP and per account, before it is checked; a right one is refunded. The account's
+   * allowance has no device exception: whoever is here knows the password already.
+   */
+  async attemptSecondFactor(ip: string, userId: string): Promise<Verdict> {
+    const ipKey = `mfa:ip:${rateLimitAddress(ip)}`;
+    const account = `mfa:acct:${this.secrets.mac('throttle', userId).slice(0, 22)}`;
+    const [ipCount, accountCount] = await Promise.all([
+      this.cache.hit(ipKey, WINDOW_MS),
+      this.cache.hit(account, WINDOW_MS),
+    ]);
+    if (ipCount > this.limits.loginPerIp) return this.retryAfter(ipKey);
+    if (accountCount > this.limits.loginPerAccount) return this.retryAfter(account);
+    return { ok: true };
+  }
+
+  async secondFactorSucceeded(ip: string, userId: string): Promise<void> {
+    await Promise.all([
+      this.cache.release(`mfa:ip:${rateLimitAddress(ip)}`),
+      this.cache.release(`mfa:acct:${this.secrets.mac('throttle', userId).slice(0, 22)}`),
+    ]);
+  }
+
   async checkRegistration(ip: string): Promise<Verdict> {
     const key = `register:ip:${rateLimitAddress(ip)}`;
     const n = await this.cache.hit(key, REGISTER_WINDOW_MS);

@@ -3,6 +3,7 @@ import { lintWorkers } from '../server/workers.ts';
 import { lintOAuth } from '../oauth/lint.ts';
 import { lintEmail } from '../mail/lint.ts';
 import { lintProviders } from '../providers/lint.ts';
+import { lintMfa } from '../mfa/lint.ts';
 import { appsOf } from '../sites/index.ts';
 import { headerNames, relaysTokens } from '../config/headers.ts';
 import type { AppConfig, Config } from '../config/schema.ts';
@@ -72,7 +73,21 @@ export function lintConfig(config: Config): Warning[] {
       if (r.access === 'public' && /^\/\*\*$/.test(r.path) && !r.methods) {
         w.push({ key, message: 'every path is public: Gatehouse protects nothing in this app.' });
       }
-      if (r.allow && !r.allow.groups?.length && !r.allow.emails?.length && !r.allow.domains?.length) {
+      if (r.allow?.mfa && config.accounts.mfa === 'off') {
+        w.push({
+          key: `${key.replace(/\.path$/, '')}.allow.mfa`,
+          message:
+            'asks for a second factor while accounts.mfa is off: nobody can add one, so only provider sign-ins that did MFA get in.',
+        });
+      }
+      const listed = r.allow && (r.allow.groups || r.allow.emails || r.allow.domains);
+      if (
+        r.allow &&
+        (listed || !r.allow.mfa) &&
+        !r.allow.groups?.length &&
+        !r.allow.emails?.length &&
+        !r.allow.domains?.length
+      ) {
         w.push({ key: `${key.replace(/\.path$/, '')}.allow`, message: 'an empty allow-list admits nobody.' });
       }
     });
@@ -101,6 +116,7 @@ export function lintConfig(config: Config): Warning[] {
   }
   w.push(...lintWorkers(config));
   w.push(...lintOperations(config));
+  w.push(...lintMfa(config));
   return w;
 }
 

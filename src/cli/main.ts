@@ -61,12 +61,16 @@ const COMMANDS: Record<string, Command> = {
       ['users set-password <email>', "from a prompt or stdin; ends the user's sessions and CLI/MCP logins"],
       ['users set-groups <email> <a,b>', ''],
       [
+        'users reset-mfa <email>',
+        "removes the user's passkeys, authenticator app and recovery codes; ends their sessions and CLI/MCP logins",
+      ],
+      [
         'users invite <email> [--groups a,b] [--name N] [--json]',
         'mails a single-use link to choose a password (printed without email configured)',
       ],
     ],
     options: ['config', 'name', 'groups', 'json'],
-    subcommands: ['add', 'list', 'disable', 'enable', 'set-password', 'set-groups', 'invite'],
+    subcommands: ['add', 'list', 'disable', 'enable', 'set-password', 'set-groups', 'reset-mfa', 'invite'],
   },
   sessions: {
     usage: [

@@ -1,13 +1,14 @@
 import { normalizeEmail } from '../config/email.ts';
 import { checkDisplayName } from '../accounts/names.ts';
 import { hashPassword, passwordProblem } from '../accounts/passwords.ts';
+import { factorTypes, resetFactors } from '../mfa/factors.ts';
 import { EmailTokens } from '../accounts/email-tokens.ts';
 import { Invitations } from '../accounts/invitations.ts';
 import { createLogger } from '../log/index.ts';
 import { Mailer } from '../mail/mailer.ts';
 import { humanDuration } from '../mail/messages.ts';
 import { buildSites } from '../sites/index.ts';
-import type { User } from '../store/index.ts';
+import type { Store, User } from '../store/index.ts';
 import type { OperatorContext } from './context.ts';
 import { err, out, readSecret, table, UsageError } from './io.ts';
 
@@ -19,7 +20,7 @@ export async function findUser(ctx: OperatorContext, who: string | undefined): P
   return user;
 }
 
-function row(u: User) {
+function row(u: User, factors: string[]) {
   return {
     id: u.id,
     email: u.email,
@@ -27,9 +28,13 @@ function row(u: User) {
     name: u.name ?? '',
     groups: u.groups.join(','),
     status: u.disabled ? 'disabled' : 'active',
+    factors: factors.join(','),
     created: new Date(u.createdAt).toISOString().slice(0, 19) + 'Z',
   };
 }
+
+const rows = async (store: Store, list: User[]) =>
+  Promise.all(list.map(async (u) => row(u, await factorTypes(store, u.id))));
 
 export async function users(
   ctx: OperatorContext,
@@ -60,16 +65,16 @@ export async function users(
         passwordHash: await hashPassword(password),
         emailVerified: true,
       });
-      out(flags.json ? JSON.stringify(row(user)) : `added ${user.email} (${user.id})`);
+      out(flags.json ? JSON.stringify(row(user, [])) : `added ${user.email} (${user.id})`);
       return 0;
     }
     case 'list': {
-      const list = await ctx.store.users.list({ limit: 10_000 });
-      if (flags.json) out(JSON.stringify(list.map(row)));
+      const list = await rows(ctx.store, await ctx.store.users.list({ limit: 10_000 }));
+      if (flags.json) out(JSON.stringify(list));
       else
         out(
           list.length
-            ? table(list.map(row), ['id', 'email', 'verified', 'name', 'groups', 'status', 'created'])
+            ? table(list, ['id', 'email', 'verified', 'name', 'groups', 'status', 'factors', 'created'])
             : 'no users',
         );
       return 0;
@@ -98,10 +103,19 @@ export async function users(
       out(`groups of ${user.email}: ${groups.join(', ') || '(none)'}`);
       return 0;
     }
+    case 'reset-mfa': {
+      const user = await findUser(ctx, who);
+      const had = await factorTypes(ctx.store, user.id);
+      await resetFactors(ctx.store, user.id);
+      out(
+        `second factors of ${user.email} removed (${had.join(', ') || 'none'}); their sessions and CLI/MCP logins have ended`,
+      );
+      return 0;
+    }
     case 'invite':
       return invite(ctx, who, flags);
     default:
-      throw new UsageError('gatehouse users add|list|disable|enable|set-password|set-groups|invite');
+      throw new UsageError('gatehouse users add|list|disable|enable|set-password|set-groups|reset-mfa|invite');
   }
 }
 
@@ -147,7 +161,7 @@ async function invite(
   }
   const what = `${again ? 'invited again' : 'invited'} ${user.email}${user.groups.length ? ` (groups: ${user.groups.join(', ')})` : ''}`;
   if (flags.json) {
-    out(JSON.stringify({ ...row(user), mailed, expiresIn: valid, ...(mailed ? {} : { link }) }));
+    out(JSON.stringify({ ...row(user, []), mailed, expiresIn: valid, ...(mailed ? {} : { link }) }));
     return mailed || !email ? 0 : 1;
   }
   if (mailed) {

@@ -137,6 +137,10 @@ const common = {
       "Whether a first sign-in creates a user; default: accounts.registration (invite counts as closed). accounts.allowedDomains applies to the provider's verified email",
   }),
   timeout,
+  mfa: z.enum(['trust', 'require']).default('trust').meta({
+    description:
+      "trust: the provider's amr/acr saying it did multi-factor authentication counts as a second factor here; require: Gatehouse asks for the user's own second factor as well, whatever the provider did",
+  }),
 };
 
 export const OidcProviderSchema = z.strictObject({

@@ -58,6 +58,10 @@ export const AllowSchema = z
       .optional()
       .meta({ description: 'Email domains, exact match: example.com does not admit a.example.com' }),
     groups: z.array(z.string().min(1)).optional().meta({ description: 'Any one of these groups' }),
+    mfa: z.boolean().optional().meta({
+      description:
+        'Step-up: demand a second factor in this session (browsers are sent to the second-factor step and back; APIs get 401 insufficient_user_authentication). With no lists, admits every signed-in user who has it',
+    }),
   })
   .meta({ description: 'Admit a signed-in user who matches any of the lists' });
 
@@ -321,6 +325,22 @@ export const ConfigSchema = z
             emailsPerAddress: z.number().int().min(1).default(10).meta({
               description: 'Messages (verification and reset) sent to one address per hour, at most; more are not sent',
             }),
+          })
+          .prefault({}),
+        mfa: z.enum(['off', 'optional', 'required']).default('optional').meta({
+          description:
+            'Second factors (passkeys, authenticator apps): off, optional (users may add them on the account page), required (a user without one enrols at the next sign-in, before reaching any app). docs/second-factors.md',
+        }),
+        passkeys: z
+          .strictObject({
+            rpId: z
+              .string()
+              .regex(/^[a-z0-9.-]+$/, 'expected a host name such as example.com')
+              .optional()
+              .meta({
+                description:
+                  "WebAuthn relying party id; default publicUrl's host. A registrable suffix of it (example.com) lets apps on other hosts of that domain use the same passkeys",
+              }),
           })
           .prefault({}),
       })

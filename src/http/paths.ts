@@ -46,6 +46,21 @@ export const paths = {
   oauthDeviceAuthorization: '/oauth/device_authorization',
   oauthRevoke: '/oauth/revoke',
   oauthRegister: '/oauth/register',
+  // mfa/ (second factors: the step after a password, enrolment on the account page, passkeys)
+  secondFactor: '/second-factor',
+  totp: '/account/totp',
+  totpRemove: '/account/totp/remove',
+  recoveryCodes: '/account/recovery-codes',
+  passkeyRegisterOptions: '/passkeys/register-options',
+  passkeyRegister: '/passkeys/register',
+  passkeyLoginOptions: '/passkeys/login-options',
+  passkeyLogin: '/passkeys/login',
+  passkeyRemove: '/account/passkeys/remove',
+  /** Below /invite, where the invitation link's cookie is sent. */
+  invitePasskeyOptions: '/invite/passkey-options',
+  invitePasskey: '/invite/passkey',
+  webauthnScript: '/assets/webauthn.js',
+  passkeysScript: '/assets/passkeys.js',
   // forward-auth (pipeline/forward-auth.ts) and the probes
   check: '/check',
   health: '/health',

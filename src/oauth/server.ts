@@ -493,13 +493,13 @@ export class OAuthServer {
   }
 
   /** WWW-Authenticate for a 401 from an app (RFC 6750 §3, RFC 9728 §5.1). */
-  challenge(app: App, error?: string): string {
+  challenge(app: App, error?: string, code = 'invalid_token'): string {
     let base = this.challenges.get(app);
     if (!base) {
       base = `Bearer realm="${app.site.origin}", resource_metadata="${this.d.resources.metadataUrl(app)}"`;
       this.challenges.set(app, base);
     }
-    return error ? `${base}, error="invalid_token", error_description="${error.replace(/["\\]/g, '')}"` : base;
+    return error ? `${base}, error="${code}", error_description="${error.replace(/["\\]/g, '')}"` : base;
   }
 
   /** One purge batch (src/jobs/): at most `limit` rows of each table; returns how many went. */

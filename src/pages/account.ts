@@ -10,6 +10,8 @@ export interface AccountSectionView {
   body: SafeHtml;
   /** A result to announce at the top (e.g. after a link or unlink). */
   notice?: string;
+  /** The section runs Gatehouse's own scripts (the passkey buttons): the page's CSP allows them. */
+  scripts?: boolean;
 }
 
 /**

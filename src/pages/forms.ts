@@ -94,11 +94,19 @@ export function loginPage(
     notice?: string;
     extra?: SafeHtml;
     providers?: SafeHtml;
+    /** "Sign in with a passkey" and its script; the email field then offers passkeys (autofill). */
+    passkey?: SafeHtml;
   },
 ): string {
   const errors = o.errors ?? {};
   const specs: FieldSpec[] = [
-    { name: 'email', label: 'Email', type: 'email', autocomplete: 'username', value: o.email ?? '' },
+    {
+      name: 'email',
+      label: 'Email',
+      type: 'email',
+      autocomplete: o.passkey ? 'username webauthn' : 'username',
+      value: o.email ?? '',
+    },
     { name: 'password', label: 'Password', type: 'password', autocomplete: 'current-password' },
   ];
   return layout({
@@ -114,6 +122,7 @@ ${fields(specs, errors)}
 ${o.forgotUrl ? html`<p class="aside"><a href="${o.forgotUrl}">Forgot your password?</a></p>` : ''}
 <button type="submit">Sign in</button>
 </form>
+${o.passkey ? html`<p class="divider">or</p>${o.passkey}` : ''}
 ${o.extra ?? ''}
 ${o.registerUrl ? html`<p class="alt">New here? <a href="${o.registerUrl}">Create an account</a></p>` : ''}`,
   });
@@ -127,6 +136,8 @@ export function registerPage(
     name?: string;
     errors?: Errors;
     minPasswordLength: number;
+    /** "Create it with a passkey" (instead of a password) and its script. */
+    passkey?: SafeHtml;
   },
 ): string {
   const errors = o.errors ?? {};
@@ -161,6 +172,7 @@ ${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
 ${fields(specs, errors)}
 <button type="submit">Create account</button>
 </form>
+${o.passkey ? html`<p class="divider">or without a password</p>${o.passkey}` : ''}
 <p class="alt">Already have an account? <a href="${o.loginUrl}">Sign in</a></p>`,
   });
 }

@@ -74,3 +74,11 @@ export const CSP = `default-src 'none'; style-src ${CSS_HASH}; img-src 'self' da
 export function cspWithFormAction(origins: readonly string[]): string {
   return origins.length ? CSP.replace(`form-action 'self'`, `form-action 'self' ${origins.join(' ')}`) : CSP;
 }
+
+/**
+ * The CSP of a page that runs Gatehouse's own scripts (the passkey buttons: /.auth/assets/*.js)
+ * and lets them call its own endpoints; no inline script, nothing from another origin.
+ */
+export function cspWithScripts(csp: string): string {
+  return csp.replace(`default-src 'none';`, `default-src 'none'; script-src 'self'; connect-src 'self';`);
+}

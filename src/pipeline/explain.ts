@@ -65,10 +65,13 @@ function describeAllow(a: {
   emails: ReadonlySet<string>;
   domains: ReadonlySet<string>;
   groups: ReadonlySet<string>;
+  mfa: boolean;
+  lists: boolean;
 }): string {
+  if (!a.lists) return 'with a second factor in the session (allow.mfa)';
   const parts = [];
   if (a.emails.size) parts.push(`emails ${[...a.emails].join(', ')}`);
   if (a.domains.size) parts.push(`domains ${[...a.domains].join(', ')}`);
   if (a.groups.size) parts.push(`groups ${[...a.groups].join(', ')}`);
-  return parts.join(' or ') || 'nobody';
+  return (parts.join(' or ') || 'nobody') + (a.mfa ? ', with a second factor in the session (allow.mfa)' : '');
 }

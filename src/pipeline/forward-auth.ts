@@ -68,7 +68,7 @@ export class ForwardAuth {
   private readonly routes: Pick<Routes, 'prefix' | 'route'>;
   private readonly assertions: Assertions;
   /** Gatehouse's own bearer tokens (src/oauth/), decided like a proxied request's. */
-  private readonly bearer: (BearerCheck & { challenge(app: App, error?: string): string }) | undefined;
+  private readonly bearer: (BearerCheck & { challenge(app: App, error?: string, code?: string): string }) | undefined;
   /** With forwardAuth.cacheFor: the Cache-Control and X-Accel-Expires of a cacheable answer. */
   private readonly cacheable: readonly [string, string] | null;
 
@@ -77,7 +77,7 @@ export class ForwardAuth {
     diagnosis: Diagnosis;
     routes: Pick<Routes, 'prefix' | 'route'>;
     assertions: Assertions;
-    bearer?: BearerCheck & { challenge(app: App, error?: string): string };
+    bearer?: BearerCheck & { challenge(app: App, error?: string, code?: string): string };
     /** forwardAuth.cacheFor in seconds (0: every answer is no-store). */
     cacheForSeconds?: number;
   }) {
@@ -140,8 +140,18 @@ export class ForwardAuth {
         respondSignIn(inner, o, { sessions: this.sessions, diagnosis: this.diagnosis }, this.bearer?.challenge(o.app));
         return;
       case 'invalid_token':
-        res.setHeader('www-authenticate', this.bearer!.challenge(o.app, o.description));
-        return errorPage(req, res, site, 401, 'invalid_token', `Sign in again: ${o.description}.`);
+        res.setHeader(
+          'www-authenticate',
+          this.bearer!.challenge(o.app, o.description, o.stepUp ? 'insufficient_user_authentication' : 'invalid_token'),
+        );
+        return errorPage(
+          req,
+          res,
+          site,
+          401,
+          o.stepUp ? 'insufficient_user_authentication' : 'invalid_token',
+          `Sign in again: ${o.description}.`,
+        );
       case 'allow': {
         const { app, active } = o;
         if (active) ctx.userId = active.user.id;

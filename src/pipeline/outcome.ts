@@ -34,6 +34,8 @@ export type Outcome =
       login: string;
       lookup: Lookup;
       app: App;
+      /** Signed in, but the route asks for a second factor: `login` is the second-factor step (RFC 9470 for APIs). */
+      stepUp?: boolean;
     }
   /** A Gatehouse bearer token that is not good for this app (401, RFC 6750). */
   | Extract<Decision, { kind: 'invalid_token' }>;
@@ -79,7 +81,9 @@ export function outcome(
       const mode =
         d.rule.unauthenticated ?? ((method === 'GET' || method === 'HEAD') && wantsHtml(ctx.req) ? 'redirect' : '401');
       const redirect = mode === 'redirect' && !noRedirect;
-      const login = loginUrl(ctx.site, prefix, ctx.path + ctx.query);
+      const login = d.stepUp
+        ? `${ctx.site.origin}${prefix}/second-factor?rd=${encodeURIComponent(ctx.path + ctx.query)}`
+        : loginUrl(ctx.site, prefix, ctx.path + ctx.query);
       return {
         kind: 'sign_in',
         status: redirect ? 302 : 401,
@@ -88,6 +92,7 @@ export function outcome(
         login,
         lookup: d.lookup,
         app: d.app,
+        stepUp: d.stepUp,
       };
     }
   }
@@ -137,6 +142,24 @@ export function respondSignIn(
   }
   const cookies = o.lookup.state === 'invalid' ? [deps.sessions.clear(site.session)] : undefined;
   if (o.redirect) return redirectToLogin(ctx, deps.diagnosis, o.login, cookies);
+  if (o.stepUp) {
+    // RFC 9470: the caller is known, the authentication is not strong enough.
+    const headers: Record<string, string> = {
+      'www-authenticate': `${challenge ?? `Bearer realm="${site.origin}"`}, error="insufficient_user_authentication", error_description="A second factor is required"`,
+    };
+    if (o.loginHeader) headers['x-gatehouse-login'] = o.login;
+    sendJson(
+      res,
+      401,
+      {
+        error: 'insufficient_user_authentication',
+        message: 'This resource needs a second factor in this session.',
+        login: o.login,
+      },
+      headers,
+    );
+    return 401;
+  }
   const headers: Record<string, string> = { 'www-authenticate': challenge ?? `Bearer realm="${site.origin}"` };
   if (o.loginHeader) headers['x-gatehouse-login'] = o.login;
   sendJson(

@@ -38,7 +38,7 @@ export interface HttpEntryDeps {
   forwarding: Forwarding;
   diagnosis: Diagnosis;
   sessions: Sessions;
-  oauth: BearerCheck & { challenge(app: App, error?: string): string };
+  oauth: BearerCheck & { challenge(app: App, error?: string, code?: string): string };
   providers: Pick<ProviderService, 'get'>;
   assertions: Assertions;
   toApp: ToApp;
@@ -237,7 +237,7 @@ export class HttpEntry {
       case 'sign_in':
         return respondSignIn(ctx, o, this.d, this.d.oauth.challenge(o.app));
       case 'invalid_token':
-        return this.bearerRefused(ctx, o.app, o.description);
+        return this.bearerRefused(ctx, o.app, o.description, o.stepUp);
       case 'verify_email':
         return this.d.verification.blocked(ctx, o.active);
     }
@@ -270,7 +270,7 @@ export class HttpEntry {
   }
 
   /** A bearer token that is not good for this app: 401 with the RFC 6750 error, always JSON. */
-  private bearerRefused(ctx: RequestContext<Site>, app: App, description: string): number {
+  private bearerRefused(ctx: RequestContext<Site>, app: App, description: string, stepUp?: boolean): number {
     this.d.logger.info(
       { event: 'bearer_refused', app: app.name, reason: description, requestId: ctx.requestId },
       'bearer token refused',
@@ -278,8 +278,16 @@ export class HttpEntry {
     sendJson(
       ctx.res,
       401,
-      { error: 'invalid_token', message: `Sign in again: ${description}.` },
-      { 'www-authenticate': this.d.oauth.challenge(app, description) },
+      stepUp
+        ? { error: 'insufficient_user_authentication', message: `Sign in again: ${description}.` }
+        : { error: 'invalid_token', message: `Sign in again: ${description}.` },
+      {
+        'www-authenticate': this.d.oauth.challenge(
+          app,
+          description,
+          stepUp ? 'insufficient_user_authentication' : 'invalid_token',
+        ),
+      },
     );
     return 401;
   }

@@ -26,6 +26,10 @@ export interface Allow {
   emails: ReadonlySet<string>;
   domains: ReadonlySet<string>;
   groups: ReadonlySet<string>;
+  /** Step-up: a second factor in this session (amr "mfa") is needed as well. */
+  mfa: boolean;
+  /** Whether any list was given: `allow: {mfa: true}` alone admits every signed-in user (who has it). */
+  lists: boolean;
 }
 
 export interface Identity {
@@ -62,7 +66,14 @@ function compileAllow(a: AllowConfig | undefined): Allow | null {
     emails: new Set((a.emails ?? []).map((e) => e.toLowerCase())),
     domains: new Set((a.domains ?? []).map((d) => d.toLowerCase())),
     groups: new Set(a.groups ?? []),
+    mfa: a.mfa === true,
+    lists: a.emails !== undefined || a.domains !== undefined || a.groups !== undefined,
   };
+}
+
+/** Whether a session or token that proved `amr` meets the rule's step-up (allow.mfa). */
+export function meetsStepUp(allow: Allow | null, amr: readonly string[]): boolean {
+  return !allow?.mfa || amr.includes('mfa');
 }
 
 export function compileRules(
@@ -106,7 +117,7 @@ export function matchRule(rules: readonly Rule[], fallback: Rule, method: string
  * count for a verified email: an address someone merely typed at registration proves nothing.
  */
 export function allows(allow: Allow | null, who: Identity): boolean {
-  if (!allow) return true;
+  if (!allow || !allow.lists) return true;
   if (who.emailVerified) {
     const email = who.email.toLowerCase();
     if (allow.emails.has(email)) return true;

@@ -7,6 +7,7 @@ import {
   claimAt,
   cleanText,
   groupsFrom,
+  providerDidMfa,
   verifiedFrom,
   type ProviderProfile,
   type ProviderTokenSet,
@@ -163,6 +164,7 @@ export class OidcProvider implements ProviderClient {
     if (problem) throw new ProviderError('id_token_invalid', problem);
     const tokens = tokenSet(response, undefined);
     const profile = this.profileFrom(claims as Record<string, unknown>, claims.iss);
+    profile.mfa = providerDidMfa(claims as Record<string, unknown>);
     const m = config.serverMetadata();
     // Many issuers put only sub in the ID token of a code flow; the rest is at userinfo.
     if ((!profile.email || !profile.name || !profile.groups.length) && m.userinfo_endpoint && response.access_token) {

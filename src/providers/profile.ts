@@ -12,6 +12,17 @@ export interface ProviderProfile {
   emailVerified: boolean;
   name: string | null;
   groups: string[];
+  /**
+   * The ID token says the provider did multi-factor authentication: its `amr` has "mfa", or its
+   * `acr` names a multi-factor or phishing-resistant level (providers[].mfa: trust counts it).
+   */
+  mfa?: boolean;
+}
+
+/** Whether an ID token's amr/acr say the user passed more than one factor at the provider. */
+export function providerDidMfa(claims: Record<string, unknown>): boolean {
+  if (Array.isArray(claims.amr) && claims.amr.includes('mfa')) return true;
+  return typeof claims.acr === 'string' && /multi-?factor|(^|[^a-z])(mfa|phrh?)([^a-z]|$)/i.test(claims.acr);
 }
 
 /** Tokens from a provider's token endpoint, as kept server-side (never in a cookie). */

@@ -7,6 +7,7 @@ import { HttpError } from '../http/errors.ts';
 import { redirect, sendJson } from '../http/respond.ts';
 import { cspWithFormAction, messagePage } from '../pages/index.ts';
 import type { SessionGate } from '../accounts/account-page.ts';
+import type { SecondFactorGate } from '../accounts/sign-in.ts';
 import type { ReauthProof, RecentAuthGate } from '../accounts/reauth.ts';
 import { paths } from '../http/paths.ts';
 import type { Config } from '../config/schema.ts';
@@ -34,6 +35,11 @@ export interface ProviderRoutesDeps {
   /** Own routes' prefix, publicUrl's base path included. */
   prefix: string;
   audit: AuditLog;
+  /** Encrypts a provider's tokens while a second factor is pending (keys/secrets.ts). */
+  secrets: {
+    encrypt(plaintext: string, context: string): string;
+    decrypt(c: string, context: string): string | undefined;
+  };
 }
 
 /**
@@ -62,6 +68,25 @@ export class ProviderRoutes {
   private readonly account: SessionGate;
   private readonly cache: Cache;
   private readonly reauth: RecentAuthGate | undefined;
+
+  private secondFactor: SecondFactorGate | undefined;
+
+  /**
+   * Second factors (mfa/): after a provider sign-in, the user's own factor is asked when they have
+   * one, unless the provider did MFA and providers[].mfa is trust; with require, always. The
+   * provider's tokens wait, encrypted, in the pending record until the session exists.
+   */
+  useSecondFactor(gate: SecondFactorGate): this {
+    this.secondFactor = gate;
+    gate.continueWith('provider_tokens', async (user, session, data) => {
+      const plain = this.s.secrets.decrypt(data, `mfa-carry:${user.id}`);
+      if (!plain) return;
+      const { provider, tokens } = JSON.parse(plain) as { provider: string; tokens: ProviderTokenSet };
+      const client = this.p.get(provider);
+      if (client) await this.p.keepTokens(sessionOwner(session), client, tokens, 'login');
+    });
+    return this;
+  }
 
   constructor(
     providers: ProviderService,
@@ -231,9 +256,20 @@ export class ProviderRoutes {
     if (user.disabled) return this.fail(ctx, client, 'account_disabled', record, undefined, undefined, user.id);
     ctx.userId = user.id;
     const cookie = ctx.site.session;
+    const require = client.config.mfa === 'require';
+    const amr = [`idp:${client.id}`, ...(result.profile.mfa && !require ? ['mfa'] : [])];
+    const carry = {
+      kind: 'provider_tokens',
+      data: this.s.secrets.encrypt(
+        JSON.stringify({ provider: client.id, tokens: result.tokens }),
+        `mfa-carry:${user.id}`,
+      ),
+    };
+    const form = { kind: 'form' as const, data: Object.create(null) as Record<string, unknown> };
+    if (await this.secondFactor?.intercept(ctx, form, user, amr, record.returnTo, [], require, carry)) return;
     // A new session id at every sign-in; the one the browser came with ends (security.md #22).
     const { setCookie, idHash } = await this.s.sessions.create(user, ctx.site.origin, cookie, {
-      amr: [`idp:${client.id}`],
+      amr,
       ip: ctx.ip,
       userAgent: ctx.req.headers['user-agent'] ?? null,
       previous: this.s.sessions.cookieValue(ctx.req, cookie),

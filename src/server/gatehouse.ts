@@ -35,6 +35,7 @@ import { createLogger, type Logger } from '../log/index.ts';
 import { Mailer } from '../mail/mailer.ts';
 import { answerMetricsRequests } from '../metrics/cluster.ts';
 import { Metrics, MetricsListener, timeCache, timeStore } from '../metrics/index.ts';
+import { SecondFactorRoutes } from '../mfa/routes.ts';
 import { OAuthServer } from '../oauth/server.ts';
 import { FormKit } from '../pages/kit.ts';
 import { ForwardAuth } from '../pipeline/forward-auth.ts';
@@ -225,7 +226,13 @@ export class Gatehouse {
     const links = new MailedLinks(services, forms, this.emailTokens);
     const account = new AccountPage(services, forms);
     const verification = new EmailVerification(services, forms, account, links, mailer);
-    const signIn = new SignIn(services, forms).onRegister((ctx, user) => verification.afterRegister(ctx, user));
+    // Second factors (mfa/): the step after a password, enrolment, passkeys.
+    const mfa = new SecondFactorRoutes(services, forms, account, reauth).onRegister((ctx, user) =>
+      verification.afterRegister(ctx, user),
+    );
+    const signIn = new SignIn(services, forms)
+      .onRegister((ctx, user) => verification.afterRegister(ctx, user))
+      .useSecondFactor(mfa);
     const assertions = new Assertions(keys, secrets, {
       ttlMs: config.tokens.assertionTtl,
       cachedForMs: config.forwardAuth.cacheFor,
@@ -239,8 +246,8 @@ export class Gatehouse {
       recovery: new PasswordRecovery(services, forms, account, links, mailer),
       reauth,
       emailChange: new EmailChange(services, forms, account, reauth, links, mailer),
-      invitations: new InvitationPage(services, forms, links),
-      providers: new ProviderRoutes(this.providers, services, forms, account, reauth),
+      invitations: mfa.inviteWith(new InvitationPage(services, forms, links).useSecondFactor(mfa), links),
+      providers: new ProviderRoutes(this.providers, services, forms, account, reauth).useSecondFactor(mfa),
       oauth: this.oauth,
       forwardAuth: new ForwardAuth({
         sessions: this.sessions,
@@ -254,10 +261,13 @@ export class Gatehouse {
       keys,
       activity: new AccountActivity(services, forms, account),
       probes: this,
+      mfa,
     };
     accountSections(features);
     // "Confirm it's you" by signing in again at a linked provider, after the password.
     reauth.addProof(features.providers.reauthProof());
+    // ... and with a second factor (mfa/): a code, or a passkey.
+    for (const proof of mfa.reauthProofs()) reauth.addProof(proof);
     this.routes = new Routes(this.sites, routeTable(features), { base, prefix });
     this.upstreams = new Upstreams([...this.sites.values()].flatMap((s) => s.apps));
     const toApp = new ToApp({ forwarding: this.forwarding, providers: this.providers });
@@ -370,7 +380,8 @@ export class Gatehouse {
       .add(purgeJob('provider_flows', (now, limit) => this.providers.flows.purgeExpired(now, limit)))
       .add(purgeJob('oauth', (_now, limit) => this.oauth.purge(limit)))
       .add(purgeJob('email_tokens', (_now, limit) => this.emailTokens.purgeExpired(limit)))
-      .add(purgeJob('audit', (now, limit) => store.audit.purgeBefore(now - config.audit.retention, limit)));
+      .add(purgeJob('audit', (now, limit) => store.audit.purgeBefore(now - config.audit.retention, limit)))
+      .add(purgeJob('mfa_pending', (now, limit) => store.mfa.purgePending(now, limit)));
   }
 
   /**

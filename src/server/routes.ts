@@ -13,6 +13,7 @@ import { paths } from '../http/paths.ts';
 import type { Params } from '../http/router.ts';
 import { serveJwks } from '../keys/jwks.ts';
 import type { KeyRing } from '../keys/keys.ts';
+import type { SecondFactorRoutes } from '../mfa/routes.ts';
 import type { OAuthServer } from '../oauth/server.ts';
 import type { ForwardAuth } from '../pipeline/forward-auth.ts';
 import type { RouteEntry, RouteTable } from '../pipeline/route.ts';
@@ -46,6 +47,8 @@ export interface Features {
   activity: AccountActivity;
   /** The node's own probes (gatehouse.ts). */
   probes: { health(res: ServerResponse): Promise<void>; ready(res: ServerResponse): Promise<void> };
+  /** Second factors: passkeys, authenticator apps, recovery codes, step-up (mfa/). */
+  mfa: SecondFactorRoutes;
 }
 
 type Row = { path: string; methods: readonly string[]; tree?: boolean } & (
@@ -138,6 +141,22 @@ export const routes: { own: readonly Row[]; wellKnown: readonly Row[] } = {
     { path: paths.revokeGrant, methods: POST, handler: (f, c) => f.oauth.revokeByUser(c) },
     // pipeline/forward-auth.ts: asked by nginx, Traefik, Caddy with the original method
     { path: paths.check, methods: METHODS, handler: (f, c) => f.forwardAuth.handle(c) },
+    // mfa/routes.ts
+    { path: paths.secondFactor, methods: GET, handler: (f, c) => f.mfa.stepPage(c) },
+    { path: paths.secondFactor, methods: POST, handler: (f, c) => f.mfa.stepSubmit(c) },
+    { path: paths.totp, methods: GET, handler: (f, c) => f.mfa.totpForm(c) },
+    { path: paths.totp, methods: POST, handler: (f, c) => f.mfa.totpConfirm(c) },
+    { path: paths.totpRemove, methods: POST, handler: (f, c) => f.mfa.totpRemove(c) },
+    { path: paths.recoveryCodes, methods: POST, handler: (f, c) => f.mfa.regenerateCodes(c) },
+    { path: paths.passkeyRegisterOptions, methods: POST, handler: (f, c) => f.mfa.passkeyRegisterOptions(c) },
+    { path: paths.passkeyRegister, methods: POST, handler: (f, c) => f.mfa.passkeyRegister(c) },
+    { path: paths.passkeyLoginOptions, methods: POST, handler: (f, c) => f.mfa.passkeyLoginOptions(c) },
+    { path: paths.passkeyLogin, methods: POST, handler: (f, c) => f.mfa.passkeyLogin(c) },
+    { path: paths.passkeyRemove, methods: POST, handler: (f, c) => f.mfa.passkeyRemove(c) },
+    { path: paths.invitePasskeyOptions, methods: POST, handler: (f, c) => f.mfa.passkeyRegisterOptions(c) },
+    { path: paths.invitePasskey, methods: POST, handler: (f, c) => f.mfa.passkeyRegister(c) },
+    { path: paths.webauthnScript, methods: GET, handler: (f, c) => f.mfa.script(c, 'webauthn') },
+    { path: paths.passkeysScript, methods: GET, handler: (f, c) => f.mfa.script(c, 'passkeys') },
     // the probes (gatehouse.ts)
     { path: paths.health, methods: GET, anyHost: (f, x) => f.probes.health(x.res) },
     { path: paths.ready, methods: GET, anyHost: (f, x) => f.probes.ready(x.res) },
@@ -171,6 +190,7 @@ export function accountSections(f: Features): void {
     )
     .addSection(15, (c, active, csrf) => f.recovery.accountSection(c, active, csrf))
     .addSection(20, (c, active, csrf) => f.oauth.accountSection(c, active, csrf))
+    .addSection(12, (c, active, csrf) => f.mfa.accountSection(c, active, csrf))
     .addSection(25, (c, active, csrf) => f.activity.sessionsSection(c, active, csrf))
     .addSection(30, (c, active) => f.activity.activitySection(c, active));
 }

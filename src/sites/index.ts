@@ -137,6 +137,7 @@ export function buildSites(config: Config): Map<string, Site> {
         device: `${prefix}${name}-device`,
         signin: `${name}-signin`,
         login: `${prefix}${name}-login`,
+        mfa: `${prefix}${name}-mfa`,
       };
       site = {
         origin: `${publicUrl.protocol}//${host}`,

@@ -22,6 +22,7 @@ export type {
 export type { EmailToken, EmailTokenPurpose } from './email-token-types.ts';
 export type { AuditEvent, AuditQuery, AuditStore } from './audit-types.ts';
 export type { TransferStore } from './transfer.ts';
+export type { MfaPending, MfaStore, Passkey, PendingPurpose, TotpFactor } from './mfa-types.ts';
 
 /** Opens the configured store and brings its schema up to date. */
 export async function openStore(

@@ -231,6 +231,57 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
     ],
   },
   {
+    version: 8,
+    name: 'second factors',
+    sql: [
+      // Passkeys (WebAuthn credentials): the public key and the signature counter, never a secret.
+      `CREATE TABLE passkeys (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        public_key TEXT NOT NULL,
+        counter BIGINT NOT NULL DEFAULT 0,
+        transports_json TEXT NOT NULL DEFAULT '[]',
+        device_type TEXT NOT NULL,
+        backed_up INTEGER NOT NULL DEFAULT 0,
+        name TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        last_used_at BIGINT
+      )`,
+      `CREATE INDEX passkeys_user ON passkeys (user_id)`,
+      // An authenticator app's seed, encrypted with the master key; last_step refuses a replayed code.
+      `CREATE TABLE totp_factors (
+        user_id TEXT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+        secret TEXT NOT NULL,
+        confirmed INTEGER NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL,
+        last_step BIGINT
+      )`,
+      // Single-use recovery codes, by their keyed hash.
+      `CREATE TABLE recovery_codes (
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        code_hash TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        used_at BIGINT,
+        PRIMARY KEY (user_id, code_hash)
+      )`,
+      // A half-done sign-in or a WebAuthn ceremony: a random id in a short-lived cookie (only its
+      // SHA-256 here), never a session. user_id is null for a passkey sign-in not yet answered.
+      `CREATE TABLE mfa_pending (
+        id_hash TEXT PRIMARY KEY,
+        user_id TEXT REFERENCES users (id) ON DELETE CASCADE,
+        site TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        amr_json TEXT NOT NULL DEFAULT '[]',
+        return_to TEXT NOT NULL DEFAULT '',
+        challenge TEXT,
+        data TEXT NOT NULL DEFAULT '{}',
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+      )`,
+      `CREATE INDEX mfa_pending_expires ON mfa_pending (expires_at)`,
+    ],
+  },
+  {
     version: 9,
     name: 'audit events',
     sql: [

@@ -7,6 +7,8 @@ import type { AuditStore } from './audit-types.ts';
 import { SqlAudit } from './sql-audit.ts';
 import { SqlTransfer, type TransferStore } from './transfer.ts';
 import { SqlEmailTokens } from './sql-email-tokens.ts';
+import { SqlMfa } from './sql-mfa.ts';
+import type { MfaStore } from './mfa-types.ts';
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import { SqlSigningKeys } from './sql-keys.ts';
 import { SqlIdentities, SqlLoginStates, SqlProviderTokens } from './sql-providers.ts';
@@ -85,7 +87,7 @@ export class SqlUsers implements UserStore {
   async create(user: NewUser): Promise<User> {
     const now = Date.now();
     const row: UserRow = {
-      id: randomUUID(),
+      id: user.id ?? randomUUID(),
       email: user.email,
       email_verified: user.emailVerified ? 1 : 0,
       name: user.name ?? null,
@@ -362,6 +364,7 @@ export class SqlStore implements Store {
   readonly audit: AuditStore;
   readonly transfer: TransferStore;
   readonly jobs: JobLeaseStore;
+  readonly mfa: MfaStore;
 
   private readonly db: SqlDriver;
 
@@ -380,6 +383,7 @@ export class SqlStore implements Store {
     this.audit = new SqlAudit(db);
     this.transfer = new SqlTransfer(db);
     this.jobs = new SqlJobLeases(db);
+    this.mfa = new SqlMfa(db);
   }
 
   async ping(): Promise<void> {

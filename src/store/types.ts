@@ -1,6 +1,7 @@
 import type { AuditStore } from './audit-types.ts';
 import type { TransferStore } from './transfer.ts';
 import type { EmailTokenStore } from './email-token-types.ts';
+import type { MfaStore } from './mfa-types.ts';
 import type { IdentityStore, LoginStateStore, ProviderTokenStore } from './provider-types.ts';
 import type { OAuthStore } from './oauth-types.ts';
 import type { NewUser, User } from './user-types.ts';
@@ -162,6 +163,8 @@ export interface Store {
   readonly transfer: TransferStore;
   /** Background job leases (src/jobs/). */
   readonly jobs: JobLeaseStore;
+  /** Second factors: passkeys, authenticator apps, recovery codes, half-signed-in records (store/mfa-types.ts). */
+  readonly mfa: MfaStore;
   /** Cheap round trip for readiness checks. */
   ping(): Promise<void>;
   /**

@@ -16,6 +16,8 @@ export interface User {
 }
 
 export interface NewUser {
+  /** Chosen by the caller (a passkey sign-up names the user in the credential first); default: a new UUID. */
+  id?: string;
   email: string;
   emailVerified?: boolean;
   name?: string | null;

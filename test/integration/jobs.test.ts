@@ -52,7 +52,14 @@ describe('background jobs on one node (SQLite)', () => {
     assert.equal((await user.get('/private')).status, 200, 'the live session stayed');
 
     const done = gh.logs.filter((l) => l.event === 'job_done');
-    assert.deepEqual(done.map((l) => l.job).sort(), ['email_tokens', 'oauth', 'provider_flows', 'sessions']);
+    assert.deepEqual(done.map((l) => l.job).sort(), [
+      'audit',
+      'email_tokens',
+      'mfa_pending',
+      'oauth',
+      'provider_flows',
+      'sessions',
+    ]);
     const line = done.find((l) => l.job === 'sessions')!;
     assert.equal(line.deleted, 50_000);
     assert.equal(typeof line.ms, 'number');
@@ -142,7 +149,7 @@ describeOrSkip('background jobs on two nodes (PostgreSQL)', { skip: service.skip
     await seedExpiredSessions({ pgUrl: db.url() }, id, 5000, Date.now(), IDLE);
 
     const [ra, rb] = await Promise.all([a.gatehouse.runJobs(), b.gatehouse.runJobs()]);
-    for (const job of ['sessions', 'provider_flows', 'oauth', 'email_tokens']) {
+    for (const job of ['sessions', 'provider_flows', 'oauth', 'email_tokens', 'audit', 'mfa_pending']) {
       const outcomes = [ra, rb].map((r) => r.find((x) => x.job === job)!.outcome).sort();
       assert.deepEqual(outcomes, ['ran', 'skipped'], `${job}: one node ran it`);
     }

@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import { StoreConflictError, type Session, type SigningKey, type Store } from '../../src/store/index.ts';
 import { auditStoreContract } from './audit-contract.ts';
 import { emailTokenStoreContract } from './email-tokens-contract.ts';
+import { mfaStoreContract } from './mfa-contract.ts';
 import { providerStoreContract } from './providers-contract.ts';
 import { oauthStoreContract } from './oauth-contract.ts';
 import { laterRequest } from './later-request.ts';
@@ -636,6 +637,8 @@ export function storeContract(name: string, harness: StoreHarness): void {
         }),
       );
     });
+
+    describe('second factors', () => mfaStoreContract(withStore));
 
     describe('the database', () => {
       test(

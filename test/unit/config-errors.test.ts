@@ -265,6 +265,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         endSession: false,
         idTokenSigningAlg: 'RS256',
         tokenEndpointAuthMethod: 'client_secret_basic',
+        mfa: 'trust',
       },
       {
         type: 'github',
@@ -280,7 +281,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         path: '/a/**',
         methods: ['GET'],
         access: 'authenticated',
-        allow: { emails: ['a@example.com'], domains: ['example.com'], groups: ['g'] },
+        allow: { emails: ['a@example.com'], domains: ['example.com'], groups: ['g'], mfa: true },
         unauthenticated: 'redirect',
         tokenRelay: 'kc',
       },
@@ -356,6 +357,8 @@ describe('every key, every wrong value: a worded problem with key and line, neve
           passwordResetPerAccount: 5,
           emailsPerAddress: 10,
         },
+        mfa: 'optional',
+        passkeys: { rpId: 'example.com' },
       },
       tokens: {
         algorithm: 'EdDSA',

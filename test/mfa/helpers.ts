@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { Secret, TOTP } from 'otpauth';
+import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
+import type { TestGatehouse } from '../helpers/gatehouse.ts';
+
+/** The code an authenticator app shows `steps` time steps from now (RFC 6238, SHA-1, 6 digits, 30 s). */
+export function totpCode(secret: string, steps = 0): string {
+  return new TOTP({ secret: Secret.fromBase32(secret), digits: 6, period: 30, algorithm: 'SHA1' }).generate({
+    timestamp: Date.now() + steps * 30_000,
+  });
+}
+
+/** Same-origin headers a browser sends with a form or fetch of the page. */
+export const sameSite = (gh: { url: string }) => ({ origin: gh.url, 'sec-fetch-site': 'same-origin' });
+
+/**
+ * A registered user who added an authenticator app (confirmed with the previous step's code, so
+ * the current and next ones are still unused) and got their recovery codes. Signed out after.
+ */
+export async function userWithTotp(
+  gh: TestGatehouse,
+): Promise<{ email: string; id: string; secret: string; codes: string[]; browser: Client }> {
+  const browser = new Client(gh.url);
+  const email = uniqueEmail('mfa');
+  const user = await registerJson(browser, email);
+  const start = await browser.get('/.auth/account/totp', { accept: 'application/json' });
+  assert.equal(start.status, 200, start.text);
+  const { secret } = start.json();
+  const done = await browser.postJson('/.auth/account/totp', { code: totpCode(secret, -1) }, sameSite(gh));
+  assert.equal(done.status, 200, done.text);
+  const codes = done.json().recoveryCodes as string[];
+  assert.equal(codes.length, 10);
+  await browser.postJson('/.auth/logout', {}, sameSite(gh));
+  return { email, id: user.id, secret, codes, browser };
+}
+
+/** Signs in with the password only: the browser is then half-signed-in, waiting for its second factor. */
+export async function passwordStep(gh: TestGatehouse, email: string, rd = '/'): Promise<Client> {
+  const c = new Client(gh.url);
+  const res = await c.postJson('/.auth/login', { email, password: PASSWORD, rd });
+  assert.equal(res.status, 200, res.text);
+  assert.equal(res.json().secondFactor, 'required');
+  return c;
+}

@@ -1,0 +1,2 @@
+export { consentPath } from '../oauth/helpers.ts';
+export { csrfOf } from '../helpers/providers.ts';
