@@ -307,7 +307,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         host: '127.0.0.1',
         port: 8080,
         tls: { cert: 'c.pem', key: 'k.pem' },
-        timeouts: { headers: '15s', request: '10m', idle: '2m', keepAlive: '5s', drain: '15s' },
+        timeouts: { headers: '15s', request: '10m', idle: '2m', keepAlive: '5s', drain: '15s', drainDelay: '5s' },
         workers: 2,
       },
       trustedProxies: ['10.0.0.0/8'],
@@ -404,7 +404,8 @@ describe('every key, every wrong value: a worded problem with key and line, neve
     {
       publicUrl: 'https://app.example.com',
       store: { type: 'postgres', url: 'postgres://db.example.com/g', poolSize: 10 },
-      cache: { type: 'redis', url: 'redis://cache.example.com', keyPrefix: 'g:' },
+      cache: { type: 'redis', url: 'redis://cache.example.com', keyPrefix: 'g:', whenDown: 'closed' },
+      jobs: { interval: '10m' },
       providers: common.providers,
       apps: [
         {
