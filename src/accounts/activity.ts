@@ -51,6 +51,14 @@ function methodOf(amr: string[]): string {
   return idp ? `with ${idp.slice(4)}` : 'with a password';
 }
 
+const FACTOR_NAMES: Record<string, string> = {
+  totp: 'Authenticator app',
+  passkey: 'Passkey',
+  recovery_codes: 'Recovery codes',
+};
+const factorName = (type: unknown): string =>
+  (typeof type === 'string' ? FACTOR_NAMES[type] : undefined) ?? 'Second factor';
+
 /** What an audit event means to the user, in words. */
 function describe(e: AuditEvent): string {
   const how =
@@ -58,13 +66,22 @@ function describe(e: AuditEvent): string {
       ? ` with ${e.detail.provider}`
       : e.detail.method === 'password'
         ? ' with your password'
-        : '';
+        : e.detail.method === 'totp'
+          ? ' with your authenticator app'
+          : e.detail.method === 'recovery_code'
+            ? ' with a recovery code'
+            : e.detail.method === 'passkey'
+              ? ' with a passkey'
+              : '';
   switch (e.event) {
     case 'login':
       if (e.outcome === 'success') return `Signed in${how}`;
       if (e.outcome === 'throttled') return 'Sign-in refused: too many failed attempts';
       if (e.outcome === 'disabled') return 'Sign-in refused: the account is disabled';
-      return e.detail.method === 'password' ? 'Failed sign-in: wrong password' : `Failed sign-in${how}`;
+      if (e.detail.method === 'password') return 'Failed sign-in: wrong password';
+      if (e.detail.method === 'totp' || e.detail.method === 'recovery_code')
+        return 'Failed sign-in: wrong second-factor code';
+      return `Failed sign-in${how}`;
     case 'register':
       return 'Account created';
     case 'logout':
@@ -96,9 +113,17 @@ function describe(e: AuditEvent): string {
     case 'refresh_reuse':
       return 'A program login was ended: its token was used twice';
     case 'factor_added':
-      return 'Second factor added';
+      return `${factorName(e.detail.type)} added`;
     case 'factor_removed':
-      return 'Second factor removed';
+      return `${factorName(e.detail.type)} removed`;
+    case 'email_change_requested':
+      return 'Change of email address requested';
+    case 'reauthenticated':
+      return 'Confirmed it was you';
+    case 'reauthentication_failed':
+      return e.outcome === 'throttled' ? 'Confirmation refused: too many attempts' : 'Failed to confirm it was you';
+    case 'invitation_accepted':
+      return 'Invitation accepted';
     case 'operator':
       return `An administrator changed your account (${String(e.detail.command ?? 'command')})`;
     default:

@@ -1,3 +1,4 @@
+import type { AuditLog } from '../audit/index.ts';
 import type { Config } from '../config/schema.ts';
 import { normalizeEmail } from '../config/email.ts';
 import { field, type Input } from '../http/body.ts';
@@ -21,6 +22,7 @@ import type { Throttle } from './throttle.ts';
 export interface EmailChangeDeps {
   config: Config;
   logger: Logger;
+  audit: AuditLog;
   store: Store;
   throttle: Throttle;
   /** Own routes' prefix, publicUrl's base path included. */
@@ -183,6 +185,7 @@ export class EmailChange {
       { event: 'email_change_requested', userId: user.id, requestId: ctx.requestId },
       'change of email address requested',
     );
+    this.s.audit.record({ event: 'email_change_requested', userId: user.id, ctx, detail: { email } });
     if (json)
       return sendJson(ctx.res, 202, {
         ok: true,
@@ -313,6 +316,13 @@ export class EmailChange {
         { event: 'email_change_failed', userId: user.id, reason: 'address_taken', requestId: ctx.requestId },
         'the new address was taken meanwhile',
       );
+      this.s.audit.record({
+        event: 'email_changed',
+        outcome: 'failure',
+        userId: user.id,
+        ctx,
+        detail: { reason: 'address_taken' },
+      });
       if (input.kind === 'json') return sendJson(ctx.res, 409, { error: 'email_unavailable', message }, {}, clear);
       return this.tools.html(
         ctx,
@@ -332,6 +342,12 @@ export class EmailChange {
       { event: 'email_changed', userId: user.id, requestId: ctx.requestId },
       'email address changed with the link sent to the new address',
     );
+    this.s.audit.record({
+      event: 'email_changed',
+      userId: user.id,
+      ctx,
+      detail: { from: user.email, email: changed.email },
+    });
     this.mailer?.send(this.noticeTask(ctx.site, changed, changed.email, true, user.email));
     if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true, email: changed.email }, {}, clear);
     redirect(ctx.res, 303, `${ctx.site.origin}${this.tools.url(ctx, paths.account, { email: 'changed' })}`, clear);

@@ -1,3 +1,4 @@
+import type { AuditLog } from '../audit/index.ts';
 import type { Config } from '../config/schema.ts';
 import { normalizeEmail } from '../config/email.ts';
 import type { Diagnosis } from '../diagnosis/index.ts';
@@ -131,6 +132,7 @@ export class Invitations {
 export interface InvitationPageDeps {
   config: Config;
   logger: Logger;
+  audit: AuditLog;
   store: Store;
   sessions: Sessions;
   throttle: Throttle;
@@ -272,6 +274,13 @@ export class InvitationPage {
         ...(how.name ? { name: how.name } : {}),
       })) ?? used.user;
     ctx.userId = user.id;
+    // Recorded once the link is used, also when a second factor is asked next (the invitation is spent).
+    this.s.audit.record({
+      event: 'invitation_accepted',
+      userId: user.id,
+      ctx,
+      detail: { method: how.passwordHash ? 'password' : 'passkey' },
+    });
     const cookie = ctx.site.session;
     const device = serializeCookie(ctx.site.cookies.device, this.s.throttle.newDeviceCookie(user.email), {
       secure: ctx.site.secure,

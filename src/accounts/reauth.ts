@@ -1,3 +1,4 @@
+import type { AuditLog } from '../audit/index.ts';
 import { field, type Input } from '../http/body.ts';
 import type { RequestContext } from '../http/context.ts';
 import { readCookie } from '../http/cookies.ts';
@@ -98,6 +99,7 @@ export interface RecentAuthGate {
 
 export interface ReauthDeps {
   logger: Logger;
+  audit: AuditLog;
   store: Store;
   sessions: Sessions;
   accounts: Accounts;
@@ -287,6 +289,13 @@ export class Reauthentication implements RecentAuthGate {
         },
         'a re-authentication was refused',
       );
+      this.s.audit.record({
+        event: 'reauthentication_failed',
+        outcome: result.status === 429 ? 'throttled' : 'failure',
+        userId: active.user.id,
+        ctx,
+        detail: { method, reason: result.error },
+      });
       const headers: Record<string, string> = result.retryAfterSeconds
         ? { 'retry-after': String(result.retryAfterSeconds) }
         : {};
@@ -298,6 +307,7 @@ export class Reauthentication implements RecentAuthGate {
       { event: 'reauthenticated', userId: active.user.id, method, requestId: ctx.requestId },
       'the user confirmed who they are',
     );
+    this.s.audit.record({ event: 'reauthenticated', userId: active.user.id, ctx, detail: { method } });
     if (json)
       return sendJson(ctx.res, 200, {
         ok: true,

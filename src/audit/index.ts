@@ -16,7 +16,11 @@ export { describeUserAgent } from './user-agent.ts';
  *   account page), sessions_ended (everywhere else), password_changed, password_reset,
  *   password_reset_requested, email_verified, email_changed, factor_added, factor_removed,
  *   provider_linked, provider_unlinked, device_approved, consent_approved, login_revoked (a
- *   CLI/MCP login ended), refresh_reuse, operator (a CLI command: detail.command).
+ *   CLI/MCP login ended), refresh_reuse, operator (a CLI command: detail.command),
+ *   email_change_requested, reauthenticated, reauthentication_failed, invitation_accepted.
+ * login's detail.method is also totp | recovery_code | passkey (a second factor's outcome, and a
+ * passkey-only sign-in); factor_added/factor_removed name detail.type: totp | passkey |
+ * recovery_codes (never a secret).
  */
 export const AUDIT_EVENTS = [
   'register',
@@ -38,6 +42,10 @@ export const AUDIT_EVENTS = [
   'login_revoked',
   'refresh_reuse',
   'operator',
+  'email_change_requested',
+  'reauthenticated',
+  'reauthentication_failed',
+  'invitation_accepted',
 ] as const;
 export type AuditName = (typeof AUDIT_EVENTS)[number];
 

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { SessionGate } from '../accounts/account-page.ts';
+import type { AuditLog, AuditName } from '../audit/index.ts';
 import type { InvitationPage } from '../accounts/invitations.ts';
 import type { MailedLinks } from '../accounts/mailed-links.ts';
 import type { ReauthProof, RecentAuthGate } from '../accounts/reauth.ts';
@@ -46,6 +47,16 @@ export interface MfaDeps {
   /** Own routes' prefix, publicUrl's base path included. */
   prefix: string;
   diagnosis: { signedIn(site: RequestContext['site']): string };
+  /** The audit trail: factors added and removed, second-factor and passkey sign-ins (never a secret). */
+  audit: AuditLog;
+}
+
+/** How a proof is recorded in the audit trail: the method (totp | recovery_code | passkey) and its event. */
+interface Proof {
+  method: 'totp' | 'recovery_code' | 'passkey';
+  /** login for a sign-in, reauthentication_failed for a step-up of a signed-in session. */
+  event: Extract<AuditName, 'login' | 'reauthentication_failed'>;
+  userId: string | null;
 }
 
 const SCRIPT_CSP = cspWithScripts(CSP);
@@ -368,9 +379,17 @@ export class SecondFactorRoutes implements SecondFactorGate {
     );
   }
 
-  private async throttled(ctx: RequestContext, input: Input, userId: string): Promise<boolean> {
+  private async throttled(ctx: RequestContext, input: Input, userId: string, proof?: Proof): Promise<boolean> {
     const verdict = await this.s.throttle.attemptSecondFactor(ctx.ip, userId);
     if (verdict.ok) return false;
+    if (proof)
+      this.s.audit.record({
+        event: proof.event,
+        outcome: 'throttled',
+        userId: proof.userId,
+        ctx,
+        detail: { method: proof.method },
+      });
     const message = 'Too many wrong codes. Wait a few minutes and try again.';
     const headers = { 'retry-after': String(verdict.retryAfterSeconds) };
     if (input.kind === 'json') sendJson(ctx.res, 429, { error: 'too_many_attempts', message }, headers);
@@ -401,21 +420,27 @@ export class SecondFactorRoutes implements SecondFactorGate {
       if (input.kind === 'json') return sendJson(ctx.res, 400, { error: 'invalid_request', message: errors.code });
       return this.again(ctx, w, user, 400, errors);
     }
-    if (await this.throttled(ctx, input, user.id)) return;
+    const digits = code.replace(/\s/g, '');
+    const enrol = w.kind === 'pending' && w.p.purpose === 'enrol';
+    const proof: Proof = {
+      method: enrol || /^\d{6}$/.test(digits) ? 'totp' : 'recovery_code',
+      event: w.kind === 'pending' ? 'login' : 'reauthentication_failed',
+      userId: user.id,
+    };
+    if (await this.throttled(ctx, input, user.id, proof)) return;
     if (w.kind === 'pending' && w.p.purpose === 'enrol') {
-      if (!(await this.factors.confirmTotp(user.id, code.replace(/\s/g, '')))) return this.wrong(ctx, input, w, user);
+      if (!(await this.factors.confirmTotp(user.id, digits))) return this.wrong(ctx, input, w, user, proof);
       await this.s.throttle.secondFactorSucceeded(ctx.ip, user.id);
-      const codes = await this.factors.newRecoveryCodes(user.id);
-      this.s.logger.info({ event: 'factor_added', userId: user.id, factor: 'totp', requestId: ctx.requestId }, 'added');
-      return this.finish(ctx, input, user, withFactor(amr, 'otp'), rd, w.p, undefined, { recoveryCodes: codes });
+      this.added(ctx, user.id, 'totp');
+      const codes = await this.newCodes(ctx, user.id);
+      return this.finish(ctx, input, user, withFactor(amr, 'otp'), rd, w.p, undefined, { recoveryCodes: codes }, proof);
     }
     let left: number | undefined;
-    const digits = code.replace(/\s/g, '');
-    if (/^\d{6}$/.test(digits)) {
-      if (!(await this.factors.checkTotp(user.id, digits))) return this.wrong(ctx, input, w, user);
+    if (proof.method === 'totp') {
+      if (!(await this.factors.checkTotp(user.id, digits))) return this.wrong(ctx, input, w, user, proof);
     } else {
       left = await this.factors.useRecoveryCode(user.id, code);
-      if (left === undefined) return this.wrong(ctx, input, w, user);
+      if (left === undefined) return this.wrong(ctx, input, w, user, proof);
     }
     await this.s.throttle.secondFactorSucceeded(ctx.ip, user.id);
     return this.finish(
@@ -427,6 +452,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
       w.kind === 'pending' ? w.p : undefined,
       w.kind === 'step_up' ? w.active : undefined,
       { recoveryCodesLeft: left },
+      proof,
     );
   }
 
@@ -458,11 +484,19 @@ export class SecondFactorRoutes implements SecondFactorGate {
     input: Input,
     w: { kind: 'pending'; p: MfaPending; user: User } | { kind: 'step_up'; active: ActiveSession },
     user: User,
+    proof: Proof,
   ): Promise<void> {
     this.s.logger.info(
       { event: 'second_factor_failed', userId: user.id, requestId: ctx.requestId },
       'wrong second-factor code',
     );
+    this.s.audit.record({
+      event: proof.event,
+      outcome: 'failure',
+      userId: user.id,
+      ctx,
+      detail: { method: proof.method },
+    });
     const message = 'That code is not right, or was used already. Codes work once.';
     if (input.kind === 'json') return sendJson(ctx.res, 401, { error: 'invalid_code', message });
     return this.again(ctx, w, user, 401, { code: message });
@@ -478,6 +512,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
     p: MfaPending | undefined,
     stepUp: ActiveSession | undefined,
     extra: { recoveryCodes?: string[]; recoveryCodesLeft?: number } = {},
+    proof?: Pick<Proof, 'method'> & { only?: boolean },
   ): Promise<void> {
     const cookies: string[] = [];
     if (p) {
@@ -489,6 +524,13 @@ export class SecondFactorRoutes implements SecondFactorGate {
       if (this.reauth) await this.reauth.proven(stepUp.session, amr);
       else await this.s.store.sessions.setAuth(stepUp.session.idHash, { authTime: Date.now(), amr });
       this.s.logger.info({ event: 'step_up', userId: user.id, amr, requestId: ctx.requestId }, 'second factor added');
+      if (proof)
+        this.s.audit.record({
+          event: 'reauthenticated',
+          userId: user.id,
+          ctx,
+          detail: { method: proof.method, amr: amr.join(' ') },
+        });
     } else {
       const cookie = ctx.site.session;
       const { setCookie, idHash } = await this.s.sessions.create(user, ctx.site.origin, cookie, {
@@ -506,6 +548,14 @@ export class SecondFactorRoutes implements SecondFactorGate {
         { event: 'login', userId: user.id, method: amr.join('+'), requestId: ctx.requestId },
         'user signed in',
       );
+      // A sign-in the second factor finished (or a passkey alone: detail.passkeyOnly).
+      if (proof)
+        this.s.audit.record({
+          event: 'login',
+          userId: user.id,
+          ctx,
+          detail: { method: proof.method, amr: amr.join(' '), ...(proof.only ? { passkeyOnly: true } : {}) },
+        });
     }
     ctx.userId = user.id;
     if (input.kind === 'json')
@@ -531,6 +581,28 @@ export class SecondFactorRoutes implements SecondFactorGate {
         cookies,
       );
     redirect(ctx.res, 303, ctx.site.origin + rd, cookies);
+  }
+
+  /** A factor added, in the audit trail (its type only, never a secret). */
+  private added(
+    ctx: RequestContext,
+    userId: string,
+    type: 'totp' | 'passkey' | 'recovery_codes',
+    replaced = false,
+  ): void {
+    this.s.audit.record({
+      event: 'factor_added',
+      userId,
+      ctx,
+      detail: { type, ...(replaced ? { replaced: true } : {}) },
+    });
+  }
+
+  /** New recovery codes (the old ones stop working), recorded as a factor added. */
+  private async newCodes(ctx: RequestContext, userId: string, replaced = false): Promise<string[]> {
+    const codes = await this.factors.newRecoveryCodes(userId);
+    this.added(ctx, userId, 'recovery_codes', replaced);
+    return codes;
   }
 
   // ---- passkeys ----------------------------------------------------------------------
@@ -666,8 +738,10 @@ export class SecondFactorRoutes implements SecondFactorGate {
       { event: 'register', userId: user.id, method: 'passkey', requestId: ctx.requestId },
       'user registered',
     );
+    this.s.audit.record({ event: 'register', userId: user.id, ctx, detail: { method: 'passkey' } });
+    this.added(ctx, user.id, 'passkey');
     for (const fn of this.registered) fn(ctx, user);
-    const codes = await this.factors.newRecoveryCodes(user.id);
+    const codes = await this.newCodes(ctx, user.id);
     return this.finish(ctx, input, user, [passkeyAmr(stored.passkey), MFA], p.returnTo, p, undefined, {
       recoveryCodes: codes,
     });
@@ -695,6 +769,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
       { event: 'factor_added', userId: invited.user.id, factor: 'passkey', requestId: ctx.requestId },
       'added',
     );
+    this.added(ctx, invited.user.id, 'passkey');
     return this.invites.page.accept(
       ctx,
       { kind: 'json', data: { token: invited.token } },
@@ -732,11 +807,20 @@ export class SecondFactorRoutes implements SecondFactorGate {
       { event: 'factor_added', userId: user.id, factor: 'passkey', requestId: ctx.requestId },
       'added',
     );
-    const codes = Factors.enrolled(before) ? undefined : await this.factors.newRecoveryCodes(user.id);
+    this.added(ctx, user.id, 'passkey');
+    const codes = Factors.enrolled(before) ? undefined : await this.newCodes(ctx, user.id);
     if (p.purpose === 'enrol')
-      return this.finish(ctx, input, user, withFactor(p.amr, passkeyAmr(r.passkey)), p.returnTo, p, undefined, {
-        recoveryCodes: codes,
-      });
+      return this.finish(
+        ctx,
+        input,
+        user,
+        withFactor(p.amr, passkeyAmr(r.passkey)),
+        p.returnTo,
+        p,
+        undefined,
+        { recoveryCodes: codes },
+        { method: 'passkey' },
+      );
     await this.pending.end(p);
     sendJson(
       ctx.res,
@@ -799,24 +883,58 @@ export class SecondFactorRoutes implements SecondFactorGate {
     if (!p) return this.expired(ctx);
     const challenge = await this.s.store.mfa.takeChallenge(p.idHash);
     if (!challenge) throw new HttpError(400, 'challenge_used', 'Ask for new passkey options: each one works once.');
-    if (await this.throttled(ctx, input, p.userId ?? 'passkey')) return;
+    const proof: Proof = {
+      method: 'passkey',
+      event: p.purpose === 'step_up' ? 'reauthentication_failed' : 'login',
+      userId: p.userId,
+    };
+    if (await this.throttled(ctx, input, p.userId ?? 'passkey', proof)) return;
     const r = await this.passkeys.authenticate(input.data.response, challenge, ctx.site.origin, p.userId);
     if (!r.ok) {
       this.s.logger.info(
         { event: 'second_factor_failed', userId: p.userId ?? undefined, factor: 'passkey', requestId: ctx.requestId },
         'passkey refused',
       );
+      this.s.audit.record({
+        event: proof.event,
+        outcome: 'failure',
+        userId: p.userId,
+        ctx,
+        detail: { method: 'passkey', ...(p.userId ? {} : { passkeyOnly: true }) },
+      });
       return sendJson(ctx.res, 401, { error: 'passkey_invalid', message: r.message });
     }
     const user = await this.s.store.users.get(r.passkey.userId);
-    if (!user || user.disabled)
+    if (!user || user.disabled) {
+      if (user)
+        this.s.audit.record({
+          event: proof.event,
+          outcome: 'disabled',
+          userId: user.id,
+          ctx,
+          detail: { method: 'passkey' },
+        });
       throw new HttpError(403, 'account_disabled', 'This account is disabled. Contact an administrator.');
+    }
     await this.s.throttle.secondFactorSucceeded(ctx.ip, p.userId ?? 'passkey');
     const method = passkeyAmr(r.passkey);
     if (p.purpose === 'passkey_login')
-      return this.finish(ctx, input, user, [method, MFA], p.returnTo || ctx.site.home, p, undefined);
+      return this.finish(
+        ctx,
+        input,
+        user,
+        [method, MFA],
+        p.returnTo || ctx.site.home,
+        p,
+        undefined,
+        {},
+        {
+          method: 'passkey',
+          only: true,
+        },
+      );
     if (p.purpose === 'second_factor')
-      return this.finish(ctx, input, user, withFactor(p.amr, method), p.returnTo, p, undefined);
+      return this.finish(ctx, input, user, withFactor(p.amr, method), p.returnTo, p, undefined, {}, proof);
     const found = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin);
     if (
       found.state !== 'active' ||
@@ -824,7 +942,17 @@ export class SecondFactorRoutes implements SecondFactorGate {
       found.active.user.id !== user.id
     )
       throw new HttpError(403, 'session_mismatch', 'This confirmation was asked for by another session.');
-    return this.finish(ctx, input, user, withFactor(found.active.session.amr, method), p.returnTo, p, found.active);
+    return this.finish(
+      ctx,
+      input,
+      user,
+      withFactor(found.active.session.amr, method),
+      p.returnTo,
+      p,
+      found.active,
+      {},
+      proof,
+    );
   }
 
   // ---- the account page ----------------------------------------------------------------
@@ -941,7 +1069,8 @@ export class SecondFactorRoutes implements SecondFactorGate {
     }
     await this.s.throttle.secondFactorSucceeded(ctx.ip, user.id);
     this.s.logger.info({ event: 'factor_added', userId: user.id, factor: 'totp', requestId: ctx.requestId }, 'added');
-    const codes = Factors.enrolled(before) ? undefined : await this.factors.newRecoveryCodes(user.id);
+    this.added(ctx, user.id, 'totp');
+    const codes = Factors.enrolled(before) ? undefined : await this.newCodes(ctx, user.id);
     const next = `${this.url(paths.account)}?mfa=totp-added`;
     if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true, redirect: next, recoveryCodes: codes });
     if (codes)
@@ -961,8 +1090,11 @@ export class SecondFactorRoutes implements SecondFactorGate {
   /** After a factor is removed: with none left, the recovery codes go too. */
   private async removed(ctx: RequestContext, input: Input, user: User, factor: string): Promise<void> {
     const now = await this.factors.summary(user.id);
+    this.s.audit.record({ event: 'factor_removed', userId: user.id, ctx, detail: { type: factor } });
     if (!Factors.enrolled(now)) {
       await this.s.store.mfa.deleteRecoveryCodes(user.id);
+      if (now.recoveryCodes > 0)
+        this.s.audit.record({ event: 'factor_removed', userId: user.id, ctx, detail: { type: 'recovery_codes' } });
       now.recoveryCodes = 0;
     }
     this.s.logger.info({ event: 'factor_removed', userId: user.id, factor, requestId: ctx.requestId }, 'removed');
@@ -1071,7 +1203,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
     if (!active) return;
     if (!Factors.enrolled(await this.factors.summary(active.user.id)))
       throw new HttpError(409, 'no_second_factor', 'Add a passkey or an authenticator app first.');
-    const codes = await this.factors.newRecoveryCodes(active.user.id);
+    const codes = await this.newCodes(ctx, active.user.id, true);
     this.s.logger.info({ event: 'recovery_codes_replaced', userId: active.user.id, requestId: ctx.requestId }, 'new');
     if (input.kind === 'json') return sendJson(ctx.res, 200, { recoveryCodes: codes });
     this.forms.html(

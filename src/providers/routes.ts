@@ -350,13 +350,28 @@ export class ProviderRoutes {
     const { user, session } = found.active;
     ctx.userId = user.id;
     const identity = await this.s.store.identities.find(result.profile.issuer, result.profile.subject);
-    if (!identity || identity.userId !== user.id) return this.fail(ctx, client, 'reauth_mismatch', record);
+    if (!identity || identity.userId !== user.id) {
+      this.s.audit.record({
+        event: 'reauthentication_failed',
+        userId: user.id,
+        outcome: 'failure',
+        ctx,
+        detail: { method: 'provider', provider: client.id, reason: 'reauth_mismatch' },
+      });
+      return this.fail(ctx, client, 'reauth_mismatch', record);
+    }
     await this.reauth.proven(session, [`idp:${client.id}`]);
     await this.p.keepTokens(sessionOwner(session), client, result.tokens, 'login');
     this.s.logger.info(
       { event: 'reauthenticated', userId: user.id, method: 'provider', provider: client.id, requestId: ctx.requestId },
       'the user confirmed who they are',
     );
+    this.s.audit.record({
+      event: 'reauthenticated',
+      userId: user.id,
+      ctx,
+      detail: { method: 'provider', provider: client.id },
+    });
     redirect(ctx.res, 303, ctx.site.origin + record.returnTo);
   }
 

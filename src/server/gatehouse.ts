@@ -181,6 +181,7 @@ export class Gatehouse {
         accounts: this.accounts,
         prefix,
         now: clock ?? Date.now,
+        audit: this.audit,
       },
       forms,
     );

@@ -84,6 +84,12 @@ describe('re-authentication through a provider', () => {
     assert.ok((await authTime(idHash)) > before);
     assert.ok((await gh.gatehouse.store.sessions.get(idHash))!.amr.includes('idp:a'));
     assert.ok(gh.logs.some((l) => l.event === 'reauthenticated' && l.method === 'provider'));
+    await gh.gatehouse.audit.flush();
+    const audited = await gh.gatehouse.store.audit.list({ event: 'reauthenticated', limit: 100 });
+    assert.ok(
+      audited.some((e) => e.detail.method === 'provider' && e.detail.provider === 'a'),
+      'in the audit trail',
+    );
   });
 
   test('signing in there as someone else confirms nothing; a provider not linked is refused', async () => {

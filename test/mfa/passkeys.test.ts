@@ -133,6 +133,11 @@ describeOrSkip('passkeys in Chromium', { skip: browserSkip(), timeout: 120_000 }
       );
       await db.close();
       assert.ok(row?.last_used_at, 'last used is recorded');
+      await gh.gatehouse.audit.flush();
+      const audited = await gh.gatehouse.store.audit.list({ userId: body.id, limit: 100 });
+      const signIn = audited.find((e) => e.event === 'login' && e.detail.method === 'passkey');
+      assert.deepEqual([signIn?.outcome, signIn?.detail.passkeyOnly], ['success', true], 'in the audit trail');
+      assert.ok(audited.some((e) => e.event === 'factor_added' && e.detail.type === 'passkey'));
     } finally {
       await t.context.close();
     }
@@ -188,6 +193,17 @@ describeOrSkip('passkeys in Chromium', { skip: browserSkip(), timeout: 120_000 }
       assert.deepEqual((await me(t)).factors, []);
       const again = await new Client(gh.url).postJson('/.auth/login', { email, password: PASSWORD });
       assert.ok(again.json().user, 'no second step any more');
+      await gh.gatehouse.audit.flush();
+      const audited = await gh.gatehouse.store.audit.list({ userId: again.json().user.id, limit: 100 });
+      const second = audited.find((e) => e.event === 'login' && e.detail.method === 'passkey');
+      assert.deepEqual([second?.outcome, second?.detail.amr], ['success', 'pwd hwk mfa'], 'in the audit trail');
+      assert.deepEqual(
+        audited
+          .filter((e) => e.event === 'factor_removed')
+          .map((e) => e.detail.type)
+          .sort(),
+        ['passkey', 'recovery_codes'],
+      );
     } finally {
       await t.context.close();
     }
