@@ -1226,7 +1226,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
         ? (webauthnBundle ??= readFileSync(
             require.resolve('@simplewebauthn/browser').replace(/script[/\\]index\.js$/, 'dist/bundle/index.umd.min.js'),
           ))
-        : (passkeysScript ??= readFileSync(new URL('./passkeys.js', import.meta.url)));
+        : (passkeysScript ??= readFileSync(new URL('./passkeys-browser.js', import.meta.url)));
     ctx.res.writeHead(200, {
       'content-type': 'text/javascript; charset=utf-8',
       'content-length': body.length,
