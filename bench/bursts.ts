@@ -5,6 +5,7 @@
  * server's RSS from /proc. Prints RSS per round. Linux only.
  *
  *   node bench/bursts.ts [rounds=10] [burst=5000] [pauseMs=3000]
+ * rounds may be a duration instead (`600s`): rounds until that many seconds have passed.
  * The server's NODE_OPTIONS are the environment's: run once as is and once with
  * GATEHOUSE_NO_V8_FLAGS=1 to compare.
  */
@@ -12,10 +13,14 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const [rounds = 10, burst = 5000, pauseMs = 3000] = process.argv.slice(2).map(Number);
+const [roundsArg = '10', burstArg = '5000', pauseArg = '3000'] = process.argv.slice(2);
+const forSeconds = roundsArg.endsWith('s') ? Number(roundsArg.slice(0, -1)) : Infinity;
+const rounds = roundsArg.endsWith('s') ? Infinity : Number(roundsArg);
+const burst = Number(burstArg);
+const pauseMs = Number(pauseArg);
 
 const app = http.createServer((_req, res) => res.end('x'.repeat(2048)));
 await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
@@ -71,13 +76,14 @@ function one(i: number): Promise<Socket> {
 }
 
 let peak = 0;
-for (let round = 1; round <= rounds; round++) {
+const t0 = Date.now();
+for (let round = 1; round <= rounds && Date.now() - t0 < forSeconds * 1000; round++) {
   const sockets = await Promise.all(Array.from({ length: burst }, (_, i) => one(i)));
   peak = Math.max(peak, rss());
   for (const s of sockets) s.destroy();
   await new Promise((r) => setTimeout(r, pauseMs));
   console.log(
-    `round ${round}: ${burst} connections; RSS after ${rss().toFixed(0)} MiB (peak so far ${peak.toFixed(0)})`,
+    `round ${round} (+${((Date.now() - t0) / 1000).toFixed(0)} s): ${burst} connections; RSS after ${rss().toFixed(0)} MiB (peak so far ${peak.toFixed(0)}) [load ${loadavg()[0]!.toFixed(2)}]`,
   );
   if (process.env.BURSTS_SMAPS)
     for (const p of [child.pid!, ...childrenOf(child.pid!)]) {
