@@ -64,6 +64,10 @@
       const name = el.querySelector('#passkey-name');
       return finish(await post(el.dataset.verify, { response, name: name ? name.value : undefined, rd: body.rd }));
     }
+    // A click on the button while the autofill request was being prepared wins: starting the
+    // autofill request now would abort the button's.
+    if (conditional && el.dataset.clicked) return;
+    if (conditional) el.dataset.autofill = 'waiting';
     const response = await lib.startAuthentication({ optionsJSON: options, useBrowserAutofill: conditional });
     finish(await post(el.dataset.verify, { response, rd: body.rd }));
   };
@@ -82,7 +86,10 @@
       el.hidden = true;
       continue;
     }
-    button.addEventListener('click', () => run(el, false).catch((err) => fail(el, err)));
+    button.addEventListener('click', () => {
+      el.dataset.clicked = 'true';
+      run(el, false).catch((err) => fail(el, err));
+    });
     // The sign-in page: offer passkeys in the email field's autofill (conditional mediation).
     if (el.dataset.passkey === 'signin' && document.querySelector('input[autocomplete~="webauthn"]'))
       lib.browserSupportsWebAuthnAutofill().then((ok) => ok && run(el, true).catch((err) => fail(el, err)));

@@ -156,6 +156,8 @@ describeOrSkip('passkeys in Chromium', { skip: browserSkip(), timeout: 120_000 }
       });
       await t.page.goto(`${gh.url}/.auth/login?rd=%2Fdocs`);
       assert.equal(await t.page.getAttribute('#email', 'autocomplete'), 'username webauthn');
+      // The autofill request is pending (the page marks it) before the user shows up and clicks.
+      await t.page.waitForSelector('[data-passkey="signin"][data-autofill="waiting"]', { state: 'attached' });
       await t.cdp.send('WebAuthn.setAutomaticPresenceSimulation', {
         authenticatorId: t.authenticatorId,
         enabled: true,
