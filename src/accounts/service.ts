@@ -52,6 +52,39 @@ export class Accounts {
   }
 
   /**
+   * Why no one may register here now (closed, or by invitation only), or undefined. Both ways of
+   * registering (a password, register(); a passkey, checkSignUp()) ask this, so neither gets past
+   * accounts.registration.
+   */
+  private registrationClosed(): { ok: false; status: 403; errors: FieldErrors } | undefined {
+    if (this.config.registration === 'open') return undefined;
+    return {
+      ok: false,
+      status: 403,
+      errors: {
+        form:
+          this.config.registration === 'invite'
+            ? 'Accounts here are by invitation only. Ask an administrator to invite you.'
+            : 'Registration is closed. Ask an administrator for an account.',
+      },
+    };
+  }
+
+  /** The per-IP limit on sign-ups, shared by both ways of registering. */
+  private async registrationThrottled(
+    ip: string,
+  ): Promise<{ ok: false; status: 429; errors: FieldErrors; retryAfterSeconds?: number } | undefined> {
+    const verdict = await this.throttle.checkRegistration(ip);
+    if (verdict.ok) return undefined;
+    return {
+      ok: false,
+      status: 429,
+      errors: { form: 'Too many sign-ups from your network. Try again later.' },
+      retryAfterSeconds: verdict.retryAfterSeconds,
+    };
+  }
+
+  /**
    * register()'s checks for an account without a password (a passkey sign-up, mfa/): registration
    * open, the address and the name, the per-IP limit. Returns what to create, or why not.
    */
@@ -62,12 +95,8 @@ export class Accounts {
     | { ok: true; email: string; name: string | null }
     | { ok: false; status: 400 | 403 | 429; errors: FieldErrors; retryAfterSeconds?: number }
   > {
-    if (this.config.registration === 'closed')
-      return {
-        ok: false,
-        status: 403,
-        errors: { form: 'Registration is closed. Ask an administrator for an account.' },
-      };
+    const refused = this.registrationClosed();
+    if (refused) return refused;
     const errors: FieldErrors = {};
     const email = normalizeEmail(input.email);
     if (!email) errors.email = 'Enter an email address like name@example.com.';
@@ -79,14 +108,8 @@ export class Accounts {
     const named = checkDisplayName(input.name);
     if (!named.ok) errors.name = named.error;
     if (Object.keys(errors).length || !email || !named.ok) return { ok: false, status: 400, errors };
-    const verdict = await this.throttle.checkRegistration(ip);
-    if (!verdict.ok)
-      return {
-        ok: false,
-        status: 429,
-        errors: { form: 'Too many sign-ups from your network. Try again later.' },
-        retryAfterSeconds: verdict.retryAfterSeconds,
-      };
+    const throttled = await this.registrationThrottled(ip);
+    if (throttled) return throttled;
     return { ok: true, email, name: named.name };
   }
 
@@ -110,17 +133,8 @@ export class Accounts {
   }
 
   async register(input: { email?: string; password?: string; name?: string }, ip: string): Promise<RegisterResult> {
-    if (this.config.registration !== 'open')
-      return {
-        ok: false,
-        status: 403,
-        errors: {
-          form:
-            this.config.registration === 'invite'
-              ? 'Accounts here are by invitation only. Ask an administrator to invite you.'
-              : 'Registration is closed. Ask an administrator for an account.',
-        },
-      };
+    const refused = this.registrationClosed();
+    if (refused) return refused;
     const errors: FieldErrors = {};
     const email = normalizeEmail(input.email);
     if (!email) errors.email = 'Enter an email address like name@example.com.';
@@ -138,14 +152,8 @@ export class Accounts {
     const name = named.ok ? named.name : null;
     if (Object.keys(errors).length) return { ok: false, status: 400, errors };
 
-    const verdict = await this.throttle.checkRegistration(ip);
-    if (!verdict.ok)
-      return {
-        ok: false,
-        status: 429,
-        errors: { form: 'Too many sign-ups from your network. Try again later.' },
-        retryAfterSeconds: verdict.retryAfterSeconds,
-      };
+    const throttled = await this.registrationThrottled(ip);
+    if (throttled) return throttled;
 
     // Hash first, whether or not the address is taken, so both answers take as long.
     const passwordHash = await hashPassword(password);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core';
 import { browserSkip, isolatedContext, launchBrowser } from '../browser/chromium.ts';
 import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
@@ -440,6 +440,30 @@ describeOrSkip('passkeys in Chromium', { skip: browserSkip(), timeout: 120_000 }
       assert.notEqual(again, 201, 'the link is used up');
     } finally {
       await t.context.close();
+    }
+  });
+});
+
+describe('passkey sign-up and accounts.registration', () => {
+  test('attack: with registration by invitation only, a passkey sign-up is refused like a password one (no account made)', async () => {
+    const port = await freePort();
+    const invite = await startGatehouse(
+      () => ({ publicUrl: `http://localhost:${port}`, accounts: { registration: 'invite' } }),
+      { port },
+    );
+    try {
+      const url = `http://localhost:${port}`;
+      const email = uniqueEmail('pk-invite-only');
+      const sameOrigin = { origin: url, 'sec-fetch-site': 'same-origin' };
+      const c = new Client(url);
+      const passkey = await c.postJson('/.auth/passkeys/register-options', { mode: 'signup', email }, sameOrigin);
+      assert.equal(passkey.status, 403, passkey.text);
+      assert.match(passkey.text, /invitation only/);
+      const password = await c.postJson('/.auth/register', { email, password: PASSWORD }, sameOrigin);
+      assert.equal(password.status, 403, password.text);
+      assert.equal(await invite.gatehouse.store.users.getByEmail(email), undefined);
+    } finally {
+      await invite.close();
     }
   });
 });
