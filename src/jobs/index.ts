@@ -202,6 +202,7 @@ export class JobRunner {
       stopped: () => this.stopping || lost,
       pause: async () => {
         await new Promise<void>((resolve) => setImmediate(resolve));
+        await store.settle();
         // Half the lease left: extend it, so a long run is not taken over halfway.
         if (leaseUntil - Date.now() < leaseMs / 2) {
           const until = Date.now() + leaseMs;

@@ -25,6 +25,8 @@ export interface SqlDriver {
   writeMark?(): number;
   /** Gives back the log space of deleted rows (SQLite: checkpoint and truncate the WAL). */
   compact?(): Promise<void>;
+  /** Waits for background work on the log (SQLite: a WAL checkpoint under way); see Store.settle. */
+  settle?(): Promise<void>;
 }
 
 /** SQLSTATE 23505 / SQLITE_CONSTRAINT_UNIQUE: both drivers map it to this check. */

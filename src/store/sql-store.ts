@@ -394,6 +394,10 @@ export class SqlStore implements Store {
     await this.db.compact?.();
   }
 
+  async settle(): Promise<void> {
+    await this.db.settle?.();
+  }
+
   close(): Promise<void> {
     return this.db.close();
   }

@@ -23,6 +23,8 @@ export class SqliteDriver implements SqlDriver {
   /** This event-loop turn's writeMark, until a write of our own or the turn ends. */
   private mark: number | undefined;
   private forgetScheduled = false;
+  /** Checkpoints the WAL off the event loop (file stores only). */
+  private readonly checkpointer: Checkpointer | undefined;
 
   constructor(path: string) {
     try {
@@ -48,10 +50,22 @@ export class SqliteDriver implements SqlDriver {
         // journal_size_limit: once checkpointed, a WAL that a burst of writes grew is cut back to 64 MiB.
         'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA journal_size_limit = 67108864;',
       );
+      if (path !== ':memory:') {
+        // No checkpoint on this connection: one copies pages into the database and fsyncs it,
+        // which on a busy disk held the event loop for 430 ms. The Checkpointer does it in a
+        // worker thread instead.
+        this.db.exec('PRAGMA wal_autocheckpoint = 0');
+        this.checkpointer = new Checkpointer(path);
+      }
     } catch (err) {
       this.db.close();
       throw openError(path, (err as Error).message, err);
     }
+  }
+
+  private wrote(): void {
+    this.mark = undefined;
+    this.checkpointer?.wrote();
   }
 
   private statement(sql: string): StatementSync {
@@ -87,7 +101,7 @@ export class SqliteDriver implements SqlDriver {
     } catch (err) {
       throw busy(err);
     }
-    if (!isRead(sql)) this.mark = undefined;
+    if (!isRead(sql)) this.wrote();
     return result;
   }
 
@@ -98,7 +112,7 @@ export class SqliteDriver implements SqlDriver {
     } catch (err) {
       throw busy(err);
     }
-    if (!isRead(sql)) this.mark = undefined;
+    if (!isRead(sql)) this.wrote();
     return result;
   }
 
@@ -116,6 +130,7 @@ export class SqliteDriver implements SqlDriver {
     }
     if (options?.untracked) this.untracked += changes;
     else this.mark = undefined;
+    this.checkpointer?.wrote();
     return changes;
   }
 
@@ -178,25 +193,26 @@ export class SqliteDriver implements SqlDriver {
   }
 
   /**
-   * Checkpoints the WAL into the database and truncates it (after a large purge). The copying
-   * (and its fsync) is done by a connection in a worker thread, as a PASSIVE checkpoint, which
-   * never blocks this connection's writers; what is left here is cutting the file, without
-   * waiting for other connections (busy_timeout 0 for the moment): a reader in another process
-   * (the CLI, a backup) makes it a partial checkpoint, and the next one finishes the job.
+   * Checkpoints the WAL into the database and truncates it (after a large purge), all in the
+   * Checkpointer's thread: first a PASSIVE checkpoint started after the last write, which copies
+   * the pages without blocking anyone, then a TRUNCATE one, which has little left to copy and
+   * cuts the file. That one does not wait for other connections (busy_timeout 0 there): a reader
+   * in another process (the CLI, a backup) makes it give up, and the next compaction does it.
    */
   async compact(): Promise<void> {
-    if (this.path !== ':memory:') await checkpointOffThread(this.path).catch(() => {});
-    while (this.txDone) await this.txDone;
-    this.db.exec('PRAGMA busy_timeout = 0');
-    try {
-      this.db.prepare('PRAGMA wal_checkpoint(TRUNCATE)').get();
-    } finally {
-      this.db.exec('PRAGMA busy_timeout = 5000');
-    }
+    // The checkpoint under way may have begun before the purge's last write: wait, then one more.
+    await this.checkpointer?.checkpoint();
+    await this.checkpointer?.checkpoint();
+    await this.checkpointer?.checkpoint('TRUNCATE');
+  }
+
+  async settle(): Promise<void> {
+    await this.checkpointer?.settled();
   }
 
   async close(): Promise<void> {
     while (this.txDone) await this.txDone;
+    await this.checkpointer?.close();
     if (this.db.isOpen) this.db.close();
   }
 }
@@ -236,18 +252,90 @@ export async function backupSqlite(source: string, target: string): Promise<numb
 
 const CHECKPOINT_WORKER = `
 const { DatabaseSync } = require('node:sqlite');
-const { workerData } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const db = new DatabaseSync(workerData);
-try { db.exec('PRAGMA busy_timeout = 0'); db.prepare('PRAGMA wal_checkpoint(PASSIVE)').get(); } finally { db.close(); }
+db.exec('PRAGMA busy_timeout = 0');
+const modes = { PASSIVE: db.prepare('PRAGMA wal_checkpoint(PASSIVE)'), TRUNCATE: db.prepare('PRAGMA wal_checkpoint(TRUNCATE)') };
+parentPort.on('message', (mode) => {
+  try { modes[mode].get(); } catch {}
+  parentPort.postMessage(null);
+});
 `;
 
-/** A PASSIVE checkpoint of the database at `path` by a connection of its own, in a worker thread. */
-function checkpointOffThread(path: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(CHECKPOINT_WORKER, { eval: true, workerData: path });
-    worker.once('error', reject);
-    worker.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`checkpoint worker exited ${code}`))));
-  });
+/** How soon after a write the WAL is checkpointed. */
+const CHECKPOINT_AFTER_MS = 500;
+
+/**
+ * Checkpoints a store's WAL in a worker thread of its own, with a connection of its own, so that
+ * copying pages and the fsync never run on the event loop (SQLite's automatic checkpoint does
+ * it inline at a commit: on a busy disk that held the loop for 430 ms). Half a second after a
+ * write it runs a PASSIVE checkpoint, which never waits for or blocks readers and writers; the
+ * next write after a complete one starts the WAL over (journal_size_limit cuts a grown file),
+ * and a job writing in bulk waits for it between batches (settled) so that one completes. A
+ * checkpoint that fails (SQLITE_BUSY: another connection's checkpoint) is left to the next one.
+ * The thread starts at the first checkpoint and does not keep the process alive.
+ */
+class Checkpointer {
+  private readonly path: string;
+  private worker: Worker | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(path: string) {
+    this.path = path;
+  }
+
+  wrote(): void {
+    if (this.timer || this.closed) return;
+    this.timer = setTimeout(this.due, CHECKPOINT_AFTER_MS);
+    this.timer.unref();
+  }
+
+  private readonly due = () => {
+    this.timer = undefined;
+    void this.checkpoint();
+  };
+
+  /** Resolves when no checkpoint is under way. */
+  settled(): Promise<void> {
+    return this.running ?? Promise.resolve();
+  }
+
+  /** Runs a checkpoint after the one under way, if any. */
+  async checkpoint(mode: 'PASSIVE' | 'TRUNCATE' = 'PASSIVE'): Promise<void> {
+    while (this.running) await this.running;
+    if (this.closed) return;
+    this.running = this.run(mode).finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private run(mode: string): Promise<void> {
+    if (!this.worker) {
+      this.worker = new Worker(CHECKPOINT_WORKER, { eval: true, workerData: this.path });
+      this.worker.unref();
+      this.worker.on('error', () => (this.worker = undefined));
+    }
+    const worker = this.worker;
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        worker.off('message', done);
+        worker.off('exit', done);
+        resolve();
+      };
+      worker.on('message', done);
+      worker.on('exit', done);
+      worker.postMessage(mode);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    while (this.running) await this.running;
+    await this.worker?.terminate();
+    this.worker = undefined;
+  }
 }
 
 /** Statements that only read: SELECT and PRAGMA queries (anything else may write). */

@@ -172,6 +172,12 @@ export interface Store {
    * checkpointed and truncated, without waiting for other connections). PostgreSQL: nothing.
    */
   compact(): Promise<void>;
+  /**
+   * Resolves when the store has caught up with a burst of writes: a background job waits for
+   * it between batches (SQLite: the checkpoint under way, so that the WAL can start over
+   * instead of growing while the job writes). PostgreSQL: at once.
+   */
+  settle(): Promise<void>;
   close(): Promise<void>;
 }
 

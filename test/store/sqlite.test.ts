@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -179,6 +179,35 @@ describe('SQLite specifics', () => {
       }
     });
   });
+});
+
+test('WAL checkpoints run in a thread of their own, half a second after writes, and let the WAL start over (security.md #195)', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const path = freshPath();
+  const d = new SqliteDriver(path);
+  await d.run('CREATE TABLE blobs (id INTEGER PRIMARY KEY, body BLOB)');
+  const walSize = () => statSync(`${path}-wal`).size;
+  // 6 MiB: past the 4 MiB at which SQLite's automatic checkpoint would copy the WAL at a commit.
+  const burst = async () => {
+    for (let i = 0; i < 96; i++) await d.run('INSERT INTO blobs (body) VALUES (randomblob(65536))');
+  };
+  try {
+    assert.equal(Object.values((await d.get('PRAGMA wal_autocheckpoint'))!)[0], 0, 'no checkpoint at a commit');
+    await burst();
+    const grown = walSize();
+    assert.ok(grown > 6 * 1024 * 1024, `the commits left the WAL to the checkpointer (${grown} bytes)`);
+    t.mock.timers.tick(500);
+    await d.settle();
+    await burst();
+    assert.equal(walSize(), grown, 'after the checkpoint the next writes reused the WAL instead of growing it');
+    assert.equal(((await d.get('SELECT COUNT(*) AS n FROM blobs')) as { n: number }).n, 192);
+  } finally {
+    t.mock.timers.reset();
+    await d.close();
+  }
+  const reopened = new DatabaseSync(path);
+  assert.equal((reopened.prepare('SELECT COUNT(*) AS n FROM blobs').get() as { n: number }).n, 192, 'nothing lost');
+  reopened.close();
 });
 
 test('another process holding the write lock past busy_timeout: the store is unavailable (503), not a 500', async () => {
