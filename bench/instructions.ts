@@ -4,11 +4,12 @@
  * leaves out the kernel (the sockets' own work, the same for every proxy here) and counts
  * V8's garbage collection and JIT code like any other code.
  *
- *   node bench/instructions.ts [--requests 3000] [--warmup 3000] [--connections 8] [floor] [gatehouse[=DIR]] ...
+ *   node bench/instructions.ts [--requests 3000] [--warmup 3000] [--connections 8] [floor] [gatehouse[=DIR]] [metrics[=DIR]] ...
  *
  * `floor` is bench/floor-proxy.ts; `gatehouse` is this checkout's Gatehouse with a valid
  * session and the signed assertion, log level info to a file (bench/run.ts's scenario c);
- * `gatehouse=DIR` the same from another checkout (with node_modules), to compare a change.
+ * `gatehouse=DIR` the same from another checkout (with node_modules), to compare a change;
+ * `metrics` (or `metrics=DIR`) is `gatehouse` with Prometheus metrics on (bench/run.ts's m).
  * Each target runs under `valgrind --tool=callgrind --instr-atstart=no`: counting is switched
  * on (callgrind_control -i on) after the warm-up, for the measured requests only.
  */
@@ -22,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { stringify } from 'yaml';
+import { SERVE_V8_FLAGS } from '../src/cli/v8-flags.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { values: v, positionals } = parseArgs({
@@ -103,7 +105,7 @@ const app = `http://127.0.0.1:${port}`;
 await until(async () => (await fetch(app)).ok, 20_000, 'the app');
 
 /** A Gatehouse dir with a config, a store and a session, made once without valgrind. */
-async function prepare(root: string, id: string): Promise<{ config: string; cookie: string; port: number }> {
+async function prepare(root: string, id: string, metrics: boolean): Promise<{ config: string; cookie: string; port: number }> {
   const dir = join(tmp, id);
   const gport = await freePort();
   const config = join(dir, 'gatehouse.yaml');
@@ -124,6 +126,7 @@ async function prepare(root: string, id: string): Promise<{ config: string; cook
       upstream: app,
       routes: [{ path: '/open/**', access: 'public' }],
       log: { level: 'info' },
+      ...(metrics ? { metrics: { listen: '127.0.0.1:0' } } : {}),
     }),
   );
   const gh = run([process.execPath, 'src/cli/main.ts', 'serve', '--config', config], { cwd: root });
@@ -208,17 +211,19 @@ for (const target of targets) {
     });
     url = `http://127.0.0.1:${port}/open/item`;
     headers = { ...headers, cookie: `benchpad1=${'x'.repeat(43)}` };
-  } else if (kind === 'gatehouse') {
+  } else if (kind === 'gatehouse' || kind === 'metrics') {
     const root = dir ?? ROOT;
-    const p = await prepare(root, target.replace(/[^a-z0-9]/gi, '_'));
-    child = run([...valgrind, 'src/cli/main.ts', 'serve', '--config', p.config], {
+    const p = await prepare(root, target.replace(/[^a-z0-9]/gi, '_'), kind === 'metrics');
+    // serve's own V8 flags given here: without them it would re-execute itself to add them,
+    // and the new image would run outside valgrind.
+    child = run([...valgrind, ...SERVE_V8_FLAGS, 'src/cli/main.ts', 'serve', '--config', p.config], {
       cwd: root,
       out: join(tmp, 'gatehouse-valgrind.log'),
     });
     await until(async () => (await fetch(`http://127.0.0.1:${p.port}/.auth/health`)).ok, 600_000, target);
     url = `http://127.0.0.1:${p.port}/home/item`;
     headers = { ...headers, cookie: p.cookie };
-  } else throw new Error(`unknown target ${target} (floor, gatehouse, gatehouse=DIR)`);
+  } else throw new Error(`unknown target ${target} (floor, gatehouse[=DIR], metrics[=DIR])`);
   process.stderr.write(`${target}: warming up (${WARMUP} requests)\n`);
   await load(url, headers, WARMUP);
   execFileSync('callgrind_control', ['-i', 'on', String(child.pid)], { stdio: 'ignore' });
