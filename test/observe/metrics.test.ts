@@ -99,13 +99,10 @@ describe('Prometheus metrics', () => {
       4,
       'the 401 never reached the app',
     );
-    // Each signed-in request reads its session: from the store, or from SQLite's read cache (a
-    // synchronous call at the same boundary).
-    assert.ok(
-      delta('gatehouse_store_duration_seconds_count', { op: 'sessions.getWithUser' }) +
-        delta('gatehouse_store_duration_seconds_count', { op: 'sessions.cachedWithUser' }) >=
-        4,
-    );
+    // Store round trips are timed by area and method (the sign-up's session write); a signed-in
+    // request answered from SQLite's in-process session cache makes none, and is not timed.
+    assert.ok(after.value('gatehouse_store_duration_seconds_count', { op: 'sessions.create' }) >= 1);
+    assert.equal(after.value('gatehouse_store_duration_seconds_count', { op: 'sessions.cachedWithUser' }), 0);
     assert.ok(after.value('gatehouse_sessions_active') >= 1);
     assert.ok(after.value('gatehouse_signing_key_age_seconds') >= 0);
     assert.ok(delta('gatehouse_cache_duration_seconds_count', {}) >= 0);
