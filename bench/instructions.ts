@@ -105,7 +105,11 @@ const app = `http://127.0.0.1:${port}`;
 await until(async () => (await fetch(app)).ok, 20_000, 'the app');
 
 /** A Gatehouse dir with a config, a store and a session, made once without valgrind. */
-async function prepare(root: string, id: string, metrics: boolean): Promise<{ config: string; cookie: string; port: number }> {
+async function prepare(
+  root: string,
+  id: string,
+  metrics: boolean,
+): Promise<{ config: string; cookie: string; port: number }> {
   const dir = join(tmp, id);
   const gport = await freePort();
   const config = join(dir, 'gatehouse.yaml');
