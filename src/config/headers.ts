@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { HOP_BY_HOP_HEADERS, METHOD_OVERRIDE_HEADERS } from '../http/header-names.ts';
 
 /**
  * The `headers` key of an app (what it learns of its user, and under which names) and
@@ -64,18 +65,8 @@ const RESERVED = new Set([
   'referer',
   'user-agent',
   'x-request-id',
-  'x-http-method-override',
-  'x-http-method',
-  'x-method-override',
-  // hop-by-hop (RFC 9110 §7.6.1), and HTTP/2's
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'http2-settings',
+  ...METHOD_OVERRIDE_HEADERS,
+  ...HOP_BY_HOP_HEADERS,
   // what Gatehouse writes or reads for forwarding and forward-auth
   'forwarded',
   'x-forwarded-for',

@@ -4,6 +4,21 @@
  * them out of an app's own identity header names, which are dropped the same way.
  */
 
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1) and HTTP/2's: they describe one connection and are never
+ * passed on (proxy/headers.ts), so no configured header name may be one of them (config/headers.ts).
+ */
+export const HOP_BY_HOP_HEADERS: readonly string[] = [
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'http2-settings',
+];
+
 /** Headers by which an app may act on another method than the request's (security.md #69). */
 export const METHOD_OVERRIDE_HEADERS: readonly string[] = [
   'x-http-method-override',

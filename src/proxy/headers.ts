@@ -10,19 +10,12 @@
  *   4. Gatehouse adds its own forwarding and identity headers.
  */
 
-import { isSpoofable } from '../http/header-names.ts';
+import { HOP_BY_HOP_HEADERS, isSpoofable } from '../http/header-names.ts';
 
 const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
+  ...HOP_BY_HOP_HEADERS,
   'proxy-authorization',
   'proxy-authenticate',
-  'http2-settings',
   'host',
   'expect',
   // HTTP/2 pseudo-headers (in the compat API's rawHeaders): never sent on. In this set they
@@ -141,16 +134,7 @@ export function upstreamRequestHeaders(
   return out;
 }
 
-const RESPONSE_HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'proxy-authenticate',
-]);
+const RESPONSE_HOP_BY_HOP = new Set([...HOP_BY_HOP_HEADERS, 'proxy-authenticate']);
 
 /** The app's response headers without hop-by-hop ones (and those its Connection names). */
 export function downstreamResponseHeaders(
