@@ -1,5 +1,15 @@
 import type { LinkProblem } from './email-tokens.ts';
-import { field, fields, hasErrors, hidden, summary, type Errors, type FieldSpec } from '../pages/forms.ts';
+import {
+  field,
+  fields,
+  hasErrors,
+  hidden,
+  nameField,
+  newPasswordField,
+  summary,
+  type Errors,
+  type FieldSpec,
+} from '../pages/forms.ts';
 import { html, type SafeHtml } from '../pages/html.ts';
 import { layout } from '../pages/layout.ts';
 
@@ -14,9 +24,6 @@ interface Base {
   appTitle: string;
   csrf: string;
 }
-
-const passwordHint = (min: number) =>
-  `At least ${min} characters. Spaces and any characters are welcome; a long phrase is best.`;
 
 /** For password managers: which account the new password belongs to. Not submitted (no name). */
 const username = (email: string) => html`<input type="email" autocomplete="username" value="${email}" hidden readonly>`;
@@ -58,15 +65,7 @@ export function resetPasswordPage(
   o: Base & { action: string; email: string; errors?: Errors; minPasswordLength: number },
 ): string {
   const errors = o.errors ?? {};
-  const specs: FieldSpec[] = [
-    {
-      name: 'password',
-      label: 'New password',
-      type: 'password',
-      autocomplete: 'new-password',
-      hint: passwordHint(o.minPasswordLength),
-    },
-  ];
+  const specs: FieldSpec[] = [newPasswordField(o.minPasswordLength, 'New password')];
   return layout({
     appTitle: o.appTitle,
     heading: 'Choose a new password',
@@ -141,13 +140,7 @@ ${o.accountUrl ? html`<p class="alt"><a href="${o.accountUrl}">Your account</a>$
 
 const changePasswordFields = (minPasswordLength: number): FieldSpec[] => [
   { name: 'currentPassword', label: 'Current password', type: 'password', autocomplete: 'current-password' },
-  {
-    name: 'password',
-    label: 'New password',
-    type: 'password',
-    autocomplete: 'new-password',
-    hint: passwordHint(minPasswordLength),
-  },
+  newPasswordField(minPasswordLength, 'New password'),
 ];
 
 export function changePasswordForm(
@@ -346,24 +339,7 @@ export function acceptInvitationPage(
   },
 ): string {
   const errors = o.errors ?? {};
-  const specs: FieldSpec[] = [
-    {
-      name: 'name',
-      label: 'Name',
-      type: 'text',
-      autocomplete: 'name',
-      value: o.name ?? '',
-      hint: 'Optional',
-      required: false,
-    },
-    {
-      name: 'password',
-      label: 'Password',
-      type: 'password',
-      autocomplete: 'new-password',
-      hint: passwordHint(o.minPasswordLength),
-    },
-  ];
+  const specs: FieldSpec[] = [nameField(o.name), newPasswordField(o.minPasswordLength)];
   return layout({
     appTitle: o.appTitle,
     heading: `Welcome to ${o.appTitle}`,

@@ -128,6 +128,22 @@ ${o.registerUrl ? html`<p class="alt">New here? <a href="${o.registerUrl}">Creat
   });
 }
 
+/** The optional display-name field of the sign-up and invitation forms. */
+export function nameField(value = ''): FieldSpec {
+  return { name: 'name', label: 'Name', type: 'text', autocomplete: 'name', value, hint: 'Optional', required: false };
+}
+
+/** The field of a password being chosen (sign-up, invitation, reset, change), with the length rule as its hint. */
+export function newPasswordField(minLength: number, label = 'Password'): FieldSpec {
+  return {
+    name: 'password',
+    label,
+    type: 'password',
+    autocomplete: 'new-password',
+    hint: `At least ${minLength} characters. Spaces and any characters are welcome; a long phrase is best.`,
+  };
+}
+
 export function registerPage(
   o: PageBase & {
     action: string;
@@ -144,22 +160,8 @@ export function registerPage(
   const specs: FieldSpec[] = [
     // "username": the address is what this account signs in with, so password managers save it.
     { name: 'email', label: 'Email', type: 'email', autocomplete: 'username', value: o.email ?? '' },
-    {
-      name: 'name',
-      label: 'Name',
-      type: 'text',
-      autocomplete: 'name',
-      value: o.name ?? '',
-      hint: 'Optional',
-      required: false,
-    },
-    {
-      name: 'password',
-      label: 'Password',
-      type: 'password',
-      autocomplete: 'new-password',
-      hint: `At least ${o.minPasswordLength} characters. Spaces and any characters are welcome; a long phrase is best.`,
-    },
+    nameField(o.name),
+    newPasswordField(o.minPasswordLength),
   ];
   return layout({
     appTitle: o.appTitle,
