@@ -1050,11 +1050,22 @@ export class SecondFactorRoutes implements SecondFactorGate {
     );
   }
 
-  async totpConfirm(ctx: RequestContext): Promise<void> {
+  /**
+   * The start of every second-factor action of a signed-in user (the feature on): the posted
+   * form and the session, or nothing when there is no session (the sign-in page or a 401 has
+   * been sent).
+   */
+  private async signedInPost(ctx: RequestContext): Promise<{ input: Input; active: ActiveSession } | undefined> {
     this.enabledOr404();
     const input = await this.forms.readPost(ctx);
     const active = await this.gate.requireSession(ctx);
-    if (!active) return;
+    return active && { input, active };
+  }
+
+  async totpConfirm(ctx: RequestContext): Promise<void> {
+    const post = await this.signedInPost(ctx);
+    if (!post) return;
+    const { input, active } = post;
     const user = active.user;
     const code = (field(input, 'code', 64) ?? '').replace(/\s/g, '');
     if (await this.throttled(ctx, input, user.id)) return;
@@ -1173,10 +1184,9 @@ export class SecondFactorRoutes implements SecondFactorGate {
   }
 
   async totpRemove(ctx: RequestContext): Promise<void> {
-    this.enabledOr404();
-    const input = await this.forms.readPost(ctx);
-    const active = await this.gate.requireSession(ctx);
-    if (!active) return;
+    const post = await this.signedInPost(ctx);
+    if (!post) return;
+    const { input, active } = post;
     if (!this.recent(ctx, input, active)) return;
     if (!(await this.factors.removeTotp(active.user.id)))
       throw new HttpError(404, 'not_found', 'There is no authenticator app to remove.');
@@ -1184,10 +1194,9 @@ export class SecondFactorRoutes implements SecondFactorGate {
   }
 
   async passkeyRemove(ctx: RequestContext): Promise<void> {
-    this.enabledOr404();
-    const input = await this.forms.readPost(ctx);
-    const active = await this.gate.requireSession(ctx);
-    if (!active) return;
+    const post = await this.signedInPost(ctx);
+    if (!post) return;
+    const { input, active } = post;
     if (!this.recent(ctx, input, active)) return;
     const id = field(input, 'id', 1024) ?? '';
     // Only the user's own: another user's credential id removes nothing.
@@ -1197,10 +1206,9 @@ export class SecondFactorRoutes implements SecondFactorGate {
   }
 
   async regenerateCodes(ctx: RequestContext): Promise<void> {
-    this.enabledOr404();
-    const input = await this.forms.readPost(ctx);
-    const active = await this.gate.requireSession(ctx);
-    if (!active) return;
+    const post = await this.signedInPost(ctx);
+    if (!post) return;
+    const { input, active } = post;
     if (!Factors.enrolled(await this.factors.summary(active.user.id)))
       throw new HttpError(409, 'no_second_factor', 'Add a passkey or an authenticator app first.');
     const codes = await this.newCodes(ctx, active.user.id, true);
