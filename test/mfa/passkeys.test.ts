@@ -289,8 +289,9 @@ describeOrSkip('passkeys in Chromium', { skip: browserSkip(), timeout: 120_000 }
     }
   });
 
-  test('attack: a passkey answer replayed (same challenge, or under a new one) is refused (security.md #215)', async () => {
+  test('attack: a passkey answer replayed (same challenge, or under a new one) is refused and recorded as a failed sign-in (security.md #215)', async () => {
     const t = await tab();
+    const started = Date.now();
     try {
       await signUp(t, uniqueEmail('pk-replay'));
       await addPasskey(t, 'Laptop');
@@ -322,6 +323,15 @@ describeOrSkip('passkeys in Chromium', { skip: browserSkip(), timeout: 120_000 }
       assert.equal(r.again, 401, 'after sign-out the pending record is gone');
       assert.equal(r.fresh, 401, 'under a new challenge the old answer does not verify');
       assert.equal(r.me, 401);
+      // The refused answer is in the audit trail as a failed passkey sign-in (nobody known yet).
+      await gh.gatehouse.audit.flush();
+      const failed = (await gh.gatehouse.store.audit.list({ event: 'login', since: started })).filter(
+        (e) => e.outcome === 'failure' && e.detail.method === 'passkey',
+      );
+      assert.equal(failed.length, 1, JSON.stringify(failed));
+      assert.equal(failed[0]!.userId, null);
+      assert.equal(failed[0]!.detail.passkeyOnly, true);
+      assert.ok(failed[0]!.ip, 'with the address it came from');
     } finally {
       await t.context.close();
     }
@@ -405,7 +415,7 @@ describeOrSkip('passkeys in Chromium', { skip: browserSkip(), timeout: 120_000 }
       await t.context.close();
     }
   });
-  test('an invitation accepted with a passkey instead of a password: signed in, verified, no password', async () => {
+  test('an invitation accepted with a passkey instead of a password: signed in, verified, no password, recorded in the audit trail', async () => {
     const t = await tab();
     try {
       const { writeFileSync } = await import('node:fs');
@@ -427,6 +437,15 @@ describeOrSkip('passkeys in Chromium', { skip: browserSkip(), timeout: 120_000 }
       assert.equal(body.emailVerified, true);
       assert.deepEqual(body.session.amr, ['hwk', 'mfa']);
       assert.deepEqual(body.factors, ['passkey']);
+      await gh.gatehouse.audit.flush();
+      const trail = await gh.gatehouse.store.audit.list({ userId: body.id });
+      const accepted = trail.filter((e) => e.event === 'invitation_accepted');
+      assert.deepEqual(
+        accepted.map((e) => e.detail.method),
+        ['passkey'],
+        'the acceptance is recorded with how the invitee signed in',
+      );
+      assert.ok(trail.some((e) => e.event === 'factor_added' && e.detail.type === 'passkey'));
       const again = await t.page.evaluate(
         async () =>
           (
