@@ -42,11 +42,16 @@ export class RedisCache implements Cache {
     });
   }
 
-  async connect(): Promise<void> {
+  /**
+   * Connects, or throws CacheUnavailableError naming the address. With `keepTrying` the client
+   * goes on reconnecting in the background after that error (a node that starts while Redis is
+   * down serves without it and picks it up when it answers); without, it gives up.
+   */
+  async connect(options: { keepTrying?: boolean } = {}): Promise<void> {
     try {
       await this.client.connect();
     } catch (err) {
-      this.client.disconnect();
+      if (!options.keepTrying) this.client.disconnect();
       // ioredis rejects with a bare "Connection is closed."; the reason came as an 'error' event.
       const reason = this.lastError ?? (err as Error);
       throw new CacheUnavailableError(`cannot connect to Redis at ${this.where}: ${reason.message}`, { cause: reason });

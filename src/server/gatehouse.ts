@@ -398,9 +398,12 @@ export class Gatehouse {
     const metrics = config.metrics ? new Metrics({ version: packageVersion() }) : undefined;
     const health = new DependencyHealth(logger, { repeatMs: options.outageLogEveryMs });
     const openedStore = options.store ?? (await openStore(config.store));
+    // Redis unreachable at start-up is an outage like any other (cache.whenDown): the node starts
+    // and serves, says so, and picks Redis up when it answers.
+    let cacheUnreachable: Error | undefined;
     const openedCache =
       options.cache ??
-      (await openCache(config.cache).catch(async (err) => {
+      (await openCache(config.cache, { unreachable: (err) => (cacheUnreachable = err) }).catch(async (err) => {
         if (!options.store) await openedStore.close();
         throw err;
       }));
@@ -426,6 +429,15 @@ export class Gatehouse {
           if (passwordsBusy()) throw new PasswordBusyError('too many password checks in progress');
         },
       });
+    if (cacheUnreachable && config.cache.type === 'redis') {
+      const counted =
+        config.cache.whenDown === 'local' ? 'counting rate limits in this node' : 'refusing rate-limited forms (503)';
+      logger.warn(
+        { event: 'cache_unreachable_at_start', whenDown: config.cache.whenDown, err: cacheUnreachable.message },
+        `starting without Redis, ${counted} until it answers; check cache.url if it never does`,
+      );
+      health.failed('cache', cacheUnreachable);
+    }
     let secrets: Secrets;
     let keys: KeyRing;
     let tls: TlsPair | undefined;

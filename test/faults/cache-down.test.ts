@@ -204,3 +204,61 @@ describeOrSkip('cache down (Redis through a relay), whenDown: local (the default
     assert.ok(next.includes(429), `the shared limit holds again: ${next}`);
   });
 });
+
+describeOrSkip('Redis unreachable when the node starts (whenDown: local)', { skip: service.skip }, () => {
+  const keyPrefix = `gh-test-${randomBytes(5).toString('hex')}:`;
+  let relay: Relay;
+  let gh: TestGatehouse;
+
+  before(async () => {
+    relay = await Relay.start(service.host, service.port);
+    await relay.cut();
+    gh = await startGatehouse(() => ({
+      cache: { type: 'redis', url: viaPort(service.url, relay.port), keyPrefix },
+      accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 3, registerPerIp: 1000 } },
+    }));
+  });
+  after(async () => {
+    await gh?.close();
+    await relay?.close();
+  });
+
+  test('the node starts and serves: sign-up and sign-in work, guesses are throttled in the node, ready is degraded; Redis is used once it answers, without a restart (security.md #197)', async () => {
+    const start = gh.logs.filter((l) => l.event === 'cache_unreachable_at_start' || l.event === 'dependency_down');
+    assert.deepEqual(
+      start.map((l) => l.event),
+      ['cache_unreachable_at_start', 'dependency_down'],
+    );
+    const ready = await new Client(gh.url).get('/.auth/ready');
+    assert.equal(ready.status, 200);
+    assert.equal(ready.json().status, 'degraded');
+
+    const email = uniqueEmail('cachestart');
+    const owner = new Client(gh.url);
+    await registerJson(owner, email);
+    assert.equal((await owner.get('/private')).status, 200, 'signed in');
+    const attacker = new Client(gh.url);
+    const guess = (n: number) => attacker.postJson('/.auth/login', { email, password: `wrong guess number ${n}` });
+    for (let i = 1; i <= 3; i++) assert.equal((await guess(i)).status, 401);
+    assert.equal((await guess(4)).status, 429, 'throttled without Redis: counted in the node');
+
+    await relay.restore();
+    await eventually(
+      'Redis picked up',
+      async () => (await new Client(gh.url).get('/.auth/ready')).json().status === 'ready',
+    );
+    assert.equal(gh.logs.filter((l) => l.event === 'dependency_up' && l.dependency === 'cache').length, 1);
+    // Redis counts now: its counter for this account starts from nothing (the node's local one is
+    // left behind), so the next guesses are counted there, up to the limit again.
+    const raw = new Redis(service.url, { lazyConnect: true });
+    await raw.connect();
+    try {
+      assert.equal((await guess(5)).status, 401, 'counted in Redis from zero');
+      const keys = await raw.keys(`${keyPrefix}*`);
+      assert.ok(keys.length > 0, 'the counters are in Redis');
+      if (keys.length) await raw.del(...keys);
+    } finally {
+      raw.disconnect();
+    }
+  });
+});

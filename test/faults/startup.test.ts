@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -111,26 +111,49 @@ describe('gatehouse serve refuses to start on a bad store', () => {
     assert.match(msg, /gatehouse_no_such_database/);
   });
 
-  test('Redis not reachable: cache.url named (not the store), never the password', {
+  test('Redis not reachable at start: the node starts and serves anyway, says so naming its address (never the password), ready says degraded (security.md #197)', {
     skip: redisService.skip,
   }, async () => {
     const relay = await Relay.start(redisService.host, redisService.port);
     await relay.cut();
     const url = new URL(viaPort(redisService.url, relay.port));
     url.password = 'hunter2secret';
-    const r = await run([
-      'serve',
-      '--config',
-      await config(
-        `store:\n  type: sqlite\n  path: ${join(dir, 'redis-case.db')}\ncache:\n  type: redis\n  url: ${url}\n`,
-      ),
-    ]);
-    assert.equal(r.code, 1, r.stderr);
-    const msg = startupError(r.stderr);
-    assert.match(msg, /cache\.url/);
-    assert.doesNotMatch(msg, /store\.(url|path)/, 'does not send the operator to the wrong key');
-    assert.match(msg, new RegExp(`redis://127\\.0\\.0\\.1:${relay.port}`));
-    assert.doesNotMatch(r.stderr + r.stdout, /hunter2secret/);
+    const file = await config(
+      `store:\n  type: sqlite\n  path: ${join(dir, 'redis-case.db')}\ncache:\n  type: redis\n  url: ${url}\n`,
+    );
+    const port = Number(/port: (\d+)/.exec(readFileSync(file, 'utf8'))![1]);
+    const child = spawn(process.execPath, [CLI, 'serve', '--config', file], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: dir,
+    });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    try {
+      let ready: Response | undefined;
+      for (let i = 0; i < 200 && !ready; i++) {
+        ready = await fetch(`http://127.0.0.1:${port}/.auth/ready`).catch(() => undefined);
+        if (!ready) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(ready, `the node started: ${output}`);
+      assert.equal(ready.status, 200, 'a balancer takes the node');
+      assert.deepEqual(await ready.json(), {
+        status: 'degraded',
+        store: 'ok',
+        cache: 'unavailable',
+        unavailable: ['cache'],
+      });
+      const line = output.split('\n').find((l) => l.includes('cache_unreachable_at_start'));
+      assert.ok(line, output);
+      assert.match(line, new RegExp(`redis://127\\.0\\.0\\.1:${relay.port}`), 'the address to check');
+      assert.match(line, /cache\.url/);
+    } finally {
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0);
+      await relay.close();
+    }
+    assert.doesNotMatch(output, /hunter2secret/);
   });
 });
 
