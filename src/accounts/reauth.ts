@@ -15,7 +15,7 @@ import type { Accounts } from './service.ts';
 
 /**
  * Re-authentication: sensitive actions (changing the email address, approving a device or an
- * MCP/OAuth client, linking a provider; the password change asks for the current password
+ * MCP/OAuth client, linking or unlinking a provider; the password change asks for the current password
  * itself) need the session's user to have proved who they are within
  * accounts.reauthenticateAfter. A session records when they last did (Session.authTime: the
  * sign-in, or a later re-authentication); a stolen cookie alone is then not enough for them.

@@ -55,7 +55,7 @@ const STARTS_WINDOW_MS = 15 * 60_000;
  *   POST /login/:provider    starts the flow (CSRF-protected form)
  *   GET  /callback/:provider the provider's answer: state, then the code, then the user
  *   POST /account/link       a signed-in user starts linking another provider
- *   POST /account/unlink     ... or removes one, never the last way to sign in
+ *   POST /account/unlink     ... or removes one, never the last way to sign in (both after a recent sign-in)
  *   GET  /signed-out         where a provider's logout sends the browser back to
  * Every failure of a callback ends on one page that says what happened, with a "Try again"
  * link to the sign-in page, logged once as `oauth_callback_failed`. Nothing redirects on
@@ -520,6 +520,10 @@ export class ProviderRoutes {
     const input = await this.tools.readPost(ctx);
     const active = await this.account.requireSession(ctx);
     if (!active) return;
+    // Unlinking takes a way into the account away (the owner's, in a stolen session's hands):
+    // a sign-in long ago is confirmed first, as for linking (security.md #204).
+    if (this.reauth && !this.reauth.requireRecentAuth(ctx, active, `${this.s.prefix}/account`, input.kind === 'json'))
+      return;
     const id = field(input, 'identity', 64) ?? '';
     const identity = (await this.s.store.identities.listByUser(active.user.id)).find((i) => i.id === id);
     const result = identity ? await this.s.store.identities.deleteUnlessLast(identity.id, active.user.id) : 'not_found';

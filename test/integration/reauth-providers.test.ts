@@ -4,7 +4,7 @@ import { hashSessionId } from '../../src/sessions/index.ts';
 import { Client, decodeEntities } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { follow, signIn } from '../helpers/oauth.ts';
-import { csrfOf, startLab, type Lab } from '../helpers/providers.ts';
+import { accountPost, csrfOf, startLab, type Lab } from '../helpers/providers.ts';
 
 /**
  * "Confirm it's you" for an account without a password (security.md #204): the /reauth page
@@ -119,5 +119,41 @@ describe('re-authentication through a provider', () => {
     assert.equal(other.status, 400);
     const csrf = await c.postForm('/.auth/reauth/provider', { provider: 'a' }, sameOrigin(c));
     assert.equal(csrf.status, 403);
+  });
+});
+
+describe('unlinking a provider', () => {
+  test('from a sign-in grown old it asks to confirm first (browser to /reauth, JSON 401) and unlinks nothing; right after a sign-in it unlinks (security.md #204)', async () => {
+    lab.a.accounts.set('a-frank', { sub: 'a-frank', email: 'frank@example.com', email_verified: true });
+    lab.b.accounts.set('b-frank', { sub: 'b-frank', email: 'frank@example.com', email_verified: true });
+    const c = new Client(gh.url);
+    lab.a.autoLogin = 'a-frank';
+    await signIn(c, 'a');
+    lab.b.autoLogin = 'b-frank';
+    const started = await accountPost(c, '/.auth/account/link', { provider: 'b' });
+    assert.equal(started.status, 303, 'a fresh sign-in links at once');
+    await follow(c, started.location!, { 'sec-fetch-site': 'cross-site' });
+    const idHash = hashSessionId(c.jar.get('gatehouse')!);
+    const s = (await gh.gatehouse.store.sessions.get(idHash))!;
+    const identities = () => gh.gatehouse.store.identities.listByUser(s.userId);
+    assert.deepEqual((await identities()).map((i) => i.provider).sort(), ['a', 'b']);
+    const idA = (await identities()).find((i) => i.provider === 'a')!.id;
+
+    await gh.gatehouse.store.sessions.setAuth(idHash, { authTime: Date.now() - 11 * 60_000, amr: s.amr });
+    const form = await accountPost(c, '/.auth/account/unlink', { identity: idA });
+    assert.equal(form.status, 303);
+    assert.equal(new URL(form.location!).pathname, '/.auth/reauth', 'the browser confirms first');
+    const json = await c.postJson('/.auth/account/unlink', { identity: idA }, sameOrigin(c));
+    assert.equal(json.status, 401);
+    assert.equal(json.json().error, 'reauthentication_required');
+    assert.equal((await identities()).length, 2, 'nothing unlinked');
+
+    await gh.gatehouse.store.sessions.setAuth(idHash, { authTime: Date.now(), amr: s.amr });
+    const unlinked = await accountPost(c, '/.auth/account/unlink', { identity: idA });
+    assert.equal(unlinked.location, `${gh.url}/.auth/account?unlinked=a`);
+    assert.deepEqual(
+      (await identities()).map((i) => i.provider),
+      ['b'],
+    );
   });
 });
