@@ -20,21 +20,24 @@ export async function findUser(ctx: OperatorContext, who: string | undefined): P
   return user;
 }
 
-function row(u: User, factors: string[]) {
+function row(u: User, factors: string[], invited = false) {
   return {
     id: u.id,
     email: u.email,
     verified: u.emailVerified ? 'yes' : 'no',
     name: u.name ?? '',
     groups: u.groups.join(','),
-    status: u.disabled ? 'disabled' : 'active',
+    // invited: a live invitation not yet accepted (no way to sign in until it is).
+    status: u.disabled ? 'disabled' : invited ? 'invited' : 'active',
     factors: factors.join(','),
     created: new Date(u.createdAt).toISOString().slice(0, 19) + 'Z',
   };
 }
 
-const rows = async (store: Store, list: User[]) =>
-  Promise.all(list.map(async (u) => row(u, await factorTypes(store, u.id))));
+const rows = async (store: Store, list: User[]) => {
+  const invited = await store.emailTokens.holders('invite', Date.now());
+  return Promise.all(list.map(async (u) => row(u, await factorTypes(store, u.id), invited.has(u.id))));
+};
 
 export async function users(
   ctx: OperatorContext,

@@ -44,6 +44,8 @@ export interface EmailTokenStore {
    * used, not superseded, not expired at `now`. Otherwise (a replay, a race lost) undefined.
    */
   consume(idHash: string, purpose: EmailTokenPurpose, now: number): Promise<EmailToken | undefined>;
+  /** The users who hold a live token of this purpose at `now` (invited and not yet accepted, for 'invite'). */
+  holders(purpose: EmailTokenPurpose, now: number): Promise<Set<string>>;
   /** Removes tokens that expired before `before`, at most `limit` (default 1000). Returns how many. */
   purgeExpired(before: number, limit?: number): Promise<number>;
 }

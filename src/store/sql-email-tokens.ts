@@ -53,6 +53,14 @@ export class SqlEmailTokens implements EmailTokenStore {
     return r && toToken(r);
   }
 
+  async holders(purpose: EmailTokenPurpose, now: number): Promise<Set<string>> {
+    const rows = await this.db.all<{ user_id: string }>(
+      `SELECT DISTINCT user_id FROM email_tokens WHERE purpose = ? AND used_at IS NULL AND superseded_at IS NULL AND expires_at > ?`,
+      [purpose, now],
+    );
+    return new Set(rows.map((r) => r.user_id));
+  }
+
   async consume(idHash: string, purpose: EmailTokenPurpose, now: number): Promise<EmailToken | undefined> {
     const r = await this.db.get<EmailTokenRow>(
       `UPDATE email_tokens SET used_at = ? WHERE id_hash = ? AND purpose = ? AND used_at IS NULL AND superseded_at IS NULL AND expires_at > ? RETURNING *`,

@@ -127,13 +127,18 @@ describe('invitations', () => {
     assert.ok(!gh.logText().includes(new URL(link).searchParams.get('token')!), 'the token is never logged');
   });
 
-  test('without email the CLI prints the link; JSON {token, password} accepts it', async () => {
+  test('without email the CLI prints the link; `users list` says invited until JSON {token, password} accepts it', async () => {
     const email = uniqueEmail('bob');
     const r = await invite(bareConfig, email);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /No email is configured: hand over this link yourself \(it works once, for 7 days\):/);
     const link = /http:\/\/\S+\/\.auth\/invite\?token=([A-Za-z0-9_-]{43})/.exec(r.stdout);
     assert.ok(link, r.stdout);
+    const status = async () => {
+      const list = await runCli(['users', 'list', '--json', '--config', bareConfig]);
+      return (JSON.parse(list.stdout) as { email: string; status: string }[]).find((u) => u.email === email)?.status;
+    };
+    assert.equal(await status(), 'invited', '`users list` shows the invitation pending');
     const c = new Client(bare.url);
     const short = await c.postJson('/.auth/invite', { token: link[1], password: 'short' }, sameOrigin(c));
     assert.deepEqual([short.status, short.json().error], [400, 'invalid_request']);
@@ -141,6 +146,7 @@ describe('invitations', () => {
     assert.equal(ok.status, 201, ok.text);
     assert.deepEqual([ok.json().user.email, ok.json().user.emailVerified, ok.json().redirect], [email, true, '/']);
     assert.equal((await me(c)).email, email);
+    assert.equal(await status(), 'active', 'accepted');
     const again = await new Client(bare.url).postJson('/.auth/invite', { token: link[1], password: PASSWORD });
     assert.deepEqual([again.status, again.json().error], [410, 'link_used']);
   });

@@ -44,6 +44,29 @@ export function emailTokenStoreContract(withStore: WithStore): void {
     );
 
     test(
+      'holders: the users with a live token of a purpose, not once it is used, superseded by a used one, or expired',
+      withStore(async (store) => {
+        const now = Date.now();
+        const [live, used, expired, other] = await Promise.all(
+          [1, 2, 3, 4].map(() => store.users.create({ email: email() })),
+        );
+        const invite = (u: { id: string; email: string }, over: Partial<NewEmailToken> = {}) =>
+          token(u.id, u.email, { purpose: 'invite', ...over });
+        await store.emailTokens.issue(invite(live!));
+        await store.emailTokens.issue(invite(live!)); // sent again: the newer one is live
+        const spent = invite(used!);
+        await store.emailTokens.issue(spent);
+        await store.emailTokens.consume(spent.idHash, 'invite', now);
+        await store.emailTokens.issue(invite(expired!, { createdAt: now - 2000, expiresAt: now - 1000 }));
+        await store.emailTokens.issue(token(other!.id, other!.email));
+        const holders = await store.emailTokens.holders('invite', now);
+        assert.ok(holders.has(live!.id));
+        for (const u of [used!, expired!, other!]) assert.ok(!holders.has(u.id), u.email);
+        assert.ok((await store.emailTokens.holders('reset_password', now)).has(other!.id));
+      }),
+    );
+
+    test(
       'consume works once, and only for its purpose, before it expires; concurrent consumes have one winner',
       withStore(async (store, opened, extra) => {
         const u = await store.users.create({ email: email() });
