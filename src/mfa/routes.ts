@@ -379,17 +379,21 @@ export class SecondFactorRoutes implements SecondFactorGate {
     );
   }
 
+  /** A second-factor proof that did not sign anyone in, in the audit trail: its event and method. */
+  private recordProof(
+    ctx: RequestContext,
+    proof: Proof,
+    outcome: 'failure' | 'throttled' | 'disabled',
+    userId: string | null,
+    detail: Record<string, boolean> = {},
+  ): void {
+    this.s.audit.record({ event: proof.event, outcome, userId, ctx, detail: { method: proof.method, ...detail } });
+  }
+
   private async throttled(ctx: RequestContext, input: Input, userId: string, proof?: Proof): Promise<boolean> {
     const verdict = await this.s.throttle.attemptSecondFactor(ctx.ip, userId);
     if (verdict.ok) return false;
-    if (proof)
-      this.s.audit.record({
-        event: proof.event,
-        outcome: 'throttled',
-        userId: proof.userId,
-        ctx,
-        detail: { method: proof.method },
-      });
+    if (proof) this.recordProof(ctx, proof, 'throttled', proof.userId);
     const message = 'Too many wrong codes. Wait a few minutes and try again.';
     const headers = { 'retry-after': String(verdict.retryAfterSeconds) };
     if (input.kind === 'json') sendJson(ctx.res, 429, { error: 'too_many_attempts', message }, headers);
@@ -490,13 +494,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
       { event: 'second_factor_failed', userId: user.id, requestId: ctx.requestId },
       'wrong second-factor code',
     );
-    this.s.audit.record({
-      event: proof.event,
-      outcome: 'failure',
-      userId: user.id,
-      ctx,
-      detail: { method: proof.method },
-    });
+    this.recordProof(ctx, proof, 'failure', user.id);
     const message = 'That code is not right, or was used already. Codes work once.';
     if (input.kind === 'json') return sendJson(ctx.res, 401, { error: 'invalid_code', message });
     return this.again(ctx, w, user, 401, { code: message });
@@ -895,25 +893,12 @@ export class SecondFactorRoutes implements SecondFactorGate {
         { event: 'second_factor_failed', userId: p.userId ?? undefined, factor: 'passkey', requestId: ctx.requestId },
         'passkey refused',
       );
-      this.s.audit.record({
-        event: proof.event,
-        outcome: 'failure',
-        userId: p.userId,
-        ctx,
-        detail: { method: 'passkey', ...(p.userId ? {} : { passkeyOnly: true }) },
-      });
+      this.recordProof(ctx, proof, 'failure', p.userId, p.userId ? {} : { passkeyOnly: true });
       return sendJson(ctx.res, 401, { error: 'passkey_invalid', message: r.message });
     }
     const user = await this.s.store.users.get(r.passkey.userId);
     if (!user || user.disabled) {
-      if (user)
-        this.s.audit.record({
-          event: proof.event,
-          outcome: 'disabled',
-          userId: user.id,
-          ctx,
-          detail: { method: 'passkey' },
-        });
+      if (user) this.recordProof(ctx, proof, 'disabled', user.id);
       throw new HttpError(403, 'account_disabled', 'This account is disabled. Contact an administrator.');
     }
     await this.s.throttle.secondFactorSucceeded(ctx.ip, p.userId ?? 'passkey');
