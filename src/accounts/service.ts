@@ -40,6 +40,13 @@ export const BAD_CREDENTIALS = 'The email or password is not correct.';
  * Local accounts: registration, password login and the operator's changes. Transport-free:
  * the HTTP routes and the CLI both call in here.
  */
+/** The answer to a sign-up whose address has an account: the same whether it is a password or a passkey one. */
+const addressTaken = () => ({
+  ok: false as const,
+  status: 409 as const,
+  errors: { email: 'This address cannot be used to register. If it is yours, sign in instead.' },
+});
+
 export class Accounts {
   private readonly store: Store;
   private readonly throttle: Throttle;
@@ -99,12 +106,8 @@ export class Accounts {
     if (refused) return refused;
     const errors: FieldErrors = {};
     const email = normalizeEmail(input.email);
-    if (!email) errors.email = 'Enter an email address like name@example.com.';
-    else if (
-      this.config.allowedDomains &&
-      !this.config.allowedDomains.some((d) => email.endsWith(`@${d.toLowerCase()}`))
-    )
-      errors.email = `Use an address at ${this.config.allowedDomains.join(' or ')}.`;
+    const emailProblem = this.signUpAddressProblem(email);
+    if (emailProblem) errors.email = emailProblem;
     const named = checkDisplayName(input.name);
     if (!named.ok) errors.name = named.error;
     if (Object.keys(errors).length || !email || !named.ok) return { ok: false, status: 400, errors };
@@ -122,14 +125,18 @@ export class Accounts {
     try {
       return { ok: true, user: await this.store.users.create({ id, email, name, passwordHash: null }) };
     } catch (err) {
-      if (err instanceof StoreConflictError)
-        return {
-          ok: false,
-          status: 409,
-          errors: { email: 'This address cannot be used to register. If it is yours, sign in instead.' },
-        };
+      if (err instanceof StoreConflictError) return addressTaken();
       throw err;
     }
+  }
+
+  /** Why an address cannot sign up (none given, or outside accounts.allowedDomains), or undefined. */
+  private signUpAddressProblem(email: string | undefined): string | undefined {
+    if (!email) return 'Enter an email address like name@example.com.';
+    const domains = this.config.allowedDomains;
+    if (domains && !domains.some((d) => email.endsWith(`@${d.toLowerCase()}`)))
+      return `Use an address at ${domains.join(' or ')}.`;
+    return undefined;
   }
 
   async register(input: { email?: string; password?: string; name?: string }, ip: string): Promise<RegisterResult> {
@@ -137,13 +144,8 @@ export class Accounts {
     if (refused) return refused;
     const errors: FieldErrors = {};
     const email = normalizeEmail(input.email);
-    if (!email) errors.email = 'Enter an email address like name@example.com.';
-    else if (
-      this.config.allowedDomains &&
-      !this.config.allowedDomains.some((d) => email.endsWith(`@${d.toLowerCase()}`))
-    ) {
-      errors.email = `Use an address at ${this.config.allowedDomains.join(' or ')}.`;
-    }
+    const emailProblem = this.signUpAddressProblem(email);
+    if (emailProblem) errors.email = emailProblem;
     const password = input.password ?? '';
     const problem = passwordProblem(password, { minLength: this.config.minPasswordLength, email });
     if (problem) errors.password = problem;
@@ -162,13 +164,7 @@ export class Accounts {
       // The browser that registered is its owner's: it may sign in past an attacker's lock-out.
       return { ok: true, user, deviceCookie: this.throttle.newDeviceCookie(user.email) };
     } catch (err) {
-      if (err instanceof StoreConflictError) {
-        return {
-          ok: false,
-          status: 409,
-          errors: { email: 'This address cannot be used to register. If it is yours, sign in instead.' },
-        };
-      }
+      if (err instanceof StoreConflictError) return addressTaken();
       throw err;
     }
   }

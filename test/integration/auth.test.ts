@@ -415,6 +415,23 @@ describe('user enumeration (security.md #41)', () => {
 });
 
 describe('bad input changes nothing and gets a clear 4xx', () => {
+  test('accounts.allowedDomains: a sign-up with an address elsewhere is refused (400, no account), one inside works', async () => {
+    const only = await startGatehouse(() => ({ accounts: { allowedDomains: ['Example.com'] } }));
+    try {
+      const c = new Client(only.url);
+      const outside = await c.postJson('/.auth/register', { email: 'eve@elsewhere.test', password: PASSWORD });
+      assert.equal(outside.status, 400);
+      assert.equal(outside.json().fields.email, 'Use an address at Example.com.');
+      assert.equal(await only.gatehouse.store.users.getByEmail('eve@elsewhere.test'), undefined);
+      const missing = await c.postJson('/.auth/register', { password: PASSWORD });
+      assert.equal(missing.json().fields.email, 'Enter an email address like name@example.com.');
+      const inside = await c.postJson('/.auth/register', { email: uniqueEmail('inside'), password: PASSWORD });
+      assert.equal(inside.status, 201, inside.text);
+    } finally {
+      await only.close();
+    }
+  });
+
   test('bodies: oversized, wrong type, bad JSON, wrong shapes', async () => {
     const c = new Client(gh.url);
     const big = await c.fetch('/.auth/login', {
