@@ -319,18 +319,18 @@ export class ProviderRoutes {
     const linked = await this.p.accounts.link(user.id, client, result.profile);
     if (!linked.ok) return this.fail(ctx, client, linked.code, record);
     await this.p.keepTokens(sessionOwner(session), client, result.tokens, 'link');
-    if (!linked.already)
+    if (!linked.already) {
       this.s.audit.record({
         event: 'provider_linked',
         userId: user.id,
         ctx,
         detail: { provider: client.id, by: 'user' },
       });
-    if (!linked.already)
       this.s.logger.info(
         { event: 'identity_linked', userId: user.id, provider: client.id, by: 'user', requestId: ctx.requestId },
         'identity linked',
       );
+    }
     redirect(ctx.res, 303, ctx.site.origin + record.returnTo);
   }
 
