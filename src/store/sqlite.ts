@@ -200,8 +200,7 @@ export class SqliteDriver implements SqlDriver {
    * in another process (the CLI, a backup) makes it give up, and the next compaction does it.
    */
   async compact(): Promise<void> {
-    // The checkpoint under way may have begun before the purge's last write: wait, then one more.
-    await this.checkpointer?.checkpoint();
+    // checkpoint() waits for one under way (it may have begun before the purge's last write).
     await this.checkpointer?.checkpoint();
     await this.checkpointer?.checkpoint('TRUNCATE');
   }
