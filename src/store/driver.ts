@@ -25,7 +25,7 @@ export interface SqlDriver {
   writeMark?(): number;
   /** Gives back the log space of deleted rows (SQLite: checkpoint and truncate the WAL). */
   compact?(): Promise<void>;
-  /** Waits for background work on the log (SQLite: a WAL checkpoint under way); see Store.settle. */
+  /** Waits for the log to catch up with what was written (SQLite: a WAL checkpoint); see Store.settle. */
   settle?(): Promise<void>;
 }
 

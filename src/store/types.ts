@@ -174,8 +174,8 @@ export interface Store {
   compact(): Promise<void>;
   /**
    * Resolves when the store has caught up with a burst of writes: a background job waits for
-   * it between batches (SQLite: the checkpoint under way, so that the WAL can start over
-   * instead of growing while the job writes). PostgreSQL: at once.
+   * it between batches (SQLite: a checkpoint of what was written, in its own thread, so that
+   * the WAL starts over instead of growing while the job writes). PostgreSQL: at once.
    */
   settle(): Promise<void>;
   close(): Promise<void>;
