@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CLI } from '../helpers/cli.ts';
 import { Client, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { freePort } from '../helpers/gatehouse.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
-import { eventually } from '../faults/services.ts';
+import { type Line, Node } from './node.ts';
 
 /**
  * metrics.listen with listen.workers (docs/workers.md, Metrics): `gatehouse serve` as a real
@@ -19,60 +17,8 @@ import { eventually } from '../faults/services.ts';
  * makes the scrape a 503 in about 2 s, not a hang. With 1 worker nothing changes.
  */
 
-type Line = Record<string, any>;
-
 const dir = mkdtempSync(join(tmpdir(), 'gatehouse-workers-metrics-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-/** A running `gatehouse serve` and the lines it has logged, parsed. */
-class Node {
-  readonly child: ChildProcess;
-  readonly lines: Line[] = [];
-  readonly output: string[] = [];
-  readonly exited: Promise<number | null>;
-
-  constructor(config: string) {
-    this.child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let rest = '';
-    this.child.stdout!.on('data', (d: Buffer) => {
-      rest += d;
-      const parts = rest.split('\n');
-      rest = parts.pop()!;
-      for (const p of parts) {
-        this.output.push(p);
-        try {
-          this.lines.push(JSON.parse(p) as Line);
-        } catch {
-          // not a log line
-        }
-      }
-    });
-    this.child.stderr!.on('data', (d: Buffer) => this.output.push(String(d)));
-    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
-  }
-
-  /** Worker id → pid of the workers that logged `start`. */
-  started(): Map<number, number> {
-    return new Map(this.lines.filter((l) => l.event === 'start' && l.worker !== 0).map((l) => [l.worker ?? 1, l.pid]));
-  }
-
-  until<T>(what: string, check: () => T | undefined | false, timeoutMs = 20_000): Promise<T> {
-    return eventually(
-      what,
-      () => {
-        if (this.child.exitCode !== null) throw new Error(`gatehouse exited: ${this.output.join('\n')}`);
-        return check();
-      },
-      timeoutMs,
-    );
-  }
-
-  /** The port of metrics.listen, from the `metrics_listening` line. */
-  metricsPort(): number | undefined {
-    const l = this.lines.find((x) => x.event === 'metrics_listening');
-    return l ? Number(new URL(l.listen).port) : undefined;
-  }
-}
 
 /** A GET on a connection of its own (so the primary hands each to the next worker). */
 function get(url: string): Promise<{ status: number; text: string; ms: number }> {

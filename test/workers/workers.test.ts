@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +6,6 @@ import { after, before, test } from 'node:test';
 import tls from 'node:tls';
 import { Agent, request } from 'undici';
 import { stringify } from 'yaml';
-import { CLI } from '../helpers/cli.ts';
 import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { freePort } from '../helpers/gatehouse.ts';
 import { describeOrSkip } from '../helpers/requirements.ts';
@@ -15,6 +13,7 @@ import { follow, signIn } from '../helpers/oauth.ts';
 import { accountPost, startLab } from '../helpers/providers.ts';
 import { selfSigned } from '../helpers/tls.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { type Line, Node } from './node.ts';
 import { eventually, pgSchema, postgres, redis, REDIS_URL } from '../faults/services.ts';
 
 /**
@@ -22,8 +21,6 @@ import { eventually, pgSchema, postgres, redis, REDIS_URL } from '../faults/serv
  * workers on one port (own TLS), on SQLite with the memory cache (counters kept by the primary)
  * and on PostgreSQL with Redis. Which worker answered is read from the log: every line says.
  */
-
-type Line = Record<string, any>;
 
 const dir = mkdtempSync(join(tmpdir(), 'gatehouse-workers-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -56,70 +53,6 @@ const backends: Backend[] = [
     },
   },
 ];
-
-/** A running `gatehouse serve` and the lines it has logged, parsed. */
-class Node {
-  readonly child: ChildProcess;
-  readonly lines: Line[] = [];
-  readonly output: string[] = [];
-  readonly exited: Promise<number | null>;
-
-  constructor(config: string, nodeFlags: string[] = []) {
-    this.child = spawn(process.execPath, [...nodeFlags, CLI, 'serve', '--config', config], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let rest = '';
-    this.child.stdout!.on('data', (d: Buffer) => {
-      rest += d;
-      const parts = rest.split('\n');
-      rest = parts.pop()!;
-      for (const p of parts) {
-        this.output.push(p);
-        try {
-          this.lines.push(JSON.parse(p) as Line);
-        } catch {
-          // not a log line
-        }
-      }
-    });
-    this.child.stderr!.on('data', (d: Buffer) => this.output.push(String(d)));
-    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
-  }
-
-  since(mark: number): Line[] {
-    return this.lines.slice(mark);
-  }
-
-  /** The workers that logged a request line for `path` after `mark`. */
-  servedBy(mark: number, path: string): Set<number> {
-    return new Set(
-      this.since(mark)
-        .filter((l) => l.req?.path === path && l.status)
-        .map((l) => l.worker as number),
-    );
-  }
-
-  /** Worker id → pid of the workers serving now (started, not exited). */
-  live(): Map<number, number> {
-    const live = new Map<number, number>();
-    for (const l of this.lines) {
-      if (l.event === 'start' && l.worker > 0) live.set(l.worker, l.pid);
-      if ((l.event === 'worker_exit' || l.event === 'worker_stopped') && l.worker !== undefined) live.delete(l.worker);
-    }
-    return live;
-  }
-
-  until<T>(what: string, check: () => T | undefined | false, timeoutMs = 20_000): Promise<T> {
-    return eventually(
-      what,
-      () => {
-        if (this.child.exitCode !== null) throw new Error(`gatehouse exited: ${this.output.join('\n')}`);
-        return check();
-      },
-      timeoutMs,
-    );
-  }
-}
 
 /** The CN of the certificate a fresh TLS connection is served. */
 function servedCN(port: number): Promise<string> {
