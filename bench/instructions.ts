@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { stringify } from 'yaml';
-import { SERVE_V8_FLAGS } from '../src/cli/v8-flags.ts';
+import { serveV8Flags } from '../src/cli/v8-flags.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { values: v, positionals } = parseArgs({
@@ -220,7 +220,7 @@ for (const target of targets) {
     const p = await prepare(root, target.replace(/[^a-z0-9]/gi, '_'), kind === 'metrics');
     // serve's own V8 flags given here: without them it would re-execute itself to add them,
     // and the new image would run outside valgrind.
-    child = run([...valgrind, ...SERVE_V8_FLAGS, 'src/cli/main.ts', 'serve', '--config', p.config], {
+    child = run([...valgrind, ...serveV8Flags([]), 'src/cli/main.ts', 'serve', '--config', p.config], {
       cwd: root,
       out: join(tmp, 'gatehouse-valgrind.log'),
     });

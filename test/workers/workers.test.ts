@@ -130,10 +130,12 @@ ${db.yaml}`,
       await node.until('both workers answered', () => node.servedBy(mark, '/.auth/health').size === 2);
     });
 
-    test("the workers run with the primary's Node flags", () => {
+    test("the workers run with the primary's Node flags: the operator's and those serve adds", () => {
       for (const pid of node.live().values()) {
         const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
         assert.ok(argv.includes('--max-semi-space-size=16'), `worker ${pid}: ${argv.join(' ')}`);
+        assert.ok(argv.includes('--no-allocation-site-pretenuring'), `worker ${pid}: ${argv.join(' ')}`);
+        assert.ok(!argv.includes('--max-semi-space-size=8'), "serve's young-generation size yields to the operator's");
       }
     });
 
