@@ -107,10 +107,9 @@ export class Invitations {
     return { ok: true, user, token, link: this.link(token), again };
   }
 
-  /** An invited user who has not accepted yet: no password, address unverified, no provider identity. */
-  async pending(user: User): Promise<boolean> {
-    if (user.passwordHash || user.emailVerified || user.disabled) return false;
-    return (await this.store.identities.listByUser(user.id)).length === 0;
+  /** An invited user who has not accepted yet: see awaitingAcceptance. */
+  pending(user: User): Promise<boolean> {
+    return awaitingAcceptance(this.store, user);
   }
 
   /** The message of an invitation, for the mailer. */
@@ -126,6 +125,15 @@ export class Invitations {
       }),
     };
   }
+}
+
+/**
+ * An invited user who has not accepted (whether or not the link still works): no password,
+ * address unverified, no provider identity, not disabled. Such a user cannot sign in at all.
+ */
+export async function awaitingAcceptance(store: Store, user: User): Promise<boolean> {
+  if (user.passwordHash || user.emailVerified || user.disabled) return false;
+  return (await store.identities.listByUser(user.id)).length === 0;
 }
 
 /** What the invitation pages use (the composition root's Services satisfies it). */

@@ -3,7 +3,7 @@ import { checkDisplayName } from '../accounts/names.ts';
 import { hashPassword, passwordProblem } from '../accounts/passwords.ts';
 import { factorTypes, resetFactors } from '../mfa/factors.ts';
 import { EmailTokens } from '../accounts/email-tokens.ts';
-import { Invitations } from '../accounts/invitations.ts';
+import { awaitingAcceptance, Invitations } from '../accounts/invitations.ts';
 import { createLogger } from '../log/index.ts';
 import { Mailer } from '../mail/mailer.ts';
 import { humanDuration } from '../mail/messages.ts';
@@ -20,15 +20,21 @@ export async function findUser(ctx: OperatorContext, who: string | undefined): P
   return user;
 }
 
-function row(u: User, factors: string[], invited = false) {
+/**
+ * disabled; invited (a live invitation not yet accepted: no way to sign in until it is);
+ * invitation expired (never accepted and the link no longer works: `users invite` again);
+ * active.
+ */
+type Status = 'disabled' | 'invited' | 'invitation expired' | 'active';
+
+function row(u: User, factors: string[], status: Status = u.disabled ? 'disabled' : 'active') {
   return {
     id: u.id,
     email: u.email,
     verified: u.emailVerified ? 'yes' : 'no',
     name: u.name ?? '',
     groups: u.groups.join(','),
-    // invited: a live invitation not yet accepted (no way to sign in until it is).
-    status: u.disabled ? 'disabled' : invited ? 'invited' : 'active',
+    status,
     factors: factors.join(','),
     created: new Date(u.createdAt).toISOString().slice(0, 19) + 'Z',
   };
@@ -36,7 +42,18 @@ function row(u: User, factors: string[], invited = false) {
 
 const rows = async (store: Store, list: User[]) => {
   const invited = await store.emailTokens.holders('invite', Date.now());
-  return Promise.all(list.map(async (u) => row(u, await factorTypes(store, u.id), invited.has(u.id))));
+  return Promise.all(
+    list.map(async (u) => {
+      const status: Status = u.disabled
+        ? 'disabled'
+        : invited.has(u.id)
+          ? 'invited'
+          : (await awaitingAcceptance(store, u))
+            ? 'invitation expired'
+            : 'active';
+      return row(u, await factorTypes(store, u.id), status);
+    }),
+  );
 };
 
 export async function users(
@@ -164,7 +181,7 @@ async function invite(
   }
   const what = `${again ? 'invited again' : 'invited'} ${user.email}${user.groups.length ? ` (groups: ${user.groups.join(', ')})` : ''}`;
   if (flags.json) {
-    out(JSON.stringify({ ...row(user, []), mailed, expiresIn: valid, ...(mailed ? {} : { link }) }));
+    out(JSON.stringify({ ...row(user, [], 'invited'), mailed, expiresIn: valid, ...(mailed ? {} : { link }) }));
     return mailed || !email ? 0 : 1;
   }
   if (mailed) {

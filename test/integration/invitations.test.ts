@@ -6,7 +6,7 @@ import { runCli } from '../helpers/cli.ts';
 import { Client, decodeEntities, PASSWORD, uniqueEmail } from '../helpers/client.ts';
 import { linkIn, mailTo, openLink, openLinkPage, sameOrigin, submit } from '../helpers/email.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
-import { csrfOf } from '../helpers/providers.ts';
+import { csrfOf, rawDb } from '../helpers/providers.ts';
 import { startSmtp, type TestSmtp } from '../helpers/smtp.ts';
 import { Clock } from '../oauth/helpers.ts';
 
@@ -167,7 +167,10 @@ describe('invitations', () => {
     const second = await invite(bareConfig, email, '--groups', 'staff', '--json');
     assert.equal(second.code, 0, second.stderr);
     const out = JSON.parse(second.stdout);
-    assert.deepEqual([out.email, out.groups, out.mailed, out.verified], [email, 'staff', false, 'no']);
+    assert.deepEqual(
+      [out.email, out.groups, out.mailed, out.verified, out.status],
+      [email, 'staff', false, 'no', 'invited'],
+    );
     const token = /token=([A-Za-z0-9_-]{43})/.exec(out.link)![1]!;
     const old = await owner.postJson('/.auth/invite', { token: first, password: PASSWORD });
     assert.deepEqual([old.status, old.json().error], [410, 'link_superseded']);
@@ -192,6 +195,24 @@ describe('invitations', () => {
     } finally {
       clock.advance(-(7 * 86_400_000 + 1000));
     }
+    // `users list` (its own process, the real clock) tells an expired invitation from a live one.
+    const statusOf = async () => {
+      const list = await runCli(['users', 'list', '--json', '--config', mailConfig]);
+      return (JSON.parse(list.stdout) as { email: string; status: string }[]).find((u) => u.email === email)?.status;
+    };
+    assert.equal(await statusOf(), 'invited');
+    const db = rawDb(gh);
+    try {
+      await db.run(
+        `UPDATE email_tokens SET expires_at = ? WHERE purpose = 'invite' AND user_id = (SELECT id FROM users WHERE email = ?)`,
+        [Date.now() - 1, email],
+      );
+    } finally {
+      await db.close();
+    }
+    assert.equal(await statusOf(), 'invitation expired', 'never accepted, and the link no longer works');
+    assert.equal((await invite(mailConfig, email)).code, 0, 'invited again');
+    assert.equal(await statusOf(), 'invited');
 
     const other = uniqueEmail('outlived');
     const m = smtp.messages.length;
