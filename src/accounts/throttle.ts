@@ -80,25 +80,32 @@ export class Throttle {
   /**
    * A second-factor code or passkey answer (security.md #209): counted like a password, per
    * client IP and per account, before it is checked; a right one is refunded. The account's
-   * allowance has no device exception: whoever is here knows the password already.
+   * allowance has no device exception: whoever is here knows the password already. A passkey
+   * alone (`userId` null: nobody is known until it verifies) counts per client IP only: one
+   * allowance shared by every such sign-in would let anyone throttle them all (security.md #221),
+   * and a signature cannot be guessed like a code.
    */
-  async attemptSecondFactor(ip: string, userId: string): Promise<Verdict> {
+  async attemptSecondFactor(ip: string, userId: string | null): Promise<Verdict> {
     const ipKey = `mfa:ip:${rateLimitAddress(ip)}`;
-    const account = `mfa:acct:${this.secrets.mac('throttle', userId).slice(0, 22)}`;
+    const account = userId === null ? null : this.secondFactorKey(userId);
     const [ipCount, accountCount] = await Promise.all([
       this.cache.hit(ipKey, WINDOW_MS),
-      this.cache.hit(account, WINDOW_MS),
+      account === null ? 0 : this.cache.hit(account, WINDOW_MS),
     ]);
     if (ipCount > this.limits.loginPerIp) return this.retryAfter(ipKey);
-    if (accountCount > this.limits.loginPerAccount) return this.retryAfter(account);
+    if (account !== null && accountCount > this.limits.loginPerAccount) return this.retryAfter(account);
     return { ok: true };
   }
 
-  async secondFactorSucceeded(ip: string, userId: string): Promise<void> {
+  async secondFactorSucceeded(ip: string, userId: string | null): Promise<void> {
     await Promise.all([
       this.cache.release(`mfa:ip:${rateLimitAddress(ip)}`),
-      this.cache.release(`mfa:acct:${this.secrets.mac('throttle', userId).slice(0, 22)}`),
+      userId === null ? undefined : this.cache.release(this.secondFactorKey(userId)),
     ]);
+  }
+
+  private secondFactorKey(userId: string): string {
+    return `mfa:acct:${this.secrets.mac('throttle', userId).slice(0, 22)}`;
   }
 
   async checkRegistration(ip: string): Promise<Verdict> {

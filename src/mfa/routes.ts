@@ -390,7 +390,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
     this.s.audit.record({ event: proof.event, outcome, userId, ctx, detail: { method: proof.method, ...detail } });
   }
 
-  private async throttled(ctx: RequestContext, input: Input, userId: string, proof?: Proof): Promise<boolean> {
+  private async throttled(ctx: RequestContext, input: Input, userId: string | null, proof?: Proof): Promise<boolean> {
     const verdict = await this.s.throttle.attemptSecondFactor(ctx.ip, userId);
     if (verdict.ok) return false;
     if (proof) this.recordProof(ctx, proof, 'throttled', proof.userId);
@@ -886,7 +886,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
       event: p.purpose === 'step_up' ? 'reauthentication_failed' : 'login',
       userId: p.userId,
     };
-    if (await this.throttled(ctx, input, p.userId ?? 'passkey', proof)) return;
+    if (await this.throttled(ctx, input, p.userId, proof)) return;
     const r = await this.passkeys.authenticate(input.data.response, challenge, ctx.site.origin, p.userId);
     if (!r.ok) {
       this.s.logger.info(
@@ -901,7 +901,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
       if (user) this.recordProof(ctx, proof, 'disabled', user.id);
       throw new HttpError(403, 'account_disabled', 'This account is disabled. Contact an administrator.');
     }
-    await this.s.throttle.secondFactorSucceeded(ctx.ip, p.userId ?? 'passkey');
+    await this.s.throttle.secondFactorSucceeded(ctx.ip, p.userId);
     const method = passkeyAmr(r.passkey);
     if (p.purpose === 'passkey_login')
       return this.finish(

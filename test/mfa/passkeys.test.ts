@@ -486,3 +486,48 @@ describe('passkey sign-up and accounts.registration', () => {
     }
   });
 });
+
+describe('passkey-only sign-in and the limits', () => {
+  test('attack: failed passkey-only sign-ins from one address do not throttle everyone else; past its own limit that address is refused and recorded (security.md #221)', async () => {
+    const port = await freePort();
+    const limited = await startGatehouse(
+      () => ({
+        publicUrl: `http://localhost:${port}`,
+        trustedProxies: ['loopback'],
+        accounts: { rateLimits: { loginPerIp: 3, loginPerAccount: 2 } },
+      }),
+      { port },
+    );
+    try {
+      const url = `http://localhost:${port}`;
+      const started = Date.now();
+      /** One passkey-only attempt from `ip` with an answer that cannot verify. */
+      const attempt = async (ip: string) => {
+        const c = new Client(url);
+        const headers = { origin: url, 'sec-fetch-site': 'same-origin', 'x-forwarded-for': ip };
+        const options = await c.postJson('/.auth/passkeys/login-options', { mode: 'signin' }, headers);
+        assert.equal(options.status, 200, options.text);
+        const forged = { id: 'AAAA', rawId: 'AAAA', type: 'public-key', response: {}, clientExtensionResults: {} };
+        return c.postJson('/.auth/passkeys/login', { response: forged }, headers);
+      };
+      for (let i = 0; i < 3; i++) assert.equal((await attempt('203.0.113.7')).status, 401);
+      const other = await attempt('198.51.100.20');
+      assert.equal(other.status, 401, `another address is not throttled by the first one's failures: ${other.text}`);
+      const past = await attempt('203.0.113.7');
+      assert.equal(past.status, 429, past.text);
+      assert.equal(past.json().error, 'too_many_attempts');
+      assert.ok(Number(past.headers['retry-after']) > 0);
+
+      await limited.gatehouse.audit.flush();
+      const events = await limited.gatehouse.store.audit.list({ event: 'login', since: started });
+      const of = (ip: string, outcome: string) =>
+        events.filter((e) => e.ip === ip && e.outcome === outcome && e.detail.method === 'passkey').length;
+      assert.deepEqual(
+        [of('203.0.113.7', 'failure'), of('203.0.113.7', 'throttled'), of('198.51.100.20', 'failure')],
+        [3, 1, 1],
+      );
+    } finally {
+      await limited.close();
+    }
+  });
+});
