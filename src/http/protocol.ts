@@ -64,6 +64,9 @@ function singleton(name: string): number {
 
 const badRequest = (message: string): ProtocolError => ({ status: 400, code: 'bad_request', message });
 
+const withoutPort = (authority: string, port: string) =>
+  authority.endsWith(port) ? authority.slice(0, -port.length) : authority;
+
 /**
  * Why a request must be refused before it is read, or undefined. For HTTP/1.x: any version
  * but 1.0 and 1.1 (505), Transfer-Encoding on HTTP/1.0 or other than exactly "chunked"
@@ -86,7 +89,9 @@ export function protocolError(req: IncomingMessage): ProtocolError | undefined {
     if (te !== undefined && te.toLowerCase() !== 'chunked')
       return badRequest('The only Transfer-Encoding accepted in a request is "chunked".');
   } else if (h.host !== undefined && h[':authority'] !== undefined) {
-    if (h.host.toLowerCase() !== String(h[':authority']).toLowerCase())
+    // Compared normalized (RFC 9113 §8.3.1, RFC 3986 §6.2): case, and the scheme's default port.
+    const port = h[':scheme'] === 'http' ? ':80' : ':443';
+    if (withoutPort(h.host.toLowerCase(), port) !== withoutPort(String(h[':authority']).toLowerCase(), port))
       return badRequest('Host and :authority name different hosts.');
   }
   const raw = req.rawHeaders;
