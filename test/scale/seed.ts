@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { DatabaseSync } from 'node:sqlite';
 import type { Client } from '../helpers/client.ts';
 
@@ -80,13 +80,20 @@ export async function purgeUnderTraffic<T>(user: Client, purge: () => Promise<T>
       answered++;
     }
   })();
+  // GC pauses of this process during the purge (the test's and Gatehouse's: one heap).
+  const gcs: { startTime: number; duration: number }[] = [];
+  const gcObserver = new PerformanceObserver((list) => void gcs.push(...list.getEntries()));
+  gcObserver.observe({ entryTypes: ['gc'] });
   const started = performance.now();
   const { result, maxMs } = await longestStall(purge);
   const took = performance.now() - started;
   const baseline = await longestStall(() => new Promise((r) => setTimeout(r, Math.min(took, 20_000))));
+  gcObserver.disconnect();
   going = false;
   await traffic;
-  return { result, maxMs, baselineMs: baseline.maxMs, answered, slowest };
+  const during = gcs.filter((g) => g.startTime >= started && g.startTime <= started + took);
+  const longestGcMs = Math.max(0, ...during.map((g) => g.duration));
+  return { result, maxMs, baselineMs: baseline.maxMs, answered, slowest, longestGcMs };
 }
 
 /**
@@ -94,10 +101,20 @@ export async function purgeUnderTraffic<T>(user: Client, purge: () => Promise<T>
  * loop for, whatever the machine's load), and by the event loop's own delay histogram. That one
  * also counts the times the OS ran something else or the disk made a read wait, so it is asserted
  * when the machine is quiet enough to measure it (its own noise, the baseline, under 20 ms), and
- * otherwise reported.
+ * otherwise reported. A batch's thread CPU time also holds any garbage collection that stopped the
+ * thread meanwhile (this process's heap is the test's and Gatehouse's), which is not the batch's
+ * work: the longest such pause during the purge (`longestGcMs`) is allowed on top.
  */
-export function assertNoStall(counts: { longestBatchCpuMs?: number }, maxMs: number, baselineMs: number): void {
-  assert.ok(counts.longestBatchCpuMs! < 50, `the longest batch took ${counts.longestBatchCpuMs} ms of CPU`);
+export function assertNoStall(
+  counts: { longestBatchCpuMs?: number },
+  maxMs: number,
+  baselineMs: number,
+  longestGcMs = 0,
+): void {
+  assert.ok(
+    counts.longestBatchCpuMs! - longestGcMs < 50,
+    `the longest batch took ${counts.longestBatchCpuMs} ms of CPU (the longest GC pause meanwhile: ${longestGcMs.toFixed(1)} ms)`,
+  );
   const what = `the longest event-loop stall was ${maxMs.toFixed(1)} ms (without a purge: ${baselineMs.toFixed(1)} ms)`;
   if (baselineMs < 20) assert.ok(maxMs < 50, what);
   else console.log(`# too busy a machine to assert it: ${what}`);
