@@ -36,10 +36,6 @@ export type LoginResult =
 /** One message for a wrong password and an unknown email: nothing tells them apart (security.md #41). */
 export const BAD_CREDENTIALS = 'The email or password is not correct.';
 
-/**
- * Local accounts: registration, password login and the operator's changes. Transport-free:
- * the HTTP routes and the CLI both call in here.
- */
 /** The answer to a sign-up whose address has an account: the same whether it is a password or a passkey one. */
 const addressTaken = () => ({
   ok: false as const,
@@ -47,6 +43,10 @@ const addressTaken = () => ({
   errors: { email: 'This address cannot be used to register. If it is yours, sign in instead.' },
 });
 
+/**
+ * Local accounts: registration, password login and the operator's changes. Transport-free:
+ * the HTTP routes and the CLI both call in here.
+ */
 export class Accounts {
   private readonly store: Store;
   private readonly throttle: Throttle;
