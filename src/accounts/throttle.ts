@@ -8,6 +8,10 @@ const WINDOW_MS = 15 * 60_000;
 const HOUR_MS = 60 * 60_000;
 const REGISTER_WINDOW_MS = HOUR_MS;
 
+/** The per-address counters of passwords and of second factors: counted and refunded by the same key. */
+const loginIpKey = (ip: string) => `login:ip:${rateLimitAddress(ip)}`;
+const secondFactorIpKey = (ip: string) => `mfa:ip:${rateLimitAddress(ip)}`;
+
 export type Verdict = { ok: true } | { ok: false; retryAfterSeconds: number };
 
 /**
@@ -56,7 +60,7 @@ export class Throttle {
    * cannot all slip under the limit; a successful attempt is refunded afterwards.
    */
   async attemptLogin(ip: string, email: string, nonce: string | undefined): Promise<Verdict> {
-    const ipKey = `login:ip:${rateLimitAddress(ip)}`;
+    const ipKey = loginIpKey(ip);
     const subject = this.subjectKey(email, nonce);
     const [ipCount, subjectCount] = await Promise.all([
       this.cache.hit(ipKey, WINDOW_MS),
@@ -72,7 +76,7 @@ export class Throttle {
   /** A correct password: the attempt does not count against the IP, and a device starts afresh. */
   async loginSucceeded(ip: string, email: string, nonce: string | undefined): Promise<void> {
     await Promise.all([
-      this.cache.release(`login:ip:${rateLimitAddress(ip)}`),
+      this.cache.release(loginIpKey(ip)),
       nonce ? this.cache.reset(`login:dev:${nonce}`) : this.cache.release(this.subjectKey(email, undefined)),
     ]);
   }
@@ -86,7 +90,7 @@ export class Throttle {
    * and a signature cannot be guessed like a code.
    */
   async attemptSecondFactor(ip: string, userId: string | null): Promise<Verdict> {
-    const ipKey = `mfa:ip:${rateLimitAddress(ip)}`;
+    const ipKey = secondFactorIpKey(ip);
     const account = userId === null ? null : this.secondFactorKey(userId);
     const [ipCount, accountCount] = await Promise.all([
       this.cache.hit(ipKey, WINDOW_MS),
@@ -99,7 +103,7 @@ export class Throttle {
 
   async secondFactorSucceeded(ip: string, userId: string | null): Promise<void> {
     await Promise.all([
-      this.cache.release(`mfa:ip:${rateLimitAddress(ip)}`),
+      this.cache.release(secondFactorIpKey(ip)),
       userId === null ? undefined : this.cache.release(this.secondFactorKey(userId)),
     ]);
   }

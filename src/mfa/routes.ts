@@ -394,7 +394,11 @@ export class SecondFactorRoutes implements SecondFactorGate {
     const verdict = await this.s.throttle.attemptSecondFactor(ctx.ip, userId);
     if (verdict.ok) return false;
     if (proof) this.recordProof(ctx, proof, 'throttled', proof.userId);
-    const message = 'Too many wrong codes. Wait a few minutes and try again.';
+    // A passkey is not a code the user typed: the message says what was counted.
+    const message =
+      proof?.method === 'passkey'
+        ? 'Too many passkey sign-ins that did not work from here. Wait a few minutes and try again.'
+        : 'Too many wrong codes. Wait a few minutes and try again.';
     const headers = { 'retry-after': String(verdict.retryAfterSeconds) };
     if (input.kind === 'json') sendJson(ctx.res, 429, { error: 'too_many_attempts', message }, headers);
     else

@@ -516,6 +516,8 @@ describe('passkey-only sign-in and the limits', () => {
       const past = await attempt('203.0.113.7');
       assert.equal(past.status, 429, past.text);
       assert.equal(past.json().error, 'too_many_attempts');
+      // It says what was counted: no code was typed here.
+      assert.match(past.json().message, /passkey sign-ins that did not work/);
       assert.ok(Number(past.headers['retry-after']) > 0);
 
       await limited.gatehouse.audit.flush();
