@@ -68,6 +68,16 @@ const withoutPort = (authority: string, port: string) =>
   authority.endsWith(port) ? authority.slice(0, -port.length) : authority;
 
 /**
+ * Whether two authorities name the same host and port, compared normalized (RFC 3986 §6.2.3,
+ * RFC 9113 §8.3.1): letter case, and `scheme`'s default port written on one side only
+ * (`example.com:443` and `example.com` over https), do not count.
+ */
+function sameAuthority(a: string, b: string, scheme: string): boolean {
+  const port = scheme === 'http' ? ':80' : ':443';
+  return withoutPort(a.toLowerCase(), port) === withoutPort(b.toLowerCase(), port);
+}
+
+/**
  * Why a request must be refused before it is read, or undefined. For HTTP/1.x: any version
  * but 1.0 and 1.1 (505), Transfer-Encoding on HTTP/1.0 or other than exactly "chunked"
  * (`gzip, chunked` would be decoded by the app, not by Gatehouse or its upstream client).
@@ -89,9 +99,7 @@ export function protocolError(req: IncomingMessage): ProtocolError | undefined {
     if (te !== undefined && te.toLowerCase() !== 'chunked')
       return badRequest('The only Transfer-Encoding accepted in a request is "chunked".');
   } else if (h.host !== undefined && h[':authority'] !== undefined) {
-    // Compared normalized (RFC 9113 §8.3.1, RFC 3986 §6.2): case, and the scheme's default port.
-    const port = h[':scheme'] === 'http' ? ':80' : ':443';
-    if (withoutPort(h.host.toLowerCase(), port) !== withoutPort(String(h[':authority']).toLowerCase(), port))
+    if (!sameAuthority(h.host, String(h[':authority']), String(h[':scheme'])))
       return badRequest('Host and :authority name different hosts.');
   }
   const raw = req.rawHeaders;
@@ -102,5 +110,52 @@ export function protocolError(req: IncomingMessage): ProtocolError | undefined {
     if (seen & bit) return badRequest(`The ${raw[i]!.toLowerCase()} header is sent more than once.`);
     seen |= bit;
   }
+  return undefined;
+}
+
+/** `http://` or `https://` (any letter case), the authority, and the rest: path (maybe empty), query, fragment. */
+const ABSOLUTE = /^(https?):\/\/([^/?#]*)(.*)$/is;
+
+/**
+ * The origin-form (path and query) of an absolute-form request target, which a server must
+ * accept (RFC 9112 §3.2.2; clients talking through some proxies send it):
+ * `http://app.example.com/a?b=1` → `/a?b=1`, `https://app.example.com` → `/`. The path and
+ * query are kept byte for byte, for normalizeTarget (target.ts) to check like any origin-form
+ * path: never parsed with URL, which resolves dot-segments, reads `\` as `/` and decodes
+ * `%2e`, and so would make an absolute-form target a way around those checks.
+ *
+ * Its authority must name the host the Host header names, compared normalized like Host and
+ * :authority (sameAuthority, with the target's scheme): the site is chosen by Host, and a
+ * request naming two hosts is one a proxy in front may have read the other way (RFC 9112 §3.2
+ * has clients send the same in both). User information (`http://user@host/`) is refused (RFC
+ * 9110 §4.2.4), and so is an empty host (RFC 9110 §4.2.1). Any other target (origin-form,
+ * `*`, another scheme, `http:` without `//`) comes back unchanged: normalizeTarget refuses
+ * what is not a path, as it always has.
+ */
+export function originForm(target: string, host: string | undefined): string | ProtocolError {
+  const m = ABSOLUTE.exec(target);
+  if (!m) return target;
+  const authority = m[2]!;
+  const rest = m[3]!;
+  if (authority.includes('@')) return badRequest('A request target with user information (user@host) is not accepted.');
+  if (authority === '') return badRequest('The request target names no host.');
+  if (host === undefined || !sameAuthority(authority, host, m[1]!.toLowerCase()))
+    return badRequest('The request target names another host than the Host header.');
+  return rest.charCodeAt(0) === 47 /* / */ ? rest : `/${rest}`;
+}
+
+/**
+ * For an HTTP/1.x request whose target is in absolute form: req.url rewritten to its
+ * origin-form (originForm) before anything reads it, so that routes, rules, the log line and
+ * the app all see one form; or why it is refused (answered like protocolError's refusals:
+ * 400, connection closed). HTTP/2 has no absolute-form (:path is origin-form or `*`, RFC 9113
+ * §8.3.1): an HTTP/2 request is left as it is.
+ */
+export function toOriginForm(req: IncomingMessage): ProtocolError | undefined {
+  const url = req.url;
+  if (url === undefined || url.charCodeAt(0) === 47 /* / */ || h2Stream(req) !== undefined) return undefined;
+  const origin = originForm(url, req.headers.host);
+  if (typeof origin !== 'string') return origin;
+  req.url = origin;
   return undefined;
 }

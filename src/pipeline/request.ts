@@ -9,7 +9,7 @@ import type { TrustedProxies } from '../http/client-ip.ts';
 import type { RequestContext, SiteInfo } from '../http/context.ts';
 import { HttpError } from '../http/errors.ts';
 import type { Forwarding } from '../http/forwarded.ts';
-import { h2Stream, protocolError } from '../http/protocol.ts';
+import { h2Stream, protocolError, toOriginForm } from '../http/protocol.ts';
 import { traceOf } from '../http/trace.ts';
 import { sendJson, wantsHtml } from '../http/respond.ts';
 import type { Match } from '../http/router.ts';
@@ -99,7 +99,8 @@ export class HttpEntry {
     let status = 0;
     const meter: Meter | undefined = this.d.metrics && { kind: 'own', app: NO_APP, sentAt: 0 };
     try {
-      const bad = protocolError(req);
+      // An absolute-form target becomes origin-form here, before anything reads req.url.
+      const bad = protocolError(req) ?? toOriginForm(req);
       if (bad) {
         status = bad.status;
         // The client may frame the rest otherwise: nothing more is read on this connection.

@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import { CacheUnavailableError } from '../cache/index.ts';
 import type { TrustedProxies } from '../http/client-ip.ts';
 import type { Forwarding } from '../http/forwarded.ts';
-import { protocolError } from '../http/protocol.ts';
+import { protocolError, toOriginForm } from '../http/protocol.ts';
 import { traceOf } from '../http/trace.ts';
 import { normalizeTarget } from '../http/target.ts';
 import type { Assertions } from '../identity/assertion.ts';
@@ -66,7 +66,7 @@ export class UpgradeEntry {
     socket.on('error', () => socket.destroy());
     if (this.d.refused.has(req.socket)) return void socket.end();
     try {
-      const bad = protocolError(req);
+      const bad = protocolError(req) ?? toOriginForm(req);
       if (bad) return rejectUpgrade(socket, (status = bad.status), http.STATUS_CODES[bad.status]!, `${bad.message}\n`);
       if (req.httpVersionMinor === 0)
         return rejectUpgrade(socket, (status = 400), 'Bad Request', 'A WebSocket handshake needs HTTP/1.1.\n');

@@ -228,6 +228,37 @@ describe('what is HTTP/2 is decided by the connection, never by the request line
     assert.equal(h1.status, 200);
   });
 
+  test('absolute-form targets: HTTP/1.1 over own TLS serves them as origin-form; HTTP/2 has none, a :path in absolute form is a stream error', async () => {
+    const authority = `127.0.0.1:${gh.port}`;
+    const before = gh.upstream.requests.length;
+    const h1 = await rawRequest(
+      gh.port,
+      `GET https://${authority}/public/abs?x=1 HTTP/1.1\r\nHost: ${authority}\r\nConnection: close\r\n\r\n`,
+      3000,
+      { ca: cert.pem },
+    );
+    assert.equal(h1.status, 200, h1.text.split('\r\n')[0]);
+    assert.equal(gh.upstream.last().url, '/public/abs?x=1');
+    const other = await rawRequest(
+      gh.port,
+      `GET https://evil.example/public/abs HTTP/1.1\r\nHost: ${authority}\r\n\r\n`,
+      3000,
+      { ca: cert.pem },
+    );
+    assert.equal(other.status, 400);
+    assert.ok(other.closed);
+    const session = http2.connect(gh.url, { ca: cert.pem });
+    try {
+      // nghttp2 itself resets such a stream (RFC 9113 §8.3.1): Gatehouse never gets one.
+      for (const path of [`https://${authority}/public/abs`, `http://${authority}/public/abs`])
+        await assert.rejects(h2(session, { ':method': 'GET', ':path': path }), /NGHTTP2_PROTOCOL_ERROR/, path);
+      assert.equal((await h2(session, { ':method': 'GET', ':path': '/public/abs' })).status, 200);
+    } finally {
+      session.close();
+    }
+    assert.equal(gh.upstream.requests.length, before + 2, 'the app saw the two origin-form ones only');
+  });
+
   test('real HTTP/2: a body is there when DATA frames follow, absent when the headers end the stream; Host must agree with :authority; CONNECT → 405', async () => {
     const session = http2.connect(gh.url, { ca: cert.pem });
     try {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { originForm } from '../../src/http/protocol.ts';
 import { normalizeTarget, safeReturnPath } from '../../src/http/target.ts';
 import { isBelow } from '../../src/pipeline/route.ts';
 import { startsWithFolded } from '../../src/sites/index.ts';
@@ -176,6 +177,128 @@ describe('request-target normalization', () => {
         );
       }),
       { numRuns: 2000 },
+    );
+  });
+});
+
+describe('absolute-form request targets, RFC 9112 §3.2.2 (security.md #222)', () => {
+  const refused = (target: string, host: string | undefined) => {
+    const r = originForm(target, host);
+    return typeof r === 'string' ? `accepted: ${r}` : `${r.status}: ${r.message}`;
+  };
+  const ANOTHER = '400: The request target names another host than the Host header.';
+  const USERINFO = '400: A request target with user information (user@host) is not accepted.';
+
+  test('one naming the Host becomes its origin-form, path and query byte for byte', () => {
+    const host = 'app.example.com';
+    assert.equal(originForm('http://app.example.com/a/b?x=1&y=%2F', host), '/a/b?x=1&y=%2F');
+    assert.equal(originForm('https://app.example.com/a', host), '/a');
+    assert.equal(originForm('http://app.example.com', host), '/', 'no path: "/"');
+    assert.equal(originForm('http://app.example.com?x=1', host), '/?x=1');
+    assert.equal(originForm('http://app.example.com/', host), '/');
+    // Scheme and host in any letter case (RFC 3986 §6.2.2.1).
+    assert.equal(originForm('HTTP://App.Example.COM/Case', host), '/Case');
+    assert.equal(originForm('hTTpS://app.example.com/x', 'APP.example.com'), '/x');
+    // The scheme's default port written on one side only (RFC 3986 §6.2.3), as for :authority.
+    assert.equal(originForm('http://app.example.com:80/x', host), '/x');
+    assert.equal(originForm('http://app.example.com/x', 'app.example.com:80'), '/x');
+    assert.equal(originForm('https://app.example.com:443/x', host), '/x');
+    assert.equal(originForm('https://app.example.com/x', 'app.example.com:443'), '/x');
+    assert.equal(originForm('http://127.0.0.1:8080/x', '127.0.0.1:8080'), '/x');
+    assert.equal(originForm('http://[::1]:8080/x', '[::1]:8080'), '/x');
+    assert.equal(originForm('http://[::1]:80/x', '[::1]'), '/x');
+    // Never parsed as a URL: what normalizeTarget refuses is left for it to refuse.
+    for (const rest of ['/a/../../b', '/%2e%2e/x', '/a%2fb', '/a\\b', '/a;b', '/%C0%AE', '/a#frag', '#frag'])
+      assert.equal(originForm(`http://app.example.com${rest}`, host), rest.startsWith('/') ? rest : `/${rest}`, rest);
+  });
+
+  test('another host than Host, user information or no host: refused', () => {
+    const host = 'app.example.com';
+    for (const [target, h] of [
+      ['http://evil.example/x', host],
+      ['http://app.example.com/x', 'evil.example'],
+      ['http://app.example.com.evil.example/x', host],
+      ['http://app.example.com:8080/x', host],
+      ['http://app.example.com/x', 'app.example.com:8080'],
+      // Only the target's own scheme's default port goes without saying.
+      ['http://app.example.com:443/x', host],
+      ['https://app.example.com:80/x', host],
+      ['https://app.example.com/x', 'app.example.com:80'],
+      ['http://app.example.com./x', host],
+      ['http://app.example.com\\evil.example/x', host],
+      ['http://app.example.com%2F/x', host],
+      ['http://app.example.com/x', undefined],
+    ] as const)
+      assert.equal(refused(target, h), ANOTHER, `${target} with Host ${h}`);
+    for (const target of [
+      'http://user@app.example.com/x',
+      'http://user:secret@app.example.com/x',
+      'http://@app.example.com/x',
+      'http://app.example.com@evil.example/x',
+      'https://evil.example@app.example.com/x',
+    ])
+      assert.equal(refused(target, host), USERINFO, target);
+    assert.equal(refused('http://app.example.com@app.example.com/x', 'app.example.com@app.example.com'), USERINFO);
+    assert.equal(refused('http:///x', ''), '400: The request target names no host.');
+    assert.equal(refused('https:///x', host), '400: The request target names no host.');
+  });
+
+  test('other targets come back as they are, for normalizeTarget to answer as before', () => {
+    for (const target of [
+      '/x?y=1',
+      '*',
+      'ftp://app.example.com/x',
+      'ws://app.example.com/x',
+      'wss://app.example.com/x',
+      'file:///etc/passwd',
+      'http:/x',
+      'http:x',
+      'http:\\\\app.example.com/x',
+      '//app.example.com/x',
+      'app.example.com:80',
+      'httpx://app.example.com/x',
+      '',
+    ]) {
+      assert.equal(originForm(target, 'app.example.com'), target, target);
+      // "//app.example.com/x" is a path ("//" collapses): only what is no path is refused.
+      if (!target.startsWith('/')) assert.equal(normalizeTarget(target).ok, false, target);
+    }
+  });
+
+  test('property: an absolute-form target is decided exactly like its origin-form, never a way around the checks', () => {
+    const segment = fc.oneof(
+      fc.constantFrom(
+        '.',
+        '..',
+        '',
+        'admin',
+        '%2e',
+        '%2E%2e',
+        '%2f',
+        '%5C',
+        '\\',
+        '%3b',
+        ';',
+        '%25',
+        '%C0%AE',
+        '#f',
+        '@',
+      ),
+      fc.stringMatching(/^[A-Za-z0-9._~-]{1,6}$/),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(segment, { maxLength: 6 }),
+        fc.constantFrom('', '?', '?x=1', '?a=/../b', '#frag'),
+        fc.constantFrom('http', 'https', 'HTTP'),
+        (segments, tail, scheme) => {
+          const origin = '/' + segments.join('/') + tail;
+          const absolute = originForm(`${scheme}://app.example.com${origin}`, 'app.example.com');
+          assert.equal(absolute, origin);
+          assert.deepEqual(normalizeTarget(absolute as string), normalizeTarget(origin), origin);
+        },
+      ),
+      { numRuns: 2000, seed: 9112 },
     );
   });
 });
