@@ -63,6 +63,8 @@ export class UpgradeEntry {
     let status = 0;
     let userId: string | undefined;
     let appName = NO_APP;
+    /** The normalized path, once there is one: what the log line names, like request.ts's. */
+    let path: string | undefined;
     socket.on('error', () => socket.destroy());
     if (this.d.refused.has(req.socket)) return void socket.end();
     try {
@@ -73,6 +75,7 @@ export class UpgradeEntry {
       const via = this.d.forwarding.resolve(req);
       const site = this.d.routes.siteFor(via.host);
       const target = normalizeTarget(req.url ?? '');
+      if (target.ok) path = target.path;
       if (!site || !target.ok || this.d.draining())
         return rejectUpgrade(
           socket,
@@ -155,7 +158,7 @@ export class UpgradeEntry {
       this.d.metrics?.request(appName, 'proxied').done(status, ms / 1000);
       this.d.logger.info(
         {
-          req: { id: requestId, method: 'GET', path: req.url?.split('?')[0], upgrade: 'websocket' },
+          req: { id: requestId, method: 'GET', path: path ?? '(invalid)', upgrade: 'websocket' },
           status,
           ms: Math.round(ms * 10) / 10,
           user: userId,

@@ -103,7 +103,7 @@ describe('absolute-form targets naming the Host are served as their origin-form 
     }
   });
 
-  test('a WebSocket upgrade in absolute form is tunnelled; the app gets the origin-form', async () => {
+  test('a WebSocket upgrade in absolute form is tunnelled; the app gets the origin-form, the log line the normalized path', async () => {
     const before = gh.upstream.requests.length;
     const head = await new Promise<string>((resolve, reject) => {
       let text = '';
@@ -128,6 +128,10 @@ describe('absolute-form targets naming the Host are served as their origin-form 
     assert.equal(gh.upstream.requests.length, before + 1);
     assert.equal(gh.upstream.last().url, '/ws?room=1');
     assert.equal(gh.upstream.last().headers['x-user-id'], userId);
+    const id = gh.upstream.last().headers['x-request-id'];
+    const line = gh.logs.find((l) => (l.req as { id?: string } | undefined)?.id === id);
+    assert.deepEqual(line?.req, { id, method: 'GET', path: '/ws', upgrade: 'websocket' });
+    assert.equal(line?.status, 101);
   });
 });
 
