@@ -1,11 +1,11 @@
 // audit/ (feature): the audit trail of security events. Features record() an event; it is logged at once
 // and written to the store (store/sql-audit.ts) in batches, off the request's path, and flushed by close()
 // on a clean shutdown. The account page's "Recent activity" and `gatehouse audit` read it back.
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import type { AuditEvent, AuditQuery, AuditStore } from '../store/index.ts';
+import { type TimedId, uuid7, uuid7Source } from './uuid7.ts';
 
 export { describeUserAgent } from './user-agent.ts';
 
@@ -92,6 +92,7 @@ export class Audit implements AuditLog {
   private readonly logger: Logger;
   private readonly metrics: Metrics | undefined;
   private readonly flushMs: number;
+  private readonly ids: () => TimedId;
   private queue: AuditEvent[] = [];
   /** The batch being written. */
   private writing: AuditEvent[] = [];
@@ -99,11 +100,13 @@ export class Audit implements AuditLog {
   private flushing: Promise<void> | null = null;
   private closed = false;
 
-  constructor(o: { store: AuditStore; logger: Logger; metrics?: Metrics; flushMs?: number }) {
+  /** `clock`: for tests, the time events are recorded at (default: Date.now, through the process's ids). */
+  constructor(o: { store: AuditStore; logger: Logger; metrics?: Metrics; flushMs?: number; clock?: () => number }) {
     this.store = o.store;
     this.logger = o.logger;
     this.metrics = o.metrics;
     this.flushMs = o.flushMs ?? 1000;
+    this.ids = o.clock ? uuid7Source(o.clock) : uuid7;
   }
 
   record(e: AuditInput): void {
@@ -114,9 +117,11 @@ export class Audit implements AuditLog {
         const v = e.detail[k];
         if (v !== undefined) detail[k] = typeof v === 'string' ? clip(v) : v;
       }
+    // One reading of the clock for both: `at` is the time in the id (audit/uuid7.ts).
+    const { id, at } = this.ids();
     const event: AuditEvent = {
-      id: randomUUID(),
-      at: Date.now(),
+      id,
+      at,
       event: e.event,
       userId: e.userId ?? null,
       outcome,
@@ -208,7 +213,8 @@ export class Audit implements AuditLog {
     const stored = await this.store.list(q);
     const seen = new Set(stored.map((e) => e.id));
     const all = pending.filter((e) => !seen.has(e.id)).concat(stored);
-    all.sort((a, b) => b.at - a.at);
+    // As the store orders them: newest first, and by id (time-ordered) within one millisecond.
+    all.sort((a, b) => b.at - a.at || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
     return all.slice(0, q.limit ?? 100);
   }
 

@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
+import { uuid7 } from '../audit/uuid7.ts';
 import { parseDuration } from '../config/duration.ts';
 import { normalizeEmail } from '../config/email.ts';
 import type { AuditEvent } from '../store/index.ts';
@@ -49,9 +49,10 @@ export async function auditCommand(
     const email = normalizeEmail(who);
     userId = (email ? await ctx.store.users.getByEmail(email) : await ctx.store.users.get(who))?.id ?? null;
   }
+  const { id, at } = uuid7();
   const event: AuditEvent = {
-    id: randomUUID(),
-    at: Date.now(),
+    id,
+    at,
     event: 'operator',
     userId,
     outcome,

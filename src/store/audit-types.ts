@@ -4,9 +4,12 @@
  */
 
 export interface AuditEvent {
-  /** Random, unique. */
+  /**
+   * A UUID, unique: version 7 (audit/uuid7.ts), time-ordered, so one process's events of the same
+   * millisecond are listed in the order they happened; older rows have random (version 4) ones.
+   */
   id: string;
-  /** Epoch ms. */
+  /** Epoch ms (the time in a version 7 id). */
   at: number;
   /** What happened: login, logout, register, password_changed, ... (src/audit/index.ts). */
   event: string;
@@ -28,14 +31,14 @@ export interface AuditQuery {
   since?: number;
   /** Only this event name. */
   event?: string;
-  /** Newest first, at most this many (default 100, at most 10 000). */
+  /** Newest first (by at, then id), at most this many (default 100, at most 10 000). */
   limit?: number;
 }
 
 export interface AuditStore {
   /** Appends events (one statement per batch). */
   append(events: readonly AuditEvent[]): Promise<void>;
-  /** Newest first. */
+  /** Newest first: by at, then by id (byte order), both descending. */
   list(query?: AuditQuery): Promise<AuditEvent[]>;
   /**
    * Deletes events older than `cutoff`, at most `limit` of them (the oldest), so one call
