@@ -30,8 +30,16 @@ const toEvent = (r: AuditRow): AuditEvent => ({
 /** Table audit_events (migration 9). Never written inside another transaction: always the pool. */
 export class SqlAudit implements AuditStore {
   private readonly db: SqlDriver;
+  /**
+   * The id compared byte by byte, so version 7 ids (audit/uuid7.ts) list one process's events of a
+   * millisecond in the order they happened. SQLite's TEXT compares bytes (BINARY); PostgreSQL's
+   * follows the database's collation, which the operator chose: one with numeric ordering (ICU's
+   * -u-kn-true) orders '019f…' after '01a0…'. "C" is byte order in every PostgreSQL database.
+   */
+  private readonly byId: string;
   constructor(db: SqlDriver) {
     this.db = db;
+    this.byId = db.dialect === 'postgres' ? 'id COLLATE "C"' : 'id';
   }
 
   async append(events: readonly AuditEvent[]): Promise<void> {
@@ -52,7 +60,7 @@ export class SqlAudit implements AuditStore {
     if (q.event !== undefined) where.push('event = ?'), params.push(q.event);
     const limit = Math.max(1, Math.min(10_000, Math.floor(q.limit ?? 100)));
     const rows = await this.db.all<AuditRow>(
-      `SELECT ${COLUMNS} FROM audit_events${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY at DESC, id DESC LIMIT ?`,
+      `SELECT ${COLUMNS} FROM audit_events${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY at DESC, ${this.byId} DESC LIMIT ?`,
       [...params, limit],
     );
     return rows.map(toEvent);

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
 import { test } from 'node:test';
+import { Audit } from '../../src/audit/index.ts';
+import { uuid7Source } from '../../src/audit/uuid7.ts';
+import { createLogger } from '../../src/log/index.ts';
 import type { AuditEvent } from '../../src/store/index.ts';
 import type { WithStore } from './contract.ts';
 
@@ -50,6 +54,80 @@ export function auditStoreContract(withStore: WithStore): void {
       assert.equal((await store.audit.list({ event: 'logout' }))[0]!.userId, 'b');
       assert.equal((await store.audit.list({ limit: 1 })).length, 1);
       await store.audit.append([]);
+    }),
+  );
+
+  test(
+    'events of one millisecond are listed newest first in the order their ids were made, whatever order they were written in',
+    withStore(async (store) => {
+      const t = 1_700_000_000_000;
+      const next = uuid7Source(() => t);
+      const made = Array.from({ length: 1000 }, (_, i) => {
+        const { id, at } = next();
+        return event({ id, at, userId: i % 2 ? 'odd' : 'even', detail: { i } });
+      });
+      assert.ok(
+        made.every((e) => e.at === t),
+        'one millisecond',
+      );
+      // Written shuffled, in batches: only the ids can tell the order.
+      const shuffled = made.map((e) => [randomUUID(), e] as const).sort(([a], [b]) => (a < b ? -1 : 1));
+      for (let i = 0; i < shuffled.length; i += 100)
+        await store.audit.append(shuffled.slice(i, i + 100).map(([, e]) => e));
+      // With it an older row of the same millisecond, id random (version 4): it still loads.
+      const legacy = event({ at: t, userId: 'legacy' });
+      await store.audit.append([legacy]);
+      const newestFirst = (es: AuditEvent[]) => es.map((e) => e.detail.i);
+      const all = (await store.audit.list({ limit: 2000 })).filter((e) => e.userId !== 'legacy');
+      assert.deepEqual(newestFirst(all), newestFirst(made.toReversed()));
+      assert.deepEqual(
+        newestFirst(await store.audit.list({ userId: 'odd', limit: 1000 })),
+        newestFirst(made.filter((e) => e.userId === 'odd').toReversed()),
+      );
+      // A limit inside the millisecond takes the newest, and since (at or after) keeps them all.
+      assert.deepEqual(newestFirst(await store.audit.list({ userId: 'even', limit: 5 })), [998, 996, 994, 992, 990]);
+      assert.equal((await store.audit.list({ since: t, limit: 2000 })).length, 1001);
+      assert.deepEqual(await store.audit.list({ userId: 'legacy' }), [legacy]);
+    }),
+  );
+
+  test(
+    'events recorded in one millisecond are listed newest first, in exactly the reverse order they were recorded',
+    withStore(async (store) => {
+      const t = 1_700_000_000_000;
+      const sink = new Writable({ write: (_c, _e, cb) => cb() });
+      const audit = new Audit({
+        store: store.audit,
+        logger: createLogger('silent', sink),
+        flushMs: 60_000,
+        clock: () => t,
+      });
+      const record = (from: number, to: number) => {
+        for (let i = from; i < to; i++)
+          audit.record({ event: i % 3 ? 'login' : 'logout', userId: 'u1', detail: { i } });
+      };
+      const order = (n: number) => Array.from({ length: n }, (_, i) => n - 1 - i);
+      const listed = async (q = {}) => (await audit.list({ userId: 'u1', limit: 1000, ...q })).map((e) => e.detail.i);
+      record(0, 300);
+      assert.deepEqual(await listed(), order(300), 'queued, not written yet');
+      await audit.flush();
+      record(300, 600);
+      assert.deepEqual(await listed(), order(600), 'written and queued');
+      await audit.close();
+      assert.deepEqual(await listed(), order(600), 'written');
+      const stored = await store.audit.list({ userId: 'u1', limit: 1000 });
+      assert.ok(
+        stored.every((e) => e.at === t),
+        'one millisecond',
+      );
+      assert.deepEqual(
+        stored.map((e) => e.detail.i),
+        order(600),
+      );
+      assert.deepEqual(
+        (await store.audit.list({ event: 'logout', limit: 3 })).map((e) => e.detail.i),
+        [597, 594, 591],
+      );
     }),
   );
 

@@ -112,6 +112,50 @@ describeOrSkip('PostgreSQL', { skip: service.skip }, () => {
       }
     });
 
+    test('audit events of one millisecond are listed in the byte order of their ids, whatever the collation', async (t) => {
+      const schema = freshSchema();
+      const store = await open(schema, { poolSize: 1 });
+      const driver = createPostgresDriver({ url, schema, poolSize: 1 });
+      try {
+        // A collation that orders runs of digits as numbers (a database may have one as its
+        // default): there '…-7099-…' comes after '…-70a0-…'.
+        try {
+          await driver.run(`CREATE COLLATION numbers_in_order (provider = icu, locale = 'en-u-kn-true')`);
+        } catch (err) {
+          return t.skip(`no ICU collations in this PostgreSQL: ${(err as Error).message}`);
+        }
+        await driver.run(`ALTER TABLE audit_events ALTER COLUMN id TYPE TEXT COLLATE numbers_in_order`);
+        const at = 1_700_000_000_000;
+        const ids = ['7099', '70a0', '7100'].map((c) => `018bcfe5-6800-${c}-8000-000000000000`);
+        await store.audit.append(
+          ids.map((id) => ({
+            id,
+            at,
+            event: 'login',
+            userId: 'u',
+            outcome: 'success',
+            ip: null,
+            userAgent: null,
+            actor: null,
+            detail: {},
+          })),
+        );
+        const column = await driver.all<{ id: string }>(`SELECT id FROM audit_events ORDER BY id DESC`);
+        assert.notDeepEqual(
+          column.map((r) => r.id),
+          ids.toReversed(),
+          'the collation orders them otherwise',
+        );
+        assert.deepEqual(
+          (await store.audit.list()).map((e) => e.id),
+          ids.toReversed(),
+        );
+      } finally {
+        await driver.close();
+        await store.close();
+      }
+    });
+
     test('an unreachable server is StoreUnavailableError, at once, naming where without the password', async () => {
       const relay = await Relay.start(service.host, service.port);
       await relay.cut();
