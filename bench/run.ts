@@ -475,6 +475,7 @@ interface Summary {
   non2xx: number;
   cpu: {
     gatehouse: number | null;
+    gatehouseKernel: number | null;
     upstream: number | null;
     loadgen: number | null;
     cores: Record<string, number>;
@@ -509,6 +510,7 @@ function summarize(samples: Sample[]): Summary {
     non2xx: l.reduce((a, x) => a + x.non2xx, 0),
     cpu: {
       gatehouse: medianOrNull(samples.map((s) => s.cpu.gatehouse)),
+      gatehouseKernel: medianOrNull(samples.map((s) => s.cpu.gatehouseKernel)),
       upstream: medianOrNull(samples.map((s) => s.cpu.upstream)),
       loadgen: medianOrNull(samples.map((s) => s.cpu.loadgen)),
       cores,
@@ -532,14 +534,21 @@ const fmtPct = (n: number | null | undefined) =>
   n === null || n === undefined || !Number.isFinite(n) ? '—' : `${Math.round(n)}%`;
 const round = (n: number, digits: number) => (Number.isFinite(n) ? Math.round(n * 10 ** digits) / 10 ** digits : null);
 
-/** The proxy's CPU time per request, in microseconds: less sensitive to a busy machine than req/s. */
-const cpuPerRequest = (s: Summary): number | null =>
-  s.cpu.gatehouse === null || !(s.rps > 0) ? null : (s.cpu.gatehouse * 1e4) / s.rps;
+/**
+ * The proxy's CPU time per request, in microseconds (less sensitive to a busy machine than
+ * req/s): all of it, or its kernel part (system calls, the loopback network stack).
+ */
+const cpuPerRequest = (s: Summary, kernelOnly = false): number | null => {
+  const pct = kernelOnly ? s.cpu.gatehouseKernel : s.cpu.gatehouse;
+  return pct === null || !(s.rps > 0) ? null : (pct * 1e4) / s.rps;
+};
 
 function cpuCells(s: Summary, coreIds: string[], gatehouse: boolean): string[] {
   const us = cpuPerRequest(s);
+  const kernel = cpuPerRequest(s, true);
   return [
     gatehouse && us !== null ? fmtInt(us) : '—',
+    gatehouse && kernel !== null ? fmtInt(kernel) : '—',
     fmtPct(s.cpu.gatehouse),
     fmtPct(s.cpu.upstream),
     fmtPct(s.cpu.loadgen),
@@ -721,7 +730,7 @@ async function main(): Promise<void> {
     say(`Gatehouse bench — Node ${process.version}, ${layout.description}`);
     for (const n of notes) say(`note: ${n}`);
     say(
-      `CPU: proxy µs/req = CPU time (all threads) the proxy spent per request (Gatehouse with its workers; z the floor proxy; n nginx; f nginx + the Gatehouse it asks); proxy, app, load gen = percent of one core each used; core N = how busy that core was.`,
+      `CPU: proxy µs/req = CPU time (all threads) the proxy spent per request (Gatehouse with its workers; z the floor proxy; n nginx; f nginx + the Gatehouse it asks), of it kernel = its system time (system calls, the loopback network stack); proxy, app, load gen = percent of one core each used; core N = how busy that core was.`,
     );
     if (sum.saturation.size) {
       say();
@@ -758,6 +767,7 @@ async function main(): Promise<void> {
             'p50 ms',
             'p99 ms',
             'proxy µs/req',
+            'of it kernel',
             'proxy',
             'app',
             'load gen',
@@ -798,6 +808,7 @@ async function main(): Promise<void> {
             'max ms',
             'gen lag p99',
             'proxy µs/req',
+            'of it kernel',
             'proxy',
             'app',
             'load gen',
@@ -887,6 +898,8 @@ async function main(): Promise<void> {
             proxyCpuPct: s.cpu.gatehouse === null ? null : round(s.cpu.gatehouse, 0),
             proxyCpuUsPerReq:
               SCENARIOS.find((x) => x.id === id)?.via === 'direct' ? null : round(cpuPerRequest(s) ?? NaN, 1),
+            proxyKernelUsPerReq:
+              SCENARIOS.find((x) => x.id === id)?.via === 'direct' ? null : round(cpuPerRequest(s, true) ?? NaN, 1),
             errors: s.errors + s.non2xx,
           },
         ]),

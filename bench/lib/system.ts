@@ -135,16 +135,22 @@ const TICKS_PER_SECOND = (() => {
   return Number(r.stdout?.trim()) || 100;
 })();
 
-/** User + system CPU seconds a process has used so far, or null when unknown. */
-export function cpuSeconds(pid: number | undefined): number | null {
+/** User and system (kernel) CPU seconds a process has used so far, or null when unknown. */
+function cpuTimes(pid: number | undefined): { user: number; kernel: number } | null {
   if (!pid) return null;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND;
+    return { user: Number(f[11]) / TICKS_PER_SECOND, kernel: Number(f[12]) / TICKS_PER_SECOND };
   } catch {
     return null;
   }
+}
+
+/** User + system CPU seconds a process has used so far, or null when unknown. */
+export function cpuSeconds(pid: number | undefined): number | null {
+  const t = cpuTimes(pid);
+  return t && t.user + t.kernel;
 }
 
 /** The pid and every process below it (a Gatehouse with listen.workers has children). */
@@ -162,12 +168,12 @@ export function withDescendants(pid: number | undefined): number[] {
   return out;
 }
 
-/** CPU seconds of several processes together (null when none is known). */
-function cpuSecondsOf(pids: number[]): number | null {
+/** CPU seconds of several processes together, all or in the kernel only (null when none is known). */
+function cpuSecondsOf(pids: number[], kernelOnly = false): number | null {
   let sum: number | null = null;
   for (const p of pids) {
-    const s = cpuSeconds(p);
-    if (s !== null) sum = (sum ?? 0) + s;
+    const t = cpuTimes(p);
+    if (t !== null) sum = (sum ?? 0) + t.kernel + (kernelOnly ? 0 : t.user);
   }
   return sum;
 }
@@ -206,6 +212,8 @@ export function coreTimes(): Map<string, { busy: number; total: number }> {
 export interface CpuUsage {
   /** Percent of one core, over the window. */
   gatehouse: number | null;
+  /** Of it, in the kernel (system time: system calls, the network stack), percent of one core. */
+  gatehouseKernel: number | null;
   upstream: number | null;
   loadgen: number | null;
   /** Busy percent of each core. */
@@ -229,6 +237,7 @@ export class CpuWindow {
   private readonly startedAt = performance.now();
   private readonly before: {
     gatehouse: number | null;
+    gatehouseKernel: number | null;
     upstream: number | null;
     cores: Map<string, { busy: number; total: number }>;
   };
@@ -241,6 +250,7 @@ export class CpuWindow {
     this.pids = { gatehouse: proxy.flatMap((p) => withDescendants(p)), upstream: pids.upstream };
     this.before = {
       gatehouse: cpuSecondsOf(this.pids.gatehouse),
+      gatehouseKernel: cpuSecondsOf(this.pids.gatehouse, true),
       upstream: cpuSeconds(pids.upstream),
       cores: coreTimes(),
     };
@@ -263,6 +273,7 @@ export class CpuWindow {
     const pct = (before: number | null, after: number | null) =>
       before === null || after === null ? null : (100 * (after - before)) / wall;
     const gatehouse = pct(this.before.gatehouse, cpuSecondsOf(this.pids.gatehouse));
+    const gatehouseKernel = pct(this.before.gatehouseKernel, cpuSecondsOf(this.pids.gatehouse, true));
     const upstream = pct(this.before.upstream, cpuSeconds(this.pids.upstream));
     const loadgen = this.loadgenCpu === null ? null : (100 * this.loadgenCpu) / wall;
     const cores: Record<string, number> = {};
@@ -275,6 +286,13 @@ export class CpuWindow {
       busy += (100 * (after.busy - b.busy)) / wall;
     }
     const ours = (gatehouse ?? 0) + (upstream ?? 0) + (loadgen ?? 0);
-    return { gatehouse, upstream, loadgen, cores, other: Object.keys(cores).length ? Math.max(0, busy - ours) : null };
+    return {
+      gatehouse,
+      gatehouseKernel,
+      upstream,
+      loadgen,
+      cores,
+      other: Object.keys(cores).length ? Math.max(0, busy - ours) : null,
+    };
   }
 }
