@@ -6,6 +6,7 @@ import { Client, PASSWORD, uniqueEmail } from '../helpers/client.ts';
 import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { example, nginxSkip, startNginx, type TestNginx } from '../helpers/nginx.ts';
 import { selfSigned, type TestCert } from '../helpers/tls.ts';
+import { rawRequest } from '../helpers/raw.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { forwardAuthContract } from './forward-auth.ts';
 import { describeOrSkip } from '../helpers/requirements.ts';
@@ -249,6 +250,30 @@ describeOrSkip('real nginx', { skip }, () => {
       assert.equal((await user.get('/blocked/x')).status, 403);
       // The check route itself is internal to nginx.
       assert.equal((await anon.get('/.auth/check')).status, 404);
+    });
+
+    test('a request in absolute form through nginx is decided like any other (security.md #222)', async () => {
+      const { host, port } = new URL(fa.origin);
+      const get = (target: string, cookie = '') =>
+        rawRequest(
+          Number(port),
+          `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nAccept: application/json\r\n${cookie}Connection: close\r\n\r\n`,
+          3000,
+          { ca: cert.pem },
+        );
+      // nginx hands auth_request the path and query of an absolute-form target ($request_uri).
+      const anon = await get(`https://${host}/private/x?a=1`);
+      assert.equal(anon.status, 401, anon.text.split('\r\n')[0]);
+      const pub = await get(`https://${host}/public/x`);
+      assert.equal(pub.status, 200, pub.text.split('\r\n')[0]);
+      const user = new Client(fa.origin, { dispatcher: cert.agent });
+      const registered = await user.postJson('/.auth/register', { email: uniqueEmail('fa-abs'), password: PASSWORD });
+      assert.equal(registered.status, 201, registered.text);
+      const signedIn = await get(`https://${host}/private/x?a=1`, `Cookie: ${user.cookieHeader()}\r\n`);
+      assert.equal(signedIn.status, 200, signedIn.text.split('\r\n')[0]);
+      // The app's echo (chunked by nginx): the origin-form URL and the user Gatehouse decided on.
+      assert.ok(signedIn.text.includes('"url":"/private/x?a=1"'), 'the app gets origin-form');
+      assert.ok(signedIn.text.includes(`"x-user-id":"${registered.json().user.id}"`), signedIn.text);
     });
 
     forwardAuthContract(() => ({ origin: fa.origin, cert, gh: fa.gh }));
