@@ -64,8 +64,13 @@ function singleton(name: string): number {
 
 const badRequest = (message: string): ProtocolError => ({ status: 400, code: 'bad_request', message });
 
-const withoutPort = (authority: string, port: string) =>
-  authority.endsWith(port) ? authority.slice(0, -port.length) : authority;
+/** "Host" header form: lower-case, without the scheme's default port. */
+export function hostKey(host: string, secure: boolean): string {
+  const h = host.toLowerCase();
+  if (secure && h.endsWith(':443')) return h.slice(0, -4);
+  if (!secure && h.endsWith(':80')) return h.slice(0, -3);
+  return h;
+}
 
 /**
  * Whether two authorities name the same host and port, compared normalized (RFC 3986 §6.2.3,
@@ -73,8 +78,8 @@ const withoutPort = (authority: string, port: string) =>
  * (`example.com:443` and `example.com` over https), do not count.
  */
 function sameAuthority(a: string, b: string, scheme: string): boolean {
-  const port = scheme === 'http' ? ':80' : ':443';
-  return withoutPort(a.toLowerCase(), port) === withoutPort(b.toLowerCase(), port);
+  const secure = scheme !== 'http';
+  return hostKey(a, secure) === hostKey(b, secure);
 }
 
 /**

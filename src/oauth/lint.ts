@@ -1,6 +1,7 @@
 import type { Warning } from '../config/warning.ts';
 import type { Config } from '../config/schema.ts';
-import { appsOf, hostKey } from '../sites/index.ts';
+import { hostKey } from '../http/protocol.ts';
+import { appsOf } from '../sites/index.ts';
 import { isLoopbackHost } from '../http/loopback.ts';
 
 /** Settings of the OAuth server (tokens.*) that validate but will hurt; part of `gatehouse check`. */

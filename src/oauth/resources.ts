@@ -1,5 +1,6 @@
 import { normalizeTarget } from '../http/target.ts';
-import { appFor, hostKey, type App, type Site } from '../sites/index.ts';
+import { hostKey } from '../http/protocol.ts';
+import { appFor, type App, type Site } from '../sites/index.ts';
 
 /**
  * Apps as OAuth protected resources (RFC 8707, RFC 9728). Each app's resource identifier is

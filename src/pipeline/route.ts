@@ -2,7 +2,8 @@ import type { Exchange, RequestContext } from '../http/context.ts';
 import { WELL_KNOWN_PREFIX } from '../http/paths.ts';
 import { type Match, type Params, Router } from '../http/router.ts';
 import { normalizeTarget } from '../http/target.ts';
-import { hostKey, type Site, startsWithFolded } from '../sites/index.ts';
+import { hostKey } from '../http/protocol.ts';
+import { type Site, startsWithFolded } from '../sites/index.ts';
 
 /**
  * Step 1 of the pipeline: where a request goes. Host → site; the target is normalized

@@ -4,6 +4,7 @@ import { headerNames } from '../config/headers.ts';
 import type { AppConfig, Config } from '../config/schema.ts';
 import type { SiteInfo } from '../http/context.ts';
 import { isSpoofable } from '../http/header-names.ts';
+import { hostKey } from '../http/protocol.ts';
 import { compileRules, type Rule } from '../policy/rules.ts';
 
 /**
@@ -104,14 +105,6 @@ export function appsOf(config: Config): AppConfig[] {
 export function upstreamTarget(url: string, timeouts: UpstreamTarget['timeouts']): UpstreamTarget {
   const u = new URL(url);
   return { url: u, host: u.host, basePath: u.pathname.replace(/\/+$/, ''), timeouts };
-}
-
-/** "Host" header form: lower-case, without the scheme's default port. */
-export function hostKey(host: string, secure: boolean): string {
-  const h = host.toLowerCase();
-  if (secure && h.endsWith(':443')) return h.slice(0, -4);
-  if (!secure && h.endsWith(':80')) return h.slice(0, -3);
-  return h;
 }
 
 /** publicUrl's path without the trailing slash: "" or "/app". */
