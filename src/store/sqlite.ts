@@ -6,6 +6,9 @@ import { Worker } from 'node:worker_threads';
 import type { SqlDriver, SqlValue } from './driver.ts';
 import { StoreUnavailableError } from './types.ts';
 
+/** How long a statement waits for another connection's lock (SQLite's busy_timeout); compact() sets it back to this. */
+const BUSY_TIMEOUT_MS = 5000;
+
 /**
  * node:sqlite driver. Calls are synchronous underneath and take microseconds on indexed
  * lookups, so they run inline; WAL lets the CLI and the server use the file at once.
@@ -48,7 +51,7 @@ export class SqliteDriver implements SqlDriver {
     try {
       this.db.exec(
         // journal_size_limit: once checkpointed, a WAL that a burst of writes grew is cut back to 64 MiB.
-        'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA journal_size_limit = 67108864;',
+        `PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}; PRAGMA journal_size_limit = 67108864;`,
       );
       if (path !== ':memory:') {
         // No checkpoint on this connection: one copies pages into the database and fsyncs it,
@@ -208,7 +211,7 @@ export class SqliteDriver implements SqlDriver {
     try {
       this.db.prepare('PRAGMA wal_checkpoint(TRUNCATE)').get();
     } finally {
-      this.db.exec('PRAGMA busy_timeout = 5000');
+      this.db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     }
   }
 
@@ -240,7 +243,7 @@ export async function backupSqlite(source: string, target: string): Promise<numb
   const partial = `${target}.${randomBytes(4).toString('hex')}.partial`;
   try {
     closeSync(openSync(partial, 'wx', 0o600));
-    db.exec('PRAGMA busy_timeout = 5000');
+    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     const pages = await backup(db, partial, { rate: 2 ** 31 - 1 });
     renameSync(partial, target);
     return pages;
