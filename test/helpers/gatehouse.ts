@@ -9,12 +9,28 @@ import { Gatehouse } from '../../src/server/gatehouse.ts';
 import type { TestCert } from './tls.ts';
 import { startUpstream, type TestUpstream } from './upstream.ts';
 
+const handedOut = new Set<number>();
+
+/**
+ * A port for a server that must be named before it starts (an IdP's redirect URI names
+ * Gatehouse's). Picked at random below the kernel's ephemeral range (32768-60999 on Linux,
+ * 49152-65535 elsewhere), where no `listen(0)` and no outgoing connection of a test running
+ * beside this one can take it between this check and the server's own bind.
+ */
 export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (handedOut.has(port)) continue;
+    const s = createServer();
+    const bound = await new Promise<boolean>((resolve) => {
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (!bound) continue;
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+    handedOut.add(port);
+    return port;
+  }
 }
 
 export interface TestGatehouse {
@@ -75,12 +91,22 @@ export async function startGatehouse(
     },
   });
   const logger = createLogger(options.logLevel ?? 'debug', sink);
-  const gatehouse = await Gatehouse.create(config, {
-    logger,
-    clock: options.clock,
-    startJobs: options.startJobs ?? false,
-  });
-  await gatehouse.listen(port, '127.0.0.1');
+  let gatehouse: Gatehouse | undefined;
+  try {
+    gatehouse = await Gatehouse.create(config, {
+      logger,
+      clock: options.clock,
+      startJobs: options.startJobs ?? false,
+    });
+    await gatehouse.listen(port, '127.0.0.1');
+  } catch (err) {
+    // A Gatehouse that did not start leaves nothing open: a listening upstream or an open store
+    // would keep the test file's process alive after its tests were cancelled.
+    await gatehouse?.close().catch(() => {});
+    if (!options.upstream) await upstream.close();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const logText = () => chunks.join('');
   return {
     url: `${scheme}://127.0.0.1:${port}`,
