@@ -7,6 +7,7 @@ import { ProvidersSchema, TokenRelayApp, TokenRelayRoute } from './providers.ts'
 import { durationField } from './duration.ts';
 import { checkOAuthTokens, OAUTH_TOKEN_FIELDS } from './oauth.ts';
 import { BearerHeaderSchema, checkHeaderNames, HeadersSchema } from './headers.ts';
+import { CorsSchema } from './cors.ts';
 
 /**
  * The one definition of gatehouse.yaml. The JSON Schema under schema/ is generated from it
@@ -130,6 +131,7 @@ const appFields = {
     })
     .prefault({}),
   tokenRelay: TokenRelayApp,
+  cors: CorsSchema,
 };
 
 export const AppSchema = z.strictObject({

@@ -7,6 +7,7 @@ import { PasswordBusyError } from '../accounts/passwords.ts';
 import { DiagnosedError, type Diagnosis } from '../diagnosis/index.ts';
 import type { TrustedProxies } from '../http/client-ip.ts';
 import type { RequestContext, SiteInfo } from '../http/context.ts';
+import { answerPreflight, isPreflight, setCorsHeaders } from '../http/cors.ts';
 import { HttpError } from '../http/errors.ts';
 import type { Forwarding } from '../http/forwarded.ts';
 import { h2Stream, protocolError, toOriginForm } from '../http/protocol.ts';
@@ -23,7 +24,7 @@ import type { ProviderService } from '../providers/service.ts';
 import { sessionProvider } from '../providers/service.ts';
 import { forward, type Upstreams } from '../proxy/forward.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
-import type { App, Site } from '../sites/index.ts';
+import { appFor, type App, type Site } from '../sites/index.ts';
 import { StoreUnavailableError } from '../store/index.ts';
 import { type BearerCheck, decide } from './decide.ts';
 import { errorPage, outcome, redirectToLogin, respondSignIn } from './outcome.ts';
@@ -227,6 +228,18 @@ export class HttpEntry {
   private async proxy(ctx: RequestContext<Site>, meter?: Meter): Promise<number> {
     const { req, res, site } = ctx;
     const method = req.method ?? 'GET';
+    // An app with cors: answers a preflight here (it carries no credentials: never refused as
+    // anonymous, never forwarded), and every other answer, the app's or a refusal, carries the
+    // CORS headers (http/cors.ts).
+    const served = appFor(site, ctx.path);
+    const cors = served?.cors ?? null;
+    if (cors) {
+      if (method === 'OPTIONS' && isPreflight(req)) {
+        if (meter) meter.app = served!.name;
+        return answerPreflight(cors, req, res);
+      }
+      setCorsHeaders(cors, req, res);
+    }
     let d = decide(this.d.sessions, site, req, method, ctx.path, this.d.oauth);
     if (d instanceof Promise) d = await d;
     if (d.kind === 'forbidden') ctx.userId = d.active.user.id;
@@ -255,7 +268,7 @@ export class HttpEntry {
     if (typeof assertion === 'object') assertion = await assertion;
     const headers = this.d.toApp.headers(ctx, app, active, assertion, bearer, o.ownToken);
     if (meter) meter.sentAt = performance.now();
-    const forwarded = await forward(req, res, this.d.upstreams.of(app), ctx.path + ctx.query, headers);
+    const forwarded = await forward(req, res, this.d.upstreams.of(app), ctx.path + ctx.query, headers, cors !== null);
     if (meter && forwarded.headersAt)
       this.d.metrics!.upstream(app.name).observe((forwarded.headersAt - meter.sentAt) / 1000);
     if (forwarded.error) {

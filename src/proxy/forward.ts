@@ -3,6 +3,7 @@
 import type { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool } from 'undici';
+import { withoutAppCors } from '../http/cors.ts';
 import { hasBody } from '../http/protocol.ts';
 import type { App, UpstreamTarget } from '../sites/index.ts';
 import { downstreamResponseHeaders } from './headers.ts';
@@ -107,6 +108,7 @@ const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 
  * once; undici never retries it. Resolves once the exchange is over. When the app fails
  * before answering, nothing has been written and the caller renders 502/504; when it fails
  * midway, the client connection is cut, so a truncated body is never passed off as whole.
+ * `ownCors`: Gatehouse set the app's CORS headers on `res` (http/cors.ts); the app's own go.
  */
 export function forward(
   req: IncomingMessage,
@@ -114,6 +116,7 @@ export function forward(
   upstream: Upstream,
   path: string,
   headers: string[],
+  ownCors = false,
 ): Promise<ForwardOutcome> {
   const abort = new ClientGone();
   const onClose = () => {
@@ -136,7 +139,8 @@ export function forward(
       ({ statusCode, headers: upstreamHeaders }) => {
         status = statusCode;
         headersAt = performance.now();
-        res.writeHead(statusCode, downstreamResponseHeaders(upstreamHeaders as Record<string, string | string[]>));
+        const out = downstreamResponseHeaders(upstreamHeaders as Record<string, string | string[]>);
+        res.writeHead(statusCode, ownCors ? withoutAppCors(out, res) : out);
         return res;
       },
       (err) => {

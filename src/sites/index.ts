@@ -3,6 +3,7 @@
 import { headerNames } from '../config/headers.ts';
 import type { AppConfig, Config } from '../config/schema.ts';
 import type { SiteInfo } from '../http/context.ts';
+import { compileCors, type CorsPolicy } from '../http/cors.ts';
 import { isSpoofable } from '../http/header-names.ts';
 import { hostKey } from '../http/protocol.ts';
 import { compileRules, type Rule } from '../policy/rules.ts';
@@ -82,6 +83,8 @@ export interface App {
   ownIdentityHeaders: ReadonlySet<string> | null;
   /** Provider whose access token is relayed as Authorization: Bearer (a rule may override). */
   tokenRelay: string | null;
+  /** Cross-origin browser clients (http/cors.ts); null: Gatehouse adds no CORS headers and forwards every OPTIONS like any request. */
+  cors: CorsPolicy | null;
 }
 
 export function appsOf(config: Config): AppConfig[] {
@@ -98,6 +101,7 @@ export function appsOf(config: Config): AppConfig[] {
       preserveHost: config.preserveHost,
       timeouts: config.timeouts,
       tokenRelay: config.tokenRelay,
+      cors: config.cors,
     },
   ];
 }
@@ -185,6 +189,7 @@ export function buildSites(config: Config): Map<string, Site> {
       signed: names.assertion !== null || names.assertionBearer !== null,
       ownIdentityHeaders: own.size ? own : null,
       tokenRelay: a.tokenRelay ?? null,
+      cors: compileCors(a.cors),
     });
   }
   for (const site of sites.values()) site.apps.sort((x, y) => y.pathPrefix.length - x.pathPrefix.length);

@@ -299,6 +299,14 @@ describe('every key, every wrong value: a worded problem with key and line, neve
     },
     timeouts: { connect: '5s', response: '60s', idle: '5m' },
   };
+  const cors = {
+    origins: ['https://spa.example.com'],
+    credentials: true,
+    methods: ['GET'],
+    headers: ['Authorization'],
+    exposeHeaders: ['Mcp-Session-Id'],
+    maxAge: '1h',
+  };
   const seeds: Record<string, unknown>[] = [
     {
       $schema: './gatehouse.schema.json',
@@ -400,6 +408,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
       metrics: { listen: '127.0.0.1:9464' },
       audit: { retention: '90d' },
       forwardAuth: { cacheFor: '5s' },
+      cors,
     },
     {
       publicUrl: 'https://app.example.com',
@@ -421,6 +430,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
           routes: common.routes,
           headers: common.headers,
           timeouts: common.timeouts,
+          cors: { ...cors, origins: ['*'], credentials: false },
         },
       ],
     },
@@ -443,7 +453,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
   ];
   /** Messages of checks across keys: they compare values, so they have nothing "found" to show. */
   const ACROSS =
-    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse|must be more than twice|whole seconds/;
+    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse|must be more than twice|whole seconds|needs a list of origins|stands alone/;
 
   const paths = (v: unknown, at: (string | number)[] = []): (string | number)[][] => {
     if (Array.isArray(v)) return [at, ...v.flatMap((x, i) => paths(x, [...at, i]))];
