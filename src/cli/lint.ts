@@ -5,6 +5,7 @@ import { lintEmail } from '../mail/lint.ts';
 import { lintProviders } from '../providers/lint.ts';
 import { lintMfa } from '../mfa/lint.ts';
 import { appsOf } from '../sites/index.ts';
+import { isLoopbackHost } from '../http/loopback.ts';
 import { headerNames, relaysTokens } from '../config/headers.ts';
 import type { AppConfig, Config } from '../config/schema.ts';
 import type { Warning } from '../config/warning.ts';
@@ -62,6 +63,17 @@ export function lintConfig(config: Config): Warning[] {
       });
     }
     w.push(...lintHeaders(app, base ? `${base}.` : ''));
+    if (app.cors?.credentials) {
+      const plain = app.cors.origins.filter((o) => {
+        const u = new URL(o);
+        return u.protocol === 'http:' && !isLoopbackHost(u.hostname);
+      });
+      if (plain.length)
+        w.push({
+          key: `${base ? `${base}.` : ''}cors.origins`,
+          message: `${plain.join(', ')}: a page served over plain http can be changed on its way to the browser, and with cors.credentials: true it acts as the signed-in user towards app "${app.name}". List https origins.`,
+        });
+    }
     app.routes.forEach((r, i) => {
       const key = `${base ? `${base}.` : ''}routes[${i}].path`;
       if (/\/\/|\/\.\.?(\/|$)|;|%2f|%5c/i.test(r.path)) {

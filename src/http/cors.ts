@@ -8,7 +8,7 @@ import type { CorsConfig } from '../config/cors.ts';
  * response for that app: the app's own response when it is forwarded (its Access-Control-*
  * headers replaced), and Gatehouse's 401s, 403s and error pages, so a page can read the 401's
  * WWW-Authenticate. An origin gets an Access-Control-Allow-Origin only when it is listed; an
- * answer never echoes an origin it was not configured with.
+ * answer never echoes an origin it was not configured with (security.md #223).
  */
 export interface CorsPolicy {
   /** origins: ["*"]: any page, never with cookies. */
@@ -38,7 +38,10 @@ export function compileCors(c: CorsConfig | undefined): CorsPolicy | null {
   };
 }
 
-/** A CORS preflight: OPTIONS with an Origin and the method the page means to use. */
+/**
+ * A CORS preflight: OPTIONS with an Origin and the method the page means to use. Anything less is
+ * an ordinary request, decided by the app's routes (security.md #225).
+ */
 export function isPreflight(req: IncomingMessage): boolean {
   return (
     req.method === 'OPTIONS' &&
@@ -56,7 +59,8 @@ function allowedOrigin(policy: CorsPolicy, origin: string | undefined): string |
 /**
  * The CORS headers of an answer to `req` (set on the response before it is written). A listed
  * origin gets Access-Control-Allow-Origin and what its page may read; every answer of an app
- * with a list says `Vary: Origin`, so a shared cache never hands one origin's answer to another.
+ * with a list says `Vary: Origin`, so a shared cache never hands one origin's answer to another
+ * (security.md #227).
  */
 export function setCorsHeaders(policy: CorsPolicy, req: IncomingMessage, res: ServerResponse): void {
   const allow = allowedOrigin(policy, req.headers.origin);
@@ -90,7 +94,7 @@ export function answerPreflight(policy: CorsPolicy, req: IncomingMessage, res: S
 /**
  * The app's response headers where Gatehouse speaks CORS for it: its own Access-Control-*
  * headers are dropped (they would contradict Gatehouse's, and an app could otherwise widen
- * what the operator allowed) and its Vary keeps Origin beside its own fields.
+ * what the operator allowed: security.md #226) and its Vary keeps Origin beside its own fields.
  */
 export function withoutAppCors(
   headers: Record<string, string | string[]>,

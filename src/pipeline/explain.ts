@@ -37,6 +37,12 @@ export function explain(routes: Routes, url: string, u: URL, method: string): st
   if (!found) return [...lines, '  no app serves this path → 404'].join('\n');
   const { app, rule } = found;
   lines.push(`  app "${app.name}" → ${app.upstream.url.origin}${app.upstream.basePath}${target.path}`);
+  if (app.cors) {
+    const who = app.cors.any ? 'any origin' : [...app.cors.origins].join(', ');
+    lines.push(
+      `  cors: ${who}${app.cors.credentials ? ', with cookies' : ''}${method === 'OPTIONS' ? '; a preflight (Origin and Access-Control-Request-Method) is answered by Gatehouse (204) and never forwarded; the rules decide any other OPTIONS' : ''}`,
+    );
+  }
   app.rules.forEach((r) => {
     const methodOk = !r.methods || r.methods.has(method);
     const pathOk = r.regex.test(target.path);

@@ -31,7 +31,8 @@ export async function launchBrowser(): Promise<Browser> {
 /**
  * A fresh browser profile that may talk to `origin` only (or to each of a list, e.g.
  * Gatehouse and its identity providers): any request elsewhere (a third-party font, script,
- * image) is recorded in `foreign` and aborted.
+ * image) is recorded in `foreign` and aborted. Playwright's routing answers CORS preflights itself,
+ * allowing any origin: a test of CORS uses a plain context (test/browser/cors.test.ts).
  */
 export async function isolatedContext(
   browser: Browser,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
+import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { deviceLogin, signedInBrowser } from '../oauth/helpers.ts';
 
 /**
@@ -38,8 +38,16 @@ describe('cors: for an app with browser clients on other origins', () => {
     });
     await new Promise<void>((resolve) => mcp.listen(0, '127.0.0.1', resolve));
     const mcpUrl = `http://127.0.0.1:${(mcp.address() as AddressInfo).port}`;
+    const dead = `http://127.0.0.1:${await freePort()}`;
     gh = await startGatehouse(({ upstream }) => ({
       apps: [
+        {
+          name: 'dead',
+          pathPrefix: '/dead',
+          upstream: dead,
+          routes: [{ path: '/dead/**', access: 'public' }],
+          cors: { origins: [PAGE] },
+        },
         {
           name: 'mcp',
           pathPrefix: '/mcp',
@@ -182,6 +190,19 @@ describe('cors: for an app with browser clients on other origins', () => {
     const signed = await fetch(`${gh.url}/mcp`, { method: 'OPTIONS', headers: { authorization: `Bearer ${token}` } });
     assert.equal(signed.status, 200);
     assert.equal(mcpSeen.length, before + 1, 'only the signed-in OPTIONS reached the app');
+  });
+
+  test("Gatehouse's own answers for the app carry the headers (502 here); its own routes never do", async () => {
+    const down = await fetch(`${gh.url}/dead/x`, { headers: { origin: PAGE } });
+    assert.equal(down.status, 502);
+    assert.equal(down.headers.get('access-control-allow-origin'), PAGE);
+    const { browser } = await signedInBrowser(gh);
+    for (const path of ['/.auth/me', '/.auth/login', '/.well-known/oauth-protected-resource/mcp']) {
+      const own = await browser.get(path, { origin: PAGE });
+      assert.notEqual(own.headers['access-control-allow-origin'], PAGE, path);
+    }
+    const pre = await preflight('/.auth/me', PAGE);
+    assert.equal(pre.headers.get('access-control-allow-origin'), null);
   });
 
   test('an app without cors: is as before: a preflight is an anonymous request (401) and no CORS header is added', async () => {

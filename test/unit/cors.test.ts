@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { describe, test } from 'node:test';
+import { explain } from '../../src/cli/check.ts';
+import { lintConfig } from '../../src/cli/lint.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { compileCors, isPreflight, setCorsHeaders, withoutAppCors } from '../../src/http/cors.ts';
 import { BASE_CONFIG, problems } from '../helpers/config.ts';
@@ -23,7 +25,7 @@ describe('cors: in gatehouse.yaml', () => {
     });
   });
 
-  test('refused, with the reason (security.md "Cross-origin browser clients")', () => {
+  test('the config refuses what would trust a page it should not, saying why', () => {
     const cases: [string, string, RegExp][] = [
       ['cors:\n  origins: ["*"]\n  credentials: true\n', 'cors.credentials', /needs a list of origins/],
       ['cors:\n  origins: ["*", https://a.example]\n', 'cors.origins', /stands alone/],
@@ -45,6 +47,45 @@ describe('cors: in gatehouse.yaml', () => {
       assert.ok(p, `${yaml}: ${ps.map((x) => `${x.key}: ${x.message}`).join('; ')}`);
       assert.match(p.message, message, yaml);
     }
+  });
+
+  test('gatehouse check warns when a page over plain http may act as the user', () => {
+    const warned = (yaml: string) =>
+      lintConfig(parseConfig(`${BASE_CONFIG}${yaml}`, 'g.yaml', {})).filter((w) => w.key.includes('cors'));
+    const [w] = warned(
+      'cors:\n  origins: [http://spa.example.com, https://ok.example.com, http://localhost:5173]\n  credentials: true\n',
+    );
+    assert.equal(w?.key, 'cors.origins');
+    assert.match(w!.message, /^http:\/\/spa\.example\.com: a page served over plain http .* List https origins\.$/);
+    assert.deepEqual(
+      warned('cors:\n  origins: [http://spa.example.com]\n'),
+      [],
+      'without cookies the page only has its token',
+    );
+    assert.deepEqual(
+      warned('cors:\n  origins: [https://spa.example.com, http://127.0.0.1:6274]\n  credentials: true\n'),
+      [],
+    );
+  });
+
+  test('gatehouse check --explain says who may call the app and who answers a preflight', () => {
+    const c = parseConfig(
+      `${BASE_CONFIG}cors:\n  origins: [https://spa.example.com]\n  credentials: true\n`,
+      'g.yaml',
+      {},
+    );
+    assert.match(
+      explain(c, 'https://app.example.com/api', 'GET'),
+      /\n  cors: https:\/\/spa\.example\.com, with cookies\n/,
+    );
+    assert.match(
+      explain(c, 'https://app.example.com/api', 'OPTIONS'),
+      /a preflight .* is answered by Gatehouse \(204\)/,
+    );
+    assert.doesNotMatch(
+      explain(parseConfig(BASE_CONFIG, 'g.yaml', {}), 'https://app.example.com/api', 'OPTIONS'),
+      /cors/,
+    );
   });
 
   test('per app under apps:', () => {
