@@ -59,6 +59,7 @@ before(async () => {
     () => ({
       routes: [{ path: '/public/**', access: 'public' }],
       accounts: { rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000 } },
+      cors: { origins: ['https://spa.example'] },
     }),
     {
       // The files Gatehouse reads are copies, so the test can replace them for a reload.
@@ -187,6 +188,33 @@ describe('HTTP/2 (node:http2 client)', () => {
     const head = await h2(session, { ':method': 'HEAD', ':path': '/public/x' });
     assert.equal(head.status, 200);
     assert.equal(head.body, '');
+  });
+
+  test("cors: on HTTP/2: a preflight is answered by Gatehouse; its 401 and the app's answer carry the headers", async () => {
+    const before = gh.upstream.requests.length;
+    const pre = await h2(session, {
+      ':method': 'OPTIONS',
+      ':path': '/private/api',
+      origin: 'https://spa.example',
+      'access-control-request-method': 'PUT',
+    });
+    assert.equal(pre.status, 204);
+    assert.equal(pre.headers['access-control-allow-origin'], 'https://spa.example');
+    assert.equal(pre.headers['access-control-allow-methods'], 'GET, HEAD, POST, PUT, PATCH, DELETE');
+    assert.equal(gh.upstream.requests.length, before, 'never forwarded');
+    const anonymous = await h2(session, { ':method': 'PUT', ':path': '/private/api', origin: 'https://spa.example' });
+    assert.equal(anonymous.status, 401);
+    assert.equal(anonymous.headers['access-control-allow-origin'], 'https://spa.example');
+    assert.equal(anonymous.headers['access-control-expose-headers'], 'www-authenticate');
+    const signed = await h2(session, {
+      ':method': 'GET',
+      ':path': '/private/api',
+      origin: 'https://spa.example',
+      cookie,
+    });
+    assert.equal(signed.status, 200);
+    assert.equal(signed.headers['access-control-allow-origin'], 'https://spa.example');
+    assert.equal(signed.headers.vary, 'Origin');
   });
 
   test('anonymous browsers are sent to login; an unknown :authority gets 421', async () => {
