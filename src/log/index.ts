@@ -60,7 +60,10 @@ const FLUSH_MS = 10;
 const FLUSH_WAIT_MS = 2000;
 
 type Batcher = DestinationStream & { flush(cb?: (err?: Error) => void): void; flushSync(): void };
-const live = new Set<Batcher>();
+/** What the batcher needs of sonic-boom (a test hands it a stand-in). */
+type Writer = Pick<ReturnType<typeof pino.destination>, 'write' | 'flushSync' | 'on' | 'once' | 'off'>;
+/** Each batcher and how to write out what is left of it when the process exits. */
+const live = new Map<Batcher, () => void>();
 let exitHook = false;
 
 /**
@@ -69,8 +72,7 @@ let exitHook = false;
  * a second instead of one per request or two (bench/README.md). logger.flush(cb) calls back
  * once what is pending is written; process exit writes what is left.
  */
-export function batchedStdout(fd = 1): Batcher {
-  const stream = pino.destination({ dest: fd, sync: false });
+export function batchedStdout(fd = 1, stream: Writer = pino.destination({ dest: fd, sync: false })): Batcher {
   let pending = '';
   let timer: NodeJS.Timeout | null = null;
   // sonic-boom's own flush(cb) calls back at once (without minLength it waits for nothing):
@@ -114,18 +116,29 @@ export function batchedStdout(fd = 1): Batcher {
       stream.once('drain', done);
       stream.once('error', done);
     },
+    /**
+     * pino calls this after every fatal line. sonic-boom's flushSync writes its queue at once,
+     * ahead of a write still under way: the fatal line would come out before lines logged
+     * earlier (a node that cannot start must say so last). While a write is under way, what is
+     * pending is queued behind it instead, in order; logger.flush(cb) waits for both.
+     */
     flushSync() {
+      const underWay = writing;
       push();
-      stream.flushSync();
+      if (!underWay) stream.flushSync();
     },
   };
-  live.add(batcher);
+  live.set(batcher, () => {
+    push();
+    stream.flushSync();
+  });
   if (!exitHook) {
     exitHook = true;
+    // At exit nothing more runs: whatever is left is written synchronously.
     process.once('exit', () => {
-      for (const b of live) {
+      for (const atExit of live.values()) {
         try {
-          b.flushSync();
+          atExit();
         } catch {
           // stdout already gone: nothing more can be written
         }

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import assert from 'node:assert/strict';
 import { mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -102,6 +103,32 @@ describe('the batched stdout writer', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the batched stdout writer, under a fatal line', () => {
+  test('a fatal line logged while a write is under way comes after it, never ahead of it', () => {
+    // A stand-in for sonic-boom that records what it is asked: its flushSync would write the
+    // queue at once, past the write under way.
+    const calls: string[] = [];
+    const stream = Object.assign(new EventEmitter(), {
+      write(s: string) {
+        calls.push(`write ${s.trim().length ? JSON.parse(s.trim().split('\n').at(-1)!).msg : ''}`);
+        return true;
+      },
+      flushSync() {
+        calls.push('flushSync');
+      },
+    });
+    const out = batchedStdout(1, stream as unknown as Parameters<typeof batchedStdout>[1]);
+    const logger = createLogger('info', out);
+    logger.warn('configuration warning');
+    out.flush(); // handed to the writer: under way until it says drain
+    logger.fatal('cannot start');
+    assert.deepEqual(calls, ['write configuration warning', 'write cannot start'], 'queued behind, not flushed past');
+    stream.emit('drain');
+    logger.fatal('again');
+    assert.deepEqual(calls.slice(2), ['write again', 'flushSync'], 'nothing was under way: flushed as pino asks');
   });
 });
 
