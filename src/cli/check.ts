@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
+import { describeCors } from '../http/cors.ts';
 import { explain as explainUrl } from '../pipeline/explain.ts';
 import { Routes } from '../pipeline/route.ts';
 import { providerRegistrations } from '../providers/lint.ts';
@@ -36,6 +37,7 @@ export async function check(file: string, flags: { explain?: string; method?: st
         `  ${site.origin}${app.pathPrefix || site.home} → ${app.upstream.url.href}  app "${app.name}", ${app.rules.length} rule${app.rules.length === 1 ? '' : 's'}, default ${app.fallback.access}`,
       );
       out(`    ${identityLine(app)}`);
+      if (app.cors) out(`    cors: ${describeCors(app.cors)}; preflights answered by Gatehouse`);
     }
   }
   if (config.tokens.bearerHeader)

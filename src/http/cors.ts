@@ -38,6 +38,11 @@ export function compileCors(c: CorsConfig | undefined): CorsPolicy | null {
   };
 }
 
+/** Who may call, as `gatehouse check` says it: "https://a.example, with cookies", "any origin". */
+export function describeCors(policy: CorsPolicy): string {
+  return `${policy.any ? 'any origin' : [...policy.origins].join(', ')}${policy.credentials ? ', with cookies' : ''}`;
+}
+
 /**
  * A CORS preflight: OPTIONS with an Origin and the method the page means to use. Anything less is
  * an ordinary request, decided by the app's routes (security.md #225).

@@ -1,3 +1,4 @@
+import { describeCors } from '../http/cors.ts';
 import { paths } from '../http/paths.ts';
 import { normalizeTarget } from '../http/target.ts';
 import { ruleFor } from './decide.ts';
@@ -38,9 +39,8 @@ export function explain(routes: Routes, url: string, u: URL, method: string): st
   const { app, rule } = found;
   lines.push(`  app "${app.name}" → ${app.upstream.url.origin}${app.upstream.basePath}${target.path}`);
   if (app.cors) {
-    const who = app.cors.any ? 'any origin' : [...app.cors.origins].join(', ');
     lines.push(
-      `  cors: ${who}${app.cors.credentials ? ', with cookies' : ''}${method === 'OPTIONS' ? '; a preflight (Origin and Access-Control-Request-Method) is answered by Gatehouse (204) and never forwarded; the rules decide any other OPTIONS' : ''}`,
+      `  cors: ${describeCors(app.cors)}${method === 'OPTIONS' ? '; a preflight (Origin and Access-Control-Request-Method) is answered by Gatehouse (204) and never forwarded; the rules decide any other OPTIONS' : ''}`,
     );
   }
   app.rules.forEach((r) => {

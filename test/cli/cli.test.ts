@@ -34,6 +34,21 @@ describe('gatehouse check', () => {
     );
     assert.match(r.stderr, /warning: secrets\.key:/);
     assert.doesNotMatch(r.stderr, /error:/);
+    assert.doesNotMatch(r.stdout, /cors/);
+  });
+
+  test('check says which other origins may call an app, and warns about plain-http ones with cookies', async () => {
+    const file = writeConfig(
+      'cors.yaml',
+      'publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.5]\nupstream: http://127.0.0.1:3000\ncors:\n  origins: [https://spa.example.com, http://old.example.com]\n  credentials: true\n',
+    );
+    const r = await run(['check', '--config', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /\n {4}cors: https:\/\/spa\.example\.com, http:\/\/old\.example\.com, with cookies; preflights answered by Gatehouse\n/,
+    );
+    assert.match(r.stderr, /warning: cors\.origins: http:\/\/old\.example\.com: a page served over plain http/);
   });
 
   test("check names each app's identity headers as configured (the oauth2-proxy preset) and the second token header; a clash is an error with its line", async () => {
