@@ -4,6 +4,7 @@
 // request), the timing wrappers of the store and the cache, and the listener that serves /metrics.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { toOriginForm } from '../http/protocol.ts';
 import client, { type Counter, type Gauge, Registry } from 'prom-client';
 import { type CounterChild, FastCounter, FastHistogram, type HistogramChild } from './fast.ts';
 
@@ -345,13 +346,19 @@ export interface MetricsSource {
 }
 
 /**
- * The listener of `metrics.listen`: GET /metrics, nothing else. A source that rejects with a
+ * The listener of `metrics.listen`: GET /metrics, nothing else (in absolute form too, when it
+ * names the Host, like the public listener: http/protocol.ts). A source that rejects with a
  * `status` of 503 (metrics/cluster.ts: a worker did not answer) is a 503 with its message.
  */
 export class MetricsListener {
   private readonly server: http.Server;
   constructor(metrics: MetricsSource) {
     this.server = http.createServer((req, res) => {
+      const bad = toOriginForm(req);
+      if (bad)
+        return void res
+          .writeHead(bad.status, { 'content-type': 'text/plain', connection: 'close' })
+          .end(`${bad.message}\n`);
       const path = (req.url ?? '').split('?')[0];
       if (path !== '/metrics') return void res.writeHead(404, { 'content-type': 'text/plain' }).end('Not Found\n');
       if (req.method !== 'GET' && req.method !== 'HEAD')

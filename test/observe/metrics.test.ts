@@ -5,6 +5,7 @@ import * as oauth from 'openid-client';
 import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { cliClient, deviceLogin } from '../oauth/helpers.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
+import { rawRequest } from '../helpers/raw.ts';
 
 let gh: TestGatehouse;
 let user: Client;
@@ -76,6 +77,17 @@ describe('Prometheus metrics', () => {
     const at = gh.gatehouse.metricsAddress()!;
     assert.equal(at.address, '127.0.0.1');
     assert.equal((await request(`http://127.0.0.1:${at.port}/other`)).statusCode, 404);
+    // A request target in absolute form naming the Host is served like its origin-form; another host is refused.
+    const host = `127.0.0.1:${at.port}`;
+    const absolute = await rawRequest(
+      at.port,
+      `GET http://${host}/metrics HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+    );
+    assert.equal(absolute.status, 200);
+    assert.match(absolute.text, /^# TYPE gatehouse_build_info /m);
+    const other = await rawRequest(at.port, `GET http://evil.example/metrics HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+    assert.equal(other.status, 400);
+    assert.equal(other.closed, true);
   });
 
   test('values move with real traffic: requests by app, kind and status class, durations, sessions', async () => {
