@@ -1,4 +1,4 @@
-// config/ (base): the config, its one zod schema (every part's, this file and mail.ts, providers.ts,
+// config/ (base): the config, its one zod schema (every part's, this file and mail.ts, providers.ts, cors.ts,
 // oauth.ts), the YAML loader, durations, the JSON Schema, and the Warning type of `gatehouse check`.
 import { isIP } from 'node:net';
 import { z } from 'zod';
