@@ -63,7 +63,8 @@ export function ruleFor(site: Site, method: string, path: string): { app: App; r
  * Throws (or rejects) when the store is unreachable on a protected rule (fail closed); public
  * rules still tell the app who is signed in when they can, but never fail on the store. The
  * answer is synchronous when nothing had to be waited for (a session the store holds in
- * memory): the common request makes no promise here.
+ * memory): the common request makes no promise here. `app`: the app serving the path, when the
+ * caller has looked it up already (appFor).
  */
 export function decide(
   sessions: SessionLookup,
@@ -72,8 +73,8 @@ export function decide(
   method: string,
   path: string,
   bearer?: BearerCheck,
+  app: App | undefined = appFor(site, path),
 ): Decision | Promise<Decision> {
-  const app = appFor(site, path);
   if (!app) return NO_APP;
   const rule = matchRule(app.rules, app.fallback, method, path);
   if (rule.access === 'deny') return { kind: 'deny', app, rule };

@@ -234,13 +234,13 @@ export class HttpEntry {
     const served = appFor(site, ctx.path);
     const cors = served?.cors ?? null;
     if (cors) {
-      if (method === 'OPTIONS' && isPreflight(req)) {
+      if (isPreflight(req)) {
         if (meter) meter.app = served!.name;
         return answerPreflight(cors, req, res);
       }
       setCorsHeaders(cors, req, res);
     }
-    let d = decide(this.d.sessions, site, req, method, ctx.path, this.d.oauth);
+    let d = decide(this.d.sessions, site, req, method, ctx.path, this.d.oauth, served);
     if (d instanceof Promise) d = await d;
     if (d.kind === 'forbidden') ctx.userId = d.active.user.id;
     if (meter && d.kind !== 'no_app') meter.app = d.app.name;
