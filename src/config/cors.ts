@@ -50,7 +50,7 @@ export const CorsSchema = z
     methods: z
       .array(z.enum(CORS_METHODS))
       .min(1)
-      .default(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'])
+      .default([...CORS_METHODS])
       .meta({ description: 'Methods those pages may use' }),
     headers: z
       .array(requestHeader)

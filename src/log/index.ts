@@ -62,8 +62,8 @@ const FLUSH_WAIT_MS = 2000;
 type Batcher = DestinationStream & { flush(cb?: (err?: Error) => void): void; flushSync(): void };
 /** What the batcher needs of sonic-boom (a test hands it a stand-in). */
 type Writer = Pick<ReturnType<typeof pino.destination>, 'write' | 'flushSync' | 'on' | 'once' | 'off'>;
-/** Each batcher and how to write out what is left of it when the process exits. */
-const live = new Map<Batcher, () => void>();
+/** How each batcher writes out what is left of it when the process exits. */
+const atExit: (() => void)[] = [];
 let exitHook = false;
 
 /**
@@ -128,7 +128,7 @@ export function batchedStdout(fd = 1, stream: Writer = pino.destination({ dest: 
       if (!underWay) stream.flushSync();
     },
   };
-  live.set(batcher, () => {
+  atExit.push(() => {
     push();
     stream.flushSync();
   });
@@ -136,9 +136,9 @@ export function batchedStdout(fd = 1, stream: Writer = pino.destination({ dest: 
     exitHook = true;
     // At exit nothing more runs: whatever is left is written synchronously.
     process.once('exit', () => {
-      for (const atExit of live.values()) {
+      for (const writeRest of atExit) {
         try {
-          atExit();
+          writeRest();
         } catch {
           // stdout already gone: nothing more can be written
         }
