@@ -7,7 +7,7 @@ import { SqliteDriver } from './sqlite.ts';
 import { SqlStore } from './sql-store.ts';
 import type { Store } from './types.ts';
 
-export type { Store, User, Session, NewUser, UserPatch, SigningKey } from './types.ts';
+export type { Store, User, Session, NewUser, UserPatch, SigningKey, ProviderSessionLink } from './types.ts';
 export { StoreConflictError, StoreUnavailableError } from './types.ts';
 export type { Identity, LoginState, ProviderTokenRecord } from './provider-types.ts';
 export type {

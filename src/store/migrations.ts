@@ -311,6 +311,23 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
       `ALTER TABLE sessions ADD COLUMN auth_time BIGINT`,
     ],
   },
+  {
+    version: 11,
+    name: 'sessions: the provider session they came from (back-channel logout)',
+    sql: [
+      // A session signed in through an OpenID provider: the provider's subject and its session id
+      // (the ID token's sid, when it has one), so the provider's logout token can end it.
+      `CREATE TABLE session_providers (
+        session_hash TEXT PRIMARY KEY REFERENCES sessions (id_hash) ON DELETE CASCADE,
+        provider TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        sid TEXT,
+        created_at BIGINT NOT NULL
+      )`,
+      `CREATE INDEX session_providers_sid ON session_providers (provider, sid)`,
+      `CREATE INDEX session_providers_subject ON session_providers (provider, subject)`,
+    ],
+  },
 ];
 
 export async function migrate(db: SqlDriver): Promise<number> {

@@ -18,6 +18,7 @@ import {
   type JobLeaseStore,
   type KeyValueStore,
   type NewUser,
+  type ProviderSessionLink,
   type SigningKeyStore,
   type Session,
   type SessionStore,
@@ -256,6 +257,37 @@ class SqlSessions implements SessionStore {
 
   async deleteByUser(userId: string, exceptIdHash?: string): Promise<number> {
     return this.db.run(`DELETE FROM sessions WHERE user_id = ? AND id_hash <> ?`, [userId, exceptIdHash ?? '']);
+  }
+
+  async setProviderSession(idHash: string, link: ProviderSessionLink): Promise<void> {
+    await this.db.run(
+      `INSERT INTO session_providers (session_hash, provider, subject, sid, created_at)
+       SELECT id_hash, ?, ?, ?, ? FROM sessions WHERE id_hash = ?
+       ON CONFLICT (session_hash) DO UPDATE SET provider = excluded.provider, subject = excluded.subject, sid = excluded.sid`,
+      [link.provider, link.subject, link.sid, Date.now(), idHash],
+    );
+  }
+
+  async deleteByProviderSession(
+    provider: string,
+    match: { sid?: string; subject?: string },
+  ): Promise<{ idHash: string; userId: string }[]> {
+    if (match.sid === undefined && match.subject === undefined) return [];
+    const where = ['provider = ?'];
+    const params: string[] = [provider];
+    if (match.sid !== undefined) {
+      where.push('sid = ?');
+      params.push(match.sid);
+    }
+    if (match.subject !== undefined) {
+      where.push('subject = ?');
+      params.push(match.subject);
+    }
+    const rows = await this.db.all<{ id_hash: string; user_id: string }>(
+      `DELETE FROM sessions WHERE id_hash IN (SELECT session_hash FROM session_providers WHERE ${where.join(' AND ')}) RETURNING id_hash, user_id`,
+      params,
+    );
+    return rows.map((r) => ({ idHash: r.id_hash, userId: r.user_id }));
   }
 
   async listByUser(userId: string): Promise<Session[]> {

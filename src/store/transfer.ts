@@ -30,6 +30,7 @@ const ORDER = [
   'identities',
   'login_states',
   'provider_tokens',
+  'session_providers',
   'oauth_clients',
   'oauth_device_codes',
   'oauth_codes',

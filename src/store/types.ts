@@ -58,6 +58,13 @@ export interface UserStore {
   count(): Promise<number>;
 }
 
+/** The OpenID provider session a session came from: the ID token's sub and sid (null without one). */
+export interface ProviderSessionLink {
+  provider: string;
+  subject: string;
+  sid: string | null;
+}
+
 export interface SessionStore {
   create(session: Session): Promise<void>;
   get(idHash: string): Promise<Session | undefined>;
@@ -77,6 +84,19 @@ export interface SessionStore {
   setAuth(idHash: string, auth: { authTime: number; amr: string[] }): Promise<boolean>;
   /** Ends every session of a user, except one (the caller's own) when given. Returns how many. */
   deleteByUser(userId: string, exceptIdHash?: string): Promise<number>;
+  /**
+   * Records the OpenID provider session a session was signed in through (replacing what was
+   * recorded: a re-authentication there starts a new one). Nothing when the session is gone.
+   */
+  setProviderSession(idHash: string, link: ProviderSessionLink): Promise<void>;
+  /**
+   * Ends the sessions signed in through `provider` that match a back-channel logout: its session
+   * id, its subject, or both (each given one must match). Returns the sessions ended.
+   */
+  deleteByProviderSession(
+    provider: string,
+    match: { sid?: string; subject?: string },
+  ): Promise<{ idHash: string; userId: string }[]>;
   listByUser(userId: string): Promise<Session[]>;
   /**
    * Removes sessions whose absolute or idle expiry has passed, at most `limit` (default 1000) in

@@ -407,6 +407,55 @@ export function storeContract(name: string, harness: StoreHarness): void {
       );
 
       test(
+        'deleteByProviderSession ends the sessions of one provider session, or of one subject there, and no others',
+        withStore(async (store) => {
+          const u = await store.users.create({ email: email() });
+          const other = await store.users.create({ email: email('other') });
+          const [s1, s2, s3, s4, s5, local] = [
+            session(u.id),
+            session(u.id),
+            session(u.id),
+            session(u.id),
+            session(other.id),
+            session(u.id),
+          ];
+          for (const s of [s1, s2, s3, s4, s5, local]) await store.sessions.create(s!);
+          await store.sessions.setProviderSession(s1!.idHash, { provider: 'a', subject: 'alice', sid: 'sid-1' });
+          await store.sessions.setProviderSession(s2!.idHash, { provider: 'a', subject: 'alice', sid: 'sid-2' });
+          await store.sessions.setProviderSession(s3!.idHash, { provider: 'a', subject: 'alice', sid: null });
+          await store.sessions.setProviderSession(s4!.idHash, { provider: 'b', subject: 'alice', sid: 'sid-1' });
+          await store.sessions.setProviderSession(s5!.idHash, { provider: 'a', subject: 'bob', sid: 'sid-5' });
+          // Gone already: nothing recorded, no error.
+          await store.sessions.setProviderSession(idHash(), { provider: 'a', subject: 'alice', sid: 'sid-x' });
+          const ended = async (provider: string, match: { sid?: string; subject?: string }) =>
+            (await store.sessions.deleteByProviderSession(provider, match)).map((e) => e.userId);
+          const left = async () =>
+            new Set(
+              (await Promise.all([s1, s2, s3, s4, s5, local].map((s) => store.sessions.get(s!.idHash))))
+                .filter((s) => s !== undefined)
+                .map((s) => s.idHash),
+            );
+
+          assert.deepEqual(await ended('a', {}), [], 'no sid and no sub: nothing');
+          assert.deepEqual(await ended('a', { sid: 'sid-1', subject: 'bob' }), []);
+          assert.deepEqual(await ended('a', { sid: 'sid-1' }), [u.id]);
+          assert.deepEqual(await left(), new Set([s2, s3, s4, s5, local].map((s) => s!.idHash)), "b's sid-1 stays");
+          // A re-authentication at the provider replaces the recorded provider session.
+          await store.sessions.setProviderSession(s2!.idHash, { provider: 'a', subject: 'alice', sid: 'sid-2b' });
+          assert.deepEqual(await ended('a', { sid: 'sid-2' }), []);
+          assert.deepEqual(await ended('a', { subject: 'alice' }), [u.id, u.id]);
+          assert.deepEqual(await left(), new Set([s4, s5, local].map((s) => s!.idHash)));
+          assert.deepEqual(await store.sessions.deleteByProviderSession('b', { sid: 'sid-1', subject: 'alice' }), [
+            { idHash: s4!.idHash, userId: u.id },
+          ]);
+          assert.deepEqual(await left(), new Set([s5, local].map((s) => s!.idHash)), 'a password session stays');
+          // The record goes with its session: a purge or a logout leaves nothing to match.
+          await store.sessions.delete(s5!.idHash);
+          assert.deepEqual(await ended('a', { subject: 'bob' }), []);
+        }),
+      );
+
+      test(
         'listByUser: only that user, most recently seen first',
         withStore(async (store) => {
           const u = await store.users.create({ email: email() });
