@@ -85,7 +85,8 @@ function describe(e: AuditEvent): string {
     case 'register':
       return 'Account created';
     case 'logout':
-      return 'Signed out';
+      // A provider's back-channel logout (providers/routes.ts) ended sessions signed in through it.
+      return e.detail.by === 'provider' ? `Signed out at ${String(e.detail.provider)}` : 'Signed out';
     case 'session_ended':
       return 'Ended a browser session';
     case 'sessions_ended':

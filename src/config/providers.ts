@@ -154,6 +154,10 @@ export const OidcProviderSchema = z.strictObject({
     description:
       'Logout also ends the session at the provider (RP-initiated logout, when discovery lists an end_session_endpoint)',
   }),
+  backchannelLogout: z.boolean().default(true).meta({
+    description:
+      "Accept the provider's back-channel logout (OpenID Connect Back-Channel Logout 1.0) at <prefix>/backchannel-logout/<id>: its signed logout token ends the sessions signed in through the provider session (sid) or subject it names",
+  }),
   idTokenSigningAlg: z
     .string()
     .regex(/^[A-Z][A-Za-z0-9]{2,15}$/, 'expected a JWS algorithm such as RS256 or ES256')

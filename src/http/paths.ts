@@ -39,6 +39,8 @@ export const paths = {
   loginWith: '/login/:provider',
   callback: '/callback/:provider',
   signedOut: '/signed-out',
+  /** The provider's server posts its logout token here (OpenID Connect Back-Channel Logout 1.0). */
+  backchannelLogout: '/backchannel-logout/:provider',
   // oauth/ (the OAuth server for CLIs and MCP clients)
   device: '/device',
   oauthAuthorize: '/oauth/authorize',

@@ -2,7 +2,7 @@ import type { Config } from '../config/schema.ts';
 import { isLoopbackHost } from '../http/loopback.ts';
 import { appsOf, basePath, buildSites } from '../sites/index.ts';
 import { DEFAULT_SCOPES } from '../config/providers.ts';
-import { postLogoutUri, redirectUri, relayedProviders } from './service.ts';
+import { backchannelLogoutUri, postLogoutUri, redirectUri, relayedProviders } from './service.ts';
 
 /** Provider settings that validate but will hurt; part of `gatehouse check` (cli/lint.ts). */
 export function lintProviders(config: Config): { key: string; message: string }[] {
@@ -72,6 +72,11 @@ export function providerRegistrations(config: Config): string[] {
     for (const s of sites) lines.push(`    redirect URI:             ${redirectUri(s.origin, prefix, p.id)}`);
     if (p.type === 'oidc' && p.endSession)
       for (const s of sites) lines.push(`    post-logout redirect URI: ${postLogoutUri(s.origin, prefix)}`);
+    // One per client at the provider; any site's ends the sessions of every site.
+    if (p.type === 'oidc' && p.backchannelLogout)
+      lines.push(
+        `    back-channel logout URI:  ${backchannelLogoutUri(new URL(config.publicUrl).origin, prefix, p.id)}`,
+      );
     const apps = appsOf(config)
       .filter((a) => a.tokenRelay === p.id || a.routes.some((r) => r.tokenRelay === p.id))
       .map((a) => a.name);

@@ -1,7 +1,8 @@
-import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, type JWTVerifyGetKey } from 'jose';
 import * as oauth from 'openid-client';
 import { cleanDisplayName } from '../accounts/names.ts';
 import type { Logger } from '../log/index.ts';
+import { LogoutTokenError, type LogoutKeys } from './backchannel.ts';
 import { classify, Lazy, ProviderError, type ProviderClient } from './client.ts';
 import {
   claimAt,
@@ -30,6 +31,8 @@ export class OidcProvider implements ProviderClient {
   readonly config: OidcProviderConfig;
   private readonly logger: Logger;
   private readonly discovery: Lazy<oauth.Configuration>;
+  /** The issuer's JWKS for logout tokens (jose caches it and refetches for an unknown kid, at most every 30 s). */
+  private jwks: { uri: string; keys: JWTVerifyGetKey } | undefined;
 
   constructor(config: OidcProviderConfig, logger: Logger) {
     this.config = config;
@@ -208,6 +211,33 @@ export class OidcProvider implements ProviderClient {
     } catch (err) {
       throw classify(err, 'refresh');
     }
+  }
+
+  /**
+   * What a back-channel logout token is checked against (backchannel.ts): the discovered issuer,
+   * this client, the algs ID tokens are signed with here, the issuer's JWKS.
+   */
+  async logoutKeys(): Promise<LogoutKeys> {
+    const config = await this.discovery.get().catch(() => {
+      throw new LogoutTokenError(`the discovery document of ${this.config.issuer} cannot be read`, true);
+    });
+    const m = config.serverMetadata();
+    const uri = m.jwks_uri;
+    // https, or http for a loopback issuer (the schema allows http only there).
+    if (!uri || !URL.canParse(uri) || !['https:', new URL(this.config.issuer).protocol].includes(new URL(uri).protocol))
+      throw new LogoutTokenError('discovery lists no usable jwks_uri', true);
+    if (this.jwks?.uri !== uri)
+      this.jwks = { uri, keys: createRemoteJWKSet(new URL(uri), { timeoutDuration: this.config.timeout }) };
+    const listed = m.id_token_signing_alg_values_supported ?? ['RS256'];
+    return {
+      issuer: m.issuer,
+      clientId: this.config.clientId,
+      // Never none, never a shared secret (HS*: the client secret is no proof of the issuer).
+      algorithms: (this.config.idTokenSigningAlg ? [this.config.idTokenSigningAlg] : listed).filter(
+        (a) => a !== 'none' && !a.startsWith('HS'),
+      ),
+      jwks: this.jwks.keys,
+    };
   }
 
   async endSessionUrl(p: { idToken: string | null; postLogoutRedirectUri: string }): Promise<URL | undefined> {

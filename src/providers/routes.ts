@@ -1,7 +1,7 @@
 import type { AuditLog } from '../audit/index.ts';
 import type { Cache } from '../cache/index.ts';
 import { DiagnosedError } from '../diagnosis/index.ts';
-import { field } from '../http/body.ts';
+import { field, readInput } from '../http/body.ts';
 import { rateLimitAddress } from '../http/client-ip.ts';
 import { HttpError } from '../http/errors.ts';
 import { redirect, sendJson } from '../http/respond.ts';
@@ -18,6 +18,7 @@ import type { RequestContext } from '../http/context.ts';
 import type { Params } from '../http/router.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
 import type { LoginState, Store } from '../store/index.ts';
+import { type LogoutClaims, LogoutTokenError, MAX_AGE_S, verifyLogoutToken } from './backchannel.ts';
 import { classify, type FlowError, type ProviderClient } from './client.ts';
 import { confirmPage, describeFailure, identitiesSection, reauthProviderForms } from './pages.ts';
 import type { ProviderProfile, ProviderTokenSet } from './profile.ts';
@@ -47,6 +48,8 @@ export interface ProviderRoutesDeps {
  * NAT, finite for scripts.
  */
 const STARTS_WINDOW_MS = 15 * 60_000;
+/** A logout token is a few hundred bytes; this leaves room for large keys' claims. */
+const MAX_LOGOUT_TOKEN = 8192;
 
 /**
  * The HTTP side of sign-in through providers:
@@ -83,7 +86,10 @@ export class ProviderRoutes {
       if (!plain) return;
       const { provider, tokens } = JSON.parse(plain) as { provider: string; tokens: ProviderTokenSet };
       const client = this.p.get(provider);
-      if (client) await this.p.keepTokens(sessionOwner(session), client, tokens, 'login');
+      if (!client) return;
+      // The carry is made by completeLogin only: the session was signed in through this provider.
+      await this.p.rememberProviderSession({ idHash: session.idHash, amr: [`idp:${client.id}`] }, client, tokens);
+      await this.p.keepTokens(sessionOwner(session), client, tokens, 'login');
     });
     return this;
   }
@@ -106,6 +112,73 @@ export class ProviderRoutes {
   /** GET /signed-out: back from a provider's logout, to the sign-in page that says so. */
   async signedOut(ctx: RequestContext): Promise<void> {
     redirect(ctx.res, 302, `${ctx.site.origin}${this.s.prefix}/login?signed_out=1`);
+  }
+
+  /**
+   * POST /backchannel-logout/:provider: the provider's server tells Gatehouse that a user's
+   * session there ended (OpenID Connect Back-Channel Logout 1.0). Its logout token is verified
+   * (backchannel.ts) and used once; the sessions signed in through that provider session (or of
+   * that subject there, when it names no sid) end at their next request, on every node. 200 when
+   * done (also when nothing matched: the user may have signed out here first), 400 with the reason
+   * for a token that does not hold, 503 when the provider's keys cannot be fetched. No cookie,
+   * no CSRF token: the signed token is the request's only authority.
+   */
+  async backchannelLogout(ctx: RequestContext, params: Params): Promise<void> {
+    const client = this.p.get(params.provider!);
+    if (!client || client.config.type !== 'oidc' || !client.config.backchannelLogout || !client.logoutKeys)
+      return sendJson(ctx.res, 404, { error: 'not_found', message: 'No back-channel logout for this provider.' });
+    const refuse = (status: 400 | 503, reason: string) => {
+      this.s.logger.warn(
+        { event: 'backchannel_logout_refused', provider: client.id, reason, requestId: ctx.requestId },
+        `back-channel logout from ${client.id} refused: ${reason}`,
+      );
+      const error = status === 400 ? 'invalid_request' : 'temporarily_unavailable';
+      sendJson(ctx.res, status, { error, error_description: reason }, status === 503 ? { 'retry-after': '5' } : {});
+    };
+    const input = await readInput(ctx.req);
+    if (input.kind !== 'form') return refuse(400, 'send logout_token as application/x-www-form-urlencoded');
+    const token = field(input, 'logout_token', MAX_LOGOUT_TOKEN);
+    if (!token) return refuse(400, 'no logout_token');
+    let claims: LogoutClaims;
+    try {
+      claims = await verifyLogoutToken(token, await client.logoutKeys());
+    } catch (err) {
+      if (!(err instanceof LogoutTokenError)) throw err;
+      return refuse(err.unavailable ? 503 : 400, err.message);
+    }
+    // Used once: the same token again (a replay, or the issuer's retry after a lost answer) ends
+    // nothing more; both answer 400 after the first.
+    const used = `bcl-jti:${client.id}:${claims.jti}`;
+    if ((await this.cache.hit(used, (MAX_AGE_S + 60) * 1000)) > 1)
+      return refuse(400, 'this logout token was used already');
+    let ended: { idHash: string; userId: string }[];
+    try {
+      ended = await this.p.endProviderSessions(client, { sid: claims.sid, subject: claims.sub });
+    } catch (err) {
+      // The store failed (503): the issuer's retry of this token must still work.
+      await this.cache.release(used).catch(() => {});
+      throw err;
+    }
+    const users = new Map<string, number>();
+    for (const e of ended) users.set(e.userId, (users.get(e.userId) ?? 0) + 1);
+    for (const [userId, n] of users)
+      this.s.audit.record({
+        event: 'logout',
+        userId,
+        actor: `provider:${client.id}`,
+        detail: { by: 'provider', provider: client.id, sessions: n },
+      });
+    this.s.logger.info(
+      {
+        event: 'backchannel_logout',
+        provider: client.id,
+        by: claims.sid ? 'sid' : 'sub',
+        sessions: ended.length,
+        requestId: ctx.requestId,
+      },
+      `${client.name} signed a user out: ${ended.length} session(s) ended`,
+    );
+    ctx.res.writeHead(200, { 'cache-control': 'no-store', 'content-length': 0 }).end();
   }
 
   /** Origins the identities section's forms are redirected to (the providers' authorization endpoints). */
@@ -274,6 +347,7 @@ export class ProviderRoutes {
       userAgent: ctx.req.headers['user-agent'] ?? null,
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
+    await this.p.rememberProviderSession({ idHash, amr }, client, result.tokens);
     await this.p.keepTokens(sessionOwner({ idHash, userId: user.id }), client, result.tokens, 'login');
     if (resolved.how === 'created')
       this.s.audit.record({
@@ -361,6 +435,8 @@ export class ProviderRoutes {
       return this.fail(ctx, client, 'reauth_mismatch', record);
     }
     await this.reauth.proven(session, [`idp:${client.id}`]);
+    // A fresh sign-in there may be a new provider session: its logout now ends this one.
+    await this.p.rememberProviderSession(session, client, result.tokens);
     await this.p.keepTokens(sessionOwner(session), client, result.tokens, 'login');
     this.s.logger.info(
       { event: 'reauthenticated', userId: user.id, method: 'provider', provider: client.id, requestId: ctx.requestId },

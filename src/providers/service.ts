@@ -1,5 +1,6 @@
 // providers/ (feature): sign-in with OAuth2/OIDC providers and GitHub: the clients, the flows, linking,
 // the provider token vault and relay, their handlers and pages; this file is what the rest uses.
+import { decodeJwt } from 'jose';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/index.ts';
 import type { SafeHtml } from '../pages/index.ts';
@@ -32,6 +33,9 @@ export const redirectUri = (origin: string, prefix: string, provider: string): s
 /** Where a provider sends the browser after RP-initiated logout. */
 export const postLogoutUri = (origin: string, prefix: string): string => `${origin}${prefix}/signed-out`;
 
+/** Where the provider posts its logout tokens (OpenID Connect Back-Channel Logout 1.0): register it there. */
+export const backchannelLogoutUri = (origin: string, prefix: string, provider: string): string =>
+  `${origin}${prefix}/backchannel-logout/${provider}`;
 /** The session's provider, from its amr ("idp:<id>"), when it was made by one. */
 export const sessionProvider = (s: Pick<Session, 'amr'>): string | undefined =>
   s.amr.find((a) => a.startsWith('idp:'))?.slice(4);
@@ -135,6 +139,38 @@ export class ProviderService {
         scope: null,
       });
     }
+  }
+
+  /**
+   * A session just signed in (or re-authenticated) through this provider: remember the provider
+   * session it came from, the ID token's sub and sid, so that the provider's back-channel logout
+   * can end it (routes.ts). Only for the provider the session was signed in with.
+   */
+  async rememberProviderSession(
+    session: Pick<Session, 'idHash' | 'amr'>,
+    client: ProviderClient,
+    tokens: ProviderTokenSet,
+  ): Promise<void> {
+    if (client.config.type !== 'oidc' || !client.config.backchannelLogout || !tokens.idToken) return;
+    if (sessionProvider(session) !== client.id) return;
+    // Verified at the callback; read again here only for these two claims.
+    const { sub, sid } = decodeJwt(tokens.idToken);
+    if (typeof sub !== 'string') return;
+    await this.d.store.sessions.setProviderSession(session.idHash, {
+      provider: client.id,
+      subject: sub,
+      sid: typeof sid === 'string' ? sid : null,
+    });
+  }
+
+  /**
+   * A verified back-channel logout: ends the sessions signed in through that provider session
+   * (or, with only a sub, every session of that subject there) and forgets their cached tokens.
+   */
+  async endProviderSessions(client: ProviderClient, match: { sid?: string; subject?: string }) {
+    const ended = await this.d.store.sessions.deleteByProviderSession(client.id, match);
+    for (const e of ended) this.tokens.forget(sessionOwner({ idHash: e.idHash, userId: e.userId }));
+    return ended;
   }
 
   relayToken(session: Session, provider: string): Promise<AccessToken> {

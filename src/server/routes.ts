@@ -109,6 +109,7 @@ export const routes: { own: readonly Row[]; wellKnown: readonly Row[] } = {
     { path: paths.reauthProvider, methods: POST, handler: (f, c) => f.providers.reauthStart(c) },
     { path: paths.unlinkProvider, methods: POST, handler: (f, c) => f.providers.unlink(c) },
     { path: paths.signedOut, methods: GET, handler: (f, c) => f.providers.signedOut(c) },
+    { path: paths.backchannelLogout, methods: POST, handler: (f, c, p) => f.providers.backchannelLogout(c, p) },
     // oauth/server.ts, oauth/device.ts, oauth/authorize.ts: the endpoints on publicUrl's site only
     {
       path: paths.oauthDeviceAuthorization,

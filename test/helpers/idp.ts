@@ -28,6 +28,10 @@ export interface IdpClient {
   post_logout_redirect_uris?: string[];
   id_token_signed_response_alg?: string;
   token_endpoint_auth_method?: string;
+  /** Where the IdP posts its logout token when a session here ends (Back-Channel Logout 1.0). */
+  backchannel_logout_uri?: string;
+  /** With it, ID and logout tokens carry sid. */
+  backchannel_logout_session_required?: boolean;
 }
 
 export interface IdpOptions {
@@ -72,6 +76,8 @@ export interface TestIdp {
   failToken: number | undefined;
   /** Requests to end_session that came in. */
   endSessions: URLSearchParams[];
+  /** Logout tokens the IdP posted to clients' back-channel logout URIs, and what became of them. */
+  backchannel: { clientId: string; accountId: string; sid: string; error?: string }[];
   signIdToken(claims: JWTPayload, header?: Record<string, unknown>): Promise<string>;
   publicJwk: JWK;
   /** Destroys the refresh tokens issued so far (to one account, or all): the next refresh gets invalid_grant. */
@@ -142,6 +148,7 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
     features: {
       devInteractions: { enabled: false },
+      backchannelLogout: { enabled: true },
       rpInitiatedLogout: {
         enabled: true,
         logoutSource: async (ctx: { body: string }, form: string) => {
@@ -151,6 +158,12 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
           ctx.body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed out</title></head><body><main><h1>Signed out of ${esc(options.name)}</h1></main></body></html>`;
         },
       },
+    },
+    // oidc-provider refuses to post to special-use addresses (SSRF protection); the tests' Gatehouse
+    // is on loopback, where its back-channel logout calls must go.
+    fetch: (url: string | URL, init: RequestInit & { dispatcher?: unknown }) => {
+      const { dispatcher: _, ...rest } = init;
+      return globalThis.fetch(url, rest);
     },
     pkce: { required: () => true },
     // Tokens die at their exp, not 15 s later (the default tolerance): tests wait for that.
@@ -185,6 +198,7 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
     tamperNext: undefined,
     failToken: undefined,
     endSessions: [],
+    backchannel: [],
     publicJwk,
     signIdToken: (claims, header = {}) =>
       new SignJWT(claims).setProtectedHeader({ alg, kid, typ: 'JWT', ...header }).sign(privateKey),
@@ -218,6 +232,15 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
       ok,
     };
   };
+  type LogoutClient = { clientId: string };
+  provider.on('backchannel.success', (_ctx: OidcContext, client: LogoutClient, accountId: string, sid: string) =>
+    idp.backchannel.push({ clientId: client.clientId, accountId, sid }),
+  );
+  provider.on(
+    'backchannel.error',
+    (_ctx: OidcContext, err: Error, client: LogoutClient, accountId: string, sid: string) =>
+      idp.backchannel.push({ clientId: client.clientId, accountId, sid, error: err.message }),
+  );
   provider.on('grant.success', (ctx: OidcContext) => idp.tokenEvents.push(event(ctx, true)));
   provider.on('grant.error', (ctx: OidcContext) => idp.tokenEvents.push(event(ctx, false)));
   provider.use(async (ctx, next) => {

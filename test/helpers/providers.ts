@@ -47,7 +47,13 @@ export interface Lab {
 }
 
 export async function startLab(
-  options: { gatehouses?: number; a?: Partial<IdpOptions>; b?: Partial<IdpOptions> } = {},
+  options: {
+    gatehouses?: number;
+    a?: Partial<IdpOptions>;
+    b?: Partial<IdpOptions>;
+    /** The IdPs' clients get the first Gatehouse's back-channel logout URI (their tokens then carry sid). */
+    backchannel?: boolean;
+  } = {},
 ): Promise<Lab> {
   const ports = await Promise.all(Array.from({ length: options.gatehouses ?? 1 }, () => freePort()));
   const origins = ports.map((p) => `http://127.0.0.1:${p}`);
@@ -55,6 +61,13 @@ export async function startLab(
   const secretB = `secret-b-${randomBytes(12).toString('hex')}`;
   const redirects = (id: string) => origins.map((o) => `${o}/.auth/callback/${id}`);
   const signedOut = origins.map((o) => `${o}/.auth/signed-out`);
+  const backchannel = (id: string) =>
+    options.backchannel
+      ? {
+          backchannel_logout_uri: `${origins[0]}/.auth/backchannel-logout/${id}`,
+          backchannel_logout_session_required: true,
+        }
+      : {};
   const a = await startIdp({
     name: 'idpa',
     accounts: ACCOUNTS_A,
@@ -65,6 +78,7 @@ export async function startLab(
         client_secret: secretA,
         redirect_uris: redirects('a'),
         post_logout_redirect_uris: signedOut,
+        ...backchannel('a'),
       },
       { client_id: 'other-client', client_secret: `other-${secretA}`, redirect_uris: ['http://127.0.0.1:9/cb'] },
     ],
@@ -82,6 +96,7 @@ export async function startLab(
         redirect_uris: redirects('b'),
         post_logout_redirect_uris: signedOut,
         id_token_signed_response_alg: 'ES256',
+        ...backchannel('b'),
       },
     ],
     ...options.b,
@@ -146,4 +161,22 @@ export async function accountPost(
 /** The error page of a failed flow: its status and the log line, for assertions. */
 export function failures(gh: TestGatehouse, reason?: string): Record<string, unknown>[] {
   return gh.logs.filter((l) => l.event === 'oauth_callback_failed' && (reason === undefined || l.reason === reason));
+}
+
+/** The IdP's "Sign out?" page: its form's action and hidden fields (oidc-provider's end_session). */
+export function idpLogoutForm(text: string): { action: string | undefined; hidden: Record<string, string> } {
+  const action = /<form id="op\.logoutForm" method="post" action="([^"]+)"/.exec(text)?.[1];
+  const hidden = Object.fromEntries(
+    [...text.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]),
+  );
+  return { action: action && decodeEntities(action), hidden };
+}
+
+/** The user signs out at the IdP itself (its end_session page, confirmed), not through Gatehouse. */
+export async function signOutAtIdp(c: Client, idp: TestIdp): Promise<Response> {
+  const confirm = await c.fetch(`${idp.issuer}/session/end`, { headers: { accept: 'text/html' } });
+  const form = idpLogoutForm(confirm.text);
+  if (!form.action)
+    throw new Error(`no logout form at the IdP (status ${confirm.status}): ${confirm.text.slice(0, 200)}`);
+  return c.postForm(form.action, { ...form.hidden, logout: 'yes' });
 }

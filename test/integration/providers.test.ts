@@ -6,7 +6,7 @@ import { Client, decodeEntities, PASSWORD, registerJson, uniqueEmail, type Respo
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { resign } from '../helpers/idp.ts';
 import { callbackHop, follow, signIn, stopAtCallback } from '../helpers/oauth.ts';
-import { accountPost, csrfOf, failures, rawDb, startLab, type Lab } from '../helpers/providers.ts';
+import { accountPost, csrfOf, failures, idpLogoutForm, rawDb, startLab, type Lab } from '../helpers/providers.ts';
 
 /**
  * Sign-in through two real OpenID Providers (oidc-provider on loopback) with the HTTP
@@ -956,14 +956,6 @@ describe('the account page: linking and unlinking', () => {
 });
 
 describe('logout, and RP-initiated logout at the provider', () => {
-  const logoutForm = (text: string) => {
-    const action = /<form id="op\.logoutForm" method="post" action="([^"]+)"/.exec(text)?.[1];
-    const hidden = Object.fromEntries(
-      [...text.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]),
-    );
-    return { action: action && decodeEntities(action), hidden };
-  };
-
   test("logout ends the Gatehouse session, then the IdP's session (id_token_hint), and comes back to the sign-in page", async () => {
     lab.a.autoLogin = 'alice';
     const c = new Client(gh.url);
@@ -994,7 +986,7 @@ describe('logout, and RP-initiated logout at the provider', () => {
 
     const confirm = await c.fetch(end.href, { headers: { accept: 'text/html' } });
     assert.equal(confirm.status, 200);
-    const form = logoutForm(confirm.text);
+    const form = idpLogoutForm(confirm.text);
     assert.ok(form.action, `the IdP asks to confirm: ${confirm.text.slice(0, 300)}`);
     const done = await c.postForm(form.action!, { ...form.hidden, logout: 'yes' });
     assert.equal(done.status, 303);

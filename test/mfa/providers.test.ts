@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { hashSessionId } from '../../src/sessions/index.ts';
 import { Client } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { resign } from '../helpers/idp.ts';
@@ -63,10 +64,19 @@ describe('provider sign-ins and second factors', { concurrency: false }, () => {
       `SELECT t.provider FROM provider_tokens t JOIN sessions s ON s.id_hash = t.session_hash WHERE t.user_id = ?`,
       [body.id],
     );
+    const recorded = await db.all<{ provider: string; subject: string }>(
+      `SELECT provider, subject FROM session_providers WHERE session_hash = ?`,
+      [hashSessionId(again.jar.get('gatehouse')!)],
+    );
     await db.close();
     assert.ok(
       kept.some((k) => k.provider === 'a'),
       "the provider's ID token was kept for the session (logout at the IdP)",
+    );
+    assert.deepEqual(
+      recorded.map((r) => ({ ...r })),
+      [{ provider: 'a', subject: 'bob' }],
+      "the provider's back-channel logout can end it",
     );
   });
 

@@ -263,6 +263,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         timeout: '10s',
         issuer: 'https://kc.example.com',
         endSession: false,
+        backchannelLogout: true,
         idTokenSigningAlg: 'RS256',
         tokenEndpointAuthMethod: 'client_secret_basic',
         mfa: 'trust',

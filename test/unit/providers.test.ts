@@ -28,6 +28,7 @@ describe('providers: config', () => {
     assert.equal(g!.trustEmail, false);
     assert.equal(g!.timeout, 10_000);
     assert.equal(g!.type === 'oidc' && g!.endSession, false);
+    assert.equal(g!.type === 'oidc' && g!.backchannelLogout, true);
     assert.equal(h!.type === 'github' && h!.url, 'https://github.com');
     assert.equal(h!.type === 'github' && h!.apiUrl, 'https://api.github.com');
     assert.deepEqual(parseConfig(base, 'g.yaml', {}).providers, [], 'none by default');
@@ -132,6 +133,14 @@ describe('providers: config', () => {
     assert.match(text, /redirect URI: +https:\/\/wiki\.example\.com\/_auth\/callback\/kc/);
     assert.match(text, /post-logout redirect URI: https:\/\/crm\.example\.com\/_auth\/signed-out/);
     assert.match(text, /access token relayed to: +crm/);
+    assert.match(text, /back-channel logout URI: +https:\/\/example\.com\/_auth\/backchannel-logout\/kc$/m);
+    assert.equal(text.match(/back-channel/g)?.length, 1, "one, on publicUrl's site: it ends sessions on every site");
+    const off = parseConfig(
+      `publicUrl: https://example.com\nupstream: http://127.0.0.1:1\nproviders:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com\n    clientId: a\n    backchannelLogout: false\n  - id: gh\n    type: github\n    clientId: x\n    clientSecret: s\n`,
+      'g.yaml',
+      {},
+    );
+    assert.doesNotMatch(providerRegistrations(off).join('\n'), /back-channel/, 'off, and never for GitHub');
   });
 
   test('under a publicUrl path the redirect URIs to register include it (the callback is below it)', () => {
