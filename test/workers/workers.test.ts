@@ -10,7 +10,7 @@ import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.t
 import { freePort } from '../helpers/gatehouse.ts';
 import { describeOrSkip } from '../helpers/requirements.ts';
 import { follow, signIn } from '../helpers/oauth.ts';
-import { accountPost, startLab } from '../helpers/providers.ts';
+import { accountPost, signOutAtIdp, startLab } from '../helpers/providers.ts';
 import { selfSigned } from '../helpers/tls.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { type Line, Node } from './node.ts';
@@ -414,6 +414,72 @@ test('a provider sign-in started on one worker completes on the other, both rela
       );
     }
     await node.until('both workers answered', () => node.servedBy(after, '/after-unlink').size === 2);
+  } finally {
+    node.child.kill('SIGKILL');
+    await node.exited;
+    await upstream.close();
+    await lab.close();
+  }
+});
+
+test("a provider's back-channel logout through one worker signs the session out on both, and its token is refused on both after", async () => {
+  const lab = await startLab({ gatehouses: 1, backchannel: true });
+  const upstream = await startUpstream();
+  const port = lab.ports[0]!;
+  const file = join(dir, 'backchannel.yaml');
+  writeFileSync(
+    file,
+    stringify({
+      publicUrl: `http://127.0.0.1:${port}`,
+      listen: { host: '127.0.0.1', port, workers: 2 },
+      upstream: upstream.url,
+      providers: lab.providers(),
+      store: { type: 'sqlite', path: join(dir, 'backchannel.db') },
+    }),
+  );
+  const node = new Node(file);
+  try {
+    await node.until('both workers serve', () => node.live().size === 2, 90_000);
+    // Every request on a new connection: the primary hands them to the workers in turn.
+    const browser = (jar?: Map<string, string>) => {
+      const c = new Client(`http://127.0.0.1:${port}`);
+      c.defaultHeaders = { connection: 'close' };
+      if (jar) for (const [k, v] of jar) c.jar.set(k, v);
+      return c;
+    };
+    lab.a.autoLogin = 'alice';
+    const c = browser();
+    await signIn(c, 'a');
+    let mark = node.lines.length;
+    for (let i = 0; i < 6; i++) assert.equal((await browser(c.jar).get('/before')).status, 200);
+    await node.until('both workers served the session', () => node.servedBy(mark, '/before').size === 2);
+
+    // The user signs out at the IdP, which posts its logout token to one of the workers.
+    await signOutAtIdp(c, lab.a);
+    assert.equal(lab.a.backchannel.at(-1)!.error, undefined, 'Gatehouse answered the IdP 200');
+    mark = node.lines.length;
+    for (let i = 0; i < 6; i++)
+      assert.equal((await browser(c.jar).get('/after')).status, 401, `request ${i} after the IdP's logout`);
+    await node.until('both workers refused it', () => node.servedBy(mark, '/after').size === 2);
+
+    // A logout token is used once, whichever worker it reaches again.
+    const token = await lab.a.signIdToken(
+      {
+        iss: lab.a.issuer,
+        aud: 'gatehouse-a',
+        iat: Math.floor(Date.now() / 1000),
+        jti: `workers-${Date.now()}`,
+        sub: 'nobody',
+        events: { 'http://schemas.openid.net/event/backchannel-logout': {} },
+      },
+      { typ: 'logout+jwt' },
+    );
+    mark = node.lines.length;
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++)
+      statuses.push((await browser().postForm('/.auth/backchannel-logout/a', { logout_token: token })).status);
+    assert.deepEqual(statuses, [200, 400, 400, 400, 400, 400]);
+    await node.until('both workers answered it', () => node.servedBy(mark, '/.auth/backchannel-logout/a').size === 2);
   } finally {
     node.child.kill('SIGKILL');
     await node.exited;
