@@ -339,31 +339,52 @@ test('the primary killed with SIGKILL: its workers exit, nothing is left holding
   }
 });
 
-test('a provider sign-in started on one worker completes on the other, both relay its token, and neither once it is unlinked', async () => {
-  const lab = await startLab({ gatehouses: 1 });
+/**
+ * A node of two workers on SQLite signing in through the IdPs of a lab, for the provider tests;
+ * `browser()` puts every request on a new connection (the primary hands them to the workers in
+ * turn), with the cookies of `jar` when given.
+ */
+async function providerNode(name: string, options: { backchannel?: boolean; tokenRelay?: string } = {}) {
+  const lab = await startLab({ gatehouses: 1, backchannel: options.backchannel });
   const upstream = await startUpstream();
   const port = lab.ports[0]!;
-  const file = join(dir, 'providers.yaml');
+  const file = join(dir, `${name}.yaml`);
   writeFileSync(
     file,
     stringify({
       publicUrl: `http://127.0.0.1:${port}`,
       listen: { host: '127.0.0.1', port, workers: 2 },
       upstream: upstream.url,
-      tokenRelay: 'a',
+      ...(options.tokenRelay ? { tokenRelay: options.tokenRelay } : {}),
       providers: lab.providers(),
-      store: { type: 'sqlite', path: join(dir, 'providers.db') },
+      store: { type: 'sqlite', path: join(dir, `${name}.db`) },
     }),
   );
   const node = new Node(file);
+  const close = async () => {
+    node.child.kill('SIGKILL');
+    await node.exited;
+    await upstream.close();
+    await lab.close();
+  };
   try {
     await node.until('both workers serve', () => node.live().size === 2, 90_000);
-    // Every request on a new connection: the primary hands them to the workers in turn.
-    const browser = () => {
-      const c = new Client(`http://127.0.0.1:${port}`);
-      c.defaultHeaders = { connection: 'close' };
-      return c;
-    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  const browser = (jar?: Map<string, string>) => {
+    const c = new Client(`http://127.0.0.1:${port}`);
+    c.defaultHeaders = { connection: 'close' };
+    if (jar) for (const [k, v] of jar) c.jar.set(k, v);
+    return c;
+  };
+  return { lab, upstream, node, browser, close };
+}
+
+test('a provider sign-in started on one worker completes on the other, both relay its token, and neither once it is unlinked', async () => {
+  const { lab, node, browser, close } = await providerNode('providers', { tokenRelay: 'a' });
+  try {
     let crossed: { c: Client; account: string } | undefined;
     for (let i = 0; i < 4 && !crossed; i++) {
       const account = `workers-${i}`;
@@ -415,38 +436,13 @@ test('a provider sign-in started on one worker completes on the other, both rela
     }
     await node.until('both workers answered', () => node.servedBy(after, '/after-unlink').size === 2);
   } finally {
-    node.child.kill('SIGKILL');
-    await node.exited;
-    await upstream.close();
-    await lab.close();
+    await close();
   }
 });
 
 test("a provider's back-channel logout through one worker signs the session out on both, and its token is refused on both after", async () => {
-  const lab = await startLab({ gatehouses: 1, backchannel: true });
-  const upstream = await startUpstream();
-  const port = lab.ports[0]!;
-  const file = join(dir, 'backchannel.yaml');
-  writeFileSync(
-    file,
-    stringify({
-      publicUrl: `http://127.0.0.1:${port}`,
-      listen: { host: '127.0.0.1', port, workers: 2 },
-      upstream: upstream.url,
-      providers: lab.providers(),
-      store: { type: 'sqlite', path: join(dir, 'backchannel.db') },
-    }),
-  );
-  const node = new Node(file);
+  const { lab, node, browser, close } = await providerNode('backchannel', { backchannel: true });
   try {
-    await node.until('both workers serve', () => node.live().size === 2, 90_000);
-    // Every request on a new connection: the primary hands them to the workers in turn.
-    const browser = (jar?: Map<string, string>) => {
-      const c = new Client(`http://127.0.0.1:${port}`);
-      c.defaultHeaders = { connection: 'close' };
-      if (jar) for (const [k, v] of jar) c.jar.set(k, v);
-      return c;
-    };
     lab.a.autoLogin = 'alice';
     const c = browser();
     await signIn(c, 'a');
@@ -481,9 +477,6 @@ test("a provider's back-channel logout through one worker signs the session out 
     assert.deepEqual(statuses, [200, 400, 400, 400, 400, 400]);
     await node.until('both workers answered it', () => node.servedBy(mark, '/.auth/backchannel-logout/a').size === 2);
   } finally {
-    node.child.kill('SIGKILL');
-    await node.exited;
-    await upstream.close();
-    await lab.close();
+    await close();
   }
 });
