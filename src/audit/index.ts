@@ -12,8 +12,9 @@ export { describeUserAgent } from './user-agent.ts';
 /**
  * The events (a bounded set: they are metric labels and the CLI's --event values):
  *   register, login (detail.method: password | provider | device | mcp; outcome success,
- *   failure, throttled, disabled), logout (detail.by provider: its back-channel logout), session_ended (one browser session ended from the
- *   account page), sessions_ended (everywhere else), password_changed, password_reset,
+ *   failure, throttled, disabled), logout (detail.by provider: its back-channel logout),
+ *   session_ended (one browser session ended from the account page), sessions_ended (everywhere
+ *   else), password_changed, password_reset,
  *   password_reset_requested, email_verified, email_changed, factor_added, factor_removed,
  *   provider_linked, provider_unlinked, device_approved, consent_approved, login_revoked (a
  *   CLI/MCP login ended), refresh_reuse, operator (a CLI command: detail.command),

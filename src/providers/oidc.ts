@@ -222,12 +222,12 @@ export class OidcProvider implements ProviderClient {
       throw new LogoutTokenError(`the discovery document of ${this.config.issuer} cannot be read`, true);
     });
     const m = config.serverMetadata();
-    const uri = m.jwks_uri;
+    const uri = m.jwks_uri ? URL.parse(m.jwks_uri) : null;
     // https, or http for a loopback issuer (the schema allows http only there).
-    if (!uri || !URL.canParse(uri) || !['https:', new URL(this.config.issuer).protocol].includes(new URL(uri).protocol))
+    if (!uri || !['https:', new URL(this.config.issuer).protocol].includes(uri.protocol))
       throw new LogoutTokenError('discovery lists no usable jwks_uri', true);
-    if (this.jwks?.uri !== uri)
-      this.jwks = { uri, keys: createRemoteJWKSet(new URL(uri), { timeoutDuration: this.config.timeout }) };
+    if (this.jwks?.uri !== uri.href)
+      this.jwks = { uri: uri.href, keys: createRemoteJWKSet(uri, { timeoutDuration: this.config.timeout }) };
     const listed = m.id_token_signing_alg_values_supported ?? ['RS256'];
     return {
       issuer: m.issuer,

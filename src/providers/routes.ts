@@ -22,7 +22,7 @@ import { type LogoutClaims, LogoutTokenError, MAX_AGE_S, verifyLogoutToken } fro
 import { classify, type FlowError, type ProviderClient } from './client.ts';
 import { confirmPage, describeFailure, identitiesSection, reauthProviderForms } from './pages.ts';
 import type { ProviderProfile, ProviderTokenSet } from './profile.ts';
-import { redirectUri, type ProviderService } from './service.ts';
+import { redirectUri, sessionProvider, type ProviderService } from './service.ts';
 import { sessionOwner } from './token-vault.ts';
 
 /** What the providers' routes use (the composition root's Services satisfies it). */
@@ -88,7 +88,7 @@ export class ProviderRoutes {
       const client = this.p.get(provider);
       if (!client) return;
       // The carry is made by completeLogin only: the session was signed in through this provider.
-      await this.p.rememberProviderSession({ idHash: session.idHash, amr: [`idp:${client.id}`] }, client, tokens);
+      await this.p.rememberProviderSession(session.idHash, client, tokens);
       await this.p.keepTokens(sessionOwner(session), client, tokens, 'login');
     });
     return this;
@@ -347,7 +347,7 @@ export class ProviderRoutes {
       userAgent: ctx.req.headers['user-agent'] ?? null,
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
-    await this.p.rememberProviderSession({ idHash, amr }, client, result.tokens);
+    await this.p.rememberProviderSession(idHash, client, result.tokens);
     await this.p.keepTokens(sessionOwner({ idHash, userId: user.id }), client, result.tokens, 'login');
     if (resolved.how === 'created')
       this.s.audit.record({
@@ -435,8 +435,10 @@ export class ProviderRoutes {
       return this.fail(ctx, client, 'reauth_mismatch', record);
     }
     await this.reauth.proven(session, [`idp:${client.id}`]);
-    // A fresh sign-in there may be a new provider session: its logout now ends this one.
-    await this.p.rememberProviderSession(session, client, result.tokens);
+    // A fresh sign-in there may be a new provider session: its logout now ends this one, when the
+    // session was signed in with that provider (a password session is not tied to it).
+    if (sessionProvider(session) === client.id)
+      await this.p.rememberProviderSession(session.idHash, client, result.tokens);
     await this.p.keepTokens(sessionOwner(session), client, result.tokens, 'login');
     this.s.logger.info(
       { event: 'reauthenticated', userId: user.id, method: 'provider', provider: client.id, requestId: ctx.requestId },

@@ -142,21 +142,16 @@ export class ProviderService {
   }
 
   /**
-   * A session just signed in (or re-authenticated) through this provider: remember the provider
+   * A session signed in (or re-authenticated) through this provider: remember the provider
    * session it came from, the ID token's sub and sid, so that the provider's back-channel logout
-   * can end it (routes.ts). Only for the provider the session was signed in with.
+   * can end it (routes.ts). The caller says only sessions signed in with this very provider.
    */
-  async rememberProviderSession(
-    session: Pick<Session, 'idHash' | 'amr'>,
-    client: ProviderClient,
-    tokens: ProviderTokenSet,
-  ): Promise<void> {
+  async rememberProviderSession(idHash: string, client: ProviderClient, tokens: ProviderTokenSet): Promise<void> {
     if (client.config.type !== 'oidc' || !client.config.backchannelLogout || !tokens.idToken) return;
-    if (sessionProvider(session) !== client.id) return;
     // Verified at the callback; read again here only for these two claims.
     const { sub, sid } = decodeJwt(tokens.idToken);
     if (typeof sub !== 'string') return;
-    await this.d.store.sessions.setProviderSession(session.idHash, {
+    await this.d.store.sessions.setProviderSession(idHash, {
       provider: client.id,
       subject: sub,
       sid: typeof sid === 'string' ? sid : null,
