@@ -317,7 +317,7 @@ export class InvitationPage {
       setCookie,
       // The browser that accepted is its owner's, as after a registration (security.md #42).
       device,
-      this.s.diagnosis.signedIn(ctx.site),
+      this.s.diagnosis.signedIn(ctx.site, ctx.req),
     ];
     const home = ctx.site.home;
     if (input.kind === 'json')

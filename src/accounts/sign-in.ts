@@ -128,13 +128,16 @@ export class SignIn {
     const rd = this.forms.returnPath(ctx, this.forms.queryParam(ctx, 'rd'));
     const current = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin).catch(() => undefined);
     if (current?.state === 'active') return redirect(ctx.res, 302, ctx.site.origin + rd);
+    // A cookie of no use (an ended session, say) is cleared.
+    const cleared = current?.state === 'invalid' ? [this.s.sessions.clear(ctx.site.session)] : [];
     // Back at the login page right after signing in: the session did not stick. Say why.
-    const cause = this.s.diagnosis.afterSignIn(ctx, current);
+    const cause = this.s.diagnosis.afterSignIn(ctx, current, cleared);
     if (cause)
       return this.s.diagnosis.respond(ctx.req, ctx.res, ctx.site, cause, ctx.requestId, [
         this.s.diagnosis.clearSignedIn(ctx.site),
       ]);
     const { token, cookies } = this.forms.csrf(ctx);
+    cookies.push(...cleared);
     const notice = this.forms.queryParam(ctx, 'signed_out')
       ? 'You have signed out.'
       : this.forms.queryParam(ctx, 'reset')
@@ -221,7 +224,7 @@ export class SignIn {
       userAgent: ctx.req.headers['user-agent'] ?? null,
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
-    const cookies = [setCookie, device, this.s.diagnosis.signedIn(ctx.site)];
+    const cookies = [setCookie, device, this.s.diagnosis.signedIn(ctx.site, ctx.req)];
     this.s.audit.record({ event: 'login', userId: result.user.id, ctx, detail: { method: 'password' } });
     this.s.logger.info(
       { event: 'login', userId: result.user.id, method: 'password', requestId: ctx.requestId },
@@ -334,7 +337,7 @@ export class SignIn {
       userAgent: ctx.req.headers['user-agent'] ?? null,
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
-    const cookies = [setCookie, device, this.s.diagnosis.signedIn(ctx.site)];
+    const cookies = [setCookie, device, this.s.diagnosis.signedIn(ctx.site, ctx.req)];
     if (input.kind === 'json')
       return sendJson(ctx.res, 201, { user: publicUser(result.user), redirect: rd }, {}, cookies);
     redirect(ctx.res, 303, ctx.site.origin + rd, cookies);

@@ -86,6 +86,14 @@ const UNGUARDED = new Set(['/health', '/ready', '/check', '/me']);
 
 const LOG_EVERY_MS = 10 * 60_000;
 const MARKER_MAX_AGE_S = 60;
+/**
+ * The marker's states: set at a sign-in (FRESH); an ended session was let through to the login
+ * page since (LET_THROUGH); signed in again after that, within the minute (AGAIN).
+ */
+const FRESH = 'f';
+const LET_THROUGH = 'l';
+const AGAIN = 'a';
+type MarkerState = typeof FRESH | typeof LET_THROUGH | typeof AGAIN;
 
 export class Diagnosis {
   private readonly logger: Logger;
@@ -347,14 +355,26 @@ export class Diagnosis {
     };
   }
 
-  /** Set-Cookie for the loop-breaker's marker: add it wherever a sign-in succeeds. */
-  signedIn(site: SiteInfo): string {
-    const ts = this.now().toString(36);
-    return serializeCookie(site.cookies.signin, `${ts}.${this.secrets.mac('signin', `${site.origin}|${ts}`)}`, {
-      secure: false,
-      path: site.cookiePath,
-      maxAgeSeconds: MARKER_MAX_AGE_S,
-    });
+  /**
+   * Set-Cookie for the loop-breaker's marker: add it wherever a sign-in succeeds. `req`: the
+   * sign-in's request, whose marker (if any) says whether an ended session was let through
+   * a moment ago (afterSignIn): the new marker remembers it.
+   */
+  signedIn(site: SiteInfo, req: IncomingMessage): string {
+    const earlier = this.marker(req, site);
+    return this.markerCookie(site, this.now().toString(36), earlier && earlier.state !== FRESH ? AGAIN : FRESH);
+  }
+
+  private markerCookie(site: SiteInfo, ts: string, state: MarkerState): string {
+    return serializeCookie(
+      site.cookies.signin,
+      `${ts}.${state}.${this.secrets.mac('signin', `${site.origin}|${ts}|${state}`)}`,
+      {
+        secure: false,
+        path: site.cookiePath,
+        maxAgeSeconds: MARKER_MAX_AGE_S,
+      },
+    );
   }
 
   /** Set-Cookie that removes the marker (at sign-out, and once the explanation is shown). */
@@ -362,37 +382,51 @@ export class Diagnosis {
     return expireCookie(site.cookies.signin, { secure: false, path: site.cookiePath });
   }
 
-  /** The browser carries a valid marker: it signed in on this site within the last minute. */
-  private recentlySignedIn(req: IncomingMessage, site: SiteInfo): boolean {
+  /** The browser's valid marker (it signed in on this site within the last minute), if it carries one. */
+  private marker(req: IncomingMessage, site: SiteInfo): { ts: string; state: MarkerState } | undefined {
     const header = req.headers.cookie;
-    if (!header || !header.includes(site.cookies.signin)) return false;
+    if (!header || !header.includes(site.cookies.signin)) return undefined;
     const value = readCookie(header, site.cookies.signin);
-    if (!value) return false;
-    const dot = value.indexOf('.');
-    if (dot <= 0) return false;
-    const ts = value.slice(0, dot);
+    if (!value) return undefined;
+    const [ts, state, mac, extra] = value.split('.');
+    if (!ts || !mac || extra !== undefined || (state !== FRESH && state !== LET_THROUGH && state !== AGAIN))
+      return undefined;
     const at = parseInt(ts, 36);
     const age = this.now() - at;
-    return (
+    const valid =
       Number.isFinite(at) &&
       age >= -5_000 &&
       age <= MARKER_MAX_AGE_S * 1000 &&
-      this.secrets.verifyMac('signin', `${site.origin}|${ts}`, value.slice(dot + 1))
-    );
+      this.secrets.verifyMac('signin', `${site.origin}|${ts}|${state}`, mac);
+    return valid ? { ts, state } : undefined;
   }
 
   /**
    * The loop-breaker: a browser that signed in a moment ago and is about to be sent to the
-   * login page again. Returns why its session did not work, or undefined.
+   * login page again. Returns why its session did not work, or undefined; `setCookies` may
+   * get the marker rewritten, for the answer to carry.
    */
-  afterSignIn(ctx: RequestContext, lookup: Lookup | undefined): Cause | undefined {
-    if (lookup?.state === 'active' || !this.recentlySignedIn(ctx.req, ctx.site)) return undefined;
+  afterSignIn(ctx: RequestContext, lookup: Lookup | undefined, setCookies: string[]): Cause | undefined {
+    if (lookup?.state === 'active') return undefined;
+    const marker = this.marker(ctx.req, ctx.site);
+    if (!marker) return undefined;
     // A session that ended for a reason of its own (account disabled, timed out) is not a loop.
     if (
       lookup?.state === 'invalid' &&
       (lookup.reason === 'disabled' || lookup.reason === 'expired' || lookup.reason === 'other_site')
     )
       return undefined;
+    // A session ended since the sign-in (signed out at the provider or on another device,
+    // revoked, the account deleted) is unknown here just as one made by a node that does not
+    // share this store. The first one is let through to the login page as usual (its cookie
+    // cleared there), and the marker notes it; a store that is not shared makes the next
+    // sign-in's session unknown too, and that one is explained (security.md #237).
+    if (lookup?.state === 'invalid' && lookup.reason === 'unknown' && marker.state === FRESH) {
+      setCookies.push(this.markerCookie(ctx.site, marker.ts, LET_THROUGH));
+      return undefined;
+    }
+    // No session cookie after one was let through: the answer that let it through cleared it.
+    if ((!lookup || lookup.state === 'none') && marker.state === LET_THROUGH) return undefined;
     const first = this.check(ctx);
     if (first) return first;
     const { site } = ctx;

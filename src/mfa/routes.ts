@@ -46,7 +46,7 @@ export interface MfaDeps {
   accounts: Pick<Accounts, 'checkSignUp' | 'createWithoutPassword'>;
   /** Own routes' prefix, publicUrl's base path included. */
   prefix: string;
-  diagnosis: { signedIn(site: RequestContext['site']): string };
+  diagnosis: { signedIn(site: RequestContext['site'], req: RequestContext['req']): string };
   /** The audit trail: factors added and removed, second-factor and passkey sign-ins (never a secret). */
   audit: AuditLog;
 }
@@ -541,7 +541,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
         userAgent: ctx.req.headers['user-agent'] ?? null,
         previous: this.s.sessions.cookieValue(ctx.req, cookie),
       });
-      cookies.push(setCookie, this.s.diagnosis.signedIn(ctx.site));
+      cookies.push(setCookie, this.s.diagnosis.signedIn(ctx.site, ctx.req));
       // What the first sign-in left to do with a session (a provider's tokens to keep).
       const carry = p ? (JSON.parse(p.data) as { carry?: { kind: string; data: string } }).carry : undefined;
       const next = carry && this.continuations.get(carry.kind);

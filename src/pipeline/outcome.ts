@@ -135,12 +135,12 @@ export function respondSignIn(
   const { req, res, site } = ctx;
   // A browser about to be sent to the login page again right after signing in gets the
   // explanation instead (APIs get their 401: they do not loop).
-  const cause = o.redirect ? deps.diagnosis.afterSignIn(ctx, o.lookup) : undefined;
+  const cookies = o.lookup.state === 'invalid' ? [deps.sessions.clear(site.session)] : [];
+  const cause = o.redirect ? deps.diagnosis.afterSignIn(ctx, o.lookup, cookies) : undefined;
   if (cause) {
     deps.diagnosis.respond(req, res, site, cause, ctx.requestId, [deps.diagnosis.clearSignedIn(site)]);
     return cause.status;
   }
-  const cookies = o.lookup.state === 'invalid' ? [deps.sessions.clear(site.session)] : undefined;
   if (o.redirect) return redirectToLogin(ctx, deps.diagnosis, o.login, cookies);
   if (o.stepUp) {
     // RFC 9470: the caller is known, the authentication is not strong enough.

@@ -375,7 +375,10 @@ export class ProviderRoutes {
       },
       'user signed in',
     );
-    redirect(ctx.res, 303, ctx.site.origin + record.returnTo, [setCookie, this.s.diagnosis.signedIn(ctx.site)]);
+    redirect(ctx.res, 303, ctx.site.origin + record.returnTo, [
+      setCookie,
+      this.s.diagnosis.signedIn(ctx.site, ctx.req),
+    ]);
   }
 
   private async completeLink(

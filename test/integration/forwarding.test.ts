@@ -323,8 +323,10 @@ describe('the loop-breaker: signed in a moment ago, but the session did not stic
     assert.match(res.text, /sessions\.cookieName/);
   });
 
-  test('two nodes that do not share a store', async () => {
-    const c = await signedIn(trusted);
+  test('two nodes that do not share a store: the first unknown session goes to the login page, the next sign-in is explained', async () => {
+    const email = uniqueEmail('nodes');
+    const c = browser(trusted);
+    assert.equal((await c.postJson('/.auth/register', { email, password: PASSWORD })).status, 201);
     assert.equal((await c.html('/private')).status, 200, 'the node that made it knows the session');
     // The "other node" behind the same load balancer: the same config, its own SQLite file.
     const nodeB = await startGatehouse(
@@ -332,6 +334,16 @@ describe('the loop-breaker: signed in a moment ago, but the session did not stic
       { upstream },
     );
     try {
+      // Unknown there, as a session ended since would be: to the login page as usual, the marker noting it.
+      const first = await browser(nodeB).html('/private', { cookie: c.cookieHeader()! });
+      assert.equal(first.status, 302, first.text.slice(0, 200));
+      const marker = first.cookies.find((k) => k.startsWith('gatehouse-signin='));
+      assert.ok(marker, 'the marker is rewritten');
+      c.jar.set('gatehouse-signin', marker.slice('gatehouse-signin='.length, marker.indexOf(';')));
+      c.jar.delete('__Host-gatehouse');
+      assert.equal((await c.html('/.auth/login')).status, 200, 'the login page, not an explanation');
+      // Signed in again at A; B does not know this session either: now it is explained.
+      assert.equal((await c.postJson('/.auth/login', { email, password: PASSWORD })).status, 200);
       const res = await browser(nodeB).html('/private', { cookie: c.cookieHeader()! });
       assert.equal(res.status, 400);
       assert.equal(cause(res), 'session_unknown');
@@ -339,6 +351,21 @@ describe('the loop-breaker: signed in a moment ago, but the session did not stic
     } finally {
       await nodeB.close();
     }
+  });
+
+  test('a session ended right after signing in, revoked or signed out elsewhere, goes to the login page, not to an explanation', async () => {
+    const email = uniqueEmail('ended');
+    const c = browser(trusted);
+    const { id } = (await c.postJson('/.auth/register', { email, password: PASSWORD })).json().user as { id: string };
+    assert.equal(await trusted.gatehouse.store.sessions.deleteByUser(id), 1);
+    const res = await c.html('/private');
+    assert.equal(res.status, 302);
+    assert.match(res.location!, /\/\.auth\/login\?rd=%2Fprivate$/);
+    assert.equal(c.jar.has('__Host-gatehouse'), false, 'the dead session cookie is cleared');
+    assert.equal((await c.html(new URL(res.location!).pathname + new URL(res.location!).search)).status, 200);
+    // Signed in again, and it works.
+    assert.equal((await c.postJson('/.auth/login', { email, password: PASSWORD })).status, 200);
+    assert.equal((await c.html('/private')).status, 200);
   });
 
   test('not after signing out, not for API calls, and not without a valid marker', async () => {
