@@ -125,6 +125,8 @@ function describe(e: AuditEvent): string {
       return e.outcome === 'throttled' ? 'Confirmation refused: too many attempts' : 'Failed to confirm it was you';
     case 'invitation_accepted':
       return 'Invitation accepted';
+    case 'account_deleted':
+      return 'Account deleted';
     case 'operator':
       return `An administrator changed your account (${String(e.detail.command ?? 'command')})`;
     default:

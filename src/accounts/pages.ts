@@ -355,3 +355,36 @@ ${fields(specs, errors)}
 ${o.options.length ? html`<p class="divider">or</p>${o.options}` : ''}`,
   });
 }
+
+/** The account page's "Delete account" form (accounts/deletion.ts): the address typed again confirms it. */
+export function deleteAccountForm(o: { csrf: string; action: string; email: string; errors?: Errors }): SafeHtml {
+  const errors = o.errors ?? {};
+  const spec: FieldSpec = {
+    name: 'confirm',
+    label: `Type your email address (${o.email}) to confirm`,
+    type: 'email',
+    autocomplete: 'off',
+    value: '',
+  };
+  return html`<p class="hint">Deleting your account signs you out everywhere and removes your sign-in methods, linked providers, second factors and program logins. It cannot be undone.</p>
+<form method="post" action="${o.action}" novalidate>
+${hidden('csrf', o.csrf)}
+${field(spec, errors, Boolean(errors.confirm))}
+<button type="submit" class="danger">Delete my account</button>
+</form>`;
+}
+
+/** Shown again with what was wrong, when the account page's "Delete account" form did not go through. */
+export function deleteAccountPage(
+  o: Base & { action: string; email: string; errors: Errors; accountUrl: string },
+): string {
+  return layout({
+    appTitle: o.appTitle,
+    heading: 'Delete your account',
+    error: hasErrors(o.errors),
+    referrerPolicy: 'same-origin',
+    body: html`${summary(o.errors, [{ name: 'confirm', label: 'Confirmation' }])}
+${deleteAccountForm({ csrf: o.csrf, action: o.action, email: o.email, errors: o.errors })}
+<p class="alt"><a href="${o.accountUrl}">Back to your account</a></p>`,
+  });
+}

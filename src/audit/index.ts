@@ -18,7 +18,8 @@ export { describeUserAgent } from './user-agent.ts';
  *   password_reset_requested, email_verified, email_changed, factor_added, factor_removed,
  *   provider_linked, provider_unlinked, device_approved, consent_approved, login_revoked (a
  *   CLI/MCP login ended), refresh_reuse, operator (a CLI command: detail.command),
- *   email_change_requested, reauthenticated, reauthentication_failed, invitation_accepted.
+ *   email_change_requested, reauthenticated, reauthentication_failed, invitation_accepted,
+ *   account_deleted (by the user on the account page, or actor operator:<name>: gatehouse users delete).
  * login's detail.method is also totp | recovery_code | passkey (a second factor's outcome, and a
  * passkey-only sign-in); factor_added/factor_removed name detail.type: totp | passkey |
  * recovery_codes (never a secret).
@@ -47,6 +48,7 @@ export const AUDIT_EVENTS = [
   'reauthenticated',
   'reauthentication_failed',
   'invitation_accepted',
+  'account_deleted',
 ] as const;
 export type AuditName = (typeof AUDIT_EVENTS)[number];
 

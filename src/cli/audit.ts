@@ -29,10 +29,27 @@ export function operatorName(): string {
   return `operator:${name}`;
 }
 
+const namedUser = (command: string, args: string[], flags: { user?: string }) =>
+  command === 'sessions' ? flags.user : command === 'users' ? args[1] : undefined;
+
+/** The id of the user an operator command names (by email or id), if there is one. */
+export async function auditedUser(
+  ctx: Pick<OperatorContext, 'store'>,
+  command: string,
+  args: string[],
+  flags: { user?: string },
+): Promise<string | null> {
+  const who = namedUser(command, args, flags);
+  if (!who) return null;
+  const email = normalizeEmail(who);
+  return (email ? await ctx.store.users.getByEmail(email) : await ctx.store.users.get(who))?.id ?? null;
+}
+
 /**
  * Records an operator command (users, sessions, keys) in the audit trail, written at once (the
  * CLI has no queue to flush). The user it was about, when one is named. Never a password: those
- * come from stdin, not the arguments.
+ * come from stdin, not the arguments. `userId`: auditedUser's answer, looked up before the
+ * command ran (after `users delete` there is nobody to look up).
  */
 export async function auditCommand(
   ctx: Pick<OperatorContext, 'store'>,
@@ -40,15 +57,11 @@ export async function auditCommand(
   args: string[],
   flags: { user?: string; now?: boolean; algorithm?: string; groups?: string; name?: string },
   outcome: 'success' | 'failure',
+  userId: string | null = null,
 ): Promise<void> {
   const sub = args[0] ?? '';
   if (sub === 'list') return;
-  const who = command === 'sessions' ? flags.user : command === 'users' ? args[1] : undefined;
-  let userId: string | null = null;
-  if (who) {
-    const email = normalizeEmail(who);
-    userId = (email ? await ctx.store.users.getByEmail(email) : await ctx.store.users.get(who))?.id ?? null;
-  }
+  const who = namedUser(command, args, flags);
   const { id, at } = uuid7();
   const event: AuditEvent = {
     id,

@@ -19,6 +19,7 @@ const OPTIONS = {
   algorithm: { type: 'string' },
   browser: { type: 'boolean' },
   force: { type: 'boolean' },
+  yes: { type: 'boolean' },
   header: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
@@ -68,9 +69,13 @@ const COMMANDS: Record<string, Command> = {
         'users invite <email> [--groups a,b] [--name N] [--json]',
         'mails a single-use link to choose a password (printed without email configured)',
       ],
+      [
+        'users delete <email> --yes',
+        'deletes the user: sessions, CLI/MCP logins, linked providers, second factors; cannot be undone',
+      ],
     ],
-    options: ['config', 'name', 'groups', 'json'],
-    subcommands: ['add', 'list', 'disable', 'enable', 'set-password', 'set-groups', 'reset-mfa', 'invite'],
+    options: ['config', 'name', 'groups', 'json', 'yes'],
+    subcommands: ['add', 'list', 'disable', 'enable', 'set-password', 'set-groups', 'reset-mfa', 'invite', 'delete'],
   },
   sessions: {
     usage: [
@@ -266,6 +271,8 @@ export async function main(argv: string[]): Promise<number> {
         if (name === 'audit') return await (await import('./audit.ts')).audit(ctx, values);
         // Every operator command that changes something is audited, with the OS user who ran it.
         let code = 1;
+        const { auditCommand, auditedUser } = await import('./audit.ts');
+        const userId = await auditedUser(ctx, name, rest, values);
         try {
           code =
             name === 'keys'
@@ -275,8 +282,7 @@ export async function main(argv: string[]): Promise<number> {
                 : await (await import('./sessions.ts')).sessions(ctx, rest, values);
           return code;
         } finally {
-          const { auditCommand } = await import('./audit.ts');
-          await auditCommand(ctx, name, rest, values, code === 0 ? 'success' : 'failure').catch((e: Error) =>
+          await auditCommand(ctx, name, rest, values, code === 0 ? 'success' : 'failure', userId).catch((e: Error) =>
             err(`gatehouse: the audit trail could not record this command: ${e.message}`),
           );
         }

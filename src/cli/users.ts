@@ -4,12 +4,15 @@ import { hashPassword, passwordProblem } from '../accounts/passwords.ts';
 import { factorTypes, resetFactors } from '../mfa/factors.ts';
 import { EmailTokens } from '../accounts/email-tokens.ts';
 import { awaitingAcceptance, Invitations } from '../accounts/invitations.ts';
+import { deleteUser } from '../accounts/deletion.ts';
+import { uuid7 } from '../audit/uuid7.ts';
 import { createLogger } from '../log/index.ts';
 import { Mailer } from '../mail/mailer.ts';
 import { humanDuration } from '../mail/messages.ts';
 import { buildSites } from '../sites/index.ts';
 import type { Store, User } from '../store/index.ts';
 import type { OperatorContext } from './context.ts';
+import { operatorName } from './audit.ts';
 import { err, out, readSecret, table, UsageError } from './io.ts';
 
 export async function findUser(ctx: OperatorContext, who: string | undefined): Promise<User> {
@@ -59,7 +62,7 @@ const rows = async (store: Store, list: User[]) => {
 export async function users(
   ctx: OperatorContext,
   args: string[],
-  flags: { name?: string; groups?: string; json?: boolean; 'password-stdin'?: boolean },
+  flags: { name?: string; groups?: string; json?: boolean; 'password-stdin'?: boolean; yes?: boolean },
 ): Promise<number> {
   const [sub, who] = args;
   switch (sub) {
@@ -134,9 +137,60 @@ export async function users(
     }
     case 'invite':
       return invite(ctx, who, flags);
+    case 'delete': {
+      const user = await findUser(ctx, who);
+      if (!flags.yes)
+        throw new UsageError(
+          `gatehouse users delete ${who} --yes: deletes ${user.email} with their sessions, CLI/MCP logins, linked providers and second factors; it cannot be undone`,
+        );
+      const mail = operatorMailer(ctx);
+      const notice = Promise.withResolvers<boolean>();
+      const deleted = await deleteUser({ store: ctx.store, throttle: NO_THROTTLE }, user, {
+        mailer: mail?.mailer,
+        appTitle: mail?.title ?? '',
+        by: 'operator',
+        settled: notice.resolve,
+      });
+      if (!deleted || !mail) notice.resolve(false);
+      if (!deleted) throw new UsageError(`no user ${who}`);
+      if (deleted)
+        await ctx.store.audit.append([
+          {
+            ...uuid7(),
+            event: 'account_deleted',
+            userId: user.id,
+            outcome: 'success',
+            ip: null,
+            userAgent: null,
+            actor: operatorName(),
+            detail: {},
+          },
+        ]);
+      const sent = await notice.promise;
+      await mail?.mailer.close(1000);
+      out(`deleted ${user.email} (${user.id})${sent ? '; a notice was mailed to the address' : ''}`);
+      return 0;
+    }
     default:
-      throw new UsageError('gatehouse users add|list|disable|enable|set-password|set-groups|reset-mfa|invite');
+      throw new UsageError('gatehouse users add|list|disable|enable|set-password|set-groups|reset-mfa|invite|delete');
   }
+}
+
+/** An operator's command does not count against the per-address mail limit of the users' own requests. */
+const NO_THROTTLE = { takeMail: async () => ({ ok: true as const }) };
+
+/**
+ * A mailer for an operator command, when email is configured, and the title of publicUrl's
+ * site for its messages. Its failures go to stderr (its own log lines say why).
+ */
+function operatorMailer(ctx: OperatorContext): { mailer: Mailer; title: string } | undefined {
+  const email = ctx.config.email;
+  if (!email) return undefined;
+  const origin = new URL(ctx.config.publicUrl).origin;
+  const title =
+    [...buildSites(ctx.config).values()].find((s) => s.origin === origin)?.title ?? ctx.config.title ?? ctx.config.name;
+  const mailer = new Mailer(email, { logger: createLogger('error', process.stderr), publicUrl: ctx.config.publicUrl });
+  return { mailer, title };
 }
 
 /**
@@ -163,17 +217,9 @@ async function invite(
   const valid = humanDuration(invitations.ttlMs);
   let mailed = false;
   const email = ctx.config.email;
-  if (email) {
-    const origin = new URL(ctx.config.publicUrl).origin;
-    const title =
-      [...buildSites(ctx.config).values()].find((s) => s.origin === origin)?.title ??
-      ctx.config.title ??
-      ctx.config.name;
-    // Failures are told below; the mailer's own lines (to stderr) say why.
-    const mailer = new Mailer(email, {
-      logger: createLogger('error', process.stderr),
-      publicUrl: ctx.config.publicUrl,
-    });
+  const mail = operatorMailer(ctx);
+  if (mail) {
+    const { mailer, title } = mail;
     mailed = await new Promise<boolean>((resolve) => {
       if (!mailer.send({ ...invitations.mail(user, link, title), settled: resolve })) resolve(false);
     });

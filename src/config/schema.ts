@@ -284,7 +284,11 @@ export const ConfigSchema = z
         minPasswordLength: z.number().int().min(8).max(64).default(8),
         reauthenticateAfter: durationField('10m').meta({
           description:
-            'Sensitive actions (changing the email address, approving a device or MCP client, linking or unlinking a provider) ask the user to prove who they are again when they last did longer ago than this',
+            'Sensitive actions (changing the email address, approving a device or MCP client, linking or unlinking a provider, deleting the account) ask the user to prove who they are again when they last did longer ago than this',
+        }),
+        selfDeletion: z.boolean().default(true).meta({
+          description:
+            'Users can delete their own account on the account page, after confirming it is them and typing their address; false: only an operator can (gatehouse users delete)',
         }),
         invitationTtl: durationField('7d', { min: 60_000, what: 'an invitation' }).meta({
           description: 'How long an invitation link (gatehouse users invite) works',

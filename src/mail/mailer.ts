@@ -24,7 +24,8 @@ export type MailKind =
   | 'email_change'
   | 'email_change_notice'
   | 'email_in_use'
-  | 'invitation';
+  | 'invitation'
+  | 'account_deleted';
 
 /**
  * One message to send. `prepare` runs in the background, not while the request waits, and

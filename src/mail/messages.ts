@@ -158,6 +158,22 @@ export function emailChangeNoticeMail(o: {
   );
 }
 
+/** To the address of an account that was just deleted (accounts/deletion.ts, gatehouse users delete). */
+export function accountDeletedMail(o: {
+  appTitle: string;
+  email: string;
+  at: number;
+  by: 'user' | 'operator';
+}): Rendered {
+  const title = clean(o.appTitle);
+  return render(o.appTitle, `Your ${title} account was deleted`, [
+    o.by === 'user'
+      ? `On ${utc(o.at)} the ${title} account of ${o.email} was deleted from its account page, after its owner confirmed who they were. Every session and program login of it has ended; linked sign-in providers, second factors and pending links are gone with it.`
+      : `On ${utc(o.at)} an administrator of ${title} deleted the account of ${o.email}. Every session and program login of it has ended.`,
+    `This cannot be undone. You can register again with this address; it will be a new account. If you did not ask for this, tell the administrator of ${title}.`,
+  ]);
+}
+
 /** An operator's invitation (gatehouse users invite): the link that sets a password and signs in. */
 export function invitationMail(o: { appTitle: string; email: string; link: string; ttlMs: number }): Rendered {
   const title = clean(o.appTitle);

@@ -27,6 +27,8 @@ button,.button{display:inline-block;width:100%;padding:.7rem 1rem;font:inherit;f
 button:hover,.button:hover{background:var(--accent-hover)}
 button.secondary,.button.secondary{background:transparent;color:var(--text);border-color:var(--field)}
 button.secondary:hover,.button.secondary:hover{background:var(--bg)}
+button.danger{background:var(--error);color:#fff}
+button.danger:hover{background:var(--error);filter:brightness(.9)}
 .alt{margin:1.25rem 0 0;text-align:center;color:var(--muted)}
 a{color:var(--accent)}
 .who,code{overflow-wrap:anywhere}

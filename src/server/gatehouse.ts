@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { AccountActivity } from '../accounts/activity.ts';
 import { AccountPage } from '../accounts/account-page.ts';
+import { AccountDeletion } from '../accounts/deletion.ts';
 import { EmailChange } from '../accounts/email-change.ts';
 import { EmailTokens } from '../accounts/email-tokens.ts';
 import { InvitationPage } from '../accounts/invitations.ts';
@@ -247,6 +248,7 @@ export class Gatehouse {
       recovery: new PasswordRecovery(services, forms, account, links, mailer),
       reauth,
       emailChange: new EmailChange(services, forms, account, reauth, links, mailer),
+      deletion: new AccountDeletion(services, forms, account, reauth, mailer),
       invitations: mfa.inviteWith(new InvitationPage(services, forms, links).useSecondFactor(mfa), links),
       providers: new ProviderRoutes(this.providers, services, forms, account, reauth).useSecondFactor(mfa),
       oauth: this.oauth,

@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { AccountActivity } from '../accounts/activity.ts';
 import type { AccountPage } from '../accounts/account-page.ts';
+import type { AccountDeletion } from '../accounts/deletion.ts';
 import type { EmailChange } from '../accounts/email-change.ts';
 import type { InvitationPage } from '../accounts/invitations.ts';
 import type { Reauthentication } from '../accounts/reauth.ts';
@@ -37,6 +38,8 @@ export interface Features {
   reauth: Reauthentication;
   /** Change of email address (accounts/email-change.ts). */
   emailChange: EmailChange;
+  /** The user deletes their own account (accounts/deletion.ts). */
+  deletion: AccountDeletion;
   /** The invitation link's pages (accounts/invitations.ts). */
   invitations: InvitationPage;
   providers: ProviderRoutes;
@@ -98,6 +101,8 @@ export const routes: { own: readonly Row[]; wellKnown: readonly Row[] } = {
     { path: paths.changeEmail, methods: POST, handler: (f, c) => f.emailChange.request(c) },
     { path: paths.confirmEmailChange, methods: GET, handler: (f, c) => f.emailChange.page(c) },
     { path: paths.confirmEmailChange, methods: POST, handler: (f, c) => f.emailChange.confirm(c) },
+    // accounts/deletion.ts
+    { path: paths.deleteAccount, methods: POST, handler: (f, c) => f.deletion.delete(c) },
     // accounts/invitations.ts
     { path: paths.invite, methods: GET, handler: (f, c) => f.invitations.page(c) },
     { path: paths.invite, methods: POST, handler: (f, c) => f.invitations.submit(c) },
@@ -193,7 +198,8 @@ export function accountSections(f: Features): void {
     .addSection(20, (c, active, csrf) => f.oauth.accountSection(c, active, csrf))
     .addSection(12, (c, active, csrf) => f.mfa.accountSection(c, active, csrf))
     .addSection(25, (c, active, csrf) => f.activity.sessionsSection(c, active, csrf))
-    .addSection(30, (c, active) => f.activity.activitySection(c, active));
+    .addSection(30, (c, active) => f.activity.activitySection(c, active))
+    .addSection(40, (c, active, csrf) => f.deletion.accountSection(c, active, csrf));
 }
 
 /** The table with its handlers bound to `f`, as the pipeline routes by it (pipeline/route.ts). */

@@ -286,7 +286,7 @@ describe('the command line', () => {
     for (const [command, needs, form] of [
       [
         'users',
-        'add, list, disable, enable, set-password, set-groups, reset-mfa, invite',
+        'add, list, disable, enable, set-password, set-groups, reset-mfa, invite, delete',
         /gatehouse users set-groups <email> <a,b>/,
       ],
       ['sessions', 'list, revoke', /gatehouse sessions revoke \[id\] --user <email>/],
@@ -395,6 +395,39 @@ describe('operator commands against a running Gatehouse', () => {
       (await new Client(gh.url).postJson('/.auth/login', { email: 'mallory@example.com', password: PASSWORD })).status,
       200,
     );
+  });
+
+  test('users delete asks for --yes; with it the user, their sessions and sign-in are gone, audited with the operator and the id', async () => {
+    const c = new Client(gh.url);
+    const reg = await c.postJson('/.auth/register', { email: 'leaver@example.com', password: PASSWORD });
+    const { id } = reg.json().user as { id: string };
+    const unsure = await run(['users', 'delete', 'leaver@example.com', '--config', file]);
+    assert.equal(unsure.code, 2);
+    assert.match(
+      unsure.stderr,
+      /users delete leaver@example\.com --yes: deletes leaver@example\.com .* cannot be undone/,
+    );
+    assert.equal((await c.get('/x')).status, 200, 'without --yes nothing changed');
+
+    const r = await run(['users', 'delete', 'leaver@example.com', '--yes', '--config', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `deleted leaver@example.com (${id})\n`);
+    assert.equal((await c.get('/x')).status, 401, 'the session ended with the account');
+    assert.equal(
+      (await new Client(gh.url).postJson('/.auth/login', { email: 'leaver@example.com', password: PASSWORD })).status,
+      401,
+    );
+    assert.equal(await gh.gatehouse.store.users.get(id), undefined);
+    const trail = await gh.gatehouse.store.audit.list({ userId: id, limit: 10 });
+    const deleted = trail.find((e) => e.event === 'account_deleted');
+    assert.match(String(deleted?.actor), /^operator:/);
+    const command = trail.find((e) => e.event === 'operator');
+    assert.deepEqual(command?.detail, { command: 'users delete', target: 'leaver@example.com' });
+    assert.equal(command?.userId, id, 'the command is recorded against the id it deleted');
+
+    const again = await run(['users', 'delete', 'leaver@example.com', '--yes', '--config', file]);
+    assert.equal(again.code, 2);
+    assert.match(again.stderr, /no user leaver@example\.com/);
   });
 
   test('set-password: new password works, old one and old sessions do not', async () => {

@@ -355,6 +355,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         allowedDomains: ['example.com'],
         minPasswordLength: 8,
         requireVerifiedEmail: false,
+        selfDeletion: true,
         reauthenticateAfter: '10m',
         invitationTtl: '7d',
         rateLimits: {
