@@ -48,8 +48,9 @@ export async function auditedUser(
 /**
  * Records an operator command (users, sessions, keys) in the audit trail, written at once (the
  * CLI has no queue to flush). The user it was about, when one is named. Never a password: those
- * come from stdin, not the arguments. `userId`: auditedUser's answer, looked up before the
- * command ran (after `users delete` there is nobody to look up).
+ * come from stdin, not the arguments. `userId`: auditedUser's answer before the command ran
+ * (after `users delete` there is nobody to look up); looked up now when it was none (after
+ * `users add` there is).
  */
 export async function auditCommand(
   ctx: Pick<OperatorContext, 'store'>,
@@ -62,6 +63,7 @@ export async function auditCommand(
   const sub = args[0] ?? '';
   if (sub === 'list') return;
   const who = namedUser(command, args, flags);
+  userId ??= await auditedUser(ctx, command, args, flags);
   const { id, at } = uuid7();
   const event: AuditEvent = {
     id,

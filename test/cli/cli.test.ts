@@ -366,9 +366,20 @@ describe('operator commands against a running Gatehouse', () => {
     assert.notEqual(dup.code, 0);
 
     const list = await run(['users', 'list', '--json', '--config', file]);
-    const users = JSON.parse(list.stdout) as { email: string; groups: string; verified: string; status: string }[];
+    const users = JSON.parse(list.stdout) as {
+      id: string;
+      email: string;
+      groups: string;
+      verified: string;
+      status: string;
+    }[];
     const ops = users.find((u) => u.email === 'ops@example.com')!;
     assert.deepEqual([ops.groups, ops.verified, ops.status], ['admins,ops', 'yes', 'active']);
+    const added = await gh.gatehouse.store.audit.list({ event: 'operator', userId: ops.id, limit: 5 });
+    assert.ok(
+      added.some((e) => e.detail.command === 'users add' && e.outcome === 'success'),
+      'the command is recorded against the user it made',
+    );
     const table = await run(['users', 'list', '--config', file]);
     assert.match(table.stdout, /^ID +EMAIL +VERIFIED/m);
 
