@@ -127,4 +127,45 @@ describeOrSkip('account pages in Chromium', { skip: browserSkip(), timeout: 120_
     }
     assert.equal((await new Client(gh.url).postJson('/.auth/login', { email, password: PASSWORD })).status, 200);
   });
+
+  test('delete the account from the account page: a wrong address is refused with the form again, the right one signs the browser out and the address gets a notice', async () => {
+    const email = uniqueEmail('browser-leave');
+    const user = await gh.gatehouse.store.users.create({ email, emailVerified: true });
+    await gh.gatehouse.accounts.setPassword(user.id, PASSWORD);
+    const { context, page, foreign } = await isolatedContext(browser, gh.url);
+    try {
+      await page.goto(`${gh.url}/.auth/login`);
+      await page.getByLabel('Email', { exact: true }).fill(email);
+      await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.waitForURL(`${gh.url}/`);
+
+      await page.goto(`${gh.url}/.auth/account`);
+      assert.ok(await page.getByRole('heading', { name: 'Delete account' }).isVisible());
+      await page.getByLabel(`Type your email address (${email}) to confirm`).fill('someone@example.com');
+      await page.getByRole('button', { name: 'Delete my account' }).click();
+      await page.waitForURL(`${gh.url}/.auth/account/delete`);
+      assert.equal(await page.getByRole('heading', { level: 1 }).textContent(), 'Delete your account');
+      assert.ok(await page.getByText(`Type your email address, ${email}, to confirm`).first().isVisible());
+
+      const n = smtp.messages.length;
+      await page.getByLabel(`Type your email address (${email}) to confirm`).fill(email);
+      await page.getByRole('button', { name: 'Delete my account' }).click();
+      await page.waitForURL(`${gh.url}/.auth/account/delete`);
+      assert.equal(await page.getByRole('heading', { level: 1 }).textContent(), 'Your account was deleted');
+      const cookies = await context.cookies(gh.url);
+      assert.deepEqual(
+        cookies.filter((c) => c.name === 'gatehouse'),
+        [],
+        'the session cookie is gone',
+      );
+      await page.getByRole('link', { name: `Go to ${TITLE}` }).click();
+      await page.waitForURL(/\/\.auth\/login/);
+      await mailTo(smtp, email, /^Your Acme Portal account was deleted$/, n);
+      assert.equal(await gh.gatehouse.store.users.get(user.id), undefined);
+      assert.deepEqual(foreign, []);
+    } finally {
+      await context.close();
+    }
+  });
 });
