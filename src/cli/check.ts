@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { describeCors } from '../http/cors.ts';
@@ -10,7 +11,10 @@ import { err, out, UsageError } from './io.ts';
 import { lintConfig } from './lint.ts';
 
 /** `gatehouse check`: validate, warn, and optionally explain how a URL is decided. */
-export async function check(file: string, flags: { explain?: string; method?: string }): Promise<number> {
+export async function check(
+  file: string,
+  flags: { explain?: string; method?: string; from?: string },
+): Promise<number> {
   let config: Config;
   try {
     config = loadConfig(file);
@@ -26,7 +30,7 @@ export async function check(file: string, flags: { explain?: string; method?: st
   const errors = findings.filter((f) => f.severity === 'error').length;
   const status = errors ? 2 : 0;
   if (flags.explain) {
-    out(explain(config, flags.explain, (flags.method ?? 'GET').toUpperCase()));
+    out(explain(config, flags.explain, (flags.method ?? 'GET').toUpperCase(), flags.from));
     return status;
   }
   const counts = [count(errors, 'error'), count(findings.length - errors, 'warning')].filter(Boolean).join(', ');
@@ -68,7 +72,8 @@ function count(n: number, noun: string): string {
   return n ? `${n} ${noun}${n === 1 ? '' : 's'}` : '';
 }
 
-export function explain(config: Config, url: string, method: string): string {
+export function explain(config: Config, url: string, method: string, from?: string): string {
+  if (from !== undefined && !isIP(from)) throw new UsageError(`--from: "${from}" is not an IP address`);
   let u: URL;
   try {
     u = new URL(url, config.publicUrl);
@@ -77,5 +82,5 @@ export function explain(config: Config, url: string, method: string): string {
   }
   const base = basePath(config.publicUrl);
   const routes = new Routes(buildSites(config), routeShapes(), { base, prefix: base + config.authPrefix });
-  return explainUrl(routes, url, u, method);
+  return explainUrl(routes, url, u, method, from);
 }

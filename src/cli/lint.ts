@@ -82,7 +82,14 @@ export function lintConfig(config: Config): Warning[] {
           message: `"${r.path}" can never match: paths are normalized ("//", "." and ".." resolved; ";" and encoded slashes refused) before rules are applied.`,
         });
       }
-      if (r.access === 'public' && /^\/\*\*$/.test(r.path) && !r.methods) {
+      if (r.from && config.trustedProxies.length === 0) {
+        w.push({
+          key: `${key.replace(/\.path$/, '')}.from`,
+          message:
+            "matches by client address, and no trustedProxies are set: the address is the connection's. Behind a proxy or load balancer every request comes from its address, and this rule meets all of them or none; list the proxy in trustedProxies.",
+        });
+      }
+      if (r.access === 'public' && /^\/\*\*$/.test(r.path) && !r.methods && !r.from) {
         w.push({ key, message: 'every path is public: Gatehouse protects nothing in this app.' });
       }
       if (r.allow?.mfa && config.accounts.mfa === 'off') {

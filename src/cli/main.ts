@@ -10,6 +10,7 @@ import { reexecWithV8Flags } from './v8-flags.ts';
 const OPTIONS = {
   config: { type: 'string', short: 'c' },
   explain: { type: 'string' },
+  from: { type: 'string' },
   method: { type: 'string' },
   name: { type: 'string' },
   groups: { type: 'string' },
@@ -50,9 +51,12 @@ const COMMANDS: Record<string, Command> = {
   check: {
     usage: [
       ['check [--config f]', 'validate; print warnings and the redirect URIs to register'],
-      ['check [--config f] --explain URL [--method M]', 'which app and rule decide URL, and why'],
+      [
+        'check [--config f] --explain URL [--method M] [--from IP]',
+        'which app and rule decide URL (for a client at IP), and why',
+      ],
     ],
-    options: ['config', 'explain', 'method'],
+    options: ['config', 'explain', 'method', 'from'],
   },
   users: {
     usage: [

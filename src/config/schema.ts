@@ -85,6 +85,10 @@ export const RouteSchema = z
       .min(1)
       .optional()
       .meta({ description: 'Only these methods; HEAD is not implied by GET' }),
+    from: z.array(cidr).min(1).optional().meta({
+      description:
+        'Only requests from these client addresses (IPs, CIDR ranges, loopback, private, linklocal) meet the rule; others go on to the next rules. The client address is the one trustedProxies lets Gatehouse see',
+    }),
     access: z.enum(['public', 'authenticated', 'deny']).default('authenticated'),
     allow: AllowSchema.optional(),
     unauthenticated: z.enum(['redirect', '401']).optional().meta({

@@ -35,12 +35,8 @@ export function rateLimitAddress(ip: string): string {
     .join(':')}::/64`;
 }
 
-/**
- * The set of peers whose forwarding headers are believed. Empty by default: nobody is
- * trusted, and X-Forwarded-* from clients is ignored (security.md #5). The headers themselves are
- * read in one place, http/forwarded.ts.
- */
-export class TrustedProxies {
+/** A set of addresses: IPs, CIDR ranges and the presets loopback, private, linklocal. */
+export class AddressSet {
   private readonly list = new BlockList();
   readonly empty: boolean;
 
@@ -61,3 +57,10 @@ export class TrustedProxies {
     return family !== 0 && this.list.check(a, family === 6 ? 'ipv6' : 'ipv4');
   }
 }
+
+/**
+ * The set of peers whose forwarding headers are believed. Empty by default: nobody is
+ * trusted, and X-Forwarded-* from clients is ignored (security.md #5). The headers themselves are
+ * read in one place, http/forwarded.ts.
+ */
+export class TrustedProxies extends AddressSet {}

@@ -51,12 +51,18 @@ export interface SessionLookup {
 const NO_APP: Decision = { kind: 'no_app' };
 
 /**
- * The app serving a path and its first rule matching the method and path (decide()'s first two
- * steps, which it takes inline so that a proxied request allocates nothing for them), or undefined.
+ * The app serving a path and its first rule matching the method, path and client address
+ * (decide()'s first two steps, which it takes inline so that a proxied request allocates nothing
+ * for them), or undefined.
  */
-export function ruleFor(site: Site, method: string, path: string): { app: App; rule: Rule } | undefined {
+export function ruleFor(
+  site: Site,
+  method: string,
+  path: string,
+  ip: string | undefined,
+): { app: App; rule: Rule } | undefined {
   const app = appFor(site, path);
-  return app && { app, rule: matchRule(app.rules, app.fallback, method, path) };
+  return app && { app, rule: matchRule(app.rules, app.fallback, method, path, ip) };
 }
 
 /**
@@ -72,11 +78,12 @@ export function decide(
   req: IncomingMessage,
   method: string,
   path: string,
+  ip: string,
   bearer?: BearerCheck,
   app: App | undefined = appFor(site, path),
 ): Decision | Promise<Decision> {
   if (!app) return NO_APP;
-  const rule = matchRule(app.rules, app.fallback, method, path);
+  const rule = matchRule(app.rules, app.fallback, method, path, ip);
   if (rule.access === 'deny') return { kind: 'deny', app, rule };
   // A Gatehouse token decides on its own (no fallback to a cookie) and never reaches the app.
   // Any other Authorization is the app's business: passed on, the session cookie decides.

@@ -7,9 +7,10 @@ import type { Routes } from './route.ts';
 /**
  * The `gatehouse check --explain` entry point of the pipeline: how a URL is routed (route.ts)
  * and which app and rule decide it (decide.ts's ruleFor), in words. Without a store: it
- * explains the rule-level decision, not a session's. `u`: `url` parsed against publicUrl.
+ * explains the rule-level decision, not a session's. `u`: `url` parsed against publicUrl; `ip`:
+ * the client address rules with `from` are matched against (none: they match nobody).
  */
-export function explain(routes: Routes, url: string, u: URL, method: string): string {
+export function explain(routes: Routes, url: string, u: URL, method: string, ip?: string): string {
   const site = routes.siteFor(u.host);
   const rawPath = url.startsWith('/') ? url : url.slice(url.indexOf(u.host) + u.host.length) || '/';
   if (!site) {
@@ -34,7 +35,7 @@ export function explain(routes: Routes, url: string, u: URL, method: string): st
         ? "  Gatehouse's signing keys (JWKS), on every site; never forwarded"
         : `  Gatehouse's document (${routed.entry.path}), on every site; never forwarded`,
     ].join('\n');
-  const found = ruleFor(site, method, target.path);
+  const found = ruleFor(site, method, target.path, ip);
   if (!found) return [...lines, '  no app serves this path → 404'].join('\n');
   const { app, rule } = found;
   lines.push(`  app "${app.name}" → ${app.upstream.url.origin}${app.upstream.basePath}${target.path}`);
@@ -46,14 +47,20 @@ export function explain(routes: Routes, url: string, u: URL, method: string): st
   app.rules.forEach((r) => {
     const methodOk = !r.methods || r.methods.has(method);
     const pathOk = r.regex.test(target.path);
+    const fromOk = !r.from || r.from.has(ip);
     const mark = r === rule ? '→' : ' ';
     const why = !pathOk
       ? 'path does not match'
       : !methodOk
         ? `method ${method} not in [${[...r.methods!].join(', ')}]`
-        : 'matches';
+        : !fromOk
+          ? ip
+            ? `client ${ip} not in from`
+            : 'only for clients in from (give --from ADDRESS)'
+          : 'matches';
+    const from = r.fromList ? ` from [${r.fromList.join(', ')}]` : '';
     lines.push(
-      `  ${mark} rule ${r.index}: ${r.path}${r.methods ? ` [${[...r.methods].join(',')}]` : ''} → ${r.access}: ${why}`,
+      `  ${mark} rule ${r.index}: ${r.path}${r.methods ? ` [${[...r.methods].join(',')}]` : ''}${from} → ${r.access}: ${why}`,
     );
   });
   if (rule === app.fallback) lines.push(`  → no rule matches; default: ${rule.access}`);

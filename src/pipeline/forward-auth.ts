@@ -120,12 +120,12 @@ export class ForwardAuth {
       return errorPage(req, res, site, 403, 'forbidden', 'A WebSocket from another origin is not accepted.');
 
     const inner: RequestContext<Site> = { ...ctx, path: target.path, query: target.query };
-    let d = await decide(this.sessions, site, req, method, target.path, this.bearer);
+    let d = await decide(this.sessions, site, req, method, target.path, ctx.ip, this.bearer);
     // The app gets the request as it came, method-override headers included (security.md #69):
     // the rules must admit each method it may act on, or the strictest answer is given.
     for (const m of overrides)
       if (d.kind === 'allow' && m !== method) {
-        const other = await decide(this.sessions, site, req, m, target.path, this.bearer);
+        const other = await decide(this.sessions, site, req, m, target.path, ctx.ip, this.bearer);
         if (other.kind !== 'allow') d = other;
       }
     if (d.kind === 'forbidden') ctx.userId = d.active.user.id;
@@ -160,8 +160,9 @@ export class ForwardAuth {
         const assertion = active && app.signed ? await this.assertions.get(app, active) : undefined;
         // A proxy may keep this answer (forwardAuth.cacheFor) only when it depends on nothing
         // but what the example's cache key holds: host, method, path, Cookie and Authorization.
-        // Method overrides and WebSocket handshakes (Origin) are asked about every time.
-        const cache = overrides.length === 0 && !webSocket ? this.cacheable : null;
+        // Method overrides, WebSocket handshakes (Origin) and apps with rules by client address
+        // (`from`) are asked about every time.
+        const cache = overrides.length === 0 && !webSocket && !app.rules.some((r) => r.from) ? this.cacheable : null;
         return allow(res, site, req.headers.cookie, identityHeaders(app, active, assertion), cache, this.cacheable);
       }
     }

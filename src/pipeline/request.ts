@@ -240,7 +240,7 @@ export class HttpEntry {
       }
       setCorsHeaders(cors, req, res);
     }
-    let d = decide(this.d.sessions, site, req, method, ctx.path, this.d.oauth, served);
+    let d = decide(this.d.sessions, site, req, method, ctx.path, ctx.ip, this.d.oauth, served);
     if (d instanceof Promise) d = await d;
     if (d.kind === 'forbidden') ctx.userId = d.active.user.id;
     if (meter && d.kind !== 'no_app') meter.app = d.app.name;

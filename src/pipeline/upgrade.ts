@@ -99,7 +99,7 @@ export class UpgradeEntry {
         requestId,
         trace,
       };
-      const d = await decide(this.d.sessions, site, req, 'GET', target.path, this.d.oauth);
+      const d = await decide(this.d.sessions, site, req, 'GET', target.path, ctx.ip, this.d.oauth);
       if (d.kind !== 'no_app') appName = d.app.name;
       const o = outcome(d, ctx, this.d.routes.prefix, 'GET');
       switch (o.kind) {

@@ -1,6 +1,7 @@
 // policy/ (model): route rules: globs compiled once, the first rule that matches a method and path, and
 // allow-lists of users.
 import type { AllowConfig, RouteConfig } from '../config/schema.ts';
+import { AddressSet } from '../http/client-ip.ts';
 
 /**
  * Route rules, compiled once. Matching runs on the normalized path (http/target.ts), the
@@ -14,6 +15,10 @@ export interface Rule {
   index: number;
   path: string;
   methods: ReadonlySet<string> | null;
+  /** Only clients at these addresses meet the rule (`from`); null: any. */
+  from: AddressSet | null;
+  /** The config's `from` entries, as written (for `check --explain`). */
+  fromList: readonly string[] | null;
   access: Access;
   allow: Allow | null;
   unauthenticated: 'redirect' | '401' | null;
@@ -85,6 +90,8 @@ export function compileRules(
     index,
     path: r.path,
     methods: r.methods ? new Set(r.methods) : null,
+    from: r.from ? new AddressSet(r.from) : null,
+    fromList: r.from ?? null,
     access: r.access,
     allow: compileAllow(r.allow),
     unauthenticated: r.unauthenticated ?? null,
@@ -95,6 +102,8 @@ export function compileRules(
     index: -1,
     path: '/**',
     methods: null,
+    from: null,
+    fromList: null,
     access: defaultAccess,
     allow: null,
     unauthenticated: null,
@@ -104,9 +113,20 @@ export function compileRules(
   return { rules, fallback };
 }
 
-export function matchRule(rules: readonly Rule[], fallback: Rule, method: string, path: string): Rule {
+/**
+ * The first rule that matches the method, the path and the client's address (`ip`: the one
+ * http/forwarded.ts resolved; undefined meets no rule with `from`), else the fallback.
+ */
+export function matchRule(
+  rules: readonly Rule[],
+  fallback: Rule,
+  method: string,
+  path: string,
+  ip: string | undefined,
+): Rule {
   for (const rule of rules) {
     if (rule.methods && !rule.methods.has(method)) continue;
+    if (rule.from && !rule.from.has(ip)) continue;
     if (rule.regex.test(path)) return rule;
   }
   return fallback;

@@ -281,6 +281,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
       {
         path: '/a/**',
         methods: ['GET'],
+        from: ['10.0.0.0/8'],
         access: 'authenticated',
         allow: { emails: ['a@example.com'], domains: ['example.com'], groups: ['g'], mfa: true },
         unauthenticated: 'redirect',

@@ -122,6 +122,39 @@ describe('publicUrl with a path', () => {
     assert.match(explain(c, 'https://example.com/app/.well-known/jwks.json', 'GET'), /JWKS/);
   });
 
+  test('rules by client address: --explain decides for the address given with --from, and check warns when no proxy is trusted', () => {
+    const rules = `routes:\n  - {path: /intranet/**, from: [10.0.0.0/8], access: public}\n`;
+    const c = parseConfig(`publicUrl: https://example.com\ntrustedProxies: [10.9.9.9]\n${app}${rules}`, 'g.yaml', {});
+    const inside = explain(c, 'https://example.com/intranet/x', 'GET', '10.1.2.3');
+    assert.match(inside, /→ rule 0: \/intranet\/\*\* from \[10\.0\.0\.0\/8\] → public: matches/);
+    assert.match(inside, /decision: public/);
+    const outside = explain(c, 'https://example.com/intranet/x', 'GET', '203.0.113.9');
+    assert.match(outside, /rule 0: .* → public: client 203\.0\.113\.9 not in from/);
+    assert.match(outside, /no rule matches; default: authenticated/);
+    assert.match(
+      explain(c, 'https://example.com/intranet/x', 'GET'),
+      /only for clients in from \(give --from ADDRESS\)/,
+    );
+    assert.throws(
+      () => explain(c, 'https://example.com/intranet/x', 'GET', 'office'),
+      /--from: "office" is not an IP address/,
+    );
+
+    assert.ok(
+      !keys(`publicUrl: https://example.com\ntrustedProxies: [10.9.9.9]\n${app}${rules}`).includes('routes[0].from'),
+    );
+    const untrusted = warnings(
+      `publicUrl: https://example.com\nlisten: {tls: {cert: c.pem, key: k.pem}}\n${app}${rules}`,
+    );
+    const w = untrusted.find((x) => x.key === 'routes[0].from');
+    assert.match(w?.message ?? '', /no trustedProxies are set: the address is the connection's/);
+    assert.throws(
+      () =>
+        parseConfig(`publicUrl: https://example.com\n${app}routes:\n  - {path: /x, from: [office]}\n`, 'g.yaml', {}),
+      (e: unknown) => e instanceof ConfigError && /routes\[0\]\.from\[0\]/.test(e.message),
+    );
+  });
+
   test("gatehouse check --explain names the OAuth well-known documents as Gatehouse's, like the proxy serves them", () => {
     const c = parseConfig(`publicUrl: https://example.com/app/\n${app}`, 'g.yaml', {});
     for (const path of [

@@ -135,7 +135,7 @@ describe('decide()', () => {
       s: SessionLookup,
       path: string,
       o: { req?: IncomingMessage; on?: Site; b?: BearerCheck } = {},
-    ) => decide(s, o.on ?? site, o.req ?? request(), 'GET', path, o.b);
+    ) => decide(s, o.on ?? site, o.req ?? request(), 'GET', path, '203.0.113.7', o.b);
 
     const prefixed = parseConfig(
       'publicUrl: https://app.example.com\napps:\n  - {name: wiki, pathPrefix: /wiki, upstream: http://127.0.0.1:3000}\n',
@@ -143,7 +143,7 @@ describe('decide()', () => {
       {},
     );
     const wikiOnly = buildSites(prefixed).values().next().value!;
-    assert.deepEqual(await decide(none, wikiOnly, request(), 'GET', '/elsewhere'), { kind: 'no_app' });
+    assert.deepEqual(await decide(none, wikiOnly, request(), 'GET', '/elsewhere', '203.0.113.7'), { kind: 'no_app' });
     assert.equal((await kinds(none, '/blocked/x')).kind, 'deny');
     assert.equal((await kinds(signedIn, '/blocked/x')).kind, 'deny', 'deny is for everyone');
     const anon = await kinds(none, '/private');
@@ -189,6 +189,7 @@ describe('decide()', () => {
       request({ 'x-gatehouse-token': 'gh_good', authorization: 'Bearer app-token' }),
       'GET',
       '/private',
+      '203.0.113.7',
       bearer(),
     );
     assert.equal(both.kind === 'allow' && both.ownToken, 'header', 'Authorization is the app’s');
@@ -198,6 +199,7 @@ describe('decide()', () => {
       request({ 'x-gatehouse-token': 'gh_good', authorization: 'Bearer gh_other' }),
       'GET',
       '/private',
+      '203.0.113.7',
       bearer(),
     );
     assert.equal(
@@ -212,6 +214,7 @@ describe('decide()', () => {
       request({ 'x-gatehouse-token': 'not-ours', authorization: 'Bearer gh_good' }),
       'GET',
       '/private',
+      '203.0.113.7',
       bearer(),
     );
     assert.equal(bad.kind, 'invalid_token');
@@ -221,6 +224,7 @@ describe('decide()', () => {
       request({ 'x-gatehouse-token': 'not-ours', cookie: `${site.cookies.session}=x` }),
       'GET',
       '/public/x',
+      '203.0.113.7',
       bearer(),
     );
     assert.equal(publicBad.kind === 'allow' && publicBad.active, undefined, 'a public route: nobody, never the cookie');
@@ -232,8 +236,15 @@ describe('decide()', () => {
         throw new Error('store down');
       },
     };
-    await assert.rejects(async () => decide(down, site, request(), 'GET', '/private'), /store down/);
-    const pub = await decide(down, site, request({ cookie: `${site.cookies.session}=x` }), 'GET', '/public/x');
+    await assert.rejects(async () => decide(down, site, request(), 'GET', '/private', '203.0.113.7'), /store down/);
+    const pub = await decide(
+      down,
+      site,
+      request({ cookie: `${site.cookies.session}=x` }),
+      'GET',
+      '/public/x',
+      '203.0.113.7',
+    );
     assert.equal(pub.kind === 'allow' && pub.active, undefined);
   });
 
@@ -243,17 +254,24 @@ describe('decide()', () => {
       lookup: async () => ({ state: 'active', active }),
       lookupNow: () => ({ state: 'active', active }),
     };
-    const now = decide(lookup, site, request({ cookie: `${site.cookies.session}=x` }), 'GET', '/private');
+    const now = decide(
+      lookup,
+      site,
+      request({ cookie: `${site.cookies.session}=x` }),
+      'GET',
+      '/private',
+      '203.0.113.7',
+    );
     assert.ok(!(now instanceof Promise));
     assert.equal(now.kind, 'allow');
-    const later = await decide({ lookup: lookup.lookup }, site, request(), 'GET', '/private');
+    const later = await decide({ lookup: lookup.lookup }, site, request(), 'GET', '/private', '203.0.113.7');
     assert.deepEqual(later, now);
   });
 });
 
 describe('outcome()', () => {
   const unauthenticated = async (path: string, req = request()) =>
-    decide(sessions({ state: 'none' }), site, req, req.method ?? 'GET', path);
+    decide(sessions({ state: 'none' }), site, req, req.method ?? 'GET', path, '203.0.113.7');
   const browser = () => request({ accept: 'text/html,application/xhtml+xml' });
   const api = () => request({ accept: 'application/json' });
 
@@ -350,8 +368,8 @@ describe('properties', () => {
         if (!t.ok) return;
         const once = normalizeTarget(t.path);
         assert.ok(once.ok && once.path === t.path, 'normalizing is idempotent');
-        const a = await decide(sessions(lookup), site, request(), m, t.path);
-        const b = await decide(sessions(lookup), site, request(), m, once.ok ? once.path : '');
+        const a = await decide(sessions(lookup), site, request(), m, t.path, '203.0.113.7');
+        const b = await decide(sessions(lookup), site, request(), m, once.ok ? once.path : '', '203.0.113.7');
         assert.deepEqual(a, b);
       }),
       { numRuns: 300 },
@@ -365,7 +383,7 @@ describe('properties', () => {
         fc.pre(t.ok);
         if (!t.ok) return;
         const req = request(html ? { accept: 'text/html' } : {});
-        const d = await decide(sessions({ state: 'none' }), site, req, m, t.path);
+        const d = await decide(sessions({ state: 'none' }), site, req, m, t.path, '203.0.113.7');
         const o = outcome(d, ctx(req, t.path, t.query), PREFIX, m, nginx);
         if (o.kind !== 'sign_in') return;
         const login = new URL(o.login);

@@ -33,22 +33,22 @@ describe('route rules', () => {
       'authenticated',
       false,
     );
-    assert.equal(matchRule(rules, fallback, 'GET', '/docs/a').access, 'public');
-    assert.equal(matchRule(rules, fallback, 'POST', '/docs/a').index, 2);
-    assert.equal(matchRule(rules, fallback, 'HEAD', '/docs/a').index, 2);
-    assert.equal(matchRule(rules, fallback, 'GET', '/admin/x').index, 1);
+    assert.equal(matchRule(rules, fallback, 'GET', '/docs/a', undefined).access, 'public');
+    assert.equal(matchRule(rules, fallback, 'POST', '/docs/a', undefined).index, 2);
+    assert.equal(matchRule(rules, fallback, 'HEAD', '/docs/a', undefined).index, 2);
+    assert.equal(matchRule(rules, fallback, 'GET', '/admin/x', undefined).index, 1);
   });
 
   test('case-insensitive by default so /ADMIN meets the /admin rule (security.md #18)', () => {
     const insensitive = compileRules([{ path: '/admin/**', access: 'deny' }], 'authenticated', false);
-    assert.equal(matchRule(insensitive.rules, insensitive.fallback, 'GET', '/ADMIN/x').access, 'deny');
+    assert.equal(matchRule(insensitive.rules, insensitive.fallback, 'GET', '/ADMIN/x', undefined).access, 'deny');
     const sensitive = compileRules([{ path: '/admin/**', access: 'deny' }], 'authenticated', true);
-    assert.equal(matchRule(sensitive.rules, sensitive.fallback, 'GET', '/ADMIN/x').access, 'authenticated');
+    assert.equal(matchRule(sensitive.rules, sensitive.fallback, 'GET', '/ADMIN/x', undefined).access, 'authenticated');
   });
 
   test('no rule matches → the app default', () => {
     const { rules, fallback } = compileRules([{ path: '/public/**', access: 'public' }], 'deny', false);
-    assert.equal(matchRule(rules, fallback, 'GET', '/other').access, 'deny');
+    assert.equal(matchRule(rules, fallback, 'GET', '/other', undefined).access, 'deny');
   });
 
   test('allow-lists: emails and domains need a verified address; groups are exact', () => {
