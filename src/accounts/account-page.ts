@@ -1,5 +1,11 @@
 import { redirect, sendJson, wantsHtml } from '../http/respond.ts';
-import { accountPage, cspWithFormAction, cspWithScripts, type AccountSectionView } from '../pages/index.ts';
+import {
+  accountPage,
+  cspWithFormAction,
+  cspWithScripts,
+  messagePage,
+  type AccountSectionView,
+} from '../pages/index.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { RequestContext } from '../http/context.ts';
@@ -11,6 +17,29 @@ export type AccountSection = (
   active: ActiveSession,
   csrf: string,
 ) => Promise<AccountSectionView | undefined>;
+
+/**
+ * One of the account page's forms refused as a whole (the feature is off or cannot work here):
+ * JSON `{error, message}`, or a page with the message and a link back to the account page.
+ */
+export function refuseAccountForm(
+  tools: FormTools,
+  ctx: RequestContext,
+  json: boolean,
+  o: { status: number; error: string; heading: string; message: string },
+): void {
+  if (json) return sendJson(ctx.res, o.status, { error: o.error, message: o.message });
+  tools.html(
+    ctx,
+    o.status,
+    messagePage({
+      appTitle: ctx.site.title,
+      heading: o.heading,
+      message: o.message,
+      link: { href: tools.url(ctx, paths.account), text: 'Back to your account' },
+    }),
+  );
+}
 
 /** The "must be signed in" check of the account page's own forms (password change, linking, ...). */
 export interface SessionGate {

@@ -13,7 +13,7 @@ import { messagePage, type AccountSectionView } from '../pages/index.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
 import type { Store, User } from '../store/index.ts';
-import type { SessionGate } from './account-page.ts';
+import { refuseAccountForm, type SessionGate } from './account-page.ts';
 import { deleteAccountForm, deleteAccountPage } from './pages.ts';
 import type { RecentAuthGate } from './reauth.ts';
 import type { Throttle } from './throttle.ts';
@@ -141,20 +141,13 @@ export class AccountDeletion {
     if (!active) return;
     const { user } = active;
     const json = input.kind === 'json';
-    if (!this.enabled) {
-      const message = `Accounts of ${ctx.site.title} are deleted by an administrator. Ask them.`;
-      if (json) return sendJson(ctx.res, 403, { error: 'self_deletion_disabled', message });
-      return this.tools.html(
-        ctx,
-        403,
-        messagePage({
-          appTitle: ctx.site.title,
-          heading: 'Delete your account',
-          message,
-          link: { href: this.tools.url(ctx, paths.account), text: 'Back to your account' },
-        }),
-      );
-    }
+    if (!this.enabled)
+      return refuseAccountForm(this.tools, ctx, json, {
+        status: 403,
+        error: 'self_deletion_disabled',
+        heading: 'Delete your account',
+        message: `Accounts of ${ctx.site.title} are deleted by an administrator. Ask them.`,
+      });
     // A stolen session alone cannot delete the account (security.md #235).
     if (!this.reauth.requireRecentAuth(ctx, active, this.tools.url(ctx, paths.account), json)) return;
     const typed = normalizeEmail(field(input, 'confirm', 512));

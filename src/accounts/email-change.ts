@@ -12,7 +12,7 @@ import { messagePage, type AccountSectionView } from '../pages/index.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { ActiveSession } from '../sessions/index.ts';
 import { StoreConflictError, type Store, type User } from '../store/index.ts';
-import type { SessionGate } from './account-page.ts';
+import { refuseAccountForm, type SessionGate } from './account-page.ts';
 import type { MailedLinks } from './mailed-links.ts';
 import { changeEmailForm, changeEmailPage, confirmEmailChangePage } from './pages.ts';
 import type { RecentAuthGate } from './reauth.ts';
@@ -132,20 +132,13 @@ export class EmailChange {
     if (!active) return;
     const { user } = active;
     const json = input.kind === 'json';
-    if (!this.mailer) {
-      const message = `Changing the address needs email, which is not set up for ${ctx.site.title}. Ask an administrator.`;
-      if (json) return sendJson(ctx.res, 501, { error: 'email_not_configured', message });
-      return this.tools.html(
-        ctx,
-        501,
-        messagePage({
-          appTitle: ctx.site.title,
-          heading: 'Change your email address',
-          message,
-          link: { href: this.tools.url(ctx, paths.account), text: 'Back to your account' },
-        }),
-      );
-    }
+    if (!this.mailer)
+      return refuseAccountForm(this.tools, ctx, json, {
+        status: 501,
+        error: 'email_not_configured',
+        heading: 'Change your email address',
+        message: `Changing the address needs email, which is not set up for ${ctx.site.title}. Ask an administrator.`,
+      });
     // A stolen session alone cannot move the account's address (security.md #205).
     if (!this.reauth.requireRecentAuth(ctx, active, this.tools.url(ctx, paths.account), json)) return;
     const given = field(input, 'newEmail', 512) ?? field(input, 'email', 512);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import type { Browser } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { EmailTokens } from '../../src/accounts/email-tokens.ts';
 import { Invitations } from '../../src/accounts/invitations.ts';
 import { Client, PASSWORD, uniqueEmail } from '../helpers/client.ts';
@@ -23,6 +23,15 @@ let gh: TestGatehouse;
 let smtp: TestSmtp;
 let browser: Browser;
 const clock = new Clock();
+
+/** Signs in with the login page's form, as a user does, landing on the app's home. */
+async function signIn(page: Page, email: string): Promise<void> {
+  await page.goto(`${gh.url}/.auth/login`);
+  await page.getByLabel('Email', { exact: true }).fill(email);
+  await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(`${gh.url}/`);
+}
 
 describeOrSkip('account pages in Chromium', { skip: browserSkip(), timeout: 120_000 }, () => {
   before(async () => {
@@ -53,11 +62,7 @@ describeOrSkip('account pages in Chromium', { skip: browserSkip(), timeout: 120_
     await gh.gatehouse.accounts.setPassword(user.id, PASSWORD);
     const { context, page, foreign } = await isolatedContext(browser, gh.url);
     try {
-      await page.goto(`${gh.url}/.auth/login`);
-      await page.getByLabel('Email', { exact: true }).fill(email);
-      await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
-      await page.getByRole('button', { name: 'Sign in' }).click();
-      await page.waitForURL(`${gh.url}/`);
+      await signIn(page, email);
 
       clock.advance(11 * 60_000);
       await page.goto(`${gh.url}/.auth/account`);
@@ -134,11 +139,7 @@ describeOrSkip('account pages in Chromium', { skip: browserSkip(), timeout: 120_
     await gh.gatehouse.accounts.setPassword(user.id, PASSWORD);
     const { context, page, foreign } = await isolatedContext(browser, gh.url);
     try {
-      await page.goto(`${gh.url}/.auth/login`);
-      await page.getByLabel('Email', { exact: true }).fill(email);
-      await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
-      await page.getByRole('button', { name: 'Sign in' }).click();
-      await page.waitForURL(`${gh.url}/`);
+      await signIn(page, email);
 
       await page.goto(`${gh.url}/.auth/account`);
       assert.ok(await page.getByRole('heading', { name: 'Delete account' }).isVisible());
