@@ -4,13 +4,15 @@ import fc from 'fast-check';
 import { routes } from '../../src/server/routes.ts';
 import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { emailConfig } from '../helpers/email.ts';
-import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
+import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { csrfOf, type Lab, startLab } from '../helpers/providers.ts';
 import { startSmtp, type TestSmtp } from '../helpers/smtp.ts';
 
 /**
- * Every row of the route table (src/server/routes.ts), each of its methods, gets generated
- * requests (fast-check, fixed seed per row: a failure names its case and reproduces): query
+ * Every row of the route table (src/server/routes.ts), each of its methods, and a public and a
+ * protected path of the app, get generated requests (fast-check, fixed seed per row: a failure
+ * names its case and reproduces), through a trusted proxy (forwarding and forward-auth headers
+ * of every shape, tokens in Authorization, spoofed identity headers, trace contexts), with query
  * strings and form or JSON bodies made of the field names Gatehouse reads, with values of every
  * shape (wrong types, nested JSON, prototype keys, control characters, lone surrogates, 5,000
  * characters, URLs elsewhere), sent anonymously, as a signed-in user with or without her form
@@ -39,6 +41,8 @@ before(async () => {
     () => ({
       // A host name, not an address: passkeys need one for their RP ID, so their routes are live.
       publicUrl: `http://localhost:${port}`,
+      // The test client is a trusted proxy too: forwarding headers are read, and forward-auth answers.
+      trustedProxies: ['loopback'],
       providers: lab.providers(),
       email: emailConfig(smtp),
       routes: [{ path: '/public/**', access: 'public' as const }],
@@ -193,7 +197,60 @@ const body = fc.oneof(
 const parameter = fc.constantFrom('a', 'b', 'nope', 'A', '%2e%2e', 'x'.repeat(300), '%00', 'a%2Fb');
 const suffix = fc.constantFrom('', '/', '/x', '/.auth/login', '/%2e%2e/x');
 
-const generated = fc.record({ who, csrf, origin, query: fields(text), body, parameter, suffix });
+/** Request headers Gatehouse reads or strips: forwarding, forward-auth, tokens, identity, tracing. */
+const HEADER_NAMES = [
+  ...['authorization', 'x-gatehouse-token', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host'],
+  ...['forwarded', 'x-original-uri', 'x-original-method', 'x-forwarded-uri', 'x-forwarded-method'],
+  ...['x-http-method-override', 'x-method-override', 'x-request-id', 'traceparent', 'tracestate'],
+  ...['x-user-id', 'x-gatehouse-assertion', 'sec-websocket-key', 'access-control-request-method'],
+] as const;
+const headerValue = fc.oneof(
+  w(
+    3,
+    fc.constantFrom(
+      '',
+      'https',
+      'http',
+      'evil.example',
+      `localhost`,
+      '10.0.0.1',
+      '10.0.0.1, 203.0.113.9',
+      '::1',
+      'unknown',
+      'for=203.0.113.9;proto=https;host=evil.example',
+      'for="[2001:db8::1]:80"',
+      '/private/x',
+      '/.auth/login',
+      '//evil.example/x',
+      '/public/%2e%2e/private',
+      'GET',
+      'DELETE',
+      'get',
+      'Bearer gh_not_a_token',
+      'Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.',
+      'Basic Zm9vOmJhcg==',
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+      '00-00000000000000000000000000000000-0000000000000000-01',
+      'x'.repeat(2000),
+    ),
+  ),
+  w(1, fc.stringMatching(/^[\x21-\x7e][\x20-\x7e]{0,40}$/)),
+);
+const extraHeaders = fc.uniqueArray(fc.tuple(fc.constantFrom(...HEADER_NAMES), headerValue), {
+  selector: ([k]) => k,
+  maxLength: 5,
+});
+
+const generated = fc.record({
+  who,
+  csrf,
+  origin,
+  query: fields(text),
+  body,
+  parameter,
+  suffix,
+  headers: extraHeaders,
+});
 type Case = typeof generated extends fc.Arbitrary<infer T> ? T : never;
 
 /** One case as a request: its path, method, headers and body. */
@@ -217,6 +274,7 @@ function render(row: { path: string; tree?: boolean }, own: boolean, method: str
     'forged session': 'gatehouse=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA; gatehouse_csrf=x',
   }[c.who];
   if (cookie) headers.cookie = cookie;
+  for (const [name, value] of c.headers) headers[name] = value;
   let payload: string | undefined;
   if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') {
     const b = c.body;
@@ -243,9 +301,13 @@ function allowedLocation(location: string): boolean {
   return [base, new URL(lab.a.issuer).origin, new URL(lab.b.issuer).origin].includes(to.origin);
 }
 
+/** The route table's rows, and two of the app's paths: one public, one behind the sign-in. */
+const APP_METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'OPTIONS'];
 const rows = [
   ...routes.own.map((row) => ({ row, own: true })),
   ...routes.wellKnown.map((row) => ({ row, own: false })),
+  { row: { path: '/public/x', methods: APP_METHODS }, own: false },
+  { row: { path: '/private/x', methods: APP_METHODS }, own: false },
 ];
 
 describe('every route of the table, generated input', { timeout: 600_000 }, () => {
