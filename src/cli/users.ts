@@ -152,7 +152,6 @@ export async function users(
         settled: notice.resolve,
       });
       if (!deleted || !mail) notice.resolve(false);
-      if (!deleted) throw new UsageError(`no user ${who}`);
       if (deleted)
         await ctx.store.audit.append([
           {
@@ -168,6 +167,7 @@ export async function users(
         ]);
       const sent = await notice.promise;
       await mail?.mailer.close(1000);
+      if (!deleted) throw new UsageError(`no user ${who}`);
       out(`deleted ${user.email} (${user.id})${sent ? '; a notice was mailed to the address' : ''}`);
       return 0;
     }

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as oauth from 'openid-client';
 import { hashSessionId } from '../../src/sessions/index.ts';
+import { runCli } from '../helpers/cli.ts';
 import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { emailConfig, mailTo, sameOrigin, submit } from '../helpers/email.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
@@ -211,6 +215,30 @@ describe('deleting your own account', () => {
     const after = (await me(back)).json() as { id: string; email: string };
     assert.equal(after.email, before.email);
     assert.notEqual(after.id, before.id);
+  });
+});
+
+describe('gatehouse users delete', () => {
+  test('an operator deletes an account: its browser is signed out at the next request, and the address gets the notice that says who did it', async () => {
+    const { c, id, email } = await signedIn('operated');
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-delete-'));
+    try {
+      const file = join(dir, 'gatehouse.yaml');
+      writeFileSync(
+        file,
+        `publicUrl: ${gh.url}\ntitle: Acme Portal\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'gatehouse.db')}}\nemail: {from: "Acme Portal <no-reply@acme.example>", smtp: {host: 127.0.0.1, port: ${smtp.port}}}\n`,
+      );
+      const r = await runCli(['users', 'delete', email, '--yes', '--config', file]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, `deleted ${email} (${id}); a notice was mailed to the address\n`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    assert.equal((await me(c)).status, 401);
+    const notice = await mailTo(smtp, email, DELETED);
+    assert.match(notice.text, /an administrator of Acme Portal deleted the account of/);
+    const trail = await gh.gatehouse.store.audit.list({ userId: id, event: 'account_deleted', limit: 5 });
+    assert.match(String(trail[0]?.actor), /^operator:/);
   });
 });
 
