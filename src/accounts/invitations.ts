@@ -22,6 +22,7 @@ import type { MailedLinks } from './mailed-links.ts';
 import { checkDisplayName } from './names.ts';
 import { acceptInvitationPage } from './pages.ts';
 import { hashPassword, passwordProblem } from './passwords.ts';
+import type { SignInNotices } from './sign-in-notices.ts';
 import type { Throttle } from './throttle.ts';
 
 /**
@@ -145,6 +146,7 @@ export interface InvitationPageDeps {
   sessions: Sessions;
   throttle: Throttle;
   diagnosis: Diagnosis;
+  notices: SignInNotices;
   /** Own routes' prefix, publicUrl's base path included. */
   prefix: string;
 }
@@ -295,10 +297,13 @@ export class InvitationPage {
       path: ctx.site.cookiePath,
       maxAgeSeconds: DEVICE_COOKIE_MAX_AGE,
     });
+    // The browser that accepted is the account's first: no new-sign-in notice for it.
+    const known = this.s.notices.seen(ctx, user, 'the invitation', { first: true });
     if (
       await this.secondFactor?.intercept(ctx, input, user, how.amr, ctx.site.home, [
         this.links.clear(ctx, 'invite'),
         device,
+        known,
       ])
     )
       return;
@@ -318,6 +323,7 @@ export class InvitationPage {
       // The browser that accepted is its owner's, as after a registration (security.md #42).
       device,
       this.s.diagnosis.signedIn(ctx.site, ctx.req),
+      known,
     ];
     const home = ctx.site.home;
     if (input.kind === 'json')

@@ -14,6 +14,7 @@ import type { ProviderService } from '../providers/service.ts';
 import type { Sessions } from '../sessions/index.ts';
 import type { User } from '../store/index.ts';
 import type { Accounts, FieldErrors } from './service.ts';
+import type { SignInNotices } from './sign-in-notices.ts';
 
 const DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600;
 
@@ -21,6 +22,8 @@ const DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600;
 export interface SignInDeps {
   config: Config;
   logger: Logger;
+  /** New-browser sign-in notices (sign-in-notices.ts). */
+  notices: SignInNotices;
   sessions: Sessions;
   accounts: Accounts;
   diagnosis: Diagnosis;
@@ -224,7 +227,12 @@ export class SignIn {
       userAgent: ctx.req.headers['user-agent'] ?? null,
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
-    const cookies = [setCookie, device, this.s.diagnosis.signedIn(ctx.site, ctx.req)];
+    const cookies = [
+      setCookie,
+      device,
+      this.s.diagnosis.signedIn(ctx.site, ctx.req),
+      this.s.notices.seen(ctx, result.user, 'the password', { deviceCookie: true }),
+    ];
     this.s.audit.record({ event: 'login', userId: result.user.id, ctx, detail: { method: 'password' } });
     this.s.logger.info(
       { event: 'login', userId: result.user.id, method: 'password', requestId: ctx.requestId },
@@ -330,14 +338,16 @@ export class SignIn {
     for (const fn of this.registered) fn(ctx, result.user);
     // accounts.mfa: required: the new user enrols a second factor before any session.
     const device = this.deviceCookie(ctx, result.deviceCookie);
-    if (await this.secondFactor?.intercept(ctx, input, result.user, ['pwd'], rd, [device])) return;
+    // The browser that registered is the account's first: no notice, now or after a second factor.
+    const known = this.s.notices.seen(ctx, result.user, 'the password', { first: true });
+    if (await this.secondFactor?.intercept(ctx, input, result.user, ['pwd'], rd, [device, known])) return;
     const { setCookie } = await this.s.sessions.create(result.user, ctx.site.origin, cookie, {
       amr: ['pwd'],
       ip: ctx.ip,
       userAgent: ctx.req.headers['user-agent'] ?? null,
       previous: this.s.sessions.cookieValue(ctx.req, cookie),
     });
-    const cookies = [setCookie, device, this.s.diagnosis.signedIn(ctx.site, ctx.req)];
+    const cookies = [setCookie, device, this.s.diagnosis.signedIn(ctx.site, ctx.req), known];
     if (input.kind === 'json')
       return sendJson(ctx.res, 201, { user: publicUser(result.user), redirect: rd }, {}, cookies);
     redirect(ctx.res, 303, ctx.site.origin + rd, cookies);

@@ -290,6 +290,10 @@ export const ConfigSchema = z
           description:
             'Sensitive actions (changing the email address, approving a device or MCP client, linking or unlinking a provider, deleting the account) ask the user to prove who they are again when they last did longer ago than this',
         }),
+        newSignInNotice: z.boolean().default(true).meta({
+          description:
+            'Mail the user when their account is signed in to from a browser it was not signed in with before (when, where from, how; with email, to verified addresses)',
+        }),
         selfDeletion: z.boolean().default(true).meta({
           description:
             'Users can delete their own account on the account page, after confirming it is them and typing their address; false: only an operator can (gatehouse users delete)',

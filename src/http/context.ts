@@ -37,7 +37,16 @@ export interface SiteInfo {
    * sign-in, deliberately without Secure or a prefix, so it comes back when the session cookie
    * was dropped. `login` binds a pending sign-in at a provider to this browser (providers/flows.ts).
    */
-  cookies: { session: string; csrf: string; device: string; signin: string; login: string; mfa: string };
+  cookies: {
+    session: string;
+    csrf: string;
+    device: string;
+    signin: string;
+    login: string;
+    mfa: string;
+    /** The accounts that signed in with this browser (accounts/sign-in-notices.ts). */
+    known: string;
+  };
   /** The session cookie's name and attributes. */
   session: SessionCookie;
 }

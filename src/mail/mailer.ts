@@ -25,7 +25,8 @@ export type MailKind =
   | 'email_change_notice'
   | 'email_in_use'
   | 'invitation'
-  | 'account_deleted';
+  | 'account_deleted'
+  | 'new_sign_in';
 
 /**
  * One message to send. `prepare` runs in the background, not while the request waits, and

@@ -174,6 +174,25 @@ export function accountDeletedMail(o: {
   ]);
 }
 
+/** A sign-in from a browser the account had not signed in with before (accounts/sign-in-notices.ts). */
+export function newSignInMail(o: {
+  appTitle: string;
+  email: string;
+  at: number;
+  device: string;
+  ip: string;
+  method: string;
+  accountUrl: string;
+  forgotUrl: string;
+}): Rendered {
+  const title = clean(o.appTitle);
+  return render(o.appTitle, `New sign-in to your ${title} account`, [
+    `On ${utc(o.at)} the ${title} account of ${o.email} was signed in to from a browser it had not signed in with before: ${clean(o.device)}, from the address ${o.ip}, with ${o.method}.`,
+    'If that was you, there is nothing to do.',
+    `If it was not, end that session on your account page (${o.accountUrl}), choose a new password (${o.forgotUrl}) and tell the administrator of ${title}.`,
+  ]);
+}
+
 /** An operator's invitation (gatehouse users invite): the link that sets a password and signs in. */
 export function invitationMail(o: { appTitle: string; email: string; link: string; ttlMs: number }): Rendered {
   const title = clean(o.appTitle);

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { SessionGate } from '../accounts/account-page.ts';
+import { signInMethod, type SignInNotices } from '../accounts/sign-in-notices.ts';
 import type { AuditLog, AuditName } from '../audit/index.ts';
 import type { InvitationPage } from '../accounts/invitations.ts';
 import type { MailedLinks } from '../accounts/mailed-links.ts';
@@ -49,6 +50,7 @@ export interface MfaDeps {
   diagnosis: { signedIn(site: RequestContext['site'], req: RequestContext['req']): string };
   /** The audit trail: factors added and removed, second-factor and passkey sign-ins (never a secret). */
   audit: AuditLog;
+  notices: Pick<SignInNotices, 'seen'>;
 }
 
 /** How a proof is recorded in the audit trail: the method (totp | recovery_code | passkey) and its event. */
@@ -513,7 +515,8 @@ export class SecondFactorRoutes implements SecondFactorGate {
     rd: string,
     p: MfaPending | undefined,
     stepUp: ActiveSession | undefined,
-    extra: { recoveryCodes?: string[]; recoveryCodesLeft?: number } = {},
+    /** first: the account was made just now (a passkey sign-up): its browser is its first. */
+    extra: { recoveryCodes?: string[]; recoveryCodesLeft?: number; first?: boolean } = {},
     proof?: Pick<Proof, 'method'> & { only?: boolean },
   ): Promise<void> {
     const cookies: string[] = [];
@@ -541,7 +544,11 @@ export class SecondFactorRoutes implements SecondFactorGate {
         userAgent: ctx.req.headers['user-agent'] ?? null,
         previous: this.s.sessions.cookieValue(ctx.req, cookie),
       });
-      cookies.push(setCookie, this.s.diagnosis.signedIn(ctx.site, ctx.req));
+      cookies.push(
+        setCookie,
+        this.s.diagnosis.signedIn(ctx.site, ctx.req),
+        this.s.notices.seen(ctx, user, signInMethod(amr), { first: extra.first }),
+      );
       // What the first sign-in left to do with a session (a provider's tokens to keep).
       const carry = p ? (JSON.parse(p.data) as { carry?: { kind: string; data: string } }).carry : undefined;
       const next = carry && this.continuations.get(carry.kind);
@@ -746,6 +753,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
     const codes = await this.newCodes(ctx, user.id);
     return this.finish(ctx, input, user, [passkeyAmr(stored.passkey), MFA], p.returnTo, p, undefined, {
       recoveryCodes: codes,
+      first: true,
     });
   }
 

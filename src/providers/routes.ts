@@ -12,6 +12,7 @@ import type { ReauthProof, RecentAuthGate } from '../accounts/reauth.ts';
 import { paths } from '../http/paths.ts';
 import type { Config } from '../config/schema.ts';
 import type { Diagnosis } from '../diagnosis/index.ts';
+import type { SignInNotices } from '../accounts/sign-in-notices.ts';
 import type { Logger } from '../log/index.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { RequestContext } from '../http/context.ts';
@@ -36,6 +37,7 @@ export interface ProviderRoutesDeps {
   /** Own routes' prefix, publicUrl's base path included. */
   prefix: string;
   audit: AuditLog;
+  notices: SignInNotices;
   /** Encrypts a provider's tokens while a second factor is pending (keys/secrets.ts). */
   secrets: {
     encrypt(plaintext: string, context: string): string;
@@ -339,7 +341,11 @@ export class ProviderRoutes {
       ),
     };
     const form = { kind: 'form' as const, data: Object.create(null) as Record<string, unknown> };
-    if (await this.secondFactor?.intercept(ctx, form, user, amr, record.returnTo, [], require, carry)) return;
+    // A new account's browser is its first, marked before any second factor; any other sign-in's
+    // once it is complete (with a notice if the browser was new to the account: sign-in-notices.ts).
+    const method = `a sign-in at ${client.name}`;
+    const early = resolved.how === 'created' ? [this.s.notices.seen(ctx, user, method, { first: true })] : [];
+    if (await this.secondFactor?.intercept(ctx, form, user, amr, record.returnTo, early, require, carry)) return;
     // A new session id at every sign-in; the one the browser came with ends (security.md #22).
     const { setCookie, idHash } = await this.s.sessions.create(user, ctx.site.origin, cookie, {
       amr,
@@ -378,6 +384,7 @@ export class ProviderRoutes {
     redirect(ctx.res, 303, ctx.site.origin + record.returnTo, [
       setCookie,
       this.s.diagnosis.signedIn(ctx.site, ctx.req),
+      ...(early.length ? early : [this.s.notices.seen(ctx, user, method)]),
     ]);
   }
 

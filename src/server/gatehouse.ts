@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import { AccountActivity } from '../accounts/activity.ts';
 import { AccountPage } from '../accounts/account-page.ts';
 import { AccountDeletion } from '../accounts/deletion.ts';
+import { SignInNotices } from '../accounts/sign-in-notices.ts';
 import { EmailChange } from '../accounts/email-change.ts';
 import { EmailTokens } from '../accounts/email-tokens.ts';
 import { InvitationPage } from '../accounts/invitations.ts';
@@ -221,6 +222,7 @@ export class Gatehouse {
       oauth: this.oauth,
       audit: this.audit,
       metrics,
+      notices: new SignInNotices({ config, logger, secrets, throttle, prefix }, mailer),
     };
     // Email verification, password reset and change (accounts/), mail sent by mail/.
     this.mailer = mailer;

@@ -1,5 +1,6 @@
 import type { Accounts } from '../accounts/service.ts';
 import type { Audit } from '../audit/index.ts';
+import type { SignInNotices } from '../accounts/sign-in-notices.ts';
 import type { Throttle } from '../accounts/throttle.ts';
 import type { Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
@@ -46,4 +47,6 @@ export interface Services {
   audit: Audit;
   /** Prometheus metrics, when configured (metrics/). */
   metrics: Metrics | undefined;
+  /** "New sign-in to your account" mails, and the cookie that knows the browser (accounts/). */
+  notices: SignInNotices;
 }

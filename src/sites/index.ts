@@ -135,6 +135,7 @@ export function buildSites(config: Config): Map<string, Site> {
         signin: `${name}-signin`,
         login: `${prefix}${name}-login`,
         mfa: `${prefix}${name}-mfa`,
+        known: `${prefix}${name}-known`,
       };
       site = {
         origin: `${publicUrl.protocol}//${host}`,

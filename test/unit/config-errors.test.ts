@@ -356,6 +356,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         allowedDomains: ['example.com'],
         minPasswordLength: 8,
         requireVerifiedEmail: false,
+        newSignInNotice: true,
         selfDeletion: true,
         reauthenticateAfter: '10m',
         invitationTtl: '7d',
