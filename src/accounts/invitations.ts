@@ -298,7 +298,7 @@ export class InvitationPage {
       maxAgeSeconds: DEVICE_COOKIE_MAX_AGE,
     });
     // The browser that accepted is the account's first: no new-sign-in notice for it.
-    const known = this.s.notices.seen(ctx, user, 'the invitation', { first: true });
+    const known = this.s.notices.seen(ctx, user, how.amr, { first: true });
     if (
       await this.secondFactor?.intercept(ctx, input, user, how.amr, ctx.site.home, [
         this.links.clear(ctx, 'invite'),

@@ -25,6 +25,8 @@ export interface SignInNoticeDeps {
   throttle: Pick<Throttle, 'deviceNonce' | 'takeMail'>;
   /** Own routes' prefix, publicUrl's base path included. */
   prefix: string;
+  /** A provider's display name by its id (providers/service.ts), for "a sign-in at <name>". */
+  providerName(id: string): string | undefined;
 }
 
 /**
@@ -65,10 +67,15 @@ export class SignInNotices {
   /**
    * A sign-in of `user` succeeded in this browser: the Set-Cookie that remembers it, and, when
    * the browser was not the user's yet (and this is not their first sign-in), the notice.
-   * `method`: how they signed in, in words (password, a passkey, IdP A, ...). `deviceCookie`: a
-   * password sign-in in one step, whose request's device cookie may show an earlier one.
+   * `amr`: how they signed in (the session's amr: pwd, idp:<id>, otp, a passkey's). `deviceCookie`:
+   * a password sign-in in one step, whose request's device cookie may show an earlier one.
    */
-  seen(ctx: RequestContext, user: User, method: string, o: { first?: boolean; deviceCookie?: boolean } = {}): string {
+  seen(
+    ctx: RequestContext,
+    user: User,
+    amr: readonly string[],
+    o: { first?: boolean; deviceCookie?: boolean } = {},
+  ): string {
     const tags = this.tags(ctx);
     const tag = this.tag(user.id);
     const known =
@@ -76,7 +83,12 @@ export class SignInNotices {
       (o.deviceCookie === true &&
         this.d.throttle.deviceNonce(readCookie(ctx.req.headers.cookie, ctx.site.cookies.device), user.email) !==
           undefined);
-    if (!known && !o.first) this.notify(ctx, user, method);
+    if (!known && !o.first)
+      this.notify(
+        ctx,
+        user,
+        signInMethod(amr, (id) => this.d.providerName(id) ?? id),
+      );
     const value = [tag, ...tags.filter((t) => t !== tag)].slice(0, KNOWN_MAX).join('.');
     return serializeCookie(ctx.site.cookies.known, value, {
       secure: ctx.site.secure,
@@ -120,7 +132,7 @@ export class SignInNotices {
 }
 
 /** How a sign-in was proved, in words, from its amr (pwd, idp:<id>, otp, a passkey's, recovery). */
-export function signInMethod(amr: readonly string[], providerName: (id: string) => string = (id) => id): string {
+function signInMethod(amr: readonly string[], providerName: (id: string) => string): string {
   const parts: string[] = [];
   for (const a of amr) {
     if (a === 'pwd') parts.push('the password');

@@ -231,7 +231,7 @@ export class SignIn {
       setCookie,
       device,
       this.s.diagnosis.signedIn(ctx.site, ctx.req),
-      this.s.notices.seen(ctx, result.user, 'the password', { deviceCookie: true }),
+      this.s.notices.seen(ctx, result.user, ['pwd'], { deviceCookie: true }),
     ];
     this.s.audit.record({ event: 'login', userId: result.user.id, ctx, detail: { method: 'password' } });
     this.s.logger.info(
@@ -339,7 +339,7 @@ export class SignIn {
     // accounts.mfa: required: the new user enrols a second factor before any session.
     const device = this.deviceCookie(ctx, result.deviceCookie);
     // The browser that registered is the account's first: no notice, now or after a second factor.
-    const known = this.s.notices.seen(ctx, result.user, 'the password', { first: true });
+    const known = this.s.notices.seen(ctx, result.user, ['pwd'], { first: true });
     if (await this.secondFactor?.intercept(ctx, input, result.user, ['pwd'], rd, [device, known])) return;
     const { setCookie } = await this.s.sessions.create(result.user, ctx.site.origin, cookie, {
       amr: ['pwd'],

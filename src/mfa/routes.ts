@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { SessionGate } from '../accounts/account-page.ts';
-import { signInMethod, type SignInNotices } from '../accounts/sign-in-notices.ts';
+import type { SignInNotices } from '../accounts/sign-in-notices.ts';
 import type { AuditLog, AuditName } from '../audit/index.ts';
 import type { InvitationPage } from '../accounts/invitations.ts';
 import type { MailedLinks } from '../accounts/mailed-links.ts';
@@ -547,7 +547,7 @@ export class SecondFactorRoutes implements SecondFactorGate {
       cookies.push(
         setCookie,
         this.s.diagnosis.signedIn(ctx.site, ctx.req),
-        this.s.notices.seen(ctx, user, signInMethod(amr), { first: extra.first }),
+        this.s.notices.seen(ctx, user, amr, { first: extra.first }),
       );
       // What the first sign-in left to do with a session (a provider's tokens to keep).
       const carry = p ? (JSON.parse(p.data) as { carry?: { kind: string; data: string } }).carry : undefined;

@@ -343,8 +343,7 @@ export class ProviderRoutes {
     const form = { kind: 'form' as const, data: Object.create(null) as Record<string, unknown> };
     // A new account's browser is its first, marked before any second factor; any other sign-in's
     // once it is complete (with a notice if the browser was new to the account: sign-in-notices.ts).
-    const method = `a sign-in at ${client.name}`;
-    const early = resolved.how === 'created' ? [this.s.notices.seen(ctx, user, method, { first: true })] : [];
+    const early = resolved.how === 'created' ? [this.s.notices.seen(ctx, user, amr, { first: true })] : [];
     if (await this.secondFactor?.intercept(ctx, form, user, amr, record.returnTo, early, require, carry)) return;
     // A new session id at every sign-in; the one the browser came with ends (security.md #22).
     const { setCookie, idHash } = await this.s.sessions.create(user, ctx.site.origin, cookie, {
@@ -384,7 +383,7 @@ export class ProviderRoutes {
     redirect(ctx.res, 303, ctx.site.origin + record.returnTo, [
       setCookie,
       this.s.diagnosis.signedIn(ctx.site, ctx.req),
-      ...(early.length ? early : [this.s.notices.seen(ctx, user, method)]),
+      ...(early.length ? early : [this.s.notices.seen(ctx, user, amr)]),
     ]);
   }
 

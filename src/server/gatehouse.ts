@@ -222,7 +222,10 @@ export class Gatehouse {
       oauth: this.oauth,
       audit: this.audit,
       metrics,
-      notices: new SignInNotices({ config, logger, secrets, throttle, prefix }, mailer),
+      notices: new SignInNotices(
+        { config, logger, secrets, throttle, prefix, providerName: (id) => this.providers.get(id)?.name },
+        mailer,
+      ),
     };
     // Email verification, password reset and change (accounts/), mail sent by mail/.
     this.mailer = mailer;
