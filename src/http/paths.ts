@@ -16,6 +16,8 @@ export const paths = {
   linkProvider: '/account/link',
   unlinkProvider: '/account/unlink',
   revokeGrant: '/account/grants/revoke',
+  // accounts/export.ts: what is kept about the user, as a file
+  accountExport: '/account/export',
   // accounts/deletion.ts: the user deletes their own account
   deleteAccount: '/account/delete',
   // accounts/activity.ts: browser sessions and recent activity

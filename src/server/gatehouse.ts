@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import { AccountActivity } from '../accounts/activity.ts';
 import { AccountPage } from '../accounts/account-page.ts';
 import { AccountDeletion } from '../accounts/deletion.ts';
+import { AccountExport } from '../accounts/export.ts';
 import { SignInNotices } from '../accounts/sign-in-notices.ts';
 import { EmailChange } from '../accounts/email-change.ts';
 import { EmailTokens } from '../accounts/email-tokens.ts';
@@ -254,6 +255,7 @@ export class Gatehouse {
       reauth,
       emailChange: new EmailChange(services, forms, account, reauth, links, mailer),
       deletion: new AccountDeletion(services, forms, account, reauth, mailer),
+      dataExport: new AccountExport(services, forms, account, reauth),
       invitations: mfa.inviteWith(new InvitationPage(services, forms, links).useSecondFactor(mfa), links),
       providers: new ProviderRoutes(this.providers, services, forms, account, reauth).useSecondFactor(mfa),
       oauth: this.oauth,

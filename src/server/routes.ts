@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { AccountActivity } from '../accounts/activity.ts';
 import type { AccountPage } from '../accounts/account-page.ts';
 import type { AccountDeletion } from '../accounts/deletion.ts';
+import type { AccountExport } from '../accounts/export.ts';
 import type { EmailChange } from '../accounts/email-change.ts';
 import type { InvitationPage } from '../accounts/invitations.ts';
 import type { Reauthentication } from '../accounts/reauth.ts';
@@ -40,6 +41,8 @@ export interface Features {
   emailChange: EmailChange;
   /** The user deletes their own account (accounts/deletion.ts). */
   deletion: AccountDeletion;
+  /** What is kept about the user, as a file (accounts/export.ts). */
+  dataExport: AccountExport;
   /** The invitation link's pages (accounts/invitations.ts). */
   invitations: InvitationPage;
   providers: ProviderRoutes;
@@ -101,6 +104,8 @@ export const routes: { own: readonly Row[]; wellKnown: readonly Row[] } = {
     { path: paths.changeEmail, methods: POST, handler: (f, c) => f.emailChange.request(c) },
     { path: paths.confirmEmailChange, methods: GET, handler: (f, c) => f.emailChange.page(c) },
     { path: paths.confirmEmailChange, methods: POST, handler: (f, c) => f.emailChange.confirm(c) },
+    // accounts/export.ts
+    { path: paths.accountExport, methods: GET, handler: (f, c) => f.dataExport.download(c) },
     // accounts/deletion.ts
     { path: paths.deleteAccount, methods: POST, handler: (f, c) => f.deletion.delete(c) },
     // accounts/invitations.ts
@@ -199,6 +204,7 @@ export function accountSections(f: Features): void {
     .addSection(12, (c, active, csrf) => f.mfa.accountSection(c, active, csrf))
     .addSection(25, (c, active, csrf) => f.activity.sessionsSection(c, active, csrf))
     .addSection(30, (c, active) => f.activity.activitySection(c, active))
+    .addSection(35, (c) => f.dataExport.accountSection(c))
     .addSection(40, (c, active, csrf) => f.deletion.accountSection(c, active, csrf));
 }
 
