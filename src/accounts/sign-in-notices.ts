@@ -38,8 +38,9 @@ export interface SignInNoticeDeps {
  * someone else is noticed even when nothing else looks wrong. At a password sign-in without a
  * second factor, a browser that signed in with the password before this existed (its
  * brute-force device cookie for the address, read from the request) counts as known; after a
- * second factor it cannot count, as the first factor has just set it. First sign-ins (a registration, an invitation, an account a provider sign-in made) only leave
- * the tag. Only verified addresses are written to.
+ * second factor it cannot count, as the first factor has just set it. First sign-ins (a
+ * registration, an invitation, an account a provider sign-in made) only leave the tag. Only
+ * verified addresses are written to.
  */
 export class SignInNotices {
   private readonly d: SignInNoticeDeps;
