@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { SqliteDriver } from '../../src/store/sqlite.ts';
 import { decodeEntities, type Client, type Response } from './client.ts';
-import { freePort, type TestGatehouse } from './gatehouse.ts';
+import { freePort, startGatehouse, type TestGatehouse } from './gatehouse.ts';
 import { startIdp, type IdpAccount, type IdpOptions, type TestIdp } from './idp.ts';
 
 /**
@@ -134,6 +134,23 @@ export async function startLab(
       await Promise.all([a.close(), b.close()]);
     },
   };
+}
+
+/**
+ * A Gatehouse on the lab's first port (the one its IdP clients accept redirects to), with the
+ * lab's providers and sign-in limits no test reaches, and `over` (its own `providers` replace them).
+ */
+export function labGatehouse(lab: Lab, over: Partial<ConfigInput> = {}): Promise<TestGatehouse> {
+  return startGatehouse(
+    () => ({
+      providers: lab.providers(),
+      accounts: {
+        rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000 },
+      },
+      ...over,
+    }),
+    { port: lab.ports[0] },
+  );
 }
 
 /** A second connection to a test Gatehouse's SQLite file, to read rows as they are stored. */

@@ -10,7 +10,7 @@ import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.t
 import { emailConfig, mailTo, sameOrigin, submit } from '../helpers/email.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { signIn } from '../helpers/oauth.ts';
-import { csrfOf, type Lab, rawDb, startLab } from '../helpers/providers.ts';
+import { csrfOf, type Lab, rawDb, startLab, labGatehouse } from '../helpers/providers.ts';
 import { startSmtp, type TestSmtp } from '../helpers/smtp.ts';
 import { cliClient, deviceLogin, oauthError, withBearer } from '../oauth/helpers.ts';
 
@@ -29,17 +29,10 @@ const DELETED = /^Your Acme Portal account was deleted$/;
 before(async () => {
   smtp = await startSmtp();
   lab = await startLab();
-  gh = await startGatehouse(
-    () => ({
-      title: 'Acme Portal',
-      email: emailConfig(smtp),
-      providers: lab.providers(),
-      accounts: {
-        rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000 },
-      },
-    }),
-    { port: lab.ports[0] },
-  );
+  gh = await labGatehouse(lab, {
+    title: 'Acme Portal',
+    email: emailConfig(smtp),
+  });
 });
 after(async () => {
   await gh?.close();

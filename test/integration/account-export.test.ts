@@ -3,9 +3,9 @@ import { after, before, test } from 'node:test';
 import { hashSessionId } from '../../src/sessions/index.ts';
 import { Client, PASSWORD } from '../helpers/client.ts';
 import { sameOrigin } from '../helpers/email.ts';
-import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
+import type { TestGatehouse } from '../helpers/gatehouse.ts';
 import { follow } from '../helpers/oauth.ts';
-import { type Lab, startLab } from '../helpers/providers.ts';
+import { type Lab, startLab, labGatehouse } from '../helpers/providers.ts';
 import { totpCode, userWithTotp } from '../mfa/helpers.ts';
 import { cliClient, deviceLogin } from '../oauth/helpers.ts';
 
@@ -19,16 +19,9 @@ let gh: TestGatehouse;
 
 before(async () => {
   lab = await startLab();
-  gh = await startGatehouse(
-    () => ({
-      title: 'Acme Portal',
-      providers: lab.providers(),
-      accounts: {
-        rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000 },
-      },
-    }),
-    { port: lab.ports[0] },
-  );
+  gh = await labGatehouse(lab, {
+    title: 'Acme Portal',
+  });
 });
 after(async () => {
   await gh?.close();

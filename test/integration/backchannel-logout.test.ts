@@ -6,7 +6,7 @@ import { hashSessionId } from '../../src/sessions/index.ts';
 import { Client } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { signIn } from '../helpers/oauth.ts';
-import { signOutAtIdp, startLab, type Lab } from '../helpers/providers.ts';
+import { signOutAtIdp, startLab, type Lab, labGatehouse } from '../helpers/providers.ts';
 import { describeOrSkip } from '../helpers/requirements.ts';
 import { Relay } from '../faults/relay.ts';
 import { eventually, pgSchema, postgres } from '../faults/services.ts';
@@ -24,15 +24,9 @@ let gh: TestGatehouse;
 
 before(async () => {
   lab = await startLab({ backchannel: true, gatehouses: 2 });
-  gh = await startGatehouse(
-    () => ({
-      providers: lab.providers({ b: { backchannelLogout: false } }),
-      accounts: {
-        rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000 },
-      },
-    }),
-    { port: lab.ports[0] },
-  );
+  gh = await labGatehouse(lab, {
+    providers: lab.providers({ b: { backchannelLogout: false } }),
+  });
 });
 after(async () => {
   await gh?.close();

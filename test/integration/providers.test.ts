@@ -6,7 +6,16 @@ import { Client, decodeEntities, PASSWORD, registerJson, uniqueEmail, type Respo
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { resign } from '../helpers/idp.ts';
 import { callbackHop, follow, signIn, stopAtCallback } from '../helpers/oauth.ts';
-import { accountPost, csrfOf, failures, idpLogoutForm, rawDb, startLab, type Lab } from '../helpers/providers.ts';
+import {
+  accountPost,
+  csrfOf,
+  failures,
+  idpLogoutForm,
+  rawDb,
+  startLab,
+  type Lab,
+  labGatehouse,
+} from '../helpers/providers.ts';
 
 /**
  * Sign-in through two real OpenID Providers (oidc-provider on loopback) with the HTTP
@@ -22,20 +31,14 @@ before(async () => {
   lab = await startLab();
   lab.a.autoLogin = 'alice';
   lab.b.autoLogin = 'b-alice';
-  gh = await startGatehouse(
-    () => ({
-      headers: { email: true },
-      routes: [
-        { path: '/public/**', access: 'public' },
-        { path: '/api/**', unauthenticated: '401', tokenRelay: 'a' },
-      ],
-      providers: lab.providers({ a: { groupsClaim: 'groups' }, b: { linkByEmail: true } }),
-      accounts: {
-        rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000 },
-      },
-    }),
-    { port: lab.ports[0] },
-  );
+  gh = await labGatehouse(lab, {
+    headers: { email: true },
+    routes: [
+      { path: '/public/**', access: 'public' },
+      { path: '/api/**', unauthenticated: '401', tokenRelay: 'a' },
+    ],
+    providers: lab.providers({ a: { groupsClaim: 'groups' }, b: { linkByEmail: true } }),
+  });
 });
 after(async () => {
   await gh?.close();

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { hashSessionId } from '../../src/sessions/index.ts';
 import { Client, decodeEntities } from '../helpers/client.ts';
-import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
+import type { TestGatehouse } from '../helpers/gatehouse.ts';
 import { follow, signIn } from '../helpers/oauth.ts';
-import { accountPost, csrfOf, startLab, type Lab } from '../helpers/providers.ts';
+import { accountPost, csrfOf, startLab, type Lab, labGatehouse } from '../helpers/providers.ts';
 
 /**
  * "Confirm it's you" for an account without a password (security.md #204): the /reauth page
@@ -19,15 +19,7 @@ const sameOrigin = (c: Client) => ({ origin: c.base, 'sec-fetch-site': 'same-ori
 
 before(async () => {
   lab = await startLab();
-  gh = await startGatehouse(
-    () => ({
-      providers: lab.providers(),
-      accounts: {
-        rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000 },
-      },
-    }),
-    { port: lab.ports[0] },
-  );
+  gh = await labGatehouse(lab);
 });
 after(async () => {
   await gh?.close();

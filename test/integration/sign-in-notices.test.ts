@@ -4,7 +4,7 @@ import { Client, PASSWORD, registerJson, uniqueEmail } from '../helpers/client.t
 import { emailConfig } from '../helpers/email.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { signIn } from '../helpers/oauth.ts';
-import { type Lab, startLab } from '../helpers/providers.ts';
+import { type Lab, startLab, labGatehouse } from '../helpers/providers.ts';
 import { startSmtp, type TestSmtp } from '../helpers/smtp.ts';
 import { passwordStep, sameSite, totpCode, userWithTotp } from '../mfa/helpers.ts';
 
@@ -24,17 +24,10 @@ const CHROME_ON_WINDOWS =
 before(async () => {
   smtp = await startSmtp();
   lab = await startLab();
-  gh = await startGatehouse(
-    () => ({
-      title: 'Acme Portal',
-      email: emailConfig(smtp),
-      providers: lab.providers(),
-      accounts: {
-        rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000 },
-      },
-    }),
-    { port: lab.ports[0] },
-  );
+  gh = await labGatehouse(lab, {
+    title: 'Acme Portal',
+    email: emailConfig(smtp),
+  });
 });
 after(async () => {
   await gh?.close();

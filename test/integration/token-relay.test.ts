@@ -12,7 +12,7 @@ import { postgres } from '../faults/services.ts';
 import { Client, registerJson } from '../helpers/client.ts';
 import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { follow, signIn } from '../helpers/oauth.ts';
-import { rawDb, startLab, type Lab } from '../helpers/providers.ts';
+import { rawDb, startLab, type Lab, labGatehouse } from '../helpers/providers.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
 /**
@@ -29,21 +29,14 @@ let gh: TestGatehouse;
 
 before(async () => {
   lab = await startLab({ gatehouses: 3, a: { accessTokenTtl: TTL_S } });
-  gh = await startGatehouse(
-    () => ({
-      tokenRelay: 'a',
-      routes: [
-        { path: '/public/**', access: 'public' },
-        { path: '/api/**', unauthenticated: '401' },
-        { path: '/norelay/**', tokenRelay: false },
-      ],
-      providers: lab.providers(),
-      accounts: {
-        rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000 },
-      },
-    }),
-    { port: lab.ports[0] },
-  );
+  gh = await labGatehouse(lab, {
+    tokenRelay: 'a',
+    routes: [
+      { path: '/public/**', access: 'public' },
+      { path: '/api/**', unauthenticated: '401' },
+      { path: '/norelay/**', tokenRelay: false },
+    ],
+  });
 });
 after(async () => {
   await gh?.close();
