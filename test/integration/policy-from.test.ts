@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { WebSocket } from 'ws';
 import { Client, registerJson } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
@@ -87,5 +88,25 @@ describe('rules by client address', () => {
     const signedIn = await check('203.0.113.9', user);
     assert.equal(signedIn.status, 200);
     assert.equal(signedIn.headers['cache-control'], 'no-store');
+  });
+
+  test('a WebSocket upgrade is decided by the same address: opened on the VPN, refused elsewhere', async () => {
+    const upgrade = (ip: string) =>
+      new Promise<number>((resolve, reject) => {
+        const ws = new WebSocket(`${behindProxy.url.replace('http', 'ws')}/ops/live`, {
+          headers: { cookie: user.cookieHeader()!, origin: behindProxy.url, 'x-forwarded-for': ip },
+        });
+        ws.once('open', () => {
+          ws.close();
+          resolve(101);
+        });
+        ws.once('unexpected-response', (_req, res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        ws.once('error', reject);
+      });
+    assert.equal(await upgrade('192.168.1.20'), 101);
+    assert.equal(await upgrade('10.20.30.40'), 403);
   });
 });
