@@ -39,8 +39,11 @@ export function rateLimitAddress(ip: string): string {
 export class AddressSet {
   private readonly list = new BlockList();
   readonly empty: boolean;
+  /** The entries as configured (presets by name), for messages. */
+  readonly entries: readonly string[];
 
   constructor(entries: readonly string[]) {
+    this.entries = entries;
     this.empty = entries.length === 0;
     for (const entry of entries.flatMap((e) => PRESETS[e] ?? [e])) {
       const [addr, bits] = entry.split('/');

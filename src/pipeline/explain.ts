@@ -58,7 +58,7 @@ export function explain(routes: Routes, url: string, u: URL, method: string, ip?
             ? `client ${ip} not in from`
             : 'only for clients in from (give --from ADDRESS)'
           : 'matches';
-    const from = r.fromList ? ` from [${r.fromList.join(', ')}]` : '';
+    const from = r.from ? ` from [${r.from.entries.join(', ')}]` : '';
     lines.push(
       `  ${mark} rule ${r.index}: ${r.path}${r.methods ? ` [${[...r.methods].join(',')}]` : ''}${from} → ${r.access}: ${why}`,
     );

@@ -162,7 +162,7 @@ export class ForwardAuth {
         // but what the example's cache key holds: host, method, path, Cookie and Authorization.
         // Method overrides, WebSocket handshakes (Origin) and apps with rules by client address
         // (`from`) are asked about every time.
-        const cache = overrides.length === 0 && !webSocket && !app.rules.some((r) => r.from) ? this.cacheable : null;
+        const cache = overrides.length === 0 && !webSocket && !app.byAddress ? this.cacheable : null;
         return allow(res, site, req.headers.cookie, identityHeaders(app, active, assertion), cache, this.cacheable);
       }
     }

@@ -17,8 +17,6 @@ export interface Rule {
   methods: ReadonlySet<string> | null;
   /** Only clients at these addresses meet the rule (`from`); null: any. */
   from: AddressSet | null;
-  /** The config's `from` entries, as written (for `check --explain`). */
-  fromList: readonly string[] | null;
   access: Access;
   allow: Allow | null;
   unauthenticated: 'redirect' | '401' | null;
@@ -91,7 +89,6 @@ export function compileRules(
     path: r.path,
     methods: r.methods ? new Set(r.methods) : null,
     from: r.from ? new AddressSet(r.from) : null,
-    fromList: r.from ?? null,
     access: r.access,
     allow: compileAllow(r.allow),
     unauthenticated: r.unauthenticated ?? null,
@@ -103,7 +100,6 @@ export function compileRules(
     path: '/**',
     methods: null,
     from: null,
-    fromList: null,
     access: defaultAccess,
     allow: null,
     unauthenticated: null,

@@ -59,6 +59,8 @@ export interface App {
   preserveHost: boolean;
   rules: Rule[];
   fallback: Rule;
+  /** A rule matches by client address (`from`): the decision depends on more than the request's headers. */
+  byAddress: boolean;
   caseSensitivePaths: boolean;
   /**
    * Identity headers the app opted into, by name; null = not sent (config/headers.ts): `id` the
@@ -185,6 +187,7 @@ export function buildSites(config: Config): Map<string, Site> {
       preserveHost: a.preserveHost,
       rules,
       fallback,
+      byAddress: rules.some((r) => r.from !== null),
       caseSensitivePaths: a.caseSensitivePaths,
       headers,
       signed: names.assertion !== null || names.assertionBearer !== null,
