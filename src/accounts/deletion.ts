@@ -44,12 +44,15 @@ export async function deleteUser(
     mailer: Mailer | undefined;
     appTitle: string;
     by: 'user' | 'operator';
-    /** Told whether the notice was sent (the CLI waits for it). */
+    /** Told once whether the notice was sent: false also without a deletion or a mailer (the CLI waits for it). */
     settled?: (sent: boolean) => void;
   },
 ): Promise<boolean> {
-  if (!(await d.store.users.delete(user.id))) return false;
-  if (o.mailer?.send({ ...deletedNotice(d.throttle, user, o.appTitle, o.by), settled: o.settled }) === false)
+  if (!(await d.store.users.delete(user.id))) {
+    o.settled?.(false);
+    return false;
+  }
+  if (o.mailer?.send({ ...deletedNotice(d.throttle, user, o.appTitle, o.by), settled: o.settled }) !== true)
     o.settled?.(false);
   return true;
 }
@@ -173,10 +176,7 @@ export class AccountDeletion {
       );
     }
     // The session went with the account: its cookie (and the sign-in marker) are cleared too.
-    const cleared = [
-      await this.s.sessions.destroy(ctx.req, ctx.site.session),
-      this.s.diagnosis.clearSignedIn(ctx.site),
-    ];
+    const cleared = [this.s.sessions.clear(ctx.site.session), this.s.diagnosis.clearSignedIn(ctx.site)];
     if (json) return sendJson(ctx.res, 200, { ok: true, deleted: true }, {}, cleared);
     this.tools.html(
       ctx,

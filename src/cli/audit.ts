@@ -64,17 +64,8 @@ export async function auditCommand(
   if (sub === 'list') return;
   const who = namedUser(command, args, flags);
   userId ??= await auditedUser(ctx, command, args, flags);
-  const { id, at } = uuid7();
-  const event: AuditEvent = {
-    id,
-    at,
-    event: 'operator',
-    userId,
-    outcome,
-    ip: null,
-    userAgent: null,
-    actor: operatorName(),
-    detail: {
+  await ctx.store.audit.append([
+    operatorEvent('operator', userId, outcome, {
       command: `${command} ${sub}`.trim(),
       ...(who ? { target: who.slice(0, 256) } : {}),
       ...(args.length > 2 ? { args: args.slice(2).join(' ').slice(0, 256) } : {}),
@@ -82,9 +73,18 @@ export async function auditCommand(
       ...(flags.now ? { now: true } : {}),
       ...(flags.algorithm ? { algorithm: flags.algorithm.slice(0, 16) } : {}),
       ...(flags.groups ? { groups: flags.groups.slice(0, 256) } : {}),
-    },
-  };
-  await ctx.store.audit.append([event]);
+    }),
+  ]);
+}
+
+/** An audit event an operator's command makes: no address or browser, the OS user as actor. */
+export function operatorEvent(
+  event: AuditEvent['event'],
+  userId: string | null,
+  outcome: 'success' | 'failure',
+  detail: AuditEvent['detail'] = {},
+): AuditEvent {
+  return { ...uuid7(), event, userId, outcome, ip: null, userAgent: null, actor: operatorName(), detail };
 }
 
 /** `gatehouse audit [--user X] [--since 24h] [--event login] [--json] [--limit N]` */

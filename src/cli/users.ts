@@ -5,14 +5,13 @@ import { factorTypes, resetFactors } from '../mfa/factors.ts';
 import { EmailTokens } from '../accounts/email-tokens.ts';
 import { awaitingAcceptance, Invitations } from '../accounts/invitations.ts';
 import { deleteUser } from '../accounts/deletion.ts';
-import { uuid7 } from '../audit/uuid7.ts';
 import { createLogger } from '../log/index.ts';
 import { Mailer } from '../mail/mailer.ts';
 import { humanDuration } from '../mail/messages.ts';
 import { buildSites } from '../sites/index.ts';
 import type { Store, User } from '../store/index.ts';
 import type { OperatorContext } from './context.ts';
-import { operatorName } from './audit.ts';
+import { operatorEvent } from './audit.ts';
 import { err, out, readSecret, table, UsageError } from './io.ts';
 
 export async function findUser(ctx: OperatorContext, who: string | undefined): Promise<User> {
@@ -151,20 +150,7 @@ export async function users(
         by: 'operator',
         settled: notice.resolve,
       });
-      if (!deleted || !mail) notice.resolve(false);
-      if (deleted)
-        await ctx.store.audit.append([
-          {
-            ...uuid7(),
-            event: 'account_deleted',
-            userId: user.id,
-            outcome: 'success',
-            ip: null,
-            userAgent: null,
-            actor: operatorName(),
-            detail: {},
-          },
-        ]);
+      if (deleted) await ctx.store.audit.append([operatorEvent('account_deleted', user.id, 'success')]);
       const sent = await notice.promise;
       await mail?.mailer.close(1000);
       if (!deleted) throw new UsageError(`no user ${who}`);
