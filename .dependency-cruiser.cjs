@@ -5,7 +5,7 @@
  *   cli       src/cli/                     the only importer of server/ (with src/index.ts and tests)
  *   server    src/server/                  composition root: Gatehouse, Services, the route table
  *   pipeline  src/pipeline/                route → decide → outcome, and the entry points
- *   features  audit sessions accounts mail providers oauth diagnosis proxy identity mfa
+ *   features  audit sessions accounts mail providers oauth diagnosis proxy identity mfa events
  *   model     store cache keys policy sites metrics jobs
  *   base      config log http pages health
  *   verify    src/verify/ stands alone (gatehouse/verify for apps: imports nothing of ours)
@@ -13,7 +13,7 @@
 const layers = {
   base: ['config', 'log', 'http', 'pages', 'health'],
   model: ['store', 'cache', 'keys', 'policy', 'sites', 'metrics', 'jobs'],
-  features: ['audit', 'sessions', 'accounts', 'mail', 'providers', 'oauth', 'diagnosis', 'proxy', 'identity', 'mfa'],
+  features: ['audit', 'sessions', 'accounts', 'mail', 'providers', 'oauth', 'diagnosis', 'proxy', 'identity', 'mfa', 'events'],
   pipeline: ['pipeline'],
   server: ['server'],
   cli: ['cli'],

@@ -2,6 +2,7 @@ import type { AuditLog } from '../audit/index.ts';
 import { normalizeEmail } from '../config/email.ts';
 import type { Config } from '../config/schema.ts';
 import type { Diagnosis } from '../diagnosis/index.ts';
+import type { AppEventSink } from '../events/index.ts';
 import { field, type Input } from '../http/body.ts';
 import type { RequestContext } from '../http/context.ts';
 import { paths } from '../http/paths.ts';
@@ -27,6 +28,8 @@ export interface AccountDeletionDeps {
   sessions: Sessions;
   throttle: Throttle;
   diagnosis: Pick<Diagnosis, 'clearSignedIn'>;
+  /** The apps that take events are told (events/). */
+  events: AppEventSink;
 }
 
 /**
@@ -38,7 +41,7 @@ export interface AccountDeletionDeps {
  * then noticed). False when there was no such user.
  */
 export async function deleteUser(
-  d: { store: Store; throttle: Pick<Throttle, 'takeMail'> },
+  d: { store: Store; throttle: Pick<Throttle, 'takeMail'>; events: AppEventSink },
   user: User,
   o: {
     mailer: Mailer | undefined;
@@ -52,6 +55,7 @@ export async function deleteUser(
     o.settled?.(false);
     return false;
   }
+  await d.events.emit('account_deleted', user.id);
   if (o.mailer?.send({ ...deletedNotice(d.throttle, user, o.appTitle, o.by), settled: o.settled }) !== true)
     o.settled?.(false);
   return true;

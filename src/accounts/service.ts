@@ -14,6 +14,7 @@ import {
   verifyPassword,
 } from './passwords.ts';
 import type { Throttle } from './throttle.ts';
+import { type AppEventSink, NO_EVENTS } from '../events/index.ts';
 
 export type FieldErrors = Partial<Record<'email' | 'password' | 'name' | 'form', string>>;
 
@@ -51,11 +52,13 @@ export class Accounts {
   private readonly store: Store;
   private readonly throttle: Throttle;
   private readonly config: Config['accounts'];
+  private readonly events: AppEventSink;
 
-  constructor(store: Store, throttle: Throttle, config: Config['accounts']) {
+  constructor(store: Store, throttle: Throttle, config: Config['accounts'], events: AppEventSink = NO_EVENTS) {
     this.store = store;
     this.throttle = throttle;
     this.config = config;
+    this.events = events;
   }
 
   /**
@@ -322,12 +325,17 @@ export class Accounts {
     return { ok: true };
   }
 
+  /** Disables or enables the account; the apps that take events are told when that changed it. */
   async setDisabled(userId: string, disabled: boolean): Promise<User | undefined> {
+    const before = await this.store.users.get(userId);
+    if (!before) return undefined;
     const user = await this.store.users.update(userId, { disabled });
     if (user && disabled) {
       await this.store.sessions.deleteByUser(userId);
       await this.store.oauth.grants.revokeByUser(userId, Date.now(), 'account_disabled');
     }
+    if (user && before.disabled !== disabled)
+      await this.events.emit(disabled ? 'account_disabled' : 'account_enabled', userId);
     return user;
   }
 }

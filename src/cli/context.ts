@@ -5,12 +5,21 @@ import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { loadSecrets } from '../keys/secrets.ts';
+import { AppEvents } from '../events/index.ts';
+import { issuerOf, KeyRing, keyPolicy } from '../keys/keys.ts';
+import { createLogger } from '../log/index.ts';
+import { buildSites } from '../sites/index.ts';
 
 /** What operator commands need: the config's store and the account rules. */
 export interface OperatorContext {
   config: Config;
   store: Store;
   accounts: Accounts;
+  /**
+   * Events for apps (src/events/): a command records them in the store's outbox; `tellApps()`
+   * sends them at once, and what an app does not take, `gatehouse serve` retries.
+   */
+  events: AppEvents;
   close(): Promise<void>;
 }
 
@@ -19,12 +28,29 @@ export async function operatorContext(configFile: string): Promise<OperatorConte
   const store = await openStore(config.store);
   const cache = new MemoryCache();
   const secrets = await loadSecrets(config.secrets, store.kv);
-  const accounts = new Accounts(store, new Throttle(cache, secrets, config.accounts.rateLimits), config.accounts);
+  // The key ring is opened only when an event is signed: most commands never do.
+  let ring: Promise<KeyRing> | undefined;
+  const openRing = () => (ring ??= KeyRing.open(store, secrets, keyPolicy(config), { issuer: issuerOf(config) }));
+  const events = new AppEvents({
+    store,
+    ring: { sign: async (claims, options) => (await openRing()).sign(claims, options) },
+    apps: [...buildSites(config).values()].flatMap((s) => s.apps),
+    logger: createLogger('error', process.stderr),
+  });
+  const accounts = new Accounts(
+    store,
+    new Throttle(cache, secrets, config.accounts.rateLimits),
+    config.accounts,
+    events,
+  );
   return {
     config,
     store,
     accounts,
+    events,
     close: async () => {
+      await events.close();
+      (await ring?.catch(() => undefined))?.close();
       await cache.close();
       await store.close();
     },

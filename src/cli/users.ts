@@ -105,7 +105,7 @@ export async function users(
     case 'enable': {
       const user = await findUser(ctx, who);
       await ctx.accounts.setDisabled(user.id, sub === 'disable');
-      out(`${sub}d ${user.email}${sub === 'disable' ? '; their sessions have ended' : ''}`);
+      out(`${sub}d ${user.email}${sub === 'disable' ? '; their sessions have ended' : ''}${await tellApps(ctx)}`);
       return 0;
     }
     case 'set-password': {
@@ -144,7 +144,7 @@ export async function users(
         );
       const mail = operatorMailer(ctx);
       const notice = Promise.withResolvers<boolean>();
-      const deleted = await deleteUser({ store: ctx.store, throttle: NO_THROTTLE }, user, {
+      const deleted = await deleteUser({ store: ctx.store, throttle: NO_THROTTLE, events: ctx.events }, user, {
         mailer: mail?.mailer,
         appTitle: mail?.title ?? '',
         by: 'operator',
@@ -154,12 +154,29 @@ export async function users(
       const sent = await notice.promise;
       await mail?.mailer.close(1000);
       if (!deleted) throw new UsageError(`no user ${who}`);
-      out(`deleted ${user.email} (${user.id})${sent ? '; a notice was mailed to the address' : ''}`);
+      out(
+        `deleted ${user.email} (${user.id})${sent ? '; a notice was mailed to the address' : ''}${await tellApps(ctx)}`,
+      );
       return 0;
     }
     default:
       throw new UsageError('gatehouse users add|list|disable|enable|set-password|set-groups|reset-mfa|invite|delete');
   }
+}
+
+/**
+ * Sends the events the command recorded to the apps that take them (src/events/), and says how
+ * that went: "" when no app takes events.
+ */
+async function tellApps(ctx: OperatorContext): Promise<string> {
+  if (!ctx.events.enabled) return '';
+  const { delivered, retried, dropped } = await ctx.events.deliverDue();
+  if (delivered + retried + dropped === 0) return '';
+  const parts = [];
+  if (delivered) parts.push(`${delivered} app event(s) delivered`);
+  if (retried) parts.push(`${retried} not taken yet (gatehouse serve retries them)`);
+  if (dropped) parts.push(`${dropped} refused (see the error above)`);
+  return `; ${parts.join(', ')}`;
 }
 
 /** An operator's command does not count against the per-address mail limit of the users' own requests. */

@@ -17,6 +17,10 @@ import { CorsSchema } from './cors.ts';
 const duration = (def: string) =>
   durationField(def).meta({ description: 'Duration: "30s", "15m", "12h", "90d" or a number of seconds' });
 
+/** What an app can be told of (`events.types`; src/events/). */
+export const APP_EVENT_TYPES = ['account_deleted', 'account_disabled', 'account_enabled'] as const;
+export type AppEventType = (typeof APP_EVENT_TYPES)[number];
+
 const httpUrl = (what: string, example: string) =>
   z.string().superRefine((v, ctx) => {
     let u: URL;
@@ -136,6 +140,23 @@ const appFields = {
     .prefault({}),
   tokenRelay: TokenRelayApp,
   cors: CorsSchema,
+  events: z
+    .strictObject({
+      url: httpUrl('events.url', 'http://127.0.0.1:3000/gatehouse/events').meta({
+        description:
+          'Where Gatehouse POSTs each event as a signed Security Event Token (RFC 8417, pushed as RFC 8935 says), verifiable with the JWKS',
+      }),
+      types: z
+        .array(z.enum(APP_EVENT_TYPES))
+        .min(1)
+        .default([...APP_EVENT_TYPES])
+        .meta({ description: 'Which events the app is told of; default all' }),
+    })
+    .optional()
+    .meta({
+      description:
+        'Tell the app when an account is deleted, disabled or enabled, so it can erase or lock what it keeps of the user (docs/events.md)',
+    }),
 };
 
 export const AppSchema = z.strictObject({

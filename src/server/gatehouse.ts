@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import { AccountActivity } from '../accounts/activity.ts';
 import { AccountPage } from '../accounts/account-page.ts';
 import { AccountDeletion } from '../accounts/deletion.ts';
+import { AppEvents } from '../events/index.ts';
 import { AccountExport } from '../accounts/export.ts';
 import { SignInNotices } from '../accounts/sign-in-notices.ts';
 import { EmailChange } from '../accounts/email-change.ts';
@@ -128,6 +129,8 @@ export class Gatehouse {
   private readonly tunnels = new Map<Duplex, Duplex>();
   /** The background jobs: purges of what expired, one node at a time (src/jobs/). */
   readonly jobs: JobRunner;
+  /** The outbox of events for apps and its courier (src/events/). */
+  readonly events: AppEvents;
   /** What the store, the cache and the password hasher are doing (src/health/): /ready and the outage log. */
   readonly dependencies: DependencyHealth;
   private closing: Promise<void> | null = null;
@@ -167,7 +170,8 @@ export class Gatehouse {
       now: clock,
     });
     const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
-    this.accounts = new Accounts(store, throttle, config.accounts);
+    this.events = new AppEvents({ store, ring: keys, apps: [...this.sites.values()].flatMap((s) => s.apps), logger });
+    this.accounts = new Accounts(store, throttle, config.accounts, this.events);
     this.providers = new ProviderService({ config, store, secrets, logger, sessions: this.sessions, prefix });
     const forms = new FormKit({
       prefix,
@@ -227,6 +231,7 @@ export class Gatehouse {
         { config, logger, secrets, throttle, prefix, providerName: (id) => this.providers.get(id)?.name },
         mailer,
       ),
+      events: this.events,
     };
     // Email verification, password reset and change (accounts/), mail sent by mail/.
     this.mailer = mailer;
@@ -478,7 +483,10 @@ export class Gatehouse {
       options.clock,
       metrics,
     );
-    if (options.startJobs !== false) gatehouse.jobs.start();
+    if (options.startJobs !== false) {
+      gatehouse.jobs.start();
+      gatehouse.events.start();
+    }
     return gatehouse;
   }
 
@@ -595,7 +603,7 @@ export class Gatehouse {
     this.closing ??= (async () => {
       // /ready answers 503 from now on; the listener keeps serving for drainDelay (responses
       // close their connections), so a balancer that probes it stops sending before it closes.
-      const stopped = this.jobs.stop();
+      const stopped = Promise.all([this.jobs.stop(), this.events.close()]);
       if (this.config.listen.timeouts.drainDelay > 0)
         await new Promise((resolve) => setTimeout(resolve, this.config.listen.timeouts.drainDelay));
       await stopped;

@@ -1,6 +1,7 @@
 import type { Accounts } from '../accounts/service.ts';
 import type { Audit } from '../audit/index.ts';
 import type { SignInNotices } from '../accounts/sign-in-notices.ts';
+import type { AppEvents } from '../events/index.ts';
 import type { Throttle } from '../accounts/throttle.ts';
 import type { Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
@@ -49,4 +50,6 @@ export interface Services {
   metrics: Metrics | undefined;
   /** "New sign-in to your account" mails, and the cookie that knows the browser (accounts/). */
   notices: SignInNotices;
+  /** Tells the apps that take events of deleted, disabled and enabled accounts (events/). */
+  events: AppEvents;
 }

@@ -1,7 +1,7 @@
 // sites/ (model): the sites (origins) Gatehouse serves and their apps, as plain data built from the
 // config: which app serves a path, its rules, its identity headers, where it is.
 import { headerNames } from '../config/headers.ts';
-import type { AppConfig, Config } from '../config/schema.ts';
+import type { AppConfig, AppEventType, Config } from '../config/schema.ts';
 import type { SiteInfo } from '../http/context.ts';
 import { compileCors, type CorsPolicy } from '../http/cors.ts';
 import { isSpoofable } from '../http/header-names.ts';
@@ -87,6 +87,8 @@ export interface App {
   tokenRelay: string | null;
   /** Cross-origin browser clients (http/cors.ts); null: Gatehouse adds no CORS headers and forwards every OPTIONS like any request. */
   cors: CorsPolicy | null;
+  /** Where the app is told of account events (src/events/); null: it is not. */
+  events: { url: URL; types: ReadonlySet<AppEventType> } | null;
 }
 
 export function appsOf(config: Config): AppConfig[] {
@@ -104,6 +106,7 @@ export function appsOf(config: Config): AppConfig[] {
       timeouts: config.timeouts,
       tokenRelay: config.tokenRelay,
       cors: config.cors,
+      events: config.events,
     },
   ];
 }
@@ -194,6 +197,7 @@ export function buildSites(config: Config): Map<string, Site> {
       ownIdentityHeaders: own.size ? own : null,
       tokenRelay: a.tokenRelay ?? null,
       cors: compileCors(a.cors),
+      events: a.events ? { url: new URL(a.events.url), types: new Set(a.events.types) } : null,
     });
   }
   for (const site of sites.values()) site.apps.sort((x, y) => y.pathPrefix.length - x.pathPrefix.length);

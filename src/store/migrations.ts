@@ -328,6 +328,25 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
       `CREATE INDEX session_providers_subject ON session_providers (provider, subject)`,
     ],
   },
+  {
+    version: 12,
+    name: 'app events: the outbox of events for apps',
+    sql: [
+      // One row per event and app (src/events/), deleted once the app took it. No foreign key:
+      // an account's deletion is itself one of the events.
+      `CREATE TABLE app_events (
+        id TEXT PRIMARY KEY,
+        app TEXT NOT NULL,
+        type TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at BIGINT NOT NULL,
+        last_error TEXT
+      )`,
+      `CREATE INDEX app_events_next ON app_events (next_at)`,
+    ],
+  },
 ];
 
 export async function migrate(db: SqlDriver): Promise<number> {

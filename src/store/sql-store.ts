@@ -5,6 +5,8 @@ import type { OAuthStore } from './oauth-types.ts';
 import type { EmailTokenStore } from './email-token-types.ts';
 import type { AuditStore } from './audit-types.ts';
 import { SqlAudit } from './sql-audit.ts';
+import type { AppEventStore } from './app-event-types.ts';
+import { SqlAppEvents } from './sql-app-events.ts';
 import { SqlTransfer, type TransferStore } from './transfer.ts';
 import { SqlEmailTokens } from './sql-email-tokens.ts';
 import { SqlMfa } from './sql-mfa.ts';
@@ -394,6 +396,7 @@ export class SqlStore implements Store {
   readonly oauth: OAuthStore;
   readonly emailTokens: EmailTokenStore;
   readonly audit: AuditStore;
+  readonly appEvents: AppEventStore;
   readonly transfer: TransferStore;
   readonly jobs: JobLeaseStore;
   readonly mfa: MfaStore;
@@ -413,6 +416,7 @@ export class SqlStore implements Store {
     this.oauth = new SqlOAuth(db);
     this.emailTokens = new SqlEmailTokens(db);
     this.audit = new SqlAudit(db);
+    this.appEvents = new SqlAppEvents(db);
     this.transfer = new SqlTransfer(db);
     this.jobs = new SqlJobLeases(db);
     this.mfa = new SqlMfa(db);

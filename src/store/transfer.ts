@@ -37,6 +37,7 @@ const ORDER = [
   'oauth_grants',
   'email_tokens',
   'audit_events',
+  'app_events',
 ];
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]*$/;

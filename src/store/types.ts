@@ -1,3 +1,4 @@
+import type { AppEventStore } from './app-event-types.ts';
 import type { AuditStore } from './audit-types.ts';
 import type { TransferStore } from './transfer.ts';
 import type { EmailTokenStore } from './email-token-types.ts';
@@ -179,6 +180,8 @@ export interface Store {
   readonly emailTokens: EmailTokenStore;
   /** The audit trail (store/audit-types.ts). */
   readonly audit: AuditStore;
+  /** The outbox of events for apps (store/app-event-types.ts, src/events/). */
+  readonly appEvents: AppEventStore;
   /** Whole-store export and import (store/transfer.ts): the CLI only. */
   readonly transfer: TransferStore;
   /** Background job leases (src/jobs/). */

@@ -208,6 +208,77 @@ export function createVerifier(options: VerifyOptions): Verifier {
 
 const verifiers = new Map<string, Verifier>();
 
+// ---- events (docs/events.md) ---------------------------------------------------------------
+
+/** The JWS `typ` of the Security Event Tokens Gatehouse POSTs to an app's `events.url` (RFC 8417). */
+export const EVENT_TYP = 'secevent+jwt';
+
+/** Each event Gatehouse sends, by the OpenID RISC event type URI that names it in the SET's `events`. */
+export const EVENT_URIS = {
+  account_deleted: 'https://schemas.openid.net/secevent/risc/event-type/account-purged',
+  account_disabled: 'https://schemas.openid.net/secevent/risc/event-type/account-disabled',
+  account_enabled: 'https://schemas.openid.net/secevent/risc/event-type/account-enabled',
+} as const;
+
+export type GatehouseEventType = keyof typeof EVENT_URIS;
+
+/** An event about an account, as the SET says. */
+export interface GatehouseEvent {
+  /** `jti`: the same on every attempt to send it; drop a second copy by it. */
+  id: string;
+  type: GatehouseEventType;
+  /** The account's user id (the X-User-Id the app knows it by). */
+  userId: string;
+  /** When it happened. */
+  at: Date;
+  /** Every claim, as signed. */
+  claims: JWTPayload;
+}
+
+const EVENT_BY_URI = new Map<string, GatehouseEventType>(
+  Object.entries(EVENT_URIS).map(([type, uri]) => [uri, type as GatehouseEventType]),
+);
+
+/**
+ * Verifies the body of a POST Gatehouse sent to the app's `events.url`: a Security Event Token
+ * signed like the assertion (the JWKS, EdDSA/ES256, `iss`, `aud` = the app's name, `exp`), whose
+ * `typ` is secevent+jwt (an assertion is not an event, nor the other way round). Answer 202 when
+ * it verified (and was handled, or was a copy already handled: same `id`), 400 with
+ * `{"err": "invalid_request"}` when it did not (RFC 8935): Gatehouse does not send that one again.
+ */
+export async function verifyEvent(
+  token: string,
+  options: Omit<VerifyOptions, 'header' | 'optional'>,
+): Promise<GatehouseEvent> {
+  if (!options.issuer || !options.audience)
+    throw new TypeError("gatehouse/verify needs issuer (Gatehouse's publicUrl) and audience (the app's name)");
+  const issuer = options.issuer.replace(/\/+$/, '');
+  const keys = options.keys ?? remoteKeys(String(options.jwksUrl ?? `${issuer}/.well-known/jwks.json`));
+  try {
+    const { payload } = await jwtVerify(token.trim(), keys, {
+      issuer,
+      audience: options.audience,
+      algorithms: [...(options.algorithms ?? ASSERTION_ALGORITHMS)],
+      typ: EVENT_TYP,
+      clockTolerance: options.clockToleranceSeconds ?? 5,
+      requiredClaims: ['sub', 'jti', 'iat', 'exp', 'events'],
+    });
+    const events = payload.events as Record<string, { event_timestamp?: unknown }> | null;
+    const uri = events && typeof events === 'object' ? Object.keys(events).find((k) => EVENT_BY_URI.has(k)) : undefined;
+    if (!uri) throw new AssertionError('invalid_claims', 'the token names no event Gatehouse sends');
+    const at = events![uri]?.event_timestamp;
+    return {
+      id: payload.jti!,
+      type: EVENT_BY_URI.get(uri)!,
+      userId: payload.sub!,
+      at: new Date((typeof at === 'number' ? at : payload.iat!) * 1000),
+      claims: payload,
+    };
+  } catch (err) {
+    throw mapError(err);
+  }
+}
+
 /**
  * Verifies an assertion (the token, or a request that carries it) in one call. Resolves to
  * the user; rejects with an AssertionError whose `code` says why.

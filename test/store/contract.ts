@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { StoreConflictError, type Session, type SigningKey, type Store } from '../../src/store/index.ts';
 import { auditStoreContract } from './audit-contract.ts';
+import { appEventStoreContract } from './app-events-contract.ts';
 import { emailTokenStoreContract } from './email-tokens-contract.ts';
 import { mfaStoreContract } from './mfa-contract.ts';
 import { providerStoreContract } from './providers-contract.ts';
@@ -637,6 +638,8 @@ export function storeContract(name: string, harness: StoreHarness): void {
     describe('mailed links', () => emailTokenStoreContract(withStore));
 
     describe('the audit trail', () => auditStoreContract(withStore));
+
+    describe('events for apps', () => appEventStoreContract(withStore));
 
     describe('background jobs', () => {
       test(

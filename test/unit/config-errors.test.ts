@@ -413,6 +413,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
       audit: { retention: '90d' },
       forwardAuth: { cacheFor: '5s' },
       cors,
+      events: { url: 'http://127.0.0.1:3000/gatehouse/events', types: ['account_deleted', 'account_disabled'] },
     },
     {
       publicUrl: 'https://app.example.com',
@@ -435,6 +436,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
           headers: common.headers,
           timeouts: common.timeouts,
           cors: { ...cors, origins: ['*'], credentials: false },
+          events: { url: 'https://a.internal/events', types: ['account_enabled'] },
         },
       ],
     },

@@ -1,0 +1,297 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
+import { GIVE_UP_MS } from '../../src/events/index.ts';
+import { EVENT_URIS, verifyAssertion, verifyEvent } from '../../src/verify/index.ts';
+import { runCli } from '../helpers/cli.ts';
+import { Client, registerJson, uniqueEmail } from '../helpers/client.ts';
+import { sameOrigin } from '../helpers/email.ts';
+import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
+
+/**
+ * Apps told of account events (src/events/, docs/events.md): a deleted, disabled or enabled
+ * account is POSTed to each app that asked, as a Security Event Token signed with Gatehouse's
+ * keys, from the server or the CLI, retried until the app takes it (security.md #241-#243).
+ */
+
+type Answer = { status: number; body?: string } | 'hang up';
+
+/** An app's events endpoint: keeps what it got; answers what `answer` says for its path. */
+interface Receiver {
+  url: string;
+  got: { path: string; contentType: string | undefined; body: string }[];
+  answer: (path: string) => Answer;
+  /** Resolves once `n` requests have come in all. */
+  waitFor(n: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function startReceiver(): Promise<Receiver> {
+  const waiters: { n: number; resolve: () => void }[] = [];
+  const r: Receiver = {
+    url: '',
+    got: [],
+    answer: () => ({ status: 202 }),
+    waitFor: (n) => (r.got.length >= n ? Promise.resolve() : new Promise((resolve) => waiters.push({ n, resolve }))),
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (body += c));
+    req.on('end', () => {
+      r.got.push({ path: req.url!, contentType: req.headers['content-type'], body });
+      const a = r.answer(req.url!);
+      if (a === 'hang up') req.socket.destroy();
+      else res.writeHead(a.status, { 'content-type': 'application/json' }).end(a.body ?? '');
+      for (const w of waiters.filter((w) => r.got.length >= w.n)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve();
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  r.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return r;
+}
+
+let receiver: Receiver;
+let gh: TestGatehouse;
+
+before(async () => {
+  receiver = await startReceiver();
+  gh = await startGatehouse(({ upstream }) => ({
+    apps: [
+      { name: 'crm', upstream, events: { url: `${receiver.url}/crm` } },
+      {
+        name: 'billing',
+        pathPrefix: '/billing',
+        upstream,
+        events: { url: `${receiver.url}/billing`, types: ['account_deleted'] },
+      },
+      { name: 'wiki', pathPrefix: '/wiki', upstream },
+    ],
+  }));
+});
+after(async () => {
+  await gh?.close();
+  await receiver?.close();
+});
+
+async function jwks() {
+  const res = await fetch(`${gh.url}/.well-known/jwks.json`);
+  return createLocalJWKSet((await res.json()) as JSONWebKeySet);
+}
+
+async function deleteAccount(): Promise<{ id: string; email: string }> {
+  const c = new Client(gh.url);
+  const email = uniqueEmail('events');
+  const { id } = await registerJson(c, email);
+  const r = await c.postJson('/.auth/account/delete', { confirm: email }, sameOrigin(c));
+  assert.equal(r.status, 200, r.text);
+  return { id, email };
+}
+
+/** Waits until the outbox holds nothing due before `at`: what the courier is doing has ended. */
+async function settled(at = Date.now()) {
+  await gh.gatehouse.events.deliverDue(at);
+}
+
+const logsOf = (event: string) => gh.logs.filter((l) => l.event === event);
+
+describe('an account deleted on the account page', () => {
+  test('each app that asked gets a Security Event Token it verifies with the JWKS; an app that did not ask hears nothing', async () => {
+    receiver.got.length = 0;
+    receiver.answer = () => ({ status: 202 });
+    const { id, email } = await deleteAccount();
+    await receiver.waitFor(2);
+    await settled();
+    assert.deepEqual(receiver.got.map((g) => g.path).sort(), ['/billing', '/crm'], 'crm and billing, not wiki');
+    const keys = await jwks();
+    for (const got of receiver.got) {
+      const app = got.path.slice(1);
+      assert.equal(got.contentType, 'application/secevent+jwt');
+      assert.equal(decodeProtectedHeader(got.body).typ, 'secevent+jwt');
+      const { payload } = await jwtVerify(got.body, keys, { issuer: gh.url, audience: app, typ: 'secevent+jwt' });
+      assert.equal(payload.sub, id);
+      assert.deepEqual(payload.sub_id, { format: 'opaque', id });
+      assert.match(String(payload.jti), /^[0-9a-f-]{36}$/);
+      const event = (payload.events as Record<string, { event_timestamp: number }>)[EVENT_URIS.account_deleted];
+      assert.ok(event, 'the RISC account-purged event');
+      assert.ok(Math.abs(event.event_timestamp * 1000 - Date.now()) < 60_000);
+      assert.ok(!got.body.includes(email) && !JSON.stringify(payload).includes(email), 'no address in the event');
+      // gatehouse/verify, as a Node app would use it.
+      const verified = await verifyEvent(got.body, { issuer: gh.url, audience: app, keys });
+      assert.deepEqual([verified.type, verified.userId, verified.id], ['account_deleted', id, payload.jti]);
+    }
+    assert.deepEqual(await gh.gatehouse.store.appEvents.list(), [], 'the outbox is empty once both took it');
+    assert.equal(logsOf('app_event_delivered').filter((l) => l.userId === id).length, 2);
+  });
+
+  test('an event verifies for its own app only, and is never taken for an assertion (nor an assertion for an event)', async () => {
+    receiver.got.length = 0;
+    receiver.answer = () => ({ status: 202 });
+    await deleteAccount();
+    await receiver.waitFor(2);
+    const keys = await jwks();
+    const crm = receiver.got.find((g) => g.path === '/crm')!.body;
+    await assert.rejects(verifyEvent(crm, { issuer: gh.url, audience: 'billing', keys }), { code: 'wrong_audience' });
+    await assert.rejects(verifyAssertion(crm, { issuer: gh.url, audience: 'crm', keys }), { code: 'wrong_type' });
+    // An assertion the app got with a request is no event either.
+    const c = new Client(gh.url);
+    await registerJson(c, uniqueEmail('assertion'));
+    const seen = (await c.get('/echo')).json() as { headers: Record<string, string> };
+    const assertion = seen.headers['x-gatehouse-assertion']!;
+    assert.ok(assertion);
+    await assert.rejects(verifyEvent(assertion, { issuer: gh.url, audience: 'crm', keys }), { code: 'wrong_type' });
+  });
+});
+
+describe('delivery', () => {
+  test('an app that is down is tried again with backoff, with the same jti, until it takes the event', async () => {
+    receiver.got.length = 0;
+    let down = true;
+    receiver.answer = (path) => (path === '/crm' && down ? { status: 503 } : { status: 202 });
+    const { id } = await deleteAccount();
+    await receiver.waitFor(2);
+    await settled();
+    const [waiting] = await gh.gatehouse.store.appEvents.list();
+    assert.ok(waiting, 'crm has not taken it: it waits in the outbox');
+    assert.deepEqual([waiting.app, waiting.userId, waiting.attempts, waiting.lastError], ['crm', id, 1, 'HTTP 503']);
+    const wait = waiting.nextAt - Date.now();
+    assert.ok(wait > 20_000 && wait <= 33_000, `the first retry is about 30 s away (${wait} ms)`);
+    const failed = logsOf('app_event_failed').find((l) => l.userId === id)!;
+    assert.equal(failed.cause, 'HTTP 503');
+
+    assert.deepEqual(await gh.gatehouse.events.deliverDue(), { delivered: 0, retried: 0, dropped: 0 }, 'not yet');
+    // 35 s later: the app is still down; the next wait is longer.
+    assert.deepEqual(await gh.gatehouse.events.deliverDue(Date.now() + 35_000), {
+      delivered: 0,
+      retried: 1,
+      dropped: 0,
+    });
+    const [again] = await gh.gatehouse.store.appEvents.list();
+    assert.equal(again!.attempts, 2);
+    assert.ok(again!.nextAt - (Date.now() + 35_000) > 50_000, 'a minute after the second attempt');
+    down = false;
+    assert.deepEqual(await gh.gatehouse.events.deliverDue(Date.now() + 120_000), {
+      delivered: 1,
+      retried: 0,
+      dropped: 0,
+    });
+    const crm = receiver.got.filter((g) => g.path === '/crm').map((g) => decodeJti(g.body));
+    assert.equal(crm.length, 3);
+    assert.equal(new Set(crm).size, 1, 'every attempt carries the same jti');
+    assert.deepEqual(await gh.gatehouse.store.appEvents.list(), []);
+  });
+
+  test('a connection the app cuts is tried again like a 5xx', async () => {
+    receiver.got.length = 0;
+    receiver.answer = (path) => (path === '/crm' ? 'hang up' : { status: 202 });
+    await deleteAccount();
+    await receiver.waitFor(2);
+    await settled();
+    const [waiting] = await gh.gatehouse.store.appEvents.list();
+    assert.equal(waiting?.app, 'crm');
+    assert.match(String(waiting?.lastError), /^(UND_ERR_SOCKET|ECONNRESET|SocketError)$/);
+    receiver.answer = () => ({ status: 204 });
+    assert.equal((await gh.gatehouse.events.deliverDue(Date.now() + 60_000)).delivered, 1);
+  });
+
+  test('an event the app refuses (400, RFC 8935) is not sent again, and the refusal is logged with its reason', async () => {
+    receiver.got.length = 0;
+    receiver.answer = (path) =>
+      path === '/crm'
+        ? { status: 400, body: JSON.stringify({ err: 'invalid_key', description: 'no key with that kid' }) }
+        : { status: 202 };
+    const { id } = await deleteAccount();
+    await receiver.waitFor(2);
+    await settled();
+    assert.deepEqual(await gh.gatehouse.store.appEvents.list(), []);
+    const refused = logsOf('app_event_rejected').find((l) => l.userId === id)!;
+    assert.deepEqual(
+      [refused.level, refused.app, refused.err, refused.description],
+      ['error', 'crm', 'invalid_key', 'no key with that kid'],
+    );
+    assert.deepEqual(await gh.gatehouse.events.deliverDue(Date.now() + 3_600_000), {
+      delivered: 0,
+      retried: 0,
+      dropped: 0,
+    });
+    assert.equal(receiver.got.filter((g) => g.path === '/crm').length, 1);
+  });
+
+  test('after three days of failures an event is dropped with an error in the log', async () => {
+    receiver.got.length = 0;
+    receiver.answer = (path) => (path === '/crm' ? { status: 500 } : { status: 202 });
+    const { id } = await deleteAccount();
+    await receiver.waitFor(2);
+    await settled();
+    assert.equal((await gh.gatehouse.store.appEvents.list()).length, 1);
+    assert.deepEqual(await gh.gatehouse.events.deliverDue(Date.now() + GIVE_UP_MS + 60_000), {
+      delivered: 0,
+      retried: 0,
+      dropped: 1,
+    });
+    assert.deepEqual(await gh.gatehouse.store.appEvents.list(), []);
+    const dropped = logsOf('app_event_dropped').find((l) => l.userId === id)!;
+    assert.deepEqual([dropped.level, dropped.cause], ['error', 'HTTP 500']);
+  });
+});
+
+describe('from the CLI', () => {
+  test('users disable and enable tell the apps that asked; what the app does not take, the server sends later', async () => {
+    receiver.got.length = 0;
+    receiver.answer = () => ({ status: 202 });
+    const email = uniqueEmail('cli-events');
+    const { id } = await registerJson(new Client(gh.url), email);
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-events-'));
+    try {
+      const file = join(dir, 'gatehouse.yaml');
+      const app = (name: string, prefix: string, events: string) =>
+        `  - {name: ${name}, ${prefix}upstream: ${gh.upstream.url}${events}}\n`;
+      writeFileSync(
+        file,
+        `publicUrl: ${gh.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'gatehouse.db')}}\napps:\n` +
+          app('crm', '', `, events: {url: ${receiver.url}/crm}`) +
+          app(
+            'billing',
+            'pathPrefix: /billing, ',
+            `, events: {url: ${receiver.url}/billing, types: [account_deleted]}`,
+          ) +
+          app('wiki', 'pathPrefix: /wiki, ', ''),
+      );
+      const off = await runCli(['users', 'disable', email, '--config', file]);
+      assert.equal(off.code, 0, off.stderr);
+      assert.equal(off.stdout, `disabled ${email}; their sessions have ended; 1 app event(s) delivered\n`);
+      assert.equal(receiver.got.length, 1, 'crm only: billing asked for deletions alone');
+      const keys = await jwks();
+      const disabled = await verifyEvent(receiver.got[0]!.body, { issuer: gh.url, audience: 'crm', keys });
+      assert.deepEqual([disabled.type, disabled.userId], ['account_disabled', id]);
+
+      const again = await runCli(['users', 'disable', email, '--config', file]);
+      assert.equal(again.stdout, `disabled ${email}; their sessions have ended\n`, 'no change, no event');
+
+      receiver.answer = () => ({ status: 503 });
+      const on = await runCli(['users', 'enable', email, '--config', file]);
+      assert.equal(on.code, 0, on.stderr);
+      assert.equal(on.stdout, `enabled ${email}; 1 not taken yet (gatehouse serve retries them)\n`);
+      receiver.answer = () => ({ status: 202 });
+      // The running server's courier finds the CLI's event in the shared store.
+      assert.equal((await gh.gatehouse.events.deliverDue(Date.now() + 60_000)).delivered, 1);
+      const enabled = await verifyEvent(receiver.got.at(-1)!.body, { issuer: gh.url, audience: 'crm', keys });
+      assert.deepEqual([enabled.type, enabled.userId], ['account_enabled', id]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+function decodeJti(token: string): string {
+  return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).jti as string;
+}
