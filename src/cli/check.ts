@@ -42,6 +42,10 @@ export async function check(
       );
       out(`    ${identityLine(app)}`);
       if (app.cors) out(`    cors: ${describeCors(app.cors)}; preflights answered by Gatehouse`);
+      if (app.events)
+        out(
+          `    events: ${[...app.events.types].join(', ')} POSTed to ${app.events.url.href} as signed Security Event Tokens`,
+        );
     }
   }
   if (config.tokens.bearerHeader)

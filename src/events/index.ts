@@ -8,6 +8,7 @@ import { request } from 'undici';
 import type { AppEventType } from '../config/schema.ts';
 import type { KeyRing } from '../keys/keys.ts';
 import type { Logger } from '../log/index.ts';
+import type { Metrics } from '../metrics/index.ts';
 import type { App } from '../sites/index.ts';
 import type { AppEventRecord, Store } from '../store/index.ts';
 import { EVENT_TYP, EVENT_URIS } from '../verify/index.ts';
@@ -61,6 +62,8 @@ export interface AppEventsOptions {
   /** Every app; those with `events` are told of the types they chose. */
   apps: Iterable<Pick<App, 'name' | 'events'>>;
   logger: Logger;
+  /** gatehouse_app_events_total{app, outcome}, when metrics are on. */
+  metrics?: Pick<Metrics, 'appEvents'>;
   now?: () => number;
   /** Each POST's limit for the app's answer (headers, then body); default 10 s. */
   timeoutMs?: number;
@@ -196,6 +199,7 @@ export class AppEvents implements AppEventSink {
       if (!url || !uri) {
         await this.o.store.appEvents.done(e.id);
         counts.dropped++;
+        this.o.metrics?.appEvents.inc({ app: e.app, outcome: 'dropped' });
         this.o.logger.warn(
           { event: 'app_event_dropped', ...about, cause: 'the app no longer takes this event' },
           'dropped an event the config no longer sends',
@@ -206,12 +210,14 @@ export class AppEvents implements AppEventSink {
       if (failure === null) {
         await this.o.store.appEvents.done(e.id);
         counts.delivered++;
+        this.o.metrics?.appEvents.inc({ app: e.app, outcome: 'delivered' });
         this.o.logger.info({ event: 'app_event_delivered', ...about }, 'told the app of an event');
         return;
       }
       if (failure.refused) {
         await this.o.store.appEvents.done(e.id);
         counts.dropped++;
+        this.o.metrics?.appEvents.inc({ app: e.app, outcome: 'rejected' });
         this.o.logger.error(
           { event: 'app_event_rejected', ...about, status: 400, err: failure.err, description: failure.description },
           'the app refused an event (400): it is not sent again',
@@ -221,6 +227,7 @@ export class AppEvents implements AppEventSink {
       if (now - e.at >= GIVE_UP_MS) {
         await this.o.store.appEvents.done(e.id);
         counts.dropped++;
+        this.o.metrics?.appEvents.inc({ app: e.app, outcome: 'dropped' });
         this.o.logger.error(
           { event: 'app_event_dropped', ...about, cause: failure.cause },
           'gave up telling the app of an event (three days of failures)',
@@ -230,6 +237,7 @@ export class AppEvents implements AppEventSink {
       const retryAt = now + retryDelay(e.attempts);
       await this.o.store.appEvents.retry(e.id, retryAt, failure.cause);
       counts.retried++;
+      this.o.metrics?.appEvents.inc({ app: e.app, outcome: 'failed' });
       this.o.logger.warn(
         { event: 'app_event_failed', ...about, cause: failure.cause, retryAt: new Date(retryAt).toISOString() },
         'could not tell the app of an event; will retry',

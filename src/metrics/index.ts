@@ -71,6 +71,7 @@ export class Metrics {
   readonly cacheDuration: FastHistogram;
   readonly cacheErrors: FastCounter;
   readonly auditDropped: Counter<string>;
+  readonly appEvents: Counter<'app' | 'outcome'>;
   private readonly sessionsActive: Gauge<string>;
   private readonly meters = new Map<RequestKind, Map<string, Meter>>();
   private readonly upstreams = new Map<string, HistogramChild>();
@@ -167,6 +168,12 @@ export class Metrics {
     this.auditDropped = new client.Counter({
       name: 'gatehouse_audit_write_failures_total',
       help: 'Audit events that could not be written to the store (they are still in the log)',
+      registers: r,
+    });
+    this.appEvents = new client.Counter({
+      name: 'gatehouse_app_events_total',
+      help: 'Attempts to tell an app of an account event: delivered, failed (retried), rejected (400: not sent again), dropped',
+      labelNames: ['app', 'outcome'],
       registers: r,
     });
     const mailQueue: Gauge = new client.Gauge({

@@ -170,7 +170,13 @@ export class Gatehouse {
       now: clock,
     });
     const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
-    this.events = new AppEvents({ store, ring: keys, apps: [...this.sites.values()].flatMap((s) => s.apps), logger });
+    this.events = new AppEvents({
+      store,
+      ring: keys,
+      apps: [...this.sites.values()].flatMap((s) => s.apps),
+      logger,
+      metrics,
+    });
     this.accounts = new Accounts(store, throttle, config.accounts, this.events);
     this.providers = new ProviderService({ config, store, secrets, logger, sessions: this.sessions, prefix });
     const forms = new FormKit({

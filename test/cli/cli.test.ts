@@ -51,6 +51,28 @@ describe('gatehouse check', () => {
     assert.match(r.stderr, /warning: cors\.origins: http:\/\/old\.example\.com: a page served over plain http/);
   });
 
+  test('check says where each app is told of account events, and which', async () => {
+    const file = writeConfig(
+      'events.yaml',
+      'publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.5]\napps:\n  - {name: crm, upstream: http://127.0.0.1:3000, events: {url: http://127.0.0.1:3000/gatehouse/events}}\n  - {name: wiki, pathPrefix: /wiki, upstream: http://127.0.0.1:3001, events: {url: http://127.0.0.1:3001/ev, types: [account_deleted]}}\n',
+    );
+    const r = await run(['check', '--config', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /app "crm".*\n.*\n {4}events: account_deleted, account_disabled, account_enabled POSTed to http:\/\/127\.0\.0\.1:3000\/gatehouse\/events as signed Security Event Tokens\n/,
+    );
+    assert.match(r.stdout, /\n {4}events: account_deleted POSTed to http:\/\/127\.0\.0\.1:3001\/ev as/);
+    const bad = writeConfig(
+      'events-bad.yaml',
+      'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\nevents: {url: ftp://x/, types: [account_purged]}\n',
+    );
+    const refused = await run(['check', '--config', bad]);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /events\.url.*http or https/);
+    assert.match(refused.stderr, /events\.types\[0\]/);
+  });
+
   test("check names each app's identity headers as configured (the oauth2-proxy preset) and the second token header; a clash is an error with its line", async () => {
     const file = writeConfig(
       'o2p.yaml',

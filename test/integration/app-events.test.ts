@@ -76,6 +76,7 @@ before(async () => {
       },
       { name: 'wiki', pathPrefix: '/wiki', upstream },
     ],
+    metrics: { listen: '127.0.0.1:0' },
   }));
 });
 after(async () => {
@@ -103,6 +104,12 @@ async function settled(at = Date.now()) {
 }
 
 const logsOf = (event: string) => gh.logs.filter((l) => l.event === event);
+
+/** gatehouse_app_events_total for the app and outcome. */
+async function counted(app: string, outcome: string): Promise<number> {
+  const metric = await gh.gatehouse.metrics!.appEvents.get();
+  return metric.values.find((v) => v.labels.app === app && v.labels.outcome === outcome)?.value ?? 0;
+}
 
 describe('an account deleted on the account page', () => {
   test('each app that asked gets a Security Event Token it verifies with the JWKS; an app that did not ask hears nothing', async () => {
@@ -157,6 +164,7 @@ describe('delivery', () => {
     receiver.got.length = 0;
     let down = true;
     receiver.answer = (path) => (path === '/crm' && down ? { status: 503 } : { status: 202 });
+    const [failedBefore, deliveredBefore] = [await counted('crm', 'failed'), await counted('crm', 'delivered')];
     const { id } = await deleteAccount();
     await receiver.waitFor(2);
     await settled();
@@ -187,6 +195,8 @@ describe('delivery', () => {
     const crm = receiver.got.filter((g) => g.path === '/crm').map((g) => decodeJti(g.body));
     assert.equal(crm.length, 3);
     assert.equal(new Set(crm).size, 1, 'every attempt carries the same jti');
+    assert.equal((await counted('crm', 'failed')) - failedBefore, 2, 'gatehouse_app_events_total');
+    assert.equal((await counted('crm', 'delivered')) - deliveredBefore, 1);
     assert.deepEqual(await gh.gatehouse.store.appEvents.list(), []);
   });
 
@@ -224,6 +234,7 @@ describe('delivery', () => {
       dropped: 0,
     });
     assert.equal(receiver.got.filter((g) => g.path === '/crm').length, 1);
+    assert.ok((await counted('crm', 'rejected')) >= 1);
   });
 
   test('after three days of failures an event is dropped with an error in the log', async () => {
