@@ -5,7 +5,15 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
+import {
+  createLocalJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  generateKeyPair,
+  jwtVerify,
+  SignJWT,
+  type JSONWebKeySet,
+} from 'jose';
 import { GIVE_UP_MS } from '../../src/events/index.ts';
 import { EVENT_URIS, verifyAssertion, verifyEvent } from '../../src/verify/index.ts';
 import { runCli } from '../helpers/cli.ts';
@@ -140,7 +148,7 @@ describe('an account deleted on the account page', () => {
     assert.equal(logsOf('app_event_delivered').filter((l) => l.userId === id).length, 2);
   });
 
-  test('an event verifies for its own app only, and is never taken for an assertion (nor an assertion for an event)', async () => {
+  test('an event verifies for its own app only, and is never taken for an assertion (nor an assertion for an event); a forged one fails', async () => {
     receiver.got.length = 0;
     receiver.answer = () => ({ status: 202 });
     await deleteAccount();
@@ -156,6 +164,23 @@ describe('an account deleted on the account page', () => {
     const assertion = seen.headers['x-gatehouse-assertion']!;
     assert.ok(assertion);
     await assert.rejects(verifyEvent(assertion, { issuer: gh.url, audience: 'crm', keys }), { code: 'wrong_type' });
+    // Signed by someone else under Gatehouse's kid; or by Gatehouse, of an event it never sends.
+    const claims = decodeJwt(crm);
+    const mine = await generateKeyPair('EdDSA');
+    const forged = await new SignJWT(claims)
+      .setProtectedHeader({ ...decodeProtectedHeader(crm), alg: 'EdDSA' } as { alg: string })
+      .sign(mine.privateKey);
+    await assert.rejects(verifyEvent(forged, { issuer: gh.url, audience: 'crm', keys }), {
+      code: 'invalid_signature',
+    });
+    const other = await gh.gatehouse.keys.sign(
+      {
+        jti: 'x',
+        events: { 'https://schemas.openid.net/secevent/risc/event-type/account-credential-change-required': {} },
+      },
+      { typ: 'secevent+jwt', ttlMs: 60_000, audience: 'crm', subject: String(claims.sub) },
+    );
+    await assert.rejects(verifyEvent(other, { issuer: gh.url, audience: 'crm', keys }), { code: 'invalid_claims' });
   });
 });
 
