@@ -36,6 +36,8 @@ export async function operatorContext(configFile: string): Promise<OperatorConte
     ring: { sign: async (claims, options) => (await openRing()).sign(claims, options) },
     apps: [...buildSites(config).values()].flatMap((s) => s.apps),
     logger: createLogger('error', process.stderr),
+    // Sent by the command itself once it is done (users.ts: tellApps), which then says how it went.
+    sendAtOnce: false,
   });
   const accounts = new Accounts(
     store,

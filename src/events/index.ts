@@ -67,6 +67,8 @@ export interface AppEventsOptions {
   now?: () => number;
   /** Each POST's limit for the app's answer (headers, then body); default 10 s. */
   timeoutMs?: number;
+  /** Send an event as soon as it is recorded (default); false: only when deliverDue() is called (the CLI). */
+  sendAtOnce?: boolean;
 }
 
 /**
@@ -82,8 +84,10 @@ export class AppEvents implements AppEventSink {
   private readonly timeoutMs: number;
   private readonly urls = new Map<string, URL>();
   private readonly subscribers = new Map<AppEventType, string[]>();
-  private running: Promise<DeliveryCounts> | null = null;
-  private again = false;
+  /** The last run asked for (settles when every run before it has too). */
+  private last: Promise<unknown> = Promise.resolve();
+  /** A run asked for that has not started yet: later calls without a time join it. */
+  private waiting: Promise<DeliveryCounts> | null = null;
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
 
@@ -130,32 +134,28 @@ export class AppEvents implements AppEventSink {
       );
       return;
     }
-    this.kick();
+    if (this.o.sendAtOnce !== false) this.kick();
   }
 
-  /** Delivers what is due, off the caller's path (a run under way goes round once more). */
+  /** Delivers what is due, off the caller's path. */
   kick(): void {
     if (!this.closed && this.enabled) void this.deliverDue();
   }
 
   /**
    * Sends every event due at `now` (default: the clock's now; tests pass a later time to see
-   * retries) and resolves with what happened. A call during a run shares it and makes it go
-   * round once more.
+   * retries) in a run that starts after this call, once the run under way (if any) is over, and
+   * resolves with what that run did. Runs never overlap; calls made while one waits to start
+   * join it (with the clock's now).
    */
   deliverDue(now?: number): Promise<DeliveryCounts> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    const run = this.run(now).finally(() => {
-      this.running = null;
-      if (this.again) {
-        this.again = false;
-        this.kick();
-      }
+    if (this.waiting && now === undefined) return this.waiting;
+    const run: Promise<DeliveryCounts> = this.last.then(() => {
+      if (this.waiting === run) this.waiting = null;
+      return this.run(now);
     });
-    this.running = run;
+    this.last = run.catch(() => {});
+    if (now === undefined) this.waiting = run;
     return run;
   }
 
@@ -171,7 +171,7 @@ export class AppEvents implements AppEventSink {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
-    await this.running?.catch(() => {});
+    await this.last;
   }
 
   private async run(at: number | undefined): Promise<DeliveryCounts> {
