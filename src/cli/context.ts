@@ -5,7 +5,7 @@ import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { loadSecrets } from '../keys/secrets.ts';
-import { AppEvents } from '../events/index.ts';
+import { AppEvents, SET_TTL_MS } from '../events/index.ts';
 import { issuerOf, KeyRing, keyPolicy } from '../keys/keys.ts';
 import { createLogger } from '../log/index.ts';
 import { buildSites } from '../sites/index.ts';
@@ -36,6 +36,7 @@ export async function operatorContext(configFile: string): Promise<OperatorConte
     ring: { sign: async (claims, options) => (await openRing()).sign(claims, options) },
     apps: [...buildSites(config).values()].flatMap((s) => s.apps),
     logger: createLogger('error', process.stderr),
+    ttlMs: Math.min(SET_TTL_MS, config.tokens.maxLifetime),
     // Sent by the command itself once it is done (users.ts: tellApps), which then says how it went.
     sendAtOnce: false,
   });

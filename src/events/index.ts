@@ -13,11 +13,8 @@ import type { App } from '../sites/index.ts';
 import type { AppEventRecord, Store } from '../store/index.ts';
 import { EVENT_TYP, EVENT_URIS } from '../verify/index.ts';
 
-export type { AppEventType } from '../config/schema.ts';
-
-/** The SET's JWS `typ` (RFC 8417 §2.3; gatehouse/verify checks it): never taken for an assertion or an access token. */
-export const SET_TYP = EVENT_TYP;
-export const SET_CONTENT_TYPE = 'application/secevent+jwt';
+/** How a SET is POSTed (RFC 8935). Its JWS `typ` is EVENT_TYP, secevent+jwt (RFC 8417 §2.3), which gatehouse/verify checks. */
+const SET_CONTENT_TYPE = 'application/secevent+jwt';
 
 /** What the features that make events take (accounts/): record one; the apps are told off the caller's path. */
 export interface AppEventSink {
@@ -36,8 +33,8 @@ const FIRST_RETRY_MS = 30_000;
 const MAX_RETRY_MS = 3_600_000;
 /** An event the app has not taken this long after it happened is dropped (logged as an error). */
 export const GIVE_UP_MS = 3 * 86_400_000;
-/** A SET's `exp`: a copy caught on the way cannot be replayed to the app later than this. */
-const SET_TTL_MS = 5 * 60_000;
+/** A SET's lifetime (at most tokens.maxLifetime): a copy caught on the way cannot be replayed to the app later. */
+export const SET_TTL_MS = 5 * 60_000;
 /** What is read of an app's answer (its error JSON, RFC 8935 §2.3). */
 const ANSWER_BYTES = 4096;
 
@@ -67,6 +64,8 @@ export interface AppEventsOptions {
   now?: () => number;
   /** Each POST's limit for the app's answer (headers, then body); default 10 s. */
   timeoutMs?: number;
+  /** Each SET's lifetime; default SET_TTL_MS (the ring refuses one longer than tokens.maxLifetime). */
+  ttlMs?: number;
   /** Send an event as soon as it is recorded (default); false: only when deliverDue() is called (the CLI). */
   sendAtOnce?: boolean;
 }
@@ -263,7 +262,7 @@ export class AppEvents implements AppEventSink {
           sub_id: { format: 'opaque', id: e.userId },
           events: { [uri]: { event_timestamp: Math.floor(e.at / 1000) } },
         },
-        { typ: SET_TYP, ttlMs: SET_TTL_MS, audience: e.app, subject: e.userId },
+        { typ: EVENT_TYP, ttlMs: this.o.ttlMs ?? SET_TTL_MS, audience: e.app, subject: e.userId },
       );
     } catch (err) {
       return { refused: false, cause: `signing: ${(err as Error).message}` };

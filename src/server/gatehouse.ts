@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import { AccountActivity } from '../accounts/activity.ts';
 import { AccountPage } from '../accounts/account-page.ts';
 import { AccountDeletion } from '../accounts/deletion.ts';
-import { AppEvents } from '../events/index.ts';
+import { AppEvents, SET_TTL_MS } from '../events/index.ts';
 import { AccountExport } from '../accounts/export.ts';
 import { SignInNotices } from '../accounts/sign-in-notices.ts';
 import { EmailChange } from '../accounts/email-change.ts';
@@ -176,6 +176,7 @@ export class Gatehouse {
       apps: [...this.sites.values()].flatMap((s) => s.apps),
       logger,
       metrics,
+      ttlMs: Math.min(SET_TTL_MS, config.tokens.maxLifetime),
     });
     this.accounts = new Accounts(store, throttle, config.accounts, this.events);
     this.providers = new ProviderService({ config, store, secrets, logger, sessions: this.sessions, prefix });

@@ -134,6 +134,7 @@ describe('an account deleted on the account page', () => {
       assert.equal(decodeProtectedHeader(got.body).typ, 'secevent+jwt');
       const { payload } = await jwtVerify(got.body, keys, { issuer: gh.url, audience: app, typ: 'secevent+jwt' });
       assert.equal(payload.sub, id);
+      assert.equal(payload.exp! - payload.iat!, 300, 'valid five minutes from its signature');
       assert.deepEqual(payload.sub_id, { format: 'opaque', id });
       assert.match(String(payload.jti), /^[0-9a-f-]{36}$/);
       const event = (payload.events as Record<string, { event_timestamp: number }>)[EVENT_URIS.account_deleted];
@@ -277,6 +278,29 @@ describe('delivery', () => {
     assert.deepEqual(await gh.gatehouse.store.appEvents.list(), []);
     const dropped = logsOf('app_event_dropped').find((l) => l.userId === id)!;
     assert.deepEqual([dropped.level, dropped.cause], ['error', 'HTTP 500']);
+  });
+});
+
+describe('with a short tokens.maxLifetime', () => {
+  let short: TestGatehouse;
+  before(async () => {
+    short = await startGatehouse(() => ({
+      events: { url: `${receiver.url}/short` },
+      tokens: { maxLifetime: '2m' },
+    }));
+  });
+  after(() => short?.close());
+
+  test('the event lives no longer than any token Gatehouse signs', async () => {
+    receiver.got.length = 0;
+    receiver.answer = () => ({ status: 202 });
+    const c = new Client(short.url);
+    const email = uniqueEmail('short');
+    await registerJson(c, email);
+    assert.equal((await c.postJson('/.auth/account/delete', { confirm: email }, sameOrigin(c))).status, 200);
+    await receiver.waitFor(1);
+    const claims = decodeJwt(receiver.got[0]!.body);
+    assert.equal(claims.exp! - claims.iat!, 120);
   });
 });
 
