@@ -98,6 +98,14 @@ const COMMANDS: Record<string, Command> = {
     options: ['config', 'json', 'now', 'algorithm'],
     subcommands: ['list', 'rotate'],
   },
+  events: {
+    usage: [
+      ['events list [--json]', 'events for apps not taken yet (docs/events.md): the last error, the next attempt'],
+      ['events send', 'try every waiting event now (once the app is back)'],
+    ],
+    options: ['config', 'json'],
+    subcommands: ['list', 'send'],
+  },
   audit: {
     usage: [
       [
@@ -283,7 +291,9 @@ export async function main(argv: string[]): Promise<number> {
               ? await (await import('./keys.ts')).keys(ctx, rest, values)
               : name === 'users'
                 ? await (await import('./users.ts')).users(ctx, rest, values)
-                : await (await import('./sessions.ts')).sessions(ctx, rest, values);
+                : name === 'events'
+                  ? await (await import('./events.ts')).events(ctx, rest, values)
+                  : await (await import('./sessions.ts')).sessions(ctx, rest, values);
           return code;
         } finally {
           await auditCommand(ctx, name, rest, values, code === 0 ? 'success' : 'failure', userId).catch((e: Error) =>

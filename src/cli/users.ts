@@ -11,6 +11,7 @@ import { humanDuration } from '../mail/messages.ts';
 import { buildSites } from '../sites/index.ts';
 import type { Store, User } from '../store/index.ts';
 import type { OperatorContext } from './context.ts';
+import { tellApps } from './events.ts';
 import { operatorEvent } from './audit.ts';
 import { err, out, readSecret, table, UsageError } from './io.ts';
 
@@ -162,21 +163,6 @@ export async function users(
     default:
       throw new UsageError('gatehouse users add|list|disable|enable|set-password|set-groups|reset-mfa|invite|delete');
   }
-}
-
-/**
- * Sends the events the command recorded to the apps that take them (src/events/), and says how
- * that went: "" when no app takes events.
- */
-async function tellApps(ctx: OperatorContext): Promise<string> {
-  if (!ctx.events.enabled) return '';
-  const { delivered, retried, dropped } = await ctx.events.deliverDue();
-  if (delivered + retried + dropped === 0) return '';
-  const parts = [];
-  if (delivered) parts.push(`${delivered} app event(s) delivered`);
-  if (retried) parts.push(`${retried} not taken yet (gatehouse serve retries them)`);
-  if (dropped) parts.push(`${dropped} refused (see the error above)`);
-  return `; ${parts.join(', ')}`;
 }
 
 /** An operator's command does not count against the per-address mail limit of the users' own requests. */

@@ -35,6 +35,8 @@ export interface AppEventStore {
   done(id: string): Promise<void>;
   /** Tried and failed: due again at `nextAt`. */
   retry(id: string, nextAt: number, lastError: string): Promise<void>;
+  /** Makes every event not due at `now` due then (`gatehouse events send`); returns how many. */
+  expedite(now: number): Promise<number>;
   /** Waiting events, oldest first (the CLI, tests). */
   list(limit?: number): Promise<AppEventRecord[]>;
 }

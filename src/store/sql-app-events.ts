@@ -65,6 +65,10 @@ export class SqlAppEvents implements AppEventStore {
     });
   }
 
+  expedite(now: number): Promise<number> {
+    return this.db.run(`UPDATE app_events SET next_at = ? WHERE next_at > ?`, [now, now], { untracked: true });
+  }
+
   async list(limit = 100): Promise<AppEventRecord[]> {
     const rows = await this.db.all<AppEventRow>(`SELECT ${COLUMNS} FROM app_events ORDER BY at, id LIMIT ?`, [
       Math.max(1, Math.min(10_000, Math.floor(limit))),

@@ -305,7 +305,7 @@ describe('with a short tokens.maxLifetime', () => {
 });
 
 describe('from the CLI', () => {
-  test('users disable and enable tell the apps that asked; what the app does not take, the server sends later', async () => {
+  test('users disable and enable tell the apps that asked; events list shows what waits and events send tries it now; what the CLI could not send, the server does', async () => {
     receiver.got.length = 0;
     receiver.answer = () => ({ status: 202 });
     const email = uniqueEmail('cli-events');
@@ -341,11 +341,34 @@ describe('from the CLI', () => {
       const on = await runCli(['users', 'enable', email, '--config', file]);
       assert.equal(on.code, 0, on.stderr);
       assert.equal(on.stdout, `enabled ${email}; 1 not taken yet (gatehouse serve retries them)\n`);
+      const listed = await runCli(['events', 'list', '--json', '--config', file]);
+      assert.equal(listed.code, 0, listed.stderr);
+      const [waiting] = JSON.parse(listed.stdout) as Record<string, unknown>[];
+      assert.deepEqual(
+        [waiting?.app, waiting?.type, waiting?.user, waiting?.attempts, waiting?.['last error']],
+        ['crm', 'account_enabled', id, 1, 'HTTP 503'],
+      );
       receiver.answer = () => ({ status: 202 });
-      // The running server's courier finds the CLI's event in the shared store.
-      assert.equal((await gh.gatehouse.events.deliverDue(Date.now() + 60_000)).delivered, 1);
+      const sent = await runCli(['events', 'send', '--config', file]);
+      assert.equal(sent.code, 0, sent.stderr);
+      assert.equal(sent.stdout, '1 waiting event(s) tried now; 1 app event(s) delivered\n');
       const enabled = await verifyEvent(receiver.got.at(-1)!.body, { issuer: gh.url, audience: 'crm', keys });
       assert.deepEqual([enabled.type, enabled.userId], ['account_enabled', id]);
+      assert.equal((await runCli(['events', 'list', '--config', file])).stdout, 'no events waiting for an app\n');
+
+      // What the CLI could not send, the running server's courier finds in the shared store.
+      receiver.answer = () => ({ status: 503 });
+      const off2 = await runCli(['users', 'disable', email, '--config', file]);
+      assert.match(off2.stdout, /; 1 not taken yet \(gatehouse serve retries them\)\n$/);
+      receiver.answer = () => ({ status: 202 });
+      assert.equal((await gh.gatehouse.events.deliverDue(Date.now() + 60_000)).delivered, 1);
+      const later = await verifyEvent(receiver.got.at(-1)!.body, { issuer: gh.url, audience: 'crm', keys });
+      assert.deepEqual([later.type, later.userId], ['account_disabled', id]);
+      const trail = await gh.gatehouse.store.audit.list({ event: 'operator', limit: 20 });
+      assert.ok(
+        trail.some((e) => e.detail.command === 'events send'),
+        'events send is audited',
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -59,6 +59,11 @@ export function appEventStoreContract(withStore: WithStore): void {
         'at most the limit',
       );
       assert.equal((await store.appEvents.list()).length, 2);
+      assert.equal(await store.appEvents.expedite(t + 70_000), 2, 'both wait for a later time');
+      assert.deepEqual(
+        (await store.appEvents.list()).map((e) => e.nextAt),
+        [t + 70_000, t + 70_000],
+      );
     }),
   );
 
