@@ -37,7 +37,7 @@ export async function operatorContext(configFile: string): Promise<OperatorConte
     apps: [...buildSites(config).values()].flatMap((s) => s.apps),
     logger: createLogger('error', process.stderr),
     ttlMs: Math.min(SET_TTL_MS, config.tokens.maxLifetime),
-    // Sent by the command itself once it is done (users.ts: tellApps), which then says how it went.
+    // Sent by the command itself once it is done (cli/events.ts: tellApps), which then says how it went.
     sendAtOnce: false,
   });
   const accounts = new Accounts(
