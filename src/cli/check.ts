@@ -10,10 +10,13 @@ import { type App, basePath, buildSites } from '../sites/index.ts';
 import { err, out, UsageError } from './io.ts';
 import { lintConfig } from './lint.ts';
 
-/** `gatehouse check`: validate, warn, and optionally explain how a URL is decided. */
+/**
+ * `gatehouse check`: validate, warn, and optionally explain how a URL is decided (--explain) or
+ * reach every service the config names (--connect: exit 1 when one fails).
+ */
 export async function check(
   file: string,
-  flags: { explain?: string; method?: string; from?: string },
+  flags: { explain?: string; method?: string; from?: string; connect?: boolean },
 ): Promise<number> {
   let config: Config;
   try {
@@ -53,7 +56,14 @@ export async function check(
       `  Gatehouse tokens: Authorization or ${config.tokens.bearerHeader} (tokens.bearerHeader: decides alone when sent, removed before the app, Authorization then the app's)`,
     );
   for (const line of providerRegistrations(config)) out(line);
-  return status;
+  if (!flags.connect) return status;
+  // --connect: every service the config names, reached from here (probe.ts).
+  const results = await (await import('./probe.ts')).probeAll(config);
+  out('connections:');
+  for (const r of results) out(`  ${r.ok ? 'ok  ' : 'FAIL'}  ${r.what}: ${r.detail}`);
+  const failed = results.filter((r) => !r.ok).length;
+  if (failed) err(`${count(failed, 'connection')} failed`);
+  return status || (failed ? 1 : 0);
 }
 
 /** What the app learns and under which names (config/headers.ts), as `check` prints it. */

@@ -10,6 +10,7 @@ import { reexecWithV8Flags } from './v8-flags.ts';
 const OPTIONS = {
   config: { type: 'string', short: 'c' },
   explain: { type: 'string' },
+  connect: { type: 'boolean' },
   from: { type: 'string' },
   method: { type: 'string' },
   name: { type: 'string' },
@@ -52,11 +53,15 @@ const COMMANDS: Record<string, Command> = {
     usage: [
       ['check [--config f]', 'validate; print warnings and the redirect URIs to register'],
       [
+        'check [--config f] --connect',
+        'also reach the store, Redis, upstreams, providers, SMTP and events URLs from here; exit 1 if one fails',
+      ],
+      [
         'check [--config f] --explain URL [--method M] [--from IP]',
         'which app and rule decide URL (for a client at IP), and why',
       ],
     ],
-    options: ['config', 'explain', 'method', 'from'],
+    options: ['config', 'explain', 'method', 'from', 'connect'],
   },
   users: {
     usage: [

@@ -279,6 +279,20 @@ function describe(err: unknown): {
   return { code: e.code, responseCode: e.responseCode, command: e.command, permanent, message };
 }
 
+/**
+ * Connects to the SMTP server as the mailer would, and has it greet (and, with auth, log in),
+ * without sending anything (`gatehouse check --connect`). Rejects with the server's or the
+ * network's error.
+ */
+export async function verifySmtp(config: EmailConfig, host: string): Promise<void> {
+  const transport = smtpTransport(config, host) as MailTransport & { verify(): Promise<true> };
+  try {
+    await transport.verify();
+  } finally {
+    transport.close();
+  }
+}
+
 function smtpTransport(config: EmailConfig, host: string): MailTransport {
   const s = config.smtp;
   const t = s.timeouts;

@@ -16,6 +16,11 @@ export interface ProviderClient {
   readonly config: ProviderConfig;
   /** Runs discovery (once; later calls share it), so the first click is fast; never rejects. */
   warm(): Promise<void>;
+  /**
+   * Reaches the provider now, as a sign-in would (`gatehouse check --connect`): resolves with what
+   * answered, rejects with the ProviderError a sign-in would meet.
+   */
+  probe(): Promise<string>;
   /** Origins a browser is sent to for authorization (for the pages' CSP form-action). */
   authorizationOrigins(): string[];
   /** Origins the logout form may be redirected to (RP-initiated logout), if it is on. */

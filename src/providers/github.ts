@@ -64,6 +64,27 @@ export class GithubProvider implements ProviderClient {
 
   async warm(): Promise<void> {}
 
+  /** The sign-in page's host and the API's (without a token: any answer but a 5xx will do). */
+  async probe(): Promise<string> {
+    const answers: string[] = [];
+    for (const [what, url] of [
+      ['sign-in', `${this.issuer}/login/oauth/authorize?client_id=${encodeURIComponent(this.config.clientId)}`],
+      ['API', `${this.api}/user`],
+    ] as const) {
+      let status: number;
+      try {
+        const res = await fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(this.config.timeout) });
+        await res.body?.cancel();
+        status = res.status;
+      } catch (err) {
+        throw classify(err, 'discovery');
+      }
+      if (status >= 500) throw new ProviderError('provider_unreachable', `${what} ${url}: HTTP ${status}`);
+      answers.push(`${what} HTTP ${status}`);
+    }
+    return answers.join(', ');
+  }
+
   authorizationOrigins(): string[] {
     return [new URL(this.issuer).origin];
   }

@@ -98,6 +98,24 @@ export class OidcProvider implements ProviderClient {
     }
   }
 
+  /** Discovery (the issuer checked against the document's) and the issuer's keys. */
+  async probe(): Promise<string> {
+    const m = (await this.discovery.get()).serverMetadata();
+    if (!m.jwks_uri)
+      throw new ProviderError('provider_unreachable', `the discovery document of ${m.issuer} has no jwks_uri`);
+    let keys: unknown;
+    try {
+      const res = await fetch(m.jwks_uri, { signal: AbortSignal.timeout(this.config.timeout) });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      keys = ((await res.json()) as { keys?: unknown }).keys;
+    } catch (err) {
+      throw new ProviderError('provider_unreachable', `jwks_uri ${m.jwks_uri}: ${(err as Error).message}`);
+    }
+    if (!Array.isArray(keys) || keys.length === 0)
+      throw new ProviderError('provider_unreachable', `jwks_uri ${m.jwks_uri} lists no keys`);
+    return `discovered ${m.issuer}: ${keys.length} signing key(s)${m.end_session_endpoint ? ', an end_session_endpoint' : ''}`;
+  }
+
   warm(): Promise<void> {
     return this.discovery.get().then(
       () => {},
