@@ -1,6 +1,6 @@
 import type { DeliveryCounts } from '../events/index.ts';
 import type { OperatorContext } from './context.ts';
-import { out, table, UsageError } from './io.ts';
+import { out, printRows, UsageError } from './io.ts';
 
 const time = (ms: number) => new Date(ms).toISOString().slice(0, 19) + 'Z';
 
@@ -22,13 +22,12 @@ export async function events(ctx: OperatorContext, args: string[], flags: { json
         'last error': e.lastError ?? '',
         'next attempt': time(e.nextAt),
       }));
-      if (flags.json) out(JSON.stringify(rows));
-      else
-        out(
-          rows.length
-            ? table(rows, ['id', 'app', 'type', 'user', 'happened', 'attempts', 'last error', 'next attempt'])
-            : 'no events waiting for an app',
-        );
+      printRows(
+        rows,
+        ['id', 'app', 'type', 'user', 'happened', 'attempts', 'last error', 'next attempt'],
+        'no events waiting for an app',
+        flags.json,
+      );
       return 0;
     }
     case 'send': {

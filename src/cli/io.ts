@@ -54,6 +54,11 @@ export async function readSecret(prompt: string, confirm = false): Promise<strin
   return first;
 }
 
+/** A `list` command's output: JSON with --json, else a table of `columns`, or `empty` when there are no rows. */
+export function printRows(rows: Record<string, unknown>[], columns: string[], empty: string, json?: boolean): void {
+  out(json ? JSON.stringify(rows) : rows.length ? table(rows, columns) : empty);
+}
+
 export function table(rows: Record<string, unknown>[], columns: string[]): string {
   const cells = rows.map((r) => columns.map((c) => String(r[c] ?? '')));
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));

@@ -2,7 +2,7 @@ import { formatDuration } from '../config/duration.ts';
 import { keyPolicy, keyStates, rotateKeys, type SigningAlgorithm } from '../keys/keys.ts';
 import { loadSecrets } from '../keys/secrets.ts';
 import type { OperatorContext } from './context.ts';
-import { out, table, UsageError } from './io.ts';
+import { out, printRows, UsageError } from './io.ts';
 
 const iso = (t: number) => new Date(t).toISOString().slice(0, 19) + 'Z';
 
@@ -26,13 +26,12 @@ export async function keys(
         signs: iso(key.activatesAt),
         'dropped after': key.retiresAt === null ? '' : iso(key.retiresAt),
       }));
-      if (flags.json) out(JSON.stringify(rows));
-      else
-        out(
-          rows.length
-            ? table(rows, ['kid', 'alg', 'state', 'published', 'signs', 'dropped after'])
-            : 'no signing keys yet: Gatehouse makes the first one when it starts',
-        );
+      printRows(
+        rows,
+        ['kid', 'alg', 'state', 'published', 'signs', 'dropped after'],
+        'no signing keys yet: Gatehouse makes the first one when it starts',
+        flags.json,
+      );
       return 0;
     }
     case 'rotate': {

@@ -1,6 +1,6 @@
 import type { OperatorContext } from './context.ts';
 import { findUser } from './users.ts';
-import { out, table, UsageError } from './io.ts';
+import { out, printRows, UsageError } from './io.ts';
 
 const time = (ms: number) => new Date(ms).toISOString().slice(0, 19) + 'Z';
 
@@ -41,13 +41,12 @@ export async function sessions(
         agent: (g.userAgent ?? '').slice(0, 40),
       }));
       const rows = [...browser, ...grants];
-      if (flags.json) out(JSON.stringify(rows));
-      else
-        out(
-          rows.length
-            ? table(rows, ['id', 'kind', 'client', 'site', 'created', 'last used', 'ip', 'agent'])
-            : `no sessions for ${user.email}`,
-        );
+      printRows(
+        rows,
+        ['id', 'kind', 'client', 'site', 'created', 'last used', 'ip', 'agent'],
+        `no sessions for ${user.email}`,
+        flags.json,
+      );
       return 0;
     }
     case 'revoke': {

@@ -13,7 +13,7 @@ import type { Store, User } from '../store/index.ts';
 import type { OperatorContext } from './context.ts';
 import { tellApps } from './events.ts';
 import { operatorEvent } from './audit.ts';
-import { err, out, readSecret, table, UsageError } from './io.ts';
+import { err, out, readSecret, printRows, UsageError } from './io.ts';
 
 export async function findUser(ctx: OperatorContext, who: string | undefined): Promise<User> {
   if (!who) throw new UsageError('name a user by email or id');
@@ -93,13 +93,12 @@ export async function users(
     }
     case 'list': {
       const list = await rows(ctx.store, await ctx.store.users.list({ limit: 10_000 }));
-      if (flags.json) out(JSON.stringify(list));
-      else
-        out(
-          list.length
-            ? table(list, ['id', 'email', 'verified', 'name', 'groups', 'status', 'factors', 'created'])
-            : 'no users',
-        );
+      printRows(
+        list,
+        ['id', 'email', 'verified', 'name', 'groups', 'status', 'factors', 'created'],
+        'no users',
+        flags.json,
+      );
       return 0;
     }
     case 'disable':
