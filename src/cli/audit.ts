@@ -4,9 +4,7 @@ import { parseDuration } from '../config/duration.ts';
 import { normalizeEmail } from '../config/email.ts';
 import type { AuditEvent } from '../store/index.ts';
 import type { OperatorContext } from './context.ts';
-import { out, table, UsageError } from './io.ts';
-
-const time = (ms: number) => new Date(ms).toISOString().slice(0, 19) + 'Z';
+import { out, table, time, UsageError } from './io.ts';
 
 /**
  * Control characters (a user agent, an email the client typed) would let a record rewrite the

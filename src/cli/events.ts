@@ -1,8 +1,6 @@
 import type { DeliveryCounts } from '../events/index.ts';
 import type { OperatorContext } from './context.ts';
-import { out, printRows, UsageError } from './io.ts';
-
-const time = (ms: number) => new Date(ms).toISOString().slice(0, 19) + 'Z';
+import { out, printRows, time, UsageError } from './io.ts';
 
 /**
  * `gatehouse events list|send`: the events for apps (docs/events.md) that an app has not taken

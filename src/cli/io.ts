@@ -54,6 +54,9 @@ export async function readSecret(prompt: string, confirm = false): Promise<strin
   return first;
 }
 
+/** A time as the CLI's tables show it: UTC to the second, 2026-12-07T01:17:05Z. */
+export const time = (ms: number): string => new Date(ms).toISOString().slice(0, 19) + 'Z';
+
 /** A `list` command's output: JSON with --json, else a table of `columns`, or `empty` when there are no rows. */
 export function printRows(rows: Record<string, unknown>[], columns: string[], empty: string, json?: boolean): void {
   out(json ? JSON.stringify(rows) : rows.length ? table(rows, columns) : empty);

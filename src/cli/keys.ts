@@ -2,9 +2,7 @@ import { formatDuration } from '../config/duration.ts';
 import { keyPolicy, keyStates, rotateKeys, type SigningAlgorithm } from '../keys/keys.ts';
 import { loadSecrets } from '../keys/secrets.ts';
 import type { OperatorContext } from './context.ts';
-import { out, printRows, UsageError } from './io.ts';
-
-const iso = (t: number) => new Date(t).toISOString().slice(0, 19) + 'Z';
+import { out, printRows, time, UsageError } from './io.ts';
 
 /** `gatehouse keys list|rotate`: the signing keys in the store (see src/keys/keys.ts). */
 export async function keys(
@@ -22,9 +20,9 @@ export async function keys(
         kid: key.kid,
         alg: key.alg,
         state,
-        published: iso(key.createdAt),
-        signs: iso(key.activatesAt),
-        'dropped after': key.retiresAt === null ? '' : iso(key.retiresAt),
+        published: time(key.createdAt),
+        signs: time(key.activatesAt),
+        'dropped after': key.retiresAt === null ? '' : time(key.retiresAt),
       }));
       printRows(
         rows,
@@ -49,9 +47,9 @@ export async function keys(
           JSON.stringify({
             kid: k.kid,
             alg: k.alg,
-            published: iso(k.createdAt),
-            signs: iso(k.activatesAt),
-            othersDroppedAfter: iso(r.retireOthersAt),
+            published: time(k.createdAt),
+            signs: time(k.activatesAt),
+            othersDroppedAfter: time(r.retireOthersAt),
           }),
         );
         return 0;
@@ -64,10 +62,10 @@ export async function keys(
         out('it signs from now on (the store had no key).');
       } else {
         out(
-          `it signs from ${iso(k.activatesAt)} (in ${formatDuration(policy.publishBeforeMs)}: tokens.keys.publishBefore), once every node and JWKS cache has it`,
+          `it signs from ${time(k.activatesAt)} (in ${formatDuration(policy.publishBeforeMs)}: tokens.keys.publishBefore), once every node and JWKS cache has it`,
         );
         out(
-          `the keys it replaces stay published until ${iso(r.retireOthersAt)} (+ tokens.maxLifetime + tokens.clockSkew), then are dropped`,
+          `the keys it replaces stay published until ${time(r.retireOthersAt)} (+ tokens.maxLifetime + tokens.clockSkew), then are dropped`,
         );
       }
       return 0;

@@ -1,8 +1,6 @@
 import type { OperatorContext } from './context.ts';
 import { findUser } from './users.ts';
-import { out, printRows, UsageError } from './io.ts';
-
-const time = (ms: number) => new Date(ms).toISOString().slice(0, 19) + 'Z';
+import { out, printRows, time, UsageError } from './io.ts';
 
 /**
  * `gatehouse sessions list|revoke --user`: a user's browser sessions and their CLI and MCP

@@ -13,7 +13,7 @@ import type { Store, User } from '../store/index.ts';
 import type { OperatorContext } from './context.ts';
 import { tellApps } from './events.ts';
 import { operatorEvent } from './audit.ts';
-import { err, out, readSecret, printRows, UsageError } from './io.ts';
+import { err, out, printRows, readSecret, time, UsageError } from './io.ts';
 
 export async function findUser(ctx: OperatorContext, who: string | undefined): Promise<User> {
   if (!who) throw new UsageError('name a user by email or id');
@@ -39,7 +39,7 @@ function row(u: User, factors: string[], status: Status = u.disabled ? 'disabled
     groups: u.groups.join(','),
     status,
     factors: factors.join(','),
-    created: new Date(u.createdAt).toISOString().slice(0, 19) + 'Z',
+    created: time(u.createdAt),
   };
 }
 
