@@ -1,4 +1,5 @@
 import type { AuditLog } from '../audit/index.ts';
+import type { AppEventSink } from '../events/index.ts';
 import type { Config } from '../config/schema.ts';
 import { normalizeEmail } from '../config/email.ts';
 import { field, type Input } from '../http/body.ts';
@@ -27,6 +28,8 @@ export interface EmailChangeDeps {
   throttle: Throttle;
   /** Own routes' prefix, publicUrl's base path included. */
   prefix: string;
+  /** The apps that get addresses and take events are told of the new one (events/). */
+  events: AppEventSink;
 }
 
 /** How long the link to the new address works: the verification links' lifetime, at most a day. */
@@ -341,6 +344,7 @@ export class EmailChange {
       ctx,
       detail: { from: user.email, email: changed.email },
     });
+    await this.s.events.emit('email_changed', user.id, changed.email);
     this.mailer?.send(this.noticeTask(ctx.site, changed, changed.email, true, user.email));
     if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true, email: changed.email }, {}, clear);
     redirect(ctx.res, 303, `${ctx.site.origin}${this.tools.url(ctx, paths.account, { email: 'changed' })}`, clear);

@@ -45,10 +45,14 @@ export async function check(
       );
       out(`    ${identityLine(app)}`);
       if (app.cors) out(`    cors: ${describeCors(app.cors)}; preflights answered by Gatehouse`);
-      if (app.events)
+      if (app.events) {
+        // email_changed carries the address: only an app that gets addresses is told of it (events/).
+        const noAddress = app.events.types.has('email_changed') && app.headers.email === null;
+        const sent = [...app.events.types].filter((t) => !(noAddress && t === 'email_changed'));
         out(
-          `    events: ${[...app.events.types].join(', ')} POSTed to ${app.events.url.href} as signed Security Event Tokens`,
+          `    events: ${sent.join(', ') || 'none'} POSTed to ${app.events.url.href} as signed Security Event Tokens${noAddress ? '; email_changed is not sent: the app gets no addresses (headers.email)' : ''}`,
         );
+      }
     }
   }
   if (config.tokens.bearerHeader)

@@ -18,7 +18,7 @@ const duration = (def: string) =>
   durationField(def).meta({ description: 'Duration: "30s", "15m", "12h", "90d" or a number of seconds' });
 
 /** What an app can be told of (`events.types`; src/events/). */
-export const APP_EVENT_TYPES = ['account_deleted', 'account_disabled', 'account_enabled'] as const;
+export const APP_EVENT_TYPES = ['account_deleted', 'account_disabled', 'account_enabled', 'email_changed'] as const;
 export type AppEventType = (typeof APP_EVENT_TYPES)[number];
 
 const httpUrl = (what: string, example: string) =>
@@ -150,12 +150,15 @@ const appFields = {
         .array(z.enum(APP_EVENT_TYPES))
         .min(1)
         .default([...APP_EVENT_TYPES])
-        .meta({ description: 'Which events the app is told of; default all' }),
+        .meta({
+          description:
+            'Which events the app is told of; default all. email_changed (with the new address) only goes to an app that gets addresses (headers.email)',
+        }),
     })
     .optional()
     .meta({
       description:
-        'Tell the app when an account is deleted, disabled or enabled, so it can erase or lock what it keeps of the user (docs/events.md)',
+        'Tell the app when an account is deleted, disabled or enabled, or its address changed, so it can erase, lock or update what it keeps of the user (docs/events.md)',
     }),
 };
 

@@ -1,5 +1,5 @@
-// events/ (feature): telling apps what happened to an account (deleted, disabled, enabled), so an app can
-// erase or lock what it keeps under the user id. Each event is written to the store's outbox when it
+// events/ (feature): telling apps what happened to an account (deleted, disabled, enabled, a new address), so
+// an app can erase, lock or update what it keeps under the user id. Each event is written to the store's outbox when it
 // happens (in the server or the CLI), then POSTed to every app that asked for it as a Security Event
 // Token, signed with the key ring (verifiable with the JWKS, like the assertion), and retried until the
 // app takes it. docs/events.md.
@@ -18,7 +18,8 @@ const SET_CONTENT_TYPE = 'application/secevent+jwt';
 
 /** What the features that make events take (accounts/): record one; the apps are told off the caller's path. */
 export interface AppEventSink {
-  emit(type: AppEventType, userId: string): Promise<void>;
+  /** `value`: what the event carries besides the user (email_changed: the new address). */
+  emit(type: AppEventType, userId: string, value?: string): Promise<void>;
 }
 
 /** No app is told anything (parts made without the server, unit tests). */
@@ -56,8 +57,11 @@ export interface AppEventsOptions {
   store: Pick<Store, 'appEvents'>;
   /** Signs each attempt (a fresh `iat` and `exp`; the `jti` stays). */
   ring: Pick<KeyRing, 'sign'>;
-  /** Every app; those with `events` are told of the types they chose. */
-  apps: Iterable<Pick<App, 'name' | 'events'>>;
+  /**
+   * Every app; those with `events` are told of the types they chose, email_changed only when they
+   * get addresses (headers.email).
+   */
+  apps: Iterable<Pick<App, 'name' | 'events' | 'headers'>>;
   logger: Logger;
   /** gatehouse_app_events_total{app, outcome}, when metrics are on. */
   metrics?: Pick<Metrics, 'appEvents'>;
@@ -98,6 +102,8 @@ export class AppEvents implements AppEventSink {
       if (!app.events) continue;
       this.urls.set(app.name, app.events.url);
       for (const type of app.events.types) {
+        // The new address goes only where addresses go already.
+        if (type === 'email_changed' && app.headers.email === null) continue;
         const list = this.subscribers.get(type) ?? [];
         list.push(app.name);
         this.subscribers.set(type, list);
@@ -110,7 +116,7 @@ export class AppEvents implements AppEventSink {
     return this.urls.size > 0;
   }
 
-  async emit(type: AppEventType, userId: string): Promise<void> {
+  async emit(type: AppEventType, userId: string, value?: string): Promise<void> {
     const apps = this.subscribers.get(type);
     if (!apps) return;
     const at = this.now();
@@ -123,6 +129,7 @@ export class AppEvents implements AppEventSink {
       attempts: 0,
       nextAt: at,
       lastError: null,
+      value: value ?? null,
     }));
     try {
       await this.o.store.appEvents.add(rows);
@@ -260,7 +267,12 @@ export class AppEvents implements AppEventSink {
         {
           jti: e.id,
           sub_id: { format: 'opaque', id: e.userId },
-          events: { [uri]: { event_timestamp: Math.floor(e.at / 1000) } },
+          events: {
+            [uri]: {
+              event_timestamp: Math.floor(e.at / 1000),
+              ...(e.value === null ? {} : { 'new-value': e.value }),
+            },
+          },
         },
         { typ: EVENT_TYP, ttlMs: this.o.ttlMs ?? SET_TTL_MS, audience: e.app, subject: e.userId },
       );

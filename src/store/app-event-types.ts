@@ -9,7 +9,7 @@ export interface AppEventRecord {
   id: string;
   /** The app's name (its `aud`). */
   app: string;
-  /** What happened: account_deleted, account_disabled, account_enabled (events/index.ts). */
+  /** What happened: account_deleted, account_disabled, account_enabled, email_changed (events/index.ts). */
   type: string;
   userId: string;
   /** Epoch ms: when it happened. */
@@ -20,6 +20,8 @@ export interface AppEventRecord {
   nextAt: number;
   /** Why the last attempt failed, for the operator (a status or an error code); null before. */
   lastError: string | null;
+  /** What the event carries besides the user: the new address of email_changed; else null. */
+  value: string | null;
 }
 
 export interface AppEventStore {

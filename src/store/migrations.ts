@@ -333,7 +333,8 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
     name: 'app events: the outbox of events for apps',
     sql: [
       // One row per event and app (src/events/), deleted once the app took it. No foreign key:
-      // an account's deletion is itself one of the events.
+      // an account's deletion is itself one of the events. value: the new address of an
+      // email_changed event (kept only until the app took it).
       `CREATE TABLE app_events (
         id TEXT PRIMARY KEY,
         app TEXT NOT NULL,
@@ -342,7 +343,8 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
         at BIGINT NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
         next_at BIGINT NOT NULL,
-        last_error TEXT
+        last_error TEXT,
+        value TEXT
       )`,
       `CREATE INDEX app_events_next ON app_events (next_at)`,
     ],

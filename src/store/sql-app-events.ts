@@ -10,9 +10,10 @@ interface AppEventRow {
   attempts: number;
   next_at: number;
   last_error: string | null;
+  value: string | null;
 }
 
-const COLUMNS = 'id, app, type, user_id, at, attempts, next_at, last_error';
+const COLUMNS = 'id, app, type, user_id, at, attempts, next_at, last_error, value';
 
 const toRecord = (r: AppEventRow): AppEventRecord => ({
   id: r.id,
@@ -23,6 +24,7 @@ const toRecord = (r: AppEventRow): AppEventRecord => ({
   attempts: Number(r.attempts),
   nextAt: Number(r.next_at),
   lastError: r.last_error,
+  value: r.value,
 });
 
 /**
@@ -38,8 +40,9 @@ export class SqlAppEvents implements AppEventStore {
   async add(events: readonly AppEventRecord[]): Promise<void> {
     if (events.length === 0) return;
     const params: SqlValue[] = [];
-    for (const e of events) params.push(e.id, e.app, e.type, e.userId, e.at, e.attempts, e.nextAt, e.lastError);
-    const rows = events.map(() => '(?, ?, ?, ?, ?, ?, ?, ?)').join(', ');
+    for (const e of events)
+      params.push(e.id, e.app, e.type, e.userId, e.at, e.attempts, e.nextAt, e.lastError, e.value);
+    const rows = events.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ');
     await this.db.run(`INSERT INTO app_events (${COLUMNS}) VALUES ${rows}`, params, { untracked: true });
   }
 

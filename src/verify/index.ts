@@ -218,6 +218,7 @@ export const EVENT_URIS = {
   account_deleted: 'https://schemas.openid.net/secevent/risc/event-type/account-purged',
   account_disabled: 'https://schemas.openid.net/secevent/risc/event-type/account-disabled',
   account_enabled: 'https://schemas.openid.net/secevent/risc/event-type/account-enabled',
+  email_changed: 'https://schemas.openid.net/secevent/risc/event-type/identifier-changed',
 } as const;
 
 export type GatehouseEventType = keyof typeof EVENT_URIS;
@@ -231,6 +232,8 @@ export interface GatehouseEvent {
   userId: string;
   /** When it happened. */
   at: Date;
+  /** email_changed: the new address (verified: the user opened the link sent to it). */
+  email?: string;
   /** Every claim, as signed. */
   claims: JWTPayload;
 }
@@ -263,15 +266,21 @@ export async function verifyEvent(
       clockTolerance: options.clockToleranceSeconds ?? 5,
       requiredClaims: ['sub', 'jti', 'iat', 'exp', 'events'],
     });
-    const events = payload.events as Record<string, { event_timestamp?: unknown }> | null;
+    const events = payload.events as Record<string, unknown> | null;
     const uri = events && typeof events === 'object' ? Object.keys(events).find((k) => EVENT_BY_URI.has(k)) : undefined;
     if (!uri) throw new AssertionError('invalid_claims', 'the token names no event Gatehouse sends');
-    const at = events![uri]?.event_timestamp;
+    const event = events![uri] as { event_timestamp?: unknown; 'new-value'?: unknown } | undefined;
+    const at = event?.event_timestamp;
+    const type = EVENT_BY_URI.get(uri)!;
+    const email = event?.['new-value'];
+    if (type === 'email_changed' && typeof email !== 'string')
+      throw new AssertionError('invalid_claims', 'an address change without the new address');
     return {
       id: payload.jti!,
-      type: EVENT_BY_URI.get(uri)!,
+      type,
       userId: payload.sub!,
       at: new Date((typeof at === 'number' ? at : payload.iat!) * 1000),
+      ...(typeof email === 'string' ? { email } : {}),
       claims: payload,
     };
   } catch (err) {

@@ -54,15 +54,18 @@ describe('gatehouse check', () => {
   test('check says where each app is told of account events, and which', async () => {
     const file = writeConfig(
       'events.yaml',
-      'publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.5]\napps:\n  - {name: crm, upstream: http://127.0.0.1:3000, events: {url: http://127.0.0.1:3000/gatehouse/events}}\n  - {name: wiki, pathPrefix: /wiki, upstream: http://127.0.0.1:3001, events: {url: http://127.0.0.1:3001/ev, types: [account_deleted]}}\n',
+      'publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.5]\napps:\n  - {name: crm, upstream: http://127.0.0.1:3000, events: {url: http://127.0.0.1:3000/gatehouse/events}}\n  - {name: wiki, pathPrefix: /wiki, upstream: http://127.0.0.1:3001, headers: {email: true}, events: {url: http://127.0.0.1:3001/ev, types: [account_deleted, email_changed]}}\n',
     );
     const r = await run(['check', '--config', file]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(
       r.stdout,
-      /app "crm".*\n.*\n {4}events: account_deleted, account_disabled, account_enabled POSTed to http:\/\/127\.0\.0\.1:3000\/gatehouse\/events as signed Security Event Tokens\n/,
+      /app "crm".*\n.*\n {4}events: account_deleted, account_disabled, account_enabled POSTed to http:\/\/127\.0\.0\.1:3000\/gatehouse\/events as signed Security Event Tokens; email_changed is not sent: the app gets no addresses \(headers\.email\)\n/,
     );
-    assert.match(r.stdout, /\n {4}events: account_deleted POSTed to http:\/\/127\.0\.0\.1:3001\/ev as/);
+    assert.match(
+      r.stdout,
+      /\n {4}events: account_deleted, email_changed POSTed to http:\/\/127\.0\.0\.1:3001\/ev as signed Security Event Tokens\n/,
+    );
     const bad = writeConfig(
       'events-bad.yaml',
       'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\nevents: {url: ftp://x/, types: [account_purged]}\n',

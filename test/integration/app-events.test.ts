@@ -18,7 +18,8 @@ import { GIVE_UP_MS } from '../../src/events/index.ts';
 import { EVENT_URIS, verifyAssertion, verifyEvent } from '../../src/verify/index.ts';
 import { runCli } from '../helpers/cli.ts';
 import { Client, registerJson, uniqueEmail } from '../helpers/client.ts';
-import { sameOrigin } from '../helpers/email.ts';
+import { emailConfig, linkIn, mailTo, sameOrigin } from '../helpers/email.ts';
+import { startSmtp, type TestSmtp } from '../helpers/smtp.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 
 /**
@@ -69,18 +70,22 @@ async function startReceiver(): Promise<Receiver> {
 }
 
 let receiver: Receiver;
+let smtp: TestSmtp;
 let gh: TestGatehouse;
 
 before(async () => {
   receiver = await startReceiver();
+  smtp = await startSmtp();
   gh = await startGatehouse(({ upstream }) => ({
+    email: emailConfig(smtp),
     apps: [
-      { name: 'crm', upstream, events: { url: `${receiver.url}/crm` } },
+      { name: 'crm', upstream, headers: { email: true }, events: { url: `${receiver.url}/crm` } },
       {
+        // Asks for address changes too, but gets no addresses: it is not told of them.
         name: 'billing',
         pathPrefix: '/billing',
         upstream,
-        events: { url: `${receiver.url}/billing`, types: ['account_deleted'] },
+        events: { url: `${receiver.url}/billing`, types: ['account_deleted', 'email_changed'] },
       },
       { name: 'wiki', pathPrefix: '/wiki', upstream },
     ],
@@ -90,6 +95,7 @@ before(async () => {
 after(async () => {
   await gh?.close();
   await receiver?.close();
+  await smtp?.close();
 });
 
 async function jwks() {
@@ -182,6 +188,35 @@ describe('an account deleted on the account page', () => {
       { typ: 'secevent+jwt', ttlMs: 60_000, audience: 'crm', subject: String(claims.sub) },
     );
     await assert.rejects(verifyEvent(other, { issuer: gh.url, audience: 'crm', keys }), { code: 'invalid_claims' });
+  });
+});
+
+describe('an address changed with the link sent to it', () => {
+  test('the apps that get addresses are told the new one; an app that gets none is not, though it asked', async () => {
+    receiver.got.length = 0;
+    receiver.answer = () => ({ status: 202 });
+    const c = new Client(gh.url);
+    const { id } = await registerJson(c, uniqueEmail('mover'));
+    const moved = uniqueEmail('moved');
+    const n = smtp.messages.length;
+    const asked = await c.postJson('/.auth/account/email', { email: moved }, sameOrigin(c));
+    assert.equal(asked.status, 202, asked.text);
+    assert.equal(receiver.got.length, 0, 'nothing before the new address is confirmed');
+    const link = linkIn(await mailTo(smtp, moved, /^Confirm your new email address for /, n), '/.auth/confirm-email');
+    const token = new URL(link).searchParams.get('token')!;
+    assert.equal((await new Client(gh.url).postJson('/.auth/confirm-email', { token })).status, 200);
+    await receiver.waitFor(1);
+    await settled();
+    assert.deepEqual(
+      receiver.got.map((g) => g.path),
+      ['/crm'],
+    );
+    const keys = await jwks();
+    const event = await verifyEvent(receiver.got[0]!.body, { issuer: gh.url, audience: 'crm', keys });
+    assert.deepEqual([event.type, event.userId, event.email], ['email_changed', id, moved]);
+    const claims = decodeJwt(receiver.got[0]!.body);
+    assert.deepEqual(Object.keys(claims.events as object), [EVENT_URIS.email_changed]);
+    assert.deepEqual(await gh.gatehouse.store.appEvents.list(), [], 'the address is not kept once taken');
   });
 });
 

@@ -19,6 +19,7 @@ function event(over: Partial<AppEventRecord> = {}): AppEventRecord {
     attempts: 0,
     nextAt: 1_700_000_000_000,
     lastError: null,
+    value: null,
     ...over,
   };
 }
@@ -30,12 +31,9 @@ export function appEventStoreContract(withStore: WithStore): void {
       const t = 1_700_000_000_000;
       const first = event({ at: t, nextAt: t });
       const second = event({ at: t + 1, nextAt: t + 1, app: 'billing' });
-      const later = event({ at: t + 2, nextAt: t + 60_000 });
+      const later = event({ at: t + 2, nextAt: t + 60_000, type: 'email_changed', value: 'new@example.com' });
       await store.appEvents.add([later, second, first]);
-      assert.deepEqual(
-        (await store.appEvents.list()).map((e) => e.id),
-        [first.id, second.id, later.id],
-      );
+      assert.deepEqual(await store.appEvents.list(), [first, second, later], 'every field as written');
       const claimed = await store.appEvents.claim(t + 10, t + 10 + 60_000, 10);
       assert.deepEqual(
         claimed.map((e) => [e.id, e.attempts, e.nextAt]),
