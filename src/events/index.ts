@@ -117,6 +117,13 @@ export class AppEvents implements AppEventSink {
   }
 
   async emit(type: AppEventType, userId: string, value?: string): Promise<void> {
+    // A deleted account's waiting address changes are not sent after all: the address goes with it.
+    if (type === 'account_deleted' && this.subscribers.has('email_changed'))
+      await this.o.store.appEvents
+        .discard(userId, 'email_changed')
+        .catch((err: unknown) =>
+          this.o.logger.warn({ event: 'app_events_unavailable', userId, err }, 'could not discard an address change'),
+        );
     const apps = this.subscribers.get(type);
     if (!apps) return;
     const at = this.now();

@@ -37,6 +37,8 @@ export interface AppEventStore {
   done(id: string): Promise<void>;
   /** Tried and failed: due again at `nextAt`. */
   retry(id: string, nextAt: number, lastError: string): Promise<void>;
+  /** Deletes the user's waiting events of this type (an account deleted: its address changes); returns how many. */
+  discard(userId: string, type: string): Promise<number>;
   /** Makes every event not due at `now` due then (`gatehouse events send`); returns how many. */
   expedite(now: number): Promise<number>;
   /** Waiting events, oldest first (the CLI, tests). */

@@ -68,6 +68,10 @@ export class SqlAppEvents implements AppEventStore {
     });
   }
 
+  discard(userId: string, type: string): Promise<number> {
+    return this.db.run(`DELETE FROM app_events WHERE user_id = ? AND type = ?`, [userId, type], { untracked: true });
+  }
+
   expedite(now: number): Promise<number> {
     return this.db.run(`UPDATE app_events SET next_at = ? WHERE next_at > ?`, [now, now], { untracked: true });
   }

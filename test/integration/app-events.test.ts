@@ -218,6 +218,36 @@ describe('an address changed with the link sent to it', () => {
     assert.deepEqual(Object.keys(claims.events as object), [EVENT_URIS.email_changed]);
     assert.deepEqual(await gh.gatehouse.store.appEvents.list(), [], 'the address is not kept once taken');
   });
+
+  test('an address change still waiting for an app is dropped when the account is deleted', async () => {
+    receiver.got.length = 0;
+    receiver.answer = (path) => (path === '/crm' ? { status: 503 } : { status: 202 });
+    const c = new Client(gh.url);
+    const { id } = await registerJson(c, uniqueEmail('leaving'));
+    const moved = uniqueEmail('left');
+    const n = smtp.messages.length;
+    assert.equal((await c.postJson('/.auth/account/email', { email: moved }, sameOrigin(c))).status, 202);
+    const link = linkIn(await mailTo(smtp, moved, /^Confirm your new email address for /, n), '/.auth/confirm-email');
+    const token = new URL(link).searchParams.get('token')!;
+    assert.equal((await new Client(gh.url).postJson('/.auth/confirm-email', { token })).status, 200);
+    await receiver.waitFor(1);
+    await settled();
+    const waiting = (await gh.gatehouse.store.appEvents.list()).filter((e) => e.userId === id);
+    assert.deepEqual(
+      waiting.map((e) => [e.app, e.type, e.value]),
+      [['crm', 'email_changed', moved]],
+    );
+    assert.equal((await c.postJson('/.auth/account/delete', { confirm: moved }, sameOrigin(c))).status, 200);
+    await settled();
+    const left = (await gh.gatehouse.store.appEvents.list()).filter((e) => e.userId === id);
+    assert.deepEqual(
+      left.map((e) => [e.app, e.type, e.value]),
+      [['crm', 'account_deleted', null]],
+      'only the deletion waits for crm; the new address is gone from the outbox',
+    );
+    receiver.answer = () => ({ status: 202 });
+    assert.equal((await gh.gatehouse.events.deliverDue(Date.now() + 60_000)).delivered, 1);
+  });
 });
 
 describe('delivery', () => {

@@ -57,6 +57,13 @@ export function appEventStoreContract(withStore: WithStore): void {
         'at most the limit',
       );
       assert.equal((await store.appEvents.list()).length, 2);
+      assert.equal(await store.appEvents.discard(later.userId, 'account_deleted'), 0, 'by user and type');
+      assert.equal(await store.appEvents.discard(later.userId, 'email_changed'), 1);
+      assert.deepEqual(
+        (await store.appEvents.list()).map((e) => e.id),
+        [first.id],
+      );
+      await store.appEvents.add([{ ...later, nextAt: t + 100_000 }]);
       assert.equal(await store.appEvents.expedite(t + 70_000), 2, 'both wait for a later time');
       assert.deepEqual(
         (await store.appEvents.list()).map((e) => e.nextAt),
