@@ -191,20 +191,25 @@ describe('an account deleted on the account page', () => {
   });
 });
 
+/** Registers, asks for a new address on the account page (JSON) and confirms it with the mailed link. */
+async function changeAddress(c: Client): Promise<{ id: string; moved: string }> {
+  const { id } = await registerJson(c, uniqueEmail('mover'));
+  const moved = uniqueEmail('moved');
+  const n = smtp.messages.length;
+  const asked = await c.postJson('/.auth/account/email', { email: moved }, sameOrigin(c));
+  assert.equal(asked.status, 202, asked.text);
+  assert.equal(receiver.got.length, 0, 'nothing before the new address is confirmed');
+  const link = linkIn(await mailTo(smtp, moved, /^Confirm your new email address for /, n), '/.auth/confirm-email');
+  const token = new URL(link).searchParams.get('token')!;
+  assert.equal((await new Client(gh.url).postJson('/.auth/confirm-email', { token })).status, 200);
+  return { id, moved };
+}
+
 describe('an address changed with the link sent to it', () => {
   test('the apps that get addresses are told the new one; an app that gets none is not, though it asked', async () => {
     receiver.got.length = 0;
     receiver.answer = () => ({ status: 202 });
-    const c = new Client(gh.url);
-    const { id } = await registerJson(c, uniqueEmail('mover'));
-    const moved = uniqueEmail('moved');
-    const n = smtp.messages.length;
-    const asked = await c.postJson('/.auth/account/email', { email: moved }, sameOrigin(c));
-    assert.equal(asked.status, 202, asked.text);
-    assert.equal(receiver.got.length, 0, 'nothing before the new address is confirmed');
-    const link = linkIn(await mailTo(smtp, moved, /^Confirm your new email address for /, n), '/.auth/confirm-email');
-    const token = new URL(link).searchParams.get('token')!;
-    assert.equal((await new Client(gh.url).postJson('/.auth/confirm-email', { token })).status, 200);
+    const { id, moved } = await changeAddress(new Client(gh.url));
     await receiver.waitFor(1);
     await settled();
     assert.deepEqual(
@@ -223,13 +228,7 @@ describe('an address changed with the link sent to it', () => {
     receiver.got.length = 0;
     receiver.answer = (path) => (path === '/crm' ? { status: 503 } : { status: 202 });
     const c = new Client(gh.url);
-    const { id } = await registerJson(c, uniqueEmail('leaving'));
-    const moved = uniqueEmail('left');
-    const n = smtp.messages.length;
-    assert.equal((await c.postJson('/.auth/account/email', { email: moved }, sameOrigin(c))).status, 202);
-    const link = linkIn(await mailTo(smtp, moved, /^Confirm your new email address for /, n), '/.auth/confirm-email');
-    const token = new URL(link).searchParams.get('token')!;
-    assert.equal((await new Client(gh.url).postJson('/.auth/confirm-email', { token })).status, 200);
+    const { id, moved } = await changeAddress(c);
     await receiver.waitFor(1);
     await settled();
     const waiting = (await gh.gatehouse.store.appEvents.list()).filter((e) => e.userId === id);
