@@ -255,6 +255,10 @@ export async function verifyEvent(
 ): Promise<GatehouseEvent> {
   if (!options.issuer || !options.audience)
     throw new TypeError("gatehouse/verify needs issuer (Gatehouse's publicUrl) and audience (the app's name)");
+  if (typeof token !== 'string')
+    throw new TypeError(
+      'verifyEvent takes the request body as a string (Express: express.text({ type: "application/secevent+jwt" }))',
+    );
   const issuer = options.issuer.replace(/\/+$/, '');
   const keys = options.keys ?? remoteKeys(String(options.jwksUrl ?? `${issuer}/.well-known/jwks.json`));
   try {

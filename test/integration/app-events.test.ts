@@ -188,6 +188,11 @@ describe('an account deleted on the account page', () => {
       { typ: 'secevent+jwt', ttlMs: 60_000, audience: 'crm', subject: String(claims.sub) },
     );
     await assert.rejects(verifyEvent(other, { issuer: gh.url, audience: 'crm', keys }), { code: 'invalid_claims' });
+    // A body an app's framework parsed into something else is a mistake of the app's, said so.
+    await assert.rejects(verifyEvent({} as unknown as string, { issuer: gh.url, audience: 'crm', keys }), {
+      name: 'TypeError',
+      message: /takes the request body as a string/,
+    });
   });
 });
 
