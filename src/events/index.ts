@@ -208,8 +208,10 @@ export class AppEvents implements AppEventSink {
     const about = { app: e.app, type: e.type, id: e.id, userId: e.userId, attempts: e.attempts };
     const url = this.urls.get(e.app);
     const uri = EVENT_URIS[e.type as AppEventType];
+    // The config may have changed since it was recorded: the app, or this type for it, gone.
+    const takes = this.subscribers.get(e.type as AppEventType)?.includes(e.app) ?? false;
     try {
-      if (!url || !uri) {
+      if (!url || !uri || !takes) {
         await this.o.store.appEvents.done(e.id);
         counts.dropped++;
         this.o.metrics?.appEvents.inc({ app: e.app, outcome: 'dropped' });

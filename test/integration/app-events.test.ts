@@ -14,7 +14,8 @@ import {
   SignJWT,
   type JSONWebKeySet,
 } from 'jose';
-import { GIVE_UP_MS } from '../../src/events/index.ts';
+import { AppEvents, GIVE_UP_MS } from '../../src/events/index.ts';
+import { createLogger } from '../../src/log/index.ts';
 import { EVENT_URIS, verifyAssertion, verifyEvent } from '../../src/verify/index.ts';
 import { runCli } from '../helpers/cli.ts';
 import { Client, registerJson, uniqueEmail } from '../helpers/client.ts';
@@ -330,6 +331,31 @@ describe('delivery', () => {
     });
     assert.equal(receiver.got.filter((g) => g.path === '/crm').length, 1);
     assert.ok((await counted('crm', 'rejected')) >= 1);
+  });
+
+  test('an event for an app that no longer takes it (the config changed) is dropped, not sent', async () => {
+    receiver.got.length = 0;
+    receiver.answer = (path) => (path === '/crm' ? { status: 503 } : { status: 202 });
+    await deleteAccount();
+    await receiver.waitFor(2);
+    await settled();
+    assert.equal((await gh.gatehouse.store.appEvents.list()).length, 1, 'crm has not taken it');
+    // The node restarted with crm taking only address changes now.
+    const restarted = new AppEvents({
+      store: gh.gatehouse.store,
+      ring: gh.gatehouse.keys,
+      apps: [
+        {
+          name: 'crm',
+          headers: gh.gatehouse.sites.get(new URL(gh.url).host)!.apps.find((a) => a.name === 'crm')!.headers,
+          events: { url: new URL(`${receiver.url}/crm`), types: new Set(['email_changed'] as const) },
+        },
+      ],
+      logger: createLogger('silent'),
+    });
+    assert.deepEqual(await restarted.deliverDue(Date.now() + 60_000), { delivered: 0, retried: 0, dropped: 1 });
+    assert.deepEqual(await gh.gatehouse.store.appEvents.list(), []);
+    assert.equal(receiver.got.length, 2, 'nothing more was sent');
   });
 
   test('after three days of failures an event is dropped with an error in the log', async () => {
