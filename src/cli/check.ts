@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
+import { eventTypesOf } from '../events/index.ts';
 import { describeCors } from '../http/cors.ts';
 import { explain as explainUrl } from '../pipeline/explain.ts';
 import { Routes } from '../pipeline/route.ts';
@@ -46,9 +47,8 @@ export async function check(
       out(`    ${identityLine(app)}`);
       if (app.cors) out(`    cors: ${describeCors(app.cors)}; preflights answered by Gatehouse`);
       if (app.events) {
-        // email_changed carries the address: only an app that gets addresses is told of it (events/).
-        const noAddress = app.events.types.has('email_changed') && app.headers.email === null;
-        const sent = [...app.events.types].filter((t) => !(noAddress && t === 'email_changed'));
+        const sent = eventTypesOf(app);
+        const noAddress = app.events.types.has('email_changed') && !sent.includes('email_changed');
         out(
           `    events: ${sent.join(', ') || 'none'} POSTed to ${app.events.url.href} as signed Security Event Tokens${noAddress ? '; email_changed is not sent: the app gets no addresses (headers.email)' : ''}`,
         );

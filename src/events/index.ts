@@ -13,6 +13,15 @@ import type { App } from '../sites/index.ts';
 import type { AppEventRecord, Store } from '../store/index.ts';
 import { EVENT_TYP, EVENT_URIS } from '../verify/index.ts';
 
+/**
+ * The events an app is told of: the types its `events:` names, but email_changed only when it
+ * gets addresses (headers.email): the new address goes only where addresses go already.
+ */
+export function eventTypesOf(app: Pick<App, 'events' | 'headers'>): AppEventType[] {
+  if (!app.events) return [];
+  return [...app.events.types].filter((t) => t !== 'email_changed' || app.headers.email !== null);
+}
+
 /** How a SET is POSTed (RFC 8935). Its JWS `typ` is EVENT_TYP, secevent+jwt (RFC 8417 §2.3), which gatehouse/verify checks. */
 const SET_CONTENT_TYPE = 'application/secevent+jwt';
 
@@ -101,9 +110,7 @@ export class AppEvents implements AppEventSink {
     for (const app of options.apps) {
       if (!app.events) continue;
       this.urls.set(app.name, app.events.url);
-      for (const type of app.events.types) {
-        // The new address goes only where addresses go already.
-        if (type === 'email_changed' && app.headers.email === null) continue;
+      for (const type of eventTypesOf(app)) {
         const list = this.subscribers.get(type) ?? [];
         list.push(app.name);
         this.subscribers.set(type, list);
