@@ -5,6 +5,7 @@ import { DatabaseSync } from 'node:sqlite';
 import pg from 'pg';
 import { request } from 'undici';
 import { openCache } from '../cache/index.ts';
+import { describeRedisUrl } from '../cache/redis.ts';
 import type { Config } from '../config/schema.ts';
 import { createLogger } from '../log/index.ts';
 import { verifySmtp } from '../mail/mailer.ts';
@@ -12,13 +13,15 @@ import { GithubProvider } from '../providers/github.ts';
 import { OidcProvider } from '../providers/oidc.ts';
 import { buildSites } from '../sites/index.ts';
 import { LATEST_VERSION } from '../store/migrations.ts';
+import { describeUrl } from '../store/postgres.ts';
 
 /**
  * `gatehouse check --connect`: reaches every service the config names, from this host, as
  * `serve` would, and says for each what answered or what to fix: the store (without migrating or
  * writing anything), Redis, each app's upstream, each provider's discovery document and keys, the
  * SMTP server (a greeting and, with auth, a login; no message), and each app's events URL (a
- * connection; no event). Each has `timeoutMs`; they run side by side.
+ * connection; no event). Stores and caches are named as serve names them (never a password).
+ * Each has `timeoutMs`; they run side by side.
  */
 
 export interface ProbeResult {
@@ -40,7 +43,7 @@ export async function probeAll(config: Config, timeoutMs = 5000): Promise<ProbeR
   if (config.cache.type === 'redis') {
     const url = config.cache.url;
     probes.push({
-      what: `cache (redis ${redact(url)})`,
+      what: `cache (redis ${describeRedisUrl(url)})`,
       hint: 'is Redis running, and reachable from this host with this URL?',
       run: async () => {
         const cache = await openCache({ type: 'redis', url, keyPrefix: 'gatehouse-check:' });
@@ -143,7 +146,7 @@ function storeProbe(config: Config, timeoutMs: number): Probe {
     };
   }
   return {
-    what: `store (postgres ${redact(s.url)})`,
+    what: `store (postgres ${describeUrl(s.url)})`,
     hint: 'is PostgreSQL running, is store.url right, and may this user connect to that database?',
     run: async () => {
       const client = new pg.Client({ connectionString: s.url, connectionTimeoutMillis: timeoutMs });
@@ -198,12 +201,4 @@ function describe(err: unknown): string {
   const message = String(e?.message ?? err).replace(/\s+/g, ' ');
   const cause = e?.cause?.message && !message.includes(e.cause.message) ? ` (${e.cause.message})` : '';
   return `${code && !message.includes(code) ? `${code}: ` : ''}${message}${cause}`.slice(0, 300);
-}
-
-/** A URL as it may be printed: without a password. */
-function redact(url: string): string {
-  const u = URL.parse(url);
-  if (!u) return url;
-  if (u.password) u.password = '***';
-  return u.href;
 }

@@ -138,8 +138,8 @@ describeOrSkip('gatehouse check --connect with PostgreSQL and Redis', { skip: pg
       upstream: app.url,
     });
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /ok {4}store \(postgres postgres:\/\/.*\): (schema \d+|reachable, no schema yet)/);
-    assert.match(r.stdout, /ok {4}cache \(redis redis:\/\/.*\): PING answered/);
+    assert.match(r.stdout, /ok {4}store \(postgres [^\s/]+:\d+\/\w+\): (schema \d+|reachable, no schema yet)/);
+    assert.match(r.stdout, /ok {4}cache \(redis redis:\/\/[^\s/]+:\d+\): PING answered/);
     const closed = await freePort();
     const down = await check({
       store: { type: 'postgres', url: `postgres://postgres:hunter2@127.0.0.1:${closed}/test` },
@@ -147,10 +147,7 @@ describeOrSkip('gatehouse check --connect with PostgreSQL and Redis', { skip: pg
       upstream: app.url,
     });
     assert.equal(down.code, 1);
-    assert.match(
-      down.stdout,
-      /FAIL {2}store \(postgres postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/test\): .*ECONNREFUSED/,
-    );
+    assert.match(down.stdout, /FAIL {2}store \(postgres 127\.0\.0\.1:\d+\/test\): .*ECONNREFUSED/);
     assert.doesNotMatch(down.stdout + down.stderr, /hunter2/, 'the password is not printed');
     assert.match(down.stdout, /FAIL {2}cache \(redis .*\): .*is Redis running/);
   });
