@@ -15,7 +15,7 @@ const scopeName = z
   .regex(/^[A-Za-z0-9:._\-/]{1,64}$/, 'a scope name is letters, digits and ":._-/", at most 64 characters');
 
 export const BUILTIN_CLI_CLIENT = 'gatehouse-cli';
-const GRANT_TYPES = ['authorization_code', 'refresh_token', 'device_code'] as const;
+const GRANT_TYPES = ['authorization_code', 'refresh_token', 'device_code', 'client_credentials'] as const;
 
 export const OAuthClientSchema = z
   .strictObject({
@@ -33,7 +33,7 @@ export const OAuthClientSchema = z
     }),
     grantTypes: z.array(z.enum(GRANT_TYPES)).min(1).default(['authorization_code', 'refresh_token']).meta({
       description:
-        'authorization_code (browser redirect with PKCE), device_code (RFC 8628, for CLIs) and refresh_token (long-lived logins)',
+        'authorization_code (browser redirect with PKCE), device_code (RFC 8628, for CLIs), refresh_token (long-lived logins) and client_credentials (a service calling apps as itself, with its secret; needs apps)',
     }),
     secret: z
       .string()
@@ -47,8 +47,34 @@ export const OAuthClientSchema = z
       .array(scopeName)
       .optional()
       .meta({ description: 'Scopes this client may ask for; default: every scope in tokens.scopes' }),
+    apps: z.array(z.string()).min(1).optional().meta({
+      description:
+        'With client_credentials: the apps (by name) the client may get tokens for; its requests reach them as the user "client:<id>"',
+    }),
+    groups: z.array(z.string().min(1).max(100)).default([]).meta({
+      description: "With client_credentials: the client's groups, for routes' allow.groups and X-User-Groups",
+    }),
   })
   .superRefine((c, ctx) => {
+    const service = c.grantTypes.includes('client_credentials');
+    if (service && !c.secret)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['secret'],
+        message: 'the client_credentials grant needs a secret: a public client cannot prove it is the service',
+      });
+    if (service && !c.apps)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['apps'],
+        message: 'the client_credentials grant needs apps: the names of the apps this client may call',
+      });
+    if (!service && (c.apps || c.groups.length))
+      ctx.addIssue({
+        code: 'custom',
+        path: [c.apps ? 'apps' : 'groups'],
+        message: 'apps and groups are for a client with the client_credentials grant (add it to grantTypes)',
+      });
     if (c.grantTypes.includes('authorization_code') && c.redirectUris.length === 0) {
       ctx.addIssue({
         code: 'custom',

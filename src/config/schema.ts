@@ -562,6 +562,17 @@ export const ConfigSchema = z
       relay(app.tokenRelay, ['apps', a, 'tokenRelay']);
       app.routes.forEach((r, i) => relay(r.tokenRelay, ['apps', a, 'routes', i, 'tokenRelay']));
     });
+    const appNames = c.apps ? [...names] : [c.name];
+    c.tokens.clients.forEach((client, i) =>
+      client.apps?.forEach((name, j) => {
+        if (!appNames.includes(name))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['tokens', 'clients', i, 'apps', j],
+            message: `"${name}" is not the name of an app (${appNames.join(', ')})`,
+          });
+      }),
+    );
     // Every header name of an app apart from its others and from tokens.bearerHeader (config/headers.ts).
     if (!c.apps) checkHeaderNames(c, c.tokens.bearerHeader, [], ctx);
     c.apps?.forEach((app, a) => checkHeaderNames(app, c.tokens.bearerHeader, ['apps', a], ctx));

@@ -13,7 +13,8 @@ import type { User } from '../store/index.ts';
  * otherwise hand an account to whoever registered its address first.
  */
 export function presentedEmail(optIn: IdentityOptIn, user: User): string | null {
-  if (optIn.email === null) return null;
+  // A service client (client_credentials) has no address.
+  if (optIn.email === null || user.email === '') return null;
   return user.emailVerified || optIn.unverifiedEmail ? user.email : null;
 }
 

@@ -4,6 +4,7 @@ import type { ActiveSession } from '../sessions/index.ts';
 import type { Grant, Store } from '../store/index.ts';
 import type { Resources } from './resources.ts';
 import type { KeyRing } from '../keys/keys.ts';
+import { type Clients, SERVICE_PREFIX, type ServiceClient } from './clients.ts';
 import { ACCESS_TOKEN_TYP, type TokenService } from './grants.ts';
 
 /**
@@ -11,14 +12,16 @@ import { ACCESS_TOKEN_TYP, type TokenService } from './grants.ts';
  * Gatehouse's (the key ring, alg pinned), `typ` is at+jwt, `iss` is publicUrl, it has not
  * expired, `aud` is this app's resource URL, and its grant is live (not revoked, not ended,
  * the user not disabled): the grant is read on every request, so a revocation applies at
- * the next one. What a signature check proves is kept in memory per token, so a busy CLI
- * costs a map lookup and the grant read (itself from memory on SQLite until anything is
- * written), no crypto.
+ * the next one. A service client's own token (client_credentials) has no grant: the config
+ * must still hold the client, with the secret it was issued under and this app. What a
+ * signature check proves is kept in memory per token, so a busy CLI costs a map lookup and the
+ * grant read (itself from memory on SQLite until anything is written), no crypto.
  */
 
 /** A bearer-authenticated request presents itself like a browser session of the grant. */
 export interface BearerSession extends ActiveSession {
-  grant: Grant;
+  /** The CLI or MCP login; null for a service client's own token (client_credentials), whose user is the client. */
+  grant: Grant | null;
   clientId: string;
   scope: string;
 }
@@ -28,12 +31,18 @@ export type BearerResult = { ok: true; active: BearerSession } | { ok: false; de
 interface Verified {
   sub: string;
   aud: string;
-  sid: string;
+  /** The grant; null for a service client's token, which carries its secret's mark instead. */
+  sid: string | null;
+  secretMark: string | null;
   clientId: string;
   scope: string;
+  iatMs: number;
   expMs: number;
-  /** The answer last built for this token, and the grant read it was built from (reused while the read cache hands out the same one). */
-  answer?: { from: GrantWithUser; result: BearerResult };
+  /**
+   * The answer last built for this token, and the grant read (or the service client) it was built
+   * from: reused while the read cache hands out the same one.
+   */
+  answer?: { from: GrantWithUser | ServiceClient; result: BearerResult };
 }
 
 type GrantWithUser = { grant: Grant; user: ActiveSession['user'] };
@@ -76,6 +85,7 @@ export class BearerAuth {
   private readonly store: Store;
   private readonly tokens: TokenService;
   private readonly resources: Resources;
+  private readonly clients: Pick<Clients, 'service'>;
   private readonly issuer: string;
   private readonly now: () => number;
 
@@ -84,6 +94,7 @@ export class BearerAuth {
     store: Store;
     tokens: TokenService;
     resources: Resources;
+    clients: Pick<Clients, 'service'>;
     issuer: string;
     now: () => number;
   }) {
@@ -91,6 +102,7 @@ export class BearerAuth {
     this.store = o.store;
     this.tokens = o.tokens;
     this.resources = o.resources;
+    this.clients = o.clients;
     this.issuer = o.issuer;
     this.now = o.now;
   }
@@ -112,17 +124,23 @@ export class BearerAuth {
       !claims ||
       typeof claims.sub !== 'string' ||
       claims.aud !== audience ||
-      typeof claims.sid !== 'string' ||
       typeof claims.client_id !== 'string' ||
       typeof claims.exp !== 'number'
     )
       return undefined;
+    const sid = typeof claims.sid === 'string' ? claims.sid : null;
+    const secretMark = typeof claims.secret_mark === 'string' ? claims.secret_mark : null;
+    // A grant's token (a user's) or a service client's own: never both, never neither.
+    if (sid === null ? secretMark === null || claims.sub !== SERVICE_PREFIX + claims.client_id : secretMark !== null)
+      return undefined;
     const v: Verified = {
       sub: claims.sub,
       aud: claims.aud,
-      sid: claims.sid,
+      sid,
+      secretMark,
       clientId: claims.client_id,
       scope: typeof claims.scope === 'string' ? claims.scope : '',
+      iatMs: (claims.iat ?? 0) * 1000,
       expMs: claims.exp * 1000,
     };
     if (this.verified.size >= CACHE_ENTRIES) this.verified.delete(this.verified.keys().next().value!);
@@ -145,6 +163,7 @@ export class BearerAuth {
       this.verified.delete(token);
       return { ok: false, description: 'the access token has expired' };
     }
+    if (v.sid === null) return this.service(v, app);
     const found = await this.store.oauth.grants.getWithUser(v.sid);
     if (!found || found.grant.clientId !== v.clientId || found.grant.userId !== v.sub || found.user.disabled)
       return { ok: false, description: 'the login was revoked' };
@@ -177,6 +196,46 @@ export class BearerAuth {
       },
     };
     v.answer = { from: found, result };
+    return result;
+  }
+
+  /**
+   * A service client's own token (client_credentials): good while the config still has that
+   * client, with the same secret and this app among its apps. No store read: what it is comes
+   * from the config.
+   */
+  private service(v: Verified, app: App): BearerResult {
+    const client = this.clients.service(v.clientId);
+    if (!client || client.secretMark !== v.secretMark || !client.apps.has(app.name))
+      return {
+        ok: false,
+        description: 'the client may no longer call this app (removed, new secret, or not in its apps)',
+      };
+    if (v.answer?.from === client && v.answer.result.ok && v.answer.result.active.session.site === app.site.origin)
+      return v.answer.result;
+    const result: BearerResult = {
+      ok: true,
+      active: {
+        // One "session" per client: the assertion is signed once per client and app.
+        session: {
+          idHash: client.user.id,
+          userId: client.user.id,
+          site: app.site.origin,
+          createdAt: v.iatMs,
+          lastSeenAt: v.iatMs,
+          expiresAt: v.expMs,
+          amr: [],
+          ip: null,
+          userAgent: null,
+          authTime: v.iatMs,
+        },
+        user: client.user,
+        grant: null,
+        clientId: v.clientId,
+        scope: v.scope,
+      },
+    };
+    v.answer = { from: client, result };
     return result;
   }
 }

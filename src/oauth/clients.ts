@@ -2,7 +2,8 @@ import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { checkDisplayName, cleanDisplayName, MAX_NAME_CHARS } from '../accounts/names.ts';
 import { BUILTIN_CLI_CLIENT, type TokensConfig } from '../config/oauth.ts';
-import type { Store } from '../store/index.ts';
+import type { Secrets } from '../keys/secrets.ts';
+import type { Store, User } from '../store/index.ts';
 import { MetadataDocumentError, metadataUrlProblem, type MetadataDocuments } from './client-metadata.ts';
 import { OAuthError, param, type OAuthParams } from './http.ts';
 import { redirectUriProblem } from '../http/redirect-uri.ts';
@@ -18,7 +19,20 @@ import { redirectUriProblem } from '../http/redirect-uri.ts';
  */
 
 export const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
-export type GrantType = 'authorization_code' | 'refresh_token' | typeof DEVICE_GRANT;
+export type GrantType = 'authorization_code' | 'refresh_token' | typeof DEVICE_GRANT | 'client_credentials';
+
+/** The user id a service client's requests carry (RFC 9068 §2.2: the client as the subject); never a user's (UUIDs). */
+export const SERVICE_PREFIX = 'client:';
+
+/** What a configured client with the client_credentials grant is to the apps it calls as itself. */
+export interface ServiceClient {
+  /** The names of the apps it may get tokens for. */
+  apps: ReadonlySet<string>;
+  /** Who it is to them: "client:<id>", its name and groups, no address. */
+  user: User;
+  /** A keyed hash of its secret, carried by its tokens: a new secret ends the old one's tokens. */
+  secretMark: string;
+}
 
 export interface Client {
   id: string;
@@ -33,6 +47,8 @@ export interface Client {
   scopes: ReadonlySet<string> | null;
   /** The client's home page, shown (never fetched) on the consent page. */
   uri: string | undefined;
+  /** Set for a configured client with the client_credentials grant. */
+  service?: ServiceClient;
 }
 
 const secretHashOf = (secret: string) => hash('sha256', secret, 'base64url');
@@ -70,6 +86,7 @@ export class Clients {
   constructor(
     config: TokensConfig,
     store: Store,
+    secrets: Secrets,
     documents: MetadataDocuments | null,
     allowLoopbackDocuments: boolean,
   ) {
@@ -89,18 +106,43 @@ export class Clients {
       uri: undefined,
     });
     for (const c of config.clients) {
+      const secretHash = c.secret ? secretHashOf(c.secret) : null;
       this.fixed.set(c.id, {
         id: c.id,
         name: c.name,
         kind: 'config',
         verified: true,
-        secretHash: c.secret ? secretHashOf(c.secret) : null,
+        secretHash,
         redirectUris: c.redirectUris,
-        grantTypes: grantTypesOf(c.grantTypes),
+        grantTypes: new Set(c.grantTypes.map((g) => (g === 'device_code' ? DEVICE_GRANT : g))),
         scopes: c.scopes ? new Set(c.scopes) : null,
         uri: undefined,
+        // The config requires a secret and apps with client_credentials (config/oauth.ts).
+        service:
+          c.grantTypes.includes('client_credentials') && secretHash && c.apps
+            ? {
+                apps: new Set(c.apps),
+                user: {
+                  id: SERVICE_PREFIX + c.id,
+                  email: '',
+                  emailVerified: false,
+                  name: c.name,
+                  groups: c.groups,
+                  passwordHash: null,
+                  disabled: false,
+                  createdAt: 0,
+                  updatedAt: 0,
+                },
+                secretMark: secrets.mac('oauth client secret mark', secretHash).slice(0, 22),
+              }
+            : undefined,
       });
     }
+  }
+
+  /** The configured service client (client_credentials) with this id: its tokens' check needs no await. */
+  service(id: string): ServiceClient | undefined {
+    return this.fixed.get(id)?.service;
   }
 
   /**

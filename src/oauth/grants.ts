@@ -4,7 +4,7 @@ import type { TokensConfig } from '../config/oauth.ts';
 import type { Logger } from '../log/index.ts';
 import type { Grant, GrantKind, Store } from '../store/index.ts';
 import type { Secrets } from '../keys/secrets.ts';
-import type { Client } from './clients.ts';
+import type { Client, ServiceClient } from './clients.ts';
 import { OAuthError } from './http.ts';
 import type { Scopes } from './scopes.ts';
 import type { KeyRing } from '../keys/keys.ts';
@@ -14,7 +14,9 @@ import type { KeyRing } from '../keys/keys.ts';
  *
  * Access tokens are JWTs (RFC 9068, `typ: at+jwt`) signed with Gatehouse's key ring:
  * iss (publicUrl), sub (user id), aud (the app's resource URL), client_id, scope, sid (the
- * grant), jti, iat, exp (tokens.accessTokenTtl, never past the grant's end), auth_time.
+ * grant), jti, iat, exp (tokens.accessTokenTtl, never past the grant's end), auth_time. A
+ * service client's own (client_credentials) has sub "client:<id>" and secret_mark instead of
+ * sid and auth_time.
  *
  * Refresh tokens are `grt.<grant id>.<secret>.<mac>`: 256 random bits, stored only as a
  * SHA-256 in the grant's row, plus a MAC (128 bits, derived key) that proves Gatehouse
@@ -155,6 +157,29 @@ export class TokenService {
       token_type: 'Bearer',
       expires_in: Math.max(1, Math.floor(ttlMs / 1000)),
       ...(refreshToken ? { refresh_token: refreshToken } : {}),
+      scope,
+    };
+  }
+
+  /**
+   * A service client's own access token (client_credentials): the same at+jwt with the client
+   * as its subject (RFC 9068 §2.2) and its secret's mark instead of a grant; no refresh token
+   * (RFC 6749 §4.4.3): it asks again with its secret.
+   */
+  async serviceResponse(
+    clientId: string,
+    service: ServiceClient,
+    resource: string,
+    scope: string,
+  ): Promise<TokenResponse> {
+    const accessToken = await this.keys.sign(
+      { client_id: clientId, scope, secret_mark: service.secretMark, jti: randomBytes(16).toString('base64url') },
+      { typ: ACCESS_TOKEN_TYP, ttlMs: this.accessTtl, subject: service.user.id, audience: resource },
+    );
+    return {
+      access_token: accessToken,
+      token_type: 'Bearer',
+      expires_in: Math.max(1, Math.floor(this.accessTtl / 1000)),
       scope,
     };
   }

@@ -15,10 +15,19 @@ import { issuerOf, type KeyRing } from '../keys/keys.ts';
 import { AuthorizationCodeFlow } from './authorize.ts';
 import { BearerAuth, bearerToken, looksIssuedBy, type BearerResult } from './bearer.ts';
 import { MetadataDocuments } from './client-metadata.ts';
-import { Clients, DEVICE_GRANT } from './clients.ts';
-import { signedIn, userAgentOf, type OAuthDeps, type PageKit } from './deps.ts';
+import { type Client, Clients, DEVICE_GRANT } from './clients.ts';
+import { requestedApp, signedIn, userAgentOf, type OAuthDeps, type PageKit } from './deps.ts';
 import { DeviceFlow, SIGN_IN_FOR_DEVICE } from './device.ts';
-import { CORS, OAuthError, oauthEndpoint, param, preflight, readOAuthForm, sendOAuthJson } from './http.ts';
+import {
+  CORS,
+  OAuthError,
+  type OAuthParams,
+  oauthEndpoint,
+  param,
+  preflight,
+  readOAuthForm,
+  sendOAuthJson,
+} from './http.ts';
 import { Limits } from './limits.ts';
 import { isLoopbackHost } from '../http/loopback.ts';
 import { grantsSection } from './pages.ts';
@@ -103,7 +112,7 @@ export class OAuthServer {
       prefix: o.prefix,
       issuer,
       base: `${origin}${o.prefix}`,
-      clients: new Clients(o.config.tokens, o.store, this.documents, dev),
+      clients: new Clients(o.config.tokens, o.store, o.secrets, this.documents, dev),
       scopes,
       tokens,
       resources,
@@ -115,7 +124,15 @@ export class OAuthServer {
     };
     this.metrics = o.metrics;
     this.issuerSite = [...o.sites.values()].find((s) => s.origin === origin);
-    this.bearer = new BearerAuth({ keys: o.keys, store: o.store, tokens, resources, issuer, now });
+    this.bearer = new BearerAuth({
+      keys: o.keys,
+      store: o.store,
+      tokens,
+      resources,
+      clients: this.d.clients,
+      issuer,
+      now,
+    });
     this.pages = o.pages;
     this.device = new DeviceFlow(this.d, o.pages);
     this.code = new AuthorizationCodeFlow(this.d, o.pages);
@@ -174,7 +191,7 @@ export class OAuthServer {
     granted(
       grantType === DEVICE_GRANT
         ? 'device_code'
-        : grantType === 'authorization_code' || grantType === 'refresh_token'
+        : grantType === 'authorization_code' || grantType === 'refresh_token' || grantType === 'client_credentials'
           ? grantType
           : 'other',
     );
@@ -191,18 +208,39 @@ export class OAuthServer {
         ip: ctx.ip,
         userAgent: userAgentOf(ctx),
       });
-    } else if (!grantType) throw new OAuthError(400, 'invalid_request', 'grant_type is required');
+    } else if (grantType === 'client_credentials') response = await this.clientCredentials(params, client);
+    else if (!grantType) throw new OAuthError(400, 'invalid_request', 'grant_type is required');
     else
       throw new OAuthError(
         400,
         'unsupported_grant_type',
-        'supported: authorization_code, refresh_token, urn:ietf:params:oauth:grant-type:device_code',
+        'supported: authorization_code, refresh_token, urn:ietf:params:oauth:grant-type:device_code, client_credentials',
       );
     this.d.logger.info(
       { event: 'oauth_token', grantType, clientId: client.id, userId: ctx.userId, requestId: ctx.requestId },
       'tokens issued',
     );
     sendOAuthJson(ctx.res, 200, response);
+  }
+
+  /**
+   * grant_type=client_credentials (RFC 6749 §4.4): a configured service client (its secret
+   * checked by clients.authenticate) gets a token for one of its apps, to call it as itself.
+   */
+  private clientCredentials(params: OAuthParams, client: Client): Promise<TokenResponse> {
+    const service = client.service;
+    if (!service) throw new OAuthError(400, 'unauthorized_client', 'this client may not use client_credentials');
+    const app = requestedApp(this.d, params.all('resource'));
+    if (!service.apps.has(app.name))
+      throw new OAuthError(400, 'invalid_target', `this client may not call the app "${app.name}" (its apps: list)`);
+    const scope = this.d.scopes.request(param(params, 'scope', 1000), client);
+    if (scope.split(' ').includes('offline_access'))
+      throw new OAuthError(
+        400,
+        'invalid_scope',
+        'client_credentials gets no refresh token: do not ask for offline_access',
+      );
+    return this.d.tokens.serviceResponse(client.id, service, this.d.resources.idOf(app), scope);
   }
 
   /** RFC 7009: always 200 for a well-formed request from a known client; only its own tokens are affected. */
@@ -441,7 +479,12 @@ export class OAuthServer {
       scopes_supported: this.d.scopes.supported,
       response_types_supported: ['code'],
       response_modes_supported: ['query'],
-      grant_types_supported: ['authorization_code', 'refresh_token', DEVICE_GRANT],
+      grant_types_supported: [
+        'authorization_code',
+        'refresh_token',
+        DEVICE_GRANT,
+        ...(t.clients.some((c) => c.grantTypes.includes('client_credentials')) ? ['client_credentials'] : []),
+      ],
       token_endpoint_auth_methods_supported: auth,
       revocation_endpoint_auth_methods_supported: auth,
       code_challenge_methods_supported: ['S256'],

@@ -88,7 +88,8 @@ export class ToApp {
   tokenRelay(rule: Rule, app: App, active: ActiveSession | undefined): Relay | Promise<Relay> {
     const provider = rule.tokenRelay === null ? app.tokenRelay : rule.tokenRelay || null;
     if (!provider) return NO_RELAY;
-    if (!active) return NOBODY_TO_RELAY;
+    // A service client (client_credentials) is nobody at a provider either.
+    if (!active || ('grant' in active && (active as BearerSession).grant === null)) return NOBODY_TO_RELAY;
     return this.relayToken(active, provider);
   }
 
@@ -96,7 +97,7 @@ export class ToApp {
     // A CLI or MCP login relays the provider tokens it was given when the user approved it.
     const token =
       'grant' in active
-        ? await this.providers.relayTokenFor(grantOwner((active as BearerSession).grant), provider)
+        ? await this.providers.relayTokenFor(grantOwner((active as BearerSession).grant!), provider)
         : await this.providers.relayToken(active.session, provider);
     return token.ok ? { bearer: token.token } : { provider, reason: token.reason };
   }

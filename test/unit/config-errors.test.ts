@@ -96,6 +96,34 @@ describe('each kind of config problem says what was expected and what was found,
       5,
       /^expected at least one entry, found an empty list$/,
     ],
+    [
+      'a service client without a secret',
+      'tokens:\n  clients:\n    - {id: a, name: A, grantTypes: [client_credentials], apps: [app]}\n',
+      'tokens.clients[0].secret',
+      5,
+      /^the client_credentials grant needs a secret: a public client cannot prove it is the service$/,
+    ],
+    [
+      'a service client without apps',
+      `tokens:\n  clients:\n    - {id: a, name: A, grantTypes: [client_credentials], secret: ${'x'.repeat(32)}}\n`,
+      'tokens.clients[0].apps',
+      5,
+      /^the client_credentials grant needs apps: the names of the apps this client may call$/,
+    ],
+    [
+      'a service client naming no app',
+      `tokens:\n  clients:\n    - {id: a, name: A, grantTypes: [client_credentials], secret: ${'x'.repeat(32)}, apps: [crm]}\n`,
+      'tokens.clients[0].apps[0]',
+      5,
+      /^"crm" is not the name of an app \(app\)$/,
+    ],
+    [
+      'groups without the client_credentials grant',
+      'tokens:\n  clients:\n    - {id: a, name: A, grantTypes: [device_code], groups: [ci]}\n',
+      'tokens.clients[0].groups',
+      5,
+      /^apps and groups are for a client with the client_credentials grant \(add it to grantTypes\)$/,
+    ],
     ['text of the wrong form', 'authPrefix: auth\n', 'authPrefix', 3, /^a path such as \/\.auth .*; found "auth"$/],
     [
       'a map key of the wrong form',
@@ -393,6 +421,14 @@ describe('every key, every wrong value: a worded problem with key and line, neve
             secret: 's'.repeat(32),
             scopes: ['read'],
           },
+          {
+            id: 'deployer',
+            name: 'Deployer',
+            grantTypes: ['client_credentials'],
+            secret: 't'.repeat(32),
+            apps: ['app'],
+            groups: ['ci'],
+          },
         ],
         dynamicRegistration: true,
         clientIdMetadataDocuments: true,
@@ -459,7 +495,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
   ];
   /** Messages of checks across keys: they compare values, so they have nothing "found" to show. */
   const ACROSS =
-    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse|must be more than twice|whole seconds|needs a list of origins|stands alone/;
+    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse|must be more than twice|whole seconds|needs a list of origins|stands alone|is not the name of an app|grant needs (a secret|apps)|are for a client with/;
 
   const paths = (v: unknown, at: (string | number)[] = []): (string | number)[][] => {
     if (Array.isArray(v)) return [at, ...v.flatMap((x, i) => paths(x, [...at, i]))];
