@@ -57,6 +57,7 @@ const configOf = (u: string): Partial<ConfigInput> => ({
   apps: apps(u),
   tokens: tokens(),
   accounts: { requireVerifiedEmail: true },
+  trustedProxies: ['loopback'],
 });
 
 before(async () => {
@@ -151,6 +152,24 @@ describe('service clients', { concurrency: true }, () => {
     // Several apps behind Gatehouse: the resource must say which.
     const bare = await token({ client_id: 'ci', client_secret: SECRET });
     assert.deepEqual([bare.status, bare.json.error], [400, 'invalid_target']);
+  });
+
+  test('behind a proxy that asks /.auth/check, a service is answered with its identity', async () => {
+    const t = await tokenFor();
+    const check = (uri: string) =>
+      fetch(`${gh.url}/.auth/check`, {
+        headers: {
+          authorization: `Bearer ${t.access_token}`,
+          'x-original-uri': uri,
+          'x-original-method': 'GET',
+          accept: 'application/json',
+        },
+      });
+    const ok = await check('/api/deploy/now');
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get('x-user-id'), 'client:ci');
+    assert.equal(ok.headers.get('x-user-groups'), 'deployers');
+    assert.equal((await check('/home')).status, 401, 'not its app');
   });
 
   test("a service client's token is refused on an app not its own", async () => {
