@@ -5,11 +5,11 @@
 // retried until the app takes it. docs/events.md.
 import { randomUUID } from 'node:crypto';
 import { request } from 'undici';
-import type { AppEventType } from '../config/schema.ts';
+import type { AppEventType, Config } from '../config/schema.ts';
 import type { KeyRing } from '../keys/keys.ts';
 import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
-import type { App } from '../sites/index.ts';
+import { type App, buildSites } from '../sites/index.ts';
 import type { AppEventRecord, OutboxWrite, Store } from '../store/index.ts';
 import { EVENT_TYP, EVENT_URIS } from '../verify/index.ts';
 
@@ -55,7 +55,7 @@ const MAX_RETRY_MS = 3_600_000;
 /** An event the app has not taken this long after it happened is dropped (logged as an error). */
 export const GIVE_UP_MS = 3 * 86_400_000;
 /** A SET's lifetime (at most tokens.maxLifetime): a copy caught on the way cannot be replayed to the app later. */
-export const SET_TTL_MS = 5 * 60_000;
+const SET_TTL_MS = 5 * 60_000;
 /** What is read of an app's answer (its error JSON, RFC 8935 §2.3). */
 const ANSWER_BYTES = 4096;
 
@@ -127,6 +127,15 @@ export class AppEvents implements AppEventSink {
         this.subscribers.set(type, list);
       }
     }
+  }
+
+  /** The outbox and courier of `config`'s apps (every site's), each SET living no longer than tokens.maxLifetime. */
+  static forConfig(config: Config, options: Omit<AppEventsOptions, 'apps' | 'ttlMs'>): AppEvents {
+    return new AppEvents({
+      ...options,
+      apps: [...buildSites(config).values()].flatMap((s) => s.apps),
+      ttlMs: Math.min(SET_TTL_MS, config.tokens.maxLifetime),
+    });
   }
 
   /** Whether any app takes events. */
