@@ -27,7 +27,8 @@ import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 /**
  * Apps told of account events (src/events/, docs/events.md): a deleted, disabled or enabled
  * account is POSTed to each app that asked, as a Security Event Token signed with Gatehouse's
- * keys, from the server or the CLI, retried until the app takes it (security.md #241-#243).
+ * keys, from the server or the CLI, retried until the app takes it (security.md #241-#243), and
+ * recorded in the transaction of the change that causes it (security.md #245).
  */
 
 type Answer = { status: number; body?: string } | 'hang up';
