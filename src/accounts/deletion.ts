@@ -51,11 +51,13 @@ export async function deleteUser(
     settled?: (sent: boolean) => void;
   },
 ): Promise<boolean> {
-  if (!(await d.store.users.delete(user.id))) {
+  const deleted = await d.events.record({ type: 'account_deleted', userId: user.id }, (outbox) =>
+    d.store.users.delete(user.id, outbox),
+  );
+  if (!deleted) {
     o.settled?.(false);
     return false;
   }
-  await d.events.emit('account_deleted', user.id);
   if (o.mailer?.send({ ...deletedNotice(d.throttle, user, o.appTitle, o.by), settled: o.settled }) !== true)
     o.settled?.(false);
   return true;

@@ -302,7 +302,9 @@ export class EmailChange {
     const clear = [this.links.clear(ctx, 'change')];
     let changed: User | undefined;
     try {
-      changed = await this.s.store.users.update(user.id, { email: token.email, emailVerified: true });
+      changed = await this.s.events.record({ type: 'email_changed', userId: user.id, value: token.email }, (outbox) =>
+        this.s.store.users.update(user.id, { email: token.email, emailVerified: true }, outbox),
+      );
     } catch (err) {
       if (!(err instanceof StoreConflictError)) throw err;
       // Taken since the link was sent (a registration meanwhile): only the link's holder, who
@@ -344,7 +346,6 @@ export class EmailChange {
       ctx,
       detail: { from: user.email, email: changed.email },
     });
-    await this.s.events.emit('email_changed', user.id, changed.email);
     this.mailer?.send(this.noticeTask(ctx.site, changed, changed.email, true, user.email));
     if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true, email: changed.email }, {}, clear);
     redirect(ctx.res, 303, `${ctx.site.origin}${this.tools.url(ctx, paths.account, { email: 'changed' })}`, clear);

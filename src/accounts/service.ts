@@ -2,7 +2,7 @@
 // sign-in, account, verification and password-reset pages, mailed links, re-authentication before
 // sensitive actions (reauth.ts), change of address (email-change.ts) and invitations (invitations.ts).
 import type { Config } from '../config/schema.ts';
-import { StoreConflictError, type Store, type User } from '../store/index.ts';
+import { StoreConflictError, type OutboxWrite, type Store, type User } from '../store/index.ts';
 import { normalizeEmail } from '../config/email.ts';
 import { checkDisplayName } from './names.ts';
 import {
@@ -329,13 +329,15 @@ export class Accounts {
   async setDisabled(userId: string, disabled: boolean): Promise<User | undefined> {
     const before = await this.store.users.get(userId);
     if (!before) return undefined;
-    const user = await this.store.users.update(userId, { disabled });
+    const update = (outbox?: OutboxWrite) => this.store.users.update(userId, { disabled }, outbox);
+    const user =
+      before.disabled === disabled
+        ? await update()
+        : await this.events.record({ type: disabled ? 'account_disabled' : 'account_enabled', userId }, update);
     if (user && disabled) {
       await this.store.sessions.deleteByUser(userId);
       await this.store.oauth.grants.revokeByUser(userId, Date.now(), 'account_disabled');
     }
-    if (user && before.disabled !== disabled)
-      await this.events.emit(disabled ? 'account_disabled' : 'account_enabled', userId);
     return user;
   }
 }

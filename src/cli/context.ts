@@ -5,10 +5,9 @@ import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { loadSecrets } from '../keys/secrets.ts';
-import { AppEvents, SET_TTL_MS } from '../events/index.ts';
+import { AppEvents } from '../events/index.ts';
 import { issuerOf, KeyRing, keyPolicy } from '../keys/keys.ts';
 import { createLogger } from '../log/index.ts';
-import { buildSites } from '../sites/index.ts';
 
 /** What operator commands need: the config's store and the account rules. */
 export interface OperatorContext {
@@ -31,12 +30,10 @@ export async function operatorContext(configFile: string): Promise<OperatorConte
   // The key ring is opened only when an event is signed: most commands never do.
   let ring: Promise<KeyRing> | undefined;
   const openRing = () => (ring ??= KeyRing.open(store, secrets, keyPolicy(config), { issuer: issuerOf(config) }));
-  const events = new AppEvents({
+  const events = AppEvents.forConfig(config, {
     store,
     ring: { sign: async (claims, options) => (await openRing()).sign(claims, options) },
-    apps: [...buildSites(config).values()].flatMap((s) => s.apps),
     logger: createLogger('error', process.stderr),
-    ttlMs: Math.min(SET_TTL_MS, config.tokens.maxLifetime),
     // Sent by the command itself once it is done (cli/events.ts: tellApps), which then says how it went.
     sendAtOnce: false,
   });

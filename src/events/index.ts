@@ -1,16 +1,16 @@
 // events/ (feature): telling apps what happened to an account (deleted, disabled, enabled, a new address), so
-// an app can erase, lock or update what it keeps under the user id. Each event is written to the store's outbox when it
-// happens (in the server or the CLI), then POSTed to every app that asked for it as a Security Event
-// Token, signed with the key ring (verifiable with the JWKS, like the assertion), and retried until the
-// app takes it. docs/events.md.
+// an app can erase, lock or update what it keeps under the user id. Each event is written to the store's outbox
+// in the transaction of the change that causes it (in the server or the CLI), then POSTed to every app that asked
+// for it as a Security Event Token, signed with the key ring (verifiable with the JWKS, like the assertion), and
+// retried until the app takes it. docs/events.md.
 import { randomUUID } from 'node:crypto';
 import { request } from 'undici';
-import type { AppEventType } from '../config/schema.ts';
+import type { AppEventType, Config } from '../config/schema.ts';
 import type { KeyRing } from '../keys/keys.ts';
 import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
-import type { App } from '../sites/index.ts';
-import type { AppEventRecord, Store } from '../store/index.ts';
+import { type App, buildSites } from '../sites/index.ts';
+import type { AppEventRecord, OutboxWrite, Store } from '../store/index.ts';
 import { EVENT_TYP, EVENT_URIS } from '../verify/index.ts';
 
 /**
@@ -25,14 +25,25 @@ export function eventTypesOf(app: Pick<App, 'events' | 'headers'>): AppEventType
 /** How a SET is POSTed (RFC 8935). Its JWS `typ` is EVENT_TYP, secevent+jwt (RFC 8417 §2.3), which gatehouse/verify checks. */
 const SET_CONTENT_TYPE = 'application/secevent+jwt';
 
-/** What the features that make events take (accounts/): record one; the apps are told off the caller's path. */
+/** An event: what happened to which user; `value`, what it carries besides (email_changed: the new address). */
+export interface AppEvent {
+  type: AppEventType;
+  userId: string;
+  value?: string;
+}
+
+/** What the features that make events take (accounts/). */
 export interface AppEventSink {
-  /** `value`: what the event carries besides the user (email_changed: the new address). */
-  emit(type: AppEventType, userId: string, value?: string): Promise<void>;
+  /**
+   * Makes the change that causes `event`: `change` gets the event's outbox rows, for the store to
+   * write in the change's own transaction (so both are made or neither is); once it is done, the
+   * apps are told off the caller's path.
+   */
+  record<T>(event: AppEvent, change: (outbox: OutboxWrite) => Promise<T>): Promise<T>;
 }
 
 /** No app is told anything (parts made without the server, unit tests). */
-export const NO_EVENTS: AppEventSink = { emit: async () => {} };
+export const NO_EVENTS: AppEventSink = { record: (_event, change) => change({ events: [] }) };
 
 /** How long a claimed event is this node's: past it, another node (or this one) tries again. */
 const LEASE_MS = 60_000;
@@ -44,7 +55,7 @@ const MAX_RETRY_MS = 3_600_000;
 /** An event the app has not taken this long after it happened is dropped (logged as an error). */
 export const GIVE_UP_MS = 3 * 86_400_000;
 /** A SET's lifetime (at most tokens.maxLifetime): a copy caught on the way cannot be replayed to the app later. */
-export const SET_TTL_MS = 5 * 60_000;
+const SET_TTL_MS = 5 * 60_000;
 /** What is read of an app's answer (its error JSON, RFC 8935 §2.3). */
 const ANSWER_BYTES = 4096;
 
@@ -84,11 +95,11 @@ export interface AppEventsOptions {
 }
 
 /**
- * The outbox and its courier. `emit` writes one row per app that asked for the event type (so
- * an event survives a restart, and the CLI's reach the server's courier); `deliverDue` claims
- * what is due (one node per event: store/app-event-types.ts) and POSTs each as a SET:
- * 2xx: taken; 400: refused (RFC 8935), dropped; anything else: retried with backoff for up to
- * three days. At least once: an app drops a second copy by its `jti`.
+ * The outbox and its courier. `record` has the change write one row per app that asked for the
+ * event type (so an event survives a restart, and the CLI's reach the server's courier);
+ * `deliverDue` claims what is due (one node per event: store/app-event-types.ts) and POSTs each
+ * as a SET: 2xx: taken; 400: refused (RFC 8935), dropped; anything else: retried with backoff for
+ * up to three days. At least once: an app drops a second copy by its `jti`.
  */
 export class AppEvents implements AppEventSink {
   private readonly o: AppEventsOptions;
@@ -118,23 +129,31 @@ export class AppEvents implements AppEventSink {
     }
   }
 
+  /** The outbox and courier of `config`'s apps (every site's), each SET living no longer than tokens.maxLifetime. */
+  static forConfig(config: Config, options: Omit<AppEventsOptions, 'apps' | 'ttlMs'>): AppEvents {
+    return new AppEvents({
+      ...options,
+      apps: [...buildSites(config).values()].flatMap((s) => s.apps),
+      ttlMs: Math.min(SET_TTL_MS, config.tokens.maxLifetime),
+    });
+  }
+
   /** Whether any app takes events. */
   get enabled(): boolean {
     return this.urls.size > 0;
   }
 
-  async emit(type: AppEventType, userId: string, value?: string): Promise<void> {
-    // A deleted account's waiting address changes are not sent after all: the address goes with it.
-    if (type === 'account_deleted' && this.subscribers.has('email_changed'))
-      await this.o.store.appEvents
-        .discard(userId, 'email_changed')
-        .catch((err: unknown) =>
-          this.o.logger.warn({ event: 'app_events_unavailable', userId, err }, 'could not discard an address change'),
-        );
-    const apps = this.subscribers.get(type);
-    if (!apps) return;
+  async record<T>(event: AppEvent, change: (outbox: OutboxWrite) => Promise<T>): Promise<T> {
+    const outbox = this.outbox(event);
+    const result = await change(outbox);
+    if (outbox.events.length > 0 && this.o.sendAtOnce !== false) this.kick();
+    return result;
+  }
+
+  /** The event's outbox rows: one per app that takes its type (none when no app does). */
+  private outbox({ type, userId, value }: AppEvent): OutboxWrite {
     const at = this.now();
-    const rows: AppEventRecord[] = apps.map((app) => ({
+    const events = (this.subscribers.get(type) ?? []).map((app) => ({
       id: randomUUID(),
       app,
       type,
@@ -145,16 +164,10 @@ export class AppEvents implements AppEventSink {
       lastError: null,
       value: value ?? null,
     }));
-    try {
-      await this.o.store.appEvents.add(rows);
-    } catch (err) {
-      this.o.logger.error(
-        { event: 'app_event_lost', type, userId, apps, err },
-        'could not record an event for the apps: they are not told of it',
-      );
-      return;
-    }
-    if (this.o.sendAtOnce !== false) this.kick();
+    // A deleted account's waiting address changes are not sent after all: the address goes with it.
+    if (type === 'account_deleted' && this.subscribers.has('email_changed'))
+      return { events, discard: ['email_changed'] };
+    return { events };
   }
 
   /** Delivers what is due, off the caller's path. */

@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import { AccountActivity } from '../accounts/activity.ts';
 import { AccountPage } from '../accounts/account-page.ts';
 import { AccountDeletion } from '../accounts/deletion.ts';
-import { AppEvents, SET_TTL_MS } from '../events/index.ts';
+import { AppEvents } from '../events/index.ts';
 import { AccountExport } from '../accounts/export.ts';
 import { SignInNotices } from '../accounts/sign-in-notices.ts';
 import { EmailChange } from '../accounts/email-change.ts';
@@ -170,14 +170,7 @@ export class Gatehouse {
       now: clock,
     });
     const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
-    this.events = new AppEvents({
-      store,
-      ring: keys,
-      apps: [...this.sites.values()].flatMap((s) => s.apps),
-      logger,
-      metrics,
-      ttlMs: Math.min(SET_TTL_MS, config.tokens.maxLifetime),
-    });
+    this.events = AppEvents.forConfig(config, { store, ring: keys, logger, metrics });
     this.accounts = new Accounts(store, throttle, config.accounts, this.events);
     this.providers = new ProviderService({ config, store, secrets, logger, sessions: this.sessions, prefix });
     const forms = new FormKit({

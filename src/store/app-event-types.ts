@@ -24,6 +24,17 @@ export interface AppEventRecord {
   value: string | null;
 }
 
+/**
+ * What an account change writes to the outbox in its own transaction (UserStore.update and
+ * delete): the change and its events are both made or neither is.
+ */
+export interface OutboxWrite {
+  /** The events the change causes (none when no app takes them). */
+  events: readonly AppEventRecord[];
+  /** Types of the user's waiting events that the change makes moot: deleted (an account deleted: its address changes). */
+  discard?: readonly string[];
+}
+
 export interface AppEventStore {
   /** Adds events (one statement). */
   add(events: readonly AppEventRecord[]): Promise<void>;

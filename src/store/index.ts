@@ -21,7 +21,7 @@ export type {
 } from './oauth-types.ts';
 export type { EmailToken, EmailTokenPurpose } from './email-token-types.ts';
 export type { AuditEvent, AuditQuery, AuditStore } from './audit-types.ts';
-export type { AppEventRecord, AppEventStore } from './app-event-types.ts';
+export type { AppEventRecord, AppEventStore, OutboxWrite } from './app-event-types.ts';
 export type { TransferStore } from './transfer.ts';
 export type { MfaPending, MfaStore, Passkey, PendingPurpose, TotpFactor } from './mfa-types.ts';
 

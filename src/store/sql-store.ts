@@ -5,7 +5,7 @@ import type { OAuthStore } from './oauth-types.ts';
 import type { EmailTokenStore } from './email-token-types.ts';
 import type { AuditStore } from './audit-types.ts';
 import { SqlAudit } from './sql-audit.ts';
-import type { AppEventStore } from './app-event-types.ts';
+import type { AppEventStore, OutboxWrite } from './app-event-types.ts';
 import { SqlAppEvents } from './sql-app-events.ts';
 import { SqlTransfer, type TransferStore } from './transfer.ts';
 import { SqlEmailTokens } from './sql-email-tokens.ts';
@@ -140,7 +140,7 @@ export class SqlUsers implements UserStore {
     return rows.map(toUser);
   }
 
-  async update(id: string, patch: UserPatch): Promise<User | undefined> {
+  async update(id: string, patch: UserPatch, outbox?: OutboxWrite): Promise<User | undefined> {
     const sets: string[] = [];
     const params: (string | number | null)[] = [];
     const set = (column: string, value: string | number | null) => {
@@ -154,19 +154,41 @@ export class SqlUsers implements UserStore {
     if (patch.passwordHash !== undefined) set('password_hash', patch.passwordHash);
     if (patch.disabled !== undefined) set('disabled', patch.disabled ? 1 : 0);
     set('updated_at', Date.now());
-    let r: UserRow | undefined;
-    try {
-      r = await this.db.get<UserRow>(`UPDATE users SET ${sets.join(', ')} WHERE id = ? RETURNING *`, [...params, id]);
-    } catch (err) {
-      if (isUniqueViolation(err)) throw new StoreConflictError('email already registered');
-      throw err;
-    }
+    const r = await this.withOutbox(id, outbox, async (db) => {
+      try {
+        return await db.get<UserRow>(`UPDATE users SET ${sets.join(', ')} WHERE id = ? RETURNING *`, [...params, id]);
+      } catch (err) {
+        if (isUniqueViolation(err)) throw new StoreConflictError('email already registered');
+        throw err;
+      }
+    });
     return r && toUser(r);
   }
 
-  async delete(id: string): Promise<boolean> {
+  async delete(id: string, outbox?: OutboxWrite): Promise<boolean> {
     // Sessions go with the user (ON DELETE CASCADE; SQLite enforces it with foreign_keys on).
-    return (await this.db.run(`DELETE FROM users WHERE id = ?`, [id])) > 0;
+    return this.withOutbox(id, outbox, async (db) => (await db.run(`DELETE FROM users WHERE id = ?`, [id])) > 0);
+  }
+
+  /**
+   * Makes a change to the user on `db` and, when it changed something (a truthy result), writes
+   * its outbox in the same transaction. The user's row is written as outside one (tracked: cached
+   * reads of it are dropped), the outbox's untracked.
+   */
+  private async withOutbox<T>(
+    userId: string,
+    outbox: OutboxWrite | undefined,
+    change: (db: SqlDriver) => Promise<T>,
+  ): Promise<T> {
+    if (!outbox || (outbox.events.length === 0 && !outbox.discard?.length)) return change(this.db);
+    return this.db.transaction(async (tx) => {
+      const result = await change(tx);
+      if (!result) return result;
+      const appEvents = new SqlAppEvents(tx);
+      for (const type of outbox.discard ?? []) await appEvents.discard(userId, type);
+      await appEvents.add(outbox.events);
+      return result;
+    });
   }
 
   async count(): Promise<number> {

@@ -1,4 +1,4 @@
-import type { AppEventStore } from './app-event-types.ts';
+import type { AppEventStore, OutboxWrite } from './app-event-types.ts';
 import type { AuditStore } from './audit-types.ts';
 import type { TransferStore } from './transfer.ts';
 import type { EmailTokenStore } from './email-token-types.ts';
@@ -52,10 +52,16 @@ export interface UserStore {
   get(id: string): Promise<User | undefined>;
   getByEmail(email: string): Promise<User | undefined>;
   list(options?: { limit?: number; offset?: number }): Promise<User[]>;
-  /** Throws StoreConflictError when `patch.email` is another user's. */
-  update(id: string, patch: UserPatch): Promise<User | undefined>;
-  /** Removes the user and, with them, every session of theirs. Returns whether one existed. */
-  delete(id: string): Promise<boolean>;
+  /**
+   * Throws StoreConflictError when `patch.email` is another user's. `outbox`: the events the change
+   * causes, written in its transaction when there was such a user.
+   */
+  update(id: string, patch: UserPatch, outbox?: OutboxWrite): Promise<User | undefined>;
+  /**
+   * Removes the user and, with them, every session of theirs. Returns whether one existed.
+   * `outbox`: as in update.
+   */
+  delete(id: string, outbox?: OutboxWrite): Promise<boolean>;
   count(): Promise<number>;
 }
 

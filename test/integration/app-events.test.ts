@@ -4,6 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, test } from 'node:test';
 import {
   createLocalJWKSet,
@@ -26,7 +27,8 @@ import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 /**
  * Apps told of account events (src/events/, docs/events.md): a deleted, disabled or enabled
  * account is POSTed to each app that asked, as a Security Event Token signed with Gatehouse's
- * keys, from the server or the CLI, retried until the app takes it (security.md #241-#243).
+ * keys, from the server or the CLI, retried until the app takes it (security.md #241-#243), and
+ * recorded in the transaction of the change that causes it (security.md #245).
  */
 
 type Answer = { status: number; body?: string } | 'hang up';
@@ -197,16 +199,22 @@ describe('an account deleted on the account page', () => {
   });
 });
 
-/** Registers, asks for a new address on the account page (JSON) and confirms it with the mailed link. */
-async function changeAddress(c: Client): Promise<{ id: string; moved: string }> {
-  const { id } = await registerJson(c, uniqueEmail('mover'));
+/** Registers and asks for a new address on the account page (JSON); returns the mailed link's token. */
+async function askNewAddress(c: Client): Promise<{ id: string; email: string; moved: string; token: string }> {
+  const email = uniqueEmail('mover');
+  const { id } = await registerJson(c, email);
   const moved = uniqueEmail('moved');
   const n = smtp.messages.length;
   const asked = await c.postJson('/.auth/account/email', { email: moved }, sameOrigin(c));
   assert.equal(asked.status, 202, asked.text);
   assert.equal(receiver.got.length, 0, 'nothing before the new address is confirmed');
   const link = linkIn(await mailTo(smtp, moved, /^Confirm your new email address for /, n), '/.auth/confirm-email');
-  const token = new URL(link).searchParams.get('token')!;
+  return { id, email, moved, token: new URL(link).searchParams.get('token')! };
+}
+
+/** askNewAddress, then the new address confirmed with the link. */
+async function changeAddress(c: Client): Promise<{ id: string; moved: string }> {
+  const { id, moved, token } = await askNewAddress(c);
   assert.equal((await new Client(gh.url).postJson('/.auth/confirm-email', { token })).status, 200);
   return { id, moved };
 }
@@ -373,6 +381,46 @@ describe('delivery', () => {
     assert.deepEqual(await gh.gatehouse.store.appEvents.list(), []);
     const dropped = logsOf('app_event_dropped').find((l) => l.userId === id)!;
     assert.deepEqual([dropped.level, dropped.cause], ['error', 'HTTP 500']);
+  });
+});
+
+describe('an event that cannot be recorded', () => {
+  test('the change is not made: the account is neither deleted, disabled nor moved, and the user gets an error, not a success', async () => {
+    receiver.got.length = 0;
+    receiver.answer = () => ({ status: 202 });
+    const c = new Client(gh.url);
+    const { id, email, moved, token } = await askNewAddress(c);
+    // The outbox refuses every row, on the store's own file (as a full disk or a broken table would).
+    const db = new DatabaseSync(join(gh.dir, 'gatehouse.db'));
+    db.exec(
+      `CREATE TRIGGER app_events_refused BEFORE INSERT ON app_events BEGIN SELECT RAISE(ABORT, 'no events today'); END`,
+    );
+    try {
+      const deleted = await c.postJson('/.auth/account/delete', { confirm: email }, sameOrigin(c));
+      assert.equal(deleted.status, 500, deleted.text);
+      assert.doesNotMatch(deleted.text, /"ok":\s*true/);
+      const confirmed = await new Client(gh.url).postJson('/.auth/confirm-email', { token });
+      assert.equal(confirmed.status, 500, confirmed.text);
+      await assert.rejects(gh.gatehouse.accounts.setDisabled(id, true), /no events today/);
+
+      const user = await gh.gatehouse.store.users.get(id);
+      assert.deepEqual([user?.email, user?.disabled], [email, false], 'still there, as it was');
+      assert.equal(await gh.gatehouse.store.users.getByEmail(moved), undefined);
+      const echoed = await c.get('/echo');
+      assert.equal(echoed.status, 200, 'still signed in');
+      assert.equal((echoed.json() as { headers: Record<string, string> }).headers['x-user-id'], id);
+      assert.deepEqual(await gh.gatehouse.store.appEvents.list(), []);
+      assert.equal(
+        logsOf('internal_error').filter((l) => /no events today/.test(JSON.stringify(l.err))).length,
+        2,
+        'both requests failed on the outbox',
+      );
+    } finally {
+      db.exec('DROP TRIGGER app_events_refused');
+      db.close();
+    }
+    await settled();
+    assert.equal(receiver.got.length, 0, 'no app was told of a change that was not made');
   });
 });
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
-import type { AppEventRecord } from '../../src/store/index.ts';
+import type { AppEventRecord, Session, Store } from '../../src/store/index.ts';
 import type { WithStore } from './contract.ts';
 
 /**
@@ -23,6 +23,29 @@ function event(over: Partial<AppEventRecord> = {}): AppEventRecord {
     ...over,
   };
 }
+
+/** A user with a session, read once through getWithUser (so a store that caches it has it cached). */
+async function signedIn(store: Store): Promise<{ userId: string; idHash: string }> {
+  const user = await store.users.create({ email: `outbox-${randomUUID()}@example.com` });
+  const now = Date.now();
+  const session: Session = {
+    idHash: randomUUID(),
+    userId: user.id,
+    site: 'https://app.example.com',
+    createdAt: now,
+    lastSeenAt: now,
+    expiresAt: now + 3_600_000,
+    amr: ['pwd'],
+    ip: null,
+    userAgent: null,
+    authTime: now,
+  };
+  await store.sessions.create(session);
+  assert.equal((await store.sessions.getWithUser(session.idHash))?.user.disabled, false);
+  return { userId: user.id, idHash: session.idHash };
+}
+
+const ids = async (store: Store) => (await store.appEvents.list()).map((e) => e.id).sort();
 
 export function appEventStoreContract(withStore: WithStore): void {
   test(
@@ -90,6 +113,81 @@ export function appEventStoreContract(withStore: WithStore): void {
       }
       assert.equal(took.length, 40, 'every event claimed');
       assert.equal(new Set(took).size, 40, 'none twice');
+    }),
+  );
+
+  test(
+    "an account change writes its events in its own transaction: a disable, an address change, a deletion that drops the user's waiting address changes",
+    withStore(async (store) => {
+      const { userId, idHash } = await signedIn(store);
+      const t = 1_700_000_000_000;
+      const disabled = event({ userId, type: 'account_disabled', at: t, nextAt: t });
+      const user = await store.users.update(userId, { disabled: true }, { events: [disabled] });
+      assert.equal(user?.disabled, true);
+      assert.equal((await store.sessions.getWithUser(idHash))?.user.disabled, true, 'a cached read sees the change');
+      const email = `moved-${randomUUID()}@example.com`;
+      const moved = event({ userId, type: 'email_changed', value: email, at: t + 1, nextAt: t + 1 });
+      await store.users.update(
+        userId,
+        { email, emailVerified: true },
+        { events: [moved, { ...moved, id: randomUUID(), app: 'billing' }] },
+      );
+      assert.equal((await store.sessions.getWithUser(idHash))?.user.email, email);
+      assert.deepEqual(
+        (await store.appEvents.list()).map((e) => [e.type, e.userId, e.value]),
+        [
+          ['account_disabled', userId, null],
+          ['email_changed', userId, email],
+          ['email_changed', userId, email],
+        ],
+      );
+      const deleted = event({ userId, at: t + 2, nextAt: t + 2 });
+      assert.equal(await store.users.delete(userId, { events: [deleted], discard: ['email_changed'] }), true);
+      assert.equal(await store.users.get(userId), undefined);
+      assert.equal(await store.sessions.getWithUser(idHash), undefined, 'the cached session went with the user');
+      assert.deepEqual(await ids(store), [disabled.id, deleted.id].sort(), 'the address changes are gone');
+
+      // No such user: nothing changed, so no event either.
+      const none = event();
+      assert.equal(await store.users.update(none.userId, { disabled: true }, { events: [none] }), undefined);
+      assert.equal(await store.users.delete(none.userId, { events: [none] }), false);
+      assert.deepEqual(await ids(store), [disabled.id, deleted.id].sort());
+    }),
+  );
+
+  test(
+    'an account change whose events cannot be written is not made, and none of its events is: a deletion, a disable, an address change',
+    withStore(async (store) => {
+      const { userId, idHash } = await signedIn(store);
+      const before = await store.users.get(userId);
+      const waiting = event({ userId, type: 'email_changed', value: 'waiting@example.com' });
+      const other = event();
+      await store.appEvents.add([waiting, other]);
+      // Its second row's id is taken: the insert fails (a unique violation) after the user's row was written.
+      const failing = (type: string) => ({ events: [event({ userId, type }), { ...other, userId, type }] });
+      const notAConflict = (err: Error) => err.name !== 'StoreConflictError';
+
+      await assert.rejects(store.users.update(userId, { disabled: true }, failing('account_disabled')), notAConflict);
+      const email = `moved-${randomUUID()}@example.com`;
+      await assert.rejects(
+        store.users.update(userId, { email, emailVerified: true }, failing('email_changed')),
+        notAConflict,
+        'not "email already registered": the address is free',
+      );
+      await assert.rejects(
+        store.users.delete(userId, { ...failing('account_deleted'), discard: ['email_changed'] }),
+        notAConflict,
+      );
+
+      assert.deepEqual(await store.users.get(userId), before, 'neither disabled, nor moved, nor deleted');
+      assert.equal(await store.users.getByEmail(email), undefined);
+      assert.deepEqual((await store.sessions.getWithUser(idHash))?.user, before, 'its session is still there');
+      assert.deepEqual(await ids(store), [waiting.id, other.id].sort(), 'no event of it, and the waiting one kept');
+      // The store goes on: the same change with rows that can be written is made.
+      assert.equal(
+        (await store.users.update(userId, { disabled: true }, { events: [event({ userId })] }))?.disabled,
+        true,
+      );
     }),
   );
 }
