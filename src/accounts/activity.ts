@@ -72,7 +72,9 @@ function describe(e: AuditEvent): string {
             ? ' with a recovery code'
             : e.detail.method === 'passkey'
               ? ' with a passkey'
-              : '';
+              : e.detail.method === 'email_link'
+                ? ' with a link mailed to you'
+                : '';
   switch (e.event) {
     case 'login':
       if (e.outcome === 'success') return `Signed in${how}`;
@@ -97,6 +99,8 @@ function describe(e: AuditEvent): string {
       return 'Password reset with an emailed link';
     case 'password_reset_requested':
       return 'Password reset requested';
+    case 'sign_in_link_requested':
+      return 'Sign-in link requested';
     case 'email_verified':
       return 'Email address verified';
     case 'email_changed':

@@ -4,8 +4,7 @@ import { normalizeEmail } from '../config/email.ts';
 import type { Diagnosis } from '../diagnosis/index.ts';
 import { field, type Input } from '../http/body.ts';
 import type { RequestContext } from '../http/context.ts';
-import type { SecondFactorGate } from './sign-in.ts';
-import { serializeCookie } from '../http/cookies.ts';
+import { deviceCookie, type SecondFactorGate } from './sign-in.ts';
 import { paths } from '../http/paths.ts';
 import { redirect, sendJson } from '../http/respond.ts';
 import type { Logger } from '../log/index.ts';
@@ -157,8 +156,6 @@ export interface InvitationPageDeps {
  */
 export type InviteOption = (view: { ctx: RequestContext; user: User; csrf: string }) => SafeHtml | undefined;
 
-const DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600;
-
 /** The invitation link's pages. */
 export class InvitationPage {
   private readonly s: InvitationPageDeps;
@@ -292,11 +289,7 @@ export class InvitationPage {
       detail: { method: how.passwordHash ? 'password' : 'passkey' },
     });
     const cookie = ctx.site.session;
-    const device = serializeCookie(ctx.site.cookies.device, this.s.throttle.newDeviceCookie(user.email), {
-      secure: ctx.site.secure,
-      path: ctx.site.cookiePath,
-      maxAgeSeconds: DEVICE_COOKIE_MAX_AGE,
-    });
+    const device = deviceCookie(ctx, this.s.throttle.newDeviceCookie(user.email));
     // The browser that accepted is the account's first: no new-sign-in notice for it.
     const known = this.s.notices.seen(ctx, user, how.amr, { first: true });
     if (

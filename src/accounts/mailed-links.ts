@@ -12,7 +12,8 @@ import type { EmailTokens, LinkCheck, LinkProblem } from './email-tokens.ts';
 import { describeLinkProblem } from './pages.ts';
 
 /**
- * How a link from a message is opened, for both kinds (verify-email, reset-password):
+ * How a link from a message is opened, for every kind (verify-email, reset-password, confirm-email,
+ * invite, sign-in-link/open):
  *
  *   GET  <route>?token=T   checks T (changes nothing: mail scanners fetch links), keeps it in a
  *                          short-lived HttpOnly cookie scoped to <route>, and 303s to <route>
@@ -34,7 +35,7 @@ export interface MailedLinksDeps {
   prefix: string;
 }
 
-export type LinkKind = 'verify' | 'reset' | 'change' | 'invite';
+export type LinkKind = 'verify' | 'reset' | 'change' | 'invite' | 'signin';
 type Kind = LinkKind;
 
 const PURPOSE: Record<Kind, EmailTokenPurpose> = {
@@ -42,12 +43,14 @@ const PURPOSE: Record<Kind, EmailTokenPurpose> = {
   reset: 'reset_password',
   change: 'change_email',
   invite: 'invite',
+  signin: 'sign_in',
 };
 const ROUTE: Record<Kind, string> = {
   verify: paths.verifyEmail,
   reset: paths.resetPassword,
   change: paths.confirmEmailChange,
   invite: paths.invite,
+  signin: paths.openSignInLink,
 };
 /** Where the page of a link that does not work points to. */
 const AGAIN: Record<Kind, { route: string; text: string; heading: string }> = {
@@ -55,6 +58,7 @@ const AGAIN: Record<Kind, { route: string; text: string; heading: string }> = {
   reset: { route: paths.forgotPassword, text: 'Ask for a new link', heading: 'This reset link does not work' },
   change: { route: paths.account, text: 'Your account', heading: 'This link does not work' },
   invite: { route: paths.login, text: 'Sign in', heading: 'This invitation does not work' },
+  signin: { route: paths.signInLink, text: 'Ask for a new link', heading: 'This sign-in link does not work' },
 };
 
 /** The cookie lives at most this long: the page is opened right after the link. */
@@ -71,9 +75,12 @@ export class MailedLinks {
     this.tokens = tokens;
   }
 
-  /** The link to mail: built from the site's origin (publicUrl), never from the request's Host. */
-  url(site: SiteInfo, kind: Kind, token: string): string {
-    return `${site.origin}${this.s.prefix}${ROUTE[kind]}?token=${token}`;
+  /**
+   * The link to mail: built from the site's origin (publicUrl), never from the request's Host.
+   * `rd`: where the page goes after it (a path of the site, checked again when it is used).
+   */
+  url(site: SiteInfo, kind: Kind, token: string, rd?: string): string {
+    return `${site.origin}${this.s.prefix}${ROUTE[kind]}?token=${token}${rd ? `&rd=${encodeURIComponent(rd)}` : ''}`;
   }
 
   private cookie(ctx: RequestContext, kind: Kind): { name: string; path: string; secure: boolean } {
@@ -104,7 +111,9 @@ export class MailedLinks {
     }
     const c = this.cookie(ctx, kind);
     const maxAge = Math.min(COOKIE_MAX_AGE_S, Math.ceil((checked.token.expiresAt - Date.now()) / 1000));
-    redirect(ctx.res, 303, `${ctx.site.origin}${c.path}`, [
+    // A return path stays in the address (not a secret), if it is one of the site's.
+    const rd = this.tools.returnTarget(ctx, this.tools.queryParam(ctx, 'rd'));
+    redirect(ctx.res, 303, `${ctx.site.origin}${c.path}${rd ? `?rd=${encodeURIComponent(rd)}` : ''}`, [
       serializeCookie(c.name, token, { secure: c.secure, path: c.path, maxAgeSeconds: maxAge }),
     ]);
     return true;

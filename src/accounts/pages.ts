@@ -61,6 +61,55 @@ export function forgotSentPage(o: { appTitle: string; loginUrl: string; forgotUr
   });
 }
 
+/** Asking for a sign-in link (accounts/sign-in-links.ts). */
+export function signInLinkPage(
+  o: Base & { action: string; loginUrl: string; rd?: string; email?: string; errors?: Errors; ttl: string },
+): string {
+  const errors = o.errors ?? {};
+  const specs: FieldSpec[] = [
+    { name: 'email', label: 'Email', type: 'email', autocomplete: 'username', value: o.email ?? '' },
+  ];
+  return layout({
+    appTitle: o.appTitle,
+    heading: 'Sign in with a link',
+    error: hasErrors(errors),
+    referrerPolicy: 'same-origin',
+    body: html`${summary(errors, specs)}
+<p>Enter the email address of your account. We will send you a link that signs you in; it works once, for ${o.ttl}.</p>
+<form method="post" action="${o.action}" novalidate>
+${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
+${fields(specs, errors)}
+<button type="submit">Email me a link</button>
+</form>
+<p class="alt"><a href="${o.loginUrl}">Back to sign in</a></p>`,
+  });
+}
+
+export function signInLinkSentPage(o: { appTitle: string; loginUrl: string; againUrl: string; ttl: string }): string {
+  return layout({
+    appTitle: o.appTitle,
+    heading: 'Check your inbox',
+    body: html`<p class="notice" role="status">If there is an account for the address you entered, a message with a link that signs you in is on its way.</p>
+<p>The link works once, for ${o.ttl}, in any browser. Nothing arrived after a few minutes? Look in your spam folder, check the address, or <a href="${o.againUrl}">ask for another link</a>.</p>
+<p class="alt"><a class="button secondary" href="${o.loginUrl}">Back to sign in</a></p>`,
+  });
+}
+
+/** The mailed link's page: says whose account it signs in to, and does it only on the button (a POST). */
+export function openSignInLinkPage(o: Base & { action: string; rd?: string; email: string }): string {
+  return layout({
+    appTitle: o.appTitle,
+    heading: `Sign in to ${o.appTitle}`,
+    referrerPolicy: 'same-origin',
+    body: html`<p>This link signs you in as <strong class="who">${o.email}</strong>.</p>
+<form method="post" action="${o.action}">
+${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
+<button type="submit">Sign in</button>
+</form>
+<p class="aside">Not your address, or you did not ask for this link? Close this page: nothing happens without the button.</p>`,
+  });
+}
+
 export function resetPasswordPage(
   o: Base & { action: string; email: string; errors?: Errors; minPasswordLength: number },
 ): string {
@@ -187,16 +236,18 @@ ${hidden('csrf', o.csrf)}
 /** What the page says for a link that does not work, and the HTTP status. */
 export function describeLinkProblem(
   problem: LinkProblem,
-  purpose: 'verify' | 'reset' | 'change' | 'invite',
+  purpose: 'verify' | 'reset' | 'change' | 'invite' | 'signin',
 ): { status: number; message: string; hint: string } {
   const again =
     purpose === 'reset'
       ? 'Ask for a new link on the sign-in page ("Forgot your password?").'
-      : purpose === 'change'
-        ? 'Sign in and ask for the change again on your account page.'
-        : purpose === 'invite'
-          ? 'Ask the administrator who invited you for a new invitation.'
-          : 'Sign in and ask for a new link.';
+      : purpose === 'signin'
+        ? 'Ask for a new link on the sign-in page ("Email me a sign-in link").'
+        : purpose === 'change'
+          ? 'Sign in and ask for the change again on your account page.'
+          : purpose === 'invite'
+            ? 'Ask the administrator who invited you for a new invitation.'
+            : 'Sign in and ask for a new link.';
   switch (problem) {
     case 'invalid':
       return {

@@ -132,7 +132,7 @@ export class SignInNotices {
   }
 }
 
-/** How a sign-in was proved, in words, from its amr (pwd, idp:<id>, otp, a passkey's, recovery). */
+/** How a sign-in was proved, in words, from its amr (pwd, idp:<id>, otp, a passkey's, recovery, email). */
 function signInMethod(amr: readonly string[], providerName: (id: string) => string): string {
   const parts: string[] = [];
   for (const a of amr) {
@@ -141,6 +141,7 @@ function signInMethod(amr: readonly string[], providerName: (id: string) => stri
     else if (a === 'otp') parts.push('an authenticator app code');
     else if (a === 'hwk' || a === 'swk' || a === 'passkey') parts.push('a passkey');
     else if (a === 'recovery') parts.push('a recovery code');
+    else if (a === 'email') parts.push('a sign-in link mailed to this address');
   }
   return parts.length ? [...new Set(parts)].join(' and ') : 'a sign-in';
 }

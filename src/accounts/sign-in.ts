@@ -18,6 +18,18 @@ import type { SignInNotices } from './sign-in-notices.ts';
 
 const DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600;
 
+/**
+ * The device cookie (security.md #42) of a browser that proved it is the account's: it knew the
+ * password, or followed an invitation or a sign-in link mailed to the address.
+ */
+export function deviceCookie(ctx: RequestContext, value: string): string {
+  return serializeCookie(ctx.site.cookies.device, value, {
+    secure: ctx.site.secure,
+    path: ctx.site.cookiePath,
+    maxAgeSeconds: DEVICE_COOKIE_MAX_AGE,
+  });
+}
+
 /** What the sign-in pages use (the composition root's Services satisfies it). */
 export interface SignInDeps {
   config: Config;
@@ -178,6 +190,9 @@ export class SignIn {
           ? this.forms.url(ctx, paths.register, { rd: rd === ctx.site.home ? undefined : rd })
           : undefined,
       forgotUrl: this.forms.url(ctx, paths.forgotPassword),
+      signInLinkUrl: this.s.config.accounts.signInLinks
+        ? this.forms.url(ctx, paths.signInLink, { rd: rd === ctx.site.home ? undefined : rd })
+        : undefined,
       providers: this.s.providers.loginButtons(rd),
       passkey: this.secondFactor?.loginExtras(rd === ctx.site.home ? undefined : rd)?.html,
     });
@@ -219,7 +234,7 @@ export class SignIn {
       );
     }
     ctx.userId = result.user.id;
-    const device = this.deviceCookie(ctx, result.deviceCookie);
+    const device = deviceCookie(ctx, result.deviceCookie);
     if (await this.secondFactor?.intercept(ctx, input, result.user, ['pwd'], rd, [device])) return;
     const { setCookie } = await this.s.sessions.create(result.user, ctx.site.origin, cookie, {
       amr: ['pwd'],
@@ -241,15 +256,6 @@ export class SignIn {
     if (input.kind === 'json')
       return sendJson(ctx.res, 200, { user: publicUser(result.user), redirect: rd }, {}, cookies);
     redirect(ctx.res, 303, ctx.site.origin + rd, cookies);
-  }
-
-  /** The device cookie (security.md #42) of a browser that proved it knows the password. */
-  private deviceCookie(ctx: RequestContext, value: string): string {
-    return serializeCookie(ctx.site.cookies.device, value, {
-      secure: ctx.site.secure,
-      path: ctx.site.cookiePath,
-      maxAgeSeconds: DEVICE_COOKIE_MAX_AGE,
-    });
   }
 
   // ---- registration -----------------------------------------------------------------
@@ -337,7 +343,7 @@ export class SignIn {
     this.s.logger.info({ event: 'register', userId: result.user.id, requestId: ctx.requestId }, 'user registered');
     for (const fn of this.registered) fn(ctx, result.user);
     // accounts.mfa: required: the new user enrols a second factor before any session.
-    const device = this.deviceCookie(ctx, result.deviceCookie);
+    const device = deviceCookie(ctx, result.deviceCookie);
     // The browser that registered is the account's first: no notice, now or after a second factor.
     const known = this.s.notices.seen(ctx, result.user, ['pwd'], { first: true });
     if (await this.secondFactor?.intercept(ctx, input, result.user, ['pwd'], rd, [device, known])) return;

@@ -123,15 +123,42 @@ export class Throttle {
    * A password-reset request (security.md #45): counted per client IP and per address, whether or
    * not the address has an account, so the answer says nothing about that either.
    */
-  async checkPasswordReset(ip: string, email: string): Promise<Verdict> {
-    const ipKey = `reset:ip:${rateLimitAddress(ip)}`;
-    const account = `reset:acct:${this.accountKey(email)}`;
+  checkPasswordReset(ip: string, email: string): Promise<Verdict> {
+    return this.checkLinkRequest(
+      'reset',
+      ip,
+      email,
+      this.limits.passwordResetPerIp,
+      this.limits.passwordResetPerAccount,
+    );
+  }
+
+  /** A sign-in link asked for (accounts/sign-in-links.ts): counted like a reset request, apart from it. */
+  checkSignInLink(ip: string, email: string): Promise<Verdict> {
+    return this.checkLinkRequest(
+      'signin-link',
+      ip,
+      email,
+      this.limits.signInLinkPerIp,
+      this.limits.signInLinkPerAccount,
+    );
+  }
+
+  private async checkLinkRequest(
+    kind: string,
+    ip: string,
+    email: string,
+    perIp: number,
+    perAccount: number,
+  ): Promise<Verdict> {
+    const ipKey = `${kind}:ip:${rateLimitAddress(ip)}`;
+    const account = `${kind}:acct:${this.accountKey(email)}`;
     const [ipCount, accountCount] = await Promise.all([
       this.cache.hit(ipKey, HOUR_MS),
       this.cache.hit(account, HOUR_MS),
     ]);
-    if (ipCount > this.limits.passwordResetPerIp) return this.retryAfter(ipKey);
-    if (accountCount > this.limits.passwordResetPerAccount) return this.retryAfter(account);
+    if (ipCount > perIp) return this.retryAfter(ipKey);
+    if (accountCount > perAccount) return this.retryAfter(account);
     return { ok: true };
   }
 

@@ -11,12 +11,11 @@ export { describeUserAgent } from './user-agent.ts';
 
 /**
  * The events (a bounded set: they are metric labels and the CLI's --event values):
- *   register, login (detail.method: password | provider | device | mcp; outcome success,
- *   failure, throttled, disabled), logout (detail.by provider: its back-channel logout),
+ *   register, login (detail.method: password | provider | device | mcp | email_link; outcome
+ *   success, failure, throttled, disabled), logout (detail.by provider: its back-channel logout),
  *   session_ended (one browser session ended from the account page), sessions_ended (everywhere
- *   else), password_changed, password_reset,
- *   password_reset_requested, email_verified, email_changed, factor_added, factor_removed,
- *   provider_linked, provider_unlinked, device_approved, consent_approved, login_revoked (a
+ *   else), password_changed, password_reset, password_reset_requested, sign_in_link_requested,
+ *   email_verified, email_changed, factor_added, factor_removed, provider_linked, provider_unlinked, device_approved, consent_approved, login_revoked (a
  *   CLI/MCP login ended), refresh_reuse, operator (a CLI command: detail.command),
  *   email_change_requested, reauthenticated, reauthentication_failed, invitation_accepted,
  *   account_deleted (by the user on the account page, or actor operator:<name>: gatehouse users delete).
@@ -33,6 +32,7 @@ export const AUDIT_EVENTS = [
   'password_changed',
   'password_reset',
   'password_reset_requested',
+  'sign_in_link_requested',
   'email_verified',
   'email_changed',
   'factor_added',

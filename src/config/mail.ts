@@ -132,6 +132,10 @@ export const EmailSchema = z
       description:
         'How long a password-reset link works; a newer request, a used link or any password change ends it sooner',
     }),
+    signInLinkTtl: between('15m', 60_000, 3_600_000, '"1m" and "1h"').meta({
+      description:
+        'How long a sign-in link (accounts.signInLinks) works; a newer request or a used link ends it sooner',
+    }),
   })
   .meta({
     description:

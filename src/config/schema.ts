@@ -325,6 +325,10 @@ export const ConfigSchema = z
         invitationTtl: durationField('7d', { min: 60_000, what: 'an invitation' }).meta({
           description: 'How long an invitation link (gatehouse users invite) works',
         }),
+        signInLinks: z.boolean().default(false).meta({
+          description:
+            'Offer "Email me a sign-in link" on the sign-in page: a link mailed to the address signs in (then a second factor, for users who have one). Needs email',
+        }),
         requireVerifiedEmail: z.boolean().default(false).meta({
           description:
             'Users whose address is not verified (password registrations until they follow the emailed link) cannot use protected routes; they get a page to resend the link. Needs email',
@@ -359,6 +363,15 @@ export const ConfigSchema = z
               .meta({ description: 'Password-reset requests per client IP per hour' }),
             passwordResetPerAccount: z.number().int().min(1).default(5).meta({
               description: 'Password-reset requests per email address per hour, whether or not it has an account',
+            }),
+            signInLinkPerIp: z
+              .number()
+              .int()
+              .min(1)
+              .default(20)
+              .meta({ description: 'Sign-in links asked for per client IP per hour' }),
+            signInLinkPerAccount: z.number().int().min(1).default(5).meta({
+              description: 'Sign-in links asked for per email address per hour, whether or not it has an account',
             }),
             emailsPerAddress: z.number().int().min(1).default(10).meta({
               description: 'Messages (verification and reset) sent to one address per hour, at most; more are not sent',
@@ -485,6 +498,12 @@ export const ConfigSchema = z
         path: ['forwardAuth', 'cacheFor'],
         message:
           'tokens.assertionTtl must be more than twice forwardAuth.cacheFor: an assertion taken from a cached answer must still be valid when the proxy sends it',
+      });
+    if (c.accounts.signInLinks && !c.email)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['accounts', 'signInLinks'],
+        message: 'signInLinks needs email: the links are mailed (set email, or signInLinks: false)',
       });
     if (!c.upstream && !c.apps)
       ctx.addIssue({ code: 'custom', path: ['upstream'], message: 'set upstream (one app) or apps (several)' });

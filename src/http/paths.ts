@@ -39,6 +39,9 @@ export const paths = {
   confirmEmailChange: '/confirm-email',
   // accounts/invitations.ts: the link of `gatehouse users invite`
   invite: '/invite',
+  // accounts/sign-in-links.ts: sign-in by a mailed link (accounts.signInLinks)
+  signInLink: '/sign-in-link',
+  openSignInLink: '/sign-in-link/open',
   // providers/routes.ts
   loginWith: '/login/:provider',
   callback: '/callback/:provider',

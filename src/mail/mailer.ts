@@ -20,6 +20,7 @@ export interface Message {
 export type MailKind =
   | 'verify_email'
   | 'password_reset'
+  | 'sign_in_link'
   | 'password_changed'
   | 'email_change'
   | 'email_change_notice'

@@ -82,6 +82,20 @@ export function resetMail(o: { appTitle: string; email: string; link: string; tt
   );
 }
 
+export function signInLinkMail(o: { appTitle: string; email: string; link: string; ttlMs: number }): Rendered {
+  const title = clean(o.appTitle);
+  return render(
+    o.appTitle,
+    `Your sign-in link for ${title}`,
+    [
+      `Someone asked for a link to sign in to the ${title} account for ${o.email}. If it was you, open this link within ${humanDuration(o.ttlMs)}:`,
+      '{link}',
+      'The link works once. If you did not ask for it, ignore this message: nobody is signed in without it.',
+    ],
+    { url: o.link, label: 'Sign in' },
+  );
+}
+
 export function passwordChangedMail(o: {
   appTitle: string;
   email: string;

@@ -89,6 +89,8 @@ export function loginPage(
     action: string;
     registerUrl?: string;
     forgotUrl?: string;
+    /** "Email me a sign-in link" (accounts.signInLinks). */
+    signInLinkUrl?: string;
     email?: string;
     errors?: Errors;
     notice?: string;
@@ -123,6 +125,7 @@ ${o.forgotUrl ? html`<p class="aside"><a href="${o.forgotUrl}">Forgot your passw
 <button type="submit">Sign in</button>
 </form>
 ${o.passkey ? html`<p class="divider">or</p>${o.passkey}` : ''}
+${o.signInLinkUrl ? html`<p class="alt"><a href="${o.signInLinkUrl}">Email me a sign-in link</a></p>` : ''}
 ${o.extra ?? ''}
 ${o.registerUrl ? html`<p class="alt">New here? <a href="${o.registerUrl}">Create an account</a></p>` : ''}`,
   });

@@ -11,6 +11,7 @@ import { AccountDeletion } from '../accounts/deletion.ts';
 import { AppEvents } from '../events/index.ts';
 import { AccountExport } from '../accounts/export.ts';
 import { SignInNotices } from '../accounts/sign-in-notices.ts';
+import { SignInLinks } from '../accounts/sign-in-links.ts';
 import { EmailChange } from '../accounts/email-change.ts';
 import { EmailTokens } from '../accounts/email-tokens.ts';
 import { InvitationPage } from '../accounts/invitations.ts';
@@ -257,6 +258,7 @@ export class Gatehouse {
       account,
       verification,
       recovery: new PasswordRecovery(services, forms, account, links, mailer),
+      signInLinks: new SignInLinks(services, forms, links, mailer).useSecondFactor(mfa),
       reauth,
       emailChange: new EmailChange(services, forms, account, reauth, links, mailer),
       deletion: new AccountDeletion(services, forms, account, reauth, mailer),

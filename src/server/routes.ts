@@ -8,6 +8,7 @@ import type { InvitationPage } from '../accounts/invitations.ts';
 import type { Reauthentication } from '../accounts/reauth.ts';
 import type { PasswordRecovery } from '../accounts/recovery.ts';
 import type { SignIn } from '../accounts/sign-in.ts';
+import type { SignInLinks } from '../accounts/sign-in-links.ts';
 import type { EmailVerification } from '../accounts/verification.ts';
 import { METHODS } from '../config/schema.ts';
 import type { Exchange, RequestContext } from '../http/context.ts';
@@ -35,6 +36,8 @@ export interface Features {
   account: AccountPage;
   verification: EmailVerification;
   recovery: PasswordRecovery;
+  /** Sign-in by a mailed link (accounts/sign-in-links.ts). */
+  signInLinks: SignInLinks;
   /** "Confirm it's you" before sensitive actions (accounts/reauth.ts). */
   reauth: Reauthentication;
   /** Change of email address (accounts/email-change.ts). */
@@ -90,6 +93,11 @@ export const routes: { own: readonly Row[]; wellKnown: readonly Row[] } = {
     { path: paths.verifyEmail, methods: GET, handler: (f, c) => f.verification.page(c) },
     { path: paths.verifyEmail, methods: POST, handler: (f, c) => f.verification.confirm(c) },
     { path: paths.resendVerification, methods: POST, handler: (f, c) => f.verification.resend(c) },
+    // accounts/sign-in-links.ts
+    { path: paths.signInLink, methods: GET, handler: (f, c) => f.signInLinks.requestForm(c) },
+    { path: paths.signInLink, methods: POST, handler: (f, c) => f.signInLinks.request(c) },
+    { path: paths.openSignInLink, methods: GET, handler: (f, c) => f.signInLinks.openForm(c) },
+    { path: paths.openSignInLink, methods: POST, handler: (f, c) => f.signInLinks.open(c) },
     // accounts/recovery.ts
     { path: paths.forgotPassword, methods: GET, handler: (f, c) => f.recovery.forgotForm(c) },
     { path: paths.forgotPassword, methods: POST, handler: (f, c) => f.recovery.forgot(c) },

@@ -4,7 +4,7 @@
  * alone. Part of the Store contract (test/store/email-tokens-contract.ts).
  */
 
-export type EmailTokenPurpose = 'verify_email' | 'reset_password' | 'change_email' | 'invite';
+export type EmailTokenPurpose = 'verify_email' | 'reset_password' | 'change_email' | 'invite' | 'sign_in';
 
 export interface EmailToken {
   /** SHA-256 of the token, base64url. */

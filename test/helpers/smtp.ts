@@ -131,7 +131,7 @@ export async function startSmtp(
 /** The link to Gatehouse's `route` in a message (its text part; the HTML part must carry the same). */
 export function linkIn(mail: ReceivedMail, route: string): string {
   const m = new RegExp(
-    `https?://[^\\s"<>]+${route.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\\?token=[A-Za-z0-9_-]+`,
+    `https?://[^\\s"<>]+${route.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\\?token=[A-Za-z0-9_-]+(?:&rd=[^\\s"<>]+)?`,
   ).exec(mail.text);
   if (!m) throw new Error(`no ${route} link in: ${mail.text}`);
   return m[0];

@@ -47,6 +47,7 @@ before(async () => {
       email: emailConfig(smtp),
       routes: [{ path: '/public/**', access: 'public' as const }],
       accounts: {
+        signInLinks: true,
         rateLimits: {
           loginPerIp: 100_000,
           loginPerAccount: 100_000,
@@ -54,6 +55,8 @@ before(async () => {
           providerStartsPerIp: 100_000,
           passwordResetPerIp: 100_000,
           passwordResetPerAccount: 100_000,
+          signInLinkPerIp: 100_000,
+          signInLinkPerAccount: 100_000,
           emailsPerAddress: 100_000,
         },
       },

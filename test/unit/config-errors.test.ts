@@ -97,6 +97,13 @@ describe('each kind of config problem says what was expected and what was found,
       /^expected at least one entry, found an empty list$/,
     ],
     [
+      'sign-in links without email',
+      'accounts:\n  signInLinks: true\n',
+      'accounts.signInLinks',
+      4,
+      /^signInLinks needs email: the links are mailed \(set email, or signInLinks: false\)$/,
+    ],
+    [
       'a service client without a secret',
       'tokens:\n  clients:\n    - {id: a, name: A, grantTypes: [client_credentials], apps: [app]}\n',
       'tokens.clients[0].secret',
@@ -378,12 +385,14 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         delivery: { attempts: 3, retryDelay: '5s', queueSize: 1000 },
         verifyLinkTtl: '24h',
         resetLinkTtl: '30m',
+        signInLinkTtl: '15m',
       },
       accounts: {
         registration: 'open',
         allowedDomains: ['example.com'],
         minPasswordLength: 8,
         requireVerifiedEmail: false,
+        signInLinks: true,
         newSignInNotice: true,
         selfDeletion: true,
         reauthenticateAfter: '10m',
@@ -395,6 +404,8 @@ describe('every key, every wrong value: a worded problem with key and line, neve
           providerStartsPerIp: 120,
           passwordResetPerIp: 20,
           passwordResetPerAccount: 5,
+          signInLinkPerIp: 20,
+          signInLinkPerAccount: 5,
           emailsPerAddress: 10,
         },
         mfa: 'optional',
@@ -495,7 +506,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
   ];
   /** Messages of checks across keys: they compare values, so they have nothing "found" to show. */
   const ACROSS =
-    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse|must be more than twice|whole seconds|needs a list of origins|stands alone|is not the name of an app|grant needs (a secret|apps)|are for a client with/;
+    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse|must be more than twice|whole seconds|needs a list of origins|stands alone|is not the name of an app|grant needs (a secret|apps)|are for a client with|needs email/;
 
   const paths = (v: unknown, at: (string | number)[] = []): (string | number)[][] => {
     if (Array.isArray(v)) return [at, ...v.flatMap((x, i) => paths(x, [...at, i]))];
