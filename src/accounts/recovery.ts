@@ -418,7 +418,7 @@ export class PasswordRecovery {
 }
 
 /** A JSON error answer in the shape of the other own routes: {error, message, fields?}. */
-function sendErrors(
+export function sendErrors(
   ctx: RequestContext,
   status: number,
   code: string,

@@ -15,6 +15,7 @@ import type { Sessions } from '../sessions/index.ts';
 import type { Store } from '../store/index.ts';
 import type { MailedLinks } from './mailed-links.ts';
 import { openSignInLinkPage, signInLinkPage, signInLinkSentPage } from './pages.ts';
+import { sendErrors } from './recovery.ts';
 import { deviceCookie, publicUser, type SecondFactorGate } from './sign-in.ts';
 import type { SignInNotices } from './sign-in-notices.ts';
 import type { Throttle } from './throttle.ts';
@@ -148,16 +149,7 @@ export class SignInLinks {
     const rd = this.tools.returnPath(ctx, field(input, 'rd', 4096));
     const fail = (status: number, errors: Record<string, string>, headers: Record<string, string> = {}) => {
       if (input.kind === 'json')
-        return sendJson(
-          ctx.res,
-          status,
-          {
-            error: status === 429 ? 'too_many_attempts' : 'invalid_request',
-            message: Object.values(errors)[0],
-            ...(errors.email ? { fields: errors } : {}),
-          },
-          headers,
-        );
+        return sendErrors(ctx, status, status === 429 ? 'too_many_attempts' : 'invalid_request', errors, headers);
       this.tools.html(ctx, status, this.renderForm(ctx, this.tools.csrf(ctx).token, rd, errors, given), [], headers);
     };
     if (!email) return fail(400, { email: 'Enter an email address like name@example.com.' });

@@ -53,6 +53,11 @@ export async function check(
           `    events: ${sent.join(', ') || 'none'} POSTed to ${app.events.url.href} as signed Security Event Tokens${noAddress ? '; email_changed is not sent: the app gets no addresses (headers.email)' : ''}`,
         );
       }
+      const services = config.tokens.clients.filter((c) => c.apps?.includes(app.name));
+      if (services.length)
+        out(
+          `    service clients (client_credentials): ${services.map((c) => `client:${c.id}${c.groups.length ? ` (groups ${c.groups.join(', ')})` : ''}`).join(', ')}`,
+        );
     }
   }
   if (config.tokens.bearerHeader)

@@ -76,6 +76,24 @@ describe('gatehouse check', () => {
     assert.match(refused.stderr, /events\.types\[0\]/);
   });
 
+  test('check names the service clients that may call each app', async () => {
+    const secret = 's'.repeat(32);
+    const file = writeConfig(
+      'services.yaml',
+      `publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.5]\napps:\n  - {name: api, pathPrefix: /api, upstream: http://127.0.0.1:3000}\n  - {name: web, upstream: http://127.0.0.1:3001}\ntokens:\n  clients:\n    - {id: deployer, name: Deployer, secret: ${secret}, grantTypes: [client_credentials], apps: [api, web], groups: [ci, ops]}\n    - {id: reporter, name: Reporter, secret: ${secret}x, grantTypes: [client_credentials], apps: [api]}\n`,
+    );
+    const r = await run(['check', '--config', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /app "api".*\n.*\n {4}service clients \(client_credentials\): client:deployer \(groups ci, ops\), client:reporter\n/,
+    );
+    assert.match(
+      r.stdout,
+      /app "web".*\n.*\n {4}service clients \(client_credentials\): client:deployer \(groups ci, ops\)\n/,
+    );
+  });
+
   test("check names each app's identity headers as configured (the oauth2-proxy preset) and the second token header; a clash is an error with its line", async () => {
     const file = writeConfig(
       'o2p.yaml',
