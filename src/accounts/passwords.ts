@@ -1,8 +1,11 @@
-import { argon2, randomBytes, timingSafeEqual } from 'node:crypto';
+import { argon2, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
+import { Worker } from 'node:worker_threads';
 
 const argon2Async = promisify(argon2);
+const pbkdf2Async = promisify(pbkdf2);
 
 /**
  * Password hashing with argon2id from node:crypto. The work runs on libuv's thread pool,
@@ -55,28 +58,160 @@ export async function hashPassword(password: string): Promise<string> {
   return `$argon2id$v=19$m=${memory},t=${passes},p=${parallelism}$${salt.toString('base64').replace(/=+$/, '')}$${tag.toString('base64').replace(/=+$/, '')}`;
 }
 
-const PHC = /^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$/;
+/**
+ * The hashes Gatehouse checks: its own (argon2id, above), and those imported from another system
+ * (`gatehouse users import`), each replaced by Gatehouse's own at the user's first sign-in
+ * (needsRehash):
+ *   argon2id, argon2i, argon2d  PHC strings, version 19, any parameters within LIMITS
+ *   bcrypt                      $2a$, $2b$, $2y$ (cost up to LIMITS.bcryptCost), checked by bcryptjs on
+ *                               a worker thread, never on the event loop
+ *   PBKDF2-SHA256               Django's pbkdf2_sha256$<iterations>$<salt>$<base64 of 32 bytes>
+ * Bounded, so that an imported hash cannot make one sign-in cost minutes or gigabytes.
+ */
+const ARGON2 =
+  /^\$(argon2id|argon2i|argon2d)\$v=19\$m=(\d{1,9}),t=(\d{1,4}),p=(\d{1,4})\$([A-Za-z0-9+/]{11,88})\$([A-Za-z0-9+/]{22,88})$/;
+const BCRYPT = /^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$/;
+const DJANGO_PBKDF2 = /^pbkdf2_sha256\$(\d{1,9})\$([A-Za-z0-9./+=_-]{1,128})\$([A-Za-z0-9+/]{43}=)$/;
+export const HASH_LIMITS = {
+  argon2Memory: 262_144,
+  argon2Passes: 16,
+  argon2Parallelism: 16,
+  bcryptCost: 14,
+  pbkdf2Iterations: 5_000_000,
+} as const;
 
-export async function verifyPassword(password: string, phc: string): Promise<boolean> {
-  const m = PHC.exec(phc);
-  if (!m) return false;
-  const expected = Buffer.from(m[5]!, 'base64');
-  const tag = await slot(() =>
-    argon2Async('argon2id', {
-      message: prepare(password),
-      nonce: Buffer.from(m[4]!, 'base64'),
-      memory: Number(m[1]),
-      passes: Number(m[2]),
-      parallelism: Number(m[3]),
-      tagLength: expected.length,
-    }),
-  );
-  return timingSafeEqual(tag, expected);
+type Parsed =
+  | {
+      kind: 'argon2';
+      variant: 'argon2id' | 'argon2i' | 'argon2d';
+      memory: number;
+      passes: number;
+      parallelism: number;
+      salt: Buffer;
+      tag: Buffer;
+    }
+  | { kind: 'bcrypt' }
+  | { kind: 'pbkdf2'; iterations: number; salt: string; hash: Buffer };
+
+/** What a stored hash is, or why Gatehouse cannot check it (a sentence). */
+function parseHash(stored: string): Parsed | string {
+  const a = ARGON2.exec(stored);
+  if (a) {
+    const [memory, passes, parallelism] = [Number(a[2]), Number(a[3]), Number(a[4])];
+    if (memory < 8 * parallelism || passes < 1 || parallelism < 1) return 'its argon2 parameters are not valid';
+    if (
+      memory > HASH_LIMITS.argon2Memory ||
+      passes > HASH_LIMITS.argon2Passes ||
+      parallelism > HASH_LIMITS.argon2Parallelism
+    )
+      return `its argon2 parameters exceed m=${HASH_LIMITS.argon2Memory},t=${HASH_LIMITS.argon2Passes},p=${HASH_LIMITS.argon2Parallelism}`;
+    return {
+      kind: 'argon2',
+      variant: a[1] as 'argon2id' | 'argon2i' | 'argon2d',
+      memory,
+      passes,
+      parallelism,
+      salt: Buffer.from(a[5]!, 'base64'),
+      tag: Buffer.from(a[6]!, 'base64'),
+    };
+  }
+  const b = BCRYPT.exec(stored);
+  if (b) {
+    const cost = Number(b[1]);
+    if (cost < 4 || cost > HASH_LIMITS.bcryptCost)
+      return `its bcrypt cost is not between 4 and ${HASH_LIMITS.bcryptCost}`;
+    return { kind: 'bcrypt' };
+  }
+  const d = DJANGO_PBKDF2.exec(stored);
+  if (d) {
+    const iterations = Number(d[1]);
+    if (iterations < 1 || iterations > HASH_LIMITS.pbkdf2Iterations)
+      return `its iterations are not between 1 and ${HASH_LIMITS.pbkdf2Iterations}`;
+    return { kind: 'pbkdf2', iterations, salt: d[2]!, hash: Buffer.from(d[3]!, 'base64') };
+  }
+  return 'it is none of the formats Gatehouse reads: argon2 (PHC), bcrypt ($2a$, $2b$, $2y$), Django pbkdf2_sha256';
 }
 
-export function needsRehash(phc: string): boolean {
-  const m = PHC.exec(phc);
-  return !m || Number(m[1]) < ARGON2_PARAMS.memory || Number(m[2]) < ARGON2_PARAMS.passes;
+/** Why an imported password hash cannot be used, or undefined when Gatehouse can check it. */
+export function hashProblem(stored: string): string | undefined {
+  const parsed = parseHash(stored);
+  return typeof parsed === 'string' ? parsed : undefined;
+}
+
+export async function verifyPassword(password: string, stored: string): Promise<boolean> {
+  const h = parseHash(stored);
+  if (typeof h === 'string') return false;
+  if (h.kind === 'bcrypt') return slot(() => bcryptCompare(password, stored));
+  if (h.kind === 'pbkdf2') {
+    const hash = await slot(() => pbkdf2Async(password, h.salt, h.iterations, 32, 'sha256'));
+    return timingSafeEqual(hash, h.hash);
+  }
+  const argon2Of = (message: Buffer) =>
+    slot(() =>
+      argon2Async(h.variant, {
+        message,
+        nonce: h.salt,
+        memory: h.memory,
+        passes: h.passes,
+        parallelism: h.parallelism,
+        tagLength: h.tag.length,
+      }),
+    );
+  if (timingSafeEqual(await argon2Of(prepare(password)), h.tag)) return true;
+  // Another system's argon2 hashed the password as typed; Gatehouse hashes it NFKC-normalized.
+  return password.normalize('NFKC') !== password && timingSafeEqual(await argon2Of(Buffer.from(password)), h.tag);
+}
+
+/** Whether the stored hash is other than Gatehouse's own argon2id at today's parameters (or better). */
+export function needsRehash(stored: string): boolean {
+  const h = parseHash(stored);
+  return (
+    typeof h === 'string' ||
+    h.kind !== 'argon2' ||
+    h.variant !== 'argon2id' ||
+    h.memory < ARGON2_PARAMS.memory ||
+    h.passes < ARGON2_PARAMS.passes
+  );
+}
+
+// bcrypt (an imported hash) on one worker thread, made at the first such check: bcryptjs is
+// JavaScript, ~70 ms of CPU at cost 10, which the event loop must not spend.
+let bcryptWorker: Worker | undefined;
+let bcryptIds = 0;
+const bcryptWaiting = new Map<number, { resolve: (ok: boolean) => void; reject: (err: Error) => void }>();
+
+function bcryptCompare(password: string, hash: string): Promise<boolean> {
+  if (!bcryptWorker) {
+    // An eval worker resolves modules from the working directory: bcryptjs is named by its path.
+    const bcryptjs = createRequire(import.meta.url).resolve('bcryptjs');
+    const w = new Worker(
+      `const { parentPort } = require('node:worker_threads');
+const bcrypt = require(${JSON.stringify(bcryptjs)});
+parentPort.on('message', (m) => parentPort.postMessage({ id: m.id, ok: bcrypt.compareSync(m.password, m.hash) }));`,
+      { eval: true },
+    );
+    w.on('message', (m: { id: number; ok: boolean }) => {
+      bcryptWaiting.get(m.id)?.resolve(m.ok);
+      bcryptWaiting.delete(m.id);
+      if (bcryptWaiting.size === 0) w.unref();
+    });
+    const fail = (err: Error) => {
+      if (bcryptWorker === w) bcryptWorker = undefined;
+      for (const p of bcryptWaiting.values()) p.reject(err);
+      bcryptWaiting.clear();
+    };
+    w.on('error', fail);
+    w.on('exit', () => fail(new Error('the bcrypt worker stopped')));
+    bcryptWorker = w;
+  }
+  const w = bcryptWorker;
+  const id = bcryptIds++;
+  return new Promise((resolve, reject) => {
+    bcryptWaiting.set(id, { resolve, reject });
+    // Kept alive while it has work; idle, it never keeps the process running.
+    w.ref();
+    w.postMessage({ id, password, hash });
+  });
 }
 
 let dummy: Promise<string> | undefined;

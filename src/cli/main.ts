@@ -22,6 +22,7 @@ const OPTIONS = {
   browser: { type: 'boolean' },
   force: { type: 'boolean' },
   yes: { type: 'boolean' },
+  'dry-run': { type: 'boolean' },
   header: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
@@ -79,12 +80,27 @@ const COMMANDS: Record<string, Command> = {
         'mails a single-use link to choose a password (printed without email configured)',
       ],
       [
+        'users import <file.jsonl> [--dry-run] [--json]',
+        'users of another system, one JSON object a line (email, name, groups, emailVerified, passwordHash, id)',
+      ],
+      [
         'users delete <email> --yes',
         'deletes the user: sessions, CLI/MCP logins, linked providers, second factors; cannot be undone',
       ],
     ],
-    options: ['config', 'name', 'groups', 'json', 'yes'],
-    subcommands: ['add', 'list', 'disable', 'enable', 'set-password', 'set-groups', 'reset-mfa', 'invite', 'delete'],
+    options: ['config', 'name', 'groups', 'json', 'yes', 'dry-run'],
+    subcommands: [
+      'add',
+      'list',
+      'disable',
+      'enable',
+      'set-password',
+      'set-groups',
+      'reset-mfa',
+      'invite',
+      'import',
+      'delete',
+    ],
   },
   sessions: {
     usage: [

@@ -62,7 +62,14 @@ const rows = async (store: Store, list: User[]) => {
 export async function users(
   ctx: OperatorContext,
   args: string[],
-  flags: { name?: string; groups?: string; json?: boolean; 'password-stdin'?: boolean; yes?: boolean },
+  flags: {
+    name?: string;
+    groups?: string;
+    json?: boolean;
+    'password-stdin'?: boolean;
+    yes?: boolean;
+    'dry-run'?: boolean;
+  },
 ): Promise<number> {
   const [sub, who] = args;
   switch (sub) {
@@ -136,6 +143,8 @@ export async function users(
     }
     case 'invite':
       return invite(ctx, who, flags);
+    case 'import':
+      return (await import('./import.ts')).importUsers(ctx, who, flags);
     case 'delete': {
       const user = await findUser(ctx, who);
       if (!flags.yes)
@@ -160,7 +169,9 @@ export async function users(
       return 0;
     }
     default:
-      throw new UsageError('gatehouse users add|list|disable|enable|set-password|set-groups|reset-mfa|invite|delete');
+      throw new UsageError(
+        'gatehouse users add|list|disable|enable|set-password|set-groups|reset-mfa|invite|import|delete',
+      );
   }
 }
 

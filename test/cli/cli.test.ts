@@ -329,7 +329,7 @@ describe('the command line', () => {
     for (const [command, needs, form] of [
       [
         'users',
-        'add, list, disable, enable, set-password, set-groups, reset-mfa, invite, delete',
+        'add, list, disable, enable, set-password, set-groups, reset-mfa, invite, import, delete',
         /gatehouse users set-groups <email> <a,b>/,
       ],
       ['sessions', 'list, revoke', /gatehouse sessions revoke \[id\] --user <email>/],
