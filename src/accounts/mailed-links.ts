@@ -2,14 +2,18 @@ import { field, type Input } from '../http/body.ts';
 import { expireCookie, readCookie, serializeCookie } from '../http/cookies.ts';
 import { redirect, sendJson } from '../http/respond.ts';
 import type { Config } from '../config/schema.ts';
+import type { AuditLog } from '../audit/index.ts';
 import type { Logger } from '../log/index.ts';
+import type { MailKind, MailTask } from '../mail/mailer.ts';
+import type { Rendered } from '../mail/messages.ts';
 import { messagePage } from '../pages/index.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { RequestContext, SiteInfo } from '../http/context.ts';
 import { paths } from '../http/paths.ts';
-import type { EmailTokenPurpose } from '../store/index.ts';
+import type { EmailTokenPurpose, Store } from '../store/index.ts';
 import type { EmailTokens, LinkCheck, LinkProblem } from './email-tokens.ts';
 import { describeLinkProblem } from './pages.ts';
+import type { Throttle } from './throttle.ts';
 
 /**
  * How a link from a message is opened, for every kind (verify-email, reset-password, confirm-email,
@@ -33,6 +37,9 @@ export interface MailedLinksDeps {
   logger: Logger;
   /** Own routes' prefix, publicUrl's base path included. */
   prefix: string;
+  store: Store;
+  audit: AuditLog;
+  throttle: Pick<Throttle, 'takeMail'>;
 }
 
 export type LinkKind = 'verify' | 'reset' | 'change' | 'invite' | 'signin';
@@ -117,6 +124,65 @@ export class MailedLinks {
       serializeCookie(c.name, token, { secure: c.secure, path: c.path, maxAgeSeconds: maxAge }),
     ]);
     return true;
+  }
+
+  /**
+   * The background half of a request for a link by address (forgot-password, sign-in links):
+   * whose address it is (an account that is not disabled), recorded in the audit trail and the
+   * log (`known`: for the operator only), and its link mailed, or nothing. Looked up here, off the
+   * request's path, so that nothing the answer waits for depends on the account (security.md #41).
+   */
+  requestTask(o: {
+    kind: 'reset' | 'signin';
+    mail: MailKind;
+    event: 'password_reset_requested' | 'sign_in_link_requested';
+    from: RequestContext;
+    email: string;
+    ttlMs: number;
+    rd?: string;
+    message: (m: { appTitle: string; email: string; link: string; ttlMs: number }) => Rendered;
+  }): MailTask {
+    const { ip, requestId, site } = o.from;
+    const userAgent = o.from.req.headers['user-agent'] ?? null;
+    const task: MailTask = {
+      kind: o.mail,
+      prepare: async () => {
+        const user = await this.s.store.users.getByEmail(o.email);
+        const account = user && !user.disabled ? user : undefined;
+        task.userId = account?.id;
+        this.s.audit.record({
+          event: o.event,
+          outcome: account ? 'success' : 'unknown_account',
+          userId: account?.id,
+          ip,
+          userAgent,
+        });
+        this.s.logger.info(
+          { event: o.event, userId: account?.id, known: account !== undefined, requestId },
+          o.event.replaceAll('_', ' '),
+        );
+        if (!account) return undefined;
+        if (!(await this.s.throttle.takeMail(account.email)).ok) {
+          this.s.logger.warn(
+            { event: 'mail_suppressed', kind: o.mail, userId: account.id, reason: 'address_rate_limited' },
+            'too many messages to this address this hour',
+          );
+          return undefined;
+        }
+        const token = await this.tokens.issue(account, PURPOSE[o.kind], o.ttlMs);
+        return {
+          to: account.email,
+          fromName: site.title,
+          ...o.message({
+            appTitle: site.title,
+            email: account.email,
+            link: this.url(site, o.kind, token, o.rd),
+            ttlMs: o.ttlMs,
+          }),
+        };
+      },
+    };
+    return task;
   }
 
   /** The token of this request: the JSON body's `token`, else the route's cookie. */

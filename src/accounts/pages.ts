@@ -28,8 +28,18 @@ interface Base {
 /** For password managers: which account the new password belongs to. Not submitted (no name). */
 const username = (email: string) => html`<input type="email" autocomplete="username" value="${email}" hidden readonly>`;
 
-export function forgotPasswordPage(
-  o: Base & { action: string; loginUrl: string; email?: string; errors?: Errors; ttl: string },
+/** The form that asks for a mailed link by address: forgot-password, sign-in links. */
+export function linkRequestPage(
+  o: Base & {
+    heading: string;
+    intro: string;
+    button: string;
+    action: string;
+    loginUrl: string;
+    rd?: string;
+    email?: string;
+    errors?: Errors;
+  },
 ): string {
   const errors = o.errors ?? {};
   const specs: FieldSpec[] = [
@@ -37,60 +47,33 @@ export function forgotPasswordPage(
   ];
   return layout({
     appTitle: o.appTitle,
-    heading: 'Reset your password',
+    heading: o.heading,
     error: hasErrors(errors),
     referrerPolicy: 'same-origin',
     body: html`${summary(errors, specs)}
-<p>Enter the email address of your account. We will send you a link to choose a new password; it works for ${o.ttl}.</p>
-<form method="post" action="${o.action}" novalidate>
-${hidden('csrf', o.csrf)}
-${fields(specs, errors)}
-<button type="submit">Send the link</button>
-</form>
-<p class="alt"><a href="${o.loginUrl}">Back to sign in</a></p>`,
-  });
-}
-
-export function forgotSentPage(o: { appTitle: string; loginUrl: string; forgotUrl: string; ttl: string }): string {
-  return layout({
-    appTitle: o.appTitle,
-    heading: 'Check your inbox',
-    body: html`<p class="notice" role="status">If there is an account for the address you entered, a message with a link to choose a new password is on its way.</p>
-<p>The link works once, for ${o.ttl}. Nothing arrived after a few minutes? Look in your spam folder, check the address, or <a href="${o.forgotUrl}">ask for another link</a>.</p>
-<p class="alt"><a class="button secondary" href="${o.loginUrl}">Back to sign in</a></p>`,
-  });
-}
-
-/** Asking for a sign-in link (accounts/sign-in-links.ts). */
-export function signInLinkPage(
-  o: Base & { action: string; loginUrl: string; rd?: string; email?: string; errors?: Errors; ttl: string },
-): string {
-  const errors = o.errors ?? {};
-  const specs: FieldSpec[] = [
-    { name: 'email', label: 'Email', type: 'email', autocomplete: 'username', value: o.email ?? '' },
-  ];
-  return layout({
-    appTitle: o.appTitle,
-    heading: 'Sign in with a link',
-    error: hasErrors(errors),
-    referrerPolicy: 'same-origin',
-    body: html`${summary(errors, specs)}
-<p>Enter the email address of your account. We will send you a link that signs you in; it works once, for ${o.ttl}.</p>
+<p>${o.intro}</p>
 <form method="post" action="${o.action}" novalidate>
 ${hidden('csrf', o.csrf)}${hidden('rd', o.rd)}
 ${fields(specs, errors)}
-<button type="submit">Email me a link</button>
+<button type="submit">${o.button}</button>
 </form>
 <p class="alt"><a href="${o.loginUrl}">Back to sign in</a></p>`,
   });
 }
 
-export function signInLinkSentPage(o: { appTitle: string; loginUrl: string; againUrl: string; ttl: string }): string {
+/** "Check your inbox", the same for every address. `what` the link is for; `works`: for how long, and where. */
+export function linkSentPage(o: {
+  appTitle: string;
+  loginUrl: string;
+  againUrl: string;
+  what: string;
+  works: string;
+}): string {
   return layout({
     appTitle: o.appTitle,
     heading: 'Check your inbox',
-    body: html`<p class="notice" role="status">If there is an account for the address you entered, a message with a link that signs you in is on its way.</p>
-<p>The link works once, for ${o.ttl}, in any browser. Nothing arrived after a few minutes? Look in your spam folder, check the address, or <a href="${o.againUrl}">ask for another link</a>.</p>
+    body: html`<p class="notice" role="status">If there is an account for the address you entered, a message with a link ${o.what} is on its way.</p>
+<p>The link works once, for ${o.works}. Nothing arrived after a few minutes? Look in your spam folder, check the address, or <a href="${o.againUrl}">ask for another link</a>.</p>
 <p class="alt"><a class="button secondary" href="${o.loginUrl}">Back to sign in</a></p>`,
   });
 }

@@ -2,7 +2,7 @@ import type { AuditLog } from '../audit/index.ts';
 import { field, type Input } from '../http/body.ts';
 import { readCookie } from '../http/cookies.ts';
 import { redirect, sendJson } from '../http/respond.ts';
-import type { Mailer, MailTask } from '../mail/mailer.ts';
+import type { Mailer } from '../mail/mailer.ts';
 import { humanDuration, passwordChangedMail, resetMail } from '../mail/messages.ts';
 import { messagePage } from '../pages/index.ts';
 import type { SessionGate } from './account-page.ts';
@@ -18,13 +18,7 @@ import type { RequestContext, SiteInfo } from '../http/context.ts';
 import type { Store, User } from '../store/index.ts';
 import { normalizeEmail } from '../config/email.ts';
 import type { MailedLinks } from './mailed-links.ts';
-import {
-  changePasswordForm,
-  changePasswordPage,
-  forgotPasswordPage,
-  forgotSentPage,
-  resetPasswordPage,
-} from './pages.ts';
+import { changePasswordForm, changePasswordPage, linkRequestPage, linkSentPage, resetPasswordPage } from './pages.ts';
 import { hashPassword, passwordProblem } from './passwords.ts';
 
 /** What forgot-password answers, for every address alike (security.md #41). */
@@ -129,14 +123,16 @@ export class PasswordRecovery {
     errors: Record<string, string | undefined> = {},
     email?: string,
   ): string {
-    return forgotPasswordPage({
+    return linkRequestPage({
       appTitle: ctx.site.title,
       csrf,
+      heading: 'Reset your password',
+      intro: `Enter the email address of your account. We will send you a link to choose a new password; it works for ${humanDuration(this.resetTtl)}.`,
+      button: 'Send the link',
       action: `${this.s.prefix}/forgot-password`,
       loginUrl: `${this.s.prefix}/login`,
       email,
       errors,
-      ttl: humanDuration(this.resetTtl),
     });
   }
 
@@ -146,11 +142,12 @@ export class PasswordRecovery {
       return this.tools.html(
         ctx,
         200,
-        forgotSentPage({
+        linkSentPage({
           appTitle: ctx.site.title,
           loginUrl: `${this.s.prefix}/login`,
-          forgotUrl: `${this.s.prefix}/forgot-password`,
-          ttl: humanDuration(this.resetTtl),
+          againUrl: `${this.s.prefix}/forgot-password`,
+          what: 'to choose a new password',
+          works: humanDuration(this.resetTtl),
         }),
       );
     }
@@ -184,55 +181,19 @@ export class PasswordRecovery {
         { form: 'Too many requests for a new password. Wait a while and try again.' },
         { 'retry-after': String(verdict.retryAfterSeconds) },
       );
-    this.mailer.send(this.resetTask(ctx.site, email, ctx.requestId, ctx));
+    this.mailer.send(
+      this.links.requestTask({
+        kind: 'reset',
+        mail: 'password_reset',
+        event: 'password_reset_requested',
+        from: ctx,
+        email,
+        ttlMs: this.resetTtl,
+        message: resetMail,
+      }),
+    );
     if (input.kind === 'json') return sendJson(ctx.res, 202, { ok: true, message: SENT });
     redirect(ctx.res, 303, `${ctx.site.origin}${this.s.prefix}/forgot-password?sent=1`);
-  }
-
-  /** The background half of forgot-password: who the address belongs to, and their link (or nothing). */
-  private resetTask(site: SiteInfo, email: string, requestId: string, from: RequestContext): MailTask {
-    const ip = from.ip;
-    const userAgent = from.req.headers['user-agent'] ?? null;
-    const ttlMs = this.resetTtl;
-    const task: MailTask = {
-      kind: 'password_reset',
-      prepare: async () => {
-        const user = await this.s.store.users.getByEmail(email);
-        const account = user && !user.disabled ? user : undefined;
-        task.userId = account?.id;
-        this.s.audit.record({
-          event: 'password_reset_requested',
-          outcome: account ? 'success' : 'unknown_account',
-          userId: account?.id,
-          ip,
-          userAgent,
-        });
-        this.s.logger.info(
-          { event: 'password_reset_requested', userId: account?.id, known: account !== undefined, requestId },
-          'password reset requested',
-        );
-        if (!account) return undefined;
-        if (!(await this.s.throttle.takeMail(account.email)).ok) {
-          this.s.logger.warn(
-            { event: 'mail_suppressed', kind: 'password_reset', userId: account.id, reason: 'address_rate_limited' },
-            'too many messages to this address this hour',
-          );
-          return undefined;
-        }
-        const token = await this.links.tokens.issue(account, 'reset_password', ttlMs);
-        return {
-          to: account.email,
-          fromName: site.title,
-          ...resetMail({
-            appTitle: site.title,
-            email: account.email,
-            link: this.links.url(site, 'reset', token),
-            ttlMs,
-          }),
-        };
-      },
-    };
-    return task;
   }
 
   // ---- reset-password ---------------------------------------------------------------

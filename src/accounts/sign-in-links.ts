@@ -3,18 +3,18 @@ import type { Config } from '../config/schema.ts';
 import { normalizeEmail } from '../config/email.ts';
 import type { Diagnosis } from '../diagnosis/index.ts';
 import { field, type Input } from '../http/body.ts';
-import type { RequestContext, SiteInfo } from '../http/context.ts';
+import type { RequestContext } from '../http/context.ts';
 import { paths } from '../http/paths.ts';
 import { redirect, sendJson } from '../http/respond.ts';
 import type { Logger } from '../log/index.ts';
-import type { Mailer, MailTask } from '../mail/mailer.ts';
+import type { Mailer } from '../mail/mailer.ts';
 import { humanDuration, signInLinkMail } from '../mail/messages.ts';
 import { messagePage } from '../pages/index.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { Sessions } from '../sessions/index.ts';
 import type { Store } from '../store/index.ts';
 import type { MailedLinks } from './mailed-links.ts';
-import { openSignInLinkPage, signInLinkPage, signInLinkSentPage } from './pages.ts';
+import { linkRequestPage, linkSentPage, openSignInLinkPage } from './pages.ts';
 import { sendErrors } from './recovery.ts';
 import { deviceCookie, publicUser, type SecondFactorGate } from './sign-in.ts';
 import type { SignInNotices } from './sign-in-notices.ts';
@@ -103,15 +103,17 @@ export class SignInLinks {
     errors: Record<string, string | undefined> = {},
     email?: string,
   ): string {
-    return signInLinkPage({
+    return linkRequestPage({
       appTitle: ctx.site.title,
       csrf,
+      heading: 'Sign in with a link',
+      intro: `Enter the email address of your account. We will send you a link that signs you in; it works once, for ${humanDuration(this.ttlMs)}.`,
+      button: 'Email me a link',
       action: `${this.s.prefix}${paths.signInLink}`,
       loginUrl: this.tools.url(ctx, paths.login, { rd: rd === ctx.site.home ? undefined : rd }),
       rd: rd === ctx.site.home ? undefined : rd,
       email,
       errors,
-      ttl: humanDuration(this.ttlMs),
     });
   }
 
@@ -124,11 +126,12 @@ export class SignInLinks {
       return this.tools.html(
         ctx,
         200,
-        signInLinkSentPage({
+        linkSentPage({
           appTitle: ctx.site.title,
           loginUrl: `${this.s.prefix}${paths.login}`,
           againUrl: `${this.s.prefix}${paths.signInLink}`,
-          ttl: humanDuration(this.ttlMs),
+          what: 'that signs you in',
+          works: `${humanDuration(this.ttlMs)}, in any browser`,
         }),
       );
     const { token, cookies } = this.tools.csrf(ctx);
@@ -160,56 +163,20 @@ export class SignInLinks {
         { form: 'Too many sign-in links asked for. Wait a while and try again.' },
         { 'retry-after': String(verdict.retryAfterSeconds) },
       );
-    mailer.send(this.linkTask(ctx, email, rd));
+    mailer.send(
+      this.links.requestTask({
+        kind: 'signin',
+        mail: 'sign_in_link',
+        event: 'sign_in_link_requested',
+        from: ctx,
+        email,
+        ttlMs: this.ttlMs,
+        rd: rd === ctx.site.home ? undefined : rd,
+        message: signInLinkMail,
+      }),
+    );
     if (input.kind === 'json') return sendJson(ctx.res, 202, { ok: true, message: SENT });
     redirect(ctx.res, 303, `${ctx.site.origin}${this.s.prefix}${paths.signInLink}?sent=1`);
-  }
-
-  /** The background half of a request: whose address it is, and their link (or nothing). */
-  private linkTask(from: RequestContext, email: string, rd: string): MailTask {
-    const site: SiteInfo = from.site;
-    const { ip, requestId } = from;
-    const userAgent = from.req.headers['user-agent'] ?? null;
-    const ttlMs = this.ttlMs;
-    const task: MailTask = {
-      kind: 'sign_in_link',
-      prepare: async () => {
-        const user = await this.s.store.users.getByEmail(email);
-        const account = user && !user.disabled ? user : undefined;
-        task.userId = account?.id;
-        this.s.audit.record({
-          event: 'sign_in_link_requested',
-          outcome: account ? 'success' : 'unknown_account',
-          userId: account?.id,
-          ip,
-          userAgent,
-        });
-        this.s.logger.info(
-          { event: 'sign_in_link_requested', userId: account?.id, known: account !== undefined, requestId },
-          'sign-in link requested',
-        );
-        if (!account) return undefined;
-        if (!(await this.s.throttle.takeMail(account.email)).ok) {
-          this.s.logger.warn(
-            { event: 'mail_suppressed', kind: 'sign_in_link', userId: account.id, reason: 'address_rate_limited' },
-            'too many messages to this address this hour',
-          );
-          return undefined;
-        }
-        const token = await this.links.tokens.issue(account, 'sign_in', ttlMs);
-        return {
-          to: account.email,
-          fromName: site.title,
-          ...signInLinkMail({
-            appTitle: site.title,
-            email: account.email,
-            link: this.links.url(site, 'signin', token, rd === site.home ? undefined : rd),
-            ttlMs,
-          }),
-        };
-      },
-    };
-    return task;
   }
 
   // ---- the mailed link -----------------------------------------------------------------
