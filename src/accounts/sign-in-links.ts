@@ -220,9 +220,11 @@ export class SignInLinks {
     const used = await this.links.consume(ctx, 'signin', input);
     if (!used.ok) return this.links.problem(ctx, 'signin', used.problem, false, input);
     // Following the link proved the address.
-    const user = used.user.emailVerified
-      ? used.user
-      : ((await this.s.store.users.update(used.user.id, { emailVerified: true })) ?? used.user);
+    let user = used.user;
+    if (!user.emailVerified) {
+      user = (await this.s.store.users.update(user.id, { emailVerified: true })) ?? user;
+      this.s.audit.record({ event: 'email_verified', userId: user.id, ctx, detail: { by: 'sign_in_link' } });
+    }
     ctx.userId = user.id;
     const amr = ['email'];
     const device = deviceCookie(ctx, this.s.throttle.newDeviceCookie(user.email));
