@@ -54,10 +54,7 @@ export async function check(
         );
       }
       const services = config.tokens.clients.filter((c) => c.apps?.includes(app.name));
-      if (services.length)
-        out(
-          `    service clients (client_credentials): ${services.map((c) => `client:${c.id}${c.groups.length ? ` (groups ${c.groups.join(', ')})` : ''}`).join(', ')}`,
-        );
+      if (services.length) out(`    service clients (client_credentials): ${services.map(serviceClient).join(', ')}`);
     }
   }
   if (config.tokens.bearerHeader)
@@ -73,6 +70,15 @@ export async function check(
   const failed = results.filter((r) => !r.ok).length;
   if (failed) err(`${count(failed, 'connection')} failed`);
   return status || (failed ? 1 : 0);
+}
+
+/** A service client as `check` prints it: its user id, its groups, and the workload tokens it takes for a secret. */
+function serviceClient(c: Config['tokens']['clients'][number]): string {
+  const about = [
+    ...(c.groups.length ? [`groups ${c.groups.join(', ')}`] : []),
+    ...(c.federated ? [`tokens of ${c.federated.issuer} for ${c.federated.subject}`] : []),
+  ];
+  return `client:${c.id}${about.length ? ` (${about.join('; ')})` : ''}`;
 }
 
 /** What the app learns and under which names (config/headers.ts), as `check` prints it. */

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { durationField } from './duration.ts';
 import { privateUseSchemeProblem, redirectUriProblem } from '../http/redirect-uri.ts';
+import { providerUrl } from './providers.ts';
 
 /**
  * The `tokens` key: Gatehouse's OAuth authorization server for CLIs and MCP clients
@@ -51,17 +52,43 @@ export const OAuthClientSchema = z
       description:
         'With client_credentials: the apps (by name) the client may get tokens for; its requests reach them as the user "client:<id>"',
     }),
+    federated: z
+      .strictObject({
+        issuer: providerUrl('federated.issuer').meta({
+          description:
+            "The issuer of the workload tokens (https://token.actions.githubusercontent.com for GitHub Actions, a cluster's service account issuer, ...); its /.well-known/openid-configuration names its keys",
+        }),
+        subject: z.string().min(1).max(256).meta({
+          description:
+            'The sub a token must have, exactly (GitHub Actions: repo:<owner>/<repo>:ref:refs/heads/main, ...)',
+        }),
+        audience: z.string().min(1).max(512).optional().meta({
+          description: "The aud a token must have; default Gatehouse's issuer (publicUrl without its trailing slash)",
+        }),
+      })
+      .optional()
+      .meta({
+        description:
+          'With client_credentials: the client proves it is itself with a JWT its platform issued (a client assertion, RFC 7523), instead of a secret',
+      }),
     groups: z.array(z.string().min(1).max(100)).default([]).meta({
       description: "With client_credentials: the client's groups, for routes' allow.groups and X-User-Groups",
     }),
   })
   .superRefine((c, ctx) => {
     const service = c.grantTypes.includes('client_credentials');
-    if (service && !c.secret)
+    if (service && !c.secret && !c.federated)
       ctx.addIssue({
         code: 'custom',
         path: ['secret'],
-        message: 'the client_credentials grant needs a secret: a public client cannot prove it is the service',
+        message:
+          'the client_credentials grant needs a secret or federated: a public client cannot prove it is the service',
+      });
+    if (c.federated && (!service || c.grantTypes.length > 1))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['federated'],
+        message: 'federated is for a client whose only grant type is client_credentials',
       });
     if (service && !c.apps)
       ctx.addIssue({

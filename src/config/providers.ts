@@ -11,7 +11,7 @@ import { isLoopbackHost } from '../http/loopback.ts';
  * https, or http on a loopback host (development and tests: the only hosts plain http is allowed
  * to); never credentials, query or fragment.
  */
-const providerUrl = (what: string) =>
+export const providerUrl = (what: string) =>
   z.string().superRefine((v, ctx) => {
     let u: URL;
     try {

@@ -5,6 +5,7 @@ import { BUILTIN_CLI_CLIENT, type TokensConfig } from '../config/oauth.ts';
 import type { Secrets } from '../keys/secrets.ts';
 import type { Store, User } from '../store/index.ts';
 import { MetadataDocumentError, metadataUrlProblem, type MetadataDocuments } from './client-metadata.ts';
+import { type FederatedConfig, type Federation, JWT_BEARER_ASSERTION } from './federation.ts';
 import { OAuthError, param, type OAuthParams } from './http.ts';
 import { redirectUriProblem } from '../http/redirect-uri.ts';
 
@@ -49,6 +50,8 @@ export interface Client {
   uri: string | undefined;
   /** Set for a configured client with the client_credentials grant. */
   service?: ServiceClient;
+  /** Set for a client that authenticates with a workload token (a client assertion) instead of a secret. */
+  federated?: FederatedConfig;
 }
 
 const secretHashOf = (secret: string) => hash('sha256', secret, 'base64url');
@@ -82,14 +85,17 @@ export class Clients {
   private readonly documents: MetadataDocuments | null;
   private readonly config: TokensConfig;
   private readonly allowLoopbackDocuments: boolean;
+  private readonly federation: Federation;
 
   constructor(
     config: TokensConfig,
     store: Store,
     secrets: Secrets,
+    federation: Federation,
     documents: MetadataDocuments | null,
     allowLoopbackDocuments: boolean,
   ) {
+    this.federation = federation;
     this.config = config;
     this.store = store;
     this.documents = documents;
@@ -117,9 +123,10 @@ export class Clients {
         grantTypes: new Set(c.grantTypes.map((g) => (g === 'device_code' ? DEVICE_GRANT : g))),
         scopes: c.scopes ? new Set(c.scopes) : null,
         uri: undefined,
-        // The config requires a secret and apps with client_credentials (config/oauth.ts).
+        federated: c.federated,
+        // The config requires a secret or federated, and apps, with client_credentials (config/oauth.ts).
         service:
-          c.grantTypes.includes('client_credentials') && secretHash && c.apps
+          c.grantTypes.includes('client_credentials') && (secretHash || c.federated) && c.apps
             ? {
                 apps: new Set(c.apps),
                 user: {
@@ -133,7 +140,10 @@ export class Clients {
                   createdAt: 0,
                   updatedAt: 0,
                 },
-                secretMark: secrets.mac('oauth client secret mark', secretHash).slice(0, 22),
+                // A federated client's tokens end with the issuer or subject it was given.
+                secretMark: secrets
+                  .mac('oauth client secret mark', secretHash ?? `${c.federated!.issuer}\n${c.federated!.subject}`)
+                  .slice(0, 22),
               }
             : undefined,
       });
@@ -230,6 +240,20 @@ export class Clients {
     let secret = param(params, 'client_secret', 512);
     let basic = false;
     const header = req.headers.authorization;
+    const assertionType = param(params, 'client_assertion_type', 128);
+    const assertion = param(params, 'client_assertion', 16_384);
+    if (assertionType !== undefined || assertion !== undefined) {
+      // A workload's token as the client's proof (RFC 7523 §2.2), for a federated client only.
+      if (header !== undefined || secret !== undefined)
+        throw new OAuthError(401, 'invalid_client', 'use one way of client authentication');
+      if (assertionType !== JWT_BEARER_ASSERTION)
+        throw new OAuthError(401, 'invalid_client', `client_assertion_type must be ${JWT_BEARER_ASSERTION}`);
+      const client = id === undefined ? undefined : this.fixed.get(id);
+      if (!client?.federated)
+        throw new OAuthError(401, 'invalid_client', 'name a client that authenticates with an assertion (client_id)');
+      await this.federation.verify(client.federated, assertion);
+      return client;
+    }
     if (header !== undefined) {
       const m = /^Basic ([A-Za-z0-9+/=]{1,2048})$/i.exec(header);
       if (!m)
@@ -261,6 +285,8 @@ export class Clients {
     if (!id) throw new OAuthError(401, 'invalid_client', 'client_id is required');
     const client = await this.get(id, { fetch: false });
     if (!client) throw fail('unknown client');
+    if (client.federated && client.secretHash === null)
+      throw fail('this client authenticates with a client assertion (client_assertion_type jwt-bearer)');
     if (client.secretHash === null) {
       if (secret !== undefined) throw fail('this client is public: send no client secret');
       return client;

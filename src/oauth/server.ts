@@ -28,6 +28,7 @@ import {
   readOAuthForm,
   sendOAuthJson,
 } from './http.ts';
+import { Federation } from './federation.ts';
 import { Limits } from './limits.ts';
 import { isLoopbackHost } from '../http/loopback.ts';
 import { grantsSection } from './pages.ts';
@@ -112,7 +113,7 @@ export class OAuthServer {
       prefix: o.prefix,
       issuer,
       base: `${origin}${o.prefix}`,
-      clients: new Clients(o.config.tokens, o.store, o.secrets, this.documents, dev),
+      clients: new Clients(o.config.tokens, o.store, o.secrets, new Federation(issuer, now), this.documents, dev),
       scopes,
       tokens,
       resources,

@@ -80,7 +80,7 @@ describe('gatehouse check', () => {
     const secret = 's'.repeat(32);
     const file = writeConfig(
       'services.yaml',
-      `publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.5]\napps:\n  - {name: api, pathPrefix: /api, upstream: http://127.0.0.1:3000}\n  - {name: web, upstream: http://127.0.0.1:3001}\ntokens:\n  clients:\n    - {id: deployer, name: Deployer, secret: ${secret}, grantTypes: [client_credentials], apps: [api, web], groups: [ci, ops]}\n    - {id: reporter, name: Reporter, secret: ${secret}x, grantTypes: [client_credentials], apps: [api]}\n`,
+      `publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.5]\napps:\n  - {name: api, pathPrefix: /api, upstream: http://127.0.0.1:3000}\n  - {name: web, upstream: http://127.0.0.1:3001}\ntokens:\n  clients:\n    - {id: deployer, name: Deployer, secret: ${secret}, grantTypes: [client_credentials], apps: [api, web], groups: [ci, ops]}\n    - {id: reporter, name: Reporter, secret: ${secret}x, grantTypes: [client_credentials], apps: [api]}\n    - {id: ci, name: CI, grantTypes: [client_credentials], apps: [web], federated: {issuer: https://token.actions.githubusercontent.com, subject: 'repo:acme/web:ref:refs/heads/main'}}\n`,
     );
     const r = await run(['check', '--config', file]);
     assert.equal(r.code, 0, r.stderr);
@@ -90,7 +90,7 @@ describe('gatehouse check', () => {
     );
     assert.match(
       r.stdout,
-      /app "web".*\n.*\n {4}service clients \(client_credentials\): client:deployer \(groups ci, ops\)\n/,
+      /app "web".*\n.*\n {4}service clients \(client_credentials\): client:deployer \(groups ci, ops\), client:ci \(tokens of https:\/\/token\.actions\.githubusercontent\.com for repo:acme\/web:ref:refs\/heads\/main\)\n/,
     );
   });
 

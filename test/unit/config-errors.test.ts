@@ -108,7 +108,7 @@ describe('each kind of config problem says what was expected and what was found,
       'tokens:\n  clients:\n    - {id: a, name: A, grantTypes: [client_credentials], apps: [app]}\n',
       'tokens.clients[0].secret',
       5,
-      /^the client_credentials grant needs a secret: a public client cannot prove it is the service$/,
+      /^the client_credentials grant needs a secret or federated: a public client cannot prove it is the service$/,
     ],
     [
       'a service client without apps',
@@ -123,6 +123,20 @@ describe('each kind of config problem says what was expected and what was found,
       'tokens.clients[0].apps[0]',
       5,
       /^"crm" is not the name of an app \(app\)$/,
+    ],
+    [
+      'a federated client with another grant type too',
+      'tokens:\n  clients:\n    - {id: a, name: A, grantTypes: [client_credentials, device_code], apps: [app], federated: {issuer: https://ci.example.com, subject: x}}\n',
+      'tokens.clients[0].federated',
+      5,
+      /^federated is for a client whose only grant type is client_credentials$/,
+    ],
+    [
+      'a federated issuer over plain http',
+      'tokens:\n  clients:\n    - {id: a, name: A, grantTypes: [client_credentials], apps: [app], federated: {issuer: http://ci.example.com, subject: x}}\n',
+      'tokens.clients[0].federated.issuer',
+      5,
+      /^federated\.issuer must use https; plain http is allowed only on loopback/,
     ],
     [
       'groups without the client_credentials grant',
@@ -440,6 +454,17 @@ describe('every key, every wrong value: a worded problem with key and line, neve
             apps: ['app'],
             groups: ['ci'],
           },
+          {
+            id: 'from-ci',
+            name: 'From CI',
+            grantTypes: ['client_credentials'],
+            apps: ['app'],
+            federated: {
+              issuer: 'https://token.actions.githubusercontent.com',
+              subject: 'repo:acme/app:ref:refs/heads/main',
+              audience: 'https://app.example.com',
+            },
+          },
         ],
         dynamicRegistration: true,
         clientIdMetadataDocuments: true,
@@ -506,7 +531,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
   ];
   /** Messages of checks across keys: they compare values, so they have nothing "found" to show. */
   const ACROSS =
-    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse|must be more than twice|whole seconds|needs a list of origins|stands alone|is not the name of an app|grant needs (a secret|apps)|are for a client with|needs email/;
+    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse|must be more than twice|whole seconds|needs a list of origins|stands alone|is not the name of an app|grant needs (a secret|apps)|federated is for|are for a client with|needs email/;
 
   const paths = (v: unknown, at: (string | number)[] = []): (string | number)[][] => {
     if (Array.isArray(v)) return [at, ...v.flatMap((x, i) => paths(x, [...at, i]))];
