@@ -9,6 +9,7 @@ import { describeRedisUrl } from '../cache/redis.ts';
 import type { Config } from '../config/schema.ts';
 import { createLogger } from '../log/index.ts';
 import { verifySmtp } from '../mail/mailer.ts';
+import { probeIssuer } from '../oauth/federation.ts';
 import { GithubProvider } from '../providers/github.ts';
 import { OidcProvider } from '../providers/oidc.ts';
 import { buildSites } from '../sites/index.ts';
@@ -94,6 +95,15 @@ export async function probeAll(config: Config, timeoutMs = 5000): Promise<ProbeR
       run: () => client.probe(),
     });
   }
+  const federated = new Map<string, string[]>();
+  for (const c of config.tokens.clients)
+    if (c.federated) federated.set(c.federated.issuer, [...(federated.get(c.federated.issuer) ?? []), c.id]);
+  for (const [issuer, clients] of federated)
+    probes.push({
+      what: `federated issuer ${issuer} (client ${clients.join(', ')})`,
+      hint: "is federated.issuer exactly the platform's issuer (its discovery document says which), and reachable from this host?",
+      run: () => probeIssuer(issuer),
+    });
   if (config.email) {
     const email = config.email;
     probes.push({

@@ -83,7 +83,14 @@ export class Federation {
   }
 }
 
-async function discover(issuer: string): Promise<JWTVerifyGetKey> {
+/** For `check --connect`: the issuer's discovery and keys, as an assertion would need them (what answered). */
+export async function probeIssuer(issuer: string): Promise<string> {
+  const keys = await discover(issuer);
+  await keys.reload();
+  return `discovered ${issuer}: ${keys.jwks()?.keys.length ?? 0} signing key(s)`;
+}
+
+async function discover(issuer: string): Promise<ReturnType<typeof createRemoteJWKSet>> {
   const res = await fetch(`${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`, {
     signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS),
     redirect: 'error',

@@ -56,6 +56,14 @@ async function check(config: Record<string, unknown>) {
   return { ...r, lines };
 }
 
+const federatedClient = (issuer: string) => ({
+  id: 'ci',
+  name: 'CI',
+  grantTypes: ['client_credentials'],
+  apps: ['app'],
+  federated: { issuer, subject: 'repo:acme/app:ref:refs/heads/main' },
+});
+
 const githubProvider = () => ({
   id: 'gh',
   type: 'github',
@@ -74,6 +82,8 @@ describe('gatehouse check --connect', () => {
       events: { url: `${app.url}/gatehouse/events` },
       providers: [...lab.providers(), githubProvider()],
       email: { from: 'Acme <no-reply@acme.example>', smtp: { host: '127.0.0.1', port: smtp.port } },
+      // A service client whose proof is a token of an OpenID issuer: here one of the lab's.
+      tokens: { clients: [federatedClient(lab.b.issuer)] },
     });
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.deepEqual(
@@ -85,6 +95,7 @@ describe('gatehouse check --connect', () => {
         `  ok    provider "a" (${lab.a.issuer})`,
         `  ok    provider "b" (${lab.b.issuer})`,
         `  ok    provider "gh" (${github.url})`,
+        `  ok    federated issuer ${lab.b.issuer} (client ci)`,
         '  ok    email (smtp 127.0.0.1:' + smtp.port + ')',
       ],
     );
@@ -95,6 +106,7 @@ describe('gatehouse check --connect', () => {
       r.stdout,
       new RegExp(`provider "a" .*: discovered ${lab.a.issuer.replace(/[/.]/g, '\\$&')}: \\d+ signing key`),
     );
+    assert.match(r.stdout, /federated issuer .*: discovered .*: [1-9]\d* signing key\(s\)/);
     assert.match(r.stdout, /provider "gh" .*: sign-in HTTP \d+, API HTTP 401/);
     assert.match(r.stdout, /email .*: greeted/);
     assert.equal(app.requests.filter((q) => q.method === 'HEAD').length >= 1, true, 'the app got a HEAD');
@@ -119,9 +131,14 @@ describe('gatehouse check --connect', () => {
       events: { url: `http://127.0.0.1:${closed}/events` },
       providers: [{ id: 'corp', type: 'oidc', issuer: `${lab.a.issuer}/not-it`, clientId: 'c', clientSecret: 's' }],
       email: { from: 'a@acme.example', smtp: { host: '127.0.0.1', port: closed } },
+      tokens: { clients: [federatedClient(`http://127.0.0.1:${closed}`)] },
     });
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /4 connections failed/);
+    assert.match(r.stderr, /5 connections failed/);
+    assert.match(
+      r.stdout,
+      /FAIL {2}federated issuer .*\(client ci\): .*is federated\.issuer exactly the platform's issuer/,
+    );
     assert.match(r.stdout, /FAIL {2}app "app" upstream .*ECONNREFUSED.*is the app running/);
     assert.match(r.stdout, /FAIL {2}app "app" events .*ECONNREFUSED.*is this the address the app takes them at/);
     assert.match(r.stdout, /FAIL {2}provider "corp" .*provider_unreachable.*is issuer exactly the provider's issuer/);
