@@ -68,6 +68,7 @@ export async function auditCommand(
       ...(who ? { target: who.slice(0, 256) } : {}),
       ...(args.length > 2 ? { args: args.slice(2).join(' ').slice(0, 256) } : {}),
       ...(command === 'sessions' && args[1] ? { id: args[1].slice(0, 64) } : {}),
+      ...(command === 'clients' && args[1] ? { client: args[1].slice(0, 256) } : {}),
       ...(flags.now ? { now: true } : {}),
       ...(flags.algorithm ? { algorithm: flags.algorithm.slice(0, 16) } : {}),
       ...(flags.groups ? { groups: flags.groups.slice(0, 256) } : {}),

@@ -55,7 +55,7 @@ const COMMANDS: Record<string, Command> = {
       ['check [--config f]', 'validate; print warnings and the redirect URIs to register'],
       [
         'check [--config f] --connect',
-        'also reach the store, Redis, upstreams, providers, SMTP and events URLs from here; exit 1 if one fails',
+        'also reach the store, Redis, upstreams, providers, SMTP, events URLs and federated issuers from here; exit 1 if one fails',
       ],
       [
         'check [--config f] --explain URL [--method M] [--from IP]',
@@ -118,6 +118,20 @@ const COMMANDS: Record<string, Command> = {
     ],
     options: ['config', 'json', 'now', 'algorithm'],
     subcommands: ['list', 'rotate'],
+  },
+  clients: {
+    usage: [
+      [
+        'clients list [--json]',
+        'OAuth clients (built-in, configured, registered, metadata documents) and their live logins',
+      ],
+      [
+        'clients remove <id>',
+        'a registered client (or the logins of a metadata-document client), with every login it holds',
+      ],
+    ],
+    options: ['config', 'json'],
+    subcommands: ['list', 'remove'],
   },
   events: {
     usage: [
@@ -314,7 +328,9 @@ export async function main(argv: string[]): Promise<number> {
                 ? await (await import('./users.ts')).users(ctx, rest, values)
                 : name === 'events'
                   ? await (await import('./events.ts')).events(ctx, rest, values)
-                  : await (await import('./sessions.ts')).sessions(ctx, rest, values);
+                  : name === 'clients'
+                    ? await (await import('./clients.ts')).clients(ctx, rest, values)
+                    : await (await import('./sessions.ts')).sessions(ctx, rest, values);
           return code;
         } finally {
           await auditCommand(ctx, name, rest, values, code === 0 ? 'success' : 'failure', userId).catch((e: Error) =>

@@ -107,6 +107,13 @@ export interface Grant {
 export interface ClientStore {
   create(client: StoredClient): Promise<void>;
   get(id: string): Promise<StoredClient | undefined>;
+  /** The registered clients, oldest first (at most `limit`, default 10,000). */
+  list(limit?: number): Promise<StoredClient[]>;
+  /**
+   * Removes a registered client and, in the same transaction, revokes every login it holds
+   * (reason `client_removed`). Returns whether there was one and how many logins ended.
+   */
+  remove(id: string, now: number): Promise<{ removed: boolean; revoked: number }>;
 }
 
 export interface DeviceStore {
@@ -178,6 +185,8 @@ export interface GrantStore {
   /** Marks the grant revoked; false when it was already revoked or does not exist. */
   revoke(id: string, now: number, reason: string): Promise<boolean>;
   revokeByUser(userId: string, now: number, reason: string): Promise<number>;
+  /** Live logins (not revoked, not expired at `now`) per client id. */
+  countByClient(now: number): Promise<Map<string, number>>;
 }
 
 export interface OAuthStore {

@@ -211,6 +211,22 @@ class SqlClients implements ClientStore {
     const r = await this.db.get<ClientRow>(`SELECT * FROM oauth_clients WHERE id = ?`, [id]);
     return r && toClient(r);
   }
+
+  async list(limit = 10_000): Promise<StoredClient[]> {
+    const rows = await this.db.all<ClientRow>(`SELECT * FROM oauth_clients ORDER BY created_at, id LIMIT ?`, [limit]);
+    return rows.map(toClient);
+  }
+
+  remove(id: string, now: number): Promise<{ removed: boolean; revoked: number }> {
+    return this.db.transaction(async (tx) => {
+      const revoked = await tx.run(
+        `UPDATE oauth_grants SET revoked_at = ?, revoked_reason = 'client_removed' WHERE client_id = ? AND revoked_at IS NULL`,
+        [now, id],
+      );
+      const removed = (await tx.run(`DELETE FROM oauth_clients WHERE id = ?`, [id])) === 1;
+      return { removed, revoked };
+    });
+  }
 }
 
 class SqlDevices implements DeviceStore {
@@ -459,6 +475,14 @@ class SqlGrants implements GrantStore {
       `UPDATE oauth_grants SET revoked_at = ?, revoked_reason = ? WHERE user_id = ? AND revoked_at IS NULL`,
       [now, reason, userId],
     );
+  }
+
+  async countByClient(now: number): Promise<Map<string, number>> {
+    const rows = await this.db.all<{ client_id: string; n: number }>(
+      `SELECT client_id, COUNT(*) AS n FROM oauth_grants WHERE revoked_at IS NULL AND expires_at > ? GROUP BY client_id`,
+      [now],
+    );
+    return new Map(rows.map((r) => [r.client_id, Number(r.n)]));
   }
 }
 

@@ -117,6 +117,45 @@ export function oauthStoreContract(name: string, withStore: WithStore): void {
     );
 
     test(
+      "clients: listed oldest first; removing one revokes its live logins in the same step, and no one else's",
+      withStore(async (store) => {
+        const client = (createdAt: number) => ({
+          id: `dcr_${rnd()}`,
+          secretHash: null,
+          metadata: { client_name: 'x' },
+          createdAt,
+          createdIp: '198.51.100.7',
+        });
+        const [older, newer] = [client(NOW - 5000), client(NOW - 1000)];
+        await store.oauth.clients.create(newer);
+        await store.oauth.clients.create(older);
+        const ids = (await store.oauth.clients.list()).map((c) => c.id);
+        assert.ok(ids.indexOf(older.id) < ids.indexOf(newer.id) && ids.indexOf(older.id) !== -1);
+        const u = await user(store);
+        const live = grant(u.id, { clientId: older.id });
+        const ended = grant(u.id, { clientId: older.id, revokedAt: NOW - 10, revokedReason: 'user' });
+        const expired = grant(u.id, { clientId: older.id, expiresAt: NOW - 1 });
+        const others = grant(u.id, { clientId: newer.id });
+        for (const g of [live, ended, expired, others]) await store.oauth.grants.create(g);
+        const counts = await store.oauth.grants.countByClient(NOW);
+        assert.equal(counts.get(older.id), 1, 'only the live login counts');
+        assert.equal(counts.get(newer.id), 1);
+
+        assert.deepEqual(await store.oauth.clients.remove(older.id, NOW + 5), { removed: true, revoked: 2 });
+        assert.equal(await store.oauth.clients.get(older.id), undefined);
+        const after = await store.oauth.grants.get(live.id);
+        assert.deepEqual([after?.revokedAt, after?.revokedReason], [NOW + 5, 'client_removed']);
+        assert.equal(
+          (await store.oauth.grants.get(ended.id))?.revokedReason,
+          'user',
+          'an ended login keeps its reason',
+        );
+        assert.equal((await store.oauth.grants.get(others.id))?.revokedAt, null, "another client's login stays");
+        assert.deepEqual(await store.oauth.clients.remove(older.id, NOW + 6), { removed: false, revoked: 0 });
+      }),
+    );
+
+    test(
       'device authorizations: round-trip, lookup by user code, a user code is live once',
       withStore(async (store) => {
         const d = device();
