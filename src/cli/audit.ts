@@ -54,7 +54,7 @@ export async function auditCommand(
   ctx: Pick<OperatorContext, 'store'>,
   command: string,
   args: string[],
-  flags: { user?: string; now?: boolean; algorithm?: string; groups?: string; name?: string },
+  flags: { user?: string; now?: boolean; algorithm?: string; groups?: string; name?: string; all?: boolean },
   outcome: 'success' | 'failure',
   userId: string | null = null,
 ): Promise<void> {
@@ -70,6 +70,7 @@ export async function auditCommand(
       ...(command === 'sessions' && args[1] ? { id: args[1].slice(0, 64) } : {}),
       ...(command === 'clients' && args[1] ? { client: args[1].slice(0, 256) } : {}),
       ...(flags.now ? { now: true } : {}),
+      ...(flags.all ? { all: true } : {}),
       ...(flags.algorithm ? { algorithm: flags.algorithm.slice(0, 16) } : {}),
       ...(flags.groups ? { groups: flags.groups.slice(0, 256) } : {}),
     }),

@@ -22,6 +22,7 @@ const OPTIONS = {
   browser: { type: 'boolean' },
   force: { type: 'boolean' },
   yes: { type: 'boolean' },
+  all: { type: 'boolean' },
   'dry-run': { type: 'boolean' },
   header: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -106,8 +107,9 @@ const COMMANDS: Record<string, Command> = {
     usage: [
       ['sessions list --user <email> [--json]', 'browser sessions and CLI/MCP logins'],
       ['sessions revoke [id] --user <email>', 'one (by id prefix), or all of them'],
+      ['sessions revoke --all --yes', "every user's: everyone signs in again (after a leak)"],
     ],
-    options: ['config', 'user', 'json'],
+    options: ['config', 'user', 'json', 'all', 'yes'],
     subcommands: ['list', 'revoke'],
   },
   keys: {

@@ -11,7 +11,7 @@ import { out, printRows, time, UsageError } from './io.ts';
 export async function sessions(
   ctx: OperatorContext,
   args: string[],
-  flags: { user?: string; json?: boolean },
+  flags: { user?: string; json?: boolean; all?: boolean; yes?: boolean },
 ): Promise<number> {
   const [sub, id] = args;
   switch (sub) {
@@ -48,6 +48,7 @@ export async function sessions(
       return 0;
     }
     case 'revoke': {
+      if (flags.all) return revokeAll(ctx, flags, id);
       const user = await findUser(ctx, flags.user);
       const now = Date.now();
       if (id) {
@@ -72,4 +73,19 @@ export async function sessions(
     default:
       throw new UsageError('gatehouse sessions list|revoke [id] --user <email>');
   }
+}
+
+/**
+ * `gatehouse sessions revoke --all --yes`: every browser session and every CLI and MCP login of
+ * every user ends at its next request, on every node (after a leak of the store, a stolen master
+ * key, a compromised provider). Everyone signs in again; nothing else changes.
+ */
+async function revokeAll(ctx: OperatorContext, flags: { user?: string; yes?: boolean }, id?: string): Promise<number> {
+  if (flags.user || id) throw new UsageError('--all revokes every session of every user: give no --user and no id');
+  if (!flags.yes)
+    throw new UsageError('gatehouse sessions revoke --all --yes: every user is signed out everywhere; add --yes');
+  const browser = await ctx.store.sessions.deleteAll();
+  const logins = await ctx.store.oauth.grants.revokeAll(Date.now(), 'operator');
+  out(`revoked every session: ${browser} browser session(s) and ${logins} CLI/MCP login(s); everyone signs in again`);
+  return 0;
 }

@@ -185,6 +185,8 @@ export interface GrantStore {
   /** Marks the grant revoked; false when it was already revoked or does not exist. */
   revoke(id: string, now: number, reason: string): Promise<boolean>;
   revokeByUser(userId: string, now: number, reason: string): Promise<number>;
+  /** Revokes every live grant of every user and client. Returns how many. */
+  revokeAll(now: number, reason: string): Promise<number>;
   /** Live logins (not revoked, not expired at `now`) per client id. */
   countByClient(now: number): Promise<Map<string, number>>;
 }

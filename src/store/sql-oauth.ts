@@ -477,6 +477,13 @@ class SqlGrants implements GrantStore {
     );
   }
 
+  revokeAll(now: number, reason: string): Promise<number> {
+    return this.db.run(`UPDATE oauth_grants SET revoked_at = ?, revoked_reason = ? WHERE revoked_at IS NULL`, [
+      now,
+      reason,
+    ]);
+  }
+
   async countByClient(now: number): Promise<Map<string, number>> {
     const rows = await this.db.all<{ client_id: string; n: number }>(
       `SELECT client_id, COUNT(*) AS n FROM oauth_grants WHERE revoked_at IS NULL AND expires_at > ? GROUP BY client_id`,

@@ -283,6 +283,10 @@ class SqlSessions implements SessionStore {
     return this.db.run(`DELETE FROM sessions WHERE user_id = ? AND id_hash <> ?`, [userId, exceptIdHash ?? '']);
   }
 
+  deleteAll(): Promise<number> {
+    return this.db.run(`DELETE FROM sessions`);
+  }
+
   async setProviderSession(idHash: string, link: ProviderSessionLink): Promise<void> {
     await this.db.run(
       `INSERT INTO session_providers (session_hash, provider, subject, sid, created_at)

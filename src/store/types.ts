@@ -91,6 +91,8 @@ export interface SessionStore {
   setAuth(idHash: string, auth: { authTime: number; amr: string[] }): Promise<boolean>;
   /** Ends every session of a user, except one (the caller's own) when given. Returns how many. */
   deleteByUser(userId: string, exceptIdHash?: string): Promise<number>;
+  /** Ends every session of every user (`gatehouse sessions revoke --all`). Returns how many. */
+  deleteAll(): Promise<number>;
   /**
    * Records the OpenID provider session a session was signed in through (replacing what was
    * recorded: a re-authentication there starts a new one). Nothing when the session is gone.

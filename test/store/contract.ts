@@ -386,6 +386,20 @@ export function storeContract(name: string, harness: StoreHarness): void {
       );
 
       test(
+        'deleteAll ends every session of every user',
+        withStore(async (store) => {
+          const [u, v] = [
+            await store.users.create({ email: email() }),
+            await store.users.create({ email: email('v') }),
+          ];
+          for (const s of [session(u.id), session(u.id), session(v.id)]) await store.sessions.create(s);
+          assert.equal(await store.sessions.deleteAll(), 3);
+          assert.deepEqual([await store.sessions.listByUser(u.id), await store.sessions.listByUser(v.id)], [[], []]);
+          assert.equal(await store.sessions.deleteAll(), 0);
+        }),
+      );
+
+      test(
         "deleteByUser ends all of a user's sessions, or all but the caller's own, and no one else's",
         withStore(async (store) => {
           const u = await store.users.create({ email: email() });

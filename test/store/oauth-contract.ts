@@ -156,6 +156,19 @@ export function oauthStoreContract(name: string, withStore: WithStore): void {
     );
 
     test(
+      'revokeAll ends every live login of every user; an ended one keeps its reason',
+      withStore(async (store) => {
+        const [u, v] = [await user(store), await user(store)];
+        const live = [grant(u.id), grant(v.id, { clientId: 'dcr_x' })];
+        const ended = grant(u.id, { revokedAt: NOW - 10, revokedReason: 'user' });
+        for (const g of [...live, ended]) await store.oauth.grants.create(g);
+        assert.equal(await store.oauth.grants.revokeAll(NOW, 'operator'), 2);
+        for (const g of live) assert.equal((await store.oauth.grants.get(g.id))?.revokedReason, 'operator');
+        assert.equal((await store.oauth.grants.get(ended.id))?.revokedReason, 'user');
+      }),
+    );
+
+    test(
       'device authorizations: round-trip, lookup by user code, a user code is live once',
       withStore(async (store) => {
         const d = device();
