@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as oauth from 'openid-client';
-import { runCli as run } from '../helpers/cli.ts';
+import { operatorConfig, runCli as run } from '../helpers/cli.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
-import { forms, postForm, signedInBrowser, withBearer } from '../oauth/helpers.ts';
+import { forms, postForm, registerClient, signedInBrowser, withBearer } from '../oauth/helpers.ts';
 
 /**
  * `gatehouse clients list|remove`: the operator sees every OAuth client with its live logins, and
@@ -22,28 +21,18 @@ before(async () => {
     store: { type: 'sqlite', path: join(dir, 'gatehouse.db') },
     tokens: { clients: [{ id: 'acme-desktop', name: 'Acme Desktop', redirectUris: [REDIRECT] }] },
   }));
-  config = join(gh.dir, 'gatehouse.yaml');
-  writeFileSync(
-    config,
-    `publicUrl: ${gh.url}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'gatehouse.db')}}\ntokens:\n  clients:\n    - {id: acme-desktop, name: Acme Desktop, redirectUris: ['${REDIRECT}']}\n`,
+  config = operatorConfig(
+    gh,
+    `tokens:\n  clients:\n    - {id: acme-desktop, name: Acme Desktop, redirectUris: ['${REDIRECT}']}\n`,
   );
 });
 after(() => gh.close());
 
 /** A client that registers itself (RFC 7591), as an MCP client does, and a user's login through it. */
 async function registeredClientWithLogin(): Promise<{ id: string; access: string; refresh: string }> {
-  const reg = await fetch(`${gh.url}/.auth/oauth/register`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      redirect_uris: [REDIRECT],
-      token_endpoint_auth_method: 'none',
-      grant_types: ['authorization_code', 'refresh_token'],
-      client_name: 'Some MCP client',
-    }),
-  });
+  const reg = await registerClient(gh, { client_name: 'Some MCP client' });
   assert.equal(reg.status, 201);
-  const id = ((await reg.json()) as { client_id: string }).client_id;
+  const id = String(reg.json.client_id);
   const { browser } = await signedInBrowser(gh);
   const verifier = oauth.randomPKCECodeVerifier();
   const q = new URLSearchParams({

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import bcrypt from 'bcryptjs';
 import { Client } from '../helpers/client.ts';
-import { runCli as run } from '../helpers/cli.ts';
+import { operatorConfig, runCli as run } from '../helpers/cli.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 
 /**
@@ -22,11 +22,7 @@ before(async () => {
     store: { type: 'sqlite', path: join(dir, 'gatehouse.db') },
     headers: { email: true, groups: true },
   }));
-  config = join(gh.dir, 'gatehouse.yaml');
-  writeFileSync(
-    config,
-    `publicUrl: ${gh.url}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'gatehouse.db')}}\n`,
-  );
+  config = operatorConfig(gh);
 });
 after(() => gh.close());
 

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client, registerJson } from '../helpers/client.ts';
-import { runCli as run } from '../helpers/cli.ts';
+import { operatorConfig, runCli as run } from '../helpers/cli.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { deviceLogin, postForm, signedInBrowser, withBearer } from '../oauth/helpers.ts';
 
@@ -20,11 +19,7 @@ before(async () => {
     store: { type: 'sqlite', path: join(dir, 'gatehouse.db') },
     tokens: { device: { interval: '1s' } },
   }));
-  config = join(gh.dir, 'gatehouse.yaml');
-  writeFileSync(
-    config,
-    `publicUrl: ${gh.url}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'gatehouse.db')}}\n`,
-  );
+  config = operatorConfig(gh);
 });
 after(() => gh.close());
 

@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 export const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 
@@ -19,6 +21,19 @@ export function runCli(args: string[], input?: string, env?: NodeJS.ProcessEnv):
     child.on('close', (code) => resolve({ code, stdout, stderr }));
     child.stdin.end(input ?? '');
   });
+}
+
+/**
+ * A config file for operator commands against a running test Gatehouse (its publicUrl, upstream and
+ * SQLite store, at gatehouse.db in its directory), with `extra` YAML after; returns its path.
+ */
+export function operatorConfig(gh: { url: string; dir: string; upstream: { url: string } }, extra = ''): string {
+  const file = join(gh.dir, 'gatehouse.yaml');
+  writeFileSync(
+    file,
+    `publicUrl: ${gh.url}\nupstream: ${gh.upstream.url}\nstore: {type: sqlite, path: ${join(gh.dir, 'gatehouse.db')}}\n${extra}`,
+  );
+  return file;
 }
 
 /** The environment of a CLI user whose config dir is `configHome`, without a display (no browser opens). */

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import * as oauth from 'openid-client';
 import { Client } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
-import { forms, postForm, signedInBrowser, withBearer } from './helpers.ts';
+import { forms, postForm, registerClient, signedInBrowser, withBearer } from './helpers.ts';
 
 /**
  * The authorization code grant and the metadata around it, over HTTP (the Chromium run is
@@ -53,22 +53,7 @@ after(async () => {
 
 const REDIRECT = 'http://127.0.0.1:9/callback';
 
-async function register(
-  metadata: Record<string, unknown> = {},
-): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(`${gh.url}/.auth/oauth/register`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      redirect_uris: [REDIRECT],
-      token_endpoint_auth_method: 'none',
-      grant_types: ['authorization_code', 'refresh_token'],
-      client_name: 'Test client',
-      ...metadata,
-    }),
-  });
-  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
-}
+const register = (metadata: Record<string, unknown> = {}) => registerClient(gh, metadata);
 
 function authorizeUrl(params: Record<string, string | undefined>): string {
   const q = new URLSearchParams();

@@ -128,6 +128,25 @@ export async function withBearer(
   };
 }
 
+/** A client registering itself (RFC 7591), as an MCP client does: public, code flow, one loopback redirect URI. */
+export async function registerClient(
+  gh: Pick<TestGatehouse, 'url'>,
+  metadata: Record<string, unknown> = {},
+): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${gh.url}/.auth/oauth/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      redirect_uris: ['http://127.0.0.1:9/callback'],
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code', 'refresh_token'],
+      client_name: 'Test client',
+      ...metadata,
+    }),
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
 /** A raw form POST to an OAuth endpoint (for what openid-client would never send). */
 export async function postForm(
   url: string,
