@@ -132,6 +132,13 @@ function parseHash(stored: string): Parsed | string {
   return 'it is none of the formats Gatehouse reads: argon2 (PHC), bcrypt ($2a$, $2b$, $2y$), Django pbkdf2_sha256';
 }
 
+/** What a stored hash is, for operators: argon2id, argon2i, argon2d, bcrypt, pbkdf2_sha256, or unknown. */
+export function hashKind(stored: string): string {
+  const h = parseHash(stored);
+  if (typeof h === 'string') return 'unknown';
+  return h.kind === 'argon2' ? h.variant : h.kind === 'pbkdf2' ? 'pbkdf2_sha256' : 'bcrypt';
+}
+
 /** Why an imported password hash cannot be used, or undefined when Gatehouse can check it. */
 export function hashProblem(stored: string): string | undefined {
   const parsed = parseHash(stored);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { checkDisplayName } from '../accounts/names.ts';
-import { hashProblem, needsRehash } from '../accounts/passwords.ts';
+import { hashKind, hashProblem, needsRehash } from '../accounts/passwords.ts';
 import { normalizeEmail } from '../config/email.ts';
 import { StoreConflictError, type NewUser } from '../store/index.ts';
 import { operatorEvent } from './audit.ts';
@@ -98,10 +98,6 @@ function parse(text: string): { users: Parsed[]; problems: string[] } {
   return { users, problems };
 }
 
-/** How a stored hash is named in the summary. */
-const hashName = (hash: string) =>
-  hash.startsWith('$2') ? 'bcrypt' : hash.startsWith('pbkdf2_sha256$') ? 'pbkdf2_sha256' : hash.split('$')[1]!;
-
 export async function importUsers(
   ctx: OperatorContext,
   file: string | undefined,
@@ -148,7 +144,7 @@ export async function importUsers(
     }
     imported.push({ line, id, email: user.email });
     if (user.passwordHash && needsRehash(user.passwordHash)) {
-      const name = hashName(user.passwordHash);
+      const name = hashKind(user.passwordHash);
       rehash.set(name, (rehash.get(name) ?? 0) + 1);
     }
   }

@@ -1,6 +1,6 @@
 import { normalizeEmail } from '../config/email.ts';
 import { checkDisplayName } from '../accounts/names.ts';
-import { hashPassword, passwordProblem } from '../accounts/passwords.ts';
+import { hashKind, hashPassword, needsRehash, passwordProblem } from '../accounts/passwords.ts';
 import { factorTypes, resetFactors } from '../mfa/factors.ts';
 import { EmailTokens } from '../accounts/email-tokens.ts';
 import { awaitingAcceptance, Invitations } from '../accounts/invitations.ts';
@@ -30,6 +30,10 @@ export async function findUser(ctx: OperatorContext, who: string | undefined): P
  */
 type Status = 'disabled' | 'invited' | 'invitation expired' | 'active';
 
+/** set, none, or the kind of an imported (or older) hash that the user's next sign-in replaces. */
+const password = (hash: string | null) =>
+  hash === null ? 'none' : needsRehash(hash) ? `${hashKind(hash)} until sign-in` : 'set';
+
 function row(u: User, factors: string[], status: Status = u.disabled ? 'disabled' : 'active') {
   return {
     id: u.id,
@@ -38,6 +42,7 @@ function row(u: User, factors: string[], status: Status = u.disabled ? 'disabled
     name: u.name ?? '',
     groups: u.groups.join(','),
     status,
+    password: password(u.passwordHash),
     factors: factors.join(','),
     created: time(u.createdAt),
   };
@@ -102,7 +107,7 @@ export async function users(
       const list = await rows(ctx.store, await ctx.store.users.list({ limit: 10_000 }));
       printRows(
         list,
-        ['id', 'email', 'verified', 'name', 'groups', 'status', 'factors', 'created'],
+        ['id', 'email', 'verified', 'name', 'groups', 'status', 'password', 'factors', 'created'],
         'no users',
         flags.json,
       );

@@ -78,6 +78,21 @@ describe('gatehouse users import', () => {
     const r = await run(['users', 'import', file, '--config', config]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^imported 5 users;/);
+    const listed = async () =>
+      new Map(
+        (
+          JSON.parse((await run(['users', 'list', '--json', '--config', config])).stdout) as {
+            email: string;
+            password: string;
+          }[]
+        ).map((u) => [u.email, u.password]),
+      );
+    const before = await listed();
+    assert.deepEqual(
+      ['ann', 'bob', 'cy', 'dee'].map((n) => before.get(`${n}@example.com`)),
+      ['bcrypt until sign-in', 'pbkdf2_sha256 until sign-in', 'argon2i until sign-in', 'none'],
+      'users list says whose imported hash waits for a sign-in',
+    );
 
     // Ann: her old bcrypt password, her old id (the app's data follows her), her name and groups.
     const ann = await signIn('ann@example.com', 'ann has a bcrypt password');
@@ -93,6 +108,7 @@ describe('gatehouse users import', () => {
     const stored = await gh.gatehouse.store.users.getByEmail('ann@example.com');
     assert.match(stored!.passwordHash!, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/, 'replaced at the first sign-in');
     assert.equal((await signIn('ann@example.com', 'ann has a bcrypt password')).status, 200, 'and still works');
+    assert.equal((await listed()).get('ann@example.com'), 'set');
 
     assert.equal((await signIn('bob@example.com', 'bob from django')).status, 200);
     // Hashed as typed there (Gatehouse hashes NFKC, where the ligature is "fi"): taken either way.
