@@ -85,7 +85,9 @@ async function revokeAll(ctx: OperatorContext, flags: { user?: string; yes?: boo
   if (!flags.yes)
     throw new UsageError('gatehouse sessions revoke --all --yes: every user is signed out everywhere; add --yes');
   const browser = await ctx.store.sessions.deleteAll();
-  const logins = await ctx.store.oauth.grants.revokeAll(Date.now(), 'operator');
-  out(`revoked every session: ${browser} browser session(s) and ${logins} CLI/MCP login(s); everyone signs in again`);
+  const { grants, pending } = await ctx.store.oauth.grants.revokeAll(Date.now(), 'operator');
+  out(
+    `revoked every session: ${browser} browser session(s) and ${grants} CLI/MCP login(s)${pending ? `, and ${pending} approval(s) not yet collected` : ''}; everyone signs in again`,
+  );
   return 0;
 }

@@ -185,8 +185,12 @@ export interface GrantStore {
   /** Marks the grant revoked; false when it was already revoked or does not exist. */
   revoke(id: string, now: number, reason: string): Promise<boolean>;
   revokeByUser(userId: string, now: number, reason: string): Promise<number>;
-  /** Revokes every live grant of every user and client. Returns how many. */
-  revokeAll(now: number, reason: string): Promise<number>;
+  /**
+   * Revokes every live grant of every user and client and, in the same transaction, voids what
+   * would make new ones: approved device logins not yet collected (denied) and authorization
+   * codes not yet redeemed (expired). Returns how many grants and how many of those.
+   */
+  revokeAll(now: number, reason: string): Promise<{ grants: number; pending: number }>;
   /** Live logins (not revoked, not expired at `now`) per client id. */
   countByClient(now: number): Promise<Map<string, number>>;
 }

@@ -477,11 +477,22 @@ class SqlGrants implements GrantStore {
     );
   }
 
-  revokeAll(now: number, reason: string): Promise<number> {
-    return this.db.run(`UPDATE oauth_grants SET revoked_at = ?, revoked_reason = ? WHERE revoked_at IS NULL`, [
-      now,
-      reason,
-    ]);
+  revokeAll(now: number, reason: string): Promise<{ grants: number; pending: number }> {
+    return this.db.transaction(async (tx) => {
+      const grants = await tx.run(
+        `UPDATE oauth_grants SET revoked_at = ?, revoked_reason = ? WHERE revoked_at IS NULL`,
+        [now, reason],
+      );
+      const devices = await tx.run(
+        `UPDATE oauth_device_codes SET status = 'denied', decided_at = ? WHERE status = 'approved' AND expires_at > ?`,
+        [now, now],
+      );
+      const codes = await tx.run(`UPDATE oauth_codes SET expires_at = ? WHERE redeemed_at IS NULL AND expires_at > ?`, [
+        now,
+        now,
+      ]);
+      return { grants, pending: devices + codes };
+    });
   }
 
   async countByClient(now: number): Promise<Map<string, number>> {

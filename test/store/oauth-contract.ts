@@ -156,13 +156,16 @@ export function oauthStoreContract(name: string, withStore: WithStore): void {
     );
 
     test(
-      'revokeAll ends every live login of every user; an ended one keeps its reason',
+      'revokeAll ends every live login of every user and voids approvals not yet collected; an ended one keeps its reason',
       withStore(async (store) => {
         const [u, v] = [await user(store), await user(store)];
         const live = [grant(u.id), grant(v.id, { clientId: 'dcr_x' })];
         const ended = grant(u.id, { revokedAt: NOW - 10, revokedReason: 'user' });
         for (const g of [...live, ended]) await store.oauth.grants.create(g);
-        assert.equal(await store.oauth.grants.revokeAll(NOW, 'operator'), 2);
+        const approved = { ...device(), status: 'approved' as const, userId: u.id, decidedAt: NOW - 5 };
+        await store.oauth.devices.create(approved);
+        assert.deepEqual(await store.oauth.grants.revokeAll(NOW, 'operator'), { grants: 2, pending: 1 });
+        assert.equal((await store.oauth.devices.get(approved.deviceHash))?.status, 'denied', 'not collected: voided');
         for (const g of live) assert.equal((await store.oauth.grants.get(g.id))?.revokedReason, 'operator');
         assert.equal((await store.oauth.grants.get(ended.id))?.revokedReason, 'user');
       }),
