@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Logger } from '../log/index.ts';
 import type { MailKind, MailTask } from '../mail/mailer.ts';
-import type { Rendered } from '../mail/messages.ts';
+import { type Rendered, resetMail, signInLinkMail } from '../mail/messages.ts';
 import { messagePage } from '../pages/index.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { RequestContext, SiteInfo } from '../http/context.ts';
@@ -66,6 +66,20 @@ const AGAIN: Record<Kind, { route: string; text: string; heading: string }> = {
   change: { route: paths.account, text: 'Your account', heading: 'This link does not work' },
   invite: { route: paths.login, text: 'Sign in', heading: 'This invitation does not work' },
   signin: { route: paths.signInLink, text: 'Ask for a new link', heading: 'This sign-in link does not work' },
+};
+
+/** The links asked for by address (requestTask): the message, its kind, and the event that records the request. */
+type RequestKind = 'reset' | 'signin';
+const REQUESTED: Record<
+  RequestKind,
+  {
+    mail: MailKind;
+    event: 'password_reset_requested' | 'sign_in_link_requested';
+    message: (m: { appTitle: string; email: string; link: string; ttlMs: number }) => Rendered;
+  }
+> = {
+  reset: { mail: 'password_reset', event: 'password_reset_requested', message: resetMail },
+  signin: { mail: 'sign_in_link', event: 'sign_in_link_requested', message: signInLinkMail },
 };
 
 /** The cookie lives at most this long: the page is opened right after the link. */
@@ -132,39 +146,31 @@ export class MailedLinks {
    * log (`known`: for the operator only), and its link mailed, or nothing. Looked up here, off the
    * request's path, so that nothing the answer waits for depends on the account (security.md #41).
    */
-  requestTask(o: {
-    kind: 'reset' | 'signin';
-    mail: MailKind;
-    event: 'password_reset_requested' | 'sign_in_link_requested';
-    from: RequestContext;
-    email: string;
-    ttlMs: number;
-    rd?: string;
-    message: (m: { appTitle: string; email: string; link: string; ttlMs: number }) => Rendered;
-  }): MailTask {
+  requestTask(o: { kind: RequestKind; from: RequestContext; email: string; ttlMs: number; rd?: string }): MailTask {
     const { ip, requestId, site } = o.from;
     const userAgent = o.from.req.headers['user-agent'] ?? null;
+    const { mail, event, message } = REQUESTED[o.kind];
     const task: MailTask = {
-      kind: o.mail,
+      kind: mail,
       prepare: async () => {
         const user = await this.s.store.users.getByEmail(o.email);
         const account = user && !user.disabled ? user : undefined;
         task.userId = account?.id;
         this.s.audit.record({
-          event: o.event,
+          event,
           outcome: account ? 'success' : 'unknown_account',
           userId: account?.id,
           ip,
           userAgent,
         });
         this.s.logger.info(
-          { event: o.event, userId: account?.id, known: account !== undefined, requestId },
-          o.event.replaceAll('_', ' '),
+          { event, userId: account?.id, known: account !== undefined, requestId },
+          event.replaceAll('_', ' '),
         );
         if (!account) return undefined;
         if (!(await this.s.throttle.takeMail(account.email)).ok) {
           this.s.logger.warn(
-            { event: 'mail_suppressed', kind: o.mail, userId: account.id, reason: 'address_rate_limited' },
+            { event: 'mail_suppressed', kind: mail, userId: account.id, reason: 'address_rate_limited' },
             'too many messages to this address this hour',
           );
           return undefined;
@@ -173,7 +179,7 @@ export class MailedLinks {
         return {
           to: account.email,
           fromName: site.title,
-          ...o.message({
+          ...message({
             appTitle: site.title,
             email: account.email,
             link: this.url(site, o.kind, token, o.rd),

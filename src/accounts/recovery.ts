@@ -3,7 +3,7 @@ import { field, type Input } from '../http/body.ts';
 import { readCookie } from '../http/cookies.ts';
 import { redirect, sendJson } from '../http/respond.ts';
 import type { Mailer } from '../mail/mailer.ts';
-import { humanDuration, passwordChangedMail, resetMail } from '../mail/messages.ts';
+import { humanDuration, passwordChangedMail } from '../mail/messages.ts';
 import { messagePage } from '../pages/index.ts';
 import type { SessionGate } from './account-page.ts';
 import type { Accounts } from './service.ts';
@@ -184,12 +184,9 @@ export class PasswordRecovery {
     this.mailer.send(
       this.links.requestTask({
         kind: 'reset',
-        mail: 'password_reset',
-        event: 'password_reset_requested',
         from: ctx,
         email,
         ttlMs: this.resetTtl,
-        message: resetMail,
       }),
     );
     if (input.kind === 'json') return sendJson(ctx.res, 202, { ok: true, message: SENT });

@@ -8,7 +8,7 @@ import { paths } from '../http/paths.ts';
 import { redirect, sendJson } from '../http/respond.ts';
 import type { Logger } from '../log/index.ts';
 import type { Mailer } from '../mail/mailer.ts';
-import { humanDuration, signInLinkMail } from '../mail/messages.ts';
+import { humanDuration } from '../mail/messages.ts';
 import { messagePage } from '../pages/index.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { Sessions } from '../sessions/index.ts';
@@ -166,13 +166,10 @@ export class SignInLinks {
     mailer.send(
       this.links.requestTask({
         kind: 'signin',
-        mail: 'sign_in_link',
-        event: 'sign_in_link_requested',
         from: ctx,
         email,
         ttlMs: this.ttlMs,
         rd: rd === ctx.site.home ? undefined : rd,
-        message: signInLinkMail,
       }),
     );
     if (input.kind === 'json') return sendJson(ctx.res, 202, { ok: true, message: SENT });

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { checkDisplayName } from '../accounts/names.ts';
 import { hashKind, hashProblem, needsRehash } from '../accounts/passwords.ts';
 import { normalizeEmail } from '../config/email.ts';
+import { SERVICE_PREFIX } from '../oauth/clients.ts';
 import { StoreConflictError, type NewUser } from '../store/index.ts';
 import { operatorEvent } from './audit.ts';
 import type { OperatorContext } from './context.ts';
@@ -35,7 +36,7 @@ const Line = z.strictObject({
   id: z
     .string()
     .regex(ID, 'letters, digits and ._~@+|:=- only, at most 64 characters')
-    .refine((id) => !id.startsWith('client:'), 'ids beginning with client: are those of service clients')
+    .refine((id) => !id.startsWith(SERVICE_PREFIX), `ids beginning with ${SERVICE_PREFIX} are those of service clients`)
     .optional(),
   disabled: z.boolean().optional(),
 });

@@ -19,9 +19,9 @@ import { describeUrl } from '../store/postgres.ts';
 /**
  * `gatehouse check --connect`: reaches every service the config names, from this host, as
  * `serve` would, and says for each what answered or what to fix: the store (without migrating or
- * writing anything), Redis, each app's upstream, each provider's discovery document and keys, the
- * SMTP server (a greeting and, with auth, a login; no message), and each app's events URL (a
- * connection; no event). Stores and caches are named as serve names them (never a password).
+ * writing anything), Redis, each app's upstream, each provider's discovery document and keys, each
+ * federated service client's issuer (likewise), the SMTP server (a greeting and, with auth, a login;
+ * no message), and each app's events URL (a connection; no event). Stores and caches are named as serve names them (never a password).
  * Each has `timeoutMs`; they run side by side.
  */
 

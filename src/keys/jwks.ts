@@ -26,3 +26,13 @@ function end(res: ServerResponse, status: number, headers: Record<string, string
   res.writeHead(status, headers);
   res.end(body);
 }
+
+/**
+ * Another issuer's key set URL from its discovery document, when it is safe to fetch keys from:
+ * https, or http only for an issuer that is itself http (loopback: the config allows plain http
+ * nowhere else), so a document cannot downgrade where the keys come from. Undefined otherwise.
+ */
+export function issuerJwksUri(jwksUri: unknown, issuer: string): URL | undefined {
+  const uri = typeof jwksUri === 'string' ? URL.parse(jwksUri) : null;
+  return uri && ['https:', new URL(issuer).protocol].includes(uri.protocol) ? uri : undefined;
+}

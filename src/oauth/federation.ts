@@ -1,5 +1,6 @@
 import { createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { OAuthClientConfig } from '../config/oauth.ts';
+import { issuerJwksUri } from '../keys/jwks.ts';
 import { OAuthError } from './http.ts';
 
 /** What a client assertion is sent as (RFC 7523 §2.2). */
@@ -98,9 +99,7 @@ async function discover(issuer: string): Promise<ReturnType<typeof createRemoteJ
   if (!res.ok) throw new Error(`discovery answered ${res.status}`);
   const meta = (await res.json()) as { issuer?: unknown; jwks_uri?: unknown };
   if (meta.issuer !== issuer) throw new Error('discovery names another issuer');
-  const uri = typeof meta.jwks_uri === 'string' ? URL.parse(meta.jwks_uri) : null;
-  // https, or http for a loopback issuer (the config allows http only there).
-  if (!uri || !['https:', new URL(issuer).protocol].includes(uri.protocol))
-    throw new Error('discovery lists no usable jwks_uri');
+  const uri = issuerJwksUri(meta.jwks_uri, issuer);
+  if (!uri) throw new Error('discovery lists no usable jwks_uri');
   return createRemoteJWKSet(uri, { timeoutDuration: DISCOVERY_TIMEOUT_MS });
 }

@@ -1,6 +1,7 @@
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, type JWTVerifyGetKey } from 'jose';
 import * as oauth from 'openid-client';
 import { cleanDisplayName } from '../accounts/names.ts';
+import { issuerJwksUri } from '../keys/jwks.ts';
 import type { Logger } from '../log/index.ts';
 import { LogoutTokenError, type LogoutKeys } from './backchannel.ts';
 import { classify, Lazy, ProviderError, type ProviderClient } from './client.ts';
@@ -240,10 +241,8 @@ export class OidcProvider implements ProviderClient {
       throw new LogoutTokenError(`the discovery document of ${this.config.issuer} cannot be read`, true);
     });
     const m = config.serverMetadata();
-    const uri = m.jwks_uri ? URL.parse(m.jwks_uri) : null;
-    // https, or http for a loopback issuer (the schema allows http only there).
-    if (!uri || !['https:', new URL(this.config.issuer).protocol].includes(uri.protocol))
-      throw new LogoutTokenError('discovery lists no usable jwks_uri', true);
+    const uri = issuerJwksUri(m.jwks_uri, this.config.issuer);
+    if (!uri) throw new LogoutTokenError('discovery lists no usable jwks_uri', true);
     if (this.jwks?.uri !== uri.href)
       this.jwks = { uri: uri.href, keys: createRemoteJWKSet(uri, { timeoutDuration: this.config.timeout }) };
     const listed = m.id_token_signing_alg_values_supported ?? ['RS256'];
