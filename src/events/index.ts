@@ -9,7 +9,7 @@ import type { AppEventType, Config } from '../config/schema.ts';
 import type { KeyRing } from '../keys/keys.ts';
 import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
-import { type App, buildSites } from '../sites/index.ts';
+import { type App, buildSites, type Site } from '../sites/index.ts';
 import type { AppEventRecord, OutboxWrite, Store } from '../store/index.ts';
 import { EVENT_TYP, EVENT_URIS } from '../verify/index.ts';
 
@@ -129,11 +129,18 @@ export class AppEvents implements AppEventSink {
     }
   }
 
-  /** The outbox and courier of `config`'s apps (every site's), each SET living no longer than tokens.maxLifetime. */
-  static forConfig(config: Config, options: Omit<AppEventsOptions, 'apps' | 'ttlMs'>): AppEvents {
+  /**
+   * The outbox and courier of `config`'s apps (every site's), each SET living no longer than
+   * tokens.maxLifetime. `sites`: the config's, when the caller has built them already.
+   */
+  static forConfig(
+    config: Config,
+    options: Omit<AppEventsOptions, 'apps' | 'ttlMs'>,
+    sites: Map<string, Site> = buildSites(config),
+  ): AppEvents {
     return new AppEvents({
       ...options,
-      apps: [...buildSites(config).values()].flatMap((s) => s.apps),
+      apps: [...sites.values()].flatMap((s) => s.apps),
       ttlMs: Math.min(SET_TTL_MS, config.tokens.maxLifetime),
     });
   }

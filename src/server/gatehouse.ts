@@ -171,7 +171,7 @@ export class Gatehouse {
       now: clock,
     });
     const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
-    this.events = AppEvents.forConfig(config, { store, ring: keys, logger, metrics });
+    this.events = AppEvents.forConfig(config, { store, ring: keys, logger, metrics }, this.sites);
     this.accounts = new Accounts(store, throttle, config.accounts, this.events);
     this.providers = new ProviderService({ config, store, secrets, logger, sessions: this.sessions, prefix });
     const forms = new FormKit({
