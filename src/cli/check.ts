@@ -45,6 +45,11 @@ export async function check(
         `  ${site.origin}${app.pathPrefix || site.home} → ${app.upstream.url.href}  app "${app.name}", ${app.rules.length} rule${app.rules.length === 1 ? '' : 's'}, default ${app.fallback.access}`,
       );
       out(`    ${identityLine(app)}`);
+      const tls = app.upstream.tls;
+      if (tls)
+        out(
+          `    upstream TLS: ${[tls.ca ? `the app's certificate must chain to ${tls.ca}` : "the app's certificate must chain to a system CA", tls.serverName ? `be valid for ${tls.serverName}` : '', tls.cert ? `Gatehouse presents ${tls.cert}` : 'no client certificate'].filter(Boolean).join(', ')}; re-read on SIGHUP`,
+        );
       if (app.cors) out(`    cors: ${describeCors(app.cors)}; preflights answered by Gatehouse`);
       if (app.events) {
         const sent = eventTypesOf(app);

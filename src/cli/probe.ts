@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import pg from 'pg';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { openCache } from '../cache/index.ts';
 import { describeRedisUrl } from '../cache/redis.ts';
 import type { Config } from '../config/schema.ts';
@@ -11,6 +11,7 @@ import { createLogger } from '../log/index.ts';
 import { verifySmtp } from '../mail/mailer.ts';
 import { probeIssuer } from '../oauth/federation.ts';
 import { GithubProvider } from '../providers/github.ts';
+import { loadUpstreamTls } from '../proxy/tls.ts';
 import { OidcProvider } from '../providers/oidc.ts';
 import { buildSites } from '../sites/index.ts';
 import { LATEST_VERSION } from '../store/migrations.ts';
@@ -36,7 +37,7 @@ interface Probe {
   what: string;
   run(): Promise<string>;
   /** Said after the error when the probe fails. */
-  hint: string;
+  hint: string | ((err: unknown) => string);
 }
 
 export async function probeAll(config: Config, timeoutMs = 5000): Promise<ProbeResult[]> {
@@ -60,19 +61,31 @@ export async function probeAll(config: Config, timeoutMs = 5000): Promise<ProbeR
   for (const site of buildSites(config).values())
     for (const app of site.apps) {
       const upstream = app.upstream.url;
+      const tlsKey = app.upstream.tls?.at ?? 'upstreamTls';
       probes.push({
         what: `app "${app.name}" upstream ${upstream.href}`,
-        hint: 'is the app running, and is this its address as seen from this host?',
+        hint: (err) =>
+          TLS_FAILURE.test(describe(err))
+            ? `the TLS handshake with the app failed: does its certificate chain to ${tlsKey}.ca (or a system CA), is it valid for the upstream's host (or ${tlsKey}.serverName), and does the app take the client certificate of ${tlsKey}.cert?`
+            : 'is the app running, and is this its address as seen from this host?',
         run: async () => {
           const started = performance.now();
-          const res = await request(upstream, {
-            method: 'HEAD',
-            headersTimeout: timeoutMs,
-            bodyTimeout: timeoutMs,
-            signal: AbortSignal.timeout(timeoutMs),
-          });
-          await res.body.dump();
-          return `HTTP ${res.statusCode} in ${Math.round(performance.now() - started)} ms`;
+          // As serve connects: upstreamTls's CA, client certificate and name (a file that cannot be used fails here).
+          const tls = loadUpstreamTls(app.upstream.tls);
+          const dispatcher = new Agent({ connect: tls.options });
+          try {
+            const res = await request(upstream, {
+              dispatcher,
+              method: 'HEAD',
+              headersTimeout: timeoutMs,
+              bodyTimeout: timeoutMs,
+              signal: AbortSignal.timeout(timeoutMs),
+            });
+            await res.body.dump();
+            return `HTTP ${res.statusCode} in ${Math.round(performance.now() - started)} ms${tls.client ? ', with the client certificate' : ''}`;
+          } finally {
+            void dispatcher.destroy();
+          }
         },
       });
       const events = app.events?.url;
@@ -121,7 +134,8 @@ export async function probeAll(config: Config, timeoutMs = 5000): Promise<ProbeR
         const detail = await within(probe.run(), timeoutMs);
         return { what: probe.what, ok: true, detail };
       } catch (err) {
-        return { what: probe.what, ok: false, detail: `${describe(err)}: ${probe.hint}` };
+        const hint = typeof probe.hint === 'string' ? probe.hint : probe.hint(err);
+        return { what: probe.what, ok: false, detail: `${describe(err)}: ${hint}` };
       }
     }),
   );
@@ -205,6 +219,9 @@ function within<T>(p: Promise<T>, ms: number): Promise<T> {
 }
 
 /** An error in one line: its code when it has one (ECONNREFUSED, ENOTFOUND, ...), then its message. */
+/** Errors of a TLS handshake: a certificate that does not pass, or one the peer wanted and did not get. */
+const TLS_FAILURE = /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_|handshake|certificate/i;
+
 function describe(err: unknown): string {
   const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
   const code = e?.code ?? e?.cause?.code;

@@ -92,7 +92,7 @@ export async function serve(file: string): Promise<number> {
   }
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
-  // SIGHUP re-reads listen.tls (a renewed certificate) without dropping a connection.
+  // SIGHUP re-reads listen.tls (a renewed certificate) and each upstreamTls, without dropping a connection.
   process.on('SIGHUP', () => gatehouse.reloadTls());
   if (stopping) {
     const signal = stopping;

@@ -138,6 +138,31 @@ const appFields = {
       idle: duration('5m').meta({ description: 'Longest pause inside a request or response body' }),
     })
     .prefault({}),
+  upstreamTls: z
+    .strictObject({
+      ca: z.string().min(1).optional().meta({
+        description:
+          "PEM file of the CA certificate(s) the app's certificate must chain to, instead of the system's CAs (a private CA)",
+      }),
+      cert: z.string().min(1).optional().meta({
+        description:
+          'PEM file of the client certificate Gatehouse presents to the app (mutual TLS: the app can refuse anyone without it), the chain after the leaf',
+      }),
+      key: z.string().min(1).optional().meta({ description: "PEM file of the client certificate's private key" }),
+      serverName: z
+        .string()
+        .regex(/^[A-Za-z0-9.-]+$/, 'a host name such as app.internal')
+        .optional()
+        .meta({
+          description:
+            "The name the app's certificate must be valid for (and the SNI sent), when it is not the upstream URL's host (an IP address, say)",
+        }),
+    })
+    .optional()
+    .meta({
+      description:
+        'TLS to an https upstream: a private CA, a client certificate, the name to verify. Files are re-read on SIGHUP. Applies to proxied requests, WebSockets, and event deliveries to the same origin (docs/behind-a-proxy.md)',
+    }),
   tokenRelay: TokenRelayApp,
   cors: CorsSchema,
   events: z
@@ -592,6 +617,30 @@ export const ConfigSchema = z
           });
       }),
     );
+    const upstreamTls = (app: { upstream?: string; upstreamTls?: UpstreamTlsConfig }, at: (string | number)[]) => {
+      const t = app.upstreamTls;
+      if (!t) return;
+      if (app.upstream && !app.upstream.startsWith('https:'))
+        ctx.addIssue({
+          code: 'custom',
+          path: [...at, 'upstreamTls'],
+          message: 'upstreamTls only applies to an https upstream',
+        });
+      if (!t.cert !== !t.key)
+        ctx.addIssue({
+          code: 'custom',
+          path: [...at, 'upstreamTls', t.cert ? 'key' : 'cert'],
+          message: 'upstreamTls.cert and upstreamTls.key go together: the client certificate and its key',
+        });
+      if (!t.ca && !t.cert && !t.serverName)
+        ctx.addIssue({
+          code: 'custom',
+          path: [...at, 'upstreamTls'],
+          message: 'upstreamTls only applies with ca, cert and key, or serverName',
+        });
+    };
+    if (!c.apps) upstreamTls(c, []);
+    c.apps?.forEach((app, a) => upstreamTls(app, ['apps', a]));
     // Every header name of an app apart from its others and from tokens.bearerHeader (config/headers.ts).
     if (!c.apps) checkHeaderNames(c, c.tokens.bearerHeader, [], ctx);
     c.apps?.forEach((app, a) => checkHeaderNames(app, c.tokens.bearerHeader, ['apps', a], ctx));
@@ -600,6 +649,7 @@ export const ConfigSchema = z
 export type ConfigInput = z.input<typeof ConfigSchema>;
 export type Config = z.output<typeof ConfigSchema>;
 export type AppConfig = z.output<typeof AppSchema>;
+export type UpstreamTlsConfig = NonNullable<AppConfig['upstreamTls']>;
 export type RouteConfig = z.output<typeof RouteSchema>;
 export type AllowConfig = z.output<typeof AllowSchema>;
 export type { ProviderConfig } from './providers.ts';

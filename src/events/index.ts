@@ -4,12 +4,13 @@
 // for it as a Security Event Token, signed with the key ring (verifiable with the JWKS, like the assertion), and
 // retried until the app takes it. docs/events.md.
 import { randomUUID } from 'node:crypto';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import type { AppEventType, Config } from '../config/schema.ts';
 import type { KeyRing } from '../keys/keys.ts';
 import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
-import { type App, buildSites, type Site } from '../sites/index.ts';
+import { loadUpstreamTls } from '../proxy/tls.ts';
+import { type App, buildSites, type Site, type UpstreamTarget } from '../sites/index.ts';
 import type { AppEventRecord, OutboxWrite, Store } from '../store/index.ts';
 import { EVENT_TYP, EVENT_URIS } from '../verify/index.ts';
 
@@ -79,9 +80,10 @@ export interface AppEventsOptions {
   ring: Pick<KeyRing, 'sign'>;
   /**
    * Every app; those with `events` are told of the types they chose, email_changed only when they
-   * get addresses (headers.email).
+   * get addresses (headers.email). An events URL on the upstream's origin is reached with the
+   * app's upstreamTls (its CA, client certificate and name).
    */
-  apps: Iterable<Pick<App, 'name' | 'events' | 'headers'>>;
+  apps: Iterable<Pick<App, 'name' | 'events' | 'headers'> & { upstream?: UpstreamTarget }>;
   logger: Logger;
   /** gatehouse_app_events_total{app, outcome}, when metrics are on. */
   metrics?: Pick<Metrics, 'appEvents'>;
@@ -105,7 +107,7 @@ export class AppEvents implements AppEventSink {
   private readonly o: AppEventsOptions;
   private readonly now: () => number;
   private readonly timeoutMs: number;
-  private readonly urls = new Map<string, URL>();
+  private readonly urls = new Map<string, { url: URL; tls: UpstreamTarget['tls'] }>();
   private readonly subscribers = new Map<AppEventType, string[]>();
   /** The last run asked for (settles when every run before it has too). */
   private last: Promise<unknown> = Promise.resolve();
@@ -120,7 +122,8 @@ export class AppEvents implements AppEventSink {
     this.timeoutMs = options.timeoutMs ?? 10_000;
     for (const app of options.apps) {
       if (!app.events) continue;
-      this.urls.set(app.name, app.events.url);
+      const url = app.events.url;
+      this.urls.set(app.name, { url, tls: app.upstream?.url.origin === url.origin ? app.upstream.tls : null });
       for (const type of eventTypesOf(app)) {
         const list = this.subscribers.get(type) ?? [];
         list.push(app.name);
@@ -233,12 +236,12 @@ export class AppEvents implements AppEventSink {
 
   private async deliver(e: AppEventRecord, now: number, counts: DeliveryCounts): Promise<void> {
     const about = { app: e.app, type: e.type, id: e.id, userId: e.userId, attempts: e.attempts };
-    const url = this.urls.get(e.app);
+    const target = this.urls.get(e.app);
     const uri = EVENT_URIS[e.type as AppEventType];
     // The config may have changed since it was recorded: the app, or this type for it, gone.
     const takes = this.subscribers.get(e.type as AppEventType)?.includes(e.app) ?? false;
     try {
-      if (!url || !uri || !takes) {
+      if (!target || !uri || !takes) {
         await this.o.store.appEvents.done(e.id);
         counts.dropped++;
         this.o.metrics?.appEvents.inc({ app: e.app, outcome: 'dropped' });
@@ -248,7 +251,7 @@ export class AppEvents implements AppEventSink {
         );
         return;
       }
-      const failure = await this.post(url, e, uri);
+      const failure = await this.post(target, e, uri);
       if (failure === null) {
         await this.o.store.appEvents.done(e.id);
         counts.delivered++;
@@ -293,7 +296,7 @@ export class AppEvents implements AppEventSink {
 
   /** POSTs the event's SET; null when the app took it (2xx). */
   private async post(
-    url: URL,
+    { url, tls }: { url: URL; tls: UpstreamTarget['tls'] },
     e: AppEventRecord,
     uri: string,
   ): Promise<{ refused: true; err?: string; description?: string } | { refused: false; cause: string } | null> {
@@ -315,8 +318,16 @@ export class AppEvents implements AppEventSink {
     } catch (err) {
       return { refused: false, cause: `signing: ${(err as Error).message}` };
     }
+    // upstreamTls's files are read for each delivery (rare, and so a renewed certificate is used at once).
+    let dispatcher: Agent | undefined;
+    try {
+      if (tls) dispatcher = new Agent({ connect: loadUpstreamTls(tls).options });
+    } catch (err) {
+      return { refused: false, cause: (err as Error).message };
+    }
     try {
       const res = await request(url, {
+        dispatcher,
         method: 'POST',
         headers: { 'content-type': SET_CONTENT_TYPE, accept: 'application/json' },
         body: token,
@@ -330,6 +341,8 @@ export class AppEvents implements AppEventSink {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? (err as Error).name;
       return { refused: false, cause: code };
+    } finally {
+      void dispatcher?.destroy();
     }
   }
 }

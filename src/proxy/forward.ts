@@ -7,6 +7,7 @@ import { withoutAppCors } from '../http/cors.ts';
 import { hasBody } from '../http/protocol.ts';
 import type { App, UpstreamTarget } from '../sites/index.ts';
 import { downstreamResponseHeaders } from './headers.ts';
+import { loadUpstreamTls, type UpstreamTls } from './tls.ts';
 
 /** One app's upstream: a keep-alive connection pool, created once by the Gatehouse that serves it. */
 export class Upstream {
@@ -14,24 +15,49 @@ export class Upstream {
   readonly host: string;
   /** Path of the upstream URL without its trailing slash, prepended to every request. */
   readonly basePath: string;
-  readonly pool: Pool;
+  /** Replaced (and the old one closed once its requests end) when reloadTls() reads new files. */
+  pool: Pool;
   readonly timeouts: UpstreamTarget['timeouts'];
+  /** upstreamTls as read at start or at the last reloadTls(). */
+  tls: UpstreamTls;
+  private readonly target: UpstreamTarget;
 
+  /** Reads the app's upstreamTls files: a TlsFileError names the one to fix. */
   constructor(target: UpstreamTarget) {
+    this.target = target;
     this.url = target.url;
     this.host = target.host;
     this.basePath = target.basePath;
-    const timeouts = target.timeouts;
-    this.timeouts = timeouts;
-    this.pool = new Pool(this.url.origin, {
+    this.timeouts = target.timeouts;
+    this.tls = loadUpstreamTls(target.tls);
+    this.pool = this.newPool();
+  }
+
+  private newPool(): Pool {
+    const timeouts = this.timeouts;
+    return new Pool(this.url.origin, {
       connections: 512,
       pipelining: 1,
       keepAliveTimeout: 4_000,
       keepAliveMaxTimeout: 60_000,
       headersTimeout: timeouts.response,
       bodyTimeout: timeouts.idle,
-      connect: { timeout: timeouts.connect },
+      connect: { timeout: timeouts.connect, ...this.tls.options },
     });
+  }
+
+  /**
+   * Re-reads upstreamTls (a renewed client certificate or CA): new connections use the new files,
+   * requests under way finish on theirs. Throws a TlsFileError, keeping what it has, when a file
+   * cannot be used; null when the app has no upstreamTls.
+   */
+  reloadTls(): UpstreamTls | null {
+    if (!this.target.tls) return null;
+    this.tls = loadUpstreamTls(this.target.tls);
+    const old = this.pool;
+    this.pool = this.newPool();
+    void old.close();
+    return this.tls;
   }
 
   close(): Promise<void> {
@@ -50,6 +76,11 @@ export class Upstreams {
   /** The app's pool (every app of the sites it was made with has one). */
   of(app: App): Upstream {
     return this.pools.get(app)!;
+  }
+
+  /** Every app's upstream, for SIGHUP's reload. */
+  all(): IterableIterator<[App, Upstream]> {
+    return this.pools.entries();
   }
 
   async close(): Promise<void> {

@@ -39,6 +39,7 @@ export function tunnelWebSocket(
       headers: [...headers, 'connection', 'Upgrade', 'upgrade', 'websocket'],
       agent: false,
       timeout: upstream.timeouts.response,
+      ...upstream.tls.options,
     });
     let settled = false;
     const fail = (status: number, reason: string) => {

@@ -472,19 +472,28 @@ export class Gatehouse {
       throw err;
     }
     void dummyHash();
-    const gatehouse = new Gatehouse(
-      config,
-      logger,
-      store,
-      cache,
-      secrets,
-      keys,
-      tls,
-      mailer,
-      health,
-      options.clock,
-      metrics,
-    );
+    let gatehouse: Gatehouse;
+    try {
+      // Throws a TlsFileError when an app's upstreamTls files cannot be used.
+      gatehouse = new Gatehouse(
+        config,
+        logger,
+        store,
+        cache,
+        secrets,
+        keys,
+        tls,
+        mailer,
+        health,
+        options.clock,
+        metrics,
+      );
+    } catch (err) {
+      keys.close();
+      await mailer?.close(0);
+      await Promise.allSettled([options.store ? undefined : store.close(), options.cache ? undefined : cache.close()]);
+      throw err;
+    }
     if (options.startJobs !== false) {
       gatehouse.jobs.start();
       gatehouse.events.start();
@@ -493,11 +502,32 @@ export class Gatehouse {
   }
 
   /**
-   * Re-reads listen.tls and serves the new pair to new connections; open connections keep
-   * theirs, nothing is dropped. A pair that cannot be used is logged and the old one kept.
-   * Called on SIGHUP. Returns whether the new pair is in use.
+   * Called on SIGHUP. Re-reads listen.tls and serves the new pair to new connections; open
+   * connections keep theirs, nothing is dropped. Re-reads each app's upstreamTls: new connections
+   * to the app present the new client certificate and trust the new CA. Files that cannot be
+   * used are logged and the old ones kept. Returns whether a new listen.tls pair is in use.
    */
   reloadTls(): boolean {
+    for (const [app, upstream] of this.upstreams.all()) {
+      try {
+        const tls = upstream.reloadTls();
+        if (tls)
+          this.logger.info(
+            {
+              event: 'upstream_tls_reload',
+              outcome: 'ok',
+              app: app.name,
+              ...(tls.client ? { client: describeCert(tls.client) } : {}),
+            },
+            `upstreamTls of app "${app.name}" reloaded`,
+          );
+      } catch (err) {
+        this.logger.error(
+          { event: 'upstream_tls_reload', outcome: 'failed', app: app.name, err: { message: (err as Error).message } },
+          `upstreamTls of app "${app.name}" not reloaded; new connections to it still use the previous files`,
+        );
+      }
+    }
     const files = this.config.listen.tls;
     if (!files || !this.tls) {
       this.logger.info({ event: 'tls_reload', outcome: 'skipped' }, 'no listen.tls configured: nothing to reload');

@@ -1,7 +1,9 @@
 import type { Warning } from '../config/warning.ts';
 import type { Config } from '../config/schema.ts';
 import { isLoopbackHost } from '../http/loopback.ts';
-import { appsOf, basePath } from '../sites/index.ts';
+import { expiryWarning } from '../http/tls-files.ts';
+import { loadUpstreamTls } from '../proxy/tls.ts';
+import { appsOf, basePath, buildSites } from '../sites/index.ts';
 import { certificateWarnings, loadTls, TlsError } from './tls.ts';
 
 /**
@@ -68,6 +70,31 @@ export function lintNetwork(config: Config, now = Date.now()): Warning[] {
       });
     }
   }
+  for (const site of buildSites(config).values())
+    for (const app of site.apps) {
+      const files = app.upstream.tls;
+      if (!files) continue;
+      try {
+        const { client, authorities } = loadUpstreamTls(files);
+        const late = client && expiryWarning(client, 'the client certificate', now);
+        if (late)
+          w.push({
+            key: `${files.at}.cert`,
+            message: `${late}: an app that asks for it refuses Gatehouse once it has expired.`,
+          });
+        for (const ca of authorities) {
+          const m = expiryWarning(ca, `the CA certificate ${ca.subject.replace(/\n/g, ', ')}`, now);
+          if (m) w.push({ key: `${files.at}.ca`, message: `${m}: the app's certificate cannot pass with it.` });
+        }
+      } catch (e) {
+        if (!(e instanceof TlsError)) throw e;
+        w.push({
+          key: e.key,
+          severity: 'error',
+          message: `${e.message.slice(e.key.length + 2)}: Gatehouse will not start.`,
+        });
+      }
+    }
   if (config.metrics) {
     const at = config.metrics.listen.lastIndexOf(':');
     const host = config.metrics.listen.slice(0, at);

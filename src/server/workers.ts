@@ -251,9 +251,12 @@ export class Supervisor {
     this.restarts.add(timer);
   };
 
-  /** SIGHUP: every worker re-reads listen.tls (each logs tls_reload with its outcome). One still starting reads it anyway. */
+  /** SIGHUP: every worker re-reads listen.tls and upstreamTls (each logs tls_reload with its outcome). One still starting reads them anyway. */
   reloadTls(): void {
-    this.logger.info({ event: 'tls_reload', workers: this.workers.size }, 'asking every worker to reload listen.tls');
+    this.logger.info(
+      { event: 'tls_reload', workers: this.workers.size },
+      'asking every worker to reload listen.tls and upstreamTls',
+    );
     for (const { worker, listening } of this.workers.values())
       if (listening && worker.isConnected()) worker.send({ gatehouse: 'reload-tls' } satisfies WorkerCommand);
   }

@@ -1,7 +1,7 @@
 // sites/ (model): the sites (origins) Gatehouse serves and their apps, as plain data built from the
 // config: which app serves a path, its rules, its identity headers, where it is.
 import { headerNames } from '../config/headers.ts';
-import type { AppConfig, AppEventType, Config } from '../config/schema.ts';
+import type { AppConfig, AppEventType, Config, UpstreamTlsConfig } from '../config/schema.ts';
 import type { SiteInfo } from '../http/context.ts';
 import { compileCors, type CorsPolicy } from '../http/cors.ts';
 import { isSpoofable } from '../http/header-names.ts';
@@ -34,6 +34,8 @@ export interface UpstreamTarget {
   /** Path of the upstream URL without its trailing slash, prepended to every request. */
   basePath: string;
   timeouts: { connect: number; response: number; idle: number };
+  /** upstreamTls, with `at` the config key that holds it (apps[1].upstreamTls): files read by proxy/. */
+  tls: (UpstreamTlsConfig & { at: string }) | null;
 }
 
 /**
@@ -104,6 +106,7 @@ export function appsOf(config: Config): AppConfig[] {
       caseSensitivePaths: config.caseSensitivePaths,
       preserveHost: config.preserveHost,
       timeouts: config.timeouts,
+      upstreamTls: config.upstreamTls,
       tokenRelay: config.tokenRelay,
       cors: config.cors,
       events: config.events,
@@ -111,9 +114,13 @@ export function appsOf(config: Config): AppConfig[] {
   ];
 }
 
-export function upstreamTarget(url: string, timeouts: UpstreamTarget['timeouts']): UpstreamTarget {
+export function upstreamTarget(
+  url: string,
+  timeouts: UpstreamTarget['timeouts'],
+  tls: UpstreamTarget['tls'] = null,
+): UpstreamTarget {
   const u = new URL(url);
-  return { url: u, host: u.host, basePath: u.pathname.replace(/\/+$/, ''), timeouts };
+  return { url: u, host: u.host, basePath: u.pathname.replace(/\/+$/, ''), timeouts, tls };
 }
 
 /** publicUrl's path without the trailing slash: "" or "/app". */
@@ -129,7 +136,7 @@ export function buildSites(config: Config): Map<string, Site> {
   const prefix = secure ? (base ? '__Secure-' : '__Host-') : '';
   const name = config.sessions.cookieName;
   const sites = new Map<string, Site>();
-  for (const a of appsOf(config)) {
+  for (const [i, a] of appsOf(config).entries()) {
     const host = hostKey(a.host ?? publicUrl.host, secure);
     let site = sites.get(host);
     if (!site) {
@@ -186,7 +193,11 @@ export function buildSites(config: Config): Map<string, Site> {
       site,
       pathPrefix: a.pathPrefix ?? '',
       pathPrefixLower: (a.pathPrefix ?? '').toLowerCase(),
-      upstream: upstreamTarget(a.upstream, a.timeouts),
+      upstream: upstreamTarget(
+        a.upstream,
+        a.timeouts,
+        a.upstreamTls ? { ...a.upstreamTls, at: config.apps ? `apps[${i}].upstreamTls` : 'upstreamTls' } : null,
+      ),
       preserveHost: a.preserveHost,
       rules,
       fallback,

@@ -51,3 +51,84 @@ export function selfSigned(
   const pem = readFileSync(cert, 'utf8');
   return { cert, key, pem, agent: new Agent({ connect: { ca: pem }, keepAliveTimeout: 1000 }) };
 }
+
+/** A private CA made with openssl for this test run, and certificates it signs. */
+export interface TestCa {
+  /** Path and PEM text of the CA's certificate. */
+  cert: string;
+  pem: string;
+  /**
+   * A certificate signed by this CA (EC P-256): `server` for a TLS server (SAN: `hosts`,
+   * default 127.0.0.1 and localhost), `client` for a client certificate (CN only).
+   */
+  issue(o: { name: string; cn: string; use: 'server' | 'client'; hosts?: string[]; days?: number }): {
+    cert: string;
+    key: string;
+    pem: string;
+  };
+}
+
+const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+
+export function testCa(o: { dir?: string; cn?: string } = {}): TestCa {
+  const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'gatehouse-ca-'));
+  const cert = join(dir, 'ca.crt');
+  const caKey = join(dir, 'ca.key');
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      ...EC,
+      '-keyout',
+      caKey,
+      '-out',
+      cert,
+      '-days',
+      '30',
+      '-subj',
+      `/CN=${o.cn ?? 'gatehouse test CA'}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    { stdio: 'pipe' },
+  );
+  return {
+    cert,
+    pem: readFileSync(cert, 'utf8'),
+    issue({ name, cn, use, hosts = ['127.0.0.1', 'localhost'], days = 30 }) {
+      const leaf = join(dir, `${name}.crt`);
+      const key = join(dir, `${name}.key`);
+      const san = hosts.map((h) => (/^[\d.]+$|:/.test(h) ? `IP:${h}` : `DNS:${h}`)).join(',');
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-CA',
+          cert,
+          '-CAkey',
+          caKey,
+          ...EC,
+          '-keyout',
+          key,
+          '-out',
+          leaf,
+          '-days',
+          String(days),
+          '-subj',
+          `/CN=${cn}`,
+          '-addext',
+          'basicConstraints=CA:FALSE',
+          '-addext',
+          `extendedKeyUsage=${use === 'server' ? 'serverAuth' : 'clientAuth'}`,
+          ...(use === 'server' ? ['-addext', `subjectAltName=${san}`] : []),
+        ],
+        { stdio: 'pipe' },
+      );
+      return { cert: leaf, key, pem: readFileSync(leaf, 'utf8') };
+    },
+  };
+}

@@ -1,5 +1,7 @@
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
 
 export interface SeenRequest {
@@ -25,13 +27,16 @@ export interface TestUpstream {
   port: number;
   requests: SeenRequest[];
   last(): SeenRequest;
-  server: http.Server;
+  server: http.Server | https.Server;
   close(): Promise<void>;
 }
 
-export async function startUpstream(): Promise<TestUpstream> {
+export async function startUpstream(o: { tls?: https.ServerOptions } = {}): Promise<TestUpstream> {
   const requests: SeenRequest[] = [];
-  const server = http.createServer((req, res) => {
+  /** With tls: the CN of the client certificate the request came with (null: none). */
+  const peer = (req: http.IncomingMessage) =>
+    o.tls ? { clientCn: (req.socket as TLSSocket).getPeerCertificate().subject?.CN ?? null } : {};
+  const handler: http.RequestListener = (req, res) => {
     const seen: SeenRequest = {
       method: req.method!,
       url: req.url!,
@@ -71,6 +76,7 @@ export async function startUpstream(): Promise<TestUpstream> {
         url: req.url,
         headers: req.headers,
         bodyBytes: seen.bodyBytes,
+        ...peer(req),
       });
       res.writeHead(200, {
         'content-type': 'application/json',
@@ -81,7 +87,8 @@ export async function startUpstream(): Promise<TestUpstream> {
       });
       res.end(body);
     });
-  });
+  };
+  const server = o.tls ? https.createServer(o.tls, handler) : http.createServer(handler);
   const wss = new WebSocketServer({ noServer: true });
   server.on('upgrade', (req, socket, head) => {
     requests.push({
@@ -104,14 +111,14 @@ export async function startUpstream(): Promise<TestUpstream> {
       );
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
-      ws.send(JSON.stringify({ hello: true, headers: req.headers }));
+      ws.send(JSON.stringify({ hello: true, headers: req.headers, ...peer(req) }));
       ws.on('message', (m) => ws.send(String(m)));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${o.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     port,
     requests,
     server,

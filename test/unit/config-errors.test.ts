@@ -375,7 +375,8 @@ describe('every key, every wrong value: a worded problem with key and line, neve
       store: { type: 'sqlite', path: './data/g.db' },
       cache: { type: 'memory' },
       secrets: { key: 'k'.repeat(44), previousKeys: ['p'.repeat(44)] },
-      upstream: 'http://127.0.0.1:3000',
+      upstream: 'https://127.0.0.1:3000',
+      upstreamTls: { ca: 'ca.pem', cert: 'client.pem', key: 'client.key', serverName: 'app.internal' },
       name: 'app',
       title: 'App',
       defaultAccess: 'authenticated',
@@ -499,7 +500,8 @@ describe('every key, every wrong value: a worded problem with key and line, neve
           title: 'A',
           host: 'a.example.com',
           pathPrefix: '/api',
-          upstream: 'http://127.0.0.1:3000',
+          upstream: 'https://127.0.0.1:3000',
+          upstreamTls: { ca: 'ca.pem', cert: 'client.pem', key: 'client.key', serverName: 'a.internal' },
           defaultAccess: 'authenticated',
           caseSensitivePaths: false,
           preserveHost: false,
@@ -531,7 +533,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
   ];
   /** Messages of checks across keys: they compare values, so they have nothing "found" to show. */
   const ACROSS =
-    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse|must be more than twice|whole seconds|needs a list of origins|stands alone|is not the name of an app|grant needs (a secret|apps)|federated is for|are for a client with|needs email/;
+    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse|must be more than twice|whole seconds|needs a list of origins|stands alone|is not the name of an app|grant needs (a secret|apps)|federated is for|are for a client with|needs email|go together/;
 
   const paths = (v: unknown, at: (string | number)[] = []): (string | number)[][] => {
     if (Array.isArray(v)) return [at, ...v.flatMap((x, i) => paths(x, [...at, i]))];
