@@ -137,6 +137,12 @@ const common = {
       "Whether a first sign-in creates a user; default: accounts.registration (invite counts as closed). accounts.allowedDomains applies to the provider's verified email",
   }),
   timeout,
+  revalidate: durationField('0s')
+    .refine((ms) => ms === 0 || ms >= 5_000, { message: 'expected 0 (off) or a duration of at least 5s' })
+    .meta({
+      description:
+        "Ask the provider this often whether a session signed in through it still stands, with the refresh token of the sign-in: a refused refresh (the user disabled or removed there, the app's access revoked) ends the session at its next request. A sign-in that left no refresh token lasts this long, then signs in again. 0 (the default): off, a session lasts its timeouts or until the provider's back-channel logout",
+    }),
   mfa: z.enum(['trust', 'require']).default('trust').meta({
     description:
       "trust: the provider's amr/acr saying it did multi-factor authentication counts as a second factor here; require: Gatehouse asks for the user's own second factor as well, whatever the provider did",

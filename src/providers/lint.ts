@@ -2,6 +2,7 @@ import type { Config } from '../config/schema.ts';
 import { isLoopbackHost } from '../http/loopback.ts';
 import { appsOf, basePath, buildSites } from '../sites/index.ts';
 import { DEFAULT_SCOPES } from '../config/providers.ts';
+import { formatDuration } from '../config/duration.ts';
 import { backchannelLogoutUri, postLogoutUri, redirectUri, relayedProviders } from './service.ts';
 
 /** Provider settings that validate but will hurt; part of `gatehouse check` (cli/lint.ts). */
@@ -33,6 +34,23 @@ export function lintProviders(config: Config): { key: string; message: string }[
         key: `${key}.scopes`,
         message: `tokenRelay uses "${p.id}" but its scopes lack offline_access: most providers then issue no refresh token, and users must sign in again whenever the access token expires (Google: authorizationParams {access_type: offline, prompt: consent}).`,
       });
+    }
+    if (p.revalidate > 0) {
+      if (p.type === 'github' || (!scopes.includes('offline_access') && !p.authorizationParams?.access_type))
+        w.push({
+          key: `${key}.revalidate`,
+          message: `${p.type === 'github' ? "GitHub's OAuth apps issue no refresh token" : `the scopes of "${p.id}" lack offline_access, so most providers issue no refresh token`}: each sign-in through it then lasts revalidate (${formatDuration(p.revalidate)}) and the user signs in again, instead of being confirmed with the provider in the background.`,
+        });
+      if (p.revalidate < 60_000)
+        w.push({
+          key: `${key}.revalidate`,
+          message: `every active session signed in through "${p.id}" spends a refresh token at the provider every ${formatDuration(p.revalidate)}: a minute or more is kinder to it.`,
+        });
+      if (p.revalidate >= config.sessions.absoluteTimeout)
+        w.push({
+          key: `${key}.revalidate`,
+          message: `revalidate is not shorter than sessions.absoluteTimeout (${formatDuration(config.sessions.absoluteTimeout)}): sessions end before the provider is asked.`,
+        });
     }
     if (p.linkByEmail && p.trustEmail) {
       w.push({
@@ -81,6 +99,10 @@ export function providerRegistrations(config: Config): string[] {
       .filter((a) => a.tokenRelay === p.id || a.routes.some((r) => r.tokenRelay === p.id))
       .map((a) => a.name);
     if (apps.length) lines.push(`    access token relayed to:  ${apps.join(', ')}`);
+    if (p.revalidate > 0)
+      lines.push(
+        `    sessions revalidated:     every ${formatDuration(p.revalidate)} with the refresh token (a refusal ends the session)`,
+      );
   }
   return lines;
 }

@@ -72,6 +72,8 @@ export class ProviderService {
   readonly tokens: ProviderTokens;
   /** Providers some app or route relays: their tokens are kept for the session. */
   readonly relayed: ReadonlySet<string>;
+  /** Providers with revalidate: a sign-in's tokens are kept so the provider can be asked again (revalidation.ts). */
+  readonly revalidated: ReadonlySet<string>;
   private readonly byId: Map<string, ProviderClient>;
   private readonly d: ProviderDeps;
 
@@ -85,6 +87,7 @@ export class ProviderService {
     this.accounts = new ProviderAccounts(d.store, d.config.accounts, d.logger);
     this.tokens = new ProviderTokens(d.store, d.secrets, (id) => this.byId.get(id), d.logger);
     this.relayed = relayedProviders(d.config);
+    this.revalidated = new Set(d.config.providers.filter((p) => p.revalidate > 0).map((p) => p.id));
   }
 
   get(id: string): ProviderClient | undefined {
@@ -120,7 +123,8 @@ export class ProviderService {
 
   /**
    * Keeps what a later request will need, and nothing else: access and refresh tokens when
-   * an app relays this provider, the ID token when logout also ends the provider's session.
+   * an app relays this provider or a sign-in through it is revalidated, the ID token when logout
+   * also ends the provider's session.
    */
   async keepTokens(
     owner: TokenOwner,
@@ -128,7 +132,8 @@ export class ProviderService {
     tokens: ProviderTokenSet,
     purpose: 'login' | 'link',
   ): Promise<void> {
-    if (this.relayed.has(client.id)) return this.tokens.save(owner, client.id, tokens);
+    if (this.relayed.has(client.id) || (purpose === 'login' && this.revalidated.has(client.id)))
+      return this.tokens.save(owner, client.id, tokens);
     if (purpose === 'login' && client.config.type === 'oidc' && client.config.endSession && tokens.idToken) {
       return this.tokens.save(owner, client.id, {
         accessToken: null,

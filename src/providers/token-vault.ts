@@ -33,9 +33,16 @@ export const sessionOwner = (s: Pick<Session, 'idHash' | 'userId'>): TokenOwner 
   sessionHash: s.idHash,
 });
 
+/** stale: the provider could not be asked for a new one; this one is good until it expires. */
 export type AccessToken =
-  | { ok: true; token: string }
+  | { ok: true; token: string; stale?: true }
   | { ok: false; reason: 'none' | 'expired' | 'refresh_failed' | 'unavailable' };
+
+/**
+ * What revalidate() found: the provider confirmed the sign-in (until: when to ask again), or it
+ * refused it, or could not be asked, or there is nothing to ask it with (no refresh token).
+ */
+export type Revalidated = { ok: true; until: number } | { ok: false; reason: 'refused' | 'unavailable' | 'no_tokens' };
 
 interface Cached {
   token: string;
@@ -127,6 +134,30 @@ export class ProviderTokens {
     return pending;
   }
 
+  /**
+   * providers[].revalidate: has the provider confirmed the owner's sign-in within the last
+   * `everyMs`? If not, asks it now by spending the refresh token (under the same lease as
+   * accessToken()'s refreshes); a refusal marks the tokens dead, as there.
+   */
+  async revalidate(owner: TokenOwner, provider: string, everyMs: number): Promise<Revalidated> {
+    const rec = await this.store.providerTokens.get(owner.id, provider);
+    const t = rec && this.decrypt(rec);
+    if (!rec || !t) return { ok: false, reason: 'no_tokens' };
+    if (t.refused) return { ok: false, reason: 'refused' };
+    const confirmed = (x: ProviderTokenSet) => Date.now() < x.obtainedAt + everyMs;
+    if (confirmed(t)) return { ok: true, until: t.obtainedAt + everyMs };
+    if (!t.refreshToken) return { ok: false, reason: 'no_tokens' };
+    // Not joined with an accessToken() under way, which may end without asking the provider; the
+    // caller asks once per session at a time, and the lease keeps two refreshes from both spending.
+    const usable = (x: ProviderTokenSet) => confirmed(x) && Date.now() < refreshAt(x);
+    const r = await this.refresh(owner, provider, `${owner.id}\n${provider}`, rec, t, usable);
+    if (r.ok) return r.stale ? { ok: false, reason: 'unavailable' } : { ok: true, until: Date.now() + everyMs };
+    return {
+      ok: false,
+      reason: r.reason === 'refresh_failed' ? 'refused' : r.reason === 'unavailable' ? 'unavailable' : 'no_tokens',
+    };
+  }
+
   /** Drops what this node caches for an owner (its session ended here). */
   forget(owner: TokenOwner): void {
     for (const key of this.cache.keys()) if (key.startsWith(`${owner.id}\n`)) this.cache.delete(key);
@@ -177,6 +208,8 @@ export class ProviderTokens {
     key: string,
     seen: ProviderTokenRecord,
     seenTokens: ProviderTokenSet,
+    /** Whether tokens another node wrote meanwhile will do (default: not near expiry). */
+    usable: (t: ProviderTokenSet) => boolean = (t) => Date.now() < refreshAt(t),
   ): Promise<AccessToken> {
     const client = this.clients(provider);
     if (!client) return { ok: false, reason: 'none' };
@@ -191,8 +224,7 @@ export class ProviderTokens {
         const after = await this.waitForOther(owner.id, provider, rec.version);
         if (!after) return { ok: false, reason: 'refresh_failed' };
         const t = this.decrypt(after);
-        if (after.version !== rec.version && t?.accessToken && Date.now() < refreshAt(t))
-          return this.remember(key, owner, t);
+        if (after.version !== rec.version && t?.accessToken && usable(t)) return this.remember(key, owner, t);
         if (!t) return { ok: false, reason: 'none' };
         rec = after;
         current = t;
@@ -201,7 +233,7 @@ export class ProviderTokens {
       if (leased.version !== rec.version) {
         // Refreshed between our read and the lease: use that, unless it too is stale.
         const t = this.decrypt(leased);
-        if (t?.accessToken && Date.now() < refreshAt(t)) {
+        if (t?.accessToken && usable(t)) {
           await this.store.providerTokens.releaseLease(owner.id, provider, holder);
           return this.remember(key, owner, t);
         }
@@ -285,7 +317,7 @@ export class ProviderTokens {
           'provider token refresh failed; will retry',
         );
         if (current.accessToken && current.expiresAt !== null && Date.now() < current.expiresAt)
-          return { ok: true, token: current.accessToken };
+          return { ok: true, token: current.accessToken, stale: true };
         return { ok: false, reason: 'unavailable' };
       }
     }

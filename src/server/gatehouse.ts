@@ -49,6 +49,7 @@ import { Routes } from '../pipeline/route.ts';
 import { ToApp } from '../pipeline/to-app.ts';
 import { UpgradeEntry } from '../pipeline/upgrade.ts';
 import { ProviderRoutes } from '../providers/routes.ts';
+import { SessionRevalidation } from '../providers/revalidation.ts';
 import { ProviderService } from '../providers/service.ts';
 import { Upstreams } from '../proxy/forward.ts';
 import { rejectUpgrade } from '../proxy/upgrade.ts';
@@ -174,6 +175,14 @@ export class Gatehouse {
     this.events = AppEvents.forConfig(config, { store, ring: keys, logger, metrics }, this.sites);
     this.accounts = new Accounts(store, throttle, config.accounts, this.events);
     this.providers = new ProviderService({ config, store, secrets, logger, sessions: this.sessions, prefix });
+    const revalidation = new SessionRevalidation({
+      config,
+      store,
+      tokens: this.providers.tokens,
+      audit: this.audit,
+      logger,
+    });
+    if (revalidation.enabled) this.sessions.guard = (active) => revalidation.check(active);
     const forms = new FormKit({
       prefix,
       secrets,

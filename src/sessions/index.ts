@@ -28,6 +28,7 @@ export type Lookup =
 const COOKIE_VALUE = /^[A-Za-z0-9_-]{43}$/;
 
 const NONE: Lookup = { state: 'none' };
+const ENDED: Lookup = { state: 'invalid', reason: 'expired' };
 
 export const hashSessionId = (id: string): string => hash('sha256', id, 'base64url');
 
@@ -45,6 +46,11 @@ export class Sessions {
   /** lastSeenAt is written at most this often per session: no disk write per request. */
   private readonly touchEveryMs: number;
   private readonly now: () => number;
+  /**
+   * Asked of every active session found, after its own checks: false (or a promise of false) ends
+   * it for this request as expired. Set by the composition root for providers[].revalidate.
+   */
+  guard: ((active: ActiveSession) => boolean | Promise<boolean>) | undefined;
 
   constructor(store: Store, options: SessionOptions) {
     this.store = store;
@@ -71,7 +77,7 @@ export class Sessions {
     if (raw === undefined) return NONE;
     if (raw === null) return { state: 'invalid', reason: 'ambiguous' };
     if (!COOKIE_VALUE.test(raw)) return { state: 'invalid', reason: 'malformed' };
-    return this.judge(await this.store.sessions.getWithUser(hashSessionId(raw)), site, now);
+    return this.guarded(this.judge(await this.store.sessions.getWithUser(hashSessionId(raw)), site, now));
   }
 
   /**
@@ -91,7 +97,15 @@ export class Sessions {
     } catch {
       return this.lookup(req, cookie, site);
     }
-    return found ? this.judge(found, site, Date.now()) : this.lookup(req, cookie, site);
+    return found ? this.guarded(this.judge(found, site, Date.now())) : this.lookup(req, cookie, site);
+  }
+
+  private guarded(found: Lookup): Lookup | Promise<Lookup> {
+    if (found.state !== 'active' || this.guard === undefined) return found;
+    const stands = this.guard(found.active);
+    if (stands === true) return found;
+    if (stands === false) return ENDED;
+    return stands.then((ok) => (ok ? found : ENDED));
   }
 
   /** The session the store gave for the cookie, checked: site, user, expiry; touched now and then. */

@@ -167,7 +167,7 @@ describe('gatehouse check', () => {
   test('providers: the exact redirect URIs to register, and warnings about provider settings', async () => {
     const file = writeConfig(
       'providers.yaml',
-      'publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.5]\nupstream: http://127.0.0.1:3000\ntokenRelay: kc\nproviders:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com/realms/acme\n    clientId: gatehouse\n    endSession: true\n  - id: github\n    type: github\n    clientId: Iv1.x\n    clientSecret: s\n',
+      'publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.5]\nupstream: http://127.0.0.1:3000\ntokenRelay: kc\nproviders:\n  - id: kc\n    type: oidc\n    issuer: https://kc.example.com/realms/acme\n    clientId: gatehouse\n    endSession: true\n    revalidate: 1h\n  - id: github\n    type: github\n    clientId: Iv1.x\n    clientSecret: s\n    revalidate: 30s\n',
     );
     const r = await run(['check', '--config', file]);
     assert.equal(r.code, 0, r.stderr);
@@ -181,6 +181,20 @@ describe('gatehouse check', () => {
     );
     assert.match(r.stderr, /warning: providers\[0\]\.clientSecret: no clientSecret/);
     assert.match(r.stderr, /warning: providers\[0\]\.scopes: tokenRelay uses "kc" but its scopes lack offline_access/);
+    // revalidate: how sessions through each provider are confirmed, and what defeats it.
+    assert.match(
+      r.stdout,
+      /post-logout redirect URI: .*\n(.*\n)* {4}sessions revalidated: +every 1h with the refresh token/,
+    );
+    assert.match(
+      r.stderr,
+      /warning: providers\[0\]\.revalidate: the scopes of "kc" lack offline_access.*each sign-in through it then lasts revalidate \(1h\)/,
+    );
+    assert.match(r.stderr, /warning: providers\[1\]\.revalidate: GitHub's OAuth apps issue no refresh token/);
+    assert.match(
+      r.stderr,
+      /warning: providers\[1\]\.revalidate: every active session signed in through "github" spends a refresh token at the provider every 30s/,
+    );
   });
 
   test('an invalid config: every problem with key and line, exit 2; serve refuses with the same text', async () => {

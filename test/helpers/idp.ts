@@ -32,6 +32,8 @@ export interface IdpClient {
   backchannel_logout_uri?: string;
   /** With it, ID and logout tokens carry sid. */
   backchannel_logout_session_required?: boolean;
+  /** Default authorization_code and refresh_token; without refresh_token the client gets none. */
+  grant_types?: string[];
 }
 
 export interface IdpOptions {

@@ -53,6 +53,8 @@ export async function startLab(
     b?: Partial<IdpOptions>;
     /** The IdPs' clients get the first Gatehouse's back-channel logout URI (their tokens then carry sid). */
     backchannel?: boolean;
+    /** IdP B's client gets no refresh tokens. */
+    noRefreshB?: boolean;
   } = {},
 ): Promise<Lab> {
   const ports = await Promise.all(Array.from({ length: options.gatehouses ?? 1 }, () => freePort()));
@@ -97,6 +99,7 @@ export async function startLab(
         post_logout_redirect_uris: signedOut,
         id_token_signed_response_alg: 'ES256',
         ...backchannel('b'),
+        ...(options.noRefreshB ? { grant_types: ['authorization_code'] } : {}),
       },
     ],
     ...options.b,

@@ -313,6 +313,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         issuer: 'https://kc.example.com',
         endSession: false,
         backchannelLogout: true,
+        revalidate: '1h',
         idTokenSigningAlg: 'RS256',
         tokenEndpointAuthMethod: 'client_secret_basic',
         mfa: 'trust',

@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { hashSessionId } from '../../src/sessions/index.ts';
+import { Client } from '../helpers/client.ts';
+import type { TestGatehouse } from '../helpers/gatehouse.ts';
+import { signIn } from '../helpers/oauth.ts';
+import { type Lab, labGatehouse, startLab } from '../helpers/providers.ts';
+
+/**
+ * providers[].revalidate against real IdPs: IdP A issues refresh tokens, IdP B none. Sessions
+ * signed in through them are confirmed with the provider every 5 s (the shortest revalidate);
+ * time passes for real and every wait polls a condition, never a fixed sleep. Each test signs in
+ * its own IdP account, so the tests run side by side and count only their own refreshes.
+ */
+
+const EVERY_MS = 5_000;
+let lab: Lab;
+let gh: TestGatehouse;
+
+before(async () => {
+  lab = await startLab({ noRefreshB: true });
+  gh = await labGatehouse(lab, {
+    providers: lab.providers({ a: { revalidate: '5s' }, b: { revalidate: '5s' } }),
+    routes: [{ path: '/api/**', unauthenticated: '401' }],
+  });
+});
+after(async () => {
+  await gh?.close();
+  await lab?.close();
+});
+
+let accounts = 0;
+let lock: Promise<unknown> = Promise.resolve();
+/** A fresh account at the IdP and a browser signed in with it (one sign-in at a time: autoLogin names the account). */
+function signedIn(idp: 'a' | 'b'): Promise<{ c: Client; account: string; at: number }> {
+  const run = lock.then(async () => {
+    const account = `reval-${idp}-${accounts++}`;
+    lab[idp].accounts.set(account, { sub: account, email: `${account}@example.com`, email_verified: true });
+    lab[idp].autoLogin = account;
+    const c = new Client(gh.url);
+    const at = Date.now();
+    const hops = await signIn(c, idp);
+    assert.equal(hops.at(-1)!.res.status, 200);
+    return { c, account, at };
+  });
+  lock = run.catch(() => {});
+  return run;
+}
+
+/** Polls `probe` every 50 ms until it answers something truthy (15 s at most). */
+async function until<T>(what: string, probe: () => Promise<T | undefined | false>): Promise<T> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const sessionOf = (c: Client) => hashSessionId(c.jar.get('gatehouse')!);
+/** The log's session_revalidation lines that ended a session of `userId`. */
+const ended = (userId: string) =>
+  gh.logs.filter((l) => l.event === 'session_revalidation' && l.outcome === 'ended' && l.userId === userId);
+
+// One test at a time: the third makes IdP A's token endpoint fail for everyone.
+describe('providers[].revalidate', () => {
+  test('a session is confirmed with its refresh token once per revalidate, and ends at the next request once the provider refuses it', async () => {
+    const { c, account, at } = await signedIn('a');
+    const me = (await c.get('/.auth/me')).json();
+    assert.equal((await c.get('/api/x')).status, 200);
+    assert.equal(lab.a.refreshCount(account), 0, 'nothing asked within revalidate of the sign-in');
+
+    // Past revalidate: the next request spends the refresh token, once; those after it ask nothing.
+    await until('the first revalidation', async () => {
+      assert.equal((await c.get('/api/x')).status, 200, 'the session stands throughout');
+      return lab.a.refreshCount(account) === 1;
+    });
+    assert.ok(Date.now() - at >= EVERY_MS);
+    for (let i = 0; i < 5; i++) assert.equal((await c.get('/api/x')).status, 200);
+    assert.equal(lab.a.refreshCount(account), 1, 'one refresh for the whole interval');
+
+    // The user is removed at the IdP (every refresh token of theirs destroyed): the next
+    // confirmation is refused, and that request finds the session over.
+    const hash = sessionOf(c);
+    await lab.a.revokeRefreshTokens(account);
+    const refused = await until('the refused revalidation', async () => {
+      const r = await c.html('/page');
+      return r.status !== 200 && r;
+    });
+    assert.equal(refused.status, 302, 'the browser is sent to sign in again');
+    assert.match(String(refused.headers.location), /\/\.auth\/login\?rd=%2Fpage/);
+    assert.equal((await c.get('/api/x')).status, 401);
+    assert.equal(await gh.gatehouse.store.sessions.get(hash), undefined, 'the session is gone from the store');
+    assert.equal(await gh.gatehouse.store.providerTokens.get(`session:${hash}`, 'a'), undefined, 'with its tokens');
+    const [line] = ended(me.id);
+    assert.deepEqual([line?.provider, line?.reason], ['a', 'refused']);
+    await gh.gatehouse.audit.flush();
+    const audited = await gh.gatehouse.store.audit.list({ event: 'logout', userId: me.id, limit: 5 });
+    assert.ok(audited.some((e) => e.actor === 'provider:a' && e.detail.revalidation === 'refused'));
+  });
+
+  test('a sign-in that left no refresh token lasts revalidate from its start, then the user signs in again', async () => {
+    const { c, account, at } = await signedIn('b');
+    const me = (await c.get('/.auth/me')).json();
+    assert.equal((await c.get('/api/x')).status, 200);
+    await until('the end of the sign-in', async () => (await c.get('/api/x')).status === 401);
+    assert.ok(Date.now() - at >= EVERY_MS, 'not before revalidate has passed');
+    assert.deepEqual(
+      ended(me.id).map((l) => l.reason),
+      ['no_refresh_token'],
+    );
+    lab.b.autoLogin = account;
+    const again = await signIn(c, 'b');
+    assert.equal(again.at(-1)!.res.status, 200);
+    assert.equal((await c.get('/api/x')).status, 200, 'a new sign-in, a new interval');
+  });
+
+  test('a provider that cannot be asked ends nothing: the session stands and it is asked again later', async () => {
+    const { c } = await signedIn('a');
+    const me = (await c.get('/.auth/me')).json();
+    lab.a.failToken = 503;
+    try {
+      await until('a refresh attempt that fails', async () => {
+        assert.equal((await c.get('/api/x')).status, 200, 'the session stands while the IdP is down');
+        return gh.logs.some(
+          (l) => l.event === 'provider_token_refresh_failed' && l.permanent === false && l.userId === me.id,
+        );
+      });
+      for (let i = 0; i < 3; i++) assert.equal((await c.get('/api/x')).status, 200);
+      assert.equal(ended(me.id).length, 0);
+      assert.equal(
+        gh.logs.filter((l) => l.event === 'provider_token_refresh_failed' && l.userId === me.id).length,
+        1,
+        'asked once, not at every request (again after half a minute)',
+      );
+    } finally {
+      lab.a.failToken = undefined;
+    }
+  });
+});
