@@ -17,9 +17,9 @@ import { fromKeycloak, keycloakUsername } from './keycloak.ts';
  *    "passwordHash": "$2b$10$...", "id": "auth0|5f7c...", "disabled": false}
  * Only email is required. `id` keeps the user id an app knows them by (X-User-Id), so an app
  * moved behind Gatehouse keeps its data; without it one is made. `passwordHash` is checked as it is
- * (accounts/passwords.ts: argon2, bcrypt, Django pbkdf2_sha256) until the user's first sign-in
- * replaces it with Gatehouse's argon2id; without one the user signs in another way (a provider, a
- * sign-in link, a password reset).
+ * (accounts/passwords.ts: argon2, bcrypt, Django pbkdf2_sha256, $pbkdf2-sha256$) until the user's
+ * first sign-in replaces it with Gatehouse's argon2id; without one the user signs in another way
+ * (a provider, a sign-in link, a password reset).
  * Or a Keycloak realm export, a file that is one JSON object with a `users` array: each user is
  * read as such a record (cli/keycloak.ts), a service account skipped.
  * Every user is checked before anything is written: any problem (each with its line, or its place
@@ -131,7 +131,8 @@ function parse(text: string): { users: Parsed[]; skipped: Skipped[]; problems: s
       try {
         json = JSON.parse(raw);
       } catch {
-        return problems.push(`line ${i + 1}: not a JSON object`);
+        problems.push(`line ${i + 1}: not a JSON object`);
+        return;
       }
       check({ line: i + 1 }, json);
     });
