@@ -66,12 +66,19 @@ export async function hashPassword(password: string): Promise<string> {
  *   bcrypt                      $2a$, $2b$, $2y$ (cost up to LIMITS.bcryptCost), checked by bcryptjs on
  *                               a worker thread, never on the event loop
  *   PBKDF2-SHA256               Django's pbkdf2_sha256$<iterations>$<salt>$<base64 of 32 bytes>
+ *   PBKDF2-SHA1, -SHA256, -SHA512  $pbkdf2-sha256$i=<iterations>$<salt>$<key>, salt and key in base64
+ *                               without padding (a salt of 1-64 bytes, a key of 16-64): Keycloak's
+ *                               pbkdf2, pbkdf2-sha256 and pbkdf2-sha512 as `users import` writes them
+ *                               (cli/keycloak.ts); the password as typed, in UTF-8
  * Bounded, so that an imported hash cannot make one sign-in cost minutes or gigabytes.
  */
 const ARGON2 =
   /^\$(argon2id|argon2i|argon2d)\$v=19\$m=(\d{1,9}),t=(\d{1,4}),p=(\d{1,4})\$([A-Za-z0-9+/]{11,88})\$([A-Za-z0-9+/]{22,88})$/;
 const BCRYPT = /^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$/;
 const DJANGO_PBKDF2 = /^pbkdf2_sha256\$(\d{1,9})\$([A-Za-z0-9./+=_-]{1,128})\$([A-Za-z0-9+/]{43}=)$/;
+const PBKDF2 = /^\$pbkdf2-(sha1|sha256|sha512)\$i=(\d{1,9})\$([A-Za-z0-9+/]{2,86})\$([A-Za-z0-9+/]{22,86})$/;
+/** The bytes of one PBKDF2 block: the HMAC's output. */
+const DIGEST_BYTES = { sha1: 20, sha256: 32, sha512: 64 } as const;
 export const HASH_LIMITS = {
   argon2Memory: 262_144,
   argon2Passes: 16,
@@ -91,7 +98,14 @@ type Parsed =
       tag: Buffer;
     }
   | { kind: 'bcrypt' }
-  | { kind: 'pbkdf2'; iterations: number; salt: string; hash: Buffer };
+  | {
+      kind: 'pbkdf2';
+      name: 'pbkdf2_sha256' | 'pbkdf2-sha1' | 'pbkdf2-sha256' | 'pbkdf2-sha512';
+      digest: keyof typeof DIGEST_BYTES;
+      iterations: number;
+      salt: string | Buffer;
+      hash: Buffer;
+    };
 
 /** What a stored hash is, or why Gatehouse cannot check it (a sentence). */
 function parseHash(stored: string): Parsed | string {
@@ -123,20 +137,35 @@ function parseHash(stored: string): Parsed | string {
     return { kind: 'bcrypt' };
   }
   const d = DJANGO_PBKDF2.exec(stored);
-  if (d) {
-    const iterations = Number(d[1]);
+  const p = PBKDF2.exec(stored);
+  if (d || p) {
+    const iterations = Number(d ? d[1] : p![2]);
     if (iterations < 1 || iterations > HASH_LIMITS.pbkdf2Iterations)
       return `its iterations are not between 1 and ${HASH_LIMITS.pbkdf2Iterations}`;
-    return { kind: 'pbkdf2', iterations, salt: d[2]!, hash: Buffer.from(d[3]!, 'base64') };
+    if (d)
+      return {
+        kind: 'pbkdf2',
+        name: 'pbkdf2_sha256',
+        digest: 'sha256',
+        iterations,
+        salt: d[2]!,
+        hash: Buffer.from(d[3]!, 'base64'),
+      };
+    const digest = p![1] as keyof typeof DIGEST_BYTES;
+    const [salt, hash] = [Buffer.from(p![3]!, 'base64'), Buffer.from(p![4]!, 'base64')];
+    return { kind: 'pbkdf2', name: `pbkdf2-${digest}`, digest, iterations, salt, hash };
   }
-  return 'it is none of the formats Gatehouse reads: argon2 (PHC), bcrypt ($2a$, $2b$, $2y$), Django pbkdf2_sha256';
+  return 'it is none of the formats Gatehouse reads: argon2 (PHC), bcrypt ($2a$, $2b$, $2y$), Django pbkdf2_sha256, $pbkdf2-sha256$ (-sha1, -sha512)';
 }
 
-/** What a stored hash is, for operators: argon2id, argon2i, argon2d, bcrypt, pbkdf2_sha256, or unknown. */
+/**
+ * What a stored hash is, for operators: argon2id, argon2i, argon2d, bcrypt, pbkdf2_sha256 (Django's),
+ * pbkdf2-sha1, pbkdf2-sha256, pbkdf2-sha512, or unknown.
+ */
 export function hashKind(stored: string): string {
   const h = parseHash(stored);
   if (typeof h === 'string') return 'unknown';
-  return h.kind === 'argon2' ? h.variant : h.kind === 'pbkdf2' ? 'pbkdf2_sha256' : 'bcrypt';
+  return h.kind === 'argon2' ? h.variant : h.kind === 'pbkdf2' ? h.name : 'bcrypt';
 }
 
 /** Why an imported password hash cannot be used, or undefined when Gatehouse can check it. */
@@ -150,8 +179,11 @@ export async function verifyPassword(password: string, stored: string): Promise<
   if (typeof h === 'string') return false;
   if (h.kind === 'bcrypt') return slot(() => bcryptCompare(password, stored));
   if (h.kind === 'pbkdf2') {
-    const hash = await slot(() => pbkdf2Async(password, h.salt, h.iterations, 32, 'sha256'));
-    return timingSafeEqual(hash, h.hash);
+    // A key longer than one block (Keycloak's 512-bit keys) is checked by its first block, which is
+    // its prefix: one pass of the iterations, not one per block. The password as typed, in UTF-8.
+    const length = Math.min(h.hash.length, DIGEST_BYTES[h.digest]);
+    const hash = await slot(() => pbkdf2Async(password, h.salt, h.iterations, length, h.digest));
+    return timingSafeEqual(hash, h.hash.subarray(0, length));
   }
   const argon2Of = (message: Buffer) =>
     slot(() =>

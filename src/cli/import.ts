@@ -8,6 +8,7 @@ import { StoreConflictError, type NewUser } from '../store/index.ts';
 import { operatorEvent } from './audit.ts';
 import type { OperatorContext } from './context.ts';
 import { err, out, UsageError } from './io.ts';
+import { fromKeycloak, keycloakUsername } from './keycloak.ts';
 
 /**
  * `gatehouse users import <file> [--dry-run] [--json]`: the users of another system, one JSON
@@ -16,12 +17,14 @@ import { err, out, UsageError } from './io.ts';
  *    "passwordHash": "$2b$10$...", "id": "auth0|5f7c...", "disabled": false}
  * Only email is required. `id` keeps the user id an app knows them by (X-User-Id), so an app
  * moved behind Gatehouse keeps its data; without it one is made. `passwordHash` is checked as it is
- * (accounts/passwords.ts: argon2, bcrypt, Django pbkdf2_sha256) until the user's first sign-in
- * replaces it with Gatehouse's argon2id; without one the user signs in another way (a provider, a
- * sign-in link, a password reset).
- * Every line is checked before anything is written: any problem (each with its line) and nothing
- * is imported, exit 2. An address or id that has an account already is skipped, so an import can
- * be run again. Each user imported is audited (operator, `users import`).
+ * (accounts/passwords.ts: argon2, bcrypt, Django pbkdf2_sha256, $pbkdf2-sha256$) until the user's
+ * first sign-in replaces it with Gatehouse's argon2id; without one the user signs in another way
+ * (a provider, a sign-in link, a password reset).
+ * Or a Keycloak realm export, a file that is one JSON object with a `users` array: each user is
+ * read as such a record (cli/keycloak.ts), a service account skipped.
+ * Every user is checked before anything is written: any problem (each with its line, or its place
+ * in `users`) and nothing is imported, exit 2. An address or id that has an account already is
+ * skipped, so an import can be run again. Each user imported is audited (operator, `users import`).
  */
 
 /** User ids an import may give: what IdPs use (auth0|..., UUIDs, numbers), at most 64 bytes (a WebAuthn user handle). */
@@ -41,28 +44,43 @@ const Line = z.strictObject({
   disabled: z.boolean().optional(),
 });
 
+/** Where a user is in the file: its line, or its place in a Keycloak export's `users`. */
+type At = { line: number } | { user: number; username?: string };
+const where = (at: At) =>
+  'line' in at ? `line ${at.line}` : `users[${at.user}]${at.username === undefined ? '' : ` (${at.username})`}`;
+
 interface Parsed {
-  line: number;
+  at: At;
   user: NewUser & { email: string };
   disabled: boolean;
 }
 
-/** The file's users, or every problem with its line. */
-function parse(text: string): { users: Parsed[]; problems: string[] } {
+type Skipped = At & { email?: string; reason: string };
+
+/** The users of a Keycloak realm export (one JSON object with `users`), or undefined for JSON Lines. */
+function keycloakUsers(text: string): unknown[] | string | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const { users, realm } = (json ?? {}) as { users?: unknown; realm?: unknown };
+  if (Array.isArray(users)) return users;
+  if (typeof realm === 'string' && users === undefined)
+    return `a Keycloak export of realm ${realm} without users: with --users different_files they are in ${realm}-users-<n>.json`;
+  return undefined;
+}
+
+/** The file's users and those skipped at once (service accounts), or every problem with where it is. */
+function parse(text: string): { users: Parsed[]; skipped: Skipped[]; problems: string[] } {
   const users: Parsed[] = [];
+  const skipped: Skipped[] = [];
   const problems: string[] = [];
-  const emails = new Map<string, number>();
-  const ids = new Map<string, number>();
-  text.split('\n').forEach((raw, i) => {
-    const line = i + 1;
-    if (!raw.trim()) return;
-    const problem = (what: string) => problems.push(`line ${line}: ${what}`);
-    let json: unknown;
-    try {
-      json = JSON.parse(raw);
-    } catch {
-      return problem('not a JSON object');
-    }
+  const emails = new Map<string, At>();
+  const ids = new Map<string, At>();
+  const check = (at: At, json: unknown) => {
+    const problem = (what: string) => problems.push(`${where(at)}: ${what}`);
     const r = Line.safeParse(json);
     if (!r.success) {
       for (const issue of r.error.issues) problem(`${issue.path.join('.') || 'the line'}: ${issue.message}`);
@@ -76,15 +94,15 @@ function parse(text: string): { users: Parsed[]; problems: string[] } {
     const hashWrong = d.passwordHash === undefined ? undefined : hashProblem(d.passwordHash);
     if (hashWrong) return problem(`passwordHash: ${hashWrong}`);
     const sameEmail = emails.get(email);
-    if (sameEmail) return problem(`${email} is on line ${sameEmail} too`);
-    emails.set(email, line);
+    if (sameEmail) return problem(`${email} is on ${where(sameEmail)} too`);
+    emails.set(email, at);
     if (d.id !== undefined) {
       const sameId = ids.get(d.id);
-      if (sameId) return problem(`id ${d.id} is on line ${sameId} too`);
-      ids.set(d.id, line);
+      if (sameId) return problem(`id ${d.id} is on ${where(sameId)} too`);
+      ids.set(d.id, at);
     }
     users.push({
-      line,
+      at,
       user: {
         ...(d.id === undefined ? {} : { id: d.id }),
         email,
@@ -95,8 +113,30 @@ function parse(text: string): { users: Parsed[]; problems: string[] } {
       },
       disabled: d.disabled ?? false,
     });
-  });
-  return { users, problems };
+  };
+  const keycloak = keycloakUsers(text);
+  if (typeof keycloak === 'string') problems.push(keycloak);
+  else if (keycloak)
+    keycloak.forEach((u, i) => {
+      const at = { user: i, username: keycloakUsername(u) };
+      const k = fromKeycloak(u);
+      if ('skip' in k) skipped.push({ ...at, reason: k.skip });
+      else if ('problems' in k) for (const p of k.problems) problems.push(`${where(at)}: ${p}`);
+      else check(at, k.record);
+    });
+  else
+    text.split('\n').forEach((raw, i) => {
+      if (!raw.trim()) return;
+      let json: unknown;
+      try {
+        json = JSON.parse(raw);
+      } catch {
+        problems.push(`line ${i + 1}: not a JSON object`);
+        return;
+      }
+      check({ line: i + 1 }, json);
+    });
+  return { users, skipped, problems };
 }
 
 export async function importUsers(
@@ -104,25 +144,27 @@ export async function importUsers(
   file: string | undefined,
   flags: { 'dry-run'?: boolean; json?: boolean },
 ): Promise<number> {
-  if (!file) throw new UsageError('gatehouse users import <file.jsonl> [--dry-run] [--json]: name the file');
+  if (!file)
+    throw new UsageError(
+      'gatehouse users import <file.jsonl | keycloak-realm.json> [--dry-run] [--json]: name the file',
+    );
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     throw new UsageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  const { users, problems } = parse(text);
+  const { users, skipped, problems } = parse(text);
   if (problems.length) {
     for (const p of problems.slice(0, 100)) err(`${file}: ${p}`);
     if (problems.length > 100) err(`${file}: ... and ${problems.length - 100} more`);
     err(`nothing imported: ${problems.length} problem${problems.length === 1 ? '' : 's'}`);
     return 2;
   }
-  const imported: { line: number; id: string; email: string }[] = [];
-  const skipped: { line: number; email: string; reason: string }[] = [];
+  const imported: (At & { id: string; email: string })[] = [];
   const rehash = new Map<string, number>();
-  for (const { line, user, disabled } of users) {
-    const skip = (reason: string) => skipped.push({ line, email: user.email, reason });
+  for (const { at, user, disabled } of users) {
+    const skip = (reason: string) => skipped.push({ ...at, email: user.email, reason });
     if (await ctx.store.users.getByEmail(user.email)) {
       skip('has an account already');
       continue;
@@ -143,17 +185,19 @@ export async function importUsers(
       if (disabled) await ctx.store.users.update(id, { disabled: true });
       await ctx.store.audit.append([operatorEvent('operator', id, 'success', { command: 'users import' })]);
     }
-    imported.push({ line, id, email: user.email });
+    imported.push({ ...at, id, email: user.email });
     if (user.passwordHash && needsRehash(user.passwordHash)) {
       const name = hashKind(user.passwordHash);
       rehash.set(name, (rehash.get(name) ?? 0) + 1);
     }
   }
+  const order = (s: Skipped) => ('line' in s ? s.line : s.user);
+  skipped.sort((a, b) => order(a) - order(b));
   if (flags.json) {
     out(JSON.stringify({ dryRun: flags['dry-run'] === true, imported, skipped }));
     return 0;
   }
-  for (const s of skipped) out(`line ${s.line}: ${s.email} ${s.reason}: skipped`);
+  for (const s of skipped) out(`${where(s)}: ${s.email === undefined ? '' : `${s.email} `}${s.reason}: skipped`);
   const hashes = [...rehash].map(([name, n]) => `${n} ${name}`).join(', ');
   out(
     `${flags['dry-run'] ? 'would import' : 'imported'} ${imported.length} user${imported.length === 1 ? '' : 's'}` +

@@ -81,8 +81,8 @@ const COMMANDS: Record<string, Command> = {
         'mails a single-use link to choose a password (printed without email configured)',
       ],
       [
-        'users import <file.jsonl> [--dry-run] [--json]',
-        'users of another system, one JSON object a line (email, name, groups, emailVerified, passwordHash, id)',
+        'users import <file.jsonl | keycloak-realm.json> [--dry-run] [--json]',
+        'users of another system, one JSON object a line (email, name, groups, emailVerified, passwordHash, id), or a Keycloak realm export',
       ],
       [
         'users delete <email> --yes',
