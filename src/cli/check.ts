@@ -40,6 +40,11 @@ export async function check(
   const counts = [count(errors, 'error'), count(findings.length - errors, 'warning')].filter(Boolean).join(', ');
   out(`${file}: ${errors ? 'not OK' : 'OK'}${counts ? ` (${counts})` : ''}`);
   for (const site of buildSites(config).values()) {
+    const b = site.branding;
+    if (b && (b.logo || b.color))
+      out(
+        `  ${site.origin} pages: ${[b.logo && `logo ${b.logo}`, b.color && `colour ${b.color}`].filter(Boolean).join(', ')} (${b.at})`,
+      );
     for (const app of site.apps) {
       out(
         `  ${site.origin}${app.pathPrefix || site.home} → ${app.upstream.url.href}  app "${app.name}", ${app.rules.length} rule${app.rules.length === 1 ? '' : 's'}, default ${app.fallback.access}`,

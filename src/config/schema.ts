@@ -117,6 +117,26 @@ const appFields = {
     .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'an app name is lower-case letters, digits and "-"')
     .meta({ description: 'Identifies the app: the assertion audience and the sessions it owns' }),
   title: z.string().min(1).max(80).optional().meta({ description: 'Shown on the login pages; default: the name' }),
+  branding: z
+    .strictObject({
+      logo: z.string().min(1).optional().meta({
+        description:
+          'Image file (PNG, JPEG, WebP, GIF or SVG, at most 256 KiB) shown above the title on the sign-in pages; read at start',
+      }),
+      color: z
+        .string()
+        .regex(/^#[0-9A-Fa-f]{6}$/, 'a colour as #rrggbb, such as #0b6e4f')
+        .optional()
+        .meta({
+          description:
+            'Accent colour of buttons and links as #rrggbb; hover, button text and the dark-mode variant are derived from it',
+        }),
+    })
+    .optional()
+    .meta({
+      description:
+        "The look of Gatehouse's pages for this app's site (the app that names the site, as for title): a logo and an accent colour",
+    }),
   routes: z.array(RouteSchema).default([]).meta({ description: 'Rules in order; the first that matches decides' }),
   defaultAccess: z
     .enum(['authenticated', 'deny'])

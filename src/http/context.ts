@@ -32,6 +32,8 @@ export interface SiteInfo {
    */
   cookiePrefix: string;
   title: string;
+  /** How its pages look (branding: pages/brand.ts): the plain look unless the config brands the site. */
+  look: Look;
   /**
    * `signin` is the loop-breaker's marker (diagnosis/): set with the session cookie at
    * sign-in, deliberately without Secure or a prefix, so it comes back when the session cookie
@@ -49,6 +51,17 @@ export interface SiteInfo {
   };
   /** The session cookie's name and attributes. */
   session: SessionCookie;
+}
+
+/**
+ * A site's look: the stylesheet its pages inline (and its hash, for the pages' CSP) and its logo,
+ * served at <prefix>/brand/<file> (pages/brand.ts).
+ */
+export interface Look {
+  css: string;
+  cssHash: string;
+  /** `url`: where the pages link it, <prefix>/brand/<file>. */
+  logo: { file: string; url: string; type: string; body: Buffer } | null;
 }
 
 /** A request and its response: all that the routes answering for any Host get (no site is known). */

@@ -70,6 +70,7 @@ export const paths = {
   invitePasskey: '/invite/passkey',
   webauthnScript: '/assets/webauthn.js',
   passkeysScript: '/assets/passkeys.js',
+  brandLogo: '/brand/:file',
   // forward-auth (pipeline/forward-auth.ts) and the probes
   check: '/check',
   health: '/health',

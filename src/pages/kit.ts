@@ -7,6 +7,7 @@ import { HttpError } from '../http/errors.ts';
 import { hasBody } from '../http/protocol.ts';
 import { sendHtml } from '../http/respond.ts';
 import { insideBase, safeReturnPath } from '../http/target.ts';
+import { lookPage } from './brand.ts';
 import { CSP } from './styles.ts';
 
 /**
@@ -119,12 +120,14 @@ export class FormKit implements FormTools {
     cookies: string[] = [],
     headers: Record<string, string> = {},
   ): void {
+    // The site's look (brand.ts): its stylesheet and logo, and the CSP allowing that stylesheet.
+    const looked = lookPage(ctx.site.look, page, headers['content-security-policy'] ?? CSP);
     // The page's <meta name="referrer"> narrows this to no-referrer where it must (layout.ts).
     sendHtml(
       ctx.res,
       status,
-      page,
-      { 'content-security-policy': CSP, 'referrer-policy': 'same-origin', ...headers },
+      looked.page,
+      { 'referrer-policy': 'same-origin', ...headers, 'content-security-policy': looked.csp },
       cookies,
     );
   }

@@ -7,6 +7,7 @@ export const CSS = `
 *{box-sizing:border-box}
 body{margin:0;min-height:100vh;display:flex;align-items:flex-start;justify-content:center;background:var(--bg);color:var(--text);font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
 main{width:100%;max-width:26rem;margin:max(1rem,8vh) 1rem 2rem;background:var(--card);border:1px solid var(--line);border-radius:12px;padding:clamp(1.25rem,6vw,2rem)}
+.logo{display:block;max-height:3rem;max-width:12rem;margin:0 0 .75rem}
 .app{margin:0 0 .25rem;color:var(--muted);font-size:.9rem;font-weight:600;letter-spacing:.02em;overflow-wrap:anywhere}
 h1{margin:0 0 1.25rem;font-size:1.5rem;line-height:1.25}
 p{margin:.5rem 0}

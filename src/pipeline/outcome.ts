@@ -3,7 +3,7 @@ import type { Diagnosis } from '../diagnosis/index.ts';
 import type { RequestContext, SiteInfo } from '../http/context.ts';
 import type { SessionCookie } from '../http/cookies.ts';
 import { redirect, sendHtml, sendJson, wantsHtml } from '../http/respond.ts';
-import { CSP, messagePage } from '../pages/index.ts';
+import { CSP, lookPage, messagePage } from '../pages/index.ts';
 import type { ActiveSession, Lookup } from '../sessions/index.ts';
 import type { App, Site } from '../sites/index.ts';
 import type { Decision } from './decide.ts';
@@ -191,7 +191,8 @@ export function errorPage(
       hint: detail,
       link: site ? { href: `${site.origin}${site.home}`, text: 'Go to the start page' } : undefined,
     });
-    sendHtml(res, status, page, { 'content-security-policy': CSP });
+    const looked = site ? lookPage(site.look, page, CSP) : { page, csp: CSP };
+    sendHtml(res, status, looked.page, { 'content-security-policy': looked.csp });
   } else {
     sendJson(res, status, { error: code, message, ...(detail ? { detail } : {}) });
   }

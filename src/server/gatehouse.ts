@@ -49,6 +49,7 @@ import { Routes } from '../pipeline/route.ts';
 import { ToApp } from '../pipeline/to-app.ts';
 import { UpgradeEntry } from '../pipeline/upgrade.ts';
 import { ProviderRoutes } from '../providers/routes.ts';
+import { makeLook } from '../pages/index.ts';
 import { SessionRevalidation } from '../providers/revalidation.ts';
 import { ProviderService } from '../providers/service.ts';
 import { Upstreams } from '../proxy/forward.ts';
@@ -295,6 +296,8 @@ export class Gatehouse {
     // ... and with a second factor (mfa/): a code, or a passkey.
     for (const proof of mfa.reauthProofs()) reauth.addProof(proof);
     this.routes = new Routes(this.sites, routeTable(features), { base, prefix });
+    // Each site's look (pages/brand.ts): a logo that cannot be used throws a BrandError naming its key.
+    for (const site of this.sites.values()) site.look = makeLook(site.branding, site.branding?.at ?? '', prefix);
     this.upstreams = new Upstreams([...this.sites.values()].flatMap((s) => s.apps));
     const toApp = new ToApp({ forwarding: this.forwarding, providers: this.providers });
     const entry = {

@@ -1,6 +1,7 @@
 import type { Warning } from '../config/warning.ts';
 import type { Config } from '../config/schema.ts';
 import { isLoopbackHost } from '../http/loopback.ts';
+import { BrandError, CARD, contrast, makeLook } from '../pages/index.ts';
 import { expiryWarning } from '../http/tls-files.ts';
 import { loadUpstreamTls } from '../proxy/tls.ts';
 import { appsOf, basePath, buildSites } from '../sites/index.ts';
@@ -63,14 +64,25 @@ export function lintNetwork(config: Config, now = Date.now()): Warning[] {
         w.push({ key: 'listen.tls.cert', message: m });
     } catch (e) {
       if (!(e instanceof TlsError)) throw e;
-      w.push({
-        key: e.key,
-        severity: 'error',
-        message: `${e.message.slice(e.key.length + 2)}: Gatehouse will not start.`,
-      });
+      w.push(wontStart(e));
     }
   }
-  for (const site of buildSites(config).values())
+  for (const site of buildSites(config).values()) {
+    const b = site.branding;
+    if (b) {
+      try {
+        makeLook(b, b.at, '');
+      } catch (e) {
+        if (!(e instanceof BrandError)) throw e;
+        w.push(wontStart(e));
+      }
+      const ratio = b.color ? contrast(b.color, CARD.light) : 21;
+      if (ratio < 4.5)
+        w.push({
+          key: `${b.at}.color`,
+          message: `links in ${b.color} on the white page have a contrast of ${ratio.toFixed(1)}:1, below the 4.5:1 WCAG asks of text: pick a darker colour (buttons take white or black text, whichever reads better; dark mode lightens it by itself).`,
+        });
+    }
     for (const app of site.apps) {
       const files = app.upstream.tls;
       if (!files) continue;
@@ -88,13 +100,10 @@ export function lintNetwork(config: Config, now = Date.now()): Warning[] {
         }
       } catch (e) {
         if (!(e instanceof TlsError)) throw e;
-        w.push({
-          key: e.key,
-          severity: 'error',
-          message: `${e.message.slice(e.key.length + 2)}: Gatehouse will not start.`,
-        });
+        w.push(wontStart(e));
       }
     }
+  }
   if (config.metrics) {
     const at = config.metrics.listen.lastIndexOf(':');
     const host = config.metrics.listen.slice(0, at);
@@ -141,4 +150,9 @@ export function lintNetwork(config: Config, now = Date.now()): Warning[] {
     });
   }
   return w;
+}
+
+/** A file named by the config that cannot be used (its error names the key): serve would refuse to start. */
+function wontStart(e: TlsError | BrandError): Warning {
+  return { key: e.key, severity: 'error', message: `${e.message.slice(e.key.length + 2)}: Gatehouse will not start.` };
 }

@@ -21,6 +21,7 @@ import type { OAuthServer } from '../oauth/server.ts';
 import type { ForwardAuth } from '../pipeline/forward-auth.ts';
 import type { RouteEntry, RouteTable } from '../pipeline/route.ts';
 import type { ProviderRoutes } from '../providers/routes.ts';
+import { serveLogo } from '../pages/index.ts';
 import type { Site } from '../sites/index.ts';
 
 /**
@@ -176,6 +177,8 @@ export const routes: { own: readonly Row[]; wellKnown: readonly Row[] } = {
     { path: paths.invitePasskey, methods: POST, handler: (f, c) => f.mfa.passkeyRegister(c) },
     { path: paths.webauthnScript, methods: GET, handler: (f, c) => f.mfa.script(c, 'webauthn') },
     { path: paths.passkeysScript, methods: GET, handler: (f, c) => f.mfa.script(c, 'passkeys') },
+    // The site's logo (branding.logo), under a name with its content hash.
+    { path: paths.brandLogo, methods: GET, handler: (_f, c, p) => serveLogo(c, p.file) },
     // the probes (gatehouse.ts)
     { path: paths.health, methods: GET, anyHost: (f, x) => f.probes.health(x.res) },
     { path: paths.ready, methods: GET, anyHost: (f, x) => f.probes.ready(x.res) },

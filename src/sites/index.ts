@@ -6,6 +6,7 @@ import type { SiteInfo } from '../http/context.ts';
 import { compileCors, type CorsPolicy } from '../http/cors.ts';
 import { isSpoofable } from '../http/header-names.ts';
 import { hostKey } from '../http/protocol.ts';
+import { PLAIN_LOOK } from '../pages/brand.ts';
 import { compileRules, type Rule } from '../policy/rules.ts';
 
 /**
@@ -22,6 +23,11 @@ export interface Site extends SiteInfo {
   ownCookies: string[];
   /** accounts.requireVerifiedEmail: protected routes need a verified address. */
   requireVerifiedEmail: boolean;
+  /**
+   * The branding of the app that names the site (as for title), with `at` its config key; the
+   * composition root makes `look` from it (pages/brand.ts reads the logo). null: the plain look.
+   */
+  branding: { logo?: string; color?: string; at: string } | null;
 }
 
 /**
@@ -99,6 +105,7 @@ export function appsOf(config: Config): AppConfig[] {
     {
       name: config.name,
       title: config.title,
+      branding: config.branding,
       upstream: config.upstream!,
       routes: config.routes,
       defaultAccess: config.defaultAccess,
@@ -136,6 +143,8 @@ export function buildSites(config: Config): Map<string, Site> {
   const prefix = secure ? (base ? '__Secure-' : '__Host-') : '';
   const name = config.sessions.cookieName;
   const sites = new Map<string, Site>();
+  const brandingOf = (a: AppConfig, i: number) =>
+    a.branding ? { ...a.branding, at: config.apps ? `apps[${i}].branding` : 'branding' } : null;
   for (const [i, a] of appsOf(config).entries()) {
     const host = hostKey(a.host ?? publicUrl.host, secure);
     let site = sites.get(host);
@@ -158,6 +167,8 @@ export function buildSites(config: Config): Map<string, Site> {
         cookiePath,
         cookiePrefix: prefix,
         title: a.title ?? a.name,
+        look: PLAIN_LOOK,
+        branding: brandingOf(a, i),
         apps: [],
         cookies,
         session: { name: cookies.session, secure, path: cookiePath },
@@ -168,6 +179,7 @@ export function buildSites(config: Config): Map<string, Site> {
     } else if (!a.pathPrefix) {
       // The app at the root of a shared host names the site.
       site.title = a.title ?? a.name;
+      site.branding = brandingOf(a, i);
     }
     const { rules, fallback } = compileRules(a.routes, a.defaultAccess, a.caseSensitivePaths);
     const names = headerNames(a.headers);

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { routes } from '../../src/server/routes.ts';
@@ -33,6 +36,13 @@ let visitor: { client: Client; csrf: string };
 /** A session cookie that was good until its user signed out. */
 let deadCookie: string;
 
+/** A small PNG in a directory of its own. */
+function logoFile(): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'gatehouse-fuzz-')), 'logo.png');
+  writeFileSync(file, Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000', 'hex'));
+  return file;
+}
+
 before(async () => {
   lab = await startLab();
   smtp = await startSmtp();
@@ -46,6 +56,8 @@ before(async () => {
       providers: lab.providers(),
       email: emailConfig(smtp),
       routes: [{ path: '/public/**', access: 'public' as const }],
+      // Branded, so every page goes through the site's look, and the logo's route is live.
+      branding: { logo: logoFile(), color: '#0b6e4f' },
       accounts: {
         signInLinks: true,
         rateLimits: {
