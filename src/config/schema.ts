@@ -67,6 +67,10 @@ export const AllowSchema = z
       description:
         'Step-up: demand a second factor in this session (browsers are sent to the second-factor step and back; APIs get 401 insufficient_user_authentication). With no lists, admits every signed-in user who has it',
     }),
+    providers: z.array(z.string().min(1)).min(1).optional().meta({
+      description:
+        'Demand that this session was signed in through one of these providers (providers[].id), e.g. the company IdP for /admin: browsers are sent to sign in there and back; APIs get 401 insufficient_user_authentication. With no lists, admits every user signed in through one of them',
+    }),
   })
   .meta({ description: 'Admit a signed-in user who matches any of the lists' });
 
@@ -620,6 +624,19 @@ export const ConfigSchema = z
           message: `tokenRelay names "${id}", which is not one of providers[].id (${[...providerIds].join(', ') || 'none configured'})`,
         });
     };
+    const named = (routes: RouteConfig[], at: (string | number)[]) =>
+      routes.forEach((r, i) =>
+        r.allow?.providers?.forEach((id, j) => {
+          if (!providerIds.has(id))
+            ctx.addIssue({
+              code: 'custom',
+              path: [...at, 'routes', i, 'allow', 'providers', j],
+              message: `allow.providers names "${id}", which is not one of providers[].id (${[...providerIds].join(', ') || 'none configured'})`,
+            });
+        }),
+      );
+    named(c.routes, []);
+    c.apps?.forEach((app, a) => named(app.routes, ['apps', a]));
     relay(c.tokenRelay, ['tokenRelay']);
     c.routes.forEach((r, i) => relay(r.tokenRelay, ['routes', i, 'tokenRelay']));
     c.apps?.forEach((app, a) => {

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { SessionCookie } from '../http/cookies.ts';
 import type { BearerResult } from '../oauth/bearer.ts';
-import { allows, matchRule, meetsStepUp, type Rule } from '../policy/rules.ts';
+import { allows, matchRule, meetsProviders, meetsStepUp, type Rule } from '../policy/rules.ts';
 import type { ActiveSession, Lookup } from '../sessions/index.ts';
 import { appFor, type App, type Site } from '../sites/index.ts';
 
@@ -15,8 +15,11 @@ import { appFor, type App, type Site } from '../sites/index.ts';
 export type Decision =
   | { kind: 'no_app' }
   | { kind: 'deny'; app: App; rule: Rule }
-  /** stepUp: signed in, but the rule's allow.mfa asks for a second factor this session lacks. */
-  | { kind: 'unauthenticated'; app: App; rule: Rule; lookup: Lookup; stepUp?: boolean }
+  /**
+   * stepUp: signed in, but the rule's allow.mfa asks for a second factor this session lacks, or
+   * (with `providers`) its allow.providers for a sign-in through one of them.
+   */
+  | { kind: 'unauthenticated'; app: App; rule: Rule; lookup: Lookup; stepUp?: boolean; providers?: readonly string[] }
   /** stepUp: the token is good, but its login had no second factor (RFC 9470). */
   | { kind: 'invalid_token'; app: App; rule: Rule; description: string; stepUp?: boolean }
   | { kind: 'forbidden'; app: App; rule: Rule; active: ActiveSession; reason?: 'email_unverified' }
@@ -121,6 +124,9 @@ function signedIn(site: Site, app: App, rule: Rule, lookup: Lookup): Decision {
   if (site.requireVerifiedEmail && !lookup.active.user.emailVerified)
     return { kind: 'forbidden', app, rule, active: lookup.active, reason: 'email_unverified' };
   if (!allows(rule.allow, lookup.active.user)) return { kind: 'forbidden', app, rule, active: lookup.active };
+  // A sign-in through the provider first: it starts a new session, which a second factor may then follow.
+  if (!meetsProviders(rule.allow, lookup.active.session.amr))
+    return { kind: 'unauthenticated', app, rule, lookup, stepUp: true, providers: rule.allow!.providers! };
   if (!meetsStepUp(rule.allow, lookup.active.session.amr))
     return { kind: 'unauthenticated', app, rule, lookup, stepUp: true };
   return { kind: 'allow', app, rule, active: lookup.active };
@@ -141,6 +147,14 @@ async function decideBearer(
     if (site.requireVerifiedEmail && !r.active.user.emailVerified && r.active.grant !== null)
       return { kind: 'forbidden', app, rule, active: r.active, reason: 'email_unverified' };
     if (!allows(rule.allow, r.active.user)) return { kind: 'forbidden', app, rule, active: r.active };
+    if (!meetsProviders(rule.allow, r.active.session.amr))
+      return {
+        kind: 'invalid_token',
+        app,
+        rule,
+        description: `this resource needs a login approved from a sign-in through ${rule.allow!.providers!.join(' or ')}`,
+        stepUp: true,
+      };
     if (!meetsStepUp(rule.allow, r.active.session.amr))
       return {
         kind: 'invalid_token',

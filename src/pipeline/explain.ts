@@ -1,6 +1,7 @@
 import { describeCors } from '../http/cors.ts';
 import { paths } from '../http/paths.ts';
 import { normalizeTarget } from '../http/target.ts';
+import type { Allow } from '../policy/rules.ts';
 import { ruleFor } from './decide.ts';
 import type { Routes } from './route.ts';
 
@@ -74,17 +75,15 @@ export function explain(routes: Routes, url: string, u: URL, method: string, ip?
   return lines.join('\n');
 }
 
-function describeAllow(a: {
-  emails: ReadonlySet<string>;
-  domains: ReadonlySet<string>;
-  groups: ReadonlySet<string>;
-  mfa: boolean;
-  lists: boolean;
-}): string {
-  if (!a.lists) return 'with a second factor in the session (allow.mfa)';
+function describeAllow(a: Allow): string {
+  const demands = [
+    a.providers && `signed in through ${a.providers.join(' or ')} (allow.providers)`,
+    a.mfa && 'with a second factor in the session (allow.mfa)',
+  ].filter(Boolean);
+  if (!a.lists) return demands.join(', ');
   const parts = [];
   if (a.emails.size) parts.push(`emails ${[...a.emails].join(', ')}`);
   if (a.domains.size) parts.push(`domains ${[...a.domains].join(', ')}`);
   if (a.groups.size) parts.push(`groups ${[...a.groups].join(', ')}`);
-  return (parts.join(' or ') || 'nobody') + (a.mfa ? ', with a second factor in the session (allow.mfa)' : '');
+  return [parts.join(' or ') || 'nobody', ...demands].join(', ');
 }

@@ -36,6 +36,8 @@ export type Outcome =
       app: App;
       /** Signed in, but the route asks for a second factor: `login` is the second-factor step (RFC 9470 for APIs). */
       stepUp?: boolean;
+      /** ... or for a sign-in through one of these providers (allow.providers): `login` is its sign-in. */
+      providers?: readonly string[];
     }
   /** A Gatehouse bearer token that is not good for this app (401, RFC 6750). */
   | Extract<Decision, { kind: 'invalid_token' }>;
@@ -81,9 +83,15 @@ export function outcome(
       const mode =
         d.rule.unauthenticated ?? ((method === 'GET' || method === 'HEAD') && wantsHtml(ctx.req) ? 'redirect' : '401');
       const redirect = mode === 'redirect' && !noRedirect;
-      const login = d.stepUp
-        ? `${ctx.site.origin}${prefix}/second-factor?rd=${encodeURIComponent(ctx.path + ctx.query)}`
-        : loginUrl(ctx.site, prefix, ctx.path + ctx.query);
+      const rd = encodeURIComponent(ctx.path + ctx.query);
+      // allow.providers: that provider's sign-in (the sign-in page, which lists them, for several).
+      const login = d.providers
+        ? d.providers.length === 1
+          ? `${ctx.site.origin}${prefix}/login/${d.providers[0]}?rd=${rd}`
+          : loginUrl(ctx.site, prefix, ctx.path + ctx.query)
+        : d.stepUp
+          ? `${ctx.site.origin}${prefix}/second-factor?rd=${rd}`
+          : loginUrl(ctx.site, prefix, ctx.path + ctx.query);
       return {
         kind: 'sign_in',
         status: redirect ? 302 : 401,
@@ -93,6 +101,7 @@ export function outcome(
         lookup: d.lookup,
         app: d.app,
         stepUp: d.stepUp,
+        providers: d.providers,
       };
     }
   }
@@ -144,20 +153,17 @@ export function respondSignIn(
   if (o.redirect) return redirectToLogin(ctx, deps.diagnosis, o.login, cookies);
   if (o.stepUp) {
     // RFC 9470: the caller is known, the authentication is not strong enough.
+    const [needed, message] = o.providers
+      ? [
+          `A sign-in through ${o.providers.join(' or ')} is required`,
+          `This resource needs a sign-in through ${o.providers.join(' or ')} in this session.`,
+        ]
+      : ['A second factor is required', 'This resource needs a second factor in this session.'];
     const headers: Record<string, string> = {
-      'www-authenticate': `${challenge ?? `Bearer realm="${site.origin}"`}, error="insufficient_user_authentication", error_description="A second factor is required"`,
+      'www-authenticate': `${challenge ?? `Bearer realm="${site.origin}"`}, error="insufficient_user_authentication", error_description="${needed}"`,
     };
     if (o.loginHeader) headers['x-gatehouse-login'] = o.login;
-    sendJson(
-      res,
-      401,
-      {
-        error: 'insufficient_user_authentication',
-        message: 'This resource needs a second factor in this session.',
-        login: o.login,
-      },
-      headers,
-    );
+    sendJson(res, 401, { error: 'insufficient_user_authentication', message, login: o.login }, headers);
     return 401;
   }
   const headers: Record<string, string> = { 'www-authenticate': challenge ?? `Bearer realm="${site.origin}"` };

@@ -31,6 +31,11 @@ export interface Allow {
   groups: ReadonlySet<string>;
   /** Step-up: a second factor in this session (amr "mfa") is needed as well. */
   mfa: boolean;
+  /**
+   * allow.providers: this session must have been signed in through one of these providers (amr
+   * "idp:<id>") as well; null: any way of signing in.
+   */
+  providers: readonly string[] | null;
   /** Whether any list was given: `allow: {mfa: true}` alone admits every signed-in user (who has it). */
   lists: boolean;
 }
@@ -70,6 +75,7 @@ function compileAllow(a: AllowConfig | undefined): Allow | null {
     domains: new Set((a.domains ?? []).map((d) => d.toLowerCase())),
     groups: new Set(a.groups ?? []),
     mfa: a.mfa === true,
+    providers: a.providers ?? null,
     lists: a.emails !== undefined || a.domains !== undefined || a.groups !== undefined,
   };
 }
@@ -77,6 +83,11 @@ function compileAllow(a: AllowConfig | undefined): Allow | null {
 /** Whether a session or token that proved `amr` meets the rule's step-up (allow.mfa). */
 export function meetsStepUp(allow: Allow | null, amr: readonly string[]): boolean {
   return !allow?.mfa || amr.includes('mfa');
+}
+
+/** Whether a session or token that proved `amr` was signed in through a provider the rule names (allow.providers). */
+export function meetsProviders(allow: Allow | null, amr: readonly string[]): boolean {
+  return !allow?.providers || allow.providers.some((id) => amr.includes(`idp:${id}`));
 }
 
 export function compileRules(

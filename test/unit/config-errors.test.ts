@@ -333,7 +333,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         methods: ['GET'],
         from: ['10.0.0.0/8'],
         access: 'authenticated',
-        allow: { emails: ['a@example.com'], domains: ['example.com'], groups: ['g'], mfa: true },
+        allow: { emails: ['a@example.com'], domains: ['example.com'], groups: ['g'], mfa: true, providers: ['kc'] },
         unauthenticated: 'redirect',
         tokenRelay: 'kc',
       },
