@@ -41,9 +41,9 @@ export async function check(
   out(`${file}: ${errors ? 'not OK' : 'OK'}${counts ? ` (${counts})` : ''}`);
   for (const site of buildSites(config).values()) {
     const b = site.branding;
-    if (b && (b.logo || b.color))
+    if (b && (b.logo || b.color || b.links?.length))
       out(
-        `  ${site.origin} pages: ${[b.logo && `logo ${b.logo}`, b.color && `colour ${b.color}`].filter(Boolean).join(', ')} (${b.at})`,
+        `  ${site.origin} pages: ${[b.logo && `logo ${b.logo}`, b.color && `colour ${b.color}`, b.links?.length && `links ${b.links.map((l) => l.text).join(', ')}`].filter(Boolean).join(', ')} (${b.at})`,
       );
     for (const app of site.apps) {
       out(

@@ -135,6 +135,24 @@ const appFields = {
           description:
             'Accent colour of buttons and links as #rrggbb; hover, button text and the dark-mode variant are derived from it',
         }),
+      links: z
+        .array(
+          z.strictObject({
+            text: z.string().min(1).max(40),
+            url: z
+              .string()
+              .max(500)
+              .refine((v) => /^\/(?!\/)/.test(v) || /^https:\/\/[^\s]+$/.test(v), {
+                message: 'an https:// URL or a path on this site such as /privacy',
+              }),
+          }),
+        )
+        .max(5)
+        .optional()
+        .meta({
+          description:
+            'Links at the foot of every page (the privacy policy, the terms, support): text and an https:// URL or a path on the site',
+        }),
     })
     .optional()
     .meta({

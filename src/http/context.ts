@@ -62,6 +62,8 @@ export interface Look {
   cssHash: string;
   /** `url`: where the pages link it, <prefix>/brand/<file>. */
   logo: { file: string; url: string; type: string; body: Buffer } | null;
+  /** The footer's links, as HTML ("" for none). */
+  footer: string;
 }
 
 /** A request and its response: all that the routes answering for any Host get (no site is known). */

@@ -1,18 +1,19 @@
 import { hash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Look, RequestContext } from '../http/context.ts';
+import { html } from './html.ts';
 import { CSS, CSS_HASH } from './styles.ts';
 
 /**
- * `branding: {logo, color}` of an app (the one naming its site, as for `title`): its pages show
- * the logo above the title and use the colour for buttons and links. The stylesheet stays one
+ * `branding: {logo, color, links}` of an app (the one naming its site, as for `title`): its pages
+ * show the logo above the title, use the colour for buttons and links, and end with the links. The stylesheet stays one
  * inline <style> allowed by its hash: the site's is the plain one with the colours appended
  * (hover, text on buttons and the dark-mode variant derived from the one colour), its hash
  * replaces the plain one in the CSP of the site's pages (see lookPage). The logo is served by
  * Gatehouse, under a name with its content hash (cached for good; a new logo, a new name).
  */
 
-export const PLAIN_LOOK: Look = { css: CSS, cssHash: CSS_HASH, logo: null };
+export const PLAIN_LOOK: Look = { css: CSS, cssHash: CSS_HASH, logo: null, footer: '' };
 
 export class BrandError extends Error {
   /** The config key to fix: branding.logo, apps[1].branding.logo. */
@@ -90,8 +91,12 @@ export function accentCss(color: string): string {
  * A site's look from its app's `branding` (`at`: the config key, to name in errors; `prefix`: own
  * routes' prefix, where the logo is served). Reads the logo file.
  */
-export function makeLook(branding: { logo?: string; color?: string } | null, at: string, prefix: string): Look {
-  if (!branding || (!branding.logo && !branding.color)) return PLAIN_LOOK;
+export function makeLook(
+  branding: { logo?: string; color?: string; links?: { text: string; url: string }[] } | null,
+  at: string,
+  prefix: string,
+): Look {
+  if (!branding || (!branding.logo && !branding.color && !branding.links?.length)) return PLAIN_LOOK;
   let logo: Look['logo'] = null;
   if (branding.logo) {
     let body: Buffer;
@@ -112,7 +117,11 @@ export function makeLook(branding: { logo?: string; color?: string } | null, at:
     logo = { file, url: `${prefix}/brand/${file}`, type: kind.type, body };
   }
   const css = branding.color ? CSS + accentCss(branding.color) : CSS;
-  return { css, cssHash: `'sha256-${hash('sha256', css, 'base64')}'`, logo };
+  const footer = branding.links?.length
+    ? html`<footer class="links">${branding.links.map((l, i) => html`${i ? ' · ' : ''}<a href="${l.url}" rel="noopener">${l.text}</a>`)}</footer>\n`
+        .value
+    : '';
+  return { css, cssHash: `'sha256-${hash('sha256', css, 'base64')}'`, logo, footer };
 }
 
 /**
@@ -121,7 +130,9 @@ export function makeLook(branding: { logo?: string; color?: string } | null, at:
  */
 export function lookPage(look: Look, page: string, csp: string): { page: string; csp: string } {
   if (look === PLAIN_LOOK) return { page, csp };
+  // The plain stylesheet where the look has its own; the CSP then allows that one only.
   let branded = page.replace(`<style>${CSS}</style>`, () => `<style>${look.css}</style>`);
+  if (look.footer) branded = branded.replace('</main>', () => `${look.footer}</main>`);
   if (look.logo)
     branded = branded.replace(
       '<p class="app">',

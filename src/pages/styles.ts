@@ -31,6 +31,7 @@ button.secondary:hover,.button.secondary:hover{background:var(--bg)}
 button.danger{background:var(--error);color:#fff}
 button.danger:hover{background:var(--error);filter:brightness(.9)}
 .alt{margin:1.25rem 0 0;text-align:center;color:var(--muted)}
+.links{margin:1.5rem 0 0;padding-top:1rem;border-top:1px solid var(--line);text-align:center;color:var(--muted);font-size:.85rem}
 a{color:var(--accent)}
 .who,code{overflow-wrap:anywhere}
 :focus-visible{outline:3px solid var(--focus);outline-offset:2px}

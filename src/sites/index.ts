@@ -27,7 +27,7 @@ export interface Site extends SiteInfo {
    * The branding of the app that names the site (as for title), with `at` its config key; the
    * composition root makes `look` from it (pages/brand.ts reads the logo). null: the plain look.
    */
-  branding: { logo?: string; color?: string; at: string } | null;
+  branding: { logo?: string; color?: string; links?: { text: string; url: string }[]; at: string } | null;
 }
 
 /**

@@ -27,12 +27,16 @@ writeFileSync(
   '<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40"><rect width="120" height="40" fill="#0b6e4f"/></svg>\n',
 );
 
+const LINKS = [
+  { text: 'Privacy', url: 'https://acme.example/privacy' },
+  { text: 'Terms & "conditions"', url: '/terms' },
+];
 let gh: TestGatehouse;
 let browser: Browser;
 before(async () => {
   gh = await startGatehouse(() => ({
     title: 'Acme Portal',
-    branding: { logo, color: BRAND },
+    branding: { logo, color: BRAND, links: LINKS },
     routes: [{ path: '/closed/**', access: 'deny' }],
   }));
 });
@@ -97,6 +101,12 @@ describe('branding over HTTP', () => {
         path,
       );
       assert.match(text, /<img class="logo" src="\/\.auth\/brand\/logo-[\w-]{16}\.svg" alt="">/, path);
+      assert.ok(
+        text.includes(
+          '<footer class="links"><a href="https://acme.example/privacy" rel="noopener">Privacy</a> · <a href="/terms" rel="noopener">Terms &amp; &quot;conditions&quot;</a></footer>\n</main>',
+        ),
+        `${path}: the links, escaped, at the foot of the page`,
+      );
     }
     const src = /src="(\/\.auth\/brand\/[^"]+)"/.exec(await (await fetch(`${gh.url}/.auth/login`)).text())![1]!;
     const served = await fetch(`${gh.url}${src}`);
@@ -162,6 +172,18 @@ describe('branding over HTTP', () => {
     assert.match(
       (await runCli(['check', '--config', config({ logo: big })])).stderr,
       /error: branding\.logo: .*big\.svg is 301 KiB: at most 256 KiB/,
+    );
+
+    const script = join(dir, 'g-script.yaml');
+    writeFileSync(
+      script,
+      `publicUrl: http://127.0.0.1:8080\nupstream: http://127.0.0.1:3000\nbranding:\n  links: [{text: x, url: "javascript:alert(1)"}]\n`,
+    );
+    const refused = await runCli(['check', '--config', script]);
+    assert.equal(refused.code, 2);
+    assert.match(
+      refused.stderr,
+      /branding\.links\[0\]\.url: an https:\/\/ URL or a path on this site such as \/privacy/,
     );
 
     const pale = await runCli(['check', '--config', config({ color: '#ffd500' })]);

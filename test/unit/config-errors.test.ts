@@ -380,7 +380,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
       upstreamTls: { ca: 'ca.pem', cert: 'client.pem', key: 'client.key', serverName: 'app.internal' },
       name: 'app',
       title: 'App',
-      branding: { logo: 'logo.svg', color: '#0b6e4f' },
+      branding: { logo: 'logo.svg', color: '#0b6e4f', links: [{ text: 'Privacy', url: '/privacy' }] },
       defaultAccess: 'authenticated',
       caseSensitivePaths: false,
       preserveHost: false,
@@ -500,7 +500,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         {
           name: 'a',
           title: 'A',
-          branding: { logo: 'a.png', color: '#123456' },
+          branding: { logo: 'a.png', color: '#123456', links: [{ text: 'Terms', url: 'https://a.example/terms' }] },
           host: 'a.example.com',
           pathPrefix: '/api',
           upstream: 'https://127.0.0.1:3000',
