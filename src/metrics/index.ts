@@ -72,6 +72,7 @@ export class Metrics {
   readonly cacheErrors: FastCounter;
   readonly auditDropped: Counter<string>;
   readonly appEvents: Counter<'app' | 'outcome'>;
+  readonly revalidations: Counter<'provider' | 'outcome'>;
   private readonly sessionsActive: Gauge<string>;
   private readonly meters = new Map<RequestKind, Map<string, Meter>>();
   private readonly upstreams = new Map<string, HistogramChild>();
@@ -174,6 +175,12 @@ export class Metrics {
       name: 'gatehouse_app_events_total',
       help: 'Attempts to tell an app of an account event: delivered, failed (retried), rejected (400: not sent again), dropped',
       labelNames: ['app', 'outcome'],
+      registers: r,
+    });
+    this.revalidations = new client.Counter({
+      name: 'gatehouse_session_revalidations_total',
+      help: 'Sessions checked with their provider (providers[].revalidate): confirmed (asked, and it took the refresh token), ended (refused, or no refresh token past the interval), unavailable (the provider could not be asked)',
+      labelNames: ['provider', 'outcome'],
       registers: r,
     });
     const mailQueue: Gauge = new client.Gauge({

@@ -1,6 +1,7 @@
 import type { AuditLog } from '../audit/index.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/index.ts';
+import type { Metrics } from '../metrics/index.ts';
 import type { ActiveSession } from '../sessions/index.ts';
 import type { Store } from '../store/index.ts';
 import { sessionProvider } from './service.ts';
@@ -24,7 +25,15 @@ export class SessionRevalidation {
   /** Session id hash → until when this node need not ask. */
   private readonly confirmed = new Map<string, number>();
   private readonly inflight = new Map<string, Promise<boolean>>();
-  private readonly d: { config: Config; store: Store; tokens: ProviderTokens; audit: AuditLog; logger: Logger };
+  private readonly d: {
+    config: Config;
+    store: Store;
+    tokens: ProviderTokens;
+    audit: AuditLog;
+    logger: Logger;
+    /** gatehouse_session_revalidations_total{provider, outcome}, when metrics are on. */
+    metrics?: Pick<Metrics, 'revalidations'>;
+  };
 
   constructor(d: SessionRevalidation['d']) {
     this.d = d;
@@ -65,11 +74,20 @@ export class SessionRevalidation {
   private async ask({ session }: ActiveSession, provider: string, every: number): Promise<boolean> {
     const owner = sessionOwner(session);
     const r = await this.d.tokens.revalidate(owner, provider, every);
-    if (r.ok) return this.remember(session.idHash, r.until);
-    if (r.reason === 'unavailable') return this.remember(session.idHash, Date.now() + RETRY_MS);
+    const counted = (outcome: 'confirmed' | 'ended' | 'unavailable') =>
+      this.d.metrics?.revalidations.inc({ provider, outcome });
+    if (r.ok) {
+      if (r.asked) counted('confirmed');
+      return this.remember(session.idHash, r.until);
+    }
+    if (r.reason === 'unavailable') {
+      counted('unavailable');
+      return this.remember(session.idHash, Date.now() + RETRY_MS);
+    }
     // Nothing to ask the provider with: the sign-in counts for `every` from its start.
     if (r.reason === 'no_tokens' && Date.now() < session.createdAt + every)
       return this.remember(session.idHash, session.createdAt + every);
+    counted('ended');
     await this.d.store.sessions.delete(session.idHash);
     this.confirmed.delete(session.idHash);
     this.d.tokens.forget(owner);

@@ -39,10 +39,13 @@ export type AccessToken =
   | { ok: false; reason: 'none' | 'expired' | 'refresh_failed' | 'unavailable' };
 
 /**
- * What revalidate() found: the provider confirmed the sign-in (until: when to ask again), or it
- * refused it, or could not be asked, or there is nothing to ask it with (no refresh token).
+ * What revalidate() found: the provider confirmed the sign-in (until: when to ask again; asked:
+ * just now, not earlier), or it refused it, or could not be asked, or there is nothing to ask it
+ * with (no refresh token).
  */
-export type Revalidated = { ok: true; until: number } | { ok: false; reason: 'refused' | 'unavailable' | 'no_tokens' };
+export type Revalidated =
+  | { ok: true; until: number; asked: boolean }
+  | { ok: false; reason: 'refused' | 'unavailable' | 'no_tokens' };
 
 interface Cached {
   token: string;
@@ -145,13 +148,14 @@ export class ProviderTokens {
     if (!rec || !t) return { ok: false, reason: 'no_tokens' };
     if (t.refused) return { ok: false, reason: 'refused' };
     const confirmed = (x: ProviderTokenSet) => Date.now() < x.obtainedAt + everyMs;
-    if (confirmed(t)) return { ok: true, until: t.obtainedAt + everyMs };
+    if (confirmed(t)) return { ok: true, until: t.obtainedAt + everyMs, asked: false };
     if (!t.refreshToken) return { ok: false, reason: 'no_tokens' };
     // Not joined with an accessToken() under way, which may end without asking the provider; the
     // caller asks once per session at a time, and the lease keeps two refreshes from both spending.
     const usable = (x: ProviderTokenSet) => confirmed(x) && Date.now() < refreshAt(x);
     const r = await this.refresh(owner, provider, `${owner.id}\n${provider}`, rec, t, usable);
-    if (r.ok) return r.stale ? { ok: false, reason: 'unavailable' } : { ok: true, until: Date.now() + everyMs };
+    if (r.ok)
+      return r.stale ? { ok: false, reason: 'unavailable' } : { ok: true, until: Date.now() + everyMs, asked: true };
     return {
       ok: false,
       reason: r.reason === 'refresh_failed' ? 'refused' : r.reason === 'unavailable' ? 'unavailable' : 'no_tokens',

@@ -182,6 +182,7 @@ export class Gatehouse {
       tokens: this.providers.tokens,
       audit: this.audit,
       logger,
+      metrics,
     });
     if (revalidation.enabled) this.sessions.guard = (active) => revalidation.check(active);
     const forms = new FormKit({

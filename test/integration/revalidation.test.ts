@@ -22,6 +22,7 @@ before(async () => {
   gh = await labGatehouse(lab, {
     providers: lab.providers({ a: { revalidate: '5s' }, b: { revalidate: '5s' } }),
     routes: [{ path: '/api/**', unauthenticated: '401' }],
+    metrics: { listen: '127.0.0.1:0' },
   });
 });
 after(async () => {
@@ -56,6 +57,12 @@ async function until<T>(what: string, probe: () => Promise<T | undefined | false
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** gatehouse_session_revalidations_total for the provider and outcome. */
+async function counted(provider: string, outcome: string): Promise<number> {
+  const metric = await gh.gatehouse.metrics!.revalidations.get();
+  return metric.values.find((v) => v.labels.provider === provider && v.labels.outcome === outcome)?.value ?? 0;
 }
 
 const sessionOf = (c: Client) => hashSessionId(c.jar.get('gatehouse')!);
@@ -95,6 +102,7 @@ describe('providers[].revalidate', () => {
     assert.equal(await gh.gatehouse.store.providerTokens.get(`session:${hash}`, 'a'), undefined, 'with its tokens');
     const [line] = ended(me.id);
     assert.deepEqual([line?.provider, line?.reason], ['a', 'refused']);
+    assert.deepEqual([await counted('a', 'confirmed'), await counted('a', 'ended')], [1, 1], 'the metric');
     await gh.gatehouse.audit.flush();
     const audited = await gh.gatehouse.store.audit.list({ event: 'logout', userId: me.id, limit: 5 });
     assert.ok(audited.some((e) => e.actor === 'provider:a' && e.detail.revalidation === 'refused'));
@@ -129,6 +137,7 @@ describe('providers[].revalidate', () => {
       });
       for (let i = 0; i < 3; i++) assert.equal((await c.get('/api/x')).status, 200);
       assert.equal(ended(me.id).length, 0);
+      assert.equal(await counted('a', 'unavailable'), 1, 'the metric');
       assert.equal(
         gh.logs.filter((l) => l.event === 'provider_token_refresh_failed' && l.userId === me.id).length,
         1,
