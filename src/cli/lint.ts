@@ -102,7 +102,7 @@ export function lintConfig(config: Config): Warning[] {
       const listed = r.allow && (r.allow.groups || r.allow.emails || r.allow.domains);
       if (
         r.allow &&
-        (listed || !r.allow.mfa) &&
+        (listed || (!r.allow.mfa && !r.allow.providers)) &&
         !r.allow.groups?.length &&
         !r.allow.emails?.length &&
         !r.allow.domains?.length

@@ -126,11 +126,15 @@ describe('allow.providers', () => {
         publicUrl: gh.url,
         upstream: gh.upstream.url,
         providers: lab.providers(),
-        routes: [{ path: '/admin/**', allow: { groups: ['admins'], providers: ['a'], mfa: true } }],
+        routes: [
+          { path: '/admin/**', allow: { groups: ['admins'], providers: ['a'], mfa: true } },
+          { path: '/ops/**', allow: { providers: ['a'] } },
+        ],
       }),
     );
     const explained = await runCli(['check', '--config', file, '--explain', '/admin/x']);
     assert.equal(explained.code, 0, explained.stderr);
+    assert.doesNotMatch(explained.stderr, /admits nobody/, 'providers alone admits everyone signed in through them');
     assert.match(
       explained.stdout,
       /decision: sign-in required, then only groups admins, signed in through a \(allow\.providers\), with a second factor in the session \(allow\.mfa\)/,
