@@ -487,7 +487,7 @@ export class Gatehouse {
     void dummyHash();
     let gatehouse: Gatehouse;
     try {
-      // Throws a TlsFileError when an app's upstreamTls files cannot be used.
+      // Throws when a file the config names cannot be used: upstreamTls (TlsFileError), a logo (BrandError).
       gatehouse = new Gatehouse(
         config,
         logger,

@@ -27,6 +27,17 @@ before(async () => {
 });
 after(() => gh.close());
 
+/** `users list`'s password column, by address. */
+const passwords = async () =>
+  new Map(
+    (
+      JSON.parse((await run(['users', 'list', '--json', '--config', config])).stdout) as {
+        email: string;
+        password: string;
+      }[]
+    ).map((u) => [u.email, u.password]),
+  );
+
 const b64 = (b: Buffer) => b.toString('base64').replace(/=+$/, '');
 const argon2i = (password: string) => {
   const salt = randomBytes(16);
@@ -148,16 +159,7 @@ describe('gatehouse users import', () => {
     const r = await run(['users', 'import', file, '--config', config]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^imported 5 users;/);
-    const listed = async () =>
-      new Map(
-        (
-          JSON.parse((await run(['users', 'list', '--json', '--config', config])).stdout) as {
-            email: string;
-            password: string;
-          }[]
-        ).map((u) => [u.email, u.password]),
-      );
-    const before = await listed();
+    const before = await passwords();
     assert.deepEqual(
       ['ann', 'bob', 'cy', 'dee'].map((n) => before.get(`${n}@example.com`)),
       ['bcrypt until sign-in', 'pbkdf2_sha256 until sign-in', 'argon2i until sign-in', 'none'],
@@ -178,7 +180,7 @@ describe('gatehouse users import', () => {
     const stored = await gh.gatehouse.store.users.getByEmail('ann@example.com');
     assert.match(stored!.passwordHash!, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/, 'replaced at the first sign-in');
     assert.equal((await signIn('ann@example.com', 'ann has a bcrypt password')).status, 200, 'and still works');
-    assert.equal((await listed()).get('ann@example.com'), 'set');
+    assert.equal((await passwords()).get('ann@example.com'), 'set');
 
     assert.equal((await signIn('bob@example.com', 'bob from django')).status, 200);
     // Hashed as typed there (Gatehouse hashes NFKC, where the ligature is "fi"): taken either way.
@@ -295,15 +297,6 @@ describe('gatehouse users import', () => {
       [[6, 'service-account-ci']],
       'a service account is not a person',
     );
-    const passwords = async () =>
-      new Map(
-        (
-          JSON.parse((await run(['users', 'list', '--json', '--config', config])).stdout) as {
-            email: string;
-            password: string;
-          }[]
-        ).map((u) => [u.email, u.password]),
-      );
     const people = ['ann', 'bob', 'cy', 'dee', 'eve', 'gus'].map((n) => `${n}@acme.example`);
     const listed = await passwords();
     assert.deepEqual(

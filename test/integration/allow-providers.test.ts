@@ -120,18 +120,15 @@ describe('allow.providers', () => {
 
   test('check: a provider that is not configured is refused with the key; --explain says what the rule demands', async () => {
     const file = join(gh.dir, 'allow-providers.yaml');
-    writeFileSync(
-      file,
-      JSON.stringify({
-        publicUrl: gh.url,
-        upstream: gh.upstream.url,
-        providers: lab.providers(),
-        routes: [
-          { path: '/admin/**', allow: { groups: ['admins'], providers: ['a'], mfa: true } },
-          { path: '/ops/**', allow: { providers: ['a'] } },
-        ],
-      }),
-    );
+    const configured = (routes: unknown[]) =>
+      writeFileSync(
+        file,
+        JSON.stringify({ publicUrl: gh.url, upstream: gh.upstream.url, providers: lab.providers(), routes }),
+      );
+    configured([
+      { path: '/admin/**', allow: { groups: ['admins'], providers: ['a'], mfa: true } },
+      { path: '/ops/**', allow: { providers: ['a'] } },
+    ]);
     const explained = await runCli(['check', '--config', file, '--explain', '/admin/x']);
     assert.equal(explained.code, 0, explained.stderr);
     assert.doesNotMatch(explained.stderr, /admits nobody/, 'providers alone admits everyone signed in through them');
@@ -139,15 +136,7 @@ describe('allow.providers', () => {
       explained.stdout,
       /decision: sign-in required, then only groups admins, signed in through a \(allow\.providers\), with a second factor in the session \(allow\.mfa\)/,
     );
-    writeFileSync(
-      file,
-      JSON.stringify({
-        publicUrl: gh.url,
-        upstream: gh.upstream.url,
-        providers: lab.providers(),
-        routes: [{ path: '/admin/**', allow: { providers: ['corp'] } }],
-      }),
-    );
+    configured([{ path: '/admin/**', allow: { providers: ['corp'] } }]);
     const wrong = await runCli(['check', '--config', file]);
     assert.equal(wrong.code, 2);
     assert.match(
