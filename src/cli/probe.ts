@@ -218,10 +218,10 @@ function within<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
-/** An error in one line: its code when it has one (ECONNREFUSED, ENOTFOUND, ...), then its message. */
 /** Errors of a TLS handshake: a certificate that does not pass, or one the peer wanted and did not get. */
 const TLS_FAILURE = /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_|handshake|certificate/i;
 
+/** An error in one line: its code when it has one (ECONNREFUSED, ENOTFOUND, ...), then its message. */
 function describe(err: unknown): string {
   const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
   const code = e?.code ?? e?.cause?.code;

@@ -157,7 +157,7 @@ const appFields = {
     .optional()
     .meta({
       description:
-        "The look of Gatehouse's pages for this app's site (the app that names the site, as for title): a logo and an accent colour",
+        "The look of Gatehouse's pages for this app's site (the app that names the site, as for title): a logo, an accent colour, links at the foot",
     }),
   routes: z.array(RouteSchema).default([]).meta({ description: 'Rules in order; the first that matches decides' }),
   defaultAccess: z

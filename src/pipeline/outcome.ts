@@ -85,13 +85,12 @@ export function outcome(
       const redirect = mode === 'redirect' && !noRedirect;
       const rd = encodeURIComponent(ctx.path + ctx.query);
       // allow.providers: that provider's sign-in (the sign-in page, which lists them, for several).
-      const login = d.providers
-        ? d.providers.length === 1
+      const login =
+        d.providers?.length === 1
           ? `${ctx.site.origin}${prefix}/login/${d.providers[0]}?rd=${rd}`
-          : loginUrl(ctx.site, prefix, ctx.path + ctx.query)
-        : d.stepUp
-          ? `${ctx.site.origin}${prefix}/second-factor?rd=${rd}`
-          : loginUrl(ctx.site, prefix, ctx.path + ctx.query);
+          : d.stepUp && !d.providers
+            ? `${ctx.site.origin}${prefix}/second-factor?rd=${rd}`
+            : loginUrl(ctx.site, prefix, ctx.path + ctx.query);
       return {
         kind: 'sign_in',
         status: redirect ? 302 : 401,
