@@ -8,6 +8,15 @@ import { out, printRows, time, UsageError } from './io.ts';
  * login, e.g. gatehouse login), client (an OAuth client such as an MCP client). A revoke
  * applies at the next request of that browser or token.
  */
+/**
+ * A session's or login's id as the operator sees and types it: hex of the stored base64url id, so
+ * it never begins with "-" (which the command line would read as an option: an id lost that way
+ * would have revoked every session of the user). The list shows 12 characters; any prefix that
+ * names one session will do.
+ */
+const fullId = (stored: string): string => Buffer.from(stored, 'base64url').toString('hex');
+const shownId = (stored: string): string => fullId(stored).slice(0, 12);
+
 export async function sessions(
   ctx: OperatorContext,
   args: string[],
@@ -19,7 +28,7 @@ export async function sessions(
       const user = await findUser(ctx, flags.user);
       const now = Date.now();
       const browser = (await ctx.store.sessions.listByUser(user.id)).map((s) => ({
-        id: s.idHash.slice(0, 12),
+        id: shownId(s.idHash),
         kind: 'browser',
         client: '',
         site: s.site,
@@ -29,7 +38,7 @@ export async function sessions(
         agent: (s.userAgent ?? '').slice(0, 40),
       }));
       const grants = (await ctx.store.oauth.grants.listByUser(user.id, now)).map((g) => ({
-        id: g.id.slice(0, 12),
+        id: shownId(g.id),
         kind: g.kind,
         client: g.clientId === g.clientName ? g.clientId : `${g.clientName} (${g.clientId})`.slice(0, 60),
         site: g.resource,
@@ -52,8 +61,13 @@ export async function sessions(
       const user = await findUser(ctx, flags.user);
       const now = Date.now();
       if (id) {
-        const browser = (await ctx.store.sessions.listByUser(user.id)).filter((s) => s.idHash.startsWith(id));
-        const grants = (await ctx.store.oauth.grants.listByUser(user.id, now)).filter((g) => g.id.startsWith(id));
+        const given = id.toLowerCase();
+        const browser = (await ctx.store.sessions.listByUser(user.id)).filter((s) =>
+          fullId(s.idHash).startsWith(given),
+        );
+        const grants = (await ctx.store.oauth.grants.listByUser(user.id, now)).filter((g) =>
+          fullId(g.id).startsWith(given),
+        );
         const n = browser.length + grants.length;
         if (n !== 1)
           throw new UsageError(

@@ -115,6 +115,8 @@ describe('gatehouse login / token / logout', { concurrency: true }, () => {
     const rows = JSON.parse(list.stdout) as { id: string; kind: string; client: string; site: string; ip: string }[];
     assert.deepEqual(rows.map((r) => r.kind).sort(), ['browser', 'device']);
     const device = rows.find((r) => r.kind === 'device')!;
+    // Hex: an id never begins with "-", which the command line would take for an option.
+    for (const r of rows) assert.match(r.id, /^[0-9a-f]{12}$/);
     assert.equal(device.client, 'Gatehouse CLI (gatehouse-cli)');
     assert.equal(device.site, gh.url);
     assert.equal(device.ip, '127.0.0.1');
