@@ -41,7 +41,7 @@ export interface SignInDeps {
   diagnosis: Diagnosis;
   /** Own routes' prefix, publicUrl's base path included: /.auth, or /app/.auth. */
   prefix: string;
-  providers: Pick<ProviderService, 'loginButtons' | 'logoutFormActions' | 'beforeLogout' | 'identitiesOf'>;
+  providers: Pick<ProviderService, 'get' | 'loginButtons' | 'logoutFormActions' | 'beforeLogout' | 'identitiesOf'>;
   /** What the sign-in page says a page waiting behind it is (oauth/server.ts). */
   oauth: { signInPurpose(rd: string): string | undefined };
   audit: AuditLog;
@@ -141,8 +141,17 @@ export class SignIn {
 
   async loginForm(ctx: RequestContext): Promise<void> {
     const rd = this.forms.returnPath(ctx, this.forms.queryParam(ctx, 'rd'));
+    // ?via=a,b: a route's allow.providers sent the user here to sign in through one of these.
+    const via = this.forms
+      .queryParam(ctx, 'via')
+      ?.split(',')
+      .filter((id) => this.s.providers.get(id) !== undefined);
     const current = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin).catch(() => undefined);
-    if (current?.state === 'active') return redirect(ctx.res, 302, ctx.site.origin + rd);
+    if (
+      current?.state === 'active' &&
+      !(via?.length && !via.some((id) => current.active.session.amr.includes(`idp:${id}`)))
+    )
+      return redirect(ctx.res, 302, ctx.site.origin + rd);
     // A cookie of no use (an ended session, say) is cleared.
     const cleared = current?.state === 'invalid' ? [this.s.sessions.clear(ctx.site.session)] : [];
     // Back at the login page right after signing in: the session did not stick. Say why.
@@ -158,6 +167,22 @@ export class SignIn {
       : this.forms.queryParam(ctx, 'reset')
         ? 'Your password was changed, and every session signed out. Sign in with the new password.'
         : undefined;
+    if (via?.length) {
+      const names = via.map((id) => this.s.providers.get(id)!.name).join(' or ');
+      return this.forms.html(
+        ctx,
+        200,
+        loginPage({
+          appTitle: ctx.site.title,
+          action: this.forms.url(ctx, paths.login),
+          csrf: token,
+          notice: `This page needs a sign-in through ${names}.`,
+          providers: this.s.providers.loginButtons(rd, via),
+          providersOnly: true,
+        }),
+        cookies,
+      );
+    }
     const extras = this.secondFactor?.loginExtras(rd === ctx.site.home ? undefined : rd);
     this.forms.html(
       ctx,

@@ -98,8 +98,17 @@ export function loginPage(
     providers?: SafeHtml;
     /** "Sign in with a passkey" and its script; the email field then offers passkeys (autofill). */
     passkey?: SafeHtml;
+    /** The page asks for a sign-in through these providers' buttons alone (allow.providers): no form. */
+    providersOnly?: boolean;
   },
 ): string {
+  if (o.providersOnly)
+    return layout({
+      appTitle: o.appTitle,
+      heading: 'Sign in',
+      referrerPolicy: 'same-origin',
+      body: html`${o.notice ? html`<p class="notice" role="status">${o.notice}</p>` : ''}${o.providers ?? ''}`,
+    });
   const errors = o.errors ?? {};
   const specs: FieldSpec[] = [
     {

@@ -84,13 +84,14 @@ export function outcome(
         d.rule.unauthenticated ?? ((method === 'GET' || method === 'HEAD') && wantsHtml(ctx.req) ? 'redirect' : '401');
       const redirect = mode === 'redirect' && !noRedirect;
       const rd = encodeURIComponent(ctx.path + ctx.query);
-      // allow.providers: that provider's sign-in (the sign-in page, which lists them, for several).
-      const login =
-        d.providers?.length === 1
+      // allow.providers: that provider's sign-in, or for several the sign-in page with their buttons alone.
+      const login = d.providers
+        ? d.providers.length === 1
           ? `${ctx.site.origin}${prefix}/login/${d.providers[0]}?rd=${rd}`
-          : d.stepUp && !d.providers
-            ? `${ctx.site.origin}${prefix}/second-factor?rd=${rd}`
-            : loginUrl(ctx.site, prefix, ctx.path + ctx.query);
+          : `${loginUrl(ctx.site, prefix, ctx.path + ctx.query)}&via=${encodeURIComponent(d.providers.join(','))}`
+        : d.stepUp
+          ? `${ctx.site.origin}${prefix}/second-factor?rd=${rd}`
+          : loginUrl(ctx.site, prefix, ctx.path + ctx.query);
       return {
         kind: 'sign_in',
         status: redirect ? 302 : 401,

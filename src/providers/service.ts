@@ -104,8 +104,9 @@ export class ProviderService {
     return [...new Set(this.clients.flatMap((c) => c.endSessionOrigins()))];
   }
 
-  loginButtons(rd: string): SafeHtml | undefined {
-    return loginButtons(this.clients, this.d.prefix, rd);
+  /** The sign-in page's buttons; `only`: these providers' alone (allow.providers sent the user here). */
+  loginButtons(rd: string, only?: readonly string[]): SafeHtml | undefined {
+    return loginButtons(only ? this.clients.filter((c) => only.includes(c.id)) : this.clients, this.d.prefix, rd);
   }
 
   async identitiesOf(userId: string): Promise<PublicIdentity[]> {

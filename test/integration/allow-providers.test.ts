@@ -90,15 +90,22 @@ describe('allow.providers', () => {
     const erin = await throughIdp('a', 'erin');
     assert.equal((await erin.get('/admin/')).status, 200);
     assert.equal((await erin.get('/ops/')).status, 403, 'Erin, erin@elsewhere.org: through A, but not on the list');
+    assert.equal((await erin.get('/either/')).status, 200);
+    // Two named: the sign-in page with those two buttons alone, even for a browser signed in (with
+    // a password), which it would otherwise send straight back (a loop).
     const password = new Client(gh.url);
     await registerJson(password);
     const either = await password.html('/either/');
     assert.equal(either.status, 302);
-    assert.equal(
-      either.location,
-      `${gh.url}/.auth/login?rd=%2Feither%2F`,
-      'two providers: the sign-in page, which lists them',
-    );
+    assert.equal(either.location, `${gh.url}/.auth/login?rd=%2Feither%2F&via=a%2Cb`);
+    const page = await password.html(either.location!);
+    assert.equal(page.status, 200);
+    assert.match(page.text, /This page needs a sign-in through IdP A or IdP B\./);
+    assert.match(page.text, /href="\/\.auth\/login\/a\?rd=%2Feither%2F"/);
+    assert.match(page.text, /href="\/\.auth\/login\/b\?rd=%2Feither%2F"/);
+    assert.doesNotMatch(page.text, /name="password"/, 'no password form: it would not do');
+    // A session that meets them is sent on, as on any sign-in page.
+    assert.equal((await erin.html('/.auth/login?rd=%2Feither%2F&via=a%2Cb')).location, `${gh.url}/either/`);
   });
 
   test('a CLI login carries how its approving session signed in: from a password session it is refused, from the provider it passes', async () => {
