@@ -112,7 +112,7 @@ const NAMES = [
   ...['client_id', 'client_secret', 'client_name', 'client_uri', 'redirect_uri', 'redirect_uris', 'scope'],
   ...['response_type', 'response_types', 'grant_types', 'grant_type', 'token_endpoint_auth_method'],
   ...['code_challenge', 'code_challenge_method', 'code_verifier', 'refresh_token', 'device_code', 'resource'],
-  ...['prompt', 'token_type_hint', 'nonce', 'recovery', 'linked', 'sent', 'verified', 'reset', 'signed_out'],
+  ...['prompt', 'token_type_hint', 'nonce', 'recovery', 'linked', 'sent', 'verified', 'reset', 'signed_out', 'via'],
   ...['__proto__', 'constructor', 'toString', 'hasOwnProperty'],
 ] as const;
 
