@@ -262,22 +262,8 @@ export class EmailChange {
 
   /** GET /confirm-email */
   async page(ctx: RequestContext): Promise<void> {
-    if (await this.links.landing(ctx, 'change')) return;
-    if (this.links.tokenOf(ctx, 'change') === undefined) {
-      return this.tools.html(
-        ctx,
-        400,
-        messagePage({
-          appTitle: ctx.site.title,
-          heading: 'Confirm your new email address',
-          message: 'This page needs the link from the message sent to your new address. Open the link again.',
-          hint: 'If you see this again after opening the link, your browser is not keeping cookies for this site: allow them, then open the link once more.',
-          link: { href: this.tools.url(ctx, paths.account), text: 'Your account' },
-        }),
-      );
-    }
-    const checked = await this.links.check(ctx, 'change');
-    if (!checked.ok) return this.links.problem(ctx, 'change', checked.problem, false);
+    const checked = await this.links.opened(ctx, 'change');
+    if (!checked) return;
     const { token, cookies } = this.tools.csrf(ctx);
     this.tools.html(
       ctx,

@@ -11,7 +11,7 @@ import type { Logger } from '../log/index.ts';
 import type { MailTask } from '../mail/mailer.ts';
 import { invitationMail } from '../mail/messages.ts';
 import type { SafeHtml } from '../pages/html.ts';
-import { CSP, cspWithScripts, messagePage } from '../pages/index.ts';
+import { CSP, cspWithScripts } from '../pages/index.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { Sessions } from '../sessions/index.ts';
 import { basePath } from '../sites/index.ts';
@@ -215,22 +215,8 @@ export class InvitationPage {
 
   /** GET /invite */
   async page(ctx: RequestContext): Promise<void> {
-    if (await this.links.landing(ctx, 'invite')) return;
-    if (this.links.tokenOf(ctx, 'invite') === undefined) {
-      return this.tools.html(
-        ctx,
-        400,
-        messagePage({
-          appTitle: ctx.site.title,
-          heading: 'Accept your invitation',
-          message: 'This page needs the link from your invitation. Open the link in the message again.',
-          hint: 'If you see this again after opening the link, your browser is not keeping cookies for this site: allow them, then open the link once more.',
-          link: { href: this.tools.url(ctx, paths.login), text: 'Sign in' },
-        }),
-      );
-    }
-    const checked = await this.links.check(ctx, 'invite');
-    if (!checked.ok) return this.links.problem(ctx, 'invite', checked.problem, false);
+    const checked = await this.links.opened(ctx, 'invite');
+    if (!checked) return;
     this.render(ctx, checked.user, 200);
   }
 

@@ -68,6 +68,26 @@ const AGAIN: Record<Kind, { route: string; text: string; heading: string }> = {
   signin: { route: paths.signInLink, text: 'Ask for a new link', heading: 'This sign-in link does not work' },
 };
 
+/** The page of a link's route opened without its cookie (opened()): what it is for. */
+const NEEDED: Record<Exclude<Kind, 'verify'>, { heading: string; message: string }> = {
+  reset: {
+    heading: 'Choose a new password',
+    message: 'This page needs the link from the password-reset message. Open the link in the message again.',
+  },
+  change: {
+    heading: 'Confirm your new email address',
+    message: 'This page needs the link from the message sent to your new address. Open the link again.',
+  },
+  invite: {
+    heading: 'Accept your invitation',
+    message: 'This page needs the link from your invitation. Open the link in the message again.',
+  },
+  signin: {
+    heading: 'Sign in with a link',
+    message: 'This page needs the link from the sign-in message. Open the link in the message again.',
+  },
+};
+
 /** The links asked for by address (requestTask): the message, its kind, and the event that records the request. */
 type RequestKind = 'reset' | 'signin';
 const REQUESTED: Record<
@@ -189,6 +209,37 @@ export class MailedLinks {
       },
     };
     return task;
+  }
+
+  /**
+   * GET of a link's route: the landing of `?token=` (landing()), else the token kept in the
+   * cookie, checked. Returns the checked link, or undefined when this has answered: the landing,
+   * the page of a link that does not work, or, without the cookie (straight here, or a browser
+   * that does not keep cookies), a 400 page that says so.
+   */
+  async opened(
+    ctx: RequestContext,
+    kind: Exclude<Kind, 'verify'>,
+  ): Promise<Extract<LinkCheck, { ok: true }> | undefined> {
+    if (await this.landing(ctx, kind)) return undefined;
+    if (this.tokenOf(ctx, kind) === undefined) {
+      const again = AGAIN[kind];
+      this.tools.html(
+        ctx,
+        400,
+        messagePage({
+          appTitle: ctx.site.title,
+          ...NEEDED[kind],
+          hint: 'If you see this again after opening the link, your browser is not keeping cookies for this site: allow them, then open the link once more.',
+          link: { href: `${this.s.prefix}${again.route}`, text: again.text },
+        }),
+      );
+      return undefined;
+    }
+    const checked = await this.check(ctx, kind);
+    if (checked.ok) return checked;
+    this.problem(ctx, kind, checked.problem, false);
+    return undefined;
   }
 
   /** The token of this request: the JSON body's `token`, else the route's cookie. */

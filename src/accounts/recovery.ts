@@ -212,20 +212,8 @@ export class PasswordRecovery {
   }
 
   async resetForm(ctx: RequestContext): Promise<void> {
-    if (await this.links.landing(ctx, 'reset')) return;
-    if (this.links.tokenOf(ctx, 'reset') === undefined) {
-      // Straight here, or the cookie did not stick (blocked cookies).
-      const page = messagePage({
-        appTitle: ctx.site.title,
-        heading: 'Choose a new password',
-        message: 'This page needs the link from the password-reset message. Open the link in the message again.',
-        hint: 'If you see this again after opening the link, your browser is not keeping cookies for this site: allow them, then open the link once more.',
-        link: { href: `${this.s.prefix}/forgot-password`, text: 'Ask for a new link' },
-      });
-      return this.tools.html(ctx, 400, page);
-    }
-    const checked = await this.links.check(ctx, 'reset');
-    if (!checked.ok) return this.links.problem(ctx, 'reset', checked.problem, false);
+    const checked = await this.links.opened(ctx, 'reset');
+    if (!checked) return;
     const { token, cookies } = this.tools.csrf(ctx);
     this.tools.html(ctx, 200, this.renderReset(ctx, token, checked.user.email), cookies);
   }

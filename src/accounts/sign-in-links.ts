@@ -180,20 +180,8 @@ export class SignInLinks {
 
   async openForm(ctx: RequestContext): Promise<void> {
     if (!this.on) return this.off(ctx);
-    if (await this.links.landing(ctx, 'signin')) return;
-    if (this.links.tokenOf(ctx, 'signin') === undefined) {
-      // Straight here, or the cookie did not stick (blocked cookies).
-      const page = messagePage({
-        appTitle: ctx.site.title,
-        heading: 'Sign in with a link',
-        message: 'This page needs the link from the sign-in message. Open the link in the message again.',
-        hint: 'If you see this again after opening the link, your browser is not keeping cookies for this site: allow them, then open the link once more.',
-        link: { href: `${this.s.prefix}${paths.signInLink}`, text: 'Ask for a new link' },
-      });
-      return this.tools.html(ctx, 400, page);
-    }
-    const checked = await this.links.check(ctx, 'signin');
-    if (!checked.ok) return this.links.problem(ctx, 'signin', checked.problem, false);
+    const checked = await this.links.opened(ctx, 'signin');
+    if (!checked) return;
     const rd = this.tools.returnPath(ctx, this.tools.queryParam(ctx, 'rd'));
     const { token, cookies } = this.tools.csrf(ctx);
     this.tools.html(
