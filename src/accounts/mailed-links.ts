@@ -1,3 +1,4 @@
+import { normalizeEmail } from '../config/email.ts';
 import { field, type Input } from '../http/body.ts';
 import { expireCookie, readCookie, serializeCookie } from '../http/cookies.ts';
 import { redirect, sendJson } from '../http/respond.ts';
@@ -13,7 +14,7 @@ import { paths } from '../http/paths.ts';
 import type { EmailTokenPurpose, Store } from '../store/index.ts';
 import type { EmailTokens, LinkCheck, LinkProblem } from './email-tokens.ts';
 import { describeLinkProblem } from './pages.ts';
-import type { Throttle } from './throttle.ts';
+import type { Throttle, Verdict } from './throttle.ts';
 
 /**
  * How a link from a message is opened, for every kind (verify-email, reset-password, confirm-email,
@@ -30,6 +31,23 @@ import type { Throttle } from './throttle.ts';
  * (A page with the token still in its URL would need "no-referrer", and under it browsers send
  * `Origin: null` with the form's POST, which the cross-site check rightly refuses.)
  */
+
+/** A JSON error answer in the shape of the other own routes: {error, message, fields?}. */
+export function sendErrors(
+  ctx: RequestContext,
+  status: number,
+  code: string,
+  errors: Record<string, string | undefined>,
+  headers: Record<string, string> = {},
+): void {
+  const { form, ...fields } = errors;
+  sendJson(
+    ctx.res,
+    status,
+    { error: code, message: form ?? Object.values(fields)[0], ...(Object.keys(fields).length ? { fields } : {}) },
+    headers,
+  );
+}
 
 /** What mailed links use (the composition root's Services satisfies it). */
 export interface MailedLinksDeps {
@@ -96,10 +114,17 @@ const REQUESTED: Record<
     mail: MailKind;
     event: 'password_reset_requested' | 'sign_in_link_requested';
     message: (m: { appTitle: string; email: string; link: string; ttlMs: number }) => Rendered;
+    /** The form's route: its ?sent=1 page follows the request. */
+    route: string;
   }
 > = {
-  reset: { mail: 'password_reset', event: 'password_reset_requested', message: resetMail },
-  signin: { mail: 'sign_in_link', event: 'sign_in_link_requested', message: signInLinkMail },
+  reset: {
+    mail: 'password_reset',
+    event: 'password_reset_requested',
+    message: resetMail,
+    route: paths.forgotPassword,
+  },
+  signin: { mail: 'sign_in_link', event: 'sign_in_link_requested', message: signInLinkMail, route: paths.signInLink },
 };
 
 /** The cookie lives at most this long: the page is opened right after the link. */
@@ -166,7 +191,13 @@ export class MailedLinks {
    * log (`known`: for the operator only), and its link mailed, or nothing. Looked up here, off the
    * request's path, so that nothing the answer waits for depends on the account (security.md #41).
    */
-  requestTask(o: { kind: RequestKind; from: RequestContext; email: string; ttlMs: number; rd?: string }): MailTask {
+  private requestTask(o: {
+    kind: RequestKind;
+    from: RequestContext;
+    email: string;
+    ttlMs: number;
+    rd?: string;
+  }): MailTask {
     const { ip, requestId, site } = o.from;
     const userAgent = o.from.req.headers['user-agent'] ?? null;
     const { mail, event, message } = REQUESTED[o.kind];
@@ -240,6 +271,43 @@ export class MailedLinks {
     if (checked.ok) return checked;
     this.problem(ctx, kind, checked.problem, false);
     return undefined;
+  }
+
+  /**
+   * POST of a form that asks for a link by address (forgot-password, sign-in links): the same
+   * status, body and headers for every well-formed address, after the same work: the throttle
+   * (`limit`, keyed by the address, not the account) and one message queued (requestTask, which
+   * looks the account up in the background), so that nothing the answer waits for, nor its
+   * timing, depends on the account (security.md #41). `form` renders the form again with errors.
+   */
+  async answerRequest(
+    ctx: RequestContext,
+    input: Input,
+    o: {
+      kind: RequestKind;
+      mailer: { send(task: MailTask): unknown };
+      ttlMs: number;
+      rd?: string;
+      limit: (ip: string, email: string) => Promise<Verdict>;
+      tooMany: string;
+      /** What the JSON answer says, to every address alike. */
+      sent: string;
+      form: (csrf: string, errors: Record<string, string>, given: string | undefined) => string;
+    },
+  ): Promise<void> {
+    const given = field(input, 'email', 512);
+    const email = normalizeEmail(given);
+    const fail = (status: number, errors: Record<string, string>, headers: Record<string, string> = {}) => {
+      if (input.kind === 'json')
+        return sendErrors(ctx, status, status === 429 ? 'too_many_attempts' : 'invalid_request', errors, headers);
+      this.tools.html(ctx, status, o.form(this.tools.csrf(ctx).token, errors, given), [], headers);
+    };
+    if (!email) return fail(400, { email: 'Enter an email address like name@example.com.' });
+    const verdict = await o.limit(ctx.ip, email);
+    if (!verdict.ok) return fail(429, { form: o.tooMany }, { 'retry-after': String(verdict.retryAfterSeconds) });
+    o.mailer.send(this.requestTask({ kind: o.kind, from: ctx, email, ttlMs: o.ttlMs, rd: o.rd }));
+    if (input.kind === 'json') return sendJson(ctx.res, 202, { ok: true, message: o.sent });
+    redirect(ctx.res, 303, `${ctx.site.origin}${this.s.prefix}${REQUESTED[o.kind].route}?sent=1`);
   }
 
   /** The token of this request: the JSON body's `token`, else the route's cookie. */

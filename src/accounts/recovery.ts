@@ -16,8 +16,7 @@ import type { ActiveSession, Sessions } from '../sessions/index.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { RequestContext, SiteInfo } from '../http/context.ts';
 import type { Store, User } from '../store/index.ts';
-import { normalizeEmail } from '../config/email.ts';
-import type { MailedLinks } from './mailed-links.ts';
+import { type MailedLinks, sendErrors } from './mailed-links.ts';
 import { changePasswordForm, changePasswordPage, linkRequestPage, linkSentPage, resetPasswordPage } from './pages.ts';
 import { hashPassword, passwordProblem } from './passwords.ts';
 
@@ -166,31 +165,15 @@ export class PasswordRecovery {
   async forgot(ctx: RequestContext): Promise<void> {
     const input = await this.tools.readPost(ctx);
     if (!this.mailer) return this.notConfigured(ctx, 501, input);
-    const given = field(input, 'email', 512);
-    const email = normalizeEmail(given);
-    const fail = (status: number, errors: Record<string, string>, headers: Record<string, string> = {}) => {
-      if (input.kind === 'json')
-        return sendErrors(ctx, status, status === 429 ? 'too_many_attempts' : 'invalid_request', errors, headers);
-      this.tools.html(ctx, status, this.renderForgot(ctx, this.tools.csrf(ctx).token, errors, given), [], headers);
-    };
-    if (!email) return fail(400, { email: 'Enter an email address like name@example.com.' });
-    const verdict = await this.s.throttle.checkPasswordReset(ctx.ip, email);
-    if (!verdict.ok)
-      return fail(
-        429,
-        { form: 'Too many requests for a new password. Wait a while and try again.' },
-        { 'retry-after': String(verdict.retryAfterSeconds) },
-      );
-    this.mailer.send(
-      this.links.requestTask({
-        kind: 'reset',
-        from: ctx,
-        email,
-        ttlMs: this.resetTtl,
-      }),
-    );
-    if (input.kind === 'json') return sendJson(ctx.res, 202, { ok: true, message: SENT });
-    redirect(ctx.res, 303, `${ctx.site.origin}${this.s.prefix}/forgot-password?sent=1`);
+    await this.links.answerRequest(ctx, input, {
+      kind: 'reset',
+      mailer: this.mailer,
+      ttlMs: this.resetTtl,
+      limit: (ip, email) => this.s.throttle.checkPasswordReset(ip, email),
+      tooMany: 'Too many requests for a new password. Wait a while and try again.',
+      sent: SENT,
+      form: (csrf, errors, given) => this.renderForgot(ctx, csrf, errors, given),
+    });
   }
 
   // ---- reset-password ---------------------------------------------------------------
@@ -361,21 +344,4 @@ export class PasswordRecovery {
     if (input.kind === 'json') return sendJson(ctx.res, 200, { ok: true });
     redirect(ctx.res, 303, `${ctx.site.origin}${this.s.prefix}/account?password=changed`);
   }
-}
-
-/** A JSON error answer in the shape of the other own routes: {error, message, fields?}. */
-export function sendErrors(
-  ctx: RequestContext,
-  status: number,
-  code: string,
-  errors: Record<string, string | undefined>,
-  headers: Record<string, string> = {},
-): void {
-  const { form, ...fields } = errors;
-  sendJson(
-    ctx.res,
-    status,
-    { error: code, message: form ?? Object.values(fields)[0], ...(Object.keys(fields).length ? { fields } : {}) },
-    headers,
-  );
 }

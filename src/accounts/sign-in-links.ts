@@ -1,6 +1,5 @@
 import type { AuditLog } from '../audit/index.ts';
 import type { Config } from '../config/schema.ts';
-import { normalizeEmail } from '../config/email.ts';
 import type { Diagnosis } from '../diagnosis/index.ts';
 import { field, type Input } from '../http/body.ts';
 import type { RequestContext } from '../http/context.ts';
@@ -15,7 +14,6 @@ import type { Sessions } from '../sessions/index.ts';
 import type { Store } from '../store/index.ts';
 import type { MailedLinks } from './mailed-links.ts';
 import { linkRequestPage, linkSentPage, openSignInLinkPage } from './pages.ts';
-import { sendErrors } from './recovery.ts';
 import { deviceCookie, publicUser, type SecondFactorGate } from './sign-in.ts';
 import type { SignInNotices } from './sign-in-notices.ts';
 import type { Throttle } from './throttle.ts';
@@ -147,33 +145,17 @@ export class SignInLinks {
     const input = await this.tools.readPost(ctx);
     const mailer = this.on;
     if (!mailer) return this.off(ctx, input);
-    const given = field(input, 'email', 512);
-    const email = normalizeEmail(given);
     const rd = this.tools.returnPath(ctx, field(input, 'rd', 4096));
-    const fail = (status: number, errors: Record<string, string>, headers: Record<string, string> = {}) => {
-      if (input.kind === 'json')
-        return sendErrors(ctx, status, status === 429 ? 'too_many_attempts' : 'invalid_request', errors, headers);
-      this.tools.html(ctx, status, this.renderForm(ctx, this.tools.csrf(ctx).token, rd, errors, given), [], headers);
-    };
-    if (!email) return fail(400, { email: 'Enter an email address like name@example.com.' });
-    const verdict = await this.s.throttle.checkSignInLink(ctx.ip, email);
-    if (!verdict.ok)
-      return fail(
-        429,
-        { form: 'Too many sign-in links asked for. Wait a while and try again.' },
-        { 'retry-after': String(verdict.retryAfterSeconds) },
-      );
-    mailer.send(
-      this.links.requestTask({
-        kind: 'signin',
-        from: ctx,
-        email,
-        ttlMs: this.ttlMs,
-        rd: rd === ctx.site.home ? undefined : rd,
-      }),
-    );
-    if (input.kind === 'json') return sendJson(ctx.res, 202, { ok: true, message: SENT });
-    redirect(ctx.res, 303, `${ctx.site.origin}${this.s.prefix}${paths.signInLink}?sent=1`);
+    await this.links.answerRequest(ctx, input, {
+      kind: 'signin',
+      mailer,
+      ttlMs: this.ttlMs,
+      rd: rd === ctx.site.home ? undefined : rd,
+      limit: (ip, email) => this.s.throttle.checkSignInLink(ip, email),
+      tooMany: 'Too many sign-in links asked for. Wait a while and try again.',
+      sent: SENT,
+      form: (csrf, errors, given) => this.renderForm(ctx, csrf, rd, errors, given),
+    });
   }
 
   // ---- the mailed link -----------------------------------------------------------------
