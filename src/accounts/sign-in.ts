@@ -1,3 +1,4 @@
+import { meetsProviders } from '../policy/rules.ts';
 import type { Config } from '../config/schema.ts';
 import type { Diagnosis } from '../diagnosis/index.ts';
 import { field, type Input } from '../http/body.ts';
@@ -147,10 +148,7 @@ export class SignIn {
       ?.split(',')
       .filter((id) => this.s.providers.get(id) !== undefined);
     const current = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin).catch(() => undefined);
-    if (
-      current?.state === 'active' &&
-      !(via?.length && !via.some((id) => current.active.session.amr.includes(`idp:${id}`)))
-    )
+    if (current?.state === 'active' && meetsProviders(via, current.active.session.amr))
       return redirect(ctx.res, 302, ctx.site.origin + rd);
     // A cookie of no use (an ended session, say) is cleared.
     const cleared = current?.state === 'invalid' ? [this.s.sessions.clear(ctx.site.session)] : [];

@@ -125,7 +125,7 @@ function signedIn(site: Site, app: App, rule: Rule, lookup: Lookup): Decision {
     return { kind: 'forbidden', app, rule, active: lookup.active, reason: 'email_unverified' };
   if (!allows(rule.allow, lookup.active.user)) return { kind: 'forbidden', app, rule, active: lookup.active };
   // A sign-in through the provider first: it starts a new session, which a second factor may then follow.
-  if (!meetsProviders(rule.allow, lookup.active.session.amr))
+  if (!meetsProviders(rule.allow?.providers, lookup.active.session.amr))
     return { kind: 'unauthenticated', app, rule, lookup, stepUp: true, providers: rule.allow!.providers! };
   if (!meetsStepUp(rule.allow, lookup.active.session.amr))
     return { kind: 'unauthenticated', app, rule, lookup, stepUp: true };
@@ -147,7 +147,7 @@ async function decideBearer(
     if (site.requireVerifiedEmail && !r.active.user.emailVerified && r.active.grant !== null)
       return { kind: 'forbidden', app, rule, active: r.active, reason: 'email_unverified' };
     if (!allows(rule.allow, r.active.user)) return { kind: 'forbidden', app, rule, active: r.active };
-    if (!meetsProviders(rule.allow, r.active.session.amr))
+    if (!meetsProviders(rule.allow?.providers, r.active.session.amr))
       return {
         kind: 'invalid_token',
         app,

@@ -85,9 +85,12 @@ export function meetsStepUp(allow: Allow | null, amr: readonly string[]): boolea
   return !allow?.mfa || amr.includes('mfa');
 }
 
-/** Whether a session or token that proved `amr` was signed in through a provider the rule names (allow.providers). */
-export function meetsProviders(allow: Allow | null, amr: readonly string[]): boolean {
-  return !allow?.providers || allow.providers.some((id) => amr.includes(`idp:${id}`));
+/**
+ * Whether a session or token that proved `amr` was signed in through one of `providers` (a rule's
+ * allow.providers, the sign-in page's ?via=); null: any way of signing in will do.
+ */
+export function meetsProviders(providers: readonly string[] | null | undefined, amr: readonly string[]): boolean {
+  return !providers?.length || providers.some((id) => amr.includes(`idp:${id}`));
 }
 
 export function compileRules(
