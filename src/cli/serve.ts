@@ -9,6 +9,7 @@ import { createLogger, type Logger } from '../log/index.ts';
 import { ClusterMetrics } from '../metrics/cluster.ts';
 import { MetricsListener } from '../metrics/index.ts';
 import { Gatehouse } from '../server/gatehouse.ts';
+import { restartOnly } from '../server/wiring.ts';
 import { CONFIG_ENV, isWorkerCommand, Supervisor, workerCount, workerId, workerPeers } from '../server/workers.ts';
 import { err } from './io.ts';
 
@@ -43,13 +44,8 @@ export async function serve(file: string): Promise<number> {
   const count = workerCount(config);
   const logger = worker !== undefined ? root.child({ worker }) : count > 1 ? root.child({ worker: 0 }) : root;
   // The primary has logged the configuration's warnings already.
-  if (worker === undefined) {
-    for (const w of lintConfig(config)) {
-      if (w.severity === 'error') logger.error({ event: 'config_error', key: w.key }, w.message);
-      else logger.warn({ event: 'config_warning', key: w.key }, w.message);
-    }
-  }
-  if (worker === undefined && count > 1) return primary(config, text!, logger, count);
+  if (worker === undefined) logFindings(config, logger);
+  if (worker === undefined && count > 1) return primary(file, config, text!, logger, count);
 
   let gatehouse: Gatehouse | undefined;
   let stopping: string | undefined;
@@ -64,12 +60,26 @@ export async function serve(file: string): Promise<number> {
     );
   };
   if (worker !== undefined) {
-    // The primary asks for a drain or a TLS reload. (If the primary dies, node:cluster ends
-    // its workers at once, when their IPC channel closes.)
+    // The primary asks for a drain or a reload. (If the primary dies, node:cluster ends its
+    // workers at once, when their IPC channel closes.)
     process.on('message', (m) => {
       if (!isWorkerCommand(m)) return;
-      if (m.gatehouse === 'drain') stop('primary');
-      else gatehouse?.reloadTls();
+      if (m.gatehouse === 'drain') return stop('primary');
+      if (!gatehouse) return; // still starting: the primary sends it again once this one listens
+      gatehouse.reloadTls();
+      if (m.text === text) return;
+      text = m.text;
+      // The primary has parsed and checked it: this cannot fail unless the environment differs.
+      let next: Config;
+      try {
+        next = parseConfig(m.text, file);
+      } catch (e) {
+        return void logger.error(
+          { event: 'config_reload', outcome: 'failed', reason: (e as Error).message },
+          'configuration not reloaded',
+        );
+      }
+      void gatehouse.reload(next);
     });
   }
   try {
@@ -92,8 +102,13 @@ export async function serve(file: string): Promise<number> {
   }
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
-  // SIGHUP re-reads listen.tls (a renewed certificate) and each upstreamTls, without dropping a connection.
-  process.on('SIGHUP', () => gatehouse.reloadTls());
+  // SIGHUP re-reads listen.tls (a renewed certificate), each upstreamTls and the configuration
+  // file, without dropping a connection (docs/operations.md "Reloading the configuration").
+  process.on('SIGHUP', () => {
+    gatehouse.reloadTls();
+    const next = reread(file, logger);
+    if (next) void gatehouse.reload(next.config);
+  });
   if (stopping) {
     const signal = stopping;
     stopping = undefined;
@@ -108,7 +123,7 @@ export async function serve(file: string): Promise<number> {
  * workers never race on them and a configuration that cannot start fails here, once, clearly;
  * checks the port is free; then forks the workers and keeps them running (server/workers.ts).
  */
-async function primary(config: Config, text: string, logger: Logger, count: number): Promise<number> {
+async function primary(file: string, config: Config, text: string, logger: Logger, count: number): Promise<number> {
   const storeKey = config.store.type === 'postgres' ? 'store.url' : 'store.path';
   try {
     const prepared = await Gatehouse.create(config, { logger, startJobs: false });
@@ -145,13 +160,65 @@ async function primary(config: Config, text: string, logger: Logger, count: numb
   });
   process.once('SIGTERM', () => supervisor.stop('SIGTERM'));
   process.once('SIGINT', () => supervisor.stop('SIGINT'));
-  process.on('SIGHUP', () => supervisor.reloadTls());
+  // SIGHUP: the file is read and checked here, once; the workers get it when a restart is not needed.
+  process.on('SIGHUP', () => {
+    const next = reread(file, logger);
+    const restart = next ? restartOnly(config, next.config) : [];
+    if (next && restart.length === 0) [config, text] = [next.config, next.text];
+    else if (next)
+      logger.error(
+        { event: 'config_reload', outcome: 'restart_required', restart },
+        `configuration not reloaded: ${restart.join(', ')} can only change with a restart; the workers keep the previous configuration`,
+      );
+    supervisor.reload(text);
+  });
   const code = await supervisor.run();
   await metricsListener?.close();
   await cache?.close();
   logger.info({ event: 'exit', code }, 'every worker has stopped');
   await new Promise<void>((resolve) => logger.flush(() => resolve()));
   process.exit(code);
+}
+
+/** The configuration's findings (lintConfig), logged as at start. Returns whether one is an error. */
+function logFindings(config: Config, logger: Logger): boolean {
+  let errors = false;
+  for (const w of lintConfig(config)) {
+    if (w.severity === 'error') {
+      errors = true;
+      logger.error({ event: 'config_error', key: w.key }, w.message);
+    } else logger.warn({ event: 'config_warning', key: w.key }, w.message);
+  }
+  return errors;
+}
+
+/**
+ * The configuration file read again for a reload (SIGHUP), or undefined (logged: the error that
+ * names the key and line, or the findings `gatehouse check` fails on) when it must not be served.
+ */
+function reread(file: string, logger: Logger): { config: Config; text: string } | undefined {
+  const refuse = (reason: string) => {
+    logger.error(
+      { event: 'config_reload', outcome: 'failed', reason },
+      `configuration not reloaded: ${reason}; still serving the previous configuration`,
+    );
+    return undefined;
+  };
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    return refuse(`cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  let config: Config;
+  try {
+    config = parseConfig(text, file);
+  } catch (e) {
+    if (e instanceof ConfigError) return refuse(e.message);
+    throw e;
+  }
+  if (logFindings(config, logger)) return refuse('the configuration has errors (config_error above)');
+  return { config, text };
 }
 
 /** Listens on the port for a moment: a port in use is said once, before any worker starts. */

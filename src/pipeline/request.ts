@@ -82,10 +82,25 @@ export class HttpEntry {
   private readonly d: HttpEntryDeps;
   /** The request line, written without pino's generic path (log/index.ts). */
   private readonly line: RequestLine;
+  /** Requests under way, from their first byte to the end of the exchange with the app. */
+  private active = 0;
+  private idle: (() => void) | undefined;
 
   constructor(deps: HttpEntryDeps) {
     this.d = deps;
     this.line = requestLine(deps.logger);
+  }
+
+  /** Resolves once no request is under way (a reload waits so before it closes what they use). */
+  whenIdle(): Promise<void> {
+    if (this.active === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const before = this.idle;
+      this.idle = () => {
+        before?.();
+        resolve();
+      };
+    });
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -99,6 +114,7 @@ export class HttpEntry {
     let ctx: RequestContext<Site> | undefined;
     let status = 0;
     const meter: Meter | undefined = this.d.metrics && { kind: 'own', app: NO_APP, sentAt: 0 };
+    this.active++;
     try {
       // An absolute-form target becomes origin-form here, before anything reads req.url.
       const bad = protocolError(req) ?? toOriginForm(req);
@@ -177,6 +193,11 @@ export class HttpEntry {
     } catch (err) {
       status = this.failure(req, res, ctx?.site, err, requestId);
     } finally {
+      if (--this.active === 0 && this.idle) {
+        const idle = this.idle;
+        this.idle = undefined;
+        idle();
+      }
       const ended = performance.now();
       if (meter) {
         this.d.metrics!.request(meter.app, meter.kind).done(status, ((meter.sentAt || ended) - started) / 1000);

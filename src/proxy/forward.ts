@@ -69,8 +69,21 @@ export class Upstream {
 export class Upstreams {
   private readonly pools = new Map<App, Upstream>();
 
-  constructor(apps: Iterable<App>) {
-    for (const app of apps) this.pools.set(app, new Upstream(app.upstream));
+  /**
+   * `previous`: the pools of the configuration a reload replaces. An app whose upstream (URL,
+   * timeouts, upstreamTls) is the same keeps its pool and its open connections; retire() closes
+   * the rest.
+   */
+  constructor(apps: Iterable<App>, previous?: Upstreams) {
+    const kept = new Map<string, Upstream>();
+    if (previous) for (const [app, upstream] of previous.pools) kept.set(targetKey(app.upstream), upstream);
+    for (const app of apps) this.pools.set(app, kept.get(targetKey(app.upstream)) ?? new Upstream(app.upstream));
+  }
+
+  /** Closes the pools `next` does not use (each once its requests end). */
+  async retire(next: Upstreams): Promise<void> {
+    const used = new Set(next.pools.values());
+    await Promise.allSettled([...new Set(this.pools.values())].filter((u) => !used.has(u)).map((u) => u.close()));
   }
 
   /** The app's pool (every app of the sites it was made with has one). */
@@ -84,8 +97,13 @@ export class Upstreams {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([...this.pools.values()].map((u) => u.close()));
+    await Promise.allSettled([...new Set(this.pools.values())].map((u) => u.close()));
   }
+}
+
+/** What makes two apps' pools interchangeable: the same upstream URL, timeouts and upstreamTls. */
+function targetKey(t: UpstreamTarget): string {
+  return JSON.stringify([t.url.href, t.timeouts, t.tls]);
 }
 
 /** headersAt: performance.now() when the app's response headers came (0: they did not). */

@@ -1,66 +1,37 @@
-// server/ (composition root): Gatehouse makes every part once and wires them (this file), with the route
-// table (routes.ts), the Services bag, own TLS; it owns the listener and shutdown. Only cli/ imports it.
+// server/ (composition root): Gatehouse makes the process's parts once and owns the listener, reloads and
+// shutdown (this file); what the configuration makes is wired by wiring.ts, with the route table (routes.ts),
+// the Services bag, own TLS. Only cli/ imports it.
 import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { AccountActivity } from '../accounts/activity.ts';
-import { AccountPage } from '../accounts/account-page.ts';
-import { AccountDeletion } from '../accounts/deletion.ts';
-import { AppEvents } from '../events/index.ts';
-import { AccountExport } from '../accounts/export.ts';
-import { SignInNotices } from '../accounts/sign-in-notices.ts';
-import { SignInLinks } from '../accounts/sign-in-links.ts';
-import { EmailChange } from '../accounts/email-change.ts';
-import { EmailTokens } from '../accounts/email-tokens.ts';
-import { InvitationPage } from '../accounts/invitations.ts';
-import { MailedLinks } from '../accounts/mailed-links.ts';
+import type { AppEvents } from '../events/index.ts';
 import { dummyHash, PasswordBusyError, passwordsBusy } from '../accounts/passwords.ts';
-import { Reauthentication } from '../accounts/reauth.ts';
-import { PasswordRecovery } from '../accounts/recovery.ts';
-import { Accounts } from '../accounts/service.ts';
-import { SignIn } from '../accounts/sign-in.ts';
-import { Throttle } from '../accounts/throttle.ts';
-import { EmailVerification } from '../accounts/verification.ts';
+import type { Accounts } from '../accounts/service.ts';
 import { Audit } from '../audit/index.ts';
-import { CacheUnavailableError, FallbackCache, openCache, type Cache } from '../cache/index.ts';
+import { FallbackCache, openCache, type Cache } from '../cache/index.ts';
 import type { Config } from '../config/schema.ts';
-import { DiagnosedError, Diagnosis } from '../diagnosis/index.ts';
-import { TrustedProxies } from '../http/client-ip.ts';
-import { Forwarding } from '../http/forwarded.ts';
 import { otherMajorVersion, h2Stream } from '../http/protocol.ts';
 import { sendJson } from '../http/respond.ts';
 import { DependencyHealth } from '../health/index.ts';
-import { JobRunner, type JobResult, purgeJob } from '../jobs/index.ts';
-import { Assertions } from '../identity/assertion.ts';
+import type { JobResult, JobRunner } from '../jobs/index.ts';
 import { issuerOf, KeyRing, keyPolicy } from '../keys/keys.ts';
 import { loadSecrets, type Secrets } from '../keys/secrets.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import { Mailer } from '../mail/mailer.ts';
 import { answerMetricsRequests } from '../metrics/cluster.ts';
 import { Metrics, MetricsListener, timeCache, timeStore } from '../metrics/index.ts';
-import { SecondFactorRoutes } from '../mfa/routes.ts';
-import { OAuthServer } from '../oauth/server.ts';
-import { FormKit } from '../pages/kit.ts';
-import { ForwardAuth } from '../pipeline/forward-auth.ts';
-import { HttpEntry, requestIdOf } from '../pipeline/request.ts';
-import { Routes } from '../pipeline/route.ts';
-import { ToApp } from '../pipeline/to-app.ts';
-import { UpgradeEntry } from '../pipeline/upgrade.ts';
-import { ProviderRoutes } from '../providers/routes.ts';
-import { makeLook } from '../pages/index.ts';
-import { SessionRevalidation } from '../providers/revalidation.ts';
-import { ProviderService } from '../providers/service.ts';
-import { Upstreams } from '../proxy/forward.ts';
+import type { OAuthServer } from '../oauth/server.ts';
+import { requestIdOf } from '../pipeline/request.ts';
+import type { ProviderService } from '../providers/service.ts';
 import { rejectUpgrade } from '../proxy/upgrade.ts';
-import { Sessions } from '../sessions/index.ts';
-import { basePath, buildSites, type Site } from '../sites/index.ts';
-import { openStore, StoreUnavailableError, type Store } from '../store/index.ts';
-import { accountSections, type Features, routeTable } from './routes.ts';
-import type { Services } from './services.ts';
+import type { Sessions } from '../sessions/index.ts';
+import type { Site } from '../sites/index.ts';
+import { openStore, type Store } from '../store/index.ts';
 import { describe as describeCert, loadTls, type TlsPair } from './tls.ts';
 import { type Peers, workerId } from './workers.ts';
+import { changedKeys, type NodeParts, restartOnly, sameEmail, type Wiring, wire } from './wiring.ts';
 
 export interface GatehouseOptions {
   logger?: Logger;
@@ -83,45 +54,50 @@ export interface GatehouseOptions {
  */
 export type Listener = (http.Server | http2.Http2SecureServer) & { closeIdleConnections(): void };
 
+/**
+ * What reload() did, as its `config_reload` log line says: `changed` names the top-level keys that
+ * differ, `restart` the restart-only ones among them, `reason` why a file the configuration names
+ * could not be used.
+ */
+export interface ReloadResult {
+  outcome: 'ok' | 'unchanged' | 'restart_required' | 'failed' | 'skipped';
+  changed: string[];
+  restart?: string[];
+  reason?: string;
+}
+
 const WS_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
 
 /**
- * One Gatehouse node, the composition root: it makes every part once, wires them (the route
- * table is server/routes.ts, the request path src/pipeline/), and owns the listener, the
- * background jobs (src/jobs/) and shutdown.
+ * One Gatehouse node, the composition root: it makes the process's parts once (store, cache,
+ * keys, the listener), has what the configuration makes wired (wiring.ts; the route table is
+ * server/routes.ts, the request path src/pipeline/), and owns the listener, the background jobs'
+ * start (src/jobs/), reload() and shutdown.
  */
 export class Gatehouse {
-  readonly config: Config;
   readonly logger: Logger;
   readonly store: Store;
   readonly cache: Cache;
   readonly secrets: Secrets;
   readonly keys: KeyRing;
-  readonly sessions: Sessions;
-  readonly accounts: Accounts;
-  readonly providers: ProviderService;
-  /** The OAuth server for CLIs and MCP clients (src/oauth/). */
-  readonly oauth: OAuthServer;
-  /** Sends the verification and reset mail; undefined without `email:` in the config. */
-  readonly mailer: Mailer | undefined;
   readonly server: Listener;
-  readonly sites: Map<string, Site>;
   /** Prometheus metrics (metrics/); undefined without `metrics:` in the config. */
   readonly metrics: Metrics | undefined;
   /** The audit trail (audit/): flushed on close(). */
   readonly audit: Audit;
+  /** What the store, the cache and the password hasher are doing (src/health/): /ready and the outage log. */
+  readonly dependencies: DependencyHealth;
   /** The listener of `metrics.listen`, started by listen(). */
   private readonly metricsListener: MetricsListener | undefined;
-  private readonly emailTokens: EmailTokens;
-  private readonly trusted: TrustedProxies;
-  private readonly forwarding: Forwarding;
-  /** Each app's undici pool: made here only, so `check` and lint never open one. */
-  private readonly upstreams: Upstreams;
-  /** Where a request goes: site, own route, well-known document or app (pipeline/route.ts). */
-  private readonly routes: Routes;
-  /** The pipeline's entry points (src/pipeline/) for requests and WebSocket upgrades. */
-  private readonly http: HttpEntry;
-  private readonly upgrades: UpgradeEntry;
+  /** What every wiring shares: made once per process. */
+  private readonly node: NodeParts;
+  /** Everything made from the configuration (server/wiring.ts): replaced by reload(). */
+  private current: Wiring;
+  /** Wirings replaced by reload() whose requests have not all ended: closed with the node. */
+  private readonly retiring = new Set<Promise<void>>();
+  /** listen.workers: the other workers of this node (joinPeers). */
+  private peers: Peers | undefined;
+  private jobsStarted = false;
   /** The certificate being served (own TLS), swapped by reloadTls(). */
   private tls: TlsPair | undefined;
   /** Open HTTP/2 sessions, closed (GOAWAY) on shutdown. */
@@ -130,13 +106,40 @@ export class Gatehouse {
   private readonly refused = new WeakSet<object>();
   /** Open WebSocket tunnels: client socket → app socket. */
   private readonly tunnels = new Map<Duplex, Duplex>();
-  /** The background jobs: purges of what expired, one node at a time (src/jobs/). */
-  readonly jobs: JobRunner;
-  /** The outbox of events for apps and its courier (src/events/). */
-  readonly events: AppEvents;
-  /** What the store, the cache and the password hasher are doing (src/health/): /ready and the outage log. */
-  readonly dependencies: DependencyHealth;
   private closing: Promise<void> | null = null;
+
+  /** The configuration being served (the last one reload() accepted). */
+  get config(): Config {
+    return this.current.config;
+  }
+  get sites(): Map<string, Site> {
+    return this.current.sites;
+  }
+  get sessions(): Sessions {
+    return this.current.sessions;
+  }
+  get accounts(): Accounts {
+    return this.current.accounts;
+  }
+  get providers(): ProviderService {
+    return this.current.providers;
+  }
+  /** The OAuth server for CLIs and MCP clients (src/oauth/). */
+  get oauth(): OAuthServer {
+    return this.current.oauth;
+  }
+  /** Sends the verification and reset mail; undefined without `email:` in the config. */
+  get mailer(): Mailer | undefined {
+    return this.current.mailer;
+  }
+  /** The background jobs: purges of what expired, one node at a time (src/jobs/). */
+  get jobs(): JobRunner {
+    return this.current.jobs;
+  }
+  /** The outbox of events for apps and its courier (src/events/). */
+  get events(): AppEvents {
+    return this.current.events;
+  }
 
   private constructor(
     config: Config,
@@ -151,7 +154,6 @@ export class Gatehouse {
     clock?: () => number,
     metrics?: Metrics,
   ) {
-    this.config = config;
     this.metrics = metrics;
     this.audit = new Audit({ store: store.audit, logger, metrics });
     this.dependencies = health;
@@ -161,172 +163,23 @@ export class Gatehouse {
     this.secrets = secrets;
     this.keys = keys;
     this.tls = tls;
-    const base = basePath(config.publicUrl);
-    const prefix = base + config.authPrefix;
-    this.trusted = new TrustedProxies(config.trustedProxies);
-    this.forwarding = new Forwarding(this.trusted, config.forwardedHeaders, tls !== undefined);
-    const diagnosis = new Diagnosis({ logger, forwarding: this.forwarding, secrets, prefix });
-    this.sites = buildSites(config);
-    this.sessions = new Sessions(store, {
-      idleMs: config.sessions.idleTimeout,
-      absoluteMs: config.sessions.absoluteTimeout,
-      now: clock,
-    });
-    const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
-    this.events = AppEvents.forConfig(config, { store, ring: keys, logger, metrics }, this.sites);
-    this.accounts = new Accounts(store, throttle, config.accounts, this.events);
-    this.providers = new ProviderService({ config, store, secrets, logger, sessions: this.sessions, prefix });
-    const revalidation = new SessionRevalidation({
-      config,
-      store,
-      tokens: this.providers.tokens,
-      audit: this.audit,
-      logger,
-      metrics,
-    });
-    if (revalidation.enabled) this.sessions.guard = (active) => revalidation.check(active);
-    const forms = new FormKit({
-      prefix,
-      secrets,
-      csrfCookieMissing: (ctx) => new DiagnosedError(diagnosis.cookieMissing(ctx, 'csrf')),
-    });
-    // "Confirm it's you" before sensitive actions (accounts/reauth.ts).
-    const reauth = new Reauthentication(
-      {
-        config,
-        logger,
-        store,
-        sessions: this.sessions,
-        accounts: this.accounts,
-        prefix,
-        now: clock ?? Date.now,
-        audit: this.audit,
-      },
-      forms,
-    );
-    this.oauth = new OAuthServer({
-      config,
-      logger,
-      store,
-      cache,
-      secrets,
-      sessions: this.sessions,
-      sites: this.sites,
-      keys,
-      prefix,
-      providers: this.providers,
-      now: clock,
-      pages: forms,
-      audit: this.audit,
-      metrics,
-      reauth,
-    });
-    const services: Services = {
-      config,
+    this.node = {
       logger,
       store,
       cache,
       secrets,
       keys,
-      sessions: this.sessions,
-      accounts: this.accounts,
-      throttle,
-      trusted: this.trusted,
-      forwarding: this.forwarding,
-      diagnosis,
-      prefix,
-      providers: this.providers,
-      oauth: this.oauth,
       audit: this.audit,
+      health,
       metrics,
-      notices: new SignInNotices(
-        { config, logger, secrets, throttle, prefix, providerName: (id) => this.providers.get(id)?.name },
-        mailer,
-      ),
-      events: this.events,
-    };
-    // Email verification, password reset and change (accounts/), mail sent by mail/.
-    this.mailer = mailer;
-    this.emailTokens = new EmailTokens(store, { now: clock });
-    const links = new MailedLinks(services, forms, this.emailTokens);
-    const account = new AccountPage(services, forms);
-    const verification = new EmailVerification(services, forms, account, links, mailer);
-    // Second factors (mfa/): the step after a password, enrolment, passkeys.
-    const mfa = new SecondFactorRoutes(services, forms, account, reauth).onRegister((ctx, user) =>
-      verification.afterRegister(ctx, user),
-    );
-    const signIn = new SignIn(services, forms)
-      .onRegister((ctx, user) => verification.afterRegister(ctx, user))
-      .useSecondFactor(mfa);
-    const assertions = new Assertions(keys, secrets, {
-      ttlMs: config.tokens.assertionTtl,
-      cachedForMs: config.forwardAuth.cacheFor,
-      ...(clock ? { now: clock } : {}),
-    });
-    // The pipeline (src/pipeline/): routes by the table of server/routes.ts, then decides.
-    const features: Features = {
-      signIn,
-      account,
-      verification,
-      recovery: new PasswordRecovery(services, forms, account, links, mailer),
-      signInLinks: new SignInLinks(services, forms, links, mailer).useSecondFactor(mfa),
-      reauth,
-      emailChange: new EmailChange(services, forms, account, reauth, links, mailer),
-      deletion: new AccountDeletion(services, forms, account, reauth, mailer),
-      dataExport: new AccountExport(services, forms, account, reauth),
-      invitations: mfa.inviteWith(new InvitationPage(services, forms, links).useSecondFactor(mfa), links),
-      providers: new ProviderRoutes(this.providers, services, forms, account, reauth).useSecondFactor(mfa),
-      oauth: this.oauth,
-      forwardAuth: new ForwardAuth({
-        sessions: this.sessions,
-        diagnosis,
-        // The routes are made from the table that holds this one: asked for at request time.
-        routes: { prefix, route: (method, path, foldCase) => this.routes.route(method, path, foldCase) },
-        assertions,
-        bearer: this.oauth,
-        cacheForSeconds: config.forwardAuth.cacheFor / 1000,
-      }),
-      keys,
-      activity: new AccountActivity(services, forms, account),
+      clock,
+      ownTls: tls !== undefined,
       probes: this,
-      mfa,
-    };
-    accountSections(features);
-    // "Confirm it's you" by signing in again at a linked provider, after the password.
-    reauth.addProof(features.providers.reauthProof());
-    // ... and with a second factor (mfa/): a code, or a passkey.
-    for (const proof of mfa.reauthProofs()) reauth.addProof(proof);
-    this.routes = new Routes(this.sites, routeTable(features), { base, prefix });
-    // Each site's look (pages/brand.ts): a logo that cannot be used throws a BrandError naming its key.
-    for (const site of this.sites.values()) site.look = makeLook(site.branding, site.branding?.at ?? '', prefix);
-    this.upstreams = new Upstreams([...this.sites.values()].flatMap((s) => s.apps));
-    const toApp = new ToApp({ forwarding: this.forwarding, providers: this.providers });
-    const entry = {
-      logger,
-      routes: this.routes,
-      trusted: this.trusted,
-      forwarding: this.forwarding,
-      diagnosis,
-      sessions: this.sessions,
-      oauth: this.oauth,
-      providers: this.providers,
-      assertions,
-      toApp,
-      upstreams: this.upstreams,
-      verification,
-      authPrefix: config.authPrefix,
-      refused: this.refused,
       draining: () => this.closing !== null,
       tunnels: this.tunnels,
-      metrics,
-      unavailable: (err: Error) =>
-        this.dependencies.failed(
-          err instanceof StoreUnavailableError ? 'store' : err instanceof CacheUnavailableError ? 'cache' : 'passwords',
-          err,
-        ),
+      refused: this.refused,
     };
-    this.http = new HttpEntry(entry);
-    this.upgrades = new UpgradeEntry(entry);
+    this.current = wire(config, this.node, mailer);
 
     const t = config.listen.timeouts;
     const options = {
@@ -340,7 +193,7 @@ export class Gatehouse {
     };
     // Only WebSocket upgrades are tunnelled; h2c and the rest are served as plain requests.
     const shouldUpgrade = (req: IncomingMessage) => isWebSocketUpgrade(req);
-    const onRequest = (req: IncomingMessage, res: ServerResponse) => void this.http.handle(req, res);
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => void this.current.http.handle(req, res);
     if (tls) {
       // Own TLS: HTTP/2 for browsers that offer it (ALPN), HTTP/1.1 on the same port for the
       // rest and for WebSocket upgrades. HTTP/1.1 connections get the same parser limits and
@@ -369,12 +222,15 @@ export class Gatehouse {
     }
     this.server.on(
       'upgrade',
-      (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.upgrades.handle(req, socket, head),
+      (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.current.upgrades.handle(req, socket, head),
     );
     // CONNECT: Gatehouse is no forward proxy. Over HTTP/1 Node hands over the raw socket (and
     // would just drop it without a listener), over HTTP/2 a response.
     this.server.on('connect', (req: IncomingMessage, out: Duplex | http2.Http2ServerResponse) => {
-      this.logger.info({ req: { id: requestIdOf(req, this.trusted), method: 'CONNECT' }, status: 405 }, 'request');
+      this.logger.info(
+        { req: { id: requestIdOf(req, this.current.trusted), method: 'CONNECT' }, status: 405 },
+        'request',
+      );
       if (out instanceof http2.Http2ServerResponse) return void out.writeHead(405).end();
       out.on('error', () => out.destroy());
       rejectUpgrade(out, 405, 'Method Not Allowed', 'Gatehouse is not a forward proxy.\n');
@@ -396,22 +252,12 @@ export class Gatehouse {
     });
     if (metrics) {
       metrics.collect({
-        sessionsActive: () => store.sessions.countActive(Date.now(), config.sessions.idleTimeout),
-        mailQueueDepth: () => mailer?.depth ?? 0,
+        sessionsActive: () => store.sessions.countActive(Date.now(), this.config.sessions.idleTimeout),
+        mailQueueDepth: () => this.mailer?.depth ?? 0,
         signingKeyCreatedAt: () => keys.currentCreatedAt,
       });
       this.metricsListener = new MetricsListener(metrics);
     }
-    // Deletes what has expired (sessions, provider sign-in states, the OAuth server's records,
-    // mailed links, audit events past audit.retention) in small batches, one node at a time, every
-    // jobs.interval (src/jobs/). A feature whose table grows adds its own: purgeJob(name, (now, limit) => deleted).
-    this.jobs = new JobRunner({ store, logger, intervalMs: config.jobs.interval })
-      .add(purgeJob('sessions', (now, limit) => store.sessions.purgeExpired(now, config.sessions.idleTimeout, limit)))
-      .add(purgeJob('provider_flows', (now, limit) => this.providers.flows.purgeExpired(now, limit)))
-      .add(purgeJob('oauth', (_now, limit) => this.oauth.purge(limit)))
-      .add(purgeJob('email_tokens', (_now, limit) => this.emailTokens.purgeExpired(limit)))
-      .add(purgeJob('audit', (now, limit) => store.audit.purgeBefore(now - config.audit.retention, limit)))
-      .add(purgeJob('mfa_pending', (now, limit) => store.mfa.purgePending(now, limit)));
   }
 
   /**
@@ -507,11 +353,84 @@ export class Gatehouse {
       await Promise.allSettled([options.store ? undefined : store.close(), options.cache ? undefined : cache.close()]);
       throw err;
     }
-    if (options.startJobs !== false) {
-      gatehouse.jobs.start();
-      gatehouse.events.start();
-    }
+    if (options.startJobs !== false) gatehouse.startBackground();
     return gatehouse;
+  }
+
+  /** The background jobs' timer and the events' courier, of the wiring being served. */
+  private startBackground(): void {
+    this.jobsStarted = true;
+    this.current.jobs.start();
+    this.current.events.start();
+  }
+
+  /**
+   * Serves `next` from the next request on, without a restart (SIGHUP, once the CLI has read the
+   * file and `gatehouse check` would pass it): routes, apps, upstreams, providers, accounts, mail,
+   * tokens' lifetimes and clients, log.level. Connections, sessions and logins are kept; requests
+   * under way finish with the configuration they started with, whose parts are closed once they
+   * have. A change to a restart-only key (restartOnly()), or a file it names that cannot be used,
+   * changes nothing: it is logged with the key to fix and the running configuration stays.
+   */
+  async reload(next: Config): Promise<ReloadResult> {
+    const running = this.current;
+    const changed = changedKeys(running.config, next);
+    const log = (level: 'info' | 'error', result: ReloadResult, msg: string) => {
+      this.logger[level]({ event: 'config_reload', ...result }, msg);
+      return result;
+    };
+    if (this.closing) return log('info', { outcome: 'skipped', changed }, 'shutting down: configuration not reloaded');
+    if (changed.length === 0)
+      return log('info', { outcome: 'unchanged', changed }, 'configuration unchanged: nothing to reload');
+    const restart = restartOnly(running.config, next);
+    if (restart.length)
+      return log(
+        'error',
+        { outcome: 'restart_required', changed, restart },
+        `configuration not reloaded: ${restart.join(', ')} can only change with a restart; still serving the previous configuration`,
+      );
+    const mailer = sameEmail(running.config, next)
+      ? running.mailer
+      : next.email
+        ? new Mailer(next.email, { logger: this.logger, publicUrl: next.publicUrl })
+        : undefined;
+    let wiring: Wiring;
+    try {
+      wiring = wire(next, this.node, mailer, running);
+    } catch (err) {
+      if (mailer !== running.mailer) await mailer?.close(0);
+      return log(
+        'error',
+        { outcome: 'failed', changed, reason: (err as Error).message },
+        `configuration not reloaded: ${(err as Error).message}; still serving the previous configuration`,
+      );
+    }
+    this.current = wiring;
+    if (this.peers) this.tellPeers(wiring);
+    wiring.providers.warm();
+    if (this.jobsStarted) {
+      await Promise.all([running.jobs.stop(), running.events.close()]);
+      if (this.current === wiring && !this.closing) this.startBackground();
+    }
+    const retired = this.retire(running, wiring);
+    this.retiring.add(retired);
+    void retired.finally(() => this.retiring.delete(retired));
+    // The line is written at the more verbose of the two levels: an operator turning logs down sees it too.
+    const level = next.log.level;
+    if (this.logger.levels.values[level]! < this.logger.levelVal) this.logger.level = level;
+    log('info', { outcome: 'ok', changed }, `configuration reloaded (${changed.join(', ')})`);
+    this.logger.level = level;
+    return { outcome: 'ok', changed };
+  }
+
+  /** Closes what a replaced wiring used and the new one does not, once its last request has ended. */
+  private async retire(old: Wiring, next: Wiring): Promise<void> {
+    await old.http.whenIdle();
+    await Promise.allSettled([
+      old.upstreams.retire(next.upstreams),
+      old.oauth.close(),
+      old.mailer !== next.mailer ? old.mailer?.close(5000) : undefined,
+    ]);
   }
 
   /**
@@ -521,7 +440,7 @@ export class Gatehouse {
    * used are logged and the old ones kept. Returns whether a new listen.tls pair is in use.
    */
   reloadTls(): boolean {
-    for (const [app, upstream] of this.upstreams.all()) {
+    for (const [app, upstream] of this.current.upstreams.all()) {
       try {
         const tls = upstream.reloadTls();
         if (tls)
@@ -567,9 +486,15 @@ export class Gatehouse {
    * once, not within the cache's 60 s.
    */
   joinPeers(peers: Peers): void {
-    const tokens = this.providers.tokens;
-    tokens.onForgetUser = (userId, provider) => peers.publish({ kind: 'provider-tokens-forgotten', userId, provider });
-    peers.subscribe((e) => tokens.forgetCached(e.userId, e.provider));
+    this.peers = peers;
+    this.tellPeers(this.current);
+    peers.subscribe((e) => this.current.providers.tokens.forgetCached(e.userId, e.provider));
+  }
+
+  private tellPeers(wiring: Wiring): void {
+    const peers = this.peers!;
+    wiring.providers.tokens.onForgetUser = (userId, provider) =>
+      peers.publish({ kind: 'provider-tokens-forgotten', userId, provider });
   }
 
   async listen(port = this.config.listen.port, host = this.config.listen.host): Promise<AddressInfo> {
@@ -648,7 +573,7 @@ export class Gatehouse {
     this.closing ??= (async () => {
       // /ready answers 503 from now on; the listener keeps serving for drainDelay (responses
       // close their connections), so a balancer that probes it stops sending before it closes.
-      const stopped = Promise.all([this.jobs.stop(), this.events.close()]);
+      const stopped = Promise.all([this.current.jobs.stop(), this.current.events.close()]);
       if (this.config.listen.timeouts.drainDelay > 0)
         await new Promise((resolve) => setTimeout(resolve, this.config.listen.timeouts.drainDelay));
       await stopped;
@@ -677,7 +602,13 @@ export class Gatehouse {
       // HTTP/2 sessions that are still busy.
       http.Server.prototype.closeAllConnections.call(this.server as http.Server);
       for (const session of this.h2Sessions) session.destroy();
-      await this.upstreams.close();
+      // A configuration replaced by reload() closes its parts once its requests have ended, as
+      // they all have now (a moment for the last to settle).
+      await Promise.race([
+        Promise.allSettled(this.retiring),
+        new Promise((resolve) => setTimeout(resolve, 1000).unref()),
+      ]);
+      await this.current.upstreams.close();
       await this.metricsListener?.close();
       // Messages under way get a moment (their links are in the store already).
       await this.mailer?.close(Math.min(5000, this.config.listen.timeouts.drain));

@@ -11,16 +11,24 @@ import type { ClusterMetrics } from '../metrics/cluster.ts';
  * `listen.workers` > 1: one node as several processes (node:cluster). The primary serves no
  * traffic: it forks the workers (each a whole Gatehouse on the same port, the primary handing
  * out connections in turn), keeps the node's memory cache for them (cache/cluster.ts), replaces
- * a worker that dies, and passes SIGTERM (drain) and SIGHUP (TLS reload) on to all of them.
+ * a worker that dies, and passes SIGTERM (drain) and SIGHUP (reload: TLS files and the configuration) on to
+ * all of them.
  * docs/workers.md explains the consistency of each piece of shared state.
  */
 
-/** Messages the primary sends a worker. */
-export type WorkerCommand = { gatehouse: 'drain' } | { gatehouse: 'reload-tls' };
+/**
+ * Messages the primary sends a worker: drain, or reload (re-read the TLS files, and serve `text`,
+ * the configuration the primary has read and checked, when it is not the one the worker serves).
+ */
+export type WorkerCommand = { gatehouse: 'drain' } | { gatehouse: 'reload'; text: string };
 
 export function isWorkerCommand(m: unknown): m is WorkerCommand {
-  const g = (m as { gatehouse?: unknown } | null)?.gatehouse;
-  return typeof m === 'object' && m !== null && (g === 'drain' || g === 'reload-tls');
+  const c = m as { gatehouse?: unknown; text?: unknown } | null;
+  return (
+    typeof m === 'object' &&
+    c !== null &&
+    (c.gatehouse === 'drain' || (c.gatehouse === 'reload' && typeof c.text === 'string'))
+  );
 }
 
 /**
@@ -131,7 +139,8 @@ export class Supervisor {
   private readonly o: Required<Omit<SupervisorOptions, 'cache' | 'env' | 'metrics'>> &
     Pick<SupervisorOptions, 'cache' | 'env' | 'metrics'>;
   private readonly logger: Logger;
-  private readonly workers = new Map<number, { worker: Worker; listening: boolean }>();
+  /** `text`: the configuration the worker was started with or last sent. */
+  private readonly workers = new Map<number, { worker: Worker; listening: boolean; text: string | undefined }>();
   private readonly restarts = new Set<NodeJS.Timeout>();
   /** Exit times of crashed workers in the last minute: the next restart waits longer the more there are. */
   private crashes: number[] = [];
@@ -180,7 +189,7 @@ export class Supervisor {
 
   private fork(): void {
     const worker = cluster.fork(this.o.env);
-    this.workers.set(worker.id, { worker, listening: false });
+    this.workers.set(worker.id, { worker, listening: false, text: this.o.env?.[CONFIG_ENV] });
     // A worker's IPC channel closing under a send is no reason for the primary to die.
     worker.on('error', (err) =>
       this.logger.warn({ event: 'worker_ipc_error', worker: worker.id, err: { message: err.message } }, 'IPC error'),
@@ -192,6 +201,9 @@ export class Supervisor {
     if (!w || w.listening) return;
     w.listening = true;
     this.startupFailures = 0;
+    // Started before a reload it did not get: it is sent the configuration now served.
+    const text = this.o.env?.[CONFIG_ENV];
+    if (text !== undefined && w.text !== text) this.send(w, text);
   };
 
   private readonly onMessage = (worker: Worker, message: unknown) => {
@@ -251,14 +263,22 @@ export class Supervisor {
     this.restarts.add(timer);
   };
 
-  /** SIGHUP: every worker re-reads listen.tls and upstreamTls (each logs tls_reload with its outcome). One still starting reads them anyway. */
-  reloadTls(): void {
-    this.logger.info(
-      { event: 'tls_reload', workers: this.workers.size },
-      'asking every worker to reload listen.tls and upstreamTls',
-    );
-    for (const { worker, listening } of this.workers.values())
-      if (listening && worker.isConnected()) worker.send({ gatehouse: 'reload-tls' } satisfies WorkerCommand);
+  /**
+   * SIGHUP: every worker re-reads listen.tls and upstreamTls (each logs tls_reload with its outcome)
+   * and serves `text` (each logs config_reload), the configuration the primary has read and checked,
+   * which the workers started from now on get too. One still starting reads the files anyway and
+   * is sent `text` once it listens.
+   */
+  reload(text: string): void {
+    this.logger.info({ event: 'reload', workers: this.workers.size }, 'asking every worker to reload');
+    if (this.o.env) this.o.env[CONFIG_ENV] = text;
+    for (const w of this.workers.values()) if (w.listening) this.send(w, text);
+  }
+
+  private send(w: { worker: Worker; text: string | undefined }, text: string): void {
+    if (!w.worker.isConnected()) return;
+    w.text = text;
+    w.worker.send({ gatehouse: 'reload', text } satisfies WorkerCommand);
   }
 
   /** SIGTERM / SIGINT: every worker drains (its own graceful shutdown); run() resolves once all have exited. */

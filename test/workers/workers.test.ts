@@ -73,6 +73,9 @@ for (const backend of backends) {
     let db: Awaited<ReturnType<Backend['setup']>>;
     let url: string;
     let port: number;
+    let file: string;
+    /** The node's configuration file, with these routes after /slow's (`, {...}`). */
+    let writeConfig: (routes: string) => void;
     const one = selfSigned({ cn: 'workers-one' });
     const two = selfSigned({ cn: 'workers-two' });
     const live = {
@@ -95,16 +98,18 @@ for (const backend of backends) {
       url = `https://127.0.0.1:${port}`;
       copyFileSync(one.cert, live.cert);
       copyFileSync(one.key, live.key);
-      const file = join(dir, `workers-${backends.indexOf(backend)}.yaml`);
-      writeFileSync(
-        file,
-        `publicUrl: ${url}
+      file = join(dir, `workers-${backends.indexOf(backend)}.yaml`);
+      writeConfig = (routes) =>
+        writeFileSync(
+          file,
+          `publicUrl: ${url}
 listen: {host: 127.0.0.1, port: ${port}, workers: 2, tls: {cert: ${live.cert}, key: ${live.key}}, timeouts: {drain: 5s}}
 upstream: ${upstream.url}
-routes: [{path: /slow, access: public}]
+routes: [{path: /slow, access: public}${routes}]
 accounts: {rateLimits: {loginPerIp: 1000, loginPerAccount: 4}}
 ${db.yaml}`,
-      );
+        );
+      writeConfig('');
       node = new Node(file, ['--max-semi-space-size=16']);
       await node.until('both workers serve', () => node.live().size === 2, 90_000);
     });
@@ -249,6 +254,46 @@ ${db.yaml}`,
       for (let i = 0; i < 6; i++) served.add(await servedCN(port));
       assert.deepEqual([...served], ['workers-two']);
       assert.equal(node.child.exitCode, null, 'SIGHUP does not stop the node');
+    });
+
+    test('SIGHUP: every worker serves the edited configuration, and a worker started after it does too', async () => {
+      const status = async () => (await client().get('/reloaded')).status;
+      assert.equal(await status(), 401, 'not signed in: an API is asked to sign in');
+      writeConfig(', {path: /reloaded, access: deny}');
+      const mark = node.lines.length;
+      node.child.kill('SIGHUP');
+      const workers = [...node.live().keys()];
+      await node.until('every worker reloaded', () =>
+        workers.every((w) =>
+          node.since(mark).some((l) => l.worker === w && l.event === 'config_reload' && l.outcome === 'ok'),
+        ),
+      );
+      assert.deepEqual(
+        node.since(mark).find((l) => l.event === 'config_reload')?.changed,
+        ['routes'],
+        'the line names what changed',
+      );
+      const served = node.lines.length;
+      for (let i = 0; i < 6; i++) assert.equal(await status(), 403);
+      await node.until('both workers answered', () => node.servedBy(served, '/reloaded').size === 2);
+      // A worker forked now gets the configuration the primary serves, not the one it started with.
+      const [victim, pid] = [...node.live()][0]!;
+      process.kill(pid, 'SIGKILL');
+      await node.until('a new worker serves', () => node.live().size === 2 && !node.live().has(victim), 90_000);
+      const replaced = node.lines.length;
+      for (let i = 0; i < 6; i++) assert.equal(await status(), 403);
+      await node.until('both workers answered', () => node.servedBy(replaced, '/reloaded').size === 2);
+      // A change only a restart can make is refused by the primary; the workers keep serving.
+      writeFileSync(file, readFileSync(file, 'utf8').replace('drain: 5s', 'drain: 6s'));
+      const refused = node.lines.length;
+      node.child.kill('SIGHUP');
+      const line = await node.until('the primary refused it', () =>
+        node.since(refused).find((l) => l.event === 'config_reload' && l.worker === 0),
+      );
+      assert.equal(line.outcome, 'restart_required');
+      assert.deepEqual(line.restart, ['listen']);
+      assert.equal(await status(), 403);
+      writeFileSync(file, readFileSync(file, 'utf8').replace('drain: 6s', 'drain: 5s'));
     });
 
     test('a worker killed with SIGKILL is replaced, and the port keeps answering', async () => {
