@@ -67,17 +67,13 @@ export async function serve(file: string): Promise<number> {
       if (m.gatehouse === 'drain') return stop('primary');
       if (!gatehouse) return; // still starting: the primary sends it again once this one listens
       gatehouse.reloadTls();
-      if (m.text === text) return;
-      text = m.text;
+      if (m.refused !== undefined) return void gatehouse.reloadRefused(m.refused);
       // The primary has parsed and checked it: this cannot fail unless the environment differs.
       let next: Config;
       try {
         next = parseConfig(m.text, file);
       } catch (e) {
-        return void logger.error(
-          { event: 'config_reload', outcome: 'failed', reason: (e as Error).message },
-          'configuration not reloaded',
-        );
+        return void gatehouse.reloadRefused((e as Error).message);
       }
       void gatehouse.reload(next);
     });
@@ -107,7 +103,8 @@ export async function serve(file: string): Promise<number> {
   process.on('SIGHUP', () => {
     gatehouse.reloadTls();
     const next = reread(file, logger);
-    if (next) void gatehouse.reload(next.config);
+    if ('refused' in next) gatehouse.reloadRefused(next.refused);
+    else void gatehouse.reload(next.config);
   });
   if (stopping) {
     const signal = stopping;
@@ -160,17 +157,15 @@ async function primary(file: string, config: Config, text: string, logger: Logge
   });
   process.once('SIGTERM', () => supervisor.stop('SIGTERM'));
   process.once('SIGINT', () => supervisor.stop('SIGINT'));
-  // SIGHUP: the file is read and checked here, once; the workers get it when a restart is not needed.
+  // SIGHUP: the file is read and checked here, once. Every worker is sent it (and says what it
+  // did: reloaded, or a restart needed) or why it was refused; the workers started from now on get
+  // it unless it needs a restart.
   process.on('SIGHUP', () => {
     const next = reread(file, logger);
-    const restart = next ? restartOnly(config, next.config) : [];
-    if (next && restart.length === 0) [config, text] = [next.config, next.text];
-    else if (next)
-      logger.error(
-        { event: 'config_reload', outcome: 'restart_required', restart },
-        `configuration not reloaded: ${restart.join(', ')} can only change with a restart; the workers keep the previous configuration`,
-      );
-    supervisor.reload(text);
+    if ('refused' in next) return supervisor.reload({ text, refused: next.refused });
+    const adopt = restartOnly(config, next.config).length === 0;
+    if (adopt) [config, text] = [next.config, next.text];
+    supervisor.reload({ text: next.text }, adopt);
   });
   const code = await supervisor.run();
   await metricsListener?.close();
@@ -193,17 +188,12 @@ function logFindings(config: Config, logger: Logger): boolean {
 }
 
 /**
- * The configuration file read again for a reload (SIGHUP), or undefined (logged: the error that
- * names the key and line, or the findings `gatehouse check` fails on) when it must not be served.
+ * The configuration file read again for a reload (SIGHUP), with its findings logged as at start;
+ * or why it must not be served: the error that names the key and line, or that `gatehouse check`
+ * fails it.
  */
-function reread(file: string, logger: Logger): { config: Config; text: string } | undefined {
-  const refuse = (reason: string) => {
-    logger.error(
-      { event: 'config_reload', outcome: 'failed', reason },
-      `configuration not reloaded: ${reason}; still serving the previous configuration`,
-    );
-    return undefined;
-  };
+function reread(file: string, logger: Logger): { config: Config; text: string } | { refused: string } {
+  const refuse = (reason: string) => ({ refused: reason });
   let text: string;
   try {
     text = readFileSync(file, 'utf8');

@@ -73,6 +73,9 @@ export class Metrics {
   readonly auditDropped: Counter<string>;
   readonly appEvents: Counter<'app' | 'outcome'>;
   readonly revalidations: Counter<'provider' | 'outcome'>;
+  private readonly configReloads: Counter<'outcome'>;
+  private readonly configServed: Gauge<string>;
+  private readonly configLoadedAt: Gauge<string>;
   private readonly sessionsActive: Gauge<string>;
   private readonly meters = new Map<RequestKind, Map<string, Meter>>();
   private readonly upstreams = new Map<string, HistogramChild>();
@@ -183,6 +186,27 @@ export class Metrics {
       labelNames: ['provider', 'outcome'],
       registers: r,
     });
+    this.configReloads = new client.Counter({
+      name: 'gatehouse_config_reloads_total',
+      help: 'Reloads of the configuration file (SIGHUP), by outcome: ok, unchanged, restart_required (it changes a key only a restart can), failed (it does not validate, check fails it, or a file it names cannot be used)',
+      labelNames: ['outcome'],
+      registers: r,
+    });
+    this.configServed = new client.Gauge({
+      name: 'gatehouse_config_last_reload_successful',
+      help: '1 when the node serves its configuration file as it was at the last reload (or the start); 0 when that reload was refused and the file differs from what is served',
+      registers: r,
+      // Across workers: 0 when any of them refused it.
+      aggregator: 'min',
+    });
+    this.configServed.set(1);
+    this.configLoadedAt = new client.Gauge({
+      name: 'gatehouse_config_last_reload_success_timestamp_seconds',
+      help: 'When the configuration being served was loaded: the start, or the last reload that changed it (Unix time)',
+      registers: r,
+      aggregator: 'min',
+    });
+    this.configLoadedAt.set(Date.now() / 1000);
     const mailQueue: Gauge = new client.Gauge({
       name: 'gatehouse_mail_queue_depth',
       help: 'Messages queued, being sent or waiting for a retry',
@@ -207,6 +231,13 @@ export class Metrics {
       registers: r,
       aggregator: 'first',
     }).set({ version: o.version }, 1);
+  }
+
+  /** A reload's outcome (server/gatehouse.ts reload()). */
+  configReloaded(outcome: 'ok' | 'unchanged' | 'restart_required' | 'failed'): void {
+    this.configReloads.inc({ outcome });
+    this.configServed.set(outcome === 'ok' || outcome === 'unchanged' ? 1 : 0);
+    if (outcome === 'ok') this.configLoadedAt.set(Date.now() / 1000);
   }
 
   /** Sets what the scrape-time gauges read. */

@@ -375,10 +375,7 @@ export class Gatehouse {
   async reload(next: Config): Promise<ReloadResult> {
     const running = this.current;
     const changed = changedKeys(running.config, next);
-    const log = (level: 'info' | 'error', result: ReloadResult, msg: string) => {
-      this.logger[level]({ event: 'config_reload', ...result }, msg);
-      return result;
-    };
+    const log = (level: 'info' | 'error', result: ReloadResult, msg: string) => this.reloaded(level, result, msg);
     if (this.closing) return log('info', { outcome: 'skipped', changed }, 'shutting down: configuration not reloaded');
     if (changed.length === 0)
       return log('info', { outcome: 'unchanged', changed }, 'configuration unchanged: nothing to reload');
@@ -418,9 +415,28 @@ export class Gatehouse {
     // The line is written at the more verbose of the two levels: an operator turning logs down sees it too.
     const level = next.log.level;
     if (this.logger.levels.values[level]! < this.logger.levelVal) this.logger.level = level;
-    log('info', { outcome: 'ok', changed }, `configuration reloaded (${changed.join(', ')})`);
+    const result = log('info', { outcome: 'ok', changed }, `configuration reloaded (${changed.join(', ')})`);
     this.logger.level = level;
-    return { outcome: 'ok', changed };
+    return result;
+  }
+
+  /**
+   * A reload refused before it got here, by what reads the file (cli/serve.ts): a file that does
+   * not parse or validate, or that `gatehouse check` fails. Logged and counted as reload()'s own.
+   */
+  reloadRefused(reason: string): ReloadResult {
+    return this.reloaded(
+      'error',
+      { outcome: 'failed', changed: [], reason },
+      `configuration not reloaded: ${reason}; still serving the previous configuration`,
+    );
+  }
+
+  /** The `config_reload` line and the reload metrics. */
+  private reloaded(level: 'info' | 'error', result: ReloadResult, msg: string): ReloadResult {
+    this.logger[level]({ event: 'config_reload', ...result }, msg);
+    if (result.outcome !== 'skipped') this.metrics?.configReloaded(result.outcome);
+    return result;
   }
 
   /** Closes what a replaced wiring used and the new one does not, once its last request has ended. */

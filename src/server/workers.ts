@@ -17,17 +17,27 @@ import type { ClusterMetrics } from '../metrics/cluster.ts';
  */
 
 /**
- * Messages the primary sends a worker: drain, or reload (re-read the TLS files, and serve `text`,
- * the configuration the primary has read and checked, when it is not the one the worker serves).
+ * Messages the primary sends a worker: drain, or reload: re-read the TLS files, and serve `text`,
+ * the configuration the primary has read and checked; or, with `refused`, say why the file read
+ * was not sent (it does not validate, or `gatehouse check` fails it).
  */
-export type WorkerCommand = { gatehouse: 'drain' } | { gatehouse: 'reload'; text: string };
+export type WorkerCommand = { gatehouse: 'drain' } | ({ gatehouse: 'reload' } & Reload);
+
+/** A reload as the primary sends it. */
+export interface Reload {
+  text: string;
+  refused?: string;
+}
 
 export function isWorkerCommand(m: unknown): m is WorkerCommand {
-  const c = m as { gatehouse?: unknown; text?: unknown } | null;
+  const c = m as { gatehouse?: unknown; text?: unknown; refused?: unknown } | null;
   return (
     typeof m === 'object' &&
     c !== null &&
-    (c.gatehouse === 'drain' || (c.gatehouse === 'reload' && typeof c.text === 'string'))
+    (c.gatehouse === 'drain' ||
+      (c.gatehouse === 'reload' &&
+        typeof c.text === 'string' &&
+        (c.refused === undefined || typeof c.refused === 'string')))
   );
 }
 
@@ -203,7 +213,7 @@ export class Supervisor {
     this.startupFailures = 0;
     // Started before a reload it did not get: it is sent the configuration now served.
     const text = this.o.env?.[CONFIG_ENV];
-    if (text !== undefined && w.text !== text) this.send(w, text);
+    if (text !== undefined && w.text !== text) this.send(w, { text });
   };
 
   private readonly onMessage = (worker: Worker, message: unknown) => {
@@ -265,20 +275,20 @@ export class Supervisor {
 
   /**
    * SIGHUP: every worker re-reads listen.tls and upstreamTls (each logs tls_reload with its outcome)
-   * and serves `text` (each logs config_reload), the configuration the primary has read and checked,
-   * which the workers started from now on get too. One still starting reads the files anyway and
-   * is sent `text` once it listens.
+   * and serves the configuration the primary has read and checked, or says why it was refused
+   * (each logs config_reload). `adopt`: the workers started from now on get it too; one still
+   * starting reads the files anyway and is sent it once it listens.
    */
-  reload(text: string): void {
+  reload(reload: Reload, adopt = false): void {
     this.logger.info({ event: 'reload', workers: this.workers.size }, 'asking every worker to reload');
-    if (this.o.env) this.o.env[CONFIG_ENV] = text;
-    for (const w of this.workers.values()) if (w.listening) this.send(w, text);
+    if (adopt && this.o.env) this.o.env[CONFIG_ENV] = reload.text;
+    for (const w of this.workers.values()) if (w.listening) this.send(w, reload);
   }
 
-  private send(w: { worker: Worker; text: string | undefined }, text: string): void {
+  private send(w: { worker: Worker; text: string | undefined }, reload: Reload): void {
     if (!w.worker.isConnected()) return;
-    w.text = text;
-    w.worker.send({ gatehouse: 'reload', text } satisfies WorkerCommand);
+    if (reload.refused === undefined) w.text = reload.text;
+    w.worker.send({ gatehouse: 'reload', ...reload } satisfies WorkerCommand);
   }
 
   /** SIGTERM / SIGINT: every worker drains (its own graceful shutdown); run() resolves once all have exited. */

@@ -32,6 +32,7 @@ const bobEmail = uniqueEmail('bob');
 function config(o: { to: TestUpstream; admins: string[]; apps?: string; top?: string }): string {
   return `publicUrl: ${url}
 listen: {host: 127.0.0.1, port: ${port}, timeouts: {drain: 5s}}
+metrics: {listen: "127.0.0.1:0"}
 store: {type: sqlite, path: ${join(dir, 'reload.db')}}
 ${o.top ?? ''}
 apps:
@@ -131,6 +132,11 @@ test('a file that cannot be served changes nothing: a syntax error, a key only a
       (l) => assert.match(l.reason, /apps\[0\]\.upsteam/),
     ],
     [
+      'a secret of the wrong type',
+      `${good}\nproviders: [{id: corp, type: oidc, issuer: "https://idp.example", clientId: gh, clientSecret: [hunter2-is-secret]}]`,
+      (l) => assert.match(l.reason, /providers\[0\]\.clientSecret/),
+    ],
+    [
       'listen.port',
       good.replace(`port: ${port}`, `port: ${port + 1}`),
       (l) => {
@@ -147,10 +153,12 @@ test('a file that cannot be served changes nothing: a syntax error, a key only a
   for (const [what, text, check] of cases) {
     writeFileSync(file, text);
     const mark = node.lines.length;
+    const printed = node.output.length;
     const line = await hangup();
     assert.notEqual(line.outcome, 'ok', what);
     assert.equal(line.level, 'error', what);
     check(line);
+    assert.ok(!node.output.slice(printed).join('\n').includes('hunter2'), 'no secret from the file is logged');
     if (what.includes('logo'))
       assert.ok(
         node.since(mark).some((l) => l.event === 'config_error' && l.key === 'apps[0].branding.logo'),
@@ -160,8 +168,16 @@ test('a file that cannot be served changes nothing: a syntax error, a key only a
     assert.equal((await client(bob).get('/admin/report')).status, 200, what);
     assert.equal((await client(alice).get('/admin/report')).status, 403, what);
   }
+  const metrics = async () => {
+    const res = await fetch(`http://127.0.0.1:${node.metricsPort()}/metrics`);
+    return res.text();
+  };
+  assert.match(await metrics(), /^gatehouse_config_last_reload_successful 0$/m, 'an alert can fire');
+  assert.match(await metrics(), /^gatehouse_config_reloads_total\{outcome="failed"\} 4$/m);
+  assert.match(await metrics(), /^gatehouse_config_reloads_total\{outcome="restart_required"\} 1$/m);
   writeFileSync(file, good);
   assert.equal((await hangup()).outcome, 'unchanged');
+  assert.match(await metrics(), /^gatehouse_config_last_reload_successful 1$/m);
   assert.equal(node.child.exitCode, null, 'no SIGHUP stops the node');
 });
 
