@@ -95,6 +95,8 @@ export class Gatehouse {
   private current: Wiring;
   /** Wirings replaced by reload() whose requests have not all ended: closed with the node. */
   private readonly retiring = new Set<Promise<void>>();
+  /** Mailers of replaced wirings that still have mail to send. */
+  private readonly oldMailers = new Set<Mailer>();
   /** listen.workers: the other workers of this node (joinPeers). */
   private peers: Peers | undefined;
   private jobsStarted = false;
@@ -253,7 +255,7 @@ export class Gatehouse {
     if (metrics) {
       metrics.collect({
         sessionsActive: () => store.sessions.countActive(Date.now(), this.config.sessions.idleTimeout),
-        mailQueueDepth: () => this.mailer?.depth ?? 0,
+        mailQueueDepth: () => [this.mailer, ...this.oldMailers].reduce((n, m) => n + (m?.depth ?? 0), 0),
         signingKeyCreatedAt: () => keys.currentCreatedAt,
       });
       this.metricsListener = new MetricsListener(metrics);
@@ -439,14 +441,20 @@ export class Gatehouse {
     return result;
   }
 
-  /** Closes what a replaced wiring used and the new one does not, once its last request has ended. */
+  /**
+   * Closes what a replaced wiring used and the new one does not, once its last request has ended.
+   * Mail it queued is sent by its mailer, retries included, which then closes (close() takes what
+   * is still left at shutdown).
+   */
   private async retire(old: Wiring, next: Wiring): Promise<void> {
+    const mailer = old.mailer !== next.mailer ? old.mailer : undefined;
+    if (mailer) this.oldMailers.add(mailer);
     await old.http.whenIdle();
-    await Promise.allSettled([
-      old.upstreams.retire(next.upstreams),
-      old.oauth.close(),
-      old.mailer !== next.mailer ? old.mailer?.close(5000) : undefined,
-    ]);
+    await Promise.allSettled([old.upstreams.retire(next.upstreams), old.oauth.close()]);
+    if (!mailer) return;
+    await mailer.idle();
+    this.oldMailers.delete(mailer);
+    await mailer.close(0);
   }
 
   /**
@@ -627,7 +635,8 @@ export class Gatehouse {
       await this.current.upstreams.close();
       await this.metricsListener?.close();
       // Messages under way get a moment (their links are in the store already).
-      await this.mailer?.close(Math.min(5000, this.config.listen.timeouts.drain));
+      const grace = Math.min(5000, this.config.listen.timeouts.drain);
+      await Promise.all([this.mailer, ...this.oldMailers].map((m) => m?.close(grace)));
       // The audit trail's last batch goes before the store closes (never lost on a clean stop).
       await this.audit.close();
       await Promise.allSettled([this.store.close(), this.cache.close(), this.oauth.close()]);

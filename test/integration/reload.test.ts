@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import { Client, registerJson, uniqueEmail } from '../helpers/client.ts';
 import { runCli } from '../helpers/cli.ts';
 import { freePort } from '../helpers/gatehouse.ts';
+import { startSmtp, type TestSmtp } from '../helpers/smtp.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { eventually } from '../faults/services.ts';
 import { type Line, Node } from '../workers/node.ts';
@@ -21,6 +22,7 @@ const file = join(dir, 'gatehouse.yaml');
 let node: Node;
 let one: TestUpstream;
 let two: TestUpstream;
+let smtp: TestSmtp;
 let port: number;
 let url: string;
 const alice = new Client('http://127.0.0.1');
@@ -29,10 +31,11 @@ const aliceEmail = uniqueEmail('alice');
 const bobEmail = uniqueEmail('bob');
 
 /** The node's configuration: `main` on upstream `to`, /admin for the groups `admins`, and what the rest add. */
-function config(o: { to: TestUpstream; admins: string[]; apps?: string; top?: string }): string {
+function config(o: { to: TestUpstream; admins: string[]; apps?: string; top?: string; from?: string }): string {
   return `publicUrl: ${url}
 listen: {host: 127.0.0.1, port: ${port}, timeouts: {drain: 5s}}
 metrics: {listen: "127.0.0.1:0"}
+email: {from: "${o.from ?? 'Acme <no-reply@acme.example>'}", smtp: {host: 127.0.0.1, port: ${smtp.port}}, delivery: {retryDelay: 1s}}
 store: {type: sqlite, path: ${join(dir, 'reload.db')}}
 ${o.top ?? ''}
 apps:
@@ -58,7 +61,7 @@ async function hangup(): Promise<Line> {
 }
 
 before(async () => {
-  [one, two] = await Promise.all([startUpstream(), startUpstream()]);
+  [one, two, smtp] = await Promise.all([startUpstream(), startUpstream(), startSmtp()]);
   port = await freePort();
   url = `http://127.0.0.1:${port}`;
   writeFileSync(file, config({ to: one, admins: ['ops'] }));
@@ -81,7 +84,7 @@ before(async () => {
 after(async () => {
   node.child.kill('SIGKILL');
   await node.exited;
-  await Promise.all([one.close(), two.close()]);
+  await Promise.all([one.close(), two.close(), smtp.close()]);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -193,4 +196,24 @@ test('log.level takes effect at a reload: request lines stop at warn and come ba
   const loud = node.lines.length;
   assert.equal((await client(bob).get('/admin/report')).status, 200);
   await node.until('a request line', () => requestLines(loud) === 1);
+});
+
+test('a reload that changes email: a message waiting for a retry is still sent, the next with the new settings', async () => {
+  const carol = uniqueEmail('carol');
+  // The verification mail of this registration is refused once (451): it waits 1 s for its retry.
+  smtp.failNext(1, 451);
+  const mark = node.lines.length;
+  await registerJson(new Client(url), carol);
+  await node.until('the first attempt failed', () => node.since(mark).some((l) => l.event === 'mail_retry'));
+  writeFileSync(file, config({ to: two, admins: ['finance'], from: 'Acme Billing <billing@acme.example>' }));
+  const line = await hangup();
+  assert.equal(line.outcome, 'ok');
+  assert.ok(line.changed.includes('email'), line.changed);
+  const first = await smtp.waitFor((m) => m.to.includes(carol), 15_000);
+  assert.match(first.headers.get('from') ?? '', /no-reply@acme\.example/, 'sent as it was queued');
+  const dave = uniqueEmail('dave');
+  await registerJson(new Client(url), dave);
+  const next = await smtp.waitFor((m) => m.to.includes(dave), 15_000);
+  assert.match(next.headers.get('from') ?? '', /billing@acme\.example/);
+  assert.ok(!node.lines.some((l) => l.event === 'mail_dropped'), 'no message was dropped');
 });
