@@ -7,7 +7,7 @@ import { lintMfa } from '../mfa/lint.ts';
 import { appsOf } from '../sites/index.ts';
 import { isLoopbackHost } from '../http/loopback.ts';
 import { headerNames, relaysTokens } from '../config/headers.ts';
-import type { AppConfig, Config } from '../config/schema.ts';
+import { type AppConfig, type Config, upstreamList } from '../config/schema.ts';
 import type { Warning } from '../config/warning.ts';
 
 /**
@@ -110,18 +110,26 @@ export function lintConfig(config: Config): Warning[] {
         w.push({ key: `${key.replace(/\.path$/, '')}.allow`, message: 'an empty allow-list admits nobody.' });
       }
     });
-    const upstream = new URL(app.upstream);
-    if (upstream.host === publicUrl.host) {
+    const several = typeof app.upstream !== 'string';
+    const urls = upstreamList(app.upstream);
+    urls.forEach((url, u) => {
+      const upstream = new URL(url);
+      const key = `${base ? `${base}.upstream` : 'upstream'}${several ? `[${u}]` : ''}`;
+      if (upstream.host === publicUrl.host) {
+        w.push({ key, message: 'the upstream is Gatehouse itself: requests would loop.' });
+      } else if (isOwnListener(upstream, config.listen)) {
+        w.push({
+          key,
+          message: `the upstream is Gatehouse itself (listen.port ${config.listen.port} on this machine): requests would loop.`,
+        });
+      }
+    });
+    const hosts = new Set(urls.map((u) => new URL(u).hostname));
+    if (hosts.size > 1 && urls[0]!.startsWith('https:') && !app.upstreamTls?.serverName)
       w.push({
-        key: base ? `${base}.upstream` : 'upstream',
-        message: 'the upstream is Gatehouse itself: requests would loop.',
+        key: `${base ? `${base}.upstream` : 'upstream'}`,
+        message: `https replicas on different hosts are all sent the first one's name (${new URL(urls[0]!).hostname}) as Host and SNI, and their certificates are checked against it: each must be valid for that name, or set upstreamTls.serverName to the name they share.`,
       });
-    } else if (isOwnListener(upstream, config.listen)) {
-      w.push({
-        key: base ? `${base}.upstream` : 'upstream',
-        message: `the upstream is Gatehouse itself (listen.port ${config.listen.port} on this machine): requests would loop.`,
-      });
-    }
   });
   w.push(...lintProviders(config));
   w.push(...lintOAuth(config));

@@ -60,34 +60,36 @@ export async function probeAll(config: Config, timeoutMs = 5000): Promise<ProbeR
   }
   for (const site of buildSites(config).values())
     for (const app of site.apps) {
-      const upstream = app.upstream.url;
       const tlsKey = app.upstream.tls?.at ?? 'upstreamTls';
-      probes.push({
-        what: `app "${app.name}" upstream ${upstream.href}`,
-        hint: (err) =>
-          TLS_FAILURE.test(describe(err))
-            ? `the TLS handshake with the app failed: does its certificate chain to ${tlsKey}.ca (or a system CA), is it valid for the upstream's host (or ${tlsKey}.serverName), and does the app take the client certificate of ${tlsKey}.cert?`
-            : 'is the app running, and is this its address as seen from this host?',
-        run: async () => {
-          const started = performance.now();
-          // As serve connects: upstreamTls's CA, client certificate and name (a file that cannot be used fails here).
-          const tls = loadUpstreamTls(app.upstream.tls);
-          const dispatcher = new Agent({ connect: tls.options });
-          try {
-            const res = await request(upstream, {
-              dispatcher,
-              method: 'HEAD',
-              headersTimeout: timeoutMs,
-              bodyTimeout: timeoutMs,
-              signal: AbortSignal.timeout(timeoutMs),
-            });
-            await res.body.dump();
-            return `HTTP ${res.statusCode} in ${Math.round(performance.now() - started)} ms${tls.client ? ', with the client certificate' : ''}`;
-          } finally {
-            void dispatcher.destroy();
-          }
-        },
-      });
+      for (const upstream of app.upstream.urls)
+        probes.push({
+          what: `app "${app.name}" upstream ${upstream.href}`,
+          hint: (err) =>
+            TLS_FAILURE.test(describe(err))
+              ? `the TLS handshake with the app failed: does its certificate chain to ${tlsKey}.ca (or a system CA), is it valid for the upstream's host (or ${tlsKey}.serverName), and does the app take the client certificate of ${tlsKey}.cert?`
+              : 'is the app running, and is this its address as seen from this host?',
+          run: async () => {
+            const started = performance.now();
+            // As serve connects: upstreamTls's CA, client certificate and name (a file that cannot be used fails here).
+            const tls = loadUpstreamTls(app.upstream.tls);
+            const dispatcher = new Agent({ connect: tls.options });
+            try {
+              const res = await request(upstream, {
+                dispatcher,
+                // As serve sends it to every replica (undici takes the TLS name from it too).
+                headers: { host: app.upstream.host },
+                method: 'HEAD',
+                headersTimeout: timeoutMs,
+                bodyTimeout: timeoutMs,
+                signal: AbortSignal.timeout(timeoutMs),
+              });
+              await res.body.dump();
+              return `HTTP ${res.statusCode} in ${Math.round(performance.now() - started)} ms${tls.client ? ', with the client certificate' : ''}`;
+            } finally {
+              void dispatcher.destroy();
+            }
+          },
+        });
       const events = app.events?.url;
       if (events)
         probes.push({

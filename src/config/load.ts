@@ -192,7 +192,7 @@ function issuesToProblems(
   lineOf: (n: Node | null | undefined) => number | undefined,
 ): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
-  for (const issue of issues) {
+  for (const issue of issues.flatMap(matchedMember)) {
     let path = issue.path as (string | number)[];
     let message: string;
     let found: unknown = issue.input;
@@ -207,7 +207,11 @@ function issuesToProblems(
       found = valueAt(data, path);
       const options = oneOf((issue as { options?: unknown[] }).options ?? []);
       message = found === undefined ? `is required (${options})` : `expected ${options}`;
-    } else if (issue.code === 'invalid_type' && issue.input === undefined) {
+    } else if (
+      (issue.code === 'invalid_type' || issue.code === 'invalid_union') &&
+      issue.input === undefined &&
+      valueAt(data, path) === undefined
+    ) {
       message = 'is required';
     } else {
       message = issueMessage(issue, path);
@@ -224,6 +228,17 @@ function issuesToProblems(
     problems.push({ key, line: lineAt(doc, path, lineOf), message: withoutCredentials(message) });
   }
   return problems;
+}
+
+/**
+ * A value of one of a union's types that is wrong inside (a list with a bad entry, where a URL or a
+ * list of URLs is expected): the problems of the member of that type, at their own keys.
+ */
+function matchedMember(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
+  if (issue.code !== 'invalid_union' || issue.discriminator !== undefined) return [issue];
+  const typed = issue.errors.filter((errs) => !errs.some((e) => e.code === 'invalid_type' && e.path.length === 0));
+  if (typed.length !== 1) return [issue];
+  return typed[0]!.map((e) => ({ ...e, path: [...issue.path, ...e.path] }) as z.core.$ZodIssue);
 }
 
 /** What was expected, for an issue the schema did not word itself. */

@@ -39,6 +39,37 @@ const httpUrl = (what: string, example: string) =>
     if (u.search || u.hash) ctx.addIssue({ code: 'custom', message: `${what} must not have a query or fragment` });
   });
 
+/**
+ * An app's upstream: one URL, or several (replicas of the app: requests are balanced over them, and
+ * one that cannot be reached is passed over) with the same scheme and path.
+ */
+const upstreamUrls = () =>
+  z
+    .union([
+      httpUrl('upstream', 'http://127.0.0.1:3000'),
+      z.array(httpUrl('upstream', 'http://127.0.0.1:3000')).min(1).max(16),
+    ])
+    .superRefine((v, ctx) => {
+      if (typeof v === 'string') return;
+      // An entry that is wrong in itself is named by its own check; they are compared once each is a URL.
+      const urls = v.map((u) => URL.parse(u)).filter((u): u is URL => u !== null && /^https?:$/.test(u.protocol));
+      if (urls.length !== v.length) return;
+      const [first] = urls;
+      const path = (u: URL) => u.pathname.replace(/\/+$/, '');
+      const seen = new Set<string>();
+      urls.forEach((u, i) => {
+        if (u.protocol !== first!.protocol || path(u) !== path(first!))
+          ctx.addIssue({
+            code: 'custom',
+            path: [i],
+            message: `every upstream of an app has the scheme and path of the first (${first!.protocol}//...${path(first!)}): they are copies of one app`,
+          });
+        else if (seen.has(u.origin))
+          ctx.addIssue({ code: 'custom', path: [i], message: `${u.origin} is listed twice` });
+        seen.add(u.origin);
+      });
+    });
+
 export const PROXY_PRESETS = ['loopback', 'private', 'linklocal'] as const;
 
 const cidr = z.string().superRefine((v, ctx) => {
@@ -243,7 +274,10 @@ export const AppSchema = z.strictObject({
     .regex(/^(\/[A-Za-z0-9\-._~]+)+$/, 'a path prefix such as /api (no trailing slash)')
     .optional()
     .meta({ description: 'Serve this app under a path prefix on its host' }),
-  upstream: httpUrl('upstream', 'http://127.0.0.1:3000'),
+  upstream: upstreamUrls().meta({
+    description:
+      'The app: a URL, or a list of URLs of its replicas (same scheme and path): requests are balanced over them, and one that refuses connections is passed over (docs/behind-a-proxy.md)',
+  }),
 });
 
 const StoreSchema = z
@@ -359,9 +393,9 @@ export const ConfigSchema = z
           .meta({ description: 'Older master keys still accepted for decryption while rotating' }),
       })
       .prefault({}),
-    upstream: httpUrl('upstream', 'http://127.0.0.1:3000')
+    upstream: upstreamUrls()
       .optional()
-      .meta({ description: 'The one app behind Gatehouse (or use apps:)' }),
+      .meta({ description: 'The one app behind Gatehouse (or use apps:): a URL, or a list of URLs of its replicas' }),
     ...{ ...appFields, name: appFields.name.default('app') },
     apps: z.array(AppSchema).min(1).optional().meta({ description: 'Several apps, routed by host and/or path prefix' }),
     providers: ProvidersSchema,
@@ -672,10 +706,15 @@ export const ConfigSchema = z
           });
       }),
     );
-    const upstreamTls = (app: { upstream?: string; upstreamTls?: UpstreamTlsConfig }, at: (string | number)[]) => {
+    const upstreamTls = (
+      app: { upstream?: string | string[]; upstreamTls?: UpstreamTlsConfig },
+      at: (string | number)[],
+    ) => {
       const t = app.upstreamTls;
       if (!t) return;
-      if (app.upstream && !app.upstream.startsWith('https:'))
+      // The first URL decides the scheme of all (a list with another is refused above); [] is refused too.
+      const first = app.upstream ? upstreamList(app.upstream)[0] : undefined;
+      if (typeof first === 'string' && !first.startsWith('https:'))
         ctx.addIssue({
           code: 'custom',
           path: [...at, 'upstreamTls'],
@@ -708,3 +747,8 @@ export type UpstreamTlsConfig = NonNullable<AppConfig['upstreamTls']>;
 export type RouteConfig = z.output<typeof RouteSchema>;
 export type AllowConfig = z.output<typeof AllowSchema>;
 export type { ProviderConfig } from './providers.ts';
+
+/** An app's upstream URLs as a list (the config takes one URL or several). */
+export function upstreamList(upstream: string | string[]): string[] {
+  return typeof upstream === 'string' ? [upstream] : upstream;
+}

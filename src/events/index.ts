@@ -123,7 +123,10 @@ export class AppEvents implements AppEventSink {
     for (const app of options.apps) {
       if (!app.events) continue;
       const url = app.events.url;
-      this.urls.set(app.name, { url, tls: app.upstream?.url.origin === url.origin ? app.upstream.tls : null });
+      this.urls.set(app.name, {
+        url,
+        tls: app.upstream?.urls.some((u) => u.origin === url.origin) ? app.upstream.tls : null,
+      });
       for (const type of eventTypesOf(app)) {
         const list = this.subscribers.get(type) ?? [];
         list.push(app.name);

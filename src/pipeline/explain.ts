@@ -39,7 +39,8 @@ export function explain(routes: Routes, url: string, u: URL, method: string, ip?
   const found = ruleFor(site, method, target.path, ip);
   if (!found) return [...lines, '  no app serves this path → 404'].join('\n');
   const { app, rule } = found;
-  lines.push(`  app "${app.name}" → ${app.upstream.url.origin}${app.upstream.basePath}${target.path}`);
+  const more = app.upstream.urls.length > 1 ? ` (or one of its ${app.upstream.urls.length - 1} other replicas)` : '';
+  lines.push(`  app "${app.name}" → ${app.upstream.url.origin}${app.upstream.basePath}${target.path}${more}`);
   if (app.cors) {
     lines.push(
       `  cors: ${describeCors(app.cors)}${method === 'OPTIONS' ? '; a preflight (Origin and Access-Control-Request-Method) is answered by Gatehouse (204) and never forwarded; the rules decide any other OPTIONS' : ''}`,

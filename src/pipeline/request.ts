@@ -292,6 +292,12 @@ export class HttpEntry {
     const forwarded = await forward(req, res, this.d.upstreams.of(app), ctx.path + ctx.query, headers, cors !== null);
     if (meter && forwarded.headersAt)
       this.d.metrics!.upstream(app.name).observe((forwarded.headersAt - meter.sentAt) / 1000);
+    if (forwarded.passedOver)
+      for (const { cause, at } of forwarded.passedOver)
+        this.d.logger.warn(
+          { event: 'upstream_unreachable', app: app.name, cause, at, requestId: ctx.requestId },
+          'a replica of the app could not be reached: passed over',
+        );
     if (forwarded.error) {
       this.d.logger.warn(
         { event: 'upstream_error', app: app.name, cause: forwarded.cause, requestId: ctx.requestId },

@@ -2,30 +2,40 @@
 // header hygiene (headers.ts), the WebSocket tunnel (upgrade.ts).
 import type { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Pool } from 'undici';
+import { BalancedPool, Pool } from 'undici';
 import { withoutAppCors } from '../http/cors.ts';
 import { hasBody } from '../http/protocol.ts';
 import type { App, UpstreamTarget } from '../sites/index.ts';
 import { downstreamResponseHeaders } from './headers.ts';
 import { loadUpstreamTls, type UpstreamTls } from './tls.ts';
 
-/** One app's upstream: a keep-alive connection pool, created once by the Gatehouse that serves it. */
+/**
+ * One app's upstream: a keep-alive connection pool, created once by the Gatehouse that serves it;
+ * for several replicas, undici's BalancedPool (a pool per replica, taken in turn, one that fails to
+ * connect taken less often until it connects again).
+ */
 export class Upstream {
+  /** The first replica (its host is the Host header; scheme and path are every replica's). */
   readonly url: URL;
+  /** Every replica. */
+  readonly urls: URL[];
   readonly host: string;
   /** Path of the upstream URL without its trailing slash, prepended to every request. */
   readonly basePath: string;
   /** Replaced (and the old one closed once its requests end) when reloadTls() reads new files. */
-  pool: Pool;
+  pool: Pool | BalancedPool;
   readonly timeouts: UpstreamTarget['timeouts'];
   /** upstreamTls as read at start or at the last reloadTls(). */
   tls: UpstreamTls;
   private readonly target: UpstreamTarget;
+  /** Which replica the next WebSocket tunnel tries first. */
+  private turn = 0;
 
   /** Reads the app's upstreamTls files: a TlsFileError names the one to fix. */
   constructor(target: UpstreamTarget) {
     this.target = target;
     this.url = target.url;
+    this.urls = target.urls;
     this.host = target.host;
     this.basePath = target.basePath;
     this.timeouts = target.timeouts;
@@ -33,9 +43,9 @@ export class Upstream {
     this.pool = this.newPool();
   }
 
-  private newPool(): Pool {
+  private newPool(): Pool | BalancedPool {
     const timeouts = this.timeouts;
-    return new Pool(this.url.origin, {
+    const options = {
       connections: 512,
       pipelining: 1,
       keepAliveTimeout: 4_000,
@@ -43,7 +53,21 @@ export class Upstream {
       headersTimeout: timeouts.response,
       bodyTimeout: timeouts.idle,
       connect: { timeout: timeouts.connect, ...this.tls.options },
-    });
+    };
+    return this.urls.length === 1
+      ? new Pool(this.url.origin, options)
+      : new BalancedPool(
+          this.urls.map((u) => u.origin),
+          options,
+        );
+  }
+
+  /** The replicas, starting from the next in turn (WebSocket tunnels: the first that connects is used). */
+  replicasInTurn(): URL[] {
+    const n = this.urls.length;
+    if (n === 1) return [this.url];
+    const first = this.turn++ % n;
+    return this.urls.map((_, i) => this.urls[(first + i) % n]!);
   }
 
   /**
@@ -103,15 +127,19 @@ export class Upstreams {
 
 /** What makes two apps' pools interchangeable: the same upstream URL, timeouts and upstreamTls. */
 function targetKey(t: UpstreamTarget): string {
-  return JSON.stringify([t.url.href, t.timeouts, t.tls]);
+  return JSON.stringify([t.urls.map((u) => u.href), t.timeouts, t.tls]);
 }
 
-/** headersAt: performance.now() when the app's response headers came (0: they did not). */
+/**
+ * headersAt: performance.now() when the app's response headers came (0: they did not). passedOver:
+ * replicas that could not be reached before one answered (or the last also failed).
+ */
 export type ForwardOutcome = {
   status: number;
   error?: 'bad_gateway' | 'gateway_timeout';
   cause?: string;
   headersAt?: number;
+  passedOver?: { cause: string; at?: string }[];
 };
 
 /**
@@ -150,11 +178,22 @@ class ClientGone {
 }
 
 const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
+/** Errors of connecting: the replica got nothing of the request, which can go to another. */
+export const UNREACHED = new Set([
+  'ECONNREFUSED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
 
 /**
  * Streams the request to the app and the response back, both ways without buffering: a
  * 1 GiB upload or download passes through in chunks, with backpressure. A request is sent
- * once; undici never retries it. Resolves once the exchange is over. When the app fails
+ * once; undici never retries it. With several replicas, one that cannot be connected to (so got
+ * nothing, and no byte of the body was read) is passed over for the next, each at most once.
+ * Resolves once the exchange is over. When the app fails
  * before answering, nothing has been written and the caller renders 502/504; when it fails
  * midway, the client connection is cut, so a truncated body is never passed off as whole.
  * `ownCors`: Gatehouse set the app's CORS headers on `res` (http/cors.ts); the app's own go.
@@ -173,37 +212,60 @@ export function forward(
   };
   // on, not once: it is removed below in any case, and once wraps it in another function.
   res.on('close', onClose);
+  const body = hasBody(req) ? req : null;
+  let passedOver: ForwardOutcome['passedOver'];
   return new Promise((resolve) => {
     let status = 0;
     let headersAt = 0;
-    upstream.pool.stream(
-      {
-        path: upstream.basePath + path,
-        method: req.method!,
-        headers,
-        body: hasBody(req) ? req : null,
-        // Typed as undici names it; it calls on/once/removeListener only (ClientGone).
-        signal: abort as unknown as EventEmitter,
-      },
-      ({ statusCode, headers: upstreamHeaders }) => {
-        status = statusCode;
-        headersAt = performance.now();
-        const out = downstreamResponseHeaders(upstreamHeaders as Record<string, string | string[]>);
-        res.writeHead(statusCode, ownCors ? withoutAppCors(out, res) : out);
-        return res;
-      },
-      (err) => {
-        res.off('close', onClose);
-        if (!err) return resolve({ status, headersAt });
-        const code = (err as NodeJS.ErrnoException).code ?? err.name;
-        if (res.headersSent) {
-          res.destroy();
-          return resolve({ status, cause: code, headersAt });
-        }
-        if (abort.gone) return resolve({ status: 499, cause: 'client closed' });
-        const timeout = TIMEOUTS.has(code);
-        resolve({ status: timeout ? 504 : 502, error: timeout ? 'gateway_timeout' : 'bad_gateway', cause: code });
-      },
-    );
+    const send = (): void =>
+      upstream.pool.stream(
+        {
+          path: upstream.basePath + path,
+          method: req.method!,
+          headers,
+          body,
+          // Typed as undici names it; it calls on/once/removeListener only (ClientGone).
+          signal: abort as unknown as EventEmitter,
+        },
+        ({ statusCode, headers: upstreamHeaders }) => {
+          status = statusCode;
+          headersAt = performance.now();
+          const out = downstreamResponseHeaders(upstreamHeaders as Record<string, string | string[]>);
+          res.writeHead(statusCode, ownCors ? withoutAppCors(out, res) : out);
+          return res;
+        },
+        (err) => {
+          if (!err) {
+            res.off('close', onClose);
+            return resolve({ status, headersAt, passedOver });
+          }
+          const code = (err as NodeJS.ErrnoException).code ?? err.name;
+          if (
+            UNREACHED.has(code) &&
+            !res.headersSent &&
+            !abort.gone &&
+            !body?.readableDidRead &&
+            (passedOver?.length ?? 0) < upstream.urls.length - 1
+          ) {
+            const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+            (passedOver ??= []).push({ cause: code, ...(e.address ? { at: `${e.address}:${e.port}` } : {}) });
+            return send();
+          }
+          res.off('close', onClose);
+          if (res.headersSent) {
+            res.destroy();
+            return resolve({ status, cause: code, headersAt, passedOver });
+          }
+          if (abort.gone) return resolve({ status: 499, cause: 'client closed', passedOver });
+          const timeout = TIMEOUTS.has(code);
+          resolve({
+            status: timeout ? 504 : 502,
+            error: timeout ? 'gateway_timeout' : 'bad_gateway',
+            cause: code,
+            passedOver,
+          });
+        },
+      );
+    send();
   });
 }

@@ -1,7 +1,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
-import type { Upstream } from './forward.ts';
+import { isIP } from 'node:net';
+import { UNREACHED, type Upstream } from './forward.ts';
 
 /** Writes a minimal HTTP/1.1 response on a raw socket and closes it. */
 export function rejectUpgrade(socket: Duplex, status: number, reason: string, body = ''): void {
@@ -30,17 +31,9 @@ export function tunnelWebSocket(
   track: (sockets: Duplex[]) => void,
 ): Promise<number> {
   return new Promise((resolve) => {
-    const proto = upstream.url.protocol === 'https:' ? https : http;
-    const outgoing = proto.request({
-      host: upstream.url.hostname,
-      port: upstream.url.port || (upstream.url.protocol === 'https:' ? 443 : 80),
-      method: 'GET',
-      path: upstream.basePath + path,
-      headers: [...headers, 'connection', 'Upgrade', 'upgrade', 'websocket'],
-      agent: false,
-      timeout: upstream.timeouts.response,
-      ...upstream.tls.options,
-    });
+    const secure = upstream.url.protocol === 'https:';
+    // Replicas in turn from the next one; one that refuses the connection is passed over.
+    const replicas = upstream.replicasInTurn();
     let settled = false;
     const fail = (status: number, reason: string) => {
       if (settled) return;
@@ -48,64 +41,90 @@ export function tunnelWebSocket(
       rejectUpgrade(socket, status, reason, `${reason}\n`);
       resolve(status);
     };
-    outgoing.on('timeout', () => {
-      outgoing.destroy();
-      fail(504, 'Gateway Timeout');
-    });
-    outgoing.on('error', () => fail(502, 'Bad Gateway'));
-    outgoing.on('response', (upRes) => {
-      // The app declined the upgrade: relay its answer and close.
-      let text = `HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage}\r\n`;
-      for (let i = 0; i < upRes.rawHeaders.length; i += 2) {
-        const n = upRes.rawHeaders[i]!.toLowerCase();
-        if (n !== 'connection' && n !== 'transfer-encoding' && n !== 'keep-alive')
-          text += `${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}\r\n`;
-      }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      upRes.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size <= MAX_DECLINE_BYTES) return void chunks.push(c);
+    const open = (replica: URL): http.ClientRequest =>
+      (secure ? https : http).request({
+        host: replica.hostname,
+        port: replica.port || (secure ? 443 : 80),
+        method: 'GET',
+        path: upstream.basePath + path,
+        headers: [...headers, 'connection', 'Upgrade', 'upgrade', 'websocket'],
+        agent: false,
+        timeout: upstream.timeouts.response,
+        // The name every replica's certificate is checked against: the first's, as for requests.
+        ...(secure && replica !== upstream.url && !isIP(upstream.url.hostname)
+          ? { servername: upstream.url.hostname }
+          : {}),
+        ...upstream.tls.options,
+      });
+    let outgoing = open(replicas.shift()!);
+    const onError = (err: NodeJS.ErrnoException) => {
+      if (settled) return;
+      const next = replicas.shift();
+      if (!next || !UNREACHED.has(err.code ?? '')) return fail(502, 'Bad Gateway');
+      outgoing = open(next);
+      listen();
+    };
+    const listen = () => {
+      outgoing.on('timeout', () => {
         outgoing.destroy();
-        fail(502, 'Bad Gateway');
+        fail(504, 'Gateway Timeout');
       });
-      upRes.on('end', () => {
-        if (settled) return;
+      outgoing.on('error', onError);
+      outgoing.on('response', (upRes) => {
+        // The app declined the upgrade: relay its answer and close.
+        let text = `HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage}\r\n`;
+        for (let i = 0; i < upRes.rawHeaders.length; i += 2) {
+          const n = upRes.rawHeaders[i]!.toLowerCase();
+          if (n !== 'connection' && n !== 'transfer-encoding' && n !== 'keep-alive')
+            text += `${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}\r\n`;
+        }
+        const chunks: Buffer[] = [];
+        let size = 0;
+        upRes.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size <= MAX_DECLINE_BYTES) return void chunks.push(c);
+          outgoing.destroy();
+          fail(502, 'Bad Gateway');
+        });
+        upRes.on('end', () => {
+          if (settled) return;
+          settled = true;
+          const body = Buffer.concat(chunks);
+          socket.end(
+            Buffer.concat([
+              Buffer.from(
+                `${text.replace(/content-length:[^\r]*\r\n/gi, '')}Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+              ),
+              body,
+            ]),
+          );
+          resolve(upRes.statusCode ?? 502);
+        });
+        upRes.on('error', () => fail(502, 'Bad Gateway'));
+      });
+      outgoing.on('upgrade', (upRes, upSocket, upHead) => {
         settled = true;
-        const body = Buffer.concat(chunks);
-        socket.end(
-          Buffer.concat([
-            Buffer.from(
-              `${text.replace(/content-length:[^\r]*\r\n/gi, '')}Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
-            ),
-            body,
-          ]),
-        );
-        resolve(upRes.statusCode ?? 502);
+        let text = 'HTTP/1.1 101 Switching Protocols\r\n';
+        for (let i = 0; i < upRes.rawHeaders.length; i += 2)
+          text += `${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}\r\n`;
+        socket.write(text + '\r\n');
+        if (upHead.length) socket.write(upHead);
+        if (head.length) upSocket.write(head);
+        upSocket.pipe(socket);
+        socket.pipe(upSocket);
+        const end = () => {
+          upSocket.destroy();
+          socket.destroy();
+        };
+        upSocket.on('error', end);
+        socket.on('error', end);
+        upSocket.on('close', end);
+        socket.on('close', end);
+        track([socket, upSocket]);
+        resolve(101);
       });
-      upRes.on('error', () => fail(502, 'Bad Gateway'));
-    });
-    outgoing.on('upgrade', (upRes, upSocket, upHead) => {
-      settled = true;
-      let text = 'HTTP/1.1 101 Switching Protocols\r\n';
-      for (let i = 0; i < upRes.rawHeaders.length; i += 2)
-        text += `${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}\r\n`;
-      socket.write(text + '\r\n');
-      if (upHead.length) socket.write(upHead);
-      if (head.length) upSocket.write(head);
-      upSocket.pipe(socket);
-      socket.pipe(upSocket);
-      const end = () => {
-        upSocket.destroy();
-        socket.destroy();
-      };
-      upSocket.on('error', end);
-      socket.on('error', end);
-      upSocket.on('close', end);
-      socket.on('close', end);
-      track([socket, upSocket]);
-      resolve(101);
-    });
-    outgoing.end();
+      outgoing.end();
+    };
+    listen();
   });
 }

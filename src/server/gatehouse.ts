@@ -27,7 +27,7 @@ import { requestIdOf } from '../pipeline/request.ts';
 import type { ProviderService } from '../providers/service.ts';
 import { rejectUpgrade } from '../proxy/upgrade.ts';
 import type { Sessions } from '../sessions/index.ts';
-import type { Site } from '../sites/index.ts';
+import type { App, Site } from '../sites/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { describe as describeCert, loadTls, type TlsPair } from './tls.ts';
 import { type Peers, workerId } from './workers.ts';
@@ -546,11 +546,11 @@ export class Gatehouse {
           listen: `${this.tls ? 'https' : 'http'}://${address.address}:${address.port}`,
           ...(this.tls ? { tls: describeCert(this.tls.leaf) } : {}),
           site: `${site.origin}${site.home}`,
-          apps: site.apps.map((a) => ({ name: a.name, prefix: a.pathPrefix || '/', upstream: a.upstream.url.origin })),
+          apps: site.apps.map((a) => ({ name: a.name, prefix: a.pathPrefix || '/', upstream: origins(a) })),
           store: this.store.kind,
           cache: this.cache.kind,
         },
-        `Gatehouse serving ${site.origin} → ${site.apps.map((a) => `${a.pathPrefix || '/'} ${a.upstream.url.origin}`).join(', ')}`,
+        `Gatehouse serving ${site.origin} → ${site.apps.map((a) => `${a.pathPrefix || '/'} ${origins(a)}`).join(', ')}`,
       );
     }
     return address;
@@ -653,6 +653,11 @@ function packageVersion(): string {
   version ??= (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
     .version;
   return version;
+}
+
+/** An app's upstream for the start line: its origin, or its replicas' joined by " | ". */
+function origins(app: App): string {
+  return app.upstream.urls.map((u) => u.origin).join(' | ');
 }
 
 function isWebSocketUpgrade(req: IncomingMessage): boolean {

@@ -1,7 +1,13 @@
 // sites/ (model): the sites (origins) Gatehouse serves and their apps, as plain data built from the
 // config: which app serves a path, its rules, its identity headers, where it is.
 import { headerNames } from '../config/headers.ts';
-import type { AppConfig, AppEventType, Config, UpstreamTlsConfig } from '../config/schema.ts';
+import {
+  type AppConfig,
+  type AppEventType,
+  type Config,
+  type UpstreamTlsConfig,
+  upstreamList,
+} from '../config/schema.ts';
 import type { SiteInfo } from '../http/context.ts';
 import { compileCors, type CorsPolicy } from '../http/cors.ts';
 import { isSpoofable } from '../http/header-names.ts';
@@ -35,7 +41,10 @@ export interface Site extends SiteInfo {
  * is made from it by the Gatehouse that serves it, never by `gatehouse check` or lint.
  */
 export interface UpstreamTarget {
+  /** The first of `urls`: its host is the Host header the app is sent (unless preserveHost). */
   url: URL;
+  /** Every replica of the app (one or more), same scheme and path: requests are balanced over them. */
+  urls: URL[];
   host: string;
   /** Path of the upstream URL without its trailing slash, prepended to every request. */
   basePath: string;
@@ -122,12 +131,13 @@ export function appsOf(config: Config): AppConfig[] {
 }
 
 export function upstreamTarget(
-  url: string,
+  upstream: string | string[],
   timeouts: UpstreamTarget['timeouts'],
   tls: UpstreamTarget['tls'] = null,
 ): UpstreamTarget {
-  const u = new URL(url);
-  return { url: u, host: u.host, basePath: u.pathname.replace(/\/+$/, ''), timeouts, tls };
+  const urls = upstreamList(upstream).map((u) => new URL(u));
+  const u = urls[0]!;
+  return { url: u, urls, host: u.host, basePath: u.pathname.replace(/\/+$/, ''), timeouts, tls };
 }
 
 /** publicUrl's path without the trailing slash: "" or "/app". */

@@ -503,7 +503,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
           branding: { logo: 'a.png', color: '#123456', links: [{ text: 'Terms', url: 'https://a.example/terms' }] },
           host: 'a.example.com',
           pathPrefix: '/api',
-          upstream: 'https://127.0.0.1:3000',
+          upstream: ['https://127.0.0.1:3000', 'https://127.0.0.1:3001'],
           upstreamTls: { ca: 'ca.pem', cert: 'client.pem', key: 'client.key', serverName: 'a.internal' },
           defaultAccess: 'authenticated',
           caseSensitivePaths: false,
@@ -536,7 +536,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
   ];
   /** Messages of checks across keys: they compare values, so they have nothing "found" to show. */
   const ACROSS =
-    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse|must be more than twice|whole seconds|needs a list of origins|stands alone|is not the name of an app|grant needs (a secret|apps)|federated is for|are for a client with|needs email|go together/;
+    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse|must be more than twice|whole seconds|needs a list of origins|stands alone|is not the name of an app|grant needs (a secret|apps)|federated is for|are for a client with|needs email|go together|copies of one app|listed twice/;
 
   const paths = (v: unknown, at: (string | number)[] = []): (string | number)[][] => {
     if (Array.isArray(v)) return [at, ...v.flatMap((x, i) => paths(x, [...at, i]))];
