@@ -72,6 +72,7 @@ export class Metrics {
   readonly cacheErrors: FastCounter;
   readonly auditDropped: Counter<string>;
   readonly appEvents: Counter<'app' | 'outcome'>;
+  readonly passedOver: Counter<'app'>;
   readonly revalidations: Counter<'provider' | 'outcome'>;
   private readonly configReloads: Counter<'outcome'>;
   private readonly configServed: Gauge<string>;
@@ -172,6 +173,12 @@ export class Metrics {
     this.auditDropped = new client.Counter({
       name: 'gatehouse_audit_write_failures_total',
       help: 'Audit events that could not be written to the store (they are still in the log)',
+      registers: r,
+    });
+    this.passedOver = new client.Counter({
+      name: 'gatehouse_upstream_passed_over_total',
+      help: 'Replicas of an app (upstream: [...]) passed over because they could not be connected to; the request went to the next',
+      labelNames: ['app'],
       registers: r,
     });
     this.appEvents = new client.Counter({

@@ -61,6 +61,21 @@ export interface HttpEntryDeps {
   unavailable(err: Error): void;
 }
 
+/** A replica of the app that could not be connected to, passed over for the next: logged and counted. */
+export function passedOver(
+  d: { logger: Logger; metrics?: Metrics },
+  app: App,
+  requestId: string,
+  cause: string,
+  at: string | undefined,
+): void {
+  d.metrics?.passedOver.inc({ app: app.name });
+  d.logger.warn(
+    { event: 'upstream_unreachable', app: app.name, cause, at, requestId },
+    'a replica of the app could not be reached: passed over',
+  );
+}
+
 /** What a request was, for its metrics: set as the pipeline learns it. */
 interface Meter {
   kind: RequestKind;
@@ -293,11 +308,7 @@ export class HttpEntry {
     if (meter && forwarded.headersAt)
       this.d.metrics!.upstream(app.name).observe((forwarded.headersAt - meter.sentAt) / 1000);
     if (forwarded.passedOver)
-      for (const { cause, at } of forwarded.passedOver)
-        this.d.logger.warn(
-          { event: 'upstream_unreachable', app: app.name, cause, at, requestId: ctx.requestId },
-          'a replica of the app could not be reached: passed over',
-        );
+      for (const { cause, at } of forwarded.passedOver) passedOver(this.d, app, ctx.requestId, cause, at);
     if (forwarded.error) {
       this.d.logger.warn(
         { event: 'upstream_error', app: app.name, cause: forwarded.cause, requestId: ctx.requestId },

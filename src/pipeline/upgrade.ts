@@ -16,7 +16,7 @@ import type { Sessions } from '../sessions/index.ts';
 import { StoreUnavailableError } from '../store/index.ts';
 import { type BearerCheck, decide } from './decide.ts';
 import { outcome } from './outcome.ts';
-import { requestIdOf } from './request.ts';
+import { passedOver, requestIdOf } from './request.ts';
 import type { Routes } from './route.ts';
 import type { ToApp, UpgradeContext } from './to-app.ts';
 
@@ -143,6 +143,7 @@ export class UpgradeEntry {
           this.d.tunnels.set(client!, upstream!);
           client!.once('close', () => this.d.tunnels.delete(client!));
         },
+        (cause, at) => passedOver(this.d, app, requestId, cause, at),
       );
     } catch (err) {
       const unavailable = err instanceof StoreUnavailableError || err instanceof CacheUnavailableError;

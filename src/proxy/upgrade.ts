@@ -29,6 +29,7 @@ export function tunnelWebSocket(
   path: string,
   headers: string[],
   track: (sockets: Duplex[]) => void,
+  passedOver?: (cause: string, at?: string) => void,
 ): Promise<number> {
   return new Promise((resolve) => {
     const secure = upstream.url.protocol === 'https:';
@@ -57,10 +58,11 @@ export function tunnelWebSocket(
         ...upstream.tls.options,
       });
     let outgoing = open(replicas.shift()!);
-    const onError = (err: NodeJS.ErrnoException) => {
+    const onError = (err: NodeJS.ErrnoException & { address?: string; port?: number }) => {
       if (settled) return;
       const next = replicas.shift();
       if (!next || !UNREACHED.has(err.code ?? '')) return fail(502, 'Bad Gateway');
+      passedOver?.(err.code!, err.address ? `${err.address}:${err.port}` : undefined);
       outgoing = open(next);
       listen();
     };

@@ -37,7 +37,9 @@ describe('an app on two replicas', () => {
   let gh: TestGatehouse;
   before(async () => {
     [a, b] = await Promise.all([startUpstream(), startUpstream()]);
-    gh = await startGatehouse(() => ({ upstream: [a.url, b.url], ...open }), { upstream: a });
+    gh = await startGatehouse(() => ({ upstream: [a.url, b.url], metrics: { listen: '127.0.0.1:0' }, ...open }), {
+      upstream: a,
+    });
   });
   after(async () => {
     await gh?.close();
@@ -89,6 +91,8 @@ describe('an app on two replicas', () => {
     assert.equal(passed[0]!.cause, 'ECONNREFUSED');
     assert.equal(passed[0]!.at, `127.0.0.1:${b.port}`);
     assert.ok(!gh.logs.some((l) => l.event === 'upstream_error'), 'no request failed');
+    const metrics = await (await fetch(`http://127.0.0.1:${gh.gatehouse.metricsAddress()!.port}/metrics`)).text();
+    assert.match(metrics, new RegExp(`^gatehouse_upstream_passed_over_total\\{app="app"\\} ${passed.length}$`, 'm'));
   });
 });
 
@@ -101,7 +105,14 @@ test('a replica that never listened is passed over; when none answers, 502 as fo
   try {
     const c = new Client(gh.url);
     for (let i = 0; i < 6; i++) assert.equal((await c.get(`/x/${i}`)).status, 200);
+    const mark = gh.logs.length;
     for (let i = 0; i < 2; i++) assert.equal((await greeting(gh)).hello, true);
+    const tunnels = gh.logs.slice(mark).filter((l) => l.event === 'upstream_unreachable');
+    assert.deepEqual(
+      tunnels.map((l) => l.at),
+      [`127.0.0.1:${dead1}`],
+      'the tunnel that tried the dead one first says so',
+    );
   } finally {
     await gh.close();
     await a.close();
