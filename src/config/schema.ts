@@ -134,6 +134,18 @@ export const RouteSchema = z
       description: 'What an anonymous request gets; default: browsers are redirected to login, other clients get 401',
     }),
     tokenRelay: TokenRelayRoute,
+    rateLimit: z
+      .strictObject({
+        requests: z.number().int().min(1).max(1_000_000).meta({ description: 'Requests allowed in each window' }),
+        per: durationField('1m', { min: 1000, max: 86_400_000 }).meta({
+          description: 'The window, from the first request counted in it: "1s" to "1d"',
+        }),
+      })
+      .optional()
+      .meta({
+        description:
+          "At most this many requests per window to the rule's paths for each signed-in user (a browser session and the user's CLI and MCP logins together; a service client by itself), or for each client address when nobody is signed in: 429 with Retry-After after that. WebSocket upgrades count; forward-auth does not apply it",
+      }),
   })
   .superRefine((r, ctx) => {
     if (r.access !== 'authenticated' && r.allow)

@@ -1,3 +1,4 @@
+import { formatDuration } from '../config/duration.ts';
 import { describeCors } from '../http/cors.ts';
 import { paths } from '../http/paths.ts';
 import { normalizeTarget } from '../http/target.ts';
@@ -73,6 +74,10 @@ export function explain(routes: Routes, url: string, u: URL, method: string, ip?
         ? 'denied: 403 for everyone'
         : `sign-in required${rule.allow ? `, then only ${describeAllow(rule.allow)}` : ''}`;
   lines.push(`  decision: ${decision}`);
+  if (rule.rateLimit && rule.access !== 'deny')
+    lines.push(
+      `  rate limit: ${rule.rateLimit.requests} requests per ${formatDuration(rule.rateLimit.perMs)} for each user (each client address when nobody is signed in), then 429`,
+    );
   return lines.join('\n');
 }
 

@@ -19,6 +19,7 @@ import { normalizeTarget } from '../http/target.ts';
 import type { Assertions } from '../identity/assertion.ts';
 import { type Logger, type RequestLine, requestLine } from '../log/index.ts';
 import { type Metrics, NO_APP, type RequestKind } from '../metrics/index.ts';
+import type { RouteLimiter } from '../policy/rate-limit.ts';
 import type { Rule } from '../policy/rules.ts';
 import type { ProviderService } from '../providers/service.ts';
 import { sessionProvider } from '../providers/service.ts';
@@ -46,6 +47,8 @@ export interface HttpEntryDeps {
   upstreams: Upstreams;
   /** The page of a signed-in user whose address must be verified first (accounts/verification.ts). */
   verification: { blocked(ctx: RequestContext, active: ActiveSession): number };
+  /** routes[].rateLimit (policy/rate-limit.ts). */
+  limits: RouteLimiter;
   /** config.authPrefix, without the base path (diagnosis names it). */
   authPrefix: string;
   /** HTTP/1 connections whose framing was refused: what else the parser finds on them is not served. */
@@ -293,6 +296,15 @@ export class HttpEntry {
     }
     const { app, active, rule } = o;
     if (active) ctx.userId = active.user.id;
+    if (rule.rateLimit) {
+      const verdict = await this.d.limits.take(app.name, rule, active?.user.id, ctx.ip);
+      if (!verdict.ok) {
+        this.d.metrics?.rateLimited.inc({ limit: `${app.name} ${rule.path}` });
+        res.setHeader('retry-after', String(verdict.retryAfterSeconds));
+        const message = `Too many requests: try again in ${verdict.retryAfterSeconds} s.`;
+        return (errorPage(req, res, site, 429, 'rate_limited', message), 429);
+      }
+    }
 
     let relay = this.d.toApp.tokenRelay(rule, app, active);
     if (relay instanceof Promise) relay = await relay;

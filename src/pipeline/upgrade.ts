@@ -12,6 +12,7 @@ import type { Logger } from '../log/index.ts';
 import { type Metrics, NO_APP } from '../metrics/index.ts';
 import { type Upstreams } from '../proxy/forward.ts';
 import { rejectUpgrade, tunnelWebSocket } from '../proxy/upgrade.ts';
+import type { RouteLimiter } from '../policy/rate-limit.ts';
 import type { Sessions } from '../sessions/index.ts';
 import { StoreUnavailableError } from '../store/index.ts';
 import { type BearerCheck, decide } from './decide.ts';
@@ -35,6 +36,8 @@ export interface UpgradeEntryDeps {
   refused: WeakSet<object>;
   /** Open tunnels, client socket → app socket: shutdown closes them. */
   tunnels: Map<Duplex, Duplex>;
+  /** routes[].rateLimit: an upgrade counts as a request (policy/rate-limit.ts). */
+  limits: RouteLimiter;
   /** The node is shutting down: new upgrades get 503. */
   draining(): boolean;
   /** Prometheus metrics, when `metrics:` is configured. */
@@ -112,6 +115,19 @@ export class UpgradeEntry {
       }
       const { app, active } = o;
       userId = active?.user.id;
+      if (o.rule.rateLimit) {
+        const verdict = await this.d.limits.take(app.name, o.rule, userId, ctx.ip);
+        if (!verdict.ok) {
+          this.d.metrics?.rateLimited.inc({ limit: `${app.name} ${o.rule.path}` });
+          return rejectUpgrade(
+            socket,
+            (status = 429),
+            'Too Many Requests',
+            `Too many requests: try again in ${verdict.retryAfterSeconds} s.\n`,
+            { 'retry-after': String(verdict.retryAfterSeconds) },
+          );
+        }
+      }
       // Browsers always send Origin with an upgrade: one the session cookie signs in without it
       // did not come from a page of this site. A bearer token is a program's own and needs none.
       if (active && !o.ownToken && origin === undefined)

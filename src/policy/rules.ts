@@ -22,6 +22,8 @@ export interface Rule {
   unauthenticated: 'redirect' | '401' | null;
   /** A provider id: relay its access token here; false: not here; null: as the app says. */
   tokenRelay: string | false | null;
+  /** At most `requests` per `perMs` for each user (or client address): rate-limit.ts. */
+  rateLimit: { requests: number; perMs: number } | null;
   regex: RegExp;
 }
 
@@ -107,6 +109,7 @@ export function compileRules(
     allow: compileAllow(r.allow),
     unauthenticated: r.unauthenticated ?? null,
     tokenRelay: r.tokenRelay ?? null,
+    rateLimit: r.rateLimit ? { requests: r.rateLimit.requests, perMs: r.rateLimit.per } : null,
     regex: globToRegExp(r.path, caseSensitive),
   }));
   const fallback: Rule = {
@@ -118,6 +121,7 @@ export function compileRules(
     allow: null,
     unauthenticated: null,
     tokenRelay: null,
+    rateLimit: null,
     regex: /^/,
   };
   return { rules, fallback };

@@ -4,11 +4,19 @@ import type { Duplex } from 'node:stream';
 import { isIP } from 'node:net';
 import { UNREACHED, type Upstream } from './forward.ts';
 
-/** Writes a minimal HTTP/1.1 response on a raw socket and closes it. */
-export function rejectUpgrade(socket: Duplex, status: number, reason: string, body = ''): void {
+/** Writes a minimal HTTP/1.1 response on a raw socket and closes it; `headers`: more, of Gatehouse's own making. */
+export function rejectUpgrade(
+  socket: Duplex,
+  status: number,
+  reason: string,
+  body = '',
+  headers: Record<string, string> = {},
+): void {
   if (!socket.writable) return void socket.destroy();
+  let more = '';
+  for (const name in headers) more += `${name}: ${headers[name]}\r\n`;
   socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n${more}\r\n${body}`,
   );
 }
 

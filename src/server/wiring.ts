@@ -45,6 +45,7 @@ import { UpgradeEntry } from '../pipeline/upgrade.ts';
 import { SessionRevalidation } from '../providers/revalidation.ts';
 import { ProviderRoutes } from '../providers/routes.ts';
 import { ProviderService } from '../providers/service.ts';
+import { RouteLimiter } from '../policy/rate-limit.ts';
 import { Upstreams } from '../proxy/forward.ts';
 import { Sessions } from '../sessions/index.ts';
 import { basePath, buildSites, type Site } from '../sites/index.ts';
@@ -226,6 +227,11 @@ export function wire(config: Config, node: NodeParts, mailer: Mailer | undefined
     [...sites.values()].flatMap((s) => s.apps),
     previous?.upstreams,
   );
+  const unavailable = (err: Error) =>
+    node.health.failed(
+      err instanceof StoreUnavailableError ? 'store' : err instanceof CacheUnavailableError ? 'cache' : 'passwords',
+      err,
+    );
   const entry = {
     logger,
     routes,
@@ -239,16 +245,13 @@ export function wire(config: Config, node: NodeParts, mailer: Mailer | undefined
     toApp: new ToApp({ forwarding, providers }),
     upstreams,
     verification,
+    limits: new RouteLimiter(cache, unavailable),
     authPrefix: config.authPrefix,
     refused: node.refused,
     draining: node.draining,
     tunnels: node.tunnels,
     metrics,
-    unavailable: (err: Error) =>
-      node.health.failed(
-        err instanceof StoreUnavailableError ? 'store' : err instanceof CacheUnavailableError ? 'cache' : 'passwords',
-        err,
-      ),
+    unavailable,
   };
   // Deletes what has expired (sessions, provider sign-in states, the OAuth server's records,
   // mailed links, audit events past audit.retention) in small batches, one node at a time, every

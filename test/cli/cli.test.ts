@@ -297,7 +297,7 @@ describe('gatehouse check', () => {
   test('--explain tells which rule decides a URL, and why', async () => {
     const file = writeConfig(
       'explain.yaml',
-      'publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.5]\nupstream: http://127.0.0.1:3000\nroutes:\n  - path: /docs/**\n    methods: [GET]\n    access: public\n  - path: /admin/**\n    allow: {groups: [admins]}\n',
+      'publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.5]\nupstream: http://127.0.0.1:3000\nroutes:\n  - path: /docs/**\n    methods: [GET]\n    access: public\n  - path: /admin/**\n    allow: {groups: [admins]}\n    rateLimit: {requests: 30, per: 1m}\n',
     );
     const r = await run(['check', '--config', file, '--explain', 'https://app.example.com/docs/../admin/x?y=1']);
     assert.equal(r.code, 0, r.stderr);
@@ -305,6 +305,10 @@ describe('gatehouse check', () => {
     assert.match(r.stdout, / {3}rule 0: \/docs\/\*\* \[GET\] → public: path does not match/);
     assert.match(r.stdout, / → rule 1: \/admin\/\*\* → authenticated: matches/);
     assert.match(r.stdout, /decision: sign-in required, then only groups admins/);
+    assert.match(
+      r.stdout,
+      /rate limit: 30 requests per 1m for each user \(each client address when nobody is signed in\), then 429/,
+    );
     const post = await run(['check', '--config', file, '--explain', '/docs/a', '--method', 'post']);
     assert.match(post.stdout, /method POST not in \[GET\]/);
     assert.match(post.stdout, /no rule matches; default: authenticated/);

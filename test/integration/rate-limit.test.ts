@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import WebSocket from 'ws';
+import { Client } from '../helpers/client.ts';
+import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
+import { deviceLogin, signedInBrowser, withBearer } from '../oauth/helpers.ts';
+import { redis, REDIS_URL } from '../faults/services.ts';
+import { startUpstream } from '../helpers/upstream.ts';
+import { describeOrSkip } from '../helpers/requirements.ts';
+
+/**
+ * routes[].rateLimit (README: `routes[]` in Configuration; security.md #261): per user, or per client address for
+ * requests nobody is signed in to, counted in the cache (memory here; Redis shared by two nodes
+ * below), with real sessions and real access tokens.
+ */
+
+const routes = [
+  { path: '/api/**', rateLimit: { requests: 3, per: '1m' } },
+  { path: '/open/**', access: 'public' as const, rateLimit: { requests: 2, per: '1m' } },
+  { path: '/ws', access: 'public' as const, rateLimit: { requests: 2, per: '1m' } },
+];
+const JSON_ = { accept: 'application/json' };
+
+describe('routes[].rateLimit', () => {
+  let gh: TestGatehouse;
+  before(async () => {
+    gh = await startGatehouse(() => ({ routes, metrics: { listen: '127.0.0.1:0' } }));
+  });
+  after(() => gh?.close());
+
+  test('each user has their own allowance, their CLI login shares it; past it 429 with Retry-After, a page for a browser', async () => {
+    const { browser: alice } = await signedInBrowser(gh);
+    const { browser: bob } = await signedInBrowser(gh);
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await alice.get(`/api/n${i}`, JSON_)).status);
+    assert.deepEqual(statuses, [200, 200, 200]);
+    const seen = gh.upstream.requests.length;
+    const refused = await alice.get('/api/n3', JSON_);
+    assert.equal(refused.status, 429);
+    assert.equal(refused.json().error, 'rate_limited');
+    const retry = Number(refused.headers['retry-after']);
+    assert.ok(retry >= 1 && retry <= 60, `Retry-After: ${retry}`);
+    assert.equal(gh.upstream.requests.length, seen, 'the app never saw it');
+    const page = await alice.html('/api/n4');
+    assert.equal(page.status, 429);
+    assert.match(page.text, /Too many requests: try again in \d+ s/);
+    // Alice's CLI login is Alice: no fresh allowance for a new token.
+    const tokens = await deviceLogin(gh, alice);
+    assert.equal((await withBearer(gh, '/api/cli', tokens.access_token)).status, 429);
+    // Bob has his own.
+    assert.equal((await bob.get('/api/n0', JSON_)).status, 200);
+    const metrics = await (await fetch(`http://127.0.0.1:${gh.gatehouse.metricsAddress()!.port}/metrics`)).text();
+    assert.match(metrics, /^gatehouse_rate_limited_total\{limit="app \/api\/\*\*"\} 3$/m);
+  });
+
+  test('nobody signed in: counted by client address, which a forged X-Forwarded-For does not change; a signed-in user is counted apart', async () => {
+    const anonymous = new Client(gh.url);
+    assert.equal((await anonymous.get('/open/a', JSON_)).status, 200);
+    assert.equal((await anonymous.get('/open/b', JSON_)).status, 200);
+    assert.equal((await anonymous.get('/open/c', JSON_)).status, 429);
+    assert.equal(
+      (await new Client(gh.url).get('/open/d', { ...JSON_, 'x-forwarded-for': '203.0.113.9' })).status,
+      429,
+      'no proxy is trusted: the header names no other client',
+    );
+    const { browser } = await signedInBrowser(gh);
+    assert.equal((await browser.get('/open/e', JSON_)).status, 200);
+  });
+
+  test('WebSocket upgrades count as requests', async () => {
+    const open = () =>
+      new Promise<number>((resolve) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${gh.port}/ws`, { headers: { origin: gh.url } });
+        ws.once('open', () => {
+          ws.close();
+          resolve(101);
+        });
+        ws.once('unexpected-response', (_req, res) => {
+          assert.ok(Number(res.headers['retry-after']) >= 1);
+          resolve(res.statusCode!);
+        });
+      });
+    assert.deepEqual([await open(), await open(), await open()], [101, 101, 429]);
+  });
+});
+
+test('a cache that cannot count lets requests through (whenDown: closed is for the sign-in forms), and /ready says it is down', async () => {
+  const nothing = await freePort();
+  const gh = await startGatehouse(() => ({
+    routes,
+    cache: { type: 'redis' as const, url: `redis://127.0.0.1:${nothing}`, whenDown: 'closed' as const },
+  }));
+  try {
+    const c = new Client(gh.url);
+    for (let i = 0; i < 4; i++) assert.equal((await c.get(`/open/${i}`, JSON_)).status, 200);
+    const ready = await c.get('/.auth/ready', JSON_);
+    assert.deepEqual(ready.json().unavailable, ['cache']);
+  } finally {
+    await gh.close();
+  }
+});
+
+const redisService = await redis();
+
+describeOrSkip('routes[].rateLimit on Redis', { skip: redisService.skip }, () => {
+  test('two nodes on one Redis share the allowance', async () => {
+    const upstream = await startUpstream();
+    const prefix = `gh-test-rl-${process.pid}-${Date.now().toString(36)}:`;
+    const node = () =>
+      startGatehouse(() => ({ routes, cache: { type: 'redis' as const, url: REDIS_URL, keyPrefix: prefix } }), {
+        upstream,
+      });
+    const [one, two] = [await node(), await node()];
+    try {
+      assert.equal((await new Client(one.url).get('/open/x', JSON_)).status, 200);
+      assert.equal((await new Client(two.url).get('/open/x', JSON_)).status, 200);
+      assert.equal((await new Client(one.url).get('/open/x', JSON_)).status, 429);
+      assert.equal((await new Client(two.url).get('/open/x', JSON_)).status, 429);
+    } finally {
+      await Promise.all([one.close(), two.close()]);
+      await upstream.close();
+    }
+  });
+});
