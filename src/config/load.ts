@@ -236,7 +236,8 @@ function issuesToProblems(
  */
 function matchedMember(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
   if (issue.code !== 'invalid_union' || issue.discriminator !== undefined) return [issue];
-  const typed = issue.errors.filter((errs) => !errs.some((e) => e.code === 'invalid_type' && e.path.length === 0));
+  // The member whose every problem is inside the value (at an entry): the value is of its type.
+  const typed = issue.errors.filter((errs) => errs.length > 0 && errs.every((e) => e.path.length > 0));
   if (typed.length !== 1) return [issue];
   return typed[0]!.map((e) => ({ ...e, path: [...issue.path, ...e.path] }) as z.core.$ZodIssue);
 }
