@@ -110,11 +110,12 @@ export function lintConfig(config: Config): Warning[] {
         w.push({ key: `${key.replace(/\.path$/, '')}.allow`, message: 'an empty allow-list admits nobody.' });
       }
     });
+    const upstreamKey = base ? `${base}.upstream` : 'upstream';
     const several = typeof app.upstream !== 'string';
     const urls = upstreamList(app.upstream);
     urls.forEach((url, u) => {
       const upstream = new URL(url);
-      const key = `${base ? `${base}.upstream` : 'upstream'}${several ? `[${u}]` : ''}`;
+      const key = several ? `${upstreamKey}[${u}]` : upstreamKey;
       if (upstream.host === publicUrl.host) {
         w.push({ key, message: 'the upstream is Gatehouse itself: requests would loop.' });
       } else if (isOwnListener(upstream, config.listen)) {
@@ -127,7 +128,7 @@ export function lintConfig(config: Config): Warning[] {
     const hosts = new Set(urls.map((u) => new URL(u).hostname));
     if (hosts.size > 1 && urls[0]!.startsWith('https:') && !app.upstreamTls?.serverName)
       w.push({
-        key: `${base ? `${base}.upstream` : 'upstream'}`,
+        key: upstreamKey,
         message: `https replicas on different hosts are all sent the first one's name (${new URL(urls[0]!).hostname}) as Host and SNI, and their certificates are checked against it: each must be valid for that name, or set upstreamTls.serverName to the name they share.`,
       });
   });

@@ -132,7 +132,8 @@ function targetKey(t: UpstreamTarget): string {
 
 /**
  * headersAt: performance.now() when the app's response headers came (0: they did not). passedOver:
- * replicas that could not be reached before one answered (or the last also failed).
+ * the replicas that could not be connected to and were passed over for the next (when the last
+ * one tried fails too, its error is `cause`).
  */
 export type ForwardOutcome = {
   status: number;

@@ -11,9 +11,8 @@ import type { ClusterMetrics } from '../metrics/cluster.ts';
  * `listen.workers` > 1: one node as several processes (node:cluster). The primary serves no
  * traffic: it forks the workers (each a whole Gatehouse on the same port, the primary handing
  * out connections in turn), keeps the node's memory cache for them (cache/cluster.ts), replaces
- * a worker that dies, and passes SIGTERM (drain) and SIGHUP (reload: TLS files and the configuration) on to
- * all of them.
- * docs/workers.md explains the consistency of each piece of shared state.
+ * a worker that dies, and passes SIGTERM (drain) and SIGHUP (reload: the TLS files and the
+ * configuration) on to all of them. docs/workers.md explains the consistency of each piece of shared state.
  */
 
 /**
