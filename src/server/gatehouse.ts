@@ -25,9 +25,10 @@ import { Metrics, MetricsListener, timeCache, timeStore } from '../metrics/index
 import type { OAuthServer } from '../oauth/server.ts';
 import { requestIdOf } from '../pipeline/request.ts';
 import type { ProviderService } from '../providers/service.ts';
+import { makeLook } from '../pages/index.ts';
 import { rejectUpgrade } from '../proxy/upgrade.ts';
 import type { Sessions } from '../sessions/index.ts';
-import type { App, Site } from '../sites/index.ts';
+import { basePath, type App, type Site } from '../sites/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { describe as describeCert, loadTls, type TlsPair } from './tls.ts';
 import { type Peers, workerId } from './workers.ts';
@@ -379,8 +380,10 @@ export class Gatehouse {
     const changed = changedKeys(running.config, next);
     const log = (level: 'info' | 'error', result: ReloadResult, msg: string) => this.reloaded(level, result, msg);
     if (this.closing) return log('info', { outcome: 'skipped', changed }, 'shutting down: configuration not reloaded');
-    if (changed.length === 0)
+    if (changed.length === 0) {
+      this.reloadLogos();
       return log('info', { outcome: 'unchanged', changed }, 'configuration unchanged: nothing to reload');
+    }
     const restart = restartOnly(running.config, next);
     if (restart.length)
       return log(
@@ -420,6 +423,33 @@ export class Gatehouse {
     const result = log('info', { outcome: 'ok', changed }, `configuration reloaded (${changed.join(', ')})`);
     this.logger.level = level;
     return result;
+  }
+
+  /**
+   * The sites' logos read again when the configuration did not change (a new logo under the same
+   * file name): a new one is served from the next page on; one that cannot be used is logged and
+   * the old one kept. (A changed configuration reads them all in wire().)
+   */
+  private reloadLogos(): void {
+    const prefix = basePath(this.config.publicUrl) + this.config.authPrefix;
+    for (const site of this.current.sites.values()) {
+      const branding = site.branding;
+      if (!branding?.logo) continue;
+      try {
+        const look = makeLook(branding, branding.at, prefix);
+        if (look.logo?.file === site.look.logo?.file) continue;
+        site.look = look;
+        this.logger.info(
+          { event: 'logo_reload', outcome: 'ok', site: site.origin, file: look.logo?.file },
+          `${branding.at}.logo reloaded`,
+        );
+      } catch (err) {
+        this.logger.error(
+          { event: 'logo_reload', outcome: 'failed', site: site.origin, err: { message: (err as Error).message } },
+          `${branding.at}.logo not reloaded; the previous logo is still shown`,
+        );
+      }
+    }
   }
 
   /**

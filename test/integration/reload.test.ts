@@ -31,7 +31,14 @@ const aliceEmail = uniqueEmail('alice');
 const bobEmail = uniqueEmail('bob');
 
 /** The node's configuration: `main` on upstream `to`, /admin for the groups `admins`, and what the rest add. */
-function config(o: { to: TestUpstream; admins: string[]; apps?: string; top?: string; from?: string }): string {
+function config(o: {
+  to: TestUpstream;
+  admins: string[];
+  apps?: string;
+  top?: string;
+  from?: string;
+  logo?: string;
+}): string {
   return `publicUrl: ${url}
 listen: {host: 127.0.0.1, port: ${port}, timeouts: {drain: 5s}}
 metrics: {listen: "127.0.0.1:0"}
@@ -41,7 +48,7 @@ ${o.top ?? ''}
 apps:
   - name: main
     upstream: ${o.to.url}
-    routes:
+${o.logo ? `    branding: {logo: ${o.logo}}\n` : ''}    routes:
       - {path: /slow, access: public}
       - {path: /admin/**, allow: {groups: [${o.admins.join(', ')}]}}
 ${o.apps ?? ''}`;
@@ -216,4 +223,32 @@ test('a reload that changes email: a message waiting for a retry is still sent, 
   const next = await smtp.waitFor((m) => m.to.includes(dave), 15_000);
   assert.match(next.headers.get('from') ?? '', /billing@acme\.example/);
   assert.ok(!node.lines.some((l) => l.event === 'mail_dropped'), 'no message was dropped');
+});
+
+test('SIGHUP with the file unchanged: a logo replaced under the same name is shown from the next page; one that cannot be used is not', async () => {
+  const logo = join(dir, 'logo.png');
+  const png = (fill: number) =>
+    Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(64, fill)]);
+  writeFileSync(logo, png(1));
+  writeFileSync(file, config({ to: two, admins: ['finance'], logo }));
+  assert.equal((await hangup()).outcome, 'ok');
+  const shown = async () =>
+    /\/\.auth\/brand\/(logo-[\w-]+\.png)/.exec((await new Client(url).html('/.auth/login')).text)?.[1];
+  const first = await shown();
+  assert.ok(first, 'the sign-in page shows the logo');
+  writeFileSync(logo, png(2));
+  const mark = node.lines.length;
+  assert.equal((await hangup()).outcome, 'unchanged');
+  assert.ok(node.since(mark).some((l) => l.event === 'logo_reload' && l.outcome === 'ok'));
+  const second = await shown();
+  assert.ok(second && second !== first, `${first} → ${second}`);
+  const served = await fetch(`${url}/.auth/brand/${second}`);
+  assert.deepEqual(Buffer.from(await served.arrayBuffer()), png(2));
+  assert.equal((await fetch(`${url}/.auth/brand/${first}`)).status, 404);
+  // A replacement that is no image: the reload is refused as check refuses it, and the logo shown stays.
+  writeFileSync(logo, '<html>not a logo</html>');
+  const again = node.lines.length;
+  assert.equal((await hangup()).outcome, 'failed');
+  assert.ok(node.since(again).some((l) => l.event === 'config_error' && l.key === 'apps[0].branding.logo'));
+  assert.equal(await shown(), second);
 });
