@@ -20,6 +20,15 @@ import { err } from './io.ts';
  */
 export async function serve(file: string): Promise<number> {
   const worker = workerId();
+  // SIGHUP's default action ends the process. From here on it reloads, once the node serves (one
+  // received while it starts is done then); a worker leaves it to the primary, which passes it on
+  // (a terminal's hangup reaches every process of the group).
+  const hangup: { reload?: () => void; missed: boolean } = { missed: false };
+  process.on('SIGHUP', () => {
+    if (worker !== undefined) return;
+    if (hangup.reload) hangup.reload();
+    else hangup.missed = true;
+  });
   let text = worker !== undefined ? process.env[CONFIG_ENV] : undefined;
   delete process.env[CONFIG_ENV];
   let config;
@@ -45,7 +54,7 @@ export async function serve(file: string): Promise<number> {
   const logger = worker !== undefined ? root.child({ worker }) : count > 1 ? root.child({ worker: 0 }) : root;
   // The primary has logged the configuration's warnings already.
   if (worker === undefined) logFindings(config, logger);
-  if (worker === undefined && count > 1) return primary(file, config, text!, logger, count);
+  if (worker === undefined && count > 1) return primary(file, config, text!, logger, count, hangup);
 
   let gatehouse: Gatehouse | undefined;
   let stopping: string | undefined;
@@ -100,12 +109,15 @@ export async function serve(file: string): Promise<number> {
   process.once('SIGINT', () => stop('SIGINT'));
   // SIGHUP re-reads listen.tls (a renewed certificate), each upstreamTls and the configuration
   // file, without dropping a connection (docs/operations.md "Reloading the configuration").
-  process.on('SIGHUP', () => {
-    gatehouse.reloadTls();
-    const next = reread(file, logger);
-    if ('refused' in next) gatehouse.reloadRefused(next.refused);
-    else void gatehouse.reload(next.config);
-  });
+  if (worker === undefined) {
+    hangup.reload = () => {
+      gatehouse.reloadTls();
+      const next = reread(file, logger);
+      if ('refused' in next) gatehouse.reloadRefused(next.refused);
+      else void gatehouse.reload(next.config);
+    };
+    if (hangup.missed) hangup.reload();
+  }
   if (stopping) {
     const signal = stopping;
     stopping = undefined;
@@ -120,7 +132,14 @@ export async function serve(file: string): Promise<number> {
  * workers never race on them and a configuration that cannot start fails here, once, clearly;
  * checks the port is free; then forks the workers and keeps them running (server/workers.ts).
  */
-async function primary(file: string, config: Config, text: string, logger: Logger, count: number): Promise<number> {
+async function primary(
+  file: string,
+  config: Config,
+  text: string,
+  logger: Logger,
+  count: number,
+  hangup: { reload?: () => void; missed: boolean },
+): Promise<number> {
   const storeKey = config.store.type === 'postgres' ? 'store.url' : 'store.path';
   try {
     const prepared = await Gatehouse.create(config, { logger, startJobs: false });
@@ -160,13 +179,14 @@ async function primary(file: string, config: Config, text: string, logger: Logge
   // SIGHUP: the file is read and checked here, once. Every worker is sent it (and says what it
   // did: reloaded, or a restart needed) or why it was refused; the workers started from now on get
   // it unless it needs a restart.
-  process.on('SIGHUP', () => {
+  hangup.reload = () => {
     const next = reread(file, logger);
     if ('refused' in next) return supervisor.reload({ text, refused: next.refused });
     const adopt = restartOnly(config, next.config).length === 0;
     if (adopt) [config, text] = [next.config, next.text];
     supervisor.reload({ text: next.text }, adopt);
-  });
+  };
+  if (hangup.missed) hangup.reload();
   const code = await supervisor.run();
   await metricsListener?.close();
   await cache?.close();

@@ -300,6 +300,26 @@ ${db.yaml}`,
       writeFileSync(file, readFileSync(file, 'utf8').replace('drain: 6s', 'drain: 5s'));
     });
 
+    test('SIGHUP to a worker itself (a terminal hangup reaches the whole group) neither ends it nor reloads it: the primary does', async () => {
+      const [id, pid] = [...node.live()][0]!;
+      const mark = node.lines.length;
+      process.kill(pid, 'SIGHUP');
+      // A request the worker serves after the signal: it has run its handler by then.
+      await node.until('the worker served a request since', async () => {
+        assert.equal((await client().get('/.auth/health')).status, 200);
+        return node.servedBy(mark, '/.auth/health').has(id);
+      });
+      const own = (since: number) =>
+        node.since(since).filter((l) => l.worker === id && (l.event === 'config_reload' || l.event === 'tls_reload'));
+      assert.deepEqual(own(mark), [], 'it did not reload by itself');
+      assert.equal(node.live().get(id), pid, 'the same process serves');
+      const relayed = node.lines.length;
+      node.child.kill('SIGHUP');
+      await node.until('the worker reloaded as the primary asked', () =>
+        own(relayed).some((l) => l.event === 'config_reload'),
+      );
+    });
+
     test('a worker killed with SIGKILL is replaced, and the port keeps answering', async () => {
       const before = node.live();
       const [victim, pid] = [...before][0]!;
