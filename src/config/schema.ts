@@ -554,6 +554,10 @@ export const ConfigSchema = z
           .meta({ description: 'Prefixed with __Host- when publicUrl is https' }),
         idleTimeout: duration('12h'),
         absoluteTimeout: duration('7d'),
+        maxPerUser: z.number().int().min(1).max(1000).optional().meta({
+          description:
+            'At most this many browser sessions of one user on each site: a sign-in past it ends their oldest (concurrent session control). CLI and MCP logins are not counted',
+        }),
       })
       .prefault({}),
     log: z

@@ -113,7 +113,15 @@ export function wire(config: Config, node: NodeParts, mailer: Mailer | undefined
     idleMs: config.sessions.idleTimeout,
     absoluteMs: config.sessions.absoluteTimeout,
     now: clock,
+    maxPerUser: config.sessions.maxPerUser,
   });
+  sessions.onLimit = (userId, site, ended) => {
+    logger.info(
+      { event: 'session_limit', userId, site, ended, maxPerUser: config.sessions.maxPerUser },
+      `a sign-in past sessions.maxPerUser ended ${ended} older session${ended === 1 ? '' : 's'}`,
+    );
+    audit.record({ event: 'sessions_ended', userId, actor: 'sessions.maxPerUser', detail: { ended, site } });
+  };
   const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
   const events = AppEvents.forConfig(config, { store, ring: keys, logger, metrics }, sites);
   const accounts = new Accounts(store, throttle, config.accounts, events);

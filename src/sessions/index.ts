@@ -37,6 +37,8 @@ export interface SessionOptions {
   absoluteMs: number;
   /** The clock of auth times (Session.authTime), as accounts/reauth.ts reads them; tests move it. */
   now?: () => number;
+  /** sessions.maxPerUser: a sign-in past it ends the user's oldest sessions on that site. */
+  maxPerUser?: number;
 }
 
 export class Sessions {
@@ -51,6 +53,9 @@ export class Sessions {
    * it for this request as expired. Set by the composition root for providers[].revalidate.
    */
   guard: ((active: ActiveSession) => boolean | Promise<boolean>) | undefined;
+  /** Told of the sessions a sign-in past sessions.maxPerUser ended (the composition root logs them). */
+  onLimit: ((userId: string, site: string, ended: number) => void) | undefined;
+  private readonly maxPerUser: number | undefined;
 
   constructor(store: Store, options: SessionOptions) {
     this.store = store;
@@ -58,6 +63,7 @@ export class Sessions {
     this.idleMs = options.idleMs;
     this.absoluteMs = options.absoluteMs;
     this.touchEveryMs = Math.min(60_000, Math.floor(options.idleMs / 10));
+    this.maxPerUser = options.maxPerUser;
   }
 
   /** The cookie value of the request, if there is exactly one well-formed copy. */
@@ -158,6 +164,7 @@ export class Sessions {
       userAgent: meta.userAgent?.slice(0, 256) ?? null,
       authTime: meta.authTime ?? this.now(),
     });
+    if (this.maxPerUser !== undefined) await this.limit(user.id, site, idHash, now);
     return {
       setCookie: serializeCookie(cookie.name, id, {
         secure: cookie.secure,
@@ -166,6 +173,21 @@ export class Sessions {
       }),
       idHash,
     };
+  }
+
+  /**
+   * sessions.maxPerUser: the user's live sessions on the site beyond the limit end, oldest first;
+   * the new one, `kept`, never does. (Two sign-ins at the same moment may each end one more than
+   * needed: then fewer than the limit are left, never more.)
+   */
+  private async limit(userId: string, site: string, kept: string, now: number): Promise<void> {
+    const live = (await this.store.sessions.listByUser(userId))
+      .filter((s) => s.site === site && s.idHash !== kept && s.expiresAt > now && now - s.lastSeenAt < this.idleMs)
+      .sort((a, b) => b.createdAt - a.createdAt);
+    const extra = live.slice(this.maxPerUser! - 1);
+    if (extra.length === 0) return;
+    for (const s of extra) await this.store.sessions.delete(s.idHash);
+    this.onLimit?.(userId, site, extra.length);
   }
 
   async destroy(req: IncomingMessage, cookie: SessionCookie): Promise<string> {

@@ -483,7 +483,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         privateUseSchemes: ['cursor'],
         bearerHeader: 'X-Gatehouse-Token',
       },
-      sessions: { cookieName: 'gatehouse', idleTimeout: '12h', absoluteTimeout: '7d' },
+      sessions: { cookieName: 'gatehouse', idleTimeout: '12h', absoluteTimeout: '7d', maxPerUser: 5 },
       log: { level: 'info' },
       metrics: { listen: '127.0.0.1:9464' },
       audit: { retention: '90d' },
