@@ -49,6 +49,8 @@ export interface HttpEntryDeps {
   verification: { blocked(ctx: RequestContext, active: ActiveSession): number };
   /** routes[].rateLimit (policy/rate-limit.ts). */
   limits: RouteLimiter;
+  /** Replicas passed over: counted and logged. */
+  passedOver: PassedOver;
   /** config.authPrefix, without the base path (diagnosis names it). */
   authPrefix: string;
   /** HTTP/1 connections whose framing was refused: what else the parser finds on them is not served. */
@@ -64,20 +66,37 @@ export interface HttpEntryDeps {
   unavailable(err: Error): void;
 }
 
-/** A replica of the app that could not be connected to, passed over for the next: logged and counted. */
-export function passedOver(
-  d: { logger: Logger; metrics?: Metrics },
-  app: App,
-  requestId: string,
-  cause: string,
-  at: string | undefined,
-): void {
-  d.metrics?.passedOver.inc({ app: app.name });
-  d.logger.warn(
-    { event: 'upstream_unreachable', app: app.name, cause, at, requestId },
-    'a replica of the app could not be reached: passed over',
-  );
+/**
+ * Replicas of an app that could not be connected to, passed over for the next: each counted, and
+ * logged at most every 10 s per replica (`times`: this one and those since its last line), so a
+ * replica down for an hour is not a line per request that tries it.
+ */
+export class PassedOver {
+  private readonly logger: Logger;
+  private readonly metrics: Metrics | undefined;
+  /** app and replica → when its last line was written, and the passes since. */
+  private readonly logged = new Map<string, { at: number; since: number }>();
+
+  constructor(logger: Logger, metrics: Metrics | undefined) {
+    this.logger = logger;
+    this.metrics = metrics;
+  }
+
+  note(app: App, requestId: string, cause: string, at: string | undefined): void {
+    this.metrics?.passedOver.inc({ app: app.name });
+    const key = `${app.name} ${at ?? cause}`;
+    const now = performance.now();
+    const last = this.logged.get(key);
+    if (last && now - last.at < PASSED_OVER_LOG_MS) return void last.since++;
+    this.logged.set(key, { at: now, since: 0 });
+    this.logger.warn(
+      { event: 'upstream_unreachable', app: app.name, cause, at, requestId, times: (last?.since ?? 0) + 1 },
+      'a replica of the app could not be reached: passed over',
+    );
+  }
 }
+
+const PASSED_OVER_LOG_MS = 10_000;
 
 /** What a request was, for its metrics: set as the pipeline learns it. */
 interface Meter {
@@ -320,7 +339,7 @@ export class HttpEntry {
     if (meter && forwarded.headersAt)
       this.d.metrics!.upstream(app.name).observe((forwarded.headersAt - meter.sentAt) / 1000);
     if (forwarded.passedOver)
-      for (const { cause, at } of forwarded.passedOver) passedOver(this.d, app, ctx.requestId, cause, at);
+      for (const { cause, at } of forwarded.passedOver) this.d.passedOver.note(app, ctx.requestId, cause, at);
     if (forwarded.error) {
       this.d.logger.warn(
         { event: 'upstream_error', app: app.name, cause: forwarded.cause, requestId: ctx.requestId },

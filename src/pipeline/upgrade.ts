@@ -17,7 +17,7 @@ import type { Sessions } from '../sessions/index.ts';
 import { StoreUnavailableError } from '../store/index.ts';
 import { type BearerCheck, decide } from './decide.ts';
 import { outcome } from './outcome.ts';
-import { passedOver, requestIdOf } from './request.ts';
+import { type PassedOver, requestIdOf } from './request.ts';
 import type { Routes } from './route.ts';
 import type { ToApp, UpgradeContext } from './to-app.ts';
 
@@ -38,6 +38,8 @@ export interface UpgradeEntryDeps {
   tunnels: Map<Duplex, Duplex>;
   /** routes[].rateLimit: an upgrade counts as a request (policy/rate-limit.ts). */
   limits: RouteLimiter;
+  /** Replicas passed over (request.ts). */
+  passedOver: PassedOver;
   /** The node is shutting down: new upgrades get 503. */
   draining(): boolean;
   /** Prometheus metrics, when `metrics:` is configured. */
@@ -159,7 +161,7 @@ export class UpgradeEntry {
           this.d.tunnels.set(client!, upstream!);
           client!.once('close', () => this.d.tunnels.delete(client!));
         },
-        (cause, at) => passedOver(this.d, app, requestId, cause, at),
+        (cause, at) => this.d.passedOver.note(app, requestId, cause, at),
       );
     } catch (err) {
       const unavailable = err instanceof StoreUnavailableError || err instanceof CacheUnavailableError;

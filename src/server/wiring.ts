@@ -38,7 +38,7 @@ import { OAuthServer } from '../oauth/server.ts';
 import { makeLook } from '../pages/index.ts';
 import { FormKit } from '../pages/kit.ts';
 import { ForwardAuth } from '../pipeline/forward-auth.ts';
-import { HttpEntry } from '../pipeline/request.ts';
+import { HttpEntry, PassedOver } from '../pipeline/request.ts';
 import { Routes } from '../pipeline/route.ts';
 import { ToApp } from '../pipeline/to-app.ts';
 import { UpgradeEntry } from '../pipeline/upgrade.ts';
@@ -254,6 +254,7 @@ export function wire(config: Config, node: NodeParts, mailer: Mailer | undefined
     upstreams,
     verification,
     limits: new RouteLimiter(cache, unavailable),
+    passedOver: new PassedOver(logger, metrics),
     authPrefix: config.authPrefix,
     refused: node.refused,
     draining: node.draining,
