@@ -66,6 +66,8 @@ export interface HttpEntryDeps {
   unavailable(err: Error): void;
 }
 
+const PASSED_OVER_LOG_MS = 10_000;
+
 /**
  * Replicas of an app that could not be connected to, passed over for the next: each counted, and
  * logged at most every 10 s per replica (`times`: this one and those since its last line), so a
@@ -95,8 +97,6 @@ export class PassedOver {
     );
   }
 }
-
-const PASSED_OVER_LOG_MS = 10_000;
 
 /** What a request was, for its metrics: set as the pipeline learns it. */
 interface Meter {
