@@ -9,7 +9,7 @@ import { redirect, sendJson } from '../http/respond.ts';
 import type { Secrets } from '../keys/secrets.ts';
 import { html, type AccountSectionView, type SafeHtml } from '../pages/index.ts';
 import type { FormTools } from '../pages/kit.ts';
-import type { ActiveSession } from '../sessions/index.ts';
+import type { ActiveSession, Sessions } from '../sessions/index.ts';
 import type { AuditEvent, Session, Store } from '../store/index.ts';
 import type { SessionGate } from './account-page.ts';
 
@@ -20,8 +20,8 @@ export interface ActivityDeps {
   store: Store;
   secrets: Pick<Secrets, 'mac'>;
   audit: AuditLog;
-  /** Sessions idle longer than this are over (config.sessions.idleTimeout). */
-  sessions: { idleMs: number };
+  /** Which sessions are not over (sessions/). */
+  sessions: Pick<Sessions, 'isLive'>;
 }
 
 /** A browser session as the user sees it: never its id or id hash, only a handle bound to it. */
@@ -163,7 +163,7 @@ export class AccountActivity {
   private async sessions(active: ActiveSession, now = Date.now()): Promise<{ view: SessionView; session: Session }[]> {
     const all = await this.d.store.sessions.listByUser(active.user.id);
     return all
-      .filter((s) => s.expiresAt > now && s.lastSeenAt + this.d.sessions.idleMs > now)
+      .filter((s) => this.d.sessions.isLive(s, now))
       .map((s) => ({
         session: s,
         view: {

@@ -114,13 +114,18 @@ export class Sessions {
     return stands.then((ok) => (ok ? found : ENDED));
   }
 
+  /** Whether neither the absolute nor the idle expiry of a session has passed at `now`. */
+  isLive(session: Session, now: number): boolean {
+    return now < session.expiresAt && now < session.lastSeenAt + this.idleMs;
+  }
+
   /** The session the store gave for the cookie, checked: site, user, expiry; touched now and then. */
   private judge(found: ActiveSession | undefined, site: string, now: number): Lookup {
     if (!found) return { state: 'invalid', reason: 'unknown' };
     const { session, user } = found;
     if (session.site !== site) return { state: 'invalid', reason: 'other_site' };
     if (user.disabled) return { state: 'invalid', reason: 'disabled' };
-    if (now >= session.expiresAt || now >= session.lastSeenAt + this.idleMs) {
+    if (!this.isLive(session, now)) {
       this.store.sessions.delete(session.idHash).catch(() => {});
       return { state: 'invalid', reason: 'expired' };
     }
@@ -182,7 +187,7 @@ export class Sessions {
    */
   private async limit(userId: string, site: string, kept: string, now: number): Promise<void> {
     const live = (await this.store.sessions.listByUser(userId))
-      .filter((s) => s.site === site && s.idHash !== kept && s.expiresAt > now && now - s.lastSeenAt < this.idleMs)
+      .filter((s) => s.site === site && s.idHash !== kept && this.isLive(s, now))
       .sort((a, b) => b.createdAt - a.createdAt);
     const extra = live.slice(this.maxPerUser! - 1);
     if (extra.length === 0) return;
