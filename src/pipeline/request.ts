@@ -318,10 +318,8 @@ export class HttpEntry {
     if (rule.rateLimit) {
       const verdict = await this.d.limits.take(app.name, rule, active?.user.id, ctx.ip);
       if (!verdict.ok) {
-        this.d.metrics?.rateLimited.inc({ limit: `${app.name} ${rule.path}` });
         res.setHeader('retry-after', String(verdict.retryAfterSeconds));
-        const message = `Too many requests: try again in ${verdict.retryAfterSeconds} s.`;
-        return (errorPage(req, res, site, 429, 'rate_limited', message), 429);
+        return (errorPage(req, res, site, 429, 'rate_limited', verdict.message), 429);
       }
     }
 

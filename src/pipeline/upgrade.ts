@@ -119,16 +119,10 @@ export class UpgradeEntry {
       userId = active?.user.id;
       if (o.rule.rateLimit) {
         const verdict = await this.d.limits.take(app.name, o.rule, userId, ctx.ip);
-        if (!verdict.ok) {
-          this.d.metrics?.rateLimited.inc({ limit: `${app.name} ${o.rule.path}` });
-          return rejectUpgrade(
-            socket,
-            (status = 429),
-            'Too Many Requests',
-            `Too many requests: try again in ${verdict.retryAfterSeconds} s.\n`,
-            { 'retry-after': String(verdict.retryAfterSeconds) },
-          );
-        }
+        if (!verdict.ok)
+          return rejectUpgrade(socket, (status = 429), 'Too Many Requests', `${verdict.message}\n`, {
+            'retry-after': String(verdict.retryAfterSeconds),
+          });
       }
       // Browsers always send Origin with an upgrade: one the session cookie signs in without it
       // did not come from a page of this site. A bearer token is a program's own and needs none.

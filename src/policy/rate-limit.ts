@@ -1,8 +1,10 @@
 import { CacheUnavailableError, type Cache } from '../cache/index.ts';
 import { rateLimitAddress } from '../http/client-ip.ts';
+import type { Metrics } from '../metrics/index.ts';
 import type { Rule } from './rules.ts';
 
-export type RateVerdict = { ok: true } | { ok: false; retryAfterSeconds: number };
+/** Refused: when to try again, and the words for the client. */
+export type RateVerdict = { ok: true } | { ok: false; retryAfterSeconds: number; message: string };
 
 const OK: RateVerdict = { ok: true };
 
@@ -13,15 +15,18 @@ const OK: RateVerdict = { ok: true };
  * session and that user's CLI and MCP logins share one allowance; a service client has its own.
  * Addresses are counted as the login throttle counts them (IPv6 by /64), as trustedProxies lets
  * Gatehouse see them. A cache that cannot count lets the request through (`unavailable` is told):
- * a Redis outage must not take the app down.
+ * a Redis outage must not take the app down. A refusal is counted in gatehouse_rate_limited_total
+ * as `<app> <rule path>`.
  */
 export class RouteLimiter {
   private readonly cache: Cache;
   private readonly unavailable: (err: Error) => void;
+  private readonly metrics: Metrics | undefined;
 
-  constructor(cache: Cache, unavailable: (err: Error) => void) {
+  constructor(cache: Cache, unavailable: (err: Error) => void, metrics?: Metrics) {
     this.cache = cache;
     this.unavailable = unavailable;
+    this.metrics = metrics;
   }
 
   /** Counts this request against `rule.rateLimit` of `app`; userId undefined: the address's allowance. */
@@ -31,7 +36,9 @@ export class RouteLimiter {
     try {
       const n = await this.cache.hit(key, limit.perMs);
       if (n <= limit.requests) return OK;
-      return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil((await this.cache.ttl(key)) / 1000)) };
+      const retryAfterSeconds = Math.max(1, Math.ceil((await this.cache.ttl(key)) / 1000));
+      this.metrics?.rateLimited.inc({ limit: `${app} ${rule.path}` });
+      return { ok: false, retryAfterSeconds, message: `Too many requests: try again in ${retryAfterSeconds} s.` };
     } catch (err) {
       if (!(err instanceof CacheUnavailableError)) throw err;
       this.unavailable(err);

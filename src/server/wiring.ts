@@ -253,7 +253,7 @@ export function wire(config: Config, node: NodeParts, mailer: Mailer | undefined
     toApp: new ToApp({ forwarding, providers }),
     upstreams,
     verification,
-    limits: new RouteLimiter(cache, unavailable),
+    limits: new RouteLimiter(cache, unavailable, metrics),
     passedOver: new PassedOver(logger, metrics),
     authPrefix: config.authPrefix,
     refused: node.refused,
