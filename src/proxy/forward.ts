@@ -180,7 +180,7 @@ class ClientGone {
 
 const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
 /** Errors of connecting: the replica got nothing of the request, which can go to another. */
-export const UNREACHED = new Set([
+const UNREACHED = new Set([
   'ECONNREFUSED',
   'UND_ERR_CONNECT_TIMEOUT',
   'EHOSTUNREACH',
@@ -188,6 +188,17 @@ export const UNREACHED = new Set([
   'ENOTFOUND',
   'EAI_AGAIN',
 ]);
+
+/**
+ * A replica that could not be connected to, as `passedOver` names it (the error's code and the
+ * address it was at); undefined for any other error, after which the request is not sent again.
+ */
+export function unreached(err: Error): { cause: string; at?: string } | undefined {
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  const cause = e.code ?? e.name;
+  if (!UNREACHED.has(cause)) return undefined;
+  return e.address ? { cause, at: `${e.address}:${e.port}` } : { cause };
+}
 
 /**
  * Streams the request to the app and the response back, both ways without buffering: a
@@ -241,15 +252,15 @@ export function forward(
             return resolve({ status, headersAt, passedOver });
           }
           const code = (err as NodeJS.ErrnoException).code ?? err.name;
+          const missed = unreached(err);
           if (
-            UNREACHED.has(code) &&
+            missed &&
             !res.headersSent &&
             !abort.gone &&
             !body?.readableDidRead &&
             (passedOver?.length ?? 0) < upstream.urls.length - 1
           ) {
-            const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
-            (passedOver ??= []).push({ cause: code, ...(e.address ? { at: `${e.address}:${e.port}` } : {}) });
+            (passedOver ??= []).push(missed);
             return send();
           }
           res.off('close', onClose);

@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { isIP } from 'node:net';
-import { UNREACHED, type Upstream } from './forward.ts';
+import { unreached, type Upstream } from './forward.ts';
 
 /** Writes a minimal HTTP/1.1 response on a raw socket and closes it; `headers`: more, of Gatehouse's own making. */
 export function rejectUpgrade(
@@ -50,8 +50,9 @@ export function tunnelWebSocket(
       rejectUpgrade(socket, status, reason, `${reason}\n`);
       resolve(status);
     };
-    const open = (replica: URL): http.ClientRequest =>
-      (secure ? https : http).request({
+    // One replica tried: a connection it refuses goes on to the next (attempt() again).
+    const attempt = (replica: URL): void => {
+      const outgoing = (secure ? https : http).request({
         host: replica.hostname,
         port: replica.port || (secure ? 443 : 80),
         method: 'GET',
@@ -65,21 +66,18 @@ export function tunnelWebSocket(
           : {}),
         ...upstream.tls.options,
       });
-    let outgoing = open(replicas.shift()!);
-    const onError = (err: NodeJS.ErrnoException & { address?: string; port?: number }) => {
-      if (settled) return;
-      const next = replicas.shift();
-      if (!next || !UNREACHED.has(err.code ?? '')) return fail(502, 'Bad Gateway');
-      passedOver?.(err.code!, err.address ? `${err.address}:${err.port}` : undefined);
-      outgoing = open(next);
-      listen();
-    };
-    const listen = () => {
       outgoing.on('timeout', () => {
         outgoing.destroy();
         fail(504, 'Gateway Timeout');
       });
-      outgoing.on('error', onError);
+      outgoing.on('error', (err) => {
+        if (settled) return;
+        const next = replicas.shift();
+        const missed = unreached(err);
+        if (!next || !missed) return fail(502, 'Bad Gateway');
+        passedOver?.(missed.cause, missed.at);
+        attempt(next);
+      });
       outgoing.on('response', (upRes) => {
         // The app declined the upgrade: relay its answer and close.
         let text = `HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage}\r\n`;
@@ -135,6 +133,6 @@ export function tunnelWebSocket(
       });
       outgoing.end();
     };
-    listen();
+    attempt(replicas.shift()!);
   });
 }
