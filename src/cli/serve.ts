@@ -23,11 +23,9 @@ export async function serve(file: string): Promise<number> {
   // SIGHUP's default action ends the process. From here on it reloads, once the node serves (one
   // received while it starts is done then); a worker leaves it to the primary, which passes it on
   // (a terminal's hangup reaches every process of the group).
-  const hangup: { reload?: () => void; missed: boolean } = { missed: false };
+  const hangup = new Hangup();
   process.on('SIGHUP', () => {
-    if (worker !== undefined) return;
-    if (hangup.reload) hangup.reload();
-    else hangup.missed = true;
+    if (worker === undefined) hangup.received();
   });
   let text = worker !== undefined ? process.env[CONFIG_ENV] : undefined;
   delete process.env[CONFIG_ENV];
@@ -109,15 +107,13 @@ export async function serve(file: string): Promise<number> {
   process.once('SIGINT', () => stop('SIGINT'));
   // SIGHUP re-reads listen.tls (a renewed certificate), each upstreamTls and the configuration
   // file, without dropping a connection (docs/operations.md "Reloading the configuration").
-  if (worker === undefined) {
-    hangup.reload = () => {
+  if (worker === undefined)
+    hangup.handle(() => {
       gatehouse.reloadTls();
       const next = reread(file, logger);
       if ('refused' in next) gatehouse.reloadRefused(next.refused);
       else void gatehouse.reload(next.config);
-    };
-    if (hangup.missed) hangup.reload();
-  }
+    });
   if (stopping) {
     const signal = stopping;
     stopping = undefined;
@@ -138,7 +134,7 @@ async function primary(
   text: string,
   logger: Logger,
   count: number,
-  hangup: { reload?: () => void; missed: boolean },
+  hangup: Hangup,
 ): Promise<number> {
   const storeKey = config.store.type === 'postgres' ? 'store.url' : 'store.path';
   try {
@@ -179,20 +175,35 @@ async function primary(
   // SIGHUP: the file is read and checked here, once. Every worker is sent it (and says what it
   // did: reloaded, or a restart needed) or why it was refused; the workers started from now on get
   // it unless it needs a restart.
-  hangup.reload = () => {
+  hangup.handle(() => {
     const next = reread(file, logger);
     if ('refused' in next) return supervisor.reload({ text, refused: next.refused });
     const adopt = restartOnly(config, next.config).length === 0;
     if (adopt) [config, text] = [next.config, next.text];
     supervisor.reload({ text: next.text }, adopt);
-  };
-  if (hangup.missed) hangup.reload();
+  });
   const code = await supervisor.run();
   await metricsListener?.close();
   await cache?.close();
   logger.info({ event: 'exit', code }, 'every worker has stopped');
   await new Promise<void>((resolve) => logger.flush(() => resolve()));
   process.exit(code);
+}
+
+/** SIGHUP from the start of serve: acted on by handle()'s reload, one received before it then. */
+class Hangup {
+  private reload: (() => void) | undefined;
+  private missed = false;
+
+  received(): void {
+    if (this.reload) this.reload();
+    else this.missed = true;
+  }
+
+  handle(reload: () => void): void {
+    this.reload = reload;
+    if (this.missed) reload();
+  }
 }
 
 /** The configuration's findings (lintConfig), logged as at start. Returns whether one is an error. */

@@ -28,7 +28,7 @@ import type { ProviderService } from '../providers/service.ts';
 import { makeLook } from '../pages/index.ts';
 import { rejectUpgrade } from '../proxy/upgrade.ts';
 import type { Sessions } from '../sessions/index.ts';
-import { basePath, type App, type Site } from '../sites/index.ts';
+import type { App, Site } from '../sites/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { describe as describeCert, loadTls, type TlsPair } from './tls.ts';
 import { type Peers, workerId } from './workers.ts';
@@ -378,15 +378,15 @@ export class Gatehouse {
   async reload(next: Config): Promise<ReloadResult> {
     const running = this.current;
     const changed = changedKeys(running.config, next);
-    const log = (level: 'info' | 'error', result: ReloadResult, msg: string) => this.reloaded(level, result, msg);
-    if (this.closing) return log('info', { outcome: 'skipped', changed }, 'shutting down: configuration not reloaded');
+    if (this.closing)
+      return this.reloaded('info', { outcome: 'skipped', changed }, 'shutting down: configuration not reloaded');
     if (changed.length === 0) {
       this.reloadLogos();
-      return log('info', { outcome: 'unchanged', changed }, 'configuration unchanged: nothing to reload');
+      return this.reloaded('info', { outcome: 'unchanged', changed }, 'configuration unchanged: nothing to reload');
     }
     const restart = restartOnly(running.config, next);
     if (restart.length)
-      return log(
+      return this.reloaded(
         'error',
         { outcome: 'restart_required', changed, restart },
         `configuration not reloaded: ${restart.join(', ')} can only change with a restart; still serving the previous configuration`,
@@ -401,7 +401,7 @@ export class Gatehouse {
       wiring = wire(next, this.node, mailer, running);
     } catch (err) {
       if (mailer !== running.mailer) await mailer?.close(0);
-      return log(
+      return this.reloaded(
         'error',
         { outcome: 'failed', changed, reason: (err as Error).message },
         `configuration not reloaded: ${(err as Error).message}; still serving the previous configuration`,
@@ -420,7 +420,7 @@ export class Gatehouse {
     // The line is written at the more verbose of the two levels: an operator turning logs down sees it too.
     const level = next.log.level;
     if (this.logger.levels.values[level]! < this.logger.levelVal) this.logger.level = level;
-    const result = log('info', { outcome: 'ok', changed }, `configuration reloaded (${changed.join(', ')})`);
+    const result = this.reloaded('info', { outcome: 'ok', changed }, `configuration reloaded (${changed.join(', ')})`);
     this.logger.level = level;
     return result;
   }
@@ -431,7 +431,7 @@ export class Gatehouse {
    * the old one kept. (A changed configuration reads them all in wire().)
    */
   private reloadLogos(): void {
-    const prefix = basePath(this.config.publicUrl) + this.config.authPrefix;
+    const { prefix } = this.current;
     for (const site of this.current.sites.values()) {
       const branding = site.branding;
       if (!branding?.logo) continue;

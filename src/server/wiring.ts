@@ -79,6 +79,8 @@ export interface NodeParts {
 /** One configuration's parts: the request pipeline's entry points and what they are made of. */
 export interface Wiring {
   config: Config;
+  /** Own routes' prefix, publicUrl's base path included: /.auth, or /app/.auth. */
+  prefix: string;
   sites: Map<string, Site>;
   trusted: TrustedProxies;
   forwarding: Forwarding;
@@ -274,6 +276,7 @@ export function wire(config: Config, node: NodeParts, mailer: Mailer | undefined
     .add(purgeJob('mfa_pending', (now, limit) => store.mfa.purgePending(now, limit)));
   return {
     config,
+    prefix,
     sites,
     trusted,
     forwarding,
