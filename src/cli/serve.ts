@@ -224,21 +224,20 @@ function logFindings(config: Config, logger: Logger): boolean {
  * fails it.
  */
 function reread(file: string, logger: Logger): { config: Config; text: string } | { refused: string } {
-  const refuse = (reason: string) => ({ refused: reason });
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    return refuse(`cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    return { refused: `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` };
   }
   let config: Config;
   try {
     config = parseConfig(text, file);
   } catch (e) {
-    if (e instanceof ConfigError) return refuse(e.message);
+    if (e instanceof ConfigError) return { refused: e.message };
     throw e;
   }
-  if (logFindings(config, logger)) return refuse('the configuration has errors (config_error above)');
+  if (logFindings(config, logger)) return { refused: 'the configuration has errors (config_error above)' };
   return { config, text };
 }
 
