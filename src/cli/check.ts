@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { formatDuration } from '../config/duration.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { eventTypesOf } from '../events/index.ts';
@@ -54,6 +55,11 @@ export async function check(
       if (tls)
         out(
           `    upstream TLS: ${[tls.ca ? `the app's certificate must chain to ${tls.ca}` : "the app's certificate must chain to a system CA", tls.serverName ? `be valid for ${tls.serverName}` : '', tls.cert ? `Gatehouse presents ${tls.cert}` : 'no client certificate'].filter(Boolean).join(', ')}; re-read on SIGHUP`,
+        );
+      const health = app.upstream.health;
+      if (health)
+        out(
+          `    health checks: GET ${health.path} every ${formatDuration(health.interval)} (timeout ${formatDuration(health.timeout)}); ${health.unhealthyAfter} failed in a row take a replica out, ${health.healthyAfter} passed put it back${app.upstream.urls.length === 1 ? '; with one upstream, requests go to it in any case' : ''}`,
         );
       if (app.cors) out(`    cors: ${describeCors(app.cors)}; preflights answered by Gatehouse`);
       if (app.events) {

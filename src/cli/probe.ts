@@ -11,6 +11,7 @@ import { createLogger } from '../log/index.ts';
 import { verifySmtp } from '../mail/mailer.ts';
 import { probeIssuer } from '../oauth/federation.ts';
 import { GithubProvider } from '../providers/github.ts';
+import { checkReplica } from '../proxy/health.ts';
 import { loadUpstreamTls } from '../proxy/tls.ts';
 import { OidcProvider } from '../providers/oidc.ts';
 import { buildSites } from '../sites/index.ts';
@@ -67,13 +68,21 @@ export async function probeAll(config: Config, timeoutMs = 5000): Promise<ProbeR
           hint: (err) =>
             TLS_FAILURE.test(describe(err))
               ? `the TLS handshake with the app failed: does its certificate chain to ${tlsKey}.ca (or a system CA), is it valid for the upstream's host (or ${tlsKey}.serverName), and does the app take the client certificate of ${tlsKey}.cert?`
-              : 'is the app running, and is this its address as seen from this host?',
+              : err instanceof UnhealthyError
+                ? 'serve would take this replica out: is healthCheck.path the path of its health check, and is it healthy?'
+                : 'is the app running, and is this its address as seen from this host?',
           run: async () => {
             const started = performance.now();
             // As serve connects: upstreamTls's CA, client certificate and name (a file that cannot be used fails here).
             const tls = loadUpstreamTls(app.upstream.tls);
             const dispatcher = new Agent({ connect: tls.options });
             try {
+              const health = app.upstream.health;
+              if (health) {
+                const r = await checkReplica(dispatcher, upstream, app.upstream.host, health);
+                if (r.cause) throw new UnhealthyError(`healthCheck ${health.path}: ${r.cause}`);
+                return `healthCheck ${health.path}: HTTP ${r.status} in ${Math.round(performance.now() - started)} ms${tls.client ? ', with the client certificate' : ''}`;
+              }
               const res = await request(upstream, {
                 dispatcher,
                 // As serve sends it to every replica (undici takes the TLS name from it too).
@@ -221,6 +230,9 @@ function within<T>(p: Promise<T>, ms: number): Promise<T> {
 }
 
 /** Errors of a TLS handshake: a certificate that does not pass, or one the peer wanted and did not get. */
+/** A replica answered its healthCheck.path with an error, or not in time. */
+class UnhealthyError extends Error {}
+
 const TLS_FAILURE = /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_|handshake|certificate/i;
 
 /** An error in one line: its code when it has one (ECONNREFUSED, ENOTFOUND, ...), then its message. */

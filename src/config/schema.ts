@@ -248,6 +248,38 @@ const appFields = {
       description:
         'TLS to an https upstream: a private CA, a client certificate, the name to verify. Files are re-read on SIGHUP. Applies to proxied requests, WebSockets, and event deliveries to the same origin (docs/behind-a-proxy.md)',
     }),
+  healthCheck: z
+    .strictObject({
+      path: z
+        .string()
+        .regex(/^\/[^\s#]*$/, 'a path on the app such as /healthz')
+        .meta({ description: "The path each replica is asked (GET, with the app's Host): a 2xx or 3xx is healthy" }),
+      interval: durationField('10s', { min: 200, max: 3_600_000 }).meta({
+        description: 'How often every replica is checked (the time from the end of one round to the next)',
+      }),
+      timeout: durationField('2s', { min: 100, max: 60_000 }).meta({
+        description: 'A check without a whole answer within this failed',
+      }),
+      unhealthyAfter: z
+        .number()
+        .int()
+        .min(1)
+        .max(10)
+        .default(2)
+        .meta({ description: 'Failed checks in a row that take a replica out' }),
+      healthyAfter: z
+        .number()
+        .int()
+        .min(1)
+        .max(10)
+        .default(2)
+        .meta({ description: 'Passed checks in a row that put it back' }),
+    })
+    .optional()
+    .meta({
+      description:
+        "Active health checks of the app's replicas: one that fails them gets no requests until it passes again (its requests under way finish); when all fail, all get requests (docs/behind-a-proxy.md)",
+    }),
   tokenRelay: TokenRelayApp,
   cors: CorsSchema,
   events: z

@@ -73,6 +73,7 @@ export class Metrics {
   readonly auditDropped: Counter<string>;
   readonly appEvents: Counter<'app' | 'outcome'>;
   readonly passedOver: Counter<'app'>;
+  readonly upstreamHealthy: Gauge<'app' | 'replica'>;
   readonly revalidations: Counter<'provider' | 'outcome'>;
   private readonly configReloads: Counter<'outcome'>;
   private readonly configServed: Gauge<string>;
@@ -180,6 +181,14 @@ export class Metrics {
       help: 'Replicas of an app (upstream: [...]) passed over because they could not be connected to; the request went to the next',
       labelNames: ['app'],
       registers: r,
+    });
+    this.upstreamHealthy = new client.Gauge({
+      name: 'gatehouse_upstream_healthy',
+      help: '1 while a replica of an app passes its health checks (healthCheck), 0 while it fails them and gets no requests',
+      labelNames: ['app', 'replica'],
+      registers: r,
+      // Across workers (each checks on its own): 0 when any of them has taken the replica out.
+      aggregator: 'min',
     });
     this.appEvents = new client.Counter({
       name: 'gatehouse_app_events_total',

@@ -7,12 +7,15 @@ import { withoutAppCors } from '../http/cors.ts';
 import { hasBody } from '../http/protocol.ts';
 import type { App, UpstreamTarget } from '../sites/index.ts';
 import { downstreamResponseHeaders } from './headers.ts';
+import { HealthChecks, type HealthReporter } from './health.ts';
 import { loadUpstreamTls, type UpstreamTls } from './tls.ts';
 
 /**
  * One app's upstream: a keep-alive connection pool, created once by the Gatehouse that serves it;
  * for several replicas, undici's BalancedPool (a pool per replica, taken in turn, one that fails to
- * connect taken less often until it connects again).
+ * connect taken less often until it connects again). With healthCheck, a replica that fails its
+ * checks is taken out of the pool (its requests under way finish) until it passes again; when every
+ * replica fails, all of them are in (a check that is wrong must not take the whole app down).
  */
 export class Upstream {
   /** The first replica (its host is the Host header; scheme and path are every replica's). */
@@ -30,6 +33,10 @@ export class Upstream {
   private readonly target: UpstreamTarget;
   /** Which replica the next WebSocket tunnel tries first. */
   private turn = 0;
+  /** healthCheck's state, when the app has one. */
+  readonly health: HealthChecks | undefined;
+  /** The replicas requests go to: the healthy ones, or all when none is (or nothing is checked). */
+  private members: URL[];
 
   /** Reads the app's upstreamTls files: a TlsFileError names the one to fix. */
   constructor(target: UpstreamTarget) {
@@ -40,6 +47,10 @@ export class Upstream {
     this.basePath = target.basePath;
     this.timeouts = target.timeouts;
     this.tls = loadUpstreamTls(target.tls);
+    this.members = this.urls;
+    this.health = target.health
+      ? new HealthChecks(this.urls, this.host, target.health, this.tls.options, () => this.rebalance())
+      : undefined;
     this.pool = this.newPool();
   }
 
@@ -57,17 +68,30 @@ export class Upstream {
     return this.urls.length === 1
       ? new Pool(this.url.origin, options)
       : new BalancedPool(
-          this.urls.map((u) => u.origin),
+          this.members.map((u) => u.origin),
           options,
         );
   }
 
-  /** The replicas, starting from the next in turn (WebSocket tunnels: the first that connects is used). */
+  /** After a health check changed a replica's state: the pool takes in the healthy ones and lets go of the rest. */
+  private rebalance(): void {
+    const healthy = this.urls.filter((_, i) => this.health!.isHealthy(i));
+    const next = healthy.length ? healthy : this.urls;
+    const pool = this.pool;
+    if (pool instanceof BalancedPool) {
+      for (const u of next) if (!this.members.includes(u)) pool.addUpstream(u.origin);
+      for (const u of this.members) if (!next.includes(u)) pool.removeUpstream(u.origin);
+    }
+    this.members = next;
+  }
+
+  /** The replicas requests go to, starting from the next in turn (WebSocket tunnels: the first that connects is used). */
   replicasInTurn(): URL[] {
-    const n = this.urls.length;
-    if (n === 1) return [this.url];
+    const members = this.members;
+    const n = members.length;
+    if (n === 1) return [members[0]!];
     const first = this.turn++ % n;
-    return this.urls.map((_, i) => this.urls[(first + i) % n]!);
+    return members.map((_, i) => members[(first + i) % n]!);
   }
 
   /**
@@ -81,10 +105,12 @@ export class Upstream {
     const old = this.pool;
     this.pool = this.newPool();
     void old.close();
+    this.health?.useTls(this.tls.options);
     return this.tls;
   }
 
   close(): Promise<void> {
+    this.health?.close();
     return this.pool.close();
   }
 }
@@ -102,6 +128,19 @@ export class Upstreams {
     const kept = new Map<string, Upstream>();
     if (previous) for (const [app, upstream] of previous.pools) kept.set(targetKey(app.upstream), upstream);
     for (const app of apps) this.pools.set(app, kept.get(targetKey(app.upstream)) ?? new Upstream(app.upstream));
+  }
+
+  /**
+   * Starts the apps' health checks (healthCheck), reporting to `reporter`. At a reload's swap,
+   * `previous` is the configuration replaced: the checks of its pools this one does not keep stop
+   * now (their pools close later, once idle), those of kept pools go on with their state.
+   */
+  checkHealth(reporter: HealthReporter, previous?: Upstreams): void {
+    if (previous) {
+      const kept = new Set(this.pools.values());
+      for (const u of previous.pools.values()) if (!kept.has(u)) u.health?.close();
+    }
+    for (const [app, upstream] of this.pools) upstream.health?.attach(app.name, reporter);
   }
 
   /** Closes the pools `next` does not use (each once its requests end). */
@@ -125,9 +164,9 @@ export class Upstreams {
   }
 }
 
-/** What makes two apps' pools interchangeable: the same upstream URL, timeouts and upstreamTls. */
+/** What makes two apps' pools interchangeable: the same upstream URL, timeouts, upstreamTls and healthCheck. */
 function targetKey(t: UpstreamTarget): string {
-  return JSON.stringify([t.urls.map((u) => u.href), t.timeouts, t.tls]);
+  return JSON.stringify([t.urls.map((u) => u.href), t.timeouts, t.tls, t.health]);
 }
 
 /**

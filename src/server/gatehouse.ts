@@ -183,6 +183,7 @@ export class Gatehouse {
       refused: this.refused,
     };
     this.current = wire(config, this.node, mailer);
+    this.current.upstreams.checkHealth({ logger, metrics });
 
     const t = config.listen.timeouts;
     const options = {
@@ -408,6 +409,7 @@ export class Gatehouse {
       );
     }
     this.current = wiring;
+    wiring.upstreams.checkHealth({ logger: this.logger, metrics: this.metrics }, running.upstreams);
     if (this.peers) this.tellPeers(wiring);
     wiring.providers.warm();
     if (this.jobsStarted) {

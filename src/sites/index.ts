@@ -51,7 +51,11 @@ export interface UpstreamTarget {
   timeouts: { connect: number; response: number; idle: number };
   /** upstreamTls, with `at` the config key that holds it (apps[1].upstreamTls): files read by proxy/. */
   tls: (UpstreamTlsConfig & { at: string }) | null;
+  /** healthCheck: the replicas' active health checks (proxy/health.ts), durations in ms. */
+  health: HealthCheck | null;
 }
+
+export type HealthCheck = NonNullable<AppConfig['healthCheck']>;
 
 /**
  * What an app opted into learning about its users (apps[].headers): the header names, null =
@@ -123,6 +127,7 @@ export function appsOf(config: Config): AppConfig[] {
       preserveHost: config.preserveHost,
       timeouts: config.timeouts,
       upstreamTls: config.upstreamTls,
+      healthCheck: config.healthCheck,
       tokenRelay: config.tokenRelay,
       cors: config.cors,
       events: config.events,
@@ -134,10 +139,11 @@ export function upstreamTarget(
   upstream: string | string[],
   timeouts: UpstreamTarget['timeouts'],
   tls: UpstreamTarget['tls'] = null,
+  health: HealthCheck | null = null,
 ): UpstreamTarget {
   const urls = upstreamList(upstream).map((u) => new URL(u));
   const u = urls[0]!;
-  return { url: u, urls, host: u.host, basePath: u.pathname.replace(/\/+$/, ''), timeouts, tls };
+  return { url: u, urls, host: u.host, basePath: u.pathname.replace(/\/+$/, ''), timeouts, tls, health };
 }
 
 /** publicUrl's path without the trailing slash: "" or "/app". */
@@ -219,6 +225,7 @@ export function buildSites(config: Config): Map<string, Site> {
         a.upstream,
         a.timeouts,
         a.upstreamTls ? { ...a.upstreamTls, at: config.apps ? `apps[${i}].upstreamTls` : 'upstreamTls' } : null,
+        a.healthCheck ?? null,
       ),
       preserveHost: a.preserveHost,
       rules,

@@ -43,3 +43,22 @@ export async function elapsed(fn: () => Promise<unknown>): Promise<number> {
   await fn();
   return performance.now() - t;
 }
+
+/**
+ * Polls `probe` every 25 ms until it answers something truthy, and returns that; fails naming
+ * `what` after `ms`. For what happens on its own schedule (a timer, another process), without
+ * guessing how long it takes.
+ */
+export async function until<T>(
+  what: string,
+  probe: () => T | undefined | null | false | Promise<T | undefined | null | false>,
+  ms = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

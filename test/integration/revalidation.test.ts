@@ -5,6 +5,7 @@ import { Client } from '../helpers/client.ts';
 import type { TestGatehouse } from '../helpers/gatehouse.ts';
 import { signIn } from '../helpers/oauth.ts';
 import { type Lab, labGatehouse, startLab } from '../helpers/providers.ts';
+import { until } from '../helpers/timing.ts';
 
 /**
  * providers[].revalidate against real IdPs: IdP A issues refresh tokens, IdP B none. Sessions
@@ -46,17 +47,6 @@ function signedIn(idp: 'a' | 'b'): Promise<{ c: Client; account: string; at: num
   });
   lock = run.catch(() => {});
   return run;
-}
-
-/** Polls `probe` every 50 ms until it answers something truthy (15 s at most). */
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>): Promise<T> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** gatehouse_session_revalidations_total for the provider and outcome. */

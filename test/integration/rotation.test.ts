@@ -6,15 +6,7 @@ import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { Client, registerJson } from '../helpers/client.ts';
 import { startGatehouse } from '../helpers/gatehouse.ts';
 import { runCli as cli } from '../helpers/cli.ts';
-
-/** Polls until `check` is true, while the traffic loop keeps running; fails after `ms`. */
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+import { until } from '../helpers/timing.ts';
 
 test('keys rotate (CLI, same store) while requests flow: every assertion verifies against the live JWKS, before, during and after the old key is retired', async () => {
   // Short, consistent delays: a new key is published 1.5 s before it signs; nodes reload every

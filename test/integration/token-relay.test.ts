@@ -14,6 +14,7 @@ import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehou
 import { follow, signIn } from '../helpers/oauth.ts';
 import { rawDb, startLab, type Lab, labGatehouse } from '../helpers/providers.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { until } from '../helpers/timing.ts';
 
 /**
  * tokenRelay, the backend-for-frontend pattern, against a real IdP whose access tokens live
@@ -64,16 +65,6 @@ function signedIn(node = gh): Promise<{ c: Client; account: string; first: strin
     const first = lab.a.issued.filter((t) => t.accountId === account).at(-1)!.access_token!;
     return { c, account, first };
   });
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 const bearer = (res: { json(): { headers: Record<string, string> } }) =>

@@ -1,0 +1,165 @@
+import { Agent, type Dispatcher, request } from 'undici';
+import type { Logger } from '../log/index.ts';
+import type { Metrics } from '../metrics/index.ts';
+import type { HealthCheck } from '../sites/index.ts';
+import type { UpstreamTlsOptions } from './tls.ts';
+
+/**
+ * One check of one replica (`gatehouse serve` every interval, `gatehouse check --connect` once):
+ * GET the health path with the app's Host. Healthy: a 2xx or 3xx within the timeout. `cause` says
+ * why not ("HTTP 503", "ECONNREFUSED", "timeout").
+ */
+export async function checkReplica(
+  dispatcher: Dispatcher,
+  replica: URL,
+  host: string,
+  check: Pick<HealthCheck, 'path' | 'timeout'>,
+): Promise<{ status?: number; cause?: string }> {
+  try {
+    const res = await request(new URL(check.path, replica.origin), {
+      dispatcher,
+      headers: { host, 'user-agent': 'Gatehouse health check' },
+      headersTimeout: check.timeout,
+      bodyTimeout: check.timeout,
+      signal: AbortSignal.timeout(check.timeout),
+    });
+    await res.body.dump();
+    return res.statusCode < 400
+      ? { status: res.statusCode }
+      : { status: res.statusCode, cause: `HTTP ${res.statusCode}` };
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const timedOut =
+      e.name === 'TimeoutError' || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT';
+    return { cause: timedOut ? 'timeout' : (e.code ?? e.name) };
+  }
+}
+
+/** Where a replica's change of health is told: the log and the gauge (set by the wiring serving). */
+export interface HealthReporter {
+  logger: Logger;
+  metrics: Metrics | undefined;
+}
+
+/**
+ * Active health checks of an app's replicas (healthCheck): each is checked every interval, all at
+ * once, the next round starting an interval after the last ended (a slow replica never makes rounds
+ * overlap). A replica is taken out after `unhealthyAfter` failed checks in a row and put back after
+ * `healthyAfter` passed ones; every replica starts healthy. `changed` is called at each change.
+ */
+export class HealthChecks {
+  private readonly replicas: URL[];
+  private readonly host: string;
+  private readonly check: HealthCheck;
+  private readonly changed: () => void;
+  private readonly healthy: boolean[];
+  /** Checks in a row whose result differs from the replica's state. */
+  private readonly against: number[];
+  private agent: Agent;
+  private timer: NodeJS.Timeout | undefined;
+  private started = false;
+  private closed = false;
+  /** The app's name in logs and metrics, and where they go (attach()). */
+  private app = '';
+  private reporter: HealthReporter | undefined;
+
+  constructor(replicas: URL[], host: string, check: HealthCheck, tls: UpstreamTlsOptions, changed: () => void) {
+    this.replicas = replicas;
+    this.host = host;
+    this.check = check;
+    this.changed = changed;
+    this.healthy = replicas.map(() => true);
+    this.against = replicas.map(() => 0);
+    this.agent = HealthChecks.agent(check, tls);
+  }
+
+  private static agent(check: HealthCheck, tls: UpstreamTlsOptions): Agent {
+    // A connection per check (no keep-alive): a replica that stopped accepting them is seen at once.
+    return new Agent({ pipelining: 0, connect: { timeout: check.timeout, ...tls } });
+  }
+
+  /**
+   * Reports as `app` to `reporter` from now on (a reload that keeps the pool hands it the new
+   * wiring's), the gauge set for every replica; the first round starts now, then one every interval
+   * until close().
+   */
+  attach(app: string, reporter: HealthReporter): void {
+    if (this.closed) return;
+    this.unpublish();
+    this.app = app;
+    this.reporter = reporter;
+    this.replicas.forEach((r, i) =>
+      reporter.metrics?.upstreamHealthy.set({ app, replica: r.origin }, this.healthy[i] ? 1 : 0),
+    );
+    if (this.started) return;
+    this.started = true;
+    void this.round();
+  }
+
+  isHealthy(i: number): boolean {
+    return this.healthy[i]!;
+  }
+
+  /** New upstreamTls files (SIGHUP): the next round connects with them. */
+  useTls(tls: UpstreamTlsOptions): void {
+    const old = this.agent;
+    this.agent = HealthChecks.agent(this.check, tls);
+    void old.close();
+  }
+
+  private async round(): Promise<void> {
+    const results = await Promise.all(
+      this.replicas.map((replica) => checkReplica(this.agent, replica, this.host, this.check)),
+    );
+    if (this.closed) return;
+    let changed = false;
+    results.forEach((r, i) => {
+      const passed = r.cause === undefined;
+      if (passed === this.healthy[i]) return void (this.against[i] = 0);
+      if (++this.against[i]! < (passed ? this.check.healthyAfter : this.check.unhealthyAfter)) return;
+      this.healthy[i] = passed;
+      this.against[i] = 0;
+      changed = true;
+      this.report(i, r.cause);
+    });
+    if (changed) this.changed();
+    this.timer = setTimeout(() => void this.round(), this.check.interval).unref();
+  }
+
+  private report(i: number, cause: string | undefined): void {
+    const healthy = this.healthy[i]!;
+    const replica = this.replicas[i]!.origin;
+    const serving = this.healthy.filter(Boolean).length;
+    this.reporter?.metrics?.upstreamHealthy.set({ app: this.app, replica }, healthy ? 1 : 0);
+    const fields = {
+      event: 'upstream_health',
+      app: this.app,
+      replica,
+      healthy,
+      cause,
+      healthyReplicas: `${serving} of ${this.replicas.length}`,
+    };
+    if (healthy)
+      this.reporter?.logger.info(fields, 'a replica of the app passed its health checks: it gets requests again');
+    else
+      this.reporter?.logger.warn(
+        fields,
+        serving
+          ? 'a replica of the app failed its health checks: it gets no requests until it passes again'
+          : 'every replica of the app failed its health checks: requests go to all of them, as if none were checked',
+      );
+  }
+
+  private unpublish(): void {
+    for (const r of this.replicas) this.reporter?.metrics?.upstreamHealthy.remove({ app: this.app, replica: r.origin });
+  }
+
+  /** Stops the checks (the pool is closing, or a reload replaced it) and drops its gauges. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.unpublish();
+    void this.agent.close();
+  }
+}
