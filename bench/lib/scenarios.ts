@@ -75,6 +75,8 @@ export const VARIANTS: GatehouseVariant[] = [
   },
   // What the request log line costs: the same with log level warn (no line per request).
   { id: 'quiet', config: { log: { level: 'warn' } } },
+  // The same at level info with request lines for errors only (log.requests): the events stay.
+  { id: 'errors-only', config: { log: { requests: 'errors' } }, requires: 'log.requests' },
   // Several processes on one port (issue 13 item 1). On a 2-core machine with the load
   // generator on the other core this cannot show scaling: both workers share Gatehouse's core.
   { id: 'workers', config: { listen: { workers: 2 } }, requires: 'listen.workers' },
@@ -110,6 +112,14 @@ export const SCENARIOS: Scenario[] = [
     signedIn: true,
     optional: true,
   },
+  {
+    id: 'e',
+    label: 'Gatehouse, valid session, log.requests: errors',
+    via: 'errors-only',
+    path: '/home/item',
+    signedIn: true,
+    optional: true,
+  },
   { id: 'w', label: 'Gatehouse, listen.workers: 2, valid session', via: 'workers', path: '/home/item', signedIn: true },
 ];
 
@@ -126,6 +136,7 @@ export const RATIOS: RatioTarget[] = [
   { num: 'f', den: 'n', label: 'nginx + cached forward-auth / nginx without auth', min: 0.8 },
   { num: 'w', den: 'c', label: 'two workers / one (one core for both here)' },
   { num: 'c', den: 'q', label: 'log level info / warn (what the request line costs)' },
+  { num: 'e', den: 'z', label: 'session, request lines for errors only / bare Node proxy' },
 ];
 
 export const LATENCY_TARGETS: LatencyTarget[] = [

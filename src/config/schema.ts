@@ -595,6 +595,10 @@ export const ConfigSchema = z
     log: z
       .strictObject({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+        requests: z.enum(['all', 'errors', 'none']).default('all').meta({
+          description:
+            "The line per request (at level info): all; errors = only requests answered with a 4xx or 5xx; none. Other events (sign-ins, refusals, the app's failures) are logged either way",
+        }),
       })
       .prefault({}),
     metrics: z

@@ -187,13 +187,16 @@ export type RequestLine = (
  * the logger's destination: the same JSON as `logger.info({req: {id, method, path}, status,
  * ms, user, trace}, 'request')`, without pino's generic path (an object per line, its keys walked by
  * the redaction formatter, JSON.stringify of the nested req). Its fields are fixed and carry
- * no secret (the path never has the query). Off below level info, like logger.info.
+ * no secret (the path never has the query). Off below level info, like logger.info; `which`
+ * (log.requests) leaves out successful requests ('errors': a line from status 400 on) or all.
  */
-export function requestLine(logger: Logger): RequestLine {
+export function requestLine(logger: Logger, which: 'all' | 'errors' | 'none' = 'all'): RequestLine {
   const l = logger as unknown as Record<symbol, unknown>;
   const stream = l[pino.symbols.streamSym] as { write(s: string): void };
+  // log.requests: the lowest status that gets a line.
+  const from = which === 'all' ? 0 : which === 'errors' ? 400 : Infinity;
   return (id, method, path, status, ms, user, trace) => {
-    if (logger.levelVal > 30) return;
+    if (logger.levelVal > 30 || status < from) return;
     const chindings = l[pino.symbols.chindingsSym] as string;
     stream.write(
       `{"level":"info"${isoTime()}${chindings},"req":{"id":${str(id)},${method === undefined ? '' : `"method":${str(method)},`}"path":${str(path)}},"status":${status},"ms":${ms}${user === undefined ? '' : `,"user":${str(user)}`}${trace === undefined ? '' : `,"trace":${str(trace)}`},"msg":"request"}\n`,

@@ -53,6 +53,8 @@ export interface HttpEntryDeps {
   passedOver: PassedOver;
   /** config.authPrefix, without the base path (diagnosis names it). */
   authPrefix: string;
+  /** log.requests: which requests get their line. */
+  logRequests: 'all' | 'errors' | 'none';
   /** HTTP/1 connections whose framing was refused: what else the parser finds on them is not served. */
   refused: WeakSet<object>;
   /** The node is shutting down: responses close their connection. */
@@ -125,7 +127,7 @@ export class HttpEntry {
 
   constructor(deps: HttpEntryDeps) {
     this.d = deps;
-    this.line = requestLine(deps.logger);
+    this.line = requestLine(deps.logger, deps.logRequests);
   }
 
   /** Resolves once no request is under way (a reload waits so before it closes what they use). */

@@ -258,6 +258,7 @@ export function wire(config: Config, node: NodeParts, mailer: Mailer | undefined
     limits: new RouteLimiter(cache, unavailable, metrics),
     passedOver: new PassedOver(logger, metrics),
     authPrefix: config.authPrefix,
+    logRequests: config.log.requests,
     refused: node.refused,
     draining: node.draining,
     tunnels: node.tunnels,

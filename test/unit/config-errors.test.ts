@@ -485,7 +485,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         bearerHeader: 'X-Gatehouse-Token',
       },
       sessions: { cookieName: 'gatehouse', idleTimeout: '12h', absoluteTimeout: '7d', maxPerUser: 5 },
-      log: { level: 'info' },
+      log: { level: 'info', requests: 'errors' },
       metrics: { listen: '127.0.0.1:9464' },
       audit: { retention: '90d' },
       forwardAuth: { cacheFor: '5s' },
