@@ -48,7 +48,7 @@ export async function check(
       );
     for (const app of site.apps) {
       out(
-        `  ${site.origin}${app.pathPrefix || site.home} → ${app.upstream.urls.map((u) => u.href).join(' | ')}  app "${app.name}", ${app.rules.length} rule${app.rules.length === 1 ? '' : 's'}, default ${app.fallback.access}`,
+        `  ${site.origin}${app.pathPrefix || site.home} → ${app.upstream.urls.map((u) => u.href).join(' | ')}${app.stripPrefix ? ` (without ${app.pathPrefix})` : ''}  app "${app.name}", ${app.rules.length} rule${app.rules.length === 1 ? '' : 's'}, default ${app.fallback.access}`,
       );
       out(`    ${identityLine(app)}`);
       const tls = app.upstream.tls;

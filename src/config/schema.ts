@@ -318,6 +318,10 @@ export const AppSchema = z.strictObject({
     .regex(/^(\/[A-Za-z0-9\-._~]+)+$/, 'a path prefix such as /api (no trailing slash)')
     .optional()
     .meta({ description: 'Serve this app under a path prefix on its host' }),
+  stripPrefix: z.boolean().default(false).meta({
+    description:
+      'Send the app its paths without pathPrefix (/api/x as /x), and the prefix as X-Forwarded-Prefix, for an app that expects to be at the root. Rules are still written as the browser sees the path',
+  }),
   upstream: upstreamUrls().meta({
     description:
       'The app: a URL, or a list of URLs of its replicas (same scheme and path): requests are balanced over them, and one that refuses connections is passed over (docs/behind-a-proxy.md)',
@@ -787,6 +791,14 @@ export const ConfigSchema = z
     };
     if (!c.apps) upstreamTls(c, []);
     c.apps?.forEach((app, a) => upstreamTls(app, ['apps', a]));
+    c.apps?.forEach((app, a) => {
+      if (app.stripPrefix && !app.pathPrefix)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['apps', a, 'stripPrefix'],
+          message: 'stripPrefix only applies with a pathPrefix: it is what is taken off',
+        });
+    });
     // Every header name of an app apart from its others and from tokens.bearerHeader (config/headers.ts).
     if (!c.apps) checkHeaderNames(c, c.tokens.bearerHeader, [], ctx);
     c.apps?.forEach((app, a) => checkHeaderNames(app, c.tokens.bearerHeader, ['apps', a], ctx));

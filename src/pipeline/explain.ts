@@ -3,6 +3,7 @@ import { describeCors } from '../http/cors.ts';
 import { paths } from '../http/paths.ts';
 import { normalizeTarget } from '../http/target.ts';
 import type { Allow } from '../policy/rules.ts';
+import { appPath } from '../sites/index.ts';
 import { ruleFor } from './decide.ts';
 import type { Routes } from './route.ts';
 
@@ -41,7 +42,9 @@ export function explain(routes: Routes, url: string, u: URL, method: string, ip?
   if (!found) return [...lines, '  no app serves this path → 404'].join('\n');
   const { app, rule } = found;
   const more = app.upstream.urls.length > 1 ? ` (or one of its ${app.upstream.urls.length - 1} other replicas)` : '';
-  lines.push(`  app "${app.name}" → ${app.upstream.url.origin}${app.upstream.basePath}${target.path}${more}`);
+  lines.push(
+    `  app "${app.name}" → ${app.upstream.url.origin}${app.upstream.basePath}${appPath(app, target.path)}${more}`,
+  );
   if (app.cors) {
     lines.push(
       `  cors: ${describeCors(app.cors)}${method === 'OPTIONS' ? '; a preflight (Origin and Access-Control-Request-Method) is answered by Gatehouse (204) and never forwarded; the rules decide any other OPTIONS' : ''}`,

@@ -25,7 +25,7 @@ import type { ProviderService } from '../providers/service.ts';
 import { sessionProvider } from '../providers/service.ts';
 import { forward, type Upstreams } from '../proxy/forward.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
-import { appFor, type App, type Site } from '../sites/index.ts';
+import { appFor, appPath, type App, type Site } from '../sites/index.ts';
 import { StoreUnavailableError } from '../store/index.ts';
 import { type BearerCheck, decide } from './decide.ts';
 import { errorPage, outcome, redirectToLogin, respondSignIn } from './outcome.ts';
@@ -335,7 +335,8 @@ export class HttpEntry {
     if (typeof assertion === 'object') assertion = await assertion;
     const headers = this.d.toApp.headers(ctx, app, active, assertion, bearer, o.ownToken);
     if (meter) meter.sentAt = performance.now();
-    const forwarded = await forward(req, res, this.d.upstreams.of(app), ctx.path + ctx.query, headers, cors !== null);
+    const to = appPath(app, ctx.path) + ctx.query;
+    const forwarded = await forward(req, res, this.d.upstreams.of(app), to, headers, cors !== null);
     if (meter && forwarded.headersAt)
       this.d.metrics!.upstream(app.name).observe((forwarded.headersAt - meter.sentAt) / 1000);
     if (forwarded.passedOver)

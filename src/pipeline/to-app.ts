@@ -68,6 +68,7 @@ export class ToApp {
         traceparent: ctx.trace?.started,
         upstreamHost: app.preserveHost ? site.host : app.upstream.host,
         ownCookies: site.ownCookies,
+        prefix: app.stripPrefix ? app.pathPrefix : undefined,
       },
       bearer
         ? relayed

@@ -14,6 +14,7 @@ import { type Upstreams } from '../proxy/forward.ts';
 import { rejectUpgrade, tunnelWebSocket } from '../proxy/upgrade.ts';
 import type { RouteLimiter } from '../policy/rate-limit.ts';
 import type { Sessions } from '../sessions/index.ts';
+import { appPath } from '../sites/index.ts';
 import { StoreUnavailableError } from '../store/index.ts';
 import { type BearerCheck, decide } from './decide.ts';
 import { outcome } from './outcome.ts';
@@ -149,7 +150,7 @@ export class UpgradeEntry {
         socket,
         head,
         this.d.upstreams.of(app),
-        target.path + target.query,
+        appPath(app, target.path) + target.query,
         headers,
         ([client, upstream]) => {
           this.d.tunnels.set(client!, upstream!);

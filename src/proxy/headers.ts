@@ -77,6 +77,8 @@ export interface ForwardingInfo {
    * are dropped and this one is sent. Undefined: the client's pass unchanged.
    */
   traceparent?: string;
+  /** X-Forwarded-Prefix, for an app with stripPrefix: the pathPrefix its paths were sent without. */
+  prefix?: string;
 }
 
 /**
@@ -129,6 +131,7 @@ export function upstreamRequestHeaders(
     'x-request-id',
     fwd.requestId,
   );
+  if (fwd.prefix !== undefined) out.push('x-forwarded-prefix', fwd.prefix);
   if (newTrace) out.push('traceparent', fwd.traceparent!);
   for (let i = 0; i < identity.length; i++) out.push(identity[i]!);
   return out;

@@ -76,6 +76,8 @@ export interface App {
   pathPrefix: string;
   /** pathPrefix in lower case, what case-insensitive paths are matched against. */
   pathPrefixLower: string;
+  /** stripPrefix: the app is sent its paths without pathPrefix (appPath()), and X-Forwarded-Prefix. */
+  stripPrefix: boolean;
   upstream: UpstreamTarget;
   preserveHost: boolean;
   rules: Rule[];
@@ -118,6 +120,7 @@ export function appsOf(config: Config): AppConfig[] {
     {
       name: config.name,
       title: config.title,
+      stripPrefix: false,
       branding: config.branding,
       upstream: config.upstream!,
       routes: config.routes,
@@ -221,6 +224,7 @@ export function buildSites(config: Config): Map<string, Site> {
       site,
       pathPrefix: a.pathPrefix ?? '',
       pathPrefixLower: (a.pathPrefix ?? '').toLowerCase(),
+      stripPrefix: a.stripPrefix,
       upstream: upstreamTarget(
         a.upstream,
         a.timeouts,
@@ -257,6 +261,15 @@ export function startsWithFolded(path: string, lower: string): boolean {
     if (c !== lower.charCodeAt(i)) return false;
   }
   return true;
+}
+
+/**
+ * The path an app is sent for a (normalized) request path it serves: the same, or without its
+ * pathPrefix when it has stripPrefix (/api/x → /x, /api → /). The upstream URL's path goes in
+ * front of it in either case.
+ */
+export function appPath(app: App, path: string): string {
+  return app.stripPrefix ? path.slice(app.pathPrefix.length) || '/' : path;
 }
 
 /** The app serving a path on a site: the longest matching prefix, on a segment boundary. */

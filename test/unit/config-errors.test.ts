@@ -505,6 +505,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
           branding: { logo: 'a.png', color: '#123456', links: [{ text: 'Terms', url: 'https://a.example/terms' }] },
           host: 'a.example.com',
           pathPrefix: '/api',
+          stripPrefix: true,
           upstream: ['https://127.0.0.1:3000', 'https://127.0.0.1:3001'],
           upstreamTls: { ca: 'ca.pem', cert: 'client.pem', key: 'client.key', serverName: 'a.internal' },
           healthCheck: { path: '/ready', interval: '5s', timeout: '1s', unhealthyAfter: 3, healthyAfter: 1 },
