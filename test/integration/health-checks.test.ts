@@ -114,7 +114,7 @@ describe('an app on two replicas with health checks', () => {
   let a: Replica;
   let b: Replica;
   let gh: TestGatehouse;
-  const healthCheck = { path: '/healthz', interval: '200ms', timeout: '300ms', unhealthyAfter: 2, healthyAfter: 2 };
+  const healthCheck = { path: '/healthz', interval: '200ms', timeout: '1s', unhealthyAfter: 2, healthyAfter: 2 };
   const settings = () => ({ upstream: [a.url, b.url], healthCheck, metrics: { listen: '127.0.0.1:0' }, ...open });
   before(async () => {
     [a, b] = await Promise.all([replica('a'), replica('b')]);
