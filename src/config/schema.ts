@@ -641,8 +641,37 @@ export const ConfigSchema = z
       })
       .prefault({})
       .meta({ description: 'Forward-auth (/.auth/check): answers a proxy in front may cache' }),
+    hsts: z
+      .union([
+        z.literal(false),
+        z.strictObject({
+          maxAge: durationField('365d', { max: 63_072_000_000, range: '"0s" and "730d"' }).meta({
+            description: 'How long browsers use only https for the host (max-age; 0s tells them to forget it)',
+          }),
+          includeSubDomains: z
+            .boolean()
+            .default(false)
+            .meta({ description: "The host's subdomains too: only when every one of them serves https" }),
+          preload: z.boolean().default(false).meta({
+            description:
+              'Ask to be built into browsers (hstspreload.org): needs includeSubDomains and a maxAge of at least 365d; hard to undo',
+          }),
+        }),
+      ])
+      .prefault({})
+      .meta({
+        description:
+          "Strict-Transport-Security on every response of an https publicUrl (pages, redirects, the apps' responses unless an app sends its own); not for localhost or an IP address. false: never",
+      }),
   })
   .superRefine((c, ctx) => {
+    if (c.hsts && c.hsts.preload && (!c.hsts.includeSubDomains || c.hsts.maxAge < 31_536_000_000))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['hsts', 'preload'],
+        message:
+          'preload only applies with includeSubDomains: true and a maxAge of at least 365d (what preload lists require)',
+      });
     if (c.forwardAuth.cacheFor % 1000 !== 0)
       ctx.addIssue({
         code: 'custom',

@@ -74,6 +74,7 @@ export class Metrics {
   readonly appEvents: Counter<'app' | 'outcome'>;
   readonly passedOver: Counter<'app'>;
   readonly upstreamHealthy: Gauge<'app' | 'replica'>;
+  readonly upstreamRetries: Counter<'app'>;
   readonly revalidations: Counter<'provider' | 'outcome'>;
   private readonly configReloads: Counter<'outcome'>;
   private readonly configServed: Gauge<string>;
@@ -179,6 +180,12 @@ export class Metrics {
     this.passedOver = new client.Counter({
       name: 'gatehouse_upstream_passed_over_total',
       help: 'Replicas of an app (upstream: [...]) passed over because they could not be connected to; the request went to the next',
+      labelNames: ['app'],
+      registers: r,
+    });
+    this.upstreamRetries = new client.Counter({
+      name: 'gatehouse_upstream_retries_total',
+      help: 'Safe requests (GET, HEAD, OPTIONS without a body) sent to the app once more because the connection closed before it answered (most often a keep-alive connection the app had just closed)',
       labelNames: ['app'],
       registers: r,
     });

@@ -181,6 +181,7 @@ export class HttpEntry {
         status = 421;
         return this.misdirected(req, res, requestId);
       }
+      if (site.hsts !== null) res.setHeader('strict-transport-security', site.hsts);
       const target = normalizeTarget(req.url ?? '');
       if (!target.ok) {
         status = 400;
@@ -341,6 +342,7 @@ export class HttpEntry {
       this.d.metrics!.upstream(app.name).observe((forwarded.headersAt - meter.sentAt) / 1000);
     if (forwarded.passedOver)
       for (const { cause, at } of forwarded.passedOver) this.d.passedOver.note(app, ctx.requestId, cause, at);
+    if (forwarded.retried) this.d.metrics?.upstreamRetries.inc({ app: app.name });
     if (forwarded.error) {
       this.d.logger.warn(
         { event: 'upstream_error', app: app.name, cause: forwarded.cause, requestId: ctx.requestId },

@@ -180,6 +180,8 @@ export type ForwardOutcome = {
   cause?: string;
   headersAt?: number;
   passedOver?: { cause: string; at?: string }[];
+  /** The request was sent once more after the connection closed before an answer (CLOSED): why. */
+  retried?: string;
 };
 
 /**
@@ -227,6 +229,12 @@ const UNREACHED = new Set([
   'ENOTFOUND',
   'EAI_AGAIN',
 ]);
+/**
+ * The connection closed before the app answered: most often a keep-alive connection the app closed
+ * as it idled just as the request was sent on it. A safe request (GET, HEAD, OPTIONS without a
+ * body) is sent once more on another connection, as nginx does; any other is not.
+ */
+const CLOSED = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 
 /**
  * A replica that could not be connected to, as `passedOver` names it (the error's code and the
@@ -242,9 +250,10 @@ export function unreached(err: Error): { cause: string; at?: string } | undefine
 /**
  * Streams the request to the app and the response back, both ways without buffering: a
  * 1 GiB upload or download passes through in chunks, with backpressure. A request is sent
- * once; undici never retries it. With several replicas, one that cannot be connected to (so got
- * nothing, and no byte of the body was read) is passed over for the next, each at most once.
- * Resolves once the exchange is over. When the app fails
+ * once (undici never retries it), with two exceptions: with several replicas, one that cannot be
+ * connected to (so got nothing, and no byte of the body was read) is passed over for the next,
+ * each at most once; and a safe request (GET, HEAD, OPTIONS, no body) whose connection closed
+ * before any answer is sent once more (CLOSED). Resolves once the exchange is over. When the app fails
  * before answering, nothing has been written and the caller renders 502/504; when it fails
  * midway, the client connection is cut, so a truncated body is never passed off as whole.
  * `ownCors`: Gatehouse set the app's CORS headers on `res` (http/cors.ts); the app's own go.
@@ -264,7 +273,10 @@ export function forward(
   // on, not once: it is removed below in any case, and once wraps it in another function.
   res.on('close', onClose);
   const body = hasBody(req) ? req : null;
+  const method = req.method!;
+  const safe = body === null && (method === 'GET' || method === 'HEAD' || method === 'OPTIONS');
   let passedOver: ForwardOutcome['passedOver'];
+  let retried: string | undefined;
   return new Promise((resolve) => {
     let status = 0;
     let headersAt = 0;
@@ -272,7 +284,7 @@ export function forward(
       upstream.pool.stream(
         {
           path: upstream.basePath + path,
-          method: req.method!,
+          method,
           headers,
           body,
           // Typed as undici names it; it calls on/once/removeListener only (ClientGone).
@@ -288,7 +300,7 @@ export function forward(
         (err) => {
           if (!err) {
             res.off('close', onClose);
-            return resolve({ status, headersAt, passedOver });
+            return resolve({ status, headersAt, passedOver, retried });
           }
           const code = (err as NodeJS.ErrnoException).code ?? err.name;
           const missed = unreached(err);
@@ -302,18 +314,23 @@ export function forward(
             (passedOver ??= []).push(missed);
             return send();
           }
+          if (safe && retried === undefined && CLOSED.has(code) && !res.headersSent && !abort.gone) {
+            retried = code;
+            return send();
+          }
           res.off('close', onClose);
           if (res.headersSent) {
             res.destroy();
-            return resolve({ status, cause: code, headersAt, passedOver });
+            return resolve({ status, cause: code, headersAt, passedOver, retried });
           }
-          if (abort.gone) return resolve({ status: 499, cause: 'client closed', passedOver });
+          if (abort.gone) return resolve({ status: 499, cause: 'client closed', passedOver, retried });
           const timeout = TIMEOUTS.has(code);
           resolve({
             status: timeout ? 504 : 502,
             error: timeout ? 'gateway_timeout' : 'bad_gateway',
             cause: code,
             passedOver,
+            retried,
           });
         },
       );

@@ -144,38 +144,26 @@ export class Gatehouse {
     return this.current.events;
   }
 
+  /** `own`: the parts create() opened for this process, which every configuration it serves shares. */
   private constructor(
     config: Config,
-    logger: Logger,
-    store: Store,
-    cache: Cache,
-    secrets: Secrets,
-    keys: KeyRing,
+    own: Pick<NodeParts, 'logger' | 'store' | 'cache' | 'secrets' | 'keys' | 'health' | 'metrics' | 'clock'>,
     tls: TlsPair | undefined,
     mailer: Mailer | undefined,
-    health: DependencyHealth,
-    clock?: () => number,
-    metrics?: Metrics,
   ) {
+    const { logger, store, metrics, health } = own;
     this.metrics = metrics;
     this.audit = new Audit({ store: store.audit, logger, metrics });
     this.dependencies = health;
     this.logger = logger;
     this.store = store;
-    this.cache = cache;
-    this.secrets = secrets;
-    this.keys = keys;
+    this.cache = own.cache;
+    this.secrets = own.secrets;
+    this.keys = own.keys;
     this.tls = tls;
     this.node = {
-      logger,
-      store,
-      cache,
-      secrets,
-      keys,
+      ...own,
       audit: this.audit,
-      health,
-      metrics,
-      clock,
       ownTls: tls !== undefined,
       probes: this,
       draining: () => this.closing !== null,
@@ -258,7 +246,7 @@ export class Gatehouse {
       metrics.collect({
         sessionsActive: () => store.sessions.countActive(Date.now(), this.config.sessions.idleTimeout),
         mailQueueDepth: () => [this.mailer, ...this.oldMailers].reduce((n, m) => n + (m?.depth ?? 0), 0),
-        signingKeyCreatedAt: () => keys.currentCreatedAt,
+        signingKeyCreatedAt: () => this.keys.currentCreatedAt,
       });
       this.metricsListener = new MetricsListener(metrics);
     }
@@ -340,16 +328,9 @@ export class Gatehouse {
       // Throws when a file the config names cannot be used: upstreamTls (TlsFileError), a logo (BrandError).
       gatehouse = new Gatehouse(
         config,
-        logger,
-        store,
-        cache,
-        secrets,
-        keys,
+        { logger, store, cache, secrets, keys, health, metrics, clock: options.clock },
         tls,
         mailer,
-        health,
-        options.clock,
-        metrics,
       );
     } catch (err) {
       keys.close();

@@ -1,5 +1,6 @@
 // sites/ (model): the sites (origins) Gatehouse serves and their apps, as plain data built from the
 // config: which app serves a path, its rules, its identity headers, where it is.
+import { isIP } from 'node:net';
 import { headerNames } from '../config/headers.ts';
 import {
   type AppConfig,
@@ -34,6 +35,8 @@ export interface Site extends SiteInfo {
    * composition root makes `look` from it (pages/brand.ts reads the logo). null: the plain look.
    */
   branding: { logo?: string; color?: string; links?: { text: string; url: string }[]; at: string } | null;
+  /** The Strict-Transport-Security value every response of the site carries (hsts); null: none. */
+  hsts: string | null;
 }
 
 /**
@@ -193,6 +196,7 @@ export function buildSites(config: Config): Map<string, Site> {
         session: { name: cookies.session, secure, path: cookiePath },
         ownCookies: Object.values(cookies),
         requireVerifiedEmail: config.accounts.requireVerifiedEmail,
+        hsts: secure ? strictTransportSecurity(config.hsts, host) : null,
       };
       sites.set(host, site);
     } else if (!a.pathPrefix) {
@@ -261,6 +265,18 @@ export function startsWithFolded(path: string, lower: string): boolean {
     if (c !== lower.charCodeAt(i)) return false;
   }
   return true;
+}
+
+/**
+ * The Strict-Transport-Security value of an https site (hsts), or null: hsts: false, or a host
+ * browsers do not pin (an IP address: RFC 6797 8.1.1) or should not (localhost and *.localhost,
+ * where a pin would reach every other local server of the developer's).
+ */
+function strictTransportSecurity(hsts: Config['hsts'], host: string): string | null {
+  if (hsts === false) return null;
+  const name = host.replace(/:\d+$/, '');
+  if (name === 'localhost' || name.endsWith('.localhost') || isIP(name.replace(/^\[|\]$/g, ''))) return null;
+  return `max-age=${Math.floor(hsts.maxAge / 1000)}${hsts.includeSubDomains ? '; includeSubDomains' : ''}${hsts.preload ? '; preload' : ''}`;
 }
 
 /**

@@ -237,6 +237,45 @@ describe('when the app fails', () => {
   });
 });
 
+test('a connection the app closes as a request is sent on it: a GET is sent once more and answered; a POST is not', async () => {
+  // The app closes each keep-alive connection when its second request comes, without answering:
+  // what an app whose idle timeout ends just as Gatehouse reuses the connection looks like.
+  const seen: string[] = [];
+  const app = http.createServer((req, res) => {
+    const socket = req.socket as typeof req.socket & { served?: number };
+    socket.served = (socket.served ?? 0) + 1;
+    seen.push(`${req.method} ${req.url}`);
+    if (socket.served === 2 || req.url === '/always') return void socket.destroy();
+    res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+  });
+  await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+  const gh2 = await startGatehouse(() => ({
+    upstream: `http://127.0.0.1:${(app.address() as AddressInfo).port}`,
+    routes: [{ path: '/**', access: 'public' }],
+    metrics: { listen: '127.0.0.1:0' },
+  }));
+  const retries = async () => (await gh2.gatehouse.metrics!.upstreamRetries.get()).values[0]?.value ?? 0;
+  try {
+    const c = new Client(gh2.url);
+    assert.equal((await c.get('/a')).status, 200);
+    const b = await c.get('/b');
+    assert.equal(b.status, 200, 'the GET was sent again on a new connection');
+    assert.equal(b.text, 'ok');
+    assert.deepEqual(seen, ['GET /a', 'GET /b', 'GET /b']);
+    assert.equal(await retries(), 1);
+    const post = await c.fetch('/c', { method: 'POST', body: 'x', headers: { 'content-type': 'text/plain' } });
+    assert.equal(post.status, 502, 'a POST may have been applied: never sent twice');
+    assert.deepEqual(seen.slice(3), ['POST /c']);
+    assert.equal((await c.get('/always')).status, 502, 'once more, not again and again');
+    assert.deepEqual(seen.slice(4), ['GET /always', 'GET /always']);
+    assert.equal(await retries(), 2);
+  } finally {
+    await gh2.close();
+    app.closeAllConnections();
+    app.close();
+  }
+});
+
 describe('WebSockets', () => {
   const wsUrl = () => gh.url.replace('http', 'ws') + '/ws';
 

@@ -489,6 +489,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
       metrics: { listen: '127.0.0.1:9464' },
       audit: { retention: '90d' },
       forwardAuth: { cacheFor: '5s' },
+      hsts: { maxAge: '365d', includeSubDomains: true, preload: true },
       cors,
       events: { url: 'http://127.0.0.1:3000/gatehouse/events', types: ['account_deleted', 'account_disabled'] },
     },
