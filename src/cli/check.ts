@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { formatDuration } from '../config/duration.ts';
+import { formatSize } from '../config/size.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { eventTypesOf } from '../events/index.ts';
@@ -56,6 +57,8 @@ export async function check(
         out(
           `    upstream TLS: ${[tls.ca ? `the app's certificate must chain to ${tls.ca}` : "the app's certificate must chain to a system CA", tls.serverName ? `be valid for ${tls.serverName}` : '', tls.cert ? `Gatehouse presents ${tls.cert}` : 'no client certificate'].filter(Boolean).join(', ')}; re-read on SIGHUP`,
         );
+      if (app.maxRequestBody !== null)
+        out(`    request bodies: at most ${formatSize(app.maxRequestBody)}; a larger one is refused with 413`);
       const health = app.upstream.health;
       if (health)
         out(

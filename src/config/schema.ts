@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { EmailSchema } from './mail.ts';
 import { ProvidersSchema, TokenRelayApp, TokenRelayRoute } from './providers.ts';
+import { sizeField } from './size.ts';
 import { durationField } from './duration.ts';
 import { checkOAuthTokens, OAUTH_TOKEN_FIELDS } from './oauth.ts';
 import { BearerHeaderSchema, checkHeaderNames, HeadersSchema } from './headers.ts';
@@ -248,6 +249,10 @@ const appFields = {
       description:
         'TLS to an https upstream: a private CA, a client certificate, the name to verify. Files are re-read on SIGHUP. Applies to proxied requests, WebSockets, and event deliveries to the same origin (docs/behind-a-proxy.md)',
     }),
+  maxRequestBody: sizeField().optional().meta({
+    description:
+      'The largest request body the app is sent ("10MB", "512KiB", or bytes): a larger one is refused with 413 before it reaches the app (a declared length at once, a streamed body when it grows past it). Default: no limit',
+  }),
   healthCheck: z
     .strictObject({
       path: z

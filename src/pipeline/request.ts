@@ -11,6 +11,7 @@ import { answerPreflight, isPreflight, setCorsHeaders } from '../http/cors.ts';
 import { HttpError } from '../http/errors.ts';
 import type { Forwarding } from '../http/forwarded.ts';
 import { h2Stream, protocolError, toOriginForm } from '../http/protocol.ts';
+import { formatSize } from '../config/size.ts';
 import { traceOf } from '../http/trace.ts';
 import { sendJson, wantsHtml } from '../http/respond.ts';
 import type { Match } from '../http/router.ts';
@@ -326,6 +327,9 @@ export class HttpEntry {
       }
     }
 
+    const maxBody = app.maxRequestBody;
+    if (maxBody !== null && Number(req.headers['content-length'] ?? 0) > maxBody) return this.tooLarge(ctx, app);
+
     let relay = this.d.toApp.tokenRelay(rule, app, active);
     if (relay instanceof Promise) relay = await relay;
     if ('reason' in relay) return this.relayFailed(ctx, rule, active!, relay.provider, relay.reason);
@@ -337,12 +341,13 @@ export class HttpEntry {
     const headers = this.d.toApp.headers(ctx, app, active, assertion, bearer, o.ownToken);
     if (meter) meter.sentAt = performance.now();
     const to = appPath(app, ctx.path) + ctx.query;
-    const forwarded = await forward(req, res, this.d.upstreams.of(app), to, headers, cors !== null);
+    const forwarded = await forward(req, res, this.d.upstreams.of(app), to, headers, cors !== null, maxBody);
     if (meter && forwarded.headersAt)
       this.d.metrics!.upstream(app.name).observe((forwarded.headersAt - meter.sentAt) / 1000);
     if (forwarded.passedOver)
       for (const { cause, at } of forwarded.passedOver) this.d.passedOver.note(app, ctx.requestId, cause, at);
     if (forwarded.retried) this.d.metrics?.upstreamRetries.inc({ app: app.name });
+    if (forwarded.error === 'payload_too_large') return this.tooLarge(ctx, app);
     if (forwarded.error) {
       this.d.logger.warn(
         { event: 'upstream_error', app: app.name, cause: forwarded.cause, requestId: ctx.requestId },
@@ -353,6 +358,29 @@ export class HttpEntry {
       return (errorPage(req, res, site, forwarded.status, forwarded.error, message), forwarded.status);
     }
     return forwarded.status;
+  }
+
+  /**
+   * A request body over the app's maxRequestBody: logged, and the connection closed after the 413
+   * (the rest of the body is not read).
+   */
+  private tooLarge(ctx: RequestContext<Site>, app: App): number {
+    const { req, res, site } = ctx;
+    const limit = app.maxRequestBody!;
+    if (!h2Stream(req)) res.setHeader('connection', 'close');
+    this.d.logger.info(
+      { event: 'request_body_too_large', app: app.name, limit, requestId: ctx.requestId },
+      "request body over the app's maxRequestBody: refused",
+    );
+    errorPage(
+      req,
+      res,
+      site,
+      413,
+      'payload_too_large',
+      `This request is too large: the app takes at most ${formatSize(limit)}.`,
+    );
+    return 413;
   }
 
   /** A bearer token that is not good for this app: 401 with the RFC 6750 error, always JSON. */

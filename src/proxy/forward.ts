@@ -2,6 +2,7 @@
 // header hygiene (headers.ts), the WebSocket tunnel (upgrade.ts).
 import type { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Transform, type TransformCallback } from 'node:stream';
 import { BalancedPool, Pool } from 'undici';
 import { withoutAppCors } from '../http/cors.ts';
 import { hasBody } from '../http/protocol.ts';
@@ -170,13 +171,40 @@ function targetKey(t: UpstreamTarget): string {
 }
 
 /**
+ * A request body streamed without a Content-Length, passed on while it stays within the app's
+ * maxRequestBody. Past it, the client's body is no longer read (the 413 closes the connection)
+ * and this stream fails, which aborts the request to the app: it never gets a whole body.
+ */
+class CappedBody extends Transform {
+  over = false;
+  private readonly source: IncomingMessage;
+  private left: number;
+
+  constructor(source: IncomingMessage, limit: number) {
+    super();
+    this.source = source;
+    this.left = limit;
+    source.once('error', (err) => this.destroy(err));
+    source.pipe(this);
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.left -= chunk.length;
+    if (this.left >= 0) return done(null, chunk);
+    this.over = true;
+    this.source.unpipe(this);
+    done(new Error('the request body is larger than maxRequestBody'));
+  }
+}
+
+/**
  * headersAt: performance.now() when the app's response headers came (0: they did not). passedOver:
  * the replicas that could not be connected to and were passed over for the next (when the last
  * one tried fails too, its error is `cause`).
  */
 export type ForwardOutcome = {
   status: number;
-  error?: 'bad_gateway' | 'gateway_timeout';
+  error?: 'bad_gateway' | 'gateway_timeout' | 'payload_too_large';
   cause?: string;
   headersAt?: number;
   passedOver?: { cause: string; at?: string }[];
@@ -265,6 +293,7 @@ export function forward(
   path: string,
   headers: string[],
   ownCors = false,
+  maxBody: number | null = null,
 ): Promise<ForwardOutcome> {
   const abort = new ClientGone();
   const onClose = () => {
@@ -272,7 +301,13 @@ export function forward(
   };
   // on, not once: it is removed below in any case, and once wraps it in another function.
   res.on('close', onClose);
-  const body = hasBody(req) ? req : null;
+  // A body of declared length was checked against maxRequestBody before; one streamed without
+  // a length is counted on its way.
+  const body = !hasBody(req)
+    ? null
+    : maxBody !== null && req.headers['content-length'] === undefined
+      ? new CappedBody(req, maxBody)
+      : req;
   const method = req.method!;
   const safe = body === null && (method === 'GET' || method === 'HEAD' || method === 'OPTIONS');
   let passedOver: ForwardOutcome['passedOver'];
@@ -319,6 +354,8 @@ export function forward(
             return send();
           }
           res.off('close', onClose);
+          if (body instanceof CappedBody && body.over && !res.headersSent)
+            return resolve({ status: 413, error: 'payload_too_large', cause: 'maxRequestBody', passedOver });
           if (res.headersSent) {
             res.destroy();
             return resolve({ status, cause: code, headersAt, passedOver, retried });

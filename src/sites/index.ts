@@ -81,6 +81,8 @@ export interface App {
   pathPrefixLower: string;
   /** stripPrefix: the app is sent its paths without pathPrefix (appPath()), and X-Forwarded-Prefix. */
   stripPrefix: boolean;
+  /** maxRequestBody in bytes: a larger request body is refused with 413 (proxy/forward.ts); null: no limit. */
+  maxRequestBody: number | null;
   upstream: UpstreamTarget;
   preserveHost: boolean;
   rules: Rule[];
@@ -134,6 +136,7 @@ export function appsOf(config: Config): AppConfig[] {
       timeouts: config.timeouts,
       upstreamTls: config.upstreamTls,
       healthCheck: config.healthCheck,
+      maxRequestBody: config.maxRequestBody,
       tokenRelay: config.tokenRelay,
       cors: config.cors,
       events: config.events,
@@ -229,6 +232,7 @@ export function buildSites(config: Config): Map<string, Site> {
       pathPrefix: a.pathPrefix ?? '',
       pathPrefixLower: (a.pathPrefix ?? '').toLowerCase(),
       stripPrefix: a.stripPrefix,
+      maxRequestBody: a.maxRequestBody ?? null,
       upstream: upstreamTarget(
         a.upstream,
         a.timeouts,
