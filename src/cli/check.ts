@@ -59,6 +59,10 @@ export async function check(
         );
       if (app.maxRequestBody !== null)
         out(`    request bodies: at most ${formatSize(app.maxRequestBody)}; a larger one is refused with 413`);
+      if (app.affinity !== 'none')
+        out(
+          `    affinity: ${app.affinity === 'user' ? "each signed-in user's requests, and anyone else's by client address," : "each client address's requests"} always to the same replica`,
+        );
       const health = app.upstream.health;
       if (health)
         out(

@@ -125,6 +125,11 @@ export function lintConfig(config: Config): Warning[] {
         });
       }
     });
+    if (app.affinity !== 'none' && urls.length === 1)
+      w.push({
+        key: base ? `${base}.affinity` : 'affinity',
+        message: 'affinity picks among several replicas (upstream: [url, url]); with one upstream it does nothing.',
+      });
     const hosts = new Set(urls.map((u) => new URL(u).hostname));
     if (hosts.size > 1 && urls[0]!.startsWith('https:') && !app.upstreamTls?.serverName)
       w.push({

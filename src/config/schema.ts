@@ -249,6 +249,10 @@ const appFields = {
       description:
         'TLS to an https upstream: a private CA, a client certificate, the name to verify. Files are re-read on SIGHUP. Applies to proxied requests, WebSockets, and event deliveries to the same origin (docs/behind-a-proxy.md)',
     }),
+  affinity: z.enum(['none', 'user', 'address']).default('none').meta({
+    description:
+      "With replicas: which one a request goes to. none: balanced; user: each signed-in user's requests and WebSockets always the same replica (anyone else's by client address); address: by client address. The same on every node; a replica that is down or out moves only its own share",
+  }),
   maxRequestBody: sizeField().optional().meta({
     description:
       'The largest request body the app is sent ("10MB", "512KiB", or bytes): a larger one is refused with 413 before it reaches the app (a declared length at once, a streamed body when it grows past it). Default: no limit',

@@ -101,6 +101,12 @@ export class PassedOver {
   }
 }
 
+/** What picks an app's replica (its affinity): the user, or the client's address; undefined: balanced. */
+export function affinityKey(app: App, userId: string | undefined, ip: string): string | undefined {
+  if (app.affinity === 'none') return undefined;
+  return app.affinity === 'user' && userId !== undefined ? `u:${userId}` : `ip:${ip}`;
+}
+
 /** What a request was, for its metrics: set as the pipeline learns it. */
 interface Meter {
   kind: RequestKind;
@@ -341,7 +347,11 @@ export class HttpEntry {
     const headers = this.d.toApp.headers(ctx, app, active, assertion, bearer, o.ownToken);
     if (meter) meter.sentAt = performance.now();
     const to = appPath(app, ctx.path) + ctx.query;
-    const forwarded = await forward(req, res, this.d.upstreams.of(app), to, headers, cors !== null, maxBody);
+    const forwarded = await forward(req, res, this.d.upstreams.of(app), to, headers, {
+      ownCors: cors !== null,
+      maxBody,
+      affinity: affinityKey(app, active?.user.id, ctx.ip),
+    });
     if (meter && forwarded.headersAt)
       this.d.metrics!.upstream(app.name).observe((forwarded.headersAt - meter.sentAt) / 1000);
     if (forwarded.passedOver)

@@ -18,7 +18,7 @@ import { appPath } from '../sites/index.ts';
 import { StoreUnavailableError } from '../store/index.ts';
 import { type BearerCheck, decide } from './decide.ts';
 import { outcome } from './outcome.ts';
-import { type PassedOver, requestIdOf } from './request.ts';
+import { affinityKey, type PassedOver, requestIdOf } from './request.ts';
 import type { Routes } from './route.ts';
 import type { ToApp, UpgradeContext } from './to-app.ts';
 
@@ -157,6 +157,7 @@ export class UpgradeEntry {
           client!.once('close', () => this.d.tunnels.delete(client!));
         },
         (cause, at) => this.d.passedOver.note(app, requestId, cause, at),
+        affinityKey(app, userId, ctx.ip),
       );
     } catch (err) {
       const unavailable = err instanceof StoreUnavailableError || err instanceof CacheUnavailableError;

@@ -86,6 +86,26 @@ export class Upstream {
     this.members = next;
   }
 
+  /**
+   * affinity: the replicas requests go to in the order `key` (a user id, a client address) prefers
+   * them, by rendezvous hashing: the same order on every node and worker, and when a replica is
+   * taken out or comes back only the keys that prefer it move. The first is used; one that cannot
+   * be connected to is passed over for the next.
+   */
+  preferred(key: string): URL[] {
+    const members = this.members;
+    if (members.length === 1) return [members[0]!];
+    const scored = members.map((u) => ({ u, score: fnv1a(`${key}\n${u.origin}`) }));
+    scored.sort((a, b) => b.score - a.score);
+    return scored.map((s) => s.u);
+  }
+
+  /** The pool of one replica (BalancedPool keeps one per replica); the whole pool when it has none of its own. */
+  poolOf(replica: URL): Pool | BalancedPool {
+    const pool = this.pool;
+    return pool instanceof BalancedPool ? (pool.getUpstream(replica.origin) ?? pool) : pool;
+  }
+
   /** The replicas requests go to, starting from the next in turn (WebSocket tunnels: the first that connects is used). */
   replicasInTurn(): URL[] {
     const members = this.members;
@@ -163,6 +183,16 @@ export class Upstreams {
   async close(): Promise<void> {
     await Promise.allSettled([...new Set(this.pools.values())].map((u) => u.close()));
   }
+}
+
+/** FNV-1a, 32 bits: a cheap, stable hash for rendezvous hashing (not a secret: no crypto needed). */
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
 }
 
 /** What makes two apps' pools interchangeable: the same upstream URL, timeouts, upstreamTls and healthCheck. */
@@ -285,6 +315,7 @@ export function unreached(err: Error): { cause: string; at?: string } | undefine
  * before answering, nothing has been written and the caller renders 502/504; when it fails
  * midway, the client connection is cut, so a truncated body is never passed off as whole.
  * `ownCors`: Gatehouse set the app's CORS headers on `res` (http/cors.ts); the app's own go.
+ * `maxBody`: the app's maxRequestBody. `affinity`: the key that picks the replica (preferred()).
  */
 export function forward(
   req: IncomingMessage,
@@ -292,9 +323,11 @@ export function forward(
   upstream: Upstream,
   path: string,
   headers: string[],
-  ownCors = false,
-  maxBody: number | null = null,
+  o: { ownCors?: boolean; maxBody?: number | null; affinity?: string } = {},
 ): Promise<ForwardOutcome> {
+  const { ownCors = false, maxBody = null, affinity } = o;
+  // With affinity, the replicas in the order the key prefers them; else the pool balances.
+  const order = affinity === undefined ? undefined : upstream.preferred(affinity);
   const abort = new ClientGone();
   const onClose = () => {
     if (!res.writableFinished) abort.fire();
@@ -316,7 +349,7 @@ export function forward(
     let status = 0;
     let headersAt = 0;
     const send = (): void =>
-      upstream.pool.stream(
+      (order ? upstream.poolOf(order[passedOver?.length ?? 0]!) : upstream.pool).stream(
         {
           path: upstream.basePath + path,
           method,
@@ -344,7 +377,7 @@ export function forward(
             !res.headersSent &&
             !abort.gone &&
             !body?.readableDidRead &&
-            (passedOver?.length ?? 0) < upstream.urls.length - 1
+            (passedOver?.length ?? 0) < (order ?? upstream.urls).length - 1
           ) {
             (passedOver ??= []).push(missed);
             return send();

@@ -38,11 +38,13 @@ export function tunnelWebSocket(
   headers: string[],
   track: (sockets: Duplex[]) => void,
   passedOver?: (cause: string, at?: string) => void,
+  affinity?: string,
 ): Promise<number> {
   return new Promise((resolve) => {
     const secure = upstream.url.protocol === 'https:';
-    // Replicas in turn from the next one; one that refuses the connection is passed over.
-    const replicas = upstream.replicasInTurn();
+    // Replicas in turn from the next one (or as the affinity key prefers them); one that refuses
+    // the connection is passed over.
+    const replicas = affinity === undefined ? upstream.replicasInTurn() : upstream.preferred(affinity);
     let settled = false;
     const fail = (status: number, reason: string) => {
       if (settled) return;

@@ -83,6 +83,8 @@ export interface App {
   stripPrefix: boolean;
   /** maxRequestBody in bytes: a larger request body is refused with 413 (proxy/forward.ts); null: no limit. */
   maxRequestBody: number | null;
+  /** affinity: what picks the replica (proxy/forward.ts Upstream.preferred); 'none' when there is one replica. */
+  affinity: 'none' | 'user' | 'address';
   upstream: UpstreamTarget;
   preserveHost: boolean;
   rules: Rule[];
@@ -136,6 +138,7 @@ export function appsOf(config: Config): AppConfig[] {
       timeouts: config.timeouts,
       upstreamTls: config.upstreamTls,
       healthCheck: config.healthCheck,
+      affinity: config.affinity,
       maxRequestBody: config.maxRequestBody,
       tokenRelay: config.tokenRelay,
       cors: config.cors,
@@ -233,6 +236,7 @@ export function buildSites(config: Config): Map<string, Site> {
       pathPrefixLower: (a.pathPrefix ?? '').toLowerCase(),
       stripPrefix: a.stripPrefix,
       maxRequestBody: a.maxRequestBody ?? null,
+      affinity: upstreamList(a.upstream).length > 1 ? a.affinity : 'none',
       upstream: upstreamTarget(
         a.upstream,
         a.timeouts,
