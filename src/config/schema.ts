@@ -41,6 +41,35 @@ const httpUrl = (what: string, example: string) =>
   });
 
 /**
+ * What responseHeaders may not name: the response's framing and hop-by-hop headers, cookies,
+ * redirects and challenges, and what other keys own (hsts, cors).
+ */
+const RESPONSE_HEADERS_NOT_SET = new Set([
+  'content-length',
+  'content-type',
+  'content-encoding',
+  'content-range',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'upgrade',
+  'trailer',
+  'te',
+  'proxy-authenticate',
+  'set-cookie',
+  'location',
+  'www-authenticate',
+  'strict-transport-security',
+  'access-control-allow-origin',
+  'access-control-allow-credentials',
+  'access-control-allow-methods',
+  'access-control-allow-headers',
+  'access-control-expose-headers',
+  'access-control-max-age',
+  'vary',
+]);
+
+/**
  * An app's upstream: one URL, or several (replicas of the app: requests are balanced over them, and
  * one that cannot be reached is passed over) with the same scheme and path.
  */
@@ -248,6 +277,29 @@ const appFields = {
     .meta({
       description:
         'TLS to an https upstream: a private CA, a client certificate, the name to verify. Files are re-read on SIGHUP. Applies to proxied requests, WebSockets, and event deliveries to the same origin (docs/behind-a-proxy.md)',
+    }),
+  responseHeaders: z
+    .array(
+      z.strictObject({
+        name: z
+          .string()
+          .regex(/^[A-Za-z0-9-]{1,64}$/, 'a header name such as X-Frame-Options (letters, digits and "-")')
+          .refine((v) => !RESPONSE_HEADERS_NOT_SET.has(v.toLowerCase()), {
+            message:
+              "Gatehouse does not set this one on the app's responses: framing, cookies and redirects are the app's, Strict-Transport-Security is hsts, CORS is cors",
+          }),
+        value: z
+          .string()
+          .min(1)
+          .max(4096)
+          .regex(/^[\t\x20-\x7e]+$/, 'printable text on one line'),
+      }),
+    )
+    .max(32)
+    .default([])
+    .meta({
+      description:
+        "Headers added to the app's responses where the app does not send them itself: security headers such as Content-Security-Policy, X-Frame-Options or Permissions-Policy for an app that has none",
     }),
   affinity: z.enum(['none', 'user', 'address']).default('none').meta({
     description:

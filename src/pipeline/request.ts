@@ -3,15 +3,15 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CacheUnavailableError } from '../cache/index.ts';
+import { formatSize } from '../config/size.ts';
 import { PasswordBusyError } from '../accounts/passwords.ts';
 import { DiagnosedError, type Diagnosis } from '../diagnosis/index.ts';
-import type { TrustedProxies } from '../http/client-ip.ts';
+import { rateLimitAddress, type TrustedProxies } from '../http/client-ip.ts';
 import type { RequestContext, SiteInfo } from '../http/context.ts';
 import { answerPreflight, isPreflight, setCorsHeaders } from '../http/cors.ts';
 import { HttpError } from '../http/errors.ts';
 import type { Forwarding } from '../http/forwarded.ts';
 import { h2Stream, protocolError, toOriginForm } from '../http/protocol.ts';
-import { formatSize } from '../config/size.ts';
 import { traceOf } from '../http/trace.ts';
 import { sendJson, wantsHtml } from '../http/respond.ts';
 import type { Match } from '../http/router.ts';
@@ -101,10 +101,13 @@ export class PassedOver {
   }
 }
 
-/** What picks an app's replica (its affinity): the user, or the client's address; undefined: balanced. */
+/**
+ * What picks an app's replica (its affinity): the user, or the client's address (IPv6 by its /64,
+ * which a client's temporary addresses share); undefined: balanced.
+ */
 export function affinityKey(app: App, userId: string | undefined, ip: string): string | undefined {
   if (app.affinity === 'none') return undefined;
-  return app.affinity === 'user' && userId !== undefined ? `u:${userId}` : `ip:${ip}`;
+  return app.affinity === 'user' && userId !== undefined ? `u:${userId}` : `ip:${rateLimitAddress(ip)}`;
 }
 
 /** What a request was, for its metrics: set as the pipeline learns it. */
@@ -351,6 +354,7 @@ export class HttpEntry {
       ownCors: cors !== null,
       maxBody,
       affinity: affinityKey(app, active?.user.id, ctx.ip),
+      add: app.responseHeaders,
     });
     if (meter && forwarded.headersAt)
       this.d.metrics!.upstream(app.name).observe((forwarded.headersAt - meter.sentAt) / 1000);

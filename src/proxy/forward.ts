@@ -316,6 +316,7 @@ export function unreached(err: Error): { cause: string; at?: string } | undefine
  * midway, the client connection is cut, so a truncated body is never passed off as whole.
  * `ownCors`: Gatehouse set the app's CORS headers on `res` (http/cors.ts); the app's own go.
  * `maxBody`: the app's maxRequestBody. `affinity`: the key that picks the replica (preferred()).
+ * `add`: the app's responseHeaders, set where its response lacks them.
  */
 export function forward(
   req: IncomingMessage,
@@ -323,9 +324,9 @@ export function forward(
   upstream: Upstream,
   path: string,
   headers: string[],
-  o: { ownCors?: boolean; maxBody?: number | null; affinity?: string } = {},
+  o: { ownCors?: boolean; maxBody?: number | null; affinity?: string; add?: [string, string][] | null } = {},
 ): Promise<ForwardOutcome> {
-  const { ownCors = false, maxBody = null, affinity } = o;
+  const { ownCors = false, maxBody = null, affinity, add = null } = o;
   // With affinity, the replicas in the order the key prefers them; else the pool balances.
   const order = affinity === undefined ? undefined : upstream.preferred(affinity);
   const abort = new ClientGone();
@@ -362,6 +363,7 @@ export function forward(
           status = statusCode;
           headersAt = performance.now();
           const out = downstreamResponseHeaders(upstreamHeaders as Record<string, string | string[]>);
+          if (add !== null) for (const [name, value] of add) out[name] ??= value;
           res.writeHead(statusCode, ownCors ? withoutAppCors(out, res) : out);
           return res;
         },

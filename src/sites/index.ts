@@ -85,6 +85,8 @@ export interface App {
   maxRequestBody: number | null;
   /** affinity: what picks the replica (proxy/forward.ts Upstream.preferred); 'none' when there is one replica. */
   affinity: 'none' | 'user' | 'address';
+  /** responseHeaders, lower-case names: set on the app's responses that lack them; null: none. */
+  responseHeaders: [string, string][] | null;
   upstream: UpstreamTarget;
   preserveHost: boolean;
   rules: Rule[];
@@ -138,6 +140,7 @@ export function appsOf(config: Config): AppConfig[] {
       timeouts: config.timeouts,
       upstreamTls: config.upstreamTls,
       healthCheck: config.healthCheck,
+      responseHeaders: config.responseHeaders,
       affinity: config.affinity,
       maxRequestBody: config.maxRequestBody,
       tokenRelay: config.tokenRelay,
@@ -237,6 +240,7 @@ export function buildSites(config: Config): Map<string, Site> {
       stripPrefix: a.stripPrefix,
       maxRequestBody: a.maxRequestBody ?? null,
       affinity: upstreamList(a.upstream).length > 1 ? a.affinity : 'none',
+      responseHeaders: a.responseHeaders.length ? a.responseHeaders.map((h) => [h.name.toLowerCase(), h.value]) : null,
       upstream: upstreamTarget(
         a.upstream,
         a.timeouts,
