@@ -57,6 +57,12 @@ export async function check(
         out(
           `    upstream TLS: ${[tls.ca ? `the app's certificate must chain to ${tls.ca}` : "the app's certificate must chain to a system CA", tls.serverName ? `be valid for ${tls.serverName}` : '', tls.cert ? `Gatehouse presents ${tls.cert}` : 'no client certificate'].filter(Boolean).join(', ')}; re-read on SIGHUP`,
         );
+      if (app.requestHeaders)
+        out(
+          `    request headers: ${app.requestHeaders.filter((_, i) => i % 2 === 0).join(', ')} set on every request (values not shown); clients' copies removed`,
+        );
+      if (app.responseHeaders)
+        out(`    response headers where the app sends none: ${app.responseHeaders.map(([n]) => n).join(', ')}`);
       if (app.maxRequestBody !== null)
         out(`    request bodies: at most ${formatSize(app.maxRequestBody)}; a larger one is refused with 413`);
       if (app.affinity !== 'none')

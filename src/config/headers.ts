@@ -239,6 +239,7 @@ interface AppHeaders {
   headers: HeadersConfig;
   tokenRelay?: string | undefined;
   routes: readonly { tokenRelay?: string | false | undefined }[];
+  requestHeaders?: readonly { name?: unknown }[];
 }
 
 /** Whether the app relays a provider token anywhere (its own tokenRelay or a route's). */
@@ -306,4 +307,24 @@ export function checkHeaderNames(
         message: `${name} is tokens.bearerHeader, where clients send Gatehouse's tokens: it is removed before the app, so it cannot carry the ${LABEL[key]} too`,
       });
   }
+  // requestHeaders take names of their own: none of the identity's, the bearer header's, or each other's.
+  const listed = new Set<string>();
+  (Array.isArray(app.requestHeaders) ? app.requestHeaders : []).forEach((h, i) => {
+    if (typeof h?.name !== 'string') return;
+    const lower = h.name.toLowerCase();
+    const clash = seen.get(lower)
+      ? `the ${LABEL[seen.get(lower)!]} header of this app`
+      : bearerHeader && lower === bearerHeader.toLowerCase()
+        ? "tokens.bearerHeader, where clients send Gatehouse's tokens"
+        : listed.has(lower)
+          ? 'listed twice in requestHeaders'
+          : undefined;
+    if (clash)
+      ctx.addIssue({
+        code: 'custom',
+        path: [...at, 'requestHeaders', i, 'name'],
+        message: `${h.name} is already ${clash}: give it a name of its own`,
+      });
+    listed.add(lower);
+  });
 }

@@ -2,12 +2,13 @@
 // oauth.ts), the YAML loader, durations, the JSON Schema, and the Warning type of `gatehouse check`.
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { isSpoofable } from '../http/header-names.ts';
 import { EmailSchema } from './mail.ts';
 import { ProvidersSchema, TokenRelayApp, TokenRelayRoute } from './providers.ts';
 import { sizeField } from './size.ts';
 import { durationField } from './duration.ts';
 import { checkOAuthTokens, OAUTH_TOKEN_FIELDS } from './oauth.ts';
-import { BearerHeaderSchema, checkHeaderNames, HeadersSchema } from './headers.ts';
+import { BearerHeaderSchema, checkHeaderNames, headerName, HeadersSchema } from './headers.ts';
 import { CorsSchema } from './cors.ts';
 
 /**
@@ -277,6 +278,26 @@ const appFields = {
     .meta({
       description:
         'TLS to an https upstream: a private CA, a client certificate, the name to verify. Files are re-read on SIGHUP. Applies to proxied requests, WebSockets, and event deliveries to the same origin (docs/behind-a-proxy.md)',
+    }),
+  requestHeaders: z
+    .array(
+      z.strictObject({
+        name: headerName.refine((v) => !isSpoofable(v.toLowerCase()), {
+          message:
+            'X-User-*, X-Gatehouse-*, X-Forwarded-* and the like carry what Gatehouse vouches for: choose another name',
+        }),
+        value: z
+          .string()
+          .min(1)
+          .max(8192)
+          .regex(/^[\t\x20-\x7e]+$/, 'printable text on one line'),
+      }),
+    )
+    .max(32)
+    .default([])
+    .meta({
+      description:
+        'Headers sent with every request to the app, replacing any the client sent under those names: an API key the app requires, or a shared secret (${ENV_VAR}) that tells it a request came through Gatehouse. Values are never logged',
     }),
   responseHeaders: z
     .array(

@@ -69,6 +69,7 @@ export class ToApp {
         upstreamHost: app.preserveHost ? site.host : app.upstream.host,
         ownCookies: site.ownCookies,
         prefix: app.stripPrefix ? app.pathPrefix : undefined,
+        extra: app.requestHeaders,
       },
       bearer
         ? relayed

@@ -79,6 +79,8 @@ export interface ForwardingInfo {
   traceparent?: string;
   /** X-Forwarded-Prefix, for an app with stripPrefix: the pathPrefix its paths were sent without. */
   prefix?: string;
+  /** The app's requestHeaders (name, value, ...): sent as they are (the client's copies are dropped as identity headers). */
+  extra?: string[] | null;
 }
 
 /**
@@ -132,6 +134,7 @@ export function upstreamRequestHeaders(
     fwd.requestId,
   );
   if (fwd.prefix !== undefined) out.push('x-forwarded-prefix', fwd.prefix);
+  if (fwd.extra) for (let i = 0; i < fwd.extra.length; i++) out.push(fwd.extra[i]!);
   if (newTrace) out.push('traceparent', fwd.traceparent!);
   for (let i = 0; i < identity.length; i++) out.push(identity[i]!);
   return out;

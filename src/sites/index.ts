@@ -87,6 +87,8 @@ export interface App {
   affinity: 'none' | 'user' | 'address';
   /** responseHeaders, lower-case names: set on the app's responses that lack them; null: none. */
   responseHeaders: [string, string][] | null;
+  /** requestHeaders as name, value, name, value...: sent with every request (client copies dropped); null: none. */
+  requestHeaders: string[] | null;
   upstream: UpstreamTarget;
   preserveHost: boolean;
   rules: Rule[];
@@ -141,6 +143,7 @@ export function appsOf(config: Config): AppConfig[] {
       upstreamTls: config.upstreamTls,
       healthCheck: config.healthCheck,
       responseHeaders: config.responseHeaders,
+      requestHeaders: config.requestHeaders,
       affinity: config.affinity,
       maxRequestBody: config.maxRequestBody,
       tokenRelay: config.tokenRelay,
@@ -226,6 +229,7 @@ export function buildSites(config: Config): Map<string, Site> {
         names.assertionBearer,
         names.accessToken === 'Authorization' ? null : names.accessToken,
         config.tokens.bearerHeader,
+        ...a.requestHeaders.map((h) => h.name),
       ]
         .filter((v): v is string => typeof v === 'string')
         .map((v) => v.toLowerCase())
@@ -240,6 +244,7 @@ export function buildSites(config: Config): Map<string, Site> {
       stripPrefix: a.stripPrefix,
       maxRequestBody: a.maxRequestBody ?? null,
       affinity: upstreamList(a.upstream).length > 1 ? a.affinity : 'none',
+      requestHeaders: a.requestHeaders.length ? a.requestHeaders.flatMap((h) => [h.name, h.value]) : null,
       responseHeaders: a.responseHeaders.length ? a.responseHeaders.map((h) => [h.name.toLowerCase(), h.value]) : null,
       upstream: upstreamTarget(
         a.upstream,
