@@ -57,6 +57,10 @@ export async function check(
         out(
           `    upstream TLS: ${[tls.ca ? `the app's certificate must chain to ${tls.ca}` : "the app's certificate must chain to a system CA", tls.serverName ? `be valid for ${tls.serverName}` : '', tls.cert ? `Gatehouse presents ${tls.cert}` : 'no client certificate'].filter(Boolean).join(', ')}; re-read on SIGHUP`,
         );
+      if (app.maintenance)
+        out(
+          `    CLOSED for maintenance: 503 to everyone${app.maintenance.allow?.lists ? ' but the users maintenance.allow names' : ''}`,
+        );
       if (app.requestHeaders)
         out(
           `    request headers: ${app.requestHeaders.filter((_, i) => i % 2 === 0).join(', ')} set on every request (values not shown); clients' copies removed`,

@@ -279,6 +279,23 @@ const appFields = {
       description:
         'TLS to an https upstream: a private CA, a client certificate, the name to verify. Files are re-read on SIGHUP. Applies to proxied requests, WebSockets, and event deliveries to the same origin (docs/behind-a-proxy.md)',
     }),
+  maintenance: z
+    .strictObject({
+      message: z.string().min(1).max(500).optional().meta({
+        description: 'What users are told, under "<title> is down for maintenance", e.g. when it will be back',
+      }),
+      retryAfter: durationField('0s', { max: 86_400_000 }).meta({
+        description: 'Sent as Retry-After (how long clients should wait); 0s: none',
+      }),
+      allow: AllowSchema.pick({ emails: true, domains: true, groups: true })
+        .optional()
+        .meta({ description: 'Who still gets through to the app (to check it before it reopens), once signed in' }),
+    })
+    .optional()
+    .meta({
+      description:
+        "Close the app for maintenance: every request to it gets 503 with a page saying so (Gatehouse's own pages keep working), except from the users allow names. Turned on and off by a reload (SIGHUP)",
+    }),
   requestHeaders: z
     .array(
       z.strictObject({

@@ -54,6 +54,18 @@ export interface SessionLookup {
 const NO_APP: Decision = { kind: 'no_app' };
 
 /**
+ * The app of a decision when it is closed for maintenance to whoever asks (apps[].maintenance): to
+ * everyone but the signed-in users its allow-list names, who then go on by the app's rules.
+ * `signedIn`: someone is (the page then offers no sign-in). null: not closed to them.
+ */
+export function closedForMaintenance(d: Decision): { app: App; signedIn: boolean } | null {
+  if (d.kind === 'no_app' || d.app.maintenance === null) return null;
+  const who = d.kind === 'allow' || d.kind === 'forbidden' ? d.active : undefined;
+  const allow = d.app.maintenance.allow;
+  return who && allow?.lists && allows(allow, who.user) ? null : { app: d.app, signedIn: who !== undefined };
+}
+
+/**
  * The app serving a path and its first rule matching the method, path and client address
  * (decide()'s first two steps, which it takes inline so that a proxied request allocates nothing
  * for them), or undefined.

@@ -179,6 +179,33 @@ export function respondSignIn(
 }
 
 /** An error page: HTML for a browser, JSON for the rest. Destroys a response already under way. */
+/**
+ * An app closed for maintenance (apps[].maintenance): 503 with Retry-After when set, a page that
+ * says so (with a way to sign in for those the allow-list would let through, when nobody is
+ * signed in), or JSON for anything but a browser. Returns the status sent.
+ */
+export function maintenancePage(ctx: RequestContext<Site>, app: App, prefix: string, signedIn: boolean): number {
+  const { req, res, site } = ctx;
+  const m = app.maintenance!;
+  if (m.retryAfterSeconds > 0) res.setHeader('retry-after', String(m.retryAfterSeconds));
+  const message = `${app.title} is down for maintenance.`;
+  if (wantsHtml(req)) {
+    const page = messagePage({
+      appTitle: site.title,
+      heading: 'Down for maintenance',
+      message,
+      hint: m.message ?? undefined,
+      link:
+        m.allow?.lists && !signedIn
+          ? { href: loginUrl(site, prefix, ctx.path + ctx.query), text: 'Sign in to check it' }
+          : undefined,
+    });
+    const looked = lookPage(site.look, page, CSP);
+    sendHtml(res, 503, looked.page, { 'content-security-policy': looked.csp });
+  } else sendJson(res, 503, { error: 'maintenance', message: m.message ? `${message} ${m.message}` : message });
+  return 503;
+}
+
 export function errorPage(
   req: IncomingMessage,
   res: ServerResponse,

@@ -28,8 +28,8 @@ import { forward, type Upstreams } from '../proxy/forward.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
 import { appFor, appPath, type App, type Site } from '../sites/index.ts';
 import { StoreUnavailableError } from '../store/index.ts';
-import { type BearerCheck, decide } from './decide.ts';
-import { errorPage, outcome, redirectToLogin, respondSignIn } from './outcome.ts';
+import { type BearerCheck, closedForMaintenance, decide } from './decide.ts';
+import { errorPage, maintenancePage, outcome, redirectToLogin, respondSignIn } from './outcome.ts';
 import type { RouteEntry, Routes } from './route.ts';
 import type { RelayFailure, ToApp } from './to-app.ts';
 
@@ -315,6 +315,8 @@ export class HttpEntry {
     if (d instanceof Promise) d = await d;
     if (d.kind === 'forbidden') ctx.userId = d.active.user.id;
     if (meter && d.kind !== 'no_app') meter.app = d.app.name;
+    const closed = closedForMaintenance(d);
+    if (closed) return maintenancePage(ctx, closed.app, this.d.routes.prefix, closed.signedIn);
     const o = outcome(d, ctx, this.d.routes.prefix, method);
     switch (o.kind) {
       case 'refuse':

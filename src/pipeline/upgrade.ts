@@ -16,7 +16,7 @@ import type { RouteLimiter } from '../policy/rate-limit.ts';
 import type { Sessions } from '../sessions/index.ts';
 import { appPath } from '../sites/index.ts';
 import { StoreUnavailableError } from '../store/index.ts';
-import { type BearerCheck, decide } from './decide.ts';
+import { type BearerCheck, closedForMaintenance, decide } from './decide.ts';
 import { outcome } from './outcome.ts';
 import { affinityKey, type PassedOver, requestIdOf } from './request.ts';
 import type { Routes } from './route.ts';
@@ -107,6 +107,7 @@ export class UpgradeEntry {
       };
       const d = await decide(this.d.sessions, site, req, 'GET', target.path, ctx.ip, this.d.oauth);
       if (d.kind !== 'no_app') appName = d.app.name;
+      if (closedForMaintenance(d)) return rejectUpgrade(socket, (status = 503), 'Service Unavailable');
       const o = outcome(d, ctx, this.d.routes.prefix, 'GET');
       switch (o.kind) {
         case 'sign_in':

@@ -70,7 +70,7 @@ export function globToRegExp(glob: string, caseSensitive: boolean): RegExp {
   return new RegExp(re + '$', caseSensitive ? '' : 'i');
 }
 
-function compileAllow(a: AllowConfig | undefined): Allow | null {
+export function compileAllow(a: AllowConfig | undefined): Allow | null {
   if (!a) return null;
   return {
     emails: new Set((a.emails ?? []).map((e) => e.toLowerCase())),

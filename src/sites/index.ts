@@ -14,7 +14,7 @@ import { compileCors, type CorsPolicy } from '../http/cors.ts';
 import { isSpoofable } from '../http/header-names.ts';
 import { hostKey } from '../http/protocol.ts';
 import { PLAIN_LOOK } from '../pages/brand.ts';
-import { compileRules, type Rule } from '../policy/rules.ts';
+import { type Allow, compileAllow, compileRules, type Rule } from '../policy/rules.ts';
 
 /**
  * A site is one origin (scheme, host, port) that Gatehouse answers for. It owns the login
@@ -89,6 +89,11 @@ export interface App {
   responseHeaders: [string, string][] | null;
   /** requestHeaders as name, value, name, value...: sent with every request (client copies dropped); null: none. */
   requestHeaders: string[] | null;
+  /**
+   * maintenance: the app is closed, every request answered 503 (pipeline/request.ts) except from
+   * users `allow` admits; null: open.
+   */
+  maintenance: { message: string | null; retryAfterSeconds: number; allow: Allow | null } | null;
   upstream: UpstreamTarget;
   preserveHost: boolean;
   rules: Rule[];
@@ -142,6 +147,7 @@ export function appsOf(config: Config): AppConfig[] {
       timeouts: config.timeouts,
       upstreamTls: config.upstreamTls,
       healthCheck: config.healthCheck,
+      maintenance: config.maintenance,
       responseHeaders: config.responseHeaders,
       requestHeaders: config.requestHeaders,
       affinity: config.affinity,
@@ -244,6 +250,13 @@ export function buildSites(config: Config): Map<string, Site> {
       stripPrefix: a.stripPrefix,
       maxRequestBody: a.maxRequestBody ?? null,
       affinity: upstreamList(a.upstream).length > 1 ? a.affinity : 'none',
+      maintenance: a.maintenance
+        ? {
+            message: a.maintenance.message ?? null,
+            retryAfterSeconds: Math.ceil(a.maintenance.retryAfter / 1000),
+            allow: compileAllow(a.maintenance.allow),
+          }
+        : null,
       requestHeaders: a.requestHeaders.length ? a.requestHeaders.flatMap((h) => [h.name, h.value]) : null,
       responseHeaders: a.responseHeaders.length ? a.responseHeaders.map((h) => [h.name.toLowerCase(), h.value]) : null,
       upstream: upstreamTarget(

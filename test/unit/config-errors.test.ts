@@ -384,6 +384,11 @@ describe('every key, every wrong value: a worded problem with key and line, neve
       affinity: 'user',
       responseHeaders: [{ name: 'X-Frame-Options', value: 'SAMEORIGIN' }],
       requestHeaders: [{ name: 'X-Api-Key', value: 'key' }],
+      maintenance: {
+        message: 'Back soon.',
+        retryAfter: '10m',
+        allow: { groups: ['ops'], emails: ['a@b.c'], domains: ['b.c'] },
+      },
       name: 'app',
       title: 'App',
       branding: { logo: 'logo.svg', color: '#0b6e4f', links: [{ text: 'Privacy', url: '/privacy' }] },
@@ -518,6 +523,11 @@ describe('every key, every wrong value: a worded problem with key and line, neve
           affinity: 'address',
           responseHeaders: [{ name: 'Content-Security-Policy', value: "default-src 'self'" }],
           requestHeaders: [{ name: 'X-Proxy-Secret', value: 'secret' }],
+          maintenance: {
+            message: 'Closed.',
+            retryAfter: '1h',
+            allow: { groups: ['ops'], emails: ['a@b.c'], domains: ['b.c'] },
+          },
           defaultAccess: 'authenticated',
           caseSensitivePaths: false,
           preserveHost: false,
