@@ -403,6 +403,9 @@ const appFields = {
     }),
 };
 
+/** The per-app keys: of each apps[] entry, or at the top level for one app. */
+export const APP_KEYS = Object.keys(appFields) as (keyof typeof appFields)[];
+
 export const AppSchema = z.strictObject({
   ...appFields,
   host: z

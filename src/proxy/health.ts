@@ -88,9 +88,7 @@ export class HealthChecks {
     this.unpublish();
     this.app = app;
     this.reporter = reporter;
-    this.replicas.forEach((r, i) =>
-      reporter.metrics?.upstreamHealthy.set({ app, replica: r.origin }, this.healthy[i] ? 1 : 0),
-    );
+    this.replicas.forEach((_, i) => this.publish(i));
     if (this.started) return;
     this.started = true;
     void this.round();
@@ -130,7 +128,7 @@ export class HealthChecks {
     const healthy = this.healthy[i]!;
     const replica = this.replicas[i]!.origin;
     const serving = this.healthy.filter(Boolean).length;
-    this.reporter?.metrics?.upstreamHealthy.set({ app: this.app, replica }, healthy ? 1 : 0);
+    this.publish(i);
     const fields = {
       event: 'upstream_health',
       app: this.app,
@@ -148,6 +146,12 @@ export class HealthChecks {
           ? 'a replica of the app failed its health checks: it gets no requests until it passes again'
           : 'every replica of the app failed its health checks: requests go to all of them, as if none were checked',
       );
+  }
+
+  /** gatehouse_upstream_healthy of replica i. */
+  private publish(i: number): void {
+    const replica = this.replicas[i]!.origin;
+    this.reporter?.metrics?.upstreamHealthy.set({ app: this.app, replica }, this.healthy[i] ? 1 : 0);
   }
 
   private unpublish(): void {

@@ -3,6 +3,7 @@
 import { isIP } from 'node:net';
 import { headerNames } from '../config/headers.ts';
 import {
+  APP_KEYS,
   type AppConfig,
   type AppEventType,
   type Config,
@@ -132,31 +133,10 @@ export interface App {
 
 export function appsOf(config: Config): AppConfig[] {
   if (config.apps) return config.apps;
-  return [
-    {
-      name: config.name,
-      title: config.title,
-      stripPrefix: false,
-      branding: config.branding,
-      upstream: config.upstream!,
-      routes: config.routes,
-      defaultAccess: config.defaultAccess,
-      headers: config.headers,
-      caseSensitivePaths: config.caseSensitivePaths,
-      preserveHost: config.preserveHost,
-      timeouts: config.timeouts,
-      upstreamTls: config.upstreamTls,
-      healthCheck: config.healthCheck,
-      maintenance: config.maintenance,
-      responseHeaders: config.responseHeaders,
-      requestHeaders: config.requestHeaders,
-      affinity: config.affinity,
-      maxRequestBody: config.maxRequestBody,
-      tokenRelay: config.tokenRelay,
-      cors: config.cors,
-      events: config.events,
-    },
-  ];
+  // One app: its keys are at the top level, every one of APP_KEYS (none left behind as keys are added).
+  const app: Record<string, unknown> = { upstream: config.upstream!, stripPrefix: false };
+  for (const key of APP_KEYS) app[key] = config[key];
+  return [app as AppConfig];
 }
 
 export function upstreamTarget(
