@@ -177,6 +177,20 @@ export const RouteSchema = z
         description:
           "At most this many requests per window to the rule's paths for each signed-in user (a browser session and the user's CLI and MCP logins together; a service client by itself), or for each client address when nobody is signed in: 429 with Retry-After after that. WebSocket upgrades count; forward-auth does not apply it",
       }),
+    timeouts: z
+      .strictObject({
+        response: durationField('0s', { max: 86_400_000 })
+          .optional()
+          .meta({ description: "Until the app sends its response headers, for the rule's paths (504 after)" }),
+        idle: durationField('0s', { max: 86_400_000 })
+          .optional()
+          .meta({ description: "Longest pause inside a request or response body, for the rule's paths" }),
+      })
+      .optional()
+      .meta({
+        description:
+          "The app's timeouts for the rule's paths instead of its own timeouts: a report that takes minutes, a stream that pauses long",
+      }),
   })
   .superRefine((r, ctx) => {
     if (r.access !== 'authenticated' && r.allow)

@@ -81,6 +81,10 @@ export function explain(routes: Routes, url: string, u: URL, method: string, ip?
     lines.push(
       `  rate limit: ${rule.rateLimit.requests} requests per ${formatDuration(rule.rateLimit.perMs)} for each user (each client address when nobody is signed in), then 429`,
     );
+  if (rule.timeouts && rule.access !== 'deny')
+    lines.push(
+      `  timeouts: ${[rule.timeouts.response && `the app's answer within ${formatDuration(rule.timeouts.response)}`, rule.timeouts.idle && `pauses of at most ${formatDuration(rule.timeouts.idle)}`].filter(Boolean).join(', ')} (the rule's own)`,
+    );
   return lines.join('\n');
 }
 

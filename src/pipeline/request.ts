@@ -357,6 +357,7 @@ export class HttpEntry {
       maxBody,
       affinity: affinityKey(app, active?.user.id, ctx.ip),
       add: app.responseHeaders,
+      timeouts: rule.timeouts,
     });
     if (meter && forwarded.headersAt)
       this.d.metrics!.upstream(app.name).observe((forwarded.headersAt - meter.sentAt) / 1000);

@@ -24,6 +24,8 @@ export interface Rule {
   tokenRelay: string | false | null;
   /** At most `requests` per `perMs` for each user (or client address): rate-limit.ts. */
   rateLimit: { requests: number; perMs: number } | null;
+  /** routes[].timeouts (ms): the app's response and idle timeouts for these paths; null: the app's own. */
+  timeouts: { response?: number; idle?: number } | null;
   regex: RegExp;
 }
 
@@ -110,6 +112,7 @@ export function compileRules(
     unauthenticated: r.unauthenticated ?? null,
     tokenRelay: r.tokenRelay ?? null,
     rateLimit: r.rateLimit ? { requests: r.rateLimit.requests, perMs: r.rateLimit.per } : null,
+    timeouts: r.timeouts && (r.timeouts.response || r.timeouts.idle) ? r.timeouts : null,
     regex: globToRegExp(r.path, caseSensitive),
   }));
   const fallback: Rule = {
@@ -122,6 +125,7 @@ export function compileRules(
     unauthenticated: null,
     tokenRelay: null,
     rateLimit: null,
+    timeouts: null,
     regex: /^/,
   };
   return { rules, fallback };

@@ -316,7 +316,7 @@ export function unreached(err: Error): { cause: string; at?: string } | undefine
  * midway, the client connection is cut, so a truncated body is never passed off as whole.
  * `ownCors`: Gatehouse set the app's CORS headers on `res` (http/cors.ts); the app's own go.
  * `maxBody`: the app's maxRequestBody. `affinity`: the key that picks the replica (preferred()).
- * `add`: the app's responseHeaders, set where its response lacks them.
+ * `add`: the app's responseHeaders, set where its response lacks them. `timeouts`: the rule's own.
  */
 export function forward(
   req: IncomingMessage,
@@ -324,9 +324,15 @@ export function forward(
   upstream: Upstream,
   path: string,
   headers: string[],
-  o: { ownCors?: boolean; maxBody?: number | null; affinity?: string; add?: [string, string][] | null } = {},
+  o: {
+    ownCors?: boolean;
+    maxBody?: number | null;
+    affinity?: string;
+    add?: [string, string][] | null;
+    timeouts?: { response?: number; idle?: number } | null;
+  } = {},
 ): Promise<ForwardOutcome> {
-  const { ownCors = false, maxBody = null, affinity, add = null } = o;
+  const { ownCors = false, maxBody = null, affinity, add = null, timeouts = null } = o;
   // With affinity, the replicas in the order the key prefers them; else the pool balances.
   const order = affinity === undefined ? undefined : upstream.preferred(affinity);
   const abort = new ClientGone();
@@ -356,6 +362,9 @@ export function forward(
           method,
           headers,
           body,
+          // A route's own timeouts (routes[].timeouts); undefined: the pool's, the app's.
+          headersTimeout: timeouts?.response || undefined,
+          bodyTimeout: timeouts?.idle || undefined,
           // Typed as undici names it; it calls on/once/removeListener only (ClientGone).
           signal: abort as unknown as EventEmitter,
         },

@@ -337,6 +337,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         unauthenticated: 'redirect',
         tokenRelay: 'kc',
         rateLimit: { requests: 100, per: '1m' },
+        timeouts: { response: '5m', idle: '10m' },
       },
     ],
     headers: {
