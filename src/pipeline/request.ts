@@ -102,6 +102,18 @@ export class PassedOver {
 }
 
 /**
+ * Expect: 100-continue: the client waits for "100 Continue" before it sends its body. Gatehouse
+ * takes over Node's automatic 100 (server/gatehouse.ts) and sends it here, right before the body
+ * is read: an own route's, or the app's request being forwarded. A refusal before that (401, 403,
+ * 413, 429, 503) costs the client no upload, and Node closes such a connection after the answer
+ * (the body the client may still send is never read as a request).
+ */
+function continueIfAsked(req: IncomingMessage, res: ServerResponse): void {
+  const expect = req.headers.expect;
+  if (expect !== undefined && expect.toLowerCase() === '100-continue' && !res.headersSent) res.writeContinue();
+}
+
+/**
  * What picks an app's replica (its affinity): the user, or the client's address (IPv6 by its /64,
  * which a client's temporary addresses share); undefined: balanced.
  */
@@ -230,6 +242,8 @@ export class HttpEntry {
         );
       }
       if (routed.kind === 'own') {
+        // Gatehouse's own forms and JSON are small: their body is always wanted.
+        continueIfAsked(req, res);
         if (meter) {
           if (routed.sub === paths.check) meter.kind = 'forward_auth';
           if (routed.found && 'handler' in routed.found) meter.route = routed.found.handler.path;
@@ -351,6 +365,7 @@ export class HttpEntry {
     if (typeof assertion === 'object') assertion = await assertion;
     const headers = this.d.toApp.headers(ctx, app, active, assertion, bearer, o.ownToken);
     if (meter) meter.sentAt = performance.now();
+    continueIfAsked(req, res);
     const to = appPath(app, ctx.path) + ctx.query;
     const forwarded = await forward(req, res, this.d.upstreams.of(app), to, headers, {
       ownCors: cors !== null,

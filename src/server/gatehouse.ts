@@ -198,10 +198,13 @@ export class Gatehouse {
         settings: { maxConcurrentStreams: 128, maxHeaderListSize: 16 * 1024 + 4096 },
       });
       (secure as unknown as { shouldUpgradeCallback: typeof shouldUpgrade }).shouldUpgradeCallback = shouldUpgrade;
-      secure.on('request', (req, res) => {
+      const onSecureRequest = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
         h2Stream(req as unknown as IncomingMessage)?.setTimeout(t.idle);
         onRequest(req as unknown as IncomingMessage, res as unknown as ServerResponse);
-      });
+      };
+      secure.on('request', onSecureRequest);
+      // Expect: 100-continue is answered by the pipeline (request.ts), not at once by Node.
+      secure.on('checkContinue', onSecureRequest);
       secure.on('session', (session: http2.ServerHttp2Session) => {
         this.h2Sessions.add(session);
         session.once('close', () => this.h2Sessions.delete(session));
@@ -210,6 +213,8 @@ export class Gatehouse {
       this.server = secure as Listener;
     } else {
       this.server = http.createServer({ ...options, shouldUpgradeCallback: shouldUpgrade }, onRequest);
+      // Expect: 100-continue is answered by the pipeline (request.ts), not at once by Node.
+      this.server.on('checkContinue', onRequest);
       this.server.timeout = t.idle;
     }
     this.server.on(
