@@ -47,6 +47,7 @@ export async function check(
       out(
         `  ${site.origin} pages: ${[b.logo && `logo ${b.logo}`, b.color && `colour ${b.color}`, b.links?.length && `links ${b.links.map((l) => l.text).join(', ')}`].filter(Boolean).join(', ')} (${b.at})`,
       );
+    if (site.hsts) out(`  ${site.origin} every response: Strict-Transport-Security: ${site.hsts} (hsts)`);
     for (const app of site.apps) {
       out(
         `  ${site.origin}${app.pathPrefix || site.home} → ${app.upstream.urls.map((u) => u.href).join(' | ')}${app.stripPrefix ? ` (without ${app.pathPrefix})` : ''}  app "${app.name}", ${app.rules.length} rule${app.rules.length === 1 ? '' : 's'}, default ${app.fallback.access}`,

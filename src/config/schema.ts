@@ -41,6 +41,14 @@ const httpUrl = (what: string, example: string) =>
     if (u.search || u.hash) ctx.addIssue({ code: 'custom', message: `${what} must not have a query or fragment` });
   });
 
+/** A header value of requestHeaders or responseHeaders: one line of printable text (no CR or LF: no header of its own). */
+const headerValue = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .regex(/^[\t\x20-\x7e]+$/, 'printable text on one line');
+
 /**
  * What responseHeaders may not name: the response's framing and hop-by-hop headers, cookies,
  * redirects and challenges, and what other keys own (hsts, cors).
@@ -317,11 +325,7 @@ const appFields = {
           message:
             'X-User-*, X-Gatehouse-*, X-Forwarded-* and the like carry what Gatehouse vouches for: choose another name',
         }),
-        value: z
-          .string()
-          .min(1)
-          .max(8192)
-          .regex(/^[\t\x20-\x7e]+$/, 'printable text on one line'),
+        value: headerValue(8192),
       }),
     )
     .max(32)
@@ -340,11 +344,7 @@ const appFields = {
             message:
               "Gatehouse does not set this one on the app's responses: framing, cookies and redirects are the app's, Strict-Transport-Security is hsts, CORS is cors",
           }),
-        value: z
-          .string()
-          .min(1)
-          .max(4096)
-          .regex(/^[\t\x20-\x7e]+$/, 'printable text on one line'),
+        value: headerValue(4096),
       }),
     )
     .max(32)

@@ -14,3 +14,14 @@ export function problems(text: string, env: Record<string, string> = {}) {
   }
   assert.fail('expected a ConfigError');
 }
+
+/** The message a config text is refused with, every problem with its key (fails the test if it is accepted). */
+export function refusal(text: string): string {
+  try {
+    parseConfig(text, 'gatehouse.yaml');
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    return e.message;
+  }
+  assert.fail(`accepted:\n${text}`);
+}

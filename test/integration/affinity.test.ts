@@ -5,7 +5,8 @@ import { Client, registerJson } from '../helpers/client.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { lintConfig } from '../../src/cli/lint.ts';
-import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { parseConfig } from '../../src/config/load.ts';
+import { refusal } from '../helpers/config.ts';
 import { Upstream } from '../../src/proxy/forward.ts';
 import { upstreamTarget } from '../../src/sites/index.ts';
 
@@ -127,18 +128,10 @@ test('affinity: address puts signed-in users by address too; config', async () =
     await gh.close();
     await Promise.all([a.close(), b.close()]);
   }
-  const refused = (v: string) => {
-    try {
-      parseConfig(
-        `publicUrl: http://127.0.0.1:8080\nupstream: [http://10.0.0.1:3000, http://10.0.0.2:3000]\naffinity: ${v}\n`,
-        'g.yaml',
-      );
-    } catch (e) {
-      assert.ok(e instanceof ConfigError);
-      return e.message;
-    }
-    assert.fail(`accepted: ${v}`);
-  };
+  const refused = (v: string) =>
+    refusal(
+      `publicUrl: http://127.0.0.1:8080\nupstream: [http://10.0.0.1:3000, http://10.0.0.2:3000]\naffinity: ${v}\n`,
+    );
   assert.match(refused('cookie'), /affinity.*none.*user.*address/);
   const lint = (upstream: string) =>
     lintConfig(

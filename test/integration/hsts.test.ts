@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client, registerJson } from '../helpers/client.ts';
+import { runCli } from '../helpers/cli.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
-import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { refusal } from '../helpers/config.ts';
 
 /**
  * `hsts`: Strict-Transport-Security for an https publicUrl (README, Configuration). Gatehouse is
@@ -73,7 +77,7 @@ describe('an https publicUrl', () => {
   });
 });
 
-test('hsts options; localhost and an http publicUrl get none; hsts: false turns it off', async () => {
+test('hsts options; localhost and an http publicUrl get none; hsts: false turns it off; check shows the header', async () => {
   const upstream = await app();
   const nodes: TestGatehouse[] = [];
   try {
@@ -109,15 +113,23 @@ test('hsts options; localhost and an http publicUrl get none; hsts: false turns 
     await Promise.all(nodes.map((n) => n.close()));
     await upstream.close();
   }
-  const refused = (hsts: string) => {
-    try {
-      parseConfig(`publicUrl: https://app.example.test\nupstream: http://10.0.0.1:3000\nhsts: ${hsts}\n`, 'g.yaml');
-    } catch (e) {
-      assert.ok(e instanceof ConfigError);
-      return e.message;
-    }
-    assert.fail(`accepted: ${hsts}`);
-  };
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-hsts-'));
+  try {
+    const file = join(dir, 'gatehouse.yaml');
+    writeFileSync(
+      file,
+      `publicUrl: https://app.example.test\nstore: {type: sqlite, path: ${join(dir, 'g.db')}}\nupstream: http://10.0.0.1:3000\nhsts: {maxAge: 30d}\n`,
+    );
+    const check = await runCli(['check', '--config', file]);
+    assert.match(
+      check.stdout,
+      /https:\/\/app\.example\.test every response: Strict-Transport-Security: max-age=2592000 \(hsts\)/,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const refused = (hsts: string) =>
+    refusal(`publicUrl: https://app.example.test\nupstream: http://10.0.0.1:3000\nhsts: ${hsts}\n`);
   assert.match(refused('{preload: true}'), /hsts\.preload.*includeSubDomains/);
   assert.match(refused('{preload: true, includeSubDomains: true, maxAge: 30d}'), /hsts\.preload.*365d/);
   assert.match(refused('{maxAge: 800d}'), /hsts\.maxAge.*between "0s" and "730d"/);
