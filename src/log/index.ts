@@ -171,6 +171,14 @@ const PLAIN = /^[\x20-\x7e]*$/;
 const NEEDS_ESCAPE = /["\\]/;
 const str = (v: string) => (PLAIN.test(v) && !NEEDS_ESCAPE.test(v) ? `"${v}"` : JSON.stringify(v));
 
+/** log.requests: which requests get their line. */
+export type RequestLines = 'all' | 'errors' | 'none';
+
+/** The lowest status that gets a request line under log.requests (Infinity: none does). */
+export function lowestLogged(which: RequestLines): number {
+  return which === 'all' ? 0 : which === 'errors' ? 400 : Infinity;
+}
+
 export type RequestLine = (
   id: string,
   method: string | undefined,
@@ -190,11 +198,10 @@ export type RequestLine = (
  * no secret (the path never has the query). Off below level info, like logger.info; `which`
  * (log.requests) leaves out successful requests ('errors': a line from status 400 on) or all.
  */
-export function requestLine(logger: Logger, which: 'all' | 'errors' | 'none' = 'all'): RequestLine {
+export function requestLine(logger: Logger, which: RequestLines = 'all'): RequestLine {
   const l = logger as unknown as Record<symbol, unknown>;
   const stream = l[pino.symbols.streamSym] as { write(s: string): void };
-  // log.requests: the lowest status that gets a line.
-  const from = which === 'all' ? 0 : which === 'errors' ? 400 : Infinity;
+  const from = lowestLogged(which);
   return (id, method, path, status, ms, user, trace) => {
     if (logger.levelVal > 30 || status < from) return;
     const chindings = l[pino.symbols.chindingsSym] as string;

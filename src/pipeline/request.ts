@@ -18,7 +18,7 @@ import type { Match } from '../http/router.ts';
 import { paths } from '../http/paths.ts';
 import { normalizeTarget } from '../http/target.ts';
 import type { Assertions } from '../identity/assertion.ts';
-import { type Logger, type RequestLine, requestLine } from '../log/index.ts';
+import { type Logger, type RequestLine, type RequestLines, requestLine } from '../log/index.ts';
 import { type Metrics, NO_APP, type RequestKind } from '../metrics/index.ts';
 import type { RouteLimiter } from '../policy/rate-limit.ts';
 import type { Rule } from '../policy/rules.ts';
@@ -54,8 +54,8 @@ export interface HttpEntryDeps {
   passedOver: PassedOver;
   /** config.authPrefix, without the base path (diagnosis names it). */
   authPrefix: string;
-  /** log.requests: which requests get their line. */
-  logRequests: 'all' | 'errors' | 'none';
+  /** log.requests: which requests (and WebSocket upgrades) get their line. */
+  logRequests: RequestLines;
   /** HTTP/1 connections whose framing was refused: what else the parser finds on them is not served. */
   refused: WeakSet<object>;
   /** The node is shutting down: responses close their connection. */

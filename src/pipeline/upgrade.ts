@@ -8,7 +8,7 @@ import { protocolError, toOriginForm } from '../http/protocol.ts';
 import { traceOf } from '../http/trace.ts';
 import { normalizeTarget } from '../http/target.ts';
 import type { Assertions } from '../identity/assertion.ts';
-import type { Logger } from '../log/index.ts';
+import { type Logger, lowestLogged, type RequestLines } from '../log/index.ts';
 import { type Metrics, NO_APP } from '../metrics/index.ts';
 import { type Upstreams } from '../proxy/forward.ts';
 import { rejectUpgrade, tunnelWebSocket } from '../proxy/upgrade.ts';
@@ -41,6 +41,8 @@ export interface UpgradeEntryDeps {
   limits: RouteLimiter;
   /** Replicas passed over (request.ts). */
   passedOver: PassedOver;
+  /** log.requests: which upgrades get their request line. */
+  logRequests: RequestLines;
   /** The node is shutting down: new upgrades get 503. */
   draining(): boolean;
   /** Prometheus metrics, when `metrics:` is configured. */
@@ -172,16 +174,17 @@ export class UpgradeEntry {
     } finally {
       const ms = performance.now() - started;
       this.d.metrics?.request(appName, 'proxied').done(status, ms / 1000);
-      this.d.logger.info(
-        {
-          req: { id: requestId, method: 'GET', path: path ?? '(invalid)', upgrade: 'websocket' },
-          status,
-          ms: Math.round(ms * 10) / 10,
-          user: userId,
-          trace: trace.id,
-        },
-        'request',
-      );
+      if (status >= lowestLogged(this.d.logRequests))
+        this.d.logger.info(
+          {
+            req: { id: requestId, method: 'GET', path: path ?? '(invalid)', upgrade: 'websocket' },
+            status,
+            ms: Math.round(ms * 10) / 10,
+            user: userId,
+            trace: trace.id,
+          },
+          'request',
+        );
     }
   }
 }
