@@ -164,3 +164,72 @@ test('metrics.listen in use with listen.workers: 2 is said once by the primary, 
     await upstream.close();
   }
 });
+
+test('healthCheck with listen.workers: 2: each worker takes the failing replica out, the scrape says 0 for it and 1 for the other', async () => {
+  // Replica b answers its health path with 503; both answer other paths with their name.
+  const replicas = await Promise.all(
+    ['a', 'b'].map(async (name) => {
+      const server = http.createServer((req, res) => {
+        if (req.url === '/healthz') return void res.writeHead(name === 'a' ? 200 : 503).end();
+        res.writeHead(200, { 'content-type': 'text/plain' }).end(name);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      return { server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}` };
+    }),
+  );
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const file = join(dir, 'health.yaml');
+  writeFileSync(
+    file,
+    `publicUrl: ${url}
+listen: {host: 127.0.0.1, port: ${port}, workers: 2, timeouts: {drain: 2s}}
+upstream: [${replicas.map((r) => r.url).join(', ')}]
+healthCheck: {path: /healthz, interval: 200ms, unhealthyAfter: 1}
+routes: [{path: /**, access: public}]
+metrics: {listen: "127.0.0.1:0"}
+store: {type: sqlite, path: ${join(dir, 'health.db')}}
+`,
+  );
+  const node = new Node(file);
+  try {
+    await node.until('both workers serve', () => node.started().size === 2, 90_000);
+    const out = () =>
+      new Set(
+        node.lines
+          .filter((l) => l.event === 'upstream_health' && l.healthy === false && l.replica === replicas[1]!.url)
+          .map((l) => l.worker),
+      );
+    await node.until('each worker took b out', () => out().size === 2);
+    const metricsUrl = `http://127.0.0.1:${await node.until('metrics listen', () => node.metricsPort())}/metrics`;
+    const scrape = (await get(metricsUrl)).text;
+    assert.equal(
+      value(scrape, 'gatehouse_upstream_healthy', { replica: replicas[1]!.url }),
+      0,
+      samples(scrape, 'gatehouse_upstream_healthy'),
+    );
+    assert.equal(
+      value(scrape, 'gatehouse_upstream_healthy', { replica: replicas[0]!.url }),
+      1,
+      'one sample, not the workers summed',
+    );
+    const mark = node.lines.length;
+    const answers: string[] = [];
+    for (let i = 0; i < 12; i++) answers.push((await get(`${url}/x/${i}`)).text);
+    assert.deepEqual(answers, Array(12).fill('a'));
+    await node.until(
+      'both workers served',
+      () =>
+        new Set(
+          node
+            .since(mark)
+            .filter((l) => l.req?.path?.startsWith('/x/'))
+            .map((l) => l.worker),
+        ).size === 2,
+    );
+  } finally {
+    node.child.kill('SIGKILL');
+    await node.exited;
+    for (const r of replicas) r.server.close();
+  }
+});
