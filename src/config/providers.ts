@@ -143,6 +143,10 @@ const common = {
       description:
         "Ask the provider this often whether a session signed in through it still stands, with the refresh token of the sign-in: a refused refresh (the user disabled or removed there, the app's access revoked) ends the session at its next request. A sign-in that left no refresh token lasts this long, then signs in again. 0 (the default): off, a session lasts its timeouts or until the provider's back-channel logout",
     }),
+  revalidateGrace: durationField('0s', { max: 604_800_000, range: '"0s" and "7d"' }).meta({
+    description:
+      'With revalidate: how long past revalidate a session may go unconfirmed while the provider cannot be asked (down, 5xx); then it ends at its next request, as a refusal would. 0 (the default): no limit, a provider outage never signs anyone out',
+  }),
   mfa: z.enum(['trust', 'require']).default('trust').meta({
     description:
       "trust: the provider's amr/acr saying it did multi-factor authentication counts as a second factor here; require: Gatehouse asks for the user's own second factor as well, whatever the provider did",

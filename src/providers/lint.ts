@@ -35,6 +35,11 @@ export function lintProviders(config: Config): { key: string; message: string }[
         message: `tokenRelay uses "${p.id}" but its scopes lack offline_access: most providers then issue no refresh token, and users must sign in again whenever the access token expires (Google: authorizationParams {access_type: offline, prompt: consent}).`,
       });
     }
+    if (p.revalidateGrace > 0 && p.revalidate === 0)
+      w.push({
+        key: `${key}.revalidateGrace`,
+        message: `revalidateGrace only applies with revalidate: "${p.id}" does not revalidate its sessions, so nothing ends when it cannot be asked.`,
+      });
     if (p.revalidate > 0) {
       if (p.type === 'github' || (!scopes.includes('offline_access') && !p.authorizationParams?.access_type))
         w.push({

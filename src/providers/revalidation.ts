@@ -17,11 +17,15 @@ const MAX_REMEMBERED = 100_000;
  * spent at the provider (token-vault.ts); a refusal (the user disabled, deleted or signed out
  * everywhere there, the client's access revoked) ends the session at that request, on every node.
  * A sign-in that left no refresh token lasts `revalidate` from its start. A provider that cannot be
- * reached ends nothing: it is asked again RETRY_MS later (logged by the vault). When the provider
+ * reached ends nothing: it is asked again RETRY_MS later (logged by the vault), unless
+ * `revalidateGrace` is set and the sign-in has gone unconfirmed for longer than revalidate and the
+ * grace together: then the session ends as for a refusal. When the provider
  * last confirmed is kept in memory per session, so the hot path asks nothing in between.
  */
 export class SessionRevalidation {
   private readonly every = new Map<string, number>();
+  /** providers[].revalidateGrace of the providers that set one. */
+  private readonly grace = new Map<string, number>();
   /** Session id hash → until when this node need not ask. */
   private readonly confirmed = new Map<string, number>();
   private readonly inflight = new Map<string, Promise<boolean>>();
@@ -37,7 +41,11 @@ export class SessionRevalidation {
 
   constructor(d: SessionRevalidation['d']) {
     this.d = d;
-    for (const p of d.config.providers) if (p.revalidate > 0) this.every.set(p.id, p.revalidate);
+    for (const p of d.config.providers)
+      if (p.revalidate > 0) {
+        this.every.set(p.id, p.revalidate);
+        if (p.revalidateGrace > 0) this.grace.set(p.id, p.revalidateGrace);
+      }
   }
 
   /** Some provider revalidates: the sessions must ask check(). */
@@ -82,16 +90,20 @@ export class SessionRevalidation {
     }
     if (r.reason === 'unavailable') {
       counted('unavailable');
-      return this.remember(session.idHash, Date.now() + RETRY_MS);
+      // With revalidateGrace, unconfirmed for so long the session ends (fail closed); until then it
+      // is asked again RETRY_MS later, or at the deadline if that comes first.
+      const grace = this.grace.get(provider);
+      const deadline = grace === undefined ? Infinity : r.confirmedAt + every + grace;
+      if (Date.now() < deadline) return this.remember(session.idHash, Math.min(Date.now() + RETRY_MS, deadline));
     }
     // Nothing to ask the provider with: the sign-in counts for `every` from its start.
-    if (r.reason === 'no_tokens' && Date.now() < session.createdAt + every)
+    else if (r.reason === 'no_tokens' && Date.now() < session.createdAt + every)
       return this.remember(session.idHash, session.createdAt + every);
     counted('ended');
     await this.d.store.sessions.delete(session.idHash);
     this.confirmed.delete(session.idHash);
     this.d.tokens.forget(owner);
-    const reason = r.reason === 'refused' ? 'refused' : 'no_refresh_token';
+    const reason = r.reason === 'refused' ? 'refused' : r.reason === 'unavailable' ? 'unconfirmed' : 'no_refresh_token';
     this.d.audit.record({
       event: 'logout',
       userId: session.userId,
@@ -102,7 +114,9 @@ export class SessionRevalidation {
       { event: 'session_revalidation', outcome: 'ended', provider, userId: session.userId, reason },
       reason === 'refused'
         ? 'the provider no longer confirms this sign-in: session ended'
-        : 'a sign-in without a refresh token reached providers[].revalidate: session ended',
+        : reason === 'unconfirmed'
+          ? 'the provider could not confirm this sign-in for longer than revalidate and revalidateGrace: session ended'
+          : 'a sign-in without a refresh token reached providers[].revalidate: session ended',
     );
     return false;
   }

@@ -45,7 +45,9 @@ export type AccessToken =
  */
 export type Revalidated =
   | { ok: true; until: number; asked: boolean }
-  | { ok: false; reason: 'refused' | 'unavailable' | 'no_tokens' };
+  | { ok: false; reason: 'refused' | 'no_tokens' }
+  /** `confirmedAt`: when the provider last confirmed the sign-in (its tokens were obtained). */
+  | { ok: false; reason: 'unavailable'; confirmedAt: number };
 
 interface Cached {
   token: string;
@@ -155,11 +157,11 @@ export class ProviderTokens {
     const usable = (x: ProviderTokenSet) => confirmed(x) && Date.now() < refreshAt(x);
     const r = await this.refresh(owner, provider, `${owner.id}\n${provider}`, rec, t, usable);
     if (r.ok)
-      return r.stale ? { ok: false, reason: 'unavailable' } : { ok: true, until: Date.now() + everyMs, asked: true };
-    return {
-      ok: false,
-      reason: r.reason === 'refresh_failed' ? 'refused' : r.reason === 'unavailable' ? 'unavailable' : 'no_tokens',
-    };
+      return r.stale
+        ? { ok: false, reason: 'unavailable', confirmedAt: t.obtainedAt }
+        : { ok: true, until: Date.now() + everyMs, asked: true };
+    if (r.reason === 'unavailable') return { ok: false, reason: 'unavailable', confirmedAt: t.obtainedAt };
+    return { ok: false, reason: r.reason === 'refresh_failed' ? 'refused' : 'no_tokens' };
   }
 
   /** Drops what this node caches for an owner (its session ended here). */

@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { join } from 'node:path';
+import { lintConfig } from '../../src/cli/lint.ts';
+import { parseConfig } from '../../src/config/load.ts';
+import { ConfigSchema } from '../../src/config/schema.ts';
 import { hashSessionId } from '../../src/sessions/index.ts';
 import { Client } from '../helpers/client.ts';
 import type { TestGatehouse } from '../helpers/gatehouse.ts';
@@ -137,4 +141,57 @@ describe('providers[].revalidate', () => {
       lab.a.failToken = undefined;
     }
   });
+
+  test('with revalidateGrace, a sign-in the provider cannot confirm for longer than revalidate and the grace ends, as a refusal would', async () => {
+    // The same node with a grace of 5 s for provider a (a reload: its sessions stay).
+    const input = {
+      publicUrl: gh.url,
+      listen: { host: '127.0.0.1', port: gh.port },
+      store: { type: 'sqlite', path: join(gh.dir, 'gatehouse.db') },
+      upstream: gh.upstream.url,
+      providers: lab.providers({ a: { revalidate: '5s', revalidateGrace: '5s' }, b: { revalidate: '5s' } }),
+      routes: [{ path: '/api/**', unauthenticated: '401' }],
+      metrics: { listen: '127.0.0.1:0' },
+      accounts: {
+        rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000 },
+      },
+    };
+    assert.equal((await gh.gatehouse.reload(ConfigSchema.parse(input))).outcome, 'ok');
+    const { c, at } = await signedIn('a');
+    const me = (await c.get('/.auth/me')).json();
+    lab.a.failToken = 503;
+    try {
+      const refused = await until(
+        'the session ends unconfirmed',
+        async () => {
+          const r = await c.get('/api/x');
+          return r.status !== 200 && r;
+        },
+        30_000,
+      );
+      assert.equal(refused.status, 401);
+      assert.ok(Date.now() - at >= 2 * EVERY_MS, 'not before revalidate and the grace have passed');
+      const [line] = ended(me.id);
+      assert.deepEqual([line?.provider, line?.reason], ['a', 'unconfirmed']);
+      assert.ok(
+        gh.logs.some((l) => l.event === 'provider_token_refresh_failed' && l.userId === me.id),
+        'it was asked',
+      );
+    } finally {
+      lab.a.failToken = undefined;
+    }
+  });
+});
+
+test('config: revalidateGrace without revalidate is said by the lint', () => {
+  const findings = lintConfig(
+    parseConfig(
+      'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\nproviders: [{id: corp, type: oidc, issuer: https://idp.example.com, clientId: gh, clientSecret: s, revalidateGrace: 1h}]\n',
+      'g.yaml',
+    ),
+  );
+  assert.match(
+    findings.find((f) => f.key === 'providers[0].revalidateGrace')?.message ?? '',
+    /only applies with revalidate/,
+  );
 });

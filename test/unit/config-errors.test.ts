@@ -314,6 +314,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         endSession: false,
         backchannelLogout: true,
         revalidate: '1h',
+        revalidateGrace: '4h',
         idTokenSigningAlg: 'RS256',
         tokenEndpointAuthMethod: 'client_secret_basic',
         mfa: 'trust',
