@@ -144,7 +144,9 @@ export class HealthChecks {
         fields,
         serving
           ? 'a replica of the app failed its health checks: it gets no requests until it passes again'
-          : 'every replica of the app failed its health checks: requests go to all of them, as if none were checked',
+          : this.replicas.length === 1
+            ? 'the app failed its health checks: as its only upstream it still gets every request'
+            : 'every replica of the app failed its health checks: requests go to all of them, as if none were checked',
       );
   }
 

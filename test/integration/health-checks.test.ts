@@ -236,6 +236,28 @@ describe('an app on two replicas with health checks', () => {
   });
 });
 
+test('one upstream with healthCheck: its failures are logged and measured, and it still gets every request', async () => {
+  const only = await replica('only');
+  const gh = await startGatehouse(() => ({
+    upstream: only.url,
+    healthCheck: { path: '/healthz', interval: '200ms', timeout: '1s', unhealthyAfter: 1 },
+    metrics: { listen: '127.0.0.1:0' },
+    ...open,
+  }));
+  try {
+    only.health = 'sick';
+    const line = await until('the check failed', () => healthLines(gh, only).at(-1));
+    assert.equal(line.healthy, false);
+    assert.equal(line.healthyReplicas, '0 of 1');
+    assert.match(String(line.msg), /only upstream it still gets every request/);
+    assert.equal(await gauge(gh, only), 0);
+    assert.deepEqual(await spread(gh, 3), ['only', 'only', 'only']);
+  } finally {
+    await gh.close();
+    await only.close();
+  }
+});
+
 test('config: healthCheck is checked; check --connect asks each replica its health path', async () => {
   const refused = (yaml: string) =>
     refusal(`publicUrl: http://127.0.0.1:8080\nupstream: http://10.0.0.1:3000\n${yaml}`);
