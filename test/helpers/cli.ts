@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
@@ -78,4 +79,19 @@ export function userCode(r: RunningCli): Promise<string> {
     r.child.once('close', () => reject(new Error(`the CLI ended before printing a code: ${r.stderr()}`)));
     check();
   });
+}
+
+/**
+ * Runs `use` with a gatehouse.yaml of `yaml` (newline-terminated) and a SQLite store, both in a
+ * temporary directory of their own that is removed afterwards: for `gatehouse check` and the like.
+ */
+export async function withConfigFile<T>(yaml: string, use: (file: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-config-'));
+  const file = join(dir, 'gatehouse.yaml');
+  writeFileSync(file, `${yaml}store: {type: sqlite, path: ${join(dir, 'g.db')}}\n`);
+  try {
+    return await use(file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

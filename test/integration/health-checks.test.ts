@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket, { WebSocketServer } from 'ws';
 import { Client } from '../helpers/client.ts';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, withConfigFile } from '../helpers/cli.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { until } from '../helpers/timing.ts';
 import { parseConfig } from '../../src/config/load.ts';
@@ -274,26 +272,24 @@ test('config: healthCheck is checked; check --connect asks each replica its heal
 
   const [well, sick] = await Promise.all([replica('well'), replica('sick')]);
   sick.health = 'sick';
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-health-'));
-  const file = join(dir, 'gatehouse.yaml');
-  writeFileSync(
-    file,
-    `publicUrl: http://127.0.0.1:8080\nstore: {type: sqlite, path: ${join(dir, 'g.db')}}\nupstream: [${well.url}, ${sick.url}]\nhealthCheck: {path: /healthz}\n`,
-  );
   try {
-    const check = await runCli(['check', '--config', file, '--connect']);
-    const out = check.stdout + check.stderr;
-    assert.match(out, new RegExp(`upstream ${well.url}/.*healthCheck /healthz: HTTP 200`));
-    assert.match(out, new RegExp(`upstream ${sick.url}/[^\\n]*healthCheck /healthz: HTTP 503`));
-    assert.match(out, /serve would take this replica out/);
-    assert.match(
-      out,
-      /health checks: GET \/healthz every 10s \(timeout 2s\); 2 failed in a row take a replica out, 2 passed put it back\n/,
+    await withConfigFile(
+      `publicUrl: http://127.0.0.1:8080\nupstream: [${well.url}, ${sick.url}]\nhealthCheck: {path: /healthz}\n`,
+      async (file) => {
+        const check = await runCli(['check', '--config', file, '--connect']);
+        const out = check.stdout + check.stderr;
+        assert.match(out, new RegExp(`upstream ${well.url}/.*healthCheck /healthz: HTTP 200`));
+        assert.match(out, new RegExp(`upstream ${sick.url}/[^\\n]*healthCheck /healthz: HTTP 503`));
+        assert.match(out, /serve would take this replica out/);
+        assert.match(
+          out,
+          /health checks: GET \/healthz every 10s \(timeout 2s\); 2 failed in a row take a replica out, 2 passed put it back\n/,
+        );
+        assert.notEqual(check.code, 0, 'a replica that fails its health check fails --connect');
+        assert.equal(well.checks.ok, 1);
+      },
     );
-    assert.notEqual(check.code, 0, 'a replica that fails its health check fails --connect');
-    assert.equal(well.checks.ok, 1);
   } finally {
     await Promise.all([well.close(), sick.close()]);
-    rmSync(dir, { recursive: true, force: true });
   }
 });

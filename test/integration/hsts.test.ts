@@ -1,12 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client, registerJson } from '../helpers/client.ts';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, withConfigFile } from '../helpers/cli.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { refusal } from '../helpers/config.ts';
 
@@ -113,21 +110,16 @@ test('hsts options; localhost and an http publicUrl get none; hsts: false turns 
     await Promise.all(nodes.map((n) => n.close()));
     await upstream.close();
   }
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-hsts-'));
-  try {
-    const file = join(dir, 'gatehouse.yaml');
-    writeFileSync(
-      file,
-      `publicUrl: https://app.example.test\nstore: {type: sqlite, path: ${join(dir, 'g.db')}}\nupstream: http://10.0.0.1:3000\nhsts: {maxAge: 30d}\n`,
-    );
-    const check = await runCli(['check', '--config', file]);
-    assert.match(
-      check.stdout,
-      /https:\/\/app\.example\.test every response: Strict-Transport-Security: max-age=2592000 \(hsts\)/,
-    );
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  await withConfigFile(
+    'publicUrl: https://app.example.test\nupstream: http://10.0.0.1:3000\nhsts: {maxAge: 30d}\n',
+    async (file) => {
+      const check = await runCli(['check', '--config', file]);
+      assert.match(
+        check.stdout,
+        /https:\/\/app\.example\.test every response: Strict-Transport-Security: max-age=2592000 \(hsts\)/,
+      );
+    },
+  );
   const refused = (hsts: string) =>
     refusal(`publicUrl: https://app.example.test\nupstream: http://10.0.0.1:3000\nhsts: ${hsts}\n`);
   assert.match(refused('{preload: true}'), /hsts\.preload.*includeSubDomains/);

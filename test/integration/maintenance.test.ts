@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import WebSocket from 'ws';
 import { Client, registerJson } from '../helpers/client.ts';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, withConfigFile } from '../helpers/cli.ts';
 import { startGatehouse } from '../helpers/gatehouse.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { refusal } from '../helpers/config.ts';
@@ -87,17 +85,12 @@ test('config: maintenance takes a message, retryAfter and an allow-list of email
     'g.yaml',
   ).maintenance;
   assert.deepEqual(ok, { retryAfter: 0 });
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-maint-'));
-  const file = join(dir, 'gatehouse.yaml');
-  writeFileSync(
-    file,
-    `publicUrl: http://127.0.0.1:8080\nstore: {type: sqlite, path: ${join(dir, 'g.db')}}\nupstream: http://10.0.0.1:3000\nmaintenance: {allow: {groups: [ops]}}\n`,
+  await withConfigFile(
+    `publicUrl: http://127.0.0.1:8080\nupstream: http://10.0.0.1:3000\nmaintenance: {allow: {groups: [ops]}}\n`,
+    async (file) => {
+      const check = await runCli(['check', '--config', file]);
+      assert.equal(check.code, 0, check.stderr);
+      assert.match(check.stdout, /CLOSED for maintenance: 503 to everyone but the users maintenance\.allow names/);
+    },
   );
-  try {
-    const check = await runCli(['check', '--config', file]);
-    assert.equal(check.code, 0, check.stderr);
-    assert.match(check.stdout, /CLOSED for maintenance: 503 to everyone but the users maintenance\.allow names/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 });

@@ -1,11 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { Client } from '../helpers/client.ts';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, withConfigFile } from '../helpers/cli.ts';
 import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { lintConfig } from '../../src/cli/lint.ts';
@@ -164,23 +161,21 @@ test('config: replicas must be copies of one app; check lists each and probes ea
   assert.deepEqual(https('upstreamTls: {serverName: app.internal}\n'), []);
   const a = await startUpstream();
   const dead = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-replicas-'));
-  const file = join(dir, 'gatehouse.yaml');
-  writeFileSync(
-    file,
-    `publicUrl: http://127.0.0.1:8080\nstore: {type: sqlite, path: ${join(dir, 'g.db')}}\nupstream: [${a.url}, http://127.0.0.1:${dead}]\n`,
-  );
   try {
-    const check = await runCli(['check', '--config', file, '--connect']);
-    assert.match(check.stdout, new RegExp(`${a.url}/ \\| http://127\\.0\\.0\\.1:${dead}/`));
-    assert.match(check.stdout, new RegExp(`upstream ${a.url}/.*HTTP`));
-    assert.match(
-      check.stdout + check.stderr,
-      new RegExp(`upstream http://127\\.0\\.0\\.1:${dead}/[^\\n]*\\n?.*(refused|ECONNREFUSED)`, 'i'),
+    await withConfigFile(
+      `publicUrl: http://127.0.0.1:8080\nupstream: [${a.url}, http://127.0.0.1:${dead}]\n`,
+      async (file) => {
+        const check = await runCli(['check', '--config', file, '--connect']);
+        assert.match(check.stdout, new RegExp(`${a.url}/ \\| http://127\\.0\\.0\\.1:${dead}/`));
+        assert.match(check.stdout, new RegExp(`upstream ${a.url}/.*HTTP`));
+        assert.match(
+          check.stdout + check.stderr,
+          new RegExp(`upstream http://127\\.0\\.0\\.1:${dead}/[^\\n]*\\n?.*(refused|ECONNREFUSED)`, 'i'),
+        );
+        assert.notEqual(check.code, 0, 'a replica that cannot be reached fails --connect');
+      },
     );
-    assert.notEqual(check.code, 0, 'a replica that cannot be reached fails --connect');
   } finally {
     await a.close();
-    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -1,11 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import WebSocket from 'ws';
 import { Client, registerJson } from '../helpers/client.ts';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, withConfigFile } from '../helpers/cli.ts';
 import { startGatehouse } from '../helpers/gatehouse.ts';
 import { refusal } from '../helpers/config.ts';
 
@@ -65,19 +62,14 @@ test('config: requestHeaders take names of their own; check names them and never
     /requestHeaders\[1\]\.name.*listed twice/,
   );
   assert.match(refused('requestHeaders: [{name: X-A, value: "a\\nb"}]'), /requestHeaders\[0\]\.value.*one line/);
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-reqh-'));
-  const file = join(dir, 'gatehouse.yaml');
-  writeFileSync(
-    file,
-    `publicUrl: http://127.0.0.1:8080\nstore: {type: sqlite, path: ${join(dir, 'g.db')}}\nupstream: http://10.0.0.1:3000\nrequestHeaders: [{name: X-Proxy-Secret, value: "\${PROXY_SECRET}"}]\nresponseHeaders: [{name: X-Frame-Options, value: SAMEORIGIN}]\n`,
+  await withConfigFile(
+    `publicUrl: http://127.0.0.1:8080\nupstream: http://10.0.0.1:3000\nrequestHeaders: [{name: X-Proxy-Secret, value: "\${PROXY_SECRET}"}]\nresponseHeaders: [{name: X-Frame-Options, value: SAMEORIGIN}]\n`,
+    async (file) => {
+      const check = await runCli(['check', '--config', file], undefined, { ...process.env, PROXY_SECRET: SECRET });
+      assert.equal(check.code, 0, check.stderr);
+      assert.match(check.stdout, /request headers: X-Proxy-Secret set on every request \(values not shown\)/);
+      assert.match(check.stdout, /response headers where the app sends none: x-frame-options/);
+      assert.ok(!(check.stdout + check.stderr).includes(SECRET));
+    },
   );
-  try {
-    const check = await runCli(['check', '--config', file], undefined, { ...process.env, PROXY_SECRET: SECRET });
-    assert.equal(check.code, 0, check.stderr);
-    assert.match(check.stdout, /request headers: X-Proxy-Secret set on every request \(values not shown\)/);
-    assert.match(check.stdout, /response headers where the app sends none: x-frame-options/);
-    assert.ok(!(check.stdout + check.stderr).includes(SECRET));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 });

@@ -1,11 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { Client, registerJson } from '../helpers/client.ts';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, withConfigFile } from '../helpers/cli.ts';
 import { rawRequest } from '../helpers/raw.ts';
 import { startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
@@ -124,22 +121,17 @@ test('config: stripPrefix needs a pathPrefix; check shows it and --explain names
     refused('  - {name: a, upstream: http://10.0.0.1:3000, pathPrefix: /a, stripPrefix: yes please}\n'),
     /apps\[0\]\.stripPrefix/,
   );
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-strip-'));
-  const file = join(dir, 'gatehouse.yaml');
-  writeFileSync(
-    file,
-    `publicUrl: http://127.0.0.1:8080\nstore: {type: sqlite, path: ${join(dir, 'g.db')}}\napps:\n  - {name: site, upstream: http://10.0.0.1:3000}\n  - {name: dash, pathPrefix: /dash, stripPrefix: true, upstream: http://10.0.0.2:3000/v2}\n`,
+  await withConfigFile(
+    `publicUrl: http://127.0.0.1:8080\napps:\n  - {name: site, upstream: http://10.0.0.1:3000}\n  - {name: dash, pathPrefix: /dash, stripPrefix: true, upstream: http://10.0.0.2:3000/v2}\n`,
+    async (file) => {
+      const check = await runCli(['check', '--config', file]);
+      assert.equal(check.code, 0, check.stderr);
+      assert.match(
+        check.stdout,
+        /http:\/\/127\.0\.0\.1:8080\/dash → http:\/\/10\.0\.0\.2:3000\/v2 \(without \/dash\) {2}app "dash"/,
+      );
+      const explained = await runCli(['check', '--config', file, '--explain', '/dash/a/b']);
+      assert.match(explained.stdout, /app "dash" → http:\/\/10\.0\.0\.2:3000\/v2\/a\/b/);
+    },
   );
-  try {
-    const check = await runCli(['check', '--config', file]);
-    assert.equal(check.code, 0, check.stderr);
-    assert.match(
-      check.stdout,
-      /http:\/\/127\.0\.0\.1:8080\/dash → http:\/\/10\.0\.0\.2:3000\/v2 \(without \/dash\) {2}app "dash"/,
-    );
-    const explained = await runCli(['check', '--config', file, '--explain', '/dash/a/b']);
-    assert.match(explained.stdout, /app "dash" → http:\/\/10\.0\.0\.2:3000\/v2\/a\/b/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 });
