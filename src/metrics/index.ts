@@ -205,7 +205,7 @@ export class Metrics {
     });
     this.revalidations = new client.Counter({
       name: 'gatehouse_session_revalidations_total',
-      help: 'Sessions checked with their provider (providers[].revalidate): confirmed (asked, and it took the refresh token), ended (refused, or no refresh token past the interval), unavailable (the provider could not be asked)',
+      help: 'Sessions checked with their provider (providers[].revalidate): confirmed (asked, and it took the refresh token), ended (refused, no refresh token past the interval, or unconfirmed past revalidateGrace), unavailable (the provider could not be asked)',
       labelNames: ['provider', 'outcome'],
       registers: r,
     });
