@@ -171,7 +171,6 @@ export class Gatehouse {
       refused: this.refused,
     };
     this.current = wire(config, this.node, mailer);
-    this.current.upstreams.checkHealth({ logger, metrics });
 
     const t = config.listen.timeouts;
     const options = {
@@ -548,6 +547,8 @@ export class Gatehouse {
       });
     });
     const address = this.server.address() as AddressInfo;
+    // The replicas' health checks run while the node serves (not in the primary's start-up check).
+    this.current.upstreams.checkHealth({ logger: this.logger, metrics: this.metrics });
     if (this.metricsListener && this.config.metrics && this.metrics) {
       // A worker of listen.workers binds nothing: the primary serves metrics.listen and asks it at each scrape.
       if (workerId() !== undefined) answerMetricsRequests(this.metrics.registry);
