@@ -5,13 +5,13 @@ import type { Grant, Store } from '../store/index.ts';
 import type { Resources } from './resources.ts';
 import type { KeyRing } from '../keys/keys.ts';
 import { type Clients, SERVICE_PREFIX, type ServiceClient } from './clients.ts';
-import { ACCESS_TOKEN_TYP, type TokenService } from './grants.ts';
+import { ACCESS_TOKEN_TYP, type LoginGuard, REVALIDATION_ENDED, type TokenService } from './grants.ts';
 
 /**
  * `Authorization: Bearer` on an app's routes. A token is accepted when its signature is
  * Gatehouse's (the key ring, alg pinned), `typ` is at+jwt, `iss` is publicUrl, it has not
  * expired, `aud` is this app's resource URL, and its grant is live (not revoked, not ended,
- * the user not disabled): the grant is read on every request, so a revocation applies at
+ * the user not disabled, its provider still confirming it where providers[].revalidate says so): the grant is read on every request, so a revocation applies at
  * the next one. A service client's own token (client_credentials) has no grant: the config
  * must still hold the client, with the secret it was issued under and this app. What a
  * signature check proves is kept in memory per token, so a busy CLI costs a map lookup and the
@@ -88,6 +88,7 @@ export class BearerAuth {
   private readonly clients: Pick<Clients, 'service'>;
   private readonly issuer: string;
   private readonly now: () => number;
+  private readonly guard: LoginGuard | undefined;
 
   constructor(o: {
     keys: KeyRing;
@@ -97,6 +98,7 @@ export class BearerAuth {
     clients: Pick<Clients, 'service'>;
     issuer: string;
     now: () => number;
+    guard?: LoginGuard;
   }) {
     this.keys = o.keys;
     this.store = o.store;
@@ -105,6 +107,7 @@ export class BearerAuth {
     this.clients = o.clients;
     this.issuer = o.issuer;
     this.now = o.now;
+    this.guard = o.guard;
   }
 
   /** Whether this token passed verify() and is still held: then it is Gatehouse's for sure. */
@@ -169,6 +172,10 @@ export class BearerAuth {
       return { ok: false, description: 'the login was revoked' };
     const ended = this.tokens.ended(found.grant, now);
     if (ended) return { ok: false, description: ended };
+    if (this.guard) {
+      const stands = this.guard(found.grant);
+      if (stands !== true && !(await stands)) return { ok: false, description: REVALIDATION_ENDED };
+    }
     if (v.answer?.from === found && v.answer.result.ok && v.answer.result.active.session.site === app.site.origin)
       return v.answer.result;
     const { grant, user } = found;

@@ -4,7 +4,7 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/index.ts';
 import type { RecentAuthGate } from '../accounts/reauth.ts';
 import type { ProviderService } from '../providers/service.ts';
-import { sessionOwner } from '../providers/token-vault.ts';
+import { grantOwner, sessionOwner } from '../providers/token-vault.ts';
 import type { FormTools } from '../pages/kit.ts';
 import type { RequestContext } from '../http/context.ts';
 import type { App, Site } from '../sites/index.ts';
@@ -76,18 +76,13 @@ export function userAgentOf(ctx: RequestContext): string | null {
   return typeof ua === 'string' ? ua.slice(0, 256) : null;
 }
 
-/** The provider tokens' owner for a grant (src/providers/token-vault.ts): "grant:<id>", tied to no browser session. */
-export const grantOwner = (grant: Pick<Grant, 'id' | 'userId'>) => ({
-  id: `grant:${grant.id}`,
-  userId: grant.userId,
-  sessionHash: null,
-});
-
 /**
  * A grant approved from a browser session that signed in through a provider takes a copy of
- * that session's provider tokens (those an app relays), so tokenRelay works for the CLI or
- * MCP client's requests without the user present. Best effort: a failure is logged, the
- * login itself stands (tokenRelay then asks for a provider sign-in, as for a browser).
+ * that session's provider tokens (those an app relays, and those of a provider with revalidate),
+ * so tokenRelay works for the CLI or MCP client's requests without the user present, and the
+ * provider can go on confirming the login after the browser signed out (providers/revalidation.ts).
+ * Best effort: a failure is logged, the login itself stands (tokenRelay then asks for a provider
+ * sign-in, as for a browser; revalidate, finding no tokens, lets it last its interval).
  */
 export async function handOverProviderTokens(deps: OAuthDeps, sessionHash: string | null, grant: Grant): Promise<void> {
   if (!deps.providers || !sessionHash) return;

@@ -32,6 +32,13 @@ import type { KeyRing } from '../keys/keys.ts';
 const sha256 = (s: string) => hash('sha256', s, 'base64url');
 /** The JWS typ of access tokens (RFC 9068 §2.1). */
 export const ACCESS_TOKEN_TYP = 'at+jwt';
+
+/**
+ * Whether a CLI or MCP login still stands by what it was approved through (providers[].revalidate:
+ * its provider asked at most every interval): false when it has just been revoked for that.
+ */
+export type LoginGuard = (grant: Grant) => boolean | Promise<boolean>;
+export const REVALIDATION_ENDED = 'the provider the login was approved through no longer confirms it; sign in again';
 const REFRESH = /^grt\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{22})$/;
 
 export interface IssueContext {
@@ -56,6 +63,7 @@ export class TokenService {
   private readonly scopes: Scopes;
   private readonly logger: Logger;
   private readonly audit: AuditLog;
+  private readonly guard: LoginGuard | undefined;
 
   /** tokens.accessTokenTtl, within what the key ring signs (tokens.maxLifetime). */
   private readonly accessTtl: number;
@@ -68,6 +76,7 @@ export class TokenService {
     scopes: Scopes;
     logger: Logger;
     audit: AuditLog;
+    guard?: LoginGuard;
   }) {
     this.store = o.store;
     this.secrets = o.secrets;
@@ -77,6 +86,7 @@ export class TokenService {
     this.scopes = o.scopes;
     this.logger = o.logger;
     this.audit = o.audit;
+    this.guard = o.guard;
   }
 
   private mac(id: string, secret: string): string {
@@ -210,6 +220,7 @@ export class TokenService {
     if (ended) throw invalid(ended);
     const user = await this.store.users.get(grant.userId);
     if (!user || user.disabled) throw invalid('the account is disabled');
+    if (this.guard && !(await this.guard(grant))) throw invalid(REVALIDATION_ENDED);
     const scope = this.scopes.narrow(scopeParam, grant.scope);
     const presented = sha256(token);
     if (presented === grant.refreshHash) {

@@ -34,7 +34,7 @@ import { isLoopbackHost } from '../http/loopback.ts';
 import { grantsSection } from './pages.ts';
 import { Resources } from './resources.ts';
 import { Scopes } from './scopes.ts';
-import { TokenService, type TokenResponse } from './grants.ts';
+import { type LoginGuard, TokenService, type TokenResponse } from './grants.ts';
 import type { RecentAuthGate } from '../accounts/reauth.ts';
 
 type Handler = (ctx: RequestContext) => Promise<void>;
@@ -57,6 +57,8 @@ export type OAuthServerOptions = Pick<
   metrics?: Metrics;
   /** Approving a device or a client needs a recent sign-in or re-authentication (accounts/reauth.ts). */
   reauth?: RecentAuthGate;
+  /** providers[].revalidate for CLI and MCP logins (providers/revalidation.ts): at each refresh and bearer request. */
+  loginGuard?: LoginGuard;
 };
 
 /**
@@ -101,6 +103,7 @@ export class OAuthServer {
       scopes,
       logger: o.logger,
       audit: o.audit ?? NO_AUDIT,
+      guard: o.loginGuard,
     });
     this.d = {
       config: o.config,
@@ -133,6 +136,7 @@ export class OAuthServer {
       clients: this.d.clients,
       issuer,
       now,
+      guard: o.loginGuard,
     });
     this.pages = o.pages;
     this.device = new DeviceFlow(this.d, o.pages);

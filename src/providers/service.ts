@@ -184,14 +184,15 @@ export class ProviderService {
   }
 
   /**
-   * Copies the relayed providers' tokens of one owner to another (a CLI or MCP login approved
-   * from a browser session gets its own copy, re-encrypted for its owner). Returns the
-   * providers copied. A provider that rotates refresh tokens strictly lets only one copy
-   * refresh; the other then asks for a provider sign-in, as an expired one does.
+   * Copies the tokens of the relayed and the revalidated providers of one owner to another (a CLI
+   * or MCP login approved from a browser session gets its own copy, re-encrypted for its owner).
+   * Returns the providers copied. A provider that rotates refresh tokens strictly lets only one
+   * copy refresh; the other then asks for a provider sign-in, as an expired one does (and, with
+   * revalidate, ends as refused).
    */
   async copyTokens(from: TokenOwner, to: TokenOwner): Promise<string[]> {
     const copied: string[] = [];
-    for (const provider of this.relayed) {
+    for (const provider of new Set([...this.relayed, ...this.revalidated])) {
       const t = await this.tokens.read(from, provider);
       if (!t || (!t.accessToken && !t.refreshToken) || t.refused) continue;
       await this.tokens.save(to, provider, t);

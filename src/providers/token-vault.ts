@@ -33,6 +33,13 @@ export const sessionOwner = (s: Pick<Session, 'idHash' | 'userId'>): TokenOwner 
   sessionHash: s.idHash,
 });
 
+/** The tokens' owner for a CLI or MCP login (a grant of src/oauth/): "grant:<id>", tied to no browser session. */
+export const grantOwner = (grant: { id: string; userId: string }): TokenOwner => ({
+  id: `grant:${grant.id}`,
+  userId: grant.userId,
+  sessionHash: null,
+});
+
 /** stale: the provider could not be asked for a new one; this one is good until it expires. */
 export type AccessToken =
   | { ok: true; token: string; stale?: true }

@@ -156,6 +156,7 @@ export function wire(config: Config, node: NodeParts, mailer: Mailer | undefined
     audit,
     metrics,
     reauth,
+    loginGuard: revalidation.enabled ? (grant) => revalidation.checkGrant(grant) : undefined,
   });
   const services: Services = {
     config,

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { join } from 'node:path';
+import { decodeJwt } from 'jose';
+import * as oauth from 'openid-client';
 import { lintConfig } from '../../src/cli/lint.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { ConfigSchema } from '../../src/config/schema.ts';
@@ -10,6 +12,7 @@ import type { TestGatehouse } from '../helpers/gatehouse.ts';
 import { signIn } from '../helpers/oauth.ts';
 import { type Lab, labGatehouse, startLab } from '../helpers/providers.ts';
 import { until } from '../helpers/timing.ts';
+import { cliClient, deviceLogin, oauthError, withBearer } from '../oauth/helpers.ts';
 
 /**
  * providers[].revalidate against real IdPs: IdP A issues refresh tokens, IdP B none. Sessions
@@ -28,6 +31,7 @@ before(async () => {
     providers: lab.providers({ a: { revalidate: '5s' }, b: { revalidate: '5s' } }),
     routes: [{ path: '/api/**', unauthenticated: '401' }],
     metrics: { listen: '127.0.0.1:0' },
+    tokens: { device: { interval: '1s' } },
   });
 });
 after(async () => {
@@ -142,6 +146,69 @@ describe('providers[].revalidate', () => {
     }
   });
 
+  test('a CLI login approved from such a session is confirmed with its own tokens after the browser signed out, and revoked once the provider refuses', async () => {
+    const { c, account } = await signedIn('a');
+    const me = (await c.get('/.auth/me')).json();
+    const cli = await cliClient(gh);
+    const tokens = await deviceLogin(gh, c, cli);
+    const grant = String(decodeJwt(tokens.access_token).sid);
+    assert.equal((await withBearer(gh, '/api/x', tokens.access_token)).status, 200);
+    await c.submitForm('/.auth/logout', {}, { origin: gh.url });
+    assert.equal((await c.get('/api/x')).status, 401, 'the browser signed out');
+
+    // Past revalidate: the login's own copy of the refresh token is spent, once, and it stands.
+    await until('the CLI login confirmed', async () => {
+      const r = await withBearer(gh, '/api/x', tokens.access_token);
+      assert.equal(r.status, 200, `the login stands throughout: ${r.body}`);
+      return lab.a.refreshCount(account) === 1;
+    });
+    for (let i = 0; i < 3; i++) assert.equal((await withBearer(gh, '/api/x', tokens.access_token)).status, 200);
+    assert.equal(lab.a.refreshCount(account), 1, 'one refresh for the whole interval');
+
+    // Removed at the IdP: the next confirmation is refused and the login is revoked there and then.
+    await lab.a.revokeRefreshTokens(account);
+    const refused = await until('the refused revalidation', async () => {
+      const r = await withBearer(gh, '/api/x', tokens.access_token);
+      return r.status !== 200 && r;
+    });
+    assert.equal(refused.status, 401);
+    assert.match(String(refused.wwwAuthenticate), /invalid_token/);
+    const stored = await gh.gatehouse.store.oauth.grants.get(grant);
+    assert.ok(stored?.revokedAt, 'the login is revoked in the store, for every node');
+    assert.equal(stored.revokedReason, 'provider:a');
+    assert.equal(
+      await oauthError(oauth.refreshTokenGrant(cli, tokens.refresh_token!, { resource: gh.url })),
+      'invalid_grant',
+      'its refresh token gets nothing more',
+    );
+    const [line] = ended(me.id);
+    assert.deepEqual([line?.provider, line?.reason, line?.grant], ['a', 'refused', grant]);
+    await gh.gatehouse.audit.flush();
+    const audited = await gh.gatehouse.store.audit.list({ event: 'login_revoked', userId: me.id, limit: 5 });
+    assert.ok(audited.some((e) => e.actor === 'provider:a' && e.detail.grant === grant));
+  });
+
+  test('a CLI login from a sign-in that left no refresh token lasts revalidate from its approval', async () => {
+    const { c } = await signedIn('b');
+    const me = (await c.get('/.auth/me')).json();
+    const cli = await cliClient(gh);
+    const tokens = await deviceLogin(gh, c, cli);
+    const approved = Date.now();
+    assert.equal((await withBearer(gh, '/api/x', tokens.access_token)).status, 200);
+    await until(
+      'the end of the login',
+      async () => (await withBearer(gh, '/api/x', tokens.access_token)).status === 401,
+    );
+    assert.ok(Date.now() - approved >= EVERY_MS - 1_000, 'not before revalidate has passed');
+    assert.ok(
+      ended(me.id).some((l) => l.reason === 'no_refresh_token' && l.grant === decodeJwt(tokens.access_token).sid),
+    );
+    assert.equal(
+      await oauthError(oauth.refreshTokenGrant(cli, tokens.refresh_token!, { resource: gh.url })),
+      'invalid_grant',
+    );
+  });
+
   test('with revalidateGrace, a sign-in the provider cannot confirm for longer than revalidate and the grace ends, as a refusal would', async () => {
     // The same node with a grace of 5 s for provider a (a reload: its sessions stay).
     const input = {
@@ -152,6 +219,7 @@ describe('providers[].revalidate', () => {
       providers: lab.providers({ a: { revalidate: '5s', revalidateGrace: '5s' }, b: { revalidate: '5s' } }),
       routes: [{ path: '/api/**', unauthenticated: '401' }],
       metrics: { listen: '127.0.0.1:0' },
+      tokens: { device: { interval: '1s' } },
       accounts: {
         rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000 },
       },
