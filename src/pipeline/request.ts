@@ -373,6 +373,7 @@ export class HttpEntry {
       affinity: affinityKey(app, active?.user.id, ctx.ip),
       add: app.responseHeaders,
       timeouts: rule.timeouts,
+      publicBase: app.publicBase,
     });
     if (meter && forwarded.headersAt)
       this.d.metrics!.upstream(app.name).observe((forwarded.headersAt - meter.sentAt) / 1000);

@@ -23,6 +23,8 @@ export class Upstream {
   readonly url: URL;
   /** Every replica. */
   readonly urls: URL[];
+  /** Every replica's origin, as a Location from the app may name it (publicLocation()). */
+  private readonly origins: string[];
   readonly host: string;
   /** Path of the upstream URL without its trailing slash, prepended to every request. */
   readonly basePath: string;
@@ -49,6 +51,7 @@ export class Upstream {
     this.timeouts = target.timeouts;
     this.tls = loadUpstreamTls(target.tls);
     this.members = this.urls;
+    this.origins = [...new Set(this.urls.map((u) => u.origin))];
     this.health = target.health
       ? new HealthChecks(this.urls, this.host, target.health, this.tls.options, () => this.rebalance())
       : undefined;
@@ -98,6 +101,31 @@ export class Upstream {
     const scored = members.map((u) => ({ u, score: fnv1a(`${key}\n${u.origin}`) }));
     scored.sort((a, b) => b.score - a.score);
     return scored.map((s) => s.u);
+  }
+
+  /**
+   * A Location the app sent that points at its own upstream URL (an app that builds absolute URLs
+   * from its Host header, which is the upstream's): the same place as the browser reaches it, at
+   * `publicBase` (App.publicBase), as nginx's `proxy_redirect default` and Apache's
+   * ProxyPassReverse do. Undefined for any other Location (another site, a relative path), which
+   * passes unchanged. Scheme and host compared without regard to case, the path exactly.
+   */
+  publicLocation(location: string, publicBase: string): string | undefined {
+    for (const origin of this.origins) {
+      const end = origin.length + this.basePath.length;
+      if (
+        location.length >= end &&
+        location.slice(0, origin.length).toLowerCase() === origin &&
+        location.startsWith(this.basePath, origin.length)
+      ) {
+        const rest = location.slice(end);
+        const next = rest.charCodeAt(0);
+        // After the upstream's path: a path, or the end, a query or a fragment (not /v2x for /v2).
+        if (next === 47 /* / */) return publicBase + rest;
+        if (rest === '' || next === 63 /* ? */ || next === 35 /* # */) return `${publicBase}/${rest}`;
+      }
+    }
+    return undefined;
   }
 
   /** The pool of one replica (BalancedPool keeps one per replica); the whole pool when it has none of its own. */
@@ -317,6 +345,7 @@ export function unreached(err: Error): { cause: string; at?: string } | undefine
  * `ownCors`: Gatehouse set the app's CORS headers on `res` (http/cors.ts); the app's own go.
  * `maxBody`: the app's maxRequestBody. `affinity`: the key that picks the replica (preferred()).
  * `add`: the app's responseHeaders, set where its response lacks them. `timeouts`: the rule's own.
+ * `publicBase`: the app's App.publicBase, for a Location that names the upstream (publicLocation()).
  */
 export function forward(
   req: IncomingMessage,
@@ -330,9 +359,10 @@ export function forward(
     affinity?: string;
     add?: [string, string][] | null;
     timeouts?: { response?: number; idle?: number } | null;
+    publicBase?: string;
   } = {},
 ): Promise<ForwardOutcome> {
-  const { ownCors = false, maxBody = null, affinity, add = null, timeouts = null } = o;
+  const { ownCors = false, maxBody = null, affinity, add = null, timeouts = null, publicBase } = o;
   // With affinity, the replicas in the order the key prefers them; else the pool balances.
   const order = affinity === undefined ? undefined : upstream.preferred(affinity);
   const abort = new ClientGone();
@@ -373,6 +403,11 @@ export function forward(
           headersAt = performance.now();
           const out = downstreamResponseHeaders(upstreamHeaders as Record<string, string | string[]>);
           if (add !== null) for (const [name, value] of add) out[name] ??= value;
+          const location = out.location;
+          if (typeof location === 'string' && publicBase !== undefined) {
+            const moved = upstream.publicLocation(location, publicBase);
+            if (moved !== undefined) out.location = moved;
+          }
           res.writeHead(statusCode, ownCors ? withoutAppCors(out, res) : out);
           return res;
         },

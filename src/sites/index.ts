@@ -82,6 +82,11 @@ export interface App {
   pathPrefixLower: string;
   /** stripPrefix: the app is sent its paths without pathPrefix (appPath()), and X-Forwarded-Prefix. */
   stripPrefix: boolean;
+  /**
+   * What takes the place of the upstream's URL in a Location the app sends (proxy/forward.ts
+   * Upstream.publicLocation): the site's origin, and pathPrefix when it is stripped.
+   */
+  publicBase: string;
   /** maxRequestBody in bytes: a larger request body is refused with 413 (proxy/forward.ts); null: no limit. */
   maxRequestBody: number | null;
   /** affinity: what picks the replica (proxy/forward.ts Upstream.preferred); 'none' when there is one replica. */
@@ -228,6 +233,7 @@ export function buildSites(config: Config): Map<string, Site> {
       pathPrefix: a.pathPrefix ?? '',
       pathPrefixLower: (a.pathPrefix ?? '').toLowerCase(),
       stripPrefix: a.stripPrefix,
+      publicBase: site.origin + (a.stripPrefix ? (a.pathPrefix ?? '') : ''),
       maxRequestBody: a.maxRequestBody ?? null,
       affinity: upstreamList(a.upstream).length > 1 ? a.affinity : 'none',
       maintenance: a.maintenance

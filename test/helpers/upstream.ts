@@ -18,6 +18,7 @@ export interface SeenRequest {
  *   /bytes?n=N        streams N bytes
  *   /upload           counts the streamed request body
  *   /status/N         answers with status N
+ *   /redirect?to=X    302 to X; "{self}" in X is this app's URL as its Host header makes it
  *   /ws               WebSocket echo (also reports the upgrade request's headers)
  *   /ws-declined      declines the upgrade with 403 (?bytes=N: an N-byte body)
  *   anything else     JSON echo of method, url and headers
@@ -66,6 +67,14 @@ export async function startUpstream(o: { tls?: https.ServerOptions } = {}): Prom
           res.end();
         };
         return pump();
+      }
+      if (u.pathname === '/redirect' || u.pathname.endsWith('/redirect')) {
+        const to = (u.searchParams.get('to') ?? '/').replace(
+          '{self}',
+          `${o.tls ? 'https' : 'http'}://${req.headers.host}`,
+        );
+        res.writeHead(302, { location: to, 'content-length': 0 });
+        return res.end();
       }
       if (u.pathname.startsWith('/status/')) {
         res.writeHead(Number(u.pathname.slice(8)), { 'content-type': 'text/plain' });

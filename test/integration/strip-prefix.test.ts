@@ -99,6 +99,32 @@ describe('an app with stripPrefix', () => {
     assert.equal(gh.upstream.last().headers['x-forwarded-prefix'], undefined);
   });
 
+  test("a redirect to the app's own upstream URL reaches the browser as the public URL; any other passes as sent", async () => {
+    const c = new Client(gh.url);
+    const dashSelf = dash.url; // what the dashboard makes of its Host header
+    const location = async (path: string, to: string) => {
+      const r = await c.get(`${path}?to=${encodeURIComponent(to)}`);
+      assert.equal(r.status, 302, path);
+      return r.headers.location;
+    };
+    const cases: [string, string, string][] = [
+      // The root app: its upstream origin becomes the site's.
+      ['/redirect', '{self}/next?x=1', `${gh.url}/next?x=1`],
+      ['/redirect', '{self}', `${gh.url}/`],
+      ['/redirect', 'https://example.com/x', 'https://example.com/x'],
+      ['/redirect', '/relative?y=1', '/relative?y=1'],
+      // The dashboard: its upstream URL with its path (/v2) becomes the site's and the prefix.
+      ['/dash/public/redirect', '{self}/v2/reports?y=2', `${gh.url}/dash/reports?y=2`],
+      ['/dash/public/redirect', '{self}/v2', `${gh.url}/dash/`],
+      ['/dash/public/redirect', '{self}/v2#top', `${gh.url}/dash/#top`],
+      ['/dash/public/redirect', `${dashSelf.toUpperCase()}/v2/a`, `${gh.url}/dash/a`],
+      ['/dash/public/redirect', '{self}/v2x/a', `${dashSelf}/v2x/a`],
+      ['/dash/public/redirect', '{self}/other', `${dashSelf}/other`],
+      ['/dash/public/redirect', '/v2/relative', '/v2/relative'],
+    ];
+    for (const [path, to, seen] of cases) assert.equal(await location(path, to), seen, `${path} → ${to}`);
+  });
+
   test('WebSockets go to the same path the app would get for a request', async () => {
     const ws = new WebSocket(`ws://127.0.0.1:${gh.port}/dash/public/live`, { headers: { origin: gh.url } });
     const hello = await new Promise<{ headers: Record<string, string> }>((resolve, reject) => {
