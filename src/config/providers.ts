@@ -54,6 +54,12 @@ const RESERVED_PARAMS = new Set([
   'request_uri',
 ]);
 
+const audience = z
+  .string()
+  .min(1)
+  .max(512)
+  .regex(/^[\x21-\x7e]+$/, 'an audience is printable ASCII without spaces');
+
 const PROVIDER_ID = /^[a-z0-9][a-z0-9-]{0,31}$/;
 const PROVIDER_ID_EXPECTED = 'expected a provider id (one of providers[].id)';
 
@@ -180,6 +186,24 @@ export const OidcProviderSchema = z.strictObject({
     description:
       'How the client secret is sent to the token endpoint; default: basic when discovery allows it, else post',
   }),
+  bearerTokens: z
+    .strictObject({
+      audience: z
+        .union([audience, z.array(audience).min(1).max(16)])
+        .transform((a) => (typeof a === 'string' ? [a] : a))
+        .meta({
+          description:
+            'The aud a token must carry (one of these): the identifier of the API at the provider (api://gatehouse, https://api.example.com), never the client id of Gatehouse, which ID tokens carry',
+        }),
+      apps: z.array(z.string().min(1)).min(1).optional().meta({
+        description: 'The apps (apps[].name) that accept such tokens; default: every app',
+      }),
+    })
+    .optional()
+    .meta({
+      description:
+        "Accept JWT access tokens this provider issued (Authorization: Bearer) on the apps' routes, as a CLI or MCP login is: signed by its keys, its issuer, one of audience, not expired; the user is the one who signed in here through the provider with that subject. Off by default",
+    }),
 });
 
 export const GithubProviderSchema = z.strictObject({

@@ -897,16 +897,19 @@ export const ConfigSchema = z
       app.routes.forEach((r, i) => relay(r.tokenRelay, ['apps', a, 'routes', i, 'tokenRelay']));
     });
     const appNames = c.apps ? [...names] : [c.name];
-    c.tokens.clients.forEach((client, i) =>
-      client.apps?.forEach((name, j) => {
+    const appsNamed = (list: string[] | undefined, at: (string | number)[]) =>
+      list?.forEach((name, j) => {
         if (!appNames.includes(name))
           ctx.addIssue({
             code: 'custom',
-            path: ['tokens', 'clients', i, 'apps', j],
+            path: [...at, j],
             message: `"${name}" is not the name of an app (${appNames.join(', ')})`,
           });
-      }),
-    );
+      });
+    c.tokens.clients.forEach((client, i) => appsNamed(client.apps, ['tokens', 'clients', i, 'apps']));
+    c.providers.forEach((p, i) => {
+      if (p.type === 'oidc') appsNamed(p.bearerTokens?.apps, ['providers', i, 'bearerTokens', 'apps']);
+    });
     const upstreamTls = (
       app: { upstream?: string | string[]; upstreamTls?: UpstreamTlsConfig },
       at: (string | number)[],

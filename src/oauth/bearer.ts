@@ -1,7 +1,7 @@
-import type { JWTPayload } from 'jose';
 import type { App } from '../sites/index.ts';
 import type { ActiveSession } from '../sessions/index.ts';
 import type { Grant, Store } from '../store/index.ts';
+import { jwtIssuer, type ProviderBearerResult } from '../providers/bearer-tokens.ts';
 import type { Resources } from './resources.ts';
 import type { KeyRing } from '../keys/keys.ts';
 import { type Clients, SERVICE_PREFIX, type ServiceClient } from './clients.ts';
@@ -20,10 +20,15 @@ import { ACCESS_TOKEN_TYP, type LoginGuard, REVALIDATION_ENDED, type TokenServic
 
 /** A bearer-authenticated request presents itself like a browser session of the grant. */
 export interface BearerSession extends ActiveSession {
-  /** The CLI or MCP login; null for a service client's own token (client_credentials), whose user is the client. */
+  /**
+   * The CLI or MCP login; null for a service client's own token (client_credentials), whose user is
+   * the client, and for a provider's token.
+   */
   grant: Grant | null;
   clientId: string;
   scope: string;
+  /** A provider's own access token (providers[].bearerTokens): which, and the token (its tokenRelay). */
+  provider?: { id: string; token: string };
 }
 
 export type BearerResult = { ok: true; active: BearerSession } | { ok: false; description: string };
@@ -66,17 +71,38 @@ const TOKEN_SYNTAX = /^[A-Za-z0-9\-._~+/]+=*$/;
 /**
  * Whether a bearer token is Gatehouse's to decide: a JWT naming Gatehouse as its issuer, or
  * a Gatehouse refresh token (never good as an access token). Any other token belongs to the
- * app. Costs one base64 decode and a JSON parse, only for requests that carry a bearer token.
+ * app (unless a provider's tokens are accepted: providers/bearer-tokens.ts). Costs one base64
+ * decode and a JSON parse, only for requests that carry a bearer token.
  */
 export function looksIssuedBy(token: string, issuer: string): boolean {
-  if (token.startsWith('grt.')) return true;
-  const parts = token.split('.');
-  if (parts.length !== 3 || parts[1]!.length > 4096) return false;
-  try {
-    return (JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as JWTPayload).iss === issuer;
-  } catch {
-    return false;
-  }
+  return token.startsWith('grt.') || jwtIssuer(token) === issuer;
+}
+
+/** What the app learns of a request with a provider's own access token: the user, as for a browser session. */
+export function providerSession(r: ProviderBearerResult & { ok: true }, token: string, app: App): BearerResult {
+  return {
+    ok: true,
+    active: {
+      session: {
+        // One assertion per user and provider, as for one session.
+        idHash: `idp:${r.provider}:${r.subject}`,
+        userId: r.user.id,
+        site: app.site.origin,
+        createdAt: r.iatMs,
+        lastSeenAt: r.iatMs,
+        expiresAt: r.expMs,
+        amr: [`idp:${r.provider}`],
+        ip: null,
+        userAgent: null,
+        authTime: r.authTimeMs,
+      },
+      user: r.user,
+      grant: null,
+      clientId: r.clientId,
+      scope: r.scope,
+      provider: { id: r.provider, token },
+    },
+  };
 }
 
 export class BearerAuth {

@@ -13,7 +13,7 @@ import type { ActiveSession } from '../sessions/index.ts';
 import type { AccountSectionView } from '../pages/index.ts';
 import { issuerOf, type KeyRing } from '../keys/keys.ts';
 import { AuthorizationCodeFlow } from './authorize.ts';
-import { BearerAuth, bearerToken, looksIssuedBy, type BearerResult } from './bearer.ts';
+import { BearerAuth, bearerToken, looksIssuedBy, providerSession, type BearerResult } from './bearer.ts';
 import { MetadataDocuments } from './client-metadata.ts';
 import { type Client, Clients, DEVICE_GRANT } from './clients.ts';
 import { requestedApp, signedIn, userAgentOf, type OAuthDeps, type PageKit } from './deps.ts';
@@ -531,13 +531,23 @@ export class OAuthServer {
     return /^bearer /i.test(text) ? text.slice(7).trim() : text;
   }
 
-  authenticate(token: string, app: App): Promise<BearerResult> {
+  async authenticate(token: string, app: App): Promise<BearerResult> {
+    const idp = this.d.providers?.bearer;
+    if (idp?.enabled && !this.bearer.knows(token) && idp.claims(token)) {
+      const r = await idp.authenticate(token, app.name);
+      return r.ok ? providerSession(r, token, app) : r;
+    }
     return this.bearer.authenticate(token, app);
   }
 
-  /** Whether a bearer token is Gatehouse's to decide (bearer.ts looksIssuedBy). */
+  /**
+   * Whether a bearer token is Gatehouse's to decide (bearer.ts looksIssuedBy), or a provider's whose
+   * tokens are accepted (providers[].bearerTokens): either way it never reaches the app.
+   */
   isOwnToken(token: string): boolean {
-    return this.bearer.knows(token) || looksIssuedBy(token, this.d.issuer);
+    if (this.bearer.knows(token) || looksIssuedBy(token, this.d.issuer)) return true;
+    const idp = this.d.providers?.bearer;
+    return idp !== undefined && idp.enabled && idp.claims(token);
   }
 
   /** WWW-Authenticate for a 401 from an app (RFC 6750 §3, RFC 9728 §5.1). */

@@ -155,8 +155,12 @@ async function decideBearer(
   if (rule.access === 'authenticated') {
     const r = await bearer.authenticate(token, app);
     if (!r.ok) return { kind: 'invalid_token', app, rule, description: r.description };
-    // A service client (client_credentials: no grant) has no address to verify.
-    if (site.requireVerifiedEmail && !r.active.user.emailVerified && r.active.grant !== null)
+    // A service client (client_credentials: no grant, no provider) has no address to verify.
+    if (
+      site.requireVerifiedEmail &&
+      !r.active.user.emailVerified &&
+      (r.active.grant !== null || r.active.provider !== undefined)
+    )
       return { kind: 'forbidden', app, rule, active: r.active, reason: 'email_unverified' };
     if (!allows(rule.allow, r.active.user)) return { kind: 'forbidden', app, rule, active: r.active };
     if (!meetsProviders(rule.allow?.providers, r.active.session.amr))

@@ -89,8 +89,13 @@ export class ToApp {
   tokenRelay(rule: Rule, app: App, active: ActiveSession | undefined): Relay | Promise<Relay> {
     const provider = rule.tokenRelay === null ? app.tokenRelay : rule.tokenRelay || null;
     if (!provider) return NO_RELAY;
-    // A service client (client_credentials) is nobody at a provider either.
-    if (!active || ('grant' in active && (active as BearerSession).grant === null)) return NOBODY_TO_RELAY;
+    if (!active) return NOBODY_TO_RELAY;
+    if ('grant' in active && (active as BearerSession).grant === null) {
+      // A provider's own token is relayed as it came, to a route relaying that provider; a service
+      // client (client_credentials) is nobody at a provider.
+      const own = (active as BearerSession).provider;
+      return own?.id === provider ? { bearer: own.token } : NOBODY_TO_RELAY;
+    }
     return this.relayToken(active, provider);
   }
 

@@ -17,7 +17,7 @@ export const MAX_AGE_S = 300;
 const CLOCK_TOLERANCE_S = 30;
 const MAX_ID_LENGTH = 256;
 
-export interface LogoutKeys {
+export interface IssuerKeys {
   issuer: string;
   clientId: string;
   algorithms: string[];
@@ -43,7 +43,7 @@ export class LogoutTokenError extends Error {
 
 const text = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= MAX_ID_LENGTH;
 
-export async function verifyLogoutToken(token: string, keys: LogoutKeys): Promise<LogoutClaims> {
+export async function verifyLogoutToken(token: string, keys: IssuerKeys): Promise<LogoutClaims> {
   let verified: Awaited<ReturnType<typeof jwtVerify>>;
   try {
     verified = await jwtVerify(token, keys.jwks, {

@@ -1,6 +1,6 @@
 import * as oauth from 'openid-client';
 import type { ProviderConfig } from '../config/providers.ts';
-import type { LogoutKeys } from './backchannel.ts';
+import type { IssuerKeys } from './backchannel.ts';
 import type { ProviderProfile, ProviderTokenSet } from './profile.ts';
 
 /**
@@ -46,8 +46,8 @@ export interface ProviderClient {
     fresh?: boolean;
   }): Promise<{ profile: ProviderProfile; tokens: ProviderTokenSet }>;
   refresh(refreshToken: string): Promise<ProviderTokenSet>;
-  /** What a back-channel logout token is verified against (OIDC only). */
-  logoutKeys?(): Promise<LogoutKeys>;
+  /** What the issuer's logout and access tokens are verified against (OIDC only). */
+  signingKeys?(): Promise<IssuerKeys>;
   /** RP-initiated logout URL, when the provider has one and the config turned it on. */
   endSessionUrl(p: { idToken: string | null; postLogoutRedirectUri: string }): Promise<URL | undefined>;
 }

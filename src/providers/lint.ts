@@ -108,6 +108,10 @@ export function providerRegistrations(config: Config): string[] {
       lines.push(
         `    sessions revalidated:     every ${formatDuration(p.revalidate)} with the refresh token (a refusal ends the session)`,
       );
+    if (p.type === 'oidc' && p.bearerTokens)
+      lines.push(
+        `    access tokens accepted:   aud ${p.bearerTokens.audience.join(' or ')}, on ${p.bearerTokens.apps?.join(', ') ?? 'every app'} (valid until their exp)`,
+      );
   }
   return lines;
 }

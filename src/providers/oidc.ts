@@ -3,7 +3,7 @@ import * as oauth from 'openid-client';
 import { cleanDisplayName } from '../accounts/names.ts';
 import { issuerJwksUri } from '../keys/jwks.ts';
 import type { Logger } from '../log/index.ts';
-import { LogoutTokenError, type LogoutKeys } from './backchannel.ts';
+import { LogoutTokenError, type IssuerKeys } from './backchannel.ts';
 import { classify, Lazy, ProviderError, type ProviderClient } from './client.ts';
 import {
   claimAt,
@@ -233,10 +233,11 @@ export class OidcProvider implements ProviderClient {
   }
 
   /**
-   * What a back-channel logout token is checked against (backchannel.ts): the discovered issuer,
-   * this client, the algs ID tokens are signed with here, the issuer's JWKS.
+   * What tokens the issuer signs are checked against: the discovered issuer, this client, the algs
+   * ID tokens are signed with here, the issuer's JWKS. Back-channel logout tokens (backchannel.ts)
+   * use all of it; its access tokens (bearer-tokens.ts) the issuer and the JWKS.
    */
-  async logoutKeys(): Promise<LogoutKeys> {
+  async signingKeys(): Promise<IssuerKeys> {
     const config = await this.discovery.get().catch(() => {
       throw new LogoutTokenError(`the discovery document of ${this.config.issuer} cannot be read`, true);
     });

@@ -127,7 +127,7 @@ export class ProviderRoutes {
    */
   async backchannelLogout(ctx: RequestContext, params: Params): Promise<void> {
     const client = this.p.get(params.provider!);
-    if (!client || client.config.type !== 'oidc' || !client.config.backchannelLogout || !client.logoutKeys)
+    if (!client || client.config.type !== 'oidc' || !client.config.backchannelLogout || !client.signingKeys)
       return sendJson(ctx.res, 404, { error: 'not_found', message: 'No back-channel logout for this provider.' });
     const refuse = (status: 400 | 503, reason: string) => {
       this.s.logger.warn(
@@ -143,7 +143,7 @@ export class ProviderRoutes {
     if (!token) return refuse(400, 'no logout_token');
     let claims: LogoutClaims;
     try {
-      claims = await verifyLogoutToken(token, await client.logoutKeys());
+      claims = await verifyLogoutToken(token, await client.signingKeys());
     } catch (err) {
       if (!(err instanceof LogoutTokenError)) throw err;
       return refuse(err.unavailable ? 503 : 400, err.message);

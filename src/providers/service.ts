@@ -16,6 +16,7 @@ import { GithubProvider } from './github.ts';
 import { OidcProvider } from './oidc.ts';
 import { loginButtons } from './pages.ts';
 import type { ProviderTokenSet } from './profile.ts';
+import { ProviderBearer } from './bearer-tokens.ts';
 import { ProviderTokens, sessionOwner, type AccessToken, type TokenOwner } from './token-vault.ts';
 
 export interface ProviderDeps {
@@ -70,6 +71,8 @@ export class ProviderService {
   readonly flows: LoginFlows;
   readonly accounts: ProviderAccounts;
   readonly tokens: ProviderTokens;
+  /** providers[].bearerTokens: the providers' own access tokens on the apps' routes (bearer-tokens.ts). */
+  readonly bearer: ProviderBearer;
   /** Providers some app or route relays: their tokens are kept for the session. */
   readonly relayed: ReadonlySet<string>;
   /** Providers with revalidate: a sign-in's tokens are kept so the provider can be asked again (revalidation.ts). */
@@ -87,6 +90,7 @@ export class ProviderService {
     this.accounts = new ProviderAccounts(d.store, d.config.accounts, d.logger);
     this.tokens = new ProviderTokens(d.store, d.secrets, (id) => this.byId.get(id), d.logger);
     this.relayed = relayedProviders(d.config);
+    this.bearer = new ProviderBearer(this.clients, d.store);
     this.revalidated = new Set(d.config.providers.filter((p) => p.revalidate > 0).map((p) => p.id));
   }
 

@@ -1,7 +1,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { decodeJwt, exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from 'jose';
-import Provider, { type OidcContext } from 'oidc-provider';
+import Provider, { errors, type OidcContext } from 'oidc-provider';
 import { request } from 'undici';
 import { freePort } from './gatehouse.ts';
 
@@ -48,6 +48,11 @@ export interface IdpOptions {
   claimsOnlyAtUserinfo?: boolean;
   /** 'RS256' (default) or 'ES256': the key the IdP signs with. */
   alg?: 'RS256' | 'ES256';
+  /**
+   * An API (resource indicator, RFC 8707) the IdP issues JWT access tokens for (RFC 9068), with the
+   * scopes api:read and api:write: asked for with `resource`; without it access tokens stay opaque.
+   */
+  apiResource?: string;
 }
 
 export interface TokenEvent {
@@ -150,6 +155,22 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
     features: {
       devInteractions: { enabled: false },
+      resourceIndicators: options.apiResource
+        ? {
+            enabled: true,
+            defaultResource: async () => undefined,
+            useGrantedResource: async () => true,
+            getResourceServerInfo: async (_ctx: unknown, resource: string) => {
+              if (resource !== options.apiResource) throw new errors.InvalidTarget();
+              return {
+                scope: 'api:read api:write',
+                audience: resource,
+                accessTokenFormat: 'jwt',
+                jwt: { sign: { alg } },
+              };
+            },
+          }
+        : { enabled: false },
       backchannelLogout: { enabled: true },
       rpInitiatedLogout: {
         enabled: true,

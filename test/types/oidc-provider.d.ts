@@ -64,5 +64,6 @@ declare module 'oidc-provider' {
     RefreshToken: { find(value: string): Promise<TokenInstance | undefined> };
     AccessToken: { find(value: string): Promise<TokenInstance | undefined> };
   }
+  export const errors: { InvalidTarget: new (description?: string) => Error };
   export default Provider;
 }

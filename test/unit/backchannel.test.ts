@@ -71,7 +71,7 @@ describe('logout tokens', () => {
       timeout: '1s',
     });
     const client = new OidcProvider(config, createLogger('silent'));
-    const err = await client.logoutKeys().catch((e: unknown) => e);
+    const err = await client.signingKeys().catch((e: unknown) => e);
     assert.ok(err instanceof LogoutTokenError && err.unavailable, String(err));
     assert.match(err.message, /discovery document/);
   });

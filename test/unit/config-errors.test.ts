@@ -318,6 +318,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         idTokenSigningAlg: 'RS256',
         tokenEndpointAuthMethod: 'client_secret_basic',
         mfa: 'trust',
+        bearerTokens: { audience: ['api://app'] },
       },
       {
         type: 'github',
@@ -509,7 +510,9 @@ describe('every key, every wrong value: a worded problem with key and line, neve
       store: { type: 'postgres', url: 'postgres://db.example.com/g', poolSize: 10 },
       cache: { type: 'redis', url: 'redis://cache.example.com', keyPrefix: 'g:', whenDown: 'closed' },
       jobs: { interval: '10m' },
-      providers: common.providers,
+      providers: common.providers.map((p) =>
+        p.type === 'oidc' ? { ...p, bearerTokens: { audience: 'api://a', apps: ['a'] } } : p,
+      ),
       apps: [
         {
           name: 'a',
