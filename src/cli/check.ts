@@ -77,7 +77,7 @@ export async function check(
       const health = app.upstream.health;
       if (health)
         out(
-          `    health checks: GET ${health.path} every ${formatDuration(health.interval)} (timeout ${formatDuration(health.timeout)}); ${health.unhealthyAfter} failed in a row take a replica out, ${health.healthyAfter} passed put it back${app.upstream.urls.length === 1 ? '; with one upstream, requests go to it in any case' : ''}`,
+          `    health checks: GET ${health.path} every ${formatDuration(health.interval)} (timeout ${formatDuration(health.timeout)}), passing with ${health.status ? `HTTP ${health.status.join(' or ')}` : 'a 2xx or 3xx'}${health.body === undefined ? '' : ` and a body with ${JSON.stringify(health.body)}`}; ${health.unhealthyAfter} failed in a row take a replica out, ${health.healthyAfter} passed put it back${app.upstream.urls.length === 1 ? '; with one upstream, requests go to it in any case' : ''}`,
         );
       if (app.cors) out(`    cors: ${describeCors(app.cors)}; preflights answered by Gatehouse`);
       if (app.events) {

@@ -69,7 +69,7 @@ export async function probeAll(config: Config, timeoutMs = 5000): Promise<ProbeR
             TLS_FAILURE.test(describe(err))
               ? `the TLS handshake with the app failed: does its certificate chain to ${tlsKey}.ca (or a system CA), is it valid for the upstream's host (or ${tlsKey}.serverName), and does the app take the client certificate of ${tlsKey}.cert?`
               : err instanceof UnhealthyError
-                ? 'serve would take this replica out: is healthCheck.path the path of its health check, and is it healthy?'
+                ? 'serve would take this replica out: is healthCheck.path the path of its health check (and status and body what it answers when well), and is it healthy?'
                 : 'is the app running, and is this its address as seen from this host?',
           run: async () => {
             const started = performance.now();

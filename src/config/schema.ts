@@ -366,7 +366,10 @@ const appFields = {
       path: z
         .string()
         .regex(/^\/[^\s#]*$/, 'a path on the app such as /healthz')
-        .meta({ description: "The path each replica is asked (GET, with the app's Host): a 2xx or 3xx is healthy" }),
+        .meta({
+          description:
+            "The path each replica is asked (GET, with the app's Host): a 2xx or 3xx is healthy, unless status or body say more",
+        }),
       interval: durationField('10s', { min: 200, max: 3_600_000 }).meta({
         description: 'How often every replica is checked (the time from the end of one round to the next)',
       }),
@@ -387,6 +390,16 @@ const appFields = {
         .max(10)
         .default(2)
         .meta({ description: 'Passed checks in a row that put it back' }),
+      status: z
+        .array(z.number().int().min(100).max(599))
+        .min(1)
+        .max(16)
+        .optional()
+        .meta({ description: 'The statuses that pass, such as [200]; default: any 2xx or 3xx' }),
+      body: z.string().min(1).max(256).optional().meta({
+        description:
+          'Text the answer must contain (in its first 64 KiB), such as "ok" or \'"status":"UP"\'; default: any body',
+      }),
     })
     .optional()
     .meta({

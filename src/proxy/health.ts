@@ -4,16 +4,20 @@ import type { Metrics } from '../metrics/index.ts';
 import type { HealthCheck } from '../sites/index.ts';
 import type { UpstreamTlsOptions } from './tls.ts';
 
+/** How much of a health answer's body is read for healthCheck.body (the rest is dropped). */
+const BODY_LIMIT = 64 * 1024;
+
 /**
  * One check of one replica (`gatehouse serve` every interval, `gatehouse check --connect` once):
- * GET the health path with the app's Host. Healthy: a 2xx or 3xx within the timeout. `cause` says
- * why not ("HTTP 503", "ECONNREFUSED", "timeout").
+ * GET the health path with the app's Host. Healthy: within the timeout, a status `status` lists (by
+ * default any 2xx or 3xx) and, with `body`, an answer whose first 64 KiB contain that text. `cause`
+ * says why not ("HTTP 503", "ECONNREFUSED", "timeout", "body without \"ok\"").
  */
 export async function checkReplica(
   dispatcher: Dispatcher,
   replica: URL,
   host: string,
-  check: Pick<HealthCheck, 'path' | 'timeout'>,
+  check: Pick<HealthCheck, 'path' | 'timeout' | 'status' | 'body'>,
 ): Promise<{ status?: number; cause?: string }> {
   try {
     const res = await request(new URL(check.path, replica.origin), {
@@ -23,10 +27,22 @@ export async function checkReplica(
       bodyTimeout: check.timeout,
       signal: AbortSignal.timeout(check.timeout),
     });
-    await res.body.dump();
-    return res.statusCode < 400
-      ? { status: res.statusCode }
-      : { status: res.statusCode, cause: `HTTP ${res.statusCode}` };
+    const status = res.statusCode;
+    const passes = check.status ? check.status.includes(status) : status < 400;
+    if (!passes || check.body === undefined) {
+      await res.body.dump();
+      return passes ? { status } : { status, cause: `HTTP ${status}` };
+    }
+    let text = '';
+    res.body.setEncoding('utf8');
+    for await (const chunk of res.body) {
+      text += chunk as string;
+      if (text.length >= BODY_LIMIT || text.includes(check.body)) break;
+    }
+    res.body.destroy();
+    return text.slice(0, BODY_LIMIT).includes(check.body)
+      ? { status }
+      : { status, cause: `body without ${JSON.stringify(check.body)}` };
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const timedOut =

@@ -11,6 +11,8 @@ import { until } from '../helpers/timing.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { refusal } from '../helpers/config.ts';
 import { ConfigSchema } from '../../src/config/schema.ts';
+import { checkReplica } from '../../src/proxy/health.ts';
+import { Agent } from 'undici';
 
 /**
  * `healthCheck`: active health checks of an app's replicas (docs/behind-a-proxy.md "Health
@@ -264,6 +266,12 @@ test('config: healthCheck is checked; check --connect asks each replica its heal
   assert.match(refused('healthCheck: {path: /h, interval: 50ms}'), /healthCheck\.interval.*between/);
   assert.match(refused('healthCheck: {path: /h, unhealthyAfter: 0}'), /healthCheck\.unhealthyAfter/);
   assert.match(refused('healthCheck: {path: /h, every: 5s}'), /healthCheck.*every/);
+  assert.match(
+    refused('healthCheck: {path: /h, status: [99]}'),
+    /healthCheck\.status\[0\]: expected a number at least 100/,
+  );
+  assert.match(refused('healthCheck: {path: /h, status: []}'), /healthCheck\.status/);
+  assert.match(refused('healthCheck: {path: /h, body: ""}'), /healthCheck\.body/);
   const defaults = parseConfig(
     'publicUrl: http://127.0.0.1:8080\nupstream: http://10.0.0.1:3000\nhealthCheck: {path: /healthz}\n',
     'gatehouse.yaml',
@@ -283,7 +291,7 @@ test('config: healthCheck is checked; check --connect asks each replica its heal
         assert.match(out, /serve would take this replica out/);
         assert.match(
           out,
-          /health checks: GET \/healthz every 10s \(timeout 2s\); 2 failed in a row take a replica out, 2 passed put it back\n/,
+          /health checks: GET \/healthz every 10s \(timeout 2s\), passing with a 2xx or 3xx; 2 failed in a row take a replica out, 2 passed put it back\n/,
         );
         assert.notEqual(check.code, 0, 'a replica that fails its health check fails --connect');
         assert.equal(well.checks.ok, 1);
@@ -291,5 +299,46 @@ test('config: healthCheck is checked; check --connect asks each replica its heal
     );
   } finally {
     await Promise.all([well.close(), sick.close()]);
+  }
+});
+
+test('healthCheck.status and body: the statuses that pass, and text the answer must hold in its first 64 KiB', async () => {
+  const filler = 'x'.repeat(70 * 1024);
+  const answers: Record<string, [number, string]> = {
+    '/up': [200, '{"status":"UP"}'],
+    '/down': [200, '{"status":"DOWN"}'],
+    '/moved': [302, ''],
+    '/teapot': [418, '{"status":"UP"}'],
+    '/late': [200, `${filler}"status":"UP"`],
+    '/split': [200, `${'é'.repeat(40_000)}"status":"UP"`],
+  };
+  const server = http.createServer((req, res) => {
+    const [status, body] = answers[req.url!] ?? [404, ''];
+    res.writeHead(status, { 'content-type': 'application/json' });
+    // In small writes, so the text may fall across chunks.
+    for (let i = 0; i < body.length; i += 1000) res.write(body.slice(i, i + 1000));
+    res.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const origin = new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  const agent = new Agent();
+  const check = (path: string, more: { status?: number[]; body?: string } = {}) =>
+    checkReplica(agent, origin, origin.host, { path, timeout: 2000, ...more });
+  try {
+    assert.deepEqual(await check('/moved'), { status: 302 }, 'by default a 3xx passes');
+    assert.deepEqual(await check('/down'), { status: 200 }, 'and any 2xx, whatever its body');
+    assert.deepEqual(await check('/moved', { status: [200] }), { status: 302, cause: 'HTTP 302' });
+    assert.deepEqual(await check('/teapot', { status: [200, 204] }), { status: 418, cause: 'HTTP 418' });
+    const up = { body: '"status":"UP"' };
+    assert.deepEqual(await check('/up', up), { status: 200 });
+    assert.deepEqual(await check('/down', up), { status: 200, cause: 'body without "\\"status\\":\\"UP\\""' });
+    assert.deepEqual(await check('/teapot', { status: [418], ...up }), { status: 418 });
+    assert.equal((await check('/late', up)).cause, 'body without "\\"status\\":\\"UP\\""', 'past 64 KiB');
+    assert.deepEqual(await check('/split', up), { status: 200 }, 'UTF-8 across chunks, within 64 KiB of text');
+    assert.deepEqual(await check('/up', { status: [200], body: 'UP' }), { status: 200 });
+  } finally {
+    await agent.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
   }
 });
