@@ -183,7 +183,7 @@ export const RouteSchema = z
       .optional()
       .meta({
         description:
-          "At most this many requests per window to the rule's paths for each signed-in user (a browser session and the user's CLI and MCP logins together; a service client by itself), or for each client address when nobody is signed in: 429 with Retry-After after that. WebSocket upgrades count; forward-auth does not apply it",
+          "At most this many requests per window (sliding) to the rule's paths for each signed-in user (a browser session and the user's CLI and MCP logins together; a service client by itself), or for each client address when nobody is signed in: 429 with Retry-After after that. WebSocket upgrades count; forward-auth does not apply it",
       }),
     timeouts: z
       .strictObject({

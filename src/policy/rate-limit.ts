@@ -10,33 +10,52 @@ const OK: RateVerdict = { ok: true };
 
 /**
  * `routes[].rateLimit`: requests to a rule's paths counted per user, or per client address for
- * requests nobody is signed in to, in the cache (fixed windows that start at the first request
- * counted; Redis: shared by every node). The user is the account, whatever carries it: a browser
- * session and that user's CLI and MCP logins share one allowance; a service client has its own.
- * Addresses are counted as the login throttle counts them (IPv6 by /64), as trustedProxies lets
- * Gatehouse see them. A cache that cannot count lets the request through (`unavailable` is told):
- * a Redis outage must not take the app down. A refusal is counted in gatehouse_rate_limited_total
- * as `<app> <rule path>`.
+ * requests nobody is signed in to, in the cache (Redis: shared by every node). The user is the
+ * account, whatever carries it: a browser session and that user's CLI and MCP logins share one
+ * allowance; a service client has its own. Addresses are counted as the login throttle counts them
+ * (IPv6 by /64), as trustedProxies lets Gatehouse see them.
+ *
+ * A sliding window (the counter of the window under way plus the last window's, weighted by how
+ * much of it the sliding window still covers; windows aligned to the clock, so every node counts in
+ * the same ones): a client that spent its allowance at the end of one window does not get a whole
+ * new one the moment the next begins, as with fixed windows (twice the limit within moments). A
+ * refused request is not counted: a client that keeps asking is let in as soon as its rate allows.
+ * Retry-After says when that is. A cache that cannot count lets the request through (`unavailable`
+ * is told): a Redis outage must not take the app down. A refusal is counted in
+ * gatehouse_rate_limited_total as `<app> <rule path>`.
  */
 export class RouteLimiter {
   private readonly cache: Cache;
   private readonly unavailable: (err: Error) => void;
   private readonly metrics: Metrics | undefined;
+  private readonly now: () => number;
 
-  constructor(cache: Cache, unavailable: (err: Error) => void, metrics?: Metrics) {
+  constructor(cache: Cache, unavailable: (err: Error) => void, metrics?: Metrics, now: () => number = Date.now) {
     this.cache = cache;
     this.unavailable = unavailable;
     this.metrics = metrics;
+    this.now = now;
   }
 
   /** Counts this request against `rule.rateLimit` of `app`; userId undefined: the address's allowance. */
   async take(app: string, rule: Rule, userId: string | undefined, ip: string): Promise<RateVerdict> {
     const limit = rule.rateLimit!;
-    const key = `route:${app}:${rule.index}:${userId !== undefined ? `u:${userId}` : `ip:${rateLimitAddress(ip)}`}`;
+    const windowMs = limit.perMs;
+    const now = this.now();
+    const index = Math.floor(now / windowMs);
+    const into = now - index * windowMs;
+    const who = `route:${app}:${rule.index}:${userId !== undefined ? `u:${userId}` : `ip:${rateLimitAddress(ip)}`}`;
+    const current = `${who}:${index}`;
     try {
-      const n = await this.cache.hit(key, limit.perMs);
-      if (n <= limit.requests) return OK;
-      const retryAfterSeconds = Math.max(1, Math.ceil((await this.cache.ttl(key)) / 1000));
+      // The current window's counter lives two windows, so that the next one finds it.
+      const [previous, n] = await Promise.all([
+        this.cache.count(`${who}:${index - 1}`),
+        this.cache.hit(current, 2 * windowMs),
+      ]);
+      if (previous * ((windowMs - into) / windowMs) + (n - 1) < limit.requests) return OK;
+      await this.cache.release(current);
+      const waitMs = retryAfterMs(previous, n - 1, limit.requests, windowMs, into);
+      const retryAfterSeconds = Math.max(1, Math.ceil(waitMs / 1000));
       this.metrics?.rateLimited.inc({ limit: `${app} ${rule.path}` });
       return { ok: false, retryAfterSeconds, message: `Too many requests: try again in ${retryAfterSeconds} s.` };
     } catch (err) {
@@ -45,4 +64,16 @@ export class RouteLimiter {
       return OK;
     }
   }
+}
+
+/**
+ * How long until a request would be let in: `previous` and `current` counted in the last window and
+ * in this one (`into` ms into it, of `windowMs`). While this window's count is under the limit, the
+ * last window's weight falls until there is room; past it, the wait runs into the next window, where
+ * this window's count is the one that fades.
+ */
+export function retryAfterMs(previous: number, current: number, limit: number, windowMs: number, into: number): number {
+  const left = windowMs - into;
+  if (current < limit && previous > 0) return Math.max(0, left - ((limit - current) * windowMs) / previous) + 1;
+  return left + Math.max(0, windowMs - (limit * windowMs) / Math.max(current, 1)) + 1;
 }

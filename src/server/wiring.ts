@@ -256,7 +256,7 @@ export function wire(config: Config, node: NodeParts, mailer: Mailer | undefined
     toApp: new ToApp({ forwarding, providers }),
     upstreams,
     verification,
-    limits: new RouteLimiter(cache, unavailable, metrics),
+    limits: new RouteLimiter(cache, unavailable, metrics, clock),
     passedOver: new PassedOver(logger, metrics),
     authPrefix: config.authPrefix,
     logRequests: config.log.requests,
