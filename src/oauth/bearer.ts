@@ -11,8 +11,8 @@ import { ACCESS_TOKEN_TYP, type LoginGuard, REVALIDATION_ENDED, type TokenServic
  * `Authorization: Bearer` on an app's routes. A token is accepted when its signature is
  * Gatehouse's (the key ring, alg pinned), `typ` is at+jwt, `iss` is publicUrl, it has not
  * expired, `aud` is this app's resource URL, and its grant is live (not revoked, not ended,
- * the user not disabled, its provider still confirming it where providers[].revalidate says so): the grant is read on every request, so a revocation applies at
- * the next one. A service client's own token (client_credentials) has no grant: the config
+ * the user not disabled, its provider still confirming it where providers[].revalidate says so):
+ * the grant is read on every request, so a revocation applies at the next one. A service client's own token (client_credentials) has no grant: the config
  * must still hold the client, with the secret it was issued under and this app. What a
  * signature check proves is kept in memory per token, so a busy CLI costs a map lookup and the
  * grant read (itself from memory on SQLite until anything is written), no crypto.

@@ -39,6 +39,7 @@ export const ACCESS_TOKEN_TYP = 'at+jwt';
  */
 export type LoginGuard = (grant: Grant) => boolean | Promise<boolean>;
 export const REVALIDATION_ENDED = 'the provider the login was approved through no longer confirms it; sign in again';
+
 const REFRESH = /^grt\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{22})$/;
 
 export interface IssueContext {

@@ -6,7 +6,7 @@ import type { ProviderClient } from './client.ts';
 /**
  * providers[].bearerTokens: JWT access tokens a provider issued, accepted on the apps' routes as a
  * CLI or MCP login's are (a program that already holds the company IdP's token for the API: a
- * native app with MSAL, a job with the IdP's own client credentials for a user). A token is taken
+ * native app with MSAL, a script that signed in with the IdP's own device flow). A token is taken
  * when it is signed by a key of the provider's JWKS (discovery; jose caches the set and refetches
  * for an unknown kid) with an asymmetric algorithm, names the discovered issuer, carries one of the
  * configured audiences (never Gatehouse's client id, which ID tokens carry), has `exp` and `sub`,
