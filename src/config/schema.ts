@@ -921,7 +921,18 @@ export const ConfigSchema = z
       });
     c.tokens.clients.forEach((client, i) => appsNamed(client.apps, ['tokens', 'clients', i, 'apps']));
     c.providers.forEach((p, i) => {
-      if (p.type === 'oidc') appsNamed(p.bearerTokens?.apps, ['providers', i, 'bearerTokens', 'apps']);
+      if (p.type !== 'oidc' || !p.bearerTokens) return;
+      appsNamed(p.bearerTokens.apps, ['providers', i, 'bearerTokens', 'apps']);
+      // Checked after the rest: an audience that failed its own check is still the text as written.
+      const audience: unknown = p.bearerTokens.audience;
+      (Array.isArray(audience) ? audience : [audience]).forEach((aud, j) => {
+        if (aud === p.clientId)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['providers', i, 'bearerTokens', 'audience', j],
+            message: `"${aud}" is the clientId, the audience of the provider's ID tokens: they would pass as access tokens; name the API's own identifier at the provider (api://..., https://...)`,
+          });
+      });
     });
     const upstreamTls = (
       app: { upstream?: string | string[]; upstreamTls?: UpstreamTlsConfig },

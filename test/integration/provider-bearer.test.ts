@@ -7,6 +7,9 @@ import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehou
 import { signIn } from '../helpers/oauth.ts';
 import { type Lab, startLab } from '../helpers/providers.ts';
 import { withBearer } from '../oauth/helpers.ts';
+import { refusal } from '../helpers/config.ts';
+import { parseConfig } from '../../src/config/load.ts';
+import { providerRegistrations } from '../../src/providers/lint.ts';
 
 /**
  * providers[].bearerTokens: the company IdP's own JWT access tokens (RFC 9068) on the apps'
@@ -233,4 +236,28 @@ describe('providers[].bearerTokens', () => {
     assert.equal(res.status, 503);
     assert.equal(res.headers.get('retry-after'), '5');
   });
+});
+
+test("config: bearerTokens names apps that exist, and never the clientId (its ID tokens' audience) as the audience", () => {
+  const base =
+    'publicUrl: https://app.example.com\nupstream: http://127.0.0.1:3000\nproviders: [{id: corp, type: oidc, issuer: https://idp.example.com, clientId: gh-client, clientSecret: s, bearerTokens: ';
+  assert.match(
+    refusal(`${base}{audience: gh-client}}]\n`),
+    /bearerTokens\.audience\[0\]: .*audience of the provider's ID tokens/,
+  );
+  assert.match(refusal(`${base}{audience: [api://x, gh-client]}}]\n`), /bearerTokens\.audience\[1\]: .*ID tokens/);
+  assert.match(
+    refusal(`${base}{audience: api://x, apps: [nope]}}]\n`),
+    /bearerTokens\.apps\[0\].*"nope" is not the name of an app/,
+  );
+  assert.match(refusal(`${base}{}}]\n`), /bearerTokens\.audience/);
+  assert.match(refusal(`${base}{audience: "api x"}}]\n`), /printable ASCII without spaces/);
+  const ok = parseConfig(`${base}{audience: api://x}}]\n`, 'gatehouse.yaml').providers[0]!;
+  assert.deepEqual(ok.type === 'oidc' && ok.bearerTokens, { audience: ['api://x'] });
+  // check lists what is accepted under the provider.
+  const lines = providerRegistrations(parseConfig(`${base}{audience: [api://x, api://y]}}]\n`, 'gatehouse.yaml'));
+  assert.ok(
+    lines.includes('    access tokens accepted:   aud api://x or api://y, on every app (valid until their exp)'),
+    lines.join('\n'),
+  );
 });

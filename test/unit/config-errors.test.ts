@@ -580,7 +580,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
   ];
   /** Messages of checks across keys: they compare values, so they have nothing "found" to show. */
   const ACROSS =
-    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse|must be more than twice|whole seconds|needs a list of origins|stands alone|is not the name of an app|grant needs (a secret|apps)|federated is for|are for a client with|needs email|go together|copies of one app|listed twice/;
+    /longer than|must be at least|not both|or apps|already|is not one of providers|is not in tokens\.scopes|needs at least one redirect|must include "openid"|only applies|must be longer|set by Gatehouse|must be more than twice|whole seconds|needs a list of origins|stands alone|is not the name of an app|grant needs (a secret|apps)|federated is for|are for a client with|needs email|go together|copies of one app|listed twice|the audience of the provider's ID tokens/;
 
   const paths = (v: unknown, at: (string | number)[] = []): (string | number)[][] => {
     if (Array.isArray(v)) return [at, ...v.flatMap((x, i) => paths(x, [...at, i]))];
