@@ -76,6 +76,7 @@ export class Metrics {
   readonly upstreamHealthy: Gauge<'app' | 'replica'>;
   readonly upstreamRetries: Counter<'app'>;
   readonly revalidations: Counter<'provider' | 'outcome'>;
+  readonly providerBearer: Counter<'provider' | 'outcome'>;
   private readonly configReloads: Counter<'outcome'>;
   private readonly configServed: Gauge<string>;
   private readonly configLoadedAt: Gauge<string>;
@@ -206,6 +207,12 @@ export class Metrics {
     this.revalidations = new client.Counter({
       name: 'gatehouse_session_revalidations_total',
       help: 'Sessions checked with their provider (providers[].revalidate): confirmed (asked, and it took the refresh token), ended (refused, no refresh token past the interval, or unconfirmed past revalidateGrace), unavailable (the provider could not be asked)',
+      labelNames: ['provider', 'outcome'],
+      registers: r,
+    });
+    this.providerBearer = new client.Counter({
+      name: 'gatehouse_provider_bearer_tokens_total',
+      help: "Requests with a provider's own access token (providers[].bearerTokens): accepted, refused (401 invalid_token: its audience, signature, expiry, user, app), unavailable (503: the provider's keys could not be had)",
       labelNames: ['provider', 'outcome'],
       registers: r,
     });

@@ -1,5 +1,6 @@
 import { errors, jwtVerify } from 'jose';
 import { HttpError } from '../http/errors.ts';
+import type { Metrics } from '../metrics/index.ts';
 import type { Store, User } from '../store/index.ts';
 import type { ProviderClient } from './client.ts';
 
@@ -78,10 +79,17 @@ export class ProviderBearer {
   private readonly byIssuer = new Map<string, Accepting>();
   private readonly verified = new Map<string, Verified>();
   private readonly store: Store;
+  private readonly metrics: Pick<Metrics, 'providerBearer'> | undefined;
   private readonly now: () => number;
 
-  constructor(clients: readonly ProviderClient[], store: Store, now: () => number = Date.now) {
+  constructor(
+    clients: readonly ProviderClient[],
+    store: Store,
+    metrics?: Pick<Metrics, 'providerBearer'>,
+    now: () => number = Date.now,
+  ) {
     this.store = store;
+    this.metrics = metrics;
     this.now = now;
     for (const client of clients) {
       const c = client.config;
@@ -111,6 +119,21 @@ export class ProviderBearer {
    * cannot be had (the token may be good: the caller tries again, rather than signing in again).
    */
   async authenticate(token: string, app: string): Promise<ProviderBearerResult> {
+    const counted = this.metrics?.providerBearer;
+    if (!counted) return this.decide(token, app);
+    const by = this.verified.get(token)?.by ?? this.byIssuer.get(withoutSlash(jwtIssuer(token) ?? ''));
+    const provider = by?.client.id ?? 'unknown';
+    try {
+      const r = await this.decide(token, app);
+      counted.inc({ provider, outcome: r.ok ? 'accepted' : 'refused' });
+      return r;
+    } catch (err) {
+      counted.inc({ provider, outcome: 'unavailable' });
+      throw err;
+    }
+  }
+
+  private async decide(token: string, app: string): Promise<ProviderBearerResult> {
     let v = this.verified.get(token);
     if (v === undefined) {
       if (token.length > MAX_TOKEN || !TOKEN_SYNTAX.test(token))

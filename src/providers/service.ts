@@ -3,6 +3,7 @@
 import { decodeJwt } from 'jose';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/index.ts';
+import type { Metrics } from '../metrics/index.ts';
 import type { SafeHtml } from '../pages/index.ts';
 import type { RequestContext } from '../http/context.ts';
 import type { Sessions } from '../sessions/index.ts';
@@ -26,6 +27,8 @@ export interface ProviderDeps {
   logger: Logger;
   sessions: Sessions;
   prefix: string;
+  /** gatehouse_provider_bearer_tokens_total, when metrics are on. */
+  metrics?: Pick<Metrics, 'providerBearer'>;
 }
 
 /** The exact redirect URI of a provider on a site: register this one at the provider. */
@@ -90,7 +93,7 @@ export class ProviderService {
     this.accounts = new ProviderAccounts(d.store, d.config.accounts, d.logger);
     this.tokens = new ProviderTokens(d.store, d.secrets, (id) => this.byId.get(id), d.logger);
     this.relayed = relayedProviders(d.config);
-    this.bearer = new ProviderBearer(this.clients, d.store);
+    this.bearer = new ProviderBearer(this.clients, d.store, d.metrics);
     this.revalidated = new Set(d.config.providers.filter((p) => p.revalidate > 0).map((p) => p.id));
   }
 

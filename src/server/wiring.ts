@@ -127,7 +127,7 @@ export function wire(config: Config, node: NodeParts, mailer: Mailer | undefined
   const throttle = new Throttle(cache, secrets, config.accounts.rateLimits);
   const events = AppEvents.forConfig(config, { store, ring: keys, logger, metrics }, sites);
   const accounts = new Accounts(store, throttle, config.accounts, events);
-  const providers = new ProviderService({ config, store, secrets, logger, sessions, prefix });
+  const providers = new ProviderService({ config, store, secrets, logger, sessions, prefix, metrics });
   const revalidation = new SessionRevalidation({ config, store, tokens: providers.tokens, audit, logger, metrics });
   if (revalidation.enabled) sessions.guard = (active) => revalidation.check(active);
   const forms = new FormKit({

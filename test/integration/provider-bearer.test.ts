@@ -31,6 +31,7 @@ before(async () => {
   gh = await startGatehouse(
     ({ upstream }) => ({
       trustedProxies: ['loopback'],
+      metrics: { listen: '127.0.0.1:0' },
       accounts: {
         rateLimits: { loginPerIp: 1000, loginPerAccount: 1000, registerPerIp: 1000, providerStartsPerIp: 1000 },
       },
@@ -131,6 +132,12 @@ function forged(claims: Record<string, unknown>, header: Record<string, unknown>
   );
 }
 
+/** gatehouse_provider_bearer_tokens_total of a provider and outcome. */
+async function counted(provider: string, outcome: string): Promise<number> {
+  const metric = await gh.gatehouse.metrics!.providerBearer.get();
+  return metric.values.find((v) => v.labels.provider === provider && v.labels.outcome === outcome)?.value ?? 0;
+}
+
 describe('providers[].bearerTokens', () => {
   test("the IdP's own access token for the API reaches the app as its user, the token itself never", async () => {
     const userId = await linkedUser('bearer-one');
@@ -159,6 +166,7 @@ describe('providers[].bearerTokens', () => {
     assert.equal(check.headers.get('x-user-id'), userId);
 
     assert.ok(!JSON.stringify(gh.logs).includes(token.split('.')[2]!), 'never logged');
+    assert.ok((await counted('a', 'accepted')) >= 4, 'counted as accepted');
   });
 
   test('refused with 401 invalid_token: another audience, expired, a foreign key, alg none, HS256 with the public key, an ID token', async () => {
@@ -189,6 +197,7 @@ describe('providers[].bearerTokens', () => {
       ['HS256 keyed with the public key', hs256, /signature/],
       ['no sub', await forged({}), /sub/],
     ];
+    const refusedBefore = await counted('a', 'refused');
     for (const [what, token, why] of cases) {
       const r = await withBearer(gh, '/api/x', token);
       assert.equal(r.status, 401, what);
@@ -196,8 +205,11 @@ describe('providers[].bearerTokens', () => {
       assert.match(String(r.wwwAuthenticate), why, what);
       assert.equal(r.seen, undefined, `${what}: nothing reached the app`);
     }
+    assert.equal(await counted('a', 'refused'), refusedBefore + cases.length, 'each counted as refused');
     const good = await forged({ sub });
     assert.equal((await withBearer(gh, '/api/x', good)).seen?.['x-user-id'], userId, 'the same claims, well signed');
+    const logged = gh.logs.filter((l) => l.event === 'bearer_refused' && /audience/.test(String(l.reason)));
+    assert.ok(logged.length >= 2, 'each refusal is logged with its reason');
   });
 
   test('a subject nobody signed in with, a disabled user and an app not listed are refused; other issuers are the app’s business', async () => {
@@ -235,6 +247,7 @@ describe('providers[].bearerTokens', () => {
     });
     assert.equal(res.status, 503);
     assert.equal(res.headers.get('retry-after'), '5');
+    assert.equal(await counted('dead', 'unavailable'), 1, 'gatehouse_provider_bearer_tokens_total');
   });
 });
 
