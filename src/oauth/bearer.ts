@@ -80,26 +80,27 @@ export function looksIssuedBy(token: string, issuer: string): boolean {
 
 /** What the app learns of a request with a provider's own access token: the user, as for a browser session. */
 export function providerSession(r: ProviderBearerResult & { ok: true }, token: string, app: App): BearerResult {
+  const c = r.claims;
   return {
     ok: true,
     active: {
       session: {
         // One assertion per user and provider, as for one session.
-        idHash: `idp:${r.provider}:${r.subject}`,
+        idHash: `idp:${r.provider}:${c.subject}`,
         userId: r.user.id,
         site: app.site.origin,
-        createdAt: r.iatMs,
-        lastSeenAt: r.iatMs,
-        expiresAt: r.expMs,
+        createdAt: c.iatMs,
+        lastSeenAt: c.iatMs,
+        expiresAt: c.expMs,
         amr: [`idp:${r.provider}`],
         ip: null,
         userAgent: null,
-        authTime: r.authTimeMs,
+        authTime: c.authTimeMs,
       },
       user: r.user,
       grant: null,
-      clientId: r.clientId,
-      scope: r.scope,
+      clientId: c.clientId,
+      scope: c.scope,
       provider: { id: r.provider, token },
     },
   };

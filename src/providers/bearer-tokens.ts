@@ -16,19 +16,19 @@ import type { ProviderClient } from './client.ts';
  * caller costs a map lookup and the user read, no crypto.
  */
 
+/** What a verified token says, kept per token until it expires. */
+export interface TokenClaims {
+  subject: string;
+  /** azp or client_id: the program at the provider the token was issued to. */
+  clientId: string;
+  scope: string;
+  iatMs: number;
+  expMs: number;
+  authTimeMs: number;
+}
+
 export type ProviderBearerResult =
-  | {
-      ok: true;
-      provider: string;
-      user: User;
-      subject: string;
-      /** azp or client_id: the program at the provider the token was issued to. */
-      clientId: string;
-      scope: string;
-      iatMs: number;
-      expMs: number;
-      authTimeMs: number;
-    }
+  | { ok: true; provider: string; user: User; claims: TokenClaims }
   | { ok: false; description: string };
 
 interface Accepting {
@@ -41,12 +41,7 @@ interface Accepting {
 interface Verified {
   by: Accepting;
   issuer: string;
-  subject: string;
-  clientId: string;
-  scope: string;
-  iatMs: number;
-  expMs: number;
-  authTimeMs: number;
+  claims: TokenClaims;
 }
 
 /** Asymmetric algorithms only: a shared secret is no proof of the issuer. */
@@ -145,11 +140,11 @@ export class ProviderBearer {
     const { client, apps } = v.by;
     if (apps !== null && !apps.has(app))
       return { ok: false, description: `${client.name} tokens are not accepted by this app` };
-    if (this.now() >= v.expMs) {
+    if (this.now() >= v.claims.expMs) {
       this.verified.delete(token);
       return { ok: false, description: 'the access token has expired' };
     }
-    const identity = await this.store.identities.find(v.issuer, v.subject);
+    const identity = await this.store.identities.find(v.issuer, v.claims.subject);
     const user = identity && (await this.store.users.get(identity.userId));
     if (!user)
       return {
@@ -157,17 +152,7 @@ export class ProviderBearer {
         description: `nobody here has signed in through ${client.name} with this account: sign in once in a browser`,
       };
     if (user.disabled) return { ok: false, description: 'the account is disabled' };
-    return {
-      ok: true,
-      provider: client.id,
-      user,
-      subject: v.subject,
-      clientId: v.clientId,
-      scope: v.scope,
-      iatMs: v.iatMs,
-      expMs: v.expMs,
-      authTimeMs: v.authTimeMs,
-    };
+    return { ok: true, provider: client.id, user, claims: v.claims };
   }
 
   /** The checks of a token seen for the first time: what it proves, or why it is refused. */
@@ -218,12 +203,14 @@ export class ProviderBearer {
     const v: Verified = {
       by: entry,
       issuer: keys.issuer,
-      subject: sub,
-      clientId: clientId.slice(0, 255),
-      scope: scope.slice(0, 1000),
-      iatMs: iat * 1000,
-      expMs: exp * 1000,
-      authTimeMs: (typeof payload.auth_time === 'number' ? payload.auth_time : iat) * 1000,
+      claims: {
+        subject: sub,
+        clientId: clientId.slice(0, 255),
+        scope: scope.slice(0, 1000),
+        iatMs: iat * 1000,
+        expMs: exp * 1000,
+        authTimeMs: (typeof payload.auth_time === 'number' ? payload.auth_time : iat) * 1000,
+      },
     };
     if (this.verified.size >= CACHE_ENTRIES) this.verified.delete(this.verified.keys().next().value!);
     this.verified.set(token, v);
