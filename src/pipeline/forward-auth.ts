@@ -8,8 +8,8 @@ import { identityHeaders } from '../identity/headers.ts';
 import { stripCookies } from '../proxy/headers.ts';
 import type { Sessions } from '../sessions/index.ts';
 import type { App, Site } from '../sites/index.ts';
-import { type BearerCheck, decide } from './decide.ts';
-import { errorPage, outcome, respondSignIn } from './outcome.ts';
+import { type BearerCheck, closedForMaintenance, decide } from './decide.ts';
+import { errorPage, maintenancePage, outcome, respondSignIn } from './outcome.ts';
 import type { Routes } from './route.ts';
 
 const METHOD = /^[A-Z]{1,20}$/;
@@ -56,7 +56,8 @@ function overrideMethods(h: IncomingHttpHeaders): string[] | null {
  *     for auth_request (X-Original-URI) 401, since it can pass on nothing else (the login URL
  *     in X-Gatehouse-Login); asked with X-Forwarded-Uri, the answer goes to the client as it is
  *     (Traefik, Caddy, and the nginx example's second question): the 302 to the login page for
- *     a browser, 401 JSON with WWW-Authenticate for an API client.
+ *     a browser, 401 JSON with WWW-Authenticate for an API client;
+ *   - an app closed for maintenance: 503 with its page (403 to auth_request, which asks again).
  *
  * A 200 also carries X-Gatehouse-Cookie: the request's Cookie header without Gatehouse's own
  * cookies, for the proxy to send to the app instead (the examples do), so the app never sees
@@ -129,6 +130,15 @@ export class ForwardAuth {
         if (other.kind !== 'allow') d = other;
       }
     if (d.kind === 'forbidden') ctx.userId = d.active.user.id;
+    // An app closed for maintenance (apps[].maintenance) to whoever asks: auth_request passes on
+    // nothing but 2xx, 401 and 403, so nginx is answered 403, which its example's error_page
+    // turns into this question asked again with X-Forwarded-Uri, whose answer (as Traefik's and
+    // Caddy's) is the 503 page or JSON itself, with Retry-After.
+    const closed = closedForMaintenance(d);
+    if (closed)
+      return nginx
+        ? errorPage(req, res, site, 403, 'maintenance', `${closed.app.title} is down for maintenance.`)
+        : void maintenancePage(inner, closed.app, this.routes.prefix, closed.signedIn);
     const o = outcome(d, inner, this.routes.prefix, method, nginx);
     switch (o.kind) {
       case 'refuse':

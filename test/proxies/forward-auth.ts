@@ -7,6 +7,7 @@ import { createLocalJWKSet, jwtVerify } from 'jose';
 import { runCli, startCli, userCode, userEnv } from '../helpers/cli.ts';
 import { Client, registerJson, uniqueEmail } from '../helpers/client.ts';
 import type { TestGatehouse } from '../helpers/gatehouse.ts';
+import type { Config } from '../../src/config/schema.ts';
 import type { TestCert } from '../helpers/tls.ts';
 import { decideDevice } from '../oauth/helpers.ts';
 
@@ -94,6 +95,32 @@ export function forwardAuthContract(get: () => Behind): void {
       const own = await user.get(`/status/${status}`);
       assert.deepEqual([own.status, own.text], [status, 'status'], "the app's answer, as the app sent it");
     }
+  });
+
+  test('an app closed for maintenance: the client gets Gatehouse’s 503 page or JSON with Retry-After, the app nothing; reopened by a reload', async () => {
+    const { origin, cert, gh } = get();
+    const closed: Config = { ...gh.config, maintenance: { message: 'Back at 14:00 UTC.', retryAfter: 120_000 } };
+    assert.equal((await gh.gatehouse.reload(closed)).outcome, 'ok');
+    try {
+      const before = gh.upstream.requests.length;
+      const anon = new Client(origin, { dispatcher: cert.agent });
+      const page = await anon.html('/reports');
+      assert.equal(page.status, 503, page.text);
+      assert.equal(page.headers['retry-after'], '120');
+      assert.match(page.text, /down for maintenance/);
+      assert.match(page.text, /Back at 14:00 UTC\./);
+      const api = await anon.get('/public/x');
+      assert.equal(api.status, 503, 'public routes too');
+      assert.equal(api.json().error, 'maintenance');
+      const user = new Client(origin, { dispatcher: cert.agent });
+      await registerJson(user, uniqueEmail('maintenance'));
+      assert.equal((await user.get('/api/items')).status, 503, 'signed in, not on the allow-list');
+      assert.equal(gh.upstream.requests.length, before, 'nothing reached the app');
+    } finally {
+      assert.equal((await gh.gatehouse.reload(gh.config)).outcome, 'ok');
+    }
+    const anon = new Client(origin, { dispatcher: cert.agent });
+    assert.equal((await anon.get('/public/x')).status, 200, 'open again');
   });
 
   test("gatehouse login <url> through the proxy: discovery on the app's origin, the device flow, then the API with the token", async () => {
