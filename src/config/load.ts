@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node, type Scalar } from 'yaml';
 import type { z } from 'zod';
 import { ConfigSchema, type Config } from './schema.ts';
@@ -27,11 +28,37 @@ export function formatProblems(file: string, problems: ConfigProblem[]): string 
   return `Invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${lines.join('\n')}`;
 }
 
-const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^}\\]|\\.)*))?\}/g;
+/**
+ * `${NAME}`, `${NAME:-default}`, `${file:PATH}` and `${credential:NAME}`, in one pass (a file's or a
+ * variable's text is never read for further references).
+ */
+const REF = /\$\{(?:file:([^}]+)|credential:([A-Za-z0-9_.@-]+)|([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^}\\]|\\.)*))?)\}/g;
+/** A secret file is small: anything larger is not the file meant. */
+const MAX_SECRET_FILE = 64 * 1024;
+
+/**
+ * The text of a secret file for `${file:PATH}` (PATH relative to the config file's directory) or
+ * `${credential:NAME}` (systemd's LoadCredential: $CREDENTIALS_DIRECTORY/NAME), without its trailing
+ * newlines; or why it cannot be read (never its content).
+ */
+function secretFile(path: string, configFile: string): { text: string } | { problem: string } {
+  const full = isAbsolute(path) ? path : resolve(dirname(configFile), path);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(full);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    return { problem: `cannot read ${full} (${e.code === 'ENOENT' ? 'no such file' : (e.code ?? e.message)})` };
+  }
+  if (bytes.length > MAX_SECRET_FILE) return { problem: `${full} is larger than 64 KiB: not a secret file` };
+  return { text: bytes.toString('utf8').replace(/(\r?\n)+$/, '') };
+}
 
 /**
  * Loads and validates a config file. `${NAME}` and `${NAME:-default}` are replaced inside
- * YAML scalars after parsing, so a variable's value can never add keys or change structure.
+ * YAML scalars after parsing, so a variable's value can never add keys or change structure; so are
+ * `${file:PATH}` and `${credential:NAME}` with a secret file's text (Docker and Kubernetes secrets,
+ * systemd credentials), read at every load and reload.
  * A scalar takes the type the schema expects (see coerce): a port written "8090", or
  * "${PORT}", is the number. Throws ConfigError naming key and line for every problem.
  */
@@ -72,18 +99,34 @@ export function parseConfig(text: string, file = 'gatehouse.yaml', env: NodeJS.P
       if (typeof node.value !== 'string' || !node.value.includes('${')) return;
       const raw = node.value;
       const missing: string[] = [];
-      const replaced = raw.replace(ENV_REF, (_m, name: string, def: string | undefined) => {
-        const value = env[name];
-        if (value !== undefined && value !== '') return value;
-        if (def !== undefined) return def.replace(/\\(.)/g, '$1');
-        missing.push(name);
-        return '';
-      });
-      if (missing.length) {
+      const unreadable: string[] = [];
+      const replaced = raw.replace(
+        REF,
+        (_m, path: string | undefined, credential: string | undefined, name: string, def: string | undefined) => {
+          if (path !== undefined || credential !== undefined) {
+            const dir = env.CREDENTIALS_DIRECTORY;
+            if (credential !== undefined && !dir) {
+              unreadable.push(`\${credential:${credential}} needs CREDENTIALS_DIRECTORY (systemd's LoadCredential=)`);
+              return '';
+            }
+            const read = secretFile(path ?? join(dir!, credential!), file);
+            if ('problem' in read) unreadable.push(read.problem);
+            return 'text' in read ? read.text : '';
+          }
+          const value = env[name];
+          if (value !== undefined && value !== '') return value;
+          if (def !== undefined) return def.replace(/\\(.)/g, '$1');
+          missing.push(name);
+          return '';
+        },
+      );
+      if (missing.length || unreadable.length) {
         problems.push({
           key: keyPathOf(doc, node) ?? '',
           line: lineOf(node),
-          message: `environment variable ${missing.join(', ')} is not set (use \${${missing[0]}:-default} for a default)`,
+          message: missing.length
+            ? `environment variable ${missing.join(', ')} is not set (use \${${missing[0]}:-default} for a default)`
+            : unreadable.join('; '),
         });
         return;
       }

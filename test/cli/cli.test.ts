@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -35,6 +36,24 @@ describe('gatehouse check', () => {
     assert.match(r.stderr, /warning: secrets\.key:/);
     assert.doesNotMatch(r.stderr, /error:/);
     assert.doesNotMatch(r.stdout, /cors/);
+  });
+
+  test('secrets from systemd credentials (${credential:NAME}): check reads them, never prints them; a missing one is an error', async () => {
+    const creds = join(dir, 'credentials');
+    mkdirSync(creds, { recursive: true });
+    const key = randomBytes(32).toString('base64');
+    writeFileSync(join(creds, 'gatehouse-key'), `${key}\n`);
+    const file = writeConfig(
+      'credentials.yaml',
+      `publicUrl: https://app.example.com\ntrustedProxies: [10.0.0.5]\nupstream: http://127.0.0.1:3000\nsecrets: {key: "\${credential:gatehouse-key}"}\nstore: {type: sqlite, path: ${join(dir, 'credentials.db')}}\n`,
+    );
+    const r = await run(['check', '--config', file], undefined, { ...process.env, CREDENTIALS_DIRECTORY: creds });
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /warning: secrets\.key:/, 'the key is set');
+    assert.ok(!`${r.stdout}${r.stderr}`.includes(key), 'never printed');
+    const missing = await run(['check', '--config', file], undefined, { ...process.env, CREDENTIALS_DIRECTORY: dir });
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /credentials\.yaml:4 {2}secrets\.key: cannot read .*gatehouse-key \(no such file\)/);
   });
 
   test('check says which other origins may call an app, and warns about plain-http ones with cookies', async () => {

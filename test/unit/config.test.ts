@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { configJsonSchema } from '../../src/config/json-schema.ts';
 import { lintConfig } from '../../src/cli/lint.ts';
@@ -55,6 +57,46 @@ describe('config loading', () => {
     assert.equal(c.upstream, 'http://127.0.0.1:3000');
     assert.equal(c.listen.port, 9000);
     assert.equal(c.secrets.key?.length, 64);
+  });
+
+  test('${file:PATH} and ${credential:NAME}: a secret file’s text, trailing newlines dropped, read anew at every load', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gh-secret-'));
+    try {
+      const key = 'k'.repeat(44);
+      writeFileSync(join(dir, 'key'), `${key}\n`);
+      mkdirSync(join(dir, 'creds'));
+      writeFileSync(join(dir, 'creds', 'client-secret'), 'se${NOT_EXPANDED}cret\r\n\r\n');
+      writeFileSync(join(dir, 'port'), '9001\n');
+      const text = `${base}secrets: {key: "\${file:key}"}\nlisten: {port: "\${file:${join(dir, 'port')}}"}\nproviders: [{id: corp, type: oidc, issuer: https://idp.example.com, clientId: c, clientSecret: "\${credential:client-secret}"}]\n`;
+      const env = { CREDENTIALS_DIRECTORY: join(dir, 'creds') };
+      const c = parseConfig(text, join(dir, 'gatehouse.yaml'), env);
+      assert.equal(c.secrets.key, key, 'relative to the config file, the newline dropped');
+      assert.equal(c.listen.port, 9001, 'typed when whole, as a variable is');
+      assert.equal(c.providers[0]!.clientSecret, 'se${NOT_EXPANDED}cret', "a file's text is not read for references");
+      writeFileSync(join(dir, 'key'), 'n'.repeat(44));
+      assert.equal(
+        parseConfig(text, join(dir, 'gatehouse.yaml'), env).secrets.key,
+        'n'.repeat(44),
+        'a reload reads it again',
+      );
+
+      const missing = problems(`${base}secrets: {key: "\${file:${join(dir, 'nope')}}"}\n`);
+      assert.equal(missing[0]!.key, 'secrets.key');
+      assert.equal(missing[0]!.line, 3);
+      assert.match(missing[0]!.message, new RegExp(`cannot read ${join(dir, 'nope')} \\(no such file\\)`));
+      const noDir = problems(`${base}secrets: {key: "\${credential:key}"}\n`);
+      assert.match(noDir[0]!.message, /needs CREDENTIALS_DIRECTORY \(systemd's LoadCredential=\)/);
+      writeFileSync(join(dir, 'big'), 'x'.repeat(65 * 1024));
+      assert.match(problems(`${base}title: "\${file:${join(dir, 'big')}}"\n`)[0]!.message, /larger than 64 KiB/);
+      writeFileSync(join(dir, 'long'), `${'S'.repeat(5000)}\n`);
+      const tooLong = problems(
+        `${base}providers: [{id: corp, type: oidc, issuer: https://idp.example.com, clientId: c, clientSecret: "\${file:${join(dir, 'long')}}"}]\n`,
+      );
+      assert.equal(tooLong[0]!.key, 'providers[0].clientSecret');
+      assert.ok(!tooLong[0]!.message.includes('SSSS'), 'a secret is never repeated in an error');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('a variable cannot inject YAML structure', () => {
