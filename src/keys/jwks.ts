@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { errors } from 'jose';
 import type { Exchange } from '../http/context.ts';
 import type { KeyRing } from './keys.ts';
 
@@ -35,4 +36,18 @@ function end(res: ServerResponse, status: number, headers: Record<string, string
 export function issuerJwksUri(jwksUri: unknown, issuer: string): URL | undefined {
   const uri = typeof jwksUri === 'string' ? URL.parse(jwksUri) : null;
   return uri && ['https:', new URL(issuer).protocol].includes(uri.protocol) ? uri : undefined;
+}
+
+/**
+ * Why jwtVerify against another issuer's remote key set (jose's createRemoteJWKSet) failed, when
+ * it was not the token's fault: 'unfetched', the keys could not be fetched (a timeout, or fetch's
+ * TypeError: refused, reset, DNS); 'unreadable', they came but are no key set (not 200, not JSON).
+ * Undefined: the token itself was refused. Callers answer the first two "try again" (503), never
+ * "the token is bad".
+ */
+export function keySetTrouble(err: unknown): 'unfetched' | 'unreadable' | undefined {
+  if (err instanceof errors.JWKSTimeout || (err instanceof TypeError && !(err instanceof errors.JOSEError)))
+    return 'unfetched';
+  if (err instanceof errors.JOSEError && err.code === 'ERR_JOSE_GENERIC') return 'unreadable';
+  return undefined;
 }

@@ -1,6 +1,6 @@
 import { createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { OAuthClientConfig } from '../config/oauth.ts';
-import { issuerJwksUri } from '../keys/jwks.ts';
+import { issuerJwksUri, keySetTrouble } from '../keys/jwks.ts';
 import { OAuthError } from './http.ts';
 
 /** What a client assertion is sent as (RFC 7523 §2.2). */
@@ -60,7 +60,7 @@ export class Federation {
         requiredClaims: ['exp', 'iat'],
       }));
     } catch (err) {
-      if (err instanceof errors.JWKSTimeout || (err instanceof TypeError && !(err instanceof errors.JOSEError)))
+      if (keySetTrouble(err) === 'unfetched')
         throw new OAuthError(503, 'temporarily_unavailable', `the keys of ${f.issuer} cannot be fetched`);
       const why = err instanceof errors.JWTClaimValidationFailed ? err.message : 'its signature, or its form';
       throw new OAuthError(401, 'invalid_client', `the client assertion is not valid: ${why}`);

@@ -1,4 +1,5 @@
 import { errors, type JWTVerifyGetKey, jwtVerify } from 'jose';
+import { keySetTrouble } from '../keys/jwks.ts';
 
 /**
  * The logout token of OpenID Connect Back-Channel Logout 1.0 (§2.4), checked as §2.6 says: a JWT
@@ -55,10 +56,10 @@ export async function verifyLogoutToken(token: string, keys: IssuerKeys): Promis
       requiredClaims: ['iat', 'jti'],
     });
   } catch (err) {
-    if (err instanceof errors.JWKSTimeout || (err instanceof TypeError && !(err instanceof errors.JOSEError)))
-      throw new LogoutTokenError("the provider's keys cannot be fetched", true);
-    if (err instanceof errors.JOSEError && err.code === 'ERR_JOSE_GENERIC')
-      throw new LogoutTokenError(`the provider's keys cannot be read: ${err.message}`, true);
+    const trouble = keySetTrouble(err);
+    if (trouble === 'unfetched') throw new LogoutTokenError("the provider's keys cannot be fetched", true);
+    if (trouble === 'unreadable')
+      throw new LogoutTokenError(`the provider's keys cannot be read: ${(err as Error).message}`, true);
     throw new LogoutTokenError(
       err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWSSignatureVerificationFailed
         ? 'the signature is not one of the provider’s keys'

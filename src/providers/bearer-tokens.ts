@@ -1,5 +1,6 @@
 import { errors, jwtVerify } from 'jose';
 import { HttpError } from '../http/errors.ts';
+import { keySetTrouble } from '../keys/jwks.ts';
 import type { Metrics } from '../metrics/index.ts';
 import type { Store, User } from '../store/index.ts';
 import type { ProviderClient } from './client.ts';
@@ -177,12 +178,7 @@ export class ProviderBearer {
         requiredClaims: ['exp', 'sub'],
       }));
     } catch (err) {
-      if (
-        err instanceof errors.JWKSTimeout ||
-        (err instanceof errors.JOSEError && err.code === 'ERR_JOSE_GENERIC') ||
-        (err instanceof TypeError && !(err instanceof errors.JOSEError))
-      )
-        throw unavailable(entry.client);
+      if (keySetTrouble(err)) throw unavailable(entry.client);
       if (err instanceof errors.JWTExpired) return 'the access token has expired';
       if (err instanceof errors.JWTClaimValidationFailed)
         return err.claim === 'aud'
