@@ -229,10 +229,10 @@ function within<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
-/** Errors of a TLS handshake: a certificate that does not pass, or one the peer wanted and did not get. */
 /** A replica answered its healthCheck.path with an error, or not in time. */
 class UnhealthyError extends Error {}
 
+/** Errors of a TLS handshake: a certificate that does not pass, or one the peer wanted and did not get. */
 const TLS_FAILURE = /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_|handshake|certificate/i;
 
 /** An error in one line: its code when it has one (ECONNREFUSED, ENOTFOUND, ...), then its message. */

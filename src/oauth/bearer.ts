@@ -12,10 +12,11 @@ import { ACCESS_TOKEN_TYP, type LoginGuard, REVALIDATION_ENDED, type TokenServic
  * Gatehouse's (the key ring, alg pinned), `typ` is at+jwt, `iss` is publicUrl, it has not
  * expired, `aud` is this app's resource URL, and its grant is live (not revoked, not ended,
  * the user not disabled, its provider still confirming it where providers[].revalidate says so):
- * the grant is read on every request, so a revocation applies at the next one. A service client's own token (client_credentials) has no grant: the config
- * must still hold the client, with the secret it was issued under and this app. What a
- * signature check proves is kept in memory per token, so a busy CLI costs a map lookup and the
- * grant read (itself from memory on SQLite until anything is written), no crypto.
+ * the grant is read on every request, so a revocation applies at the next one. A service client's
+ * own token (client_credentials) has no grant: the config must still hold the client, with the
+ * secret it was issued under and this app. What a signature check proves is kept in memory per
+ * token, so a busy CLI costs a map lookup and the grant read (itself from memory on SQLite until
+ * anything is written), no crypto.
  */
 
 /** A bearer-authenticated request presents itself like a browser session of the grant. */

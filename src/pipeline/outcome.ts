@@ -178,7 +178,6 @@ export function respondSignIn(
   return 401;
 }
 
-/** An error page: HTML for a browser, JSON for the rest. Destroys a response already under way. */
 /**
  * An app closed for maintenance (apps[].maintenance): 503 with Retry-After when set, a page that
  * says so (with a way to sign in for those the allow-list would let through, when nobody is
@@ -206,6 +205,7 @@ export function maintenancePage(ctx: RequestContext<Site>, app: App, prefix: str
   return 503;
 }
 
+/** An error page: HTML for a browser, JSON for the rest. Destroys a response already under way. */
 export function errorPage(
   req: IncomingMessage,
   res: ServerResponse,
