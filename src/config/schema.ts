@@ -723,6 +723,10 @@ export const ConfigSchema = z
           description:
             'At most this many browser sessions of one user on each site: a sign-in past it ends their oldest (concurrent session control). CLI and MCP logins are not counted',
         }),
+        webSocketRecheck: durationField('30s', { min: 1000, max: 3_600_000 }).meta({
+          description:
+            'How often the session or login of each open WebSocket is checked again: one signed out, revoked, expired or disabled, or no longer admitted by its rule, is closed within this',
+        }),
       })
       .prefault({}),
     log: z

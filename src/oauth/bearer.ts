@@ -195,15 +195,8 @@ export class BearerAuth {
       return { ok: false, description: 'the access token has expired' };
     }
     if (v.sid === null) return this.service(v, app);
-    const found = await this.store.oauth.grants.getWithUser(v.sid);
-    if (!found || found.grant.clientId !== v.clientId || found.grant.userId !== v.sub || found.user.disabled)
-      return { ok: false, description: 'the login was revoked' };
-    const ended = this.tokens.ended(found.grant, now);
-    if (ended) return { ok: false, description: ended };
-    if (this.guard) {
-      const stands = this.guard(found.grant);
-      if (stands !== true && !(await stands)) return { ok: false, description: REVALIDATION_ENDED };
-    }
+    const found = await this.login(v.sid, v.clientId, v.sub, now);
+    if (typeof found === 'string') return { ok: false, description: found };
     if (v.answer?.from === found && v.answer.result.ok && v.answer.result.active.session.site === app.site.origin)
       return v.answer.result;
     const { grant, user } = found;
@@ -232,6 +225,39 @@ export class BearerAuth {
     };
     v.answer = { from: found, result };
     return result;
+  }
+
+  /** The grant of a token, with its user, while it stands (not revoked, not ended, confirmed); else why not. */
+  private async login(sid: string, clientId: string, sub: string, now: number): Promise<GrantWithUser | string> {
+    const found = await this.store.oauth.grants.getWithUser(sid);
+    if (!found || found.grant.clientId !== clientId || found.grant.userId !== sub || found.user.disabled)
+      return 'the login was revoked';
+    const ended = this.tokens.ended(found.grant, now);
+    if (ended) return ended;
+    if (this.guard) {
+      const stands = this.guard(found.grant);
+      if (stands !== true && !(await stands)) return REVALIDATION_ENDED;
+    }
+    return found;
+  }
+
+  /**
+   * Whether what a token admitted still stands, its own expiry aside: the login behind it (a
+   * grant, read afresh), or a service client still configured for the app. The user it answers
+   * is read now. An open WebSocket is checked by it (pipeline/tunnels.ts): the token admitted the
+   * handshake, the login is what the tunnel lives by. A provider's token is the caller's (oauth/server.ts).
+   */
+  async recheck(active: BearerSession, app: App): Promise<BearerResult> {
+    if (active.grant === null) {
+      const client = this.clients.service(active.clientId);
+      return client && client.apps.has(app.name)
+        ? { ok: true, active }
+        : { ok: false, description: 'the client may no longer call this app' };
+    }
+    const found = await this.login(active.grant.id, active.clientId, active.user.id, this.now());
+    return typeof found === 'string'
+      ? { ok: false, description: found }
+      : { ok: true, active: { ...active, user: found.user } };
   }
 
   /**

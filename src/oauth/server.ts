@@ -13,7 +13,14 @@ import type { ActiveSession } from '../sessions/index.ts';
 import type { AccountSectionView } from '../pages/index.ts';
 import { issuerOf, type KeyRing } from '../keys/keys.ts';
 import { AuthorizationCodeFlow } from './authorize.ts';
-import { BearerAuth, bearerToken, looksIssuedBy, providerSession, type BearerResult } from './bearer.ts';
+import {
+  BearerAuth,
+  bearerToken,
+  looksIssuedBy,
+  providerSession,
+  type BearerResult,
+  type BearerSession,
+} from './bearer.ts';
 import { MetadataDocuments } from './client-metadata.ts';
 import { type Client, Clients, DEVICE_GRANT } from './clients.ts';
 import { requestedApp, signedIn, userAgentOf, type OAuthDeps, type PageKit } from './deps.ts';
@@ -538,6 +545,18 @@ export class OAuthServer {
       return r.ok ? providerSession(r, token, app) : r;
     }
     return this.bearer.authenticate(token, app);
+  }
+
+  /**
+   * Whether what a token admitted still stands, its own expiry aside (bearer.ts recheck): for a
+   * provider's token, its user, read now, still there and enabled.
+   */
+  async recheck(active: BearerSession, app: App): Promise<BearerResult> {
+    if (active.provider === undefined) return this.bearer.recheck(active, app);
+    const user = await this.d.store.users.get(active.user.id);
+    return user && !user.disabled
+      ? { ok: true, active: { ...active, user } }
+      : { ok: false, description: 'the account is disabled or deleted' };
   }
 
   /**

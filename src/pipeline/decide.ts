@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { SessionCookie } from '../http/cookies.ts';
-import type { BearerResult } from '../oauth/bearer.ts';
+import type { BearerResult, BearerSession } from '../oauth/bearer.ts';
 import { allows, matchRule, meetsProviders, meetsStepUp, type Rule } from '../policy/rules.ts';
 import type { ActiveSession, Lookup } from '../sessions/index.ts';
 import { appFor, type App, type Site } from '../sites/index.ts';
@@ -41,6 +41,8 @@ export interface BearerCheck {
    */
   headerTokenOf(req: IncomingMessage): string | undefined;
   authenticate(token: string, app: App): Promise<BearerResult>;
+  /** Whether what a token admitted still stands, its expiry aside (an open WebSocket's check). */
+  recheck(active: BearerSession, app: App): Promise<BearerResult>;
   isOwnToken(token: string): boolean;
 }
 

@@ -13,14 +13,24 @@ import { type Metrics, NO_APP } from '../metrics/index.ts';
 import { type Upstreams } from '../proxy/forward.ts';
 import { rejectUpgrade, tunnelWebSocket } from '../proxy/upgrade.ts';
 import type { RouteLimiter } from '../policy/rate-limit.ts';
-import type { Sessions } from '../sessions/index.ts';
-import { appPath } from '../sites/index.ts';
+import type { ActiveSession, InvalidReason, Sessions } from '../sessions/index.ts';
+import type { BearerSession } from '../oauth/bearer.ts';
+import { allows, type Rule } from '../policy/rules.ts';
+import type { User } from '../store/index.ts';
+import { type App, appPath, type Site } from '../sites/index.ts';
 import { StoreUnavailableError } from '../store/index.ts';
 import { type BearerCheck, closedForMaintenance, decide } from './decide.ts';
 import { outcome } from './outcome.ts';
 import { affinityKey, type PassedOver, requestIdOf } from './request.ts';
 import type { Routes } from './route.ts';
 import type { ToApp, UpgradeContext } from './to-app.ts';
+import type { TunnelCheck, Tunnels } from './tunnels.ts';
+
+/** What a tunnel's user is told when a session it was opened with is found ended. */
+const ENDED: Partial<Record<InvalidReason, string>> = {
+  disabled: 'the account is disabled',
+  expired: 'the session expired',
+};
 
 /** What the WebSocket entry point uses (the composition root makes it). */
 export interface UpgradeEntryDeps {
@@ -35,8 +45,8 @@ export interface UpgradeEntryDeps {
   upstreams: Upstreams;
   /** HTTP/1 connections whose framing was refused (request.ts). */
   refused: WeakSet<object>;
-  /** Open tunnels, client socket → app socket: shutdown closes them. */
-  tunnels: Map<Duplex, Duplex>;
+  /** Open tunnels: checked again while open (their user's), closed at shutdown. */
+  tunnels: Tunnels;
   /** routes[].rateLimit: an upgrade counts as a request (policy/rate-limit.ts). */
   limits: RouteLimiter;
   /** Replicas passed over (request.ts). */
@@ -62,6 +72,35 @@ export class UpgradeEntry {
 
   constructor(deps: UpgradeEntryDeps) {
     this.d = deps;
+  }
+
+  /**
+   * How a tunnel opened by a signed-in user is checked again (tunnels.ts): as its handshake was,
+   * from the session or login found afresh: still there (not signed out, revoked, expired or
+   * disabled) and, on a protected route, still admitted by its rule (the verified address it asks
+   * for, the allow-list, read from the user now). A token's own expiry does not end a tunnel.
+   */
+  private recheck(active: ActiveSession | BearerSession, app: App, rule: Rule, site: Site): TunnelCheck {
+    const { sessions, oauth } = this.d;
+    return async () => {
+      let user: User;
+      if ('grant' in active) {
+        const r = await oauth.recheck(active, app);
+        if (!r.ok) return r.description;
+        user = r.active.user;
+      } else {
+        const found = await sessions.recheck(active.session.idHash, site.origin);
+        if (found.state !== 'active')
+          return ENDED[found.state === 'invalid' ? found.reason : 'unknown'] ?? 'signed out';
+        user = found.active.user;
+      }
+      if (rule.access !== 'authenticated') return null;
+      // A service client (client_credentials: no grant, no provider) has no address to verify.
+      const service = 'grant' in active && active.grant === null && active.provider === undefined;
+      if (site.requireVerifiedEmail && !user.emailVerified && !service)
+        return 'the email address is no longer verified';
+      return allows(rule.allow, user) ? null : 'no longer allowed here';
+    };
   }
 
   async handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -155,10 +194,12 @@ export class UpgradeEntry {
         this.d.upstreams.of(app),
         appPath(app, target.path) + target.query,
         headers,
-        ([client, upstream]) => {
-          this.d.tunnels.set(client!, upstream!);
-          client!.once('close', () => this.d.tunnels.delete(client!));
-        },
+        ([client, upstream]) =>
+          this.d.tunnels.add(
+            client!,
+            upstream!,
+            active && { check: this.recheck(active, app, o.rule, site), user: active.user.id, app: app.name },
+          ),
         (cause, at) => this.d.passedOver.note(app, requestId, cause, at),
         affinityKey(app, userId, ctx.ip),
       );

@@ -20,6 +20,20 @@ export function rejectUpgrade(
   );
 }
 
+/**
+ * A WebSocket Close frame from the server (RFC 6455 §5.5.1): the code and a reason of at most
+ * 123 bytes (ASCII text of Gatehouse's own), which a browser's CloseEvent shows the page.
+ */
+export function closeFrame(code: number, reason = ''): Buffer {
+  const text = Buffer.from(reason.slice(0, 123), 'latin1');
+  const frame = Buffer.alloc(4 + text.length);
+  frame[0] = 0x88;
+  frame[1] = 2 + text.length;
+  frame.writeUInt16BE(code, 2);
+  text.copy(frame, 4);
+  return frame;
+}
+
 /** The most of an app's answer that declines an upgrade Gatehouse holds to relay it; a larger one is a 502. */
 const MAX_DECLINE_BYTES = 1024 * 1024;
 

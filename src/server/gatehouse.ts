@@ -24,6 +24,7 @@ import { answerMetricsRequests } from '../metrics/cluster.ts';
 import { Metrics, MetricsListener, timeCache, timeStore } from '../metrics/index.ts';
 import type { OAuthServer } from '../oauth/server.ts';
 import { requestIdOf } from '../pipeline/request.ts';
+import { Tunnels } from '../pipeline/tunnels.ts';
 import type { ProviderService } from '../providers/service.ts';
 import { makeLook } from '../pages/index.ts';
 import { rejectUpgrade } from '../proxy/upgrade.ts';
@@ -67,8 +68,6 @@ export interface ReloadResult {
   reason?: string;
 }
 
-const WS_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
-
 /**
  * One Gatehouse node, the composition root: it makes the process's parts once (store, cache,
  * keys, the listener), has what the configuration makes wired (wiring.ts; the route table is
@@ -107,8 +106,8 @@ export class Gatehouse {
   private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
   /** HTTP/1 connections whose framing was refused: what else the parser finds on them is not served. */
   private readonly refused = new WeakSet<object>();
-  /** Open WebSocket tunnels: client socket → app socket. */
-  private readonly tunnels = new Map<Duplex, Duplex>();
+  /** Open WebSocket tunnels, checked again every sessions.webSocketRecheck and closed at shutdown. */
+  private readonly tunnels: Tunnels;
   private closing: Promise<void> | null = null;
 
   /** The configuration being served (the last one reload() accepted). */
@@ -161,6 +160,7 @@ export class Gatehouse {
     this.secrets = own.secrets;
     this.keys = own.keys;
     this.tls = tls;
+    this.tunnels = new Tunnels(logger, () => this.config.sessions.webSocketRecheck);
     this.node = {
       ...own,
       audit: this.audit,
@@ -637,10 +637,8 @@ export class Gatehouse {
       ]);
       clearTimeout(timer);
       clearInterval(idleSweep);
-      for (const [client, upstream] of this.tunnels) {
-        if (client.writable) client.end(WS_CLOSE_GOING_AWAY);
-        upstream.destroy();
-      }
+      this.tunnels.stop();
+      this.tunnels.closeAll();
       // HTTP/1.1 connections (Http2SecureServer tracks its HTTP/1.1 ones the same way), then
       // HTTP/2 sessions that are still busy.
       http.Server.prototype.closeAllConnections.call(this.server as http.Server);

@@ -1,7 +1,6 @@
 // server/ (composition root): everything made from the configuration file's content, made at start and
 // again by each reload (SIGHUP) while the process-wide parts (listener, store, cache, keys) stay.
 import type { ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
 import { AccountActivity } from '../accounts/activity.ts';
 import { AccountPage } from '../accounts/account-page.ts';
 import { AccountDeletion } from '../accounts/deletion.ts';
@@ -42,6 +41,7 @@ import { HttpEntry, PassedOver } from '../pipeline/request.ts';
 import { Routes } from '../pipeline/route.ts';
 import { ToApp } from '../pipeline/to-app.ts';
 import { UpgradeEntry } from '../pipeline/upgrade.ts';
+import type { Tunnels } from '../pipeline/tunnels.ts';
 import { SessionRevalidation } from '../providers/revalidation.ts';
 import { ProviderRoutes } from '../providers/routes.ts';
 import { ProviderService } from '../providers/service.ts';
@@ -70,8 +70,8 @@ export interface NodeParts {
   probes: { health(res: ServerResponse): Promise<void>; ready(res: ServerResponse): Promise<void> };
   /** The node is shutting down: responses close their connection. */
   draining(): boolean;
-  /** Open WebSocket tunnels: client socket → app socket, closed at shutdown. */
-  tunnels: Map<Duplex, Duplex>;
+  /** Open WebSocket tunnels: checked again while open, closed at shutdown. */
+  tunnels: Tunnels;
   /** HTTP/1 connections whose framing was refused. */
   refused: WeakSet<object>;
 }

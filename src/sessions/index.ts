@@ -106,6 +106,16 @@ export class Sessions {
     return found ? this.guarded(this.judge(found, site, Date.now())) : this.lookup(req, cookie, site);
   }
 
+  /**
+   * The session with this id hash as a request would find it now (site, user, expiry, the
+   * provider's guard), read from the store, without touching it: what an open WebSocket of it is
+   * checked by (pipeline/tunnels.ts). Its traffic is not a request, so it never keeps the session
+   * from going idle.
+   */
+  async recheck(idHash: string, site: string): Promise<Lookup> {
+    return this.guarded(this.judge(await this.store.sessions.getWithUser(idHash), site, Date.now(), false));
+  }
+
   private guarded(found: Lookup): Lookup | Promise<Lookup> {
     if (found.state !== 'active' || this.guard === undefined) return found;
     const stands = this.guard(found.active);
@@ -120,7 +130,7 @@ export class Sessions {
   }
 
   /** The session the store gave for the cookie, checked: site, user, expiry; touched now and then. */
-  private judge(found: ActiveSession | undefined, site: string, now: number): Lookup {
+  private judge(found: ActiveSession | undefined, site: string, now: number, touch = true): Lookup {
     if (!found) return { state: 'invalid', reason: 'unknown' };
     const { session, user } = found;
     if (session.site !== site) return { state: 'invalid', reason: 'other_site' };
@@ -129,7 +139,7 @@ export class Sessions {
       this.store.sessions.delete(session.idHash).catch(() => {});
       return { state: 'invalid', reason: 'expired' };
     }
-    if (now - session.lastSeenAt >= this.touchEveryMs) {
+    if (touch && now - session.lastSeenAt >= this.touchEveryMs) {
       session.lastSeenAt = now;
       this.store.sessions.touch(session.idHash, now).catch(() => {});
     }

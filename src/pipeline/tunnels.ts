@@ -1,0 +1,102 @@
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../log/index.ts';
+import { closeFrame } from '../proxy/upgrade.ts';
+
+/**
+ * Why the user of an open tunnel may no longer use it (its session ended, its login revoked, the
+ * route's rule no longer admits them), or null while it stands. Rejects when that cannot be told
+ * now (the store unreachable): the tunnel stays, and is asked again at the next round.
+ */
+export type TunnelCheck = () => Promise<string | null>;
+
+interface Tunnel {
+  upstream: Duplex;
+  /** Who opened it, for the line that says it was closed; the check, for a signed-in tunnel. */
+  watch?: { check: TunnelCheck; user: string; app: string };
+}
+
+/** WebSocket close codes (RFC 6455 §7.4.1). */
+const GOING_AWAY = 1001;
+const POLICY_VIOLATION = 1008;
+
+/**
+ * The node's open WebSocket tunnels (client socket → app socket). Shutdown closes them all
+ * (`closeAll`); and every `sessions.webSocketRecheck` each signed-in tunnel is checked again as
+ * its handshake was (pipeline/upgrade.ts makes the check), so that signing out, a revoked session
+ * or CLI login, a disabled or deleted user, or a rule that no longer admits them ends the
+ * tunnels they had open, on every node and worker, within one interval: a tunnel is not a
+ * request, and nothing else would ever ask about it again.
+ */
+export class Tunnels {
+  private readonly open = new Map<Duplex, Tunnel>();
+  private readonly logger: Logger;
+  private readonly everyMs: () => number;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  /** `everyMs`: read before each round, so a reload's sessions.webSocketRecheck applies from the next. */
+  constructor(logger: Logger, everyMs: () => number) {
+    this.logger = logger;
+    this.everyMs = everyMs;
+  }
+
+  get size(): number {
+    return this.open.size;
+  }
+
+  /** A tunnel just opened; it leaves the table when the client's socket closes. */
+  add(client: Duplex, upstream: Duplex, watch?: Tunnel['watch']): void {
+    this.open.set(client, { upstream, watch });
+    client.once('close', () => this.open.delete(client));
+    if (watch && this.timer === undefined) this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.recheck().finally(() => {
+        this.timer = undefined;
+        for (const t of this.open.values()) if (t.watch) return this.schedule();
+      });
+    }, this.everyMs()).unref();
+  }
+
+  /** One round: every signed-in tunnel checked at once, those whose user may no longer use it closed. */
+  async recheck(): Promise<void> {
+    let failed: Error | undefined;
+    await Promise.all(
+      Array.from(this.open, async ([client, t]) => {
+        if (!t.watch) return;
+        const why = await t.watch.check().catch((err: Error) => void (failed ??= err));
+        if (!why || !this.open.has(client)) return;
+        this.logger.info(
+          { event: 'websocket_closed', reason: why, user: t.watch.user, app: t.watch.app },
+          `an open WebSocket was closed: ${why}`,
+        );
+        this.end(client, t.upstream, closeFrame(POLICY_VIOLATION, why));
+      }),
+    );
+    if (failed)
+      this.logger.warn(
+        { event: 'websocket_recheck', outcome: 'unavailable', err: { message: failed.message } },
+        'open WebSockets could not be checked again now; they stay open until the next round',
+      );
+  }
+
+  /** Shutdown: every tunnel told the server is going away, its app side closed. */
+  closeAll(): void {
+    const frame = closeFrame(GOING_AWAY);
+    for (const [client, t] of this.open) this.end(client, t.upstream, frame);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  private end(client: Duplex, upstream: Duplex, frame: Buffer): void {
+    this.open.delete(client);
+    if (client.writable) client.end(frame);
+    upstream.destroy();
+  }
+}
