@@ -62,6 +62,8 @@ const audience = z
 
 const PROVIDER_ID = /^[a-z0-9][a-z0-9-]{0,31}$/;
 const PROVIDER_ID_EXPECTED = 'expected a provider id (one of providers[].id)';
+/** A GitHub user or organization login: letters, digits and single hyphens inside, at most 39. */
+const GITHUB_LOGIN = /^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$/;
 
 const common = {
   id: z
@@ -130,6 +132,10 @@ const common = {
       description:
         "Claim holding the user's groups or roles; dots walk into objects (Keycloak: realm_access.roles). Kept on the linked identity",
     }),
+  syncGroups: z.boolean().default(false).meta({
+    description:
+      "At every sign-in (or link) through this provider, the user's groups (what allow.groups, X-User-Groups and the assertion read) become the groups it sends (groupsClaim; GitHub: organizations and teams), replacing those set before. Default false: the provider's groups are kept on the identity only, and operators set the user's",
+  }),
   linkByEmail: z.boolean().default(false).meta({
     description:
       "Sign-in with an identity not yet linked may join the existing user with the same email, when both sides' emails are verified. Default false: users link from /.auth/account",
@@ -220,6 +226,15 @@ export const GithubProviderSchema = z.strictObject({
   apiUrl: providerUrl('apiUrl')
     .default('https://api.github.com')
     .meta({ description: "GitHub's API URL (GitHub Enterprise Server: https://ghe.example.com/api/v3)" }),
+  organizations: z
+    .array(z.string().regex(GITHUB_LOGIN, 'expected an organization login: letters, digits and single "-"'))
+    .min(1)
+    .max(100)
+    .optional()
+    .meta({
+      description:
+        'Only members of one of these GitHub organizations may sign in (or link) through this provider; adds the read:org scope',
+    }),
 });
 
 export const ProviderSchema = z
@@ -227,6 +242,12 @@ export const ProviderSchema = z
   .superRefine((p, ctx) => {
     if (p.type === 'oidc' && p.scopes && !p.scopes.includes('openid'))
       ctx.addIssue({ code: 'custom', path: ['scopes'], message: 'an oidc provider\'s scopes must include "openid"' });
+    if (p.type === 'github' && p.organizations && p.scopes && !p.scopes.includes('read:org'))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['scopes'],
+        message: 'organizations needs the "read:org" scope (to see private memberships): add it, or leave scopes out',
+      });
   })
   .meta({
     description:
@@ -257,7 +278,14 @@ export type ProviderConfig = z.output<typeof ProviderSchema>;
 export type OidcProviderConfig = z.output<typeof OidcProviderSchema>;
 export type GithubProviderConfig = z.output<typeof GithubProviderSchema>;
 
-export const DEFAULT_SCOPES = { oidc: ['openid', 'email', 'profile'], github: ['read:user', 'user:email'] } as const;
+const DEFAULT_SCOPES = { oidc: ['openid', 'email', 'profile'], github: ['read:user', 'user:email'] } as const;
+
+/** The scopes a provider asks for: its own, or the defaults (a github provider with organizations: read:org too). */
+export function scopesOf(p: ProviderConfig): readonly string[] {
+  if (p.scopes) return p.scopes;
+  if (p.type === 'oidc') return DEFAULT_SCOPES.oidc;
+  return p.organizations ? [...DEFAULT_SCOPES.github, 'read:org'] : DEFAULT_SCOPES.github;
+}
 
 export function displayName(p: Pick<ProviderConfig, 'id' | 'name' | 'type'>): string {
   if (p.name) return p.name;

@@ -28,7 +28,32 @@ export class ProviderAccounts {
     this.logger = logger;
   }
 
+  /** Who the profile is, and with providers[].syncGroups their groups made the provider's. */
   async resolve(provider: ProviderClient, profile: ProviderProfile): Promise<Resolved> {
+    const r = await this.find(provider, profile);
+    return r.ok ? { ...r, user: await this.syncGroups(provider, r.user, profile) } : r;
+  }
+
+  /**
+   * providers[].syncGroups: the user's groups become those the provider sent at this sign-in or
+   * link, when they differ (logged `groups_synced`, with what was added and removed). The user as
+   * it now is.
+   */
+  async syncGroups(provider: ProviderClient, user: User, profile: ProviderProfile): Promise<User> {
+    if (!provider.config.syncGroups) return user;
+    const groups = [...new Set(profile.groups)];
+    const added = groups.filter((g) => !user.groups.includes(g));
+    const removed = user.groups.filter((g) => !groups.includes(g));
+    if (!added.length && !removed.length) return user;
+    const after = await this.store.users.update(user.id, { groups });
+    this.logger.info(
+      { event: 'groups_synced', userId: user.id, provider: provider.id, added, removed },
+      `the user's groups were set from ${provider.name}`,
+    );
+    return after ?? user;
+  }
+
+  private async find(provider: ProviderClient, profile: ProviderProfile): Promise<Resolved> {
     const known = await this.signInKnown(profile);
     if (known) return known;
 

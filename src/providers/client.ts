@@ -78,6 +78,7 @@ export type FlowError =
   | 'email_taken'
   | 'registration_closed'
   | 'domain_not_allowed'
+  | 'organization_not_allowed'
   | 'account_disabled'
   | 'identity_taken'
   | 'link_session_mismatch'

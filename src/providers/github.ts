@@ -4,15 +4,19 @@ import type { Logger } from '../log/index.ts';
 import { classify, ProviderError, type ProviderClient } from './client.ts';
 import { tokenSet } from './oidc.ts';
 import { cleanText, type ProviderProfile, type ProviderTokenSet } from './profile.ts';
-import { DEFAULT_SCOPES, displayName, type GithubProviderConfig } from '../config/providers.ts';
+import { displayName, scopesOf, type GithubProviderConfig } from '../config/providers.ts';
 
 /**
  * GitHub's OAuth2 (not OpenID Connect: no discovery, no ID token). openid-client still runs
  * the protocol (state, PKCE S256, an `iss` check should GitHub ever send one, the token
  * request); who the user is comes from the API: `GET /user` (the numeric id is the subject,
- * stable across renames) and `GET /user/emails` (only a verified address counts). `url` and
+ * stable across renames), `GET /user/emails` (only a verified address counts) and, with read:org,
+ * `GET /user/orgs` and `/user/teams` (the groups; `organizations` admits members only). `url` and
  * `apiUrl` point at GitHub Enterprise Server, or at the tests' stand-in.
  */
+/** Pages of organizations or teams read at a sign-in: 1,000 of each is more than any user is in. */
+const MAX_PAGES = 10;
+
 export class GithubProvider implements ProviderClient {
   readonly id: string;
   readonly type = 'github' as const;
@@ -23,9 +27,12 @@ export class GithubProvider implements ProviderClient {
   private readonly api: string;
   private readonly oauthConfig: oauth.Configuration;
   private readonly logger: Logger;
+  /** read:org is asked for: the user's organizations and teams are their groups. */
+  private readonly readsOrgs: boolean;
 
   constructor(config: GithubProviderConfig, logger: Logger) {
     this.config = config;
+    this.readsOrgs = scopesOf(config).includes('read:org');
     this.id = config.id;
     this.name = displayName(config);
     this.logger = logger;
@@ -102,7 +109,7 @@ export class GithubProvider implements ProviderClient {
     return oauth.buildAuthorizationUrl(this.oauthConfig, {
       ...this.config.authorizationParams,
       redirect_uri: p.redirectUri,
-      scope: (this.config.scopes ?? DEFAULT_SCOPES.github).join(' '),
+      scope: scopesOf(this.config).join(' '),
       state: p.state,
       code_challenge: p.codeChallenge,
       code_challenge_method: 'S256',
@@ -182,8 +189,53 @@ export class GithubProvider implements ProviderClient {
       email: email ?? unverified,
       emailVerified: Boolean(email) || (this.config.trustEmail && Boolean(unverified)),
       name: cleanDisplayName(u.name) ?? cleanDisplayName(u.login),
-      groups: [],
+      groups: this.readsOrgs ? await this.memberships(token) : [],
     };
+  }
+
+  /**
+   * With the read:org scope, the user's organizations and teams as groups: `acme` for a member of
+   * the organization, `acme/admins` for a member of its team (GitHub's own `@acme/admins`, by the
+   * team's slug). With `organizations`, a user in none of them is refused here, before any account
+   * is found or made; an answer that cannot be read then fails the sign-in rather than admit.
+   */
+  private async memberships(token: string): Promise<string[]> {
+    const orgs = await this.list('/user/orgs', token);
+    const teams = orgs && (await this.list('/user/teams', token));
+    const required = this.config.organizations;
+    if (!orgs || !teams) {
+      if (required) throw new ProviderError('userinfo_failed', `GET ${this.api}/user/orgs or /user/teams failed`);
+      return [];
+    }
+    const logins = (orgs as { login?: unknown }[]).flatMap((o) =>
+      typeof o?.login === 'string' ? [o.login.toLowerCase()] : [],
+    );
+    if (required && !required.some((r) => logins.includes(r.toLowerCase())))
+      throw new ProviderError('organization_not_allowed', `a member of none of ${required.join(', ')}`);
+    const groups = new Set(logins);
+    for (const t of teams as { slug?: unknown; organization?: { login?: unknown } }[]) {
+      const org = t?.organization?.login;
+      if (typeof org === 'string' && typeof t.slug === 'string') groups.add(`${org.toLowerCase()}/${t.slug}`);
+    }
+    return [...groups];
+  }
+
+  /** A list from the API, every page (100 a page, at most 10 pages); undefined when it cannot be had. */
+  private async list(path: string, token: string): Promise<unknown[] | undefined> {
+    const all: unknown[] = [];
+    for (let page = 1; page <= MAX_PAGES; page++) {
+      const res = await this.get(`${path}?per_page=100&page=${page}`, token);
+      if (res.status !== 200 || !Array.isArray(res.body)) {
+        this.logger.debug(
+          { event: 'github_memberships_unavailable', provider: this.id, path, status: res.status },
+          'no organizations or teams from GitHub',
+        );
+        return undefined;
+      }
+      all.push(...res.body);
+      if (res.body.length < 100) break;
+    }
+    return all;
   }
 
   async refresh(refreshToken: string): Promise<ProviderTokenSet> {

@@ -1,7 +1,7 @@
 import type { Config } from '../config/schema.ts';
 import { isLoopbackHost } from '../http/loopback.ts';
 import { appsOf, basePath, buildSites } from '../sites/index.ts';
-import { DEFAULT_SCOPES } from '../config/providers.ts';
+import { scopesOf } from '../config/providers.ts';
 import { formatDuration } from '../config/duration.ts';
 import { backchannelLogoutUri, postLogoutUri, redirectUri, relayedProviders } from './service.ts';
 
@@ -23,7 +23,7 @@ export function lintProviders(config: Config): { key: string; message: string }[
           message: `${p.issuer} is plain http (allowed on loopback for development only).`,
         });
     }
-    const scopes: readonly string[] = p.scopes ?? DEFAULT_SCOPES[p.type];
+    const scopes: readonly string[] = scopesOf(p);
     if (
       relayed.has(p.id) &&
       p.type === 'oidc' &&
@@ -57,6 +57,11 @@ export function lintProviders(config: Config): { key: string; message: string }[
           message: `revalidate is not shorter than sessions.absoluteTimeout (${formatDuration(config.sessions.absoluteTimeout)}): sessions end before the provider is asked.`,
         });
     }
+    if (p.syncGroups && p.type === 'github' && !scopes.includes('read:org'))
+      w.push({
+        key: `${key}.syncGroups`,
+        message: `"${p.id}" sends no groups without the read:org scope (or organizations): with syncGroups every sign-in through it empties the user's groups.`,
+      });
     if (p.linkByEmail && p.trustEmail) {
       w.push({
         key: `${key}.linkByEmail`,
@@ -108,6 +113,11 @@ export function providerRegistrations(config: Config): string[] {
       lines.push(
         `    sessions revalidated:     every ${formatDuration(p.revalidate)} with the refresh token (a refusal ends the session)`,
       );
+    if (p.type === 'github' && scopesOf(p).includes('read:org'))
+      lines.push(
+        `    groups:                   organizations and teams (read:org)${p.organizations ? `; members of ${p.organizations.join(', ')} only` : ''}`,
+      );
+    if (p.syncGroups) lines.push(`    user's groups:            set from its groups at every sign-in (syncGroups)`);
     if (p.type === 'oidc' && p.bearerTokens)
       lines.push(
         `    access tokens accepted:   aud ${p.bearerTokens.audience.join(' or ')}, on ${p.bearerTokens.apps?.join(', ') ?? 'every app'} (valid until their exp)`,

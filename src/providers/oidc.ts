@@ -14,7 +14,7 @@ import {
   type ProviderProfile,
   type ProviderTokenSet,
 } from './profile.ts';
-import { DEFAULT_SCOPES, displayName, type OidcProviderConfig } from '../config/providers.ts';
+import { displayName, scopesOf, type OidcProviderConfig } from '../config/providers.ts';
 
 /**
  * Any OpenID Connect issuer, through openid-client: discovery on first use (cached; a
@@ -150,7 +150,7 @@ export class OidcProvider implements ProviderClient {
       ...(p.fresh ? { prompt: 'login', max_age: '0' } : {}),
       redirect_uri: p.redirectUri,
       response_type: 'code',
-      scope: (this.config.scopes ?? DEFAULT_SCOPES.oidc).join(' '),
+      scope: scopesOf(this.config).join(' '),
       state: p.state,
       nonce: p.nonce,
       code_challenge: p.codeChallenge,

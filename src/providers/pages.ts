@@ -67,7 +67,7 @@ ${linkable.length ? html`<h2 id="link-heading">Link another way to sign in</h2><
 /** What the error page says for each way a sign-in can fail, and the HTTP status. */
 export function describeFailure(
   code: FlowError,
-  p: { name: string; email?: string; domains?: readonly string[]; origin: string },
+  p: { name: string; email?: string; domains?: readonly string[]; organizations?: readonly string[]; origin: string },
 ): { status: number; message: string; hint?: string } {
   const name = p.name;
   switch (code) {
@@ -173,6 +173,12 @@ export function describeFailure(
       return {
         status: 403,
         message: `Accounts can only be created for addresses at ${(p.domains ?? []).join(' or ')}.`,
+      };
+    case 'organization_not_allowed':
+      return {
+        status: 403,
+        message: `Only members of ${(p.organizations ?? []).join(' or ')} on ${name} can sign in here.`,
+        hint: `Ask an owner of the organization to add you. If you are a member, it may have to approve this app first (${name}: the organization's Settings, Third-party access).`,
       };
     case 'account_disabled':
       return { status: 403, message: 'This account is disabled.', hint: 'Contact an administrator.' };

@@ -401,6 +401,7 @@ export class ProviderRoutes {
     ctx.userId = user.id;
     const linked = await this.p.accounts.link(user.id, client, result.profile);
     if (!linked.ok) return this.fail(ctx, client, linked.code, record);
+    await this.p.accounts.syncGroups(client, user, result.profile);
     await this.p.keepTokens(sessionOwner(session), client, result.tokens, 'link');
     if (!linked.already) {
       this.s.audit.record({
@@ -519,6 +520,7 @@ export class ProviderRoutes {
       name: client?.name ?? 'The provider',
       email,
       domains: this.s.config.accounts.allowedDomains,
+      organizations: client?.config.type === 'github' ? client.config.organizations : undefined,
       origin: ctx.site.origin,
     });
     // A failed sign-in with a known provider (a flow that got as far as the provider's answer).

@@ -5,7 +5,8 @@ import type { AddressInfo } from 'node:net';
 /**
  * A stand-in for exactly the GitHub endpoints Gatehouse calls, on loopback: the OAuth
  * authorize and access_token endpoints (with GitHub's habits: errors as 200 + {"error"},
- * PKCE S256 checked) and the REST API's GET /user and GET /user/emails (under /api, as on
+ * PKCE S256 checked) and the REST API's GET /user, /user/emails, /user/orgs and /user/teams
+ * (paged as GitHub pages them; under /api, as on
  * GitHub Enterprise Server's /api/v3). GitHub is not OpenID Connect and cannot run here, so
  * this is the one fake the provider tests use.
  */
@@ -17,6 +18,9 @@ export interface GithubUser {
   /** The public profile email (GitHub does not say whether it is verified). */
   email: string | null;
   emails: { email: string; primary: boolean; verified: boolean }[];
+  /** Organizations (logins) the user is a member of, and teams as `org/slug`: read with read:org. */
+  orgs?: string[];
+  teams?: string[];
 }
 
 export interface GithubStandIn {
@@ -31,6 +35,8 @@ export interface GithubStandIn {
   failNextToken: string | undefined;
   /** /user answers with this status while set. */
   failUser: number | undefined;
+  /** /user/orgs and /user/teams answer with this status while set. */
+  failMemberships: number | undefined;
   /** What the token endpoint received, to check PKCE and client authentication. */
   tokenRequests: URLSearchParams[];
   apiRequests: { path: string; authorization: string | undefined; userAgent: string | undefined }[];
@@ -46,6 +52,8 @@ function body(req: IncomingMessage): Promise<string> {
   });
 }
 
+const MEMBERSHIPS = new Set(['/api/user/orgs', '/api/user/teams']);
+
 export async function startGithub(redirectUris: string[]): Promise<GithubStandIn> {
   const codes = new Map<string, { user: number; redirectUri: string; challenge: string; scope: string }>();
   const tokens = new Map<string, { user: number; scope: string }>();
@@ -58,6 +66,7 @@ export async function startGithub(redirectUris: string[]): Promise<GithubStandIn
     next: undefined,
     failNextToken: undefined,
     failUser: undefined,
+    failMemberships: undefined,
     tokenRequests: [],
     apiRequests: [],
     issued: [],
@@ -125,6 +134,32 @@ export async function startGithub(redirectUris: string[]): Promise<GithubStandIn
       tokens.set(token, { user: grant.user, scope: grant.scope });
       gh.issued.push(token);
       return json(res, 200, { access_token: token, token_type: 'bearer', scope: grant.scope.split(' ').join(',') });
+    }
+    if (req.method === 'GET' && MEMBERSHIPS.has(u.pathname)) {
+      gh.apiRequests.push({
+        path: u.pathname + u.search,
+        authorization: req.headers.authorization,
+        userAgent: req.headers['user-agent'],
+      });
+      const token = tokens.get((req.headers.authorization ?? '').replace(/^(Bearer|token) /, ''));
+      if (!token) return json(res, 401, { message: 'Bad credentials' });
+      // Without read:org GitHub lists public memberships only; the stand-in lists none, and no teams.
+      if (!token.scope.split(' ').includes('read:org'))
+        return u.pathname === '/api/user/teams'
+          ? json(res, 403, { message: 'Resource not accessible' })
+          : json(res, 200, []);
+      if (gh.failMemberships) return json(res, gh.failMemberships, { message: 'Server Error' });
+      const user = gh.users.get(token.user)!;
+      const all =
+        u.pathname === '/api/user/orgs'
+          ? (user.orgs ?? []).map((login, i) => ({ login, id: 1000 + i }))
+          : (user.teams ?? []).map((t) => {
+              const [org, slug] = t.split('/');
+              return { slug, name: slug, organization: { login: org } };
+            });
+      const perPage = Math.min(100, Number(u.searchParams.get('per_page') ?? 30));
+      const page = Number(u.searchParams.get('page') ?? 1);
+      return json(res, 200, all.slice((page - 1) * perPage, page * perPage));
     }
     if (req.method === 'GET' && (u.pathname === '/api/user' || u.pathname === '/api/user/emails')) {
       gh.apiRequests.push({

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { Client } from '../helpers/client.ts';
+import type { TestGatehouse } from '../helpers/gatehouse.ts';
+import { signIn } from '../helpers/oauth.ts';
+import { labGatehouse, type Lab, startLab } from '../helpers/providers.ts';
+
+/**
+ * providers[].syncGroups (security.md #284): the company IdP decides who is in which group. At
+ * every sign-in through it the user's groups (what allow.groups, X-User-Groups and the assertion
+ * read, on every session and CLI login of the user) become the groups its groupsClaim sends; a
+ * provider without it leaves them alone. Real oidc-provider IdPs (test/helpers/providers.ts).
+ */
+
+let lab: Lab;
+let gh: TestGatehouse;
+
+before(async () => {
+  lab = await startLab();
+  gh = await labGatehouse(lab, {
+    headers: { groups: true },
+    routes: [{ path: '/admin/**', allow: { groups: ['admins'] } }],
+    providers: lab.providers({ a: { groupsClaim: 'groups', syncGroups: true }, b: { groupsClaim: 'groups' } }),
+  });
+});
+after(async () => {
+  await gh?.close();
+  await lab?.close();
+});
+
+async function signedIn(provider: 'a' | 'b', account: string): Promise<Client> {
+  (provider === 'a' ? lab.a : lab.b).autoLogin = account;
+  const c = new Client(gh.url);
+  const hops = await signIn(c, provider, '/start');
+  assert.equal(hops.at(-1)!.res.status, 200, `${account} signed in through ${provider}`);
+  return c;
+}
+
+const me = async (c: Client) => (await c.get('/.auth/me')).json();
+const admin = async (c: Client) => (await c.get('/admin/x', { accept: 'application/json' })).status;
+
+describe('providers[].syncGroups', () => {
+  test('the IdP’s groups become the user’s: a route for admins opens, the app is told, the change is logged', async () => {
+    lab.a.accounts.set('ann', {
+      sub: 'ann',
+      email: 'ann@example.com',
+      email_verified: true,
+      groups: ['staff', 'admins'],
+    });
+    const c = await signedIn('a', 'ann');
+    const user = await me(c);
+    assert.deepEqual(user.groups, ['staff', 'admins']);
+    const res = await c.get('/admin/x');
+    assert.equal(res.status, 200);
+    assert.equal(res.json().headers['x-user-groups'], 'staff,admins');
+    const line = gh.logs.find((l) => l.event === 'groups_synced' && l.userId === user.id);
+    assert.deepEqual(line?.added, ['staff', 'admins']);
+    assert.equal(line?.provider, 'a');
+  });
+
+  test('removed from a group at the IdP: the next sign-in takes it away, from every session of the user at once', async () => {
+    lab.a.accounts.set('ben', { sub: 'ben', email: 'ben@example.com', email_verified: true, groups: ['admins'] });
+    const laptop = await signedIn('a', 'ben');
+    assert.equal(await admin(laptop), 200);
+    lab.a.accounts.set('ben', { sub: 'ben', email: 'ben@example.com', email_verified: true, groups: ['staff'] });
+    const phone = await signedIn('a', 'ben');
+    assert.deepEqual((await me(phone)).groups, ['staff']);
+    assert.equal(await admin(phone), 403);
+    assert.equal(await admin(laptop), 403, 'the earlier session reads the user as it is now');
+  });
+
+  test('groups an operator set are replaced by the IdP’s; a provider without syncGroups leaves them alone', async () => {
+    lab.b.accounts.set('b-cat', {
+      sub: 'b-cat',
+      email: 'cat@example.com',
+      email_verified: true,
+      groups: ['b-readers'],
+    });
+    const viaB = await signedIn('b', 'b-cat');
+    const id = (await me(viaB)).id;
+    await gh.gatehouse.store.users.update(id, { groups: ['admins'] });
+    await signedIn('b', 'b-cat');
+    assert.deepEqual((await gh.gatehouse.store.users.get(id))!.groups, ['admins'], 'B does not sync');
+    assert.deepEqual((await me(viaB)).identities[0].groups, ['b-readers'], 'B’s groups are kept on its identity');
+
+    lab.a.accounts.set('cat', { sub: 'cat', email: 'cat-a@example.com', email_verified: true, groups: ['staff'] });
+    const viaA = await signedIn('a', 'cat');
+    const other = (await me(viaA)).id;
+    await gh.gatehouse.store.users.update(other, { groups: ['admins', 'ops'] });
+    await signedIn('a', 'cat');
+    assert.deepEqual((await gh.gatehouse.store.users.get(other))!.groups, ['staff'], 'A is the source of truth');
+    const line = gh.logs.findLast((l) => l.event === 'groups_synced' && l.userId === other);
+    assert.deepEqual([line?.added, line?.removed], [['staff'], ['admins', 'ops']]);
+  });
+});
