@@ -16,6 +16,7 @@ import type { Sessions } from '../sessions/index.ts';
 import type { User } from '../store/index.ts';
 import type { Accounts, FieldErrors } from './service.ts';
 import type { SignInNotices } from './sign-in-notices.ts';
+import type { SingleSignOn } from './sso.ts';
 
 const DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600;
 
@@ -86,6 +87,7 @@ export class SignIn {
   private readonly forms: FormTools;
   private readonly registered: ((ctx: RequestContext, user: User) => void)[] = [];
   private secondFactor: SecondFactorGate | undefined;
+  private sso: SingleSignOn | undefined;
 
   constructor(deps: SignInDeps, forms: FormTools) {
     this.s = deps;
@@ -95,6 +97,12 @@ export class SignIn {
   /** Second factors (mfa/): asked after a right password when the user or the policy calls for one. */
   useSecondFactor(gate: SecondFactorGate): this {
     this.secondFactor = gate;
+    return this;
+  }
+
+  /** Single sign-on (apps[].sso): on such a site the login page sends the browser to publicUrl's. */
+  useSingleSignOn(sso: SingleSignOn): this {
+    this.sso = sso;
     return this;
   }
 
@@ -158,6 +166,7 @@ export class SignIn {
       return this.s.diagnosis.respond(ctx.req, ctx.res, ctx.site, cause, ctx.requestId, [
         this.s.diagnosis.clearSignedIn(ctx.site),
       ]);
+    if (ctx.site.sso && this.sso && !via?.length) return this.sso.start(ctx, rd);
     const { token, cookies } = this.forms.csrf(ctx);
     cookies.push(...cleared);
     const notice = this.forms.queryParam(ctx, 'signed_out')
@@ -413,6 +422,10 @@ export class SignIn {
     const endSession = await this.s.providers.beforeLogout(ctx);
     const leaving = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin).catch(() => undefined);
     if (leaving?.state === 'active') this.s.audit.record({ event: 'logout', userId: leaving.active.user.id, ctx });
+    // A session single sign-on made: the one on publicUrl's site ends too, and every other it made
+    // (else the next visit would sign the browser in again at once).
+    const parent = leaving?.state === 'active' ? leaving.active.session.parentHash : undefined;
+    if (parent) await this.s.sessions.end(parent);
     const cleared = [
       await this.s.sessions.destroy(ctx.req, ctx.site.session),
       this.s.diagnosis.clearSignedIn(ctx.site),

@@ -48,6 +48,12 @@ export async function check(
         `  ${site.origin} pages: ${[b.logo && `logo ${b.logo}`, b.color && `colour ${b.color}`, b.links?.length && `links ${b.links.map((l) => l.text).join(', ')}`].filter(Boolean).join(', ')} (${b.at})`,
       );
     if (site.hsts) out(`  ${site.origin} every response: Strict-Transport-Security: ${site.hsts} (hsts)`);
+    if (site.sso)
+      out(
+        `  ${site.origin} sign-in: single sign-on from ${new URL(config.publicUrl).origin} (sso); its sessions end with the one there`,
+      );
+    else if (!site.apps.length)
+      out(`  ${site.origin} sign-in and account pages only (no app): where the sso hosts sign in`);
     for (const app of site.apps) {
       out(
         `  ${site.origin}${app.pathPrefix || site.home} → ${app.upstream.urls.map((u) => u.href).join(' | ')}${app.stripPrefix ? ` (without ${app.pathPrefix})` : ''}  app "${app.name}", ${app.rules.length} rule${app.rules.length === 1 ? '' : 's'}, default ${app.fallback.access}`,

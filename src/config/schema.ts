@@ -451,6 +451,10 @@ export const AppSchema = z.strictObject({
     description:
       'Send the app its paths without pathPrefix (/api/x as /x), and the prefix as X-Forwarded-Prefix, for an app that expects to be at the root. Rules are still written as the browser sees the path',
   }),
+  sso: z.boolean().default(false).meta({
+    description:
+      "Single sign-on for an app on a host of its own: a browser that must sign in is sent to publicUrl's host, and one signed in there comes back signed in here (its own session, ended with the one there) without signing in again",
+  }),
   upstream: upstreamUrls().meta({
     description:
       'The app: a URL, or a list of URLs of its replicas (same scheme and path): requests are balanced over them, and one that refuses connections is passed over (docs/behind-a-proxy.md)',
@@ -967,6 +971,28 @@ export const ConfigSchema = z
     };
     if (!c.apps) upstreamTls(c, []);
     c.apps?.forEach((app, a) => upstreamTls(app, ['apps', a]));
+    // sso: a host other than publicUrl's, set alike on every app of that host (it is the host's).
+    const home = URL.parse(c.publicUrl);
+    const hostOf = (h: string | undefined) => (h ? (URL.parse(`${home!.protocol}//${h}`)?.host ?? h) : home!.host);
+    const ssoOf = new Map<string, { sso: boolean; at: number }>();
+    if (home)
+      c.apps?.forEach((app, a) => {
+        const host = hostOf(app.host);
+        if (app.sso && host === home.host)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['apps', a, 'sso'],
+            message: `sso only applies to apps on a host other than publicUrl's (${home.host}): users sign in there, and come back to this app's host signed in`,
+          });
+        const first = ssoOf.get(host);
+        if (!first) ssoOf.set(host, { sso: app.sso, at: a });
+        else if (first.sso !== app.sso)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['apps', a, 'sso'],
+            message: `sso only applies to a whole host: apps[${first.at}] on ${host} ${first.sso ? 'has' : 'has not'} it, and this app on the same host must say the same`,
+          });
+      });
     c.apps?.forEach((app, a) => {
       if (app.stripPrefix && !app.pathPrefix)
         ctx.addIssue({

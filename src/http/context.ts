@@ -48,9 +48,13 @@ export interface SiteInfo {
     mfa: string;
     /** The accounts that signed in with this browser (accounts/sign-in-notices.ts). */
     known: string;
+    /** Binds a single sign-on from publicUrl's host to the browser that asked for it (accounts/sso.ts). */
+    sso: string;
   };
   /** The session cookie's name and attributes. */
   session: SessionCookie;
+  /** apps[].sso: browsers sign in on publicUrl's site and come back signed in (accounts/sso.ts). */
+  sso: boolean;
 }
 
 /**

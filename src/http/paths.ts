@@ -42,6 +42,9 @@ export const paths = {
   // accounts/sign-in-links.ts: sign-in by a mailed link (accounts.signInLinks)
   signInLink: '/sign-in-link',
   openSignInLink: '/sign-in-link/open',
+  // accounts/sso.ts: single sign-on from publicUrl's site to the apps with sso
+  sso: '/sso',
+  ssoCallback: '/sso/callback',
   // providers/routes.ts
   loginWith: '/login/:provider',
   callback: '/callback/:provider',

@@ -9,6 +9,7 @@ import type { Reauthentication } from '../accounts/reauth.ts';
 import type { PasswordRecovery } from '../accounts/recovery.ts';
 import type { SignIn } from '../accounts/sign-in.ts';
 import type { SignInLinks } from '../accounts/sign-in-links.ts';
+import type { SingleSignOn } from '../accounts/sso.ts';
 import type { EmailVerification } from '../accounts/verification.ts';
 import { METHODS } from '../config/schema.ts';
 import type { Exchange, RequestContext } from '../http/context.ts';
@@ -39,6 +40,8 @@ export interface Features {
   recovery: PasswordRecovery;
   /** Sign-in by a mailed link (accounts/sign-in-links.ts). */
   signInLinks: SignInLinks;
+  /** Single sign-on across hosts (accounts/sso.ts). */
+  sso: SingleSignOn;
   /** "Confirm it's you" before sensitive actions (accounts/reauth.ts). */
   reauth: Reauthentication;
   /** Change of email address (accounts/email-change.ts). */
@@ -99,6 +102,9 @@ export const routes: { own: readonly Row[]; wellKnown: readonly Row[] } = {
     { path: paths.signInLink, methods: POST, handler: (f, c) => f.signInLinks.request(c) },
     { path: paths.openSignInLink, methods: GET, handler: (f, c) => f.signInLinks.openForm(c) },
     { path: paths.openSignInLink, methods: POST, handler: (f, c) => f.signInLinks.open(c) },
+    // accounts/sso.ts: the code on publicUrl's site, its use on an app's host
+    { path: paths.sso, methods: GET, handler: (f, c) => f.sso.issue(c) },
+    { path: paths.ssoCallback, methods: GET, handler: (f, c) => f.sso.redeem(c) },
     // accounts/recovery.ts
     { path: paths.forgotPassword, methods: GET, handler: (f, c) => f.recovery.forgotForm(c) },
     { path: paths.forgotPassword, methods: POST, handler: (f, c) => f.recovery.forgot(c) },

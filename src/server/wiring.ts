@@ -13,6 +13,7 @@ import { Reauthentication } from '../accounts/reauth.ts';
 import { PasswordRecovery } from '../accounts/recovery.ts';
 import { Accounts } from '../accounts/service.ts';
 import { SignInLinks } from '../accounts/sign-in-links.ts';
+import { SingleSignOn } from '../accounts/sso.ts';
 import { SignInNotices } from '../accounts/sign-in-notices.ts';
 import { SignIn } from '../accounts/sign-in.ts';
 import { Throttle } from '../accounts/throttle.ts';
@@ -191,9 +192,11 @@ export function wire(config: Config, node: NodeParts, mailer: Mailer | undefined
   const mfa = new SecondFactorRoutes(services, forms, account, reauth).onRegister((ctx, user) =>
     verification.afterRegister(ctx, user),
   );
+  const sso = new SingleSignOn(services, forms, sites, config.publicUrl);
   const signIn = new SignIn(services, forms)
     .onRegister((ctx, user) => verification.afterRegister(ctx, user))
-    .useSecondFactor(mfa);
+    .useSecondFactor(mfa)
+    .useSingleSignOn(sso);
   const assertions = new Assertions(keys, secrets, {
     ttlMs: config.tokens.assertionTtl,
     cachedForMs: config.forwardAuth.cacheFor,
@@ -207,6 +210,7 @@ export function wire(config: Config, node: NodeParts, mailer: Mailer | undefined
     verification,
     recovery: new PasswordRecovery(services, forms, account, links, mailer),
     signInLinks: new SignInLinks(services, forms, links, mailer).useSecondFactor(mfa),
+    sso,
     reauth,
     emailChange: new EmailChange(services, forms, account, reauth, links, mailer),
     deletion: new AccountDeletion(services, forms, account, reauth, mailer),

@@ -161,30 +161,37 @@ export class Sessions {
       previous?: string | null;
       /** When the user proved who they are, if not now. */
       authTime?: number;
+      /**
+       * Single sign-on: the session on publicUrl's site this one is made from. It ends with that
+       * one (the store deletes both), and never outlives its absolute expiry.
+       */
+      parent?: Session;
     },
   ): Promise<{ setCookie: string; idHash: string }> {
     if (meta.previous) await this.store.sessions.delete(hashSessionId(meta.previous));
     const id = randomBytes(32).toString('base64url');
     const now = Date.now();
     const idHash = hashSessionId(id);
+    const expiresAt = Math.min(now + this.absoluteMs, meta.parent?.expiresAt ?? Infinity);
     await this.store.sessions.create({
       idHash,
       userId: user.id,
       site,
       createdAt: now,
       lastSeenAt: now,
-      expiresAt: now + this.absoluteMs,
+      expiresAt,
       amr: meta.amr,
       ip: meta.ip,
       userAgent: meta.userAgent?.slice(0, 256) ?? null,
       authTime: meta.authTime ?? this.now(),
+      ...(meta.parent ? { parentHash: meta.parent.idHash } : {}),
     });
     if (this.maxPerUser !== undefined) await this.limit(user.id, site, idHash, now);
     return {
       setCookie: serializeCookie(cookie.name, id, {
         secure: cookie.secure,
         path: cookie.path,
-        maxAgeSeconds: this.absoluteMs / 1000,
+        maxAgeSeconds: Math.ceil((expiresAt - now) / 1000),
       }),
       idHash,
     };
@@ -209,6 +216,11 @@ export class Sessions {
     const value = this.cookieValue(req, cookie);
     if (value) await this.store.sessions.delete(hashSessionId(value));
     return expireCookie(cookie.name, { secure: cookie.secure, path: cookie.path });
+  }
+
+  /** Ends a session by its id hash (and the sessions single sign-on made from it). */
+  async end(idHash: string): Promise<void> {
+    await this.store.sessions.delete(idHash);
   }
 
   clear(cookie: SessionCookie): string {

@@ -170,38 +170,46 @@ export function buildSites(config: Config): Map<string, Site> {
   const sites = new Map<string, Site>();
   const brandingOf = (a: AppConfig, i: number) =>
     a.branding ? { ...a.branding, at: config.apps ? `apps[${i}].branding` : 'branding' } : null;
+  const newSite = (host: string, title: string): Site => {
+    const cookies = {
+      session: `${prefix}${name}`,
+      csrf: `${prefix}${name}-csrf`,
+      device: `${prefix}${name}-device`,
+      signin: `${name}-signin`,
+      login: `${prefix}${name}-login`,
+      mfa: `${prefix}${name}-mfa`,
+      known: `${prefix}${name}-known`,
+      sso: `${prefix}${name}-sso`,
+    };
+    const site: Site = {
+      origin: `${publicUrl.protocol}//${host}`,
+      host,
+      secure,
+      base,
+      home: `${base}/`,
+      cookiePath,
+      cookiePrefix: prefix,
+      title,
+      look: PLAIN_LOOK,
+      branding: null,
+      apps: [],
+      cookies,
+      session: { name: cookies.session, secure, path: cookiePath },
+      ownCookies: Object.values(cookies),
+      requireVerifiedEmail: config.accounts.requireVerifiedEmail,
+      hsts: secure ? strictTransportSecurity(config.hsts, host) : null,
+      sso: false,
+    };
+    sites.set(host, site);
+    return site;
+  };
   for (const [i, a] of appsOf(config).entries()) {
     const host = hostKey(a.host ?? publicUrl.host, secure);
     let site = sites.get(host);
     if (!site) {
-      const cookies = {
-        session: `${prefix}${name}`,
-        csrf: `${prefix}${name}-csrf`,
-        device: `${prefix}${name}-device`,
-        signin: `${name}-signin`,
-        login: `${prefix}${name}-login`,
-        mfa: `${prefix}${name}-mfa`,
-        known: `${prefix}${name}-known`,
-      };
-      site = {
-        origin: `${publicUrl.protocol}//${host}`,
-        host,
-        secure,
-        base,
-        home: `${base}/`,
-        cookiePath,
-        cookiePrefix: prefix,
-        title: a.title ?? a.name,
-        look: PLAIN_LOOK,
-        branding: brandingOf(a, i),
-        apps: [],
-        cookies,
-        session: { name: cookies.session, secure, path: cookiePath },
-        ownCookies: Object.values(cookies),
-        requireVerifiedEmail: config.accounts.requireVerifiedEmail,
-        hsts: secure ? strictTransportSecurity(config.hsts, host) : null,
-      };
-      sites.set(host, site);
+      site = newSite(host, a.title ?? a.name);
+      site.branding = brandingOf(a, i);
+      site.sso = 'sso' in a && a.sso === true;
     } else if (!a.pathPrefix) {
       // The app at the root of a shared host names the site.
       site.title = a.title ?? a.name;
@@ -265,6 +273,11 @@ export function buildSites(config: Config): Map<string, Site> {
     });
   }
   for (const site of sites.values()) site.apps.sort((x, y) => y.pathPrefix.length - x.pathPrefix.length);
+  // Single sign-on needs publicUrl's site, where users sign in, even with no app of its own
+  // (auth.example.com): its pages only, the account page its start page.
+  const home = hostKey(publicUrl.host, secure);
+  if (!sites.has(home) && [...sites.values()].some((s) => s.sso))
+    newSite(home, publicUrl.hostname).home = `${base}${config.authPrefix}/account`;
   return sites;
 }
 

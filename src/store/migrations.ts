@@ -349,6 +349,16 @@ export const MIGRATIONS: { version: number; name: string; sql: string[] }[] = [
       `CREATE INDEX app_events_next ON app_events (next_at)`,
     ],
   },
+  {
+    version: 13,
+    name: 'sessions: the session single sign-on made one from',
+    sql: [
+      // No foreign key: the store's delete() ends the children with their parent, and a copy
+      // between stores (transfer.ts) inserts rows in any order.
+      `ALTER TABLE sessions ADD COLUMN parent_hash TEXT`,
+      `CREATE INDEX sessions_parent ON sessions (parent_hash)`,
+    ],
+  },
 ];
 
 export async function migrate(db: SqlDriver): Promise<number> {

@@ -54,6 +54,7 @@ interface SessionRow {
   user_agent: string | null;
   /** Null in rows from before migration 10: the session's creation is its auth time. */
   auth_time: number | null;
+  parent_hash: string | null;
 }
 
 const toUser = (r: UserRow): User => ({
@@ -79,6 +80,7 @@ const toSession = (r: SessionRow): Session => ({
   ip: r.ip,
   userAgent: r.user_agent,
   authTime: Number(r.auth_time ?? r.created_at),
+  ...(r.parent_hash ? { parentHash: r.parent_hash } : {}),
 });
 
 export class SqlUsers implements UserStore {
@@ -214,7 +216,7 @@ class SqlSessions implements SessionStore {
 
   async create(s: Session): Promise<void> {
     await this.db.run(
-      `INSERT INTO sessions (id_hash, user_id, site, created_at, last_seen_at, expires_at, amr_json, ip, user_agent, auth_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO sessions (id_hash, user_id, site, created_at, last_seen_at, expires_at, amr_json, ip, user_agent, auth_time, parent_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       [
         s.idHash,
         s.userId,
@@ -226,6 +228,7 @@ class SqlSessions implements SessionStore {
         s.ip,
         s.userAgent,
         s.authTime,
+        s.parentHash ?? null,
       ],
     );
   }
@@ -276,6 +279,8 @@ class SqlSessions implements SessionStore {
   }
 
   async delete(idHash: string): Promise<boolean> {
+    // The sessions single sign-on made from it end with it (accounts/sso.ts).
+    await this.db.run(`DELETE FROM sessions WHERE parent_hash = ?`, [idHash]);
     return (await this.db.run(`DELETE FROM sessions WHERE id_hash = ?`, [idHash])) > 0;
   }
 
@@ -311,10 +316,18 @@ class SqlSessions implements SessionStore {
       where.push('subject = ?');
       params.push(match.subject);
     }
-    const rows = await this.db.all<{ id_hash: string; user_id: string }>(
-      `DELETE FROM sessions WHERE id_hash IN (SELECT session_hash FROM session_providers WHERE ${where.join(' AND ')}) RETURNING id_hash, user_id`,
-      params,
-    );
+    const linked = `SELECT session_hash FROM session_providers WHERE ${where.join(' AND ')}`;
+    // The sessions single sign-on made from them first (their link rows go with their sessions).
+    const rows = [
+      ...(await this.db.all<{ id_hash: string; user_id: string }>(
+        `DELETE FROM sessions WHERE parent_hash IN (${linked}) RETURNING id_hash, user_id`,
+        params,
+      )),
+      ...(await this.db.all<{ id_hash: string; user_id: string }>(
+        `DELETE FROM sessions WHERE id_hash IN (${linked}) RETURNING id_hash, user_id`,
+        params,
+      )),
+    ];
     return rows.map((r) => ({ idHash: r.id_hash, userId: r.user_id }));
   }
 

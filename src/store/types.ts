@@ -44,6 +44,11 @@ export interface Session {
    * re-authentication (accounts/reauth.ts). Sensitive actions need it to be recent.
    */
   authTime: number;
+  /**
+   * The session on publicUrl's site that single sign-on made this one from (accounts/sso.ts):
+   * deleting that one deletes this one too. Absent for every other session.
+   */
+  parentHash?: string;
 }
 
 export interface UserStore {

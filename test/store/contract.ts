@@ -471,6 +471,29 @@ export function storeContract(name: string, harness: StoreHarness): void {
       );
 
       test(
+        'a session single sign-on made from another ends with it: at its delete, and when a provider ends it (security.md #285)',
+        withStore(async (store) => {
+          const u = await store.users.create({ email: email() });
+          const [home, other] = [session(u.id), session(u.id)];
+          const [child1, child2] = [
+            session(u.id, { parentHash: home.idHash }),
+            session(u.id, { parentHash: home.idHash }),
+          ];
+          const otherChild = session(u.id, { parentHash: other.idHash });
+          for (const s of [home, other, child1, child2, otherChild]) await store.sessions.create(s);
+          assert.deepEqual(await store.sessions.get(child1.idHash), child1, 'parentHash round-trips');
+          assert.equal((await store.sessions.get(home.idHash))?.parentHash, undefined);
+          assert.equal(await store.sessions.delete(home.idHash), true);
+          for (const s of [home, child1, child2]) assert.equal(await store.sessions.get(s.idHash), undefined);
+          assert.equal(await store.sessions.delete(child1.idHash), false, 'gone with its parent');
+          await store.sessions.setProviderSession(other.idHash, { provider: 'a', subject: 'alice', sid: 'sid-9' });
+          const ended = await store.sessions.deleteByProviderSession('a', { sid: 'sid-9' });
+          assert.deepEqual(new Set(ended.map((e) => e.idHash)), new Set([other.idHash, otherChild.idHash]));
+          assert.equal(await store.sessions.get(otherChild.idHash), undefined);
+        }),
+      );
+
+      test(
         'listByUser: only that user, most recently seen first',
         withStore(async (store) => {
           const u = await store.users.create({ email: email() });

@@ -537,6 +537,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
           host: 'a.example.com',
           pathPrefix: '/api',
           stripPrefix: true,
+          sso: true,
           upstream: ['https://127.0.0.1:3000', 'https://127.0.0.1:3001'],
           upstreamTls: { ca: 'ca.pem', cert: 'client.pem', key: 'client.key', serverName: 'a.internal' },
           healthCheck: {
