@@ -36,6 +36,11 @@ export interface FormKitDeps {
   };
   /** What to throw when a form came without its CSRF cookie (diagnosis/ explains why). */
   csrfCookieMissing(ctx: RequestContext): Error;
+  /**
+   * apps[].sso: the origins a sign-in on publicUrl's site (`home`) may end on, after the
+   * redirects that follow its form, which browsers hold to the page's CSP form-action.
+   */
+  singleSignOn?: { home: string; origins: readonly string[] };
 }
 
 /**
@@ -120,8 +125,12 @@ export class FormKit implements FormTools {
     cookies: string[] = [],
     headers: Record<string, string> = {},
   ): void {
+    let csp = headers['content-security-policy'] ?? CSP;
+    const sso = this.s.singleSignOn;
+    if (sso?.origins.length && ctx.site.origin === sso.home)
+      csp = csp.replace("form-action 'self'", `form-action 'self' ${sso.origins.join(' ')}`);
     // The site's look (brand.ts): its stylesheet and logo, and the CSP allowing that stylesheet.
-    const looked = lookPage(ctx.site.look, page, headers['content-security-policy'] ?? CSP);
+    const looked = lookPage(ctx.site.look, page, csp);
     // The page's <meta name="referrer"> narrows this to no-referrer where it must (layout.ts).
     sendHtml(
       ctx.res,

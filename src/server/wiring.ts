@@ -135,6 +135,10 @@ export function wire(config: Config, node: NodeParts, mailer: Mailer | undefined
     prefix,
     secrets,
     csrfCookieMissing: (ctx) => new DiagnosedError(diagnosis.cookieMissing(ctx, 'csrf')),
+    singleSignOn: {
+      home: new URL(config.publicUrl).origin,
+      origins: [...sites.values()].filter((s) => s.sso).map((s) => s.origin),
+    },
   });
   // "Confirm it's you" before sensitive actions (accounts/reauth.ts).
   const reauth = new Reauthentication(
