@@ -54,6 +54,19 @@ function body(req: IncomingMessage): Promise<string> {
 
 const MEMBERSHIPS = new Set(['/api/user/orgs', '/api/user/teams']);
 
+/** A providers[] entry of type github that signs in at the stand-in; `over`: more keys. */
+export function githubProvider(gh: GithubStandIn, id: string, over: Record<string, unknown> = {}) {
+  return {
+    id,
+    type: 'github' as const,
+    clientId: gh.clientId,
+    clientSecret: gh.clientSecret,
+    url: gh.url,
+    apiUrl: gh.apiUrl,
+    ...over,
+  };
+}
+
 export async function startGithub(redirectUris: string[]): Promise<GithubStandIn> {
   const codes = new Map<string, { user: number; redirectUri: string; challenge: string; scope: string }>();
   const tokens = new Map<string, { user: number; scope: string }>();

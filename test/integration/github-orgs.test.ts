@@ -5,7 +5,7 @@ import { BASE_CONFIG, refusal } from '../helpers/config.ts';
 import { lintConfig } from '../../src/cli/lint.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
-import { startGithub, type GithubStandIn } from '../helpers/github.ts';
+import { githubProvider, startGithub, type GithubStandIn } from '../helpers/github.ts';
 import { signIn } from '../helpers/oauth.ts';
 import { providerRegistrations } from '../../src/providers/lint.ts';
 import { failures } from '../helpers/providers.ts';
@@ -39,18 +39,7 @@ before(async () => {
     () => ({
       headers: { groups: true },
       routes: [{ path: '/admin/**', allow: { groups: ['acme/admins'] } }],
-      providers: [
-        {
-          id: 'github',
-          type: 'github',
-          clientId: github.clientId,
-          clientSecret: github.clientSecret,
-          url: github.url,
-          apiUrl: github.apiUrl,
-          organizations: ['Acme'],
-          syncGroups: true,
-        },
-      ],
+      providers: [githubProvider(github, 'github', { organizations: ['Acme'], syncGroups: true })],
     }),
     { port },
   );

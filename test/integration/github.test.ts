@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Client, decodeEntities } from '../helpers/client.ts';
 import { freePort, startGatehouse, type TestGatehouse } from '../helpers/gatehouse.ts';
-import { startGithub, type GithubStandIn } from '../helpers/github.ts';
+import { githubProvider, startGithub, type GithubStandIn } from '../helpers/github.ts';
 import { signIn } from '../helpers/oauth.ts';
 import { failures } from '../helpers/providers.ts';
 
@@ -51,24 +51,8 @@ before(async () => {
   gh = await startGatehouse(
     () => ({
       providers: [
-        {
-          id: 'github',
-          type: 'github',
-          clientId: github.clientId,
-          clientSecret: github.clientSecret,
-          url: github.url,
-          apiUrl: github.apiUrl,
-        },
-        {
-          id: 'gh-noemail',
-          type: 'github',
-          name: 'GitHub (no email scope)',
-          clientId: github.clientId,
-          clientSecret: github.clientSecret,
-          url: github.url,
-          apiUrl: github.apiUrl,
-          scopes: ['read:user'],
-        },
+        githubProvider(github, 'github'),
+        githubProvider(github, 'gh-noemail', { name: 'GitHub (no email scope)', scopes: ['read:user'] }),
       ],
     }),
     { port },
