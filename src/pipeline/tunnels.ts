@@ -11,8 +11,8 @@ export type TunnelCheck = () => Promise<string | null>;
 
 interface Tunnel {
   upstream: Duplex;
-  /** Who opened it, for the line that says it was closed; the check, for a signed-in tunnel. */
-  watch?: { check: TunnelCheck; user: string; app: string };
+  /** Who opened it (undefined: nobody signed in), for the line that says it was closed; its check. */
+  watch?: { check: TunnelCheck; user: string | undefined; app: string };
 }
 
 /** WebSocket close codes (RFC 6455 §7.4.1). */
@@ -21,11 +21,11 @@ const POLICY_VIOLATION = 1008;
 
 /**
  * The node's open WebSocket tunnels (client socket → app socket). Shutdown closes them all
- * (`closeAll`); and every `sessions.webSocketRecheck` each signed-in tunnel is checked again as
- * its handshake was (pipeline/upgrade.ts makes the check), so that signing out, a revoked session
- * or CLI login, a disabled or deleted user, or a rule that no longer admits them ends the
- * tunnels they had open, on every node and worker, within one interval: a tunnel is not a
- * request, and nothing else would ever ask about it again.
+ * (`closeAll`); and every `sessions.webSocketRecheck` (and after a reload) each tunnel is checked
+ * again as its handshake would be decided now (pipeline/upgrade.ts makes the check), so that
+ * signing out, a revoked session or CLI login, a disabled or deleted user, a rule that no longer
+ * admits them or an app closed for maintenance ends the tunnels, on every node and worker, within
+ * one interval: a tunnel is not a request, and nothing else would ever ask about it again.
  */
 export class Tunnels {
   private readonly open = new Map<Duplex, Tunnel>();
@@ -61,7 +61,7 @@ export class Tunnels {
     }, this.everyMs()).unref();
   }
 
-  /** One round: every signed-in tunnel checked at once, those whose user may no longer use it closed. */
+  /** One round: every tunnel checked at once, those no longer admitted closed. */
   async recheck(): Promise<void> {
     let failed: Error | undefined;
     await Promise.all(

@@ -15,9 +15,9 @@ import { rejectUpgrade, tunnelWebSocket } from '../proxy/upgrade.ts';
 import type { RouteLimiter } from '../policy/rate-limit.ts';
 import type { ActiveSession, InvalidReason, Sessions } from '../sessions/index.ts';
 import type { BearerSession } from '../oauth/bearer.ts';
-import { allows, type Rule } from '../policy/rules.ts';
+import { allows, matchRule } from '../policy/rules.ts';
 import type { User } from '../store/index.ts';
-import { type App, appPath, type Site } from '../sites/index.ts';
+import { type App, appPath } from '../sites/index.ts';
 import { StoreUnavailableError } from '../store/index.ts';
 import { type BearerCheck, closedForMaintenance, decide } from './decide.ts';
 import { outcome } from './outcome.ts';
@@ -45,8 +45,10 @@ export interface UpgradeEntryDeps {
   upstreams: Upstreams;
   /** HTTP/1 connections whose framing was refused (request.ts). */
   refused: WeakSet<object>;
-  /** Open tunnels: checked again while open (their user's), closed at shutdown. */
+  /** Open tunnels: checked again while open, closed at shutdown. */
   tunnels: Tunnels;
+  /** The app of this name as the configuration served now has it (a tunnel's check reads it). */
+  appNamed(name: string): App | undefined;
   /** routes[].rateLimit: an upgrade counts as a request (policy/rate-limit.ts). */
   limits: RouteLimiter;
   /** Replicas passed over (request.ts). */
@@ -75,29 +77,44 @@ export class UpgradeEntry {
   }
 
   /**
-   * How a tunnel opened by a signed-in user is checked again (tunnels.ts): as its handshake was,
-   * from the session or login found afresh: still there (not signed out, revoked, expired or
-   * disabled) and, on a protected route, still admitted by its rule (the verified address it asks
+   * How an open tunnel is checked again (tunnels.ts): as its handshake would be decided now, by the
+   * configuration served now (a reload may have closed the app for maintenance, changed its rules or
+   * removed it) and, for a signed-in one, the session or login found afresh: still there (not signed
+   * out, revoked, expired or disabled) and still admitted by the rule (the verified address it asks
    * for, the allow-list, read from the user now). A token's own expiry does not end a tunnel.
    */
-  private recheck(active: ActiveSession | BearerSession, app: App, rule: Rule, site: Site): TunnelCheck {
-    const { sessions, oauth } = this.d;
+  private recheck(
+    active: ActiveSession | BearerSession | undefined,
+    opened: App,
+    path: string,
+    ip: string,
+  ): TunnelCheck {
+    const { sessions, oauth, appNamed } = this.d;
     return async () => {
-      let user: User;
-      if ('grant' in active) {
+      const app = appNamed(opened.name);
+      if (!app) return 'the app is no longer served here';
+      let user: User | undefined;
+      if (active && 'grant' in active) {
         const r = await oauth.recheck(active, app);
         if (!r.ok) return r.description;
         user = r.active.user;
-      } else {
-        const found = await sessions.recheck(active.session.idHash, site.origin);
+      } else if (active) {
+        const found = await sessions.recheck(active.session.idHash, app.site.origin);
         if (found.state !== 'active')
           return ENDED[found.state === 'invalid' ? found.reason : 'unknown'] ?? 'signed out';
         user = found.active.user;
       }
+      const closed = app.maintenance;
+      if (closed && !(user && closed.allow?.lists && allows(closed.allow, user)))
+        return 'the app is closed for maintenance';
+      const rule = matchRule(app.rules, app.fallback, 'GET', path, ip);
+      if (rule.access === 'deny') return 'no longer allowed here';
       if (rule.access !== 'authenticated') return null;
+      if (!user) return 'this page now needs a sign-in';
       // A service client (client_credentials: no grant, no provider) has no address to verify.
-      const service = 'grant' in active && active.grant === null && active.provider === undefined;
-      if (site.requireVerifiedEmail && !user.emailVerified && !service)
+      const service =
+        active !== undefined && 'grant' in active && active.grant === null && active.provider === undefined;
+      if (app.site.requireVerifiedEmail && !user.emailVerified && !service)
         return 'the email address is no longer verified';
       return allows(rule.allow, user) ? null : 'no longer allowed here';
     };
@@ -195,11 +212,11 @@ export class UpgradeEntry {
         appPath(app, target.path) + target.query,
         headers,
         ([client, upstream]) =>
-          this.d.tunnels.add(
-            client!,
-            upstream!,
-            active && { check: this.recheck(active, app, o.rule, site), user: active.user.id, app: app.name },
-          ),
+          this.d.tunnels.add(client!, upstream!, {
+            check: this.recheck(active, app, target.path, ctx.ip),
+            user: active?.user.id,
+            app: app.name,
+          }),
         (cause, at) => this.d.passedOver.note(app, requestId, cause, at),
         affinityKey(app, userId, ctx.ip),
       );

@@ -166,6 +166,10 @@ export class Gatehouse {
       audit: this.audit,
       ownTls: tls !== undefined,
       probes: this,
+      appNamed: (name) => {
+        for (const site of this.current.sites.values()) for (const app of site.apps) if (app.name === name) return app;
+        return undefined;
+      },
       draining: () => this.closing !== null,
       tunnels: this.tunnels,
       refused: this.refused,
@@ -394,6 +398,8 @@ export class Gatehouse {
       );
     }
     this.current = wiring;
+    // Open WebSockets are checked against the new configuration at once (an app closed, a rule changed).
+    void this.tunnels.recheck();
     wiring.upstreams.checkHealth({ logger: this.logger, metrics: this.metrics }, running.upstreams);
     if (this.peers) this.tellPeers(wiring);
     wiring.providers.warm();

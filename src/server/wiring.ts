@@ -49,7 +49,7 @@ import { ProviderService } from '../providers/service.ts';
 import { RouteLimiter } from '../policy/rate-limit.ts';
 import { Upstreams } from '../proxy/forward.ts';
 import { Sessions } from '../sessions/index.ts';
-import { basePath, buildSites, type Site } from '../sites/index.ts';
+import { type App, basePath, buildSites, type Site } from '../sites/index.ts';
 import { StoreUnavailableError, type Store } from '../store/index.ts';
 import { accountSections, type Features, routeTable } from './routes.ts';
 import type { Services } from './services.ts';
@@ -73,6 +73,8 @@ export interface NodeParts {
   draining(): boolean;
   /** Open WebSocket tunnels: checked again while open, closed at shutdown. */
   tunnels: Tunnels;
+  /** The app of this name in the configuration served now (a reload may have changed or removed it). */
+  appNamed(name: string): App | undefined;
   /** HTTP/1 connections whose framing was refused. */
   refused: WeakSet<object>;
 }
@@ -271,6 +273,7 @@ export function wire(config: Config, node: NodeParts, mailer: Mailer | undefined
     refused: node.refused,
     draining: node.draining,
     tunnels: node.tunnels,
+    appNamed: node.appNamed,
     metrics,
     unavailable,
   };

@@ -21,7 +21,10 @@ before(async () => {
   gh = await startGatehouse(
     () => ({
       sessions: { webSocketRecheck: '1s' },
-      routes: [{ path: '/admin/**', allow: { groups: ['admins'] } }],
+      routes: [
+        { path: '/admin/**', allow: { groups: ['admins'] } },
+        { path: '/pub/**', access: 'public' as const },
+      ],
     }),
     { clock: clock.now },
   );
@@ -137,6 +140,33 @@ describe('open WebSockets are checked again (sessions.webSocketRecheck)', () => 
     assert.equal(isClosed(plain), false);
     assert.equal(await plain.echo('mine'), 'mine');
     plain.ws.close();
+  });
+
+  test('a reload that closes the app for maintenance closes its open WebSockets, anonymous ones too; its operators’ stay', async () => {
+    const browser = new Client(gh.url);
+    await registerJson(browser, uniqueEmail('ws-user'));
+    const operator = new Client(gh.url);
+    const opEmail = uniqueEmail('ws-op');
+    const op = await registerJson(operator, opEmail);
+    await gh.gatehouse.store.users.update(op.id, { emailVerified: true });
+    const users = await open('/ws', withCookie(browser));
+    const anonymous = await open('/pub/ws', { origin: gh.url });
+    const operators = await open('/ws', withCookie(operator));
+    const served = gh.config;
+    assert.equal(
+      (await gh.gatehouse.reload({ ...served, maintenance: { retryAfter: 60_000, allow: { emails: [opEmail] } } }))
+        .outcome,
+      'ok',
+    );
+    try {
+      assert.deepEqual(await users.closed, { code: 1008, reason: 'the app is closed for maintenance' });
+      assert.deepEqual(await anonymous.closed, { code: 1008, reason: 'the app is closed for maintenance' });
+      assert.equal(isClosed(operators), false);
+      assert.equal(await operators.echo('still working'), 'still working');
+    } finally {
+      assert.equal((await gh.gatehouse.reload(served)).outcome, 'ok');
+      operators.ws.close();
+    }
   });
 
   test('config: webSocketRecheck is a duration from 1s to 1h', () => {
