@@ -7,7 +7,7 @@ import { expireCookie, readCookie, serializeCookie } from '../http/cookies.ts';
 import { HttpError } from '../http/errors.ts';
 import { paths } from '../http/paths.ts';
 import { redirect } from '../http/respond.ts';
-import { insideBase, safeReturnPath } from '../http/target.ts';
+import { returnTargetOn } from '../http/target.ts';
 import type { Secrets } from '../keys/secrets.ts';
 import type { Logger } from '../log/index.ts';
 import type { FormTools } from '../pages/kit.ts';
@@ -99,7 +99,7 @@ export class SingleSignOn {
     const found = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin);
     if (found.state !== 'active')
       return redirect(ctx.res, 302, ctx.site.origin + this.forms.url(ctx, paths.login, { rd: ctx.path + ctx.query }));
-    const rd = returnPath(target, this.forms.queryParam(ctx, 'rd'));
+    const rd = returnTargetOn(target, this.forms.queryParam(ctx, 'rd')) ?? target.home;
     const claim: Claim = {
       u: found.active.user.id,
       s: found.active.session.idHash,
@@ -154,7 +154,7 @@ export class SingleSignOn {
       { event: 'login', userId: user.id, method: 'sso', site: ctx.site.origin, requestId: ctx.requestId },
       'user signed in (single sign-on)',
     );
-    redirect(ctx.res, 303, ctx.site.origin + returnPath(ctx.site, claim.r), [
+    redirect(ctx.res, 303, ctx.site.origin + this.forms.returnPath(ctx, claim.r), [
       clear,
       setCookie,
       this.s.diagnosis.signedIn(ctx.site, ctx.req),
@@ -176,10 +176,4 @@ export class SingleSignOn {
       ? c
       : undefined;
   }
-}
-
-/** A return target on `site` (a path below its base), or its start page. */
-function returnPath(site: SiteInfo, value: string | undefined): string {
-  const path = safeReturnPath(value, [site.origin]);
-  return path !== undefined && insideBase(site, path) ? path : site.home;
 }

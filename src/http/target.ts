@@ -188,6 +188,12 @@ export function safeReturnPath(value: unknown, origins: readonly string[]): stri
   return path.startsWith('//') ? undefined : path;
 }
 
+/** A safe return target (safeReturnPath) on `site`, below its base path; or undefined. */
+export function returnTargetOn(site: { origin: string; base: string }, value: unknown): string | undefined {
+  const path = safeReturnPath(value, [site.origin]);
+  return path !== undefined && insideBase(site, path) ? path : undefined;
+}
+
 /** A return target (path, maybe with query) that stays below the site's base path. */
 export function insideBase(site: { base: string }, target: string): boolean {
   if (!site.base) return true;

@@ -6,9 +6,9 @@ import { fromOwnPage, sameOriginRequest } from '../http/csrf.ts';
 import { HttpError } from '../http/errors.ts';
 import { hasBody } from '../http/protocol.ts';
 import { sendHtml } from '../http/respond.ts';
-import { insideBase, safeReturnPath } from '../http/target.ts';
+import { returnTargetOn } from '../http/target.ts';
 import { lookPage } from './brand.ts';
-import { CSP } from './styles.ts';
+import { CSP, cspWithFormAction } from './styles.ts';
 
 /**
  * The page kit every feature's pages use (sign-in, account, providers, mailed links, the OAuth
@@ -106,8 +106,7 @@ export class FormKit implements FormTools {
 
   /** A same-origin return target below publicUrl's base path, or undefined. */
   returnTarget(ctx: RequestContext, value: unknown): string | undefined {
-    const path = safeReturnPath(value, [ctx.site.origin]);
-    return path !== undefined && insideBase(ctx.site, path) ? path : undefined;
+    return returnTargetOn(ctx.site, value);
   }
 
   returnPath(ctx: RequestContext, value: unknown): string {
@@ -127,8 +126,7 @@ export class FormKit implements FormTools {
   ): void {
     let csp = headers['content-security-policy'] ?? CSP;
     const sso = this.s.singleSignOn;
-    if (sso?.origins.length && ctx.site.origin === sso.home)
-      csp = csp.replace("form-action 'self'", `form-action 'self' ${sso.origins.join(' ')}`);
+    if (sso && ctx.site.origin === sso.home) csp = cspWithFormAction(sso.origins, csp);
     // The site's look (brand.ts): its stylesheet and logo, and the CSP allowing that stylesheet.
     const looked = lookPage(ctx.site.look, page, csp);
     // The page's <meta name="referrer"> narrows this to no-referrer where it must (layout.ts).

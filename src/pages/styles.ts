@@ -73,10 +73,10 @@ export const CSP = `default-src 'none'; style-src ${CSS_HASH}; img-src 'self' da
 /**
  * The CSP of a page whose forms lead on to other origins: browsers apply form-action to
  * where a form's POST is redirected, so a form that starts a sign-in at a provider names the
- * provider's authorization origin.
+ * provider's authorization origin. `base`: the page's CSP to widen (default: the plain one).
  */
-export function cspWithFormAction(origins: readonly string[]): string {
-  return origins.length ? CSP.replace(`form-action 'self'`, `form-action 'self' ${origins.join(' ')}`) : CSP;
+export function cspWithFormAction(origins: readonly string[], base = CSP): string {
+  return origins.length ? base.replace(`form-action 'self'`, `form-action 'self' ${origins.join(' ')}`) : base;
 }
 
 /**

@@ -3,6 +3,7 @@ import type { SessionCookie } from '../http/cookies.ts';
 import type { BearerResult, BearerSession } from '../oauth/bearer.ts';
 import { allows, matchRule, meetsProviders, meetsStepUp, type Rule } from '../policy/rules.ts';
 import type { ActiveSession, Lookup } from '../sessions/index.ts';
+import type { User } from '../store/index.ts';
 import { appFor, type App, type Site } from '../sites/index.ts';
 
 /**
@@ -63,8 +64,32 @@ const NO_APP: Decision = { kind: 'no_app' };
 export function closedForMaintenance(d: Decision): { app: App; signedIn: boolean } | null {
   if (d.kind === 'no_app' || d.app.maintenance === null) return null;
   const who = d.kind === 'allow' || d.kind === 'forbidden' ? d.active : undefined;
-  const allow = d.app.maintenance.allow;
-  return who && allow?.lists && allows(allow, who.user) ? null : { app: d.app, signedIn: who !== undefined };
+  return throughMaintenance(d.app, who?.user) ? null : { app: d.app, signedIn: who !== undefined };
+}
+
+/** Whether a signed-in user is one an app closed for maintenance still lets through (its allow-list names them). */
+export function throughMaintenance(app: App, user: User | undefined): boolean {
+  const allow = app.maintenance?.allow;
+  return user !== undefined && allow != null && allow.lists && allows(allow, user);
+}
+
+/** A service client's own token (client_credentials: no grant, no provider): it has no address to verify. */
+export function isServiceClient(active: ActiveSession | BearerSession): boolean {
+  return 'grant' in active && active.grant === null && active.provider === undefined;
+}
+
+/**
+ * What a protected route's rule says of a signed-in user: the verified address the site asks for
+ * (`service`: a service client, which has none to verify), then its allow-lists. null: admitted.
+ */
+export function refusal(
+  site: Site,
+  rule: Rule,
+  user: User,
+  service = false,
+): 'email_unverified' | 'not_allowed' | null {
+  if (site.requireVerifiedEmail && !user.emailVerified && !service) return 'email_unverified';
+  return allows(rule.allow, user) ? null : 'not_allowed';
 }
 
 /**
@@ -135,9 +160,10 @@ export function decide(
 
 function signedIn(site: Site, app: App, rule: Rule, lookup: Lookup): Decision {
   if (lookup.state !== 'active') return { kind: 'unauthenticated', app, rule, lookup };
-  if (site.requireVerifiedEmail && !lookup.active.user.emailVerified)
+  const refused = refusal(site, rule, lookup.active.user);
+  if (refused === 'email_unverified')
     return { kind: 'forbidden', app, rule, active: lookup.active, reason: 'email_unverified' };
-  if (!allows(rule.allow, lookup.active.user)) return { kind: 'forbidden', app, rule, active: lookup.active };
+  if (refused) return { kind: 'forbidden', app, rule, active: lookup.active };
   // A sign-in through the provider first: it starts a new session, which a second factor may then follow.
   if (!meetsProviders(rule.allow?.providers, lookup.active.session.amr))
     return { kind: 'unauthenticated', app, rule, lookup, stepUp: true, providers: rule.allow!.providers! };
@@ -157,14 +183,10 @@ async function decideBearer(
   if (rule.access === 'authenticated') {
     const r = await bearer.authenticate(token, app);
     if (!r.ok) return { kind: 'invalid_token', app, rule, description: r.description };
-    // A service client (client_credentials: no grant, no provider) has no address to verify.
-    if (
-      site.requireVerifiedEmail &&
-      !r.active.user.emailVerified &&
-      (r.active.grant !== null || r.active.provider !== undefined)
-    )
+    const refused = refusal(site, rule, r.active.user, isServiceClient(r.active));
+    if (refused === 'email_unverified')
       return { kind: 'forbidden', app, rule, active: r.active, reason: 'email_unverified' };
-    if (!allows(rule.allow, r.active.user)) return { kind: 'forbidden', app, rule, active: r.active };
+    if (refused) return { kind: 'forbidden', app, rule, active: r.active };
     if (!meetsProviders(rule.allow?.providers, r.active.session.amr))
       return {
         kind: 'invalid_token',

@@ -15,11 +15,18 @@ import { rejectUpgrade, tunnelWebSocket } from '../proxy/upgrade.ts';
 import type { RouteLimiter } from '../policy/rate-limit.ts';
 import type { ActiveSession, InvalidReason, Sessions } from '../sessions/index.ts';
 import type { BearerSession } from '../oauth/bearer.ts';
-import { allows, matchRule } from '../policy/rules.ts';
+import { matchRule } from '../policy/rules.ts';
 import type { User } from '../store/index.ts';
 import { type App, appPath } from '../sites/index.ts';
 import { StoreUnavailableError } from '../store/index.ts';
-import { type BearerCheck, closedForMaintenance, decide } from './decide.ts';
+import {
+  type BearerCheck,
+  closedForMaintenance,
+  decide,
+  isServiceClient,
+  refusal,
+  throughMaintenance,
+} from './decide.ts';
 import { outcome } from './outcome.ts';
 import { affinityKey, type PassedOver, requestIdOf } from './request.ts';
 import type { Routes } from './route.ts';
@@ -104,19 +111,14 @@ export class UpgradeEntry {
           return ENDED[found.state === 'invalid' ? found.reason : 'unknown'] ?? 'signed out';
         user = found.active.user;
       }
-      const closed = app.maintenance;
-      if (closed && !(user && closed.allow?.lists && allows(closed.allow, user)))
-        return 'the app is closed for maintenance';
+      if (app.maintenance && !throughMaintenance(app, user)) return 'the app is closed for maintenance';
       const rule = matchRule(app.rules, app.fallback, 'GET', path, ip);
       if (rule.access === 'deny') return 'no longer allowed here';
       if (rule.access !== 'authenticated') return null;
-      if (!user) return 'this page now needs a sign-in';
-      // A service client (client_credentials: no grant, no provider) has no address to verify.
-      const service =
-        active !== undefined && 'grant' in active && active.grant === null && active.provider === undefined;
-      if (app.site.requireVerifiedEmail && !user.emailVerified && !service)
-        return 'the email address is no longer verified';
-      return allows(rule.allow, user) ? null : 'no longer allowed here';
+      if (!user || !active) return 'this page now needs a sign-in';
+      const refused = refusal(app.site, rule, user, isServiceClient(active));
+      if (refused === 'email_unverified') return 'the email address is no longer verified';
+      return refused ? 'no longer allowed here' : null;
     };
   }
 
