@@ -41,16 +41,32 @@ export class ProviderAccounts {
    */
   async syncGroups(provider: ProviderClient, user: User, profile: ProviderProfile): Promise<User> {
     if (!provider.config.syncGroups) return user;
-    const groups = [...new Set(profile.groups)];
+    return (await this.setGroups(provider, user, profile.groups, 'sign_in')) ?? user;
+  }
+
+  /** syncGroups at a refresh of the sign-in's tokens (revalidate, tokenRelay): the groups the provider states now. */
+  async syncGroupsAtRefresh(provider: ProviderClient, userId: string, groups: string[]): Promise<void> {
+    if (!provider.config.syncGroups) return;
+    const user = await this.store.users.get(userId);
+    if (user) await this.setGroups(provider, user, groups, 'refresh');
+  }
+
+  private async setGroups(
+    provider: ProviderClient,
+    user: User,
+    stated: string[],
+    at: 'sign_in' | 'refresh',
+  ): Promise<User | undefined> {
+    const groups = [...new Set(stated)];
     const added = groups.filter((g) => !user.groups.includes(g));
     const removed = user.groups.filter((g) => !groups.includes(g));
     if (!added.length && !removed.length) return user;
     const after = await this.store.users.update(user.id, { groups });
     this.logger.info(
-      { event: 'groups_synced', userId: user.id, provider: provider.id, added, removed },
+      { event: 'groups_synced', userId: user.id, provider: provider.id, at, added, removed },
       `the user's groups were set from ${provider.name}`,
     );
-    return after ?? user;
+    return after ?? undefined;
   }
 
   private async find(provider: ProviderClient, profile: ProviderProfile): Promise<Resolved> {

@@ -45,12 +45,25 @@ export interface ProviderClient {
     codeVerifier: string;
     fresh?: boolean;
   }): Promise<{ profile: ProviderProfile; tokens: ProviderTokenSet }>;
-  refresh(refreshToken: string): Promise<ProviderTokenSet>;
+  /**
+   * Spends the refresh token (`idToken`: the sign-in's, whose subject userinfo is asked about when
+   * the answer carries none). With syncGroups, also the user's groups as the provider states them
+   * now; a GitHub provider with `organizations` checks membership again and fails as a refusal
+   * (permanent) for a user in none of them.
+   */
+  refresh(refreshToken: string, idToken?: string | null): Promise<Refreshed>;
   /** What the issuer's logout and access tokens are verified against (OIDC only). */
   signingKeys?(): Promise<IssuerKeys>;
   /** RP-initiated logout URL, when the provider has one and the config turned it on. */
   endSessionUrl(p: { idToken: string | null; postLogoutRedirectUri: string }): Promise<URL | undefined>;
 }
+
+/**
+ * What a refresh brought: the new tokens and, with providers[].syncGroups, the user's groups as the
+ * provider states them now; undefined when it stated none this time (no ID token in the answer and
+ * no groups at userinfo, or the lists could not be read): the user's groups are then left as they are.
+ */
+export type Refreshed = { tokens: ProviderTokenSet; groups?: string[] };
 
 /**
  * Why a sign-in through a provider did not complete. Each code has one message on the

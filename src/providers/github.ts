@@ -1,7 +1,7 @@
 import * as oauth from 'openid-client';
 import { cleanDisplayName } from '../accounts/names.ts';
 import type { Logger } from '../log/index.ts';
-import { classify, ProviderError, type ProviderClient } from './client.ts';
+import { classify, ProviderError, type ProviderClient, type Refreshed } from './client.ts';
 import { tokenSet } from './oidc.ts';
 import { cleanText, type ProviderProfile, type ProviderTokenSet } from './profile.ts';
 import { displayName, scopesOf, type GithubProviderConfig } from '../config/providers.ts';
@@ -189,7 +189,7 @@ export class GithubProvider implements ProviderClient {
       email: email ?? unverified,
       emailVerified: Boolean(email) || (this.config.trustEmail && Boolean(unverified)),
       name: cleanDisplayName(u.name) ?? cleanDisplayName(u.login),
-      groups: this.readsOrgs ? await this.memberships(token) : [],
+      groups: (this.readsOrgs && (await this.memberships(token, { refresh: false }))) || [],
     };
   }
 
@@ -197,21 +197,26 @@ export class GithubProvider implements ProviderClient {
    * With the read:org scope, the user's organizations and teams as groups: `acme` for a member of
    * the organization, `acme/admins` for a member of its team (GitHub's own `@acme/admins`, by the
    * team's slug). With `organizations`, a user in none of them is refused here, before any account
-   * is found or made; an answer that cannot be read then fails the sign-in rather than admit.
+   * is found or made; an answer that cannot be read then fails the sign-in rather than admit. At a
+   * refresh (`at.refresh`) leaving them is a refusal of the refresh (permanent), and lists that
+   * cannot be read are undefined: nothing decided.
    */
-  private async memberships(token: string): Promise<string[]> {
+  private async memberships(token: string, at: { refresh: boolean }): Promise<string[] | undefined> {
     const orgs = await this.list('/user/orgs', token);
     const teams = orgs && (await this.list('/user/teams', token));
     const required = this.config.organizations;
     if (!orgs || !teams) {
-      if (required) throw new ProviderError('userinfo_failed', `GET ${this.api}/user/orgs or /user/teams failed`);
-      return [];
+      // At sign-in a membership that cannot be checked fails the sign-in; at a refresh the new
+      // tokens are kept (the old refresh token is spent) and the next refresh checks again.
+      if (required && !at.refresh)
+        throw new ProviderError('userinfo_failed', `GET ${this.api}/user/orgs or /user/teams failed`);
+      return undefined;
     }
     const logins = (orgs as { login?: unknown }[]).flatMap((o) =>
       typeof o?.login === 'string' ? [o.login.toLowerCase()] : [],
     );
     if (required && !required.some((r) => logins.includes(r.toLowerCase())))
-      throw new ProviderError('organization_not_allowed', `a member of none of ${required.join(', ')}`);
+      throw new ProviderError('organization_not_allowed', `a member of none of ${required.join(', ')}`, at.refresh);
     const groups = new Set(logins);
     for (const t of teams as { slug?: unknown; organization?: { login?: unknown } }[]) {
       const org = t?.organization?.login;
@@ -238,12 +243,23 @@ export class GithubProvider implements ProviderClient {
     return all;
   }
 
-  async refresh(refreshToken: string): Promise<ProviderTokenSet> {
+  /**
+   * A GitHub App's expiring user token refreshed. With `organizations`, membership is checked again
+   * with the new token: a user who has left every one of them fails as a refusal (permanent: the
+   * session ends where revalidate is set, and signing in again is refused). With syncGroups, their
+   * organizations and teams now are the groups. Lists that cannot be read decide nothing this time.
+   */
+  async refresh(refreshToken: string): Promise<Refreshed> {
+    let tokens: ProviderTokenSet;
     try {
-      return tokenSet(await oauth.refreshTokenGrant(this.oauthConfig, refreshToken), refreshToken);
+      tokens = tokenSet(await oauth.refreshTokenGrant(this.oauthConfig, refreshToken), refreshToken);
     } catch (err) {
       throw classify(err, 'refresh');
     }
+    if (!this.readsOrgs || !tokens.accessToken || (!this.config.syncGroups && !this.config.organizations))
+      return { tokens };
+    const groups = await this.memberships(tokens.accessToken, { refresh: true });
+    return this.config.syncGroups && groups !== undefined ? { tokens, groups } : { tokens };
   }
 
   async endSessionUrl(): Promise<URL | undefined> {

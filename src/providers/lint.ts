@@ -117,7 +117,8 @@ export function providerRegistrations(config: Config): string[] {
       lines.push(
         `    groups:                   organizations and teams (read:org)${p.organizations ? `; members of ${p.organizations.join(', ')} only` : ''}`,
       );
-    if (p.syncGroups) lines.push(`    user's groups:            set from its groups at every sign-in (syncGroups)`);
+    if (p.syncGroups)
+      lines.push(`    user's groups:            set from its groups at every sign-in and token refresh (syncGroups)`);
     if (p.type === 'oidc' && p.bearerTokens)
       lines.push(
         `    access tokens accepted:   aud ${p.bearerTokens.audience.join(' or ')}, on ${p.bearerTokens.apps?.join(', ') ?? 'every app'} (valid until their exp)`,

@@ -4,7 +4,7 @@ import { cleanDisplayName } from '../accounts/names.ts';
 import { issuerJwksUri } from '../keys/jwks.ts';
 import type { Logger } from '../log/index.ts';
 import { LogoutTokenError, type IssuerKeys } from './backchannel.ts';
-import { classify, Lazy, ProviderError, type ProviderClient } from './client.ts';
+import { classify, Lazy, ProviderError, type ProviderClient, type Refreshed } from './client.ts';
 import {
   claimAt,
   cleanText,
@@ -221,14 +221,49 @@ export class OidcProvider implements ProviderClient {
     };
   }
 
-  async refresh(refreshToken: string): Promise<ProviderTokenSet> {
+  async refresh(refreshToken: string, idToken?: string | null): Promise<Refreshed> {
     const config = await this.discovery.get().catch((err: unknown) => {
       throw classify(err, 'discovery');
     });
+    let response: Awaited<ReturnType<typeof oauth.refreshTokenGrant>>;
     try {
-      return tokenSet(await oauth.refreshTokenGrant(config, refreshToken), refreshToken);
+      response = await oauth.refreshTokenGrant(config, refreshToken);
     } catch (err) {
       throw classify(err, 'refresh');
+    }
+    const tokens = tokenSet(response, refreshToken);
+    if (!this.config.syncGroups || !tokens.accessToken) return { tokens };
+    return { tokens, groups: await this.groupsNow(config, response, tokens.accessToken, idToken) };
+  }
+
+  /**
+   * syncGroups at a refresh, from the same places as at sign-in: the new ID token's groupsClaim,
+   * else userinfo's. Without a new ID token only a userinfo answer that names the claim counts (an
+   * issuer that sends no ID token at a refresh must not empty the groups). Undefined: nothing said.
+   */
+  private async groupsNow(
+    config: oauth.Configuration,
+    response: oauth.TokenEndpointResponse & oauth.TokenEndpointResponseHelpers,
+    accessToken: string,
+    idToken: string | null | undefined,
+  ): Promise<string[] | undefined> {
+    const claims = response.claims() as Record<string, unknown> | undefined;
+    if (claims) {
+      const groups = groupsFrom(claimAt(claims, this.config.groupsClaim));
+      if (groups.length) return groups;
+    }
+    const subject = claims?.sub ?? (idToken ? decodeJwt(idToken).sub : undefined);
+    if (typeof subject !== 'string' || !config.serverMetadata().userinfo_endpoint) return claims ? [] : undefined;
+    try {
+      const info = (await oauth.fetchUserInfo(config, accessToken, subject)) as Record<string, unknown>;
+      const stated = claimAt(info, this.config.groupsClaim);
+      return stated === undefined ? (claims ? [] : undefined) : groupsFrom(stated);
+    } catch (err) {
+      this.logger.warn(
+        { event: 'provider_groups_unavailable', provider: this.id, detail: classify(err, 'userinfo').detail },
+        "the provider's userinfo could not be read at a refresh: the user's groups are left as they are",
+      );
+      return undefined;
     }
   }
 

@@ -92,6 +92,8 @@ export class ProviderService {
     this.flows = new LoginFlows(d.store, d.secrets);
     this.accounts = new ProviderAccounts(d.store, d.config.accounts, d.logger);
     this.tokens = new ProviderTokens(d.store, d.secrets, (id) => this.byId.get(id), d.logger);
+    this.tokens.onGroups = (userId, provider, groups) =>
+      this.accounts.syncGroupsAtRefresh(this.byId.get(provider)!, userId, groups);
     this.relayed = relayedProviders(d.config);
     this.bearer = new ProviderBearer(this.clients, d.store, d.metrics);
     this.revalidated = new Set(d.config.providers.filter((p) => p.revalidate > 0).map((p) => p.id));

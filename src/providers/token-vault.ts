@@ -188,6 +188,21 @@ export class ProviderTokens {
     for (const [key, c] of this.cache) if (c.userId === userId && key.endsWith(`\n${provider}`)) this.cache.delete(key);
   }
 
+  /** providers[].syncGroups: the groups a refresh stated become the user's (a failure is logged, the tokens stand). */
+  private async syncGroups(userId: string, provider: string, groups: string[]): Promise<void> {
+    try {
+      await this.onGroups?.(userId, provider, groups);
+    } catch (err) {
+      this.logger.warn(
+        { event: 'groups_sync_failed', provider, userId, detail: (err as Error).message },
+        "the groups a provider stated at a refresh could not be stored: the user's groups are left as they were",
+      );
+    }
+  }
+
+  /** Given the groups a refresh stated (the composition root passes them to ProviderAccounts). */
+  onGroups: ((userId: string, provider: string, groups: string[]) => Promise<unknown>) | undefined;
+
   /** Told after forgetUser (listen.workers: the composition root passes it on to the other workers). */
   onForgetUser: ((userId: string, provider: string) => void) | undefined;
 
@@ -257,7 +272,7 @@ export class ProviderTokens {
         return { ok: false, reason: 'expired' };
       }
       try {
-        const fresh = await client.refresh(current.refreshToken);
+        const { tokens: fresh, groups } = await client.refresh(current.refreshToken, current.idToken);
         const merged: ProviderTokenSet = {
           ...fresh,
           idToken: fresh.idToken ?? current.idToken,
@@ -283,6 +298,7 @@ export class ProviderTokens {
           },
           'provider access token refreshed',
         );
+        if (groups !== undefined && written) await this.syncGroups(owner.userId, provider, groups);
         return this.remember(key, owner, merged);
       } catch (err) {
         const e =

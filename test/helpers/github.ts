@@ -37,6 +37,13 @@ export interface GithubStandIn {
   failUser: number | undefined;
   /** /user/orgs and /user/teams answer with this status while set. */
   failMemberships: number | undefined;
+  /**
+   * A GitHub App with expiring user tokens (its default): tokens come with a refresh token, which
+   * the refresh grant spends (rotated, as GitHub does). Off: an OAuth app's tokens, no refresh token.
+   */
+  expiring: boolean;
+  /** How many refresh grants were answered with new tokens. */
+  refreshes: number;
   /** What the token endpoint received, to check PKCE and client authentication. */
   tokenRequests: URLSearchParams[];
   apiRequests: { path: string; authorization: string | undefined; userAgent: string | undefined }[];
@@ -80,6 +87,8 @@ export async function startGithub(redirectUris: string[]): Promise<GithubStandIn
     failNextToken: undefined,
     failUser: undefined,
     failMemberships: undefined,
+    expiring: false,
+    refreshes: 0,
     tokenRequests: [],
     apiRequests: [],
     issued: [],
@@ -95,6 +104,22 @@ export async function startGithub(redirectUris: string[]): Promise<GithubStandIn
       'content-length': Buffer.byteLength(text),
     });
     res.end(text);
+  };
+  const refreshTokens = new Map<string, { user: number; scope: string }>();
+  /** A token response as GitHub sends it: an OAuth app's, or a GitHub App's with expiring tokens. */
+  const issue = (user: number, scope: string) => {
+    const token = `${gh.expiring ? 'ghu' : 'gho'}_${randomBytes(18).toString('hex')}`;
+    tokens.set(token, { user, scope });
+    gh.issued.push(token);
+    const answer: Record<string, unknown> = {
+      access_token: token,
+      token_type: 'bearer',
+      scope: scope.split(' ').join(','),
+    };
+    if (!gh.expiring) return answer;
+    const refresh = `ghr_${randomBytes(30).toString('hex')}`;
+    refreshTokens.set(refresh, { user, scope });
+    return { ...answer, expires_in: 28_800, refresh_token: refresh, refresh_token_expires_in: 15_897_600 };
   };
   const server = http.createServer(async (req, res) => {
     const u = new URL(req.url!, gh.url);
@@ -125,6 +150,17 @@ export async function startGithub(redirectUris: string[]): Promise<GithubStandIn
         return json(res, 406, { error: 'send Accept: application/json' });
       if (p.get('client_id') !== gh.clientId || p.get('client_secret') !== gh.clientSecret)
         return json(res, 200, { error: 'incorrect_client_credentials' });
+      if (p.get('grant_type') === 'refresh_token') {
+        const held = refreshTokens.get(p.get('refresh_token') ?? '');
+        refreshTokens.delete(p.get('refresh_token') ?? '');
+        if (!held)
+          return json(res, 200, {
+            error: 'bad_refresh_token',
+            error_description: 'The refresh token passed is incorrect or expired.',
+          });
+        gh.refreshes++;
+        return json(res, 200, issue(held.user, held.scope));
+      }
       const grant = codes.get(p.get('code') ?? '');
       codes.delete(p.get('code') ?? '');
       if (gh.failNextToken) {
@@ -143,10 +179,7 @@ export async function startGithub(redirectUris: string[]): Promise<GithubStandIn
           error_description: 'The code passed is incorrect or expired.',
         });
       }
-      const token = `gho_${randomBytes(18).toString('hex')}`;
-      tokens.set(token, { user: grant.user, scope: grant.scope });
-      gh.issued.push(token);
-      return json(res, 200, { access_token: token, token_type: 'bearer', scope: grant.scope.split(' ').join(',') });
+      return json(res, 200, issue(grant.user, grant.scope));
     }
     if (req.method === 'GET' && MEMBERSHIPS.has(u.pathname)) {
       gh.apiRequests.push({

@@ -9,6 +9,7 @@ import { githubProvider, startGithub, type GithubStandIn } from '../helpers/gith
 import { signIn } from '../helpers/oauth.ts';
 import { providerRegistrations } from '../../src/providers/lint.ts';
 import { failures } from '../helpers/providers.ts';
+import { until } from '../helpers/timing.ts';
 
 /**
  * GitHub organizations and teams (security.md #283): with `organizations`, only their members
@@ -129,7 +130,11 @@ describe('GitHub organizations and teams', () => {
   test('gatehouse check says who may sign in through GitHub, and that teams are groups; warns of syncGroups without them', () => {
     const lines = providerRegistrations(gh.config);
     assert.ok(lines.includes('    groups:                   organizations and teams (read:org); members of Acme only'));
-    assert.ok(lines.includes("    user's groups:            set from its groups at every sign-in (syncGroups)"));
+    assert.ok(
+      lines.includes(
+        "    user's groups:            set from its groups at every sign-in and token refresh (syncGroups)",
+      ),
+    );
     const warned = lintConfig(
       parseConfig(
         `${BASE_CONFIG}providers:\n  - { id: github, type: github, clientId: x, clientSecret: y, syncGroups: true }\n`,
@@ -148,5 +153,109 @@ describe('GitHub organizations and teams', () => {
     );
     for (const bad of ['-acme', 'ac--me', 'acme/admins', 'a'.repeat(40)])
       assert.match(refusal(provider(`organizations: ["${bad}"]`)), /expected an organization login/);
+  });
+});
+
+/**
+ * A GitHub App (expiring user tokens, so a refresh token) with revalidate: every refresh reads the
+ * memberships again with the new token. A team left is a group lost within revalidate, without
+ * signing out; leaving every allowed organization ends the session (security.md #286). Real time
+ * passes (revalidate's shortest, 5 s); every wait polls a condition.
+ */
+describe('GitHub organizations at a refresh of a GitHub App token', () => {
+  let app: GithubStandIn;
+  let gh2: TestGatehouse;
+  before(async () => {
+    const port = await freePort();
+    app = await startGithub([`http://127.0.0.1:${port}/.auth/callback/github`]);
+    app.expiring = true;
+    gh2 = await startGatehouse(
+      () => ({
+        headers: { groups: true },
+        routes: [
+          { path: '/admin/**', allow: { groups: ['acme/admins'] } },
+          { path: '/api/**', unauthenticated: '401' },
+        ],
+        providers: [githubProvider(app, 'github', { organizations: ['acme'], syncGroups: true, revalidate: '5s' })],
+      }),
+      { port },
+    );
+  });
+  after(async () => {
+    await gh2?.close();
+    await app?.close();
+  });
+
+  test('a team left at GitHub is a group lost at the next refresh; leaving the organization ends the session', async () => {
+    app.users.set(601, {
+      id: 601,
+      login: 'gus',
+      name: 'Gus',
+      email: null,
+      emails: [{ email: 'gus@example.com', primary: true, verified: true }],
+      orgs: ['acme'],
+      teams: ['acme/admins'],
+    });
+    app.next = 601;
+    const c = new Client(gh2.url);
+    assert.equal((await signIn(c, 'github', '/start')).at(-1)!.res.status, 200);
+    const me = (await c.get('/.auth/me')).json();
+    assert.deepEqual(me.groups, ['acme', 'acme/admins']);
+    assert.equal((await c.get('/admin/panel')).status, 200);
+
+    app.users.get(601)!.teams = [];
+    const refreshed = app.refreshes;
+    await until(
+      'the admin route closes at a refresh',
+      async () => (await c.get('/admin/panel', { accept: 'application/json' })).status === 403,
+    );
+    assert.ok(app.refreshes > refreshed, 'the token was refreshed at GitHub');
+    assert.deepEqual((await c.get('/.auth/me')).json().groups, ['acme'], 'still signed in, one group fewer');
+    const synced = gh2.logs.find((l) => l.event === 'groups_synced' && l.userId === me.id && l.at === 'refresh');
+    assert.deepEqual(synced?.removed, ['acme/admins']);
+
+    app.users.get(601)!.orgs = ['elsewhere'];
+    await until('the session ends at a refresh', async () => (await c.get('/api/x')).status === 401);
+    assert.equal((await c.get('/.auth/me')).status, 401);
+    const refused = gh2.logs.find((l) => l.event === 'provider_token_refresh_failed' && l.userId === me.id);
+    assert.equal(refused?.reason, 'organization_not_allowed');
+    assert.equal(refused?.permanent, true);
+    const ended = gh2.logs.find((l) => l.event === 'session_revalidation' && l.userId === me.id);
+    assert.equal(ended?.reason, 'refused');
+  });
+
+  test('memberships that cannot be read at a refresh decide nothing: the new tokens are kept, the groups stay', async () => {
+    app.users.set(602, {
+      id: 602,
+      login: 'hal',
+      name: 'Hal',
+      email: null,
+      emails: [{ email: 'hal@example.com', primary: true, verified: true }],
+      orgs: ['acme'],
+      teams: ['acme/admins'],
+    });
+    app.next = 602;
+    const c = new Client(gh2.url);
+    assert.equal((await signIn(c, 'github', '/start')).at(-1)!.res.status, 200);
+    const me = (await c.get('/.auth/me')).json();
+    const refreshedFor = () =>
+      gh2.logs.filter((l) => l.event === 'provider_token_refreshed' && l.userId === me.id).length;
+    app.failMemberships = 502;
+    try {
+      await until('a refresh while GitHub cannot list memberships', async () => {
+        assert.equal((await c.get('/admin/panel')).status, 200, 'still an admin, still signed in');
+        return refreshedFor() >= 1;
+      });
+    } finally {
+      app.failMemberships = undefined;
+    }
+    // The rotated refresh token was kept: the next refresh works and reads the lists again.
+    app.users.get(602)!.teams = [];
+    await until(
+      'the next refresh reads the lists',
+      async () => (await c.get('/admin/panel', { accept: 'application/json' })).status === 403,
+    );
+    assert.equal(refreshedFor(), 2);
+    assert.equal((await c.get('/.auth/me')).status, 200);
   });
 });

@@ -4,6 +4,7 @@ import { Client } from '../helpers/client.ts';
 import type { TestGatehouse } from '../helpers/gatehouse.ts';
 import { signIn } from '../helpers/oauth.ts';
 import { labGatehouse, type Lab, startLab } from '../helpers/providers.ts';
+import { until } from '../helpers/timing.ts';
 
 /**
  * providers[].syncGroups (security.md #284): the company IdP decides who is in which group. At
@@ -92,4 +93,75 @@ describe('providers[].syncGroups', () => {
     const line = gh.logs.findLast((l) => l.event === 'groups_synced' && l.userId === other);
     assert.deepEqual([line?.added, line?.removed], [['staff'], ['admins', 'ops']]);
   });
+});
+
+/**
+ * syncGroups at a refresh (security.md #286): with revalidate, the sign-in's refresh token is spent
+ * at least every revalidate (5 s here, its shortest; real time passes, every wait polls), and the
+ * groups the IdP states then become the user's, without signing out: IdP A in the new ID token, IdP
+ * B (claims only at userinfo) at userinfo. A provider without syncGroups leaves them alone.
+ */
+describe('providers[].syncGroups at a refresh of the sign-in’s tokens', () => {
+  let lab2: Lab;
+  let gh2: TestGatehouse;
+  before(async () => {
+    lab2 = await startLab();
+    gh2 = await labGatehouse(lab2, {
+      headers: { groups: true },
+      routes: [{ path: '/admin/**', allow: { groups: ['admins', 'b-admins'] } }],
+      providers: lab2.providers({
+        a: { groupsClaim: 'groups', syncGroups: true, revalidate: '5s' },
+        b: { groupsClaim: 'groups', syncGroups: true, revalidate: '5s' },
+      }),
+    });
+  });
+  after(async () => {
+    await gh2?.close();
+    await lab2?.close();
+  });
+
+  const signedInTo = async (idp: 'a' | 'b', account: string, groups: string[]) => {
+    lab2[idp].accounts.set(account, { sub: account, email: `${account}@example.com`, email_verified: true, groups });
+    lab2[idp].autoLogin = account;
+    const c = new Client(gh2.url);
+    assert.equal((await signIn(c, idp, '/start')).at(-1)!.res.status, 200);
+    return c;
+  };
+  const adminOf = async (c: Client) => (await c.get('/admin/x', { accept: 'application/json' })).status;
+
+  for (const [idp, where] of [
+    ['a', 'the refreshed ID token'],
+    ['b', 'userinfo'],
+  ] as const) {
+    test(`IdP ${idp.toUpperCase()}: a group removed at the IdP is lost at the next refresh (from ${where}), still signed in`, async () => {
+      const account = `refresh-${idp}`;
+      const group = idp === 'a' ? 'admins' : 'b-admins';
+      const c = await signedInTo(idp, account, ['staff', group]);
+      const user = await me(c);
+      assert.equal(await adminOf(c), 200);
+      assert.equal(lab2[idp].refreshCount(account), 0);
+
+      lab2[idp].accounts.set(account, {
+        sub: account,
+        email: `${account}@example.com`,
+        email_verified: true,
+        groups: ['staff'],
+      });
+      await until('the admin route closes at a refresh', async () => (await adminOf(c)) === 403);
+      assert.ok(lab2[idp].refreshCount(account) >= 1, 'the refresh token was spent');
+      const now = await me(c);
+      assert.deepEqual(now.groups, ['staff'], 'signed in still, with the IdP’s groups');
+      assert.equal((await c.get('/x')).json().headers['x-user-groups'], 'staff', 'the app is told');
+      const line = gh2.logs.find((l) => l.event === 'groups_synced' && l.userId === user.id && l.at === 'refresh');
+      assert.deepEqual([line?.added, line?.removed, line?.provider], [[], [group], idp]);
+
+      lab2[idp].accounts.set(account, {
+        sub: account,
+        email: `${account}@example.com`,
+        email_verified: true,
+        groups: ['staff', group],
+      });
+      await until('the group comes back at the next refresh', async () => (await adminOf(c)) === 200);
+    });
+  }
 });
