@@ -49,6 +49,10 @@ interface Claim {
 
 const stateHash = (state: string) => hash('sha256', state, 'base64url');
 
+/** Why a login page is shown, carried from an sso host's to publicUrl's (accounts/sign-in.ts). */
+export const NOTICES = ['signed_out', 'reset'] as const;
+export type Notice = (typeof NOTICES)[number];
+
 /**
  * Single sign-on across hosts (apps[].sso). Users sign in on publicUrl's site only; an app on a
  * host of its own with `sso` sends a browser that must sign in there (start), with a state
@@ -73,13 +77,17 @@ export class SingleSignOn {
     this.targets = new Map(all.filter((s) => s.sso).map((s) => [s.origin, s]));
   }
 
-  /** On an sso site, the login page sends the browser to publicUrl's site instead. */
-  start(ctx: RequestContext, rd: string): void {
+  /**
+   * On an sso site, the login page sends the browser to publicUrl's site instead. `notice`: the
+   * login page was to say why it is shown (`signed_out`, `reset`): publicUrl's says it instead.
+   */
+  start(ctx: RequestContext, rd: string, notice?: Notice): void {
     const state = randomBytes(32).toString('base64url');
     const url = new URL(`${this.home!.origin}${this.s.prefix}${paths.sso}`);
     url.searchParams.set('site', ctx.site.origin);
     url.searchParams.set('rd', rd);
     url.searchParams.set('state', stateHash(state));
+    if (notice) url.searchParams.set(notice, '1');
     redirect(ctx.res, 302, url.href, [
       serializeCookie(ctx.site.cookies.sso, state, {
         secure: ctx.site.secure,
@@ -97,8 +105,11 @@ export class SingleSignOn {
     if (!target || !STATE.test(state))
       throw new HttpError(400, 'invalid_request', 'This sign-in link is not valid: go back to the app and try again.');
     const found = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin);
-    if (found.state !== 'active')
-      return redirect(ctx.res, 302, ctx.site.origin + this.forms.url(ctx, paths.login, { rd: ctx.path + ctx.query }));
+    if (found.state !== 'active') {
+      const notice = NOTICES.find((n) => this.forms.queryParam(ctx, n));
+      const login = this.forms.url(ctx, paths.login, { rd: ctx.path + ctx.query, ...(notice && { [notice]: '1' }) });
+      return redirect(ctx.res, 302, ctx.site.origin + login);
+    }
     const rd = returnTargetOn(target, this.forms.queryParam(ctx, 'rd')) ?? target.home;
     const claim: Claim = {
       u: found.active.user.id,

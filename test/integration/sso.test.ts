@@ -164,6 +164,14 @@ describe('single sign-on across hosts (apps[].sso)', () => {
     assert.equal((await b.home.get('/.auth/me')).status, 401, 'signed out on publicUrl’s host too');
     const next = await b.visit(wikiUrl('/page'));
     assert.equal(new URL(next.at(-1)!.url).pathname, '/.auth/login', 'not signed in again behind the user’s back');
+    // A form's sign-out lands on the wiki's login page, which sends the browser on to publicUrl's:
+    // that one says the user signed out, and signing in there returns to the wiki.
+    await b.visit(wikiUrl('/page'));
+    const signedOut = await b.visit(wikiUrl('/.auth/login?signed_out=1'));
+    const landed = signedOut.at(-1)!;
+    assert.equal(new URL(landed.url).host, homeHost);
+    assert.match(landed.res.text, /You have signed out\./);
+    assert.doesNotMatch((await b.visit(wikiUrl('/.auth/login'))).at(-1)!.res.text, /You have signed out/);
 
     const c = new Browser();
     await registerJson(c.home);
