@@ -75,7 +75,7 @@ const HELP = `npm run bench [-- options]
   --threads N                    load generator threads (1)
   --layout ${LAYOUTS.join('|')}       CPU pinning (split); see bench/README.md
   --log-level L                  Gatehouse log level (info, as in production)
-  --only a,c                     run only these scenarios (a z n b c d f w; see bench/README.md)
+  --only a,c                     run only these scenarios (a z n b c d f w; optional: y q e; see bench/README.md)
   --floor                        (z, the bare Node proxy, now always runs; kept for old scripts)
   --quick                        --duration 4 --warmup 2 --rounds 1
   --node-flags="F ..."           Node flags for every Gatehouse process, e.g. "--max-semi-space-size=16"
@@ -393,18 +393,19 @@ function targets(
   scenarios: Scenario[],
   upstream: string,
   gatehouses: Map<string, RunningGatehouse>,
-  floor: { child: ChildProcess; url: string } | undefined,
-  nginx: { child: ChildProcess; url: string } | undefined,
+  /** The proxies without auth by `via`: floor, floor-dispatch, nginx. */
+  proxies: Map<string, { child: ChildProcess; url: string }>,
 ): Target[] {
   return scenarios.map((scenario) => {
-    const plain = scenario.via === 'direct' || scenario.via === 'floor' || scenario.via === 'nginx';
+    const bare = proxies.get(scenario.via);
+    const plain = scenario.via === 'direct' || bare !== undefined;
     const gh = plain ? undefined : gatehouses.get(scenario.via);
     if (!plain && !gh) throw new Error(`scenario ${scenario.id}: no Gatehouse variant "${scenario.via}"`);
     const session = gh?.sessionCookie ?? [...gatehouses.values()][0]?.sessionCookie ?? `gatehouse=${'x'.repeat(43)}`;
     const cookie = scenario.signedIn ? session : `benchpad1=${session.slice(session.indexOf('=') + 1)}`;
     if (scenario.signedIn && !gh) throw new Error(`scenario ${scenario.id}: a session needs Gatehouse`);
-    const base = scenario.via === 'floor' ? floor!.url : scenario.via === 'nginx' ? nginx!.url : (gh?.url ?? upstream);
-    const proxy = scenario.via === 'floor' ? [floor!.child] : scenario.via === 'nginx' ? [nginx!.child] : [];
+    const base = bare?.url ?? gh?.url ?? upstream;
+    const proxy = bare ? [bare.child] : [];
     if (gh) proxy.push(...(gh.front ? [gh.front.child] : []), gh.child);
     return {
       scenario,
@@ -589,6 +590,7 @@ async function main(): Promise<void> {
   let gatehouses = new Map<string, RunningGatehouse>();
   let upstream: Awaited<ReturnType<typeof startListening>> | undefined;
   let floor: Awaited<ReturnType<typeof startListening>> | undefined;
+  let floorDispatch: Awaited<ReturnType<typeof startListening>> | undefined;
   let plainNginx: RunningNginx | undefined;
   const windows: ProfileWindow[] = [];
   try {
@@ -647,6 +649,9 @@ async function main(): Promise<void> {
     floor = scenarios.some((s) => s.via === 'floor')
       ? await startListening(floorArgv, layout.cpus.gatehouse, 'the floor proxy')
       : undefined;
+    floorDispatch = scenarios.some((s) => s.via === 'floor-dispatch')
+      ? await startListening([...floorArgv, 'dispatch'], layout.cpus.gatehouse, 'the floor proxy with dispatch()')
+      : undefined;
     if (scenarios.some((s) => s.via === 'nginx')) {
       const port = await freePort();
       const dir = join(tmp, 'nginx');
@@ -660,7 +665,11 @@ async function main(): Promise<void> {
     }
     for (const v of variants.length ? variants : VARIANTS.slice(0, 1))
       gatehouses.set(v.id, await startGatehouse(v, upstream.url, tmp, o, layout.cpus.gatehouse, nginxBinary));
-    const list = targets(scenarios, upstream.url, gatehouses, floor, plainNginx);
+    const proxies = new Map<string, { child: ChildProcess; url: string }>();
+    if (floor) proxies.set('floor', floor);
+    if (floorDispatch) proxies.set('floor-dispatch', floorDispatch);
+    if (plainNginx) proxies.set('nginx', plainNginx);
+    const list = targets(scenarios, upstream.url, gatehouses, proxies);
     for (const t of list) await verify(t);
     const firstGatehouse = [...gatehouses.values()][0]!;
     const idleMemory = memory(firstGatehouse.child.pid);
@@ -877,6 +886,7 @@ async function main(): Promise<void> {
     say('Processes:');
     say(`  app        ${upstream.command.replace(ROOT, '')}`);
     if (floor) say(`  floor      ${floor.command.replace(ROOT, '')}`);
+    if (floorDispatch) say(`  floor      ${floorDispatch.command.replace(ROOT, '')}   (y)`);
     if (plainNginx) say(`  nginx      ${plainNginx.command}   (no auth)`);
     for (const g of gatehouses.values()) {
       say(`  gatehouse  ${g.command}${gatehouses.size > 1 ? `   (${g.variant.id})` : ''}`);
@@ -945,7 +955,7 @@ async function main(): Promise<void> {
   } finally {
     await Promise.all([
       ...[...gatehouses.values()].flatMap((g) => [stop(g.child), ...(g.front ? [stop(g.front.child)] : [])]),
-      ...[upstream, floor, plainNginx].map((p) => (p ? stop(p.child) : Promise.resolve())),
+      ...[upstream, floor, floorDispatch, plainNginx].map((p) => (p ? stop(p.child) : Promise.resolve())),
     ]);
     for (const g of gatehouses.values())
       if (g.front) rmSync(cacheDir(join(tmp, g.variant.id, 'nginx')), { recursive: true, force: true });

@@ -32,9 +32,10 @@ export interface Scenario {
   label: string;
   /**
    * 'direct' = straight to the app; 'floor' = through bench/floor-proxy.ts (the bare Node
-   * proxy); 'nginx' = through nginx without auth; otherwise the id of a GatehouseVariant.
+   * proxy); 'floor-dispatch' = the same calling undici's dispatch(); 'nginx' = through nginx
+   * without auth; otherwise the id of a GatehouseVariant.
    */
-  via: 'direct' | 'floor' | 'nginx' | string;
+  via: 'direct' | 'floor' | 'floor-dispatch' | 'nginx' | string;
   /** Public paths are under /open/ (rule access: public); everything else needs a session. */
   path: string;
   /** Sends a valid session cookie (made by registering through POST /.auth/register). */
@@ -85,6 +86,14 @@ export const VARIANTS: GatehouseVariant[] = [
 export const SCENARIOS: Scenario[] = [
   { id: 'a', label: 'direct to the app', via: 'direct', path: '/open/item', signedIn: false },
   { id: 'z', label: 'bare Node proxy (floor)', via: 'floor', path: '/open/item', signedIn: false },
+  {
+    id: 'y',
+    label: 'bare Node proxy, undici dispatch()',
+    via: 'floor-dispatch',
+    path: '/open/item',
+    signedIn: false,
+    optional: true,
+  },
   { id: 'n', label: 'nginx, no auth', via: 'nginx', path: '/open/item', signedIn: false },
   { id: 'b', label: 'Gatehouse, public route', via: 'gatehouse', path: '/open/item', signedIn: false },
   { id: 'c', label: 'Gatehouse, valid session (assertion on)', via: 'gatehouse', path: '/home/item', signedIn: true },
@@ -132,6 +141,7 @@ export const RATIOS: RatioTarget[] = [
   { num: 'm', den: 'c', label: 'metrics on / off (their cost)', min: 0.97 },
   { num: 'z', den: 'a', label: 'bare Node proxy / direct (floor)' },
   { num: 'c', den: 'z', label: 'session / bare Node proxy', min: 0.9 },
+  { num: 'c', den: 'y', label: 'session / bare Node proxy with dispatch()' },
   { num: 'n', den: 'a', label: 'nginx without auth / direct' },
   { num: 'f', den: 'n', label: 'nginx + cached forward-auth / nginx without auth', min: 0.8 },
   { num: 'w', den: 'c', label: 'two workers / one (one core for both here)' },
