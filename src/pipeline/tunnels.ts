@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/index.ts';
-import { closeFrame } from '../proxy/upgrade.ts';
+import { closeFrame, type OpenTunnel } from '../proxy/upgrade.ts';
 
 /**
  * Why the user of an open tunnel may no longer use it (its session ended, its login revoked, the
@@ -10,7 +10,7 @@ import { closeFrame } from '../proxy/upgrade.ts';
 export type TunnelCheck = () => Promise<string | null>;
 
 interface Tunnel {
-  upstream: Duplex;
+  tunnel: OpenTunnel;
   /** Who opened it (undefined: nobody signed in), for the line that says it was closed; its check. */
   watch?: { check: TunnelCheck; user: string | undefined; app: string };
 }
@@ -45,8 +45,9 @@ export class Tunnels {
   }
 
   /** A tunnel just opened; it leaves the table when the client's socket closes. */
-  add(client: Duplex, upstream: Duplex, watch?: Tunnel['watch']): void {
-    this.open.set(client, { upstream, watch });
+  add(tunnel: OpenTunnel, watch?: Tunnel['watch']): void {
+    const client = tunnel.client;
+    this.open.set(client, { tunnel, watch });
     client.once('close', () => this.open.delete(client));
     if (watch && this.timer === undefined) this.schedule();
   }
@@ -73,7 +74,7 @@ export class Tunnels {
           { event: 'websocket_closed', reason: why, user: t.watch.user, app: t.watch.app },
           `an open WebSocket was closed: ${why}`,
         );
-        this.end(client, t.upstream, closeFrame(POLICY_VIOLATION, why));
+        this.end(client, t.tunnel, closeFrame(POLICY_VIOLATION, why));
       }),
     );
     if (failed)
@@ -86,7 +87,7 @@ export class Tunnels {
   /** Shutdown: every tunnel told the server is going away, its app side closed. */
   closeAll(): void {
     const frame = closeFrame(GOING_AWAY);
-    for (const [client, t] of this.open) this.end(client, t.upstream, frame);
+    for (const [client, t] of this.open) this.end(client, t.tunnel, frame);
   }
 
   stop(): void {
@@ -94,9 +95,8 @@ export class Tunnels {
     clearTimeout(this.timer);
   }
 
-  private end(client: Duplex, upstream: Duplex, frame: Buffer): void {
+  private end(client: Duplex, tunnel: OpenTunnel, frame: Buffer): void {
     this.open.delete(client);
-    if (client.writable) client.end(frame);
-    upstream.destroy();
+    tunnel.close(frame);
   }
 }

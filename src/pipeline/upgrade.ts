@@ -213,8 +213,8 @@ export class UpgradeEntry {
         this.d.upstreams.of(app),
         appPath(app, target.path) + target.query,
         headers,
-        ([client, upstream]) =>
-          this.d.tunnels.add(client!, upstream!, {
+        (tunnel) =>
+          this.d.tunnels.add(tunnel, {
             check: this.recheck(active, app, target.path, ctx.ip),
             user: active?.user.id,
             app: app.name,

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import * as oauth from 'openid-client';
 import { WebSocket } from 'ws';
@@ -175,5 +178,88 @@ describe('open WebSockets are checked again (sessions.webSocketRecheck)', () => 
         refusal(`${BASE_CONFIG}sessions: { webSocketRecheck: ${bad} }\n`),
         /gatehouse\.yaml:3 {2}sessions\.webSocketRecheck: expected a duration between "1s" and "1h"/,
       );
+  });
+});
+
+/**
+ * The Close frame goes in between two of the app's frames, never inside one (a client reading a
+ * frame cut by another would fail the connection, 1002/1006, and never see why): a frame under way
+ * when the tunnel is closed is passed on whole first, if the app finishes it within 2 s; else the
+ * connection is cut. An app that writes raw frames, under the test's control.
+ */
+describe('closing an open WebSocket between the app’s frames', () => {
+  const sockets: Socket[] = [];
+  /** The app's sockets whose other side (Gatehouse) has closed. */
+  const ended = new WeakSet<Socket>();
+  let app: http.Server;
+  let gh2: TestGatehouse;
+  before(async () => {
+    app = http.createServer((_req, res) => res.end('websocket only'));
+    app.on('upgrade', (req, socket: Socket) => {
+      const accept = createHash('sha1')
+        .update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+        .digest('base64');
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+      );
+      socket.write(Buffer.from([0x81, 2, 0x68, 0x69])); // "hi"
+      socket.on('data', () => {});
+      socket.on('error', () => {});
+      socket.on('end', () => ended.add(socket));
+      sockets.push(socket);
+    });
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    gh2 = await startGatehouse(() => ({
+      upstream: `http://127.0.0.1:${(app.address() as AddressInfo).port}`,
+      sessions: { webSocketRecheck: '1s' },
+    }));
+  });
+  after(async () => {
+    await gh2?.close();
+    for (const s of sockets) s.destroy();
+    app?.close();
+  });
+
+  /** A tunnel of a signed-in browser, once the app's greeting came through; every message after it, and how it closed. */
+  async function tunnel() {
+    const c = new Client(gh2.url);
+    const user = await registerJson(c, uniqueEmail('ws-frame'));
+    const ws = new WebSocket(`${gh2.url.replace('http', 'ws')}/ws`, {
+      headers: { cookie: c.cookieHeader()!, origin: gh2.url },
+    });
+    const messages: Buffer[] = [];
+    const closed = new Promise<{ code: number; reason: string }>((done) =>
+      ws.once('close', (code, reason) => done({ code, reason: String(reason) })),
+    );
+    ws.on('error', () => {});
+    await new Promise<void>((resolve) => ws.once('message', () => resolve()));
+    ws.on('message', (m: Buffer) => messages.push(m));
+    const socket = sockets.at(-1)!;
+    const signedOut = async () => {
+      assert.equal((await c.postJson('/.auth/logout', {}, { origin: gh2.url })).status, 200);
+      await until('the tunnel is being closed', () =>
+        gh2.logs.find((l) => l.event === 'websocket_closed' && l.user === user.id),
+      );
+    };
+    return { socket, messages, closed, signedOut };
+  }
+
+  test('a frame under way is passed on whole, then the Close with its reason', async () => {
+    const t = await tunnel();
+    const payload = Buffer.from('0123456789');
+    t.socket.write(Buffer.concat([Buffer.from([0x82, payload.length]), payload.subarray(0, 4)]));
+    await t.signedOut();
+    t.socket.write(payload.subarray(4));
+    assert.deepEqual(await t.closed, { code: 1008, reason: 'signed out' });
+    assert.deepEqual(t.messages, [payload], 'the whole frame, then nothing of the app’s');
+  });
+
+  test('a frame the app does not finish is cut with the connection', async () => {
+    const t = await tunnel();
+    t.socket.write(Buffer.from([0x82, 10, 0x30, 0x31]));
+    await t.signedOut();
+    assert.equal((await t.closed).code, 1006, 'the connection dropped: no Close inside a frame');
+    assert.deepEqual(t.messages, []);
+    await until('Gatehouse closed the app’s side', () => ended.has(t.socket));
   });
 });
