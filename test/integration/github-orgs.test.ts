@@ -22,8 +22,9 @@ import { until } from '../helpers/timing.ts';
 let gh: TestGatehouse;
 let github: GithubStandIn;
 
-const member = (id: number, login: string, orgs: string[], teams: string[] = []) =>
-  github.users.set(id, {
+/** A GitHub user at the stand-in (`at`: another one than the file's). */
+const member = (id: number, login: string, orgs: string[], teams: string[] = [], at: GithubStandIn = github) =>
+  at.users.set(id, {
     id,
     login,
     name: login,
@@ -187,15 +188,7 @@ describe('GitHub organizations at a refresh of a GitHub App token', () => {
   });
 
   test('a team left at GitHub is a group lost at the next refresh; leaving the organization ends the session', async () => {
-    app.users.set(601, {
-      id: 601,
-      login: 'gus',
-      name: 'Gus',
-      email: null,
-      emails: [{ email: 'gus@example.com', primary: true, verified: true }],
-      orgs: ['acme'],
-      teams: ['acme/admins'],
-    });
+    member(601, 'gus', ['acme'], ['acme/admins'], app);
     app.next = 601;
     const c = new Client(gh2.url);
     assert.equal((await signIn(c, 'github', '/start')).at(-1)!.res.status, 200);
@@ -225,15 +218,7 @@ describe('GitHub organizations at a refresh of a GitHub App token', () => {
   });
 
   test('memberships that cannot be read at a refresh decide nothing: the new tokens are kept, the groups stay', async () => {
-    app.users.set(602, {
-      id: 602,
-      login: 'hal',
-      name: 'Hal',
-      email: null,
-      emails: [{ email: 'hal@example.com', primary: true, verified: true }],
-      orgs: ['acme'],
-      teams: ['acme/admins'],
-    });
+    member(602, 'hal', ['acme'], ['acme/admins'], app);
     app.next = 602;
     const c = new Client(gh2.url);
     assert.equal((await signIn(c, 'github', '/start')).at(-1)!.res.status, 200);
