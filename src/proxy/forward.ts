@@ -182,13 +182,20 @@ export class Upstreams {
    * Starts the apps' health checks (healthCheck), reporting to `reporter`. At a reload's swap,
    * `previous` is the configuration replaced: the checks of its pools this one does not keep stop
    * now (their pools close later, once idle), those of kept pools go on with their state.
+   * `follow`: this worker does not check; another's results come by applyHealth().
    */
-  checkHealth(reporter: HealthReporter, previous?: Upstreams): void {
+  checkHealth(reporter: HealthReporter, previous?: Upstreams, follow = false): void {
     if (previous) {
       const kept = new Set(this.pools.values());
       for (const u of previous.pools.values()) if (!kept.has(u)) u.health?.close();
     }
-    for (const [app, upstream] of this.pools) upstream.health?.attach(app.name, reporter);
+    for (const [app, upstream] of this.pools) upstream.health?.attach(app.name, reporter, follow);
+  }
+
+  /** listen.workers: the checking worker's results for `app`, when its replicas are the same as here. */
+  applyHealth(app: string, replicas: string[], healthy: boolean[]): void {
+    for (const [a, upstream] of this.pools)
+      if (a.name === app && upstream.health?.checks(replicas)) upstream.health.apply(healthy);
   }
 
   /** Closes the pools `next` does not use (each once its requests end). */

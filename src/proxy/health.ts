@@ -51,10 +51,14 @@ export async function checkReplica(
   }
 }
 
-/** Where a replica's change of health is told: the log and the gauge (set by the wiring serving). */
+/**
+ * Where a replica's change of health is told: the log and the gauge (set by the wiring serving);
+ * with listen.workers, `share` passes each round's results to the other workers of the node.
+ */
 export interface HealthReporter {
   logger: Logger;
   metrics: Metrics | undefined;
+  share?: (app: string, replicas: string[], healthy: boolean[]) => void;
 }
 
 /**
@@ -62,6 +66,8 @@ export interface HealthReporter {
  * once, the next round starting an interval after the last ended (a slow replica never makes rounds
  * overlap). A replica is taken out after `unhealthyAfter` failed checks in a row and put back after
  * `healthyAfter` passed ones; every replica starts healthy. `changed` is called at each change.
+ * With listen.workers one worker of the node checks; the others follow what it shares (apply()),
+ * so a replica gets one check per interval from a node, and every worker routes alike.
  */
 export class HealthChecks {
   private readonly replicas: URL[];
@@ -97,21 +103,40 @@ export class HealthChecks {
   /**
    * Reports as `app` to `reporter` from now on (a reload that keeps the pool hands it the new
    * wiring's), the gauge set for every replica; the first round starts now, then one every interval
-   * until close().
+   * until close(). `follow`: no rounds here; another worker's results come by apply().
    */
-  attach(app: string, reporter: HealthReporter): void {
+  attach(app: string, reporter: HealthReporter, follow = false): void {
     if (this.closed) return;
     this.unpublish();
     this.app = app;
     this.reporter = reporter;
     this.replicas.forEach((_, i) => this.publish(i));
-    if (this.started) return;
+    if (this.started || follow) return;
     this.started = true;
     void this.round();
   }
 
   isHealthy(i: number): boolean {
     return this.healthy[i]!;
+  }
+
+  /** Whether these are the replicas checked here (a worker's share matches only the same list). */
+  checks(replicas: string[]): boolean {
+    return replicas.length === this.replicas.length && this.replicas.every((r, i) => r.href === replicas[i]);
+  }
+
+  /** The checking worker's results (listen.workers): taken as this process's own, without a log line of its own. */
+  apply(healthy: boolean[]): void {
+    if (this.closed) return;
+    let changed = false;
+    healthy.forEach((h, i) => {
+      if (h === this.healthy[i]) return;
+      this.healthy[i] = h;
+      this.against[i] = 0;
+      changed = true;
+      this.publish(i);
+    });
+    if (changed) this.changed();
   }
 
   /** New upstreamTls files (SIGHUP): the next round connects with them. */
@@ -137,6 +162,11 @@ export class HealthChecks {
       this.report(i, r.cause);
     });
     if (changed) this.changed();
+    this.reporter?.share?.(
+      this.app,
+      this.replicas.map((r) => r.href),
+      [...this.healthy],
+    );
     this.timer = setTimeout(() => void this.round(), this.check.interval).unref();
   }
 

@@ -32,7 +32,7 @@ import type { Sessions } from '../sessions/index.ts';
 import type { App, Site } from '../sites/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { describe as describeCert, loadTls, type TlsPair } from './tls.ts';
-import { type Peers, workerId } from './workers.ts';
+import { type Peers, runsHealthChecks, workerId } from './workers.ts';
 import { changedKeys, type NodeParts, restartOnly, sameEmail, type Wiring, wire } from './wiring.ts';
 
 export interface GatehouseOptions {
@@ -400,7 +400,7 @@ export class Gatehouse {
     this.current = wiring;
     // Open WebSockets are checked against the new configuration at once (an app closed, a rule changed).
     void this.tunnels.recheck();
-    wiring.upstreams.checkHealth({ logger: this.logger, metrics: this.metrics }, running.upstreams);
+    this.checkHealth(wiring, running.upstreams);
     if (this.peers) this.tellPeers(wiring);
     wiring.providers.warm();
     if (this.jobsStarted) {
@@ -535,7 +535,30 @@ export class Gatehouse {
   joinPeers(peers: Peers): void {
     this.peers = peers;
     this.tellPeers(this.current);
-    peers.subscribe((e) => this.current.providers.tokens.forgetCached(e.userId, e.provider));
+    peers.subscribe((e) => {
+      if (e.kind === 'provider-tokens-forgotten') this.current.providers.tokens.forgetCached(e.userId, e.provider);
+      else this.current.upstreams.applyHealth(e.app, e.replicas, e.healthy);
+    });
+  }
+
+  /**
+   * The apps' health checks (healthCheck) of `wiring`: run here, or with listen.workers by one
+   * worker of the node, which shares each round's results with the others (they follow).
+   */
+  private checkHealth(wiring: Wiring, previous?: Wiring['upstreams']): void {
+    const peers = this.peers;
+    const runs = runsHealthChecks();
+    wiring.upstreams.checkHealth(
+      {
+        logger: this.logger,
+        metrics: this.metrics,
+        ...(peers && runs
+          ? { share: (app, replicas, healthy) => peers.publish({ kind: 'upstream-health', app, replicas, healthy }) }
+          : {}),
+      },
+      previous,
+      !runs,
+    );
   }
 
   private tellPeers(wiring: Wiring): void {
@@ -554,7 +577,7 @@ export class Gatehouse {
     });
     const address = this.server.address() as AddressInfo;
     // The replicas' health checks run while the node serves (not in the primary's start-up check).
-    this.current.upstreams.checkHealth({ logger: this.logger, metrics: this.metrics });
+    this.checkHealth(this.current);
     if (this.metricsListener && this.config.metrics && this.metrics) {
       // A worker of listen.workers binds nothing: the primary serves metrics.listen and asks it at each scrape.
       if (workerId() !== undefined) answerMetricsRequests(this.metrics.registry);

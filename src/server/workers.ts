@@ -44,7 +44,10 @@ export function isWorkerCommand(m: unknown): m is WorkerCommand {
  * What one worker tells the others (through the primary): a copy they keep in memory is no longer
  * good. Everything else they share is in the store or kept by the primary.
  */
-export type PeerEvent = { kind: 'provider-tokens-forgotten'; userId: string; provider: string };
+export type PeerEvent =
+  | { kind: 'provider-tokens-forgotten'; userId: string; provider: string }
+  /** The checking worker's view of an app's replicas after a round of health checks (healthCheck). */
+  | { kind: 'upstream-health'; app: string; replicas: string[]; healthy: boolean[] };
 
 export interface Peers {
   publish(event: PeerEvent): void;
@@ -58,14 +61,30 @@ interface PeerMessage {
 
 function isPeerMessage(m: unknown): m is PeerMessage {
   const p = m as PeerMessage | null;
+  if (typeof m !== 'object' || p === null || p.gatehouse !== 'peers') return false;
+  const e = p.event;
+  if (e?.kind === 'provider-tokens-forgotten') return typeof e.userId === 'string' && typeof e.provider === 'string';
   return (
-    typeof m === 'object' &&
-    p !== null &&
-    p.gatehouse === 'peers' &&
-    p.event?.kind === 'provider-tokens-forgotten' &&
-    typeof p.event.userId === 'string' &&
-    typeof p.event.provider === 'string'
+    e?.kind === 'upstream-health' &&
+    typeof e.app === 'string' &&
+    Array.isArray(e.replicas) &&
+    e.replicas.every((r) => typeof r === 'string') &&
+    Array.isArray(e.healthy) &&
+    e.healthy.length === e.replicas.length &&
+    e.healthy.every((h) => typeof h === 'boolean')
   );
+}
+
+/**
+ * Set by the primary for each worker: `run` for the one that runs the node's health checks
+ * (healthCheck) and tells the others what it found, `follow` for the others. The first worker
+ * forked runs them, and when it exits the next one forked (its replacement) takes over.
+ */
+export const HEALTH_CHECKS_ENV = 'GATEHOUSE_WORKER_HEALTH_CHECKS';
+
+/** Whether this process runs health checks itself: a single process does; of workers, the one the primary chose. */
+export function runsHealthChecks(): boolean {
+  return !cluster.isWorker || process.env[HEALTH_CHECKS_ENV] !== 'follow';
 }
 
 /** A worker's Peers: published to the primary, which passes it to every other worker. */
@@ -154,6 +173,8 @@ export class Supervisor {
   /** Exit times of crashed workers in the last minute: the next restart waits longer the more there are. */
   private crashes: number[] = [];
   private startupFailures = 0;
+  /** The worker that runs the health checks (HEALTH_CHECKS_ENV); undefined until the next fork takes over. */
+  private checker: number | undefined;
   private stopping = false;
   private exitCode = 0;
   private killTimer: NodeJS.Timeout | undefined;
@@ -197,7 +218,9 @@ export class Supervisor {
   }
 
   private fork(): void {
-    const worker = cluster.fork(this.o.env);
+    const checks = this.checker === undefined;
+    const worker = cluster.fork({ ...this.o.env, [HEALTH_CHECKS_ENV]: checks ? 'run' : 'follow' });
+    if (checks) this.checker = worker.id;
     this.workers.set(worker.id, { worker, listening: false, text: this.o.env?.[CONFIG_ENV] });
     // A worker's IPC channel closing under a send is no reason for the primary to die.
     worker.on('error', (err) =>
@@ -233,6 +256,7 @@ export class Supervisor {
   private readonly onExit = (worker: Worker, code: number | null, signal: string | null) => {
     const w = this.workers.get(worker.id);
     this.workers.delete(worker.id);
+    if (worker.id === this.checker) this.checker = undefined;
     if (this.stopping) {
       this.logger.info({ event: 'worker_stopped', worker: worker.id, code, signal }, 'worker stopped');
       const ended = signal === 'SIGTERM' && !w?.listening;

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client, registerJson, uniqueEmail } from '../helpers/client.ts';
+import { eventually } from '../faults/services.ts';
 import { freePort } from '../helpers/gatehouse.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { type Line, Node } from './node.ts';
@@ -165,12 +166,13 @@ test('metrics.listen in use with listen.workers: 2 is said once by the primary, 
   }
 });
 
-test('healthCheck with listen.workers: 2: each worker takes the failing replica out, the scrape says 0 for it and 1 for the other', async () => {
-  // Replica b answers its health path with 503; both answer other paths with their name.
+test('healthCheck with listen.workers: 2: one worker checks for the node, the other follows it; both take the failing replica out, the scrape says 0 for it and 1 for the other; the checking worker replaced, its replacement checks on', async () => {
+  // Replica b answers its health path with `bHealth`; both answer other paths with their name.
+  let bHealth = 503;
   const replicas = await Promise.all(
     ['a', 'b'].map(async (name) => {
       const server = http.createServer((req, res) => {
-        if (req.url === '/healthz') return void res.writeHead(name === 'a' ? 200 : 503).end();
+        if (req.url === '/healthz') return void res.writeHead(name === 'a' ? 200 : bHealth).end();
         res.writeHead(200, { 'content-type': 'text/plain' }).end(name);
       });
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -185,23 +187,39 @@ test('healthCheck with listen.workers: 2: each worker takes the failing replica 
     `publicUrl: ${url}
 listen: {host: 127.0.0.1, port: ${port}, workers: 2, timeouts: {drain: 2s}}
 upstream: [${replicas.map((r) => r.url).join(', ')}]
-healthCheck: {path: /healthz, interval: 200ms, unhealthyAfter: 1}
+healthCheck: {path: /healthz, interval: 200ms, unhealthyAfter: 1, healthyAfter: 1}
 routes: [{path: /**, access: public}]
 metrics: {listen: "127.0.0.1:0"}
 store: {type: sqlite, path: ${join(dir, 'health.db')}}
 `,
   );
   const node = new Node(file);
+  /** The workers that logged b's health turning to `healthy` (after `mark`). */
+  const told = (healthy: boolean, mark = 0) =>
+    new Set(
+      node
+        .since(mark)
+        .filter((l) => l.event === 'upstream_health' && l.healthy === healthy && l.replica === replicas[1]!.url)
+        .map((l) => l.worker as number),
+    );
+  /** 12 requests, each on a connection of its own: which replicas answered, and which workers served them. */
+  const spread = async (path: string) => {
+    const mark = node.lines.length;
+    const answers = new Set<string>();
+    for (let i = 0; i < 12; i++) answers.add((await get(`${url}/${path}/${i}`)).text);
+    const lines = () => node.since(mark).filter((l) => l.req?.path?.startsWith(`/${path}/`));
+    await node.until('the request lines', () => lines().length === 12);
+    return { answers, workers: new Set(lines().map((l) => l.worker)) };
+  };
   try {
     await node.until('both workers serve', () => node.started().size === 2, 90_000);
-    const out = () =>
-      new Set(
-        node.lines
-          .filter((l) => l.event === 'upstream_health' && l.healthy === false && l.replica === replicas[1]!.url)
-          .map((l) => l.worker),
-      );
-    await node.until('each worker took b out', () => out().size === 2);
+    const [checker] = await node.until('b taken out', () => told(false).size > 0 && [...told(false)]);
     const metricsUrl = `http://127.0.0.1:${await node.until('metrics listen', () => node.metricsPort())}/metrics`;
+    // The other worker follows the checking one: every answer is a's, from both workers.
+    await eventually('both workers send everything to a', async () => {
+      const { answers, workers } = await spread('x');
+      return workers.size === 2 && answers.size === 1 && answers.has('a');
+    });
     const scrape = (await get(metricsUrl)).text;
     assert.equal(
       value(scrape, 'gatehouse_upstream_healthy', { replica: replicas[1]!.url }),
@@ -213,20 +231,28 @@ store: {type: sqlite, path: ${join(dir, 'health.db')}}
       1,
       'one sample, not the workers summed',
     );
+    assert.deepEqual([...told(false)], [checker], 'one worker checked and said so: the node checks once');
+
+    // The checking worker killed: the worker started in its place checks on, b comes back for both.
+    const pid = node.live().get(checker!)!;
     const mark = node.lines.length;
-    const answers: string[] = [];
-    for (let i = 0; i < 12; i++) answers.push((await get(`${url}/x/${i}`)).text);
-    assert.deepEqual(answers, Array(12).fill('a'));
-    await node.until(
-      'both workers served',
-      () =>
-        new Set(
-          node
-            .since(mark)
-            .filter((l) => l.req?.path?.startsWith('/x/'))
-            .map((l) => l.worker),
-        ).size === 2,
+    process.kill(pid, 'SIGKILL');
+    await node.until('the checking worker replaced', () =>
+      node.since(mark).some((l) => l.event === 'start' && l.worker > 0),
     );
+    // It starts as any checker does, every replica in, and finds b failing; then b passes again.
+    const [successor] = await node.until(
+      'b taken out by the successor',
+      () => told(false, mark).size > 0 && [...told(false, mark)],
+    );
+    assert.notEqual(successor, checker);
+    bHealth = 200;
+    await node.until('b back in', () => told(true, mark).size > 0);
+    await eventually('both workers send to b again', async () => {
+      const { answers, workers } = await spread('y');
+      return workers.size === 2 && answers.has('b');
+    });
+    assert.deepEqual([...told(false, mark), ...told(true, mark)], [successor, successor], 'the successor alone checks');
   } finally {
     node.child.kill('SIGKILL');
     await node.exited;
