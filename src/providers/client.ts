@@ -52,6 +52,13 @@ export interface ProviderClient {
    * (permanent) for a user in none of them.
    */
   refresh(refreshToken: string, idToken?: string | null): Promise<Refreshed>;
+  /**
+   * A sign-in that left no refresh token, confirmed with its access token instead (GitHub's OAuth
+   * apps, whose tokens do not expire): the same tokens, confirmed now, with what refresh() tells
+   * (the groups, the organizations' check); a token the provider no longer takes fails as a
+   * refusal (permanent). Providers without it cannot confirm such a sign-in.
+   */
+  confirm?(tokens: ProviderTokenSet): Promise<Refreshed>;
   /** What the issuer's logout and access tokens are verified against (OIDC only). */
   signingKeys?(): Promise<IssuerKeys>;
   /** RP-initiated logout URL, when the provider has one and the config turned it on. */

@@ -256,6 +256,25 @@ export class GithubProvider implements ProviderClient {
     } catch (err) {
       throw classify(err, 'refresh');
     }
+    return this.recheck(tokens);
+  }
+
+  /**
+   * An OAuth app's sign-in (no refresh token; its token does not expire) confirmed with its access
+   * token: `GET /user` still answers with it (a 401: the user revoked the app, or GitHub the token:
+   * a refusal), then the memberships as at a refresh.
+   */
+  async confirm(tokens: ProviderTokenSet): Promise<Refreshed> {
+    if (!tokens.accessToken) throw new ProviderError('token_exchange_failed', 'no access token to confirm with', true);
+    const user = await this.get('/user', tokens.accessToken);
+    if (user.status === 401)
+      throw new ProviderError('token_exchange_failed', 'GitHub no longer takes the access token (HTTP 401)', true);
+    if (user.status !== 200) throw new ProviderError('userinfo_failed', `GET ${this.api}/user answered ${user.status}`);
+    return this.recheck({ ...tokens, obtainedAt: Date.now() });
+  }
+
+  /** After a refresh or a confirmation: with `organizations` the membership checked, with syncGroups the groups. */
+  private async recheck(tokens: ProviderTokenSet): Promise<Refreshed> {
     if (!this.readsOrgs || !tokens.accessToken || (!this.config.syncGroups && !this.config.organizations))
       return { tokens };
     const groups = await this.memberships(tokens.accessToken, { refresh: true });

@@ -41,15 +41,16 @@ export function lintProviders(config: Config): { key: string; message: string }[
         message: `revalidateGrace only applies with revalidate: "${p.id}" does not revalidate its sessions, so nothing ends when it cannot be asked.`,
       });
     if (p.revalidate > 0) {
-      if (p.type === 'github' || (!scopes.includes('offline_access') && !p.authorizationParams?.access_type))
+      // GitHub's OAuth apps issue no refresh token, but their access tokens confirm a sign-in.
+      if (p.type === 'oidc' && !scopes.includes('offline_access') && !p.authorizationParams?.access_type)
         w.push({
           key: `${key}.revalidate`,
-          message: `${p.type === 'github' ? "GitHub's OAuth apps issue no refresh token" : `the scopes of "${p.id}" lack offline_access, so most providers issue no refresh token`}: each sign-in through it then lasts revalidate (${formatDuration(p.revalidate)}) and the user signs in again, instead of being confirmed with the provider in the background.`,
+          message: `the scopes of "${p.id}" lack offline_access, so most providers issue no refresh token: each sign-in through it then lasts revalidate (${formatDuration(p.revalidate)}) and the user signs in again, instead of being confirmed with the provider in the background.`,
         });
       if (p.revalidate < 60_000)
         w.push({
           key: `${key}.revalidate`,
-          message: `every active session signed in through "${p.id}" spends a refresh token at the provider every ${formatDuration(p.revalidate)}: a minute or more is kinder to it.`,
+          message: `every active session signed in through "${p.id}" asks the provider every ${formatDuration(p.revalidate)}: a minute or more is kinder to it.`,
         });
       if (p.revalidate >= config.sessions.absoluteTimeout)
         w.push({
@@ -111,7 +112,7 @@ export function providerRegistrations(config: Config): string[] {
     if (apps.length) lines.push(`    access token relayed to:  ${apps.join(', ')}`);
     if (p.revalidate > 0)
       lines.push(
-        `    sessions revalidated:     every ${formatDuration(p.revalidate)} with the refresh token (a refusal ends the session)`,
+        `    sessions revalidated:     every ${formatDuration(p.revalidate)} with the refresh token${p.type === 'github' ? " (an OAuth app's: the access token)" : ''} (a refusal ends the session)`,
       );
     if (p.type === 'github' && scopesOf(p).includes('read:org'))
       lines.push(

@@ -31,8 +31,9 @@ interface Login {
  * session. At most every `revalidate` the login's refresh token is spent at the provider
  * (token-vault.ts); a refusal (the user disabled, deleted or signed out everywhere there, the
  * client's access revoked) ends the session, or revokes the CLI or MCP login, at that request, on
- * every node. A sign-in that left no refresh token lasts `revalidate` from its start (a CLI or MCP
- * login: from its approval). A provider that cannot be reached ends nothing: it is asked again
+ * every node. A GitHub OAuth app's sign-in (no refresh token) is confirmed with its access token;
+ * any other that left no refresh token lasts `revalidate` from its start (a CLI or MCP login: from
+ * its approval). A provider that cannot be reached ends nothing: it is asked again
  * RETRY_MS later (logged by the vault), unless `revalidateGrace` is set and the sign-in has gone
  * unconfirmed for longer than revalidate and the grace together: then the login ends as for a
  * refusal. When the provider last confirmed is kept in memory per login, so the hot path asks

@@ -158,7 +158,8 @@ export class ProviderTokens {
     if (t.refused) return { ok: false, reason: 'refused' };
     const confirmed = (x: ProviderTokenSet) => Date.now() < x.obtainedAt + everyMs;
     if (confirmed(t)) return { ok: true, until: t.obtainedAt + everyMs, asked: false };
-    if (!t.refreshToken) return { ok: false, reason: 'no_tokens' };
+    // Without a refresh token, only a provider that confirms with the access token can be asked.
+    if (!t.refreshToken && !this.clients(provider)?.confirm) return { ok: false, reason: 'no_tokens' };
     // Not joined with an accessToken() under way, which may end without asking the provider; the
     // caller asks once per session at a time, and the lease keeps two refreshes from both spending.
     const usable = (x: ProviderTokenSet) => confirmed(x) && Date.now() < refreshAt(x);
@@ -267,12 +268,14 @@ export class ProviderTokens {
         }
         if (t) current = t;
       }
-      if (!current.refreshToken) {
+      if (!current.refreshToken && (!client.confirm || current.accessToken === null)) {
         await this.store.providerTokens.releaseLease(owner.id, provider, holder);
         return { ok: false, reason: 'expired' };
       }
       try {
-        const { tokens: fresh, groups } = await client.refresh(current.refreshToken, current.idToken);
+        const { tokens: fresh, groups } = current.refreshToken
+          ? await client.refresh(current.refreshToken, current.idToken)
+          : await client.confirm!(current);
         const merged: ProviderTokenSet = {
           ...fresh,
           idToken: fresh.idToken ?? current.idToken,
@@ -289,15 +292,21 @@ export class ProviderTokens {
             { event: 'provider_token_lease_lost', provider, userId: owner.userId },
             'a refresh outlasted its lease; its tokens were not stored',
           );
-        this.logger.info(
-          {
-            event: 'provider_token_refreshed',
-            provider,
-            userId: owner.userId,
-            rotated: merged.refreshToken !== current.refreshToken,
-          },
-          'provider access token refreshed',
-        );
+        if (current.refreshToken)
+          this.logger.info(
+            {
+              event: 'provider_token_refreshed',
+              provider,
+              userId: owner.userId,
+              rotated: merged.refreshToken !== current.refreshToken,
+            },
+            'provider access token refreshed',
+          );
+        else
+          this.logger.info(
+            { event: 'provider_token_confirmed', provider, userId: owner.userId },
+            'the provider still takes the access token of this sign-in',
+          );
         if (groups !== undefined && written) await this.syncGroups(owner.userId, provider, groups);
         return this.remember(key, owner, merged);
       } catch (err) {

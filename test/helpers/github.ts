@@ -48,6 +48,8 @@ export interface GithubStandIn {
   tokenRequests: URLSearchParams[];
   apiRequests: { path: string; authorization: string | undefined; userAgent: string | undefined }[];
   issued: string[];
+  /** The user revokes the app at GitHub: every token GitHub issued them answers 401 from now on. */
+  revoke(user: number): void;
   close(): Promise<void>;
 }
 
@@ -92,6 +94,10 @@ export async function startGithub(redirectUris: string[]): Promise<GithubStandIn
     tokenRequests: [],
     apiRequests: [],
     issued: [],
+    revoke: (user) => {
+      for (const [token, t] of tokens) if (t.user === user) tokens.delete(token);
+      for (const [token, t] of refreshTokens) if (t.user === user) refreshTokens.delete(token);
+    },
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));

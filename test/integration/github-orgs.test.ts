@@ -158,18 +158,19 @@ describe('GitHub organizations and teams', () => {
 });
 
 /**
- * A GitHub App (expiring user tokens, so a refresh token) with revalidate: every refresh reads the
- * memberships again with the new token. A team left is a group lost within revalidate, without
- * signing out; leaving every allowed organization ends the session (security.md #286). Real time
- * passes (revalidate's shortest, 5 s); every wait polls a condition.
+ * Between sign-ins (security.md #286), with revalidate: a GitHub App's expiring token is refreshed,
+ * an OAuth app's (which does not expire) confirmed with GET /user; either way the memberships are
+ * read again with the token. A team left is a group lost within revalidate, without signing out;
+ * leaving every allowed organization, or revoking the app, ends the session. Real time passes
+ * (revalidate's shortest, 5 s); every wait polls a condition.
  */
-describe('GitHub organizations at a refresh of a GitHub App token', () => {
+function betweenSignIns(expiring: boolean) {
   let app: GithubStandIn;
   let gh2: TestGatehouse;
   before(async () => {
     const port = await freePort();
     app = await startGithub([`http://127.0.0.1:${port}/.auth/callback/github`]);
-    app.expiring = true;
+    app.expiring = expiring;
     gh2 = await startGatehouse(
       () => ({
         headers: { groups: true },
@@ -186,61 +187,89 @@ describe('GitHub organizations at a refresh of a GitHub App token', () => {
     await gh2?.close();
     await app?.close();
   });
-
-  test('a team left at GitHub is a group lost at the next refresh; leaving the organization ends the session', async () => {
-    member(601, 'gus', ['acme'], ['acme/admins'], app);
-    app.next = 601;
+  /** How the provider was asked again for the user: refreshes (App) or confirmations (OAuth app). */
+  const asked = (userId: string) =>
+    gh2.logs.filter(
+      (l) => l.event === (expiring ? 'provider_token_refreshed' : 'provider_token_confirmed') && l.userId === userId,
+    ).length;
+  const signedIn = async (id: number, login: string) => {
+    member(id, login, ['acme'], ['acme/admins'], app);
+    app.next = id;
     const c = new Client(gh2.url);
     assert.equal((await signIn(c, 'github', '/start')).at(-1)!.res.status, 200);
-    const me = (await c.get('/.auth/me')).json();
-    assert.deepEqual(me.groups, ['acme', 'acme/admins']);
-    assert.equal((await c.get('/admin/panel')).status, 200);
-
-    app.users.get(601)!.teams = [];
-    const refreshed = app.refreshes;
-    await until(
-      'the admin route closes at a refresh',
-      async () => (await c.get('/admin/panel', { accept: 'application/json' })).status === 403,
-    );
-    assert.ok(app.refreshes > refreshed, 'the token was refreshed at GitHub');
-    assert.deepEqual((await c.get('/.auth/me')).json().groups, ['acme'], 'still signed in, one group fewer');
-    const synced = gh2.logs.find((l) => l.event === 'groups_synced' && l.userId === me.id && l.at === 'refresh');
-    assert.deepEqual(synced?.removed, ['acme/admins']);
-
-    app.users.get(601)!.orgs = ['elsewhere'];
-    await until('the session ends at a refresh', async () => (await c.get('/api/x')).status === 401);
+    return { c, me: (await c.get('/.auth/me')).json() };
+  };
+  const adminStatus = async (c: Client) => (await c.get('/admin/panel', { accept: 'application/json' })).status;
+  /** The session ends at the next check, refused as `reason`. */
+  const ends = async (c: Client, userId: string, reason: string) => {
+    await until('the session ends', async () => (await c.get('/api/x')).status === 401);
     assert.equal((await c.get('/.auth/me')).status, 401);
-    const refused = gh2.logs.find((l) => l.event === 'provider_token_refresh_failed' && l.userId === me.id);
-    assert.equal(refused?.reason, 'organization_not_allowed');
+    const refused = gh2.logs.find((l) => l.event === 'provider_token_refresh_failed' && l.userId === userId);
+    assert.equal(refused?.reason, reason);
     assert.equal(refused?.permanent, true);
-    const ended = gh2.logs.find((l) => l.event === 'session_revalidation' && l.userId === me.id);
+    const ended = gh2.logs.find((l) => l.event === 'session_revalidation' && l.userId === userId);
     assert.equal(ended?.reason, 'refused');
-  });
+  };
+  return {
+    stand: () => app,
+    /** A team left: the group goes at the next check; the organization left: the session ends. */
+    async teamThenOrganization(id: number, login: string) {
+      const { c, me } = await signedIn(id, login);
+      assert.deepEqual(me.groups, ['acme', 'acme/admins']);
+      assert.equal(await adminStatus(c), 200);
+      app.users.get(id)!.teams = [];
+      await until('the admin route closes at the next check', async () => (await adminStatus(c)) === 403);
+      assert.ok(asked(me.id) >= 1, expiring ? 'the token was refreshed' : 'the sign-in was confirmed');
+      assert.deepEqual((await c.get('/.auth/me')).json().groups, ['acme'], 'still signed in, one group fewer');
+      const synced = gh2.logs.find((l) => l.event === 'groups_synced' && l.userId === me.id && l.at === 'refresh');
+      assert.deepEqual(synced?.removed, ['acme/admins']);
+      app.users.get(id)!.orgs = ['elsewhere'];
+      await ends(c, me.id, 'organization_not_allowed');
+    },
+    /** Lists GitHub cannot read at a check decide nothing; the next check reads them. */
+    async unreadable(id: number, login: string) {
+      const { c, me } = await signedIn(id, login);
+      app.failMemberships = 502;
+      try {
+        await until('a check while GitHub cannot list memberships', async () => {
+          assert.equal(await adminStatus(c), 200, 'still an admin, still signed in');
+          return asked(me.id) >= 1;
+        });
+      } finally {
+        app.failMemberships = undefined;
+      }
+      // A rotated refresh token was kept: the next check works and reads the lists again.
+      app.users.get(id)!.teams = [];
+      await until('the next check reads the lists', async () => (await adminStatus(c)) === 403);
+      assert.equal(asked(me.id), 2);
+      assert.equal((await c.get('/.auth/me')).status, 200);
+    },
+    /** The user revokes the app at GitHub: the next check ends the session. */
+    async revoked(id: number, login: string) {
+      const { c, me } = await signedIn(id, login);
+      assert.equal(await adminStatus(c), 200);
+      app.revoke(id);
+      await ends(c, me.id, 'token_exchange_failed');
+    },
+  };
+}
 
-  test('memberships that cannot be read at a refresh decide nothing: the new tokens are kept, the groups stay', async () => {
-    member(602, 'hal', ['acme'], ['acme/admins'], app);
-    app.next = 602;
-    const c = new Client(gh2.url);
-    assert.equal((await signIn(c, 'github', '/start')).at(-1)!.res.status, 200);
-    const me = (await c.get('/.auth/me')).json();
-    const refreshedFor = () =>
-      gh2.logs.filter((l) => l.event === 'provider_token_refreshed' && l.userId === me.id).length;
-    app.failMemberships = 502;
-    try {
-      await until('a refresh while GitHub cannot list memberships', async () => {
-        assert.equal((await c.get('/admin/panel')).status, 200, 'still an admin, still signed in');
-        return refreshedFor() >= 1;
-      });
-    } finally {
-      app.failMemberships = undefined;
-    }
-    // The rotated refresh token was kept: the next refresh works and reads the lists again.
-    app.users.get(602)!.teams = [];
-    await until(
-      'the next refresh reads the lists',
-      async () => (await c.get('/admin/panel', { accept: 'application/json' })).status === 403,
-    );
-    assert.equal(refreshedFor(), 2);
-    assert.equal((await c.get('/.auth/me')).status, 200);
+describe('GitHub organizations at a refresh of a GitHub App token', () => {
+  const s = betweenSignIns(true);
+  test('a team left at GitHub is a group lost at the next refresh; leaving the organization ends the session', () =>
+    s.teamThenOrganization(601, 'gus'));
+  test('memberships that cannot be read at a refresh decide nothing: the new tokens are kept, the groups stay', () =>
+    s.unreadable(602, 'hal'));
+});
+
+describe('GitHub organizations for an OAuth app, confirmed with its access token', () => {
+  const s = betweenSignIns(false);
+  test('an OAuth app’s sign-in is confirmed with its access token: a team left is a group lost, leaving the organization ends the session', () =>
+    s.teamThenOrganization(611, 'ida'));
+  test('memberships that cannot be read at a confirmation decide nothing; the next one reads them', () =>
+    s.unreadable(612, 'jon'));
+  test('an OAuth app revoked at GitHub ends its sessions at the next confirmation', async () => {
+    await s.revoked(613, 'kai');
+    assert.equal(s.stand().refreshes, 0, 'no refresh token was ever spent');
   });
 });
