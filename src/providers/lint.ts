@@ -58,6 +58,11 @@ export function lintProviders(config: Config): { key: string; message: string }[
           message: `revalidate is not shorter than sessions.absoluteTimeout (${formatDuration(config.sessions.absoluteTimeout)}): sessions end before the provider is asked.`,
         });
     }
+    if (p.syncGroups && p.revalidate === 0)
+      w.push({
+        key: `${key}.syncGroups`,
+        message: `"${p.id}" does not revalidate: a group removed at the provider is taken from the user only at their next sign-in through it (revalidate, e.g. 15m, reads the groups again in between${p.type === 'oidc' ? ', with offline_access among the scopes' : ''}).`,
+      });
     if (p.syncGroups && p.type === 'github' && !scopes.includes('read:org'))
       w.push({
         key: `${key}.syncGroups`,

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { lintConfig } from '../../src/cli/lint.ts';
 import { Client } from '../helpers/client.ts';
 import type { TestGatehouse } from '../helpers/gatehouse.ts';
 import { signIn } from '../helpers/oauth.ts';
@@ -128,6 +129,17 @@ describe('providers[].syncGroups at a refresh of the sign-in’s tokens', () => 
     return c;
   };
   const adminOf = async (c: Client) => (await c.get('/admin/x', { accept: 'application/json' })).status;
+
+  test('gatehouse check says when synced groups are read only at sign-in (no revalidate)', () => {
+    const warned = (config: TestGatehouse['config']) =>
+      lintConfig(config).filter((w) => /syncGroups/.test(w.key) && /does not revalidate/.test(w.message));
+    assert.deepEqual(warned(gh2.config), [], 'with revalidate: read again at every refresh');
+    assert.deepEqual(
+      warned(gh.config).map((w) => w.key),
+      ['providers[0].syncGroups'],
+      'A syncs without revalidate (B does not sync)',
+    );
+  });
 
   for (const [idp, where] of [
     ['a', 'the refreshed ID token'],
