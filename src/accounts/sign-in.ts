@@ -16,7 +16,7 @@ import type { Sessions } from '../sessions/index.ts';
 import type { User } from '../store/index.ts';
 import type { Accounts, FieldErrors } from './service.ts';
 import type { SignInNotices } from './sign-in-notices.ts';
-import { NOTICES, type SingleSignOn } from './sso.ts';
+import type { SingleSignOn } from './sso.ts';
 
 const DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600;
 
@@ -166,12 +166,7 @@ export class SignIn {
       return this.s.diagnosis.respond(ctx.req, ctx.res, ctx.site, cause, ctx.requestId, [
         this.s.diagnosis.clearSignedIn(ctx.site),
       ]);
-    if (ctx.site.sso && this.sso && !via?.length)
-      return this.sso.start(
-        ctx,
-        rd,
-        NOTICES.find((n) => this.forms.queryParam(ctx, n)),
-      );
+    if (ctx.site.sso && this.sso && !via?.length) return this.sso.start(ctx, rd);
     const { token, cookies } = this.forms.csrf(ctx);
     cookies.push(...cleared);
     const notice = this.forms.queryParam(ctx, 'signed_out')

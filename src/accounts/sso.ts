@@ -49,9 +49,8 @@ interface Claim {
 
 const stateHash = (state: string) => hash('sha256', state, 'base64url');
 
-/** Why a login page is shown, carried from an sso host's to publicUrl's (accounts/sign-in.ts). */
-export const NOTICES = ['signed_out', 'reset'] as const;
-export type Notice = (typeof NOTICES)[number];
+/** Why a login page is shown (accounts/sign-in.ts), carried from an sso host's to publicUrl's. */
+const NOTICES = ['signed_out', 'reset'] as const;
 
 /**
  * Single sign-on across hosts (apps[].sso). Users sign in on publicUrl's site only; an app on a
@@ -78,15 +77,16 @@ export class SingleSignOn {
   }
 
   /**
-   * On an sso site, the login page sends the browser to publicUrl's site instead. `notice`: the
-   * login page was to say why it is shown (`signed_out`, `reset`): publicUrl's says it instead.
+   * On an sso site, the login page sends the browser to publicUrl's site instead; the notice it was
+   * to show (`signed_out`, `reset`) goes along, and publicUrl's login page shows it.
    */
-  start(ctx: RequestContext, rd: string, notice?: Notice): void {
+  start(ctx: RequestContext, rd: string): void {
     const state = randomBytes(32).toString('base64url');
     const url = new URL(`${this.home!.origin}${this.s.prefix}${paths.sso}`);
     url.searchParams.set('site', ctx.site.origin);
     url.searchParams.set('rd', rd);
     url.searchParams.set('state', stateHash(state));
+    const notice = this.noticeOf(ctx);
     if (notice) url.searchParams.set(notice, '1');
     redirect(ctx.res, 302, url.href, [
       serializeCookie(ctx.site.cookies.sso, state, {
@@ -95,6 +95,11 @@ export class SingleSignOn {
         maxAgeSeconds: STATE_TTL_SECONDS,
       }),
     ]);
+  }
+
+  /** The login page's notice named in the query (`signed_out=1`, `reset=1`), if any. */
+  private noticeOf(ctx: RequestContext): (typeof NOTICES)[number] | undefined {
+    return NOTICES.find((n) => this.forms.queryParam(ctx, n));
   }
 
   /** publicUrl's site: the code for a signed-in browser, or its login page first. */
@@ -106,7 +111,7 @@ export class SingleSignOn {
       throw new HttpError(400, 'invalid_request', 'This sign-in link is not valid: go back to the app and try again.');
     const found = await this.s.sessions.lookup(ctx.req, ctx.site.session, ctx.site.origin);
     if (found.state !== 'active') {
-      const notice = NOTICES.find((n) => this.forms.queryParam(ctx, n));
+      const notice = this.noticeOf(ctx);
       const login = this.forms.url(ctx, paths.login, { rd: ctx.path + ctx.query, ...(notice && { [notice]: '1' }) });
       return redirect(ctx.res, 302, ctx.site.origin + login);
     }

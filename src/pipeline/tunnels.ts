@@ -74,7 +74,7 @@ export class Tunnels {
           { event: 'websocket_closed', reason: why, user: t.watch.user, app: t.watch.app },
           `an open WebSocket was closed: ${why}`,
         );
-        this.end(client, t.tunnel, closeFrame(POLICY_VIOLATION, why));
+        this.end(t.tunnel, closeFrame(POLICY_VIOLATION, why));
       }),
     );
     if (failed)
@@ -87,7 +87,7 @@ export class Tunnels {
   /** Shutdown: every tunnel told the server is going away, its app side closed. */
   closeAll(): void {
     const frame = closeFrame(GOING_AWAY);
-    for (const [client, t] of this.open) this.end(client, t.tunnel, frame);
+    for (const t of this.open.values()) this.end(t.tunnel, frame);
   }
 
   stop(): void {
@@ -95,8 +95,8 @@ export class Tunnels {
     clearTimeout(this.timer);
   }
 
-  private end(client: Duplex, tunnel: OpenTunnel, frame: Buffer): void {
-    this.open.delete(client);
+  private end(tunnel: OpenTunnel, frame: Buffer): void {
+    this.open.delete(tunnel.client);
     tunnel.close(frame);
   }
 }

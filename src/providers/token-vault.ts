@@ -74,6 +74,14 @@ export function refreshAt(t: Pick<ProviderTokenSet, 'expiresAt' | 'obtainedAt'>)
   return t.expiresAt - Math.min(60_000, Math.max(0, Math.floor((t.expiresAt - t.obtainedAt) / 4)));
 }
 
+/**
+ * Whether the provider can be asked about these tokens again: with the refresh token, or without
+ * one with the access token where the provider confirms that way (GitHub's OAuth apps).
+ */
+function askable(t: ProviderTokenSet, client: ProviderClient | undefined): boolean {
+  return Boolean(t.refreshToken) || (client?.confirm !== undefined && t.accessToken !== null);
+}
+
 const CACHE_MAX_MS = 60_000;
 const WAIT_STEP_MS = 50;
 
@@ -158,8 +166,7 @@ export class ProviderTokens {
     if (t.refused) return { ok: false, reason: 'refused' };
     const confirmed = (x: ProviderTokenSet) => Date.now() < x.obtainedAt + everyMs;
     if (confirmed(t)) return { ok: true, until: t.obtainedAt + everyMs, asked: false };
-    // Without a refresh token, only a provider that confirms with the access token can be asked.
-    if (!t.refreshToken && !this.clients(provider)?.confirm) return { ok: false, reason: 'no_tokens' };
+    if (!askable(t, this.clients(provider))) return { ok: false, reason: 'no_tokens' };
     // Not joined with an accessToken() under way, which may end without asking the provider; the
     // caller asks once per session at a time, and the lease keeps two refreshes from both spending.
     const usable = (x: ProviderTokenSet) => confirmed(x) && Date.now() < refreshAt(x);
@@ -268,7 +275,7 @@ export class ProviderTokens {
         }
         if (t) current = t;
       }
-      if (!current.refreshToken && (!client.confirm || current.accessToken === null)) {
+      if (!askable(current, client)) {
         await this.store.providerTokens.releaseLease(owner.id, provider, holder);
         return { ok: false, reason: 'expired' };
       }

@@ -131,10 +131,8 @@ export class HealthChecks {
     let changed = false;
     healthy.forEach((h, i) => {
       if (h === this.healthy[i]) return;
-      this.healthy[i] = h;
-      this.against[i] = 0;
+      this.set(i, h);
       changed = true;
-      this.publish(i);
     });
     if (changed) this.changed();
   }
@@ -156,8 +154,7 @@ export class HealthChecks {
       const passed = r.cause === undefined;
       if (passed === this.healthy[i]) return void (this.against[i] = 0);
       if (++this.against[i]! < (passed ? this.check.healthyAfter : this.check.unhealthyAfter)) return;
-      this.healthy[i] = passed;
-      this.against[i] = 0;
+      this.set(i, passed);
       changed = true;
       this.report(i, r.cause);
     });
@@ -170,11 +167,17 @@ export class HealthChecks {
     this.timer = setTimeout(() => void this.round(), this.check.interval).unref();
   }
 
+  /** Replica i is now in (healthy) or out: its count starts over and its gauge says so. */
+  private set(i: number, healthy: boolean): void {
+    this.healthy[i] = healthy;
+    this.against[i] = 0;
+    this.publish(i);
+  }
+
   private report(i: number, cause: string | undefined): void {
     const healthy = this.healthy[i]!;
     const replica = this.replicas[i]!.origin;
     const serving = this.healthy.filter(Boolean).length;
-    this.publish(i);
     const fields = {
       event: 'upstream_health',
       app: this.app,
