@@ -46,6 +46,8 @@ export interface IdpOptions {
   accessTokenTtl?: number;
   /** true: email, name and groups only at userinfo (oidc-provider's default); false: in the ID token too. */
   claimsOnlyAtUserinfo?: boolean;
+  /** groups in the ID token only, never at userinfo (with claimsOnlyAtUserinfo false). */
+  groupsOnlyInIdToken?: boolean;
   /** 'RS256' (default) or 'ES256': the key the IdP signs with. */
   alg?: 'RS256' | 'ES256';
   /**
@@ -79,6 +81,11 @@ export interface TestIdp {
   issued: { accountId?: string; access_token?: string; refresh_token?: string; id_token?: string }[];
   /** Rewrites the next successful authorization-code token response once (tampering tests). */
   tamperNext: ((body: Record<string, unknown>) => Promise<Record<string, unknown>>) | undefined;
+  /**
+   * Refresh-token grants answer without an ID token, as OpenID Connect Core §12.2 allows (many
+   * issuers send none at a refresh).
+   */
+  refreshWithoutIdToken: boolean;
   /** Answer every token request with this HTTP status (e.g. 503); undefined: behave. */
   failToken: number | undefined;
   /** Requests to end_session that came in. */
@@ -150,7 +157,13 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
     findAccount: async (_ctx: unknown, sub: string) => {
       const account = accounts.get(sub);
       if (!account) return undefined;
-      return { accountId: sub, claims: async () => ({ ...accounts.get(sub)! }) };
+      return {
+        accountId: sub,
+        claims: async (use: string) => {
+          const { groups: _groups, ...rest } = accounts.get(sub)!;
+          return options.groupsOnlyInIdToken && use === 'userinfo' ? rest : { ...accounts.get(sub)! };
+        },
+      };
     },
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
     features: {
@@ -219,6 +232,7 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
     tokenEvents: [],
     issued: [],
     tamperNext: undefined,
+    refreshWithoutIdToken: false,
     failToken: undefined,
     endSessions: [],
     backchannel: [],
@@ -279,6 +293,11 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
         const tamper = idp.tamperNext;
         idp.tamperNext = undefined;
         body = await tamper(body);
+        ctx.body = body;
+      }
+      if (idp.refreshWithoutIdToken && ctx.oidc?.params?.grant_type === 'refresh_token') {
+        const { id_token: _dropped, ...rest } = body;
+        body = rest;
         ctx.body = body;
       }
       const e = ctx.oidc?.entities;

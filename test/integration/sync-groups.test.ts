@@ -177,3 +177,94 @@ describe('providers[].syncGroups at a refresh of the sign-in’s tokens', () => 
     });
   }
 });
+
+/**
+ * A refresh answered without an ID token (OpenID Connect Core §12.2 allows it; many issuers send
+ * none): the groups come from userinfo, asked for the subject of the sign-in's ID token; an issuer
+ * whose userinfo does not state the claim leaves them as they are (an answer that says nothing must
+ * not empty them). The sign-in's ID token is kept for the logout at the provider.
+ */
+describe('providers[].syncGroups at a refresh without an ID token', () => {
+  let lab3: Lab;
+  let gh3: TestGatehouse;
+  before(async () => {
+    lab3 = await startLab({ a: { groupsOnlyInIdToken: true } });
+    lab3.a.refreshWithoutIdToken = true;
+    lab3.b.refreshWithoutIdToken = true;
+    gh3 = await labGatehouse(lab3, {
+      routes: [{ path: '/admin/**', allow: { groups: ['admins', 'b-admins'] } }],
+      providers: lab3.providers({
+        a: { groupsClaim: 'groups', syncGroups: true, revalidate: '5s' },
+        b: { groupsClaim: 'groups', syncGroups: true, revalidate: '5s', endSession: true },
+      }),
+    });
+  });
+  after(async () => {
+    await gh3?.close();
+    await lab3?.close();
+  });
+
+  const account = (sub: string, groups: string[]) => ({
+    sub,
+    email: `${sub}@example.com`,
+    email_verified: true,
+    groups,
+  });
+  const signedInTo = async (idp: 'a' | 'b', sub: string, groups: string[]) => {
+    lab3[idp].accounts.set(sub, account(sub, groups));
+    lab3[idp].autoLogin = sub;
+    const c = new Client(gh3.url);
+    assert.equal((await signIn(c, idp, '/start')).at(-1)!.res.status, 200);
+    return c;
+  };
+  const adminOf = async (c: Client) => (await c.get('/admin/x', { accept: 'application/json' })).status;
+
+  test('from userinfo, for the sign-in’s subject; signing out still names the sign-in’s ID token to the IdP', async () => {
+    const c = await signedInTo('b', 'no-id-b', ['staff', 'b-admins']);
+    const user = await me(c);
+    assert.equal(await adminOf(c), 200);
+    const signInToken = lab3.b.issued.filter((t) => t.accountId === 'no-id-b').at(-1)!.id_token;
+    assert.ok(signInToken, 'the sign-in had an ID token');
+
+    lab3.b.accounts.set('no-id-b', account('no-id-b', ['staff']));
+    await until('the admin route closes at a refresh', async () => (await adminOf(c)) === 403);
+    const refreshes = lab3.b.issued.filter((t) => t.accountId === 'no-id-b').slice(1);
+    assert.ok(refreshes.length >= 1, 'refreshed');
+    assert.ok(
+      refreshes.every((t) => t.id_token === undefined),
+      'no refresh answer had an ID token',
+    );
+    assert.deepEqual((await me(c)).groups, ['staff'], 'signed in still, with the groups userinfo states');
+    const line = gh3.logs.find((l) => l.event === 'groups_synced' && l.userId === user.id && l.at === 'refresh');
+    assert.deepEqual([line?.added, line?.removed], [[], ['b-admins']]);
+
+    const res = await c.submitForm('/.auth/logout', {}, { origin: gh3.url });
+    assert.equal(res.status, 303);
+    const end = new URL(res.location!);
+    assert.equal(end.origin + end.pathname, `${lab3.b.issuer}/session/end`);
+    assert.equal(end.searchParams.get('id_token_hint'), signInToken, 'the ID token of the sign-in, kept');
+  });
+
+  test('a userinfo that does not state the groups leaves them as they are; the next ID token decides', async () => {
+    const c = await signedInTo('a', 'no-id-a', ['staff', 'admins']);
+    const user = await me(c);
+    assert.equal(await adminOf(c), 200);
+
+    lab3.a.accounts.set('no-id-a', account('no-id-a', ['staff']));
+    const before = lab3.a.refreshCount('no-id-a');
+    await until('a refresh without an ID token', async () => {
+      assert.equal(await adminOf(c), 200, 'still admitted: nothing said about the groups');
+      return lab3.a.refreshCount('no-id-a') > before;
+    });
+    assert.equal(await adminOf(c), 200);
+    assert.deepEqual([...(await me(c)).groups].sort(), ['admins', 'staff'], 'not emptied');
+    assert.equal(
+      gh3.logs.some((l) => l.event === 'groups_synced' && l.userId === user.id && l.at === 'refresh'),
+      false,
+    );
+
+    lab3.a.refreshWithoutIdToken = false;
+    await until('the next refresh’s ID token removes the group', async () => (await adminOf(c)) === 403);
+    assert.deepEqual((await me(c)).groups, ['staff']);
+  });
+});
