@@ -77,7 +77,9 @@ export class HealthChecks {
   private readonly healthy: boolean[];
   /** Checks in a row whose result differs from the replica's state. */
   private readonly against: number[];
-  private agent: Agent;
+  /** Made at the first round: a worker that only follows (apply()) never makes one. */
+  private agent: Agent | undefined;
+  private tls: UpstreamTlsOptions;
   private timer: NodeJS.Timeout | undefined;
   private started = false;
   private closed = false;
@@ -92,12 +94,7 @@ export class HealthChecks {
     this.changed = changed;
     this.healthy = replicas.map(() => true);
     this.against = replicas.map(() => 0);
-    this.agent = HealthChecks.agent(check, tls);
-  }
-
-  private static agent(check: HealthCheck, tls: UpstreamTlsOptions): Agent {
-    // A connection per check (no keep-alive): a replica that stopped accepting them is seen at once.
-    return new Agent({ pipelining: 0, connect: { timeout: check.timeout, ...tls } });
+    this.tls = tls;
   }
 
   /**
@@ -139,14 +136,16 @@ export class HealthChecks {
 
   /** New upstreamTls files (SIGHUP): the next round connects with them. */
   useTls(tls: UpstreamTlsOptions): void {
-    const old = this.agent;
-    this.agent = HealthChecks.agent(this.check, tls);
-    void old.close();
+    this.tls = tls;
+    void this.agent?.close();
+    this.agent = undefined;
   }
 
   private async round(): Promise<void> {
+    // A connection per check (no keep-alive): a replica that stopped accepting them is seen at once.
+    const agent = (this.agent ??= new Agent({ pipelining: 0, connect: { timeout: this.check.timeout, ...this.tls } }));
     const results = await Promise.all(
-      this.replicas.map((replica) => checkReplica(this.agent, replica, this.host, this.check)),
+      this.replicas.map((replica) => checkReplica(agent, replica, this.host, this.check)),
     );
     if (this.closed) return;
     let changed = false;
@@ -215,6 +214,6 @@ export class HealthChecks {
     this.closed = true;
     clearTimeout(this.timer);
     this.unpublish();
-    void this.agent.close();
+    void this.agent?.close();
   }
 }
