@@ -160,8 +160,9 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
       return {
         accountId: sub,
         claims: async (use: string) => {
-          const { groups: _groups, ...rest } = accounts.get(sub)!;
-          return options.groupsOnlyInIdToken && use === 'userinfo' ? rest : { ...accounts.get(sub)! };
+          const claims = { ...accounts.get(sub)! };
+          if (options.groupsOnlyInIdToken && use === 'userinfo') delete claims.groups;
+          return claims;
         },
       };
     },
