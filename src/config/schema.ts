@@ -179,6 +179,10 @@ export const RouteSchema = z
         per: durationField('1m', { min: 1000, max: 86_400_000 }).meta({
           description: 'The window, from the first request counted in it: "1s" to "1d"',
         }),
+        headers: z.boolean().default(true).meta({
+          description:
+            'The answers to counted requests say the allowance and what is left of it: RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers)',
+        }),
       })
       .optional()
       .meta({

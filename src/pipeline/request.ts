@@ -20,11 +20,11 @@ import { normalizeTarget } from '../http/target.ts';
 import type { Assertions } from '../identity/assertion.ts';
 import { type Logger, type RequestLine, type RequestLines, requestLine } from '../log/index.ts';
 import { type Metrics, NO_APP, type RequestKind } from '../metrics/index.ts';
-import type { RouteLimiter } from '../policy/rate-limit.ts';
+import { type RouteLimiter, rateLimitField, rateLimitPolicy } from '../policy/rate-limit.ts';
 import type { Rule } from '../policy/rules.ts';
 import type { ProviderService } from '../providers/service.ts';
 import { sessionProvider } from '../providers/service.ts';
-import { forward, type Upstreams } from '../proxy/forward.ts';
+import { forward, type RateLimitFields, type Upstreams } from '../proxy/forward.ts';
 import type { ActiveSession, Sessions } from '../sessions/index.ts';
 import { appFor, appPath, type App, type Site } from '../sites/index.ts';
 import { StoreUnavailableError } from '../store/index.ts';
@@ -344,8 +344,16 @@ export class HttpEntry {
     }
     const { app, active, rule } = o;
     if (active) ctx.userId = active.user.id;
+    let rateLimit: RateLimitFields | undefined;
     if (rule.rateLimit) {
       const verdict = await this.d.limits.take(app.name, rule, active?.user.id, ctx.ip);
+      // The answer says the allowance and what is left of it, whoever gives it (the app or Gatehouse).
+      const left = rule.rateLimit.headers ? rateLimitField(verdict) : undefined;
+      if (left !== undefined) {
+        rateLimit = [rateLimitPolicy(rule.rateLimit.requests, rule.rateLimit.perMs), left];
+        res.setHeader('ratelimit-policy', rateLimit[0]);
+        res.setHeader('ratelimit', left);
+      }
       if (!verdict.ok) {
         res.setHeader('retry-after', String(verdict.retryAfterSeconds));
         return (errorPage(req, res, site, 429, 'rate_limited', verdict.message), 429);
@@ -374,6 +382,7 @@ export class HttpEntry {
       add: app.responseHeaders,
       timeouts: rule.timeouts,
       publicBase: app.publicBase,
+      rateLimit,
     });
     if (meter && forwarded.headersAt)
       this.d.metrics!.upstream(app.name).observe((forwarded.headersAt - meter.sentAt) / 1000);

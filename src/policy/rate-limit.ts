@@ -3,10 +3,38 @@ import { rateLimitAddress } from '../http/client-ip.ts';
 import type { Metrics } from '../metrics/index.ts';
 import type { Rule } from './rules.ts';
 
-/** Refused: when to try again, and the words for the client. */
-export type RateVerdict = { ok: true } | { ok: false; retryAfterSeconds: number; message: string };
+/**
+ * Let in, with what is left of the allowance (`remaining`; undefined: not counted, the cache could
+ * not) and, when nothing is, the seconds until a request is let in again; or refused: when to try
+ * again, and the words for the client.
+ */
+export type RateVerdict =
+  | { ok: true; remaining?: number; resetSeconds?: number }
+  | { ok: false; retryAfterSeconds: number; message: string };
 
-const OK: RateVerdict = { ok: true };
+const UNCOUNTED: RateVerdict = { ok: true };
+
+/**
+ * The RateLimit-Policy field of a rule's answers (draft-ietf-httpapi-ratelimit-headers): its
+ * allowance as quota `q` over a window `w` in whole seconds (rounded up: never a more generous
+ * statement than the limit). The policy is named "gatehouse", apart from any the app states.
+ */
+export function rateLimitPolicy(requests: number, perMs: number): string {
+  return `"gatehouse";q=${requests};w=${Math.ceil(perMs / 1000)}`;
+}
+
+/**
+ * The RateLimit field for a verdict: what is left (`r`) and, with nothing left, the seconds until a
+ * request is let in again (`t`, Retry-After's value on a refusal); undefined when nothing was
+ * counted.
+ */
+export function rateLimitField(verdict: RateVerdict): string | undefined {
+  if (!verdict.ok) return `"gatehouse";r=0;t=${verdict.retryAfterSeconds}`;
+  if (verdict.remaining === undefined) return undefined;
+  return verdict.resetSeconds === undefined
+    ? `"gatehouse";r=${verdict.remaining}`
+    : `"gatehouse";r=${verdict.remaining};t=${verdict.resetSeconds}`;
+}
 
 /**
  * `routes[].rateLimit`: requests to a rule's paths counted per user, or per client address for
@@ -22,7 +50,8 @@ const OK: RateVerdict = { ok: true };
  * refused request is not counted: a client that keeps asking is let in as soon as its rate allows.
  * Retry-After says when that is. A cache that cannot count lets the request through (`unavailable`
  * is told): a Redis outage must not take the app down. A refusal is counted in
- * gatehouse_rate_limited_total as `<app> <rule path>`.
+ * gatehouse_rate_limited_total as `<app> <rule path>`. The verdict says what is left, for the
+ * RateLimit fields of the answer (rateLimitField()).
  */
 export class RouteLimiter {
   private readonly cache: Cache;
@@ -52,7 +81,15 @@ export class RouteLimiter {
         this.cache.count(`${who}:${index - 1}`),
         this.cache.hit(current, 2 * windowMs),
       ]);
-      if (previous * ((windowMs - into) / windowMs) + (n - 1) < limit.requests) return OK;
+      // What this window and the weighted last one counted before this request.
+      const before = previous * ((windowMs - into) / windowMs) + (n - 1);
+      if (before < limit.requests) {
+        // The requests let in after this one, now: those that keep the count under the limit.
+        const remaining = Math.max(0, Math.ceil(limit.requests - before - 1));
+        if (remaining > 0) return { ok: true, remaining };
+        const waitMs = retryAfterMs(previous, n, limit.requests, windowMs, into);
+        return { ok: true, remaining, resetSeconds: Math.max(1, Math.ceil(waitMs / 1000)) };
+      }
       await this.cache.release(current);
       const waitMs = retryAfterMs(previous, n - 1, limit.requests, windowMs, into);
       const retryAfterSeconds = Math.max(1, Math.ceil(waitMs / 1000));
@@ -61,7 +98,7 @@ export class RouteLimiter {
     } catch (err) {
       if (!(err instanceof CacheUnavailableError)) throw err;
       this.unavailable(err);
-      return OK;
+      return UNCOUNTED;
     }
   }
 }

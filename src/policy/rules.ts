@@ -22,8 +22,11 @@ export interface Rule {
   unauthenticated: 'redirect' | '401' | null;
   /** A provider id: relay its access token here; false: not here; null: as the app says. */
   tokenRelay: string | false | null;
-  /** At most `requests` per `perMs` for each user (or client address): rate-limit.ts. */
-  rateLimit: { requests: number; perMs: number } | null;
+  /**
+   * At most `requests` per `perMs` for each user (or client address): rate-limit.ts. `headers`: the
+   * answers carry the RateLimit fields.
+   */
+  rateLimit: { requests: number; perMs: number; headers: boolean } | null;
   /** routes[].timeouts (ms): the app's response and idle timeouts for these paths; null: the app's own. */
   timeouts: { response?: number; idle?: number } | null;
   regex: RegExp;
@@ -111,7 +114,9 @@ export function compileRules(
     allow: compileAllow(r.allow),
     unauthenticated: r.unauthenticated ?? null,
     tokenRelay: r.tokenRelay ?? null,
-    rateLimit: r.rateLimit ? { requests: r.rateLimit.requests, perMs: r.rateLimit.per } : null,
+    rateLimit: r.rateLimit
+      ? { requests: r.rateLimit.requests, perMs: r.rateLimit.per, headers: r.rateLimit.headers }
+      : null,
     timeouts: r.timeouts && (r.timeouts.response || r.timeouts.idle) ? r.timeouts : null,
     regex: globToRegExp(r.path, caseSensitive),
   }));

@@ -317,6 +317,7 @@ export function unreached(err: Error): { cause: string; at?: string } | undefine
  * `maxBody`: the app's maxRequestBody. `affinity`: the key that picks the replica (preferred()).
  * `add`: the app's responseHeaders, set where its response lacks them. `timeouts`: the rule's own.
  * `publicBase`: the app's App.publicBase, for a Location that names the upstream (publicLocation()).
+ * `rateLimit`: the rule's RateLimit fields, added to the app's own.
  */
 export function forward(
   req: IncomingMessage,
@@ -329,6 +330,9 @@ export function forward(
   return new Promise((resolve) => new Exchange(req, res, upstream, path, headers, o, resolve).send());
 }
 
+/** RateLimit-Policy and RateLimit of a rate-limited rule (policy/rate-limit.ts), added to the app's own. */
+export type RateLimitFields = readonly [policy: string, limit: string];
+
 type ForwardOptions = {
   ownCors?: boolean;
   maxBody?: number | null;
@@ -336,7 +340,13 @@ type ForwardOptions = {
   add?: [string, string][] | null;
   timeouts?: { response?: number; idle?: number } | null;
   publicBase?: string;
+  rateLimit?: RateLimitFields;
 };
+
+/** A list field's value with one more member, after the app's own (its field lines joined as one list). */
+function listed(app: string | string[] | undefined, ours: string): string {
+  return app === undefined ? ours : `${Array.isArray(app) ? app.join(', ') : app}, ${ours}`;
+}
 
 /** undici's handle on one request under way (its dispatch handler API). */
 type Controller = { abort(reason: Error): void; pause(): void; resume(): void };
@@ -446,6 +456,12 @@ class Exchange {
     const res = this.res;
     const out = downstreamResponseHeaders(upstreamHeaders);
     if (add) for (const [name, value] of add) out[name] ??= value;
+    const rateLimit = this.o.rateLimit;
+    if (rateLimit) {
+      // Lists (structured fields): an app that states policies of its own keeps them, Gatehouse's follows.
+      out['ratelimit-policy'] = listed(out['ratelimit-policy'], rateLimit[0]);
+      out.ratelimit = listed(out.ratelimit, rateLimit[1]);
+    }
     const location = out.location;
     if (typeof location === 'string' && publicBase !== undefined) {
       const moved = this.upstream.publicLocation(location, publicBase);

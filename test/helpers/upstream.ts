@@ -76,6 +76,15 @@ export async function startUpstream(o: { tls?: https.ServerOptions } = {}): Prom
         res.writeHead(302, { location: to, 'content-length': 0 });
         return res.end();
       }
+      if (u.pathname.endsWith('/app-ratelimit')) {
+        // An app that states a rate limit policy of its own (draft-ietf-httpapi-ratelimit-headers).
+        res.writeHead(200, {
+          'content-type': 'text/plain',
+          'ratelimit-policy': '"app";q=1000;w=3600',
+          ratelimit: '"app";r=999;t=3600',
+        });
+        return res.end('app');
+      }
       if (u.pathname.startsWith('/status/')) {
         res.writeHead(Number(u.pathname.slice(8)), { 'content-type': 'text/plain' });
         return res.end('status');

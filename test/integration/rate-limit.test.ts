@@ -18,6 +18,8 @@ const routes = [
   { path: '/api/**', rateLimit: { requests: 3, per: '1m' } },
   { path: '/open/**', access: 'public' as const, rateLimit: { requests: 2, per: '1m' } },
   { path: '/ws', access: 'public' as const, rateLimit: { requests: 2, per: '1m' } },
+  { path: '/quiet/**', access: 'public' as const, rateLimit: { requests: 2, per: '1m', headers: false } },
+  { path: '/free/**', access: 'public' as const },
 ];
 const JSON_ = { accept: 'application/json' };
 
@@ -79,6 +81,45 @@ describe('routes[].rateLimit', () => {
     assert.equal((await browser.get('/open/e', JSON_)).status, 200);
   });
 
+  test('the answers say the allowance and what is left (RateLimit-Policy, RateLimit), beside an app’s own policy', async () => {
+    const { browser } = await signedInBrowser(gh);
+    const fields = async (path: string) => {
+      const res = await browser.get(path, JSON_);
+      return [res.status, res.headers['ratelimit-policy'], res.headers.ratelimit, res.headers['retry-after']];
+    };
+    const policy = '"gatehouse";q=3;w=60';
+    assert.deepEqual(await fields('/api/a'), [200, policy, '"gatehouse";r=2', undefined]);
+    // An app that states its own policy keeps it; Gatehouse's follows in the same lists.
+    assert.deepEqual(await fields('/api/app-ratelimit'), [
+      200,
+      `"app";q=1000;w=3600, ${policy}`,
+      '"app";r=999;t=3600, "gatehouse";r=1',
+      undefined,
+    ]);
+    const last = await fields('/api/c');
+    assert.equal(last[0], 200);
+    assert.match(String(last[2]), /^"gatehouse";r=0;t=\d+$/, 'nothing left: when the next one is let in');
+    const wait = Number(String(last[2]).split('t=')[1]);
+    assert.deepEqual(
+      await fields('/api/d'),
+      [429, policy, `"gatehouse";r=0;t=${wait}`, String(wait)],
+      'as Retry-After says',
+    );
+    // A rule without rateLimit says nothing; one with headers: false counts without saying.
+    assert.deepEqual((await fields('/free/x')).slice(1, 3), [undefined, undefined]);
+    const anonymous = new Client(gh.url);
+    const quiet = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await anonymous.get(`/quiet/${i}`, JSON_);
+      quiet.push([res.status, res.headers.ratelimit]);
+    }
+    assert.deepEqual(quiet, [
+      [200, undefined],
+      [200, undefined],
+      [429, undefined],
+    ]);
+  });
+
   test('WebSocket upgrades count as requests', async () => {
     const open = () =>
       new Promise<number>((resolve) => {
@@ -104,7 +145,10 @@ test('a cache that cannot count lets requests through (whenDown: closed is for t
   }));
   try {
     const c = new Client(gh.url);
-    for (let i = 0; i < 4; i++) assert.equal((await c.get(`/open/${i}`, JSON_)).status, 200);
+    for (let i = 0; i < 4; i++) {
+      const res = await c.get(`/open/${i}`, JSON_);
+      assert.deepEqual([res.status, res.headers.ratelimit], [200, undefined], 'nothing counted, nothing said');
+    }
     const ready = await c.get('/.auth/ready', JSON_);
     assert.deepEqual(ready.json().unavailable, ['cache']);
   } finally {

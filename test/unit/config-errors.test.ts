@@ -340,7 +340,7 @@ describe('every key, every wrong value: a worded problem with key and line, neve
         allow: { emails: ['a@example.com'], domains: ['example.com'], groups: ['g'], mfa: true, providers: ['kc'] },
         unauthenticated: 'redirect',
         tokenRelay: 'kc',
-        rateLimit: { requests: 100, per: '1m' },
+        rateLimit: { requests: 100, per: '1m', headers: false },
         timeouts: { response: '5m', idle: '10m' },
       },
     ],

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MemoryCache } from '../../src/cache/memory.ts';
-import { RouteLimiter, retryAfterMs } from '../../src/policy/rate-limit.ts';
+import { RouteLimiter, rateLimitField, rateLimitPolicy, retryAfterMs } from '../../src/policy/rate-limit.ts';
 import type { Rule } from '../../src/policy/rules.ts';
 
 /**
@@ -103,4 +103,27 @@ test('retryAfterMs: within this window while it has room, else into the next', (
   // 10 before, 5 now: room when 10 * (60 - into) / 60 + 5 < 10, that is past 30 s into the window.
   assert.equal(retryAfterMs(10, 5, 10, MINUTE, 30_000), 1);
   assert.equal(retryAfterMs(10, 5, 10, MINUTE, 20_000), 10_001);
+});
+
+test('each verdict says what is left; the last request let in, and every refusal, when the next one is', async () => {
+  let now = windowStart + 30_000;
+  const l = new RouteLimiter(
+    new MemoryCache(),
+    () => assert.fail('the cache is up'),
+    undefined,
+    () => now,
+  );
+  const fields: (string | undefined)[] = [];
+  for (let i = 0; i < 11; i++) fields.push(rateLimitField(await l.take('app', rule, 'user-1', '192.0.2.1')));
+  assert.deepEqual(fields, [
+    ...[9, 8, 7, 6, 5, 4, 3, 2, 1].map((r) => `"gatehouse";r=${r}`),
+    '"gatehouse";r=0;t=31',
+    '"gatehouse";r=0;t=31',
+  ]);
+  // Halfway into the next window the last one weighs 5 of 10: four more now, said as such.
+  now = windowStart + 90_000;
+  assert.equal(rateLimitField(await l.take('app', rule, 'user-1', '192.0.2.1')), '"gatehouse";r=4');
+  assert.equal(rateLimitPolicy(10, MINUTE), '"gatehouse";q=10;w=60');
+  assert.equal(rateLimitPolicy(3, 1500), '"gatehouse";q=3;w=2', 'whole seconds, never a longer allowance than set');
+  assert.equal(rateLimitField({ ok: true }), undefined, 'nothing counted (the cache is down): nothing said');
 });
