@@ -12,7 +12,7 @@ import { type Logger, lowestLogged, type RequestLines } from '../log/index.ts';
 import { type Metrics, NO_APP } from '../metrics/index.ts';
 import { type Upstreams } from '../proxy/forward.ts';
 import { rejectUpgrade, tunnelWebSocket } from '../proxy/upgrade.ts';
-import type { RouteLimiter } from '../policy/rate-limit.ts';
+import { type RouteLimiter, rateLimitField, rateLimitPolicy } from '../policy/rate-limit.ts';
 import type { ActiveSession, InvalidReason, Sessions } from '../sessions/index.ts';
 import type { BearerSession } from '../oauth/bearer.ts';
 import { matchRule } from '../policy/rules.ts';
@@ -181,10 +181,15 @@ export class UpgradeEntry {
       userId = active?.user.id;
       if (o.rule.rateLimit) {
         const verdict = await this.d.limits.take(app.name, o.rule, userId, ctx.ip);
-        if (!verdict.ok)
+        if (!verdict.ok) {
+          const { requests, perMs, headers } = o.rule.rateLimit;
           return rejectUpgrade(socket, (status = 429), 'Too Many Requests', `${verdict.message}\n`, {
             'retry-after': String(verdict.retryAfterSeconds),
+            ...(headers
+              ? { 'ratelimit-policy': rateLimitPolicy(requests, perMs), ratelimit: rateLimitField(verdict)! }
+              : {}),
           });
+        }
       }
       // Browsers always send Origin with an upgrade: one the session cookie signs in without it
       // did not come from a page of this site. A bearer token is a program's own and needs none.

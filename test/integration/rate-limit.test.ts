@@ -120,7 +120,7 @@ describe('routes[].rateLimit', () => {
     ]);
   });
 
-  test('WebSocket upgrades count as requests', async () => {
+  test('WebSocket upgrades count as requests; the 429 says the allowance', async () => {
     const open = () =>
       new Promise<number>((resolve) => {
         const ws = new WebSocket(`ws://127.0.0.1:${gh.port}/ws`, { headers: { origin: gh.url } });
@@ -129,7 +129,10 @@ describe('routes[].rateLimit', () => {
           resolve(101);
         });
         ws.once('unexpected-response', (_req, res) => {
-          assert.ok(Number(res.headers['retry-after']) >= 1);
+          const retry = res.headers['retry-after'];
+          assert.ok(Number(retry) >= 1);
+          assert.equal(res.headers['ratelimit-policy'], '"gatehouse";q=2;w=60');
+          assert.equal(res.headers.ratelimit, `"gatehouse";r=0;t=${retry}`, 'as Retry-After says');
           resolve(res.statusCode!);
         });
       });
