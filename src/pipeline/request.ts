@@ -20,7 +20,7 @@ import { normalizeTarget } from '../http/target.ts';
 import type { Assertions } from '../identity/assertion.ts';
 import { type Logger, type RequestLine, type RequestLines, requestLine } from '../log/index.ts';
 import { type Metrics, NO_APP, type RequestKind } from '../metrics/index.ts';
-import { type RouteLimiter, rateLimitField, rateLimitPolicy } from '../policy/rate-limit.ts';
+import { type RouteLimiter, rateLimitFields } from '../policy/rate-limit.ts';
 import type { Rule } from '../policy/rules.ts';
 import type { ProviderService } from '../providers/service.ts';
 import { sessionProvider } from '../providers/service.ts';
@@ -348,11 +348,10 @@ export class HttpEntry {
     if (rule.rateLimit) {
       const verdict = await this.d.limits.take(app.name, rule, active?.user.id, ctx.ip);
       // The answer says the allowance and what is left of it, whoever gives it (the app or Gatehouse).
-      const left = rule.rateLimit.headers ? rateLimitField(verdict) : undefined;
-      if (left !== undefined) {
-        rateLimit = [rateLimitPolicy(rule.rateLimit.requests, rule.rateLimit.perMs), left];
+      rateLimit = rateLimitFields(rule.rateLimit, verdict);
+      if (rateLimit) {
         res.setHeader('ratelimit-policy', rateLimit[0]);
-        res.setHeader('ratelimit', left);
+        res.setHeader('ratelimit', rateLimit[1]);
       }
       if (!verdict.ok) {
         res.setHeader('retry-after', String(verdict.retryAfterSeconds));

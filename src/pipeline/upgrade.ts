@@ -12,7 +12,7 @@ import { type Logger, lowestLogged, type RequestLines } from '../log/index.ts';
 import { type Metrics, NO_APP } from '../metrics/index.ts';
 import { type Upstreams } from '../proxy/forward.ts';
 import { rejectUpgrade, tunnelWebSocket } from '../proxy/upgrade.ts';
-import { type RouteLimiter, rateLimitField, rateLimitPolicy } from '../policy/rate-limit.ts';
+import { type RouteLimiter, rateLimitFields } from '../policy/rate-limit.ts';
 import type { ActiveSession, InvalidReason, Sessions } from '../sessions/index.ts';
 import type { BearerSession } from '../oauth/bearer.ts';
 import { matchRule } from '../policy/rules.ts';
@@ -182,12 +182,10 @@ export class UpgradeEntry {
       if (o.rule.rateLimit) {
         const verdict = await this.d.limits.take(app.name, o.rule, userId, ctx.ip);
         if (!verdict.ok) {
-          const { requests, perMs, headers } = o.rule.rateLimit;
+          const fields = rateLimitFields(o.rule.rateLimit, verdict);
           return rejectUpgrade(socket, (status = 429), 'Too Many Requests', `${verdict.message}\n`, {
             'retry-after': String(verdict.retryAfterSeconds),
-            ...(headers
-              ? { 'ratelimit-policy': rateLimitPolicy(requests, perMs), ratelimit: rateLimitField(verdict)! }
-              : {}),
+            ...(fields && { 'ratelimit-policy': fields[0], ratelimit: fields[1] }),
           });
         }
       }

@@ -37,6 +37,18 @@ export function rateLimitField(verdict: RateVerdict): string | undefined {
 }
 
 /**
+ * What an answer to a request the rule counted says (RateLimit-Policy, RateLimit), for the HTTP and
+ * WebSocket entry points; undefined with `headers: false` or when nothing was counted.
+ */
+export function rateLimitFields(
+  limit: NonNullable<Rule['rateLimit']>,
+  verdict: RateVerdict,
+): readonly [policy: string, limit: string] | undefined {
+  const left = limit.headers ? rateLimitField(verdict) : undefined;
+  return left === undefined ? undefined : [rateLimitPolicy(limit.requests, limit.perMs), left];
+}
+
+/**
  * `routes[].rateLimit`: requests to a rule's paths counted per user, or per client address for
  * requests nobody is signed in to, in the cache (Redis: shared by every node). The user is the
  * account, whatever carries it: a browser session and that user's CLI and MCP logins share one
