@@ -79,7 +79,7 @@ export function explain(routes: Routes, url: string, u: URL, method: string, ip?
   lines.push(`  decision: ${decision}`);
   if (rule.rateLimit && rule.access !== 'deny')
     lines.push(
-      `  rate limit: ${rule.rateLimit.requests} requests per ${formatDuration(rule.rateLimit.perMs)} for each user (each client address when nobody is signed in), then 429`,
+      `  rate limit: ${rule.rateLimit.requests} requests per ${formatDuration(rule.rateLimit.perMs)} for each user (each client address when nobody is signed in), then 429${rule.rateLimit.headers ? '; the answers say what is left (RateLimit-Policy, RateLimit)' : ''}`,
     );
   if (rule.timeouts && rule.access !== 'deny')
     lines.push(

@@ -331,7 +331,7 @@ describe('gatehouse check', () => {
     assert.match(r.stdout, /decision: sign-in required, then only groups admins/);
     assert.match(
       r.stdout,
-      /rate limit: 30 requests per 1m for each user \(each client address when nobody is signed in\), then 429/,
+      /rate limit: 30 requests per 1m for each user \(each client address when nobody is signed in\), then 429; the answers say what is left \(RateLimit-Policy, RateLimit\)$/m,
     );
     const post = await run(['check', '--config', file, '--explain', '/docs/a', '--method', 'post']);
     assert.match(post.stdout, /method POST not in \[GET\]/);
