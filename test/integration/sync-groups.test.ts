@@ -41,6 +41,23 @@ async function signedIn(provider: 'a' | 'b', account: string): Promise<Client> {
 const me = async (c: Client) => (await c.get('/.auth/me')).json();
 const admin = async (c: Client) => (await c.get('/admin/x', { accept: 'application/json' })).status;
 
+/** An account at a lab IdP, with these groups. */
+const idpAccount = (sub: string, groups: string[]) => ({
+  sub,
+  email: `${sub}@example.com`,
+  email_verified: true,
+  groups,
+});
+
+/** A browser signed in to `at` through the lab's IdP `idp` as `sub`, who has `groups` there. */
+async function signedInTo(l: Lab, at: TestGatehouse, idp: 'a' | 'b', sub: string, groups: string[]): Promise<Client> {
+  l[idp].accounts.set(sub, idpAccount(sub, groups));
+  l[idp].autoLogin = sub;
+  const c = new Client(at.url);
+  assert.equal((await signIn(c, idp, '/start')).at(-1)!.res.status, 200);
+  return c;
+}
+
 describe('providers[].syncGroups', () => {
   test('the IdP’s groups become the user’s: a route for admins opens, the app is told, the change is logged', async () => {
     lab.a.accounts.set('ann', {
@@ -121,15 +138,6 @@ describe('providers[].syncGroups at a refresh of the sign-in’s tokens', () => 
     await lab2?.close();
   });
 
-  const signedInTo = async (idp: 'a' | 'b', account: string, groups: string[]) => {
-    lab2[idp].accounts.set(account, { sub: account, email: `${account}@example.com`, email_verified: true, groups });
-    lab2[idp].autoLogin = account;
-    const c = new Client(gh2.url);
-    assert.equal((await signIn(c, idp, '/start')).at(-1)!.res.status, 200);
-    return c;
-  };
-  const adminOf = async (c: Client) => (await c.get('/admin/x', { accept: 'application/json' })).status;
-
   test('gatehouse check says when synced groups are read only at sign-in (no revalidate)', () => {
     const warned = (config: TestGatehouse['config']) =>
       lintConfig(config).filter((w) => /syncGroups/.test(w.key) && /does not revalidate/.test(w.message));
@@ -148,18 +156,13 @@ describe('providers[].syncGroups at a refresh of the sign-in’s tokens', () => 
     test(`IdP ${idp.toUpperCase()}: a group removed at the IdP is lost at the next refresh (from ${where}), still signed in`, async () => {
       const account = `refresh-${idp}`;
       const group = idp === 'a' ? 'admins' : 'b-admins';
-      const c = await signedInTo(idp, account, ['staff', group]);
+      const c = await signedInTo(lab2, gh2, idp, account, ['staff', group]);
       const user = await me(c);
-      assert.equal(await adminOf(c), 200);
+      assert.equal(await admin(c), 200);
       assert.equal(lab2[idp].refreshCount(account), 0);
 
-      lab2[idp].accounts.set(account, {
-        sub: account,
-        email: `${account}@example.com`,
-        email_verified: true,
-        groups: ['staff'],
-      });
-      await until('the admin route closes at a refresh', async () => (await adminOf(c)) === 403);
+      lab2[idp].accounts.set(account, idpAccount(account, ['staff']));
+      await until('the admin route closes at a refresh', async () => (await admin(c)) === 403);
       assert.ok(lab2[idp].refreshCount(account) >= 1, 'the refresh token was spent');
       const now = await me(c);
       assert.deepEqual(now.groups, ['staff'], 'signed in still, with the IdP’s groups');
@@ -167,13 +170,8 @@ describe('providers[].syncGroups at a refresh of the sign-in’s tokens', () => 
       const line = gh2.logs.find((l) => l.event === 'groups_synced' && l.userId === user.id && l.at === 'refresh');
       assert.deepEqual([line?.added, line?.removed, line?.provider], [[], [group], idp]);
 
-      lab2[idp].accounts.set(account, {
-        sub: account,
-        email: `${account}@example.com`,
-        email_verified: true,
-        groups: ['staff', group],
-      });
-      await until('the group comes back at the next refresh', async () => (await adminOf(c)) === 200);
+      lab2[idp].accounts.set(account, idpAccount(account, ['staff', group]));
+      await until('the group comes back at the next refresh', async () => (await admin(c)) === 200);
     });
   }
 });
@@ -204,30 +202,15 @@ describe('providers[].syncGroups at a refresh without an ID token', () => {
     await lab3?.close();
   });
 
-  const account = (sub: string, groups: string[]) => ({
-    sub,
-    email: `${sub}@example.com`,
-    email_verified: true,
-    groups,
-  });
-  const signedInTo = async (idp: 'a' | 'b', sub: string, groups: string[]) => {
-    lab3[idp].accounts.set(sub, account(sub, groups));
-    lab3[idp].autoLogin = sub;
-    const c = new Client(gh3.url);
-    assert.equal((await signIn(c, idp, '/start')).at(-1)!.res.status, 200);
-    return c;
-  };
-  const adminOf = async (c: Client) => (await c.get('/admin/x', { accept: 'application/json' })).status;
-
   test('from userinfo, for the sign-in’s subject; signing out still names the sign-in’s ID token to the IdP', async () => {
-    const c = await signedInTo('b', 'no-id-b', ['staff', 'b-admins']);
+    const c = await signedInTo(lab3, gh3, 'b', 'no-id-b', ['staff', 'b-admins']);
     const user = await me(c);
-    assert.equal(await adminOf(c), 200);
+    assert.equal(await admin(c), 200);
     const signInToken = lab3.b.issued.filter((t) => t.accountId === 'no-id-b').at(-1)!.id_token;
     assert.ok(signInToken, 'the sign-in had an ID token');
 
-    lab3.b.accounts.set('no-id-b', account('no-id-b', ['staff']));
-    await until('the admin route closes at a refresh', async () => (await adminOf(c)) === 403);
+    lab3.b.accounts.set('no-id-b', idpAccount('no-id-b', ['staff']));
+    await until('the admin route closes at a refresh', async () => (await admin(c)) === 403);
     const refreshes = lab3.b.issued.filter((t) => t.accountId === 'no-id-b').slice(1);
     assert.ok(refreshes.length >= 1, 'refreshed');
     assert.ok(
@@ -246,17 +229,17 @@ describe('providers[].syncGroups at a refresh without an ID token', () => {
   });
 
   test('a userinfo that does not state the groups leaves them as they are; the next ID token decides', async () => {
-    const c = await signedInTo('a', 'no-id-a', ['staff', 'admins']);
+    const c = await signedInTo(lab3, gh3, 'a', 'no-id-a', ['staff', 'admins']);
     const user = await me(c);
-    assert.equal(await adminOf(c), 200);
+    assert.equal(await admin(c), 200);
 
-    lab3.a.accounts.set('no-id-a', account('no-id-a', ['staff']));
+    lab3.a.accounts.set('no-id-a', idpAccount('no-id-a', ['staff']));
     const before = lab3.a.refreshCount('no-id-a');
     await until('a refresh without an ID token', async () => {
-      assert.equal(await adminOf(c), 200, 'still admitted: nothing said about the groups');
+      assert.equal(await admin(c), 200, 'still admitted: nothing said about the groups');
       return lab3.a.refreshCount('no-id-a') > before;
     });
-    assert.equal(await adminOf(c), 200);
+    assert.equal(await admin(c), 200);
     assert.deepEqual([...(await me(c)).groups].sort(), ['admins', 'staff'], 'not emptied');
     assert.equal(
       gh3.logs.some((l) => l.event === 'groups_synced' && l.userId === user.id && l.at === 'refresh'),
@@ -264,7 +247,7 @@ describe('providers[].syncGroups at a refresh without an ID token', () => {
     );
 
     lab3.a.refreshWithoutIdToken = false;
-    await until('the next refresh’s ID token removes the group', async () => (await adminOf(c)) === 403);
+    await until('the next refresh’s ID token removes the group', async () => (await admin(c)) === 403);
     assert.deepEqual((await me(c)).groups, ['staff']);
   });
 });
