@@ -99,12 +99,10 @@ export class RouteLimiter {
         // The requests let in after this one, now: those that keep the count under the limit.
         const remaining = Math.max(0, Math.ceil(limit.requests - before - 1));
         if (remaining > 0) return { ok: true, remaining };
-        const waitMs = retryAfterMs(previous, n, limit.requests, windowMs, into);
-        return { ok: true, remaining, resetSeconds: Math.max(1, Math.ceil(waitMs / 1000)) };
+        return { ok: true, remaining, resetSeconds: waitSeconds(previous, n, limit.requests, windowMs, into) };
       }
       await this.cache.release(current);
-      const waitMs = retryAfterMs(previous, n - 1, limit.requests, windowMs, into);
-      const retryAfterSeconds = Math.max(1, Math.ceil(waitMs / 1000));
+      const retryAfterSeconds = waitSeconds(previous, n - 1, limit.requests, windowMs, into);
       this.metrics?.rateLimited.inc({ limit: `${app} ${rule.path}` });
       return { ok: false, retryAfterSeconds, message: `Too many requests: try again in ${retryAfterSeconds} s.` };
     } catch (err) {
@@ -113,6 +111,11 @@ export class RouteLimiter {
       return UNCOUNTED;
     }
   }
+}
+
+/** retryAfterMs() in whole seconds, at least one: Retry-After's value, and RateLimit's `t`. */
+function waitSeconds(previous: number, current: number, limit: number, windowMs: number, into: number): number {
+  return Math.max(1, Math.ceil(retryAfterMs(previous, current, limit, windowMs, into) / 1000));
 }
 
 /**
