@@ -71,6 +71,8 @@ export interface HealthReporter {
  */
 export class HealthChecks {
   private readonly replicas: URL[];
+  /** The replicas' URLs as a worker shares them (and checks() compares them). */
+  private readonly hrefs: string[];
   private readonly host: string;
   private readonly check: HealthCheck;
   private readonly changed: () => void;
@@ -89,6 +91,7 @@ export class HealthChecks {
 
   constructor(replicas: URL[], host: string, check: HealthCheck, tls: UpstreamTlsOptions, changed: () => void) {
     this.replicas = replicas;
+    this.hrefs = replicas.map((r) => r.href);
     this.host = host;
     this.check = check;
     this.changed = changed;
@@ -119,7 +122,7 @@ export class HealthChecks {
 
   /** Whether these are the replicas checked here (a worker's share matches only the same list). */
   checks(replicas: string[]): boolean {
-    return replicas.length === this.replicas.length && this.replicas.every((r, i) => r.href === replicas[i]);
+    return replicas.length === this.hrefs.length && this.hrefs.every((r, i) => r === replicas[i]);
   }
 
   /** The checking worker's results (listen.workers): taken as this process's own, without a log line of its own. */
@@ -158,11 +161,7 @@ export class HealthChecks {
       this.report(i, r.cause);
     });
     if (changed) this.changed();
-    this.reporter?.share?.(
-      this.app,
-      this.replicas.map((r) => r.href),
-      [...this.healthy],
-    );
+    this.reporter?.share?.(this.app, this.hrefs, [...this.healthy]);
     this.timer = setTimeout(() => void this.round(), this.check.interval).unref();
   }
 
