@@ -36,6 +36,9 @@ export function rateLimitField(verdict: RateVerdict): string | undefined {
     : `"gatehouse";r=${verdict.remaining};t=${verdict.resetSeconds}`;
 }
 
+/** RateLimit-Policy and RateLimit of an answer (proxy/forward.ts adds them to the app's own). */
+export type RateLimitFields = readonly [policy: string, limit: string];
+
 /**
  * What an answer to a request the rule counted says (RateLimit-Policy, RateLimit), for the HTTP and
  * WebSocket entry points; undefined with `headers: false` or when nothing was counted.
@@ -43,7 +46,7 @@ export function rateLimitField(verdict: RateVerdict): string | undefined {
 export function rateLimitFields(
   limit: NonNullable<Rule['rateLimit']>,
   verdict: RateVerdict,
-): readonly [policy: string, limit: string] | undefined {
+): RateLimitFields | undefined {
   const left = limit.headers ? rateLimitField(verdict) : undefined;
   return left === undefined ? undefined : [rateLimitPolicy(limit.requests, limit.perMs), left];
 }

@@ -5,6 +5,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { BalancedPool, type Dispatcher, Pool } from 'undici';
 import { withoutAppCors } from '../http/cors.ts';
 import { hasBody } from '../http/protocol.ts';
+import type { RateLimitFields } from '../policy/rate-limit.ts';
 import type { App, UpstreamTarget } from '../sites/index.ts';
 import { downstreamResponseHeaders } from './headers.ts';
 import { HealthChecks, type HealthReporter } from './health.ts';
@@ -329,9 +330,6 @@ export function forward(
 ): Promise<ForwardOutcome> {
   return new Promise((resolve) => new Exchange(req, res, upstream, path, headers, o, resolve).send());
 }
-
-/** RateLimit-Policy and RateLimit of a rate-limited rule (policy/rate-limit.ts), added to the app's own. */
-export type RateLimitFields = readonly [policy: string, limit: string];
 
 type ForwardOptions = {
   ownCors?: boolean;
